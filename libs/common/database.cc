@@ -1,0 +1,132 @@
+#include "absl/strings/string_view.h"
+#include "libs/common/database.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "rocksdb/options.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
+
+namespace crm {
+
+absl::Status FromRocks(const rocksdb::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.IsNotFound()) return absl::NotFoundError(s.ToString());
+  if (s.IsBusy() || s.IsTryAgain()) return absl::AbortedError(s.ToString());
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(s.ToString());
+  return absl::InternalError(absl::StrCat("rocksdb: ", s.ToString()));
+}
+
+namespace {
+
+rocksdb::ColumnFamilyOptions FamilyOptions() {
+  rocksdb::ColumnFamilyOptions cf;
+  // Point lookups by key dominate (state, dedupe, offsets): a bloom filter
+  // avoids touching files for absent keys, e.g. first contact of a person.
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf.compression = rocksdb::kLZ4Compression;
+  return cf;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(
+    const std::string& path, const std::vector<std::string>& families) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create data dir ", path, ": ", ec.message()));
+  }
+  rocksdb::DBOptions options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  // Two cores: one flush and one compaction thread.
+  options.max_background_jobs = 2;
+  // Lets synced writers of different streams join one WAL fsync.
+  options.enable_pipelined_write = true;
+  options.keep_log_file_num = 4;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions());
+  for (const auto& f : families) descriptors.emplace_back(f, FamilyOptions());
+
+  std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
+  rocksdb::DB* raw_db = nullptr;
+  if (auto s = rocksdb::DB::Open(options, path, descriptors, &raw_handles, &raw_db);
+      !s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot open RocksDB at ", path, ": ", s.ToString()));
+  }
+  auto db = std::make_unique<Database>(Token{});
+  db->path_ = path;
+  db->db_.reset(raw_db);
+  for (size_t i = 0; i < raw_handles.size(); ++i) {
+    db->handles_.emplace_back(raw_handles[i]);
+    db->by_name_[descriptors[i].name] = raw_handles[i];
+  }
+  return db;
+}
+
+Database::~Database() {
+  if (!db_) return;
+  db_->FlushWAL(/*sync=*/true);
+  // Handles must be released before the DB closes.
+  for (auto& h : handles_) db_->DestroyColumnFamilyHandle(h.release());
+  db_->Close();
+}
+
+rocksdb::ColumnFamilyHandle* Database::Family(absl::string_view name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+absl::Status Database::Write(rocksdb::WriteBatch* batch, bool sync) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, batch));
+}
+
+absl::StatusOr<std::optional<std::string>> Database::Get(
+    absl::string_view family, absl::string_view key) const {
+  auto* cf = Family(family);
+  if (cf == nullptr) return absl::InternalError(absl::StrCat("no family ", family));
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()),
+                    &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s);
+  return value;
+}
+
+absl::StatusOr<std::optional<std::string>> Database::GetThrough(
+    rocksdb::WriteBatchWithIndex& batch, absl::string_view family,
+    absl::string_view key) const {
+  auto* cf = Family(family);
+  if (cf == nullptr) return absl::InternalError(absl::StrCat("no family ", family));
+  std::string value;
+  auto s = batch.GetFromBatchAndDB(db_.get(), rocksdb::ReadOptions(), cf,
+                                   rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s);
+  return value;
+}
+
+std::unique_ptr<rocksdb::Iterator> Database::NewIterator(absl::string_view family) const {
+  auto* cf = Family(family);
+  if (cf == nullptr) return nullptr;
+  return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(rocksdb::ReadOptions(), cf));
+}
+
+absl::Status Database::Flush() {
+  if (auto s = db_->FlushWAL(/*sync=*/true); !s.ok()) return FromRocks(s);
+  std::vector<rocksdb::ColumnFamilyHandle*> all;
+  for (auto& h : handles_) all.push_back(h.get());
+  return FromRocks(db_->Flush(rocksdb::FlushOptions(), all));
+}
+
+}  // namespace crm

@@ -1,0 +1,66 @@
+#pragma once
+
+#include "absl/strings/string_view.h"
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "rocksdb/db.h"
+#include "rocksdb/utilities/write_batch_with_index.h"
+
+namespace crm {
+
+// A RocksDB instance with named column families; every RocksDB option of
+// the project is set here, in one place.
+class Database {
+ public:
+  // Opens (creating if needed) the database at `path` with the given column
+  // families in addition to "default".
+  static absl::StatusOr<std::unique_ptr<Database>> Open(
+      const std::string& path, const std::vector<std::string>& families);
+  ~Database();
+
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  // The handle of a family passed to Open; nullptr for an unknown name.
+  rocksdb::ColumnFamilyHandle* Family(absl::string_view name) const;
+
+  // `sync` fsyncs the WAL before returning; concurrent synced writers are
+  // grouped by RocksDB's write thread and share one fsync.
+  absl::Status Write(rocksdb::WriteBatch* batch, bool sync);
+  absl::StatusOr<std::optional<std::string>> Get(absl::string_view family,
+                                                  absl::string_view key) const;
+  // Reads through a batch's own uncommitted writes first.
+  absl::StatusOr<std::optional<std::string>> GetThrough(
+      rocksdb::WriteBatchWithIndex& batch, absl::string_view family,
+      absl::string_view key) const;
+  std::unique_ptr<rocksdb::Iterator> NewIterator(absl::string_view family) const;
+  // Flushes memtables and the WAL: used on graceful shutdown.
+  absl::Status Flush();
+
+  rocksdb::DB* raw() const { return db_.get(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Token {};
+
+ public:
+  explicit Database(Token) {}
+
+ private:
+
+  std::string path_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;
+  absl::flat_hash_map<std::string, rocksdb::ColumnFamilyHandle*> by_name_;
+};
+
+absl::Status FromRocks(const rocksdb::Status& s);
+
+}  // namespace crm

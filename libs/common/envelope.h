@@ -1,0 +1,25 @@
+#pragma once
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "crm/v1/envelope.pb.h"
+#include "google/protobuf/message.h"
+
+namespace crm {
+
+// Who and what caused an event; carried into every envelope it produces.
+struct EventContext {
+  std::string source;  // emitting service, "crm/leads"
+  std::string actor;
+  std::string correlation_id;
+  std::string causation_id;
+  absl::Time occurred_at;
+};
+
+// A new envelope for `payload`; stream, stream_version and recorded_at are
+// set by the event store on append. The type is the payload's message name.
+crm::v1::EventEnvelope MakeEnvelope(const google::protobuf::Message& payload,
+                                    const std::string& customer_id, const EventContext& ctx);
+
+}  // namespace crm

@@ -1,0 +1,82 @@
+#include <memory>
+
+#include "absl/time/time.h"
+#include "crm/v1/envelope.pb.h"
+#include "crm/v1/leads.pb.h"
+#include "gtest/gtest.h"
+#include "libs/common/ids.h"
+#include "libs/common/kafka.h"
+
+namespace crm {
+namespace {
+
+crm::v1::EventEnvelope SampleEnvelope() {
+  crm::v1::EventEnvelope e;
+  e.set_event_id(NewId("evt"));
+  e.set_stream("lead-01ABC");
+  e.set_stream_version(3);
+  e.set_customer_id("cus_42");
+  e.set_type("LeadCaptured");
+  *e.mutable_occurred_at() = ToProtoTimestamp(absl::FromUnixMicros(1700000000123456));
+  *e.mutable_recorded_at() = ToProtoTimestamp(absl::FromUnixMicros(1700000000200000));
+  e.set_actor("user:alice");
+  e.set_correlation_id("corr-1");
+  e.set_causation_id("cause-1");
+  e.set_source("crm/leads");
+  crm::v1::LeadCaptured payload;
+  payload.set_lead_id("lead_1");
+  payload.mutable_contact()->set_email("a@example.com");
+  e.mutable_payload()->PackFrom(payload);
+  return e;
+}
+
+TEST(EnvelopeTest, RoundTripKeepsEveryFieldAndThePayload) {
+  const auto e = SampleEnvelope();
+  crm::v1::EventEnvelope back;
+  ASSERT_TRUE(back.ParseFromString(e.SerializeAsString()));
+  EXPECT_EQ(back.event_id(), e.event_id());
+  EXPECT_EQ(back.stream(), "lead-01ABC");
+  EXPECT_EQ(back.stream_version(), 3);
+  EXPECT_EQ(back.customer_id(), "cus_42");
+  EXPECT_EQ(back.type(), "LeadCaptured");
+  EXPECT_EQ(back.occurred_at().nanos(), 123456000);
+  EXPECT_EQ(back.actor(), "user:alice");
+  EXPECT_EQ(back.correlation_id(), "corr-1");
+  EXPECT_EQ(back.causation_id(), "cause-1");
+  crm::v1::LeadCaptured payload;
+  ASSERT_TRUE(back.payload().UnpackTo(&payload));
+  EXPECT_EQ(payload.contact().email(), "a@example.com");
+  EXPECT_FALSE(back.payload().Is<crm::v1::Lead>());
+}
+
+TEST(EnvelopeTest, CloudEventHeadersFollowTheKafkaBinding) {
+  const auto e = SampleEnvelope();
+  auto headers = CloudEventHeaders(e);
+  auto get = [&](const std::string& k) {
+    auto h = headers->get_last(k);
+    return std::string(static_cast<const char*>(h.value()), h.value_size());
+  };
+  EXPECT_EQ(get("ce_specversion"), "1.0");
+  EXPECT_EQ(get("ce_id"), e.event_id());
+  EXPECT_EQ(get("ce_type"), "crm.v1.LeadCaptured");
+  EXPECT_EQ(get("ce_source"), "crm/leads");
+  EXPECT_EQ(get("ce_time"), "2023-11-14T22:13:20.123456Z");
+  EXPECT_EQ(get("content-type").rfind("application/protobuf", 0), 0u);
+}
+
+TEST(IdsTest, IdsAreUniqueSortableAndPrefixed) {
+  std::string prev = NewId("lead");
+  EXPECT_EQ(prev.size(), 5u + 26u);
+  EXPECT_EQ(prev.rfind("lead_", 0), 0u);
+  for (int i = 0; i < 1000; ++i) {
+    std::string next = NewId("lead");
+    EXPECT_NE(next, prev);
+    prev = next;
+  }
+  const std::string early = NewId("x");
+  absl::SleepFor(absl::Milliseconds(2));
+  EXPECT_LT(early, NewId("x"));
+}
+
+}  // namespace
+}  // namespace crm

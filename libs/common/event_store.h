@@ -1,0 +1,118 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "crm/v1/envelope.pb.h"
+#include "libs/common/database.h"
+#include "libs/common/striped_mutex.h"
+
+namespace crm {
+
+// A projection write that commits atomically with the events that cause it.
+struct ProjectionWrite {
+  std::string family;
+  std::string key;
+  std::string value;
+};
+
+struct AppendRequest {
+  std::string stream;
+  // The version the caller decided on; kNoStream for a stream that must not
+  // exist yet. A mismatch is ABORTED and writes nothing.
+  int64_t expected_version = 0;
+  // Envelopes without stream_version/recorded_at: the store assigns them.
+  std::vector<crm::v1::EventEnvelope> events;
+  // The aggregate's folded state after these events (opaque to the store).
+  std::string state;
+  // Idempotency: a second append with the same key returns the first
+  // result and appends nothing. Empty = not idempotent.
+  std::string request_key;
+  // Stored under request_key and returned to a retry.
+  std::string response;
+  std::vector<ProjectionWrite> projection_writes;
+};
+
+struct AppendResult {
+  int64_t first_version = 0;
+  int64_t last_version = 0;
+  std::string response;
+  // True when request_key had been seen: nothing was appended.
+  bool replayed = false;
+};
+
+struct StreamState {
+  int64_t version = 0;
+  std::string state;
+};
+
+struct OutboxEntry {
+  uint64_t position = 0;
+  crm::v1::EventEnvelope envelope;
+};
+
+// The service's own event log on RocksDB. One append is one synced
+// WriteBatch holding the events, the folded state, the outbox entries, the
+// idempotency record and the projection writes, so either all of it is
+// durable or none of it is.
+class EventStore {
+ public:
+  static constexpr int64_t kNoStream = 0;
+
+  // Opens the store; `projection_families` are extra column families of
+  // the owning service written through AppendRequest::projection_writes.
+  static absl::StatusOr<std::unique_ptr<EventStore>> Open(
+      const std::string& path, const std::vector<std::string>& projection_families);
+
+  absl::StatusOr<AppendResult> Append(AppendRequest request);
+
+  // NOT_FOUND when the stream has no events.
+  absl::StatusOr<StreamState> LoadState(const std::string& stream) const;
+  absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(
+      const std::string& stream, int64_t from_version = 1) const;
+  // The stored response of an earlier append with this key, if any.
+  absl::StatusOr<std::optional<std::string>> FindResponse(
+      const std::string& request_key) const;
+
+  // Outbox, in log order. Entries stay until DeleteFromOutbox.
+  absl::StatusOr<std::vector<OutboxEntry>> ReadOutbox(uint64_t from_position,
+                                                      size_t max) const;
+  absl::Status DeleteFromOutbox(const std::vector<uint64_t>& positions);
+  // Puts every event of the log back into the outbox, e.g. to refill an
+  // empty broker. Returns how many were queued.
+  absl::StatusOr<uint64_t> RequeueLog();
+  // Number of events in the log (positions handed out).
+  uint64_t LogSize() const { return next_position_.load() - 1; }
+
+  // Called after every successful append (wakes the relay).
+  void SetAppendListener(std::function<void()> listener) {
+    listener_ = std::move(listener);
+  }
+
+  Database& db() { return *db_; }
+  const Database& db() const { return *db_; }
+
+ private:
+  struct Token {};
+
+ public:
+  EventStore(Token, std::unique_ptr<Database> db, uint64_t next_position)
+      : db_(std::move(db)), next_position_(next_position) {}
+
+ private:
+  std::unique_ptr<Database> db_;
+  StripedMutex locks_;
+  // Log positions are global, so the outbox (keyed by position) drains in
+  // append order; within a stream this is version order because a stream's
+  // appends are serialized by its lock.
+  std::atomic<uint64_t> next_position_;
+  std::function<void()> listener_;
+};
+
+}  // namespace crm

@@ -1,0 +1,177 @@
+#include "libs/common/event_store.h"
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libs/common/testing/temp_dir.h"
+
+namespace crm {
+namespace {
+
+crm::v1::EventEnvelope Event(const std::string& type, const std::string& customer = "cus_1") {
+  crm::v1::EventEnvelope e;
+  e.set_event_id(absl::StrCat("evt-", type, "-", customer));
+  e.set_type(type);
+  e.set_customer_id(customer);
+  return e;
+}
+
+AppendRequest Request(const std::string& stream, int64_t expected,
+                      std::vector<crm::v1::EventEnvelope> events, const std::string& state) {
+  AppendRequest r;
+  r.stream = stream;
+  r.expected_version = expected;
+  r.events = std::move(events);
+  r.state = state;
+  return r;
+}
+
+class EventStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+  void Reopen() {
+    store_.reset();
+    auto s = EventStore::Open(dir_.Sub("db"), {"contacts"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<EventStore> store_;
+};
+
+TEST_F(EventStoreTest, AppendAssignsVersionsAndReadsBack) {
+  auto r = store_->Append(Request("lead-1", 0, {Event("A"), Event("B")}, "s2"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->first_version, 1);
+  EXPECT_EQ(r->last_version, 2);
+  EXPECT_FALSE(r->replayed);
+
+  auto events = store_->ReadStream("lead-1");
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].type(), "A");
+  EXPECT_EQ((*events)[0].stream_version(), 1);
+  EXPECT_EQ((*events)[1].stream_version(), 2);
+  EXPECT_EQ((*events)[1].stream(), "lead-1");
+  EXPECT_GT((*events)[1].recorded_at().seconds(), 0);
+
+  auto state = store_->LoadState("lead-1");
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->version, 2);
+  EXPECT_EQ(state->state, "s2");
+}
+
+TEST_F(EventStoreTest, VersionConflictIsAbortedAndWritesNothing) {
+  ASSERT_TRUE(store_->Append(Request("lead-1", 0, {Event("A")}, "s1")).ok());
+  auto r = store_->Append(Request("lead-1", 0, {Event("B")}, "bad"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
+  EXPECT_NE(r.status().message().find("expected 0, current 1"), std::string::npos);
+
+  auto stale = store_->Append(Request("lead-1", 5, {Event("B")}, "bad"));
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
+
+  EXPECT_EQ(store_->ReadStream("lead-1")->size(), 1u);
+  EXPECT_EQ(store_->LoadState("lead-1")->state, "s1");
+  EXPECT_EQ(store_->ReadOutbox(0, 100)->size(), 1u);
+}
+
+TEST_F(EventStoreTest, RetryWithSameRequestKeyReturnsFirstResultAndAppendsNothing) {
+  auto first = Request("lead-1", 0, {Event("A")}, "s1");
+  first.request_key = "capture/req-1";
+  first.response = "first-response";
+  ASSERT_TRUE(store_->Append(first).ok());
+
+  // A retry decides again (with a new id, say) but must change nothing.
+  auto retry = Request("lead-2", 0, {Event("A")}, "other");
+  retry.request_key = "capture/req-1";
+  retry.response = "second-response";
+  auto r = store_->Append(retry);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->replayed);
+  EXPECT_EQ(r->response, "first-response");
+  EXPECT_EQ(store_->LoadState("lead-2").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->LogSize(), 1u);
+  EXPECT_EQ(*store_->FindResponse("capture/req-1"), "first-response");
+}
+
+TEST_F(EventStoreTest, EverythingSurvivesReopen) {
+  auto req = Request("lead-1", 0, {Event("A")}, "s1");
+  req.request_key = "k1";
+  req.projection_writes.push_back({"contacts", "email:a@b.co", "lead-1"});
+  ASSERT_TRUE(store_->Append(req).ok());
+  ASSERT_TRUE(store_->Append(Request("lead-1", 1, {Event("B")}, "s2")).ok());
+  Reopen();
+
+  EXPECT_EQ(store_->ReadStream("lead-1")->size(), 2u);
+  EXPECT_EQ(store_->LoadState("lead-1")->version, 2);
+  EXPECT_EQ(store_->LogSize(), 2u);
+  EXPECT_EQ(**store_->db().Get("contacts", "email:a@b.co"), "lead-1");
+  EXPECT_TRUE(store_->FindResponse("k1")->has_value());
+  // Positions continue after a reopen instead of overwriting the log.
+  ASSERT_TRUE(store_->Append(Request("lead-3", 0, {Event("C")}, "s")).ok());
+  auto outbox = store_->ReadOutbox(0, 10);
+  ASSERT_EQ(outbox->size(), 3u);
+  EXPECT_EQ((*outbox)[2].position, 3u);
+}
+
+TEST_F(EventStoreTest, OutboxKeepsAppendOrderUntilDeletedAndRequeueRefillsIt) {
+  ASSERT_TRUE(store_->Append(Request("s-1", 0, {Event("A")}, "")).ok());
+  ASSERT_TRUE(store_->Append(Request("s-2", 0, {Event("B")}, "")).ok());
+  ASSERT_TRUE(store_->Append(Request("s-1", 1, {Event("C")}, "")).ok());
+  auto outbox = store_->ReadOutbox(0, 10);
+  ASSERT_EQ(outbox->size(), 3u);
+  EXPECT_EQ((*outbox)[0].envelope.type(), "A");
+  EXPECT_EQ((*outbox)[1].envelope.type(), "B");
+  EXPECT_EQ((*outbox)[2].envelope.type(), "C");
+
+  ASSERT_TRUE(store_->DeleteFromOutbox({(*outbox)[0].position, (*outbox)[1].position}).ok());
+  EXPECT_EQ(store_->ReadOutbox(0, 10)->size(), 1u);
+
+  auto requeued = store_->RequeueLog();
+  ASSERT_TRUE(requeued.ok());
+  EXPECT_EQ(*requeued, 3u);
+  outbox = store_->ReadOutbox(0, 10);
+  ASSERT_EQ(outbox->size(), 3u);
+  EXPECT_EQ((*outbox)[2].envelope.stream_version(), 2);
+}
+
+TEST_F(EventStoreTest, ConcurrentWritersOnOneStreamGetExactlyOneWinnerPerVersion) {
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 20;
+  std::atomic<int> wins{0};
+  std::atomic<int> conflicts{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRounds; ++i) {
+        auto state = store_->LoadState("opp-1");
+        const int64_t v = state.ok() ? state->version : 0;
+        auto r = store_->Append(Request("opp-1", v, {Event(absl::StrCat("E", t))}, ""));
+        if (r.ok()) {
+          ++wins;
+        } else {
+          ASSERT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+          ++conflicts;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wins + conflicts, kThreads * kRounds);
+  auto events = store_->ReadStream("opp-1");
+  ASSERT_EQ(static_cast<int>(events->size()), wins.load());
+  for (size_t i = 0; i < events->size(); ++i) {
+    EXPECT_EQ((*events)[i].stream_version(), static_cast<int64_t>(i + 1));
+  }
+}
+
+TEST_F(EventStoreTest, RejectsAppendWithoutStream) {
+  EXPECT_EQ(store_->Append(Request("", 0, {Event("A")}, "")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace crm

@@ -1,0 +1,65 @@
+#include "absl/strings/string_view.h"
+#include "libs/common/ids.h"
+
+#include <array>
+#include <cstdint>
+
+#include "absl/random/random.h"
+#include "absl/time/clock.h"
+
+namespace crm {
+namespace {
+
+constexpr char kCrockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+absl::BitGen& ThreadBitGen() {
+  thread_local absl::BitGen gen;
+  return gen;
+}
+
+}  // namespace
+
+std::string NewId(absl::string_view prefix) {
+  const uint64_t ms = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  const uint64_t hi = absl::Uniform<uint64_t>(ThreadBitGen());
+  const uint64_t lo = absl::Uniform<uint64_t>(ThreadBitGen());
+  // 128 bits: 48 time bits, 80 random bits.
+  std::array<uint8_t, 16> bytes{};
+  for (int i = 0; i < 6; ++i) bytes[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
+  for (int i = 0; i < 8; ++i) bytes[6 + i] = static_cast<uint8_t>(hi >> (56 - 8 * i));
+  bytes[14] = static_cast<uint8_t>(lo >> 8);
+  bytes[15] = static_cast<uint8_t>(lo);
+
+  std::string out(prefix);
+  out.push_back('_');
+  // 130 bits in 26 characters: the first character carries 3 bits.
+  int bit = -2;
+  for (int c = 0; c < 26; ++c, bit += 5) {
+    int v = 0;
+    for (int b = 0; b < 5; ++b) {
+      const int pos = bit + b;
+      v <<= 1;
+      if (pos >= 0) v |= (bytes[pos / 8] >> (7 - pos % 8)) & 1;
+    }
+    out.push_back(kCrockford[v]);
+  }
+  return out;
+}
+
+google::protobuf::Timestamp ToProtoTimestamp(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t us = absl::ToUnixMicros(t);
+  ts.set_seconds(us / 1000000);
+  ts.set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
+  return ts;
+}
+
+absl::Time FromProtoTimestamp(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+std::string FormatRfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+}
+
+}  // namespace crm

@@ -1,0 +1,21 @@
+#pragma once
+
+#include "absl/strings/string_view.h"
+#include <string>
+#include <string_view>
+
+#include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
+
+namespace crm {
+
+// A new unique id "prefix_" + 26 Crockford base32 characters: 48 bits of
+// milliseconds then 80 random bits (ULID layout), so ids sort by creation.
+std::string NewId(absl::string_view prefix);
+
+google::protobuf::Timestamp ToProtoTimestamp(absl::Time t);
+absl::Time FromProtoTimestamp(const google::protobuf::Timestamp& ts);
+// RFC 3339 in UTC with microseconds, as CloudEvents ce_time wants.
+std::string FormatRfc3339(absl::Time t);
+
+}  // namespace crm

@@ -1,0 +1,41 @@
+#include "absl/strings/string_view.h"
+#include "libs/common/kafka.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/ids.h"
+
+namespace crm {
+
+absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(const KafkaSettings& settings) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  for (const auto& [k, v] : settings) {
+    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
+      return absl::InvalidArgumentError(absl::StrCat("kafka setting ", k, "=", v, ": ", err));
+    }
+  }
+  return conf;
+}
+
+std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope& e) {
+  std::unique_ptr<RdKafka::Headers> h(RdKafka::Headers::create());
+  h->add("ce_specversion", "1.0");
+  h->add("ce_id", e.event_id());
+  h->add("ce_type", absl::StrCat("crm.v1.", e.type()));
+  h->add("ce_source", e.source());
+  h->add("ce_subject", e.stream());
+  h->add("ce_time", FormatRfc3339(FromProtoTimestamp(e.occurred_at())));
+  h->add("ce_partitionkey", e.customer_id());
+  h->add("content-type", "application/protobuf; messageType=crm.v1.EventEnvelope");
+  return h;
+}
+
+std::string HeaderValue(RdKafka::Message& m, absl::string_view name) {
+  RdKafka::Headers* h = m.headers();
+  if (h == nullptr) return "";
+  auto all = h->get_last(std::string(name));
+  if (all.err() != RdKafka::ERR_NO_ERROR || all.value() == nullptr) return "";
+  return std::string(static_cast<const char*>(all.value()), all.value_size());
+}
+
+}  // namespace crm

@@ -1,0 +1,41 @@
+#pragma once
+
+#include "absl/strings/string_view.h"
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "crm/v1/envelope.pb.h"
+#include "librdkafka/rdkafkacpp.h"
+
+namespace crm {
+
+inline constexpr char kLeadsTopic[] = "crm.leads.v1";
+inline constexpr char kSalesTopic[] = "crm.sales.v1";
+inline constexpr char kServiceDeskTopic[] = "crm.service-desk.v1";
+inline constexpr char kAnalyticsTopic[] = "crm.analytics.v1";
+inline const std::vector<std::string>& AllTopics();
+
+using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
+
+// Builds a librdkafka configuration; any invalid setting is an error naming it.
+absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(const KafkaSettings& settings);
+
+// CloudEvents Kafka protocol binding, binary mode: the value is the
+// serialized envelope and the ce_* headers let consumers route without
+// decoding it.
+std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope& e);
+
+// The message's header value, empty if absent.
+std::string HeaderValue(RdKafka::Message& m, absl::string_view name);
+
+inline const std::vector<std::string>& AllTopics() {
+  static const std::vector<std::string> topics = {kLeadsTopic, kSalesTopic,
+                                                  kServiceDeskTopic, kAnalyticsTopic};
+  return topics;
+}
+
+}  // namespace crm

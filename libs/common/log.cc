@@ -1,0 +1,67 @@
+#include "absl/strings/string_view.h"
+#include "libs/common/log.h"
+
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "libs/common/ids.h"
+
+namespace crm::log {
+namespace {
+
+std::string& ServiceName() {
+  static std::string name = "crm";
+  return name;
+}
+
+void AppendJsonString(std::string* out, absl::string_view s) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out->append(buf);
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void Write(absl::string_view level, absl::string_view msg,
+           std::initializer_list<Field> fields) {
+  std::string line = "{\"time\":";
+  AppendJsonString(&line, FormatRfc3339(absl::Now()));
+  absl::StrAppend(&line, ",\"level\":\"", level, "\",\"service\":");
+  AppendJsonString(&line, ServiceName());
+  line.append(",\"msg\":");
+  AppendJsonString(&line, msg);
+  for (const auto& [k, v] : fields) {
+    line.push_back(',');
+    AppendJsonString(&line, k);
+    line.push_back(':');
+    AppendJsonString(&line, v);
+  }
+  line.append("}\n");
+  // One fwrite per line keeps lines whole when threads log concurrently.
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+}  // namespace
+
+void SetService(absl::string_view service) { ServiceName() = std::string(service); }
+void Info(absl::string_view msg, std::initializer_list<Field> f) { Write("info", msg, f); }
+void Warn(absl::string_view msg, std::initializer_list<Field> f) { Write("warn", msg, f); }
+void Error(absl::string_view msg, std::initializer_list<Field> f) { Write("error", msg, f); }
+
+}  // namespace crm::log

@@ -1,0 +1,190 @@
+#include "libs/common/outbox_relay.h"
+
+#include <cstdint>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/ids.h"
+#include "libs/common/log.h"
+
+namespace crm {
+
+class OutboxRelay::DeliveryReport final : public RdKafka::DeliveryReportCb {
+ public:
+  explicit DeliveryReport(OutboxRelay* relay) : relay_(relay) {}
+  void dr_cb(RdKafka::Message& message) override { relay_->OnDelivery(message); }
+
+ private:
+  OutboxRelay* relay_;
+};
+
+OutboxRelay::OutboxRelay(EventStore& store, RelayOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+OutboxRelay::~OutboxRelay() { Stop(absl::ZeroDuration()); }
+
+absl::Status OutboxRelay::Start() {
+  KafkaSettings settings = {
+      {"bootstrap.servers", options_.brokers},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      // 0 = never time out: an outage delays delivery, it never fails it,
+      // so a later message of a stream cannot overtake an earlier one.
+      {"message.timeout.ms", "0"},
+      {"linger.ms", "2"},
+      {"compression.type", "lz4"},
+      // Same partition for a key as the Java client, for outside producers.
+      {"partitioner", "murmur2_random"},
+      {"queue.buffering.max.messages", absl::StrCat(options_.max_in_flight + 1000)},
+  };
+  settings.insert(settings.end(), options_.extra_settings.begin(),
+                  options_.extra_settings.end());
+  auto conf = MakeKafkaConf(settings);
+  if (!conf.ok()) return conf.status();
+  report_cb_ = std::make_unique<DeliveryReport>(this);
+  std::string err;
+  if ((*conf)->set("dr_cb", report_cb_.get(), err) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(err);
+  }
+  producer_.reset(RdKafka::Producer::create(conf->get(), err));
+  if (!producer_) return absl::UnavailableError(absl::StrCat("kafka producer: ", err));
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void OutboxRelay::Notify() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_one();
+}
+
+void OutboxRelay::Stop(absl::Duration flush_timeout) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+    flush_timeout_ = flush_timeout;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void OutboxRelay::OnDelivery(RdKafka::Message& message) {
+  const auto position = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(message.msg_opaque()));
+  in_flight_.erase(position);
+  if (message.err() == RdKafka::ERR_NO_ERROR) {
+    delivered_.push_back(position);
+    published_.fetch_add(1);
+  } else {
+    // Only fatal producer errors end up here (no timeouts); the entry stays
+    // in the outbox and is produced again.
+    log::Error("delivery failed", {{"topic", options_.topic},
+                                   {"error", message.errstr()},
+                                   {"position", absl::StrCat(position)}});
+  }
+}
+
+void OutboxRelay::ServeReports(int timeout_ms) {
+  producer_->poll(timeout_ms);
+  if (delivered_.empty()) return;
+  if (auto st = store_.DeleteFromOutbox(delivered_); !st.ok()) {
+    log::Error("outbox delete failed", {{"error", st.ToString()}});
+  }
+  delivered_.clear();
+}
+
+bool OutboxRelay::RefillIfTopicEmpty() {
+  std::string err;
+  std::unique_ptr<RdKafka::Topic> topic(
+      RdKafka::Topic::create(producer_.get(), options_.topic, nullptr, err));
+  if (!topic) return false;
+  RdKafka::Metadata* raw = nullptr;
+  if (producer_->metadata(false, topic.get(), &raw, 2000) != RdKafka::ERR_NO_ERROR) {
+    return false;
+  }
+  std::unique_ptr<RdKafka::Metadata> metadata(raw);
+  if (metadata->topics()->empty()) return false;
+  const auto* info = metadata->topics()->front();
+  if (info->err() != RdKafka::ERR_NO_ERROR || info->partitions()->empty()) return false;
+  for (const auto* partition : *info->partitions()) {
+    int64_t low = 0;
+    int64_t high = 0;
+    if (producer_->query_watermark_offsets(options_.topic, partition->id(), &low, &high,
+                                           2000) != RdKafka::ERR_NO_ERROR) {
+      return false;
+    }
+    if (high > 0) return true;
+  }
+  if (store_.LogSize() == 0) return true;
+  auto queued = store_.RequeueLog();
+  if (!queued.ok()) {
+    log::Error("refill failed", {{"error", queued.status().ToString()}});
+    return false;
+  }
+  republished_.store(*queued);
+  log::Info("topic empty, republishing event log",
+            {{"topic", options_.topic}, {"events", absl::StrCat(*queued)}});
+  return true;
+}
+
+void OutboxRelay::ProduceFromOutbox() {
+  if (in_flight_.size() >= options_.max_in_flight) return;
+  auto entries = store_.ReadOutbox(0, options_.max_in_flight + in_flight_.size());
+  if (!entries.ok()) {
+    log::Error("outbox read failed", {{"error", entries.status().ToString()}});
+    return;
+  }
+  for (auto& entry : *entries) {
+    if (in_flight_.size() >= options_.max_in_flight) break;
+    if (in_flight_.contains(entry.position)) continue;
+    const std::string value = entry.envelope.SerializeAsString();
+    const std::string& key = entry.envelope.customer_id();
+    auto headers = CloudEventHeaders(entry.envelope);
+    const int64_t ts_ms =
+        absl::ToUnixMillis(FromProtoTimestamp(entry.envelope.occurred_at()));
+    auto err = producer_->produce(
+        options_.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+        const_cast<char*>(value.data()), value.size(), key.data(), key.size(), ts_ms,
+        headers.get(), reinterpret_cast<void*>(static_cast<uintptr_t>(entry.position)));
+    if (err == RdKafka::ERR_NO_ERROR) {
+      headers.release();  // librdkafka owns them now
+      in_flight_.insert(entry.position);
+    } else if (err == RdKafka::ERR__QUEUE_FULL) {
+      break;
+    } else {
+      log::Error("produce failed", {{"topic", options_.topic}, {"error", RdKafka::err2str(err)}});
+      break;
+    }
+  }
+}
+
+void OutboxRelay::Run() {
+  bool refill_checked = false;
+  absl::Time next_refill_try = absl::InfinitePast();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) break;
+    }
+    if (!refill_checked && absl::Now() >= next_refill_try) {
+      refill_checked = RefillIfTopicEmpty();
+      next_refill_try = absl::Now() + absl::Seconds(1);
+    }
+    if (refill_checked) ProduceFromOutbox();
+    ServeReports(0);
+    std::unique_lock<std::mutex> lock(mu_);
+    // Short waits while messages are in flight so reports are served soon.
+    const auto wait = in_flight_.empty() ? std::chrono::milliseconds(200)
+                                         : std::chrono::milliseconds(5);
+    cv_.wait_for(lock, wait, [this] { return wake_ || stopping_; });
+    wake_ = false;
+  }
+  // Graceful stop: let librdkafka deliver what it holds, then record it.
+  const absl::Time deadline = absl::Now() + flush_timeout_;
+  while (!in_flight_.empty() && absl::Now() < deadline) ServeReports(50);
+  ServeReports(0);
+}
+
+}  // namespace crm

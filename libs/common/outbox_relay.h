@@ -1,0 +1,80 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "libs/common/event_store.h"
+#include "libs/common/kafka.h"
+
+namespace crm {
+
+struct RelayOptions {
+  std::string brokers;
+  std::string topic;
+  // Bound on messages handed to librdkafka and not yet reported; the rest
+  // wait durably in the outbox, so memory stays flat while a broker is down.
+  size_t max_in_flight = 20000;
+  KafkaSettings extra_settings;
+};
+
+// Drains the outbox to Kafka with the idempotent producer (acks=all), key =
+// customer_id. An entry leaves the outbox only after its delivery report
+// says the broker has it. Messages never time out inside librdkafka, so a
+// broker outage delays delivery but neither drops nor reorders a stream.
+class OutboxRelay {
+ public:
+  OutboxRelay(EventStore& store, RelayOptions options);
+  ~OutboxRelay();
+
+  OutboxRelay(const OutboxRelay&) = delete;
+  OutboxRelay& operator=(const OutboxRelay&) = delete;
+
+  absl::Status Start();
+  // Wakes the relay after an append.
+  void Notify();
+  // Gives in-flight messages up to `flush_timeout` to be delivered, then
+  // stops; undelivered entries stay in the outbox for the next start.
+  void Stop(absl::Duration flush_timeout = absl::Seconds(5));
+
+  uint64_t published() const { return published_.load(); }
+  uint64_t republished() const { return republished_.load(); }
+
+ private:
+  class DeliveryReport;
+
+  void Run();
+  // True once it could tell whether the topic is empty; refills it from the
+  // event log when it is (the embedded broker keeps messages in memory only).
+  bool RefillIfTopicEmpty();
+  void ProduceFromOutbox();
+  void ServeReports(int timeout_ms);
+  void OnDelivery(RdKafka::Message& message);
+
+  EventStore& store_;
+  RelayOptions options_;
+  std::unique_ptr<DeliveryReport> report_cb_;
+  std::unique_ptr<RdKafka::Producer> producer_;
+  std::thread thread_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool wake_ = false;
+  bool stopping_ = false;
+  absl::Duration flush_timeout_ = absl::Seconds(5);
+
+  // Touched only on the relay thread (reports are served there too).
+  absl::flat_hash_set<uint64_t> in_flight_;
+  std::vector<uint64_t> delivered_;
+  std::atomic<uint64_t> published_{0};
+  std::atomic<uint64_t> republished_{0};
+};
+
+}  // namespace crm

@@ -1,0 +1,110 @@
+#include "libs/common/service_host.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/support/server_interceptor.h"
+#include "libs/common/log.h"
+
+namespace crm {
+namespace {
+
+sigset_t ShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+// One access-log line per RPC: method, canonical code and latency.
+class AccessLog final : public grpc::experimental::Interceptor {
+ public:
+  explicit AccessLog(grpc::experimental::ServerRpcInfo* info)
+      : method_(info->method()), start_(absl::Now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status status = methods->GetSendStatus();
+      const std::string code = absl::StrCat(static_cast<int>(status.error_code()));
+      const std::string ms = absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - start_));
+      if (status.ok()) {
+        log::Info("rpc", {{"method", method_}, {"code", code}, {"ms", ms}});
+      } else {
+        log::Warn("rpc", {{"method", method_},
+                          {"code", code},
+                          {"ms", ms},
+                          {"error", status.error_message()}});
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string method_;
+  absl::Time start_;
+};
+
+class AccessLogFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    // gRPC takes ownership of the returned interceptor.
+    return std::make_unique<AccessLog>(info).release();
+  }
+};
+
+}  // namespace
+
+void ServiceHost::BlockShutdownSignals() {
+  sigset_t set = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+ServiceHost::ServiceHost(ServiceConfig config) : config_(std::move(config)) {
+  log::SetService(config_.service_name);
+}
+
+absl::Status ServiceHost::Run() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
+  for (auto* s : services_) builder.RegisterService(s);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<AccessLogFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen));
+  }
+  log::Info("serving", {{"listen", config_.listen},
+                        {"port", absl::StrCat(port)},
+                        {"data_dir", config_.data_dir},
+                        {"brokers", config_.brokers}});
+
+  sigset_t set = ShutdownSignals();
+  int sig = 0;
+  sigwait(&set, &sig);
+  log::Info("shutting down", {{"signal", absl::StrCat(sig)}});
+
+  server->GetHealthCheckService()->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+  for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) (*it)();
+  log::Info("stopped");
+  return absl::OkStatus();
+}
+
+}  // namespace crm

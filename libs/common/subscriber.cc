@@ -1,0 +1,218 @@
+#include "absl/strings/string_view.h"
+#include "libs/common/subscriber.h"
+
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "libs/common/key_codec.h"
+#include "libs/common/log.h"
+#include "libs/common/status_macros.h"
+
+namespace crm {
+namespace {
+
+constexpr char kOffsets[] = "sub_offsets";  // topic \0 partition -> next offset
+constexpr char kApplied[] = "sub_applied";  // stream -> last applied version
+
+std::string OffsetKey(absl::string_view topic, int32_t partition) {
+  std::string k = PrefixKey(topic);
+  AppendBigEndian64(&k, static_cast<uint32_t>(partition));
+  return k;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<std::string>> ProjectionTxn::Get(absl::string_view family,
+                                                              absl::string_view key) {
+  return db_.GetThrough(batch_, family, key);
+}
+
+absl::Status ProjectionTxn::Put(absl::string_view family, absl::string_view key,
+                                absl::string_view value) {
+  auto* cf = db_.Family(family);
+  if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
+  return FromRocks(batch_.Put(cf, rocksdb::Slice(key.data(), key.size()),
+                              rocksdb::Slice(value.data(), value.size())));
+}
+
+absl::Status ProjectionTxn::Delete(absl::string_view family, absl::string_view key) {
+  auto* cf = db_.Family(family);
+  if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
+  return FromRocks(batch_.Delete(cf, rocksdb::Slice(key.data(), key.size())));
+}
+
+absl::Status ProjectionTxn::Commit() {
+  // Not synced: a crash loses the projection update and the offset
+  // together, and the events are consumed again.
+  return db_.Write(batch_.GetWriteBatch(), /*sync=*/false);
+}
+
+class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
+ public:
+  explicit Rebalance(Subscriber* s) : s_(s) {}
+  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override {
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      // Resume from our own stored offsets; a partition never seen starts
+      // at the beginning, since a projection needs the whole history.
+      for (auto* tp : partitions) {
+        auto stored = s_->StoredOffset(tp->topic(), tp->partition());
+        tp->set_offset(stored.ok() && stored->has_value() ? **stored
+                                                          : RdKafka::Topic::OFFSET_BEGINNING);
+      }
+      consumer->assign(partitions);
+      log::Info("partitions assigned", {{"count", absl::StrCat(partitions.size())}});
+    } else {
+      consumer->unassign();
+    }
+  }
+
+ private:
+  Subscriber* s_;
+};
+
+std::vector<std::string> Subscriber::Families() { return {kOffsets, kApplied}; }
+
+Subscriber::Subscriber(Database& db, Projection& projection, SubscriberOptions options)
+    : db_(db), projection_(projection), options_(std::move(options)) {}
+
+Subscriber::~Subscriber() { Stop(); }
+
+absl::StatusOr<std::optional<int64_t>> Subscriber::StoredOffset(const std::string& topic,
+                                                                int32_t partition) const {
+  CRM_ASSIGN_OR_RETURN(auto raw, db_.Get(kOffsets, OffsetKey(topic, partition)));
+  if (!raw.has_value() || raw->size() != 8) return std::nullopt;
+  return static_cast<int64_t>(ReadBigEndian64(*raw));
+}
+
+absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages) {
+  if (messages.empty()) return absl::OkStatus();
+  ProjectionTxn txn(db_);
+  uint64_t applied = 0;
+  uint64_t skipped = 0;
+  for (const auto& m : messages) {
+    CRM_RETURN_IF_ERROR(txn.Put(kOffsets, OffsetKey(m.topic, m.partition),
+                                BigEndian64(static_cast<uint64_t>(m.offset + 1))));
+    crm::v1::EventEnvelope event;
+    if (!event.ParseFromString(m.value) || event.stream().empty() ||
+        event.stream_version() <= 0) {
+      poisoned_.fetch_add(1);
+      log::Error("undecodable event skipped", {{"topic", m.topic},
+                                               {"partition", absl::StrCat(m.partition)},
+                                               {"offset", absl::StrCat(m.offset)}});
+      continue;
+    }
+    CRM_ASSIGN_OR_RETURN(auto last_raw, txn.Get(kApplied, event.stream()));
+    const int64_t last =
+        last_raw && last_raw->size() == 8 ? static_cast<int64_t>(ReadBigEndian64(*last_raw)) : 0;
+    if (event.stream_version() <= last) {
+      ++skipped;
+      continue;
+    }
+    if (event.stream_version() != last + 1) {
+      log::Warn("stream version gap", {{"stream", event.stream()},
+                                       {"last_applied", absl::StrCat(last)},
+                                       {"got", absl::StrCat(event.stream_version())}});
+    }
+    if (auto st = projection_.Apply(event, txn); !st.ok()) {
+      // A projection that cannot use an event must not stop the others.
+      poisoned_.fetch_add(1);
+      log::Error("event rejected by projection",
+                 {{"event_id", event.event_id()}, {"error", st.ToString()}});
+      continue;
+    }
+    CRM_RETURN_IF_ERROR(txn.Put(kApplied, event.stream(),
+                                BigEndian64(static_cast<uint64_t>(event.stream_version()))));
+    ++applied;
+  }
+  CRM_RETURN_IF_ERROR(txn.Commit());
+  applied_.fetch_add(applied);
+  skipped_.fetch_add(skipped);
+  return absl::OkStatus();
+}
+
+absl::Status Subscriber::Start() {
+  KafkaSettings settings = {
+      {"bootstrap.servers", options_.brokers},
+      {"group.id", options_.group_id},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"auto.offset.reset", "earliest"},
+      {"session.timeout.ms", "10000"},
+      {"heartbeat.interval.ms", "1000"},
+      {"fetch.wait.max.ms", "50"},
+  };
+  settings.insert(settings.end(), options_.extra_settings.begin(),
+                  options_.extra_settings.end());
+  CRM_ASSIGN_OR_RETURN(auto conf, MakeKafkaConf(settings));
+  rebalance_cb_ = std::make_unique<Rebalance>(this);
+  std::string err;
+  if (conf->set("rebalance_cb", rebalance_cb_.get(), err) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(err);
+  }
+  consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer_) return absl::UnavailableError(absl::StrCat("kafka consumer: ", err));
+  if (auto e = consumer_->subscribe(options_.topics); e != RdKafka::ERR_NO_ERROR) {
+    return absl::UnavailableError(absl::StrCat("subscribe: ", RdKafka::err2str(e)));
+  }
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void Subscriber::Stop() {
+  stopping_.store(true);
+  if (thread_.joinable()) thread_.join();
+  if (consumer_) {
+    consumer_->close();
+    consumer_.reset();
+  }
+}
+
+void Subscriber::Run() {
+  std::vector<ConsumedMessage> batch;
+  batch.reserve(options_.max_batch);
+  while (!stopping_.load()) {
+    // Gather a batch: block briefly for the first message, then take what
+    // is already fetched.
+    const absl::Time until = absl::Now() + absl::Milliseconds(20);
+    while (batch.size() < options_.max_batch && !stopping_.load()) {
+      const int timeout = batch.empty() ? 100 : 0;
+      std::unique_ptr<RdKafka::Message> msg(consumer_->consume(timeout));
+      if (msg->err() == RdKafka::ERR__TIMED_OUT) {
+        if (batch.empty()) continue;
+        if (absl::Now() >= until) break;
+        continue;
+      }
+      if (msg->err() != RdKafka::ERR_NO_ERROR) {
+        if (msg->err() != RdKafka::ERR__PARTITION_EOF) {
+          log::Warn("consume", {{"error", msg->errstr()}});
+        }
+        break;
+      }
+      ConsumedMessage m;
+      m.topic = msg->topic_name();
+      m.partition = msg->partition();
+      m.offset = msg->offset();
+      m.value.assign(static_cast<const char*>(msg->payload()), msg->len());
+      batch.push_back(std::move(m));
+    }
+    if (batch.empty()) continue;
+    if (auto st = ApplyBatch(batch); !st.ok()) {
+      // The batch did not commit: seek back so it is consumed again.
+      log::Error("apply failed, retrying batch", {{"error", st.ToString()}});
+      absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> first;
+      for (const auto& m : batch) first.try_emplace({m.topic, m.partition}, m.offset);
+      for (const auto& [tp_key, offset] : first) {
+        std::unique_ptr<RdKafka::TopicPartition> tp(
+            RdKafka::TopicPartition::create(tp_key.first, tp_key.second, offset));
+        consumer_->seek(*tp, 1000);
+      }
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    batch.clear();
+  }
+}
+
+}  // namespace crm

@@ -1,0 +1,106 @@
+#pragma once
+
+#include "absl/strings/string_view.h"
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "crm/v1/envelope.pb.h"
+#include "libs/common/database.h"
+#include "libs/common/kafka.h"
+#include "rocksdb/utilities/write_batch_with_index.h"
+
+namespace crm {
+
+// The writes of one consumed batch: projection updates, the consumed
+// offsets and the streams' applied versions commit together, so a crash
+// either keeps all of a batch's effect or none of it.
+class ProjectionTxn {
+ public:
+  explicit ProjectionTxn(Database& db) : db_(db), batch_(rocksdb::BytewiseComparator(), 0, true) {}
+
+  // Reads this transaction's own writes first.
+  absl::StatusOr<std::optional<std::string>> Get(absl::string_view family, absl::string_view key);
+  absl::Status Put(absl::string_view family, absl::string_view key, absl::string_view value);
+  absl::Status Delete(absl::string_view family, absl::string_view key);
+  absl::Status Commit();
+
+ private:
+  Database& db_;
+  rocksdb::WriteBatchWithIndex batch_;
+};
+
+// A read model fed by events. Apply must be deterministic: a rebuild from
+// the topics gives the same bytes.
+class Projection {
+ public:
+  virtual ~Projection() = default;
+  virtual absl::Status Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) = 0;
+};
+
+struct ConsumedMessage {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string value;
+};
+
+struct SubscriberOptions {
+  std::string brokers;
+  std::string group_id;
+  std::vector<std::string> topics;
+  size_t max_batch = 5000;
+  KafkaSettings extra_settings;
+};
+
+// A consumer group member that applies events to a projection exactly once
+// in effect: offsets live in the projection's own RocksDB (not only in
+// Kafka), and an event whose stream version was already applied is skipped,
+// which absorbs re-published duplicates.
+class Subscriber {
+ public:
+  // Column families the Database passed in must have.
+  static std::vector<std::string> Families();
+
+  Subscriber(Database& db, Projection& projection, SubscriberOptions options);
+  ~Subscriber();
+  Subscriber(const Subscriber&) = delete;
+  Subscriber& operator=(const Subscriber&) = delete;
+
+  absl::Status Start();
+  void Stop();
+
+  // Applies messages already taken off the topic; used by the consume loop
+  // and directly by tests.
+  absl::Status ApplyBatch(const std::vector<ConsumedMessage>& messages);
+
+  // The next offset to consume for a partition, if any was stored.
+  absl::StatusOr<std::optional<int64_t>> StoredOffset(const std::string& topic,
+                                                      int32_t partition) const;
+
+  uint64_t applied() const { return applied_.load(); }
+  uint64_t skipped() const { return skipped_.load(); }
+  uint64_t poisoned() const { return poisoned_.load(); }
+
+ private:
+  class Rebalance;
+  void Run();
+
+  Database& db_;
+  Projection& projection_;
+  SubscriberOptions options_;
+  std::unique_ptr<Rebalance> rebalance_cb_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> applied_{0};
+  std::atomic<uint64_t> skipped_{0};
+  std::atomic<uint64_t> poisoned_{0};
+};
+
+}  // namespace crm

@@ -1,0 +1,93 @@
+#include "libs/common/subscriber.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libs/common/testing/temp_dir.h"
+
+namespace crm {
+namespace {
+
+// Counts events per customer: any double application shows as a wrong count.
+class CountingProjection final : public Projection {
+ public:
+  absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn& txn) override {
+    auto current = txn.Get("counts", e.customer_id());
+    if (!current.ok()) return current.status();
+    const int n = current->has_value() ? std::stoi(**current) : 0;
+    return txn.Put("counts", e.customer_id(), absl::StrCat(n + 1));
+  }
+};
+
+ConsumedMessage Message(const std::string& stream, int64_t version, int64_t offset,
+                        int32_t partition = 0) {
+  crm::v1::EventEnvelope e;
+  e.set_stream(stream);
+  e.set_stream_version(version);
+  e.set_customer_id("cus-" + stream);
+  e.set_type("Something");
+  return {"crm.leads.v1", partition, offset, e.SerializeAsString()};
+}
+
+class SubscriberTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto families = Subscriber::Families();
+    families.push_back("counts");
+    db_ = std::move(*Database::Open(dir_.Sub("db"), families));
+    subscriber_ = std::make_unique<Subscriber>(*db_, projection_, SubscriberOptions{});
+  }
+  std::string Count(const std::string& customer) {
+    auto v = db_->Get("counts", customer);
+    return v.ok() && v->has_value() ? **v : "0";
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<Database> db_;
+  CountingProjection projection_;
+  std::unique_ptr<Subscriber> subscriber_;
+};
+
+TEST_F(SubscriberTest, SkipsEventsAlreadyAppliedIncludingRepublishedOnes) {
+  ASSERT_TRUE(subscriber_->ApplyBatch({Message("a", 1, 0), Message("a", 2, 1)}).ok());
+  // The producer re-published the whole log after a broker restart.
+  ASSERT_TRUE(
+      subscriber_->ApplyBatch({Message("a", 1, 2), Message("a", 2, 3), Message("a", 3, 4)}).ok());
+  EXPECT_EQ(Count("cus-a"), "3");
+  EXPECT_EQ(subscriber_->applied(), 3u);
+  EXPECT_EQ(subscriber_->skipped(), 2u);
+}
+
+TEST_F(SubscriberTest, DuplicatesInsideOneBatchAreSkipped) {
+  ASSERT_TRUE(subscriber_->ApplyBatch({Message("a", 1, 0), Message("a", 1, 1),
+                                       Message("b", 1, 2), Message("a", 2, 3)})
+                  .ok());
+  EXPECT_EQ(Count("cus-a"), "2");
+  EXPECT_EQ(Count("cus-b"), "1");
+}
+
+TEST_F(SubscriberTest, StoresNextOffsetPerPartitionWithTheEffect) {
+  ASSERT_TRUE(subscriber_->ApplyBatch({Message("a", 1, 10, 0), Message("b", 1, 7, 3)}).ok());
+  EXPECT_EQ(**subscriber_->StoredOffset("crm.leads.v1", 0), 11);
+  EXPECT_EQ(**subscriber_->StoredOffset("crm.leads.v1", 3), 8);
+  EXPECT_FALSE(subscriber_->StoredOffset("crm.leads.v1", 1)->has_value());
+
+  // Reopening the database (a restart) keeps offsets and dedupe state.
+  subscriber_.reset();
+  db_.reset();
+  SetUp();
+  EXPECT_EQ(**subscriber_->StoredOffset("crm.leads.v1", 0), 11);
+  ASSERT_TRUE(subscriber_->ApplyBatch({Message("a", 1, 11)}).ok());
+  EXPECT_EQ(Count("cus-a"), "1");
+}
+
+TEST_F(SubscriberTest, UndecodableMessageIsSkippedAndTheRestApplied) {
+  ConsumedMessage poison{"crm.leads.v1", 0, 0, "\xff\xff not a protobuf"};
+  ASSERT_TRUE(subscriber_->ApplyBatch({poison, Message("a", 1, 1)}).ok());
+  EXPECT_EQ(subscriber_->poisoned(), 1u);
+  EXPECT_EQ(Count("cus-a"), "1");
+  EXPECT_EQ(**subscriber_->StoredOffset("crm.leads.v1", 0), 2);
+}
+
+}  // namespace
+}  // namespace crm
