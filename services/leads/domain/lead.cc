@@ -152,7 +152,7 @@ absl::StatusOr<std::vector<LeadEvent>> Decide(const std::optional<crm::v1::Lead>
   e.set_company(r.company());
   e.set_region(r.region());
   *e.mutable_product_interests() = r.product_interests();
-  *e.mutable_consent() = r.consent();
+  if (r.has_consent()) *e.mutable_consent() = r.consent();
   *e.mutable_attributes() = r.attributes();
   e.set_duplicate_of_lead_id(command.duplicate_of_lead_id);
   return std::vector<LeadEvent>{std::move(e)};
@@ -171,7 +171,7 @@ void Apply(crm::v1::Lead& state, const LeadEvent& event, absl::Time occurred_at)
           state.set_company(e.company());
           state.set_region(e.region());
           *state.mutable_product_interests() = e.product_interests();
-          *state.mutable_consent() = e.consent();
+          if (e.has_consent()) *state.mutable_consent() = e.consent();
           *state.mutable_attributes() = e.attributes();
           state.set_duplicate_of_lead_id(e.duplicate_of_lead_id());
           *state.mutable_captured_at() = ToProtoTimestamp(occurred_at);

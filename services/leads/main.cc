@@ -1,0 +1,48 @@
+// crm-leads: captures leads; events go to crm.leads.v1 via the outbox relay.
+#include <cstdio>
+
+#include "libs/common/blocking_executor.h"
+#include "libs/common/kafka.h"
+#include "libs/common/log.h"
+#include "libs/common/outbox_relay.h"
+#include "libs/common/service_host.h"
+#include "services/leads/api/lead_commands.h"
+#include "services/leads/api/leads_grpc.h"
+#include "services/leads/store/lead_store.h"
+
+int main(int argc, char** argv) {
+  crm::ServiceHost::BlockShutdownSignals();
+  auto config = crm::LoadServiceConfig(argc, argv, "leads", "127.0.0.1:50051");
+  if (!config.ok()) {
+    std::fprintf(stderr, "crm-leads: %s\n", config.status().ToString().c_str());
+    return 2;
+  }
+  crm::log::SetService("leads");
+  auto store = crm::leads::LeadStore::Open(config->data_dir);
+  if (!store.ok()) {
+    crm::log::Error("open store", {{"error", store.status().ToString()}});
+    return 1;
+  }
+  crm::RelayOptions relay_options;
+  relay_options.brokers = config->brokers;
+  relay_options.topic = crm::kLeadsTopic;
+  crm::OutboxRelay relay((*store)->events(), relay_options);
+  (*store)->events().SetAppendListener([&relay] { relay.Notify(); });
+  if (auto st = relay.Start(); !st.ok()) {
+    crm::log::Error("start relay", {{"error", st.ToString()}});
+    return 1;
+  }
+
+  crm::BlockingExecutor executor(config->worker_threads);
+  crm::leads::LeadCommands commands(**store);
+  crm::leads::LeadsGrpc grpc_service(commands, executor);
+
+  crm::ServiceHost host(*config);
+  host.AddService(&grpc_service);
+  host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
+  if (auto st = host.Run(); !st.ok()) {
+    crm::log::Error("serve", {{"error", st.ToString()}});
+    return 1;
+  }
+  return 0;
+}
