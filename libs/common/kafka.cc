@@ -3,12 +3,41 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
+#include "libs/common/log.h"
 
 namespace crm {
 
+namespace {
+
+// Routes librdkafka's own log lines and errors into the JSON log.
+class KafkaLogBridge final : public RdKafka::EventCb {
+ public:
+  void event_cb(RdKafka::Event& event) override {
+    switch (event.type()) {
+      case RdKafka::Event::EVENT_ERROR:
+        log::Warn("kafka", {{"error", RdKafka::err2str(event.err())}, {"detail", event.str()}});
+        break;
+      case RdKafka::Event::EVENT_LOG:
+        if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
+          log::Warn("kafka", {{"facility", event.fac()}, {"detail", event.str()}});
+        }
+        break;
+      default:
+        break;
+    }
+  }
+};
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(const KafkaSettings& settings) {
+  static KafkaLogBridge bridge;  // stateless, lives as long as any client
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   std::string err;
+  if (conf->set("event_cb", static_cast<RdKafka::EventCb*>(&bridge), err) !=
+      RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(err);
+  }
   for (const auto& [k, v] : settings) {
     if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
       return absl::InvalidArgumentError(absl::StrCat("kafka setting ", k, "=", v, ": ", err));

@@ -17,6 +17,8 @@ inline constexpr char kLeadsTopic[] = "crm.leads.v1";
 inline constexpr char kSalesTopic[] = "crm.sales.v1";
 inline constexpr char kServiceDeskTopic[] = "crm.service-desk.v1";
 inline constexpr char kAnalyticsTopic[] = "crm.analytics.v1";
+// Events no projection could use are parked here with the reason.
+inline constexpr char kDeadLetterTopic[] = "crm.dlq.v1";
 inline const std::vector<std::string>& AllTopics();
 
 using KafkaSettings = std::vector<std::pair<std::string, std::string>>;

@@ -695,10 +695,16 @@ def _build(directory, stack):
 
     resources = []
     for entry in k.get("resources") or []:
-        p = os.path.join(directory, entry)
+        if os.path.isabs(entry) or "://" in entry:
+            raise KustomizeError(f"{kpath}: resource {entry!r}: only relative paths are "
+                                 f"supported")
+        p = os.path.normpath(os.path.join(directory, entry))
         if os.path.isdir(p):
             resources.extend(_build(p, stack + [directory]))
         elif os.path.isfile(p):
+            if not p.startswith(directory + os.sep):
+                raise KustomizeError(f"{kpath}: file {entry!r} is outside the "
+                                     f"kustomization directory (kustomize refuses it)")
             for d in _load_yaml_docs(p):
                 resources.append(Resource(d, os.path.relpath(p)))
         else:

@@ -1,0 +1,18 @@
+#include "services/analytics/api/analytics_grpc.h"
+
+namespace crm::analytics {
+
+grpc::ServerUnaryReactor* AnalyticsGrpc::GetCustomer360(
+    grpc::CallbackServerContext* ctx, const crm::v1::GetCustomer360Request* request,
+    crm::v1::Customer360* response) {
+  // A point read and one short seek: fast enough to answer on the callback
+  // thread without the executor hop.
+  auto* reactor = ctx->DefaultReactor();
+  auto view = views_.GetCustomer360(request->customer_id(), request->timeline_page().page_size(),
+                                    request->timeline_page().page_token());
+  if (view.ok()) *response = std::move(*view);
+  reactor->Finish(ToGrpcStatus(view.status()));
+  return reactor;
+}
+
+}  // namespace crm::analytics

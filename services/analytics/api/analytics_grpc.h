@@ -1,0 +1,24 @@
+#pragma once
+
+#include "crm/v1/analytics.grpc.pb.h"
+#include "libs/common/blocking_executor.h"
+#include "services/analytics/store/view_store.h"
+
+namespace crm::analytics {
+
+// gRPC edge of analytics: reads of the projections.
+class AnalyticsGrpc final : public crm::v1::AnalyticsService::CallbackService {
+ public:
+  AnalyticsGrpc(const ViewStore& views, BlockingExecutor& executor)
+      : views_(views), executor_(executor) {}
+
+  grpc::ServerUnaryReactor* GetCustomer360(grpc::CallbackServerContext* ctx,
+                                           const crm::v1::GetCustomer360Request* request,
+                                           crm::v1::Customer360* response) override;
+
+ private:
+  const ViewStore& views_;
+  BlockingExecutor& executor_;
+};
+
+}  // namespace crm::analytics

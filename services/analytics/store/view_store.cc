@@ -1,0 +1,94 @@
+#include "services/analytics/store/view_store.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "libs/common/ids.h"
+#include "libs/common/key_codec.h"
+#include "libs/common/status_macros.h"
+#include "services/analytics/domain/customer_view.h"
+
+namespace crm::analytics {
+namespace {
+
+constexpr char kCustomers[] = "customers";  // customer_id -> Customer360 summary
+constexpr char kTimeline[] = "timeline";    // customer \0 micros event_id -> TimelineEntry
+constexpr int32_t kDefaultPage = 50;
+constexpr int32_t kMaxPage = 500;
+
+std::string TimelineKey(const crm::v1::EventEnvelope& e) {
+  std::string k = PrefixKey(e.customer_id());
+  // Offset so that times before 1970 still sort correctly as unsigned.
+  const int64_t micros = absl::ToUnixMicros(FromProtoTimestamp(e.occurred_at()));
+  AppendBigEndian64(&k, static_cast<uint64_t>(micros) ^ (uint64_t{1} << 63));
+  k.append(e.event_id());
+  return k;
+}
+
+}  // namespace
+
+std::vector<std::string> ViewFamilies() {
+  auto families = Subscriber::Families();
+  families.push_back(kCustomers);
+  families.push_back(kTimeline);
+  return families;
+}
+
+absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event,
+                                          ProjectionTxn& txn) {
+  if (event.customer_id().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("event ", event.event_id(), " has no customer_id"));
+  }
+  crm::v1::Customer360 view;
+  CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(kCustomers, event.customer_id()));
+  if (raw.has_value() && !view.ParseFromString(*raw)) {
+    return absl::DataLossError(absl::StrCat("corrupt view of ", event.customer_id()));
+  }
+  const crm::v1::TimelineEntry entry = ApplyToView(view, event);
+  CRM_RETURN_IF_ERROR(txn.Put(kCustomers, event.customer_id(), view.SerializeAsString()));
+  return txn.Put(kTimeline, TimelineKey(event), entry.SerializeAsString());
+}
+
+absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
+    const std::string& customer_id, int32_t page_size, const std::string& page_token) const {
+  if (customer_id.empty()) return absl::InvalidArgumentError("customer_id: required");
+  if (customer_id.size() > 64) return absl::InvalidArgumentError("customer_id: too long");
+  if (page_size < 0) return absl::InvalidArgumentError("timeline_page.page_size: negative");
+  if (page_size == 0) page_size = kDefaultPage;
+  page_size = std::min(page_size, kMaxPage);
+
+  CRM_ASSIGN_OR_RETURN(auto raw, db_.Get(kCustomers, customer_id));
+  if (!raw.has_value()) {
+    return absl::NotFoundError(absl::StrCat("customer ", customer_id, " not found"));
+  }
+  crm::v1::Customer360 view;
+  if (!view.ParseFromString(*raw)) return absl::DataLossError("corrupt customer view");
+
+  const std::string prefix = PrefixKey(customer_id);
+  std::string start = prefix;
+  if (!page_token.empty()) {
+    std::string after;
+    if (!absl::WebSafeBase64Unescape(page_token, &after) || after.size() < 8) {
+      return absl::InvalidArgumentError("timeline_page.page_token: malformed");
+    }
+    // Resume just after the last key of the previous page.
+    start = prefix + after;
+    start.push_back('\0');
+  }
+  auto it = db_.NewIterator(kTimeline);
+  std::string last_suffix;
+  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (view.timeline_size() == page_size) {
+      view.set_next_page_token(absl::WebSafeBase64Escape(last_suffix));
+      break;
+    }
+    if (!view.add_timeline()->ParseFromArray(it->value().data(),
+                                             static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("corrupt timeline entry");
+    }
+    last_suffix = it->key().ToString().substr(prefix.size());
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return view;
+}
+
+}  // namespace crm::analytics

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "crm/v1/analytics.pb.h"
+#include "libs/common/database.h"
+#include "libs/common/subscriber.h"
+
+namespace crm::analytics {
+
+// Column families of the analytics RocksDB, the subscriber's included.
+std::vector<std::string> ViewFamilies();
+
+// Writes the 360° views: one summary per customer plus a timeline keyed by
+// customer, occurred_at and event id (so a timeline page is one seek).
+class Customer360Projection final : public Projection {
+ public:
+  absl::Status Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) override;
+};
+
+// Reads the views.
+class ViewStore {
+ public:
+  explicit ViewStore(const Database& db) : db_(db) {}
+
+  // NOT_FOUND for a customer never seen. Pages through the timeline oldest
+  // first; page_size defaults to 50 and is capped at 500.
+  absl::StatusOr<crm::v1::Customer360> GetCustomer360(const std::string& customer_id,
+                                                      int32_t page_size,
+                                                      const std::string& page_token) const;
+
+ private:
+  const Database& db_;
+};
+
+}  // namespace crm::analytics

@@ -1,0 +1,193 @@
+// The event flow across real processes: embedded broker, leads and
+// analytics on loopback, driven over gRPC.
+#include <chrono>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/integration/stack.h"
+
+namespace crm::testing {
+namespace {
+
+crm::v1::CaptureLeadRequest Lead(const std::string& request_id, const std::string& email) {
+  crm::v1::CaptureLeadRequest r;
+  r.set_request_id(request_id);
+  r.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  r.mutable_contact()->set_email(email);
+  r.mutable_contact()->set_first_name("Test");
+  return r;
+}
+
+grpc::Status Capture(crm::v1::LeadsService::Stub& stub, const crm::v1::CaptureLeadRequest& req,
+                     crm::v1::CaptureLeadResponse* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return stub.CaptureLead(&ctx, req, resp);
+}
+
+class EventFlowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(stack_.StartBroker());
+    ASSERT_TRUE(stack_.StartLeads()) << stack_.leads().Log();
+    ASSERT_TRUE(stack_.StartAnalytics()) << stack_.analytics().Log();
+  }
+  Stack stack_;
+};
+
+TEST_F(EventFlowTest, CapturedLeadAppearsInTheCustomer360View) {
+  auto leads = stack_.LeadsStub();
+  crm::v1::CaptureLeadResponse resp;
+  auto req = Lead("flow-1", "Grace@Example.com");
+  req.set_company("Navy");
+  ASSERT_TRUE(Capture(*leads, req, &resp).ok());
+
+  ASSERT_TRUE(Eventually([&] { return stack_.EventCount(resp.customer_id()) == 1; }))
+      << stack_.analytics().Log();
+  auto analytics = stack_.AnalyticsStub();
+  grpc::ClientContext ctx;
+  crm::v1::GetCustomer360Request get;
+  get.set_customer_id(resp.customer_id());
+  crm::v1::Customer360 view;
+  ASSERT_TRUE(analytics->GetCustomer360(&ctx, get, &view).ok());
+  EXPECT_EQ(view.profile().email(), "grace@example.com");
+  EXPECT_EQ(view.profile().company(), "Navy");
+  EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_LEAD);
+  ASSERT_EQ(view.timeline_size(), 1);
+  EXPECT_EQ(view.timeline(0).type(), "LeadCaptured");
+  ASSERT_EQ(view.lead_ids_size(), 1);
+  EXPECT_EQ(view.lead_ids(0), resp.lead_id());
+}
+
+TEST_F(EventFlowTest, KillNineRightAfterReplyLosesNothingAndPublishesOnce) {
+  for (int round = 0; round < 3; ++round) {
+    auto leads = stack_.LeadsStub();
+    crm::v1::CaptureLeadResponse resp;
+    ASSERT_TRUE(Capture(*leads, Lead(absl::StrCat("kill-", round),
+                                     absl::StrCat("kill", round, "@example.com")),
+                        &resp)
+                    .ok());
+    stack_.leads().Kill(SIGKILL);  // no chance to flush anything
+    ASSERT_TRUE(stack_.StartLeads()) << stack_.leads().Log();
+
+    auto restarted = stack_.LeadsStub();
+    grpc::ClientContext ctx;
+    crm::v1::GetLeadRequest get;
+    get.set_lead_id(resp.lead_id());
+    crm::v1::Lead lead;
+    ASSERT_TRUE(restarted->GetLead(&ctx, get, &lead).ok()) << "acknowledged lead lost";
+    EXPECT_EQ(lead.contact().email(), absl::StrCat("kill", round, "@example.com"));
+
+    ASSERT_TRUE(Eventually([&] { return stack_.EventCount(resp.customer_id()) == 1; }))
+        << "round " << round << ": " << stack_.EventCount(resp.customer_id());
+    // A retry after the crash returns the first result and adds nothing.
+    crm::v1::CaptureLeadResponse again;
+    ASSERT_TRUE(Capture(*restarted, Lead(absl::StrCat("kill-", round),
+                                         absl::StrCat("kill", round, "@example.com")),
+                        &again)
+                    .ok());
+    EXPECT_EQ(again.lead_id(), resp.lead_id());
+  }
+}
+
+TEST_F(EventFlowTest, LeadsCapturedDuringABrokerOutageArriveExactlyOnce) {
+  stack_.broker().Signal(SIGUSR1);  // every broker down
+  absl::SleepFor(absl::Milliseconds(300));
+  auto leads = stack_.LeadsStub();
+  std::vector<std::string> customers;
+  for (int i = 0; i < 20; ++i) {
+    crm::v1::CaptureLeadResponse resp;
+    auto st = Capture(*leads, Lead(absl::StrCat("outage-", i),
+                                   absl::StrCat("outage", i, "@example.com")),
+                      &resp);
+    ASSERT_TRUE(st.ok()) << "commands must be accepted while Kafka is down: "
+                         << st.error_message();
+    customers.push_back(resp.customer_id());
+  }
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_EQ(stack_.EventCount(customers[0]), -1) << "nothing can arrive while down";
+  stack_.broker().Signal(SIGUSR2);
+  for (const auto& c : customers) {
+    ASSERT_TRUE(Eventually([&] { return stack_.EventCount(c) == 1; }))
+        << c << " has " << stack_.EventCount(c) << "\n"
+        << stack_.leads().Log();
+  }
+}
+
+TEST_F(EventFlowTest, EmptyBrokerIsRefilledFromTheEventLogWithoutDuplicates) {
+  auto leads = stack_.LeadsStub();
+  crm::v1::CaptureLeadResponse first;
+  ASSERT_TRUE(Capture(*leads, Lead("refill-1", "refill1@example.com"), &first).ok());
+  ASSERT_TRUE(Eventually([&] { return stack_.EventCount(first.customer_id()) == 1; }));
+
+  // The in-memory broker dies with its messages; a new one starts empty.
+  stack_.analytics().Kill(SIGTERM);
+  stack_.leads().Kill(SIGTERM);
+  stack_.broker().Kill(SIGTERM);
+  ASSERT_TRUE(stack_.StartBroker());
+  ASSERT_TRUE(stack_.StartLeads()) << stack_.leads().Log();
+  ASSERT_TRUE(stack_.StartAnalytics()) << stack_.analytics().Log();
+
+  auto restarted = stack_.LeadsStub();
+  crm::v1::CaptureLeadResponse second;
+  ASSERT_TRUE(Capture(*restarted, Lead("refill-2", "refill1@example.com"), &second).ok());
+  EXPECT_EQ(second.customer_id(), first.customer_id());
+  ASSERT_TRUE(Eventually([&] { return stack_.EventCount(first.customer_id()) == 2; }))
+      << stack_.EventCount(first.customer_id());
+  EXPECT_NE(stack_.leads().Log().find("republishing event log"), std::string::npos);
+  // Re-published events reached analytics again and were skipped.
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_EQ(stack_.EventCount(first.customer_id()), 2);
+}
+
+TEST_F(EventFlowTest, BadInputIsInvalidArgumentNamingTheFieldAndAppendsNothing) {
+  auto leads = stack_.LeadsStub();
+  struct Case {
+    std::function<void(crm::v1::CaptureLeadRequest&)> mutate;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {[](auto& r) { r.clear_request_id(); }, "request_id"},
+      {[](auto& r) { r.mutable_contact()->set_email("no-at-sign"); }, "contact.email"},
+      {[](auto& r) { r.mutable_contact()->set_phone("12"); }, "contact.phone"},
+      {[](auto& r) { r.mutable_contact()->set_first_name(std::string(5000, 'x')); },
+       "contact.first_name"},
+      {[](auto& r) { r.clear_contact(); }, "contact"},
+      {[](auto& r) { r.set_channel(crm::v1::LEAD_CHANNEL_UNSPECIFIED); }, "channel"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto req = Lead(absl::StrCat("bad-", i), "bad@example.com");
+    cases[i].mutate(req);
+    crm::v1::CaptureLeadResponse resp;
+    auto st = Capture(*leads, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << cases[i].field;
+    EXPECT_EQ(st.error_message().rfind(cases[i].field + ":", 0), 0u) << st.error_message();
+  }
+  // Nothing was appended: the same email is still a first contact.
+  crm::v1::CaptureLeadResponse ok;
+  ASSERT_TRUE(Capture(*leads, Lead("good", "bad@example.com"), &ok).ok());
+  EXPECT_FALSE(ok.duplicate());
+  // A message far over the size limit is refused by the transport.
+  auto huge = Lead("huge", "huge@example.com");
+  (*huge.mutable_attributes())["blob"] = std::string(5 * 1024 * 1024, 'x');
+  crm::v1::CaptureLeadResponse resp;
+  EXPECT_EQ(Capture(*leads, huge, &resp).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(EventFlowTest, SigtermShutsDownCleanlyAndUnknownIdsAreNotFound) {
+  auto leads = stack_.LeadsStub();
+  grpc::ClientContext ctx;
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id("lead_unknown");
+  crm::v1::Lead lead;
+  EXPECT_EQ(leads->GetLead(&ctx, get, &lead).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(stack_.EventCount("cus_unknown"), -1);
+
+  EXPECT_EQ(stack_.leads().Kill(SIGTERM), 0) << stack_.leads().Log();
+  EXPECT_EQ(stack_.analytics().Kill(SIGTERM), 0) << stack_.analytics().Log();
+  EXPECT_NE(stack_.leads().Log().find("\"msg\":\"stopped\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace crm::testing
