@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -43,10 +44,13 @@ inline bool Eventually(const std::function<bool()>& done,
   return done();
 }
 
-// The embedded broker, leads and analytics as real processes on loopback.
+// The embedded broker and the services as real processes on loopback. Each
+// service gets a free port and its own data dir under one temp dir.
 class Stack {
  public:
-  Stack() : leads_port_(FreePort()), analytics_port_(FreePort()) {}
+  Stack() {
+    for (const char* name : {"leads", "sales", "service-desk", "analytics"}) ports_[name] = FreePort();
+  }
 
   std::string dir() const { return dir_.path(); }
   const std::string& brokers() const { return brokers_; }
@@ -69,29 +73,43 @@ class Stack {
         absl::Seconds(10));
   }
 
-  bool StartLeads() {
-    leads_ = Service(CRM_LEADS_BIN, "leads", leads_port_);
-    return leads_ && WaitServing(LeadsTarget());
+  // Starts (or restarts) a service and waits until its health check says
+  // SERVING. `extra_flags` are appended to the command line.
+  bool Start(const std::string& service, std::vector<std::string> extra_flags = {}) {
+    const std::string bin = Binary(service);
+    if (bin.empty()) return false;
+    std::vector<std::string> argv = {bin, "--listen=" + Target(service),
+                                     "--data-dir=" + dir_.Sub(service), "--brokers=" + brokers_,
+                                     "--worker-threads=4"};
+    argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+    auto p = std::make_unique<Process>(argv, std::vector<std::string>{},
+                                       dir_.Sub(service + ".log"));
+    if (!p->Start()) return false;
+    services_[service] = std::move(p);
+    return WaitServing(Target(service));
   }
-  bool StartAnalytics() {
-    analytics_ = Service(CRM_ANALYTICS_BIN, "analytics", analytics_port_);
-    return analytics_ && WaitServing(AnalyticsTarget());
-  }
+  bool StartLeads() { return Start("leads"); }
+  bool StartAnalytics() { return Start("analytics"); }
 
   Process& broker() { return *broker_; }
-  Process& leads() { return *leads_; }
-  Process& analytics() { return *analytics_; }
+  Process& service(const std::string& name) { return *services_.at(name); }
+  Process& leads() { return service("leads"); }
+  Process& analytics() { return service("analytics"); }
 
-  std::string LeadsTarget() const { return absl::StrCat("127.0.0.1:", leads_port_); }
-  std::string AnalyticsTarget() const { return absl::StrCat("127.0.0.1:", analytics_port_); }
+  std::string Target(const std::string& service) const {
+    return absl::StrCat("127.0.0.1:", ports_.at(service));
+  }
+  std::string LeadsTarget() const { return Target("leads"); }
+  std::string AnalyticsTarget() const { return Target("analytics"); }
 
+  std::shared_ptr<grpc::Channel> Channel(const std::string& service) const {
+    return grpc::CreateChannel(Target(service), grpc::InsecureChannelCredentials());
+  }
   std::unique_ptr<crm::v1::LeadsService::Stub> LeadsStub() const {
-    return crm::v1::LeadsService::NewStub(
-        grpc::CreateChannel(LeadsTarget(), grpc::InsecureChannelCredentials()));
+    return crm::v1::LeadsService::NewStub(Channel("leads"));
   }
   std::unique_ptr<crm::v1::AnalyticsService::Stub> AnalyticsStub() const {
-    return crm::v1::AnalyticsService::NewStub(
-        grpc::CreateChannel(AnalyticsTarget(), grpc::InsecureChannelCredentials()));
+    return crm::v1::AnalyticsService::NewStub(Channel("analytics"));
   }
 
   // The 360 view's event count, -1 while the customer is unknown.
@@ -122,23 +140,23 @@ class Stack {
   }
 
  private:
-  std::unique_ptr<Process> Service(const char* bin, const std::string& name, int port) {
-    auto p = std::make_unique<Process>(
-        std::vector<std::string>{bin, absl::StrCat("--listen=127.0.0.1:", port),
-                                 "--data-dir=" + dir_.Sub(name), "--brokers=" + brokers_,
-                                 "--worker-threads=4"},
-        std::vector<std::string>{}, dir_.Sub(name + ".log"));
-    if (!p->Start()) return nullptr;
-    return p;
+  static std::string Binary(const std::string& service) {
+    if (service == "leads") return CRM_LEADS_BIN;
+    if (service == "analytics") return CRM_ANALYTICS_BIN;
+#ifdef CRM_SALES_BIN
+    if (service == "sales") return CRM_SALES_BIN;
+#endif
+#ifdef CRM_SERVICE_DESK_BIN
+    if (service == "service-desk") return CRM_SERVICE_DESK_BIN;
+#endif
+    return "";
   }
 
   TempDir dir_;
-  int leads_port_;
-  int analytics_port_;
+  std::map<std::string, int> ports_;
   std::string brokers_;
   std::unique_ptr<Process> broker_;
-  std::unique_ptr<Process> leads_;
-  std::unique_ptr<Process> analytics_;
+  std::map<std::string, std::unique_ptr<Process>> services_;
 };
 
 }  // namespace crm::testing
