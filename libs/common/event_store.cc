@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "libs/common/ids.h"
@@ -65,56 +66,105 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(AppendRequest req) {
-  if (req.stream.empty()) return absl::InvalidArgumentError("stream is empty");
-  if (req.events.empty() && req.request_key.empty()) {
-    return absl::InvalidArgumentError("append without events");
-  }
-  auto guard = locks_.Lock({req.stream, req.request_key});
+  std::vector<AppendRequest> one;
+  one.push_back(std::move(req));
+  CRM_ASSIGN_OR_RETURN(auto results, AppendBatch(std::move(one)));
+  return std::move(results.front());
+}
 
-  if (!req.request_key.empty()) {
-    CRM_ASSIGN_OR_RETURN(auto earlier, db_->Get(kRequests, req.request_key));
-    if (earlier.has_value()) return DecodeResult(*earlier);
+absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatch(
+    std::vector<AppendRequest> requests) {
+  std::vector<absl::string_view> keys;
+  keys.reserve(requests.size() * 2);
+  for (const auto& r : requests) {
+    keys.push_back(r.stream);
+    keys.push_back(r.request_key);
   }
+  auto guard = locks_.Lock(keys);
 
-  CRM_ASSIGN_OR_RETURN(auto current, db_->Get(kState, req.stream));
-  const int64_t version =
-      current ? static_cast<int64_t>(ReadBigEndian64(*current)) : kNoStream;
-  if (version != req.expected_version) {
-    return absl::AbortedError(absl::StrCat("version conflict on ", req.stream,
-                                           ": expected ", req.expected_version,
-                                           ", current ", version));
-  }
-
+  // What this batch has already decided, ahead of the database.
+  absl::flat_hash_map<std::string, int64_t> versions;
+  absl::flat_hash_map<std::string, AppendResult> seen_keys;
   rocksdb::WriteBatch batch;
   const auto now = ToProtoTimestamp(absl::Now());
-  AppendResult result;
-  result.first_version = version + 1;
-  result.last_version = version + static_cast<int64_t>(req.events.size());
-  result.response = req.response;
-  int64_t v = version;
-  for (auto& e : req.events) {
-    e.set_stream(req.stream);
-    e.set_stream_version(++v);
-    *e.mutable_recorded_at() = now;
-    const std::string key = EventKey(req.stream, v);
-    const std::string bytes = e.SerializeAsString();
-    const std::string pos = BigEndian64(next_position_.fetch_add(1));
-    CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, bytes));
-    CRM_RETURN_IF_ERROR(Put(*db_, batch, kLog, pos, key));
-    CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, pos, bytes));
+  std::vector<absl::StatusOr<AppendResult>> results;
+  results.reserve(requests.size());
+  bool any_write = false;
+
+  for (auto& req : requests) {
+    if (req.stream.empty()) {
+      results.push_back(absl::InvalidArgumentError("stream is empty"));
+      continue;
+    }
+    if (req.events.empty() && req.request_key.empty()) {
+      results.push_back(absl::InvalidArgumentError("append without events"));
+      continue;
+    }
+    if (!req.request_key.empty()) {
+      if (auto it = seen_keys.find(req.request_key); it != seen_keys.end()) {
+        AppendResult replay = it->second;
+        replay.replayed = true;
+        results.push_back(std::move(replay));
+        continue;
+      }
+      CRM_ASSIGN_OR_RETURN(auto earlier, db_->Get(kRequests, req.request_key));
+      if (earlier.has_value()) {
+        results.push_back(DecodeResult(*earlier));
+        continue;
+      }
+    }
+    int64_t version = kNoStream;
+    if (auto it = versions.find(req.stream); it != versions.end()) {
+      version = it->second;
+    } else {
+      CRM_ASSIGN_OR_RETURN(auto current, db_->Get(kState, req.stream));
+      if (current) version = static_cast<int64_t>(ReadBigEndian64(*current));
+    }
+    if (version != req.expected_version) {
+      results.push_back(absl::AbortedError(absl::StrCat("version conflict on ", req.stream,
+                                                        ": expected ", req.expected_version,
+                                                        ", current ", version)));
+      continue;
+    }
+
+    AppendResult result;
+    result.first_version = version + 1;
+    result.last_version = version + static_cast<int64_t>(req.events.size());
+    result.response = req.response;
+    int64_t v = version;
+    for (auto& e : req.events) {
+      e.set_stream(req.stream);
+      e.set_stream_version(++v);
+      *e.mutable_recorded_at() = now;
+      const std::string key = EventKey(req.stream, v);
+      const std::string bytes = e.SerializeAsString();
+      const std::string pos = BigEndian64(next_position_.fetch_add(1));
+      CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, bytes));
+      CRM_RETURN_IF_ERROR(Put(*db_, batch, kLog, pos, key));
+      CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, pos, bytes));
+    }
+    if (!req.events.empty()) {
+      std::string state = BigEndian64(static_cast<uint64_t>(v));
+      state.append(req.state);
+      CRM_RETURN_IF_ERROR(Put(*db_, batch, kState, req.stream, state));
+      versions[req.stream] = v;
+    }
+    for (const auto& w : req.projection_writes) {
+      CRM_RETURN_IF_ERROR(Put(*db_, batch, w.family, w.key, w.value));
+    }
+    if (!req.request_key.empty()) {
+      CRM_RETURN_IF_ERROR(
+          Put(*db_, batch, kRequests, req.request_key, EncodeResult(result)));
+      seen_keys[req.request_key] = result;
+    }
+    any_write = true;
+    results.push_back(std::move(result));
   }
-  std::string state = BigEndian64(static_cast<uint64_t>(v));
-  state.append(req.state);
-  if (!req.events.empty()) CRM_RETURN_IF_ERROR(Put(*db_, batch, kState, req.stream, state));
-  for (const auto& w : req.projection_writes) {
-    CRM_RETURN_IF_ERROR(Put(*db_, batch, w.family, w.key, w.value));
+  if (any_write) {
+    CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
+    if (listener_) listener_();
   }
-  if (!req.request_key.empty()) {
-    CRM_RETURN_IF_ERROR(Put(*db_, batch, kRequests, req.request_key, EncodeResult(result)));
-  }
-  CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
-  if (listener_) listener_();
-  return result;
+  return results;
 }
 
 absl::StatusOr<StreamState> EventStore::LoadState(const std::string& stream) const {

@@ -72,6 +72,15 @@ class EventStore {
 
   absl::StatusOr<AppendResult> Append(AppendRequest request);
 
+  // Many appends in ONE synced WriteBatch, e.g. a bulk import: each request
+  // gets its own result (a version conflict or an invalid request fails only
+  // itself), and the whole batch costs one fsync. Requests are applied in
+  // order, so a later request may build on an earlier one's stream or
+  // repeat its request_key (then it is a replay of it). The outer status
+  // fails only when the batch could not be written at all.
+  absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> AppendBatch(
+      std::vector<AppendRequest> requests);
+
   // NOT_FOUND when the stream has no events.
   absl::StatusOr<StreamState> LoadState(const std::string& stream) const;
   absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(

@@ -168,6 +168,39 @@ TEST_F(EventStoreTest, ConcurrentWritersOnOneStreamGetExactlyOneWinnerPerVersion
   }
 }
 
+TEST_F(EventStoreTest, BatchAppendsManyWithOneResultEach) {
+  ASSERT_TRUE(store_->Append(Request("s-0", 0, {Event("A")}, "")).ok());
+  std::vector<AppendRequest> batch;
+  batch.push_back(Request("s-1", 0, {Event("A")}, "s1"));
+  batch.push_back(Request("s-0", 0, {Event("B")}, ""));   // conflict: s-0 is at 1
+  batch.push_back(Request("s-1", 1, {Event("C")}, "s1b"));  // builds on the first
+  auto keyed = Request("s-2", 0, {Event("D")}, "");
+  keyed.request_key = "import/1";
+  keyed.response = "row-1";
+  batch.push_back(keyed);
+  auto again = Request("s-3", 0, {Event("D")}, "");
+  again.request_key = "import/1";  // the same row twice in one batch
+  batch.push_back(again);
+  batch.push_back(Request("", 0, {Event("E")}, ""));
+
+  auto results = store_->AppendBatch(std::move(batch));
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 6u);
+  EXPECT_TRUE((*results)[0].ok());
+  EXPECT_EQ((*results)[1].status().code(), absl::StatusCode::kAborted);
+  ASSERT_TRUE((*results)[2].ok());
+  EXPECT_EQ((*results)[2]->last_version, 2);
+  EXPECT_FALSE((*results)[3]->replayed);
+  EXPECT_TRUE((*results)[4]->replayed);
+  EXPECT_EQ((*results)[4]->response, "row-1");
+  EXPECT_EQ((*results)[5].status().code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(store_->LogSize(), 4u);  // s-0 A, s-1 A, s-1 C, s-2 D
+  EXPECT_EQ(store_->LoadState("s-1")->state, "s1b");
+  EXPECT_EQ(store_->LoadState("s-3").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ReadStream("s-0")->size(), 1u);
+}
+
 TEST_F(EventStoreTest, RejectsAppendWithoutStream) {
   EXPECT_EQ(store_->Append(Request("", 0, {Event("A")}, "")).status().code(),
             absl::StatusCode::kInvalidArgument);
