@@ -14,10 +14,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "libs/common/config.h"
-#include "libs/common/kafka.h"
 #include "librdkafka/rdkafka.h"
 #include "librdkafka/rdkafka_mock.h"
+#include "libs/common/config.h"
+#include "libs/common/kafka.h"
 
 namespace {
 
@@ -76,7 +76,9 @@ int main(int argc, char** argv) {
   }
   std::printf("%s\n", bootstrap.c_str());
   std::fflush(stdout);
-  std::fprintf(stderr, "{\"level\":\"info\",\"service\":\"broker\",\"msg\":\"serving\",\"bootstrap\":\"%s\",\"partitions\":\"%d\"}\n",
+  std::fprintf(stderr,
+               "{\"level\":\"info\",\"service\":\"broker\",\"msg\":\"serving\",\"bootstrap\":\"%"
+               "s\",\"partitions\":\"%d\"}\n",
                bootstrap.c_str(), partitions);
 
   for (;;) {

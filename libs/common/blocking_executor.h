@@ -39,9 +39,8 @@ template <typename Body>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, BlockingExecutor& executor,
                                    Body body) {
   auto* reactor = ctx->DefaultReactor();
-  executor.Run([reactor, body = std::move(body)]() mutable {
-    reactor->Finish(ToGrpcStatus(body()));
-  });
+  executor.Run(
+      [reactor, body = std::move(body)]() mutable { reactor->Finish(ToGrpcStatus(body())); });
   return reactor;
 }
 

@@ -1,4 +1,3 @@
-#include "absl/strings/string_view.h"
 #include "libs/common/config.h"
 
 #include <cstdlib>
@@ -6,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace crm {
 
@@ -32,8 +32,8 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
   ServiceConfig c;
   c.service_name = service_name;
   c.listen = Setting(argc, argv, "listen", "CRM_LISTEN", default_listen);
-  c.data_dir = Setting(argc, argv, "data-dir", "CRM_DATA_DIR",
-                       absl::StrCat("./data/", service_name));
+  c.data_dir =
+      Setting(argc, argv, "data-dir", "CRM_DATA_DIR", absl::StrCat("./data/", service_name));
   c.brokers = Setting(argc, argv, "brokers", "CRM_KAFKA_BROKERS", "");
   if (c.brokers.empty()) {
     return absl::InvalidArgumentError(

@@ -1,12 +1,12 @@
-#include "absl/strings/string_view.h"
 #include "libs/common/database.h"
 
 #include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "rocksdb/options.h"
+#include "absl/strings/string_view.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
 #include "rocksdb/table.h"
 
 namespace crm {
@@ -34,8 +34,8 @@ rocksdb::ColumnFamilyOptions FamilyOptions() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Database>> Database::Open(
-    const std::string& path, const std::vector<std::string>& families) {
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
+                                                         const std::vector<std::string>& families) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) {
@@ -57,8 +57,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(
 
   std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
   rocksdb::DB* raw_db = nullptr;
-  if (auto s = rocksdb::DB::Open(options, path, descriptors, &raw_handles, &raw_db);
-      !s.ok()) {
+  if (auto s = rocksdb::DB::Open(options, path, descriptors, &raw_handles, &raw_db); !s.ok()) {
     return absl::UnavailableError(
         absl::StrCat("cannot open RocksDB at ", path, ": ", s.ToString()));
   }
@@ -91,21 +90,20 @@ absl::Status Database::Write(rocksdb::WriteBatch* batch, bool sync) {
   return FromRocks(db_->Write(wo, batch));
 }
 
-absl::StatusOr<std::optional<std::string>> Database::Get(
-    absl::string_view family, absl::string_view key) const {
+absl::StatusOr<std::optional<std::string>> Database::Get(absl::string_view family,
+                                                         absl::string_view key) const {
   auto* cf = Family(family);
   if (cf == nullptr) return absl::InternalError(absl::StrCat("no family ", family));
   std::string value;
-  auto s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()),
-                    &value);
+  auto s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
   if (s.IsNotFound()) return std::nullopt;
   if (!s.ok()) return FromRocks(s);
   return value;
 }
 
-absl::StatusOr<std::optional<std::string>> Database::GetThrough(
-    rocksdb::WriteBatchWithIndex& batch, absl::string_view family,
-    absl::string_view key) const {
+absl::StatusOr<std::optional<std::string>> Database::GetThrough(rocksdb::WriteBatchWithIndex& batch,
+                                                                absl::string_view family,
+                                                                absl::string_view key) const {
   auto* cf = Family(family);
   if (cf == nullptr) return absl::InternalError(absl::StrCat("no family ", family));
   std::string value;

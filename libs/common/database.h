@@ -1,6 +1,5 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
 
@@ -21,8 +21,8 @@ class Database {
  public:
   // Opens (creating if needed) the database at `path` with the given column
   // families in addition to "default".
-  static absl::StatusOr<std::unique_ptr<Database>> Open(
-      const std::string& path, const std::vector<std::string>& families);
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
+                                                        const std::vector<std::string>& families);
   ~Database();
 
   Database(const Database&) = delete;
@@ -35,11 +35,11 @@ class Database {
   // grouped by RocksDB's write thread and share one fsync.
   absl::Status Write(rocksdb::WriteBatch* batch, bool sync);
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view family,
-                                                  absl::string_view key) const;
+                                                 absl::string_view key) const;
   // Reads through a batch's own uncommitted writes first.
-  absl::StatusOr<std::optional<std::string>> GetThrough(
-      rocksdb::WriteBatchWithIndex& batch, absl::string_view family,
-      absl::string_view key) const;
+  absl::StatusOr<std::optional<std::string>> GetThrough(rocksdb::WriteBatchWithIndex& batch,
+                                                        absl::string_view family,
+                                                        absl::string_view key) const;
   std::unique_ptr<rocksdb::Iterator> NewIterator(absl::string_view family) const;
   // Flushes memtables and the WAL: used on graceful shutdown.
   absl::Status Flush();
@@ -54,7 +54,6 @@ class Database {
   explicit Database(Token) {}
 
  private:
-
   std::string path_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;

@@ -1,10 +1,10 @@
-#include "absl/strings/string_view.h"
 #include "libs/common/event_store.h"
 
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
@@ -13,10 +13,10 @@
 namespace crm {
 namespace {
 
-constexpr char kEvents[] = "events";    // stream \0 version -> envelope
-constexpr char kState[] = "state";      // stream -> version + folded state
-constexpr char kLog[] = "log";          // position -> events key
-constexpr char kOutbox[] = "outbox";    // position -> envelope
+constexpr char kEvents[] = "events";      // stream \0 version -> envelope
+constexpr char kState[] = "state";        // stream -> version + folded state
+constexpr char kLog[] = "log";            // position -> events key
+constexpr char kOutbox[] = "outbox";      // position -> envelope
 constexpr char kRequests[] = "requests";  // request key -> result
 
 std::string EventKey(absl::string_view stream, int64_t version) {
@@ -121,9 +121,9 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
       if (current) version = static_cast<int64_t>(ReadBigEndian64(*current));
     }
     if (version != req.expected_version) {
-      results.push_back(absl::AbortedError(absl::StrCat("version conflict on ", req.stream,
-                                                        ": expected ", req.expected_version,
-                                                        ", current ", version)));
+      results.push_back(
+          absl::AbortedError(absl::StrCat("version conflict on ", req.stream, ": expected ",
+                                          req.expected_version, ", current ", version)));
       continue;
     }
 
@@ -153,8 +153,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
       CRM_RETURN_IF_ERROR(Put(*db_, batch, w.family, w.key, w.value));
     }
     if (!req.request_key.empty()) {
-      CRM_RETURN_IF_ERROR(
-          Put(*db_, batch, kRequests, req.request_key, EncodeResult(result)));
+      CRM_RETURN_IF_ERROR(Put(*db_, batch, kRequests, req.request_key, EncodeResult(result)));
       seen_keys[req.request_key] = result;
     }
     any_write = true;
@@ -209,8 +208,7 @@ absl::StatusOr<std::vector<OutboxEntry>> EventStore::ReadOutbox(uint64_t from_po
   for (it->Seek(BigEndian64(from_position)); it->Valid() && out.size() < max; it->Next()) {
     OutboxEntry entry;
     entry.position = ReadBigEndian64(it->key().ToString());
-    if (!entry.envelope.ParseFromArray(it->value().data(),
-                                       static_cast<int>(it->value().size()))) {
+    if (!entry.envelope.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
       return absl::DataLossError("corrupt outbox entry");
     }
     out.push_back(std::move(entry));

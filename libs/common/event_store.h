@@ -83,15 +83,13 @@ class EventStore {
 
   // NOT_FOUND when the stream has no events.
   absl::StatusOr<StreamState> LoadState(const std::string& stream) const;
-  absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(
-      const std::string& stream, int64_t from_version = 1) const;
+  absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(const std::string& stream,
+                                                                 int64_t from_version = 1) const;
   // The stored response of an earlier append with this key, if any.
-  absl::StatusOr<std::optional<std::string>> FindResponse(
-      const std::string& request_key) const;
+  absl::StatusOr<std::optional<std::string>> FindResponse(const std::string& request_key) const;
 
   // Outbox, in log order. Entries stay until DeleteFromOutbox.
-  absl::StatusOr<std::vector<OutboxEntry>> ReadOutbox(uint64_t from_position,
-                                                      size_t max) const;
+  absl::StatusOr<std::vector<OutboxEntry>> ReadOutbox(uint64_t from_position, size_t max) const;
   absl::Status DeleteFromOutbox(const std::vector<uint64_t>& positions);
   // Puts every event of the log back into the outbox, e.g. to refill an
   // empty broker. Returns how many were queued.
@@ -100,9 +98,7 @@ class EventStore {
   uint64_t LogSize() const { return next_position_.load() - 1; }
 
   // Called after every successful append (wakes the relay).
-  void SetAppendListener(std::function<void()> listener) {
-    listener_ = std::move(listener);
-  }
+  void SetAppendListener(std::function<void()> listener) { listener_ = std::move(listener); }
 
   Database& db() { return *db_; }
   const Database& db() const { return *db_; }

@@ -172,7 +172,7 @@ TEST_F(EventStoreTest, BatchAppendsManyWithOneResultEach) {
   ASSERT_TRUE(store_->Append(Request("s-0", 0, {Event("A")}, "")).ok());
   std::vector<AppendRequest> batch;
   batch.push_back(Request("s-1", 0, {Event("A")}, "s1"));
-  batch.push_back(Request("s-0", 0, {Event("B")}, ""));   // conflict: s-0 is at 1
+  batch.push_back(Request("s-0", 0, {Event("B")}, ""));     // conflict: s-0 is at 1
   batch.push_back(Request("s-1", 1, {Event("C")}, "s1b"));  // builds on the first
   auto keyed = Request("s-2", 0, {Event("D")}, "");
   keyed.request_key = "import/1";

@@ -1,10 +1,10 @@
-#include "absl/strings/string_view.h"
 #include "libs/common/ids.h"
 
 #include <array>
 #include <cstdint>
 
 #include "absl/random/random.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 
 namespace crm {

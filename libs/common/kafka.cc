@@ -1,7 +1,7 @@
-#include "absl/strings/string_view.h"
 #include "libs/common/kafka.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
 

@@ -1,6 +1,5 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <memory>
 #include <string>
 #include <string_view>
@@ -8,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "crm/v1/envelope.pb.h"
 #include "librdkafka/rdkafkacpp.h"
 
@@ -35,8 +35,8 @@ std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope
 std::string HeaderValue(RdKafka::Message& m, absl::string_view name);
 
 inline const std::vector<std::string>& AllTopics() {
-  static const std::vector<std::string> topics = {kLeadsTopic, kSalesTopic,
-                                                  kServiceDeskTopic, kAnalyticsTopic};
+  static const std::vector<std::string> topics = {kLeadsTopic, kSalesTopic, kServiceDeskTopic,
+                                                  kAnalyticsTopic};
   return topics;
 }
 

@@ -1,10 +1,10 @@
-#include "absl/strings/string_view.h"
 #include "libs/common/log.h"
 
 #include <cstdio>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "libs/common/ids.h"
 
@@ -20,11 +20,21 @@ void AppendJsonString(std::string* out, absl::string_view s) {
   out->push_back('"');
   for (char c : s) {
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -38,8 +48,7 @@ void AppendJsonString(std::string* out, absl::string_view s) {
   out->push_back('"');
 }
 
-void Write(absl::string_view level, absl::string_view msg,
-           std::initializer_list<Field> fields) {
+void Write(absl::string_view level, absl::string_view msg, std::initializer_list<Field> fields) {
   std::string line = "{\"time\":";
   AppendJsonString(&line, FormatRfc3339(absl::Now()));
   absl::StrAppend(&line, ",\"level\":\"", level, "\",\"service\":");

@@ -1,10 +1,11 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "absl/strings/string_view.h"
 
 namespace crm::log {
 

@@ -37,8 +37,7 @@ absl::Status OutboxRelay::Start() {
       {"partitioner", "murmur2_random"},
       {"queue.buffering.max.messages", absl::StrCat(options_.max_in_flight + 1000)},
   };
-  settings.insert(settings.end(), options_.extra_settings.begin(),
-                  options_.extra_settings.end());
+  settings.insert(settings.end(), options_.extra_settings.begin(), options_.extra_settings.end());
   auto conf = MakeKafkaConf(settings);
   if (!conf.ok()) return conf.status();
   report_cb_ = std::make_unique<DeliveryReport>(this);
@@ -111,8 +110,8 @@ bool OutboxRelay::RefillIfTopicEmpty() {
   for (const auto* partition : *info->partitions()) {
     int64_t low = 0;
     int64_t high = 0;
-    if (producer_->query_watermark_offsets(options_.topic, partition->id(), &low, &high,
-                                           2000) != RdKafka::ERR_NO_ERROR) {
+    if (producer_->query_watermark_offsets(options_.topic, partition->id(), &low, &high, 2000) !=
+        RdKafka::ERR_NO_ERROR) {
       return false;
     }
     if (high > 0) return true;
@@ -142,12 +141,11 @@ void OutboxRelay::ProduceFromOutbox() {
     const std::string value = entry.envelope.SerializeAsString();
     const std::string& key = entry.envelope.customer_id();
     auto headers = CloudEventHeaders(entry.envelope);
-    const int64_t ts_ms =
-        absl::ToUnixMillis(FromProtoTimestamp(entry.envelope.occurred_at()));
-    auto err = producer_->produce(
-        options_.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-        const_cast<char*>(value.data()), value.size(), key.data(), key.size(), ts_ms,
-        headers.get(), reinterpret_cast<void*>(static_cast<uintptr_t>(entry.position)));
+    const int64_t ts_ms = absl::ToUnixMillis(FromProtoTimestamp(entry.envelope.occurred_at()));
+    auto err = producer_->produce(options_.topic, RdKafka::Topic::PARTITION_UA,
+                                  RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value.data()),
+                                  value.size(), key.data(), key.size(), ts_ms, headers.get(),
+                                  reinterpret_cast<void*>(static_cast<uintptr_t>(entry.position)));
     if (err == RdKafka::ERR_NO_ERROR) {
       headers.release();  // librdkafka owns them now
       in_flight_.insert(entry.position);
@@ -176,8 +174,8 @@ void OutboxRelay::Run() {
     ServeReports(0);
     std::unique_lock<std::mutex> lock(mu_);
     // Short waits while messages are in flight so reports are served soon.
-    const auto wait = in_flight_.empty() ? std::chrono::milliseconds(200)
-                                         : std::chrono::milliseconds(5);
+    const auto wait =
+        in_flight_.empty() ? std::chrono::milliseconds(200) : std::chrono::milliseconds(5);
     cv_.wait_for(lock, wait, [this] { return wake_ || stopping_; });
     wake_ = false;
   }

@@ -38,10 +38,9 @@ class AccessLog final : public grpc::experimental::Interceptor {
       if (status.ok()) {
         log::Info("rpc", {{"method", method_}, {"code", code}, {"ms", ms}});
       } else {
-        log::Warn("rpc", {{"method", method_},
-                          {"code", code},
-                          {"ms", ms},
-                          {"error", status.error_message()}});
+        log::Warn(
+            "rpc",
+            {{"method", method_}, {"code", code}, {"ms", ms}, {"error", status.error_message()}});
       }
     }
     methods->Proceed();

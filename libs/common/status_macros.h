@@ -4,10 +4,9 @@
 #include "absl/status/statusor.h"
 
 // Early returns that keep the happy path flat.
-#define CRM_RETURN_IF_ERROR(expr)            \
-  do {                                       \
-    if (absl::Status _st = (expr); !_st.ok()) \
-      return _st;                            \
+#define CRM_RETURN_IF_ERROR(expr)                         \
+  do {                                                    \
+    if (absl::Status _st = (expr); !_st.ok()) return _st; \
   } while (0)
 
 #define CRM_CONCAT_INNER(a, b) a##b

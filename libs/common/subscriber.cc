@@ -1,10 +1,10 @@
-#include "absl/strings/string_view.h"
 #include "libs/common/subscriber.h"
 
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
@@ -96,8 +96,7 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
     CRM_RETURN_IF_ERROR(txn.Put(kOffsets, OffsetKey(m.topic, m.partition),
                                 BigEndian64(static_cast<uint64_t>(m.offset + 1))));
     crm::v1::EventEnvelope event;
-    if (!event.ParseFromString(m.value) || event.stream().empty() ||
-        event.stream_version() <= 0) {
+    if (!event.ParseFromString(m.value) || event.stream().empty() || event.stream_version() <= 0) {
       poisoned_.fetch_add(1);
       log::Error("undecodable event skipped", {{"topic", m.topic},
                                                {"partition", absl::StrCat(m.partition)},
@@ -135,17 +134,12 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
 
 absl::Status Subscriber::Start() {
   KafkaSettings settings = {
-      {"bootstrap.servers", options_.brokers},
-      {"group.id", options_.group_id},
-      {"enable.auto.commit", "false"},
-      {"enable.auto.offset.store", "false"},
-      {"auto.offset.reset", "earliest"},
-      {"session.timeout.ms", "10000"},
-      {"heartbeat.interval.ms", "1000"},
-      {"fetch.wait.max.ms", "50"},
+      {"bootstrap.servers", options_.brokers}, {"group.id", options_.group_id},
+      {"enable.auto.commit", "false"},         {"enable.auto.offset.store", "false"},
+      {"auto.offset.reset", "earliest"},       {"session.timeout.ms", "10000"},
+      {"heartbeat.interval.ms", "1000"},       {"fetch.wait.max.ms", "50"},
   };
-  settings.insert(settings.end(), options_.extra_settings.begin(),
-                  options_.extra_settings.end());
+  settings.insert(settings.end(), options_.extra_settings.begin(), options_.extra_settings.end());
   CRM_ASSIGN_OR_RETURN(auto conf, MakeKafkaConf(settings));
   rebalance_cb_ = std::make_unique<Rebalance>(this);
   std::string err;

@@ -59,8 +59,9 @@ TEST_F(SubscriberTest, SkipsEventsAlreadyAppliedIncludingRepublishedOnes) {
 }
 
 TEST_F(SubscriberTest, DuplicatesInsideOneBatchAreSkipped) {
-  ASSERT_TRUE(subscriber_->ApplyBatch({Message("a", 1, 0), Message("a", 1, 1),
-                                       Message("b", 1, 2), Message("a", 2, 3)})
+  ASSERT_TRUE(subscriber_
+                  ->ApplyBatch({Message("a", 1, 0), Message("a", 1, 1), Message("b", 1, 2),
+                                Message("a", 2, 3)})
                   .ok());
   EXPECT_EQ(Count("cus-a"), "2");
   EXPECT_EQ(Count("cus-b"), "1");

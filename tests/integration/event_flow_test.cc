@@ -64,10 +64,11 @@ TEST_F(EventFlowTest, KillNineRightAfterReplyLosesNothingAndPublishesOnce) {
   for (int round = 0; round < 3; ++round) {
     auto leads = stack_.LeadsStub();
     crm::v1::CaptureLeadResponse resp;
-    ASSERT_TRUE(Capture(*leads, Lead(absl::StrCat("kill-", round),
-                                     absl::StrCat("kill", round, "@example.com")),
-                        &resp)
-                    .ok());
+    ASSERT_TRUE(
+        Capture(*leads,
+                Lead(absl::StrCat("kill-", round), absl::StrCat("kill", round, "@example.com")),
+                &resp)
+            .ok());
     stack_.leads().Kill(SIGKILL);  // no chance to flush anything
     ASSERT_TRUE(stack_.StartLeads()) << stack_.leads().Log();
 
@@ -83,10 +84,11 @@ TEST_F(EventFlowTest, KillNineRightAfterReplyLosesNothingAndPublishesOnce) {
         << "round " << round << ": " << stack_.EventCount(resp.customer_id());
     // A retry after the crash returns the first result and adds nothing.
     crm::v1::CaptureLeadResponse again;
-    ASSERT_TRUE(Capture(*restarted, Lead(absl::StrCat("kill-", round),
-                                         absl::StrCat("kill", round, "@example.com")),
-                        &again)
-                    .ok());
+    ASSERT_TRUE(
+        Capture(*restarted,
+                Lead(absl::StrCat("kill-", round), absl::StrCat("kill", round, "@example.com")),
+                &again)
+            .ok());
     EXPECT_EQ(again.lead_id(), resp.lead_id());
   }
 }
@@ -98,11 +100,9 @@ TEST_F(EventFlowTest, LeadsCapturedDuringABrokerOutageArriveExactlyOnce) {
   std::vector<std::string> customers;
   for (int i = 0; i < 20; ++i) {
     crm::v1::CaptureLeadResponse resp;
-    auto st = Capture(*leads, Lead(absl::StrCat("outage-", i),
-                                   absl::StrCat("outage", i, "@example.com")),
-                      &resp);
-    ASSERT_TRUE(st.ok()) << "commands must be accepted while Kafka is down: "
-                         << st.error_message();
+    auto st = Capture(
+        *leads, Lead(absl::StrCat("outage-", i), absl::StrCat("outage", i, "@example.com")), &resp);
+    ASSERT_TRUE(st.ok()) << "commands must be accepted while Kafka is down: " << st.error_message();
     customers.push_back(resp.customer_id());
   }
   absl::SleepFor(absl::Seconds(1));

@@ -13,9 +13,9 @@
 #include "absl/strings/strip.h"
 #include "crm/v1/analytics.grpc.pb.h"
 #include "crm/v1/leads.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/common/testing/temp_dir.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/integration/process.h"
 
 namespace crm::testing {
@@ -49,7 +49,8 @@ inline bool Eventually(const std::function<bool()>& done,
 class Stack {
  public:
   Stack() {
-    for (const char* name : {"leads", "sales", "service-desk", "analytics"}) ports_[name] = FreePort();
+    for (const char* name : {"leads", "sales", "service-desk", "analytics"})
+      ports_[name] = FreePort();
   }
 
   std::string dir() const { return dir_.path(); }
@@ -82,8 +83,8 @@ class Stack {
                                      "--data-dir=" + dir_.Sub(service), "--brokers=" + brokers_,
                                      "--worker-threads=4"};
     argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-    auto p = std::make_unique<Process>(argv, std::vector<std::string>{},
-                                       dir_.Sub(service + ".log"));
+    auto p =
+        std::make_unique<Process>(argv, std::vector<std::string>{}, dir_.Sub(service + ".log"));
     if (!p->Start()) return false;
     services_[service] = std::move(p);
     return WaitServing(Target(service));

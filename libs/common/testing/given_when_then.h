@@ -18,8 +18,8 @@ namespace crm::testing {
 template <typename State, typename Event, typename Command>
 class Scenario {
  public:
-  using DecideFn =
-      std::function<absl::StatusOr<std::vector<Event>>(const std::optional<State>&, const Command&)>;
+  using DecideFn = std::function<absl::StatusOr<std::vector<Event>>(const std::optional<State>&,
+                                                                    const Command&)>;
   using ApplyFn = std::function<void(State&, const Event&, absl::Time)>;
 
   Scenario(DecideFn decide, ApplyFn apply) : decide_(decide), apply_(apply) {}
@@ -56,8 +56,7 @@ class Scenario {
   void ThenError(absl::StatusCode code, const std::string& message_part = "") {
     ASSERT_FALSE(result_.ok());
     EXPECT_EQ(result_.status().code(), code) << result_.status();
-    EXPECT_NE(result_.status().message().find(message_part), std::string::npos)
-        << result_.status();
+    EXPECT_NE(result_.status().message().find(message_part), std::string::npos) << result_.status();
   }
 
   const std::optional<State>& state() const { return state_; }

@@ -55,7 +55,8 @@ void ApplyLeadCaptured(crm::v1::Customer360& view, const crm::v1::EventEnvelope&
 std::string Summarize(const crm::v1::EventEnvelope& event) {
   crm::v1::LeadCaptured lead;
   if (event.payload().UnpackTo(&lead) && event.payload().Is<crm::v1::LeadCaptured>()) {
-    std::string who = lead.contact().email().empty() ? lead.contact().phone() : lead.contact().email();
+    std::string who =
+        lead.contact().email().empty() ? lead.contact().phone() : lead.contact().email();
     return absl::StrCat("Lead captured via ", ChannelName(lead.channel()), " (", who, ")",
                         lead.duplicate_of_lead_id().empty() ? "" : ", known person");
   }

@@ -33,10 +33,10 @@ std::vector<std::string> ViewFamilies() {
   return families;
 }
 
-absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event,
-                                          ProjectionTxn& txn) {
+absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
   if (event.customer_id().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("event ", event.event_id(), " has no customer_id"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("event ", event.event_id(), " has no customer_id"));
   }
   crm::v1::Customer360 view;
   CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(kCustomers, event.customer_id()));

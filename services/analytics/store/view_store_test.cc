@@ -71,8 +71,7 @@ TEST_F(ViewStoreTest, TimelinePagesInOccurredOrderWithoutGapsOrRepeats) {
 }
 
 TEST_F(ViewStoreTest, ErrorsNameTheProblem) {
-  EXPECT_EQ(views_->GetCustomer360("cus_none", 0, "").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(views_->GetCustomer360("cus_none", 0, "").status().code(), absl::StatusCode::kNotFound);
   auto empty = views_->GetCustomer360("", 0, "");
   EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(empty.status().message().find("customer_id"), std::string::npos);
