@@ -33,6 +33,8 @@ std::vector<std::string> ViewFamilies() {
   return families;
 }
 
+std::vector<const char*> ViewDigestFamilies() { return {kCustomers, kTimeline}; }
+
 absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
   if (event.customer_id().empty()) {
     return absl::InvalidArgumentError(

@@ -13,6 +13,9 @@ namespace crm::analytics {
 
 // Column families of the analytics RocksDB, the subscriber's included.
 std::vector<std::string> ViewFamilies();
+// The families that hold the views themselves: equal contents here mean
+// equal views (crmctl digest, the rebuild-equality test).
+std::vector<const char*> ViewDigestFamilies();
 
 // Writes the 360° views: one summary per customer plus a timeline keyed by
 // customer, occurred_at and event id (so a timeline page is one seek).
