@@ -1,11 +1,13 @@
 #include "libs/common/subscriber.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/arena.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
@@ -24,29 +26,55 @@ std::string OffsetKey(absl::string_view topic, int32_t partition) {
 
 }  // namespace
 
+absl::StatusOr<rocksdb::ColumnFamilyHandle*> ProjectionTxn::Cf(absl::string_view family) const {
+  auto* cf = db_.Family(family);
+  if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
+  return cf;
+}
+
 absl::StatusOr<std::optional<std::string>> ProjectionTxn::Get(absl::string_view family,
                                                               absl::string_view key) {
-  return db_.GetThrough(batch_, family, key);
+  CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
+  if (auto it = overlay_.find(std::make_pair(cf->GetID(), std::string(key)));
+      it != overlay_.end()) {
+    return it->second;
+  }
+  return db_.Get(family, key);
 }
 
 absl::Status ProjectionTxn::Put(absl::string_view family, absl::string_view key,
                                 absl::string_view value) {
-  auto* cf = db_.Family(family);
-  if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
+  CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
+  overlay_[std::make_pair(cf->GetID(), std::string(key))] = std::string(value);
   return FromRocks(batch_.Put(cf, rocksdb::Slice(key.data(), key.size()),
                               rocksdb::Slice(value.data(), value.size())));
 }
 
+absl::Status ProjectionTxn::PutWriteOnly(absl::string_view family, absl::string_view key,
+                                         absl::string_view value) {
+  CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
+  write_only_.push_back({cf, std::string(key), std::string(value)});
+  return absl::OkStatus();
+}
+
 absl::Status ProjectionTxn::Delete(absl::string_view family, absl::string_view key) {
-  auto* cf = db_.Family(family);
-  if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
+  CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
+  overlay_[std::make_pair(cf->GetID(), std::string(key))] = std::nullopt;
   return FromRocks(batch_.Delete(cf, rocksdb::Slice(key.data(), key.size())));
 }
 
 absl::Status ProjectionTxn::Commit() {
+  std::sort(write_only_.begin(), write_only_.end(), [](const Row& a, const Row& b) {
+    if (a.cf->GetID() != b.cf->GetID()) return a.cf->GetID() < b.cf->GetID();
+    return a.key < b.key;
+  });
+  for (const auto& row : write_only_) {
+    CRM_RETURN_IF_ERROR(FromRocks(batch_.Put(row.cf, row.key, row.value)));
+  }
+  write_only_.clear();
   // Not synced: a crash loses the projection update and the offset
   // together, and the events are consumed again.
-  return db_.Write(batch_.GetWriteBatch(), /*sync=*/false);
+  return db_.Write(&batch_, /*sync=*/false);
 }
 
 class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
@@ -90,12 +118,18 @@ absl::StatusOr<std::optional<int64_t>> Subscriber::StoredOffset(const std::strin
 absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages) {
   if (messages.empty()) return absl::OkStatus();
   ProjectionTxn txn(db_);
+  projection_.BeginBatch();
   uint64_t applied = 0;
   uint64_t skipped = 0;
+  // Streams' applied versions and partitions' next offsets, kept in memory
+  // for the batch and written once at its end.
+  absl::flat_hash_map<std::string, int64_t> versions;
+  absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> next_offsets;
+  // Decoded envelopes live on one arena per batch: no allocation per field.
+  google::protobuf::Arena arena;
   for (const auto& m : messages) {
-    CRM_RETURN_IF_ERROR(txn.Put(kOffsets, OffsetKey(m.topic, m.partition),
-                                BigEndian64(static_cast<uint64_t>(m.offset + 1))));
-    crm::v1::EventEnvelope event;
+    next_offsets[{m.topic, m.partition}] = m.offset + 1;
+    auto& event = *google::protobuf::Arena::CreateMessage<crm::v1::EventEnvelope>(&arena);
     if (!event.ParseFromString(m.value) || event.stream().empty() || event.stream_version() <= 0) {
       poisoned_.fetch_add(1);
       log::Error("undecodable event skipped", {{"topic", m.topic},
@@ -103,9 +137,12 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
                                                {"offset", absl::StrCat(m.offset)}});
       continue;
     }
-    CRM_ASSIGN_OR_RETURN(auto last_raw, txn.Get(kApplied, event.stream()));
-    const int64_t last =
-        last_raw && last_raw->size() == 8 ? static_cast<int64_t>(ReadBigEndian64(*last_raw)) : 0;
+    auto [it, inserted] = versions.try_emplace(event.stream(), 0);
+    if (inserted) {
+      CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(kApplied, event.stream()));
+      if (raw && raw->size() == 8) it->second = static_cast<int64_t>(ReadBigEndian64(*raw));
+    }
+    const int64_t last = it->second;
     if (event.stream_version() <= last) {
       ++skipped;
       continue;
@@ -115,6 +152,9 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
                                        {"last_applied", absl::StrCat(last)},
                                        {"got", absl::StrCat(event.stream_version())}});
     }
+    // Applied even when the projection rejects it: the same bytes would be
+    // rejected again on every redelivery.
+    it->second = event.stream_version();
     if (auto st = projection_.Apply(event, txn); !st.ok()) {
       // A projection that cannot use an event must not stop the others.
       poisoned_.fetch_add(1);
@@ -122,9 +162,16 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
                  {{"event_id", event.event_id()}, {"error", st.ToString()}});
       continue;
     }
-    CRM_RETURN_IF_ERROR(txn.Put(kApplied, event.stream(),
-                                BigEndian64(static_cast<uint64_t>(event.stream_version()))));
     ++applied;
+  }
+  CRM_RETURN_IF_ERROR(projection_.Flush(txn));
+  for (const auto& [stream, version] : versions) {
+    CRM_RETURN_IF_ERROR(
+        txn.PutWriteOnly(kApplied, stream, BigEndian64(static_cast<uint64_t>(version))));
+  }
+  for (const auto& [tp, offset] : next_offsets) {
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kOffsets, OffsetKey(tp.first, tp.second),
+                                         BigEndian64(static_cast<uint64_t>(offset))));
   }
   CRM_RETURN_IF_ERROR(txn.Commit());
   applied_.fetch_add(applied);

@@ -8,12 +8,12 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "crm/v1/envelope.pb.h"
 #include "libs/common/database.h"
 #include "libs/common/kafka.h"
-#include "rocksdb/utilities/write_batch_with_index.h"
 
 namespace crm {
 
@@ -22,17 +22,34 @@ namespace crm {
 // either keeps all of a batch's effect or none of it.
 class ProjectionTxn {
  public:
-  explicit ProjectionTxn(Database& db) : db_(db), batch_(rocksdb::BytewiseComparator(), 0, true) {}
+  explicit ProjectionTxn(Database& db) : db_(db) {}
 
   // Reads this transaction's own writes first.
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view family, absl::string_view key);
   absl::Status Put(absl::string_view family, absl::string_view key, absl::string_view value);
+  // For rows this batch never reads back (timeline entries, offsets): skips
+  // the read-your-writes overlay, the cheapest write there is.
+  absl::Status PutWriteOnly(absl::string_view family, absl::string_view key,
+                            absl::string_view value);
   absl::Status Delete(absl::string_view family, absl::string_view key);
   absl::Status Commit();
 
  private:
+  absl::StatusOr<rocksdb::ColumnFamilyHandle*> Cf(absl::string_view family) const;
+
   Database& db_;
-  rocksdb::WriteBatchWithIndex batch_;
+  rocksdb::WriteBatch batch_;
+  // Write-only rows, added to the batch in key order at commit: the
+  // memtable's skiplist inserts sorted keys far faster (it reuses the
+  // previous insert position).
+  struct Row {
+    rocksdb::ColumnFamilyHandle* cf;
+    std::string key;
+    std::string value;
+  };
+  std::vector<Row> write_only_;
+  // (family id, key) -> value written in this batch; nullopt = deleted.
+  absl::flat_hash_map<std::pair<uint32_t, std::string>, std::optional<std::string>> overlay_;
 };
 
 // A read model fed by events. Apply must be deterministic: a rebuild from
@@ -40,7 +57,12 @@ class ProjectionTxn {
 class Projection {
  public:
   virtual ~Projection() = default;
+  // Called before the first Apply of a consumed batch.
+  virtual void BeginBatch() {}
   virtual absl::Status Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) = 0;
+  // Called after the last Apply of a batch, before it commits: a projection
+  // that keeps hot rows in memory during a batch writes them here.
+  virtual absl::Status Flush(ProjectionTxn& txn) { return absl::OkStatus(); }
 };
 
 struct ConsumedMessage {

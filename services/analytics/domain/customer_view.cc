@@ -25,11 +25,14 @@ std::string ChannelName(crm::v1::LeadChannel c) {
 
 void ApplyLeadCaptured(crm::v1::Customer360& view, const crm::v1::EventEnvelope& event,
                        const crm::v1::LeadCaptured& lead) {
-  if (std::find(view.lead_ids().begin(), view.lead_ids().end(), lead.lead_id()) ==
-      view.lead_ids().end()) {
-    view.add_lead_ids(lead.lead_id());
-    // Sorted so the stored view does not depend on delivery order.
-    std::sort(view.mutable_lead_ids()->begin(), view.mutable_lead_ids()->end());
+  // Kept sorted so the stored view does not depend on delivery order.
+  auto* ids = view.mutable_lead_ids();
+  auto pos = std::lower_bound(ids->begin(), ids->end(), lead.lead_id());
+  if (pos == ids->end() || *pos != lead.lead_id()) {
+    const int index = static_cast<int>(pos - ids->begin());
+    ids->Add(std::string(lead.lead_id()));
+    // Bubble the new id from the end into place.
+    for (int i = ids->size() - 1; i > index; --i) ids->SwapElements(i, i - 1);
   }
   if (view.lifecycle_stage() == crm::v1::LIFECYCLE_STAGE_UNSPECIFIED) {
     view.set_lifecycle_stage(crm::v1::LIFECYCLE_STAGE_LEAD);
@@ -50,15 +53,19 @@ void ApplyLeadCaptured(crm::v1::Customer360& view, const crm::v1::EventEnvelope&
   *view.mutable_profile_as_of() = event.occurred_at();
 }
 
+std::string SummarizeLeadCaptured(const crm::v1::LeadCaptured& lead) {
+  const std::string& who =
+      lead.contact().email().empty() ? lead.contact().phone() : lead.contact().email();
+  return absl::StrCat("Lead captured via ", ChannelName(lead.channel()), " (", who, ")",
+                      lead.duplicate_of_lead_id().empty() ? "" : ", known person");
+}
+
 }  // namespace
 
 std::string Summarize(const crm::v1::EventEnvelope& event) {
   crm::v1::LeadCaptured lead;
-  if (event.payload().UnpackTo(&lead) && event.payload().Is<crm::v1::LeadCaptured>()) {
-    std::string who =
-        lead.contact().email().empty() ? lead.contact().phone() : lead.contact().email();
-    return absl::StrCat("Lead captured via ", ChannelName(lead.channel()), " (", who, ")",
-                        lead.duplicate_of_lead_id().empty() ? "" : ", known person");
+  if (event.payload().Is<crm::v1::LeadCaptured>() && event.payload().UnpackTo(&lead)) {
+    return SummarizeLeadCaptured(lead);
   }
   return event.type();
 }
@@ -73,16 +80,18 @@ crm::v1::TimelineEntry ApplyToView(crm::v1::Customer360& view,
   if (!view.has_last_seen() || Before(view.last_seen(), event.occurred_at())) {
     *view.mutable_last_seen() = event.occurred_at();
   }
-  if (event.payload().Is<crm::v1::LeadCaptured>()) {
-    crm::v1::LeadCaptured lead;
-    if (event.payload().UnpackTo(&lead)) ApplyLeadCaptured(view, event, lead);
-  }
   crm::v1::TimelineEntry entry;
   entry.set_event_id(event.event_id());
   entry.set_type(event.type());
   entry.set_stream(event.stream());
   *entry.mutable_occurred_at() = event.occurred_at();
-  entry.set_summary(Summarize(event));
+  crm::v1::LeadCaptured lead;
+  if (event.payload().Is<crm::v1::LeadCaptured>() && event.payload().UnpackTo(&lead)) {
+    ApplyLeadCaptured(view, event, lead);
+    entry.set_summary(SummarizeLeadCaptured(lead));
+  } else {
+    entry.set_summary(event.type());
+  }
   return entry;
 }
 

@@ -40,14 +40,24 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
     return absl::InvalidArgumentError(
         absl::StrCat("event ", event.event_id(), " has no customer_id"));
   }
-  crm::v1::Customer360 view;
-  CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(kCustomers, event.customer_id()));
-  if (raw.has_value() && !view.ParseFromString(*raw)) {
-    return absl::DataLossError(absl::StrCat("corrupt view of ", event.customer_id()));
+  auto [it, inserted] = views_.try_emplace(event.customer_id());
+  if (inserted) {
+    CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(kCustomers, event.customer_id()));
+    if (raw.has_value() && !it->second.ParseFromString(*raw)) {
+      views_.erase(it);
+      return absl::DataLossError(absl::StrCat("corrupt view of ", event.customer_id()));
+    }
   }
-  const crm::v1::TimelineEntry entry = ApplyToView(view, event);
-  CRM_RETURN_IF_ERROR(txn.Put(kCustomers, event.customer_id(), view.SerializeAsString()));
-  return txn.Put(kTimeline, TimelineKey(event), entry.SerializeAsString());
+  const crm::v1::TimelineEntry entry = ApplyToView(it->second, event);
+  return txn.PutWriteOnly(kTimeline, TimelineKey(event), entry.SerializeAsString());
+}
+
+absl::Status Customer360Projection::Flush(ProjectionTxn& txn) {
+  for (const auto& [customer_id, view] : views_) {
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kCustomers, customer_id, view.SerializeAsString()));
+  }
+  views_.clear();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(

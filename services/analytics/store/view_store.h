@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "crm/v1/analytics.pb.h"
 #include "libs/common/database.h"
@@ -21,7 +22,14 @@ std::vector<const char*> ViewDigestFamilies();
 // customer, occurred_at and event id (so a timeline page is one seek).
 class Customer360Projection final : public Projection {
  public:
+  void BeginBatch() override { views_.clear(); }
   absl::Status Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) override;
+  absl::Status Flush(ProjectionTxn& txn) override;
+
+ private:
+  // Views touched in the current batch: each is read and written once per
+  // batch however many of its events the batch holds.
+  absl::flat_hash_map<std::string, crm::v1::Customer360> views_;
 };
 
 // Reads the views.
