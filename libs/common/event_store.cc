@@ -62,7 +62,11 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   it->SeekToLast();
   if (it->Valid()) next = ReadBigEndian64(it->key().ToString()) + 1;
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
-  return std::make_unique<EventStore>(Token{}, std::move(db), next);
+  uint64_t outbox = 0;
+  auto out = db->NewIterator(kOutbox);
+  for (out->SeekToFirst(); out->Valid(); out->Next()) ++outbox;
+  CRM_RETURN_IF_ERROR(FromRocks(out->status()));
+  return std::make_unique<EventStore>(Token{}, std::move(db), next, outbox);
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(AppendRequest req) {
@@ -80,6 +84,11 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
     keys.push_back(r.stream);
     keys.push_back(r.request_key);
   }
+  if (outbox_size_.load() >= outbox_limit_) {
+    return absl::ResourceExhaustedError(absl::StrCat("outbox holds ", outbox_size_.load(),
+                                                     " unpublished events (limit ", outbox_limit_,
+                                                     "): the broker is unreachable; retry later"));
+  }
   auto guard = locks_.Lock(keys);
 
   // What this batch has already decided, ahead of the database.
@@ -90,6 +99,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
   std::vector<absl::StatusOr<AppendResult>> results;
   results.reserve(requests.size());
   bool any_write = false;
+  uint64_t appended = 0;
 
   for (auto& req : requests) {
     if (req.stream.empty()) {
@@ -132,6 +142,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
     result.last_version = version + static_cast<int64_t>(req.events.size());
     result.response = req.response;
     int64_t v = version;
+    appended += req.events.size();
     for (auto& e : req.events) {
       e.set_stream(req.stream);
       e.set_stream_version(++v);
@@ -161,6 +172,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
   }
   if (any_write) {
     CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
+    outbox_size_.fetch_add(appended);
     if (listener_) listener_();
   }
   return results;
@@ -221,6 +233,10 @@ absl::Status EventStore::DeleteFromOutbox(const std::vector<uint64_t>& positions
   rocksdb::WriteBatch batch;
   auto* cf = db_->Family(kOutbox);
   for (uint64_t p : positions) batch.Delete(cf, BigEndian64(p));
+  uint64_t size = outbox_size_.load();
+  while (!outbox_size_.compare_exchange_weak(
+      size, size > positions.size() ? size - positions.size() : 0)) {
+  }
   // Not synced: losing a delete only re-publishes an event, which
   // subscribers skip by stream version.
   return db_->Write(&batch, /*sync=*/false);
@@ -245,6 +261,7 @@ absl::StatusOr<uint64_t> EventStore::RequeueLog() {
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
+  outbox_size_.store(count);
   return count;
 }
 

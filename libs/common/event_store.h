@@ -97,6 +97,13 @@ class EventStore {
   // Number of events in the log (positions handed out).
   uint64_t LogSize() const { return next_position_.load() - 1; }
 
+  // Events waiting in the outbox (approximate after a requeue).
+  uint64_t OutboxSize() const { return outbox_size_.load(); }
+  // Appends fail with RESOURCE_EXHAUSTED while the outbox holds more than
+  // this many events (the broker has been unreachable for long), instead of
+  // growing without bound. Default 1,000,000.
+  void SetOutboxLimit(uint64_t limit) { outbox_limit_ = limit; }
+
   // Called after every successful append (wakes the relay).
   void SetAppendListener(std::function<void()> listener) { listener_ = std::move(listener); }
 
@@ -107,8 +114,8 @@ class EventStore {
   struct Token {};
 
  public:
-  EventStore(Token, std::unique_ptr<Database> db, uint64_t next_position)
-      : db_(std::move(db)), next_position_(next_position) {}
+  EventStore(Token, std::unique_ptr<Database> db, uint64_t next_position, uint64_t outbox_size)
+      : db_(std::move(db)), next_position_(next_position), outbox_size_(outbox_size) {}
 
  private:
   std::unique_ptr<Database> db_;
@@ -117,6 +124,8 @@ class EventStore {
   // append order; within a stream this is version order because a stream's
   // appends are serialized by its lock.
   std::atomic<uint64_t> next_position_;
+  std::atomic<uint64_t> outbox_size_;
+  uint64_t outbox_limit_ = 1000000;
   std::function<void()> listener_;
 };
 

@@ -201,6 +201,23 @@ TEST_F(EventStoreTest, BatchAppendsManyWithOneResultEach) {
   EXPECT_EQ(store_->ReadStream("s-0")->size(), 1u);
 }
 
+TEST_F(EventStoreTest, FullOutboxRefusesAppendsUntilItDrains) {
+  store_->SetOutboxLimit(2);
+  ASSERT_TRUE(store_->Append(Request("s-1", 0, {Event("A")}, "")).ok());
+  ASSERT_TRUE(store_->Append(Request("s-2", 0, {Event("B")}, "")).ok());
+  EXPECT_EQ(store_->OutboxSize(), 2u);
+  auto refused = store_->Append(Request("s-3", 0, {Event("C")}, ""));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->LogSize(), 2u);
+
+  auto outbox = store_->ReadOutbox(0, 10);
+  ASSERT_TRUE(store_->DeleteFromOutbox({(*outbox)[0].position}).ok());
+  EXPECT_EQ(store_->OutboxSize(), 1u);
+  EXPECT_TRUE(store_->Append(Request("s-3", 0, {Event("C")}, "")).ok());
+  Reopen();
+  EXPECT_EQ(store_->OutboxSize(), 2u);
+}
+
 TEST_F(EventStoreTest, RejectsAppendWithoutStream) {
   EXPECT_EQ(store_->Append(Request("", 0, {Event("A")}, "")).status().code(),
             absl::StatusCode::kInvalidArgument);

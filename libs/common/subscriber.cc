@@ -101,6 +101,39 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
   Subscriber* s_;
 };
 
+absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
+                                                   const std::string& topic,
+                                                   const std::string& group_id) {
+  CRM_ASSIGN_OR_RETURN(auto conf, MakeKafkaConf({{"bootstrap.servers", brokers},
+                                                 {"enable.idempotence", "true"},
+                                                 {"acks", "all"}}));
+  std::string err;
+  std::shared_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  if (!producer) return absl::UnavailableError(absl::StrCat("dead-letter producer: ", err));
+  return DeadLetterSink([producer, topic, group_id](const std::vector<DeadLetter>& letters) {
+    for (const auto& d : letters) {
+      std::unique_ptr<RdKafka::Headers> h(RdKafka::Headers::create());
+      h->add("crm_dlq_topic", d.message.topic);
+      h->add("crm_dlq_partition", absl::StrCat(d.message.partition));
+      h->add("crm_dlq_offset", absl::StrCat(d.message.offset));
+      h->add("crm_dlq_reason", d.reason);
+      h->add("crm_dlq_group", group_id);
+      auto e =
+          producer->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                            const_cast<char*>(d.message.value.data()), d.message.value.size(),
+                            nullptr, 0, 0, h.get(), nullptr);
+      if (e != RdKafka::ERR_NO_ERROR) {
+        return absl::UnavailableError(absl::StrCat("dead-letter produce: ", RdKafka::err2str(e)));
+      }
+      h.release();  // owned by librdkafka once produced
+    }
+    if (producer->flush(10000) != RdKafka::ERR_NO_ERROR || producer->outq_len() > 0) {
+      return absl::UnavailableError("dead-letter topic did not acknowledge in 10 s");
+    }
+    return absl::OkStatus();
+  });
+}
+
 std::vector<std::string> Subscriber::Families() { return {kOffsets, kApplied}; }
 
 Subscriber::Subscriber(Database& db, Projection& projection, SubscriberOptions options)
@@ -127,14 +160,16 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
   absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> next_offsets;
   // Decoded envelopes live on one arena per batch: no allocation per field.
   google::protobuf::Arena arena;
+  std::vector<DeadLetter> dead;
   for (const auto& m : messages) {
     next_offsets[{m.topic, m.partition}] = m.offset + 1;
     auto& event = *google::protobuf::Arena::CreateMessage<crm::v1::EventEnvelope>(&arena);
     if (!event.ParseFromString(m.value) || event.stream().empty() || event.stream_version() <= 0) {
       poisoned_.fetch_add(1);
-      log::Error("undecodable event skipped", {{"topic", m.topic},
-                                               {"partition", absl::StrCat(m.partition)},
-                                               {"offset", absl::StrCat(m.offset)}});
+      log::Error("undecodable event parked", {{"topic", m.topic},
+                                              {"partition", absl::StrCat(m.partition)},
+                                              {"offset", absl::StrCat(m.offset)}});
+      dead.push_back({m, "undecodable: not a crm.v1.EventEnvelope with stream and version"});
       continue;
     }
     auto [it, inserted] = versions.try_emplace(event.stream(), 0);
@@ -158,13 +193,17 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
     if (auto st = projection_.Apply(event, txn); !st.ok()) {
       // A projection that cannot use an event must not stop the others.
       poisoned_.fetch_add(1);
-      log::Error("event rejected by projection",
+      log::Error("event rejected by projection, parked",
                  {{"event_id", event.event_id()}, {"error", st.ToString()}});
+      dead.push_back({m, st.ToString()});
       continue;
     }
     ++applied;
   }
   CRM_RETURN_IF_ERROR(projection_.Flush(txn));
+  if (!dead.empty() && options_.dead_letter_sink) {
+    CRM_RETURN_IF_ERROR(options_.dead_letter_sink(dead));
+  }
   for (const auto& [stream, version] : versions) {
     CRM_RETURN_IF_ERROR(
         txn.PutWriteOnly(kApplied, stream, BigEndian64(static_cast<uint64_t>(version))));
@@ -187,6 +226,11 @@ absl::Status Subscriber::Start() {
       {"heartbeat.interval.ms", "1000"},       {"fetch.wait.max.ms", "50"},
   };
   settings.insert(settings.end(), options_.extra_settings.begin(), options_.extra_settings.end());
+  if (!options_.dead_letter_topic.empty() && !options_.dead_letter_sink) {
+    CRM_ASSIGN_OR_RETURN(
+        options_.dead_letter_sink,
+        KafkaDeadLetterSink(options_.brokers, options_.dead_letter_topic, options_.group_id));
+  }
   CRM_ASSIGN_OR_RETURN(auto conf, MakeKafkaConf(settings));
   rebalance_cb_ = std::make_unique<Rebalance>(this);
   std::string err;

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,13 +73,33 @@ struct ConsumedMessage {
   std::string value;
 };
 
+// An event no projection could use, with why; parked for a person to look at.
+struct DeadLetter {
+  ConsumedMessage message;
+  std::string reason;
+};
+// Stores dead letters durably before the batch that skipped them commits;
+// an error keeps the batch uncommitted so nothing is lost.
+using DeadLetterSink = std::function<absl::Status(const std::vector<DeadLetter>&)>;
+
 struct SubscriberOptions {
   std::string brokers;
   std::string group_id;
   std::vector<std::string> topics;
   size_t max_batch = 5000;
   KafkaSettings extra_settings;
+  // Where undecodable or rejected events go: a topic (Start() makes the
+  // producer) or a sink of the caller's. Neither: they are only logged.
+  std::string dead_letter_topic;
+  DeadLetterSink dead_letter_sink;
 };
+
+// Produces dead letters to a topic with headers naming where they came from
+// (crm_dlq_topic, crm_dlq_partition, crm_dlq_offset, crm_dlq_reason,
+// crm_dlq_group), waiting for the broker's acknowledgement.
+absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
+                                                   const std::string& topic,
+                                                   const std::string& group_id);
 
 // A consumer group member that applies events to a projection exactly once
 // in effect: offsets live in the projection's own RocksDB (not only in

@@ -82,12 +82,36 @@ TEST_F(SubscriberTest, StoresNextOffsetPerPartitionWithTheEffect) {
   EXPECT_EQ(Count("cus-a"), "1");
 }
 
-TEST_F(SubscriberTest, UndecodableMessageIsSkippedAndTheRestApplied) {
+TEST_F(SubscriberTest, UndecodableMessageIsParkedAndTheRestApplied) {
+  std::vector<DeadLetter> parked;
+  SubscriberOptions options;
+  options.dead_letter_sink = [&](const std::vector<DeadLetter>& letters) {
+    parked.insert(parked.end(), letters.begin(), letters.end());
+    return absl::OkStatus();
+  };
+  Subscriber subscriber(*db_, projection_, options);
   ConsumedMessage poison{"crm.leads.v1", 0, 0, "\xff\xff not a protobuf"};
-  ASSERT_TRUE(subscriber_->ApplyBatch({poison, Message("a", 1, 1)}).ok());
-  EXPECT_EQ(subscriber_->poisoned(), 1u);
+  ASSERT_TRUE(subscriber.ApplyBatch({poison, Message("a", 1, 1)}).ok());
+  EXPECT_EQ(subscriber.poisoned(), 1u);
   EXPECT_EQ(Count("cus-a"), "1");
-  EXPECT_EQ(**subscriber_->StoredOffset("crm.leads.v1", 0), 2);
+  EXPECT_EQ(**subscriber.StoredOffset("crm.leads.v1", 0), 2);
+  ASSERT_EQ(parked.size(), 1u);
+  EXPECT_EQ(parked[0].message.value, poison.value);
+  EXPECT_EQ(parked[0].message.offset, 0);
+  EXPECT_NE(parked[0].reason.find("undecodable"), std::string::npos);
+}
+
+TEST_F(SubscriberTest, BatchDoesNotCommitWhenItsDeadLettersCannotBeStored) {
+  SubscriberOptions options;
+  options.dead_letter_sink = [](const std::vector<DeadLetter>&) {
+    return absl::UnavailableError("dead-letter topic down");
+  };
+  Subscriber subscriber(*db_, projection_, options);
+  ConsumedMessage poison{"crm.leads.v1", 0, 0, "garbage"};
+  EXPECT_FALSE(subscriber.ApplyBatch({Message("a", 1, 1), poison}).ok());
+  // Nothing of the batch took effect: it will be consumed again.
+  EXPECT_EQ(Count("cus-a"), "0");
+  EXPECT_FALSE(subscriber.StoredOffset("crm.leads.v1", 0)->has_value());
 }
 
 }  // namespace

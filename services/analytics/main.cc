@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   sub_options.brokers = config->brokers;
   sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
   sub_options.topics = crm::AllTopics();
+  sub_options.dead_letter_topic = crm::kDeadLetterTopic;
   crm::Subscriber subscriber(**db, projection, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
     crm::log::Error("start subscriber", {{"error", st.ToString()}});

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/common/kafka.h"
 #include "tests/integration/stack.h"
 
 namespace crm::testing {
@@ -173,6 +174,40 @@ TEST_F(EventFlowTest, BadInputIsInvalidArgumentNamingTheFieldAndAppendsNothing) 
   (*huge.mutable_attributes())["blob"] = std::string(5 * 1024 * 1024, 'x');
   crm::v1::CaptureLeadResponse resp;
   EXPECT_EQ(Capture(*leads, huge, &resp).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesOn) {
+  std::string err;
+  auto conf = std::move(*MakeKafkaConf({{"bootstrap.servers", stack_.brokers()}}));
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  ASSERT_TRUE(producer) << err;
+  std::string garbage = "\x0a\xff\xff definitely not an envelope";
+  ASSERT_EQ(producer->produce(kLeadsTopic, 0, RdKafka::Producer::RK_MSG_COPY, garbage.data(),
+                              garbage.size(), nullptr, 0, 0, nullptr),
+            RdKafka::ERR_NO_ERROR);
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+
+  auto leads = stack_.LeadsStub();
+  crm::v1::CaptureLeadResponse resp;
+  ASSERT_TRUE(Capture(*leads, Lead("after-poison", "after@example.com"), &resp).ok());
+  ASSERT_TRUE(Eventually([&] { return stack_.EventCount(resp.customer_id()) == 1; }));
+
+  // The garbage is on the dead-letter topic with where it came from.
+  auto cconf = std::move(*MakeKafkaConf({{"bootstrap.servers", stack_.brokers()},
+                                         {"group.id", "dlq-check"},
+                                         {"auto.offset.reset", "earliest"}}));
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(cconf.get(), err));
+  ASSERT_EQ(consumer->subscribe({kDeadLetterTopic}), RdKafka::ERR_NO_ERROR);
+  bool found = Eventually([&] {
+    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
+    if (m->err() != RdKafka::ERR_NO_ERROR) return false;
+    const std::string value(static_cast<const char*>(m->payload()), m->len());
+    return value == garbage && HeaderValue(*m, "crm_dlq_topic") == kLeadsTopic &&
+           HeaderValue(*m, "crm_dlq_reason").find("undecodable") != std::string::npos;
+  });
+  consumer->close();
+  EXPECT_TRUE(found) << stack_.analytics().Log();
 }
 
 TEST_F(EventFlowTest, SigtermShutsDownCleanlyAndUnknownIdsAreNotFound) {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes bench/RESULTS.md: the figures with the
+# machine they were measured on. Usage: bench/run.sh BUILD_DIR
+set -euo pipefail
+BUILD="${1:-build}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+OUT="$HERE/RESULTS.md"
+TMP="$(mktemp)"
+trap 'rm -f "$TMP"' EXIT
+
+run() {
+  local bin="$BUILD/bench/$1"; shift
+  if [[ -x "$bin" ]]; then
+    echo "== $(basename "$bin") $*" >&2
+    "$bin" "$@" | tee -a "$TMP"
+  fi
+}
+
+run crm_store_bench
+run crm_stack_bench
+for b in "$BUILD"/bench/*_bench; do
+  case "$(basename "$b")" in crm_store_bench|crm_stack_bench) continue ;; esac
+  [[ -x "$b" ]] && run "$(basename "$b")"
+done
+
+{
+  echo "# Benchmark results"
+  echo
+  echo "Written by \`./crm bench\` on $(date -u +%Y-%m-%d). Machine: $(nproc) cores"
+  echo "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"
+  echo "$(free -g | awk '/Mem:/ {print $2}') GiB memory, $(uname -sr)."
+  echo
+  echo "| figure | value | unit |"
+  echo "| --- | ---: | --- |"
+  grep '^figure:' "$TMP" | sed -E 's/^figure: +//' |
+    awk '{unit=$NF; value=$(NF-1); $NF=""; $(NF-1)=""; sub(/ +$/, ""); printf "| %s | %s | %s |\n", $0, value, unit}'
+  echo
+  echo "Raw limits (RocksDB synced writes, gRPC echo, librdkafka produce/consume) are"
+  echo "measured in the same run as the figures that depend on them."
+} >"$OUT"
+echo "wrote $OUT" >&2

@@ -1,0 +1,134 @@
+// Command throughput and latency of the running stack over gRPC on
+// loopback, next to the raw unary QPS of a bare gRPC server on the same
+// machine in the same run:
+//   grpc unary echo (health Check on a server with nothing else);
+//   CaptureLead on crm-leads (durable: synced append, group commit), 64 clients.
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "bench/figures.h"
+#include "crm/v1/leads.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "tests/integration/stack.h"
+
+namespace crm::bench {
+namespace {
+
+constexpr int kClients = 64;
+const absl::Duration kRun = absl::Seconds(8);
+
+struct Result {
+  double qps = 0;
+  std::vector<absl::Duration> latencies;
+  int64_t errors = 0;
+};
+
+// Runs `call` from kClients threads over a few shared channels for kRun.
+Result Drive(const std::string& target,
+             const std::function<grpc::Status(grpc::Channel&, int client, int64_t n)>& call) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < 4; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.channel_id", i);  // distinct connections
+    channels.push_back(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+  }
+  std::vector<std::vector<absl::Duration>> per_client(kClients);
+  std::atomic<int64_t> errors{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int64_t n = 0; !stop.load(std::memory_order_relaxed); ++n) {
+        const absl::Time t0 = absl::Now();
+        if (!call(*channels[c % channels.size()], c, n).ok()) ++errors;
+        per_client[c].push_back(absl::Now() - t0);
+      }
+    });
+  }
+  absl::SleepFor(kRun);
+  stop = true;
+  for (auto& t : threads) t.join();
+  const absl::Duration elapsed = absl::Now() - start;
+  Result r;
+  for (auto& v : per_client) r.latencies.insert(r.latencies.end(), v.begin(), v.end());
+  r.qps = PerSecond(static_cast<double>(r.latencies.size()), elapsed);
+  r.errors = errors.load();
+  return r;
+}
+
+void Report(const std::string& name, const Result& r) {
+  Figure(absl::StrCat(name, " (", kClients, " clients)"), r.qps, "req/s");
+  Figure(absl::StrCat(name, " p50"), QuantileMicros(r.latencies, 0.5), "us");
+  Figure(absl::StrCat(name, " p99"), QuantileMicros(r.latencies, 0.99), "us");
+  if (r.errors > 0) Figure(absl::StrCat(name, " errors"), static_cast<double>(r.errors), "calls");
+}
+
+grpc::Status HealthCheck(grpc::Channel& channel) {
+  thread_local std::unique_ptr<grpc::health::v1::Health::Stub> stub;
+  thread_local grpc::Channel* bound = nullptr;
+  if (bound != &channel) {
+    stub = grpc::health::v1::Health::NewStub(
+        std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
+    bound = &channel;
+  }
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  return stub->Check(&ctx, req, &resp);
+}
+
+double RawEcho() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  auto server = builder.BuildAndStart();
+  const Result r = Drive(absl::StrCat("127.0.0.1:", port),
+                         [](grpc::Channel& ch, int, int64_t) { return HealthCheck(ch); });
+  Report("grpc unary echo, raw", r);
+  server->Shutdown();
+  return r.qps;
+}
+
+double CaptureLeads() {
+  crm::testing::Stack stack;
+  if (!stack.StartBroker() || !stack.Start("leads", {"--worker-threads=64"})) {
+    std::fprintf(stderr, "stack did not start\n");
+    std::exit(1);
+  }
+  const Result r = Drive(stack.Target("leads"), [](grpc::Channel& ch, int client, int64_t n) {
+    thread_local std::unique_ptr<crm::v1::LeadsService::Stub> stub;
+    if (!stub) {
+      stub = crm::v1::LeadsService::NewStub(
+          std::shared_ptr<grpc::Channel>(&ch, [](grpc::Channel*) {}));
+    }
+    crm::v1::CaptureLeadRequest req;
+    req.set_request_id(absl::StrCat("bench-", client, "-", n));
+    req.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+    req.mutable_contact()->set_email(absl::StrCat("c", client, "n", n, "@example.com"));
+    req.mutable_contact()->set_first_name("Bench");
+    req.set_company("Example Ltd");
+    req.set_region("EMEA");
+    crm::v1::CaptureLeadResponse resp;
+    grpc::ClientContext ctx;
+    return stub->CaptureLead(&ctx, req, &resp);
+  });
+  Report("CaptureLead, durable", r);
+  return r.qps;
+}
+
+}  // namespace
+}  // namespace crm::bench
+
+int main() {
+  const double echo = crm::bench::RawEcho();
+  const double capture = crm::bench::CaptureLeads();
+  crm::bench::Figure("CaptureLead / raw echo", 100.0 * capture / echo, "%");
+  return 0;
+}
