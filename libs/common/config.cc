@@ -40,6 +40,7 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
         "no Kafka brokers: set --brokers or CRM_KAFKA_BROKERS (./crm up starts the "
         "embedded broker and sets it)");
   }
+  c.metrics_listen = Setting(argc, argv, "metrics-listen", "CRM_METRICS_LISTEN", "");
   const std::string threads = Setting(argc, argv, "worker-threads", "CRM_WORKER_THREADS", "16");
   if (!absl::SimpleAtoi(threads, &c.worker_threads) || c.worker_threads < 1 ||
       c.worker_threads > 1024) {

@@ -10,10 +10,11 @@ namespace crm {
 // (--listen=…), else from the environment (CRM_LISTEN), else the default.
 struct ServiceConfig {
   std::string service_name;
-  std::string listen;       // --listen / CRM_LISTEN
-  std::string data_dir;     // --data-dir / CRM_DATA_DIR
-  std::string brokers;      // --brokers / CRM_KAFKA_BROKERS
-  int worker_threads = 16;  // --worker-threads / CRM_WORKER_THREADS
+  std::string listen;          // --listen / CRM_LISTEN
+  std::string data_dir;        // --data-dir / CRM_DATA_DIR
+  std::string brokers;         // --brokers / CRM_KAFKA_BROKERS
+  int worker_threads = 16;     // --worker-threads / CRM_WORKER_THREADS
+  std::string metrics_listen;  // --metrics-listen / CRM_METRICS_LISTEN, empty = off
 };
 
 absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,

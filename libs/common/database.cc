@@ -68,10 +68,29 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
     db->handles_.emplace_back(raw_handles[i]);
     db->by_name_[descriptors[i].name] = raw_handles[i];
   }
+  // RocksDB's own figures, read at scrape time.
+  const Labels labels = {{"db", std::filesystem::path(path).filename().string()}};
+  rocksdb::DB* raw = db->db_.get();
+  auto property = [raw](const char* name) {
+    return [raw, name] {
+      uint64_t v = 0;
+      raw->GetAggregatedIntProperty(name, &v);
+      return static_cast<double>(v);
+    };
+  };
+  auto& registry = MetricsRegistry::Default();
+  db->gauges_.push_back(registry.AddGauge("crm_rocksdb_estimated_keys",
+                                          "Estimated number of keys (all column families)", labels,
+                                          property("rocksdb.estimate-num-keys")));
+  db->gauges_.push_back(registry.AddGauge("crm_rocksdb_memtable_bytes", "Bytes in memtables",
+                                          labels, property("rocksdb.cur-size-all-mem-tables")));
+  db->gauges_.push_back(registry.AddGauge("crm_rocksdb_sst_bytes", "Bytes in SST files", labels,
+                                          property("rocksdb.total-sst-files-size")));
   return db;
 }
 
 Database::~Database() {
+  gauges_.clear();  // no scrape may read a closing database
   if (!db_) return;
   db_->FlushWAL(/*sync=*/true);
   // Handles must be released before the DB closes.

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "libs/common/metrics.h"
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
 
@@ -56,6 +57,7 @@ class Database {
  private:
   std::string path_;
   std::unique_ptr<rocksdb::DB> db_;
+  std::vector<MetricsRegistry::GaugeHandle> gauges_;
   std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;
   absl::flat_hash_map<std::string, rocksdb::ColumnFamilyHandle*> by_name_;
 };

@@ -173,6 +173,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
   if (any_write) {
     CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
     outbox_size_.fetch_add(appended);
+    appended_counter_.Inc(appended);
     if (listener_) listener_();
   }
   return results;

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "crm/v1/envelope.pb.h"
 #include "libs/common/database.h"
+#include "libs/common/metrics.h"
 #include "libs/common/striped_mutex.h"
 
 namespace crm {
@@ -125,6 +126,11 @@ class EventStore {
   // appends are serialized by its lock.
   std::atomic<uint64_t> next_position_;
   std::atomic<uint64_t> outbox_size_;
+  Counter& appended_counter_ =
+      MetricsRegistry::Default().GetCounter("crm_events_appended_total", "Events appended");
+  MetricsRegistry::GaugeHandle outbox_gauge_ = MetricsRegistry::Default().AddGauge(
+      "crm_outbox_depth", "Events appended and not yet acknowledged by the broker", {},
+      [this] { return static_cast<double>(outbox_size_.load()); });
   uint64_t outbox_limit_ = 1000000;
   std::function<void()> listener_;
 };

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
+#include "libs/common/metrics.h"
 
 namespace crm {
 
@@ -40,6 +41,9 @@ absl::Status OutboxRelay::Start() {
   settings.insert(settings.end(), options_.extra_settings.begin(), options_.extra_settings.end());
   auto conf = MakeKafkaConf(settings);
   if (!conf.ok()) return conf.status();
+  published_total_ = &MetricsRegistry::Default().GetCounter("crm_events_published_total",
+                                                            "Events acknowledged by the broker",
+                                                            {{"topic", options_.topic}});
   report_cb_ = std::make_unique<DeliveryReport>(this);
   std::string err;
   if ((*conf)->set("dr_cb", report_cb_.get(), err) != RdKafka::Conf::CONF_OK) {
@@ -76,6 +80,7 @@ void OutboxRelay::OnDelivery(RdKafka::Message& message) {
   if (message.err() == RdKafka::ERR_NO_ERROR) {
     delivered_.push_back(position);
     published_.fetch_add(1);
+    published_total_->Inc();
   } else {
     // Only fatal producer errors end up here (no timeouts); the entry stays
     // in the outbox and is produced again.

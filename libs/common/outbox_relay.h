@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "libs/common/event_store.h"
 #include "libs/common/kafka.h"
+#include "libs/common/metrics.h"
 
 namespace crm {
 
@@ -74,6 +75,7 @@ class OutboxRelay {
   absl::flat_hash_set<uint64_t> in_flight_;
   std::vector<uint64_t> delivered_;
   std::atomic<uint64_t> published_{0};
+  Counter* published_total_ = nullptr;
   std::atomic<uint64_t> republished_{0};
 };
 

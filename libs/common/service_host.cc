@@ -11,6 +11,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/support/server_interceptor.h"
 #include "libs/common/log.h"
+#include "libs/common/metrics.h"
 
 namespace crm {
 namespace {
@@ -24,6 +25,7 @@ sigset_t ShutdownSignals() {
 }
 
 // One access-log line per RPC: method, canonical code and latency.
+// and the RPC metrics.
 class AccessLog final : public grpc::experimental::Interceptor {
  public:
   explicit AccessLog(grpc::experimental::ServerRpcInfo* info)
@@ -34,7 +36,17 @@ class AccessLog final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
       const std::string code = absl::StrCat(static_cast<int>(status.error_code()));
-      const std::string ms = absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - start_));
+      const absl::Duration took = absl::Now() - start_;
+      const std::string ms = absl::StrCat(absl::ToDoubleMilliseconds(took));
+      auto& registry = MetricsRegistry::Default();
+      registry
+          .GetCounter("crm_rpc_requests_total", "RPCs served, by method and status code",
+                      {{"method", method_}, {"code", code}})
+          .Inc();
+      registry
+          .GetHistogram("crm_rpc_duration_seconds", "RPC latency from arrival to status",
+                        {{"method", method_}})
+          .Observe(absl::ToDoubleSeconds(took));
       if (status.ok()) {
         log::Info("rpc", {{"method", method_}, {"code", code}, {"ms", ms}});
       } else {
@@ -88,6 +100,12 @@ absl::Status ServiceHost::Run() {
   if (!server || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen));
   }
+  MetricsServer metrics(MetricsRegistry::Default());
+  if (!config_.metrics_listen.empty()) {
+    if (auto st = metrics.Start(config_.metrics_listen); !st.ok()) return st;
+    log::Info("metrics",
+              {{"listen", config_.metrics_listen}, {"port", absl::StrCat(metrics.port())}});
+  }
   log::Info("serving", {{"listen", config_.listen},
                         {"port", absl::StrCat(port)},
                         {"data_dir", config_.data_dir},
@@ -102,6 +120,7 @@ absl::Status ServiceHost::Run() {
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
   for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) (*it)();
+  metrics.Stop();
   log::Info("stopped");
   return absl::OkStatus();
 }

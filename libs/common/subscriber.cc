@@ -137,7 +137,21 @@ absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
 std::vector<std::string> Subscriber::Families() { return {kOffsets, kApplied}; }
 
 Subscriber::Subscriber(Database& db, Projection& projection, SubscriberOptions options)
-    : db_(db), projection_(projection), options_(std::move(options)) {}
+    : db_(db), projection_(projection), options_(std::move(options)) {
+  auto& registry = MetricsRegistry::Default();
+  const Labels labels = {{"group", options_.group_id}};
+  auto gauge = [&](const char* name, const char* help, const std::atomic<uint64_t>& v) {
+    gauges_.push_back(
+        registry.AddGauge(name, help, labels, [&v] { return static_cast<double>(v.load()); }));
+  };
+  gauge("crm_events_consumed_applied", "Events applied to the projection since start", applied_);
+  gauge("crm_events_consumed_duplicates", "Events skipped as already applied since start",
+        skipped_);
+  gauge("crm_events_dead_lettered", "Events parked on the dead-letter topic since start",
+        poisoned_);
+  gauges_.push_back(registry.AddGauge("crm_consumer_lag", "Messages behind the high watermarks",
+                                      labels, [this] { return static_cast<double>(lag_.load()); }));
+}
 
 Subscriber::~Subscriber() { Stop(); }
 
@@ -255,10 +269,34 @@ void Subscriber::Stop() {
   }
 }
 
+void Subscriber::RefreshLag() {
+  std::vector<RdKafka::TopicPartition*> parts;
+  if (consumer_->assignment(parts) != RdKafka::ERR_NO_ERROR) return;
+  consumer_->position(parts);
+  int64_t lag = 0;
+  for (auto* tp : parts) {
+    int64_t low = 0, high = 0;
+    // Cached from fetch responses: no broker round trip.
+    if (consumer_->get_watermark_offsets(tp->topic(), tp->partition(), &low, &high) ==
+            RdKafka::ERR_NO_ERROR &&
+        high >= 0) {
+      const int64_t pos = tp->offset() >= 0 ? tp->offset() : low;
+      lag += std::max<int64_t>(0, high - pos);
+    }
+  }
+  RdKafka::TopicPartition::destroy(parts);
+  lag_.store(lag);
+}
+
 void Subscriber::Run() {
   std::vector<ConsumedMessage> batch;
   batch.reserve(options_.max_batch);
+  absl::Time next_lag = absl::Now();
   while (!stopping_.load()) {
+    if (absl::Now() >= next_lag) {
+      RefreshLag();
+      next_lag = absl::Now() + absl::Seconds(2);
+    }
     // Gather a batch: block briefly for the first message, then take what
     // is already fetched.
     const absl::Time until = absl::Now() + absl::Milliseconds(20);

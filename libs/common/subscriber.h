@@ -15,6 +15,7 @@
 #include "crm/v1/envelope.pb.h"
 #include "libs/common/database.h"
 #include "libs/common/kafka.h"
+#include "libs/common/metrics.h"
 
 namespace crm {
 
@@ -129,10 +130,12 @@ class Subscriber {
   uint64_t applied() const { return applied_.load(); }
   uint64_t skipped() const { return skipped_.load(); }
   uint64_t poisoned() const { return poisoned_.load(); }
+  int64_t lag() const { return lag_.load(); }
 
  private:
   class Rebalance;
   void Run();
+  void RefreshLag();
 
   Database& db_;
   Projection& projection_;
@@ -144,6 +147,9 @@ class Subscriber {
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> poisoned_{0};
+  // Messages behind the partitions' high watermarks, refreshed by Run().
+  std::atomic<int64_t> lag_{0};
+  std::vector<MetricsRegistry::GaugeHandle> gauges_;
 };
 
 }  // namespace crm

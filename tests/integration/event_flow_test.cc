@@ -210,6 +210,36 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
   EXPECT_TRUE(found) << stack_.analytics().Log();
 }
 
+TEST_F(EventFlowTest, MetricsEndpointCountsRpcsAndPublishedEvents) {
+  const int port = FreePort();
+  stack_.leads().Kill(SIGTERM);
+  ASSERT_TRUE(stack_.Start("leads", {absl::StrCat("--metrics-listen=127.0.0.1:", port)}));
+  auto leads = stack_.LeadsStub();
+  crm::v1::CaptureLeadResponse resp;
+  ASSERT_TRUE(Capture(*leads, Lead("metrics-1", "metrics@example.com"), &resp).ok());
+  auto bad = Lead("metrics-2", "not-an-email");
+  EXPECT_FALSE(Capture(*leads, bad, &resp).ok());
+  ASSERT_TRUE(Eventually([&] {
+    const std::string text = HttpGet(port, "/metrics");
+    return text.find("crm_events_published_total{topic=\"crm.leads.v1\"} 1\n") !=
+               std::string::npos &&
+           text.find("crm_outbox_depth 0\n") != std::string::npos;
+  })) << HttpGet(port, "/metrics");
+  const std::string text = HttpGet(port, "/metrics");
+  EXPECT_NE(text.find("crm_rpc_requests_total{code=\"0\",method=\"/crm.v1.LeadsService/"
+                      "CaptureLead\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("crm_rpc_requests_total{code=\"3\",method=\"/crm.v1.LeadsService/"
+                      "CaptureLead\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("crm_rpc_duration_seconds_count{method=\"/crm.v1.LeadsService/"
+                      "CaptureLead\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("crm_events_appended_total 1\n"), std::string::npos);
+  EXPECT_NE(text.find("crm_rocksdb_estimated_keys{db=\"leads\"}"), std::string::npos);
+}
+
 TEST_F(EventFlowTest, SigtermShutsDownCleanlyAndUnknownIdsAreNotFound) {
   auto leads = stack_.LeadsStub();
   grpc::ClientContext ctx;

@@ -1,0 +1,78 @@
+#include "libs/common/metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gtest/gtest.h"
+
+namespace crm {
+namespace {
+
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return "";
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  send(fd, req.data(), req.size(), 0);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) out.append(buf, n);
+  close(fd);
+  return out;
+}
+
+TEST(MetricsTest, RendersCountersHistogramsAndGaugesInTextFormat) {
+  MetricsRegistry registry;
+  registry.GetCounter("crm_test_total", "Things", {{"method", "/a"}, {"code", "0"}}).Inc(3);
+  auto& h = registry.GetHistogram("crm_test_seconds", "Latency", {{"method", "/a"}}, {0.1, 1});
+  h.Observe(0.05);
+  h.Observe(0.5);
+  h.Observe(7);
+  double depth = 42;
+  auto handle = registry.AddGauge("crm_test_depth", "Depth", {}, [&] { return depth; });
+  const std::string text = registry.Render();
+  EXPECT_NE(text.find("# TYPE crm_test_total counter\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("crm_test_total{code=\"0\",method=\"/a\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("crm_test_seconds_bucket{method=\"/a\",le=\"0.1\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("crm_test_seconds_bucket{method=\"/a\",le=\"1\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("crm_test_seconds_bucket{method=\"/a\",le=\"+Inf\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("crm_test_seconds_count{method=\"/a\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("crm_test_seconds_sum{method=\"/a\"} 7.55\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("crm_test_depth 42\n"), std::string::npos);
+}
+
+TEST(MetricsTest, GaugeDisappearsWithItsHandle) {
+  MetricsRegistry registry;
+  {
+    auto handle = registry.AddGauge("crm_gone", "Gone", {}, [] { return 1.0; });
+    EXPECT_NE(registry.Render().find("crm_gone 1"), std::string::npos);
+  }
+  EXPECT_EQ(registry.Render().find("crm_gone"), std::string::npos);
+}
+
+TEST(MetricsTest, ServerAnswersMetricsAndNotFound) {
+  MetricsRegistry registry;
+  registry.GetCounter("crm_served_total", "Served").Inc();
+  MetricsServer server(registry);
+  ASSERT_TRUE(server.Start("127.0.0.1:0").ok());
+  const std::string ok = HttpGet(server.port(), "/metrics");
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200 OK", 0), 0u) << ok;
+  EXPECT_NE(ok.find("text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_NE(ok.find("crm_served_total 1"), std::string::npos);
+  EXPECT_EQ(HttpGet(server.port(), "/other").rfind("HTTP/1.1 404", 0), 0u);
+}
+
+TEST(MetricsTest, BadListenAddressIsRejected) {
+  MetricsRegistry registry;
+  MetricsServer server(registry);
+  EXPECT_EQ(server.Start("no-port").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(server.Start("999.1.1.1:80").code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace crm
