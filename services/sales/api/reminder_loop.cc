@@ -1,0 +1,48 @@
+#include "services/sales/api/reminder_loop.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/log.h"
+#include "libs/common/status_macros.h"
+
+namespace crm::sales {
+
+absl::StatusOr<int> ReminderLoop::Tick() {
+  const absl::Time now = clock_();
+  CRM_ASSIGN_OR_RETURN(int tasks, commands_.RaiseTaskReminders(now));
+  int deals = 0;
+  if (now - last_stale_scan_ >= stale_scan_interval_) {
+    CRM_ASSIGN_OR_RETURN(deals, commands_.FlagStaleOpportunities(now));
+    last_stale_scan_ = now;
+  }
+  if (tasks + deals > 0) {
+    log::Info("reminders raised", {{"tasks", absl::StrCat(tasks)}, {"deals", absl::StrCat(deals)}});
+  }
+  return tasks + deals;
+}
+
+void ReminderLoop::Start() {
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      if (auto raised = Tick(); !raised.ok()) {
+        log::Warn("reminder pass", {{"error", raised.status().ToString()}});
+      }
+      lock.lock();
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(interval_), [this] { return stopping_; });
+    }
+  });
+}
+
+void ReminderLoop::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace crm::sales

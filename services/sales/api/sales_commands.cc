@@ -1,0 +1,836 @@
+#include "services/sales/api/sales_commands.h"
+
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "libs/common/ids.h"
+#include "libs/common/log.h"
+#include "libs/common/status_macros.h"
+#include "services/sales/domain/forecast.h"
+#include "services/sales/domain/opportunity.h"
+#include "services/sales/domain/quote.h"
+#include "services/sales/domain/task.h"
+#include "services/sales/domain/validation.h"
+
+namespace crm::sales {
+namespace {
+
+// Appends racing on an unversioned command are retried this often.
+constexpr int kMaxAttempts = 5;
+// Reminders raised per timer pass; the rest wait for the next pass.
+constexpr size_t kMaxRemindersPerPass = 1000;
+
+// Correlation and causation default to the request, as in every service.
+EventContext ForRequest(EventContext ctx, const std::string& request_id) {
+  if (ctx.correlation_id.empty()) ctx.correlation_id = request_id;
+  if (ctx.causation_id.empty()) ctx.causation_id = request_id;
+  if (ctx.source.empty()) ctx.source = kSalesSource;
+  return ctx;
+}
+
+// The context of work caused by another event: same correlation, caused by
+// that event, at that event's time (a replay decides the same way).
+EventContext ForEvent(const crm::v1::EventEnvelope& event) {
+  EventContext ctx;
+  ctx.source = kSalesSource;
+  ctx.actor = "system:sales";
+  ctx.correlation_id = event.correlation_id().empty() ? event.event_id() : event.correlation_id();
+  ctx.causation_id = event.event_id();
+  ctx.occurred_at = FromProtoTimestamp(event.occurred_at());
+  return ctx;
+}
+
+EventContext ForTimer(absl::Time now, const std::string& subject) {
+  EventContext ctx;
+  ctx.source = kSalesSource;
+  ctx.actor = "system:sales-reminders";
+  ctx.correlation_id = subject;
+  ctx.causation_id = subject;
+  ctx.occurred_at = now;
+  return ctx;
+}
+
+template <typename Message>
+absl::Status ParseStored(const std::string& bytes, Message& out) {
+  if (!out.ParseFromString(bytes)) return absl::DataLossError("corrupt stored response");
+  return absl::OkStatus();
+}
+
+std::vector<ProjectionWrite> NoRows() { return {}; }
+
+absl::Status CheckOptionalDate(absl::string_view field, absl::string_view value) {
+  if (value.empty()) return absl::OkStatus();
+  return ParseDate(field, value).status();
+}
+
+}  // namespace
+
+template <typename State, typename Decider, typename Rows>
+absl::StatusOr<SalesCommands::Outcome<State>> SalesCommands::Execute(
+    const std::string& stream, const std::string& request_key, int64_t expected_version,
+    const EventContext& ctx, Decider&& decide, Rows&& rows) {
+  if (!request_key.empty()) {
+    CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+    if (earlier.has_value()) {
+      Outcome<State> replayed;
+      CRM_RETURN_IF_ERROR(ParseStored(*earlier, replayed.state));
+      return replayed;
+    }
+  }
+  for (int attempt = 1;; ++attempt) {
+    CRM_ASSIGN_OR_RETURN(Loaded<State> loaded, store_.Load<State>(stream));
+    // A missing aggregate is NOT_FOUND from Decide, not a version conflict.
+    if (expected_version != kAnyVersion && loaded.state.has_value() &&
+        loaded.version != expected_version) {
+      return absl::AbortedError(absl::StrCat("expected_version: ", stream, " is at version ",
+                                             loaded.version, ", not ", expected_version));
+    }
+    CRM_ASSIGN_OR_RETURN(auto events, decide(loaded.state));
+    Outcome<State> out;
+    out.state = loaded.state.value_or(State());
+    if (events.empty()) return out;
+    for (const auto& e : events) Apply(out.state, e, ctx.occurred_at);
+
+    AppendRequest append;
+    append.stream = stream;
+    append.expected_version = loaded.version;
+    for (const auto& e : events) {
+      std::visit(
+          [&](const auto& payload) {
+            append.events.push_back(MakeEnvelope(payload, out.state.customer_id(), ctx));
+          },
+          e);
+    }
+    append.state = out.state.SerializeAsString();
+    append.projection_writes = rows(out.state);
+    append.request_key = request_key;
+    append.response = append.state;
+    auto result = store_.events().Append(std::move(append));
+    if (absl::IsAborted(result.status()) && expected_version == kAnyVersion &&
+        attempt < kMaxAttempts) {
+      continue;  // another command changed the stream meanwhile: decide again
+    }
+    if (!result.ok()) return result.status();
+    if (result->replayed) {
+      CRM_RETURN_IF_ERROR(ParseStored(result->response, out.state));
+      return out;
+    }
+    out.appended = events.size();
+    return out;
+  }
+}
+
+// ---------------------------------------------------------------- customers
+
+absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
+    const crm::v1::OpenCustomerRequest& raw, EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenCustomer(raw, settings_.loyalty));
+  if (request.customer_id().empty()) request.set_customer_id(NewId("cus"));
+  return OpenCustomerWith(request, "", absl::StrCat("OpenCustomer/", request.request_id()),
+                          ForRequest(std::move(ctx), request.request_id()));
+}
+
+absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomerWith(
+    const crm::v1::OpenCustomerRequest& request, const std::string& lead_id,
+    const std::string& request_key, const EventContext& ctx) {
+  sales::OpenCustomer command{request, lead_id};
+  CRM_ASSIGN_OR_RETURN(auto out,
+                       Execute<crm::v1::Customer>(
+                           CustomerStream(request.customer_id()), request_key, kAnyVersion, ctx,
+                           [&](const std::optional<crm::v1::Customer>& s) {
+                             return Decide(s, CustomerCommand{command});
+                           },
+                           [](const crm::v1::Customer& c) {
+                             return std::vector<ProjectionWrite>{SalesStore::CustomerRow(c)};
+                           }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::Customer> SalesCommands::LoadCustomer(
+    const std::string& customer_id) const {
+  CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<crm::v1::Customer>(CustomerStream(customer_id)));
+  if (!loaded.state.has_value()) {
+    return absl::NotFoundError(absl::StrCat("customer ", customer_id, " not found"));
+  }
+  return *std::move(loaded.state);
+}
+
+absl::StatusOr<crm::v1::Customer> SalesCommands::GetCustomer(
+    const crm::v1::GetCustomerRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckId("customer_id", request.customer_id()));
+  return LoadCustomer(request.customer_id());
+}
+
+absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
+    const crm::v1::ListCustomersRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
+  CRM_RETURN_IF_ERROR(CheckText("territory", request.territory(), 64));
+  CRM_RETURN_IF_ERROR(CheckOptionalId("tier", request.tier()));
+  CRM_ASSIGN_OR_RETURN(
+      auto page,
+      store_.List<crm::v1::Customer>(
+          kCustomersFamily, "", request.page(), [&](const crm::v1::Customer& c) {
+            return (request.owner_id().empty() || c.owner_id() == request.owner_id()) &&
+                   (request.territory().empty() || c.territory() == request.territory()) &&
+                   (request.tier().empty() || c.tier() == request.tier());
+          }));
+  crm::v1::ListCustomersResponse response;
+  for (auto& c : page.rows) *response.add_customers() = std::move(c);
+  response.set_next_page_token(page.next_page_token);
+  return response;
+}
+
+// ------------------------------------------------------------ opportunities
+
+absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunity(
+    const crm::v1::OpenOpportunityRequest& request, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateOpenOpportunity(request));
+  return OpenOpportunityWith(request, "", absl::StrCat("OpenOpportunity/", request.request_id()),
+                             ForRequest(std::move(ctx), request.request_id()));
+}
+
+absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunityWith(
+    const crm::v1::OpenOpportunityRequest& request, const std::string& lead_id,
+    const std::string& request_key, const EventContext& ctx) {
+  // A retry must not depend on the account or configuration of today.
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) {
+    crm::v1::Opportunity o;
+    CRM_RETURN_IF_ERROR(ParseStored(*earlier, o));
+    return WithActivity(std::move(o));
+  }
+  CRM_ASSIGN_OR_RETURN(auto customer, LoadCustomer(request.customer_id()));
+  const crm::v1::Pipeline* pipeline = settings_.pipelines.Find(request.pipeline_id());
+  if (pipeline == nullptr) {
+    return Invalid("pipeline_id", absl::StrCat("no pipeline ", request.pipeline_id()));
+  }
+  sales::OpenOpportunity command;
+  command.request = request;
+  if (command.request.owner_id().empty()) command.request.set_owner_id(customer.owner_id());
+  command.opportunity_id = NewId("opp");
+  command.territory = customer.territory();
+  command.lead_id = lead_id;
+  command.pipeline = *pipeline;
+  CRM_ASSIGN_OR_RETURN(auto out,
+                       Execute<crm::v1::Opportunity>(
+                           OpportunityStream(command.opportunity_id), request_key, kAnyVersion, ctx,
+                           [&](const std::optional<crm::v1::Opportunity>& s) {
+                             return Decide(s, OpportunityCommand{command});
+                           },
+                           [](const crm::v1::Opportunity& o) {
+                             return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
+                           }));
+  return WithActivity(std::move(out.state));
+}
+
+absl::StatusOr<crm::v1::Opportunity> SalesCommands::LoadOpportunity(
+    const std::string& opportunity_id) const {
+  CRM_ASSIGN_OR_RETURN(auto loaded,
+                       store_.Load<crm::v1::Opportunity>(OpportunityStream(opportunity_id)));
+  if (!loaded.state.has_value()) {
+    return absl::NotFoundError(absl::StrCat("opportunity ", opportunity_id, " not found"));
+  }
+  return *std::move(loaded.state);
+}
+
+crm::v1::Opportunity SalesCommands::WithActivity(crm::v1::Opportunity o) const {
+  auto last = store_.LastActivityAt(o.opportunity_id());
+  if (last.ok() && *last != absl::InfinitePast()) {
+    *o.mutable_last_activity_at() = ToProtoTimestamp(*last);
+  }
+  return o;
+}
+
+absl::StatusOr<crm::v1::Opportunity> SalesCommands::GetOpportunity(
+    const crm::v1::GetOpportunityRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckId("opportunity_id", request.opportunity_id()));
+  CRM_ASSIGN_OR_RETURN(auto o, LoadOpportunity(request.opportunity_id()));
+  return WithActivity(std::move(o));
+}
+
+absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunities(
+    const crm::v1::ListOpportunitiesRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
+  CRM_RETURN_IF_ERROR(CheckOptionalId("stage_id", request.stage_id()));
+  CRM_RETURN_IF_ERROR(CheckOptionalId("customer_id", request.customer_id()));
+  CRM_RETURN_IF_ERROR(CheckOptionalDate("close_date_from", request.close_date_from()));
+  CRM_RETURN_IF_ERROR(CheckOptionalDate("close_date_to", request.close_date_to()));
+  const absl::Time now = settings_.clock();
+  // ISO dates compare as strings.
+  const std::string& from = request.close_date_from();
+  const std::string& to = request.close_date_to();
+  CRM_ASSIGN_OR_RETURN(
+      auto page,
+      store_.List<crm::v1::Opportunity>(
+          kOpportunitiesFamily, "", request.page(), [&](const crm::v1::Opportunity& o) {
+            if (!request.owner_id().empty() && o.owner_id() != request.owner_id()) return false;
+            if (!request.stage_id().empty() && o.stage_id() != request.stage_id()) return false;
+            if (!request.customer_id().empty() && o.customer_id() != request.customer_id()) {
+              return false;
+            }
+            if ((!from.empty() || !to.empty()) && o.expected_close_date().empty()) return false;
+            if (!from.empty() && o.expected_close_date() < from) return false;
+            if (!to.empty() && o.expected_close_date() > to) return false;
+            if (request.stale_only()) {
+              auto last = store_.LastActivityAt(o.opportunity_id());
+              return last.ok() && IsStale(o, *last, now, settings_.stale_after);
+            }
+            return true;
+          }));
+  crm::v1::ListOpportunitiesResponse response;
+  for (auto& o : page.rows) *response.add_opportunities() = WithActivity(std::move(o));
+  response.set_next_page_token(page.next_page_token);
+  return response;
+}
+
+absl::StatusOr<crm::v1::Opportunity> SalesCommands::ChangeOpportunityStage(
+    const crm::v1::ChangeOpportunityStageRequest& request, EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(ValidateChangeStage(request));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  CRM_ASSIGN_OR_RETURN(
+      auto out,
+      Execute<crm::v1::Opportunity>(
+          OpportunityStream(request.opportunity_id()),
+          absl::StrCat("ChangeOpportunityStage/", request.request_id()), request.expected_version(),
+          ctx,
+          [&](const std::optional<crm::v1::Opportunity>& s)
+              -> absl::StatusOr<std::vector<OpportunityEvent>> {
+            if (!s.has_value()) {
+              return absl::NotFoundError(
+                  absl::StrCat("opportunity ", request.opportunity_id(), " not found"));
+            }
+            const crm::v1::Pipeline* pipeline = settings_.pipelines.Find(s->pipeline_id());
+            if (pipeline == nullptr) {
+              return absl::FailedPreconditionError(
+                  absl::StrCat("pipeline ", s->pipeline_id(), " is no longer configured"));
+            }
+            return Decide(s,
+                          OpportunityCommand{ChangeStage{request.stage_id(), request.lost_reason(),
+                                                         *pipeline, ctx.occurred_at}});
+          },
+          [](const crm::v1::Opportunity& o) {
+            return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
+          }));
+  return WithActivity(std::move(out.state));
+}
+
+absl::StatusOr<crm::v1::Opportunity> SalesCommands::ReviseOpportunity(
+    const crm::v1::ReviseOpportunityRequest& request, EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(ValidateRevise(request));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  CRM_ASSIGN_OR_RETURN(
+      auto out,
+      Execute<crm::v1::Opportunity>(
+          OpportunityStream(request.opportunity_id()),
+          absl::StrCat("ReviseOpportunity/", request.request_id()), request.expected_version(), ctx,
+          [&](const std::optional<crm::v1::Opportunity>& s) {
+            return Decide(s, OpportunityCommand{sales::ReviseOpportunity{request}});
+          },
+          [](const crm::v1::Opportunity& o) {
+            return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
+          }));
+  return WithActivity(std::move(out.state));
+}
+
+crm::v1::ListPipelinesResponse SalesCommands::ListPipelines() const {
+  crm::v1::ListPipelinesResponse response;
+  for (const auto& p : settings_.pipelines.all()) *response.add_pipelines() = p;
+  response.set_default_pipeline_id(settings_.pipelines.Default().pipeline_id());
+  return response;
+}
+
+// ------------------------------------------------------ activities and tasks
+
+absl::StatusOr<SalesCommands::Target> SalesCommands::ResolveTarget(
+    const std::string& customer_id, const std::string& opportunity_id) const {
+  Target target;
+  if (!opportunity_id.empty()) {
+    CRM_ASSIGN_OR_RETURN(auto o, LoadOpportunity(opportunity_id));
+    if (!customer_id.empty() && customer_id != o.customer_id()) {
+      return Invalid("opportunity_id", "belongs to another customer");
+    }
+    target.opportunity = std::move(o);
+  }
+  CRM_ASSIGN_OR_RETURN(
+      target.customer,
+      LoadCustomer(target.opportunity ? target.opportunity->customer_id() : customer_id));
+  return target;
+}
+
+absl::StatusOr<crm::v1::Activity> SalesCommands::LogActivity(
+    const crm::v1::LogActivityRequest& request, EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(ValidateLogActivity(request));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  const std::string request_key = absl::StrCat("LogActivity/", request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) {
+    crm::v1::Activity a;
+    CRM_RETURN_IF_ERROR(ParseStored(*earlier, a));
+    return a;
+  }
+  CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
+  sales::LogActivity command;
+  command.request = request;
+  command.request.set_customer_id(target.customer.customer_id());
+  command.activity_id = NewId("act");
+  command.logged_by = ctx.actor;
+  command.now = ctx.occurred_at;
+
+  // The opportunity's latest activity only moves forward; two activities
+  // logged at once must not overwrite each other's newer time.
+  auto guard = activity_locks_.Lock({request.opportunity_id()});
+  std::optional<absl::Time> last;
+  if (!request.opportunity_id().empty()) {
+    CRM_ASSIGN_OR_RETURN(last, store_.LastActivityAt(request.opportunity_id()));
+  }
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Activity>(
+                    ActivityStream(command.activity_id), request_key, kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Activity>& s) { return Decide(s, command); },
+                    [&](const crm::v1::Activity& a) {
+                      auto rows = SalesStore::ActivityRows(a);
+                      const absl::Time at = FromProtoTimestamp(a.occurred_at());
+                      if (last.has_value() && at > *last) {
+                        rows.push_back(SalesStore::LastActivityRow(a.opportunity_id(), at));
+                      }
+                      return rows;
+                    }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::ListActivitiesResponse> SalesCommands::ListActivities(
+    const crm::v1::ListActivitiesRequest& request) const {
+  if (request.customer_id().empty() == request.opportunity_id().empty()) {
+    return Invalid("customer_id", "exactly one of customer_id and opportunity_id is required");
+  }
+  CRM_RETURN_IF_ERROR(CheckOptionalId("customer_id", request.customer_id()));
+  CRM_RETURN_IF_ERROR(CheckOptionalId("opportunity_id", request.opportunity_id()));
+  const std::string prefix = request.customer_id().empty()
+                                 ? SalesStore::OpportunityActivities(request.opportunity_id())
+                                 : SalesStore::CustomerActivities(request.customer_id());
+  CRM_ASSIGN_OR_RETURN(
+      auto page, store_.List<crm::v1::Activity>(kActivitiesFamily, prefix, request.page(),
+                                                [](const crm::v1::Activity&) { return true; }));
+  crm::v1::ListActivitiesResponse response;
+  for (auto& a : page.rows) *response.add_activities() = std::move(a);
+  response.set_next_page_token(page.next_page_token);
+  return response;
+}
+
+absl::StatusOr<crm::v1::Task> SalesCommands::CreateTask(const crm::v1::CreateTaskRequest& request,
+                                                        EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(ValidateCreateTask(request));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  const std::string request_key = absl::StrCat("CreateTask/", request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) {
+    crm::v1::Task t;
+    CRM_RETURN_IF_ERROR(ParseStored(*earlier, t));
+    return t;
+  }
+  CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
+  sales::CreateTask command;
+  command.request = request;
+  command.request.set_customer_id(target.customer.customer_id());
+  if (command.request.owner_id().empty()) {
+    command.request.set_owner_id(target.opportunity ? target.opportunity->owner_id()
+                                                    : target.customer.owner_id());
+  }
+  command.task_id = NewId("task");
+  CRM_ASSIGN_OR_RETURN(auto out, Execute<crm::v1::Task>(
+                                     TaskStream(command.task_id), request_key, kAnyVersion, ctx,
+                                     [&](const std::optional<crm::v1::Task>& s) {
+                                       return Decide(s, TaskCommand{command});
+                                     },
+                                     [](const crm::v1::Task& t) {
+                                       return std::vector<ProjectionWrite>{
+                                           SalesStore::TaskRow(t), SalesStore::TaskDueEntry(t)};
+                                     }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::Task> SalesCommands::CompleteTask(
+    const crm::v1::CompleteTaskRequest& request, EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("task_id", request.task_id()));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto out,
+                       Execute<crm::v1::Task>(
+                           TaskStream(request.task_id()),
+                           absl::StrCat("CompleteTask/", request.request_id()), kAnyVersion, ctx,
+                           [&](const std::optional<crm::v1::Task>& s) {
+                             return Decide(s, TaskCommand{sales::CompleteTask{}});
+                           },
+                           [](const crm::v1::Task& t) {
+                             return std::vector<ProjectionWrite>{SalesStore::TaskRow(t)};
+                           }));
+  if (auto st = store_.ForgetDueTask(out.state); !st.ok()) {
+    log::Warn("due index cleanup", {{"task_id", out.state.task_id()}, {"error", st.ToString()}});
+  }
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::ListTasksResponse> SalesCommands::ListTasks(
+    const crm::v1::ListTasksRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
+  CRM_RETURN_IF_ERROR(CheckOptionalId("customer_id", request.customer_id()));
+  CRM_RETURN_IF_ERROR(CheckOptionalId("opportunity_id", request.opportunity_id()));
+  if (!crm::v1::TaskStatus_IsValid(request.status())) return Invalid("status", "unknown status");
+  const absl::Time now = settings_.clock();
+  CRM_ASSIGN_OR_RETURN(
+      auto page,
+      store_.List<crm::v1::Task>(kTasksFamily, "", request.page(), [&](const crm::v1::Task& t) {
+        return (request.owner_id().empty() || t.owner_id() == request.owner_id()) &&
+               (request.customer_id().empty() || t.customer_id() == request.customer_id()) &&
+               (request.opportunity_id().empty() ||
+                t.opportunity_id() == request.opportunity_id()) &&
+               (request.status() == crm::v1::TASK_STATUS_UNSPECIFIED ||
+                t.status() == request.status()) &&
+               (!request.overdue_only() || IsOverdue(t, now));
+      }));
+  crm::v1::ListTasksResponse response;
+  for (auto& t : page.rows) *response.add_tasks() = std::move(t);
+  response.set_next_page_token(page.next_page_token);
+  return response;
+}
+
+absl::StatusOr<int> SalesCommands::RaiseTaskReminders(absl::Time now) {
+  CRM_ASSIGN_OR_RETURN(auto due, store_.DueTaskIds(now, kMaxRemindersPerPass));
+  int raised = 0;
+  for (const auto& task_id : due) {
+    // No request key: the task itself remembers its reminder, and a
+    // concurrent pass loses the version race and then decides nothing.
+    auto out = Execute<crm::v1::Task>(
+        TaskStream(task_id), "", kAnyVersion, ForTimer(now, task_id),
+        [&](const std::optional<crm::v1::Task>& s) {
+          return Decide(s, TaskCommand{RaiseTaskReminder{now}});
+        },
+        [](const crm::v1::Task& t) {
+          return std::vector<ProjectionWrite>{SalesStore::TaskRow(t)};
+        });
+    if (!out.ok()) {
+      // One task must not hold up the others; it is tried again next pass.
+      log::Warn("task reminder", {{"task_id", task_id}, {"error", out.status().ToString()}});
+      continue;
+    }
+    raised += out->appended > 0;
+    if (out->state.has_reminded_at() || out->state.status() != crm::v1::TASK_STATUS_OPEN) {
+      CRM_RETURN_IF_ERROR(store_.ForgetDueTask(out->state));
+    }
+  }
+  return raised;
+}
+
+absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
+  struct Candidate {
+    std::string opportunity_id;
+    absl::Time last_activity;
+  };
+  std::vector<Candidate> candidates;
+  absl::Status read = absl::OkStatus();
+  CRM_RETURN_IF_ERROR(store_.ForEach<crm::v1::Opportunity>(
+      kOpportunitiesFamily, [&](const crm::v1::Opportunity& o) {
+        if (o.outcome() != crm::v1::STAGE_OUTCOME_OPEN) return;
+        auto last = store_.LastActivityAt(o.opportunity_id());
+        if (!last.ok()) {
+          read = last.status();
+          return;
+        }
+        if (!IsStale(o, *last, now, settings_.stale_after)) return;
+        if (o.has_stale_since() && FromProtoTimestamp(o.stale_since()) == InactiveSince(o, *last)) {
+          return;  // raised already
+        }
+        candidates.push_back({o.opportunity_id(), *last});
+      }));
+  CRM_RETURN_IF_ERROR(read);
+  int raised = 0;
+  for (const auto& c : candidates) {
+    auto out = Execute<crm::v1::Opportunity>(
+        OpportunityStream(c.opportunity_id), "", kAnyVersion, ForTimer(now, c.opportunity_id),
+        [&](const std::optional<crm::v1::Opportunity>& s) {
+          return Decide(s,
+                        OpportunityCommand{FlagStale{now, settings_.stale_after, c.last_activity}});
+        },
+        [](const crm::v1::Opportunity& o) {
+          return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
+        });
+    if (!out.ok()) {
+      log::Warn("stale reminder",
+                {{"opportunity_id", c.opportunity_id}, {"error", out.status().ToString()}});
+      continue;
+    }
+    raised += out->appended > 0;
+  }
+  return raised;
+}
+
+// ------------------------------------------------- quotes, orders, contracts
+
+absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuoteRequest& request,
+                                                         EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(ValidateDraftQuote(request));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  const std::string request_key = absl::StrCat("DraftQuote/", request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) {
+    crm::v1::Quote q;
+    CRM_RETURN_IF_ERROR(ParseStored(*earlier, q));
+    return q;
+  }
+  CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
+  sales::DraftQuote command{request, NewId("quo")};
+  command.request.set_customer_id(target.customer.customer_id());
+  CRM_ASSIGN_OR_RETURN(auto out, Execute<crm::v1::Quote>(
+                                     QuoteStream(command.quote_id), request_key, kAnyVersion, ctx,
+                                     [&](const std::optional<crm::v1::Quote>& s) {
+                                       return Decide(s, QuoteCommand{command});
+                                     },
+                                     [](const crm::v1::Quote&) { return NoRows(); }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::Quote> SalesCommands::GetQuote(
+    const crm::v1::GetQuoteRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
+  CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<crm::v1::Quote>(QuoteStream(request.quote_id())));
+  if (!loaded.state) {
+    return absl::NotFoundError(absl::StrCat("quote ", request.quote_id(), " not found"));
+  }
+  return *std::move(loaded.state);
+}
+
+absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
+    const crm::v1::AcceptQuoteRequest& request, EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto out,
+                       Execute<crm::v1::Quote>(
+                           QuoteStream(request.quote_id()),
+                           absl::StrCat("AcceptQuote/", request.request_id()), kAnyVersion, ctx,
+                           [&](const std::optional<crm::v1::Quote>& s) {
+                             return Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}});
+                           },
+                           [](const crm::v1::Quote&) { return NoRows(); }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::Quote> SalesCommands::DeclineQuote(
+    const crm::v1::DeclineQuoteRequest& request, EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto out,
+                       Execute<crm::v1::Quote>(
+                           QuoteStream(request.quote_id()),
+                           absl::StrCat("DeclineQuote/", request.request_id()), kAnyVersion, ctx,
+                           [&](const std::optional<crm::v1::Quote>& s) {
+                             return Decide(s, QuoteCommand{sales::DeclineQuote{request.reason()}});
+                           },
+                           [](const crm::v1::Quote&) { return NoRows(); }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrderRequest& request,
+                                                         EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  const std::string request_key = absl::StrCat("PlaceOrder/", request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) {
+    crm::v1::Order o;
+    CRM_RETURN_IF_ERROR(ParseStored(*earlier, o));
+    return o;
+  }
+  // Acceptance is final, so the quote read here cannot change under us.
+  crm::v1::GetQuoteRequest get;
+  get.set_quote_id(request.quote_id());
+  CRM_ASSIGN_OR_RETURN(auto quote, GetQuote(get));
+  sales::PlaceOrder command{OrderIdForQuote(quote.quote_id()), std::move(quote)};
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Order>(
+                    OrderStream(command.order_id), request_key, kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Order>& s) { return Decide(s, command); },
+                    [](const crm::v1::Order&) { return NoRows(); }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::Order> SalesCommands::GetOrder(
+    const crm::v1::GetOrderRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckId("order_id", request.order_id()));
+  CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<crm::v1::Order>(OrderStream(request.order_id())));
+  if (!loaded.state) {
+    return absl::NotFoundError(absl::StrCat("order ", request.order_id(), " not found"));
+  }
+  return *std::move(loaded.state);
+}
+
+absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
+    const crm::v1::DraftContractRequest& request, EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(ValidateDraftContract(request));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  const std::string request_key = absl::StrCat("DraftContract/", request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) {
+    crm::v1::Contract c;
+    CRM_RETURN_IF_ERROR(ParseStored(*earlier, c));
+    return c;
+  }
+  crm::v1::GetOrderRequest get;
+  get.set_order_id(request.order_id());
+  CRM_ASSIGN_OR_RETURN(auto order, GetOrder(get));
+  sales::DraftContract command{request, ContractIdForOrder(order.order_id()), std::move(order)};
+  CRM_ASSIGN_OR_RETURN(auto out,
+                       Execute<crm::v1::Contract>(
+                           ContractStream(command.contract_id), request_key, kAnyVersion, ctx,
+                           [&](const std::optional<crm::v1::Contract>& s) {
+                             return Decide(s, ContractCommand{command});
+                           },
+                           [](const crm::v1::Contract&) { return NoRows(); }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::Contract> SalesCommands::GetContract(
+    const crm::v1::GetContractRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
+  CRM_ASSIGN_OR_RETURN(auto loaded,
+                       store_.Load<crm::v1::Contract>(ContractStream(request.contract_id())));
+  if (!loaded.state) {
+    return absl::NotFoundError(absl::StrCat("contract ", request.contract_id(), " not found"));
+  }
+  return *std::move(loaded.state);
+}
+
+absl::StatusOr<crm::v1::Contract> SalesCommands::SubmitContract(
+    const crm::v1::SubmitContractRequest& request, EventContext raw_ctx) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto out,
+                       Execute<crm::v1::Contract>(
+                           ContractStream(request.contract_id()),
+                           absl::StrCat("SubmitContract/", request.request_id()), kAnyVersion, ctx,
+                           [&](const std::optional<crm::v1::Contract>& s) {
+                             return Decide(s, ContractCommand{sales::SubmitContract{ctx.actor}});
+                           },
+                           [](const crm::v1::Contract&) { return NoRows(); }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::Contract> SalesCommands::ApproveContract(
+    const crm::v1::ApproveContractRequest& request, EventContext raw_ctx,
+    const std::vector<std::string>& roles) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Contract>(
+                    ContractStream(request.contract_id()),
+                    absl::StrCat("ApproveContract/", request.request_id()), kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Contract>& s) {
+                      return Decide(s, ContractCommand{sales::ApproveContract{ctx.actor, roles}});
+                    },
+                    [](const crm::v1::Contract&) { return NoRows(); }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::Contract> SalesCommands::RejectContract(
+    const crm::v1::RejectContractRequest& request, EventContext raw_ctx,
+    const std::vector<std::string>& roles) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto out,
+                       Execute<crm::v1::Contract>(
+                           ContractStream(request.contract_id()),
+                           absl::StrCat("RejectContract/", request.request_id()), kAnyVersion, ctx,
+                           [&](const std::optional<crm::v1::Contract>& s) {
+                             return Decide(s, ContractCommand{sales::RejectContract{
+                                                  ctx.actor, roles, request.reason()}});
+                           },
+                           [](const crm::v1::Contract&) { return NoRows(); }));
+  return out.state;
+}
+
+absl::StatusOr<crm::v1::GetForecastResponse> SalesCommands::GetForecast(
+    const crm::v1::GetForecastRequest& request) const {
+  CRM_ASSIGN_OR_RETURN(auto query, ParseForecastQuery(request));
+  std::vector<crm::v1::Opportunity> all;
+  CRM_RETURN_IF_ERROR(store_.ForEach<crm::v1::Opportunity>(
+      kOpportunitiesFamily, [&](const crm::v1::Opportunity& o) { all.push_back(o); }));
+  crm::v1::GetForecastResponse response;
+  for (auto& row : Forecast(all, query)) *response.add_rows() = std::move(row);
+  return response;
+}
+
+// ---------------------------------------------------------------- reactions
+
+absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& event) {
+  crm::v1::LeadConverted converted;
+  if (!event.payload().UnpackTo(&converted)) {
+    return Invalid("payload", "not a crm.v1.LeadConverted");
+  }
+  CRM_RETURN_IF_ERROR(CheckId("customer_id", converted.customer_id()));
+  const EventContext ctx = ForEvent(event);
+  const auto& contact = converted.contact();
+
+  crm::v1::OpenCustomerRequest open;
+  open.set_request_id(event.event_id());
+  open.set_customer_id(converted.customer_id());
+  std::string person(
+      absl::StripAsciiWhitespace(absl::StrCat(contact.first_name(), " ", contact.last_name())));
+  if (person.empty()) person = contact.email();
+  open.set_name(!converted.company().empty() ? converted.company() : person);
+  if (open.name().empty()) open.set_name(converted.customer_id());
+  open.set_owner_id(converted.owner_id());
+  open.set_territory(converted.region());
+  if (!contact.first_name().empty() || !contact.last_name().empty() || !contact.email().empty() ||
+      !contact.phone().empty()) {
+    *open.add_contacts() = contact;
+  }
+  CRM_ASSIGN_OR_RETURN(auto normalized, NormalizeOpenCustomer(open, settings_.loyalty));
+  auto customer = OpenCustomerWith(normalized, converted.lead_id(),
+                                   absl::StrCat("OpenAccountFromLead/", event.event_id()), ctx);
+  // A second conversion of the same person finds the account open: it
+  // still brings a new opportunity.
+  if (!customer.ok() && !absl::IsAlreadyExists(customer.status())) return customer.status();
+
+  crm::v1::OpenOpportunityRequest opportunity;
+  opportunity.set_request_id(event.event_id());
+  opportunity.set_customer_id(converted.customer_id());
+  opportunity.set_name(!converted.opportunity_name().empty()
+                           ? converted.opportunity_name()
+                           : absl::StrCat(normalized.name(), " (lead ", converted.lead_id(), ")"));
+  opportunity.set_owner_id(converted.owner_id());
+  if (converted.has_estimated_amount() && !converted.estimated_amount().currency().empty()) {
+    *opportunity.mutable_amount() = converted.estimated_amount();
+  }
+  CRM_RETURN_IF_ERROR(ValidateOpenOpportunity(opportunity));
+  return OpenOpportunityWith(opportunity, converted.lead_id(),
+                             absl::StrCat("OpenOpportunityFromLead/", event.event_id()), ctx)
+      .status();
+}
+
+absl::Status SalesCommands::RecordSpendFromInvoice(const crm::v1::EventEnvelope& event) {
+  crm::v1::InvoiceRequested invoice;
+  if (!event.payload().UnpackTo(&invoice)) {
+    return Invalid("payload", "not a crm.v1.InvoiceRequested");
+  }
+  CRM_RETURN_IF_ERROR(CheckId("customer_id", invoice.customer_id()));
+  RecordSpend command{invoice.contract_id(), invoice.totals().total(), settings_.loyalty};
+  return Execute<crm::v1::Customer>(
+             CustomerStream(invoice.customer_id()),
+             absl::StrCat("RecordSpendFromInvoice/", event.event_id()), kAnyVersion,
+             ForEvent(event),
+             [&](const std::optional<crm::v1::Customer>& s) {
+               return Decide(s, CustomerCommand{command});
+             },
+             [](const crm::v1::Customer& c) {
+               return std::vector<ProjectionWrite>{SalesStore::CustomerRow(c)};
+             })
+      .status();
+}
+
+}  // namespace crm::sales

@@ -1,0 +1,156 @@
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "crm/v1/envelope.pb.h"
+#include "crm/v1/sales.pb.h"
+#include "libs/common/envelope.h"
+#include "libs/common/striped_mutex.h"
+#include "services/sales/domain/customer.h"
+#include "services/sales/domain/pipeline.h"
+#include "services/sales/store/sales_store.h"
+
+namespace crm::sales {
+
+inline constexpr char kSalesSource[] = "crm/sales";
+
+using Clock = std::function<absl::Time()>;
+
+struct SalesSettings {
+  Pipelines pipelines;
+  LoyaltyProgram loyalty = LoyaltyProgram::Default();
+  // An open opportunity without activity for this long is stale.
+  absl::Duration stale_after = absl::Hours(24 * 14);
+  // "Now" of queries that depend on it (overdue tasks, stale deals).
+  Clock clock = [] { return absl::Now(); };
+};
+
+// The use cases of the sales service: validate, load, Decide, Apply and
+// append in one batch. Transport-free so it is tested without gRPC. A
+// command's `ctx.occurred_at` is its time.
+class SalesCommands {
+ public:
+  SalesCommands(SalesStore& store, SalesSettings settings)
+      : store_(store), settings_(std::move(settings)) {}
+
+  // ---- Customers ----
+  absl::StatusOr<crm::v1::Customer> OpenCustomer(const crm::v1::OpenCustomerRequest& request,
+                                                 EventContext ctx);
+  absl::StatusOr<crm::v1::Customer> GetCustomer(const crm::v1::GetCustomerRequest& request) const;
+  absl::StatusOr<crm::v1::ListCustomersResponse> ListCustomers(
+      const crm::v1::ListCustomersRequest& request) const;
+
+  // ---- Opportunities ----
+  absl::StatusOr<crm::v1::Opportunity> OpenOpportunity(
+      const crm::v1::OpenOpportunityRequest& request, EventContext ctx);
+  absl::StatusOr<crm::v1::Opportunity> GetOpportunity(
+      const crm::v1::GetOpportunityRequest& request) const;
+  absl::StatusOr<crm::v1::ListOpportunitiesResponse> ListOpportunities(
+      const crm::v1::ListOpportunitiesRequest& request) const;
+  absl::StatusOr<crm::v1::Opportunity> ChangeOpportunityStage(
+      const crm::v1::ChangeOpportunityStageRequest& request, EventContext ctx);
+  absl::StatusOr<crm::v1::Opportunity> ReviseOpportunity(
+      const crm::v1::ReviseOpportunityRequest& request, EventContext ctx);
+  crm::v1::ListPipelinesResponse ListPipelines() const;
+
+  // ---- Activities and tasks ----
+  absl::StatusOr<crm::v1::Activity> LogActivity(const crm::v1::LogActivityRequest& request,
+                                                EventContext ctx);
+  absl::StatusOr<crm::v1::ListActivitiesResponse> ListActivities(
+      const crm::v1::ListActivitiesRequest& request) const;
+  absl::StatusOr<crm::v1::Task> CreateTask(const crm::v1::CreateTaskRequest& request,
+                                           EventContext ctx);
+  absl::StatusOr<crm::v1::Task> CompleteTask(const crm::v1::CompleteTaskRequest& request,
+                                             EventContext ctx);
+  absl::StatusOr<crm::v1::ListTasksResponse> ListTasks(
+      const crm::v1::ListTasksRequest& request) const;
+
+  // ---- Quotes, orders, contracts ----
+  absl::StatusOr<crm::v1::Quote> DraftQuote(const crm::v1::DraftQuoteRequest& request,
+                                            EventContext ctx);
+  absl::StatusOr<crm::v1::Quote> GetQuote(const crm::v1::GetQuoteRequest& request) const;
+  absl::StatusOr<crm::v1::Quote> AcceptQuote(const crm::v1::AcceptQuoteRequest& request,
+                                             EventContext ctx);
+  absl::StatusOr<crm::v1::Quote> DeclineQuote(const crm::v1::DeclineQuoteRequest& request,
+                                              EventContext ctx);
+  absl::StatusOr<crm::v1::Order> PlaceOrder(const crm::v1::PlaceOrderRequest& request,
+                                            EventContext ctx);
+  absl::StatusOr<crm::v1::Order> GetOrder(const crm::v1::GetOrderRequest& request) const;
+  absl::StatusOr<crm::v1::Contract> DraftContract(const crm::v1::DraftContractRequest& request,
+                                                  EventContext ctx);
+  absl::StatusOr<crm::v1::Contract> GetContract(const crm::v1::GetContractRequest& request) const;
+  absl::StatusOr<crm::v1::Contract> SubmitContract(const crm::v1::SubmitContractRequest& request,
+                                                   EventContext ctx);
+  // `roles` are the caller's; approving and rejecting need sales_manager.
+  absl::StatusOr<crm::v1::Contract> ApproveContract(const crm::v1::ApproveContractRequest& request,
+                                                    EventContext ctx,
+                                                    const std::vector<std::string>& roles);
+  absl::StatusOr<crm::v1::Contract> RejectContract(const crm::v1::RejectContractRequest& request,
+                                                   EventContext ctx,
+                                                   const std::vector<std::string>& roles);
+
+  absl::StatusOr<crm::v1::GetForecastResponse> GetForecast(
+      const crm::v1::GetForecastRequest& request) const;
+
+  // ---- Reactions to events, exactly once per event_id ----
+  // LeadConverted: opens the account (unless open already) and an
+  // opportunity.
+  absl::Status OpenAccountFromLead(const crm::v1::EventEnvelope& event);
+  // InvoiceRequested: counts the contract's value towards loyalty.
+  absl::Status RecordSpendFromInvoice(const crm::v1::EventEnvelope& event);
+
+  // ---- Timers; each returns how many reminders it raised ----
+  absl::StatusOr<int> RaiseTaskReminders(absl::Time now);
+  absl::StatusOr<int> FlagStaleOpportunities(absl::Time now);
+
+  const SalesSettings& settings() const { return settings_; }
+
+ private:
+  template <typename State>
+  struct Outcome {
+    State state;
+    size_t appended = 0;
+  };
+  // A customer, and the opportunity when the target was one.
+  struct Target {
+    crm::v1::Customer customer;
+    std::optional<crm::v1::Opportunity> opportunity;
+  };
+
+  // Runs one command on one stream: answers a retry of `request_key` from
+  // its first result, checks `expected_version` (kAnyVersion: none),
+  // decides, folds and appends events, state, read-model rows and the
+  // idempotency record in one batch. A race on an unversioned command is
+  // retried on fresh state.
+  static constexpr int64_t kAnyVersion = -1;
+  template <typename State, typename Decider, typename Rows>
+  absl::StatusOr<Outcome<State>> Execute(const std::string& stream, const std::string& request_key,
+                                         int64_t expected_version, const EventContext& ctx,
+                                         Decider&& decide, Rows&& rows);
+
+  absl::StatusOr<crm::v1::Customer> OpenCustomerWith(const crm::v1::OpenCustomerRequest& request,
+                                                     const std::string& lead_id,
+                                                     const std::string& request_key,
+                                                     const EventContext& ctx);
+  absl::StatusOr<crm::v1::Opportunity> OpenOpportunityWith(
+      const crm::v1::OpenOpportunityRequest& request, const std::string& lead_id,
+      const std::string& request_key, const EventContext& ctx);
+  absl::StatusOr<crm::v1::Customer> LoadCustomer(const std::string& customer_id) const;
+  absl::StatusOr<crm::v1::Opportunity> LoadOpportunity(const std::string& opportunity_id) const;
+  absl::StatusOr<Target> ResolveTarget(const std::string& customer_id,
+                                       const std::string& opportunity_id) const;
+  // Fills the read-side fields (last activity) of an opportunity.
+  crm::v1::Opportunity WithActivity(crm::v1::Opportunity opportunity) const;
+
+  SalesStore& store_;
+  SalesSettings settings_;
+  // Serializes the read-modify-write of an opportunity's last activity.
+  StripedMutex activity_locks_;
+};
+
+}  // namespace crm::sales

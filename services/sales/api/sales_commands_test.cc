@@ -1,0 +1,632 @@
+#include "services/sales/api/sales_commands.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libs/common/ids.h"
+#include "libs/common/kafka.h"
+#include "libs/common/subscriber.h"
+#include "libs/common/testing/temp_dir.h"
+#include "services/sales/api/reminder_loop.h"
+#include "services/sales/api/sales_reactions.h"
+#include "services/sales/domain/opportunity.h"
+#include "services/sales/domain/quote.h"
+#include "services/sales/domain/task.h"
+#include "services/sales/domain/validation.h"
+
+namespace crm::sales {
+namespace {
+
+const absl::Time kT0 = absl::FromCivil(absl::CivilSecond(2025, 3, 3, 9, 0, 0), absl::UTCTimeZone());
+
+class SalesCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(*SalesStore::Open(dir_.Sub("sales")));
+    SalesSettings settings;
+    settings.stale_after = absl::Hours(24);
+    settings.clock = [this] { return now_; };
+    commands_ = std::make_unique<SalesCommands>(*store_, std::move(settings));
+    reactions_ = std::make_unique<SalesReactions>(*commands_);
+    subscriber_ = std::make_unique<Subscriber>(store_->db(), *reactions_, SubscriberOptions{});
+  }
+
+  // The context of a call made at the test's current time.
+  EventContext Ctx(const std::string& actor = "rep_ada") {
+    return {kSalesSource, actor, "", "", now_};
+  }
+
+  std::vector<crm::v1::EventEnvelope> Stream(const std::string& stream) {
+    auto events = store_->events().ReadStream(stream);
+    EXPECT_TRUE(events.ok()) << events.status();
+    return events.ok() ? *events : std::vector<crm::v1::EventEnvelope>{};
+  }
+  std::vector<std::string> Types(const std::string& stream) {
+    std::vector<std::string> types;
+    for (const auto& e : Stream(stream)) types.push_back(e.type());
+    return types;
+  }
+
+  crm::v1::Customer Open(const std::string& customer_id, const std::string& owner = "rep_ada",
+                         const std::string& territory = "EMEA") {
+    crm::v1::OpenCustomerRequest r;
+    r.set_request_id(absl::StrCat("open-", customer_id));
+    r.set_customer_id(customer_id);
+    r.set_name("Analytical Engines");
+    r.set_owner_id(owner);
+    r.set_territory(territory);
+    auto c = commands_->OpenCustomer(r, Ctx());
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : crm::v1::Customer{};
+  }
+
+  crm::v1::Opportunity OpenOpp(const std::string& customer_id, const std::string& request_id,
+                               int64_t amount = 1'000'000, const std::string& close = "2025-06-30",
+                               const std::string& owner = "") {
+    crm::v1::OpenOpportunityRequest r;
+    r.set_request_id(request_id);
+    r.set_customer_id(customer_id);
+    r.set_name("Engines");
+    r.set_owner_id(owner);
+    *r.mutable_amount() = MakeMoney("EUR", amount);
+    r.set_expected_close_date(close);
+    auto o = commands_->OpenOpportunity(r, Ctx());
+    EXPECT_TRUE(o.ok()) << o.status();
+    return o.ok() ? *o : crm::v1::Opportunity{};
+  }
+
+  absl::StatusOr<crm::v1::Opportunity> Move(const crm::v1::Opportunity& o, const std::string& stage,
+                                            const std::string& request_id,
+                                            const std::string& reason = "") {
+    crm::v1::ChangeOpportunityStageRequest r;
+    r.set_request_id(request_id);
+    r.set_opportunity_id(o.opportunity_id());
+    r.set_expected_version(o.version());
+    r.set_stage_id(stage);
+    r.set_lost_reason(reason);
+    return commands_->ChangeOpportunityStage(r, Ctx());
+  }
+
+  // An event of another service as the subscriber receives it.
+  static ConsumedMessage Message(const google::protobuf::Message& payload,
+                                 const std::string& customer_id, const std::string& stream,
+                                 int64_t version, int64_t offset, const std::string& topic) {
+    EventContext ctx{"crm/leads", "rep_ada", "corr-1", "", kT0};
+    auto envelope = MakeEnvelope(payload, customer_id, ctx);
+    envelope.set_stream(stream);
+    envelope.set_stream_version(version);
+    return ConsumedMessage{topic, 0, offset, envelope.SerializeAsString()};
+  }
+
+  crm::testing::TempDir dir_;
+  absl::Time now_ = kT0;
+  std::unique_ptr<SalesStore> store_;
+  std::unique_ptr<SalesCommands> commands_;
+  std::unique_ptr<SalesReactions> reactions_;
+  std::unique_ptr<Subscriber> subscriber_;
+};
+
+TEST_F(SalesCommandsTest, OpenCustomerAppendsOneEventAndARetryReturnsTheFirstResult) {
+  auto first = Open("cus_1");
+  EXPECT_EQ(first.tier(), "standard");
+  EXPECT_EQ(first.version(), 1);
+  const auto events = Stream(CustomerStream("cus_1"));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type(), "CustomerOpened");
+  EXPECT_EQ(events[0].customer_id(), "cus_1");
+  EXPECT_EQ(events[0].source(), "crm/sales");
+  EXPECT_EQ(events[0].actor(), "rep_ada");
+  EXPECT_EQ(events[0].correlation_id(), "open-cus_1");
+
+  crm::v1::OpenCustomerRequest again;
+  again.set_request_id("open-cus_1");
+  again.set_customer_id("cus_1");
+  again.set_name("Something else entirely");
+  auto retry = commands_->OpenCustomer(again, Ctx());
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->name(), "Analytical Engines");
+  EXPECT_EQ(store_->events().LogSize(), 1u);
+
+  again.set_request_id("another");
+  EXPECT_EQ(commands_->OpenCustomer(again, Ctx()).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  crm::v1::GetCustomerRequest get;
+  get.set_customer_id("cus_1");
+  EXPECT_EQ(commands_->GetCustomer(get)->name(), "Analytical Engines");
+  get.set_customer_id("cus_unknown");
+  EXPECT_EQ(commands_->GetCustomer(get).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SalesCommandsTest, InvalidInputAppendsNothing) {
+  crm::v1::OpenCustomerRequest r;
+  r.set_request_id("r1");
+  r.set_name("");
+  auto st = commands_->OpenCustomer(r, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().substr(0, 5), "name:");
+  crm::v1::OpenOpportunityRequest o;
+  o.set_request_id("r2");
+  o.set_customer_id("cus_missing");
+  o.set_name("x");
+  EXPECT_EQ(commands_->OpenOpportunity(o, Ctx()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->events().LogSize(), 0u);
+  EXPECT_TRUE(store_->events().ReadOutbox(0, 10)->empty());
+}
+
+TEST_F(SalesCommandsTest, OpportunityMovesThroughEveryStageToWonWithExpectedVersions) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  EXPECT_EQ(o.stage_id(), "prospecting");
+  EXPECT_EQ(o.owner_id(), "rep_ada");  // the account's owner
+  EXPECT_EQ(o.territory(), "EMEA");
+  int step = 0;
+  for (const char* stage : {"needs_analysis", "proposal", "negotiation", "contract_signed"}) {
+    now_ += absl::Hours(24);
+    auto moved = Move(o, stage, absl::StrCat("move-", ++step));
+    ASSERT_TRUE(moved.ok()) << stage << ": " << moved.status();
+    EXPECT_EQ(moved->version(), o.version() + 1);
+    o = *moved;
+  }
+  EXPECT_EQ(o.outcome(), crm::v1::STAGE_OUTCOME_WON);
+  EXPECT_EQ(o.probability_percent(), 100);
+  const auto events = Stream(OpportunityStream(o.opportunity_id()));
+  ASSERT_EQ(events.size(), 5u);
+  crm::v1::OpportunityStageChanged last;
+  ASSERT_TRUE(events[4].payload().UnpackTo(&last));
+  EXPECT_EQ(last.from_stage_id(), "negotiation");
+  EXPECT_EQ(last.time_in_previous_stage().seconds(), 24 * 3600);
+  EXPECT_EQ(o.closed_at().seconds(), absl::ToUnixSeconds(now_));
+
+  crm::v1::GetOpportunityRequest get;
+  get.set_opportunity_id(o.opportunity_id());
+  EXPECT_EQ(commands_->GetOpportunity(get)->stage_id(), "contract_signed");
+}
+
+TEST_F(SalesCommandsTest, AStaleExpectedVersionIsAbortedAndARetryIsAnsweredFromTheFirstResult) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto moved = Move(o, "needs_analysis", "move-1");
+  ASSERT_TRUE(moved.ok());
+  // Someone else still holding version 1.
+  auto stale = Move(o, "lost", "move-2", "budget");
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(stale.status().message().substr(0, 17), "expected_version:");
+  // The first caller retries its request after a timeout: same answer, no append.
+  const uint64_t before = store_->events().LogSize();
+  auto retry = Move(o, "needs_analysis", "move-1");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->version(), moved->version());
+  EXPECT_EQ(store_->events().LogSize(), before);
+  // Skipping is a rule of the pipeline.
+  EXPECT_EQ(Move(*moved, "contract_signed", "move-3").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  crm::v1::Opportunity missing = *moved;
+  missing.set_opportunity_id("opp_missing");
+  EXPECT_EQ(Move(missing, "proposal", "move-4").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SalesCommandsTest, ReviseChangesAmountAndDateWithExpectedVersion) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  crm::v1::ReviseOpportunityRequest r;
+  r.set_request_id("rev-1");
+  r.set_opportunity_id(o.opportunity_id());
+  r.set_expected_version(o.version());
+  *r.mutable_amount() = MakeMoney("USD", 42);
+  auto revised = commands_->ReviseOpportunity(r, Ctx());
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  EXPECT_EQ(revised->amount().currency(), "USD");
+  EXPECT_EQ(revised->expected_close_date(), "2025-06-30");
+  r.set_request_id("rev-2");
+  EXPECT_EQ(commands_->ReviseOpportunity(r, Ctx()).status().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(SalesCommandsTest, ListOpportunitiesFiltersAndPages) {
+  Open("cus_1", "rep_ada");
+  Open("cus_2", "rep_bob");
+  std::vector<std::string> ada;
+  for (int i = 0; i < 5; ++i) {
+    ada.push_back(OpenOpp("cus_1", absl::StrCat("a", i), 100, absl::StrCat("2025-0", i + 1, "-15"))
+                      .opportunity_id());
+  }
+  auto bob = OpenOpp("cus_2", "b0", 100, "2025-02-01");
+  ASSERT_TRUE(Move(bob, "needs_analysis", "bob-move").ok());
+
+  crm::v1::ListOpportunitiesRequest r;
+  r.set_owner_id("rep_ada");
+  r.mutable_page()->set_page_size(2);
+  std::vector<std::string> seen;
+  for (int page = 0; page < 5; ++page) {
+    auto resp = commands_->ListOpportunities(r);
+    ASSERT_TRUE(resp.ok()) << resp.status();
+    for (const auto& o : resp->opportunities()) seen.push_back(o.opportunity_id());
+    if (resp->next_page_token().empty()) break;
+    r.mutable_page()->set_page_token(resp->next_page_token());
+  }
+  // Id order, which is creation order across milliseconds.
+  std::sort(ada.begin(), ada.end());
+  EXPECT_EQ(seen, ada);
+
+  crm::v1::ListOpportunitiesRequest by_stage;
+  by_stage.set_stage_id("needs_analysis");
+  auto staged = commands_->ListOpportunities(by_stage);
+  ASSERT_EQ(staged->opportunities_size(), 1);
+  EXPECT_EQ(staged->opportunities(0).opportunity_id(), bob.opportunity_id());
+
+  crm::v1::ListOpportunitiesRequest by_date;
+  by_date.set_close_date_from("2025-02-01");
+  by_date.set_close_date_to("2025-03-31");
+  auto dated = commands_->ListOpportunities(by_date);
+  ASSERT_EQ(dated->opportunities_size(), 3);  // ada's Feb and Mar, bob's Feb 1st
+  by_date.set_close_date_to("March");
+  EXPECT_EQ(commands_->ListOpportunities(by_date).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  crm::v1::ListOpportunitiesRequest bad_page;
+  bad_page.mutable_page()->set_page_size(-1);
+  EXPECT_EQ(commands_->ListOpportunities(bad_page).status().message().substr(0, 15),
+            "page.page_size:");
+}
+
+crm::v1::LeadConverted Conversion(const std::string& lead_id) {
+  crm::v1::LeadConverted lc;
+  lc.set_lead_id(lead_id);
+  lc.set_customer_id("cus_lead");
+  lc.set_owner_id("rep_grace");
+  lc.mutable_contact()->set_first_name("Grace");
+  lc.mutable_contact()->set_email("grace@example.com");
+  lc.set_company("Navy");
+  lc.set_region("AMER");
+  lc.set_opportunity_name("Compilers for the Navy");
+  *lc.mutable_estimated_amount() = MakeMoney("EUR", 2'500'000);
+  return lc;
+}
+
+TEST_F(SalesCommandsTest, LeadConvertedDeliveredTwiceOpensOneAccountAndOneOpportunity) {
+  const auto message = Message(Conversion("lead_1"), "cus_lead", "lead-lead_1", 2, 7, kLeadsTopic);
+  ASSERT_TRUE(subscriber_->ApplyBatch({message}).ok());
+  ASSERT_TRUE(subscriber_->ApplyBatch({message}).ok());
+  // A redelivery the subscriber cannot recognise (a crash before its offsets
+  // were stored) reaches the reaction itself: answered from the request key.
+  crm::v1::EventEnvelope envelope;
+  ASSERT_TRUE(envelope.ParseFromString(message.value));
+  ProjectionTxn txn(store_->db());
+  ASSERT_TRUE(reactions_->Apply(envelope, txn).ok());
+
+  EXPECT_EQ(subscriber_->applied(), 1u);
+  EXPECT_EQ(subscriber_->skipped(), 1u);
+  crm::v1::GetCustomerRequest get;
+  get.set_customer_id("cus_lead");
+  auto customer = commands_->GetCustomer(get);
+  ASSERT_TRUE(customer.ok()) << customer.status();
+  EXPECT_EQ(customer->name(), "Navy");
+  EXPECT_EQ(customer->owner_id(), "rep_grace");
+  EXPECT_EQ(customer->territory(), "AMER");
+  EXPECT_EQ(customer->lead_id(), "lead_1");
+  ASSERT_EQ(customer->contacts_size(), 1);
+  EXPECT_EQ(customer->contacts(0).email(), "grace@example.com");
+  EXPECT_EQ(Types(CustomerStream("cus_lead")), std::vector<std::string>{"CustomerOpened"});
+
+  crm::v1::ListOpportunitiesRequest list;
+  list.set_customer_id("cus_lead");
+  auto opportunities = commands_->ListOpportunities(list);
+  ASSERT_EQ(opportunities->opportunities_size(), 1);
+  const auto& o = opportunities->opportunities(0);
+  EXPECT_EQ(o.name(), "Compilers for the Navy");
+  EXPECT_EQ(o.amount().minor_units(), 2'500'000);
+  EXPECT_EQ(o.owner_id(), "rep_grace");
+  EXPECT_EQ(o.lead_id(), "lead_1");
+  EXPECT_EQ(store_->events().LogSize(), 2u);
+  const auto opened = Stream(OpportunityStream(o.opportunity_id()));
+  ASSERT_EQ(opened.size(), 1u);
+  EXPECT_EQ(opened[0].causation_id(), envelope.event_id());
+  EXPECT_EQ(opened[0].correlation_id(), "corr-1");
+}
+
+TEST_F(SalesCommandsTest, ASecondConversionOfTheSameCustomerAddsOnlyAnOpportunity) {
+  ASSERT_TRUE(subscriber_
+                  ->ApplyBatch(
+                      {Message(Conversion("lead_1"), "cus_lead", "lead-lead_1", 2, 0, kLeadsTopic),
+                       Message(Conversion("lead_2"), "cus_lead", "lead-lead_2", 2, 1, kLeadsTopic)})
+                  .ok());
+  EXPECT_EQ(subscriber_->applied(), 2u);
+  EXPECT_EQ(subscriber_->poisoned(), 0u);
+  EXPECT_EQ(Types(CustomerStream("cus_lead")).size(), 1u);
+  crm::v1::ListOpportunitiesRequest list;
+  list.set_customer_id("cus_lead");
+  EXPECT_EQ(commands_->ListOpportunities(list)->opportunities_size(), 2);
+}
+
+TEST_F(SalesCommandsTest, ActivitiesAreListedAndMoveTheOpportunitysLastActivity) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  crm::v1::LogActivityRequest r;
+  r.set_request_id("call-1");
+  r.set_opportunity_id(o.opportunity_id());
+  r.set_kind(crm::v1::ACTIVITY_KIND_CALL);
+  r.set_subject("Discovery call");
+  now_ += absl::Hours(2);
+  auto call = commands_->LogActivity(r, Ctx());
+  ASSERT_TRUE(call.ok()) << call.status();
+  EXPECT_EQ(call->customer_id(), "cus_1");  // taken from the opportunity
+  EXPECT_EQ(call->logged_by(), "rep_ada");
+  // An older note does not move the last activity back.
+  r.set_request_id("note-1");
+  r.set_kind(crm::v1::ACTIVITY_KIND_NOTE);
+  *r.mutable_occurred_at() = ToProtoTimestamp(kT0 - absl::Hours(5));
+  ASSERT_TRUE(commands_->LogActivity(r, Ctx()).ok());
+  crm::v1::LogActivityRequest visit;
+  visit.set_request_id("visit-1");
+  visit.set_customer_id("cus_1");
+  visit.set_kind(crm::v1::ACTIVITY_KIND_VISIT);
+  visit.set_subject("On site");
+  ASSERT_TRUE(commands_->LogActivity(visit, Ctx()).ok());
+
+  crm::v1::GetOpportunityRequest get;
+  get.set_opportunity_id(o.opportunity_id());
+  EXPECT_EQ(commands_->GetOpportunity(get)->last_activity_at().seconds(),
+            absl::ToUnixSeconds(now_));
+  crm::v1::ListActivitiesRequest by_customer;
+  by_customer.set_customer_id("cus_1");
+  EXPECT_EQ(commands_->ListActivities(by_customer)->activities_size(), 3);
+  crm::v1::ListActivitiesRequest by_opportunity;
+  by_opportunity.set_opportunity_id(o.opportunity_id());
+  EXPECT_EQ(commands_->ListActivities(by_opportunity)->activities_size(), 2);
+
+  r.set_request_id("wrong-customer");
+  r.set_customer_id("cus_other");
+  EXPECT_EQ(commands_->LogActivity(r, Ctx()).status().message().substr(0, 15), "opportunity_id:");
+}
+
+TEST_F(SalesCommandsTest, DueTasksRaiseOneReminderAndAreListedAsOverdue) {
+  Open("cus_1");
+  crm::v1::CreateTaskRequest r;
+  r.set_request_id("task-1");
+  r.set_customer_id("cus_1");
+  r.set_title("Send the proposal");
+  *r.mutable_due_at() = ToProtoTimestamp(kT0 + absl::Hours(4));
+  auto task = commands_->CreateTask(r, Ctx());
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->owner_id(), "rep_ada");
+  r.set_request_id("task-2");
+  r.set_title("Call back");
+  *r.mutable_due_at() = ToProtoTimestamp(kT0 + absl::Hours(8));
+  auto later = commands_->CreateTask(r, Ctx());
+
+  ReminderLoop loop(
+      *commands_, [this] { return now_; }, absl::Seconds(1));
+  crm::v1::ListTasksRequest overdue;
+  overdue.set_overdue_only(true);
+  EXPECT_EQ(*loop.Tick(), 0);
+  EXPECT_EQ(commands_->ListTasks(overdue)->tasks_size(), 0);
+
+  now_ = kT0 + absl::Hours(5);
+  EXPECT_EQ(*loop.Tick(), 1);
+  EXPECT_EQ(*loop.Tick(), 0);  // once
+  EXPECT_EQ(Types(TaskStream(task->task_id())),
+            (std::vector<std::string>{"TaskCreated", "TaskReminderRaised"}));
+  auto listed = commands_->ListTasks(overdue);
+  ASSERT_EQ(listed->tasks_size(), 1);
+  EXPECT_EQ(listed->tasks(0).task_id(), task->task_id());
+  EXPECT_TRUE(listed->tasks(0).has_reminded_at());
+
+  // Completed before it fell due: no reminder.
+  crm::v1::CompleteTaskRequest complete;
+  complete.set_request_id("done-2");
+  complete.set_task_id(later->task_id());
+  ASSERT_TRUE(commands_->CompleteTask(complete, Ctx()).ok());
+  now_ = kT0 + absl::Hours(10);
+  EXPECT_EQ(*loop.Tick(), 0);
+  EXPECT_EQ(Types(TaskStream(later->task_id())),
+            (std::vector<std::string>{"TaskCreated", "TaskCompleted"}));
+  EXPECT_EQ(commands_->ListTasks(overdue)->tasks_size(), 1);
+  crm::v1::ListTasksRequest completed;
+  completed.set_status(crm::v1::TASK_STATUS_COMPLETED);
+  EXPECT_EQ(commands_->ListTasks(completed)->tasks_size(), 1);
+  EXPECT_EQ(store_->DueTaskIds(now_, 10)->size(), 0u);
+}
+
+TEST_F(SalesCommandsTest, TheLoopThreadRaisesRemindersOnItsOwnAndStops) {
+  Open("cus_1");
+  crm::v1::CreateTaskRequest r;
+  r.set_request_id("task-1");
+  r.set_customer_id("cus_1");
+  r.set_title("Overdue already");
+  *r.mutable_due_at() = ToProtoTimestamp(kT0 - absl::Hours(1));
+  auto task = commands_->CreateTask(r, Ctx());
+  ASSERT_TRUE(task.ok()) << task.status();
+  ReminderLoop loop(
+      *commands_, [this] { return now_; }, absl::Milliseconds(10));
+  loop.Start();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (Stream(TaskStream(task->task_id())).size() < 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  loop.Stop();
+  EXPECT_EQ(Types(TaskStream(task->task_id())),
+            (std::vector<std::string>{"TaskCreated", "TaskReminderRaised"}));
+}
+
+TEST_F(SalesCommandsTest, StaleDealsRaiseOneReminderPerPeriodWithoutActivity) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  ReminderLoop loop(
+      *commands_, [this] { return now_; }, absl::Seconds(1));
+  crm::v1::ListOpportunitiesRequest stale;
+  stale.set_stale_only(true);
+
+  now_ = kT0 + absl::Hours(23);
+  EXPECT_EQ(*loop.Tick(), 0);
+  EXPECT_EQ(commands_->ListOpportunities(stale)->opportunities_size(), 0);
+  now_ = kT0 + absl::Hours(25);
+  EXPECT_EQ(*loop.Tick(), 1);
+  EXPECT_EQ(*loop.Tick(), 0);
+  EXPECT_EQ(commands_->ListOpportunities(stale)->opportunities_size(), 1);
+  EXPECT_EQ(Types(OpportunityStream(o.opportunity_id())),
+            (std::vector<std::string>{"OpportunityOpened", "OpportunityWentStale"}));
+
+  crm::v1::LogActivityRequest call;
+  call.set_request_id("call-1");
+  call.set_opportunity_id(o.opportunity_id());
+  call.set_kind(crm::v1::ACTIVITY_KIND_CALL);
+  call.set_subject("Follow-up");
+  ASSERT_TRUE(commands_->LogActivity(call, Ctx()).ok());
+  EXPECT_EQ(commands_->ListOpportunities(stale)->opportunities_size(), 0);
+  now_ += absl::Hours(24);
+  EXPECT_EQ(*loop.Tick(), 1);
+  EXPECT_EQ(Stream(OpportunityStream(o.opportunity_id())).size(), 3u);
+}
+
+crm::v1::DraftQuoteRequest QuoteFor(const std::string& opportunity_id, int64_t unit_price) {
+  crm::v1::DraftQuoteRequest r;
+  r.set_request_id("quote-1");
+  r.set_opportunity_id(opportunity_id);
+  r.set_currency("EUR");
+  auto* line = r.add_lines();
+  line->set_product_id("engine");
+  line->set_quantity(2);
+  *line->mutable_unit_price() = MakeMoney("EUR", unit_price);
+  line->set_discount_bps(500);
+  line->set_tax_rate_bps(2000);
+  return r;
+}
+
+TEST_F(SalesCommandsTest, QuoteToOrderToApprovedContractRequestsInvoiceAndFulfilment) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(quote.ok()) << quote.status();
+  EXPECT_EQ(quote->customer_id(), "cus_1");
+  // 2 x 5 000.00 = 10 000.00, -5 % = 9 500.00, +20 % = 11 400.00
+  EXPECT_EQ(quote->totals().total().minor_units(), 1'140'000);
+
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-1");
+  place.set_quote_id(quote->quote_id());
+  EXPECT_EQ(commands_->PlaceOrder(place, Ctx()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-1");
+  accept.set_quote_id(quote->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  place.set_request_id("order-2");
+  auto order = commands_->PlaceOrder(place, Ctx());
+  ASSERT_TRUE(order.ok()) << order.status();
+  EXPECT_EQ(order->totals().total().minor_units(), 1'140'000);
+  place.set_request_id("order-3");
+  EXPECT_EQ(commands_->PlaceOrder(place, Ctx()).status().code(), absl::StatusCode::kAlreadyExists);
+
+  crm::v1::DraftContractRequest draft;
+  draft.set_request_id("contract-1");
+  draft.set_order_id(order->order_id());
+  draft.set_start_date("2025-04-01");
+  auto contract = commands_->DraftContract(draft, Ctx());
+  ASSERT_TRUE(contract.ok()) << contract.status();
+  crm::v1::SubmitContractRequest submit;
+  submit.set_request_id("submit-1");
+  submit.set_contract_id(contract->contract_id());
+  ASSERT_TRUE(commands_->SubmitContract(submit, Ctx()).ok());
+  crm::v1::ApproveContractRequest approve;
+  approve.set_request_id("approve-1");
+  approve.set_contract_id(contract->contract_id());
+  EXPECT_EQ(commands_->ApproveContract(approve, Ctx(), {"sales_rep"}).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto approved = commands_->ApproveContract(approve, Ctx("mgr_grace"), {"sales_manager"});
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->status(), crm::v1::CONTRACT_STATUS_APPROVED);
+  EXPECT_EQ(approved->decided_by(), "mgr_grace");
+
+  const auto events = Stream(ContractStream(contract->contract_id()));
+  std::vector<std::string> types;
+  for (const auto& e : events) types.push_back(e.type());
+  EXPECT_EQ(types,
+            (std::vector<std::string>{"ContractDrafted", "ContractSubmitted", "ContractApproved",
+                                      "InvoiceRequested", "FulfilmentRequested"}));
+  crm::v1::InvoiceRequested invoice;
+  ASSERT_TRUE(events[3].payload().UnpackTo(&invoice));
+  EXPECT_EQ(invoice.totals().total().minor_units(), 1'140'000);
+  EXPECT_EQ(invoice.order_id(), order->order_id());
+  EXPECT_EQ(events[3].customer_id(), "cus_1");
+  // Approval retried: same result, nothing appended.
+  const uint64_t before = store_->events().LogSize();
+  EXPECT_TRUE(commands_->ApproveContract(approve, Ctx("mgr_grace"), {"sales_manager"}).ok());
+  EXPECT_EQ(store_->events().LogSize(), before);
+}
+
+TEST_F(SalesCommandsTest, InvoiceRequestedCountsTowardsLoyaltyOnceAndUpgradesTheTier) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("a");
+  accept.set_quote_id(quote->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("p");
+  place.set_quote_id(quote->quote_id());
+  auto order = commands_->PlaceOrder(place, Ctx());
+  crm::v1::DraftContractRequest draft;
+  draft.set_request_id("d");
+  draft.set_order_id(order->order_id());
+  draft.set_start_date("2025-04-01");
+  auto contract = commands_->DraftContract(draft, Ctx());
+  crm::v1::SubmitContractRequest submit;
+  submit.set_request_id("s");
+  submit.set_contract_id(contract->contract_id());
+  ASSERT_TRUE(commands_->SubmitContract(submit, Ctx()).ok());
+  crm::v1::ApproveContractRequest approve;
+  approve.set_request_id("ok");
+  approve.set_contract_id(contract->contract_id());
+  ASSERT_TRUE(commands_->ApproveContract(approve, Ctx(), {"sales_manager"}).ok());
+
+  // Our own events come back from crm.sales.v1 to the reactions.
+  std::vector<ConsumedMessage> topic;
+  int64_t offset = 0;
+  for (const auto& e : Stream(ContractStream(contract->contract_id()))) {
+    topic.push_back({kSalesTopic, 0, offset++, e.SerializeAsString()});
+  }
+  ASSERT_TRUE(subscriber_->ApplyBatch(topic).ok());
+  crm::v1::EventEnvelope invoice = Stream(ContractStream(contract->contract_id()))[3];
+  ProjectionTxn txn(store_->db());
+  ASSERT_TRUE(reactions_->Apply(invoice, txn).ok());  // redelivered
+
+  crm::v1::GetCustomerRequest get;
+  get.set_customer_id("cus_1");
+  auto customer = commands_->GetCustomer(get);
+  EXPECT_EQ(customer->cumulative_spend().at("EUR"), 1'140'000);
+  EXPECT_EQ(customer->tier(), "silver");  // 11 400.00 EUR crosses 10 000.00
+  EXPECT_EQ(
+      Types(CustomerStream("cus_1")),
+      (std::vector<std::string>{"CustomerOpened", "CustomerSpendRecorded", "CustomerTierChanged"}));
+}
+
+TEST_F(SalesCommandsTest, ForecastWeighsThePipelineAndCountsWonRevenue) {
+  Open("cus_1", "rep_ada", "EMEA");
+  Open("cus_2", "rep_bob", "AMER");
+  OpenOpp("cus_1", "o1", 1'000'000, "2025-03-20");  // prospecting 10 %
+  auto won = OpenOpp("cus_1", "o2", 3'000'000, "2025-05-01");
+  for (const char* stage : {"needs_analysis", "proposal", "negotiation", "contract_signed"}) {
+    auto moved = Move(won, stage, absl::StrCat("w-", stage));
+    ASSERT_TRUE(moved.ok()) << moved.status();
+    won = *moved;
+  }
+  OpenOpp("cus_2", "o3", 200, "2025-03-02");
+  crm::v1::GetForecastRequest r;
+  r.set_territory("EMEA");
+  auto forecast = commands_->GetForecast(r);
+  ASSERT_TRUE(forecast.ok()) << forecast.status();
+  ASSERT_EQ(forecast->rows_size(), 1);  // won in March (kT0), open closing in March
+  const auto& row = forecast->rows(0);
+  EXPECT_EQ(row.owner_id(), "rep_ada");
+  EXPECT_EQ(row.period(), "2025-03");
+  EXPECT_EQ(row.open_opportunities(), 1);
+  EXPECT_EQ(row.weighted_minor_units(), 100'000);
+  EXPECT_EQ(row.won_opportunities(), 1);
+  EXPECT_EQ(row.won_minor_units(), 3'000'000);
+  r.Clear();
+  r.set_period(crm::v1::FORECAST_PERIOD_QUARTER);
+  EXPECT_EQ(commands_->GetForecast(r)->rows_size(), 2);
+}
+
+}  // namespace
+}  // namespace crm::sales

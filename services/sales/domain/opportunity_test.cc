@@ -1,0 +1,280 @@
+#include "services/sales/domain/opportunity.h"
+
+#include "gtest/gtest.h"
+#include "libs/common/ids.h"
+#include "libs/common/testing/given_when_then.h"
+#include "services/sales/domain/pipeline.h"
+#include "services/sales/domain/validation.h"
+
+namespace crm::sales {
+namespace {
+
+using OpportunityScenario =
+    crm::testing::Scenario<crm::v1::Opportunity, OpportunityEvent, OpportunityCommand>;
+
+// Given events are folded at the Unix epoch; commands run days later.
+const absl::Time kT0 = absl::UnixEpoch();
+
+OpportunityScenario Opportunity() {
+  return OpportunityScenario(
+      [](const std::optional<crm::v1::Opportunity>& s, const OpportunityCommand& c) {
+        return Decide(s, c);
+      },
+      [](crm::v1::Opportunity& s, const OpportunityEvent& e, absl::Time t) { Apply(s, e, t); });
+}
+
+crm::v1::OpportunityOpened Opened(const std::string& stage = "prospecting", int probability = 10) {
+  crm::v1::OpportunityOpened e;
+  e.set_opportunity_id("opp_1");
+  e.set_customer_id("cus_1");
+  e.set_pipeline_id("default");
+  e.set_name("Engines for the Navy");
+  e.set_owner_id("rep_ada");
+  e.set_territory("EMEA");
+  e.set_stage_id(stage);
+  e.set_probability_percent(probability);
+  *e.mutable_amount() = MakeMoney("EUR", 5'000'000);
+  e.set_expected_close_date("2025-06-30");
+  return e;
+}
+
+crm::v1::OpportunityStageChanged Changed(
+    const std::string& from, const std::string& to, int probability, absl::Duration spent,
+    crm::v1::StageOutcome outcome = crm::v1::STAGE_OUTCOME_OPEN, const std::string& reason = "",
+    bool reopened = false) {
+  crm::v1::OpportunityStageChanged e;
+  e.set_opportunity_id("opp_1");
+  e.set_customer_id("cus_1");
+  e.set_from_stage_id(from);
+  e.set_to_stage_id(to);
+  e.set_probability_percent(probability);
+  e.set_outcome(outcome);
+  e.mutable_time_in_previous_stage()->set_seconds(absl::ToInt64Seconds(spent));
+  e.set_lost_reason(reason);
+  e.set_reopened(reopened);
+  *e.mutable_amount() = MakeMoney("EUR", 5'000'000);
+  return e;
+}
+
+ChangeStage MoveTo(const std::string& stage, absl::Time at, const std::string& reason = "") {
+  return ChangeStage{stage, reason, DefaultPipeline(), at};
+}
+
+OpenOpportunity OpenCommand(const std::string& stage = "") {
+  OpenOpportunity c;
+  c.request.set_request_id("r1");
+  c.request.set_customer_id("cus_1");
+  c.request.set_name("Engines for the Navy");
+  c.request.set_owner_id("rep_ada");
+  c.request.set_stage_id(stage);
+  *c.request.mutable_amount() = MakeMoney("EUR", 5'000'000);
+  c.request.set_expected_close_date("2025-06-30");
+  c.opportunity_id = "opp_1";
+  c.territory = "EMEA";
+  c.pipeline = DefaultPipeline();
+  return c;
+}
+
+TEST(OpenOpportunityTest, StartsInTheFirstStageWithItsProbability) {
+  Opportunity().Given({}).When(OpenCommand()).Then({Opened()});
+}
+
+TEST(OpenOpportunityTest, MayStartInALaterOpenStageButNotAClosedOne) {
+  Opportunity().Given({}).When(OpenCommand("proposal")).Then({Opened("proposal", 50)});
+  Opportunity()
+      .Given({})
+      .When(OpenCommand("contract_signed"))
+      .ThenError(absl::StatusCode::kInvalidArgument, "stage_id:");
+  Opportunity()
+      .Given({})
+      .When(OpenCommand("nowhere"))
+      .ThenError(absl::StatusCode::kInvalidArgument, "stage_id:");
+  Opportunity().Given({Opened()}).When(OpenCommand()).ThenError(absl::StatusCode::kAlreadyExists);
+}
+
+TEST(ChangeStageTest, MovingOnCarriesTheTimeSpentInThePreviousStage) {
+  Opportunity()
+      .Given({Opened()})
+      .When(MoveTo("needs_analysis", kT0 + absl::Hours(72)))
+      .Then({Changed("prospecting", "needs_analysis", 20, absl::Hours(72))});
+}
+
+TEST(ChangeStageTest, EveryStageUpToWonInOrder) {
+  auto scenario = Opportunity();
+  scenario
+      .Given({Opened(), Changed("prospecting", "needs_analysis", 20, absl::Hours(1)),
+              Changed("needs_analysis", "proposal", 50, absl::Hours(1)),
+              Changed("proposal", "negotiation", 80, absl::Hours(1))})
+      .When(MoveTo("contract_signed", kT0 + absl::Hours(24)))
+      .Then({Changed("negotiation", "contract_signed", 100, absl::Hours(24),
+                     crm::v1::STAGE_OUTCOME_WON)});
+}
+
+TEST(ChangeStageTest, SkippingAStageIsRefusedByTheDefaultPipeline) {
+  Opportunity()
+      .Given({Opened()})
+      .When(MoveTo("proposal", kT0))
+      .ThenError(absl::StatusCode::kFailedPrecondition, "skipping");
+  Opportunity()
+      .Given({Opened()})
+      .When(MoveTo("contract_signed", kT0))
+      .ThenError(absl::StatusCode::kFailedPrecondition, "skipping");
+}
+
+TEST(ChangeStageTest, APipelineThatAllowsSkippingLetsItThrough) {
+  auto pipeline = DefaultPipeline();
+  pipeline.set_allow_skipping(true);
+  Opportunity()
+      .Given({Opened()})
+      .When(ChangeStage{"contract_signed", "", pipeline, kT0})
+      .Then({Changed("prospecting", "contract_signed", 100, absl::ZeroDuration(),
+                     crm::v1::STAGE_OUTCOME_WON)});
+}
+
+TEST(ChangeStageTest, LosingNeedsAReason) {
+  Opportunity()
+      .Given({Opened()})
+      .When(MoveTo("lost", kT0))
+      .ThenError(absl::StatusCode::kInvalidArgument, "lost_reason:");
+  Opportunity()
+      .Given({Opened()})
+      .When(MoveTo("needs_analysis", kT0, "budget"))
+      .ThenError(absl::StatusCode::kInvalidArgument, "lost_reason:");
+  Opportunity()
+      .Given({Opened()})
+      .When(MoveTo("lost", kT0 + absl::Hours(5), "no budget"))
+      .Then({Changed("prospecting", "lost", 0, absl::Hours(5), crm::v1::STAGE_OUTCOME_LOST,
+                     "no budget")});
+}
+
+TEST(ChangeStageTest, ALostDealIsReopenedAWonDealIsNot) {
+  const auto lost =
+      Changed("proposal", "lost", 0, absl::Hours(1), crm::v1::STAGE_OUTCOME_LOST, "budget");
+  Opportunity()
+      .Given({Opened("proposal", 50), lost})
+      .When(MoveTo("proposal", kT0 + absl::Hours(48)))
+      .Then({Changed("lost", "proposal", 50, absl::Hours(48), crm::v1::STAGE_OUTCOME_OPEN, "",
+                     /*reopened=*/true)});
+  const auto won =
+      Changed("negotiation", "contract_signed", 100, absl::Hours(1), crm::v1::STAGE_OUTCOME_WON);
+  Opportunity()
+      .Given({Opened("negotiation", 80), won})
+      .When(MoveTo("negotiation", kT0))
+      .ThenError(absl::StatusCode::kFailedPrecondition, "won deals are not reopened");
+}
+
+TEST(ChangeStageTest, UnknownStageAndMissingOpportunity) {
+  Opportunity()
+      .Given({Opened()})
+      .When(MoveTo("nowhere", kT0))
+      .ThenError(absl::StatusCode::kInvalidArgument, "stage_id:");
+  Opportunity()
+      .Given({})
+      .When(MoveTo("needs_analysis", kT0))
+      .ThenError(absl::StatusCode::kNotFound);
+}
+
+TEST(ChangeStageTest, FoldedStateFollowsTheStages) {
+  auto scenario = Opportunity();
+  scenario.Given({Opened(), Changed("prospecting", "lost", 0, absl::Hours(1),
+                                    crm::v1::STAGE_OUTCOME_LOST, "budget")});
+  const auto& s = *scenario.state();
+  EXPECT_EQ(s.stage_id(), "lost");
+  EXPECT_EQ(s.outcome(), crm::v1::STAGE_OUTCOME_LOST);
+  EXPECT_EQ(s.probability_percent(), 0);
+  EXPECT_EQ(s.lost_reason(), "budget");
+  EXPECT_TRUE(s.has_closed_at());
+  EXPECT_EQ(s.version(), 2);
+}
+
+TEST(ReviseOpportunityTest, AnOpenDealTakesNewAmountAndDate) {
+  ReviseOpportunity revise;
+  revise.request.set_opportunity_id("opp_1");
+  *revise.request.mutable_amount() = MakeMoney("EUR", 7'500'000);
+  revise.request.set_expected_close_date("2025-09-30");
+  crm::v1::OpportunityRevised expected;
+  expected.set_opportunity_id("opp_1");
+  expected.set_customer_id("cus_1");
+  *expected.mutable_amount() = MakeMoney("EUR", 7'500'000);
+  expected.set_expected_close_date("2025-09-30");
+  expected.set_name("Engines for the Navy");
+  Opportunity().Given({Opened()}).When(revise).Then({expected});
+  Opportunity()
+      .Given({Opened(), Changed("prospecting", "lost", 0, absl::Hours(1),
+                                crm::v1::STAGE_OUTCOME_LOST, "budget")})
+      .When(revise)
+      .ThenError(absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(StaleTest, AnOpenDealWithoutActivityGoesStaleOncePerInactivity) {
+  const absl::Duration after = absl::Hours(24 * 14);
+  // Not yet: 13 days after the last stage change.
+  Opportunity().Given({Opened()}).When(FlagStale{kT0 + absl::Hours(24 * 13), after}).Then({});
+  crm::v1::OpportunityWentStale stale;
+  stale.set_opportunity_id("opp_1");
+  stale.set_customer_id("cus_1");
+  stale.set_owner_id("rep_ada");
+  *stale.mutable_inactive_since() = ToProtoTimestamp(kT0);
+  Opportunity().Given({Opened()}).When(FlagStale{kT0 + after, after}).Then({stale});
+  // Raised already for this inactivity.
+  Opportunity().Given({Opened(), stale}).When(FlagStale{kT0 + after * 3, after}).Then({});
+  // An activity later starts a new period of inactivity.
+  const absl::Time call = kT0 + after + absl::Hours(1);
+  auto again = stale;
+  *again.mutable_inactive_since() = ToProtoTimestamp(call);
+  Opportunity()
+      .Given({Opened(), stale})
+      .When(FlagStale{call + after - absl::Seconds(1), after, call})
+      .Then({});
+  Opportunity().Given({Opened(), stale}).When(FlagStale{call + after, after, call}).Then({again});
+}
+
+TEST(StaleTest, ClosedDealsDoNotGoStale) {
+  Opportunity()
+      .Given({Opened(), Changed("prospecting", "lost", 0, absl::Hours(1),
+                                crm::v1::STAGE_OUTCOME_LOST, "budget")})
+      .When(FlagStale{kT0 + absl::Hours(24 * 365), absl::Hours(24)})
+      .Then({});
+  crm::v1::Opportunity o;
+  o.set_outcome(crm::v1::STAGE_OUTCOME_OPEN);
+  *o.mutable_stage_entered_at() = ToProtoTimestamp(kT0);
+  EXPECT_TRUE(IsStale(o, absl::InfinitePast(), kT0 + absl::Hours(24), absl::Hours(24)));
+  EXPECT_FALSE(IsStale(o, kT0 + absl::Hours(1), kT0 + absl::Hours(24), absl::Hours(24)));
+}
+
+TEST(ValidateOpportunityTest, BadInputNamesTheField) {
+  crm::v1::OpenOpportunityRequest open = OpenCommand().request;
+  ASSERT_TRUE(ValidateOpenOpportunity(open).ok());
+  auto field_of = [](const absl::Status& st) {
+    return std::string(st.message().substr(0, st.message().find(':')));
+  };
+  auto o = open;
+  o.clear_name();
+  EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "name");
+  o = open;
+  o.mutable_amount()->set_currency("eur");
+  EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "amount.currency");
+  o = open;
+  o.mutable_amount()->set_minor_units(-1);
+  EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "amount.minor_units");
+  o = open;
+  o.set_expected_close_date("2025-02-30");
+  EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "expected_close_date");
+
+  crm::v1::ChangeOpportunityStageRequest change;
+  change.set_request_id("r");
+  change.set_opportunity_id("opp_1");
+  change.set_stage_id("proposal");
+  EXPECT_EQ(field_of(ValidateChangeStage(change)), "expected_version");
+  change.set_expected_version(3);
+  EXPECT_TRUE(ValidateChangeStage(change).ok());
+
+  crm::v1::ReviseOpportunityRequest revise;
+  revise.set_request_id("r");
+  revise.set_opportunity_id("opp_1");
+  revise.set_expected_version(1);
+  EXPECT_EQ(field_of(ValidateRevise(revise)), "amount");
+}
+
+}  // namespace
+}  // namespace crm::sales

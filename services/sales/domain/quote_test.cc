@@ -1,0 +1,337 @@
+#include "services/sales/domain/quote.h"
+
+#include "gtest/gtest.h"
+#include "libs/common/testing/given_when_then.h"
+#include "services/sales/domain/validation.h"
+
+namespace crm::sales {
+namespace {
+
+using QuoteScenario = crm::testing::Scenario<crm::v1::Quote, QuoteEvent, QuoteCommand>;
+using OrderScenario = crm::testing::Scenario<crm::v1::Order, OrderEvent, PlaceOrder>;
+using ContractScenario = crm::testing::Scenario<crm::v1::Contract, ContractEvent, ContractCommand>;
+
+const absl::Time kNoon =
+    absl::FromCivil(absl::CivilSecond(2025, 3, 10, 12, 0, 0), absl::UTCTimeZone());
+
+QuoteScenario Quote() {
+  return QuoteScenario(
+      [](const std::optional<crm::v1::Quote>& s, const QuoteCommand& c) { return Decide(s, c); },
+      [](crm::v1::Quote& s, const QuoteEvent& e, absl::Time t) { Apply(s, e, t); });
+}
+
+OrderScenario Order() {
+  return OrderScenario(
+      [](const std::optional<crm::v1::Order>& s, const PlaceOrder& c) { return Decide(s, c); },
+      [](crm::v1::Order& s, const OrderEvent& e, absl::Time t) { Apply(s, e, t); });
+}
+
+ContractScenario Contract() {
+  return ContractScenario(
+      [](const std::optional<crm::v1::Contract>& s, const ContractCommand& c) {
+        return Decide(s, c);
+      },
+      [](crm::v1::Contract& s, const ContractEvent& e, absl::Time t) { Apply(s, e, t); });
+}
+
+crm::v1::QuoteLineInput Line(const std::string& product, int64_t qty, int64_t price,
+                             int32_t discount_bps, int32_t tax_bps) {
+  crm::v1::QuoteLineInput l;
+  l.set_product_id(product);
+  l.set_quantity(qty);
+  *l.mutable_unit_price() = MakeMoney("EUR", price);
+  l.set_discount_bps(discount_bps);
+  l.set_tax_rate_bps(tax_bps);
+  return l;
+}
+
+crm::v1::DraftQuoteRequest Draft() {
+  crm::v1::DraftQuoteRequest r;
+  r.set_request_id("r1");
+  r.set_customer_id("cus_1");
+  r.set_opportunity_id("opp_1");
+  r.set_currency("EUR");
+  *r.add_lines() = Line("engine", 3, 19'999, 1000, 1900);
+  *r.add_lines() = Line("support", 1, 100'000, 0, 0);
+  r.set_valid_until("2025-03-31");
+  return r;
+}
+
+TEST(PricingTest, LineTotalsDiscountFirstThenTaxRoundedHalfUp) {
+  auto line = PriceLine(Line("engine", 3, 19'999, 1000, 1900), "EUR", "lines[0]");
+  ASSERT_TRUE(line.ok()) << line.status();
+  EXPECT_EQ(line->gross().minor_units(), 59'997);
+  EXPECT_EQ(line->discount().minor_units(), 6'000);  // 5 999.7
+  EXPECT_EQ(line->net().minor_units(), 53'997);
+  EXPECT_EQ(line->tax().minor_units(), 10'259);  // 10 259.43
+  EXPECT_EQ(line->total().minor_units(), 64'256);
+  EXPECT_EQ(line->total().currency(), "EUR");
+  EXPECT_EQ(ApplyBasisPoints(5, 5000), 3);  // 2.5 rounds up
+  EXPECT_EQ(ApplyBasisPoints(5, 4999), 2);
+  EXPECT_EQ(ApplyBasisPoints(10'000'000'000'000, 10000), 10'000'000'000'000);
+}
+
+TEST(PricingTest, QuoteTotalsAreTheSumOfTheLines) {
+  std::vector<crm::v1::QuoteLine> lines = {*PriceLine(Line("a", 3, 19'999, 1000, 1900), "EUR", ""),
+                                           *PriceLine(Line("b", 1, 100'000, 0, 0), "EUR", "")};
+  auto t = SumLines(lines, "EUR");
+  EXPECT_EQ(t.gross().minor_units(), 159'997);
+  EXPECT_EQ(t.discount().minor_units(), 6'000);
+  EXPECT_EQ(t.net().minor_units(), 153'997);
+  EXPECT_EQ(t.tax().minor_units(), 10'259);
+  EXPECT_EQ(t.total().minor_units(), 164'256);
+}
+
+TEST(PricingTest, BadLinesNameTheField) {
+  auto field_of = [](const std::function<void(crm::v1::DraftQuoteRequest&)>& change) {
+    auto r = Draft();
+    change(r);
+    auto st = ValidateDraftQuote(r);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(st.message().substr(0, st.message().find(':')));
+  };
+  ASSERT_TRUE(ValidateDraftQuote(Draft()).ok());
+  EXPECT_EQ(field_of([](auto& r) { r.clear_lines(); }), "lines");
+  EXPECT_EQ(field_of([](auto& r) { r.set_currency("Euro"); }), "currency");
+  EXPECT_EQ(field_of([](auto& r) { r.mutable_lines(1)->set_quantity(0); }), "lines[1].quantity");
+  EXPECT_EQ(
+      field_of([](auto& r) { r.mutable_lines(0)->mutable_unit_price()->set_currency("USD"); }),
+      "lines[0].unit_price.currency");
+  EXPECT_EQ(field_of([](auto& r) { r.mutable_lines(0)->set_discount_bps(10001); }),
+            "lines[0].discount_bps");
+  EXPECT_EQ(field_of([](auto& r) { r.mutable_lines(0)->set_tax_rate_bps(-1); }),
+            "lines[0].tax_rate_bps");
+  EXPECT_EQ(field_of([](auto& r) { r.mutable_lines(0)->clear_product_id(); }),
+            "lines[0].product_id");
+  EXPECT_EQ(field_of([](auto& r) { r.set_valid_until("31.03.2025"); }), "valid_until");
+}
+
+crm::v1::QuoteDrafted Drafted() {
+  const auto r = Draft();
+  crm::v1::QuoteDrafted e;
+  e.set_quote_id("quo_1");
+  e.set_customer_id("cus_1");
+  e.set_opportunity_id("opp_1");
+  e.set_currency("EUR");
+  std::vector<crm::v1::QuoteLine> lines;
+  for (const auto& l : r.lines()) lines.push_back(*PriceLine(l, "EUR", ""));
+  *e.mutable_totals() = SumLines(lines, "EUR");
+  for (auto& l : lines) *e.add_lines() = l;
+  e.set_valid_until("2025-03-31");
+  return e;
+}
+
+crm::v1::QuoteAccepted Accepted() {
+  crm::v1::QuoteAccepted e;
+  e.set_quote_id("quo_1");
+  e.set_customer_id("cus_1");
+  return e;
+}
+
+TEST(QuoteTest, DraftedWithPricedLinesAndTotals) {
+  auto scenario = Quote();
+  scenario.Given({}).When(DraftQuote{Draft(), "quo_1"}).Then({Drafted()});
+}
+
+TEST(QuoteTest, AcceptedUntilTheLastValidDay) {
+  Quote().Given({Drafted()}).When(AcceptQuote{kNoon}).Then({Accepted()});
+  const absl::Time last_day =
+      absl::FromCivil(absl::CivilSecond(2025, 3, 31, 23, 59, 0), absl::UTCTimeZone());
+  Quote().Given({Drafted()}).When(AcceptQuote{last_day}).Then({Accepted()});
+  Quote()
+      .Given({Drafted()})
+      .When(AcceptQuote{last_day + absl::Minutes(1)})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "expired");
+}
+
+TEST(QuoteTest, DecidedQuotesAreFinal) {
+  crm::v1::QuoteDeclined declined;
+  declined.set_quote_id("quo_1");
+  declined.set_customer_id("cus_1");
+  declined.set_reason("too expensive");
+  Quote().Given({Drafted()}).When(DeclineQuote{"too expensive"}).Then({declined});
+  Quote()
+      .Given({Drafted(), declined})
+      .When(AcceptQuote{kNoon})
+      .ThenError(absl::StatusCode::kFailedPrecondition);
+  Quote()
+      .Given({Drafted(), Accepted()})
+      .When(DeclineQuote{"changed mind"})
+      .ThenError(absl::StatusCode::kFailedPrecondition);
+  Quote().Given({}).When(AcceptQuote{kNoon}).ThenError(absl::StatusCode::kNotFound);
+}
+
+crm::v1::Quote AcceptedQuote() {
+  auto scenario = Quote();
+  scenario.Given({Drafted(), Accepted()});
+  return *scenario.state();
+}
+
+crm::v1::OrderPlaced Placed() {
+  const auto q = AcceptedQuote();
+  crm::v1::OrderPlaced e;
+  e.set_order_id("ord_1");
+  e.set_quote_id("quo_1");
+  e.set_customer_id("cus_1");
+  e.set_opportunity_id("opp_1");
+  e.set_currency("EUR");
+  *e.mutable_lines() = q.lines();
+  *e.mutable_totals() = q.totals();
+  return e;
+}
+
+TEST(OrderTest, PlacedFromAnAcceptedQuoteOnce) {
+  EXPECT_EQ(OrderIdForQuote("quo_01ABC"), "ord_01ABC");
+  Order().Given({}).When(PlaceOrder{"ord_1", AcceptedQuote()}).Then({Placed()});
+  Order()
+      .Given({Placed()})
+      .When(PlaceOrder{"ord_1", AcceptedQuote()})
+      .ThenError(absl::StatusCode::kAlreadyExists);
+  auto open = Quote();
+  open.Given({Drafted()});
+  Order()
+      .Given({})
+      .When(PlaceOrder{"ord_1", *open.state()})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "not accepted");
+}
+
+crm::v1::Order PlacedOrder() {
+  auto scenario = Order();
+  scenario.Given({Placed()});
+  return *scenario.state();
+}
+
+crm::v1::ContractDrafted ContractDraftedEvent() {
+  const auto o = PlacedOrder();
+  crm::v1::ContractDrafted e;
+  e.set_contract_id("ctr_1");
+  e.set_order_id("ord_1");
+  e.set_customer_id("cus_1");
+  e.set_opportunity_id("opp_1");
+  e.set_currency("EUR");
+  *e.mutable_lines() = o.lines();
+  *e.mutable_totals() = o.totals();
+  e.set_start_date("2025-04-01");
+  e.set_terms("net 30");
+  return e;
+}
+
+crm::v1::ContractSubmitted Submitted() {
+  crm::v1::ContractSubmitted e;
+  e.set_contract_id("ctr_1");
+  e.set_customer_id("cus_1");
+  e.set_submitted_by("rep_ada");
+  return e;
+}
+
+crm::v1::ContractRejected Rejected() {
+  crm::v1::ContractRejected e;
+  e.set_contract_id("ctr_1");
+  e.set_customer_id("cus_1");
+  e.set_rejected_by("mgr_grace");
+  e.set_role("sales_manager");
+  e.set_reason("discount too high");
+  return e;
+}
+
+const std::vector<std::string> kManager = {"sales_rep", "sales_manager"};
+
+TEST(ContractTest, DraftedFromTheOrderOnce) {
+  crm::v1::DraftContractRequest r;
+  r.set_request_id("r1");
+  r.set_order_id("ord_1");
+  r.set_start_date("2025-04-01");
+  r.set_terms("net 30");
+  ASSERT_TRUE(ValidateDraftContract(r).ok());
+  EXPECT_EQ(ContractIdForOrder("ord_01ABC"), "ctr_01ABC");
+  Contract()
+      .Given({})
+      .When(DraftContract{r, "ctr_1", PlacedOrder()})
+      .Then({ContractDraftedEvent()});
+  Contract()
+      .Given({ContractDraftedEvent()})
+      .When(DraftContract{r, "ctr_1", PlacedOrder()})
+      .ThenError(absl::StatusCode::kAlreadyExists);
+  r.set_end_date("2025-03-01");
+  EXPECT_EQ(ValidateDraftContract(r).message().substr(0, 9), "end_date:");
+  r.clear_start_date();
+  EXPECT_EQ(ValidateDraftContract(r).message().substr(0, 11), "start_date:");
+}
+
+TEST(ContractTest, SubmittedFromDraftOrAfterRejection) {
+  Contract().Given({ContractDraftedEvent()}).When(SubmitContract{"rep_ada"}).Then({Submitted()});
+  Contract()
+      .Given({ContractDraftedEvent(), Submitted(), Rejected()})
+      .When(SubmitContract{"rep_ada"})
+      .Then({Submitted()});
+  Contract()
+      .Given({ContractDraftedEvent(), Submitted()})
+      .When(SubmitContract{"rep_ada"})
+      .ThenError(absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ContractTest, ApprovalNeedsTheManagerRoleAndRequestsInvoiceAndFulfilment) {
+  Contract()
+      .Given({ContractDraftedEvent(), Submitted()})
+      .When(ApproveContract{"rep_ada", {"sales_rep"}})
+      .ThenError(absl::StatusCode::kPermissionDenied, "sales_manager");
+  Contract()
+      .Given({ContractDraftedEvent()})
+      .When(ApproveContract{"mgr_grace", kManager})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "CONTRACT_STATUS_DRAFT");
+
+  const auto drafted = ContractDraftedEvent();
+  crm::v1::ContractApproved approved;
+  approved.set_contract_id("ctr_1");
+  approved.set_customer_id("cus_1");
+  approved.set_approved_by("mgr_grace");
+  approved.set_role("sales_manager");
+  crm::v1::InvoiceRequested invoice;
+  invoice.set_contract_id("ctr_1");
+  invoice.set_order_id("ord_1");
+  invoice.set_customer_id("cus_1");
+  invoice.set_currency("EUR");
+  *invoice.mutable_lines() = drafted.lines();
+  *invoice.mutable_totals() = drafted.totals();
+  crm::v1::FulfilmentRequested fulfilment;
+  fulfilment.set_contract_id("ctr_1");
+  fulfilment.set_order_id("ord_1");
+  fulfilment.set_customer_id("cus_1");
+  *fulfilment.mutable_lines() = drafted.lines();
+  fulfilment.set_start_date("2025-04-01");
+  auto scenario = Contract();
+  scenario.Given({drafted, Submitted()})
+      .When(ApproveContract{"mgr_grace", kManager})
+      .Then({approved, invoice, fulfilment});
+
+  Contract()
+      .Given({drafted, Submitted(), approved, invoice, fulfilment})
+      .When(ApproveContract{"mgr_grace", kManager})
+      .ThenError(absl::StatusCode::kFailedPrecondition);
+  auto folded = Contract();
+  folded.Given({drafted, Submitted(), approved, invoice, fulfilment});
+  EXPECT_EQ(folded.state()->status(), crm::v1::CONTRACT_STATUS_APPROVED);
+  EXPECT_EQ(folded.state()->decided_by(), "mgr_grace");
+}
+
+TEST(ContractTest, RejectionNeedsTheManagerRoleAndAReason) {
+  Contract()
+      .Given({ContractDraftedEvent(), Submitted()})
+      .When(RejectContract{"rep_ada", {}, "no"})
+      .ThenError(absl::StatusCode::kPermissionDenied);
+  Contract()
+      .Given({ContractDraftedEvent(), Submitted()})
+      .When(RejectContract{"mgr_grace", kManager, ""})
+      .ThenError(absl::StatusCode::kInvalidArgument, "reason:");
+  Contract()
+      .Given({ContractDraftedEvent(), Submitted()})
+      .When(RejectContract{"mgr_grace", kManager, "discount too high"})
+      .Then({Rejected()});
+  Contract()
+      .Given({ContractDraftedEvent()})
+      .When(RejectContract{"mgr_grace", kManager, "discount too high"})
+      .ThenError(absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace crm::sales

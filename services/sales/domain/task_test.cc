@@ -1,0 +1,172 @@
+#include "services/sales/domain/task.h"
+
+#include "gtest/gtest.h"
+#include "libs/common/ids.h"
+#include "libs/common/testing/given_when_then.h"
+
+namespace crm::sales {
+namespace {
+
+using TaskScenario = crm::testing::Scenario<crm::v1::Task, TaskEvent, TaskCommand>;
+using ActivityScenario = crm::testing::Scenario<crm::v1::Activity, ActivityEvent, LogActivity>;
+
+const absl::Time kDue = absl::FromUnixSeconds(1'750'000'000);
+
+TaskScenario Task() {
+  return TaskScenario(
+      [](const std::optional<crm::v1::Task>& s, const TaskCommand& c) { return Decide(s, c); },
+      [](crm::v1::Task& s, const TaskEvent& e, absl::Time t) { Apply(s, e, t); });
+}
+
+ActivityScenario Activity() {
+  return ActivityScenario(
+      [](const std::optional<crm::v1::Activity>& s, const LogActivity& c) { return Decide(s, c); },
+      [](crm::v1::Activity& s, const ActivityEvent& e, absl::Time t) { Apply(s, e, t); });
+}
+
+crm::v1::TaskCreated Created() {
+  crm::v1::TaskCreated e;
+  e.set_task_id("task_1");
+  e.set_customer_id("cus_1");
+  e.set_opportunity_id("opp_1");
+  e.set_title("Send the proposal");
+  e.set_owner_id("rep_ada");
+  *e.mutable_due_at() = ToProtoTimestamp(kDue);
+  return e;
+}
+
+crm::v1::TaskCompleted Completed() {
+  crm::v1::TaskCompleted e;
+  e.set_task_id("task_1");
+  e.set_customer_id("cus_1");
+  return e;
+}
+
+crm::v1::TaskReminderRaised Reminded() {
+  crm::v1::TaskReminderRaised e;
+  e.set_task_id("task_1");
+  e.set_customer_id("cus_1");
+  e.set_owner_id("rep_ada");
+  e.set_title("Send the proposal");
+  *e.mutable_due_at() = ToProtoTimestamp(kDue);
+  return e;
+}
+
+crm::v1::CreateTaskRequest ValidCreate() {
+  crm::v1::CreateTaskRequest r;
+  r.set_request_id("r1");
+  r.set_customer_id("cus_1");
+  r.set_opportunity_id("opp_1");
+  r.set_title("Send the proposal");
+  r.set_owner_id("rep_ada");
+  *r.mutable_due_at() = ToProtoTimestamp(kDue);
+  return r;
+}
+
+TEST(TaskTest, CreatedWithOwnerAndDueTime) {
+  Task().Given({}).When(CreateTask{ValidCreate(), "task_1"}).Then({Created()});
+  Task()
+      .Given({Created()})
+      .When(CreateTask{ValidCreate(), "task_1"})
+      .ThenError(absl::StatusCode::kAlreadyExists);
+}
+
+TEST(TaskTest, CompletedOnce) {
+  Task().Given({Created()}).When(CompleteTask{}).Then({Completed()});
+  Task()
+      .Given({Created(), Completed()})
+      .When(CompleteTask{})
+      .ThenError(absl::StatusCode::kFailedPrecondition);
+  Task().Given({}).When(CompleteTask{}).ThenError(absl::StatusCode::kNotFound);
+}
+
+TEST(TaskReminderTest, RaisedOnceWhenTheDueTimeHasPassed) {
+  Task().Given({Created()}).When(RaiseTaskReminder{kDue - absl::Seconds(1)}).Then({});
+  Task().Given({Created()}).When(RaiseTaskReminder{kDue}).Then({Reminded()});
+  Task().Given({Created(), Reminded()}).When(RaiseTaskReminder{kDue + absl::Hours(5)}).Then({});
+  Task().Given({Created(), Completed()}).When(RaiseTaskReminder{kDue + absl::Hours(5)}).Then({});
+}
+
+TEST(TaskReminderTest, OverdueMeansOpenAndPastDue) {
+  auto scenario = Task();
+  scenario.Given({Created()});
+  EXPECT_FALSE(IsOverdue(*scenario.state(), kDue - absl::Seconds(1)));
+  EXPECT_TRUE(IsOverdue(*scenario.state(), kDue));
+  auto done = Task();
+  done.Given({Created(), Completed()});
+  EXPECT_FALSE(IsOverdue(*done.state(), kDue + absl::Hours(1)));
+  EXPECT_EQ(done.state()->status(), crm::v1::TASK_STATUS_COMPLETED);
+}
+
+TEST(TaskTest, BadInputNamesTheField) {
+  auto field_of = [](const crm::v1::CreateTaskRequest& r) {
+    auto st = ValidateCreateTask(r);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(st.message().substr(0, st.message().find(':')));
+  };
+  auto r = ValidCreate();
+  ASSERT_TRUE(ValidateCreateTask(r).ok());
+  r.clear_due_at();
+  EXPECT_EQ(field_of(r), "due_at");
+  r = ValidCreate();
+  r.clear_title();
+  EXPECT_EQ(field_of(r), "title");
+  r = ValidCreate();
+  r.clear_customer_id();
+  r.clear_opportunity_id();
+  EXPECT_EQ(field_of(r), "customer_id");
+}
+
+LogActivity Call(std::optional<absl::Time> occurred = std::nullopt) {
+  LogActivity c;
+  c.request.set_request_id("r1");
+  c.request.set_customer_id("cus_1");
+  c.request.set_opportunity_id("opp_1");
+  c.request.set_kind(crm::v1::ACTIVITY_KIND_CALL);
+  c.request.set_subject("Discovery call");
+  if (occurred) *c.request.mutable_occurred_at() = ToProtoTimestamp(*occurred);
+  c.activity_id = "act_1";
+  c.logged_by = "rep_ada";
+  c.now = kDue;
+  return c;
+}
+
+crm::v1::ActivityLogged Logged(absl::Time at) {
+  crm::v1::ActivityLogged e;
+  e.set_activity_id("act_1");
+  e.set_customer_id("cus_1");
+  e.set_opportunity_id("opp_1");
+  e.set_kind(crm::v1::ACTIVITY_KIND_CALL);
+  e.set_subject("Discovery call");
+  *e.mutable_occurred_at() = ToProtoTimestamp(at);
+  e.set_logged_by("rep_ada");
+  return e;
+}
+
+TEST(ActivityTest, LoggedNowOrWhenItHappened) {
+  Activity().Given({}).When(Call()).Then({Logged(kDue)});
+  Activity().Given({}).When(Call(kDue - absl::Hours(3))).Then({Logged(kDue - absl::Hours(3))});
+  Activity()
+      .Given({})
+      .When(Call(kDue + absl::Hours(1)))
+      .ThenError(absl::StatusCode::kInvalidArgument, "occurred_at:");
+}
+
+TEST(ActivityTest, BadInputNamesTheField) {
+  auto r = Call().request;
+  ASSERT_TRUE(ValidateLogActivity(r).ok());
+  r.set_kind(crm::v1::ACTIVITY_KIND_UNSPECIFIED);
+  EXPECT_EQ(ValidateLogActivity(r).message().substr(0, 5), "kind:");
+  r = Call().request;
+  r.clear_subject();
+  EXPECT_EQ(ValidateLogActivity(r).message().substr(0, 8), "subject:");
+  for (auto kind :
+       {crm::v1::ACTIVITY_KIND_EMAIL, crm::v1::ACTIVITY_KIND_VISIT, crm::v1::ACTIVITY_KIND_NOTE}) {
+    r = Call().request;
+    r.set_kind(kind);
+    EXPECT_TRUE(ValidateLogActivity(r).ok());
+  }
+}
+
+}  // namespace
+}  // namespace crm::sales

@@ -1,0 +1,128 @@
+#include "services/sales/domain/validation.h"
+
+#include <cctype>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace crm::sales {
+
+absl::Status Invalid(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
+                       bool required) {
+  if (required && absl::StripAsciiWhitespace(value).empty()) return Invalid(field, "required");
+  if (value.size() > max) return Invalid(field, absl::StrCat("longer than ", max, " bytes"));
+  for (unsigned char c : value) {
+    // Tabs and newlines are fine in free text (notes), not other controls.
+    if ((c < 0x20 && c != '\n' && c != '\t' && c != '\r') || c == 0x7f) {
+      return Invalid(field, "contains control characters");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOptionalId(absl::string_view field, absl::string_view value) {
+  if (value.size() > kMaxId) return Invalid(field, absl::StrCat("longer than ", kMaxId, " bytes"));
+  for (char c : value) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.' &&
+        c != ':' && c != '@') {
+      return Invalid(field, "may contain only letters, digits and _ - . : @");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckId(absl::string_view field, absl::string_view value) {
+  if (value.empty()) return Invalid(field, "required");
+  return CheckOptionalId(field, value);
+}
+
+absl::Status CheckRequestId(absl::string_view value) {
+  return CheckText("request_id", value, kMaxRequestId, /*required=*/true);
+}
+
+absl::Status CheckCurrency(absl::string_view field, absl::string_view currency) {
+  if (currency.size() != 3 || !absl::ascii_isupper(static_cast<unsigned char>(currency[0])) ||
+      !absl::ascii_isupper(static_cast<unsigned char>(currency[1])) ||
+      !absl::ascii_isupper(static_cast<unsigned char>(currency[2]))) {
+    return Invalid(field, "must be an ISO 4217 code such as EUR");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckMoney(absl::string_view field, const crm::v1::Money& money) {
+  if (auto st = CheckCurrency(absl::StrCat(field, ".currency"), money.currency()); !st.ok()) {
+    return st;
+  }
+  if (money.minor_units() < 0) {
+    return Invalid(absl::StrCat(field, ".minor_units"), "must not be negative");
+  }
+  if (money.minor_units() >= kMaxMinorUnits) {
+    return Invalid(absl::StrCat(field, ".minor_units"), "too large");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<absl::CivilDay> ParseDate(absl::string_view field, absl::string_view value) {
+  absl::CivilDay day;
+  // ParseCivilTime normalizes 2025-02-30 to March; a round trip refuses it.
+  if (value.size() != 10 || !absl::ParseCivilTime(value, &day) || FormatDate(day) != value) {
+    return Invalid(field, "must be a date YYYY-MM-DD");
+  }
+  return day;
+}
+
+std::string FormatDate(absl::CivilDay day) {
+  return absl::StrFormat("%04d-%02d-%02d", day.year(), day.month(), day.day());
+}
+
+absl::CivilDay DayOf(absl::Time t) { return absl::ToCivilDay(t, absl::UTCTimeZone()); }
+
+absl::Status NormalizeContact(absl::string_view field, crm::v1::Contact& contact) {
+  contact.set_first_name(std::string(absl::StripAsciiWhitespace(contact.first_name())));
+  contact.set_last_name(std::string(absl::StripAsciiWhitespace(contact.last_name())));
+  contact.set_email(absl::AsciiStrToLower(absl::StripAsciiWhitespace(contact.email())));
+  contact.set_phone(std::string(absl::StripAsciiWhitespace(contact.phone())));
+  for (auto [name, value, max] : {std::tuple{"first_name", contact.first_name(), size_t{100}},
+                                  std::tuple{"last_name", contact.last_name(), size_t{100}},
+                                  std::tuple{"title", contact.title(), size_t{100}},
+                                  std::tuple{"email", contact.email(), size_t{254}},
+                                  std::tuple{"phone", contact.phone(), size_t{32}}}) {
+    if (auto st = CheckText(absl::StrCat(field, ".", name), value, max); !st.ok()) return st;
+  }
+  const std::string& email = contact.email();
+  if (!email.empty()) {
+    const size_t at = email.find('@');
+    if (at == std::string::npos || at == 0 || at + 1 == email.size() ||
+        email.find('@', at + 1) != std::string::npos ||
+        email.find_first_of(" ,;<>") != std::string::npos ||
+        email.find('.', at) == std::string::npos) {
+      return Invalid(absl::StrCat(field, ".email"), "not an email address");
+    }
+  }
+  const std::string& phone = contact.phone();
+  if (!phone.empty()) {
+    if (phone[0] != '+' || phone.size() < 9 ||
+        phone.find_first_not_of("+0123456789 -.()") != std::string::npos) {
+      return Invalid(absl::StrCat(field, ".phone"), "must be in international form (+ and digits)");
+    }
+  }
+  if (contact.first_name().empty() && contact.last_name().empty() && email.empty() &&
+      phone.empty()) {
+    return Invalid(field, "a name, an email or a phone is required");
+  }
+  return absl::OkStatus();
+}
+
+crm::v1::Money MakeMoney(absl::string_view currency, int64_t minor_units) {
+  crm::v1::Money m;
+  m.set_currency(std::string(currency));
+  m.set_minor_units(minor_units);
+  return m;
+}
+
+}  // namespace crm::sales

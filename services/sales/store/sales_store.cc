@@ -1,0 +1,126 @@
+#include "services/sales/store/sales_store.h"
+
+#include "libs/common/ids.h"
+#include "libs/common/key_codec.h"
+#include "libs/common/status_macros.h"
+#include "libs/common/subscriber.h"
+
+namespace crm::sales {
+namespace {
+
+constexpr size_t kDefaultPageSize = 50;
+constexpr size_t kMaxPageSize = 500;
+
+std::string DueKey(const crm::v1::Task& task) {
+  std::string key =
+      BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(FromProtoTimestamp(task.due_at()))));
+  key.append(task.task_id());
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SalesStore>> SalesStore::Open(const std::string& path) {
+  std::vector<std::string> families = {kCustomersFamily, kOpportunitiesFamily, kTasksFamily,
+                                       kTaskDueFamily,   kActivitiesFamily,    kLastActivityFamily};
+  // The reactions' subscriber keeps its offsets in this database too.
+  for (auto& f : Subscriber::Families()) families.push_back(f);
+  CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, families));
+  return std::make_unique<SalesStore>(std::move(events));
+}
+
+ProjectionWrite SalesStore::CustomerRow(const crm::v1::Customer& c) {
+  return {kCustomersFamily, c.customer_id(), c.SerializeAsString()};
+}
+
+ProjectionWrite SalesStore::OpportunityRow(const crm::v1::Opportunity& o) {
+  return {kOpportunitiesFamily, o.opportunity_id(), o.SerializeAsString()};
+}
+
+ProjectionWrite SalesStore::TaskRow(const crm::v1::Task& t) {
+  return {kTasksFamily, t.task_id(), t.SerializeAsString()};
+}
+
+ProjectionWrite SalesStore::TaskDueEntry(const crm::v1::Task& t) {
+  return {kTaskDueFamily, DueKey(t), ""};
+}
+
+std::string SalesStore::CustomerActivities(absl::string_view customer_id) {
+  return PrefixKey(absl::StrCat("cus:", customer_id));
+}
+
+std::string SalesStore::OpportunityActivities(absl::string_view opportunity_id) {
+  return PrefixKey(absl::StrCat("opp:", opportunity_id));
+}
+
+std::vector<ProjectionWrite> SalesStore::ActivityRows(const crm::v1::Activity& a) {
+  const std::string value = a.SerializeAsString();
+  std::vector<ProjectionWrite> writes;
+  writes.push_back({kActivitiesFamily,
+                    absl::StrCat(CustomerActivities(a.customer_id()), a.activity_id()), value});
+  if (!a.opportunity_id().empty()) {
+    writes.push_back({kActivitiesFamily,
+                      absl::StrCat(OpportunityActivities(a.opportunity_id()), a.activity_id()),
+                      value});
+  }
+  return writes;
+}
+
+ProjectionWrite SalesStore::LastActivityRow(absl::string_view opportunity_id, absl::Time at) {
+  return {kLastActivityFamily, std::string(opportunity_id),
+          BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(at)))};
+}
+
+absl::StatusOr<absl::Time> SalesStore::LastActivityAt(absl::string_view opportunity_id) const {
+  CRM_ASSIGN_OR_RETURN(auto raw, events_->db().Get(kLastActivityFamily, opportunity_id));
+  if (!raw.has_value() || raw->size() != 8) return absl::InfinitePast();
+  return absl::FromUnixMicros(static_cast<int64_t>(ReadBigEndian64(*raw)));
+}
+
+absl::StatusOr<std::vector<std::string>> SalesStore::DueTaskIds(absl::Time now, size_t max) const {
+  std::vector<std::string> ids;
+  const uint64_t limit = static_cast<uint64_t>(absl::ToUnixMicros(now));
+  auto it = events_->db().NewIterator(kTaskDueFamily);
+  for (it->SeekToFirst(); it->Valid() && ids.size() < max; it->Next()) {
+    const absl::string_view key(it->key().data(), it->key().size());
+    if (key.size() < 8 || ReadBigEndian64(key.substr(0, 8)) > limit) break;
+    ids.emplace_back(key.substr(8));
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return ids;
+}
+
+absl::Status SalesStore::ForgetDueTask(const crm::v1::Task& task) {
+  rocksdb::WriteBatch batch;
+  batch.Delete(events_->db().Family(kTaskDueFamily), DueKey(task));
+  return events_->db().Write(&batch, /*sync=*/false);
+}
+
+absl::StatusOr<size_t> SalesStore::PageSize(const crm::v1::PageRequest& page) {
+  if (page.page_size() < 0) {
+    return absl::InvalidArgumentError("page.page_size: must not be negative");
+  }
+  if (page.page_token().size() > 128) {
+    return absl::InvalidArgumentError("page.page_token: not a token of this list");
+  }
+  if (page.page_size() == 0) return kDefaultPageSize;
+  return std::min(static_cast<size_t>(page.page_size()), kMaxPageSize);
+}
+
+absl::Status SalesStore::Scan(
+    absl::string_view family, absl::string_view prefix, absl::string_view after,
+    const std::function<absl::StatusOr<bool>(absl::string_view, absl::string_view)>& visit) const {
+  auto it = events_->db().NewIterator(family);
+  const std::string start = absl::StrCat(prefix, after);
+  for (it->Seek(rocksdb::Slice(start.data(), start.size())); it->Valid(); it->Next()) {
+    const absl::string_view key(it->key().data(), it->key().size());
+    if (key.substr(0, prefix.size()) != prefix) break;
+    if (!after.empty() && key == start) continue;  // the token is the last row already returned
+    const absl::string_view value(it->value().data(), it->value().size());
+    CRM_ASSIGN_OR_RETURN(bool more, visit(key, value));
+    if (!more) break;
+  }
+  return FromRocks(it->status());
+}
+
+}  // namespace crm::sales

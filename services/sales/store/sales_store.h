@@ -1,0 +1,160 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "crm/v1/common.pb.h"
+#include "crm/v1/sales.pb.h"
+#include "libs/common/event_store.h"
+
+namespace crm::sales {
+
+// An aggregate's folded state and stream version; no state and version 0
+// for a stream without events.
+template <typename State>
+struct Loaded {
+  std::optional<State> state;
+  int64_t version = 0;
+};
+
+template <typename Row>
+struct Page {
+  std::vector<Row> rows;
+  std::string next_page_token;
+};
+
+// The sales service's RocksDB: its event log (libs/common EventStore), the
+// read models written in the same batch as the events that change them,
+// and the subscriber's offsets. Read models, each keyed so that RocksDB
+// order is id order (ids sort by creation):
+//   customers      customer_id -> Customer
+//   opportunities  opportunity_id -> Opportunity
+//   tasks          task_id -> Task
+//   task_due       due time (big-endian micros) + task_id -> "" — open tasks
+//                  whose reminder is pending; a hint, the task decides
+//   activities     "cus:<id>\0<activity_id>" and "opp:<id>\0<activity_id>" -> Activity
+//   last_activity  opportunity_id -> latest activity time (big-endian micros)
+class SalesStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<SalesStore>> Open(const std::string& path);
+
+  explicit SalesStore(std::unique_ptr<EventStore> events) : events_(std::move(events)) {}
+
+  EventStore& events() { return *events_; }
+  Database& db() { return events_->db(); }
+
+  template <typename State>
+  absl::StatusOr<Loaded<State>> Load(const std::string& stream) const {
+    auto raw = events_->LoadState(stream);
+    if (absl::IsNotFound(raw.status())) return Loaded<State>{};
+    if (!raw.ok()) return raw.status();
+    Loaded<State> loaded;
+    loaded.state.emplace();
+    if (!loaded.state->ParseFromString(raw->state)) {
+      return absl::DataLossError(absl::StrCat("corrupt state of ", stream));
+    }
+    loaded.version = raw->version;
+    return loaded;
+  }
+
+  // Read-model writes for the append that produced the state.
+  static ProjectionWrite CustomerRow(const crm::v1::Customer& customer);
+  static ProjectionWrite OpportunityRow(const crm::v1::Opportunity& opportunity);
+  static ProjectionWrite TaskRow(const crm::v1::Task& task);
+  static ProjectionWrite TaskDueEntry(const crm::v1::Task& task);
+  static std::vector<ProjectionWrite> ActivityRows(const crm::v1::Activity& activity);
+  static ProjectionWrite LastActivityRow(absl::string_view opportunity_id, absl::Time at);
+
+  // InfinitePast when nothing was logged against the opportunity.
+  absl::StatusOr<absl::Time> LastActivityAt(absl::string_view opportunity_id) const;
+
+  // Up to `max` ids of tasks due at or before `now` whose reminder is pending.
+  absl::StatusOr<std::vector<std::string>> DueTaskIds(absl::Time now, size_t max) const;
+  // Drops a task from the due index once its reminder was raised or it was
+  // completed. Not synced and not atomic with the event: a left-over entry
+  // only costs one more look at the task.
+  absl::Status ForgetDueTask(const crm::v1::Task& task);
+
+  // Rows of `family` under `prefix` in key order, starting after the page
+  // token, keeping those `keep` accepts, until the page is full.
+  template <typename Row>
+  absl::StatusOr<Page<Row>> List(absl::string_view family, absl::string_view prefix,
+                                 const crm::v1::PageRequest& page,
+                                 const std::function<bool(const Row&)>& keep) const;
+  // Every row of `family`, for whole-book computations (forecast, stale scan).
+  template <typename Row>
+  absl::Status ForEach(absl::string_view family,
+                       const std::function<void(const Row&)>& visit) const;
+
+  static std::string CustomerActivities(absl::string_view customer_id);
+  static std::string OpportunityActivities(absl::string_view opportunity_id);
+
+ private:
+  // Parsed page size (default 50, at most 500) or INVALID_ARGUMENT.
+  static absl::StatusOr<size_t> PageSize(const crm::v1::PageRequest& page);
+  absl::Status Scan(
+      absl::string_view family, absl::string_view prefix, absl::string_view after,
+      const std::function<absl::StatusOr<bool>(absl::string_view key, absl::string_view value)>&
+          visit) const;
+
+  std::unique_ptr<EventStore> events_;
+};
+
+inline constexpr char kCustomersFamily[] = "customers";
+inline constexpr char kOpportunitiesFamily[] = "opportunities";
+inline constexpr char kTasksFamily[] = "tasks";
+inline constexpr char kTaskDueFamily[] = "task_due";
+inline constexpr char kActivitiesFamily[] = "activities";
+inline constexpr char kLastActivityFamily[] = "last_activity";
+
+template <typename Row>
+absl::StatusOr<Page<Row>> SalesStore::List(absl::string_view family, absl::string_view prefix,
+                                           const crm::v1::PageRequest& page,
+                                           const std::function<bool(const Row&)>& keep) const {
+  auto size = PageSize(page);
+  if (!size.ok()) return size.status();
+  Page<Row> out;
+  std::string last;
+  auto st = Scan(family, prefix, page.page_token(),
+                 [&](absl::string_view key, absl::string_view value) -> absl::StatusOr<bool> {
+                   Row row;
+                   if (!row.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                     return absl::DataLossError(absl::StrCat("corrupt row in ", family));
+                   }
+                   if (!keep(row)) return true;
+                   if (out.rows.size() == *size) {
+                     // One more match exists: the page ends at the previous row.
+                     out.next_page_token = last;
+                     return false;
+                   }
+                   out.rows.push_back(std::move(row));
+                   last = std::string(key.substr(prefix.size()));
+                   return true;
+                 });
+  if (!st.ok()) return st;
+  return out;
+}
+
+template <typename Row>
+absl::Status SalesStore::ForEach(absl::string_view family,
+                                 const std::function<void(const Row&)>& visit) const {
+  return Scan(family, "", "",
+              [&](absl::string_view, absl::string_view value) -> absl::StatusOr<bool> {
+                Row row;
+                if (!row.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                  return absl::DataLossError(absl::StrCat("corrupt row in ", family));
+                }
+                visit(row);
+                return true;
+              });
+}
+
+}  // namespace crm::sales
