@@ -161,7 +161,13 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
       versions[req.stream] = v;
     }
     for (const auto& w : req.projection_writes) {
-      CRM_RETURN_IF_ERROR(Put(*db_, batch, w.family, w.key, w.value));
+      if (w.erase) {
+        auto* cf = db_->Family(w.family);
+        if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", w.family));
+        CRM_RETURN_IF_ERROR(FromRocks(batch.Delete(cf, w.key)));
+      } else {
+        CRM_RETURN_IF_ERROR(Put(*db_, batch, w.family, w.key, w.value));
+      }
     }
     if (!req.request_key.empty()) {
       CRM_RETURN_IF_ERROR(Put(*db_, batch, kRequests, req.request_key, EncodeResult(result)));

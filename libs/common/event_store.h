@@ -21,6 +21,8 @@ struct ProjectionWrite {
   std::string family;
   std::string key;
   std::string value;
+  // Deletes the key instead (e.g. a finished task leaving a due index).
+  bool erase = false;
 };
 
 struct AppendRequest {

@@ -109,12 +109,16 @@ TEST_F(EventStoreTest, EverythingSurvivesReopen) {
   EXPECT_EQ(store_->LoadState("lead-1")->version, 2);
   EXPECT_EQ(store_->LogSize(), 2u);
   EXPECT_EQ(**store_->db().Get("contacts", "email:a@b.co"), "lead-1");
+  auto erase = Request("lead-1", 2, {Event("C")}, "s3");
+  erase.projection_writes.push_back({"contacts", "email:a@b.co", "", /*erase=*/true});
+  ASSERT_TRUE(store_->Append(erase).ok());
+  EXPECT_FALSE(store_->db().Get("contacts", "email:a@b.co")->has_value());
   EXPECT_TRUE(store_->FindResponse("k1")->has_value());
   // Positions continue after a reopen instead of overwriting the log.
   ASSERT_TRUE(store_->Append(Request("lead-3", 0, {Event("C")}, "s")).ok());
   auto outbox = store_->ReadOutbox(0, 10);
-  ASSERT_EQ(outbox->size(), 3u);
-  EXPECT_EQ((*outbox)[2].position, 3u);
+  ASSERT_EQ(outbox->size(), 4u);
+  EXPECT_EQ((*outbox)[3].position, 4u);
 }
 
 TEST_F(EventStoreTest, OutboxKeepsAppendOrderUntilDeletedAndRequeueRefillsIt) {

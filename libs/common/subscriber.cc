@@ -24,6 +24,22 @@ std::string OffsetKey(absl::string_view topic, int32_t partition) {
   return k;
 }
 
+// Failures that say nothing about the event itself.
+bool IsTransient(const absl::Status& st) {
+  switch (st.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kCancelled:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<rocksdb::ColumnFamilyHandle*> ProjectionTxn::Cf(absl::string_view family) const {
@@ -201,10 +217,14 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
                                        {"last_applied", absl::StrCat(last)},
                                        {"got", absl::StrCat(event.stream_version())}});
     }
-    // Applied even when the projection rejects it: the same bytes would be
-    // rejected again on every redelivery.
+    // Applied even when the projection rejects it for good: the same bytes
+    // would be rejected again on every redelivery.
     it->second = event.stream_version();
-    if (auto st = projection_.Apply(event, txn); !st.ok()) {
+    if (auto st = projection_.Apply(event, txn); IsTransient(st)) {
+      // The event is fine, the moment is not (a busy store, a version race
+      // in a reaction): the whole batch is retried rather than parked.
+      return st;
+    } else if (!st.ok()) {
       // A projection that cannot use an event must not stop the others.
       poisoned_.fetch_add(1);
       log::Error("event rejected by projection, parked",

@@ -101,6 +101,57 @@ TEST_F(SubscriberTest, UndecodableMessageIsParkedAndTheRestApplied) {
   EXPECT_NE(parked[0].reason.find("undecodable"), std::string::npos);
 }
 
+// Fails the first `failures` calls with `code`, then counts like CountingProjection.
+class FlakyProjection final : public Projection {
+ public:
+  FlakyProjection(absl::StatusCode code, int failures) : code_(code), failures_(failures) {}
+  absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn& txn) override {
+    if (failures_-- > 0) return absl::Status(code_, "flaky");
+    return counting_.Apply(e, txn);
+  }
+
+ private:
+  absl::StatusCode code_;
+  int failures_;
+  CountingProjection counting_;
+};
+
+TEST_F(SubscriberTest, TransientProjectionFailureRetriesTheBatchInsteadOfParking) {
+  FlakyProjection flaky(absl::StatusCode::kUnavailable, 1);
+  int parked = 0;
+  SubscriberOptions options;
+  options.dead_letter_sink = [&](const std::vector<DeadLetter>& l) {
+    parked += static_cast<int>(l.size());
+    return absl::OkStatus();
+  };
+  Subscriber subscriber(*db_, flaky, options);
+  const std::vector<ConsumedMessage> batch = {Message("a", 1, 0), Message("b", 1, 1)};
+  EXPECT_EQ(subscriber.ApplyBatch(batch).code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(subscriber.StoredOffset("crm.leads.v1", 0)->has_value());
+  ASSERT_TRUE(subscriber.ApplyBatch(batch).ok());  // the redelivery
+  EXPECT_EQ(Count("cus-a"), "1");
+  EXPECT_EQ(Count("cus-b"), "1");
+  EXPECT_EQ(parked, 0);
+}
+
+TEST_F(SubscriberTest, PermanentProjectionFailureParksTheEventAndGoesOn) {
+  FlakyProjection bad(absl::StatusCode::kFailedPrecondition, 1);
+  int parked = 0;
+  SubscriberOptions options;
+  options.dead_letter_sink = [&](const std::vector<DeadLetter>& l) {
+    parked += static_cast<int>(l.size());
+    return absl::OkStatus();
+  };
+  Subscriber subscriber(*db_, bad, options);
+  ASSERT_TRUE(subscriber.ApplyBatch({Message("a", 1, 0), Message("b", 1, 1)}).ok());
+  EXPECT_EQ(parked, 1);
+  EXPECT_EQ(Count("cus-a"), "0");
+  EXPECT_EQ(Count("cus-b"), "1");
+  // Redelivered, the parked event is not tried again.
+  ASSERT_TRUE(subscriber.ApplyBatch({Message("a", 1, 2)}).ok());
+  EXPECT_EQ(Count("cus-a"), "0");
+}
+
 TEST_F(SubscriberTest, BatchDoesNotCommitWhenItsDeadLettersCannotBeStored) {
   SubscriberOptions options;
   options.dead_letter_sink = [](const std::vector<DeadLetter>&) {
