@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs crm_flow.py against a fresh stack (embedded broker and the four
+# services on free loopback ports). Usage: run_flow_test.sh BUILD_DIR
+set -euo pipefail
+BUILD="$(cd "$1" && pwd)"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+"$BUILD/tools/crm-broker" --address-file="$WORK/broker" >"$WORK/broker.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [[ -s "$WORK/broker" ]] && break; sleep 0.1; done
+BROKERS="$(cat "$WORK/broker")"
+
+declare -A PORT
+for svc in leads sales service-desk analytics; do
+  PORT[$svc]="$(free_port)"
+  "$BUILD/services/$svc/crm-$svc" --listen="127.0.0.1:${PORT[$svc]}" \
+    --data-dir="$WORK/$svc" --brokers="$BROKERS" >"$WORK/$svc.log" 2>&1 &
+  PIDS+=($!)
+done
+for svc in leads sales service-desk analytics; do
+  for _ in $(seq 100); do
+    "$BUILD/tools/crmctl" health "127.0.0.1:${PORT[$svc]}" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+done
+
+if ! CRM_LEADS="127.0.0.1:${PORT[leads]}" CRM_SALES="127.0.0.1:${PORT[sales]}" \
+  CRM_SERVICE_DESK="127.0.0.1:${PORT[service-desk]}" CRM_ANALYTICS="127.0.0.1:${PORT[analytics]}" \
+  /usr/bin/python3 "$HERE/crm_flow.py"; then
+  for f in "$WORK"/*.log; do echo "--- $f"; tail -20 "$f"; done
+  exit 1
+fi
