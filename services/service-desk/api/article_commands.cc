@@ -1,0 +1,152 @@
+#include "services/service-desk/api/article_commands.h"
+
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "libs/common/ids.h"
+#include "libs/common/status_macros.h"
+#include "services/service-desk/domain/article_search.h"
+#include "services/service-desk/domain/validation.h"
+
+namespace crm::service_desk {
+namespace {
+
+constexpr size_t kMaxQuery = 500;
+constexpr int32_t kDefaultSearchPage = 10;
+constexpr int32_t kMaxSearchPage = 100;
+constexpr size_t kMaxQueryTerms = 20;
+
+std::vector<std::string> ToVector(const google::protobuf::RepeatedPtrField<std::string>& tags) {
+  return {tags.begin(), tags.end()};
+}
+
+}  // namespace
+
+absl::StatusOr<crm::v1::Article> ArticleCommands::Execute(const std::string& request_key,
+                                                          const std::string& article_id,
+                                                          int64_t expected_version,
+                                                          EventContext ctx,
+                                                          const ArticleCommand& command) {
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  crm::v1::Article article;
+  if (earlier.has_value()) {
+    if (!article.ParseFromString(*earlier)) return absl::DataLossError("corrupt stored response");
+    return article;
+  }
+  const std::string stream = ArticleStream(article_id);
+  auto guard = locks_.Lock({stream});
+  CRM_ASSIGN_OR_RETURN(auto loaded, store_.LoadArticle(article_id));
+  const int64_t version = loaded ? loaded->version : EventStore::kNoStream;
+  if (expected_version != 0 && expected_version != version) {
+    return absl::AbortedError(absl::StrCat("article ", article_id, " is at version ", version,
+                                           ", not ", expected_version));
+  }
+  std::optional<crm::v1::Article> before;
+  if (loaded) before = std::move(loaded->state);
+  CRM_ASSIGN_OR_RETURN(auto events, Decide(before, command));
+
+  ctx.occurred_at = clock_();
+  article = before.value_or(crm::v1::Article());
+  AppendRequest append;
+  append.stream = stream;
+  append.expected_version = version;
+  for (const auto& event : events) {
+    Apply(article, event, ctx.occurred_at);
+    // Articles belong to no customer: the envelope's partition key is empty.
+    std::visit(
+        [&](const auto& payload) { append.events.push_back(MakeEnvelope(payload, "", ctx)); },
+        event);
+  }
+  if (!events.empty()) append.projection_writes = store_.ArticleWrites(before, article);
+  append.state = article.SerializeAsString();
+  append.request_key = request_key;
+  append.response = append.state;
+  CRM_ASSIGN_OR_RETURN(auto result, store_.events().Append(std::move(append)));
+  if (result.replayed && !article.ParseFromString(result.response)) {
+    return absl::DataLossError("corrupt stored response");
+  }
+  return article;
+}
+
+absl::StatusOr<crm::v1::Article> ArticleCommands::CreateArticle(
+    const crm::v1::CreateArticleRequest& r, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(r.request_id()));
+  CRM_ASSIGN_OR_RETURN(
+      auto content, NormalizeArticleContent(r.title(), r.body(), ToVector(r.tags()), r.product()));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  const std::string id = NewId("art");
+  return Execute(absl::StrCat("CreateArticle/", r.request_id()), id, 0, ctx,
+                 service_desk::CreateArticle{id, ctx.actor, std::move(content)});
+}
+
+absl::StatusOr<crm::v1::Article> ArticleCommands::UpdateArticle(
+    const crm::v1::UpdateArticleRequest& r, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(r.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("article_id", r.article_id()));
+  CRM_RETURN_IF_ERROR(CheckExpectedVersion(r.expected_version()));
+  CRM_ASSIGN_OR_RETURN(
+      auto content, NormalizeArticleContent(r.title(), r.body(), ToVector(r.tags()), r.product()));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(absl::StrCat("UpdateArticle/", r.request_id()), r.article_id(),
+                 r.expected_version(), ctx, ReviseArticle{std::move(content)});
+}
+
+absl::StatusOr<crm::v1::Article> ArticleCommands::PublishArticle(
+    const crm::v1::PublishArticleRequest& r, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(r.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("article_id", r.article_id()));
+  CRM_RETURN_IF_ERROR(CheckExpectedVersion(r.expected_version()));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(absl::StrCat("PublishArticle/", r.request_id()), r.article_id(),
+                 r.expected_version(), ctx, service_desk::PublishArticle{});
+}
+
+absl::StatusOr<crm::v1::Article> ArticleCommands::UnpublishArticle(
+    const crm::v1::UnpublishArticleRequest& r, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(r.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("article_id", r.article_id()));
+  CRM_RETURN_IF_ERROR(CheckExpectedVersion(r.expected_version()));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(absl::StrCat("UnpublishArticle/", r.request_id()), r.article_id(),
+                 r.expected_version(), ctx, service_desk::UnpublishArticle{});
+}
+
+absl::StatusOr<crm::v1::Article> ArticleCommands::GetArticle(
+    const crm::v1::GetArticleRequest& r) const {
+  CRM_RETURN_IF_ERROR(CheckId("article_id", r.article_id()));
+  return store_.GetArticle(r.article_id());
+}
+
+absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
+    const crm::v1::SearchArticlesRequest& r) const {
+  CRM_RETURN_IF_ERROR(CheckText("query", r.query(), kMaxQuery));
+  CRM_ASSIGN_OR_RETURN(auto tags, NormalizeTags(ToVector(r.tags()), "tags"));
+  CRM_RETURN_IF_ERROR(CheckText("product", r.product(), 100));
+  if (r.page().page_size() < 0) return InvalidField("page.page_size", "negative");
+  if (r.page().page_size() > kMaxSearchPage) {
+    return InvalidField("page.page_size", absl::StrCat("at most ", kMaxSearchPage));
+  }
+  const size_t page_size = r.page().page_size() > 0 ? r.page().page_size() : kDefaultSearchPage;
+  size_t offset = 0;
+  if (!r.page().page_token().empty() && !absl::SimpleAtoi(r.page().page_token(), &offset)) {
+    return InvalidField("page.page_token", "malformed");
+  }
+  auto words = QueryTerms(r.query());
+  if (words.size() > kMaxQueryTerms) {
+    return InvalidField("query", absl::StrCat("more than ", kMaxQueryTerms, " words"));
+  }
+  crm::v1::SearchArticlesResponse response;
+  // A query of stop words only matches nothing rather than everything.
+  if (words.empty() && !r.query().empty() && tags.empty() && r.product().empty()) return response;
+
+  CRM_ASSIGN_OR_RETURN(auto hits, store_.SearchArticles(words, tags, r.product()));
+  for (size_t i = offset; i < hits.size() && i < offset + page_size; ++i) {
+    *response.add_hits() = std::move(hits[i]);
+  }
+  if (offset + page_size < hits.size())
+    response.set_next_page_token(absl::StrCat(offset + page_size));
+  return response;
+}
+
+}  // namespace crm::service_desk

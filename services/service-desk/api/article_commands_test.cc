@@ -1,0 +1,172 @@
+#include "services/service-desk/api/article_commands.h"
+
+#include <set>
+
+#include "gtest/gtest.h"
+#include "libs/common/testing/temp_dir.h"
+
+namespace crm::service_desk {
+namespace {
+
+class ArticleCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(*DeskStore::Open(dir_.Sub("desk")));
+    articles_ = std::make_unique<ArticleCommands>(*store_, [this] { return now_; });
+  }
+  EventContext Ctx() { return {"crm/service-desk", "agent:kb", "", "", absl::Now()}; }
+
+  std::string Create(const std::string& title, const std::string& body,
+                     std::vector<std::string> tags = {}, const std::string& product = "",
+                     bool publish = true) {
+    crm::v1::CreateArticleRequest r;
+    r.set_request_id("create-" + title);
+    r.set_title(title);
+    r.set_body(body);
+    for (auto& t : tags) r.add_tags(t);
+    r.set_product(product);
+    auto a = articles_->CreateArticle(r, Ctx());
+    EXPECT_TRUE(a.ok()) << a.status();
+    if (a.ok() && publish) Publish(a->article_id());
+    now_ += absl::Seconds(1);
+    return a.ok() ? a->article_id() : "";
+  }
+  void Publish(const std::string& id) {
+    crm::v1::PublishArticleRequest r;
+    r.set_request_id("publish-" + id + std::to_string(++n_));
+    r.set_article_id(id);
+    ASSERT_TRUE(articles_->PublishArticle(r, Ctx()).ok());
+  }
+  std::vector<std::string> Search(const std::string& query, std::vector<std::string> tags = {},
+                                  const std::string& product = "") {
+    crm::v1::SearchArticlesRequest r;
+    r.set_query(query);
+    for (auto& t : tags) r.add_tags(t);
+    r.set_product(product);
+    auto found = articles_->SearchArticles(r);
+    EXPECT_TRUE(found.ok()) << found.status();
+    std::vector<std::string> ids;
+    if (found.ok()) {
+      for (const auto& h : found->hits()) ids.push_back(h.article().article_id());
+    }
+    return ids;
+  }
+
+  crm::testing::TempDir dir_;
+  absl::Time now_ = absl::FromUnixSeconds(1704099600);
+  int n_ = 0;
+  std::unique_ptr<DeskStore> store_;
+  std::unique_ptr<ArticleCommands> articles_;
+};
+
+TEST_F(ArticleCommandsTest, PublishedArticlesAreFoundBestFirst) {
+  const auto body_only = Create("Paper jams", "If the printer shows an error, reset it.");
+  const auto title = Create("Reset the printer", "Hold the power button for ten seconds.");
+  const auto draft = Create("Printer reset for experts", "Use the service menu.", {}, "", false);
+  const auto unrelated = Create("Invoices", "Download them from the portal.");
+  EXPECT_EQ(Search("printer reset"), (std::vector<std::string>{title, body_only}));
+  EXPECT_EQ(Search("invoice"), (std::vector<std::string>{unrelated}));
+  EXPECT_TRUE(Search("nothing matches this").empty());
+  EXPECT_TRUE(Search("the and of").empty()) << "stop words alone match nothing";
+
+  crm::v1::SearchArticlesRequest r;
+  r.set_query("reset printer");
+  auto found = articles_->SearchArticles(r);
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->hits(0).matched_terms_size(), 2);
+  EXPECT_GT(found->hits(0).score(), found->hits(1).score());
+  EXPECT_TRUE(Search("expert").empty()) << draft << " is a draft";
+}
+
+TEST_F(ArticleCommandsTest, TagsAndProductNarrowTheResults) {
+  const auto a = Create("Toner low", "Replace the toner.", {"Printer", "consumables"}, "printer-x");
+  const auto b = Create("Toner smudges", "Clean the drum and toner.", {"printer"}, "printer-y");
+  const auto c = Create("Scanner lines", "Clean the glass.", {"scanner"}, "scanner-z");
+  EXPECT_EQ(Search("toner", {"consumables"}), (std::vector<std::string>{a}));
+  EXPECT_EQ(Search("toner", {}, "PRINTER-Y"), (std::vector<std::string>{b}));
+  // Tags alone: every article with them, most recently published first.
+  EXPECT_EQ(Search("", {"printer"}), (std::vector<std::string>{b, a}));
+  EXPECT_EQ(Search("", {"printer", "consumables"}), (std::vector<std::string>{a}));
+  EXPECT_EQ(Search(""), (std::vector<std::string>{c, b, a}));
+  EXPECT_EQ(Search("consumables"), (std::vector<std::string>{a})) << "tag words are searchable";
+}
+
+TEST_F(ArticleCommandsTest, RevisionReindexesAndUnpublishingHides) {
+  const auto id = Create("Printer offline", "Check the cable.");
+  crm::v1::UpdateArticleRequest u;
+  u.set_request_id("u1");
+  u.set_article_id(id);
+  u.set_title("Scanner offline");
+  u.set_body("Check the cable.");
+  auto revised = articles_->UpdateArticle(u, Ctx());
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  EXPECT_TRUE(Search("printer").empty());
+  EXPECT_EQ(Search("scanner"), (std::vector<std::string>{id}));
+  EXPECT_EQ(Search("cable"), (std::vector<std::string>{id}));
+
+  crm::v1::UnpublishArticleRequest un;
+  un.set_request_id("un1");
+  un.set_article_id(id);
+  ASSERT_TRUE(articles_->UnpublishArticle(un, Ctx()).ok());
+  EXPECT_TRUE(Search("scanner").empty());
+  EXPECT_TRUE(Search("").empty());
+  Publish(id);
+  EXPECT_EQ(Search("scanner"), (std::vector<std::string>{id}));
+}
+
+TEST_F(ArticleCommandsTest, RetriesVersionsAndBadInput) {
+  crm::v1::CreateArticleRequest r;
+  r.set_request_id("c1");
+  r.set_title("Title");
+  r.set_body("Body");
+  auto first = articles_->CreateArticle(r, Ctx());
+  auto retry = articles_->CreateArticle(r, Ctx());
+  ASSERT_TRUE(first.ok() && retry.ok());
+  EXPECT_EQ(first->article_id(), retry->article_id());
+  EXPECT_EQ(store_->events().LogSize(), 1u);
+  auto events = *store_->events().ReadStream(ArticleStream(first->article_id()));
+  EXPECT_EQ(events[0].customer_id(), "");
+  EXPECT_EQ(events[0].type(), "ArticleCreated");
+
+  crm::v1::PublishArticleRequest p;
+  p.set_request_id("p1");
+  p.set_article_id(first->article_id());
+  p.set_expected_version(7);
+  EXPECT_EQ(articles_->PublishArticle(p, Ctx()).status().code(), absl::StatusCode::kAborted);
+  p.set_expected_version(1);
+  EXPECT_TRUE(articles_->PublishArticle(p, Ctx()).ok());
+  p.set_request_id("p2");
+  p.set_expected_version(0);
+  EXPECT_EQ(articles_->PublishArticle(p, Ctx()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  r.set_request_id("c2");
+  r.clear_title();
+  EXPECT_EQ(articles_->CreateArticle(r, Ctx()).status().message(), "title: required");
+  crm::v1::GetArticleRequest g;
+  g.set_article_id("art_missing");
+  EXPECT_EQ(articles_->GetArticle(g).status().code(), absl::StatusCode::kNotFound);
+  crm::v1::SearchArticlesRequest s;
+  s.mutable_page()->set_page_size(101);
+  EXPECT_EQ(articles_->SearchArticles(s).status().message().substr(0, 15), "page.page_size:");
+}
+
+TEST_F(ArticleCommandsTest, SearchPages) {
+  for (int i = 0; i < 5; ++i) Create("Router " + std::to_string(i), "router setup");
+  crm::v1::SearchArticlesRequest r;
+  r.set_query("router");
+  r.mutable_page()->set_page_size(2);
+  std::vector<std::string> all;
+  for (int page = 0; page < 5; ++page) {
+    auto found = articles_->SearchArticles(r);
+    ASSERT_TRUE(found.ok()) << found.status();
+    for (const auto& h : found->hits()) all.push_back(h.article().article_id());
+    if (found->next_page_token().empty()) break;
+    r.mutable_page()->set_page_token(found->next_page_token());
+  }
+  EXPECT_EQ(all.size(), 5u);
+  EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), 5u);
+}
+
+}  // namespace
+}  // namespace crm::service_desk

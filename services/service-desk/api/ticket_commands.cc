@@ -1,0 +1,406 @@
+#include "services/service-desk/api/ticket_commands.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/ids.h"
+#include "libs/common/log.h"
+#include "libs/common/status_macros.h"
+#include "services/service-desk/domain/customer.h"
+#include "services/service-desk/domain/ticket_requests.h"
+
+namespace crm::service_desk {
+namespace {
+
+// Conversation entries an event adds, if any.
+std::optional<crm::v1::TicketMessage> MessageOf(const TicketEvent& event, absl::Time now) {
+  crm::v1::TicketMessage m;
+  if (const auto* reply = std::get_if<crm::v1::TicketReplied>(&event)) {
+    m.set_message_id(reply->message_id());
+    m.set_author_id(reply->author_id());
+    m.set_author_type(reply->author_type());
+    m.set_body(reply->body());
+  } else if (const auto* note = std::get_if<crm::v1::TicketNoteAdded>(&event)) {
+    m.set_message_id(note->message_id());
+    m.set_author_id(note->author_id());
+    m.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
+    m.set_body(note->body());
+    m.set_internal(true);
+  } else {
+    return std::nullopt;
+  }
+  *m.mutable_created_at() = ToProtoTimestamp(now);
+  return m;
+}
+
+std::string Key(absl::string_view command, absl::string_view request_id) {
+  return absl::StrCat(command, "/", request_id);
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<crm::v1::Ticket>> TicketCommands::Replayed(
+    const std::string& request_key) const {
+  if (request_key.empty()) return std::nullopt;
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (!earlier.has_value()) return std::nullopt;
+  crm::v1::Ticket ticket;
+  if (!ticket.ParseFromString(*earlier)) return absl::DataLossError("corrupt stored response");
+  return ticket;
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::Execute(const std::string& request_key,
+                                                        const std::string& ticket_id,
+                                                        int64_t expected_version, EventContext ctx,
+                                                        const Prepare& prepare) {
+  // A retry is answered from the first result without taking locks.
+  CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(request_key));
+  if (earlier.has_value()) return *earlier;
+  const std::string stream = TicketStream(ticket_id);
+  auto guard = ticket_locks_.Lock({stream});
+  return ExecuteLocked(request_key, ticket_id, expected_version, std::move(ctx), prepare);
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
+    const std::string& request_key, const std::string& ticket_id, int64_t expected_version,
+    EventContext ctx, const Prepare& prepare, int* appended) {
+  CRM_ASSIGN_OR_RETURN(auto loaded, store_.LoadTicket(ticket_id));
+  const int64_t version = loaded ? loaded->version : EventStore::kNoStream;
+  if (expected_version != 0 && expected_version != version) {
+    return absl::AbortedError(
+        absl::StrCat("ticket ", ticket_id, " is at version ", version, ", not ", expected_version));
+  }
+  std::optional<crm::v1::Ticket> before;
+  if (loaded) before = std::move(loaded->state);
+
+  const absl::Time now = clock_();
+  ctx.occurred_at = now;
+  CRM_ASSIGN_OR_RETURN(Prepared prepared, prepare(before, now));
+  CRM_ASSIGN_OR_RETURN(auto events, Decide(before, prepared.command, settings_.sla()));
+  if (events.empty() && request_key.empty()) {
+    if (!before) return absl::NotFoundError(absl::StrCat("ticket ", ticket_id, " not found"));
+    return *before;
+  }
+
+  crm::v1::Ticket after = before.value_or(crm::v1::Ticket());
+  AppendRequest append;
+  append.stream = TicketStream(ticket_id);
+  append.expected_version = version;
+  std::vector<std::pair<int64_t, crm::v1::TicketMessage>> messages;
+  for (const auto& event : events) {
+    Apply(after, event, now);
+    std::visit(
+        [&](const auto& payload) {
+          append.events.push_back(MakeEnvelope(payload, after.customer_id(), ctx));
+        },
+        event);
+    if (auto m = MessageOf(event, now)) messages.emplace_back(after.version(), *std::move(m));
+  }
+  append.projection_writes = store_.TicketWrites(before, after, messages);
+  for (auto& w : prepared.writes) append.projection_writes.push_back(std::move(w));
+  append.state = after.SerializeAsString();
+  append.request_key = request_key;
+  append.response = append.state;
+
+  CRM_ASSIGN_OR_RETURN(auto result, store_.events().Append(std::move(append)));
+  if (result.replayed && !after.ParseFromString(result.response)) {
+    return absl::DataLossError("corrupt stored response");
+  }
+  if (appended != nullptr && !result.replayed) {
+    *appended = static_cast<int>(result.last_version - result.first_version + 1);
+  }
+  return after;
+}
+
+absl::StatusOr<std::pair<std::string, std::vector<ProjectionWrite>>> TicketCommands::PickFor(
+    const crm::v1::Team& team, const std::string& except) const {
+  crm::v1::Team candidates = team;
+  if (!except.empty() && team.agent_ids_size() > 1) {
+    auto* ids = candidates.mutable_agent_ids();
+    ids->erase(std::remove(ids->begin(), ids->end(), except), ids->end());
+  }
+  CRM_ASSIGN_OR_RETURN(const std::string last, store_.LastPicked(team.team_id()));
+  AgentLoad load;
+  if (team.strategy() == crm::v1::ASSIGNMENT_STRATEGY_LEAST_LOADED) {
+    CRM_ASSIGN_OR_RETURN(load, store_.LoadOf(candidates));
+  }
+  std::string agent = PickAgent(candidates, last, load);
+  std::vector<ProjectionWrite> writes;
+  if (!agent.empty()) writes.push_back(DeskStore::PickedWrite(team.team_id(), agent));
+  return std::make_pair(std::move(agent), std::move(writes));
+}
+
+absl::Status TicketCommands::CheckPublishedArticle(absl::string_view field,
+                                                   const std::string& article_id) const {
+  auto article = store_.GetArticle(article_id);
+  if (absl::IsNotFound(article.status())) {
+    return absl::NotFoundError(absl::StrCat(field, ": article ", article_id, " not found"));
+  }
+  if (!article.ok()) return article.status();
+  if (!article->published()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, ": article ", article_id, " is not published"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::OpenTicket(const crm::v1::OpenTicketRequest& raw,
+                                                           EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenTicketRequest(raw));
+  const std::string key = Key("OpenTicket", request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
+  if (earlier.has_value()) return *earlier;
+
+  CRM_ASSIGN_OR_RETURN(auto customer, store_.CustomerContextOf(request.customer_id()));
+  FillWarranties(customer, settings_);
+  const bool known = customer.known();
+  if (!known && settings_.reject_unknown_customers()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "customer_id: customer ", request.customer_id(), " is not known to the service desk"));
+  }
+  const crm::v1::Team* team =
+      settings_.Route(request.category(), request.product(), request.priority());
+  auto team_guard = team_locks_.Lock({team ? absl::string_view(team->team_id()) : ""});
+  if (ctx.correlation_id.empty()) ctx.correlation_id = request.request_id();
+  if (ctx.causation_id.empty()) ctx.causation_id = request.request_id();
+  const std::string ticket_id = NewId("tkt");
+  return Execute(
+      key, ticket_id, 0, ctx,
+      [&](const std::optional<crm::v1::Ticket>&, absl::Time now) -> absl::StatusOr<Prepared> {
+        service_desk::OpenTicket open;
+        open.request = request;
+        open.ticket_id = ticket_id;
+        open.known_customer = known;
+        open.warranty_ends_at = WarrantyEndFor(customer, request.product(), now);
+        open.now = now;
+        std::vector<ProjectionWrite> writes;
+        if (team != nullptr) {
+          CRM_ASSIGN_OR_RETURN(auto picked, PickFor(*team, ""));
+          open.team_id = team->team_id();
+          open.assignee_id = picked.first;
+          open.strategy = team->strategy();
+          writes = std::move(picked.second);
+        }
+        return Prepared{std::move(open), std::move(writes)};
+      });
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::AssignTicket(const crm::v1::AssignTicketRequest& r,
+                                                             EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateAssignTicket(r));
+  const std::string key = Key("AssignTicket", r.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
+  if (earlier.has_value()) return *earlier;
+
+  const crm::v1::Team* team = nullptr;
+  if (!r.team_id().empty()) {
+    team = settings_.FindTeam(r.team_id());
+    if (team == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("team_id: unknown team ", r.team_id()));
+    }
+    if (!r.assignee_id().empty() && std::find(team->agent_ids().begin(), team->agent_ids().end(),
+                                              r.assignee_id()) == team->agent_ids().end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("assignee_id: ", r.assignee_id(), " is not an agent of team ", r.team_id()));
+    }
+  } else {
+    team = settings_.TeamOfAgent(r.assignee_id());
+    if (team == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("assignee_id: unknown agent ", r.assignee_id()));
+    }
+  }
+  auto team_guard = team_locks_.Lock({team->team_id()});
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(
+      key, r.ticket_id(), r.expected_version(), ctx,
+      [&](const std::optional<crm::v1::Ticket>& state, absl::Time now) -> absl::StatusOr<Prepared> {
+        service_desk::AssignTicket assign;
+        assign.team_id = team->team_id();
+        assign.assignee_id = r.assignee_id();
+        assign.now = now;
+        std::vector<ProjectionWrite> writes;
+        if (assign.assignee_id.empty() && state.has_value()) {
+          CRM_ASSIGN_OR_RETURN(auto picked, PickFor(*team, state->assignee_id()));
+          assign.assignee_id = picked.first;
+          assign.strategy = team->strategy();
+          writes = std::move(picked.second);
+        }
+        return Prepared{std::move(assign), std::move(writes)};
+      });
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::ReplyToTicket(
+    const crm::v1::ReplyToTicketRequest& r, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateReplyToTicket(r));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  const std::string author = ctx.actor;
+  return Execute(
+      Key("ReplyToTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+      [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+        return Prepared{
+            service_desk::ReplyToTicket{NewId("msg"), author, r.author_type(), r.body(), now}, {}};
+      });
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::AddInternalNote(
+    const crm::v1::AddInternalNoteRequest& r, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateAddInternalNote(r));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  const std::string author = ctx.actor;
+  return Execute(
+      Key("AddInternalNote", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+      [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+        return Prepared{service_desk::AddInternalNote{NewId("msg"), author, r.body(), now}, {}};
+      });
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::MarkTicketPending(
+    const crm::v1::MarkTicketPendingRequest& r, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateMarkTicketPending(r));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(Key("MarkTicketPending", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+                 [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+                   return Prepared{service_desk::MarkTicketPending{now}, {}};
+                 });
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::ResolveTicket(
+    const crm::v1::ResolveTicketRequest& r, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateResolveTicket(r));
+  const std::string key = Key("ResolveTicket", r.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
+  if (earlier.has_value()) return *earlier;
+  if (!r.solution_article_id().empty()) {
+    CRM_RETURN_IF_ERROR(CheckPublishedArticle("solution_article_id", r.solution_article_id()));
+  }
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(
+      key, r.ticket_id(), r.expected_version(), ctx,
+      [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+        return Prepared{
+            service_desk::ResolveTicket{r.resolution_note(), r.solution_article_id(), now}, {}};
+      });
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::CloseTicket(const crm::v1::CloseTicketRequest& r,
+                                                            EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateCloseTicket(r));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(Key("CloseTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+                 [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+                   return Prepared{service_desk::CloseTicket{now}, {}};
+                 });
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::ReopenTicket(const crm::v1::ReopenTicketRequest& r,
+                                                             EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateReopenTicket(r));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(Key("ReopenTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+                 [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+                   return Prepared{service_desk::ReopenTicket{r.reason(), now}, {}};
+                 });
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::LinkSolutionArticle(
+    const crm::v1::LinkSolutionArticleRequest& r, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateLinkSolutionArticle(r));
+  const std::string key = Key("LinkSolutionArticle", r.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
+  if (earlier.has_value()) return *earlier;
+  CRM_RETURN_IF_ERROR(CheckPublishedArticle("article_id", r.article_id()));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(key, r.ticket_id(), r.expected_version(), ctx,
+                 [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+                   return Prepared{service_desk::LinkSolutionArticle{r.article_id(), now}, {}};
+                 });
+}
+
+absl::StatusOr<crm::v1::Ticket> TicketCommands::SubmitCsat(const crm::v1::SubmitCsatRequest& r,
+                                                           EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateSubmitCsat(r));
+  if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  return Execute(Key("SubmitCsat", r.request_id()), r.ticket_id(), 0, ctx,
+                 [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+                   service_desk::SubmitCsat csat;
+                   csat.score = r.score();
+                   csat.comment = r.comment();
+                   if (r.has_nps()) csat.nps = r.nps();
+                   csat.now = now;
+                   return Prepared{std::move(csat), {}};
+                 });
+}
+
+absl::StatusOr<crm::v1::TicketDetails> TicketCommands::GetTicket(
+    const crm::v1::GetTicketRequest& r) const {
+  if (r.ticket_id().empty()) return absl::InvalidArgumentError("ticket_id: required");
+  if (r.ticket_id().size() > 64) return absl::InvalidArgumentError("ticket_id: too long");
+  crm::v1::TicketDetails details;
+  CRM_ASSIGN_OR_RETURN(*details.mutable_ticket(), store_.GetTicket(r.ticket_id()));
+  CRM_ASSIGN_OR_RETURN(*details.mutable_customer(),
+                       store_.CustomerContextOf(details.ticket().customer_id()));
+  FillWarranties(*details.mutable_customer(), settings_);
+  CRM_ASSIGN_OR_RETURN(auto messages, store_.Messages(r.ticket_id()));
+  for (auto& m : messages) *details.add_messages() = std::move(m);
+  return details;
+}
+
+absl::StatusOr<crm::v1::ListTicketsResponse> TicketCommands::ListTickets(
+    const crm::v1::ListTicketsRequest& r) const {
+  CRM_RETURN_IF_ERROR(ValidateListTickets(r));
+  CRM_ASSIGN_OR_RETURN(auto page, store_.ListTickets(r));
+  crm::v1::ListTicketsResponse response;
+  for (auto& t : page.tickets) *response.add_tickets() = std::move(t);
+  response.set_next_page_token(page.next_page_token);
+  return response;
+}
+
+absl::StatusOr<int> TicketCommands::RunDueTimers() {
+  constexpr size_t kBatch = 1000;
+  const absl::Time now = clock_();
+  CRM_ASSIGN_OR_RETURN(auto due, store_.DueTimers(now, kBatch));
+  int appended = 0;
+  absl::Status first_error;
+  for (const auto& timer : due) {
+    auto guard = ticket_locks_.Lock({TicketStream(timer.ticket_id)});
+    EventContext ctx;
+    ctx.source = "crm/service-desk";
+    ctx.actor = "system:timer";
+    ctx.correlation_id = absl::StrCat("timer/", timer.ticket_id);
+    int events = 0;
+    auto ticket = ExecuteLocked(
+        "", timer.ticket_id, 0, ctx,
+        [&](const std::optional<crm::v1::Ticket>& state,
+            absl::Time at) -> absl::StatusOr<Prepared> {
+          CheckTimers check{at, ""};
+          if (state.has_value()) {
+            if (const auto* team = settings_.FindTeam(state->team_id())) {
+              check.team_lead_id = team->lead_id();
+            }
+          }
+          return Prepared{check, {}};
+        },
+        &events);
+    if (absl::IsNotFound(ticket.status())) {
+      CRM_RETURN_IF_ERROR(store_.DropTimer(timer));  // nothing left to visit
+      continue;
+    }
+    if (!ticket.ok()) {
+      log::Warn("timer visit failed",
+                {{"ticket_id", timer.ticket_id}, {"error", ticket.status().ToString()}});
+      if (first_error.ok()) first_error = ticket.status();
+      continue;
+    }
+    appended += events;
+    // The entry is spent unless it is still the ticket's next visit.
+    const bool current = ticket->has_next_sla_check_at() &&
+                         DeskStore::TimerKey(FromProtoTimestamp(ticket->next_sla_check_at()),
+                                             ticket->ticket_id()) == timer.key;
+    if (!current) CRM_RETURN_IF_ERROR(store_.DropTimer(timer));
+  }
+  if (!first_error.ok()) return first_error;
+  return appended;
+}
+
+}  // namespace crm::service_desk

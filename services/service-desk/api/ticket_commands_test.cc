@@ -1,0 +1,571 @@
+#include "services/service-desk/api/ticket_commands.h"
+
+#include "crm/v1/leads.pb.h"
+#include "crm/v1/sales.pb.h"
+#include "gtest/gtest.h"
+#include "libs/common/ids.h"
+#include "libs/common/subscriber.h"
+#include "libs/common/testing/temp_dir.h"
+#include "services/service-desk/api/article_commands.h"
+#include "services/service-desk/store/customer_projection.h"
+
+namespace crm::service_desk {
+namespace {
+
+// January 2024: Monday the 1st, Friday the 5th, Monday the 8th.
+absl::Time Utc(int day, int hour, int minute = 0) {
+  return absl::FromCivil(absl::CivilMinute(2024, 1, day, hour, minute), absl::UTCTimeZone());
+}
+absl::Time At(const google::protobuf::Timestamp& ts) { return FromProtoTimestamp(ts); }
+
+constexpr char kSettings[] = R"pb(
+  calendar {
+    hours { weekday: 1 start_minute: 540 end_minute: 1020 }
+    hours { weekday: 2 start_minute: 540 end_minute: 1020 }
+    hours { weekday: 3 start_minute: 540 end_minute: 1020 }
+    hours { weekday: 4 start_minute: 540 end_minute: 1020 }
+    hours { weekday: 5 start_minute: 540 end_minute: 1020 }
+  }
+  sla_policies {
+    priority: TICKET_PRIORITY_NORMAL
+    first_response_minutes: 60
+    resolution_minutes: 480
+    warning_minutes: 15
+  }
+  sla_policies {
+    priority: TICKET_PRIORITY_URGENT
+    first_response_minutes: 15
+    resolution_minutes: 120
+    warning_minutes: 5
+  }
+  teams { team_id: "hardware" lead_id: "lead:hal" agent_ids: "ann" agent_ids: "bob" }
+  teams {
+    team_id: "billing"
+    lead_id: "lead:bea"
+    agent_ids: "cid"
+    agent_ids: "dan"
+    strategy: ASSIGNMENT_STRATEGY_LEAST_LOADED
+  }
+  routing_rules { category: "billing" team_id: "billing" }
+  routing_rules { product: "printer-x" team_id: "hardware" }
+  reopen_window_hours: 24
+  warranties { product_id: "printer-x" months: 24 }
+)pb";
+
+DeskSettings Settings(bool reject_unknown = false) {
+  auto config = *DeskSettings::ParseText(kSettings);
+  config.set_reject_unknown_customers(reject_unknown);
+  auto settings = DeskSettings::Create(config);
+  EXPECT_TRUE(settings.ok()) << settings.status();
+  return *settings;
+}
+
+class TicketCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  // (Re)opens the store and the use cases, like a process restart.
+  void Reopen(bool reject_unknown = false) {
+    tickets_.reset();
+    articles_.reset();
+    store_.reset();
+    store_ = std::move(*DeskStore::Open(dir_.Sub("desk")));
+    settings_ = std::make_unique<DeskSettings>(Settings(reject_unknown));
+    tickets_ = std::make_unique<TicketCommands>(*store_, *settings_, [this] { return now_; });
+    articles_ = std::make_unique<ArticleCommands>(*store_, [this] { return now_; });
+  }
+
+  EventContext Ctx(const std::string& actor = "agent:ann") {
+    return {"crm/service-desk", actor, "", "", absl::Now()};
+  }
+
+  crm::v1::Ticket Open(const std::string& request_id, const std::string& customer = "cus_1",
+                       const std::string& product = "printer-x", const std::string& category = "",
+                       crm::v1::TicketPriority priority = crm::v1::TICKET_PRIORITY_NORMAL) {
+    crm::v1::OpenTicketRequest r;
+    r.set_request_id(request_id);
+    r.set_customer_id(customer);
+    r.set_channel(crm::v1::TICKET_CHANNEL_EMAIL);
+    r.set_subject("Printer offline");
+    r.set_description("Blinks twice.");
+    r.set_product(product);
+    r.set_category(category);
+    r.set_priority(priority);
+    auto t = tickets_->OpenTicket(r, Ctx("customer:portal"));
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? *t : crm::v1::Ticket();
+  }
+
+  absl::StatusOr<crm::v1::Ticket> Reply(const std::string& request_id, const std::string& ticket_id,
+                                        crm::v1::AuthorType author, const std::string& body) {
+    crm::v1::ReplyToTicketRequest r;
+    r.set_request_id(request_id);
+    r.set_ticket_id(ticket_id);
+    r.set_author_type(author);
+    r.set_body(body);
+    return tickets_->ReplyToTicket(
+        r, Ctx(author == crm::v1::AUTHOR_TYPE_AGENT ? "agent:ann" : "cus_1"));
+  }
+
+  absl::StatusOr<crm::v1::Ticket> Pending(const std::string& request_id, const std::string& id) {
+    crm::v1::MarkTicketPendingRequest r;
+    r.set_request_id(request_id);
+    r.set_ticket_id(id);
+    return tickets_->MarkTicketPending(r, Ctx());
+  }
+
+  absl::StatusOr<crm::v1::Ticket> Resolve(const std::string& request_id, const std::string& id,
+                                          const std::string& article = "") {
+    crm::v1::ResolveTicketRequest r;
+    r.set_request_id(request_id);
+    r.set_ticket_id(id);
+    r.set_resolution_note("Firmware updated");
+    r.set_solution_article_id(article);
+    return tickets_->ResolveTicket(r, Ctx());
+  }
+
+  absl::StatusOr<crm::v1::Ticket> Csat(const std::string& request_id, const std::string& id,
+                                       int score) {
+    crm::v1::SubmitCsatRequest r;
+    r.set_request_id(request_id);
+    r.set_ticket_id(id);
+    r.set_score(score);
+    r.set_comment("thanks");
+    r.set_nps(9);
+    return tickets_->SubmitCsat(r, Ctx("cus_1"));
+  }
+
+  crm::v1::ListTicketsResponse List(const std::function<void(crm::v1::ListTicketsRequest&)>& f) {
+    crm::v1::ListTicketsRequest r;
+    f(r);
+    auto page = tickets_->ListTickets(r);
+    EXPECT_TRUE(page.ok()) << page.status();
+    return page.ok() ? *page : crm::v1::ListTicketsResponse();
+  }
+
+  std::vector<std::string> Types(const std::string& ticket_id) {
+    std::vector<std::string> types;
+    auto events = store_->events().ReadStream(TicketStream(ticket_id));
+    EXPECT_TRUE(events.ok()) << events.status();
+    for (const auto& e : events.value_or(std::vector<crm::v1::EventEnvelope>{})) {
+      types.push_back(e.type());
+    }
+    return types;
+  }
+
+  int RunTimers(absl::Time at) {
+    now_ = at;
+    auto n = tickets_->RunDueTimers();
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? *n : -1;
+  }
+
+  void LearnCustomer(const std::string& customer_id, const std::string& email) {
+    crm::v1::LeadCaptured lead;
+    lead.set_lead_id("lead_" + customer_id);
+    lead.set_customer_id(customer_id);
+    lead.mutable_contact()->set_email(email);
+    lead.mutable_contact()->set_first_name("Ada");
+    crm::v1::EventEnvelope e;
+    e.set_event_id(NewId("evt"));
+    e.set_stream("lead-" + lead.lead_id());
+    e.set_stream_version(1);
+    e.set_customer_id(customer_id);
+    e.mutable_payload()->PackFrom(lead);
+    CustomerProjection projection;
+    Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
+    ASSERT_TRUE(
+        subscriber.ApplyBatch({{"crm.leads.v1", 0, offset_++, e.SerializeAsString()}}).ok());
+  }
+
+  void Bought(const std::string& customer_id, const std::string& product, absl::Time when) {
+    crm::v1::OrderPlaced order;
+    order.set_order_id("ord_" + std::to_string(offset_));
+    order.set_customer_id(customer_id);
+    order.add_lines()->set_product_id(product);
+    crm::v1::EventEnvelope e;
+    e.set_event_id(NewId("evt"));
+    e.set_stream("order-" + order.order_id());
+    e.set_stream_version(1);
+    e.set_customer_id(customer_id);
+    *e.mutable_occurred_at() = ToProtoTimestamp(when);
+    e.mutable_payload()->PackFrom(order);
+    CustomerProjection projection;
+    Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
+    ASSERT_TRUE(
+        subscriber.ApplyBatch({{"crm.sales.v1", 0, offset_++, e.SerializeAsString()}}).ok());
+  }
+
+  crm::testing::TempDir dir_;
+  absl::Time now_ = Utc(1, 9);
+  int64_t offset_ = 0;
+  std::unique_ptr<DeskStore> store_;
+  std::unique_ptr<DeskSettings> settings_;
+  std::unique_ptr<TicketCommands> tickets_;
+  std::unique_ptr<ArticleCommands> articles_;
+};
+
+TEST_F(TicketCommandsTest, OpenRoutesRoundRobinAndARetryAppendsNothing) {
+  const auto t1 = Open("r1");
+  const auto t2 = Open("r2");
+  const auto t3 = Open("r3");
+  EXPECT_EQ(t1.team_id(), "hardware");
+  EXPECT_EQ(t1.assignee_id(), "ann");
+  EXPECT_EQ(t2.assignee_id(), "bob");
+  EXPECT_EQ(t3.assignee_id(), "ann");
+  EXPECT_EQ(t1.status(), crm::v1::TICKET_STATUS_NEW);
+  EXPECT_EQ(At(t1.first_response().due_at()), Utc(1, 10));
+
+  const uint64_t log = store_->events().LogSize();
+  const auto retry = Open("r1");
+  EXPECT_EQ(retry.ticket_id(), t1.ticket_id());
+  EXPECT_EQ(retry.assignee_id(), "ann");
+  EXPECT_EQ(store_->events().LogSize(), log);
+
+  EXPECT_EQ(Types(t1.ticket_id()), (std::vector<std::string>{"TicketOpened", "TicketAssigned"}));
+  const auto events = *store_->events().ReadStream(TicketStream(t1.ticket_id()));
+  EXPECT_EQ(events[0].customer_id(), "cus_1");
+  EXPECT_EQ(events[0].source(), "crm/service-desk");
+  EXPECT_EQ(events[0].actor(), "customer:portal");
+  EXPECT_EQ(events[0].correlation_id(), "r1");
+  EXPECT_EQ(At(events[0].occurred_at()), Utc(1, 9)) << "the command's time is the clock's";
+}
+
+TEST_F(TicketCommandsTest, LeastLoadedPicksTheAgentWithFewestActiveTickets) {
+  const auto t1 = Open("b1", "cus_1", "", "billing");
+  const auto t2 = Open("b2", "cus_1", "", "billing");
+  const auto t3 = Open("b3", "cus_1", "", "billing");
+  EXPECT_EQ(t1.assignee_id(), "cid");
+  EXPECT_EQ(t2.assignee_id(), "dan");
+  EXPECT_EQ(t3.assignee_id(), "cid");  // tie, next in turn
+  // cid's tickets are done: cid has none active, dan one.
+  ASSERT_TRUE(Resolve("x1", t1.ticket_id()).ok());
+  ASSERT_TRUE(Resolve("x3", t3.ticket_id()).ok());
+  const auto t4 = Open("b4", "cus_1", "", "billing");
+  EXPECT_EQ(t4.assignee_id(), "cid") << "round robin would have picked dan";
+}
+
+TEST_F(TicketCommandsTest, ReassignmentMovesTheTicketBetweenAgents) {
+  const auto t = Open("r1");
+  ASSERT_EQ(t.assignee_id(), "ann");
+  crm::v1::AssignTicketRequest r;
+  r.set_request_id("a1");
+  r.set_ticket_id(t.ticket_id());
+  r.set_assignee_id("bob");
+  auto moved = tickets_->AssignTicket(r, Ctx("lead:hal"));
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->assignee_id(), "bob");
+  EXPECT_EQ(moved->team_id(), "hardware");
+  EXPECT_EQ(List([](auto& l) { l.set_assignee_id("ann"); }).tickets_size(), 0);
+  EXPECT_EQ(List([](auto& l) { l.set_assignee_id("bob"); }).tickets_size(), 1);
+
+  // To a team: its strategy picks.
+  r.set_request_id("a2");
+  r.clear_assignee_id();
+  r.set_team_id("billing");
+  moved = tickets_->AssignTicket(r, Ctx("lead:hal"));
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->team_id(), "billing");
+  EXPECT_EQ(moved->assignee_id(), "cid");
+
+  r.set_request_id("a3");
+  r.set_team_id("hardware");
+  r.set_assignee_id("cid");
+  EXPECT_EQ(tickets_->AssignTicket(r, Ctx()).status().message().substr(0, 12), "assignee_id:");
+  r.clear_team_id();
+  r.set_assignee_id("zed");
+  EXPECT_EQ(tickets_->AssignTicket(r, Ctx()).status().code(), absl::StatusCode::kInvalidArgument);
+  r.set_team_id("nowhere");
+  EXPECT_EQ(tickets_->AssignTicket(r, Ctx()).status().message().substr(0, 8), "team_id:");
+}
+
+TEST_F(TicketCommandsTest, UnknownCustomersAreAcceptedUnlessThePolicySaysOtherwise) {
+  const auto accepted = Open("r1", "cus_stranger");
+  EXPECT_FALSE(accepted.known_customer());
+
+  Reopen(/*reject_unknown=*/true);
+  crm::v1::OpenTicketRequest r;
+  r.set_request_id("r2");
+  r.set_customer_id("cus_ada");
+  r.set_channel(crm::v1::TICKET_CHANNEL_PHONE);
+  r.set_subject("Hello");
+  auto rejected = tickets_->OpenTicket(r, Ctx());
+  EXPECT_EQ(rejected.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(rejected.status().message().substr(0, 12), "customer_id:");
+
+  // The leads topic names the customer: now the ticket opens and the agent
+  // sees who it is.
+  LearnCustomer("cus_ada", "ada@example.com");
+  auto opened = tickets_->OpenTicket(r, Ctx());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_TRUE(opened->known_customer());
+  crm::v1::GetTicketRequest get;
+  get.set_ticket_id(opened->ticket_id());
+  auto details = tickets_->GetTicket(get);
+  ASSERT_TRUE(details.ok()) << details.status();
+  EXPECT_TRUE(details->customer().known());
+  EXPECT_EQ(details->customer().email(), "ada@example.com");
+  EXPECT_EQ(details->customer().ticket_count(), 1);
+  EXPECT_EQ(details->customer().active_ticket_count(), 1);
+}
+
+TEST_F(TicketCommandsTest, TicketForAProductUnderWarrantyIsMarked) {
+  const absl::Time bought = absl::FromCivil(absl::CivilDay(2023, 3, 1), absl::UTCTimeZone());
+  Bought("cus_w", "printer-x", bought);
+  Bought("cus_w", "scanner-z", bought);
+  const auto covered = Open("w1", "cus_w", "printer-x");
+  EXPECT_TRUE(covered.under_warranty());
+  EXPECT_EQ(At(covered.warranty_ends_at()),
+            absl::FromCivil(absl::CivilDay(2025, 3, 1), absl::UTCTimeZone()));
+  EXPECT_TRUE(covered.known_customer()) << "an order names the customer too";
+  EXPECT_FALSE(Open("w2", "cus_w", "scanner-z").under_warranty()) << "no warranty policy";
+  EXPECT_FALSE(Open("w3", "cus_1", "printer-x").under_warranty()) << "not bought";
+  now_ = absl::FromCivil(absl::CivilDay(2025, 3, 2), absl::UTCTimeZone());
+  EXPECT_FALSE(Open("w4", "cus_w", "printer-x").under_warranty()) << "expired";
+
+  crm::v1::GetTicketRequest get;
+  get.set_ticket_id(covered.ticket_id());
+  auto details = tickets_->GetTicket(get);
+  ASSERT_TRUE(details.ok()) << details.status();
+  ASSERT_EQ(details->customer().purchases_size(), 2);
+  EXPECT_EQ(details->customer().purchases(0).product_id(), "printer-x");
+  EXPECT_TRUE(details->customer().purchases(0).has_warranty_ends_at());
+  EXPECT_FALSE(details->customer().purchases(1).has_warranty_ends_at());
+}
+
+TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {
+  crm::v1::CreateArticleRequest create;
+  create.set_request_id("art-1");
+  create.set_title("Update the printer firmware");
+  create.set_body("Download, then hold reset.");
+  auto article = articles_->CreateArticle(create, Ctx());
+  ASSERT_TRUE(article.ok()) << article.status();
+
+  const auto t = Open("r1");
+  const std::string id = t.ticket_id();
+  now_ = Utc(1, 9, 20);
+  auto replied = Reply("m1", id, crm::v1::AUTHOR_TYPE_AGENT, "Which model?");
+  ASSERT_TRUE(replied.ok()) << replied.status();
+  EXPECT_EQ(replied->status(), crm::v1::TICKET_STATUS_OPEN);
+  EXPECT_EQ(At(replied->first_responded_at()), Utc(1, 9, 20));
+  crm::v1::AddInternalNoteRequest note;
+  note.set_request_id("n1");
+  note.set_ticket_id(id);
+  note.set_body("Probably the firmware bug");
+  ASSERT_TRUE(tickets_->AddInternalNote(note, Ctx()).ok());
+  ASSERT_EQ(Pending("p1", id)->status(), crm::v1::TICKET_STATUS_PENDING);
+  now_ = Utc(2, 11);
+  auto answered = Reply("m2", id, crm::v1::AUTHOR_TYPE_CUSTOMER, "The X200");
+  ASSERT_TRUE(answered.ok()) << answered.status();
+  EXPECT_EQ(answered->status(), crm::v1::TICKET_STATUS_OPEN);
+
+  // Only published articles can be the solution.
+  EXPECT_EQ(Resolve("s0", id, article->article_id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Resolve("s0", id, "art_missing").status().code(), absl::StatusCode::kNotFound);
+  crm::v1::PublishArticleRequest publish;
+  publish.set_request_id("pub-1");
+  publish.set_article_id(article->article_id());
+  ASSERT_TRUE(articles_->PublishArticle(publish, Ctx()).ok());
+  auto resolved = Resolve("s1", id, article->article_id());
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->status(), crm::v1::TICKET_STATUS_RESOLVED);
+  EXPECT_EQ(resolved->solution_article_id(), article->article_id());
+  EXPECT_TRUE(resolved->csat_requested());
+
+  auto rated = Csat("c1", id, 5);
+  ASSERT_TRUE(rated.ok()) << rated.status();
+  EXPECT_EQ(rated->csat().score(), 5);
+  EXPECT_EQ(rated->csat().nps(), 9);
+  const uint64_t log = store_->events().LogSize();
+  EXPECT_EQ(Csat("c1", id, 5)->version(), rated->version()) << "retry answered from the record";
+  EXPECT_EQ(store_->events().LogSize(), log);
+  EXPECT_EQ(Csat("c2", id, 1).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Csat("c3", id, 6).status().message().substr(0, 6), "score:");
+
+  EXPECT_EQ(Types(id),
+            (std::vector<std::string>{"TicketOpened", "TicketAssigned", "TicketReplied",
+                                      "TicketStatusChanged", "TicketNoteAdded",
+                                      "TicketStatusChanged", "TicketReplied", "TicketStatusChanged",
+                                      "TicketResolved", "CsatSurveyRequested", "CsatSubmitted"}));
+  crm::v1::GetTicketRequest get;
+  get.set_ticket_id(id);
+  auto details = tickets_->GetTicket(get);
+  ASSERT_TRUE(details.ok()) << details.status();
+  ASSERT_EQ(details->messages_size(), 3);
+  EXPECT_EQ(details->messages(0).body(), "Which model?");
+  EXPECT_EQ(details->messages(0).author_id(), "agent:ann");
+  EXPECT_TRUE(details->messages(1).internal());
+  EXPECT_EQ(details->messages(2).author_type(), crm::v1::AUTHOR_TYPE_CUSTOMER);
+  EXPECT_EQ(At(details->messages(2).created_at()), Utc(2, 11));
+  EXPECT_EQ(details->ticket().version(), rated->version());
+  EXPECT_EQ(details->customer().active_ticket_count(), 0);
+}
+
+TEST_F(TicketCommandsTest, StaleExpectedVersionIsAbortedAndAppendsNothing) {
+  const auto t = Open("r1");
+  crm::v1::MarkTicketPendingRequest r;
+  r.set_request_id("p1");
+  r.set_ticket_id(t.ticket_id());
+  r.set_expected_version(1);
+  const uint64_t log = store_->events().LogSize();
+  EXPECT_EQ(tickets_->MarkTicketPending(r, Ctx()).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(store_->events().LogSize(), log);
+  crm::v1::ReplyToTicketRequest reply;
+  reply.set_request_id("m1");
+  reply.set_ticket_id(t.ticket_id());
+  reply.set_expected_version(t.version());
+  reply.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
+  reply.set_body("hi");
+  EXPECT_TRUE(tickets_->ReplyToTicket(reply, Ctx()).ok());
+}
+
+TEST_F(TicketCommandsTest, BadInputNamesTheFieldAndAppendsNothing) {
+  crm::v1::OpenTicketRequest r;
+  r.set_request_id("r1");
+  r.set_customer_id("cus_1");
+  r.set_channel(crm::v1::TICKET_CHANNEL_WEB);
+  r.set_subject("   ");
+  EXPECT_EQ(tickets_->OpenTicket(r, Ctx()).status().message(), "subject: required");
+  r.set_subject("ok");
+  r.set_channel(crm::v1::TICKET_CHANNEL_UNSPECIFIED);
+  EXPECT_EQ(tickets_->OpenTicket(r, Ctx()).status().message(), "channel: required");
+  r.set_channel(crm::v1::TICKET_CHANNEL_WEB);
+  r.clear_request_id();
+  EXPECT_EQ(tickets_->OpenTicket(r, Ctx()).status().message(), "request_id: required");
+  EXPECT_EQ(
+      Reply("m", "tkt_x", crm::v1::AUTHOR_TYPE_UNSPECIFIED, "hi").status().message().substr(0, 12),
+      "author_type:");
+  EXPECT_EQ(Reply("m", "tkt_missing", crm::v1::AUTHOR_TYPE_AGENT, "hi").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->events().LogSize(), 0u);
+  crm::v1::GetTicketRequest get;
+  get.set_ticket_id("tkt_missing");
+  EXPECT_EQ(tickets_->GetTicket(get).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(TicketCommandsTest, SlaTimerWarnsBreachesAndEscalatesExactlyOnceAcrossRestarts) {
+  const auto t = Open("r1");  // Monday 09:00, first response due 10:00
+  EXPECT_EQ(RunTimers(Utc(1, 9, 44)), 0);
+  EXPECT_EQ(RunTimers(Utc(1, 9, 45)), 1);  // warning
+  EXPECT_EQ(RunTimers(Utc(1, 9, 50)), 0);
+  EXPECT_EQ(RunTimers(Utc(1, 10)), 3);  // breached, escalated, team lead notified
+  EXPECT_EQ(RunTimers(Utc(1, 10, 1)), 0);
+  Reopen();  // a restart must not fire anything again
+  EXPECT_EQ(RunTimers(Utc(1, 10, 5)), 0);
+
+  const auto types = Types(t.ticket_id());
+  EXPECT_EQ(types,
+            (std::vector<std::string>{"TicketOpened", "TicketAssigned", "TicketSlaWarningRaised",
+                                      "TicketSlaBreached", "TicketEscalated", "TeamLeadNotified"}));
+  const auto events = *store_->events().ReadStream(TicketStream(t.ticket_id()));
+  crm::v1::TeamLeadNotified notified;
+  ASSERT_TRUE(events.back().payload().UnpackTo(&notified));
+  EXPECT_EQ(notified.lead_id(), "lead:hal");
+  EXPECT_EQ(events.back().actor(), "system:timer");
+  EXPECT_EQ(At(events.back().occurred_at()), Utc(1, 10));
+
+  auto breached = List([](auto& l) { l.set_breached(true); });
+  ASSERT_EQ(breached.tickets_size(), 1);
+  EXPECT_EQ(breached.tickets(0).priority(), crm::v1::TICKET_PRIORITY_HIGH);
+  EXPECT_EQ(List([](auto& l) { l.set_breached(false); }).tickets_size(), 0);
+
+  // Resolution: 8 business hours from Monday 09:00, warning 15 minutes before.
+  EXPECT_EQ(RunTimers(Utc(1, 16, 44)), 0);
+  EXPECT_EQ(RunTimers(Utc(1, 16, 45)), 1);
+  EXPECT_EQ(RunTimers(Utc(2, 9)), 3);
+  EXPECT_EQ(RunTimers(Utc(3, 9)), 0);
+  EXPECT_EQ(List([](auto& l) { l.set_priority(crm::v1::TICKET_PRIORITY_URGENT); }).tickets_size(),
+            1);
+}
+
+TEST_F(TicketCommandsTest, SlaRunsInBusinessHoursAndPausesWhileWaitingOnTheCustomer) {
+  now_ = Utc(5, 16, 30);  // Friday afternoon
+  const auto t = Open("r1");
+  EXPECT_EQ(At(t.first_response().due_at()), Utc(8, 9, 30));
+  EXPECT_EQ(At(t.resolution().due_at()), Utc(8, 16, 30));
+  EXPECT_EQ(RunTimers(Utc(7, 12)), 0) << "the weekend does not count";
+  now_ = Utc(8, 9, 10);
+  ASSERT_TRUE(Reply("m1", t.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT, "Hello").ok());
+  now_ = Utc(8, 10);
+  auto pending = Pending("p1", t.ticket_id());
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  EXPECT_EQ(pending->resolution().remaining_seconds(), 390 * 60);
+  EXPECT_EQ(RunTimers(Utc(12, 16)), 0) << "paused all week";
+  now_ = Utc(10, 9);
+  auto resumed = Reply("m2", t.ticket_id(), crm::v1::AUTHOR_TYPE_CUSTOMER, "Here it is");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(At(resumed->resolution().due_at()), Utc(10, 15, 30));
+  EXPECT_EQ(RunTimers(Utc(10, 15, 15)), 1);  // warning
+  EXPECT_EQ(RunTimers(Utc(10, 15, 30)), 3);  // breach, escalation, lead notified
+}
+
+TEST_F(TicketCommandsTest, ResolvedTicketClosesAfterTheReopenWindow) {
+  const auto t = Open("r1");
+  ASSERT_TRUE(Resolve("s1", t.ticket_id()).ok());
+  EXPECT_EQ(RunTimers(Utc(2, 8, 59)), 0);
+  EXPECT_EQ(RunTimers(Utc(2, 9)), 1);
+  crm::v1::GetTicketRequest get;
+  get.set_ticket_id(t.ticket_id());
+  EXPECT_EQ(tickets_->GetTicket(get)->ticket().status(), crm::v1::TICKET_STATUS_CLOSED);
+  crm::v1::ReopenTicketRequest reopen;
+  reopen.set_request_id("o1");
+  reopen.set_ticket_id(t.ticket_id());
+  EXPECT_EQ(tickets_->ReopenTicket(reopen, Ctx()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(TicketCommandsTest, ListFiltersAndPages) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(Open("r" + std::to_string(i), i % 2 == 0 ? "cus_a" : "cus_b", "printer-x", "",
+                       i == 4 ? crm::v1::TICKET_PRIORITY_URGENT : crm::v1::TICKET_PRIORITY_NORMAL)
+                      .ticket_id());
+  }
+  ASSERT_TRUE(Resolve("s0", ids[0]).ok());
+
+  std::vector<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    auto page = List([&](auto& l) {
+      l.mutable_page()->set_page_size(2);
+      l.mutable_page()->set_page_token(token);
+    });
+    for (const auto& t : page.tickets()) seen.push_back(t.ticket_id());
+    token = page.next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  // Id order: creation order to the millisecond.
+  auto sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(seen, sorted);
+  EXPECT_EQ(pages, 3);
+
+  auto of_a = List([](auto& l) { l.set_customer_id("cus_a"); });
+  ASSERT_EQ(of_a.tickets_size(), 3);
+  auto active_a = List([](auto& l) {
+    l.set_customer_id("cus_a");
+    l.set_status(crm::v1::TICKET_STATUS_NEW);
+  });
+  EXPECT_EQ(active_a.tickets_size(), 2);
+  auto urgent = List([](auto& l) { l.set_priority(crm::v1::TICKET_PRIORITY_URGENT); });
+  ASSERT_EQ(urgent.tickets_size(), 1);
+  EXPECT_EQ(urgent.tickets(0).ticket_id(), ids[4]);
+  auto ann_first = List([](auto& l) {
+    l.set_assignee_id("ann");
+    l.mutable_page()->set_page_size(1);
+  });
+  ASSERT_EQ(ann_first.tickets_size(), 1);
+  EXPECT_FALSE(ann_first.next_page_token().empty());
+
+  crm::v1::ListTicketsRequest bad;
+  bad.mutable_page()->set_page_token("!!");
+  EXPECT_EQ(tickets_->ListTickets(bad).status().message().substr(0, 16), "page.page_token:");
+  bad.mutable_page()->set_page_token("");
+  bad.mutable_page()->set_page_size(501);
+  EXPECT_EQ(tickets_->ListTickets(bad).status().message().substr(0, 15), "page.page_size:");
+}
+
+}  // namespace
+}  // namespace crm::service_desk

@@ -1,0 +1,115 @@
+#include "services/service-desk/domain/article_search.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <string_view>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace crm::service_desk {
+namespace {
+
+constexpr int64_t kTitleWeight = 3;
+constexpr int64_t kBodyWeight = 1;
+constexpr int64_t kMaxBodyWeight = 10;
+constexpr int64_t kTagWordWeight = 5;
+
+// Sorted, for binary search.
+constexpr std::array<std::string_view, 50> kStopWords = {
+    "a",   "am",  "an",   "and",  "are",  "as",  "at",   "be",    "but",  "by",
+    "can", "do",  "does", "for",  "from", "has", "have", "how",   "i",    "if",
+    "in",  "is",  "it",   "its",  "me",   "my",  "no",   "not",   "of",   "on",
+    "or",  "our", "so",   "than", "that", "the", "then", "there", "they", "this",
+    "to",  "was", "we",   "what", "when", "why", "will", "with",  "you",  "your"};
+
+bool IsStopWord(std::string_view w) {
+  return std::binary_search(kStopWords.begin(), kStopWords.end(), w);
+}
+
+std::string Stem(std::string w) {
+  if (w.size() > 4 && absl::EndsWith(w, "ies")) return w.substr(0, w.size() - 3) + "y";
+  if (w.size() > 3 && absl::EndsWith(w, "s") && !absl::EndsWith(w, "ss") &&
+      !absl::EndsWith(w, "us") && !absl::EndsWith(w, "is")) {
+    w.pop_back();
+  }
+  return w;
+}
+
+bool IsWordByte(unsigned char c) { return absl::ascii_isalnum(c) || c >= 0x80; }
+
+}  // namespace
+
+std::vector<std::string> Tokenize(absl::string_view text) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && !IsWordByte(static_cast<unsigned char>(text[i]))) ++i;
+    size_t j = i;
+    while (j < text.size() && IsWordByte(static_cast<unsigned char>(text[j]))) ++j;
+    if (j > i) {
+      std::string word = absl::AsciiStrToLower(text.substr(i, j - i));
+      if (word.size() >= 2 && !IsStopWord(word)) out.push_back(Stem(std::move(word)));
+    }
+    i = j;
+  }
+  return out;
+}
+
+std::vector<std::string> QueryTerms(absl::string_view query) {
+  std::vector<std::string> out;
+  absl::flat_hash_set<std::string> seen;
+  for (auto& w : Tokenize(query)) {
+    if (seen.insert(w).second) out.push_back(std::move(w));
+  }
+  return out;
+}
+
+std::string TagTerm(absl::string_view tag) { return absl::StrCat("#", tag); }
+
+std::map<std::string, int64_t> IndexTerms(const crm::v1::Article& article) {
+  std::map<std::string, int64_t> terms;
+  for (const auto& w : Tokenize(article.title())) terms[w] += kTitleWeight;
+  std::map<std::string, int64_t> body;
+  for (const auto& w : Tokenize(article.body())) {
+    body[w] = std::min(body[w] + kBodyWeight, kMaxBodyWeight);
+  }
+  for (const auto& [w, weight] : body) terms[w] += weight;
+  for (const auto& tag : article.tags()) {
+    for (const auto& w : QueryTerms(tag)) terms[w] += kTagWordWeight;
+    terms[TagTerm(tag)] = 1;
+  }
+  return terms;
+}
+
+std::vector<RankedArticle> RankArticles(const std::vector<TermPostings>& postings,
+                                        int64_t total_articles) {
+  absl::flat_hash_map<std::string, RankedArticle> by_id;
+  for (const auto& p : postings) {
+    if (p.weight_by_article.empty()) continue;
+    const double df = static_cast<double>(p.weight_by_article.size());
+    const double idf = std::log(1.0 + std::max<double>(total_articles, df) / df);
+    for (const auto& [id, weight] : p.weight_by_article) {
+      auto& r = by_id[id];
+      r.article_id = id;
+      r.score += idf * (1.0 + std::log(static_cast<double>(std::max<int64_t>(weight, 1))));
+      r.matched_terms.push_back(p.term);
+    }
+  }
+  std::vector<RankedArticle> out;
+  out.reserve(by_id.size());
+  for (auto& [id, r] : by_id) out.push_back(std::move(r));
+  std::sort(out.begin(), out.end(), [](const RankedArticle& a, const RankedArticle& b) {
+    if (a.matched_terms.size() != b.matched_terms.size()) {
+      return a.matched_terms.size() > b.matched_terms.size();
+    }
+    if (a.score != b.score) return a.score > b.score;
+    return a.article_id < b.article_id;
+  });
+  return out;
+}
+
+}  // namespace crm::service_desk

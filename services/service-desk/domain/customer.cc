@@ -1,0 +1,121 @@
+#include "services/service-desk/domain/customer.h"
+
+#include <algorithm>
+#include <tuple>
+
+#include "absl/strings/match.h"
+#include "google/protobuf/util/time_util.h"
+#include "libs/common/ids.h"
+
+namespace crm::service_desk {
+namespace {
+
+void AddSorted(google::protobuf::RepeatedPtrField<std::string>* list, const std::string& value) {
+  if (value.empty() || std::find(list->begin(), list->end(), value) != list->end()) return;
+  *list->Add() = value;
+  std::sort(list->begin(), list->end());
+}
+
+}  // namespace
+
+void ApplyLeadCaptured(crm::v1::CustomerContext& c, const crm::v1::LeadCaptured& lead,
+                       const google::protobuf::Timestamp& occurred_at) {
+  c.set_customer_id(lead.customer_id());
+  c.set_known(true);
+  AddSorted(c.mutable_lead_ids(), lead.lead_id());
+  for (const auto& p : lead.product_interests()) AddSorted(c.mutable_product_interests(), p);
+  if (!c.has_first_seen_at() || occurred_at < c.first_seen_at()) {
+    *c.mutable_first_seen_at() = occurred_at;
+  }
+  // The newest capture overwrites; an older one only fills gaps, so two
+  // captures give the same profile in either order.
+  const bool newest = !c.has_profile_as_of() || !(occurred_at < c.profile_as_of());
+  auto set_if = [newest](std::string* field, const std::string& v) {
+    if (!v.empty() && (newest || field->empty())) *field = v;
+  };
+  set_if(c.mutable_first_name(), lead.contact().first_name());
+  set_if(c.mutable_last_name(), lead.contact().last_name());
+  set_if(c.mutable_email(), lead.contact().email());
+  set_if(c.mutable_phone(), lead.contact().phone());
+  set_if(c.mutable_company(), lead.company());
+  set_if(c.mutable_region(), lead.region());
+  if (!newest) return;
+  *c.mutable_profile_as_of() = occurred_at;
+}
+
+void ApplyCustomerOpened(crm::v1::CustomerContext& c, const crm::v1::CustomerOpened& opened) {
+  c.set_customer_id(opened.customer_id());
+  c.set_known(true);
+  c.set_account_name(opened.name());
+  c.set_owner_id(opened.owner_id());
+  c.set_tier(opened.tier());
+  AddSorted(c.mutable_lead_ids(), opened.lead_id());
+  if (opened.contacts_size() > 0) {
+    const auto& contact = opened.contacts(0);
+    auto fill = [](std::string* field, const std::string& v) {
+      if (field->empty()) *field = v;
+    };
+    fill(c.mutable_first_name(), contact.first_name());
+    fill(c.mutable_last_name(), contact.last_name());
+    fill(c.mutable_email(), contact.email());
+    fill(c.mutable_phone(), contact.phone());
+  }
+  if (c.company().empty()) c.set_company(opened.name());
+  if (c.region().empty()) c.set_region(opened.territory());
+}
+
+void ApplyCustomerTierChanged(crm::v1::CustomerContext& c,
+                              const crm::v1::CustomerTierChanged& changed) {
+  c.set_customer_id(changed.customer_id());
+  c.set_tier(changed.to_tier());
+}
+
+void ApplyOrderPlaced(crm::v1::CustomerContext& c, const crm::v1::OrderPlaced& order,
+                      const google::protobuf::Timestamp& occurred_at) {
+  c.set_customer_id(order.customer_id());
+  c.set_known(true);
+  for (const auto& line : order.lines()) {
+    if (line.product_id().empty()) continue;
+    const bool seen = std::any_of(c.purchases().begin(), c.purchases().end(), [&](const auto& p) {
+      return p.order_id() == order.order_id() && p.product_id() == line.product_id();
+    });
+    if (seen) continue;
+    auto* p = c.add_purchases();
+    p->set_product_id(line.product_id());
+    p->set_order_id(order.order_id());
+    p->set_quantity(line.quantity());
+    *p->mutable_purchased_at() = occurred_at;
+  }
+  std::sort(c.mutable_purchases()->begin(), c.mutable_purchases()->end(),
+            [](const crm::v1::ProductPurchase& a, const crm::v1::ProductPurchase& b) {
+              const auto ta = FromProtoTimestamp(a.purchased_at());
+              const auto tb = FromProtoTimestamp(b.purchased_at());
+              return std::tie(ta, a.order_id(), a.product_id()) <
+                     std::tie(tb, b.order_id(), b.product_id());
+            });
+}
+
+void FillWarranties(crm::v1::CustomerContext& c, const DeskSettings& settings) {
+  for (auto& p : *c.mutable_purchases()) {
+    const auto end = settings.WarrantyEnd(p.product_id(), FromProtoTimestamp(p.purchased_at()));
+    if (end.has_value()) {
+      *p.mutable_warranty_ends_at() = ToProtoTimestamp(*end);
+    } else {
+      p.clear_warranty_ends_at();
+    }
+  }
+}
+
+std::optional<absl::Time> WarrantyEndFor(const crm::v1::CustomerContext& c,
+                                         absl::string_view product, absl::Time now) {
+  std::optional<absl::Time> latest;
+  if (product.empty()) return latest;
+  for (const auto& p : c.purchases()) {
+    if (!p.has_warranty_ends_at() || !absl::EqualsIgnoreCase(p.product_id(), product)) continue;
+    const absl::Time end = FromProtoTimestamp(p.warranty_ends_at());
+    if (end > now && (!latest.has_value() || end > *latest)) latest = end;
+  }
+  return latest;
+}
+
+}  // namespace crm::service_desk

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <optional>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "crm/v1/envelope.pb.h"
+#include "crm/v1/leads.pb.h"
+#include "crm/v1/sales.pb.h"
+#include "crm/v1/service_desk.pb.h"
+#include "services/service-desk/domain/settings.h"
+
+namespace crm::service_desk {
+
+// The service desk's view of a customer, folded from other services'
+// events. Topics are not ordered with each other and may redeliver, so
+// every fold is commutative where it can be and otherwise lets the newest
+// event win.
+
+// A captured lead names the customer: the newest capture gives the
+// profile and older ones fill its gaps; lead ids and product interests
+// accumulate, sorted.
+void ApplyLeadCaptured(crm::v1::CustomerContext& customer, const crm::v1::LeadCaptured& lead,
+                       const google::protobuf::Timestamp& occurred_at);
+
+// The sales account: name, owner and tier; its first contact fills gaps
+// of the profile.
+void ApplyCustomerOpened(crm::v1::CustomerContext& customer, const crm::v1::CustomerOpened& opened);
+// Sales events of one customer share a partition, so they arrive in order.
+void ApplyCustomerTierChanged(crm::v1::CustomerContext& customer,
+                              const crm::v1::CustomerTierChanged& changed);
+// Each order line becomes a purchase (once per order and product), kept
+// sorted by time, order and product.
+void ApplyOrderPlaced(crm::v1::CustomerContext& customer, const crm::v1::OrderPlaced& order,
+                      const google::protobuf::Timestamp& occurred_at);
+
+// Fills each purchase's warranty end from the settings' policies.
+void FillWarranties(crm::v1::CustomerContext& customer, const DeskSettings& settings);
+// The latest warranty end of the customer's purchases of `product` (case
+// ignored) that is after `now`; nullopt when nothing is under warranty.
+// Purchases must have their warranty ends filled.
+std::optional<absl::Time> WarrantyEndFor(const crm::v1::CustomerContext& customer,
+                                         absl::string_view product, absl::Time now);
+
+}  // namespace crm::service_desk

@@ -1,0 +1,130 @@
+#include "services/service-desk/domain/customer.h"
+
+#include "gtest/gtest.h"
+#include "libs/common/ids.h"
+
+namespace crm::service_desk {
+namespace {
+
+crm::v1::LeadCaptured Lead(const std::string& lead_id, const std::string& email,
+                           const std::string& company) {
+  crm::v1::LeadCaptured l;
+  l.set_lead_id(lead_id);
+  l.set_customer_id("cus_1");
+  l.mutable_contact()->set_first_name("Ada");
+  l.mutable_contact()->set_email(email);
+  l.set_company(company);
+  l.add_product_interests("printer-x");
+  return l;
+}
+
+google::protobuf::Timestamp At(int seconds) {
+  return ToProtoTimestamp(absl::FromUnixSeconds(seconds));
+}
+
+TEST(CustomerTest, LeadMakesTheCustomerKnown) {
+  crm::v1::CustomerContext c;
+  ApplyLeadCaptured(c, Lead("lead_1", "ada@example.com", "Engines"), At(100));
+  EXPECT_TRUE(c.known());
+  EXPECT_EQ(c.customer_id(), "cus_1");
+  EXPECT_EQ(c.email(), "ada@example.com");
+  EXPECT_EQ(c.company(), "Engines");
+  EXPECT_EQ(c.first_seen_at().seconds(), 100);
+}
+
+TEST(CustomerTest, NewestCaptureWinsWhateverTheDeliveryOrder) {
+  const auto older = Lead("lead_1", "old@example.com", "Old Co");
+  auto newer = Lead("lead_2", "new@example.com", "");
+  newer.add_product_interests("scanner");
+  crm::v1::CustomerContext in_order;
+  ApplyLeadCaptured(in_order, older, At(100));
+  ApplyLeadCaptured(in_order, newer, At(200));
+  crm::v1::CustomerContext reversed;
+  ApplyLeadCaptured(reversed, newer, At(200));
+  ApplyLeadCaptured(reversed, older, At(100));
+  EXPECT_EQ(in_order.SerializeAsString(), reversed.SerializeAsString());
+  EXPECT_EQ(in_order.email(), "new@example.com");
+  EXPECT_EQ(in_order.company(), "Old Co") << "empty fields do not erase";
+  EXPECT_EQ(in_order.first_seen_at().seconds(), 100);
+  EXPECT_EQ(in_order.lead_ids_size(), 2);
+  EXPECT_EQ(in_order.product_interests_size(), 2);
+}
+
+crm::v1::OrderPlaced Order(const std::string& order_id, std::vector<std::string> products) {
+  crm::v1::OrderPlaced o;
+  o.set_order_id(order_id);
+  o.set_customer_id("cus_1");
+  for (const auto& p : products) {
+    auto* line = o.add_lines();
+    line->set_product_id(p);
+    line->set_quantity(2);
+  }
+  return o;
+}
+
+DeskSettings WarrantySettings() {
+  auto config = DeskSettings::Defaults();
+  auto* w = config.add_warranties();
+  w->set_product_id("printer-x");
+  w->set_months(24);
+  config.set_default_warranty_months(12);
+  auto* none = config.add_warranties();
+  none->set_product_id("cable");
+  none->set_months(0);
+  return *DeskSettings::Create(config);
+}
+
+absl::Time Day(int year, int month, int day) {
+  return absl::FromCivil(absl::CivilDay(year, month, day), absl::UTCTimeZone());
+}
+
+TEST(CustomerTest, OrdersBecomePurchasesWithWarrantyEnds) {
+  crm::v1::CustomerContext c;
+  ApplyOrderPlaced(c, Order("ord_2", {"scanner-z", "cable"}), ToProtoTimestamp(Day(2024, 3, 1)));
+  ApplyOrderPlaced(c, Order("ord_1", {"printer-x"}), ToProtoTimestamp(Day(2023, 1, 31)));
+  ApplyOrderPlaced(c, Order("ord_1", {"printer-x"}), ToProtoTimestamp(Day(2023, 1, 31)));
+  EXPECT_TRUE(c.known());
+  ASSERT_EQ(c.purchases_size(), 3) << "once per order and product";
+  EXPECT_EQ(c.purchases(0).order_id(), "ord_1") << "oldest first";
+  EXPECT_EQ(c.purchases(0).quantity(), 2);
+
+  FillWarranties(c, WarrantySettings());
+  EXPECT_EQ(FromProtoTimestamp(c.purchases(0).warranty_ends_at()), Day(2025, 1, 31));
+  EXPECT_FALSE(c.purchases(1).has_warranty_ends_at()) << "cable: no warranty";
+  EXPECT_EQ(FromProtoTimestamp(c.purchases(2).warranty_ends_at()), Day(2025, 3, 1)) << "default";
+
+  EXPECT_EQ(WarrantyEndFor(c, "Printer-X", Day(2024, 6, 1)), Day(2025, 1, 31));
+  EXPECT_EQ(WarrantyEndFor(c, "printer-x", Day(2025, 2, 1)), std::nullopt) << "expired";
+  EXPECT_EQ(WarrantyEndFor(c, "cable", Day(2024, 6, 1)), std::nullopt);
+  EXPECT_EQ(WarrantyEndFor(c, "", Day(2024, 6, 1)), std::nullopt);
+}
+
+TEST(CustomerTest, SalesAccountNamesTheCustomerAndFillsGaps) {
+  crm::v1::CustomerContext c;
+  ApplyLeadCaptured(c, Lead("lead_1", "ada@example.com", ""), At(100));
+  crm::v1::CustomerOpened opened;
+  opened.set_customer_id("cus_1");
+  opened.set_name("Analytical Engines Ltd");
+  opened.set_owner_id("rep:rita");
+  opened.set_tier("standard");
+  opened.set_lead_id("lead_1");
+  auto* contact = opened.add_contacts();
+  contact->set_email("other@example.com");
+  contact->set_phone("+441234567890");
+  ApplyCustomerOpened(c, opened);
+  EXPECT_EQ(c.account_name(), "Analytical Engines Ltd");
+  EXPECT_EQ(c.owner_id(), "rep:rita");
+  EXPECT_EQ(c.email(), "ada@example.com") << "the lead's contact stays";
+  EXPECT_EQ(c.phone(), "+441234567890") << "gaps are filled";
+  EXPECT_EQ(c.company(), "Analytical Engines Ltd");
+  EXPECT_EQ(c.lead_ids_size(), 1);
+  crm::v1::CustomerTierChanged tier;
+  tier.set_customer_id("cus_1");
+  tier.set_from_tier("standard");
+  tier.set_to_tier("gold");
+  ApplyCustomerTierChanged(c, tier);
+  EXPECT_EQ(c.tier(), "gold");
+}
+
+}  // namespace
+}  // namespace crm::service_desk

@@ -1,0 +1,221 @@
+#include "services/service-desk/domain/settings.h"
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+
+namespace crm::service_desk {
+namespace {
+
+constexpr int kDefaultReopenWindowHours = 168;
+constexpr size_t kMaxId = 64;
+
+absl::Status Invalid(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+absl::Status CheckId(absl::string_view field, absl::string_view id) {
+  if (id.empty()) return Invalid(field, "required");
+  if (id.size() > kMaxId) return Invalid(field, absl::StrCat("longer than ", kMaxId, " bytes"));
+  return absl::OkStatus();
+}
+
+class TextErrors final : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (first_.empty())
+      first_ = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+crm::v1::SlaPolicy Policy(crm::v1::TicketPriority p, int first_response, int resolution,
+                          int warning) {
+  crm::v1::SlaPolicy policy;
+  policy.set_priority(p);
+  policy.set_first_response_minutes(first_response);
+  policy.set_resolution_minutes(resolution);
+  policy.set_warning_minutes(warning);
+  return policy;
+}
+
+}  // namespace
+
+crm::v1::ServiceDeskSettings DeskSettings::Defaults() {
+  crm::v1::ServiceDeskSettings s;
+  for (int day = 1; day <= 5; ++day) {
+    auto* h = s.mutable_calendar()->add_hours();
+    h->set_weekday(day);
+    h->set_start_minute(9 * 60);
+    h->set_end_minute(17 * 60);
+  }
+  // Business minutes: a business day is 8 hours.
+  *s.add_sla_policies() = Policy(crm::v1::TICKET_PRIORITY_URGENT, 30, 4 * 60, 10);
+  *s.add_sla_policies() = Policy(crm::v1::TICKET_PRIORITY_HIGH, 2 * 60, 8 * 60, 30);
+  *s.add_sla_policies() = Policy(crm::v1::TICKET_PRIORITY_NORMAL, 4 * 60, 3 * 8 * 60, 60);
+  *s.add_sla_policies() = Policy(crm::v1::TICKET_PRIORITY_LOW, 8 * 60, 5 * 8 * 60, 2 * 60);
+  s.set_reopen_window_hours(kDefaultReopenWindowHours);
+  return s;
+}
+
+absl::StatusOr<crm::v1::ServiceDeskSettings> DeskSettings::ParseText(absl::string_view text) {
+  crm::v1::ServiceDeskSettings s;
+  TextErrors errors;
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &s)) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", errors.first()));
+  }
+  const crm::v1::ServiceDeskSettings defaults = Defaults();
+  if (!s.has_calendar()) *s.mutable_calendar() = defaults.calendar();
+  if (s.sla_policies_size() == 0) *s.mutable_sla_policies() = defaults.sla_policies();
+  return s;
+}
+
+absl::StatusOr<DeskSettings> DeskSettings::Create(crm::v1::ServiceDeskSettings config) {
+  DeskSettings s;
+  auto calendar = BusinessCalendar::Create(config.calendar());
+  if (!calendar.ok()) return calendar.status();
+  s.sla_.calendar = *std::move(calendar);
+
+  for (int i = 0; i < config.sla_policies_size(); ++i) {
+    const auto& p = config.sla_policies(i);
+    const std::string field = absl::StrCat("sla_policies[", i, "]");
+    if (p.priority() == crm::v1::TICKET_PRIORITY_UNSPECIFIED ||
+        !crm::v1::TicketPriority_IsValid(p.priority())) {
+      return Invalid(absl::StrCat(field, ".priority"), "required");
+    }
+    if (s.sla_.policies.contains(p.priority())) {
+      return Invalid(absl::StrCat(field, ".priority"), "a policy for this priority exists");
+    }
+    for (auto [name, minutes] : {std::pair{"first_response_minutes", p.first_response_minutes()},
+                                 std::pair{"resolution_minutes", p.resolution_minutes()},
+                                 std::pair{"warning_minutes", p.warning_minutes()}}) {
+      if (minutes < 0) return Invalid(absl::StrCat(field, ".", name), "negative");
+    }
+    s.sla_.policies[p.priority()] = p;
+  }
+
+  if (config.reopen_window_hours() < 0) return Invalid("reopen_window_hours", "negative");
+  if (config.reopen_window_hours() == 0) config.set_reopen_window_hours(kDefaultReopenWindowHours);
+  s.sla_.reopen_window = absl::Hours(config.reopen_window_hours());
+
+  for (int i = 0; i < config.teams_size(); ++i) {
+    auto* team = config.mutable_teams(i);
+    const std::string field = absl::StrCat("teams[", i, "]");
+    if (auto st = CheckId(absl::StrCat(field, ".team_id"), team->team_id()); !st.ok()) return st;
+    if (!s.team_index_.emplace(team->team_id(), i).second) {
+      return Invalid(absl::StrCat(field, ".team_id"), "duplicate");
+    }
+    std::set<std::string> agents;
+    for (const auto& agent : team->agent_ids()) {
+      if (auto st = CheckId(absl::StrCat(field, ".agent_ids"), agent); !st.ok()) return st;
+      if (!agents.insert(agent).second) {
+        return Invalid(absl::StrCat(field, ".agent_ids"), absl::StrCat("duplicate ", agent));
+      }
+    }
+    if (team->strategy() == crm::v1::ASSIGNMENT_STRATEGY_UNSPECIFIED) {
+      team->set_strategy(crm::v1::ASSIGNMENT_STRATEGY_ROUND_ROBIN);
+    }
+  }
+  for (int i = 0; i < config.routing_rules_size(); ++i) {
+    const auto& rule = config.routing_rules(i);
+    if (!s.team_index_.contains(rule.team_id())) {
+      return Invalid(absl::StrCat("routing_rules[", i, "].team_id"),
+                     absl::StrCat("unknown team '", rule.team_id(), "'"));
+    }
+  }
+  constexpr int kMaxWarrantyMonths = 1200;
+  for (int i = 0; i < config.warranties_size(); ++i) {
+    const auto& w = config.warranties(i);
+    const std::string field = absl::StrCat("warranties[", i, "]");
+    if (auto st = CheckId(absl::StrCat(field, ".product_id"), w.product_id()); !st.ok()) return st;
+    if (w.months() < 0 || w.months() > kMaxWarrantyMonths) {
+      return Invalid(absl::StrCat(field, ".months"),
+                     absl::StrCat("must be 0 to ", kMaxWarrantyMonths));
+    }
+    if (!s.warranty_months_.emplace(absl::AsciiStrToLower(w.product_id()), w.months()).second) {
+      return Invalid(absl::StrCat(field, ".product_id"), "duplicate");
+    }
+  }
+  if (config.default_warranty_months() < 0 ||
+      config.default_warranty_months() > kMaxWarrantyMonths) {
+    return Invalid("default_warranty_months", absl::StrCat("must be 0 to ", kMaxWarrantyMonths));
+  }
+  if (!config.default_team_id().empty() && !s.team_index_.contains(config.default_team_id())) {
+    return Invalid("default_team_id",
+                   absl::StrCat("unknown team '", config.default_team_id(), "'"));
+  }
+  s.config_ = std::move(config);
+  return s;
+}
+
+const crm::v1::Team* DeskSettings::FindTeam(absl::string_view team_id) const {
+  auto it = team_index_.find(team_id);
+  return it == team_index_.end() ? nullptr : &config_.teams(it->second);
+}
+
+const crm::v1::Team* DeskSettings::TeamOfAgent(absl::string_view agent_id) const {
+  for (const auto& team : config_.teams()) {
+    for (const auto& agent : team.agent_ids()) {
+      if (agent == agent_id) return &team;
+    }
+  }
+  return nullptr;
+}
+
+const crm::v1::Team* DeskSettings::Route(absl::string_view category, absl::string_view product,
+                                         crm::v1::TicketPriority priority) const {
+  for (const auto& rule : config_.routing_rules()) {
+    if (!rule.category().empty() && !absl::EqualsIgnoreCase(rule.category(), category)) continue;
+    if (!rule.product().empty() && !absl::EqualsIgnoreCase(rule.product(), product)) continue;
+    if (rule.priority() != crm::v1::TICKET_PRIORITY_UNSPECIFIED && rule.priority() != priority) {
+      continue;
+    }
+    return FindTeam(rule.team_id());
+  }
+  return config_.default_team_id().empty() ? nullptr : FindTeam(config_.default_team_id());
+}
+
+std::optional<absl::Time> DeskSettings::WarrantyEnd(absl::string_view product,
+                                                    absl::Time purchased_at) const {
+  auto it = warranty_months_.find(absl::AsciiStrToLower(product));
+  const int months = it == warranty_months_.end() ? config_.default_warranty_months() : it->second;
+  if (months <= 0) return std::nullopt;
+  const absl::CivilSecond bought = absl::ToCivilSecond(purchased_at, absl::UTCTimeZone());
+  // Civil fields normalize: 31 January plus one month is 2 or 3 March.
+  const absl::CivilSecond end(bought.year(), bought.month() + months, bought.day(), bought.hour(),
+                              bought.minute(), bought.second());
+  return absl::FromCivil(end, absl::UTCTimeZone());
+}
+
+std::string PickAgent(const crm::v1::Team& team, absl::string_view last_agent,
+                      const AgentLoad& load) {
+  const int n = team.agent_ids_size();
+  if (n == 0) return "";
+  int start = 0;
+  for (int i = 0; i < n; ++i) {
+    if (team.agent_ids(i) == last_agent) start = (i + 1) % n;
+  }
+  if (team.strategy() != crm::v1::ASSIGNMENT_STRATEGY_LEAST_LOADED) return team.agent_ids(start);
+  auto load_of = [&](const std::string& agent) {
+    auto it = load.find(agent);
+    return it == load.end() ? int64_t{0} : it->second;
+  };
+  int best = start;
+  for (int k = 1; k < n; ++k) {
+    const int i = (start + k) % n;
+    if (load_of(team.agent_ids(i)) < load_of(team.agent_ids(best))) best = i;
+  }
+  return team.agent_ids(best);
+}
+
+}  // namespace crm::service_desk

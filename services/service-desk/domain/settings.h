@@ -1,0 +1,62 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "crm/v1/service_desk.pb.h"
+#include "services/service-desk/domain/sla.h"
+
+namespace crm::service_desk {
+
+// The validated configuration of the service desk: calendar, SLA policies,
+// teams and routing rules, reopen window and the unknown-customer policy.
+class DeskSettings {
+ public:
+  // Errors are INVALID_ARGUMENT naming the field, e.g. "teams[1].team_id: ...".
+  static absl::StatusOr<DeskSettings> Create(crm::v1::ServiceDeskSettings config);
+  // Mon–Fri 09:00–17:00 UTC, a policy per priority, a one-week reopen
+  // window, no teams (tickets stay unassigned), unknown customers accepted.
+  static crm::v1::ServiceDeskSettings Defaults();
+  // Protobuf text format; the error says line and column. A calendar or
+  // SLA policies the text leaves out are the defaults'.
+  static absl::StatusOr<crm::v1::ServiceDeskSettings> ParseText(absl::string_view text);
+
+  const SlaRules& sla() const { return sla_; }
+  const crm::v1::ServiceDeskSettings& config() const { return config_; }
+  bool reject_unknown_customers() const { return config_.reject_unknown_customers(); }
+
+  // nullptr for an unknown team.
+  const crm::v1::Team* FindTeam(absl::string_view team_id) const;
+  // The first team the agent belongs to; nullptr when none.
+  const crm::v1::Team* TeamOfAgent(absl::string_view agent_id) const;
+  // The team the first matching rule names, else the default team; nullptr
+  // leaves the ticket unassigned. Category and product match ignoring case.
+  const crm::v1::Team* Route(absl::string_view category, absl::string_view product,
+                             crm::v1::TicketPriority priority) const;
+  // When the warranty of `product` bought at `purchased_at` ends (calendar
+  // months later, UTC); nullopt for a product without warranty.
+  std::optional<absl::Time> WarrantyEnd(absl::string_view product, absl::Time purchased_at) const;
+
+ private:
+  DeskSettings() = default;
+
+  crm::v1::ServiceDeskSettings config_;
+  SlaRules sla_;
+  absl::flat_hash_map<std::string, int> team_index_;
+  absl::flat_hash_map<std::string, int> warranty_months_;  // lowercased product id
+};
+
+// Active tickets (new, open, pending) per agent.
+using AgentLoad = absl::flat_hash_map<std::string, int64_t>;
+
+// The agent a new assignment to `team` goes to; empty for a team without
+// agents. Round robin takes the agent after `last_agent` in team order;
+// least loaded takes the agent with the fewest active tickets, ties going
+// to the next one in round-robin order so equal agents still alternate.
+std::string PickAgent(const crm::v1::Team& team, absl::string_view last_agent,
+                      const AgentLoad& load);
+
+}  // namespace crm::service_desk

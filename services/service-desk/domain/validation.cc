@@ -1,0 +1,81 @@
+#include "services/service-desk/domain/validation.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace crm::service_desk {
+namespace {
+
+constexpr size_t kMaxRequestId = 128;
+constexpr size_t kMaxId = 64;
+
+// Minimal UTF-8 well-formedness: lead byte and continuation count.
+bool IsUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int extra = 0;
+    if (c < 0x80) {
+      extra = 0;
+    } else if ((c & 0xE0) == 0xC0 && c >= 0xC2) {
+      extra = 1;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+    } else if ((c & 0xF8) == 0xF0 && c <= 0xF4) {
+      extra = 3;
+    } else {
+      return false;
+    }
+    if (i + extra >= s.size() && extra > 0) return false;
+    for (int k = 1; k <= extra; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::Status InvalidField(absl::string_view field, absl::string_view reason) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", reason));
+}
+
+absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
+                       bool multiline) {
+  if (value.size() > max) return InvalidField(field, absl::StrCat("longer than ", max, " bytes"));
+  for (unsigned char c : value) {
+    if (multiline && (c == '\n' || c == '\r' || c == '\t')) continue;
+    if (c < 0x20 || c == 0x7f) return InvalidField(field, "contains control characters");
+  }
+  if (!IsUtf8(value)) return InvalidField(field, "not valid UTF-8");
+  return absl::OkStatus();
+}
+
+absl::Status CheckRequiredText(absl::string_view field, absl::string_view value, size_t max,
+                               bool multiline) {
+  if (absl::StripAsciiWhitespace(value).empty()) return InvalidField(field, "required");
+  return CheckText(field, value, max, multiline);
+}
+
+absl::Status CheckRequestId(absl::string_view request_id) {
+  if (request_id.empty()) return InvalidField("request_id", "required");
+  return CheckText("request_id", request_id, kMaxRequestId);
+}
+
+absl::Status CheckId(absl::string_view field, absl::string_view id) {
+  if (id.empty()) return InvalidField(field, "required");
+  if (id.size() > kMaxId)
+    return InvalidField(field, absl::StrCat("longer than ", kMaxId, " bytes"));
+  for (unsigned char c : id) {
+    if (c <= 0x20 || c >= 0x7f) return InvalidField(field, "must be printable ASCII");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckExpectedVersion(int64_t expected_version) {
+  if (expected_version < 0) return InvalidField("expected_version", "negative");
+  return absl::OkStatus();
+}
+
+}  // namespace crm::service_desk

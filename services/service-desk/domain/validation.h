@@ -1,0 +1,29 @@
+#pragma once
+
+#include <cstddef>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace crm::service_desk {
+
+// Input checks shared by the commands. Every error is INVALID_ARGUMENT with
+// the message "field: reason", the field first.
+
+absl::Status InvalidField(absl::string_view field, absl::string_view reason);
+
+// At most `max` bytes, valid UTF-8, no control characters; `multiline`
+// text may also hold newlines and tabs.
+absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
+                       bool multiline = false);
+// Like CheckText and not empty after trimming.
+absl::Status CheckRequiredText(absl::string_view field, absl::string_view value, size_t max,
+                               bool multiline = false);
+// request_id: required, at most 128 bytes.
+absl::Status CheckRequestId(absl::string_view request_id);
+// An id another call handed out: required, at most 64 bytes, printable.
+absl::Status CheckId(absl::string_view field, absl::string_view id);
+// expected_version: 0 (any) or positive.
+absl::Status CheckExpectedVersion(int64_t expected_version);
+
+}  // namespace crm::service_desk

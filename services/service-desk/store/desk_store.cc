@@ -1,0 +1,400 @@
+#include "services/service-desk/store/desk_store.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "libs/common/ids.h"
+#include "libs/common/key_codec.h"
+#include "libs/common/status_macros.h"
+#include "libs/common/subscriber.h"
+#include "services/service-desk/domain/article.h"
+#include "services/service-desk/domain/article_search.h"
+#include "services/service-desk/domain/ticket.h"
+
+namespace crm::service_desk {
+namespace {
+
+constexpr char kTickets[] = "tickets";                   // ticket id -> Ticket
+constexpr char kCustomerTickets[] = "customer_tickets";  // customer \0 ticket -> "1" active | "0"
+constexpr char kAgentTickets[] = "agent_tickets";        // agent \0 ticket -> "1" | "0" | "" gone
+constexpr char kTimers[] = "ticket_timers";              // micros ticket -> ""
+constexpr char kMessages[] = "ticket_messages";          // ticket \0 version -> TicketMessage
+constexpr char kRoundRobin[] = "round_robin";            // team -> last agent picked
+constexpr char kArticles[] = "articles";                 // article id -> Article
+constexpr char kTerms[] = "article_terms";               // term \0 article -> weight | "" gone
+constexpr char kPublished[] = "published_articles";      // article id -> "1" | "" unpublished
+
+constexpr int32_t kDefaultPageSize = 50;
+constexpr size_t kMaxSearchCandidates = 2000;
+
+std::string Pair(absl::string_view a, absl::string_view b) { return absl::StrCat(PrefixKey(a), b); }
+
+const char* ActiveMark(const crm::v1::Ticket& t) { return IsActive(t.status()) ? "1" : "0"; }
+
+template <typename T>
+absl::StatusOr<T> Parse(absl::string_view bytes, absl::string_view what) {
+  T message;
+  if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(absl::StrCat("corrupt ", what));
+  }
+  return message;
+}
+
+template <typename T>
+absl::StatusOr<std::optional<Versioned<T>>> LoadVersioned(const EventStore& events,
+                                                          const std::string& stream) {
+  auto loaded = events.LoadState(stream);
+  if (absl::IsNotFound(loaded.status())) return std::nullopt;
+  if (!loaded.ok()) return loaded.status();
+  CRM_ASSIGN_OR_RETURN(T state, Parse<T>(loaded->state, stream));
+  return Versioned<T>{loaded->version, std::move(state)};
+}
+
+absl::string_view View(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
+
+}  // namespace
+
+const char DeskStore::kCustomersFamily[] = "customers";  // customer id -> CustomerContext
+
+std::vector<std::string> DeskStore::Families() {
+  auto families = Subscriber::Families();
+  for (const char* f : {kTickets, kCustomerTickets, kAgentTickets, kTimers, kMessages, kRoundRobin,
+                        kCustomersFamily, kArticles, kTerms, kPublished}) {
+    families.push_back(f);
+  }
+  return families;
+}
+
+absl::StatusOr<std::unique_ptr<DeskStore>> DeskStore::Open(const std::string& path) {
+  CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, Families()));
+  return std::make_unique<DeskStore>(std::move(events));
+}
+
+// ---- tickets ----
+
+absl::StatusOr<std::optional<Versioned<crm::v1::Ticket>>> DeskStore::LoadTicket(
+    const std::string& ticket_id) const {
+  return LoadVersioned<crm::v1::Ticket>(*events_, TicketStream(ticket_id));
+}
+
+absl::StatusOr<crm::v1::Ticket> DeskStore::GetTicket(const std::string& ticket_id) const {
+  CRM_ASSIGN_OR_RETURN(auto raw, events_->db().Get(kTickets, ticket_id));
+  if (!raw.has_value())
+    return absl::NotFoundError(absl::StrCat("ticket ", ticket_id, " not found"));
+  return Parse<crm::v1::Ticket>(*raw, "ticket");
+}
+
+absl::StatusOr<std::vector<crm::v1::TicketMessage>> DeskStore::Messages(
+    const std::string& ticket_id) const {
+  std::vector<crm::v1::TicketMessage> out;
+  const std::string prefix = PrefixKey(ticket_id);
+  auto it = events_->db().NewIterator(kMessages);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    CRM_ASSIGN_OR_RETURN(auto m, Parse<crm::v1::TicketMessage>(View(it->value()), "message"));
+    out.push_back(std::move(m));
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return out;
+}
+
+absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequest& r) const {
+  std::string after;
+  if (!r.page().page_token().empty() &&
+      !absl::WebSafeBase64Unescape(r.page().page_token(), &after)) {
+    return absl::InvalidArgumentError("page.page_token: malformed");
+  }
+  const size_t page_size = r.page().page_size() > 0 ? r.page().page_size() : kDefaultPageSize;
+
+  // Walk the narrowest index; every entry leads to a ticket id, in id order.
+  const char* family = kTickets;
+  std::string prefix;
+  if (!r.customer_id().empty()) {
+    family = kCustomerTickets;
+    prefix = PrefixKey(r.customer_id());
+  } else if (!r.assignee_id().empty()) {
+    family = kAgentTickets;
+    prefix = PrefixKey(r.assignee_id());
+  }
+  auto matches = [&](const crm::v1::Ticket& t) {
+    return (r.customer_id().empty() || t.customer_id() == r.customer_id()) &&
+           (r.assignee_id().empty() || t.assignee_id() == r.assignee_id()) &&
+           (r.status() == crm::v1::TICKET_STATUS_UNSPECIFIED || t.status() == r.status()) &&
+           (r.priority() == crm::v1::TICKET_PRIORITY_UNSPECIFIED || t.priority() == r.priority()) &&
+           (!r.has_breached() || t.breached() == r.breached());
+  };
+
+  TicketPage page;
+  auto it = events_->db().NewIterator(family);
+  std::string start = prefix + after;
+  if (!after.empty()) start.push_back('\0');  // just after the last id returned
+  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (family == kAgentTickets && it->value().empty()) continue;  // reassigned away
+    crm::v1::Ticket ticket;
+    if (family == kTickets) {
+      CRM_ASSIGN_OR_RETURN(ticket, Parse<crm::v1::Ticket>(View(it->value()), "ticket"));
+    } else {
+      const std::string id(View(it->key()).substr(prefix.size()));
+      CRM_ASSIGN_OR_RETURN(ticket, GetTicket(id));
+    }
+    if (!matches(ticket)) continue;
+    if (page.tickets.size() == page_size) {
+      // One more match exists: the page is full and there is a next one.
+      page.next_page_token = absl::WebSafeBase64Escape(page.tickets.back().ticket_id());
+      break;
+    }
+    page.tickets.push_back(std::move(ticket));
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return page;
+}
+
+std::vector<ProjectionWrite> DeskStore::TicketWrites(
+    const std::optional<crm::v1::Ticket>& before, const crm::v1::Ticket& after,
+    const std::vector<std::pair<int64_t, crm::v1::TicketMessage>>& messages) const {
+  const std::string& id = after.ticket_id();
+  std::vector<ProjectionWrite> w;
+  w.push_back({kTickets, id, after.SerializeAsString()});
+  const bool activity_changed = !before || IsActive(before->status()) != IsActive(after.status());
+  if (activity_changed) {
+    w.push_back({kCustomerTickets, Pair(after.customer_id(), id), ActiveMark(after)});
+  }
+  const std::string old_agent = before ? before->assignee_id() : "";
+  if (old_agent != after.assignee_id()) {
+    if (!old_agent.empty()) w.push_back({kAgentTickets, Pair(old_agent, id), ""});
+    if (!after.assignee_id().empty()) {
+      w.push_back({kAgentTickets, Pair(after.assignee_id(), id), ActiveMark(after)});
+    }
+  } else if (!after.assignee_id().empty() && activity_changed) {
+    w.push_back({kAgentTickets, Pair(after.assignee_id(), id), ActiveMark(after)});
+  }
+  if (after.has_next_sla_check_at() && (!before || !before->has_next_sla_check_at() ||
+                                        before->next_sla_check_at().SerializeAsString() !=
+                                            after.next_sla_check_at().SerializeAsString())) {
+    w.push_back({kTimers, TimerKey(FromProtoTimestamp(after.next_sla_check_at()), id), ""});
+  }
+  for (const auto& [version, message] : messages) {
+    std::string key = PrefixKey(id);
+    AppendBigEndian64(&key, static_cast<uint64_t>(version));
+    w.push_back({kMessages, std::move(key), message.SerializeAsString()});
+  }
+  return w;
+}
+
+// ---- assignment ----
+
+absl::StatusOr<AgentLoad> DeskStore::LoadOf(const crm::v1::Team& team) const {
+  AgentLoad load;
+  for (const auto& agent : team.agent_ids()) {
+    int64_t active = 0;
+    const std::string prefix = PrefixKey(agent);
+    auto it = events_->db().NewIterator(kAgentTickets);
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (View(it->value()) == "1") ++active;
+    }
+    CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+    load[agent] = active;
+  }
+  return load;
+}
+
+absl::StatusOr<std::string> DeskStore::LastPicked(const std::string& team_id) const {
+  CRM_ASSIGN_OR_RETURN(auto raw, events_->db().Get(kRoundRobin, team_id));
+  return raw.value_or("");
+}
+
+ProjectionWrite DeskStore::PickedWrite(const std::string& team_id, const std::string& agent_id) {
+  return {kRoundRobin, team_id, agent_id};
+}
+
+// ---- timers ----
+
+std::string DeskStore::TimerKey(absl::Time at, const std::string& ticket_id) {
+  // Flipping the sign bit makes times before 1970 sort first as unsigned.
+  std::string key =
+      BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(at)) ^ (uint64_t{1} << 63));
+  key.append(ticket_id);
+  return key;
+}
+
+absl::StatusOr<std::vector<DueTimer>> DeskStore::DueTimers(absl::Time now, size_t max) const {
+  std::vector<DueTimer> out;
+  const std::string end =
+      BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(now)) ^ (uint64_t{1} << 63));
+  auto it = events_->db().NewIterator(kTimers);
+  for (it->SeekToFirst(); it->Valid() && out.size() < max; it->Next()) {
+    const std::string key = it->key().ToString();
+    if (key.size() < 8 || key.substr(0, 8) > end) break;
+    const int64_t micros = static_cast<int64_t>(ReadBigEndian64(key) ^ (uint64_t{1} << 63));
+    out.push_back({absl::FromUnixMicros(micros), key.substr(8), key});
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return out;
+}
+
+absl::Status DeskStore::DropTimer(const DueTimer& timer) {
+  rocksdb::WriteBatch batch;
+  CRM_RETURN_IF_ERROR(FromRocks(batch.Delete(events_->db().Family(kTimers), timer.key)));
+  // Not synced: a lost delete only brings back a visit that finds nothing due.
+  return events_->db().Write(&batch, /*sync=*/false);
+}
+
+// ---- customers ----
+
+absl::StatusOr<crm::v1::CustomerContext> DeskStore::CustomerContextOf(
+    const std::string& customer_id) const {
+  crm::v1::CustomerContext c;
+  CRM_ASSIGN_OR_RETURN(auto raw, events_->db().Get(kCustomersFamily, customer_id));
+  if (raw.has_value()) {
+    CRM_ASSIGN_OR_RETURN(c, Parse<crm::v1::CustomerContext>(*raw, "customer"));
+  }
+  c.set_customer_id(customer_id);
+  const std::string prefix = PrefixKey(customer_id);
+  auto it = events_->db().NewIterator(kCustomerTickets);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    c.set_ticket_count(c.ticket_count() + 1);
+    if (View(it->value()) == "1") c.set_active_ticket_count(c.active_ticket_count() + 1);
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return c;
+}
+
+absl::StatusOr<bool> DeskStore::IsKnownCustomer(const std::string& customer_id) const {
+  CRM_ASSIGN_OR_RETURN(auto raw, events_->db().Get(kCustomersFamily, customer_id));
+  return raw.has_value();
+}
+
+// ---- knowledge base ----
+
+absl::StatusOr<std::optional<Versioned<crm::v1::Article>>> DeskStore::LoadArticle(
+    const std::string& article_id) const {
+  return LoadVersioned<crm::v1::Article>(*events_, ArticleStream(article_id));
+}
+
+absl::StatusOr<crm::v1::Article> DeskStore::GetArticle(const std::string& article_id) const {
+  CRM_ASSIGN_OR_RETURN(auto raw, events_->db().Get(kArticles, article_id));
+  if (!raw.has_value()) {
+    return absl::NotFoundError(absl::StrCat("article ", article_id, " not found"));
+  }
+  return Parse<crm::v1::Article>(*raw, "article");
+}
+
+std::vector<ProjectionWrite> DeskStore::ArticleWrites(const std::optional<crm::v1::Article>& before,
+                                                      const crm::v1::Article& after) const {
+  const std::string& id = after.article_id();
+  std::vector<ProjectionWrite> w;
+  w.push_back({kArticles, id, after.SerializeAsString()});
+  if (!before || before->published() != after.published()) {
+    w.push_back({kPublished, id, after.published() ? "1" : ""});
+  }
+  const auto old_terms =
+      before && before->published() ? IndexTerms(*before) : std::map<std::string, int64_t>{};
+  const auto new_terms = after.published() ? IndexTerms(after) : std::map<std::string, int64_t>{};
+  for (const auto& [term, weight] : old_terms) {
+    if (!new_terms.contains(term)) w.push_back({kTerms, Pair(term, id), ""});
+  }
+  for (const auto& [term, weight] : new_terms) {
+    auto old = old_terms.find(term);
+    if (old == old_terms.end() || old->second != weight) {
+      w.push_back({kTerms, Pair(term, id), absl::StrCat(weight)});
+    }
+  }
+  return w;
+}
+
+absl::StatusOr<int64_t> DeskStore::PublishedCount() const {
+  int64_t n = 0;
+  auto it = events_->db().NewIterator(kPublished);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!it->value().empty()) ++n;
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return n;
+}
+
+absl::StatusOr<std::vector<crm::v1::ArticleHit>> DeskStore::SearchArticles(
+    const std::vector<std::string>& words, const std::vector<std::string>& tags,
+    const std::string& product) const {
+  auto postings_of = [&](const std::string& term) -> absl::StatusOr<TermPostings> {
+    TermPostings p;
+    p.term = term;
+    const std::string prefix = PrefixKey(term);
+    auto it = events_->db().NewIterator(kTerms);
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      int64_t weight = 0;
+      if (it->value().empty() || !absl::SimpleAtoi(View(it->value()), &weight)) continue;
+      p.weight_by_article[std::string(View(it->key()).substr(prefix.size()))] = weight;
+    }
+    CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+    return p;
+  };
+
+  // Tags narrow the candidates: each required tag's articles, intersected.
+  std::optional<absl::flat_hash_set<std::string>> tagged;
+  for (const auto& tag : tags) {
+    CRM_ASSIGN_OR_RETURN(auto p, postings_of(TagTerm(tag)));
+    absl::flat_hash_set<std::string> ids;
+    for (const auto& [id, w] : p.weight_by_article) {
+      if (!tagged || tagged->contains(id)) ids.insert(id);
+    }
+    tagged = std::move(ids);
+  }
+
+  std::vector<RankedArticle> ranked;
+  if (!words.empty()) {
+    std::vector<TermPostings> postings;
+    for (const auto& word : words) {
+      CRM_ASSIGN_OR_RETURN(auto p, postings_of(word));
+      if (tagged)
+        absl::erase_if(p.weight_by_article,
+                       [&](const auto& e) { return !tagged->contains(e.first); });
+      postings.push_back(std::move(p));
+    }
+    CRM_ASSIGN_OR_RETURN(const int64_t total, PublishedCount());
+    ranked = RankArticles(postings, total);
+  } else {
+    // No words: every published (or tagged) article; newest ids first so
+    // the candidate cap keeps the recent ones.
+    std::vector<std::string> ids;
+    if (tagged) {
+      ids.assign(tagged->begin(), tagged->end());
+    } else {
+      auto it = events_->db().NewIterator(kPublished);
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        if (!it->value().empty()) ids.push_back(it->key().ToString());
+      }
+      CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+    }
+    std::sort(ids.rbegin(), ids.rend());
+    for (auto& id : ids) ranked.push_back({std::move(id), 0, {}});
+  }
+
+  std::vector<crm::v1::ArticleHit> hits;
+  for (auto& r : ranked) {
+    if (hits.size() == kMaxSearchCandidates) break;
+    CRM_ASSIGN_OR_RETURN(auto article, GetArticle(r.article_id));
+    if (!article.published()) continue;
+    if (!product.empty() && !absl::EqualsIgnoreCase(article.product(), product)) continue;
+    crm::v1::ArticleHit hit;
+    *hit.mutable_article() = std::move(article);
+    hit.set_score(r.score);
+    for (auto& t : r.matched_terms) hit.add_matched_terms(std::move(t));
+    hits.push_back(std::move(hit));
+  }
+  if (words.empty()) {
+    // Nothing to rank by: the most recently published first.
+    std::sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) {
+      const absl::Time ta = FromProtoTimestamp(a.article().published_at());
+      const absl::Time tb = FromProtoTimestamp(b.article().published_at());
+      if (ta != tb) return ta > tb;
+      return a.article().article_id() > b.article().article_id();
+    });
+  }
+  return hits;
+}
+
+}  // namespace crm::service_desk

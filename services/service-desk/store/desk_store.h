@@ -1,0 +1,124 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "crm/v1/service_desk.pb.h"
+#include "libs/common/event_store.h"
+#include "services/service-desk/domain/settings.h"
+
+namespace crm::service_desk {
+
+// An aggregate's folded state with the stream version it is at.
+template <typename T>
+struct Versioned {
+  int64_t version = 0;
+  T state;
+};
+
+// A ticket the timer has to visit at `at`.
+struct DueTimer {
+  absl::Time at;
+  std::string ticket_id;
+  std::string key;
+};
+
+struct TicketPage {
+  std::vector<crm::v1::Ticket> tickets;
+  std::string next_page_token;
+};
+
+// The service desk's RocksDB: the event log (libs/common EventStore) and
+// the read models written in the same batch as the events that change
+// them — ticket index by customer and by agent, timer schedule,
+// conversation, round-robin cursors, knowledge base index — plus the
+// customers projected from other services' topics by the subscriber.
+//
+// RocksDB projection writes are puts only, so entries that stop applying
+// are overwritten with a marker ("" or "0") instead of deleted; readers
+// skip them.
+class DeskStore {
+ public:
+  // Column families of the database, the subscriber's included.
+  static std::vector<std::string> Families();
+  static absl::StatusOr<std::unique_ptr<DeskStore>> Open(const std::string& path);
+
+  explicit DeskStore(std::unique_ptr<EventStore> events) : events_(std::move(events)) {}
+
+  EventStore& events() { return *events_; }
+  Database& db() { return events_->db(); }
+
+  // ---- tickets ----
+  // nullopt for an unknown ticket.
+  absl::StatusOr<std::optional<Versioned<crm::v1::Ticket>>> LoadTicket(
+      const std::string& ticket_id) const;
+  // NOT_FOUND for an unknown ticket.
+  absl::StatusOr<crm::v1::Ticket> GetTicket(const std::string& ticket_id) const;
+  // The conversation, oldest first.
+  absl::StatusOr<std::vector<crm::v1::TicketMessage>> Messages(const std::string& ticket_id) const;
+  // Filters and pages in ticket id order (creation order to the
+  // millisecond); the request is validated by the caller. page_size
+  // defaults to 50.
+  absl::StatusOr<TicketPage> ListTickets(const crm::v1::ListTicketsRequest& request) const;
+
+  // The writes that keep the ticket read models in step with an append
+  // taking the ticket from `before` to `after`. `messages` are the
+  // conversation entries the append adds, with their stream versions.
+  std::vector<ProjectionWrite> TicketWrites(
+      const std::optional<crm::v1::Ticket>& before, const crm::v1::Ticket& after,
+      const std::vector<std::pair<int64_t, crm::v1::TicketMessage>>& messages) const;
+
+  // ---- assignment ----
+  // Active tickets of each agent of the team.
+  absl::StatusOr<AgentLoad> LoadOf(const crm::v1::Team& team) const;
+  // The agent the team's last automatic assignment went to; empty if none.
+  absl::StatusOr<std::string> LastPicked(const std::string& team_id) const;
+  static ProjectionWrite PickedWrite(const std::string& team_id, const std::string& agent_id);
+
+  // ---- timers ----
+  // Scheduled visits due at or before `now`, earliest first. Entries may be
+  // stale (the ticket moved on); the visit decides from the ticket itself.
+  absl::StatusOr<std::vector<DueTimer>> DueTimers(absl::Time now, size_t max) const;
+  // Removes a visited entry; the caller holds the ticket's lock so no
+  // append rewrites the same key meanwhile.
+  absl::Status DropTimer(const DueTimer& timer);
+  static std::string TimerKey(absl::Time at, const std::string& ticket_id);
+
+  // ---- customers ----
+  // What is known of the customer plus ticket counts; known = false (and
+  // only the counts) for a customer no event has named.
+  absl::StatusOr<crm::v1::CustomerContext> CustomerContextOf(const std::string& customer_id) const;
+  absl::StatusOr<bool> IsKnownCustomer(const std::string& customer_id) const;
+
+  // ---- knowledge base ----
+  absl::StatusOr<std::optional<Versioned<crm::v1::Article>>> LoadArticle(
+      const std::string& article_id) const;
+  // NOT_FOUND for an unknown article.
+  absl::StatusOr<crm::v1::Article> GetArticle(const std::string& article_id) const;
+  // Article record, published flag and search index for an append taking
+  // the article from `before` to `after`. Only published articles are indexed.
+  std::vector<ProjectionWrite> ArticleWrites(const std::optional<crm::v1::Article>& before,
+                                             const crm::v1::Article& after) const;
+  // Published articles: ranked by `words` (all of them when none, most
+  // recently published first), every tag required, product matched
+  // ignoring case.
+  absl::StatusOr<std::vector<crm::v1::ArticleHit>> SearchArticles(
+      const std::vector<std::string>& words, const std::vector<std::string>& tags,
+      const std::string& product) const;
+
+  // Family names, for the projection that shares the database.
+  static const char kCustomersFamily[];
+
+ private:
+  absl::StatusOr<int64_t> PublishedCount() const;
+
+  std::unique_ptr<EventStore> events_;
+};
+
+}  // namespace crm::service_desk
