@@ -1,4 +1,5 @@
-// crm-leads: captures leads; events go to crm.leads.v1 via the outbox relay.
+// crm-leads: captures, imports, scores, assigns, qualifies, converts and
+// merges leads; events go to crm.leads.v1 via the outbox relay.
 #include <cstdio>
 
 #include "libs/common/blocking_executor.h"
@@ -7,6 +8,7 @@
 #include "libs/common/outbox_relay.h"
 #include "libs/common/service_host.h"
 #include "services/leads/api/lead_commands.h"
+#include "services/leads/api/lead_import.h"
 #include "services/leads/api/leads_grpc.h"
 #include "services/leads/store/lead_store.h"
 
@@ -35,7 +37,13 @@ int main(int argc, char** argv) {
 
   crm::BlockingExecutor executor(config->worker_threads);
   crm::leads::LeadCommands commands(**store);
-  crm::leads::LeadsGrpc grpc_service(commands, executor);
+  // Rules and the owners' load before the first lead is assigned.
+  if (auto st = commands.Recover(); !st.ok()) {
+    crm::log::Error("recover assignment state", {{"error", st.ToString()}});
+    return 1;
+  }
+  crm::leads::LeadImporter importer(commands);
+  crm::leads::LeadsGrpc grpc_service(commands, importer, executor);
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);

@@ -15,4 +15,16 @@ grpc::ServerUnaryReactor* AnalyticsGrpc::GetCustomer360(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* AnalyticsGrpc::GetFunnel(grpc::CallbackServerContext* ctx,
+                                                   const crm::v1::GetFunnelRequest* request,
+                                                   crm::v1::Funnel* response) {
+  // Scans every funnel record: off the callback thread.
+  return RunUnary(ctx, executor_, [this, request, response]() -> absl::Status {
+    auto funnel = views_.GetFunnel(*request);
+    if (!funnel.ok()) return funnel.status();
+    *response = std::move(*funnel);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace crm::analytics

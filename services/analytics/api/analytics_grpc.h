@@ -15,6 +15,9 @@ class AnalyticsGrpc final : public crm::v1::AnalyticsService::CallbackService {
   grpc::ServerUnaryReactor* GetCustomer360(grpc::CallbackServerContext* ctx,
                                            const crm::v1::GetCustomer360Request* request,
                                            crm::v1::Customer360* response) override;
+  grpc::ServerUnaryReactor* GetFunnel(grpc::CallbackServerContext* ctx,
+                                      const crm::v1::GetFunnelRequest* request,
+                                      crm::v1::Funnel* response) override;
 
  private:
   const ViewStore& views_;

@@ -1,46 +1,89 @@
 #include "services/analytics/domain/customer_view.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
+#include "crm/v1/sales.pb.h"
+#include "crm/v1/service_desk.pb.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace crm::analytics {
 namespace {
 
+using crm::v1::AsOf;
+using crm::v1::Customer360;
+using crm::v1::EventEnvelope;
 using google::protobuf::Timestamp;
 using google::protobuf::util::TimeUtil;
 
 bool Before(const Timestamp& a, const Timestamp& b) { return a < b; }
 
-std::string ChannelName(crm::v1::LeadChannel c) {
-  std::string name = crm::v1::LeadChannel_Name(c);
-  constexpr std::string_view kPrefix = "LEAD_CHANNEL_";
-  if (name.rfind(kPrefix, 0) == 0) name = name.substr(kPrefix.size());
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](char ch) { return ch == '_' ? ' ' : static_cast<char>(std::tolower(ch)); });
-  return name;
+// True when `event` is newer than the value stamped `as_of` (ties: larger
+// event id), and then stamps it: the fold of a last-writer-wins field.
+bool TakeIfNewer(AsOf* as_of, const EventEnvelope& event) {
+  if (as_of->has_at()) {
+    if (Before(event.occurred_at(), as_of->at())) return false;
+    if (event.occurred_at() == as_of->at() && event.event_id() <= as_of->event_id()) return false;
+  }
+  *as_of->mutable_at() = event.occurred_at();
+  as_of->set_event_id(event.event_id());
+  return true;
 }
 
-void ApplyLeadCaptured(crm::v1::Customer360& view, const crm::v1::EventEnvelope& event,
-                       const crm::v1::LeadCaptured& lead) {
-  // Kept sorted so the stored view does not depend on delivery order.
-  auto* ids = view.mutable_lead_ids();
-  auto pos = std::lower_bound(ids->begin(), ids->end(), lead.lead_id());
-  if (pos == ids->end() || *pos != lead.lead_id()) {
-    const int index = static_cast<int>(pos - ids->begin());
-    ids->Add(std::string(lead.lead_id()));
-    // Bubble the new id from the end into place.
-    for (int i = ids->size() - 1; i > index; --i) ids->SwapElements(i, i - 1);
-  }
-  if (view.lifecycle_stage() == crm::v1::LIFECYCLE_STAGE_UNSPECIFIED) {
-    view.set_lifecycle_stage(crm::v1::LIFECYCLE_STAGE_LEAD);
-  }
-  // The newest capture describes the person; ties keep the larger event id.
+// Finds or inserts the record with `id` in a repeated field kept sorted by id,
+// so the stored view does not depend on the order records appeared in.
+template <typename Repeated, typename IdOf>
+auto* FindOrInsertSorted(Repeated* records, const std::string& id, IdOf id_of) {
+  auto pos = std::lower_bound(records->begin(), records->end(), id,
+                              [&](const auto& r, const std::string& v) { return id_of(r) < v; });
+  if (pos != records->end() && id_of(*pos) == id) return &*pos;
+  const int index = static_cast<int>(pos - records->begin());
+  records->Add();
+  // Bubble the new record from the end into place.
+  for (int i = records->size() - 1; i > index; --i) records->SwapElements(i, i - 1);
+  return records->Mutable(index);
+}
+
+void AddSortedUnique(google::protobuf::RepeatedPtrField<std::string>* ids, const std::string& id) {
+  *FindOrInsertSorted(ids, id, [](const std::string& s) -> const std::string& { return s; }) = id;
+}
+
+// Lifecycle only moves forward through lead < prospect < customer; taking
+// the maximum makes it order-independent.
+void Reach(Customer360& view, crm::v1::LifecycleStage stage) {
+  if (view.lifecycle_stage() < stage) view.set_lifecycle_stage(stage);
+}
+
+std::string EnumWord(const std::string& name, std::string_view prefix) {
+  std::string word = name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name;
+  std::transform(word.begin(), word.end(), word.begin(),
+                 [](char ch) { return ch == '_' ? ' ' : static_cast<char>(std::tolower(ch)); });
+  return word;
+}
+
+std::string ChannelName(crm::v1::LeadChannel c) {
+  return EnumWord(crm::v1::LeadChannel_Name(c), "LEAD_CHANNEL_");
+}
+
+std::string StatusName(crm::v1::TicketStatus s) {
+  return EnumWord(crm::v1::TicketStatus_Name(s), "TICKET_STATUS_");
+}
+
+std::string MoneyText(const crm::v1::Money& m) {
+  const int64_t units = m.minor_units();
+  const int64_t whole = units / 100;
+  const int64_t cents = (units < 0 ? -units : units) % 100;
+  return absl::StrCat(units < 0 && whole == 0 ? "-" : "", whole, ".", cents < 10 ? "0" : "", cents,
+                      m.currency().empty() ? "" : " ", m.currency());
+}
+
+void ApplyContact(Customer360& view, const EventEnvelope& event, const crm::v1::Contact& c,
+                  const std::string& company, const std::string& region) {
+  // The newest capture describes the person.
   if (view.has_profile_as_of() && Before(event.occurred_at(), view.profile_as_of())) return;
   auto* p = view.mutable_profile();
-  const auto& c = lead.contact();
   auto set_if = [](std::string* field, const std::string& v) {
     if (!v.empty()) *field = v;
   };
@@ -48,30 +91,264 @@ void ApplyLeadCaptured(crm::v1::Customer360& view, const crm::v1::EventEnvelope&
   set_if(p->mutable_last_name(), c.last_name());
   set_if(p->mutable_email(), c.email());
   set_if(p->mutable_phone(), c.phone());
-  set_if(p->mutable_company(), lead.company());
-  set_if(p->mutable_region(), lead.region());
+  set_if(p->mutable_company(), company);
+  set_if(p->mutable_region(), region);
   *view.mutable_profile_as_of() = event.occurred_at();
 }
 
-std::string SummarizeLeadCaptured(const crm::v1::LeadCaptured& lead) {
-  const std::string& who =
-      lead.contact().email().empty() ? lead.contact().phone() : lead.contact().email();
-  return absl::StrCat("Lead captured via ", ChannelName(lead.channel()), " (", who, ")",
-                      lead.duplicate_of_lead_id().empty() ? "" : ", known person");
+void SetOwner(Customer360& view, const EventEnvelope& event, const std::string& owner_id) {
+  if (owner_id.empty()) return;
+  if (TakeIfNewer(view.mutable_owner_as_of(), event)) view.set_owner_id(owner_id);
 }
 
-}  // namespace
+void SetTier(Customer360& view, const EventEnvelope& event, const std::string& tier) {
+  if (tier.empty()) return;
+  if (TakeIfNewer(view.mutable_tier_as_of(), event)) view.set_tier(tier);
+}
 
-std::string Summarize(const crm::v1::EventEnvelope& event) {
-  crm::v1::LeadCaptured lead;
-  if (event.payload().Is<crm::v1::LeadCaptured>() && event.payload().UnpackTo(&lead)) {
-    return SummarizeLeadCaptured(lead);
+void SetLeadScore(Customer360& view, const EventEnvelope& event, int32_t score) {
+  if (TakeIfNewer(view.mutable_lead_score_as_of(), event)) view.set_lead_score(score);
+}
+
+crm::v1::OpportunitySummary* Opportunity(Customer360& view, const std::string& id) {
+  auto* opp =
+      FindOrInsertSorted(view.mutable_opportunities(), id,
+                         [](const auto& o) -> const std::string& { return o.opportunity_id(); });
+  opp->set_opportunity_id(id);
+  return opp;
+}
+
+crm::v1::TicketSummary* Ticket(Customer360& view, const std::string& id) {
+  auto* t = FindOrInsertSorted(view.mutable_tickets(), id,
+                               [](const auto& r) -> const std::string& { return r.ticket_id(); });
+  t->set_ticket_id(id);
+  return t;
+}
+
+void SetTicketStatus(crm::v1::TicketSummary* t, const EventEnvelope& event,
+                     crm::v1::TicketStatus status) {
+  if (TakeIfNewer(t->mutable_status_as_of(), event)) t->set_status(status);
+}
+
+// Counts and sums are recomputed from the keyed records, never incremented,
+// so a record seen twice or late cannot skew them.
+void DeriveTotals(Customer360& view) {
+  int open_opps = 0;
+  for (const auto& o : view.opportunities()) {
+    if (o.outcome() == crm::v1::STAGE_OUTCOME_UNSPECIFIED ||
+        o.outcome() == crm::v1::STAGE_OUTCOME_OPEN) {
+      ++open_opps;
+    }
+  }
+  view.set_open_opportunity_count(open_opps);
+
+  std::map<std::string, int64_t> ltv;
+  for (const auto& o : view.orders()) ltv[o.total().currency()] += o.total().minor_units();
+  view.clear_lifetime_value();
+  for (const auto& [currency, units] : ltv) {
+    auto* m = view.add_lifetime_value();
+    m->set_currency(currency);
+    m->set_minor_units(units);
+  }
+
+  int open_tickets = 0, breached = 0, csat_count = 0;
+  int64_t csat_sum = 0;
+  for (const auto& t : view.tickets()) {
+    if (t.status() != crm::v1::TICKET_STATUS_RESOLVED &&
+        t.status() != crm::v1::TICKET_STATUS_CLOSED) {
+      ++open_tickets;
+    }
+    if (t.sla_breached()) ++breached;
+    if (t.csat_score() > 0) {
+      ++csat_count;
+      csat_sum += t.csat_score();
+    }
+  }
+  view.set_open_ticket_count(open_tickets);
+  view.set_breached_ticket_count(breached);
+  view.set_csat_count(csat_count);
+  view.set_csat_average(csat_count == 0 ? 0.0 : static_cast<double>(csat_sum) / csat_count);
+}
+
+template <typename T>
+bool Unpack(const EventEnvelope& event, T* msg) {
+  return event.payload().Is<T>() && event.payload().UnpackTo(msg);
+}
+
+// Folds the payload into the view and returns the timeline summary; an
+// unknown payload leaves the view as is and is summarized by its type.
+std::string FoldPayload(Customer360& view, const EventEnvelope& event) {
+  using namespace crm::v1;
+  if (LeadCaptured m; Unpack(event, &m)) {
+    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+    Reach(view, LIFECYCLE_STAGE_LEAD);
+    ApplyContact(view, event, m.contact(), m.company(), m.region());
+    if (m.has_score()) SetLeadScore(view, event, m.score().total());
+    const std::string& who =
+        m.contact().email().empty() ? m.contact().phone() : m.contact().email();
+    return absl::StrCat("Lead captured via ", ChannelName(m.channel()), " (", who, ")",
+                        m.duplicate_of_lead_id().empty() ? "" : ", known person");
+  }
+  if (LeadAssigned m; Unpack(event, &m)) {
+    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+    Reach(view, LIFECYCLE_STAGE_LEAD);
+    SetOwner(view, event, m.owner_id());
+    if (m.owner_id().empty()) return absl::StrCat("Lead queued in ", m.queue());
+    return absl::StrCat("Lead assigned to ", m.owner_id(),
+                        m.team_id().empty() ? "" : absl::StrCat(" (team ", m.team_id(), ")"));
+  }
+  if (LeadScoreChanged m; Unpack(event, &m)) {
+    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+    Reach(view, LIFECYCLE_STAGE_LEAD);
+    SetLeadScore(view, event, m.score().total());
+    return absl::StrCat("Lead score ", m.previous().total(), " -> ", m.score().total(),
+                        m.reason().empty() ? "" : absl::StrCat(" (", m.reason(), ")"));
+  }
+  if (LeadQualified m; Unpack(event, &m)) {
+    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+    Reach(view, LIFECYCLE_STAGE_PROSPECT);
+    return "Lead qualified";
+  }
+  if (LeadDisqualified m; Unpack(event, &m)) {
+    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+    Reach(view, LIFECYCLE_STAGE_LEAD);
+    return absl::StrCat("Lead disqualified", m.reason().empty() ? "" : ": ", m.reason());
+  }
+  if (LeadConverted m; Unpack(event, &m)) {
+    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+    Reach(view, LIFECYCLE_STAGE_PROSPECT);
+    ApplyContact(view, event, m.contact(), m.company(), m.region());
+    SetOwner(view, event, m.owner_id());
+    return absl::StrCat(
+        "Lead converted to an opportunity",
+        m.opportunity_name().empty() ? "" : absl::StrCat(" \"", m.opportunity_name(), "\""),
+        m.owner_id().empty() ? "" : absl::StrCat(" for ", m.owner_id()));
+  }
+  if (LeadsMerged m; Unpack(event, &m)) {
+    return absl::StrCat("Lead ", m.merged_lead_id(), " merged into ", m.survivor_lead_id());
+  }
+  if (CustomerOpened m; Unpack(event, &m)) {
+    if (TakeIfNewer(view.mutable_account_as_of(), event)) {
+      view.mutable_profile()->set_account_name(m.name());
+      view.mutable_profile()->set_territory(m.territory());
+    }
+    SetOwner(view, event, m.owner_id());
+    SetTier(view, event, m.tier());
+    if (!m.lead_id().empty()) AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+    Reach(view, LIFECYCLE_STAGE_PROSPECT);
+    return absl::StrCat("Customer account opened: ", m.name(),
+                        m.owner_id().empty() ? "" : absl::StrCat(", owner ", m.owner_id()));
+  }
+  if (CustomerTierChanged m; Unpack(event, &m)) {
+    SetTier(view, event, m.to_tier());
+    return absl::StrCat("Tier ", m.from_tier().empty() ? "none" : m.from_tier(), " -> ",
+                        m.to_tier());
+  }
+  if (OpportunityOpened m; Unpack(event, &m)) {
+    auto* opp = Opportunity(view, m.opportunity_id());
+    opp->set_name(m.name());  // only OpportunityOpened names it
+    if (TakeIfNewer(opp->mutable_as_of(), event)) {
+      opp->set_stage_id(m.stage_id());
+      opp->set_outcome(STAGE_OUTCOME_OPEN);
+    }
+    if (TakeIfNewer(opp->mutable_amount_as_of(), event)) *opp->mutable_amount() = m.amount();
+    Reach(view, LIFECYCLE_STAGE_PROSPECT);
+    DeriveTotals(view);
+    return absl::StrCat("Opportunity opened: ", m.name(), " at ", m.stage_id(), ", ",
+                        MoneyText(m.amount()));
+  }
+  if (OpportunityStageChanged m; Unpack(event, &m)) {
+    auto* opp = Opportunity(view, m.opportunity_id());
+    if (TakeIfNewer(opp->mutable_as_of(), event)) {
+      opp->set_stage_id(m.to_stage_id());
+      opp->set_outcome(m.outcome());
+    }
+    if (m.has_amount() && TakeIfNewer(opp->mutable_amount_as_of(), event)) {
+      *opp->mutable_amount() = m.amount();
+    }
+    Reach(view,
+          m.outcome() == STAGE_OUTCOME_WON ? LIFECYCLE_STAGE_CUSTOMER : LIFECYCLE_STAGE_PROSPECT);
+    DeriveTotals(view);
+    std::string summary = absl::StrCat("Opportunity ", m.opportunity_id(), " ", m.from_stage_id(),
+                                       " -> ", m.to_stage_id());
+    if (m.outcome() == STAGE_OUTCOME_WON)
+      absl::StrAppend(&summary, ", won ", MoneyText(m.amount()));
+    if (m.outcome() == STAGE_OUTCOME_LOST) {
+      absl::StrAppend(&summary, ", lost", m.lost_reason().empty() ? "" : ": ", m.lost_reason());
+    }
+    if (m.reopened()) absl::StrAppend(&summary, " (reopened)");
+    return summary;
+  }
+  if (OrderPlaced m; Unpack(event, &m)) {
+    auto* order =
+        FindOrInsertSorted(view.mutable_orders(), m.order_id(),
+                           [](const auto& o) -> const std::string& { return o.order_id(); });
+    order->set_order_id(m.order_id());
+    order->set_opportunity_id(m.opportunity_id());
+    *order->mutable_total() = m.totals().total();
+    *order->mutable_placed_at() = event.occurred_at();
+    Reach(view, LIFECYCLE_STAGE_CUSTOMER);
+    DeriveTotals(view);
+    return absl::StrCat("Order ", m.order_id(), " placed, ", MoneyText(m.totals().total()));
+  }
+  if (ActivityLogged m; Unpack(event, &m)) {
+    return absl::StrCat(EnumWord(ActivityKind_Name(m.kind()), "ACTIVITY_KIND_"), ": ", m.subject());
+  }
+  if (TicketOpened m; Unpack(event, &m)) {
+    auto* t = Ticket(view, m.ticket_id());
+    t->set_subject(m.subject());
+    t->set_product(m.product());
+    *t->mutable_opened_at() = event.occurred_at();
+    SetTicketStatus(t, event, TICKET_STATUS_NEW);
+    DeriveTotals(view);
+    return absl::StrCat("Ticket opened: ", m.subject(),
+                        m.product().empty() ? "" : absl::StrCat(" (", m.product(), ")"));
+  }
+  if (TicketStatusChanged m; Unpack(event, &m)) {
+    SetTicketStatus(Ticket(view, m.ticket_id()), event, m.to_status());
+    DeriveTotals(view);
+    return absl::StrCat("Ticket ", m.ticket_id(), " ", StatusName(m.from_status()), " -> ",
+                        StatusName(m.to_status()));
+  }
+  if (TicketResolved m; Unpack(event, &m)) {
+    SetTicketStatus(Ticket(view, m.ticket_id()), event, TICKET_STATUS_RESOLVED);
+    DeriveTotals(view);
+    return absl::StrCat("Ticket ", m.ticket_id(), " resolved");
+  }
+  if (TicketClosed m; Unpack(event, &m)) {
+    SetTicketStatus(Ticket(view, m.ticket_id()), event, TICKET_STATUS_CLOSED);
+    DeriveTotals(view);
+    return absl::StrCat("Ticket ", m.ticket_id(), " closed");
+  }
+  if (TicketReopened m; Unpack(event, &m)) {
+    SetTicketStatus(Ticket(view, m.ticket_id()), event, TICKET_STATUS_OPEN);
+    DeriveTotals(view);
+    return absl::StrCat("Ticket ", m.ticket_id(), " reopened", m.reason().empty() ? "" : ": ",
+                        m.reason());
+  }
+  if (TicketSlaBreached m; Unpack(event, &m)) {
+    Ticket(view, m.ticket_id())->set_sla_breached(true);
+    DeriveTotals(view);
+    return absl::StrCat("Ticket ", m.ticket_id(), " breached its ",
+                        EnumWord(SlaTarget_Name(m.target()), "SLA_TARGET_"), " SLA");
+  }
+  if (CsatSubmitted m; Unpack(event, &m)) {
+    auto* t = Ticket(view, m.ticket_id());
+    if (TakeIfNewer(t->mutable_csat_as_of(), event)) t->set_csat_score(m.score());
+    DeriveTotals(view);
+    return absl::StrCat("CSAT ", m.score(), " for ticket ", m.ticket_id());
   }
   return event.type();
 }
 
-crm::v1::TimelineEntry ApplyToView(crm::v1::Customer360& view,
-                                   const crm::v1::EventEnvelope& event) {
+}  // namespace
+
+std::string Summarize(const EventEnvelope& event) {
+  Customer360 scratch;
+  return FoldPayload(scratch, event);
+}
+
+crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event) {
   view.set_customer_id(event.customer_id());
   view.set_event_count(view.event_count() + 1);
   if (!view.has_first_seen() || Before(event.occurred_at(), view.first_seen())) {
@@ -85,13 +362,7 @@ crm::v1::TimelineEntry ApplyToView(crm::v1::Customer360& view,
   entry.set_type(event.type());
   entry.set_stream(event.stream());
   *entry.mutable_occurred_at() = event.occurred_at();
-  crm::v1::LeadCaptured lead;
-  if (event.payload().Is<crm::v1::LeadCaptured>() && event.payload().UnpackTo(&lead)) {
-    ApplyLeadCaptured(view, event, lead);
-    entry.set_summary(SummarizeLeadCaptured(lead));
-  } else {
-    entry.set_summary(event.type());
-  }
+  entry.set_summary(FoldPayload(view, event));
   return entry;
 }
 

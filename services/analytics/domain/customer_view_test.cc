@@ -1,10 +1,13 @@
 #include "services/analytics/domain/customer_view.h"
 
 #include <algorithm>
+#include <random>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
+#include "crm/v1/sales.pb.h"
+#include "crm/v1/service_desk.pb.h"
 #include "gtest/gtest.h"
 
 namespace crm::analytics {
@@ -78,6 +81,204 @@ TEST(CustomerViewTest, UnknownEventTypesStillCountAndShowOnTheTimeline) {
   EXPECT_EQ(view.event_count(), 1);
   EXPECT_EQ(entry.summary(), "SomethingNew");
   EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_UNSPECIFIED);
+}
+
+template <typename T>
+crm::v1::EventEnvelope Event(const std::string& event_id, const std::string& stream,
+                             int64_t seconds, const T& payload) {
+  crm::v1::EventEnvelope e;
+  e.set_event_id(event_id);
+  e.set_stream(stream);
+  e.set_customer_id("cus_1");
+  e.set_type(std::string(T::descriptor()->name()));
+  e.mutable_occurred_at()->set_seconds(seconds);
+  e.mutable_payload()->PackFrom(payload);
+  return e;
+}
+
+crm::v1::Money Eur(int64_t minor) {
+  crm::v1::Money m;
+  m.set_currency("EUR");
+  m.set_minor_units(minor);
+  return m;
+}
+
+// One customer's life across the three command services.
+std::vector<crm::v1::EventEnvelope> CustomerLife() {
+  std::vector<crm::v1::EventEnvelope> events;
+  events.push_back(Captured("lead_a", 100, "ada@x.com", "Engines"));
+  crm::v1::LeadAssigned assigned;
+  assigned.set_lead_id("lead_a");
+  assigned.set_owner_id("rep_lead");
+  events.push_back(Event("e02", "lead-lead_a", 110, assigned));
+  crm::v1::LeadScoreChanged score;
+  score.set_lead_id("lead_a");
+  score.mutable_score()->set_total(72);
+  events.push_back(Event("e03", "lead-lead_a", 120, score));
+  crm::v1::LeadQualified qualified;
+  qualified.set_lead_id("lead_a");
+  events.push_back(Event("e04", "lead-lead_a", 130, qualified));
+  crm::v1::CustomerOpened opened;
+  opened.set_customer_id("cus_1");
+  opened.set_name("Engines Ltd");
+  opened.set_owner_id("rep_sales");
+  opened.set_territory("emea");
+  opened.set_tier("silver");
+  events.push_back(Event("e05", "customer-cus_1", 140, opened));
+  crm::v1::OpportunityOpened opp;
+  opp.set_opportunity_id("opp_1");
+  opp.set_name("Pilot");
+  opp.set_stage_id("qualify");
+  *opp.mutable_amount() = Eur(10000);
+  events.push_back(Event("e06", "opportunity-opp_1", 150, opp));
+  crm::v1::OpportunityStageChanged won;
+  won.set_opportunity_id("opp_1");
+  won.set_from_stage_id("qualify");
+  won.set_to_stage_id("won");
+  won.set_outcome(crm::v1::STAGE_OUTCOME_WON);
+  *won.mutable_amount() = Eur(12000);
+  events.push_back(Event("e07", "opportunity-opp_1", 160, won));
+  opp.set_opportunity_id("opp_2");
+  opp.set_name("Expansion");
+  events.push_back(Event("e08", "opportunity-opp_2", 165, opp));
+  crm::v1::OrderPlaced order;
+  order.set_order_id("ord_1");
+  order.set_opportunity_id("opp_1");
+  *order.mutable_totals()->mutable_total() = Eur(12000);
+  events.push_back(Event("e09", "order-ord_1", 170, order));
+  order.set_order_id("ord_2");
+  *order.mutable_totals()->mutable_total() = Eur(3000);
+  events.push_back(Event("e10", "order-ord_2", 175, order));
+  crm::v1::CustomerTierChanged tier;
+  tier.set_from_tier("silver");
+  tier.set_to_tier("gold");
+  events.push_back(Event("e11", "customer-cus_1", 180, tier));
+  crm::v1::TicketOpened ticket;
+  ticket.set_ticket_id("t_1");
+  ticket.set_subject("Broken sprocket");
+  events.push_back(Event("e12", "ticket-t_1", 200, ticket));
+  ticket.set_ticket_id("t_2");
+  ticket.set_subject("Invoice question");
+  events.push_back(Event("e13", "ticket-t_2", 210, ticket));
+  crm::v1::TicketSlaBreached breached;
+  breached.set_ticket_id("t_1");
+  breached.set_target(crm::v1::SLA_TARGET_FIRST_RESPONSE);
+  events.push_back(Event("e14", "ticket-t_1", 220, breached));
+  crm::v1::TicketResolved resolved;
+  resolved.set_ticket_id("t_1");
+  events.push_back(Event("e15", "ticket-t_1", 230, resolved));
+  crm::v1::CsatSubmitted csat;
+  csat.set_ticket_id("t_1");
+  csat.set_score(2);
+  events.push_back(Event("e16", "ticket-t_1", 240, csat));
+  csat.set_ticket_id("t_2");
+  csat.set_score(5);
+  events.push_back(Event("e17", "ticket-t_2", 250, csat));
+  return events;
+}
+
+TEST(CustomerViewTest, EventsOfEveryServiceBuildTheWholeView) {
+  crm::v1::Customer360 view;
+  for (const auto& e : CustomerLife()) ApplyToView(view, e);
+  EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CUSTOMER);
+  EXPECT_EQ(view.profile().email(), "ada@x.com");
+  EXPECT_EQ(view.profile().account_name(), "Engines Ltd");
+  EXPECT_EQ(view.profile().territory(), "emea");
+  EXPECT_EQ(view.owner_id(), "rep_sales");  // the account owner came later than the lead owner
+  EXPECT_EQ(view.tier(), "gold");
+  EXPECT_EQ(view.lead_score(), 72);
+  ASSERT_EQ(view.opportunities_size(), 2);
+  EXPECT_EQ(view.opportunities(0).opportunity_id(), "opp_1");
+  EXPECT_EQ(view.opportunities(0).stage_id(), "won");
+  EXPECT_EQ(view.opportunities(0).amount().minor_units(), 12000);
+  EXPECT_EQ(view.opportunities(0).outcome(), crm::v1::STAGE_OUTCOME_WON);
+  EXPECT_EQ(view.opportunities(1).name(), "Expansion");
+  EXPECT_EQ(view.open_opportunity_count(), 1);
+  ASSERT_EQ(view.orders_size(), 2);
+  ASSERT_EQ(view.lifetime_value_size(), 1);
+  EXPECT_EQ(view.lifetime_value(0).currency(), "EUR");
+  EXPECT_EQ(view.lifetime_value(0).minor_units(), 15000);
+  ASSERT_EQ(view.tickets_size(), 2);
+  EXPECT_TRUE(view.tickets(0).sla_breached());
+  EXPECT_EQ(view.tickets(0).status(), crm::v1::TICKET_STATUS_RESOLVED);
+  EXPECT_EQ(view.tickets(1).status(), crm::v1::TICKET_STATUS_NEW);
+  EXPECT_EQ(view.open_ticket_count(), 1);
+  EXPECT_EQ(view.breached_ticket_count(), 1);
+  EXPECT_EQ(view.csat_count(), 2);
+  EXPECT_DOUBLE_EQ(view.csat_average(), 3.5);
+  EXPECT_EQ(view.event_count(), 17);
+}
+
+TEST(CustomerViewTest, CrossServiceViewIsByteIdenticalWhateverTheDeliveryOrder) {
+  auto events = CustomerLife();
+  crm::v1::Customer360 expected;
+  for (const auto& e : events) ApplyToView(expected, e);
+  const std::string expected_bytes = expected.SerializeAsString();
+  std::mt19937 rng(42);
+  for (int round = 0; round < 300; ++round) {
+    if (round == 0) {
+      std::reverse(events.begin(), events.end());
+    } else {
+      std::shuffle(events.begin(), events.end(), rng);
+    }
+    crm::v1::Customer360 view;
+    for (const auto& e : events) ApplyToView(view, e);
+    ASSERT_EQ(view.SerializeAsString(), expected_bytes) << "round " << round;
+  }
+}
+
+TEST(CustomerViewTest, RecordsKeyedByIdAreNotCountedTwice) {
+  crm::v1::Customer360 view;
+  for (const auto& e : CustomerLife()) ApplyToView(view, e);
+  // A re-published order or survey answer must not inflate value or CSAT.
+  for (const auto& e : CustomerLife()) {
+    if (e.type() == "OrderPlaced" || e.type() == "CsatSubmitted") ApplyToView(view, e);
+  }
+  EXPECT_EQ(view.orders_size(), 2);
+  EXPECT_EQ(view.lifetime_value(0).minor_units(), 15000);
+  EXPECT_EQ(view.csat_count(), 2);
+}
+
+TEST(CustomerViewTest, StageChangeWithoutAmountKeepsTheOpeningAmountInAnyOrder) {
+  crm::v1::OpportunityOpened opp;
+  opp.set_opportunity_id("opp_1");
+  opp.set_stage_id("qualify");
+  *opp.mutable_amount() = Eur(500);
+  crm::v1::OpportunityStageChanged moved;
+  moved.set_opportunity_id("opp_1");
+  moved.set_from_stage_id("qualify");
+  moved.set_to_stage_id("propose");
+  moved.set_outcome(crm::v1::STAGE_OUTCOME_OPEN);
+  const auto a = Event("e1", "opportunity-opp_1", 10, opp);
+  const auto b = Event("e2", "opportunity-opp_1", 20, moved);
+  crm::v1::Customer360 forward, backward;
+  ApplyToView(forward, a);
+  ApplyToView(forward, b);
+  ApplyToView(backward, b);
+  ApplyToView(backward, a);
+  EXPECT_EQ(forward.opportunities(0).stage_id(), "propose");
+  EXPECT_EQ(forward.opportunities(0).amount().minor_units(), 500);
+  EXPECT_EQ(forward.SerializeAsString(), backward.SerializeAsString());
+  EXPECT_EQ(forward.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_PROSPECT);
+}
+
+TEST(CustomerViewTest, TimelineSummariesReadLikeSentences) {
+  for (const auto& e : CustomerLife()) {
+    const std::string summary = Summarize(e);
+    if (e.type() == "OpportunityStageChanged") {
+      EXPECT_EQ(summary, "Opportunity opp_1 qualify -> won, won 120.00 EUR");
+    }
+    if (e.type() == "TicketSlaBreached") {
+      EXPECT_EQ(summary, "Ticket t_1 breached its first response SLA");
+    }
+    if (e.event_id() == "e09") {
+      EXPECT_EQ(summary, "Order ord_1 placed, 120.00 EUR");
+    }
+    if (e.type() == "CustomerOpened") {
+      EXPECT_EQ(summary, "Customer account opened: Engines Ltd, owner rep_sales");
+    }
+    EXPECT_NE(summary, e.type()) << "no summary for " << e.type();
+  }
 }
 
 }  // namespace

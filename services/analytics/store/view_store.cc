@@ -6,12 +6,15 @@
 #include "libs/common/key_codec.h"
 #include "libs/common/status_macros.h"
 #include "services/analytics/domain/customer_view.h"
+#include "services/analytics/domain/funnel.h"
 
 namespace crm::analytics {
 namespace {
 
-constexpr char kCustomers[] = "customers";  // customer_id -> Customer360 summary
-constexpr char kTimeline[] = "timeline";    // customer \0 micros event_id -> TimelineEntry
+constexpr char kCustomers[] = "customers";       // customer_id -> Customer360 summary
+constexpr char kTimeline[] = "timeline";         // customer \0 micros event_id -> TimelineEntry
+constexpr char kFunnelLeads[] = "funnel_leads";  // lead_id -> FunnelLeadRecord
+constexpr char kFunnelOpportunities[] = "funnel_opportunities";  // id -> FunnelOpportunityRecord
 constexpr int32_t kDefaultPage = 50;
 constexpr int32_t kMaxPage = 500;
 
@@ -30,16 +33,55 @@ std::vector<std::string> ViewFamilies() {
   auto families = Subscriber::Families();
   families.push_back(kCustomers);
   families.push_back(kTimeline);
+  families.push_back(kFunnelLeads);
+  families.push_back(kFunnelOpportunities);
   return families;
 }
 
-std::vector<const char*> ViewDigestFamilies() { return {kCustomers, kTimeline}; }
+std::vector<const char*> ViewDigestFamilies() {
+  return {kCustomers, kTimeline, kFunnelLeads, kFunnelOpportunities};
+}
+
+namespace {
+
+// Loads a record into the batch cache on first touch.
+template <typename Record>
+absl::StatusOr<Record*> Cached(absl::flat_hash_map<std::string, Record>& cache, ProjectionTxn& txn,
+                               const char* family, const std::string& id) {
+  auto [it, inserted] = cache.try_emplace(id);
+  if (inserted) {
+    auto raw = txn.Get(family, id);
+    if (!raw.ok()) {
+      cache.erase(it);
+      return raw.status();
+    }
+    if (raw->has_value() && !it->second.ParseFromString(**raw)) {
+      cache.erase(it);
+      return absl::DataLossError(absl::StrCat("corrupt ", family, " record ", id));
+    }
+  }
+  return &it->second;
+}
+
+template <typename Record>
+absl::StatusOr<std::vector<Record>> ReadAll(const Database& db, const char* family) {
+  std::vector<Record> records;
+  auto it = db.NewIterator(family);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!records.emplace_back().ParseFromArray(it->value().data(),
+                                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("corrupt ", family, " record"));
+    }
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return records;
+}
+
+}  // namespace
 
 absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
-  if (event.customer_id().empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("event ", event.event_id(), " has no customer_id"));
-  }
+  // Events about no customer (knowledge-base articles) have no 360 view.
+  if (event.customer_id().empty()) return absl::OkStatus();
   auto [it, inserted] = views_.try_emplace(event.customer_id());
   if (inserted) {
     CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(kCustomers, event.customer_id()));
@@ -49,6 +91,11 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
     }
   }
   const crm::v1::TimelineEntry entry = ApplyToView(it->second, event);
+  CRM_RETURN_IF_ERROR(ApplyToFunnel(
+      event, [&](const std::string& id) { return Cached(leads_, txn, kFunnelLeads, id); },
+      [&](const std::string& id) {
+        return Cached(opportunities_, txn, kFunnelOpportunities, id);
+      }));
   return txn.PutWriteOnly(kTimeline, TimelineKey(event), entry.SerializeAsString());
 }
 
@@ -56,8 +103,25 @@ absl::Status Customer360Projection::Flush(ProjectionTxn& txn) {
   for (const auto& [customer_id, view] : views_) {
     CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kCustomers, customer_id, view.SerializeAsString()));
   }
+  for (const auto& [id, record] : leads_) {
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kFunnelLeads, id, record.SerializeAsString()));
+  }
+  for (const auto& [id, record] : opportunities_) {
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kFunnelOpportunities, id, record.SerializeAsString()));
+  }
   views_.clear();
+  leads_.clear();
+  opportunities_.clear();
   return absl::OkStatus();
+}
+
+absl::StatusOr<crm::v1::Funnel> ViewStore::GetFunnel(
+    const crm::v1::GetFunnelRequest& request) const {
+  CRM_RETURN_IF_ERROR(ValidateFunnelRequest(request));
+  CRM_ASSIGN_OR_RETURN(auto leads, ReadAll<crm::v1::FunnelLeadRecord>(db_, kFunnelLeads));
+  CRM_ASSIGN_OR_RETURN(auto opportunities,
+                       ReadAll<crm::v1::FunnelOpportunityRecord>(db_, kFunnelOpportunities));
+  return ComputeFunnel(leads, opportunities, request);
 }
 
 absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(

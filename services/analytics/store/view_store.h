@@ -19,10 +19,15 @@ std::vector<std::string> ViewFamilies();
 std::vector<const char*> ViewDigestFamilies();
 
 // Writes the 360° views: one summary per customer plus a timeline keyed by
-// customer, occurred_at and event id (so a timeline page is one seek).
+// customer, occurred_at and event id (so a timeline page is one seek); and
+// the funnel records of each lead and opportunity.
 class Customer360Projection final : public Projection {
  public:
-  void BeginBatch() override { views_.clear(); }
+  void BeginBatch() override {
+    views_.clear();
+    leads_.clear();
+    opportunities_.clear();
+  }
   absl::Status Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) override;
   absl::Status Flush(ProjectionTxn& txn) override;
 
@@ -30,6 +35,9 @@ class Customer360Projection final : public Projection {
   // Views touched in the current batch: each is read and written once per
   // batch however many of its events the batch holds.
   absl::flat_hash_map<std::string, crm::v1::Customer360> views_;
+  // Funnel records touched in the current batch, cached the same way.
+  absl::flat_hash_map<std::string, crm::v1::FunnelLeadRecord> leads_;
+  absl::flat_hash_map<std::string, crm::v1::FunnelOpportunityRecord> opportunities_;
 };
 
 // Reads the views.
@@ -42,6 +50,10 @@ class ViewStore {
   absl::StatusOr<crm::v1::Customer360> GetCustomer360(const std::string& customer_id,
                                                       int32_t page_size,
                                                       const std::string& page_token) const;
+
+  // Aggregates the funnel records at read time: a scan of the lead and
+  // opportunity records, so projection writes stay per-entity.
+  absl::StatusOr<crm::v1::Funnel> GetFunnel(const crm::v1::GetFunnelRequest& request) const;
 
  private:
   const Database& db_;

@@ -1,68 +1,518 @@
 #include "services/leads/api/lead_commands.h"
 
+#include <algorithm>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
+#include "libs/common/log.h"
 #include "libs/common/status_macros.h"
 #include "services/leads/domain/lead.h"
 
 namespace crm::leads {
+namespace {
+
+constexpr char kRulesStream[] = "assignment-rules";
+constexpr int32_t kDefaultPageSize = 50;
+constexpr int32_t kMaxPageSize = 1000;
+constexpr size_t kMaxRequestId = 128;
+
+absl::Status Invalid(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+// Correlation and causation default to the request.
+EventContext ForRequest(EventContext ctx, const std::string& request_id) {
+  if (ctx.source.empty()) ctx.source = kLeadsSource;
+  if (ctx.correlation_id.empty()) ctx.correlation_id = request_id;
+  if (ctx.causation_id.empty()) ctx.causation_id = request_id;
+  return ctx;
+}
+
+std::vector<crm::v1::EventEnvelope> Envelopes(const std::vector<LeadEvent>& events,
+                                              const std::string& customer_id,
+                                              const EventContext& ctx) {
+  std::vector<crm::v1::EventEnvelope> out;
+  out.reserve(events.size());
+  for (const auto& event : events) {
+    std::visit([&](const auto& payload) { out.push_back(MakeEnvelope(payload, customer_id, ctx)); },
+               event);
+  }
+  return out;
+}
+
+template <typename Message>
+absl::StatusOr<Message> Parse(const std::string& bytes) {
+  Message m;
+  if (!m.ParseFromString(bytes)) return absl::DataLossError("corrupt stored response");
+  return m;
+}
+
+absl::StatusOr<int32_t> PageSize(const crm::v1::PageRequest& page) {
+  if (page.page_size() < 0) return Invalid("page.page_size", "negative");
+  if (page.page_size() == 0) return kDefaultPageSize;
+  return std::min(page.page_size(), kMaxPageSize);
+}
+
+// Offset paging for small in-memory lists (rules, one lead's history).
+absl::StatusOr<size_t> PageOffset(const crm::v1::PageRequest& page) {
+  if (page.page_token().empty()) return 0;
+  std::string raw;
+  uint64_t offset = 0;
+  if (!absl::WebSafeBase64Unescape(page.page_token(), &raw) || !absl::SimpleAtoi(raw, &offset)) {
+    return Invalid("page.page_token", "not from this query");
+  }
+  return offset;
+}
+
+std::string OffsetToken(size_t offset) { return absl::WebSafeBase64Escape(absl::StrCat(offset)); }
+
+}  // namespace
+
+absl::StatusOr<NewLead> PrepareNewLead(const CaptureLead& command,
+                                       const std::vector<std::string>& claimed_keys,
+                                       const EventContext& ctx) {
+  CRM_ASSIGN_OR_RETURN(auto events, Decide(std::nullopt, command));
+  NewLead out;
+  for (const auto& event : events) Apply(out.state, event, ctx.occurred_at);
+  AppendRequest& append = out.append;
+  append.stream = LeadStream(command.lead_id);
+  append.expected_version = EventStore::kNoStream;
+  append.events = Envelopes(events, command.customer_id, ctx);
+  append.state = out.state.SerializeAsString();
+  append.projection_writes = LeadStore::ListWrites(nullptr, out.state);
+  for (const auto& key : claimed_keys) {
+    append.projection_writes.push_back(
+        LeadStore::ContactWrite(key, {command.lead_id, command.customer_id}));
+  }
+  return out;
+}
+
+absl::Status LeadCommands::Recover() {
+  std::lock_guard<std::mutex> lock(recover_mu_);
+  CRM_RETURN_IF_ERROR(assigner_.Load());
+  recovered_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status LeadCommands::EnsureRecovered() {
+  {
+    std::lock_guard<std::mutex> lock(recover_mu_);
+    if (recovered_) return absl::OkStatus();
+  }
+  return Recover();
+}
+
+// ---- capture ----
 
 absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
     const crm::v1::CaptureLeadRequest& raw, EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeCaptureRequest(raw));
   const std::string request_key = absl::StrCat("CaptureLead/", request.request_id());
-  crm::v1::CaptureLeadResponse response;
 
   // A retry is answered from the first result without taking locks.
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-  if (earlier.has_value()) {
-    if (!response.ParseFromString(*earlier)) return absl::DataLossError("corrupt stored response");
-    return response;
-  }
-
-  auto guard = contact_locks_.Lock({request.contact().email(), request.contact().phone()});
-  CRM_ASSIGN_OR_RETURN(auto match, store_.FindContact(request.contact()));
+  if (earlier.has_value()) return Parse<crm::v1::CaptureLeadResponse>(*earlier);
+  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  ctx = ForRequest(std::move(ctx), request.request_id());
 
   leads::CaptureLead command;
-  command.lead_id = NewId("lead");
-  command.customer_id = match ? match->customer_id : NewId("cus");
-  command.duplicate_of_lead_id = match ? match->lead_id : "";
+  CRM_ASSIGN_OR_RETURN(
+      auto resolved, contacts_.Resolve({{LeadStore::ContactKeys(request.contact()), NewId("cus")}},
+                                       [](const std::string&) { return NewId("lead"); }));
+  ContactRegistry::Resolution& contact = resolved.front();
+  absl::Cleanup release = [&] { contacts_.Release(contact.claimed); };
+  command.lead_id = contact.lead_id;
+  command.customer_id = contact.customer_id;
+  command.duplicate_of_lead_id = contact.duplicate_of_lead_id;
+
+  crm::v1::Lead preview;
+  preview.set_region(request.region());
+  *preview.mutable_product_interests() = request.product_interests();
+  command.assignment = assigner_.Choose({&preview}).front();
   command.request = std::move(request);
-  CRM_ASSIGN_OR_RETURN(auto events, Decide(std::nullopt, command));
 
-  if (ctx.correlation_id.empty()) ctx.correlation_id = command.request.request_id();
-  if (ctx.causation_id.empty()) ctx.causation_id = command.request.request_id();
-  crm::v1::Lead state;
-  AppendRequest append;
-  append.stream = LeadStream(command.lead_id);
-  append.expected_version = EventStore::kNoStream;
-  for (const auto& event : events) {
-    Apply(state, event, ctx.occurred_at);
-    std::visit([&](const auto& payload) {
-      append.events.push_back(MakeEnvelope(payload, command.customer_id, ctx));
-    }, event);
-  }
-  CRM_ASSIGN_OR_RETURN(append.projection_writes, store_.ContactIndexWrites(state));
-
+  CRM_ASSIGN_OR_RETURN(auto lead, PrepareNewLead(command, contact.claimed, ctx));
+  crm::v1::CaptureLeadResponse response;
   response.set_lead_id(command.lead_id);
   response.set_customer_id(command.customer_id);
-  response.set_duplicate(match.has_value());
+  response.set_duplicate(!command.duplicate_of_lead_id.empty());
   response.set_duplicate_of_lead_id(command.duplicate_of_lead_id);
-  append.state = state.SerializeAsString();
-  append.request_key = request_key;
-  append.response = response.SerializeAsString();
+  response.set_owner_id(lead.state.owner_id());
+  response.set_queue(lead.state.queue());
+  *response.mutable_score() = lead.state.score();
+  lead.append.request_key = request_key;
+  lead.append.response = response.SerializeAsString();
 
+  auto result = store_.events().Append(std::move(lead.append));
+  if (!result.ok() || result->replayed) assigner_.Undo(command.assignment);
+  if (!result.ok()) return result.status();
+  if (result->replayed) return Parse<crm::v1::CaptureLeadResponse>(result->response);
+  return response;
+}
+
+// ---- queries ----
+
+absl::StatusOr<crm::v1::Lead> LeadCommands::GetLead(const crm::v1::GetLeadRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckId("lead_id", request.lead_id()));
+  return store_.GetLead(request.lead_id());
+}
+
+absl::StatusOr<crm::v1::ListLeadsResponse> LeadCommands::ListLeads(
+    const crm::v1::ListLeadsRequest& r) const {
+  LeadQuery q;
+  CRM_ASSIGN_OR_RETURN(q.page_size, PageSize(r.page()));
+  q.page_token = r.page().page_token();
+  if (!r.owner_id().empty() && !r.queue().empty()) {
+    return Invalid("queue", "at most one of owner_id and queue");
+  }
+  if (!r.owner_id().empty()) CRM_RETURN_IF_ERROR(CheckId("owner_id", r.owner_id()));
+  CRM_RETURN_IF_ERROR(CheckText("queue", r.queue(), 64));
+  q.owner_id = r.owner_id();
+  q.queue = r.queue();
+  for (int s : r.statuses()) {
+    if (s == crm::v1::LEAD_STATUS_UNSPECIFIED || !crm::v1::LeadStatus_IsValid(s)) {
+      return Invalid("statuses", "unknown status");
+    }
+    q.statuses.insert(s);
+  }
+  if (!crm::v1::LeadChannel_IsValid(r.channel())) return Invalid("channel", "unknown channel");
+  q.channel = r.channel();
+  CRM_RETURN_IF_ERROR(CheckText("region", r.region(), 64));
+  q.region = r.region();
+  if (r.min_score() < 0 || r.min_score() > 100) return Invalid("min_score", "outside 0..100");
+  if (r.max_score() < 0 || r.max_score() > 100) return Invalid("max_score", "outside 0..100");
+  q.min_score = r.min_score();
+  q.max_score = r.max_score() == 0 ? 100 : r.max_score();
+  if (q.min_score > q.max_score) return Invalid("min_score", "greater than max_score");
+  if (!crm::v1::LeadSort_IsValid(r.sort())) return Invalid("sort", "unknown order");
+  q.sort = r.sort();
+  return store_.ListLeads(q);
+}
+
+absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
+    const crm::v1::GetLeadHistoryRequest& request) const {
+  CRM_RETURN_IF_ERROR(CheckId("lead_id", request.lead_id()));
+  CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
+  CRM_ASSIGN_OR_RETURN(const size_t offset, PageOffset(request.page()));
+  CRM_ASSIGN_OR_RETURN(auto lead, store_.GetLead(request.lead_id()));
+  std::vector<std::string> streams = {LeadStream(lead.lead_id())};
+  for (const auto& id : lead.merged_lead_ids()) streams.push_back(LeadStream(id));
+  std::vector<crm::v1::EventEnvelope> all;
+  for (const auto& stream : streams) {
+    CRM_ASSIGN_OR_RETURN(auto events, store_.events().ReadStream(stream));
+    for (auto& e : events) all.push_back(std::move(e));
+  }
+  auto key = [](const crm::v1::EventEnvelope& e) {
+    return std::make_tuple(FromProtoTimestamp(e.occurred_at()), FromProtoTimestamp(e.recorded_at()),
+                           e.stream(), e.stream_version());
+  };
+  std::stable_sort(all.begin(), all.end(),
+                   [&](const auto& a, const auto& b) { return key(a) < key(b); });
+  crm::v1::GetLeadHistoryResponse response;
+  const size_t end = std::min(all.size(), offset + static_cast<size_t>(page_size));
+  for (size_t i = offset; i < end; ++i) *response.add_events() = std::move(all[i]);
+  if (end < all.size()) response.set_next_page_token(OffsetToken(end));
+  return response;
+}
+
+// ---- commands on a lead ----
+
+absl::StatusOr<std::string> LeadCommands::Execute(const std::string& lead_id,
+                                                  const std::string& request_key,
+                                                  const LeadCommand& command, EventContext ctx,
+                                                  const Respond& respond) {
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) return *std::move(earlier);
+  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  auto guard = lead_locks_.Lock({lead_id});
+  // A concurrent retry may have finished while this one waited.
+  CRM_ASSIGN_OR_RETURN(earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) return *std::move(earlier);
+
+  CRM_ASSIGN_OR_RETURN(auto state, store_.FindLead(lead_id));
+  if (!state.has_value()) return absl::NotFoundError(absl::StrCat("lead ", lead_id, " not found"));
+  CRM_ASSIGN_OR_RETURN(auto events, Decide(state, command));
+
+  Outcome outcome;
+  outcome.before = *state;
+  outcome.after = *state;
+  for (const auto& e : events) Apply(outcome.after, e, ctx.occurred_at);
+  outcome.events = Envelopes(events, state->customer_id(), ctx);
+
+  AppendRequest append;
+  append.stream = LeadStream(lead_id);
+  append.expected_version = state->version();
+  append.events = outcome.events;
+  append.state = outcome.after.SerializeAsString();
+  append.projection_writes = LeadStore::ListWrites(&outcome.before, outcome.after);
+  append.request_key = request_key;
+  append.response = respond(outcome);
   CRM_ASSIGN_OR_RETURN(auto result, store_.events().Append(std::move(append)));
-  if (result.replayed && !response.ParseFromString(result.response)) {
-    return absl::DataLossError("corrupt stored response");
+  if (!result.replayed) assigner_.Moved(outcome.before, outcome.after);
+  return std::move(result.response);
+}
+
+absl::StatusOr<crm::v1::Lead> LeadCommands::ExecuteForLead(const std::string& lead_id,
+                                                           const std::string& request_key,
+                                                           const LeadCommand& command,
+                                                           EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(auto bytes,
+                       Execute(lead_id, request_key, command, std::move(ctx),
+                               [](const Outcome& o) { return o.after.SerializeAsString(); }));
+  return Parse<crm::v1::Lead>(bytes);
+}
+
+absl::StatusOr<crm::v1::Lead> LeadCommands::RecordLeadActivity(
+    const crm::v1::RecordLeadActivityRequest& request, EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(auto command, ParseRecordActivity(request, ctx.occurred_at));
+  return ExecuteForLead(request.lead_id(),
+                        absl::StrCat("RecordLeadActivity/", request.request_id()), command,
+                        ForRequest(std::move(ctx), request.request_id()));
+}
+
+absl::StatusOr<crm::v1::Lead> LeadCommands::QualifyLead(const crm::v1::QualifyLeadRequest& request,
+                                                        EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(auto command, ParseQualify(request));
+  return ExecuteForLead(request.lead_id(), absl::StrCat("QualifyLead/", request.request_id()),
+                        command, ForRequest(std::move(ctx), request.request_id()));
+}
+
+absl::StatusOr<crm::v1::Lead> LeadCommands::DisqualifyLead(
+    const crm::v1::DisqualifyLeadRequest& request, EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(auto command, ParseDisqualify(request));
+  return ExecuteForLead(request.lead_id(), absl::StrCat("DisqualifyLead/", request.request_id()),
+                        command, ForRequest(std::move(ctx), request.request_id()));
+}
+
+absl::StatusOr<crm::v1::Lead> LeadCommands::NurtureLead(const crm::v1::NurtureLeadRequest& request,
+                                                        EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(auto command, ParseNurture(request));
+  return ExecuteForLead(request.lead_id(), absl::StrCat("NurtureLead/", request.request_id()),
+                        command, ForRequest(std::move(ctx), request.request_id()));
+}
+
+absl::StatusOr<crm::v1::ConvertLeadResponse> LeadCommands::ConvertLead(
+    const crm::v1::ConvertLeadRequest& request, EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(auto command, ParseConvert(request));
+  CRM_ASSIGN_OR_RETURN(
+      auto bytes,
+      Execute(request.lead_id(), absl::StrCat("ConvertLead/", request.request_id()), command,
+              ForRequest(std::move(ctx), request.request_id()), [](const Outcome& o) {
+                crm::v1::ConvertLeadResponse response;
+                *response.mutable_lead() = o.after;
+                for (const auto& e : o.events) {
+                  if (e.payload().Is<crm::v1::LeadConverted>()) {
+                    response.set_conversion_event_id(e.event_id());
+                  }
+                }
+                return response.SerializeAsString();
+              }));
+  return Parse<crm::v1::ConvertLeadResponse>(bytes);
+}
+
+absl::StatusOr<crm::v1::Lead> LeadCommands::AssignLead(const crm::v1::AssignLeadRequest& request,
+                                                       EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(auto command, ParseAssign(request));
+  return ExecuteForLead(request.lead_id(), absl::StrCat("AssignLead/", request.request_id()),
+                        command, ForRequest(std::move(ctx), request.request_id()));
+}
+
+absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
+    const crm::v1::MergeLeadsRequest& request, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(ValidateMerge(request));
+  const std::string request_key = absl::StrCat("MergeLeads/", request.request_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) return Parse<crm::v1::MergeLeadsResponse>(*earlier);
+  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  ctx = ForRequest(std::move(ctx), request.request_id());
+  const std::string& survivor_id = request.survivor_lead_id();
+  const std::string& merged_id = request.merged_lead_id();
+  // Both leads stay locked from load to append, so both appends below
+  // meet the versions decided on and the merge lands whole.
+  auto guard = lead_locks_.Lock({survivor_id, merged_id});
+  CRM_ASSIGN_OR_RETURN(earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) return Parse<crm::v1::MergeLeadsResponse>(*earlier);
+
+  CRM_ASSIGN_OR_RETURN(auto survivor, store_.FindLead(survivor_id));
+  if (!survivor) return absl::NotFoundError(absl::StrCat("lead ", survivor_id, " not found"));
+  CRM_ASSIGN_OR_RETURN(auto merged, store_.FindLead(merged_id));
+  if (!merged) return absl::NotFoundError(absl::StrCat("lead ", merged_id, " not found"));
+  CRM_ASSIGN_OR_RETURN(auto survivor_events,
+                       Decide(survivor, AbsorbLead{request.survivor_expected_version(), *merged}));
+  CRM_ASSIGN_OR_RETURN(auto merged_events,
+                       Decide(merged, MergeLeadInto{request.merged_expected_version(), *survivor}));
+
+  crm::v1::MergeLeadsResponse response;
+  crm::v1::Lead& survivor_after = *response.mutable_survivor();
+  crm::v1::Lead& merged_after = *response.mutable_merged();
+  survivor_after = *survivor;
+  merged_after = *merged;
+  for (const auto& e : survivor_events) Apply(survivor_after, e, ctx.occurred_at);
+  for (const auto& e : merged_events) Apply(merged_after, e, ctx.occurred_at);
+
+  std::vector<AppendRequest> appends(2);
+  AppendRequest& s = appends[0];
+  s.stream = LeadStream(survivor_id);
+  s.expected_version = survivor->version();
+  s.events = Envelopes(survivor_events, survivor->customer_id(), ctx);
+  s.state = survivor_after.SerializeAsString();
+  s.projection_writes = LeadStore::ListWrites(&*survivor, survivor_after);
+  for (auto& w : LeadStore::ListWrites(&*merged, merged_after)) {
+    s.projection_writes.push_back(std::move(w));
+  }
+  // The merged person's contacts now find the survivor.
+  std::vector<std::string> keys = LeadStore::ContactKeys(merged->contact());
+  CRM_ASSIGN_OR_RETURN(auto entries, store_.FindContactKeys(keys));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!entries[i].has_value() || entries[i]->lead_id == merged_id) {
+      s.projection_writes.push_back(
+          LeadStore::ContactWrite(keys[i], {survivor_id, survivor->customer_id()}));
+    }
+  }
+  s.request_key = request_key;
+  s.response = response.SerializeAsString();
+  AppendRequest& m = appends[1];
+  m.stream = LeadStream(merged_id);
+  m.expected_version = merged->version();
+  m.events = Envelopes(merged_events, merged->customer_id(), ctx);
+  m.state = merged_after.SerializeAsString();
+
+  CRM_ASSIGN_OR_RETURN(auto results, store_.events().AppendBatch(std::move(appends)));
+  for (const auto& r : results) {
+    if (!r.ok() || r->replayed) {
+      log::Error("merge appended in part",
+                 {{"survivor", survivor_id},
+                  {"merged", merged_id},
+                  {"error", r.ok() ? "replayed" : r.status().ToString()}});
+      return absl::InternalError(absl::StrCat("merge of ", merged_id, " into ", survivor_id,
+                                              " failed: ", r.status().ToString()));
+    }
+  }
+  assigner_.Moved(*survivor, survivor_after);
+  assigner_.Moved(*merged, merged_after);
+  return response;
+}
+
+// ---- assignment rules ----
+
+absl::StatusOr<std::string> LeadCommands::ChangeRules(
+    const std::string& request_key, EventContext ctx,
+    const std::function<absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>>(
+        const crm::v1::AssignmentRuleTable&)>& change) {
+  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) return *std::move(earlier);
+  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  std::lock_guard<std::mutex> lock(assigner_.rule_change_mutex());
+  CRM_ASSIGN_OR_RETURN(earlier, store_.events().FindResponse(request_key));
+  if (earlier.has_value()) return *std::move(earlier);
+  CRM_ASSIGN_OR_RETURN(auto next, change(*assigner_.Rules()));
+
+  AppendRequest append;
+  append.stream = kRulesStream;
+  append.expected_version = EventStore::kNoStream;  // configuration: never has events
+  append.request_key = request_key;
+  append.response = next.second;
+  append.projection_writes.push_back(LeadStore::RulesWrite(next.first));
+  CRM_ASSIGN_OR_RETURN(auto result, store_.events().Append(std::move(append)));
+  if (result.replayed) return std::move(result.response);
+  log::Info("assignment rules changed", {{"version", absl::StrCat(next.first.version())},
+                                         {"actor", ctx.actor},
+                                         {"request", request_key}});
+  assigner_.SetRules(std::move(next.first));
+  return std::move(next.second);
+}
+
+absl::StatusOr<crm::v1::AssignmentRule> LeadCommands::CreateAssignmentRule(
+    const crm::v1::CreateAssignmentRuleRequest& request, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(CheckText("request_id", request.request_id(), kMaxRequestId, true));
+  CRM_ASSIGN_OR_RETURN(auto rule, NormalizeRule(request.rule()));
+  CRM_ASSIGN_OR_RETURN(
+      auto bytes,
+      ChangeRules(absl::StrCat("CreateAssignmentRule/", request.request_id()), std::move(ctx),
+                  [&](const crm::v1::AssignmentRuleTable& table)
+                      -> absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>> {
+                    CRM_ASSIGN_OR_RETURN(auto next, AddRule(table, rule, NewId("rule")));
+                    std::string created = next.rules(next.rules_size() - 1).SerializeAsString();
+                    return std::make_pair(std::move(next), std::move(created));
+                  }));
+  return Parse<crm::v1::AssignmentRule>(bytes);
+}
+
+absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ListAssignmentRules(
+    const crm::v1::ListAssignmentRulesRequest& request) {
+  CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
+  CRM_ASSIGN_OR_RETURN(const size_t offset, PageOffset(request.page()));
+  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  const auto table = assigner_.Rules();
+  crm::v1::ListAssignmentRulesResponse response;
+  response.set_table_version(table->version());
+  size_t seen = 0;
+  for (const auto& rule : table->rules()) {
+    if (!rule.enabled() && !request.include_disabled()) continue;
+    if (seen++ < offset) continue;
+    if (response.rules_size() == page_size) {
+      response.set_next_page_token(OffsetToken(offset + page_size));
+      break;
+    }
+    *response.add_rules() = rule;
   }
   return response;
 }
 
-absl::StatusOr<crm::v1::Lead> LeadCommands::GetLead(const crm::v1::GetLeadRequest& request) const {
-  if (request.lead_id().empty()) return absl::InvalidArgumentError("lead_id: required");
-  if (request.lead_id().size() > 64) return absl::InvalidArgumentError("lead_id: too long");
-  return store_.GetLead(request.lead_id());
+absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssignmentRules(
+    const crm::v1::ReorderAssignmentRulesRequest& request, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(CheckText("request_id", request.request_id(), kMaxRequestId, true));
+  std::vector<std::string> ids;
+  for (const auto& id : request.rule_ids()) {
+    CRM_RETURN_IF_ERROR(CheckId("rule_ids", id));
+    ids.push_back(id);
+  }
+  if (request.expected_table_version() < 0) {
+    return Invalid("expected_table_version", "negative");
+  }
+  CRM_ASSIGN_OR_RETURN(
+      auto bytes,
+      ChangeRules(absl::StrCat("ReorderAssignmentRules/", request.request_id()), std::move(ctx),
+                  [&](const crm::v1::AssignmentRuleTable& table)
+                      -> absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>> {
+                    CRM_ASSIGN_OR_RETURN(
+                        auto next, ReorderRules(table, ids, request.expected_table_version()));
+                    crm::v1::ListAssignmentRulesResponse all;
+                    *all.mutable_rules() = next.rules();
+                    all.set_table_version(next.version());
+                    std::string bytes = all.SerializeAsString();
+                    return std::make_pair(std::move(next), std::move(bytes));
+                  }));
+  return Parse<crm::v1::ListAssignmentRulesResponse>(bytes);
+}
+
+absl::StatusOr<crm::v1::AssignmentRule> LeadCommands::SetAssignmentRuleEnabled(
+    const crm::v1::SetAssignmentRuleEnabledRequest& request, bool enabled, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(CheckText("request_id", request.request_id(), kMaxRequestId, true));
+  CRM_RETURN_IF_ERROR(CheckId("rule_id", request.rule_id()));
+  if (request.expected_table_version() < 0) {
+    return Invalid("expected_table_version", "negative");
+  }
+  CRM_ASSIGN_OR_RETURN(
+      auto bytes,
+      ChangeRules(absl::StrCat(enabled ? "EnableAssignmentRule/" : "DisableAssignmentRule/",
+                               request.request_id()),
+                  std::move(ctx),
+                  [&](const crm::v1::AssignmentRuleTable& table)
+                      -> absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>> {
+                    CRM_ASSIGN_OR_RETURN(auto next,
+                                         SetRuleEnabled(table, request.rule_id(), enabled,
+                                                        request.expected_table_version()));
+                    std::string rule;
+                    for (const auto& r : next.rules()) {
+                      if (r.rule_id() == request.rule_id()) rule = r.SerializeAsString();
+                    }
+                    return std::make_pair(std::move(next), std::move(rule));
+                  }));
+  return Parse<crm::v1::AssignmentRule>(bytes);
 }
 
 }  // namespace crm::leads

@@ -1,6 +1,10 @@
 #include "services/leads/api/lead_commands.h"
 
+#include <set>
+
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "libs/common/testing/temp_dir.h"
 
@@ -86,6 +90,383 @@ TEST_F(LeadCommandsTest, UnknownLeadIsNotFound) {
   EXPECT_EQ(commands_->GetLead(g).status().code(), absl::StatusCode::kNotFound);
   g.clear_lead_id();
   EXPECT_EQ(commands_->GetLead(g).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---- Rules, assignment, lifecycle, scoring, merge ----
+
+class LeadUseCaseTest : public LeadCommandsTest {
+ protected:
+  std::vector<std::string> Types(const std::string& lead_id) {
+    std::vector<std::string> types;
+    auto events = store_->events().ReadStream(LeadStream(lead_id));
+    EXPECT_TRUE(events.ok()) << events.status();
+    if (!events.ok()) return types;
+    for (const auto& e : *events) types.push_back(e.type());
+    return types;
+  }
+  crm::v1::AssignmentRule CreateRule(const std::string& id, crm::v1::AssignmentRule rule) {
+    crm::v1::CreateAssignmentRuleRequest r;
+    r.set_request_id(id);
+    *r.mutable_rule() = std::move(rule);
+    auto created = commands_->CreateAssignmentRule(r, Ctx());
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.value_or(crm::v1::AssignmentRule());
+  }
+  static crm::v1::AssignmentRule OwnerRule(const std::string& region, const std::string& product,
+                                           const std::string& owner) {
+    crm::v1::AssignmentRule r;
+    r.set_name(absl::StrCat(region, "/", product));
+    if (!region.empty()) r.add_regions(region);
+    if (!product.empty()) r.add_product_interests(product);
+    r.set_owner_id(owner);
+    return r;
+  }
+  static crm::v1::AssignmentRule TeamRule(const std::string& region,
+                                          std::vector<std::string> members,
+                                          crm::v1::TeamStrategy strategy) {
+    crm::v1::AssignmentRule r;
+    r.set_name("team " + region);
+    r.add_regions(region);
+    r.set_team_id("team_" + region);
+    for (auto& m : members) r.add_team_members(m);
+    r.set_strategy(strategy);
+    return r;
+  }
+  crm::v1::CaptureLeadResponse CaptureIn(const std::string& id, const std::string& region,
+                                         const std::string& product) {
+    auto r = Request(id, absl::StrCat(id, "@example.com"));
+    r.set_region(region);
+    if (!product.empty()) r.add_product_interests(product);
+    auto resp = commands_->CaptureLead(r, Ctx());
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return resp.value_or(crm::v1::CaptureLeadResponse());
+  }
+  crm::v1::Lead Get(const std::string& lead_id) {
+    crm::v1::GetLeadRequest g;
+    g.set_lead_id(lead_id);
+    return *commands_->GetLead(g);
+  }
+  absl::StatusOr<crm::v1::Lead> Qualify(const std::string& request_id, const std::string& lead_id,
+                                        int64_t expected_version = 0) {
+    crm::v1::QualifyLeadRequest q;
+    q.set_request_id(request_id);
+    q.set_lead_id(lead_id);
+    q.set_expected_version(expected_version);
+    return commands_->QualifyLead(q, Ctx());
+  }
+  absl::StatusOr<crm::v1::ConvertLeadResponse> Convert(const std::string& request_id,
+                                                       const std::string& lead_id) {
+    crm::v1::ConvertLeadRequest c;
+    c.set_request_id(request_id);
+    c.set_lead_id(lead_id);
+    return commands_->ConvertLead(c, Ctx());
+  }
+  absl::StatusOr<crm::v1::Lead> Disqualify(const std::string& request_id,
+                                           const std::string& lead_id) {
+    crm::v1::DisqualifyLeadRequest d;
+    d.set_request_id(request_id);
+    d.set_lead_id(lead_id);
+    d.set_reason("no budget");
+    return commands_->DisqualifyLead(d, Ctx());
+  }
+  crm::v1::ListLeadsResponse List(crm::v1::ListLeadsRequest r) {
+    auto resp = commands_->ListLeads(r);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return resp.value_or(crm::v1::ListLeadsResponse());
+  }
+  // Reopens the store as a restarted process would.
+  void Restart() {
+    commands_.reset();
+    store_.reset();
+    store_ = std::move(*LeadStore::Open(dir_.Sub("leads")));
+    commands_ = std::make_unique<LeadCommands>(*store_);
+    ASSERT_TRUE(commands_->Recover().ok());
+  }
+};
+
+TEST_F(LeadUseCaseTest, RuleTableIsManagedIdempotentlyAndSurvivesRestart) {
+  auto a = CreateRule("rule-req-1", OwnerRule("EMEA", "", "usr_a"));
+  auto b = CreateRule("rule-req-2", OwnerRule("NA", "", "usr_b"));
+  EXPECT_EQ(a.position(), 1);
+  EXPECT_EQ(b.position(), 2);
+  // A retried create returns the first rule and adds none.
+  EXPECT_EQ(CreateRule("rule-req-1", OwnerRule("EMEA", "", "usr_a")).rule_id(), a.rule_id());
+  auto list = commands_->ListAssignmentRules({});
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->rules_size(), 2);
+  EXPECT_EQ(list->table_version(), 2);
+
+  crm::v1::ReorderAssignmentRulesRequest reorder;
+  reorder.set_request_id("reorder-1");
+  reorder.add_rule_ids(b.rule_id());
+  reorder.add_rule_ids(a.rule_id());
+  reorder.set_expected_table_version(1);
+  EXPECT_EQ(commands_->ReorderAssignmentRules(reorder, Ctx()).status().code(),
+            absl::StatusCode::kAborted);
+  reorder.set_request_id("reorder-2");
+  reorder.set_expected_table_version(2);
+  auto reordered = commands_->ReorderAssignmentRules(reorder, Ctx());
+  ASSERT_TRUE(reordered.ok()) << reordered.status();
+  EXPECT_EQ(reordered->rules(0).rule_id(), b.rule_id());
+
+  crm::v1::SetAssignmentRuleEnabledRequest disable;
+  disable.set_request_id("disable-1");
+  disable.set_rule_id(a.rule_id());
+  auto disabled = commands_->SetAssignmentRuleEnabled(disable, false, Ctx());
+  ASSERT_TRUE(disabled.ok()) << disabled.status();
+  EXPECT_FALSE(disabled->enabled());
+  EXPECT_EQ(commands_->ListAssignmentRules({})->rules_size(), 1);
+  crm::v1::ListAssignmentRulesRequest all;
+  all.set_include_disabled(true);
+  all.mutable_page()->set_page_size(1);
+  auto page = commands_->ListAssignmentRules(all);
+  ASSERT_EQ(page->rules_size(), 1);
+  ASSERT_FALSE(page->next_page_token().empty());
+  all.mutable_page()->set_page_token(page->next_page_token());
+  EXPECT_EQ(commands_->ListAssignmentRules(all)->rules(0).rule_id(), a.rule_id());
+
+  Restart();
+  all.clear_page();
+  auto after = commands_->ListAssignmentRules(all);
+  ASSERT_EQ(after->rules_size(), 2);
+  EXPECT_EQ(after->rules(0).rule_id(), b.rule_id());
+  EXPECT_FALSE(after->rules(1).enabled());
+  EXPECT_EQ(after->table_version(), 4);
+  // Disabled rules no longer assign.
+  EXPECT_EQ(CaptureIn("emea-1", "EMEA", "").queue(), kDefaultQueue);
+  EXPECT_EQ(CaptureIn("na-1", "NA", "").owner_id(), "usr_b");
+}
+
+TEST_F(LeadUseCaseTest, CaptureIsAssignedByRegionAndProductWithEvents) {
+  CreateRule("r1", OwnerRule("EMEA", "analytics", "usr_analytics"));
+  CreateRule("r2", OwnerRule("EMEA", "", "usr_emea"));
+  auto analytics = CaptureIn("l1", "emea", "Analytics");
+  EXPECT_EQ(analytics.owner_id(), "usr_analytics");
+  EXPECT_EQ(analytics.queue(), "");
+  EXPECT_EQ(CaptureIn("l2", "EMEA", "crm").owner_id(), "usr_emea");
+  auto unmatched = CaptureIn("l3", "APAC", "crm");
+  EXPECT_EQ(unmatched.owner_id(), "");
+  EXPECT_EQ(unmatched.queue(), kDefaultQueue);
+  EXPECT_THAT(Types(analytics.lead_id()),
+              ::testing::ElementsAre("LeadCaptured", "LeadAssigned", "OwnerNotified"));
+  EXPECT_THAT(Types(unmatched.lead_id()), ::testing::ElementsAre("LeadCaptured"));
+  auto lead = Get(analytics.lead_id());
+  EXPECT_EQ(lead.owner_id(), "usr_analytics");
+  EXPECT_EQ(lead.version(), 3);
+  EXPECT_GT(lead.score().total(), 0);
+  EXPECT_EQ(analytics.score().total(), lead.score().total());
+}
+
+TEST_F(LeadUseCaseTest, TeamsShareLeadsRoundRobinOrByLoad) {
+  CreateRule("rr",
+             TeamRule("EMEA", {"usr_1", "usr_2", "usr_3"}, crm::v1::TEAM_STRATEGY_ROUND_ROBIN));
+  CreateRule("ll", TeamRule("NA", {"usr_x", "usr_y"}, crm::v1::TEAM_STRATEGY_LEAST_LOADED));
+  std::vector<std::string> owners;
+  for (int i = 0; i < 6; ++i)
+    owners.push_back(CaptureIn(absl::StrCat("rr", i), "EMEA", "").owner_id());
+  EXPECT_THAT(owners, ::testing::ElementsAre("usr_1", "usr_2", "usr_3", "usr_1", "usr_2", "usr_3"));
+
+  auto x1 = CaptureIn("na1", "NA", "");
+  auto y1 = CaptureIn("na2", "NA", "");
+  EXPECT_EQ(x1.owner_id(), "usr_x");
+  EXPECT_EQ(y1.owner_id(), "usr_y");
+  // usr_x's lead closes: usr_x has fewer open leads and gets the next one.
+  ASSERT_TRUE(Disqualify("dq-1", x1.lead_id()).ok());
+  EXPECT_EQ(CaptureIn("na3", "NA", "").owner_id(), "usr_x");
+  // The load is rebuilt from the store after a restart: one open lead
+  // each, but usr_x holds two leads in all (one closed), usr_y one.
+  Restart();
+  EXPECT_EQ(CaptureIn("na4", "NA", "").owner_id(), "usr_y");
+  EXPECT_EQ(CaptureIn("na5", "NA", "").owner_id(), "usr_x");
+}
+
+TEST_F(LeadUseCaseTest, QualifyConvertAndConvertAgainFails) {
+  CreateRule("r", OwnerRule("", "", "usr_owner"));
+  auto captured = CaptureIn("c1", "EMEA", "crm");
+  auto stale = Qualify("q-stale", captured.lead_id(), /*expected_version=*/1);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted) << stale.status();
+  auto qualified = Qualify("q-1", captured.lead_id(), /*expected_version=*/3);
+  ASSERT_TRUE(qualified.ok()) << qualified.status();
+  EXPECT_EQ(qualified->status(), crm::v1::LEAD_STATUS_QUALIFIED);
+
+  auto converted = Convert("conv-1", captured.lead_id());
+  ASSERT_TRUE(converted.ok()) << converted.status();
+  EXPECT_EQ(converted->lead().status(), crm::v1::LEAD_STATUS_CONVERTED);
+  EXPECT_FALSE(converted->conversion_event_id().empty());
+  const uint64_t log_size = store_->events().LogSize();
+  // The same request again: the first result, nothing appended.
+  auto retried = Convert("conv-1", captured.lead_id());
+  ASSERT_TRUE(retried.ok());
+  EXPECT_EQ(retried->conversion_event_id(), converted->conversion_event_id());
+  EXPECT_EQ(store_->events().LogSize(), log_size);
+  // A new request to convert again is refused.
+  EXPECT_EQ(Convert("conv-2", captured.lead_id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  auto events = *store_->events().ReadStream(LeadStream(captured.lead_id()));
+  const auto& last = events.back();
+  ASSERT_EQ(last.type(), "LeadConverted");
+  EXPECT_EQ(last.event_id(), converted->conversion_event_id());
+  EXPECT_EQ(last.customer_id(), captured.customer_id());
+  crm::v1::LeadConverted payload;
+  ASSERT_TRUE(last.payload().UnpackTo(&payload));
+  EXPECT_EQ(payload.owner_id(), "usr_owner");
+  EXPECT_EQ(payload.contact().email(), "c1@example.com");
+  EXPECT_EQ(Convert("conv-3", "lead_missing").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(LeadUseCaseTest, ActivityRescoresAndListsFollowTheScore) {
+  auto a = CaptureIn("a", "EMEA", "crm");
+  auto b = CaptureIn("b", "EMEA", "crm");
+  crm::v1::RecordLeadActivityRequest activity;
+  activity.set_request_id("act-1");
+  activity.set_lead_id(b.lead_id());
+  activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_MEETING_HELD);
+  auto after = commands_->RecordLeadActivity(activity, Ctx());
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->score().total(), b.score().total() + 8);
+  EXPECT_THAT(Types(b.lead_id()),
+              ::testing::ElementsAre("LeadCaptured", "LeadActivityRecorded", "LeadScoreChanged"));
+  // Retried: same result, no second activity.
+  EXPECT_EQ(commands_->RecordLeadActivity(activity, Ctx())->activity_count(), 1);
+
+  crm::v1::ListLeadsRequest by_score;
+  by_score.set_sort(crm::v1::LEAD_SORT_SCORE_DESC);
+  auto list = List(by_score);
+  ASSERT_EQ(list.leads_size(), 2);  // the old score entry of b is gone
+  EXPECT_EQ(list.leads(0).lead_id(), b.lead_id());
+  EXPECT_EQ(list.leads(0).score(), after->score().total());
+  EXPECT_EQ(list.leads(1).lead_id(), a.lead_id());
+  by_score.set_min_score(after->score().total());
+  list = List(by_score);
+  ASSERT_EQ(list.leads_size(), 1);
+  EXPECT_EQ(list.leads(0).lead_id(), b.lead_id());
+}
+
+TEST_F(LeadUseCaseTest, ListFiltersByOwnerStatusSourceRegionAndPages) {
+  CreateRule("r", OwnerRule("EMEA", "", "usr_emea"));
+  std::vector<std::string> emea;
+  for (int i = 0; i < 5; ++i) emea.push_back(CaptureIn(absl::StrCat("e", i), "EMEA", "").lead_id());
+  auto na = CaptureIn("n0", "NA", "");
+  ASSERT_TRUE(Disqualify("dq", emea[0]).ok());
+  auto phone = Request("p0", "", "+14155550100");
+  phone.set_channel(crm::v1::LEAD_CHANNEL_STORE);
+  auto store_lead = *commands_->CaptureLead(phone, Ctx());
+
+  crm::v1::ListLeadsRequest r;
+  r.set_owner_id("usr_emea");
+  EXPECT_EQ(List(r).leads_size(), 5);
+  r.add_statuses(crm::v1::LEAD_STATUS_NEW);
+  EXPECT_EQ(List(r).leads_size(), 4);
+  r.set_sort(crm::v1::LEAD_SORT_SCORE_DESC);  // the owner index
+  EXPECT_EQ(List(r).leads_size(), 4);
+  r.Clear();
+  r.set_queue(kDefaultQueue);
+  auto queued = List(r);
+  ASSERT_EQ(queued.leads_size(), 2);
+  r.Clear();
+  r.set_channel(crm::v1::LEAD_CHANNEL_STORE);
+  ASSERT_EQ(List(r).leads_size(), 1);
+  EXPECT_EQ(List(r).leads(0).lead_id(), store_lead.lead_id());
+  r.Clear();
+  r.set_region("na");
+  ASSERT_EQ(List(r).leads_size(), 1);
+  EXPECT_EQ(List(r).leads(0).lead_id(), na.lead_id());
+
+  // Pages of two in capture order cover every lead once.
+  r.Clear();
+  r.mutable_page()->set_page_size(2);
+  std::vector<std::string> seen;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = List(r);
+    for (const auto& l : page.leads()) seen.push_back(l.lead_id());
+    if (page.next_page_token().empty()) break;
+    r.mutable_page()->set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(seen.size(), 7u);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+
+  crm::v1::ListLeadsRequest bad;
+  bad.set_owner_id("usr_emea");
+  bad.set_queue(kDefaultQueue);
+  EXPECT_EQ(commands_->ListLeads(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad.Clear();
+  bad.set_min_score(50);
+  bad.set_max_score(10);
+  EXPECT_EQ(commands_->ListLeads(bad).status().message().substr(0, 10), "min_score:");
+  bad.Clear();
+  bad.mutable_page()->set_page_token("not-a-token!");
+  EXPECT_EQ(commands_->ListLeads(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LeadUseCaseTest, ManualAssignmentNotifiesTheNewOwner) {
+  auto lead = CaptureIn("m1", "APAC", "");
+  crm::v1::AssignLeadRequest assign;
+  assign.set_request_id("assign-1");
+  assign.set_lead_id(lead.lead_id());
+  assign.set_owner_id("usr_apac");
+  auto assigned = commands_->AssignLead(assign, Ctx());
+  ASSERT_TRUE(assigned.ok()) << assigned.status();
+  EXPECT_EQ(assigned->owner_id(), "usr_apac");
+  EXPECT_EQ(assigned->queue(), "");
+  EXPECT_THAT(Types(lead.lead_id()),
+              ::testing::ElementsAre("LeadCaptured", "LeadAssigned", "OwnerNotified"));
+  crm::v1::ListLeadsRequest mine;
+  mine.set_owner_id("usr_apac");
+  EXPECT_EQ(List(mine).leads_size(), 1);
+  mine.set_owner_id("");
+  mine.set_queue(kDefaultQueue);
+  EXPECT_EQ(List(mine).leads_size(), 0);
+}
+
+TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
+  auto survivor = *commands_->CaptureLead(Request("s", "ada@example.com", "+442079460958"), Ctx());
+  auto merged = *commands_->CaptureLead(Request("m", "lovelace@engines.example"), Ctx());
+  ASSERT_NE(survivor.customer_id(), merged.customer_id());
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-1");
+  merge.set_survivor_lead_id(survivor.lead_id());
+  merge.set_merged_lead_id(merged.lead_id());
+  merge.set_merged_expected_version(1);
+  auto result = commands_->MergeLeads(merge, Ctx());
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(result->survivor().merged_lead_ids(), ::testing::ElementsAre(merged.lead_id()));
+  EXPECT_EQ(result->merged().status(), crm::v1::LEAD_STATUS_MERGED);
+  EXPECT_EQ(result->merged().merged_into_lead_id(), survivor.lead_id());
+  EXPECT_EQ(Types(merged.lead_id()).back(), "LeadMergedInto");
+  auto survivor_events = *store_->events().ReadStream(LeadStream(survivor.lead_id()));
+  crm::v1::LeadsMerged payload;
+  ASSERT_TRUE(survivor_events[1].payload().UnpackTo(&payload));
+  EXPECT_EQ(payload.merged_customer_id(), merged.customer_id());
+  EXPECT_EQ(payload.survivor_customer_id(), survivor.customer_id());
+
+  // The merged person's email now finds the survivor.
+  auto again = *commands_->CaptureLead(Request("again", "lovelace@engines.example"), Ctx());
+  EXPECT_EQ(again.customer_id(), survivor.customer_id());
+  EXPECT_EQ(again.duplicate_of_lead_id(), survivor.lead_id());
+
+  // History under the survivor holds both leads' events.
+  crm::v1::GetLeadHistoryRequest history;
+  history.set_lead_id(survivor.lead_id());
+  auto h = commands_->GetLeadHistory(history);
+  ASSERT_TRUE(h.ok()) << h.status();
+  std::set<std::string> streams;
+  for (const auto& e : h->events()) streams.insert(e.stream());
+  EXPECT_THAT(streams, ::testing::UnorderedElementsAre(LeadStream(survivor.lead_id()),
+                                                       LeadStream(merged.lead_id())));
+  history.mutable_page()->set_page_size(1);
+  EXPECT_FALSE(commands_->GetLeadHistory(history)->next_page_token().empty());
+
+  const uint64_t log_size = store_->events().LogSize();
+  EXPECT_EQ(commands_->MergeLeads(merge, Ctx())->survivor().version(),
+            result->survivor().version());
+  EXPECT_EQ(store_->events().LogSize(), log_size);
+  merge.set_request_id("merge-2");
+  merge.clear_merged_expected_version();
+  EXPECT_EQ(commands_->MergeLeads(merge, Ctx()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Qualify("q-merged", merged.lead_id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -1,30 +1,218 @@
 #include "services/leads/api/leads_grpc.h"
 
-#include "absl/time/clock.h"
+#include <atomic>
+#include <memory>
+
 #include "libs/common/request_context.h"
 
 namespace crm::leads {
+namespace {
+
+constexpr char kSource[] = "crm/leads";
+
+// One ImportLeads call. Each message is handed to the executor (rows are
+// prepared and appended there, never on a gRPC thread); the next read
+// starts once the message is consumed, so a fast client is held back by
+// flow control rather than by buffering rows in memory.
+class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportLeadsRequest> {
+ public:
+  ImportLeadsReactor(LeadImporter& importer, BlockingExecutor& executor, EventContext ctx,
+                     crm::v1::ImportLeadsResponse* response)
+      : importer_(importer), executor_(executor), ctx_(std::move(ctx)), response_(response) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client half-closed (or the call ended)
+      executor_.Run([this] { Complete(); });
+      return;
+    }
+    executor_.Run([this] {
+      if (auto st = Consume(); !st.ok()) return End(st);
+      StartRead(&request_);
+    });
+  }
+
+  void OnCancel() override { cancelled_.store(true); }
+
+  // gRPC hands the reactor back once the call is over.
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Consume() {
+    if (cancelled_.load()) return absl::CancelledError("import cancelled");
+    if (session_ == nullptr) {
+      auto session = importer_.Begin(request_.import_id(), request_.default_channel(), ctx_);
+      if (!session.ok()) return session.status();
+      session_ = *std::move(session);
+    } else if (!request_.import_id().empty() && request_.import_id() != session_->import_id()) {
+      return absl::InvalidArgumentError("import_id: differs from the first message");
+    }
+    return session_->Add(request_.mutable_rows());
+  }
+
+  void Complete() {
+    // A cancelled call writes no more rows; what was appended stays.
+    if (cancelled_.load()) return End(absl::CancelledError("import cancelled"));
+    if (session_ == nullptr) return End(absl::InvalidArgumentError("import_id: required"));
+    auto response = session_->Finish();
+    if (response.ok()) *response_ = *std::move(response);
+    End(response.status());
+  }
+
+  void End(const absl::Status& status) {
+    session_.reset();  // waits for a chunk still being written
+    Finish(ToGrpcStatus(status));
+  }
+
+  LeadImporter& importer_;
+  BlockingExecutor& executor_;
+  const EventContext ctx_;
+  crm::v1::ImportLeadsResponse* response_;
+  crm::v1::ImportLeadsRequest request_;
+  std::unique_ptr<ImportSession> session_;
+  std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace
+
+template <typename Request, typename Response, typename Body>
+grpc::ServerUnaryReactor* LeadsGrpc::Unary(grpc::CallbackServerContext* ctx, const Request* request,
+                                           Response* response, Body body) {
+  return RunUnary(ctx, executor_, [request, response, body]() -> absl::Status {
+    auto result = body(*request);
+    if (!result.ok()) return result.status();
+    *response = *std::move(result);
+    return absl::OkStatus();
+  });
+}
 
 grpc::ServerUnaryReactor* LeadsGrpc::CaptureLead(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::CaptureLeadRequest* request,
                                                  crm::v1::CaptureLeadResponse* response) {
-  EventContext event_ctx = EventContextFrom(*ctx, "crm/leads");
-  return RunUnary(ctx, executor_, [this, request, response, event_ctx]() -> absl::Status {
-    auto result = commands_.CaptureLead(*request, event_ctx);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.CaptureLead(r, e);
   });
+}
+
+grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
+    grpc::CallbackServerContext* ctx, crm::v1::ImportLeadsResponse* response) {
+  return std::make_unique<ImportLeadsReactor>(importer_, executor_, EventContextFrom(*ctx, kSource),
+                                              response)
+      .release();
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::GetLead(grpc::CallbackServerContext* ctx,
                                              const crm::v1::GetLeadRequest* request,
                                              crm::v1::Lead* response) {
-  return RunUnary(ctx, executor_, [this, request, response]() -> absl::Status {
-    auto result = commands_.GetLead(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
+  return Unary(ctx, request, response, [this](const auto& r) { return commands_.GetLead(r); });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::ListLeads(grpc::CallbackServerContext* ctx,
+                                               const crm::v1::ListLeadsRequest* request,
+                                               crm::v1::ListLeadsResponse* response) {
+  return Unary(ctx, request, response, [this](const auto& r) { return commands_.ListLeads(r); });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::GetLeadHistory(grpc::CallbackServerContext* ctx,
+                                                    const crm::v1::GetLeadHistoryRequest* request,
+                                                    crm::v1::GetLeadHistoryResponse* response) {
+  return Unary(ctx, request, response,
+               [this](const auto& r) { return commands_.GetLeadHistory(r); });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::RecordLeadActivity(
+    grpc::CallbackServerContext* ctx, const crm::v1::RecordLeadActivityRequest* request,
+    crm::v1::Lead* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.RecordLeadActivity(r, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::QualifyLead(grpc::CallbackServerContext* ctx,
+                                                 const crm::v1::QualifyLeadRequest* request,
+                                                 crm::v1::Lead* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.QualifyLead(r, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::DisqualifyLead(grpc::CallbackServerContext* ctx,
+                                                    const crm::v1::DisqualifyLeadRequest* request,
+                                                    crm::v1::Lead* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.DisqualifyLead(r, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::NurtureLead(grpc::CallbackServerContext* ctx,
+                                                 const crm::v1::NurtureLeadRequest* request,
+                                                 crm::v1::Lead* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.NurtureLead(r, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::ConvertLead(grpc::CallbackServerContext* ctx,
+                                                 const crm::v1::ConvertLeadRequest* request,
+                                                 crm::v1::ConvertLeadResponse* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.ConvertLead(r, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::AssignLead(grpc::CallbackServerContext* ctx,
+                                                const crm::v1::AssignLeadRequest* request,
+                                                crm::v1::Lead* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.AssignLead(r, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::MergeLeads(grpc::CallbackServerContext* ctx,
+                                                const crm::v1::MergeLeadsRequest* request,
+                                                crm::v1::MergeLeadsResponse* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.MergeLeads(r, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::CreateAssignmentRule(
+    grpc::CallbackServerContext* ctx, const crm::v1::CreateAssignmentRuleRequest* request,
+    crm::v1::AssignmentRule* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.CreateAssignmentRule(r, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::ListAssignmentRules(
+    grpc::CallbackServerContext* ctx, const crm::v1::ListAssignmentRulesRequest* request,
+    crm::v1::ListAssignmentRulesResponse* response) {
+  return Unary(ctx, request, response,
+               [this](const auto& r) { return commands_.ListAssignmentRules(r); });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::ReorderAssignmentRules(
+    grpc::CallbackServerContext* ctx, const crm::v1::ReorderAssignmentRulesRequest* request,
+    crm::v1::ListAssignmentRulesResponse* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.ReorderAssignmentRules(r, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::DisableAssignmentRule(
+    grpc::CallbackServerContext* ctx, const crm::v1::SetAssignmentRuleEnabledRequest* request,
+    crm::v1::AssignmentRule* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.SetAssignmentRuleEnabled(r, /*enabled=*/false, e);
+  });
+}
+
+grpc::ServerUnaryReactor* LeadsGrpc::EnableAssignmentRule(
+    grpc::CallbackServerContext* ctx, const crm::v1::SetAssignmentRuleEnabledRequest* request,
+    crm::v1::AssignmentRule* response) {
+  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
+    return commands_.SetAssignmentRuleEnabled(r, /*enabled=*/true, e);
   });
 }
 

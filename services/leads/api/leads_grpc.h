@@ -3,25 +3,76 @@
 #include "crm/v1/leads.grpc.pb.h"
 #include "libs/common/blocking_executor.h"
 #include "services/leads/api/lead_commands.h"
+#include "services/leads/api/lead_import.h"
 
 namespace crm::leads {
 
 // gRPC edge of the leads service: proto in, status out; the work runs on
-// the blocking executor because captures wait for a synced append.
+// the blocking executor because commands wait for a synced append.
 class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
  public:
-  LeadsGrpc(LeadCommands& commands, BlockingExecutor& executor)
-      : commands_(commands), executor_(executor) {}
+  LeadsGrpc(LeadCommands& commands, LeadImporter& importer, BlockingExecutor& executor)
+      : commands_(commands), importer_(importer), executor_(executor) {}
 
   grpc::ServerUnaryReactor* CaptureLead(grpc::CallbackServerContext* ctx,
                                         const crm::v1::CaptureLeadRequest* request,
                                         crm::v1::CaptureLeadResponse* response) override;
+  grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* ImportLeads(
+      grpc::CallbackServerContext* ctx, crm::v1::ImportLeadsResponse* response) override;
   grpc::ServerUnaryReactor* GetLead(grpc::CallbackServerContext* ctx,
                                     const crm::v1::GetLeadRequest* request,
                                     crm::v1::Lead* response) override;
+  grpc::ServerUnaryReactor* ListLeads(grpc::CallbackServerContext* ctx,
+                                      const crm::v1::ListLeadsRequest* request,
+                                      crm::v1::ListLeadsResponse* response) override;
+  grpc::ServerUnaryReactor* GetLeadHistory(grpc::CallbackServerContext* ctx,
+                                           const crm::v1::GetLeadHistoryRequest* request,
+                                           crm::v1::GetLeadHistoryResponse* response) override;
+  grpc::ServerUnaryReactor* RecordLeadActivity(grpc::CallbackServerContext* ctx,
+                                               const crm::v1::RecordLeadActivityRequest* request,
+                                               crm::v1::Lead* response) override;
+  grpc::ServerUnaryReactor* QualifyLead(grpc::CallbackServerContext* ctx,
+                                        const crm::v1::QualifyLeadRequest* request,
+                                        crm::v1::Lead* response) override;
+  grpc::ServerUnaryReactor* DisqualifyLead(grpc::CallbackServerContext* ctx,
+                                           const crm::v1::DisqualifyLeadRequest* request,
+                                           crm::v1::Lead* response) override;
+  grpc::ServerUnaryReactor* NurtureLead(grpc::CallbackServerContext* ctx,
+                                        const crm::v1::NurtureLeadRequest* request,
+                                        crm::v1::Lead* response) override;
+  grpc::ServerUnaryReactor* ConvertLead(grpc::CallbackServerContext* ctx,
+                                        const crm::v1::ConvertLeadRequest* request,
+                                        crm::v1::ConvertLeadResponse* response) override;
+  grpc::ServerUnaryReactor* AssignLead(grpc::CallbackServerContext* ctx,
+                                       const crm::v1::AssignLeadRequest* request,
+                                       crm::v1::Lead* response) override;
+  grpc::ServerUnaryReactor* MergeLeads(grpc::CallbackServerContext* ctx,
+                                       const crm::v1::MergeLeadsRequest* request,
+                                       crm::v1::MergeLeadsResponse* response) override;
+  grpc::ServerUnaryReactor* CreateAssignmentRule(
+      grpc::CallbackServerContext* ctx, const crm::v1::CreateAssignmentRuleRequest* request,
+      crm::v1::AssignmentRule* response) override;
+  grpc::ServerUnaryReactor* ListAssignmentRules(
+      grpc::CallbackServerContext* ctx, const crm::v1::ListAssignmentRulesRequest* request,
+      crm::v1::ListAssignmentRulesResponse* response) override;
+  grpc::ServerUnaryReactor* ReorderAssignmentRules(
+      grpc::CallbackServerContext* ctx, const crm::v1::ReorderAssignmentRulesRequest* request,
+      crm::v1::ListAssignmentRulesResponse* response) override;
+  grpc::ServerUnaryReactor* DisableAssignmentRule(
+      grpc::CallbackServerContext* ctx, const crm::v1::SetAssignmentRuleEnabledRequest* request,
+      crm::v1::AssignmentRule* response) override;
+  grpc::ServerUnaryReactor* EnableAssignmentRule(
+      grpc::CallbackServerContext* ctx, const crm::v1::SetAssignmentRuleEnabledRequest* request,
+      crm::v1::AssignmentRule* response) override;
 
  private:
+  // Runs `body(request)` on the executor and finishes with its status.
+  template <typename Request, typename Response, typename Body>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const Request* request,
+                                  Response* response, Body body);
+
   LeadCommands& commands_;
+  LeadImporter& importer_;
   BlockingExecutor& executor_;
 };
 

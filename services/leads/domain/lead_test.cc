@@ -1,6 +1,7 @@
 #include "services/leads/domain/lead.h"
 
 #include "gtest/gtest.h"
+#include "libs/common/ids.h"
 #include "libs/common/testing/given_when_then.h"
 
 namespace crm::leads {
@@ -29,6 +30,16 @@ crm::v1::CaptureLeadRequest ValidRequest() {
   return r;
 }
 
+// ValidRequest's score: met in person (engagement 5), one product interest
+// (need 5), nothing known of budget, authority or timeline.
+crm::v1::LeadScore TradeShowScore() {
+  crm::v1::LeadScore s;
+  s.set_need(5);
+  s.set_engagement(5);
+  s.set_total(10);
+  return s;
+}
+
 absl::Status Check(const std::function<void(crm::v1::CaptureLeadRequest&)>& mutate) {
   auto r = ValidRequest();
   mutate(r);
@@ -52,8 +63,8 @@ TEST(NormalizeTest, PhoneBecomesE164) {
   EXPECT_EQ(*NormalizePhone("+44 (20) 7946-0958", "p"), "+442079460958");
   EXPECT_EQ(*NormalizePhone("0049 30 1234567", "p"), "+49301234567");
   EXPECT_EQ(*NormalizePhone("+1.415.555.0100", "p"), "+14155550100");
-  for (const char* bad : {"", "2079460958", "+44 20 79x6", "+1234567", "+1234567890123456",
-                          "+0123456789"}) {
+  for (const char* bad :
+       {"", "2079460958", "+44 20 79x6", "+1234567", "+1234567890123456", "+0123456789"}) {
     EXPECT_FALSE(NormalizePhone(bad, "p").ok()) << bad;
   }
 }
@@ -68,8 +79,7 @@ TEST(ValidateCaptureTest, NormalizesContactData) {
 
 TEST(ValidateCaptureTest, BadInputNamesTheField) {
   ExpectInvalidField(Check([](auto& r) { r.clear_request_id(); }), "request_id");
-  ExpectInvalidField(Check([](auto& r) { r.set_request_id(std::string(129, 'x')); }),
-                     "request_id");
+  ExpectInvalidField(Check([](auto& r) { r.set_request_id(std::string(129, 'x')); }), "request_id");
   ExpectInvalidField(Check([](auto& r) { r.clear_channel(); }), "channel");
   ExpectInvalidField(Check([](auto& r) { r.set_channel(static_cast<crm::v1::LeadChannel>(99)); }),
                      "channel");
@@ -96,8 +106,18 @@ TEST(ValidateCaptureTest, BadInputNamesTheField) {
       "attributes[k]");
 }
 
+CaptureLead Capture(const std::string& lead_id, const std::string& customer_id,
+                    const std::string& duplicate_of) {
+  CaptureLead c;
+  c.request = *NormalizeCaptureRequest(ValidRequest());
+  c.lead_id = lead_id;
+  c.customer_id = customer_id;
+  c.duplicate_of_lead_id = duplicate_of;
+  return c;
+}
+
 TEST(CaptureLeadTest, NewLeadIsCapturedWithEveryField) {
-  CaptureLead cmd{*NormalizeCaptureRequest(ValidRequest()), "lead_1", "cus_1", ""};
+  CaptureLead cmd = Capture("lead_1", "cus_1", "");
   crm::v1::LeadCaptured expected;
   expected.set_lead_id("lead_1");
   expected.set_customer_id("cus_1");
@@ -107,11 +127,12 @@ TEST(CaptureLeadTest, NewLeadIsCapturedWithEveryField) {
   expected.set_region("EMEA");
   expected.add_product_interests("crm-suite");
   (*expected.mutable_attributes())["booth"] = "B12";
+  *expected.mutable_score() = TradeShowScore();
   Lead().Given({}).When(cmd).Then({expected});
 }
 
 TEST(CaptureLeadTest, DuplicateKeepsTheEarlierLeadReference) {
-  CaptureLead cmd{*NormalizeCaptureRequest(ValidRequest()), "lead_2", "cus_1", "lead_1"};
+  CaptureLead cmd = Capture("lead_2", "cus_1", "lead_1");
   auto scenario = Lead();
   scenario.Given({}).When(cmd);
   crm::v1::LeadCaptured expected;
@@ -124,6 +145,7 @@ TEST(CaptureLeadTest, DuplicateKeepsTheEarlierLeadReference) {
   expected.set_region("EMEA");
   expected.add_product_interests("crm-suite");
   (*expected.mutable_attributes())["booth"] = "B12";
+  *expected.mutable_score() = TradeShowScore();
   scenario.Then({expected});
 }
 
@@ -131,7 +153,7 @@ TEST(CaptureLeadTest, CapturingAnExistingLeadAgainIsRejected) {
   crm::v1::LeadCaptured earlier;
   earlier.set_lead_id("lead_1");
   earlier.set_customer_id("cus_1");
-  CaptureLead cmd{*NormalizeCaptureRequest(ValidRequest()), "lead_1", "cus_1", ""};
+  CaptureLead cmd = Capture("lead_1", "cus_1", "");
   Lead().Given({earlier}).When(cmd).ThenError(absl::StatusCode::kAlreadyExists, "lead_1");
 }
 
@@ -146,6 +168,502 @@ TEST(ApplyTest, CapturedLeadIsNewAtVersionOne) {
   EXPECT_EQ(state.version(), 1);
   EXPECT_EQ(state.captured_at().seconds(), 100);
   EXPECT_EQ(state.contact().email(), "a@b.co");
+}
+
+// ---- Lifecycle, scoring, assignment and merge: Given events, When command ----
+
+using Scenario = crm::testing::Scenario<crm::v1::Lead, LeadEvent, LeadCommand>;
+
+Scenario AnyLead() {
+  return Scenario(
+      [](const std::optional<crm::v1::Lead>& s, const LeadCommand& c) { return Decide(s, c); },
+      [](crm::v1::Lead& s, const LeadEvent& e, absl::Time t) { Apply(s, e, t); });
+}
+
+// The events of capturing ValidRequest as lead_1 of cus_1, assigned as given.
+std::vector<LeadEvent> Captured(Assignment assignment = {}) {
+  CaptureLead c = Capture("lead_1", "cus_1", "");
+  c.assignment = std::move(assignment);
+  return *Decide(std::nullopt, c);
+}
+
+std::vector<LeadEvent> CapturedFor(const std::string& owner) {
+  return Captured(Assignment{owner, "", "", "rule_1"});
+}
+
+std::vector<LeadEvent> Plus(std::vector<LeadEvent> events, std::vector<LeadEvent> more) {
+  for (auto& e : more) events.push_back(std::move(e));
+  return events;
+}
+
+crm::v1::Lead Fold(const std::vector<LeadEvent>& events) {
+  crm::v1::Lead lead;
+  for (const auto& e : events) Apply(lead, e, absl::UnixEpoch());
+  return lead;
+}
+
+crm::v1::LeadScore Score(int budget, int authority, int need, int timeline, int engagement) {
+  crm::v1::LeadScore s;
+  s.set_budget(budget);
+  s.set_authority(authority);
+  s.set_need(need);
+  s.set_timeline(timeline);
+  s.set_engagement(engagement);
+  s.set_total(budget + authority + need + timeline + engagement);
+  return s;
+}
+
+crm::v1::LeadQualified Qualified() {
+  crm::v1::LeadQualified e;
+  e.set_lead_id("lead_1");
+  e.set_customer_id("cus_1");
+  return e;
+}
+
+crm::v1::LeadDisqualified Disqualified(const std::string& reason) {
+  crm::v1::LeadDisqualified e;
+  e.set_lead_id("lead_1");
+  e.set_customer_id("cus_1");
+  e.set_reason(reason);
+  return e;
+}
+
+TEST(CaptureLeadTest, RuleAssignmentToAnOwnerAssignsAndNotifiesTheOwner) {
+  CaptureLead c = Capture("lead_1", "cus_1", "");
+  c.assignment = {"usr_ada", "team_emea", "", "rule_7"};
+  auto events = Decide(std::nullopt, c);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 3u);
+  crm::v1::LeadAssigned assigned;
+  assigned.set_lead_id("lead_1");
+  assigned.set_customer_id("cus_1");
+  assigned.set_owner_id("usr_ada");
+  assigned.set_team_id("team_emea");
+  assigned.set_rule_id("rule_7");
+  assigned.set_previous_queue(kDefaultQueue);
+  assigned.set_reason("rule");
+  crm::v1::OwnerNotified notified;
+  notified.set_owner_id("usr_ada");
+  notified.set_lead_id("lead_1");
+  notified.set_customer_id("cus_1");
+  notified.set_topic("lead_assigned");
+  notified.set_message("New lead for you: Ada Lovelace (Analytical Engines), score 10");
+  auto scenario = AnyLead();
+  scenario.Given({}).When(c);
+  scenario.Then({(*events)[0], assigned, notified});
+  auto lead = Fold(*events);
+  EXPECT_EQ(lead.owner_id(), "usr_ada");
+  EXPECT_EQ(lead.team_id(), "team_emea");
+  EXPECT_EQ(lead.queue(), "");
+  EXPECT_EQ(lead.assignment_rule_id(), "rule_7");
+  EXPECT_EQ(lead.score().total(), 10);
+}
+
+TEST(CaptureLeadTest, WithoutAssignmentTheLeadWaitsInTheDefaultQueue) {
+  auto events = Captured();
+  ASSERT_EQ(events.size(), 1u);
+  auto lead = Fold(events);
+  EXPECT_EQ(lead.queue(), kDefaultQueue);
+  EXPECT_EQ(lead.owner_id(), "");
+}
+
+TEST(CaptureLeadTest, CaptureScoresBantFromTheRequest) {
+  CaptureLead c = Capture("lead_1", "cus_1", "");
+  c.request.mutable_contact()->set_title("Chief Engineer");
+  c.request.mutable_bant()->mutable_budget()->set_currency("GBP");
+  c.request.mutable_bant()->mutable_budget()->set_minor_units(5'000'000);  // 50k
+  c.request.mutable_bant()->set_timeline(crm::v1::PURCHASE_TIMELINE_IMMEDIATE);
+  auto events = *Decide(std::nullopt, c);
+  const auto& captured = std::get<crm::v1::LeadCaptured>(events[0]);
+  EXPECT_EQ(captured.score().total(), Score(15, 15, 5, 20, 5).total());
+  EXPECT_EQ(captured.bant().budget().minor_units(), 5'000'000);
+}
+
+TEST(ActivityTest, ActivityAddsEngagementAndChangesTheScore) {
+  RecordActivity activity;
+  activity.type = crm::v1::LEAD_ACTIVITY_TYPE_MEETING_HELD;
+  activity.activity_at = absl::FromUnixSeconds(500);
+  activity.detail = "demo";
+  crm::v1::LeadActivityRecorded recorded;
+  recorded.set_lead_id("lead_1");
+  recorded.set_customer_id("cus_1");
+  recorded.set_type(crm::v1::LEAD_ACTIVITY_TYPE_MEETING_HELD);
+  recorded.mutable_activity_at()->set_seconds(500);
+  recorded.set_detail("demo");
+  recorded.set_points(8);
+  crm::v1::LeadScoreChanged changed;
+  changed.set_lead_id("lead_1");
+  changed.set_customer_id("cus_1");
+  *changed.mutable_previous() = Score(0, 0, 5, 0, 5);
+  *changed.mutable_score() = Score(0, 0, 5, 0, 13);
+  changed.set_reason("activity");
+  auto scenario = AnyLead();
+  scenario.Given(Captured()).When(activity).Then({recorded, changed});
+}
+
+TEST(ActivityTest, EngagementAtItsCapRecordsTheActivityWithoutScoreChange) {
+  crm::v1::LeadActivityRecorded earlier;
+  earlier.set_points(15);
+  crm::v1::LeadScoreChanged capped;
+  *capped.mutable_score() = Score(0, 0, 5, 0, 20);
+  RecordActivity activity;
+  activity.type = crm::v1::LEAD_ACTIVITY_TYPE_EMAIL_OPENED;
+  auto scenario = AnyLead();
+  scenario.Given(Plus(Captured(), {earlier, capped})).When(activity);
+  crm::v1::LeadActivityRecorded recorded;
+  recorded.set_lead_id("lead_1");
+  recorded.set_customer_id("cus_1");
+  recorded.set_type(crm::v1::LEAD_ACTIVITY_TYPE_EMAIL_OPENED);
+  *recorded.mutable_activity_at() = ToProtoTimestamp(absl::Time());
+  recorded.set_points(1);
+  scenario.Then({recorded});
+}
+
+TEST(ActivityTest, ConvertedLeadTakesNoActivity) {
+  auto scenario = AnyLead();
+  crm::v1::LeadConverted converted;
+  converted.set_owner_id("usr_1");
+  scenario.Given(Plus(CapturedFor("usr_1"), {Qualified(), converted}))
+      .When(RecordActivity{kAnyVersion, crm::v1::LEAD_ACTIVITY_TYPE_WEB_VISIT, absl::Now(), ""})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "already converted");
+}
+
+TEST(LifecycleTest, QualifyingANewLeadQualifiesIt) {
+  AnyLead().Given(Captured()).When(QualifyLead{}).Then({Qualified()});
+  EXPECT_EQ(Fold(Plus(Captured(), {Qualified()})).status(), crm::v1::LEAD_STATUS_QUALIFIED);
+}
+
+TEST(LifecycleTest, QualifyingWithBantRescoresTheLead) {
+  crm::v1::Bant bant;
+  bant.set_decision_maker(true);
+  bant.set_timeline(crm::v1::PURCHASE_TIMELINE_QUARTER);
+  auto qualified = Qualified();
+  *qualified.mutable_bant() = bant;
+  qualified.set_note("call went well");
+  crm::v1::LeadScoreChanged changed;
+  changed.set_lead_id("lead_1");
+  changed.set_customer_id("cus_1");
+  *changed.mutable_previous() = Score(0, 0, 5, 0, 5);
+  *changed.mutable_score() = Score(0, 20, 5, 15, 5);
+  changed.set_reason("qualified");
+  AnyLead()
+      .Given(Captured())
+      .When(QualifyLead{kAnyVersion, bant, "call went well"})
+      .Then({qualified, changed});
+}
+
+TEST(LifecycleTest, QualifyingKeepsBantPartsNotConfirmedAgain) {
+  CaptureLead c = Capture("lead_1", "cus_1", "");
+  c.request.mutable_bant()->mutable_budget()->set_currency("EUR");
+  c.request.mutable_bant()->mutable_budget()->set_minor_units(2'000'000);
+  c.request.mutable_bant()->set_timeline(crm::v1::PURCHASE_TIMELINE_YEAR);
+  auto captured = *Decide(std::nullopt, c);
+  crm::v1::Bant confirmed;
+  confirmed.set_decision_maker(true);
+  confirmed.set_timeline(crm::v1::PURCHASE_TIMELINE_IMMEDIATE);
+  auto events = *Decide(Fold(captured), LeadCommand{QualifyLead{0, confirmed, ""}});
+  const auto& bant = std::get<crm::v1::LeadQualified>(events[0]).bant();
+  EXPECT_EQ(bant.budget().minor_units(), 2'000'000);
+  EXPECT_TRUE(bant.decision_maker());
+  EXPECT_EQ(bant.timeline(), crm::v1::PURCHASE_TIMELINE_IMMEDIATE);
+  const auto& changed = std::get<crm::v1::LeadScoreChanged>(events[1]);
+  EXPECT_EQ(changed.score().total(), Score(15, 20, 5, 20, 5).total());
+}
+
+TEST(LifecycleTest, QualifyOnlyFromNewOrNurture) {
+  AnyLead()
+      .Given(Plus(Captured(), {Qualified()}))
+      .When(QualifyLead{})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "is qualified");
+  AnyLead()
+      .Given(Plus(Captured(), {Disqualified("no budget")}))
+      .When(QualifyLead{})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "is disqualified");
+  crm::v1::LeadNurtureStarted nurture;
+  AnyLead().Given(Plus(Captured(), {nurture})).When(QualifyLead{}).Then({Qualified()});
+}
+
+TEST(LifecycleTest, DisqualifyKeepsTheReason) {
+  AnyLead()
+      .Given(Captured())
+      .When(DisqualifyLead{kAnyVersion, "no budget"})
+      .Then({Disqualified("no budget")});
+  auto lead = Fold(Plus(Captured(), {Disqualified("no budget")}));
+  EXPECT_EQ(lead.status(), crm::v1::LEAD_STATUS_DISQUALIFIED);
+  EXPECT_EQ(lead.status_reason(), "no budget");
+  AnyLead()
+      .Given(Plus(Captured(), {Disqualified("no budget")}))
+      .When(DisqualifyLead{kAnyVersion, "again"})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "already disqualified");
+}
+
+TEST(LifecycleTest, NurtureReopensADisqualifiedLead) {
+  crm::v1::LeadNurtureStarted nurture;
+  nurture.set_lead_id("lead_1");
+  nurture.set_customer_id("cus_1");
+  nurture.set_reason("budget next year");
+  AnyLead()
+      .Given(Plus(Captured(), {Disqualified("no budget")}))
+      .When(NurtureLead{kAnyVersion, "budget next year"})
+      .Then({nurture});
+  AnyLead()
+      .Given(Plus(Captured(), {nurture}))
+      .When(NurtureLead{kAnyVersion, ""})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "already in nurture");
+}
+
+TEST(ConvertTest, QualifiedLeadConvertsToCustomerAndOpportunityRequest) {
+  crm::v1::LeadConverted converted;
+  converted.set_lead_id("lead_1");
+  converted.set_customer_id("cus_1");
+  converted.set_owner_id("usr_1");
+  *converted.mutable_contact() = Fold(Captured()).contact();
+  converted.set_company("Analytical Engines");
+  converted.set_region("EMEA");
+  converted.add_product_interests("crm-suite");
+  converted.set_opportunity_name("Analytical Engines - crm-suite");
+  converted.set_channel(crm::v1::LEAD_CHANNEL_TRADE_SHOW);
+  converted.set_score(10);
+  AnyLead().Given(Plus(CapturedFor("usr_1"), {Qualified()})).When(ConvertLead{}).Then({converted});
+  auto lead = Fold(Plus(Plus(CapturedFor("usr_1"), {Qualified()}), {converted}));
+  EXPECT_EQ(lead.status(), crm::v1::LEAD_STATUS_CONVERTED);
+}
+
+TEST(ConvertTest, ExplicitOwnerNameAndAmountWin) {
+  crm::v1::Money amount;
+  amount.set_currency("EUR");
+  amount.set_minor_units(1'000'000);
+  auto scenario = AnyLead();
+  scenario.Given(Plus(Captured(), {Qualified()}))
+      .When(ConvertLead{kAnyVersion, "usr_9", "Big deal", amount});
+  auto events =
+      *Decide(scenario.state(), LeadCommand{ConvertLead{kAnyVersion, "usr_9", "Big deal", amount}});
+  const auto& e = std::get<crm::v1::LeadConverted>(events[0]);
+  EXPECT_EQ(e.owner_id(), "usr_9");
+  EXPECT_EQ(e.opportunity_name(), "Big deal");
+  EXPECT_EQ(e.estimated_amount().minor_units(), 1'000'000);
+}
+
+TEST(ConvertTest, ConvertingAConvertedLeadFails) {
+  crm::v1::LeadConverted converted;
+  converted.set_owner_id("usr_1");
+  AnyLead()
+      .Given(Plus(CapturedFor("usr_1"), {Qualified(), converted}))
+      .When(ConvertLead{})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "already converted");
+}
+
+TEST(ConvertTest, OnlyQualifiedLeadsWithAnOwnerConvert) {
+  AnyLead()
+      .Given(CapturedFor("usr_1"))
+      .When(ConvertLead{})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "only qualified");
+  AnyLead()
+      .Given(Plus(Captured(), {Qualified()}))
+      .When(ConvertLead{})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "owner_id:");
+}
+
+TEST(VersionTest, StaleExpectedVersionIsAborted) {
+  // Captured() is one event: the lead is at version 1.
+  AnyLead()
+      .Given(Captured())
+      .When(QualifyLead{2, std::nullopt, ""})
+      .ThenError(absl::StatusCode::kAborted, "version 1");
+  AnyLead().Given(Captured()).When(QualifyLead{1, std::nullopt, ""}).Then({Qualified()});
+  AnyLead().Given({}).When(QualifyLead{}).ThenError(absl::StatusCode::kNotFound);
+}
+
+TEST(AssignTest, ManualAssignmentMovesTheLeadAndNotifies) {
+  crm::v1::LeadAssigned assigned;
+  assigned.set_lead_id("lead_1");
+  assigned.set_customer_id("cus_1");
+  assigned.set_owner_id("usr_2");
+  assigned.set_previous_owner_id("usr_1");
+  assigned.set_reason("vacation cover");
+  auto scenario = AnyLead();
+  scenario.Given(CapturedFor("usr_1"))
+      .When(AssignLead{kAnyVersion, Assignment{"usr_2", "", "", ""}, "vacation cover"});
+  auto events =
+      *Decide(scenario.state(),
+              LeadCommand{AssignLead{kAnyVersion, {"usr_2", "", "", ""}, "vacation cover"}});
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_TRUE(std::holds_alternative<crm::v1::OwnerNotified>(events[1]));
+  scenario.Then({assigned, events[1]});
+  EXPECT_EQ(Fold(Plus(CapturedFor("usr_1"), events)).owner_id(), "usr_2");
+}
+
+TEST(AssignTest, ToAQueueNotifiesNobody) {
+  auto events =
+      *Decide(Fold(CapturedFor("usr_1")), LeadCommand{AssignLead{0, {"", "", "partners", ""}, ""}});
+  ASSERT_EQ(events.size(), 1u);
+  auto lead = Fold(Plus(CapturedFor("usr_1"), events));
+  EXPECT_EQ(lead.owner_id(), "");
+  EXPECT_EQ(lead.queue(), "partners");
+}
+
+TEST(AssignTest, SameOwnerOrClosedLeadIsRejected) {
+  AnyLead()
+      .Given(CapturedFor("usr_1"))
+      .When(AssignLead{0, {"usr_1", "", "", ""}, ""})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "already with usr_1");
+  AnyLead()
+      .Given(Plus(Captured(), {Disqualified("spam")}))
+      .When(AssignLead{0, {"usr_1", "", "", ""}, ""})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "only open leads");
+}
+
+crm::v1::Lead OtherLead() {
+  CaptureLead c = Capture("lead_2", "cus_2", "");
+  c.request.mutable_contact()->set_email("ada@engines.example");
+  c.request.mutable_contact()->set_phone("+15550001111");
+  c.request.clear_product_interests();
+  c.request.add_product_interests("analytics");
+  (*c.request.mutable_attributes())["source"] = "webinar";
+  auto lead = Fold(*Decide(std::nullopt, c));
+  lead.set_engagement_points(6);
+  lead.set_activity_count(2);
+  return lead;
+}
+
+TEST(MergeTest, SurvivorAbsorbsTheMergedLeadAndRescores) {
+  auto scenario = AnyLead();
+  scenario.Given(CapturedFor("usr_1")).When(AbsorbLead{kAnyVersion, OtherLead()});
+  auto events = *Decide(scenario.state(), LeadCommand{AbsorbLead{kAnyVersion, OtherLead()}});
+  crm::v1::LeadsMerged merged;
+  merged.set_survivor_lead_id("lead_1");
+  merged.set_merged_lead_id("lead_2");
+  merged.set_survivor_customer_id("cus_1");
+  merged.set_merged_customer_id("cus_2");
+  *merged.mutable_merged_lead() = OtherLead();
+  ASSERT_EQ(events.size(), 2u);
+  crm::v1::LeadScoreChanged changed;
+  changed.set_lead_id("lead_1");
+  changed.set_customer_id("cus_1");
+  *changed.mutable_previous() = Score(0, 0, 5, 0, 5);
+  *changed.mutable_score() = Score(0, 0, 10, 0, 11);
+  changed.set_reason("merged");
+  scenario.Then({merged, changed});
+
+  auto lead = Fold(Plus(CapturedFor("usr_1"), events));
+  EXPECT_EQ(lead.merged_lead_ids_size(), 1);
+  EXPECT_EQ(lead.merged_lead_ids(0), "lead_2");
+  EXPECT_EQ(lead.contact().email(), "ada@example.com");  // the survivor's stays
+  EXPECT_EQ(lead.product_interests_size(), 2);
+  EXPECT_EQ(lead.attributes().at("source"), "webinar");
+  EXPECT_EQ(lead.attributes().at("booth"), "B12");
+  EXPECT_EQ(lead.engagement_points(), 6);
+  EXPECT_EQ(lead.activity_count(), 2);
+  EXPECT_EQ(lead.owner_id(), "usr_1");
+}
+
+TEST(MergeTest, MergedLeadIsRetiredAndTakesNoMoreCommands) {
+  crm::v1::Lead survivor = Fold(CapturedFor("usr_1"));
+  survivor.set_lead_id("lead_9");
+  survivor.set_customer_id("cus_9");
+  crm::v1::LeadMergedInto into;
+  into.set_lead_id("lead_1");
+  into.set_customer_id("cus_1");
+  into.set_survivor_lead_id("lead_9");
+  into.set_survivor_customer_id("cus_9");
+  AnyLead().Given(Captured()).When(MergeLeadInto{kAnyVersion, survivor}).Then({into});
+  auto lead = Fold(Plus(Captured(), {into}));
+  EXPECT_EQ(lead.status(), crm::v1::LEAD_STATUS_MERGED);
+  EXPECT_EQ(lead.merged_into_lead_id(), "lead_9");
+  AnyLead()
+      .Given(Plus(Captured(), {into}))
+      .When(QualifyLead{})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "merged into lead_9");
+}
+
+TEST(MergeTest, ConvertedOrSameLeadCannotBeMergedAway) {
+  auto converted_lead = OtherLead();
+  converted_lead.set_status(crm::v1::LEAD_STATUS_CONVERTED);
+  AnyLead()
+      .Given(Captured())
+      .When(AbsorbLead{kAnyVersion, converted_lead})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "converted");
+  AnyLead()
+      .Given(Captured())
+      .When(AbsorbLead{kAnyVersion, Fold(Captured())})
+      .ThenError(absl::StatusCode::kInvalidArgument, "merged_lead_id");
+}
+
+TEST(ParseTest, CommandRequestsNameTheBadField) {
+  crm::v1::RecordLeadActivityRequest activity;
+  activity.set_request_id("r");
+  activity.set_lead_id("lead_1");
+  ExpectInvalidField(ParseRecordActivity(activity, absl::Now()).status(), "type");
+  activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_WEB_VISIT);
+  EXPECT_TRUE(ParseRecordActivity(activity, absl::Now()).ok());
+  activity.set_lead_id("lead 1");
+  ExpectInvalidField(ParseRecordActivity(activity, absl::Now()).status(), "lead_id");
+
+  crm::v1::DisqualifyLeadRequest disqualify;
+  disqualify.set_lead_id("lead_1");
+  ExpectInvalidField(ParseDisqualify(disqualify).status(), "request_id");
+  disqualify.set_request_id("r");
+  ExpectInvalidField(ParseDisqualify(disqualify).status(), "reason");
+
+  crm::v1::QualifyLeadRequest qualify;
+  qualify.set_request_id("r");
+  qualify.set_lead_id("lead_1");
+  qualify.set_expected_version(-1);
+  ExpectInvalidField(ParseQualify(qualify).status(), "expected_version");
+  qualify.set_expected_version(0);
+  qualify.mutable_bant()->mutable_budget()->set_currency("euro");
+  ExpectInvalidField(ParseQualify(qualify).status(), "bant.budget.currency");
+
+  crm::v1::ConvertLeadRequest convert;
+  convert.set_request_id("r");
+  convert.set_lead_id("lead_1");
+  convert.mutable_estimated_amount()->set_currency("EUR");
+  convert.mutable_estimated_amount()->set_minor_units(-5);
+  ExpectInvalidField(ParseConvert(convert).status(), "estimated_amount.minor_units");
+
+  crm::v1::AssignLeadRequest assign;
+  assign.set_request_id("r");
+  assign.set_lead_id("lead_1");
+  ExpectInvalidField(ParseAssign(assign).status(), "owner_id");
+  assign.set_owner_id("usr_1");
+  assign.set_queue("q");
+  ExpectInvalidField(ParseAssign(assign).status(), "owner_id");
+
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("r");
+  merge.set_survivor_lead_id("lead_1");
+  merge.set_merged_lead_id("lead_1");
+  ExpectInvalidField(ValidateMerge(merge), "merged_lead_id");
+  merge.set_merged_lead_id("");
+  ExpectInvalidField(ValidateMerge(merge), "merged_lead_id");
+}
+
+TEST(ValidateCaptureTest, BantIsChecked) {
+  ExpectInvalidField(
+      Check([](auto& r) { r.mutable_bant()->mutable_budget()->set_currency("eur"); }),
+      "bant.budget.currency");
+  ExpectInvalidField(Check([](auto& r) {
+                       r.mutable_bant()->mutable_budget()->set_currency("EUR");
+                       r.mutable_bant()->mutable_budget()->set_minor_units(-1);
+                     }),
+                     "bant.budget.minor_units");
+  ExpectInvalidField(Check([](auto& r) {
+                       r.mutable_bant()->set_timeline(static_cast<crm::v1::PurchaseTimeline>(42));
+                     }),
+                     "bant.timeline");
+}
+
+TEST(EnvelopeTest, StoredPayloadsUnpackToTheirEvent) {
+  for (const auto& event : CapturedFor("usr_1")) {
+    crm::v1::EventEnvelope envelope;
+    std::visit([&](const auto& e) { envelope.mutable_payload()->PackFrom(e); }, event);
+    auto back = UnpackLeadEvent(envelope);
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(back->index(), event.index());
+  }
+  crm::v1::EventEnvelope other;
+  other.mutable_payload()->PackFrom(crm::v1::Lead());
+  EXPECT_FALSE(UnpackLeadEvent(other).has_value());
 }
 
 }  // namespace

@@ -1,9 +1,13 @@
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "crm/v1/leads.pb.h"
 #include "libs/common/event_store.h"
@@ -17,24 +21,79 @@ struct ContactMatch {
   std::string customer_id;
 };
 
-// The leads service's RocksDB: its event log (libs/common EventStore) plus
-// the contact index used to give one person one customer_id.
+// A ListLeads query, validated.
+struct LeadQuery {
+  // At most one of the two.
+  std::string owner_id;
+  std::string queue;
+  absl::flat_hash_set<int> statuses;  // empty = all
+  crm::v1::LeadChannel channel = crm::v1::LEAD_CHANNEL_UNSPECIFIED;
+  std::string region;
+  int32_t min_score = 0;
+  int32_t max_score = 100;
+  crm::v1::LeadSort sort = crm::v1::LEAD_SORT_UNSPECIFIED;
+  int32_t page_size = 50;
+  std::string page_token;
+};
+
+// The leads service's RocksDB: its event log (libs/common EventStore) and
+// the projections written in the same batch as the events:
+//   contacts    "email:<e>" | "phone:<p>" -> first lead \n customer_id
+//   leads_by_id     lead_id                          -> LeadSummary
+//   leads_by_score  score lead_id                    -> "+"
+//   leads_by_owner  assignee \0 score lead_id        -> "+"
+//               (assignee "u:<owner>" or "q:<queue>", score one byte); the
+//               entry of a lead that moved on is deleted in the same batch.
+//   imports     import_id \0 row (big-endian)        -> ImportRowResult
+//   settings    "assignment_rules"                   -> AssignmentRuleTable
 class LeadStore {
  public:
   static absl::StatusOr<std::unique_ptr<LeadStore>> Open(const std::string& path);
 
   explicit LeadStore(std::unique_ptr<EventStore> events) : events_(std::move(events)) {}
 
+  // ---- contacts ----
   // Matches email first, then phone.
   absl::StatusOr<std::optional<ContactMatch>> FindContact(const crm::v1::Contact& contact) const;
-  // The index writes that make `lead` findable by its contact, for the
-  // append that captures it. Existing entries are kept (first lead wins).
-  absl::StatusOr<std::vector<ProjectionWrite>> ContactIndexWrites(const crm::v1::Lead& lead) const;
+  // The index keys of a contact: email first, then phone.
+  static std::vector<std::string> ContactKeys(const crm::v1::Contact& contact);
+  // One batched read for many keys (an import chunk); one result per key.
+  absl::StatusOr<std::vector<std::optional<ContactMatch>>> FindContactKeys(
+      const std::vector<std::string>& keys) const;
+  static ProjectionWrite ContactWrite(const std::string& key, const ContactMatch& match);
+
+  // ---- list projection ----
+  static crm::v1::LeadSummary Summarize(const crm::v1::Lead& lead);
+  // The index writes (and deletes) that take the lead from `before`
+  // (nullptr for a new lead) to `after`.
+  static std::vector<ProjectionWrite> ListWrites(const crm::v1::Lead* before,
+                                                 const crm::v1::Lead& after);
+  absl::StatusOr<crm::v1::ListLeadsResponse> ListLeads(const LeadQuery& query) const;
+  // Every lead that has an owner, once (for the load counters at start).
+  absl::Status ForEachOwnedLead(const std::function<void(const crm::v1::LeadSummary&)>& fn) const;
+
+  // ---- imports ----
+  // Earlier results of rows of an import, one per row number (nullopt =
+  // never imported).
+  absl::StatusOr<std::vector<std::optional<crm::v1::ImportRowResult>>> FindImportRows(
+      const std::string& import_id, const std::vector<int64_t>& rows) const;
+  // Whether any row of the import was stored (a fresh import skips the
+  // per-row lookups).
+  absl::StatusOr<bool> HasImportRows(const std::string& import_id) const;
+  static ProjectionWrite ImportRowWrite(const std::string& import_id,
+                                        const crm::v1::ImportRowResult& result);
+
+  // ---- assignment rules ----
+  absl::StatusOr<crm::v1::AssignmentRuleTable> LoadRules() const;
+  static ProjectionWrite RulesWrite(const crm::v1::AssignmentRuleTable& table);
 
   // NOT_FOUND for an unknown lead.
   absl::StatusOr<crm::v1::Lead> GetLead(const std::string& lead_id) const;
+  // The lead and its stream version (the version the next append expects).
+  absl::StatusOr<std::optional<crm::v1::Lead>> FindLead(const std::string& lead_id) const;
 
   EventStore& events() { return *events_; }
+  const EventStore& events() const { return *events_; }
 
  private:
   std::unique_ptr<EventStore> events_;

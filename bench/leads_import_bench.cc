@@ -1,0 +1,272 @@
+// Bulk lead import throughput: the ImportLeads use case in process, and the
+// same over gRPC on loopback (server in this process, no outbox relay).
+// Rows look like a trade-show list: every tenth row is a person seen
+// earlier in the list, every hundredth row is invalid, and rules assign by
+// region and product to owners and teams.
+//
+//   crm_leads_import_bench [--rows=N] [google benchmark flags]
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "bench/figures.h"
+#include "benchmark/benchmark.h"
+#include "crm/v1/leads.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "libs/common/blocking_executor.h"
+#include "libs/common/testing/temp_dir.h"
+#include "services/leads/api/lead_commands.h"
+#include "services/leads/api/lead_import.h"
+#include "services/leads/api/leads_grpc.h"
+
+namespace crm::leads {
+namespace {
+
+int64_t g_rows = 200'000;
+constexpr int kRowsPerMessage = 1000;
+// Per gRPC call: keeps the response (one result per row) well under the
+// client's receive limit set below.
+constexpr int kRowsPerCall = 25'000;
+
+EventContext BenchContext() { return {kLeadsSource, "user:bench", "", "", absl::Now()}; }
+
+crm::v1::ImportLeadRow Row(int64_t row, const std::string& batch) {
+  static const char* kRegions[] = {"EMEA", "NA", "APAC", "LATAM"};
+  static const char* kProducts[] = {"crm-suite", "analytics", "service-desk", "telephony"};
+  static const char* kTitles[] = {"Head of Sales", "Engineer", "VP Marketing", "Buyer", ""};
+  crm::v1::ImportLeadRow r;
+  r.set_row_number(row);
+  // Every tenth row is a person from ten rows before (same email).
+  const int64_t person = row % 10 == 0 && row > 10 ? row - 10 : row;
+  auto* c = r.mutable_contact();
+  c->set_first_name(absl::StrCat("First", person));
+  c->set_last_name("Visitor");
+  c->set_email(row % 100 == 7 ? "not-an-email"
+                              : absl::StrCat("p", person, "-", batch, "@expo.test"));
+  c->set_title(kTitles[row % 5]);
+  r.set_company(absl::StrCat("Company ", person % 5000));
+  r.set_region(kRegions[row % 4]);
+  r.add_product_interests(kProducts[row % 4]);
+  if (row % 3 == 0) r.add_product_interests(kProducts[(row + 1) % 4]);
+  (*r.mutable_attributes())["booth"] = "B12";
+  if (row % 2 == 0) {
+    r.mutable_bant()->mutable_budget()->set_currency("EUR");
+    r.mutable_bant()->mutable_budget()->set_minor_units(2'500'000);
+    r.mutable_bant()->set_timeline(crm::v1::PURCHASE_TIMELINE_QUARTER);
+  }
+  return r;
+}
+
+// Messages of kRowsPerMessage rows, numbered from `first_row`.
+std::vector<crm::v1::ImportLeadsRequest> Messages(const std::string& import_id, int64_t first_row,
+                                                  int64_t rows) {
+  std::vector<crm::v1::ImportLeadsRequest> out;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (i % kRowsPerMessage == 0) {
+      out.emplace_back();
+      out.back().set_import_id(import_id);
+      out.back().set_default_channel(crm::v1::LEAD_CHANNEL_TRADE_SHOW);
+    }
+    *out.back().add_rows() = Row(first_row + i, import_id);
+  }
+  return out;
+}
+
+void CreateRules(LeadCommands& commands) {
+  auto rule = [&](const std::string& name, std::vector<std::string> regions,
+                  std::vector<std::string> products, const std::string& owner,
+                  const std::string& team, std::vector<std::string> members,
+                  crm::v1::TeamStrategy strategy) {
+    crm::v1::CreateAssignmentRuleRequest r;
+    r.set_request_id(absl::StrCat("rule-", name));
+    r.mutable_rule()->set_name(name);
+    for (auto& x : regions) r.mutable_rule()->add_regions(x);
+    for (auto& x : products) r.mutable_rule()->add_product_interests(x);
+    r.mutable_rule()->set_owner_id(owner);
+    r.mutable_rule()->set_team_id(team);
+    for (auto& m : members) r.mutable_rule()->add_team_members(m);
+    r.mutable_rule()->set_strategy(strategy);
+    if (!commands.CreateAssignmentRule(r, BenchContext()).ok()) std::abort();
+  };
+  rule("emea-crm", {"EMEA"}, {"crm-suite"}, "usr_emea_lead", "", {},
+       crm::v1::TEAM_STRATEGY_UNSPECIFIED);
+  rule("emea", {"EMEA"}, {}, "", "team_emea", {"usr_e1", "usr_e2", "usr_e3"},
+       crm::v1::TEAM_STRATEGY_ROUND_ROBIN);
+  rule("na", {"NA"}, {}, "", "team_na", {"usr_n1", "usr_n2", "usr_n3", "usr_n4"},
+       crm::v1::TEAM_STRATEGY_LEAST_LOADED);
+  rule("apac-analytics", {"APAC"}, {"analytics", "telephony"}, "usr_apac", "", {},
+       crm::v1::TEAM_STRATEGY_UNSPECIFIED);
+  // LATAM and the rest of APAC wait in the default queue.
+}
+
+struct Service {
+  crm::testing::TempDir dir;
+  std::unique_ptr<LeadStore> store;
+  std::unique_ptr<LeadCommands> commands;
+  std::unique_ptr<LeadImporter> importer;
+
+  Service() {
+    store = std::move(*LeadStore::Open(dir.Sub("leads")));
+    // No relay drains the outbox here: let it hold every event.
+    store->events().SetOutboxLimit(std::numeric_limits<uint64_t>::max());
+    commands = std::make_unique<LeadCommands>(*store);
+    CreateRules(*commands);
+    importer = std::make_unique<LeadImporter>(*commands);
+  }
+};
+
+// Rows imported and wall time per benchmark, for the figure lines.
+struct Totals {
+  int64_t rows = 0;
+  absl::Duration time;
+  // CPU time of the whole process (every thread, RocksDB's included).
+  double cpu_seconds = 0;
+};
+
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+Totals g_use_case;
+Totals g_grpc;
+
+void Report(benchmark::State& state, int64_t rows) {
+  state.SetItemsProcessed(rows);
+  state.counters["leads_per_s"] =
+      benchmark::Counter(static_cast<double>(rows), benchmark::Counter::kIsRate);
+}
+
+// The use case alone: LeadImporter fed messages as the gRPC handler would.
+void BM_ImportLeadsUseCase(benchmark::State& state) {
+  Service service;
+  int run = 0;
+  int64_t total = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const std::string import_id = absl::StrCat("bench-", run++);
+    auto messages = Messages(import_id, 1, g_rows);
+    state.ResumeTiming();
+    const absl::Time start = absl::Now();
+    const double cpu_start = ProcessCpuSeconds();
+    auto session =
+        service.importer->Begin(import_id, crm::v1::LEAD_CHANNEL_TRADE_SHOW, BenchContext());
+    if (!session.ok()) return state.SkipWithError(session.status().ToString().c_str());
+    for (auto& m : messages) {
+      if (auto st = (*session)->Add(m.mutable_rows()); !st.ok()) {
+        return state.SkipWithError(st.ToString().c_str());
+      }
+    }
+    auto response = (*session)->Finish();
+    if (!response.ok()) return state.SkipWithError(response.status().ToString().c_str());
+    benchmark::DoNotOptimize(response->accepted());
+    total += response->results_size();
+    session->reset();
+    g_use_case.rows += response->results_size();
+    g_use_case.time += absl::Now() - start;
+    g_use_case.cpu_seconds += ProcessCpuSeconds() - cpu_start;
+  }
+  Report(state, total);
+}
+
+// Client streams over loopback to the gRPC service in this process.
+void BM_ImportLeadsGrpc(benchmark::State& state) {
+  Service service;
+  BlockingExecutor executor(4);
+  LeadsGrpc grpc_service(*service.commands, *service.importer, executor);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&grpc_service);
+  auto server = builder.BuildAndStart();
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto stub = crm::v1::LeadsService::NewStub(grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args));
+
+  int run = 0;
+  int64_t total = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const std::string import_id = absl::StrCat("grpc-", run++);
+    std::vector<std::vector<crm::v1::ImportLeadsRequest>> calls;
+    for (int64_t first = 1; first <= g_rows; first += kRowsPerCall) {
+      calls.push_back(
+          Messages(import_id, first, std::min<int64_t>(kRowsPerCall, g_rows - first + 1)));
+    }
+    state.ResumeTiming();
+    const absl::Time start = absl::Now();
+    const double cpu_start = ProcessCpuSeconds();
+    for (const auto& messages : calls) {
+      grpc::ClientContext ctx;
+      crm::v1::ImportLeadsResponse response;
+      auto writer = stub->ImportLeads(&ctx, &response);
+      for (const auto& m : messages) {
+        if (!writer->Write(m)) break;
+      }
+      writer->WritesDone();
+      auto st = writer->Finish();
+      if (!st.ok()) return state.SkipWithError(st.error_message().c_str());
+      total += response.results_size();
+      g_grpc.rows += response.results_size();
+    }
+    g_grpc.time += absl::Now() - start;
+    g_grpc.cpu_seconds += ProcessCpuSeconds() - cpu_start;
+  }
+  server->Shutdown();
+  Report(state, total);
+}
+
+BENCHMARK(BM_ImportLeadsUseCase)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK(BM_ImportLeadsGrpc)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+
+}  // namespace
+}  // namespace crm::leads
+
+int main(int argc, char** argv) {
+  // Our own flag first; the rest is Google Benchmark's.
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (absl::ConsumePrefix(&arg, "--rows=")) {
+      if (!absl::SimpleAtoi(arg, &crm::leads::g_rows) || crm::leads::g_rows <= 0) {
+        std::fprintf(stderr, "--rows: a positive number\n");
+        return 2;
+      }
+      continue;
+    }
+    rest.push_back(argv[i]);
+  }
+  int rest_argc = static_cast<int>(rest.size());
+  benchmark::Initialize(&rest_argc, rest.data());
+  std::printf("rows per import: %lld (leads_per_s below is the figure)\n",
+              static_cast<long long>(crm::leads::g_rows));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  using crm::leads::g_grpc;
+  using crm::leads::g_use_case;
+  // The CPU cost per lead says what the machine can do when the benchmark
+  // has it to itself (wall-clock figures drop when other work shares it).
+  if (g_use_case.rows > 0) {
+    crm::bench::Figure("leads import, use case in process",
+                       crm::bench::PerSecond(g_use_case.rows, g_use_case.time), "leads/s");
+    crm::bench::Figure("leads import, use case, CPU per lead",
+                       g_use_case.cpu_seconds * 1e6 / g_use_case.rows, "us");
+  }
+  if (g_grpc.rows > 0) {
+    crm::bench::Figure("leads import, gRPC on loopback",
+                       crm::bench::PerSecond(g_grpc.rows, g_grpc.time), "leads/s");
+    crm::bench::Figure("leads import, gRPC, CPU per lead (client and server)",
+                       g_grpc.cpu_seconds * 1e6 / g_grpc.rows, "us");
+  }
+  return 0;
+}

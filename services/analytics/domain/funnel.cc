@@ -1,0 +1,303 @@
+#include "services/analytics/domain/funnel.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "crm/v1/leads.pb.h"
+#include "crm/v1/sales.pb.h"
+#include "google/protobuf/util/time_util.h"
+#include "libs/common/status_macros.h"
+
+namespace crm::analytics {
+namespace {
+
+using crm::v1::AsOf;
+using crm::v1::EventEnvelope;
+using crm::v1::FunnelCounts;
+using crm::v1::FunnelLeadRecord;
+using crm::v1::FunnelOpportunityRecord;
+using google::protobuf::Timestamp;
+
+template <typename T>
+bool Unpack(const EventEnvelope& event, T* msg) {
+  return event.payload().Is<T>() && event.payload().UnpackTo(msg);
+}
+
+// Later occurred_at wins, ties go to the larger event id.
+bool TakeIfNewer(AsOf* as_of, const EventEnvelope& event) {
+  if (as_of->has_at()) {
+    if (event.occurred_at() < as_of->at()) return false;
+    if (event.occurred_at() == as_of->at() && event.event_id() <= as_of->event_id()) return false;
+  }
+  *as_of->mutable_at() = event.occurred_at();
+  as_of->set_event_id(event.event_id());
+  return true;
+}
+
+void SetLeadOwner(FunnelLeadRecord* r, const EventEnvelope& event, const std::string& owner) {
+  if (!owner.empty() && TakeIfNewer(r->mutable_owner_as_of(), event)) r->set_owner_id(owner);
+}
+
+std::string Month(const Timestamp& t) {
+  return absl::FormatTime("%Y-%m", absl::FromUnixSeconds(t.seconds()), absl::UTCTimeZone());
+}
+
+std::string ChannelKey(crm::v1::LeadChannel c) {
+  std::string name = crm::v1::LeadChannel_Name(c);
+  constexpr std::string_view kPrefix = "LEAD_CHANNEL_";
+  if (name.rfind(kPrefix, 0) == 0) name = name.substr(kPrefix.size());
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](char ch) { return static_cast<char>(std::tolower(ch)); });
+  return name;
+}
+
+double Ratio(int64_t num, int64_t den) {
+  return den == 0 ? 0.0 : static_cast<double>(num) / static_cast<double>(den);
+}
+
+// Accumulates one slice; revenue per currency in a sorted map so the output
+// is deterministic.
+struct Slice {
+  FunnelCounts counts;
+  std::map<std::string, int64_t> revenue;
+
+  FunnelCounts Finish(const std::string& key) {
+    FunnelCounts c = counts;
+    c.set_key(key);
+    for (const auto& [currency, units] : revenue) {
+      auto* m = c.add_won_revenue();
+      m->set_currency(currency);
+      m->set_minor_units(units);
+    }
+    c.set_qualification_rate(Ratio(c.qualified(), c.leads()));
+    c.set_conversion_rate(Ratio(c.converted(), c.qualified()));
+    c.set_close_rate(Ratio(c.won(), c.converted()));
+    c.set_lead_to_win_rate(Ratio(c.won(), c.leads()));
+    c.set_win_rate(Ratio(c.won(), c.won() + c.lost()));
+    return c;
+  }
+};
+
+void AddLead(Slice& s, const FunnelLeadRecord& r) {
+  auto& c = s.counts;
+  c.set_leads(c.leads() + 1);
+  // Converting implies qualifying, even when no LeadQualified was emitted.
+  if (r.qualified() || r.converted()) c.set_qualified(c.qualified() + 1);
+  if (r.converted()) c.set_converted(c.converted() + 1);
+  if (r.disqualified()) c.set_disqualified(c.disqualified() + 1);
+}
+
+void AddOpportunity(Slice& s, const FunnelOpportunityRecord& r) {
+  auto& c = s.counts;
+  c.set_opportunities(c.opportunities() + 1);
+  if (r.outcome() == crm::v1::STAGE_OUTCOME_WON) {
+    c.set_won(c.won() + 1);
+    s.revenue[r.amount().currency()] += r.amount().minor_units();
+  }
+  if (r.outcome() == crm::v1::STAGE_OUTCOME_LOST) c.set_lost(c.lost() + 1);
+}
+
+void Emit(std::map<std::string, Slice>& slices,
+          google::protobuf::RepeatedPtrField<FunnelCounts>* out) {
+  for (auto& [key, slice] : slices) *out->Add() = slice.Finish(key);
+}
+
+}  // namespace
+
+absl::Status ApplyToFunnel(const EventEnvelope& event, const LeadRecordLookup& find_lead,
+                           const OpportunityRecordLookup& find_opportunity) {
+  using namespace crm::v1;
+  // An event without an id names no record: fold it into a throwaway one.
+  FunnelLeadRecord no_lead;
+  FunnelOpportunityRecord no_opportunity;
+  auto lead = [&](const std::string& id) -> absl::StatusOr<FunnelLeadRecord*> {
+    if (id.empty()) return &no_lead;
+    return find_lead(id);
+  };
+  auto opportunity = [&](const std::string& id) -> absl::StatusOr<FunnelOpportunityRecord*> {
+    if (id.empty()) return &no_opportunity;
+    return find_opportunity(id);
+  };
+  if (LeadCaptured m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
+    r->set_lead_id(m.lead_id());
+    r->set_customer_id(event.customer_id());
+    r->set_channel(m.channel());
+    *r->mutable_captured_at() = event.occurred_at();
+    r->set_region(m.region());
+  } else if (LeadAssigned m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
+    r->set_lead_id(m.lead_id());
+    SetLeadOwner(r, event, m.owner_id());
+  } else if (LeadQualified m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
+    r->set_lead_id(m.lead_id());
+    r->set_qualified(true);
+  } else if (LeadDisqualified m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
+    r->set_lead_id(m.lead_id());
+    r->set_disqualified(true);
+  } else if (LeadConverted m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
+    r->set_lead_id(m.lead_id());
+    r->set_converted(true);
+    SetLeadOwner(r, event, m.owner_id());
+  } else if (OpportunityOpened m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, opportunity(m.opportunity_id()));
+    r->set_opportunity_id(m.opportunity_id());
+    r->set_customer_id(event.customer_id());
+    r->set_lead_id(m.lead_id());
+    r->set_owner_id(m.owner_id());
+    r->set_territory(m.territory());
+    *r->mutable_opened_at() = event.occurred_at();
+    if (TakeIfNewer(r->mutable_outcome_as_of(), event)) r->set_outcome(STAGE_OUTCOME_OPEN);
+    if (TakeIfNewer(r->mutable_amount_as_of(), event)) *r->mutable_amount() = m.amount();
+  } else if (OpportunityStageChanged m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, opportunity(m.opportunity_id()));
+    r->set_opportunity_id(m.opportunity_id());
+    r->set_customer_id(event.customer_id());
+    if (TakeIfNewer(r->mutable_outcome_as_of(), event)) r->set_outcome(m.outcome());
+    if (m.has_amount() && TakeIfNewer(r->mutable_amount_as_of(), event)) {
+      *r->mutable_amount() = m.amount();
+    }
+    if (m.has_time_in_previous_stage() && !m.from_stage_id().empty()) {
+      auto* visits = r->mutable_stage_visits();
+      auto pos = std::lower_bound(
+          visits->begin(), visits->end(), event.event_id(),
+          [](const StageVisit& v, const std::string& id) { return v.event_id() < id; });
+      if (pos == visits->end() || pos->event_id() != event.event_id()) {
+        const int index = static_cast<int>(pos - visits->begin());
+        auto* v = visits->Add();
+        v->set_event_id(event.event_id());
+        v->set_stage_id(m.from_stage_id());
+        v->set_seconds(m.time_in_previous_stage().seconds());
+        for (int i = visits->size() - 1; i > index; --i) visits->SwapElements(i, i - 1);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateFunnelRequest(const crm::v1::GetFunnelRequest& request) {
+  const std::string& p = request.period();
+  if (!p.empty()) {
+    const bool shaped = p.size() == 7 && p[4] == '-' &&
+                        std::all_of(p.begin(), p.begin() + 4, ::isdigit) && std::isdigit(p[5]) &&
+                        std::isdigit(p[6]);
+    const int month = shaped ? (p[5] - '0') * 10 + (p[6] - '0') : 0;
+    if (!shaped || month < 1 || month > 12) {
+      return absl::InvalidArgumentError("period: must be YYYY-MM");
+    }
+  }
+  if (!crm::v1::LeadChannel_IsValid(request.channel())) {
+    return absl::InvalidArgumentError("channel: unknown value");
+  }
+  if (request.territory().size() > 128) return absl::InvalidArgumentError("territory: too long");
+  if (request.owner_id().size() > 128) return absl::InvalidArgumentError("owner_id: too long");
+  return absl::OkStatus();
+}
+
+crm::v1::Funnel ComputeFunnel(const std::vector<FunnelLeadRecord>& leads,
+                              const std::vector<FunnelOpportunityRecord>& opportunities,
+                              const crm::v1::GetFunnelRequest& request) {
+  // Channel joins: a lead's own channel, and each customer's source channel
+  // taken from its first captured lead (ties: smaller lead id).
+  absl::flat_hash_map<std::string, const FunnelLeadRecord*> by_lead;
+  absl::flat_hash_map<std::string, const FunnelLeadRecord*> first_of_customer;
+  for (const auto& r : leads) {
+    by_lead[r.lead_id()] = &r;
+    if (!r.has_captured_at()) continue;  // a lead whose capture was not seen yet
+    auto [it, inserted] = first_of_customer.try_emplace(r.customer_id(), &r);
+    if (!inserted) {
+      const auto* cur = it->second;
+      if (r.captured_at() < cur->captured_at() ||
+          (r.captured_at() == cur->captured_at() && r.lead_id() < cur->lead_id())) {
+        it->second = &r;
+      }
+    }
+  }
+  auto opportunity_channel = [&](const FunnelOpportunityRecord& o) {
+    if (auto it = by_lead.find(o.lead_id()); it != by_lead.end() && it->second->has_captured_at()) {
+      return it->second->channel();
+    }
+    if (auto it = first_of_customer.find(o.customer_id()); it != first_of_customer.end()) {
+      return it->second->channel();
+    }
+    return crm::v1::LEAD_CHANNEL_UNSPECIFIED;
+  };
+  auto keep = [&](const std::string& month, crm::v1::LeadChannel channel,
+                  const std::string& territory, const std::string& owner) {
+    return (request.period().empty() || month == request.period()) &&
+           (request.channel() == crm::v1::LEAD_CHANNEL_UNSPECIFIED ||
+            channel == request.channel()) &&
+           (request.territory().empty() || territory == request.territory()) &&
+           (request.owner_id().empty() || owner == request.owner_id());
+  };
+
+  Slice total;
+  std::map<std::string, Slice> by_month, by_channel, by_territory, by_owner;
+  for (const auto& r : leads) {
+    if (!r.has_captured_at()) continue;
+    const std::string month = Month(r.captured_at());
+    if (!keep(month, r.channel(), r.region(), r.owner_id())) continue;
+    AddLead(total, r);
+    AddLead(by_month[month], r);
+    AddLead(by_channel[ChannelKey(r.channel())], r);
+    AddLead(by_territory[r.region()], r);
+    AddLead(by_owner[r.owner_id()], r);
+  }
+  std::map<std::string, std::pair<int64_t, int64_t>> stage_seconds;  // stage -> (sum, samples)
+  int64_t cycle_sum = 0, cycle_samples = 0;
+  for (const auto& o : opportunities) {
+    if (!o.has_opened_at()) continue;  // its opening was not seen yet
+    const std::string month = Month(o.opened_at());
+    const auto channel = opportunity_channel(o);
+    if (!keep(month, channel, o.territory(), o.owner_id())) continue;
+    AddOpportunity(total, o);
+    AddOpportunity(by_month[month], o);
+    AddOpportunity(by_channel[ChannelKey(channel)], o);
+    AddOpportunity(by_territory[o.territory()], o);
+    AddOpportunity(by_owner[o.owner_id()], o);
+    for (const auto& v : o.stage_visits()) {
+      auto& [sum, samples] = stage_seconds[v.stage_id()];
+      sum += v.seconds();
+      ++samples;
+    }
+    if (o.outcome() == crm::v1::STAGE_OUTCOME_WON) {
+      cycle_sum += o.outcome_as_of().at().seconds() - o.opened_at().seconds();
+      ++cycle_samples;
+    }
+  }
+
+  crm::v1::Funnel funnel;
+  *funnel.mutable_total() = total.Finish("");
+  for (const auto& [stage, acc] : stage_seconds) {
+    auto* st = funnel.add_stage_times();
+    st->set_stage_id(stage);
+    st->set_average_seconds(Ratio(acc.first, acc.second));
+    st->set_samples(acc.second);
+  }
+  funnel.set_average_sales_cycle_seconds(Ratio(cycle_sum, cycle_samples));
+  const auto& t = funnel.total();
+  const std::pair<const char*, int64_t> drops[] = {
+      {"qualification", t.leads() - t.qualified()},
+      {"conversion", t.qualified() - t.converted()},
+      {"close", t.converted() - t.won()},
+  };
+  for (const auto& [step, lost] : drops) {
+    if (lost > funnel.biggest_drop_count()) {
+      funnel.set_biggest_drop_step(step);
+      funnel.set_biggest_drop_count(lost);
+    }
+  }
+  Emit(by_month, funnel.mutable_by_month());
+  Emit(by_channel, funnel.mutable_by_channel());
+  Emit(by_territory, funnel.mutable_by_territory());
+  Emit(by_owner, funnel.mutable_by_owner());
+  return funnel;
+}
+
+}  // namespace crm::analytics

@@ -1,0 +1,55 @@
+#include "services/leads/api/contact_registry.h"
+
+#include "libs/common/status_macros.h"
+
+namespace crm::leads {
+
+absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolve(
+    const std::vector<Candidate>& candidates, const LeadIdFor& lead_id_for) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // One batched read for every key not already pending.
+  std::vector<std::string> lookup;
+  for (const auto& c : candidates) {
+    for (const auto& k : c.keys) {
+      if (!pending_.contains(k)) lookup.push_back(k);
+    }
+  }
+  CRM_ASSIGN_OR_RETURN(auto found, store_.FindContactKeys(lookup));
+  absl::flat_hash_map<std::string, ContactMatch> known;
+  known.reserve(found.size());
+  for (size_t i = 0; i < lookup.size(); ++i) {
+    if (found[i].has_value()) known.emplace(lookup[i], *std::move(found[i]));
+  }
+
+  std::vector<Resolution> out;
+  out.reserve(candidates.size());
+  for (const auto& c : candidates) {
+    const ContactMatch* match = nullptr;
+    for (const auto& k : c.keys) {  // email before phone
+      if (auto it = pending_.find(k); it != pending_.end()) {
+        match = &it->second;
+      } else if (auto it = known.find(k); it != known.end()) {
+        match = &it->second;
+      }
+      if (match != nullptr) break;
+    }
+    Resolution r;
+    r.customer_id = match != nullptr ? match->customer_id : c.new_customer_id;
+    if (match != nullptr) r.duplicate_of_lead_id = match->lead_id;
+    r.lead_id = lead_id_for(r.customer_id);
+    for (const auto& k : c.keys) {
+      if (pending_.contains(k) || known.contains(k)) continue;
+      pending_.emplace(k, ContactMatch{r.lead_id, r.customer_id});
+      r.claimed.push_back(k);
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void ContactRegistry::Release(const std::vector<std::string>& keys) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& k : keys) pending_.erase(k);
+}
+
+}  // namespace crm::leads

@@ -1,0 +1,347 @@
+#include "services/leads/api/lead_import.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "libs/common/ids.h"
+#include "libs/common/status_macros.h"
+#include "libs/common/striped_mutex.h"
+
+namespace crm::leads {
+namespace {
+
+void Reject(crm::v1::ImportRowResult& result, absl::string_view error) {
+  result.set_outcome(crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  result.set_error(std::string(error));
+}
+
+// A chunk is written as two appends at once, split by person.
+int HalfOf(absl::string_view customer_id) { return absl::HashOf(customer_id) & 1; }
+
+// EventStore::AppendBatch locks the stripes (StripedMutex) of its streams
+// for the whole batch, so two batches run at once only on disjoint stripes.
+// Were the stripe function to change, the halves would only wait for each
+// other.
+int StripeHalf(const std::string& lead_id) {
+  const size_t stripe =
+      absl::HashOf(absl::string_view(LeadStream(lead_id))) % StripedMutex::kStripes;
+  return stripe < StripedMutex::kStripes / 2 ? 0 : 1;
+}
+
+// Lead ids for one chunk, handed out per half in ascending order: the
+// chunk's keys in the events, state and list families then reach each
+// memtable in key order, which RocksDB inserts as a sequential run.
+class LeadIdPool {
+ public:
+  explicit LeadIdPool(size_t leads) {
+    std::vector<std::string> ids(leads + leads / 4 + 16);
+    for (auto& id : ids) id = NewId("lead");
+    std::sort(ids.begin(), ids.end(), std::greater<>());  // popped from the back
+    for (auto& id : ids) {
+      const int h = StripeHalf(id);
+      halves_[h].push_back(std::move(id));
+    }
+  }
+
+  // An id whose stream lies in the stripe half of the person's half of the
+  // chunk.
+  std::string For(const std::string& customer_id) {
+    auto& ids = halves_[HalfOf(customer_id)];
+    if (ids.empty()) {  // unlucky draw: fall back to drawing one by one
+      for (;;) {
+        std::string id = NewId("lead");
+        if (StripeHalf(id) == HalfOf(customer_id)) return id;
+      }
+    }
+    std::string id = std::move(ids.back());
+    ids.pop_back();
+    return id;
+  }
+
+ private:
+  std::vector<std::string> halves_[2];
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
+    const std::string& import_id, crm::v1::LeadChannel default_channel, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(CheckId("import_id", import_id));
+  if (!crm::v1::LeadChannel_IsValid(default_channel)) {
+    return absl::InvalidArgumentError("default_channel: unknown channel");
+  }
+  CRM_RETURN_IF_ERROR(commands_.EnsureRecovered());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!active_.insert(import_id).second) {
+      return absl::AbortedError(
+          absl::StrCat("import ", import_id, " is running in another call; retry when it ends"));
+    }
+  }
+  if (ctx.source.empty()) ctx.source = kLeadsSource;
+  if (ctx.correlation_id.empty()) ctx.correlation_id = import_id;
+  auto seen = commands_.store().HasImportRows(import_id);
+  if (!seen.ok()) {
+    End(import_id);
+    return seen.status();
+  }
+  return std::make_unique<ImportSession>(*this, import_id, default_channel, std::move(ctx),
+                                         /*fresh_import=*/!*seen);
+}
+
+void LeadImporter::End(const std::string& import_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  active_.erase(import_id);
+}
+
+ImportSession::ImportSession(LeadImporter& importer, std::string import_id,
+                             crm::v1::LeadChannel default_channel, EventContext ctx,
+                             bool fresh_import)
+    : importer_(importer),
+      commands_(importer.commands_),
+      import_id_(std::move(import_id)),
+      default_channel_(default_channel),
+      ctx_(std::move(ctx)),
+      fresh_import_(fresh_import) {}
+
+ImportSession::~ImportSession() {
+  WaitForWriter().IgnoreError();
+  importer_.End(import_id_);
+}
+
+absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow>* rows) {
+  CRM_RETURN_IF_ERROR(failed_);
+  const size_t chunk_rows = importer_.options_.chunk_rows;
+  if (rows_received_ + rows->size() > importer_.options_.max_rows_per_call) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rows: more than ", importer_.options_.max_rows_per_call,
+                     " rows in one call; send the rest in another call with the same import_id"));
+  }
+  rows_received_ += rows->size();
+  for (auto& row : *rows) {
+    pending_.push_back(std::move(row));
+    if (pending_.size() == chunk_rows) {
+      std::vector<crm::v1::ImportLeadRow> chunk;
+      chunk.swap(pending_);
+      pending_.reserve(chunk_rows);
+      if (auto st = Process(std::move(chunk)); !st.ok()) return failed_ = st;
+    }
+  }
+  rows->Clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<crm::v1::ImportLeadsResponse> ImportSession::Finish() {
+  CRM_RETURN_IF_ERROR(failed_);
+  if (!pending_.empty()) {
+    if (auto st = Process(std::move(pending_)); !st.ok()) return failed_ = st;
+    pending_.clear();
+  }
+  if (auto st = WaitForWriter(); !st.ok()) return failed_ = st;
+
+  // A row number repeated within the call is the same key: same result.
+  for (const auto& [index, first] : repeats_) {
+    const int64_t row = results_[index].row_number();
+    results_[index] = results_[first];
+    results_[index].set_row_number(row);
+    if (results_[index].outcome() != crm::v1::IMPORT_ROW_OUTCOME_REJECTED) {
+      results_[index].set_replayed(true);
+    }
+  }
+  crm::v1::ImportLeadsResponse response;
+  response.set_import_id(import_id_);
+  for (auto& r : results_) {
+    switch (r.outcome()) {
+      case crm::v1::IMPORT_ROW_OUTCOME_ACCEPTED:
+        response.set_accepted(response.accepted() + 1);
+        break;
+      case crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE:
+        response.set_duplicates(response.duplicates() + 1);
+        break;
+      default:
+        response.set_rejected(response.rejected() + 1);
+    }
+    if (r.replayed()) response.set_replayed(response.replayed() + 1);
+    *response.add_results() = std::move(r);
+  }
+  results_.clear();
+  return response;
+}
+
+absl::Status ImportSession::Process(std::vector<crm::v1::ImportLeadRow> rows) {
+  CRM_ASSIGN_OR_RETURN(Chunk chunk, Prepare(std::move(rows)));
+  // One chunk is written at a time: memory stays bounded, and a chunk that
+  // failed stops the call before later rows land.
+  if (auto st = WaitForWriter(); !st.ok()) {
+    commands_.contacts().Release(chunk.claimed);
+    for (const auto& a : chunk.assignments) commands_.assigner().Undo(a);
+    return st;
+  }
+  if (chunk.appends.empty()) return absl::OkStatus();
+  writer_ = std::thread(
+      [this, chunk = std::move(chunk)]() mutable { writer_status_ = Write(std::move(chunk)); });
+  return absl::OkStatus();
+}
+
+absl::Status ImportSession::WaitForWriter() {
+  if (writer_.joinable()) writer_.join();
+  return std::exchange(writer_status_, absl::OkStatus());
+}
+
+absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
+    std::vector<crm::v1::ImportLeadRow> rows) {
+  const size_t base = results_.size();
+  results_.resize(base + rows.size());
+
+  // Row keys: repeats within the call, then rows an earlier call imported.
+  std::vector<size_t> lookup;
+  std::vector<int64_t> lookup_rows;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto& result = results_[base + i];
+    const int64_t row = rows[i].row_number();
+    result.set_row_number(row);
+    if (row <= 0) {
+      Reject(result, "row_number: must be positive");
+      continue;
+    }
+    auto [it, inserted] = first_index_.try_emplace(row, base + i);
+    if (!inserted) {
+      repeats_.emplace_back(base + i, it->second);
+      continue;
+    }
+    lookup.push_back(i);
+    lookup_rows.push_back(row);
+  }
+  std::vector<std::optional<crm::v1::ImportRowResult>> earlier(lookup_rows.size());
+  if (!fresh_import_) {
+    CRM_ASSIGN_OR_RETURN(earlier, commands_.store().FindImportRows(import_id_, lookup_rows));
+  }
+
+  // Validation and normalization of the rows new to this import.
+  struct Fresh {
+    size_t index;  // into rows
+    crm::v1::CaptureLeadRequest request;
+  };
+  std::vector<Fresh> fresh;
+  fresh.reserve(lookup.size());
+  for (size_t j = 0; j < lookup.size(); ++j) {
+    auto& result = results_[base + lookup[j]];
+    if (earlier[j].has_value()) {
+      result = *std::move(earlier[j]);
+      result.set_replayed(true);
+      continue;
+    }
+    crm::v1::CaptureLeadRequest request =
+        RowAsCaptureRequest(std::move(rows[lookup[j]]), default_channel_);
+    request.set_request_id(absl::StrCat(import_id_, "/", result.row_number()));
+    if (auto st = NormalizeCaptureRequestInPlace(request); !st.ok()) {
+      Reject(result, st.message());
+      continue;
+    }
+    fresh.push_back({lookup[j], std::move(request)});
+  }
+
+  // One person, one customer: across known leads, earlier chunks in flight
+  // and earlier rows of this chunk.
+  std::vector<ContactRegistry::Candidate> candidates;
+  candidates.reserve(fresh.size());
+  for (const auto& f : fresh) {
+    candidates.push_back({LeadStore::ContactKeys(f.request.contact()), NewId("cus")});
+  }
+  LeadIdPool ids(fresh.size());
+  CRM_ASSIGN_OR_RETURN(auto resolved,
+                       commands_.contacts().Resolve(candidates, [&](const std::string& customer) {
+                         return ids.For(customer);
+                       }));
+  Chunk chunk;
+  for (auto& r : resolved) {
+    for (auto& k : r.claimed) chunk.claimed.push_back(k);
+  }
+
+  std::vector<crm::v1::Lead> previews(fresh.size());
+  std::vector<const crm::v1::Lead*> preview_ptrs;
+  preview_ptrs.reserve(fresh.size());
+  for (size_t j = 0; j < fresh.size(); ++j) {
+    previews[j].set_region(fresh[j].request.region());
+    *previews[j].mutable_product_interests() = fresh[j].request.product_interests();
+    preview_ptrs.push_back(&previews[j]);
+  }
+  std::vector<Assignment> assignments = commands_.assigner().Choose(preview_ptrs);
+
+  chunk.appends.reserve(fresh.size());
+  chunk.assignments.reserve(fresh.size());
+  EventContext ctx = ctx_;
+  for (size_t j = 0; j < fresh.size(); ++j) {
+    auto& result = results_[base + fresh[j].index];
+    CaptureLead command;
+    command.lead_id = std::move(resolved[j].lead_id);
+    command.customer_id = resolved[j].customer_id;
+    command.duplicate_of_lead_id = resolved[j].duplicate_of_lead_id;
+    command.assignment = assignments[j];
+    command.import_id = import_id_;
+    command.import_row = result.row_number();
+    command.request = std::move(fresh[j].request);
+    ctx.causation_id = command.request.request_id();
+    auto lead = PrepareNewLead(command, resolved[j].claimed, ctx);
+    if (!lead.ok()) {
+      commands_.assigner().Undo(assignments[j]);
+      Reject(result, lead.status().message());
+      continue;
+    }
+    result.set_outcome(command.duplicate_of_lead_id.empty()
+                           ? crm::v1::IMPORT_ROW_OUTCOME_ACCEPTED
+                           : crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE);
+    result.set_lead_id(command.lead_id);
+    result.set_customer_id(command.customer_id);
+    result.set_duplicate_of_lead_id(command.duplicate_of_lead_id);
+    result.set_owner_id(lead->state.owner_id());
+    result.set_queue(lead->state.queue());
+    result.set_score(lead->state.score().total());
+    lead->append.projection_writes.push_back(LeadStore::ImportRowWrite(import_id_, result));
+    chunk.appends.push_back(std::move(lead->append));
+    chunk.assignments.push_back(std::move(assignments[j]));
+    chunk.halves.push_back(HalfOf(command.customer_id));
+  }
+  return chunk;
+}
+
+absl::Status ImportSession::Write(Chunk chunk) {
+  // Two appends at once, each one synced WriteBatch; they take disjoint
+  // lock stripes (see LeadIdPool) and share RocksDB's write group. A
+  // person's rows are in one half, so a half that fails takes all of them.
+  std::vector<AppendRequest> halves[2];
+  std::vector<size_t> index[2];
+  for (size_t j = 0; j < chunk.appends.size(); ++j) {
+    const int h = chunk.halves[j];
+    halves[h].push_back(std::move(chunk.appends[j]));
+    index[h].push_back(j);
+  }
+  absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> results[2];
+  {
+    std::thread second(
+        [&] { results[1] = commands_.store().events().AppendBatch(std::move(halves[1])); });
+    results[0] = commands_.store().events().AppendBatch(std::move(halves[0]));
+    second.join();
+  }
+  commands_.contacts().Release(chunk.claimed);
+  absl::Status status;
+  for (int h = 0; h < 2; ++h) {
+    for (size_t k = 0; k < index[h].size(); ++k) {
+      const auto& result = results[h];
+      if (result.ok() && (*result)[k].ok() && !(*result)[k]->replayed) continue;
+      commands_.assigner().Undo(chunk.assignments[index[h][k]]);
+      // New streams without request keys cannot conflict; if one did, the
+      // call fails and a replay settles the row.
+      if (status.ok()) {
+        status = !result.ok()        ? result.status()
+                 : (*result)[k].ok() ? absl::InternalError("import row replayed unexpectedly")
+                                     : (*result)[k].status();
+      }
+    }
+  }
+  return status;
+}
+
+}  // namespace crm::leads

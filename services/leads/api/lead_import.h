@@ -1,0 +1,112 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "crm/v1/leads.pb.h"
+#include "libs/common/envelope.h"
+#include "services/leads/api/lead_commands.h"
+
+namespace crm::leads {
+
+struct ImportOptions {
+  // Rows per append batch: one synced RocksDB write each.
+  size_t chunk_rows = 2000;
+  // Rows one call may carry; larger files go in several calls with the
+  // same import_id (row numbers keep counting).
+  size_t max_rows_per_call = 200'000;
+};
+
+class ImportSession;
+
+// Bulk capture of leads (ImportLeads). Rows are processed in chunks: a
+// chunk is validated, deduplicated (against known people and earlier rows,
+// through the ContactRegistry), scored and assigned, then appended with one
+// AppendRequest per row, so a row lands whole or not at all. The chunk is
+// written as two AppendBatch calls at once, split by person (a person's
+// rows share one synced WriteBatch), while the next chunk is prepared.
+// Each row stores its result under import_id + row number in the same
+// append, so a replayed row is answered from it and appends nothing.
+class LeadImporter {
+ public:
+  explicit LeadImporter(LeadCommands& commands, ImportOptions options = {})
+      : commands_(commands), options_(options) {}
+
+  // INVALID_ARGUMENT for a bad import_id; ABORTED while another call of the
+  // same import is running (it would race on the same rows).
+  absl::StatusOr<std::unique_ptr<ImportSession>> Begin(const std::string& import_id,
+                                                       crm::v1::LeadChannel default_channel,
+                                                       EventContext ctx);
+
+ private:
+  friend class ImportSession;
+  void End(const std::string& import_id);
+
+  LeadCommands& commands_;
+  ImportOptions options_;
+  std::mutex mu_;
+  absl::flat_hash_set<std::string> active_;
+};
+
+// One ImportLeads call. Not thread-safe: one caller feeds it in order.
+class ImportSession {
+ public:
+  // `fresh_import`: no row of this import was stored before, so rows need
+  // no lookup of an earlier result.
+  ImportSession(LeadImporter& importer, std::string import_id, crm::v1::LeadChannel default_channel,
+                EventContext ctx, bool fresh_import);
+  ~ImportSession();
+  ImportSession(const ImportSession&) = delete;
+  ImportSession& operator=(const ImportSession&) = delete;
+
+  // Takes rows (moved out of `rows`). A full chunk is prepared here and its
+  // append starts in the background; this waits only for the chunk before.
+  absl::Status Add(google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow>* rows);
+  // Writes what is left and returns one result per row received. An error
+  // means the call failed part way: committed rows stay, and replaying the
+  // import completes it.
+  absl::StatusOr<crm::v1::ImportLeadsResponse> Finish();
+
+  const std::string& import_id() const { return import_id_; }
+
+ private:
+  struct Chunk {
+    std::vector<AppendRequest> appends;
+    std::vector<Assignment> assignments;  // one per append
+    std::vector<int> halves;              // one per append: HalfOf(customer)
+    std::vector<std::string> claimed;     // contact keys to release
+  };
+
+  absl::Status Process(std::vector<crm::v1::ImportLeadRow> rows);
+  absl::StatusOr<Chunk> Prepare(std::vector<crm::v1::ImportLeadRow> rows);
+  // Runs on the writer thread.
+  absl::Status Write(Chunk chunk);
+  absl::Status WaitForWriter();
+
+  LeadImporter& importer_;
+  LeadCommands& commands_;
+  const std::string import_id_;
+  const crm::v1::LeadChannel default_channel_;
+  const EventContext ctx_;
+  const bool fresh_import_;
+  std::vector<crm::v1::ImportLeadRow> pending_;
+  std::vector<crm::v1::ImportRowResult> results_;
+  // First result index of each row number seen in this call.
+  absl::flat_hash_map<int64_t, size_t> first_index_;
+  // (result index, index of the first occurrence): rows repeated in the call.
+  std::vector<std::pair<size_t, size_t>> repeats_;
+  size_t rows_received_ = 0;
+  std::thread writer_;
+  absl::Status writer_status_;
+  absl::Status failed_;
+};
+
+}  // namespace crm::leads

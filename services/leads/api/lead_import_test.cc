@@ -1,0 +1,313 @@
+#include "services/leads/api/lead_import.h"
+
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "libs/common/testing/temp_dir.h"
+
+namespace crm::leads {
+namespace {
+
+using ::testing::ElementsAre;
+
+class LeadImportTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+
+  void Open() {
+    store_ = std::move(*LeadStore::Open(dir_.Sub("leads")));
+    commands_ = std::make_unique<LeadCommands>(*store_);
+    ASSERT_TRUE(commands_->Recover().ok());
+    // Small chunks so a test of a few dozen rows crosses chunk boundaries
+    // and overlaps preparing one chunk with writing the one before.
+    importer_ = std::make_unique<LeadImporter>(*commands_, ImportOptions{7, 500});
+  }
+
+  static EventContext Ctx() { return {kLeadsSource, "user:test", "", "", absl::Now()}; }
+
+  static crm::v1::ImportLeadRow Row(int64_t row, const std::string& email,
+                                    const std::string& region = "EMEA",
+                                    const std::string& product = "crm") {
+    crm::v1::ImportLeadRow r;
+    r.set_row_number(row);
+    r.mutable_contact()->set_email(email);
+    r.mutable_contact()->set_first_name(absl::StrCat("Visitor", row));
+    r.set_region(region);
+    if (!product.empty()) r.add_product_interests(product);
+    return r;
+  }
+
+  // Sends `rows` in messages of `per_message` rows, as the gRPC handler does.
+  absl::StatusOr<crm::v1::ImportLeadsResponse> Import(const std::string& import_id,
+                                                      std::vector<crm::v1::ImportLeadRow> rows,
+                                                      size_t per_message = 5) {
+    auto session = importer_->Begin(import_id, crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+    if (!session.ok()) return session.status();
+    for (size_t i = 0; i < rows.size(); i += per_message) {
+      google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow> message;
+      for (size_t j = i; j < std::min(rows.size(), i + per_message); ++j) *message.Add() = rows[j];
+      if (auto st = (*session)->Add(&message); !st.ok()) return st;
+    }
+    return (*session)->Finish();
+  }
+
+  std::vector<std::string> Types(const std::string& lead_id) {
+    std::vector<std::string> types;
+    auto events = store_->events().ReadStream(LeadStream(lead_id));
+    EXPECT_TRUE(events.ok()) << events.status();
+    if (!events.ok()) return types;
+    for (const auto& e : *events) types.push_back(e.type());
+    return types;
+  }
+
+  int CountLeads() {
+    crm::v1::ListLeadsRequest r;
+    r.mutable_page()->set_page_size(1000);
+    int n = 0;
+    for (;;) {
+      auto page = commands_->ListLeads(r);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) return -1;
+      n += page->leads_size();
+      if (page->next_page_token().empty()) return n;
+      r.mutable_page()->set_page_token(page->next_page_token());
+    }
+  }
+
+  void CreateRule(const std::string& id, crm::v1::AssignmentRule rule) {
+    crm::v1::CreateAssignmentRuleRequest r;
+    r.set_request_id(id);
+    *r.mutable_rule() = std::move(rule);
+    ASSERT_TRUE(commands_->CreateAssignmentRule(r, Ctx()).ok());
+  }
+
+  crm::testing::TempDir dir_;
+  std::unique_ptr<LeadStore> store_;
+  std::unique_ptr<LeadCommands> commands_;
+  std::unique_ptr<LeadImporter> importer_;
+};
+
+TEST_F(LeadImportTest, EveryRowIsReportedAcceptedDuplicateOrRejected) {
+  crm::v1::CaptureLeadRequest known;
+  known.set_request_id("known");
+  known.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  known.mutable_contact()->set_email("known@example.com");
+  auto known_lead = *commands_->CaptureLead(known, Ctx());
+
+  std::vector<crm::v1::ImportLeadRow> rows;
+  for (int i = 1; i <= 20; ++i) rows.push_back(Row(i, absl::StrCat("p", i, "@expo.test")));
+  rows[0].mutable_contact()->set_phone("+4930123456");
+  rows[1].mutable_contact()->set_email("KNOWN@example.com");  // a known person
+  rows[2].mutable_contact()->set_email("");                   // row 1's phone
+  rows[2].mutable_contact()->set_phone("0049 30 123456");
+  rows[3].mutable_contact()->set_email("not-an-email");
+  rows[4].set_row_number(0);
+  rows[16].mutable_contact()->set_email("p9@expo.test");  // row 9, another chunk
+  auto response = Import("expo-1", rows);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->results_size(), 20);
+  const auto& r = response->results();
+
+  EXPECT_EQ(r[0].outcome(), crm::v1::IMPORT_ROW_OUTCOME_ACCEPTED);
+  EXPECT_EQ(r[1].outcome(), crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE);
+  EXPECT_EQ(r[1].customer_id(), known_lead.customer_id());
+  EXPECT_EQ(r[1].duplicate_of_lead_id(), known_lead.lead_id());
+  EXPECT_EQ(r[2].outcome(), crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE);
+  EXPECT_EQ(r[2].customer_id(), r[0].customer_id());
+  EXPECT_EQ(r[2].duplicate_of_lead_id(), r[0].lead_id());
+  EXPECT_EQ(r[3].outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  EXPECT_EQ(r[3].error().rfind("contact.email:", 0), 0u) << r[3].error();
+  EXPECT_TRUE(r[3].lead_id().empty());
+  EXPECT_EQ(r[4].outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  EXPECT_EQ(r[4].error().rfind("row_number:", 0), 0u) << r[4].error();
+  EXPECT_EQ(r[16].outcome(), crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE);
+  EXPECT_EQ(r[16].customer_id(), r[8].customer_id());
+  EXPECT_EQ(response->accepted(), 15);
+  EXPECT_EQ(response->duplicates(), 3);
+  EXPECT_EQ(response->rejected(), 2);
+  EXPECT_EQ(response->replayed(), 0);
+
+  // Written rows are whole: events, state and list entry; rejected rows
+  // left nothing behind.
+  for (const auto& row : r) {
+    if (row.outcome() == crm::v1::IMPORT_ROW_OUTCOME_REJECTED) continue;
+    EXPECT_EQ(Types(row.lead_id())[0], "LeadCaptured");
+    crm::v1::GetLeadRequest get;
+    get.set_lead_id(row.lead_id());
+    auto lead = commands_->GetLead(get);
+    ASSERT_TRUE(lead.ok());
+    EXPECT_EQ(lead->import_id(), "expo-1");
+    EXPECT_EQ(lead->import_row(), row.row_number());
+    EXPECT_EQ(lead->channel(), crm::v1::LEAD_CHANNEL_TRADE_SHOW);
+    EXPECT_GT(lead->score().total(), 0);
+    EXPECT_EQ(row.score(), lead->score().total());
+  }
+  crm::v1::Contact invalid;
+  invalid.set_email("not-an-email");
+  EXPECT_FALSE(store_->FindContact(invalid)->has_value());
+  EXPECT_EQ(CountLeads(), 1 + 18);
+}
+
+TEST_F(LeadImportTest, RowsAreAssignedByRegionAndProduct) {
+  crm::v1::AssignmentRule analytics;
+  analytics.set_name("emea analytics");
+  analytics.add_regions("EMEA");
+  analytics.add_product_interests("analytics");
+  analytics.set_owner_id("usr_analytics");
+  CreateRule("r1", analytics);
+  crm::v1::AssignmentRule na;
+  na.set_name("na team");
+  na.add_regions("NA");
+  na.set_team_id("team_na");
+  na.add_team_members("usr_n1");
+  na.add_team_members("usr_n2");
+  na.set_strategy(crm::v1::TEAM_STRATEGY_ROUND_ROBIN);
+  CreateRule("r2", na);
+
+  std::vector<crm::v1::ImportLeadRow> rows = {Row(1, "a@x.test", "EMEA", "analytics"),
+                                              Row(2, "b@x.test", "EMEA", "crm"),
+                                              Row(3, "c@x.test", "NA", ""),
+                                              Row(4, "d@x.test", "NA", ""),
+                                              Row(5, "e@x.test", "NA", ""),
+                                              Row(6, "f@x.test", "emea", "Analytics")};
+  auto response = Import("assign-1", rows, 2);
+  ASSERT_TRUE(response.ok()) << response.status();
+  const auto& r = response->results();
+  EXPECT_EQ(r[0].owner_id(), "usr_analytics");
+  EXPECT_EQ(r[1].owner_id(), "");
+  EXPECT_EQ(r[1].queue(), kDefaultQueue);
+  EXPECT_EQ(r[2].owner_id(), "usr_n1");
+  EXPECT_EQ(r[3].owner_id(), "usr_n2");
+  EXPECT_EQ(r[4].owner_id(), "usr_n1");
+  EXPECT_EQ(r[5].owner_id(), "usr_analytics");
+  EXPECT_THAT(Types(r[0].lead_id()), ElementsAre("LeadCaptured", "LeadAssigned", "OwnerNotified"));
+  EXPECT_THAT(Types(r[1].lead_id()), ElementsAre("LeadCaptured"));
+  crm::v1::ListLeadsRequest mine;
+  mine.set_owner_id("usr_n1");
+  mine.set_sort(crm::v1::LEAD_SORT_SCORE_DESC);
+  EXPECT_EQ(commands_->ListLeads(mine)->leads_size(), 2);
+}
+
+TEST_F(LeadImportTest, ReplayedImportReturnsTheFirstResultsAndAppendsNothing) {
+  std::vector<crm::v1::ImportLeadRow> rows;
+  for (int i = 1; i <= 30; ++i) rows.push_back(Row(i, absl::StrCat("r", i % 25, "@x.test")));
+  rows[29].mutable_contact()->set_email("broken");
+  auto first = Import("replay-1", rows);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const uint64_t log_size = store_->events().LogSize();
+  const int leads = CountLeads();
+
+  // After a restart, so nothing comes from memory.
+  importer_.reset();
+  commands_.reset();
+  store_.reset();
+  Open();
+  auto again = Import("replay-1", rows, 13);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(store_->events().LogSize(), log_size);
+  EXPECT_EQ(CountLeads(), leads);
+  ASSERT_EQ(again->results_size(), first->results_size());
+  for (int i = 0; i < first->results_size(); ++i) {
+    const auto& a = first->results(i);
+    const auto& b = again->results(i);
+    EXPECT_EQ(b.lead_id(), a.lead_id());
+    EXPECT_EQ(b.customer_id(), a.customer_id());
+    EXPECT_EQ(b.outcome(), a.outcome());
+    EXPECT_EQ(b.replayed(), a.outcome() != crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  }
+  EXPECT_EQ(again->replayed(), 29);
+  EXPECT_EQ(again->duplicates(), first->duplicates());
+  EXPECT_EQ(again->rejected(), 1);
+}
+
+TEST_F(LeadImportTest, AnImportContinuesInAnotherCall) {
+  std::vector<crm::v1::ImportLeadRow> rows;
+  for (int i = 1; i <= 20; ++i) rows.push_back(Row(i, absl::StrCat("s", i, "@x.test")));
+  rows[14].mutable_contact()->set_email("s3@x.test");  // row 15 is row 3's person
+  auto first = Import("split-1", {rows.begin(), rows.begin() + 10});
+  ASSERT_TRUE(first.ok()) << first.status();
+  // The second call overlaps the first by five rows (a resumed upload).
+  auto second = Import("split-1", {rows.begin() + 5, rows.end()});
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->results_size(), 15);
+  EXPECT_EQ(second->replayed(), 5);
+  EXPECT_EQ(second->results(0).lead_id(), first->results(5).lead_id());
+  const auto& row15 = second->results(9);
+  ASSERT_EQ(row15.row_number(), 15);
+  EXPECT_EQ(row15.outcome(), crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE);
+  EXPECT_EQ(row15.customer_id(), first->results(2).customer_id());
+  EXPECT_EQ(CountLeads(), 20);
+}
+
+TEST_F(LeadImportTest, ARowNumberRepeatedInOneCallIsTheSameRow) {
+  auto response =
+      Import("repeat-1", {Row(1, "a@x.test"), Row(2, "b@x.test"), Row(1, "other@x.test")});
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->results_size(), 3);
+  EXPECT_EQ(response->results(2).lead_id(), response->results(0).lead_id());
+  EXPECT_TRUE(response->results(2).replayed());
+  EXPECT_EQ(CountLeads(), 2);
+}
+
+TEST_F(LeadImportTest, OneImportRunsInOneCallAtATime) {
+  auto first = importer_->Begin("busy-1", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+  ASSERT_TRUE(first.ok());
+  auto second = importer_->Begin("busy-1", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE(importer_->Begin("other-1", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).ok());
+  first->reset();
+  EXPECT_TRUE(importer_->Begin("busy-1", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).ok());
+}
+
+TEST_F(LeadImportTest, BadImportIdOrTooManyRowsIsInvalid) {
+  EXPECT_EQ(importer_->Begin("", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).status().message(),
+            "import_id: required");
+  EXPECT_EQ(importer_->Begin("a b", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  std::vector<crm::v1::ImportLeadRow> rows;
+  for (int i = 1; i <= 501; ++i) rows.push_back(Row(i, absl::StrCat("t", i, "@x.test")));
+  auto response = Import("big-1", rows, 100);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(response.status().message().rfind("rows:", 0), 0u);
+}
+
+TEST_F(LeadImportTest, CapturesDuringAnImportAgreeOnThePerson) {
+  constexpr int kPeople = 150;
+  std::vector<crm::v1::ImportLeadRow> rows;
+  for (int i = 1; i <= kPeople; ++i) rows.push_back(Row(i, absl::StrCat("both", i, "@x.test")));
+  struct Captured {
+    std::string customer_id;
+    bool duplicate = false;
+  };
+  std::map<std::string, Captured> captured;  // by email
+  std::thread capturer([&] {
+    for (int i = kPeople; i >= 1; --i) {
+      crm::v1::CaptureLeadRequest r;
+      r.set_request_id(absl::StrCat("cap-", i));
+      r.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+      r.mutable_contact()->set_email(absl::StrCat("both", i, "@x.test"));
+      auto resp = commands_->CaptureLead(r, Ctx());
+      ASSERT_TRUE(resp.ok()) << resp.status();
+      captured[r.contact().email()] = {resp->customer_id(), resp->duplicate()};
+    }
+  });
+  auto response = Import("race-1", rows, 10);
+  capturer.join();
+  ASSERT_TRUE(response.ok()) << response.status();
+  for (const auto& r : response->results()) {
+    const std::string email = absl::StrCat("both", r.row_number(), "@x.test");
+    const Captured& c = captured[email];
+    EXPECT_EQ(r.customer_id(), c.customer_id) << email;
+    // Whoever came second for a person is its duplicate, never both or none.
+    const bool row_first = r.outcome() == crm::v1::IMPORT_ROW_OUTCOME_ACCEPTED;
+    EXPECT_NE(row_first, !c.duplicate) << email;
+  }
+  EXPECT_EQ(CountLeads(), 2 * kPeople);
+}
+
+}  // namespace
+}  // namespace crm::leads

@@ -1,0 +1,309 @@
+// The leads service as a real process on loopback, driven over gRPC: the
+// trade-show import (assignment rules, duplicates, scores, an idempotent
+// replay after a restart) and the lifecycle up to conversion.
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/integration/stack.h"
+
+namespace crm::testing {
+namespace {
+
+constexpr int kRows = 10'000;
+constexpr int kRowsPerMessage = 500;
+
+std::chrono::system_clock::time_point Deadline(int seconds) {
+  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+}
+
+// Every tenth row is the person of five rows before; every 997th row has a
+// broken email. Regions and products cycle.
+const char* Region(int row) {
+  static const char* kRegions[] = {"EMEA", "NA", "APAC"};
+  return kRegions[row % 3];
+}
+const char* Product(int row) { return row % 2 == 0 ? "analytics" : "crm-suite"; }
+int PersonOf(int row) { return row % 10 == 0 ? row - 5 : row; }
+bool Broken(int row) { return row % 997 == 0; }
+
+crm::v1::ImportLeadRow Row(int row) {
+  crm::v1::ImportLeadRow r;
+  r.set_row_number(row);
+  const int person = PersonOf(row);
+  r.mutable_contact()->set_email(Broken(row) ? "broken-address"
+                                             : absl::StrCat("visitor", person, "@expo.test"));
+  r.mutable_contact()->set_first_name(absl::StrCat("Visitor", person));
+  r.mutable_contact()->set_title(row % 4 == 0 ? "Head of IT" : "Engineer");
+  r.set_company(absl::StrCat("Company ", person % 300));
+  r.set_region(Region(row));
+  r.add_product_interests(Product(row));
+  if (row % 3 == 1) {
+    r.mutable_bant()->mutable_budget()->set_currency("EUR");
+    r.mutable_bant()->mutable_budget()->set_minor_units(5'000'000);
+    r.mutable_bant()->set_timeline(crm::v1::PURCHASE_TIMELINE_QUARTER);
+  }
+  return r;
+}
+
+grpc::Status Import(crm::v1::LeadsService::Stub& stub, const std::string& import_id,
+                    crm::v1::ImportLeadsResponse* response) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(120));
+  auto writer = stub.ImportLeads(&ctx, response);
+  for (int first = 1; first <= kRows; first += kRowsPerMessage) {
+    crm::v1::ImportLeadsRequest message;
+    message.set_import_id(import_id);
+    message.set_default_channel(crm::v1::LEAD_CHANNEL_TRADE_SHOW);
+    for (int row = first; row < first + kRowsPerMessage; ++row) *message.add_rows() = Row(row);
+    if (!writer->Write(message)) break;
+  }
+  writer->WritesDone();
+  return writer->Finish();
+}
+
+void CreateRule(crm::v1::LeadsService::Stub& stub, const std::string& request_id,
+                const crm::v1::AssignmentRule& rule) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(10));
+  crm::v1::CreateAssignmentRuleRequest req;
+  req.set_request_id(request_id);
+  *req.mutable_rule() = rule;
+  crm::v1::AssignmentRule created;
+  auto st = stub.CreateAssignmentRule(&ctx, req, &created);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+}
+
+// Every lead matching `req`, through all pages.
+std::vector<crm::v1::LeadSummary> ListAll(crm::v1::LeadsService::Stub& stub,
+                                          crm::v1::ListLeadsRequest req) {
+  std::vector<crm::v1::LeadSummary> out;
+  req.mutable_page()->set_page_size(1000);
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(10));
+    crm::v1::ListLeadsResponse page;
+    auto st = stub.ListLeads(&ctx, req, &page);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    if (!st.ok()) return out;
+    for (auto& l : *page.mutable_leads()) out.push_back(std::move(l));
+    if (page.next_page_token().empty()) return out;
+    req.mutable_page()->set_page_token(page.next_page_token());
+  }
+}
+
+crm::v1::Lead Get(crm::v1::LeadsService::Stub& stub, const std::string& lead_id) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(10));
+  crm::v1::GetLeadRequest req;
+  req.set_lead_id(lead_id);
+  crm::v1::Lead lead;
+  EXPECT_TRUE(stub.GetLead(&ctx, req, &lead).ok()) << lead_id;
+  return lead;
+}
+
+class LeadsServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(stack_.StartBroker());
+    ASSERT_TRUE(stack_.StartLeads()) << stack_.leads().Log();
+  }
+  Stack stack_;
+};
+
+TEST_F(LeadsServiceTest, TradeShowImportIsAssignedScoredDeduplicatedAndReplayable) {
+  auto stub = stack_.LeadsStub();
+  crm::v1::AssignmentRule emea_analytics;
+  emea_analytics.set_name("EMEA analytics specialist");
+  emea_analytics.add_regions("EMEA");
+  emea_analytics.add_product_interests("analytics");
+  emea_analytics.set_owner_id("usr_emea_analytics");
+  CreateRule(*stub, "rule-1", emea_analytics);
+  crm::v1::AssignmentRule emea_team;
+  emea_team.set_name("EMEA team");
+  emea_team.add_regions("EMEA");
+  emea_team.set_team_id("team_emea");
+  emea_team.add_team_members("usr_e1");
+  emea_team.add_team_members("usr_e2");
+  emea_team.set_strategy(crm::v1::TEAM_STRATEGY_ROUND_ROBIN);
+  CreateRule(*stub, "rule-2", emea_team);
+  crm::v1::AssignmentRule na;
+  na.set_name("North America");
+  na.add_regions("NA");
+  na.set_owner_id("usr_na");
+  CreateRule(*stub, "rule-3", na);  // APAC matches nothing: default queue
+
+  crm::v1::ImportLeadsResponse first;
+  auto st = Import(*stub, "expo-2026", &first);
+  ASSERT_TRUE(st.ok()) << st.error_message() << stack_.leads().Log();
+  ASSERT_EQ(first.results_size(), kRows);
+
+  int expected_rejected = 0;
+  int expected_duplicates = 0;
+  std::map<int, const crm::v1::ImportRowResult*> by_row;
+  for (const auto& r : first.results()) by_row[r.row_number()] = &r;
+  int team_e1 = 0;
+  int team_e2 = 0;
+  for (int row = 1; row <= kRows; ++row) {
+    const auto& r = *by_row.at(row);
+    if (Broken(row)) {
+      ++expected_rejected;
+      EXPECT_EQ(r.outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED) << row;
+      EXPECT_EQ(r.error().rfind("contact.email:", 0), 0u) << r.error();
+      continue;
+    }
+    const int person = PersonOf(row);
+    if (person != row && !Broken(person)) {
+      ++expected_duplicates;
+      ASSERT_EQ(r.outcome(), crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE) << row;
+      EXPECT_EQ(r.customer_id(), by_row.at(person)->customer_id()) << row;
+      EXPECT_EQ(r.duplicate_of_lead_id(), by_row.at(person)->lead_id()) << row;
+    } else {
+      EXPECT_EQ(r.outcome(), crm::v1::IMPORT_ROW_OUTCOME_ACCEPTED) << row;
+    }
+    EXPECT_GT(r.score(), 0) << row;
+    const std::string region = Region(row);
+    if (region == "EMEA" && std::string(Product(row)) == "analytics") {
+      EXPECT_EQ(r.owner_id(), "usr_emea_analytics") << row;
+    } else if (region == "EMEA") {
+      EXPECT_TRUE(r.owner_id() == "usr_e1" || r.owner_id() == "usr_e2") << row;
+      (r.owner_id() == "usr_e1" ? team_e1 : team_e2)++;
+    } else if (region == "NA") {
+      EXPECT_EQ(r.owner_id(), "usr_na") << row;
+    } else {
+      EXPECT_EQ(r.owner_id(), "") << row;
+      EXPECT_EQ(r.queue(), "default") << row;
+    }
+  }
+  EXPECT_LE(std::abs(team_e1 - team_e2), 1) << "round robin: " << team_e1 << " vs " << team_e2;
+  EXPECT_EQ(first.rejected(), expected_rejected);
+  EXPECT_EQ(first.duplicates(), expected_duplicates);
+  EXPECT_EQ(first.accepted(), kRows - expected_rejected - expected_duplicates);
+  const int written = kRows - expected_rejected;
+
+  // Queries see the import: every lead, and the owners' views.
+  EXPECT_EQ(ListAll(*stub, {}).size(), static_cast<size_t>(written));
+  crm::v1::ListLeadsRequest na_leads;
+  na_leads.set_owner_id("usr_na");
+  na_leads.set_sort(crm::v1::LEAD_SORT_SCORE_DESC);
+  auto na_list = ListAll(*stub, na_leads);
+  EXPECT_GT(na_list.size(), 3000u);
+  EXPECT_TRUE(std::is_sorted(na_list.begin(), na_list.end(),
+                             [](const auto& a, const auto& b) { return a.score() > b.score(); }));
+  crm::v1::ListLeadsRequest hot;
+  hot.set_min_score(40);
+  hot.set_sort(crm::v1::LEAD_SORT_SCORE_DESC);
+  for (const auto& l : ListAll(*stub, hot)) ASSERT_GE(l.score(), 40);
+  const auto& sample = *by_row.at(1);  // NA, assigned to usr_na
+  auto sample_lead = Get(*stub, sample.lead_id());
+  EXPECT_EQ(sample_lead.owner_id(), "usr_na");
+  EXPECT_EQ(sample_lead.import_id(), "expo-2026");
+  EXPECT_EQ(sample_lead.score().total(), sample.score());
+  EXPECT_EQ(sample_lead.version(), 3);  // captured, assigned, owner notified
+
+  // The service restarts; replaying the whole import appends nothing.
+  EXPECT_EQ(stack_.leads().Kill(SIGTERM), 0);
+  ASSERT_TRUE(stack_.StartLeads()) << stack_.leads().Log();
+  stub = stack_.LeadsStub();
+  crm::v1::ImportLeadsResponse replay;
+  st = Import(*stub, "expo-2026", &replay);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(replay.results_size(), kRows);
+  EXPECT_EQ(replay.replayed(), written);
+  EXPECT_EQ(replay.duplicates(), first.duplicates());
+  for (int i = 0; i < kRows; ++i) {
+    ASSERT_EQ(replay.results(i).lead_id(), first.results(i).lead_id()) << i;
+    ASSERT_EQ(replay.results(i).customer_id(), first.results(i).customer_id()) << i;
+  }
+  EXPECT_EQ(ListAll(*stub, {}).size(), static_cast<size_t>(written));
+  EXPECT_EQ(ListAll(*stub, na_leads).size(), na_list.size());
+  EXPECT_EQ(Get(*stub, sample.lead_id()).version(), 3);
+
+  // Qualify and convert the sample lead; converting it again fails.
+  grpc::ClientContext qctx;
+  crm::v1::QualifyLeadRequest qualify;
+  qualify.set_request_id("qualify-1");
+  qualify.set_lead_id(sample.lead_id());
+  qualify.set_expected_version(3);
+  qualify.mutable_bant()->set_decision_maker(true);
+  crm::v1::Lead qualified;
+  st = stub->QualifyLead(&qctx, qualify, &qualified);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(qualified.status(), crm::v1::LEAD_STATUS_QUALIFIED);
+  EXPECT_GT(qualified.score().total(), sample.score());
+
+  auto convert = [&](const std::string& request_id, int64_t expected_version,
+                     crm::v1::ConvertLeadResponse* out) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(10));
+    crm::v1::ConvertLeadRequest req;
+    req.set_request_id(request_id);
+    req.set_lead_id(sample.lead_id());
+    req.set_expected_version(expected_version);
+    return stub->ConvertLead(&ctx, req, out);
+  };
+  crm::v1::ConvertLeadResponse converted;
+  EXPECT_EQ(convert("convert-1", 3, &converted).error_code(), grpc::StatusCode::ABORTED);
+  st = convert("convert-2", qualified.version(), &converted);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(converted.lead().status(), crm::v1::LEAD_STATUS_CONVERTED);
+  EXPECT_FALSE(converted.conversion_event_id().empty());
+  crm::v1::ConvertLeadResponse again;
+  st = convert("convert-3", 0, &again);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+  ASSERT_TRUE(convert("convert-2", qualified.version(), &again).ok());
+  EXPECT_EQ(again.conversion_event_id(), converted.conversion_event_id());
+
+  // The stream's history shows the whole life of the lead.
+  grpc::ClientContext hctx;
+  crm::v1::GetLeadHistoryRequest history;
+  history.set_lead_id(sample.lead_id());
+  crm::v1::GetLeadHistoryResponse h;
+  ASSERT_TRUE(stub->GetLeadHistory(&hctx, history, &h).ok());
+  std::vector<std::string> types;
+  for (const auto& e : h.events()) types.push_back(e.type());
+  EXPECT_EQ(types,
+            (std::vector<std::string>{"LeadCaptured", "LeadAssigned", "OwnerNotified",
+                                      "LeadQualified", "LeadScoreChanged", "LeadConverted"}));
+
+  // Two imported people turn out to be one: merge them; the survivor's
+  // history holds both leads' events.
+  const auto& survivor = *by_row.at(4);
+  const auto& merged = *by_row.at(7);
+  ASSERT_NE(survivor.customer_id(), merged.customer_id());
+  grpc::ClientContext mctx;
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-1");
+  merge.set_survivor_lead_id(survivor.lead_id());
+  merge.set_merged_lead_id(merged.lead_id());
+  crm::v1::MergeLeadsResponse merge_response;
+  st = stub->MergeLeads(&mctx, merge, &merge_response);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(merge_response.merged().status(), crm::v1::LEAD_STATUS_MERGED);
+  grpc::ClientContext mhctx;
+  crm::v1::GetLeadHistoryRequest merged_history;
+  merged_history.set_lead_id(survivor.lead_id());
+  crm::v1::GetLeadHistoryResponse mh;
+  ASSERT_TRUE(stub->GetLeadHistory(&mhctx, merged_history, &mh).ok());
+  int from_merged = 0;
+  for (const auto& e : mh.events()) from_merged += e.stream() == "lead-" + merged.lead_id();
+  EXPECT_GE(from_merged, 2);  // captured ... merged into
+
+  // A stream without an import_id is refused, naming the field.
+  grpc::ClientContext bad_ctx;
+  crm::v1::ImportLeadsResponse bad_response;
+  auto writer = stub->ImportLeads(&bad_ctx, &bad_response);
+  crm::v1::ImportLeadsRequest no_id;
+  *no_id.add_rows() = Row(1);
+  writer->Write(no_id);
+  writer->WritesDone();
+  st = writer->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message().rfind("import_id:", 0), 0u) << st.error_message();
+}
+
+}  // namespace
+}  // namespace crm::testing

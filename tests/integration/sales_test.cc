@@ -1,0 +1,296 @@
+// The sales service across real processes: embedded broker, leads, sales
+// and analytics on loopback. A customer captured by leads is taken through
+// the pipeline to a won deal, a quote, an order and an approved contract;
+// the invoice and fulfilment requests must reach crm.sales.v1 as
+// CloudEvents, loyalty must react to them through the topic, and the 360
+// view must count the sales events. A lead converted by leads must open its
+// account and opportunity in sales through crm.leads.v1.
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "crm/v1/sales.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "libs/common/kafka.h"
+#include "tests/integration/stack.h"
+
+namespace crm::testing {
+namespace {
+
+std::unique_ptr<grpc::ClientContext> Call(const std::string& actor = "rep_ada",
+                                          const std::string& roles = "") {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ctx->AddMetadata("x-crm-actor", actor);
+  if (!roles.empty()) ctx->AddMetadata("x-crm-roles", roles);
+  return ctx;
+}
+
+crm::v1::Money Eur(int64_t minor_units) {
+  crm::v1::Money m;
+  m.set_currency("EUR");
+  m.set_minor_units(minor_units);
+  return m;
+}
+
+// One message of crm.sales.v1 with the headers outside consumers route by.
+struct Published {
+  crm::v1::EventEnvelope envelope;
+  std::string key;
+  std::map<std::string, std::string> headers;
+};
+
+// Reads crm.sales.v1 from the beginning with a consumer group of its own
+// until `done` holds for what was read about `customer_id`.
+std::vector<Published> ConsumeSalesTopic(
+    const std::string& brokers, const std::string& customer_id,
+    const std::function<bool(const std::vector<Published>&)>& done) {
+  auto conf = MakeKafkaConf({{"bootstrap.servers", brokers},
+                             {"group.id", absl::StrCat("sales-test-", customer_id)},
+                             {"auto.offset.reset", "earliest"},
+                             {"enable.auto.commit", "false"}});
+  EXPECT_TRUE(conf.ok()) << conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(conf->get(), err));
+  EXPECT_NE(consumer, nullptr) << err;
+  std::vector<Published> seen;
+  if (consumer == nullptr) return seen;
+  consumer->subscribe({kSalesTopic});
+  const absl::Time deadline = absl::Now() + absl::Seconds(40);
+  while (absl::Now() < deadline && !done(seen)) {
+    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
+    if (m->err() != RdKafka::ERR_NO_ERROR) continue;
+    Published p;
+    if (!p.envelope.ParseFromArray(m->payload(), static_cast<int>(m->len()))) continue;
+    if (p.envelope.customer_id() != customer_id) continue;
+    p.key = m->key() != nullptr ? *m->key() : "";
+    for (const char* h : {"ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time",
+                          "ce_subject", "content-type"}) {
+      p.headers[h] = HeaderValue(*m, h);
+    }
+    seen.push_back(std::move(p));
+  }
+  consumer->close();
+  return seen;
+}
+
+class SalesFlowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(stack_.StartBroker());
+    ASSERT_TRUE(stack_.StartLeads()) << stack_.leads().Log();
+    ASSERT_TRUE(stack_.Start("sales", {"--reminder-interval-ms=200"}))
+        << stack_.service("sales").Log();
+    ASSERT_TRUE(stack_.StartAnalytics()) << stack_.analytics().Log();
+  }
+  Stack stack_;
+};
+
+TEST_F(SalesFlowTest, ContractApprovalPublishesInvoiceAndFulfilmentAndConversionOpensAnAccount) {
+  // A lead gives the person a customer_id.
+  auto leads = stack_.LeadsStub();
+  crm::v1::CaptureLeadRequest capture;
+  capture.set_request_id("sales-flow-lead");
+  capture.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  capture.mutable_contact()->set_email("grace@navy.example");
+  capture.set_company("Navy");
+  crm::v1::CaptureLeadResponse lead;
+  ASSERT_TRUE(leads->CaptureLead(Call().get(), capture, &lead).ok());
+  const std::string customer_id = lead.customer_id();
+  ASSERT_TRUE(Eventually([&] { return stack_.EventCount(customer_id) >= 1; }));
+  const int64_t before_sales = stack_.EventCount(customer_id);
+
+  // A second person goes the choreographed way: leads converts, sales
+  // reacts to LeadConverted on crm.leads.v1 (checked at the end).
+  capture.set_request_id("sales-flow-lead-converted");
+  capture.mutable_contact()->set_email("alan@bletchley.example");
+  capture.set_company("Bletchley");
+  crm::v1::CaptureLeadResponse converted_lead;
+  ASSERT_TRUE(leads->CaptureLead(Call().get(), capture, &converted_lead).ok());
+  crm::v1::QualifyLeadRequest qualify;
+  qualify.set_request_id("sales-flow-qualify");
+  qualify.set_lead_id(converted_lead.lead_id());
+  crm::v1::Lead qualified;
+  auto st = leads->QualifyLead(Call().get(), qualify, &qualified);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  crm::v1::ConvertLeadRequest convert;
+  convert.set_request_id("sales-flow-convert");
+  convert.set_lead_id(converted_lead.lead_id());
+  convert.set_owner_id("rep_lin");
+  convert.set_opportunity_name("Bombes");
+  *convert.mutable_estimated_amount() = Eur(750'000);
+  crm::v1::ConvertLeadResponse conversion;
+  st = leads->ConvertLead(Call().get(), convert, &conversion);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  auto sales = crm::v1::SalesService::NewStub(stack_.Channel("sales"));
+  crm::v1::OpenCustomerRequest open;
+  open.set_request_id("sales-flow-open");
+  open.set_customer_id(customer_id);
+  open.set_name("Navy");
+  open.set_owner_id("rep_ada");
+  open.set_territory("AMER");
+  open.add_contacts()->set_email("Grace@Navy.example");
+  crm::v1::Customer customer;
+  st = sales->OpenCustomer(Call().get(), open, &customer);
+  ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << stack_.service("sales").Log();
+  EXPECT_EQ(customer.tier(), "standard");
+  EXPECT_EQ(customer.contacts(0).email(), "grace@navy.example");
+  open.set_request_id("sales-flow-open-bad");
+  open.set_name("");
+  st = sales->OpenCustomer(Call().get(), open, &customer);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message().rfind("name:", 0), 0u) << st.error_message();
+
+  crm::v1::OpenOpportunityRequest opp_request;
+  opp_request.set_request_id("sales-flow-opp");
+  opp_request.set_customer_id(customer_id);
+  opp_request.set_name("Compilers");
+  *opp_request.mutable_amount() = Eur(1'200'000);
+  opp_request.set_expected_close_date("2025-06-30");
+  crm::v1::Opportunity opp;
+  ASSERT_TRUE(sales->OpenOpportunity(Call().get(), opp_request, &opp).ok());
+  EXPECT_EQ(opp.stage_id(), "prospecting");
+
+  for (const char* stage : {"needs_analysis", "proposal", "negotiation", "contract_signed"}) {
+    crm::v1::ChangeOpportunityStageRequest change;
+    change.set_request_id(absl::StrCat("sales-flow-", stage));
+    change.set_opportunity_id(opp.opportunity_id());
+    change.set_expected_version(opp.version());
+    change.set_stage_id(stage);
+    crm::v1::Opportunity moved;
+    st = sales->ChangeOpportunityStage(Call().get(), change, &moved);
+    ASSERT_TRUE(st.ok()) << stage << ": " << st.error_message();
+    ASSERT_EQ(moved.version(), opp.version() + 1);
+    // A writer still holding the old version is refused.
+    change.set_request_id(absl::StrCat("sales-flow-stale-", stage));
+    crm::v1::Opportunity ignored;
+    EXPECT_EQ(sales->ChangeOpportunityStage(Call().get(), change, &ignored).error_code(),
+              grpc::StatusCode::ABORTED);
+    opp = moved;
+  }
+  EXPECT_EQ(opp.outcome(), crm::v1::STAGE_OUTCOME_WON);
+
+  // 2 x 6 000.00 EUR = 12 000.00, over the 10 000.00 silver threshold.
+  crm::v1::DraftQuoteRequest draft_quote;
+  draft_quote.set_request_id("sales-flow-quote");
+  draft_quote.set_opportunity_id(opp.opportunity_id());
+  draft_quote.set_currency("EUR");
+  auto* line = draft_quote.add_lines();
+  line->set_product_id("compiler-licence");
+  line->set_quantity(2);
+  *line->mutable_unit_price() = Eur(600'000);
+  crm::v1::Quote quote;
+  ASSERT_TRUE(sales->DraftQuote(Call().get(), draft_quote, &quote).ok());
+  EXPECT_EQ(quote.totals().total().minor_units(), 1'200'000);
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("sales-flow-accept");
+  accept.set_quote_id(quote.quote_id());
+  ASSERT_TRUE(sales->AcceptQuote(Call().get(), accept, &quote).ok());
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("sales-flow-order");
+  place.set_quote_id(quote.quote_id());
+  crm::v1::Order order;
+  ASSERT_TRUE(sales->PlaceOrder(Call().get(), place, &order).ok());
+  crm::v1::DraftContractRequest draft_contract;
+  draft_contract.set_request_id("sales-flow-contract");
+  draft_contract.set_order_id(order.order_id());
+  draft_contract.set_start_date("2025-07-01");
+  crm::v1::Contract contract;
+  ASSERT_TRUE(sales->DraftContract(Call().get(), draft_contract, &contract).ok());
+  crm::v1::SubmitContractRequest submit;
+  submit.set_request_id("sales-flow-submit");
+  submit.set_contract_id(contract.contract_id());
+  ASSERT_TRUE(sales->SubmitContract(Call().get(), submit, &contract).ok());
+  crm::v1::ApproveContractRequest approve;
+  approve.set_request_id("sales-flow-approve");
+  approve.set_contract_id(contract.contract_id());
+  EXPECT_EQ(
+      sales->ApproveContract(Call("rep_ada", "sales_rep").get(), approve, &contract).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
+  st = sales->ApproveContract(Call("mgr_grace", "sales_rep, sales_manager").get(), approve,
+                              &contract);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(contract.status(), crm::v1::CONTRACT_STATUS_APPROVED);
+  EXPECT_EQ(contract.decided_by(), "mgr_grace");
+
+  // Loyalty reacts to InvoiceRequested coming back through the topic.
+  ASSERT_TRUE(Eventually([&] {
+    crm::v1::GetCustomerRequest get;
+    get.set_customer_id(customer_id);
+    crm::v1::Customer c;
+    return sales->GetCustomer(Call().get(), get, &c).ok() && c.tier() == "silver";
+  })) << stack_.service("sales").Log();
+
+  // CustomerOpened, OpportunityOpened, 4 stage changes, QuoteDrafted,
+  // QuoteAccepted, OrderPlaced, ContractDrafted, ContractSubmitted,
+  // ContractApproved, InvoiceRequested, FulfilmentRequested,
+  // CustomerSpendRecorded, CustomerTierChanged.
+  constexpr size_t kSalesEvents = 16;
+  auto published = ConsumeSalesTopic(stack_.brokers(), customer_id,
+                                     [&](const auto& seen) { return seen.size() >= kSalesEvents; });
+  ASSERT_EQ(published.size(), kSalesEvents);
+  std::set<std::string> ids;
+  std::map<std::string, const Published*> by_type;
+  for (const auto& p : published) {
+    ids.insert(p.envelope.event_id());
+    by_type[p.envelope.type()] = &p;
+  }
+  EXPECT_EQ(ids.size(), kSalesEvents) << "duplicates on the topic";
+  for (const char* type : {"InvoiceRequested", "FulfilmentRequested", "CustomerTierChanged",
+                           "OpportunityStageChanged", "ContractApproved"}) {
+    ASSERT_TRUE(by_type.count(type)) << type;
+  }
+  for (const char* type : {"InvoiceRequested", "FulfilmentRequested"}) {
+    const Published& p = *by_type[type];
+    EXPECT_EQ(p.key, customer_id);
+    EXPECT_EQ(p.headers.at("ce_specversion"), "1.0");
+    EXPECT_EQ(p.headers.at("ce_type"), absl::StrCat("crm.v1.", type));
+    EXPECT_EQ(p.headers.at("ce_source"), "crm/sales");
+    EXPECT_EQ(p.headers.at("ce_id"), p.envelope.event_id());
+    EXPECT_EQ(p.headers.at("ce_subject"), absl::StrCat("contract-", contract.contract_id()));
+    EXPECT_FALSE(p.headers.at("ce_time").empty());
+    EXPECT_EQ(p.headers.at("content-type").rfind("application/protobuf", 0), 0u);
+    EXPECT_EQ(p.envelope.actor(), "mgr_grace");
+  }
+  crm::v1::InvoiceRequested invoice;
+  ASSERT_TRUE(by_type["InvoiceRequested"]->envelope.payload().UnpackTo(&invoice));
+  EXPECT_EQ(invoice.order_id(), order.order_id());
+  EXPECT_EQ(invoice.totals().total().minor_units(), 1'200'000);
+
+  // The 360 view counts every sales event of the customer.
+  EXPECT_TRUE(Eventually([&] {
+    return stack_.EventCount(customer_id) >= before_sales + int64_t{kSalesEvents};
+  })) << stack_.EventCount(customer_id)
+      << " events, " << before_sales << " before sales";
+
+  // The conversion opened the account and its opportunity.
+  crm::v1::GetCustomerRequest get_converted;
+  get_converted.set_customer_id(converted_lead.customer_id());
+  crm::v1::Customer account;
+  ASSERT_TRUE(Eventually([&] {
+    return sales->GetCustomer(Call().get(), get_converted, &account).ok();
+  })) << stack_.service("sales").Log();
+  EXPECT_EQ(account.lead_id(), converted_lead.lead_id());
+  EXPECT_EQ(account.owner_id(), "rep_lin");
+  EXPECT_EQ(account.name(), "Bletchley");
+  crm::v1::ListOpportunitiesRequest by_customer;
+  by_customer.set_customer_id(converted_lead.customer_id());
+  crm::v1::ListOpportunitiesResponse opportunities;
+  ASSERT_TRUE(Eventually([&] {
+    return sales->ListOpportunities(Call().get(), by_customer, &opportunities).ok() &&
+           opportunities.opportunities_size() > 0;
+  }));
+  ASSERT_EQ(opportunities.opportunities_size(), 1);
+  EXPECT_EQ(opportunities.opportunities(0).name(), "Bombes");
+  EXPECT_EQ(opportunities.opportunities(0).amount().minor_units(), 750'000);
+  EXPECT_EQ(opportunities.opportunities(0).owner_id(), "rep_lin");
+
+  EXPECT_EQ(stack_.service("sales").Kill(SIGTERM), 0) << stack_.service("sales").Log();
+  EXPECT_NE(stack_.service("sales").Log().find("\"msg\":\"stopped\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace crm::testing
