@@ -13,7 +13,6 @@
 #include "crm/v1/leads.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "tests/integration/stack.h"
 
 namespace crm::bench {
@@ -28,15 +27,19 @@ struct Result {
   int64_t errors = 0;
 };
 
-// Runs `call` from kClients threads over a few shared channels for kRun.
-Result Drive(const std::string& target,
-             const std::function<grpc::Status(grpc::Channel&, int client, int64_t n)>& call) {
+// Channels to `target`: clients share a few connections, as real callers do.
+std::vector<std::shared_ptr<grpc::Channel>> Channels(const std::string& target) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < 4; ++i) {
     grpc::ChannelArguments args;
     args.SetInt("grpc.channel_id", i);  // distinct connections
     channels.push_back(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
   }
+  return channels;
+}
+
+// Runs `call(client, n)` from kClients threads for kRun.
+Result Drive(const std::function<grpc::Status(int client, int64_t n)>& call) {
   std::vector<std::vector<absl::Duration>> per_client(kClients);
   std::atomic<int64_t> errors{0};
   std::atomic<bool> stop{false};
@@ -46,7 +49,7 @@ Result Drive(const std::string& target,
     threads.emplace_back([&, c] {
       for (int64_t n = 0; !stop.load(std::memory_order_relaxed); ++n) {
         const absl::Time t0 = absl::Now();
-        if (!call(*channels[c % channels.size()], c, n).ok()) ++errors;
+        if (!call(c, n).ok()) ++errors;
         per_client[c].push_back(absl::Now() - t0);
       }
     });
@@ -69,28 +72,36 @@ void Report(const std::string& name, const Result& r) {
   if (r.errors > 0) Figure(absl::StrCat(name, " errors"), static_cast<double>(r.errors), "calls");
 }
 
-grpc::Status HealthCheck(grpc::Channel& channel) {
-  thread_local std::unique_ptr<grpc::health::v1::Health::Stub> stub;
-  thread_local grpc::Channel* bound = nullptr;
-  if (bound != &channel) {
-    stub = grpc::health::v1::Health::NewStub(
-        std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
-    bound = &channel;
+// The smallest unary handler there is, on the callback API the services use.
+class EchoHealth final : public grpc::health::v1::Health::CallbackService {
+  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* ctx,
+                                  const grpc::health::v1::HealthCheckRequest*,
+                                  grpc::health::v1::HealthCheckResponse* resp) override {
+    resp->set_status(grpc::health::v1::HealthCheckResponse::SERVING);
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
   }
-  grpc::ClientContext ctx;
-  grpc::health::v1::HealthCheckRequest req;
-  grpc::health::v1::HealthCheckResponse resp;
-  return stub->Check(&ctx, req, &resp);
-}
+};
 
 double RawEcho() {
-  grpc::EnableDefaultHealthCheckService(true);
+  EchoHealth echo;
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&echo);
   auto server = builder.BuildAndStart();
-  const Result r = Drive(absl::StrCat("127.0.0.1:", port),
-                         [](grpc::Channel& ch, int, int64_t) { return HealthCheck(ch); });
+  auto channels = Channels(absl::StrCat("127.0.0.1:", port));
+  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> stubs;
+  for (int c = 0; c < kClients; ++c) {
+    stubs.push_back(grpc::health::v1::Health::NewStub(channels[c % channels.size()]));
+  }
+  const Result r = Drive([&](int client, int64_t) {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    return stubs[client]->Check(&ctx, req, &resp);
+  });
   Report("grpc unary echo, raw", r);
   server->Shutdown();
   return r.qps;
@@ -102,12 +113,12 @@ double CaptureLeads() {
     std::fprintf(stderr, "stack did not start\n");
     std::exit(1);
   }
-  const Result r = Drive(stack.Target("leads"), [](grpc::Channel& ch, int client, int64_t n) {
-    thread_local std::unique_ptr<crm::v1::LeadsService::Stub> stub;
-    if (!stub) {
-      stub = crm::v1::LeadsService::NewStub(
-          std::shared_ptr<grpc::Channel>(&ch, [](grpc::Channel*) {}));
-    }
+  auto channels = Channels(stack.Target("leads"));
+  std::vector<std::unique_ptr<crm::v1::LeadsService::Stub>> stubs;
+  for (int c = 0; c < kClients; ++c) {
+    stubs.push_back(crm::v1::LeadsService::NewStub(channels[c % channels.size()]));
+  }
+  const Result r = Drive([&](int client, int64_t n) {
     crm::v1::CaptureLeadRequest req;
     req.set_request_id(absl::StrCat("bench-", client, "-", n));
     req.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
@@ -117,7 +128,7 @@ double CaptureLeads() {
     req.set_region("EMEA");
     crm::v1::CaptureLeadResponse resp;
     grpc::ClientContext ctx;
-    return stub->CaptureLead(&ctx, req, &resp);
+    return stubs[client]->CaptureLead(&ctx, req, &resp);
   });
   Report("CaptureLead, durable", r);
   return r.qps;
