@@ -33,6 +33,13 @@ class AccessLog final : public grpc::experimental::Interceptor {
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      // The caller's correlation id ties this line to the events it caused.
+      auto* md = methods->GetRecvInitialMetadata();
+      if (auto it = md->find("x-correlation-id"); it != md->end()) {
+        correlation_id_.assign(it->second.data(), it->second.size());
+      }
+    }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
       const std::string code = absl::StrCat(static_cast<int>(status.error_code()));
@@ -48,11 +55,15 @@ class AccessLog final : public grpc::experimental::Interceptor {
                         {{"method", method_}})
           .Observe(absl::ToDoubleSeconds(took));
       if (status.ok()) {
-        log::Info("rpc", {{"method", method_}, {"code", code}, {"ms", ms}});
-      } else {
-        log::Warn(
+        log::Info(
             "rpc",
-            {{"method", method_}, {"code", code}, {"ms", ms}, {"error", status.error_message()}});
+            {{"method", method_}, {"code", code}, {"ms", ms}, {"correlation_id", correlation_id_}});
+      } else {
+        log::Warn("rpc", {{"method", method_},
+                          {"code", code},
+                          {"ms", ms},
+                          {"correlation_id", correlation_id_},
+                          {"error", status.error_message()}});
       }
     }
     methods->Proceed();
@@ -60,6 +71,7 @@ class AccessLog final : public grpc::experimental::Interceptor {
 
  private:
   std::string method_;
+  std::string correlation_id_;
   absl::Time start_;
 };
 

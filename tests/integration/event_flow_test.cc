@@ -42,7 +42,13 @@ TEST_F(EventFlowTest, CapturedLeadAppearsInTheCustomer360View) {
   crm::v1::CaptureLeadResponse resp;
   auto req = Lead("flow-1", "Grace@Example.com");
   req.set_company("Navy");
-  ASSERT_TRUE(Capture(*leads, req, &resp).ok());
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-correlation-id", "corr-flow-1");
+    ASSERT_TRUE(leads->CaptureLead(&ctx, req, &resp).ok());
+  }
+  // The access log line carries the caller's correlation id.
+  EXPECT_NE(stack_.leads().Log().find("\"correlation_id\":\"corr-flow-1\""), std::string::npos);
 
   ASSERT_TRUE(Eventually([&] { return stack_.EventCount(resp.customer_id()) == 1; }))
       << stack_.analytics().Log();
