@@ -120,19 +120,6 @@ absl::StatusOr<std::optional<std::string>> Database::Get(absl::string_view famil
   return value;
 }
 
-absl::StatusOr<std::optional<std::string>> Database::GetThrough(rocksdb::WriteBatchWithIndex& batch,
-                                                                absl::string_view family,
-                                                                absl::string_view key) const {
-  auto* cf = Family(family);
-  if (cf == nullptr) return absl::InternalError(absl::StrCat("no family ", family));
-  std::string value;
-  auto s = batch.GetFromBatchAndDB(db_.get(), rocksdb::ReadOptions(), cf,
-                                   rocksdb::Slice(key.data(), key.size()), &value);
-  if (s.IsNotFound()) return std::nullopt;
-  if (!s.ok()) return FromRocks(s);
-  return value;
-}
-
 std::unique_ptr<rocksdb::Iterator> Database::NewIterator(absl::string_view family) const {
   auto* cf = Family(family);
   if (cf == nullptr) return nullptr;

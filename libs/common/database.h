@@ -12,7 +12,6 @@
 #include "absl/strings/string_view.h"
 #include "libs/common/metrics.h"
 #include "rocksdb/db.h"
-#include "rocksdb/utilities/write_batch_with_index.h"
 
 namespace crm {
 
@@ -37,10 +36,6 @@ class Database {
   absl::Status Write(rocksdb::WriteBatch* batch, bool sync);
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view family,
                                                  absl::string_view key) const;
-  // Reads through a batch's own uncommitted writes first.
-  absl::StatusOr<std::optional<std::string>> GetThrough(rocksdb::WriteBatchWithIndex& batch,
-                                                        absl::string_view family,
-                                                        absl::string_view key) const;
   std::unique_ptr<rocksdb::Iterator> NewIterator(absl::string_view family) const;
   // Flushes memtables and the WAL: used on graceful shutdown.
   absl::Status Flush();
