@@ -18,6 +18,7 @@
 #include "services/service-desk/api/service_desk_grpc.h"
 #include "services/service-desk/api/ticket_commands.h"
 #include "services/service-desk/api/timer_loop.h"
+#include "services/service-desk/api/warranty_follow_ups.h"
 #include "services/service-desk/domain/settings.h"
 #include "services/service-desk/store/customer_projection.h"
 #include "services/service-desk/store/desk_store.h"
@@ -79,7 +80,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  crm::service_desk::CustomerProjection customers;
+  crm::service_desk::CustomerProjection customers(*settings);
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
   // Not CRM_GROUP_ID: a value meant for analytics must not put the service
@@ -99,8 +100,16 @@ int main(int argc, char** argv) {
   crm::service_desk::TicketCommands tickets(**store, *settings, clock);
   crm::service_desk::ArticleCommands articles(**store, clock);
   crm::service_desk::ServiceDeskGrpc grpc_service(tickets, articles, executor);
-  crm::service_desk::TimerLoop timers([&tickets] { return tickets.RunDueTimers(); },
-                                      absl::Milliseconds(timer_ms));
+  crm::service_desk::WarrantyFollowUps warranty(**store, clock);
+  crm::service_desk::TimerLoop timers(
+      [&tickets, &warranty]() -> absl::StatusOr<int> {
+        auto visited = tickets.RunDueTimers();
+        auto raised = warranty.RunDue();
+        if (!visited.ok()) return visited.status();
+        if (!raised.ok()) return raised.status();
+        return *visited + *raised;
+      },
+      absl::Milliseconds(timer_ms));
   timers.Start();
 
   crm::ServiceHost host(*config);

@@ -172,7 +172,7 @@ class TicketCommandsTest : public ::testing::Test {
     e.set_stream_version(1);
     e.set_customer_id(customer_id);
     e.mutable_payload()->PackFrom(lead);
-    CustomerProjection projection;
+    CustomerProjection projection(*settings_);
     Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
     ASSERT_TRUE(
         subscriber.ApplyBatch({{"crm.leads.v1", 0, offset_++, e.SerializeAsString()}}).ok());
@@ -190,7 +190,7 @@ class TicketCommandsTest : public ::testing::Test {
     e.set_customer_id(customer_id);
     *e.mutable_occurred_at() = ToProtoTimestamp(when);
     e.mutable_payload()->PackFrom(order);
-    CustomerProjection projection;
+    CustomerProjection projection(*settings_);
     Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
     ASSERT_TRUE(
         subscriber.ApplyBatch({{"crm.sales.v1", 0, offset_++, e.SerializeAsString()}}).ok());

@@ -1,5 +1,6 @@
 #include "services/service-desk/domain/settings.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -12,6 +13,8 @@ namespace crm::service_desk {
 namespace {
 
 constexpr int kDefaultReopenWindowHours = 168;
+constexpr int kDefaultWarrantyFollowUpDays = 30;
+constexpr int kNoWarrantyFollowUp = -1;
 constexpr size_t kMaxId = 64;
 
 absl::Status Invalid(absl::string_view field, absl::string_view why) {
@@ -150,6 +153,13 @@ absl::StatusOr<DeskSettings> DeskSettings::Create(crm::v1::ServiceDeskSettings c
       config.default_warranty_months() > kMaxWarrantyMonths) {
     return Invalid("default_warranty_months", absl::StrCat("must be 0 to ", kMaxWarrantyMonths));
   }
+  if (config.warranty_follow_up_days() < kNoWarrantyFollowUp ||
+      config.warranty_follow_up_days() > 3650) {
+    return Invalid("warranty_follow_up_days", "must be -1 (off) or 0 to 3650");
+  }
+  if (config.warranty_follow_up_days() == 0) {
+    config.set_warranty_follow_up_days(kDefaultWarrantyFollowUpDays);
+  }
   if (!config.default_team_id().empty() && !s.team_index_.contains(config.default_team_id())) {
     return Invalid("default_team_id",
                    absl::StrCat("unknown team '", config.default_team_id(), "'"));
@@ -195,6 +205,17 @@ std::optional<absl::Time> DeskSettings::WarrantyEnd(absl::string_view product,
   const absl::CivilSecond end(bought.year(), bought.month() + months, bought.day(), bought.hour(),
                               bought.minute(), bought.second());
   return absl::FromCivil(end, absl::UTCTimeZone());
+}
+
+std::optional<WarrantyFollowUp> DeskSettings::WarrantyFollowUpFor(absl::string_view product,
+                                                                  absl::Time purchased_at) const {
+  if (config_.warranty_follow_up_days() == kNoWarrantyFollowUp) return std::nullopt;
+  const auto ends = WarrantyEnd(product, purchased_at);
+  if (!ends.has_value()) return std::nullopt;
+  // A warranty shorter than the lead time falls due on the purchase itself.
+  const absl::Time due =
+      std::max(purchased_at, *ends - absl::Hours(24) * config_.warranty_follow_up_days());
+  return WarrantyFollowUp{due, *ends};
 }
 
 std::string PickAgent(const crm::v1::Team& team, absl::string_view last_agent,

@@ -11,6 +11,12 @@
 
 namespace crm::service_desk {
 
+// When a purchase's warranty follow-up falls due and when the warranty ends.
+struct WarrantyFollowUp {
+  absl::Time due_at;
+  absl::Time warranty_ends_at;
+};
+
 // The validated configuration of the service desk: calendar, SLA policies,
 // teams and routing rules, reopen window and the unknown-customer policy.
 class DeskSettings {
@@ -39,6 +45,11 @@ class DeskSettings {
   // When the warranty of `product` bought at `purchased_at` ends (calendar
   // months later, UTC); nullopt for a product without warranty.
   std::optional<absl::Time> WarrantyEnd(absl::string_view product, absl::Time purchased_at) const;
+  // The follow-up of that warranty (warranty_follow_up_days before its
+  // end, not before the purchase); nullopt without warranty or with
+  // follow-ups turned off.
+  std::optional<WarrantyFollowUp> WarrantyFollowUpFor(absl::string_view product,
+                                                      absl::Time purchased_at) const;
 
  private:
   DeskSettings() = default;

@@ -36,7 +36,8 @@ class CustomerProjectionTest : public ::testing::Test {
   }
   crm::testing::TempDir dir_;
   std::unique_ptr<DeskStore> store_;
-  CustomerProjection projection_;
+  DeskSettings settings_ = *DeskSettings::Create(DeskSettings::Defaults());
+  CustomerProjection projection_{settings_};
   std::unique_ptr<Subscriber> subscriber_;
 };
 

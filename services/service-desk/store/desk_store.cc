@@ -34,6 +34,15 @@ constexpr size_t kMaxSearchCandidates = 2000;
 
 std::string Pair(absl::string_view a, absl::string_view b) { return absl::StrCat(PrefixKey(a), b); }
 
+// Flipping the sign bit makes times before 1970 sort first as unsigned.
+std::string TimeKey(absl::Time at) {
+  return BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(at)) ^ (uint64_t{1} << 63));
+}
+
+absl::Time TimeOfKey(absl::string_view key) {
+  return absl::FromUnixMicros(static_cast<int64_t>(ReadBigEndian64(key) ^ (uint64_t{1} << 63)));
+}
+
 const char* ActiveMark(const crm::v1::Ticket& t) { return IsActive(t.status()) ? "1" : "0"; }
 
 template <typename T>
@@ -60,11 +69,14 @@ absl::string_view View(const rocksdb::Slice& s) { return absl::string_view(s.dat
 }  // namespace
 
 const char DeskStore::kCustomersFamily[] = "customers";  // customer id -> CustomerContext
+// due micros, customer \0 order \0 product -> WarrantyFollowUpRequested
+const char DeskStore::kWarrantyFollowUpsFamily[] = "warranty_follow_ups";
 
 std::vector<std::string> DeskStore::Families() {
   auto families = Subscriber::Families();
-  for (const char* f : {kTickets, kCustomerTickets, kAgentTickets, kTimers, kMessages, kRoundRobin,
-                        kCustomersFamily, kArticles, kTerms, kPublished}) {
+  for (const char* f :
+       {kTickets, kCustomerTickets, kAgentTickets, kTimers, kMessages, kRoundRobin,
+        kCustomersFamily, kArticles, kTerms, kPublished, kWarrantyFollowUpsFamily}) {
     families.push_back(f);
   }
   return families;
@@ -214,23 +226,17 @@ ProjectionWrite DeskStore::PickedWrite(const std::string& team_id, const std::st
 // ---- timers ----
 
 std::string DeskStore::TimerKey(absl::Time at, const std::string& ticket_id) {
-  // Flipping the sign bit makes times before 1970 sort first as unsigned.
-  std::string key =
-      BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(at)) ^ (uint64_t{1} << 63));
-  key.append(ticket_id);
-  return key;
+  return absl::StrCat(TimeKey(at), ticket_id);
 }
 
 absl::StatusOr<std::vector<DueTimer>> DeskStore::DueTimers(absl::Time now, size_t max) const {
   std::vector<DueTimer> out;
-  const std::string end =
-      BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(now)) ^ (uint64_t{1} << 63));
+  const std::string end = TimeKey(now);
   auto it = events_->db().NewIterator(kTimers);
   for (it->SeekToFirst(); it->Valid() && out.size() < max; it->Next()) {
     const std::string key = it->key().ToString();
     if (key.size() < 8 || key.substr(0, 8) > end) break;
-    const int64_t micros = static_cast<int64_t>(ReadBigEndian64(key) ^ (uint64_t{1} << 63));
-    out.push_back({absl::FromUnixMicros(micros), key.substr(8), key});
+    out.push_back({TimeOfKey(key), key.substr(8), key});
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   return out;
@@ -240,6 +246,43 @@ absl::Status DeskStore::DropTimer(const DueTimer& timer) {
   rocksdb::WriteBatch batch;
   CRM_RETURN_IF_ERROR(FromRocks(batch.Delete(events_->db().Family(kTimers), timer.key)));
   // Not synced: a lost delete only brings back a visit that finds nothing due.
+  return events_->db().Write(&batch, /*sync=*/false);
+}
+
+// ---- warranty follow-ups ----
+
+std::string DeskStore::WarrantyFollowUpKey(const crm::v1::WarrantyFollowUpRequested& due) {
+  return absl::StrCat(TimeKey(FromProtoTimestamp(due.due_at())), PrefixKey(due.customer_id()),
+                      PrefixKey(due.order_id()), due.product_id());
+}
+
+absl::StatusOr<std::vector<DueWarrantyFollowUp>> DeskStore::DueWarrantyFollowUps(absl::Time now,
+                                                                                 size_t max) const {
+  std::vector<DueWarrantyFollowUp> out;
+  const std::string end = TimeKey(now);
+  auto it = events_->db().NewIterator(kWarrantyFollowUpsFamily);
+  for (it->SeekToFirst(); it->Valid() && out.size() < max; it->Next()) {
+    const std::string key = it->key().ToString();
+    if (key.size() < 8 || key.substr(0, 8) > end) break;
+    CRM_ASSIGN_OR_RETURN(
+        auto follow_up,
+        Parse<crm::v1::WarrantyFollowUpRequested>(
+            absl::string_view(it->value().data(), it->value().size()), "warranty follow-up"));
+    out.push_back({key, std::move(follow_up)});
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return out;
+}
+
+ProjectionWrite DeskStore::DropWarrantyFollowUpWrite(const std::string& key) {
+  ProjectionWrite w{kWarrantyFollowUpsFamily, key, ""};
+  w.erase = true;
+  return w;
+}
+
+absl::Status DeskStore::DropWarrantyFollowUp(const std::string& key) {
+  rocksdb::WriteBatch batch;
+  CRM_RETURN_IF_ERROR(FromRocks(batch.Delete(events_->db().Family(kWarrantyFollowUpsFamily), key)));
   return events_->db().Write(&batch, /*sync=*/false);
 }
 

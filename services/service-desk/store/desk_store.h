@@ -29,6 +29,13 @@ struct DueTimer {
   std::string key;
 };
 
+// A scheduled warranty follow-up: its key in the schedule and the event
+// to raise.
+struct DueWarrantyFollowUp {
+  std::string key;
+  crm::v1::WarrantyFollowUpRequested follow_up;
+};
+
 struct TicketPage {
   std::vector<crm::v1::Ticket> tickets;
   std::string next_page_token;
@@ -90,6 +97,16 @@ class DeskStore {
   absl::Status DropTimer(const DueTimer& timer);
   static std::string TimerKey(absl::Time at, const std::string& ticket_id);
 
+  // ---- warranty follow-ups (scheduled by CustomerProjection) ----
+  static std::string WarrantyFollowUpKey(const crm::v1::WarrantyFollowUpRequested& due);
+  // Follow-ups due at or before `now`, earliest first.
+  absl::StatusOr<std::vector<DueWarrantyFollowUp>> DueWarrantyFollowUps(absl::Time now,
+                                                                        size_t max) const;
+  // Takes a raised follow-up off the schedule in the append that raises it.
+  static ProjectionWrite DropWarrantyFollowUpWrite(const std::string& key);
+  // Takes a follow-up that will not be raised off the schedule.
+  absl::Status DropWarrantyFollowUp(const std::string& key);
+
   // ---- customers ----
   // What is known of the customer plus ticket counts; known = false (and
   // only the counts) for a customer no event has named.
@@ -114,6 +131,7 @@ class DeskStore {
 
   // Family names, for the projection that shares the database.
   static const char kCustomersFamily[];
+  static const char kWarrantyFollowUpsFamily[];
 
  private:
   absl::StatusOr<int64_t> PublishedCount() const;

@@ -1,0 +1,25 @@
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "services/service-desk/api/ticket_commands.h"
+#include "services/service-desk/store/desk_store.h"
+
+namespace crm::service_desk {
+
+// Raises the warranty follow-ups that CustomerProjection scheduled once
+// they fall due by the clock: WarrantyFollowUpRequested on the order line's
+// own stream, appended with the schedule entry's removal in one batch.
+class WarrantyFollowUps {
+ public:
+  WarrantyFollowUps(DeskStore& store, Clock clock) : store_(store), clock_(std::move(clock)) {}
+
+  // Returns the number of follow-ups raised. Follow-ups whose warranty has
+  // already ended, or that were raised before, leave the schedule quietly.
+  absl::StatusOr<int> RunDue();
+
+ private:
+  DeskStore& store_;
+  Clock clock_;
+};
+
+}  // namespace crm::service_desk
