@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -90,6 +91,21 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
                                                      "): the broker is unreachable; retry later"));
   }
   auto guard = locks_.Lock(keys);
+  // The batch's first log position stays in unwritten_ until the write is
+  // over, so StablePosition never passes positions still to be written.
+  std::optional<uint64_t> first_position;
+  auto next_position = [&]() -> uint64_t {
+    if (first_position.has_value()) return next_position_.fetch_add(1);
+    std::lock_guard<std::mutex> lock(positions_mu_);
+    first_position = next_position_.fetch_add(1);
+    unwritten_.insert(*first_position);
+    return *first_position;
+  };
+  absl::Cleanup written = [&] {
+    if (!first_position.has_value()) return;
+    std::lock_guard<std::mutex> lock(positions_mu_);
+    unwritten_.erase(unwritten_.find(*first_position));
+  };
 
   // What this batch has already decided, ahead of the database.
   absl::flat_hash_map<std::string, int64_t> versions;
@@ -149,7 +165,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
       *e.mutable_recorded_at() = now;
       const std::string key = EventKey(req.stream, v);
       const std::string bytes = e.SerializeAsString();
-      const std::string pos = BigEndian64(next_position_.fetch_add(1));
+      const std::string pos = BigEndian64(next_position());
       CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, bytes));
       CRM_RETURN_IF_ERROR(Put(*db_, batch, kLog, pos, key));
       CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, pos, bytes));
@@ -177,12 +193,22 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
     results.push_back(std::move(result));
   }
   if (any_write) {
-    CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
+    // Counted before the write: the relay may deliver and delete the
+    // entries before Write returns, and its decrement must find them.
     outbox_size_.fetch_add(appended);
+    if (auto st = db_->Write(&batch, /*sync=*/true); !st.ok()) {
+      outbox_size_.fetch_sub(appended);
+      return st;
+    }
     appended_counter_.Inc(appended);
     if (listener_) listener_();
   }
   return results;
+}
+
+uint64_t EventStore::StablePosition() const {
+  std::lock_guard<std::mutex> lock(positions_mu_);
+  return unwritten_.empty() ? next_position_.load() : *unwritten_.begin();
 }
 
 absl::StatusOr<StreamState> EventStore::LoadState(const std::string& stream) const {

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -97,6 +99,10 @@ class EventStore {
   // Puts every event of the log back into the outbox, e.g. to refill an
   // empty broker. Returns how many were queued.
   absl::StatusOr<uint64_t> RequeueLog();
+  // Every log position below this one has been written (or its append
+  // failed): appends commit out of position order, so a reader that keeps
+  // a cursor into the outbox must not move it past this.
+  uint64_t StablePosition() const;
   // Number of events in the log (positions handed out).
   uint64_t LogSize() const { return next_position_.load() - 1; }
 
@@ -127,6 +133,8 @@ class EventStore {
   // append order; within a stream this is version order because a stream's
   // appends are serialized by its lock.
   std::atomic<uint64_t> next_position_;
+  mutable std::mutex positions_mu_;
+  std::multiset<uint64_t> unwritten_;  // first position of each append being written
   std::atomic<uint64_t> outbox_size_;
   Counter& appended_counter_ =
       MetricsRegistry::Default().GetCounter("crm_events_appended_total", "Events appended");

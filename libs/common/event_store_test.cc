@@ -222,6 +222,41 @@ TEST_F(EventStoreTest, FullOutboxRefusesAppendsUntilItDrains) {
   EXPECT_EQ(store_->OutboxSize(), 2u);
 }
 
+TEST_F(EventStoreTest, StablePositionNeverPassesAnAppendStillBeingWritten) {
+  // Appends take log positions in one order and commit in another; a
+  // reader trusting StablePosition must find every position below it.
+  std::atomic<bool> done{false};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 6; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 150; ++i) {
+        auto r = store_->Append(Request(absl::StrCat("s-", w, "-", i), EventStore::kNoStream,
+                                        {Event("Tested"), Event("Tested")}, ""));
+        EXPECT_TRUE(r.ok()) << r.status();
+      }
+    });
+  }
+  int checks = 0;
+  std::thread reader([&] {
+    while (!done.load()) {
+      const uint64_t stable = store_->StablePosition();
+      auto outbox = store_->ReadOutbox(1, 100000);
+      ASSERT_TRUE(outbox.ok());
+      std::vector<bool> present(stable, false);
+      for (const auto& e : *outbox) {
+        if (e.position < stable) present[e.position] = true;
+      }
+      for (uint64_t p = 1; p < stable; ++p) ASSERT_TRUE(present[p]) << p << " < " << stable;
+      ++checks;
+    }
+  });
+  for (auto& t : writers) t.join();
+  done.store(true);
+  reader.join();
+  EXPECT_GT(checks, 0);
+  EXPECT_EQ(store_->StablePosition(), store_->LogSize() + 1);
+}
+
 TEST_F(EventStoreTest, RejectsAppendWithoutStream) {
   EXPECT_EQ(store_->Append(Request("", 0, {Event("A")}, "")).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -1,5 +1,6 @@
 #include "libs/common/outbox_relay.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 
@@ -84,6 +85,7 @@ void OutboxRelay::OnDelivery(RdKafka::Message& message) {
   } else {
     // Only fatal producer errors end up here (no timeouts); the entry stays
     // in the outbox and is produced again.
+    read_from_ = std::min(read_from_, position);
     log::Error("delivery failed", {{"topic", options_.topic},
                                    {"error", message.errstr()},
                                    {"position", absl::StrCat(position)}});
@@ -128,6 +130,7 @@ bool OutboxRelay::RefillIfTopicEmpty() {
     return false;
   }
   republished_.store(*queued);
+  read_from_ = 0;  // the log went back in at its original positions
   log::Info("topic empty, republishing event log",
             {{"topic", options_.topic}, {"events", absl::StrCat(*queued)}});
   return true;
@@ -135,14 +138,19 @@ bool OutboxRelay::RefillIfTopicEmpty() {
 
 void OutboxRelay::ProduceFromOutbox() {
   if (in_flight_.size() >= options_.max_in_flight) return;
-  auto entries = store_.ReadOutbox(0, options_.max_in_flight + in_flight_.size());
+  // Read before the outbox, so every entry below it is in what we read.
+  const uint64_t stable = store_.StablePosition();
+  auto entries = store_.ReadOutbox(read_from_, options_.max_in_flight - in_flight_.size());
   if (!entries.ok()) {
     log::Error("outbox read failed", {{"error", entries.status().ToString()}});
     return;
   }
   for (auto& entry : *entries) {
     if (in_flight_.size() >= options_.max_in_flight) break;
-    if (in_flight_.contains(entry.position)) continue;
+    if (in_flight_.contains(entry.position)) {
+      read_from_ = std::max(read_from_, std::min(entry.position + 1, stable));
+      continue;
+    }
     const std::string value = entry.envelope.SerializeAsString();
     const std::string& key = entry.envelope.customer_id();
     auto headers = CloudEventHeaders(entry.envelope);
@@ -154,6 +162,8 @@ void OutboxRelay::ProduceFromOutbox() {
     if (err == RdKafka::ERR_NO_ERROR) {
       headers.release();  // librdkafka owns them now
       in_flight_.insert(entry.position);
+      // Not past `stable`: an append still being written may own a gap.
+      read_from_ = std::max(read_from_, std::min(entry.position + 1, stable));
     } else if (err == RdKafka::ERR__QUEUE_FULL) {
       break;
     } else {

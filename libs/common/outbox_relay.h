@@ -74,6 +74,10 @@ class OutboxRelay {
   // Touched only on the relay thread (reports are served there too).
   absl::flat_hash_set<uint64_t> in_flight_;
   std::vector<uint64_t> delivered_;
+  // Outbox entries below this position are in flight or delivered. Reading
+  // from here instead of the start skips the tombstones delivered entries
+  // leave in RocksDB, which would make every read cost O(events relayed).
+  uint64_t read_from_ = 0;
   std::atomic<uint64_t> published_{0};
   Counter* published_total_ = nullptr;
   std::atomic<uint64_t> republished_{0};
