@@ -12,7 +12,9 @@ namespace crm {
 std::string Setting(int argc, char** argv, const std::string& flag, const std::string& env,
                     const std::string& fallback) {
   const std::string prefix = absl::StrCat("--", flag, "=");
-  for (int i = 1; i < argc; ++i) {
+  // The last occurrence wins, so a flag appended to a command line
+  // overrides an earlier default.
+  for (int i = argc - 1; i >= 1; --i) {
     if (absl::StartsWith(argv[i], prefix)) return std::string(argv[i] + prefix.size());
   }
   if (const char* v = std::getenv(env.c_str()); v != nullptr && *v != '\0') return v;
