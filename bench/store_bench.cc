@@ -6,6 +6,8 @@
 //   librdkafka produce and raw consume msgs/s on the embedded broker vs
 //   rebuild (consume + apply) events/s.
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -202,11 +204,55 @@ void KafkaRebuild() {
   Figure("rebuild / raw consume", 100.0 * rebuild_rate / raw_rate, "%");
 }
 
+// Resident and peak memory of this process, from /proc/self/status.
+double StatusKiB(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::atof(line.c_str() + field.size() + 1);
+  }
+  return 0;
+}
+
+// Memory must not grow with the log: 1M events (a lead's worth of rows
+// each: event, state, outbox, index row) through the store, and the RSS
+// after them. Batched appends, so the figure comes in seconds.
+void MemoryAtOneMillionEvents() {
+  crm::testing::TempDir dir;
+  auto store = std::move(*EventStore::Open(dir.Sub("db"), {"index"}));
+  const double before = StatusKiB("VmRSS");
+  constexpr int kEvents = 1'000'000;
+  constexpr int kBatch = 1000;
+  const absl::Time start = absl::Now();
+  for (int first = 0; first < kEvents; first += kBatch) {
+    std::vector<AppendRequest> batch;
+    batch.reserve(kBatch);
+    for (int n = first; n < first + kBatch; ++n) {
+      AppendRequest req;
+      req.stream = absl::StrCat("lead-", n);
+      req.events.push_back(LeadEvent(absl::StrCat("cus_", n), n, absl::Now()));
+      req.state = std::string(200, 's');
+      req.projection_writes.push_back({"index", absl::StrCat("email/", n), req.stream});
+      batch.push_back(std::move(req));
+    }
+    if (!store->AppendBatch(std::move(batch)).ok()) std::abort();
+    // The relay's part: delivered entries leave the outbox.
+    std::vector<uint64_t> delivered;
+    for (int n = first; n < first + kBatch; ++n) delivered.push_back(n + 1);
+    if (!store->DeleteFromOutbox(delivered).ok()) std::abort();
+  }
+  Figure("event store, 1M events appended (batched)", PerSecond(kEvents, absl::Now() - start),
+         "events/s");
+  Figure("event store RSS before 1M events", before / 1024, "MiB");
+  Figure("event store RSS after 1M events", StatusKiB("VmRSS") / 1024, "MiB");
+  Figure("event store peak RSS over 1M events", StatusKiB("VmHWM") / 1024, "MiB");
+}
+
 }  // namespace
 }  // namespace crm::bench
 
 // With no argument every part runs; otherwise only the named ones
-// (appends, projection, kafka).
+// (appends, projection, kafka, memory).
 int main(int argc, char** argv) {
   auto wanted = [&](const char* part) {
     if (argc < 2) return true;
@@ -218,5 +264,6 @@ int main(int argc, char** argv) {
   if (wanted("appends")) crm::bench::SyncedAppends();
   if (wanted("projection")) crm::bench::ProjectionAndReads();
   if (wanted("kafka")) crm::bench::KafkaRebuild();
+  if (wanted("memory")) crm::bench::MemoryAtOneMillionEvents();
   return 0;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
@@ -21,11 +22,18 @@ absl::Status FromRocks(const rocksdb::Status& s) {
 
 namespace {
 
-rocksdb::ColumnFamilyOptions FamilyOptions() {
+// Memory is bounded per database, not per column family (a service has a
+// dozen): one block cache shared by all families and one budget for all
+// memtables, so RSS stays flat however many events the log holds.
+constexpr size_t kBlockCacheBytes = 64 << 20;
+constexpr size_t kMemtableBudgetBytes = 128 << 20;
+
+rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions cf;
   // Point lookups by key dominate (state, dedupe, offsets): a bloom filter
   // avoids touching files for absent keys, e.g. first contact of a person.
   rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf.compression = rocksdb::kLZ4Compression;
@@ -53,10 +61,14 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   // Write SST data out as it is produced, so a WAL fsync does not wait
   // for a burst of flush or compaction output (ext4 ordered mode).
   options.bytes_per_sync = 1 << 20;
+  options.db_write_buffer_size = kMemtableBudgetBytes;
+  // Families written rarely would otherwise keep old WAL files alive.
+  options.max_total_wal_size = 2 * kMemtableBudgetBytes;
+  const std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(kBlockCacheBytes);
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions());
-  for (const auto& f : families) descriptors.emplace_back(f, FamilyOptions());
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions(cache));
+  for (const auto& f : families) descriptors.emplace_back(f, FamilyOptions(cache));
 
   std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
   rocksdb::DB* raw_db = nullptr;
