@@ -22,6 +22,9 @@
 #include "benchmark/benchmark.h"
 #include "crm/v1/leads.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "libs/common/auth/auth_interceptor.h"
+#include "libs/common/auth/dev_key.h"
+#include "libs/common/auth/jwt.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/leads/api/lead_commands.h"
@@ -184,10 +187,25 @@ void BM_ImportLeadsGrpc(benchmark::State& state) {
   BlockingExecutor executor(4);
   LeadsGrpc grpc_service(*service.commands, *service.importer, executor);
   int port = 0;
+  // Authenticated like the service: the token check is part of the cost.
+  auth::JwtVerifierOptions jwt;
+  jwt.hs256_key = auth::kDevHs256Key;
+  jwt.issuer = auth::kDefaultIssuer;
+  jwt.audience = auth::kDefaultAudience;
+  std::shared_ptr<const auth::JwtVerifier> verifier = *auth::JwtVerifier::Create(jwt);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<auth::AuthInterceptorFactory>(verifier));
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&grpc_service);
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   auto server = builder.BuildAndStart();
+  auth::TokenSpec spec;
+  spec.subject = "bench";
+  spec.roles = {auth::kRoleAdmin};
+  spec.issuer = auth::kDefaultIssuer;
+  spec.audience = auth::kDefaultAudience;
+  const std::string bearer = "Bearer " + *auth::SignHs256(spec, auth::kDevHs256Key);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   auto stub = crm::v1::LeadsService::NewStub(grpc::CreateCustomChannel(
@@ -208,6 +226,7 @@ void BM_ImportLeadsGrpc(benchmark::State& state) {
     const double cpu_start = ProcessCpuSeconds();
     for (const auto& messages : calls) {
       grpc::ClientContext ctx;
+      ctx.AddMetadata("authorization", bearer);
       crm::v1::ImportLeadsResponse response;
       auto writer = stub->ImportLeads(&ctx, &response);
       for (const auto& m : messages) {

@@ -5,22 +5,32 @@
 //   crmctl tail TOPIC [--from-beginning] [--count=N]       print decoded events as JSON lines
 //   crmctl customer CUSTOMER_ID [--analytics=HOST:PORT]    print a customer's 360 view
 //   crmctl health HOST:PORT                                grpc.health.v1 check
+//   crmctl token --sub=S --roles=R[,R] [--territory=T] [--ttl=1h]  mint a bearer token
 #include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "crm/v1/admin.grpc.pb.h"
 #include "crm/v1/analytics.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/support/client_interceptor.h"
+#include "libs/common/auth/dev_key.h"
+#include "libs/common/auth/jwt.h"
+#include "libs/common/backup.h"
 #include "libs/common/config.h"
 #include "libs/common/kafka.h"
 #include "libs/common/status_macros.h"
@@ -37,7 +47,19 @@ constexpr char kUsage[] =
     "                                                   print decoded events, one JSON per line\n"
     "  customer CUSTOMER_ID [--analytics=HOST:PORT]     print a customer's 360 view\n"
     "  health HOST:PORT                                 grpc.health.v1 check\n"
-    "Brokers default to CRM_KAFKA_BROKERS, then .run/broker.addr of ./crm up.\n";
+    "  backup HOST:PORT                                 online backup of that service's\n"
+    "                                                   database into its --backup-dir\n"
+    "  backups HOST:PORT                                list the service's backups\n"
+    "  restore --backup-dir=DIR --data-dir=NEW [--backup-id=N]\n"
+    "                                                   restore (latest unless N) into a new\n"
+    "                                                   data dir, service stopped\n"
+    "  token --sub=S --roles=R[,R...] [--territory=T] [--ttl=1h]\n"
+    "                                                   mint a bearer token (dev key unless\n"
+    "                                                   --jwt-hs256-key-file / "
+    "CRM_JWT_HS256_KEY_FILE)\n"
+    "Brokers default to CRM_KAFKA_BROKERS, then .run/broker.addr of ./crm up.\n"
+    "gRPC calls send --token (CRM_TOKEN), else a dev admin token for 'crmctl'; TLS with\n"
+    "--tls-ca=PEM (CRM_TLS_CA), and for mTLS --tls-cert/--tls-key (CRM_TLS_CLIENT_CERT/KEY).\n";
 
 bool HasFlag(int argc, char** argv, const std::string& flag) {
   for (int i = 1; i < argc; ++i) {
@@ -59,6 +81,129 @@ std::string Brokers(int argc, char** argv) {
   return b;
 }
 
+// The HS256 key to sign with: the configured one, else the dev key.
+absl::StatusOr<std::string> SigningKey(int argc, char** argv) {
+  std::string key = crm::Setting(argc, argv, "jwt-hs256-key", "CRM_JWT_HS256_KEY", "");
+  const std::string file =
+      crm::Setting(argc, argv, "jwt-hs256-key-file", "CRM_JWT_HS256_KEY_FILE", "");
+  if (key.empty() && !file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return absl::NotFoundError("jwt-hs256-key-file: cannot read " + file);
+    std::stringstream text;
+    text << in.rdbuf();
+    key = std::string(absl::StripTrailingAsciiWhitespace(text.str()));
+  }
+  return key.empty() ? std::string(crm::auth::kDevHs256Key) : key;
+}
+
+absl::StatusOr<std::string> MintToken(int argc, char** argv, const std::string& sub,
+                                      const std::string& roles, const std::string& territory,
+                                      absl::Duration ttl) {
+  crm::auth::TokenSpec spec;
+  spec.subject = sub;
+  for (absl::string_view r : absl::StrSplit(roles, ',', absl::SkipWhitespace())) {
+    r = absl::StripAsciiWhitespace(r);
+    if (!crm::auth::IsKnownRole(r)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown role '", r, "'"));
+    }
+    spec.roles.emplace_back(r);
+  }
+  spec.territory = territory;
+  spec.issuer = crm::Setting(argc, argv, "jwt-issuer", "CRM_JWT_ISSUER", crm::auth::kDefaultIssuer);
+  spec.audience =
+      crm::Setting(argc, argv, "jwt-audience", "CRM_JWT_AUDIENCE", crm::auth::kDefaultAudience);
+  spec.ttl = ttl;
+  CRM_ASSIGN_OR_RETURN(const std::string key, SigningKey(argc, argv));
+  return crm::auth::SignHs256(spec, key);
+}
+
+int Token(int argc, char** argv) {
+  const std::string sub = crm::Setting(argc, argv, "sub", "CRMCTL_SUB", "");
+  const std::string roles = crm::Setting(argc, argv, "roles", "CRMCTL_ROLES", "");
+  absl::Duration ttl;
+  if (sub.empty() || roles.empty() ||
+      !absl::ParseDuration(crm::Setting(argc, argv, "ttl", "CRMCTL_TTL", "1h"), &ttl) ||
+      ttl <= absl::ZeroDuration()) {
+    std::fputs("crmctl token: --sub and --roles are required; --ttl is a duration (1h, 30m)\n",
+               stderr);
+    return 2;
+  }
+  auto token = MintToken(argc, argv, sub, roles,
+                         crm::Setting(argc, argv, "territory", "CRMCTL_TERRITORY", ""), ttl);
+  if (!token.ok()) {
+    std::fprintf(stderr, "crmctl token: %s\n", token.status().ToString().c_str());
+    return 2;
+  }
+  std::printf("%s\n", token->c_str());
+  return 0;
+}
+
+std::string ReadPem(int argc, char** argv, const std::string& flag, const std::string& env) {
+  const std::string path = crm::Setting(argc, argv, flag, env, "");
+  if (path.empty()) return "";
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Adds "authorization: Bearer <token>" to every call. An interceptor, not
+// call credentials: gRPC refuses those on plaintext loopback channels.
+class BearerToken final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerToken(const std::string& token) : token_(token) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->emplace("authorization", "Bearer " + token_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string& token_;
+};
+
+class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerTokenFactory(std::string token) : token_(std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return std::make_unique<BearerToken>(token_).release();
+  }
+
+ private:
+  std::string token_;
+};
+
+// A channel to `target`: TLS when --tls-ca is set (plus a client
+// certificate for mTLS); with_token: every call carries a bearer token.
+std::shared_ptr<grpc::Channel> Connect(int argc, char** argv, const std::string& target,
+                                       bool with_token) {
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (const std::string ca = ReadPem(argc, argv, "tls-ca", "CRM_TLS_CA"); !ca.empty()) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = ca;
+    o.pem_cert_chain = ReadPem(argc, argv, "tls-cert", "CRM_TLS_CLIENT_CERT");
+    o.pem_private_key = ReadPem(argc, argv, "tls-key", "CRM_TLS_CLIENT_KEY");
+    creds = grpc::SslCredentials(o);
+  } else {
+    creds = grpc::InsecureChannelCredentials();
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  if (with_token) {
+    std::string token = crm::Setting(argc, argv, "token", "CRM_TOKEN", "");
+    if (token.empty()) {
+      // Development convenience: the dev key (or the configured one) signs
+      // a short-lived admin token for this one command.
+      token = MintToken(argc, argv, "crmctl", "admin", "", absl::Minutes(5)).value_or("");
+    }
+    factories.push_back(std::make_unique<BearerTokenFactory>(std::move(token)));
+  }
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      target, creds, grpc::ChannelArguments(), std::move(factories));
+}
+
 // A consumer without a group that reads partitions from a given position.
 absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
     const std::string& brokers, const std::vector<std::string>& topics, bool from_beginning,
@@ -69,8 +214,7 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
                                                       {"enable.partition.eof", "true"},
                                                       {"fetch.wait.max.ms", "10"}}));
   std::string err;
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
-      RdKafka::KafkaConsumer::create(conf.get(), err));
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer) return absl::UnavailableError(err);
   std::vector<RdKafka::TopicPartition*> parts;
   *total = 0;
@@ -108,9 +252,9 @@ void Progress(int64_t done, int64_t total, absl::Duration elapsed) {
   const double frac = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
   const int width = 40;
   const int fill = static_cast<int>(frac * width);
-  std::fprintf(stderr, "\r[%s%s] %5.1f%%  %lld/%lld events  %.0f/s",
-               std::string(fill, '#').c_str(), std::string(width - fill, ' ').c_str(),
-               frac * 100, static_cast<long long>(done), static_cast<long long>(total),
+  std::fprintf(stderr, "\r[%s%s] %5.1f%%  %lld/%lld events  %.0f/s", std::string(fill, '#').c_str(),
+               std::string(width - fill, ' ').c_str(), frac * 100, static_cast<long long>(done),
+               static_cast<long long>(total),
                static_cast<double>(done) / std::max(absl::ToDoubleSeconds(elapsed), 1e-9));
 }
 
@@ -180,13 +324,14 @@ int Rebuild(int argc, char** argv) {
   const absl::Duration elapsed = absl::Now() - start;
   Progress(done, total, elapsed);
   if (isatty(2)) std::fputc('\n', stderr);
-  std::printf("rebuilt analytics from %lld events in %.2f s: %.0f events/s (%llu applied, %llu "
-              "duplicates skipped, %llu undecodable)\n",
-              static_cast<long long>(done), absl::ToDoubleSeconds(elapsed),
-              static_cast<double>(done) / std::max(absl::ToDoubleSeconds(elapsed), 1e-9),
-              static_cast<unsigned long long>(applier.applied()),
-              static_cast<unsigned long long>(applier.skipped()),
-              static_cast<unsigned long long>(applier.poisoned()));
+  std::printf(
+      "rebuilt analytics from %lld events in %.2f s: %.0f events/s (%llu applied, %llu "
+      "duplicates skipped, %llu undecodable)\n",
+      static_cast<long long>(done), absl::ToDoubleSeconds(elapsed),
+      static_cast<double>(done) / std::max(absl::ToDoubleSeconds(elapsed), 1e-9),
+      static_cast<unsigned long long>(applier.applied()),
+      static_cast<unsigned long long>(applier.skipped()),
+      static_cast<unsigned long long>(applier.poisoned()));
   return 0;
 }
 
@@ -233,9 +378,8 @@ int Tail(int argc, char** argv) {
     return 2;
   }
   int64_t total = 0;
-  auto consumer =
-      AssignedConsumer(Brokers(argc, argv), {argv[2]}, HasFlag(argc, argv, "--from-beginning"),
-                       &total);
+  auto consumer = AssignedConsumer(Brokers(argc, argv), {argv[2]},
+                                   HasFlag(argc, argv, "--from-beginning"), &total);
   if (!consumer.ok()) {
     std::fprintf(stderr, "crmctl tail: %s\n", consumer.status().ToString().c_str());
     return 1;
@@ -264,8 +408,7 @@ int Customer(int argc, char** argv) {
   }
   const std::string target =
       crm::Setting(argc, argv, "analytics", "CRM_ANALYTICS", "127.0.0.1:50054");
-  auto stub = crm::v1::AnalyticsService::NewStub(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  auto stub = crm::v1::AnalyticsService::NewStub(Connect(argc, argv, target, true));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   crm::v1::GetCustomer360Request req;
@@ -280,22 +423,73 @@ int Customer(int argc, char** argv) {
   return 0;
 }
 
+int Backup(int argc, char** argv) {
+  if (argc < 3 || argv[2][0] == '-') {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  auto stub = crm::v1::AdminService::NewStub(Connect(argc, argv, argv[2], true));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
+  crm::v1::Backup backup;
+  if (auto st = stub->CreateBackup(&ctx, crm::v1::CreateBackupRequest(), &backup); !st.ok()) {
+    std::fprintf(stderr, "crmctl backup: %s\n", st.error_message().c_str());
+    return 1;
+  }
+  std::printf("%s\n", ToJson(backup, false).c_str());
+  return 0;
+}
+
+int Backups(int argc, char** argv) {
+  if (argc < 3 || argv[2][0] == '-') {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  auto stub = crm::v1::AdminService::NewStub(Connect(argc, argv, argv[2], true));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  crm::v1::ListBackupsResponse list;
+  if (auto st = stub->ListBackups(&ctx, crm::v1::ListBackupsRequest(), &list); !st.ok()) {
+    std::fprintf(stderr, "crmctl backups: %s\n", st.error_message().c_str());
+    return 1;
+  }
+  for (const auto& b : list.backups()) std::printf("%s\n", ToJson(b, false).c_str());
+  return 0;
+}
+
+int Restore(int argc, char** argv) {
+  const std::string backup_dir = crm::Setting(argc, argv, "backup-dir", "CRM_BACKUP_DIR", "");
+  const std::string data_dir = crm::Setting(argc, argv, "data-dir", "CRM_DATA_DIR", "");
+  uint32_t id = 0;
+  if (backup_dir.empty() || data_dir.empty() ||
+      !absl::SimpleAtoi(crm::Setting(argc, argv, "backup-id", "CRM_BACKUP_ID", "0"), &id)) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  if (auto st = crm::RestoreBackup(backup_dir, id, data_dir); !st.ok()) {
+    std::fprintf(stderr, "crmctl restore: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  std::printf("restored %s backup %s into %s\n", backup_dir.c_str(),
+              id == 0 ? "latest" : absl::StrCat(id).c_str(), data_dir.c_str());
+  return 0;
+}
+
 int Health(int argc, char** argv) {
   if (argc < 3) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(argv[2], grpc::InsecureChannelCredentials()));
+  auto stub = grpc::health::v1::Health::NewStub(Connect(argc, argv, argv[2], false));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
   grpc::health::v1::HealthCheckRequest req;
   grpc::health::v1::HealthCheckResponse resp;
   auto st = stub->Check(&ctx, req, &resp);
-  std::printf("%s\n", st.ok() ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
-                                    resp.status())
-                                    .c_str()
-                              : st.error_message().c_str());
+  std::printf("%s\n",
+              st.ok()
+                  ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()).c_str()
+                  : st.error_message().c_str());
   return st.ok() && resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
@@ -309,6 +503,10 @@ int main(int argc, char** argv) {
   if (cmd == "tail") return Tail(argc, argv);
   if (cmd == "customer") return Customer(argc, argv);
   if (cmd == "health") return Health(argc, argv);
+  if (cmd == "token") return Token(argc, argv);
+  if (cmd == "backup") return Backup(argc, argv);
+  if (cmd == "backups") return Backups(argc, argv);
+  if (cmd == "restore") return Restore(argc, argv);
   std::fputs(kUsage, stderr);
   return 2;
 }

@@ -10,7 +10,15 @@ Stubs are generated from proto/ with the system protoc and grpc_python_plugin
 
 Endpoints default to the ports ./crm up uses; override with CRM_LEADS,
 CRM_SALES, CRM_SERVICE_DESK, CRM_ANALYTICS (host:port).
+
+Every call carries a bearer token: CRM_TOKEN if set (e.g. from
+`build/tools/crmctl token --sub=me --roles=admin`), else one minted here with
+HS256 from CRM_JWT_HS256_KEY or the development key of ./crm up (dev only).
 """
+import base64
+import hashlib
+import hmac
+import json
 import os
 import pathlib
 import subprocess
@@ -41,8 +49,47 @@ from crm.v1 import sales_pb2, sales_pb2_grpc  # noqa: E402
 from crm.v1 import service_desk_pb2, service_desk_pb2_grpc  # noqa: E402
 
 
+# The development key ./crm up and the tests use (libs/common/auth/dev_key.h).
+DEV_KEY = "crm-dev-only-hs256-key--do-not-use-in-production"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint_token(sub: str, roles: list, territory: str = "", ttl_s: int = 3600) -> str:
+    """An HS256 JWT as the services expect it (issuer crm-dev, audience crm)."""
+    now = int(time.time())
+    claims = {"iss": os.environ.get("CRM_JWT_ISSUER", "crm-dev"),
+              "aud": os.environ.get("CRM_JWT_AUDIENCE", "crm"),
+              "sub": sub, "roles": roles, "iat": now, "exp": now + ttl_s}
+    if territory:
+        claims["territory"] = territory
+    signing_input = ".".join(
+        b64url(json.dumps(part, separators=(",", ":")).encode())
+        for part in ({"alg": "HS256", "typ": "JWT"}, claims))
+    key = os.environ.get("CRM_JWT_HS256_KEY", DEV_KEY).encode()
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every unary call."""
+
+    def __init__(self, token: str):
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        details = details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
+        return continuation(details, request)
+
+
+TOKEN = os.environ.get("CRM_TOKEN") or mint_token("crm-flow-example", ["admin"])
+
+
 def endpoint(name: str, default: str) -> grpc.Channel:
-    return grpc.insecure_channel(os.environ.get(name, default))
+    channel = grpc.insecure_channel(os.environ.get(name, default))
+    return grpc.intercept_channel(channel, BearerToken(TOKEN))
 
 
 def rid(what: str) -> str:
@@ -58,6 +105,17 @@ def main() -> int:
     analytics = analytics_pb2_grpc.AnalyticsServiceStub(
         endpoint("CRM_ANALYTICS", "127.0.0.1:50054"))
     email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
+
+    # Without a token the services answer UNAUTHENTICATED.
+    bare = leads_pb2_grpc.LeadsServiceStub(
+        grpc.insecure_channel(os.environ.get("CRM_LEADS", "127.0.0.1:50051")))
+    try:
+        bare.ListLeads(leads_pb2.ListLeadsRequest())
+        print("a call without a bearer token was accepted", file=sys.stderr)
+        return 1
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.UNAUTHENTICATED:
+            raise
 
     captured = leads.CaptureLead(leads_pb2.CaptureLeadRequest(
         request_id=rid("capture"), channel=leads_pb2.LEAD_CHANNEL_TRADE_SHOW,

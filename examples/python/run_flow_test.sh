@@ -20,10 +20,12 @@ PIDS+=($!)
 for _ in $(seq 100); do [[ -s "$WORK/broker" ]] && break; sleep 0.1; done
 BROKERS="$(cat "$WORK/broker")"
 
+DEV_KEY="crm-dev-only-hs256-key--do-not-use-in-production"
 declare -A PORT
 for svc in leads sales service-desk analytics; do
   PORT[$svc]="$(free_port)"
-  "$BUILD/services/$svc/crm-$svc" --listen="127.0.0.1:${PORT[$svc]}" \
+  # The development token key (libs/common/auth/dev_key.h): loopback only.
+  CRM_JWT_HS256_KEY="$DEV_KEY" "$BUILD/services/$svc/crm-$svc" --listen="127.0.0.1:${PORT[$svc]}" \
     --data-dir="$WORK/$svc" --brokers="$BROKERS" >"$WORK/$svc.log" 2>&1 &
   PIDS+=($!)
 done
@@ -34,7 +36,9 @@ for svc in leads sales service-desk analytics; do
   done
 done
 
-if ! CRM_LEADS="127.0.0.1:${PORT[leads]}" CRM_SALES="127.0.0.1:${PORT[sales]}" \
+# The flow mints its own token with the same key (and checks that a call
+# without one is refused).
+if ! CRM_JWT_HS256_KEY="$DEV_KEY" CRM_LEADS="127.0.0.1:${PORT[leads]}" CRM_SALES="127.0.0.1:${PORT[sales]}" \
   CRM_SERVICE_DESK="127.0.0.1:${PORT[service-desk]}" CRM_ANALYTICS="127.0.0.1:${PORT[analytics]}" \
   /usr/bin/python3 "$HERE/crm_flow.py"; then
   for f in "$WORK"/*.log; do echo "--- $f"; tail -20 "$f"; done

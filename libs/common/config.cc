@@ -1,11 +1,16 @@
 #include "libs/common/config.h"
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "libs/common/auth/dev_key.h"
 
 namespace crm {
 
@@ -21,11 +26,98 @@ std::string Setting(int argc, char** argv, const std::string& flag, const std::s
   return fallback;
 }
 
+namespace {
+
+// The whole file, or NOT_FOUND naming the setting.
+absl::StatusOr<std::string> ReadSettingFile(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The file named by a path setting, "" when the setting is empty.
+absl::StatusOr<std::string> FileSetting(int argc, char** argv, const std::string& flag,
+                                        const std::string& env) {
+  const std::string path = Setting(argc, argv, flag, env, "");
+  if (path.empty()) return std::string();
+  return ReadSettingFile(flag, path);
+}
+
+bool Truthy(absl::string_view v) { return v == "1" || v == "true" || v == "yes"; }
+
+absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
+  c.jwt_hs256_key = Setting(argc, argv, "jwt-hs256-key", "CRM_JWT_HS256_KEY", "");
+  if (c.jwt_hs256_key.empty()) {
+    auto key = FileSetting(argc, argv, "jwt-hs256-key-file", "CRM_JWT_HS256_KEY_FILE");
+    if (!key.ok()) return key.status();
+    // Key files written with echo end in a newline that is not part of the key.
+    c.jwt_hs256_key = std::string(absl::StripTrailingAsciiWhitespace(*key));
+  }
+  auto rs256 =
+      FileSetting(argc, argv, "jwt-rs256-public-key-file", "CRM_JWT_RS256_PUBLIC_KEY_FILE");
+  if (!rs256.ok()) return rs256.status();
+  c.jwt_rs256_public_key_pem = *std::move(rs256);
+  if (c.jwt_hs256_key.empty() && c.jwt_rs256_public_key_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "no token key: set --jwt-hs256-key-file (CRM_JWT_HS256_KEY_FILE) or "
+        "--jwt-rs256-public-key-file (CRM_JWT_RS256_PUBLIC_KEY_FILE); ./crm up uses the "
+        "development key");
+  }
+  c.jwt_issuer = Setting(argc, argv, "jwt-issuer", "CRM_JWT_ISSUER", auth::kDefaultIssuer);
+  c.jwt_audience = Setting(argc, argv, "jwt-audience", "CRM_JWT_AUDIENCE", auth::kDefaultAudience);
+
+  for (auto [flag, env, out] :
+       {std::make_tuple("tls-cert", "CRM_TLS_CERT", &c.tls_cert_pem),
+        std::make_tuple("tls-key", "CRM_TLS_KEY", &c.tls_key_pem),
+        std::make_tuple("tls-client-ca", "CRM_TLS_CLIENT_CA", &c.tls_client_ca_pem)}) {
+    auto pem = FileSetting(argc, argv, flag, env);
+    if (!pem.ok()) return pem.status();
+    *out = *std::move(pem);
+  }
+  if (c.tls_cert_pem.empty() != c.tls_key_pem.empty()) {
+    return absl::InvalidArgumentError("tls-cert and tls-key: set both or neither");
+  }
+  if (!c.tls_client_ca_pem.empty() && c.tls_cert_pem.empty()) {
+    return absl::InvalidArgumentError("tls-client-ca: needs tls-cert and tls-key");
+  }
+  c.allow_insecure = Truthy(Setting(argc, argv, "allow-insecure", "CRM_ALLOW_INSECURE", ""));
+  for (int i = 1; i < argc; ++i) {
+    if (absl::string_view(argv[i]) == "--allow-insecure") c.allow_insecure = true;
+  }
+  if (!IsLoopbackAddress(c.listen) && !c.allow_insecure) {
+    if (c.tls_cert_pem.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "refusing plaintext gRPC on non-loopback address ", c.listen,
+          ": set --tls-cert and --tls-key (and --tls-client-ca for mTLS), or --allow-insecure"));
+    }
+    if (c.jwt_hs256_key == auth::kDevHs256Key) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("refusing the public development token key on non-loopback address ",
+                       c.listen, ": set a key of your own, or --allow-insecure"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool IsLoopbackAddress(const std::string& listen) {
+  absl::string_view host = listen;
+  if (absl::StartsWith(host, "unix:")) return true;
+  if (const size_t colon = host.rfind(':'); colon != absl::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
+
 absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
                                                 const std::string& service_name,
                                                 const std::string& default_listen) {
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
+    if (arg == "--allow-insecure") continue;  // the one flag without a value
     if (!absl::StartsWith(arg, "--") || arg.find('=') == absl::string_view::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat("unexpected argument '", arg, "': flags are --name=value"));
@@ -36,6 +128,7 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
   c.listen = Setting(argc, argv, "listen", "CRM_LISTEN", default_listen);
   c.data_dir =
       Setting(argc, argv, "data-dir", "CRM_DATA_DIR", absl::StrCat("./data/", service_name));
+  c.backup_dir = Setting(argc, argv, "backup-dir", "CRM_BACKUP_DIR", c.data_dir + "-backups");
   c.brokers = Setting(argc, argv, "brokers", "CRM_KAFKA_BROKERS", "");
   if (c.brokers.empty()) {
     return absl::InvalidArgumentError(
@@ -48,6 +141,7 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
       c.worker_threads > 1024) {
     return absl::InvalidArgumentError("worker-threads must be 1..1024");
   }
+  if (auto st = LoadSecurity(argc, argv, c); !st.ok()) return st;
   return c;
 }
 

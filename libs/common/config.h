@@ -15,7 +15,32 @@ struct ServiceConfig {
   std::string brokers;         // --brokers / CRM_KAFKA_BROKERS
   int worker_threads = 16;     // --worker-threads / CRM_WORKER_THREADS
   std::string metrics_listen;  // --metrics-listen / CRM_METRICS_LISTEN, empty = off
+  // --backup-dir / CRM_BACKUP_DIR: where AdminService.CreateBackup writes;
+  // default <data-dir>-backups.
+  std::string backup_dir;
+
+  // Bearer tokens (docs/security.md). At least one key is required.
+  // --jwt-hs256-key / CRM_JWT_HS256_KEY, or the contents of
+  // --jwt-hs256-key-file / CRM_JWT_HS256_KEY_FILE.
+  std::string jwt_hs256_key;
+  // Contents of --jwt-rs256-public-key-file / CRM_JWT_RS256_PUBLIC_KEY_FILE.
+  std::string jwt_rs256_public_key_pem;
+  std::string jwt_issuer;    // --jwt-issuer / CRM_JWT_ISSUER, default crm-dev
+  std::string jwt_audience;  // --jwt-audience / CRM_JWT_AUDIENCE, default crm
+
+  // TLS, contents of PEM files: --tls-cert / CRM_TLS_CERT, --tls-key /
+  // CRM_TLS_KEY; --tls-client-ca / CRM_TLS_CLIENT_CA turns on mTLS (client
+  // certificates required and verified against it). Empty = plaintext.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  std::string tls_client_ca_pem;
+  // --allow-insecure / CRM_ALLOW_INSECURE=1: plaintext or the dev token key
+  // on a non-loopback address. Without it such a config is refused.
+  bool allow_insecure = false;
 };
+
+// True when `listen` (host:port) only accepts local connections.
+bool IsLoopbackAddress(const std::string& listen);
 
 absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
                                                 const std::string& service_name,

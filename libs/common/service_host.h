@@ -6,14 +6,16 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
+#include "libs/common/admin_service.h"
 #include "libs/common/config.h"
+#include "libs/common/database.h"
 
 namespace crm {
 
 // What every service's main() shares: one ServerBuilder block with health,
-// reflection and the access-log interceptor, then serve until SIGTERM or
-// SIGINT and shut down in order (stop accepting, finish calls, run the
-// shutdown hooks: flush relay, close RocksDB).
+// reflection, the auth and access-log interceptors (TLS when configured),
+// then serve until SIGTERM or SIGINT and shut down in order (stop accepting,
+// finish calls, run the shutdown hooks: flush relay, close RocksDB).
 class ServiceHost {
  public:
   // Call first in main(), before any thread exists, so that the shutdown
@@ -23,6 +25,12 @@ class ServiceHost {
   explicit ServiceHost(ServiceConfig config);
 
   void AddService(grpc::Service* service) { services_.push_back(service); }
+  // Serves crm.v1.AdminService (online backups into --backup-dir) for the
+  // service's database.
+  void ServeAdmin(Database& db) {
+    admin_ = std::make_unique<AdminService>(db, config_.backup_dir);
+    AddService(admin_.get());
+  }
   // Hooks run after the server has stopped, in reverse order of adding.
   void OnShutdown(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
 
@@ -31,6 +39,7 @@ class ServiceHost {
  private:
   ServiceConfig config_;
   std::vector<grpc::Service*> services_;
+  std::unique_ptr<AdminService> admin_;
   std::vector<std::function<void()>> hooks_;
 };
 

@@ -7,14 +7,20 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "crm/v1/analytics.grpc.pb.h"
 #include "crm/v1/leads.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/support/client_interceptor.h"
+#include "libs/common/auth/dev_key.h"
+#include "libs/common/auth/jwt.h"
+#include "libs/common/auth/principal.h"
 #include "libs/common/testing/temp_dir.h"
 #include "tests/integration/process.h"
 
@@ -65,6 +71,98 @@ inline bool Eventually(const std::function<bool()>& done,
   return done();
 }
 
+// A development token (dev key, default issuer and audience) for `p`.
+inline std::string DevToken(const auth::Principal& p, absl::Duration ttl = absl::Hours(1)) {
+  auth::TokenSpec spec;
+  spec.subject = p.subject;
+  spec.roles = p.roles;
+  spec.territory = p.territory;
+  spec.issuer = auth::kDefaultIssuer;
+  spec.audience = auth::kDefaultAudience;
+  spec.ttl = ttl;
+  return *auth::SignHs256(spec, auth::kDevHs256Key);
+}
+
+// The caller tests act as unless they pick another: an admin. Older tests
+// name their actor in x-crm-actor and extra roles in x-crm-roles; the
+// servers ignore both now, so they become the token's subject and roles.
+inline auth::Principal DefaultTestPrincipal(
+    const std::multimap<std::string, std::string>& metadata) {
+  auth::Principal p{"test-admin", {auth::kRoleAdmin}, ""};
+  if (auto it = metadata.find("x-crm-actor"); it != metadata.end()) p.subject = it->second;
+  if (auto it = metadata.find("x-crm-roles"); it != metadata.end()) {
+    for (absl::string_view r : absl::StrSplit(it->second, ',', absl::SkipWhitespace())) {
+      p.roles.emplace_back(absl::StripAsciiWhitespace(r));
+    }
+  }
+  return p;
+}
+
+// Attaches "authorization: Bearer <token>" to every call that has none.
+class BearerTokenInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerTokenInterceptor(std::optional<auth::Principal> principal)
+      : principal_(std::move(principal)) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      auto* md = methods->GetSendInitialMetadata();
+      if (md->find("authorization") == md->end()) {
+        md->emplace("authorization",
+                    "Bearer " + DevToken(principal_ ? *principal_ : DefaultTestPrincipal(*md)));
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::optional<auth::Principal> principal_;
+};
+
+class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerTokenFactory(std::optional<auth::Principal> principal)
+      : principal_(std::move(principal)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return std::make_unique<BearerTokenInterceptor>(principal_).release();
+  }
+
+ private:
+  std::optional<auth::Principal> principal_;
+};
+
+// Client side TLS: the CA that signed the servers' certificates and, for
+// mTLS, the client's own certificate and key (PEM text).
+struct ClientTls {
+  std::string root_ca_pem;
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+inline std::shared_ptr<grpc::ChannelCredentials> ClientCredentials(
+    const std::optional<ClientTls>& tls) {
+  if (!tls) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions o;
+  o.pem_root_certs = tls->root_ca_pem;
+  o.pem_cert_chain = tls->cert_pem;
+  o.pem_private_key = tls->key_pem;
+  return grpc::SslCredentials(o);
+}
+
+// A channel whose calls carry a token for `principal` (nullopt: the
+// default test principal), or none at all when `with_token` is false.
+inline std::shared_ptr<grpc::Channel> AuthChannel(const std::string& target,
+                                                  std::optional<auth::Principal> principal,
+                                                  const std::optional<ClientTls>& tls = {},
+                                                  bool with_token = true) {
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  if (with_token) factories.push_back(std::make_unique<BearerTokenFactory>(std::move(principal)));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      target, ClientCredentials(tls), grpc::ChannelArguments(), std::move(factories));
+}
+
 // The embedded broker and the services as real processes on loopback. Each
 // service gets a free port and its own data dir under one temp dir.
 class Stack {
@@ -100,15 +198,18 @@ class Stack {
   bool Start(const std::string& service, std::vector<std::string> extra_flags = {}) {
     const std::string bin = Binary(service);
     if (bin.empty()) return false;
-    std::vector<std::string> argv = {bin, "--listen=" + Target(service),
-                                     "--data-dir=" + dir_.Sub(service), "--brokers=" + brokers_,
-                                     "--worker-threads=4"};
+    std::vector<std::string> argv = {bin,
+                                     "--listen=" + Target(service),
+                                     "--data-dir=" + dir_.Sub(service),
+                                     "--brokers=" + brokers_,
+                                     "--worker-threads=4",
+                                     std::string("--jwt-hs256-key=") + auth::kDevHs256Key};
     argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
     auto p =
         std::make_unique<Process>(argv, std::vector<std::string>{}, dir_.Sub(service + ".log"));
     if (!p->Start()) return false;
     services_[service] = std::move(p);
-    return WaitServing(Target(service));
+    return WaitServing(Target(service), ClientCredentials(client_tls_));
   }
   bool StartLeads() { return Start("leads"); }
   bool StartAnalytics() { return Start("analytics"); }
@@ -124,9 +225,19 @@ class Stack {
   std::string LeadsTarget() const { return Target("leads"); }
   std::string AnalyticsTarget() const { return Target("analytics"); }
 
-  std::shared_ptr<grpc::Channel> Channel(const std::string& service) const {
-    return grpc::CreateChannel(Target(service), grpc::InsecureChannelCredentials());
+  // Calls on this channel carry a token for the default test principal
+  // (an admin; see DefaultTestPrincipal), or for `as` when given.
+  std::shared_ptr<grpc::Channel> Channel(const std::string& service,
+                                         std::optional<auth::Principal> as = std::nullopt) const {
+    return AuthChannel(Target(service), std::move(as), client_tls_);
   }
+  // A channel that sends no token.
+  std::shared_ptr<grpc::Channel> ChannelWithoutToken(const std::string& service) const {
+    return AuthChannel(Target(service), std::nullopt, client_tls_, /*with_token=*/false);
+  }
+  // Client TLS for every later channel and health check; servers get their
+  // TLS flags through Start's extra_flags.
+  void UseClientTls(std::optional<ClientTls> tls) { client_tls_ = std::move(tls); }
   std::unique_ptr<crm::v1::LeadsService::Stub> LeadsStub() const {
     return crm::v1::LeadsService::NewStub(Channel("leads"));
   }
@@ -146,8 +257,10 @@ class Stack {
     return view.event_count();
   }
 
-  static bool WaitServing(const std::string& target) {
-    auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  static bool WaitServing(
+      const std::string& target,
+      std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials()) {
+    auto channel = grpc::CreateChannel(target, creds);
     auto health = grpc::health::v1::Health::NewStub(channel);
     return Eventually(
         [&] {
@@ -179,6 +292,7 @@ class Stack {
   std::string brokers_;
   std::unique_ptr<Process> broker_;
   std::map<std::string, std::unique_ptr<Process>> services_;
+  std::optional<ClientTls> client_tls_;
 };
 
 }  // namespace crm::testing

@@ -248,7 +248,7 @@ GOOD_CONTRACT = {
     "configEnv": ["CRM_SERVICE_NAME", "CRM_LISTEN", "CRM_METRICS_LISTEN", "CRM_DATA_DIR",
                   "CRM_KAFKA_BROKERS"],
     "secret": {"name": "crm-secrets",
-               "env": {"CRM_TOKEN_KEY": "token-key", "CRM_MASTER_KEY": "master-key"}},
+               "env": {"CRM_JWT_HS256_KEY": "token-key", "CRM_MASTER_KEY": "master-key"}},
     "commonLabels": {"app.kubernetes.io/part-of": "crm"},
     "gatewayLabels": {"app.kubernetes.io/component": "gateway"},
     "monitoringNamespace": "monitoring",
@@ -348,7 +348,7 @@ spec:
           envFrom:
             - configMapRef: {name: crm-demo-config}
           env:
-            - name: CRM_TOKEN_KEY
+            - name: CRM_JWT_HS256_KEY
               valueFrom: {secretKeyRef: {name: crm-secrets, key: token-key}}
             - name: CRM_MASTER_KEY
               valueFrom: {secretKeyRef: {name: crm-secrets, key: master-key}}
@@ -491,7 +491,7 @@ MUTATIONS = [
      lambda d: _set(_ctr(d)["env"][0]["valueFrom"]["secretKeyRef"], ["key"], "nokey"),
      "has no key"),
     ("secret in clear text",
-     lambda d: _set(_ctr(d), ["env"], [{"name": "CRM_TOKEN_KEY", "value": "x"}]),
+     lambda d: _set(_ctr(d), ["env"], [{"name": "CRM_JWT_HS256_KEY", "value": "x"}]),
      "clear text"),
     ("listen port differs",
      lambda d: _set(_find(d, "ConfigMap")["data"], ["CRM_LISTEN"], "0.0.0.0:50099"),

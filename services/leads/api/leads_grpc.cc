@@ -3,7 +3,10 @@
 #include <atomic>
 #include <memory>
 
+#include "libs/common/auth/auth_interceptor.h"
+#include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
+#include "libs/common/status_macros.h"
 
 namespace crm::leads {
 namespace {
@@ -79,24 +82,56 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
 template <typename Request, typename Response, typename Body>
 grpc::ServerUnaryReactor* LeadsGrpc::Unary(grpc::CallbackServerContext* ctx, const Request* request,
                                            Response* response, Body body) {
-  return RunUnary(ctx, executor_, [request, response, body]() -> absl::Status {
-    auto result = body(*request);
-    if (!result.ok()) return result.status();
-    *response = *std::move(result);
-    return absl::OkStatus();
-  });
+  return RunUnary(ctx, executor_,
+                  [request, response, body, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
+                    // Nothing runs for a caller the auth interceptor refused.
+                    if (!caller.ok()) return caller.status();
+                    auto result = body(*request, *caller);
+                    if (!result.ok()) return result.status();
+                    *response = *std::move(result);
+                    return absl::OkStatus();
+                  });
+}
+
+absl::Status LeadsGrpc::CheckLead(const auth::Principal& caller, const std::string& lead_id,
+                                  absl::string_view field) const {
+  if (caller.SeesEverything()) return absl::OkStatus();
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id(lead_id);
+  return auth::CheckLoaded(
+      caller, commands_.GetLead(get), field, lead_id,
+      [](const crm::v1::Lead& l) { return l.owner_id(); },
+      [](const crm::v1::Lead& l) { return l.region(); });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::CaptureLead(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::CaptureLeadRequest* request,
                                                  crm::v1::CaptureLeadResponse* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.CaptureLead(r, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](
+                   const auto& r,
+                   const auth::Principal& caller) -> absl::StatusOr<crm::v1::CaptureLeadResponse> {
+                 auto captured = commands_.CaptureLead(r, e);
+                 // Do not point a caller at someone else's lead through dedupe.
+                 if (captured.ok() && !captured->duplicate_of_lead_id().empty() &&
+                     !CheckLead(caller, captured->duplicate_of_lead_id(), "lead_id").ok()) {
+                   captured->clear_duplicate_of_lead_id();
+                 }
+                 return captured;
+               });
 }
 
 grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
     grpc::CallbackServerContext* ctx, crm::v1::ImportLeadsResponse* response) {
+  // Streaming calls do not go through Unary: refuse here, before any row.
+  if (auto caller = auth::CallerFrom(*ctx); !caller.ok()) {
+    class Refused final : public grpc::ServerReadReactor<crm::v1::ImportLeadsRequest> {
+     public:
+      explicit Refused(const absl::Status& st) { Finish(ToGrpcStatus(st)); }
+      void OnDone() override { delete this; }
+    };
+    return std::make_unique<Refused>(caller.status()).release();
+  }
   return std::make_unique<ImportLeadsReactor>(importer_, executor_, EventContextFrom(*ctx, kSource),
                                               response)
       .release();
@@ -105,115 +140,177 @@ grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
 grpc::ServerUnaryReactor* LeadsGrpc::GetLead(grpc::CallbackServerContext* ctx,
                                              const crm::v1::GetLeadRequest* request,
                                              crm::v1::Lead* response) {
-  return Unary(ctx, request, response, [this](const auto& r) { return commands_.GetLead(r); });
+  return Unary(
+      ctx, request, response,
+      [this](const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
+        CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+        return commands_.GetLead(r);
+      });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::ListLeads(grpc::CallbackServerContext* ctx,
                                                const crm::v1::ListLeadsRequest* request,
                                                crm::v1::ListLeadsResponse* response) {
-  return Unary(ctx, request, response, [this](const auto& r) { return commands_.ListLeads(r); });
+  return Unary(ctx, request, response,
+               [this](const auto& r,
+                      const auth::Principal& caller) -> absl::StatusOr<crm::v1::ListLeadsResponse> {
+                 if (caller.SeesEverything()) return commands_.ListLeads(r);
+                 // Scoped callers get their slice: the filter is narrowed, never failed.
+                 crm::v1::ListLeadsRequest scoped = r;
+                 if (caller.HasRole(auth::kRoleSalesManager) && !caller.territory.empty() &&
+                     (r.region().empty() || r.region() == caller.territory)) {
+                   scoped.set_region(caller.territory);
+                 } else if (caller.HasRole(auth::kRoleSalesRep) && r.queue().empty() &&
+                            (r.owner_id().empty() || r.owner_id() == caller.subject)) {
+                   scoped.set_owner_id(caller.subject);
+                 } else {
+                   return crm::v1::ListLeadsResponse();
+                 }
+                 return commands_.ListLeads(scoped);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::GetLeadHistory(grpc::CallbackServerContext* ctx,
                                                     const crm::v1::GetLeadHistoryRequest* request,
                                                     crm::v1::GetLeadHistoryResponse* response) {
-  return Unary(ctx, request, response,
-               [this](const auto& r) { return commands_.GetLeadHistory(r); });
+  return Unary(
+      ctx, request, response,
+      [this](const auto& r,
+             const auth::Principal& caller) -> absl::StatusOr<crm::v1::GetLeadHistoryResponse> {
+        CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+        return commands_.GetLeadHistory(r);
+      });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::RecordLeadActivity(
     grpc::CallbackServerContext* ctx, const crm::v1::RecordLeadActivityRequest* request,
     crm::v1::Lead* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.RecordLeadActivity(r, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](
+                   const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
+                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 return commands_.RecordLeadActivity(r, e);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::QualifyLead(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::QualifyLeadRequest* request,
                                                  crm::v1::Lead* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.QualifyLead(r, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](
+                   const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
+                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 return commands_.QualifyLead(r, e);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::DisqualifyLead(grpc::CallbackServerContext* ctx,
                                                     const crm::v1::DisqualifyLeadRequest* request,
                                                     crm::v1::Lead* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.DisqualifyLead(r, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](
+                   const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
+                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 return commands_.DisqualifyLead(r, e);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::NurtureLead(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::NurtureLeadRequest* request,
                                                  crm::v1::Lead* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.NurtureLead(r, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](
+                   const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
+                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 return commands_.NurtureLead(r, e);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::ConvertLead(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::ConvertLeadRequest* request,
                                                  crm::v1::ConvertLeadResponse* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.ConvertLead(r, e);
-  });
+  return Unary(
+      ctx, request, response,
+      [this, e = EventContextFrom(*ctx, kSource)](const auto& r, const auth::Principal& caller)
+          -> absl::StatusOr<crm::v1::ConvertLeadResponse> {
+        CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+        // A rep converts into their own pipeline, not someone else's.
+        if (!caller.SeesEverything() && !caller.HasRole(auth::kRoleSalesManager) &&
+            !r.owner_id().empty() && r.owner_id() != caller.subject) {
+          return absl::PermissionDeniedError("owner_id: a sales rep converts leads to themselves");
+        }
+        return commands_.ConvertLead(r, e);
+      });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::AssignLead(grpc::CallbackServerContext* ctx,
                                                 const crm::v1::AssignLeadRequest* request,
                                                 crm::v1::Lead* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.AssignLead(r, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](
+                   const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
+                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 return commands_.AssignLead(r, e);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::MergeLeads(grpc::CallbackServerContext* ctx,
                                                 const crm::v1::MergeLeadsRequest* request,
                                                 crm::v1::MergeLeadsResponse* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.MergeLeads(r, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](
+                   const auto& r,
+                   const auth::Principal& caller) -> absl::StatusOr<crm::v1::MergeLeadsResponse> {
+                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.survivor_lead_id(), "survivor_lead_id"));
+                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.merged_lead_id(), "merged_lead_id"));
+                 return commands_.MergeLeads(r, e);
+               });
 }
 
+// Assignment rules are configuration: the method table decides who may
+// touch them; they hold no customer records.
 grpc::ServerUnaryReactor* LeadsGrpc::CreateAssignmentRule(
     grpc::CallbackServerContext* ctx, const crm::v1::CreateAssignmentRuleRequest* request,
     crm::v1::AssignmentRule* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.CreateAssignmentRule(r, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](const auto& r, const auth::Principal&) {
+                 return commands_.CreateAssignmentRule(r, e);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::ListAssignmentRules(
     grpc::CallbackServerContext* ctx, const crm::v1::ListAssignmentRulesRequest* request,
     crm::v1::ListAssignmentRulesResponse* response) {
-  return Unary(ctx, request, response,
-               [this](const auto& r) { return commands_.ListAssignmentRules(r); });
+  return Unary(ctx, request, response, [this](const auto& r, const auth::Principal&) {
+    return commands_.ListAssignmentRules(r);
+  });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::ReorderAssignmentRules(
     grpc::CallbackServerContext* ctx, const crm::v1::ReorderAssignmentRulesRequest* request,
     crm::v1::ListAssignmentRulesResponse* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.ReorderAssignmentRules(r, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](const auto& r, const auth::Principal&) {
+                 return commands_.ReorderAssignmentRules(r, e);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::DisableAssignmentRule(
     grpc::CallbackServerContext* ctx, const crm::v1::SetAssignmentRuleEnabledRequest* request,
     crm::v1::AssignmentRule* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.SetAssignmentRuleEnabled(r, /*enabled=*/false, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](const auto& r, const auth::Principal&) {
+                 return commands_.SetAssignmentRuleEnabled(r, /*enabled=*/false, e);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::EnableAssignmentRule(
     grpc::CallbackServerContext* ctx, const crm::v1::SetAssignmentRuleEnabledRequest* request,
     crm::v1::AssignmentRule* response) {
-  return Unary(ctx, request, response, [this, e = EventContextFrom(*ctx, kSource)](const auto& r) {
-    return commands_.SetAssignmentRuleEnabled(r, /*enabled=*/true, e);
-  });
+  return Unary(ctx, request, response,
+               [this, e = EventContextFrom(*ctx, kSource)](const auto& r, const auth::Principal&) {
+                 return commands_.SetAssignmentRuleEnabled(r, /*enabled=*/true, e);
+               });
 }
 
 }  // namespace crm::leads

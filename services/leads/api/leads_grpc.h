@@ -1,6 +1,7 @@
 #pragma once
 
 #include "crm/v1/leads.grpc.pb.h"
+#include "libs/common/auth/principal.h"
 #include "libs/common/blocking_executor.h"
 #include "services/leads/api/lead_commands.h"
 #include "services/leads/api/lead_import.h"
@@ -66,10 +67,15 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
       crm::v1::AssignmentRule* response) override;
 
  private:
-  // Runs `body(request)` on the executor and finishes with its status.
+  // Runs `body(request, caller)` on the executor and finishes with its
+  // status; a call the auth interceptor refused finishes with the refusal.
   template <typename Request, typename Response, typename Body>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const Request* request,
                                   Response* response, Body body);
+  // OK when the caller may work on the lead; otherwise the same
+  // PERMISSION_DENIED whether the lead exists or not (record_access.h).
+  absl::Status CheckLead(const auth::Principal& caller, const std::string& lead_id,
+                         absl::string_view field = "lead_id") const;
 
   LeadCommands& commands_;
   LeadImporter& importer_;

@@ -471,6 +471,13 @@ absl::StatusOr<crm::v1::Task> SalesCommands::CompleteTask(
   return out.state;
 }
 
+absl::StatusOr<crm::v1::Task> SalesCommands::GetTask(const std::string& task_id) const {
+  CRM_RETURN_IF_ERROR(CheckId("task_id", task_id));
+  CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<crm::v1::Task>(TaskStream(task_id)));
+  if (!loaded.state) return absl::NotFoundError(absl::StrCat("task ", task_id, " not found"));
+  return *std::move(loaded.state);
+}
+
 absl::StatusOr<crm::v1::ListTasksResponse> SalesCommands::ListTasks(
     const crm::v1::ListTasksRequest& request) const {
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));

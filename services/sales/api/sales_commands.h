@@ -69,6 +69,8 @@ class SalesCommands {
                                              EventContext ctx);
   absl::StatusOr<crm::v1::ListTasksResponse> ListTasks(
       const crm::v1::ListTasksRequest& request) const;
+  // NOT_FOUND when there is no such task (record checks load it first).
+  absl::StatusOr<crm::v1::Task> GetTask(const std::string& task_id) const;
 
   // ---- Quotes, orders, contracts ----
   absl::StatusOr<crm::v1::Quote> DraftQuote(const crm::v1::DraftQuoteRequest& request,

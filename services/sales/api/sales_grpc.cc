@@ -1,62 +1,180 @@
 #include "services/sales/api/sales_grpc.h"
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/str_split.h"
+#include <algorithm>
+
+#include "libs/common/auth/auth_interceptor.h"
+#include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
+#include "libs/common/status_macros.h"
 
 namespace crm::sales {
 namespace {
 
-// Runs `fn(request)` on the executor and finishes the call with its result.
+using auth::Principal;
+
+// Runs `fn(request, caller)` on the executor and finishes the call with its
+// result; a call the auth interceptor refused finishes with the refusal.
 template <typename Request, typename Response, typename Fn>
 grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx, BlockingExecutor& executor,
                                 const Request* request, Response* response, Fn fn) {
-  return RunUnary(ctx, executor, [request, response, fn = std::move(fn)]() -> absl::Status {
-    auto result = fn(*request);
-    if (!result.ok()) return result.status();
-    *response = *std::move(result);
-    return absl::OkStatus();
-  });
+  return RunUnary(
+      ctx, executor,
+      [request, response, fn = std::move(fn), caller = auth::CallerFrom(*ctx)]() -> absl::Status {
+        if (!caller.ok()) return caller.status();
+        auto result = fn(*request, *caller);
+        if (!result.ok()) return result.status();
+        *response = *std::move(result);
+        return absl::OkStatus();
+      });
+}
+
+// Only a rep's own records: a rep may not create them for someone else.
+absl::Status CheckOwnerField(const Principal& caller, const std::string& owner_id) {
+  if (caller.SeesEverything() || caller.HasRole(auth::kRoleSalesManager)) return absl::OkStatus();
+  if (owner_id.empty() || owner_id == caller.subject) return absl::OkStatus();
+  return absl::PermissionDeniedError("owner_id: a sales rep may only name themselves");
 }
 
 }  // namespace
 
-std::vector<std::string> RolesFrom(const grpc::ServerContextBase& ctx) {
-  std::vector<std::string> roles;
-  const auto& md = ctx.client_metadata();
-  for (auto [it, end] = md.equal_range("x-crm-roles"); it != end; ++it) {
-    const absl::string_view value(it->second.data(), it->second.size());
-    for (absl::string_view role : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
-      role = absl::StripAsciiWhitespace(role);
-      if (!role.empty()) roles.emplace_back(role);
-    }
+absl::Status SalesGrpc::CheckCustomer(const Principal& caller, const std::string& customer_id,
+                                      absl::string_view field) const {
+  if (caller.SeesEverything()) return absl::OkStatus();
+  crm::v1::GetCustomerRequest get;
+  get.set_customer_id(customer_id);
+  return auth::CheckLoaded(
+      caller, commands_.GetCustomer(get), field, customer_id,
+      [](const crm::v1::Customer& c) { return c.owner_id(); },
+      [](const crm::v1::Customer& c) { return c.territory(); });
+}
+
+absl::Status SalesGrpc::CheckOpportunity(const Principal& caller, const std::string& opportunity_id,
+                                         absl::string_view field) const {
+  if (caller.SeesEverything()) return absl::OkStatus();
+  crm::v1::GetOpportunityRequest get;
+  get.set_opportunity_id(opportunity_id);
+  return auth::CheckLoaded(
+      caller, commands_.GetOpportunity(get), field, opportunity_id,
+      [](const crm::v1::Opportunity& o) { return o.owner_id(); },
+      [](const crm::v1::Opportunity& o) { return o.territory(); });
+}
+
+absl::Status SalesGrpc::CheckTarget(const Principal& caller, const std::string& customer_id,
+                                    const std::string& opportunity_id) const {
+  // A record under an opportunity belongs to whoever works the opportunity.
+  if (!opportunity_id.empty()) return CheckOpportunity(caller, opportunity_id);
+  return CheckCustomer(caller, customer_id);
+}
+
+template <typename Record>
+absl::Status SalesGrpc::CheckChild(const Principal& caller, const absl::StatusOr<Record>& loaded,
+                                   absl::string_view field, const std::string& id) const {
+  if (caller.SeesEverything()) return absl::OkStatus();
+  if (!loaded.ok()) {
+    if (loaded.status().code() == absl::StatusCode::kNotFound) return auth::NotVisible(field, id);
+    return loaded.status();
   }
-  return roles;
+  if (!CheckTarget(caller, loaded->customer_id(), loaded->opportunity_id()).ok()) {
+    return auth::NotVisible(field, id);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SalesGrpc::CheckQuote(const Principal& caller, const std::string& quote_id) const {
+  if (caller.SeesEverything()) return absl::OkStatus();
+  crm::v1::GetQuoteRequest get;
+  get.set_quote_id(quote_id);
+  return CheckChild(caller, commands_.GetQuote(get), "quote_id", quote_id);
+}
+
+absl::Status SalesGrpc::CheckOrder(const Principal& caller, const std::string& order_id) const {
+  if (caller.SeesEverything()) return absl::OkStatus();
+  crm::v1::GetOrderRequest get;
+  get.set_order_id(order_id);
+  return CheckChild(caller, commands_.GetOrder(get), "order_id", order_id);
+}
+
+absl::Status SalesGrpc::CheckContract(const Principal& caller,
+                                      const std::string& contract_id) const {
+  if (caller.SeesEverything()) return absl::OkStatus();
+  crm::v1::GetContractRequest get;
+  get.set_contract_id(contract_id);
+  return CheckChild(caller, commands_.GetContract(get), "contract_id", contract_id);
+}
+
+absl::Status SalesGrpc::CheckTask(const Principal& caller, const std::string& task_id) const {
+  if (caller.SeesEverything()) return absl::OkStatus();
+  return CheckChild(caller, commands_.GetTask(task_id), "task_id", task_id);
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::OpenCustomer(grpc::CallbackServerContext* ctx,
                                                   const crm::v1::OpenCustomerRequest* request,
                                                   crm::v1::Customer* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::OpenCustomerRequest& r) {
-                 return commands_.OpenCustomer(r, event_ctx);
-               });
+  return Serve(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::OpenCustomerRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Customer> {
+        crm::v1::OpenCustomerRequest scoped = r;
+        if (!caller.SeesEverything()) {
+          // A rep opens accounts for themselves, a manager in their territory.
+          if (caller.HasRole(auth::kRoleSalesManager)) {
+            if (scoped.territory().empty()) scoped.set_territory(caller.territory);
+          } else if (scoped.owner_id().empty()) {
+            scoped.set_owner_id(caller.subject);
+          }
+          if (!auth::MayAccess(caller, scoped.owner_id(), scoped.territory())) {
+            return absl::PermissionDeniedError(
+                "owner_id: the account would belong to someone the caller may not act for");
+          }
+          // Opening an id that exists must not reveal someone else's account.
+          if (!scoped.customer_id().empty()) {
+            crm::v1::GetCustomerRequest get;
+            get.set_customer_id(scoped.customer_id());
+            if (commands_.GetCustomer(get).ok()) {
+              CRM_RETURN_IF_ERROR(CheckCustomer(caller, scoped.customer_id()));
+            }
+          }
+        }
+        return commands_.OpenCustomer(scoped, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetCustomer(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::GetCustomerRequest* request,
                                                  crm::v1::Customer* response) {
   return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetCustomerRequest& r) { return commands_.GetCustomer(r); });
+               [this](const crm::v1::GetCustomerRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::Customer> {
+                 CRM_RETURN_IF_ERROR(CheckCustomer(caller, r.customer_id()));
+                 return commands_.GetCustomer(r);
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ListCustomers(grpc::CallbackServerContext* ctx,
                                                    const crm::v1::ListCustomersRequest* request,
                                                    crm::v1::ListCustomersResponse* response) {
-  return Serve(ctx, executor_, request, response, [this](const crm::v1::ListCustomersRequest& r) {
-    return commands_.ListCustomers(r);
-  });
+  return Serve(ctx, executor_, request, response,
+               [this](const crm::v1::ListCustomersRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::ListCustomersResponse> {
+                 crm::v1::ListCustomersRequest scoped = r;
+                 if (!caller.SeesEverything() && !caller.HasRole(auth::kRoleSalesManager)) {
+                   if (!r.owner_id().empty() && r.owner_id() != caller.subject) {
+                     return crm::v1::ListCustomersResponse();
+                   }
+                   scoped.set_owner_id(caller.subject);
+                 }
+                 CRM_ASSIGN_OR_RETURN(auto page, commands_.ListCustomers(scoped));
+                 // Filter, never fail: the caller sees the accounts it may access.
+                 auto* rows = page.mutable_customers();
+                 rows->erase(std::remove_if(rows->begin(), rows->end(),
+                                            [&](const crm::v1::Customer& c) {
+                                              return !auth::MayAccess(caller, c.owner_id(),
+                                                                      c.territory());
+                                            }),
+                             rows->end());
+                 return page;
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::OpenOpportunity(grpc::CallbackServerContext* ctx,
@@ -64,7 +182,10 @@ grpc::ServerUnaryReactor* SalesGrpc::OpenOpportunity(grpc::CallbackServerContext
                                                      crm::v1::Opportunity* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::OpenOpportunityRequest& r) {
+               [this, event_ctx](const crm::v1::OpenOpportunityRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
+                 CRM_RETURN_IF_ERROR(CheckCustomer(caller, r.customer_id()));
+                 CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
                  return commands_.OpenOpportunity(r, event_ctx);
                });
 }
@@ -72,18 +193,37 @@ grpc::ServerUnaryReactor* SalesGrpc::OpenOpportunity(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* SalesGrpc::GetOpportunity(grpc::CallbackServerContext* ctx,
                                                     const crm::v1::GetOpportunityRequest* request,
                                                     crm::v1::Opportunity* response) {
-  return Serve(ctx, executor_, request, response, [this](const crm::v1::GetOpportunityRequest& r) {
-    return commands_.GetOpportunity(r);
-  });
+  return Serve(ctx, executor_, request, response,
+               [this](const crm::v1::GetOpportunityRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
+                 CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
+                 return commands_.GetOpportunity(r);
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ListOpportunities(
     grpc::CallbackServerContext* ctx, const crm::v1::ListOpportunitiesRequest* request,
     crm::v1::ListOpportunitiesResponse* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::ListOpportunitiesRequest& r) {
-                 return commands_.ListOpportunities(r);
-               });
+  return Serve(
+      ctx, executor_, request, response,
+      [this](const crm::v1::ListOpportunitiesRequest& r,
+             const Principal& caller) -> absl::StatusOr<crm::v1::ListOpportunitiesResponse> {
+        crm::v1::ListOpportunitiesRequest scoped = r;
+        if (!caller.SeesEverything() && !caller.HasRole(auth::kRoleSalesManager)) {
+          if (!r.owner_id().empty() && r.owner_id() != caller.subject) {
+            return crm::v1::ListOpportunitiesResponse();
+          }
+          scoped.set_owner_id(caller.subject);
+        }
+        CRM_ASSIGN_OR_RETURN(auto page, commands_.ListOpportunities(scoped));
+        auto* rows = page.mutable_opportunities();
+        rows->erase(std::remove_if(rows->begin(), rows->end(),
+                                   [&](const crm::v1::Opportunity& o) {
+                                     return !auth::MayAccess(caller, o.owner_id(), o.territory());
+                                   }),
+                    rows->end());
+        return page;
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ChangeOpportunityStage(
@@ -91,7 +231,9 @@ grpc::ServerUnaryReactor* SalesGrpc::ChangeOpportunityStage(
     crm::v1::Opportunity* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::ChangeOpportunityStageRequest& r) {
+               [this, event_ctx](const crm::v1::ChangeOpportunityStageRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
+                 CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
                  return commands_.ChangeOpportunityStage(r, event_ctx);
                });
 }
@@ -101,7 +243,9 @@ grpc::ServerUnaryReactor* SalesGrpc::ReviseOpportunity(
     crm::v1::Opportunity* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::ReviseOpportunityRequest& r) {
+               [this, event_ctx](const crm::v1::ReviseOpportunityRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
+                 CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
                  return commands_.ReviseOpportunity(r, event_ctx);
                });
 }
@@ -109,9 +253,11 @@ grpc::ServerUnaryReactor* SalesGrpc::ReviseOpportunity(
 grpc::ServerUnaryReactor* SalesGrpc::ListPipelines(grpc::CallbackServerContext* ctx,
                                                    const crm::v1::ListPipelinesRequest* request,
                                                    crm::v1::ListPipelinesResponse* response) {
-  return Serve(ctx, executor_, request, response, [this](const crm::v1::ListPipelinesRequest&) {
-    return absl::StatusOr<crm::v1::ListPipelinesResponse>(commands_.ListPipelines());
-  });
+  return Serve(ctx, executor_, request, response,
+               [this](const crm::v1::ListPipelinesRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::ListPipelinesResponse> {
+                 return commands_.ListPipelines();
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::LogActivity(grpc::CallbackServerContext* ctx,
@@ -119,7 +265,9 @@ grpc::ServerUnaryReactor* SalesGrpc::LogActivity(grpc::CallbackServerContext* ct
                                                  crm::v1::Activity* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::LogActivityRequest& r) {
+               [this, event_ctx](const crm::v1::LogActivityRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Activity> {
+                 CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
                  return commands_.LogActivity(r, event_ctx);
                });
 }
@@ -127,9 +275,15 @@ grpc::ServerUnaryReactor* SalesGrpc::LogActivity(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* SalesGrpc::ListActivities(grpc::CallbackServerContext* ctx,
                                                     const crm::v1::ListActivitiesRequest* request,
                                                     crm::v1::ListActivitiesResponse* response) {
-  return Serve(ctx, executor_, request, response, [this](const crm::v1::ListActivitiesRequest& r) {
-    return commands_.ListActivities(r);
-  });
+  return Serve(ctx, executor_, request, response,
+               [this](const crm::v1::ListActivitiesRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::ListActivitiesResponse> {
+                 // Activities of an account or deal the caller may not access: none.
+                 if (!CheckTarget(caller, r.customer_id(), r.opportunity_id()).ok()) {
+                   return crm::v1::ListActivitiesResponse();
+                 }
+                 return commands_.ListActivities(r);
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::CreateTask(grpc::CallbackServerContext* ctx,
@@ -137,7 +291,10 @@ grpc::ServerUnaryReactor* SalesGrpc::CreateTask(grpc::CallbackServerContext* ctx
                                                 crm::v1::Task* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::CreateTaskRequest& r) {
+               [this, event_ctx](const crm::v1::CreateTaskRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
+                 CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
+                 CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
                  return commands_.CreateTask(r, event_ctx);
                });
 }
@@ -147,7 +304,9 @@ grpc::ServerUnaryReactor* SalesGrpc::CompleteTask(grpc::CallbackServerContext* c
                                                   crm::v1::Task* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::CompleteTaskRequest& r) {
+               [this, event_ctx](const crm::v1::CompleteTaskRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
+                 CRM_RETURN_IF_ERROR(CheckTask(caller, r.task_id()));
                  return commands_.CompleteTask(r, event_ctx);
                });
 }
@@ -155,8 +314,22 @@ grpc::ServerUnaryReactor* SalesGrpc::CompleteTask(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* SalesGrpc::ListTasks(grpc::CallbackServerContext* ctx,
                                                const crm::v1::ListTasksRequest* request,
                                                crm::v1::ListTasksResponse* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::ListTasksRequest& r) { return commands_.ListTasks(r); });
+  return Serve(
+      ctx, executor_, request, response,
+      [this](const crm::v1::ListTasksRequest& r,
+             const Principal& caller) -> absl::StatusOr<crm::v1::ListTasksResponse> {
+        CRM_ASSIGN_OR_RETURN(auto page, commands_.ListTasks(r));
+        if (caller.SeesEverything()) return page;
+        // A task is visible with the account or deal it belongs to.
+        auto* rows = page.mutable_tasks();
+        rows->erase(
+            std::remove_if(rows->begin(), rows->end(),
+                           [&](const crm::v1::Task& t) {
+                             return !CheckTarget(caller, t.customer_id(), t.opportunity_id()).ok();
+                           }),
+            rows->end());
+        return page;
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::DraftQuote(grpc::CallbackServerContext* ctx,
@@ -164,7 +337,9 @@ grpc::ServerUnaryReactor* SalesGrpc::DraftQuote(grpc::CallbackServerContext* ctx
                                                 crm::v1::Quote* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::DraftQuoteRequest& r) {
+               [this, event_ctx](const crm::v1::DraftQuoteRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+                 CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
                  return commands_.DraftQuote(r, event_ctx);
                });
 }
@@ -173,7 +348,11 @@ grpc::ServerUnaryReactor* SalesGrpc::GetQuote(grpc::CallbackServerContext* ctx,
                                               const crm::v1::GetQuoteRequest* request,
                                               crm::v1::Quote* response) {
   return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetQuoteRequest& r) { return commands_.GetQuote(r); });
+               [this](const crm::v1::GetQuoteRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+                 CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
+                 return commands_.GetQuote(r);
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::AcceptQuote(grpc::CallbackServerContext* ctx,
@@ -181,7 +360,9 @@ grpc::ServerUnaryReactor* SalesGrpc::AcceptQuote(grpc::CallbackServerContext* ct
                                                  crm::v1::Quote* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::AcceptQuoteRequest& r) {
+               [this, event_ctx](const crm::v1::AcceptQuoteRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+                 CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
                  return commands_.AcceptQuote(r, event_ctx);
                });
 }
@@ -191,7 +372,9 @@ grpc::ServerUnaryReactor* SalesGrpc::DeclineQuote(grpc::CallbackServerContext* c
                                                   crm::v1::Quote* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::DeclineQuoteRequest& r) {
+               [this, event_ctx](const crm::v1::DeclineQuoteRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+                 CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
                  return commands_.DeclineQuote(r, event_ctx);
                });
 }
@@ -201,7 +384,9 @@ grpc::ServerUnaryReactor* SalesGrpc::PlaceOrder(grpc::CallbackServerContext* ctx
                                                 crm::v1::Order* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::PlaceOrderRequest& r) {
+               [this, event_ctx](const crm::v1::PlaceOrderRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Order> {
+                 CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
                  return commands_.PlaceOrder(r, event_ctx);
                });
 }
@@ -210,7 +395,11 @@ grpc::ServerUnaryReactor* SalesGrpc::GetOrder(grpc::CallbackServerContext* ctx,
                                               const crm::v1::GetOrderRequest* request,
                                               crm::v1::Order* response) {
   return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetOrderRequest& r) { return commands_.GetOrder(r); });
+               [this](const crm::v1::GetOrderRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::Order> {
+                 CRM_RETURN_IF_ERROR(CheckOrder(caller, r.order_id()));
+                 return commands_.GetOrder(r);
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::DraftContract(grpc::CallbackServerContext* ctx,
@@ -218,7 +407,9 @@ grpc::ServerUnaryReactor* SalesGrpc::DraftContract(grpc::CallbackServerContext* 
                                                    crm::v1::Contract* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::DraftContractRequest& r) {
+               [this, event_ctx](const crm::v1::DraftContractRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+                 CRM_RETURN_IF_ERROR(CheckOrder(caller, r.order_id()));
                  return commands_.DraftContract(r, event_ctx);
                });
 }
@@ -227,7 +418,11 @@ grpc::ServerUnaryReactor* SalesGrpc::GetContract(grpc::CallbackServerContext* ct
                                                  const crm::v1::GetContractRequest* request,
                                                  crm::v1::Contract* response) {
   return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetContractRequest& r) { return commands_.GetContract(r); });
+               [this](const crm::v1::GetContractRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+                 CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+                 return commands_.GetContract(r);
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::SubmitContract(grpc::CallbackServerContext* ctx,
@@ -235,7 +430,9 @@ grpc::ServerUnaryReactor* SalesGrpc::SubmitContract(grpc::CallbackServerContext*
                                                     crm::v1::Contract* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::SubmitContractRequest& r) {
+               [this, event_ctx](const crm::v1::SubmitContractRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+                 CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
                  return commands_.SubmitContract(r, event_ctx);
                });
 }
@@ -244,11 +441,13 @@ grpc::ServerUnaryReactor* SalesGrpc::ApproveContract(grpc::CallbackServerContext
                                                      const crm::v1::ApproveContractRequest* request,
                                                      crm::v1::Contract* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(
-      ctx, executor_, request, response,
-      [this, event_ctx, roles = RolesFrom(*ctx)](const crm::v1::ApproveContractRequest& r) {
-        return commands_.ApproveContract(r, event_ctx, roles);
-      });
+  return Serve(ctx, executor_, request, response,
+               [this, event_ctx](const crm::v1::ApproveContractRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+                 CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+                 // The approver's roles come from the verified token.
+                 return commands_.ApproveContract(r, event_ctx, caller.roles);
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::RejectContract(grpc::CallbackServerContext* ctx,
@@ -256,8 +455,10 @@ grpc::ServerUnaryReactor* SalesGrpc::RejectContract(grpc::CallbackServerContext*
                                                     crm::v1::Contract* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
   return Serve(ctx, executor_, request, response,
-               [this, event_ctx, roles = RolesFrom(*ctx)](const crm::v1::RejectContractRequest& r) {
-                 return commands_.RejectContract(r, event_ctx, roles);
+               [this, event_ctx](const crm::v1::RejectContractRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+                 CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+                 return commands_.RejectContract(r, event_ctx, caller.roles);
                });
 }
 
@@ -265,7 +466,19 @@ grpc::ServerUnaryReactor* SalesGrpc::GetForecast(grpc::CallbackServerContext* ct
                                                  const crm::v1::GetForecastRequest* request,
                                                  crm::v1::GetForecastResponse* response) {
   return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetForecastRequest& r) { return commands_.GetForecast(r); });
+               [this](const crm::v1::GetForecastRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::GetForecastResponse> {
+                 CRM_ASSIGN_OR_RETURN(auto forecast, commands_.GetForecast(r));
+                 // Rows are per owner and territory: keep the caller's.
+                 auto* rows = forecast.mutable_rows();
+                 rows->erase(std::remove_if(rows->begin(), rows->end(),
+                                            [&](const crm::v1::ForecastRow& row) {
+                                              return !auth::MayAccess(caller, row.owner_id(),
+                                                                      row.territory());
+                                            }),
+                             rows->end());
+                 return forecast;
+               });
 }
 
 }  // namespace crm::sales

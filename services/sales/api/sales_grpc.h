@@ -4,17 +4,16 @@
 #include <vector>
 
 #include "crm/v1/sales.grpc.pb.h"
+#include "libs/common/auth/principal.h"
 #include "libs/common/blocking_executor.h"
 #include "services/sales/api/sales_commands.h"
 
 namespace crm::sales {
 
-// Roles of the caller from metadata "x-crm-roles" (comma separated), until
-// bearer tokens carry them.
-std::vector<std::string> RolesFrom(const grpc::ServerContextBase& ctx);
-
 // gRPC edge of the sales service: proto in, status out; the work runs on
-// the blocking executor because commands wait for a synced append.
+// the blocking executor because commands wait for a synced append. Every
+// handler runs as the caller the auth interceptor verified and checks that
+// the records it touches are the caller's (record_access.h).
 class SalesGrpc final : public crm::v1::SalesService::CallbackService {
  public:
   SalesGrpc(SalesCommands& commands, BlockingExecutor& executor)
@@ -100,6 +99,24 @@ class SalesGrpc final : public crm::v1::SalesService::CallbackService {
                                         crm::v1::GetForecastResponse* response) override;
 
  private:
+  // OK when the caller may work on the record; otherwise the same
+  // PERMISSION_DENIED whether it exists or not.
+  absl::Status CheckCustomer(const auth::Principal& caller, const std::string& customer_id,
+                             absl::string_view field = "customer_id") const;
+  absl::Status CheckOpportunity(const auth::Principal& caller, const std::string& opportunity_id,
+                                absl::string_view field = "opportunity_id") const;
+  // The opportunity when one is named, else the customer.
+  absl::Status CheckTarget(const auth::Principal& caller, const std::string& customer_id,
+                           const std::string& opportunity_id) const;
+  absl::Status CheckQuote(const auth::Principal& caller, const std::string& quote_id) const;
+  absl::Status CheckOrder(const auth::Principal& caller, const std::string& order_id) const;
+  absl::Status CheckContract(const auth::Principal& caller, const std::string& contract_id) const;
+  absl::Status CheckTask(const auth::Principal& caller, const std::string& task_id) const;
+  // A record that hangs off a customer or opportunity, loaded.
+  template <typename Record>
+  absl::Status CheckChild(const auth::Principal& caller, const absl::StatusOr<Record>& loaded,
+                          absl::string_view field, const std::string& id) const;
+
   SalesCommands& commands_;
   BlockingExecutor& executor_;
 };

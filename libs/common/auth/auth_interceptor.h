@@ -1,0 +1,42 @@
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/support/server_interceptor.h"
+#include "libs/common/auth/jwt.h"
+#include "libs/common/auth/principal.h"
+
+// Authentication and method-level authorization for every RPC.
+//
+// gRPC C++ server interceptors cannot end a call themselves, so the work is
+// split: the interceptor verifies the bearer token, looks the method up in
+// the policy table and leaves its verdict in the call's metadata, the way
+// request_context.h reads per-call data (it also replaces x-crm-actor with
+// the token's subject, so events carry the verified actor). Handlers call
+// CallerFrom() first and finish with its error before doing anything. As a
+// backstop for a handler that forgets, the interceptor replaces the status
+// of a refused call with its verdict and drops the response message.
+namespace crm::auth {
+
+// The verified caller of this call; otherwise the interceptor's refusal
+// (UNAUTHENTICATED or PERMISSION_DENIED), or UNAUTHENTICATED when no auth
+// interceptor vouched for the call. Metadata a client sent under the
+// interceptor's key is removed before it writes its own, and the value is
+// sealed with a per-process secret, so a client cannot forge a principal.
+absl::StatusOr<Principal> CallerFrom(const grpc::ServerContextBase& ctx);
+
+class AuthInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit AuthInterceptorFactory(std::shared_ptr<const JwtVerifier> verifier)
+      : verifier_(std::move(verifier)) {}
+
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override;
+
+ private:
+  std::shared_ptr<const JwtVerifier> verifier_;
+};
+
+}  // namespace crm::auth

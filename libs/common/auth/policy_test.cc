@@ -1,0 +1,38 @@
+#include "libs/common/auth/policy.h"
+
+#include "gtest/gtest.h"
+
+namespace crm::auth {
+namespace {
+
+Principal As(std::vector<std::string> roles) { return Principal{"p", std::move(roles), "emea"}; }
+
+TEST(PolicyTest, UnknownMethodsAreDeniedEvenToAdmins) {
+  const auto st = Authorize("/crm.v1.LeadsService/DropAllLeads", As({kRoleAdmin, kRoleService}));
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(AllowedRoles("/crm.v1.LeadsService/DropAllLeads").empty());
+}
+
+TEST(PolicyTest, RolesMapToOperations) {
+  EXPECT_TRUE(Authorize("/crm.v1.LeadsService/CaptureLead", As({kRoleSalesRep})).ok());
+  EXPECT_FALSE(Authorize("/crm.v1.LeadsService/AssignLead", As({kRoleSalesRep})).ok());
+  EXPECT_TRUE(Authorize("/crm.v1.LeadsService/AssignLead", As({kRoleSalesManager})).ok());
+  EXPECT_FALSE(Authorize("/crm.v1.SalesService/ApproveContract", As({kRoleSalesRep})).ok());
+  EXPECT_FALSE(Authorize("/crm.v1.ServiceDeskService/GetTicket", As({kRoleSalesRep})).ok());
+  EXPECT_TRUE(Authorize("/crm.v1.ServiceDeskService/GetTicket", As({kRoleSupportAgent})).ok());
+  EXPECT_FALSE(Authorize("/crm.v1.SalesService/GetCustomer", As({kRoleSupportAgent})).ok());
+  EXPECT_TRUE(Authorize("/crm.v1.AnalyticsService/GetCustomer360", As({kRoleSalesRep})).ok());
+  EXPECT_FALSE(Authorize("/crm.v1.AnalyticsService/GetFunnel", As({kRoleSalesRep})).ok());
+  EXPECT_TRUE(Authorize("/crm.v1.AnalyticsService/GetFunnel", As({kRoleAnalyst})).ok());
+  EXPECT_FALSE(Authorize("/crm.v1.LeadsService/GetLead", As({})).ok());
+}
+
+TEST(PolicyTest, OnlyHealthAndReflectionAreOpen) {
+  EXPECT_TRUE(IsOpenMethod("/grpc.health.v1.Health/Check"));
+  EXPECT_TRUE(IsOpenMethod("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"));
+  EXPECT_FALSE(IsOpenMethod("/crm.v1.LeadsService/GetLead"));
+  EXPECT_FALSE(IsOpenMethod("/grpc.health.v1.HealthX/Check"));
+}
+
+}  // namespace
+}  // namespace crm::auth

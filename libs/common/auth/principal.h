@@ -1,0 +1,42 @@
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace crm::auth {
+
+// The roles a token may carry. Anything else in a token's "roles" claim is
+// dropped at verification, so policy code only ever sees these names.
+inline constexpr char kRoleAdmin[] = "admin";
+inline constexpr char kRoleSalesManager[] = "sales_manager";
+inline constexpr char kRoleSalesRep[] = "sales_rep";
+inline constexpr char kRoleSupportAgent[] = "support_agent";
+inline constexpr char kRoleAnalyst[] = "analyst";
+inline constexpr char kRoleService[] = "service";
+
+inline bool IsKnownRole(absl::string_view role) {
+  for (absl::string_view known : {kRoleAdmin, kRoleSalesManager, kRoleSalesRep, kRoleSupportAgent,
+                                  kRoleAnalyst, kRoleService}) {
+    if (role == known) return true;
+  }
+  return false;
+}
+
+// Who is calling, as a verified token says: the subject (`sub`), its roles
+// and the sales territory it works in (`territory`, may be empty).
+struct Principal {
+  std::string subject;
+  std::vector<std::string> roles;
+  std::string territory;
+
+  bool HasRole(absl::string_view role) const {
+    return std::find(roles.begin(), roles.end(), role) != roles.end();
+  }
+  // admin and service see and change every record.
+  bool SeesEverything() const { return HasRole(kRoleAdmin) || HasRole(kRoleService); }
+};
+
+}  // namespace crm::auth

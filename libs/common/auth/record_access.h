@@ -1,0 +1,50 @@
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "libs/common/auth/principal.h"
+
+// Record-level checks the handlers add to the method table: a sales rep
+// works on the records they own, a sales manager on those of their
+// territory, admin and service on all of them.
+namespace crm::auth {
+
+// Whether `p` may read and change a record with this owner and territory
+// (a lead's territory is its region). Territories compare exactly; an empty
+// territory matches no manager.
+inline bool MayAccess(const Principal& p, absl::string_view owner_id, absl::string_view territory) {
+  if (p.SeesEverything()) return true;
+  const bool sales = p.HasRole(kRoleSalesRep) || p.HasRole(kRoleSalesManager);
+  if (sales && !owner_id.empty() && owner_id == p.subject) return true;
+  return p.HasRole(kRoleSalesManager) && !p.territory.empty() && territory == p.territory;
+}
+
+// The one answer a scoped caller gets both for a record it may not access
+// and for one that does not exist, so probing ids tells nothing:
+// PERMISSION_DENIED with the same text. Callers that see everything get the
+// plain NOT_FOUND instead (they learn nothing new from it).
+inline absl::Status NotVisible(absl::string_view field, absl::string_view id) {
+  return absl::PermissionDeniedError(
+      absl::StrCat(field, ": no ", id, " that the caller may access"));
+}
+
+// The result of loading a record, turned into the caller's answer.
+template <typename Record, typename Owner, typename Territory>
+absl::Status CheckLoaded(const Principal& p, const absl::StatusOr<Record>& loaded,
+                         absl::string_view field, absl::string_view id, Owner owner,
+                         Territory territory) {
+  if (!loaded.ok()) {
+    if (loaded.status().code() == absl::StatusCode::kNotFound && !p.SeesEverything()) {
+      return NotVisible(field, id);
+    }
+    return loaded.status();
+  }
+  if (!MayAccess(p, owner(*loaded), territory(*loaded))) return NotVisible(field, id);
+  return absl::OkStatus();
+}
+
+}  // namespace crm::auth
