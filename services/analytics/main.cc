@@ -1,14 +1,41 @@
-// crm-analytics: consumes every topic into the 360° views and serves them.
+// crm-analytics: consumes every topic into the 360° views and serves them;
+// watches churn risk and publishes ChurnRiskRaised to crm.analytics.v1.
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/config.h"
 #include "libs/common/kafka.h"
 #include "libs/common/log.h"
+#include "libs/common/outbox_relay.h"
 #include "libs/common/service_host.h"
 #include "libs/common/subscriber.h"
 #include "services/analytics/api/analytics_grpc.h"
+#include "services/analytics/api/churn_monitor.h"
+#include "services/analytics/domain/analytics_settings.h"
 #include "services/analytics/store/view_store.h"
+
+namespace {
+
+// --config (CRM_ANALYTICS_CONFIG): a crm.v1.AnalyticsSettings text file;
+// none means the documented defaults.
+absl::StatusOr<crm::analytics::AnalyticsConfig> LoadSettings(const std::string& path) {
+  crm::v1::AnalyticsSettings settings;
+  if (!path.empty()) {
+    std::ifstream in(path);
+    if (!in) return absl::NotFoundError("config: cannot read " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = crm::analytics::AnalyticsConfig::ParseText(text.str());
+    if (!parsed.ok()) return parsed.status();
+    settings = *std::move(parsed);
+  }
+  return crm::analytics::AnalyticsConfig::Create(std::move(settings));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   crm::ServiceHost::BlockShutdownSignals();
@@ -17,12 +44,46 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "crm-analytics: %s\n", config.status().ToString().c_str());
     return 2;
   }
+  auto settings = LoadSettings(crm::Setting(argc, argv, "config", "CRM_ANALYTICS_CONFIG", ""));
+  if (!settings.ok()) {
+    std::fprintf(stderr, "crm-analytics: %s\n", settings.status().ToString().c_str());
+    return 2;
+  }
+  int64_t churn_interval_ms = 0;
+  if (!absl::SimpleAtoi(
+          crm::Setting(argc, argv, "churn-interval-ms", "CRM_CHURN_INTERVAL_MS", "30000"),
+          &churn_interval_ms) ||
+      churn_interval_ms <= 0) {
+    std::fprintf(stderr, "crm-analytics: --churn-interval-ms must be a positive number\n");
+    return 2;
+  }
   crm::log::SetService("analytics");
   auto db = crm::Database::Open(config->data_dir, crm::analytics::ViewFamilies());
   if (!db.ok()) {
     crm::log::Error("open store", {{"error", db.status().ToString()}});
     return 1;
   }
+  // Analytics' own event log (ChurnRiskRaised) and the churn alert state
+  // live apart from the views, so the views can be wiped and rebuilt
+  // without raising any crossing a second time.
+  auto events =
+      crm::EventStore::Open(crm::Setting(argc, argv, "events-dir", "CRM_ANALYTICS_EVENTS_DIR",
+                                         config->data_dir + "/emitted"),
+                            crm::analytics::ChurnMonitor::Families());
+  if (!events.ok()) {
+    crm::log::Error("open event store", {{"error", events.status().ToString()}});
+    return 1;
+  }
+  crm::RelayOptions relay_options;
+  relay_options.brokers = config->brokers;
+  relay_options.topic = crm::kAnalyticsTopic;
+  crm::OutboxRelay relay(**events, relay_options);
+  (*events)->SetAppendListener([&relay] { relay.Notify(); });
+  if (auto st = relay.Start(); !st.ok()) {
+    crm::log::Error("start relay", {{"error", st.ToString()}});
+    return 1;
+  }
+
   crm::analytics::Customer360Projection projection;
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
@@ -36,12 +97,21 @@ int main(int argc, char** argv) {
   }
 
   crm::BlockingExecutor executor(config->worker_threads);
-  crm::analytics::ViewStore views(**db);
+  crm::analytics::ViewStore views(**db, *settings);
   crm::analytics::AnalyticsGrpc grpc_service(views, executor);
+  // Judging risk on half-consumed history would raise false alarms.
+  crm::analytics::ChurnMonitor monitor(views, **events,
+                                       [&subscriber] { return subscriber.lag() == 0; });
+  monitor.Start(absl::Milliseconds(churn_interval_ms));
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.OnShutdown([&subscriber] { subscriber.Stop(); });
+  host.ServeAdmin(**db);
+  host.OnShutdown([&] {
+    subscriber.Stop();
+    monitor.Stop();
+    relay.Stop(absl::Seconds(5));
+  });
   if (auto st = host.Run(); !st.ok()) {
     crm::log::Error("serve", {{"error", st.ToString()}});
     return 1;

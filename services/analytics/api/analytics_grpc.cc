@@ -27,4 +27,28 @@ grpc::ServerUnaryReactor* AnalyticsGrpc::GetFunnel(grpc::CallbackServerContext* 
   });
 }
 
+grpc::ServerUnaryReactor* AnalyticsGrpc::GetServiceKpis(
+    grpc::CallbackServerContext* ctx, const crm::v1::GetServiceKpisRequest* request,
+    crm::v1::ServiceKpis* response) {
+  // Scans every ticket record: off the callback thread.
+  return RunUnary(ctx, executor_, [this, request, response]() -> absl::Status {
+    auto kpis = views_.GetServiceKpis(*request);
+    if (!kpis.ok()) return kpis.status();
+    *response = std::move(*kpis);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AnalyticsGrpc::ListSegment(grpc::CallbackServerContext* ctx,
+                                                     const crm::v1::ListSegmentRequest* request,
+                                                     crm::v1::ListSegmentResponse* response) {
+  // May walk many customers to fill a page of a small segment.
+  return RunUnary(ctx, executor_, [this, request, response]() -> absl::Status {
+    auto page = views_.ListSegment(*request);
+    if (!page.ok()) return page.status();
+    *response = std::move(*page);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace crm::analytics

@@ -18,6 +18,12 @@ class AnalyticsGrpc final : public crm::v1::AnalyticsService::CallbackService {
   grpc::ServerUnaryReactor* GetFunnel(grpc::CallbackServerContext* ctx,
                                       const crm::v1::GetFunnelRequest* request,
                                       crm::v1::Funnel* response) override;
+  grpc::ServerUnaryReactor* GetServiceKpis(grpc::CallbackServerContext* ctx,
+                                           const crm::v1::GetServiceKpisRequest* request,
+                                           crm::v1::ServiceKpis* response) override;
+  grpc::ServerUnaryReactor* ListSegment(grpc::CallbackServerContext* ctx,
+                                        const crm::v1::ListSegmentRequest* request,
+                                        crm::v1::ListSegmentResponse* response) override;
 
  private:
   const ViewStore& views_;

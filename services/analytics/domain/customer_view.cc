@@ -332,6 +332,9 @@ std::string FoldPayload(Customer360& view, const EventEnvelope& event) {
     return absl::StrCat("Ticket ", m.ticket_id(), " breached its ",
                         EnumWord(SlaTarget_Name(m.target()), "SLA_TARGET_"), " SLA");
   }
+  if (ChurnRiskRaised m; Unpack(event, &m)) {
+    return absl::StrCat("Churn risk raised: score ", m.score(), " (threshold ", m.threshold(), ")");
+  }
   if (CsatSubmitted m; Unpack(event, &m)) {
     auto* t = Ticket(view, m.ticket_id());
     if (TakeIfNewer(t->mutable_csat_as_of(), event)) t->set_csat_score(m.score());
@@ -351,11 +354,16 @@ std::string Summarize(const EventEnvelope& event) {
 crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event) {
   view.set_customer_id(event.customer_id());
   view.set_event_count(view.event_count() + 1);
-  if (!view.has_first_seen() || Before(event.occurred_at(), view.first_seen())) {
-    *view.mutable_first_seen() = event.occurred_at();
-  }
-  if (!view.has_last_seen() || Before(view.last_seen(), event.occurred_at())) {
-    *view.mutable_last_seen() = event.occurred_at();
+  // Analytics' own conclusions are not the customer's activity: counting
+  // them would make a raised churn risk lower itself.
+  if (!event.payload().Is<crm::v1::ChurnRiskRaised>()) {
+    if (!view.has_first_seen() || Before(event.occurred_at(), view.first_seen())) {
+      *view.mutable_first_seen() = event.occurred_at();
+    }
+    if (!view.has_last_seen() || Before(view.last_seen(), event.occurred_at())) {
+      *view.mutable_last_seen() = event.occurred_at();
+    }
+    TakeIfNewer(view.mutable_last_event(), event);
   }
   crm::v1::TimelineEntry entry;
   entry.set_event_id(event.event_id());

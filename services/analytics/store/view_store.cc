@@ -2,11 +2,14 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"  // Timestamp comparison operators
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/status_macros.h"
+#include "services/analytics/domain/customer_health.h"
 #include "services/analytics/domain/customer_view.h"
 #include "services/analytics/domain/funnel.h"
+#include "services/analytics/domain/service_kpis.h"
 
 namespace crm::analytics {
 namespace {
@@ -15,6 +18,9 @@ constexpr char kCustomers[] = "customers";       // customer_id -> Customer360 s
 constexpr char kTimeline[] = "timeline";         // customer \0 micros event_id -> TimelineEntry
 constexpr char kFunnelLeads[] = "funnel_leads";  // lead_id -> FunnelLeadRecord
 constexpr char kFunnelOpportunities[] = "funnel_opportunities";  // id -> FunnelOpportunityRecord
+constexpr char kKpiTickets[] = "kpi_tickets";                    // ticket_id -> KpiTicketRecord
+constexpr char kClock[] = "analytics_clock";                     // "now" -> Timestamp
+constexpr char kClockKey[] = "now";
 constexpr int32_t kDefaultPage = 50;
 constexpr int32_t kMaxPage = 500;
 
@@ -35,11 +41,22 @@ std::vector<std::string> ViewFamilies() {
   families.push_back(kTimeline);
   families.push_back(kFunnelLeads);
   families.push_back(kFunnelOpportunities);
+  families.push_back(kKpiTickets);
+  families.push_back(kClock);
   return families;
 }
 
 std::vector<const char*> ViewDigestFamilies() {
-  return {kCustomers, kTimeline, kFunnelLeads, kFunnelOpportunities};
+  return {kCustomers, kTimeline, kFunnelLeads, kFunnelOpportunities, kKpiTickets, kClock};
+}
+
+absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db) {
+  google::protobuf::Timestamp now;
+  CRM_ASSIGN_OR_RETURN(auto raw, db.Get(kClock, kClockKey));
+  if (raw.has_value() && !now.ParseFromString(*raw)) {
+    return absl::DataLossError("corrupt analytics clock");
+  }
+  return now;
 }
 
 namespace {
@@ -80,6 +97,10 @@ absl::StatusOr<std::vector<Record>> ReadAll(const Database& db, const char* fami
 }  // namespace
 
 absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
+  // Every event moves the clock, articles included: time passes for all.
+  if (!clock_.has_value() || *clock_ < event.occurred_at()) clock_ = event.occurred_at();
+  CRM_RETURN_IF_ERROR(ApplyToKpis(
+      event, [&](const std::string& id) { return Cached(tickets_, txn, kKpiTickets, id); }));
   // Events about no customer (knowledge-base articles) have no 360 view.
   if (event.customer_id().empty()) return absl::OkStatus();
   auto [it, inserted] = views_.try_emplace(event.customer_id());
@@ -109,10 +130,98 @@ absl::Status Customer360Projection::Flush(ProjectionTxn& txn) {
   for (const auto& [id, record] : opportunities_) {
     CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kFunnelOpportunities, id, record.SerializeAsString()));
   }
+  for (const auto& [id, record] : tickets_) {
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kKpiTickets, id, record.SerializeAsString()));
+  }
+  if (clock_.has_value()) {
+    // The maximum, whatever order batches and topics arrive in.
+    CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(kClock, kClockKey));
+    google::protobuf::Timestamp stored;
+    if (raw.has_value() && !stored.ParseFromString(*raw)) {
+      return absl::DataLossError("corrupt analytics clock");
+    }
+    if (!raw.has_value() || stored < *clock_) {
+      CRM_RETURN_IF_ERROR(txn.Put(kClock, kClockKey, clock_->SerializeAsString()));
+    }
+  }
   views_.clear();
   leads_.clear();
   opportunities_.clear();
+  tickets_.clear();
+  clock_.reset();
   return absl::OkStatus();
+}
+
+absl::StatusOr<crm::v1::ServiceKpis> ViewStore::GetServiceKpis(
+    const crm::v1::GetServiceKpisRequest& request) const {
+  CRM_RETURN_IF_ERROR(ValidateServiceKpisRequest(request));
+  CRM_ASSIGN_OR_RETURN(auto records, ReadAll<crm::v1::KpiTicketRecord>(db_, kKpiTickets));
+  return ComputeServiceKpis(records, request, config_);
+}
+
+absl::Status ViewStore::ForEachCustomer(
+    const std::function<absl::Status(const crm::v1::Customer360&)>& fn) const {
+  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
+  auto it = db_.NewIterator(kCustomers);
+  crm::v1::Customer360 view;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!view.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("corrupt customer view");
+    }
+    DeriveHealth(view, now, config_);
+    CRM_RETURN_IF_ERROR(fn(view));
+  }
+  return FromRocks(it->status());
+}
+
+absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
+    const crm::v1::ListSegmentRequest& request) const {
+  if (request.segment() == crm::v1::SEGMENT_UNSPECIFIED ||
+      !crm::v1::Segment_IsValid(request.segment())) {
+    return absl::InvalidArgumentError(
+        "segment: unknown segment; one of high-value, potential, at-risk, dormant, churned");
+  }
+  int32_t page_size = request.page().page_size();
+  if (page_size < 0) return absl::InvalidArgumentError("page.page_size: negative");
+  if (page_size == 0) page_size = kDefaultPage;
+  page_size = std::min(page_size, kMaxPage);
+  std::string after;
+  if (!request.page().page_token().empty() &&
+      (!absl::WebSafeBase64Unescape(request.page().page_token(), &after) || after.empty() ||
+       after.size() > 64)) {
+    return absl::InvalidArgumentError("page.page_token: malformed");
+  }
+  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
+  crm::v1::ListSegmentResponse response;
+  *response.mutable_evaluated_at() = now;
+  auto it = db_.NewIterator(kCustomers);
+  it->Seek(after);
+  if (!after.empty() && it->Valid() && it->key().ToString() == after) it->Next();
+  crm::v1::Customer360 view;
+  for (; it->Valid(); it->Next()) {
+    if (!view.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("corrupt customer view");
+    }
+    DeriveHealth(view, now, config_);
+    if (std::find(view.segments().begin(), view.segments().end(), request.segment()) ==
+        view.segments().end()) {
+      continue;
+    }
+    if (response.members_size() == page_size) {
+      response.set_next_page_token(
+          absl::WebSafeBase64Escape(response.members(page_size - 1).customer_id()));
+      break;
+    }
+    auto* m = response.add_members();
+    m->set_customer_id(view.customer_id());
+    m->set_account_name(view.profile().account_name());
+    m->set_owner_id(view.owner_id());
+    m->set_churn_risk_score(view.churn_risk_score());
+    *m->mutable_lifetime_value() = view.lifetime_value();
+    *m->mutable_last_seen() = view.last_seen();
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return response;
 }
 
 absl::StatusOr<crm::v1::Funnel> ViewStore::GetFunnel(
@@ -138,6 +247,8 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
   }
   crm::v1::Customer360 view;
   if (!view.ParseFromString(*raw)) return absl::DataLossError("corrupt customer view");
+  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
+  DeriveHealth(view, now, config_);
 
   const std::string prefix = PrefixKey(customer_id);
   std::string start = prefix;

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,6 +11,7 @@
 #include "crm/v1/analytics.pb.h"
 #include "libs/common/database.h"
 #include "libs/common/subscriber.h"
+#include "services/analytics/domain/analytics_settings.h"
 
 namespace crm::analytics {
 
@@ -19,14 +22,19 @@ std::vector<std::string> ViewFamilies();
 std::vector<const char*> ViewDigestFamilies();
 
 // Writes the 360° views: one summary per customer plus a timeline keyed by
-// customer, occurred_at and event id (so a timeline page is one seek); and
-// the funnel records of each lead and opportunity.
+// customer, occurred_at and event id (so a timeline page is one seek); the
+// funnel records of each lead and opportunity; the KPI record of each
+// ticket; and the analytics clock, the latest occurred_at consumed. Values
+// that depend on "now" (churn risk, CLV, segments) are derived when read,
+// so the stored bytes depend only on the set of events consumed.
 class Customer360Projection final : public Projection {
  public:
   void BeginBatch() override {
     views_.clear();
     leads_.clear();
     opportunities_.clear();
+    tickets_.clear();
+    clock_.reset();
   }
   absl::Status Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) override;
   absl::Status Flush(ProjectionTxn& txn) override;
@@ -38,15 +46,24 @@ class Customer360Projection final : public Projection {
   // Funnel records touched in the current batch, cached the same way.
   absl::flat_hash_map<std::string, crm::v1::FunnelLeadRecord> leads_;
   absl::flat_hash_map<std::string, crm::v1::FunnelOpportunityRecord> opportunities_;
+  absl::flat_hash_map<std::string, crm::v1::KpiTicketRecord> tickets_;
+  // The latest occurred_at of this batch.
+  std::optional<google::protobuf::Timestamp> clock_;
 };
+
+// The analytics clock stored in `db`: the latest occurred_at consumed;
+// unset (zero) before the first event.
+absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db);
 
 // Reads the views.
 class ViewStore {
  public:
-  explicit ViewStore(const Database& db) : db_(db) {}
+  explicit ViewStore(const Database& db, AnalyticsConfig config = AnalyticsConfig::Defaults())
+      : db_(db), config_(std::move(config)) {}
 
   // NOT_FOUND for a customer never seen. Pages through the timeline oldest
-  // first; page_size defaults to 50 and is capped at 500.
+  // first; page_size defaults to 50 and is capped at 500. Churn risk, CLV,
+  // segments and the at-risk/churned stage are derived at the clock.
   absl::StatusOr<crm::v1::Customer360> GetCustomer360(const std::string& customer_id,
                                                       int32_t page_size,
                                                       const std::string& page_token) const;
@@ -55,8 +72,26 @@ class ViewStore {
   // opportunity records, so projection writes stay per-entity.
   absl::StatusOr<crm::v1::Funnel> GetFunnel(const crm::v1::GetFunnelRequest& request) const;
 
+  // Aggregates the ticket KPI records at read time, like the funnel.
+  absl::StatusOr<crm::v1::ServiceKpis> GetServiceKpis(
+      const crm::v1::GetServiceKpisRequest& request) const;
+
+  // Walks the customers in id order from the page token, deriving each one's
+  // segments at the clock, until a page of members is found: no segment
+  // index to keep in step with a clock that moves every event.
+  absl::StatusOr<crm::v1::ListSegmentResponse> ListSegment(
+      const crm::v1::ListSegmentRequest& request) const;
+
+  // Calls `fn` with every customer's view, derived at the clock, in id
+  // order; stops at the first error `fn` returns.
+  absl::Status ForEachCustomer(
+      const std::function<absl::Status(const crm::v1::Customer360&)>& fn) const;
+
+  const AnalyticsConfig& config() const { return config_; }
+
  private:
   const Database& db_;
+  AnalyticsConfig config_;
 };
 
 }  // namespace crm::analytics

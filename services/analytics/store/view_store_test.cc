@@ -5,6 +5,7 @@
 #include "crm/v1/sales.pb.h"
 #include "gtest/gtest.h"
 #include "libs/common/testing/temp_dir.h"
+#include "services/analytics/testing/events.h"
 
 namespace crm::analytics {
 namespace {
@@ -148,6 +149,160 @@ TEST_F(ViewStoreTest, FunnelJoinsSalesEventsAcrossBatchesAndTopics) {
   crm::v1::GetFunnelRequest bad;
   bad.set_period("May");
   EXPECT_EQ(views_->GetFunnel(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---- KPIs, segments and churn risk through the projection ----
+
+using testing::kDay;
+using testing::OnTopic;
+
+// Every key and value of the digest families, as crmctl digest reads them.
+std::string DigestBytes(const Database& db) {
+  std::string out;
+  for (const char* family : ViewDigestFamilies()) {
+    auto it = db.NewIterator(family);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      absl::StrAppend(&out, family, "|", it->key().ToString(), "|", it->value().ToString(), "\n");
+    }
+  }
+  return out;
+}
+
+// A small history over three topics: two customers with orders, tickets,
+// CSAT, and one of analytics' own ChurnRiskRaised.
+std::vector<ConsumedMessage> History() {
+  using namespace testing;
+  crm::v1::ChurnRiskRaised raised;
+  raised.set_customer_id("cus_a");
+  raised.set_score(62);
+  raised.set_threshold(60);
+  return {
+      OnTopic("crm.sales.v1", 0, OrderPlacedAt("cus_a", "o1", 500, 0)),
+      OnTopic("crm.sales.v1", 1, OrderPlacedAt("cus_b", "o2", 2000000, 10 * kDay)),
+      OnTopic("crm.service-desk.v1", 0, TicketOpenedAt("cus_b", "t1", 150 * kDay)),
+      OnTopic("crm.service-desk.v1", 1,
+              TicketEvent(Assigned("t1", "red"), "cus_b", "t1", 2, 150 * kDay + 5)),
+      OnTopic("crm.service-desk.v1", 2,
+              TicketEvent(FirstReply("t1"), "cus_b", "t1", 3, 150 * kDay + 60)),
+      OnTopic("crm.service-desk.v1", 3,
+              TicketEvent(Resolved("t1"), "cus_b", "t1", 4, 150 * kDay + 600)),
+      OnTopic("crm.service-desk.v1", 4,
+              TicketEvent(Csat("t1", 4), "cus_b", "t1", 5, 150 * kDay + 700)),
+      OnTopic("crm.analytics.v1", 0,
+              Envelope(raised, "cus_a", "evt-churn-a", "churnrisk-cus_a", 1, 150 * kDay)),
+      OnTopic("crm.leads.v1", 0, LeadCapturedAt("cus_c", "lead_c", 80, 155 * kDay)),
+  };
+}
+
+TEST_F(ViewStoreTest, KpisAndHealthAreTheSameBytesWhateverTheTopicOrderBatchesAndDuplicates) {
+  auto history = History();
+  ASSERT_TRUE(subscriber_->ApplyBatch(history).ok());
+  const std::string live = DigestBytes(*db_);
+
+  // Another store: service desk first, then one event per batch from the
+  // other end, every batch delivered twice.
+  auto other_db = std::move(*Database::Open(dir_.Sub("other"), ViewFamilies()));
+  Customer360Projection other_projection;
+  Subscriber other(*other_db, other_projection, SubscriberOptions{});
+  std::stable_sort(history.begin(), history.end(), [](const auto& a, const auto& b) {
+    return (a.topic == "crm.service-desk.v1") > (b.topic == "crm.service-desk.v1");
+  });
+  std::reverse(history.begin() + 5, history.end());
+  for (const auto& m : history) {
+    ASSERT_TRUE(other.ApplyBatch({m}).ok());
+    ASSERT_TRUE(other.ApplyBatch({m}).ok());
+  }
+  EXPECT_EQ(DigestBytes(*other_db), live);
+
+  auto kpis = views_->GetServiceKpis({});
+  ASSERT_TRUE(kpis.ok()) << kpis.status();
+  EXPECT_EQ(kpis->total().tickets(), 1);
+  EXPECT_EQ(kpis->total().first_response().median_seconds(), 60);
+  EXPECT_EQ(kpis->total().resolution().median_seconds(), 600);
+  EXPECT_DOUBLE_EQ(kpis->total().csat_average(), 4.0);
+  ASSERT_EQ(kpis->by_team_size(), 1);
+  EXPECT_EQ(kpis->by_team(0).key(), "red");
+  crm::v1::GetServiceKpisRequest backwards;
+  backwards.mutable_from()->set_seconds(10);
+  backwards.mutable_to()->set_seconds(5);
+  EXPECT_EQ(views_->GetServiceKpis(backwards).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ViewStoreTest, Customer360ShowsRiskClvAndStageAtTheLatestEventTime) {
+  ASSERT_TRUE(subscriber_->ApplyBatch(History()).ok());
+  // The clock is the lead captured on day 155, not the wall clock.
+  auto a = views_->GetCustomer360("cus_a", 0, "");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->scored_at().seconds(), 155 * kDay);
+  EXPECT_EQ(a->churn_risk_score(), 45 * 155 / 180 + 25);
+  EXPECT_EQ(a->lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_AT_RISK);
+  ASSERT_EQ(a->clv_estimate_size(), 1);
+  EXPECT_GT(a->clv_estimate(0).minor_units(), 500);
+  // Its own churn alert is on the timeline.
+  ASSERT_EQ(a->timeline_size(), 2);
+  EXPECT_EQ(a->timeline(1).type(), "ChurnRiskRaised");
+
+  auto b = views_->GetCustomer360("cus_b", 0, "");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CUSTOMER);
+  EXPECT_LT(b->churn_risk_score(), 60);
+}
+
+std::vector<std::string> AllOfSegment(const ViewStore& views, crm::v1::Segment segment,
+                                      int page_size, int* pages) {
+  std::vector<std::string> ids;
+  crm::v1::ListSegmentRequest req;
+  req.set_segment(segment);
+  req.mutable_page()->set_page_size(page_size);
+  *pages = 0;
+  do {
+    auto page = views.ListSegment(req);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) break;
+    for (const auto& m : page->members()) ids.push_back(m.customer_id());
+    req.mutable_page()->set_page_token(page->next_page_token());
+    ++*pages;
+  } while (!req.page().page_token().empty() && *pages < 20);
+  return ids;
+}
+
+TEST_F(ViewStoreTest, ListSegmentPagesInCustomerIdOrderWithoutGapsOrRepeats) {
+  using namespace testing;
+  std::vector<ConsumedMessage> batch;
+  // Old buyers c00..c08 (at risk), fresh big buyers at every 3rd id.
+  for (int i = 8; i >= 0; --i) {
+    const std::string c = absl::StrCat("c0", i);
+    batch.push_back(
+        OnTopic("crm.sales.v1", 8 - i, OrderPlacedAt(c, absl::StrCat("old", i), 100, 0)));
+    if (i % 3 == 0) {
+      batch.push_back(OnTopic("crm.sales.v1", 20 + i,
+                              OrderPlacedAt(c, absl::StrCat("new", i), 2000000, 200 * kDay)));
+    }
+  }
+  ASSERT_TRUE(subscriber_->ApplyBatch(batch).ok());
+  int pages = 0;
+  EXPECT_EQ(AllOfSegment(*views_, crm::v1::SEGMENT_AT_RISK, 2, &pages),
+            (std::vector<std::string>{"c01", "c02", "c04", "c05", "c07", "c08"}));
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(AllOfSegment(*views_, crm::v1::SEGMENT_HIGH_VALUE, 0, &pages),
+            (std::vector<std::string>{"c00", "c03", "c06"}));
+  EXPECT_EQ(pages, 1);
+  EXPECT_TRUE(AllOfSegment(*views_, crm::v1::SEGMENT_CHURNED, 2, &pages).empty());
+
+  crm::v1::ListSegmentRequest unknown;
+  auto st = views_->ListSegment(unknown).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().substr(0, 8), "segment:");
+  crm::v1::ListSegmentRequest bad_token;
+  bad_token.set_segment(crm::v1::SEGMENT_DORMANT);
+  bad_token.mutable_page()->set_page_token("!!");
+  st = views_->ListSegment(bad_token).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("page.page_token"), std::string::npos);
+  crm::v1::ListSegmentRequest negative;
+  negative.set_segment(crm::v1::SEGMENT_DORMANT);
+  negative.mutable_page()->set_page_size(-1);
+  EXPECT_EQ(views_->ListSegment(negative).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,0 +1,104 @@
+#include "services/analytics/api/churn_monitor.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/envelope.h"
+#include "libs/common/ids.h"
+#include "libs/common/log.h"
+#include "libs/common/status_macros.h"
+#include "services/analytics/domain/customer_health.h"
+
+namespace crm::analytics {
+namespace {
+
+constexpr char kAlerts[] = "churn_alerts";  // customer_id -> ChurnAlertState
+constexpr char kSource[] = "crm/analytics";
+
+}  // namespace
+
+std::vector<std::string> ChurnMonitor::Families() { return {kAlerts}; }
+
+ChurnMonitor::ChurnMonitor(const ViewStore& views, EventStore& events, std::function<bool()> ready)
+    : views_(views), events_(events), ready_(std::move(ready)) {}
+
+ChurnMonitor::~ChurnMonitor() { Stop(); }
+
+absl::StatusOr<crm::v1::ChurnAlertState> ChurnMonitor::LoadAlert(
+    const std::string& customer_id) const {
+  crm::v1::ChurnAlertState state;
+  CRM_ASSIGN_OR_RETURN(auto raw, events_.db().Get(kAlerts, customer_id));
+  if (raw.has_value() && !state.ParseFromString(*raw)) {
+    return absl::DataLossError(absl::StrCat("corrupt churn alert of ", customer_id));
+  }
+  return state;
+}
+
+absl::Status ChurnMonitor::StoreAlert(const std::string& customer_id,
+                                      const crm::v1::ChurnAlertState& state) {
+  rocksdb::WriteBatch batch;
+  CRM_RETURN_IF_ERROR(
+      FromRocks(batch.Put(events_.db().Family(kAlerts), customer_id, state.SerializeAsString())));
+  return events_.db().Write(&batch, /*sync=*/true);
+}
+
+absl::StatusOr<int> ChurnMonitor::RunOnce() {
+  if (ready_ && !ready_()) return 0;
+  int raised = 0;
+  CRM_RETURN_IF_ERROR(views_.ForEachCustomer([&](const crm::v1::Customer360& view) -> absl::Status {
+    CRM_ASSIGN_OR_RETURN(auto previous, LoadAlert(view.customer_id()));
+    ChurnAlertDecision d = DecideChurnAlert(previous, view, views_.config());
+    if (!d.state_changed) return absl::OkStatus();
+    if (!d.raised.has_value()) return StoreAlert(view.customer_id(), d.state);
+
+    AppendRequest req;
+    req.stream = absl::StrCat("churnrisk-", view.customer_id());
+    auto current = events_.LoadState(req.stream);
+    if (!current.ok() && !absl::IsNotFound(current.status())) return current.status();
+    req.expected_version = current.ok() ? current->version : EventStore::kNoStream;
+    EventContext ctx;
+    ctx.source = kSource;
+    ctx.actor = "analytics";
+    ctx.correlation_id = d.raised->cause_event_id();
+    ctx.causation_id = d.raised->cause_event_id();
+    // Event time, not the wall clock: the evaluation's place in history.
+    ctx.occurred_at = FromProtoTimestamp(d.raised->evaluated_at());
+    req.events.push_back(MakeEnvelope(*d.raised, view.customer_id(), ctx));
+    req.request_key = ChurnRequestKey(*d.raised);
+    req.projection_writes.push_back({kAlerts, view.customer_id(), d.state.SerializeAsString()});
+    CRM_ASSIGN_OR_RETURN(auto result, events_.Append(std::move(req)));
+    if (result.replayed) {
+      // This crossing was raised before the alert state was lost: keep the
+      // state, raise nothing.
+      return StoreAlert(view.customer_id(), d.state);
+    }
+    ++raised;
+    log::Info("churn risk raised",
+              {{"customer_id", view.customer_id()}, {"score", absl::StrCat(d.raised->score())}});
+    return absl::OkStatus();
+  }));
+  return raised;
+}
+
+void ChurnMonitor::Start(absl::Duration interval) {
+  thread_ = std::thread([this, interval] {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      if (auto n = RunOnce(); !n.ok()) {
+        log::Error("churn monitor pass", {{"error", n.status().ToString()}});
+      }
+      lock.lock();
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(interval), [this] { return stopping_; });
+    }
+  });
+}
+
+void ChurnMonitor::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace crm::analytics

@@ -1,0 +1,55 @@
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libs/common/event_store.h"
+#include "services/analytics/store/view_store.h"
+
+namespace crm::analytics {
+
+// Watches the churn risk of every customer and appends ChurnRiskRaised to
+// analytics' own event log (published to crm.analytics.v1 by its relay)
+// when a customer's score crosses the threshold. The alert state is
+// written in the same synced batch as the event, and the append carries a
+// deterministic request key (customer + cause event), so a crossing is
+// raised once even across crashes. Both live in the event store, apart
+// from the rebuildable views: rebuilding the views raises nothing again.
+class ChurnMonitor {
+ public:
+  // Column families the EventStore must be opened with.
+  static std::vector<std::string> Families();
+
+  // `ready` gates a pass (e.g. the subscriber has caught up); none: always.
+  ChurnMonitor(const ViewStore& views, EventStore& events, std::function<bool()> ready = {});
+  ~ChurnMonitor();
+  ChurnMonitor(const ChurnMonitor&) = delete;
+  ChurnMonitor& operator=(const ChurnMonitor&) = delete;
+
+  // One pass over every customer; returns how many alerts it raised.
+  absl::StatusOr<int> RunOnce();
+
+  // Runs a pass every `interval` on a thread of its own.
+  void Start(absl::Duration interval);
+  void Stop();
+
+ private:
+  absl::StatusOr<crm::v1::ChurnAlertState> LoadAlert(const std::string& customer_id) const;
+  absl::Status StoreAlert(const std::string& customer_id, const crm::v1::ChurnAlertState& state);
+
+  const ViewStore& views_;
+  EventStore& events_;
+  std::function<bool()> ready_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+};
+
+}  // namespace crm::analytics

@@ -1,0 +1,132 @@
+#include "services/analytics/api/churn_monitor.h"
+
+#include "gtest/gtest.h"
+#include "libs/common/testing/temp_dir.h"
+#include "services/analytics/testing/events.h"
+
+namespace crm::analytics {
+namespace {
+
+using namespace crm::analytics::testing;
+
+// Views fed through a real Subscriber, and analytics' own event store.
+class ChurnMonitorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    events_ = std::move(*EventStore::Open(dir_.Sub("emitted"), ChurnMonitor::Families()));
+    OpenViews("views");
+  }
+
+  // (Re)opens the views at a new dir: a rebuild.
+  void OpenViews(const std::string& name) {
+    monitor_.reset();
+    subscriber_.reset();
+    views_.reset();
+    db_ = std::move(*Database::Open(dir_.Sub(name), ViewFamilies()));
+    subscriber_ = std::make_unique<Subscriber>(*db_, projection_, SubscriberOptions{});
+    views_ = std::make_unique<ViewStore>(*db_);
+    monitor_ = std::make_unique<ChurnMonitor>(*views_, *events_);
+  }
+
+  void Feed(const std::vector<crm::v1::EventEnvelope>& events) {
+    std::vector<ConsumedMessage> batch;
+    for (const auto& e : events) batch.push_back(OnTopic("crm.sales.v1", offset_++, e));
+    ASSERT_TRUE(subscriber_->ApplyBatch(batch).ok());
+  }
+
+  // The ChurnRiskRaised payloads waiting in the outbox, oldest first.
+  std::vector<crm::v1::ChurnRiskRaised> Outbox() {
+    std::vector<crm::v1::ChurnRiskRaised> out;
+    auto entries = events_->ReadOutbox(0, 100);
+    EXPECT_TRUE(entries.ok());
+    for (const auto& entry : *entries) {
+      EXPECT_EQ(entry.envelope.type(), "ChurnRiskRaised");
+      EXPECT_EQ(entry.envelope.source(), "crm/analytics");
+      crm::v1::ChurnRiskRaised m;
+      EXPECT_TRUE(entry.envelope.payload().UnpackTo(&m));
+      out.push_back(m);
+    }
+    return out;
+  }
+
+  int Pass() {
+    auto n = monitor_->RunOnce();
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? *n : -1;
+  }
+
+  crm::testing::TempDir dir_;
+  std::unique_ptr<EventStore> events_;
+  std::unique_ptr<Database> db_;
+  Customer360Projection projection_;
+  std::unique_ptr<Subscriber> subscriber_;
+  std::unique_ptr<ViewStore> views_;
+  std::unique_ptr<ChurnMonitor> monitor_;
+  int64_t offset_ = 0;
+};
+
+TEST_F(ChurnMonitorTest, RaisesOncePerCrossingAtTheEventTimeClock) {
+  Feed({OrderPlacedAt("cus_1", "o1", 500, 0), OrderPlacedAt("cus_2", "o2", 500, 100 * kDay)});
+  EXPECT_EQ(Pass(), 0);  // day 100: cus_1 scores 25 + 25
+  // Another customer's event moves the clock: cus_1 crosses on day 150.
+  Feed({LeadCapturedAt("cus_3", "lead_3", 0, 150 * kDay)});
+  EXPECT_EQ(Pass(), 1);
+  EXPECT_EQ(Pass(), 0);
+  auto raised = Outbox();
+  ASSERT_EQ(raised.size(), 1u);
+  EXPECT_EQ(raised[0].customer_id(), "cus_1");
+  EXPECT_EQ(raised[0].score(), 62);
+  EXPECT_EQ(raised[0].cause_event_id(), "evt-order-o1");
+  EXPECT_EQ(raised[0].evaluated_at().seconds(), 150 * kDay);
+  auto entries = events_->ReadOutbox(0, 10);
+  ASSERT_TRUE(entries.ok());
+  EXPECT_EQ(entries->front().envelope.occurred_at().seconds(), 150 * kDay);
+  EXPECT_EQ(entries->front().envelope.stream(), "churnrisk-cus_1");
+}
+
+TEST_F(ChurnMonitorTest, RebuiltViewsRaiseNothingAgain) {
+  const std::vector<crm::v1::EventEnvelope> history = {OrderPlacedAt("cus_1", "o1", 500, 0),
+                                                       LeadCapturedAt("cus_3", "l", 0, 150 * kDay)};
+  Feed(history);
+  EXPECT_EQ(Pass(), 1);
+  // The views are thrown away and rebuilt from the topics, in one batch.
+  OpenViews("rebuilt");
+  Feed({history[1], history[0]});
+  EXPECT_EQ(Pass(), 0);
+  EXPECT_EQ(Outbox().size(), 1u);
+}
+
+TEST_F(ChurnMonitorTest, LostAlertStateIsCoveredByTheRequestKey) {
+  const std::vector<crm::v1::EventEnvelope> history = {OrderPlacedAt("cus_1", "o1", 500, 0),
+                                                       LeadCapturedAt("cus_3", "l", 0, 150 * kDay)};
+  Feed(history);
+  EXPECT_EQ(Pass(), 1);
+  // The alert state is gone (e.g. restored from an older backup).
+  rocksdb::WriteBatch wipe;
+  wipe.Delete(events_->db().Family(ChurnMonitor::Families()[0]), "cus_1");
+  ASSERT_TRUE(events_->db().Write(&wipe, true).ok());
+  EXPECT_EQ(Pass(), 0);
+  EXPECT_EQ(Outbox().size(), 1u);
+}
+
+TEST_F(ChurnMonitorTest, RecoveryThenRelapseRaisesASecondTime) {
+  Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
+  EXPECT_EQ(Pass(), 1);
+  Feed({OrderPlacedAt("cus_1", "o2", 500, 151 * kDay)});  // buys again
+  EXPECT_EQ(Pass(), 0);
+  Feed({LeadCapturedAt("cus_4", "l4", 0, 320 * kDay)});  // time passes
+  EXPECT_EQ(Pass(), 1);
+  auto raised = Outbox();
+  ASSERT_EQ(raised.size(), 2u);
+  EXPECT_EQ(raised[1].cause_event_id(), "evt-order-o2");
+}
+
+TEST_F(ChurnMonitorTest, WaitsWhileNotReady) {
+  monitor_ = std::make_unique<ChurnMonitor>(*views_, *events_, [] { return false; });
+  Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
+  EXPECT_EQ(Pass(), 0);
+  EXPECT_TRUE(Outbox().empty());
+}
+
+}  // namespace
+}  // namespace crm::analytics

@@ -1,0 +1,214 @@
+#include "services/analytics/domain/customer_health.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "services/analytics/domain/customer_view.h"
+#include "services/analytics/testing/events.h"
+
+namespace crm::analytics {
+namespace {
+
+using namespace crm::analytics::testing;
+using crm::v1::Customer360;
+using crm::v1::EventEnvelope;
+
+// Given events folded into a stored view, when derived at day `day`.
+Customer360 DerivedAt(const std::vector<EventEnvelope>& given, int64_t day,
+                      const AnalyticsConfig& config = AnalyticsConfig::Defaults()) {
+  Customer360 view;
+  for (const auto& e : given) ApplyToView(view, e);
+  google::protobuf::Timestamp now;
+  now.set_seconds(day * kDay);
+  DeriveHealth(view, now, config);
+  return view;
+}
+
+std::vector<crm::v1::Segment> Segments(const Customer360& view) {
+  std::vector<crm::v1::Segment> out;
+  for (int s : view.segments()) out.push_back(static_cast<crm::v1::Segment>(s));
+  return out;
+}
+
+int32_t Factor(const Customer360& view, const std::string& name) {
+  for (const auto& f : view.churn_risk_factors()) {
+    if (f.name() == name) return f.points();
+  }
+  return 0;
+}
+
+TEST(CustomerHealthTest, RecentBigBuyerIsHighValueWithLowRiskAndAClvAboveItsOrders) {
+  const auto view = DerivedAt({OrderPlacedAt("cus_1", "o1", 2000000, 0)}, 10);
+  // order 45*10/180 = 2, activity 25*10/90 = 2.
+  EXPECT_EQ(view.churn_risk_score(), 4);
+  EXPECT_EQ(Segments(view), std::vector{crm::v1::SEGMENT_HIGH_VALUE});
+  EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CUSTOMER);
+  ASSERT_EQ(view.clv_estimate_size(), 1);
+  // 2,000,000 so far + 2,000,000 a year * 3 years * 96 % staying.
+  EXPECT_EQ(view.clv_estimate(0).minor_units(), 2000000 + 5760000);
+  EXPECT_EQ(view.scored_at().seconds(), 10 * kDay);
+}
+
+TEST(CustomerHealthTest, SilentCustomerCrossesIntoAtRiskAsEventTimePasses) {
+  const std::vector<EventEnvelope> given = {OrderPlacedAt("cus_1", "o1", 500, 0)};
+  const auto day120 = DerivedAt(given, 120);
+  EXPECT_EQ(day120.churn_risk_score(), 30 + 25);
+  EXPECT_EQ(day120.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CUSTOMER);
+  EXPECT_EQ(Segments(day120), std::vector{crm::v1::SEGMENT_DORMANT});
+
+  const auto day150 = DerivedAt(given, 150);
+  EXPECT_EQ(Factor(day150, "order_recency"), 37);
+  EXPECT_EQ(Factor(day150, "activity_recency"), 25);
+  EXPECT_EQ(day150.churn_risk_score(), 62);
+  EXPECT_EQ(day150.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_AT_RISK);
+  EXPECT_EQ(Segments(day150), (std::vector{crm::v1::SEGMENT_AT_RISK, crm::v1::SEGMENT_DORMANT}));
+}
+
+TEST(CustomerHealthTest, CustomerSilentPastTheChurnWindowIsOnlyChurnedAndKeepsNoFutureValue) {
+  const auto view = DerivedAt({OrderPlacedAt("cus_1", "o1", 2000000, 0)}, 400);
+  EXPECT_EQ(Segments(view), std::vector{crm::v1::SEGMENT_CHURNED});
+  EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CHURNED);
+  ASSERT_EQ(view.clv_estimate_size(), 1);
+  EXPECT_EQ(view.clv_estimate(0).minor_units(), 2000000);
+}
+
+TEST(CustomerHealthTest, WarmLeadIsPotentialUntilItGoesDormantAndNeverAtRisk) {
+  const std::vector<EventEnvelope> given = {LeadCapturedAt("cus_1", "lead_1", 70, 0)};
+  const auto fresh = DerivedAt(given, 1);
+  EXPECT_EQ(Segments(fresh), std::vector{crm::v1::SEGMENT_POTENTIAL});
+  EXPECT_EQ(fresh.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_LEAD);
+  const auto cold = DerivedAt(given, 400);
+  EXPECT_EQ(Segments(cold), std::vector{crm::v1::SEGMENT_DORMANT});
+  EXPECT_EQ(cold.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_LEAD);
+  EXPECT_TRUE(DerivedAt({LeadCapturedAt("cus_1", "lead_1", 10, 0)}, 1).segments().empty());
+}
+
+TEST(CustomerHealthTest, OpenAndBreachedTicketsAndAFallingCsatAddRisk) {
+  const auto view = DerivedAt(
+      {
+          OrderPlacedAt("cus_1", "o1", 500, 0),
+          TicketOpenedAt("cus_1", "t1", 1 * kDay),
+          TicketEvent(Resolved("t1"), "cus_1", "t1", 2, 1 * kDay + 10),
+          TicketEvent(Csat("t1", 5), "cus_1", "t1", 3, 1 * kDay + 20),
+          TicketOpenedAt("cus_1", "t2", 2 * kDay),
+          TicketEvent(Breached("t2", "team"), "cus_1", "t2", 2, 2 * kDay + 5),
+          TicketEvent(Resolved("t2"), "cus_1", "t2", 3, 2 * kDay + 10),
+          TicketEvent(Csat("t2", 1), "cus_1", "t2", 4, 2 * kDay + 20),
+          TicketOpenedAt("cus_1", "t3", 3 * kDay),
+          TicketEvent(Breached("t3", "team"), "cus_1", "t3", 2, 3 * kDay + 5),
+      },
+      3);
+  EXPECT_EQ(Factor(view, "open_tickets"), 3);       // 1 of 3
+  EXPECT_EQ(Factor(view, "breached_tickets"), 10);  // 2 of 2
+  EXPECT_EQ(Factor(view, "falling_csat"), 10);      // 5 -> 1
+  EXPECT_EQ(Factor(view, "order_recency"), 0);
+  EXPECT_EQ(view.churn_risk_score(), 23);
+}
+
+TEST(CustomerHealthTest, RisingCsatAddsNoRisk) {
+  const auto view = DerivedAt(
+      {
+          TicketOpenedAt("cus_1", "t1", 0),
+          TicketEvent(Csat("t1", 2), "cus_1", "t1", 2, 10),
+          TicketOpenedAt("cus_1", "t2", 20),
+          TicketEvent(Csat("t2", 5), "cus_1", "t2", 2, 30),
+      },
+      0);
+  EXPECT_EQ(Factor(view, "falling_csat"), 0);
+}
+
+TEST(CustomerHealthTest, OwnChurnAlertIsOnTheTimelineButIsNoActivity) {
+  crm::v1::ChurnRiskRaised raised;
+  raised.set_customer_id("cus_1");
+  raised.set_score(62);
+  raised.set_threshold(60);
+  Customer360 view;
+  ApplyToView(view, OrderPlacedAt("cus_1", "o1", 500, 0));
+  const auto entry =
+      ApplyToView(view, Envelope(raised, "cus_1", "evt-churn", "churnrisk-cus_1", 1, 150 * kDay));
+  EXPECT_EQ(entry.summary(), "Churn risk raised: score 62 (threshold 60)");
+  EXPECT_EQ(view.event_count(), 2);
+  EXPECT_EQ(view.last_seen().seconds(), 0);
+  EXPECT_EQ(view.last_event().event_id(), "evt-order-o1");
+}
+
+TEST(CustomerHealthTest, ThresholdsComeFromTheSettings) {
+  crm::v1::AnalyticsSettings s;
+  s.set_churn_risk_threshold(30);
+  s.set_high_value_minor_units(400);
+  s.set_activity_recency_weight(0);
+  auto config = AnalyticsConfig::Create(s);
+  ASSERT_TRUE(config.ok()) << config.status();
+  const auto view = DerivedAt({OrderPlacedAt("cus_1", "o1", 500, 0)}, 120, *config);
+  EXPECT_EQ(view.churn_risk_score(), 30);
+  EXPECT_EQ(Factor(view, "activity_recency"), 0);
+  EXPECT_EQ(Segments(view), (std::vector{crm::v1::SEGMENT_HIGH_VALUE, crm::v1::SEGMENT_AT_RISK,
+                                         crm::v1::SEGMENT_DORMANT}));
+}
+
+TEST(CustomerHealthTest, DerivedViewIsTheSameWhateverTheDeliveryOrder) {
+  std::vector<EventEnvelope> events = {
+      OrderPlacedAt("cus_1", "o1", 500, 0),
+      OrderPlacedAt("cus_1", "o2", 700, 5 * kDay, "USD"),
+      TicketOpenedAt("cus_1", "t1", 6 * kDay),
+      TicketEvent(Csat("t1", 4), "cus_1", "t1", 2, 7 * kDay),
+      TicketEvent(Breached("t1", "team"), "cus_1", "t1", 3, 8 * kDay),
+  };
+  auto by_id = [](const auto& a, const auto& b) { return a.event_id() < b.event_id(); };
+  std::sort(events.begin(), events.end(), by_id);
+  std::string first;
+  do {
+    const std::string bytes = DerivedAt(events, 100).SerializeAsString();
+    if (first.empty()) first = bytes;
+    EXPECT_EQ(bytes, first);
+  } while (std::next_permutation(events.begin(), events.end(), by_id));
+}
+
+// ---- Churn alerts: Given(previous state).When(derived view).Then(decision)
+
+TEST(ChurnAlertTest, CrossingRaisesOnceWithTheCauseAndTheEventTimeClock) {
+  const auto view = DerivedAt({OrderPlacedAt("cus_1", "o1", 500, 0)}, 150);
+  const auto d = DecideChurnAlert({}, view, AnalyticsConfig::Defaults());
+  ASSERT_TRUE(d.raised.has_value());
+  EXPECT_EQ(d.raised->customer_id(), "cus_1");
+  EXPECT_EQ(d.raised->score(), 62);
+  EXPECT_EQ(d.raised->threshold(), 60);
+  EXPECT_EQ(d.raised->cause_event_id(), "evt-order-o1");
+  EXPECT_EQ(d.raised->evaluated_at().seconds(), 150 * kDay);
+  EXPECT_EQ(d.raised->factors_size(), 2);
+  EXPECT_TRUE(d.state.raised());
+  EXPECT_EQ(ChurnRequestKey(*d.raised), "churn-risk/cus_1/evt-order-o1");
+
+  // Still at risk a day later: nothing new.
+  const auto later = DerivedAt({OrderPlacedAt("cus_1", "o1", 500, 0)}, 151);
+  const auto again = DecideChurnAlert(d.state, later, AnalyticsConfig::Defaults());
+  EXPECT_FALSE(again.raised.has_value());
+  EXPECT_FALSE(again.state_changed);
+}
+
+TEST(ChurnAlertTest, FallingBelowClearsSoTheNextCrossingRaisesAgainWithANewCause) {
+  crm::v1::ChurnAlertState raised;
+  raised.set_raised(true);
+  raised.set_cause_event_id("evt-order-o1");
+  const std::vector<EventEnvelope> history = {OrderPlacedAt("cus_1", "o1", 500, 0),
+                                              OrderPlacedAt("cus_1", "o2", 500, 150 * kDay)};
+  const auto recovered =
+      DecideChurnAlert(raised, DerivedAt(history, 151), AnalyticsConfig::Defaults());
+  EXPECT_FALSE(recovered.raised.has_value());
+  EXPECT_TRUE(recovered.state_changed);
+  EXPECT_FALSE(recovered.state.raised());
+
+  const auto relapse =
+      DecideChurnAlert(recovered.state, DerivedAt(history, 300), AnalyticsConfig::Defaults());
+  ASSERT_TRUE(relapse.raised.has_value());
+  EXPECT_EQ(relapse.raised->cause_event_id(), "evt-order-o2");
+}
+
+TEST(ChurnAlertTest, ProspectsAreNeverRaised) {
+  const auto view = DerivedAt({LeadCapturedAt("cus_1", "lead_1", 0, 0)}, 1000);
+  EXPECT_FALSE(DecideChurnAlert({}, view, AnalyticsConfig::Defaults()).raised.has_value());
+}
+
+}  // namespace
+}  // namespace crm::analytics

@@ -1,0 +1,223 @@
+#include "services/analytics/domain/service_kpis.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "crm/v1/service_desk.pb.h"
+#include "google/protobuf/util/time_util.h"  // Timestamp comparison operators
+#include "libs/common/status_macros.h"
+
+namespace crm::analytics {
+namespace {
+
+using crm::v1::AsOf;
+using crm::v1::EventEnvelope;
+using crm::v1::KpiTicketRecord;
+using crm::v1::ServiceKpiSlice;
+using google::protobuf::Timestamp;
+
+template <typename T>
+bool Unpack(const EventEnvelope& event, T* msg) {
+  return event.payload().Is<T>() && event.payload().UnpackTo(msg);
+}
+
+// Later occurred_at wins, ties go to the larger event id.
+bool TakeIfNewer(AsOf* as_of, const EventEnvelope& event) {
+  if (as_of->has_at()) {
+    if (event.occurred_at() < as_of->at()) return false;
+    if (event.occurred_at() == as_of->at() && event.event_id() <= as_of->event_id()) return false;
+  }
+  *as_of->mutable_at() = event.occurred_at();
+  as_of->set_event_id(event.event_id());
+  return true;
+}
+
+void SetStatus(KpiTicketRecord* r, const EventEnvelope& event, crm::v1::TicketStatus status) {
+  if (TakeIfNewer(r->mutable_status_as_of(), event)) r->set_status(status);
+}
+
+void SetTeam(KpiTicketRecord* r, const EventEnvelope& event, const std::string& team) {
+  if (!team.empty() && TakeIfNewer(r->mutable_team_as_of(), event)) r->set_team_id(team);
+}
+
+double Ratio(int64_t num, int64_t den) {
+  return den == 0 ? 0.0 : static_cast<double>(num) / static_cast<double>(den);
+}
+
+crm::v1::DurationStats Stats(std::vector<int64_t>& seconds) {
+  crm::v1::DurationStats s;
+  s.set_samples(static_cast<int64_t>(seconds.size()));
+  s.set_median_seconds(Percentile(seconds, 50));
+  s.set_p90_seconds(Percentile(seconds, 90));
+  return s;
+}
+
+struct Slice {
+  int64_t tickets = 0, breached = 0, complaints = 0, csat_count = 0, csat_sum = 0;
+  std::vector<int64_t> first_response, resolution;
+
+  void Add(const KpiTicketRecord& r, bool complaint) {
+    ++tickets;
+    if (r.sla_breached()) ++breached;
+    if (complaint) ++complaints;
+    if (r.csat_score() > 0) {
+      ++csat_count;
+      csat_sum += r.csat_score();
+    }
+    if (r.has_first_response_at()) {
+      first_response.push_back(
+          std::max<int64_t>(0, r.first_response_at().seconds() - r.opened_at().seconds()));
+    }
+    const bool done = r.status() == crm::v1::TICKET_STATUS_RESOLVED ||
+                      r.status() == crm::v1::TICKET_STATUS_CLOSED;
+    if (done && r.has_resolved()) {
+      resolution.push_back(
+          std::max<int64_t>(0, r.resolved().at().seconds() - r.opened_at().seconds()));
+    }
+  }
+
+  ServiceKpiSlice Finish(const std::string& key) {
+    ServiceKpiSlice s;
+    s.set_key(key);
+    s.set_tickets(tickets);
+    *s.mutable_first_response() = Stats(first_response);
+    *s.mutable_resolution() = Stats(resolution);
+    s.set_breached(breached);
+    s.set_sla_breach_rate(Ratio(breached, tickets));
+    s.set_csat_count(csat_count);
+    s.set_csat_average(Ratio(csat_sum, csat_count));
+    s.set_complaints(complaints);
+    s.set_complaint_rate(Ratio(complaints, tickets));
+    return s;
+  }
+};
+
+void Emit(std::map<std::string, Slice>& slices,
+          google::protobuf::RepeatedPtrField<ServiceKpiSlice>* out) {
+  for (auto& [key, slice] : slices) *out->Add() = slice.Finish(key);
+}
+
+std::string BucketKey(const Timestamp& t, crm::v1::KpiBucket bucket) {
+  const absl::Time time = absl::FromUnixSeconds(t.seconds());
+  if (bucket == crm::v1::KPI_BUCKET_WEEK) {
+    const absl::CivilDay day = absl::ToCivilDay(time, absl::UTCTimeZone());
+    // absl::Weekday counts from Monday = 0: the ISO week's first day.
+    const absl::CivilDay monday = day - static_cast<int>(absl::GetWeekday(day));
+    return absl::FormatCivilTime(monday);
+  }
+  return absl::FormatTime("%Y-%m", time, absl::UTCTimeZone());
+}
+
+absl::Status CheckTimestamp(const char* field, const Timestamp& t) {
+  // The range of google.protobuf.Timestamp: years 0001 to 9999.
+  constexpr int64_t kMinSeconds = -62135596800, kMaxSeconds = 253402300799;
+  if (t.seconds() < kMinSeconds || t.seconds() > kMaxSeconds || t.nanos() < 0 ||
+      t.nanos() > 999999999) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": not a valid timestamp"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int64_t Percentile(std::vector<int64_t>& values, int percent) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  const size_t rank = (static_cast<size_t>(percent) * n + 99) / 100;  // ceil(p% of n)
+  return values[std::clamp<size_t>(rank, 1, n) - 1];
+}
+
+absl::Status ApplyToKpis(const EventEnvelope& event, const KpiTicketLookup& find) {
+  using namespace crm::v1;
+  KpiTicketRecord no_ticket;  // events without a ticket id name no record
+  auto ticket = [&](const std::string& id) -> absl::StatusOr<KpiTicketRecord*> {
+    if (id.empty()) return &no_ticket;
+    CRM_ASSIGN_OR_RETURN(auto* r, find(id));
+    r->set_ticket_id(id);
+    return r;
+  };
+  if (TicketOpened m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+    r->set_customer_id(event.customer_id());
+    *r->mutable_opened_at() = event.occurred_at();
+    r->set_product(m.product());
+    r->set_category(m.category());
+    r->set_priority(m.priority());
+    SetStatus(r, event, TICKET_STATUS_NEW);
+  } else if (TicketAssigned m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+    SetTeam(r, event, m.team_id());
+  } else if (TicketReplied m; Unpack(event, &m)) {
+    if (!m.first_response()) return absl::OkStatus();
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+    if (!r->has_first_response_at() || event.occurred_at() < r->first_response_at()) {
+      *r->mutable_first_response_at() = event.occurred_at();
+    }
+  } else if (TicketStatusChanged m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+    SetStatus(r, event, m.to_status());
+  } else if (TicketResolved m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+    SetStatus(r, event, TICKET_STATUS_RESOLVED);
+    TakeIfNewer(r->mutable_resolved(), event);
+  } else if (TicketClosed m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+    SetStatus(r, event, TICKET_STATUS_CLOSED);
+  } else if (TicketReopened m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+    SetStatus(r, event, TICKET_STATUS_OPEN);
+  } else if (TicketSlaBreached m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+    r->set_sla_breached(true);
+    // The team at the time of the breach: as good as an assignment then.
+    SetTeam(r, event, m.team_id());
+  } else if (CsatSubmitted m; Unpack(event, &m)) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+    if (TakeIfNewer(r->mutable_csat_as_of(), event)) r->set_csat_score(m.score());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateServiceKpisRequest(const crm::v1::GetServiceKpisRequest& request) {
+  if (request.has_from()) CRM_RETURN_IF_ERROR(CheckTimestamp("from", request.from()));
+  if (request.has_to()) CRM_RETURN_IF_ERROR(CheckTimestamp("to", request.to()));
+  if (request.has_from() && request.has_to() && request.to() < request.from()) {
+    return absl::InvalidArgumentError("to: before from");
+  }
+  if (!crm::v1::KpiBucket_IsValid(request.bucket())) {
+    return absl::InvalidArgumentError("bucket: unknown value");
+  }
+  if (request.team_id().size() > 128) return absl::InvalidArgumentError("team_id: too long");
+  if (request.product().size() > 128) return absl::InvalidArgumentError("product: too long");
+  return absl::OkStatus();
+}
+
+crm::v1::ServiceKpis ComputeServiceKpis(const std::vector<KpiTicketRecord>& records,
+                                        const crm::v1::GetServiceKpisRequest& request,
+                                        const AnalyticsConfig& config) {
+  Slice total;
+  std::map<std::string, Slice> by_team, by_product, trend;
+  for (const auto& r : records) {
+    if (!r.has_opened_at()) continue;  // its opening was not seen yet
+    if (request.has_from() && r.opened_at() < request.from()) continue;
+    if (request.has_to() && !(r.opened_at() < request.to())) continue;
+    if (!request.team_id().empty() && r.team_id() != request.team_id()) continue;
+    if (!request.product().empty() && r.product() != request.product()) continue;
+    const bool complaint = config.IsComplaint(r.category(), r.priority());
+    total.Add(r, complaint);
+    by_team[r.team_id()].Add(r, complaint);
+    by_product[r.product()].Add(r, complaint);
+    trend[BucketKey(r.opened_at(), request.bucket())].Add(r, complaint);
+  }
+  crm::v1::ServiceKpis kpis;
+  *kpis.mutable_total() = total.Finish("");
+  Emit(by_team, kpis.mutable_by_team());
+  Emit(by_product, kpis.mutable_by_product());
+  Emit(trend, kpis.mutable_trend());
+  return kpis;
+}
+
+}  // namespace crm::analytics

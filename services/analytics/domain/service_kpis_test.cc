@@ -1,0 +1,190 @@
+#include "services/analytics/domain/service_kpis.h"
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "services/analytics/testing/events.h"
+
+namespace crm::analytics {
+namespace {
+
+using namespace crm::analytics::testing;
+using crm::v1::EventEnvelope;
+using crm::v1::KpiTicketRecord;
+
+// Given events folded into ticket records (in the order given).
+std::vector<KpiTicketRecord> Given(const std::vector<EventEnvelope>& events) {
+  std::map<std::string, KpiTicketRecord> records;
+  for (const auto& e : events) {
+    auto st = ApplyToKpis(
+        e, [&](const std::string& id) -> absl::StatusOr<KpiTicketRecord*> { return &records[id]; });
+    EXPECT_TRUE(st.ok()) << st;
+  }
+  std::vector<KpiTicketRecord> out;
+  for (auto& [id, r] : records) out.push_back(r);
+  return out;
+}
+
+crm::v1::ServiceKpis When(const std::vector<KpiTicketRecord>& records,
+                          const crm::v1::GetServiceKpisRequest& request = {},
+                          const AnalyticsConfig& config = AnalyticsConfig::Defaults()) {
+  return ComputeServiceKpis(records, request, config);
+}
+
+// A ticket of `team` opened at `opened`, first answered after
+// `response_s`, resolved after `resolve_s` (0: never), rated `csat` (0: no).
+std::vector<EventEnvelope> Ticket(const std::string& id, const std::string& team,
+                                  const std::string& product, const std::string& category,
+                                  int64_t opened, int64_t response_s, int64_t resolve_s,
+                                  int32_t csat, bool breached = false) {
+  std::vector<EventEnvelope> events = {
+      TicketOpenedAt("cus_1", id, opened, product, category),
+      TicketEvent(Assigned(id, team), "cus_1", id, 2, opened),
+      TicketEvent(FirstReply(id), "cus_1", id, 3, opened + response_s),
+  };
+  if (resolve_s > 0)
+    events.push_back(TicketEvent(Resolved(id), "cus_1", id, 4, opened + resolve_s));
+  if (csat > 0)
+    events.push_back(TicketEvent(Csat(id, csat), "cus_1", id, 5, opened + resolve_s + 1));
+  if (breached) events.push_back(TicketEvent(Breached(id, team), "cus_1", id, 6, opened + 100));
+  return events;
+}
+
+std::vector<EventEnvelope> Concat(std::vector<std::vector<EventEnvelope>> parts) {
+  std::vector<EventEnvelope> all;
+  for (auto& p : parts) all.insert(all.end(), p.begin(), p.end());
+  return all;
+}
+
+TEST(PercentileTest, NearestRank) {
+  std::vector<int64_t> v = {50, 10, 40, 20, 30, 60, 70, 80, 90, 100};
+  EXPECT_EQ(Percentile(v, 50), 50);
+  EXPECT_EQ(Percentile(v, 90), 90);
+  std::vector<int64_t> one = {7};
+  EXPECT_EQ(Percentile(one, 90), 7);
+  std::vector<int64_t> none;
+  EXPECT_EQ(Percentile(none, 50), 0);
+}
+
+TEST(ServiceKpisTest, TimesBreachRateAndCsatInTotalByTeamAndByProduct) {
+  const auto records = Given(Concat({
+      Ticket("t1", "red", "router", "question", 0, 60, 600, 5),
+      Ticket("t2", "red", "router", "complaint", 1000, 120, 1200, 1, /*breached=*/true),
+      Ticket("t3", "blue", "modem", "question", 2000, 300, 0, 0),
+  }));
+  const auto kpis = When(records);
+  EXPECT_EQ(kpis.total().tickets(), 3);
+  EXPECT_EQ(kpis.total().first_response().samples(), 3);
+  EXPECT_EQ(kpis.total().first_response().median_seconds(), 120);
+  EXPECT_EQ(kpis.total().first_response().p90_seconds(), 300);
+  // t3 is not resolved.
+  EXPECT_EQ(kpis.total().resolution().samples(), 2);
+  EXPECT_EQ(kpis.total().resolution().median_seconds(), 600);
+  EXPECT_EQ(kpis.total().resolution().p90_seconds(), 1200);
+  EXPECT_EQ(kpis.total().breached(), 1);
+  EXPECT_DOUBLE_EQ(kpis.total().sla_breach_rate(), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(kpis.total().csat_average(), 3.0);
+  EXPECT_EQ(kpis.total().complaints(), 1);
+
+  ASSERT_EQ(kpis.by_team_size(), 2);
+  EXPECT_EQ(kpis.by_team(0).key(), "blue");
+  EXPECT_EQ(kpis.by_team(1).key(), "red");
+  EXPECT_EQ(kpis.by_team(1).tickets(), 2);
+  EXPECT_DOUBLE_EQ(kpis.by_team(1).csat_average(), 3.0);
+  EXPECT_DOUBLE_EQ(kpis.by_team(1).sla_breach_rate(), 0.5);
+  ASSERT_EQ(kpis.by_product_size(), 2);
+  EXPECT_EQ(kpis.by_product(0).key(), "modem");
+  EXPECT_EQ(kpis.by_product(0).csat_count(), 0);
+  EXPECT_EQ(kpis.by_product(1).key(), "router");
+  EXPECT_DOUBLE_EQ(kpis.by_product(1).complaint_rate(), 0.5);
+}
+
+TEST(ServiceKpisTest, ComplaintTrendPerWeekAndPerMonth) {
+  // 2024-01-01 is a Monday.
+  constexpr int64_t kJan1 = 1704067200;
+  const auto records = Given(Concat({
+      Ticket("t1", "red", "router", "complaint", kJan1 + 1 * kDay, 60, 0, 0),
+      Ticket("t2", "red", "router", "question", kJan1 + 6 * kDay, 60, 0, 0),
+      Ticket("t3", "red", "router", "Complaint", kJan1 + 7 * kDay, 60, 0, 0),
+      Ticket("t4", "red", "router", "complaint", kJan1 + 40 * kDay, 60, 0, 0),
+  }));
+  crm::v1::GetServiceKpisRequest weekly;
+  weekly.set_bucket(crm::v1::KPI_BUCKET_WEEK);
+  const auto weeks = When(records, weekly);
+  ASSERT_EQ(weeks.trend_size(), 3);
+  EXPECT_EQ(weeks.trend(0).key(), "2024-01-01");
+  EXPECT_EQ(weeks.trend(0).tickets(), 2);
+  EXPECT_DOUBLE_EQ(weeks.trend(0).complaint_rate(), 0.5);
+  EXPECT_EQ(weeks.trend(1).key(), "2024-01-08");
+  EXPECT_EQ(weeks.trend(1).complaints(), 1);
+  EXPECT_EQ(weeks.trend(2).key(), "2024-02-05");
+
+  const auto months = When(records);
+  ASSERT_EQ(months.trend_size(), 2);
+  EXPECT_EQ(months.trend(0).key(), "2024-01");
+  EXPECT_EQ(months.trend(0).tickets(), 3);
+  EXPECT_EQ(months.trend(0).complaints(), 2);
+  EXPECT_EQ(months.trend(1).key(), "2024-02");
+}
+
+TEST(ServiceKpisTest, PeriodTeamAndProductNarrowTheTickets) {
+  const auto records = Given(Concat({
+      Ticket("t1", "red", "router", "question", 100, 60, 0, 0),
+      Ticket("t2", "blue", "router", "question", 200, 60, 0, 0),
+      Ticket("t3", "red", "modem", "question", 300, 60, 0, 0),
+  }));
+  crm::v1::GetServiceKpisRequest period;
+  period.mutable_from()->set_seconds(200);
+  period.mutable_to()->set_seconds(300);  // exclusive
+  EXPECT_EQ(When(records, period).total().tickets(), 1);
+  crm::v1::GetServiceKpisRequest team;
+  team.set_team_id("red");
+  EXPECT_EQ(When(records, team).total().tickets(), 2);
+  crm::v1::GetServiceKpisRequest product;
+  product.set_product("router");
+  EXPECT_EQ(When(records, product).total().tickets(), 2);
+}
+
+TEST(ServiceKpisTest, RecordsAreTheSameWhateverTheOrderAndDuplicates) {
+  auto events = Concat({Ticket("t1", "red", "router", "complaint", 100, 60, 600, 4, true)});
+  // A reassignment later than the breach and a second, later resolution
+  // after a reopen.
+  events.push_back(TicketEvent(Assigned("t1", "blue"), "cus_1", "t1", 7, 900));
+  crm::v1::TicketReopened reopened;
+  reopened.set_ticket_id("t1");
+  events.push_back(TicketEvent(reopened, "cus_1", "t1", 8, 1000));
+  events.push_back(TicketEvent(Resolved("t1"), "cus_1", "t1", 9, 2000));
+  const std::string expected = Given(events).front().SerializeAsString();
+  const auto record = Given(events).front();
+  EXPECT_EQ(record.team_id(), "blue");
+  EXPECT_EQ(record.resolved().at().seconds(), 2000);
+  EXPECT_EQ(record.first_response_at().seconds(), 160);
+  for (int seed = 0; seed < 20; ++seed) {
+    auto shuffled = events;
+    std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(seed));
+    shuffled.push_back(shuffled[seed % shuffled.size()]);  // a redelivery
+    EXPECT_EQ(Given(shuffled).front().SerializeAsString(), expected) << seed;
+  }
+}
+
+TEST(ServiceKpisTest, BadRequestsNameTheField) {
+  crm::v1::GetServiceKpisRequest r;
+  r.mutable_from()->set_seconds(200);
+  r.mutable_to()->set_seconds(100);
+  auto st = ValidateServiceKpisRequest(r);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().substr(0, 3), "to:");
+  crm::v1::GetServiceKpisRequest bucket;
+  bucket.set_bucket(static_cast<crm::v1::KpiBucket>(17));
+  EXPECT_EQ(ValidateServiceKpisRequest(bucket).message().substr(0, 7), "bucket:");
+  crm::v1::GetServiceKpisRequest nanos;
+  nanos.mutable_from()->set_nanos(-1);
+  EXPECT_EQ(ValidateServiceKpisRequest(nanos).message().substr(0, 5), "from:");
+  EXPECT_TRUE(ValidateServiceKpisRequest({}).ok());
+}
+
+}  // namespace
+}  // namespace crm::analytics
