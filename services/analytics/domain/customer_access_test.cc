@@ -1,0 +1,81 @@
+#include "services/analytics/domain/customer_access.h"
+
+#include "gtest/gtest.h"
+
+namespace crm::analytics {
+namespace {
+
+crm::v1::Customer360 View(const std::string& owner, const std::string& territory) {
+  crm::v1::Customer360 v;
+  v.set_customer_id("cus_1");
+  v.set_owner_id(owner);
+  v.mutable_profile()->set_first_name("Ada");
+  v.mutable_profile()->set_last_name("Lovelace");
+  v.mutable_profile()->set_email("ada@example.com");
+  v.mutable_profile()->set_phone("+441234567890");
+  v.mutable_profile()->set_company("Engines");
+  v.mutable_profile()->set_territory(territory);
+  auto* entry = v.add_timeline();
+  entry->set_type("LeadCaptured");
+  entry->set_summary("Lead captured via web form (ada@example.com)");
+  return v;
+}
+
+auth::Principal As(const std::string& sub, const std::string& role,
+                   const std::string& territory = "") {
+  return auth::Principal{sub, {role}, territory};
+}
+
+TEST(CustomerAccessTest, RepsSeeTheirOwnCustomersOnlyAndOthersLookMissing) {
+  const auto own =
+      Customer360For(As("rep_ann", auth::kRoleSalesRep), View("rep_ann", "emea"), "cus_1");
+  ASSERT_TRUE(own.ok());
+  EXPECT_EQ(own->profile().email(), "ada@example.com");
+
+  const auto other =
+      Customer360For(As("rep_bob", auth::kRoleSalesRep), View("rep_ann", "emea"), "cus_1");
+  const auto missing = Customer360For(As("rep_bob", auth::kRoleSalesRep),
+                                      absl::NotFoundError("customer cus_1 not found"), "cus_1");
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(other.status(), missing.status()) << "no hint that the customer exists";
+}
+
+TEST(CustomerAccessTest, ManagersSeeTheirTerritory) {
+  const auto mgr = As("mgr_eve", auth::kRoleSalesManager, "emea");
+  EXPECT_TRUE(Customer360For(mgr, View("rep_ann", "emea"), "cus_1").ok());
+  EXPECT_EQ(Customer360For(mgr, View("rep_ann", "amer"), "cus_1").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // Without an account the lead's region counts.
+  auto lead_only = View("rep_ann", "");
+  lead_only.mutable_profile()->set_region("emea");
+  EXPECT_TRUE(Customer360For(mgr, lead_only, "cus_1").ok());
+}
+
+TEST(CustomerAccessTest, AnalystsSeeEveryCustomerWithoutPersonalData) {
+  const auto seen =
+      Customer360For(As("ann_alyst", auth::kRoleAnalyst), View("rep_ann", "emea"), "cus_1");
+  ASSERT_TRUE(seen.ok());
+  EXPECT_EQ(seen->profile().first_name(), "");
+  EXPECT_EQ(seen->profile().last_name(), "");
+  EXPECT_EQ(seen->profile().email(), "");
+  EXPECT_EQ(seen->profile().phone(), "");
+  EXPECT_EQ(seen->profile().company(), "Engines");
+  ASSERT_EQ(seen->timeline_size(), 1);
+  EXPECT_EQ(seen->timeline(0).type(), "LeadCaptured");
+  EXPECT_EQ(seen->timeline(0).summary(), "");
+  EXPECT_EQ(seen->owner_id(), "rep_ann");
+}
+
+TEST(CustomerAccessTest, AdminsSeeEverythingAndGetPlainNotFound) {
+  const auto admin = As("root", auth::kRoleAdmin);
+  const auto seen = Customer360For(admin, View("rep_ann", "emea"), "cus_1");
+  ASSERT_TRUE(seen.ok());
+  EXPECT_EQ(seen->timeline(0).summary(), "Lead captured via web form (ada@example.com)");
+  EXPECT_EQ(Customer360For(admin, absl::NotFoundError("customer cus_9 not found"), "cus_9")
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace crm::analytics
