@@ -18,42 +18,42 @@ void Fill(const BackupSummary& b, const std::string& dir, crm::v1::Backup* out) 
 
 }  // namespace
 
+template <typename Body>
+grpc::ServerUnaryReactor* AdminService::Guarded(grpc::CallbackServerContext* ctx, Body body) {
+  return RunUnary(
+      ctx, executor_,
+      [this, body = std::move(body), caller = auth::CallerFrom(*ctx)]() -> absl::Status {
+        if (!caller.ok()) return caller.status();
+        if (backup_dir_.empty()) {
+          return absl::FailedPreconditionError(
+              "backups are off: start the service with --backup-dir");
+        }
+        std::lock_guard<std::mutex> lock(backup_mu_);
+        return body();
+      });
+}
+
 grpc::ServerUnaryReactor* AdminService::CreateBackup(grpc::CallbackServerContext* ctx,
                                                      const crm::v1::CreateBackupRequest*,
                                                      crm::v1::Backup* response) {
-  return RunUnary(ctx, executor_,
-                  [this, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    if (!caller.ok()) return caller.status();
-                    if (backup_dir_.empty()) {
-                      return absl::FailedPreconditionError(
-                          "backups are off: start the service with --backup-dir");
-                    }
-                    std::lock_guard<std::mutex> lock(backup_mu_);
-                    auto backup = crm::CreateBackup(db_, backup_dir_);
-                    if (!backup.ok()) return backup.status();
-                    Fill(*backup, backup_dir_, response);
-                    return absl::OkStatus();
-                  });
+  return Guarded(ctx, [this, response]() -> absl::Status {
+    auto backup = crm::CreateBackup(db_, backup_dir_);
+    if (!backup.ok()) return backup.status();
+    Fill(*backup, backup_dir_, response);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListBackups(grpc::CallbackServerContext* ctx,
                                                     const crm::v1::ListBackupsRequest*,
                                                     crm::v1::ListBackupsResponse* response) {
-  return RunUnary(ctx, executor_,
-                  [this, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    if (!caller.ok()) return caller.status();
-                    if (backup_dir_.empty()) {
-                      return absl::FailedPreconditionError(
-                          "backups are off: start the service with --backup-dir");
-                    }
-                    std::lock_guard<std::mutex> lock(backup_mu_);
-                    auto backups = crm::ListBackups(backup_dir_);
-                    if (absl::IsNotFound(backups.status()))
-                      return absl::OkStatus();  // none taken yet
-                    if (!backups.ok()) return backups.status();
-                    for (const auto& b : *backups) Fill(b, backup_dir_, response->add_backups());
-                    return absl::OkStatus();
-                  });
+  return Guarded(ctx, [this, response]() -> absl::Status {
+    auto backups = crm::ListBackups(backup_dir_);
+    if (absl::IsNotFound(backups.status())) return absl::OkStatus();  // none taken yet
+    if (!backups.ok()) return backups.status();
+    for (const auto& b : *backups) Fill(b, backup_dir_, response->add_backups());
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace crm

@@ -25,6 +25,11 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
                                         crm::v1::ListBackupsResponse* response) override;
 
  private:
+  // The caller's check, backups being on, and one backup operation at a
+  // time, then `body` on the backup thread.
+  template <typename Body>
+  grpc::ServerUnaryReactor* Guarded(grpc::CallbackServerContext* ctx, Body body);
+
   Database& db_;
   const std::string backup_dir_;
   std::mutex backup_mu_;  // BackupEngine allows one writer per directory
