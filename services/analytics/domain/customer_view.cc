@@ -8,6 +8,7 @@
 #include "crm/v1/sales.pb.h"
 #include "crm/v1/service_desk.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "services/analytics/domain/event_fold.h"
 
 namespace crm::analytics {
 namespace {
@@ -19,18 +20,6 @@ using google::protobuf::Timestamp;
 using google::protobuf::util::TimeUtil;
 
 bool Before(const Timestamp& a, const Timestamp& b) { return a < b; }
-
-// True when `event` is newer than the value stamped `as_of` (ties: larger
-// event id), and then stamps it: the fold of a last-writer-wins field.
-bool TakeIfNewer(AsOf* as_of, const EventEnvelope& event) {
-  if (as_of->has_at()) {
-    if (Before(event.occurred_at(), as_of->at())) return false;
-    if (event.occurred_at() == as_of->at() && event.event_id() <= as_of->event_id()) return false;
-  }
-  *as_of->mutable_at() = event.occurred_at();
-  as_of->set_event_id(event.event_id());
-  return true;
-}
 
 // Finds or inserts the record with `id` in a repeated field kept sorted by id,
 // so the stored view does not depend on the order records appeared in.
@@ -168,11 +157,6 @@ void DeriveTotals(Customer360& view) {
   view.set_breached_ticket_count(breached);
   view.set_csat_count(csat_count);
   view.set_csat_average(csat_count == 0 ? 0.0 : static_cast<double>(csat_sum) / csat_count);
-}
-
-template <typename T>
-bool Unpack(const EventEnvelope& event, T* msg) {
-  return event.payload().Is<T>() && event.payload().UnpackTo(msg);
 }
 
 // Folds the payload into the view and returns the timeline summary; an

@@ -10,6 +10,7 @@
 #include "crm/v1/sales.pb.h"
 #include "google/protobuf/util/time_util.h"
 #include "libs/common/status_macros.h"
+#include "services/analytics/domain/event_fold.h"
 
 namespace crm::analytics {
 namespace {
@@ -20,22 +21,6 @@ using crm::v1::FunnelCounts;
 using crm::v1::FunnelLeadRecord;
 using crm::v1::FunnelOpportunityRecord;
 using google::protobuf::Timestamp;
-
-template <typename T>
-bool Unpack(const EventEnvelope& event, T* msg) {
-  return event.payload().Is<T>() && event.payload().UnpackTo(msg);
-}
-
-// Later occurred_at wins, ties go to the larger event id.
-bool TakeIfNewer(AsOf* as_of, const EventEnvelope& event) {
-  if (as_of->has_at()) {
-    if (event.occurred_at() < as_of->at()) return false;
-    if (event.occurred_at() == as_of->at() && event.event_id() <= as_of->event_id()) return false;
-  }
-  *as_of->mutable_at() = event.occurred_at();
-  as_of->set_event_id(event.event_id());
-  return true;
-}
 
 void SetLeadOwner(FunnelLeadRecord* r, const EventEnvelope& event, const std::string& owner) {
   if (!owner.empty() && TakeIfNewer(r->mutable_owner_as_of(), event)) r->set_owner_id(owner);

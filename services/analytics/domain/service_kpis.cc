@@ -8,6 +8,7 @@
 #include "crm/v1/service_desk.pb.h"
 #include "google/protobuf/util/time_util.h"  // Timestamp comparison operators
 #include "libs/common/status_macros.h"
+#include "services/analytics/domain/event_fold.h"
 
 namespace crm::analytics {
 namespace {
@@ -17,22 +18,6 @@ using crm::v1::EventEnvelope;
 using crm::v1::KpiTicketRecord;
 using crm::v1::ServiceKpiSlice;
 using google::protobuf::Timestamp;
-
-template <typename T>
-bool Unpack(const EventEnvelope& event, T* msg) {
-  return event.payload().Is<T>() && event.payload().UnpackTo(msg);
-}
-
-// Later occurred_at wins, ties go to the larger event id.
-bool TakeIfNewer(AsOf* as_of, const EventEnvelope& event) {
-  if (as_of->has_at()) {
-    if (event.occurred_at() < as_of->at()) return false;
-    if (event.occurred_at() == as_of->at() && event.event_id() <= as_of->event_id()) return false;
-  }
-  *as_of->mutable_at() = event.occurred_at();
-  as_of->set_event_id(event.event_id());
-  return true;
-}
 
 void SetStatus(KpiTicketRecord* r, const EventEnvelope& event, crm::v1::TicketStatus status) {
   if (TakeIfNewer(r->mutable_status_as_of(), event)) r->set_status(status);

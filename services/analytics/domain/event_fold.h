@@ -1,0 +1,29 @@
+#pragma once
+
+// What every analytics fold needs to stay independent of delivery order.
+#include "crm/v1/analytics.pb.h"
+#include "crm/v1/envelope.pb.h"
+#include "google/protobuf/util/time_util.h"  // Timestamp comparison operators
+
+namespace crm::analytics {
+
+// The payload as T, false when it holds another type.
+template <typename T>
+bool Unpack(const crm::v1::EventEnvelope& event, T* msg) {
+  return event.payload().Is<T>() && event.payload().UnpackTo(msg);
+}
+
+// Last writer wins by event time: true (and `as_of` moves to the event)
+// when the event is later than the one the value was taken from; ties go
+// to the larger event id, so every delivery order ends in the same value.
+inline bool TakeIfNewer(crm::v1::AsOf* as_of, const crm::v1::EventEnvelope& event) {
+  if (as_of->has_at()) {
+    if (event.occurred_at() < as_of->at()) return false;
+    if (event.occurred_at() == as_of->at() && event.event_id() <= as_of->event_id()) return false;
+  }
+  *as_of->mutable_at() = event.occurred_at();
+  as_of->set_event_id(event.event_id());
+  return true;
+}
+
+}  // namespace crm::analytics
