@@ -35,15 +35,6 @@ crm::v1::EventEnvelope Envelope(const google::protobuf::Message& payload,
   return e;
 }
 
-std::string RunCommand(const std::string& command) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) return out;
-  std::array<char, 512> buf{};
-  while (fgets(buf.data(), buf.size(), pipe.get()) != nullptr) out += buf.data();
-  return out;
-}
-
 std::vector<crm::v1::EventEnvelope> ChurnAlerts(const std::string& brokers, size_t want,
                                                 absl::Duration timeout) {
   return ConsumeTopic(

@@ -12,20 +12,6 @@
 namespace crm::testing {
 namespace {
 
-// Runs a command and returns its standard output.
-std::string RunCommand(const std::string& command) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) return out;
-  std::array<char, 512> buf{};
-  while (fgets(buf.data(), buf.size(), pipe.get()) != nullptr) out += buf.data();
-  return out;
-}
-
-std::string Digest(const std::string& dir) {
-  return RunCommand(absl::StrCat(CRM_CTL_BIN, " digest analytics --data-dir=", dir));
-}
-
 TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   Stack stack;
   ASSERT_TRUE(stack.StartBroker());
@@ -51,15 +37,15 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
     return sum == 60;
   })) << stack.analytics().Log();
   ASSERT_EQ(stack.analytics().Kill(SIGTERM), 0);
-  const std::string live = Digest(stack.dir() + "/analytics");
+  const std::string live = AnalyticsDigest(stack.dir() + "/analytics");
   ASSERT_NE(live.find("entries"), std::string::npos) << live;
 
   // Offline rebuild into a new dir with crmctl.
   const std::string rebuilt_dir = stack.dir() + "/rebuilt";
-  const std::string report = RunCommand(absl::StrCat(CRM_CTL_BIN, " rebuild analytics --data-dir=",
-                                              rebuilt_dir, " --brokers=", stack.brokers()));
+  const std::string report = RunCommand(absl::StrCat(
+      CRM_CTL_BIN, " rebuild analytics --data-dir=", rebuilt_dir, " --brokers=", stack.brokers()));
   EXPECT_NE(report.find("from 60 events"), std::string::npos) << report;
-  EXPECT_EQ(Digest(rebuilt_dir), live);
+  EXPECT_EQ(AnalyticsDigest(rebuilt_dir), live);
 
   // The service itself on an empty data dir.
   std::filesystem::remove_all(stack.dir() + "/analytics");
@@ -71,7 +57,7 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
     return sum == 60;
   }));
   ASSERT_EQ(stack.analytics().Kill(SIGTERM), 0);
-  EXPECT_EQ(Digest(stack.dir() + "/analytics"), live);
+  EXPECT_EQ(AnalyticsDigest(stack.dir() + "/analytics"), live);
 }
 
 }  // namespace

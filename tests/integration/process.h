@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstdio>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -92,5 +95,22 @@ class Process {
   std::string log_path_;
   pid_t pid_ = -1;
 };
+
+// Runs a shell command and returns its standard output.
+inline std::string RunCommand(const std::string& command) {
+  std::string out;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  if (!pipe) return out;
+  std::array<char, 512> buf{};
+  while (fgets(buf.data(), buf.size(), pipe.get()) != nullptr) out += buf.data();
+  return out;
+}
+
+#ifdef CRM_CTL_BIN
+// `crmctl digest analytics` of a data dir: equal digests, identical views.
+inline std::string AnalyticsDigest(const std::string& data_dir) {
+  return RunCommand(std::string(CRM_CTL_BIN) + " digest analytics --data-dir=" + data_dir);
+}
+#endif
 
 }  // namespace crm::testing
