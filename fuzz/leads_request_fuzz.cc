@@ -1,0 +1,129 @@
+// The leads service's request validators on arbitrary requests: the first
+// byte picks the request, the rest is its protobuf encoding (or raw text
+// for the email and phone normalizers). Beyond not crashing: errors are
+// INVALID_ARGUMENT naming the field, normalizing is idempotent, and a bulk
+// import row is normalized exactly like the capture it stands for.
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/time/time.h"
+#include "crm/v1/leads.pb.h"
+#include "fuzz/fuzz_input.h"
+#include "services/leads/domain/assignment.h"
+#include "services/leads/domain/lead.h"
+
+namespace crm::fuzz {
+namespace {
+
+void Capture(absl::string_view payload) {
+  crm::v1::CaptureLeadRequest request;
+  if (!Decode(payload, request)) return;
+  auto normalized = leads::NormalizeCaptureRequest(request);
+  CheckValidation(normalized.status(), "NormalizeCaptureRequest");
+  if (!normalized.ok()) return;
+  auto again = leads::NormalizeCaptureRequest(*normalized);
+  Check(again.ok(), "a normalized capture request is refused", again.status().ToString());
+  Check(Same(*again, *normalized), "normalizing a capture request twice changes it");
+}
+
+void ImportRow(absl::string_view payload) {
+  crm::v1::ImportLeadRow row;
+  if (!Decode(payload, row)) return;
+  auto request = leads::RowAsCaptureRequest(row, crm::v1::LEAD_CHANNEL_WEB_FORM);
+  auto copied = leads::NormalizeCaptureRequest(request);
+  const absl::Status in_place = leads::NormalizeCaptureRequestInPlace(request);
+  CheckValidation(in_place, "NormalizeCaptureRequestInPlace");
+  Check(in_place.ok() == copied.ok(), "import and capture disagree on a row", in_place.ToString());
+  if (in_place.ok()) Check(Same(request, *copied), "import normalizes a row unlike capture");
+}
+
+template <typename Request, typename Parse>
+void Command(absl::string_view payload, Parse parse, absl::string_view what) {
+  Request request;
+  if (!Decode(payload, request)) return;
+  CheckValidation(parse(request).status(), what);
+}
+
+void Rule(absl::string_view payload) {
+  crm::v1::AssignmentRule rule;
+  if (!Decode(payload, rule)) return;
+  auto normalized = leads::NormalizeRule(rule);
+  CheckValidation(normalized.status(), "NormalizeRule");
+  if (!normalized.ok()) return;
+  auto again = leads::NormalizeRule(*normalized);
+  Check(again.ok(), "a normalized rule is refused", again.status().ToString());
+  Check(Same(*again, *normalized), "normalizing a rule twice changes it");
+}
+
+void EmailAndPhone(absl::string_view text) {
+  if (auto email = leads::NormalizeEmail(text, "contact.email"); email.ok()) {
+    auto again = leads::NormalizeEmail(*email, "contact.email");
+    Check(again.ok() && *again == *email, "normalizing an email twice changes it", *email);
+  } else {
+    CheckValidation(email.status(), "NormalizeEmail");
+  }
+  if (auto phone = leads::NormalizePhone(text, "contact.phone"); phone.ok()) {
+    auto again = leads::NormalizePhone(*phone, "contact.phone");
+    Check(again.ok() && *again == *phone, "normalizing a phone number twice changes it", *phone);
+  } else {
+    CheckValidation(phone.status(), "NormalizePhone");
+  }
+  CheckValidation(leads::CheckText("note", text, 64), "CheckText");
+  CheckValidation(leads::CheckId("lead_id", text), "CheckId");
+}
+
+}  // namespace
+}  // namespace crm::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace crm;  // NOLINT: the request types and validators read better short
+  const auto [selector, payload] = fuzz::Choose(data, size);
+  const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+  switch (selector % 11) {
+    case 0:
+      fuzz::Capture(payload);
+      break;
+    case 1:
+      fuzz::ImportRow(payload);
+      break;
+    case 2:
+      fuzz::Command<v1::RecordLeadActivityRequest>(
+          payload, [&](const auto& r) { return leads::ParseRecordActivity(r, now); },
+          "ParseRecordActivity");
+      break;
+    case 3:
+      fuzz::Command<v1::QualifyLeadRequest>(
+          payload, [](const auto& r) { return leads::ParseQualify(r); }, "ParseQualify");
+      break;
+    case 4:
+      fuzz::Command<v1::DisqualifyLeadRequest>(
+          payload, [](const auto& r) { return leads::ParseDisqualify(r); }, "ParseDisqualify");
+      break;
+    case 5:
+      fuzz::Command<v1::NurtureLeadRequest>(
+          payload, [](const auto& r) { return leads::ParseNurture(r); }, "ParseNurture");
+      break;
+    case 6:
+      fuzz::Command<v1::ConvertLeadRequest>(
+          payload, [](const auto& r) { return leads::ParseConvert(r); }, "ParseConvert");
+      break;
+    case 7:
+      fuzz::Command<v1::AssignLeadRequest>(
+          payload, [](const auto& r) { return leads::ParseAssign(r); }, "ParseAssign");
+      break;
+    case 8: {
+      v1::MergeLeadsRequest request;
+      if (fuzz::Decode(payload, request)) {
+        fuzz::CheckValidation(leads::ValidateMerge(request), "ValidateMerge");
+      }
+      break;
+    }
+    case 9:
+      fuzz::Rule(payload);
+      break;
+    default:
+      fuzz::EmailAndPhone(payload);
+      break;
+  }
+  return 0;
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Writes the seed corpus (fuzz/corpus/<target>/) once; the files are kept
+# in the repository as data. Each seed is a selector byte (which request
+# the target exercises, see its switch) and a message protoc encodes from
+# text. Run from anywhere: fuzz/make_corpus.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$ROOT/fuzz/corpus"
+
+encode() {  # type textproto -> binary on stdout
+  protoc --proto_path="$ROOT/proto" --encode="crm.v1.$1" \
+    crm/v1/common.proto crm/v1/envelope.proto crm/v1/leads.proto crm/v1/sales.proto \
+    crm/v1/service_desk.proto crm/v1/analytics.proto <<<"$2"
+}
+
+byte() { printf "\\x$(printf %02x "$1")"; }
+
+seed() {  # target name selector type textproto
+  mkdir -p "$OUT/$1"
+  { byte "$3"; encode "$4" "$5"; } >"$OUT/$1/$2"
+}
+
+text_seed() {  # target name selector text
+  mkdir -p "$OUT/$1"
+  { byte "$3"; printf '%s' "$4"; } >"$OUT/$1/$2"
+}
+
+rm -rf "$OUT"
+
+# ---- leads_request ----
+L=leads_request
+seed $L capture 0 CaptureLeadRequest 'request_id: "r1" channel: LEAD_CHANNEL_WEB_FORM contact { first_name: " Ada " email: "Ada@Example.COM" phone: "0044 20 7946 0958" } company: "ACME" region: "emea" product_interests: "crm" attributes { key: "utm" value: "x" } bant { budget { currency: "EUR" minor_units: 100000 } need: "crm" }'
+seed $L import_row 1 ImportLeadRow 'row_number: 7 contact { email: "row@example.com" } company: "Row Co" region: "amer"'
+seed $L activity 2 RecordLeadActivityRequest 'request_id: "r2" lead_id: "lead_1" expected_version: 3 type: LEAD_ACTIVITY_TYPE_EMAIL_OPENED occurred_at { seconds: 1700000000 } detail: "opened"'
+seed $L qualify 3 QualifyLeadRequest 'request_id: "r3" lead_id: "lead_1" bant { decision_maker: true need: "x" } note: "ok"'
+seed $L disqualify 4 DisqualifyLeadRequest 'request_id: "r4" lead_id: "lead_1" reason: "no budget"'
+seed $L nurture 5 NurtureLeadRequest 'request_id: "r5" lead_id: "lead_1" reason: "later"'
+seed $L convert 6 ConvertLeadRequest 'request_id: "r6" lead_id: "lead_1" owner_id: "rep_ada" opportunity_name: "Deal" estimated_amount { currency: "EUR" minor_units: 500000 }'
+seed $L assign 7 AssignLeadRequest 'request_id: "r7" lead_id: "lead_1" owner_id: "rep_ada" reason: "territory"'
+seed $L merge 8 MergeLeadsRequest 'request_id: "r8" survivor_lead_id: "lead_1" merged_lead_id: "lead_2" survivor_expected_version: 2'
+seed $L rule 9 AssignmentRule 'name: " EMEA CRM " regions: "EMEA" regions: "emea" product_interests: "crm" team_id: "t1" team_members: "rep_a" team_members: "rep_b" strategy: TEAM_STRATEGY_ROUND_ROBIN'
+text_seed $L email 10 ' Grace.Hopper+crm@Navy.MIL '
+text_seed $L phone 10 '(+1) 202-555-0143'
+
+# ---- sales_request ----
+S=sales_request
+seed $S open_customer 0 OpenCustomerRequest 'request_id: "s0" customer_id: "cus_1" name: " Navy " owner_id: "rep_ada" territory: "AMER" contacts { email: "Grace@Navy.example" first_name: "Grace" }'
+seed $S open_opportunity 1 OpenOpportunityRequest 'request_id: "s1" customer_id: "cus_1" name: "Compilers" amount { currency: "EUR" minor_units: 1200000 } expected_close_date: "2025-06-30"'
+seed $S change_stage 2 ChangeOpportunityStageRequest 'request_id: "s2" opportunity_id: "opp_1" expected_version: 1 stage_id: "closed_lost" lost_reason: "price"'
+seed $S revise 3 ReviseOpportunityRequest 'request_id: "s3" opportunity_id: "opp_1" expected_version: 2 amount { currency: "EUR" minor_units: 1 } expected_close_date: "2024-02-29" name: "x"'
+seed $S create_task 4 CreateTaskRequest 'request_id: "s4"'
+seed $S log_activity 5 LogActivityRequest 'request_id: "s5"'
+seed $S draft_quote 6 DraftQuoteRequest 'request_id: "s6" opportunity_id: "opp_1" currency: "EUR" lines { product_id: "p" quantity: 3 unit_price { currency: "EUR" minor_units: 999999 } discount_bps: 1250 tax_rate_bps: 1900 } lines { product_id: "q" quantity: 9223372036854775807 unit_price { currency: "EUR" minor_units: 2 } } valid_until: "2025-12-31"'
+seed $S draft_contract 7 DraftContractRequest 'request_id: "s7" order_id: "ord_1" start_date: "2025-07-01"'
+seed $S forecast 8 GetForecastRequest 'period: FORECAST_PERIOD_QUARTER owner_id: "rep_ada" from_date: "2025-01-01" to_date: "2025-12-31"'
+seed $S pipeline 9 Pipeline 'pipeline_id: "p" stages { stage_id: "a" probability_percent: 10 outcome: STAGE_OUTCOME_OPEN } stages { stage_id: "b" probability_percent: 50 outcome: STAGE_OUTCOME_OPEN } stages { stage_id: "won" probability_percent: 100 outcome: STAGE_OUTCOME_WON } stages { stage_id: "lost" outcome: STAGE_OUTCOME_LOST } allow_moving_back: true'
+seed $S money 10 Money 'currency: "EUR" minor_units: 999999999999999'
+text_seed $S date 11 '2024-02-29'
+text_seed $S tiers 11 'standard:0,silver:1000000,gold:5000000'
+
+# ---- service_desk_request ----
+D=service_desk_request
+seed $D open_ticket 0 OpenTicketRequest 'request_id: "d0" customer_id: "cus_1" channel: TICKET_CHANNEL_EMAIL subject: " Router down " description: "It blinks\nred" product: "router" category: "outage"'
+seed $D assign 1 AssignTicketRequest 'request_id: "d1" ticket_id: "tkt_1" expected_version: 1 assignee_id: "agent_1" team_id: "t1"'
+seed $D reply 2 ReplyToTicketRequest 'request_id: "d2" ticket_id: "tkt_1" author_type: AUTHOR_TYPE_AGENT body: "Try a reboot"'
+seed $D note 3 AddInternalNoteRequest 'request_id: "d3" ticket_id: "tkt_1" body: "vip"'
+seed $D pending 4 MarkTicketPendingRequest 'request_id: "d4" ticket_id: "tkt_1" expected_version: 4'
+seed $D resolve 5 ResolveTicketRequest 'request_id: "d5" ticket_id: "tkt_1" resolution_note: "rebooted" solution_article_id: "art_1"'
+seed $D close 6 CloseTicketRequest 'request_id: "d6" ticket_id: "tkt_1"'
+seed $D reopen 7 ReopenTicketRequest 'request_id: "d7" ticket_id: "tkt_1" reason: "again"'
+seed $D link 8 LinkSolutionArticleRequest 'request_id: "d8" ticket_id: "tkt_1" article_id: "art_1"'
+seed $D csat 9 SubmitCsatRequest 'request_id: "d9" ticket_id: "tkt_1" score: 4 comment: "fine" nps: 9'
+seed $D list 10 ListTicketsRequest 'customer_id: "cus_1" status: TICKET_STATUS_OPEN breached: true page { page_size: 10 page_token: "abc" }'
+seed $D article 11 CreateArticleRequest 'request_id: "d11" title: "Reset" body: "Hold the button" tags: " Router " tags: "router" tags: "WiFi" product: "router"'
+seed $D settings 12 ServiceDeskSettings ''
+text_seed $D settings_text 13 "$(sed -n '1,40p' "$ROOT/services/service-desk/config/example.textproto")"
+text_seed $D text 14 'Subject line'
+
+# ---- analytics_request ----
+A=analytics_request
+seed $A customer360 0 GetCustomer360Request 'customer_id: "cus_fuzz_a" timeline_page { page_size: 50 }'
+seed $A customer360_token 0 GetCustomer360Request 'customer_id: "cus_fuzz_a" timeline_page { page_size: 7 page_token: "AAAAAAAAAAA" }'
+seed $A customer360_b 0 GetCustomer360Request 'customer_id: "cus_fuzz_b"'
+seed $A segment 1 ListSegmentRequest 'segment: SEGMENT_POTENTIAL page { page_size: 1 }'
+seed $A funnel 2 GetFunnelRequest 'period: "2023-11" channel: LEAD_CHANNEL_WEB_FORM territory: "emea"'
+seed $A kpis 3 GetServiceKpisRequest 'from { seconds: 1700000000 } to { seconds: 1800000000 } bucket: KPI_BUCKET_WEEK product: "router"'
+seed $A settings 4 AnalyticsSettings ''
+text_seed $A settings_text 5 'dormant_after_days: 90'
+
+# ---- event_envelope: parts of 2-byte little-endian length + envelope ----
+E=event_envelope
+part() { local bytes; bytes="$(mktemp)"; encode EventEnvelope "$1" >"$bytes"
+  local n; n=$(stat -c %s "$bytes"); byte $((n & 255)); byte $((n >> 8)); cat "$bytes"; rm -f "$bytes"; }
+LEAD='event_id: "evt-1" stream: "lead-l1" stream_version: 1 customer_id: "cus_e" type: "LeadCaptured" occurred_at { seconds: 1700000000 } payload { [type.googleapis.com/crm.v1.LeadCaptured] { lead_id: "l1" customer_id: "cus_e" contact { email: "e@example.com" } } }'
+ORDER='event_id: "evt-2" stream: "order-o1" stream_version: 1 customer_id: "cus_e" type: "OrderPlaced" occurred_at { seconds: 1700001000 } payload { [type.googleapis.com/crm.v1.OrderPlaced] { order_id: "o1" customer_id: "cus_e" currency: "EUR" totals { total { currency: "EUR" minor_units: 5000 } } } }'
+TICKET='event_id: "evt-3" stream: "ticket-t1" stream_version: 1 customer_id: "cus_e" type: "TicketOpened" occurred_at { seconds: 1700002000 } payload { [type.googleapis.com/crm.v1.TicketOpened] { ticket_id: "t1" customer_id: "cus_e" subject: "help" product: "router" } }'
+mkdir -p "$OUT/$E"
+{ byte 0; part "$LEAD"; } >"$OUT/$E/lead"
+{ byte $((1 | 2 << 2)); part "$LEAD"; part "$ORDER"; part "$TICKET"; } >"$OUT/$E/three_topics"
+{ byte 0; part "$LEAD"; byte 9; byte 0; printf 'not proto'; } >"$OUT/$E/poison"

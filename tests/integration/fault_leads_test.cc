@@ -1,0 +1,268 @@
+// Faults under load on the command side: leads is killed with SIGKILL, or
+// every broker goes away, while client threads keep capturing leads. Every
+// capture the service acknowledged must survive: readable from leads, on
+// crm.leads.v1, and in the analytics 360 view exactly once. (The single
+// kill right after one reply and the outage with the client waiting are in
+// event_flow_test.cc; these add concurrent clients and faults mid-stream.)
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libs/common/kafka.h"
+#include "tests/integration/stack.h"
+#include "tests/integration/topic_io.h"
+
+namespace crm::testing {
+namespace {
+
+// One capture the service answered OK.
+struct Acked {
+  std::string request_id;
+  std::string email;
+  std::string lead_id;
+  std::string customer_id;
+  // The fault phase it was answered in (see CaptureLoad::SetPhase).
+  int phase = 0;
+};
+
+// Client threads capturing leads until stopped, each a new person (so each
+// customer's 360 view must end with exactly one event). Failed calls
+// (UNAVAILABLE while the service is down, deadlines) are counted and not
+// retried: their outcome is unknown, only acknowledged ones are checked.
+class CaptureLoad {
+ public:
+  CaptureLoad(const Stack& stack, int threads) {
+    for (int t = 0; t < threads; ++t) {
+      threads_.emplace_back([this, &stack, t] { Run(stack, t); });
+    }
+  }
+  ~CaptureLoad() { Stop(); }
+
+  void SetPhase(int phase) { phase_.store(phase); }
+  void Stop() {
+    stop_.store(true);
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  std::vector<Acked> acked() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acked_;
+  }
+  int failed() const { return failed_.load(); }
+  int AckedIn(int phase) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    int n = 0;
+    for (const auto& a : acked_) n += a.phase == phase ? 1 : 0;
+    return n;
+  }
+
+ private:
+  void Run(const Stack& stack, int thread) {
+    auto stub = crm::v1::LeadsService::NewStub(stack.Channel("leads"));
+    for (int i = 0; !stop_.load(); ++i) {
+      crm::v1::CaptureLeadRequest req;
+      req.set_request_id(absl::StrCat("load-", thread, "-", i));
+      req.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+      req.mutable_contact()->set_email(absl::StrCat("load", thread, "x", i, "@example.com"));
+      req.mutable_contact()->set_first_name("Load");
+      const int phase = phase_.load();
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+      crm::v1::CaptureLeadResponse resp;
+      if (stub->CaptureLead(&ctx, req, &resp).ok()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        acked_.push_back(
+            {req.request_id(), req.contact().email(), resp.lead_id(), resp.customer_id(), phase});
+      } else {
+        failed_.fetch_add(1);
+        // Not a busy loop against a dead port.
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      // Sustained, not flooding: the checks read every acknowledged lead back.
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> phase_{0};
+  std::atomic<int> failed_{0};
+  mutable std::mutex mu_;
+  std::vector<Acked> acked_;
+};
+
+// The value of an unlabelled metric in a Prometheus text page, -1 if absent.
+double Metric(const std::string& text, const std::string& name) {
+  const std::string key = "\n" + name + " ";
+  const size_t at = ("\n" + text).find(key);
+  if (at == std::string::npos) return -1;
+  const size_t start = at + key.size() - 1;
+  const size_t end = text.find('\n', start);
+  double value = -1;
+  if (!absl::SimpleAtod(text.substr(start, end - start), &value)) return -1;
+  return value;
+}
+
+class LeadsFaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(stack_.StartBroker());
+    ASSERT_TRUE(StartLeads()) << stack_.leads().Log();
+    ASSERT_TRUE(stack_.StartAnalytics()) << stack_.analytics().Log();
+  }
+
+  bool StartLeads() {
+    return stack_.Start("leads", {absl::StrCat("--metrics-listen=127.0.0.1:", leads_metrics_)});
+  }
+
+  // Every acknowledged capture is readable from leads as it was sent.
+  void ExpectAllReadable(const std::vector<Acked>& acked) {
+    auto leads = stack_.LeadsStub();
+    int missing = 0;
+    for (const auto& a : acked) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      crm::v1::GetLeadRequest get;
+      get.set_lead_id(a.lead_id);
+      crm::v1::Lead lead;
+      const auto st = leads->GetLead(&ctx, get, &lead);
+      if (!st.ok() || lead.contact().email() != a.email || lead.customer_id() != a.customer_id) {
+        if (++missing <= 5) {
+          ADD_FAILURE() << "acknowledged " << a.request_id << " (" << a.lead_id
+                        << ") lost: " << st.error_message();
+        }
+      }
+    }
+    EXPECT_EQ(missing, 0) << "of " << acked.size() << " acknowledged captures";
+  }
+
+  // Every acknowledged capture's LeadCaptured is on crm.leads.v1; copies
+  // (a relay re-sending after a crash) are the same event, never a new one.
+  void ExpectAllOnTheTopic(const std::vector<Acked>& acked) {
+    std::set<std::string> wanted;
+    for (const auto& a : acked) wanted.insert("lead-" + a.lead_id);
+    std::map<std::string, std::set<std::string>> event_ids;  // stream -> event ids
+    size_t copies = 0;
+    ConsumeTopic(
+        stack_.brokers(), kLeadsTopic,
+        [&](const crm::v1::EventEnvelope& e) {
+          if (e.type() != "LeadCaptured" || !wanted.contains(e.stream())) return false;
+          event_ids[e.stream()].insert(e.event_id());
+          ++copies;
+          return true;
+        },
+        [&](const auto&) { return event_ids.size() == wanted.size(); });
+    EXPECT_EQ(event_ids.size(), wanted.size()) << "acknowledged captures missing on the topic";
+    for (const auto& [stream, ids] : event_ids) {
+      EXPECT_EQ(ids.size(), 1u) << stream << " was captured more than once";
+    }
+    RecordProperty("topic_copies", static_cast<int>(copies));
+    RecordProperty("topic_events", static_cast<int>(event_ids.size()));
+  }
+
+  // Every acknowledged capture's customer has exactly one event in the 360
+  // view: nothing lost, no duplicate applied.
+  void ExpectExactlyOnceInAnalytics(const std::vector<Acked>& acked) {
+    std::set<std::string> pending;
+    for (const auto& a : acked) pending.insert(a.customer_id);
+    Eventually(
+        [&] {
+          for (auto it = pending.begin(); it != pending.end();) {
+            it = stack_.EventCount(*it) >= 1 ? pending.erase(it) : std::next(it);
+          }
+          return pending.empty();
+        },
+        absl::Seconds(30));
+    EXPECT_TRUE(pending.empty()) << pending.size() << " customers never reached analytics, e.g. "
+                                 << (pending.empty() ? "" : *pending.begin());
+    // Let redelivered duplicates arrive before counting.
+    absl::SleepFor(absl::Seconds(1));
+    auto analytics = stack_.AnalyticsStub();
+    int wrong = 0;
+    for (const auto& a : acked) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      crm::v1::GetCustomer360Request get;
+      get.set_customer_id(a.customer_id);
+      crm::v1::Customer360 view;
+      const auto st = analytics->GetCustomer360(&ctx, get, &view);
+      if (!st.ok() || view.event_count() != 1 || view.timeline_size() != 1) {
+        if (++wrong <= 5) {
+          ADD_FAILURE() << a.customer_id << ": " << st.error_message() << " events "
+                        << view.event_count() << ", timeline " << view.timeline_size();
+        }
+      }
+    }
+    EXPECT_EQ(wrong, 0) << "of " << acked.size() << " customers";
+  }
+
+  Stack stack_;
+  int leads_metrics_ = FreePort();
+};
+
+TEST_F(LeadsFaultTest, KillNineUnderLoadLosesNoAcknowledgedCaptureAndAppliesEachOnce) {
+  CaptureLoad load(stack_, 4);
+  // Each round waits for the clients to be acknowledged again (they
+  // reconnect with gRPC's backoff), so every kill lands under load.
+  auto loaded = [&](int phase) {
+    return Eventually([&] { return load.AckedIn(phase) >= 20; }, absl::Seconds(15));
+  };
+  ASSERT_TRUE(loaded(0));
+  for (int round = 1; round <= 3; ++round) {
+    stack_.leads().Kill(SIGKILL);  // mid-append for some of the clients
+    load.SetPhase(round);
+    absl::SleepFor(absl::Milliseconds(200));
+    ASSERT_TRUE(StartLeads()) << stack_.leads().Log();
+    ASSERT_TRUE(loaded(round)) << "no capture acknowledged after restart " << round;
+  }
+  load.Stop();
+
+  const auto acked = load.acked();
+  EXPECT_GT(load.failed(), 0) << "the kills interrupted no call";
+  RecordProperty("acked", static_cast<int>(acked.size()));
+  RecordProperty("failed", load.failed());
+
+  ExpectAllReadable(acked);
+  ExpectAllOnTheTopic(acked);
+  ExpectExactlyOnceInAnalytics(acked);
+}
+
+TEST_F(LeadsFaultTest, BrokerOutageUnderLoadLosesNothingDuplicatesNothingAndDrainsTheOutbox) {
+  CaptureLoad load(stack_, 4);
+  absl::SleepFor(absl::Seconds(1));
+  load.SetPhase(1);
+  stack_.broker().Signal(SIGUSR1);  // every broker down, clients carry on
+  absl::SleepFor(absl::Seconds(3));
+  // Captures kept being accepted and are waiting in the outbox.
+  const double queued = Metric(HttpGet(leads_metrics_, "/metrics"), "crm_outbox_depth");
+  load.SetPhase(2);
+  stack_.broker().Signal(SIGUSR2);
+  absl::SleepFor(absl::Seconds(1));
+  load.Stop();
+
+  const auto acked = load.acked();
+  EXPECT_GT(load.AckedIn(1), 0) << "commands must be accepted while Kafka is down";
+  EXPECT_GT(load.AckedIn(2), 0);
+  EXPECT_GT(queued, 0) << "nothing waited in the outbox during the outage";
+  RecordProperty("acked", static_cast<int>(acked.size()));
+
+  // The outbox drains once the broker is back.
+  EXPECT_TRUE(Eventually([&] {
+    return Metric(HttpGet(leads_metrics_, "/metrics"), "crm_outbox_depth") == 0;
+  })) << HttpGet(leads_metrics_, "/metrics");
+  ExpectAllOnTheTopic(acked);
+  ExpectExactlyOnceInAnalytics(acked);
+  ExpectAllReadable(acked);
+}
+
+}  // namespace
+}  // namespace crm::testing
