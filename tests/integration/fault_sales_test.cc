@@ -2,6 +2,7 @@
 // them hold the same expected_version, so exactly one may win each version
 // and every other one must get ABORTED (optimistic concurrency), whatever
 // mix of commands races.
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -63,10 +64,17 @@ TEST(SalesConcurrencyTest, OneWriterWinsEachVersionTheOthersAreAborted) {
   for (int w = 0; w < kWriters; ++w) {
     stubs.push_back(crm::v1::SalesService::NewStub(stack.Channel("sales")));
   }
-  const char* kForward[] = {"needs_analysis", "proposal", "negotiation"};
+  // The default pipeline's open stages, in order: a stage change may only
+  // go one step on from wherever the previous round's winner left it.
+  const std::vector<std::string> kOpenStages = {"prospecting", "needs_analysis", "proposal",
+                                                "negotiation"};
   std::string last_loser;  // request_id of a revise that got ABORTED
   for (int round = 0; round < kRounds; ++round) {
     const int64_t version = opp.version();
+    const auto at = std::find(kOpenStages.begin(), kOpenStages.end(), opp.stage_id());
+    ASSERT_NE(at, kOpenStages.end()) << opp.stage_id();
+    const bool can_move = at + 1 != kOpenStages.end();
+    const std::string next_stage = can_move ? *(at + 1) : "";
     std::vector<grpc::Status> results(kWriters);
     std::vector<crm::v1::Opportunity> replies(kWriters);
     std::barrier start(kWriters);
@@ -78,12 +86,12 @@ TEST(SalesConcurrencyTest, OneWriterWinsEachVersionTheOthersAreAborted) {
         start.arrive_and_wait();
         // Half revise the amount, half move the stage (while the pipeline
         // still has an open stage ahead): both compete for the version.
-        if (w % 2 == 1 && round < 3) {
+        if (w % 2 == 1 && can_move) {
           crm::v1::ChangeOpportunityStageRequest change;
           change.set_request_id(request_id);
           change.set_opportunity_id(opp.opportunity_id());
           change.set_expected_version(version);
-          change.set_stage_id(kForward[round]);
+          change.set_stage_id(next_stage);
           results[w] = stub.ChangeOpportunityStage(Call().get(), change, &replies[w]);
         } else {
           crm::v1::ReviseOpportunityRequest revise;
