@@ -118,6 +118,9 @@ double CaptureLeads() {
   for (int c = 0; c < kClients; ++c) {
     stubs.push_back(crm::v1::LeadsService::NewStub(channels[c % channels.size()]));
   }
+  // Authenticated like any caller: token checks are part of the cost.
+  const std::string bearer =
+      "Bearer " + crm::testing::DevToken(auth::Principal{"bench", {auth::kRoleAdmin}, ""});
   const Result r = Drive([&](int client, int64_t n) {
     crm::v1::CaptureLeadRequest req;
     req.set_request_id(absl::StrCat("bench-", client, "-", n));
@@ -128,6 +131,7 @@ double CaptureLeads() {
     req.set_region("EMEA");
     crm::v1::CaptureLeadResponse resp;
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", bearer);
     return stubs[client]->CaptureLead(&ctx, req, &resp);
   });
   Report("CaptureLead, durable", r);
