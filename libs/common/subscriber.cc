@@ -324,7 +324,13 @@ void Subscriber::Run() {
       const int timeout = batch.empty() ? 100 : 0;
       std::unique_ptr<RdKafka::Message> msg(consumer_->consume(timeout));
       if (msg->err() == RdKafka::ERR__TIMED_OUT) {
-        if (batch.empty()) continue;
+        // Idle: still go out to refresh the lag when it is due, or a lag
+        // measured while messages were pending would stand until the next
+        // message arrives.
+        if (batch.empty()) {
+          if (absl::Now() >= next_lag) break;
+          continue;
+        }
         if (absl::Now() >= until) break;
         continue;
       }

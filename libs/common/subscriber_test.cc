@@ -1,9 +1,12 @@
 #include "libs/common/subscriber.h"
 
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "libs/common/testing/mock_cluster.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm {
@@ -163,6 +166,68 @@ TEST_F(SubscriberTest, BatchDoesNotCommitWhenItsDeadLettersCannotBeStored) {
   // Nothing of the batch took effect: it will be consumed again.
   EXPECT_EQ(Count("cus-a"), "0");
   EXPECT_FALSE(subscriber.StoredOffset("crm.leads.v1", 0)->has_value());
+}
+
+// Slow enough that the consumer lags for several of its 2 s lag refreshes.
+class SlowProjection final : public Projection {
+ public:
+  absl::Status Apply(const crm::v1::EventEnvelope&, ProjectionTxn&) override {
+    absl::SleepFor(absl::Milliseconds(50));
+    return absl::OkStatus();
+  }
+};
+
+TEST(SubscriberLagTest, LagReturnsToZeroOnceCaughtUpAndIdle) {
+  // Readiness gates (the churn monitor's) wait for lag 0: a lag measured
+  // while messages were pending must not stand once the consumer is idle.
+  crm::testing::MockCluster cluster({{"lag.test", 1}});
+  ASSERT_TRUE(cluster.ok());
+  crm::testing::TempDir dir;
+  auto db = Database::Open(dir.Sub("db"), Subscriber::Families());
+  ASSERT_TRUE(db.ok()) << db.status();
+  SlowProjection projection;
+  SubscriberOptions options;
+  options.brokers = cluster.bootstrap();
+  options.group_id = "lag-test";
+  options.topics = {"lag.test"};
+  options.max_batch = 1;
+  Subscriber subscriber(**db, projection, options);
+  ASSERT_TRUE(subscriber.Start().ok());
+
+  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
+  ASSERT_TRUE(conf.ok()) << conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
+  ASSERT_NE(producer, nullptr) << err;
+  constexpr int kMessages = 100;  // 5 s of applying
+  for (int i = 0; i < kMessages; ++i) {
+    crm::v1::EventEnvelope e;
+    e.set_stream(absl::StrCat("s-", i));
+    e.set_stream_version(1);
+    e.set_event_id(absl::StrCat("evt-", i));
+    const std::string value = e.SerializeAsString();
+    ASSERT_EQ(
+        producer->produce("lag.test", 0, RdKafka::Producer::RK_MSG_COPY,
+                          const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
+        RdKafka::ERR_NO_ERROR);
+  }
+  producer->flush(10000);
+
+  bool lagged = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (subscriber.applied() < kMessages && absl::Now() < deadline) {
+    lagged = lagged || subscriber.lag() > 0;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(subscriber.applied(), static_cast<uint64_t>(kMessages));
+  EXPECT_TRUE(lagged) << "the lag was never measured while behind";
+  // Idle now: the next refresh (every 2 s) must see it caught up.
+  const absl::Time idle_deadline = absl::Now() + absl::Seconds(10);
+  while (subscriber.lag() != 0 && absl::Now() < idle_deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(subscriber.lag(), 0);
+  subscriber.Stop();
 }
 
 }  // namespace

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+// rdkafka_mock.h needs rdkafka.h first.
+#include "librdkafka/rdkafka.h"
+#include "librdkafka/rdkafka_mock.h"
+
+namespace crm::testing {
+
+// librdkafka's mock cluster in this process: a real Kafka-protocol broker
+// with the given topics (name, partitions).
+class MockCluster {
+ public:
+  explicit MockCluster(const std::vector<std::pair<std::string, int>>& topics) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    rk_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)));
+    if (rk_ != nullptr) cluster_ = rd_kafka_mock_cluster_new(rk_.get(), 1);
+    if (cluster_ == nullptr) return;
+    for (const auto& [name, partitions] : topics) {
+      rd_kafka_mock_topic_create(cluster_, name.c_str(), partitions, 1);
+    }
+  }
+  ~MockCluster() {
+    if (cluster_ != nullptr) rd_kafka_mock_cluster_destroy(cluster_);
+  }
+  MockCluster(const MockCluster&) = delete;
+  MockCluster& operator=(const MockCluster&) = delete;
+
+  bool ok() const { return cluster_ != nullptr; }
+  std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
+
+ private:
+  struct Deleter {
+    void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+  };
+  std::unique_ptr<rd_kafka_t, Deleter> rk_;
+  rd_kafka_mock_cluster_t* cluster_ = nullptr;
+};
+
+}  // namespace crm::testing
