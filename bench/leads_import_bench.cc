@@ -194,7 +194,8 @@ void BM_ImportLeadsGrpc(benchmark::State& state) {
   jwt.audience = auth::kDefaultAudience;
   std::shared_ptr<const auth::JwtVerifier> verifier = *auth::JwtVerifier::Create(jwt);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<auth::AuthInterceptorFactory>(verifier));
+  interceptors.push_back(
+      std::make_unique<auth::AuthInterceptorFactory>(verifier, /*audit=*/nullptr));
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&grpc_service);

@@ -17,6 +17,8 @@ inline constexpr char kLeadsTopic[] = "crm.leads.v1";
 inline constexpr char kSalesTopic[] = "crm.sales.v1";
 inline constexpr char kServiceDeskTopic[] = "crm.service-desk.v1";
 inline constexpr char kAnalyticsTopic[] = "crm.analytics.v1";
+// Refused calls and failed-authentication flags from every service.
+inline constexpr char kAuditTopic[] = "crm.audit.v1";
 // Events no projection could use are parked here with the reason.
 inline constexpr char kDeadLetterTopic[] = "crm.dlq.v1";
 inline const std::vector<std::string>& AllTopics();
@@ -36,7 +38,7 @@ std::string HeaderValue(RdKafka::Message& m, absl::string_view name);
 
 inline const std::vector<std::string>& AllTopics() {
   static const std::vector<std::string> topics = {kLeadsTopic, kSalesTopic, kServiceDeskTopic,
-                                                  kAnalyticsTopic};
+                                                  kAnalyticsTopic, kAuditTopic};
   return topics;
 }
 

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "libs/common/audit/audit_stream.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
 #include "libs/common/metrics.h"
@@ -155,7 +156,9 @@ void OutboxRelay::ProduceFromOutbox() {
     const std::string& key = entry.envelope.customer_id();
     auto headers = CloudEventHeaders(entry.envelope);
     const int64_t ts_ms = absl::ToUnixMillis(FromProtoTimestamp(entry.envelope.occurred_at()));
-    auto err = producer_->produce(options_.topic, RdKafka::Topic::PARTITION_UA,
+    const std::string& topic =
+        audit::IsAuditStream(entry.envelope.stream()) ? options_.audit_topic : options_.topic;
+    auto err = producer_->produce(topic, RdKafka::Topic::PARTITION_UA,
                                   RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value.data()),
                                   value.size(), key.data(), key.size(), ts_ms, headers.get(),
                                   reinterpret_cast<void*>(static_cast<uintptr_t>(entry.position)));

@@ -20,6 +20,8 @@ namespace crm {
 struct RelayOptions {
   std::string brokers;
   std::string topic;
+  // Where audit streams (refusals, libs/common/audit) go instead of `topic`.
+  std::string audit_topic = kAuditTopic;
   // Bound on messages handed to librdkafka and not yet reported; the rest
   // wait durably in the outbox, so memory stays flat while a broker is down.
   size_t max_in_flight = 20000;

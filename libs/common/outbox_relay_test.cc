@@ -6,50 +6,32 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/common/kafka.h"
+#include "libs/common/testing/mock_cluster.h"
 #include "libs/common/testing/temp_dir.h"
-// rdkafka_mock.h needs rdkafka.h first.
-#include "librdkafka/rdkafka.h"
-#include "librdkafka/rdkafka_mock.h"
 
 namespace crm {
 namespace {
 
 constexpr char kTopic[] = "relay.test";
+constexpr char kAuditTestTopic[] = "relay.audit";
 
-// librdkafka's mock cluster in this process: a real Kafka-protocol broker.
-class MockCluster {
+// The topics the relay writes to.
+class MockCluster : public crm::testing::MockCluster {
  public:
-  MockCluster() {
-    char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
-    rk_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)));
-    if (rk_ != nullptr) cluster_ = rd_kafka_mock_cluster_new(rk_.get(), 1);
-    if (cluster_ != nullptr) rd_kafka_mock_topic_create(cluster_, kTopic, 2, 1);
-  }
-  ~MockCluster() {
-    if (cluster_ != nullptr) rd_kafka_mock_cluster_destroy(cluster_);
-  }
-  bool ok() const { return cluster_ != nullptr; }
-  std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
-
- private:
-  struct Deleter {
-    void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
-  };
-  std::unique_ptr<rd_kafka_t, Deleter> rk_;
-  rd_kafka_mock_cluster_t* cluster_ = nullptr;
+  MockCluster() : crm::testing::MockCluster({{kTopic, 2}, {kAuditTestTopic, 1}}) {}
 };
 
 // How often each event id is on the topic.
-absl::flat_hash_map<std::string, int> ReadTopic(const std::string& brokers, size_t want) {
+absl::flat_hash_map<std::string, int> ReadTopic(const std::string& brokers, size_t want,
+                                                const std::string& topic = kTopic) {
   absl::flat_hash_map<std::string, int> seen;
   auto conf = MakeKafkaConf({{"bootstrap.servers", brokers},
-                             {"group.id", "relay-test-reader"},
+                             {"group.id", "relay-test-reader-" + topic},
                              {"auto.offset.reset", "earliest"},
                              {"enable.auto.commit", "false"}});
   EXPECT_TRUE(conf.ok()) << conf.status();
@@ -59,7 +41,7 @@ absl::flat_hash_map<std::string, int> ReadTopic(const std::string& brokers, size
       RdKafka::KafkaConsumer::create(conf->get(), err));
   EXPECT_NE(consumer, nullptr) << err;
   if (consumer == nullptr) return seen;
-  consumer->subscribe({kTopic});
+  consumer->subscribe({topic});
   size_t total = 0;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   // Past `want`, read on briefly so a duplicate would be seen.
@@ -132,6 +114,36 @@ TEST(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrains
   const auto seen = ReadTopic(cluster.bootstrap(), kTotal);
   EXPECT_EQ(seen.size(), kTotal);
   for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+  relay.Stop(absl::Seconds(1));
+}
+
+TEST(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {
+  MockCluster cluster;
+  ASSERT_TRUE(cluster.ok());
+  crm::testing::TempDir dir;
+  auto store = EventStore::Open(dir.Sub("db"), {});
+  ASSERT_TRUE(store.ok()) << store.status();
+  RelayOptions options;
+  options.brokers = cluster.bootstrap();
+  options.topic = kTopic;
+  options.audit_topic = kAuditTestTopic;
+  OutboxRelay relay(**store, options);
+  (*store)->SetAppendListener([&relay] { relay.Notify(); });
+  ASSERT_TRUE(relay.Start().ok());
+  for (int i = 0; i < 10; ++i) {
+    AppendRequest r;
+    r.stream = absl::StrCat(i % 2 == 0 ? "audit-" : "lead-", i);
+    crm::v1::EventEnvelope e;
+    e.set_event_id(absl::StrCat(i % 2 == 0 ? "audit" : "domain", i));
+    r.events.push_back(e);
+    ASSERT_TRUE((*store)->Append(std::move(r)).ok());
+  }
+  const auto domain = ReadTopic(cluster.bootstrap(), 5, kTopic);
+  const auto audit = ReadTopic(cluster.bootstrap(), 5, kAuditTestTopic);
+  EXPECT_EQ(domain.size(), 5u);
+  EXPECT_EQ(audit.size(), 5u);
+  for (const auto& [id, count] : domain) EXPECT_TRUE(absl::StartsWith(id, "domain")) << id;
+  for (const auto& [id, count] : audit) EXPECT_TRUE(absl::StartsWith(id, "audit")) << id;
   relay.Stop(absl::Seconds(1));
 }
 

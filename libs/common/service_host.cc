@@ -132,7 +132,7 @@ absl::Status ServiceHost::Run() {
   // Auth first: send hooks run in list order, so the access log sees the
   // status the auth backstop may have replaced.
   interceptors.push_back(std::make_unique<auth::AuthInterceptorFactory>(
-      std::shared_ptr<const auth::JwtVerifier>(std::move(verifier).value())));
+      std::shared_ptr<const auth::JwtVerifier>(std::move(verifier).value()), audit_.get()));
   interceptors.push_back(std::make_unique<AccessLogFactory>());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
 
@@ -162,6 +162,8 @@ absl::Status ServiceHost::Run() {
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
+  // Every call has ended: write the last refusals before the relay stops.
+  if (audit_) audit_->Stop();
   for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) (*it)();
   metrics.Stop();
   log::Info("stopped");

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/common/admin_service.h"
+#include "libs/common/audit/audit_log.h"
 #include "libs/common/config.h"
 #include "libs/common/database.h"
 
@@ -31,6 +32,11 @@ class ServiceHost {
     admin_ = std::make_unique<AdminService>(db, config_.backup_dir);
     AddService(admin_.get());
   }
+  // Records every refused call (and repeated failed authentication) in
+  // `store`, the service's event log, as audit events for crm.audit.v1.
+  void RecordDenials(EventStore& store) {
+    audit_ = std::make_unique<audit::AuditLog>(store, "crm/" + config_.service_name);
+  }
   // Hooks run after the server has stopped, in reverse order of adding.
   void OnShutdown(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
 
@@ -40,6 +46,7 @@ class ServiceHost {
   ServiceConfig config_;
   std::vector<grpc::Service*> services_;
   std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<audit::AuditLog> audit_;
   std::vector<std::function<void()>> hooks_;
 };
 

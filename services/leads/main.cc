@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
   host.ServeAdmin((*store)->events().db());
+  host.RecordDenials((*store)->events());
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
   if (auto st = host.Run(); !st.ok()) {
     crm::log::Error("serve", {{"error", st.ToString()}});

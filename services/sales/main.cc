@@ -114,6 +114,7 @@ int main(int argc, char** argv) {
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
   host.ServeAdmin((*store)->events().db());
+  host.RecordDenials((*store)->events());
   // Run in reverse: stop timers and reactions first, then flush the relay.
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
   host.OnShutdown([&subscriber] { subscriber.Stop(); });

@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
   host.ServeAdmin((*store)->events().db());
+  host.RecordDenials((*store)->events());
   // Hooks run in reverse: timers stop first, the relay flushes last.
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
   host.OnShutdown([&subscriber] { subscriber.Stop(); });

@@ -9,6 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "libs/common/auth/policy.h"
 #include "libs/common/grpc_status.h"
 
@@ -105,8 +108,12 @@ absl::StatusOr<absl::string_view> BearerToken(
 
 class AuthInterceptor final : public grpc::experimental::Interceptor {
  public:
-  AuthInterceptor(grpc::experimental::ServerRpcInfo* info, const JwtVerifier& verifier)
-      : method_(info->method()), verifier_(verifier) {}
+  AuthInterceptor(grpc::experimental::ServerRpcInfo* info, const JwtVerifier& verifier,
+                  audit::AuditLog* audit)
+      : method_(info->method()),
+        verifier_(verifier),
+        audit_(IsOpenMethod(method_) ? nullptr : audit),
+        ctx_(info->server_context()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
@@ -115,6 +122,11 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
       absl::StatusOr<Principal> verdict = Decide(*md);
       for (const char* key : {kVerdictKey, kActorKey, kLegacyRolesKey}) md->erase(key);
       refused_ = verdict.status();
+      if (audit_ != nullptr) {
+        if (auto it = md->find("x-correlation-id"); it != md->end()) {
+          correlation_id_.assign(it->second.data(), it->second.size());
+        }
+      }
       if (!IsOpenMethod(method_)) {
         verdict_value_ = EncodeVerdict(verdict);
         md->emplace(kVerdictKey, verdict_value_);
@@ -123,6 +135,19 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
           md->emplace(kActorKey, actor_value_);
         }
       }
+    }
+    if (audit_ != nullptr && !target_seen_ &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
+      // Our services speak protobuf only, so the message is one. A stream's
+      // first message names the target.
+      if (const void* message = methods->GetRecvMessage(); message != nullptr) {
+        target_ = RequestTarget(*static_cast<const google::protobuf::Message*>(message));
+      }
+      target_seen_ = true;
+    }
+    if (audit_ != nullptr &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      RecordIfDenied(refused_.ok() ? FromGrpcStatus(methods->GetSendStatus()) : refused_);
     }
     if (!refused_.ok()) {
       // Backstop: whatever the handler did, a refused call answers with the
@@ -144,19 +169,68 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
     if (!token.ok()) return token.status();
     auto principal = verifier_.Verify(*token, absl::Now());
     if (!principal.ok()) return principal.status();
+    // Known from here on, also when the method table refuses the call.
+    subject_ = principal->subject;
     if (auto st = Authorize(method_, *principal); !st.ok()) return st;
     return principal;
   }
 
+  void RecordIfDenied(const absl::Status& status) {
+    if (status.code() != absl::StatusCode::kUnauthenticated &&
+        status.code() != absl::StatusCode::kPermissionDenied) {
+      return;
+    }
+    audit::Denial d;
+    d.method = method_;
+    d.target = std::move(target_);
+    d.subject = status.code() == absl::StatusCode::kUnauthenticated ? "" : subject_;
+    d.peer = ctx_ != nullptr ? PeerAddress(ctx_->peer()) : "";
+    d.correlation_id = std::move(correlation_id_);
+    d.status = status;
+    d.at = absl::Now();
+    audit_->Record(std::move(d));
+  }
+
   const std::string method_;
   const JwtVerifier& verifier_;
+  audit::AuditLog* const audit_;
+  grpc::ServerContextBase* const ctx_;
   absl::Status refused_;
+  std::string subject_;
+  std::string target_;
+  bool target_seen_ = false;
+  std::string correlation_id_;
   // Storage the metadata string_refs point into; lives as long as the call.
   std::string verdict_value_;
   std::string actor_value_;
 };
 
 }  // namespace
+
+std::string RequestTarget(const google::protobuf::Message& request) {
+  const google::protobuf::Descriptor* d = request.GetDescriptor();
+  const google::protobuf::Reflection* r = request.GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    if (f->is_repeated() || f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_STRING ||
+        !absl::EndsWith(f->name(), "_id") || f->name() == "request_id") {
+      continue;
+    }
+    std::string value = r->GetString(request, f);
+    // Bounded: the value is the caller's, and it goes into the audit log.
+    if (!value.empty()) return value.substr(0, 128);
+  }
+  return "";
+}
+
+std::string PeerAddress(absl::string_view peer) {
+  absl::string_view rest = peer;
+  if (!absl::ConsumePrefix(&rest, "ipv4:") && !absl::ConsumePrefix(&rest, "ipv6:")) {
+    return std::string(peer);  // unix:, or something new: keep it whole
+  }
+  if (absl::ConsumePrefix(&rest, "[")) return std::string(rest.substr(0, rest.find(']')));
+  return std::string(rest.substr(0, rest.rfind(':')));
+}
 
 absl::StatusOr<Principal> CallerFrom(const grpc::ServerContextBase& ctx) {
   const auto& md = ctx.client_metadata();
@@ -170,7 +244,7 @@ absl::StatusOr<Principal> CallerFrom(const grpc::ServerContextBase& ctx) {
 grpc::experimental::Interceptor* AuthInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
   // gRPC takes ownership of the returned interceptor.
-  return std::make_unique<AuthInterceptor>(info, *verifier_).release();
+  return std::make_unique<AuthInterceptor>(info, *verifier_, audit_).release();
 }
 
 }  // namespace crm::auth

@@ -5,6 +5,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/support/server_interceptor.h"
+#include "libs/common/audit/audit_log.h"
 #include "libs/common/auth/jwt.h"
 #include "libs/common/auth/principal.h"
 
@@ -18,6 +19,10 @@
 // CallerFrom() first and finish with its error before doing anything. As a
 // backstop for a handler that forgets, the interceptor replaces the status
 // of a refused call with its verdict and drops the response message.
+//
+// Every call that ends UNAUTHENTICATED or PERMISSION_DENIED — refused here
+// or by a handler's record check — goes to the audit log, with the record
+// the request named (its first non-empty *_id field).
 namespace crm::auth {
 
 // The verified caller of this call; otherwise the interceptor's refusal
@@ -29,14 +34,24 @@ absl::StatusOr<Principal> CallerFrom(const grpc::ServerContextBase& ctx);
 
 class AuthInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit AuthInterceptorFactory(std::shared_ptr<const JwtVerifier> verifier)
-      : verifier_(std::move(verifier)) {}
+  // `audit` may be null (no audit trail); it must outlive the server.
+  AuthInterceptorFactory(std::shared_ptr<const JwtVerifier> verifier, audit::AuditLog* audit)
+      : verifier_(std::move(verifier)), audit_(audit) {}
 
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
 
  private:
   std::shared_ptr<const JwtVerifier> verifier_;
+  audit::AuditLog* audit_;
 };
+
+// The record a request names: the value of its first non-empty string
+// field called "*_id" (request_id, an idempotency key, names no record), or
+// empty.
+std::string RequestTarget(const google::protobuf::Message& request);
+
+// "ipv4:10.0.0.7:51234" -> "10.0.0.7", "ipv6:[::1]:5" -> "::1".
+std::string PeerAddress(absl::string_view peer);
 
 }  // namespace crm::auth

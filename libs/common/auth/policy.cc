@@ -123,6 +123,8 @@ RoleTable BuildTable() {
            // Lists customer ids across owners and territories: not for reps or
            // managers until it filters by record scope.
            {"ListSegment", {kRoleAdmin, kRoleService, kRoleAnalyst}},
+           // Names every actor and what they touched.
+           {"ListAuditEntries", {kRoleAdmin}},
        }},
       // Served by every service: operations on its database.
       {kAdmin,

@@ -1,0 +1,141 @@
+#include "libs/common/audit/audit_log.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "crm/v1/audit.pb.h"
+#include "libs/common/audit/audit_stream.h"
+#include "libs/common/envelope.h"
+#include "libs/common/ids.h"
+#include "libs/common/log.h"
+
+namespace crm::audit {
+namespace {
+
+AppendRequest AuditAppend(const google::protobuf::Message& payload, const EventContext& ctx) {
+  AppendRequest request;
+  request.stream = absl::StrCat(kAuditStreamPrefix, NewId("aud"));
+  request.expected_version = EventStore::kNoStream;
+  // No customer: audit events are keyed by nothing and belong to no 360 view.
+  request.events.push_back(MakeEnvelope(payload, "", ctx));
+  return request;
+}
+
+}  // namespace
+
+AuditLog::AuditLog(EventStore& store, std::string source, AuditLogOptions options)
+    : store_(store),
+      source_(std::move(source)),
+      options_(options),
+      tracker_(options.flag_threshold, options.flag_window),
+      thread_([this] { Run(); }) {}
+
+AuditLog::~AuditLog() { Stop(); }
+
+void AuditLog::Record(Denial denial) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || queue_.size() >= options_.max_queued) {
+      Dropped(1);
+      return;
+    }
+    queue_.push_back(std::move(denial));
+  }
+  cv_.notify_one();
+}
+
+void AuditLog::Dropped(uint64_t n) {
+  dropped_.fetch_add(n);
+  dropped_total_.Inc(n);
+}
+
+void AuditLog::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [this] { return queue_.empty() && !writing_; });
+}
+
+void AuditLog::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void AuditLog::Run() {
+  for (;;) {
+    std::deque<Denial> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) break;  // stopping, all written
+      batch.swap(queue_);
+      writing_ = true;
+    }
+    Write(std::move(batch));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+    }
+    idle_cv_.notify_all();
+  }
+  idle_cv_.notify_all();
+}
+
+void AuditLog::Write(std::deque<Denial> denials) {
+  std::vector<AppendRequest> requests;
+  requests.reserve(denials.size());
+  for (Denial& d : denials) {
+    const bool unauthenticated = d.status.code() == absl::StatusCode::kUnauthenticated;
+    EventContext ctx;
+    ctx.source = source_;
+    // Without a verified subject the address is all we know of the caller.
+    ctx.actor = d.subject.empty() ? absl::StrCat("peer:", d.peer) : d.subject;
+    ctx.correlation_id = d.correlation_id;
+    ctx.occurred_at = d.at;
+    crm::v1::AccessDenied denied;
+    denied.set_method(d.method);
+    denied.set_target(d.target);
+    denied.set_code(absl::StatusCodeToString(d.status.code()));
+    denied.set_reason(std::string(d.status.message()));
+    denied.set_peer(d.peer);
+    requests.push_back(AuditAppend(denied, ctx));
+    if (!unauthenticated) continue;
+    if (auto flag = tracker_.RecordFailure(d.peer, d.at); flag.has_value()) {
+      crm::v1::AuthenticationFailuresFlagged flagged;
+      flagged.set_peer(flag->caller);
+      flagged.set_failures(flag->failures);
+      flagged.set_window_seconds(static_cast<int32_t>(absl::ToInt64Seconds(tracker_.window())));
+      *flagged.mutable_first_failure_at() = ToProtoTimestamp(flag->first_failure_at);
+      *flagged.mutable_last_failure_at() = ToProtoTimestamp(flag->last_failure_at);
+      requests.push_back(AuditAppend(flagged, ctx));
+      flagged_total_.Inc();
+      log::Warn("repeated failed authentication",
+                {{"peer", flag->caller}, {"failures", absl::StrCat(flag->failures)}});
+    }
+  }
+  const size_t n = requests.size();
+  auto results = store_.AppendBatch(std::move(requests));
+  if (!results.ok()) {
+    // The log is unwritable; the service's own commands fail the same way.
+    log::Error("audit append failed",
+               {{"error", results.status().ToString()}, {"entries", absl::StrCat(n)}});
+    Dropped(n);
+    return;
+  }
+  for (const auto& r : *results) {
+    if (r.ok()) {
+      written_.fetch_add(1);
+    } else {
+      log::Error("audit append failed", {{"error", r.status().ToString()}});
+      Dropped(1);
+    }
+  }
+  denied_total_.Inc(denials.size());
+}
+
+}  // namespace crm::audit
