@@ -46,6 +46,8 @@ constexpr char kUsage[] =
     "  tail TOPIC [--from-beginning] [--count=N] [--brokers=B]\n"
     "                                                   print decoded events, one JSON per line\n"
     "  customer CUSTOMER_ID [--analytics=HOST:PORT]     print a customer's 360 view\n"
+    "  audit (--actor=A | --record=ID) [--analytics=HOST:PORT]\n"
+    "                                                   the audit trail, one JSON per line\n"
     "  health HOST:PORT                                 grpc.health.v1 check\n"
     "  backup HOST:PORT                                 online backup of that service's\n"
     "                                                   database into its --backup-dir\n"
@@ -423,6 +425,28 @@ int Customer(int argc, char** argv) {
   return 0;
 }
 
+int Audit(int argc, char** argv) {
+  const std::string target =
+      crm::Setting(argc, argv, "analytics", "CRM_ANALYTICS", "127.0.0.1:50054");
+  auto stub = crm::v1::AnalyticsService::NewStub(Connect(argc, argv, target, true));
+  crm::v1::ListAuditEntriesRequest req;
+  req.set_actor(crm::Setting(argc, argv, "actor", "CRMCTL_ACTOR", ""));
+  req.set_record_id(crm::Setting(argc, argv, "record", "CRMCTL_RECORD", ""));
+  req.mutable_page()->set_page_size(500);
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    crm::v1::ListAuditEntriesResponse page;
+    if (auto st = stub->ListAuditEntries(&ctx, req, &page); !st.ok()) {
+      std::fprintf(stderr, "crmctl audit: %s\n", st.error_message().c_str());
+      return st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1;
+    }
+    for (const auto& e : page.entries()) std::printf("%s\n", ToJson(e, false).c_str());
+    req.mutable_page()->set_page_token(page.next_page_token());
+  } while (!req.page().page_token().empty());
+  return 0;
+}
+
 int Backup(int argc, char** argv) {
   if (argc < 3 || argv[2][0] == '-') {
     std::fputs(kUsage, stderr);
@@ -502,6 +526,7 @@ int main(int argc, char** argv) {
   if (cmd == "digest" && what == "analytics") return Digest(argc, argv);
   if (cmd == "tail") return Tail(argc, argv);
   if (cmd == "customer") return Customer(argc, argv);
+  if (cmd == "audit") return Audit(argc, argv);
   if (cmd == "health") return Health(argc, argv);
   if (cmd == "token") return Token(argc, argv);
   if (cmd == "backup") return Backup(argc, argv);

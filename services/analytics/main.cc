@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
   host.ServeAdmin(**db);
+  host.RecordDenials(**events);
   host.OnShutdown([&] {
     subscriber.Stop();
     monitor.Stop();

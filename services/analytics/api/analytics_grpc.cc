@@ -4,6 +4,26 @@
 #include "services/analytics/domain/customer_access.h"
 
 namespace crm::analytics {
+namespace {
+
+// A read that scans many records, run off the callback thread. The method
+// table (libs/common/auth/policy.cc) is its whole access check: it returns
+// aggregates, or (the audit trail) is for admins only.
+template <typename Request, typename Response, typename Read>
+grpc::ServerUnaryReactor* ScanOffThread(grpc::CallbackServerContext* ctx,
+                                        BlockingExecutor& executor, const Request* request,
+                                        Response* response, Read read) {
+  return RunUnary(ctx, executor,
+                  [request, response, read, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
+                    if (!caller.ok()) return caller.status();
+                    absl::StatusOr<Response> result = read(*request);
+                    if (!result.ok()) return result.status();
+                    *response = std::move(*result);
+                    return absl::OkStatus();
+                  });
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* AnalyticsGrpc::GetCustomer360(
     grpc::CallbackServerContext* ctx, const crm::v1::GetCustomer360Request* request,
@@ -29,46 +49,30 @@ grpc::ServerUnaryReactor* AnalyticsGrpc::GetCustomer360(
 grpc::ServerUnaryReactor* AnalyticsGrpc::GetFunnel(grpc::CallbackServerContext* ctx,
                                                    const crm::v1::GetFunnelRequest* request,
                                                    crm::v1::Funnel* response) {
-  // Scans every funnel record: off the callback thread.
-  return RunUnary(ctx, executor_,
-                  [this, request, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    // The method table (libs/common/auth/policy.cc) is the whole check: aggregates.
-                    if (!caller.ok()) return caller.status();
-                    auto funnel = views_.GetFunnel(*request);
-                    if (!funnel.ok()) return funnel.status();
-                    *response = std::move(*funnel);
-                    return absl::OkStatus();
-                  });
+  return ScanOffThread(ctx, executor_, request, response,
+                       [this](const auto& r) { return views_.GetFunnel(r); });
 }
 
 grpc::ServerUnaryReactor* AnalyticsGrpc::GetServiceKpis(
     grpc::CallbackServerContext* ctx, const crm::v1::GetServiceKpisRequest* request,
     crm::v1::ServiceKpis* response) {
-  // Scans every ticket record: off the callback thread.
-  return RunUnary(ctx, executor_,
-                  [this, request, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    // The method table (libs/common/auth/policy.cc) is the whole check: aggregates.
-                    if (!caller.ok()) return caller.status();
-                    auto kpis = views_.GetServiceKpis(*request);
-                    if (!kpis.ok()) return kpis.status();
-                    *response = std::move(*kpis);
-                    return absl::OkStatus();
-                  });
+  return ScanOffThread(ctx, executor_, request, response,
+                       [this](const auto& r) { return views_.GetServiceKpis(r); });
 }
 
 grpc::ServerUnaryReactor* AnalyticsGrpc::ListSegment(grpc::CallbackServerContext* ctx,
                                                      const crm::v1::ListSegmentRequest* request,
                                                      crm::v1::ListSegmentResponse* response) {
   // May walk many customers to fill a page of a small segment.
-  return RunUnary(ctx, executor_,
-                  [this, request, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    // The method table (libs/common/auth/policy.cc) is the whole check: aggregates.
-                    if (!caller.ok()) return caller.status();
-                    auto page = views_.ListSegment(*request);
-                    if (!page.ok()) return page.status();
-                    *response = std::move(*page);
-                    return absl::OkStatus();
-                  });
+  return ScanOffThread(ctx, executor_, request, response,
+                       [this](const auto& r) { return views_.ListSegment(r); });
+}
+
+grpc::ServerUnaryReactor* AnalyticsGrpc::ListAuditEntries(
+    grpc::CallbackServerContext* ctx, const crm::v1::ListAuditEntriesRequest* request,
+    crm::v1::ListAuditEntriesResponse* response) {
+  return ScanOffThread(ctx, executor_, request, response,
+                       [this](const auto& r) { return views_.ListAuditEntries(r); });
 }
 
 }  // namespace crm::analytics

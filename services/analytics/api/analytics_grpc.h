@@ -24,6 +24,9 @@ class AnalyticsGrpc final : public crm::v1::AnalyticsService::CallbackService {
   grpc::ServerUnaryReactor* ListSegment(grpc::CallbackServerContext* ctx,
                                         const crm::v1::ListSegmentRequest* request,
                                         crm::v1::ListSegmentResponse* response) override;
+  grpc::ServerUnaryReactor* ListAuditEntries(grpc::CallbackServerContext* ctx,
+                                             const crm::v1::ListAuditEntriesRequest* request,
+                                             crm::v1::ListAuditEntriesResponse* response) override;
 
  private:
   const ViewStore& views_;

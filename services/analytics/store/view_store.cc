@@ -3,9 +3,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"  // Timestamp comparison operators
+#include "libs/common/audit/audit_stream.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/status_macros.h"
+#include "services/analytics/domain/audit_trail.h"
 #include "services/analytics/domain/customer_health.h"
 #include "services/analytics/domain/customer_view.h"
 #include "services/analytics/domain/funnel.h"
@@ -20,17 +22,57 @@ constexpr char kFunnelLeads[] = "funnel_leads";  // lead_id -> FunnelLeadRecord
 constexpr char kFunnelOpportunities[] = "funnel_opportunities";  // id -> FunnelOpportunityRecord
 constexpr char kKpiTickets[] = "kpi_tickets";                    // ticket_id -> KpiTicketRecord
 constexpr char kClock[] = "analytics_clock";                     // "now" -> Timestamp
+constexpr char kAuditByActor[] = "audit_by_actor";    // actor \0 micros event_id -> AuditEntry
+constexpr char kAuditByRecord[] = "audit_by_record";  // record \0 micros event_id -> AuditEntry
 constexpr char kClockKey[] = "now";
 constexpr int32_t kDefaultPage = 50;
 constexpr int32_t kMaxPage = 500;
 
-std::string TimelineKey(const crm::v1::EventEnvelope& e) {
-  std::string k = PrefixKey(e.customer_id());
+// prefix \0 occurred_at event_id: the rows under one prefix in event time
+// order (the event id breaks ties), so a page is one seek.
+std::string TimeOrderedKey(absl::string_view prefix, const crm::v1::EventEnvelope& e) {
+  std::string k = PrefixKey(prefix);
   // Offset so that times before 1970 still sort correctly as unsigned.
   const int64_t micros = absl::ToUnixMicros(FromProtoTimestamp(e.occurred_at()));
   AppendBigEndian64(&k, static_cast<uint64_t>(micros) ^ (uint64_t{1} << 63));
   k.append(e.event_id());
   return k;
+}
+
+// One page of the rows under `prefix` (keys from TimeOrderedKey), resuming
+// after the key the page token names; returns the next page token, empty
+// on the last page. `token_field` names the token in errors.
+template <typename Row>
+absl::StatusOr<std::string> ReadPage(const Database& db, const char* family,
+                                     absl::string_view prefix_value, int32_t page_size,
+                                     const std::string& page_token, absl::string_view token_field,
+                                     google::protobuf::RepeatedPtrField<Row>* rows) {
+  if (page_size < 0)
+    return absl::InvalidArgumentError(absl::StrCat(token_field, "page_size: negative"));
+  if (page_size == 0) page_size = kDefaultPage;
+  page_size = std::min(page_size, kMaxPage);
+  const std::string prefix = PrefixKey(prefix_value);
+  std::string start = prefix;
+  if (!page_token.empty()) {
+    std::string after;
+    if (!absl::WebSafeBase64Unescape(page_token, &after) || after.size() < 8) {
+      return absl::InvalidArgumentError(absl::StrCat(token_field, "page_token: malformed"));
+    }
+    // Resume just after the last key of the previous page.
+    start = prefix + after;
+    start.push_back('\0');
+  }
+  auto it = db.NewIterator(family);
+  std::string last_suffix;
+  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (rows->size() == page_size) return absl::WebSafeBase64Escape(last_suffix);
+    if (!rows->Add()->ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("corrupt ", family, " row"));
+    }
+    last_suffix = it->key().ToString().substr(prefix.size());
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return std::string();
 }
 
 }  // namespace
@@ -43,11 +85,14 @@ std::vector<std::string> ViewFamilies() {
   families.push_back(kFunnelOpportunities);
   families.push_back(kKpiTickets);
   families.push_back(kClock);
+  families.push_back(kAuditByActor);
+  families.push_back(kAuditByRecord);
   return families;
 }
 
 std::vector<const char*> ViewDigestFamilies() {
-  return {kCustomers, kTimeline, kFunnelLeads, kFunnelOpportunities, kKpiTickets, kClock};
+  return {kCustomers,  kTimeline, kFunnelLeads,  kFunnelOpportunities,
+          kKpiTickets, kClock,    kAuditByActor, kAuditByRecord};
 }
 
 absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db) {
@@ -97,6 +142,19 @@ absl::StatusOr<std::vector<Record>> ReadAll(const Database& db, const char* fami
 }  // namespace
 
 absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
+  if (auto entry = AuditEntryFor(event); entry.has_value()) {
+    const std::string value = entry->SerializeAsString();
+    if (!entry->actor().empty()) {
+      CRM_RETURN_IF_ERROR(
+          txn.PutWriteOnly(kAuditByActor, TimeOrderedKey(entry->actor(), event), value));
+    }
+    if (!entry->target().empty()) {
+      CRM_RETURN_IF_ERROR(
+          txn.PutWriteOnly(kAuditByRecord, TimeOrderedKey(entry->target(), event), value));
+    }
+  }
+  // Refusals are about callers, not customers: no view, no clock.
+  if (audit::IsAuditStream(event.stream())) return absl::OkStatus();
   // Every event moves the clock, articles included: time passes for all.
   if (!clock_.has_value() || *clock_ < event.occurred_at()) clock_ = event.occurred_at();
   CRM_RETURN_IF_ERROR(ApplyToKpis(
@@ -117,7 +175,8 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
       [&](const std::string& id) {
         return Cached(opportunities_, txn, kFunnelOpportunities, id);
       }));
-  return txn.PutWriteOnly(kTimeline, TimelineKey(event), entry.SerializeAsString());
+  return txn.PutWriteOnly(kTimeline, TimeOrderedKey(event.customer_id(), event),
+                          entry.SerializeAsString());
 }
 
 absl::Status Customer360Projection::Flush(ProjectionTxn& txn) {
@@ -237,9 +296,6 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
     const std::string& customer_id, int32_t page_size, const std::string& page_token) const {
   if (customer_id.empty()) return absl::InvalidArgumentError("customer_id: required");
   if (customer_id.size() > 64) return absl::InvalidArgumentError("customer_id: too long");
-  if (page_size < 0) return absl::InvalidArgumentError("timeline_page.page_size: negative");
-  if (page_size == 0) page_size = kDefaultPage;
-  page_size = std::min(page_size, kMaxPage);
 
   CRM_ASSIGN_OR_RETURN(auto raw, db_.Get(kCustomers, customer_id));
   if (!raw.has_value()) {
@@ -250,32 +306,29 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
   DeriveHealth(view, now, config_);
 
-  const std::string prefix = PrefixKey(customer_id);
-  std::string start = prefix;
-  if (!page_token.empty()) {
-    std::string after;
-    if (!absl::WebSafeBase64Unescape(page_token, &after) || after.size() < 8) {
-      return absl::InvalidArgumentError("timeline_page.page_token: malformed");
-    }
-    // Resume just after the last key of the previous page.
-    start = prefix + after;
-    start.push_back('\0');
-  }
-  auto it = db_.NewIterator(kTimeline);
-  std::string last_suffix;
-  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    if (view.timeline_size() == page_size) {
-      view.set_next_page_token(absl::WebSafeBase64Escape(last_suffix));
-      break;
-    }
-    if (!view.add_timeline()->ParseFromArray(it->value().data(),
-                                             static_cast<int>(it->value().size()))) {
-      return absl::DataLossError("corrupt timeline entry");
-    }
-    last_suffix = it->key().ToString().substr(prefix.size());
-  }
-  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, kTimeline, customer_id, page_size, page_token,
+                                           "timeline_page.", view.mutable_timeline()));
+  view.set_next_page_token(std::move(next));
   return view;
+}
+
+absl::StatusOr<crm::v1::ListAuditEntriesResponse> ViewStore::ListAuditEntries(
+    const crm::v1::ListAuditEntriesRequest& request) const {
+  if (request.actor().empty() == request.record_id().empty()) {
+    return absl::InvalidArgumentError("actor, record_id: exactly one is required");
+  }
+  for (const auto& [field, value] :
+       {std::pair{"actor", &request.actor()}, std::pair{"record_id", &request.record_id()}}) {
+    if (value->size() > 256) return absl::InvalidArgumentError(absl::StrCat(field, ": too long"));
+  }
+  const bool by_actor = !request.actor().empty();
+  crm::v1::ListAuditEntriesResponse response;
+  CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, by_actor ? kAuditByActor : kAuditByRecord,
+                                           by_actor ? request.actor() : request.record_id(),
+                                           request.page().page_size(), request.page().page_token(),
+                                           "page.", response.mutable_entries()));
+  response.set_next_page_token(std::move(next));
+  return response;
 }
 
 }  // namespace crm::analytics

@@ -24,7 +24,8 @@ std::vector<const char*> ViewDigestFamilies();
 // Writes the 360° views: one summary per customer plus a timeline keyed by
 // customer, occurred_at and event id (so a timeline page is one seek); the
 // funnel records of each lead and opportunity; the KPI record of each
-// ticket; and the analytics clock, the latest occurred_at consumed. Values
+// ticket; the analytics clock, the latest occurred_at consumed; and the
+// audit index, every event by actor and by record. Values
 // that depend on "now" (churn risk, CLV, segments) are derived when read,
 // so the stored bytes depend only on the set of events consumed.
 class Customer360Projection final : public Projection {
@@ -81,6 +82,11 @@ class ViewStore {
   // index to keep in step with a clock that moves every event.
   absl::StatusOr<crm::v1::ListSegmentResponse> ListSegment(
       const crm::v1::ListSegmentRequest& request) const;
+
+  // The audit trail of one actor or one record, oldest first (see
+  // AnalyticsService.ListAuditEntries).
+  absl::StatusOr<crm::v1::ListAuditEntriesResponse> ListAuditEntries(
+      const crm::v1::ListAuditEntriesRequest& request) const;
 
   // Calls `fn` with every customer's view, derived at the clock, in id
   // order; stops at the first error `fn` returns.
