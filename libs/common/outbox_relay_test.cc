@@ -58,20 +58,41 @@ absl::flat_hash_map<std::string, int> ReadTopic(const std::string& brokers, size
   return seen;
 }
 
-TEST(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrains) {
-  MockCluster cluster;
-  ASSERT_TRUE(cluster.ok());
-  crm::testing::TempDir dir;
-  auto store = EventStore::Open(dir.Sub("db"), {});
-  ASSERT_TRUE(store.ok()) << store.status();
-  RelayOptions options;
-  options.brokers = cluster.bootstrap();
-  options.topic = kTopic;
+// A store and a broker, and a relay between them once StartRelay() ran.
+class OutboxRelayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.ok());
+    auto store = EventStore::Open(dir_.Sub("db"), {});
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+  void TearDown() override {
+    if (relay_) relay_->Stop(absl::Seconds(1));
+  }
+  RelayOptions Options() const {
+    RelayOptions options;
+    options.brokers = cluster_.bootstrap();
+    options.topic = kTopic;
+    return options;
+  }
+  void StartRelay(RelayOptions options) {
+    relay_ = std::make_unique<OutboxRelay>(*store_, std::move(options));
+    store_->SetAppendListener([this] { relay_->Notify(); });
+    ASSERT_TRUE(relay_->Start().ok());
+  }
+
+  MockCluster cluster_;
+  crm::testing::TempDir dir_;
+  std::unique_ptr<EventStore> store_;
+  std::unique_ptr<OutboxRelay> relay_;
+};
+
+TEST_F(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrains) {
+  RelayOptions options = Options();
   // Small, so the relay reads the outbox many times while appends race.
   options.max_in_flight = 64;
-  OutboxRelay relay(**store, options);
-  (*store)->SetAppendListener([&relay] { relay.Notify(); });
-  ASSERT_TRUE(relay.Start().ok());
+  StartRelay(options);
 
   auto append = [&](const std::string& id) {
     AppendRequest r;
@@ -81,13 +102,13 @@ TEST(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrains
     e.set_customer_id(absl::StrCat("cus-", id));
     e.set_type("Tested");
     r.events.push_back(e);
-    return (*store)->Append(std::move(r)).status();
+    return store_->Append(std::move(r)).status();
   };
   // The first event lets the relay settle its empty-topic check.
   ASSERT_TRUE(append("warm-up").ok());
   const absl::Time settle = absl::Now() + absl::Seconds(20);
-  while (relay.published() < 1 && absl::Now() < settle) absl::SleepFor(absl::Milliseconds(10));
-  ASSERT_EQ(relay.published(), 1u);
+  while (relay_->published() < 1 && absl::Now() < settle) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_EQ(relay_->published(), 1u);
 
   constexpr int kWriters = 8;
   constexpr int kEach = 400;
@@ -104,47 +125,36 @@ TEST(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrains
   ASSERT_EQ(failed.load(), 0);
   constexpr size_t kTotal = 1 + kWriters * kEach;
   const absl::Time drain = absl::Now() + absl::Seconds(30);
-  while ((*store)->OutboxSize() > 0 && absl::Now() < drain) absl::SleepFor(absl::Milliseconds(20));
-  EXPECT_EQ((*store)->OutboxSize(), 0u);
-  EXPECT_EQ(relay.published(), kTotal);
-  auto left = (*store)->ReadOutbox(0, 10);
+  while (store_->OutboxSize() > 0 && absl::Now() < drain) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_EQ(store_->OutboxSize(), 0u);
+  EXPECT_EQ(relay_->published(), kTotal);
+  auto left = store_->ReadOutbox(0, 10);
   ASSERT_TRUE(left.ok());
   EXPECT_TRUE(left->empty());
 
-  const auto seen = ReadTopic(cluster.bootstrap(), kTotal);
+  const auto seen = ReadTopic(cluster_.bootstrap(), kTotal);
   EXPECT_EQ(seen.size(), kTotal);
   for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
-  relay.Stop(absl::Seconds(1));
 }
 
-TEST(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {
-  MockCluster cluster;
-  ASSERT_TRUE(cluster.ok());
-  crm::testing::TempDir dir;
-  auto store = EventStore::Open(dir.Sub("db"), {});
-  ASSERT_TRUE(store.ok()) << store.status();
-  RelayOptions options;
-  options.brokers = cluster.bootstrap();
-  options.topic = kTopic;
+TEST_F(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {
+  RelayOptions options = Options();
   options.audit_topic = kAuditTestTopic;
-  OutboxRelay relay(**store, options);
-  (*store)->SetAppendListener([&relay] { relay.Notify(); });
-  ASSERT_TRUE(relay.Start().ok());
+  StartRelay(options);
   for (int i = 0; i < 10; ++i) {
     AppendRequest r;
     r.stream = absl::StrCat(i % 2 == 0 ? "audit-" : "lead-", i);
     crm::v1::EventEnvelope e;
     e.set_event_id(absl::StrCat(i % 2 == 0 ? "audit" : "domain", i));
     r.events.push_back(e);
-    ASSERT_TRUE((*store)->Append(std::move(r)).ok());
+    ASSERT_TRUE(store_->Append(std::move(r)).ok());
   }
-  const auto domain = ReadTopic(cluster.bootstrap(), 5, kTopic);
-  const auto audit = ReadTopic(cluster.bootstrap(), 5, kAuditTestTopic);
+  const auto domain = ReadTopic(cluster_.bootstrap(), 5, kTopic);
+  const auto audit = ReadTopic(cluster_.bootstrap(), 5, kAuditTestTopic);
   EXPECT_EQ(domain.size(), 5u);
   EXPECT_EQ(audit.size(), 5u);
   for (const auto& [id, count] : domain) EXPECT_TRUE(absl::StartsWith(id, "domain")) << id;
   for (const auto& [id, count] : audit) EXPECT_TRUE(absl::StartsWith(id, "audit")) << id;
-  relay.Stop(absl::Seconds(1));
 }
 
 }  // namespace
