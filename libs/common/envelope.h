@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "crm/v1/envelope.pb.h"
 #include "google/protobuf/message.h"
@@ -21,5 +23,13 @@ struct EventContext {
 // set by the event store on append. The type is the payload's message name.
 crm::v1::EventEnvelope MakeEnvelope(const google::protobuf::Message& payload,
                                     const std::string& customer_id, const EventContext& ctx);
+
+// The idempotency key of a command, scoped to its caller: the same
+// request_id from two callers is two requests, and a caller cannot read
+// another caller's stored result by guessing its request_id. The actor is
+// length-prefixed, so no actor/key pair can spell another's.
+inline std::string CallerRequestKey(const EventContext& ctx, absl::string_view key) {
+  return absl::StrCat(ctx.actor.size(), ":", ctx.actor, "/", key);
+}
 
 }  // namespace crm

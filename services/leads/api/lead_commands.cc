@@ -110,7 +110,8 @@ absl::Status LeadCommands::EnsureRecovered() {
 absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
     const crm::v1::CaptureLeadRequest& raw, EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeCaptureRequest(raw));
-  const std::string request_key = absl::StrCat("CaptureLead/", request.request_id());
+  const std::string request_key =
+      CallerRequestKey(ctx, absl::StrCat("CaptureLead/", request.request_id()));
 
   // A retry is answered from the first result without taking locks.
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
@@ -221,9 +222,10 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
 // ---- commands on a lead ----
 
 absl::StatusOr<std::string> LeadCommands::Execute(const std::string& lead_id,
-                                                  const std::string& request_key,
+                                                  const std::string& command_key,
                                                   const LeadCommand& command, EventContext ctx,
                                                   const Respond& respond) {
+  const std::string request_key = CallerRequestKey(ctx, command_key);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return *std::move(earlier);
   CRM_RETURN_IF_ERROR(EnsureRecovered());
@@ -323,7 +325,8 @@ absl::StatusOr<crm::v1::Lead> LeadCommands::AssignLead(const crm::v1::AssignLead
 absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
     const crm::v1::MergeLeadsRequest& request, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateMerge(request));
-  const std::string request_key = absl::StrCat("MergeLeads/", request.request_id());
+  const std::string request_key =
+      CallerRequestKey(ctx, absl::StrCat("MergeLeads/", request.request_id()));
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return Parse<crm::v1::MergeLeadsResponse>(*earlier);
   CRM_RETURN_IF_ERROR(EnsureRecovered());
@@ -399,9 +402,10 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
 // ---- assignment rules ----
 
 absl::StatusOr<std::string> LeadCommands::ChangeRules(
-    const std::string& request_key, EventContext ctx,
+    const std::string& command_key, EventContext ctx,
     const std::function<absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>>(
         const crm::v1::AssignmentRuleTable&)>& change) {
+  const std::string request_key = CallerRequestKey(ctx, command_key);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return *std::move(earlier);
   CRM_RETURN_IF_ERROR(EnsureRecovered());

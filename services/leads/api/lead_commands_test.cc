@@ -77,6 +77,23 @@ TEST_F(LeadCommandsTest, RetriedRequestReturnsFirstResultAndAppendsNothing) {
   EXPECT_EQ(store_->events().LogSize(), 1u);
 }
 
+TEST_F(LeadCommandsTest, SameRequestIdFromAnotherCallerIsAnotherRequest) {
+  auto mine = commands_->CaptureLead(Request("r1", "ada@example.com"), Ctx());
+  EventContext other = Ctx();
+  other.actor = "user:other";
+  auto theirs = commands_->CaptureLead(Request("r1", "bob@example.com"), other);
+  ASSERT_TRUE(mine.ok() && theirs.ok());
+  // Not the first caller's stored result: a lead of its own.
+  EXPECT_NE(theirs->lead_id(), mine->lead_id());
+  EXPECT_NE(theirs->customer_id(), mine->customer_id());
+  EXPECT_EQ(store_->events().LogSize(), 2u);
+  // Each caller's retry still gets that caller's first result.
+  auto retry = commands_->CaptureLead(Request("r1", "bob@example.com"), other);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->lead_id(), theirs->lead_id());
+  EXPECT_EQ(store_->events().LogSize(), 2u);
+}
+
 TEST_F(LeadCommandsTest, InvalidInputAppendsNothing) {
   auto r = commands_->CaptureLead(Request("r1", "not-an-email"), Ctx());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);

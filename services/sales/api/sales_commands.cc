@@ -127,8 +127,10 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
     const crm::v1::OpenCustomerRequest& raw, EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenCustomer(raw, settings_.loyalty));
   if (request.customer_id().empty()) request.set_customer_id(NewId("cus"));
-  return OpenCustomerWith(request, "", absl::StrCat("OpenCustomer/", request.request_id()),
-                          ForRequest(std::move(ctx), request.request_id()));
+  // Before ctx is moved: argument evaluation order is unspecified.
+  const std::string key =
+      CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", request.request_id()));
+  return OpenCustomerWith(request, "", key, ForRequest(std::move(ctx), request.request_id()));
 }
 
 absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomerWith(
@@ -186,8 +188,10 @@ absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
 absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunity(
     const crm::v1::OpenOpportunityRequest& request, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateOpenOpportunity(request));
-  return OpenOpportunityWith(request, "", absl::StrCat("OpenOpportunity/", request.request_id()),
-                             ForRequest(std::move(ctx), request.request_id()));
+  // Before ctx is moved: argument evaluation order is unspecified.
+  const std::string key =
+      CallerRequestKey(ctx, absl::StrCat("OpenOpportunity/", request.request_id()));
+  return OpenOpportunityWith(request, "", key, ForRequest(std::move(ctx), request.request_id()));
 }
 
 absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunityWith(
@@ -292,8 +296,8 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ChangeOpportunityStage(
       auto out,
       Execute<crm::v1::Opportunity>(
           OpportunityStream(request.opportunity_id()),
-          absl::StrCat("ChangeOpportunityStage/", request.request_id()), request.expected_version(),
-          ctx,
+          CallerRequestKey(ctx, absl::StrCat("ChangeOpportunityStage/", request.request_id())),
+          request.expected_version(), ctx,
           [&](const std::optional<crm::v1::Opportunity>& s)
               -> absl::StatusOr<std::vector<OpportunityEvent>> {
             if (!s.has_value()) {
@@ -320,16 +324,16 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ReviseOpportunity(
   CRM_RETURN_IF_ERROR(ValidateRevise(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   CRM_ASSIGN_OR_RETURN(
-      auto out,
-      Execute<crm::v1::Opportunity>(
-          OpportunityStream(request.opportunity_id()),
-          absl::StrCat("ReviseOpportunity/", request.request_id()), request.expected_version(), ctx,
-          [&](const std::optional<crm::v1::Opportunity>& s) {
-            return Decide(s, OpportunityCommand{sales::ReviseOpportunity{request}});
-          },
-          [](const crm::v1::Opportunity& o) {
-            return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
-          }));
+      auto out, Execute<crm::v1::Opportunity>(
+                    OpportunityStream(request.opportunity_id()),
+                    CallerRequestKey(ctx, absl::StrCat("ReviseOpportunity/", request.request_id())),
+                    request.expected_version(), ctx,
+                    [&](const std::optional<crm::v1::Opportunity>& s) {
+                      return Decide(s, OpportunityCommand{sales::ReviseOpportunity{request}});
+                    },
+                    [](const crm::v1::Opportunity& o) {
+                      return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
+                    }));
   return WithActivity(std::move(out.state));
 }
 
@@ -362,7 +366,8 @@ absl::StatusOr<crm::v1::Activity> SalesCommands::LogActivity(
     const crm::v1::LogActivityRequest& request, EventContext raw_ctx) {
   CRM_RETURN_IF_ERROR(ValidateLogActivity(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  const std::string request_key = absl::StrCat("LogActivity/", request.request_id());
+  const std::string request_key =
+      CallerRequestKey(ctx, absl::StrCat("LogActivity/", request.request_id()));
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Activity a;
@@ -422,7 +427,8 @@ absl::StatusOr<crm::v1::Task> SalesCommands::CreateTask(const crm::v1::CreateTas
                                                         EventContext raw_ctx) {
   CRM_RETURN_IF_ERROR(ValidateCreateTask(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  const std::string request_key = absl::StrCat("CreateTask/", request.request_id());
+  const std::string request_key =
+      CallerRequestKey(ctx, absl::StrCat("CreateTask/", request.request_id()));
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Task t;
@@ -455,16 +461,17 @@ absl::StatusOr<crm::v1::Task> SalesCommands::CompleteTask(
   CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
   CRM_RETURN_IF_ERROR(CheckId("task_id", request.task_id()));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(auto out,
-                       Execute<crm::v1::Task>(
-                           TaskStream(request.task_id()),
-                           absl::StrCat("CompleteTask/", request.request_id()), kAnyVersion, ctx,
-                           [&](const std::optional<crm::v1::Task>& s) {
-                             return Decide(s, TaskCommand{sales::CompleteTask{}});
-                           },
-                           [](const crm::v1::Task& t) {
-                             return std::vector<ProjectionWrite>{SalesStore::TaskRow(t)};
-                           }));
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Task>(
+                    TaskStream(request.task_id()),
+                    CallerRequestKey(ctx, absl::StrCat("CompleteTask/", request.request_id())),
+                    kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Task>& s) {
+                      return Decide(s, TaskCommand{sales::CompleteTask{}});
+                    },
+                    [](const crm::v1::Task& t) {
+                      return std::vector<ProjectionWrite>{SalesStore::TaskRow(t)};
+                    }));
   if (auto st = store_.ForgetDueTask(out.state); !st.ok()) {
     log::Warn("due index cleanup", {{"task_id", out.state.task_id()}, {"error", st.ToString()}});
   }
@@ -578,7 +585,8 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
                                                          EventContext raw_ctx) {
   CRM_RETURN_IF_ERROR(ValidateDraftQuote(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  const std::string request_key = absl::StrCat("DraftQuote/", request.request_id());
+  const std::string request_key =
+      CallerRequestKey(ctx, absl::StrCat("DraftQuote/", request.request_id()));
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Quote q;
@@ -612,14 +620,15 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
   CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
   CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(auto out,
-                       Execute<crm::v1::Quote>(
-                           QuoteStream(request.quote_id()),
-                           absl::StrCat("AcceptQuote/", request.request_id()), kAnyVersion, ctx,
-                           [&](const std::optional<crm::v1::Quote>& s) {
-                             return Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}});
-                           },
-                           [](const crm::v1::Quote&) { return NoRows(); }));
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Quote>(
+                    QuoteStream(request.quote_id()),
+                    CallerRequestKey(ctx, absl::StrCat("AcceptQuote/", request.request_id())),
+                    kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Quote>& s) {
+                      return Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}});
+                    },
+                    [](const crm::v1::Quote&) { return NoRows(); }));
   return out.state;
 }
 
@@ -628,14 +637,15 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DeclineQuote(
   CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
   CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(auto out,
-                       Execute<crm::v1::Quote>(
-                           QuoteStream(request.quote_id()),
-                           absl::StrCat("DeclineQuote/", request.request_id()), kAnyVersion, ctx,
-                           [&](const std::optional<crm::v1::Quote>& s) {
-                             return Decide(s, QuoteCommand{sales::DeclineQuote{request.reason()}});
-                           },
-                           [](const crm::v1::Quote&) { return NoRows(); }));
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Quote>(
+                    QuoteStream(request.quote_id()),
+                    CallerRequestKey(ctx, absl::StrCat("DeclineQuote/", request.request_id())),
+                    kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Quote>& s) {
+                      return Decide(s, QuoteCommand{sales::DeclineQuote{request.reason()}});
+                    },
+                    [](const crm::v1::Quote&) { return NoRows(); }));
   return out.state;
 }
 
@@ -644,7 +654,8 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
   CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  const std::string request_key = absl::StrCat("PlaceOrder/", request.request_id());
+  const std::string request_key =
+      CallerRequestKey(ctx, absl::StrCat("PlaceOrder/", request.request_id()));
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Order o;
@@ -678,7 +689,8 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
     const crm::v1::DraftContractRequest& request, EventContext raw_ctx) {
   CRM_RETURN_IF_ERROR(ValidateDraftContract(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  const std::string request_key = absl::StrCat("DraftContract/", request.request_id());
+  const std::string request_key =
+      CallerRequestKey(ctx, absl::StrCat("DraftContract/", request.request_id()));
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Contract c;
@@ -715,14 +727,15 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::SubmitContract(
   CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
   CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(auto out,
-                       Execute<crm::v1::Contract>(
-                           ContractStream(request.contract_id()),
-                           absl::StrCat("SubmitContract/", request.request_id()), kAnyVersion, ctx,
-                           [&](const std::optional<crm::v1::Contract>& s) {
-                             return Decide(s, ContractCommand{sales::SubmitContract{ctx.actor}});
-                           },
-                           [](const crm::v1::Contract&) { return NoRows(); }));
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Contract>(
+                    ContractStream(request.contract_id()),
+                    CallerRequestKey(ctx, absl::StrCat("SubmitContract/", request.request_id())),
+                    kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Contract>& s) {
+                      return Decide(s, ContractCommand{sales::SubmitContract{ctx.actor}});
+                    },
+                    [](const crm::v1::Contract&) { return NoRows(); }));
   return out.state;
 }
 
@@ -735,7 +748,8 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::ApproveContract(
   CRM_ASSIGN_OR_RETURN(
       auto out, Execute<crm::v1::Contract>(
                     ContractStream(request.contract_id()),
-                    absl::StrCat("ApproveContract/", request.request_id()), kAnyVersion, ctx,
+                    CallerRequestKey(ctx, absl::StrCat("ApproveContract/", request.request_id())),
+                    kAnyVersion, ctx,
                     [&](const std::optional<crm::v1::Contract>& s) {
                       return Decide(s, ContractCommand{sales::ApproveContract{ctx.actor, roles}});
                     },
@@ -749,15 +763,16 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::RejectContract(
   CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
   CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(auto out,
-                       Execute<crm::v1::Contract>(
-                           ContractStream(request.contract_id()),
-                           absl::StrCat("RejectContract/", request.request_id()), kAnyVersion, ctx,
-                           [&](const std::optional<crm::v1::Contract>& s) {
-                             return Decide(s, ContractCommand{sales::RejectContract{
-                                                  ctx.actor, roles, request.reason()}});
-                           },
-                           [](const crm::v1::Contract&) { return NoRows(); }));
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Contract>(
+                    ContractStream(request.contract_id()),
+                    CallerRequestKey(ctx, absl::StrCat("RejectContract/", request.request_id())),
+                    kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Contract>& s) {
+                      return Decide(s, ContractCommand{sales::RejectContract{ctx.actor, roles,
+                                                                             request.reason()}});
+                    },
+                    [](const crm::v1::Contract&) { return NoRows(); }));
   return out.state;
 }
 

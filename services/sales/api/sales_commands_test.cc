@@ -138,6 +138,23 @@ TEST_F(SalesCommandsTest, OpenCustomerAppendsOneEventAndARetryReturnsTheFirstRes
   EXPECT_EQ(commands_->GetCustomer(get).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(SalesCommandsTest, SameRequestIdFromAnotherCallerIsNotAnsweredWithTheFirstResult) {
+  Open("cus_1");
+  // rep_bob reuses rep_ada's request id for another customer: his own
+  // request, not a replay of hers.
+  crm::v1::OpenCustomerRequest bobs;
+  bobs.set_request_id("open-cus_1");
+  bobs.set_customer_id("cus_2");
+  bobs.set_name("Difference Engines");
+  bobs.set_owner_id("rep_bob");
+  bobs.set_territory("EMEA");
+  auto opened = commands_->OpenCustomer(bobs, Ctx("rep_bob"));
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->customer_id(), "cus_2");
+  EXPECT_EQ(opened->name(), "Difference Engines");
+  EXPECT_EQ(store_->events().LogSize(), 2u);
+}
+
 TEST_F(SalesCommandsTest, InvalidInputAppendsNothing) {
   crm::v1::OpenCustomerRequest r;
   r.set_request_id("r1");

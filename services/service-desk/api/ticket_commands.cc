@@ -33,8 +33,8 @@ std::optional<crm::v1::TicketMessage> MessageOf(const TicketEvent& event, absl::
   return m;
 }
 
-std::string Key(absl::string_view command, absl::string_view request_id) {
-  return absl::StrCat(command, "/", request_id);
+std::string Key(const EventContext& ctx, absl::string_view command, absl::string_view request_id) {
+  return CallerRequestKey(ctx, absl::StrCat(command, "/", request_id));
 }
 
 }  // namespace
@@ -147,7 +147,7 @@ absl::Status TicketCommands::CheckPublishedArticle(absl::string_view field,
 absl::StatusOr<crm::v1::Ticket> TicketCommands::OpenTicket(const crm::v1::OpenTicketRequest& raw,
                                                            EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenTicketRequest(raw));
-  const std::string key = Key("OpenTicket", request.request_id());
+  const std::string key = Key(ctx, "OpenTicket", request.request_id());
   CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
   if (earlier.has_value()) return *earlier;
 
@@ -188,7 +188,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::OpenTicket(const crm::v1::OpenTi
 absl::StatusOr<crm::v1::Ticket> TicketCommands::AssignTicket(const crm::v1::AssignTicketRequest& r,
                                                              EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateAssignTicket(r));
-  const std::string key = Key("AssignTicket", r.request_id());
+  const std::string key = Key(ctx, "AssignTicket", r.request_id());
   CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
   if (earlier.has_value()) return *earlier;
 
@@ -236,7 +236,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ReplyToTicket(
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
   const std::string author = ctx.actor;
   return Execute(
-      Key("ReplyToTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+      Key(ctx, "ReplyToTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
       [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
         return Prepared{
             service_desk::ReplyToTicket{NewId("msg"), author, r.author_type(), r.body(), now}, {}};
@@ -249,7 +249,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::AddInternalNote(
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
   const std::string author = ctx.actor;
   return Execute(
-      Key("AddInternalNote", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+      Key(ctx, "AddInternalNote", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
       [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
         return Prepared{service_desk::AddInternalNote{NewId("msg"), author, r.body(), now}, {}};
       });
@@ -259,8 +259,8 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::MarkTicketPending(
     const crm::v1::MarkTicketPendingRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateMarkTicketPending(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(Key("MarkTicketPending", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
-                 [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+  return Execute(Key(ctx, "MarkTicketPending", r.request_id()), r.ticket_id(), r.expected_version(),
+                 ctx, [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
                    return Prepared{service_desk::MarkTicketPending{now}, {}};
                  });
 }
@@ -268,7 +268,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::MarkTicketPending(
 absl::StatusOr<crm::v1::Ticket> TicketCommands::ResolveTicket(
     const crm::v1::ResolveTicketRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateResolveTicket(r));
-  const std::string key = Key("ResolveTicket", r.request_id());
+  const std::string key = Key(ctx, "ResolveTicket", r.request_id());
   CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
   if (earlier.has_value()) return *earlier;
   if (!r.solution_article_id().empty()) {
@@ -287,7 +287,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::CloseTicket(const crm::v1::Close
                                                             EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateCloseTicket(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(Key("CloseTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+  return Execute(Key(ctx, "CloseTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
                  [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
                    return Prepared{service_desk::CloseTicket{now}, {}};
                  });
@@ -297,7 +297,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ReopenTicket(const crm::v1::Reop
                                                              EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateReopenTicket(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(Key("ReopenTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+  return Execute(Key(ctx, "ReopenTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
                  [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
                    return Prepared{service_desk::ReopenTicket{r.reason(), now}, {}};
                  });
@@ -306,7 +306,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ReopenTicket(const crm::v1::Reop
 absl::StatusOr<crm::v1::Ticket> TicketCommands::LinkSolutionArticle(
     const crm::v1::LinkSolutionArticleRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateLinkSolutionArticle(r));
-  const std::string key = Key("LinkSolutionArticle", r.request_id());
+  const std::string key = Key(ctx, "LinkSolutionArticle", r.request_id());
   CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
   if (earlier.has_value()) return *earlier;
   CRM_RETURN_IF_ERROR(CheckPublishedArticle("article_id", r.article_id()));
@@ -321,7 +321,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::SubmitCsat(const crm::v1::Submit
                                                            EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateSubmitCsat(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(Key("SubmitCsat", r.request_id()), r.ticket_id(), 0, ctx,
+  return Execute(Key(ctx, "SubmitCsat", r.request_id()), r.ticket_id(), 0, ctx,
                  [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
                    service_desk::SubmitCsat csat;
                    csat.score = r.score();

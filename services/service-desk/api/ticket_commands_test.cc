@@ -205,6 +205,23 @@ class TicketCommandsTest : public ::testing::Test {
   std::unique_ptr<ArticleCommands> articles_;
 };
 
+TEST_F(TicketCommandsTest, SameRequestIdFromAnotherCallerOpensAnotherTicket) {
+  const auto portal = Open("r1");
+  crm::v1::OpenTicketRequest r;
+  r.set_request_id("r1");
+  r.set_customer_id("cus_2");
+  r.set_channel(crm::v1::TICKET_CHANNEL_PHONE);
+  r.set_subject("Router down");
+  r.set_description("No lights.");
+  auto agent = tickets_->OpenTicket(r, Ctx("agent:bob"));
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  EXPECT_NE(agent->ticket_id(), portal.ticket_id());
+  EXPECT_EQ(agent->customer_id(), "cus_2");
+  auto retry = tickets_->OpenTicket(r, Ctx("agent:bob"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->ticket_id(), agent->ticket_id());
+}
+
 TEST_F(TicketCommandsTest, OpenRoutesRoundRobinAndARetryAppendsNothing) {
   const auto t1 = Open("r1");
   const auto t2 = Open("r2");
