@@ -26,6 +26,7 @@
 #include "libs/common/auth/dev_key.h"
 #include "libs/common/auth/jwt.h"
 #include "libs/common/blocking_executor.h"
+#include "libs/common/pii/cipher.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/leads/api/lead_commands.h"
 #include "services/leads/api/lead_import.h"
@@ -118,7 +119,7 @@ struct Service {
   std::unique_ptr<LeadImporter> importer;
 
   Service() {
-    store = std::move(*LeadStore::Open(dir.Sub("leads")));
+    store = std::move(*LeadStore::Open(dir.Sub("leads"), crm::pii::RandomKey()));
     // No relay drains the outbox here: let it hold every event.
     store->events().SetOutboxLimit(std::numeric_limits<uint64_t>::max());
     commands = std::make_unique<LeadCommands>(*store);

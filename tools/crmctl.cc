@@ -4,6 +4,7 @@
 //   crmctl digest analytics --data-dir=DIR                 fingerprint of the views (rebuild check)
 //   crmctl tail TOPIC [--from-beginning] [--count=N]       print decoded events as JSON lines
 //   crmctl customer CUSTOMER_ID [--analytics=HOST:PORT]    print a customer's 360 view
+//   crmctl erase CUSTOMER_ID --reason=R                    erase a person's personal data
 //   crmctl health HOST:PORT                                grpc.health.v1 check
 //   crmctl token --sub=S --roles=R[,R] [--territory=T] [--ttl=1h]  mint a bearer token
 #include <unistd.h>
@@ -33,6 +34,7 @@
 #include "libs/common/backup.h"
 #include "libs/common/config.h"
 #include "libs/common/kafka.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
 #include "services/analytics/store/view_store.h"
@@ -41,13 +43,16 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: crmctl COMMAND [flags]\n"
-    "  rebuild analytics --data-dir=DIR [--brokers=B]   rebuild the 360 views from the topics\n"
+    "  rebuild analytics --data-dir=DIR [--brokers=B] [--master-key=HEX]\n"
+    "                                                   rebuild the 360 views from the topics\n"
     "  digest analytics --data-dir=DIR                  fingerprint of the views\n"
     "  tail TOPIC [--from-beginning] [--count=N] [--brokers=B]\n"
     "                                                   print decoded events, one JSON per line\n"
     "  customer CUSTOMER_ID [--analytics=HOST:PORT]     print a customer's 360 view\n"
     "  audit (--actor=A | --record=ID) [--analytics=HOST:PORT]\n"
     "                                                   the audit trail, one JSON per line\n"
+    "  erase CUSTOMER_ID --reason=R [--leads=HOST:PORT] GDPR erasure: destroys the person's\n"
+    "                                                   data keys in every service\n"
     "  health HOST:PORT                                 grpc.health.v1 check\n"
     "  backup HOST:PORT                                 online backup of that service's\n"
     "                                                   database into its --backup-dir\n"
@@ -279,7 +284,21 @@ int Rebuild(int argc, char** argv) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", db.status().ToString().c_str());
     return 1;
   }
-  crm::analytics::Customer360Projection projection;
+  // The data keys come back from crm.keys.v1 with the views; erased
+  // customers' keys stay destroyed.
+  auto master = crm::pii::KeyFromHex(
+      crm::Setting(argc, argv, "master-key", "CRM_MASTER_KEY", crm::auth::kDevPiiMasterKeyHex));
+  if (!master.ok()) {
+    std::fprintf(stderr, "crmctl rebuild: master-key: %s\n", master.status().ToString().c_str());
+    return 2;
+  }
+  auto vault = crm::pii::KeyVault::Open(**db, nullptr, *master, "crm/analytics");
+  if (!vault.ok()) {
+    std::fprintf(stderr, "crmctl rebuild: %s\n", vault.status().ToString().c_str());
+    return 1;
+  }
+  crm::analytics::Customer360Projection views;
+  crm::pii::WithKeyRecords projection(**vault, &views);
   crm::Subscriber applier(**db, projection, {});
   int64_t total = 0;
   auto consumer = AssignedConsumer(brokers, crm::AllTopics(), true, &total);
@@ -447,6 +466,27 @@ int Audit(int argc, char** argv) {
   return 0;
 }
 
+int Erase(int argc, char** argv) {
+  if (argc < 3 || argv[2][0] == '-') {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string target = crm::Setting(argc, argv, "leads", "CRM_LEADS", "127.0.0.1:50051");
+  auto stub = crm::v1::AdminService::NewStub(Connect(argc, argv, target, true));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  crm::v1::EraseCustomerRequest req;
+  req.set_customer_id(argv[2]);
+  req.set_reason(crm::Setting(argc, argv, "reason", "CRMCTL_REASON", ""));
+  crm::v1::EraseCustomerResponse resp;
+  if (auto st = stub->EraseCustomer(&ctx, req, &resp); !st.ok()) {
+    std::fprintf(stderr, "crmctl erase: %s\n", st.error_message().c_str());
+    return st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1;
+  }
+  std::printf("%s\n", ToJson(resp, false).c_str());
+  return 0;
+}
+
 int Backup(int argc, char** argv) {
   if (argc < 3 || argv[2][0] == '-') {
     std::fputs(kUsage, stderr);
@@ -530,6 +570,7 @@ int main(int argc, char** argv) {
   if (cmd == "health") return Health(argc, argv);
   if (cmd == "token") return Token(argc, argv);
   if (cmd == "backup") return Backup(argc, argv);
+  if (cmd == "erase") return Erase(argc, argv);
   if (cmd == "backups") return Backups(argc, argv);
   if (cmd == "restore") return Restore(argc, argv);
   std::fputs(kUsage, stderr);

@@ -3,6 +3,7 @@
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/backup.h"
 #include "libs/common/ids.h"
+#include "libs/common/request_context.h"
 
 namespace crm {
 
@@ -54,6 +55,34 @@ grpc::ServerUnaryReactor* AdminService::ListBackups(grpc::CallbackServerContext*
     for (const auto& b : *backups) Fill(b, backup_dir_, response->add_backups());
     return absl::OkStatus();
   });
+}
+
+grpc::ServerUnaryReactor* AdminService::EraseCustomer(grpc::CallbackServerContext* ctx,
+                                                      const crm::v1::EraseCustomerRequest* request,
+                                                      crm::v1::EraseCustomerResponse* response) {
+  return RunUnary(ctx, executor_,
+                  [this, request, response, caller = auth::CallerFrom(*ctx),
+                   event_ctx = EventContextFrom(*ctx, "")]() mutable -> absl::Status {
+                    if (!caller.ok()) return caller.status();
+                    if (request->customer_id().empty()) {
+                      return absl::InvalidArgumentError("customer_id: required");
+                    }
+                    if (request->reason().empty()) {
+                      return absl::InvalidArgumentError("reason: required");
+                    }
+                    if (vault_ == nullptr) {
+                      return absl::FailedPreconditionError(
+                          "this service erases nothing: call EraseCustomer on leads, sales or "
+                          "service-desk");
+                    }
+                    event_ctx.occurred_at = absl::Now();
+                    auto destroyed = vault_->EraseCustomer(
+                        request->customer_id(),
+                        absl::StrCat(request->reason(), " (by ", caller->subject, ")"), event_ctx);
+                    if (!destroyed.ok()) return destroyed.status();
+                    response->set_keys_destroyed(*destroyed);
+                    return absl::OkStatus();
+                  });
 }
 
 }  // namespace crm

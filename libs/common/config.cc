@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "libs/common/auth/dev_key.h"
+#include "libs/common/pii/cipher.h"
 
 namespace crm {
 
@@ -82,6 +83,18 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
   if (!c.tls_client_ca_pem.empty() && c.tls_cert_pem.empty()) {
     return absl::InvalidArgumentError("tls-client-ca: needs tls-cert and tls-key");
   }
+  // Personal data: the master key wraps every customer's data key.
+  c.pii_master_key_hex = Setting(argc, argv, "master-key", "CRM_MASTER_KEY", "");
+  if (c.pii_master_key_hex.empty()) {
+    auto key = FileSetting(argc, argv, "master-key-file", "CRM_MASTER_KEY_FILE");
+    if (!key.ok()) return key.status();
+    c.pii_master_key_hex = std::string(absl::StripAsciiWhitespace(*key));
+  }
+  if (c.pii_master_key_hex.empty()) c.pii_master_key_hex = auth::kDevPiiMasterKeyHex;
+  if (auto key = pii::KeyFromHex(c.pii_master_key_hex); !key.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("master-key: ", key.status().message()));
+  }
+
   c.allow_insecure = Truthy(Setting(argc, argv, "allow-insecure", "CRM_ALLOW_INSECURE", ""));
   for (int i = 1; i < argc; ++i) {
     if (absl::string_view(argv[i]) == "--allow-insecure") c.allow_insecure = true;
@@ -96,6 +109,11 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
       return absl::FailedPreconditionError(
           absl::StrCat("refusing the public development token key on non-loopback address ",
                        c.listen, ": set a key of your own, or --allow-insecure"));
+    }
+    if (c.pii_master_key_hex == auth::kDevPiiMasterKeyHex) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "refusing the public development PII master key on non-loopback address ", c.listen,
+          ": set --master-key-file (CRM_MASTER_KEY_FILE), or --allow-insecure"));
     }
   }
   return absl::OkStatus();

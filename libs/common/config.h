@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "libs/common/pii/cipher.h"
 
 namespace crm {
 
@@ -34,6 +35,12 @@ struct ServiceConfig {
   std::string tls_cert_pem;
   std::string tls_key_pem;
   std::string tls_client_ca_pem;
+  // Master key of personal-data encryption, 64 hex digits: --master-key
+  // / CRM_MASTER_KEY, or the contents of --master-key-file /
+  // CRM_MASTER_KEY_FILE; default the development key (loopback only).
+  // Validated on load.
+  std::string pii_master_key_hex;
+  pii::Key PiiMasterKey() const { return *pii::KeyFromHex(pii_master_key_hex); }
   // --allow-insecure / CRM_ALLOW_INSECURE=1: plaintext or the dev token key
   // on a non-loopback address. Without it such a config is refused.
   bool allow_insecure = false;

@@ -275,6 +275,18 @@ absl::Status EventStore::DeleteFromOutbox(const std::vector<uint64_t>& positions
   return db_->Write(&batch, /*sync=*/false);
 }
 
+absl::Status EventStore::RedactEvent(const crm::v1::EventEnvelope& redacted) {
+  const std::string key = EventKey(redacted.stream(), redacted.stream_version());
+  CRM_ASSIGN_OR_RETURN(auto stored, db_->Get(kEvents, key));
+  if (!stored.has_value()) {
+    return absl::NotFoundError(
+        absl::StrCat("no event ", redacted.stream(), "@", redacted.stream_version()));
+  }
+  rocksdb::WriteBatch batch;
+  CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, redacted.SerializeAsString()));
+  return db_->Write(&batch, /*sync=*/true);
+}
+
 absl::StatusOr<uint64_t> EventStore::RequeueLog() {
   auto it = db_->NewIterator(kLog);
   auto* events = db_->Family(kEvents);

@@ -93,6 +93,11 @@ class EventStore {
   // The stored response of an earlier append with this key, if any.
   absl::StatusOr<std::optional<std::string>> FindResponse(const std::string& request_key) const;
 
+  // Overwrites a stored event (same stream and version) with `redacted`.
+  // Only for key material that must not outlive its destruction
+  // (libs/common/pii); domain events are never changed.
+  absl::Status RedactEvent(const crm::v1::EventEnvelope& redacted);
+
   // Outbox, in log order. Entries stay until DeleteFromOutbox.
   absl::StatusOr<std::vector<OutboxEntry>> ReadOutbox(uint64_t from_position, size_t max) const;
   absl::Status DeleteFromOutbox(const std::vector<uint64_t>& positions);

@@ -19,6 +19,9 @@ inline constexpr char kServiceDeskTopic[] = "crm.service-desk.v1";
 inline constexpr char kAnalyticsTopic[] = "crm.analytics.v1";
 // Refused calls and failed-authentication flags from every service.
 inline constexpr char kAuditTopic[] = "crm.audit.v1";
+// Data keys of customers' personal data and erasures (libs/common/pii);
+// compacted, keyed by record stream.
+inline constexpr char kKeysTopic[] = "crm.keys.v1";
 // Events no projection could use are parked here with the reason.
 inline constexpr char kDeadLetterTopic[] = "crm.dlq.v1";
 inline const std::vector<std::string>& AllTopics();
@@ -37,8 +40,8 @@ std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope
 std::string HeaderValue(RdKafka::Message& m, absl::string_view name);
 
 inline const std::vector<std::string>& AllTopics() {
-  static const std::vector<std::string> topics = {kLeadsTopic, kSalesTopic, kServiceDeskTopic,
-                                                  kAnalyticsTopic, kAuditTopic};
+  static const std::vector<std::string> topics = {kLeadsTopic,     kSalesTopic, kServiceDeskTopic,
+                                                  kAnalyticsTopic, kAuditTopic, kKeysTopic};
   return topics;
 }
 

@@ -9,6 +9,7 @@
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
 #include "libs/common/metrics.h"
+#include "libs/common/pii/key_stream.h"
 
 namespace crm {
 
@@ -43,9 +44,10 @@ absl::Status OutboxRelay::Start() {
   settings.insert(settings.end(), options_.extra_settings.begin(), options_.extra_settings.end());
   auto conf = MakeKafkaConf(settings);
   if (!conf.ok()) return conf.status();
-  published_total_ = &MetricsRegistry::Default().GetCounter("crm_events_published_total",
-                                                            "Events acknowledged by the broker",
-                                                            {{"topic", options_.topic}});
+  for (const std::string& name : {options_.topic, options_.keys_topic, options_.audit_topic}) {
+    published_total_[name] = &MetricsRegistry::Default().GetCounter(
+        "crm_events_published_total", "Events acknowledged by the broker", {{"topic", name}});
+  }
   report_cb_ = std::make_unique<DeliveryReport>(this);
   std::string err;
   if ((*conf)->set("dr_cb", report_cb_.get(), err) != RdKafka::Conf::CONF_OK) {
@@ -53,6 +55,12 @@ absl::Status OutboxRelay::Start() {
   }
   producer_.reset(RdKafka::Producer::create(conf->get(), err));
   if (!producer_) return absl::UnavailableError(absl::StrCat("kafka producer: ", err));
+  for (const std::string* name : {&options_.topic, &options_.keys_topic, &options_.audit_topic}) {
+    std::unique_ptr<RdKafka::Topic> topic(
+        RdKafka::Topic::create(producer_.get(), *name, nullptr, err));
+    if (!topic) return absl::InvalidArgumentError(absl::StrCat("topic ", *name, ": ", err));
+    topics_.push_back(std::move(topic));
+  }
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -82,7 +90,9 @@ void OutboxRelay::OnDelivery(RdKafka::Message& message) {
   if (message.err() == RdKafka::ERR_NO_ERROR) {
     delivered_.push_back(position);
     published_.fetch_add(1);
-    published_total_->Inc();
+    if (auto it = published_total_.find(message.topic_name()); it != published_total_.end()) {
+      it->second->Inc();
+    }
   } else {
     // Only fatal producer errors end up here (no timeouts); the entry stays
     // in the outbox and is produced again.
@@ -153,11 +163,16 @@ void OutboxRelay::ProduceFromOutbox() {
       continue;
     }
     const std::string value = entry.envelope.SerializeAsString();
-    const std::string& key = entry.envelope.customer_id();
+    const std::string& stream = entry.envelope.stream();
+    const bool key_record = pii::IsKeyRecordStream(stream);
+    // Key records are keyed by stream: a compacted topic keeps only a key's
+    // last record, so a destroyed key's wrapped bytes are dropped.
+    const std::string& key = key_record ? stream : entry.envelope.customer_id();
     auto headers = CloudEventHeaders(entry.envelope);
     const int64_t ts_ms = absl::ToUnixMillis(FromProtoTimestamp(entry.envelope.occurred_at()));
-    const std::string& topic =
-        audit::IsAuditStream(entry.envelope.stream()) ? options_.audit_topic : options_.topic;
+    const std::string& topic = key_record                     ? options_.keys_topic
+                               : audit::IsAuditStream(stream) ? options_.audit_topic
+                                                              : options_.topic;
     auto err = producer_->produce(topic, RdKafka::Topic::PARTITION_UA,
                                   RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value.data()),
                                   value.size(), key.data(), key.size(), ts_ms, headers.get(),

@@ -7,7 +7,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -22,6 +24,8 @@ struct RelayOptions {
   std::string topic;
   // Where audit streams (refusals, libs/common/audit) go instead of `topic`.
   std::string audit_topic = kAuditTopic;
+  // Where key records (libs/common/pii) go, keyed by their stream.
+  std::string keys_topic = kKeysTopic;
   // Bound on messages handed to librdkafka and not yet reported; the rest
   // wait durably in the outbox, so memory stays flat while a broker is down.
   size_t max_in_flight = 20000;
@@ -65,6 +69,9 @@ class OutboxRelay {
   RelayOptions options_;
   std::unique_ptr<DeliveryReport> report_cb_;
   std::unique_ptr<RdKafka::Producer> producer_;
+  // Handles on every topic the relay routes to, held from the start so their
+  // metadata is known before the first record for them.
+  std::vector<std::unique_ptr<RdKafka::Topic>> topics_;
   std::thread thread_;
 
   std::mutex mu_;
@@ -81,7 +88,8 @@ class OutboxRelay {
   // leave in RocksDB, which would make every read cost O(events relayed).
   uint64_t read_from_ = 0;
   std::atomic<uint64_t> published_{0};
-  Counter* published_total_ = nullptr;
+  // Acknowledged records per topic they went to (options_.topic, keys, audit).
+  absl::flat_hash_map<std::string, Counter*> published_total_;
   std::atomic<uint64_t> republished_{0};
 };
 

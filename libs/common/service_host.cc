@@ -15,6 +15,7 @@
 #include "libs/common/auth/jwt.h"
 #include "libs/common/log.h"
 #include "libs/common/metrics.h"
+#include "libs/common/pii/pii_interceptor.h"
 
 namespace crm {
 namespace {
@@ -133,6 +134,9 @@ absl::Status ServiceHost::Run() {
   // status the auth backstop may have replaced.
   interceptors.push_back(std::make_unique<auth::AuthInterceptorFactory>(
       std::shared_ptr<const auth::JwtVerifier>(std::move(verifier).value()), audit_.get()));
+  if (pii_vault_ != nullptr) {
+    interceptors.push_back(std::make_unique<pii::OpenResponsesFactory>(*pii_vault_));
+  }
   interceptors.push_back(std::make_unique<AccessLogFactory>());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
 

@@ -10,6 +10,7 @@
 #include "libs/common/audit/audit_log.h"
 #include "libs/common/config.h"
 #include "libs/common/database.h"
+#include "libs/common/pii/key_vault.h"
 
 namespace crm {
 
@@ -27,9 +28,9 @@ class ServiceHost {
 
   void AddService(grpc::Service* service) { services_.push_back(service); }
   // Serves crm.v1.AdminService (online backups into --backup-dir) for the
-  // service's database.
-  void ServeAdmin(Database& db) {
-    admin_ = std::make_unique<AdminService>(db, config_.backup_dir);
+  // service's database, and EraseCustomer with `vault` when given.
+  void ServeAdmin(Database& db, pii::KeyVault* vault = nullptr) {
+    admin_ = std::make_unique<AdminService>(db, config_.backup_dir, vault);
     AddService(admin_.get());
   }
   // Records every refused call (and repeated failed authentication) in
@@ -37,6 +38,9 @@ class ServiceHost {
   void RecordDenials(EventStore& store) {
     audit_ = std::make_unique<audit::AuditLog>(store, "crm/" + config_.service_name);
   }
+  // Opens the sealed personal data in every response with `vault`'s keys
+  // (libs/common/pii); `vault` must outlive Run().
+  void OpenPii(const pii::KeyVault& vault) { pii_vault_ = &vault; }
   // Hooks run after the server has stopped, in reverse order of adding.
   void OnShutdown(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
 
@@ -47,6 +51,7 @@ class ServiceHost {
   std::vector<grpc::Service*> services_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<audit::AuditLog> audit_;
+  const pii::KeyVault* pii_vault_ = nullptr;
   std::vector<std::function<void()>> hooks_;
 };
 

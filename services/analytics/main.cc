@@ -10,6 +10,7 @@
 #include "libs/common/kafka.h"
 #include "libs/common/log.h"
 #include "libs/common/outbox_relay.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/service_host.h"
 #include "libs/common/subscriber.h"
 #include "services/analytics/api/analytics_grpc.h"
@@ -74,6 +75,12 @@ int main(int argc, char** argv) {
     crm::log::Error("open event store", {{"error", events.status().ToString()}});
     return 1;
   }
+  // Reads only: analytics seals nothing, so it issues no keys.
+  auto vault = crm::pii::KeyVault::Open(**db, nullptr, config->PiiMasterKey(), "crm/analytics");
+  if (!vault.ok()) {
+    crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
+    return 1;
+  }
   crm::RelayOptions relay_options;
   relay_options.brokers = config->brokers;
   relay_options.topic = crm::kAnalyticsTopic;
@@ -90,7 +97,8 @@ int main(int argc, char** argv) {
   sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
   sub_options.topics = crm::AllTopics();
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
-  crm::Subscriber subscriber(**db, projection, sub_options);
+  crm::pii::WithKeyRecords with_keys(**vault, &projection);
+  crm::Subscriber subscriber(**db, with_keys, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
     crm::log::Error("start subscriber", {{"error", st.ToString()}});
     return 1;
@@ -108,6 +116,7 @@ int main(int argc, char** argv) {
   host.AddService(&grpc_service);
   host.ServeAdmin(**db);
   host.RecordDenials(**events);
+  host.OpenPii(**vault);
   host.OnShutdown([&] {
     subscriber.Stop();
     monitor.Stop();

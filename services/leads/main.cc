@@ -6,6 +6,7 @@
 #include "libs/common/kafka.h"
 #include "libs/common/log.h"
 #include "libs/common/outbox_relay.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/service_host.h"
 #include "services/leads/api/lead_commands.h"
 #include "services/leads/api/lead_import.h"
@@ -20,7 +21,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   crm::log::SetService("leads");
-  auto store = crm::leads::LeadStore::Open(config->data_dir);
+  auto store = crm::leads::LeadStore::Open(config->data_dir, config->PiiMasterKey());
   if (!store.ok()) {
     crm::log::Error("open store", {{"error", store.status().ToString()}});
     return 1;
@@ -32,6 +33,19 @@ int main(int argc, char** argv) {
   (*store)->events().SetAppendListener([&relay] { relay.Notify(); });
   if (auto st = relay.Start(); !st.ok()) {
     crm::log::Error("start relay", {{"error", st.ToString()}});
+    return 1;
+  }
+
+  // The other services' data keys, to read what they sealed, and erasures.
+  crm::pii::WithKeyRecords key_records((*store)->vault(), nullptr);
+  crm::SubscriberOptions key_options;
+  key_options.brokers = config->brokers;
+  key_options.group_id =
+      crm::Setting(argc, argv, "keys-group-id", "CRM_LEADS_KEYS_GROUP_ID", "crm-leads-keys");
+  key_options.topics = {crm::kKeysTopic};
+  crm::Subscriber key_subscriber((*store)->events().db(), key_records, key_options);
+  if (auto st = key_subscriber.Start(); !st.ok()) {
+    crm::log::Error("start key subscriber", {{"error", st.ToString()}});
     return 1;
   }
 
@@ -47,9 +61,11 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.ServeAdmin((*store)->events().db());
+  host.ServeAdmin((*store)->events().db(), &(*store)->vault());
   host.RecordDenials((*store)->events());
+  host.OpenPii((*store)->vault());
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
+  host.OnShutdown([&key_subscriber] { key_subscriber.Stop(); });
   if (auto st = host.Run(); !st.ok()) {
     crm::log::Error("serve", {{"error", st.ToString()}});
     return 1;

@@ -11,6 +11,7 @@
 #include "libs/common/kafka.h"
 #include "libs/common/log.h"
 #include "libs/common/outbox_relay.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/service_host.h"
 #include "libs/common/subscriber.h"
 #include "services/sales/api/reminder_loop.h"
@@ -79,6 +80,12 @@ int main(int argc, char** argv) {
     crm::log::Error("open store", {{"error", store.status().ToString()}});
     return 1;
   }
+  auto vault = crm::pii::KeyVault::Open((*store)->db(), &(*store)->events(), config->PiiMasterKey(),
+                                        "crm/sales");
+  if (!vault.ok()) {
+    crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
+    return 1;
+  }
   crm::RelayOptions relay_options;
   relay_options.brokers = config->brokers;
   relay_options.topic = crm::kSalesTopic;
@@ -90,6 +97,7 @@ int main(int argc, char** argv) {
   }
 
   crm::sales::SalesCommands commands(**store, *std::move(settings));
+  commands.SealPiiWith(**vault);
 
   // Choreography: conversions from leads, and our own invoice requests for
   // loyalty. Offsets live in the sales database (exactly once in effect).
@@ -97,8 +105,9 @@ int main(int argc, char** argv) {
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
   sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_SALES_GROUP_ID", "crm-sales");
-  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic};
-  crm::Subscriber subscriber((*store)->db(), reactions, sub_options);
+  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic, crm::kKeysTopic};
+  crm::pii::WithKeyRecords projection(**vault, &reactions);
+  crm::Subscriber subscriber((*store)->db(), projection, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
     crm::log::Error("start subscriber", {{"error", st.ToString()}});
     return 1;
@@ -113,8 +122,9 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.ServeAdmin((*store)->events().db());
+  host.ServeAdmin((*store)->events().db(), vault->get());
   host.RecordDenials((*store)->events());
+  host.OpenPii(**vault);
   // Run in reverse: stop timers and reactions first, then flush the relay.
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
   host.OnShutdown([&subscriber] { subscriber.Stop(); });

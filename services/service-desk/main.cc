@@ -12,6 +12,7 @@
 #include "libs/common/kafka.h"
 #include "libs/common/log.h"
 #include "libs/common/outbox_relay.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/service_host.h"
 #include "libs/common/subscriber.h"
 #include "services/service-desk/api/article_commands.h"
@@ -70,6 +71,12 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  auto vault = crm::pii::KeyVault::Open((*store)->db(), &(*store)->events(), config->PiiMasterKey(),
+                                        "crm/service-desk");
+  if (!vault.ok()) {
+    crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
+    return 1;
+  }
   crm::RelayOptions relay_options;
   relay_options.brokers = config->brokers;
   relay_options.topic = crm::kServiceDeskTopic;
@@ -87,9 +94,10 @@ int main(int argc, char** argv) {
   // desk into analytics' consumer group.
   sub_options.group_id =
       crm::Setting(argc, argv, "group-id", "CRM_SERVICE_DESK_GROUP_ID", "crm-service-desk");
-  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic};
+  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic, crm::kKeysTopic};
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
-  crm::Subscriber subscriber((*store)->db(), customers, sub_options);
+  crm::pii::WithKeyRecords projection(**vault, &customers);
+  crm::Subscriber subscriber((*store)->db(), projection, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
     crm::log::Error("start subscriber", {{"error", st.ToString()}});
     return 1;
@@ -114,8 +122,9 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.ServeAdmin((*store)->events().db());
+  host.ServeAdmin((*store)->events().db(), vault->get());
   host.RecordDenials((*store)->events());
+  host.OpenPii(**vault);
   // Hooks run in reverse: timers stop first, the relay flushes last.
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
   host.OnShutdown([&subscriber] { subscriber.Stop(); });

@@ -467,7 +467,8 @@ def check_references(idx, contract, env, errs):
     for sec in idx.of("Secret"):
         for k, v in (sec.get("data") or {}).items():
             try:
-                base64.b64decode(str(v), validate=True)
+                # kubectl wraps long values over lines.
+                base64.b64decode("".join(str(v).split()), validate=True)
             except (binascii.Error, ValueError):
                 errs.append(f"{ident(sec)}: data.{k} is not valid base64")
 
@@ -783,7 +784,9 @@ def check_kafka(idx, contract, env, errs):
                 cfg["min.insync.replicas"] > spec["replicas"]:
             errs.append(f"{where}: min.insync.replicas exceeds replicas: no write would "
                         f"ever succeed with acks=all")
-        for key, want in k["config"].items():
+        # Per-topic overrides, e.g. a compacted key topic.
+        wanted = {**k["config"], **(k.get("topicConfig") or {}).get(topic, {})}
+        for key, want in wanted.items():
             if cfg.get(key) != want:
                 errs.append(f"{where}: config {key} {cfg.get(key)!r} (expected {want!r})")
     for topic in k["topics"]:

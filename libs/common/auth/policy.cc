@@ -131,6 +131,7 @@ RoleTable BuildTable() {
        {
            {"CreateBackup", {kRoleAdmin}},
            {"ListBackups", {kRoleAdmin}},
+           {"EraseCustomer", {kRoleAdmin}},
        }},
   };
   RoleTable table;

@@ -168,9 +168,8 @@ std::string FoldPayload(Customer360& view, const EventEnvelope& event) {
     Reach(view, LIFECYCLE_STAGE_LEAD);
     ApplyContact(view, event, m.contact(), m.company(), m.region());
     if (m.has_score()) SetLeadScore(view, event, m.score().total());
-    const std::string& who =
-        m.contact().email().empty() ? m.contact().phone() : m.contact().email();
-    return absl::StrCat("Lead captured via ", ChannelName(m.channel()), " (", who, ")",
+    // No contact data in summaries: they are free text, never decrypted.
+    return absl::StrCat("Lead captured via ", ChannelName(m.channel()),
                         m.duplicate_of_lead_id().empty() ? "" : ", known person");
   }
   if (LeadAssigned m; Unpack(event, &m)) {

@@ -43,7 +43,7 @@ TEST(CustomerViewTest, LeadCaptureMakesALeadWithProfileAndTimelineEntry) {
   EXPECT_EQ(view.event_count(), 1);
   ASSERT_EQ(view.lead_ids_size(), 1);
   EXPECT_EQ(entry.type(), "LeadCaptured");
-  EXPECT_EQ(entry.summary(), "Lead captured via trade show (ada@x.com)");
+  EXPECT_EQ(entry.summary(), "Lead captured via trade show");
   EXPECT_EQ(entry.occurred_at().seconds(), 100);
 }
 

@@ -6,6 +6,7 @@
 #include "libs/common/audit/audit_stream.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/status_macros.h"
 #include "services/analytics/domain/audit_trail.h"
 #include "services/analytics/domain/customer_health.h"
@@ -87,6 +88,8 @@ std::vector<std::string> ViewFamilies() {
   families.push_back(kClock);
   families.push_back(kAuditByActor);
   families.push_back(kAuditByRecord);
+  // Data keys, rebuilt from crm.keys.v1 with the views (not in the digest).
+  families.push_back(pii::KeyVault::kFamily);
   return families;
 }
 

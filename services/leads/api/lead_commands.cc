@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
 #include "services/leads/domain/lead.h"
 
@@ -120,9 +121,9 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
   ctx = ForRequest(std::move(ctx), request.request_id());
 
   leads::CaptureLead command;
-  CRM_ASSIGN_OR_RETURN(
-      auto resolved, contacts_.Resolve({{LeadStore::ContactKeys(request.contact()), NewId("cus")}},
-                                       [](const std::string&) { return NewId("lead"); }));
+  CRM_ASSIGN_OR_RETURN(auto resolved,
+                       contacts_.Resolve({{store_.ContactKeys(request.contact()), NewId("cus")}},
+                                         [](const std::string&) { return NewId("lead"); }));
   ContactRegistry::Resolution& contact = resolved.front();
   absl::Cleanup release = [&] { contacts_.Release(contact.claimed); };
   command.lead_id = contact.lead_id;
@@ -133,6 +134,10 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
   preview.set_region(request.region());
   *preview.mutable_product_interests() = request.product_interests();
   command.assignment = assigner_.Choose({&preview}).front();
+  // From here on the contact is ciphertext: in the events, the state and
+  // every projection (the blind index above was taken from the plaintext).
+  pii::KeyVault::Sealing sealing = store_.vault().KeyFor(command.customer_id, ctx);
+  pii::SealFields(request, sealing.key);
   command.request = std::move(request);
 
   CRM_ASSIGN_OR_RETURN(auto lead, PrepareNewLead(command, contact.claimed, ctx));
@@ -147,7 +152,18 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
   lead.append.request_key = request_key;
   lead.append.response = response.SerializeAsString();
 
-  auto result = store_.events().Append(std::move(lead.append));
+  absl::StatusOr<AppendResult> result;
+  if (sealing.issue.has_value()) {
+    // The new key and the lead it seals commit together.
+    std::vector<AppendRequest> appends;
+    appends.push_back(*std::move(sealing.issue));
+    appends.push_back(std::move(lead.append));
+    auto batch = store_.events().AppendBatch(std::move(appends));
+    result = !batch.ok() ? batch.status() : !(*batch)[0].ok() ? (*batch)[0].status() : (*batch)[1];
+    if (result.ok()) store_.vault().Issued(command.customer_id, sealing.key);
+  } else {
+    result = store_.events().Append(std::move(lead.append));
+  }
   if (!result.ok() || result->replayed) assigner_.Undo(command.assignment);
   if (!result.ok()) return result.status();
   if (result->replayed) return Parse<crm::v1::CaptureLeadResponse>(result->response);
@@ -367,7 +383,10 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
     s.projection_writes.push_back(std::move(w));
   }
   // The merged person's contacts now find the survivor.
-  std::vector<std::string> keys = LeadStore::ContactKeys(merged->contact());
+  // The index holds blind values of the plaintext.
+  crm::v1::Contact merged_contact = merged->contact();
+  pii::OpenFields(merged_contact, store_.vault());
+  std::vector<std::string> keys = store_.ContactKeys(merged_contact);
   CRM_ASSIGN_OR_RETURN(auto entries, store_.FindContactKeys(keys));
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!entries[i].has_value() || entries[i]->lead_id == merged_id) {

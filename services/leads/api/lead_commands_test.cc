@@ -6,15 +6,22 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm::leads {
 namespace {
 
+// A contact as stored (sealed), opened with the service's keys.
+crm::v1::Contact Opened(const LeadStore& store, crm::v1::Contact contact) {
+  pii::OpenFields(contact, store.vault());
+  return contact;
+}
+
 class LeadCommandsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = std::move(*LeadStore::Open(dir_.Sub("leads")));
+    store_ = std::move(*LeadStore::Open(dir_.Sub("leads"), master_key_));
     commands_ = std::make_unique<LeadCommands>(*store_);
   }
   static crm::v1::CaptureLeadRequest Request(const std::string& id, const std::string& email,
@@ -29,6 +36,7 @@ class LeadCommandsTest : public ::testing::Test {
   EventContext Ctx() { return {"crm/leads", "user:test", "", "", absl::Now()}; }
 
   crm::testing::TempDir dir_;
+  const pii::Key master_key_ = pii::RandomKey();
   std::unique_ptr<LeadStore> store_;
   std::unique_ptr<LeadCommands> commands_;
 };
@@ -43,7 +51,8 @@ TEST_F(LeadCommandsTest, CaptureAppendsOneEventReadableAsLead) {
     return g;
   }());
   ASSERT_TRUE(lead.ok()) << lead.status();
-  EXPECT_EQ(lead->contact().email(), "ada@example.com");
+  EXPECT_TRUE(pii::IsSealed(lead->contact().email())) << "stored encrypted";
+  EXPECT_EQ(Opened(*store_, lead->contact()).email(), "ada@example.com");
   EXPECT_EQ(lead->customer_id(), r->customer_id());
   auto events = store_->events().ReadStream(LeadStream(r->lead_id()));
   ASSERT_EQ(events->size(), 1u);
@@ -74,7 +83,8 @@ TEST_F(LeadCommandsTest, RetriedRequestReturnsFirstResultAndAppendsNothing) {
   EXPECT_EQ(retry->lead_id(), first->lead_id());
   EXPECT_EQ(retry->customer_id(), first->customer_id());
   EXPECT_FALSE(retry->duplicate());
-  EXPECT_EQ(store_->events().LogSize(), 1u);
+  // LeadCaptured and the new customer's DataKeyIssued.
+  EXPECT_EQ(store_->events().LogSize(), 2u);
 }
 
 TEST_F(LeadCommandsTest, SameRequestIdFromAnotherCallerIsAnotherRequest) {
@@ -86,12 +96,36 @@ TEST_F(LeadCommandsTest, SameRequestIdFromAnotherCallerIsAnotherRequest) {
   // Not the first caller's stored result: a lead of its own.
   EXPECT_NE(theirs->lead_id(), mine->lead_id());
   EXPECT_NE(theirs->customer_id(), mine->customer_id());
-  EXPECT_EQ(store_->events().LogSize(), 2u);
+  EXPECT_EQ(store_->events().LogSize(), 4u);  // two leads, two customers' keys
   // Each caller's retry still gets that caller's first result.
   auto retry = commands_->CaptureLead(Request("r1", "bob@example.com"), other);
   ASSERT_TRUE(retry.ok());
   EXPECT_EQ(retry->lead_id(), theirs->lead_id());
-  EXPECT_EQ(store_->events().LogSize(), 2u);
+  EXPECT_EQ(store_->events().LogSize(), 4u);
+}
+
+TEST_F(LeadCommandsTest, NoPlaintextContactDataIsStoredAnywhere) {
+  auto request = Request("r1", "ada@example.com", "+4930123456");
+  request.mutable_contact()->set_first_name("Adalinde");
+  auto r = commands_->CaptureLead(request, Ctx());
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Found again by its email, through the blind index.
+  auto again = commands_->CaptureLead(Request("r2", "ADA@example.com"), Ctx());
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate());
+  EXPECT_EQ(again->customer_id(), r->customer_id());
+  ASSERT_TRUE(store_->events().db().Flush().ok());
+  size_t rows = 0;
+  for (const char* family : {"events", "state", "outbox", "contacts", "leads_by_id", "requests"}) {
+    auto it = store_->events().db().NewIterator(family);
+    for (it->SeekToFirst(); it->Valid(); it->Next(), ++rows) {
+      const std::string row = it->key().ToString() + it->value().ToString();
+      EXPECT_EQ(row.find("ada@example.com"), std::string::npos) << family;
+      EXPECT_EQ(row.find("4930123456"), std::string::npos) << family;
+      EXPECT_EQ(row.find("Adalinde"), std::string::npos) << family;
+    }
+  }
+  EXPECT_GT(rows, 5u);
 }
 
 TEST_F(LeadCommandsTest, InvalidInputAppendsNothing) {
@@ -195,7 +229,7 @@ class LeadUseCaseTest : public LeadCommandsTest {
   void Restart() {
     commands_.reset();
     store_.reset();
-    store_ = std::move(*LeadStore::Open(dir_.Sub("leads")));
+    store_ = std::move(*LeadStore::Open(dir_.Sub("leads"), master_key_));
     commands_ = std::make_unique<LeadCommands>(*store_);
     ASSERT_TRUE(commands_->Recover().ok());
   }
@@ -328,7 +362,8 @@ TEST_F(LeadUseCaseTest, QualifyConvertAndConvertAgainFails) {
   crm::v1::LeadConverted payload;
   ASSERT_TRUE(last.payload().UnpackTo(&payload));
   EXPECT_EQ(payload.owner_id(), "usr_owner");
-  EXPECT_EQ(payload.contact().email(), "c1@example.com");
+  EXPECT_TRUE(pii::IsSealed(payload.contact().email())) << "published encrypted";
+  EXPECT_EQ(Opened(*store_, payload.contact()).email(), "c1@example.com");
   EXPECT_EQ(Convert("conv-3", "lead_missing").status().code(), absl::StatusCode::kNotFound);
 }
 

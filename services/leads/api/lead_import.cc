@@ -6,6 +6,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/striped_mutex.h"
 
@@ -248,7 +249,7 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
   std::vector<ContactRegistry::Candidate> candidates;
   candidates.reserve(fresh.size());
   for (const auto& f : fresh) {
-    candidates.push_back({LeadStore::ContactKeys(f.request.contact()), NewId("cus")});
+    candidates.push_back({commands_.store().ContactKeys(f.request.contact()), NewId("cus")});
   }
   LeadIdPool ids(fresh.size());
   CRM_ASSIGN_OR_RETURN(auto resolved,
@@ -273,6 +274,8 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
   chunk.appends.reserve(fresh.size());
   chunk.assignments.reserve(fresh.size());
   EventContext ctx = ctx_;
+  // One data key per customer of the chunk, reused by its later rows.
+  absl::flat_hash_map<std::string, pii::DataKey> chunk_keys;
   for (size_t j = 0; j < fresh.size(); ++j) {
     auto& result = results_[base + fresh[j].index];
     CaptureLead command;
@@ -284,6 +287,16 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
     command.import_row = result.row_number();
     command.request = std::move(fresh[j].request);
     ctx.causation_id = command.request.request_id();
+    auto [key, added] = chunk_keys.try_emplace(command.customer_id);
+    if (added) {
+      pii::KeyVault::Sealing sealing = commands_.store().vault().KeyFor(command.customer_id, ctx);
+      key->second = sealing.key;
+      if (sealing.issue.has_value()) {
+        chunk.key_appends.push_back(*std::move(sealing.issue));
+        chunk.keys.emplace_back(command.customer_id, sealing.key);
+      }
+    }
+    pii::SealFields(command.request, key->second);
     auto lead = PrepareNewLead(command, resolved[j].claimed, ctx);
     if (!lead.ok()) {
       commands_.assigner().Undo(assignments[j]);
@@ -311,6 +324,21 @@ absl::Status ImportSession::Write(Chunk chunk) {
   // Two appends at once, each one synced WriteBatch; they take disjoint
   // lock stripes (see LeadIdPool) and share RocksDB's write group. A
   // person's rows are in one half, so a half that fails takes all of them.
+  if (!chunk.key_appends.empty()) {
+    // Keys first: a crash in between leaves unused keys, never rows that
+    // no key opens.
+    auto written = commands_.store().events().AppendBatch(std::move(chunk.key_appends));
+    absl::Status st = written.status();
+    for (size_t k = 0; st.ok() && k < written->size(); ++k) st = (*written)[k].status();
+    if (!st.ok()) {
+      commands_.contacts().Release(chunk.claimed);
+      for (auto& a : chunk.assignments) commands_.assigner().Undo(a);
+      return st;
+    }
+    for (const auto& [customer_id, key] : chunk.keys) {
+      commands_.store().vault().Issued(customer_id, key);
+    }
+  }
   std::vector<AppendRequest> halves[2];
   std::vector<size_t> index[2];
   for (size_t j = 0; j < chunk.appends.size(); ++j) {

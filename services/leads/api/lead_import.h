@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "crm/v1/leads.pb.h"
 #include "libs/common/envelope.h"
+#include "libs/common/pii/key_vault.h"
 #include "services/leads/api/lead_commands.h"
 
 namespace crm::leads {
@@ -83,6 +84,10 @@ class ImportSession {
     std::vector<Assignment> assignments;  // one per append
     std::vector<int> halves;              // one per append: HalfOf(customer)
     std::vector<std::string> claimed;     // contact keys to release
+    // New data keys of the chunk's new customers, written before the rows
+    // they seal.
+    std::vector<AppendRequest> key_appends;
+    std::vector<std::pair<std::string, pii::DataKey>> keys;  // customer, key
   };
 
   absl::Status Process(std::vector<crm::v1::ImportLeadRow> rows);

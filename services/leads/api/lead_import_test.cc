@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/common/pii/cipher.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm::leads {
@@ -19,7 +20,7 @@ class LeadImportTest : public ::testing::Test {
   void SetUp() override { Open(); }
 
   void Open() {
-    store_ = std::move(*LeadStore::Open(dir_.Sub("leads")));
+    store_ = std::move(*LeadStore::Open(dir_.Sub("leads"), master_key_));
     commands_ = std::make_unique<LeadCommands>(*store_);
     ASSERT_TRUE(commands_->Recover().ok());
     // Small chunks so a test of a few dozen rows crosses chunk boundaries
@@ -86,6 +87,7 @@ class LeadImportTest : public ::testing::Test {
   }
 
   crm::testing::TempDir dir_;
+  const pii::Key master_key_ = pii::RandomKey();
   std::unique_ptr<LeadStore> store_;
   std::unique_ptr<LeadCommands> commands_;
   std::unique_ptr<LeadImporter> importer_;

@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "libs/common/ids.h"
+#include "libs/common/pii/sealed_value.h"
 #include "services/leads/domain/scoring.h"
 
 namespace crm::leads {
@@ -105,10 +106,25 @@ void ScoreAfter(const crm::v1::Lead& state, std::vector<LeadEvent>& events,
   events.push_back(std::move(changed));
 }
 
+// The person's name for derived text (notifications, opportunity names).
+// Sealed contact data stays out of it: free text is never decrypted, and
+// an erasure could not reach it.
+std::string PersonName(const crm::v1::Contact& c) {
+  std::string name;
+  for (const std::string* part : {&c.first_name(), &c.last_name()}) {
+    if (!part->empty() && !pii::IsSealed(*part)) absl::StrAppend(&name, " ", *part);
+  }
+  if (name.empty()) {
+    for (const std::string* v : {&c.email(), &c.phone()}) {
+      if (!v->empty() && !pii::IsSealed(*v)) return *v;
+    }
+  }
+  return std::string(absl::StripAsciiWhitespace(name));
+}
+
 std::string Who(const crm::v1::Lead& lead) {
-  const auto& c = lead.contact();
-  std::string name(absl::StripAsciiWhitespace(absl::StrCat(c.first_name(), " ", c.last_name())));
-  if (name.empty()) name = !c.email().empty() ? c.email() : c.phone();
+  std::string name = PersonName(lead.contact());
+  if (name.empty()) name = lead.lead_id();
   return lead.company().empty() ? name : absl::StrCat(name, " (", lead.company(), ")");
 }
 
@@ -209,13 +225,8 @@ absl::StatusOr<std::vector<LeadEvent>> DecideNurture(const crm::v1::Lead& lead,
 
 std::string DefaultOpportunityName(const crm::v1::Lead& lead) {
   std::string base = lead.company();
-  if (base.empty()) {
-    const auto& c = lead.contact();
-    base =
-        std::string(absl::StripAsciiWhitespace(absl::StrCat(c.first_name(), " ", c.last_name())));
-  }
-  if (base.empty())
-    base = lead.contact().email().empty() ? lead.contact().phone() : lead.contact().email();
+  if (base.empty()) base = PersonName(lead.contact());
+  if (base.empty()) base = absl::StrCat("Lead ", lead.lead_id());
   if (lead.product_interests().empty()) return base;
   return absl::StrCat(base, " - ", absl::StrJoin(lead.product_interests(), ", "));
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "libs/common/key_codec.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
 #include "rocksdb/db.h"
 
@@ -30,9 +31,6 @@ constexpr char kRulesKey[] = "assignment_rules";
 // Entries a ListLeads call examines at most, so a selective filter over a
 // large book cannot hold a worker for long; the token resumes the scan.
 constexpr int kScanBudget = 20000;
-
-std::string EmailKey(absl::string_view email) { return absl::StrCat("email:", email); }
-std::string PhoneKey(absl::string_view phone) { return absl::StrCat("phone:", phone); }
 
 std::optional<ContactMatch> DecodeContact(absl::string_view raw) {
   std::pair<std::string, std::string> parts = absl::StrSplit(raw, absl::MaxSplits('\n', 1));
@@ -82,18 +80,23 @@ bool Matches(const LeadQuery& q, const crm::v1::LeadSummary& s) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LeadStore>> LeadStore::Open(const std::string& path) {
-  CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, {kContacts, kById, kByScore, kByOwner,
-                                                            kImports, kSettings}));
-  return std::make_unique<LeadStore>(std::move(events));
+absl::StatusOr<std::unique_ptr<LeadStore>> LeadStore::Open(const std::string& path,
+                                                           const pii::Key& master_key) {
+  std::vector<std::string> families = {
+      kContacts, kById, kByScore, kByOwner, kImports, kSettings, pii::KeyVault::kFamily};
+  for (auto& f : Subscriber::Families()) families.push_back(std::move(f));
+  CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, families));
+  CRM_ASSIGN_OR_RETURN(auto vault,
+                       pii::KeyVault::Open(events->db(), events.get(), master_key, "crm/leads"));
+  return std::make_unique<LeadStore>(std::move(events), std::move(vault));
 }
 
 // ---- contacts ----
 
-std::vector<std::string> LeadStore::ContactKeys(const crm::v1::Contact& contact) {
+std::vector<std::string> LeadStore::ContactKeys(const crm::v1::Contact& contact) const {
   std::vector<std::string> keys;
-  if (!contact.email().empty()) keys.push_back(EmailKey(contact.email()));
-  if (!contact.phone().empty()) keys.push_back(PhoneKey(contact.phone()));
+  if (!contact.email().empty()) keys.push_back(pii::BlindIndex(*vault_, "email", contact.email()));
+  if (!contact.phone().empty()) keys.push_back(pii::BlindIndex(*vault_, "phone", contact.phone()));
   return keys;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "crm/v1/leads.pb.h"
 #include "libs/common/event_store.h"
+#include "libs/common/pii/key_vault.h"
 #include "services/leads/domain/lead.h"
 
 namespace crm::leads {
@@ -38,7 +39,8 @@ struct LeadQuery {
 
 // The leads service's RocksDB: its event log (libs/common EventStore) and
 // the projections written in the same batch as the events:
-//   contacts    "email:<e>" | "phone:<p>" -> first lead \n customer_id
+//   contacts    "email#…" | "phone#…" -> first lead \n customer_id
+//               (blind index of the normalized value: no plaintext)
 //   leads_by_id     lead_id                          -> LeadSummary
 //   leads_by_score  score lead_id                    -> "+"
 //   leads_by_owner  assignee \0 score lead_id        -> "+"
@@ -48,15 +50,18 @@ struct LeadQuery {
 //   settings    "assignment_rules"                   -> AssignmentRuleTable
 class LeadStore {
  public:
-  static absl::StatusOr<std::unique_ptr<LeadStore>> Open(const std::string& path);
+  // `master_key` wraps the data keys of the personal data it seals.
+  static absl::StatusOr<std::unique_ptr<LeadStore>> Open(const std::string& path,
+                                                         const pii::Key& master_key);
 
-  explicit LeadStore(std::unique_ptr<EventStore> events) : events_(std::move(events)) {}
+  LeadStore(std::unique_ptr<EventStore> events, std::unique_ptr<pii::KeyVault> vault)
+      : events_(std::move(events)), vault_(std::move(vault)) {}
 
   // ---- contacts ----
   // Matches email first, then phone.
   absl::StatusOr<std::optional<ContactMatch>> FindContact(const crm::v1::Contact& contact) const;
-  // The index keys of a contact: email first, then phone.
-  static std::vector<std::string> ContactKeys(const crm::v1::Contact& contact);
+  // The index keys of a plaintext contact: email first, then phone.
+  std::vector<std::string> ContactKeys(const crm::v1::Contact& contact) const;
   // One batched read for many keys (an import chunk); one result per key.
   absl::StatusOr<std::vector<std::optional<ContactMatch>>> FindContactKeys(
       const std::vector<std::string>& keys) const;
@@ -94,9 +99,13 @@ class LeadStore {
 
   EventStore& events() { return *events_; }
   const EventStore& events() const { return *events_; }
+  // Data keys: contacts are sealed before they enter an event.
+  pii::KeyVault& vault() { return *vault_; }
+  const pii::KeyVault& vault() const { return *vault_; }
 
  private:
   std::unique_ptr<EventStore> events_;
+  std::unique_ptr<pii::KeyVault> vault_;
 };
 
 }  // namespace crm::leads

@@ -1,6 +1,7 @@
 #include "services/leads/store/lead_store.h"
 
 #include "gtest/gtest.h"
+#include "libs/common/pii/cipher.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm::leads {
@@ -8,7 +9,9 @@ namespace {
 
 class LeadStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override { store_ = std::move(*LeadStore::Open(dir_.Sub("leads"))); }
+  void SetUp() override {
+    store_ = std::move(*LeadStore::Open(dir_.Sub("leads"), pii::RandomKey()));
+  }
 
   static crm::v1::Lead MakeLead(const std::string& id, int score, const std::string& owner) {
     crm::v1::Lead lead;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
 #include "services/sales/domain/forecast.h"
 #include "services/sales/domain/opportunity.h"
@@ -130,6 +131,12 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
   // Before ctx is moved: argument evaluation order is unspecified.
   const std::string key =
       CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", request.request_id()));
+  if (vault_ != nullptr) {
+    // The key is durable before the events it seals (one more synced write
+    // for a customer new to this service; an unused key is harmless).
+    CRM_ASSIGN_OR_RETURN(auto data_key, vault_->EnsureKey(request.customer_id(), ctx));
+    pii::SealFields(request, data_key);
+  }
   return OpenCustomerWith(request, "", key, ForRequest(std::move(ctx), request.request_id()));
 }
 
@@ -801,9 +808,14 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
   crm::v1::OpenCustomerRequest open;
   open.set_request_id(event.event_id());
   open.set_customer_id(converted.customer_id());
-  std::string person(
-      absl::StripAsciiWhitespace(absl::StrCat(contact.first_name(), " ", contact.last_name())));
-  if (person.empty()) person = contact.email();
+  // A sealed name cannot name the account: it is ciphertext, and an
+  // erasure could not reach a copy of it in the account's name.
+  std::string person;
+  if (!pii::IsSealed(contact.first_name()) && !pii::IsSealed(contact.last_name())) {
+    person = std::string(
+        absl::StripAsciiWhitespace(absl::StrCat(contact.first_name(), " ", contact.last_name())));
+  }
+  if (person.empty() && !pii::IsSealed(contact.email())) person = contact.email();
   open.set_name(!converted.company().empty() ? converted.company() : person);
   if (open.name().empty()) open.set_name(converted.customer_id());
   open.set_owner_id(converted.owner_id());

@@ -10,6 +10,7 @@
 #include "crm/v1/envelope.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "libs/common/envelope.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/striped_mutex.h"
 #include "services/sales/domain/customer.h"
 #include "services/sales/domain/pipeline.h"
@@ -37,6 +38,10 @@ class SalesCommands {
  public:
   SalesCommands(SalesStore& store, SalesSettings settings)
       : store_(store), settings_(std::move(settings)) {}
+
+  // Seals the personal data of OpenCustomer requests with the customer's
+  // data key (libs/common/pii); without a vault it is stored as sent.
+  void SealPiiWith(pii::KeyVault& vault) { vault_ = &vault; }
 
   // ---- Customers ----
   absl::StatusOr<crm::v1::Customer> OpenCustomer(const crm::v1::OpenCustomerRequest& request,
@@ -150,6 +155,7 @@ class SalesCommands {
   crm::v1::Opportunity WithActivity(crm::v1::Opportunity opportunity) const;
 
   SalesStore& store_;
+  pii::KeyVault* vault_ = nullptr;
   SalesSettings settings_;
   // Serializes the read-modify-write of an opportunity's last activity.
   StripedMutex activity_locks_;

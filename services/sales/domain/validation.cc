@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "libs/common/pii/sealed_value.h"
 
 namespace crm::sales {
 
@@ -83,19 +84,26 @@ std::string FormatDate(absl::CivilDay day) {
 absl::CivilDay DayOf(absl::Time t) { return absl::ToCivilDay(t, absl::UTCTimeZone()); }
 
 absl::Status NormalizeContact(absl::string_view field, crm::v1::Contact& contact) {
-  contact.set_first_name(std::string(absl::StripAsciiWhitespace(contact.first_name())));
-  contact.set_last_name(std::string(absl::StripAsciiWhitespace(contact.last_name())));
-  contact.set_email(absl::AsciiStrToLower(absl::StripAsciiWhitespace(contact.email())));
-  contact.set_phone(std::string(absl::StripAsciiWhitespace(contact.phone())));
+  // Sealed values (pii::IsSealed) were checked by the service that sealed
+  // them, e.g. the lead a conversion copies; they are ciphertext here.
+  auto plain = [](const std::string& v) { return !pii::IsSealed(v); };
+  auto strip = [&](const std::string& v) {
+    return plain(v) ? std::string(absl::StripAsciiWhitespace(v)) : v;
+  };
+  contact.set_first_name(strip(contact.first_name()));
+  contact.set_last_name(strip(contact.last_name()));
+  if (plain(contact.email())) contact.set_email(absl::AsciiStrToLower(strip(contact.email())));
+  contact.set_phone(strip(contact.phone()));
   for (auto [name, value, max] : {std::tuple{"first_name", contact.first_name(), size_t{100}},
                                   std::tuple{"last_name", contact.last_name(), size_t{100}},
                                   std::tuple{"title", contact.title(), size_t{100}},
                                   std::tuple{"email", contact.email(), size_t{254}},
                                   std::tuple{"phone", contact.phone(), size_t{32}}}) {
+    if (!plain(value)) continue;
     if (auto st = CheckText(absl::StrCat(field, ".", name), value, max); !st.ok()) return st;
   }
   const std::string& email = contact.email();
-  if (!email.empty()) {
+  if (!email.empty() && plain(email)) {
     const size_t at = email.find('@');
     if (at == std::string::npos || at == 0 || at + 1 == email.size() ||
         email.find('@', at + 1) != std::string::npos ||
@@ -105,7 +113,7 @@ absl::Status NormalizeContact(absl::string_view field, crm::v1::Contact& contact
     }
   }
   const std::string& phone = contact.phone();
-  if (!phone.empty()) {
+  if (!phone.empty() && plain(phone)) {
     if (phone[0] != '+' || phone.size() < 9 ||
         phone.find_first_not_of("+0123456789 -.()") != std::string::npos) {
       return Invalid(absl::StrCat(field, ".phone"), "must be in international form (+ and digits)");

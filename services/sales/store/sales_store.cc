@@ -2,6 +2,7 @@
 
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
 
@@ -25,6 +26,7 @@ absl::StatusOr<std::unique_ptr<SalesStore>> SalesStore::Open(const std::string& 
                                        kTaskDueFamily,   kActivitiesFamily,    kLastActivityFamily};
   // The reactions' subscriber keeps its offsets in this database too.
   for (auto& f : Subscriber::Families()) families.push_back(f);
+  families.push_back(pii::KeyVault::kFamily);
   CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, families));
   return std::make_unique<SalesStore>(std::move(events));
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
 #include "services/service-desk/domain/article.h"
@@ -74,9 +75,9 @@ const char DeskStore::kWarrantyFollowUpsFamily[] = "warranty_follow_ups";
 
 std::vector<std::string> DeskStore::Families() {
   auto families = Subscriber::Families();
-  for (const char* f :
-       {kTickets, kCustomerTickets, kAgentTickets, kTimers, kMessages, kRoundRobin,
-        kCustomersFamily, kArticles, kTerms, kPublished, kWarrantyFollowUpsFamily}) {
+  for (const char* f : {kTickets, kCustomerTickets, kAgentTickets, kTimers, kMessages, kRoundRobin,
+                        kCustomersFamily, kArticles, kTerms, kPublished, kWarrantyFollowUpsFamily,
+                        pii::KeyVault::kFamily}) {
     families.push_back(f);
   }
   return families;

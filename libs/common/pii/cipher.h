@@ -1,0 +1,39 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+// AES-256-GCM and HMAC-SHA256 over OpenSSL, the primitives of PII protection.
+namespace crm::pii {
+
+inline constexpr size_t kKeySize = 32;
+inline constexpr size_t kNonceSize = 12;
+inline constexpr size_t kTagSize = 16;
+
+using Key = std::array<uint8_t, kKeySize>;
+
+// A fresh random key from the OS generator.
+Key RandomKey();
+// `n` random bytes; aborts when the generator fails (no safe fallback).
+std::string RandomBytes(size_t n);
+
+// nonce || ciphertext || tag, a random nonce per call. `aad` is bound to
+// the ciphertext: opening with another aad fails.
+std::string Seal(const Key& key, absl::string_view plaintext, absl::string_view aad);
+// DATA_LOSS when the bytes were changed, the key is wrong or the aad differs.
+absl::StatusOr<std::string> Open(const Key& key, absl::string_view sealed, absl::string_view aad);
+
+// HMAC-SHA256, raw 32 bytes.
+std::string Hmac(const Key& key, absl::string_view message);
+
+// A key given as 64 hex digits (the master key's format in files and env).
+absl::StatusOr<Key> KeyFromHex(absl::string_view hex);
+// A key derived from `key` for one purpose (HMAC(key, purpose)), so one
+// master key serves wrapping and the blind index without reuse.
+Key DeriveKey(const Key& key, absl::string_view purpose);
+
+}  // namespace crm::pii

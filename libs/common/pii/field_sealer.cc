@@ -1,0 +1,110 @@
+#include "libs/common/pii/field_sealer.h"
+
+#include <optional>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "crm/v1/pii.pb.h"
+#include "google/protobuf/descriptor.h"
+
+namespace crm::pii {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+
+bool IsPiiField(const FieldDescriptor* f) {
+  return f->type() == FieldDescriptor::TYPE_STRING && f->options().GetExtension(crm::v1::pii);
+}
+
+bool IsMessageField(const FieldDescriptor* f) {
+  return f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE;
+}
+
+bool ComputeHasPii(const Descriptor* type, absl::flat_hash_map<const Descriptor*, bool>& memo) {
+  if (auto it = memo.find(type); it != memo.end()) return it->second;
+  memo[type] = false;  // a recursive type is decided by its other fields
+  bool found = false;
+  for (int i = 0; i < type->field_count() && !found; ++i) {
+    const FieldDescriptor* f = type->field(i);
+    found = IsPiiField(f) || (IsMessageField(f) && ComputeHasPii(f->message_type(), memo));
+  }
+  memo[type] = found;
+  return found;
+}
+
+// Calls `fn(value)` on every PII string in the message, rewriting it.
+template <typename Fn>
+void ForEachPii(Message& message, const Fn& fn) {
+  const Descriptor* type = message.GetDescriptor();
+  if (!HasPii(type)) return;
+  const Reflection* r = message.GetReflection();
+  for (int i = 0; i < type->field_count(); ++i) {
+    const FieldDescriptor* f = type->field(i);
+    if (IsPiiField(f)) {
+      if (f->is_repeated()) {
+        for (int j = 0; j < r->FieldSize(message, f); ++j) {
+          std::string value = r->GetRepeatedString(message, f, j);
+          if (fn(value)) r->SetRepeatedString(&message, f, j, std::move(value));
+        }
+      } else if (r->HasField(message, f) || !r->GetString(message, f).empty()) {
+        std::string value = r->GetString(message, f);
+        if (fn(value)) r->SetString(&message, f, std::move(value));
+      }
+    } else if (IsMessageField(f) && HasPii(f->message_type())) {
+      if (f->is_repeated()) {
+        for (int j = 0; j < r->FieldSize(message, f); ++j) {
+          ForEachPii(*r->MutableRepeatedMessage(&message, f, j), fn);
+        }
+      } else if (r->HasField(message, f)) {
+        ForEachPii(*r->MutableMessage(&message, f), fn);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool HasPii(const Descriptor* type) {
+  // Per thread: asked on every response, so no lock; types are few.
+  thread_local absl::flat_hash_map<const Descriptor*, bool> memo;
+  return ComputeHasPii(type, memo);
+}
+
+void SealFields(Message& message, const DataKey& key) {
+  ForEachPii(message, [&](std::string& value) {
+    if (value.empty() || IsSealed(value)) return false;
+    value = absl::StrCat(kSealedPrefix, key.key_id, ".",
+                         absl::WebSafeBase64Escape(Seal(key.key, value, key.key_id)));
+    return true;
+  });
+}
+
+void OpenFields(Message& message, const KeyVault& vault) {
+  ForEachPii(message, [&](std::string& value) {
+    if (!IsSealed(value)) return false;
+    const absl::string_view rest = absl::string_view(value).substr(kSealedPrefix.size());
+    const size_t dot = rest.find('.');
+    std::string sealed;
+    std::optional<Key> key;
+    absl::StatusOr<std::string> plain = absl::DataLossError("malformed");
+    if (dot != absl::string_view::npos &&
+        absl::WebSafeBase64Unescape(rest.substr(dot + 1), &sealed) &&
+        (key = vault.Find(rest.substr(0, dot))).has_value()) {
+      plain = Open(*key, sealed, rest.substr(0, dot));
+    }
+    value = plain.ok() ? *std::move(plain) : std::string();
+    return true;
+  });
+}
+
+std::string BlindIndex(const KeyVault& vault, absl::string_view kind, absl::string_view value) {
+  const std::string mac = Hmac(vault.blind_index_key(), absl::StrCat(kind, ":", value));
+  return absl::StrCat(kind, "#", absl::WebSafeBase64Escape(absl::string_view(mac).substr(0, 16)));
+}
+
+}  // namespace crm::pii

@@ -1,0 +1,34 @@
+#pragma once
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
+#include "libs/common/pii/key_vault.h"
+#include "libs/common/pii/sealed_value.h"
+
+// Field-level encryption of the string fields marked [(crm.v1.pii) = true]
+// (proto/crm/v1/pii.proto), found by reflection in any message and in the
+// messages nested in it. A sealed value is a string of its own:
+//   "pii1." key_id "." base64url(nonce || ciphertext || tag)
+// so it says which key opens it and survives copying into other events and
+// projections unchanged.
+namespace crm::pii {
+
+// Whether the message type has a PII field at any depth.
+bool HasPii(const google::protobuf::Descriptor* type);
+
+// Seals every non-empty PII field that is not sealed yet.
+void SealFields(google::protobuf::Message& message, const DataKey& key);
+
+// Replaces each sealed value by its plaintext. A value whose key the vault
+// no longer holds (the customer was erased) or that does not authenticate
+// becomes empty: the data is gone, not an error.
+void OpenFields(google::protobuf::Message& message, const KeyVault& vault);
+
+// A dedupe lookup key for normalized contact data, e.g. BlindIndex(vault,
+// "email", "ann@example.com"): equal inputs give equal keys, and the key
+// does not reveal the input to anyone without the master key.
+std::string BlindIndex(const KeyVault& vault, absl::string_view kind, absl::string_view value);
+
+}  // namespace crm::pii

@@ -1,0 +1,141 @@
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "crm/v1/envelope.pb.h"
+#include "libs/common/database.h"
+#include "libs/common/envelope.h"
+#include "libs/common/event_store.h"
+#include "libs/common/pii/cipher.h"
+#include "libs/common/pii/key_stream.h"
+#include "libs/common/subscriber.h"
+
+namespace crm::pii {
+
+// A data key ready to seal with.
+struct DataKey {
+  std::string key_id;
+  Key key;
+};
+
+// The data keys a service holds, in its own RocksDB (family kFamily) and in
+// memory, each stored wrapped with the master key:
+//   "k" key_id       -> DataKeyIssued (wrapped key)
+//   "e" customer_id  -> erased at (unix micros, big-endian): keys of the
+//                       customer issued before then are refused
+// A service issues keys for the customers whose data it seals and learns
+// every other service's keys from crm.keys.v1 (ApplyRecord), so it can read
+// what they sealed.
+class KeyVault {
+ public:
+  static constexpr char kFamily[] = "pii_keys";
+
+  // Loads every key in `db`. `store` is the service's event log, where
+  // issued keys and erasures are appended (the relay publishes them);
+  // nullptr for a service that only reads. `issuer` is the service's event
+  // source, e.g. "crm/leads".
+  static absl::StatusOr<std::unique_ptr<KeyVault>> Open(Database& db, EventStore* store,
+                                                        const Key& master, std::string issuer);
+
+  // A key for sealing the customer's data. When the vault has none, a new
+  // key and, in `issue`, the append that records it: append it with (or
+  // before) the events it seals, then call Issued. Sealing without
+  // appending loses the data.
+  struct Sealing {
+    DataKey key;
+    std::optional<AppendRequest> issue;
+  };
+  Sealing KeyFor(const std::string& customer_id, const EventContext& ctx) const;
+  // Makes a key whose issue was appended usable for reading.
+  void Issued(const std::string& customer_id, const DataKey& key);
+  // KeyFor, append and Issued in one, for paths that seal outside a batch.
+  absl::StatusOr<DataKey> EnsureKey(const std::string& customer_id, const EventContext& ctx);
+
+  // The key `key_id` if this vault holds it (not destroyed).
+  std::optional<Key> Find(absl::string_view key_id) const;
+
+  // A record consumed from crm.keys.v1, ours or another service's. Unknown
+  // types are INVALID_ARGUMENT (the subscriber parks them).
+  absl::Status ApplyRecord(const crm::v1::EventEnvelope& event, ProjectionTxn& txn);
+
+  // Erases the customer everywhere: appends CustomerErased (relayed to
+  // every service) and destroys the keys held here at once. Returns how
+  // many keys this vault destroyed.
+  absl::StatusOr<int> EraseCustomer(const std::string& customer_id, const std::string& reason,
+                                    const EventContext& ctx);
+
+  // The key that derives blind-index values (HMAC of normalized contact
+  // data) for dedupe lookups without storing the data itself.
+  const Key& blind_index_key() const { return blind_index_key_; }
+
+ private:
+  struct Entry {
+    std::string customer_id;
+    Key key;
+    absl::Time issued_at;
+    bool own = false;
+  };
+
+  struct Token {};
+
+ public:
+  KeyVault(Token, Database& db, EventStore* store, const Key& master, std::string issuer);
+
+ private:
+  absl::Status Load();
+  absl::StatusOr<Entry> Unwrap(const crm::v1::EventEnvelope& issued) const;
+  // Drops the customer's keys from memory; returns the own ones, whose
+  // destruction this service publishes.
+  std::vector<std::string> Forget(const std::string& customer_id, absl::Time erased_at);
+  // Publishes DataKeyDestroyed for own keys and removes their key material
+  // from the event log.
+  absl::Status DestroyOwn(const std::vector<std::string>& key_ids, const std::string& customer_id,
+                          const EventContext& ctx);
+  // The rows that record the customer as erased and its keys as destroyed.
+  std::vector<ProjectionWrite> ErasureWrites(const std::string& customer_id, absl::Time erased_at,
+                                             const std::vector<std::string>& key_ids) const;
+
+  Database& db_;
+  EventStore* const store_;
+  const Key wrap_key_;
+  const Key blind_index_key_;
+  const std::string issuer_;
+
+  mutable std::mutex mu_;
+  absl::flat_hash_map<std::string, Entry> keys_;                            // by key id
+  absl::flat_hash_map<std::string, std::vector<std::string>> by_customer_;  // key ids
+  absl::flat_hash_map<std::string, absl::Time> erased_;
+};
+
+// A subscriber's projection that hands key records (crm.keys.v1) to the
+// vault and every other event to `inner` (none for a service that only
+// needs the keys).
+class WithKeyRecords final : public Projection {
+ public:
+  WithKeyRecords(KeyVault& vault, Projection* inner) : vault_(vault), inner_(inner) {}
+
+  void BeginBatch() override {
+    if (inner_ != nullptr) inner_->BeginBatch();
+  }
+  absl::Status Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) override {
+    if (IsKeyRecordStream(event.stream())) return vault_.ApplyRecord(event, txn);
+    return inner_ != nullptr ? inner_->Apply(event, txn) : absl::OkStatus();
+  }
+  absl::Status Flush(ProjectionTxn& txn) override {
+    return inner_ != nullptr ? inner_->Flush(txn) : absl::OkStatus();
+  }
+
+ private:
+  KeyVault& vault_;
+  Projection* const inner_;
+};
+
+}  // namespace crm::pii

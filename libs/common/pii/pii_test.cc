@@ -1,0 +1,211 @@
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "crm/v1/leads.pb.h"
+#include "crm/v1/pii.pb.h"
+#include "libs/common/auth/dev_key.h"
+#include "libs/common/pii/cipher.h"
+#include "libs/common/pii/field_sealer.h"
+#include "libs/common/pii/key_vault.h"
+#include "libs/common/testing/temp_dir.h"
+
+namespace crm::pii {
+namespace {
+
+Key Master() { return *KeyFromHex(auth::kDevPiiMasterKeyHex); }
+
+EventContext Ctx() {
+  EventContext ctx;
+  ctx.actor = "admin-1";
+  ctx.occurred_at = absl::Now();
+  return ctx;
+}
+
+TEST(CipherTest, SealOpensOnlyWithTheSameKeyAndAssociatedData) {
+  const Key key = RandomKey();
+  const std::string sealed = Seal(key, "ann@example.com", "k1");
+  EXPECT_FALSE(absl::StrContains(sealed, "ann@example.com"));
+  EXPECT_NE(sealed, Seal(key, "ann@example.com", "k1")) << "a fresh nonce per seal";
+  EXPECT_EQ(*Open(key, sealed, "k1"), "ann@example.com");
+  EXPECT_TRUE(absl::IsDataLoss(Open(key, sealed, "k2").status()));
+  EXPECT_TRUE(absl::IsDataLoss(Open(RandomKey(), sealed, "k1").status()));
+  std::string tampered = sealed;
+  tampered[kNonceSize] ^= 1;
+  EXPECT_TRUE(absl::IsDataLoss(Open(key, tampered, "k1").status()));
+  EXPECT_TRUE(absl::IsDataLoss(Open(key, "short", "k1").status()));
+}
+
+TEST(CipherTest, KeyFromHexWantsExactly64HexDigits) {
+  EXPECT_TRUE(KeyFromHex(std::string(64, 'a')).ok());
+  EXPECT_TRUE(KeyFromHex(std::string(64, 'a') + "\n").ok());
+  EXPECT_FALSE(KeyFromHex(std::string(63, 'a')).ok());
+  EXPECT_FALSE(KeyFromHex(std::string(64, 'g')).ok());
+}
+
+// A service's database with the families a vault and a subscriber need.
+struct ServiceDb {
+  explicit ServiceDb(const std::string& path, const Key& master, const std::string& issuer) {
+    std::vector<std::string> families = Subscriber::Families();
+    families.push_back(KeyVault::kFamily);
+    store = *EventStore::Open(path, families);
+    vault = *KeyVault::Open(store->db(), store.get(), master, issuer);
+  }
+  // Feeds every key record of `from`'s log to this service's vault, the way
+  // its subscriber would from crm.keys.v1.
+  absl::Status Consume(const EventStore& from, const std::string& stream) {
+    ProjectionTxn txn(store->db());
+    auto events = from.ReadStream(stream);
+    if (!events.ok()) return events.status();
+    for (const auto& e : *events) {
+      if (auto st = vault->ApplyRecord(e, txn); !st.ok()) return st;
+    }
+    return txn.Commit();
+  }
+  std::unique_ptr<EventStore> store;
+  std::unique_ptr<KeyVault> vault;
+};
+
+crm::v1::Contact Ann() {
+  crm::v1::Contact c;
+  c.set_first_name("Ann");
+  c.set_last_name("Lee");
+  c.set_email("ann@example.com");
+  c.set_phone("+4930123456");
+  c.set_title("CTO");
+  return c;
+}
+
+TEST(FieldSealerTest, SealsOnlyPiiFieldsAndOpensThemBack) {
+  testing::TempDir dir;
+  ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
+  auto key = leads.vault->EnsureKey("cus_1", Ctx());
+  ASSERT_TRUE(key.ok()) << key.status();
+
+  crm::v1::CaptureLeadRequest request;
+  *request.mutable_contact() = Ann();
+  request.set_company("Acme");
+  SealFields(request, *key);
+  const crm::v1::Contact& sealed = request.contact();
+  for (const std::string* v :
+       {&sealed.first_name(), &sealed.last_name(), &sealed.email(), &sealed.phone()}) {
+    EXPECT_TRUE(IsSealed(*v)) << *v;
+  }
+  EXPECT_EQ(sealed.title(), "CTO") << "not personal data";
+  EXPECT_EQ(request.company(), "Acme");
+  const std::string once = request.SerializeAsString();
+  SealFields(request, *key);
+  EXPECT_EQ(request.SerializeAsString(), once) << "sealed values are not sealed twice";
+
+  OpenFields(request, *leads.vault);
+  EXPECT_EQ(request.contact().SerializeAsString(), Ann().SerializeAsString());
+}
+
+TEST(KeyVaultTest, KeysSurviveARestartAndReachOtherServicesThroughTheirRecords) {
+  testing::TempDir dir;
+  crm::v1::Contact contact = Ann();
+  std::string key_id;
+  {
+    ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
+    auto key = leads.vault->EnsureKey("cus_1", Ctx());
+    ASSERT_TRUE(key.ok());
+    key_id = key->key_id;
+    EXPECT_EQ(leads.vault->EnsureKey("cus_1", Ctx())->key_id, key_id) << "one key per customer";
+    SealFields(contact, *key);
+  }
+  ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
+  crm::v1::Contact opened = contact;
+  OpenFields(opened, *leads.vault);
+  EXPECT_EQ(opened.email(), "ann@example.com");
+
+  ServiceDb analytics(dir.Sub("analytics"), Master(), "crm/analytics");
+  opened = contact;
+  OpenFields(opened, *analytics.vault);
+  EXPECT_EQ(opened.email(), "") << "no key yet";
+  ASSERT_TRUE(analytics.Consume(*leads.store, kKeyStreamPrefix + key_id).ok());
+  opened = contact;
+  OpenFields(opened, *analytics.vault);
+  EXPECT_EQ(opened.email(), "ann@example.com");
+
+  ServiceDb foreign(dir.Sub("foreign"), RandomKey(), "crm/analytics");
+  EXPECT_TRUE(absl::IsDataLoss(foreign.Consume(*leads.store, kKeyStreamPrefix + key_id)))
+      << "a key wrapped under another master key";
+}
+
+TEST(KeyVaultTest, ErasureDestroysEveryKeyOfTheCustomerInEveryService) {
+  testing::TempDir dir;
+  ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
+  ServiceDb sales(dir.Sub("sales"), Master(), "crm/sales");
+  ServiceDb analytics(dir.Sub("analytics"), Master(), "crm/analytics");
+  auto lead_key = leads.vault->EnsureKey("cus_1", Ctx());
+  auto other = leads.vault->EnsureKey("cus_2", Ctx());
+  const std::string lead_stream = kKeyStreamPrefix + lead_key->key_id;
+  ASSERT_TRUE(sales.Consume(*leads.store, lead_stream).ok());
+  ASSERT_TRUE(analytics.Consume(*leads.store, lead_stream).ok());
+  ASSERT_TRUE(analytics.Consume(*leads.store, kKeyStreamPrefix + other->key_id).ok());
+  crm::v1::Contact ann = Ann();
+  SealFields(ann, *lead_key);
+  crm::v1::Contact bob = Ann();
+  bob.set_email("bob@example.com");
+  SealFields(bob, *other);
+
+  const crm::v1::EventEnvelope issue_record = leads.store->ReadStream(lead_stream)->front();
+  // Erased through sales: it held leads' key, not its own.
+  auto destroyed = sales.vault->EraseCustomer("cus_1", "GDPR request 7", Ctx());
+  ASSERT_TRUE(destroyed.ok()) << destroyed.status();
+  EXPECT_EQ(*destroyed, 1);
+  const std::string erase_stream = std::string(kEraseStreamPrefix) + "cus_1";
+  ASSERT_TRUE(leads.Consume(*sales.store, erase_stream).ok());
+  ASSERT_TRUE(analytics.Consume(*sales.store, erase_stream).ok());
+
+  for (ServiceDb* s : {&leads, &sales, &analytics}) {
+    crm::v1::Contact opened = ann;
+    OpenFields(opened, *s->vault);
+    EXPECT_EQ(opened.email(), "");
+    EXPECT_EQ(opened.first_name(), "");
+    EXPECT_EQ(opened.title(), "CTO") << "what is not personal stays";
+  }
+  crm::v1::Contact opened = bob;
+  OpenFields(opened, *analytics.vault);
+  EXPECT_EQ(opened.email(), "bob@example.com") << "other customers keep their data";
+
+  // The issuer published the key's destruction and dropped the wrapped key
+  // from its own log.
+  auto records = leads.store->ReadStream(lead_stream);
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 2u);
+  crm::v1::DataKeyIssued issued;
+  ASSERT_TRUE((*records)[0].payload().UnpackTo(&issued));
+  EXPECT_TRUE(issued.wrapped_key().empty());
+  EXPECT_TRUE((*records)[1].payload().Is<crm::v1::DataKeyDestroyed>());
+
+  // A consumer that reads the erasure before the key (another partition,
+  // a rebuild of a topic not compacted yet) still refuses the key.
+  ServiceDb rebuilt(dir.Sub("rebuilt"), Master(), "crm/analytics");
+  ASSERT_TRUE(rebuilt.Consume(*sales.store, erase_stream).ok());
+  ProjectionTxn txn(rebuilt.store->db());
+  ASSERT_TRUE(rebuilt.vault->ApplyRecord(issue_record, txn).ok());
+  ASSERT_TRUE(txn.Commit().ok());
+  opened = ann;
+  OpenFields(opened, *rebuilt.vault);
+  EXPECT_EQ(opened.email(), "");
+
+  // Erasure is repeatable; new data after it gets a new key.
+  EXPECT_TRUE(leads.vault->EraseCustomer("cus_1", "again", Ctx()).ok());
+  auto fresh = leads.vault->EnsureKey("cus_1", Ctx());
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_NE(fresh->key_id, lead_key->key_id);
+}
+
+TEST(BlindIndexTest, EqualInputsMatchAndTheMasterKeyDecides) {
+  testing::TempDir dir;
+  ServiceDb a(dir.Sub("a"), Master(), "crm/leads");
+  ServiceDb b(dir.Sub("b"), RandomKey(), "crm/leads");
+  const std::string ann = BlindIndex(*a.vault, "email", "ann@example.com");
+  EXPECT_EQ(ann, BlindIndex(*a.vault, "email", "ann@example.com"));
+  EXPECT_NE(ann, BlindIndex(*a.vault, "phone", "ann@example.com"));
+  EXPECT_NE(ann, BlindIndex(*b.vault, "email", "ann@example.com"));
+  EXPECT_FALSE(absl::StrContains(ann, "ann"));
+}
+
+}  // namespace
+}  // namespace crm::pii

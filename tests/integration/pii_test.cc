@@ -1,0 +1,178 @@
+// Personal data end to end: encrypted in events and on the topics, readable
+// through the APIs of every service that holds the customer's key, and gone
+// everywhere (including a rebuild from the topics) after EraseCustomer.
+#include <csignal>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "crm/v1/admin.grpc.pb.h"
+#include "crm/v1/pii.pb.h"
+#include "gtest/gtest.h"
+#include "libs/common/auth/principal.h"
+#include "libs/common/kafka.h"
+#include "libs/common/pii/sealed_value.h"
+#include "tests/integration/stack.h"
+#include "tests/integration/topic_io.h"
+
+namespace crm::testing {
+namespace {
+
+crm::v1::CaptureLeadResponse Capture(Stack& stack, const std::string& id, const std::string& first,
+                                     const std::string& last, const std::string& email,
+                                     const std::string& phone) {
+  crm::v1::CaptureLeadRequest req;
+  req.set_request_id(id);
+  req.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  req.set_company("Navy");
+  req.mutable_contact()->set_first_name(first);
+  req.mutable_contact()->set_last_name(last);
+  req.mutable_contact()->set_email(email);
+  req.mutable_contact()->set_phone(phone);
+  crm::v1::CaptureLeadResponse resp;
+  grpc::ClientContext ctx;
+  const grpc::Status st = stack.LeadsStub()->CaptureLead(&ctx, req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return resp;
+}
+
+crm::v1::Lead GetLead(Stack& stack, const std::string& lead_id) {
+  crm::v1::GetLeadRequest req;
+  req.set_lead_id(lead_id);
+  crm::v1::Lead lead;
+  grpc::ClientContext ctx;
+  const grpc::Status st = stack.LeadsStub()->GetLead(&ctx, req, &lead);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return lead;
+}
+
+crm::v1::Customer360 View(Stack& stack, const std::string& customer_id) {
+  crm::v1::GetCustomer360Request req;
+  req.set_customer_id(customer_id);
+  crm::v1::Customer360 view;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (!stack.AnalyticsStub()->GetCustomer360(&ctx, req, &view).ok()) return {};
+  return view;
+}
+
+grpc::Status Erase(Stack& stack, const std::string& customer_id, const std::string& reason,
+                   crm::v1::EraseCustomerResponse* resp,
+                   std::optional<auth::Principal> as = std::nullopt) {
+  auto admin = crm::v1::AdminService::NewStub(stack.Channel("leads", std::move(as)));
+  crm::v1::EraseCustomerRequest req;
+  req.set_customer_id(customer_id);
+  req.set_reason(reason);
+  grpc::ClientContext ctx;
+  return admin->EraseCustomer(&ctx, req, resp);
+}
+
+TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasure) {
+  Stack stack;
+  ASSERT_TRUE(stack.StartBroker());
+  ASSERT_TRUE(stack.Start("leads"));
+  ASSERT_TRUE(stack.Start("analytics"));
+  const auto grace =
+      Capture(stack, "pii-1", "Grace", "Hopperfield", "grace@navy.example", "+15551234567");
+  const auto ada =
+      Capture(stack, "pii-2", "Ada", "Lovelacewood", "ada@navy.example", "+15557654321");
+  ASSERT_NE(grace.customer_id(), ada.customer_id());
+
+  // The API answers in plaintext.
+  const crm::v1::Lead lead = GetLead(stack, grace.lead_id());
+  EXPECT_EQ(lead.contact().first_name(), "Grace");
+  EXPECT_EQ(lead.contact().email(), "grace@navy.example");
+  EXPECT_EQ(lead.contact().phone(), "+15551234567");
+
+  // The topic carries ciphertext only.
+  auto captured = ConsumeTopic(
+      stack.brokers(), kLeadsTopic,
+      [&](const auto& e) { return e.customer_id() == grace.customer_id(); },
+      [](const auto& seen) { return !seen.empty(); });
+  ASSERT_FALSE(captured.empty());
+  for (const auto& e : captured) {
+    const std::string bytes = e.SerializeAsString();
+    EXPECT_FALSE(absl::StrContains(bytes, "grace@navy.example")) << e.type();
+    EXPECT_FALSE(absl::StrContains(bytes, "Hopperfield")) << e.type();
+    EXPECT_FALSE(absl::StrContains(bytes, "15551234567")) << e.type();
+  }
+  crm::v1::LeadCaptured payload;
+  ASSERT_TRUE(captured.front().payload().UnpackTo(&payload));
+  EXPECT_TRUE(pii::IsSealed(payload.contact().email()));
+
+  // Analytics learns the key from crm.keys.v1 and shows the person.
+  ASSERT_TRUE(Eventually([&] {
+    return View(stack, grace.customer_id()).profile().email() == "grace@navy.example";
+  })) << View(stack, grace.customer_id()).DebugString();
+  EXPECT_EQ(View(stack, grace.customer_id()).profile().last_name(), "Hopperfield");
+  const int64_t events_before = View(stack, grace.customer_id()).event_count();
+
+  // Erasure is for admins, and needs a reason.
+  crm::v1::EraseCustomerResponse erased;
+  EXPECT_EQ(Erase(stack, grace.customer_id(), "", &erased).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Erase(stack, grace.customer_id(), "GDPR", &erased,
+                  auth::Principal{"rep-1", {auth::kRoleSalesRep}, ""})
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  const grpc::Status st = Erase(stack, grace.customer_id(), "GDPR request 118", &erased);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(erased.keys_destroyed(), 1);
+
+  // Leads: the record stays, the person is gone.
+  const crm::v1::Lead after = GetLead(stack, grace.lead_id());
+  EXPECT_EQ(after.lead_id(), grace.lead_id());
+  EXPECT_EQ(after.company(), "Navy");
+  EXPECT_EQ(after.contact().first_name(), "");
+  EXPECT_EQ(after.contact().email(), "");
+  EXPECT_EQ(after.contact().phone(), "");
+  EXPECT_EQ(GetLead(stack, ada.lead_id()).contact().email(), "ada@navy.example");
+  // Analytics: counts stay, the profile empties.
+  ASSERT_TRUE(Eventually([&] {
+    return View(stack, grace.customer_id()).profile().email().empty();
+  })) << stack.analytics().Log();
+  EXPECT_EQ(View(stack, grace.customer_id()).profile().first_name(), "");
+  EXPECT_EQ(View(stack, grace.customer_id()).event_count(), events_before);
+  EXPECT_EQ(View(stack, ada.customer_id()).profile().email(), "ada@navy.example");
+
+  // On crm.keys.v1 the issuer destroyed the key after the erasure record.
+  auto records = ConsumeTopic(
+      stack.brokers(), kKeysTopic,
+      [&](const auto& e) { return e.customer_id() == grace.customer_id(); },
+      [](const auto& seen) {
+        bool destroyed = false;
+        for (const auto& e : seen)
+          destroyed |= e.payload().template Is<crm::v1::DataKeyDestroyed>();
+        return destroyed;
+      });
+  bool erasure = false, destroyed = false;
+  for (const auto& e : records) {
+    erasure |= e.payload().Is<crm::v1::CustomerErased>();
+    destroyed |= e.payload().Is<crm::v1::DataKeyDestroyed>();
+  }
+  EXPECT_TRUE(erasure);
+  EXPECT_TRUE(destroyed);
+
+  // A rebuild from the topics, which still hold the key's first record
+  // (the embedded broker does not compact), reads the others but not her.
+  ASSERT_EQ(stack.analytics().Kill(SIGTERM), 0);
+  std::filesystem::remove_all(stack.dir() + "/analytics");
+  ASSERT_TRUE(stack.Start("analytics"));
+  ASSERT_TRUE(Eventually([&] {
+    return View(stack, ada.customer_id()).profile().email() == "ada@navy.example" &&
+           View(stack, grace.customer_id()).event_count() == events_before;
+  })) << stack.analytics().Log();
+  const crm::v1::Customer360 rebuilt = View(stack, grace.customer_id());
+  EXPECT_EQ(rebuilt.profile().email(), "");
+  EXPECT_EQ(rebuilt.profile().last_name(), "");
+  EXPECT_EQ(rebuilt.profile().company(), "Navy");
+
+  // A restarted leads service still cannot read her.
+  ASSERT_EQ(stack.leads().Kill(SIGTERM), 0);
+  ASSERT_TRUE(stack.Start("leads"));
+  EXPECT_EQ(GetLead(stack, grace.lead_id()).contact().email(), "");
+  EXPECT_EQ(GetLead(stack, ada.lead_id()).contact().email(), "ada@navy.example");
+}
+
+}  // namespace
+}  // namespace crm::testing
