@@ -5,6 +5,7 @@
 //   crmctl tail TOPIC [--from-beginning] [--count=N]       print decoded events as JSON lines
 //   crmctl customer CUSTOMER_ID [--analytics=HOST:PORT]    print a customer's 360 view
 //   crmctl erase CUSTOMER_ID --reason=R                    erase a person's personal data
+//   crmctl export CUSTOMER_ID                              all data every service holds on a person
 //   crmctl health HOST:PORT                                grpc.health.v1 check
 //   crmctl token --sub=S --roles=R[,R] [--territory=T] [--ttl=1h]  mint a bearer token
 #include <unistd.h>
@@ -53,6 +54,9 @@ constexpr char kUsage[] =
     "                                                   the audit trail, one JSON per line\n"
     "  erase CUSTOMER_ID --reason=R [--leads=HOST:PORT] GDPR erasure: destroys the person's\n"
     "                                                   data keys in every service\n"
+    "  export CUSTOMER_ID [--leads=H:P] [--sales=H:P] [--service-desk=H:P] [--analytics=H:P]\n"
+    "                                                   everything each service holds on the\n"
+    "                                                   person, one JSON per service\n"
     "  health HOST:PORT                                 grpc.health.v1 check\n"
     "  backup HOST:PORT                                 online backup of that service's\n"
     "                                                   database into its --backup-dir\n"
@@ -487,6 +491,42 @@ int Erase(int argc, char** argv) {
   return 0;
 }
 
+int Export(int argc, char** argv) {
+  if (argc < 3 || argv[2][0] == '-') {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  struct Target {
+    const char* flag;
+    const char* env;
+    const char* fallback;
+  };
+  constexpr Target kTargets[] = {{"leads", "CRM_LEADS", "127.0.0.1:50051"},
+                                 {"sales", "CRM_SALES", "127.0.0.1:50052"},
+                                 {"service-desk", "CRM_SERVICE_DESK", "127.0.0.1:50053"},
+                                 {"analytics", "CRM_ANALYTICS", "127.0.0.1:50054"}};
+  crm::v1::ExportCustomerRequest req;
+  req.set_customer_id(argv[2]);
+  int rc = 0;
+  // A partial export must not pass for a complete one: every service is
+  // asked, and any failure fails the command.
+  for (const auto& t : kTargets) {
+    const std::string target = crm::Setting(argc, argv, t.flag, t.env, t.fallback);
+    auto stub = crm::v1::AdminService::NewStub(Connect(argc, argv, target, true));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+    crm::v1::CustomerExport out;
+    if (auto st = stub->ExportCustomer(&ctx, req, &out); !st.ok()) {
+      std::fprintf(stderr, "crmctl export: %s (%s): %s\n", t.flag, target.c_str(),
+                   st.error_message().c_str());
+      rc = st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1;
+      continue;
+    }
+    std::printf("%s\n", ToJson(out, false).c_str());
+  }
+  return rc;
+}
+
 int Backup(int argc, char** argv) {
   if (argc < 3 || argv[2][0] == '-') {
     std::fputs(kUsage, stderr);
@@ -571,6 +611,7 @@ int main(int argc, char** argv) {
   if (cmd == "token") return Token(argc, argv);
   if (cmd == "backup") return Backup(argc, argv);
   if (cmd == "erase") return Erase(argc, argv);
+  if (cmd == "export") return Export(argc, argv);
   if (cmd == "backups") return Backups(argc, argv);
   if (cmd == "restore") return Restore(argc, argv);
   std::fputs(kUsage, stderr);

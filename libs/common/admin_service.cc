@@ -3,6 +3,7 @@
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/backup.h"
 #include "libs/common/ids.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/request_context.h"
 
 namespace crm {
@@ -70,17 +71,42 @@ grpc::ServerUnaryReactor* AdminService::EraseCustomer(grpc::CallbackServerContex
                     if (request->reason().empty()) {
                       return absl::InvalidArgumentError("reason: required");
                     }
-                    if (vault_ == nullptr) {
+                    if (!vault_.can_erase()) {
                       return absl::FailedPreconditionError(
                           "this service erases nothing: call EraseCustomer on leads, sales or "
                           "service-desk");
                     }
                     event_ctx.occurred_at = absl::Now();
-                    auto destroyed = vault_->EraseCustomer(
+                    auto destroyed = vault_.EraseCustomer(
                         request->customer_id(),
                         absl::StrCat(request->reason(), " (by ", caller->subject, ")"), event_ctx);
                     if (!destroyed.ok()) return destroyed.status();
                     response->set_keys_destroyed(*destroyed);
+                    return absl::OkStatus();
+                  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ExportCustomer(
+    grpc::CallbackServerContext* ctx, const crm::v1::ExportCustomerRequest* request,
+    crm::v1::CustomerExport* response) {
+  // On the admin thread: a scan of the whole log must not hold an API worker.
+  return RunUnary(ctx, executor_,
+                  [this, request, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
+                    if (!caller.ok()) return caller.status();
+                    if (request->customer_id().empty()) {
+                      return absl::InvalidArgumentError("customer_id: required");
+                    }
+                    auto events = events_.ReadCustomerEvents(request->customer_id());
+                    if (!events.ok()) return events.status();
+                    response->set_customer_id(request->customer_id());
+                    response->set_service(service_);
+                    response->set_erased(vault_.Erased(request->customer_id()));
+                    for (auto& event : *events) {
+                      // Key material is not data on the person.
+                      if (pii::IsKeyRecordStream(event.stream())) continue;
+                      pii::OpenEvent(event, vault_);
+                      *response->add_events() = std::move(event);
+                    }
                     return absl::OkStatus();
                   });
 }

@@ -6,6 +6,7 @@
 #include "crm/v1/admin.grpc.pb.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/database.h"
+#include "libs/common/event_store.h"
 #include "libs/common/pii/key_vault.h"
 
 namespace crm {
@@ -15,9 +16,16 @@ namespace crm {
 // never hold up the service's API workers.
 class AdminService final : public crm::v1::AdminService::CallbackService {
  public:
-  // `vault` (may be null: erasure unavailable) must outlive the service.
-  AdminService(Database& db, std::string backup_dir, pii::KeyVault* vault = nullptr)
-      : db_(db), backup_dir_(std::move(backup_dir)), vault_(vault) {}
+  // `events` is the service's event log (exports read it), `vault` its
+  // data keys (exports open with them; erasure needs one that can erase);
+  // both must outlive the service. `service` names it in exports.
+  AdminService(Database& db, std::string backup_dir, std::string service, const EventStore& events,
+               pii::KeyVault& vault)
+      : db_(db),
+        backup_dir_(std::move(backup_dir)),
+        service_(std::move(service)),
+        events_(events),
+        vault_(vault) {}
 
   grpc::ServerUnaryReactor* CreateBackup(grpc::CallbackServerContext* ctx,
                                          const crm::v1::CreateBackupRequest* request,
@@ -28,6 +36,9 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* EraseCustomer(grpc::CallbackServerContext* ctx,
                                           const crm::v1::EraseCustomerRequest* request,
                                           crm::v1::EraseCustomerResponse* response) override;
+  grpc::ServerUnaryReactor* ExportCustomer(grpc::CallbackServerContext* ctx,
+                                           const crm::v1::ExportCustomerRequest* request,
+                                           crm::v1::CustomerExport* response) override;
 
  private:
   // The caller's check, backups being on, and one backup operation at a
@@ -37,7 +48,9 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
 
   Database& db_;
   const std::string backup_dir_;
-  pii::KeyVault* const vault_;
+  const std::string service_;
+  const EventStore& events_;
+  pii::KeyVault& vault_;
   std::mutex backup_mu_;  // BackupEngine allows one writer per directory
   BlockingExecutor executor_{1};
 };

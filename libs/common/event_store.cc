@@ -238,6 +238,28 @@ absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadStream(
   return out;
 }
 
+absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEvents(
+    const std::string& customer_id) const {
+  std::vector<crm::v1::EventEnvelope> out;
+  if (customer_id.empty()) return out;
+  auto it = db_->NewIterator(kLog);
+  auto* events = db_->Family(kEvents);
+  std::string value;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto s = db_->raw()->Get(rocksdb::ReadOptions(), events, it->value(), &value);
+    if (!s.ok()) return FromRocks(s);
+    // Most events are about someone else: skip them without parsing.
+    if (value.find(customer_id) == std::string::npos) continue;
+    crm::v1::EventEnvelope e;
+    if (!e.ParseFromString(value)) {
+      return absl::DataLossError(absl::StrCat("corrupt event at log key ", it->value().ToString()));
+    }
+    if (e.customer_id() == customer_id) out.push_back(std::move(e));
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return out;
+}
+
 absl::StatusOr<std::optional<std::string>> EventStore::FindResponse(
     const std::string& request_key) const {
   CRM_ASSIGN_OR_RETURN(auto raw, db_->Get(kRequests, request_key));

@@ -91,6 +91,10 @@ class EventStore {
   absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(const std::string& stream,
                                                                  int64_t from_version = 1) const;
   // The stored response of an earlier append with this key, if any.
+  // Every event about `customer_id`, in log order. Scans the whole log: for
+  // rare requests (a person's data export), not for serving paths.
+  absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadCustomerEvents(
+      const std::string& customer_id) const;
   absl::StatusOr<std::optional<std::string>> FindResponse(const std::string& request_key) const;
 
   // Overwrites a stored event (same stream and version) with `redacted`.

@@ -27,10 +27,11 @@ class ServiceHost {
   explicit ServiceHost(ServiceConfig config);
 
   void AddService(grpc::Service* service) { services_.push_back(service); }
-  // Serves crm.v1.AdminService (online backups into --backup-dir) for the
-  // service's database, and EraseCustomer with `vault` when given.
-  void ServeAdmin(Database& db, pii::KeyVault* vault = nullptr) {
-    admin_ = std::make_unique<AdminService>(db, config_.backup_dir, vault);
+  // Serves crm.v1.AdminService for the service's database (online backups
+  // into --backup-dir), its event log and data keys (export, erasure).
+  void ServeAdmin(Database& db, const EventStore& events, pii::KeyVault& vault) {
+    admin_ =
+        std::make_unique<AdminService>(db, config_.backup_dir, config_.service_name, events, vault);
     AddService(admin_.get());
   }
   // Records every refused call (and repeated failed authentication) in

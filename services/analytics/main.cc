@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.ServeAdmin(**db);
+  host.ServeAdmin(**db, **events, **vault);
   host.RecordDenials(**events);
   host.OpenPii(**vault);
   host.OnShutdown([&] {

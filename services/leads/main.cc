@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.ServeAdmin((*store)->events().db(), &(*store)->vault());
+  host.ServeAdmin((*store)->events().db(), (*store)->events(), (*store)->vault());
   host.RecordDenials((*store)->events());
   host.OpenPii((*store)->vault());
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });

@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.ServeAdmin((*store)->events().db(), vault->get());
+  host.ServeAdmin((*store)->events().db(), (*store)->events(), **vault);
   host.RecordDenials((*store)->events());
   host.OpenPii(**vault);
   // Run in reverse: stop timers and reactions first, then flush the relay.

@@ -2,7 +2,9 @@
 // through the APIs of every service that holds the customer's key, and gone
 // everywhere (including a rebuild from the topics) after EraseCustomer.
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -11,7 +13,9 @@
 #include "gtest/gtest.h"
 #include "libs/common/auth/principal.h"
 #include "libs/common/kafka.h"
+#include "libs/common/pii/key_stream.h"
 #include "libs/common/pii/sealed_value.h"
+#include "tests/integration/process.h"
 #include "tests/integration/stack.h"
 #include "tests/integration/topic_io.h"
 
@@ -65,6 +69,18 @@ grpc::Status Erase(Stack& stack, const std::string& customer_id, const std::stri
   req.set_reason(reason);
   grpc::ClientContext ctx;
   return admin->EraseCustomer(&ctx, req, resp);
+}
+
+crm::v1::CustomerExport Export(Stack& stack, const std::string& service,
+                               const std::string& customer_id, grpc::Status* status,
+                               std::optional<auth::Principal> as = std::nullopt) {
+  auto admin = crm::v1::AdminService::NewStub(stack.Channel(service, std::move(as)));
+  crm::v1::ExportCustomerRequest req;
+  req.set_customer_id(customer_id);
+  crm::v1::CustomerExport out;
+  grpc::ClientContext ctx;
+  *status = admin->ExportCustomer(&ctx, req, &out);
+  return out;
 }
 
 TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasure) {
@@ -172,6 +188,81 @@ TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasu
   ASSERT_TRUE(stack.Start("leads"));
   EXPECT_EQ(GetLead(stack, grace.lead_id()).contact().email(), "");
   EXPECT_EQ(GetLead(stack, ada.lead_id()).contact().email(), "ada@navy.example");
+}
+
+TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterErasure) {
+  Stack stack;
+  ASSERT_TRUE(stack.StartBroker());
+  ASSERT_TRUE(stack.Start("leads"));
+  ASSERT_TRUE(stack.Start("analytics"));
+  const auto grace =
+      Capture(stack, "exp-1", "Grace", "Hopperfield", "grace@navy.example", "+15551234567");
+  // A second lead of the same person (same email): one customer, two leads.
+  const auto again =
+      Capture(stack, "exp-2", "Grace", "Hopperfield", "grace@navy.example", "+15551234567");
+  const auto ada =
+      Capture(stack, "exp-3", "Ada", "Lovelacewood", "ada@navy.example", "+15557654321");
+  ASSERT_EQ(again.customer_id(), grace.customer_id());
+
+  grpc::Status st;
+  EXPECT_TRUE(Export(stack, "leads", "", &st).events().empty());
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "customer_id: required");
+  Export(stack, "leads", grace.customer_id(), &st,
+         auth::Principal{"analyst-1", {auth::kRoleAnalyst}, ""});
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  crm::v1::CustomerExport held = Export(stack, "leads", grace.customer_id(), &st);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(held.service(), "leads");
+  EXPECT_EQ(held.customer_id(), grace.customer_id());
+  EXPECT_FALSE(held.erased());
+  std::set<std::string> leads;
+  for (const auto& e : held.events()) {
+    EXPECT_EQ(e.customer_id(), grace.customer_id()) << e.type();
+    EXPECT_FALSE(pii::IsKeyRecordStream(e.stream())) << "key material is not personal data";
+    crm::v1::LeadCaptured captured;
+    if (e.payload().UnpackTo(&captured) && e.payload().Is<crm::v1::LeadCaptured>()) {
+      leads.insert(captured.lead_id());
+      EXPECT_EQ(captured.contact().email(), "grace@navy.example");
+      EXPECT_EQ(captured.contact().last_name(), "Hopperfield");
+    }
+  }
+  EXPECT_EQ(leads, (std::set<std::string>{grace.lead_id(), again.lead_id()}));
+  EXPECT_FALSE(absl::StrContains(held.SerializeAsString(), "ada@navy.example"));
+  // Analytics emitted nothing about her, and says so rather than failing.
+  EXPECT_TRUE(Export(stack, "analytics", grace.customer_id(), &st).events().empty());
+  EXPECT_TRUE(st.ok()) << st.error_message();
+
+  // crmctl asks every service; one that does not answer fails the export.
+  const std::string ctl =
+      absl::StrCat(CRM_CTL_BIN, " export ", grace.customer_id(), " --leads=", stack.Target("leads"),
+                   " --analytics=", stack.Target("analytics"));
+  const std::string partial = RunCommand(ctl + " --sales=127.0.0.1:1 --service-desk=127.0.0.1:1");
+  EXPECT_TRUE(absl::StrContains(partial, "grace@navy.example")) << partial;
+  EXPECT_NE(std::system(
+                (ctl + " --sales=127.0.0.1:1 --service-desk=127.0.0.1:1 >/dev/null 2>&1").c_str()),
+            0);
+
+  crm::v1::EraseCustomerResponse erased;
+  ASSERT_TRUE(Erase(stack, grace.customer_id(), "GDPR request 119", &erased).ok());
+  held = Export(stack, "leads", grace.customer_id(), &st);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(held.erased());
+  int captured_after = 0;
+  for (const auto& e : held.events()) {
+    crm::v1::LeadCaptured captured;
+    if (!e.payload().Is<crm::v1::LeadCaptured>() || !e.payload().UnpackTo(&captured)) continue;
+    ++captured_after;
+    EXPECT_EQ(captured.contact().email(), "");
+    EXPECT_EQ(captured.contact().first_name(), "");
+    EXPECT_EQ(captured.company(), "Navy") << "what is not personal data stays";
+  }
+  EXPECT_EQ(captured_after, 2);
+  EXPECT_FALSE(absl::StrContains(held.SerializeAsString(), "Hopperfield"));
+  EXPECT_TRUE(
+      Eventually([&] { return Export(stack, "analytics", grace.customer_id(), &st).erased(); }));
+  EXPECT_FALSE(Export(stack, "leads", ada.customer_id(), &st).erased());
 }
 
 }  // namespace

@@ -132,6 +132,7 @@ RoleTable BuildTable() {
            {"CreateBackup", {kRoleAdmin}},
            {"ListBackups", {kRoleAdmin}},
            {"EraseCustomer", {kRoleAdmin}},
+           {"ExportCustomer", {kRoleAdmin}},
        }},
   };
   RoleTable table;

@@ -1,5 +1,7 @@
 #include "libs/common/pii/field_sealer.h"
 
+#include <algorithm>
+#include <memory>
 #include <optional>
 
 #include "absl/container/flat_hash_map.h"
@@ -8,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "crm/v1/pii.pb.h"
 #include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 
 namespace crm::pii {
 namespace {
@@ -100,6 +103,19 @@ void OpenFields(Message& message, const KeyVault& vault) {
     value = plain.ok() ? *std::move(plain) : std::string();
     return true;
   });
+}
+
+void OpenEvent(crm::v1::EventEnvelope& event, const KeyVault& vault) {
+  absl::string_view name = event.payload().type_url();
+  name.remove_prefix(std::min(name.size(), name.rfind('/') + 1));
+  const auto* type =
+      google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(std::string(name));
+  if (type == nullptr || !HasPii(type)) return;
+  std::unique_ptr<Message> payload(
+      google::protobuf::MessageFactory::generated_factory()->GetPrototype(type)->New());
+  if (!event.payload().UnpackTo(payload.get())) return;
+  OpenFields(*payload, vault);
+  event.mutable_payload()->PackFrom(*payload);
 }
 
 std::string BlindIndex(const KeyVault& vault, absl::string_view kind, absl::string_view value) {

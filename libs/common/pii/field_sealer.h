@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "crm/v1/envelope.pb.h"
 #include "google/protobuf/message.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/pii/sealed_value.h"
@@ -25,6 +26,9 @@ void SealFields(google::protobuf::Message& message, const DataKey& key);
 // no longer holds (the customer was erased) or that does not authenticate
 // becomes empty: the data is gone, not an error.
 void OpenFields(google::protobuf::Message& message, const KeyVault& vault);
+
+// OpenFields on the event's payload (an Any of a generated message type).
+void OpenEvent(crm::v1::EventEnvelope& event, const KeyVault& vault);
 
 // A dedupe lookup key for normalized contact data, e.g. BlindIndex(vault,
 // "email", "ann@example.com"): equal inputs give equal keys, and the key

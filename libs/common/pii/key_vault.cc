@@ -130,6 +130,11 @@ absl::StatusOr<DataKey> KeyVault::EnsureKey(const std::string& customer_id,
   return sealing.key;
 }
 
+bool KeyVault::Erased(const std::string& customer_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return erased_.contains(customer_id);
+}
+
 std::optional<Key> KeyVault::Find(absl::string_view key_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = keys_.find(key_id);

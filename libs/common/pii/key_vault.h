@@ -72,6 +72,11 @@ class KeyVault {
   absl::StatusOr<int> EraseCustomer(const std::string& customer_id, const std::string& reason,
                                     const EventContext& ctx);
 
+  // Whether this vault records erasures (it has an event log to append to).
+  bool can_erase() const { return store_ != nullptr; }
+  // Whether the customer was erased (as far as this vault has heard).
+  bool Erased(const std::string& customer_id) const;
+
   // The key that derives blind-index values (HMAC of normalized contact
   // data) for dedupe lookups without storing the data itself.
   const Key& blind_index_key() const { return blind_index_key_; }
