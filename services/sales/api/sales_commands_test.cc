@@ -6,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
 #include "libs/common/kafka.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/subscriber.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/sales/api/reminder_loop.h"
@@ -106,6 +107,49 @@ class SalesCommandsTest : public ::testing::Test {
   std::unique_ptr<SalesReactions> reactions_;
   std::unique_ptr<Subscriber> subscriber_;
 };
+
+TEST_F(SalesCommandsTest, OpenCustomerSealsContactsWithTheCustomersDataKey) {
+  auto vault = pii::KeyVault::Open(store_->db(), &store_->events(), pii::RandomKey(), kSalesSource);
+  ASSERT_TRUE(vault.ok()) << vault.status();
+  commands_->SealPiiWith(**vault);
+  crm::v1::OpenCustomerRequest r;
+  r.set_request_id("open-sealed");
+  r.set_customer_id("cus_s");
+  r.set_name("Analytical Engines");
+  r.set_owner_id("rep_ada");
+  r.set_territory("EMEA");
+  auto* contact = r.add_contacts();
+  contact->set_first_name("Ada");
+  contact->set_last_name("Lovelace");
+  contact->set_email("Ada@Engines.example");
+  auto opened = commands_->OpenCustomer(r, Ctx());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+
+  // Stored and answered as ciphertext (the edge interceptor opens answers).
+  ASSERT_EQ(opened->contacts_size(), 1);
+  EXPECT_TRUE(pii::IsSealed(opened->contacts(0).email()));
+  auto events = store_->events().ReadCustomerEvents("cus_s");
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u) << "the key record, then the customer";
+  EXPECT_EQ((*events)[0].type(), "DataKeyIssued");
+  EXPECT_EQ((*events)[1].type(), "CustomerOpened");
+  for (const auto& e : *events) {
+    EXPECT_EQ(e.SerializeAsString().find("Lovelace"), std::string::npos) << e.type();
+    EXPECT_EQ(e.SerializeAsString().find("engines.example"), std::string::npos) << e.type();
+  }
+  // The vault opens what was sealed, normalized.
+  crm::v1::Customer read = *opened;
+  pii::OpenFields(read, **vault);
+  EXPECT_EQ(read.contacts(0).last_name(), "Lovelace");
+  EXPECT_EQ(read.contacts(0).email(), "ada@engines.example");
+  // The event opens the same way (what an export returns).
+  crm::v1::EventEnvelope event = (*events)[1];
+  pii::OpenEvent(event, **vault);
+  EXPECT_NE(event.SerializeAsString().find("Lovelace"), std::string::npos);
+  // A retry seals nothing new and appends nothing.
+  ASSERT_TRUE(commands_->OpenCustomer(r, Ctx()).ok());
+  EXPECT_EQ(store_->events().LogSize(), 2u);
+}
 
 TEST_F(SalesCommandsTest, OpenCustomerAppendsOneEventAndARetryReturnsTheFirstResult) {
   auto first = Open("cus_1");
