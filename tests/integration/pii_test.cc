@@ -155,11 +155,14 @@ TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasu
   auto records = ConsumeTopic(
       stack.brokers(), kKeysTopic,
       [&](const auto& e) { return e.customer_id() == grace.customer_id(); },
+      // Both records, which are on partitions of their own (keyed by stream).
       [](const auto& seen) {
-        bool destroyed = false;
-        for (const auto& e : seen)
+        bool erasure = false, destroyed = false;
+        for (const auto& e : seen) {
+          erasure |= e.payload().template Is<crm::v1::CustomerErased>();
           destroyed |= e.payload().template Is<crm::v1::DataKeyDestroyed>();
-        return destroyed;
+        }
+        return erasure && destroyed;
       });
   bool erasure = false, destroyed = false;
   for (const auto& e : records) {
