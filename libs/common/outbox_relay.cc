@@ -44,10 +44,6 @@ absl::Status OutboxRelay::Start() {
   settings.insert(settings.end(), options_.extra_settings.begin(), options_.extra_settings.end());
   auto conf = MakeKafkaConf(settings);
   if (!conf.ok()) return conf.status();
-  for (const std::string& name : {options_.topic, options_.keys_topic, options_.audit_topic}) {
-    published_total_[name] = &MetricsRegistry::Default().GetCounter(
-        "crm_events_published_total", "Events acknowledged by the broker", {{"topic", name}});
-  }
   report_cb_ = std::make_unique<DeliveryReport>(this);
   std::string err;
   if ((*conf)->set("dr_cb", report_cb_.get(), err) != RdKafka::Conf::CONF_OK) {
@@ -55,11 +51,14 @@ absl::Status OutboxRelay::Start() {
   }
   producer_.reset(RdKafka::Producer::create(conf->get(), err));
   if (!producer_) return absl::UnavailableError(absl::StrCat("kafka producer: ", err));
+  // Every topic the relay routes to: a handle and a published counter each.
   for (const std::string* name : {&options_.topic, &options_.keys_topic, &options_.audit_topic}) {
     std::unique_ptr<RdKafka::Topic> topic(
         RdKafka::Topic::create(producer_.get(), *name, nullptr, err));
     if (!topic) return absl::InvalidArgumentError(absl::StrCat("topic ", *name, ": ", err));
     topics_.push_back(std::move(topic));
+    published_total_[*name] = &MetricsRegistry::Default().GetCounter(
+        "crm_events_published_total", "Events acknowledged by the broker", {{"topic", *name}});
   }
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
