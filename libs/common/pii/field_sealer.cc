@@ -20,8 +20,17 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 
+bool Marked(const FieldDescriptor* f) { return f->options().GetExtension(crm::v1::pii); }
+
 bool IsPiiField(const FieldDescriptor* f) {
-  return f->type() == FieldDescriptor::TYPE_STRING && f->options().GetExtension(crm::v1::pii);
+  return f->type() == FieldDescriptor::TYPE_STRING && Marked(f);
+}
+
+// A marked map<string, string>: its values are personal data, its keys
+// (attribute names) are not.
+bool IsPiiMap(const FieldDescriptor* f) {
+  return f->is_map() && Marked(f) &&
+         f->message_type()->map_value()->type() == FieldDescriptor::TYPE_STRING;
 }
 
 bool IsMessageField(const FieldDescriptor* f) {
@@ -34,7 +43,8 @@ bool ComputeHasPii(const Descriptor* type, absl::flat_hash_map<const Descriptor*
   bool found = false;
   for (int i = 0; i < type->field_count() && !found; ++i) {
     const FieldDescriptor* f = type->field(i);
-    found = IsPiiField(f) || (IsMessageField(f) && ComputeHasPii(f->message_type(), memo));
+    found = IsPiiField(f) || IsPiiMap(f) ||
+            (IsMessageField(f) && ComputeHasPii(f->message_type(), memo));
   }
   memo[type] = found;
   return found;
@@ -58,6 +68,14 @@ void ForEachPii(Message& message, const Fn& fn) {
         std::string value = r->GetString(message, f);
         if (fn(value)) r->SetString(&message, f, std::move(value));
       }
+    } else if (IsPiiMap(f)) {
+      const FieldDescriptor* value_field = f->message_type()->map_value();
+      for (int j = 0; j < r->FieldSize(message, f); ++j) {
+        Message* entry = r->MutableRepeatedMessage(&message, f, j);
+        const Reflection* er = entry->GetReflection();
+        std::string value = er->GetString(*entry, value_field);
+        if (fn(value)) er->SetString(entry, value_field, std::move(value));
+      }
     } else if (IsMessageField(f) && HasPii(f->message_type())) {
       if (f->is_repeated()) {
         for (int j = 0; j < r->FieldSize(message, f); ++j) {
@@ -68,6 +86,11 @@ void ForEachPii(Message& message, const Fn& fn) {
       }
     }
   }
+}
+
+std::string SealValue(const DataKey& key, absl::string_view plaintext) {
+  return absl::StrCat(kSealedPrefix, key.key_id, ".",
+                      absl::WebSafeBase64Escape(Seal(key.key, plaintext, key.key_id)));
 }
 
 }  // namespace
@@ -81,10 +104,33 @@ bool HasPii(const Descriptor* type) {
 void SealFields(Message& message, const DataKey& key) {
   ForEachPii(message, [&](std::string& value) {
     if (value.empty() || IsSealed(value)) return false;
-    value = absl::StrCat(kSealedPrefix, key.key_id, ".",
-                         absl::WebSafeBase64Escape(Seal(key.key, value, key.key_id)));
+    value = SealValue(key, value);
     return true;
   });
+}
+
+absl::Status SealForCustomer(KeyVault& vault, const std::string& customer_id,
+                             const EventContext& ctx, absl::Span<Message* const> messages) {
+  std::optional<DataKey> key;  // issued on the first value that needs it
+  absl::Status status;
+  for (Message* m : messages) {
+    ForEachPii(*m, [&](std::string& value) {
+      if (value.empty() || IsSealed(value) || !status.ok()) return false;
+      if (!key.has_value()) {
+        auto ensured = customer_id.empty()
+                           ? absl::InternalError("personal data without a customer to seal it")
+                           : vault.EnsureKey(customer_id, ctx);
+        if (!ensured.ok()) {
+          status = ensured.status();
+          return false;
+        }
+        key = *std::move(ensured);
+      }
+      value = SealValue(*key, value);
+      return true;
+    });
+  }
+  return status;
 }
 
 void OpenFields(Message& message, const KeyVault& vault) {
@@ -101,6 +147,14 @@ void OpenFields(Message& message, const KeyVault& vault) {
       plain = Open(*key, sealed, rest.substr(0, dot));
     }
     value = plain.ok() ? *std::move(plain) : std::string();
+    return true;
+  });
+}
+
+void ClearFields(Message& message) {
+  ForEachPii(message, [](std::string& value) {
+    if (value.empty()) return false;
+    value.clear();
     return true;
   });
 }

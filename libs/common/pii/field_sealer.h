@@ -1,8 +1,12 @@
 #pragma once
 
 #include <string>
+#include <variant>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "crm/v1/envelope.pb.h"
 #include "google/protobuf/message.h"
 #include "libs/common/pii/key_vault.h"
@@ -22,10 +26,33 @@ bool HasPii(const google::protobuf::Descriptor* type);
 // Seals every non-empty PII field that is not sealed yet.
 void SealFields(google::protobuf::Message& message, const DataKey& key);
 
+// Seals the PII of `messages` (events about to be appended) with the
+// customer's data key, issuing and appending one first when the vault holds
+// none. No key is issued when there is nothing to seal.
+absl::Status SealForCustomer(KeyVault& vault, const std::string& customer_id,
+                             const EventContext& ctx,
+                             absl::Span<google::protobuf::Message* const> messages);
+
+// SealForCustomer on a command's decided events (variants of event messages).
+template <typename... Events>
+absl::Status SealEvents(KeyVault& vault, const std::string& customer_id, const EventContext& ctx,
+                        std::vector<std::variant<Events...>>& events) {
+  std::vector<google::protobuf::Message*> messages;
+  messages.reserve(events.size());
+  for (auto& event : events) {
+    std::visit([&](auto& message) { messages.push_back(&message); }, event);
+  }
+  return SealForCustomer(vault, customer_id, ctx, messages);
+}
+
 // Replaces each sealed value by its plaintext. A value whose key the vault
 // no longer holds (the customer was erased) or that does not authenticate
 // becomes empty: the data is gone, not an error.
 void OpenFields(google::protobuf::Message& message, const KeyVault& vault);
+
+// Empties every PII field, sealed or not: for callers who may see a record
+// but not the personal data in it.
+void ClearFields(google::protobuf::Message& message);
 
 // OpenFields on the event's payload (an Any of a generated message type).
 void OpenEvent(crm::v1::EventEnvelope& event, const KeyVault& vault);

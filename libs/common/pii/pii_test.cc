@@ -100,6 +100,61 @@ TEST(FieldSealerTest, SealsOnlyPiiFieldsAndOpensThemBack) {
   EXPECT_EQ(request.contact().SerializeAsString(), Ann().SerializeAsString());
 }
 
+TEST(FieldSealerTest, SealsTheValuesOfMarkedMapsAndFreeText) {
+  testing::TempDir dir;
+  ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
+  auto key = leads.vault->EnsureKey("cus_1", Ctx());
+  ASSERT_TRUE(key.ok()) << key.status();
+  crm::v1::LeadCaptured captured;
+  (*captured.mutable_attributes())["diet"] = "vegan";
+  (*captured.mutable_attributes())["empty"] = "";
+  captured.mutable_bant()->set_need("storage for patient records");
+  captured.set_region("emea");
+  SealFields(captured, *key);
+  EXPECT_TRUE(IsSealed(captured.attributes().at("diet")));
+  EXPECT_EQ(captured.attributes().at("empty"), "") << "nothing to hide";
+  EXPECT_TRUE(IsSealed(captured.bant().need()));
+  EXPECT_EQ(captured.region(), "emea");
+  // Through the wire format too: what a consumer parses opens the same.
+  crm::v1::LeadCaptured parsed;
+  ASSERT_TRUE(parsed.ParseFromString(captured.SerializeAsString()));
+  OpenFields(parsed, *leads.vault);
+  EXPECT_EQ(parsed.attributes().at("diet"), "vegan");
+  EXPECT_EQ(parsed.bant().need(), "storage for patient records");
+
+  ClearFields(captured);
+  EXPECT_EQ(captured.attributes().at("diet"), "");
+  EXPECT_EQ(captured.bant().need(), "");
+  EXPECT_EQ(captured.region(), "emea");
+}
+
+TEST(FieldSealerTest, SealForCustomerIssuesAKeyOnlyWhenThereIsSomethingToSeal) {
+  testing::TempDir dir;
+  ServiceDb desk(dir.Sub("desk"), Master(), "crm/service-desk");
+  crm::v1::LeadQualified no_text;
+  no_text.set_lead_id("lead_1");
+  google::protobuf::Message* nothing[] = {&no_text};
+  ASSERT_TRUE(SealForCustomer(*desk.vault, "cus_1", Ctx(), nothing).ok());
+  EXPECT_TRUE(desk.vault->KeyFor("cus_1", Ctx()).issue.has_value()) << "no key issued yet";
+
+  crm::v1::LeadQualified noted;
+  noted.set_note("called her husband");
+  crm::v1::LeadActivityRecorded activity;
+  activity.set_detail("met at the clinic");
+  google::protobuf::Message* texts[] = {&noted, &activity};
+  ASSERT_TRUE(SealForCustomer(*desk.vault, "cus_1", Ctx(), texts).ok());
+  ASSERT_TRUE(IsSealed(noted.note()));
+  ASSERT_TRUE(IsSealed(activity.detail()));
+  EXPECT_FALSE(desk.vault->KeyFor("cus_1", Ctx()).issue.has_value()) << "issued and kept";
+  EXPECT_EQ(noted.note().substr(0, 22), activity.detail().substr(0, 22)) << "one key";
+  crm::v1::LeadQualified orphan;
+  orphan.set_note("text without a customer");
+  google::protobuf::Message* orphans[] = {&orphan};
+  EXPECT_FALSE(SealForCustomer(*desk.vault, "", Ctx(), orphans).ok());
+  OpenFields(noted, *desk.vault);
+  EXPECT_EQ(noted.note(), "called her husband");
+}
+
 TEST(KeyVaultTest, KeysSurviveARestartAndReachOtherServicesThroughTheirRecords) {
   testing::TempDir dir;
   crm::v1::Contact contact = Ann();
