@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
   crm::BlockingExecutor executor(config->worker_threads);
   crm::service_desk::Clock clock = [] { return absl::Now(); };
   crm::service_desk::TicketCommands tickets(**store, *settings, clock);
+  tickets.SealPiiWith(**vault);
   crm::service_desk::ArticleCommands articles(**store, clock);
   crm::service_desk::ServiceDeskGrpc grpc_service(tickets, articles, executor);
   crm::service_desk::WarrantyFollowUps warranty(**store, clock);

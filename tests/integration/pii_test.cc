@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "crm/v1/admin.grpc.pb.h"
 #include "crm/v1/pii.pb.h"
+#include "crm/v1/sales.grpc.pb.h"
+#include "crm/v1/service_desk.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/common/auth/principal.h"
 #include "libs/common/kafka.h"
@@ -266,6 +268,173 @@ TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterEra
   EXPECT_TRUE(
       Eventually([&] { return Export(stack, "analytics", grace.customer_id(), &st).erased(); }));
   EXPECT_FALSE(Export(stack, "leads", ada.customer_id(), &st).erased());
+}
+
+// Free text typed about a person (lead attributes and needs, activity
+// subjects, notes, ticket text) is personal data like the contact fields:
+// ciphertext on every topic, plaintext through the APIs, gone after erasure.
+TEST(PiiTest, FreeTextIsSealedInEveryServiceAndErasedWithThePerson) {
+  Stack stack;
+  ASSERT_TRUE(stack.StartBroker());
+  for (const char* service : {"leads", "sales", "service-desk", "analytics"}) {
+    ASSERT_TRUE(stack.Start(service)) << service;
+  }
+  // Every text carries this word, so a plaintext copy anywhere is found.
+  const std::string kMark = "Quixotry";
+  const std::string diet = kMark + ": vegan, nut allergy";
+  const std::string need = kMark + " clinic needs record storage";
+  const std::string visit = kMark + " visit at her home";
+  const std::string call = kMark + " call about her divorce";
+  const std::string ticket_subject = kMark + " pacemaker order is late";
+  const std::string reply = kMark + " we are sorry, Grace";
+
+  crm::v1::CaptureLeadRequest capture;
+  capture.set_request_id("free-1");
+  capture.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  capture.set_company("Navy");
+  capture.mutable_contact()->set_email("grace@navy.example");
+  (*capture.mutable_attributes())["diet"] = diet;
+  capture.mutable_bant()->set_need(need);
+  crm::v1::CaptureLeadResponse lead;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stack.LeadsStub()->CaptureLead(&ctx, capture, &lead).ok());
+  }
+  const std::string customer = lead.customer_id();
+  crm::v1::RecordLeadActivityRequest activity;
+  activity.set_request_id("free-2");
+  activity.set_lead_id(lead.lead_id());
+  activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_MEETING_HELD);
+  activity.set_detail(visit);
+  crm::v1::Lead recorded;
+  {
+    grpc::ClientContext ctx;
+    const grpc::Status st = stack.LeadsStub()->RecordLeadActivity(&ctx, activity, &recorded);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+
+  auto sales = crm::v1::SalesService::NewStub(stack.Channel("sales"));
+  crm::v1::OpenCustomerRequest open_customer;
+  open_customer.set_request_id("free-3");
+  open_customer.set_customer_id(customer);
+  open_customer.set_name("Navy");
+  open_customer.set_owner_id("rep-1");
+  crm::v1::Customer account;
+  {
+    grpc::ClientContext ctx;
+    const grpc::Status st = sales->OpenCustomer(&ctx, open_customer, &account);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  crm::v1::LogActivityRequest log_call;
+  log_call.set_request_id("free-4");
+  log_call.set_customer_id(customer);
+  log_call.set_kind(crm::v1::ACTIVITY_KIND_CALL);
+  log_call.set_subject(call);
+  log_call.set_notes(call);
+  crm::v1::Activity logged;
+  {
+    grpc::ClientContext ctx;
+    const grpc::Status st = sales->LogActivity(&ctx, log_call, &logged);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  EXPECT_EQ(logged.subject(), call) << "the caller gets back what it sent";
+
+  auto desk = crm::v1::ServiceDeskService::NewStub(stack.Channel("service-desk"));
+  crm::v1::OpenTicketRequest open_ticket;
+  open_ticket.set_request_id("free-5");
+  open_ticket.set_customer_id(customer);
+  open_ticket.set_channel(crm::v1::TICKET_CHANNEL_EMAIL);
+  open_ticket.set_subject(ticket_subject);
+  open_ticket.set_description(ticket_subject);
+  open_ticket.set_product("pacer");
+  open_ticket.set_priority(crm::v1::TICKET_PRIORITY_HIGH);
+  crm::v1::Ticket ticket;
+  {
+    grpc::ClientContext ctx;
+    const grpc::Status st = desk->OpenTicket(&ctx, open_ticket, &ticket);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  crm::v1::ReplyToTicketRequest reply_request;
+  reply_request.set_request_id("free-6");
+  reply_request.set_ticket_id(ticket.ticket_id());
+  reply_request.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
+  reply_request.set_body(reply);
+  {
+    grpc::ClientContext ctx;
+    const grpc::Status st = desk->ReplyToTicket(&ctx, reply_request, &ticket);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+
+  // The topics carry none of it.
+  for (const char* topic : {kLeadsTopic, kSalesTopic, kServiceDeskTopic}) {
+    const size_t wanted = 2;  // at least the two commands above on each
+    auto events = ConsumeTopic(
+        stack.brokers(), topic, [&](const auto& e) { return e.customer_id() == customer; },
+        [&](const auto& seen) { return seen.size() >= wanted; });
+    EXPECT_GE(events.size(), wanted) << topic;
+    for (const auto& e : events) {
+      EXPECT_FALSE(absl::StrContains(e.SerializeAsString(), kMark)) << topic << " " << e.type();
+    }
+  }
+
+  // The APIs answer in plaintext.
+  auto read_lead = [&] { return GetLead(stack, lead.lead_id()); };
+  EXPECT_EQ(read_lead().attributes().at("diet"), diet);
+  EXPECT_EQ(read_lead().bant().need(), need);
+  auto read_activities = [&] {
+    crm::v1::ListActivitiesRequest req;
+    req.set_customer_id(customer);
+    crm::v1::ListActivitiesResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(sales->ListActivities(&ctx, req, &resp).ok());
+    return resp;
+  };
+  ASSERT_EQ(read_activities().activities_size(), 1);
+  EXPECT_EQ(read_activities().activities(0).subject(), call);
+  EXPECT_EQ(read_activities().activities(0).notes(), call);
+  auto read_ticket = [&] {
+    crm::v1::GetTicketRequest req;
+    req.set_ticket_id(ticket.ticket_id());
+    crm::v1::TicketDetails details;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(desk->GetTicket(&ctx, req, &details).ok());
+    return details;
+  };
+  EXPECT_EQ(read_ticket().ticket().subject(), ticket_subject);
+  EXPECT_EQ(read_ticket().ticket().description(), ticket_subject);
+  ASSERT_EQ(read_ticket().messages_size(), 1);
+  EXPECT_EQ(read_ticket().messages(0).body(), reply);
+  // Analytics learns every service's key and shows the texts as details.
+  auto details = [&] {
+    std::set<std::string> out;
+    const crm::v1::Customer360 view = View(stack, customer);
+    for (const auto& entry : view.timeline()) {
+      if (!entry.detail().empty()) out.insert(entry.detail());
+      EXPECT_FALSE(absl::StrContains(entry.summary(), kMark)) << entry.summary();
+    }
+    return out;
+  };
+  ASSERT_TRUE(Eventually([&] {
+    return details() == std::set<std::string>{call, ticket_subject};
+  })) << View(stack, customer).DebugString();
+
+  crm::v1::EraseCustomerResponse erased;
+  ASSERT_TRUE(Erase(stack, customer, "GDPR request 120", &erased).ok());
+  EXPECT_EQ(read_lead().attributes().at("diet"), "") << "the attribute stays, its value goes";
+  EXPECT_EQ(read_lead().bant().need(), "");
+  EXPECT_EQ(read_lead().company(), "Navy");
+  // The other services erase when the record reaches them.
+  ASSERT_TRUE(Eventually([&] {
+    const auto activities = read_activities();
+    return activities.activities_size() == 1 && activities.activities(0).subject().empty();
+  })) << stack.service("sales").Log();
+  EXPECT_EQ(read_activities().activities(0).notes(), "");
+  ASSERT_TRUE(Eventually([&] { return read_ticket().ticket().subject().empty(); }))
+      << stack.service("service-desk").Log();
+  EXPECT_EQ(read_ticket().ticket().description(), "");
+  EXPECT_EQ(read_ticket().messages(0).body(), "");
+  EXPECT_EQ(read_ticket().ticket().product(), "pacer");
+  ASSERT_TRUE(Eventually([&] { return details().empty(); })) << stack.analytics().Log();
 }
 
 }  // namespace

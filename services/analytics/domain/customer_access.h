@@ -14,9 +14,9 @@ namespace crm::analytics {
 // - sales reps and managers: the customers they own, managers also those of
 //   their territory (the account's, else the lead's region); any other
 //   customer is PERMISSION_DENIED worded exactly like a missing one;
-// - analysts: every customer, without personal data: names, email and phone
-//   are cleared and timeline entries keep their type but not their summary
-//   (summaries quote contact details).
+// - analysts: every customer, without personal data: every field marked
+//   personal (names, email, phone, ticket subjects, timeline details) is
+//   cleared and timeline entries keep their type but not their summary.
 // `loaded` is the view store's answer for `customer_id`.
 absl::StatusOr<crm::v1::Customer360> Customer360For(const auth::Principal& caller,
                                                     absl::StatusOr<crm::v1::Customer360> loaded,

@@ -18,6 +18,14 @@ crm::v1::Customer360 View(const std::string& owner, const std::string& territory
   auto* entry = v.add_timeline();
   entry->set_type("LeadCaptured");
   entry->set_summary("Lead captured via web form (ada@example.com)");
+  auto* ticket_entry = v.add_timeline();
+  ticket_entry->set_type("TicketOpened");
+  ticket_entry->set_summary("Ticket opened (router)");
+  ticket_entry->set_detail("Ada's router lost its settings");
+  auto* ticket = v.add_tickets();
+  ticket->set_ticket_id("tkt_1");
+  ticket->set_subject("Ada's router lost its settings");
+  ticket->set_product("router");
   return v;
 }
 
@@ -60,9 +68,14 @@ TEST(CustomerAccessTest, AnalystsSeeEveryCustomerWithoutPersonalData) {
   EXPECT_EQ(seen->profile().email(), "");
   EXPECT_EQ(seen->profile().phone(), "");
   EXPECT_EQ(seen->profile().company(), "Engines");
-  ASSERT_EQ(seen->timeline_size(), 1);
+  ASSERT_EQ(seen->timeline_size(), 2);
   EXPECT_EQ(seen->timeline(0).type(), "LeadCaptured");
   EXPECT_EQ(seen->timeline(0).summary(), "");
+  EXPECT_EQ(seen->timeline(1).type(), "TicketOpened");
+  EXPECT_EQ(seen->timeline(1).detail(), "") << "free text is personal data";
+  ASSERT_EQ(seen->tickets_size(), 1);
+  EXPECT_EQ(seen->tickets(0).subject(), "");
+  EXPECT_EQ(seen->tickets(0).product(), "router");
   EXPECT_EQ(seen->owner_id(), "rep_ann");
 }
 
@@ -71,6 +84,8 @@ TEST(CustomerAccessTest, AdminsSeeEverythingAndGetPlainNotFound) {
   const auto seen = Customer360For(admin, View("rep_ann", "emea"), "cus_1");
   ASSERT_TRUE(seen.ok());
   EXPECT_EQ(seen->timeline(0).summary(), "Lead captured via web form (ada@example.com)");
+  EXPECT_EQ(seen->timeline(1).detail(), "Ada's router lost its settings");
+  EXPECT_EQ(seen->tickets(0).subject(), "Ada's router lost its settings");
   EXPECT_EQ(Customer360For(admin, absl::NotFoundError("customer cus_9 not found"), "cus_9")
                 .status()
                 .code(),

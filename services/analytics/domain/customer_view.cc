@@ -159,9 +159,20 @@ void DeriveTotals(Customer360& view) {
   view.set_csat_average(csat_count == 0 ? 0.0 : static_cast<double>(csat_sum) / csat_count);
 }
 
-// Folds the payload into the view and returns the timeline summary; an
+// A timeline entry's text: the summary is built from ids, stages, amounts
+// and types; the free text an event carried goes to `detail`, sealed as it
+// came, so the edge opens it for those who may read it and an erasure
+// reaches it.
+struct Folded {
+  Folded(std::string s) : summary(std::move(s)) {}  // NOLINT: most events have no detail
+  Folded(std::string s, std::string d) : summary(std::move(s)), detail(std::move(d)) {}
+  std::string summary;
+  std::string detail;
+};
+
+// Folds the payload into the view and returns the timeline text; an
 // unknown payload leaves the view as is and is summarized by its type.
-std::string FoldPayload(Customer360& view, const EventEnvelope& event) {
+Folded FoldPayload(Customer360& view, const EventEnvelope& event) {
   using namespace crm::v1;
   if (LeadCaptured m; Unpack(event, &m)) {
     AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
@@ -190,7 +201,7 @@ std::string FoldPayload(Customer360& view, const EventEnvelope& event) {
   if (LeadQualified m; Unpack(event, &m)) {
     AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
-    return "Lead qualified";
+    return {"Lead qualified", m.note()};
   }
   if (LeadDisqualified m; Unpack(event, &m)) {
     AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
@@ -275,7 +286,9 @@ std::string FoldPayload(Customer360& view, const EventEnvelope& event) {
     return absl::StrCat("Order ", m.order_id(), " placed, ", MoneyText(m.totals().total()));
   }
   if (ActivityLogged m; Unpack(event, &m)) {
-    return absl::StrCat(EnumWord(ActivityKind_Name(m.kind()), "ACTIVITY_KIND_"), ": ", m.subject());
+    return {
+        absl::StrCat("Activity logged: ", EnumWord(ActivityKind_Name(m.kind()), "ACTIVITY_KIND_")),
+        m.subject()};
   }
   if (TicketOpened m; Unpack(event, &m)) {
     auto* t = Ticket(view, m.ticket_id());
@@ -284,8 +297,9 @@ std::string FoldPayload(Customer360& view, const EventEnvelope& event) {
     *t->mutable_opened_at() = event.occurred_at();
     SetTicketStatus(t, event, TICKET_STATUS_NEW);
     DeriveTotals(view);
-    return absl::StrCat("Ticket opened: ", m.subject(),
-                        m.product().empty() ? "" : absl::StrCat(" (", m.product(), ")"));
+    return {absl::StrCat("Ticket opened",
+                         m.product().empty() ? "" : absl::StrCat(" (", m.product(), ")")),
+            m.subject()};
   }
   if (TicketStatusChanged m; Unpack(event, &m)) {
     SetTicketStatus(Ticket(view, m.ticket_id()), event, m.to_status());
@@ -331,7 +345,7 @@ std::string FoldPayload(Customer360& view, const EventEnvelope& event) {
 
 std::string Summarize(const EventEnvelope& event) {
   Customer360 scratch;
-  return FoldPayload(scratch, event);
+  return FoldPayload(scratch, event).summary;
 }
 
 crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event) {
@@ -353,7 +367,9 @@ crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event
   entry.set_type(event.type());
   entry.set_stream(event.stream());
   *entry.mutable_occurred_at() = event.occurred_at();
-  entry.set_summary(FoldPayload(view, event));
+  Folded folded = FoldPayload(view, event);
+  entry.set_summary(std::move(folded.summary));
+  entry.set_detail(std::move(folded.detail));
   return entry;
 }
 

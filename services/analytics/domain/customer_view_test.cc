@@ -177,6 +177,31 @@ std::vector<crm::v1::EventEnvelope> CustomerLife() {
   return events;
 }
 
+TEST(CustomerViewTest, FreeTextGoesToTheEntryDetailNeverIntoTheSummary) {
+  crm::v1::Customer360 view;
+  crm::v1::ActivityLogged call;
+  call.set_activity_id("act_1");
+  call.set_kind(crm::v1::ACTIVITY_KIND_CALL);
+  call.set_subject("pii1.k1.c2VhbGVk");
+  auto entry = ApplyToView(view, Event("e1", "activity-act_1", 100, call));
+  EXPECT_EQ(entry.summary(), "Activity logged: call");
+  EXPECT_EQ(entry.detail(), "pii1.k1.c2VhbGVk") << "copied sealed, opened at the edge";
+  crm::v1::TicketOpened ticket;
+  ticket.set_ticket_id("t_1");
+  ticket.set_subject("pii1.k1.dGlja2V0");
+  ticket.set_product("portal");
+  entry = ApplyToView(view, Event("e2", "ticket-t_1", 110, ticket));
+  EXPECT_EQ(entry.summary(), "Ticket opened (portal)");
+  EXPECT_EQ(entry.detail(), "pii1.k1.dGlja2V0");
+  ASSERT_EQ(view.tickets_size(), 1);
+  EXPECT_EQ(view.tickets(0).subject(), "pii1.k1.dGlja2V0");
+  crm::v1::LeadQualified qualified;
+  qualified.set_lead_id("lead_a");
+  entry = ApplyToView(view, Event("e3", "lead-lead_a", 120, qualified));
+  EXPECT_EQ(entry.summary(), "Lead qualified");
+  EXPECT_EQ(entry.detail(), "") << "no note, no detail";
+}
+
 TEST(CustomerViewTest, EventsOfEveryServiceBuildTheWholeView) {
   crm::v1::Customer360 view;
   for (const auto& e : CustomerLife()) ApplyToView(view, e);

@@ -253,6 +253,9 @@ absl::StatusOr<std::string> LeadCommands::Execute(const std::string& lead_id,
   CRM_ASSIGN_OR_RETURN(auto state, store_.FindLead(lead_id));
   if (!state.has_value()) return absl::NotFoundError(absl::StrCat("lead ", lead_id, " not found"));
   CRM_ASSIGN_OR_RETURN(auto events, Decide(state, command));
+  // Free text (activity details, notes, the stated need) is personal data:
+  // decided on plaintext, stored sealed.
+  CRM_RETURN_IF_ERROR(pii::SealEvents(store_.vault(), state->customer_id(), ctx, events));
 
   Outcome outcome;
   outcome.before = *state;

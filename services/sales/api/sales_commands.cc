@@ -369,6 +369,13 @@ absl::StatusOr<SalesCommands::Target> SalesCommands::ResolveTarget(
   return target;
 }
 
+absl::Status SalesCommands::SealFreeText(google::protobuf::Message& request,
+                                         const std::string& customer_id, const EventContext& ctx) {
+  if (vault_ == nullptr) return absl::OkStatus();
+  google::protobuf::Message* messages[] = {&request};
+  return pii::SealForCustomer(*vault_, customer_id, ctx, messages);
+}
+
 absl::StatusOr<crm::v1::Activity> SalesCommands::LogActivity(
     const crm::v1::LogActivityRequest& request, EventContext raw_ctx) {
   CRM_RETURN_IF_ERROR(ValidateLogActivity(request));
@@ -385,6 +392,7 @@ absl::StatusOr<crm::v1::Activity> SalesCommands::LogActivity(
   sales::LogActivity command;
   command.request = request;
   command.request.set_customer_id(target.customer.customer_id());
+  CRM_RETURN_IF_ERROR(SealFreeText(command.request, command.request.customer_id(), ctx));
   command.activity_id = NewId("act");
   command.logged_by = ctx.actor;
   command.now = ctx.occurred_at;
@@ -450,6 +458,7 @@ absl::StatusOr<crm::v1::Task> SalesCommands::CreateTask(const crm::v1::CreateTas
     command.request.set_owner_id(target.opportunity ? target.opportunity->owner_id()
                                                     : target.customer.owner_id());
   }
+  CRM_RETURN_IF_ERROR(SealFreeText(command.request, command.request.customer_id(), ctx));
   command.task_id = NewId("task");
   CRM_ASSIGN_OR_RETURN(auto out, Execute<crm::v1::Task>(
                                      TaskStream(command.task_id), request_key, kAnyVersion, ctx,

@@ -39,8 +39,9 @@ class SalesCommands {
   SalesCommands(SalesStore& store, SalesSettings settings)
       : store_(store), settings_(std::move(settings)) {}
 
-  // Seals the personal data of OpenCustomer requests with the customer's
-  // data key (libs/common/pii); without a vault it is stored as sent.
+  // Seals the personal data of requests (OpenCustomer's contacts, the
+  // subject and notes of activities and tasks) with the customer's data key
+  // (libs/common/pii); without a vault it is stored as sent.
   void SealPiiWith(pii::KeyVault& vault) { vault_ = &vault; }
 
   // ---- Customers ----
@@ -151,6 +152,9 @@ class SalesCommands {
   absl::StatusOr<crm::v1::Opportunity> LoadOpportunity(const std::string& opportunity_id) const;
   absl::StatusOr<Target> ResolveTarget(const std::string& customer_id,
                                        const std::string& opportunity_id) const;
+  // Seals the request's personal data (validated already) for the customer.
+  absl::Status SealFreeText(google::protobuf::Message& request, const std::string& customer_id,
+                            const EventContext& ctx);
   // Fills the read-side fields (last activity) of an opportunity.
   crm::v1::Opportunity WithActivity(crm::v1::Opportunity opportunity) const;
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
 #include "services/service-desk/domain/customer.h"
 #include "services/service-desk/domain/ticket_requests.h"
@@ -80,6 +81,17 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
   if (events.empty() && request_key.empty()) {
     if (!before) return absl::NotFoundError(absl::StrCat("ticket ", ticket_id, " not found"));
     return *before;
+  }
+  if (vault_ != nullptr) {
+    // Decided on plaintext, stored sealed: the state, the message list and
+    // every consumer get ciphertext only.
+    std::string customer_id = before ? before->customer_id() : "";
+    for (const auto& event : events) {
+      if (const auto* opened = std::get_if<crm::v1::TicketOpened>(&event)) {
+        customer_id = opened->customer_id();
+      }
+    }
+    CRM_RETURN_IF_ERROR(pii::SealEvents(*vault_, customer_id, ctx, events));
   }
 
   crm::v1::Ticket after = before.value_or(crm::v1::Ticket());

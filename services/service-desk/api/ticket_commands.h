@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "crm/v1/service_desk.pb.h"
 #include "libs/common/envelope.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/striped_mutex.h"
 #include "services/service-desk/domain/settings.h"
 #include "services/service-desk/domain/ticket.h"
@@ -27,6 +28,11 @@ class TicketCommands {
  public:
   TicketCommands(DeskStore& store, const DeskSettings& settings, Clock clock)
       : store_(store), settings_(settings), clock_(std::move(clock)) {}
+
+  // Seals the free text of tickets (subject, description, replies, notes,
+  // resolution notes, CSAT comments) with the customer's data key
+  // (libs/common/pii); without a vault it is stored as sent.
+  void SealPiiWith(pii::KeyVault& vault) { vault_ = &vault; }
 
   absl::StatusOr<crm::v1::Ticket> OpenTicket(const crm::v1::OpenTicketRequest& request,
                                              EventContext ctx);
@@ -91,6 +97,7 @@ class TicketCommands {
   absl::Status CheckPublishedArticle(absl::string_view field, const std::string& article_id) const;
 
   DeskStore& store_;
+  pii::KeyVault* vault_ = nullptr;
   const DeskSettings& settings_;
   Clock clock_;
   // Ticket streams, taken after a team lock when both are needed.
