@@ -238,25 +238,33 @@ absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadStream(
   return out;
 }
 
-absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEvents(
-    const std::string& customer_id) const {
-  std::vector<crm::v1::EventEnvelope> out;
-  if (customer_id.empty()) return out;
+absl::Status EventStore::WalkLog(const LogVisitor& visit) const {
   auto it = db_->NewIterator(kLog);
   auto* events = db_->Family(kEvents);
   std::string value;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     auto s = db_->raw()->Get(rocksdb::ReadOptions(), events, it->value(), &value);
     if (!s.ok()) return FromRocks(s);
+    CRM_RETURN_IF_ERROR(visit(it->key(), it->value(), value));
+  }
+  return FromRocks(it->status());
+}
+
+absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEvents(
+    const std::string& customer_id) const {
+  std::vector<crm::v1::EventEnvelope> out;
+  if (customer_id.empty()) return out;
+  CRM_RETURN_IF_ERROR(WalkLog([&](const rocksdb::Slice&, const rocksdb::Slice& event_key,
+                                  const std::string& value) -> absl::Status {
     // Most events are about someone else: skip them without parsing.
-    if (value.find(customer_id) == std::string::npos) continue;
+    if (value.find(customer_id) == std::string::npos) return absl::OkStatus();
     crm::v1::EventEnvelope e;
     if (!e.ParseFromString(value)) {
-      return absl::DataLossError(absl::StrCat("corrupt event at log key ", it->value().ToString()));
+      return absl::DataLossError(absl::StrCat("corrupt event at log key ", event_key.ToString()));
     }
     if (e.customer_id() == customer_id) out.push_back(std::move(e));
-  }
-  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+    return absl::OkStatus();
+  }));
   return out;
 }
 
@@ -310,23 +318,18 @@ absl::Status EventStore::RedactEvent(const crm::v1::EventEnvelope& redacted) {
 }
 
 absl::StatusOr<uint64_t> EventStore::RequeueLog() {
-  auto it = db_->NewIterator(kLog);
-  auto* events = db_->Family(kEvents);
   auto* outbox = db_->Family(kOutbox);
   rocksdb::WriteBatch batch;
   uint64_t count = 0;
-  std::string value;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    auto s = db_->raw()->Get(rocksdb::ReadOptions(), events, it->value(), &value);
-    if (!s.ok()) return FromRocks(s);
-    batch.Put(outbox, it->key(), value);
+  CRM_RETURN_IF_ERROR(WalkLog([&](const rocksdb::Slice& position, const rocksdb::Slice&,
+                                  const std::string& value) -> absl::Status {
+    batch.Put(outbox, position, value);
     ++count;
-    if (batch.Count() >= 10000) {
-      CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/false));
-      batch.Clear();
-    }
-  }
-  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+    if (batch.Count() < 10000) return absl::OkStatus();
+    auto written = db_->Write(&batch, /*sync=*/false);
+    batch.Clear();
+    return written;
+  }));
   CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
   outbox_size_.store(count);
   return count;

@@ -136,6 +136,11 @@ class EventStore {
       : db_(std::move(db)), next_position_(next_position), outbox_size_(outbox_size) {}
 
  private:
+  // Visits the log in position order: (log key, event key, event bytes).
+  using LogVisitor =
+      std::function<absl::Status(const rocksdb::Slice&, const rocksdb::Slice&, const std::string&)>;
+  absl::Status WalkLog(const LogVisitor& visit) const;
+
   std::unique_ptr<Database> db_;
   StripedMutex locks_;
   // Log positions are global, so the outbox (keyed by position) drains in
