@@ -128,11 +128,14 @@ absl::Status KeyVault::Load() {
     CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   }
   CRM_RETURN_IF_ERROR(LoadBlindIndexKey(data_master));
+  // Rows alone (keys of other services) are written together; a crash
+  // before the write leaves them stale, and the next start does it again.
+  rocksdb::WriteBatch rows;
   for (const Stale& s : stale) {
-    CRM_RETURN_IF_ERROR(Rewrap(s.key_id, s.stored, s.entry));
+    CRM_RETURN_IF_ERROR(Rewrap(s.key_id, s.stored, s.entry, rows));
     ++rewrapped_;
   }
-  return absl::OkStatus();
+  return rows.Count() > 0 ? db_.Write(&rows, /*sync=*/true) : absl::OkStatus();
 }
 
 absl::Status KeyVault::LoadBlindIndexKey(size_t legacy_master) {
@@ -170,7 +173,7 @@ std::string KeyVault::Wrap(const Key& key, absl::string_view key_id) const {
 }
 
 absl::Status KeyVault::Rewrap(const std::string& key_id, const crm::v1::EventEnvelope& stored,
-                              const Entry& entry) {
+                              const Entry& entry, rocksdb::WriteBatch& rows) {
   crm::v1::DataKeyIssued issued;
   stored.payload().UnpackTo(&issued);
   issued.set_wrapped_key(Wrap(entry.key, key_id));
@@ -182,10 +185,7 @@ absl::Status KeyVault::Rewrap(const std::string& key_id, const crm::v1::EventEnv
     // Another service's key (its issuer republishes it): the row only.
     crm::v1::EventEnvelope row = stored;
     row.mutable_payload()->PackFrom(issued);
-    rocksdb::WriteBatch batch;
-    CRM_RETURN_IF_ERROR(
-        FromRocks(batch.Put(db_.Family(kFamily), KeyRow(key_id), row.SerializeAsString())));
-    return db_.Write(&batch, /*sync=*/true);
+    return FromRocks(rows.Put(db_.Family(kFamily), KeyRow(key_id), row.SerializeAsString()));
   }
   // Redacted first: if the append below does not happen, the row is still
   // stale and the next start does both again.

@@ -17,6 +17,7 @@
 #include "libs/common/pii/cipher.h"
 #include "libs/common/pii/key_stream.h"
 #include "libs/common/subscriber.h"
+#include "rocksdb/write_batch.h"
 
 namespace crm::pii {
 
@@ -130,9 +131,10 @@ class KeyVault {
   // master key `legacy_master` (index as in Unwrapped) when there is none.
   absl::Status LoadBlindIndexKey(size_t legacy_master);
   // Stores `stored` (a key row that opened with a previous master key)
-  // wrapped under the current one; for an own key, also on its stream.
+  // wrapped under the current one: an own key's row with its new record on
+  // its stream, any other key's row into `rows`.
   absl::Status Rewrap(const std::string& key_id, const crm::v1::EventEnvelope& stored,
-                      const Entry& entry);
+                      const Entry& entry, rocksdb::WriteBatch& rows);
   // Clears the wrapped key from the issue records in `events` (one key's
   // stream of this service's log).
   absl::Status RedactIssued(const std::vector<crm::v1::EventEnvelope>& events);
