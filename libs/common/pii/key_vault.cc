@@ -97,6 +97,7 @@ absl::Status KeyVault::Load() {
     Entry entry;
   };
   std::vector<Stale> stale;
+  std::vector<std::string> dead;
   // The master key the stored data keys were wrapped under, which is the
   // one the blind index key was derived from before it was stored.
   size_t data_master = 0;
@@ -113,6 +114,17 @@ absl::Status KeyVault::Load() {
         if (!issued.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
           return absl::DataLossError(absl::StrCat("corrupt key row ", row));
         }
+        // Rows sort "e" before "k": every erasure is known here. A key row
+        // of an erased customer issued before the erasure was written back
+        // by a key record applied while the erasure ran: it stays destroyed.
+        crm::v1::DataKeyIssued payload;
+        if (issued.payload().UnpackTo(&payload)) {
+          if (auto e = erased_.find(payload.customer_id());
+              e != erased_.end() && FromProtoTimestamp(issued.occurred_at()) <= e->second) {
+            dead.emplace_back(row);
+            continue;
+          }
+        }
         // A key that does not unwrap was stored under another master key: a
         // configuration error that must stop the service, not hide its data.
         CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(issued));
@@ -128,9 +140,12 @@ absl::Status KeyVault::Load() {
     CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   }
   CRM_RETURN_IF_ERROR(LoadBlindIndexKey(data_master));
-  // Rows alone (keys of other services) are written together; a crash
-  // before the write leaves them stale, and the next start does it again.
+  // Rows alone (keys of other services, dead rows) are written together; a
+  // crash before the write leaves them as they were for the next start.
   rocksdb::WriteBatch rows;
+  for (const std::string& row : dead) {
+    CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(db_.Family(kFamily), row)));
+  }
   for (const Stale& s : stale) {
     CRM_RETURN_IF_ERROR(Rewrap(s.key_id, s.stored, s.entry, rows));
     ++rewrapped_;

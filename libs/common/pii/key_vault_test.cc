@@ -247,6 +247,30 @@ TEST_F(KeyVaultRotationTest, ErasureAfterRotationDestroysTheKeyAndRedactsEveryWr
   EXPECT_EQ((*leads)->OpenEmail(ann), "");
 }
 
+TEST_F(KeyVaultRotationTest, AKeyRowWrittenBackAfterTheErasureIsNotLoaded) {
+  DataKey key;
+  {
+    auto leads = *Service::Open(dir_.Sub("leads"), a_, "crm/leads");
+    key = *leads->vault->EnsureKey("cus_1", Ctx());
+    const crm::v1::EventEnvelope issue = leads->Stream(key.key_id).front();
+    ASSERT_TRUE(leads->vault->EraseCustomer("cus_1", "GDPR request 10", Ctx()).ok());
+    // A key record applied while the erasure ran commits its row after it.
+    rocksdb::WriteBatch batch;
+    ASSERT_TRUE(batch
+                    .Put(leads->store->db().Family(KeyVault::kFamily), "k" + key.key_id,
+                         issue.SerializeAsString())
+                    .ok());
+    ASSERT_TRUE(leads->store->db().Write(&batch, true).ok());
+  }
+  // Not loaded, and removed.
+  auto leads = Service::Open(dir_.Sub("leads"), a_, "crm/leads");
+  ASSERT_TRUE(leads.ok()) << leads.status();
+  EXPECT_EQ((*leads)->OpenEmail(Sealed("ann@example.com", key)), "");
+  auto row = (*leads)->store->db().Get(KeyVault::kFamily, "k" + key.key_id);
+  ASSERT_TRUE(row.ok());
+  EXPECT_FALSE(row->has_value());
+}
+
 TEST_F(KeyVaultRotationTest, BlindIndexKeyOfExistingDataIsDerivedFromItsMasterKey) {
   const std::string value = "ann@example.com";
   // Before the key was stored it was derived from the master key; data
