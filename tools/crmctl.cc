@@ -45,6 +45,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: crmctl COMMAND [flags]\n"
     "  rebuild analytics --data-dir=DIR [--brokers=B] [--master-key=HEX]\n"
+    "                    [--previous-master-keys=HEX,HEX | --previous-master-keys-file=F]\n"
     "                                                   rebuild the 360 views from the topics\n"
     "  digest analytics --data-dir=DIR                  fingerprint of the views\n"
     "  tail TOPIC [--from-beginning] [--count=N] [--brokers=B]\n"
@@ -283,20 +284,27 @@ int Rebuild(int argc, char** argv) {
     return 2;
   }
   const std::string brokers = Brokers(argc, argv);
-  auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies());
-  if (!db.ok()) {
-    std::fprintf(stderr, "crmctl rebuild: %s\n", db.status().ToString().c_str());
-    return 1;
-  }
   // The data keys come back from crm.keys.v1 with the views; erased
-  // customers' keys stay destroyed.
+  // customers' keys stay destroyed. During a master key rotation the topic
+  // may still hold keys wrapped under a previous master key.
   auto master = crm::pii::KeyFromHex(
       crm::Setting(argc, argv, "master-key", "CRM_MASTER_KEY", crm::auth::kDevPiiMasterKeyHex));
   if (!master.ok()) {
     std::fprintf(stderr, "crmctl rebuild: master-key: %s\n", master.status().ToString().c_str());
     return 2;
   }
-  auto vault = crm::pii::KeyVault::Open(**db, nullptr, *master, "crm/analytics");
+  auto previous = crm::PreviousMasterKeys(argc, argv);
+  if (!previous.ok()) {
+    std::fprintf(stderr, "crmctl rebuild: %s\n", previous.status().ToString().c_str());
+    return 2;
+  }
+  auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies());
+  if (!db.ok()) {
+    std::fprintf(stderr, "crmctl rebuild: %s\n", db.status().ToString().c_str());
+    return 1;
+  }
+  auto vault = crm::pii::KeyVault::Open(**db, nullptr, crm::pii::MasterKeys(*master, *previous),
+                                        "crm/analytics");
   if (!vault.ok()) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", vault.status().ToString().c_str());
     return 1;

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "libs/common/auth/dev_key.h"
@@ -94,6 +95,9 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
   if (auto key = pii::KeyFromHex(c.pii_master_key_hex); !key.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("master-key: ", key.status().message()));
   }
+  auto previous = PreviousMasterKeys(argc, argv);
+  if (!previous.ok()) return previous.status();
+  c.pii_previous_master_keys = *std::move(previous);
 
   c.allow_insecure = Truthy(Setting(argc, argv, "allow-insecure", "CRM_ALLOW_INSECURE", ""));
   for (int i = 1; i < argc; ++i) {
@@ -120,6 +124,31 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<pii::Key>> PreviousMasterKeys(int argc, char** argv) {
+  std::string setting = "previous-master-keys";
+  std::string list = Setting(argc, argv, setting, "CRM_PREVIOUS_MASTER_KEYS", "");
+  if (list.empty()) {
+    setting = "previous-master-keys-file";
+    auto file = FileSetting(argc, argv, setting, "CRM_PREVIOUS_MASTER_KEYS_FILE");
+    if (!file.ok()) return file.status();
+    list = *std::move(file);
+  }
+  std::vector<pii::Key> keys;
+  int n = 0;
+  for (absl::string_view hex :
+       absl::StrSplit(list, absl::ByAnyChar(",\n"), absl::SkipWhitespace())) {
+    ++n;
+    auto key = pii::KeyFromHex(absl::StripAsciiWhitespace(hex));
+    // The key itself is not echoed: it is a secret, even when malformed.
+    if (!key.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(setting, ": key ", n, ": ", key.status().message()));
+    }
+    keys.push_back(*key);
+  }
+  return keys;
+}
 
 bool IsLoopbackAddress(const std::string& listen) {
   absl::string_view host = listen;

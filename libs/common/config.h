@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "libs/common/pii/cipher.h"
@@ -41,6 +42,10 @@ struct ServiceConfig {
   // Validated on load.
   std::string pii_master_key_hex;
   pii::Key PiiMasterKey() const { return *pii::KeyFromHex(pii_master_key_hex); }
+  // Master keys being rotated out (PreviousMasterKeys): stored keys still
+  // wrapped under one of them are re-wrapped under the current one.
+  std::vector<pii::Key> pii_previous_master_keys;
+  pii::MasterKeys PiiMasterKeys() const { return {PiiMasterKey(), pii_previous_master_keys}; }
   // --allow-insecure / CRM_ALLOW_INSECURE=1: plaintext or the dev token key
   // on a non-loopback address. Without it such a config is refused.
   bool allow_insecure = false;
@@ -52,6 +57,13 @@ bool IsLoopbackAddress(const std::string& listen);
 absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
                                                 const std::string& service_name,
                                                 const std::string& default_listen);
+
+// Previous master keys of personal-data encryption, 64 hex digits each:
+// --previous-master-keys / CRM_PREVIOUS_MASTER_KEYS (comma-separated), or
+// the contents of --previous-master-keys-file /
+// CRM_PREVIOUS_MASTER_KEYS_FILE (one per line). INVALID_ARGUMENT naming
+// the setting when one is not a key.
+absl::StatusOr<std::vector<pii::Key>> PreviousMasterKeys(int argc, char** argv);
 
 // A setting by the same rules, for service-specific options.
 std::string Setting(int argc, char** argv, const std::string& flag, const std::string& env,

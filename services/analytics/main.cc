@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Reads only: analytics seals nothing, so it issues no keys.
-  auto vault = crm::pii::KeyVault::Open(**db, nullptr, config->PiiMasterKey(), "crm/analytics");
+  auto vault = crm::pii::KeyVault::Open(**db, nullptr, config->PiiMasterKeys(), "crm/analytics");
   if (!vault.ok()) {
     crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
     return 1;

@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   crm::log::SetService("leads");
-  auto store = crm::leads::LeadStore::Open(config->data_dir, config->PiiMasterKey());
+  auto store = crm::leads::LeadStore::Open(config->data_dir, config->PiiMasterKeys());
   if (!store.ok()) {
     crm::log::Error("open store", {{"error", store.status().ToString()}});
     return 1;

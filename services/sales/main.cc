@@ -80,8 +80,8 @@ int main(int argc, char** argv) {
     crm::log::Error("open store", {{"error", store.status().ToString()}});
     return 1;
   }
-  auto vault = crm::pii::KeyVault::Open((*store)->db(), &(*store)->events(), config->PiiMasterKey(),
-                                        "crm/sales");
+  auto vault = crm::pii::KeyVault::Open((*store)->db(), &(*store)->events(),
+                                        config->PiiMasterKeys(), "crm/sales");
   if (!vault.ok()) {
     crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
     return 1;

@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  auto vault = crm::pii::KeyVault::Open((*store)->db(), &(*store)->events(), config->PiiMasterKey(),
-                                        "crm/service-desk");
+  auto vault = crm::pii::KeyVault::Open((*store)->db(), &(*store)->events(),
+                                        config->PiiMasterKeys(), "crm/service-desk");
   if (!vault.ok()) {
     crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
     return 1;

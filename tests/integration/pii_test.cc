@@ -437,5 +437,61 @@ TEST(PiiTest, FreeTextIsSealedInEveryServiceAndErasedWithThePerson) {
   ASSERT_TRUE(Eventually([&] { return details().empty(); })) << stack.analytics().Log();
 }
 
+TEST(PiiTest, MasterKeyRotationKeepsPersonalDataReadableAndDedupeWorking) {
+  const std::string key_a(64, 'a');
+  const std::string key_b = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  Stack stack;
+  ASSERT_TRUE(stack.StartBroker());
+  ASSERT_TRUE(stack.Start("leads", {"--master-key=" + key_a}));
+  const auto grace =
+      Capture(stack, "rot-1", "Grace", "Hopperfield", "grace@navy.example", "+15551234567");
+  ASSERT_FALSE(grace.duplicate());
+  ASSERT_EQ(stack.leads().Kill(SIGTERM), 0);
+
+  // The new key alone: the stored keys do not unwrap, leads refuses to start.
+  Process refused({CRM_LEADS_BIN, "--listen=" + stack.LeadsTarget(),
+                   "--data-dir=" + stack.dir() + "/leads", "--brokers=" + stack.brokers(),
+                   std::string("--jwt-hs256-key=") + auth::kDevHs256Key, "--master-key=" + key_b},
+                  {}, stack.dir() + "/leads-refused.log");
+  ASSERT_TRUE(refused.Start());
+  EXPECT_EQ(refused.Wait(absl::Seconds(20)), 1);
+  EXPECT_TRUE(absl::StrContains(refused.Log(), "does not unwrap")) << refused.Log();
+
+  // New key plus the previous one: re-wrapped at start-up.
+  ASSERT_TRUE(stack.Start("leads", {"--master-key=" + key_b, "--previous-master-keys=" + key_a}));
+  EXPECT_TRUE(absl::StrContains(stack.leads().Log(), "re-wrapped")) << stack.leads().Log();
+  ASSERT_EQ(stack.leads().Kill(SIGTERM), 0);
+
+  // The new key alone is enough from now on.
+  ASSERT_TRUE(stack.Start("leads", {"--master-key=" + key_b})) << stack.leads().Log();
+  const crm::v1::Lead lead = GetLead(stack, grace.lead_id());
+  EXPECT_EQ(lead.contact().email(), "grace@navy.example");
+  EXPECT_EQ(lead.contact().last_name(), "Hopperfield");
+  // The blind index key survived: the same person is found again.
+  const auto again =
+      Capture(stack, "rot-2", "Grace", "Hopperfield", "grace@navy.example", "+15550000000");
+  EXPECT_TRUE(again.duplicate());
+  EXPECT_EQ(again.duplicate_of_lead_id(), grace.lead_id());
+  EXPECT_EQ(again.customer_id(), grace.customer_id());
+
+  // crm.keys.v1 carries the re-wrap after the first record (still there:
+  // the embedded broker does not compact). Analytics, started with the new
+  // key only, parks the old wrapping and reads her through the new one.
+  auto issued = ConsumeTopic(
+      stack.brokers(), kKeysTopic,
+      [&](const auto& e) {
+        return e.customer_id() == grace.customer_id() &&
+               e.payload().template Is<crm::v1::DataKeyIssued>();
+      },
+      [](const auto& seen) { return seen.size() >= 2; });
+  ASSERT_EQ(issued.size(), 2u);
+  EXPECT_EQ(issued[1].stream(), issued[0].stream());
+  EXPECT_EQ(issued[1].stream_version(), 2);
+  ASSERT_TRUE(stack.Start("analytics", {"--master-key=" + key_b}));
+  EXPECT_TRUE(Eventually([&] {
+    return View(stack, grace.customer_id()).profile().email() == "grace@navy.example";
+  })) << stack.analytics().Log();
+}
+
 }  // namespace
 }  // namespace crm::testing

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -35,5 +36,16 @@ absl::StatusOr<Key> KeyFromHex(absl::string_view hex);
 // A key derived from `key` for one purpose (HMAC(key, purpose)), so one
 // master key serves wrapping and the blind index without reuse.
 Key DeriveKey(const Key& key, absl::string_view purpose);
+
+// The master key that wraps data keys now and, during a rotation, the ones
+// it replaces: what is still wrapped under a previous key is read and
+// re-wrapped under the current one.
+struct MasterKeys {
+  // Implicit: one key is a set of master keys without previous ones.
+  MasterKeys(const Key& current, std::vector<Key> previous = {})  // NOLINT
+      : current(current), previous(std::move(previous)) {}
+  Key current;
+  std::vector<Key> previous;
+};
 
 }  // namespace crm::pii

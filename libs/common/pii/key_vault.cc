@@ -1,5 +1,7 @@
 #include "libs/common/pii/key_vault.h"
 
+#include <algorithm>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -7,7 +9,9 @@
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
+#include "libs/common/metrics.h"
 #include "libs/common/status_macros.h"
+#include "rocksdb/write_batch.h"
 
 namespace crm::pii {
 namespace {
@@ -16,67 +20,236 @@ std::string KeyRow(absl::string_view key_id) { return absl::StrCat("k", key_id);
 std::string ErasedRow(absl::string_view customer_id) { return absl::StrCat("e", customer_id); }
 std::string KeyStream(absl::string_view key_id) { return absl::StrCat(kKeyStreamPrefix, key_id); }
 
+constexpr char kBlindIndexRow[] = "blind-index";
+// The purpose of the blind index key: its derivation from a master key
+// (before it was stored) and the associated data of its wrapping.
+constexpr char kBlindIndexPurpose[] = "crm pii blind index v1";
+
 std::string EncodeTime(absl::Time t) {
   return BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(t)));
 }
 
+absl::string_view KeyBytes(const Key& key) {
+  return absl::string_view(reinterpret_cast<const char*>(key.data()), key.size());
+}
+
+std::vector<Key> Derived(const MasterKeys& masters, absl::string_view purpose) {
+  std::vector<Key> out = {DeriveKey(masters.current, purpose)};
+  for (const Key& k : masters.previous) out.push_back(DeriveKey(k, purpose));
+  return out;
+}
+
+// The key sealed in `wrapped` under the first of `wrap_keys` that opens
+// it, and that key's index.
+std::optional<std::pair<Key, size_t>> OpenWithAny(const std::vector<Key>& wrap_keys,
+                                                  absl::string_view wrapped,
+                                                  absl::string_view aad) {
+  for (size_t i = 0; i < wrap_keys.size(); ++i) {
+    auto raw = pii::Open(wrap_keys[i], wrapped, aad);
+    if (!raw.ok() || raw->size() != kKeySize) continue;
+    Key key;
+    std::copy(raw->begin(), raw->end(), key.begin());
+    return std::make_pair(key, i);
+  }
+  return std::nullopt;
+}
+
+Counter& RewrappedCounter() {
+  static Counter& counter = MetricsRegistry::Default().GetCounter(
+      "crm_pii_keys_rewrapped_total",
+      "Stored personal-data keys re-wrapped under the current master key");
+  return counter;
+}
+
 }  // namespace
 
-KeyVault::KeyVault(Token, Database& db, EventStore* store, const Key& master, std::string issuer)
+KeyVault::KeyVault(Token, Database& db, EventStore* store, const MasterKeys& masters,
+                   std::string issuer)
     : db_(db),
       store_(store),
-      wrap_key_(DeriveKey(master, "crm pii key wrapping v1")),
-      blind_index_key_(DeriveKey(master, "crm pii blind index v1")),
+      wrap_keys_(Derived(masters, "crm pii key wrapping v1")),
+      derived_blind_index_keys_(Derived(masters, kBlindIndexPurpose)),
+      blind_index_key_(derived_blind_index_keys_.front()),
       issuer_(std::move(issuer)) {}
 
 absl::StatusOr<std::unique_ptr<KeyVault>> KeyVault::Open(Database& db, EventStore* store,
-                                                         const Key& master, std::string issuer) {
+                                                         const MasterKeys& masters,
+                                                         std::string issuer) {
   if (db.Family(kFamily) == nullptr) {
     return absl::InternalError(absl::StrCat("database has no column family ", kFamily));
   }
-  auto vault = std::make_unique<KeyVault>(Token{}, db, store, master, std::move(issuer));
+  auto vault = std::make_unique<KeyVault>(Token{}, db, store, masters, std::move(issuer));
   CRM_RETURN_IF_ERROR(vault->Load());
+  if (vault->rewrapped_ > 0 || !masters.previous.empty()) {
+    // Once every service logs 0 here, the previous master keys can go.
+    log::Info("personal-data keys re-wrapped under the current master key",
+              {{"keys", absl::StrCat(vault->rewrapped_)},
+               {"previous_master_keys", absl::StrCat(masters.previous.size())}});
+  }
+  RewrappedCounter().Inc(static_cast<uint64_t>(vault->rewrapped_));
   return vault;
 }
 
 absl::Status KeyVault::Load() {
-  auto it = db_.NewIterator(kFamily);
-  std::lock_guard<std::mutex> lock(mu_);
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const absl::string_view row(it->key().data(), it->key().size());
-    const absl::string_view value(it->value().data(), it->value().size());
-    if (absl::StartsWith(row, "e") && value.size() == 8) {
-      erased_[row.substr(1)] = absl::FromUnixMicros(static_cast<int64_t>(ReadBigEndian64(value)));
-    } else if (absl::StartsWith(row, "k")) {
-      crm::v1::EventEnvelope issued;
-      if (!issued.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-        return absl::DataLossError(absl::StrCat("corrupt key row ", row));
+  struct Stale {
+    std::string key_id;
+    crm::v1::EventEnvelope stored;
+    Entry entry;
+  };
+  std::vector<Stale> stale;
+  std::vector<std::string> dead;
+  // The master key the stored data keys were wrapped under, which is the
+  // one the blind index key was derived from before it was stored.
+  size_t data_master = 0;
+  {
+    auto it = db_.NewIterator(kFamily);
+    std::lock_guard<std::mutex> lock(mu_);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const absl::string_view row(it->key().data(), it->key().size());
+      const absl::string_view value(it->value().data(), it->value().size());
+      if (absl::StartsWith(row, "e") && value.size() == 8) {
+        erased_[row.substr(1)] = absl::FromUnixMicros(static_cast<int64_t>(ReadBigEndian64(value)));
+      } else if (absl::StartsWith(row, "k")) {
+        crm::v1::EventEnvelope issued;
+        if (!issued.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          return absl::DataLossError(absl::StrCat("corrupt key row ", row));
+        }
+        // Rows sort "e" before "k": every erasure is known here. A key row
+        // of an erased customer issued before the erasure was written back
+        // by a key record applied while the erasure ran: it stays destroyed.
+        crm::v1::DataKeyIssued payload;
+        if (issued.payload().UnpackTo(&payload)) {
+          if (auto e = erased_.find(payload.customer_id());
+              e != erased_.end() && FromProtoTimestamp(issued.occurred_at()) <= e->second) {
+            dead.emplace_back(row);
+            continue;
+          }
+        }
+        // A key that does not unwrap was stored under another master key: a
+        // configuration error that must stop the service, not hide its data.
+        CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(issued));
+        const std::string key_id(row.substr(1));
+        if (unwrapped.master != 0) {
+          data_master = unwrapped.master;
+          stale.push_back({key_id, std::move(issued), unwrapped.entry});
+        }
+        by_customer_[unwrapped.entry.customer_id].push_back(key_id);
+        keys_.emplace(key_id, std::move(unwrapped.entry));
       }
-      // A key that does not unwrap was stored under another master key: a
-      // configuration error that must stop the service, not hide its data.
-      CRM_ASSIGN_OR_RETURN(Entry entry, Unwrap(issued));
-      const std::string key_id(row.substr(1));
-      by_customer_[entry.customer_id].push_back(key_id);
-      keys_.emplace(key_id, std::move(entry));
     }
+    CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   }
-  return FromRocks(it->status());
+  CRM_RETURN_IF_ERROR(LoadBlindIndexKey(data_master));
+  // Rows alone (keys of other services, dead rows) are written together; a
+  // crash before the write leaves them as they were for the next start.
+  rocksdb::WriteBatch rows;
+  for (const std::string& row : dead) {
+    CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(db_.Family(kFamily), row)));
+  }
+  for (const Stale& s : stale) {
+    CRM_RETURN_IF_ERROR(Rewrap(s.key_id, s.stored, s.entry, rows));
+    ++rewrapped_;
+  }
+  return rows.Count() > 0 ? db_.Write(&rows, /*sync=*/true) : absl::OkStatus();
 }
 
-absl::StatusOr<KeyVault::Entry> KeyVault::Unwrap(const crm::v1::EventEnvelope& event) const {
+absl::Status KeyVault::LoadBlindIndexKey(size_t legacy_master) {
+  // Only leads looks people up by blind index, and every service that
+  // issues keys keeps one; a vault that only reads has no use for it.
+  if (store_ == nullptr) return absl::OkStatus();
+  CRM_ASSIGN_OR_RETURN(auto stored, db_.Get(kFamily, kBlindIndexRow));
+  bool write = false;
+  if (!stored.has_value()) {
+    // Stored the first time, derived as before it was stored, so the
+    // dedupe indexes written since keep matching.
+    blind_index_key_ = derived_blind_index_keys_[legacy_master];
+    write = true;
+  } else {
+    auto opened = OpenWithAny(wrap_keys_, *stored, kBlindIndexPurpose);
+    if (!opened.has_value()) {
+      return absl::DataLossError("the blind index key does not unwrap with the master keys");
+    }
+    blind_index_key_ = opened->first;
+    if (opened->second != 0) {
+      write = true;
+      ++rewrapped_;
+    }
+  }
+  if (!write) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  const std::string wrapped =
+      Seal(wrap_keys_.front(), KeyBytes(blind_index_key_), kBlindIndexPurpose);
+  CRM_RETURN_IF_ERROR(FromRocks(batch.Put(db_.Family(kFamily), kBlindIndexRow, wrapped)));
+  return db_.Write(&batch, /*sync=*/true);
+}
+
+std::string KeyVault::Wrap(const Key& key, absl::string_view key_id) const {
+  return Seal(wrap_keys_.front(), KeyBytes(key), key_id);
+}
+
+absl::Status KeyVault::Rewrap(const std::string& key_id, const crm::v1::EventEnvelope& stored,
+                              const Entry& entry, rocksdb::WriteBatch& rows) {
+  crm::v1::DataKeyIssued issued;
+  stored.payload().UnpackTo(&issued);
+  issued.set_wrapped_key(Wrap(entry.key, key_id));
+  std::vector<crm::v1::EventEnvelope> events;
+  if (entry.own && store_ != nullptr) {
+    CRM_ASSIGN_OR_RETURN(events, store_->ReadStream(KeyStream(key_id)));
+  }
+  if (events.empty()) {
+    // Another service's key (its issuer republishes it): the row only.
+    crm::v1::EventEnvelope row = stored;
+    row.mutable_payload()->PackFrom(issued);
+    return FromRocks(rows.Put(db_.Family(kFamily), KeyRow(key_id), row.SerializeAsString()));
+  }
+  // Redacted first: if the append below does not happen, the row is still
+  // stale and the next start does both again.
+  CRM_RETURN_IF_ERROR(RedactIssued(events));
+  EventContext ctx;
+  ctx.source = issuer_;
+  ctx.actor = issuer_;
+  // The time of issue, which erasure compares, is the key's, not the
+  // rotation's.
+  ctx.occurred_at = entry.issued_at;
+  AppendRequest append;
+  append.stream = KeyStream(key_id);
+  append.expected_version = events.back().stream_version();
+  append.events.push_back(MakeEnvelope(issued, entry.customer_id, ctx));
+  append.projection_writes.push_back(
+      {kFamily, KeyRow(key_id), append.events.back().SerializeAsString()});
+  return store_->Append(std::move(append)).status();
+}
+
+absl::Status KeyVault::RedactIssued(const std::vector<crm::v1::EventEnvelope>& events) {
+  for (const auto& event : events) {
+    crm::v1::DataKeyIssued issued;
+    if (!event.payload().Is<crm::v1::DataKeyIssued>() || !event.payload().UnpackTo(&issued) ||
+        issued.wrapped_key().empty()) {
+      continue;
+    }
+    crm::v1::EventEnvelope redacted = event;
+    issued.clear_wrapped_key();
+    redacted.mutable_payload()->PackFrom(issued);
+    CRM_RETURN_IF_ERROR(store_->RedactEvent(redacted));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<KeyVault::Unwrapped> KeyVault::Unwrap(const crm::v1::EventEnvelope& event) const {
   crm::v1::DataKeyIssued issued;
   if (!event.payload().UnpackTo(&issued)) return absl::InvalidArgumentError("not a DataKeyIssued");
-  auto raw = pii::Open(wrap_key_, issued.wrapped_key(), issued.key_id());
-  if (!raw.ok() || raw->size() != kKeySize) {
+  auto opened = OpenWithAny(wrap_keys_, issued.wrapped_key(), issued.key_id());
+  if (!opened.has_value()) {
     return absl::DataLossError(
-        absl::StrCat("data key ", issued.key_id(), " does not unwrap with this master key"));
+        absl::StrCat("data key ", issued.key_id(), " does not unwrap with the master keys"));
   }
-  Entry entry;
-  entry.customer_id = issued.customer_id();
-  std::copy(raw->begin(), raw->end(), entry.key.begin());
-  entry.issued_at = FromProtoTimestamp(event.occurred_at());
-  entry.own = issued.issuer() == issuer_;
-  return entry;
+  Unwrapped out;
+  out.entry.customer_id = issued.customer_id();
+  out.entry.key = opened->first;
+  out.entry.issued_at = FromProtoTimestamp(event.occurred_at());
+  out.entry.own = issued.issuer() == issuer_;
+  out.master = opened->second;
+  return out;
 }
 
 KeyVault::Sealing KeyVault::KeyFor(const std::string& customer_id, const EventContext& ctx) const {
@@ -93,10 +266,7 @@ KeyVault::Sealing KeyVault::KeyFor(const std::string& customer_id, const EventCo
   crm::v1::DataKeyIssued issued;
   issued.set_key_id(out.key.key_id);
   issued.set_customer_id(customer_id);
-  issued.set_wrapped_key(
-      Seal(wrap_key_,
-           absl::string_view(reinterpret_cast<const char*>(out.key.key.data()), out.key.key.size()),
-           out.key.key_id));
+  issued.set_wrapped_key(Wrap(out.key.key, out.key.key_id));
   issued.set_issuer(issuer_);
   EventContext issue_ctx = ctx;
   issue_ctx.source = issuer_;
@@ -174,27 +344,27 @@ absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
   EventContext destroy_ctx = ctx;
   destroy_ctx.source = issuer_;
   for (const auto& key_id : key_ids) {
-    crm::v1::DataKeyDestroyed destroyed;
-    destroyed.set_key_id(key_id);
-    destroyed.set_customer_id(customer_id);
-    AppendRequest append;
-    append.stream = KeyStream(key_id);
-    append.expected_version = 1;
-    append.events.push_back(MakeEnvelope(destroyed, customer_id, destroy_ctx));
-    append.projection_writes.push_back({kFamily, KeyRow(key_id), "", true});
-    auto appended = store_->Append(std::move(append));
-    // ABORTED: destroyed before (the stream is past version 1).
-    if (!appended.ok() && !absl::IsAborted(appended.status())) return appended.status();
-    // The issue record is the one place the wrapped key is kept for good.
-    CRM_ASSIGN_OR_RETURN(auto events, store_->ReadStream(KeyStream(key_id), 1));
+    // The stream holds the issue record and, after rotations, re-wraps.
+    CRM_ASSIGN_OR_RETURN(auto events, store_->ReadStream(KeyStream(key_id)));
     if (events.empty()) continue;
-    crm::v1::EventEnvelope redacted = events.front();
-    crm::v1::DataKeyIssued issued;
-    if (redacted.payload().UnpackTo(&issued) && !issued.wrapped_key().empty()) {
-      issued.clear_wrapped_key();
-      redacted.mutable_payload()->PackFrom(issued);
-      CRM_RETURN_IF_ERROR(store_->RedactEvent(redacted));
+    const bool destroyed_before = std::any_of(events.begin(), events.end(), [](const auto& e) {
+      return e.payload().template Is<crm::v1::DataKeyDestroyed>();
+    });
+    if (!destroyed_before) {
+      crm::v1::DataKeyDestroyed destroyed;
+      destroyed.set_key_id(key_id);
+      destroyed.set_customer_id(customer_id);
+      AppendRequest append;
+      append.stream = KeyStream(key_id);
+      append.expected_version = events.back().stream_version();
+      append.events.push_back(MakeEnvelope(destroyed, customer_id, destroy_ctx));
+      append.projection_writes.push_back({kFamily, KeyRow(key_id), "", true});
+      auto appended = store_->Append(std::move(append));
+      // ABORTED: destroyed meanwhile by another path.
+      if (!appended.ok() && !absl::IsAborted(appended.status())) return appended.status();
     }
+    // Issue records are the one place wrapped keys are kept for good.
+    CRM_RETURN_IF_ERROR(RedactIssued(events));
   }
   return absl::OkStatus();
 }
@@ -202,16 +372,41 @@ absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
 absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
   const auto& payload = event.payload();
   if (payload.Is<crm::v1::DataKeyIssued>()) {
-    CRM_ASSIGN_OR_RETURN(Entry entry, Unwrap(event));
     crm::v1::DataKeyIssued issued;
-    payload.UnpackTo(&issued);
+    if (!payload.UnpackTo(&issued)) return absl::InvalidArgumentError("bad DataKeyIssued");
+    bool held;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held = keys_.contains(issued.key_id());
+    }
+    if (held) {
+      // The issuer re-wrapped the key under the current master key: store
+      // that wrapping. Any other record of a key held here (an older
+      // wrapping, a redacted issue record, one under a master key this
+      // service does not have yet) changes nothing: the key is known.
+      auto unwrapped = Unwrap(event);
+      if (!unwrapped.ok() || unwrapped->master != 0) return absl::OkStatus();
+      return txn.Put(kFamily, KeyRow(issued.key_id()), event.SerializeAsString());
+    }
+    // A redacted issue record carries no key: a later record of the stream
+    // re-wraps or destroys it.
+    if (issued.wrapped_key().empty()) return absl::OkStatus();
+    CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(event));
+    Entry& entry = unwrapped.entry;
     std::lock_guard<std::mutex> lock(mu_);
     if (keys_.contains(issued.key_id())) return absl::OkStatus();
     if (auto e = erased_.find(entry.customer_id);
         e != erased_.end() && entry.issued_at <= e->second) {
       return absl::OkStatus();  // issued before the customer was erased
     }
-    CRM_RETURN_IF_ERROR(txn.Put(kFamily, KeyRow(issued.key_id()), event.SerializeAsString()));
+    crm::v1::EventEnvelope row = event;
+    if (unwrapped.master != 0) {
+      // An old wrapping (a topic not compacted yet): stored under the
+      // current master key, so the row outlives the previous one.
+      issued.set_wrapped_key(Wrap(entry.key, issued.key_id()));
+      row.mutable_payload()->PackFrom(issued);
+    }
+    CRM_RETURN_IF_ERROR(txn.Put(kFamily, KeyRow(issued.key_id()), row.SerializeAsString()));
     by_customer_[entry.customer_id].push_back(issued.key_id());
     keys_.emplace(issued.key_id(), std::move(entry));
     return absl::OkStatus();

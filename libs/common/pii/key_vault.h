@@ -17,6 +17,7 @@
 #include "libs/common/pii/cipher.h"
 #include "libs/common/pii/key_stream.h"
 #include "libs/common/subscriber.h"
+#include "rocksdb/write_batch.h"
 
 namespace crm::pii {
 
@@ -31,19 +32,30 @@ struct DataKey {
 //   "k" key_id       -> DataKeyIssued (wrapped key)
 //   "e" customer_id  -> erased at (unix micros, big-endian): keys of the
 //                       customer issued before then are refused
+//   "blind-index"    -> the blind index key, wrapped (services that issue
+//                       keys only)
 // A service issues keys for the customers whose data it seals and learns
 // every other service's keys from crm.keys.v1 (ApplyRecord), so it can read
 // what they sealed.
+//
+// Master key rotation: Open unwraps with the current master key, then with
+// the previous ones, and re-wraps under the current key whatever only a
+// previous key opened. For its own keys the service also appends a new
+// DataKeyIssued (same key, same customer, the original time of issue) to
+// the key's stream, so crm.keys.v1 carries the new wrapping, and removes
+// the old wrapping from its own log.
 class KeyVault {
  public:
   static constexpr char kFamily[] = "pii_keys";
 
-  // Loads every key in `db`. `store` is the service's event log, where
-  // issued keys and erasures are appended (the relay publishes them);
-  // nullptr for a service that only reads. `issuer` is the service's event
-  // source, e.g. "crm/leads".
+  // Loads every key in `db`, re-wrapping those stored under a previous
+  // master key. `store` is the service's event log, where issued keys and
+  // erasures are appended (the relay publishes them); nullptr for a service
+  // that only reads. `issuer` is the service's event source, e.g.
+  // "crm/leads". DATA_LOSS when a stored key opens with none of `masters`.
   static absl::StatusOr<std::unique_ptr<KeyVault>> Open(Database& db, EventStore* store,
-                                                        const Key& master, std::string issuer);
+                                                        const MasterKeys& masters,
+                                                        std::string issuer);
 
   // A key for sealing the customer's data. When the vault has none, a new
   // key and, in `issue`, the append that records it: append it with (or
@@ -63,7 +75,11 @@ class KeyVault {
   std::optional<Key> Find(absl::string_view key_id) const;
 
   // A record consumed from crm.keys.v1, ours or another service's. Unknown
-  // types are INVALID_ARGUMENT (the subscriber parks them).
+  // types are INVALID_ARGUMENT (the subscriber parks them). An issue record
+  // of a key held here replaces the stored one only when it unwraps with
+  // the current master key (its issuer re-wrapped it); older wrappings,
+  // still on a topic until compaction, change nothing. An issue record of
+  // a key not held that opens with no master key is DATA_LOSS (parked).
   absl::Status ApplyRecord(const crm::v1::EventEnvelope& event, ProjectionTxn& txn);
 
   // Erases the customer everywhere: appends CustomerErased (relayed to
@@ -79,7 +95,12 @@ class KeyVault {
 
   // The key that derives blind-index values (HMAC of normalized contact
   // data) for dedupe lookups without storing the data itself.
+  // Kept wrapped in the vault, so it survives master key rotation.
   const Key& blind_index_key() const { return blind_index_key_; }
+
+  // Stored keys (data keys and the blind index key) that Open re-wrapped
+  // under the current master key.
+  int rewrapped() const { return rewrapped_; }
 
  private:
   struct Entry {
@@ -89,14 +110,34 @@ class KeyVault {
     bool own = false;
   };
 
+  // An entry and which master key opened it: 0 the current one, i > 0
+  // previous[i - 1].
+  struct Unwrapped {
+    Entry entry;
+    size_t master = 0;
+  };
+
   struct Token {};
 
  public:
-  KeyVault(Token, Database& db, EventStore* store, const Key& master, std::string issuer);
+  KeyVault(Token, Database& db, EventStore* store, const MasterKeys& masters, std::string issuer);
 
  private:
   absl::Status Load();
-  absl::StatusOr<Entry> Unwrap(const crm::v1::EventEnvelope& issued) const;
+  absl::StatusOr<Unwrapped> Unwrap(const crm::v1::EventEnvelope& issued) const;
+  // The wrapped key of a DataKeyIssued under the current master key.
+  std::string Wrap(const Key& key, absl::string_view key_id) const;
+  // Reads the stored blind index key, or stores the one derived from the
+  // master key `legacy_master` (index as in Unwrapped) when there is none.
+  absl::Status LoadBlindIndexKey(size_t legacy_master);
+  // Stores `stored` (a key row that opened with a previous master key)
+  // wrapped under the current one: an own key's row with its new record on
+  // its stream, any other key's row into `rows`.
+  absl::Status Rewrap(const std::string& key_id, const crm::v1::EventEnvelope& stored,
+                      const Entry& entry, rocksdb::WriteBatch& rows);
+  // Clears the wrapped key from the issue records in `events` (one key's
+  // stream of this service's log).
+  absl::Status RedactIssued(const std::vector<crm::v1::EventEnvelope>& events);
   // Drops the customer's keys from memory; returns the own ones, whose
   // destruction this service publishes.
   std::vector<std::string> Forget(const std::string& customer_id, absl::Time erased_at);
@@ -110,9 +151,12 @@ class KeyVault {
 
   Database& db_;
   EventStore* const store_;
-  const Key wrap_key_;
-  const Key blind_index_key_;
+  // Derived from MasterKeys: [0] the current master key, then the previous.
+  const std::vector<Key> wrap_keys_;
+  const std::vector<Key> derived_blind_index_keys_;
+  Key blind_index_key_;
   const std::string issuer_;
+  int rewrapped_ = 0;
 
   mutable std::mutex mu_;
   absl::flat_hash_map<std::string, Entry> keys_;                            // by key id

@@ -81,13 +81,13 @@ bool Matches(const LeadQuery& q, const crm::v1::LeadSummary& s) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LeadStore>> LeadStore::Open(const std::string& path,
-                                                           const pii::Key& master_key) {
+                                                           const pii::MasterKeys& master_keys) {
   std::vector<std::string> families = {
       kContacts, kById, kByScore, kByOwner, kImports, kSettings, pii::KeyVault::kFamily};
   for (auto& f : Subscriber::Families()) families.push_back(std::move(f));
   CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, families));
   CRM_ASSIGN_OR_RETURN(auto vault,
-                       pii::KeyVault::Open(events->db(), events.get(), master_key, "crm/leads"));
+                       pii::KeyVault::Open(events->db(), events.get(), master_keys, "crm/leads"));
   return std::make_unique<LeadStore>(std::move(events), std::move(vault));
 }
 

@@ -50,9 +50,9 @@ struct LeadQuery {
 //   settings    "assignment_rules"                   -> AssignmentRuleTable
 class LeadStore {
  public:
-  // `master_key` wraps the data keys of the personal data it seals.
+  // `master_keys` wrap the data keys of the personal data it seals.
   static absl::StatusOr<std::unique_ptr<LeadStore>> Open(const std::string& path,
-                                                         const pii::Key& master_key);
+                                                         const pii::MasterKeys& master_keys);
 
   LeadStore(std::unique_ptr<EventStore> events, std::unique_ptr<pii::KeyVault> vault)
       : events_(std::move(events)), vault_(std::move(vault)) {}

@@ -1,0 +1,81 @@
+#include "libs/common/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "libs/common/testing/temp_dir.h"
+
+namespace crm {
+namespace {
+
+// LoadServiceConfig over `flags`, with the settings every service needs.
+absl::StatusOr<ServiceConfig> Load(std::vector<std::string> flags) {
+  std::vector<std::string> args = {"crm-leads", "--brokers=127.0.0.1:9092",
+                                   "--jwt-hs256-key=test-key-of-enough-length-0123456789"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return LoadServiceConfig(static_cast<int>(argv.size()), argv.data(), "leads", "127.0.0.1:7001");
+}
+
+const std::string kA(64, 'a');
+const std::string kB(64, 'b');
+
+TEST(ConfigTest, PreviousMasterKeysComeFromAFlagTheEnvironmentOrAFile) {
+  auto none = Load({});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->pii_previous_master_keys.empty());
+  EXPECT_TRUE(none->PiiMasterKeys().previous.empty());
+
+  auto flag = Load({"--master-key=" + std::string(64, 'c'),
+                    absl::StrCat("--previous-master-keys=", kA, ", ", kB)});
+  ASSERT_TRUE(flag.ok()) << flag.status();
+  ASSERT_EQ(flag->pii_previous_master_keys.size(), 2u);
+  EXPECT_EQ(flag->pii_previous_master_keys[0], *pii::KeyFromHex(kA));
+  EXPECT_EQ(flag->pii_previous_master_keys[1], *pii::KeyFromHex(kB));
+  EXPECT_EQ(flag->PiiMasterKeys().current, *pii::KeyFromHex(std::string(64, 'c')));
+  EXPECT_EQ(flag->PiiMasterKeys().previous, flag->pii_previous_master_keys);
+
+  setenv("CRM_PREVIOUS_MASTER_KEYS", kB.c_str(), 1);
+  auto env = Load({});
+  unsetenv("CRM_PREVIOUS_MASTER_KEYS");
+  ASSERT_TRUE(env.ok()) << env.status();
+  ASSERT_EQ(env->pii_previous_master_keys.size(), 1u);
+  EXPECT_EQ(env->pii_previous_master_keys[0], *pii::KeyFromHex(kB));
+
+  testing::TempDir dir;
+  const std::string file = dir.Sub("previous");
+  std::ofstream(file) << kA << "\n" << kB << "\n\n";
+  auto from_file = Load({"--previous-master-keys-file=" + file});
+  ASSERT_TRUE(from_file.ok()) << from_file.status();
+  EXPECT_EQ(from_file->pii_previous_master_keys.size(), 2u);
+}
+
+TEST(ConfigTest, AnInvalidPreviousMasterKeyIsRefusedNamingTheSetting) {
+  auto bad = Load({absl::StrCat("--previous-master-keys=", kA, ",not-a-key")});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "previous-master-keys: key 2"))
+      << bad.status();
+  EXPECT_FALSE(absl::StrContains(bad.status().message(), "not-a-key")) << "keys are not echoed";
+
+  testing::TempDir dir;
+  const std::string file = dir.Sub("previous");
+  std::ofstream(file) << std::string(63, 'a') << "\n";
+  auto bad_file = Load({"--previous-master-keys-file=" + file});
+  ASSERT_FALSE(bad_file.ok());
+  EXPECT_TRUE(absl::StrContains(bad_file.status().message(), "previous-master-keys-file"))
+      << bad_file.status();
+
+  auto missing = Load({"--previous-master-keys-file=" + dir.Sub("absent")});
+  EXPECT_FALSE(missing.ok());
+}
+
+}  // namespace
+}  // namespace crm

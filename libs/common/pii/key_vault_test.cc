@@ -1,0 +1,313 @@
+// Master key rotation: keys stored under a previous master key are read,
+// re-wrapped under the current one, republished by their issuer, and keep
+// working for sealing, dedupe and erasure.
+#include "libs/common/pii/key_vault.h"
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "crm/v1/leads.pb.h"
+#include "crm/v1/pii.pb.h"
+#include "libs/common/envelope.h"
+#include "libs/common/ids.h"
+#include "libs/common/pii/cipher.h"
+#include "libs/common/pii/field_sealer.h"
+#include "libs/common/testing/temp_dir.h"
+#include "rocksdb/write_batch.h"
+
+namespace crm::pii {
+namespace {
+
+EventContext Ctx() {
+  EventContext ctx;
+  ctx.actor = "admin-1";
+  ctx.occurred_at = absl::Now();
+  return ctx;
+}
+
+// A service's store and vault, opened with `masters`; `issues` false for a
+// service that only reads keys (no event log handed to the vault).
+struct Service {
+  static absl::StatusOr<std::unique_ptr<Service>> Open(const std::string& path,
+                                                       const MasterKeys& masters,
+                                                       const std::string& issuer,
+                                                       bool issues = true) {
+    auto s = std::make_unique<Service>();
+    std::vector<std::string> families = Subscriber::Families();
+    families.push_back(KeyVault::kFamily);
+    auto store = EventStore::Open(path, families);
+    if (!store.ok()) return store.status();
+    s->store = *std::move(store);
+    auto vault = KeyVault::Open(s->store->db(), issues ? s->store.get() : nullptr, masters, issuer);
+    if (!vault.ok()) return vault.status();
+    s->vault = *std::move(vault);
+    return s;
+  }
+  // Applies `records` the way the subscriber would from crm.keys.v1.
+  absl::Status Apply(const std::vector<crm::v1::EventEnvelope>& records) {
+    ProjectionTxn txn(store->db());
+    for (const auto& e : records) {
+      if (auto st = vault->ApplyRecord(e, txn); !st.ok()) return st;
+    }
+    return txn.Commit();
+  }
+  std::vector<crm::v1::EventEnvelope> Stream(const std::string& key_id) const {
+    return *store->ReadStream(kKeyStreamPrefix + key_id);
+  }
+  std::string OpenEmail(const crm::v1::Contact& sealed) const {
+    crm::v1::Contact c = sealed;
+    OpenFields(c, *vault);
+    return c.email();
+  }
+
+  std::unique_ptr<EventStore> store;
+  std::unique_ptr<KeyVault> vault;
+};
+
+crm::v1::Contact Sealed(const std::string& email, const DataKey& key) {
+  crm::v1::Contact c;
+  c.set_first_name("Ann");
+  c.set_email(email);
+  SealFields(c, key);
+  return c;
+}
+
+crm::v1::DataKeyIssued Issued(const crm::v1::EventEnvelope& e) {
+  crm::v1::DataKeyIssued issued;
+  EXPECT_TRUE(e.payload().Is<crm::v1::DataKeyIssued>()) << e.type();
+  e.payload().UnpackTo(&issued);
+  return issued;
+}
+
+class KeyVaultRotationTest : public ::testing::Test {
+ protected:
+  const Key a_ = RandomKey();
+  const Key b_ = RandomKey();
+  testing::TempDir dir_;
+};
+
+TEST_F(KeyVaultRotationTest, KeysUnderThePreviousMasterKeyAreReWrappedAndRepublished) {
+  const std::string path = dir_.Sub("leads");
+  DataKey ann_key, bob_key, sales_key;
+  std::string blind;
+  std::vector<crm::v1::EventEnvelope> ann_before;
+  {
+    auto leads = *Service::Open(path, a_, "crm/leads");
+    auto sales = *Service::Open(dir_.Sub("sales"), a_, "crm/sales");
+    ann_key = *leads->vault->EnsureKey("cus_1", Ctx());
+    bob_key = *leads->vault->EnsureKey("cus_2", Ctx());
+    sales_key = *sales->vault->EnsureKey("cus_3", Ctx());
+    ASSERT_TRUE(leads->Apply(sales->Stream(sales_key.key_id)).ok())
+        << "leads learns a key sales issued";
+    ann_before = leads->Stream(ann_key.key_id);
+    blind = BlindIndex(*leads->vault, "email", "ann@example.com");
+    EXPECT_EQ(leads->vault->rewrapped(), 0);
+  }
+  const crm::v1::Contact ann = Sealed("ann@example.com", ann_key);
+  const crm::v1::Contact bob = Sealed("bob@example.com", bob_key);
+  const crm::v1::Contact carl = Sealed("carl@example.com", sales_key);
+  ASSERT_EQ(ann_before.size(), 1u);
+
+  // The new master key alone cannot read what the old one wrapped.
+  auto refused = Service::Open(path, b_, "crm/leads");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsDataLoss(refused.status())) << refused.status();
+
+  {
+    auto leads = Service::Open(path, MasterKeys(b_, {a_}), "crm/leads");
+    ASSERT_TRUE(leads.ok()) << leads.status();
+    // Two own keys, one learned from sales, and the blind index key.
+    EXPECT_EQ((*leads)->vault->rewrapped(), 4);
+    EXPECT_EQ((*leads)->OpenEmail(ann), "ann@example.com");
+    EXPECT_EQ((*leads)->OpenEmail(carl), "carl@example.com");
+    EXPECT_EQ(BlindIndex(*(*leads)->vault, "email", "ann@example.com"), blind);
+
+    // An own key: its stream carries the new wrapping with the original
+    // time of issue, and the old wrapping is gone from the log.
+    const auto records = (*leads)->Stream(ann_key.key_id);
+    ASSERT_EQ(records.size(), 2u);
+    EXPECT_TRUE(Issued(records[0]).wrapped_key().empty());
+    const crm::v1::DataKeyIssued rewrapped = Issued(records[1]);
+    EXPECT_EQ(rewrapped.key_id(), ann_key.key_id);
+    EXPECT_EQ(rewrapped.customer_id(), "cus_1");
+    EXPECT_EQ(rewrapped.issuer(), "crm/leads");
+    EXPECT_NE(rewrapped.wrapped_key(), Issued(ann_before[0]).wrapped_key());
+    EXPECT_EQ(records[1].customer_id(), "cus_1");
+    EXPECT_EQ(FromProtoTimestamp(records[1].occurred_at()),
+              FromProtoTimestamp(ann_before[0].occurred_at()));
+    EXPECT_EQ((*leads)->Stream(sales_key.key_id).size(), 0u)
+        << "another service's key is republished by its issuer, not here";
+  }
+  {
+    auto again = Service::Open(path, MasterKeys(b_, {a_}), "crm/leads");
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ((*again)->vault->rewrapped(), 0) << "re-wrapped once";
+    EXPECT_EQ((*again)->Stream(ann_key.key_id).size(), 2u);
+  }
+  // The previous master key is no longer needed.
+  auto leads = Service::Open(path, b_, "crm/leads");
+  ASSERT_TRUE(leads.ok()) << leads.status();
+  EXPECT_EQ((*leads)->OpenEmail(ann), "ann@example.com");
+  EXPECT_EQ((*leads)->OpenEmail(bob), "bob@example.com");
+  EXPECT_EQ((*leads)->OpenEmail(carl), "carl@example.com");
+  EXPECT_EQ(BlindIndex(*(*leads)->vault, "email", "ann@example.com"), blind);
+  EXPECT_EQ((*leads)->vault->EnsureKey("cus_1", Ctx())->key_id, ann_key.key_id)
+      << "the same key keeps sealing";
+
+  // A service set up after the rotation learns the key from the stream: the
+  // redacted first record carries nothing, the re-wrap does.
+  auto fresh = *Service::Open(dir_.Sub("fresh"), b_, "crm/analytics", /*issues=*/false);
+  ASSERT_TRUE(fresh->Apply((*leads)->Stream(ann_key.key_id)).ok());
+  EXPECT_EQ(fresh->OpenEmail(ann), "ann@example.com");
+}
+
+TEST_F(KeyVaultRotationTest, ConsumersKeepHeldKeysAndTakeTheNewWrapping) {
+  DataKey key;
+  crm::v1::EventEnvelope old_record;
+  {
+    auto leads = *Service::Open(dir_.Sub("leads"), a_, "crm/leads");
+    key = *leads->vault->EnsureKey("cus_1", Ctx());
+    old_record = leads->Stream(key.key_id).front();
+    auto analytics = *Service::Open(dir_.Sub("analytics"), a_, "crm/analytics", false);
+    ASSERT_TRUE(analytics->Apply({old_record}).ok());
+  }
+  const crm::v1::Contact ann = Sealed("ann@example.com", key);
+  auto leads = *Service::Open(dir_.Sub("leads"), MasterKeys(b_, {a_}), "crm/leads");
+  const crm::v1::EventEnvelope new_record = leads->Stream(key.key_id).back();
+  ASSERT_EQ(new_record.stream_version(), 2);
+
+  {
+    // Not rotated yet: the new wrapping does not open with its key, but the
+    // key is held, so the record changes nothing and breaks nothing.
+    auto analytics = *Service::Open(dir_.Sub("analytics"), a_, "crm/analytics", false);
+    ASSERT_TRUE(analytics->Apply({new_record}).ok());
+    EXPECT_EQ(analytics->OpenEmail(ann), "ann@example.com");
+  }
+  {
+    // Rotated: its own row is re-wrapped (read-only vaults too, without a
+    // blind index key), and later records of either wrapping are fine.
+    auto analytics = Service::Open(dir_.Sub("analytics"), MasterKeys(b_, {a_}), "crm/analytics",
+                                   /*issues=*/false);
+    ASSERT_TRUE(analytics.ok()) << analytics.status();
+    EXPECT_EQ((*analytics)->vault->rewrapped(), 1);
+    ASSERT_TRUE((*analytics)->Apply({new_record, old_record}).ok());
+    EXPECT_EQ((*analytics)->OpenEmail(ann), "ann@example.com");
+    // The row holds the issuer's new wrapping, not the old one after it.
+    auto row = (*analytics)->store->db().Get(KeyVault::kFamily, "k" + key.key_id);
+    ASSERT_TRUE(row.ok() && row->has_value());
+    crm::v1::EventEnvelope stored;
+    ASSERT_TRUE(stored.ParseFromString(**row));
+    EXPECT_EQ(Issued(stored).wrapped_key(), Issued(new_record).wrapped_key());
+  }
+  auto analytics = Service::Open(dir_.Sub("analytics"), b_, "crm/analytics", false);
+  ASSERT_TRUE(analytics.ok()) << analytics.status();
+  EXPECT_EQ((*analytics)->OpenEmail(ann), "ann@example.com");
+
+  // A topic not compacted yet still has the old wrapping. A new service
+  // with only the new master key cannot take it (the subscriber parks it)
+  // and gets the key from the re-wrap; one that still has the previous key
+  // stores it under the current key at once.
+  auto rebuilt = *Service::Open(dir_.Sub("rebuilt"), b_, "crm/analytics", false);
+  EXPECT_TRUE(absl::IsDataLoss(rebuilt->Apply({old_record})));
+  ASSERT_TRUE(rebuilt->Apply({new_record}).ok());
+  EXPECT_EQ(rebuilt->OpenEmail(ann), "ann@example.com");
+  {
+    auto during = *Service::Open(dir_.Sub("during"), MasterKeys(b_, {a_}), "crm/analytics", false);
+    ASSERT_TRUE(during->Apply({old_record}).ok());
+  }
+  auto during = Service::Open(dir_.Sub("during"), b_, "crm/analytics", false);
+  ASSERT_TRUE(during.ok()) << during.status();
+  EXPECT_EQ((*during)->OpenEmail(ann), "ann@example.com");
+}
+
+TEST_F(KeyVaultRotationTest, ErasureAfterRotationDestroysTheKeyAndRedactsEveryWrapping) {
+  DataKey key;
+  {
+    auto leads = *Service::Open(dir_.Sub("leads"), a_, "crm/leads");
+    key = *leads->vault->EnsureKey("cus_1", Ctx());
+  }
+  const crm::v1::Contact ann = Sealed("ann@example.com", key);
+  {
+    auto leads = *Service::Open(dir_.Sub("leads"), MasterKeys(b_, {a_}), "crm/leads");
+    auto destroyed = leads->vault->EraseCustomer("cus_1", "GDPR request 9", Ctx());
+    ASSERT_TRUE(destroyed.ok()) << destroyed.status();
+    EXPECT_EQ(*destroyed, 1);
+    EXPECT_EQ(leads->OpenEmail(ann), "");
+    const auto records = leads->Stream(key.key_id);
+    ASSERT_EQ(records.size(), 3u) << "issue, re-wrap, destruction";
+    EXPECT_TRUE(Issued(records[0]).wrapped_key().empty());
+    EXPECT_TRUE(Issued(records[1]).wrapped_key().empty());
+    EXPECT_TRUE(records[2].payload().Is<crm::v1::DataKeyDestroyed>());
+    EXPECT_TRUE(leads->vault->EraseCustomer("cus_1", "again", Ctx()).ok());
+    EXPECT_EQ(leads->Stream(key.key_id).size(), 3u) << "destroyed once";
+  }
+  auto leads = Service::Open(dir_.Sub("leads"), b_, "crm/leads");
+  ASSERT_TRUE(leads.ok()) << leads.status();
+  EXPECT_EQ((*leads)->OpenEmail(ann), "");
+}
+
+TEST_F(KeyVaultRotationTest, AKeyRowWrittenBackAfterTheErasureIsNotLoaded) {
+  DataKey key;
+  {
+    auto leads = *Service::Open(dir_.Sub("leads"), a_, "crm/leads");
+    key = *leads->vault->EnsureKey("cus_1", Ctx());
+    const crm::v1::EventEnvelope issue = leads->Stream(key.key_id).front();
+    ASSERT_TRUE(leads->vault->EraseCustomer("cus_1", "GDPR request 10", Ctx()).ok());
+    // A key record applied while the erasure ran commits its row after it.
+    rocksdb::WriteBatch batch;
+    ASSERT_TRUE(batch
+                    .Put(leads->store->db().Family(KeyVault::kFamily), "k" + key.key_id,
+                         issue.SerializeAsString())
+                    .ok());
+    ASSERT_TRUE(leads->store->db().Write(&batch, true).ok());
+  }
+  // Not loaded, and removed.
+  auto leads = Service::Open(dir_.Sub("leads"), a_, "crm/leads");
+  ASSERT_TRUE(leads.ok()) << leads.status();
+  EXPECT_EQ((*leads)->OpenEmail(Sealed("ann@example.com", key)), "");
+  auto row = (*leads)->store->db().Get(KeyVault::kFamily, "k" + key.key_id);
+  ASSERT_TRUE(row.ok());
+  EXPECT_FALSE(row->has_value());
+}
+
+TEST_F(KeyVaultRotationTest, BlindIndexKeyOfExistingDataIsDerivedFromItsMasterKey) {
+  const std::string value = "ann@example.com";
+  // Before the key was stored it was derived from the master key; data
+  // indexed then must keep matching.
+  const std::string mac = Hmac(DeriveKey(a_, "crm pii blind index v1"), "email:" + value);
+  const std::string derived =
+      absl::StrCat("email#", absl::WebSafeBase64Escape(absl::string_view(mac).substr(0, 16)));
+  {
+    auto leads = *Service::Open(dir_.Sub("leads"), a_, "crm/leads");
+    EXPECT_EQ(BlindIndex(*leads->vault, "email", value), derived);
+    ASSERT_TRUE(leads->vault->EnsureKey("cus_1", Ctx()).ok());
+    // As a database written before the key was stored.
+    rocksdb::WriteBatch batch;
+    ASSERT_TRUE(batch.Delete(leads->store->db().Family(KeyVault::kFamily), "blind-index").ok());
+    ASSERT_TRUE(leads->store->db().Write(&batch, true).ok());
+  }
+  {
+    // Upgraded and rotated at once: the key comes from the master key the
+    // stored data keys were wrapped under, not from the new one.
+    auto leads = Service::Open(dir_.Sub("leads"), MasterKeys(b_, {a_}), "crm/leads");
+    ASSERT_TRUE(leads.ok()) << leads.status();
+    EXPECT_EQ(BlindIndex(*(*leads)->vault, "email", value), derived);
+  }
+  auto leads = Service::Open(dir_.Sub("leads"), b_, "crm/leads");
+  ASSERT_TRUE(leads.ok()) << leads.status();
+  EXPECT_EQ(BlindIndex(*(*leads)->vault, "email", value), derived);
+}
+
+TEST_F(KeyVaultRotationTest, StoredBlindIndexKeyUnderAnotherMasterKeyIsRefused) {
+  // No data keys yet, only the blind index key: it alone stops the service
+  // like a data key would, rather than breaking every dedupe lookup.
+  ASSERT_TRUE(Service::Open(dir_.Sub("leads"), a_, "crm/leads").ok());
+  auto other = Service::Open(dir_.Sub("leads"), b_, "crm/leads");
+  EXPECT_TRUE(absl::IsDataLoss(other.status())) << other.status();
+  EXPECT_TRUE(Service::Open(dir_.Sub("leads"), MasterKeys(b_, {a_}), "crm/leads").ok());
+  EXPECT_TRUE(Service::Open(dir_.Sub("leads"), b_, "crm/leads").ok());
+}
+
+}  // namespace
+}  // namespace crm::pii
