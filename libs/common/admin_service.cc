@@ -39,7 +39,7 @@ grpc::ServerUnaryReactor* AdminService::CreateBackup(grpc::CallbackServerContext
                                                      const crm::v1::CreateBackupRequest*,
                                                      crm::v1::Backup* response) {
   return Guarded(ctx, [this, response]() -> absl::Status {
-    auto backup = crm::CreateBackup(db_, backup_dir_);
+    auto backup = crm::CreateBackup(db_, backup_dir_, parts_);
     if (!backup.ok()) return backup.status();
     Fill(*backup, backup_dir_, response);
     return absl::OkStatus();

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "crm/v1/admin.grpc.pb.h"
+#include "libs/common/backup.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/database.h"
 #include "libs/common/event_store.h"
@@ -19,13 +20,15 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
   // `events` is the service's event log (exports read it), `vault` its
   // data keys (exports open with them; erasure needs one that can erase);
   // both must outlive the service. `service` names it in exports.
+  // `parts` are the service's other databases, backed up with `db`.
   AdminService(Database& db, std::string backup_dir, std::string service, const EventStore& events,
-               pii::KeyVault& vault)
+               pii::KeyVault& vault, std::vector<BackupPart> parts = {})
       : db_(db),
         backup_dir_(std::move(backup_dir)),
         service_(std::move(service)),
         events_(events),
-        vault_(vault) {}
+        vault_(vault),
+        parts_(std::move(parts)) {}
 
   grpc::ServerUnaryReactor* CreateBackup(grpc::CallbackServerContext* ctx,
                                          const crm::v1::CreateBackupRequest* request,
@@ -51,6 +54,7 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
   const std::string service_;
   const EventStore& events_;
   pii::KeyVault& vault_;
+  const std::vector<BackupPart> parts_;
   std::mutex backup_mu_;  // BackupEngine allows one writer per directory
   BlockingExecutor executor_{1};
 };

@@ -21,17 +21,31 @@ struct BackupSummary {
 // while the service keeps writing, incremental (SST files are shared between
 // the backups in one directory) and checksummed.
 
-// Backs up the open database into `backup_dir` (created if missing). The
-// memtables are flushed first, so a backup holds everything acknowledged
-// before the call. Callers serialize backups into one directory.
-absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& backup_dir);
+// Another database of the service that belongs in its backups, e.g.
+// analytics' own event log next to its views: backed up into
+// `backup_dir`/part-<name> with every backup of the main database and
+// restored with it into `data_dir`/<name>.
+struct BackupPart {
+  std::string name;
+  Database* db = nullptr;
+};
+
+// Backs up the open database (and `parts`) into `backup_dir` (created if
+// missing). The memtables are flushed first, so a backup holds everything
+// acknowledged before the call. The parts are backed up first and the main
+// backup names their backup ids, so a backup is only listed once it is
+// whole. Callers serialize backups into one directory. The summary counts
+// the parts' files too.
+absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& backup_dir,
+                                           const std::vector<BackupPart>& parts = {});
 
 // Oldest first.
 absl::StatusOr<std::vector<BackupSummary>> ListBackups(const std::string& backup_dir);
 
 // Restores backup `backup_id` (0: the latest) into `data_dir`, which must
 // not hold a database: a restore never overwrites live data. The backup's
-// checksums are verified first; a damaged backup is DATA_LOSS.
+// checksums, and its parts', are verified first; a damaged backup is
+// DATA_LOSS. Parts are restored into `data_dir`/<name>.
 absl::Status RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
                            const std::string& data_dir);
 

@@ -117,5 +117,42 @@ TEST_F(BackupTest, RestoreRefusesToOverwriteDataAndReportsMissingOrDamagedBackup
             absl::StatusCode::kDataLoss);
 }
 
+TEST_F(BackupTest, PartsAreBackedUpAndRestoredWithTheMainDatabase) {
+  auto emitted = EventStore::Open(dir_.Sub("live-emitted"), {"index"});
+  ASSERT_TRUE(emitted.ok()) << emitted.status();
+  ASSERT_TRUE(AppendOne(*store_, "views", 0).ok());
+  ASSERT_TRUE(AppendOne(**emitted, "alerts", 0).ok());
+  const std::string backups = dir_.Sub("backups");
+  // A stray backup of the part alone: the part's ids no longer match the
+  // main ones, and the main backup's record of its part must decide.
+  ASSERT_TRUE(CreateBackup((*emitted)->db(), backups + "/part-emitted").ok());
+  ASSERT_TRUE(AppendOne(**emitted, "alerts", 1).ok());
+  auto backup = CreateBackup(store_->db(), backups, {{"emitted", &(*emitted)->db()}});
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  EXPECT_EQ(backup->backup_id, 1u);
+  auto alone = CreateBackup(store_->db(), dir_.Sub("alone"));
+  ASSERT_TRUE(alone.ok());
+  EXPECT_GT(backup->file_count, alone->file_count) << "the part's files count";
+  ASSERT_TRUE(AppendOne(**emitted, "alerts", 2).ok());
+
+  ASSERT_TRUE(RestoreBackup(backups, 0, dir_.Sub("restored")).ok());
+  auto views = EventStore::Open(dir_.Sub("restored"), {"index"});
+  ASSERT_TRUE(views.ok()) << views.status();
+  EXPECT_EQ((*views)->LoadState("views")->version, 1);
+  auto alerts = EventStore::Open(dir_.Sub("restored") + "/emitted", {"index"});
+  ASSERT_TRUE(alerts.ok()) << alerts.status();
+  EXPECT_EQ((*alerts)->LoadState("alerts")->version, 2) << "as of the backup, not the stray one";
+
+  // A damaged part fails the restore before anything is written.
+  for (const auto& f : std::filesystem::recursive_directory_iterator(backups + "/part-emitted")) {
+    if (f.path().extension() != ".sst") continue;
+    std::fstream io(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(10);
+    io.put('\x5a');
+  }
+  EXPECT_EQ(RestoreBackup(backups, 0, dir_.Sub("again")).code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("again") + "/CURRENT"));
+}
+
 }  // namespace
 }  // namespace crm

@@ -28,10 +28,12 @@ class ServiceHost {
 
   void AddService(grpc::Service* service) { services_.push_back(service); }
   // Serves crm.v1.AdminService for the service's database (online backups
-  // into --backup-dir), its event log and data keys (export, erasure).
-  void ServeAdmin(Database& db, const EventStore& events, pii::KeyVault& vault) {
-    admin_ =
-        std::make_unique<AdminService>(db, config_.backup_dir, config_.service_name, events, vault);
+  // into --backup-dir, with `parts`, its other databases), its event log
+  // and data keys (export, erasure).
+  void ServeAdmin(Database& db, const EventStore& events, pii::KeyVault& vault,
+                  std::vector<BackupPart> parts = {}) {
+    admin_ = std::make_unique<AdminService>(db, config_.backup_dir, config_.service_name, events,
+                                            vault, std::move(parts));
     AddService(admin_.get());
   }
   // Records every refused call (and repeated failed authentication) in

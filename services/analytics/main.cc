@@ -114,7 +114,9 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.ServeAdmin(**db, **events, **vault);
+  // A backup holds the views and the emitted events with their churn alert
+  // state, restored into <data-dir>/emitted (the default --events-dir).
+  host.ServeAdmin(**db, **events, **vault, {{"emitted", &(*events)->db()}});
   host.RecordDenials(**events);
   host.OpenPii(**vault);
   host.OnShutdown([&] {
