@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -45,28 +46,55 @@ absl::StatusOr<std::vector<std::pair<std::string, rocksdb::BackupID>>> PartsOf(
   return parts;
 }
 
-absl::StatusOr<BackupSummary> Summarize(const std::string& backup_dir,
-                                        const rocksdb::BackupInfo& info) {
+BackupSummary Summarize(const rocksdb::BackupInfo& info) {
   BackupSummary b;
   b.backup_id = info.backup_id;
   b.created_at = absl::FromUnixSeconds(info.timestamp);
   b.size_bytes = info.size;
   b.file_count = info.number_files;
-  auto parts = PartsOf(info);
-  if (!parts.ok()) return parts.status();
-  for (const auto& [name, id] : *parts) {
-    auto engine = OpenEngine(PartDir(backup_dir, name));
-    if (!engine.ok()) return engine.status();
-    rocksdb::BackupInfo part;
-    if (auto s = (*engine)->GetBackupInfo(id, &part); !s.ok()) return FromRocks(s);
-    b.size_bytes += part.size;
-    b.file_count += part.number_files;
-  }
   return b;
 }
 
-absl::StatusOr<rocksdb::BackupID> BackUp(Database& db, const std::string& backup_dir,
-                                         const std::string& metadata) {
+void AddPart(const rocksdb::BackupInfo& part, BackupSummary& b) {
+  b.size_bytes += part.size;
+  b.file_count += part.number_files;
+}
+
+// The engines of a backup directory's parts, each opened once.
+class PartEngines {
+ public:
+  explicit PartEngines(const std::string& backup_dir) : backup_dir_(backup_dir) {}
+
+  absl::StatusOr<rocksdb::BackupEngine*> Get(const std::string& name) {
+    auto [it, inserted] = engines_.try_emplace(name);
+    if (inserted) {
+      auto engine = OpenEngine(PartDir(backup_dir_, name));
+      if (!engine.ok()) {
+        engines_.erase(it);
+        return engine.status();
+      }
+      it->second = *std::move(engine);
+    }
+    return it->second.get();
+  }
+
+ private:
+  const std::string backup_dir_;
+  absl::flat_hash_map<std::string, std::unique_ptr<rocksdb::BackupEngine>> engines_;
+};
+
+// The engine of a backup directory that must exist already (opening an
+// engine creates its directory).
+absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenExisting(const std::string& backup_dir) {
+  if (!std::filesystem::exists(backup_dir)) {
+    return absl::NotFoundError(absl::StrCat("backup_dir: ", backup_dir, " does not exist"));
+  }
+  return OpenEngine(backup_dir);
+}
+
+// Backs up `db` into `backup_dir` and returns what the engine recorded.
+absl::StatusOr<rocksdb::BackupInfo> BackUp(Database& db, const std::string& backup_dir,
+                                           const std::string& metadata) {
   // The engine creates its own directory, not missing parents (a part's).
   std::error_code ec;
   std::filesystem::create_directories(backup_dir, ec);
@@ -79,7 +107,9 @@ absl::StatusOr<rocksdb::BackupID> BackUp(Database& db, const std::string& backup
   if (auto s = (*engine)->CreateNewBackupWithMetadata(options, db.raw(), metadata, &id); !s.ok()) {
     return FromRocks(s);
   }
-  return id;
+  rocksdb::BackupInfo info;
+  if (auto s = (*engine)->GetBackupInfo(id, &info); !s.ok()) return FromRocks(s);
+  return info;
 }
 
 absl::Status Verify(rocksdb::BackupEngine& engine, rocksdb::BackupID id) {
@@ -95,34 +125,39 @@ absl::Status Verify(rocksdb::BackupEngine& engine, rocksdb::BackupID id) {
 absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& backup_dir,
                                            const std::vector<BackupPart>& parts) {
   std::string metadata;
+  std::vector<rocksdb::BackupInfo> part_infos;
   for (const auto& part : parts) {
-    auto id = BackUp(*part.db, PartDir(backup_dir, part.name), "");
-    if (!id.ok()) return id.status();
-    absl::StrAppend(&metadata, part.name, "=", *id, "\n");
+    auto info = BackUp(*part.db, PartDir(backup_dir, part.name), "");
+    if (!info.ok()) return info.status();
+    absl::StrAppend(&metadata, part.name, "=", info->backup_id, "\n");
+    part_infos.push_back(*std::move(info));
   }
-  auto id = BackUp(db, backup_dir, metadata);
-  if (!id.ok()) return id.status();
-  auto engine = OpenEngine(backup_dir);
-  if (!engine.ok()) return engine.status();
-  rocksdb::BackupInfo info;
-  if (auto s = (*engine)->GetBackupInfo(*id, &info); !s.ok()) return FromRocks(s);
-  return Summarize(backup_dir, info);
+  auto info = BackUp(db, backup_dir, metadata);
+  if (!info.ok()) return info.status();
+  BackupSummary summary = Summarize(*info);
+  for (const auto& part : part_infos) AddPart(part, summary);
+  return summary;
 }
 
 absl::StatusOr<std::vector<BackupSummary>> ListBackups(const std::string& backup_dir) {
-  if (!std::filesystem::exists(backup_dir)) {
-    return absl::NotFoundError(absl::StrCat("backup_dir: ", backup_dir, " does not exist"));
-  }
-  auto engine = OpenEngine(backup_dir);
+  auto engine = OpenExisting(backup_dir);
   if (!engine.ok()) return engine.status();
   std::vector<rocksdb::BackupInfo> infos;
   (*engine)->GetBackupInfo(&infos);
+  PartEngines part_engines(backup_dir);
   std::vector<BackupSummary> out;
   out.reserve(infos.size());
   for (const auto& info : infos) {
-    auto summary = Summarize(backup_dir, info);
-    if (!summary.ok()) return summary.status();
-    out.push_back(*summary);
+    BackupSummary& summary = out.emplace_back(Summarize(info));
+    auto parts = PartsOf(info);
+    if (!parts.ok()) return parts.status();
+    for (const auto& [name, id] : *parts) {
+      auto part_engine = part_engines.Get(name);
+      if (!part_engine.ok()) return part_engine.status();
+      rocksdb::BackupInfo part;
+      if (auto s = (*part_engine)->GetBackupInfo(id, &part); !s.ok()) return FromRocks(s);
+      AddPart(part, summary);
+    }
   }
   return out;
 }
@@ -135,34 +170,33 @@ absl::Status RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
     return absl::FailedPreconditionError(
         absl::StrCat("data_dir: ", data_dir, " is not empty; restore into a new directory"));
   }
-  auto backups = ListBackups(backup_dir);
-  if (!backups.ok()) return backups.status();
-  if (backups->empty()) {
+  auto engine = OpenExisting(backup_dir);
+  if (!engine.ok()) return engine.status();
+  std::vector<rocksdb::BackupInfo> infos;
+  (*engine)->GetBackupInfo(&infos);
+  if (infos.empty()) {
     return absl::NotFoundError(absl::StrCat("backup_dir: no backups in ", backup_dir));
   }
-  const uint32_t id = backup_id == 0 ? backups->back().backup_id : backup_id;
-  auto engine = OpenEngine(backup_dir);
-  if (!engine.ok()) return engine.status();
+  const uint32_t id = backup_id == 0 ? infos.back().backup_id : backup_id;
   if (auto st = Verify(**engine, id); !st.ok()) return st;
   rocksdb::BackupInfo info;
   if (auto s = (*engine)->GetBackupInfo(id, &info); !s.ok()) return FromRocks(s);
   auto parts = PartsOf(info);
   if (!parts.ok()) return parts.status();
   // Every part verified before anything is written: no half restores.
-  std::vector<std::unique_ptr<rocksdb::BackupEngine>> part_engines;
+  PartEngines part_engines(backup_dir);
   for (const auto& [name, part_id] : *parts) {
-    auto part = OpenEngine(PartDir(backup_dir, name));
-    if (!part.ok()) return part.status();
-    if (auto st = Verify(**part, part_id); !st.ok()) return st;
-    part_engines.push_back(*std::move(part));
+    auto part_engine = part_engines.Get(name);
+    if (!part_engine.ok()) return part_engine.status();
+    if (auto st = Verify(**part_engine, part_id); !st.ok()) return st;
   }
   rocksdb::RestoreOptions options;
   if (auto s = (*engine)->RestoreDBFromBackup(options, id, data_dir, data_dir); !s.ok()) {
     return FromRocks(s);
   }
-  for (size_t i = 0; i < parts->size(); ++i) {
-    const std::string dir = absl::StrCat(data_dir, "/", (*parts)[i].first);
-    if (auto s = part_engines[i]->RestoreDBFromBackup(options, (*parts)[i].second, dir, dir);
+  for (const auto& [name, part_id] : *parts) {
+    const std::string dir = absl::StrCat(data_dir, "/", name);
+    if (auto s = (*part_engines.Get(name))->RestoreDBFromBackup(options, part_id, dir, dir);
         !s.ok()) {
       return FromRocks(s);
     }
