@@ -42,6 +42,19 @@ crm::v1::CaptureLeadResponse Capture(Stack& stack, const std::string& id, const 
   return resp;
 }
 
+// A unary call with a context of its own.
+template <typename Call>
+grpc::Status Unary(const Call& call) {
+  grpc::ClientContext ctx;
+  return call(&ctx);
+}
+
+#define ASSERT_OK(call)                         \
+  do {                                          \
+    const grpc::Status st = (call);             \
+    ASSERT_TRUE(st.ok()) << st.error_message(); \
+  } while (false)
+
 crm::v1::Lead GetLead(Stack& stack, const std::string& lead_id) {
   crm::v1::GetLeadRequest req;
   req.set_lead_id(lead_id);
@@ -296,10 +309,7 @@ TEST(PiiTest, FreeTextIsSealedInEveryServiceAndErasedWithThePerson) {
   (*capture.mutable_attributes())["diet"] = diet;
   capture.mutable_bant()->set_need(need);
   crm::v1::CaptureLeadResponse lead;
-  {
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(stack.LeadsStub()->CaptureLead(&ctx, capture, &lead).ok());
-  }
+  ASSERT_OK(Unary([&](auto* c) { return stack.LeadsStub()->CaptureLead(c, capture, &lead); }));
   const std::string customer = lead.customer_id();
   crm::v1::RecordLeadActivityRequest activity;
   activity.set_request_id("free-2");
@@ -307,11 +317,8 @@ TEST(PiiTest, FreeTextIsSealedInEveryServiceAndErasedWithThePerson) {
   activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_MEETING_HELD);
   activity.set_detail(visit);
   crm::v1::Lead recorded;
-  {
-    grpc::ClientContext ctx;
-    const grpc::Status st = stack.LeadsStub()->RecordLeadActivity(&ctx, activity, &recorded);
-    ASSERT_TRUE(st.ok()) << st.error_message();
-  }
+  ASSERT_OK(Unary(
+      [&](auto* c) { return stack.LeadsStub()->RecordLeadActivity(c, activity, &recorded); }));
 
   auto sales = crm::v1::SalesService::NewStub(stack.Channel("sales"));
   crm::v1::OpenCustomerRequest open_customer;
@@ -320,11 +327,7 @@ TEST(PiiTest, FreeTextIsSealedInEveryServiceAndErasedWithThePerson) {
   open_customer.set_name("Navy");
   open_customer.set_owner_id("rep-1");
   crm::v1::Customer account;
-  {
-    grpc::ClientContext ctx;
-    const grpc::Status st = sales->OpenCustomer(&ctx, open_customer, &account);
-    ASSERT_TRUE(st.ok()) << st.error_message();
-  }
+  ASSERT_OK(Unary([&](auto* c) { return sales->OpenCustomer(c, open_customer, &account); }));
   crm::v1::LogActivityRequest log_call;
   log_call.set_request_id("free-4");
   log_call.set_customer_id(customer);
@@ -332,11 +335,7 @@ TEST(PiiTest, FreeTextIsSealedInEveryServiceAndErasedWithThePerson) {
   log_call.set_subject(call);
   log_call.set_notes(call);
   crm::v1::Activity logged;
-  {
-    grpc::ClientContext ctx;
-    const grpc::Status st = sales->LogActivity(&ctx, log_call, &logged);
-    ASSERT_TRUE(st.ok()) << st.error_message();
-  }
+  ASSERT_OK(Unary([&](auto* c) { return sales->LogActivity(c, log_call, &logged); }));
   EXPECT_EQ(logged.subject(), call) << "the caller gets back what it sent";
 
   auto desk = crm::v1::ServiceDeskService::NewStub(stack.Channel("service-desk"));
@@ -349,21 +348,13 @@ TEST(PiiTest, FreeTextIsSealedInEveryServiceAndErasedWithThePerson) {
   open_ticket.set_product("pacer");
   open_ticket.set_priority(crm::v1::TICKET_PRIORITY_HIGH);
   crm::v1::Ticket ticket;
-  {
-    grpc::ClientContext ctx;
-    const grpc::Status st = desk->OpenTicket(&ctx, open_ticket, &ticket);
-    ASSERT_TRUE(st.ok()) << st.error_message();
-  }
+  ASSERT_OK(Unary([&](auto* c) { return desk->OpenTicket(c, open_ticket, &ticket); }));
   crm::v1::ReplyToTicketRequest reply_request;
   reply_request.set_request_id("free-6");
   reply_request.set_ticket_id(ticket.ticket_id());
   reply_request.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
   reply_request.set_body(reply);
-  {
-    grpc::ClientContext ctx;
-    const grpc::Status st = desk->ReplyToTicket(&ctx, reply_request, &ticket);
-    ASSERT_TRUE(st.ok()) << st.error_message();
-  }
+  ASSERT_OK(Unary([&](auto* c) { return desk->ReplyToTicket(c, reply_request, &ticket); }));
 
   // The topics carry none of it.
   for (const char* topic : {kLeadsTopic, kSalesTopic, kServiceDeskTopic}) {
