@@ -25,6 +25,23 @@ constexpr char kBlindIndexRow[] = "blind-index";
 // (before it was stored) and the associated data of its wrapping.
 constexpr char kBlindIndexPurpose[] = "crm pii blind index v1";
 
+// One record on a key's stream with the key's row: the record itself for
+// an issue (or re-wrap), deleted for a destruction.
+AppendRequest KeyRecord(absl::string_view key_id, int64_t expected_version,
+                        crm::v1::EventEnvelope record) {
+  AppendRequest append;
+  append.stream = KeyStream(key_id);
+  append.expected_version = expected_version;
+  if (record.payload().Is<crm::v1::DataKeyDestroyed>()) {
+    append.projection_writes.push_back({KeyVault::kFamily, KeyRow(key_id), "", true});
+  } else {
+    append.projection_writes.push_back(
+        {KeyVault::kFamily, KeyRow(key_id), record.SerializeAsString()});
+  }
+  append.events.push_back(std::move(record));
+  return append;
+}
+
 std::string EncodeTime(absl::Time t) {
   return BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(t)));
 }
@@ -211,13 +228,10 @@ absl::Status KeyVault::Rewrap(const std::string& key_id, const crm::v1::EventEnv
   // The time of issue, which erasure compares, is the key's, not the
   // rotation's.
   ctx.occurred_at = entry.issued_at;
-  AppendRequest append;
-  append.stream = KeyStream(key_id);
-  append.expected_version = events.back().stream_version();
-  append.events.push_back(MakeEnvelope(issued, entry.customer_id, ctx));
-  append.projection_writes.push_back(
-      {kFamily, KeyRow(key_id), append.events.back().SerializeAsString()});
-  return store_->Append(std::move(append)).status();
+  return store_
+      ->Append(KeyRecord(key_id, events.back().stream_version(),
+                         MakeEnvelope(issued, entry.customer_id, ctx)))
+      .status();
 }
 
 absl::Status KeyVault::RedactIssued(const std::vector<crm::v1::EventEnvelope>& events) {
@@ -273,12 +287,8 @@ KeyVault::Sealing KeyVault::KeyFor(const std::string& customer_id, const EventCo
   // Erasure compares times of issue: a key is as old as its creation, not
   // as the (possibly earlier) business time of the data it seals.
   issue_ctx.occurred_at = absl::Now();
-  AppendRequest& append = out.issue.emplace();
-  append.stream = KeyStream(out.key.key_id);
-  append.expected_version = EventStore::kNoStream;
-  append.events.push_back(MakeEnvelope(issued, customer_id, issue_ctx));
-  append.projection_writes.push_back(
-      {kFamily, KeyRow(out.key.key_id), append.events.back().SerializeAsString()});
+  out.issue = KeyRecord(out.key.key_id, EventStore::kNoStream,
+                        MakeEnvelope(issued, customer_id, issue_ctx));
   return out;
 }
 
@@ -354,12 +364,8 @@ absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
       crm::v1::DataKeyDestroyed destroyed;
       destroyed.set_key_id(key_id);
       destroyed.set_customer_id(customer_id);
-      AppendRequest append;
-      append.stream = KeyStream(key_id);
-      append.expected_version = events.back().stream_version();
-      append.events.push_back(MakeEnvelope(destroyed, customer_id, destroy_ctx));
-      append.projection_writes.push_back({kFamily, KeyRow(key_id), "", true});
-      auto appended = store_->Append(std::move(append));
+      auto appended = store_->Append(KeyRecord(key_id, events.back().stream_version(),
+                                               MakeEnvelope(destroyed, customer_id, destroy_ctx)));
       // ABORTED: destroyed meanwhile by another path.
       if (!appended.ok() && !absl::IsAborted(appended.status())) return appended.status();
     }
