@@ -215,6 +215,46 @@ absl::StatusOr<std::unique_ptr<const JwtVerifier>> JwtVerifier::Create(JwtVerifi
 }
 
 absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token, absl::Time now) const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = verified_.find(token); it != verified_.end()) {
+      CRM_RETURN_IF_ERROR(CheckTime(it->second, now));
+      return it->second.principal;
+    }
+  }
+  CRM_ASSIGN_OR_RETURN(Checked checked, Check(token));
+  CRM_RETURN_IF_ERROR(CheckTime(checked, now));
+  Remember(token, checked, now);
+  return std::move(checked.principal);
+}
+
+absl::Status JwtVerifier::CheckTime(const Checked& checked, absl::Time now) const {
+  if (now > checked.expires + options_.clock_skew) return Unauthenticated("token expired");
+  if (checked.not_before.has_value() && now + options_.clock_skew < *checked.not_before) {
+    return Unauthenticated("token not valid yet (nbf)");
+  }
+  return absl::OkStatus();
+}
+
+void JwtVerifier::Remember(absl::string_view token, const Checked& checked, absl::Time now) const {
+  absl::MutexLock lock(&mu_);
+  if (verified_.size() >= kMaxCachedTokens) {
+    // Expired tokens go first; if every one is live, start over rather
+    // than let many callers grow the cache without bound.
+    absl::erase_if(verified_, [&](const auto& entry) {
+      return now > entry.second.expires + options_.clock_skew;
+    });
+    if (verified_.size() >= kMaxCachedTokens) verified_.clear();
+  }
+  verified_.try_emplace(token, checked);
+}
+
+size_t JwtVerifier::CachedTokens() const {
+  absl::MutexLock lock(&mu_);
+  return verified_.size();
+}
+
+absl::StatusOr<JwtVerifier::Checked> JwtVerifier::Check(absl::string_view token) const {
   if (token.empty()) return Unauthenticated("empty");
   if (token.size() > kMaxTokenBytes) return Unauthenticated("longer than 8 KiB");
   const std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
@@ -263,15 +303,13 @@ absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token, absl::Tim
     }
   }
   if (!audience_ok) return Unauthenticated("audience does not include this service");
+  Checked checked;
   CRM_ASSIGN_OR_RETURN(const std::optional<absl::Time> exp, TimeClaim(claims, "exp"));
   if (!exp.has_value()) return Unauthenticated("exp is required");
-  if (now > *exp + options_.clock_skew) return Unauthenticated("token expired");
-  CRM_ASSIGN_OR_RETURN(const std::optional<absl::Time> nbf, TimeClaim(claims, "nbf"));
-  if (nbf.has_value() && now + options_.clock_skew < *nbf) {
-    return Unauthenticated("token not valid yet (nbf)");
-  }
+  checked.expires = *exp;
+  CRM_ASSIGN_OR_RETURN(checked.not_before, TimeClaim(claims, "nbf"));
 
-  Principal p;
+  Principal& p = checked.principal;
   CRM_ASSIGN_OR_RETURN(p.subject, StringClaim(claims, "sub"));
   if (p.subject.empty()) return Unauthenticated("sub is required");
   CRM_ASSIGN_OR_RETURN(p.territory, StringClaim(claims, "territory"));
@@ -288,7 +326,7 @@ absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token, absl::Tim
       }
     }
   }
-  return p;
+  return checked;
 }
 
 std::string ClaimsJson(const TokenSpec& spec) {

@@ -5,8 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "libs/common/auth/principal.h"
@@ -42,14 +44,34 @@ class JwtVerifier {
 
   // The principal a compact JWS names, or UNAUTHENTICATED saying why not.
   // The signature is checked before any claim is looked at.
+  //
+  // A caller sends the same token with every call until it expires, so a
+  // token that verified is remembered (its exact bytes, at most
+  // kMaxCachedTokens of them): the next call skips the signature and JSON
+  // work but is still held to exp and nbf at `now`.
   absl::StatusOr<Principal> Verify(absl::string_view token, absl::Time now) const;
+
+  static constexpr size_t kMaxCachedTokens = 1024;
+  size_t CachedTokens() const;
 
  private:
   struct Keys;
+  // What a token says that does not change with the time of the call.
+  struct Checked {
+    Principal principal;
+    absl::Time expires;
+    std::optional<absl::Time> not_before;
+  };
   JwtVerifier(JwtVerifierOptions options, std::unique_ptr<Keys> keys);
+
+  absl::StatusOr<Checked> Check(absl::string_view token) const;
+  absl::Status CheckTime(const Checked& checked, absl::Time now) const;
+  void Remember(absl::string_view token, const Checked& checked, absl::Time now) const;
 
   JwtVerifierOptions options_;
   std::unique_ptr<Keys> keys_;
+  mutable absl::Mutex mu_;
+  mutable absl::flat_hash_map<std::string, Checked> verified_ ABSL_GUARDED_BY(mu_);
 };
 
 // What a minted token says.

@@ -172,6 +172,47 @@ TEST(JwtTest, ExpiryAndNotBeforeAllowOnlyTheClockSkew) {
   ExpectUnauthenticated(Verifier()->Verify(*no_exp, kNow), "exp is required");
 }
 
+TEST(JwtTest, ARememberedTokenIsStillHeldToExpiryAndNotBefore) {
+  auto v = Verifier();
+  auto token = SignHs256(Alice(), kKey);
+  ExpectUnauthenticated(v->Verify(*token, kNow + absl::Minutes(61)), "expired");
+  EXPECT_EQ(v->CachedTokens(), 0u);  // a refused token is not remembered
+
+  auto first = v->Verify(*token, kNow);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(v->CachedTokens(), 1u);
+  auto again = v->Verify(*token, kNow + absl::Minutes(30));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->subject, "alice");
+  EXPECT_EQ(again->roles, first->roles);
+  EXPECT_EQ(again->territory, "emea");
+  ExpectUnauthenticated(v->Verify(*token, kNow + absl::Minutes(61)), "expired");
+
+  // Another signature on the same header and payload is another token.
+  std::string forged = *token;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  ExpectUnauthenticated(v->Verify(forged, kNow), "signature");
+
+  TokenSpec later = Alice();
+  later.not_before = kNow + absl::Minutes(5);
+  auto early = SignHs256(later, kKey);
+  EXPECT_TRUE(v->Verify(*early, kNow + absl::Minutes(10)).ok());
+  ExpectUnauthenticated(v->Verify(*early, kNow), "not valid yet");
+}
+
+TEST(JwtTest, RememberedTokensAreBounded) {
+  auto v = Verifier(/*hs256=*/true, /*rs256=*/false);
+  for (size_t i = 0; i < JwtVerifier::kMaxCachedTokens + 10; ++i) {
+    TokenSpec spec = Alice();
+    spec.subject = absl::StrCat("user-", i);
+    auto token = SignHs256(spec, kKey);
+    auto p = v->Verify(*token, kNow);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->subject, spec.subject);
+    EXPECT_LE(v->CachedTokens(), JwtVerifier::kMaxCachedTokens);
+  }
+}
+
 TEST(JwtTest, WrongIssuerOrAudienceIsRefused) {
   TokenSpec spec = Alice();
   spec.issuer = "someone-else";
