@@ -57,6 +57,9 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   options.max_background_jobs = 2;
   // Lets synced writers of different streams join one WAL fsync.
   options.enable_pipelined_write = true;
+  // Writers waiting for the group leader block instead of spinning: with
+  // two cores a spinning follower takes the CPU the leader needs.
+  options.enable_write_thread_adaptive_yield = false;
   options.keep_log_file_num = 4;
   // Write SST data out as it is produced, so a WAL fsync does not wait
   // for a burst of flush or compaction output (ext4 ordered mode).
