@@ -2,7 +2,9 @@
 // loopback, next to the raw unary QPS of a bare gRPC server on the same
 // machine in the same run:
 //   grpc unary echo (health Check on a server with nothing else);
-//   CaptureLead on crm-leads (durable: synced append, group commit), 64 clients.
+//   CaptureLead on crm-leads (durable: synced append, group commit), 64 clients;
+//   ChangeOpportunityStage on crm-sales, 64 clients, each moving its own
+//   opportunity between two stages with the version it last saw.
 #include <atomic>
 #include <memory>
 #include <thread>
@@ -11,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/figures.h"
 #include "crm/v1/leads.grpc.pb.h"
+#include "crm/v1/sales.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "tests/integration/stack.h"
@@ -138,6 +141,65 @@ double CaptureLeads() {
   return r.qps;
 }
 
+double ChangeStages() {
+  crm::testing::Stack stack;
+  if (!stack.StartBroker() || !stack.Start("sales", {"--worker-threads=64"})) {
+    std::fprintf(stderr, "stack did not start\n");
+    std::exit(1);
+  }
+  auto channels = Channels(stack.Target("sales"));
+  std::vector<std::unique_ptr<crm::v1::SalesService::Stub>> stubs;
+  for (int c = 0; c < kClients; ++c) {
+    stubs.push_back(crm::v1::SalesService::NewStub(channels[c % channels.size()]));
+  }
+  const std::string bearer =
+      "Bearer " + crm::testing::DevToken(auth::Principal{"bench", {auth::kRoleAdmin}, ""});
+  auto call = [&](int client, auto method, const auto& req, auto* resp) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", bearer);
+    return ((*stubs[client]).*method)(&ctx, req, resp);
+  };
+  crm::v1::OpenCustomerRequest customer;
+  customer.set_request_id("bench-customer");
+  customer.set_customer_id("cus_bench");
+  customer.set_name("Bench Ltd");
+  customer.set_owner_id("rep_bench");
+  customer.set_territory("EMEA");
+  crm::v1::Customer opened;
+  if (auto st = call(0, &crm::v1::SalesService::Stub::OpenCustomer, customer, &opened); !st.ok()) {
+    std::fprintf(stderr, "OpenCustomer: %s\n", st.error_message().c_str());
+    std::exit(1);
+  }
+  // One opportunity per client: clients do not race each other, so every
+  // call is a real stage change (the race is fault_sales_test's subject).
+  std::vector<crm::v1::Opportunity> opportunities(kClients);
+  for (int c = 0; c < kClients; ++c) {
+    crm::v1::OpenOpportunityRequest open;
+    open.set_request_id(absl::StrCat("bench-opportunity-", c));
+    open.set_customer_id("cus_bench");
+    open.set_name(absl::StrCat("Deal ", c));
+    if (auto st = call(c, &crm::v1::SalesService::Stub::OpenOpportunity, open, &opportunities[c]);
+        !st.ok()) {
+      std::fprintf(stderr, "OpenOpportunity: %s\n", st.error_message().c_str());
+      std::exit(1);
+    }
+  }
+  const Result r = Drive([&](int client, int64_t n) {
+    crm::v1::Opportunity& opportunity = opportunities[client];
+    crm::v1::ChangeOpportunityStageRequest req;
+    req.set_request_id(absl::StrCat("bench-", client, "-", n));
+    req.set_opportunity_id(opportunity.opportunity_id());
+    req.set_expected_version(opportunity.version());
+    req.set_stage_id(opportunity.stage_id() == "prospecting" ? "needs_analysis" : "prospecting");
+    crm::v1::Opportunity moved;
+    auto st = call(client, &crm::v1::SalesService::Stub::ChangeOpportunityStage, req, &moved);
+    if (st.ok()) opportunity = std::move(moved);
+    return st;
+  });
+  Report("ChangeOpportunityStage, durable", r);
+  return r.qps;
+}
+
 }  // namespace
 }  // namespace crm::bench
 
@@ -145,5 +207,7 @@ int main() {
   const double echo = crm::bench::RawEcho();
   const double capture = crm::bench::CaptureLeads();
   crm::bench::Figure("CaptureLead / raw echo", 100.0 * capture / echo, "%");
+  const double stage = crm::bench::ChangeStages();
+  crm::bench::Figure("ChangeOpportunityStage / raw echo", 100.0 * stage / echo, "%");
   return 0;
 }
