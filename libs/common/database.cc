@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "libs/common/status_macros.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
@@ -125,6 +126,25 @@ absl::Status Database::Write(rocksdb::WriteBatch* batch, bool sync) {
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   return FromRocks(db_->Write(wo, batch));
+}
+
+absl::StatusOr<std::vector<std::optional<std::string>>> Database::MultiGet(
+    absl::string_view family, const std::vector<std::string>& keys) const {
+  auto* cf = Family(family);
+  if (cf == nullptr) return absl::InternalError(absl::StrCat("no family ", family));
+  std::vector<std::optional<std::string>> out(keys.size());
+  if (keys.empty()) return out;
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->MultiGet(rocksdb::ReadOptions(), cf, keys.size(), slices.data(), values.data(),
+                statuses.data());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    CRM_RETURN_IF_ERROR(FromRocks(statuses[i]));
+    out[i] = values[i].ToString();
+  }
+  return out;
 }
 
 absl::StatusOr<std::optional<std::string>> Database::Get(absl::string_view family,

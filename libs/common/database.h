@@ -36,6 +36,10 @@ class Database {
   absl::Status Write(rocksdb::WriteBatch* batch, bool sync);
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view family,
                                                  absl::string_view key) const;
+  // The values of `keys` in one batched read (RocksDB MultiGet sorts and
+  // probes them together); nullopt where a key is absent.
+  absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
+      absl::string_view family, const std::vector<std::string>& keys) const;
   std::unique_ptr<rocksdb::Iterator> NewIterator(absl::string_view family) const;
   // Flushes memtables and the WAL: used on graceful shutdown.
   absl::Status Flush();

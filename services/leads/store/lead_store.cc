@@ -112,16 +112,9 @@ absl::StatusOr<std::optional<ContactMatch>> LeadStore::FindContact(
 absl::StatusOr<std::vector<std::optional<ContactMatch>>> LeadStore::FindContactKeys(
     const std::vector<std::string>& keys) const {
   std::vector<std::optional<ContactMatch>> out(keys.size());
-  if (keys.empty()) return out;
-  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-  std::vector<rocksdb::PinnableSlice> values(keys.size());
-  std::vector<rocksdb::Status> statuses(keys.size());
-  events_->db().raw()->MultiGet(rocksdb::ReadOptions(), events_->db().Family(kContacts),
-                                keys.size(), slices.data(), values.data(), statuses.data());
+  CRM_ASSIGN_OR_RETURN(auto values, events_->db().MultiGet(kContacts, keys));
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (statuses[i].IsNotFound()) continue;
-    CRM_RETURN_IF_ERROR(FromRocks(statuses[i]));
-    out[i] = DecodeContact(absl::string_view(values[i].data(), values[i].size()));
+    if (values[i].has_value()) out[i] = DecodeContact(*values[i]);
   }
   return out;
 }
@@ -275,16 +268,11 @@ absl::StatusOr<std::vector<std::optional<crm::v1::ImportRowResult>>> LeadStore::
   std::vector<std::string> keys;
   keys.reserve(rows.size());
   for (int64_t row : rows) keys.push_back(ImportKey(import_id, row));
-  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-  std::vector<rocksdb::PinnableSlice> values(keys.size());
-  std::vector<rocksdb::Status> statuses(keys.size());
-  events_->db().raw()->MultiGet(rocksdb::ReadOptions(), events_->db().Family(kImports), keys.size(),
-                                slices.data(), values.data(), statuses.data());
+  CRM_ASSIGN_OR_RETURN(auto values, events_->db().MultiGet(kImports, keys));
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (statuses[i].IsNotFound()) continue;
-    CRM_RETURN_IF_ERROR(FromRocks(statuses[i]));
+    if (!values[i].has_value()) continue;
     crm::v1::ImportRowResult result;
-    if (!result.ParseFromArray(values[i].data(), static_cast<int>(values[i].size()))) {
+    if (!result.ParseFromString(*values[i])) {
       return absl::DataLossError(absl::StrCat("corrupt import record ", import_id, "/", rows[i]));
     }
     out[i] = std::move(result);
