@@ -191,7 +191,9 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
   // Decoded envelopes live on one arena per batch: no allocation per field.
   google::protobuf::Arena arena;
   std::vector<DeadLetter> dead;
-  for (const auto& m : messages) {
+  std::vector<crm::v1::EventEnvelope*> events(messages.size(), nullptr);
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
     next_offsets[{m.topic, m.partition}] = m.offset + 1;
     auto& event = *google::protobuf::Arena::CreateMessage<crm::v1::EventEnvelope>(&arena);
     if (!event.ParseFromString(m.value) || event.stream().empty() || event.stream_version() <= 0) {
@@ -202,11 +204,26 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
       dead.push_back({m, "undecodable: not a crm.v1.EventEnvelope with stream and version"});
       continue;
     }
-    auto [it, inserted] = versions.try_emplace(event.stream(), 0);
-    if (inserted) {
-      CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(kApplied, event.stream()));
-      if (raw && raw->size() == 8) it->second = static_cast<int64_t>(ReadBigEndian64(*raw));
+    events[i] = &event;
+    versions.try_emplace(event.stream(), 0);
+  }
+  // Every stream's applied version in one batched read.
+  {
+    std::vector<std::string> streams;
+    streams.reserve(versions.size());
+    for (const auto& [stream, version] : versions) streams.push_back(stream);
+    CRM_ASSIGN_OR_RETURN(auto raw, db_.MultiGet(kApplied, streams));
+    for (size_t i = 0; i < streams.size(); ++i) {
+      if (raw[i] && raw[i]->size() == 8) {
+        versions[streams[i]] = static_cast<int64_t>(ReadBigEndian64(*raw[i]));
+      }
     }
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (events[i] == nullptr) continue;
+    const auto& m = messages[i];
+    const auto& event = *events[i];
+    auto it = versions.find(event.stream());
     const int64_t last = it->second;
     if (event.stream_version() <= last) {
       ++skipped;
