@@ -293,13 +293,19 @@ absl::Status Subscriber::Start() {
   if (auto e = consumer_->subscribe(options_.topics); e != RdKafka::ERR_NO_ERROR) {
     return absl::UnavailableError(absl::StrCat("subscribe: ", RdKafka::err2str(e)));
   }
-  thread_ = std::thread([this] { Run(); });
+  consume_thread_ = std::thread([this] { Consume(); });
+  apply_thread_ = std::thread([this] { Apply(); });
   return absl::OkStatus();
 }
 
 void Subscriber::Stop() {
-  stopping_.store(true);
-  if (thread_.joinable()) thread_.join();
+  {
+    // Under the lock, so both threads' waits see it.
+    absl::MutexLock lock(&mu_);
+    stopping_.store(true);
+  }
+  if (consume_thread_.joinable()) consume_thread_.join();
+  if (apply_thread_.joinable()) apply_thread_.join();
   if (consumer_) {
     consumer_->close();
     consumer_.reset();
@@ -325,7 +331,17 @@ void Subscriber::RefreshLag() {
   lag_.store(lag);
 }
 
-void Subscriber::Run() {
+namespace {
+
+// Where each partition of `batch` starts, unless `into` has it already.
+void AddFirstOffsets(const std::vector<ConsumedMessage>& batch,
+                     absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t>& into) {
+  for (const auto& m : batch) into.try_emplace({m.topic, m.partition}, m.offset);
+}
+
+}  // namespace
+
+void Subscriber::Consume() {
   std::vector<ConsumedMessage> batch;
   batch.reserve(options_.max_batch);
   absl::Time next_lag = absl::Now();
@@ -333,6 +349,18 @@ void Subscriber::Run() {
     if (absl::Now() >= next_lag) {
       RefreshLag();
       next_lag = absl::Now() + absl::Seconds(2);
+    }
+    uint64_t generation;
+    PartitionOffsets rewind;
+    {
+      absl::MutexLock lock(&mu_);
+      generation = generation_;
+      rewind.swap(rewind_);
+    }
+    for (const auto& [tp_key, offset] : rewind) {
+      std::unique_ptr<RdKafka::TopicPartition> tp(
+          RdKafka::TopicPartition::create(tp_key.first, tp_key.second, offset));
+      consumer_->seek(*tp, 1000);
     }
     // Gather a batch: block briefly for the first message, then take what
     // is already fetched.
@@ -365,19 +393,51 @@ void Subscriber::Run() {
       batch.push_back(std::move(m));
     }
     if (batch.empty()) continue;
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](Subscriber* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+          return !s->ready_.has_value() || s->stopping_.load();
+        },
+        this));
+    if (generation == generation_) {
+      ready_ = std::move(batch);
+    } else {
+      // A batch failed after this one was taken: this one is dropped and
+      // taken again after the seek back (an earlier offset already there
+      // for a partition wins).
+      AddFirstOffsets(batch, rewind_);
+    }
+    batch.clear();
+  }
+}
+
+void Subscriber::Apply() {
+  while (true) {
+    std::vector<ConsumedMessage> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Subscriber* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
+            return s->ready_.has_value() || s->stopping_.load();
+          },
+          this));
+      if (stopping_.load()) return;
+      batch = *std::move(ready_);
+      ready_.reset();
+    }
     if (auto st = ApplyBatch(batch); !st.ok()) {
-      // The batch did not commit: seek back so it is consumed again.
+      // The batch did not commit: it is consumed again from its first
+      // offsets, and whatever was taken after it is dropped.
       log::Error("apply failed, retrying batch", {{"error", st.ToString()}});
-      absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> first;
-      for (const auto& m : batch) first.try_emplace({m.topic, m.partition}, m.offset);
-      for (const auto& [tp_key, offset] : first) {
-        std::unique_ptr<RdKafka::TopicPartition> tp(
-            RdKafka::TopicPartition::create(tp_key.first, tp_key.second, offset));
-        consumer_->seek(*tp, 1000);
+      {
+        absl::MutexLock lock(&mu_);
+        ++generation_;
+        AddFirstOffsets(batch, rewind_);
+        if (ready_.has_value()) AddFirstOffsets(*ready_, rewind_);
+        ready_.reset();
       }
       absl::SleepFor(absl::Milliseconds(200));
     }
-    batch.clear();
   }
 }
 

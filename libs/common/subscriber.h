@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "crm/v1/envelope.pb.h"
 #include "libs/common/database.h"
 #include "libs/common/kafka.h"
@@ -134,7 +135,11 @@ class Subscriber {
 
  private:
   class Rebalance;
-  void Run();
+  using PartitionOffsets = absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t>;
+  // Two threads so that taking the next batch off the topic overlaps
+  // applying the current one: Consume hands one batch at a time to Apply.
+  void Consume();
+  void Apply();
   void RefreshLag();
 
   Database& db_;
@@ -142,8 +147,16 @@ class Subscriber {
   SubscriberOptions options_;
   std::unique_ptr<Rebalance> rebalance_cb_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
-  std::thread thread_;
+  std::thread consume_thread_;
+  std::thread apply_thread_;
   std::atomic<bool> stopping_{false};
+  absl::Mutex mu_;
+  // The batch waiting to be applied.
+  std::optional<std::vector<ConsumedMessage>> ready_ ABSL_GUARDED_BY(mu_);
+  // Bumped when a batch fails: batches consumed before that are dropped,
+  // and Consume seeks back to `rewind_` before it takes more.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  PartitionOffsets rewind_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> poisoned_{0};

@@ -1,8 +1,10 @@
 #include "libs/common/subscriber.h"
 
+#include <atomic>
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -228,6 +230,94 @@ TEST(SubscriberLagTest, LagReturnsToZeroOnceCaughtUpAndIdle) {
   }
   EXPECT_EQ(subscriber.lag(), 0);
   subscriber.Stop();
+}
+
+// Fails the first time it meets each of some streams, slowly applies the
+// rest, and counts applications per stream.
+class FailsOnceOnStreams final : public Projection {
+ public:
+  explicit FailsOnceOnStreams(absl::flat_hash_set<std::string> streams)
+      : to_fail_(std::move(streams)) {}
+  absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn& txn) override {
+    if (to_fail_.erase(e.stream()) > 0) return absl::UnavailableError("busy for a moment");
+    absl::SleepFor(absl::Microseconds(500));  // lets the consumer run ahead
+    auto current = txn.Get("counts", e.stream());
+    if (!current.ok()) return current.status();
+    const int n = current->has_value() ? std::stoi(**current) : 0;
+    return txn.Put("counts", e.stream(), absl::StrCat(n + 1));
+  }
+
+ private:
+  absl::flat_hash_set<std::string> to_fail_;  // only the apply thread calls Apply
+};
+
+TEST(SubscriberRetryTest, AFailedBatchAndTheBatchesTakenAfterItAreAllAppliedOnce) {
+  // The next batches are taken off the topic while one is applied: when it
+  // fails, it and every batch taken after it (from any partition) must be
+  // consumed again, none lost, none applied twice.
+  constexpr int kPartitions = 4;
+  constexpr int kPerPartition = 96;
+  constexpr int kBatch = 8;
+  crm::testing::MockCluster cluster({{"retry.test", kPartitions}});
+  ASSERT_TRUE(cluster.ok());
+  crm::testing::TempDir dir;
+  auto families = Subscriber::Families();
+  families.push_back("counts");
+  auto db = Database::Open(dir.Sub("db"), families);
+  ASSERT_TRUE(db.ok()) << db.status();
+
+  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
+  ASSERT_TRUE(conf.ok()) << conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
+  ASSERT_NE(producer, nullptr) << err;
+  for (int p = 0; p < kPartitions; ++p) {
+    for (int i = 0; i < kPerPartition; ++i) {
+      crm::v1::EventEnvelope e;
+      e.set_stream(absl::StrCat("s-", p, "-", i));
+      e.set_stream_version(1);
+      const std::string value = e.SerializeAsString();
+      ASSERT_EQ(
+          producer->produce("retry.test", p, RdKafka::Producer::RK_MSG_COPY,
+                            const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
+          RdKafka::ERR_NO_ERROR);
+    }
+  }
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+
+  // Each partition's last event fails once: its batch ends the partition's
+  // run on the consumer's queue, so the batches taken after it come from
+  // other partitions, which the failed batch does not name.
+  absl::flat_hash_set<std::string> to_fail;
+  for (int p = 0; p < kPartitions; ++p)
+    to_fail.insert(absl::StrCat("s-", p, "-", kPerPartition - 1));
+  FailsOnceOnStreams projection(std::move(to_fail));
+  SubscriberOptions options;
+  options.brokers = cluster.bootstrap();
+  options.group_id = "retry-test";
+  options.topics = {"retry.test"};
+  options.max_batch = kBatch;
+  Subscriber subscriber(**db, projection, options);
+  ASSERT_TRUE(subscriber.Start().ok());
+  constexpr uint64_t kTotal = kPartitions * kPerPartition;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (subscriber.applied() < kTotal && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  absl::SleepFor(absl::Milliseconds(300));  // anything applied twice would show by now
+  subscriber.Stop();
+  EXPECT_EQ(subscriber.applied(), kTotal);
+  for (int p = 0; p < kPartitions; ++p) {
+    for (int i = 0; i < kPerPartition; ++i) {
+      const std::string stream = absl::StrCat("s-", p, "-", i);
+      auto count = (*db)->Get("counts", stream);
+      ASSERT_TRUE(count.ok()) << count.status();
+      EXPECT_EQ(count->value_or("0"), "1") << stream;
+    }
+    auto next = subscriber.StoredOffset("retry.test", p);
+    ASSERT_TRUE(next.ok()) << next.status();
+    EXPECT_EQ(next->value_or(-1), kPerPartition) << "partition " << p;
+  }
 }
 
 }  // namespace
