@@ -328,7 +328,7 @@ void Subscriber::RefreshLag() {
     }
   }
   RdKafka::TopicPartition::destroy(parts);
-  lag_.store(lag);
+  lag_.store(lag + in_flight_.load());
 }
 
 namespace {
@@ -346,10 +346,6 @@ void Subscriber::Consume() {
   batch.reserve(options_.max_batch);
   absl::Time next_lag = absl::Now();
   while (!stopping_.load()) {
-    if (absl::Now() >= next_lag) {
-      RefreshLag();
-      next_lag = absl::Now() + absl::Seconds(2);
-    }
     uint64_t generation;
     PartitionOffsets rewind;
     {
@@ -361,6 +357,11 @@ void Subscriber::Consume() {
       std::unique_ptr<RdKafka::TopicPartition> tp(
           RdKafka::TopicPartition::create(tp_key.first, tp_key.second, offset));
       consumer_->seek(*tp, 1000);
+    }
+    // After any seek back, so the position counts what is to be consumed again.
+    if (absl::Now() >= next_lag) {
+      RefreshLag();
+      next_lag = absl::Now() + absl::Seconds(2);
     }
     // Gather a batch: block briefly for the first message, then take what
     // is already fetched.
@@ -400,6 +401,7 @@ void Subscriber::Consume() {
         },
         this));
     if (generation == generation_) {
+      in_flight_.fetch_add(static_cast<int64_t>(batch.size()));
       ready_ = std::move(batch);
     } else {
       // A batch failed after this one was taken: this one is dropped and
@@ -425,7 +427,10 @@ void Subscriber::Apply() {
       batch = *std::move(ready_);
       ready_.reset();
     }
-    if (auto st = ApplyBatch(batch); !st.ok()) {
+    const absl::Status st = ApplyBatch(batch);
+    if (st.ok()) {
+      in_flight_.fetch_sub(static_cast<int64_t>(batch.size()));
+    } else {
       // The batch did not commit: it is consumed again from its first
       // offsets, and whatever was taken after it is dropped.
       log::Error("apply failed, retrying batch", {{"error", st.ToString()}});
@@ -433,8 +438,13 @@ void Subscriber::Apply() {
         absl::MutexLock lock(&mu_);
         ++generation_;
         AddFirstOffsets(batch, rewind_);
-        if (ready_.has_value()) AddFirstOffsets(*ready_, rewind_);
+        int64_t dropped = static_cast<int64_t>(batch.size());
+        if (ready_.has_value()) {
+          AddFirstOffsets(*ready_, rewind_);
+          dropped += static_cast<int64_t>(ready_->size());
+        }
         ready_.reset();
+        in_flight_.fetch_sub(dropped);
       }
       absl::SleepFor(absl::Milliseconds(200));
     }

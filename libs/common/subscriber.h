@@ -162,6 +162,9 @@ class Subscriber {
   std::atomic<uint64_t> poisoned_{0};
   // Messages behind the partitions' high watermarks, refreshed by Run().
   std::atomic<int64_t> lag_{0};
+  // Messages handed to Apply and not yet committed: part of the lag, or a
+  // readiness gate would pass while the last batch is still being applied.
+  std::atomic<int64_t> in_flight_{0};
   std::vector<MetricsRegistry::GaugeHandle> gauges_;
 };
 

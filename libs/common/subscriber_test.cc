@@ -232,6 +232,73 @@ TEST(SubscriberLagTest, LagReturnsToZeroOnceCaughtUpAndIdle) {
   subscriber.Stop();
 }
 
+// Takes its time over one stream's event.
+class SlowOnStream final : public Projection {
+ public:
+  explicit SlowOnStream(std::string stream) : stream_(std::move(stream)) {}
+  absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn&) override {
+    if (e.stream() == stream_) {
+      started_ = true;
+      absl::SleepFor(absl::Seconds(4));
+    }
+    return absl::OkStatus();
+  }
+  bool started() const { return started_.load(); }
+
+ private:
+  const std::string stream_;
+  std::atomic<bool> started_{false};
+};
+
+TEST(SubscriberLagTest, LagCountsMessagesTakenButNotYetApplied) {
+  // The last event is off the topic long before it is applied: the lag
+  // must not read zero until it is (readiness gates rely on it).
+  crm::testing::MockCluster cluster({{"inflight.test", 1}});
+  ASSERT_TRUE(cluster.ok());
+  crm::testing::TempDir dir;
+  auto db = Database::Open(dir.Sub("db"), Subscriber::Families());
+  ASSERT_TRUE(db.ok()) << db.status();
+  constexpr int kMessages = 10;
+  SlowOnStream projection(absl::StrCat("s-", kMessages - 1));
+  SubscriberOptions options;
+  options.brokers = cluster.bootstrap();
+  options.group_id = "inflight-test";
+  options.topics = {"inflight.test"};
+  Subscriber subscriber(**db, projection, options);
+  ASSERT_TRUE(subscriber.Start().ok());
+
+  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
+  ASSERT_TRUE(conf.ok()) << conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
+  ASSERT_NE(producer, nullptr) << err;
+  for (int i = 0; i < kMessages; ++i) {
+    crm::v1::EventEnvelope e;
+    e.set_stream(absl::StrCat("s-", i));
+    e.set_stream_version(1);
+    const std::string value = e.SerializeAsString();
+    ASSERT_EQ(
+        producer->produce("inflight.test", 0, RdKafka::Producer::RK_MSG_COPY,
+                          const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
+        RdKafka::ERR_NO_ERROR);
+  }
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (!projection.started() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_TRUE(projection.started());
+  // The lag is refreshed every 2 s: one refresh falls inside the 4 s apply.
+  absl::SleepFor(absl::Milliseconds(2600));
+  EXPECT_LT(subscriber.applied(), static_cast<uint64_t>(kMessages));
+  EXPECT_GT(subscriber.lag(), 0);
+  while (subscriber.lag() != 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(subscriber.lag(), 0);
+  EXPECT_EQ(subscriber.applied(), static_cast<uint64_t>(kMessages));
+  subscriber.Stop();
+}
+
 // Fails the first time it meets each of some streams, slowly applies the
 // rest, and counts applications per stream.
 class FailsOnceOnStreams final : public Projection {
