@@ -317,6 +317,7 @@ void Subscriber::RefreshLag() {
   if (consumer_->assignment(parts) != RdKafka::ERR_NO_ERROR) return;
   consumer_->position(parts);
   int64_t lag = 0;
+  bool known = !parts.empty();
   for (auto* tp : parts) {
     int64_t low = 0, high = 0;
     // Cached from fetch responses: no broker round trip.
@@ -325,10 +326,13 @@ void Subscriber::RefreshLag() {
         high >= 0) {
       const int64_t pos = tp->offset() >= 0 ? tp->offset() : low;
       lag += std::max<int64_t>(0, high - pos);
+    } else {
+      known = false;  // nothing fetched yet: how far behind is not known
     }
   }
   RdKafka::TopicPartition::destroy(parts);
   lag_.store(lag + in_flight_.load());
+  if (known) measured_.store(true);
 }
 
 namespace {

@@ -132,6 +132,9 @@ class Subscriber {
   uint64_t skipped() const { return skipped_.load(); }
   uint64_t poisoned() const { return poisoned_.load(); }
   int64_t lag() const { return lag_.load(); }
+  // The lag was measured over assigned partitions at least once and is zero
+  // now: before that, a zero lag only means nothing is known yet.
+  bool caught_up() const { return measured_.load() && lag_.load() == 0; }
 
  private:
   class Rebalance;
@@ -165,6 +168,7 @@ class Subscriber {
   // Messages handed to Apply and not yet committed: part of the lag, or a
   // readiness gate would pass while the last batch is still being applied.
   std::atomic<int64_t> in_flight_{0};
+  std::atomic<bool> measured_{false};
   std::vector<MetricsRegistry::GaugeHandle> gauges_;
 };
 

@@ -195,6 +195,8 @@ TEST(SubscriberLagTest, LagReturnsToZeroOnceCaughtUpAndIdle) {
   options.max_batch = 1;
   Subscriber subscriber(**db, projection, options);
   ASSERT_TRUE(subscriber.Start().ok());
+  // Joining the group takes seconds: until then nothing is known.
+  EXPECT_FALSE(subscriber.caught_up());
 
   auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
   ASSERT_TRUE(conf.ok()) << conf.status();
@@ -229,6 +231,7 @@ TEST(SubscriberLagTest, LagReturnsToZeroOnceCaughtUpAndIdle) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   EXPECT_EQ(subscriber.lag(), 0);
+  EXPECT_TRUE(subscriber.caught_up());
   subscriber.Stop();
 }
 

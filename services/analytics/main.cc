@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   crm::analytics::AnalyticsGrpc grpc_service(views, executor);
   // Judging risk on half-consumed history would raise false alarms.
   crm::analytics::ChurnMonitor monitor(views, **events,
-                                       [&subscriber] { return subscriber.lag() == 0; });
+                                       [&subscriber] { return subscriber.caught_up(); });
   monitor.Start(absl::Milliseconds(churn_interval_ms));
 
   crm::ServiceHost host(*config);
