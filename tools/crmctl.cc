@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -329,6 +330,15 @@ int Rebuild(int argc, char** argv) {
   absl::Time last_progress = start;
   int64_t done = 0;
   std::vector<crm::ConsumedMessage> batch;
+  // One batch is applied on another thread while the next is consumed.
+  std::future<absl::Status> applying;
+  int64_t applying_size = 0;
+  auto finish_applying = [&]() -> absl::Status {
+    if (!applying.valid()) return absl::OkStatus();
+    absl::Status st = applying.get();
+    if (st.ok()) done += applying_size;
+    return st;
+  };
   while (open_partitions > 0) {
     std::unique_ptr<RdKafka::Message> msg((*consumer)->consume(200));
     if (msg->err() == RdKafka::ERR__PARTITION_EOF) {
@@ -342,17 +352,23 @@ int Rebuild(int argc, char** argv) {
     }
     if (batch.size() >= 5000 || (open_partitions == 0 && !batch.empty()) ||
         (msg->err() == RdKafka::ERR__TIMED_OUT && !batch.empty())) {
-      if (auto st = applier.ApplyBatch(batch); !st.ok()) {
+      if (auto st = finish_applying(); !st.ok()) {
         std::fprintf(stderr, "\ncrmctl rebuild: %s\n", st.ToString().c_str());
         return 1;
       }
-      done += static_cast<int64_t>(batch.size());
+      applying_size = static_cast<int64_t>(batch.size());
+      applying = std::async(std::launch::async,
+                            [&applier, b = std::move(batch)] { return applier.ApplyBatch(b); });
       batch.clear();
     }
     if (absl::Now() - last_progress > absl::Milliseconds(200)) {
       Progress(done, total, absl::Now() - start);
       last_progress = absl::Now();
     }
+  }
+  if (auto st = finish_applying(); !st.ok()) {
+    std::fprintf(stderr, "\ncrmctl rebuild: %s\n", st.ToString().c_str());
+    return 1;
   }
   const absl::Duration elapsed = absl::Now() - start;
   Progress(done, total, elapsed);
