@@ -228,8 +228,12 @@ absl::StatusOr<Principal> JwtVerifier::Verify(absl::string_view token, absl::Tim
   return std::move(checked.principal);
 }
 
+bool JwtVerifier::Expired(const Checked& checked, absl::Time now) const {
+  return now > checked.expires + options_.clock_skew;
+}
+
 absl::Status JwtVerifier::CheckTime(const Checked& checked, absl::Time now) const {
-  if (now > checked.expires + options_.clock_skew) return Unauthenticated("token expired");
+  if (Expired(checked, now)) return Unauthenticated("token expired");
   if (checked.not_before.has_value() && now + options_.clock_skew < *checked.not_before) {
     return Unauthenticated("token not valid yet (nbf)");
   }
@@ -241,9 +245,7 @@ void JwtVerifier::Remember(absl::string_view token, const Checked& checked, absl
   if (verified_.size() >= kMaxCachedTokens) {
     // Expired tokens go first; if every one is live, start over rather
     // than let many callers grow the cache without bound.
-    absl::erase_if(verified_, [&](const auto& entry) {
-      return now > entry.second.expires + options_.clock_skew;
-    });
+    absl::erase_if(verified_, [&](const auto& entry) { return Expired(entry.second, now); });
     if (verified_.size() >= kMaxCachedTokens) verified_.clear();
   }
   verified_.try_emplace(token, checked);

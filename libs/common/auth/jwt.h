@@ -65,6 +65,7 @@ class JwtVerifier {
   JwtVerifier(JwtVerifierOptions options, std::unique_ptr<Keys> keys);
 
   absl::StatusOr<Checked> Check(absl::string_view token) const;
+  bool Expired(const Checked& checked, absl::Time now) const;
   absl::Status CheckTime(const Checked& checked, absl::Time now) const;
   void Remember(absl::string_view token, const Checked& checked, absl::Time now) const;
 
