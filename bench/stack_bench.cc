@@ -41,6 +41,30 @@ std::vector<std::shared_ptr<grpc::Channel>> Channels(const std::string& target) 
   return channels;
 }
 
+// One stub per client over the shared Channels(target).
+template <typename Service>
+std::vector<std::unique_ptr<typename Service::Stub>> Stubs(const std::string& target) {
+  auto channels = Channels(target);
+  std::vector<std::unique_ptr<typename Service::Stub>> stubs;
+  for (int c = 0; c < kClients; ++c) {
+    stubs.push_back(Service::NewStub(channels[c % channels.size()]));
+  }
+  return stubs;
+}
+
+// The broker and `service` with a handler thread per client, or exit.
+void StartOrExit(crm::testing::Stack& stack, const std::string& service) {
+  if (!stack.StartBroker() || !stack.Start(service, {"--worker-threads=64"})) {
+    std::fprintf(stderr, "stack did not start\n");
+    std::exit(1);
+  }
+}
+
+// Authenticated like any caller: token checks are part of the cost.
+std::string Bearer() {
+  return "Bearer " + crm::testing::DevToken(auth::Principal{"bench", {auth::kRoleAdmin}, ""});
+}
+
 // Runs `call(client, n)` from kClients threads for kRun.
 Result Drive(const std::function<grpc::Status(int client, int64_t n)>& call) {
   std::vector<std::vector<absl::Duration>> per_client(kClients);
@@ -94,11 +118,7 @@ double RawEcho() {
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&echo);
   auto server = builder.BuildAndStart();
-  auto channels = Channels(absl::StrCat("127.0.0.1:", port));
-  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> stubs;
-  for (int c = 0; c < kClients; ++c) {
-    stubs.push_back(grpc::health::v1::Health::NewStub(channels[c % channels.size()]));
-  }
+  auto stubs = Stubs<grpc::health::v1::Health>(absl::StrCat("127.0.0.1:", port));
   const Result r = Drive([&](int client, int64_t) {
     grpc::ClientContext ctx;
     grpc::health::v1::HealthCheckRequest req;
@@ -112,18 +132,9 @@ double RawEcho() {
 
 double CaptureLeads() {
   crm::testing::Stack stack;
-  if (!stack.StartBroker() || !stack.Start("leads", {"--worker-threads=64"})) {
-    std::fprintf(stderr, "stack did not start\n");
-    std::exit(1);
-  }
-  auto channels = Channels(stack.Target("leads"));
-  std::vector<std::unique_ptr<crm::v1::LeadsService::Stub>> stubs;
-  for (int c = 0; c < kClients; ++c) {
-    stubs.push_back(crm::v1::LeadsService::NewStub(channels[c % channels.size()]));
-  }
-  // Authenticated like any caller: token checks are part of the cost.
-  const std::string bearer =
-      "Bearer " + crm::testing::DevToken(auth::Principal{"bench", {auth::kRoleAdmin}, ""});
+  StartOrExit(stack, "leads");
+  auto stubs = Stubs<crm::v1::LeadsService>(stack.Target("leads"));
+  const std::string bearer = Bearer();
   const Result r = Drive([&](int client, int64_t n) {
     crm::v1::CaptureLeadRequest req;
     req.set_request_id(absl::StrCat("bench-", client, "-", n));
@@ -143,17 +154,9 @@ double CaptureLeads() {
 
 double ChangeStages() {
   crm::testing::Stack stack;
-  if (!stack.StartBroker() || !stack.Start("sales", {"--worker-threads=64"})) {
-    std::fprintf(stderr, "stack did not start\n");
-    std::exit(1);
-  }
-  auto channels = Channels(stack.Target("sales"));
-  std::vector<std::unique_ptr<crm::v1::SalesService::Stub>> stubs;
-  for (int c = 0; c < kClients; ++c) {
-    stubs.push_back(crm::v1::SalesService::NewStub(channels[c % channels.size()]));
-  }
-  const std::string bearer =
-      "Bearer " + crm::testing::DevToken(auth::Principal{"bench", {auth::kRoleAdmin}, ""});
+  StartOrExit(stack, "sales");
+  auto stubs = Stubs<crm::v1::SalesService>(stack.Target("sales"));
+  const std::string bearer = Bearer();
   auto call = [&](int client, auto method, const auto& req, auto* resp) {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", bearer);
