@@ -163,7 +163,7 @@ class Subscriber {
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> poisoned_{0};
-  // Messages behind the partitions' high watermarks, refreshed by Run().
+  // Messages behind the partitions' high watermarks, refreshed by Consume().
   std::atomic<int64_t> lag_{0};
   // Messages handed to Apply and not yet committed: part of the lag, or a
   // readiness gate would pass while the last batch is still being applied.

@@ -170,6 +170,44 @@ TEST_F(SubscriberTest, BatchDoesNotCommitWhenItsDeadLettersCannotBeStored) {
   EXPECT_FALSE(subscriber.StoredOffset("crm.leads.v1", 0)->has_value());
 }
 
+// Options for a subscriber of `topic` on `cluster`, in a group of its own.
+SubscriberOptions KafkaOptions(const crm::testing::MockCluster& cluster, const std::string& topic) {
+  SubscriberOptions options;
+  options.brokers = cluster.bootstrap();
+  options.group_id = topic + "-group";
+  options.topics = {topic};
+  return options;
+}
+
+// Publishes a version-1 event for each of `streams` to one partition and
+// waits until the broker has them.
+void Publish(const crm::testing::MockCluster& cluster, const std::string& topic, int32_t partition,
+             const std::vector<std::string>& streams) {
+  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
+  ASSERT_TRUE(conf.ok()) << conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
+  ASSERT_NE(producer, nullptr) << err;
+  for (const auto& stream : streams) {
+    crm::v1::EventEnvelope e;
+    e.set_stream(stream);
+    e.set_stream_version(1);
+    const std::string value = e.SerializeAsString();
+    ASSERT_EQ(
+        producer->produce(topic, partition, RdKafka::Producer::RK_MSG_COPY,
+                          const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
+        RdKafka::ERR_NO_ERROR);
+  }
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+}
+
+// "<prefix>0" .. "<prefix>(n-1)".
+std::vector<std::string> Streams(const std::string& prefix, int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(absl::StrCat(prefix, i));
+  return out;
+}
+
 // Slow enough that the consumer lags for several of its 2 s lag refreshes.
 class SlowProjection final : public Projection {
  public:
@@ -188,34 +226,15 @@ TEST(SubscriberLagTest, LagReturnsToZeroOnceCaughtUpAndIdle) {
   auto db = Database::Open(dir.Sub("db"), Subscriber::Families());
   ASSERT_TRUE(db.ok()) << db.status();
   SlowProjection projection;
-  SubscriberOptions options;
-  options.brokers = cluster.bootstrap();
-  options.group_id = "lag-test";
-  options.topics = {"lag.test"};
+  SubscriberOptions options = KafkaOptions(cluster, "lag.test");
   options.max_batch = 1;
   Subscriber subscriber(**db, projection, options);
   ASSERT_TRUE(subscriber.Start().ok());
   // Joining the group takes seconds: until then nothing is known.
   EXPECT_FALSE(subscriber.caught_up());
 
-  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
-  ASSERT_TRUE(conf.ok()) << conf.status();
-  std::string err;
-  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
-  ASSERT_NE(producer, nullptr) << err;
   constexpr int kMessages = 100;  // 5 s of applying
-  for (int i = 0; i < kMessages; ++i) {
-    crm::v1::EventEnvelope e;
-    e.set_stream(absl::StrCat("s-", i));
-    e.set_stream_version(1);
-    e.set_event_id(absl::StrCat("evt-", i));
-    const std::string value = e.SerializeAsString();
-    ASSERT_EQ(
-        producer->produce("lag.test", 0, RdKafka::Producer::RK_MSG_COPY,
-                          const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
-        RdKafka::ERR_NO_ERROR);
-  }
-  producer->flush(10000);
+  ASSERT_NO_FATAL_FAILURE(Publish(cluster, "lag.test", 0, Streams("s-", kMessages)));
 
   bool lagged = false;
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
@@ -263,29 +282,9 @@ TEST(SubscriberLagTest, LagCountsMessagesTakenButNotYetApplied) {
   ASSERT_TRUE(db.ok()) << db.status();
   constexpr int kMessages = 10;
   SlowOnStream projection(absl::StrCat("s-", kMessages - 1));
-  SubscriberOptions options;
-  options.brokers = cluster.bootstrap();
-  options.group_id = "inflight-test";
-  options.topics = {"inflight.test"};
-  Subscriber subscriber(**db, projection, options);
+  Subscriber subscriber(**db, projection, KafkaOptions(cluster, "inflight.test"));
   ASSERT_TRUE(subscriber.Start().ok());
-
-  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
-  ASSERT_TRUE(conf.ok()) << conf.status();
-  std::string err;
-  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
-  ASSERT_NE(producer, nullptr) << err;
-  for (int i = 0; i < kMessages; ++i) {
-    crm::v1::EventEnvelope e;
-    e.set_stream(absl::StrCat("s-", i));
-    e.set_stream_version(1);
-    const std::string value = e.SerializeAsString();
-    ASSERT_EQ(
-        producer->produce("inflight.test", 0, RdKafka::Producer::RK_MSG_COPY,
-                          const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
-        RdKafka::ERR_NO_ERROR);
-  }
-  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+  ASSERT_NO_FATAL_FAILURE(Publish(cluster, "inflight.test", 0, Streams("s-", kMessages)));
 
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (!projection.started() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
@@ -336,24 +335,10 @@ TEST(SubscriberRetryTest, AFailedBatchAndTheBatchesTakenAfterItAreAllAppliedOnce
   auto db = Database::Open(dir.Sub("db"), families);
   ASSERT_TRUE(db.ok()) << db.status();
 
-  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
-  ASSERT_TRUE(conf.ok()) << conf.status();
-  std::string err;
-  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
-  ASSERT_NE(producer, nullptr) << err;
   for (int p = 0; p < kPartitions; ++p) {
-    for (int i = 0; i < kPerPartition; ++i) {
-      crm::v1::EventEnvelope e;
-      e.set_stream(absl::StrCat("s-", p, "-", i));
-      e.set_stream_version(1);
-      const std::string value = e.SerializeAsString();
-      ASSERT_EQ(
-          producer->produce("retry.test", p, RdKafka::Producer::RK_MSG_COPY,
-                            const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
-          RdKafka::ERR_NO_ERROR);
-    }
+    ASSERT_NO_FATAL_FAILURE(
+        Publish(cluster, "retry.test", p, Streams(absl::StrCat("s-", p, "-"), kPerPartition)));
   }
-  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
 
   // Each partition's last event fails once: its batch ends the partition's
   // run on the consumer's queue, so the batches taken after it come from
@@ -362,10 +347,7 @@ TEST(SubscriberRetryTest, AFailedBatchAndTheBatchesTakenAfterItAreAllAppliedOnce
   for (int p = 0; p < kPartitions; ++p)
     to_fail.insert(absl::StrCat("s-", p, "-", kPerPartition - 1));
   FailsOnceOnStreams projection(std::move(to_fail));
-  SubscriberOptions options;
-  options.brokers = cluster.bootstrap();
-  options.group_id = "retry-test";
-  options.topics = {"retry.test"};
+  SubscriberOptions options = KafkaOptions(cluster, "retry.test");
   options.max_batch = kBatch;
   Subscriber subscriber(**db, projection, options);
   ASSERT_TRUE(subscriber.Start().ok());
