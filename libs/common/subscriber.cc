@@ -367,11 +367,14 @@ void Subscriber::Consume() {
       RefreshLag();
       next_lag = absl::Now() + absl::Seconds(2);
     }
-    // Gather a batch: block briefly for the first message, then take what
-    // is already fetched.
+    // Gather a batch: block briefly for the first message, then for what
+    // arrives within the gather window. Never consume(0) in a loop: that
+    // spins a core for the whole window while events trickle in.
     const absl::Time until = absl::Now() + absl::Milliseconds(20);
     while (batch.size() < options_.max_batch && !stopping_.load()) {
-      const int timeout = batch.empty() ? 100 : 0;
+      const int timeout = batch.empty() ? 100
+                                        : static_cast<int>(std::max<int64_t>(
+                                              0, absl::ToInt64Milliseconds(until - absl::Now())));
       std::unique_ptr<RdKafka::Message> msg(consumer_->consume(timeout));
       if (msg->err() == RdKafka::ERR__TIMED_OUT) {
         // Idle: still go out to refresh the lag when it is due, or a lag
