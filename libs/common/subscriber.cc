@@ -69,7 +69,7 @@ absl::Status ProjectionTxn::Put(absl::string_view family, absl::string_view key,
 absl::Status ProjectionTxn::PutWriteOnly(absl::string_view family, absl::string_view key,
                                          absl::string_view value) {
   CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
-  write_only_.push_back({cf, std::string(key), std::string(value)});
+  write_only_.push_back({cf, cf->GetID(), std::string(key), std::string(value)});
   return absl::OkStatus();
 }
 
@@ -80,12 +80,16 @@ absl::Status ProjectionTxn::Delete(absl::string_view family, absl::string_view k
 }
 
 absl::Status ProjectionTxn::Commit() {
-  std::sort(write_only_.begin(), write_only_.end(), [](const Row& a, const Row& b) {
-    if (a.cf->GetID() != b.cf->GetID()) return a.cf->GetID() < b.cf->GetID();
-    return a.key < b.key;
+  // Pointers are sorted, not rows: a row move is three string moves.
+  std::vector<const Row*> order;
+  order.reserve(write_only_.size());
+  for (const auto& row : write_only_) order.push_back(&row);
+  std::sort(order.begin(), order.end(), [](const Row* a, const Row* b) {
+    if (a->family_id != b->family_id) return a->family_id < b->family_id;
+    return a->key < b->key;
   });
-  for (const auto& row : write_only_) {
-    CRM_RETURN_IF_ERROR(FromRocks(batch_.Put(row.cf, row.key, row.value)));
+  for (const Row* row : order) {
+    CRM_RETURN_IF_ERROR(FromRocks(batch_.Put(row->cf, row->key, row->value)));
   }
   write_only_.clear();
   // Not synced: a crash loses the projection update and the offset

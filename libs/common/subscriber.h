@@ -47,6 +47,7 @@ class ProjectionTxn {
   // previous insert position).
   struct Row {
     rocksdb::ColumnFamilyHandle* cf;
+    uint32_t family_id;  // cf->GetID(), kept for the sort
     std::string key;
     std::string value;
   };
