@@ -38,6 +38,11 @@ rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf.compression = rocksdb::kLZ4Compression;
+  // Most lookups miss (a new stream, a first contact, a record not yet
+  // projected): a bloom filter over each memtable's keys answers a miss
+  // without walking the skiplist.
+  cf.memtable_whole_key_filtering = true;
+  cf.memtable_prefix_bloom_size_ratio = 0.02;
   return cf;
 }
 
