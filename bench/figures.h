@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -27,6 +29,15 @@ inline double QuantileMicros(std::vector<absl::Duration> samples, double q) {
   std::sort(samples.begin(), samples.end());
   const size_t i = std::min(samples.size() - 1, static_cast<size_t>(q * samples.size()));
   return absl::ToDoubleMicroseconds(samples[i]);
+}
+
+// CPU seconds this process has used, all threads (RocksDB's background
+// flushes and compactions included): a figure that noisy neighbours on a
+// shared machine move far less than wall time.
+inline double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 }  // namespace crm::bench

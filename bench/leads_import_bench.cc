@@ -5,8 +5,6 @@
 // region and product to owners and teams.
 //
 //   crm_leads_import_bench [--rows=N] [google benchmark flags]
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cstdio>
 #include <limits>
@@ -136,11 +134,6 @@ struct Totals {
   double cpu_seconds = 0;
 };
 
-double ProcessCpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
 Totals g_use_case;
 Totals g_grpc;
 
@@ -161,7 +154,7 @@ void BM_ImportLeadsUseCase(benchmark::State& state) {
     auto messages = Messages(import_id, 1, g_rows);
     state.ResumeTiming();
     const absl::Time start = absl::Now();
-    const double cpu_start = ProcessCpuSeconds();
+    const double cpu_start = crm::bench::ProcessCpuSeconds();
     auto session =
         service.importer->Begin(import_id, crm::v1::LEAD_CHANNEL_TRADE_SHOW, BenchContext());
     if (!session.ok()) return state.SkipWithError(session.status().ToString().c_str());
@@ -177,7 +170,7 @@ void BM_ImportLeadsUseCase(benchmark::State& state) {
     session->reset();
     g_use_case.rows += response->results_size();
     g_use_case.time += absl::Now() - start;
-    g_use_case.cpu_seconds += ProcessCpuSeconds() - cpu_start;
+    g_use_case.cpu_seconds += crm::bench::ProcessCpuSeconds() - cpu_start;
   }
   Report(state, total);
 }
@@ -225,7 +218,7 @@ void BM_ImportLeadsGrpc(benchmark::State& state) {
     }
     state.ResumeTiming();
     const absl::Time start = absl::Now();
-    const double cpu_start = ProcessCpuSeconds();
+    const double cpu_start = crm::bench::ProcessCpuSeconds();
     for (const auto& messages : calls) {
       grpc::ClientContext ctx;
       ctx.AddMetadata("authorization", bearer);
@@ -241,7 +234,7 @@ void BM_ImportLeadsGrpc(benchmark::State& state) {
       g_grpc.rows += response.results_size();
     }
     g_grpc.time += absl::Now() - start;
-    g_grpc.cpu_seconds += ProcessCpuSeconds() - cpu_start;
+    g_grpc.cpu_seconds += crm::bench::ProcessCpuSeconds() - cpu_start;
   }
   server->Shutdown();
   Report(state, total);
