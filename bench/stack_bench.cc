@@ -3,6 +3,7 @@
 // machine in the same run:
 //   grpc unary echo (health Check on a server with nothing else);
 //   CaptureLead on crm-leads (durable: synced append, group commit), 64 clients;
+//   GetLead of one lead on the same crm-leads, 64 clients (the read path);
 //   ChangeOpportunityStage on crm-sales, 64 clients, each moving its own
 //   opportunity between two stages with the version it last saw.
 // Each also prints the machine's CPU time per call.
@@ -170,6 +171,29 @@ double CaptureLeads() {
     return stubs[client]->CaptureLead(&ctx, req, &resp);
   });
   Report("CaptureLead, durable", r);
+
+  // A read through the same service (auth, hand-off to a worker, PII
+  // opened): what the framework costs without the durable write.
+  crm::v1::CaptureLeadRequest one;
+  one.set_request_id("bench-read");
+  one.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  one.mutable_contact()->set_email("reader@example.com");
+  one.set_company("Example Ltd");
+  crm::v1::CaptureLeadResponse captured;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", bearer);
+  if (auto st = stubs[0]->CaptureLead(&ctx, one, &captured); !st.ok()) {
+    std::fprintf(stderr, "CaptureLead: %s\n", st.error_message().c_str());
+    std::exit(1);
+  }
+  Report("GetLead", Drive([&](int client, int64_t) {
+           crm::v1::GetLeadRequest req;
+           req.set_lead_id(captured.lead_id());
+           crm::v1::Lead lead;
+           grpc::ClientContext ctx;
+           ctx.AddMetadata("authorization", bearer);
+           return stubs[client]->GetLead(&ctx, req, &lead);
+         }));
   return r.qps;
 }
 
