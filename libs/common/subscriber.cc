@@ -1,6 +1,8 @@
 #include "libs/common/subscriber.h"
 
 #include <algorithm>
+#include <future>
+#include <initializer_list>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -55,7 +57,28 @@ absl::StatusOr<std::optional<std::string>> ProjectionTxn::Get(absl::string_view 
       it != overlay_.end()) {
     return it->second;
   }
+  if (pending_ != nullptr) {
+    if (auto written = pending_->Lookup(cf->GetID(), key); written.has_value()) return *written;
+  }
   return db_.Get(family, key);
+}
+
+std::optional<std::optional<std::string>> ProjectionTxn::Lookup(uint32_t family_id,
+                                                                absl::string_view key) const {
+  // Write-only rows follow the others in the batch, so they win.
+  auto it = std::upper_bound(sorted_.begin(), sorted_.end(), std::make_pair(family_id, key),
+                             [](const std::pair<uint32_t, absl::string_view>& k, const Row* r) {
+                               return k.first != r->family_id ? k.first < r->family_id
+                                                              : k.second < r->key;
+                             });
+  if (it != sorted_.begin()) {
+    const Row* row = *std::prev(it);
+    if (row->family_id == family_id && row->key == key) return std::optional(row->value);
+  }
+  if (auto it = overlay_.find(std::make_pair(family_id, std::string(key))); it != overlay_.end()) {
+    return it->second;
+  }
+  return std::nullopt;
 }
 
 absl::Status ProjectionTxn::Put(absl::string_view family, absl::string_view key,
@@ -79,19 +102,25 @@ absl::Status ProjectionTxn::Delete(absl::string_view family, absl::string_view k
   return FromRocks(batch_.Delete(cf, rocksdb::Slice(key.data(), key.size())));
 }
 
-absl::Status ProjectionTxn::Commit() {
+void ProjectionTxn::Seal() {
+  if (sealed_) return;
+  sealed_ = true;
+  // The pending transaction may be gone before this one commits.
+  pending_ = nullptr;
   // Pointers are sorted, not rows: a row move is three string moves.
-  std::vector<const Row*> order;
-  order.reserve(write_only_.size());
-  for (const auto& row : write_only_) order.push_back(&row);
-  std::sort(order.begin(), order.end(), [](const Row* a, const Row* b) {
+  sorted_.reserve(write_only_.size());
+  for (const auto& row : write_only_) sorted_.push_back(&row);
+  std::stable_sort(sorted_.begin(), sorted_.end(), [](const Row* a, const Row* b) {
     if (a->family_id != b->family_id) return a->family_id < b->family_id;
     return a->key < b->key;
   });
-  for (const Row* row : order) {
+}
+
+absl::Status ProjectionTxn::Commit() {
+  Seal();
+  for (const Row* row : sorted_) {
     CRM_RETURN_IF_ERROR(FromRocks(batch_.Put(row->cf, row->key, row->value)));
   }
-  write_only_.clear();
   // Not synced: a crash loses the projection update and the offset
   // together, and the events are consumed again.
   return db_.Write(&batch_, /*sync=*/false);
@@ -182,9 +211,11 @@ absl::StatusOr<std::optional<int64_t>> Subscriber::StoredOffset(const std::strin
   return static_cast<int64_t>(ReadBigEndian64(*raw));
 }
 
-absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages) {
-  if (messages.empty()) return absl::OkStatus();
-  ProjectionTxn txn(db_);
+absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
+    const std::vector<ConsumedMessage>& messages, const ProjectionTxn* pending) {
+  Prepared prepared;
+  prepared.txn = std::make_unique<ProjectionTxn>(db_, pending);
+  ProjectionTxn& txn = *prepared.txn;
   projection_.BeginBatch();
   uint64_t applied = 0;
   uint64_t skipped = 0;
@@ -211,17 +242,25 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
     events[i] = &event;
     versions.try_emplace(event.stream(), 0);
   }
-  // Every stream's applied version in one batched read.
+  // Every stream's applied version: the pending batch's if it wrote one,
+  // the rest in one batched read.
   {
+    auto set = [&](const std::string& stream, const std::optional<std::string>& raw) {
+      if (raw && raw->size() == 8) versions[stream] = static_cast<int64_t>(ReadBigEndian64(*raw));
+    };
+    const uint32_t applied_family = db_.Family(kApplied)->GetID();
     std::vector<std::string> streams;
     streams.reserve(versions.size());
-    for (const auto& [stream, version] : versions) streams.push_back(stream);
-    CRM_ASSIGN_OR_RETURN(auto raw, db_.MultiGet(kApplied, streams));
-    for (size_t i = 0; i < streams.size(); ++i) {
-      if (raw[i] && raw[i]->size() == 8) {
-        versions[streams[i]] = static_cast<int64_t>(ReadBigEndian64(*raw[i]));
+    for (const auto& [stream, version] : versions) {
+      auto written = pending != nullptr ? pending->Lookup(applied_family, stream) : std::nullopt;
+      if (written.has_value()) {
+        set(stream, *written);
+      } else {
+        streams.push_back(stream);
       }
     }
+    CRM_ASSIGN_OR_RETURN(auto raw, db_.MultiGet(kApplied, streams));
+    for (size_t i = 0; i < streams.size(); ++i) set(streams[i], raw[i]);
   }
   for (size_t i = 0; i < messages.size(); ++i) {
     if (events[i] == nullptr) continue;
@@ -267,9 +306,18 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
     CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kOffsets, OffsetKey(tp.first, tp.second),
                                          BigEndian64(static_cast<uint64_t>(offset))));
   }
-  CRM_RETURN_IF_ERROR(txn.Commit());
-  applied_.fetch_add(applied);
-  skipped_.fetch_add(skipped);
+  txn.Seal();
+  prepared.applied = applied;
+  prepared.skipped = skipped;
+  return prepared;
+}
+
+absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages) {
+  if (messages.empty()) return absl::OkStatus();
+  CRM_ASSIGN_OR_RETURN(Prepared prepared, Prepare(messages, nullptr));
+  CRM_RETURN_IF_ERROR(prepared.txn->Commit());
+  applied_.fetch_add(prepared.applied);
+  skipped_.fetch_add(prepared.skipped);
   return absl::OkStatus();
 }
 
@@ -424,8 +472,68 @@ void Subscriber::Consume() {
   }
 }
 
+void Subscriber::Committed(const std::vector<ConsumedMessage>& batch, const Prepared& prepared) {
+  applied_.fetch_add(prepared.applied);
+  skipped_.fetch_add(prepared.skipped);
+  in_flight_.fetch_sub(static_cast<int64_t>(batch.size()));
+}
+
+void Subscriber::Failed(const absl::Status& st,
+                        std::initializer_list<const std::vector<ConsumedMessage>*> batches) {
+  // The batches did not commit: they are consumed again from their first
+  // offsets, and whatever was taken after them is dropped.
+  log::Error("apply failed, retrying batch", {{"error", st.ToString()}});
+  {
+    absl::MutexLock lock(&mu_);
+    ++generation_;
+    int64_t dropped = 0;
+    for (const auto* batch : batches) {
+      AddFirstOffsets(*batch, rewind_);
+      dropped += static_cast<int64_t>(batch->size());
+    }
+    if (ready_.has_value()) {
+      AddFirstOffsets(*ready_, rewind_);
+      dropped += static_cast<int64_t>(ready_->size());
+    }
+    ready_.reset();
+    in_flight_.fetch_sub(dropped);
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+}
+
 void Subscriber::Apply() {
+  // With pipelined_commit: the batch whose commit runs on another thread
+  // while the next one is prepared on top of its writes.
+  struct Committing {
+    std::vector<ConsumedMessage> batch;
+    Prepared prepared;
+    std::future<absl::Status> done;
+  };
+  std::optional<Committing> committing;
+  // Waits for the commit in flight; false if it failed (and was handled).
+  auto settle = [&](const std::vector<ConsumedMessage>* next) {
+    const absl::Status st = committing->done.get();
+    if (st.ok()) {
+      Committed(committing->batch, committing->prepared);
+    } else if (next != nullptr) {
+      Failed(st, {&committing->batch, next});
+    } else {
+      Failed(st, {&committing->batch});
+    }
+    committing.reset();
+    return st.ok();
+  };
   while (true) {
+    if (committing.has_value()) {
+      bool idle;
+      {
+        absl::MutexLock lock(&mu_);
+        idle = !ready_.has_value();
+      }
+      // Nothing to overlap with: the counters must not wait for a batch
+      // that may never come.
+      if (idle) settle(nullptr);
+    }
     std::vector<ConsumedMessage> batch;
     {
       absl::MutexLock lock(&mu_);
@@ -434,31 +542,35 @@ void Subscriber::Apply() {
             return s->ready_.has_value() || s->stopping_.load();
           },
           this));
-      if (stopping_.load()) return;
-      batch = *std::move(ready_);
-      ready_.reset();
-    }
-    const absl::Status st = ApplyBatch(batch);
-    if (st.ok()) {
-      in_flight_.fetch_sub(static_cast<int64_t>(batch.size()));
-    } else {
-      // The batch did not commit: it is consumed again from its first
-      // offsets, and whatever was taken after it is dropped.
-      log::Error("apply failed, retrying batch", {{"error", st.ToString()}});
-      {
-        absl::MutexLock lock(&mu_);
-        ++generation_;
-        AddFirstOffsets(batch, rewind_);
-        int64_t dropped = static_cast<int64_t>(batch.size());
-        if (ready_.has_value()) {
-          AddFirstOffsets(*ready_, rewind_);
-          dropped += static_cast<int64_t>(ready_->size());
-        }
+      if (!stopping_.load()) {
+        batch = *std::move(ready_);
         ready_.reset();
-        in_flight_.fetch_sub(dropped);
       }
-      absl::SleepFor(absl::Milliseconds(200));
     }
+    if (batch.empty()) {  // stopping
+      if (committing.has_value()) settle(nullptr);
+      return;
+    }
+    auto prepared =
+        Prepare(batch, committing.has_value() ? committing->prepared.txn.get() : nullptr);
+    // The batch was prepared on the writes of the one in flight: if that
+    // commit fails, both are consumed again.
+    if (committing.has_value() && !settle(&batch)) continue;
+    if (!prepared.ok()) {
+      Failed(prepared.status(), {&batch});
+      continue;
+    }
+    if (!options_.pipelined_commit) {
+      if (auto st = prepared->txn->Commit(); !st.ok()) {
+        Failed(st, {&batch});
+      } else {
+        Committed(batch, *prepared);
+      }
+      continue;
+    }
+    committing.emplace(Committing{std::move(batch), *std::move(prepared), {}});
+    committing->done = std::async(std::launch::async,
+                                  [txn = committing->prepared.txn.get()] { return txn->Commit(); });
   }
 }
 

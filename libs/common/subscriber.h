@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,24 +26,36 @@ namespace crm {
 // either keeps all of a batch's effect or none of it.
 class ProjectionTxn {
  public:
-  explicit ProjectionTxn(Database& db) : db_(db) {}
+  // `pending`, if given, is the sealed transaction of the previous batch,
+  // possibly still being committed: reads see its writes as if committed.
+  explicit ProjectionTxn(Database& db, const ProjectionTxn* pending = nullptr)
+      : db_(db), pending_(pending) {}
 
-  // Reads this transaction's own writes first.
+  // Reads this transaction's own writes first, then the pending one's.
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view family, absl::string_view key);
   absl::Status Put(absl::string_view family, absl::string_view key, absl::string_view value);
   // For rows this batch never reads back (timeline entries, offsets): skips
-  // the read-your-writes overlay, the cheapest write there is.
+  // the read-your-writes overlay, the cheapest write there is. The next
+  // batch does read them back (through `pending`) once this one is sealed.
   absl::Status PutWriteOnly(absl::string_view family, absl::string_view key,
                             absl::string_view value);
   absl::Status Delete(absl::string_view family, absl::string_view key);
+  // Ends the writes: the batch is complete and Lookup answers for every
+  // row. Commit seals first if need be.
+  void Seal();
   absl::Status Commit();
+
+  // This sealed transaction's write of a key: nullopt if it wrote none,
+  // an empty optional inside if it deleted it.
+  std::optional<std::optional<std::string>> Lookup(uint32_t family_id, absl::string_view key) const;
 
  private:
   absl::StatusOr<rocksdb::ColumnFamilyHandle*> Cf(absl::string_view family) const;
 
   Database& db_;
+  const ProjectionTxn* pending_;  // null once sealed: reads are over
   rocksdb::WriteBatch batch_;
-  // Write-only rows, added to the batch in key order at commit: the
+  // Write-only rows, added to the batch in key order when sealed: the
   // memtable's skiplist inserts sorted keys far faster (it reuses the
   // previous insert position).
   struct Row {
@@ -52,6 +65,9 @@ class ProjectionTxn {
     std::string value;
   };
   std::vector<Row> write_only_;
+  // write_only_ in (family id, key) order, once sealed.
+  std::vector<const Row*> sorted_;
+  bool sealed_ = false;
   // (family id, key) -> value written in this batch; nullopt = deleted.
   absl::flat_hash_map<std::pair<uint32_t, std::string>, std::optional<std::string>> overlay_;
 };
@@ -95,6 +111,10 @@ struct SubscriberOptions {
   // producer) or a sink of the caller's. Neither: they are only logged.
   std::string dead_letter_topic;
   DeadLetterSink dead_letter_sink;
+  // Commits a batch on another thread while the next one is applied (its
+  // reads see the pending batch's writes). Only for projections that read
+  // solely through their ProjectionTxn and have no effects outside it.
+  bool pipelined_commit = false;
 };
 
 // Produces dead letters to a topic with headers naming where they came from
@@ -139,6 +159,18 @@ class Subscriber {
 
  private:
   class Rebalance;
+  // A batch applied but not committed: its transaction, sealed.
+  struct Prepared {
+    std::unique_ptr<ProjectionTxn> txn;
+    uint64_t applied = 0;
+    uint64_t skipped = 0;
+  };
+  // Applies `messages` into a new transaction reading through `pending`.
+  absl::StatusOr<Prepared> Prepare(const std::vector<ConsumedMessage>& messages,
+                                   const ProjectionTxn* pending);
+  void Committed(const std::vector<ConsumedMessage>& batch, const Prepared& prepared);
+  void Failed(const absl::Status& st,
+              std::initializer_list<const std::vector<ConsumedMessage>*> batches);
   using PartitionOffsets = absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t>;
   // Two threads so that taking the next batch off the topic overlaps
   // applying the current one: Consume hands one batch at a time to Apply.
