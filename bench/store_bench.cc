@@ -84,7 +84,8 @@ void SyncedAppends() {
 
 void ProjectionAndReads() {
   crm::testing::TempDir dir;
-  auto db = std::move(*Database::Open(dir.Sub("views"), analytics::ViewFamilies()));
+  auto db = std::move(*Database::Open(dir.Sub("views"), analytics::ViewFamilies(),
+                                      analytics::ViewDatabaseOptions()));
   analytics::Customer360Projection projection;
   Subscriber applier(*db, projection, {});
   const int total = 200000;
@@ -219,12 +220,14 @@ void KafkaRebuild() {
   // The analytics subscriber itself, as a rebuild runs it (consumer group,
   // batches of up to 5,000, offsets committed with the views).
   crm::testing::TempDir dir;
-  auto db = std::move(*Database::Open(dir.Sub("rebuild"), analytics::ViewFamilies()));
+  auto db = std::move(*Database::Open(dir.Sub("rebuild"), analytics::ViewFamilies(),
+                                      analytics::ViewDatabaseOptions()));
   analytics::Customer360Projection projection;
   SubscriberOptions options;
   options.brokers = brokers;
   options.group_id = "bench-rebuild";
   options.topics = {kLeadsTopic};
+  options.pipelined_commit = true;  // as crm-analytics runs it
   Subscriber subscriber(*db, projection, options);
   if (!subscriber.Start().ok()) std::abort();
   auto done = [&] { return static_cast<int64_t>(subscriber.applied() + subscriber.skipped()); };

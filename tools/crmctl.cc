@@ -299,7 +299,8 @@ int Rebuild(int argc, char** argv) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", previous.status().ToString().c_str());
     return 2;
   }
-  auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies());
+  auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies(),
+                                crm::analytics::ViewDatabaseOptions());
   if (!db.ok()) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", db.status().ToString().c_str());
     return 1;
@@ -388,7 +389,8 @@ int Rebuild(int argc, char** argv) {
 // byte-identical views. Not a security hash; it only detects differences.
 int Digest(int argc, char** argv) {
   const std::string dir = crm::Setting(argc, argv, "data-dir", "CRM_DATA_DIR", "");
-  auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies());
+  auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies(),
+                                crm::analytics::ViewDatabaseOptions());
   if (dir.empty() || !db.ok()) {
     std::fprintf(stderr, "crmctl digest: cannot open --data-dir '%s'\n", dir.c_str());
     return 2;

@@ -29,8 +29,10 @@ namespace {
 constexpr size_t kBlockCacheBytes = 64 << 20;
 constexpr size_t kMemtableBudgetBytes = 128 << 20;
 
-rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
+rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache,
+                                           const DatabaseOptions& tuning) {
   rocksdb::ColumnFamilyOptions cf;
+  if (tuning.memtable_bytes > 0) cf.write_buffer_size = tuning.memtable_bytes;
   // Point lookups by key dominate (state, dedupe, offsets): a bloom filter
   // avoids touching files for absent keys, e.g. first contact of a person.
   rocksdb::BlockBasedTableOptions table;
@@ -49,7 +51,8 @@ rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
-                                                         const std::vector<std::string>& families) {
+                                                         const std::vector<std::string>& families,
+                                                         const DatabaseOptions& tuning) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) {
@@ -80,8 +83,8 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   const std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(kBlockCacheBytes);
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions(cache));
-  for (const auto& f : families) descriptors.emplace_back(f, FamilyOptions(cache));
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions(cache, tuning));
+  for (const auto& f : families) descriptors.emplace_back(f, FamilyOptions(cache, tuning));
 
   std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
   rocksdb::DB* raw_db = nullptr;

@@ -59,7 +59,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   crm::log::SetService("analytics");
-  auto db = crm::Database::Open(config->data_dir, crm::analytics::ViewFamilies());
+  auto db = crm::Database::Open(config->data_dir, crm::analytics::ViewFamilies(),
+                                crm::analytics::ViewDatabaseOptions());
   if (!db.ok()) {
     crm::log::Error("open store", {{"error", db.status().ToString()}});
     return 1;
@@ -97,6 +98,8 @@ int main(int argc, char** argv) {
   sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
   sub_options.topics = crm::AllTopics();
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
+  // The views are read and written through the batch's transaction only.
+  sub_options.pipelined_commit = true;
   crm::pii::WithKeyRecords with_keys(**vault, &projection);
   crm::Subscriber subscriber(**db, with_keys, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {

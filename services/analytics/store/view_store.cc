@@ -93,6 +93,8 @@ std::vector<std::string> ViewFamilies() {
   return families;
 }
 
+DatabaseOptions ViewDatabaseOptions() { return {.memtable_bytes = 4 << 20}; }
+
 std::vector<const char*> ViewDigestFamilies() {
   return {kCustomers,  kTimeline, kFunnelLeads,  kFunnelOpportunities,
           kKpiTickets, kClock,    kAuditByActor, kAuditByRecord};
