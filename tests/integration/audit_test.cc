@@ -171,7 +171,9 @@ TEST(AuditTrailTest, RefusalsAndAcceptedCommandsAreListedByActorAndByRecord) {
   EXPECT_EQ(Count(entries, crm::v1::AUDIT_OUTCOME_DENIED), kBadTokens);
   ASSERT_EQ(Count(entries, crm::v1::AUDIT_OUTCOME_FLAGGED), 1);
   for (const auto& e : entries) {
-    if (e.outcome() == crm::v1::AUDIT_OUTCOME_DENIED) EXPECT_EQ(e.code(), "UNAUTHENTICATED");
+    if (e.outcome() == crm::v1::AUDIT_OUTCOME_DENIED) {
+      EXPECT_EQ(e.code(), "UNAUTHENTICATED");
+    }
   }
 
   // The same trail from the command line.
