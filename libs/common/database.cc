@@ -134,6 +134,12 @@ rocksdb::ColumnFamilyHandle* Database::Family(absl::string_view name) const {
   return it == by_name_.end() ? nullptr : it->second;
 }
 
+absl::StatusOr<rocksdb::ColumnFamilyHandle*> Database::RequireFamily(absl::string_view name) const {
+  auto* cf = Family(name);
+  if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", name));
+  return cf;
+}
+
 absl::Status Database::Write(rocksdb::WriteBatch* batch, bool sync) {
   rocksdb::WriteOptions wo;
   wo.sync = sync;
@@ -142,8 +148,7 @@ absl::Status Database::Write(rocksdb::WriteBatch* batch, bool sync) {
 
 absl::StatusOr<std::vector<std::optional<std::string>>> Database::MultiGet(
     absl::string_view family, const std::vector<std::string>& keys) const {
-  auto* cf = Family(family);
-  if (cf == nullptr) return absl::InternalError(absl::StrCat("no family ", family));
+  CRM_ASSIGN_OR_RETURN(auto* cf, RequireFamily(family));
   std::vector<std::optional<std::string>> out(keys.size());
   if (keys.empty()) return out;
   std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
@@ -161,8 +166,7 @@ absl::StatusOr<std::vector<std::optional<std::string>>> Database::MultiGet(
 
 absl::StatusOr<std::optional<std::string>> Database::Get(absl::string_view family,
                                                          absl::string_view key) const {
-  auto* cf = Family(family);
-  if (cf == nullptr) return absl::InternalError(absl::StrCat("no family ", family));
+  CRM_ASSIGN_OR_RETURN(auto* cf, RequireFamily(family));
   std::string value;
   auto s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
   if (s.IsNotFound()) return std::nullopt;

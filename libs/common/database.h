@@ -40,6 +40,9 @@ class Database {
 
   // The handle of a family passed to Open; nullptr for an unknown name.
   rocksdb::ColumnFamilyHandle* Family(absl::string_view name) const;
+  // The same, INTERNAL for an unknown name (a family the code forgot to
+  // list when it opened the database).
+  absl::StatusOr<rocksdb::ColumnFamilyHandle*> RequireFamily(absl::string_view name) const;
 
   // `sync` fsyncs the WAL before returning; concurrent synced writers are
   // grouped by RocksDB's write thread and share one fsync.

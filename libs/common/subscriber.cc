@@ -45,9 +45,7 @@ bool IsTransient(const absl::Status& st) {
 }  // namespace
 
 absl::StatusOr<rocksdb::ColumnFamilyHandle*> ProjectionTxn::Cf(absl::string_view family) const {
-  auto* cf = db_.Family(family);
-  if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
-  return cf;
+  return db_.RequireFamily(family);
 }
 
 absl::StatusOr<std::optional<std::string>> ProjectionTxn::Get(absl::string_view family,
