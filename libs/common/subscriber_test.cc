@@ -14,14 +14,26 @@
 namespace crm {
 namespace {
 
+// Adds one to the count under `key`, read through the transaction.
+absl::Status AddOne(ProjectionTxn& txn, const std::string& key) {
+  auto current = txn.Get("counts", key);
+  if (!current.ok()) return current.status();
+  const int n = current->has_value() ? std::stoi(**current) : 0;
+  return txn.Put("counts", key, absl::StrCat(n + 1));
+}
+
+// A database with the subscriber's families and "counts".
+absl::StatusOr<std::unique_ptr<Database>> CountsDatabase(const testing::TempDir& dir) {
+  auto families = Subscriber::Families();
+  families.push_back("counts");
+  return Database::Open(dir.Sub("db"), families);
+}
+
 // Counts events per customer: any double application shows as a wrong count.
 class CountingProjection final : public Projection {
  public:
   absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn& txn) override {
-    auto current = txn.Get("counts", e.customer_id());
-    if (!current.ok()) return current.status();
-    const int n = current->has_value() ? std::stoi(**current) : 0;
-    return txn.Put("counts", e.customer_id(), absl::StrCat(n + 1));
+    return AddOne(txn, e.customer_id());
   }
 };
 
@@ -38,9 +50,7 @@ ConsumedMessage Message(const std::string& stream, int64_t version, int64_t offs
 class SubscriberTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto families = Subscriber::Families();
-    families.push_back("counts");
-    db_ = std::move(*Database::Open(dir_.Sub("db"), families));
+    db_ = std::move(*CountsDatabase(dir_));
     subscriber_ = std::make_unique<Subscriber>(*db_, projection_, SubscriberOptions{});
   }
   std::string Count(const std::string& customer) {
@@ -341,10 +351,7 @@ class FailsOnceOnStreams final : public Projection {
   absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn& txn) override {
     if (to_fail_.erase(e.stream()) > 0) return absl::UnavailableError("busy for a moment");
     absl::SleepFor(absl::Microseconds(500));  // lets the consumer run ahead
-    auto current = txn.Get("counts", e.stream());
-    if (!current.ok()) return current.status();
-    const int n = current->has_value() ? std::stoi(**current) : 0;
-    return txn.Put("counts", e.stream(), absl::StrCat(n + 1));
+    return AddOne(txn, e.stream());
   }
 
  private:
@@ -365,9 +372,7 @@ TEST_P(SubscriberRetryTest, AFailedBatchAndTheBatchesTakenAfterItAreAllAppliedOn
   crm::testing::MockCluster cluster({{"retry.test", kPartitions}});
   ASSERT_TRUE(cluster.ok());
   crm::testing::TempDir dir;
-  auto families = Subscriber::Families();
-  families.push_back("counts");
-  auto db = Database::Open(dir.Sub("db"), families);
+  auto db = CountsDatabase(dir);
   ASSERT_TRUE(db.ok()) << db.status();
 
   for (int p = 0; p < kPartitions; ++p) {
@@ -419,10 +424,7 @@ class RunningTotal final : public Projection {
  public:
   absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn& txn) override {
     for (const std::string& key : {std::string("total"), e.stream()}) {
-      auto current = txn.Get("counts", key);
-      if (!current.ok()) return current.status();
-      const int n = current->has_value() ? std::stoi(**current) : 0;
-      if (auto st = txn.Put("counts", key, absl::StrCat(n + 1)); !st.ok()) return st;
+      if (auto st = AddOne(txn, key); !st.ok()) return st;
     }
     absl::SleepFor(absl::Microseconds(200));  // lets the consumer run ahead
     return absl::OkStatus();
@@ -434,9 +436,7 @@ TEST(SubscriberPipelineTest, EveryEventCountsOnceWhenBatchesCommitWhileTheNextIs
   crm::testing::MockCluster cluster({{"pipeline.test", 1}});
   ASSERT_TRUE(cluster.ok());
   crm::testing::TempDir dir;
-  auto families = Subscriber::Families();
-  families.push_back("counts");
-  auto db = Database::Open(dir.Sub("db"), families);
+  auto db = CountsDatabase(dir);
   ASSERT_TRUE(db.ok()) << db.status();
   // Every event twice, as a relay re-publishing after a crash would: the
   // copies land in later batches, while the first ones may be pending.
