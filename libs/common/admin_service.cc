@@ -77,11 +77,14 @@ grpc::ServerUnaryReactor* AdminService::EraseCustomer(grpc::CallbackServerContex
                           "service-desk");
                     }
                     event_ctx.occurred_at = absl::Now();
-                    auto destroyed = vault_.EraseCustomer(
+                    auto erasure = vault_.EraseCustomer(
                         request->customer_id(),
                         absl::StrCat(request->reason(), " (by ", caller->subject, ")"), event_ctx);
-                    if (!destroyed.ok()) return destroyed.status();
-                    response->set_keys_destroyed(*destroyed);
+                    if (!erasure.ok()) return erasure.status();
+                    response->set_keys_destroyed(erasure->keys_destroyed);
+                    for (auto& id : erasure->merged_customer_ids) {
+                      response->add_merged_customer_ids(std::move(id));
+                    }
                     return absl::OkStatus();
                   });
 }

@@ -208,6 +208,57 @@ TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasu
   EXPECT_EQ(GetLead(stack, ada.lead_id()).contact().email(), "ada@navy.example");
 }
 
+// Two records of one person merged: the survivor holds what was sealed
+// for the merged customer, so erasing the survivor erases that customer too.
+TEST(PiiTest, ErasingTheSurvivorOfAMergeErasesTheMergedCustomerEverywhere) {
+  Stack stack;
+  ASSERT_TRUE(stack.StartBroker());
+  ASSERT_TRUE(stack.Start("leads"));
+  ASSERT_TRUE(stack.Start("analytics"));
+  const auto grace = Capture(stack, "mrg-1", "Grace", "Hopperfield", "grace@navy.example", "");
+  const auto hopper =
+      Capture(stack, "mrg-2", "Grace", "Hopperfield", "g.hopper@navy.example", "+15551234567");
+  const auto ada = Capture(stack, "mrg-3", "Ada", "Lovelacewood", "ada@navy.example", "");
+  ASSERT_NE(grace.customer_id(), hopper.customer_id());
+
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("mrg-merge");
+  merge.set_survivor_lead_id(grace.lead_id());
+  merge.set_merged_lead_id(hopper.lead_id());
+  crm::v1::MergeLeadsResponse merged;
+  ASSERT_OK(Unary([&](auto* ctx) { return stack.LeadsStub()->MergeLeads(ctx, merge, &merged); }));
+  // The survivor took the phone from the merged record, sealed for its customer.
+  EXPECT_EQ(GetLead(stack, grace.lead_id()).contact().phone(), "+15551234567");
+  ASSERT_TRUE(Eventually([&] {
+    return View(stack, hopper.customer_id()).profile().email() == "g.hopper@navy.example";
+  })) << stack.analytics().Log();
+
+  crm::v1::EraseCustomerResponse erased;
+  ASSERT_OK(Erase(stack, grace.customer_id(), "GDPR request 121", &erased));
+  EXPECT_EQ(erased.keys_destroyed(), 2);
+  ASSERT_EQ(erased.merged_customer_ids_size(), 1);
+  EXPECT_EQ(erased.merged_customer_ids(0), hopper.customer_id());
+
+  const crm::v1::Lead survivor = GetLead(stack, grace.lead_id());
+  EXPECT_EQ(survivor.contact().email(), "");
+  EXPECT_EQ(survivor.contact().phone(), "") << "sealed for the merged customer";
+  EXPECT_EQ(GetLead(stack, hopper.lead_id()).contact().email(), "");
+  EXPECT_EQ(GetLead(stack, ada.lead_id()).contact().email(), "ada@navy.example");
+  ASSERT_TRUE(Eventually([&] {
+    return View(stack, hopper.customer_id()).profile().email().empty();
+  })) << stack.analytics().Log();
+  EXPECT_EQ(View(stack, ada.customer_id()).profile().email(), "ada@navy.example");
+
+  // A restarted leads service reloads the link and the erasure alike.
+  ASSERT_EQ(stack.leads().Kill(SIGTERM), 0);
+  ASSERT_TRUE(stack.Start("leads"));
+  EXPECT_EQ(GetLead(stack, grace.lead_id()).contact().phone(), "");
+  crm::v1::EraseCustomerResponse again;
+  ASSERT_OK(Erase(stack, grace.customer_id(), "GDPR request 121, repeated", &again));
+  ASSERT_EQ(again.merged_customer_ids_size(), 1);
+  EXPECT_EQ(again.merged_customer_ids(0), hopper.customer_id());
+}
+
 TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterErasure) {
   Stack stack;
   ASSERT_TRUE(stack.StartBroker());

@@ -18,6 +18,7 @@ namespace {
 
 std::string KeyRow(absl::string_view key_id) { return absl::StrCat("k", key_id); }
 std::string ErasedRow(absl::string_view customer_id) { return absl::StrCat("e", customer_id); }
+std::string MergeRow(absl::string_view merged_lead_id) { return absl::StrCat("m", merged_lead_id); }
 std::string KeyStream(absl::string_view key_id) { return absl::StrCat(kKeyStreamPrefix, key_id); }
 
 constexpr char kBlindIndexRow[] = "blind-index";
@@ -126,6 +127,12 @@ absl::Status KeyVault::Load() {
       const absl::string_view value(it->value().data(), it->value().size());
       if (absl::StartsWith(row, "e") && value.size() == 8) {
         erased_[row.substr(1)] = absl::FromUnixMicros(static_cast<int64_t>(ReadBigEndian64(value)));
+      } else if (absl::StartsWith(row, "m")) {
+        crm::v1::CustomersMerged merged;
+        if (!merged.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          return absl::DataLossError(absl::StrCat("corrupt merge row ", row));
+        }
+        LinkLocked(merged.merged_customer_id(), merged.survivor_customer_id());
       } else if (absl::StartsWith(row, "k")) {
         crm::v1::EventEnvelope issued;
         if (!issued.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
@@ -310,6 +317,43 @@ absl::StatusOr<DataKey> KeyVault::EnsureKey(const std::string& customer_id,
   return sealing.key;
 }
 
+std::optional<AppendRequest> KeyVault::MergeRecord(const std::string& merged_lead_id,
+                                                   const std::string& merged_customer_id,
+                                                   const std::string& survivor_customer_id,
+                                                   const EventContext& ctx) const {
+  if (merged_customer_id == survivor_customer_id) return std::nullopt;
+  crm::v1::CustomersMerged merged;
+  merged.set_merged_customer_id(merged_customer_id);
+  merged.set_survivor_customer_id(survivor_customer_id);
+  merged.set_merged_lead_id(merged_lead_id);
+  EventContext merge_ctx = ctx;
+  merge_ctx.source = issuer_;
+  AppendRequest append;
+  // A lead merges once (a merged lead takes no more commands): its own
+  // stream, so two merges of the same customers never conflict.
+  append.stream = absl::StrCat(kMergeStreamPrefix, merged_lead_id);
+  append.expected_version = EventStore::kNoStream;
+  append.projection_writes.push_back(
+      {kFamily, MergeRow(merged_lead_id), merged.SerializeAsString()});
+  append.events.push_back(MakeEnvelope(merged, survivor_customer_id, merge_ctx));
+  return append;
+}
+
+void KeyVault::LinkLocked(const std::string& merged_customer_id,
+                          const std::string& survivor_customer_id) {
+  if (merged_customer_id == survivor_customer_id) return;
+  auto& into = merged_into_[survivor_customer_id];
+  if (std::find(into.begin(), into.end(), merged_customer_id) == into.end()) {
+    into.push_back(merged_customer_id);
+  }
+}
+
+void KeyVault::Merged(const std::string& merged_customer_id,
+                      const std::string& survivor_customer_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LinkLocked(merged_customer_id, survivor_customer_id);
+}
+
 bool KeyVault::Erased(const std::string& customer_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   return erased_.contains(customer_id);
@@ -428,6 +472,16 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     }
     return absl::OkStatus();
   }
+  if (payload.Is<crm::v1::CustomersMerged>()) {
+    crm::v1::CustomersMerged merged;
+    if (!payload.UnpackTo(&merged) || merged.merged_lead_id().empty()) {
+      return absl::InvalidArgumentError("bad CustomersMerged");
+    }
+    CRM_RETURN_IF_ERROR(
+        txn.Put(kFamily, MergeRow(merged.merged_lead_id()), merged.SerializeAsString()));
+    Merged(merged.merged_customer_id(), merged.survivor_customer_id());
+    return absl::OkStatus();
+  }
   if (payload.Is<crm::v1::CustomerErased>()) {
     crm::v1::CustomerErased erased;
     payload.UnpackTo(&erased);
@@ -455,36 +509,66 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
       absl::StrCat("not a key record: ", payload.type_url(), " on ", event.stream()));
 }
 
-absl::StatusOr<int> KeyVault::EraseCustomer(const std::string& customer_id,
-                                            const std::string& reason, const EventContext& ctx) {
+absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& customer_id,
+                                                          const std::string& reason,
+                                                          const EventContext& ctx) {
   if (store_ == nullptr) return absl::FailedPreconditionError("this service cannot erase");
-  const std::string stream = absl::StrCat(kEraseStreamPrefix, customer_id);
   EventContext erase_ctx = ctx;
   erase_ctx.source = issuer_;
-  int64_t version = EventStore::kNoStream;
-  if (auto state = store_->LoadState(stream); state.ok()) {
-    version = state->version;
-  } else if (!absl::IsNotFound(state.status())) {
-    return state.status();
-  }
-  std::vector<std::string> held;
+  // The customer and, transitively, every customer merged into it.
+  std::vector<std::string> customers = {customer_id};
+  std::vector<std::vector<std::string>> held;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = by_customer_.find(customer_id); it != by_customer_.end()) held = it->second;
+    for (size_t i = 0; i < customers.size(); ++i) {
+      auto it = merged_into_.find(customers[i]);
+      if (it == merged_into_.end()) continue;
+      for (const auto& m : it->second) {
+        if (std::find(customers.begin(), customers.end(), m) == customers.end()) {
+          customers.push_back(m);
+        }
+      }
+    }
+    for (const auto& c : customers) {
+      auto it = by_customer_.find(c);
+      held.push_back(it != by_customer_.end() ? it->second : std::vector<std::string>{});
+    }
   }
-  crm::v1::CustomerErased erased;
-  erased.set_customer_id(customer_id);
-  erased.set_reason(reason);
-  AppendRequest append;
-  append.stream = stream;
-  append.expected_version = version;
-  append.events.push_back(MakeEnvelope(erased, customer_id, erase_ctx));
-  append.projection_writes = ErasureWrites(customer_id, ctx.occurred_at, held);
-  CRM_RETURN_IF_ERROR(store_->Append(std::move(append)).status());
-  const std::vector<std::string> own = Forget(customer_id, ctx.occurred_at);
-  CRM_RETURN_IF_ERROR(DestroyOwn(own, customer_id, ctx));
-  log::Info("customer erased", {{"customer_id", customer_id}, {"keys", absl::StrCat(held.size())}});
-  return static_cast<int>(held.size());
+  std::vector<AppendRequest> appends;
+  for (size_t i = 0; i < customers.size(); ++i) {
+    const std::string stream = absl::StrCat(kEraseStreamPrefix, customers[i]);
+    int64_t version = EventStore::kNoStream;
+    if (auto state = store_->LoadState(stream); state.ok()) {
+      version = state->version;
+    } else if (!absl::IsNotFound(state.status())) {
+      return state.status();
+    }
+    crm::v1::CustomerErased erased;
+    erased.set_customer_id(customers[i]);
+    erased.set_reason(reason);
+    if (i > 0) erased.set_erased_with_customer_id(customer_id);
+    AppendRequest& append = appends.emplace_back();
+    append.stream = stream;
+    append.expected_version = version;
+    append.events.push_back(MakeEnvelope(erased, customers[i], erase_ctx));
+    append.projection_writes = ErasureWrites(customers[i], ctx.occurred_at, held[i]);
+  }
+  // One synced write for all of them. A conflict (an erasure of one of
+  // them meanwhile) fails the call; the records written reach this vault
+  // again from crm.keys.v1 like every other service's.
+  CRM_ASSIGN_OR_RETURN(auto results, store_->AppendBatch(std::move(appends)));
+  for (const auto& r : results) CRM_RETURN_IF_ERROR(r.status());
+  Erasure out;
+  for (size_t i = 0; i < customers.size(); ++i) {
+    const std::vector<std::string> own = Forget(customers[i], ctx.occurred_at);
+    CRM_RETURN_IF_ERROR(DestroyOwn(own, customers[i], ctx));
+    out.keys_destroyed += static_cast<int>(held[i].size());
+    if (i > 0) out.merged_customer_ids.push_back(customers[i]);
+  }
+  log::Info("customer erased", {{"customer_id", customer_id},
+                                {"merged_customers", absl::StrCat(customers.size() - 1)},
+                                {"keys", absl::StrCat(out.keys_destroyed)}});
+  return out;
 }
 
 }  // namespace crm::pii

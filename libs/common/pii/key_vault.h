@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "crm/v1/envelope.pb.h"
+#include "crm/v1/pii.pb.h"
 #include "libs/common/database.h"
 #include "libs/common/envelope.h"
 #include "libs/common/event_store.h"
@@ -34,6 +35,8 @@ struct DataKey {
 //                       customer issued before then are refused
 //   "blind-index"    -> the blind index key, wrapped (services that issue
 //                       keys only)
+//   "m" merged_lead  -> CustomersMerged: erasing the survivor customer
+//                       erases the merged one too
 // A service issues keys for the customers whose data it seals and learns
 // every other service's keys from crm.keys.v1 (ApplyRecord), so it can read
 // what they sealed.
@@ -82,11 +85,29 @@ class KeyVault {
   // a key not held that opens with no master key is DATA_LOSS (parked).
   absl::Status ApplyRecord(const crm::v1::EventEnvelope& event, ProjectionTxn& txn);
 
-  // Erases the customer everywhere: appends CustomerErased (relayed to
-  // every service) and destroys the keys held here at once. Returns how
-  // many keys this vault destroyed.
-  absl::StatusOr<int> EraseCustomer(const std::string& customer_id, const std::string& reason,
-                                    const EventContext& ctx);
+  // The record linking two customers when leads of both merge (nullopt
+  // when they are one customer): append it with the merge, then call
+  // Merged. The survivor's records hold data sealed for the merged
+  // customer from then on, so its erasure must reach that key too.
+  std::optional<AppendRequest> MergeRecord(const std::string& merged_lead_id,
+                                           const std::string& merged_customer_id,
+                                           const std::string& survivor_customer_id,
+                                           const EventContext& ctx) const;
+  // Makes an appended merge record known for erasures (nothing for one
+  // customer).
+  void Merged(const std::string& merged_customer_id, const std::string& survivor_customer_id);
+
+  struct Erasure {
+    // Keys this vault held for the customers erased, destroyed now.
+    int keys_destroyed = 0;
+    // Customers merged into the one erased (directly or not), erased too.
+    std::vector<std::string> merged_customer_ids;
+  };
+  // Erases the customer everywhere, with every customer merged into it:
+  // appends one CustomerErased each (relayed to every service) and
+  // destroys the keys held here at once.
+  absl::StatusOr<Erasure> EraseCustomer(const std::string& customer_id, const std::string& reason,
+                                        const EventContext& ctx);
 
   // Whether this vault records erasures (it has an event log to append to).
   bool can_erase() const { return store_ != nullptr; }
@@ -145,6 +166,8 @@ class KeyVault {
   // from the event log.
   absl::Status DestroyOwn(const std::vector<std::string>& key_ids, const std::string& customer_id,
                           const EventContext& ctx);
+  // Records a merge in merged_into_; mu_ held.
+  void LinkLocked(const std::string& merged_customer_id, const std::string& survivor_customer_id);
   // The rows that record the customer as erased and its keys as destroyed.
   std::vector<ProjectionWrite> ErasureWrites(const std::string& customer_id, absl::Time erased_at,
                                              const std::vector<std::string>& key_ids) const;
@@ -162,6 +185,8 @@ class KeyVault {
   absl::flat_hash_map<std::string, Entry> keys_;                            // by key id
   absl::flat_hash_map<std::string, std::vector<std::string>> by_customer_;  // key ids
   absl::flat_hash_map<std::string, absl::Time> erased_;
+  // Survivor customer -> customers merged into it.
+  absl::flat_hash_map<std::string, std::vector<std::string>> merged_into_;
 };
 
 // A subscriber's projection that hands key records (crm.keys.v1) to the

@@ -232,7 +232,7 @@ TEST_F(KeyVaultRotationTest, ErasureAfterRotationDestroysTheKeyAndRedactsEveryWr
     auto leads = *Service::Open(dir_.Sub("leads"), MasterKeys(b_, {a_}), "crm/leads");
     auto destroyed = leads->vault->EraseCustomer("cus_1", "GDPR request 9", Ctx());
     ASSERT_TRUE(destroyed.ok()) << destroyed.status();
-    EXPECT_EQ(*destroyed, 1);
+    EXPECT_EQ(destroyed->keys_destroyed, 1);
     EXPECT_EQ(leads->OpenEmail(ann), "");
     const auto records = leads->Stream(key.key_id);
     ASSERT_EQ(records.size(), 3u) << "issue, re-wrap, destruction";

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <map>
+#include <tuple>
+
 #include "absl/strings/match.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/pii.pb.h"
@@ -207,7 +210,7 @@ TEST(KeyVaultTest, ErasureDestroysEveryKeyOfTheCustomerInEveryService) {
   // Erased through sales: it held leads' key, not its own.
   auto destroyed = sales.vault->EraseCustomer("cus_1", "GDPR request 7", Ctx());
   ASSERT_TRUE(destroyed.ok()) << destroyed.status();
-  EXPECT_EQ(*destroyed, 1);
+  EXPECT_EQ(destroyed->keys_destroyed, 1);
   const std::string erase_stream = std::string(kEraseStreamPrefix) + "cus_1";
   ASSERT_TRUE(leads.Consume(*sales.store, erase_stream).ok());
   ASSERT_TRUE(analytics.Consume(*sales.store, erase_stream).ok());
@@ -249,6 +252,76 @@ TEST(KeyVaultTest, ErasureDestroysEveryKeyOfTheCustomerInEveryService) {
   auto fresh = leads.vault->EnsureKey("cus_1", Ctx());
   ASSERT_TRUE(fresh.ok());
   EXPECT_NE(fresh->key_id, lead_key->key_id);
+}
+
+// Merged leads keep the merged person's data sealed under that customer's
+// key: erasing the survivor must reach it, through any chain of merges.
+TEST(KeyVaultTest, ErasingTheSurvivorOfMergesErasesEveryCustomerMergedIntoIt) {
+  testing::TempDir dir;
+  std::map<std::string, crm::v1::Contact> sealed;  // by customer
+  std::vector<std::string> streams;                // key and merge records
+  {
+    ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
+    for (const std::string customer : {"cus_1", "cus_2", "cus_3", "cus_4"}) {
+      auto key = leads.vault->EnsureKey(customer, Ctx());
+      ASSERT_TRUE(key.ok()) << key.status();
+      crm::v1::Contact c = Ann();
+      SealFields(c, *key);
+      sealed[customer] = c;
+      streams.push_back(kKeyStreamPrefix + key->key_id);
+    }
+    EXPECT_FALSE(leads.vault->MergeRecord("lead_9", "cus_1", "cus_1", Ctx()).has_value())
+        << "leads of one customer link nothing";
+    // cus_3 merged into cus_2, then cus_2 into cus_1.
+    for (const auto& [lead, merged, survivor] :
+         {std::tuple{"lead_3", "cus_3", "cus_2"}, std::tuple{"lead_2", "cus_2", "cus_1"}}) {
+      auto record = leads.vault->MergeRecord(lead, merged, survivor, Ctx());
+      ASSERT_TRUE(record.has_value());
+      streams.push_back(record->stream);
+      ASSERT_TRUE(leads.store->Append(*std::move(record)).ok());
+      leads.vault->Merged(merged, survivor);
+    }
+  }
+  // Sales learns keys and links from the records; leads reloads its own.
+  ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
+  ServiceDb sales(dir.Sub("sales"), Master(), "crm/sales");
+  for (const auto& stream : streams) ASSERT_TRUE(sales.Consume(*leads.store, stream).ok());
+  auto open = [&](const ServiceDb& s, const std::string& customer) {
+    crm::v1::Contact c = sealed[customer];
+    OpenFields(c, *s.vault);
+    return c.email();
+  };
+  ASSERT_EQ(open(sales, "cus_3"), "ann@example.com");
+
+  auto erasure = sales.vault->EraseCustomer("cus_1", "GDPR request 11", Ctx());
+  ASSERT_TRUE(erasure.ok()) << erasure.status();
+  EXPECT_EQ(erasure->merged_customer_ids, (std::vector<std::string>{"cus_2", "cus_3"}));
+  EXPECT_EQ(erasure->keys_destroyed, 3);
+  for (const std::string customer : {"cus_1", "cus_2", "cus_3"}) {
+    auto records = sales.store->ReadStream(kEraseStreamPrefix + customer);
+    ASSERT_TRUE(records.ok() && records->size() == 1) << customer;
+    crm::v1::CustomerErased erased;
+    ASSERT_TRUE(records->front().payload().UnpackTo(&erased));
+    EXPECT_EQ(erased.customer_id(), customer);
+    EXPECT_EQ(erased.erased_with_customer_id(), customer == "cus_1" ? "" : "cus_1");
+    ASSERT_TRUE(leads.Consume(*sales.store, kEraseStreamPrefix + customer).ok());
+  }
+  for (const ServiceDb* s : {&leads, &sales}) {
+    for (const std::string customer : {"cus_1", "cus_2", "cus_3"}) {
+      EXPECT_EQ(open(*s, customer), "") << customer;
+    }
+    EXPECT_EQ(open(*s, "cus_4"), "ann@example.com") << "not merged, not erased";
+  }
+
+  // Erasing one in the middle of the chain takes what was merged into it,
+  // not what it was merged into; leads knows the links from its rows.
+  auto middle = leads.vault->EraseCustomer("cus_2", "GDPR request 12", Ctx());
+  ASSERT_TRUE(middle.ok()) << middle.status();
+  EXPECT_EQ(middle->merged_customer_ids, (std::vector<std::string>{"cus_3"}));
+  auto alone = leads.vault->EraseCustomer("cus_4", "GDPR request 13", Ctx());
+  ASSERT_TRUE(alone.ok());
+  EXPECT_TRUE(alone->merged_customer_ids.empty());
+  EXPECT_EQ(alone->keys_destroyed, 1);
 }
 
 TEST(BlindIndexTest, EqualInputsMatchAndTheMasterKeyDecides) {

@@ -405,6 +405,13 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   m.events = Envelopes(merged_events, merged->customer_id(), ctx);
   m.state = merged_after.SerializeAsString();
 
+  // The survivor now holds data sealed for the merged customer: the link
+  // lets an erasure of the survivor reach that key.
+  if (auto link = store_.vault().MergeRecord(merged_id, merged->customer_id(),
+                                             survivor->customer_id(), ctx)) {
+    appends.push_back(*std::move(link));
+  }
+
   CRM_ASSIGN_OR_RETURN(auto results, store_.events().AppendBatch(std::move(appends)));
   for (const auto& r : results) {
     if (!r.ok() || r->replayed) {
@@ -416,6 +423,7 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
                                               " failed: ", r.status().ToString()));
     }
   }
+  store_.vault().Merged(merged->customer_id(), survivor->customer_id());
   assigner_.Moved(*survivor, survivor_after);
   assigner_.Moved(*merged, merged_after);
   return response;

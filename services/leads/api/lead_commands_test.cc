@@ -4,9 +4,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "crm/v1/pii.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "libs/common/pii/field_sealer.h"
+#include "libs/common/pii/key_stream.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm::leads {
@@ -491,6 +493,13 @@ TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
   ASSERT_TRUE(survivor_events[1].payload().UnpackTo(&payload));
   EXPECT_EQ(payload.merged_customer_id(), merged.customer_id());
   EXPECT_EQ(payload.survivor_customer_id(), survivor.customer_id());
+  // The customers are linked on crm.keys.v1, for an erasure of the survivor.
+  auto link = store_->events().ReadStream(pii::kMergeStreamPrefix + merged.lead_id());
+  ASSERT_TRUE(link.ok() && link->size() == 1) << link.status();
+  crm::v1::CustomersMerged linked;
+  ASSERT_TRUE(link->front().payload().UnpackTo(&linked));
+  EXPECT_EQ(linked.merged_customer_id(), merged.customer_id());
+  EXPECT_EQ(linked.survivor_customer_id(), survivor.customer_id());
 
   // The merged person's email now finds the survivor.
   auto again = *commands_->CaptureLead(Request("again", "lovelace@engines.example"), Ctx());
