@@ -148,7 +148,18 @@ absl::StatusOr<rocksdb::ColumnFamilyHandle*> Database::RequireFamily(absl::strin
   return cf;
 }
 
+void Database::FailWritesForTest(uint64_t every, uint64_t times) {
+  writes_since_.store(0);
+  fail_times_.store(static_cast<int64_t>(times));
+  fail_every_.store(every);
+}
+
 absl::Status Database::Write(rocksdb::WriteBatch* batch, bool sync) {
+  if (const uint64_t every = fail_every_.load(std::memory_order_relaxed); every > 0) {
+    if ((writes_since_.fetch_add(1) + 1) % every == 0 && fail_times_.fetch_sub(1) > 0) {
+      return absl::UnavailableError("injected write failure");
+    }
+  }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   return FromRocks(db_->Write(wo, batch));

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,6 +58,10 @@ class Database {
   // Flushes memtables and the WAL: used on graceful shutdown.
   absl::Status Flush();
 
+  // Fault injection for tests: of the writes from now on, every `every`-th
+  // fails with UNAVAILABLE and writes nothing, `times` of them in all.
+  void FailWritesForTest(uint64_t every, uint64_t times);
+
   rocksdb::DB* raw() const { return db_.get(); }
   const std::string& path() const { return path_; }
 
@@ -72,6 +77,9 @@ class Database {
   std::vector<MetricsRegistry::GaugeHandle> gauges_;
   std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;
   absl::flat_hash_map<std::string, rocksdb::ColumnFamilyHandle*> by_name_;
+  std::atomic<uint64_t> fail_every_{0};  // 0: no faults
+  std::atomic<int64_t> fail_times_{0};   // goes below 0 when spent
+  std::atomic<uint64_t> writes_since_{0};
 };
 
 absl::Status FromRocks(const rocksdb::Status& s);

@@ -431,22 +431,41 @@ class RunningTotal final : public Projection {
   }
 };
 
-TEST(SubscriberPipelineTest, EveryEventCountsOnceWhenBatchesCommitWhileTheNextIsApplied) {
-  constexpr int kStreams = 300;
-  crm::testing::MockCluster cluster({{"pipeline.test", 1}});
+// With a parameter of true, commits fail (RocksDB write errors) while the
+// batch after each is prepared on its writes, often from another
+// partition: both must be consumed again.
+class SubscriberPipelineTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SubscriberPipelineTest, EveryEventCountsOnceWhenBatchesCommitWhileTheNextIsApplied) {
+  constexpr int kPartitions = 4;
+  constexpr int kPerPartition = 75;
+  constexpr int kStreams = kPartitions * kPerPartition;
+  crm::testing::MockCluster cluster({{"pipeline.test", kPartitions}});
   ASSERT_TRUE(cluster.ok());
   crm::testing::TempDir dir;
   auto db = CountsDatabase(dir);
   ASSERT_TRUE(db.ok()) << db.status();
   // Every event twice, as a relay re-publishing after a crash would: the
   // copies land in later batches, while the first ones may be pending.
-  ASSERT_NO_FATAL_FAILURE(Publish(cluster, "pipeline.test", 0, Streams("s-", kStreams)));
-  ASSERT_NO_FATAL_FAILURE(Publish(cluster, "pipeline.test", 0, Streams("s-", kStreams)));
+  // Published in sets of 5 per partition and fetched one set at a time, so
+  // that consecutive batches mix partitions.
+  constexpr int kSet = 5;
+  for (int copy = 0; copy < 2; ++copy) {
+    for (int from = 0; from < kPerPartition; from += kSet) {
+      for (int p = 0; p < kPartitions; ++p) {
+        std::vector<std::string> set;
+        for (int i = from; i < from + kSet; ++i) set.push_back(absl::StrCat("s-", p, "-", i));
+        ASSERT_NO_FATAL_FAILURE(Publish(cluster, "pipeline.test", p, set));
+      }
+    }
+  }
 
   RunningTotal projection;
   SubscriberOptions options = KafkaOptions(cluster, "pipeline.test");
   options.max_batch = 7;
+  options.extra_settings = {{"max.partition.fetch.bytes", "1"}};
   options.pipelined_commit = true;
+  if (GetParam()) (*db)->FailWritesForTest(/*every=*/3, /*times=*/12);
   Subscriber subscriber(**db, projection, options);
   ASSERT_TRUE(subscriber.Start().ok());
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
@@ -457,11 +476,16 @@ TEST(SubscriberPipelineTest, EveryEventCountsOnceWhenBatchesCommitWhileTheNextIs
   EXPECT_EQ(subscriber.applied(), static_cast<uint64_t>(kStreams));
   EXPECT_EQ(subscriber.skipped(), static_cast<uint64_t>(kStreams));
   EXPECT_EQ((*db)->Get("counts", "total")->value_or("0"), absl::StrCat(kStreams));
-  for (const auto& stream : Streams("s-", kStreams)) {
-    EXPECT_EQ((*db)->Get("counts", stream)->value_or("0"), "1") << stream;
+  for (int p = 0; p < kPartitions; ++p) {
+    for (const auto& stream : Streams(absl::StrCat("s-", p, "-"), kPerPartition)) {
+      EXPECT_EQ((*db)->Get("counts", stream)->value_or("0"), "1") << stream;
+    }
+    EXPECT_EQ(subscriber.StoredOffset("pipeline.test", p)->value_or(-1), 2 * kPerPartition);
   }
-  EXPECT_EQ(subscriber.StoredOffset("pipeline.test", 0)->value_or(-1), 2 * kStreams);
 }
+
+INSTANTIATE_TEST_SUITE_P(AllCommitsWritten, SubscriberPipelineTest, ::testing::Values(false));
+INSTANTIATE_TEST_SUITE_P(CommitsFail, SubscriberPipelineTest, ::testing::Values(true));
 
 }  // namespace
 }  // namespace crm
