@@ -322,6 +322,13 @@ TEST(KeyVaultTest, ErasingTheSurvivorOfMergesErasesEveryCustomerMergedIntoIt) {
   ASSERT_TRUE(alone.ok());
   EXPECT_TRUE(alone->merged_customer_ids.empty());
   EXPECT_EQ(alone->keys_destroyed, 1);
+
+  // Customers merged both ways (leads of each went into the other's).
+  leads.vault->Merged("cus_5", "cus_6");
+  leads.vault->Merged("cus_6", "cus_5");
+  auto both = leads.vault->EraseCustomer("cus_5", "GDPR request 14", Ctx());
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->merged_customer_ids, (std::vector<std::string>{"cus_6"}));
 }
 
 TEST(BlindIndexTest, EqualInputsMatchAndTheMasterKeyDecides) {
