@@ -19,9 +19,7 @@ namespace crm {
 // What differs between the project's databases.
 struct DatabaseOptions {
   // Bytes per memtable of each family; 0 keeps RocksDB's default (64 MiB).
-  // Small memtables suit a store written at scattered keys faster than it
-  // is read: a skiplist that fits in the CPU cache inserts several times
-  // faster, for more flushes and compactions on the other core.
+  // Smaller ones hold less memory for more flushes and compactions.
   size_t memtable_bytes = 0;
 };
 

@@ -246,7 +246,8 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
     auto set = [&](const std::string& stream, const std::optional<std::string>& raw) {
       if (raw && raw->size() == 8) versions[stream] = static_cast<int64_t>(ReadBigEndian64(*raw));
     };
-    const uint32_t applied_family = db_.Family(kApplied)->GetID();
+    CRM_ASSIGN_OR_RETURN(auto* applied_cf, db_.RequireFamily(kApplied));
+    const uint32_t applied_family = applied_cf->GetID();
     std::vector<std::string> streams;
     streams.reserve(versions.size());
     for (const auto& [stream, version] : versions) {

@@ -17,10 +17,12 @@ namespace crm::analytics {
 
 // Column families of the analytics RocksDB, the subscriber's included.
 std::vector<std::string> ViewFamilies();
-// How the analytics database is opened: a rebuild writes every event's
-// timeline and audit rows at keys scattered over all customers, which
-// small memtables take several times faster (4 MiB: 47k -> 73k events/s
-// in the Kafka rebuild benchmark).
+// How the analytics database is opened: 4 MiB memtables. A rebuild writes
+// every event's timeline and audit rows at keys scattered over all
+// customers; before the memtable insert hint (libs/common/database.cc)
+// small memtables took them much faster (47k -> 73k events/s in the Kafka
+// rebuild benchmark). With the hint 1 to 64 MiB measure alike, and the
+// small ones hold less memory.
 DatabaseOptions ViewDatabaseOptions();
 // The families that hold the views themselves: equal contents here mean
 // equal views (crmctl digest, the rebuild-equality test).
