@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -139,7 +140,10 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
       }
       consumer->assign(partitions);
       log::Info("partitions assigned", {{"count", absl::StrCat(partitions.size())}});
+      s_->HoldBackFollowers(partitions);
     } else {
+      s_->leading_ends_.clear();
+      s_->held_back_.clear();
       consumer->unassign();
     }
   }
@@ -386,6 +390,68 @@ void Subscriber::RefreshLag() {
   if (known) measured_.store(true);
 }
 
+void Subscriber::HoldBackFollowers(const std::vector<RdKafka::TopicPartition*>& assigned) {
+  leading_ends_.clear();
+  held_back_.clear();
+  if (options_.leading_topics.empty()) return;
+  std::vector<RdKafka::TopicPartition*> followers;
+  for (auto* tp : assigned) {
+    if (absl::c_linear_search(options_.leading_topics, tp->topic())) {
+      leading_ends_[{tp->topic(), tp->partition()}] = -1;
+    } else {
+      followers.push_back(tp);
+    }
+  }
+  if (followers.empty() || !HoldingBack()) return;
+  if (auto e = consumer_->pause(followers); e != RdKafka::ERR_NO_ERROR) {
+    // Never seen from librdkafka for assigned partitions; reading on beats
+    // stalling every view.
+    log::Error("pause", {{"error", RdKafka::err2str(e)}});
+    leading_ends_.clear();
+    return;
+  }
+  for (auto* tp : followers) {
+    held_back_.emplace_back(RdKafka::TopicPartition::create(tp->topic(), tp->partition()));
+  }
+  log::Info("reading leading topics first", {{"partitions", absl::StrCat(leading_ends_.size())},
+                                             {"held_back", absl::StrCat(held_back_.size())}});
+}
+
+bool Subscriber::HoldingBack() {
+  for (auto it = leading_ends_.begin(); it != leading_ends_.end();) {
+    const auto& [tp, end] = *it;
+    // The end is asked of the broker once; a partition emptied by retention
+    // (low == high) or one read before counts as read.
+    int64_t low = 0, high = -1;
+    if (end < 0 && consumer_->query_watermark_offsets(tp.first, tp.second, &low, &high, 5000) ==
+                       RdKafka::ERR_NO_ERROR) {
+      it->second = high;
+      if (low >= high) {
+        leading_ends_.erase(it++);
+        continue;
+      }
+    }
+    auto stored = StoredOffset(tp.first, tp.second);
+    if (it->second >= 0 && stored.ok() && stored->has_value() && **stored >= it->second) {
+      leading_ends_.erase(it++);
+      continue;
+    }
+    ++it;
+  }
+  if (!leading_ends_.empty()) return true;
+  if (!held_back_.empty()) {
+    std::vector<RdKafka::TopicPartition*> parts;
+    for (const auto& tp : held_back_) parts.push_back(tp.get());
+    if (auto e = consumer_->resume(parts); e != RdKafka::ERR_NO_ERROR) {
+      log::Error("resume", {{"error", RdKafka::err2str(e)}});
+      return true;  // tried again on the next round
+    }
+    log::Info("leading topics read", {{"resumed", absl::StrCat(parts.size())}});
+    held_back_.clear();
+  }
+  return false;
+}
+
 namespace {
 
 // Where each partition of `batch` starts, unless `into` has it already.
@@ -413,6 +479,7 @@ void Subscriber::Consume() {
           RdKafka::TopicPartition::create(tp_key.first, tp_key.second, offset));
       consumer_->seek(*tp, 1000);
     }
+    const bool holding_back = !held_back_.empty() && HoldingBack();
     // After any seek back, so the position counts what is to be consumed again.
     if (absl::Now() >= next_lag) {
       RefreshLag();
@@ -432,7 +499,7 @@ void Subscriber::Consume() {
         // measured while messages were pending would stand until the next
         // message arrives.
         if (batch.empty()) {
-          if (absl::Now() >= next_lag) break;
+          if (absl::Now() >= next_lag || holding_back) break;
           continue;
         }
         if (absl::Now() >= until) break;

@@ -1,11 +1,14 @@
 #include "libs/common/subscriber.h"
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/common/testing/mock_cluster.h"
@@ -486,6 +489,94 @@ TEST_P(SubscriberPipelineTest, EveryEventCountsOnceWhenBatchesCommitWhileTheNext
 
 INSTANTIATE_TEST_SUITE_P(AllCommitsWritten, SubscriberPipelineTest, ::testing::Values(false));
 INSTANTIATE_TEST_SUITE_P(CommitsFail, SubscriberPipelineTest, ::testing::Values(true));
+
+// Notes the streams in the order their events are applied.
+class ApplyOrder final : public Projection {
+ public:
+  absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn&) override {
+    absl::MutexLock lock(&mu_);
+    order_.push_back(e.stream());
+    return absl::OkStatus();
+  }
+  std::vector<std::string> order() const {
+    absl::MutexLock lock(&mu_);
+    return order_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);
+};
+
+// Publishes "<prefix><p>-<i>" for i < n to each partition of `topic`, in
+// sets of 5 that the consumer fetches one at a time.
+void PublishInSets(const crm::testing::MockCluster& cluster, const std::string& topic,
+                   int partitions, const std::string& prefix, int n) {
+  for (int from = 0; from < n; from += 5) {
+    for (int p = 0; p < partitions; ++p) {
+      std::vector<std::string> set;
+      for (int i = from; i < std::min(n, from + 5); ++i) {
+        set.push_back(absl::StrCat(prefix, p, "-", i));
+      }
+      ASSERT_NO_FATAL_FAILURE(Publish(cluster, topic, p, set));
+    }
+  }
+}
+
+// Every entry of `order` starting with `lead` comes before the first one
+// starting with `follow`, and `each` of both are there.
+void ExpectAllBefore(const std::vector<std::string>& order, const std::string& lead,
+                     const std::string& follow, int each) {
+  int leads = 0, follows = 0, late = 0;
+  for (const auto& stream : order) {
+    if (absl::StartsWith(stream, lead)) {
+      ++leads;
+      if (follows > 0) ++late;
+    } else if (absl::StartsWith(stream, follow)) {
+      ++follows;
+    }
+  }
+  EXPECT_EQ(late, 0) << lead << "* events applied after the first " << follow << "* one";
+  EXPECT_EQ(leads, each);
+  EXPECT_EQ(follows, each);
+}
+
+TEST(SubscriberLeadingTopicsTest, LeadingTopicIsCommittedToItsEndBeforeAnyOtherIsRead) {
+  // The key vault's case: erasures on the keys topic must be known before
+  // the events whose personal data they erase are applied to a view.
+  constexpr int kPartitions = 3;
+  constexpr int kEach = 30;  // per partition
+  crm::testing::MockCluster cluster({{"lead.test", kPartitions}, {"follow.test", kPartitions}});
+  ASSERT_TRUE(cluster.ok());
+  crm::testing::TempDir dir;
+  auto db = Database::Open(dir.Sub("db"), Subscriber::Families());
+  ASSERT_TRUE(db.ok()) << db.status();
+  SubscriberOptions options = KafkaOptions(cluster, "lead.test");
+  options.topics = {"follow.test", "lead.test"};
+  options.leading_topics = {"lead.test"};
+  options.max_batch = 7;
+  options.extra_settings = {{"max.partition.fetch.bytes", "1"}};
+  options.pipelined_commit = true;
+  auto run = [&](const std::string& lead, const std::string& follow) {
+    // The followers are on the topic first, as domain events are before a
+    // later erasure.
+    ASSERT_NO_FATAL_FAILURE(PublishInSets(cluster, "follow.test", kPartitions, follow, kEach));
+    ASSERT_NO_FATAL_FAILURE(PublishInSets(cluster, "lead.test", kPartitions, lead, kEach));
+    ApplyOrder projection;
+    Subscriber subscriber(**db, projection, options);
+    ASSERT_TRUE(subscriber.Start().ok());
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (subscriber.applied() < 2 * kPartitions * kEach && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    subscriber.Stop();
+    ExpectAllBefore(projection.order(), lead, follow, kPartitions * kEach);
+  };
+  // A first start (no stored offsets), then a restart from stored offsets
+  // with more of both published while it was down.
+  ASSERT_NO_FATAL_FAILURE(run("key-", "dom-"));
+  ASSERT_NO_FATAL_FAILURE(run("key2-", "dom2-"));
+}
 
 }  // namespace
 }  // namespace crm

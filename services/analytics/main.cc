@@ -97,6 +97,9 @@ int main(int argc, char** argv) {
   sub_options.brokers = config->brokers;
   sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
   sub_options.topics = crm::AllTopics();
+  // Every erasure on the keys topic is known before the events it erases
+  // are applied, so a view being rebuilt never opens an erased person's data.
+  sub_options.leading_topics = {crm::kKeysTopic};
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
   // The views are read and written through the batch's transaction only.
   sub_options.pipelined_commit = true;

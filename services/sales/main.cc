@@ -106,6 +106,9 @@ int main(int argc, char** argv) {
   sub_options.brokers = config->brokers;
   sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_SALES_GROUP_ID", "crm-sales");
   sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic, crm::kKeysTopic};
+  // Every erasure on the keys topic is known before the events it erases
+  // are applied, so a view being rebuilt never opens an erased person's data.
+  sub_options.leading_topics = {crm::kKeysTopic};
   crm::pii::WithKeyRecords projection(**vault, &reactions);
   crm::Subscriber subscriber((*store)->db(), projection, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {

@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
   sub_options.group_id =
       crm::Setting(argc, argv, "group-id", "CRM_SERVICE_DESK_GROUP_ID", "crm-service-desk");
   sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic, crm::kKeysTopic};
+  // Every erasure on the keys topic is known before the events it erases
+  // are applied, so a view being rebuilt never opens an erased person's data.
+  sub_options.leading_topics = {crm::kKeysTopic};
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
   crm::pii::WithKeyRecords projection(**vault, &customers);
   crm::Subscriber subscriber((*store)->db(), projection, sub_options);
