@@ -79,6 +79,20 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest req) {
 
 absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatch(
     std::vector<AppendRequest> requests) {
+  return Write(std::move(requests), /*all_or_nothing=*/false);
+}
+
+absl::StatusOr<std::vector<AppendResult>> EventStore::AppendAll(
+    std::vector<AppendRequest> requests) {
+  CRM_ASSIGN_OR_RETURN(auto results, Write(std::move(requests), /*all_or_nothing=*/true));
+  std::vector<AppendResult> out;
+  out.reserve(results.size());
+  for (auto& r : results) out.push_back(*std::move(r));
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
+    std::vector<AppendRequest> requests, bool all_or_nothing) {
   std::vector<absl::string_view> keys;
   keys.reserve(requests.size() * 2);
   for (const auto& r : requests) {
@@ -116,6 +130,9 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
   results.reserve(requests.size());
   bool any_write = false;
   uint64_t appended = 0;
+  // (event key, bytes), given log positions only once the batch is known
+  // to be written: a batch written in none leaves no gap in the log.
+  std::vector<std::pair<std::string, std::string>> event_rows;
 
   for (auto& req : requests) {
     if (req.stream.empty()) {
@@ -163,12 +180,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
       e.set_stream(req.stream);
       e.set_stream_version(++v);
       *e.mutable_recorded_at() = now;
-      const std::string key = EventKey(req.stream, v);
-      const std::string bytes = e.SerializeAsString();
-      const std::string pos = BigEndian64(next_position());
-      CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, bytes));
-      CRM_RETURN_IF_ERROR(Put(*db_, batch, kLog, pos, key));
-      CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, pos, bytes));
+      event_rows.push_back({EventKey(req.stream, v), e.SerializeAsString()});
     }
     if (!req.events.empty()) {
       std::string state = BigEndian64(static_cast<uint64_t>(v));
@@ -191,6 +203,19 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatc
     }
     any_write = true;
     results.push_back(std::move(result));
+  }
+  if (all_or_nothing) {
+    for (const auto& r : results) {
+      CRM_RETURN_IF_ERROR(r.status());
+      // Writing the others would leave the replayed one's partners twice.
+      if (r->replayed) return absl::AlreadyExistsError("request applied before: nothing written");
+    }
+  }
+  for (const auto& [key, bytes] : event_rows) {
+    const std::string pos = BigEndian64(next_position());
+    CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, bytes));
+    CRM_RETURN_IF_ERROR(Put(*db_, batch, kLog, pos, key));
+    CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, pos, bytes));
   }
   if (any_write) {
     // Counted before the write: the relay may deliver and delete the

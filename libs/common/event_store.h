@@ -85,6 +85,11 @@ class EventStore {
   // fails only when the batch could not be written at all.
   absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> AppendBatch(
       std::vector<AppendRequest> requests);
+  // All of `requests` in one synced write, or none of them: the first
+  // failing request's error (a version conflict is ABORTED; ALREADY_EXISTS
+  // when a request_key was recorded before) and nothing written. For
+  // records that mean something only together.
+  absl::StatusOr<std::vector<AppendResult>> AppendAll(std::vector<AppendRequest> requests);
 
   // NOT_FOUND when the stream has no events.
   absl::StatusOr<StreamState> LoadState(const std::string& stream) const;
@@ -136,6 +141,8 @@ class EventStore {
       : db_(std::move(db)), next_position_(next_position), outbox_size_(outbox_size) {}
 
  private:
+  absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> Write(
+      std::vector<AppendRequest> requests, bool all_or_nothing);
   // Visits the log in position order: (log key, event key, event bytes).
   using LogVisitor =
       std::function<absl::Status(const rocksdb::Slice&, const rocksdb::Slice&, const std::string&)>;

@@ -205,6 +205,42 @@ TEST_F(EventStoreTest, BatchAppendsManyWithOneResultEach) {
   EXPECT_EQ(store_->ReadStream("s-0")->size(), 1u);
 }
 
+TEST_F(EventStoreTest, AppendAllWritesEveryRequestOrNone) {
+  ASSERT_TRUE(store_->Append(Request("s-0", 0, {Event("A")}, "s0")).ok());
+  std::vector<AppendRequest> conflicting;
+  conflicting.push_back(Request("s-1", 0, {Event("A")}, "s1"));
+  conflicting.back().projection_writes.push_back({"contacts", "k-1", "v-1"});
+  conflicting.push_back(Request("s-0", 0, {Event("B")}, ""));  // s-0 is at 1
+  auto refused = store_->AppendAll(std::move(conflicting));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAborted) << refused.status();
+  EXPECT_EQ(store_->LoadState("s-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(store_->db().Get("contacts", "k-1")->has_value());
+  EXPECT_EQ(store_->LogSize(), 1u);
+  EXPECT_EQ(store_->OutboxSize(), 1u);
+
+  std::vector<AppendRequest> fitting;
+  fitting.push_back(Request("s-1", 0, {Event("A")}, "s1"));
+  fitting.push_back(Request("s-0", 1, {Event("B")}, "s0b"));
+  auto written = store_->AppendAll(std::move(fitting));
+  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_EQ(written->size(), 2u);
+  EXPECT_EQ((*written)[1].last_version, 2);
+  EXPECT_EQ(store_->LoadState("s-0")->state, "s0b");
+  EXPECT_EQ(store_->LogSize(), 3u);
+
+  // A request recorded before (same request key) writes its partners
+  // neither.
+  auto keyed = Request("s-2", 0, {Event("C")}, "");
+  keyed.request_key = "merge/1";
+  ASSERT_TRUE(store_->Append(keyed).ok());
+  std::vector<AppendRequest> replay;
+  replay.push_back(Request("s-3", 0, {Event("D")}, ""));
+  replay.push_back(keyed);
+  EXPECT_EQ(store_->AppendAll(std::move(replay)).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->LoadState("s-3").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->LogSize(), 4u);
+}
+
 TEST_F(EventStoreTest, FullOutboxRefusesAppendsUntilItDrains) {
   store_->SetOutboxLimit(2);
   ASSERT_TRUE(store_->Append(Request("s-1", 0, {Event("A")}, "")).ok());

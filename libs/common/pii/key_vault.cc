@@ -553,11 +553,10 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
     append.events.push_back(MakeEnvelope(erased, customers[i], erase_ctx));
     append.projection_writes = ErasureWrites(customers[i], ctx.occurred_at, held[i]);
   }
-  // One synced write for all of them. A conflict (an erasure of one of
-  // them meanwhile) fails the call; the records written reach this vault
-  // again from crm.keys.v1 like every other service's.
-  CRM_ASSIGN_OR_RETURN(auto results, store_->AppendBatch(std::move(appends)));
-  for (const auto& r : results) CRM_RETURN_IF_ERROR(r.status());
+  // One synced write for all of them, or none: a conflict (an erasure of
+  // one of them meanwhile) fails the call with ABORTED and a retry erases
+  // them all.
+  CRM_RETURN_IF_ERROR(store_->AppendAll(std::move(appends)).status());
   Erasure out;
   for (size_t i = 0; i < customers.size(); ++i) {
     const std::vector<std::string> own = Forget(customers[i], ctx.occurred_at);

@@ -412,16 +412,14 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
     appends.push_back(*std::move(link));
   }
 
-  CRM_ASSIGN_OR_RETURN(auto results, store_.events().AppendBatch(std::move(appends)));
-  for (const auto& r : results) {
-    if (!r.ok() || r->replayed) {
-      log::Error("merge appended in part",
-                 {{"survivor", survivor_id},
-                  {"merged", merged_id},
-                  {"error", r.ok() ? "replayed" : r.status().ToString()}});
-      return absl::InternalError(absl::StrCat("merge of ", merged_id, " into ", survivor_id,
-                                              " failed: ", r.status().ToString()));
+  // Both leads (and the link) or neither.
+  if (auto written = store_.events().AppendAll(std::move(appends)); !written.ok()) {
+    // The same request key, raced in by a merge of other leads: its answer.
+    if (absl::IsAlreadyExists(written.status())) {
+      CRM_ASSIGN_OR_RETURN(earlier, store_.events().FindResponse(request_key));
+      if (earlier.has_value()) return Parse<crm::v1::MergeLeadsResponse>(*earlier);
     }
+    return written.status();
   }
   store_.vault().Merged(merged->customer_id(), survivor->customer_id());
   assigner_.Moved(*survivor, survivor_after);
