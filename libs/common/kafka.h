@@ -25,6 +25,8 @@ inline constexpr char kKeysTopic[] = "crm.keys.v1";
 // Events no projection could use are parked here with the reason.
 inline constexpr char kDeadLetterTopic[] = "crm.dlq.v1";
 inline const std::vector<std::string>& AllTopics();
+// All but the keys topic, which each service reads on a group of its own.
+inline const std::vector<std::string>& DomainTopics();
 
 using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
 
@@ -39,9 +41,18 @@ std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope
 // The message's header value, empty if absent.
 std::string HeaderValue(RdKafka::Message& m, absl::string_view name);
 
+inline const std::vector<std::string>& DomainTopics() {
+  static const std::vector<std::string> topics = {kLeadsTopic, kSalesTopic, kServiceDeskTopic,
+                                                  kAnalyticsTopic, kAuditTopic};
+  return topics;
+}
+
 inline const std::vector<std::string>& AllTopics() {
-  static const std::vector<std::string> topics = {kLeadsTopic,     kSalesTopic, kServiceDeskTopic,
-                                                  kAnalyticsTopic, kAuditTopic, kKeysTopic};
+  static const std::vector<std::string> topics = [] {
+    std::vector<std::string> all = DomainTopics();
+    all.push_back(kKeysTopic);
+    return all;
+  }();
   return topics;
 }
 

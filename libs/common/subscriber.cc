@@ -5,7 +5,6 @@
 #include <initializer_list>
 #include <utility>
 
-#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -140,10 +139,7 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
       }
       consumer->assign(partitions);
       log::Info("partitions assigned", {{"count", absl::StrCat(partitions.size())}});
-      s_->HoldBackFollowers(partitions);
     } else {
-      s_->leading_ends_.clear();
-      s_->held_back_.clear();
       consumer->unassign();
     }
   }
@@ -324,6 +320,13 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
   return absl::OkStatus();
 }
 
+absl::Status Subscriber::Subscribe() {
+  if (auto e = consumer_->subscribe(options_.topics); e != RdKafka::ERR_NO_ERROR) {
+    return absl::UnavailableError(absl::StrCat("subscribe: ", RdKafka::err2str(e)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Subscriber::Start() {
   KafkaSettings settings = {
       {"bootstrap.servers", options_.brokers}, {"group.id", options_.group_id},
@@ -345,9 +348,7 @@ absl::Status Subscriber::Start() {
   }
   consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer_) return absl::UnavailableError(absl::StrCat("kafka consumer: ", err));
-  if (auto e = consumer_->subscribe(options_.topics); e != RdKafka::ERR_NO_ERROR) {
-    return absl::UnavailableError(absl::StrCat("subscribe: ", RdKafka::err2str(e)));
-  }
+  if (!options_.start_when) CRM_RETURN_IF_ERROR(Subscribe());
   consume_thread_ = std::thread([this] { Consume(); });
   apply_thread_ = std::thread([this] { Apply(); });
   return absl::OkStatus();
@@ -379,7 +380,14 @@ void Subscriber::RefreshLag() {
     if (consumer_->get_watermark_offsets(tp->topic(), tp->partition(), &low, &high) ==
             RdKafka::ERR_NO_ERROR &&
         high >= 0) {
-      const int64_t pos = tp->offset() >= 0 ? tp->offset() : low;
+      // Nothing consumed yet: the fetch starts at the stored offset, which
+      // on a broker refilled after a loss may lie past messages the
+      // partition now has again.
+      int64_t pos = tp->offset();
+      if (pos < 0) {
+        auto stored = StoredOffset(tp->topic(), tp->partition());
+        pos = stored.ok() && stored->has_value() ? std::min(**stored, high) : low;
+      }
       lag += std::max<int64_t>(0, high - pos);
     } else {
       known = false;  // nothing fetched yet: how far behind is not known
@@ -388,68 +396,6 @@ void Subscriber::RefreshLag() {
   RdKafka::TopicPartition::destroy(parts);
   lag_.store(lag + in_flight_.load());
   if (known) measured_.store(true);
-}
-
-void Subscriber::HoldBackFollowers(const std::vector<RdKafka::TopicPartition*>& assigned) {
-  leading_ends_.clear();
-  held_back_.clear();
-  if (options_.leading_topics.empty()) return;
-  std::vector<RdKafka::TopicPartition*> followers;
-  for (auto* tp : assigned) {
-    if (absl::c_linear_search(options_.leading_topics, tp->topic())) {
-      leading_ends_[{tp->topic(), tp->partition()}] = -1;
-    } else {
-      followers.push_back(tp);
-    }
-  }
-  if (followers.empty() || !HoldingBack()) return;
-  if (auto e = consumer_->pause(followers); e != RdKafka::ERR_NO_ERROR) {
-    // Never seen from librdkafka for assigned partitions; reading on beats
-    // stalling every view.
-    log::Error("pause", {{"error", RdKafka::err2str(e)}});
-    leading_ends_.clear();
-    return;
-  }
-  for (auto* tp : followers) {
-    held_back_.emplace_back(RdKafka::TopicPartition::create(tp->topic(), tp->partition()));
-  }
-  log::Info("reading leading topics first", {{"partitions", absl::StrCat(leading_ends_.size())},
-                                             {"held_back", absl::StrCat(held_back_.size())}});
-}
-
-bool Subscriber::HoldingBack() {
-  for (auto it = leading_ends_.begin(); it != leading_ends_.end();) {
-    const auto& [tp, end] = *it;
-    // The end is asked of the broker once; a partition emptied by retention
-    // (low == high) or one read before counts as read.
-    int64_t low = 0, high = -1;
-    if (end < 0 && consumer_->query_watermark_offsets(tp.first, tp.second, &low, &high, 5000) ==
-                       RdKafka::ERR_NO_ERROR) {
-      it->second = high;
-      if (low >= high) {
-        leading_ends_.erase(it++);
-        continue;
-      }
-    }
-    auto stored = StoredOffset(tp.first, tp.second);
-    if (it->second >= 0 && stored.ok() && stored->has_value() && **stored >= it->second) {
-      leading_ends_.erase(it++);
-      continue;
-    }
-    ++it;
-  }
-  if (!leading_ends_.empty()) return true;
-  if (!held_back_.empty()) {
-    std::vector<RdKafka::TopicPartition*> parts;
-    for (const auto& tp : held_back_) parts.push_back(tp.get());
-    if (auto e = consumer_->resume(parts); e != RdKafka::ERR_NO_ERROR) {
-      log::Error("resume", {{"error", RdKafka::err2str(e)}});
-      return true;  // tried again on the next round
-    }
-    log::Info("leading topics read", {{"resumed", absl::StrCat(parts.size())}});
-    held_back_.clear();
-  }
-  return false;
 }
 
 namespace {
@@ -463,6 +409,14 @@ void AddFirstOffsets(const std::vector<ConsumedMessage>& batch,
 }  // namespace
 
 void Subscriber::Consume() {
+  if (options_.start_when) {
+    while (!stopping_.load() && !options_.start_when()) absl::SleepFor(absl::Milliseconds(100));
+    if (stopping_.load()) return;
+    if (auto st = Subscribe(); !st.ok()) {
+      log::Error("subscribe", {{"error", st.ToString()}});
+      return;
+    }
+  }
   std::vector<ConsumedMessage> batch;
   batch.reserve(options_.max_batch);
   absl::Time next_lag = absl::Now();
@@ -479,11 +433,11 @@ void Subscriber::Consume() {
           RdKafka::TopicPartition::create(tp_key.first, tp_key.second, offset));
       consumer_->seek(*tp, 1000);
     }
-    const bool holding_back = !held_back_.empty() && HoldingBack();
     // After any seek back, so the position counts what is to be consumed again.
     if (absl::Now() >= next_lag) {
       RefreshLag();
-      next_lag = absl::Now() + absl::Seconds(2);
+      // Soon again until first measured: start_when gates wait on it.
+      next_lag = absl::Now() + (measured_.load() ? absl::Seconds(2) : absl::Milliseconds(200));
     }
     // Gather a batch: block briefly for the first message, then for what
     // arrives within the gather window. Never consume(0) in a loop: that
@@ -499,7 +453,7 @@ void Subscriber::Consume() {
         // measured while messages were pending would stand until the next
         // message arrives.
         if (batch.empty()) {
-          if (absl::Now() >= next_lag || holding_back) break;
+          if (absl::Now() >= next_lag) break;
           continue;
         }
         if (absl::Now() >= until) break;

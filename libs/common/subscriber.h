@@ -115,10 +115,10 @@ struct SubscriberOptions {
   // reads see the pending batch's writes). Only for projections that read
   // solely through their ProjectionTxn and have no effects outside it.
   bool pipelined_commit = false;
-  // Topics read to the end they had when assigned, and that far committed,
-  // before any partition of the other topics is consumed: a key vault knows
-  // every erasure before it could open a rebuilt view's data.
-  std::vector<std::string> leading_topics;
+  // If set, nothing is consumed (the group is not even joined) until it
+  // returns true; checked every 100 ms. E.g. until the key subscriber has
+  // caught up, so every erasure is known before the events it erases.
+  std::function<bool()> start_when;
 };
 
 // Produces dead letters to a topic with headers naming where they came from
@@ -179,14 +179,9 @@ class Subscriber {
   // Two threads so that taking the next batch off the topic overlaps
   // applying the current one: Consume hands one batch at a time to Apply.
   void Consume();
+  absl::Status Subscribe();
   void Apply();
   void RefreshLag();
-  // Called on assignment: pauses the other partitions while leading ones
-  // have records left to read.
-  void HoldBackFollowers(const std::vector<RdKafka::TopicPartition*>& assigned);
-  // Resumes the held-back partitions once every leading partition's stored
-  // offset has reached its end; true while some are still held back.
-  bool HoldingBack();
 
   Database& db_;
   Projection& projection_;
@@ -213,11 +208,6 @@ class Subscriber {
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> measured_{false};
   std::vector<MetricsRegistry::GaugeHandle> gauges_;
-  // Consume thread only (the rebalance callback runs inside consume()).
-  // Leading partitions still to be read -> their end offset (-1: not known
-  // yet), and the partitions paused until they are.
-  PartitionOffsets leading_ends_;
-  std::vector<std::unique_ptr<RdKafka::TopicPartition>> held_back_;
 };
 
 }  // namespace crm

@@ -92,19 +92,26 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  const std::string group_id =
+      crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
+  // Replicas share out the domain topics; each reads every key.
+  crm::pii::KeySubscriber keys(**db, **vault, config->brokers,
+                               crm::pii::KeySubscriber::OwnGroup(group_id));
+  if (auto st = keys.Start(); !st.ok()) {
+    crm::log::Error("start key subscriber", {{"error", st.ToString()}});
+    return 1;
+  }
   crm::analytics::Customer360Projection projection;
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
-  sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
-  sub_options.topics = crm::AllTopics();
-  // Every erasure on the keys topic is known before the events it erases
-  // are applied, so a view being rebuilt never opens an erased person's data.
-  sub_options.leading_topics = {crm::kKeysTopic};
+  sub_options.group_id = group_id;
+  sub_options.topics = crm::DomainTopics();
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
   // The views are read and written through the batch's transaction only.
   sub_options.pipelined_commit = true;
-  crm::pii::WithKeyRecords with_keys(**vault, &projection);
-  crm::Subscriber subscriber(**db, with_keys, sub_options);
+  // A view being rebuilt never opens the data of a person erased before.
+  sub_options.start_when = [&keys] { return keys.caught_up(); };
+  crm::Subscriber subscriber(**db, projection, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
     crm::log::Error("start subscriber", {{"error", st.ToString()}});
     return 1;
@@ -127,6 +134,7 @@ int main(int argc, char** argv) {
   host.OpenPii(**vault);
   host.OnShutdown([&] {
     subscriber.Stop();
+    keys.Stop();
     monitor.Stop();
     relay.Stop(absl::Seconds(5));
   });

@@ -37,13 +37,9 @@ int main(int argc, char** argv) {
   }
 
   // The other services' data keys, to read what they sealed, and erasures.
-  crm::pii::WithKeyRecords key_records((*store)->vault(), nullptr);
-  crm::SubscriberOptions key_options;
-  key_options.brokers = config->brokers;
-  key_options.group_id =
-      crm::Setting(argc, argv, "keys-group-id", "CRM_LEADS_KEYS_GROUP_ID", "crm-leads-keys");
-  key_options.topics = {crm::kKeysTopic};
-  crm::Subscriber key_subscriber((*store)->events().db(), key_records, key_options);
+  crm::pii::KeySubscriber key_subscriber(
+      (*store)->events().db(), (*store)->vault(), config->brokers,
+      crm::Setting(argc, argv, "keys-group-id", "CRM_LEADS_KEYS_GROUP_ID", "crm-leads-keys"));
   if (auto st = key_subscriber.Start(); !st.ok()) {
     crm::log::Error("start key subscriber", {{"error", st.ToString()}});
     return 1;

@@ -105,12 +105,16 @@ int main(int argc, char** argv) {
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
   sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_SALES_GROUP_ID", "crm-sales");
-  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic, crm::kKeysTopic};
-  // Every erasure on the keys topic is known before the events it erases
-  // are applied, so a view being rebuilt never opens an erased person's data.
-  sub_options.leading_topics = {crm::kKeysTopic};
-  crm::pii::WithKeyRecords projection(**vault, &reactions);
-  crm::Subscriber subscriber((*store)->db(), projection, sub_options);
+  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic};
+  crm::pii::KeySubscriber keys((*store)->db(), **vault, config->brokers,
+                               crm::pii::KeySubscriber::OwnGroup(sub_options.group_id));
+  if (auto st = keys.Start(); !st.ok()) {
+    crm::log::Error("start key subscriber", {{"error", st.ToString()}});
+    return 1;
+  }
+  // Every erasure is known before the events whose data it erases.
+  sub_options.start_when = [&keys] { return keys.caught_up(); };
+  crm::Subscriber subscriber((*store)->db(), reactions, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
     crm::log::Error("start subscriber", {{"error", st.ToString()}});
     return 1;
@@ -130,7 +134,10 @@ int main(int argc, char** argv) {
   host.OpenPii(**vault);
   // Run in reverse: stop timers and reactions first, then flush the relay.
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
-  host.OnShutdown([&subscriber] { subscriber.Stop(); });
+  host.OnShutdown([&subscriber, &keys] {
+    subscriber.Stop();
+    keys.Stop();
+  });
   host.OnShutdown([&reminders] { reminders.Stop(); });
   if (auto st = host.Run(); !st.ok()) {
     crm::log::Error("serve", {{"error", st.ToString()}});

@@ -94,13 +94,17 @@ int main(int argc, char** argv) {
   // desk into analytics' consumer group.
   sub_options.group_id =
       crm::Setting(argc, argv, "group-id", "CRM_SERVICE_DESK_GROUP_ID", "crm-service-desk");
-  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic, crm::kKeysTopic};
-  // Every erasure on the keys topic is known before the events it erases
-  // are applied, so a view being rebuilt never opens an erased person's data.
-  sub_options.leading_topics = {crm::kKeysTopic};
+  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic};
+  crm::pii::KeySubscriber keys((*store)->db(), **vault, config->brokers,
+                               crm::pii::KeySubscriber::OwnGroup(sub_options.group_id));
+  if (auto st = keys.Start(); !st.ok()) {
+    crm::log::Error("start key subscriber", {{"error", st.ToString()}});
+    return 1;
+  }
+  // Every erasure is known before the events whose data it erases.
+  sub_options.start_when = [&keys] { return keys.caught_up(); };
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
-  crm::pii::WithKeyRecords projection(**vault, &customers);
-  crm::Subscriber subscriber((*store)->db(), projection, sub_options);
+  crm::Subscriber subscriber((*store)->db(), customers, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
     crm::log::Error("start subscriber", {{"error", st.ToString()}});
     return 1;
@@ -131,7 +135,10 @@ int main(int argc, char** argv) {
   host.OpenPii(**vault);
   // Hooks run in reverse: timers stop first, the relay flushes last.
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
-  host.OnShutdown([&subscriber] { subscriber.Stop(); });
+  host.OnShutdown([&subscriber, &keys] {
+    subscriber.Stop();
+    keys.Stop();
+  });
   host.OnShutdown([&timers] { timers.Stop(); });
   if (auto st = host.Run(); !st.ok()) {
     crm::log::Error("serve", {{"error", st.ToString()}});

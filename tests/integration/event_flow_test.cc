@@ -145,7 +145,8 @@ TEST_F(EventFlowTest, EmptyBrokerIsRefilledFromTheEventLogWithoutDuplicates) {
   ASSERT_TRUE(Capture(*restarted, Lead("refill-2", "refill1@example.com"), &second).ok());
   EXPECT_EQ(second.customer_id(), first.customer_id());
   ASSERT_TRUE(Eventually([&] { return stack_.EventCount(first.customer_id()) == 2; }))
-      << stack_.EventCount(first.customer_id());
+      << stack_.EventCount(first.customer_id()) << "\n"
+      << stack_.analytics().Log();
   EXPECT_NE(stack_.leads().Log().find("republishing event log"), std::string::npos);
   // Re-published events reached analytics again and were skipped.
   absl::SleepFor(absl::Seconds(1));

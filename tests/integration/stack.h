@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -198,6 +199,8 @@ class Stack {
   bool Start(const std::string& service, std::vector<std::string> extra_flags = {}) {
     const std::string bin = Binary(service);
     if (bin.empty()) return false;
+    // A second replica ("analytics-2") gets a port of its own.
+    if (!ports_.contains(service)) ports_[service] = FreePort();
     std::vector<std::string> argv = {bin,
                                      "--listen=" + Target(service),
                                      "--data-dir=" + dir_.Sub(service),
@@ -277,7 +280,9 @@ class Stack {
  private:
   static std::string Binary(const std::string& service) {
     if (service == "leads") return CRM_LEADS_BIN;
-    if (service == "analytics") return CRM_ANALYTICS_BIN;
+    if (service == "analytics" || absl::StartsWith(service, "analytics-")) {
+      return CRM_ANALYTICS_BIN;
+    }
 #ifdef CRM_SALES_BIN
     if (service == "sales") return CRM_SALES_BIN;
 #endif

@@ -570,4 +570,24 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
   return out;
 }
 
+namespace {
+
+SubscriberOptions KeyTopicOptions(const std::string& brokers, const std::string& group_id) {
+  SubscriberOptions options;
+  options.brokers = brokers;
+  options.group_id = group_id;
+  options.topics = {kKeysTopic};
+  return options;
+}
+
+}  // namespace
+
+KeySubscriber::KeySubscriber(Database& db, KeyVault& vault, const std::string& brokers,
+                             const std::string& group_id)
+    : records_(vault, nullptr), subscriber_(db, records_, KeyTopicOptions(brokers, group_id)) {}
+
+std::string KeySubscriber::OwnGroup(absl::string_view base) {
+  return absl::StrCat(base, "-", NewId("keys"));
+}
+
 }  // namespace crm::pii

@@ -212,4 +212,29 @@ class WithKeyRecords final : public Projection {
   Projection* const inner_;
 };
 
+// Reads every partition of crm.keys.v1 into a vault, on a consumer group
+// of its own: the key records are partitioned by key, not by customer, so
+// a replica whose domain group shares the topics out with others still
+// needs all of them. Start it first and hold the domain subscriber until
+// caught_up() (SubscriberOptions::start_when): every erasure on the topic
+// is then known before the events whose data it erases are applied.
+class KeySubscriber {
+ public:
+  // `db` is the vault's database: the offsets are stored with the keys.
+  KeySubscriber(Database& db, KeyVault& vault, const std::string& brokers,
+                const std::string& group_id);
+  absl::Status Start() { return subscriber_.Start(); }
+  void Stop() { subscriber_.Stop(); }
+  bool caught_up() const { return subscriber_.caught_up(); }
+
+  // "<base>-keys_<unique id>", this process's alone. Kafka holds no
+  // offsets for it (they are in the database), so a new name at every
+  // start loses nothing.
+  static std::string OwnGroup(absl::string_view base);
+
+ private:
+  WithKeyRecords records_;
+  Subscriber subscriber_;
+};
+
 }  // namespace crm::pii
