@@ -240,7 +240,10 @@ TEST(PiiTest, EveryAnalyticsReplicaOpensThePersonalDataOfTheCustomersItHolds) {
     people.emplace_back(lead.customer_id(), email);
   }
   int on_second = 0;
-  for (const auto& [customer, email] : people) {
+  for (const auto& person : people) {
+    // Named copies: lambdas cannot capture structured bindings in clang 14.
+    const std::string& customer = person.first;
+    const std::string& email = person.second;
     bool second = false;
     // Whichever replica holds her events opens her email; the second one
     // joined later and took half of the partitions over.
