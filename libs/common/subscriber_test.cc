@@ -560,19 +560,13 @@ TEST(SubscriberStartWhenTest, ConsumesNothingUntilStartWhenHolds) {
   free_options.group_id = "hold.test-free";
   Subscriber free(**free_db, free_projection, free_options);
   ASSERT_TRUE(free.Start().ok());
-  absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (free.applied() < kMessages && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  Eventually([&] { return free.applied() >= kMessages; });
   ASSERT_EQ(free.applied(), static_cast<uint64_t>(kMessages));
   EXPECT_EQ(held.applied(), 0u);
   EXPECT_FALSE(held.caught_up());
 
   open = true;
-  deadline = absl::Now() + absl::Seconds(30);
-  while (held.applied() < kMessages && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  Eventually([&] { return held.applied() >= kMessages; });
   EXPECT_EQ(held.applied(), static_cast<uint64_t>(kMessages));
   held.Stop();
   free.Stop();

@@ -92,25 +92,21 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const std::string group_id =
-      crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
-  // Replicas share out the domain topics; each reads every key.
-  crm::pii::KeySubscriber keys(**db, **vault, config->brokers,
-                               crm::pii::KeySubscriber::OwnGroup(group_id));
-  if (auto st = keys.Start(); !st.ok()) {
-    crm::log::Error("start key subscriber", {{"error", st.ToString()}});
-    return 1;
-  }
   crm::analytics::Customer360Projection projection;
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
-  sub_options.group_id = group_id;
+  sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
   sub_options.topics = crm::DomainTopics();
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
   // The views are read and written through the batch's transaction only.
   sub_options.pipelined_commit = true;
-  // A view being rebuilt never opens the data of a person erased before.
-  sub_options.start_when = [&keys] { return keys.caught_up(); };
+  // Replicas share out the domain topics; each reads every key, and a view
+  // being rebuilt never opens the data of a person erased before.
+  auto keys = crm::pii::KeySubscriber::StartBefore(**db, **vault, sub_options);
+  if (!keys.ok()) {
+    crm::log::Error("start key subscriber", {{"error", keys.status().ToString()}});
+    return 1;
+  }
   crm::Subscriber subscriber(**db, projection, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
     crm::log::Error("start subscriber", {{"error", st.ToString()}});
@@ -134,7 +130,7 @@ int main(int argc, char** argv) {
   host.OpenPii(**vault);
   host.OnShutdown([&] {
     subscriber.Stop();
-    keys.Stop();
+    (*keys)->Stop();
     monitor.Stop();
     relay.Stop(absl::Seconds(5));
   });

@@ -95,14 +95,12 @@ int main(int argc, char** argv) {
   sub_options.group_id =
       crm::Setting(argc, argv, "group-id", "CRM_SERVICE_DESK_GROUP_ID", "crm-service-desk");
   sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic};
-  crm::pii::KeySubscriber keys((*store)->db(), **vault, config->brokers,
-                               crm::pii::KeySubscriber::OwnGroup(sub_options.group_id));
-  if (auto st = keys.Start(); !st.ok()) {
-    crm::log::Error("start key subscriber", {{"error", st.ToString()}});
+  // Every erasure is known before the events whose data it erases.
+  auto keys = crm::pii::KeySubscriber::StartBefore((*store)->db(), **vault, sub_options);
+  if (!keys.ok()) {
+    crm::log::Error("start key subscriber", {{"error", keys.status().ToString()}});
     return 1;
   }
-  // Every erasure is known before the events whose data it erases.
-  sub_options.start_when = [&keys] { return keys.caught_up(); };
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
   crm::Subscriber subscriber((*store)->db(), customers, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
@@ -137,7 +135,7 @@ int main(int argc, char** argv) {
   host.OnShutdown([&relay] { relay.Stop(absl::Seconds(5)); });
   host.OnShutdown([&subscriber, &keys] {
     subscriber.Stop();
-    keys.Stop();
+    (*keys)->Stop();
   });
   host.OnShutdown([&timers] { timers.Stop(); });
   if (auto st = host.Run(); !st.ok()) {

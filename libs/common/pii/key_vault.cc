@@ -586,8 +586,13 @@ KeySubscriber::KeySubscriber(Database& db, KeyVault& vault, const std::string& b
                              const std::string& group_id)
     : records_(vault, nullptr), subscriber_(db, records_, KeyTopicOptions(brokers, group_id)) {}
 
-std::string KeySubscriber::OwnGroup(absl::string_view base) {
-  return absl::StrCat(base, "-", NewId("keys"));
+absl::StatusOr<std::unique_ptr<KeySubscriber>> KeySubscriber::StartBefore(
+    Database& db, KeyVault& vault, SubscriberOptions& domain) {
+  auto keys = std::make_unique<KeySubscriber>(db, vault, domain.brokers,
+                                              absl::StrCat(domain.group_id, "-", NewId("keys")));
+  CRM_RETURN_IF_ERROR(keys->Start());
+  domain.start_when = [k = keys.get()] { return k->caught_up(); };
+  return keys;
 }
 
 }  // namespace crm::pii

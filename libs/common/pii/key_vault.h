@@ -227,10 +227,12 @@ class KeySubscriber {
   void Stop() { subscriber_.Stop(); }
   bool caught_up() const { return subscriber_.caught_up(); }
 
-  // "<base>-keys_<unique id>", this process's alone. Kafka holds no
-  // offsets for it (they are in the database), so a new name at every
-  // start loses nothing.
-  static std::string OwnGroup(absl::string_view base);
+  // Starts one on a group of this process's alone ("<domain group>-keys_<
+  // unique id>"; Kafka holds no offsets for it, they are in the database,
+  // so a new name at every start loses nothing) and holds the subscriber of
+  // `domain` (its start_when) until it has caught up. Outlives that one.
+  static absl::StatusOr<std::unique_ptr<KeySubscriber>> StartBefore(Database& db, KeyVault& vault,
+                                                                    SubscriberOptions& domain);
 
  private:
   WithKeyRecords records_;
