@@ -1,10 +1,12 @@
 #include "libs/common/pii/cipher.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "absl/strings/ascii.h"
@@ -22,36 +24,83 @@ const unsigned char* Bytes(absl::string_view s) {
   return reinterpret_cast<const unsigned char*>(s.data());
 }
 
+// Fetched once: the implicit fetch behind EVP_aes_256_gcm() looks the
+// algorithm up in the provider tables on every init.
+const EVP_CIPHER* Gcm() {
+  static const EVP_CIPHER* const cipher = [] {
+    EVP_CIPHER* c = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+    if (c == nullptr) std::abort();
+    return c;
+  }();
+  return cipher;
+}
+
+// One context per thread and direction, set to the cipher once; each call
+// only sets key and nonce (a bulk import seals several fields per row).
+EVP_CIPHER_CTX* ThreadCtx(bool encrypt) {
+  struct Ctx {
+    explicit Ctx(bool encrypt) : ctx(EVP_CIPHER_CTX_new()) {
+      if (!ctx || EVP_CipherInit_ex(ctx.get(), Gcm(), nullptr, nullptr, nullptr, encrypt) != 1) {
+        std::abort();
+      }
+    }
+    CipherCtx ctx;
+  };
+  thread_local Ctx encrypting(true);
+  thread_local Ctx decrypting(false);
+  return encrypt ? encrypting.ctx.get() : decrypting.ctx.get();
+}
+
+// Random bytes drawn from the DRBG a block at a time: one RAND_bytes call
+// per 12-byte nonce costs more than the sealing itself. The block is
+// per thread and handed out once, so no two callers see the same bytes.
+void FillRandom(unsigned char* out, size_t n) {
+  struct Pool {
+    unsigned char bytes[4096];
+    size_t used = sizeof(bytes);
+  };
+  thread_local Pool pool;
+  if (n > sizeof(pool.bytes) / 4) {
+    if (RAND_bytes(out, static_cast<int>(n)) != 1) std::abort();
+    return;
+  }
+  if (pool.used + n > sizeof(pool.bytes)) {
+    // No entropy: keys and nonces would repeat.
+    if (RAND_bytes(pool.bytes, sizeof(pool.bytes)) != 1) std::abort();
+    pool.used = 0;
+  }
+  std::memcpy(out, pool.bytes + pool.used, n);
+  OPENSSL_cleanse(pool.bytes + pool.used, n);
+  pool.used += n;
+}
+
 }  // namespace
 
 std::string RandomBytes(size_t n) {
   std::string out(n, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
-    std::abort();  // no entropy: keys and nonces would repeat
-  }
+  FillRandom(reinterpret_cast<unsigned char*>(out.data()), n);
   return out;
 }
 
 Key RandomKey() {
   Key key;
-  const std::string bytes = RandomBytes(kKeySize);
-  std::copy(bytes.begin(), bytes.end(), key.begin());
+  FillRandom(key.data(), key.size());
   return key;
 }
 
 std::string Seal(const Key& key, absl::string_view plaintext, absl::string_view aad) {
-  std::string out = RandomBytes(kNonceSize);
-  out.resize(kNonceSize + plaintext.size() + kTagSize);
+  std::string out(kNonceSize + plaintext.size() + kTagSize, '\0');
   auto* data = reinterpret_cast<unsigned char*>(out.data());
-  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  FillRandom(data, kNonceSize);
+  EVP_CIPHER_CTX* ctx = ThreadCtx(/*encrypt=*/true);
   int len = 0;
   // These calls fail only on allocation or misuse; neither can be handled.
-  if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), data) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), data + kNonceSize, &len, Bytes(plaintext),
+  if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, key.data(), data) != 1 ||
+      EVP_EncryptUpdate(ctx, nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_EncryptUpdate(ctx, data + kNonceSize, &len, Bytes(plaintext),
                         static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), data + kNonceSize + len, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize,
+      EVP_EncryptFinal_ex(ctx, data + kNonceSize + len, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize,
                           data + kNonceSize + plaintext.size()) != 1) {
     std::abort();
   }
@@ -64,15 +113,13 @@ absl::StatusOr<std::string> Open(const Key& key, absl::string_view sealed, absl:
   std::string out(n, '\0');
   auto* data = reinterpret_cast<unsigned char*>(out.data());
   std::string tag(sealed.substr(kNonceSize + n));
-  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  EVP_CIPHER_CTX* ctx = ThreadCtx(/*encrypt=*/false);
   int len = 0;
-  if (!ctx ||
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), Bytes(sealed)) != 1 ||
-      EVP_DecryptUpdate(ctx.get(), nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1 ||
-      EVP_DecryptUpdate(ctx.get(), data, &len, Bytes(sealed) + kNonceSize, static_cast<int>(n)) !=
-          1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
-      EVP_DecryptFinal_ex(ctx.get(), data + len, &len) != 1) {
+  if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, key.data(), Bytes(sealed)) != 1 ||
+      EVP_DecryptUpdate(ctx, nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_DecryptUpdate(ctx, data, &len, Bytes(sealed) + kNonceSize, static_cast<int>(n)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
+      EVP_DecryptFinal_ex(ctx, data + len, &len) != 1) {
     return absl::DataLossError("sealed value does not authenticate");
   }
   return out;

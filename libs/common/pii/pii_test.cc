@@ -1,9 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
+#include <string>
+#include <thread>
 #include <tuple>
+#include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/pii.pb.h"
 #include "libs/common/auth/dev_key.h"
@@ -36,6 +41,35 @@ TEST(CipherTest, SealOpensOnlyWithTheSameKeyAndAssociatedData) {
   tampered[kNonceSize] ^= 1;
   EXPECT_TRUE(absl::IsDataLoss(Open(key, tampered, "k1").status()));
   EXPECT_TRUE(absl::IsDataLoss(Open(key, "short", "k1").status()));
+}
+
+// Nonces come from a per-thread block of DRBG output: no two seals, on
+// one thread or across threads, may share one, and each thread's reused
+// cipher context must take each call's key.
+TEST(CipherTest, NoncesNeverRepeatAcrossSealsAndThreads) {
+  constexpr int kThreads = 4;
+  constexpr int kSeals = 3000;  // several pool refills per thread
+  std::vector<std::vector<std::string>> sealed(kThreads);
+  std::vector<Key> keys = {RandomKey(), RandomKey()};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kSeals; ++i) {
+        sealed[t].push_back(Seal(keys[i % 2], absl::StrCat("v", i), "aad"));
+        RandomKey();  // other draws from the same pool in between
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::string> nonces;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kSeals; ++i) {
+      nonces.insert(sealed[t][i].substr(0, kNonceSize));
+      ASSERT_EQ(*Open(keys[i % 2], sealed[t][i], "aad"), absl::StrCat("v", i));
+      ASSERT_FALSE(Open(keys[(i + 1) % 2], sealed[t][i], "aad").ok());
+    }
+  }
+  EXPECT_EQ(nonces.size(), static_cast<size_t>(kThreads * kSeals));
 }
 
 TEST(CipherTest, KeyFromHexWantsExactly64HexDigits) {
