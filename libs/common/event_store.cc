@@ -1,5 +1,6 @@
 #include "libs/common/event_store.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -14,11 +15,15 @@
 namespace crm {
 namespace {
 
-constexpr char kEvents[] = "events";      // stream \0 version -> envelope
-constexpr char kState[] = "state";        // stream -> version + folded state
-constexpr char kLog[] = "log";            // position -> events key
-constexpr char kOutbox[] = "outbox";      // position -> envelope
+constexpr char kEvents[] = "events";  // stream \0 version -> envelope
+constexpr char kState[] = "state";    // stream -> version + folded state
+constexpr char kLog[] = "log";        // position -> events key
+// One row, kRelayedKey -> the first log position the broker has not
+// acknowledged yet: the log from there on is the outbox. (Stores written
+// before held a copy of each unrelayed event here, keyed by position.)
+constexpr char kOutbox[] = "outbox";
 constexpr char kRequests[] = "requests";  // request key -> result
+constexpr char kRelayedKey[] = "relayed";
 
 std::string EventKey(absl::string_view stream, int64_t version) {
   std::string k = PrefixKey(stream);
@@ -63,11 +68,32 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   it->SeekToLast();
   if (it->Valid()) next = ReadBigEndian64(it->key().ToString()) + 1;
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
-  uint64_t outbox = 0;
-  auto out = db->NewIterator(kOutbox);
-  for (out->SeekToFirst(); out->Valid(); out->Next()) ++outbox;
-  CRM_RETURN_IF_ERROR(FromRocks(out->status()));
-  return std::make_unique<EventStore>(Token{}, std::move(db), next, outbox);
+  CRM_ASSIGN_OR_RETURN(auto cursor, db->Get(kOutbox, kRelayedKey));
+  uint64_t relayed = next;
+  if (cursor.has_value()) {
+    if (cursor->size() != 8) return absl::DataLossError("corrupt outbox cursor");
+    relayed = ReadBigEndian64(*cursor);
+  } else {
+    // A new store, or one whose outbox held copies of the unrelayed events:
+    // the first of them is where relaying goes on. The cursor is written
+    // now, so that a store that has relayed nothing yet is never taken for
+    // one that relayed everything.
+    auto* cf = db->Family(kOutbox);
+    rocksdb::WriteBatch batch;
+    // Row by row: a range deletion would share the memtable insert hint
+    // (database.cc) between the range and point tables, which RocksDB
+    // does not support.
+    auto out = db->NewIterator(kOutbox);
+    for (out->SeekToFirst(); out->Valid(); out->Next()) {
+      if (out->key().size() != 8) continue;
+      relayed = std::min(relayed, ReadBigEndian64(out->key().ToString()));
+      CRM_RETURN_IF_ERROR(FromRocks(batch.Delete(cf, out->key())));
+    }
+    CRM_RETURN_IF_ERROR(FromRocks(out->status()));
+    CRM_RETURN_IF_ERROR(FromRocks(batch.Put(cf, kRelayedKey, BigEndian64(relayed))));
+    CRM_RETURN_IF_ERROR(db->Write(&batch, /*sync=*/true));
+  }
+  return std::make_unique<EventStore>(Token{}, std::move(db), next, relayed);
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(AppendRequest req) {
@@ -99,8 +125,8 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     keys.push_back(r.stream);
     keys.push_back(r.request_key);
   }
-  if (outbox_size_.load() >= outbox_limit_) {
-    return absl::ResourceExhaustedError(absl::StrCat("outbox holds ", outbox_size_.load(),
+  if (const uint64_t waiting = OutboxSize(); waiting >= outbox_limit_) {
+    return absl::ResourceExhaustedError(absl::StrCat("outbox holds ", waiting,
                                                      " unpublished events (limit ", outbox_limit_,
                                                      "): the broker is unreachable; retry later"));
   }
@@ -215,16 +241,9 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     const std::string pos = BigEndian64(next_position());
     CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, bytes));
     CRM_RETURN_IF_ERROR(Put(*db_, batch, kLog, pos, key));
-    CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, pos, bytes));
   }
   if (any_write) {
-    // Counted before the write: the relay may deliver and delete the
-    // entries before Write returns, and its decrement must find them.
-    outbox_size_.fetch_add(appended);
-    if (auto st = db_->Write(&batch, /*sync=*/true); !st.ok()) {
-      outbox_size_.fetch_sub(appended);
-      return st;
-    }
+    CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
     appended_counter_.Inc(appended);
     if (listener_) listener_();
   }
@@ -304,30 +323,35 @@ absl::StatusOr<std::optional<std::string>> EventStore::FindResponse(
 absl::StatusOr<std::vector<OutboxEntry>> EventStore::ReadOutbox(uint64_t from_position,
                                                                 size_t max) const {
   std::vector<OutboxEntry> out;
-  auto it = db_->NewIterator(kOutbox);
-  for (it->Seek(BigEndian64(from_position)); it->Valid() && out.size() < max; it->Next()) {
-    OutboxEntry entry;
-    entry.position = ReadBigEndian64(it->key().ToString());
-    if (!entry.envelope.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError("corrupt outbox entry");
-    }
-    out.push_back(std::move(entry));
+  std::vector<std::string> keys;
+  auto it = db_->NewIterator(kLog);
+  for (it->Seek(BigEndian64(std::max(from_position, relayed_.load())));
+       it->Valid() && out.size() < max; it->Next()) {
+    out.emplace_back().position = ReadBigEndian64(it->key().ToString());
+    keys.push_back(it->value().ToString());
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  CRM_ASSIGN_OR_RETURN(auto values, db_->MultiGet(kEvents, keys));
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!values[i].has_value() || !out[i].envelope.ParseFromString(*values[i])) {
+      return absl::DataLossError(
+          absl::StrCat("corrupt or missing event at log position ", out[i].position));
+    }
+    out[i].bytes = *std::move(values[i]);
+  }
   return out;
 }
 
-absl::Status EventStore::DeleteFromOutbox(const std::vector<uint64_t>& positions) {
+absl::Status EventStore::MarkRelayed(uint64_t below) {
+  std::lock_guard<std::mutex> lock(relayed_mu_);
+  if (below <= relayed_.load()) return absl::OkStatus();
   rocksdb::WriteBatch batch;
-  auto* cf = db_->Family(kOutbox);
-  for (uint64_t p : positions) batch.Delete(cf, BigEndian64(p));
-  uint64_t size = outbox_size_.load();
-  while (!outbox_size_.compare_exchange_weak(
-      size, size > positions.size() ? size - positions.size() : 0)) {
-  }
-  // Not synced: losing a delete only re-publishes an event, which
-  // subscribers skip by stream version.
-  return db_->Write(&batch, /*sync=*/false);
+  CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, kRelayedKey, BigEndian64(below)));
+  // Not synced: losing it only re-publishes events, which subscribers
+  // skip by stream version.
+  CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/false));
+  relayed_.store(below);
+  return absl::OkStatus();
 }
 
 absl::Status EventStore::RedactEvent(const crm::v1::EventEnvelope& redacted) {
@@ -343,21 +367,12 @@ absl::Status EventStore::RedactEvent(const crm::v1::EventEnvelope& redacted) {
 }
 
 absl::StatusOr<uint64_t> EventStore::RequeueLog() {
-  auto* outbox = db_->Family(kOutbox);
+  std::lock_guard<std::mutex> lock(relayed_mu_);
   rocksdb::WriteBatch batch;
-  uint64_t count = 0;
-  CRM_RETURN_IF_ERROR(WalkLog([&](const rocksdb::Slice& position, const rocksdb::Slice&,
-                                  const std::string& value) -> absl::Status {
-    batch.Put(outbox, position, value);
-    ++count;
-    if (batch.Count() < 10000) return absl::OkStatus();
-    auto written = db_->Write(&batch, /*sync=*/false);
-    batch.Clear();
-    return written;
-  }));
+  CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, kRelayedKey, BigEndian64(1)));
   CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
-  outbox_size_.store(count);
-  return count;
+  relayed_.store(1);
+  return LogSize();
 }
 
 }  // namespace crm

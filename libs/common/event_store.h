@@ -60,12 +60,15 @@ struct StreamState {
 struct OutboxEntry {
   uint64_t position = 0;
   crm::v1::EventEnvelope envelope;
+  std::string bytes;  // the envelope as stored (what the relay publishes)
 };
 
 // The service's own event log on RocksDB. One append is one synced
-// WriteBatch holding the events, the folded state, the outbox entries, the
-// idempotency record and the projection writes, so either all of it is
-// durable or none of it is.
+// WriteBatch holding the events and their log positions, the folded state,
+// the idempotency record and the projection writes, so either all of it is
+// durable or none of it is. The outbox is the log past a cursor the relay
+// moves once the broker has acknowledged what lies below it: no copy of
+// an event is written for it, nor deleted again.
 class EventStore {
  public:
   static constexpr int64_t kNoStream = 0;
@@ -107,9 +110,12 @@ class EventStore {
   // (libs/common/pii); domain events are never changed.
   absl::Status RedactEvent(const crm::v1::EventEnvelope& redacted);
 
-  // Outbox, in log order. Entries stay until DeleteFromOutbox.
+  // Outbox, in log order, from `from_position` or the relayed cursor,
+  // whichever is later. Entries stay until MarkRelayed passes them.
   absl::StatusOr<std::vector<OutboxEntry>> ReadOutbox(uint64_t from_position, size_t max) const;
-  absl::Status DeleteFromOutbox(const std::vector<uint64_t>& positions);
+  // The broker has every event below log position `below`: the cursor moves
+  // there (never back; a lower value is ignored).
+  absl::Status MarkRelayed(uint64_t below);
   // Puts every event of the log back into the outbox, e.g. to refill an
   // empty broker. Returns how many were queued.
   absl::StatusOr<uint64_t> RequeueLog();
@@ -120,8 +126,14 @@ class EventStore {
   // Number of events in the log (positions handed out).
   uint64_t LogSize() const { return next_position_.load() - 1; }
 
-  // Events waiting in the outbox (approximate after a requeue).
-  uint64_t OutboxSize() const { return outbox_size_.load(); }
+  // Events waiting in the outbox (log positions handed out and not yet
+  // relayed; an append that failed to write counts until the relay passes
+  // its positions).
+  uint64_t OutboxSize() const {
+    const uint64_t next = next_position_.load();
+    const uint64_t relayed = relayed_.load();
+    return next > relayed ? next - relayed : 0;
+  }
   // Appends fail with RESOURCE_EXHAUSTED while the outbox holds more than
   // this many events (the broker has been unreachable for long), instead of
   // growing without bound. Default 1,000,000.
@@ -137,8 +149,8 @@ class EventStore {
   struct Token {};
 
  public:
-  EventStore(Token, std::unique_ptr<Database> db, uint64_t next_position, uint64_t outbox_size)
-      : db_(std::move(db)), next_position_(next_position), outbox_size_(outbox_size) {}
+  EventStore(Token, std::unique_ptr<Database> db, uint64_t next_position, uint64_t relayed)
+      : db_(std::move(db)), next_position_(next_position), relayed_(relayed) {}
 
  private:
   absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> Write(
@@ -150,18 +162,20 @@ class EventStore {
 
   std::unique_ptr<Database> db_;
   StripedMutex locks_;
-  // Log positions are global, so the outbox (keyed by position) drains in
-  // append order; within a stream this is version order because a stream's
+  // Log positions are global, so the outbox (the log past the cursor)
+  // drains in append order; within a stream this is version order because a stream's
   // appends are serialized by its lock.
   std::atomic<uint64_t> next_position_;
   mutable std::mutex positions_mu_;
   std::multiset<uint64_t> unwritten_;  // first position of each append being written
-  std::atomic<uint64_t> outbox_size_;
+  // First log position the broker has not acknowledged (see MarkRelayed).
+  std::atomic<uint64_t> relayed_;
+  std::mutex relayed_mu_;  // orders the cursor's writes
   Counter& appended_counter_ =
       MetricsRegistry::Default().GetCounter("crm_events_appended_total", "Events appended");
   MetricsRegistry::GaugeHandle outbox_gauge_ = MetricsRegistry::Default().AddGauge(
       "crm_outbox_depth", "Events appended and not yet acknowledged by the broker", {},
-      [this] { return static_cast<double>(outbox_size_.load()); });
+      [this] { return static_cast<double>(OutboxSize()); });
   uint64_t outbox_limit_ = 1000000;
   std::function<void()> listener_;
 };

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/common/key_codec.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm {
@@ -121,7 +122,7 @@ TEST_F(EventStoreTest, EverythingSurvivesReopen) {
   EXPECT_EQ((*outbox)[3].position, 4u);
 }
 
-TEST_F(EventStoreTest, OutboxKeepsAppendOrderUntilDeletedAndRequeueRefillsIt) {
+TEST_F(EventStoreTest, OutboxKeepsAppendOrderUntilRelayedAndRequeueRefillsIt) {
   ASSERT_TRUE(store_->Append(Request("s-1", 0, {Event("A")}, "")).ok());
   ASSERT_TRUE(store_->Append(Request("s-2", 0, {Event("B")}, "")).ok());
   ASSERT_TRUE(store_->Append(Request("s-1", 1, {Event("C")}, "")).ok());
@@ -131,8 +132,16 @@ TEST_F(EventStoreTest, OutboxKeepsAppendOrderUntilDeletedAndRequeueRefillsIt) {
   EXPECT_EQ((*outbox)[1].envelope.type(), "B");
   EXPECT_EQ((*outbox)[2].envelope.type(), "C");
 
-  ASSERT_TRUE(store_->DeleteFromOutbox({(*outbox)[0].position, (*outbox)[1].position}).ok());
+  ASSERT_TRUE(store_->MarkRelayed((*outbox)[1].position + 1).ok());
   EXPECT_EQ(store_->ReadOutbox(0, 10)->size(), 1u);
+  EXPECT_EQ(store_->OutboxSize(), 1u);
+  // The cursor never goes back, and it survives a reopen.
+  ASSERT_TRUE(store_->MarkRelayed((*outbox)[0].position).ok());
+  Reopen();
+  outbox = store_->ReadOutbox(0, 10);
+  ASSERT_EQ(outbox->size(), 1u);
+  EXPECT_EQ((*outbox)[0].envelope.type(), "C");
+  EXPECT_EQ(store_->OutboxSize(), 1u);
 
   auto requeued = store_->RequeueLog();
   ASSERT_TRUE(requeued.ok());
@@ -140,6 +149,46 @@ TEST_F(EventStoreTest, OutboxKeepsAppendOrderUntilDeletedAndRequeueRefillsIt) {
   outbox = store_->ReadOutbox(0, 10);
   ASSERT_EQ(outbox->size(), 3u);
   EXPECT_EQ((*outbox)[2].envelope.stream_version(), 2);
+}
+
+TEST_F(EventStoreTest, NothingRelayedYetSurvivesReopen) {
+  ASSERT_TRUE(store_->Append(Request("s-1", 0, {Event("A")}, "")).ok());
+  ASSERT_TRUE(store_->Append(Request("s-2", 0, {Event("B")}, "")).ok());
+  Reopen();
+  EXPECT_EQ(store_->ReadOutbox(0, 10)->size(), 2u);
+  EXPECT_EQ(store_->OutboxSize(), 2u);
+}
+
+// A store whose outbox still holds one copy per unrelayed event (the
+// format before the cursor) goes on relaying from its first entry.
+TEST_F(EventStoreTest, OutboxRowsOfAnOlderStoreBecomeTheCursor) {
+  for (int i = 1; i <= 4; ++i) {
+    ASSERT_TRUE(store_->Append(Request(absl::StrCat("s-", i), 0, {Event("A")}, "")).ok());
+  }
+  {
+    auto* cf = store_->db().Family("outbox");
+    rocksdb::WriteBatch old_format;
+    ASSERT_TRUE(old_format.Delete(cf, "relayed").ok());
+    for (uint64_t p : {3, 4}) {
+      const auto copy = store_->ReadOutbox(p, 1);
+      ASSERT_TRUE(old_format.Put(cf, BigEndian64(p), (*copy)[0].bytes).ok());
+    }
+    ASSERT_TRUE(store_->db().Write(&old_format, /*sync=*/true).ok());
+  }
+  Reopen();
+  auto outbox = store_->ReadOutbox(0, 10);
+  ASSERT_EQ(outbox->size(), 2u);
+  EXPECT_EQ((*outbox)[0].position, 3u);
+  EXPECT_EQ((*outbox)[0].envelope.stream(), "s-3");
+  EXPECT_EQ(store_->OutboxSize(), 2u);
+  {  // The copies are gone; only the cursor is left.
+    auto it = store_->db().NewIterator("outbox");
+    int rows = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ++rows;
+    EXPECT_EQ(rows, 1);
+  }
+  Reopen();
+  EXPECT_EQ(store_->ReadOutbox(0, 10)->size(), 2u);
 }
 
 TEST_F(EventStoreTest, ConcurrentWritersOnOneStreamGetExactlyOneWinnerPerVersion) {
@@ -251,7 +300,7 @@ TEST_F(EventStoreTest, FullOutboxRefusesAppendsUntilItDrains) {
   EXPECT_EQ(store_->LogSize(), 2u);
 
   auto outbox = store_->ReadOutbox(0, 10);
-  ASSERT_TRUE(store_->DeleteFromOutbox({(*outbox)[0].position}).ok());
+  ASSERT_TRUE(store_->MarkRelayed((*outbox)[0].position + 1).ok());
   EXPECT_EQ(store_->OutboxSize(), 1u);
   EXPECT_TRUE(store_->Append(Request("s-3", 0, {Event("C")}, "")).ok());
   Reopen();

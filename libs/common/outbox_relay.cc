@@ -87,14 +87,14 @@ void OutboxRelay::OnDelivery(RdKafka::Message& message) {
   const auto position = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(message.msg_opaque()));
   in_flight_.erase(position);
   if (message.err() == RdKafka::ERR_NO_ERROR) {
-    delivered_.push_back(position);
     published_.fetch_add(1);
     if (auto it = published_total_.find(message.topic_name()); it != published_total_.end()) {
       it->second->Inc();
     }
   } else {
     // Only fatal producer errors end up here (no timeouts); the entry stays
-    // in the outbox and is produced again.
+    // in the outbox and is produced again (with any delivered after it:
+    // duplicates that subscribers skip by stream version).
     read_from_ = std::min(read_from_, position);
     log::Error("delivery failed", {{"topic", options_.topic},
                                    {"error", message.errstr()},
@@ -104,11 +104,16 @@ void OutboxRelay::OnDelivery(RdKafka::Message& message) {
 
 void OutboxRelay::ServeReports(int timeout_ms) {
   producer_->poll(timeout_ms);
-  if (delivered_.empty()) return;
-  if (auto st = store_.DeleteFromOutbox(delivered_); !st.ok()) {
-    log::Error("outbox delete failed", {{"error", st.ToString()}});
+  // Everything below the lowest entry in flight, and below read_from_, has
+  // been delivered (or lies in a gap no append wrote).
+  const uint64_t delivered =
+      in_flight_.empty() ? read_from_ : std::min(read_from_, *in_flight_.begin());
+  if (delivered <= marked_) return;
+  if (auto st = store_.MarkRelayed(delivered); !st.ok()) {
+    log::Error("outbox cursor write failed", {{"error", st.ToString()}});
+    return;
   }
-  delivered_.clear();
+  marked_ = delivered;
 }
 
 bool OutboxRelay::RefillIfTopicEmpty() {
@@ -141,6 +146,7 @@ bool OutboxRelay::RefillIfTopicEmpty() {
   }
   republished_.store(*queued);
   read_from_ = 0;  // the log went back in at its original positions
+  marked_ = 0;
   log::Info("topic empty, republishing event log",
             {{"topic", options_.topic}, {"events", absl::StrCat(*queued)}});
   return true;
@@ -150,18 +156,29 @@ void OutboxRelay::ProduceFromOutbox() {
   if (in_flight_.size() >= options_.max_in_flight) return;
   // Read before the outbox, so every entry below it is in what we read.
   const uint64_t stable = store_.StablePosition();
-  auto entries = store_.ReadOutbox(read_from_, options_.max_in_flight - in_flight_.size());
+  const size_t room = options_.max_in_flight - in_flight_.size();
+  auto entries = store_.ReadOutbox(read_from_, room);
   if (!entries.ok()) {
     log::Error("outbox read failed", {{"error", entries.status().ToString()}});
     return;
   }
+  // Whether every entry below `stable` was read and handed on; then what
+  // is left below it are gaps of appends that failed to write.
+  bool took_all = entries->size() < room;
   for (auto& entry : *entries) {
-    if (in_flight_.size() >= options_.max_in_flight) break;
+    // Past `stable` an append still being written may own a gap; what
+    // lies there waits for the next round, so that nothing below
+    // read_from_ is read again once delivered.
+    if (entry.position >= stable) break;
+    if (in_flight_.size() >= options_.max_in_flight) {
+      took_all = false;
+      break;
+    }
     if (in_flight_.contains(entry.position)) {
-      read_from_ = std::max(read_from_, std::min(entry.position + 1, stable));
+      read_from_ = std::max(read_from_, entry.position + 1);
       continue;
     }
-    const std::string value = entry.envelope.SerializeAsString();
+    const std::string& value = entry.bytes;
     const std::string& stream = entry.envelope.stream();
     const bool key_record = pii::IsKeyRecordStream(stream);
     // Key records are keyed by stream: a compacted topic keeps only a key's
@@ -179,15 +196,16 @@ void OutboxRelay::ProduceFromOutbox() {
     if (err == RdKafka::ERR_NO_ERROR) {
       headers.release();  // librdkafka owns them now
       in_flight_.insert(entry.position);
-      // Not past `stable`: an append still being written may own a gap.
-      read_from_ = std::max(read_from_, std::min(entry.position + 1, stable));
-    } else if (err == RdKafka::ERR__QUEUE_FULL) {
-      break;
+      read_from_ = std::max(read_from_, entry.position + 1);
     } else {
-      log::Error("produce failed", {{"topic", options_.topic}, {"error", RdKafka::err2str(err)}});
+      if (err != RdKafka::ERR__QUEUE_FULL) {
+        log::Error("produce failed", {{"topic", options_.topic}, {"error", RdKafka::err2str(err)}});
+      }
+      took_all = false;
       break;
     }
   }
+  if (took_all) read_from_ = std::max(read_from_, stable);
 }
 
 void OutboxRelay::Run() {

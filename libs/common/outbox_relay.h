@@ -9,8 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "libs/common/event_store.h"
@@ -33,9 +33,9 @@ struct RelayOptions {
 };
 
 // Drains the outbox to Kafka with the idempotent producer (acks=all), key =
-// customer_id. An entry leaves the outbox only after its delivery report
-// says the broker has it. Messages never time out inside librdkafka, so a
-// broker outage delays delivery but neither drops nor reorders a stream.
+// customer_id. The outbox cursor passes an entry only after its delivery
+// report (and those of every entry before it) says the broker has it. Messages never time out
+// inside librdkafka, so a broker outage delays delivery but neither drops nor reorders a stream.
 class OutboxRelay {
  public:
   OutboxRelay(EventStore& store, RelayOptions options);
@@ -81,12 +81,12 @@ class OutboxRelay {
   absl::Duration flush_timeout_ = absl::Seconds(5);
 
   // Touched only on the relay thread (reports are served there too).
-  absl::flat_hash_set<uint64_t> in_flight_;
-  std::vector<uint64_t> delivered_;
-  // Outbox entries below this position are in flight or delivered. Reading
-  // from here instead of the start skips the tombstones delivered entries
-  // leave in RocksDB, which would make every read cost O(events relayed).
+  // Ordered: the lowest one in flight bounds the outbox cursor.
+  absl::btree_set<uint64_t> in_flight_;
+  // Outbox entries below this position are in flight or delivered.
   uint64_t read_from_ = 0;
+  // What the outbox cursor was last moved to.
+  uint64_t marked_ = 0;
   std::atomic<uint64_t> published_{0};
   // Acknowledged records per topic they went to (options_.topic, keys, audit).
   absl::flat_hash_map<std::string, Counter*> published_total_;
