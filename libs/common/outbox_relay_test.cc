@@ -137,6 +137,50 @@ TEST_F(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrai
   for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
 }
 
+// The outbox is the log past a stored cursor: a relay started again after
+// a restart goes on from there instead of publishing the log once more.
+TEST_F(OutboxRelayTest, ARestartedRelayGoesOnFromTheStoredCursor) {
+  auto append = [&](const std::string& id) {
+    AppendRequest r;
+    r.stream = absl::StrCat("s-", id);
+    crm::v1::EventEnvelope e;
+    e.set_event_id(id);
+    e.set_customer_id(absl::StrCat("cus-", id));
+    e.set_type("Tested");
+    r.events.push_back(e);
+    return store_->Append(std::move(r)).status();
+  };
+  auto drained = [&](absl::Duration within) {
+    const absl::Time deadline = absl::Now() + within;
+    while (store_->OutboxSize() > 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return store_->OutboxSize() == 0;
+  };
+  StartRelay(Options());
+  constexpr int kFirst = 50;
+  for (int i = 0; i < kFirst; ++i) ASSERT_TRUE(append(absl::StrCat("a", i)).ok());
+  ASSERT_TRUE(drained(absl::Seconds(30)));
+  relay_->Stop();
+  relay_.reset();
+
+  store_.reset();
+  auto reopened = EventStore::Open(dir_.Sub("db"), {});
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  EXPECT_EQ(store_->OutboxSize(), 0u);
+  EXPECT_TRUE(store_->ReadOutbox(0, 10)->empty());
+
+  StartRelay(Options());
+  ASSERT_TRUE(append("b0").ok());
+  ASSERT_TRUE(drained(absl::Seconds(30)));
+  absl::SleepFor(absl::Milliseconds(300));  // time enough to publish more, wrongly
+  EXPECT_EQ(relay_->published(), 1u);
+  const auto seen = ReadTopic(cluster_.bootstrap(), kFirst + 1);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kFirst + 1));
+  for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+}
+
 TEST_F(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {
   RelayOptions options = Options();
   options.audit_topic = kAuditTestTopic;
