@@ -282,33 +282,25 @@ absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadStream(
   return out;
 }
 
-absl::Status EventStore::WalkLog(const LogVisitor& visit) const {
+absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEvents(
+    const std::string& customer_id) const {
+  std::vector<crm::v1::EventEnvelope> out;
+  if (customer_id.empty()) return out;
   auto it = db_->NewIterator(kLog);
   auto* events = db_->Family(kEvents);
   std::string value;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     auto s = db_->raw()->Get(rocksdb::ReadOptions(), events, it->value(), &value);
     if (!s.ok()) return FromRocks(s);
-    CRM_RETURN_IF_ERROR(visit(it->key(), it->value(), value));
-  }
-  return FromRocks(it->status());
-}
-
-absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEvents(
-    const std::string& customer_id) const {
-  std::vector<crm::v1::EventEnvelope> out;
-  if (customer_id.empty()) return out;
-  CRM_RETURN_IF_ERROR(WalkLog([&](const rocksdb::Slice&, const rocksdb::Slice& event_key,
-                                  const std::string& value) -> absl::Status {
     // Most events are about someone else: skip them without parsing.
-    if (value.find(customer_id) == std::string::npos) return absl::OkStatus();
+    if (value.find(customer_id) == std::string::npos) continue;
     crm::v1::EventEnvelope e;
     if (!e.ParseFromString(value)) {
-      return absl::DataLossError(absl::StrCat("corrupt event at log key ", event_key.ToString()));
+      return absl::DataLossError(absl::StrCat("corrupt event at log key ", it->value().ToString()));
     }
     if (e.customer_id() == customer_id) out.push_back(std::move(e));
-    return absl::OkStatus();
-  }));
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   return out;
 }
 
@@ -342,16 +334,20 @@ absl::StatusOr<std::vector<OutboxEntry>> EventStore::ReadOutbox(uint64_t from_po
   return out;
 }
 
+absl::Status EventStore::StoreCursor(uint64_t position, bool sync) {
+  rocksdb::WriteBatch batch;
+  CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, kRelayedKey, BigEndian64(position)));
+  CRM_RETURN_IF_ERROR(db_->Write(&batch, sync));
+  relayed_.store(position);
+  return absl::OkStatus();
+}
+
 absl::Status EventStore::MarkRelayed(uint64_t below) {
   std::lock_guard<std::mutex> lock(relayed_mu_);
   if (below <= relayed_.load()) return absl::OkStatus();
-  rocksdb::WriteBatch batch;
-  CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, kRelayedKey, BigEndian64(below)));
   // Not synced: losing it only re-publishes events, which subscribers
   // skip by stream version.
-  CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/false));
-  relayed_.store(below);
-  return absl::OkStatus();
+  return StoreCursor(below, /*sync=*/false);
 }
 
 absl::Status EventStore::RedactEvent(const crm::v1::EventEnvelope& redacted) {
@@ -368,10 +364,7 @@ absl::Status EventStore::RedactEvent(const crm::v1::EventEnvelope& redacted) {
 
 absl::StatusOr<uint64_t> EventStore::RequeueLog() {
   std::lock_guard<std::mutex> lock(relayed_mu_);
-  rocksdb::WriteBatch batch;
-  CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, kRelayedKey, BigEndian64(1)));
-  CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
-  relayed_.store(1);
+  CRM_RETURN_IF_ERROR(StoreCursor(1, /*sync=*/true));
   return LogSize();
 }
 

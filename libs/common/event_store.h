@@ -155,16 +155,14 @@ class EventStore {
  private:
   absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> Write(
       std::vector<AppendRequest> requests, bool all_or_nothing);
-  // Visits the log in position order: (log key, event key, event bytes).
-  using LogVisitor =
-      std::function<absl::Status(const rocksdb::Slice&, const rocksdb::Slice&, const std::string&)>;
-  absl::Status WalkLog(const LogVisitor& visit) const;
+  // Writes the outbox cursor and then takes it; relayed_mu_ held.
+  absl::Status StoreCursor(uint64_t position, bool sync);
 
   std::unique_ptr<Database> db_;
   StripedMutex locks_;
   // Log positions are global, so the outbox (the log past the cursor)
-  // drains in append order; within a stream this is version order because a stream's
-  // appends are serialized by its lock.
+  // drains in append order; within a stream this is version order because
+  // a stream's appends are serialized by its lock.
   std::atomic<uint64_t> next_position_;
   mutable std::mutex positions_mu_;
   std::multiset<uint64_t> unwritten_;  // first position of each append being written

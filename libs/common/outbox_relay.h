@@ -34,8 +34,9 @@ struct RelayOptions {
 
 // Drains the outbox to Kafka with the idempotent producer (acks=all), key =
 // customer_id. The outbox cursor passes an entry only after its delivery
-// report (and those of every entry before it) says the broker has it. Messages never time out
-// inside librdkafka, so a broker outage delays delivery but neither drops nor reorders a stream.
+// report (and those of every entry before it) says the broker has it.
+// Messages never time out inside librdkafka, so a broker outage delays
+// delivery but neither drops nor reorders a stream.
 class OutboxRelay {
  public:
   OutboxRelay(EventStore& store, RelayOptions options);

@@ -76,6 +76,17 @@ class OutboxRelayTest : public ::testing::Test {
     options.topic = kTopic;
     return options;
   }
+  // One event on a stream of its own, with `id` as its event id.
+  absl::Status Append(const std::string& id) {
+    AppendRequest r;
+    r.stream = absl::StrCat("s-", id);
+    crm::v1::EventEnvelope e;
+    e.set_event_id(id);
+    e.set_customer_id(absl::StrCat("cus-", id));
+    e.set_type("Tested");
+    r.events.push_back(e);
+    return store_->Append(std::move(r)).status();
+  }
   void StartRelay(RelayOptions options) {
     relay_ = std::make_unique<OutboxRelay>(*store_, std::move(options));
     store_->SetAppendListener([this] { relay_->Notify(); });
@@ -94,18 +105,8 @@ TEST_F(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrai
   options.max_in_flight = 64;
   StartRelay(options);
 
-  auto append = [&](const std::string& id) {
-    AppendRequest r;
-    r.stream = absl::StrCat("s-", id);
-    crm::v1::EventEnvelope e;
-    e.set_event_id(id);
-    e.set_customer_id(absl::StrCat("cus-", id));
-    e.set_type("Tested");
-    r.events.push_back(e);
-    return store_->Append(std::move(r)).status();
-  };
   // The first event lets the relay settle its empty-topic check.
-  ASSERT_TRUE(append("warm-up").ok());
+  ASSERT_TRUE(Append("warm-up").ok());
   const absl::Time settle = absl::Now() + absl::Seconds(20);
   while (relay_->published() < 1 && absl::Now() < settle) absl::SleepFor(absl::Milliseconds(10));
   ASSERT_EQ(relay_->published(), 1u);
@@ -117,7 +118,7 @@ TEST_F(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrai
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       for (int i = 0; i < kEach; ++i) {
-        if (!append(absl::StrCat("w", w, "-", i)).ok()) failed.fetch_add(1);
+        if (!Append(absl::StrCat("w", w, "-", i)).ok()) failed.fetch_add(1);
       }
     });
   }
@@ -140,16 +141,6 @@ TEST_F(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrai
 // The outbox is the log past a stored cursor: a relay started again after
 // a restart goes on from there instead of publishing the log once more.
 TEST_F(OutboxRelayTest, ARestartedRelayGoesOnFromTheStoredCursor) {
-  auto append = [&](const std::string& id) {
-    AppendRequest r;
-    r.stream = absl::StrCat("s-", id);
-    crm::v1::EventEnvelope e;
-    e.set_event_id(id);
-    e.set_customer_id(absl::StrCat("cus-", id));
-    e.set_type("Tested");
-    r.events.push_back(e);
-    return store_->Append(std::move(r)).status();
-  };
   auto drained = [&](absl::Duration within) {
     const absl::Time deadline = absl::Now() + within;
     while (store_->OutboxSize() > 0 && absl::Now() < deadline) {
@@ -159,7 +150,7 @@ TEST_F(OutboxRelayTest, ARestartedRelayGoesOnFromTheStoredCursor) {
   };
   StartRelay(Options());
   constexpr int kFirst = 50;
-  for (int i = 0; i < kFirst; ++i) ASSERT_TRUE(append(absl::StrCat("a", i)).ok());
+  for (int i = 0; i < kFirst; ++i) ASSERT_TRUE(Append(absl::StrCat("a", i)).ok());
   ASSERT_TRUE(drained(absl::Seconds(30)));
   relay_->Stop();
   relay_.reset();
@@ -172,7 +163,7 @@ TEST_F(OutboxRelayTest, ARestartedRelayGoesOnFromTheStoredCursor) {
   EXPECT_TRUE(store_->ReadOutbox(0, 10)->empty());
 
   StartRelay(Options());
-  ASSERT_TRUE(append("b0").ok());
+  ASSERT_TRUE(Append("b0").ok());
   ASSERT_TRUE(drained(absl::Seconds(30)));
   absl::SleepFor(absl::Milliseconds(300));  // time enough to publish more, wrongly
   EXPECT_EQ(relay_->published(), 1u);
