@@ -172,171 +172,172 @@ struct Folded {
 
 // Folds the payload into the view and returns the timeline text; an
 // unknown payload leaves the view as is and is summarized by its type.
-Folded FoldPayload(Customer360& view, const EventEnvelope& event) {
+Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload& payload) {
   using namespace crm::v1;
-  if (LeadCaptured m; Unpack(event, &m)) {
-    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+  if (const auto* m = payload.As<LeadCaptured>()) {
+    AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
-    ApplyContact(view, event, m.contact(), m.company(), m.region());
-    if (m.has_score()) SetLeadScore(view, event, m.score().total());
+    ApplyContact(view, event, m->contact(), m->company(), m->region());
+    if (m->has_score()) SetLeadScore(view, event, m->score().total());
     // No contact data in summaries: they are free text, never decrypted.
-    return absl::StrCat("Lead captured via ", ChannelName(m.channel()),
-                        m.duplicate_of_lead_id().empty() ? "" : ", known person");
+    return absl::StrCat("Lead captured via ", ChannelName(m->channel()),
+                        m->duplicate_of_lead_id().empty() ? "" : ", known person");
   }
-  if (LeadAssigned m; Unpack(event, &m)) {
-    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+  if (const auto* m = payload.As<LeadAssigned>()) {
+    AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
-    SetOwner(view, event, m.owner_id());
-    if (m.owner_id().empty()) return absl::StrCat("Lead queued in ", m.queue());
-    return absl::StrCat("Lead assigned to ", m.owner_id(),
-                        m.team_id().empty() ? "" : absl::StrCat(" (team ", m.team_id(), ")"));
+    SetOwner(view, event, m->owner_id());
+    if (m->owner_id().empty()) return absl::StrCat("Lead queued in ", m->queue());
+    return absl::StrCat("Lead assigned to ", m->owner_id(),
+                        m->team_id().empty() ? "" : absl::StrCat(" (team ", m->team_id(), ")"));
   }
-  if (LeadScoreChanged m; Unpack(event, &m)) {
-    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+  if (const auto* m = payload.As<LeadScoreChanged>()) {
+    AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
-    SetLeadScore(view, event, m.score().total());
-    return absl::StrCat("Lead score ", m.previous().total(), " -> ", m.score().total(),
-                        m.reason().empty() ? "" : absl::StrCat(" (", m.reason(), ")"));
+    SetLeadScore(view, event, m->score().total());
+    return absl::StrCat("Lead score ", m->previous().total(), " -> ", m->score().total(),
+                        m->reason().empty() ? "" : absl::StrCat(" (", m->reason(), ")"));
   }
-  if (LeadQualified m; Unpack(event, &m)) {
-    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+  if (const auto* m = payload.As<LeadQualified>()) {
+    AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
-    return {"Lead qualified", m.note()};
+    return {"Lead qualified", m->note()};
   }
-  if (LeadDisqualified m; Unpack(event, &m)) {
-    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+  if (const auto* m = payload.As<LeadDisqualified>()) {
+    AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
-    return absl::StrCat("Lead disqualified", m.reason().empty() ? "" : ": ", m.reason());
+    return absl::StrCat("Lead disqualified", m->reason().empty() ? "" : ": ", m->reason());
   }
-  if (LeadConverted m; Unpack(event, &m)) {
-    AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+  if (const auto* m = payload.As<LeadConverted>()) {
+    AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
-    ApplyContact(view, event, m.contact(), m.company(), m.region());
-    SetOwner(view, event, m.owner_id());
+    ApplyContact(view, event, m->contact(), m->company(), m->region());
+    SetOwner(view, event, m->owner_id());
     return absl::StrCat(
         "Lead converted to an opportunity",
-        m.opportunity_name().empty() ? "" : absl::StrCat(" \"", m.opportunity_name(), "\""),
-        m.owner_id().empty() ? "" : absl::StrCat(" for ", m.owner_id()));
+        m->opportunity_name().empty() ? "" : absl::StrCat(" \"", m->opportunity_name(), "\""),
+        m->owner_id().empty() ? "" : absl::StrCat(" for ", m->owner_id()));
   }
-  if (LeadsMerged m; Unpack(event, &m)) {
-    return absl::StrCat("Lead ", m.merged_lead_id(), " merged into ", m.survivor_lead_id());
+  if (const auto* m = payload.As<LeadsMerged>()) {
+    return absl::StrCat("Lead ", m->merged_lead_id(), " merged into ", m->survivor_lead_id());
   }
-  if (CustomerOpened m; Unpack(event, &m)) {
+  if (const auto* m = payload.As<CustomerOpened>()) {
     if (TakeIfNewer(view.mutable_account_as_of(), event)) {
-      view.mutable_profile()->set_account_name(m.name());
-      view.mutable_profile()->set_territory(m.territory());
+      view.mutable_profile()->set_account_name(m->name());
+      view.mutable_profile()->set_territory(m->territory());
     }
-    SetOwner(view, event, m.owner_id());
-    SetTier(view, event, m.tier());
-    if (!m.lead_id().empty()) AddSortedUnique(view.mutable_lead_ids(), m.lead_id());
+    SetOwner(view, event, m->owner_id());
+    SetTier(view, event, m->tier());
+    if (!m->lead_id().empty()) AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
-    return absl::StrCat("Customer account opened: ", m.name(),
-                        m.owner_id().empty() ? "" : absl::StrCat(", owner ", m.owner_id()));
+    return absl::StrCat("Customer account opened: ", m->name(),
+                        m->owner_id().empty() ? "" : absl::StrCat(", owner ", m->owner_id()));
   }
-  if (CustomerTierChanged m; Unpack(event, &m)) {
-    SetTier(view, event, m.to_tier());
-    return absl::StrCat("Tier ", m.from_tier().empty() ? "none" : m.from_tier(), " -> ",
-                        m.to_tier());
+  if (const auto* m = payload.As<CustomerTierChanged>()) {
+    SetTier(view, event, m->to_tier());
+    return absl::StrCat("Tier ", m->from_tier().empty() ? "none" : m->from_tier(), " -> ",
+                        m->to_tier());
   }
-  if (OpportunityOpened m; Unpack(event, &m)) {
-    auto* opp = Opportunity(view, m.opportunity_id());
-    opp->set_name(m.name());  // only OpportunityOpened names it
+  if (const auto* m = payload.As<OpportunityOpened>()) {
+    auto* opp = Opportunity(view, m->opportunity_id());
+    opp->set_name(m->name());  // only OpportunityOpened names it
     if (TakeIfNewer(opp->mutable_as_of(), event)) {
-      opp->set_stage_id(m.stage_id());
+      opp->set_stage_id(m->stage_id());
       opp->set_outcome(STAGE_OUTCOME_OPEN);
     }
-    if (TakeIfNewer(opp->mutable_amount_as_of(), event)) *opp->mutable_amount() = m.amount();
+    if (TakeIfNewer(opp->mutable_amount_as_of(), event)) *opp->mutable_amount() = m->amount();
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
     DeriveTotals(view);
-    return absl::StrCat("Opportunity opened: ", m.name(), " at ", m.stage_id(), ", ",
-                        MoneyText(m.amount()));
+    return absl::StrCat("Opportunity opened: ", m->name(), " at ", m->stage_id(), ", ",
+                        MoneyText(m->amount()));
   }
-  if (OpportunityStageChanged m; Unpack(event, &m)) {
-    auto* opp = Opportunity(view, m.opportunity_id());
+  if (const auto* m = payload.As<OpportunityStageChanged>()) {
+    auto* opp = Opportunity(view, m->opportunity_id());
     if (TakeIfNewer(opp->mutable_as_of(), event)) {
-      opp->set_stage_id(m.to_stage_id());
-      opp->set_outcome(m.outcome());
+      opp->set_stage_id(m->to_stage_id());
+      opp->set_outcome(m->outcome());
     }
-    if (m.has_amount() && TakeIfNewer(opp->mutable_amount_as_of(), event)) {
-      *opp->mutable_amount() = m.amount();
+    if (m->has_amount() && TakeIfNewer(opp->mutable_amount_as_of(), event)) {
+      *opp->mutable_amount() = m->amount();
     }
     Reach(view,
-          m.outcome() == STAGE_OUTCOME_WON ? LIFECYCLE_STAGE_CUSTOMER : LIFECYCLE_STAGE_PROSPECT);
+          m->outcome() == STAGE_OUTCOME_WON ? LIFECYCLE_STAGE_CUSTOMER : LIFECYCLE_STAGE_PROSPECT);
     DeriveTotals(view);
-    std::string summary = absl::StrCat("Opportunity ", m.opportunity_id(), " ", m.from_stage_id(),
-                                       " -> ", m.to_stage_id());
-    if (m.outcome() == STAGE_OUTCOME_WON)
-      absl::StrAppend(&summary, ", won ", MoneyText(m.amount()));
-    if (m.outcome() == STAGE_OUTCOME_LOST) {
-      absl::StrAppend(&summary, ", lost", m.lost_reason().empty() ? "" : ": ", m.lost_reason());
+    std::string summary = absl::StrCat("Opportunity ", m->opportunity_id(), " ", m->from_stage_id(),
+                                       " -> ", m->to_stage_id());
+    if (m->outcome() == STAGE_OUTCOME_WON)
+      absl::StrAppend(&summary, ", won ", MoneyText(m->amount()));
+    if (m->outcome() == STAGE_OUTCOME_LOST) {
+      absl::StrAppend(&summary, ", lost", m->lost_reason().empty() ? "" : ": ", m->lost_reason());
     }
-    if (m.reopened()) absl::StrAppend(&summary, " (reopened)");
+    if (m->reopened()) absl::StrAppend(&summary, " (reopened)");
     return summary;
   }
-  if (OrderPlaced m; Unpack(event, &m)) {
+  if (const auto* m = payload.As<OrderPlaced>()) {
     auto* order =
-        FindOrInsertSorted(view.mutable_orders(), m.order_id(),
+        FindOrInsertSorted(view.mutable_orders(), m->order_id(),
                            [](const auto& o) -> const std::string& { return o.order_id(); });
-    order->set_order_id(m.order_id());
-    order->set_opportunity_id(m.opportunity_id());
-    *order->mutable_total() = m.totals().total();
+    order->set_order_id(m->order_id());
+    order->set_opportunity_id(m->opportunity_id());
+    *order->mutable_total() = m->totals().total();
     *order->mutable_placed_at() = event.occurred_at();
     Reach(view, LIFECYCLE_STAGE_CUSTOMER);
     DeriveTotals(view);
-    return absl::StrCat("Order ", m.order_id(), " placed, ", MoneyText(m.totals().total()));
+    return absl::StrCat("Order ", m->order_id(), " placed, ", MoneyText(m->totals().total()));
   }
-  if (ActivityLogged m; Unpack(event, &m)) {
+  if (const auto* m = payload.As<ActivityLogged>()) {
     return {
-        absl::StrCat("Activity logged: ", EnumWord(ActivityKind_Name(m.kind()), "ACTIVITY_KIND_")),
-        m.subject()};
+        absl::StrCat("Activity logged: ", EnumWord(ActivityKind_Name(m->kind()), "ACTIVITY_KIND_")),
+        m->subject()};
   }
-  if (TicketOpened m; Unpack(event, &m)) {
-    auto* t = Ticket(view, m.ticket_id());
-    t->set_subject(m.subject());
-    t->set_product(m.product());
+  if (const auto* m = payload.As<TicketOpened>()) {
+    auto* t = Ticket(view, m->ticket_id());
+    t->set_subject(m->subject());
+    t->set_product(m->product());
     *t->mutable_opened_at() = event.occurred_at();
     SetTicketStatus(t, event, TICKET_STATUS_NEW);
     DeriveTotals(view);
     return {absl::StrCat("Ticket opened",
-                         m.product().empty() ? "" : absl::StrCat(" (", m.product(), ")")),
-            m.subject()};
+                         m->product().empty() ? "" : absl::StrCat(" (", m->product(), ")")),
+            m->subject()};
   }
-  if (TicketStatusChanged m; Unpack(event, &m)) {
-    SetTicketStatus(Ticket(view, m.ticket_id()), event, m.to_status());
+  if (const auto* m = payload.As<TicketStatusChanged>()) {
+    SetTicketStatus(Ticket(view, m->ticket_id()), event, m->to_status());
     DeriveTotals(view);
-    return absl::StrCat("Ticket ", m.ticket_id(), " ", StatusName(m.from_status()), " -> ",
-                        StatusName(m.to_status()));
+    return absl::StrCat("Ticket ", m->ticket_id(), " ", StatusName(m->from_status()), " -> ",
+                        StatusName(m->to_status()));
   }
-  if (TicketResolved m; Unpack(event, &m)) {
-    SetTicketStatus(Ticket(view, m.ticket_id()), event, TICKET_STATUS_RESOLVED);
+  if (const auto* m = payload.As<TicketResolved>()) {
+    SetTicketStatus(Ticket(view, m->ticket_id()), event, TICKET_STATUS_RESOLVED);
     DeriveTotals(view);
-    return absl::StrCat("Ticket ", m.ticket_id(), " resolved");
+    return absl::StrCat("Ticket ", m->ticket_id(), " resolved");
   }
-  if (TicketClosed m; Unpack(event, &m)) {
-    SetTicketStatus(Ticket(view, m.ticket_id()), event, TICKET_STATUS_CLOSED);
+  if (const auto* m = payload.As<TicketClosed>()) {
+    SetTicketStatus(Ticket(view, m->ticket_id()), event, TICKET_STATUS_CLOSED);
     DeriveTotals(view);
-    return absl::StrCat("Ticket ", m.ticket_id(), " closed");
+    return absl::StrCat("Ticket ", m->ticket_id(), " closed");
   }
-  if (TicketReopened m; Unpack(event, &m)) {
-    SetTicketStatus(Ticket(view, m.ticket_id()), event, TICKET_STATUS_OPEN);
+  if (const auto* m = payload.As<TicketReopened>()) {
+    SetTicketStatus(Ticket(view, m->ticket_id()), event, TICKET_STATUS_OPEN);
     DeriveTotals(view);
-    return absl::StrCat("Ticket ", m.ticket_id(), " reopened", m.reason().empty() ? "" : ": ",
-                        m.reason());
+    return absl::StrCat("Ticket ", m->ticket_id(), " reopened", m->reason().empty() ? "" : ": ",
+                        m->reason());
   }
-  if (TicketSlaBreached m; Unpack(event, &m)) {
-    Ticket(view, m.ticket_id())->set_sla_breached(true);
+  if (const auto* m = payload.As<TicketSlaBreached>()) {
+    Ticket(view, m->ticket_id())->set_sla_breached(true);
     DeriveTotals(view);
-    return absl::StrCat("Ticket ", m.ticket_id(), " breached its ",
-                        EnumWord(SlaTarget_Name(m.target()), "SLA_TARGET_"), " SLA");
+    return absl::StrCat("Ticket ", m->ticket_id(), " breached its ",
+                        EnumWord(SlaTarget_Name(m->target()), "SLA_TARGET_"), " SLA");
   }
-  if (ChurnRiskRaised m; Unpack(event, &m)) {
-    return absl::StrCat("Churn risk raised: score ", m.score(), " (threshold ", m.threshold(), ")");
+  if (const auto* m = payload.As<ChurnRiskRaised>()) {
+    return absl::StrCat("Churn risk raised: score ", m->score(), " (threshold ", m->threshold(),
+                        ")");
   }
-  if (CsatSubmitted m; Unpack(event, &m)) {
-    auto* t = Ticket(view, m.ticket_id());
-    if (TakeIfNewer(t->mutable_csat_as_of(), event)) t->set_csat_score(m.score());
+  if (const auto* m = payload.As<CsatSubmitted>()) {
+    auto* t = Ticket(view, m->ticket_id());
+    if (TakeIfNewer(t->mutable_csat_as_of(), event)) t->set_csat_score(m->score());
     DeriveTotals(view);
-    return absl::StrCat("CSAT ", m.score(), " for ticket ", m.ticket_id());
+    return absl::StrCat("CSAT ", m->score(), " for ticket ", m->ticket_id());
   }
   return event.type();
 }
@@ -345,15 +346,20 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event) {
 
 std::string Summarize(const EventEnvelope& event) {
   Customer360 scratch;
-  return FoldPayload(scratch, event).summary;
+  return FoldPayload(scratch, event, Payload(event)).summary;
 }
 
 crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event) {
+  return ApplyToView(view, event, Payload(event));
+}
+
+crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event,
+                                   const Payload& payload) {
   view.set_customer_id(event.customer_id());
   view.set_event_count(view.event_count() + 1);
   // Analytics' own conclusions are not the customer's activity: counting
   // them would make a raised churn risk lower itself.
-  if (!event.payload().Is<crm::v1::ChurnRiskRaised>()) {
+  if (payload.As<crm::v1::ChurnRiskRaised>() == nullptr) {
     if (!view.has_first_seen() || Before(event.occurred_at(), view.first_seen())) {
       *view.mutable_first_seen() = event.occurred_at();
     }
@@ -367,7 +373,7 @@ crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event
   entry.set_type(event.type());
   entry.set_stream(event.stream());
   *entry.mutable_occurred_at() = event.occurred_at();
-  Folded folded = FoldPayload(view, event);
+  Folded folded = FoldPayload(view, event, payload);
   entry.set_summary(std::move(folded.summary));
   entry.set_detail(std::move(folded.detail));
   return entry;

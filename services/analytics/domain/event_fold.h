@@ -1,11 +1,37 @@
 #pragma once
 
 // What every analytics fold needs to stay independent of delivery order.
+#include <memory>
+
 #include "crm/v1/analytics.pb.h"
 #include "crm/v1/envelope.pb.h"
+#include "google/protobuf/arena.h"
+#include "google/protobuf/message.h"
 #include "google/protobuf/util/time_util.h"  // Timestamp comparison operators
 
 namespace crm::analytics {
+
+// An event's payload, decoded once for all the folds that look at it (the
+// 360 view, the funnel, the ticket KPIs): each used to unpack it again.
+class Payload {
+ public:
+  // Decodes on `arena` if given. A type this binary does not know, or bytes
+  // that do not parse, leave it empty: every fold then treats the event as
+  // one it does not know.
+  explicit Payload(const crm::v1::EventEnvelope& event, google::protobuf::Arena* arena = nullptr);
+
+  // The payload as T, null when it holds another type.
+  template <typename T>
+  const T* As() const {
+    return message_ != nullptr && message_->GetDescriptor() == T::descriptor()
+               ? static_cast<const T*>(message_)
+               : nullptr;
+  }
+
+ private:
+  std::unique_ptr<google::protobuf::Message> owned_;  // when not on an arena
+  const google::protobuf::Message* message_ = nullptr;
+};
 
 // The payload as T, false when it holds another type.
 template <typename T>

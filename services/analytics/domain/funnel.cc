@@ -92,7 +92,8 @@ void Emit(std::map<std::string, Slice>& slices,
 
 }  // namespace
 
-absl::Status ApplyToFunnel(const EventEnvelope& event, const LeadRecordLookup& find_lead,
+absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
+                           const LeadRecordLookup& find_lead,
                            const OpportunityRecordLookup& find_opportunity) {
   using namespace crm::v1;
   // An event without an id names no record: fold it into a throwaway one.
@@ -106,49 +107,49 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const LeadRecordLookup& f
     if (id.empty()) return &no_opportunity;
     return find_opportunity(id);
   };
-  if (LeadCaptured m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
-    r->set_lead_id(m.lead_id());
+  if (const auto* m = payload.As<LeadCaptured>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
+    r->set_lead_id(m->lead_id());
     r->set_customer_id(event.customer_id());
-    r->set_channel(m.channel());
+    r->set_channel(m->channel());
     *r->mutable_captured_at() = event.occurred_at();
-    r->set_region(m.region());
-  } else if (LeadAssigned m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
-    r->set_lead_id(m.lead_id());
-    SetLeadOwner(r, event, m.owner_id());
-  } else if (LeadQualified m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
-    r->set_lead_id(m.lead_id());
+    r->set_region(m->region());
+  } else if (const auto* m = payload.As<LeadAssigned>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
+    r->set_lead_id(m->lead_id());
+    SetLeadOwner(r, event, m->owner_id());
+  } else if (const auto* m = payload.As<LeadQualified>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
+    r->set_lead_id(m->lead_id());
     r->set_qualified(true);
-  } else if (LeadDisqualified m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
-    r->set_lead_id(m.lead_id());
+  } else if (const auto* m = payload.As<LeadDisqualified>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
+    r->set_lead_id(m->lead_id());
     r->set_disqualified(true);
-  } else if (LeadConverted m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, lead(m.lead_id()));
-    r->set_lead_id(m.lead_id());
+  } else if (const auto* m = payload.As<LeadConverted>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
+    r->set_lead_id(m->lead_id());
     r->set_converted(true);
-    SetLeadOwner(r, event, m.owner_id());
-  } else if (OpportunityOpened m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, opportunity(m.opportunity_id()));
-    r->set_opportunity_id(m.opportunity_id());
+    SetLeadOwner(r, event, m->owner_id());
+  } else if (const auto* m = payload.As<OpportunityOpened>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, opportunity(m->opportunity_id()));
+    r->set_opportunity_id(m->opportunity_id());
     r->set_customer_id(event.customer_id());
-    r->set_lead_id(m.lead_id());
-    r->set_owner_id(m.owner_id());
-    r->set_territory(m.territory());
+    r->set_lead_id(m->lead_id());
+    r->set_owner_id(m->owner_id());
+    r->set_territory(m->territory());
     *r->mutable_opened_at() = event.occurred_at();
     if (TakeIfNewer(r->mutable_outcome_as_of(), event)) r->set_outcome(STAGE_OUTCOME_OPEN);
-    if (TakeIfNewer(r->mutable_amount_as_of(), event)) *r->mutable_amount() = m.amount();
-  } else if (OpportunityStageChanged m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, opportunity(m.opportunity_id()));
-    r->set_opportunity_id(m.opportunity_id());
+    if (TakeIfNewer(r->mutable_amount_as_of(), event)) *r->mutable_amount() = m->amount();
+  } else if (const auto* m = payload.As<OpportunityStageChanged>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, opportunity(m->opportunity_id()));
+    r->set_opportunity_id(m->opportunity_id());
     r->set_customer_id(event.customer_id());
-    if (TakeIfNewer(r->mutable_outcome_as_of(), event)) r->set_outcome(m.outcome());
-    if (m.has_amount() && TakeIfNewer(r->mutable_amount_as_of(), event)) {
-      *r->mutable_amount() = m.amount();
+    if (TakeIfNewer(r->mutable_outcome_as_of(), event)) r->set_outcome(m->outcome());
+    if (m->has_amount() && TakeIfNewer(r->mutable_amount_as_of(), event)) {
+      *r->mutable_amount() = m->amount();
     }
-    if (m.has_time_in_previous_stage() && !m.from_stage_id().empty()) {
+    if (m->has_time_in_previous_stage() && !m->from_stage_id().empty()) {
       auto* visits = r->mutable_stage_visits();
       auto pos = std::lower_bound(
           visits->begin(), visits->end(), event.event_id(),
@@ -157,8 +158,8 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const LeadRecordLookup& f
         const int index = static_cast<int>(pos - visits->begin());
         auto* v = visits->Add();
         v->set_event_id(event.event_id());
-        v->set_stage_id(m.from_stage_id());
-        v->set_seconds(m.time_in_previous_stage().seconds());
+        v->set_stage_id(m->from_stage_id());
+        v->set_seconds(m->time_in_previous_stage().seconds());
         for (int i = visits->size() - 1; i > index; --i) visits->SwapElements(i, i - 1);
       }
     }

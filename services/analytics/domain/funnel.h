@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "crm/v1/analytics.pb.h"
 #include "crm/v1/envelope.pb.h"
+#include "services/analytics/domain/event_fold.h"
 
 namespace crm::analytics {
 
@@ -20,7 +21,8 @@ using OpportunityRecordLookup =
 // events are ignored. Every field is set by one event type, by a
 // last-writer-wins stamp or by a set, so the records do not depend on
 // delivery order or redelivery.
-absl::Status ApplyToFunnel(const crm::v1::EventEnvelope& event, const LeadRecordLookup& lead,
+absl::Status ApplyToFunnel(const crm::v1::EventEnvelope& event, const Payload& payload,
+                           const LeadRecordLookup& lead,
                            const OpportunityRecordLookup& opportunity);
 
 // Validates the filter: INVALID_ARGUMENT naming the field.

@@ -91,7 +91,7 @@ struct Records {
   void Apply(const crm::v1::EventEnvelope& e) {
     ASSERT_TRUE(
         ApplyToFunnel(
-            e,
+            e, Payload(e),
             [&](const std::string& id) -> absl::StatusOr<FunnelLeadRecord*> { return &leads[id]; },
             [&](const std::string& id) -> absl::StatusOr<FunnelOpportunityRecord*> {
               return &opportunities[id];

@@ -115,7 +115,8 @@ int64_t Percentile(std::vector<int64_t>& values, int percent) {
   return values[std::clamp<size_t>(rank, 1, n) - 1];
 }
 
-absl::Status ApplyToKpis(const EventEnvelope& event, const KpiTicketLookup& find) {
+absl::Status ApplyToKpis(const EventEnvelope& event, const Payload& payload,
+                         const KpiTicketLookup& find) {
   using namespace crm::v1;
   KpiTicketRecord no_ticket;  // events without a ticket id name no record
   auto ticket = [&](const std::string& id) -> absl::StatusOr<KpiTicketRecord*> {
@@ -124,44 +125,44 @@ absl::Status ApplyToKpis(const EventEnvelope& event, const KpiTicketLookup& find
     r->set_ticket_id(id);
     return r;
   };
-  if (TicketOpened m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+  if (const auto* m = payload.As<TicketOpened>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     r->set_customer_id(event.customer_id());
     *r->mutable_opened_at() = event.occurred_at();
-    r->set_product(m.product());
-    r->set_category(m.category());
-    r->set_priority(m.priority());
+    r->set_product(m->product());
+    r->set_category(m->category());
+    r->set_priority(m->priority());
     SetStatus(r, event, TICKET_STATUS_NEW);
-  } else if (TicketAssigned m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
-    SetTeam(r, event, m.team_id());
-  } else if (TicketReplied m; Unpack(event, &m)) {
-    if (!m.first_response()) return absl::OkStatus();
-    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+  } else if (const auto* m = payload.As<TicketAssigned>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
+    SetTeam(r, event, m->team_id());
+  } else if (const auto* m = payload.As<TicketReplied>()) {
+    if (!m->first_response()) return absl::OkStatus();
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     if (!r->has_first_response_at() || event.occurred_at() < r->first_response_at()) {
       *r->mutable_first_response_at() = event.occurred_at();
     }
-  } else if (TicketStatusChanged m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
-    SetStatus(r, event, m.to_status());
-  } else if (TicketResolved m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+  } else if (const auto* m = payload.As<TicketStatusChanged>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
+    SetStatus(r, event, m->to_status());
+  } else if (const auto* m = payload.As<TicketResolved>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     SetStatus(r, event, TICKET_STATUS_RESOLVED);
     TakeIfNewer(r->mutable_resolved(), event);
-  } else if (TicketClosed m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+  } else if (const auto* m = payload.As<TicketClosed>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     SetStatus(r, event, TICKET_STATUS_CLOSED);
-  } else if (TicketReopened m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+  } else if (const auto* m = payload.As<TicketReopened>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     SetStatus(r, event, TICKET_STATUS_OPEN);
-  } else if (TicketSlaBreached m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
+  } else if (const auto* m = payload.As<TicketSlaBreached>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     r->set_sla_breached(true);
     // The team at the time of the breach: as good as an assignment then.
-    SetTeam(r, event, m.team_id());
-  } else if (CsatSubmitted m; Unpack(event, &m)) {
-    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m.ticket_id()));
-    if (TakeIfNewer(r->mutable_csat_as_of(), event)) r->set_csat_score(m.score());
+    SetTeam(r, event, m->team_id());
+  } else if (const auto* m = payload.As<CsatSubmitted>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
+    if (TakeIfNewer(r->mutable_csat_as_of(), event)) r->set_csat_score(m->score());
   }
   return absl::OkStatus();
 }

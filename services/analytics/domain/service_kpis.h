@@ -8,6 +8,7 @@
 #include "crm/v1/analytics.pb.h"
 #include "crm/v1/envelope.pb.h"
 #include "services/analytics/domain/analytics_settings.h"
+#include "services/analytics/domain/event_fold.h"
 
 namespace crm::analytics {
 
@@ -19,7 +20,8 @@ using KpiTicketLookup =
 // other events are ignored. Every field is set once, by a minimum, by a
 // last-writer-wins stamp or is a flag, so redelivery and the order of
 // delivery do not change a record.
-absl::Status ApplyToKpis(const crm::v1::EventEnvelope& event, const KpiTicketLookup& ticket);
+absl::Status ApplyToKpis(const crm::v1::EventEnvelope& event, const Payload& payload,
+                         const KpiTicketLookup& ticket);
 
 // INVALID_ARGUMENT naming the field: from after to, unknown bucket, ...
 absl::Status ValidateServiceKpisRequest(const crm::v1::GetServiceKpisRequest& request);

@@ -20,7 +20,8 @@ std::vector<KpiTicketRecord> Given(const std::vector<EventEnvelope>& events) {
   std::map<std::string, KpiTicketRecord> records;
   for (const auto& e : events) {
     auto st = ApplyToKpis(
-        e, [&](const std::string& id) -> absl::StatusOr<KpiTicketRecord*> { return &records[id]; });
+        e, Payload(e),
+        [&](const std::string& id) -> absl::StatusOr<KpiTicketRecord*> { return &records[id]; });
     EXPECT_TRUE(st.ok()) << st;
   }
   std::vector<KpiTicketRecord> out;

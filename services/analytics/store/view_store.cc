@@ -111,23 +111,19 @@ absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db) {
 
 namespace {
 
-// Loads a record into the batch cache on first touch.
+// Loads a record into the batch cache on first touch (on the batch's arena).
 template <typename Record>
-absl::StatusOr<Record*> Cached(absl::flat_hash_map<std::string, Record>& cache, ProjectionTxn& txn,
+absl::StatusOr<Record*> Cached(absl::flat_hash_map<std::string, Record*>& cache,
+                               google::protobuf::Arena* arena, ProjectionTxn& txn,
                                const char* family, const std::string& id) {
-  auto [it, inserted] = cache.try_emplace(id);
-  if (inserted) {
-    auto raw = txn.Get(family, id);
-    if (!raw.ok()) {
-      cache.erase(it);
-      return raw.status();
-    }
-    if (raw->has_value() && !it->second.ParseFromString(**raw)) {
-      cache.erase(it);
-      return absl::DataLossError(absl::StrCat("corrupt ", family, " record ", id));
-    }
+  if (auto it = cache.find(id); it != cache.end()) return it->second;
+  CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(family, id));
+  auto* record = google::protobuf::Arena::CreateMessage<Record>(arena);
+  if (raw.has_value() && !record->ParseFromString(*raw)) {
+    return absl::DataLossError(absl::StrCat("corrupt ", family, " record ", id));
   }
-  return &it->second;
+  cache.emplace(id, record);
+  return record;
 }
 
 template <typename Record>
@@ -162,23 +158,20 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
   if (audit::IsAuditStream(event.stream())) return absl::OkStatus();
   // Every event moves the clock, articles included: time passes for all.
   if (!clock_.has_value() || *clock_ < event.occurred_at()) clock_ = event.occurred_at();
-  CRM_RETURN_IF_ERROR(ApplyToKpis(
-      event, [&](const std::string& id) { return Cached(tickets_, txn, kKpiTickets, id); }));
+  const Payload payload(event, arena_.get());
+  CRM_RETURN_IF_ERROR(ApplyToKpis(event, payload, [&](const std::string& id) {
+    return Cached(tickets_, arena_.get(), txn, kKpiTickets, id);
+  }));
   // Events about no customer (knowledge-base articles) have no 360 view.
   if (event.customer_id().empty()) return absl::OkStatus();
-  auto [it, inserted] = views_.try_emplace(event.customer_id());
-  if (inserted) {
-    CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(kCustomers, event.customer_id()));
-    if (raw.has_value() && !it->second.ParseFromString(*raw)) {
-      views_.erase(it);
-      return absl::DataLossError(absl::StrCat("corrupt view of ", event.customer_id()));
-    }
-  }
-  const crm::v1::TimelineEntry entry = ApplyToView(it->second, event);
+  CRM_ASSIGN_OR_RETURN(auto* view,
+                       Cached(views_, arena_.get(), txn, kCustomers, event.customer_id()));
+  const crm::v1::TimelineEntry entry = ApplyToView(*view, event, payload);
   CRM_RETURN_IF_ERROR(ApplyToFunnel(
-      event, [&](const std::string& id) { return Cached(leads_, txn, kFunnelLeads, id); },
+      event, payload,
+      [&](const std::string& id) { return Cached(leads_, arena_.get(), txn, kFunnelLeads, id); },
       [&](const std::string& id) {
-        return Cached(opportunities_, txn, kFunnelOpportunities, id);
+        return Cached(opportunities_, arena_.get(), txn, kFunnelOpportunities, id);
       }));
   return txn.PutWriteOnly(kTimeline, TimeOrderedKey(event.customer_id(), event),
                           entry.SerializeAsString());
@@ -186,16 +179,16 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
 
 absl::Status Customer360Projection::Flush(ProjectionTxn& txn) {
   for (const auto& [customer_id, view] : views_) {
-    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kCustomers, customer_id, view.SerializeAsString()));
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kCustomers, customer_id, view->SerializeAsString()));
   }
   for (const auto& [id, record] : leads_) {
-    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kFunnelLeads, id, record.SerializeAsString()));
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kFunnelLeads, id, record->SerializeAsString()));
   }
   for (const auto& [id, record] : opportunities_) {
-    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kFunnelOpportunities, id, record.SerializeAsString()));
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kFunnelOpportunities, id, record->SerializeAsString()));
   }
   for (const auto& [id, record] : tickets_) {
-    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kKpiTickets, id, record.SerializeAsString()));
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kKpiTickets, id, record->SerializeAsString()));
   }
   if (clock_.has_value()) {
     // The maximum, whatever order batches and topics arrive in.
@@ -208,12 +201,17 @@ absl::Status Customer360Projection::Flush(ProjectionTxn& txn) {
       CRM_RETURN_IF_ERROR(txn.Put(kClock, kClockKey, clock_->SerializeAsString()));
     }
   }
+  Clear();
+  return absl::OkStatus();
+}
+
+void Customer360Projection::Clear() {
   views_.clear();
   leads_.clear();
   opportunities_.clear();
   tickets_.clear();
   clock_.reset();
-  return absl::OkStatus();
+  arena_->Reset();
 }
 
 absl::StatusOr<crm::v1::ServiceKpis> ViewStore::GetServiceKpis(

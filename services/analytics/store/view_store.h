@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "crm/v1/analytics.pb.h"
+#include "google/protobuf/arena.h"
 #include "libs/common/database.h"
 #include "libs/common/subscriber.h"
 #include "services/analytics/domain/analytics_settings.h"
@@ -37,24 +38,24 @@ std::vector<const char*> ViewDigestFamilies();
 // so the stored bytes depend only on the set of events consumed.
 class Customer360Projection final : public Projection {
  public:
-  void BeginBatch() override {
-    views_.clear();
-    leads_.clear();
-    opportunities_.clear();
-    tickets_.clear();
-    clock_.reset();
-  }
+  void BeginBatch() override { Clear(); }
   absl::Status Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) override;
   absl::Status Flush(ProjectionTxn& txn) override;
 
  private:
+  void Clear();
+
+  // What a batch decodes (payloads, cached records) lives on one arena and
+  // is freed at once when the batch ends: freeing thousands of messages
+  // field by field was a tenth of a batch's CPU.
+  std::unique_ptr<google::protobuf::Arena> arena_ = std::make_unique<google::protobuf::Arena>();
   // Views touched in the current batch: each is read and written once per
   // batch however many of its events the batch holds.
-  absl::flat_hash_map<std::string, crm::v1::Customer360> views_;
+  absl::flat_hash_map<std::string, crm::v1::Customer360*> views_;
   // Funnel records touched in the current batch, cached the same way.
-  absl::flat_hash_map<std::string, crm::v1::FunnelLeadRecord> leads_;
-  absl::flat_hash_map<std::string, crm::v1::FunnelOpportunityRecord> opportunities_;
-  absl::flat_hash_map<std::string, crm::v1::KpiTicketRecord> tickets_;
+  absl::flat_hash_map<std::string, crm::v1::FunnelLeadRecord*> leads_;
+  absl::flat_hash_map<std::string, crm::v1::FunnelOpportunityRecord*> opportunities_;
+  absl::flat_hash_map<std::string, crm::v1::KpiTicketRecord*> tickets_;
   // The latest occurred_at of this batch.
   std::optional<google::protobuf::Timestamp> clock_;
 };
