@@ -40,7 +40,10 @@ Payload::Payload(const crm::v1::EventEnvelope& event, google::protobuf::Arena* a
   if (prototype == nullptr) return;
   google::protobuf::Message* decoded = prototype->New(arena);
   if (arena == nullptr) owned_.reset(decoded);
-  if (decoded->ParseFromString(event.payload().value())) message_ = decoded;
+  if (decoded->ParseFromString(event.payload().value())) {
+    message_ = decoded;
+    prototype_ = prototype;
+  }
 }
 
 }  // namespace crm::analytics

@@ -20,10 +20,12 @@ class Payload {
   // one it does not know.
   explicit Payload(const crm::v1::EventEnvelope& event, google::protobuf::Arena* arena = nullptr);
 
-  // The payload as T, null when it holds another type.
+  // The payload as T, null when it holds another type. Compares default
+  // instances: GetDescriptor() runs a once-check per call, and a fold asks
+  // for up to twenty types.
   template <typename T>
   const T* As() const {
-    return message_ != nullptr && message_->GetDescriptor() == T::descriptor()
+    return message_ != nullptr && prototype_ == &T::default_instance()
                ? static_cast<const T*>(message_)
                : nullptr;
   }
@@ -31,6 +33,8 @@ class Payload {
  private:
   std::unique_ptr<google::protobuf::Message> owned_;  // when not on an arena
   const google::protobuf::Message* message_ = nullptr;
+  // The generated default instance of the decoded type.
+  const google::protobuf::Message* prototype_ = nullptr;
 };
 
 // The payload as T, false when it holds another type.
