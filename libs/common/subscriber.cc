@@ -63,15 +63,18 @@ absl::StatusOr<std::optional<std::string>> ProjectionTxn::Get(absl::string_view 
 
 std::optional<std::optional<std::string>> ProjectionTxn::Lookup(uint32_t family_id,
                                                                 absl::string_view key) const {
-  // Write-only rows follow the others in the batch, so they win.
-  auto it = std::upper_bound(sorted_.begin(), sorted_.end(), std::make_pair(family_id, key),
-                             [](const std::pair<uint32_t, absl::string_view>& k, const Row* r) {
-                               return k.first != r->family_id ? k.first < r->family_id
-                                                              : k.second < r->key;
-                             });
-  if (it != sorted_.begin()) {
-    const Row* row = *std::prev(it);
-    if (row->family_id == family_id && row->key == key) return std::optional(row->value);
+  // Write-only rows follow the others in the batch, so they win; they are
+  // in key order, and so searchable, once sealed.
+  if (sealed_) {
+    auto it = std::upper_bound(
+        write_only_.begin(), write_only_.end(), std::make_pair(family_id, key),
+        [this](const std::pair<uint32_t, absl::string_view>& k, const Row& r) {
+          return k.first != r.family_id ? k.first < r.family_id : k.second < Key(r);
+        });
+    if (it != write_only_.begin()) {
+      const Row& row = *std::prev(it);
+      if (row.family_id == family_id && Key(row) == key) return std::string(Value(row));
+    }
   }
   if (auto it = overlay_.find(std::make_pair(family_id, std::string(key))); it != overlay_.end()) {
     return it->second;
@@ -90,7 +93,10 @@ absl::Status ProjectionTxn::Put(absl::string_view family, absl::string_view key,
 absl::Status ProjectionTxn::PutWriteOnly(absl::string_view family, absl::string_view key,
                                          absl::string_view value) {
   CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
-  write_only_.push_back({cf, cf->GetID(), std::string(key), std::string(value)});
+  write_only_.push_back({cf, cf->GetID(), static_cast<uint32_t>(key.size()),
+                         static_cast<uint32_t>(value.size()), row_bytes_.size()});
+  row_bytes_.append(key.data(), key.size());
+  row_bytes_.append(value.data(), value.size());
   return absl::OkStatus();
 }
 
@@ -105,19 +111,19 @@ void ProjectionTxn::Seal() {
   sealed_ = true;
   // The pending transaction may be gone before this one commits.
   pending_ = nullptr;
-  // Pointers are sorted, not rows: a row move is three string moves.
-  sorted_.reserve(write_only_.size());
-  for (const auto& row : write_only_) sorted_.push_back(&row);
-  std::stable_sort(sorted_.begin(), sorted_.end(), [](const Row* a, const Row* b) {
-    if (a->family_id != b->family_id) return a->family_id < b->family_id;
-    return a->key < b->key;
+  std::stable_sort(write_only_.begin(), write_only_.end(), [this](const Row& a, const Row& b) {
+    if (a.family_id != b.family_id) return a.family_id < b.family_id;
+    return Key(a) < Key(b);
   });
 }
 
 absl::Status ProjectionTxn::Commit() {
   Seal();
-  for (const Row* row : sorted_) {
-    CRM_RETURN_IF_ERROR(FromRocks(batch_.Put(row->cf, row->key, row->value)));
+  for (const Row& row : write_only_) {
+    const absl::string_view key = Key(row);
+    const absl::string_view value = Value(row);
+    CRM_RETURN_IF_ERROR(FromRocks(batch_.Put(row.cf, rocksdb::Slice(key.data(), key.size()),
+                                             rocksdb::Slice(value.data(), value.size()))));
   }
   // Not synced: a crash loses the projection update and the offset
   // together, and the events are consumed again.

@@ -57,16 +57,25 @@ class ProjectionTxn {
   rocksdb::WriteBatch batch_;
   // Write-only rows, added to the batch in key order when sealed: the
   // memtable's skiplist inserts sorted keys far faster (it reuses the
-  // previous insert position).
+  // previous insert position). Their bytes are packed in `row_bytes_`, so
+  // a row costs no allocation of its own.
   struct Row {
     rocksdb::ColumnFamilyHandle* cf;
     uint32_t family_id;  // cf->GetID(), kept for the sort
-    std::string key;
-    std::string value;
+    uint32_t key_size;
+    uint32_t value_size;
+    size_t offset;  // of the key, the value follows it
   };
+  absl::string_view Key(const Row& row) const {
+    return absl::string_view(row_bytes_).substr(row.offset, row.key_size);
+  }
+  absl::string_view Value(const Row& row) const {
+    return absl::string_view(row_bytes_).substr(row.offset + row.key_size, row.value_size);
+  }
+  // In (family id, key) order once sealed; a key written twice keeps its
+  // writes in order, so the last one wins.
   std::vector<Row> write_only_;
-  // write_only_ in (family id, key) order, once sealed.
-  std::vector<const Row*> sorted_;
+  std::string row_bytes_;
   bool sealed_ = false;
   // (family id, key) -> value written in this batch; nullopt = deleted.
   absl::flat_hash_map<std::pair<uint32_t, std::string>, std::optional<std::string>> overlay_;
