@@ -12,7 +12,7 @@
 namespace crm::analytics {
 
 // An event's payload, decoded once for all the folds that look at it (the
-// 360 view, the funnel, the ticket KPIs): each used to unpack it again.
+// 360 view, the funnel, the ticket KPIs) rather than once per fold.
 class Payload {
  public:
   // Decodes on `arena` if given. A type this binary does not know, or bytes
