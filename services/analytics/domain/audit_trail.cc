@@ -11,7 +11,8 @@ absl::string_view StreamRecordId(absl::string_view stream) {
   return dash == absl::string_view::npos ? stream : stream.substr(dash + 1);
 }
 
-std::optional<crm::v1::AuditEntry> AuditEntryFor(const crm::v1::EventEnvelope& event) {
+std::optional<crm::v1::AuditEntry> AuditEntryFor(const crm::v1::EventEnvelope& event,
+                                                 const Payload& payload) {
   crm::v1::AuditEntry entry;
   *entry.mutable_occurred_at() = event.occurred_at();
   entry.set_actor(event.actor());
@@ -25,21 +26,21 @@ std::optional<crm::v1::AuditEntry> AuditEntryFor(const crm::v1::EventEnvelope& e
     entry.set_target(std::string(StreamRecordId(event.stream())));
     return entry;
   }
-  if (crm::v1::AccessDenied denied; Unpack(event, &denied)) {
+  if (const auto* denied = payload.As<crm::v1::AccessDenied>()) {
     entry.set_outcome(crm::v1::AUDIT_OUTCOME_DENIED);
-    entry.set_operation(denied.method());
-    entry.set_target(denied.target());
-    entry.set_code(denied.code());
-    entry.set_reason(denied.reason());
-    entry.set_peer(denied.peer());
+    entry.set_operation(denied->method());
+    entry.set_target(denied->target());
+    entry.set_code(denied->code());
+    entry.set_reason(denied->reason());
+    entry.set_peer(denied->peer());
     return entry;
   }
-  if (crm::v1::AuthenticationFailuresFlagged flag; Unpack(event, &flag)) {
+  if (const auto* flag = payload.As<crm::v1::AuthenticationFailuresFlagged>()) {
     entry.set_outcome(crm::v1::AUDIT_OUTCOME_FLAGGED);
     entry.set_operation(event.type());
-    entry.set_reason(absl::StrCat(flag.failures(), " failed authentications within ",
-                                  flag.window_seconds(), " s"));
-    entry.set_peer(flag.peer());
+    entry.set_reason(absl::StrCat(flag->failures(), " failed authentications within ",
+                                  flag->window_seconds(), " s"));
+    entry.set_peer(flag->peer());
     return entry;
   }
   return std::nullopt;

@@ -37,12 +37,6 @@ class Payload {
   const google::protobuf::Message* prototype_ = nullptr;
 };
 
-// The payload as T, false when it holds another type.
-template <typename T>
-bool Unpack(const crm::v1::EventEnvelope& event, T* msg) {
-  return event.payload().Is<T>() && event.payload().UnpackTo(msg);
-}
-
 // Last writer wins by event time: true (and `as_of` moves to the event)
 // when the event is later than the one the value was taken from; ties go
 // to the larger event id, so every delivery order ends in the same value.

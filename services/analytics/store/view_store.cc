@@ -143,7 +143,8 @@ absl::StatusOr<std::vector<Record>> ReadAll(const Database& db, const char* fami
 }  // namespace
 
 absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
-  if (auto entry = AuditEntryFor(event); entry.has_value()) {
+  const Payload payload(event, &arena_);
+  if (auto entry = AuditEntryFor(event, payload); entry.has_value()) {
     const std::string value = entry->SerializeAsString();
     if (!entry->actor().empty()) {
       CRM_RETURN_IF_ERROR(
@@ -158,20 +159,18 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
   if (audit::IsAuditStream(event.stream())) return absl::OkStatus();
   // Every event moves the clock, articles included: time passes for all.
   if (!clock_.has_value() || *clock_ < event.occurred_at()) clock_ = event.occurred_at();
-  const Payload payload(event, arena_.get());
   CRM_RETURN_IF_ERROR(ApplyToKpis(event, payload, [&](const std::string& id) {
-    return Cached(tickets_, arena_.get(), txn, kKpiTickets, id);
+    return Cached(tickets_, &arena_, txn, kKpiTickets, id);
   }));
   // Events about no customer (knowledge-base articles) have no 360 view.
   if (event.customer_id().empty()) return absl::OkStatus();
-  CRM_ASSIGN_OR_RETURN(auto* view,
-                       Cached(views_, arena_.get(), txn, kCustomers, event.customer_id()));
+  CRM_ASSIGN_OR_RETURN(auto* view, Cached(views_, &arena_, txn, kCustomers, event.customer_id()));
   const crm::v1::TimelineEntry entry = ApplyToView(*view, event, payload);
   CRM_RETURN_IF_ERROR(ApplyToFunnel(
       event, payload,
-      [&](const std::string& id) { return Cached(leads_, arena_.get(), txn, kFunnelLeads, id); },
+      [&](const std::string& id) { return Cached(leads_, &arena_, txn, kFunnelLeads, id); },
       [&](const std::string& id) {
-        return Cached(opportunities_, arena_.get(), txn, kFunnelOpportunities, id);
+        return Cached(opportunities_, &arena_, txn, kFunnelOpportunities, id);
       }));
   return txn.PutWriteOnly(kTimeline, TimeOrderedKey(event.customer_id(), event),
                           entry.SerializeAsString());
@@ -211,7 +210,7 @@ void Customer360Projection::Clear() {
   opportunities_.clear();
   tickets_.clear();
   clock_.reset();
-  arena_->Reset();
+  arena_.Reset();
 }
 
 absl::StatusOr<crm::v1::ServiceKpis> ViewStore::GetServiceKpis(

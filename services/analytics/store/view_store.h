@@ -48,7 +48,7 @@ class Customer360Projection final : public Projection {
   // What a batch decodes (payloads, cached records) lives on one arena and
   // is freed at once when the batch ends: freeing thousands of messages
   // field by field was a tenth of a batch's CPU.
-  std::unique_ptr<google::protobuf::Arena> arena_ = std::make_unique<google::protobuf::Arena>();
+  google::protobuf::Arena arena_;
   // Views touched in the current batch: each is read and written once per
   // batch however many of its events the batch holds.
   absl::flat_hash_map<std::string, crm::v1::Customer360*> views_;
