@@ -144,7 +144,8 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
                                                           : RdKafka::Topic::OFFSET_BEGINNING);
       }
       consumer->assign(partitions);
-      log::Info("partitions assigned", {{"count", absl::StrCat(partitions.size())}});
+      log::Info("partitions assigned",
+                {{"group", s_->options_.group_id}, {"count", absl::StrCat(partitions.size())}});
     } else {
       consumer->unassign();
     }

@@ -224,6 +224,18 @@ TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasu
   EXPECT_EQ(GetLead(stack, ada.lead_id()).contact().email(), "ada@navy.example");
 }
 
+// How many partitions of the domain topics the replica whose log this is
+// was last given (0 before its first assignment).
+int LastDomainAssignment(const std::string& log) {
+  static const std::string kLine =
+      R"("msg":"partitions assigned","group":"crm-analytics","count":")";
+  int count = 0;
+  for (size_t at = log.find(kLine); at != std::string::npos; at = log.find(kLine, at + 1)) {
+    count = std::atoi(log.c_str() + at + kLine.size());
+  }
+  return count;
+}
+
 TEST(PiiTest, EveryAnalyticsReplicaOpensThePersonalDataOfTheCustomersItHolds) {
   // Replicas share out the domain topics by customer in one group, but key
   // records are partitioned by key: each replica must read all of them.
@@ -232,6 +244,14 @@ TEST(PiiTest, EveryAnalyticsReplicaOpensThePersonalDataOfTheCustomersItHolds) {
   ASSERT_TRUE(stack.Start("leads"));
   ASSERT_TRUE(stack.Start("analytics"));
   ASSERT_TRUE(stack.Start("analytics-2"));
+  // Capture only once the group has settled with both members: events
+  // applied by the first replica before the second joined stay with it.
+  // Each replica is the group's only other member, so both having been
+  // given domain partitions means a generation with both has formed.
+  ASSERT_TRUE(Eventually([&] {
+    return LastDomainAssignment(stack.analytics().Log()) > 0 &&
+           LastDomainAssignment(stack.service("analytics-2").Log()) > 0;
+  })) << stack.service("analytics-2").Log();
   std::vector<std::pair<std::string, std::string>> people;  // customer, email
   for (int i = 0; i < 12; ++i) {
     const std::string email = absl::StrCat("ada", i, "@navy.example");
