@@ -152,6 +152,17 @@ inline std::shared_ptr<grpc::ChannelCredentials> ClientCredentials(
   return grpc::SslCredentials(o);
 }
 
+// Channel arguments for a server that may not listen yet or may be
+// restarting: gRPC's default reconnect backoff (1 s, then 1.6x up to 120 s)
+// would leave such a channel idle for seconds after the server is up.
+inline grpc::ChannelArguments FastReconnectArgs() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return args;
+}
+
 // A channel whose calls carry a token for `principal` (nullopt: the
 // default test principal), or none at all when `with_token` is false.
 inline std::shared_ptr<grpc::Channel> AuthChannel(const std::string& target,
@@ -161,7 +172,7 @@ inline std::shared_ptr<grpc::Channel> AuthChannel(const std::string& target,
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   if (with_token) factories.push_back(std::make_unique<BearerTokenFactory>(std::move(principal)));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
-      target, ClientCredentials(tls), grpc::ChannelArguments(), std::move(factories));
+      target, ClientCredentials(tls), FastReconnectArgs(), std::move(factories));
 }
 
 // The embedded broker and the services as real processes on loopback. Each
@@ -250,20 +261,24 @@ class Stack {
 
   // The 360 view's event count, -1 while the customer is unknown.
   int64_t EventCount(const std::string& customer_id) const {
-    auto stub = AnalyticsStub();
+    return EventCount(*AnalyticsStub(), customer_id);
+  }
+  // The same through `stub`: for loops over many customers, which would
+  // otherwise open a channel for each.
+  static int64_t EventCount(crm::v1::AnalyticsService::Stub& stub, const std::string& customer_id) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     crm::v1::GetCustomer360Request req;
     req.set_customer_id(customer_id);
     crm::v1::Customer360 view;
-    if (!stub->GetCustomer360(&ctx, req, &view).ok()) return -1;
+    if (!stub.GetCustomer360(&ctx, req, &view).ok()) return -1;
     return view.event_count();
   }
 
   static bool WaitServing(
       const std::string& target,
       std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials()) {
-    auto channel = grpc::CreateChannel(target, creds);
+    auto channel = grpc::CreateCustomChannel(target, creds, FastReconnectArgs());
     auto health = grpc::health::v1::Health::NewStub(channel);
     return Eventually(
         [&] {
@@ -274,7 +289,7 @@ class Stack {
           return health->Check(&ctx, req, &resp).ok() &&
                  resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
         },
-        absl::Seconds(20));
+        absl::Seconds(60));
   }
 
  private:
