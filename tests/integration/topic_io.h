@@ -5,6 +5,7 @@
 // it an event without running the service that normally emits it.
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,11 +20,13 @@ namespace crm::testing {
 
 // Reads `topic` from the beginning with a consumer group of its own until
 // `done` holds for the envelopes read that `keep` accepts (or `timeout`).
+// Once `done` holds it reads on for `linger` more, so that a record which
+// should not be there (a duplicate) would still be seen.
 inline std::vector<crm::v1::EventEnvelope> ConsumeTopic(
     const std::string& brokers, const std::string& topic,
     const std::function<bool(const crm::v1::EventEnvelope&)>& keep,
     const std::function<bool(const std::vector<crm::v1::EventEnvelope>&)>& done,
-    absl::Duration timeout = absl::Seconds(30)) {
+    absl::Duration timeout = absl::Seconds(30), absl::Duration linger = absl::ZeroDuration()) {
   auto conf = MakeKafkaConf({{"bootstrap.servers", brokers},
                              {"group.id", NewId("test-reader")},
                              {"auto.offset.reset", "earliest"},
@@ -38,7 +41,10 @@ inline std::vector<crm::v1::EventEnvelope> ConsumeTopic(
   if (consumer == nullptr) return seen;
   consumer->subscribe({topic});
   const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline && !done(seen)) {
+  std::optional<absl::Time> stop;  // set once `done` holds
+  while (true) {
+    if (!stop && done(seen)) stop = absl::Now() + linger;
+    if (stop ? absl::Now() >= *stop : absl::Now() >= deadline) break;
     std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;
     crm::v1::EventEnvelope e;
