@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
@@ -70,6 +71,23 @@ TEST(CipherTest, NoncesNeverRepeatAcrossSealsAndThreads) {
     }
   }
   EXPECT_EQ(nonces.size(), static_cast<size_t>(kThreads * kSeals));
+}
+
+// Reference values from Python's hmac module. Keys alternate between
+// calls, as blind indexes and key derivation interleave on one thread.
+TEST(CipherTest, HmacIsHmacSha256WhicheverKeyCameBefore) {
+  Key counting;
+  for (size_t i = 0; i < counting.size(); ++i) counting[i] = static_cast<uint8_t>(i);
+  Key aa;
+  aa.fill(0xaa);
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(absl::BytesToHexString(Hmac(counting, "email:ada@navy.example")),
+              "5f453ff22ee9d652b5e7e2898bb17a715885cf15a465869ad6980931a2b8f0ff");
+    EXPECT_EQ(absl::BytesToHexString(Hmac(aa, "email:ada@navy.example")),
+              "d22cb0fdbd194101db5b023c30317d509fda693e9fd633d21dd75c2f473de752");
+    EXPECT_EQ(absl::BytesToHexString(Hmac(counting, "")),
+              "d38b42096d80f45f826b44a9d5607de72496a415d3f4a1a8c88e3bb9da8dc1cb");
+  }
 }
 
 TEST(CipherTest, KeyFromHexWantsExactly64HexDigits) {
