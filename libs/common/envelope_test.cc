@@ -78,5 +78,15 @@ TEST(IdsTest, IdsAreUniqueSortableAndPrefixed) {
   EXPECT_LT(early, NewId("x"));
 }
 
+TEST(IdsTest, Rfc3339IsUtcWithMicrosecondsForAnyTime) {
+  EXPECT_EQ(FormatRfc3339(absl::UnixEpoch()), "1970-01-01T00:00:00.000000Z");
+  EXPECT_EQ(FormatRfc3339(absl::FromUnixMicros(1700000000123456)), "2023-11-14T22:13:20.123456Z");
+  // Before the epoch the fraction still counts up from the second before.
+  EXPECT_EQ(FormatRfc3339(absl::FromUnixMicros(-1)), "1969-12-31T23:59:59.999999Z");
+  EXPECT_EQ(FormatRfc3339(absl::FromUnixSeconds(253402300799)), "9999-12-31T23:59:59.000000Z");
+  EXPECT_EQ(FormatRfc3339(absl::FromUnixSeconds(253402300800)), "10000-01-01T00:00:00.000000Z");
+  EXPECT_EQ(FormatRfc3339(absl::InfiniteFuture()), "infinite-future");
+}
+
 }  // namespace
 }  // namespace crm

@@ -59,7 +59,25 @@ absl::Time FromProtoTimestamp(const google::protobuf::Timestamp& ts) {
 }
 
 std::string FormatRfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+  // On every log line and produced record (ce_time): the digits are
+  // written directly, since FormatTime interprets its format string.
+  const absl::TimeZone::CivilInfo civil = absl::UTCTimeZone().At(t);
+  const absl::CivilSecond s = civil.cs;
+  if (t == absl::InfiniteFuture() || t == absl::InfinitePast() || s.year() < 0 || s.year() > 9999) {
+    return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+  }
+  std::string out = "0000-00-00T00:00:00.000000Z";
+  auto digits = [&out](size_t end, int64_t value) {  // right-aligned in [.., end)
+    for (size_t i = end; value > 0; value /= 10) out[--i] = static_cast<char>('0' + value % 10);
+  };
+  digits(4, s.year());
+  digits(7, s.month());
+  digits(10, s.day());
+  digits(13, s.hour());
+  digits(16, s.minute());
+  digits(19, s.second());
+  digits(26, absl::ToInt64Microseconds(civil.subsecond));
+  return out;
 }
 
 }  // namespace crm
