@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -327,7 +328,41 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
   return absl::OkStatus();
 }
 
+absl::Status Subscriber::AssignEveryPartition() {
+  std::vector<RdKafka::TopicPartition*> partitions;
+  absl::Cleanup destroy = [&] { RdKafka::TopicPartition::destroy(partitions); };
+  for (const auto& name : options_.topics) {
+    std::string err;
+    std::unique_ptr<RdKafka::Topic> topic(
+        RdKafka::Topic::create(consumer_.get(), name, nullptr, err));
+    if (!topic) return absl::InvalidArgumentError(absl::StrCat("topic ", name, ": ", err));
+    RdKafka::Metadata* raw = nullptr;
+    if (auto e = consumer_->metadata(false, topic.get(), &raw, 5000); e != RdKafka::ERR_NO_ERROR) {
+      return absl::UnavailableError(absl::StrCat("metadata of ", name, ": ", RdKafka::err2str(e)));
+    }
+    std::unique_ptr<RdKafka::Metadata> metadata(raw);
+    const auto* info = metadata->topics()->empty() ? nullptr : metadata->topics()->front();
+    if (info == nullptr || info->err() != RdKafka::ERR_NO_ERROR || info->partitions()->empty()) {
+      return absl::UnavailableError(absl::StrCat("topic ", name, " has no partitions yet"));
+    }
+    for (const auto* p : *info->partitions()) {
+      // As in a rebalance: resume from our own offsets, else from the start.
+      auto stored = StoredOffset(name, p->id());
+      if (!stored.ok()) return stored.status();
+      partitions.push_back(RdKafka::TopicPartition::create(
+          name, p->id(), stored->has_value() ? **stored : RdKafka::Topic::OFFSET_BEGINNING));
+    }
+  }
+  if (auto e = consumer_->assign(partitions); e != RdKafka::ERR_NO_ERROR) {
+    return absl::UnavailableError(absl::StrCat("assign: ", RdKafka::err2str(e)));
+  }
+  log::Info("partitions assigned",
+            {{"group", options_.group_id}, {"count", absl::StrCat(partitions.size())}});
+  return absl::OkStatus();
+}
+
 absl::Status Subscriber::Subscribe() {
+  if (options_.every_partition) return AssignEveryPartition();
   if (auto e = consumer_->subscribe(options_.topics); e != RdKafka::ERR_NO_ERROR) {
     return absl::UnavailableError(absl::StrCat("subscribe: ", RdKafka::err2str(e)));
   }
@@ -355,7 +390,9 @@ absl::Status Subscriber::Start() {
   }
   consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer_) return absl::UnavailableError(absl::StrCat("kafka consumer: ", err));
-  if (!options_.start_when) CRM_RETURN_IF_ERROR(Subscribe());
+  // Assigning needs the topics' metadata: the consume thread waits for it,
+  // as a group member waits for its assignment.
+  if (!options_.start_when && !options_.every_partition) CRM_RETURN_IF_ERROR(Subscribe());
   consume_thread_ = std::thread([this] { Consume(); });
   apply_thread_ = std::thread([this] { Apply(); });
   return absl::OkStatus();
@@ -416,12 +453,18 @@ void AddFirstOffsets(const std::vector<ConsumedMessage>& batch,
 }  // namespace
 
 void Subscriber::Consume() {
-  if (options_.start_when) {
-    while (!stopping_.load() && !options_.start_when()) absl::SleepFor(absl::Milliseconds(100));
-    if (stopping_.load()) return;
-    if (auto st = Subscribe(); !st.ok()) {
+  if (options_.start_when || options_.every_partition) {
+    while (!stopping_.load() && options_.start_when && !options_.start_when()) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    // Assigning is retried while the broker or the topics are not there.
+    for (;;) {
+      if (stopping_.load()) return;
+      const absl::Status st = Subscribe();
+      if (st.ok()) break;
       log::Error("subscribe", {{"error", st.ToString()}});
-      return;
+      if (!options_.every_partition) return;
+      absl::SleepFor(absl::Seconds(1));
     }
   }
   std::vector<ConsumedMessage> batch;

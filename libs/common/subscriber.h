@@ -128,6 +128,11 @@ struct SubscriberOptions {
   // returns true; checked every 100 ms. E.g. until the key subscriber has
   // caught up, so every erasure is known before the events it erases.
   std::function<bool()> start_when;
+  // Reads every partition of `topics` itself (assigned, not shared out in
+  // the group): for records each replica needs all of, such as the data
+  // keys. Nothing joins a group, so a start waits for no rebalance.
+  // Partitions added to a topic later are read after a restart.
+  bool every_partition = false;
 };
 
 // Produces dead letters to a topic with headers naming where they came from
@@ -189,6 +194,7 @@ class Subscriber {
   // applying the current one: Consume hands one batch at a time to Apply.
   void Consume();
   absl::Status Subscribe();
+  absl::Status AssignEveryPartition();
   void Apply();
   void RefreshLag();
 

@@ -532,6 +532,44 @@ TEST(SubscriberLagTest, CaughtUpOnABrokerThatLostItsMessages) {
   subscriber.Stop();
 }
 
+TEST(SubscriberEveryPartitionTest, EachReaderOfOneGroupReadsAllAndResumesWhereItStopped) {
+  // Key records: every replica needs every partition, under one group name.
+  constexpr int kPartitions = 4;
+  crm::testing::MockCluster cluster({{"every.test", kPartitions}});
+  ASSERT_TRUE(cluster.ok());
+  for (int p = 0; p < kPartitions; ++p) {
+    ASSERT_NO_FATAL_FAILURE(
+        Publish(cluster, "every.test", p, Streams(absl::StrCat("p", p, "-"), 5)));
+  }
+  crm::testing::TempDir dir_a, dir_b;
+  auto db_a = CountsDatabase(dir_a);
+  auto db_b = CountsDatabase(dir_b);
+  ASSERT_TRUE(db_a.ok() && db_b.ok());
+  CountingProjection projection;
+  SubscriberOptions options = KafkaOptions(cluster, "every.test");
+  options.every_partition = true;
+  auto a = std::make_unique<Subscriber>(**db_a, projection, options);
+  Subscriber b(**db_b, projection, options);
+  ASSERT_TRUE(a->Start().ok());
+  ASSERT_TRUE(b.Start().ok());
+  constexpr uint64_t kAll = kPartitions * 5;
+  EXPECT_TRUE(Eventually([&] { return a->applied() == kAll && b.applied() == kAll; }))
+      << a->applied() << " and " << b.applied() << " of " << kAll;
+  EXPECT_TRUE(Eventually([&] { return a->caught_up() && b.caught_up(); }));
+
+  // Restarted, a reader takes up at its own stored offsets: only the new one.
+  a->Stop();
+  a = std::make_unique<Subscriber>(**db_a, projection, options);
+  ASSERT_TRUE(a->Start().ok());
+  ASSERT_NO_FATAL_FAILURE(Publish(cluster, "every.test", 2, {"late"}));
+  EXPECT_TRUE(Eventually([&] { return a->applied() == 1 && b.applied() == kAll + 1; }))
+      << a->applied() << " and " << b.applied();
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(a->applied(), 1u);
+  a->Stop();
+  b.Stop();
+}
+
 TEST(SubscriberStartWhenTest, ConsumesNothingUntilStartWhenHolds) {
   // Services hold their domain subscriber until the key subscriber has
   // caught up: nothing may be applied before.

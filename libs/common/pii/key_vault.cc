@@ -577,6 +577,7 @@ SubscriberOptions KeyTopicOptions(const std::string& brokers, const std::string&
   options.brokers = brokers;
   options.group_id = group_id;
   options.topics = {kKeysTopic};
+  options.every_partition = true;
   return options;
 }
 
@@ -588,8 +589,9 @@ KeySubscriber::KeySubscriber(Database& db, KeyVault& vault, const std::string& b
 
 absl::StatusOr<std::unique_ptr<KeySubscriber>> KeySubscriber::StartBefore(
     Database& db, KeyVault& vault, SubscriberOptions& domain) {
+  // Every replica reads every key record: the group only names the reader.
   auto keys = std::make_unique<KeySubscriber>(db, vault, domain.brokers,
-                                              absl::StrCat(domain.group_id, "-", NewId("keys")));
+                                              absl::StrCat(domain.group_id, "-keys"));
   CRM_RETURN_IF_ERROR(keys->Start());
   domain.start_when = [k = keys.get()] { return k->caught_up(); };
   return keys;
