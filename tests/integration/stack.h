@@ -152,18 +152,6 @@ inline std::shared_ptr<grpc::ChannelCredentials> ClientCredentials(
   return grpc::SslCredentials(o);
 }
 
-// Channel arguments for a server that may not listen yet or may be
-// restarting: gRPC's default reconnect backoff (1 s, then 1.6x up to 120 s)
-// would leave such a channel idle for seconds after the server is up.
-inline grpc::ChannelArguments FastReconnectArgs() {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also takes it as each
-  // connection attempt's deadline, and mutual TLS handshakes missed 100 ms.
-  return args;
-}
-
 // A channel whose calls carry a token for `principal` (nullopt: the
 // default test principal), or none at all when `with_token` is false.
 inline std::shared_ptr<grpc::Channel> AuthChannel(const std::string& target,
@@ -173,7 +161,7 @@ inline std::shared_ptr<grpc::Channel> AuthChannel(const std::string& target,
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   if (with_token) factories.push_back(std::make_unique<BearerTokenFactory>(std::move(principal)));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
-      target, ClientCredentials(tls), FastReconnectArgs(), std::move(factories));
+      target, ClientCredentials(tls), grpc::ChannelArguments(), std::move(factories));
 }
 
 // The embedded broker and the services as real processes on loopback. Each
@@ -279,7 +267,7 @@ class Stack {
   static bool WaitServing(
       const std::string& target,
       std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials()) {
-    auto channel = grpc::CreateCustomChannel(target, creds, FastReconnectArgs());
+    auto channel = grpc::CreateChannel(target, creds);
     auto health = grpc::health::v1::Health::NewStub(channel);
     return Eventually(
         [&] {
