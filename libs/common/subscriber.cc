@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <future>
 #include <initializer_list>
+#include <optional>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -131,18 +132,25 @@ absl::Status ProjectionTxn::Commit() {
   return db_.Write(&batch_, /*sync=*/false);
 }
 
+namespace {
+
+// Where a partition's reading starts: our own stored offset, or for a
+// partition never seen the beginning, since a projection needs the whole
+// history.
+int64_t ResumeOffset(const absl::StatusOr<std::optional<int64_t>>& stored) {
+  return stored.ok() && stored->has_value() ? **stored : RdKafka::Topic::OFFSET_BEGINNING;
+}
+
+}  // namespace
+
 class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
  public:
   explicit Rebalance(Subscriber* s) : s_(s) {}
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                     std::vector<RdKafka::TopicPartition*>& partitions) override {
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
-      // Resume from our own stored offsets; a partition never seen starts
-      // at the beginning, since a projection needs the whole history.
       for (auto* tp : partitions) {
-        auto stored = s_->StoredOffset(tp->topic(), tp->partition());
-        tp->set_offset(stored.ok() && stored->has_value() ? **stored
-                                                          : RdKafka::Topic::OFFSET_BEGINNING);
+        tp->set_offset(ResumeOffset(s_->StoredOffset(tp->topic(), tp->partition())));
       }
       consumer->assign(partitions);
       log::Info("partitions assigned",
@@ -346,11 +354,9 @@ absl::Status Subscriber::AssignEveryPartition() {
       return absl::UnavailableError(absl::StrCat("topic ", name, " has no partitions yet"));
     }
     for (const auto* p : *info->partitions()) {
-      // As in a rebalance: resume from our own offsets, else from the start.
       auto stored = StoredOffset(name, p->id());
       if (!stored.ok()) return stored.status();
-      partitions.push_back(RdKafka::TopicPartition::create(
-          name, p->id(), stored->has_value() ? **stored : RdKafka::Topic::OFFSET_BEGINNING));
+      partitions.push_back(RdKafka::TopicPartition::create(name, p->id(), ResumeOffset(stored)));
     }
   }
   if (auto e = consumer_->assign(partitions); e != RdKafka::ERR_NO_ERROR) {
