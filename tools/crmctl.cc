@@ -232,18 +232,17 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
   std::vector<RdKafka::TopicPartition*> parts;
   *total = 0;
   for (const auto& topic : topics) {
-    std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(consumer.get(), topic, nullptr, err));
-    RdKafka::Metadata* raw = nullptr;
-    if (consumer->metadata(false, t.get(), &raw, 5000) != RdKafka::ERR_NO_ERROR) {
-      return absl::UnavailableError(absl::StrCat("no metadata for ", topic, " from ", brokers));
+    auto ids = crm::PartitionIds(*consumer, topic, 5000);
+    if (!ids.ok()) {
+      RdKafka::TopicPartition::destroy(parts);
+      return absl::UnavailableError(absl::StrCat(ids.status().message(), " from ", brokers));
     }
-    std::unique_ptr<RdKafka::Metadata> md(raw);
-    for (const auto* p : *md->topics()->front()->partitions()) {
+    for (const int32_t id : *ids) {
       int64_t low = 0, high = 0;
-      consumer->query_watermark_offsets(topic, p->id(), &low, &high, 5000);
+      consumer->query_watermark_offsets(topic, id, &low, &high, 5000);
       *total += high - low;
       parts.push_back(RdKafka::TopicPartition::create(
-          topic, p->id(), from_beginning ? RdKafka::Topic::OFFSET_BEGINNING : high));
+          topic, id, from_beginning ? RdKafka::Topic::OFFSET_BEGINNING : high));
     }
   }
   consumer->assign(parts);

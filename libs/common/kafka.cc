@@ -67,4 +67,24 @@ std::string HeaderValue(RdKafka::Message& m, absl::string_view name) {
   return std::string(static_cast<const char*>(all.value()), all.value_size());
 }
 
+absl::StatusOr<std::vector<int32_t>> PartitionIds(RdKafka::Handle& client, const std::string& topic,
+                                                  int timeout_ms) {
+  std::string err;
+  std::unique_ptr<RdKafka::Topic> handle(RdKafka::Topic::create(&client, topic, nullptr, err));
+  if (!handle) return absl::InvalidArgumentError(absl::StrCat("topic ", topic, ": ", err));
+  RdKafka::Metadata* raw = nullptr;
+  if (auto e = client.metadata(false, handle.get(), &raw, timeout_ms); e != RdKafka::ERR_NO_ERROR) {
+    return absl::UnavailableError(absl::StrCat("metadata of ", topic, ": ", RdKafka::err2str(e)));
+  }
+  std::unique_ptr<RdKafka::Metadata> metadata(raw);
+  const auto* info = metadata->topics()->empty() ? nullptr : metadata->topics()->front();
+  if (info == nullptr || info->err() != RdKafka::ERR_NO_ERROR || info->partitions()->empty()) {
+    return absl::UnavailableError(absl::StrCat("topic ", topic, " has no partitions yet"));
+  }
+  std::vector<int32_t> ids;
+  ids.reserve(info->partitions()->size());
+  for (const auto* p : *info->partitions()) ids.push_back(p->id());
+  return ids;
+}
+
 }  // namespace crm

@@ -117,22 +117,12 @@ void OutboxRelay::ServeReports(int timeout_ms) {
 }
 
 bool OutboxRelay::RefillIfTopicEmpty() {
-  std::string err;
-  std::unique_ptr<RdKafka::Topic> topic(
-      RdKafka::Topic::create(producer_.get(), options_.topic, nullptr, err));
-  if (!topic) return false;
-  RdKafka::Metadata* raw = nullptr;
-  if (producer_->metadata(false, topic.get(), &raw, 2000) != RdKafka::ERR_NO_ERROR) {
-    return false;
-  }
-  std::unique_ptr<RdKafka::Metadata> metadata(raw);
-  if (metadata->topics()->empty()) return false;
-  const auto* info = metadata->topics()->front();
-  if (info->err() != RdKafka::ERR_NO_ERROR || info->partitions()->empty()) return false;
-  for (const auto* partition : *info->partitions()) {
+  auto ids = PartitionIds(*producer_, options_.topic, 2000);
+  if (!ids.ok()) return false;
+  for (const int32_t id : *ids) {
     int64_t low = 0;
     int64_t high = 0;
-    if (producer_->query_watermark_offsets(options_.topic, partition->id(), &low, &high, 2000) !=
+    if (producer_->query_watermark_offsets(options_.topic, id, &low, &high, 2000) !=
         RdKafka::ERR_NO_ERROR) {
       return false;
     }

@@ -340,23 +340,11 @@ absl::Status Subscriber::AssignEveryPartition() {
   std::vector<RdKafka::TopicPartition*> partitions;
   absl::Cleanup destroy = [&] { RdKafka::TopicPartition::destroy(partitions); };
   for (const auto& name : options_.topics) {
-    std::string err;
-    std::unique_ptr<RdKafka::Topic> topic(
-        RdKafka::Topic::create(consumer_.get(), name, nullptr, err));
-    if (!topic) return absl::InvalidArgumentError(absl::StrCat("topic ", name, ": ", err));
-    RdKafka::Metadata* raw = nullptr;
-    if (auto e = consumer_->metadata(false, topic.get(), &raw, 5000); e != RdKafka::ERR_NO_ERROR) {
-      return absl::UnavailableError(absl::StrCat("metadata of ", name, ": ", RdKafka::err2str(e)));
-    }
-    std::unique_ptr<RdKafka::Metadata> metadata(raw);
-    const auto* info = metadata->topics()->empty() ? nullptr : metadata->topics()->front();
-    if (info == nullptr || info->err() != RdKafka::ERR_NO_ERROR || info->partitions()->empty()) {
-      return absl::UnavailableError(absl::StrCat("topic ", name, " has no partitions yet"));
-    }
-    for (const auto* p : *info->partitions()) {
-      auto stored = StoredOffset(name, p->id());
+    CRM_ASSIGN_OR_RETURN(auto ids, PartitionIds(*consumer_, name, 5000));
+    for (const int32_t id : ids) {
+      auto stored = StoredOffset(name, id);
       if (!stored.ok()) return stored.status();
-      partitions.push_back(RdKafka::TopicPartition::create(name, p->id(), ResumeOffset(stored)));
+      partitions.push_back(RdKafka::TopicPartition::create(name, id, ResumeOffset(stored)));
     }
   }
   if (auto e = consumer_->assign(partitions); e != RdKafka::ERR_NO_ERROR) {
