@@ -2,7 +2,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
 
 #include <array>
@@ -12,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "libs/common/pii/cipher.h"
 #include "libs/common/status_macros.h"
 
 namespace crm::auth {
@@ -65,14 +65,6 @@ absl::StatusOr<PkeyPtr> ReadPrivateKey(absl::string_view pem) {
   BioPtr bio = MemBio(pem);
   return RsaKey(PkeyPtr(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr)),
                 "RS256 private key");
-}
-
-std::array<unsigned char, 32> HmacSha256(absl::string_view key, absl::string_view data) {
-  std::array<unsigned char, 32> mac{};
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(), &len);
-  return mac;
 }
 
 absl::StatusOr<std::string> RsaSign(EVP_PKEY* key, absl::string_view data) {
@@ -277,7 +269,7 @@ absl::StatusOr<JwtVerifier::Checked> JwtVerifier::Check(absl::string_view token)
   auto signature = Base64UrlDecode(parts[2]);
   if (!signature.ok()) return Unauthenticated("signature is not base64url");
   if (alg->string_value() == "HS256" && !options_.hs256_key.empty()) {
-    const auto mac = HmacSha256(options_.hs256_key, signed_part);
+    const std::string mac = pii::Hmac(options_.hs256_key, signed_part);
     if (signature->size() != mac.size() ||
         CRYPTO_memcmp(signature->data(), mac.data(), mac.size()) != 0) {
       return Unauthenticated("signature does not verify");
@@ -356,10 +348,7 @@ absl::StatusOr<std::string> SignRaw(absl::string_view header_json, absl::string_
       absl::StrCat(Base64UrlEncode(header_json), ".", Base64UrlEncode(payload_json));
   if (alg == "none") return absl::StrCat(signing_input, ".");
   if (alg == "HS256") {
-    const auto mac = HmacSha256(key, signing_input);
-    return absl::StrCat(
-        signing_input, ".",
-        Base64UrlEncode(absl::string_view(reinterpret_cast<const char*>(mac.data()), mac.size())));
+    return absl::StrCat(signing_input, ".", Base64UrlEncode(pii::Hmac(key, signing_input)));
   }
   if (alg == "RS256") {
     CRM_ASSIGN_OR_RETURN(PkeyPtr pkey, ReadPrivateKey(key));

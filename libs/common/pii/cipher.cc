@@ -150,12 +150,19 @@ absl::StatusOr<std::string> Open(const Key& key, absl::string_view sealed, absl:
 }
 
 std::string Hmac(const Key& key, absl::string_view message) {
+  return Hmac(absl::string_view(reinterpret_cast<const char*>(key.data()), key.size()), message);
+}
+
+std::string Hmac(absl::string_view key, absl::string_view message) {
   std::string out(32, '\0');
   size_t len = 0;
   EVP_MAC_CTX* ctx = ThreadHmac();
   // The key is set on every call (keys differ between calls); the digest
-  // stays as set when the context was made.
-  if (EVP_MAC_init(ctx, key.data(), key.size(), nullptr) != 1 ||
+  // stays as set when the context was made. A null key would mean "the
+  // previous key" to OpenSSL, so an empty one is passed as "".
+  static constexpr unsigned char kEmpty[1] = {0};
+  const unsigned char* key_bytes = key.empty() ? kEmpty : Bytes(key);
+  if (EVP_MAC_init(ctx, key_bytes, key.size(), nullptr) != 1 ||
       EVP_MAC_update(ctx, Bytes(message), message.size()) != 1 ||
       EVP_MAC_final(ctx, reinterpret_cast<unsigned char*>(out.data()), &len, out.size()) != 1 ||
       len != out.size()) {

@@ -30,6 +30,8 @@ absl::StatusOr<std::string> Open(const Key& key, absl::string_view sealed, absl:
 
 // HMAC-SHA256, raw 32 bytes.
 std::string Hmac(const Key& key, absl::string_view message);
+// The same with a key of any length (an HS256 token secret).
+std::string Hmac(absl::string_view key, absl::string_view message);
 
 // A key given as 64 hex digits (the master key's format in files and env).
 absl::StatusOr<Key> KeyFromHex(absl::string_view hex);

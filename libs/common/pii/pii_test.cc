@@ -90,6 +90,22 @@ TEST(CipherTest, HmacIsHmacSha256WhicheverKeyCameBefore) {
   }
 }
 
+// Keys of any length (HS256 token secrets); values from RFC 4231 and
+// Python's hmac. An empty key after another must not reuse the one before.
+TEST(CipherTest, HmacTakesKeysOfAnyLength) {
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(
+        absl::BytesToHexString(Hmac(absl::string_view("Jefe"), "what do ya want for nothing?")),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    EXPECT_EQ(absl::BytesToHexString(Hmac(absl::string_view(), "")),
+              "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+    EXPECT_EQ(
+        absl::BytesToHexString(Hmac(std::string(131, '\xaa'),
+                                    "Test Using Larger Than Block-Size Key - Hash Key First")),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  }
+}
+
 TEST(CipherTest, KeyFromHexWantsExactly64HexDigits) {
   EXPECT_TRUE(KeyFromHex(std::string(64, 'a')).ok());
   EXPECT_TRUE(KeyFromHex(std::string(64, 'a') + "\n").ok());
