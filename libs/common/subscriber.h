@@ -65,7 +65,14 @@ class ProjectionTxn {
     uint32_t key_size;
     uint32_t value_size;
     size_t offset;  // of the key, the value follows it
+    // The key's first 8 bytes as a big-endian number, zero-padded: ordered
+    // like the keys, so most comparisons in the sort and in Lookup's search
+    // need not touch the key bytes.
+    uint64_t prefix;
   };
+  static uint64_t KeyPrefix(absl::string_view key);
+  // (family id, key) order.
+  bool Before(uint32_t family_id, uint64_t prefix, absl::string_view key, const Row& row) const;
   absl::string_view Key(const Row& row) const {
     return absl::string_view(row_bytes_).substr(row.offset, row.key_size);
   }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -112,6 +113,38 @@ TEST_F(SubscriberTest, ATransactionReadsThePendingBatchsWritesBeforeTheyCommit) 
   EXPECT_EQ(Count("a"), "2");
   EXPECT_EQ(Count("b"), "second");
   EXPECT_FALSE(db_->Get("counts", "gone")->has_value());
+}
+
+// The sealed rows are searched by key: keys that share their first bytes,
+// are prefixes of one another, hold zero bytes or bytes above 0x7f are
+// each found, and a key written twice answers its later value.
+TEST_F(SubscriberTest, APendingBatchFindsEveryKeyItWroteWhateverItsBytes) {
+  const std::vector<std::string> keys = {"abcdefgh1",
+                                         std::string("ab\0x", 4),
+                                         "ab",
+                                         "abcdefgh",
+                                         std::string("ab\0", 3),
+                                         "\xff\xfe",
+                                         "abcdefg",
+                                         "abcdefgh0",
+                                         "\x80",
+                                         std::string(1, '\0'),
+                                         "zz"};
+  ProjectionTxn pending(*db_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ASSERT_TRUE(pending.PutWriteOnly("counts", keys[i], absl::StrCat("v", i)).ok());
+  }
+  ASSERT_TRUE(pending.PutWriteOnly("counts", "ab", "again").ok());
+  pending.Seal();
+
+  ProjectionTxn next(*db_, &pending);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const std::string want = keys[i] == "ab" ? "again" : absl::StrCat("v", i);
+    EXPECT_EQ(next.Get("counts", keys[i])->value_or("-"), want) << absl::CEscape(keys[i]);
+  }
+  for (const std::string absent : {"a", "abcdefgh2", "abcdefgi", "ab\x01", "zzz"}) {
+    EXPECT_FALSE(next.Get("counts", absent)->has_value()) << absl::CEscape(absent);
+  }
 }
 
 TEST_F(SubscriberTest, StoresNextOffsetPerPartitionWithTheEffect) {
