@@ -122,6 +122,41 @@ absl::StatusOr<SalesCommands::Outcome<State>> SalesCommands::Execute(
   }
 }
 
+namespace {
+
+// The stream of each record kind that Transition serves.
+std::string StreamOf(const crm::v1::Quote*, absl::string_view id) { return QuoteStream(id); }
+std::string StreamOf(const crm::v1::Contract*, absl::string_view id) { return ContractStream(id); }
+
+}  // namespace
+
+template <typename State, typename MakeCommand>
+absl::StatusOr<State> SalesCommands::Transition(absl::string_view method,
+                                                absl::string_view id_field, const std::string& id,
+                                                const std::string& request_id, EventContext raw_ctx,
+                                                MakeCommand&& command) {
+  CRM_RETURN_IF_ERROR(CheckRequestId(request_id));
+  CRM_RETURN_IF_ERROR(CheckId(id_field, id));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request_id);
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<State>(
+                    StreamOf(static_cast<const State*>(nullptr), id),
+                    CallerRequestKey(ctx, absl::StrCat(method, "/", request_id)), kAnyVersion, ctx,
+                    [&](const std::optional<State>& s) { return Decide(s, command(ctx)); },
+                    [](const State&) { return NoRows(); }));
+  return out.state;
+}
+
+template <typename State>
+absl::StatusOr<State> SalesCommands::LoadExisting(absl::string_view noun, const std::string& stream,
+                                                  const std::string& id) const {
+  CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<State>(stream));
+  if (!loaded.state.has_value()) {
+    return absl::NotFoundError(absl::StrCat(noun, " ", id, " not found"));
+  }
+  return *std::move(loaded.state);
+}
+
 // ---------------------------------------------------------------- customers
 
 absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
@@ -158,11 +193,7 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomerWith(
 
 absl::StatusOr<crm::v1::Customer> SalesCommands::LoadCustomer(
     const std::string& customer_id) const {
-  CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<crm::v1::Customer>(CustomerStream(customer_id)));
-  if (!loaded.state.has_value()) {
-    return absl::NotFoundError(absl::StrCat("customer ", customer_id, " not found"));
-  }
-  return *std::move(loaded.state);
+  return LoadExisting<crm::v1::Customer>("customer", CustomerStream(customer_id), customer_id);
 }
 
 absl::StatusOr<crm::v1::Customer> SalesCommands::GetCustomer(
@@ -237,12 +268,8 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunityWith(
 
 absl::StatusOr<crm::v1::Opportunity> SalesCommands::LoadOpportunity(
     const std::string& opportunity_id) const {
-  CRM_ASSIGN_OR_RETURN(auto loaded,
-                       store_.Load<crm::v1::Opportunity>(OpportunityStream(opportunity_id)));
-  if (!loaded.state.has_value()) {
-    return absl::NotFoundError(absl::StrCat("opportunity ", opportunity_id, " not found"));
-  }
-  return *std::move(loaded.state);
+  return LoadExisting<crm::v1::Opportunity>("opportunity", OpportunityStream(opportunity_id),
+                                            opportunity_id);
 }
 
 crm::v1::Opportunity SalesCommands::WithActivity(crm::v1::Opportunity o) const {
@@ -496,9 +523,7 @@ absl::StatusOr<crm::v1::Task> SalesCommands::CompleteTask(
 
 absl::StatusOr<crm::v1::Task> SalesCommands::GetTask(const std::string& task_id) const {
   CRM_RETURN_IF_ERROR(CheckId("task_id", task_id));
-  CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<crm::v1::Task>(TaskStream(task_id)));
-  if (!loaded.state) return absl::NotFoundError(absl::StrCat("task ", task_id, " not found"));
-  return *std::move(loaded.state);
+  return LoadExisting<crm::v1::Task>("task", TaskStream(task_id), task_id);
 }
 
 absl::StatusOr<crm::v1::ListTasksResponse> SalesCommands::ListTasks(
@@ -624,45 +649,21 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
 absl::StatusOr<crm::v1::Quote> SalesCommands::GetQuote(
     const crm::v1::GetQuoteRequest& request) const {
   CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
-  CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<crm::v1::Quote>(QuoteStream(request.quote_id())));
-  if (!loaded.state) {
-    return absl::NotFoundError(absl::StrCat("quote ", request.quote_id(), " not found"));
-  }
-  return *std::move(loaded.state);
+  return LoadExisting<crm::v1::Quote>("quote", QuoteStream(request.quote_id()), request.quote_id());
 }
 
 absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
     const crm::v1::AcceptQuoteRequest& request, EventContext raw_ctx) {
-  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
-  CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
-  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(
-      auto out, Execute<crm::v1::Quote>(
-                    QuoteStream(request.quote_id()),
-                    CallerRequestKey(ctx, absl::StrCat("AcceptQuote/", request.request_id())),
-                    kAnyVersion, ctx,
-                    [&](const std::optional<crm::v1::Quote>& s) {
-                      return Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}});
-                    },
-                    [](const crm::v1::Quote&) { return NoRows(); }));
-  return out.state;
+  return Transition<crm::v1::Quote>(
+      "AcceptQuote", "quote_id", request.quote_id(), request.request_id(), std::move(raw_ctx),
+      [](const EventContext& ctx) { return QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}; });
 }
 
 absl::StatusOr<crm::v1::Quote> SalesCommands::DeclineQuote(
     const crm::v1::DeclineQuoteRequest& request, EventContext raw_ctx) {
-  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
-  CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
-  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(
-      auto out, Execute<crm::v1::Quote>(
-                    QuoteStream(request.quote_id()),
-                    CallerRequestKey(ctx, absl::StrCat("DeclineQuote/", request.request_id())),
-                    kAnyVersion, ctx,
-                    [&](const std::optional<crm::v1::Quote>& s) {
-                      return Decide(s, QuoteCommand{sales::DeclineQuote{request.reason()}});
-                    },
-                    [](const crm::v1::Quote&) { return NoRows(); }));
-  return out.state;
+  return Transition<crm::v1::Quote>(
+      "DeclineQuote", "quote_id", request.quote_id(), request.request_id(), std::move(raw_ctx),
+      [&](const EventContext&) { return QuoteCommand{sales::DeclineQuote{request.reason()}}; });
 }
 
 absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrderRequest& request,
@@ -694,11 +695,7 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
 absl::StatusOr<crm::v1::Order> SalesCommands::GetOrder(
     const crm::v1::GetOrderRequest& request) const {
   CRM_RETURN_IF_ERROR(CheckId("order_id", request.order_id()));
-  CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<crm::v1::Order>(OrderStream(request.order_id())));
-  if (!loaded.state) {
-    return absl::NotFoundError(absl::StrCat("order ", request.order_id(), " not found"));
-  }
-  return *std::move(loaded.state);
+  return LoadExisting<crm::v1::Order>("order", OrderStream(request.order_id()), request.order_id());
 }
 
 absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
@@ -730,66 +727,36 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
 absl::StatusOr<crm::v1::Contract> SalesCommands::GetContract(
     const crm::v1::GetContractRequest& request) const {
   CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
-  CRM_ASSIGN_OR_RETURN(auto loaded,
-                       store_.Load<crm::v1::Contract>(ContractStream(request.contract_id())));
-  if (!loaded.state) {
-    return absl::NotFoundError(absl::StrCat("contract ", request.contract_id(), " not found"));
-  }
-  return *std::move(loaded.state);
+  return LoadExisting<crm::v1::Contract>("contract", ContractStream(request.contract_id()),
+                                         request.contract_id());
 }
 
 absl::StatusOr<crm::v1::Contract> SalesCommands::SubmitContract(
     const crm::v1::SubmitContractRequest& request, EventContext raw_ctx) {
-  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
-  CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
-  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(
-      auto out, Execute<crm::v1::Contract>(
-                    ContractStream(request.contract_id()),
-                    CallerRequestKey(ctx, absl::StrCat("SubmitContract/", request.request_id())),
-                    kAnyVersion, ctx,
-                    [&](const std::optional<crm::v1::Contract>& s) {
-                      return Decide(s, ContractCommand{sales::SubmitContract{ctx.actor}});
-                    },
-                    [](const crm::v1::Contract&) { return NoRows(); }));
-  return out.state;
+  return Transition<crm::v1::Contract>(
+      "SubmitContract", "contract_id", request.contract_id(), request.request_id(),
+      std::move(raw_ctx),
+      [](const EventContext& ctx) { return ContractCommand{sales::SubmitContract{ctx.actor}}; });
 }
 
 absl::StatusOr<crm::v1::Contract> SalesCommands::ApproveContract(
     const crm::v1::ApproveContractRequest& request, EventContext raw_ctx,
     const std::vector<std::string>& roles) {
-  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
-  CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
-  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(
-      auto out, Execute<crm::v1::Contract>(
-                    ContractStream(request.contract_id()),
-                    CallerRequestKey(ctx, absl::StrCat("ApproveContract/", request.request_id())),
-                    kAnyVersion, ctx,
-                    [&](const std::optional<crm::v1::Contract>& s) {
-                      return Decide(s, ContractCommand{sales::ApproveContract{ctx.actor, roles}});
-                    },
-                    [](const crm::v1::Contract&) { return NoRows(); }));
-  return out.state;
+  return Transition<crm::v1::Contract>(
+      "ApproveContract", "contract_id", request.contract_id(), request.request_id(),
+      std::move(raw_ctx), [&](const EventContext& ctx) {
+        return ContractCommand{sales::ApproveContract{ctx.actor, roles}};
+      });
 }
 
 absl::StatusOr<crm::v1::Contract> SalesCommands::RejectContract(
     const crm::v1::RejectContractRequest& request, EventContext raw_ctx,
     const std::vector<std::string>& roles) {
-  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
-  CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
-  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  CRM_ASSIGN_OR_RETURN(
-      auto out, Execute<crm::v1::Contract>(
-                    ContractStream(request.contract_id()),
-                    CallerRequestKey(ctx, absl::StrCat("RejectContract/", request.request_id())),
-                    kAnyVersion, ctx,
-                    [&](const std::optional<crm::v1::Contract>& s) {
-                      return Decide(s, ContractCommand{sales::RejectContract{ctx.actor, roles,
-                                                                             request.reason()}});
-                    },
-                    [](const crm::v1::Contract&) { return NoRows(); }));
-  return out.state;
+  return Transition<crm::v1::Contract>(
+      "RejectContract", "contract_id", request.contract_id(), request.request_id(),
+      std::move(raw_ctx), [&](const EventContext& ctx) {
+        return ContractCommand{sales::RejectContract{ctx.actor, roles, request.reason()}};
+      });
 }
 
 absl::StatusOr<crm::v1::GetForecastResponse> SalesCommands::GetForecast(

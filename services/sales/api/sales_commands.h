@@ -141,6 +141,20 @@ class SalesCommands {
                                          int64_t expected_version, const EventContext& ctx,
                                          Decider&& decide, Rows&& rows);
 
+  // A command on one existing record that writes no read-model rows (the
+  // quote and contract transitions): checks request_id and the record id
+  // (named `id_field` in errors), then runs `command(ctx)` under the
+  // caller's request key "<method>/<request_id>".
+  template <typename State, typename MakeCommand>
+  absl::StatusOr<State> Transition(absl::string_view method, absl::string_view id_field,
+                                   const std::string& id, const std::string& request_id,
+                                   EventContext raw_ctx, MakeCommand&& command);
+  // The record on `stream`: NOT_FOUND naming `noun` and `id` when it was
+  // never created.
+  template <typename State>
+  absl::StatusOr<State> LoadExisting(absl::string_view noun, const std::string& stream,
+                                     const std::string& id) const;
+
   absl::StatusOr<crm::v1::Customer> OpenCustomerWith(const crm::v1::OpenCustomerRequest& request,
                                                      const std::string& lead_id,
                                                      const std::string& request_key,
