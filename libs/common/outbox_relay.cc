@@ -60,6 +60,8 @@ absl::Status OutboxRelay::Start() {
     published_total_[*name] = &MetricsRegistry::Default().GetCounter(
         "crm_events_published_total", "Events acknowledged by the broker", {{"topic", *name}});
   }
+  // Set before any caller appends (services start serving after this).
+  store_.SetAppendListener([this] { Notify(); });
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }

@@ -29,7 +29,7 @@ struct RelayOptions {
   // Bound on messages handed to librdkafka and not yet reported; the rest
   // wait durably in the outbox, so memory stays flat while a broker is down.
   size_t max_in_flight = 20000;
-  KafkaSettings extra_settings;
+  KafkaSettings extra_settings = {};
 };
 
 // Drains the outbox to Kafka with the idempotent producer (acks=all), key =
@@ -45,6 +45,7 @@ class OutboxRelay {
   OutboxRelay(const OutboxRelay&) = delete;
   OutboxRelay& operator=(const OutboxRelay&) = delete;
 
+  // Starts the relay; from then on every append to the store wakes it.
   absl::Status Start();
   // Wakes the relay after an append.
   void Notify();

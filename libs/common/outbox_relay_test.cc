@@ -89,7 +89,6 @@ class OutboxRelayTest : public ::testing::Test {
   }
   void StartRelay(RelayOptions options) {
     relay_ = std::make_unique<OutboxRelay>(*store_, std::move(options));
-    store_->SetAppendListener([this] { relay_->Notify(); });
     ASSERT_TRUE(relay_->Start().ok());
   }
 

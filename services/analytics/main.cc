@@ -82,11 +82,7 @@ int main(int argc, char** argv) {
     crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
     return 1;
   }
-  crm::RelayOptions relay_options;
-  relay_options.brokers = config->brokers;
-  relay_options.topic = crm::kAnalyticsTopic;
-  crm::OutboxRelay relay(**events, relay_options);
-  (*events)->SetAppendListener([&relay] { relay.Notify(); });
+  crm::OutboxRelay relay(**events, {.brokers = config->brokers, .topic = crm::kAnalyticsTopic});
   if (auto st = relay.Start(); !st.ok()) {
     crm::log::Error("start relay", {{"error", st.ToString()}});
     return 1;

@@ -77,11 +77,8 @@ int main(int argc, char** argv) {
     crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
     return 1;
   }
-  crm::RelayOptions relay_options;
-  relay_options.brokers = config->brokers;
-  relay_options.topic = crm::kServiceDeskTopic;
-  crm::OutboxRelay relay((*store)->events(), relay_options);
-  (*store)->events().SetAppendListener([&relay] { relay.Notify(); });
+  crm::OutboxRelay relay((*store)->events(),
+                         {.brokers = config->brokers, .topic = crm::kServiceDeskTopic});
   if (auto st = relay.Start(); !st.ok()) {
     crm::log::Error("start relay", {{"error", st.ToString()}});
     return 1;
