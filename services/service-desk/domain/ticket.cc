@@ -75,6 +75,19 @@ absl::StatusOr<std::vector<TicketEvent>> Assign(const Ticket& t, const AssignTic
   return std::vector<TicketEvent>{std::move(a)};
 }
 
+// `t` moving to `to`, with its SLA clocks as they stand after the move.
+crm::v1::TicketStatusChanged StatusChanged(const Ticket& t, crm::v1::TicketStatus to,
+                                           crm::v1::SlaClock first_response,
+                                           crm::v1::SlaClock resolution) {
+  crm::v1::TicketStatusChanged e;
+  e.set_ticket_id(t.ticket_id());
+  e.set_from_status(t.status());
+  e.set_to_status(to);
+  *e.mutable_first_response() = std::move(first_response);
+  *e.mutable_resolution() = std::move(resolution);
+  return e;
+}
+
 crm::v1::TicketReopened Reopened(const Ticket& t, absl::string_view reason, absl::Time now,
                                  const SlaRules& rules) {
   crm::v1::TicketReopened e;
@@ -113,13 +126,8 @@ absl::StatusOr<std::vector<TicketEvent>> Reply(const Ticket& t, const ReplyToTic
     reply.set_first_response(!t.has_first_responded_at());
     events.push_back(reply);
     if (t.status() == crm::v1::TICKET_STATUS_NEW) {
-      crm::v1::TicketStatusChanged changed;
-      changed.set_ticket_id(t.ticket_id());
-      changed.set_from_status(t.status());
-      changed.set_to_status(crm::v1::TICKET_STATUS_OPEN);
-      *changed.mutable_first_response() = MeetClock(t.first_response(), c.now);
-      *changed.mutable_resolution() = t.resolution();
-      events.push_back(std::move(changed));
+      events.push_back(StatusChanged(t, crm::v1::TICKET_STATUS_OPEN,
+                                     MeetClock(t.first_response(), c.now), t.resolution()));
     }
     return events;
   }
@@ -134,13 +142,9 @@ absl::StatusOr<std::vector<TicketEvent>> Reply(const Ticket& t, const ReplyToTic
   }
   events.push_back(reply);
   if (t.status() == crm::v1::TICKET_STATUS_PENDING) {
-    crm::v1::TicketStatusChanged changed;
-    changed.set_ticket_id(t.ticket_id());
-    changed.set_from_status(t.status());
-    changed.set_to_status(crm::v1::TICKET_STATUS_OPEN);
-    *changed.mutable_first_response() = ResumeClock(rules.calendar, t.first_response(), c.now);
-    *changed.mutable_resolution() = ResumeClock(rules.calendar, t.resolution(), c.now);
-    events.push_back(std::move(changed));
+    events.push_back(StatusChanged(t, crm::v1::TICKET_STATUS_OPEN,
+                                   ResumeClock(rules.calendar, t.first_response(), c.now),
+                                   ResumeClock(rules.calendar, t.resolution(), c.now)));
   }
   return events;
 }
@@ -161,13 +165,9 @@ absl::StatusOr<std::vector<TicketEvent>> Pending(const Ticket& t, const MarkTick
   if (t.status() != crm::v1::TICKET_STATUS_OPEN) {
     return WrongStatus(t, "only an open ticket can wait on the customer");
   }
-  crm::v1::TicketStatusChanged e;
-  e.set_ticket_id(t.ticket_id());
-  e.set_from_status(t.status());
-  e.set_to_status(crm::v1::TICKET_STATUS_PENDING);
-  *e.mutable_first_response() = PauseClock(rules.calendar, t.first_response(), c.now);
-  *e.mutable_resolution() = PauseClock(rules.calendar, t.resolution(), c.now);
-  return std::vector<TicketEvent>{std::move(e)};
+  return std::vector<TicketEvent>{StatusChanged(
+      t, crm::v1::TICKET_STATUS_PENDING, PauseClock(rules.calendar, t.first_response(), c.now),
+      PauseClock(rules.calendar, t.resolution(), c.now))};
 }
 
 absl::StatusOr<std::vector<TicketEvent>> Resolve(const Ticket& t, const ResolveTicket& c,
