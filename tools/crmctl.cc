@@ -233,6 +233,11 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
   *total = 0;
   for (const auto& topic : topics) {
     auto ids = crm::PartitionIds(*consumer, topic, 5000);
+    // A topic nothing was ever written to may not exist yet: nothing to read.
+    if (absl::IsNotFound(ids.status())) {
+      std::fprintf(stderr, "crmctl: %s, skipped\n", std::string(ids.status().message()).c_str());
+      continue;
+    }
     if (!ids.ok()) {
       RdKafka::TopicPartition::destroy(parts);
       return absl::UnavailableError(absl::StrCat(ids.status().message(), " from ", brokers));

@@ -78,7 +78,11 @@ absl::StatusOr<std::vector<int32_t>> PartitionIds(RdKafka::Handle& client, const
   }
   std::unique_ptr<RdKafka::Metadata> metadata(raw);
   const auto* info = metadata->topics()->empty() ? nullptr : metadata->topics()->front();
-  if (info == nullptr || info->err() != RdKafka::ERR_NO_ERROR || info->partitions()->empty()) {
+  if (info == nullptr || info->err() == RdKafka::ERR__UNKNOWN_TOPIC ||
+      info->err() == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART) {
+    return absl::NotFoundError(absl::StrCat("topic ", topic, " does not exist"));
+  }
+  if (info->err() != RdKafka::ERR_NO_ERROR || info->partitions()->empty()) {
     return absl::UnavailableError(absl::StrCat("topic ", topic, " has no partitions yet"));
   }
   std::vector<int32_t> ids;

@@ -41,9 +41,9 @@ std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope
 // The message's header value, empty if absent.
 std::string HeaderValue(RdKafka::Message& m, absl::string_view name);
 
-// The ids of `topic`'s partitions, from the broker's metadata: UNAVAILABLE
-// while the broker does not answer within `timeout_ms` or the topic has no
-// partitions yet.
+// The ids of `topic`'s partitions, from the broker's metadata: NOT_FOUND
+// when the broker does not know the topic, UNAVAILABLE while it does not
+// answer within `timeout_ms` or the topic has no partitions yet.
 absl::StatusOr<std::vector<int32_t>> PartitionIds(RdKafka::Handle& client, const std::string& topic,
                                                   int timeout_ms);
 
