@@ -4,7 +4,6 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include <array>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
