@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -230,6 +231,7 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer) return absl::UnavailableError(err);
   std::vector<RdKafka::TopicPartition*> parts;
+  absl::Cleanup destroy = [&] { RdKafka::TopicPartition::destroy(parts); };
   *total = 0;
   for (const auto& topic : topics) {
     auto ids = crm::PartitionIds(*consumer, topic, 5000);
@@ -239,7 +241,6 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
       continue;
     }
     if (!ids.ok()) {
-      RdKafka::TopicPartition::destroy(parts);
       return absl::UnavailableError(absl::StrCat(ids.status().message(), " from ", brokers));
     }
     for (const int32_t id : *ids) {
@@ -251,7 +252,6 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
     }
   }
   consumer->assign(parts);
-  RdKafka::TopicPartition::destroy(parts);
   return consumer;
 }
 
