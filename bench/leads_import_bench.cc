@@ -25,6 +25,7 @@
 #include "libs/common/auth/jwt.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/pii/cipher.h"
+#include "libs/common/runtime.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/leads/api/lead_commands.h"
 #include "services/leads/api/lead_import.h"
@@ -247,6 +248,7 @@ BENCHMARK(BM_ImportLeadsGrpc)->Unit(benchmark::kMillisecond)->UseRealTime()->Ite
 }  // namespace crm::leads
 
 int main(int argc, char** argv) {
+  crm::UseReleaseRuntime();
   // Our own flag first; the rest is Google Benchmark's.
   std::vector<char*> rest;
   for (int i = 0; i < argc; ++i) {

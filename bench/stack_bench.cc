@@ -21,6 +21,7 @@
 #include "crm/v1/sales.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "libs/common/runtime.h"
 #include "tests/integration/stack.h"
 
 namespace crm::bench {
@@ -252,6 +253,7 @@ double ChangeStages() {
 }  // namespace crm::bench
 
 int main() {
+  crm::UseReleaseRuntime();
   const double echo = crm::bench::RawEcho();
   const double capture = crm::bench::CaptureLeads();
   crm::bench::Figure("CaptureLead / raw echo", 100.0 * capture / echo, "%");

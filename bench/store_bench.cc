@@ -21,6 +21,7 @@
 #include "libs/common/event_store.h"
 #include "libs/common/ids.h"
 #include "libs/common/kafka.h"
+#include "libs/common/runtime.h"
 #include "libs/common/subscriber.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/analytics/store/view_store.h"
@@ -308,6 +309,7 @@ void MemoryAtOneMillionEvents() {
 // With no argument every part runs; otherwise only the named ones
 // (appends, projection, kafka, memory).
 int main(int argc, char** argv) {
+  crm::UseReleaseRuntime();
   auto wanted = [&](const char* part) {
     if (argc < 2) return true;
     for (int i = 1; i < argc; ++i) {

@@ -38,6 +38,7 @@
 #include "libs/common/config.h"
 #include "libs/common/kafka.h"
 #include "libs/common/pii/key_vault.h"
+#include "libs/common/runtime.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
 #include "services/analytics/store/view_store.h"
@@ -630,6 +631,7 @@ int Health(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  crm::UseReleaseRuntime();
   const std::string cmd = argc > 1 ? argv[1] : "";
   const std::string what = argc > 2 ? argv[2] : "";
   if (cmd == "rebuild" && what == "analytics") return Rebuild(argc, argv);

@@ -11,6 +11,7 @@
 #include "libs/common/log.h"
 #include "libs/common/outbox_relay.h"
 #include "libs/common/pii/key_vault.h"
+#include "libs/common/runtime.h"
 #include "libs/common/service_host.h"
 #include "libs/common/subscriber.h"
 #include "services/analytics/api/analytics_grpc.h"
@@ -39,6 +40,7 @@ absl::StatusOr<crm::analytics::AnalyticsConfig> LoadSettings(const std::string& 
 }  // namespace
 
 int main(int argc, char** argv) {
+  crm::UseReleaseRuntime();
   crm::ServiceHost::BlockShutdownSignals();
   auto config = crm::LoadServiceConfig(argc, argv, "analytics", "127.0.0.1:50054");
   if (!config.ok()) {

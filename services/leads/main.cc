@@ -7,6 +7,7 @@
 #include "libs/common/log.h"
 #include "libs/common/outbox_relay.h"
 #include "libs/common/pii/key_vault.h"
+#include "libs/common/runtime.h"
 #include "libs/common/service_host.h"
 #include "services/leads/api/lead_commands.h"
 #include "services/leads/api/lead_import.h"
@@ -14,6 +15,7 @@
 #include "services/leads/store/lead_store.h"
 
 int main(int argc, char** argv) {
+  crm::UseReleaseRuntime();
   crm::ServiceHost::BlockShutdownSignals();
   auto config = crm::LoadServiceConfig(argc, argv, "leads", "127.0.0.1:50051");
   if (!config.ok()) {

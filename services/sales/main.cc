@@ -12,6 +12,7 @@
 #include "libs/common/log.h"
 #include "libs/common/outbox_relay.h"
 #include "libs/common/pii/key_vault.h"
+#include "libs/common/runtime.h"
 #include "libs/common/service_host.h"
 #include "libs/common/subscriber.h"
 #include "services/sales/api/reminder_loop.h"
@@ -56,6 +57,7 @@ absl::StatusOr<crm::sales::SalesSettings> LoadSalesSettings(int argc, char** arg
 }  // namespace
 
 int main(int argc, char** argv) {
+  crm::UseReleaseRuntime();
   crm::ServiceHost::BlockShutdownSignals();
   auto config = crm::LoadServiceConfig(argc, argv, "sales", "127.0.0.1:50052");
   if (!config.ok()) {

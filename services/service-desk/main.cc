@@ -13,6 +13,7 @@
 #include "libs/common/log.h"
 #include "libs/common/outbox_relay.h"
 #include "libs/common/pii/key_vault.h"
+#include "libs/common/runtime.h"
 #include "libs/common/service_host.h"
 #include "libs/common/subscriber.h"
 #include "services/service-desk/api/article_commands.h"
@@ -45,6 +46,7 @@ absl::StatusOr<crm::service_desk::DeskSettings> LoadSettings(const std::string& 
 }  // namespace
 
 int main(int argc, char** argv) {
+  crm::UseReleaseRuntime();
   crm::ServiceHost::BlockShutdownSignals();
   auto config = crm::LoadServiceConfig(argc, argv, "service-desk", "127.0.0.1:50053");
   if (!config.ok()) {
