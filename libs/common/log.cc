@@ -1,6 +1,7 @@
 #include "libs/common/log.h"
 
 #include <cstdio>
+#include <mutex>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,27 @@
 
 namespace crm::log {
 namespace {
+
+constexpr size_t kMaxPending = 64 << 10;
+
+// Lines go out in order under one lock; a line is never split.
+struct Sink {
+  std::mutex mu;
+  std::string pending;
+  bool buffer_info = false;
+
+  ~Sink() { WriteLocked(); }  // what is left at exit
+  void WriteLocked() {
+    if (pending.empty()) return;
+    std::fwrite(pending.data(), 1, pending.size(), stderr);
+    pending.clear();
+  }
+};
+
+Sink& TheSink() {
+  static Sink sink;
+  return sink;
+}
 
 std::string& ServiceName() {
   static std::string name = "crm";
@@ -62,11 +84,28 @@ void Write(absl::string_view level, absl::string_view msg, std::initializer_list
     AppendJsonString(&line, v);
   }
   line.append("}\n");
-  // One fwrite per line keeps lines whole when threads log concurrently.
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  Sink& sink = TheSink();
+  std::lock_guard<std::mutex> lock(sink.mu);
+  sink.pending.append(line);
+  if (!sink.buffer_info || level != "info" || sink.pending.size() >= kMaxPending) {
+    sink.WriteLocked();
+  }
 }
 
 }  // namespace
+
+void BufferInfo(bool on) {
+  Sink& sink = TheSink();
+  std::lock_guard<std::mutex> lock(sink.mu);
+  sink.buffer_info = on;
+  if (!on) sink.WriteLocked();
+}
+
+void Flush() {
+  Sink& sink = TheSink();
+  std::lock_guard<std::mutex> lock(sink.mu);
+  sink.WriteLocked();
+}
 
 void SetService(absl::string_view service) { ServiceName() = std::string(service); }
 void Info(absl::string_view msg, std::initializer_list<Field> f) { Write("info", msg, f); }

@@ -2,9 +2,14 @@
 
 #include <signal.h>
 
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <memory>
+#include <mutex>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -28,12 +33,44 @@ sigset_t ShutdownSignals() {
   return set;
 }
 
-// One access-log line per RPC: method, canonical code and latency.
+// The RPC metrics of one method. Looked up once per method: a registry
+// lookup builds and compares label maps under the registry's lock.
+class MethodMetrics {
+ public:
+  explicit MethodMetrics(std::string method)
+      : method_(std::move(method)),
+        duration_(MetricsRegistry::Default().GetHistogram("crm_rpc_duration_seconds",
+                                                          "RPC latency from arrival to status",
+                                                          {{"method", method_}})) {}
+
+  const std::string& method() const { return method_; }
+
+  void Record(grpc::StatusCode code, absl::Duration took) {
+    duration_.Observe(absl::ToDoubleSeconds(took));
+    const size_t c = static_cast<size_t>(code);
+    if (c >= by_code_.size()) return;  // not a canonical code
+    Counter* counter = by_code_[c].load(std::memory_order_acquire);
+    if (counter == nullptr) {
+      // Racing callers get the same counter from the registry.
+      counter = &MetricsRegistry::Default().GetCounter(
+          "crm_rpc_requests_total", "RPCs served, by method and status code",
+          {{"method", method_}, {"code", absl::StrCat(c)}});
+      by_code_[c].store(counter, std::memory_order_release);
+    }
+    counter->Inc();
+  }
+
+ private:
+  const std::string method_;
+  Histogram& duration_;
+  std::array<std::atomic<Counter*>, 17> by_code_{};  // OK .. UNAUTHENTICATED
+};
+
+// One access-log line per RPC: method, canonical code and latency,
 // and the RPC metrics.
 class AccessLog final : public grpc::experimental::Interceptor {
  public:
-  explicit AccessLog(grpc::experimental::ServerRpcInfo* info)
-      : method_(info->method()), start_(absl::Now()) {}
+  explicit AccessLog(MethodMetrics& metrics) : metrics_(metrics), start_(absl::Now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
@@ -46,24 +83,17 @@ class AccessLog final : public grpc::experimental::Interceptor {
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
-      const std::string code = absl::StrCat(static_cast<int>(status.error_code()));
       const absl::Duration took = absl::Now() - start_;
+      metrics_.Record(status.error_code(), took);
+      const std::string code = absl::StrCat(static_cast<int>(status.error_code()));
       const std::string ms = absl::StrCat(absl::ToDoubleMilliseconds(took));
-      auto& registry = MetricsRegistry::Default();
-      registry
-          .GetCounter("crm_rpc_requests_total", "RPCs served, by method and status code",
-                      {{"method", method_}, {"code", code}})
-          .Inc();
-      registry
-          .GetHistogram("crm_rpc_duration_seconds", "RPC latency from arrival to status",
-                        {{"method", method_}})
-          .Observe(absl::ToDoubleSeconds(took));
+      const std::string& method = metrics_.method();
       if (status.ok()) {
         log::Info(
             "rpc",
-            {{"method", method_}, {"code", code}, {"ms", ms}, {"correlation_id", correlation_id_}});
+            {{"method", method}, {"code", code}, {"ms", ms}, {"correlation_id", correlation_id_}});
       } else {
-        log::Warn("rpc", {{"method", method_},
+        log::Warn("rpc", {{"method", method},
                           {"code", code},
                           {"ms", ms},
                           {"correlation_id", correlation_id_},
@@ -74,7 +104,7 @@ class AccessLog final : public grpc::experimental::Interceptor {
   }
 
  private:
-  std::string method_;
+  MethodMetrics& metrics_;
   std::string correlation_id_;
   absl::Time start_;
 };
@@ -83,9 +113,20 @@ class AccessLogFactory final : public grpc::experimental::ServerInterceptorFacto
  public:
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
+    MethodMetrics* metrics;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto& slot = by_method_[info->method()];
+      if (slot == nullptr) slot = std::make_unique<MethodMetrics>(info->method());
+      metrics = slot.get();
+    }
     // gRPC takes ownership of the returned interceptor.
-    return std::make_unique<AccessLog>(info).release();
+    return std::make_unique<AccessLog>(*metrics).release();
   }
+
+ private:
+  std::mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<MethodMetrics>> by_method_;
 };
 
 // TLS when a certificate is configured; with a client CA, clients must
@@ -158,9 +199,13 @@ absl::Status ServiceHost::Run() {
                                                                     : "mutual"},
                         {"brokers", config_.brokers}});
 
-  sigset_t set = ShutdownSignals();
-  int sig = 0;
-  sigwait(&set, &sig);
+  // Access log lines leave in batches, at least every 200 ms.
+  log::BufferInfo(true);
+  const sigset_t set = ShutdownSignals();
+  const timespec flush_every = {0, 200'000'000};
+  int sig;
+  while ((sig = sigtimedwait(&set, nullptr, &flush_every)) < 0) log::Flush();
+  log::BufferInfo(false);
   log::Info("shutting down", {{"signal", absl::StrCat(sig)}});
 
   server->GetHealthCheckService()->SetServingStatus(false);

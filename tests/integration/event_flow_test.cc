@@ -48,8 +48,11 @@ TEST_F(EventFlowTest, CapturedLeadAppearsInTheCustomer360View) {
     ctx.AddMetadata("x-correlation-id", "corr-flow-1");
     ASSERT_TRUE(leads->CaptureLead(&ctx, req, &resp).ok());
   }
-  // The access log line carries the caller's correlation id.
-  EXPECT_NE(stack_.leads().Log().find("\"correlation_id\":\"corr-flow-1\""), std::string::npos);
+  // The access log line carries the caller's correlation id (lines are
+  // written in batches, at least every 200 ms).
+  EXPECT_TRUE(Eventually([&] {
+    return stack_.leads().Log().find("\"correlation_id\":\"corr-flow-1\"") != std::string::npos;
+  }));
 
   ASSERT_TRUE(Eventually([&] { return stack_.EventCount(resp.customer_id()) == 1; }))
       << stack_.analytics().Log();
@@ -154,7 +157,8 @@ TEST_F(EventFlowTest, EmptyBrokerIsRefilledFromTheEventLogWithoutDuplicates) {
   ASSERT_TRUE(Eventually([&] { return stack_.EventCount(first.customer_id()) == 2; }))
       << stack_.EventCount(first.customer_id()) << "\n"
       << stack_.analytics().Log();
-  EXPECT_NE(stack_.leads().Log().find("republishing event log"), std::string::npos);
+  EXPECT_TRUE(Eventually(
+      [&] { return stack_.leads().Log().find("republishing event log") != std::string::npos; }));
   // Re-published events reached analytics again and were skipped.
   absl::SleepFor(absl::Seconds(1));
   EXPECT_EQ(stack_.EventCount(first.customer_id()), 2);
