@@ -36,20 +36,41 @@ const EVP_CIPHER* Gcm() {
   return cipher;
 }
 
-// One context per thread and direction, set to the cipher once; each call
-// only sets key and nonce (a bulk import seals several fields per row).
-EVP_CIPHER_CTX* ThreadCtx(bool encrypt) {
-  struct Ctx {
-    explicit Ctx(bool encrypt) : ctx(EVP_CIPHER_CTX_new()) {
-      if (!ctx || EVP_CipherInit_ex(ctx.get(), Gcm(), nullptr, nullptr, nullptr, encrypt) != 1) {
-        std::abort();
-      }
+// One context per thread and direction, set to the cipher once. A call
+// sets the key only when it differs from the last one (the AES key
+// schedule and GCM tables are the costly part of an init: a response
+// opens several fields of one customer), then the nonce.
+class ThreadCipher {
+ public:
+  explicit ThreadCipher(bool encrypt) : ctx_(EVP_CIPHER_CTX_new()) {
+    if (!ctx_ || EVP_CipherInit_ex(ctx_.get(), Gcm(), nullptr, nullptr, nullptr, encrypt) != 1) {
+      std::abort();
     }
-    CipherCtx ctx;
-  };
-  thread_local Ctx encrypting(true);
-  thread_local Ctx decrypting(false);
-  return encrypt ? encrypting.ctx.get() : decrypting.ctx.get();
+  }
+  ~ThreadCipher() { OPENSSL_cleanse(key_.data(), key_.size()); }
+
+  EVP_CIPHER_CTX* ctx() const { return ctx_.get(); }
+
+  // The key argument of the next init: null keeps the one set.
+  const unsigned char* KeyToSet(const Key& key) {
+    if (keyed_ && key == key_) return nullptr;
+    key_ = key;
+    keyed_ = true;
+    return key_.data();
+  }
+  // After a failed init the context's key is unknown.
+  void Forget() { keyed_ = false; }
+
+ private:
+  CipherCtx ctx_;
+  Key key_{};
+  bool keyed_ = false;
+};
+
+ThreadCipher& ThreadCtx(bool encrypt) {
+  thread_local ThreadCipher encrypting(true);
+  thread_local ThreadCipher decrypting(false);
+  return encrypt ? encrypting : decrypting;
 }
 
 // HMAC-SHA256 set up once per thread: the one-shot HMAC() fetches the MAC
@@ -116,10 +137,11 @@ std::string Seal(const Key& key, absl::string_view plaintext, absl::string_view 
   std::string out(kNonceSize + plaintext.size() + kTagSize, '\0');
   auto* data = reinterpret_cast<unsigned char*>(out.data());
   FillRandom(data, kNonceSize);
-  EVP_CIPHER_CTX* ctx = ThreadCtx(/*encrypt=*/true);
+  ThreadCipher& cipher = ThreadCtx(/*encrypt=*/true);
+  EVP_CIPHER_CTX* ctx = cipher.ctx();
   int len = 0;
   // These calls fail only on allocation or misuse; neither can be handled.
-  if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, key.data(), data) != 1 ||
+  if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, cipher.KeyToSet(key), data) != 1 ||
       EVP_EncryptUpdate(ctx, nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1 ||
       EVP_EncryptUpdate(ctx, data + kNonceSize, &len, Bytes(plaintext),
                         static_cast<int>(plaintext.size())) != 1 ||
@@ -137,13 +159,15 @@ absl::StatusOr<std::string> Open(const Key& key, absl::string_view sealed, absl:
   std::string out(n, '\0');
   auto* data = reinterpret_cast<unsigned char*>(out.data());
   std::string tag(sealed.substr(kNonceSize + n));
-  EVP_CIPHER_CTX* ctx = ThreadCtx(/*encrypt=*/false);
+  ThreadCipher& cipher = ThreadCtx(/*encrypt=*/false);
+  EVP_CIPHER_CTX* ctx = cipher.ctx();
   int len = 0;
-  if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, key.data(), Bytes(sealed)) != 1 ||
+  if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, cipher.KeyToSet(key), Bytes(sealed)) != 1 ||
       EVP_DecryptUpdate(ctx, nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1 ||
       EVP_DecryptUpdate(ctx, data, &len, Bytes(sealed) + kNonceSize, static_cast<int>(n)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
       EVP_DecryptFinal_ex(ctx, data + len, &len) != 1) {
+    cipher.Forget();  // whichever call failed, the next one sets the key
     return absl::DataLossError("sealed value does not authenticate");
   }
   return out;

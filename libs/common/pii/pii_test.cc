@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -42,6 +45,58 @@ TEST(CipherTest, SealOpensOnlyWithTheSameKeyAndAssociatedData) {
   tampered[kNonceSize] ^= 1;
   EXPECT_TRUE(absl::IsDataLoss(Open(key, tampered, "k1").status()));
   EXPECT_TRUE(absl::IsDataLoss(Open(key, "short", "k1").status()));
+}
+
+// AES-256-GCM on a context of its own, as any other reader would open it.
+std::optional<std::string> OpenElsewhere(const Key& key, const std::string& sealed,
+                                         const std::string& aad) {
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      &EVP_CIPHER_CTX_free);
+  const auto* in = reinterpret_cast<const unsigned char*>(sealed.data());
+  const int n = static_cast<int>(sealed.size() - kNonceSize - kTagSize);
+  std::string out(n, '\0');
+  std::string tag = sealed.substr(kNonceSize + n);
+  int len = 0;
+  if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), in) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len,
+                        reinterpret_cast<const unsigned char*>(aad.data()),
+                        static_cast<int>(aad.size())) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len,
+                        in + kNonceSize, n) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
+      EVP_DecryptFinal_ex(ctx.get(), nullptr, &len) != 1) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+// A thread's cipher context keeps the last key set: seals and opens that
+// alternate between keys, or repeat one, or fail in between, must each
+// use their own key and nonce.
+TEST(CipherTest, AlternatingAndRepeatedKeysEachSealAndOpenWithTheirOwn) {
+  const Key a = RandomKey();
+  const Key b = RandomKey();
+  struct Sealed {
+    const Key* key;
+    std::string plain;
+    std::string sealed;
+  };
+  std::vector<Sealed> values;
+  for (const Key* key : {&a, &a, &b, &a, &b, &b}) {
+    std::string plain = absl::StrCat("value-", values.size(), "@example.com");
+    values.push_back({key, plain, Seal(*key, plain, "k")});
+  }
+  for (const auto& v : values) {
+    EXPECT_EQ(OpenElsewhere(*v.key, v.sealed, "k"), v.plain);
+  }
+  for (size_t i : {0, 1, 2, 3, 4, 5, 3, 3, 0, 5}) {
+    const Sealed& v = values[i];
+    const Key& other = v.key == &a ? b : a;
+    EXPECT_TRUE(absl::IsDataLoss(Open(other, v.sealed, "k").status())) << i;
+    EXPECT_EQ(*Open(*v.key, v.sealed, "k"), v.plain) << i;
+    EXPECT_EQ(*Open(*v.key, v.sealed, "k"), v.plain) << i;
+    EXPECT_TRUE(absl::IsDataLoss(Open(*v.key, v.sealed, "other aad").status())) << i;
+  }
 }
 
 // Nonces come from a per-thread block of DRBG output: no two seals, on
