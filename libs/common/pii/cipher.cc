@@ -76,25 +76,26 @@ ThreadCipher& ThreadCtx(bool encrypt) {
 // HMAC-SHA256 set up once per thread: the one-shot HMAC() fetches the MAC
 // and the digest from the provider tables on every call, half the cost of
 // a blind index.
-EVP_MAC_CTX* ThreadHmac() {
-  struct Ctx {
-    Ctx() {
-      static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-      if (mac == nullptr) std::abort();
-      ctx.reset(EVP_MAC_CTX_new(mac));
-      char digest[] = "SHA256";
-      const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
-                                   OSSL_PARAM_construct_end()};
-      if (!ctx || EVP_MAC_CTX_set_params(ctx.get(), params) != 1) std::abort();
-    }
-    struct Free {
-      void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
-    };
-    std::unique_ptr<EVP_MAC_CTX, Free> ctx;
+struct ThreadHmac {
+  ThreadHmac() {
+    static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (mac == nullptr) std::abort();
+    ctx.reset(EVP_MAC_CTX_new(mac));
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                                 OSSL_PARAM_construct_end()};
+    if (!ctx || EVP_MAC_CTX_set_params(ctx.get(), params) != 1) std::abort();
+  }
+  ~ThreadHmac() { OPENSSL_cleanse(key.data(), key.size()); }
+
+  struct Free {
+    void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
   };
-  thread_local Ctx hmac;
-  return hmac.ctx.get();
-}
+  std::unique_ptr<EVP_MAC_CTX, Free> ctx;
+  // The key last set (a blind index uses one key for every value).
+  std::string key;
+  bool keyed = false;
+};
 
 // Random bytes drawn from the DRBG a block at a time: one RAND_bytes call
 // per 12-byte nonce costs more than the sealing itself. The block is
@@ -180,15 +181,21 @@ std::string Hmac(const Key& key, absl::string_view message) {
 std::string Hmac(absl::string_view key, absl::string_view message) {
   std::string out(32, '\0');
   size_t len = 0;
-  EVP_MAC_CTX* ctx = ThreadHmac();
-  // The key is set on every call (keys differ between calls); the digest
-  // stays as set when the context was made. A null key would mean "the
-  // previous key" to OpenSSL, so an empty one is passed as "".
+  thread_local ThreadHmac hmac;
+  // The digest stays as set when the context was made; the key is set
+  // when it differs from the last one (two SHA-256 blocks), else a null
+  // key makes OpenSSL reuse it. An empty key is passed as "".
   static constexpr unsigned char kEmpty[1] = {0};
-  const unsigned char* key_bytes = key.empty() ? kEmpty : Bytes(key);
-  if (EVP_MAC_init(ctx, key_bytes, key.size(), nullptr) != 1 ||
-      EVP_MAC_update(ctx, Bytes(message), message.size()) != 1 ||
-      EVP_MAC_final(ctx, reinterpret_cast<unsigned char*>(out.data()), &len, out.size()) != 1 ||
+  const unsigned char* key_bytes = nullptr;
+  if (!hmac.keyed || key != hmac.key) {
+    hmac.key.assign(key.data(), key.size());
+    hmac.keyed = true;
+    key_bytes = key.empty() ? kEmpty : Bytes(key);
+  }
+  if (EVP_MAC_init(hmac.ctx.get(), key_bytes, key.size(), nullptr) != 1 ||
+      EVP_MAC_update(hmac.ctx.get(), Bytes(message), message.size()) != 1 ||
+      EVP_MAC_final(hmac.ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len,
+                    out.size()) != 1 ||
       len != out.size()) {
     std::abort();
   }
