@@ -430,10 +430,6 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
       held = keys_.contains(issued.key_id());
     }
     if (held) {
-      // The first record of a key's stream is its issue: the row stored
-      // here holds that wrapping or a later one. Every key this service
-      // issues comes back this way from the topic, so it is not unwrapped.
-      if (event.stream_version() <= 1) return absl::OkStatus();
       // The issuer re-wrapped the key under the current master key: store
       // that wrapping. Any other record of a key held here (an older
       // wrapping, a redacted issue record, one under a master key this

@@ -78,9 +78,9 @@ class KeyVault {
   std::optional<Key> Find(absl::string_view key_id) const;
 
   // A record consumed from crm.keys.v1, ours or another service's. Unknown
-  // types are INVALID_ARGUMENT (the subscriber parks them). A re-wrap
-  // record of a key held here replaces the stored one only when it unwraps
-  // with the current master key; the issue record and older wrappings,
+  // types are INVALID_ARGUMENT (the subscriber parks them). An issue record
+  // of a key held here replaces the stored one only when it unwraps with
+  // the current master key (its issuer re-wrapped it); older wrappings,
   // still on a topic until compaction, change nothing. An issue record of
   // a key not held that opens with no master key is DATA_LOSS (parked).
   absl::Status ApplyRecord(const crm::v1::EventEnvelope& event, ProjectionTxn& txn);
