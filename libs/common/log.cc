@@ -1,6 +1,8 @@
 #include "libs/common/log.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -13,24 +15,43 @@ namespace crm::log {
 namespace {
 
 constexpr size_t kMaxPending = 64 << 10;
+// Writes of at most this size to a pipe are atomic: another writer of
+// stderr (gRPC, librdkafka) cannot land inside one of our lines.
+constexpr size_t kAtomicWrite = 4096;
 
-// Lines go out in order under one lock; a line is never split.
+// Lines go out in order under one lock, each within one write.
 struct Sink {
   std::mutex mu;
   std::string pending;
   bool buffer_info = false;
 
-  ~Sink() { WriteLocked(); }  // what is left at exit
   void WriteLocked() {
-    if (pending.empty()) return;
-    std::fwrite(pending.data(), 1, pending.size(), stderr);
+    absl::string_view rest = pending;
+    while (!rest.empty()) {
+      size_t n = rest.size();
+      if (n > kAtomicWrite) {
+        // Whole lines up to the bound; a longer line goes alone.
+        const size_t cut = rest.rfind('\n', kAtomicWrite - 1);
+        n = cut != absl::string_view::npos ? cut + 1 : rest.find('\n') + 1;
+        if (n == 0) n = rest.size();
+      }
+      std::fwrite(rest.data(), 1, n, stderr);
+      rest.remove_prefix(n);
+    }
     pending.clear();
   }
 };
 
+// Never destroyed: threads may still log while the process exits. What
+// waits is written at exit.
 Sink& TheSink() {
-  static Sink sink;
-  return sink;
+  alignas(Sink) static unsigned char storage[sizeof(Sink)];
+  static Sink* const sink = [] {
+    Sink* s = std::construct_at(reinterpret_cast<Sink*>(storage));
+    std::atexit([] { Flush(); });
+    return s;
+  }();
+  return *sink;
 }
 
 std::string& ServiceName() {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 namespace crm::log {
@@ -57,6 +58,26 @@ TEST_F(LogTest, BufferedInfoIsWrittenOnceItPassesTheBound) {
   EXPECT_GE(out.size(), 64u << 10);
   EXPECT_LT(out.size(), 100u << 10);
   BufferInfo(false);  // the rest
+}
+
+TEST_F(LogTest, LinesLongerThanOneAtomicWriteComeOutWholeAndInOrder) {
+  BufferInfo(true);
+  ::testing::internal::CaptureStderr();
+  const std::string big(5000, 'y');
+  Info("small-1");
+  Info("big", {{"data", big}});
+  Info("small-2");
+  Flush();
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  const size_t a = out.find(R"("msg":"small-1")");
+  const size_t b = out.find(R"("msg":"big","data":")" + big + "\"}\n");
+  const size_t c = out.find(R"("msg":"small-2")");
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  ASSERT_NE(c, std::string::npos);
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 3);
 }
 
 TEST_F(LogTest, TurningBufferingOffWritesWhatWaits) {
