@@ -48,19 +48,26 @@ class MethodMetrics {
   void Record(grpc::StatusCode code, absl::Duration took) {
     duration_.Observe(absl::ToDoubleSeconds(took));
     const size_t c = static_cast<size_t>(code);
-    if (c >= by_code_.size()) return;  // not a canonical code
+    if (c >= by_code_.size()) {  // not a canonical code: not kept
+      CounterFor(c).Inc();
+      return;
+    }
     Counter* counter = by_code_[c].load(std::memory_order_acquire);
     if (counter == nullptr) {
       // Racing callers get the same counter from the registry.
-      counter = &MetricsRegistry::Default().GetCounter(
-          "crm_rpc_requests_total", "RPCs served, by method and status code",
-          {{"method", method_}, {"code", absl::StrCat(c)}});
+      counter = &CounterFor(c);
       by_code_[c].store(counter, std::memory_order_release);
     }
     counter->Inc();
   }
 
  private:
+  Counter& CounterFor(size_t code) const {
+    return MetricsRegistry::Default().GetCounter(
+        "crm_rpc_requests_total", "RPCs served, by method and status code",
+        {{"method", method_}, {"code", absl::StrCat(code)}});
+  }
+
   const std::string method_;
   Histogram& duration_;
   std::array<std::atomic<Counter*>, 17> by_code_{};  // OK .. UNAUTHENTICATED
