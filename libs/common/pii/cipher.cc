@@ -53,7 +53,7 @@ class ThreadCipher {
 
   // The key argument of the next init: null keeps the one set.
   const unsigned char* KeyToSet(const Key& key) {
-    if (keyed_ && key == key_) return nullptr;
+    if (keyed_ && CRYPTO_memcmp(key.data(), key_.data(), key_.size()) == 0) return nullptr;
     key_ = key;
     keyed_ = true;
     return key_.data();
@@ -187,7 +187,10 @@ std::string Hmac(absl::string_view key, absl::string_view message) {
   // key makes OpenSSL reuse it. An empty key is passed as "".
   static constexpr unsigned char kEmpty[1] = {0};
   const unsigned char* key_bytes = nullptr;
-  if (!hmac.keyed || key != hmac.key) {
+  if (!hmac.keyed || key.size() != hmac.key.size() ||
+      CRYPTO_memcmp(key.data(), hmac.key.data(), key.size()) != 0) {
+    // Wiped first: a longer key reallocates, a shorter one leaves a tail.
+    OPENSSL_cleanse(hmac.key.data(), hmac.key.size());
     hmac.key.assign(key.data(), key.size());
     hmac.keyed = true;
     key_bytes = key.empty() ? kEmpty : Bytes(key);
