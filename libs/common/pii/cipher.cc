@@ -36,35 +36,49 @@ const EVP_CIPHER* Gcm() {
   return cipher;
 }
 
-// One context per thread and direction, set to the cipher once. A call
-// sets the key only when it differs from the last one (the AES key
-// schedule and GCM tables are the costly part of an init: a response
-// opens several fields of one customer), then the nonce.
-class ThreadCipher {
+// The key a thread's context was last given: a call with the same key
+// does not set it again, since the key setup is the costly part of an
+// init (AES key schedule and GCM tables; the two SHA-256 blocks of an
+// HMAC key), and a response opens several fields of one customer, a
+// blind index uses one key for every value. Compared in constant time,
+// wiped when replaced and at thread exit.
+class KeptKey {
  public:
-  explicit ThreadCipher(bool encrypt) : ctx_(EVP_CIPHER_CTX_new()) {
-    if (!ctx_ || EVP_CipherInit_ex(ctx_.get(), Gcm(), nullptr, nullptr, nullptr, encrypt) != 1) {
+  ~KeptKey() { Wipe(); }
+
+  // The key argument of the next init: null keeps the one set. Never null
+  // for a new key, empty ones included: a null key means "the previous
+  // key" to OpenSSL.
+  const unsigned char* ToSet(absl::string_view key) {
+    if (kept_ && key.size() == bytes_.size() &&
+        CRYPTO_memcmp(key.data(), bytes_.data(), key.size()) == 0) {
+      return nullptr;
+    }
+    Wipe();  // a longer key reallocates, a shorter one leaves a tail
+    bytes_.assign(key.data(), key.size());
+    kept_ = true;
+    return Bytes(bytes_);
+  }
+  // After a failed call the context's key is unknown.
+  void Forget() { kept_ = false; }
+
+ private:
+  void Wipe() { OPENSSL_cleanse(bytes_.data(), bytes_.size()); }
+
+  std::string bytes_;
+  bool kept_ = false;
+};
+
+// One context per thread and direction, set to the cipher once; a call
+// sets the key (when new) and the nonce.
+struct ThreadCipher {
+  explicit ThreadCipher(bool encrypt) : ctx(EVP_CIPHER_CTX_new()) {
+    if (!ctx || EVP_CipherInit_ex(ctx.get(), Gcm(), nullptr, nullptr, nullptr, encrypt) != 1) {
       std::abort();
     }
   }
-  ~ThreadCipher() { OPENSSL_cleanse(key_.data(), key_.size()); }
-
-  EVP_CIPHER_CTX* ctx() const { return ctx_.get(); }
-
-  // The key argument of the next init: null keeps the one set.
-  const unsigned char* KeyToSet(const Key& key) {
-    if (keyed_ && CRYPTO_memcmp(key.data(), key_.data(), key_.size()) == 0) return nullptr;
-    key_ = key;
-    keyed_ = true;
-    return key_.data();
-  }
-  // After a failed init the context's key is unknown.
-  void Forget() { keyed_ = false; }
-
- private:
-  CipherCtx ctx_;
-  Key key_{};
-  bool keyed_ = false;
+  CipherCtx ctx;
+  KeptKey key;
 };
 
 ThreadCipher& ThreadCtx(bool encrypt) {
@@ -75,7 +89,7 @@ ThreadCipher& ThreadCtx(bool encrypt) {
 
 // HMAC-SHA256 set up once per thread: the one-shot HMAC() fetches the MAC
 // and the digest from the provider tables on every call, half the cost of
-// a blind index.
+// a blind index. The digest stays as set here.
 struct ThreadHmac {
   ThreadHmac() {
     static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
@@ -86,15 +100,12 @@ struct ThreadHmac {
                                  OSSL_PARAM_construct_end()};
     if (!ctx || EVP_MAC_CTX_set_params(ctx.get(), params) != 1) std::abort();
   }
-  ~ThreadHmac() { OPENSSL_cleanse(key.data(), key.size()); }
 
   struct Free {
     void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
   };
   std::unique_ptr<EVP_MAC_CTX, Free> ctx;
-  // The key last set (a blind index uses one key for every value).
-  std::string key;
-  bool keyed = false;
+  KeptKey key;
 };
 
 // Random bytes drawn from the DRBG a block at a time: one RAND_bytes call
@@ -139,10 +150,11 @@ std::string Seal(const Key& key, absl::string_view plaintext, absl::string_view 
   auto* data = reinterpret_cast<unsigned char*>(out.data());
   FillRandom(data, kNonceSize);
   ThreadCipher& cipher = ThreadCtx(/*encrypt=*/true);
-  EVP_CIPHER_CTX* ctx = cipher.ctx();
+  EVP_CIPHER_CTX* ctx = cipher.ctx.get();
+  const unsigned char* new_key = cipher.key.ToSet(KeyBytes(key));
   int len = 0;
   // These calls fail only on allocation or misuse; neither can be handled.
-  if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, cipher.KeyToSet(key), data) != 1 ||
+  if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, new_key, data) != 1 ||
       EVP_EncryptUpdate(ctx, nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1 ||
       EVP_EncryptUpdate(ctx, data + kNonceSize, &len, Bytes(plaintext),
                         static_cast<int>(plaintext.size())) != 1 ||
@@ -161,41 +173,27 @@ absl::StatusOr<std::string> Open(const Key& key, absl::string_view sealed, absl:
   auto* data = reinterpret_cast<unsigned char*>(out.data());
   std::string tag(sealed.substr(kNonceSize + n));
   ThreadCipher& cipher = ThreadCtx(/*encrypt=*/false);
-  EVP_CIPHER_CTX* ctx = cipher.ctx();
+  EVP_CIPHER_CTX* ctx = cipher.ctx.get();
+  const unsigned char* new_key = cipher.key.ToSet(KeyBytes(key));
   int len = 0;
-  if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, cipher.KeyToSet(key), Bytes(sealed)) != 1 ||
+  if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, new_key, Bytes(sealed)) != 1 ||
       EVP_DecryptUpdate(ctx, nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1 ||
       EVP_DecryptUpdate(ctx, data, &len, Bytes(sealed) + kNonceSize, static_cast<int>(n)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
       EVP_DecryptFinal_ex(ctx, data + len, &len) != 1) {
-    cipher.Forget();  // whichever call failed, the next one sets the key
+    cipher.key.Forget();  // whichever call failed, the next one sets the key
     return absl::DataLossError("sealed value does not authenticate");
   }
   return out;
 }
 
-std::string Hmac(const Key& key, absl::string_view message) {
-  return Hmac(absl::string_view(reinterpret_cast<const char*>(key.data()), key.size()), message);
-}
+std::string Hmac(const Key& key, absl::string_view message) { return Hmac(KeyBytes(key), message); }
 
 std::string Hmac(absl::string_view key, absl::string_view message) {
   std::string out(32, '\0');
   size_t len = 0;
   thread_local ThreadHmac hmac;
-  // The digest stays as set when the context was made; the key is set
-  // when it differs from the last one (two SHA-256 blocks), else a null
-  // key makes OpenSSL reuse it. An empty key is passed as "".
-  static constexpr unsigned char kEmpty[1] = {0};
-  const unsigned char* key_bytes = nullptr;
-  if (!hmac.keyed || key.size() != hmac.key.size() ||
-      CRYPTO_memcmp(key.data(), hmac.key.data(), key.size()) != 0) {
-    // Wiped first: a longer key reallocates, a shorter one leaves a tail.
-    OPENSSL_cleanse(hmac.key.data(), hmac.key.size());
-    hmac.key.assign(key.data(), key.size());
-    hmac.keyed = true;
-    key_bytes = key.empty() ? kEmpty : Bytes(key);
-  }
-  if (EVP_MAC_init(hmac.ctx.get(), key_bytes, key.size(), nullptr) != 1 ||
+  if (EVP_MAC_init(hmac.ctx.get(), hmac.key.ToSet(key), key.size(), nullptr) != 1 ||
       EVP_MAC_update(hmac.ctx.get(), Bytes(message), message.size()) != 1 ||
       EVP_MAC_final(hmac.ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len,
                     out.size()) != 1 ||

@@ -17,6 +17,11 @@ inline constexpr size_t kTagSize = 16;
 
 using Key = std::array<uint8_t, kKeySize>;
 
+// The key's bytes, e.g. to seal a key under another one.
+inline absl::string_view KeyBytes(const Key& key) {
+  return absl::string_view(reinterpret_cast<const char*>(key.data()), key.size());
+}
+
 // A fresh random key from the OS generator.
 Key RandomKey();
 // `n` random bytes; aborts when the generator fails (no safe fallback).

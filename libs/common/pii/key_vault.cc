@@ -47,10 +47,6 @@ std::string EncodeTime(absl::Time t) {
   return BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(t)));
 }
 
-absl::string_view KeyBytes(const Key& key) {
-  return absl::string_view(reinterpret_cast<const char*>(key.data()), key.size());
-}
-
 std::vector<Key> Derived(const MasterKeys& masters, absl::string_view purpose) {
   std::vector<Key> out = {DeriveKey(masters.current, purpose)};
   for (const Key& k : masters.previous) out.push_back(DeriveKey(k, purpose));
