@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
+#include "libs/common/sorted_rows.h"
 #include "libs/common/status_macros.h"
 
 namespace crm {
@@ -168,15 +169,27 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
   // What this batch has already decided, ahead of the database.
   absl::flat_hash_map<std::string, int64_t> versions;
   absl::flat_hash_map<std::string, AppendResult> seen_keys;
-  rocksdb::WriteBatch batch(BatchBytes(requests));
+  // Rows go to the batch sorted: an import chunk's index rows are scattered
+  // over their families, and unsorted they cost a quarter of the import in
+  // memtable inserts.
+  SortedRows rows;
+  const size_t batch_bytes = BatchBytes(requests);
+  rows.Reserve(requests.size() * 8, batch_bytes);
+  auto put = [&](absl::string_view family, absl::string_view key,
+                 absl::string_view value) -> absl::Status {
+    auto* cf = db_->Family(family);
+    if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
+    rows.Put(cf, key, value);
+    return absl::OkStatus();
+  };
   const auto now = ToProtoTimestamp(absl::Now());
   std::vector<absl::StatusOr<AppendResult>> results;
   results.reserve(requests.size());
   bool any_write = false;
   uint64_t appended = 0;
-  // (event key, bytes), given log positions only once the batch is known
-  // to be written: a batch written in none leaves no gap in the log.
-  std::vector<std::pair<std::string, std::string>> event_rows;
+  // Event keys, given log positions only once the batch is known to be
+  // written: a batch written in none leaves no gap in the log.
+  std::vector<std::string> event_keys;
 
   for (auto& req : requests) {
     if (req.stream.empty()) {
@@ -224,25 +237,26 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
       e.set_stream(req.stream);
       e.set_stream_version(++v);
       *e.mutable_recorded_at() = now;
-      event_rows.push_back({EventKey(req.stream, v), e.SerializeAsString()});
+      event_keys.push_back(EventKey(req.stream, v));
+      CRM_RETURN_IF_ERROR(put(kEvents, event_keys.back(), e.SerializeAsString()));
     }
     if (!req.events.empty()) {
       std::string state = BigEndian64(static_cast<uint64_t>(v));
       state.append(req.state);
-      CRM_RETURN_IF_ERROR(Put(*db_, batch, kState, req.stream, state));
+      CRM_RETURN_IF_ERROR(put(kState, req.stream, state));
       versions[req.stream] = v;
     }
     for (const auto& w : req.projection_writes) {
       if (w.erase) {
         auto* cf = db_->Family(w.family);
         if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", w.family));
-        CRM_RETURN_IF_ERROR(FromRocks(batch.Delete(cf, w.key)));
+        rows.Delete(cf, w.key);
       } else {
-        CRM_RETURN_IF_ERROR(Put(*db_, batch, w.family, w.key, w.value));
+        CRM_RETURN_IF_ERROR(put(w.family, w.key, w.value));
       }
     }
     if (!req.request_key.empty()) {
-      CRM_RETURN_IF_ERROR(Put(*db_, batch, kRequests, req.request_key, EncodeResult(result)));
+      CRM_RETURN_IF_ERROR(put(kRequests, req.request_key, EncodeResult(result)));
       seen_keys[req.request_key] = result;
     }
     any_write = true;
@@ -255,12 +269,12 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
       if (r->replayed) return absl::AlreadyExistsError("request applied before: nothing written");
     }
   }
-  for (const auto& [key, bytes] : event_rows) {
-    const std::string pos = BigEndian64(next_position());
-    CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, bytes));
-    CRM_RETURN_IF_ERROR(Put(*db_, batch, kLog, pos, key));
+  for (const auto& key : event_keys) {
+    CRM_RETURN_IF_ERROR(put(kLog, BigEndian64(next_position()), key));
   }
   if (any_write) {
+    rocksdb::WriteBatch batch(batch_bytes);
+    CRM_RETURN_IF_ERROR(rows.AddTo(batch));
     CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
     appended_counter_.Inc(appended);
     if (listener_) listener_();

@@ -122,6 +122,34 @@ TEST_F(EventStoreTest, EverythingSurvivesReopen) {
   EXPECT_EQ((*outbox)[3].position, 4u);
 }
 
+// Rows reach the database sorted by key; writes of one key in one batch
+// still take effect in the order they were asked for.
+TEST_F(EventStoreTest, WritesOfOneKeyInOneBatchLandInRequestOrder) {
+  std::vector<AppendRequest> batch;
+  batch.push_back(Request("lead-1", 0, {Event("A", "cus_1")}, "s1"));
+  batch.back().projection_writes.push_back({"contacts", "email:x", "lead-1"});
+  batch.back().projection_writes.push_back({"contacts", "email:y", "lead-1"});
+  batch.push_back(Request("lead-2", 0, {Event("A", "cus_2")}, "s2"));
+  batch.back().projection_writes.push_back({"contacts", "email:x", "", /*erase=*/true});
+  batch.back().projection_writes.push_back({"contacts", "email:a", "lead-2"});
+  batch.push_back(Request("lead-0", 0, {Event("A", "cus_0")}, "s0"));
+  batch.back().projection_writes.push_back({"contacts", "email:y", "lead-0"});
+  auto written = store_->AppendBatch(std::move(batch));
+  ASSERT_TRUE(written.ok()) << written.status();
+  for (const auto& r : *written) ASSERT_TRUE(r.ok()) << r.status();
+
+  EXPECT_FALSE(store_->db().Get("contacts", "email:x")->has_value());
+  EXPECT_EQ(**store_->db().Get("contacts", "email:y"), "lead-0");
+  EXPECT_EQ(**store_->db().Get("contacts", "email:a"), "lead-2");
+  // The log keeps the order of the requests, not of the keys.
+  auto outbox = store_->ReadOutbox(0, 10);
+  ASSERT_TRUE(outbox.ok()) << outbox.status();
+  ASSERT_EQ(outbox->size(), 3u);
+  EXPECT_EQ((*outbox)[0].envelope.stream(), "lead-1");
+  EXPECT_EQ((*outbox)[1].envelope.stream(), "lead-2");
+  EXPECT_EQ((*outbox)[2].envelope.stream(), "lead-0");
+}
+
 TEST_F(EventStoreTest, OutboxKeepsAppendOrderUntilRelayedAndRequeueRefillsIt) {
   ASSERT_TRUE(store_->Append(Request("s-1", 0, {Event("A")}, "")).ok());
   ASSERT_TRUE(store_->Append(Request("s-2", 0, {Event("B")}, "")).ok());

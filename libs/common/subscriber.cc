@@ -65,16 +65,11 @@ absl::StatusOr<std::optional<std::string>> ProjectionTxn::Get(absl::string_view 
 
 std::optional<std::optional<std::string>> ProjectionTxn::Lookup(uint32_t family_id,
                                                                 absl::string_view key) const {
-  // Write-only rows follow the others in the batch, so they win; they are
-  // in key order, and so searchable, once sealed.
+  // Write-only rows follow the others in the batch, so they win.
   if (sealed_) {
-    const uint64_t prefix = KeyPrefix(key);
-    auto it = std::upper_bound(write_only_.begin(), write_only_.end(), 0, [&](int, const Row& r) {
-      return Before(family_id, prefix, key, r);
-    });
-    if (it != write_only_.begin()) {
-      const Row& row = *std::prev(it);
-      if (row.family_id == family_id && Key(row) == key) return std::string(Value(row));
+    if (auto written = write_only_.Find(family_id, key); written.has_value()) {
+      if (!written->has_value()) return std::optional<std::string>();
+      return std::string(**written);
     }
   }
   if (auto it = overlay_.find(std::make_pair(family_id, std::string(key))); it != overlay_.end()) {
@@ -94,10 +89,7 @@ absl::Status ProjectionTxn::Put(absl::string_view family, absl::string_view key,
 absl::Status ProjectionTxn::PutWriteOnly(absl::string_view family, absl::string_view key,
                                          absl::string_view value) {
   CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
-  write_only_.push_back({cf, cf->GetID(), static_cast<uint32_t>(key.size()),
-                         static_cast<uint32_t>(value.size()), row_bytes_.size(), KeyPrefix(key)});
-  row_bytes_.append(key.data(), key.size());
-  row_bytes_.append(value.data(), value.size());
+  write_only_.Put(cf, key, value);
   return absl::OkStatus();
 }
 
@@ -107,40 +99,17 @@ absl::Status ProjectionTxn::Delete(absl::string_view family, absl::string_view k
   return FromRocks(batch_.Delete(cf, rocksdb::Slice(key.data(), key.size())));
 }
 
-uint64_t ProjectionTxn::KeyPrefix(absl::string_view key) {
-  uint64_t prefix = 0;
-  const size_t n = std::min<size_t>(key.size(), 8);
-  for (size_t i = 0; i < n; ++i) prefix |= uint64_t{static_cast<uint8_t>(key[i])} << (56 - 8 * i);
-  return prefix;
-}
-
-bool ProjectionTxn::Before(uint32_t family_id, uint64_t prefix, absl::string_view key,
-                           const Row& row) const {
-  if (family_id != row.family_id) return family_id < row.family_id;
-  // Zero padding keeps the order: unequal prefixes order their keys, equal
-  // ones (a shared first 8 bytes, or a short key) need the whole keys.
-  if (prefix != row.prefix) return prefix < row.prefix;
-  return key < Key(row);
-}
-
 void ProjectionTxn::Seal() {
   if (sealed_) return;
   sealed_ = true;
   // The pending transaction may be gone before this one commits.
   pending_ = nullptr;
-  std::stable_sort(write_only_.begin(), write_only_.end(), [this](const Row& a, const Row& b) {
-    return Before(a.family_id, a.prefix, Key(a), b);
-  });
+  write_only_.Sort();
 }
 
 absl::Status ProjectionTxn::Commit() {
   Seal();
-  for (const Row& row : write_only_) {
-    const absl::string_view key = Key(row);
-    const absl::string_view value = Value(row);
-    CRM_RETURN_IF_ERROR(FromRocks(batch_.Put(row.cf, rocksdb::Slice(key.data(), key.size()),
-                                             rocksdb::Slice(value.data(), value.size()))));
-  }
+  CRM_RETURN_IF_ERROR(write_only_.AddTo(batch_));
   // Not synced: a crash loses the projection update and the offset
   // together, and the events are consumed again.
   return db_.Write(&batch_, /*sync=*/false);

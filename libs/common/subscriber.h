@@ -18,6 +18,7 @@
 #include "libs/common/database.h"
 #include "libs/common/kafka.h"
 #include "libs/common/metrics.h"
+#include "libs/common/sorted_rows.h"
 
 namespace crm {
 
@@ -55,34 +56,9 @@ class ProjectionTxn {
   Database& db_;
   const ProjectionTxn* pending_;  // null once sealed: reads are over
   rocksdb::WriteBatch batch_;
-  // Write-only rows, added to the batch in key order when sealed: the
-  // memtable's skiplist inserts sorted keys far faster (it reuses the
-  // previous insert position). Their bytes are packed in `row_bytes_`, so
-  // a row costs no allocation of its own.
-  struct Row {
-    rocksdb::ColumnFamilyHandle* cf;
-    uint32_t family_id;  // cf->GetID(), kept for the sort
-    uint32_t key_size;
-    uint32_t value_size;
-    size_t offset;  // of the key, the value follows it
-    // The key's first 8 bytes as a big-endian number, zero-padded: ordered
-    // like the keys, so most comparisons in the sort and in Lookup's search
-    // need not touch the key bytes.
-    uint64_t prefix;
-  };
-  static uint64_t KeyPrefix(absl::string_view key);
-  // (family id, key) order.
-  bool Before(uint32_t family_id, uint64_t prefix, absl::string_view key, const Row& row) const;
-  absl::string_view Key(const Row& row) const {
-    return absl::string_view(row_bytes_).substr(row.offset, row.key_size);
-  }
-  absl::string_view Value(const Row& row) const {
-    return absl::string_view(row_bytes_).substr(row.offset + row.key_size, row.value_size);
-  }
-  // In (family id, key) order once sealed; a key written twice keeps its
-  // writes in order, so the last one wins.
-  std::vector<Row> write_only_;
-  std::string row_bytes_;
+  // Write-only rows, added to the batch in key order (see SortedRows)
+  // when sealed; searchable from then on.
+  SortedRows write_only_;
   bool sealed_ = false;
   // (family id, key) -> value written in this batch; nullopt = deleted.
   absl::flat_hash_map<std::pair<uint32_t, std::string>, std::optional<std::string>> overlay_;
