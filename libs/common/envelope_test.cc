@@ -78,6 +78,25 @@ TEST(IdsTest, IdsAreUniqueSortableAndPrefixed) {
   EXPECT_LT(early, NewId("x"));
 }
 
+TEST(IdsTest, IdStartsWithItsCreationTimeInMilliseconds) {
+  const int64_t before = absl::ToUnixMillis(absl::Now());
+  const std::string id = NewId("cus");
+  const int64_t after = absl::ToUnixMillis(absl::Now());
+  // Crockford base32, the first ten characters: two zero bits, then the
+  // 48-bit time.
+  const std::string digits = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+  int64_t ms = 0;
+  for (char c : id.substr(4, 10)) {
+    const size_t d = digits.find(c);
+    ASSERT_NE(d, std::string::npos) << id;
+    ms = ms * 32 + static_cast<int64_t>(d);
+  }
+  EXPECT_GE(ms, before) << id;
+  EXPECT_LE(ms, after) << id;
+  // The rest is random: two ids made in the same millisecond differ there.
+  EXPECT_NE(NewId("cus").substr(14), NewId("cus").substr(14));
+}
+
 TEST(IdsTest, Rfc3339IsUtcWithMicrosecondsForAnyTime) {
   EXPECT_EQ(FormatRfc3339(absl::UnixEpoch()), "1970-01-01T00:00:00.000000Z");
   EXPECT_EQ(FormatRfc3339(absl::FromUnixMicros(1700000000123456)), "2023-11-14T22:13:20.123456Z");

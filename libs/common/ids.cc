@@ -1,6 +1,5 @@
 #include "libs/common/ids.h"
 
-#include <array>
 #include <cstdint>
 
 #include "absl/random/random.h"
@@ -24,25 +23,19 @@ std::string NewId(absl::string_view prefix) {
   const uint64_t hi = absl::Uniform<uint64_t>(ThreadBitGen());
   const uint64_t lo = absl::Uniform<uint64_t>(ThreadBitGen());
   // 128 bits: 48 time bits, 80 random bits.
-  std::array<uint8_t, 16> bytes{};
-  for (int i = 0; i < 6; ++i) bytes[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
-  for (int i = 0; i < 8; ++i) bytes[6 + i] = static_cast<uint8_t>(hi >> (56 - 8 * i));
-  bytes[14] = static_cast<uint8_t>(lo >> 8);
-  bytes[15] = static_cast<uint8_t>(lo);
-
-  std::string out(prefix);
-  out.push_back('_');
-  // 130 bits in 26 characters: the first character carries 3 bits.
-  int bit = -2;
-  for (int c = 0; c < 26; ++c, bit += 5) {
-    int v = 0;
-    for (int b = 0; b < 5; ++b) {
-      const int pos = bit + b;
-      v <<= 1;
-      if (pos >= 0) v |= (bytes[pos / 8] >> (7 - pos % 8)) & 1;
-    }
-    out.push_back(kCrockford[v]);
+  const unsigned __int128 bits = (static_cast<unsigned __int128>(ms & 0xFFFFFFFFFFFF) << 80) |
+                                 (static_cast<unsigned __int128>(hi) << 16) | (lo & 0xFFFF);
+  // 130 bits in 26 characters, most significant first: the first character
+  // carries 3 bits, and the first ten the time, so ids sort by it.
+  char chars[26];
+  for (int c = 0; c < 26; ++c) {
+    chars[c] = kCrockford[static_cast<int>(bits >> (125 - 5 * c)) & 31];
   }
+  std::string out;
+  out.reserve(prefix.size() + 1 + sizeof(chars));
+  out.append(prefix.data(), prefix.size());
+  out.push_back('_');
+  out.append(chars, sizeof(chars));
   return out;
 }
 
