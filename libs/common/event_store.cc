@@ -5,6 +5,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -191,6 +192,30 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
   // written: a batch written in none leaves no gap in the log.
   std::vector<std::string> event_keys;
 
+  // What the database holds for the batch's streams and request keys, in
+  // two batched reads (an import chunk has thousands of each).
+  absl::flat_hash_map<std::string, int64_t> stored_versions;
+  absl::flat_hash_map<std::string, std::string> stored_results;
+  {
+    absl::flat_hash_set<absl::string_view> streams, request_keys;
+    for (const auto& r : requests) {
+      if (!r.stream.empty()) streams.insert(r.stream);
+      if (!r.request_key.empty()) request_keys.insert(r.request_key);
+    }
+    const std::vector<std::string> stream_list(streams.begin(), streams.end());
+    CRM_ASSIGN_OR_RETURN(auto states, db_->MultiGet(kState, stream_list));
+    for (size_t i = 0; i < stream_list.size(); ++i) {
+      if (states[i].has_value()) {
+        stored_versions[stream_list[i]] = static_cast<int64_t>(ReadBigEndian64(*states[i]));
+      }
+    }
+    const std::vector<std::string> key_list(request_keys.begin(), request_keys.end());
+    CRM_ASSIGN_OR_RETURN(auto earlier, db_->MultiGet(kRequests, key_list));
+    for (size_t i = 0; i < key_list.size(); ++i) {
+      if (earlier[i].has_value()) stored_results[key_list[i]] = *std::move(earlier[i]);
+    }
+  }
+
   for (auto& req : requests) {
     if (req.stream.empty()) {
       results.push_back(absl::InvalidArgumentError("stream is empty"));
@@ -207,18 +232,16 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
         results.push_back(std::move(replay));
         continue;
       }
-      CRM_ASSIGN_OR_RETURN(auto earlier, db_->Get(kRequests, req.request_key));
-      if (earlier.has_value()) {
-        results.push_back(DecodeResult(*earlier));
+      if (auto it = stored_results.find(req.request_key); it != stored_results.end()) {
+        results.push_back(DecodeResult(it->second));
         continue;
       }
     }
     int64_t version = kNoStream;
     if (auto it = versions.find(req.stream); it != versions.end()) {
       version = it->second;
-    } else {
-      CRM_ASSIGN_OR_RETURN(auto current, db_->Get(kState, req.stream));
-      if (current) version = static_cast<int64_t>(ReadBigEndian64(*current));
+    } else if (auto stored = stored_versions.find(req.stream); stored != stored_versions.end()) {
+      version = stored->second;
     }
     if (version != req.expected_version) {
       results.push_back(
