@@ -97,6 +97,25 @@ TEST(IdsTest, IdStartsWithItsCreationTimeInMilliseconds) {
   EXPECT_NE(NewId("cus").substr(14), NewId("cus").substr(14));
 }
 
+TEST(IdsTest, EncodingPutsTimeThenRandomBitsMostSignificantFirst) {
+  struct Case {
+    uint64_t ms, hi, lo;
+    const char* id;
+  };
+  const Case cases[] = {
+      {0, 0, 0, "x_00000000000000000000000000"},
+      {0xFFFFFFFFFFFF, ~uint64_t{0}, 0xFFFF, "x_7ZZZZZZZZZZZZZZZZZZZZZZZZZ"},
+      {1700000000123, 0x0123456789ABCDEF, 0xBEEF, "x_01HF7YAT3V04HMASW9NF6YZFQF"},
+      {1, 0, 0, "x_00000000010000000000000000"},
+      {0, uint64_t{1} << 63, 0, "x_0000000000G000000000000000"},
+      {0, 1, 0, "x_00000000000000000000002000"},
+      {0, 0, 1, "x_00000000000000000000000001"},
+      // Bits outside the 48 time bits and the 16 low bits are not used.
+      {0xFFFF000000000000, 0, 0xFFFF0000, "x_00000000000000000000000000"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(EncodeId("x", c.ms, c.hi, c.lo), c.id);
+}
+
 TEST(IdsTest, Rfc3339IsUtcWithMicrosecondsForAnyTime) {
   EXPECT_EQ(FormatRfc3339(absl::UnixEpoch()), "1970-01-01T00:00:00.000000Z");
   EXPECT_EQ(FormatRfc3339(absl::FromUnixMicros(1700000000123456)), "2023-11-14T22:13:20.123456Z");

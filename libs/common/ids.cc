@@ -22,6 +22,10 @@ std::string NewId(absl::string_view prefix) {
   const uint64_t ms = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
   const uint64_t hi = absl::Uniform<uint64_t>(ThreadBitGen());
   const uint64_t lo = absl::Uniform<uint64_t>(ThreadBitGen());
+  return EncodeId(prefix, ms, hi, lo);
+}
+
+std::string EncodeId(absl::string_view prefix, uint64_t ms, uint64_t hi, uint64_t lo) {
   // 128 bits: 48 time bits, 80 random bits.
   const unsigned __int128 bits = (static_cast<unsigned __int128>(ms & 0xFFFFFFFFFFFF) << 80) |
                                  (static_cast<unsigned __int128>(hi) << 16) | (lo & 0xFFFF);

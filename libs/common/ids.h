@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -12,6 +13,9 @@ namespace crm {
 // A new unique id "prefix_" + 26 Crockford base32 characters: 48 bits of
 // milliseconds then 80 random bits (ULID layout), so ids sort by creation.
 std::string NewId(absl::string_view prefix);
+// The id NewId makes from its parts: the low 48 bits of `ms`, all of `hi`
+// and the low 16 bits of `lo`.
+std::string EncodeId(absl::string_view prefix, uint64_t ms, uint64_t hi, uint64_t lo);
 
 google::protobuf::Timestamp ToProtoTimestamp(absl::Time t);
 absl::Time FromProtoTimestamp(const google::protobuf::Timestamp& ts);
