@@ -51,7 +51,7 @@ rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>
   // without walking the skiplist.
   cf.memtable_whole_key_filtering = true;
   cf.memtable_prefix_bloom_size_ratio = 0.02;
-  // Projection batches are written sorted by key. Without a hint the
+  // Batches are written sorted by key (SortedRows). Without a hint the
   // skiplist searches from the top for every key that does not directly
   // follow the last one inserted; with one hint per family (an empty
   // prefix) it walks up from the last insert only as far as it must.

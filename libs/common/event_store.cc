@@ -180,8 +180,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
                  absl::string_view value) -> absl::Status {
     auto* cf = db_->Family(family);
     if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
-    rows.Put(cf, key, value);
-    return absl::OkStatus();
+    return rows.Put(cf, key, value);
   };
   const auto now = ToProtoTimestamp(absl::Now());
   std::vector<absl::StatusOr<AppendResult>> results;
@@ -273,7 +272,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
       if (w.erase) {
         auto* cf = db_->Family(w.family);
         if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", w.family));
-        rows.Delete(cf, w.key);
+        CRM_RETURN_IF_ERROR(rows.Delete(cf, w.key));
       } else {
         CRM_RETURN_IF_ERROR(put(w.family, w.key, w.value));
       }
@@ -298,6 +297,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
   if (any_write) {
     rocksdb::WriteBatch batch(batch_bytes);
     CRM_RETURN_IF_ERROR(rows.AddTo(batch));
+    rows = SortedRows();  // the batch has its own copy: not two through the sync
     CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
     appended_counter_.Inc(appended);
     if (listener_) listener_();

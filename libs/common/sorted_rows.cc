@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
 
 #include "libs/common/database.h"
 #include "libs/common/status_macros.h"
@@ -13,22 +14,27 @@ void SortedRows::Reserve(size_t rows, size_t bytes) {
   bytes_.reserve(bytes);
 }
 
-void SortedRows::Put(rocksdb::ColumnFamilyHandle* cf, absl::string_view key,
-                     absl::string_view value) {
-  Add(cf, key, value, /*erase=*/false);
+absl::Status SortedRows::Put(rocksdb::ColumnFamilyHandle* cf, absl::string_view key,
+                             absl::string_view value) {
+  return Add(cf, key, value, /*erase=*/false);
 }
 
-void SortedRows::Delete(rocksdb::ColumnFamilyHandle* cf, absl::string_view key) {
-  Add(cf, key, {}, /*erase=*/true);
+absl::Status SortedRows::Delete(rocksdb::ColumnFamilyHandle* cf, absl::string_view key) {
+  return Add(cf, key, {}, /*erase=*/true);
 }
 
-void SortedRows::Add(rocksdb::ColumnFamilyHandle* cf, absl::string_view key,
-                     absl::string_view value, bool erase) {
+absl::Status SortedRows::Add(rocksdb::ColumnFamilyHandle* cf, absl::string_view key,
+                             absl::string_view value, bool erase) {
+  constexpr size_t kMax = std::numeric_limits<uint32_t>::max();
+  if (key.size() >= kMax || value.size() >= kMax) {
+    return absl::InvalidArgumentError("row key or value of 4 GiB or more");
+  }
   rows_.push_back({cf, cf->GetID(), static_cast<uint32_t>(key.size()),
                    static_cast<uint32_t>(value.size()), erase, bytes_.size(), KeyPrefix(key)});
   bytes_.append(key.data(), key.size());
   bytes_.append(value.data(), value.size());
   sorted_ = rows_.size() <= 1;
+  return absl::OkStatus();
 }
 
 uint64_t SortedRows::KeyPrefix(absl::string_view key) {

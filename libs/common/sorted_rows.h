@@ -22,8 +22,9 @@ namespace crm {
 class SortedRows {
  public:
   void Reserve(size_t rows, size_t bytes);
-  void Put(rocksdb::ColumnFamilyHandle* cf, absl::string_view key, absl::string_view value);
-  void Delete(rocksdb::ColumnFamilyHandle* cf, absl::string_view key);
+  // INVALID_ARGUMENT for a key or value of 4 GiB or more, as WriteBatch.
+  absl::Status Put(rocksdb::ColumnFamilyHandle* cf, absl::string_view key, absl::string_view value);
+  absl::Status Delete(rocksdb::ColumnFamilyHandle* cf, absl::string_view key);
 
   // Puts the rows in order. A key written more than once keeps its writes
   // in the order they came, so the last one wins.
@@ -32,8 +33,9 @@ class SortedRows {
   size_t size() const { return rows_.size(); }
   bool empty() const { return rows_.empty(); }
 
-  // Once sorted: the last write of a key; nullopt if none, an empty
-  // optional inside if it was deleted.
+  // The last write of a key: nullopt if none, an empty optional inside if
+  // it was deleted. Only sorted rows are searched: call Sort first (rows
+  // not sorted answer nullopt).
   std::optional<std::optional<absl::string_view>> Find(uint32_t family_id,
                                                        absl::string_view key) const;
 
@@ -53,8 +55,8 @@ class SortedRows {
     uint64_t prefix;
   };
   static uint64_t KeyPrefix(absl::string_view key);
-  void Add(rocksdb::ColumnFamilyHandle* cf, absl::string_view key, absl::string_view value,
-           bool erase);
+  absl::Status Add(rocksdb::ColumnFamilyHandle* cf, absl::string_view key, absl::string_view value,
+                   bool erase);
   // (family id, key) order.
   bool Before(uint32_t family_id, uint64_t prefix, absl::string_view key, const Row& row) const;
   absl::string_view Key(const Row& row) const {

@@ -50,13 +50,13 @@ TEST_F(SortedRowsTest, BatchHoldsRowsInFamilyAndKeyOrder) {
   SortedRows rows;
   // Keys that share their first 8 bytes, differ only after them, are
   // shorter than 8 bytes or hold bytes above 0x7f.
-  rows.Put(b_, "k", "1");
-  rows.Put(a_, "customer-0002", "2");
-  rows.Put(a_, "customer-0001", "3");
-  rows.Put(a_, "cust", "4");
-  rows.Put(a_, std::string("\xff\x01", 2), "5");
-  rows.Put(a_, std::string("cust\0", 5), "6");
-  rows.Put(b_, "", "7");
+  ASSERT_TRUE(rows.Put(b_, "k", "1").ok());
+  ASSERT_TRUE(rows.Put(a_, "customer-0002", "2").ok());
+  ASSERT_TRUE(rows.Put(a_, "customer-0001", "3").ok());
+  ASSERT_TRUE(rows.Put(a_, "cust", "4").ok());
+  ASSERT_TRUE(rows.Put(a_, std::string("\xff\x01", 2), "5").ok());
+  ASSERT_TRUE(rows.Put(a_, std::string("cust\0", 5), "6").ok());
+  ASSERT_TRUE(rows.Put(b_, "", "7").ok());
   rocksdb::WriteBatch batch;
   ASSERT_TRUE(rows.AddTo(batch).ok());
   Recorder recorder;
@@ -69,13 +69,13 @@ TEST_F(SortedRowsTest, BatchHoldsRowsInFamilyAndKeyOrder) {
 
 TEST_F(SortedRowsTest, KeyWrittenSeveralTimesKeepsItsWritesInOrder) {
   SortedRows rows;
-  rows.Put(a_, "x", "first");
-  rows.Put(a_, "y", "kept");
-  rows.Delete(a_, "x");
-  rows.Put(b_, "x", "other family");
-  rows.Put(a_, "x", "last");
-  rows.Put(a_, "z", "soon gone");
-  rows.Delete(a_, "z");
+  ASSERT_TRUE(rows.Put(a_, "x", "first").ok());
+  ASSERT_TRUE(rows.Put(a_, "y", "kept").ok());
+  ASSERT_TRUE(rows.Delete(a_, "x").ok());
+  ASSERT_TRUE(rows.Put(b_, "x", "other family").ok());
+  ASSERT_TRUE(rows.Put(a_, "x", "last").ok());
+  ASSERT_TRUE(rows.Put(a_, "z", "soon gone").ok());
+  ASSERT_TRUE(rows.Delete(a_, "z").ok());
   rocksdb::WriteBatch batch;
   ASSERT_TRUE(rows.AddTo(batch).ok());
   Recorder recorder;
@@ -97,11 +97,27 @@ TEST_F(SortedRowsTest, KeyWrittenSeveralTimesKeepsItsWritesInOrder) {
   EXPECT_FALSE(rows.Find(b_->GetID(), "y").has_value());
 }
 
+TEST_F(SortedRowsTest, FindComparesWholeKeysBeyondTheirFirstEightBytes) {
+  SortedRows rows;
+  ASSERT_TRUE(rows.Put(a_, "customer-0002", "2").ok());
+  ASSERT_TRUE(rows.Put(a_, "customer-0001", "1").ok());
+  ASSERT_TRUE(rows.Put(a_, "cust", "short").ok());
+  rows.Sort();
+  EXPECT_EQ(**rows.Find(a_->GetID(), "customer-0001"), "1");
+  EXPECT_EQ(**rows.Find(a_->GetID(), "customer-0002"), "2");
+  EXPECT_EQ(**rows.Find(a_->GetID(), "cust"), "short");
+  EXPECT_FALSE(rows.Find(a_->GetID(), "customer-0003").has_value());
+  EXPECT_FALSE(rows.Find(a_->GetID(), "customer-000").has_value());
+  EXPECT_FALSE(rows.Find(a_->GetID(), std::string("cust\0", 5)).has_value());
+}
+
 TEST_F(SortedRowsTest, ManyWritesOfFewKeysEndWithTheLastOfEach) {
   SortedRows rows;
   for (int i = 0; i < 1000; ++i) {
-    rows.Put(a_, "k" + std::to_string(i % 7), std::to_string(i));
-    if (i % 5 == 0) rows.Delete(a_, "k" + std::to_string((i + 3) % 7));
+    ASSERT_TRUE(rows.Put(a_, "k" + std::to_string(i % 7), std::to_string(i)).ok());
+    if (i % 5 == 0) {
+      ASSERT_TRUE(rows.Delete(a_, "k" + std::to_string((i + 3) % 7)).ok());
+    }
   }
   rocksdb::WriteBatch batch;
   ASSERT_TRUE(rows.AddTo(batch).ok());
@@ -125,13 +141,13 @@ TEST_F(SortedRowsTest, ManyWritesOfFewKeysEndWithTheLastOfEach) {
 
 TEST_F(SortedRowsTest, FindAnswersOnlyOnceSorted) {
   SortedRows rows;
-  rows.Put(a_, "b", "1");
-  rows.Put(a_, "a", "2");
+  ASSERT_TRUE(rows.Put(a_, "b", "1").ok());
+  ASSERT_TRUE(rows.Put(a_, "a", "2").ok());
   EXPECT_FALSE(rows.sorted());
   EXPECT_FALSE(rows.Find(a_->GetID(), "a").has_value());
   rows.Sort();
   EXPECT_EQ(**rows.Find(a_->GetID(), "a"), "2");
-  rows.Put(a_, "c", "3");  // a later row unsorts them again
+  ASSERT_TRUE(rows.Put(a_, "c", "3").ok());  // a later row unsorts them again
   EXPECT_FALSE(rows.sorted());
 }
 

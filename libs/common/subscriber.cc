@@ -88,9 +88,11 @@ absl::Status ProjectionTxn::Put(absl::string_view family, absl::string_view key,
 
 absl::Status ProjectionTxn::PutWriteOnly(absl::string_view family, absl::string_view key,
                                          absl::string_view value) {
+  // Once sealed, Lookup answers from the sorted rows: a later row would
+  // be invisible to it.
+  if (sealed_) return absl::FailedPreconditionError("write to a sealed projection batch");
   CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
-  write_only_.Put(cf, key, value);
-  return absl::OkStatus();
+  return write_only_.Put(cf, key, value);
 }
 
 absl::Status ProjectionTxn::Delete(absl::string_view family, absl::string_view key) {

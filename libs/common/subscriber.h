@@ -56,8 +56,8 @@ class ProjectionTxn {
   Database& db_;
   const ProjectionTxn* pending_;  // null once sealed: reads are over
   rocksdb::WriteBatch batch_;
-  // Write-only rows, added to the batch in key order (see SortedRows)
-  // when sealed; searchable from then on.
+  // Write-only rows: sorted when sealed (see SortedRows), searchable from
+  // then on, and added to the batch in that order by Commit.
   SortedRows write_only_;
   bool sealed_ = false;
   // (family id, key) -> value written in this batch; nullopt = deleted.
