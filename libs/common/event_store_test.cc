@@ -280,6 +280,34 @@ TEST_F(EventStoreTest, BatchAppendsManyWithOneResultEach) {
   EXPECT_EQ(store_->LoadState("s-1")->state, "s1b");
   EXPECT_EQ(store_->LoadState("s-3").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->ReadStream("s-0")->size(), 1u);
+
+  // A later batch meets what the first one stored and its own writes.
+  std::vector<AppendRequest> later;
+  later.push_back(Request("s-1", 2, {Event("F")}, "s1c"));  // stored at 2
+  later.push_back(Request("s-1", 3, {Event("G")}, "s1d"));  // builds on the one before
+  later.push_back(Request("s-0", 0, {Event("H")}, ""));     // stale: s-0 is at 1
+  for (const char* stream : {"s-4", "s-5"}) {
+    auto replay = Request(stream, 0, {Event("I")}, "");
+    replay.request_key = "import/1";  // stored by the first batch
+    later.push_back(replay);
+  }
+  results = store_->AppendBatch(std::move(later));
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 5u);
+  ASSERT_TRUE((*results)[0].ok());
+  EXPECT_EQ((*results)[0]->last_version, 3);
+  ASSERT_TRUE((*results)[1].ok());
+  EXPECT_EQ((*results)[1]->last_version, 4);
+  EXPECT_EQ((*results)[2].status().code(), absl::StatusCode::kAborted);
+  for (int i : {3, 4}) {
+    ASSERT_TRUE((*results)[i].ok());
+    EXPECT_TRUE((*results)[i]->replayed);
+    EXPECT_EQ((*results)[i]->response, "row-1");
+  }
+  EXPECT_EQ(store_->LogSize(), 6u);
+  EXPECT_EQ(store_->LoadState("s-1")->state, "s1d");
+  EXPECT_EQ(store_->LoadState("s-4").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->LoadState("s-5").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(EventStoreTest, AppendAllWritesEveryRequestOrNone) {
