@@ -52,8 +52,7 @@ absl::StatusOr<AppendResult> DecodeResult(absl::string_view s) {
 
 absl::Status Put(Database& db, rocksdb::WriteBatch& batch, absl::string_view family,
                  absl::string_view key, absl::string_view value) {
-  auto* cf = db.Family(family);
-  if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
+  CRM_ASSIGN_OR_RETURN(auto* cf, db.RequireFamily(family));
   return FromRocks(batch.Put(cf, rocksdb::Slice(key.data(), key.size()),
                              rocksdb::Slice(value.data(), value.size())));
 }
@@ -167,9 +166,10 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     unwritten_.erase(unwritten_.find(*first_position));
   };
 
-  // What this batch has already decided, ahead of the database.
+  // Each stream's version and each request key's result: as stored, then
+  // as this batch decides them, ahead of the database.
   absl::flat_hash_map<std::string, int64_t> versions;
-  absl::flat_hash_map<std::string, AppendResult> seen_keys;
+  absl::flat_hash_map<std::string, absl::StatusOr<AppendResult>> seen_keys;
   // Rows go to the batch sorted: an import chunk's index rows are scattered
   // over their families, and unsorted they cost a quarter of the import in
   // memtable inserts.
@@ -178,8 +178,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
   rows.Reserve(requests.size() * 8, batch_bytes);
   auto put = [&](absl::string_view family, absl::string_view key,
                  absl::string_view value) -> absl::Status {
-    auto* cf = db_->Family(family);
-    if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", family));
+    CRM_ASSIGN_OR_RETURN(auto* cf, db_->RequireFamily(family));
     return rows.Put(cf, key, value);
   };
   const auto now = ToProtoTimestamp(absl::Now());
@@ -191,10 +190,9 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
   // written: a batch written in none leaves no gap in the log.
   std::vector<std::string> event_keys;
 
-  // What the database holds for the batch's streams and request keys, in
-  // two batched reads (an import chunk has thousands of each).
-  absl::flat_hash_map<std::string, int64_t> stored_versions;
-  absl::flat_hash_map<std::string, std::string> stored_results;
+  // What the database holds for the batch's streams and request keys, into
+  // `versions` and `seen_keys` in two batched reads (an import chunk has
+  // thousands of each).
   {
     absl::flat_hash_set<absl::string_view> streams, request_keys;
     for (const auto& r : requests) {
@@ -205,13 +203,13 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     CRM_ASSIGN_OR_RETURN(auto states, db_->MultiGet(kState, stream_list));
     for (size_t i = 0; i < stream_list.size(); ++i) {
       if (states[i].has_value()) {
-        stored_versions[stream_list[i]] = static_cast<int64_t>(ReadBigEndian64(*states[i]));
+        versions[stream_list[i]] = static_cast<int64_t>(ReadBigEndian64(*states[i]));
       }
     }
     const std::vector<std::string> key_list(request_keys.begin(), request_keys.end());
     CRM_ASSIGN_OR_RETURN(auto earlier, db_->MultiGet(kRequests, key_list));
     for (size_t i = 0; i < key_list.size(); ++i) {
-      if (earlier[i].has_value()) stored_results[key_list[i]] = *std::move(earlier[i]);
+      if (earlier[i].has_value()) seen_keys.emplace(key_list[i], DecodeResult(*earlier[i]));
     }
   }
 
@@ -226,22 +224,14 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     }
     if (!req.request_key.empty()) {
       if (auto it = seen_keys.find(req.request_key); it != seen_keys.end()) {
-        AppendResult replay = it->second;
-        replay.replayed = true;
+        absl::StatusOr<AppendResult> replay = it->second;
+        if (replay.ok()) replay->replayed = true;
         results.push_back(std::move(replay));
-        continue;
-      }
-      if (auto it = stored_results.find(req.request_key); it != stored_results.end()) {
-        results.push_back(DecodeResult(it->second));
         continue;
       }
     }
     int64_t version = kNoStream;
-    if (auto it = versions.find(req.stream); it != versions.end()) {
-      version = it->second;
-    } else if (auto stored = stored_versions.find(req.stream); stored != stored_versions.end()) {
-      version = stored->second;
-    }
+    if (auto it = versions.find(req.stream); it != versions.end()) version = it->second;
     if (version != req.expected_version) {
       results.push_back(
           absl::AbortedError(absl::StrCat("version conflict on ", req.stream, ": expected ",
@@ -270,8 +260,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     }
     for (const auto& w : req.projection_writes) {
       if (w.erase) {
-        auto* cf = db_->Family(w.family);
-        if (cf == nullptr) return absl::InternalError(absl::StrCat("no column family ", w.family));
+        CRM_ASSIGN_OR_RETURN(auto* cf, db_->RequireFamily(w.family));
         CRM_RETURN_IF_ERROR(rows.Delete(cf, w.key));
       } else {
         CRM_RETURN_IF_ERROR(put(w.family, w.key, w.value));
