@@ -17,6 +17,9 @@ struct ServiceConfig {
   std::string brokers;         // --brokers / CRM_KAFKA_BROKERS
   int worker_threads = 16;     // --worker-threads / CRM_WORKER_THREADS
   std::string metrics_listen;  // --metrics-listen / CRM_METRICS_LISTEN, empty = off
+  // --kafka-compression / CRM_KAFKA_COMPRESSION: codec of the events the
+  // outbox relay produces (none, gzip, snappy, lz4, zstd); default none.
+  std::string kafka_compression;
   // --backup-dir / CRM_BACKUP_DIR: where AdminService.CreateBackup writes;
   // default <data-dir>-backups.
   std::string backup_dir;

@@ -77,5 +77,26 @@ TEST(ConfigTest, AnInvalidPreviousMasterKeyIsRefusedNamingTheSetting) {
   EXPECT_FALSE(missing.ok());
 }
 
+TEST(ConfigTest, KafkaCompressionDefaultsToNoneAndRefusesUnknownCodecs) {
+  auto plain = Load({});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->kafka_compression, "none");
+
+  auto flag = Load({"--kafka-compression=zstd"});
+  ASSERT_TRUE(flag.ok()) << flag.status();
+  EXPECT_EQ(flag->kafka_compression, "zstd");
+
+  setenv("CRM_KAFKA_COMPRESSION", "lz4", 1);
+  auto env = Load({});
+  unsetenv("CRM_KAFKA_COMPRESSION");
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->kafka_compression, "lz4");
+
+  auto bad = Load({"--kafka-compression=brotli"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "kafka-compression")) << bad.status();
+}
+
 }  // namespace
 }  // namespace crm

@@ -36,7 +36,7 @@ absl::Status OutboxRelay::Start() {
       // so a later message of a stream cannot overtake an earlier one.
       {"message.timeout.ms", "0"},
       {"linger.ms", "2"},
-      {"compression.type", "lz4"},
+      {"compression.type", options_.compression},
       // Same partition for a key as the Java client, for outside producers.
       {"partitioner", "murmur2_random"},
       {"queue.buffering.max.messages", absl::StrCat(options_.max_in_flight + 1000)},

@@ -29,6 +29,8 @@ struct RelayOptions {
   // Bound on messages handed to librdkafka and not yet reported; the rest
   // wait durably in the outbox, so memory stays flat while a broker is down.
   size_t max_in_flight = 20000;
+  // librdkafka's compression.type (ServiceConfig::kafka_compression).
+  std::string compression = "none";
   KafkaSettings extra_settings = {};
 };
 

@@ -84,7 +84,9 @@ int main(int argc, char** argv) {
     crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
     return 1;
   }
-  crm::OutboxRelay relay(**events, {.brokers = config->brokers, .topic = crm::kAnalyticsTopic});
+  crm::OutboxRelay relay(**events, {.brokers = config->brokers,
+                                    .topic = crm::kAnalyticsTopic,
+                                    .compression = config->kafka_compression});
   if (auto st = relay.Start(); !st.ok()) {
     crm::log::Error("start relay", {{"error", st.ToString()}});
     return 1;

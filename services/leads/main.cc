@@ -28,8 +28,9 @@ int main(int argc, char** argv) {
     crm::log::Error("open store", {{"error", store.status().ToString()}});
     return 1;
   }
-  crm::OutboxRelay relay((*store)->events(),
-                         {.brokers = config->brokers, .topic = crm::kLeadsTopic});
+  crm::OutboxRelay relay((*store)->events(), {.brokers = config->brokers,
+                                              .topic = crm::kLeadsTopic,
+                                              .compression = config->kafka_compression});
   if (auto st = relay.Start(); !st.ok()) {
     crm::log::Error("start relay", {{"error", st.ToString()}});
     return 1;

@@ -79,8 +79,9 @@ int main(int argc, char** argv) {
     crm::log::Error("open key vault", {{"error", vault.status().ToString()}});
     return 1;
   }
-  crm::OutboxRelay relay((*store)->events(),
-                         {.brokers = config->brokers, .topic = crm::kServiceDeskTopic});
+  crm::OutboxRelay relay((*store)->events(), {.brokers = config->brokers,
+                                              .topic = crm::kServiceDeskTopic,
+                                              .compression = config->kafka_compression});
   if (auto st = relay.Start(); !st.ok()) {
     crm::log::Error("start relay", {{"error", st.ToString()}});
     return 1;
