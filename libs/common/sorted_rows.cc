@@ -23,12 +23,17 @@ absl::Status SortedRows::Delete(rocksdb::ColumnFamilyHandle* cf, absl::string_vi
   return Add(cf, key, {}, /*erase=*/true);
 }
 
-absl::Status SortedRows::Add(rocksdb::ColumnFamilyHandle* cf, absl::string_view key,
-                             absl::string_view value, bool erase) {
+absl::Status SortedRows::Fits(absl::string_view key, absl::string_view value) {
   constexpr size_t kMax = std::numeric_limits<uint32_t>::max();
   if (key.size() >= kMax || value.size() >= kMax) {
     return absl::InvalidArgumentError("row key or value of 4 GiB or more");
   }
+  return absl::OkStatus();
+}
+
+absl::Status SortedRows::Add(rocksdb::ColumnFamilyHandle* cf, absl::string_view key,
+                             absl::string_view value, bool erase) {
+  CRM_RETURN_IF_ERROR(Fits(key, value));
   rows_.push_back({cf, cf->GetID(), static_cast<uint32_t>(key.size()),
                    static_cast<uint32_t>(value.size()), erase, bytes_.size(), KeyPrefix(key)});
   bytes_.append(key.data(), key.size());
@@ -72,6 +77,13 @@ std::optional<std::optional<absl::string_view>> SortedRows::Find(uint32_t family
   if (row.family_id != family_id || Key(row) != key) return std::nullopt;
   if (row.erase) return std::optional<absl::string_view>();
   return Value(row);
+}
+
+size_t SortedRows::BatchBytes() const {
+  // A record: its tag, a varint family id and varint lengths (5 bytes each
+  // at most for 32-bit values).
+  constexpr size_t kRecordOverhead = 1 + 3 * 5;
+  return bytes_.size() + rows_.size() * kRecordOverhead;
 }
 
 absl::Status SortedRows::AddTo(rocksdb::WriteBatch& batch) {

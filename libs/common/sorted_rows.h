@@ -23,6 +23,8 @@ class SortedRows {
  public:
   void Reserve(size_t rows, size_t bytes);
   // INVALID_ARGUMENT for a key or value of 4 GiB or more, as WriteBatch.
+  static absl::Status Fits(absl::string_view key, absl::string_view value);
+  // Fails as Fits does.
   absl::Status Put(rocksdb::ColumnFamilyHandle* cf, absl::string_view key, absl::string_view value);
   absl::Status Delete(rocksdb::ColumnFamilyHandle* cf, absl::string_view key);
 
@@ -39,6 +41,9 @@ class SortedRows {
   std::optional<std::optional<absl::string_view>> Find(uint32_t family_id,
                                                        absl::string_view key) const;
 
+  // Bytes these rows take in a WriteBatch, at most: to reserve it whole,
+  // since one grown by doubling copies and page-faults its bytes again.
+  size_t BatchBytes() const;
   // Sorts if need be, then adds every row to `batch`.
   absl::Status AddTo(rocksdb::WriteBatch& batch);
 

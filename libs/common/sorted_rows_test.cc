@@ -151,5 +151,20 @@ TEST_F(SortedRowsTest, FindAnswersOnlyOnceSorted) {
   EXPECT_FALSE(rows.sorted());
 }
 
+// BatchBytes is an upper bound, so a batch reserved with it never grows;
+// long keys and values take longer length varints.
+TEST_F(SortedRowsTest, BatchBytesCoversEveryRow) {
+  SortedRows rows;
+  ASSERT_TRUE(rows.Put(a_, "k", "v").ok());
+  ASSERT_TRUE(rows.Put(b_, std::string(300, 'k'), std::string(70000, 'v')).ok());
+  ASSERT_TRUE(rows.Delete(a_, std::string(200, 'd')).ok());
+  rocksdb::WriteBatch batch;
+  ASSERT_TRUE(rows.AddTo(batch).ok());
+  const size_t header = rocksdb::WriteBatch().GetDataSize();
+  EXPECT_LE(batch.GetDataSize(), header + rows.BatchBytes());
+  // Not far over either: the lengths' varints and tags only.
+  EXPECT_LE(header + rows.BatchBytes() - batch.GetDataSize(), 3 * 16u);
+}
+
 }  // namespace
 }  // namespace crm

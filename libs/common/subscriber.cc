@@ -55,7 +55,7 @@ absl::StatusOr<std::optional<std::string>> ProjectionTxn::Get(absl::string_view 
   CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
   if (auto it = overlay_.find(std::make_pair(cf->GetID(), std::string(key)));
       it != overlay_.end()) {
-    return it->second;
+    return it->second.value;
   }
   if (pending_ != nullptr) {
     if (auto written = pending_->Lookup(cf->GetID(), key); written.has_value()) return *written;
@@ -73,7 +73,7 @@ std::optional<std::optional<std::string>> ProjectionTxn::Lookup(uint32_t family_
     }
   }
   if (auto it = overlay_.find(std::make_pair(family_id, std::string(key))); it != overlay_.end()) {
-    return it->second;
+    return it->second.value;
   }
   return std::nullopt;
 }
@@ -81,9 +81,9 @@ std::optional<std::optional<std::string>> ProjectionTxn::Lookup(uint32_t family_
 absl::Status ProjectionTxn::Put(absl::string_view family, absl::string_view key,
                                 absl::string_view value) {
   CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
-  overlay_[std::make_pair(cf->GetID(), std::string(key))] = std::string(value);
-  return FromRocks(batch_.Put(cf, rocksdb::Slice(key.data(), key.size()),
-                              rocksdb::Slice(value.data(), value.size())));
+  CRM_RETURN_IF_ERROR(SortedRows::Fits(key, value));
+  overlay_[std::make_pair(cf->GetID(), std::string(key))] = {cf, std::string(value)};
+  return absl::OkStatus();
 }
 
 absl::Status ProjectionTxn::PutWriteOnly(absl::string_view family, absl::string_view key,
@@ -97,8 +97,9 @@ absl::Status ProjectionTxn::PutWriteOnly(absl::string_view family, absl::string_
 
 absl::Status ProjectionTxn::Delete(absl::string_view family, absl::string_view key) {
   CRM_ASSIGN_OR_RETURN(auto* cf, Cf(family));
-  overlay_[std::make_pair(cf->GetID(), std::string(key))] = std::nullopt;
-  return FromRocks(batch_.Delete(cf, rocksdb::Slice(key.data(), key.size())));
+  CRM_RETURN_IF_ERROR(SortedRows::Fits(key, {}));
+  overlay_[std::make_pair(cf->GetID(), std::string(key))] = {cf, std::nullopt};
+  return absl::OkStatus();
 }
 
 void ProjectionTxn::Seal() {
@@ -111,10 +112,23 @@ void ProjectionTxn::Seal() {
 
 absl::Status ProjectionTxn::Commit() {
   Seal();
-  CRM_RETURN_IF_ERROR(write_only_.AddTo(batch_));
+  // A key's last write only, sorted like the write-only rows, which come
+  // after them so they win.
+  SortedRows rows;
+  for (const auto& [id_key, written] : overlay_) {
+    CRM_RETURN_IF_ERROR(written.value.has_value()
+                            ? rows.Put(written.cf, id_key.second, *written.value)
+                            : rows.Delete(written.cf, id_key.second));
+  }
+  constexpr size_t kHeader = 12;  // sequence number and count
+  // Reserved whole: a rebuild batch is megabytes, and grown by doubling
+  // it was an eighth of the rebuild's CPU in copies and page faults.
+  rocksdb::WriteBatch batch(kHeader + rows.BatchBytes() + write_only_.BatchBytes());
+  CRM_RETURN_IF_ERROR(rows.AddTo(batch));
+  CRM_RETURN_IF_ERROR(write_only_.AddTo(batch));
   // Not synced: a crash loses the projection update and the offset
   // together, and the events are consumed again.
-  return db_.Write(&batch_, /*sync=*/false);
+  return db_.Write(&batch, /*sync=*/false);
 }
 
 namespace {

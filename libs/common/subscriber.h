@@ -55,13 +55,17 @@ class ProjectionTxn {
 
   Database& db_;
   const ProjectionTxn* pending_;  // null once sealed: reads are over
-  rocksdb::WriteBatch batch_;
   // Write-only rows: sorted when sealed (see SortedRows), searchable from
   // then on, and added to the batch in that order by Commit.
   SortedRows write_only_;
   bool sealed_ = false;
-  // (family id, key) -> value written in this batch; nullopt = deleted.
-  absl::flat_hash_map<std::pair<uint32_t, std::string>, std::optional<std::string>> overlay_;
+  // The other rows: (family id, key) -> the last write of this batch, the
+  // only one Commit writes.
+  struct Written {
+    rocksdb::ColumnFamilyHandle* cf;
+    std::optional<std::string> value;  // nullopt = deleted
+  };
+  absl::flat_hash_map<std::pair<uint32_t, std::string>, Written> overlay_;
 };
 
 // A read model fed by events. Apply must be deterministic: a rebuild from

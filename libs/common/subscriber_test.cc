@@ -115,6 +115,30 @@ TEST_F(SubscriberTest, ATransactionReadsThePendingBatchsWritesBeforeTheyCommit) 
   EXPECT_FALSE(db_->Get("counts", "gone")->has_value());
 }
 
+// A batch commits each key's last write: a put after a delete puts, a
+// delete after a put deletes, and a write-only row wins over the others.
+TEST_F(SubscriberTest, ABatchCommitsTheLastWriteOfEachKey) {
+  ProjectionTxn seed(*db_);
+  ASSERT_TRUE(seed.Put("counts", "deleted", "stored").ok());
+  ASSERT_TRUE(seed.Commit().ok());
+
+  ProjectionTxn txn(*db_);
+  ASSERT_TRUE(txn.Put("counts", "back", "1").ok());
+  ASSERT_TRUE(txn.Delete("counts", "back").ok());
+  ASSERT_TRUE(txn.Put("counts", "back", "2").ok());
+  ASSERT_TRUE(txn.Put("counts", "deleted", "3").ok());
+  ASSERT_TRUE(txn.Delete("counts", "deleted").ok());
+  ASSERT_TRUE(txn.Put("counts", "both", "read-write").ok());
+  ASSERT_TRUE(txn.PutWriteOnly("counts", "both", "write-only").ok());
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(txn.Put("counts", "many", absl::StrCat(i)).ok());
+  ASSERT_TRUE(txn.Commit().ok());
+
+  EXPECT_EQ(Count("back"), "2");
+  EXPECT_FALSE(db_->Get("counts", "deleted")->has_value());
+  EXPECT_EQ(Count("both"), "write-only");
+  EXPECT_EQ(Count("many"), "99");
+}
+
 // The sealed rows are searched by key: keys that share their first bytes,
 // are prefixes of one another, hold zero bytes or bytes above 0x7f are
 // each found, and a key written twice answers its later value.
