@@ -115,6 +115,11 @@ absl::Status ProjectionTxn::Commit() {
   // A key's last write only, sorted like the write-only rows, which come
   // after them so they win.
   SortedRows rows;
+  size_t bytes = 0;
+  for (const auto& [id_key, written] : overlay_) {
+    bytes += id_key.second.size() + (written.value.has_value() ? written.value->size() : 0);
+  }
+  rows.Reserve(overlay_.size(), bytes);
   for (const auto& [id_key, written] : overlay_) {
     CRM_RETURN_IF_ERROR(written.value.has_value()
                             ? rows.Put(written.cf, id_key.second, *written.value)

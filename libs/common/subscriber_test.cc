@@ -131,7 +131,16 @@ TEST_F(SubscriberTest, ABatchCommitsTheLastWriteOfEachKey) {
   ASSERT_TRUE(txn.Put("counts", "both", "read-write").ok());
   ASSERT_TRUE(txn.PutWriteOnly("counts", "both", "write-only").ok());
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(txn.Put("counts", "many", absl::StrCat(i)).ok());
+  auto entries = [&] {
+    uint64_t n = 0;
+    db_->raw()->GetIntProperty(db_->Family("counts"), "rocksdb.num-entries-active-mem-table", &n);
+    return n;
+  };
+  const uint64_t before = entries();
   ASSERT_TRUE(txn.Commit().ok());
+  // One row per key (back, deleted, both twice: read-write and write-only,
+  // many), not one per write.
+  EXPECT_EQ(entries() - before, 5u);
 
   EXPECT_EQ(Count("back"), "2");
   EXPECT_FALSE(db_->Get("counts", "deleted")->has_value());
