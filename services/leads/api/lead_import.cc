@@ -181,13 +181,19 @@ absl::Status ImportSession::Process(std::vector<crm::v1::ImportLeadRow> rows) {
     return st;
   }
   if (chunk.appends.empty()) return absl::OkStatus();
-  writer_ = std::thread(
-      [this, chunk = std::move(chunk)]() mutable { writer_status_ = Write(std::move(chunk)); });
+  written_ = std::make_unique<absl::Notification>();
+  writers_.Run([this, done = written_.get(), chunk = std::move(chunk)]() mutable {
+    writer_status_ = Write(std::move(chunk));
+    done->Notify();
+  });
   return absl::OkStatus();
 }
 
 absl::Status ImportSession::WaitForWriter() {
-  if (writer_.joinable()) writer_.join();
+  if (written_ != nullptr) {
+    written_->WaitForNotification();
+    written_.reset();
+  }
   return std::exchange(writer_status_, absl::OkStatus());
 }
 
@@ -348,10 +354,14 @@ absl::Status ImportSession::Write(Chunk chunk) {
   }
   absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> results[2];
   {
-    std::thread second(
-        [&] { results[1] = commands_.store().events().AppendBatch(std::move(halves[1])); });
+    // This runs on one of the two writers; the other takes the second half.
+    absl::Notification second;
+    writers_.Run([&] {
+      results[1] = commands_.store().events().AppendBatch(std::move(halves[1]));
+      second.Notify();
+    });
     results[0] = commands_.store().events().AppendBatch(std::move(halves[0]));
-    second.join();
+    second.WaitForNotification();
   }
   commands_.contacts().Release(chunk.claimed);
   absl::Status status;
