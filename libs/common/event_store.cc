@@ -118,7 +118,7 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
 // Concurrent appends meet in RocksDB's write group, which shares one WAL
 // fsync among them. Queuing them here as well, so that one caller writes
 // everyone's rows in one sorted batch, measured no faster (CaptureLead
-// 5.1-5.3k req/s either way; two batches in flight doubled the fsyncs):
+// 5.1-5.3k req/s either way; two batches in flight synced 2.7x as often):
 // the cost of an append is in its own rows, not in the grouping.
 absl::StatusOr<AppendResult> EventStore::Append(AppendRequest req) {
   std::vector<AppendRequest> one;
