@@ -16,28 +16,43 @@
 namespace crm::pii {
 namespace {
 
+absl::string_view View(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
 std::string KeyRow(absl::string_view key_id) { return absl::StrCat("k", key_id); }
+std::string CustomerPrefix(absl::string_view customer_id) {
+  return absl::StrCat("c", customer_id, absl::string_view("\0", 1));
+}
+std::string CustomerRow(absl::string_view customer_id, absl::string_view key_id) {
+  return absl::StrCat(CustomerPrefix(customer_id), key_id);
+}
 std::string ErasedRow(absl::string_view customer_id) { return absl::StrCat("e", customer_id); }
 std::string MergeRow(absl::string_view merged_lead_id) { return absl::StrCat("m", merged_lead_id); }
 std::string KeyStream(absl::string_view key_id) { return absl::StrCat(kKeyStreamPrefix, key_id); }
 
 constexpr char kBlindIndexRow[] = "blind-index";
+constexpr char kIndexedRow[] = "index:customers";
+// Key rows handled per write while the key rows are scanned at start.
+constexpr size_t kScanBatch = 1024;
 // The purpose of the blind index key: its derivation from a master key
 // (before it was stored) and the associated data of its wrapping.
 constexpr char kBlindIndexPurpose[] = "crm pii blind index v1";
 
-// One record on a key's stream with the key's row: the record itself for
-// an issue (or re-wrap), deleted for a destruction.
-AppendRequest KeyRecord(absl::string_view key_id, int64_t expected_version,
-                        crm::v1::EventEnvelope record) {
+// One record on a key's stream with the key's rows: the record itself and
+// the customer's index entry for an issue (or re-wrap), both deleted for a
+// destruction. The record's customer and issuer are the key's.
+AppendRequest KeyRecord(absl::string_view key_id, absl::string_view issuer,
+                        int64_t expected_version, crm::v1::EventEnvelope record) {
   AppendRequest append;
   append.stream = KeyStream(key_id);
   append.expected_version = expected_version;
+  const std::string customer_row = CustomerRow(record.customer_id(), key_id);
   if (record.payload().Is<crm::v1::DataKeyDestroyed>()) {
     append.projection_writes.push_back({KeyVault::kFamily, KeyRow(key_id), "", true});
+    append.projection_writes.push_back({KeyVault::kFamily, customer_row, "", true});
   } else {
     append.projection_writes.push_back(
         {KeyVault::kFamily, KeyRow(key_id), record.SerializeAsString()});
+    append.projection_writes.push_back({KeyVault::kFamily, customer_row, std::string(issuer)});
   }
   append.events.push_back(std::move(record));
   return append;
@@ -78,22 +93,25 @@ Counter& RewrappedCounter() {
 }  // namespace
 
 KeyVault::KeyVault(Token, Database& db, EventStore* store, const MasterKeys& masters,
-                   std::string issuer)
+                   std::string issuer, size_t cached_keys)
     : db_(db),
       store_(store),
       wrap_keys_(Derived(masters, "crm pii key wrapping v1")),
       derived_blind_index_keys_(Derived(masters, kBlindIndexPurpose)),
       blind_index_key_(derived_blind_index_keys_.front()),
-      issuer_(std::move(issuer)) {}
+      issuer_(std::move(issuer)),
+      keys_(cached_keys),
+      by_customer_(cached_keys) {}
 
 absl::StatusOr<std::unique_ptr<KeyVault>> KeyVault::Open(Database& db, EventStore* store,
                                                          const MasterKeys& masters,
-                                                         std::string issuer) {
+                                                         std::string issuer, size_t cached_keys) {
   if (db.Family(kFamily) == nullptr) {
     return absl::InternalError(absl::StrCat("database has no column family ", kFamily));
   }
-  auto vault = std::make_unique<KeyVault>(Token{}, db, store, masters, std::move(issuer));
-  CRM_RETURN_IF_ERROR(vault->Load());
+  auto vault =
+      std::make_unique<KeyVault>(Token{}, db, store, masters, std::move(issuer), cached_keys);
+  CRM_RETURN_IF_ERROR(vault->Load(/*every_key=*/!masters.previous.empty()));
   if (vault->rewrapped_ > 0 || !masters.previous.empty()) {
     // Once every service logs 0 here, the previous master keys can go.
     log::Info("personal-data keys re-wrapped under the current master key",
@@ -104,73 +122,128 @@ absl::StatusOr<std::unique_ptr<KeyVault>> KeyVault::Open(Database& db, EventStor
   return vault;
 }
 
-absl::Status KeyVault::Load() {
+absl::Status KeyVault::Load(bool every_key) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = db_.NewIterator(kFamily);
+    for (it->Seek("e"); it->Valid() && it->key().starts_with("e"); it->Next()) {
+      if (it->value().size() != 8) return absl::DataLossError("corrupt erasure row");
+      erased_[View(it->key()).substr(1)] =
+          absl::FromUnixMicros(static_cast<int64_t>(ReadBigEndian64(View(it->value()))));
+    }
+    for (it->Seek("m"); it->Valid() && it->key().starts_with("m"); it->Next()) {
+      crm::v1::CustomersMerged merged;
+      if (!merged.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::DataLossError(absl::StrCat("corrupt merge row ", View(it->key())));
+      }
+      LinkLocked(merged.merged_customer_id(), merged.survivor_customer_id());
+    }
+    CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  }
+  CRM_ASSIGN_OR_RETURN(auto indexed, db_.Get(kFamily, kIndexedRow));
+  size_t data_master = 0;
+  if (every_key || !indexed.has_value()) {
+    CRM_ASSIGN_OR_RETURN(data_master, ScanKeys(/*index=*/!indexed.has_value()));
+  } else {
+    CRM_RETURN_IF_ERROR(DeleteErasedKeys());
+    // A key that does not unwrap was stored under another master key: a
+    // configuration error that must stop the service, not hide its data.
+    auto it = db_.NewIterator(kFamily);
+    it->Seek("k");
+    if (it->Valid() && it->key().starts_with("k")) {
+      crm::v1::EventEnvelope issued;
+      if (!issued.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::DataLossError(absl::StrCat("corrupt key row ", View(it->key())));
+      }
+      CRM_RETURN_IF_ERROR(Unwrap(issued).status());
+    }
+    CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  }
+  return LoadBlindIndexKey(data_master);
+}
+
+absl::Status KeyVault::DeleteErasedKeys() {
+  std::vector<std::string> customers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [customer_id, at] : erased_) customers.push_back(customer_id);
+  }
+  rocksdb::WriteBatch rows;
+  rocksdb::ColumnFamilyHandle* family = db_.Family(kFamily);
+  for (const std::string& customer_id : customers) {
+    CRM_ASSIGN_OR_RETURN(auto held, CustomerKeys(customer_id));
+    for (const HeldKey& h : held) {
+      CRM_ASSIGN_OR_RETURN(auto row, db_.Get(kFamily, KeyRow(h.key_id)));
+      crm::v1::EventEnvelope issued;
+      if (row.has_value() && !issued.ParseFromString(*row)) {
+        return absl::DataLossError(absl::StrCat("corrupt key row k", h.key_id));
+      }
+      if (row.has_value() && !IssuedBeforeErasure(issued)) continue;
+      CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, KeyRow(h.key_id))));
+      CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, CustomerRow(customer_id, h.key_id))));
+    }
+  }
+  return rows.Count() > 0 ? db_.Write(&rows, /*sync=*/true) : absl::OkStatus();
+}
+
+absl::StatusOr<size_t> KeyVault::ScanKeys(bool index) {
   struct Stale {
     std::string key_id;
     crm::v1::EventEnvelope stored;
     Entry entry;
   };
   std::vector<Stale> stale;
-  std::vector<std::string> dead;
-  // The master key the stored data keys were wrapped under, which is the
-  // one the blind index key was derived from before it was stored.
+  rocksdb::WriteBatch rows;
+  // Rows are written a batch at a time, so memory stays bounded however
+  // many keys there are; a crash midway leaves the rest for the next start.
+  auto flush = [&]() -> absl::Status {
+    for (const Stale& s : stale) {
+      CRM_RETURN_IF_ERROR(Rewrap(s.key_id, s.stored, s.entry, rows));
+      ++rewrapped_;
+    }
+    stale.clear();
+    if (rows.Count() > 0) CRM_RETURN_IF_ERROR(db_.Write(&rows, /*sync=*/true));
+    rows.Clear();
+    return absl::OkStatus();
+  };
   size_t data_master = 0;
-  {
-    auto it = db_.NewIterator(kFamily);
-    std::lock_guard<std::mutex> lock(mu_);
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      const absl::string_view row(it->key().data(), it->key().size());
-      const absl::string_view value(it->value().data(), it->value().size());
-      if (absl::StartsWith(row, "e") && value.size() == 8) {
-        erased_[row.substr(1)] = absl::FromUnixMicros(static_cast<int64_t>(ReadBigEndian64(value)));
-      } else if (absl::StartsWith(row, "m")) {
-        crm::v1::CustomersMerged merged;
-        if (!merged.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          return absl::DataLossError(absl::StrCat("corrupt merge row ", row));
-        }
-        LinkLocked(merged.merged_customer_id(), merged.survivor_customer_id());
-      } else if (absl::StartsWith(row, "k")) {
-        crm::v1::EventEnvelope issued;
-        if (!issued.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          return absl::DataLossError(absl::StrCat("corrupt key row ", row));
-        }
-        // Rows sort "e" before "k": every erasure is known here. A key row
-        // of an erased customer issued before the erasure was written back
-        // by a key record applied while the erasure ran: it stays destroyed.
-        crm::v1::DataKeyIssued payload;
-        if (issued.payload().UnpackTo(&payload)) {
-          if (auto e = erased_.find(payload.customer_id());
-              e != erased_.end() && FromProtoTimestamp(issued.occurred_at()) <= e->second) {
-            dead.emplace_back(row);
-            continue;
-          }
-        }
-        // A key that does not unwrap was stored under another master key: a
-        // configuration error that must stop the service, not hide its data.
-        CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(issued));
-        const std::string key_id(row.substr(1));
-        if (unwrapped.master != 0) {
-          data_master = unwrapped.master;
-          stale.push_back({key_id, std::move(issued), unwrapped.entry});
-        }
-        by_customer_[unwrapped.entry.customer_id].push_back(key_id);
-        keys_.emplace(key_id, std::move(unwrapped.entry));
+  rocksdb::ColumnFamilyHandle* family = db_.Family(kFamily);
+  auto it = db_.NewIterator(kFamily);
+  for (it->Seek("k"); it->Valid() && it->key().starts_with("k"); it->Next()) {
+    const absl::string_view row = View(it->key());
+    const std::string key_id(row.substr(1));
+    crm::v1::EventEnvelope issued;
+    if (!issued.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("corrupt key row ", row));
+    }
+    if (IssuedBeforeErasure(issued)) {
+      // Written back by a key record applied while the erasure ran: it
+      // stays destroyed (and need not unwrap).
+      CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, rocksdb::Slice(row.data(), row.size()))));
+      crm::v1::DataKeyIssued payload;
+      issued.payload().UnpackTo(&payload);
+      CRM_RETURN_IF_ERROR(
+          FromRocks(rows.Delete(family, CustomerRow(payload.customer_id(), key_id))));
+    } else {
+      // A key that does not unwrap was stored under another master key: a
+      // configuration error that must stop the service, not hide its data.
+      CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(issued));
+      const Entry& entry = unwrapped.entry;
+      if (index) {
+        CRM_RETURN_IF_ERROR(FromRocks(rows.Put(family, CustomerRow(entry.customer_id, key_id),
+                                               entry.own ? issuer_ : std::string())));
+      }
+      if (unwrapped.master != 0) {
+        data_master = unwrapped.master;
+        stale.push_back({key_id, std::move(issued), entry});
       }
     }
-    CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+    if (rows.Count() + stale.size() >= kScanBatch) CRM_RETURN_IF_ERROR(flush());
   }
-  CRM_RETURN_IF_ERROR(LoadBlindIndexKey(data_master));
-  // Rows alone (keys of other services, dead rows) are written together; a
-  // crash before the write leaves them as they were for the next start.
-  rocksdb::WriteBatch rows;
-  for (const std::string& row : dead) {
-    CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(db_.Family(kFamily), row)));
-  }
-  for (const Stale& s : stale) {
-    CRM_RETURN_IF_ERROR(Rewrap(s.key_id, s.stored, s.entry, rows));
-    ++rewrapped_;
-  }
-  return rows.Count() > 0 ? db_.Write(&rows, /*sync=*/true) : absl::OkStatus();
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  if (index) CRM_RETURN_IF_ERROR(FromRocks(rows.Put(family, kIndexedRow, "")));
+  CRM_RETURN_IF_ERROR(flush());
+  return data_master;
 }
 
 absl::Status KeyVault::LoadBlindIndexKey(size_t legacy_master) {
@@ -232,7 +305,7 @@ absl::Status KeyVault::Rewrap(const std::string& key_id, const crm::v1::EventEnv
   // rotation's.
   ctx.occurred_at = entry.issued_at;
   return store_
-      ->Append(KeyRecord(key_id, events.back().stream_version(),
+      ->Append(KeyRecord(key_id, issuer_, events.back().stream_version(),
                          MakeEnvelope(issued, entry.customer_id, ctx)))
       .status();
 }
@@ -269,14 +342,79 @@ absl::StatusOr<KeyVault::Unwrapped> KeyVault::Unwrap(const crm::v1::EventEnvelop
   return out;
 }
 
-KeyVault::Sealing KeyVault::KeyFor(const std::string& customer_id, const EventContext& ctx) const {
+bool KeyVault::ErasedLocked(const Entry& entry) const {
+  auto e = erased_.find(entry.customer_id);
+  return e != erased_.end() && entry.issued_at <= e->second;
+}
+
+bool KeyVault::IssuedBeforeErasure(const crm::v1::EventEnvelope& row) const {
+  crm::v1::DataKeyIssued issued;
+  row.payload().UnpackTo(&issued);
+  Entry entry;
+  entry.customer_id = issued.customer_id();
+  entry.issued_at = FromProtoTimestamp(row.occurred_at());
+  std::lock_guard<std::mutex> lock(mu_);
+  return ErasedLocked(entry);
+}
+
+absl::StatusOr<std::optional<KeyVault::Entry>> KeyVault::LoadKey(const std::string& key_id) const {
+  uint64_t drops;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = by_customer_.find(customer_id); it != by_customer_.end() && !it->second.empty()) {
-      const std::string& key_id = it->second.front();
-      return {{key_id, keys_.at(key_id).key}, std::nullopt};
+    if (const Entry* e = keys_.Find(key_id)) {
+      if (ErasedLocked(*e)) return std::nullopt;
+      return *e;
     }
+    drops = drops_;
   }
+  CRM_ASSIGN_OR_RETURN(auto row, db_.Get(kFamily, KeyRow(key_id)));
+  if (!row.has_value()) return std::nullopt;
+  crm::v1::EventEnvelope issued;
+  if (!issued.ParseFromString(*row)) return absl::DataLossError("corrupt key row k" + key_id);
+  CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(issued));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (ErasedLocked(unwrapped.entry)) return std::nullopt;
+  // A key dropped while it was read must not come back into memory.
+  if (drops == drops_) keys_.Put(key_id, unwrapped.entry);
+  return std::move(unwrapped.entry);
+}
+
+absl::StatusOr<std::vector<KeyVault::HeldKey>> KeyVault::CustomerKeys(
+    const std::string& customer_id) const {
+  std::vector<HeldKey> held;
+  const std::string prefix = CustomerPrefix(customer_id);
+  auto it = db_.NewIterator(kFamily);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    held.push_back(
+        {std::string(View(it->key()).substr(prefix.size())), View(it->value()) == issuer_});
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return held;
+}
+
+absl::StatusOr<KeyVault::Sealing> KeyVault::KeyFor(const std::string& customer_id,
+                                                   const EventContext& ctx) const {
+  std::string cached_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const std::string* id = by_customer_.Find(customer_id)) cached_id = *id;
+  }
+  if (!cached_id.empty()) {
+    CRM_ASSIGN_OR_RETURN(auto entry, LoadKey(cached_id));
+    if (entry.has_value()) return Sealing{{cached_id, entry->key}, std::nullopt};
+  }
+  CRM_ASSIGN_OR_RETURN(auto held, CustomerKeys(customer_id));
+  for (const HeldKey& h : held) {
+    CRM_ASSIGN_OR_RETURN(auto entry, LoadKey(h.key_id));
+    if (!entry.has_value()) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    by_customer_.Put(customer_id, h.key_id);
+    return Sealing{{h.key_id, entry->key}, std::nullopt};
+  }
+  return NewKey(customer_id, ctx);
+}
+
+KeyVault::Sealing KeyVault::NewKey(const std::string& customer_id, const EventContext& ctx) const {
   Sealing out;
   out.key.key_id = absl::BytesToHexString(RandomBytes(8));
   out.key.key = RandomKey();
@@ -290,21 +428,22 @@ KeyVault::Sealing KeyVault::KeyFor(const std::string& customer_id, const EventCo
   // Erasure compares times of issue: a key is as old as its creation, not
   // as the (possibly earlier) business time of the data it seals.
   issue_ctx.occurred_at = absl::Now();
-  out.issue = KeyRecord(out.key.key_id, EventStore::kNoStream,
+  out.issue = KeyRecord(out.key.key_id, issuer_, EventStore::kNoStream,
                         MakeEnvelope(issued, customer_id, issue_ctx));
   return out;
 }
 
 void KeyVault::Issued(const std::string& customer_id, const DataKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (keys_.contains(key.key_id)) return;
-  keys_.emplace(key.key_id, Entry{customer_id, key.key, absl::Now(), /*own=*/true});
-  by_customer_[customer_id].push_back(key.key_id);
+  if (!keys_.Contains(key.key_id)) {
+    keys_.Put(key.key_id, Entry{customer_id, key.key, absl::Now(), /*own=*/true});
+  }
+  if (!by_customer_.Contains(customer_id)) by_customer_.Put(customer_id, key.key_id);
 }
 
 absl::StatusOr<DataKey> KeyVault::EnsureKey(const std::string& customer_id,
                                             const EventContext& ctx) {
-  Sealing sealing = KeyFor(customer_id, ctx);
+  CRM_ASSIGN_OR_RETURN(Sealing sealing, KeyFor(customer_id, ctx));
   if (sealing.issue.has_value()) {
     if (store_ == nullptr) return absl::FailedPreconditionError("this service issues no keys");
     CRM_RETURN_IF_ERROR(store_->Append(std::move(*sealing.issue)).status());
@@ -356,35 +495,43 @@ bool KeyVault::Erased(const std::string& customer_id) const {
 }
 
 std::optional<Key> KeyVault::Find(absl::string_view key_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = keys_.find(key_id);
-  if (it == keys_.end()) return std::nullopt;
-  return it->second.key;
+  auto entry = LoadKey(std::string(key_id));
+  if (!entry.ok()) {
+    // The data it seals stays sealed; the row is kept for an operator.
+    log::Error("personal-data key unreadable",
+               {{"key_id", std::string(key_id)}, {"error", entry.status().ToString()}});
+    return std::nullopt;
+  }
+  if (!entry->has_value()) return std::nullopt;
+  return (*entry)->key;
 }
 
-std::vector<std::string> KeyVault::Forget(const std::string& customer_id, absl::Time erased_at) {
+std::vector<std::string> KeyVault::Forget(const std::string& customer_id, absl::Time erased_at,
+                                          const std::vector<HeldKey>& held) {
   std::lock_guard<std::mutex> lock(mu_);
   absl::Time& at = erased_[customer_id];
   at = std::max(at, erased_at);
+  ++drops_;
   std::vector<std::string> own;
-  auto it = by_customer_.find(customer_id);
-  if (it == by_customer_.end()) return own;
-  for (const auto& key_id : it->second) {
-    auto k = keys_.find(key_id);
-    if (k == keys_.end()) continue;
-    if (k->second.own) own.push_back(key_id);
-    keys_.erase(k);
+  for (const HeldKey& h : held) {
+    keys_.Erase(h.key_id);
+    if (h.own) own.push_back(h.key_id);
   }
-  by_customer_.erase(it);
+  // Keys in memory but not in `held` (applied and not yet committed) are
+  // refused by the erasure time.
+  by_customer_.Erase(customer_id);
   return own;
 }
 
-std::vector<ProjectionWrite> KeyVault::ErasureWrites(
-    const std::string& customer_id, absl::Time erased_at,
-    const std::vector<std::string>& key_ids) const {
+std::vector<ProjectionWrite> KeyVault::ErasureWrites(const std::string& customer_id,
+                                                     absl::Time erased_at,
+                                                     const std::vector<HeldKey>& held) const {
   std::vector<ProjectionWrite> writes;
   writes.push_back({kFamily, ErasedRow(customer_id), EncodeTime(erased_at)});
-  for (const auto& key_id : key_ids) writes.push_back({kFamily, KeyRow(key_id), "", true});
+  for (const HeldKey& h : held) {
+    writes.push_back({kFamily, KeyRow(h.key_id), "", true});
+    writes.push_back({kFamily, CustomerRow(customer_id, h.key_id), "", true});
+  }
   return writes;
 }
 
@@ -404,7 +551,7 @@ absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
       crm::v1::DataKeyDestroyed destroyed;
       destroyed.set_key_id(key_id);
       destroyed.set_customer_id(customer_id);
-      auto appended = store_->Append(KeyRecord(key_id, events.back().stream_version(),
+      auto appended = store_->Append(KeyRecord(key_id, issuer_, events.back().stream_version(),
                                                MakeEnvelope(destroyed, customer_id, destroy_ctx)));
       // ABORTED: destroyed meanwhile by another path.
       if (!appended.ok() && !absl::IsAborted(appended.status())) return appended.status();
@@ -423,7 +570,11 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     bool held;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      held = keys_.contains(issued.key_id());
+      held = keys_.Contains(issued.key_id());
+    }
+    if (!held) {
+      CRM_ASSIGN_OR_RETURN(auto row, txn.Get(kFamily, KeyRow(issued.key_id())));
+      held = row.has_value();
     }
     if (held) {
       // The issuer re-wrapped the key under the current master key: store
@@ -440,11 +591,8 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(event));
     Entry& entry = unwrapped.entry;
     std::lock_guard<std::mutex> lock(mu_);
-    if (keys_.contains(issued.key_id())) return absl::OkStatus();
-    if (auto e = erased_.find(entry.customer_id);
-        e != erased_.end() && entry.issued_at <= e->second) {
-      return absl::OkStatus();  // issued before the customer was erased
-    }
+    if (keys_.Contains(issued.key_id())) return absl::OkStatus();
+    if (ErasedLocked(entry)) return absl::OkStatus();  // issued before the erasure
     crm::v1::EventEnvelope row = event;
     if (unwrapped.master != 0) {
       // An old wrapping (a topic not compacted yet): stored under the
@@ -453,18 +601,26 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
       row.mutable_payload()->PackFrom(issued);
     }
     CRM_RETURN_IF_ERROR(txn.Put(kFamily, KeyRow(issued.key_id()), row.SerializeAsString()));
-    by_customer_[entry.customer_id].push_back(issued.key_id());
-    keys_.emplace(issued.key_id(), std::move(entry));
+    CRM_RETURN_IF_ERROR(
+        txn.Put(kFamily, CustomerRow(entry.customer_id, issued.key_id()), issued.issuer()));
+    if (!by_customer_.Contains(entry.customer_id)) {
+      by_customer_.Put(entry.customer_id, issued.key_id());
+    }
+    keys_.Put(issued.key_id(), std::move(entry));
     return absl::OkStatus();
   }
   if (payload.Is<crm::v1::DataKeyDestroyed>()) {
     crm::v1::DataKeyDestroyed destroyed;
     payload.UnpackTo(&destroyed);
     CRM_RETURN_IF_ERROR(txn.Delete(kFamily, KeyRow(destroyed.key_id())));
+    CRM_RETURN_IF_ERROR(
+        txn.Delete(kFamily, CustomerRow(destroyed.customer_id(), destroyed.key_id())));
     std::lock_guard<std::mutex> lock(mu_);
-    keys_.erase(destroyed.key_id());
-    if (auto it = by_customer_.find(destroyed.customer_id()); it != by_customer_.end()) {
-      std::erase(it->second, destroyed.key_id());
+    ++drops_;
+    keys_.Erase(destroyed.key_id());
+    if (const std::string* id = by_customer_.Find(destroyed.customer_id());
+        id != nullptr && *id == destroyed.key_id()) {
+      by_customer_.Erase(destroyed.customer_id());
     }
     return absl::OkStatus();
   }
@@ -482,18 +638,12 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     crm::v1::CustomerErased erased;
     payload.UnpackTo(&erased);
     const absl::Time at = FromProtoTimestamp(event.occurred_at());
-    std::vector<std::string> held;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = by_customer_.find(erased.customer_id()); it != by_customer_.end()) {
-        held = it->second;
-      }
-    }
+    CRM_ASSIGN_OR_RETURN(const std::vector<HeldKey> held, CustomerKeys(erased.customer_id()));
     for (const auto& w : ErasureWrites(erased.customer_id(), at, held)) {
       CRM_RETURN_IF_ERROR(w.erase ? txn.Delete(w.family, w.key)
                                   : txn.Put(w.family, w.key, w.value));
     }
-    const std::vector<std::string> own = Forget(erased.customer_id(), at);
+    const std::vector<std::string> own = Forget(erased.customer_id(), at, held);
     EventContext ctx;
     ctx.actor = issuer_;
     ctx.correlation_id = event.correlation_id();
@@ -513,7 +663,7 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
   erase_ctx.source = issuer_;
   // The customer and, transitively, every customer merged into it.
   std::vector<std::string> customers = {customer_id};
-  std::vector<std::vector<std::string>> held;
+  std::vector<std::vector<HeldKey>> held;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < customers.size(); ++i) {
@@ -525,10 +675,10 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
         }
       }
     }
-    for (const auto& c : customers) {
-      auto it = by_customer_.find(c);
-      held.push_back(it != by_customer_.end() ? it->second : std::vector<std::string>{});
-    }
+  }
+  for (const auto& c : customers) {
+    CRM_ASSIGN_OR_RETURN(auto keys, CustomerKeys(c));
+    held.push_back(std::move(keys));
   }
   std::vector<AppendRequest> appends;
   for (size_t i = 0; i < customers.size(); ++i) {
@@ -555,7 +705,7 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
   CRM_RETURN_IF_ERROR(store_->AppendAll(std::move(appends)).status());
   Erasure out;
   for (size_t i = 0; i < customers.size(); ++i) {
-    const std::vector<std::string> own = Forget(customers[i], ctx.occurred_at);
+    const std::vector<std::string> own = Forget(customers[i], ctx.occurred_at, held[i]);
     CRM_RETURN_IF_ERROR(DestroyOwn(own, customers[i], ctx));
     out.keys_destroyed += static_cast<int>(held[i].size());
     if (i > 0) out.merged_customer_ids.push_back(customers[i]);

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "crm/v1/envelope.pb.h"
 #include "crm/v1/pii.pb.h"
+#include "libs/common/bounded_cache.h"
 #include "libs/common/database.h"
 #include "libs/common/envelope.h"
 #include "libs/common/event_store.h"
@@ -28,15 +29,19 @@ struct DataKey {
   Key key;
 };
 
-// The data keys a service holds, in its own RocksDB (family kFamily) and in
-// memory, each stored wrapped with the master key:
+// The data keys a service holds, in its own RocksDB (family kFamily), each
+// stored wrapped with the master key; memory holds only the recently used
+// ones, unwrapped, so RSS and start time do not grow with the customers:
 //   "k" key_id       -> DataKeyIssued (wrapped key)
+//   "c" customer_id \0 key_id -> issuer: the customer's keys
 //   "e" customer_id  -> erased at (unix micros, big-endian): keys of the
 //                       customer issued before then are refused
 //   "blind-index"    -> the blind index key, wrapped (services that issue
 //                       keys only)
 //   "m" merged_lead  -> CustomersMerged: erasing the survivor customer
 //                       erases the merged one too
+//   "index:customers" -> present once every key has its "c" row
+// Erasures and merges are few and stay in memory.
 // A service issues keys for the customers whose data it seals and learns
 // every other service's keys from crm.keys.v1 (ApplyRecord), so it can read
 // what they sealed.
@@ -50,6 +55,9 @@ struct DataKey {
 class KeyVault {
  public:
   static constexpr char kFamily[] = "pii_keys";
+  // Unwrapped keys kept in memory (about 200 bytes each), and as many
+  // customers' current key ids.
+  static constexpr size_t kCachedKeys = 1 << 16;
 
   // Loads every key in `db`, re-wrapping those stored under a previous
   // master key. `store` is the service's event log, where issued keys and
@@ -58,7 +66,8 @@ class KeyVault {
   // "crm/leads". DATA_LOSS when a stored key opens with none of `masters`.
   static absl::StatusOr<std::unique_ptr<KeyVault>> Open(Database& db, EventStore* store,
                                                         const MasterKeys& masters,
-                                                        std::string issuer);
+                                                        std::string issuer,
+                                                        size_t cached_keys = kCachedKeys);
 
   // A key for sealing the customer's data. When the vault has none, a new
   // key and, in `issue`, the append that records it: append it with (or
@@ -68,7 +77,11 @@ class KeyVault {
     DataKey key;
     std::optional<AppendRequest> issue;
   };
-  Sealing KeyFor(const std::string& customer_id, const EventContext& ctx) const;
+  // Fails only when the stored keys cannot be read.
+  absl::StatusOr<Sealing> KeyFor(const std::string& customer_id, const EventContext& ctx) const;
+  // KeyFor without the lookup, for a customer id minted just now (which
+  // can have no key yet): always a new key and its issue.
+  Sealing NewKey(const std::string& customer_id, const EventContext& ctx) const;
   // Makes a key whose issue was appended usable for reading.
   void Issued(const std::string& customer_id, const DataKey& key);
   // KeyFor, append and Issued in one, for paths that seal outside a batch.
@@ -141,10 +154,29 @@ class KeyVault {
   struct Token {};
 
  public:
-  KeyVault(Token, Database& db, EventStore* store, const MasterKeys& masters, std::string issuer);
+  KeyVault(Token, Database& db, EventStore* store, const MasterKeys& masters, std::string issuer,
+           size_t cached_keys);
 
  private:
-  absl::Status Load();
+  // A key of the customer, as its "c" row tells.
+  struct HeldKey {
+    std::string key_id;
+    bool own = false;
+  };
+
+  // Loads erasures and merges. Reads every key row only when `every_key`
+  // (previous master keys are configured: stale wrappings are re-wrapped)
+  // or when the customer index is missing (it is built); otherwise checks
+  // one key row, so a wrong master key still stops the service at start.
+  absl::Status Load(bool every_key);
+  // One pass over the key rows: deletes dead ones, writes missing "c" rows
+  // when `index`, re-wraps stale ones. Returns the master key index the
+  // data keys were wrapped under.
+  absl::StatusOr<size_t> ScanKeys(bool index);
+  // Deletes the rows of keys issued before their customer's erasure, which
+  // a key record applied while the erasure ran can write back (the
+  // erasure time already keeps them from being used).
+  absl::Status DeleteErasedKeys();
   absl::StatusOr<Unwrapped> Unwrap(const crm::v1::EventEnvelope& issued) const;
   // The wrapped key of a DataKeyIssued under the current master key.
   std::string Wrap(const Key& key, absl::string_view key_id) const;
@@ -159,9 +191,19 @@ class KeyVault {
   // Clears the wrapped key from the issue records in `events` (one key's
   // stream of this service's log).
   absl::Status RedactIssued(const std::vector<crm::v1::EventEnvelope>& events);
-  // Drops the customer's keys from memory; returns the own ones, whose
-  // destruction this service publishes.
-  std::vector<std::string> Forget(const std::string& customer_id, absl::Time erased_at);
+  // The key from memory or the database; nullopt when not held or issued
+  // before its customer was erased.
+  absl::StatusOr<std::optional<Entry>> LoadKey(const std::string& key_id) const;
+  // The customer's keys stored in the database.
+  absl::StatusOr<std::vector<HeldKey>> CustomerKeys(const std::string& customer_id) const;
+  // Whether the entry's customer was erased after it was issued; mu_ held.
+  bool ErasedLocked(const Entry& entry) const;
+  // The same for a stored key row, without unwrapping it.
+  bool IssuedBeforeErasure(const crm::v1::EventEnvelope& row) const;
+  // Records the erasure and drops the customer's keys from memory; returns
+  // the own ones of `held`, whose destruction this service publishes.
+  std::vector<std::string> Forget(const std::string& customer_id, absl::Time erased_at,
+                                  const std::vector<HeldKey>& held);
   // Publishes DataKeyDestroyed for own keys and removes their key material
   // from the event log.
   absl::Status DestroyOwn(const std::vector<std::string>& key_ids, const std::string& customer_id,
@@ -170,7 +212,7 @@ class KeyVault {
   void LinkLocked(const std::string& merged_customer_id, const std::string& survivor_customer_id);
   // The rows that record the customer as erased and its keys as destroyed.
   std::vector<ProjectionWrite> ErasureWrites(const std::string& customer_id, absl::Time erased_at,
-                                             const std::vector<std::string>& key_ids) const;
+                                             const std::vector<HeldKey>& held) const;
 
   Database& db_;
   EventStore* const store_;
@@ -182,8 +224,11 @@ class KeyVault {
   int rewrapped_ = 0;
 
   mutable std::mutex mu_;
-  absl::flat_hash_map<std::string, Entry> keys_;                            // by key id
-  absl::flat_hash_map<std::string, std::vector<std::string>> by_customer_;  // key ids
+  mutable BoundedCache<std::string, Entry> keys_;               // by key id
+  mutable BoundedCache<std::string, std::string> by_customer_;  // a key id to seal with
+  // Counts keys dropped (erasure, destruction): a key read from the
+  // database is cached only if none was dropped while it was being read.
+  uint64_t drops_ = 0;
   absl::flat_hash_map<std::string, absl::Time> erased_;
   // Survivor customer -> customers merged into it.
   absl::flat_hash_map<std::string, std::vector<std::string>> merged_into_;

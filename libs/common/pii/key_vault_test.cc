@@ -32,14 +32,16 @@ struct Service {
   static absl::StatusOr<std::unique_ptr<Service>> Open(const std::string& path,
                                                        const MasterKeys& masters,
                                                        const std::string& issuer,
-                                                       bool issues = true) {
+                                                       bool issues = true,
+                                                       size_t cached_keys = KeyVault::kCachedKeys) {
     auto s = std::make_unique<Service>();
     std::vector<std::string> families = Subscriber::Families();
     families.push_back(KeyVault::kFamily);
     auto store = EventStore::Open(path, families);
     if (!store.ok()) return store.status();
     s->store = *std::move(store);
-    auto vault = KeyVault::Open(s->store->db(), issues ? s->store.get() : nullptr, masters, issuer);
+    auto vault = KeyVault::Open(s->store->db(), issues ? s->store.get() : nullptr, masters, issuer,
+                                cached_keys);
     if (!vault.ok()) return vault.status();
     s->vault = *std::move(vault);
     return s;
@@ -78,6 +80,107 @@ crm::v1::DataKeyIssued Issued(const crm::v1::EventEnvelope& e) {
   EXPECT_TRUE(e.payload().Is<crm::v1::DataKeyIssued>()) << e.type();
   e.payload().UnpackTo(&issued);
   return issued;
+}
+
+// Memory holds a few keys; the database holds them all.
+class KeyVaultMemoryTest : public ::testing::Test {
+ protected:
+  static constexpr size_t kCached = 4;
+  const Key master_ = RandomKey();
+  testing::TempDir dir_;
+};
+
+TEST_F(KeyVaultMemoryTest, KeysBeyondWhatMemoryHoldsKeepSealingAndOpening) {
+  const std::string path = dir_.Sub("leads");
+  std::vector<DataKey> keys;
+  std::vector<crm::v1::Contact> sealed;
+  {
+    auto leads = *Service::Open(path, master_, "crm/leads", true, kCached);
+    for (int i = 0; i < 50; ++i) {
+      keys.push_back(*leads->vault->EnsureKey(absl::StrCat("cus_", i), Ctx()));
+      sealed.push_back(Sealed(absl::StrCat("person", i, "@example.com"), keys.back()));
+    }
+    for (int i = 0; i < 50; ++i) {
+      EXPECT_EQ(leads->OpenEmail(sealed[i]), absl::StrCat("person", i, "@example.com"));
+      auto again = leads->vault->KeyFor(absl::StrCat("cus_", i), Ctx());
+      ASSERT_TRUE(again.ok()) << again.status();
+      EXPECT_FALSE(again->issue.has_value()) << "customer " << i << " has a key";
+      EXPECT_EQ(again->key.key_id, keys[i].key_id);
+    }
+  }
+  // After a restart too, and for a service that only learned the keys.
+  auto leads = *Service::Open(path, master_, "crm/leads", true, kCached);
+  auto reader = *Service::Open(dir_.Sub("analytics"), master_, "crm/analytics", false, kCached);
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(reader->Apply(leads->Stream(keys[i].key_id)).ok());
+  for (int i = 49; i >= 0; --i) {
+    EXPECT_EQ(leads->vault->EnsureKey(absl::StrCat("cus_", i), Ctx())->key_id, keys[i].key_id);
+    EXPECT_EQ(leads->OpenEmail(sealed[i]), absl::StrCat("person", i, "@example.com"));
+    EXPECT_EQ(reader->OpenEmail(sealed[i]), absl::StrCat("person", i, "@example.com"));
+  }
+}
+
+TEST_F(KeyVaultMemoryTest, ErasureDestroysKeysThatAreNotInMemory) {
+  const std::string path = dir_.Sub("leads");
+  auto leads = *Service::Open(path, master_, "crm/leads", true, kCached);
+  auto reader = *Service::Open(dir_.Sub("analytics"), master_, "crm/analytics", false, kCached);
+  const DataKey ann = *leads->vault->EnsureKey("cus_ann", Ctx());
+  ASSERT_TRUE(reader->Apply(leads->Stream(ann.key_id)).ok());
+  for (int i = 0; i < 20; ++i) {
+    const DataKey other = *leads->vault->EnsureKey(absl::StrCat("cus_", i), Ctx());
+    ASSERT_TRUE(reader->Apply(leads->Stream(other.key_id)).ok());
+  }
+  const crm::v1::Contact sealed = Sealed("ann@example.com", ann);
+
+  auto erased = leads->vault->EraseCustomer("cus_ann", "GDPR request 11", Ctx());
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->keys_destroyed, 1);
+  EXPECT_EQ(leads->OpenEmail(sealed), "");
+  EXPECT_EQ(leads->Stream(ann.key_id).size(), 2u) << "issued, then destroyed";
+  // The reader hears the erasure and the destruction from the topic.
+  ASSERT_TRUE(
+      reader->Apply(*leads->store->ReadStream(absl::StrCat(kEraseStreamPrefix, "cus_ann"))).ok());
+  ASSERT_TRUE(reader->Apply(leads->Stream(ann.key_id)).ok());
+  EXPECT_EQ(reader->OpenEmail(sealed), "");
+  for (Service* s : {leads.get(), reader.get()}) {
+    auto row = s->store->db().Get(KeyVault::kFamily, "k" + ann.key_id);
+    ASSERT_TRUE(row.ok());
+    EXPECT_FALSE(row->has_value());
+  }
+  // Gone after a restart too, and the customer's next data gets a new key.
+  leads.reset();
+  leads = *Service::Open(path, master_, "crm/leads", true, kCached);
+  EXPECT_EQ(leads->OpenEmail(sealed), "");
+  auto next = leads->vault->KeyFor("cus_ann", Ctx());
+  ASSERT_TRUE(next.ok());
+  EXPECT_TRUE(next->issue.has_value());
+}
+
+TEST_F(KeyVaultMemoryTest, AVaultWithoutTheCustomerIndexBuildsIt) {
+  const std::string path = dir_.Sub("leads");
+  DataKey ann;
+  {
+    auto leads = *Service::Open(path, master_, "crm/leads", true, kCached);
+    ann = *leads->vault->EnsureKey("cus_ann", Ctx());
+    // As a vault written before the index: key rows only.
+    auto it = leads->store->db().NewIterator(KeyVault::kFamily);
+    rocksdb::WriteBatch batch;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().starts_with("c") || it->key().starts_with("index:")) {
+        ASSERT_TRUE(batch.Delete(leads->store->db().Family(KeyVault::kFamily), it->key()).ok());
+      }
+    }
+    ASSERT_EQ(batch.Count(), 2u);
+    ASSERT_TRUE(leads->store->db().Write(&batch, true).ok());
+  }
+  auto leads = *Service::Open(path, master_, "crm/leads", true, kCached);
+  auto again = leads->vault->KeyFor("cus_ann", Ctx());
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->issue.has_value());
+  EXPECT_EQ(again->key.key_id, ann.key_id);
+  auto erased = leads->vault->EraseCustomer("cus_ann", "GDPR request 12", Ctx());
+  ASSERT_TRUE(erased.ok());
+  EXPECT_EQ(erased->keys_destroyed, 1);
+  EXPECT_EQ(leads->OpenEmail(Sealed("ann@example.com", ann)), "");
 }
 
 class KeyVaultRotationTest : public ::testing::Test {
@@ -254,21 +357,24 @@ TEST_F(KeyVaultRotationTest, AKeyRowWrittenBackAfterTheErasureIsNotLoaded) {
     key = *leads->vault->EnsureKey("cus_1", Ctx());
     const crm::v1::EventEnvelope issue = leads->Stream(key.key_id).front();
     ASSERT_TRUE(leads->vault->EraseCustomer("cus_1", "GDPR request 10", Ctx()).ok());
-    // A key record applied while the erasure ran commits its row after it.
+    // A key record applied while the erasure ran commits its rows after it.
     rocksdb::WriteBatch batch;
-    ASSERT_TRUE(batch
-                    .Put(leads->store->db().Family(KeyVault::kFamily), "k" + key.key_id,
-                         issue.SerializeAsString())
-                    .ok());
+    auto* family = leads->store->db().Family(KeyVault::kFamily);
+    ASSERT_TRUE(batch.Put(family, "k" + key.key_id, issue.SerializeAsString()).ok());
+    ASSERT_TRUE(batch.Put(family, std::string("ccus_1\0", 7) + key.key_id, "crm/leads").ok());
     ASSERT_TRUE(leads->store->db().Write(&batch, true).ok());
   }
   // Not loaded, and removed.
   auto leads = Service::Open(dir_.Sub("leads"), a_, "crm/leads");
   ASSERT_TRUE(leads.ok()) << leads.status();
   EXPECT_EQ((*leads)->OpenEmail(Sealed("ann@example.com", key)), "");
-  auto row = (*leads)->store->db().Get(KeyVault::kFamily, "k" + key.key_id);
-  ASSERT_TRUE(row.ok());
-  EXPECT_FALSE(row->has_value());
+  for (const std::string& row_key : {"k" + key.key_id, std::string("ccus_1\0", 7) + key.key_id}) {
+    auto row = (*leads)->store->db().Get(KeyVault::kFamily, row_key);
+    ASSERT_TRUE(row.ok());
+    EXPECT_FALSE(row->has_value()) << row_key;
+  }
+  EXPECT_TRUE((*leads)->vault->KeyFor("cus_1", Ctx())->issue.has_value())
+      << "a new key: the written-back one is not the customer's";
 }
 
 TEST_F(KeyVaultRotationTest, BlindIndexKeyOfExistingDataIsDerivedFromItsMasterKey) {

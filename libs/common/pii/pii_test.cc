@@ -261,7 +261,7 @@ TEST(FieldSealerTest, SealForCustomerIssuesAKeyOnlyWhenThereIsSomethingToSeal) {
   no_text.set_lead_id("lead_1");
   google::protobuf::Message* nothing[] = {&no_text};
   ASSERT_TRUE(SealForCustomer(*desk.vault, "cus_1", Ctx(), nothing).ok());
-  EXPECT_TRUE(desk.vault->KeyFor("cus_1", Ctx()).issue.has_value()) << "no key issued yet";
+  EXPECT_TRUE(desk.vault->KeyFor("cus_1", Ctx())->issue.has_value()) << "no key issued yet";
 
   crm::v1::LeadQualified noted;
   noted.set_note("called her husband");
@@ -271,7 +271,7 @@ TEST(FieldSealerTest, SealForCustomerIssuesAKeyOnlyWhenThereIsSomethingToSeal) {
   ASSERT_TRUE(SealForCustomer(*desk.vault, "cus_1", Ctx(), texts).ok());
   ASSERT_TRUE(IsSealed(noted.note()));
   ASSERT_TRUE(IsSealed(activity.detail()));
-  EXPECT_FALSE(desk.vault->KeyFor("cus_1", Ctx()).issue.has_value()) << "issued and kept";
+  EXPECT_FALSE(desk.vault->KeyFor("cus_1", Ctx())->issue.has_value()) << "issued and kept";
   EXPECT_EQ(noted.note().substr(0, 22), activity.detail().substr(0, 22)) << "one key";
   crm::v1::LeadQualified orphan;
   orphan.set_note("text without a customer");

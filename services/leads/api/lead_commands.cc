@@ -121,8 +121,9 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
   ctx = ForRequest(std::move(ctx), request.request_id());
 
   leads::CaptureLead command;
+  const std::string new_customer_id = NewId("cus");
   CRM_ASSIGN_OR_RETURN(auto resolved,
-                       contacts_.Resolve({{store_.ContactKeys(request.contact()), NewId("cus")}},
+                       contacts_.Resolve({{store_.ContactKeys(request.contact()), new_customer_id}},
                                          [](const std::string&) { return NewId("lead"); }));
   ContactRegistry::Resolution& contact = resolved.front();
   absl::Cleanup release = [&] { contacts_.Release(contact.claimed); };
@@ -136,7 +137,12 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
   command.assignment = assigner_.Choose({&preview}).front();
   // From here on the contact is ciphertext: in the events, the state and
   // every projection (the blind index above was taken from the plaintext).
-  pii::KeyVault::Sealing sealing = store_.vault().KeyFor(command.customer_id, ctx);
+  pii::KeyVault::Sealing sealing;
+  if (command.customer_id == new_customer_id) {
+    sealing = store_.vault().NewKey(command.customer_id, ctx);
+  } else {
+    CRM_ASSIGN_OR_RETURN(sealing, store_.vault().KeyFor(command.customer_id, ctx));
+  }
   pii::SealFields(request, sealing.key);
   command.request = std::move(request);
 

@@ -295,7 +295,18 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
     ctx.causation_id = command.request.request_id();
     auto [key, added] = chunk_keys.try_emplace(command.customer_id);
     if (added) {
-      pii::KeyVault::Sealing sealing = commands_.store().vault().KeyFor(command.customer_id, ctx);
+      // A customer minted for this row has no key to look up.
+      auto found = command.customer_id == candidates[j].new_customer_id
+                       ? commands_.store().vault().NewKey(command.customer_id, ctx)
+                       : commands_.store().vault().KeyFor(command.customer_id, ctx);
+      if (!found.ok()) {
+        // Nothing of the chunk is written: give back what it took.
+        commands_.contacts().Release(chunk.claimed);
+        for (const auto& a : chunk.assignments) commands_.assigner().Undo(a);
+        for (size_t k = j; k < assignments.size(); ++k) commands_.assigner().Undo(assignments[k]);
+        return found.status();
+      }
+      pii::KeyVault::Sealing sealing = *std::move(found);
       key->second = sealing.key;
       if (sealing.issue.has_value()) {
         chunk.key_appends.push_back(*std::move(sealing.issue));
