@@ -21,6 +21,7 @@
 #include "libs/common/event_store.h"
 #include "libs/common/ids.h"
 #include "libs/common/kafka.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/runtime.h"
 #include "libs/common/subscriber.h"
 #include "libs/common/testing/temp_dir.h"
@@ -303,11 +304,46 @@ void MemoryAtOneMillionEvents() {
   Figure("event store peak RSS over 1M events", StatusKiB("VmHWM") / 1024, "MiB");
 }
 
+// Personal-data keys: one per customer, in every service that seals or
+// reads that customer's data. The RSS they add and the time to open the
+// vault again must not grow with the customer base.
+void KeyVaultAtOneMillionCustomers() {
+  crm::testing::TempDir dir;
+  auto store = std::move(*EventStore::Open(dir.Sub("db"), {pii::KeyVault::kFamily}));
+  const pii::Key master = pii::RandomKey();
+  auto vault = std::move(*pii::KeyVault::Open(store->db(), store.get(), master, "crm/bench"));
+  const double before = StatusKiB("VmRSS");
+  constexpr int kCustomers = 1'000'000;
+  constexpr int kBatch = 1000;
+  EventContext ctx{"crm/bench", "bench", "corr", "cause", absl::Now()};
+  const absl::Time start = absl::Now();
+  for (int first = 0; first < kCustomers; first += kBatch) {
+    std::vector<AppendRequest> issues;
+    std::vector<std::pair<std::string, pii::DataKey>> keys;
+    for (int n = first; n < first + kBatch; ++n) {
+      std::string customer = absl::StrCat("cus_", n);
+      pii::KeyVault::Sealing sealing = *vault->KeyFor(customer, ctx);
+      issues.push_back(std::move(*sealing.issue));
+      keys.emplace_back(std::move(customer), std::move(sealing.key));
+    }
+    if (!store->AppendBatch(std::move(issues)).ok()) std::abort();
+    for (const auto& [customer, key] : keys) vault->Issued(customer, key);
+  }
+  Figure("key vault, 1M customers' keys issued (batched)",
+         PerSecond(kCustomers, absl::Now() - start), "keys/s");
+  Figure("key vault RSS added by 1M customers' keys", (StatusKiB("VmRSS") - before) / 1024, "MiB");
+  vault.reset();
+  const absl::Time reopen = absl::Now();
+  vault = std::move(*pii::KeyVault::Open(store->db(), store.get(), master, "crm/bench"));
+  Figure("key vault open with 1M customers' keys", absl::ToDoubleMilliseconds(absl::Now() - reopen),
+         "ms");
+}
+
 }  // namespace
 }  // namespace crm::bench
 
 // With no argument every part runs; otherwise only the named ones
-// (appends, projection, kafka, memory).
+// (appends, projection, kafka, memory, vault).
 int main(int argc, char** argv) {
   crm::UseReleaseRuntime();
   auto wanted = [&](const char* part) {
@@ -321,5 +357,6 @@ int main(int argc, char** argv) {
   if (wanted("projection")) crm::bench::ProjectionAndReads();
   if (wanted("kafka")) crm::bench::KafkaRebuild();
   if (wanted("memory")) crm::bench::MemoryAtOneMillionEvents();
+  if (wanted("vault")) crm::bench::KeyVaultAtOneMillionCustomers();
   return 0;
 }
