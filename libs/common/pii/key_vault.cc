@@ -343,6 +343,7 @@ absl::StatusOr<KeyVault::Unwrapped> KeyVault::Unwrap(const crm::v1::EventEnvelop
 }
 
 bool KeyVault::ErasedLocked(const Entry& entry) const {
+  if (erased_.empty()) return false;
   auto e = erased_.find(entry.customer_id);
   return e != erased_.end() && entry.issued_at <= e->second;
 }
@@ -397,7 +398,12 @@ absl::StatusOr<KeyVault::Sealing> KeyVault::KeyFor(const std::string& customer_i
   std::string cached_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (const std::string* id = by_customer_.Find(customer_id)) cached_id = *id;
+    if (const std::string* id = by_customer_.Find(customer_id)) {
+      cached_id = *id;
+      if (const Entry* e = keys_.Find(cached_id); e != nullptr && !ErasedLocked(*e)) {
+        return Sealing{{cached_id, e->key}, std::nullopt};
+      }
+    }
   }
   if (!cached_id.empty()) {
     CRM_ASSIGN_OR_RETURN(auto entry, LoadKey(cached_id));
@@ -495,6 +501,14 @@ bool KeyVault::Erased(const std::string& customer_id) const {
 }
 
 std::optional<Key> KeyVault::Find(absl::string_view key_id) const {
+  {
+    // The common case, without copying the entry.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const Entry* e = keys_.Find(key_id)) {
+      if (ErasedLocked(*e)) return std::nullopt;
+      return e->key;
+    }
+  }
   auto entry = LoadKey(std::string(key_id));
   if (!entry.ok()) {
     // The data it seals stays sealed; the row is kept for an operator.
