@@ -1,5 +1,6 @@
 #include "libs/common/database.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <utility>
 
@@ -101,6 +102,21 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions(cache, tuning));
   for (const auto& f : families) descriptors.emplace_back(f, FamilyOptions(cache, tuning));
 
+  // RocksDB opens only with every family it has: retired ones are opened
+  // to be dropped.
+  const size_t kept = descriptors.size();
+  if (!tuning.retired_families.empty()) {
+    std::vector<std::string> existing;
+    // Fails for a new database, which has none to drop.
+    if (rocksdb::DB::ListColumnFamilies(options, path, &existing).ok()) {
+      for (const auto& f : tuning.retired_families) {
+        if (std::find(existing.begin(), existing.end(), f) != existing.end()) {
+          descriptors.emplace_back(f, FamilyOptions(cache, tuning));
+        }
+      }
+    }
+  }
+
   std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
   rocksdb::DB* raw_db = nullptr;
   if (auto s = rocksdb::DB::Open(options, path, descriptors, &raw_handles, &raw_db); !s.ok()) {
@@ -112,7 +128,13 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   db->db_.reset(raw_db);
   for (size_t i = 0; i < raw_handles.size(); ++i) {
     db->handles_.emplace_back(raw_handles[i]);
-    db->by_name_[descriptors[i].name] = raw_handles[i];
+    if (i < kept) db->by_name_[descriptors[i].name] = raw_handles[i];
+  }
+  for (size_t i = kept; i < raw_handles.size(); ++i) {
+    if (auto s = raw_db->DropColumnFamily(raw_handles[i]); !s.ok()) {
+      return absl::UnavailableError(absl::StrCat("cannot drop retired column family ",
+                                                 descriptors[i].name, ": ", s.ToString()));
+    }
   }
   // RocksDB's own figures, read at scrape time.
   const Labels labels = {{"db", std::filesystem::path(path).filename().string()}};

@@ -21,6 +21,9 @@ struct DatabaseOptions {
   // Bytes per memtable of each family; 0 keeps RocksDB's default (64 MiB).
   // Smaller ones hold less memory for more flushes and compactions.
   size_t memtable_bytes = 0;
+  // Families an earlier version of the service kept and this one does not:
+  // dropped, with their data, when the database opens.
+  std::vector<std::string> retired_families;
 };
 
 // A RocksDB instance with named column families; every RocksDB option of

@@ -17,9 +17,9 @@
 namespace crm {
 namespace {
 
-constexpr char kEvents[] = "events";  // stream \0 version -> envelope
-constexpr char kState[] = "state";    // stream -> version + folded state
-constexpr char kLog[] = "log";        // position -> events key
+constexpr char kEvents[] = "events";                      // stream \0 version -> envelope
+constexpr const char* kState = EventStore::kStateFamily;  // stream -> version + state
+constexpr char kLog[] = "log";                            // position -> events key
 // One row, kRelayedKey -> the first log position the broker has not
 // acknowledged yet: the log from there on is the outbox. (Stores written
 // before held a copy of each unrelayed event here, keyed by position.)
@@ -78,10 +78,13 @@ size_t BatchBytes(const std::vector<AppendRequest>& requests) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
-    const std::string& path, const std::vector<std::string>& projection_families) {
+    const std::string& path, const std::vector<std::string>& projection_families,
+    const std::vector<std::string>& retired_families) {
   std::vector<std::string> families = {kEvents, kState, kLog, kOutbox, kRequests};
   families.insert(families.end(), projection_families.begin(), projection_families.end());
-  CRM_ASSIGN_OR_RETURN(auto db, Database::Open(path, families));
+  DatabaseOptions tuning;
+  tuning.retired_families = retired_families;
+  CRM_ASSIGN_OR_RETURN(auto db, Database::Open(path, families, tuning));
   uint64_t next = 1;
   auto it = db->NewIterator(kLog);
   it->SeekToLast();
@@ -307,10 +310,15 @@ uint64_t EventStore::StablePosition() const {
 absl::StatusOr<StreamState> EventStore::LoadState(const std::string& stream) const {
   CRM_ASSIGN_OR_RETURN(auto raw, db_->Get(kState, stream));
   if (!raw.has_value()) return absl::NotFoundError(absl::StrCat(stream, " not found"));
-  if (raw->size() < 8) return absl::DataLossError(absl::StrCat("corrupt state of ", stream));
+  return DecodeState(stream, *raw);
+}
+
+absl::StatusOr<StreamState> EventStore::DecodeState(absl::string_view stream,
+                                                    absl::string_view row) {
+  if (row.size() < 8) return absl::DataLossError(absl::StrCat("corrupt state of ", stream));
   StreamState s;
-  s.version = static_cast<int64_t>(ReadBigEndian64(*raw));
-  s.state = raw->substr(8);
+  s.version = static_cast<int64_t>(ReadBigEndian64(row));
+  s.state = std::string(row.substr(8));
   return s;
 }
 

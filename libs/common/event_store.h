@@ -75,8 +75,11 @@ class EventStore {
 
   // Opens the store; `projection_families` are extra column families of
   // the owning service written through AppendRequest::projection_writes.
+  // `retired_families` are projection families an earlier version kept:
+  // dropped (see DatabaseOptions).
   static absl::StatusOr<std::unique_ptr<EventStore>> Open(
-      const std::string& path, const std::vector<std::string>& projection_families);
+      const std::string& path, const std::vector<std::string>& projection_families,
+      const std::vector<std::string>& retired_families = {});
 
   absl::StatusOr<AppendResult> Append(AppendRequest request);
 
@@ -96,6 +99,11 @@ class EventStore {
 
   // NOT_FOUND when the stream has no events.
   absl::StatusOr<StreamState> LoadState(const std::string& stream) const;
+  // The family of the folded states, stream -> DecodeState'able row: a
+  // service may scan it for its aggregates in stream order, under a
+  // snapshot with its projections.
+  static constexpr char kStateFamily[] = "state";
+  static absl::StatusOr<StreamState> DecodeState(absl::string_view stream, absl::string_view row);
   absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(const std::string& stream,
                                                                  int64_t from_version = 1) const;
   // The stored response of an earlier append with this key, if any.
