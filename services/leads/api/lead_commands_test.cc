@@ -118,7 +118,8 @@ TEST_F(LeadCommandsTest, NoPlaintextContactDataIsStoredAnywhere) {
   EXPECT_EQ(again->customer_id(), r->customer_id());
   ASSERT_TRUE(store_->events().db().Flush().ok());
   size_t rows = 0;
-  for (const char* family : {"events", "state", "log", "contacts", "leads_by_id", "requests"}) {
+  for (const char* family :
+       {"events", "state", "log", "contacts", "leads_by_owner", "leads_by_score", "requests"}) {
     auto it = store_->events().db().NewIterator(family);
     for (it->SeekToFirst(); it->Valid(); it->Next(), ++rows) {
       const std::string row = it->key().ToString() + it->value().ToString();

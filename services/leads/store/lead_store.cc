@@ -16,14 +16,23 @@ namespace crm::leads {
 namespace {
 
 constexpr char kContacts[] = "contacts";
-// Three families, not key prefixes in one: the appends of an import chunk
+// Two families, not key prefixes in one: the appends of an import chunk
 // then reach each memtable in key order (lead ids ascend within a chunk).
-constexpr char kById[] = "leads_by_id";
 constexpr char kByScore[] = "leads_by_score";
 constexpr char kByOwner[] = "leads_by_owner";
-// Value of an entry in the by-score and by-owner indexes; the summary
-// itself is stored once, in leads_by_id.
+// Held a summary of each lead: a second copy of most of its state, written
+// with every command. Lists now read the state itself.
+constexpr char kRetiredById[] = "leads_by_id";
+// Value of an entry in the by-score and by-owner indexes: the lead is read
+// from its state.
 constexpr char kLive[] = "+";
+// The range of lead streams in the event store's state family.
+std::string LeadStatesBegin() { return LeadStream(""); }
+std::string LeadStatesEnd() {
+  std::string end = LeadStatesBegin();
+  ++end.back();
+  return end;
+}
 constexpr char kImports[] = "imports";
 constexpr char kSettings[] = "settings";
 constexpr char kRulesKey[] = "assignment_rules";
@@ -68,6 +77,19 @@ std::string ImportKey(absl::string_view import_id, int64_t row) {
   return k;
 }
 
+// A lead's summary from its row in the state family.
+absl::StatusOr<crm::v1::LeadSummary> SummaryOf(absl::string_view stream, absl::string_view row) {
+  CRM_ASSIGN_OR_RETURN(StreamState state, EventStore::DecodeState(stream, row));
+  crm::v1::Lead lead;
+  if (!lead.ParseFromString(state.state)) {
+    return absl::DataLossError(absl::StrCat("corrupt state of ", stream));
+  }
+  lead.set_version(state.version);
+  return LeadStore::Summarize(lead);
+}
+
+absl::string_view View(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
 bool Matches(const LeadQuery& q, const crm::v1::LeadSummary& s) {
   if (!q.statuses.empty() && !q.statuses.contains(s.status())) return false;
   if (q.channel != crm::v1::LEAD_CHANNEL_UNSPECIFIED && s.channel() != q.channel) return false;
@@ -82,10 +104,10 @@ bool Matches(const LeadQuery& q, const crm::v1::LeadSummary& s) {
 
 absl::StatusOr<std::unique_ptr<LeadStore>> LeadStore::Open(const std::string& path,
                                                            const pii::MasterKeys& master_keys) {
-  std::vector<std::string> families = {
-      kContacts, kById, kByScore, kByOwner, kImports, kSettings, pii::KeyVault::kFamily};
+  std::vector<std::string> families = {kContacts, kByScore,  kByOwner,
+                                       kImports,  kSettings, pii::KeyVault::kFamily};
   for (auto& f : Subscriber::Families()) families.push_back(std::move(f));
-  CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, families));
+  CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, families, {kRetiredById}));
   CRM_ASSIGN_OR_RETURN(auto vault,
                        pii::KeyVault::Open(events->db(), events.get(), master_keys, "crm/leads"));
   return std::make_unique<LeadStore>(std::move(events), std::move(vault));
@@ -147,8 +169,7 @@ crm::v1::LeadSummary LeadStore::Summarize(const crm::v1::Lead& lead) {
 std::vector<ProjectionWrite> LeadStore::ListWrites(const crm::v1::Lead* before,
                                                    const crm::v1::Lead& after) {
   std::vector<ProjectionWrite> writes;
-  writes.reserve(5);
-  writes.push_back({kById, after.lead_id(), Summarize(after).SerializeAsString()});
+  writes.reserve(4);
   std::string score_key = ScoreKey(after);
   std::string owner_key = OwnerKey(after);
   if (before != nullptr) {
@@ -169,10 +190,10 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadStore::ListLeads(const LeadQuery&
   // asked for), else capture order over all leads with the filters.
   const bool by_score = q.sort != crm::v1::LEAD_SORT_UNSPECIFIED;
   const bool descending = q.sort == crm::v1::LEAD_SORT_SCORE_DESC;
-  const char* family = kById;
+  const char* family = EventStore::kStateFamily;
   size_t id_offset = 0;  // where the lead id starts in an index key
-  std::string lower;
-  std::string upper;  // exclusive
+  std::string lower = LeadStatesBegin();
+  std::string upper = LeadStatesEnd();  // exclusive
   if (by_score && (!q.owner_id.empty() || !q.queue.empty())) {
     family = kByOwner;
     const std::string prefix = OwnerPrefix(Assignee(q.owner_id, q.queue));
@@ -184,8 +205,6 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadStore::ListLeads(const LeadQuery&
     id_offset = 1;
     lower = std::string(1, ScoreByte(q.min_score));
     upper = std::string(1, static_cast<char>(q.max_score + 1));
-  } else {
-    upper = "\xff";  // lead ids are printable ASCII
   }
 
   std::string resume;
@@ -218,7 +237,9 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadStore::ListLeads(const LeadQuery&
   crm::v1::ListLeadsResponse response;
   int examined = 0;
   std::string last_examined;
-  std::string summary_bytes;
+  std::string stream;
+  std::string state_row;
+  rocksdb::ColumnFamilyHandle* states = events_->db().Family(EventStore::kStateFamily);
   for (; in_range(); advance()) {
     if (response.leads_size() == q.page_size || examined == kScanBudget) {
       // More may follow: the next call resumes after the last entry seen.
@@ -227,18 +248,17 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadStore::ListLeads(const LeadQuery&
     }
     ++examined;
     last_examined.assign(it->key().data(), it->key().size());
-    rocksdb::Slice bytes = it->value();
-    if (family != kById) {
-      const rocksdb::Slice lead_id(it->key().data() + id_offset, it->key().size() - id_offset);
-      auto st = db->Get(read, events_->db().Family(kById), lead_id, &summary_bytes);
+    rocksdb::Slice row = it->value();
+    if (family == EventStore::kStateFamily) {
+      stream = last_examined;
+    } else {
+      stream = LeadStream(View(it->key()).substr(id_offset));
+      auto st = db->Get(read, states, stream, &state_row);
       if (st.IsNotFound()) continue;
       CRM_RETURN_IF_ERROR(FromRocks(st));
-      bytes = summary_bytes;
+      row = state_row;
     }
-    crm::v1::LeadSummary summary;
-    if (!summary.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      return absl::DataLossError("corrupt lead summary");
-    }
+    CRM_ASSIGN_OR_RETURN(crm::v1::LeadSummary summary, SummaryOf(stream, View(row)));
     if (Matches(q, summary)) *response.add_leads() = std::move(summary);
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
@@ -247,13 +267,12 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadStore::ListLeads(const LeadQuery&
 
 absl::Status LeadStore::ForEachOwnedLead(
     const std::function<void(const crm::v1::LeadSummary&)>& fn) const {
-  // Summaries in id order: every lead once, its current owner inside.
-  auto it = events_->db().NewIterator(kById);
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    crm::v1::LeadSummary summary;
-    if (!summary.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError("corrupt lead summary");
-    }
+  // States in id order: every lead once, its current owner inside.
+  const std::string prefix = LeadStatesBegin();
+  auto it = events_->db().NewIterator(EventStore::kStateFamily);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    CRM_ASSIGN_OR_RETURN(crm::v1::LeadSummary summary,
+                         SummaryOf(View(it->key()), View(it->value())));
     if (!summary.owner_id().empty()) fn(summary);
   }
   return FromRocks(it->status());

@@ -41,11 +41,12 @@ struct LeadQuery {
 // the projections written in the same batch as the events:
 //   contacts    "email#…" | "phone#…" -> first lead \n customer_id
 //               (blind index of the normalized value: no plaintext)
-//   leads_by_id     lead_id                          -> LeadSummary
 //   leads_by_score  score lead_id                    -> "+"
 //   leads_by_owner  assignee \0 score lead_id        -> "+"
 //               (assignee "u:<owner>" or "q:<queue>", score one byte); the
 //               entry of a lead that moved on is deleted in the same batch.
+// A list reads each lead from its state (the event store's state family,
+// "lead-" lead_id), which is also the capture-order listing.
 //   imports     import_id \0 row (big-endian)        -> ImportRowResult
 //   settings    "assignment_rules"                   -> AssignmentRuleTable
 class LeadStore {

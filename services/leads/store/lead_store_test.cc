@@ -1,8 +1,12 @@
 #include "services/leads/store/lead_store.h"
 
+#include <algorithm>
+
 #include "gtest/gtest.h"
+#include "libs/common/envelope.h"
 #include "libs/common/pii/cipher.h"
 #include "libs/common/testing/temp_dir.h"
+#include "rocksdb/db.h"
 
 namespace crm::leads {
 namespace {
@@ -18,17 +22,22 @@ class LeadStoreTest : public ::testing::Test {
     lead.set_lead_id(id);
     lead.set_customer_id("cus_" + id);
     lead.set_status(crm::v1::LEAD_STATUS_NEW);
+    lead.set_version(1);
     lead.mutable_score()->set_total(score);
     lead.set_owner_id(owner);
     if (owner.empty()) lead.set_queue(kDefaultQueue);
     return lead;
   }
 
-  // Writes the list entries as an append would.
+  // Writes the lead's state and list entries as a command would.
   void Write(const crm::v1::Lead* before, const crm::v1::Lead& after) {
     AppendRequest append;
-    append.stream = "test-" + after.lead_id();
-    append.request_key = "test/" + after.lead_id() + "/" + std::to_string(after.version());
+    append.stream = LeadStream(after.lead_id());
+    append.expected_version = before == nullptr ? EventStore::kNoStream : before->version();
+    crm::v1::LeadScoreChanged scored;
+    scored.set_lead_id(after.lead_id());
+    append.events.push_back(MakeEnvelope(scored, after.customer_id(), EventContext{}));
+    append.state = after.SerializeAsString();
     append.projection_writes = LeadStore::ListWrites(before, after);
     ASSERT_TRUE(store_->events().Append(std::move(append)).ok());
   }
@@ -90,6 +99,46 @@ TEST_F(LeadStoreTest, ScoreOrderBothWaysAcrossPagesAndMovedEntriesAreSkipped) {
                   })
                   .ok());
   EXPECT_EQ(summaries_owned, (std::vector<std::string>{"lead_a@usr_2", "lead_b@usr_1"}));
+
+  // Capture order, from the leads' states: the current owner and version.
+  LeadQuery all;
+  all.page_size = 2;
+  EXPECT_EQ(Ids(all), (std::vector<std::string>{"lead_a", "lead_b", "lead_c"}));
+  auto listed = store_->ListLeads(all);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->leads_size(), 2);
+  EXPECT_EQ(listed->leads(0).owner_id(), "usr_2");
+  EXPECT_EQ(listed->leads(0).score(), 90);
+  EXPECT_EQ(listed->leads(0).version(), 2);
+  EXPECT_EQ(listed->leads(1).version(), 1);
+}
+
+TEST_F(LeadStoreTest, AStoreWithTheRetiredSummaryFamilyOpensAndLists) {
+  const std::string path = dir_.Sub("older");
+  {
+    // As the service wrote it before lists read the states.
+    std::vector<std::string> families = {
+        "contacts", "leads_by_id", "leads_by_score",      "leads_by_owner",
+        "imports",  "settings",    pii::KeyVault::kFamily};
+    for (auto& f : Subscriber::Families()) families.push_back(std::move(f));
+    auto older = EventStore::Open(path, families);
+    ASSERT_TRUE(older.ok()) << older.status();
+    rocksdb::WriteBatch batch;
+    ASSERT_TRUE(batch.Put((*older)->db().Family("leads_by_id"), "lead_x", "summary").ok());
+    ASSERT_TRUE((*older)->db().Write(&batch, true).ok());
+  }
+  {
+    auto reopened = LeadStore::Open(path, pii::RandomKey());
+    ASSERT_TRUE(reopened.ok()) << reopened.status();
+    store_ = *std::move(reopened);
+    Write(nullptr, MakeLead("lead_1", 10, "usr_1"));
+    EXPECT_EQ(Ids(LeadQuery{}), (std::vector<std::string>{"lead_1"}));
+    store_.reset();
+  }
+  std::vector<std::string> families;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &families).ok());
+  EXPECT_EQ(std::count(families.begin(), families.end(), "leads_by_id"), 0) << "dropped";
+  EXPECT_EQ(std::count(families.begin(), families.end(), "leads_by_owner"), 1);
 }
 
 TEST_F(LeadStoreTest, PageTokenOfAnotherQueryIsRejected) {
