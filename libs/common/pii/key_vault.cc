@@ -29,6 +29,15 @@ std::string ErasedRow(absl::string_view customer_id) { return absl::StrCat("e", 
 std::string MergeRow(absl::string_view merged_lead_id) { return absl::StrCat("m", merged_lead_id); }
 std::string KeyStream(absl::string_view key_id) { return absl::StrCat(kKeyStreamPrefix, key_id); }
 
+// A stored key row ("k" key_id -> DataKeyIssued envelope).
+absl::StatusOr<crm::v1::EventEnvelope> ParseKeyRow(absl::string_view row, absl::string_view value) {
+  crm::v1::EventEnvelope issued;
+  if (!issued.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError(absl::StrCat("corrupt key row ", row));
+  }
+  return issued;
+}
+
 constexpr char kBlindIndexRow[] = "blind-index";
 constexpr char kIndexedRow[] = "index:customers";
 // Key rows handled per write while the key rows are scanned at start.
@@ -151,10 +160,7 @@ absl::Status KeyVault::Load(bool every_key) {
     auto it = db_.NewIterator(kFamily);
     it->Seek("k");
     if (it->Valid() && it->key().starts_with("k")) {
-      crm::v1::EventEnvelope issued;
-      if (!issued.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-        return absl::DataLossError(absl::StrCat("corrupt key row ", View(it->key())));
-      }
+      CRM_ASSIGN_OR_RETURN(auto issued, ParseKeyRow(View(it->key()), View(it->value())));
       CRM_RETURN_IF_ERROR(Unwrap(issued).status());
     }
     CRM_RETURN_IF_ERROR(FromRocks(it->status()));
@@ -174,11 +180,10 @@ absl::Status KeyVault::DeleteErasedKeys() {
     CRM_ASSIGN_OR_RETURN(auto held, CustomerKeys(customer_id));
     for (const HeldKey& h : held) {
       CRM_ASSIGN_OR_RETURN(auto row, db_.Get(kFamily, KeyRow(h.key_id)));
-      crm::v1::EventEnvelope issued;
-      if (row.has_value() && !issued.ParseFromString(*row)) {
-        return absl::DataLossError(absl::StrCat("corrupt key row k", h.key_id));
+      if (row.has_value()) {
+        CRM_ASSIGN_OR_RETURN(auto issued, ParseKeyRow(KeyRow(h.key_id), *row));
+        if (!IssuedBeforeErasure(issued)) continue;
       }
-      if (row.has_value() && !IssuedBeforeErasure(issued)) continue;
       CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, KeyRow(h.key_id))));
       CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, CustomerRow(customer_id, h.key_id))));
     }
@@ -213,10 +218,7 @@ absl::StatusOr<size_t> KeyVault::ScanKeys(bool index) {
   for (it->Seek("k"); it->Valid() && it->key().starts_with("k"); it->Next()) {
     const absl::string_view row = View(it->key());
     const std::string key_id(row.substr(1));
-    crm::v1::EventEnvelope issued;
-    if (!issued.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat("corrupt key row ", row));
-    }
+    CRM_ASSIGN_OR_RETURN(auto issued, ParseKeyRow(row, View(it->value())));
     if (IssuedBeforeErasure(issued)) {
       // Written back by a key record applied while the erasure ran: it
       // stays destroyed (and need not unwrap).
@@ -375,8 +377,7 @@ absl::StatusOr<std::optional<KeyVault::Entry>> KeyVault::LoadKey(const std::stri
   }
   CRM_ASSIGN_OR_RETURN(auto row, db_.Get(kFamily, KeyRow(key_id)));
   if (!row.has_value()) return std::nullopt;
-  crm::v1::EventEnvelope issued;
-  if (!issued.ParseFromString(*row)) return absl::DataLossError("corrupt key row k" + key_id);
+  CRM_ASSIGN_OR_RETURN(auto issued, ParseKeyRow(KeyRow(key_id), *row));
   CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(issued));
   std::lock_guard<std::mutex> lock(mu_);
   if (ErasedLocked(unwrapped.entry)) return std::nullopt;
