@@ -93,7 +93,11 @@ std::vector<std::string> ViewFamilies() {
   return families;
 }
 
-DatabaseOptions ViewDatabaseOptions() { return {.memtable_bytes = 4 << 20}; }
+DatabaseOptions ViewDatabaseOptions() {
+  DatabaseOptions options;
+  options.memtable_bytes = 4 << 20;
+  return options;
+}
 
 std::vector<const char*> ViewDigestFamilies() {
   return {kCustomers,  kTimeline, kFunnelLeads,  kFunnelOpportunities,
