@@ -16,6 +16,9 @@
 
 namespace crm {
 
+// A RocksDB slice as a string_view, for the absl APIs the project uses.
+inline absl::string_view View(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
 // What differs between the project's databases.
 struct DatabaseOptions {
   // Bytes per memtable of each family; 0 keeps RocksDB's default (64 MiB).

@@ -88,8 +88,6 @@ absl::StatusOr<crm::v1::LeadSummary> SummaryOf(absl::string_view stream, absl::s
   return LeadStore::Summarize(lead);
 }
 
-absl::string_view View(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
-
 bool Matches(const LeadQuery& q, const crm::v1::LeadSummary& s) {
   if (!q.statuses.empty() && !q.statuses.contains(s.status())) return false;
   if (q.channel != crm::v1::LEAD_CHANNEL_UNSPECIFIED && s.channel() != q.channel) return false;

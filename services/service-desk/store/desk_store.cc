@@ -65,8 +65,6 @@ absl::StatusOr<std::optional<Versioned<T>>> LoadVersioned(const EventStore& even
   return Versioned<T>{loaded->version, std::move(state)};
 }
 
-absl::string_view View(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
-
 }  // namespace
 
 const char DeskStore::kCustomersFamily[] = "customers";  // customer id -> CustomerContext
