@@ -16,8 +16,6 @@
 namespace crm::pii {
 namespace {
 
-absl::string_view View(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
-
 std::string KeyRow(absl::string_view key_id) { return absl::StrCat("k", key_id); }
 std::string CustomerPrefix(absl::string_view customer_id) {
   return absl::StrCat("c", customer_id, absl::string_view("\0", 1));
@@ -365,13 +363,13 @@ bool KeyVault::IssuedBeforeErasure(const crm::v1::EventEnvelope& row) const {
   return ErasedLocked(entry);
 }
 
-absl::StatusOr<std::optional<KeyVault::Entry>> KeyVault::LoadKey(const std::string& key_id) const {
+absl::StatusOr<std::optional<Key>> KeyVault::LoadKey(absl::string_view key_id) const {
   uint64_t drops;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (const Entry* e = keys_.Find(key_id)) {
       if (ErasedLocked(*e)) return std::nullopt;
-      return *e;
+      return e->key;
     }
     drops = drops_;
   }
@@ -382,8 +380,8 @@ absl::StatusOr<std::optional<KeyVault::Entry>> KeyVault::LoadKey(const std::stri
   std::lock_guard<std::mutex> lock(mu_);
   if (ErasedLocked(unwrapped.entry)) return std::nullopt;
   // A key dropped while it was read must not come back into memory.
-  if (drops == drops_) keys_.Put(key_id, unwrapped.entry);
-  return std::move(unwrapped.entry);
+  if (drops == drops_) keys_.Put(std::string(key_id), unwrapped.entry);
+  return unwrapped.entry.key;
 }
 
 absl::StatusOr<std::vector<KeyVault::HeldKey>> KeyVault::CustomerKeys(
@@ -404,24 +402,19 @@ absl::StatusOr<KeyVault::Sealing> KeyVault::KeyFor(const std::string& customer_i
   std::string cached_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (const std::string* id = by_customer_.Find(customer_id)) {
-      cached_id = *id;
-      if (const Entry* e = keys_.Find(cached_id); e != nullptr && !ErasedLocked(*e)) {
-        return Sealing{{cached_id, e->key}, std::nullopt};
-      }
-    }
+    if (const std::string* id = by_customer_.Find(customer_id)) cached_id = *id;
   }
   if (!cached_id.empty()) {
-    CRM_ASSIGN_OR_RETURN(auto entry, LoadKey(cached_id));
-    if (entry.has_value()) return Sealing{{cached_id, entry->key}, std::nullopt};
+    CRM_ASSIGN_OR_RETURN(auto key, LoadKey(cached_id));
+    if (key.has_value()) return Sealing{{cached_id, *std::move(key)}, std::nullopt};
   }
   CRM_ASSIGN_OR_RETURN(auto held, CustomerKeys(customer_id));
   for (const HeldKey& h : held) {
-    CRM_ASSIGN_OR_RETURN(auto entry, LoadKey(h.key_id));
-    if (!entry.has_value()) continue;
+    CRM_ASSIGN_OR_RETURN(auto key, LoadKey(h.key_id));
+    if (!key.has_value()) continue;
     std::lock_guard<std::mutex> lock(mu_);
     by_customer_.Put(customer_id, h.key_id);
-    return Sealing{{h.key_id, entry->key}, std::nullopt};
+    return Sealing{{h.key_id, *std::move(key)}, std::nullopt};
   }
   return NewKey(customer_id, ctx);
 }
@@ -507,23 +500,14 @@ bool KeyVault::Erased(const std::string& customer_id) const {
 }
 
 std::optional<Key> KeyVault::Find(absl::string_view key_id) const {
-  {
-    // The common case, without copying the entry.
-    std::lock_guard<std::mutex> lock(mu_);
-    if (const Entry* e = keys_.Find(key_id)) {
-      if (ErasedLocked(*e)) return std::nullopt;
-      return e->key;
-    }
-  }
-  auto entry = LoadKey(std::string(key_id));
-  if (!entry.ok()) {
+  auto key = LoadKey(key_id);
+  if (!key.ok()) {
     // The data it seals stays sealed; the row is kept for an operator.
     log::Error("personal-data key unreadable",
-               {{"key_id", std::string(key_id)}, {"error", entry.status().ToString()}});
+               {{"key_id", std::string(key_id)}, {"error", key.status().ToString()}});
     return std::nullopt;
   }
-  if (!entry->has_value()) return std::nullopt;
-  return (*entry)->key;
+  return *std::move(key);
 }
 
 std::vector<std::string> KeyVault::Forget(const std::string& customer_id, absl::Time erased_at,

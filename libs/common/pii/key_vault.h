@@ -193,7 +193,7 @@ class KeyVault {
   absl::Status RedactIssued(const std::vector<crm::v1::EventEnvelope>& events);
   // The key from memory or the database; nullopt when not held or issued
   // before its customer was erased.
-  absl::StatusOr<std::optional<Entry>> LoadKey(const std::string& key_id) const;
+  absl::StatusOr<std::optional<Key>> LoadKey(absl::string_view key_id) const;
   // The customer's keys stored in the database.
   absl::StatusOr<std::vector<HeldKey>> CustomerKeys(const std::string& customer_id) const;
   // Whether the entry's customer was erased after it was issued; mu_ held.
