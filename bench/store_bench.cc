@@ -5,6 +5,7 @@
 //   projection apply events/s; 360 read p50/p99 for a 1,000-event customer;
 //   librdkafka produce and raw consume msgs/s on the embedded broker vs
 //   rebuild (consume + apply) events/s.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
@@ -304,6 +305,25 @@ void MemoryAtOneMillionEvents() {
   Figure("event store peak RSS over 1M events", StatusKiB("VmHWM") / 1024, "MiB");
 }
 
+// Issues a key for each of `count` new customers, appended a batch at a
+// time as an import does.
+void IssueKeys(pii::KeyVault& vault, EventStore& store, int count) {
+  constexpr int kBatch = 1000;
+  EventContext ctx{"crm/bench", "bench", "corr", "cause", absl::Now()};
+  for (int first = 0; first < count; first += kBatch) {
+    std::vector<AppendRequest> issues;
+    std::vector<std::pair<std::string, pii::DataKey>> keys;
+    for (int n = first; n < std::min(count, first + kBatch); ++n) {
+      std::string customer = absl::StrCat("cus_", n);
+      pii::KeyVault::Sealing sealing = *vault.KeyFor(customer, ctx);
+      issues.push_back(std::move(*sealing.issue));
+      keys.emplace_back(std::move(customer), std::move(sealing.key));
+    }
+    if (!store.AppendBatch(std::move(issues)).ok()) std::abort();
+    for (const auto& [customer, key] : keys) vault.Issued(customer, key);
+  }
+}
+
 // Personal-data keys: one per customer, in every service that seals or
 // reads that customer's data. The RSS they add and the time to open the
 // vault again must not grow with the customer base.
@@ -314,21 +334,8 @@ void KeyVaultAtOneMillionCustomers() {
   auto vault = std::move(*pii::KeyVault::Open(store->db(), store.get(), master, "crm/bench"));
   const double before = StatusKiB("VmRSS");
   constexpr int kCustomers = 1'000'000;
-  constexpr int kBatch = 1000;
-  EventContext ctx{"crm/bench", "bench", "corr", "cause", absl::Now()};
   const absl::Time start = absl::Now();
-  for (int first = 0; first < kCustomers; first += kBatch) {
-    std::vector<AppendRequest> issues;
-    std::vector<std::pair<std::string, pii::DataKey>> keys;
-    for (int n = first; n < first + kBatch; ++n) {
-      std::string customer = absl::StrCat("cus_", n);
-      pii::KeyVault::Sealing sealing = *vault->KeyFor(customer, ctx);
-      issues.push_back(std::move(*sealing.issue));
-      keys.emplace_back(std::move(customer), std::move(sealing.key));
-    }
-    if (!store->AppendBatch(std::move(issues)).ok()) std::abort();
-    for (const auto& [customer, key] : keys) vault->Issued(customer, key);
-  }
+  IssueKeys(*vault, *store, kCustomers);
   Figure("key vault, 1M customers' keys issued (batched)",
          PerSecond(kCustomers, absl::Now() - start), "keys/s");
   Figure("key vault RSS added by 1M customers' keys", (StatusKiB("VmRSS") - before) / 1024, "MiB");
@@ -339,11 +346,33 @@ void KeyVaultAtOneMillionCustomers() {
          "ms");
 }
 
+// Master key rotation: the first start with a new master key re-wraps
+// every key of the service (a new record on each key's stream), and the
+// service serves nothing until it is done.
+void KeyVaultRotation(int keys) {
+  crm::testing::TempDir dir;
+  auto store = std::move(*EventStore::Open(dir.Sub("db"), {pii::KeyVault::kFamily}));
+  const pii::Key previous = pii::RandomKey();
+  {
+    auto vault = std::move(*pii::KeyVault::Open(store->db(), store.get(), previous, "crm/bench"));
+    IssueKeys(*vault, *store, keys);
+  }
+  const absl::Time start = absl::Now();
+  auto vault = pii::KeyVault::Open(store->db(), store.get(),
+                                   pii::MasterKeys(pii::RandomKey(), {previous}), "crm/bench");
+  // The count also has the blind index key.
+  if (!vault.ok() || (*vault)->rewrapped() < keys) std::abort();
+  Figure(absl::StrCat("key vault, start re-wrapping ", keys, " own keys"),
+         absl::ToDoubleSeconds(absl::Now() - start), "s");
+  Figure("key vault, keys re-wrapped per second at start", PerSecond(keys, absl::Now() - start),
+         "keys/s");
+}
+
 }  // namespace
 }  // namespace crm::bench
 
 // With no argument every part runs; otherwise only the named ones
-// (appends, projection, kafka, memory, vault).
+// (appends, projection, kafka, memory, vault, rotation).
 int main(int argc, char** argv) {
   crm::UseReleaseRuntime();
   auto wanted = [&](const char* part) {
@@ -358,5 +387,6 @@ int main(int argc, char** argv) {
   if (wanted("kafka")) crm::bench::KafkaRebuild();
   if (wanted("memory")) crm::bench::MemoryAtOneMillionEvents();
   if (wanted("vault")) crm::bench::KeyVaultAtOneMillionCustomers();
+  if (wanted("rotation")) crm::bench::KeyVaultRotation(100'000);
   return 0;
 }
