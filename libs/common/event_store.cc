@@ -131,8 +131,8 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest req) {
 }
 
 absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::AppendBatch(
-    std::vector<AppendRequest> requests) {
-  return Write(std::move(requests), /*all_or_nothing=*/false);
+    std::vector<AppendRequest> requests, Admission admission) {
+  return Write(std::move(requests), /*all_or_nothing=*/false, admission);
 }
 
 absl::StatusOr<std::vector<AppendResult>> EventStore::AppendAll(
@@ -145,14 +145,15 @@ absl::StatusOr<std::vector<AppendResult>> EventStore::AppendAll(
 }
 
 absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
-    std::vector<AppendRequest> requests, bool all_or_nothing) {
+    std::vector<AppendRequest> requests, bool all_or_nothing, Admission admission) {
   std::vector<absl::string_view> keys;
   keys.reserve(requests.size() * 2);
   for (const auto& r : requests) {
     keys.push_back(r.stream);
     keys.push_back(r.request_key);
   }
-  if (const uint64_t waiting = OutboxSize(); waiting >= outbox_limit_) {
+  if (const uint64_t waiting = OutboxSize();
+      admission == Admission::kLimited && waiting >= outbox_limit_) {
     return absl::ResourceExhaustedError(absl::StrCat("outbox holds ", waiting,
                                                      " unpublished events (limit ", outbox_limit_,
                                                      "): the broker is unreachable; retry later"));
@@ -407,15 +408,18 @@ absl::Status EventStore::MarkRelayed(uint64_t below) {
   return StoreCursor(below, /*sync=*/false);
 }
 
-absl::Status EventStore::RedactEvent(const crm::v1::EventEnvelope& redacted) {
-  const std::string key = EventKey(redacted.stream(), redacted.stream_version());
-  CRM_ASSIGN_OR_RETURN(auto stored, db_->Get(kEvents, key));
-  if (!stored.has_value()) {
-    return absl::NotFoundError(
-        absl::StrCat("no event ", redacted.stream(), "@", redacted.stream_version()));
-  }
+absl::Status EventStore::RedactEvents(const std::vector<crm::v1::EventEnvelope>& redacted) {
+  if (redacted.empty()) return absl::OkStatus();
   rocksdb::WriteBatch batch;
-  CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, redacted.SerializeAsString()));
+  for (const auto& event : redacted) {
+    const std::string key = EventKey(event.stream(), event.stream_version());
+    CRM_ASSIGN_OR_RETURN(auto stored, db_->Get(kEvents, key));
+    if (!stored.has_value()) {
+      return absl::NotFoundError(
+          absl::StrCat("no event ", event.stream(), "@", event.stream_version()));
+    }
+    CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, event.SerializeAsString()));
+  }
   return db_->Write(&batch, /*sync=*/true);
 }
 

@@ -81,6 +81,15 @@ class EventStore {
       const std::string& path, const std::vector<std::string>& projection_families,
       const std::vector<std::string>& retired_families = {});
 
+  // Whether an append is refused while the outbox is over its limit
+  // (SetOutboxLimit).
+  enum class Admission {
+    kLimited,
+    // For what a service writes at start, before its relay runs, and cannot
+    // leave for later: the re-wrapped keys of a master key rotation.
+    kUnlimited,
+  };
+
   absl::StatusOr<AppendResult> Append(AppendRequest request);
 
   // Many appends in ONE synced WriteBatch, e.g. a bulk import: each request
@@ -90,7 +99,7 @@ class EventStore {
   // repeat its request_key (then it is a replay of it). The outer status
   // fails only when the batch could not be written at all.
   absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> AppendBatch(
-      std::vector<AppendRequest> requests);
+      std::vector<AppendRequest> requests, Admission admission = Admission::kLimited);
   // All of `requests` in one synced write, or none of them: the first
   // failing request's error (a version conflict is ABORTED; ALREADY_EXISTS
   // when a request_key was recorded before) and nothing written. For
@@ -113,10 +122,10 @@ class EventStore {
       const std::string& customer_id) const;
   absl::StatusOr<std::optional<std::string>> FindResponse(const std::string& request_key) const;
 
-  // Overwrites a stored event (same stream and version) with `redacted`.
-  // Only for key material that must not outlive its destruction
+  // Overwrites stored events (same stream and version) with `redacted`, in
+  // one write. Only for key material that must not outlive its destruction
   // (libs/common/pii); domain events are never changed.
-  absl::Status RedactEvent(const crm::v1::EventEnvelope& redacted);
+  absl::Status RedactEvents(const std::vector<crm::v1::EventEnvelope>& redacted);
 
   // Outbox, in log order, from `from_position` or the relayed cursor,
   // whichever is later. Entries stay until MarkRelayed passes them.
@@ -162,7 +171,8 @@ class EventStore {
 
  private:
   absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> Write(
-      std::vector<AppendRequest> requests, bool all_or_nothing);
+      std::vector<AppendRequest> requests, bool all_or_nothing,
+      Admission admission = Admission::kLimited);
   // Writes the outbox cursor and then takes it; relayed_mu_ held.
   absl::Status StoreCursor(uint64_t position, bool sync);
 

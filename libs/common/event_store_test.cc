@@ -355,8 +355,16 @@ TEST_F(EventStoreTest, FullOutboxRefusesAppendsUntilItDrains) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(store_->LogSize(), 2u);
 
+  // What a service must write at start, before its relay runs, still goes.
+  std::vector<AppendRequest> at_start;
+  at_start.push_back(Request("s-4", 0, {Event("D")}, ""));
+  auto written = store_->AppendBatch(std::move(at_start), EventStore::Admission::kUnlimited);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_TRUE((*written)[0].ok()) << (*written)[0].status();
+  EXPECT_EQ(store_->LogSize(), 3u);
+
   auto outbox = store_->ReadOutbox(0, 10);
-  ASSERT_TRUE(store_->MarkRelayed((*outbox)[0].position + 1).ok());
+  ASSERT_TRUE(store_->MarkRelayed((*outbox)[1].position + 1).ok());
   EXPECT_EQ(store_->OutboxSize(), 1u);
   EXPECT_TRUE(store_->Append(Request("s-3", 0, {Event("C")}, "")).ok());
   Reopen();

@@ -65,6 +65,24 @@ AppendRequest KeyRecord(absl::string_view key_id, absl::string_view issuer,
   return append;
 }
 
+// Copies of the issue records in `events` (one key's stream) that still
+// hold a wrapped key, with it cleared.
+std::vector<crm::v1::EventEnvelope> RedactedIssues(
+    const std::vector<crm::v1::EventEnvelope>& events) {
+  std::vector<crm::v1::EventEnvelope> redacted;
+  for (const auto& event : events) {
+    crm::v1::DataKeyIssued issued;
+    if (!event.payload().Is<crm::v1::DataKeyIssued>() || !event.payload().UnpackTo(&issued) ||
+        issued.wrapped_key().empty()) {
+      continue;
+    }
+    issued.clear_wrapped_key();
+    redacted.push_back(event);
+    redacted.back().mutable_payload()->PackFrom(issued);
+  }
+  return redacted;
+}
+
 std::string EncodeTime(absl::Time t) {
   return BigEndian64(static_cast<uint64_t>(absl::ToUnixMicros(t)));
 }
@@ -190,20 +208,13 @@ absl::Status KeyVault::DeleteErasedKeys() {
 }
 
 absl::StatusOr<size_t> KeyVault::ScanKeys(bool index) {
-  struct Stale {
-    std::string key_id;
-    crm::v1::EventEnvelope stored;
-    Entry entry;
-  };
-  std::vector<Stale> stale;
+  std::vector<StaleKey> stale;
   rocksdb::WriteBatch rows;
   // Rows are written a batch at a time, so memory stays bounded however
   // many keys there are; a crash midway leaves the rest for the next start.
   auto flush = [&]() -> absl::Status {
-    for (const Stale& s : stale) {
-      CRM_RETURN_IF_ERROR(Rewrap(s.key_id, s.stored, s.entry, rows));
-      ++rewrapped_;
-    }
+    CRM_RETURN_IF_ERROR(Rewrap(stale, rows));
+    rewrapped_ += static_cast<int>(stale.size());
     stale.clear();
     if (rows.Count() > 0) CRM_RETURN_IF_ERROR(db_.Write(&rows, /*sync=*/true));
     rows.Clear();
@@ -285,48 +296,44 @@ std::string KeyVault::Wrap(const Key& key, absl::string_view key_id) const {
   return Seal(wrap_keys_.front(), KeyBytes(key), key_id);
 }
 
-absl::Status KeyVault::Rewrap(const std::string& key_id, const crm::v1::EventEnvelope& stored,
-                              const Entry& entry, rocksdb::WriteBatch& rows) {
-  crm::v1::DataKeyIssued issued;
-  stored.payload().UnpackTo(&issued);
-  issued.set_wrapped_key(Wrap(entry.key, key_id));
-  std::vector<crm::v1::EventEnvelope> events;
-  if (entry.own && store_ != nullptr) {
-    CRM_ASSIGN_OR_RETURN(events, store_->ReadStream(KeyStream(key_id)));
-  }
-  if (events.empty()) {
-    // Another service's key (its issuer republishes it): the row only.
-    crm::v1::EventEnvelope row = stored;
-    row.mutable_payload()->PackFrom(issued);
-    return FromRocks(rows.Put(db_.Family(kFamily), KeyRow(key_id), row.SerializeAsString()));
-  }
-  // Redacted first: if the append below does not happen, the row is still
-  // stale and the next start does both again.
-  CRM_RETURN_IF_ERROR(RedactIssued(events));
-  EventContext ctx;
-  ctx.source = issuer_;
-  ctx.actor = issuer_;
-  // The time of issue, which erasure compares, is the key's, not the
-  // rotation's.
-  ctx.occurred_at = entry.issued_at;
-  return store_
-      ->Append(KeyRecord(key_id, issuer_, events.back().stream_version(),
-                         MakeEnvelope(issued, entry.customer_id, ctx)))
-      .status();
-}
-
-absl::Status KeyVault::RedactIssued(const std::vector<crm::v1::EventEnvelope>& events) {
-  for (const auto& event : events) {
+absl::Status KeyVault::Rewrap(const std::vector<StaleKey>& stale, rocksdb::WriteBatch& rows) {
+  std::vector<crm::v1::EventEnvelope> redacted;
+  std::vector<AppendRequest> appends;
+  for (const StaleKey& s : stale) {
     crm::v1::DataKeyIssued issued;
-    if (!event.payload().Is<crm::v1::DataKeyIssued>() || !event.payload().UnpackTo(&issued) ||
-        issued.wrapped_key().empty()) {
+    s.stored.payload().UnpackTo(&issued);
+    issued.set_wrapped_key(Wrap(s.entry.key, s.key_id));
+    std::vector<crm::v1::EventEnvelope> events;
+    if (s.entry.own && store_ != nullptr) {
+      CRM_ASSIGN_OR_RETURN(events, store_->ReadStream(KeyStream(s.key_id)));
+    }
+    if (events.empty()) {
+      // Another service's key (its issuer republishes it): the row only.
+      crm::v1::EventEnvelope row = s.stored;
+      row.mutable_payload()->PackFrom(issued);
+      CRM_RETURN_IF_ERROR(
+          FromRocks(rows.Put(db_.Family(kFamily), KeyRow(s.key_id), row.SerializeAsString())));
       continue;
     }
-    crm::v1::EventEnvelope redacted = event;
-    issued.clear_wrapped_key();
-    redacted.mutable_payload()->PackFrom(issued);
-    CRM_RETURN_IF_ERROR(store_->RedactEvent(redacted));
+    for (auto& r : RedactedIssues(events)) redacted.push_back(std::move(r));
+    EventContext ctx;
+    ctx.source = issuer_;
+    ctx.actor = issuer_;
+    // The time of issue, which erasure compares, is the key's, not the
+    // rotation's.
+    ctx.occurred_at = s.entry.issued_at;
+    appends.push_back(KeyRecord(s.key_id, issuer_, events.back().stream_version(),
+                                MakeEnvelope(issued, s.entry.customer_id, ctx)));
   }
+  if (appends.empty()) return absl::OkStatus();
+  // Redacted first: if the appends do not happen, the rows are still stale
+  // and the next start does both again.
+  CRM_RETURN_IF_ERROR(store_->RedactEvents(redacted));
+  // At start, before the relay runs: a limit on the outbox would stop every
+  // start of a service with more keys than the limit.
+  CRM_ASSIGN_OR_RETURN(auto results,
+                       store_->AppendBatch(std::move(appends), EventStore::Admission::kUnlimited));
+  for (const auto& result : results) CRM_RETURN_IF_ERROR(result.status());
   return absl::OkStatus();
 }
 
@@ -561,7 +568,7 @@ absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
       if (!appended.ok() && !absl::IsAborted(appended.status())) return appended.status();
     }
     // Issue records are the one place wrapped keys are kept for good.
-    CRM_RETURN_IF_ERROR(RedactIssued(events));
+    CRM_RETURN_IF_ERROR(store_->RedactEvents(RedactedIssues(events)));
   }
   return absl::OkStatus();
 }

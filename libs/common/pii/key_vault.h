@@ -183,14 +183,18 @@ class KeyVault {
   // Reads the stored blind index key, or stores the one derived from the
   // master key `legacy_master` (index as in Unwrapped) when there is none.
   absl::Status LoadBlindIndexKey(size_t legacy_master);
-  // Stores `stored` (a key row that opened with a previous master key)
-  // wrapped under the current one: an own key's row with its new record on
-  // its stream, any other key's row into `rows`.
-  absl::Status Rewrap(const std::string& key_id, const crm::v1::EventEnvelope& stored,
-                      const Entry& entry, rocksdb::WriteBatch& rows);
-  // Clears the wrapped key from the issue records in `events` (one key's
-  // stream of this service's log).
-  absl::Status RedactIssued(const std::vector<crm::v1::EventEnvelope>& events);
+  // A key row that opened with a previous master key.
+  struct StaleKey {
+    std::string key_id;
+    crm::v1::EventEnvelope stored;
+    Entry entry;
+  };
+  // Stores the `stale` keys wrapped under the current master key: an own
+  // key's row with a new record on its stream, any other key's row into
+  // `rows`. One write redacts the own keys' earlier wrappings, one batch
+  // appends their records: a synced write per key made a rotation of 100k
+  // keys take a minute.
+  absl::Status Rewrap(const std::vector<StaleKey>& stale, rocksdb::WriteBatch& rows);
   // The key from memory or the database; nullopt when not held or issued
   // before its customer was erased.
   absl::StatusOr<std::optional<Key>> LoadKey(absl::string_view key_id) const;

@@ -265,6 +265,46 @@ TEST_F(KeyVaultRotationTest, KeysUnderThePreviousMasterKeyAreReWrappedAndRepubli
   EXPECT_EQ(fresh->OpenEmail(ann), "ann@example.com");
 }
 
+// The start after a rotation re-wraps keys a batch at a time. It runs
+// before the relay, with every issue record still in the outbox: a limit
+// on the outbox must not keep the service from starting.
+TEST_F(KeyVaultRotationTest, EveryKeyOfManyBatchesIsReWrappedWhateverTheOutboxHolds) {
+  constexpr int kKeys = 2500;  // more than two batches of the start-up scan
+  const std::string path = dir_.Sub("leads");
+  std::vector<DataKey> keys;
+  {
+    auto leads = *Service::Open(path, a_, "crm/leads");
+    std::vector<AppendRequest> issues;
+    for (int i = 0; i < kKeys; ++i) {
+      KeyVault::Sealing sealing = *leads->vault->KeyFor(absl::StrCat("cus_", i), Ctx());
+      issues.push_back(*std::move(sealing.issue));
+      keys.push_back(sealing.key);
+    }
+    ASSERT_TRUE(leads->store->AppendBatch(std::move(issues)).ok());
+  }
+  {
+    std::vector<std::string> families = Subscriber::Families();
+    families.push_back(KeyVault::kFamily);
+    auto store = *EventStore::Open(path, families);
+    store->SetOutboxLimit(10);
+    auto vault = KeyVault::Open(store->db(), store.get(), MasterKeys(b_, {a_}), "crm/leads");
+    ASSERT_TRUE(vault.ok()) << vault.status();
+    EXPECT_EQ((*vault)->rewrapped(), kKeys + 1) << "every key and the blind index key";
+    for (const DataKey& key : keys) {
+      const auto records = *store->ReadStream(kKeyStreamPrefix + key.key_id);
+      ASSERT_EQ(records.size(), 2u) << key.key_id;
+      EXPECT_TRUE(Issued(records[0]).wrapped_key().empty()) << key.key_id;
+      EXPECT_FALSE(Issued(records[1]).wrapped_key().empty()) << key.key_id;
+    }
+  }
+  // Every key opens without the previous master key.
+  auto leads = Service::Open(path, b_, "crm/leads", true, /*cached_keys=*/4);
+  ASSERT_TRUE(leads.ok()) << leads.status();
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_EQ((*leads)->vault->Find(keys[i].key_id), keys[i].key) << i;
+  }
+}
+
 TEST_F(KeyVaultRotationTest, ConsumersKeepHeldKeysAndTakeTheNewWrapping) {
   DataKey key;
   crm::v1::EventEnvelope old_record;
