@@ -1,11 +1,14 @@
 #include "libs/common/blocking_executor.h"
 
+#include "libs/common/thread_name.h"
+
 namespace crm {
 
 BlockingExecutor::BlockingExecutor(int threads) {
   threads_.reserve(threads);
   for (int i = 0; i < threads; ++i) {
     threads_.emplace_back([this] {
+      NameThisThread("crm-handler");
       for (;;) {
         std::function<void()> task;
         {

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "libs/common/thread_name.h"
 
 namespace crm {
 namespace {
@@ -190,7 +191,10 @@ absl::Status MetricsServer::Start(const std::string& listen) {
   socklen_t len = sizeof(addr);
   getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
   port_ = ntohs(addr.sin_port);
-  thread_ = std::thread([this] { Serve(); });
+  thread_ = std::thread([this] {
+    NameThisThread("crm-metrics");
+    Serve();
+  });
   return absl::OkStatus();
 }
 

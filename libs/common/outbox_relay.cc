@@ -10,6 +10,7 @@
 #include "libs/common/log.h"
 #include "libs/common/metrics.h"
 #include "libs/common/pii/key_stream.h"
+#include "libs/common/thread_name.h"
 
 namespace crm {
 
@@ -62,7 +63,10 @@ absl::Status OutboxRelay::Start() {
   }
   // Set before any caller appends (services start serving after this).
   store_.SetAppendListener([this] { Notify(); });
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("crm-relay");
+    Run();
+  });
   return absl::OkStatus();
 }
 

@@ -1,6 +1,8 @@
 #include "libs/common/outbox_relay.h"
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -25,6 +27,17 @@ class MockCluster : public crm::testing::MockCluster {
  public:
   MockCluster() : crm::testing::MockCluster({{kTopic, 2}, {kAuditTestTopic, 1}}) {}
 };
+
+// Threads of this process with the name `name` (/proc/self/task/*/comm).
+int ThreadsNamed(const std::string& name) {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string line;
+    if (std::getline(comm, line) && line == name) ++n;
+  }
+  return n;
+}
 
 // How often each event id is on the topic.
 absl::flat_hash_map<std::string, int> ReadTopic(const std::string& brokers, size_t want,
@@ -135,6 +148,19 @@ TEST_F(OutboxRelayTest, ConcurrentAppendsArePublishedExactlyOnceAndTheOutboxDrai
   const auto seen = ReadTopic(cluster_.bootstrap(), kTotal);
   EXPECT_EQ(seen.size(), kTotal);
   for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+}
+
+// Operators tell the relay from the request handlers in top -H and perf.
+TEST_F(OutboxRelayTest, TheRelayRunsOnAThreadNamedForIt) {
+  EXPECT_EQ(ThreadsNamed("crm-relay"), 0);
+  StartRelay(Options());
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (ThreadsNamed("crm-relay") == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(ThreadsNamed("crm-relay"), 1);
+  relay_.reset();
+  EXPECT_EQ(ThreadsNamed("crm-relay"), 0);
 }
 
 // Compression is the operator's choice (--kafka-compression): a compressed

@@ -15,6 +15,7 @@
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "libs/common/thread_name.h"
 
 namespace crm {
 namespace {
@@ -391,8 +392,14 @@ absl::Status Subscriber::Start() {
   // Assigning needs the topics' metadata: the consume thread waits for it,
   // as a group member waits for its assignment.
   if (!options_.start_when && !options_.every_partition) CRM_RETURN_IF_ERROR(Subscribe());
-  consume_thread_ = std::thread([this] { Consume(); });
-  apply_thread_ = std::thread([this] { Apply(); });
+  consume_thread_ = std::thread([this] {
+    NameThisThread("crm-consume");
+    Consume();
+  });
+  apply_thread_ = std::thread([this] {
+    NameThisThread("crm-apply");
+    Apply();
+  });
   return absl::OkStatus();
 }
 

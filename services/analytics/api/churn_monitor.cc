@@ -5,6 +5,7 @@
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "libs/common/thread_name.h"
 #include "services/analytics/domain/customer_health.h"
 
 namespace crm::analytics {
@@ -80,6 +81,7 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
 
 void ChurnMonitor::Start(absl::Duration interval) {
   thread_ = std::thread([this, interval] {
+    NameThisThread("crm-churn");
     std::unique_lock lock(mu_);
     while (!stopping_) {
       lock.unlock();

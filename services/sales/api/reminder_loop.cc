@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
+#include "libs/common/thread_name.h"
 
 namespace crm::sales {
 
@@ -24,6 +25,7 @@ absl::StatusOr<int> ReminderLoop::Tick() {
 
 void ReminderLoop::Start() {
   thread_ = std::thread([this] {
+    NameThisThread("crm-reminders");
     std::unique_lock lock(mu_);
     while (!stopping_) {
       lock.unlock();

@@ -4,11 +4,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "libs/common/log.h"
+#include "libs/common/thread_name.h"
 
 namespace crm::service_desk {
 
 void TimerLoop::Start() {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("crm-timers");
+    Run();
+  });
 }
 
 void TimerLoop::Stop() {
