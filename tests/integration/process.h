@@ -1,8 +1,9 @@
 #pragma once
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,12 +32,13 @@ class Process {
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
 
+  // Starts the child. It is killed when the thread that started it ends
+  // (PR_SET_PDEATHSIG): a test killed by a signal or a timeout, whose
+  // destructors never run, does not leave services running. Start the
+  // processes of a test from its main thread.
   bool Start() {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    // Everything the child needs is built before fork: after it, in a
+    // threaded process, the child may make only async-signal-safe calls.
     std::vector<char*> args;
     for (auto& a : argv_) args.push_back(a.data());
     args.push_back(nullptr);
@@ -46,10 +48,48 @@ class Process {
     std::vector<char*> envp;
     for (auto& e : env_strings) envp.push_back(e.data());
     envp.push_back(nullptr);
-    const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    return rc == 0;
+    // The child reports a failed exec on this pipe; a successful one
+    // closes it (O_CLOEXEC) with nothing written.
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return false;
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0) {
+      close(report[0]);
+      close(report[1]);
+      return false;
+    }
+    if (pid == 0) {
+      close(report[0]);
+      int err = 0;
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+        err = ECHILD;  // the parent is already gone
+      } else if (const int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+                 fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) {
+        err = errno;
+      } else {
+        if (fd > 2) close(fd);
+        execve(args[0], args.data(), envp.data());
+        err = errno;
+      }
+      (void)!write(report[1], &err, sizeof(err));
+      _exit(127);
+    }
+    close(report[1]);
+    int err = 0;
+    ssize_t n;
+    while ((n = read(report[0], &err, sizeof(err))) < 0 && errno == EINTR) {
+    }
+    close(report[0]);
+    pid_ = pid;
+    if (n > 0) {
+      Wait(absl::Seconds(5));
+      return false;
+    }
+    return true;
   }
+
+  pid_t pid() const { return pid_; }
 
   void Signal(int sig) const {
     if (pid_ > 0) ::kill(pid_, sig);
