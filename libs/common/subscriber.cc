@@ -644,8 +644,10 @@ void Subscriber::Apply() {
       continue;
     }
     committing.emplace(Committing{std::move(batch), *std::move(prepared), {}});
-    committing->done = std::async(std::launch::async,
-                                  [txn = committing->prepared.txn.get()] { return txn->Commit(); });
+    committing->done = std::async(std::launch::async, [txn = committing->prepared.txn.get()] {
+      NameThisThread("crm-commit");
+      return txn->Commit();
+    });
   }
 }
 
