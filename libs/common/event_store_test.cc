@@ -362,6 +362,13 @@ TEST_F(EventStoreTest, FullOutboxRefusesAppendsUntilItDrains) {
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_TRUE((*written)[0].ok()) << (*written)[0].status();
   EXPECT_EQ(store_->LogSize(), 3u);
+  EXPECT_EQ(store_->Append(Request("s-3", 0, {Event("C")}, "")).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  std::vector<AppendRequest> together;
+  together.push_back(Request("s-3", 0, {Event("C")}, ""));
+  EXPECT_EQ(store_->AppendAll(std::move(together)).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->LogSize(), 3u);
 
   auto outbox = store_->ReadOutbox(0, 10);
   ASSERT_TRUE(store_->MarkRelayed((*outbox)[1].position + 1).ok());

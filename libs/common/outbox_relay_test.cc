@@ -160,6 +160,11 @@ TEST_F(OutboxRelayTest, TheRelayRunsOnAThreadNamedForIt) {
   }
   EXPECT_EQ(ThreadsNamed("crm-relay"), 1);
   relay_.reset();
+  // A joined thread can stay listed for a moment.
+  const absl::Time gone = absl::Now() + absl::Seconds(5);
+  while (ThreadsNamed("crm-relay") > 0 && absl::Now() < gone) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   EXPECT_EQ(ThreadsNamed("crm-relay"), 0);
 }
 

@@ -38,8 +38,6 @@ absl::StatusOr<crm::v1::EventEnvelope> ParseKeyRow(absl::string_view row, absl::
 
 constexpr char kBlindIndexRow[] = "blind-index";
 constexpr char kIndexedRow[] = "index:customers";
-// Key rows handled per write while the key rows are scanned at start.
-constexpr size_t kScanBatch = 1024;
 // The purpose of the blind index key: its derivation from a master key
 // (before it was stored) and the associated data of its wrapping.
 constexpr char kBlindIndexPurpose[] = "crm pii blind index v1";

@@ -58,6 +58,9 @@ class KeyVault {
   // Unwrapped keys kept in memory (about 200 bytes each), and as many
   // customers' current key ids.
   static constexpr size_t kCachedKeys = 1 << 16;
+  // Key rows handled per write while the key rows are scanned at start
+  // (re-wrapping, building the customer index).
+  static constexpr size_t kScanBatch = 1024;
 
   // Loads every key in `db`, re-wrapping those stored under a previous
   // master key. `store` is the service's event log, where issued keys and

@@ -265,22 +265,46 @@ TEST_F(KeyVaultRotationTest, KeysUnderThePreviousMasterKeyAreReWrappedAndRepubli
   EXPECT_EQ(fresh->OpenEmail(ann), "ann@example.com");
 }
 
-// The start after a rotation re-wraps keys a batch at a time. It runs
-// before the relay, with every issue record still in the outbox: a limit
-// on the outbox must not keep the service from starting.
-TEST_F(KeyVaultRotationTest, EveryKeyOfManyBatchesIsReWrappedWhateverTheOutboxHolds) {
-  constexpr int kKeys = 2500;  // more than two batches of the start-up scan
+// The start after a rotation re-wraps keys a batch at a time: own keys with
+// a new record on their streams, keys learned from another service as rows.
+// It runs before the relay, with every issue record still in the outbox: a
+// limit on the outbox must not keep the service from starting. With the
+// parameter, the vault predates the customer index, which the same scan
+// builds.
+class KeyVaultRotationBatchTest : public KeyVaultRotationTest,
+                                  public ::testing::WithParamInterface<bool> {};
+
+TEST_P(KeyVaultRotationBatchTest, EveryKeyOfManyBatchesIsReWrappedWhateverTheOutboxHolds) {
+  const bool without_index = GetParam();
+  const int own = 2 * static_cast<int>(KeyVault::kScanBatch) + 400;
+  constexpr int kLearned = 300;
   const std::string path = dir_.Sub("leads");
-  std::vector<DataKey> keys;
+  std::vector<DataKey> own_keys, learned_keys;
   {
     auto leads = *Service::Open(path, a_, "crm/leads");
+    auto sales = *Service::Open(dir_.Sub("sales"), a_, "crm/sales");
     std::vector<AppendRequest> issues;
-    for (int i = 0; i < kKeys; ++i) {
+    for (int i = 0; i < own; ++i) {
       KeyVault::Sealing sealing = *leads->vault->KeyFor(absl::StrCat("cus_", i), Ctx());
       issues.push_back(*std::move(sealing.issue));
-      keys.push_back(sealing.key);
+      own_keys.push_back(sealing.key);
     }
     ASSERT_TRUE(leads->store->AppendBatch(std::move(issues)).ok());
+    for (int i = 0; i < kLearned; ++i) {
+      learned_keys.push_back(*sales->vault->EnsureKey(absl::StrCat("cus_s", i), Ctx()));
+      ASSERT_TRUE(leads->Apply(sales->Stream(learned_keys.back().key_id)).ok());
+    }
+    if (without_index) {
+      auto it = leads->store->db().NewIterator(KeyVault::kFamily);
+      rocksdb::WriteBatch batch;
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        if (it->key().starts_with("c") || it->key().starts_with("index:")) {
+          ASSERT_TRUE(batch.Delete(leads->store->db().Family(KeyVault::kFamily), it->key()).ok());
+        }
+      }
+      ASSERT_EQ(batch.Count(), static_cast<uint32_t>(own + kLearned + 1));
+      ASSERT_TRUE(leads->store->db().Write(&batch, true).ok());
+    }
   }
   {
     std::vector<std::string> families = Subscriber::Families();
@@ -289,21 +313,40 @@ TEST_F(KeyVaultRotationTest, EveryKeyOfManyBatchesIsReWrappedWhateverTheOutboxHo
     store->SetOutboxLimit(10);
     auto vault = KeyVault::Open(store->db(), store.get(), MasterKeys(b_, {a_}), "crm/leads");
     ASSERT_TRUE(vault.ok()) << vault.status();
-    EXPECT_EQ((*vault)->rewrapped(), kKeys + 1) << "every key and the blind index key";
-    for (const DataKey& key : keys) {
+    EXPECT_EQ((*vault)->rewrapped(), own + kLearned + 1) << "every key and the blind index key";
+    for (const DataKey& key : own_keys) {
       const auto records = *store->ReadStream(kKeyStreamPrefix + key.key_id);
       ASSERT_EQ(records.size(), 2u) << key.key_id;
       EXPECT_TRUE(Issued(records[0]).wrapped_key().empty()) << key.key_id;
       EXPECT_FALSE(Issued(records[1]).wrapped_key().empty()) << key.key_id;
     }
+    for (const DataKey& key : learned_keys) {
+      EXPECT_TRUE(store->ReadStream(kKeyStreamPrefix + key.key_id)->empty())
+          << "sales republishes its own keys";
+    }
   }
-  // Every key opens without the previous master key.
+  // Every key opens without the previous master key, and the customers'
+  // keys are found again (through the index) rather than issued anew.
   auto leads = Service::Open(path, b_, "crm/leads", true, /*cached_keys=*/4);
   ASSERT_TRUE(leads.ok()) << leads.status();
-  for (int i = 0; i < kKeys; ++i) {
-    ASSERT_EQ((*leads)->vault->Find(keys[i].key_id), keys[i].key) << i;
+  for (int i = 0; i < own; ++i) {
+    ASSERT_EQ((*leads)->vault->Find(own_keys[i].key_id), own_keys[i].key) << i;
+  }
+  for (int i = 0; i < kLearned; ++i) {
+    ASSERT_EQ((*leads)->vault->Find(learned_keys[i].key_id), learned_keys[i].key) << i;
+  }
+  for (int i : {0, own / 2, own - 1}) {
+    auto again = (*leads)->vault->KeyFor(absl::StrCat("cus_", i), Ctx());
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_FALSE(again->issue.has_value()) << i;
+    EXPECT_EQ(again->key.key_id, own_keys[i].key_id) << i;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(IndexedOrNot, KeyVaultRotationBatchTest, ::testing::Bool(),
+                         [](const auto& info) {
+                           return info.param ? "WithoutTheCustomerIndex" : "WithTheIndex";
+                         });
 
 TEST_F(KeyVaultRotationTest, ConsumersKeepHeldKeysAndTakeTheNewWrapping) {
   DataKey key;
