@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "libs/common/database.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
@@ -221,7 +222,7 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadStore::ListLeads(const LeadQuery&
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, events_->db().Family(family)));
   auto in_range = [&] {
     if (!it->Valid()) return false;
-    const absl::string_view k(it->key().data(), it->key().size());
+    const absl::string_view k = View(it->key());
     return k >= lower && k < upper;
   };
   auto advance = [&] { descending ? it->Prev() : it->Next(); };

@@ -1,5 +1,6 @@
 #include "services/sales/store/sales_store.h"
 
+#include "libs/common/database.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/pii/key_vault.h"
@@ -84,7 +85,7 @@ absl::StatusOr<std::vector<std::string>> SalesStore::DueTaskIds(absl::Time now, 
   const uint64_t limit = static_cast<uint64_t>(absl::ToUnixMicros(now));
   auto it = events_->db().NewIterator(kTaskDueFamily);
   for (it->SeekToFirst(); it->Valid() && ids.size() < max; it->Next()) {
-    const absl::string_view key(it->key().data(), it->key().size());
+    const absl::string_view key = View(it->key());
     if (key.size() < 8 || ReadBigEndian64(key.substr(0, 8)) > limit) break;
     ids.emplace_back(key.substr(8));
   }
@@ -115,10 +116,10 @@ absl::Status SalesStore::Scan(
   auto it = events_->db().NewIterator(family);
   const std::string start = absl::StrCat(prefix, after);
   for (it->Seek(rocksdb::Slice(start.data(), start.size())); it->Valid(); it->Next()) {
-    const absl::string_view key(it->key().data(), it->key().size());
+    const absl::string_view key = View(it->key());
     if (key.substr(0, prefix.size()) != prefix) break;
     if (!after.empty() && key == start) continue;  // the token is the last row already returned
-    const absl::string_view value(it->value().data(), it->value().size());
+    const absl::string_view value = View(it->value());
     CRM_ASSIGN_OR_RETURN(bool more, visit(key, value));
     if (!more) break;
   }

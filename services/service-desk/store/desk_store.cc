@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "libs/common/database.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/pii/key_vault.h"
@@ -263,10 +264,8 @@ absl::StatusOr<std::vector<DueWarrantyFollowUp>> DeskStore::DueWarrantyFollowUps
   for (it->SeekToFirst(); it->Valid() && out.size() < max; it->Next()) {
     const std::string key = it->key().ToString();
     if (key.size() < 8 || key.substr(0, 8) > end) break;
-    CRM_ASSIGN_OR_RETURN(
-        auto follow_up,
-        Parse<crm::v1::WarrantyFollowUpRequested>(
-            absl::string_view(it->value().data(), it->value().size()), "warranty follow-up"));
+    CRM_ASSIGN_OR_RETURN(auto follow_up, Parse<crm::v1::WarrantyFollowUpRequested>(
+                                             View(it->value()), "warranty follow-up"));
     out.push_back({key, std::move(follow_up)});
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
