@@ -115,6 +115,9 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
     CRM_RETURN_IF_ERROR(FromRocks(batch.Put(cf, kRelayedKey, BigEndian64(relayed))));
     CRM_RETURN_IF_ERROR(db->Write(&batch, /*sync=*/true));
   }
+  // The relay may have passed positions that failed appends took and never
+  // wrote; new events must land at or after its cursor, or it skips them.
+  next = std::max(next, relayed);
   return std::make_unique<EventStore>(Token{}, std::move(db), next, relayed);
 }
 

@@ -219,6 +219,23 @@ TEST_F(EventStoreTest, OutboxRowsOfAnOlderStoreBecomeTheCursor) {
   EXPECT_EQ(store_->ReadOutbox(0, 10)->size(), 2u);
 }
 
+// A failed append skips its positions and the relay moves past them; after
+// a reopen, new events must not be given those positions behind the cursor.
+TEST_F(EventStoreTest, AppendsAfterAFailedOneAndAReopenAreRelayed) {
+  ASSERT_TRUE(store_->Append(Request("s-1", 0, {Event("A")}, "")).ok());
+  store_->db().FailWritesForTest(/*every=*/1, /*times=*/1);
+  ASSERT_FALSE(store_->Append(Request("s-2", 0, {Event("B"), Event("C")}, "")).ok());
+  ASSERT_TRUE(store_->MarkRelayed(store_->StablePosition()).ok());
+  EXPECT_EQ(store_->OutboxSize(), 0u);
+  Reopen();
+  ASSERT_TRUE(store_->Append(Request("s-3", 0, {Event("D")}, "")).ok());
+  auto outbox = store_->ReadOutbox(0, 10);
+  ASSERT_TRUE(outbox.ok()) << outbox.status();
+  ASSERT_EQ(outbox->size(), 1u);
+  EXPECT_EQ((*outbox)[0].envelope.type(), "D");
+  EXPECT_EQ(store_->OutboxSize(), 1u);
+}
+
 TEST_F(EventStoreTest, ConcurrentWritersOnOneStreamGetExactlyOneWinnerPerVersion) {
   constexpr int kThreads = 8;
   constexpr int kRounds = 20;
