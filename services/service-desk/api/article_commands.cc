@@ -28,15 +28,20 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::Execute(const std::string& req
                                                           int64_t expected_version,
                                                           EventContext ctx,
                                                           const ArticleCommand& command) {
+  const std::string stream = ArticleStream(article_id);
+  // Under the lock: a retry that came while the first attempt was writing
+  // must get its result, not a decision on the state it made.
+  auto guard = locks_.Lock({stream});
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   crm::v1::Article article;
   if (earlier.has_value()) {
     if (!article.ParseFromString(*earlier)) return absl::DataLossError("corrupt stored response");
     return article;
   }
-  const std::string stream = ArticleStream(article_id);
-  auto guard = locks_.Lock({stream});
   CRM_ASSIGN_OR_RETURN(auto loaded, store_.LoadArticle(article_id));
+  if (!loaded && expected_version != 0) {
+    return absl::NotFoundError(absl::StrCat("article ", article_id, " not found"));
+  }
   const int64_t version = loaded ? loaded->version : EventStore::kNoStream;
   if (expected_version != 0 && expected_version != version) {
     return absl::AbortedError(absl::StrCat("article ", article_id, " is at version ", version,

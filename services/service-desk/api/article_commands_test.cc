@@ -140,6 +140,11 @@ TEST_F(ArticleCommandsTest, RetriesVersionsAndBadInput) {
   EXPECT_EQ(articles_->PublishArticle(p, Ctx()).status().code(),
             absl::StatusCode::kFailedPrecondition);
 
+  p.set_request_id("p3");
+  p.set_article_id("art_missing");
+  p.set_expected_version(2);
+  EXPECT_EQ(articles_->PublishArticle(p, Ctx()).status().code(), absl::StatusCode::kNotFound);
+
   r.set_request_id("c2");
   r.clear_title();
   EXPECT_EQ(articles_->CreateArticle(r, Ctx()).status().message(), "title: required");

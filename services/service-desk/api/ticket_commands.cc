@@ -65,7 +65,14 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::Execute(const std::string& reque
 absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
     const std::string& request_key, const std::string& ticket_id, int64_t expected_version,
     EventContext ctx, const Prepare& prepare, int* appended) {
+  // Again under the lock: a retry that came while the first attempt was
+  // writing must get its result, not a decision on the state it made.
+  CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(request_key));
+  if (earlier.has_value()) return *earlier;
   CRM_ASSIGN_OR_RETURN(auto loaded, store_.LoadTicket(ticket_id));
+  if (!loaded && expected_version != 0) {
+    return absl::NotFoundError(absl::StrCat("ticket ", ticket_id, " not found"));
+  }
   const int64_t version = loaded ? loaded->version : EventStore::kNoStream;
   if (expected_version != 0 && expected_version != version) {
     return absl::AbortedError(

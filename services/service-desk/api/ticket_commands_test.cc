@@ -1,5 +1,10 @@
 #include "services/service-desk/api/ticket_commands.h"
 
+#include <algorithm>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "gtest/gtest.h"
@@ -435,6 +440,41 @@ TEST_F(TicketCommandsTest, StaleExpectedVersionIsAbortedAndAppendsNothing) {
   reply.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
   reply.set_body("hi");
   EXPECT_TRUE(tickets_->ReplyToTicket(reply, Ctx()).ok());
+}
+
+// Retries of one request that arrive while it is still being written (a
+// client that timed out) all get its result, none a decision on the state
+// it made ("only active tickets can be resolved").
+TEST_F(TicketCommandsTest, RetriesRacingTheFirstAttemptAllGetItsResult) {
+  for (int round = 0; round < 10; ++round) {
+    const auto t = Open(absl::StrCat("open-", round));
+    ASSERT_TRUE(
+        Reply(absl::StrCat("m-", round), t.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT, "hi").ok());
+    std::vector<absl::StatusOr<crm::v1::Ticket>> results(8);
+    std::vector<std::thread> callers;
+    for (auto& result : results) {
+      callers.emplace_back(
+          [&, id = t.ticket_id()] { result = Resolve(absl::StrCat("resolve-", round), id); });
+    }
+    for (auto& c : callers) c.join();
+    for (const auto& result : results) {
+      ASSERT_TRUE(result.ok()) << "round " << round << ": " << result.status();
+      EXPECT_EQ(result->status(), crm::v1::TICKET_STATUS_RESOLVED);
+      EXPECT_EQ(result->version(), results[0]->version());
+    }
+    const auto types = Types(t.ticket_id());
+    EXPECT_EQ(std::count(types.begin(), types.end(), "TicketResolved"), 1) << "round " << round;
+  }
+}
+
+TEST_F(TicketCommandsTest, AMissingTicketIsNotFoundWhateverVersionIsExpected) {
+  crm::v1::MarkTicketPendingRequest r;
+  r.set_request_id("p1");
+  r.set_ticket_id("tkt_missing");
+  r.set_expected_version(3);
+  auto pending = tickets_->MarkTicketPending(r, Ctx());
+  EXPECT_EQ(pending.status().code(), absl::StatusCode::kNotFound) << pending.status();
+  EXPECT_EQ(store_->events().LogSize(), 0u);
 }
 
 TEST_F(TicketCommandsTest, BadInputNamesTheFieldAndAppendsNothing) {
