@@ -71,16 +71,19 @@ template <typename State, typename Decider, typename Rows>
 absl::StatusOr<SalesCommands::Outcome<State>> SalesCommands::Execute(
     const std::string& stream, const std::string& request_key, int64_t expected_version,
     const EventContext& ctx, Decider&& decide, Rows&& rows) {
-  if (!request_key.empty()) {
-    CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-    if (earlier.has_value()) {
-      Outcome<State> replayed;
-      CRM_RETURN_IF_ERROR(ParseStored(*earlier, replayed.state));
-      return replayed;
-    }
-  }
   for (int attempt = 1;; ++attempt) {
     CRM_ASSIGN_OR_RETURN(Loaded<State> loaded, store_.Load<State>(stream));
+    // After the load: a retry racing its first attempt either sees the
+    // stored result here or loses the append to it (which then answers
+    // with that result), never decides again on the state it made.
+    if (!request_key.empty()) {
+      CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+      if (earlier.has_value()) {
+        Outcome<State> replayed;
+        CRM_RETURN_IF_ERROR(ParseStored(*earlier, replayed.state));
+        return replayed;
+      }
+    }
     // A missing aggregate is NOT_FOUND from Decide, not a version conflict.
     if (expected_version != kAnyVersion && loaded.state.has_value() &&
         loaded.version != expected_version) {
