@@ -40,6 +40,11 @@ std::string Key(const EventContext& ctx, absl::string_view command, absl::string
 
 }  // namespace
 
+std::string TicketCommands::TeamLeadOf(const crm::v1::Ticket& ticket) const {
+  const auto* team = settings_.FindTeam(ticket.team_id());
+  return team != nullptr ? team->lead_id() : "";
+}
+
 absl::StatusOr<std::optional<crm::v1::Ticket>> TicketCommands::Replayed(
     const std::string& request_key) const {
   if (request_key.empty()) return std::nullopt;
@@ -84,7 +89,17 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
   const absl::Time now = clock_();
   ctx.occurred_at = now;
   CRM_ASSIGN_OR_RETURN(Prepared prepared, prepare(before, now));
-  CRM_ASSIGN_OR_RETURN(auto events, Decide(before, prepared.command, settings_.sla()));
+  // Breaches owed by now come first, and the command is decided on the
+  // state they leave: a clock met or paused late is still a breach.
+  std::vector<TicketEvent> events;
+  std::optional<crm::v1::Ticket> decided_on = before;
+  if (before && !std::holds_alternative<CheckTimers>(prepared.command)) {
+    events = OwedBreaches(*before, CheckTimers{now, TeamLeadOf(*before)});
+    for (const auto& e : events) Apply(*decided_on, e, now);
+  }
+  CRM_ASSIGN_OR_RETURN(auto decided, Decide(decided_on, prepared.command, settings_.sla()));
+  events.insert(events.end(), std::make_move_iterator(decided.begin()),
+                std::make_move_iterator(decided.end()));
   if (events.empty() && request_key.empty()) {
     if (!before) return absl::NotFoundError(absl::StrCat("ticket ", ticket_id, " not found"));
     return *before;
@@ -392,13 +407,7 @@ absl::StatusOr<int> TicketCommands::RunDueTimers() {
         "", timer.ticket_id, 0, ctx,
         [&](const std::optional<crm::v1::Ticket>& state,
             absl::Time at) -> absl::StatusOr<Prepared> {
-          CheckTimers check{at, ""};
-          if (state.has_value()) {
-            if (const auto* team = settings_.FindTeam(state->team_id())) {
-              check.team_lead_id = team->lead_id();
-            }
-          }
-          return Prepared{check, {}};
+          return Prepared{CheckTimers{at, state ? TeamLeadOf(*state) : ""}, {}};
         },
         &events);
     if (absl::IsNotFound(ticket.status())) {

@@ -88,6 +88,8 @@ class TicketCommands {
                                                 const Prepare& prepare, int* appended = nullptr);
   // The stored answer to an earlier request with this key, if any.
   absl::StatusOr<std::optional<crm::v1::Ticket>> Replayed(const std::string& request_key) const;
+  // Lead of the ticket's team, notified of breaches; empty without one.
+  std::string TeamLeadOf(const crm::v1::Ticket& ticket) const;
   // The agent the team's strategy picks and the cursor write that goes
   // with it; `except` (the current assignee) is skipped when the team has
   // someone else.

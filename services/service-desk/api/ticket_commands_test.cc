@@ -536,6 +536,33 @@ TEST_F(TicketCommandsTest, SlaTimerWarnsBreachesAndEscalatesExactlyOnceAcrossRes
             1);
 }
 
+// The timer passes once in a while; an agent who answers after the due
+// time, before it comes by, still breached the target.
+TEST_F(TicketCommandsTest, ATargetMetLateBeforeTheTimerCameByIsStillBreached) {
+  const auto t = Open("r1");  // Monday 09:00, first response due 10:00
+  now_ = Utc(1, 10, 2);
+  auto replied = Reply("m1", t.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT, "Sorry for the wait");
+  ASSERT_TRUE(replied.ok()) << replied.status();
+  EXPECT_TRUE(replied->breached());
+  EXPECT_TRUE(replied->first_response().breached());
+  EXPECT_EQ(replied->status(), crm::v1::TICKET_STATUS_OPEN);
+  EXPECT_EQ(replied->priority(), crm::v1::TICKET_PRIORITY_HIGH);  // escalated from normal
+  EXPECT_EQ(Types(t.ticket_id()),
+            (std::vector<std::string>{"TicketOpened", "TicketAssigned", "TicketSlaBreached",
+                                      "TicketEscalated", "TeamLeadNotified", "TicketReplied",
+                                      "TicketStatusChanged"}));
+  EXPECT_EQ(RunTimers(Utc(1, 10, 5)), 0);  // nothing owed twice
+  EXPECT_EQ(List([](auto& l) { l.set_breached(true); }).tickets_size(), 1);
+
+  // On time, nothing is owed.
+  const auto on_time = Open("r2");
+  now_ = Utc(1, 10, 30);  // opened at 10:02; due 11:02
+  ASSERT_TRUE(Reply("m2", on_time.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT, "Hi").ok());
+  EXPECT_EQ(Types(on_time.ticket_id()),
+            (std::vector<std::string>{"TicketOpened", "TicketAssigned", "TicketReplied",
+                                      "TicketStatusChanged"}));
+}
+
 TEST_F(TicketCommandsTest, SlaRunsInBusinessHoursAndPausesWhileWaitingOnTheCustomer) {
   now_ = Utc(5, 16, 30);  // Friday afternoon
   const auto t = Open("r1");

@@ -237,15 +237,10 @@ absl::StatusOr<std::vector<TicketEvent>> Csat(const Ticket& t, const SubmitCsat&
   return std::vector<TicketEvent>{std::move(e)};
 }
 
-std::vector<TicketEvent> Timers(const Ticket& t, const CheckTimers& c) {
+// The warnings and breaches the clocks owe at c.now; only breaches when
+// `breaches_only`.
+std::vector<TicketEvent> ClockEvents(const Ticket& t, const CheckTimers& c, bool breaches_only) {
   std::vector<TicketEvent> events;
-  if (t.status() == crm::v1::TICKET_STATUS_RESOLVED && t.has_reopen_until() &&
-      c.now >= At(t.reopen_until())) {
-    crm::v1::TicketClosed closed;
-    closed.set_ticket_id(t.ticket_id());
-    events.push_back(std::move(closed));
-    return events;
-  }
   crm::v1::TicketPriority priority = t.priority();
   for (auto [target, clock] : {std::pair{crm::v1::SLA_TARGET_FIRST_RESPONSE, &t.first_response()},
                                std::pair{crm::v1::SLA_TARGET_RESOLUTION, &t.resolution()}}) {
@@ -253,6 +248,7 @@ std::vector<TicketEvent> Timers(const Ticket& t, const CheckTimers& c) {
       case SlaDue::kNone:
         break;
       case SlaDue::kWarning: {
+        if (breaches_only) break;
         crm::v1::TicketSlaWarningRaised w;
         w.set_ticket_id(t.ticket_id());
         w.set_target(target);
@@ -297,6 +293,16 @@ std::vector<TicketEvent> Timers(const Ticket& t, const CheckTimers& c) {
     }
   }
   return events;
+}
+
+std::vector<TicketEvent> Timers(const Ticket& t, const CheckTimers& c) {
+  if (t.status() == crm::v1::TICKET_STATUS_RESOLVED && t.has_reopen_until() &&
+      c.now >= At(t.reopen_until())) {
+    crm::v1::TicketClosed closed;
+    closed.set_ticket_id(t.ticket_id());
+    return {std::move(closed)};
+  }
+  return ClockEvents(t, c, /*breaches_only=*/false);
 }
 
 void Recompute(Ticket& t) {
@@ -390,6 +396,10 @@ absl::StatusOr<std::vector<TicketEvent>> Decide(const std::optional<Ticket>& sta
         }
       },
       command);
+}
+
+std::vector<TicketEvent> OwedBreaches(const Ticket& t, const CheckTimers& check) {
+  return ClockEvents(t, check, /*breaches_only=*/true);
 }
 
 void Apply(Ticket& t, const TicketEvent& event, absl::Time occurred_at) {

@@ -117,6 +117,12 @@ absl::StatusOr<std::vector<TicketEvent>> Decide(const std::optional<crm::v1::Tic
                                                 const TicketCommand& command,
                                                 const SlaRules& rules);
 
+// The breaches (and escalations) the clocks owe at `check.now` that no
+// timer pass has raised yet. A command settles them before it meets or
+// pauses a clock, so a target met after its due time, before the timer
+// came by, still counts as breached.
+std::vector<TicketEvent> OwedBreaches(const crm::v1::Ticket& state, const CheckTimers& check);
+
 // Folds one event into the state; `occurred_at` is the event's time.
 void Apply(crm::v1::Ticket& state, const TicketEvent& event, absl::Time occurred_at);
 

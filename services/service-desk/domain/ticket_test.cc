@@ -502,6 +502,23 @@ TEST(TimerTest, BothTargetsOverdueBreachTwiceAndClimbTwoSteps) {
   EXPECT_FALSE(t.has_next_sla_check_at());
 }
 
+TEST(TimerTest, OwedBreachesAreTheBreachesAloneAndOnlyOnce) {
+  const Ticket opened = Fold({Open(0, crm::v1::TICKET_PRIORITY_NORMAL, "support", "agent:ann")});
+  EXPECT_TRUE(OwedBreaches(opened, Visit(59)).empty());
+  EXPECT_TRUE(OwedBreaches(opened, Visit(45)).empty());  // a warning is not owed to a command
+  const auto owed = OwedBreaches(opened, Visit(61));
+  ASSERT_EQ(owed.size(), 3u);  // breached, escalated, lead notified: as the timer does
+  EXPECT_EQ(std::get<crm::v1::TicketSlaBreached>(owed[0]).target(),
+            crm::v1::SLA_TARGET_FIRST_RESPONSE);
+  const Ticket breached =
+      Fold({Open(0, crm::v1::TICKET_PRIORITY_NORMAL, "support", "agent:ann"), Visit(61)});
+  EXPECT_TRUE(OwedBreaches(breached, Visit(62)).empty());
+  // A target met in time owes nothing.
+  const Ticket met =
+      Fold({Open(), ReplyToTicket{"m1", "agent:ann", crm::v1::AUTHOR_TYPE_AGENT, "hi", T(30)}});
+  EXPECT_TRUE(OwedBreaches(met, Visit(61)).empty());
+}
+
 TEST(TimerTest, UrgentTicketIsNotEscalatedFurtherButTheLeadIsTold) {
   auto events = History(
       {Open(0, crm::v1::TICKET_PRIORITY_URGENT, "support", "agent:ann"), Visit(10), Visit(15)});
