@@ -240,7 +240,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   }
   if (const auto* m = payload.As<OpportunityOpened>()) {
     auto* opp = Opportunity(view, m->opportunity_id());
-    opp->set_name(m->name());  // only OpportunityOpened names it
+    if (TakeIfNewer(opp->mutable_name_as_of(), event)) opp->set_name(m->name());
     if (TakeIfNewer(opp->mutable_as_of(), event)) {
       opp->set_stage_id(m->stage_id());
       opp->set_outcome(STAGE_OUTCOME_OPEN);
@@ -271,6 +271,24 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
       absl::StrAppend(&summary, ", lost", m->lost_reason().empty() ? "" : ": ", m->lost_reason());
     }
     if (m->reopened()) absl::StrAppend(&summary, " (reopened)");
+    return summary;
+  }
+  if (const auto* m = payload.As<OpportunityRevised>()) {
+    auto* opp = Opportunity(view, m->opportunity_id());
+    std::string summary = absl::StrCat("Opportunity ", m->opportunity_id(), " revised");
+    if (!m->name().empty()) {
+      if (TakeIfNewer(opp->mutable_name_as_of(), event)) opp->set_name(m->name());
+      absl::StrAppend(&summary, ": \"", m->name(), "\"");
+    }
+    if (m->has_amount()) {
+      if (TakeIfNewer(opp->mutable_amount_as_of(), event)) *opp->mutable_amount() = m->amount();
+      absl::StrAppend(&summary, ", ", MoneyText(m->amount()));
+    }
+    if (!m->expected_close_date().empty()) {
+      absl::StrAppend(&summary, ", closing ", m->expected_close_date());
+    }
+    Reach(view, LIFECYCLE_STAGE_PROSPECT);
+    DeriveTotals(view);
     return summary;
   }
   if (const auto* m = payload.As<OrderPlaced>()) {
@@ -342,7 +360,96 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   return event.type();
 }
 
+// True when `a` was taken from a later event than `b` (TakeIfNewer's order).
+bool Later(const AsOf& a, const AsOf& b) {
+  if (!a.has_at()) return false;
+  if (!b.has_at()) return true;
+  if (a.at() != b.at()) return b.at() < a.at();
+  return a.event_id() > b.event_id();
+}
+
+// `into` takes the value of `from` when `from`'s is later.
+template <typename Set>
+void TakeLater(AsOf* into_as_of, const AsOf& from_as_of, Set set) {
+  if (!Later(from_as_of, *into_as_of)) return;
+  set();
+  *into_as_of = from_as_of;
+}
+
+void JoinProfile(Customer360& into, const Customer360& from) {
+  // As ApplyContact: the newer capture's fields, the older one's where the
+  // newer left a field empty.
+  const bool from_newer =
+      from.has_profile_as_of() &&
+      (!into.has_profile_as_of() || !Before(from.profile_as_of(), into.profile_as_of()));
+  const auto& newer = from_newer ? from.profile() : into.profile();
+  const auto& older = from_newer ? into.profile() : from.profile();
+  auto pick = [](const std::string& n, const std::string& o) { return n.empty() ? o : n; };
+  crm::v1::CustomerProfile p = into.profile();
+  p.set_first_name(pick(newer.first_name(), older.first_name()));
+  p.set_last_name(pick(newer.last_name(), older.last_name()));
+  p.set_email(pick(newer.email(), older.email()));
+  p.set_phone(pick(newer.phone(), older.phone()));
+  p.set_company(pick(newer.company(), older.company()));
+  p.set_region(pick(newer.region(), older.region()));
+  *into.mutable_profile() = std::move(p);
+  if (from_newer) *into.mutable_profile_as_of() = from.profile_as_of();
+  TakeLater(into.mutable_account_as_of(), from.account_as_of(), [&] {
+    into.mutable_profile()->set_account_name(from.profile().account_name());
+    into.mutable_profile()->set_territory(from.profile().territory());
+  });
+}
+
 }  // namespace
+
+void JoinView(Customer360& into, const Customer360& from) {
+  JoinProfile(into, from);
+  Reach(into, from.lifecycle_stage());
+  TakeLater(into.mutable_owner_as_of(), from.owner_as_of(),
+            [&] { into.set_owner_id(from.owner_id()); });
+  TakeLater(into.mutable_tier_as_of(), from.tier_as_of(), [&] { into.set_tier(from.tier()); });
+  TakeLater(into.mutable_lead_score_as_of(), from.lead_score_as_of(),
+            [&] { into.set_lead_score(from.lead_score()); });
+  for (const auto& id : from.lead_ids()) AddSortedUnique(into.mutable_lead_ids(), id);
+  into.set_event_count(into.event_count() + from.event_count());
+  if (from.has_first_seen() &&
+      (!into.has_first_seen() || Before(from.first_seen(), into.first_seen()))) {
+    *into.mutable_first_seen() = from.first_seen();
+  }
+  if (from.has_last_seen() &&
+      (!into.has_last_seen() || Before(into.last_seen(), from.last_seen()))) {
+    *into.mutable_last_seen() = from.last_seen();
+  }
+  if (Later(from.last_event(), into.last_event())) *into.mutable_last_event() = from.last_event();
+  for (const auto& o : from.opportunities()) {
+    auto* opp = Opportunity(into, o.opportunity_id());
+    TakeLater(opp->mutable_name_as_of(), o.name_as_of(), [&] { opp->set_name(o.name()); });
+    TakeLater(opp->mutable_as_of(), o.as_of(), [&] {
+      opp->set_stage_id(o.stage_id());
+      opp->set_outcome(o.outcome());
+    });
+    TakeLater(opp->mutable_amount_as_of(), o.amount_as_of(),
+              [&] { *opp->mutable_amount() = o.amount(); });
+  }
+  for (const auto& o : from.orders()) {
+    auto* order =
+        FindOrInsertSorted(into.mutable_orders(), o.order_id(),
+                           [](const auto& r) -> const std::string& { return r.order_id(); });
+    *order = o;  // an order is placed once: both copies are the same
+  }
+  for (const auto& t : from.tickets()) {
+    auto* ticket = Ticket(into, t.ticket_id());
+    if (!t.subject().empty()) ticket->set_subject(t.subject());
+    if (!t.product().empty()) ticket->set_product(t.product());
+    if (t.has_opened_at()) *ticket->mutable_opened_at() = t.opened_at();
+    if (t.sla_breached()) ticket->set_sla_breached(true);
+    TakeLater(ticket->mutable_status_as_of(), t.status_as_of(),
+              [&] { ticket->set_status(t.status()); });
+    TakeLater(ticket->mutable_csat_as_of(), t.csat_as_of(),
+              [&] { ticket->set_csat_score(t.csat_score()); });
+  }
+  DeriveTotals(into);
+}
 
 std::string Summarize(const EventEnvelope& event) {
   Customer360 scratch;

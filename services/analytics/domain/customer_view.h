@@ -17,6 +17,13 @@ crm::v1::TimelineEntry ApplyToView(crm::v1::Customer360& view, const crm::v1::Ev
 // The same, decoding the payload itself.
 crm::v1::TimelineEntry ApplyToView(crm::v1::Customer360& view, const crm::v1::EventEnvelope& event);
 
+// Folds the summary of `from` into `into` so that `into` reads as the view
+// of one customer with both sets of events (customers merged into one):
+// records united by id, each value taken from the later event, counts
+// summed, totals derived again. customer_id stays that of `into`; derive
+// the health after.
+void JoinView(crm::v1::Customer360& into, const crm::v1::Customer360& from);
+
 // One human-readable line for the timeline.
 std::string Summarize(const crm::v1::EventEnvelope& event);
 

@@ -252,6 +252,60 @@ TEST(CustomerViewTest, CrossServiceViewIsByteIdenticalWhateverTheDeliveryOrder) 
   }
 }
 
+TEST(CustomerViewTest, RevisionsRenameAndRepriceAnOpportunityInAnyOrder) {
+  auto events = CustomerLife();
+  crm::v1::OpportunityRevised revised;
+  revised.set_opportunity_id("opp_2");
+  revised.set_name("Expansion, phase 2");
+  *revised.mutable_amount() = Eur(25000);
+  revised.set_expected_close_date("2026-03-31");
+  events.push_back(Event("e18", "opportunity-opp_2", 260, revised));
+  crm::v1::OpportunityRevised dated_only;
+  dated_only.set_opportunity_id("opp_2");
+  dated_only.set_expected_close_date("2026-04-30");
+  events.push_back(Event("e19", "opportunity-opp_2", 270, dated_only));
+  std::string first;
+  for (bool reversed : {false, true}) {
+    if (reversed) std::reverse(events.begin(), events.end());
+    crm::v1::Customer360 view;
+    std::string summary;
+    for (const auto& e : events) {
+      auto entry = ApplyToView(view, e);
+      if (e.event_id() == "e18") summary = entry.summary();
+    }
+    ASSERT_EQ(view.opportunities_size(), 2);
+    EXPECT_EQ(view.opportunities(1).name(), "Expansion, phase 2");
+    EXPECT_EQ(view.opportunities(1).amount().minor_units(), 25000);
+    EXPECT_EQ(summary,
+              "Opportunity opp_2 revised: \"Expansion, phase 2\", 250.00 EUR, closing 2026-03-31");
+    if (first.empty()) first = view.SerializeAsString();
+    EXPECT_EQ(view.SerializeAsString(), first);
+  }
+}
+
+// Customers merged into one read as if one customer had all the events.
+TEST(CustomerViewTest, JoiningTheViewsOfAnySplitEqualsTheViewOfAllEvents) {
+  auto events = CustomerLife();
+  events.push_back(Captured("lead_b", 260, "ada@new.com", "New Co"));
+  crm::v1::Customer360 expected;
+  for (const auto& e : events) ApplyToView(expected, e);
+  std::mt19937 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    crm::v1::Customer360 a, b;
+    for (const auto& e : events) ApplyToView(rng() % 2 == 0 ? a : b, e);
+    crm::v1::Customer360 joined;
+    joined.set_customer_id("cus_1");
+    JoinView(joined, a);
+    JoinView(joined, b);
+    ASSERT_EQ(joined.SerializeAsString(), expected.SerializeAsString())
+        << "round " << round << "\n"
+        << joined.DebugString() << "\nexpected\n"
+        << expected.DebugString();
+  }
+  EXPECT_EQ(expected.profile().email(), "ada@new.com");
+  EXPECT_EQ(expected.lead_ids_size(), 2);
+}
+
 TEST(CustomerViewTest, RecordsKeyedByIdAreNotCountedTwice) {
   crm::v1::Customer360 view;
   for (const auto& e : CustomerLife()) ApplyToView(view, e);

@@ -10,6 +10,7 @@
 #include "libs/common/status_macros.h"
 #include "services/analytics/domain/audit_trail.h"
 #include "services/analytics/domain/customer_health.h"
+#include "services/analytics/domain/customer_merge.h"
 #include "services/analytics/domain/customer_view.h"
 #include "services/analytics/domain/funnel.h"
 #include "services/analytics/domain/service_kpis.h"
@@ -25,7 +26,15 @@ constexpr char kKpiTickets[] = "kpi_tickets";                    // ticket_id ->
 constexpr char kClock[] = "analytics_clock";                     // "now" -> Timestamp
 constexpr char kAuditByActor[] = "audit_by_actor";    // actor \0 micros event_id -> AuditEntry
 constexpr char kAuditByRecord[] = "audit_by_record";  // record \0 micros event_id -> AuditEntry
+// One pair of rows per merge of two customers: kMergedInto merged \0
+// survivor and kMergedFrom survivor \0 merged, both empty.
+constexpr char kCustomerMerges[] = "customer_merges";
+constexpr char kMergedInto = '>';
+constexpr char kMergedFrom = '<';
 constexpr char kClockKey[] = "now";
+// A bound on the customers one group reads: merges are people found twice,
+// not thousands.
+constexpr size_t kMaxGroup = 256;
 constexpr int32_t kDefaultPage = 50;
 constexpr int32_t kMaxPage = 500;
 
@@ -40,40 +49,163 @@ std::string TimeOrderedKey(absl::string_view prefix, const crm::v1::EventEnvelop
   return k;
 }
 
-// One page of the rows under `prefix` (keys from TimeOrderedKey), resuming
-// after the key the page token names; returns the next page token, empty
-// on the last page. `token_field` names the token in errors.
+// One page of the rows under the `prefix_values` (keys from
+// TimeOrderedKey), merged in time order, resuming after the time and event
+// id the page token names; returns the next page token, empty on the last
+// page. `token_field` names the token in errors.
 template <typename Row>
 absl::StatusOr<std::string> ReadPage(const Database& db, const char* family,
-                                     absl::string_view prefix_value, int32_t page_size,
-                                     const std::string& page_token, absl::string_view token_field,
+                                     const std::vector<std::string>& prefix_values,
+                                     int32_t page_size, const std::string& page_token,
+                                     absl::string_view token_field,
                                      google::protobuf::RepeatedPtrField<Row>* rows) {
   if (page_size < 0)
     return absl::InvalidArgumentError(absl::StrCat(token_field, "page_size: negative"));
   if (page_size == 0) page_size = kDefaultPage;
   page_size = std::min(page_size, kMaxPage);
-  const std::string prefix = PrefixKey(prefix_value);
-  std::string start = prefix;
-  if (!page_token.empty()) {
-    std::string after;
-    if (!absl::WebSafeBase64Unescape(page_token, &after) || after.size() < 8) {
-      return absl::InvalidArgumentError(absl::StrCat(token_field, "page_token: malformed"));
-    }
-    // Resume just after the last key of the previous page.
-    start = prefix + after;
-    start.push_back('\0');
+  std::string after;
+  if (!page_token.empty() &&
+      (!absl::WebSafeBase64Unescape(page_token, &after) || after.size() < 8)) {
+    return absl::InvalidArgumentError(absl::StrCat(token_field, "page_token: malformed"));
   }
-  auto it = db.NewIterator(family);
+  struct Cursor {
+    std::string prefix;
+    std::unique_ptr<rocksdb::Iterator> it;
+    bool Valid() const { return it->Valid() && it->key().starts_with(prefix); }
+    rocksdb::Slice Suffix() const {
+      return rocksdb::Slice(it->key().data() + prefix.size(), it->key().size() - prefix.size());
+    }
+  };
+  std::vector<Cursor> cursors;
+  cursors.reserve(prefix_values.size());
+  for (const auto& value : prefix_values) {
+    Cursor& c = cursors.emplace_back(Cursor{PrefixKey(value), db.NewIterator(family)});
+    std::string start = c.prefix;
+    if (!after.empty()) {
+      // Resume just after the last key of the previous page.
+      start += after;
+      start.push_back('\0');
+    }
+    c.it->Seek(start);
+  }
   std::string last_suffix;
-  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+  for (;;) {
+    Cursor* next = nullptr;
+    for (auto& c : cursors) {
+      if (c.Valid() && (next == nullptr || c.Suffix().compare(next->Suffix()) < 0)) next = &c;
+    }
+    if (next == nullptr) break;
     if (rows->size() == page_size) return absl::WebSafeBase64Escape(last_suffix);
-    if (!rows->Add()->ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+    const rocksdb::Slice value = next->it->value();
+    if (!rows->Add()->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
       return absl::DataLossError(absl::StrCat("corrupt ", family, " row"));
     }
-    last_suffix = it->key().ToString().substr(prefix.size());
+    last_suffix = next->Suffix().ToString();
+    next->it->Next();
+  }
+  for (const auto& c : cursors) CRM_RETURN_IF_ERROR(FromRocks(c.it->status()));
+  return std::string();
+}
+
+std::string MergeKey(char direction, absl::string_view customer, absl::string_view other) {
+  std::string key(1, direction);
+  absl::StrAppend(&key, customer);
+  key.push_back('\0');
+  absl::StrAppend(&key, other);
+  return key;
+}
+
+// The group of `customer_id`, read link by link from the merge rows.
+absl::StatusOr<MergedGroup> LoadGroup(const Database& db, const std::string& customer_id) {
+  CustomerMerges merges;
+  absl::btree_set<std::string> seen = {customer_id};
+  std::vector<std::string> todo = {customer_id};
+  auto it = db.NewIterator(kCustomerMerges);
+  while (!todo.empty() && seen.size() < kMaxGroup) {
+    const std::string customer = std::move(todo.back());
+    todo.pop_back();
+    for (char direction : {kMergedInto, kMergedFrom}) {
+      const std::string prefix = MergeKey(direction, customer, "");
+      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+        const std::string other = it->key().ToString().substr(prefix.size());
+        if (direction == kMergedInto) {
+          merges.Link(customer, other);
+        } else {
+          merges.Link(other, customer);
+        }
+        if (seen.insert(other).second) todo.push_back(other);
+      }
+      CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+    }
+  }
+  return merges.GroupOf(customer_id);
+}
+
+// Every merge link, for the scans over all customers.
+absl::StatusOr<CustomerMerges> LoadAllMerges(const Database& db) {
+  CustomerMerges merges;
+  auto it = db.NewIterator(kCustomerMerges);
+  const std::string prefix(1, kMergedInto);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    const std::string key = it->key().ToString();
+    const size_t split = key.find('\0');
+    if (split == std::string::npos) return absl::DataLossError("corrupt customer merge row");
+    merges.Link(key.substr(1, split - 1), key.substr(split + 1));
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
-  return std::string();
+  return merges;
+}
+
+absl::StatusOr<std::optional<crm::v1::Customer360>> LoadView(const Database& db,
+                                                             const std::string& customer_id) {
+  CRM_ASSIGN_OR_RETURN(auto raw, db.Get(kCustomers, customer_id));
+  if (!raw.has_value()) return std::nullopt;
+  crm::v1::Customer360 view;
+  if (!view.ParseFromString(*raw)) return absl::DataLossError("corrupt customer view");
+  return view;
+}
+
+// The view of a group: one customer's as stored, several joined under the
+// primary's id. nullopt when no member has a view yet.
+absl::StatusOr<std::optional<crm::v1::Customer360>> GroupView(const Database& db,
+                                                              const MergedGroup& group) {
+  if (group.members.size() == 1) return LoadView(db, group.primary);
+  crm::v1::Customer360 joined;
+  joined.set_customer_id(group.primary);
+  bool any = false;
+  for (const auto& member : group.members) {
+    CRM_ASSIGN_OR_RETURN(auto view, LoadView(db, member));
+    if (!view.has_value()) continue;
+    JoinView(joined, *view);
+    any = true;
+    if (member != group.primary) joined.add_merged_customer_ids(member);
+  }
+  if (!any) return std::nullopt;
+  return joined;
+}
+
+// In a scan of the customers in id order, the view to yield at the row of
+// `customer_id`: its group's, at the group's first member that has a row;
+// nullopt at the other members.
+absl::StatusOr<std::optional<crm::v1::Customer360>> ScannedView(const Database& db,
+                                                                const CustomerMerges& merges,
+                                                                const std::string& customer_id,
+                                                                const rocksdb::Slice& value) {
+  const MergedGroup group =
+      merges.empty() ? MergedGroup{customer_id, {customer_id}} : merges.GroupOf(customer_id);
+  if (group.members.size() == 1) {
+    crm::v1::Customer360 view;
+    if (!view.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      return absl::DataLossError("corrupt customer view");
+    }
+    return view;
+  }
+  for (const auto& member : group.members) {
+    if (member >= customer_id) break;
+    CRM_ASSIGN_OR_RETURN(auto earlier, db.Get(kCustomers, member));
+    if (earlier.has_value()) return std::nullopt;  // yielded at that member's row
+  }
+  return GroupView(db, group);
 }
 
 }  // namespace
@@ -88,6 +220,7 @@ std::vector<std::string> ViewFamilies() {
   families.push_back(kClock);
   families.push_back(kAuditByActor);
   families.push_back(kAuditByRecord);
+  families.push_back(kCustomerMerges);
   // Data keys, rebuilt from crm.keys.v1 with the views (not in the digest).
   families.push_back(pii::KeyVault::kFamily);
   return families;
@@ -100,8 +233,8 @@ DatabaseOptions ViewDatabaseOptions() {
 }
 
 std::vector<const char*> ViewDigestFamilies() {
-  return {kCustomers,  kTimeline, kFunnelLeads,  kFunnelOpportunities,
-          kKpiTickets, kClock,    kAuditByActor, kAuditByRecord};
+  return {kCustomers, kTimeline,     kFunnelLeads,   kFunnelOpportunities, kKpiTickets,
+          kClock,     kAuditByActor, kAuditByRecord, kCustomerMerges};
 }
 
 absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db) {
@@ -168,6 +301,16 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
   }));
   // Events about no customer (knowledge-base articles) have no 360 view.
   if (event.customer_id().empty()) return absl::OkStatus();
+  if (const auto* m = payload.As<crm::v1::LeadsMerged>();
+      m != nullptr && !m->merged_customer_id().empty() && !m->survivor_customer_id().empty() &&
+      m->merged_customer_id() != m->survivor_customer_id()) {
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(
+        kCustomerMerges, MergeKey(kMergedInto, m->merged_customer_id(), m->survivor_customer_id()),
+        ""));
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(
+        kCustomerMerges, MergeKey(kMergedFrom, m->survivor_customer_id(), m->merged_customer_id()),
+        ""));
+  }
   CRM_ASSIGN_OR_RETURN(auto* view, Cached(views_, &arena_, txn, kCustomers, event.customer_id()));
   const crm::v1::TimelineEntry entry = ApplyToView(*view, event, payload);
   CRM_RETURN_IF_ERROR(ApplyToFunnel(
@@ -227,14 +370,13 @@ absl::StatusOr<crm::v1::ServiceKpis> ViewStore::GetServiceKpis(
 absl::Status ViewStore::ForEachCustomer(
     const std::function<absl::Status(const crm::v1::Customer360&)>& fn) const {
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
+  CRM_ASSIGN_OR_RETURN(auto merges, LoadAllMerges(db_));
   auto it = db_.NewIterator(kCustomers);
-  crm::v1::Customer360 view;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (!view.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError("corrupt customer view");
-    }
-    DeriveHealth(view, now, config_);
-    CRM_RETURN_IF_ERROR(fn(view));
+    CRM_ASSIGN_OR_RETURN(auto view, ScannedView(db_, merges, it->key().ToString(), it->value()));
+    if (!view.has_value()) continue;
+    DeriveHealth(*view, now, config_);
+    CRM_RETURN_IF_ERROR(fn(*view));
   }
   return FromRocks(it->status());
 }
@@ -257,26 +399,30 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
     return absl::InvalidArgumentError("page.page_token: malformed");
   }
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
+  CRM_ASSIGN_OR_RETURN(auto merges, LoadAllMerges(db_));
   crm::v1::ListSegmentResponse response;
   *response.mutable_evaluated_at() = now;
   auto it = db_.NewIterator(kCustomers);
   it->Seek(after);
   if (!after.empty() && it->Valid() && it->key().ToString() == after) it->Next();
-  crm::v1::Customer360 view;
+  // The row the last member was found at: a merged group answers with
+  // another id than its row's.
+  std::string last_row;
   for (; it->Valid(); it->Next()) {
-    if (!view.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return absl::DataLossError("corrupt customer view");
-    }
+    const std::string row = it->key().ToString();
+    CRM_ASSIGN_OR_RETURN(auto found, ScannedView(db_, merges, row, it->value()));
+    if (!found.has_value()) continue;
+    crm::v1::Customer360& view = *found;
     DeriveHealth(view, now, config_);
     if (std::find(view.segments().begin(), view.segments().end(), request.segment()) ==
         view.segments().end()) {
       continue;
     }
     if (response.members_size() == page_size) {
-      response.set_next_page_token(
-          absl::WebSafeBase64Escape(response.members(page_size - 1).customer_id()));
+      response.set_next_page_token(absl::WebSafeBase64Escape(last_row));
       break;
     }
+    last_row = row;
     auto* m = response.add_members();
     m->set_customer_id(view.customer_id());
     m->set_account_name(view.profile().account_name());
@@ -303,19 +449,19 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
   if (customer_id.empty()) return absl::InvalidArgumentError("customer_id: required");
   if (customer_id.size() > 64) return absl::InvalidArgumentError("customer_id: too long");
 
-  CRM_ASSIGN_OR_RETURN(auto raw, db_.Get(kCustomers, customer_id));
-  if (!raw.has_value()) {
+  CRM_ASSIGN_OR_RETURN(const MergedGroup group, LoadGroup(db_, customer_id));
+  CRM_ASSIGN_OR_RETURN(auto found, GroupView(db_, group));
+  if (!found.has_value()) {
     return absl::NotFoundError(absl::StrCat("customer ", customer_id, " not found"));
   }
-  crm::v1::Customer360 view;
-  if (!view.ParseFromString(*raw)) return absl::DataLossError("corrupt customer view");
+  crm::v1::Customer360& view = *found;
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
   DeriveHealth(view, now, config_);
 
-  CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, kTimeline, customer_id, page_size, page_token,
+  CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, kTimeline, group.members, page_size, page_token,
                                            "timeline_page.", view.mutable_timeline()));
   view.set_next_page_token(std::move(next));
-  return view;
+  return std::move(*found);
 }
 
 absl::StatusOr<crm::v1::ListAuditEntriesResponse> ViewStore::ListAuditEntries(
@@ -330,7 +476,7 @@ absl::StatusOr<crm::v1::ListAuditEntriesResponse> ViewStore::ListAuditEntries(
   const bool by_actor = !request.actor().empty();
   crm::v1::ListAuditEntriesResponse response;
   CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, by_actor ? kAuditByActor : kAuditByRecord,
-                                           by_actor ? request.actor() : request.record_id(),
+                                           {by_actor ? request.actor() : request.record_id()},
                                            request.page().page_size(), request.page().page_token(),
                                            "page.", response.mutable_entries()));
   response.set_next_page_token(std::move(next));

@@ -305,5 +305,112 @@ TEST_F(ViewStoreTest, ListSegmentPagesInCustomerIdOrderWithoutGapsOrRepeats) {
   EXPECT_EQ(views_->ListSegment(negative).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+ConsumedMessage LeadsMergedAt(const std::string& survivor_customer,
+                              const std::string& survivor_lead, const std::string& merged_customer,
+                              const std::string& merged_lead, int64_t seconds, int64_t offset) {
+  crm::v1::LeadsMerged m;
+  m.set_survivor_lead_id(survivor_lead);
+  m.set_merged_lead_id(merged_lead);
+  m.set_survivor_customer_id(survivor_customer);
+  m.set_merged_customer_id(merged_customer);
+  return testing::OnTopic("crm.leads.v1", offset,
+                          testing::Envelope(m, survivor_customer, "evt-merge-" + merged_lead,
+                                            "lead-" + survivor_lead, 2, seconds));
+}
+
+// One person captured twice, as two customers, then merged (MergeLeads):
+// both read as one view under the survivor, whichever id is asked for and
+// whatever order the merge and the merged customer's events arrive in.
+TEST_F(ViewStoreTest, MergedCustomersReadAsOneViewWhateverTheOrder) {
+  using namespace testing;
+  std::vector<ConsumedMessage> history = {
+      OnTopic("crm.leads.v1", 0, LeadCapturedAt("cus_a", "la", 40, 1000)),
+      OnTopic("crm.leads.v1", 1, LeadCapturedAt("cus_b", "lb", 60, 1050)),
+      OnTopic("crm.sales.v1", 0, OrderPlacedAt("cus_a", "o1", 5000, 1100)),
+      OnTopic("crm.service-desk.v1", 0, TicketOpenedAt("cus_a", "t1", 1200)),
+      LeadsMergedAt("cus_b", "lb", "cus_a", "la", 1300, 2),
+      // Sales still knows the person as cus_a.
+      OnTopic("crm.sales.v1", 1, OrderPlacedAt("cus_a", "o2", 700, 1400)),
+      OnTopic("crm.leads.v1", 3, LeadCapturedAt("cus_c", "lc", 10, 1500)),
+  };
+  ASSERT_TRUE(subscriber_->ApplyBatch(history).ok());
+
+  auto b = views_->GetCustomer360("cus_b", 0, "");
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->customer_id(), "cus_b");
+  EXPECT_EQ(
+      std::vector<std::string>(b->merged_customer_ids().begin(), b->merged_customer_ids().end()),
+      std::vector<std::string>{"cus_a"});
+  EXPECT_EQ(std::vector<std::string>(b->lead_ids().begin(), b->lead_ids().end()),
+            (std::vector<std::string>{"la", "lb"}));
+  EXPECT_EQ(b->orders_size(), 2);
+  EXPECT_EQ(b->tickets_size(), 1);
+  ASSERT_EQ(b->lifetime_value_size(), 1);
+  EXPECT_EQ(b->lifetime_value(0).minor_units(), 5700);
+  EXPECT_EQ(b->event_count(), 6);
+  ASSERT_EQ(b->timeline_size(), 6);
+  for (int i = 1; i < b->timeline_size(); ++i) {
+    EXPECT_LT(b->timeline(i - 1).occurred_at().seconds(), b->timeline(i).occurred_at().seconds());
+  }
+
+  // The merged customer's id answers with the same view.
+  auto a = views_->GetCustomer360("cus_a", 0, "");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->SerializeAsString(), b->SerializeAsString());
+
+  // Pages of the joined timeline: in time order, no gaps, no repeats.
+  std::vector<std::string> paged;
+  std::string token;
+  do {
+    auto page = views_->GetCustomer360("cus_a", 4, token);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& e : page->timeline()) paged.push_back(e.event_id());
+    token = page->next_page_token();
+  } while (!token.empty() && paged.size() < 20);
+  ASSERT_EQ(paged.size(), 6u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(paged[i], b->timeline(i).event_id());
+
+  // Scans see the person once.
+  std::vector<std::string> scanned;
+  ASSERT_TRUE(views_
+                  ->ForEachCustomer([&](const crm::v1::Customer360& v) {
+                    scanned.push_back(v.customer_id());
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(scanned, (std::vector<std::string>{"cus_b", "cus_c"}));
+
+  // The merge (after the survivor's capture, on the same stream) first,
+  // then the rest one batch each from the other end.
+  auto other_db = std::move(*Database::Open(dir_.Sub("other"), ViewFamilies()));
+  Customer360Projection other_projection;
+  Subscriber other(*other_db, other_projection, SubscriberOptions{});
+  ASSERT_TRUE(other.ApplyBatch({history[1], history[4]}).ok());
+  for (int i = static_cast<int>(history.size()) - 1; i >= 0; --i) {
+    if (i != 1 && i != 4) ASSERT_TRUE(other.ApplyBatch({history[i]}).ok());
+  }
+  auto reordered = ViewStore(*other_db).GetCustomer360("cus_b", 0, "");
+  ASSERT_TRUE(reordered.ok()) << reordered.status();
+  EXPECT_EQ(reordered->SerializeAsString(), b->SerializeAsString());
+}
+
+// A group is listed once, where its first member's row is, and the page
+// token resumes after that row.
+TEST_F(ViewStoreTest, ListSegmentListsAMergedGroupOnceAndPagesOn) {
+  using namespace testing;
+  std::vector<ConsumedMessage> batch;
+  for (int i = 1; i <= 5; ++i) {
+    const std::string c = absl::StrCat("c0", i);
+    batch.push_back(OnTopic("crm.sales.v1", i, OrderPlacedAt(c, absl::StrCat("old", i), 100, 0)));
+  }
+  batch.push_back(OnTopic("crm.sales.v1", 9, OrderPlacedAt("c09", "new9", 100, 200 * kDay)));
+  batch.push_back(LeadsMergedAt("c05", "l5", "c01", "l1", 1, 0));
+  ASSERT_TRUE(subscriber_->ApplyBatch(batch).ok());
+  int pages = 0;
+  EXPECT_EQ(AllOfSegment(*views_, crm::v1::SEGMENT_AT_RISK, 1, &pages),
+            (std::vector<std::string>{"c05", "c02", "c03", "c04"}));
+  EXPECT_EQ(pages, 4);
+}
+
 }  // namespace
 }  // namespace crm::analytics
