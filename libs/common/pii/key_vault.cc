@@ -691,7 +691,7 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
   }
   std::vector<AppendRequest> appends;
   for (size_t i = 0; i < customers.size(); ++i) {
-    const std::string stream = absl::StrCat(kEraseStreamPrefix, customers[i]);
+    const std::string stream = EraseStream(issuer_, customers[i]);
     int64_t version = EventStore::kNoStream;
     if (auto state = store_->LoadState(stream); state.ok()) {
       version = state->version;

@@ -137,8 +137,7 @@ TEST_F(KeyVaultMemoryTest, ErasureDestroysKeysThatAreNotInMemory) {
   EXPECT_EQ(leads->OpenEmail(sealed), "");
   EXPECT_EQ(leads->Stream(ann.key_id).size(), 2u) << "issued, then destroyed";
   // The reader hears the erasure and the destruction from the topic.
-  ASSERT_TRUE(
-      reader->Apply(*leads->store->ReadStream(absl::StrCat(kEraseStreamPrefix, "cus_ann"))).ok());
+  ASSERT_TRUE(reader->Apply(*leads->store->ReadStream(EraseStream("crm/leads", "cus_ann"))).ok());
   ASSERT_TRUE(reader->Apply(leads->Stream(ann.key_id)).ok());
   EXPECT_EQ(reader->OpenEmail(sealed), "");
   for (Service* s : {leads.get(), reader.get()}) {

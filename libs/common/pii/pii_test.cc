@@ -312,6 +312,47 @@ TEST(KeyVaultTest, KeysSurviveARestartAndReachOtherServicesThroughTheirRecords) 
       << "a key wrapped under another master key";
 }
 
+// Erasures of one customer by two services are two streams: a subscriber
+// that applied the first must not take the second for a redelivery.
+TEST(KeyVaultTest, AnErasureByASecondServiceIsAppliedBySubscribersThatSawTheFirst) {
+  testing::TempDir dir;
+  ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
+  ServiceDb sales(dir.Sub("sales"), Master(), "crm/sales");
+  ServiceDb analytics(dir.Sub("analytics"), Master(), "crm/analytics");
+  WithKeyRecords records(*analytics.vault, nullptr);
+  Subscriber subscriber(analytics.store->db(), records, SubscriberOptions{});
+  int64_t offset = 0;
+  auto feed = [&](const EventStore& from, const std::string& stream) {
+    std::vector<ConsumedMessage> batch;
+    const auto events = from.ReadStream(stream);
+    for (const auto& e : events.value()) {
+      batch.push_back({"crm.keys.v1", 0, offset++, e.SerializeAsString()});
+    }
+    EXPECT_FALSE(batch.empty()) << stream;
+    return subscriber.ApplyBatch(batch);
+  };
+  ASSERT_TRUE(sales.vault->EraseCustomer("cus_1", "GDPR request 1", Ctx()).ok());
+  ASSERT_TRUE(feed(*sales.store, EraseStream("crm/sales", "cus_1")).ok());
+
+  // The person comes back through leads, and asks again to be forgotten.
+  absl::SleepFor(absl::Milliseconds(2));  // a key issued after the first erasure
+  auto key = leads.vault->EnsureKey("cus_1", Ctx());
+  ASSERT_TRUE(key.ok()) << key.status();
+  ASSERT_TRUE(feed(*leads.store, kKeyStreamPrefix + key->key_id).ok());
+  crm::v1::Contact ann = Ann();
+  SealFields(ann, *key);
+  crm::v1::Contact opened = ann;
+  OpenFields(opened, *analytics.vault);
+  ASSERT_EQ(opened.email(), "ann@example.com");
+
+  ASSERT_TRUE(leads.vault->EraseCustomer("cus_1", "GDPR request 2", Ctx()).ok());
+  ASSERT_NE(EraseStream("crm/leads", "cus_1"), EraseStream("crm/sales", "cus_1"));
+  ASSERT_TRUE(feed(*leads.store, EraseStream("crm/leads", "cus_1")).ok());
+  opened = ann;
+  OpenFields(opened, *analytics.vault);
+  EXPECT_EQ(opened.email(), "");
+}
+
 TEST(KeyVaultTest, ErasureDestroysEveryKeyOfTheCustomerInEveryService) {
   testing::TempDir dir;
   ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
@@ -334,7 +375,7 @@ TEST(KeyVaultTest, ErasureDestroysEveryKeyOfTheCustomerInEveryService) {
   auto destroyed = sales.vault->EraseCustomer("cus_1", "GDPR request 7", Ctx());
   ASSERT_TRUE(destroyed.ok()) << destroyed.status();
   EXPECT_EQ(destroyed->keys_destroyed, 1);
-  const std::string erase_stream = std::string(kEraseStreamPrefix) + "cus_1";
+  const std::string erase_stream = EraseStream("crm/sales", "cus_1");
   ASSERT_TRUE(leads.Consume(*sales.store, erase_stream).ok());
   ASSERT_TRUE(analytics.Consume(*sales.store, erase_stream).ok());
 
@@ -421,13 +462,13 @@ TEST(KeyVaultTest, ErasingTheSurvivorOfMergesErasesEveryCustomerMergedIntoIt) {
   EXPECT_EQ(erasure->merged_customer_ids, (std::vector<std::string>{"cus_2", "cus_3"}));
   EXPECT_EQ(erasure->keys_destroyed, 3);
   for (const std::string customer : {"cus_1", "cus_2", "cus_3"}) {
-    auto records = sales.store->ReadStream(kEraseStreamPrefix + customer);
+    auto records = sales.store->ReadStream(EraseStream("crm/sales", customer));
     ASSERT_TRUE(records.ok() && records->size() == 1) << customer;
     crm::v1::CustomerErased erased;
     ASSERT_TRUE(records->front().payload().UnpackTo(&erased));
     EXPECT_EQ(erased.customer_id(), customer);
     EXPECT_EQ(erased.erased_with_customer_id(), customer == "cus_1" ? "" : "cus_1");
-    ASSERT_TRUE(leads.Consume(*sales.store, kEraseStreamPrefix + customer).ok());
+    ASSERT_TRUE(leads.Consume(*sales.store, EraseStream("crm/sales", customer)).ok());
   }
   for (const ServiceDb* s : {&leads, &sales}) {
     for (const std::string customer : {"cus_1", "cus_2", "cus_3"}) {
