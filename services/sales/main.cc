@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
     crm::log::Error("start key subscriber", {{"error", keys.status().ToString()}});
     return 1;
   }
+  sub_options.dead_letter_topic = crm::kDeadLetterTopic;
   crm::Subscriber subscriber((*store)->db(), reactions, sub_options);
   if (auto st = subscriber.Start(); !st.ok()) {
     crm::log::Error("start subscriber", {{"error", st.ToString()}});

@@ -8,6 +8,7 @@
 #include "libs/common/log.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
+#include "libs/common/text.h"
 #include "services/sales/domain/forecast.h"
 #include "services/sales/domain/opportunity.h"
 #include "services/sales/domain/quote.h"
@@ -795,7 +796,10 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
         absl::StripAsciiWhitespace(absl::StrCat(contact.first_name(), " ", contact.last_name())));
   }
   if (person.empty() && !pii::IsSealed(contact.email())) person = contact.email();
-  open.set_name(!converted.company().empty() ? converted.company() : person);
+  // Names come within the leads service's bounds, or an older event's:
+  // cut to ours rather than refuse the conversion.
+  open.set_name(
+      TruncateUtf8(!converted.company().empty() ? converted.company() : person, kMaxName));
   if (open.name().empty()) open.set_name(converted.customer_id());
   open.set_owner_id(converted.owner_id());
   open.set_territory(converted.region());
@@ -804,23 +808,34 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
     *open.add_contacts() = contact;
   }
   CRM_ASSIGN_OR_RETURN(auto normalized, NormalizeOpenCustomer(open, settings_.loyalty));
+
+  // Both requests are checked before either is written: a conversion never
+  // opens the account and then loses its opportunity.
+  crm::v1::OpenOpportunityRequest opportunity;
+  opportunity.set_request_id(event.event_id());
+  opportunity.set_customer_id(converted.customer_id());
+  opportunity.set_name(
+      TruncateUtf8(!converted.opportunity_name().empty()
+                       ? converted.opportunity_name()
+                       : absl::StrCat(normalized.name(), " (lead ", converted.lead_id(), ")"),
+                   kMaxName));
+  opportunity.set_owner_id(converted.owner_id());
+  if (converted.has_estimated_amount() && !converted.estimated_amount().currency().empty()) {
+    if (auto st = CheckMoney("amount", converted.estimated_amount()); st.ok()) {
+      *opportunity.mutable_amount() = converted.estimated_amount();
+    } else {
+      // An estimate out of bounds is left out; the rep sets the amount.
+      log::Warn("conversion estimate left out",
+                {{"lead_id", converted.lead_id()}, {"reason", std::string(st.message())}});
+    }
+  }
+  CRM_RETURN_IF_ERROR(ValidateOpenOpportunity(opportunity));
+
   auto customer = OpenCustomerWith(normalized, converted.lead_id(),
                                    absl::StrCat("OpenAccountFromLead/", event.event_id()), ctx);
   // A second conversion of the same person finds the account open: it
   // still brings a new opportunity.
   if (!customer.ok() && !absl::IsAlreadyExists(customer.status())) return customer.status();
-
-  crm::v1::OpenOpportunityRequest opportunity;
-  opportunity.set_request_id(event.event_id());
-  opportunity.set_customer_id(converted.customer_id());
-  opportunity.set_name(!converted.opportunity_name().empty()
-                           ? converted.opportunity_name()
-                           : absl::StrCat(normalized.name(), " (lead ", converted.lead_id(), ")"));
-  opportunity.set_owner_id(converted.owner_id());
-  if (converted.has_estimated_amount() && !converted.estimated_amount().currency().empty()) {
-    *opportunity.mutable_amount() = converted.estimated_amount();
-  }
-  CRM_RETURN_IF_ERROR(ValidateOpenOpportunity(opportunity));
   return OpenOpportunityWith(opportunity, converted.lead_id(),
                              absl::StrCat("OpenOpportunityFromLead/", event.event_id()), ctx)
       .status();

@@ -384,6 +384,36 @@ TEST_F(SalesCommandsTest, LeadConvertedDeliveredTwiceOpensOneAccountAndOneOpport
   EXPECT_EQ(opened[0].correlation_id(), "corr-1");
 }
 
+// A conversion whose names exceed sales' bounds (an older leads service
+// derived longer ones) or whose estimate is out of bounds still opens both
+// the account and the opportunity.
+TEST_F(SalesCommandsTest, AConversionWithOversizedNamesOrEstimateOpensAccountAndOpportunity) {
+  auto converted = Conversion("lead_1");
+  std::string company;
+  while (company.size() < 200) company += "Sch\xc3\xb6n ";  // 7 bytes; byte 200 is in an "ö"
+  converted.set_company(company);
+  converted.set_opportunity_name(company + " - crm-suite, analytics, telephony");
+  converted.mutable_estimated_amount()->set_minor_units(int64_t{10} * kMaxMinorUnits);
+  ASSERT_TRUE(
+      subscriber_->ApplyBatch({Message(converted, "cus_lead", "lead-lead_1", 2, 0, kLeadsTopic)})
+          .ok());
+  EXPECT_EQ(subscriber_->poisoned(), 0u);
+  crm::v1::GetCustomerRequest get;
+  get.set_customer_id("cus_lead");
+  auto customer = commands_->GetCustomer(get);
+  ASSERT_TRUE(customer.ok()) << customer.status();
+  // Cut before the two-byte letter that would cross byte 200.
+  EXPECT_EQ(customer->name(), company.substr(0, 199));
+  crm::v1::ListOpportunitiesRequest list;
+  list.set_customer_id("cus_lead");
+  auto opportunities = commands_->ListOpportunities(list);
+  ASSERT_TRUE(opportunities.ok());
+  ASSERT_EQ(opportunities->opportunities_size(), 1);
+  const auto& o = opportunities->opportunities(0);
+  EXPECT_EQ(o.name(), company.substr(0, 199));
+  EXPECT_FALSE(o.has_amount());
+}
+
 TEST_F(SalesCommandsTest, ASecondConversionOfTheSameCustomerAddsOnlyAnOpportunity) {
   ASSERT_TRUE(subscriber_
                   ->ApplyBatch(

@@ -1,0 +1,28 @@
+#include "libs/common/text.h"
+
+#include "gtest/gtest.h"
+
+namespace crm {
+namespace {
+
+TEST(TruncateUtf8Test, KeepsShortTextAndCutsLongTextAtACharacterBoundary) {
+  EXPECT_EQ(TruncateUtf8("abc", 3), "abc");
+  EXPECT_EQ(TruncateUtf8("abcd", 3), "abc");
+  EXPECT_EQ(TruncateUtf8("", 0), "");
+  // "añb": ñ is two bytes (1-2); a cut inside it drops it whole.
+  EXPECT_EQ(TruncateUtf8("a\xc3\xb1"
+                         "b",
+                         2),
+            "a");
+  EXPECT_EQ(TruncateUtf8("a\xc3\xb1"
+                         "b",
+                         3),
+            "a\xc3\xb1");
+  // A four-byte emoji is dropped whole at any cut inside it.
+  const std::string emoji = "x\xf0\x9f\x98\x80";
+  for (size_t cut = 1; cut < 5; ++cut) EXPECT_EQ(TruncateUtf8(emoji, cut), "x") << cut;
+  EXPECT_EQ(TruncateUtf8(emoji, 5), emoji);
+}
+
+}  // namespace
+}  // namespace crm
