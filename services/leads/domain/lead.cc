@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "libs/common/ids.h"
 #include "libs/common/pii/sealed_value.h"
+#include "libs/common/text.h"
 #include "services/leads/domain/scoring.h"
 
 namespace crm::leads {
@@ -19,6 +20,7 @@ namespace {
 constexpr size_t kMaxName = 100;
 constexpr size_t kMaxEmail = 254;
 constexpr size_t kMaxCompany = 200;
+constexpr int64_t kMaxMinorUnits = 1'000'000'000'000'000;  // 10^15
 constexpr size_t kMaxRegion = 64;
 constexpr size_t kMaxRequestId = 128;
 constexpr size_t kMaxInterests = 50;
@@ -41,6 +43,12 @@ absl::Status CheckRequestId(absl::string_view request_id) {
 
 absl::Status CheckMoney(absl::string_view field, const crm::v1::Money& money) {
   if (money.minor_units() < 0) return Invalid(absl::StrCat(field, ".minor_units"), "negative");
+  // The sales service's bound: an amount it could not open an opportunity
+  // with is refused here, not lost at conversion.
+  if (money.minor_units() >= kMaxMinorUnits) {
+    return Invalid(absl::StrCat(field, ".minor_units"),
+                   absl::StrCat("at most ", kMaxMinorUnits - 1));
+  }
   const std::string& c = money.currency();
   if (c.size() != 3 ||
       !std::all_of(c.begin(), c.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; })) {
@@ -227,8 +235,10 @@ std::string DefaultOpportunityName(const crm::v1::Lead& lead) {
   std::string base = lead.company();
   if (base.empty()) base = PersonName(lead.contact());
   if (base.empty()) base = absl::StrCat("Lead ", lead.lead_id());
-  if (lead.product_interests().empty()) return base;
-  return absl::StrCat(base, " - ", absl::StrJoin(lead.product_interests(), ", "));
+  if (lead.product_interests().empty()) return TruncateUtf8(base, kMaxCompany);
+  // Within the bound of a name the caller gives (and sales accepts).
+  return TruncateUtf8(absl::StrCat(base, " - ", absl::StrJoin(lead.product_interests(), ", ")),
+                      kMaxCompany);
 }
 
 absl::StatusOr<std::vector<LeadEvent>> DecideConvert(const crm::v1::Lead& lead,

@@ -444,6 +444,21 @@ TEST(ConvertTest, ExplicitOwnerNameAndAmountWin) {
   EXPECT_EQ(e.estimated_amount().minor_units(), 1'000'000);
 }
 
+// The derived name stays within the bound of a name the caller may give,
+// which sales accepts, however long the company and interests are.
+TEST(ConvertTest, TheDerivedOpportunityNameFitsTheNameBound) {
+  auto scenario = AnyLead();
+  auto history = CapturedFor("usr_1");
+  auto& captured = std::get<crm::v1::LeadCaptured>(history.front());
+  captured.set_company(std::string(190, 'C'));
+  for (int i = 0; i < 5; ++i) captured.add_product_interests(std::string(60, 'p'));
+  scenario.Given(Plus(history, {Qualified()}));
+  auto events = *Decide(scenario.state(), LeadCommand{ConvertLead{}});
+  const auto& e = std::get<crm::v1::LeadConverted>(events[0]);
+  EXPECT_EQ(e.opportunity_name().size(), 200u);
+  EXPECT_EQ(e.opportunity_name().substr(0, 193), std::string(190, 'C') + " - ");
+}
+
 TEST(ConvertTest, ConvertingAConvertedLeadFails) {
   crm::v1::LeadConverted converted;
   converted.set_owner_id("usr_1");
@@ -620,6 +635,11 @@ TEST(ParseTest, CommandRequestsNameTheBadField) {
   convert.mutable_estimated_amount()->set_currency("EUR");
   convert.mutable_estimated_amount()->set_minor_units(-5);
   ExpectInvalidField(ParseConvert(convert).status(), "estimated_amount.minor_units");
+  // Sales opens no opportunity of 10^15 minor units or more.
+  convert.mutable_estimated_amount()->set_minor_units(1'000'000'000'000'000);
+  ExpectInvalidField(ParseConvert(convert).status(), "estimated_amount.minor_units");
+  convert.mutable_estimated_amount()->set_minor_units(999'999'999'999'999);
+  EXPECT_TRUE(ParseConvert(convert).ok());
 
   crm::v1::AssignLeadRequest assign;
   assign.set_request_id("r");
