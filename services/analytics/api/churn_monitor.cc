@@ -63,7 +63,7 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
     // Event time, not the wall clock: the evaluation's place in history.
     ctx.occurred_at = FromProtoTimestamp(d.raised->evaluated_at());
     req.events.push_back(MakeEnvelope(*d.raised, view.customer_id(), ctx));
-    req.request_key = ChurnRequestKey(*d.raised);
+    req.request_key = ChurnRequestKey(*d.raised, d.state.crossings());
     req.projection_writes.push_back({kAlerts, view.customer_id(), d.state.SerializeAsString()});
     CRM_ASSIGN_OR_RETURN(auto result, events_.Append(std::move(req)));
     if (result.replayed) {

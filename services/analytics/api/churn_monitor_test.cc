@@ -121,6 +121,27 @@ TEST_F(ChurnMonitorTest, RecoveryThenRelapseRaisesASecondTime) {
   EXPECT_EQ(raised[1].cause_event_id(), "evt-order-o2");
 }
 
+TEST_F(ChurnMonitorTest, ASecondCrossingWithTheSameCauseRaisesAgain) {
+  Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
+  EXPECT_EQ(Pass(), 1);
+  {  // A stricter threshold for a while: the customer clears.
+    crm::v1::AnalyticsSettings strict;
+    strict.set_churn_risk_threshold(90);
+    auto config = AnalyticsConfig::Create(strict);
+    ASSERT_TRUE(config.ok()) << config.status();
+    ViewStore strict_views(*db_, *config);
+    ChurnMonitor strict_monitor(strict_views, *events_);
+    auto n = strict_monitor.RunOnce();
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(*n, 0);
+  }
+  EXPECT_EQ(Pass(), 1);  // back to the usual threshold, no new event
+  auto raised = Outbox();
+  ASSERT_EQ(raised.size(), 2u);
+  EXPECT_EQ(raised[1].cause_event_id(), raised[0].cause_event_id());
+  EXPECT_EQ(Pass(), 0);
+}
+
 TEST_F(ChurnMonitorTest, WaitsWhileNotReady) {
   monitor_ = std::make_unique<ChurnMonitor>(*views_, *events_, [] { return false; });
   Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});

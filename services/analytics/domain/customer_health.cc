@@ -196,6 +196,7 @@ ChurnAlertDecision DecideChurnAlert(const crm::v1::ChurnAlertState& previous,
   *e.mutable_lifetime_value() = view.lifetime_value();
   *e.mutable_clv_estimate() = view.clv_estimate();
   d.state.set_raised(true);
+  d.state.set_crossings(previous.crossings() + 1);
   d.state.set_cause_event_id(e.cause_event_id());
   d.state.set_score(e.score());
   d.state_changed = true;
@@ -203,8 +204,11 @@ ChurnAlertDecision DecideChurnAlert(const crm::v1::ChurnAlertState& previous,
   return d;
 }
 
-std::string ChurnRequestKey(const crm::v1::ChurnRiskRaised& raised) {
-  return absl::StrCat("churn-risk/", raised.customer_id(), "/", raised.cause_event_id());
+std::string ChurnRequestKey(const crm::v1::ChurnRiskRaised& raised, int32_t crossing) {
+  std::string key = absl::StrCat("churn-risk/", raised.customer_id(), "/", raised.cause_event_id());
+  // The first crossing keeps the key it had before crossings were counted.
+  if (crossing > 1) absl::StrAppend(&key, "/", crossing);
+  return key;
 }
 
 }  // namespace crm::analytics

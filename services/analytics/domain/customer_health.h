@@ -37,8 +37,10 @@ ChurnAlertDecision DecideChurnAlert(const crm::v1::ChurnAlertState& previous,
                                     const crm::v1::Customer360& derived_view,
                                     const AnalyticsConfig& config);
 
-// The idempotency key of a crossing: the customer and the customer's latest
-// event when it was seen, so seeing the same crossing again appends nothing.
-std::string ChurnRequestKey(const crm::v1::ChurnRiskRaised& raised);
+// The idempotency key of a crossing: the customer, the customer's latest
+// event when it was seen and the crossing's number (ChurnAlertState
+// crossings), so seeing the same crossing again appends nothing while a
+// later crossing with the same cause still raises.
+std::string ChurnRequestKey(const crm::v1::ChurnRiskRaised& raised, int32_t crossing);
 
 }  // namespace crm::analytics

@@ -178,7 +178,8 @@ TEST(ChurnAlertTest, CrossingRaisesOnceWithTheCauseAndTheEventTimeClock) {
   EXPECT_EQ(d.raised->evaluated_at().seconds(), 150 * kDay);
   EXPECT_EQ(d.raised->factors_size(), 2);
   EXPECT_TRUE(d.state.raised());
-  EXPECT_EQ(ChurnRequestKey(*d.raised), "churn-risk/cus_1/evt-order-o1");
+  EXPECT_EQ(d.state.crossings(), 1);
+  EXPECT_EQ(ChurnRequestKey(*d.raised, d.state.crossings()), "churn-risk/cus_1/evt-order-o1");
 
   // Still at risk a day later: nothing new.
   const auto later = DerivedAt({OrderPlacedAt("cus_1", "o1", 500, 0)}, 151);
@@ -203,6 +204,27 @@ TEST(ChurnAlertTest, FallingBelowClearsSoTheNextCrossingRaisesAgainWithANewCause
       DecideChurnAlert(recovered.state, DerivedAt(history, 300), AnalyticsConfig::Defaults());
   ASSERT_TRUE(relapse.raised.has_value());
   EXPECT_EQ(relapse.raised->cause_event_id(), "evt-order-o2");
+}
+
+// The threshold moved up (the customer cleared), then back: the same
+// cause crosses again and must raise again, under a key of its own.
+TEST(ChurnAlertTest, ASecondCrossingWithTheSameCauseRaisesUnderANewKey) {
+  const std::vector<EventEnvelope> history = {OrderPlacedAt("cus_1", "o1", 500, 0)};
+  const auto first = DecideChurnAlert({}, DerivedAt(history, 150), AnalyticsConfig::Defaults());
+  ASSERT_TRUE(first.raised.has_value());
+  crm::v1::AnalyticsSettings strict;
+  strict.set_churn_risk_threshold(90);
+  auto config = AnalyticsConfig::Create(strict);
+  ASSERT_TRUE(config.ok()) << config.status();
+  const auto cleared = DecideChurnAlert(first.state, DerivedAt(history, 150, *config), *config);
+  EXPECT_FALSE(cleared.state.raised());
+  const auto second =
+      DecideChurnAlert(cleared.state, DerivedAt(history, 150), AnalyticsConfig::Defaults());
+  ASSERT_TRUE(second.raised.has_value());
+  EXPECT_EQ(second.raised->cause_event_id(), first.raised->cause_event_id());
+  EXPECT_EQ(second.state.crossings(), 2);
+  EXPECT_NE(ChurnRequestKey(*second.raised, second.state.crossings()),
+            ChurnRequestKey(*first.raised, first.state.crossings()));
 }
 
 TEST(ChurnAlertTest, ProspectsAreNeverRaised) {
