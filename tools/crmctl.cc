@@ -10,6 +10,7 @@
 //   crmctl token --sub=S --roles=R[,R] [--territory=T] [--ttl=1h]  mint a bearer token
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -41,6 +43,7 @@
 #include "libs/common/runtime.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
+#include "rocksdb/db.h"
 #include "services/analytics/store/view_store.h"
 
 namespace {
@@ -325,8 +328,10 @@ int Rebuild(int argc, char** argv) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", consumer.status().ToString().c_str());
     return 1;
   }
-  // Partitions still to reach their end; eof is reported once per partition.
+  // Partitions still to reach their end. librdkafka reports an end again
+  // each time a partition's end moves on, so each partition counts once.
   size_t open_partitions = 0;
+  absl::flat_hash_set<std::pair<std::string, int32_t>> at_end;
   std::vector<RdKafka::TopicPartition*> assignment;
   (*consumer)->assignment(assignment);
   open_partitions = assignment.size();
@@ -348,7 +353,7 @@ int Rebuild(int argc, char** argv) {
   while (open_partitions > 0) {
     std::unique_ptr<RdKafka::Message> msg((*consumer)->consume(200));
     if (msg->err() == RdKafka::ERR__PARTITION_EOF) {
-      --open_partitions;
+      if (at_end.emplace(msg->topic_name(), msg->partition()).second) --open_partitions;
     } else if (msg->err() == RdKafka::ERR_NO_ERROR) {
       batch.push_back({msg->topic_name(), msg->partition(), msg->offset(),
                        std::string(static_cast<const char*>(msg->payload()), msg->len())});
@@ -394,9 +399,20 @@ int Rebuild(int argc, char** argv) {
 // byte-identical views. Not a security hash; it only detects differences.
 int Digest(int argc, char** argv) {
   const std::string dir = crm::Setting(argc, argv, "data-dir", "CRM_DATA_DIR", "");
+  // Only an existing analytics database: opening creates what is missing,
+  // and a mistyped dir would digest as an empty one.
+  std::vector<std::string> families;
+  const bool analytics_db =
+      !dir.empty() && rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &families).ok() &&
+      std::find(families.begin(), families.end(), "customers") != families.end();
+  if (!analytics_db) {
+    std::fprintf(stderr, "crmctl digest: --data-dir '%s' holds no analytics database\n",
+                 dir.c_str());
+    return 2;
+  }
   auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies(),
                                 crm::analytics::ViewDatabaseOptions());
-  if (dir.empty() || !db.ok()) {
+  if (!db.ok()) {
     std::fprintf(stderr, "crmctl digest: cannot open --data-dir '%s'\n", dir.c_str());
     return 2;
   }
@@ -429,8 +445,8 @@ int Tail(int argc, char** argv) {
   }
   int64_t limit = -1;
   if (const std::string c = crm::Setting(argc, argv, "count", "CRMCTL_COUNT", "");
-      !c.empty() && !absl::SimpleAtoi(c, &limit)) {
-    std::fprintf(stderr, "crmctl tail: --count must be a number\n");
+      !c.empty() && (!absl::SimpleAtoi(c, &limit) || limit <= 0)) {
+    std::fprintf(stderr, "crmctl tail: --count must be a positive number\n");
     return 2;
   }
   int64_t total = 0;
@@ -440,9 +456,29 @@ int Tail(int argc, char** argv) {
     std::fprintf(stderr, "crmctl tail: %s\n", consumer.status().ToString().c_str());
     return 1;
   }
+  {
+    std::vector<RdKafka::TopicPartition*> assignment;
+    (*consumer)->assignment(assignment);
+    const bool none = assignment.empty();
+    RdKafka::TopicPartition::destroy(assignment);
+    if (none) {
+      std::fprintf(stderr, "crmctl tail: no topic %s on the brokers\n", argv[2]);
+      return 1;
+    }
+  }
+  std::string last_error;
   for (int64_t n = 0; limit < 0 || n < limit;) {
     std::unique_ptr<RdKafka::Message> msg((*consumer)->consume(500));
-    if (msg->err() != RdKafka::ERR_NO_ERROR) continue;
+    if (msg->err() != RdKafka::ERR_NO_ERROR) {
+      // Broker trouble is shown (once while it lasts); tailing goes on.
+      if (msg->err() != RdKafka::ERR__TIMED_OUT && msg->err() != RdKafka::ERR__PARTITION_EOF &&
+          msg->errstr() != last_error) {
+        last_error = msg->errstr();
+        std::fprintf(stderr, "crmctl tail: %s\n", last_error.c_str());
+      }
+      continue;
+    }
+    last_error.clear();
     crm::v1::EventEnvelope e;
     if (!e.ParseFromArray(msg->payload(), static_cast<int>(msg->len()))) {
       std::printf("{\"partition\":%d,\"offset\":%lld,\"undecodable\":true}\n", msg->partition(),
@@ -474,6 +510,19 @@ int Customer(int argc, char** argv) {
   if (auto st = stub->GetCustomer360(&ctx, req, &view); !st.ok()) {
     std::fprintf(stderr, "crmctl customer: %s\n", st.error_message().c_str());
     return 1;
+  }
+  // The whole timeline, page after page.
+  while (!view.next_page_token().empty()) {
+    grpc::ClientContext next_ctx;
+    next_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    req.mutable_timeline_page()->set_page_token(view.next_page_token());
+    crm::v1::Customer360 page;
+    if (auto st = stub->GetCustomer360(&next_ctx, req, &page); !st.ok()) {
+      std::fprintf(stderr, "crmctl customer: %s\n", st.error_message().c_str());
+      return 1;
+    }
+    for (auto& entry : *page.mutable_timeline()) *view.add_timeline() = std::move(entry);
+    view.set_next_page_token(page.next_page_token());
   }
   std::printf("%s\n", ToJson(view, true).c_str());
   return 0;

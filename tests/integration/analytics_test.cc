@@ -1,5 +1,6 @@
 // Analytics is a pure function of the topics: rebuilding it, by restarting
 // on an empty data dir or with crmctl, gives byte-identical views.
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -47,6 +48,18 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   // 60 leads and the data keys of the 40 people on crm.keys.v1.
   EXPECT_NE(report.find("from 100 events"), std::string::npos) << report;
   EXPECT_EQ(AnalyticsDigest(rebuilt_dir), live);
+
+  // Mistakes are refused, not answered with an empty digest or a hang.
+  const std::string typo = stack.dir() + "/analytics-typo";
+  EXPECT_NE(AnalyticsDigest(typo + " 2>&1").find("holds no analytics database"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(typo)) << "a digest must not create the dir";
+  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_BIN, " tail crm.leads.v1 --count=-5 --brokers=",
+                                    stack.brokers(), " 2>&1"))
+                .find("--count must be a positive number"),
+            std::string::npos);
+  const std::string tailed = RunCommand(absl::StrCat(
+      CRM_CTL_BIN, " tail crm.leads.v1 --from-beginning --count=2 --brokers=", stack.brokers()));
+  EXPECT_EQ(std::count(tailed.begin(), tailed.end(), '\n'), 2) << tailed;
 
   // The service itself on an empty data dir.
   std::filesystem::remove_all(stack.dir() + "/analytics");
