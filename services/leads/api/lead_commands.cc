@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -391,14 +392,29 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   for (auto& w : LeadStore::ListWrites(&*merged, merged_after)) {
     s.projection_writes.push_back(std::move(w));
   }
-  // The merged person's contacts now find the survivor.
-  // The index holds blind values of the plaintext.
-  crm::v1::Contact merged_contact = merged->contact();
-  pii::OpenFields(merged_contact, store_.vault());
-  std::vector<std::string> keys = store_.ContactKeys(merged_contact);
+  // The merged person's contacts now find the survivor: those of the
+  // merged lead and of every lead merged into it before, wherever the index
+  // points them in the merged lead's tree or customer (a duplicate lead of
+  // the same person). The index holds blind values of the plaintext.
+  absl::flat_hash_set<std::string> merged_leads = {merged_id};
+  std::vector<std::string> keys;
+  auto add_keys = [&](const crm::v1::Lead& lead) {
+    crm::v1::Contact contact = lead.contact();
+    pii::OpenFields(contact, store_.vault());
+    for (auto& k : store_.ContactKeys(contact)) keys.push_back(std::move(k));
+  };
+  add_keys(*merged);
+  for (const auto& id : merged->merged_lead_ids()) {
+    merged_leads.insert(id);
+    CRM_ASSIGN_OR_RETURN(auto earlier_lead, store_.FindLead(id));
+    if (earlier_lead) add_keys(*earlier_lead);
+  }
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   CRM_ASSIGN_OR_RETURN(auto entries, store_.FindContactKeys(keys));
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (!entries[i].has_value() || entries[i]->lead_id == merged_id) {
+    if (!entries[i].has_value() || merged_leads.contains(entries[i]->lead_id) ||
+        entries[i]->customer_id == merged->customer_id()) {
       s.projection_writes.push_back(
           LeadStore::ContactWrite(keys[i], {survivor_id, survivor->customer_id()}));
     }

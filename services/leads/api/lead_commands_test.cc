@@ -474,6 +474,44 @@ TEST_F(LeadUseCaseTest, ManualAssignmentNotifiesTheNewOwner) {
   EXPECT_EQ(List(mine).leads_size(), 0);
 }
 
+// Contacts the index points at a lead merged before, or at another lead of
+// the merged customer, find the last survivor too.
+TEST_F(LeadUseCaseTest, MergesRepointEveryContactOfTheMergedPerson) {
+  auto merge = [&](const crm::v1::CaptureLeadResponse& survivor,
+                   const crm::v1::CaptureLeadResponse& merged, const std::string& id) {
+    crm::v1::MergeLeadsRequest r;
+    r.set_request_id(id);
+    r.set_survivor_lead_id(survivor.lead_id());
+    r.set_merged_lead_id(merged.lead_id());
+    auto result = commands_->MergeLeads(r, Ctx());
+    ASSERT_TRUE(result.ok()) << result.status();
+  };
+  // A chain: b into a, then a into c.
+  auto b = *commands_->CaptureLead(Request("b", "b@example.com"), Ctx());
+  auto a = *commands_->CaptureLead(Request("a", "a@example.com"), Ctx());
+  auto c = *commands_->CaptureLead(Request("c", "c@example.com"), Ctx());
+  merge(a, b, "merge-ba");
+  merge(c, a, "merge-ac");
+  for (const auto* email : {"a@example.com", "b@example.com"}) {
+    auto again = *commands_->CaptureLead(Request(absl::StrCat("again-", email), email), Ctx());
+    EXPECT_EQ(again.customer_id(), c.customer_id()) << email;
+    EXPECT_EQ(again.duplicate_of_lead_id(), c.lead_id()) << email;
+  }
+
+  // A duplicate lead of a person merged away: the person's first lead
+  // still holds the email in the index.
+  auto m1 = *commands_->CaptureLead(Request("m1", "p@example.com"), Ctx());
+  auto m2 = *commands_->CaptureLead(Request("m2", "p@example.com", "+14155550100"), Ctx());
+  ASSERT_EQ(m2.customer_id(), m1.customer_id());
+  auto s = *commands_->CaptureLead(Request("s", "s@example.com"), Ctx());
+  merge(s, m2, "merge-m2s");
+  auto by_email = *commands_->CaptureLead(Request("by-email", "p@example.com"), Ctx());
+  auto by_phone =
+      *commands_->CaptureLead(Request("by-phone", "q@example.com", "+14155550100"), Ctx());
+  EXPECT_EQ(by_email.customer_id(), s.customer_id());
+  EXPECT_EQ(by_phone.customer_id(), s.customer_id());
+}
+
 TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
   auto survivor = *commands_->CaptureLead(Request("s", "ada@example.com", "+442079460958"), Ctx());
   auto merged = *commands_->CaptureLead(Request("m", "lovelace@engines.example"), Ctx());
