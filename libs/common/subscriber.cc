@@ -169,16 +169,36 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
   Subscriber* s_;
 };
 
+namespace {
+
+// The first failed delivery of a sink call: flush() returns once every
+// delivery is reported, failed ones included, so only the reports tell.
+struct DeliveryFailures final : RdKafka::DeliveryReportCb {
+  void dr_cb(RdKafka::Message& message) override {
+    if (message.err() != RdKafka::ERR_NO_ERROR && first.empty()) first = message.errstr();
+  }
+  std::string first;  // written on the thread that flushes
+};
+
+}  // namespace
+
 absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
                                                    const std::string& topic,
                                                    const std::string& group_id) {
   CRM_ASSIGN_OR_RETURN(auto conf, MakeKafkaConf({{"bootstrap.servers", brokers},
                                                  {"enable.idempotence", "true"},
                                                  {"acks", "all"}}));
+  auto failures = std::make_shared<DeliveryFailures>();
   std::string err;
+  if (conf->set("dr_cb", failures.get(), err) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(absl::StrCat("dead-letter producer: ", err));
+  }
   std::shared_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   if (!producer) return absl::UnavailableError(absl::StrCat("dead-letter producer: ", err));
-  return DeadLetterSink([producer, topic, group_id](const std::vector<DeadLetter>& letters) {
+  // The producer holds the callback: it goes after the producer.
+  return DeadLetterSink([producer, failures, topic,
+                         group_id](const std::vector<DeadLetter>& letters) {
+    failures->first.clear();
     for (const auto& d : letters) {
       std::unique_ptr<RdKafka::Headers> h(RdKafka::Headers::create());
       h->add("crm_dlq_topic", d.message.topic);
@@ -197,6 +217,9 @@ absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
     }
     if (producer->flush(10000) != RdKafka::ERR_NO_ERROR || producer->outq_len() > 0) {
       return absl::UnavailableError("dead-letter topic did not acknowledge in 10 s");
+    }
+    if (!failures->first.empty()) {
+      return absl::UnavailableError(absl::StrCat("dead-letter delivery: ", failures->first));
     }
     return absl::OkStatus();
   });

@@ -676,5 +676,21 @@ TEST(SubscriberStartWhenTest, ConsumesNothingUntilStartWhenHolds) {
   free.Stop();
 }
 
+// A delivery the broker refuses for good must fail the sink: the batch
+// then stays uncommitted instead of moving past letters that were lost.
+TEST(KafkaDeadLetterSinkTest, ADeliveryTheBrokerRefusesIsAnError) {
+  testing::MockCluster cluster({{"crm.dlq.v1", 1}});
+  ASSERT_TRUE(cluster.ok());
+  auto sink = KafkaDeadLetterSink(cluster.bootstrap(), "crm.dlq.v1", "group-1");
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  const std::vector<DeadLetter> letters = {{{"crm.leads.v1", 0, 5, "not an envelope"}, "bad"}};
+  ASSERT_TRUE((*sink)(letters).ok());
+  cluster.FailProduces(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 1);
+  const absl::Status refused = (*sink)(letters);
+  EXPECT_TRUE(absl::IsUnavailable(refused)) << refused;
+  const absl::Status next = (*sink)(letters);
+  EXPECT_TRUE(next.ok()) << "the next delivery goes through: " << next;
+}
+
 }  // namespace
 }  // namespace crm

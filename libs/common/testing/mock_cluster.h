@@ -33,6 +33,11 @@ class MockCluster {
   MockCluster& operator=(const MockCluster&) = delete;
 
   bool ok() const { return cluster_ != nullptr; }
+  // The next `count` produce requests fail with `error`.
+  void FailProduces(rd_kafka_resp_err_t error, size_t count) {
+    std::vector<rd_kafka_resp_err_t> errors(count, error);
+    rd_kafka_mock_push_request_errors_array(cluster_, /*Produce=*/0, errors.size(), errors.data());
+  }
   std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
 
  private:
