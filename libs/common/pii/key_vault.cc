@@ -438,6 +438,7 @@ KeyVault::Sealing KeyVault::NewKey(const std::string& customer_id, const EventCo
   // Erasure compares times of issue: a key is as old as its creation, not
   // as the (possibly earlier) business time of the data it seals.
   issue_ctx.occurred_at = absl::Now();
+  out.key.issued_at = issue_ctx.occurred_at;
   out.issue = KeyRecord(out.key.key_id, issuer_, EventStore::kNoStream,
                         MakeEnvelope(issued, customer_id, issue_ctx));
   return out;
@@ -445,8 +446,10 @@ KeyVault::Sealing KeyVault::NewKey(const std::string& customer_id, const EventCo
 
 void KeyVault::Issued(const std::string& customer_id, const DataKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Stamped with the time it was made, not now: an erasure of the customer
+  // that ran between the issue's append and this call refuses it.
   if (!keys_.Contains(key.key_id)) {
-    keys_.Put(key.key_id, Entry{customer_id, key.key, absl::Now(), /*own=*/true});
+    keys_.Put(key.key_id, Entry{customer_id, key.key, key.issued_at, /*own=*/true});
   }
   if (!by_customer_.Contains(customer_id)) by_customer_.Put(customer_id, key.key_id);
 }

@@ -27,6 +27,8 @@ namespace crm::pii {
 struct DataKey {
   std::string key_id;
   Key key;
+  // When a new key was made (NewKey): an erasure after it destroys it.
+  absl::Time issued_at = absl::InfinitePast();
 };
 
 // The data keys a service holds, in its own RocksDB (family kFamily), each

@@ -154,6 +154,25 @@ TEST_F(KeyVaultMemoryTest, ErasureDestroysKeysThatAreNotInMemory) {
   EXPECT_TRUE(next->issue.has_value());
 }
 
+// A command appends a new key's issue, then makes it usable (Issued); an
+// erasure of the customer in between must keep it refused.
+TEST_F(KeyVaultMemoryTest, AKeyErasedBetweenItsIssueAndIssuedStaysRefused) {
+  auto leads = *Service::Open(dir_.Sub("leads"), master_, "crm/leads", true, kCached);
+  auto sealing = leads->vault->KeyFor("cus_ann", Ctx());
+  ASSERT_TRUE(sealing.ok() && sealing->issue.has_value());
+  ASSERT_TRUE(leads->store->Append(*sealing->issue).ok());
+  const crm::v1::Contact sealed = Sealed("ann@example.com", sealing->key);
+  auto erased = leads->vault->EraseCustomer("cus_ann", "GDPR request 21", Ctx());
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->keys_destroyed, 1);
+  leads->vault->Issued("cus_ann", sealing->key);  // the command goes on
+  EXPECT_FALSE(leads->vault->Find(sealing->key.key_id).has_value());
+  EXPECT_EQ(leads->OpenEmail(sealed), "");
+  auto next = leads->vault->KeyFor("cus_ann", Ctx());
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_NE(next->key.key_id, sealing->key.key_id) << "new data gets a new key";
+}
+
 TEST_F(KeyVaultMemoryTest, AVaultWithoutTheCustomerIndexBuildsIt) {
   const std::string path = dir_.Sub("leads");
   DataKey ann;
