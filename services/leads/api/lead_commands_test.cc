@@ -1,5 +1,6 @@
 #include "services/leads/api/lead_commands.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -332,6 +333,28 @@ TEST_F(LeadUseCaseTest, TeamsShareLeadsRoundRobinOrByLoad) {
   Restart();
   EXPECT_EQ(CaptureIn("na4", "NA", "").owner_id(), "usr_y");
   EXPECT_EQ(CaptureIn("na5", "NA", "").owner_id(), "usr_x");
+}
+
+// The need is sealed before scoring: a blank one must score as none, on
+// capture and on qualification, and move no score.
+TEST_F(LeadUseCaseTest, ABlankNeedScoresAsNoneThoughItIsSealed) {
+  auto request = Request("blank-need", "need@example.com");
+  request.mutable_bant()->set_need("   ");
+  auto captured = commands_->CaptureLead(request, Ctx());
+  ASSERT_TRUE(captured.ok()) << captured.status();
+  EXPECT_EQ(captured->score().need(), 0);
+
+  crm::v1::QualifyLeadRequest q;
+  q.set_request_id("q-blank");
+  q.set_lead_id(captured->lead_id());
+  q.mutable_bant()->set_need("  ");
+  ASSERT_TRUE(commands_->QualifyLead(q, Ctx()).ok());
+  const auto types = Types(captured->lead_id());
+  EXPECT_EQ(std::count(types.begin(), types.end(), "LeadScoreChanged"), 0);
+
+  request = Request("stated-need", "need2@example.com");
+  request.mutable_bant()->set_need(" a CRM ");
+  EXPECT_EQ(commands_->CaptureLead(request, Ctx())->score().need(), 10);
 }
 
 TEST_F(LeadUseCaseTest, QualifyConvertAndConvertAgainFails) {

@@ -68,6 +68,12 @@ absl::Status CheckBant(const crm::v1::Bant& bant) {
   return absl::OkStatus();
 }
 
+// The need is sealed before the score sees it: a blank one is made empty
+// here, or its ciphertext would count as a stated need.
+void TrimNeed(crm::v1::Bant& bant) {
+  bant.set_need(std::string(absl::StripAsciiWhitespace(bant.need())));
+}
+
 absl::Status Precondition(absl::string_view why) { return absl::FailedPreconditionError(why); }
 
 // The checks every command on an existing lead shares.
@@ -510,6 +516,7 @@ absl::Status NormalizeCaptureRequestInPlace(crm::v1::CaptureLeadRequest& r) {
   }
   if (r.has_bant()) {
     if (auto st = CheckBant(r.bant()); !st.ok()) return st;
+    TrimNeed(*r.mutable_bant());
   }
   return absl::OkStatus();
 }
@@ -557,6 +564,7 @@ absl::StatusOr<QualifyLead> ParseQualify(const crm::v1::QualifyLeadRequest& r) {
   if (r.has_bant()) {
     if (auto st = CheckBant(r.bant()); !st.ok()) return st;
     c.bant = r.bant();
+    TrimNeed(*c.bant);
   }
   c.note = r.note();
   return c;
