@@ -280,6 +280,9 @@ crm::v1::Opportunity SalesCommands::WithActivity(crm::v1::Opportunity o) const {
   auto last = store_.LastActivityAt(o.opportunity_id());
   if (last.ok() && *last != absl::InfinitePast()) {
     *o.mutable_last_activity_at() = ToProtoTimestamp(*last);
+    // A reminder answered by a later activity is over (stale_since: none
+    // raised since the last activity).
+    if (o.has_stale_since() && *last > FromProtoTimestamp(o.stale_since())) o.clear_stale_since();
   }
   return o;
 }

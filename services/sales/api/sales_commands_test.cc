@@ -561,8 +561,12 @@ TEST_F(SalesCommandsTest, StaleDealsRaiseOneReminderPerPeriodWithoutActivity) {
   call.set_opportunity_id(o.opportunity_id());
   call.set_kind(crm::v1::ACTIVITY_KIND_CALL);
   call.set_subject("Follow-up");
+  crm::v1::GetOpportunityRequest get;
+  get.set_opportunity_id(o.opportunity_id());
+  EXPECT_TRUE(commands_->GetOpportunity(get)->has_stale_since());
   ASSERT_TRUE(commands_->LogActivity(call, Ctx()).ok());
   EXPECT_EQ(commands_->ListOpportunities(stale)->opportunities_size(), 0);
+  EXPECT_FALSE(commands_->GetOpportunity(get)->has_stale_since()) << "answered by the call";
   now_ += absl::Hours(24);
   EXPECT_EQ(*loop.Tick(), 1);
   EXPECT_EQ(Stream(OpportunityStream(o.opportunity_id())).size(), 3u);

@@ -153,6 +153,10 @@ absl::StatusOr<std::vector<QuoteEvent>> Decide(const std::optional<crm::v1::Quot
     e.set_valid_until(r.valid_until());
     return std::vector<QuoteEvent>{std::move(e)};
   }
+  // Bad input is INVALID_ARGUMENT whatever the quote's state.
+  if (const auto* decline = std::get_if<DeclineQuote>(&command)) {
+    if (auto st = CheckText("reason", decline->reason, 500); !st.ok()) return st;
+  }
   if (!state.has_value()) return absl::NotFoundError("quote not found");
   if (state->status() != crm::v1::QUOTE_STATUS_OPEN) {
     return absl::FailedPreconditionError(absl::StrCat("quote ", state->quote_id(), " is ",
@@ -172,7 +176,6 @@ absl::StatusOr<std::vector<QuoteEvent>> Decide(const std::optional<crm::v1::Quot
     return std::vector<QuoteEvent>{std::move(e)};
   }
   const auto& decline = std::get<DeclineQuote>(command);
-  if (auto st = CheckText("reason", decline.reason, 500); !st.ok()) return st;
   crm::v1::QuoteDeclined e;
   e.set_quote_id(state->quote_id());
   e.set_customer_id(state->customer_id());

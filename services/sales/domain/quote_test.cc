@@ -159,6 +159,13 @@ TEST(QuoteTest, DecidedQuotesAreFinal) {
       .When(DeclineQuote{"changed mind"})
       .ThenError(absl::StatusCode::kFailedPrecondition);
   Quote().Given({}).When(AcceptQuote{kNoon}).ThenError(absl::StatusCode::kNotFound);
+  // A reason too long is bad input, whatever state the quote is in.
+  const std::string too_long(501, 'x');
+  Quote().Given({}).When(DeclineQuote{too_long}).ThenError(absl::StatusCode::kInvalidArgument);
+  Quote()
+      .Given({Drafted(), Accepted()})
+      .When(DeclineQuote{too_long})
+      .ThenError(absl::StatusCode::kInvalidArgument);
 }
 
 crm::v1::Quote AcceptedQuote() {
