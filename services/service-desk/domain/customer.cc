@@ -50,18 +50,27 @@ void ApplyCustomerOpened(crm::v1::CustomerContext& c, const crm::v1::CustomerOpe
   c.set_owner_id(opened.owner_id());
   c.set_tier(opened.tier());
   AddSorted(c.mutable_lead_ids(), opened.lead_id());
-  if (opened.contacts_size() > 0) {
-    const auto& contact = opened.contacts(0);
-    auto fill = [](std::string* field, const std::string& v) {
-      if (field->empty()) *field = v;
-    };
-    fill(c.mutable_first_name(), contact.first_name());
-    fill(c.mutable_last_name(), contact.last_name());
-    fill(c.mutable_email(), contact.email());
-    fill(c.mutable_phone(), contact.phone());
-  }
-  if (c.company().empty()) c.set_company(opened.name());
-  if (c.region().empty()) c.set_region(opened.territory());
+  // Kept apart: the leads' profile stays as the captures made it.
+  const crm::v1::Contact contact =
+      opened.contacts_size() > 0 ? opened.contacts(0) : crm::v1::Contact();
+  c.set_account_first_name(contact.first_name());
+  c.set_account_last_name(contact.last_name());
+  c.set_account_email(contact.email());
+  c.set_account_phone(contact.phone());
+  c.set_account_territory(opened.territory());
+}
+
+void WithAccountFallbacks(crm::v1::CustomerContext& c) {
+  auto fill = [](std::string* field, std::string* fallback) {
+    if (field->empty()) *field = std::move(*fallback);
+    fallback->clear();
+  };
+  fill(c.mutable_first_name(), c.mutable_account_first_name());
+  fill(c.mutable_last_name(), c.mutable_account_last_name());
+  fill(c.mutable_email(), c.mutable_account_email());
+  fill(c.mutable_phone(), c.mutable_account_phone());
+  fill(c.mutable_region(), c.mutable_account_territory());
+  if (c.company().empty()) c.set_company(c.account_name());
 }
 
 void ApplyCustomerTierChanged(crm::v1::CustomerContext& c,

@@ -23,9 +23,13 @@ namespace crm::service_desk {
 void ApplyLeadCaptured(crm::v1::CustomerContext& customer, const crm::v1::LeadCaptured& lead,
                        const google::protobuf::Timestamp& occurred_at);
 
-// The sales account: name, owner and tier; its first contact fills gaps
-// of the profile.
+// The sales account: name, owner and tier, and its first contact and
+// territory, kept apart from the leads' profile.
 void ApplyCustomerOpened(crm::v1::CustomerContext& customer, const crm::v1::CustomerOpened& opened);
+// The context as read: the account's contact, name and territory fill the
+// gaps the leads left in the profile, whatever order the topics delivered
+// them in.
+void WithAccountFallbacks(crm::v1::CustomerContext& customer);
 // Sales events of one customer share a partition, so they arrive in order.
 void ApplyCustomerTierChanged(crm::v1::CustomerContext& customer,
                               const crm::v1::CustomerTierChanged& changed);

@@ -1,5 +1,9 @@
 #include "services/service-desk/domain/customer.h"
 
+#include <algorithm>
+#include <functional>
+#include <vector>
+
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
 
@@ -112,6 +116,7 @@ TEST(CustomerTest, SalesAccountNamesTheCustomerAndFillsGaps) {
   contact->set_email("other@example.com");
   contact->set_phone("+441234567890");
   ApplyCustomerOpened(c, opened);
+  WithAccountFallbacks(c);
   EXPECT_EQ(c.account_name(), "Analytical Engines Ltd");
   EXPECT_EQ(c.owner_id(), "rep:rita");
   EXPECT_EQ(c.email(), "ada@example.com") << "the lead's contact stays";
@@ -124,6 +129,35 @@ TEST(CustomerTest, SalesAccountNamesTheCustomerAndFillsGaps) {
   tier.set_to_tier("gold");
   ApplyCustomerTierChanged(c, tier);
   EXPECT_EQ(c.tier(), "gold");
+}
+
+// Leads and sales are different topics: the account may come before, among
+// or after the captures, and the profile must not depend on it.
+TEST(CustomerTest, TheProfileIsTheSameWhereverTheAccountArrives) {
+  const auto older = Lead("lead_1", "old@example.com", "Old Co");
+  const auto newer = Lead("lead_2", "", "");
+  crm::v1::CustomerOpened opened;
+  opened.set_customer_id("cus_1");
+  opened.set_name("AE");
+  opened.set_territory("EMEA");
+  opened.add_contacts()->set_phone("+441234567890");
+  std::vector<std::function<void(crm::v1::CustomerContext&)>> steps = {
+      [&](auto& c) { ApplyLeadCaptured(c, older, At(100)); },
+      [&](auto& c) { ApplyLeadCaptured(c, newer, At(200)); },
+      [&](auto& c) { ApplyCustomerOpened(c, opened); }};
+  std::vector<int> order = {0, 1, 2};
+  std::string first;
+  do {
+    crm::v1::CustomerContext c;
+    for (int i : order) steps[i](c);
+    if (first.empty()) first = c.SerializeAsString();
+    EXPECT_EQ(c.SerializeAsString(), first);
+    WithAccountFallbacks(c);
+    EXPECT_EQ(c.company(), "Old Co") << "a lead's company before the account's name";
+    EXPECT_EQ(c.email(), "old@example.com");
+    EXPECT_EQ(c.phone(), "+441234567890") << "the account fills a gap";
+    EXPECT_EQ(c.region(), "EMEA");
+  } while (std::next_permutation(order.begin(), order.end()));
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "libs/common/subscriber.h"
 #include "services/service-desk/domain/article.h"
 #include "services/service-desk/domain/article_search.h"
+#include "services/service-desk/domain/customer.h"
 #include "services/service-desk/domain/ticket.h"
 
 namespace crm::service_desk {
@@ -293,6 +294,7 @@ absl::StatusOr<crm::v1::CustomerContext> DeskStore::CustomerContextOf(
   if (raw.has_value()) {
     CRM_ASSIGN_OR_RETURN(c, Parse<crm::v1::CustomerContext>(*raw, "customer"));
   }
+  WithAccountFallbacks(c);
   c.set_customer_id(customer_id);
   const std::string prefix = PrefixKey(customer_id);
   auto it = events_->db().NewIterator(kCustomerTickets);
