@@ -711,14 +711,38 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
     append.events.push_back(MakeEnvelope(erased, customers[i], erase_ctx));
     append.projection_writes = ErasureWrites(customers[i], ctx.occurred_at, held[i]);
   }
+  // The keys this service issued are destroyed in the same write, and
+  // their issue records, the one place wrapped keys are kept for good, lose
+  // the wrapped key before it. A crash or a refusal in between leaves the
+  // key rows, so a retry of the erasure finds the keys and ends it; a
+  // destruction written apart, after the rows were gone, could be lost
+  // with the wrapped key still in the log.
+  std::vector<crm::v1::EventEnvelope> redacted;
+  for (size_t i = 0; i < customers.size(); ++i) {
+    for (const HeldKey& h : held[i]) {
+      if (!h.own) continue;
+      CRM_ASSIGN_OR_RETURN(auto events, store_->ReadStream(KeyStream(h.key_id)));
+      if (events.empty()) continue;
+      for (auto& r : RedactedIssues(events)) redacted.push_back(std::move(r));
+      const bool destroyed_before = std::any_of(events.begin(), events.end(), [](const auto& e) {
+        return e.payload().template Is<crm::v1::DataKeyDestroyed>();
+      });
+      if (destroyed_before) continue;
+      crm::v1::DataKeyDestroyed destroyed;
+      destroyed.set_key_id(h.key_id);
+      destroyed.set_customer_id(customers[i]);
+      appends.push_back(KeyRecord(h.key_id, issuer_, events.back().stream_version(),
+                                  MakeEnvelope(destroyed, customers[i], erase_ctx)));
+    }
+  }
+  CRM_RETURN_IF_ERROR(store_->RedactEvents(redacted));
   // One synced write for all of them, or none: a conflict (an erasure of
   // one of them meanwhile) fails the call with ABORTED and a retry erases
   // them all.
   CRM_RETURN_IF_ERROR(store_->AppendAll(std::move(appends)).status());
   Erasure out;
   for (size_t i = 0; i < customers.size(); ++i) {
-    const std::vector<std::string> own = Forget(customers[i], ctx.occurred_at, held[i]);
-    CRM_RETURN_IF_ERROR(DestroyOwn(own, customers[i], ctx));
+    Forget(customers[i], ctx.occurred_at, held[i]);
     out.keys_destroyed += static_cast<int>(held[i].size());
     if (i > 0) out.merged_customer_ids.push_back(customers[i]);
   }

@@ -173,6 +173,31 @@ TEST_F(KeyVaultMemoryTest, AKeyErasedBetweenItsIssueAndIssuedStaysRefused) {
   EXPECT_NE(next->key.key_id, sealing->key.key_id) << "new data gets a new key";
 }
 
+// An erasure cut short by a failed write is ended by a retry: the key is
+// destroyed and no issue record keeps its wrapped form, whichever write
+// failed.
+TEST_F(KeyVaultMemoryTest, AnErasureCutShortIsEndedByARetry) {
+  for (uint64_t failing = 1; failing <= 3; ++failing) {
+    auto leads = *Service::Open(dir_.Sub(absl::StrCat("leads", failing)), master_, "crm/leads",
+                                true, kCached);
+    const DataKey ann = *leads->vault->EnsureKey("cus_ann", Ctx());
+    leads->store->db().FailWritesForTest(/*every=*/failing, /*times=*/1);
+    auto first = leads->vault->EraseCustomer("cus_ann", "GDPR request 31", Ctx());
+    leads->store->db().FailWritesForTest(0, 0);
+    if (!first.ok()) {
+      auto retry = leads->vault->EraseCustomer("cus_ann", "GDPR request 31", Ctx());
+      ASSERT_TRUE(retry.ok()) << "write " << failing << ": " << retry.status();
+    }
+    const auto stream = leads->Stream(ann.key_id);
+    ASSERT_EQ(stream.size(), 2u) << "write " << failing << ": issued, then destroyed";
+    EXPECT_TRUE(stream.back().payload().Is<crm::v1::DataKeyDestroyed>()) << failing;
+    crm::v1::DataKeyIssued issued;
+    ASSERT_TRUE(stream.front().payload().UnpackTo(&issued));
+    EXPECT_TRUE(issued.wrapped_key().empty()) << "write " << failing;
+    EXPECT_FALSE(leads->vault->Find(ann.key_id).has_value()) << failing;
+  }
+}
+
 TEST_F(KeyVaultMemoryTest, AVaultWithoutTheCustomerIndexBuildsIt) {
   const std::string path = dir_.Sub("leads");
   DataKey ann;
