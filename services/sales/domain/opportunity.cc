@@ -141,6 +141,9 @@ absl::Status ValidateChangeStage(const crm::v1::ChangeOpportunityStageRequest& r
   if (auto st = CheckId("opportunity_id", r.opportunity_id()); !st.ok()) return st;
   if (r.expected_version() <= 0) return Invalid("expected_version", "required");
   if (auto st = CheckId("stage_id", r.stage_id()); !st.ok()) return st;
+  if (!r.lost_reason().empty() && absl::StripAsciiWhitespace(r.lost_reason()).empty()) {
+    return Invalid("lost_reason", "blank");
+  }
   return CheckText("lost_reason", r.lost_reason(), 500);
 }
 
@@ -156,6 +159,10 @@ absl::Status ValidateRevise(const crm::v1::ReviseOpportunityRequest& r) {
   }
   if (auto st = CheckOptionalDate("expected_close_date", r.expected_close_date()); !st.ok()) {
     return st;
+  }
+  // A name is required on opening; a revision cannot blank it.
+  if (!r.name().empty() && absl::StripAsciiWhitespace(r.name()).empty()) {
+    return Invalid("name", "blank");
   }
   return CheckText("name", r.name(), kMaxName);
 }

@@ -268,12 +268,18 @@ TEST(ValidateOpportunityTest, BadInputNamesTheField) {
   EXPECT_EQ(field_of(ValidateChangeStage(change)), "expected_version");
   change.set_expected_version(3);
   EXPECT_TRUE(ValidateChangeStage(change).ok());
+  change.set_lost_reason("  ");  // a lost stage needs a reason, not blanks
+  EXPECT_EQ(field_of(ValidateChangeStage(change)), "lost_reason");
 
   crm::v1::ReviseOpportunityRequest revise;
   revise.set_request_id("r");
   revise.set_opportunity_id("opp_1");
   revise.set_expected_version(1);
   EXPECT_EQ(field_of(ValidateRevise(revise)), "amount");
+  revise.set_name("   ");
+  EXPECT_EQ(field_of(ValidateRevise(revise)), "name");
+  revise.set_name("Renewal 2027");
+  EXPECT_TRUE(ValidateRevise(revise).ok());
 }
 
 }  // namespace
