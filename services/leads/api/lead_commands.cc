@@ -136,6 +136,11 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
   preview.set_region(request.region());
   *preview.mutable_product_interests() = request.product_interests();
   command.assignment = assigner_.Choose({&preview}).front();
+  // The owner's count taken by Choose is given back unless the lead lands.
+  bool landed = false;
+  absl::Cleanup undo = [&] {
+    if (!landed) assigner_.Undo(command.assignment);
+  };
   // From here on the contact is ciphertext: in the events, the state and
   // every projection (the blind index above was taken from the plaintext).
   pii::KeyVault::Sealing sealing;
@@ -171,7 +176,7 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
   } else {
     result = store_.events().Append(std::move(lead.append));
   }
-  if (!result.ok() || result->replayed) assigner_.Undo(command.assignment);
+  landed = result.ok() && !result->replayed;
   if (!result.ok()) return result.status();
   if (result->replayed) return Parse<crm::v1::CaptureLeadResponse>(result->response);
   return response;
