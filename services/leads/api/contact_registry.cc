@@ -5,8 +5,20 @@
 namespace crm::leads {
 
 absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolve(
-    const std::vector<Candidate>& candidates, const LeadIdFor& lead_id_for) {
-  std::lock_guard<std::mutex> lock(mu_);
+    const std::vector<Candidate>& candidates, const LeadIdFor& lead_id_for, Owner owner) {
+  std::unique_lock<std::mutex> lock(mu_);
+  // Another owner's pending lead may fail or be a replay: wait for it to
+  // land in the index (or not) before deciding who this person is.
+  released_.wait(lock, [&] {
+    for (const auto& c : candidates) {
+      for (const auto& k : c.keys) {
+        if (auto it = pending_.find(k); it != pending_.end() && it->second.owner != owner) {
+          return false;
+        }
+      }
+    }
+    return true;
+  });
   // One batched read for every key not already pending.
   std::vector<std::string> lookup;
   for (const auto& c : candidates) {
@@ -27,7 +39,7 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
     const ContactMatch* match = nullptr;
     for (const auto& k : c.keys) {  // email before phone
       if (auto it = pending_.find(k); it != pending_.end()) {
-        match = &it->second;
+        match = &it->second.match;
       } else if (auto it = known.find(k); it != known.end()) {
         match = &it->second;
       }
@@ -39,7 +51,7 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
     r.lead_id = lead_id_for(r.customer_id);
     for (const auto& k : c.keys) {
       if (pending_.contains(k) || known.contains(k)) continue;
-      pending_.emplace(k, ContactMatch{r.lead_id, r.customer_id});
+      pending_.emplace(k, Pending{ContactMatch{r.lead_id, r.customer_id}, owner});
       r.claimed.push_back(k);
     }
     out.push_back(std::move(r));
@@ -48,8 +60,12 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
 }
 
 void ContactRegistry::Release(const std::vector<std::string>& keys) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& k : keys) pending_.erase(k);
+  if (keys.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& k : keys) pending_.erase(k);
+  }
+  released_.notify_all();
 }
 
 }  // namespace crm::leads

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -40,17 +43,32 @@ class ContactRegistry {
   // ids by customer, see LeadImporter).
   using LeadIdFor = std::function<std::string(const std::string& customer_id)>;
 
+  // Who claims keys: a capture, or an import call whose chunks land in
+  // order (a chunk that fails stops the later ones).
+  using Owner = uint64_t;
+  Owner NewOwner() { return ++owners_; }
+
   // Resolves candidates in order: a later one matches an earlier one of
-  // the same call. The caller writes ContactWrite for every claimed key in
-  // the lead's append and then calls Release, whether it committed or not.
+  // the same call, or of an earlier call of the same owner. A key another
+  // owner holds pending is waited for until it is released: matching it
+  // would name a lead that may never be written. The caller writes
+  // ContactWrite for every claimed key in the lead's append and then calls
+  // Release, whether it committed or not.
   absl::StatusOr<std::vector<Resolution>> Resolve(const std::vector<Candidate>& candidates,
-                                                  const LeadIdFor& lead_id_for);
+                                                  const LeadIdFor& lead_id_for, Owner owner);
   void Release(const std::vector<std::string>& keys);
 
  private:
+  struct Pending {
+    ContactMatch match;
+    Owner owner;
+  };
+
   LeadStore& store_;
+  std::atomic<Owner> owners_{0};
   std::mutex mu_;
-  absl::flat_hash_map<std::string, ContactMatch> pending_;
+  std::condition_variable released_;
+  absl::flat_hash_map<std::string, Pending> pending_;
 };
 
 }  // namespace crm::leads

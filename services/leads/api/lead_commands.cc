@@ -124,8 +124,9 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
   leads::CaptureLead command;
   const std::string new_customer_id = NewId("cus");
   CRM_ASSIGN_OR_RETURN(auto resolved,
-                       contacts_.Resolve({{store_.ContactKeys(request.contact()), new_customer_id}},
-                                         [](const std::string&) { return NewId("lead"); }));
+                       contacts_.Resolve(
+                           {{store_.ContactKeys(request.contact()), new_customer_id}},
+                           [](const std::string&) { return NewId("lead"); }, contacts_.NewOwner()));
   ContactRegistry::Resolution& contact = resolved.front();
   absl::Cleanup release = [&] { contacts_.Release(contact.claimed); };
   command.lead_id = contact.lead_id;

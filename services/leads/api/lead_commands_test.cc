@@ -1,7 +1,9 @@
 #include "services/leads/api/lead_commands.h"
 
 #include <algorithm>
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -355,6 +357,38 @@ TEST_F(LeadUseCaseTest, ABlankNeedScoresAsNoneThoughItIsSealed) {
   request = Request("stated-need", "need2@example.com");
   request.mutable_bant()->set_need(" a CRM ");
   EXPECT_EQ(commands_->CaptureLead(request, Ctx())->score().need(), 10);
+}
+
+// A lead still being written (a capture waiting for its fsync, an import
+// chunk) may fail or turn out a replay: a capture of the same person waits
+// for it rather than name a lead and customer that may never exist.
+TEST_F(LeadUseCaseTest, ACaptureWaitsForAnInFlightLeadOfThePersonAndNamesNoneThatFailed) {
+  const auto keys = store_->ContactKeys(Request("x", "p@example.com").contact());
+  ASSERT_FALSE(keys.empty());
+  auto in_flight = commands_->contacts().Resolve(
+      {{keys, "cus_in_flight"}}, [](const std::string&) { return std::string("lead_in_flight"); },
+      commands_->contacts().NewOwner());
+  ASSERT_TRUE(in_flight.ok()) << in_flight.status();
+  ASSERT_FALSE(in_flight->front().claimed.empty());
+
+  std::atomic<bool> done{false};
+  absl::StatusOr<crm::v1::CaptureLeadResponse> captured;
+  std::thread capture([&] {
+    captured = commands_->CaptureLead(Request("c1", "p@example.com"), Ctx());
+    done = true;
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(done.load()) << "decided while the other lead was in flight";
+  commands_->contacts().Release(in_flight->front().claimed);  // it never landed
+  capture.join();
+  ASSERT_TRUE(captured.ok()) << captured.status();
+  EXPECT_NE(captured->customer_id(), "cus_in_flight");
+  EXPECT_TRUE(captured->duplicate_of_lead_id().empty());
+  // Its contact is in the index now.
+  auto again = commands_->CaptureLead(Request("c2", "p@example.com"), Ctx());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->customer_id(), captured->customer_id());
+  EXPECT_EQ(again->duplicate_of_lead_id(), captured->lead_id());
 }
 
 TEST_F(LeadUseCaseTest, QualifyConvertAndConvertAgainFails) {

@@ -105,7 +105,8 @@ ImportSession::ImportSession(LeadImporter& importer, std::string import_id,
       import_id_(std::move(import_id)),
       default_channel_(default_channel),
       ctx_(std::move(ctx)),
-      fresh_import_(fresh_import) {}
+      fresh_import_(fresh_import),
+      owner_(commands_.contacts().NewOwner()) {}
 
 ImportSession::~ImportSession() {
   WaitForWriter().IgnoreError();
@@ -180,7 +181,10 @@ absl::Status ImportSession::Process(std::vector<crm::v1::ImportLeadRow> rows) {
     for (const auto& a : chunk.assignments) commands_.assigner().Undo(a);
     return st;
   }
-  if (chunk.appends.empty()) return absl::OkStatus();
+  if (chunk.appends.empty()) {
+    commands_.contacts().Release(chunk.claimed);  // every fresh row was rejected
+    return absl::OkStatus();
+  }
   written_ = std::make_unique<absl::Notification>();
   writers_.Run([this, done = written_.get(), chunk = std::move(chunk)]() mutable {
     writer_status_ = Write(std::move(chunk));
@@ -258,10 +262,10 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
     candidates.push_back({commands_.store().ContactKeys(f.request.contact()), NewId("cus")});
   }
   LeadIdPool ids(fresh.size());
-  CRM_ASSIGN_OR_RETURN(auto resolved,
-                       commands_.contacts().Resolve(candidates, [&](const std::string& customer) {
-                         return ids.For(customer);
-                       }));
+  CRM_ASSIGN_OR_RETURN(
+      auto resolved,
+      commands_.contacts().Resolve(
+          candidates, [&](const std::string& customer) { return ids.For(customer); }, owner_));
   Chunk chunk;
   for (auto& r : resolved) {
     for (auto& k : r.claimed) chunk.claimed.push_back(k);

@@ -103,6 +103,9 @@ class ImportSession {
   const crm::v1::LeadChannel default_channel_;
   const EventContext ctx_;
   const bool fresh_import_;
+  // The call's chunks land in order, so a chunk may match the people of
+  // the one still being written.
+  const ContactRegistry::Owner owner_;
   std::vector<crm::v1::ImportLeadRow> pending_;
   std::vector<crm::v1::ImportRowResult> results_;
   // First result index of each row number seen in this call.
