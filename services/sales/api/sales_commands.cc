@@ -587,7 +587,6 @@ absl::StatusOr<int> SalesCommands::RaiseTaskReminders(absl::Time now) {
 absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
   struct Candidate {
     std::string opportunity_id;
-    absl::Time last_activity;
   };
   std::vector<Candidate> candidates;
   absl::Status read = absl::OkStatus();
@@ -603,16 +602,20 @@ absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
         if (o.has_stale_since() && FromProtoTimestamp(o.stale_since()) == InactiveSince(o, *last)) {
           return;  // raised already
         }
-        candidates.push_back({o.opportunity_id(), *last});
+        candidates.push_back({o.opportunity_id()});
       }));
   CRM_RETURN_IF_ERROR(read);
   int raised = 0;
   for (const auto& c : candidates) {
+    // Under the activity lock and with the latest activity read again: one
+    // logged since the scan answers the inactivity, no reminder.
+    auto guard = activity_locks_.Lock({c.opportunity_id});
+    auto last = store_.LastActivityAt(c.opportunity_id);
+    if (!last.ok()) return last.status();
     auto out = Execute<crm::v1::Opportunity>(
         OpportunityStream(c.opportunity_id), "", kAnyVersion, ForTimer(now, c.opportunity_id),
         [&](const std::optional<crm::v1::Opportunity>& s) {
-          return Decide(s,
-                        OpportunityCommand{FlagStale{now, settings_.stale_after, c.last_activity}});
+          return Decide(s, OpportunityCommand{FlagStale{now, settings_.stale_after, *last}});
         },
         [](const crm::v1::Opportunity& o) {
           return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
