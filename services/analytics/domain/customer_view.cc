@@ -1,6 +1,7 @@
 #include "services/analytics/domain/customer_view.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -68,21 +69,31 @@ std::string MoneyText(const crm::v1::Money& m) {
                       m.currency().empty() ? "" : " ", m.currency());
 }
 
+// The profile's fields with the stamp of each: one list for the fold and
+// the join.
+template <typename Profile, typename Stamps>
+auto ProfileFields(Profile* p, Stamps* s) {
+  return std::array{std::pair{p->mutable_first_name(), s->mutable_first_name()},
+                    std::pair{p->mutable_last_name(), s->mutable_last_name()},
+                    std::pair{p->mutable_email(), s->mutable_email()},
+                    std::pair{p->mutable_phone(), s->mutable_phone()},
+                    std::pair{p->mutable_company(), s->mutable_company()},
+                    std::pair{p->mutable_region(), s->mutable_region()}};
+}
+
 void ApplyContact(Customer360& view, const EventEnvelope& event, const crm::v1::Contact& c,
                   const std::string& company, const std::string& region) {
-  // The newest capture describes the person.
-  if (view.has_profile_as_of() && Before(event.occurred_at(), view.profile_as_of())) return;
-  auto* p = view.mutable_profile();
-  auto set_if = [](std::string* field, const std::string& v) {
-    if (!v.empty()) *field = v;
-  };
-  set_if(p->mutable_first_name(), c.first_name());
-  set_if(p->mutable_last_name(), c.last_name());
-  set_if(p->mutable_email(), c.email());
-  set_if(p->mutable_phone(), c.phone());
-  set_if(p->mutable_company(), company);
-  set_if(p->mutable_region(), region);
-  *view.mutable_profile_as_of() = event.occurred_at();
+  // Each field from the latest event that set it: a newer capture without
+  // a phone keeps the phone an older one gave, in any delivery order.
+  const std::array<const std::string*, 6> values = {&c.first_name(), &c.last_name(), &c.email(),
+                                                    &c.phone(),      &company,       &region};
+  auto fields = ProfileFields(view.mutable_profile(), view.mutable_profile_stamps());
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (!values[i]->empty() && TakeIfNewer(fields[i].second, event)) *fields[i].first = *values[i];
+  }
+  if (!view.has_profile_as_of() || Before(view.profile_as_of(), event.occurred_at())) {
+    *view.mutable_profile_as_of() = event.occurred_at();
+  }
 }
 
 void SetOwner(Customer360& view, const EventEnvelope& event, const std::string& owner_id) {
@@ -377,23 +388,24 @@ void TakeLater(AsOf* into_as_of, const AsOf& from_as_of, Set set) {
 }
 
 void JoinProfile(Customer360& into, const Customer360& from) {
-  // As ApplyContact: the newer capture's fields, the older one's where the
-  // newer left a field empty.
-  const bool from_newer =
-      from.has_profile_as_of() &&
-      (!into.has_profile_as_of() || !Before(from.profile_as_of(), into.profile_as_of()));
-  const auto& newer = from_newer ? from.profile() : into.profile();
-  const auto& older = from_newer ? into.profile() : from.profile();
-  auto pick = [](const std::string& n, const std::string& o) { return n.empty() ? o : n; };
-  crm::v1::CustomerProfile p = into.profile();
-  p.set_first_name(pick(newer.first_name(), older.first_name()));
-  p.set_last_name(pick(newer.last_name(), older.last_name()));
-  p.set_email(pick(newer.email(), older.email()));
-  p.set_phone(pick(newer.phone(), older.phone()));
-  p.set_company(pick(newer.company(), older.company()));
-  p.set_region(pick(newer.region(), older.region()));
-  *into.mutable_profile() = std::move(p);
-  if (from_newer) *into.mutable_profile_as_of() = from.profile_as_of();
+  // As ApplyContact, field by field. A view stored before fields were
+  // stamped fills only the fields left empty.
+  crm::v1::Customer360 source = from;
+  auto theirs = ProfileFields(source.mutable_profile(), source.mutable_profile_stamps());
+  auto ours = ProfileFields(into.mutable_profile(), into.mutable_profile_stamps());
+  for (size_t i = 0; i < ours.size(); ++i) {
+    const std::string& value = *theirs[i].first;
+    if (value.empty()) continue;
+    if (!theirs[i].second->has_at()) {
+      if (ours[i].first->empty()) *ours[i].first = value;
+      continue;
+    }
+    TakeLater(ours[i].second, *theirs[i].second, [&] { *ours[i].first = value; });
+  }
+  if (from.has_profile_as_of() &&
+      (!into.has_profile_as_of() || Before(into.profile_as_of(), from.profile_as_of()))) {
+    *into.mutable_profile_as_of() = from.profile_as_of();
+  }
   TakeLater(into.mutable_account_as_of(), from.account_as_of(), [&] {
     into.mutable_profile()->set_account_name(from.profile().account_name());
     into.mutable_profile()->set_territory(from.profile().territory());
@@ -423,7 +435,11 @@ void JoinView(Customer360& into, const Customer360& from) {
   if (Later(from.last_event(), into.last_event())) *into.mutable_last_event() = from.last_event();
   for (const auto& o : from.opportunities()) {
     auto* opp = Opportunity(into, o.opportunity_id());
-    TakeLater(opp->mutable_name_as_of(), o.name_as_of(), [&] { opp->set_name(o.name()); });
+    if (o.has_name_as_of()) {
+      TakeLater(opp->mutable_name_as_of(), o.name_as_of(), [&] { opp->set_name(o.name()); });
+    } else if (opp->name().empty()) {
+      opp->set_name(o.name());  // stored before names were stamped
+    }
     TakeLater(opp->mutable_as_of(), o.as_of(), [&] {
       opp->set_stage_id(o.stage_id());
       opp->set_outcome(o.outcome());

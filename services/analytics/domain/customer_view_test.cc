@@ -287,6 +287,16 @@ TEST(CustomerViewTest, RevisionsRenameAndRepriceAnOpportunityInAnyOrder) {
 TEST(CustomerViewTest, JoiningTheViewsOfAnySplitEqualsTheViewOfAllEvents) {
   auto events = CustomerLife();
   events.push_back(Captured("lead_b", 260, "ada@new.com", "New Co"));
+  // Captures that set some fields only: each field comes from the latest
+  // event that set it.
+  crm::v1::LeadCaptured phone_only;
+  phone_only.set_lead_id("lead_p");
+  phone_only.mutable_contact()->set_phone("+441234567890");
+  events.push_back(Event("e20", "lead-lead_p", 230, phone_only));
+  crm::v1::LeadCaptured email_only;
+  email_only.set_lead_id("lead_q");
+  email_only.mutable_contact()->set_email("ada@newest.com");
+  events.push_back(Event("e21", "lead-lead_q", 280, email_only));
   crm::v1::Customer360 expected;
   for (const auto& e : events) ApplyToView(expected, e);
   std::mt19937 rng(7);
@@ -302,8 +312,34 @@ TEST(CustomerViewTest, JoiningTheViewsOfAnySplitEqualsTheViewOfAllEvents) {
         << joined.DebugString() << "\nexpected\n"
         << expected.DebugString();
   }
-  EXPECT_EQ(expected.profile().email(), "ada@new.com");
-  EXPECT_EQ(expected.lead_ids_size(), 2);
+  EXPECT_EQ(expected.profile().email(), "ada@newest.com");
+  EXPECT_EQ(expected.profile().phone(), "+441234567890") << "no later capture set a phone";
+  EXPECT_EQ(expected.profile().company(), "New Co");
+  EXPECT_EQ(expected.lead_ids_size(), 4);
+  // The fold itself is the same in any delivery order.
+  for (int round = 0; round < 50; ++round) {
+    std::shuffle(events.begin(), events.end(), rng);
+    crm::v1::Customer360 view;
+    for (const auto& e : events) ApplyToView(view, e);
+    ASSERT_EQ(view.SerializeAsString(), expected.SerializeAsString()) << "round " << round;
+  }
+}
+
+// Views stored before names and profile fields were stamped keep them
+// when joined.
+TEST(CustomerViewTest, AJoinKeepsWhatAViewStoredBeforeStampsHolds) {
+  crm::v1::Customer360 old;
+  old.set_customer_id("cus_old");
+  old.mutable_profile()->set_email("ada@x.com");
+  auto* opp = old.add_opportunities();
+  opp->set_opportunity_id("opp_1");
+  opp->set_name("Pilot");
+  crm::v1::Customer360 joined;
+  joined.set_customer_id("cus_1");
+  JoinView(joined, old);
+  EXPECT_EQ(joined.profile().email(), "ada@x.com");
+  ASSERT_EQ(joined.opportunities_size(), 1);
+  EXPECT_EQ(joined.opportunities(0).name(), "Pilot");
 }
 
 TEST(CustomerViewTest, RecordsKeyedByIdAreNotCountedTwice) {

@@ -18,8 +18,9 @@ namespace crm::leads {
 // Gives one person one customer_id while leads are being decided: the
 // contact index in RocksDB knows committed leads, this registry knows the
 // leads decided but not yet durable (an import chunk in flight, a capture
-// waiting for its fsync). Resolving holds one short lock, so concurrent
-// captures and imports of the same person agree.
+// waiting for its fsync). Concurrent captures and imports of the same
+// person agree: one waits for the other's lead to land (an fsync, or an
+// import chunk's write) before it resolves.
 class ContactRegistry {
  public:
   explicit ContactRegistry(LeadStore& store) : store_(store) {}
