@@ -390,8 +390,11 @@ void TakeLater(AsOf* into_as_of, const AsOf& from_as_of, Set set) {
 void JoinProfile(Customer360& into, const Customer360& from) {
   // As ApplyContact, field by field. A view stored before fields were
   // stamped fills only the fields left empty.
-  crm::v1::Customer360 source = from;
-  auto theirs = ProfileFields(source.mutable_profile(), source.mutable_profile_stamps());
+  // Copies of the profile and its stamps only (ProfileFields takes mutable
+  // ones), not of the whole view with its records.
+  crm::v1::CustomerProfile profile = from.profile();
+  crm::v1::ProfileStamps stamps = from.profile_stamps();
+  auto theirs = ProfileFields(&profile, &stamps);
   auto ours = ProfileFields(into.mutable_profile(), into.mutable_profile_stamps());
   for (size_t i = 0; i < ours.size(); ++i) {
     const std::string& value = *theirs[i].first;
