@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "librdkafka/rdkafka.h"
 #include "libs/common/audit/audit_stream.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
@@ -28,7 +29,7 @@ OutboxRelay::OutboxRelay(EventStore& store, RelayOptions options)
 
 OutboxRelay::~OutboxRelay() { Stop(absl::ZeroDuration()); }
 
-absl::Status OutboxRelay::Start() {
+absl::Status OutboxRelay::CreateProducer() {
   KafkaSettings settings = {
       {"bootstrap.servers", options_.brokers},
       {"enable.idempotence", "true"},
@@ -45,22 +46,32 @@ absl::Status OutboxRelay::Start() {
   settings.insert(settings.end(), options_.extra_settings.begin(), options_.extra_settings.end());
   auto conf = MakeKafkaConf(settings);
   if (!conf.ok()) return conf.status();
-  report_cb_ = std::make_unique<DeliveryReport>(this);
   std::string err;
   if ((*conf)->set("dr_cb", report_cb_.get(), err) != RdKafka::Conf::CONF_OK) {
     return absl::InternalError(err);
   }
+  topics_.clear();  // handles go before their producer
   producer_.reset(RdKafka::Producer::create(conf->get(), err));
   if (!producer_) return absl::UnavailableError(absl::StrCat("kafka producer: ", err));
-  // Every topic the relay routes to: a handle and a published counter each.
   for (const std::string* name : {&options_.topic, &options_.keys_topic, &options_.audit_topic}) {
     std::unique_ptr<RdKafka::Topic> topic(
         RdKafka::Topic::create(producer_.get(), *name, nullptr, err));
     if (!topic) return absl::InvalidArgumentError(absl::StrCat("topic ", *name, ": ", err));
     topics_.push_back(std::move(topic));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OutboxRelay::Start() {
+  report_cb_ = std::make_unique<DeliveryReport>(this);
+  if (auto st = CreateProducer(); !st.ok()) return st;
+  for (const std::string* name : {&options_.topic, &options_.keys_topic, &options_.audit_topic}) {
     published_total_[*name] = &MetricsRegistry::Default().GetCounter(
         "crm_events_published_total", "Events acknowledged by the broker", {{"topic", *name}});
   }
+  restarts_total_ = &MetricsRegistry::Default().GetCounter(
+      "crm_relay_producer_restarts_total", "Producers the relay made again after a fatal error",
+      {{"topic", options_.topic}});
   // Set before any caller appends (services start serving after this).
   store_.SetAppendListener([this] { Notify(); });
   thread_ = std::thread([this] {
@@ -68,6 +79,36 @@ absl::Status OutboxRelay::Start() {
     Run();
   });
   return absl::OkStatus();
+}
+
+bool OutboxRelay::RestartProducer() {
+  // What the old producer held is dropped unreported; every entry past the
+  // cursor goes out again. Those it had delivered become duplicates, which
+  // subscribers skip by stream version.
+  in_flight_.clear();
+  read_from_ = marked_;
+  topics_.clear();
+  producer_.reset();
+  if (auto st = CreateProducer(); !st.ok()) {
+    log::Error("kafka producer restart failed",
+               {{"topic", options_.topic}, {"error", st.ToString()}});
+    topics_.clear();
+    producer_.reset();
+    return false;
+  }
+  producer_restarts_.fetch_add(1);
+  restarts_total_->Inc();
+  log::Info("kafka producer restarted",
+            {{"topic", options_.topic}, {"from_position", absl::StrCat(read_from_)}});
+  return true;
+}
+
+void OutboxRelay::FailProducerForTesting() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_producer_ = true;
+  }
+  cv_.notify_one();
 }
 
 void OutboxRelay::Notify() {
@@ -98,18 +139,24 @@ void OutboxRelay::OnDelivery(RdKafka::Message& message) {
       it->second->Inc();
     }
   } else {
-    // Only fatal producer errors end up here (no timeouts); the entry stays
-    // in the outbox and is produced again (with any delivered after it:
+    // Only permanent errors end up here (no timeouts); the entry stays in
+    // the outbox and is produced again (with any delivered after it:
     // duplicates that subscribers skip by stream version).
     read_from_ = std::min(read_from_, position);
-    log::Error("delivery failed", {{"topic", options_.topic},
-                                   {"error", message.errstr()},
-                                   {"position", absl::StrCat(position)}});
+    // One line per poll, not per message: a fatal error fails them all.
+    if (failed_reports_++ == 0) last_failure_ = message.errstr();
   }
 }
 
 void OutboxRelay::ServeReports(int timeout_ms) {
+  if (!producer_) return;
   producer_->poll(timeout_ms);
+  if (failed_reports_ > 0) {
+    log::Error("delivery failed", {{"topic", options_.topic},
+                                   {"error", last_failure_},
+                                   {"messages", absl::StrCat(failed_reports_)}});
+    failed_reports_ = 0;
+  }
   // Everything below the lowest entry in flight, and below read_from_, has
   // been delivered (or lies in a gap no append wrote).
   const uint64_t delivered =
@@ -207,27 +254,56 @@ void OutboxRelay::ProduceFromOutbox() {
 void OutboxRelay::Run() {
   bool refill_checked = false;
   absl::Time next_refill_try = absl::InfinitePast();
+  // A fatal error that comes back at once (a broker that refuses the
+  // producer id) must not spin: restarts back off until one delivers.
+  absl::Time next_restart_try = absl::InfinitePast();
+  absl::Duration restart_backoff = absl::Seconds(1);
+  uint64_t published_at_restart = 0;
   for (;;) {
+    bool fail_producer = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (stopping_) break;
+      std::swap(fail_producer, fail_producer_);
     }
-    if (!refill_checked && absl::Now() >= next_refill_try) {
-      refill_checked = RefillIfTopicEmpty();
-      next_refill_try = absl::Now() + absl::Seconds(1);
+    if (fail_producer && producer_) {
+      rd_kafka_test_fatal_error(producer_->c_ptr(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                "failed for a test");
     }
-    if (refill_checked) ProduceFromOutbox();
-    ServeReports(0);
+    std::string fatal;
+    if (producer_ && producer_->fatal_error(fatal) != RdKafka::ERR_NO_ERROR) {
+      log::Error("kafka producer failed", {{"topic", options_.topic}, {"error", fatal}});
+      topics_.clear();  // handles go before their producer
+      producer_.reset();
+    }
+    if (!producer_ && absl::Now() >= next_restart_try) {
+      if (published_.load() > published_at_restart) restart_backoff = absl::Seconds(1);
+      if (RestartProducer()) {
+        published_at_restart = published_.load();
+        next_restart_try = absl::Now() + restart_backoff;
+        restart_backoff = std::min(restart_backoff * 2, absl::Minutes(1));
+      } else {
+        next_restart_try = absl::Now() + absl::Seconds(1);
+      }
+    }
+    if (producer_) {
+      if (!refill_checked && absl::Now() >= next_refill_try) {
+        refill_checked = RefillIfTopicEmpty();
+        next_refill_try = absl::Now() + absl::Seconds(1);
+      }
+      if (refill_checked) ProduceFromOutbox();
+      ServeReports(0);
+    }
     std::unique_lock<std::mutex> lock(mu_);
     // Short waits while messages are in flight so reports are served soon.
     const auto wait =
         in_flight_.empty() ? std::chrono::milliseconds(200) : std::chrono::milliseconds(5);
-    cv_.wait_for(lock, wait, [this] { return wake_ || stopping_; });
+    cv_.wait_for(lock, wait, [this] { return wake_ || stopping_ || fail_producer_; });
     wake_ = false;
   }
   // Graceful stop: let librdkafka deliver what it holds, then record it.
   const absl::Time deadline = absl::Now() + flush_timeout_;
-  while (!in_flight_.empty() && absl::Now() < deadline) ServeReports(50);
+  while (producer_ && !in_flight_.empty() && absl::Now() < deadline) ServeReports(50);
   ServeReports(0);
 }
 

@@ -38,7 +38,9 @@ struct RelayOptions {
 // customer_id. The outbox cursor passes an entry only after its delivery
 // report (and those of every entry before it) says the broker has it.
 // Messages never time out inside librdkafka, so a broker outage delays
-// delivery but neither drops nor reorders a stream.
+// delivery but neither drops nor reorders a stream. A fatal producer error
+// (the idempotent producer lost its sequence) ends that producer: the relay
+// makes a new one and sends again from the cursor.
 class OutboxRelay {
  public:
   OutboxRelay(EventStore& store, RelayOptions options);
@@ -57,11 +59,23 @@ class OutboxRelay {
 
   uint64_t published() const { return published_.load(); }
   uint64_t republished() const { return republished_.load(); }
+  // Producers made again after a fatal error.
+  uint64_t producer_restarts() const { return producer_restarts_.load(); }
+
+  // Has librdkafka raise a fatal error on the relay's producer, on the relay
+  // thread; for tests of the recovery.
+  void FailProducerForTesting();
 
  private:
   class DeliveryReport;
 
   void Run();
+  // The producer and its topic handles, from options_.
+  absl::Status CreateProducer();
+  // After a fatal error: drops the producer and what it held in flight, and
+  // makes a new one that sends again from the outbox cursor. False when the
+  // new one could not be made (tried again later).
+  bool RestartProducer();
   // True once it could tell whether the topic is empty; refills it from the
   // event log when it is (the embedded broker keeps messages in memory only).
   bool RefillIfTopicEmpty();
@@ -82,6 +96,7 @@ class OutboxRelay {
   std::condition_variable cv_;
   bool wake_ = false;
   bool stopping_ = false;
+  bool fail_producer_ = false;
   absl::Duration flush_timeout_ = absl::Seconds(5);
 
   // Touched only on the relay thread (reports are served there too).
@@ -94,7 +109,12 @@ class OutboxRelay {
   std::atomic<uint64_t> published_{0};
   // Acknowledged records per topic they went to (options_.topic, keys, audit).
   absl::flat_hash_map<std::string, Counter*> published_total_;
+  // Failed delivery reports since the last poll, and the first one's error.
+  uint64_t failed_reports_ = 0;
+  std::string last_failure_;
   std::atomic<uint64_t> republished_{0};
+  std::atomic<uint64_t> producer_restarts_{0};
+  Counter* restarts_total_ = nullptr;
 };
 
 }  // namespace crm

@@ -100,6 +100,14 @@ class OutboxRelayTest : public ::testing::Test {
     r.events.push_back(e);
     return store_->Append(std::move(r)).status();
   }
+  // Whether the outbox emptied within `within`.
+  bool Drained(absl::Duration within) {
+    const absl::Time deadline = absl::Now() + within;
+    while (store_->OutboxSize() > 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return store_->OutboxSize() == 0;
+  }
   void StartRelay(RelayOptions options) {
     relay_ = std::make_unique<OutboxRelay>(*store_, std::move(options));
     ASSERT_TRUE(relay_->Start().ok());
@@ -189,17 +197,10 @@ TEST_F(OutboxRelayTest, EventsAreReadBackWithTheChosenCompression) {
 // The outbox is the log past a stored cursor: a relay started again after
 // a restart goes on from there instead of publishing the log once more.
 TEST_F(OutboxRelayTest, ARestartedRelayGoesOnFromTheStoredCursor) {
-  auto drained = [&](absl::Duration within) {
-    const absl::Time deadline = absl::Now() + within;
-    while (store_->OutboxSize() > 0 && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return store_->OutboxSize() == 0;
-  };
   StartRelay(Options());
   constexpr int kFirst = 50;
   for (int i = 0; i < kFirst; ++i) ASSERT_TRUE(Append(absl::StrCat("a", i)).ok());
-  ASSERT_TRUE(drained(absl::Seconds(30)));
+  ASSERT_TRUE(Drained(absl::Seconds(30)));
   relay_->Stop();
   relay_.reset();
 
@@ -212,12 +213,47 @@ TEST_F(OutboxRelayTest, ARestartedRelayGoesOnFromTheStoredCursor) {
 
   StartRelay(Options());
   ASSERT_TRUE(Append("b0").ok());
-  ASSERT_TRUE(drained(absl::Seconds(30)));
+  ASSERT_TRUE(Drained(absl::Seconds(30)));
   absl::SleepFor(absl::Milliseconds(300));  // time enough to publish more, wrongly
   EXPECT_EQ(relay_->published(), 1u);
   const auto seen = ReadTopic(cluster_.bootstrap(), kFirst + 1);
   EXPECT_EQ(seen.size(), static_cast<size_t>(kFirst + 1));
   for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+}
+
+// A fatal error ends an idempotent producer for good (it lost its sequence);
+// the relay makes a new one and sends on from the cursor, so the outbox
+// drains and nothing appended before, during or after is missing.
+TEST_F(OutboxRelayTest, AFatalProducerErrorIsFollowedByANewProducer) {
+  StartRelay(Options());
+  constexpr int kBefore = 20;
+  for (int i = 0; i < kBefore; ++i) ASSERT_TRUE(Append(absl::StrCat("before", i)).ok());
+  ASSERT_TRUE(Drained(absl::Seconds(30)));
+  EXPECT_EQ(relay_->producer_restarts(), 0u);
+
+  // A slow broker keeps these in flight when the producer fails: the new
+  // producer must send them again.
+  cluster_.SetRtt(500);
+  constexpr int kDuring = 200;
+  constexpr int kAfter = 50;
+  for (int i = 0; i < kDuring; ++i) ASSERT_TRUE(Append(absl::StrCat("during", i)).ok());
+  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_EQ(relay_->published(), static_cast<uint64_t>(kBefore));
+  relay_->FailProducerForTesting();
+  for (int i = 0; i < kAfter; ++i) ASSERT_TRUE(Append(absl::StrCat("after", i)).ok());
+  cluster_.SetRtt(0);
+  EXPECT_TRUE(Drained(absl::Seconds(30)));
+  EXPECT_EQ(relay_->producer_restarts(), 1u);
+
+  constexpr size_t kTotal = kBefore + kDuring + kAfter;
+  const auto seen = ReadTopic(cluster_.bootstrap(), kTotal);
+  EXPECT_EQ(seen.size(), kTotal);
+  // Delivered before the failure and past the cursor: not sent again.
+  for (int i = 0; i < kBefore; ++i) {
+    const auto it = seen.find(absl::StrCat("before", i));
+    ASSERT_NE(it, seen.end()) << i;
+    EXPECT_EQ(it->second, 1) << i;
+  }
 }
 
 TEST_F(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {

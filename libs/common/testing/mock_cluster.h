@@ -38,6 +38,8 @@ class MockCluster {
     std::vector<rd_kafka_resp_err_t> errors(count, error);
     rd_kafka_mock_push_request_errors_array(cluster_, /*Produce=*/0, errors.size(), errors.data());
   }
+  // Every broker answers `rtt_ms` late (0: at once).
+  void SetRtt(int rtt_ms) { rd_kafka_mock_broker_set_rtt(cluster_, -1, rtt_ms); }
   std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
 
  private:
