@@ -131,6 +131,14 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
     r->set_lead_id(m->lead_id());
     r->set_converted(true);
     SetLeadOwner(r, event, m->owner_id());
+  } else if (const auto* m = payload.As<LeadMergedInto>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
+    r->set_lead_id(m->lead_id());
+    r->set_merged(true);
+  } else if (const auto* m = payload.As<LeadsMerged>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m->merged_lead_id()));
+    r->set_lead_id(m->merged_lead_id());
+    r->set_merged(true);
   } else if (const auto* m = payload.As<OpportunityOpened>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, opportunity(m->opportunity_id()));
     r->set_opportunity_id(m->opportunity_id());
@@ -226,7 +234,7 @@ crm::v1::Funnel ComputeFunnel(const std::vector<FunnelLeadRecord>& leads,
   Slice total;
   std::map<std::string, Slice> by_month, by_channel, by_territory, by_owner;
   for (const auto& r : leads) {
-    if (!r.has_captured_at()) continue;
+    if (!r.has_captured_at() || r.merged()) continue;
     const std::string month = Month(r.captured_at());
     if (!keep(month, r.channel(), r.region(), r.owner_id())) continue;
     AddLead(total, r);

@@ -221,6 +221,34 @@ TEST(FunnelTest, RecordsAreByteIdenticalWhateverTheDeliveryOrderAndRedelivery) {
   }
 }
 
+// A duplicate lead merged into another is the same person: the funnel counts
+// the survivor only, whichever of the two merge events arrives, and before
+// or after the merged lead's capture.
+TEST(FunnelTest, AMergedLeadIsCountedOnceAsItsSurvivor) {
+  crm::v1::LeadMergedInto merged_into;
+  merged_into.set_lead_id("l3");
+  merged_into.set_survivor_lead_id("l4");
+  crm::v1::LeadsMerged merged;
+  merged.set_survivor_lead_id("l4");
+  merged.set_merged_lead_id("l3");
+  const auto on_merged_stream = Event("merged-into-l3", "c3", kJan + 8 * kDay, merged_into);
+  const auto on_survivor_stream = Event("merged-l3", "c4", kJan + 8 * kDay, merged);
+  for (const auto& merge : {on_merged_stream, on_survivor_stream}) {
+    for (const bool merge_first : {false, true}) {
+      Records records;
+      if (merge_first) records.Apply(merge);
+      for (const auto& e : History()) records.Apply(e);
+      if (!merge_first) records.Apply(merge);
+      const auto f = records.Funnel();
+      EXPECT_EQ(f.total().leads(), 5) << merge.event_id() << merge_first;
+      ASSERT_EQ(f.by_channel_size(), 2);
+      EXPECT_EQ(f.by_channel(1).key(), "web_form");
+      EXPECT_EQ(f.by_channel(1).leads(), 4);
+      EXPECT_EQ(f.by_month(0).leads(), 4);
+    }
+  }
+}
+
 TEST(FunnelTest, BadFiltersNameTheField) {
   crm::v1::GetFunnelRequest r;
   r.set_period("2026-13");
