@@ -145,12 +145,10 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
   // A query of stop words only matches nothing rather than everything.
   if (words.empty() && !r.query().empty() && tags.empty() && r.product().empty()) return response;
 
-  CRM_ASSIGN_OR_RETURN(auto hits, store_.SearchArticles(words, tags, r.product()));
-  for (size_t i = offset; i < hits.size() && i < offset + page_size; ++i) {
-    *response.add_hits() = std::move(hits[i]);
-  }
-  if (offset + page_size < hits.size())
-    response.set_next_page_token(absl::StrCat(offset + page_size));
+  CRM_ASSIGN_OR_RETURN(auto page,
+                       store_.SearchArticles(words, tags, r.product(), offset, page_size));
+  for (auto& hit : page.hits) *response.add_hits() = std::move(hit);
+  if (page.more) response.set_next_page_token(absl::StrCat(offset + page_size));
   return response;
 }
 

@@ -1,7 +1,9 @@
 #include "services/service-desk/store/desk_store.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
@@ -30,10 +32,9 @@ constexpr char kMessages[] = "ticket_messages";          // ticket \0 version ->
 constexpr char kRoundRobin[] = "round_robin";            // team -> last agent picked
 constexpr char kArticles[] = "articles";                 // article id -> Article
 constexpr char kTerms[] = "article_terms";               // term \0 article -> weight | "" gone
-constexpr char kPublished[] = "published_articles";      // article id -> "1" | "" unpublished
+constexpr char kPublished[] = "published_articles";  // article id -> publish time | "" unpublished
 
 constexpr int32_t kDefaultPageSize = 50;
-constexpr size_t kMaxSearchCandidates = 2000;
 
 std::string Pair(absl::string_view a, absl::string_view b) { return absl::StrCat(PrefixKey(a), b); }
 
@@ -331,8 +332,12 @@ std::vector<ProjectionWrite> DeskStore::ArticleWrites(const std::optional<crm::v
   const std::string& id = after.article_id();
   std::vector<ProjectionWrite> w;
   w.push_back({kArticles, id, after.SerializeAsString()});
-  if (!before || before->published() != after.published()) {
-    w.push_back({kPublished, id, after.published() ? "1" : ""});
+  // The publication time rides in the index: newest-first search orders by
+  // it without reading articles.
+  const absl::Time published_at = FromProtoTimestamp(after.published_at());
+  if (!before || before->published() != after.published() ||
+      (after.published() && FromProtoTimestamp(before->published_at()) != published_at)) {
+    w.push_back({kPublished, id, after.published() ? TimeKey(published_at) : ""});
   }
   const auto old_terms =
       before && before->published() ? IndexTerms(*before) : std::map<std::string, int64_t>{};
@@ -359,9 +364,9 @@ absl::StatusOr<int64_t> DeskStore::PublishedCount() const {
   return n;
 }
 
-absl::StatusOr<std::vector<crm::v1::ArticleHit>> DeskStore::SearchArticles(
+absl::StatusOr<DeskStore::ArticleSearchPage> DeskStore::SearchArticles(
     const std::vector<std::string>& words, const std::vector<std::string>& tags,
-    const std::string& product) const {
+    const std::string& product, size_t offset, size_t count) const {
   auto postings_of = [&](const std::string& term) -> absl::StatusOr<TermPostings> {
     TermPostings p;
     p.term = term;
@@ -387,7 +392,30 @@ absl::StatusOr<std::vector<crm::v1::ArticleHit>> DeskStore::SearchArticles(
     tagged = std::move(ids);
   }
 
-  std::vector<RankedArticle> ranked;
+  // Walks candidates in order, reading articles only as far as the page.
+  auto page_of = [&](std::vector<RankedArticle> ordered) -> absl::StatusOr<ArticleSearchPage> {
+    ArticleSearchPage page;
+    size_t skipped = 0;
+    for (auto& r : ordered) {
+      CRM_ASSIGN_OR_RETURN(auto article, GetArticle(r.article_id));
+      if (!article.published()) continue;
+      if (!product.empty() && !absl::EqualsIgnoreCase(article.product(), product)) continue;
+      if (skipped < offset) {
+        ++skipped;
+        continue;
+      }
+      if (page.hits.size() == count) {
+        page.more = true;
+        break;
+      }
+      crm::v1::ArticleHit& hit = page.hits.emplace_back();
+      *hit.mutable_article() = std::move(article);
+      hit.set_score(r.score);
+      for (auto& t : r.matched_terms) hit.add_matched_terms(std::move(t));
+    }
+    return page;
+  };
+
   if (!words.empty()) {
     std::vector<TermPostings> postings;
     for (const auto& word : words) {
@@ -398,46 +426,40 @@ absl::StatusOr<std::vector<crm::v1::ArticleHit>> DeskStore::SearchArticles(
       postings.push_back(std::move(p));
     }
     CRM_ASSIGN_OR_RETURN(const int64_t total, PublishedCount());
-    ranked = RankArticles(postings, total);
-  } else {
-    // No words: every published (or tagged) article; newest ids first so
-    // the candidate cap keeps the recent ones.
-    std::vector<std::string> ids;
-    if (tagged) {
-      ids.assign(tagged->begin(), tagged->end());
-    } else {
-      auto it = events_->db().NewIterator(kPublished);
-      for (it->SeekToFirst(); it->Valid(); it->Next()) {
-        if (!it->value().empty()) ids.push_back(it->key().ToString());
-      }
-      CRM_RETURN_IF_ERROR(FromRocks(it->status()));
-    }
-    std::sort(ids.rbegin(), ids.rend());
-    for (auto& id : ids) ranked.push_back({std::move(id), 0, {}});
+    return page_of(RankArticles(postings, total));
   }
 
-  std::vector<crm::v1::ArticleHit> hits;
-  for (auto& r : ranked) {
-    if (hits.size() == kMaxSearchCandidates) break;
-    CRM_ASSIGN_OR_RETURN(auto article, GetArticle(r.article_id));
-    if (!article.published()) continue;
-    if (!product.empty() && !absl::EqualsIgnoreCase(article.product(), product)) continue;
-    crm::v1::ArticleHit hit;
-    *hit.mutable_article() = std::move(article);
-    hit.set_score(r.score);
-    for (auto& t : r.matched_terms) hit.add_matched_terms(std::move(t));
-    hits.push_back(std::move(hit));
+  // No words: every published (or tagged) article, most recently published
+  // first, by the time the published index holds. Rows written before it
+  // held one say "1"; their article tells the time.
+  std::vector<std::pair<absl::Time, std::string>> newest;
+  auto add = [&](std::string id, absl::string_view value) -> absl::Status {
+    if (value.empty()) return absl::OkStatus();  // unpublished
+    if (value.size() == 8) {
+      newest.emplace_back(TimeOfKey(value), std::move(id));
+      return absl::OkStatus();
+    }
+    CRM_ASSIGN_OR_RETURN(auto article, GetArticle(id));
+    newest.emplace_back(FromProtoTimestamp(article.published_at()), std::move(id));
+    return absl::OkStatus();
+  };
+  if (tagged) {
+    for (const auto& id : *tagged) {
+      CRM_ASSIGN_OR_RETURN(auto value, events_->db().Get(kPublished, id));
+      if (value.has_value()) CRM_RETURN_IF_ERROR(add(id, *value));
+    }
+  } else {
+    auto it = events_->db().NewIterator(kPublished);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      CRM_RETURN_IF_ERROR(add(it->key().ToString(), View(it->value())));
+    }
+    CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   }
-  if (words.empty()) {
-    // Nothing to rank by: the most recently published first.
-    std::sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) {
-      const absl::Time ta = FromProtoTimestamp(a.article().published_at());
-      const absl::Time tb = FromProtoTimestamp(b.article().published_at());
-      if (ta != tb) return ta > tb;
-      return a.article().article_id() > b.article().article_id();
-    });
-  }
-  return hits;
+  std::sort(newest.begin(), newest.end(), std::greater<>());
+  std::vector<RankedArticle> ordered;
+  ordered.reserve(newest.size());
+  for (auto& [at, id] : newest) ordered.push_back({std::move(id), 0, {}});
+  return page_of(std::move(ordered));
 }
 
 }  // namespace crm::service_desk

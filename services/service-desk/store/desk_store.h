@@ -122,12 +122,17 @@ class DeskStore {
   // the article from `before` to `after`. Only published articles are indexed.
   std::vector<ProjectionWrite> ArticleWrites(const std::optional<crm::v1::Article>& before,
                                              const crm::v1::Article& after) const;
+  struct ArticleSearchPage {
+    std::vector<crm::v1::ArticleHit> hits;
+    bool more = false;  // hits follow this page
+  };
   // Published articles: ranked by `words` (all of them when none, most
   // recently published first), every tag required, product matched
-  // ignoring case.
-  absl::StatusOr<std::vector<crm::v1::ArticleHit>> SearchArticles(
-      const std::vector<std::string>& words, const std::vector<std::string>& tags,
-      const std::string& product) const;
+  // ignoring case; the `count` hits from `offset` on.
+  absl::StatusOr<ArticleSearchPage> SearchArticles(const std::vector<std::string>& words,
+                                                   const std::vector<std::string>& tags,
+                                                   const std::string& product, size_t offset,
+                                                   size_t count) const;
 
   // Family names, for the projection that shares the database.
   static const char kCustomersFamily[];
