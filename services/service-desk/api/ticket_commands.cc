@@ -164,8 +164,12 @@ absl::StatusOr<std::pair<std::string, std::vector<ProjectionWrite>>> TicketComma
   return std::make_pair(std::move(agent), std::move(writes));
 }
 
-absl::Status TicketCommands::CheckPublishedArticle(absl::string_view field,
-                                                   const std::string& article_id) const {
+absl::Status TicketCommands::CheckSolutionArticle(const std::optional<crm::v1::Ticket>& ticket,
+                                                  const std::string& ticket_id,
+                                                  absl::string_view field,
+                                                  const std::string& article_id) const {
+  // The ticket first: naming a draft on a missing ticket is NOT_FOUND.
+  if (!ticket) return absl::NotFoundError(absl::StrCat("ticket ", ticket_id, " not found"));
   auto article = store_.GetArticle(article_id);
   if (absl::IsNotFound(article.status())) {
     return absl::NotFoundError(absl::StrCat(field, ": article ", article_id, " not found"));
@@ -302,16 +306,14 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::MarkTicketPending(
 absl::StatusOr<crm::v1::Ticket> TicketCommands::ResolveTicket(
     const crm::v1::ResolveTicketRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateResolveTicket(r));
-  const std::string key = Key(ctx, "ResolveTicket", r.request_id());
-  CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
-  if (earlier.has_value()) return *earlier;
-  if (!r.solution_article_id().empty()) {
-    CRM_RETURN_IF_ERROR(CheckPublishedArticle("solution_article_id", r.solution_article_id()));
-  }
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
   return Execute(
-      key, r.ticket_id(), r.expected_version(), ctx,
-      [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+      Key(ctx, "ResolveTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+      [&](const auto& ticket, absl::Time now) -> absl::StatusOr<Prepared> {
+        if (!r.solution_article_id().empty()) {
+          CRM_RETURN_IF_ERROR(CheckSolutionArticle(ticket, r.ticket_id(), "solution_article_id",
+                                                   r.solution_article_id()));
+        }
         return Prepared{
             service_desk::ResolveTicket{r.resolution_note(), r.solution_article_id(), now}, {}};
       });
@@ -340,13 +342,12 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ReopenTicket(const crm::v1::Reop
 absl::StatusOr<crm::v1::Ticket> TicketCommands::LinkSolutionArticle(
     const crm::v1::LinkSolutionArticleRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateLinkSolutionArticle(r));
-  const std::string key = Key(ctx, "LinkSolutionArticle", r.request_id());
-  CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
-  if (earlier.has_value()) return *earlier;
-  CRM_RETURN_IF_ERROR(CheckPublishedArticle("article_id", r.article_id()));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(key, r.ticket_id(), r.expected_version(), ctx,
-                 [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+  return Execute(Key(ctx, "LinkSolutionArticle", r.request_id()), r.ticket_id(),
+                 r.expected_version(), ctx,
+                 [&](const auto& ticket, absl::Time now) -> absl::StatusOr<Prepared> {
+                   CRM_RETURN_IF_ERROR(
+                       CheckSolutionArticle(ticket, r.ticket_id(), "article_id", r.article_id()));
                    return Prepared{service_desk::LinkSolutionArticle{r.article_id(), now}, {}};
                  });
 }

@@ -95,8 +95,11 @@ class TicketCommands {
   // someone else.
   absl::StatusOr<std::pair<std::string, std::vector<ProjectionWrite>>> PickFor(
       const crm::v1::Team& team, const std::string& except) const;
-  // NOT_FOUND / FAILED_PRECONDITION unless the article is published.
-  absl::Status CheckPublishedArticle(absl::string_view field, const std::string& article_id) const;
+  // NOT_FOUND unless the ticket exists, then NOT_FOUND / FAILED_PRECONDITION
+  // unless the article is published.
+  absl::Status CheckSolutionArticle(const std::optional<crm::v1::Ticket>& ticket,
+                                    const std::string& ticket_id, absl::string_view field,
+                                    const std::string& article_id) const;
 
   DeskStore& store_;
   pii::KeyVault* vault_ = nullptr;

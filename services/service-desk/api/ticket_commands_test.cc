@@ -385,6 +385,16 @@ TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {
   EXPECT_EQ(Resolve("s0", id, article->article_id()).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Resolve("s0", id, "art_missing").status().code(), absl::StatusCode::kNotFound);
+  // A missing ticket is NOT_FOUND whatever the article named.
+  const auto on_missing = Resolve("s0", "tkt_missing", article->article_id()).status();
+  EXPECT_EQ(on_missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(on_missing.message(), "ticket tkt_missing not found");
+  crm::v1::LinkSolutionArticleRequest link;
+  link.set_request_id("l0");
+  link.set_ticket_id("tkt_missing");
+  link.set_article_id(article->article_id());
+  EXPECT_EQ(tickets_->LinkSolutionArticle(link, Ctx()).status().code(),
+            absl::StatusCode::kNotFound);
   crm::v1::PublishArticleRequest publish;
   publish.set_request_id("pub-1");
   publish.set_article_id(article->article_id());
