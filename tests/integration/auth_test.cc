@@ -213,6 +213,11 @@ class AuthTest : public ::testing::Test {
     st = sales->CreateTask(Ctx().get(), task_req, &task);
     ASSERT_TRUE(st.ok()) << st.error_message();
     b_.task_id = task.task_id();
+    // A second one, so that a page of one task has a next page.
+    task_req.set_request_id("auth-b-task-2");
+    task_req.set_title("Send the offer");
+    st = sales->CreateTask(Ctx().get(), task_req, &task);
+    ASSERT_TRUE(st.ok()) << st.error_message();
   }
 
   // Everything an admin reads about rep B's records, to prove nothing changed.
@@ -499,6 +504,26 @@ TEST_F(AuthTest, ManagersWorkInTheirTerritoryOnly) {
   EXPECT_EQ(opps.opportunities_size(), 0);
   ASSERT_TRUE(emea->ListOpportunities(Ctx().get(), lo, &opps).ok());
   EXPECT_EQ(opps.opportunities_size(), 2);  // both of B's, in emea
+
+  // Access is checked before a page is cut: a page is empty only at the
+  // end, and a full page points on to the next.
+  lo.mutable_page()->set_page_size(1);
+  ASSERT_TRUE(amer->ListOpportunities(Ctx().get(), lo, &opps).ok());
+  EXPECT_EQ(opps.opportunities_size(), 0);
+  EXPECT_EQ(opps.next_page_token(), "");
+  ASSERT_TRUE(emea->ListOpportunities(Ctx().get(), lo, &opps).ok());
+  EXPECT_EQ(opps.opportunities_size(), 1);
+  EXPECT_NE(opps.next_page_token(), "");
+  crm::v1::ListTasksRequest lt;
+  lt.mutable_page()->set_page_size(1);
+  crm::v1::ListTasksResponse tasks;
+  ASSERT_TRUE(amer->ListTasks(Ctx().get(), lt, &tasks).ok());
+  EXPECT_EQ(tasks.tasks_size(), 0);
+  EXPECT_EQ(tasks.next_page_token(), "");
+  auto rep_a = crm::v1::SalesService::NewStub(stack_->Channel("sales", kRepA));
+  ASSERT_TRUE(rep_a->ListTasks(Ctx().get(), lt, &tasks).ok());
+  EXPECT_EQ(tasks.tasks_size(), 0);
+  EXPECT_EQ(tasks.next_page_token(), "");
 
   auto leads_amer = crm::v1::LeadsService::NewStub(stack_->Channel("leads", kManagerAmer));
   auto leads_emea = crm::v1::LeadsService::NewStub(stack_->Channel("leads", kManagerEmea));

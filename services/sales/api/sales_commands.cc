@@ -207,7 +207,8 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::GetCustomer(
 }
 
 absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
-    const crm::v1::ListCustomersRequest& request) const {
+    const crm::v1::ListCustomersRequest& request,
+    const std::function<bool(const crm::v1::Customer&)>& visible) const {
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
   CRM_RETURN_IF_ERROR(CheckText("territory", request.territory(), 64));
   CRM_RETURN_IF_ERROR(CheckOptionalId("tier", request.tier()));
@@ -217,7 +218,8 @@ absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
           kCustomersFamily, "", request.page(), [&](const crm::v1::Customer& c) {
             return (request.owner_id().empty() || c.owner_id() == request.owner_id()) &&
                    (request.territory().empty() || c.territory() == request.territory()) &&
-                   (request.tier().empty() || c.tier() == request.tier());
+                   (request.tier().empty() || c.tier() == request.tier()) &&
+                   (!visible || visible(c));
           }));
   crm::v1::ListCustomersResponse response;
   for (auto& c : page.rows) *response.add_customers() = std::move(c);
@@ -295,7 +297,8 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::GetOpportunity(
 }
 
 absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunities(
-    const crm::v1::ListOpportunitiesRequest& request) const {
+    const crm::v1::ListOpportunitiesRequest& request,
+    const std::function<bool(const crm::v1::Opportunity&)>& visible) const {
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalId("stage_id", request.stage_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalId("customer_id", request.customer_id()));
@@ -317,6 +320,7 @@ absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunit
             if ((!from.empty() || !to.empty()) && o.expected_close_date().empty()) return false;
             if (!from.empty() && o.expected_close_date() < from) return false;
             if (!to.empty() && o.expected_close_date() > to) return false;
+            if (visible && !visible(o)) return false;
             if (request.stale_only()) {
               auto last = store_.LastActivityAt(o.opportunity_id());
               return last.ok() && IsStale(o, *last, now, settings_.stale_after);
@@ -534,7 +538,8 @@ absl::StatusOr<crm::v1::Task> SalesCommands::GetTask(const std::string& task_id)
 }
 
 absl::StatusOr<crm::v1::ListTasksResponse> SalesCommands::ListTasks(
-    const crm::v1::ListTasksRequest& request) const {
+    const crm::v1::ListTasksRequest& request,
+    const std::function<bool(const crm::v1::Task&)>& visible) const {
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalId("customer_id", request.customer_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalId("opportunity_id", request.opportunity_id()));
@@ -549,7 +554,7 @@ absl::StatusOr<crm::v1::ListTasksResponse> SalesCommands::ListTasks(
                 t.opportunity_id() == request.opportunity_id()) &&
                (request.status() == crm::v1::TASK_STATUS_UNSPECIFIED ||
                 t.status() == request.status()) &&
-               (!request.overdue_only() || IsOverdue(t, now));
+               (!request.overdue_only() || IsOverdue(t, now)) && (!visible || visible(t));
       }));
   crm::v1::ListTasksResponse response;
   for (auto& t : page.rows) *response.add_tasks() = std::move(t);

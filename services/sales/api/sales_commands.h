@@ -48,8 +48,11 @@ class SalesCommands {
   absl::StatusOr<crm::v1::Customer> OpenCustomer(const crm::v1::OpenCustomerRequest& request,
                                                  EventContext ctx);
   absl::StatusOr<crm::v1::Customer> GetCustomer(const crm::v1::GetCustomerRequest& request) const;
+  // `visible` (the caller's access; all when null) is applied with the
+  // filters, before the page is cut, so a page is full whenever more follow.
   absl::StatusOr<crm::v1::ListCustomersResponse> ListCustomers(
-      const crm::v1::ListCustomersRequest& request) const;
+      const crm::v1::ListCustomersRequest& request,
+      const std::function<bool(const crm::v1::Customer&)>& visible = nullptr) const;
 
   // ---- Opportunities ----
   absl::StatusOr<crm::v1::Opportunity> OpenOpportunity(
@@ -57,7 +60,8 @@ class SalesCommands {
   absl::StatusOr<crm::v1::Opportunity> GetOpportunity(
       const crm::v1::GetOpportunityRequest& request) const;
   absl::StatusOr<crm::v1::ListOpportunitiesResponse> ListOpportunities(
-      const crm::v1::ListOpportunitiesRequest& request) const;
+      const crm::v1::ListOpportunitiesRequest& request,
+      const std::function<bool(const crm::v1::Opportunity&)>& visible = nullptr) const;
   absl::StatusOr<crm::v1::Opportunity> ChangeOpportunityStage(
       const crm::v1::ChangeOpportunityStageRequest& request, EventContext ctx);
   absl::StatusOr<crm::v1::Opportunity> ReviseOpportunity(
@@ -74,7 +78,8 @@ class SalesCommands {
   absl::StatusOr<crm::v1::Task> CompleteTask(const crm::v1::CompleteTaskRequest& request,
                                              EventContext ctx);
   absl::StatusOr<crm::v1::ListTasksResponse> ListTasks(
-      const crm::v1::ListTasksRequest& request) const;
+      const crm::v1::ListTasksRequest& request,
+      const std::function<bool(const crm::v1::Task&)>& visible = nullptr) const;
   // NOT_FOUND when there is no such task (record checks load it first).
   absl::StatusOr<crm::v1::Task> GetTask(const std::string& task_id) const;
 

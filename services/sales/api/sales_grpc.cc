@@ -1,7 +1,10 @@
 #include "services/sales/api/sales_grpc.h"
 
 #include <algorithm>
+#include <string>
+#include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
@@ -164,16 +167,10 @@ grpc::ServerUnaryReactor* SalesGrpc::ListCustomers(grpc::CallbackServerContext* 
                    }
                    scoped.set_owner_id(caller.subject);
                  }
-                 CRM_ASSIGN_OR_RETURN(auto page, commands_.ListCustomers(scoped));
                  // Filter, never fail: the caller sees the accounts it may access.
-                 auto* rows = page.mutable_customers();
-                 rows->erase(std::remove_if(rows->begin(), rows->end(),
-                                            [&](const crm::v1::Customer& c) {
-                                              return !auth::MayAccess(caller, c.owner_id(),
-                                                                      c.territory());
-                                            }),
-                             rows->end());
-                 return page;
+                 return commands_.ListCustomers(scoped, [&](const crm::v1::Customer& c) {
+                   return auth::MayAccess(caller, c.owner_id(), c.territory());
+                 });
                });
 }
 
@@ -215,14 +212,9 @@ grpc::ServerUnaryReactor* SalesGrpc::ListOpportunities(
           }
           scoped.set_owner_id(caller.subject);
         }
-        CRM_ASSIGN_OR_RETURN(auto page, commands_.ListOpportunities(scoped));
-        auto* rows = page.mutable_opportunities();
-        rows->erase(std::remove_if(rows->begin(), rows->end(),
-                                   [&](const crm::v1::Opportunity& o) {
-                                     return !auth::MayAccess(caller, o.owner_id(), o.territory());
-                                   }),
-                    rows->end());
-        return page;
+        return commands_.ListOpportunities(scoped, [&](const crm::v1::Opportunity& o) {
+          return auth::MayAccess(caller, o.owner_id(), o.territory());
+        });
       });
 }
 
@@ -318,17 +310,17 @@ grpc::ServerUnaryReactor* SalesGrpc::ListTasks(grpc::CallbackServerContext* ctx,
       ctx, executor_, request, response,
       [this](const crm::v1::ListTasksRequest& r,
              const Principal& caller) -> absl::StatusOr<crm::v1::ListTasksResponse> {
-        CRM_ASSIGN_OR_RETURN(auto page, commands_.ListTasks(r));
-        if (caller.SeesEverything()) return page;
-        // A task is visible with the account or deal it belongs to.
-        auto* rows = page.mutable_tasks();
-        rows->erase(
-            std::remove_if(rows->begin(), rows->end(),
-                           [&](const crm::v1::Task& t) {
-                             return !CheckTarget(caller, t.customer_id(), t.opportunity_id()).ok();
-                           }),
-            rows->end());
-        return page;
+        if (caller.SeesEverything()) return commands_.ListTasks(r);
+        // A task is visible with the account or deal it belongs to;
+        // tasks share those, so each is checked once per call.
+        absl::flat_hash_map<std::pair<std::string, std::string>, bool> visible;
+        return commands_.ListTasks(r, [&](const crm::v1::Task& t) {
+          auto [it, inserted] = visible.try_emplace({t.customer_id(), t.opportunity_id()}, false);
+          if (inserted) {
+            it->second = CheckTarget(caller, t.customer_id(), t.opportunity_id()).ok();
+          }
+          return it->second;
+        });
       });
 }
 
