@@ -120,7 +120,11 @@ absl::StatusOr<std::vector<CustomerEvent>> DecideSpend(
   const auto& spend = state->cumulative_spend();
   const auto it = spend.find(c.amount.currency());
   const int64_t before = it == spend.end() ? 0 : it->second;
-  const int64_t after = before + c.amount.minor_units();
+  int64_t after = 0;
+  if (__builtin_add_overflow(before, c.amount.minor_units(), &after)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cumulative spend in ", c.amount.currency(), " would overflow"));
+  }
   std::vector<CustomerEvent> events;
   crm::v1::CustomerSpendRecorded recorded;
   recorded.set_customer_id(state->customer_id());

@@ -1,5 +1,7 @@
 #include "services/sales/domain/customer.h"
 
+#include <limits>
+
 #include "gtest/gtest.h"
 #include "libs/common/testing/given_when_then.h"
 #include "services/sales/domain/validation.h"
@@ -157,6 +159,18 @@ TEST(LoyaltyTest, FoldedStateKeepsSpendPerCurrencyAndTier) {
 
 TEST(LoyaltyTest, SpendOfAnUnknownCustomerIsNotFound) {
   Customer().Given({}).When(Spend("ctr_1", "EUR", 1)).ThenError(absl::StatusCode::kNotFound);
+}
+
+TEST(LoyaltyTest, ASpendThatWouldOverflowTheTotalIsRefused) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  Customer()
+      .Given({Opened(), Spent("ctr_1", "EUR", 5, kMax - 5)})
+      .When(Spend("ctr_2", "EUR", 6))
+      .ThenError(absl::StatusCode::kFailedPrecondition);
+  Customer()
+      .Given({Opened(), Spent("ctr_1", "USD", 5, kMax - 5)})
+      .When(Spend("ctr_2", "USD", 5))
+      .Then({Spent("ctr_2", "USD", 5, kMax)});
 }
 
 TEST(LoyaltyTest, ProgramIsParsedAndChecked) {
