@@ -156,12 +156,17 @@ int Token(int argc, char** argv) {
   return 0;
 }
 
-std::string ReadPem(int argc, char** argv, const std::string& flag, const std::string& env) {
+// The PEM file a flag names, "" when unset; an unreadable file is an error,
+// never a silent fall back to plaintext.
+absl::StatusOr<std::string> ReadPem(int argc, char** argv, const std::string& flag,
+                                    const std::string& env) {
   const std::string path = crm::Setting(argc, argv, flag, env, "");
   if (path.empty()) return "";
   std::ifstream in(path, std::ios::binary);
   std::stringstream text;
-  text << in.rdbuf();
+  if (!in || !(text << in.rdbuf())) {
+    return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
+  }
   return text.str();
 }
 
@@ -196,15 +201,20 @@ class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFac
 
 // A channel to `target`: TLS when --tls-ca is set (plus a client
 // certificate for mTLS); with_token: every call carries a bearer token.
-std::shared_ptr<grpc::Channel> Connect(int argc, char** argv, const std::string& target,
-                                       bool with_token) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(int argc, char** argv,
+                                                       const std::string& target, bool with_token) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (const std::string ca = ReadPem(argc, argv, "tls-ca", "CRM_TLS_CA"); !ca.empty()) {
+  CRM_ASSIGN_OR_RETURN(std::string ca, ReadPem(argc, argv, "tls-ca", "CRM_TLS_CA"));
+  CRM_ASSIGN_OR_RETURN(std::string cert, ReadPem(argc, argv, "tls-cert", "CRM_TLS_CLIENT_CERT"));
+  CRM_ASSIGN_OR_RETURN(std::string key, ReadPem(argc, argv, "tls-key", "CRM_TLS_CLIENT_KEY"));
+  if (!ca.empty()) {
     grpc::SslCredentialsOptions o;
-    o.pem_root_certs = ca;
-    o.pem_cert_chain = ReadPem(argc, argv, "tls-cert", "CRM_TLS_CLIENT_CERT");
-    o.pem_private_key = ReadPem(argc, argv, "tls-key", "CRM_TLS_CLIENT_KEY");
+    o.pem_root_certs = std::move(ca);
+    o.pem_cert_chain = std::move(cert);
+    o.pem_private_key = std::move(key);
     creds = grpc::SslCredentials(o);
+  } else if (!cert.empty() || !key.empty()) {
+    return absl::InvalidArgumentError("tls-cert and tls-key need tls-ca");
   } else {
     creds = grpc::InsecureChannelCredentials();
   }
@@ -214,7 +224,7 @@ std::shared_ptr<grpc::Channel> Connect(int argc, char** argv, const std::string&
     if (token.empty()) {
       // Development convenience: the dev key (or the configured one) signs
       // a short-lived admin token for this one command.
-      token = MintToken(argc, argv, "crmctl", "admin", "", absl::Minutes(5)).value_or("");
+      CRM_ASSIGN_OR_RETURN(token, MintToken(argc, argv, "crmctl", "admin", "", absl::Minutes(5)));
     }
     factories.push_back(std::make_unique<BearerTokenFactory>(std::move(token)));
   }
@@ -222,10 +232,26 @@ std::shared_ptr<grpc::Channel> Connect(int argc, char** argv, const std::string&
       target, creds, grpc::ChannelArguments(), std::move(factories));
 }
 
+// Connect, or null after saying why on stderr (the command then exits 2).
+std::shared_ptr<grpc::Channel> ConnectOrSay(const char* command, int argc, char** argv,
+                                            const std::string& target, bool with_token) {
+  auto channel = Connect(argc, argv, target, with_token);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "crmctl %s: %s\n", command, channel.status().ToString().c_str());
+    return nullptr;
+  }
+  return *std::move(channel);
+}
+
 // A consumer without a group that reads partitions from a given position.
 absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
     const std::string& brokers, const std::vector<std::string>& topics, bool from_beginning,
     int64_t* total) {
+  if (brokers.empty()) {
+    return absl::InvalidArgumentError(
+        "no brokers: set --brokers or CRM_KAFKA_BROKERS (.run/broker.addr is read from the "
+        "directory ./crm up ran in)");
+  }
   CRM_ASSIGN_OR_RETURN(auto conf, crm::MakeKafkaConf({{"bootstrap.servers", brokers},
                                                       {"group.id", "crmctl"},
                                                       {"enable.auto.commit", "false"},
@@ -249,7 +275,11 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
     }
     for (const int32_t id : *ids) {
       int64_t low = 0, high = 0;
-      consumer->query_watermark_offsets(topic, id, &low, &high, 5000);
+      if (auto e = consumer->query_watermark_offsets(topic, id, &low, &high, 5000);
+          e != RdKafka::ERR_NO_ERROR) {
+        return absl::UnavailableError(absl::StrCat("offsets of ", topic, "/", id, ": ",
+                                                   RdKafka::err2str(e), " from ", brokers));
+      }
       *total += high - low;
       parts.push_back(RdKafka::TopicPartition::create(
           topic, id, from_beginning ? RdKafka::Topic::OFFSET_BEGINNING : high));
@@ -270,6 +300,9 @@ std::string ToJson(const google::protobuf::Message& m, bool pretty) {
 
 void Progress(int64_t done, int64_t total, absl::Duration elapsed) {
   if (!isatty(2)) return;
+  // Events keep arriving during a rebuild of a live cluster: past the
+  // count taken at the start, the bar stays full.
+  total = std::max(total, done);
   const double frac = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
   const int width = 40;
   const int fill = static_cast<int>(frac * width);
@@ -279,33 +312,35 @@ void Progress(int64_t done, int64_t total, absl::Duration elapsed) {
                static_cast<double>(done) / std::max(absl::ToDoubleSeconds(elapsed), 1e-9));
 }
 
-int Rebuild(int argc, char** argv) {
-  const std::string dir = crm::Setting(argc, argv, "data-dir", "CRM_DATA_DIR", "");
-  if (dir.empty()) {
-    std::fprintf(stderr, "crmctl rebuild: --data-dir is required\n");
-    return 2;
-  }
-  if (std::filesystem::exists(dir) && !std::filesystem::is_empty(dir)) {
-    std::fprintf(stderr,
-                 "crmctl rebuild: %s is not empty; rebuild into a new dir and point the "
-                 "service at it (or remove the old one first)\n",
-                 dir.c_str());
-    return 2;
-  }
-  const std::string brokers = Brokers(argc, argv);
+// Broker trouble librdkafka recovers from by itself: shown, then waited out.
+bool IsTransientKafkaError(RdKafka::ErrorCode e) {
+  return e == RdKafka::ERR__TRANSPORT || e == RdKafka::ERR__ALL_BROKERS_DOWN ||
+         e == RdKafka::ERR__RESOLVE || e == RdKafka::ERR_REQUEST_TIMED_OUT ||
+         e == RdKafka::ERR_LEADER_NOT_AVAILABLE || e == RdKafka::ERR_NOT_LEADER_FOR_PARTITION;
+}
+
+int RebuildInto(const std::string& dir, int argc, char** argv) {
   // The data keys come back from crm.keys.v1 with the views; erased
   // customers' keys stay destroyed. During a master key rotation the topic
-  // may still hold keys wrapped under a previous master key.
-  auto master = crm::pii::KeyFromHex(
-      crm::Setting(argc, argv, "master-key", "CRM_MASTER_KEY", crm::auth::kDevPiiMasterKeyHex));
-  if (!master.ok()) {
-    std::fprintf(stderr, "crmctl rebuild: master-key: %s\n", master.status().ToString().c_str());
+  // may still hold keys wrapped under a previous master key. The keys are
+  // found as the services find theirs (--master-key-file too).
+  auto master_hex = crm::MasterKeyHex(argc, argv);
+  if (!master_hex.ok()) {
+    std::fprintf(stderr, "crmctl rebuild: %s\n", master_hex.status().ToString().c_str());
     return 2;
   }
+  auto master = crm::pii::KeyFromHex(*master_hex);
   auto previous = crm::PreviousMasterKeys(argc, argv);
   if (!previous.ok()) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", previous.status().ToString().c_str());
     return 2;
+  }
+  // The brokers first: a wrong address must not leave a database behind.
+  int64_t total = 0;
+  auto consumer = AssignedConsumer(Brokers(argc, argv), crm::AllTopics(), true, &total);
+  if (!consumer.ok()) {
+    std::fprintf(stderr, "crmctl rebuild: %s\n", consumer.status().ToString().c_str());
+    return 1;
   }
   auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies(),
                                 crm::analytics::ViewDatabaseOptions());
@@ -322,12 +357,6 @@ int Rebuild(int argc, char** argv) {
   crm::analytics::Customer360Projection views;
   crm::pii::WithKeyRecords projection(**vault, &views);
   crm::Subscriber applier(**db, projection, {});
-  int64_t total = 0;
-  auto consumer = AssignedConsumer(brokers, crm::AllTopics(), true, &total);
-  if (!consumer.ok()) {
-    std::fprintf(stderr, "crmctl rebuild: %s\n", consumer.status().ToString().c_str());
-    return 1;
-  }
   // Partitions still to reach their end. librdkafka reports an end again
   // each time a partition's end moves on, so each partition counts once.
   size_t open_partitions = 0;
@@ -341,6 +370,7 @@ int Rebuild(int argc, char** argv) {
   absl::Time last_progress = start;
   int64_t done = 0;
   std::vector<crm::ConsumedMessage> batch;
+  std::string last_error;
   // One batch is applied on another thread while the next is consumed.
   std::future<absl::Status> applying;
   int64_t applying_size = 0;
@@ -357,6 +387,11 @@ int Rebuild(int argc, char** argv) {
     } else if (msg->err() == RdKafka::ERR_NO_ERROR) {
       batch.push_back({msg->topic_name(), msg->partition(), msg->offset(),
                        std::string(static_cast<const char*>(msg->payload()), msg->len())});
+    } else if (IsTransientKafkaError(msg->err())) {
+      if (msg->errstr() != last_error) {
+        last_error = msg->errstr();
+        std::fprintf(stderr, "\ncrmctl rebuild: %s (waiting)\n", last_error.c_str());
+      }
     } else if (msg->err() != RdKafka::ERR__TIMED_OUT) {
       std::fprintf(stderr, "\ncrmctl rebuild: %s\n", msg->errstr().c_str());
       return 1;
@@ -393,6 +428,35 @@ int Rebuild(int argc, char** argv) {
       static_cast<unsigned long long>(applier.skipped()),
       static_cast<unsigned long long>(applier.poisoned()));
   return 0;
+}
+
+int Rebuild(int argc, char** argv) {
+  const std::string dir = crm::Setting(argc, argv, "data-dir", "CRM_DATA_DIR", "");
+  if (dir.empty()) {
+    std::fprintf(stderr, "crmctl rebuild: --data-dir is required\n");
+    return 2;
+  }
+  if (std::filesystem::exists(dir) && !std::filesystem::is_empty(dir)) {
+    std::fprintf(stderr,
+                 "crmctl rebuild: %s is not empty; rebuild into a new dir and point the "
+                 "service at it (or remove the old one first)\n",
+                 dir.c_str());
+    return 2;
+  }
+  const bool created = !std::filesystem::exists(dir);
+  const int rc = RebuildInto(dir, argc, argv);
+  if (rc != 0) {
+    // A failed rebuild leaves the dir as it found it, so a retry may start.
+    std::error_code ec;
+    if (created) {
+      std::filesystem::remove_all(dir, ec);
+    } else {
+      for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        std::filesystem::remove_all(entry.path(), ec);
+      }
+    }
+  }
+  return rc;
 }
 
 // FNV-1a over every key and value of the view families: equal digests mean
@@ -500,7 +564,9 @@ int Customer(int argc, char** argv) {
   }
   const std::string target =
       crm::Setting(argc, argv, "analytics", "CRM_ANALYTICS", "127.0.0.1:50054");
-  auto stub = crm::v1::AnalyticsService::NewStub(Connect(argc, argv, target, true));
+  auto channel = ConnectOrSay("customer", argc, argv, target, true);
+  if (!channel) return 2;
+  auto stub = crm::v1::AnalyticsService::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   crm::v1::GetCustomer360Request req;
@@ -531,7 +597,9 @@ int Customer(int argc, char** argv) {
 int Audit(int argc, char** argv) {
   const std::string target =
       crm::Setting(argc, argv, "analytics", "CRM_ANALYTICS", "127.0.0.1:50054");
-  auto stub = crm::v1::AnalyticsService::NewStub(Connect(argc, argv, target, true));
+  auto channel = ConnectOrSay("audit", argc, argv, target, true);
+  if (!channel) return 2;
+  auto stub = crm::v1::AnalyticsService::NewStub(channel);
   crm::v1::ListAuditEntriesRequest req;
   req.set_actor(crm::Setting(argc, argv, "actor", "CRMCTL_ACTOR", ""));
   req.set_record_id(crm::Setting(argc, argv, "record", "CRMCTL_RECORD", ""));
@@ -556,7 +624,9 @@ int Erase(int argc, char** argv) {
     return 2;
   }
   const std::string target = crm::Setting(argc, argv, "leads", "CRM_LEADS", "127.0.0.1:50051");
-  auto stub = crm::v1::AdminService::NewStub(Connect(argc, argv, target, true));
+  auto channel = ConnectOrSay("erase", argc, argv, target, true);
+  if (!channel) return 2;
+  auto stub = crm::v1::AdminService::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   crm::v1::EraseCustomerRequest req;
@@ -592,7 +662,9 @@ int Export(int argc, char** argv) {
   // asked, and any failure fails the command.
   for (const auto& t : kTargets) {
     const std::string target = crm::Setting(argc, argv, t.flag, t.env, t.fallback);
-    auto stub = crm::v1::AdminService::NewStub(Connect(argc, argv, target, true));
+    auto channel = ConnectOrSay("export", argc, argv, target, true);
+    if (!channel) return 2;
+    auto stub = crm::v1::AdminService::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
     crm::v1::CustomerExport out;
@@ -612,7 +684,9 @@ int Backup(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  auto stub = crm::v1::AdminService::NewStub(Connect(argc, argv, argv[2], true));
+  auto channel = ConnectOrSay("backup", argc, argv, argv[2], true);
+  if (!channel) return 2;
+  auto stub = crm::v1::AdminService::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
   crm::v1::Backup backup;
@@ -629,7 +703,9 @@ int Backups(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  auto stub = crm::v1::AdminService::NewStub(Connect(argc, argv, argv[2], true));
+  auto channel = ConnectOrSay("backups", argc, argv, argv[2], true);
+  if (!channel) return 2;
+  auto stub = crm::v1::AdminService::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   crm::v1::ListBackupsResponse list;
@@ -664,7 +740,9 @@ int Health(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  auto stub = grpc::health::v1::Health::NewStub(Connect(argc, argv, argv[2], false));
+  auto channel = ConnectOrSay("health", argc, argv, argv[2], false);
+  if (!channel) return 2;
+  auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
   grpc::health::v1::HealthCheckRequest req;
@@ -677,10 +755,66 @@ int Health(int argc, char** argv) {
   return st.ok() && resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
+// Flags are --name=value (or a switch); "--count 5" or a misspelt name
+// would otherwise be ignored without a word.
+bool FlagsAreKnown(int argc, char** argv) {
+  static const absl::flat_hash_set<absl::string_view> kValues = {"actor",
+                                                                 "analytics",
+                                                                 "backup-dir",
+                                                                 "backup-id",
+                                                                 "brokers",
+                                                                 "count",
+                                                                 "data-dir",
+                                                                 "jwt-audience",
+                                                                 "jwt-hs256-key",
+                                                                 "jwt-hs256-key-file",
+                                                                 "jwt-issuer",
+                                                                 "leads",
+                                                                 "master-key",
+                                                                 "master-key-file",
+                                                                 "previous-master-keys",
+                                                                 "previous-master-keys-file",
+                                                                 "reason",
+                                                                 "record",
+                                                                 "roles",
+                                                                 "sales",
+                                                                 "service-desk",
+                                                                 "sub",
+                                                                 "territory",
+                                                                 "tls-ca",
+                                                                 "tls-cert",
+                                                                 "tls-key",
+                                                                 "token",
+                                                                 "ttl"};
+  static const absl::flat_hash_set<absl::string_view> kSwitches = {"from-beginning"};
+  for (int i = 2; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (!absl::ConsumePrefix(&arg, "--")) continue;
+    const size_t eq = arg.find('=');
+    const absl::string_view name = arg.substr(0, eq);
+    if (kSwitches.contains(name)) {
+      if (eq == absl::string_view::npos) continue;
+      std::fprintf(stderr, "crmctl: --%s takes no value\n", std::string(name).c_str());
+      return false;
+    }
+    if (eq == absl::string_view::npos && kValues.contains(name)) {
+      std::fprintf(stderr, "crmctl: --%s needs a value: --%s=VALUE\n", std::string(name).c_str(),
+                   std::string(name).c_str());
+      return false;
+    }
+    if (!kValues.contains(name)) {
+      std::fprintf(stderr, "crmctl: unknown flag --%s\n", std::string(name).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   crm::UseReleaseRuntime();
+  if (!FlagsAreKnown(argc, argv)) return 2;
   const std::string cmd = argc > 1 ? argv[1] : "";
   const std::string what = argc > 2 ? argv[2] : "";
   if (cmd == "rebuild" && what == "analytics") return Rebuild(argc, argv);

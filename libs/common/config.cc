@@ -87,16 +87,9 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
     return absl::InvalidArgumentError("tls-client-ca: needs tls-cert and tls-key");
   }
   // Personal data: the master key wraps every customer's data key.
-  c.pii_master_key_hex = Setting(argc, argv, "master-key", "CRM_MASTER_KEY", "");
-  if (c.pii_master_key_hex.empty()) {
-    auto key = FileSetting(argc, argv, "master-key-file", "CRM_MASTER_KEY_FILE");
-    if (!key.ok()) return key.status();
-    c.pii_master_key_hex = std::string(absl::StripAsciiWhitespace(*key));
-  }
-  if (c.pii_master_key_hex.empty()) c.pii_master_key_hex = auth::kDevPiiMasterKeyHex;
-  if (auto key = pii::KeyFromHex(c.pii_master_key_hex); !key.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("master-key: ", key.status().message()));
-  }
+  auto master = MasterKeyHex(argc, argv);
+  if (!master.ok()) return master.status();
+  c.pii_master_key_hex = *std::move(master);
   auto previous = PreviousMasterKeys(argc, argv);
   if (!previous.ok()) return previous.status();
   c.pii_previous_master_keys = *std::move(previous);
@@ -126,6 +119,20 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> MasterKeyHex(int argc, char** argv) {
+  std::string hex = Setting(argc, argv, "master-key", "CRM_MASTER_KEY", "");
+  if (hex.empty()) {
+    auto key = FileSetting(argc, argv, "master-key-file", "CRM_MASTER_KEY_FILE");
+    if (!key.ok()) return key.status();
+    hex = std::string(absl::StripAsciiWhitespace(*key));
+  }
+  if (hex.empty()) hex = auth::kDevPiiMasterKeyHex;
+  if (auto key = pii::KeyFromHex(hex); !key.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("master-key: ", key.status().message()));
+  }
+  return hex;
+}
 
 absl::StatusOr<std::vector<pii::Key>> PreviousMasterKeys(int argc, char** argv) {
   std::string setting = "previous-master-keys";

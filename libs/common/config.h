@@ -61,6 +61,12 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
                                                 const std::string& service_name,
                                                 const std::string& default_listen);
 
+// The master key of personal-data encryption, 64 hex digits:
+// --master-key / CRM_MASTER_KEY, else the contents of --master-key-file /
+// CRM_MASTER_KEY_FILE, else the development key. INVALID_ARGUMENT when it
+// is not a key, NOT_FOUND when the file cannot be read.
+absl::StatusOr<std::string> MasterKeyHex(int argc, char** argv);
+
 // Previous master keys of personal-data encryption, 64 hex digits each:
 // --previous-master-keys / CRM_PREVIOUS_MASTER_KEYS (comma-separated), or
 // the contents of --previous-master-keys-file /

@@ -57,6 +57,30 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
                                     stack.brokers(), " 2>&1"))
                 .find("--count must be a positive number"),
             std::string::npos);
+  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_BIN, " tail crm.leads.v1 --count 2 --brokers=",
+                                    stack.brokers(), " 2>&1"))
+                .find("--count needs a value"),
+            std::string::npos);
+  // An unreadable CA is an error, not plaintext with the token in clear.
+  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_BIN,
+                                    " customer cus_1 --analytics=", stack.Target("analytics"),
+                                    " --tls-ca=", stack.dir(), "/no-such-ca.pem 2>&1"))
+                .find("tls-ca: cannot read"),
+            std::string::npos);
+  // The master key is found as the services find it, and a rebuild that
+  // fails leaves no database in the way of the next try.
+  const std::string failed_dir = stack.dir() + "/rebuild-failed";
+  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_BIN, " rebuild analytics --data-dir=", failed_dir,
+                                    " --master-key-file=", stack.dir(),
+                                    "/no-such-key --brokers=", stack.brokers(), " 2>&1"))
+                .find("cannot read"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(failed_dir));
+  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_BIN, " rebuild analytics --data-dir=", failed_dir,
+                                    " --brokers=127.0.0.1:1 2>&1"))
+                .find("crmctl rebuild:"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(failed_dir));
   const std::string tailed = RunCommand(absl::StrCat(
       CRM_CTL_BIN, " tail crm.leads.v1 --from-beginning --count=2 --brokers=", stack.brokers()));
   EXPECT_EQ(std::count(tailed.begin(), tailed.end(), '\n'), 2) << tailed;
