@@ -568,8 +568,6 @@ def check_service_contract(idx, contract, env, errs):
         host, mport = host_port((envs.get("CRM_METRICS_LISTEN") or ("", ""))[-1])
         if mport != metrics:
             errs.append(f"{cwhere}: CRM_METRICS_LISTEN must listen on port {metrics}")
-        if (envs.get("CRM_SERVICE_NAME") or ("", ""))[-1] != name:
-            errs.append(f"{cwhere}: CRM_SERVICE_NAME must be {name}")
         brokers = str((envs.get("CRM_KAFKA_BROKERS") or ("", ""))[-1])
         if brokers != contract["kafka"]["bootstrap"]:
             errs.append(f"{cwhere}: CRM_KAFKA_BROKERS {brokers!r} "
@@ -646,6 +644,15 @@ def check_service_contract(idx, contract, env, errs):
         if mounts.get(data_dir) not in vct_names:
             errs.append(f"{cwhere}: CRM_DATA_DIR {data_dir!r} is not a mounted "
                         f"volumeClaimTemplate")
+        # Backups go where the read-only root filesystem is not, and not onto
+        # the volume they are meant to survive.
+        backup_dir = (envs.get("CRM_BACKUP_DIR") or ("", ""))[-1]
+        if backup_dir != contract["backupDir"]:
+            errs.append(f"{cwhere}: CRM_BACKUP_DIR must be {contract['backupDir']}")
+        elif mounts.get(backup_dir) not in vct_names or \
+                mounts.get(backup_dir) == mounts.get(data_dir):
+            errs.append(f"{cwhere}: CRM_BACKUP_DIR {backup_dir!r} is not a volumeClaimTemplate "
+                        f"of its own")
         for t in vcts:
             tspec = t.get("spec") or {}
             if not tspec.get("accessModes"):
@@ -794,6 +801,13 @@ def check_kafka(idx, contract, env, errs):
             errs.append(f"KafkaTopic for {topic}: missing")
 
 
+def _b64(value):
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 def check_secrets(idx, contract, env, errs):
     name = contract["secret"]["name"]
     secrets = idx.of("Secret")
@@ -802,9 +816,13 @@ def check_secrets(idx, contract, env, errs):
         if sec is None:
             errs.append(f"Secret/{name}: expected in this environment's render")
         else:
-            for key in contract["secret"]["env"].values():
-                if key not in (sec.get("data") or {}):
+            for var, key in contract["secret"]["env"].items():
+                value = (sec.get("data") or {}).get(key)
+                if value is None:
                     errs.append(f"Secret/{name}: key {key} missing")
+                elif var == "CRM_JWT_HS256_KEY" and len(_b64(value)) < 32:
+                    errs.append(f"Secret/{name}: key {key} is shorter than 32 bytes "
+                                f"(the services refuse such an HS256 key and do not start)")
     elif secrets:
         errs.append(f"{ident(secrets[0])}: this environment must not render Secrets "
                     f"(they are created outside the repository)")

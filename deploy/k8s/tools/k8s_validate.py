@@ -253,8 +253,9 @@ def validate(root, env_names, kubectl=None, dockerfile=None):
 
 GOOD_CONTRACT = {
     "services": [{"name": "crm-demo", "binary": "/usr/local/bin/crm-demo", "grpcPort": 50051}],
-    "container": "server", "metricsPort": 9464, "dataDir": "/var/lib/crm", "uid": 10001,
-    "configEnv": ["CRM_SERVICE_NAME", "CRM_LISTEN", "CRM_METRICS_LISTEN", "CRM_DATA_DIR",
+    "container": "server", "metricsPort": 9464, "dataDir": "/var/lib/crm",
+    "backupDir": "/var/lib/crm-backups", "uid": 10001,
+    "configEnv": ["CRM_LISTEN", "CRM_METRICS_LISTEN", "CRM_DATA_DIR", "CRM_BACKUP_DIR",
                   "CRM_KAFKA_BROKERS"],
     "secret": {"name": "crm-secrets",
                "env": {"CRM_JWT_HS256_KEY": "token-key", "CRM_MASTER_KEY": "master-key"}},
@@ -284,10 +285,10 @@ metadata:
   namespace: crm-test
   labels: {app.kubernetes.io/part-of: crm}
 data:
-  CRM_SERVICE_NAME: crm-demo
   CRM_LISTEN: 0.0.0.0:50051
   CRM_METRICS_LISTEN: 0.0.0.0:9464
   CRM_DATA_DIR: /var/lib/crm
+  CRM_BACKUP_DIR: /var/lib/crm-backups
   CRM_KAFKA_BROKERS: crm-kafka-kafka-bootstrap:9092
 ---
 apiVersion: v1
@@ -297,7 +298,7 @@ metadata:
   namespace: crm-test
   labels: {app.kubernetes.io/part-of: crm}
 type: Opaque
-data: {token-key: dA==, master-key: bQ==}
+data: {token-key: a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=, master-key: bQ==}
 ---
 apiVersion: v1
 kind: Service
@@ -372,11 +373,16 @@ spec:
             capabilities: {drop: [ALL]}
           volumeMounts:
             - {name: data, mountPath: /var/lib/crm}
+            - {name: backups, mountPath: /var/lib/crm-backups}
             - {name: tmp, mountPath: /tmp}
       volumes:
         - {name: tmp, emptyDir: {}}
   volumeClaimTemplates:
     - metadata: {name: data}
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources: {requests: {storage: 1Gi}}
+    - metadata: {name: backups}
       spec:
         accessModes: [ReadWriteOnce]
         resources: {requests: {storage: 1Gi}}
@@ -484,6 +490,14 @@ MUTATIONS = [
      lambda d: _set(_pod(d)["securityContext"], ["seccompProfile"], {"type": "Unconfined"}),
      "seccompProfile"),
     ("no /tmp emptyDir", lambda d: _ctr(d)["volumeMounts"].pop(), "/tmp"),
+    ("backups on the data volume",
+     lambda d: _set(_ctr(d)["volumeMounts"][1], ["name"], "data"), "CRM_BACKUP_DIR"),
+    ("backups on the root filesystem",
+     lambda d: _set(_find(d, "ConfigMap")["data"], ["CRM_BACKUP_DIR"], "/var/lib/x"),
+     "CRM_BACKUP_DIR must be"),
+    ("token key too short",
+     lambda d: _set(_find(d, "Secret")["data"], ["token-key"], "c2hvcnQ="),
+     "shorter than 32 bytes"),
     ("no volumeClaimTemplates",
      lambda d: _set(_find(d, "StatefulSet")["spec"], ["volumeClaimTemplates"], []),
      "volumeClaimTemplates"),
@@ -605,6 +619,10 @@ spec:
         - {name: s, secret: {secretName: creds}}
   volumeClaimTemplates:
     - metadata: {name: data}
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources: {requests: {storage: 1Gi}}
+    - metadata: {name: backups}
       spec:
         accessModes: [ReadWriteOnce]
         resources: {requests: {storage: 1Gi}}
