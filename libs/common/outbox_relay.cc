@@ -275,6 +275,7 @@ void OutboxRelay::Run() {
       log::Error("kafka producer failed", {{"topic", options_.topic}, {"error", fatal}});
       topics_.clear();  // handles go before their producer
       producer_.reset();
+      in_flight_.clear();  // gone with it; no short waits while backing off
     }
     if (!producer_ && absl::Now() >= next_restart_try) {
       if (published_.load() > published_at_restart) restart_backoff = absl::Seconds(1);
