@@ -319,7 +319,8 @@ bool IsTransientKafkaError(RdKafka::ErrorCode e) {
          e == RdKafka::ERR_LEADER_NOT_AVAILABLE || e == RdKafka::ERR_NOT_LEADER_FOR_PARTITION;
 }
 
-int RebuildInto(const std::string& dir, int argc, char** argv) {
+// `opened`: set once this process holds the database (and may remove it).
+int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   // The data keys come back from crm.keys.v1 with the views; erased
   // customers' keys stay destroyed. During a master key rotation the topic
   // may still hold keys wrapped under a previous master key. The keys are
@@ -348,6 +349,7 @@ int RebuildInto(const std::string& dir, int argc, char** argv) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", db.status().ToString().c_str());
     return 1;
   }
+  *opened = true;
   auto vault = crm::pii::KeyVault::Open(**db, nullptr, crm::pii::MasterKeys(*master, *previous),
                                         "crm/analytics");
   if (!vault.ok()) {
@@ -444,9 +446,11 @@ int Rebuild(int argc, char** argv) {
     return 2;
   }
   const bool created = !std::filesystem::exists(dir);
-  const int rc = RebuildInto(dir, argc, argv);
-  if (rc != 0) {
-    // A failed rebuild leaves the dir as it found it, so a retry may start.
+  bool opened = false;
+  const int rc = RebuildInto(dir, argc, argv, &opened);
+  if (rc != 0 && opened) {
+    // A failed rebuild leaves the dir as it found it, so a retry may start;
+    // a database another rebuild holds is not touched.
     std::error_code ec;
     if (created) {
       std::filesystem::remove_all(dir, ec);
