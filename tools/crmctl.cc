@@ -13,10 +13,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -102,14 +100,10 @@ std::string Brokers(int argc, char** argv) {
 // The HS256 key to sign with: the configured one, else the dev key.
 absl::StatusOr<std::string> SigningKey(int argc, char** argv) {
   std::string key = crm::Setting(argc, argv, "jwt-hs256-key", "CRM_JWT_HS256_KEY", "");
-  const std::string file =
-      crm::Setting(argc, argv, "jwt-hs256-key-file", "CRM_JWT_HS256_KEY_FILE", "");
-  if (key.empty() && !file.empty()) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return absl::NotFoundError("jwt-hs256-key-file: cannot read " + file);
-    std::stringstream text;
-    text << in.rdbuf();
-    key = std::string(absl::StripTrailingAsciiWhitespace(text.str()));
+  if (key.empty()) {
+    CRM_ASSIGN_OR_RETURN(const std::string file, crm::FileSetting(argc, argv, "jwt-hs256-key-file",
+                                                                  "CRM_JWT_HS256_KEY_FILE"));
+    key = std::string(absl::StripTrailingAsciiWhitespace(file));
   }
   return key.empty() ? std::string(crm::auth::kDevHs256Key) : key;
 }
@@ -156,20 +150,6 @@ int Token(int argc, char** argv) {
   return 0;
 }
 
-// The PEM file a flag names, "" when unset; an unreadable file is an error,
-// never a silent fall back to plaintext.
-absl::StatusOr<std::string> ReadPem(int argc, char** argv, const std::string& flag,
-                                    const std::string& env) {
-  const std::string path = crm::Setting(argc, argv, flag, env, "");
-  if (path.empty()) return "";
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  if (!in || !(text << in.rdbuf())) {
-    return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
-  }
-  return text.str();
-}
-
 // Adds "authorization: Bearer <token>" to every call. An interceptor, not
 // call credentials: gRPC refuses those on plaintext loopback channels.
 class BearerToken final : public grpc::experimental::Interceptor {
@@ -199,14 +179,25 @@ class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFac
   std::string token_;
 };
 
+// The PEM file a TLS flag names, "" when unset. Unreadable or empty is an
+// error, never a silent fall back to plaintext.
+absl::StatusOr<std::string> TlsFile(int argc, char** argv, const std::string& flag,
+                                    const std::string& env) {
+  CRM_ASSIGN_OR_RETURN(std::string pem, crm::FileSetting(argc, argv, flag, env));
+  if (pem.empty() && !crm::Setting(argc, argv, flag, env, "").empty()) {
+    return absl::NotFoundError(absl::StrCat(flag, ": the file is empty"));
+  }
+  return pem;
+}
+
 // A channel to `target`: TLS when --tls-ca is set (plus a client
 // certificate for mTLS); with_token: every call carries a bearer token.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(int argc, char** argv,
                                                        const std::string& target, bool with_token) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
-  CRM_ASSIGN_OR_RETURN(std::string ca, ReadPem(argc, argv, "tls-ca", "CRM_TLS_CA"));
-  CRM_ASSIGN_OR_RETURN(std::string cert, ReadPem(argc, argv, "tls-cert", "CRM_TLS_CLIENT_CERT"));
-  CRM_ASSIGN_OR_RETURN(std::string key, ReadPem(argc, argv, "tls-key", "CRM_TLS_CLIENT_KEY"));
+  CRM_ASSIGN_OR_RETURN(std::string ca, TlsFile(argc, argv, "tls-ca", "CRM_TLS_CA"));
+  CRM_ASSIGN_OR_RETURN(std::string cert, TlsFile(argc, argv, "tls-cert", "CRM_TLS_CLIENT_CERT"));
+  CRM_ASSIGN_OR_RETURN(std::string key, TlsFile(argc, argv, "tls-key", "CRM_TLS_CLIENT_KEY"));
   if (!ca.empty()) {
     grpc::SslCredentialsOptions o;
     o.pem_root_certs = std::move(ca);

@@ -41,13 +41,16 @@ absl::StatusOr<std::string> ReadSettingFile(const std::string& flag, const std::
   return text.str();
 }
 
-// The file named by a path setting, "" when the setting is empty.
+}  // namespace
+
 absl::StatusOr<std::string> FileSetting(int argc, char** argv, const std::string& flag,
                                         const std::string& env) {
   const std::string path = Setting(argc, argv, flag, env, "");
   if (path.empty()) return std::string();
   return ReadSettingFile(flag, path);
 }
+
+namespace {
 
 bool Truthy(absl::string_view v) { return v == "1" || v == "true" || v == "yes"; }
 

@@ -74,6 +74,11 @@ absl::StatusOr<std::string> MasterKeyHex(int argc, char** argv);
 // the setting when one is not a key.
 absl::StatusOr<std::vector<pii::Key>> PreviousMasterKeys(int argc, char** argv);
 
+// The whole file a path setting names, "" when the setting is empty;
+// NOT_FOUND naming the setting when the file cannot be read.
+absl::StatusOr<std::string> FileSetting(int argc, char** argv, const std::string& flag,
+                                        const std::string& env);
+
 // A setting by the same rules, for service-specific options.
 std::string Setting(int argc, char** argv, const std::string& flag, const std::string& env,
                     const std::string& fallback);
