@@ -53,7 +53,7 @@ absl::Status OutboxRelay::CreateProducer() {
   topics_.clear();  // handles go before their producer
   producer_.reset(RdKafka::Producer::create(conf->get(), err));
   if (!producer_) return absl::UnavailableError(absl::StrCat("kafka producer: ", err));
-  for (const std::string* name : {&options_.topic, &options_.keys_topic, &options_.audit_topic}) {
+  for (const std::string* name : RoutedTopics()) {
     std::unique_ptr<RdKafka::Topic> topic(
         RdKafka::Topic::create(producer_.get(), *name, nullptr, err));
     if (!topic) return absl::InvalidArgumentError(absl::StrCat("topic ", *name, ": ", err));
@@ -65,7 +65,7 @@ absl::Status OutboxRelay::CreateProducer() {
 absl::Status OutboxRelay::Start() {
   report_cb_ = std::make_unique<DeliveryReport>(this);
   if (auto st = CreateProducer(); !st.ok()) return st;
-  for (const std::string* name : {&options_.topic, &options_.keys_topic, &options_.audit_topic}) {
+  for (const std::string* name : RoutedTopics()) {
     published_total_[*name] = &MetricsRegistry::Default().GetCounter(
         "crm_events_published_total", "Events acknowledged by the broker", {{"topic", *name}});
   }
@@ -81,19 +81,21 @@ absl::Status OutboxRelay::Start() {
   return absl::OkStatus();
 }
 
-bool OutboxRelay::RestartProducer() {
-  // What the old producer held is dropped unreported; every entry past the
-  // cursor goes out again. Those it had delivered become duplicates, which
-  // subscribers skip by stream version.
+void OutboxRelay::DropProducer() {
+  topics_.clear();  // handles go before their producer
+  producer_.reset();
+  // What it held is dropped unreported; every entry past the cursor goes
+  // out again. Those it had delivered become duplicates, which subscribers
+  // skip by stream version.
   in_flight_.clear();
   read_from_ = marked_;
-  topics_.clear();
-  producer_.reset();
+}
+
+bool OutboxRelay::RestartProducer() {
   if (auto st = CreateProducer(); !st.ok()) {
     log::Error("kafka producer restart failed",
                {{"topic", options_.topic}, {"error", st.ToString()}});
-    topics_.clear();
-    producer_.reset();
+    DropProducer();
     return false;
   }
   producer_restarts_.fetch_add(1);
@@ -273,9 +275,7 @@ void OutboxRelay::Run() {
     std::string fatal;
     if (producer_ && producer_->fatal_error(fatal) != RdKafka::ERR_NO_ERROR) {
       log::Error("kafka producer failed", {{"topic", options_.topic}, {"error", fatal}});
-      topics_.clear();  // handles go before their producer
-      producer_.reset();
-      in_flight_.clear();  // gone with it; no short waits while backing off
+      DropProducer();
     }
     if (!producer_ && absl::Now() >= next_restart_try) {
       if (published_.load() > published_at_restart) restart_backoff = absl::Seconds(1);

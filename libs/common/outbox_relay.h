@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -72,9 +73,15 @@ class OutboxRelay {
   void Run();
   // The producer and its topic handles, from options_.
   absl::Status CreateProducer();
-  // After a fatal error: drops the producer and what it held in flight, and
-  // makes a new one that sends again from the outbox cursor. False when the
-  // new one could not be made (tried again later).
+  // Every topic the relay routes to: a handle and a published counter each.
+  std::array<const std::string*, 3> RoutedTopics() const {
+    return {&options_.topic, &options_.keys_topic, &options_.audit_topic};
+  }
+  // After a fatal error: drops the producer and what it held in flight; the
+  // next one sends again from the outbox cursor.
+  void DropProducer();
+  // Makes a new producer after DropProducer. False when it could not be
+  // made (tried again later).
   bool RestartProducer();
   // True once it could tell whether the topic is empty; refills it from the
   // event log when it is (the embedded broker keeps messages in memory only).
