@@ -590,10 +590,7 @@ absl::StatusOr<int> SalesCommands::RaiseTaskReminders(absl::Time now) {
 }
 
 absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
-  struct Candidate {
-    std::string opportunity_id;
-  };
-  std::vector<Candidate> candidates;
+  std::vector<std::string> candidates;  // opportunity ids
   absl::Status read = absl::OkStatus();
   CRM_RETURN_IF_ERROR(store_.ForEach<crm::v1::Opportunity>(
       kOpportunitiesFamily, [&](const crm::v1::Opportunity& o) {
@@ -607,18 +604,18 @@ absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
         if (o.has_stale_since() && FromProtoTimestamp(o.stale_since()) == InactiveSince(o, *last)) {
           return;  // raised already
         }
-        candidates.push_back({o.opportunity_id()});
+        candidates.push_back(o.opportunity_id());
       }));
   CRM_RETURN_IF_ERROR(read);
   int raised = 0;
-  for (const auto& c : candidates) {
+  for (const std::string& id : candidates) {
     // Under the activity lock and with the latest activity read again: one
     // logged since the scan answers the inactivity, no reminder.
-    auto guard = activity_locks_.Lock({c.opportunity_id});
-    auto last = store_.LastActivityAt(c.opportunity_id);
+    auto guard = activity_locks_.Lock({id});
+    auto last = store_.LastActivityAt(id);
     if (!last.ok()) return last.status();
     auto out = Execute<crm::v1::Opportunity>(
-        OpportunityStream(c.opportunity_id), "", kAnyVersion, ForTimer(now, c.opportunity_id),
+        OpportunityStream(id), "", kAnyVersion, ForTimer(now, id),
         [&](const std::optional<crm::v1::Opportunity>& s) {
           return Decide(s, OpportunityCommand{FlagStale{now, settings_.stale_after, *last}});
         },
@@ -626,8 +623,7 @@ absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
           return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
         });
     if (!out.ok()) {
-      log::Warn("stale reminder",
-                {{"opportunity_id", c.opportunity_id}, {"error", out.status().ToString()}});
+      log::Warn("stale reminder", {{"opportunity_id", id}, {"error", out.status().ToString()}});
       continue;
     }
     raised += out->appended > 0;
