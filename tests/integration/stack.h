@@ -267,10 +267,12 @@ class Stack {
   static bool WaitServing(
       const std::string& target,
       std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials()) {
-    auto channel = grpc::CreateChannel(target, creds);
-    auto health = grpc::health::v1::Health::NewStub(channel);
     return Eventually(
         [&] {
+          // A new channel each time: one whose first connect was refused
+          // waits out gRPC's reconnect backoff, seconds after the server
+          // has started listening.
+          auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(target, creds));
           grpc::ClientContext ctx;
           ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
           grpc::health::v1::HealthCheckRequest req;
