@@ -387,7 +387,9 @@ TEST_F(ViewStoreTest, MergedCustomersReadAsOneViewWhateverTheOrder) {
   Subscriber other(*other_db, other_projection, SubscriberOptions{});
   ASSERT_TRUE(other.ApplyBatch({history[1], history[4]}).ok());
   for (int i = static_cast<int>(history.size()) - 1; i >= 0; --i) {
-    if (i != 1 && i != 4) ASSERT_TRUE(other.ApplyBatch({history[i]}).ok());
+    if (i != 1 && i != 4) {
+      ASSERT_TRUE(other.ApplyBatch({history[i]}).ok());
+    }
   }
   auto reordered = ViewStore(*other_db).GetCustomer360("cus_b", 0, "");
   ASSERT_TRUE(reordered.ok()) << reordered.status();
