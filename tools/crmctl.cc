@@ -6,7 +6,7 @@
 //   crmctl customer CUSTOMER_ID [--analytics=HOST:PORT]    print a customer's 360 view
 //   crmctl erase CUSTOMER_ID --reason=R                    erase a person's personal data
 //   crmctl export CUSTOMER_ID                              all data every service holds on a person
-//   crmctl health HOST:PORT                                grpc.health.v1 check
+//   crmctl health HOST:PORT [--service=NAME]               grpc.health.v1 check
 //   crmctl token --sub=S --roles=R[,R] [--territory=T] [--ttl=1h]  mint a bearer token
 #include <unistd.h>
 
@@ -62,7 +62,8 @@ constexpr char kUsage[] =
     "  export CUSTOMER_ID [--leads=H:P] [--sales=H:P] [--service-desk=H:P] [--analytics=H:P]\n"
     "                                                   everything each service holds on the\n"
     "                                                   person, one JSON per service\n"
-    "  health HOST:PORT                                 grpc.health.v1 check\n"
+    "  health HOST:PORT [--service=NAME]                grpc.health.v1 check (of NAME, e.g.\n"
+    "                                                   crm.v1.AnalyticsService: ready to query)\n"
     "  backup HOST:PORT                                 online backup of that service's\n"
     "                                                   database into its --backup-dir\n"
     "  backups HOST:PORT                                list the service's backups\n"
@@ -741,6 +742,7 @@ int Health(int argc, char** argv) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
   grpc::health::v1::HealthCheckRequest req;
+  req.set_service(crm::Setting(argc, argv, "service", "CRMCTL_HEALTH_SERVICE", ""));
   grpc::health::v1::HealthCheckResponse resp;
   auto st = stub->Check(&ctx, req, &resp);
   std::printf("%s\n",
@@ -773,6 +775,7 @@ bool FlagsAreKnown(int argc, char** argv) {
                                                                  "record",
                                                                  "roles",
                                                                  "sales",
+                                                                 "service",
                                                                  "service-desk",
                                                                  "sub",
                                                                  "territory",

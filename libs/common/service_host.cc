@@ -206,16 +206,30 @@ absl::Status ServiceHost::Run() {
                                                                     : "mutual"},
                         {"brokers", config_.brokers}});
 
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  bool gate_open = !ready_;
+  if (!gate_open) health->SetServingStatus(gated_service_, false);
+  auto open_gate = [&] {
+    if (gate_open || !ready_()) return;
+    gate_open = true;
+    health->SetServingStatus(gated_service_, true);
+    log::Info("ready", {{"service", gated_service_}});
+  };
+  open_gate();
+
   // Access log lines leave in batches, at least every 200 ms.
   log::BufferInfo(true);
   const sigset_t set = ShutdownSignals();
   const timespec flush_every = {0, 200'000'000};
   int sig;
-  while ((sig = sigtimedwait(&set, nullptr, &flush_every)) < 0) log::Flush();
+  while ((sig = sigtimedwait(&set, nullptr, &flush_every)) < 0) {
+    log::Flush();
+    open_gate();
+  }
   log::BufferInfo(false);
   log::Info("shutting down", {{"signal", absl::StrCat(sig)}});
 
-  server->GetHealthCheckService()->SetServingStatus(false);
+  health->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
   // Every call has ended: write the last refusals before the relay stops.

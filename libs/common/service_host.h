@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -44,6 +45,16 @@ class ServiceHost {
   // Opens the sealed personal data in every response with `vault`'s keys
   // (libs/common/pii); `vault` must outlive Run().
   void OpenPii(const pii::KeyVault& vault) { pii_vault_ = &vault; }
+  // Health reports `service` NOT_SERVING until `ready` first returns true
+  // (polled every 200 ms), then SERVING for good; the overall status ("")
+  // is SERVING throughout. A pod rebuilding its views from the log is then
+  // alive (liveness asks "") but takes no queries (readiness asks
+  // `service`); once ready it stays so, as a replica that falls behind
+  // later still answers better than none.
+  void GateReadiness(std::string service, std::function<bool()> ready) {
+    gated_service_ = std::move(service);
+    ready_ = std::move(ready);
+  }
   // Hooks run after the server has stopped, in reverse order of adding.
   void OnShutdown(std::function<void()> hook) { hooks_.push_back(std::move(hook)); }
 
@@ -56,6 +67,8 @@ class ServiceHost {
   std::unique_ptr<audit::AuditLog> audit_;
   const pii::KeyVault* pii_vault_ = nullptr;
   std::vector<std::function<void()>> hooks_;
+  std::string gated_service_;
+  std::function<bool()> ready_;
 };
 
 }  // namespace crm

@@ -158,9 +158,10 @@ class Subscriber {
   uint64_t skipped() const { return skipped_.load(); }
   uint64_t poisoned() const { return poisoned_.load(); }
   int64_t lag() const { return lag_.load(); }
-  // The lag was measured over assigned partitions at least once and is zero
-  // now: before that, a zero lag only means nothing is known yet.
-  bool caught_up() const { return measured_.load() && lag_.load() == 0; }
+  // The lag was measured over assigned partitions at least once and is at
+  // most `max` now: before that, a zero lag only means nothing is known yet.
+  bool lag_within(int64_t max) const { return measured_.load() && lag_.load() <= max; }
+  bool caught_up() const { return lag_within(0); }
 
  private:
   class Rebalance;

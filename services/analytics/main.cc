@@ -60,6 +60,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "crm-analytics: --churn-interval-ms must be a positive number\n");
     return 2;
   }
+  int64_t ready_max_lag = 0;
+  if (!absl::SimpleAtoi(crm::Setting(argc, argv, "ready-max-lag", "CRM_READY_MAX_LAG", "1000"),
+                        &ready_max_lag) ||
+      ready_max_lag < 0) {
+    std::fprintf(stderr, "crm-analytics: --ready-max-lag must be a number of events, 0 or more\n");
+    return 2;
+  }
   crm::log::SetService("analytics");
   auto db = crm::Database::Open(config->data_dir, crm::analytics::ViewFamilies(),
                                 crm::analytics::ViewDatabaseOptions());
@@ -123,6 +130,10 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
+  // Views being rebuilt from the topics are partial: the query service is
+  // ready once the subscriber is that close to the end of every partition.
+  host.GateReadiness(crm::v1::AnalyticsService::service_full_name(),
+                     [&subscriber, ready_max_lag] { return subscriber.lag_within(ready_max_lag); });
   // A backup holds the views and the emitted events with their churn alert
   // state, restored into <data-dir>/emitted (the default --events-dir).
   host.ServeAdmin(**db, **events, **vault, {{"emitted", &(*events)->db()}});

@@ -98,5 +98,58 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   EXPECT_EQ(AnalyticsDigest(stack.dir() + "/analytics"), live);
 }
 
+// A replica rebuilding its views from the topics is alive but takes no
+// queries until it has read what the topics held: readiness asks for the
+// query service, liveness for the whole server.
+TEST(AnalyticsReadinessTest, QueriesWaitForTheRebuildToReachTheEndOfTheTopics) {
+  Stack stack;
+  ASSERT_TRUE(stack.StartBroker());
+  ASSERT_TRUE(stack.Start("leads"));
+  ASSERT_TRUE(stack.Start("analytics"));
+  crm::v1::CaptureLeadRequest req;
+  req.set_request_id("ready-1");
+  req.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  req.mutable_contact()->set_email("ready@example.com");
+  req.set_company("Ready Ltd");
+  crm::v1::CaptureLeadResponse lead;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stack.LeadsStub()->CaptureLead(&ctx, req, &lead).ok());
+  ASSERT_TRUE(Eventually([&] { return stack.EventCount(lead.customer_id()) == 1; }))
+      << stack.analytics().Log();
+
+  auto status = [&](const std::string& service) {
+    auto health = grpc::health::v1::Health::NewStub(stack.Channel("analytics-2"));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    return health->Check(&ctx, req, &resp).ok() ? resp.status()
+                                                : grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  };
+  // A new replica with empty views, while the broker answers nothing.
+  stack.broker().Signal(SIGSTOP);
+  ASSERT_TRUE(stack.Start("analytics-2", {"--group-id=crm-analytics-2", "--ready-max-lag=0"}));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(status(""), grpc::health::v1::HealthCheckResponse::SERVING);
+    EXPECT_EQ(status("crm.v1.AnalyticsService"),
+              grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_EQ(RunCommand(absl::StrCat(CRM_CTL_BIN, " health ", stack.Target("analytics-2"),
+                                    " --service=crm.v1.AnalyticsService")),
+            "NOT_SERVING\n");
+  stack.broker().Signal(SIGCONT);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return status("crm.v1.AnalyticsService") == grpc::health::v1::HealthCheckResponse::SERVING;
+      },
+      absl::Seconds(60)))
+      << stack.service("analytics-2").Log();
+  // Ready means the views hold what the topics held.
+  auto replica = crm::v1::AnalyticsService::NewStub(stack.Channel("analytics-2"));
+  EXPECT_EQ(Stack::EventCount(*replica, lead.customer_id()), 1);
+}
+
 }  // namespace
 }  // namespace crm::testing

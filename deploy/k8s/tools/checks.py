@@ -499,7 +499,7 @@ def _env_map(container, idx):
     return env
 
 
-def _check_probe(where, name, probe, port, errs, required=True):
+def _check_probe(where, name, probe, port, errs, required=True, service=""):
     if not probe:
         if required:
             errs.append(f"{where}: {name} missing")
@@ -511,6 +511,11 @@ def _check_probe(where, name, probe, port, errs, required=True):
     if probe["grpc"].get("port") != port:
         errs.append(f"{where}: {name} grpc port {probe['grpc'].get('port')} "
                     f"(expected {port})")
+    # A gated service name on liveness would restart a pod that is
+    # rebuilding; none on readiness would route queries to it.
+    if probe["grpc"].get("service", "") != service:
+        errs.append(f"{where}: {name} grpc service {probe['grpc'].get('service', '')!r} "
+                    f"(expected {service!r})")
 
 
 def check_service_contract(idx, contract, env, errs):
@@ -581,7 +586,8 @@ def check_service_contract(idx, contract, env, errs):
             if re.search(r"(KEY|SECRET|PASSWORD|TOKEN)$", var) and val[0] == "value":
                 errs.append(f"{cwhere}: {var} is set in clear text; use a secretKeyRef")
 
-        _check_probe(cwhere, "readinessProbe", c.get("readinessProbe"), port, errs)
+        _check_probe(cwhere, "readinessProbe", c.get("readinessProbe"), port, errs,
+                     service=svc.get("readinessService", ""))
         _check_probe(cwhere, "livenessProbe", c.get("livenessProbe"), port, errs)
         _check_probe(cwhere, "startupProbe", c.get("startupProbe"), port, errs, False)
 
