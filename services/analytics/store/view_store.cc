@@ -49,25 +49,36 @@ std::string TimeOrderedKey(absl::string_view prefix, const crm::v1::EventEnvelop
   return k;
 }
 
+// A page request, checked: how many rows, and the time and event id the
+// page resumes after (empty for the first page).
+struct Page {
+  int32_t size = kDefaultPage;
+  std::string after;
+};
+
+// `field` prefixes the field names in errors ("timeline_page.").
+absl::StatusOr<Page> ParsePage(int32_t page_size, const std::string& page_token,
+                               absl::string_view field) {
+  if (page_size < 0) return absl::InvalidArgumentError(absl::StrCat(field, "page_size: negative"));
+  Page page;
+  if (page_size > 0) page.size = std::min(page_size, kMaxPage);
+  if (!page_token.empty() &&
+      (!absl::WebSafeBase64Unescape(page_token, &page.after) || page.after.size() < 8)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, "page_token: malformed"));
+  }
+  return page;
+}
+
 // One page of the rows under the `prefix_values` (keys from
-// TimeOrderedKey), merged in time order, resuming after the time and event
-// id the page token names; returns the next page token, empty on the last
-// page. `token_field` names the token in errors.
+// TimeOrderedKey), merged in time order, resuming after `page.after`;
+// returns the next page token, empty on the last page.
 template <typename Row>
 absl::StatusOr<std::string> ReadPage(const Database& db, const char* family,
                                      const std::vector<std::string>& prefix_values,
-                                     int32_t page_size, const std::string& page_token,
-                                     absl::string_view token_field,
+                                     const Page& page,
                                      google::protobuf::RepeatedPtrField<Row>* rows) {
-  if (page_size < 0)
-    return absl::InvalidArgumentError(absl::StrCat(token_field, "page_size: negative"));
-  if (page_size == 0) page_size = kDefaultPage;
-  page_size = std::min(page_size, kMaxPage);
-  std::string after;
-  if (!page_token.empty() &&
-      (!absl::WebSafeBase64Unescape(page_token, &after) || after.size() < 8)) {
-    return absl::InvalidArgumentError(absl::StrCat(token_field, "page_token: malformed"));
-  }
+  const int32_t page_size = page.size;
+  const std::string& after = page.after;
   struct Cursor {
     std::string prefix;
     std::unique_ptr<rocksdb::Iterator> it;
@@ -448,6 +459,9 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
     const std::string& customer_id, int32_t page_size, const std::string& page_token) const {
   if (customer_id.empty()) return absl::InvalidArgumentError("customer_id: required");
   if (customer_id.size() > 64) return absl::InvalidArgumentError("customer_id: too long");
+  // Checked before the customer is looked up: a caller who may not see it
+  // must get the same answer whether it exists or not.
+  CRM_ASSIGN_OR_RETURN(const Page page, ParsePage(page_size, page_token, "timeline_page."));
 
   CRM_ASSIGN_OR_RETURN(const MergedGroup group, LoadGroup(db_, customer_id));
   CRM_ASSIGN_OR_RETURN(auto found, GroupView(db_, group));
@@ -458,8 +472,8 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
   DeriveHealth(view, now, config_);
 
-  CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, kTimeline, group.members, page_size, page_token,
-                                           "timeline_page.", view.mutable_timeline()));
+  CRM_ASSIGN_OR_RETURN(auto next,
+                       ReadPage(db_, kTimeline, group.members, page, view.mutable_timeline()));
   view.set_next_page_token(std::move(next));
   return std::move(*found);
 }
@@ -473,12 +487,13 @@ absl::StatusOr<crm::v1::ListAuditEntriesResponse> ViewStore::ListAuditEntries(
        {std::pair{"actor", &request.actor()}, std::pair{"record_id", &request.record_id()}}) {
     if (value->size() > 256) return absl::InvalidArgumentError(absl::StrCat(field, ": too long"));
   }
+  CRM_ASSIGN_OR_RETURN(const Page page,
+                       ParsePage(request.page().page_size(), request.page().page_token(), "page."));
   const bool by_actor = !request.actor().empty();
   crm::v1::ListAuditEntriesResponse response;
   CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, by_actor ? kAuditByActor : kAuditByRecord,
-                                           {by_actor ? request.actor() : request.record_id()},
-                                           request.page().page_size(), request.page().page_token(),
-                                           "page.", response.mutable_entries()));
+                                           {by_actor ? request.actor() : request.record_id()}, page,
+                                           response.mutable_entries()));
   response.set_next_page_token(std::move(next));
   return response;
 }

@@ -83,6 +83,16 @@ TEST_F(ViewStoreTest, ErrorsNameTheProblem) {
   EXPECT_NE(bad.status().message().find("page_token"), std::string::npos);
   EXPECT_EQ(views_->GetCustomer360("cus_1", -1, "").status().code(),
             absl::StatusCode::kInvalidArgument);
+  // The same for a customer that does not exist: a caller who may not see
+  // cus_1 cannot tell the two apart by the error.
+  for (const std::string id : {"cus_1", "cus_none"}) {
+    auto negative = views_->GetCustomer360(id, -1, "");
+    EXPECT_EQ(negative.status(), absl::InvalidArgumentError("timeline_page.page_size: negative"))
+        << id;
+    auto malformed = views_->GetCustomer360(id, 10, "!!");
+    EXPECT_EQ(malformed.status(), absl::InvalidArgumentError("timeline_page.page_token: malformed"))
+        << id;
+  }
 }
 
 ConsumedMessage Won(const std::string& customer, const std::string& opp, int64_t offset) {
