@@ -66,6 +66,12 @@ struct Slice {
   }
 };
 
+// A disqualified lead can be nurtured and qualified again: the latest of
+// those events decides, whatever order they arrive in.
+void SetDisqualified(FunnelLeadRecord* r, const EventEnvelope& event, bool disqualified) {
+  if (TakeIfNewer(r->mutable_disqualified_as_of(), event)) r->set_disqualified(disqualified);
+}
+
 void AddLead(Slice& s, const FunnelLeadRecord& r) {
   auto& c = s.counts;
   c.set_leads(c.leads() + 1);
@@ -122,14 +128,20 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
     r->set_lead_id(m->lead_id());
     r->set_qualified(true);
+    SetDisqualified(r, event, false);
+  } else if (const auto* m = payload.As<LeadNurtureStarted>()) {
+    CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
+    r->set_lead_id(m->lead_id());
+    SetDisqualified(r, event, false);
   } else if (const auto* m = payload.As<LeadDisqualified>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
     r->set_lead_id(m->lead_id());
-    r->set_disqualified(true);
+    SetDisqualified(r, event, true);
   } else if (const auto* m = payload.As<LeadConverted>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
     r->set_lead_id(m->lead_id());
     r->set_converted(true);
+    SetDisqualified(r, event, false);
     SetLeadOwner(r, event, m->owner_id());
   } else if (const auto* m = payload.As<LeadMergedInto>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));

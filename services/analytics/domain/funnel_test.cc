@@ -249,6 +249,45 @@ TEST(FunnelTest, AMergedLeadIsCountedOnceAsItsSurvivor) {
   }
 }
 
+// A lead disqualified, then nurtured, qualified and converted is back in
+// the funnel: counted as converted, not also as disqualified. The latest
+// event decides in whatever order they arrive.
+TEST(FunnelTest, ALeadTakenBackAfterDisqualificationIsNotCountedAsDisqualified) {
+  crm::v1::LeadDisqualified disqualified;
+  disqualified.set_lead_id("l1");
+  crm::v1::LeadNurtureStarted nurtured;
+  nurtured.set_lead_id("l1");
+  const std::vector<crm::v1::EventEnvelope> history = {
+      Captured("l1", "c1", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan, "EMEA"),
+      Event("disq-l1", "c1", kJan + kDay, disqualified),
+      Event("nurt-l1", "c1", kJan + 2 * kDay, nurtured),
+      Qualified("l1", "c1", kJan + 3 * kDay),
+      Converted("l1", "c1", "rep_ann", kJan + 4 * kDay),
+  };
+  for (size_t end : {size_t{2}, size_t{3}, history.size()}) {
+    std::vector<crm::v1::EventEnvelope> events(history.begin(), history.begin() + end);
+    std::sort(events.begin(), events.end(),
+              [](const auto& a, const auto& b) { return a.event_id() < b.event_id(); });
+    do {
+      Records records;
+      for (const auto& e : events) records.Apply(e);
+      const auto total = records.Funnel().total();
+      EXPECT_EQ(total.leads(), 1);
+      // Disqualified until a later event takes the lead back.
+      EXPECT_EQ(total.disqualified(), end == 2 ? 1 : 0) << end;
+      EXPECT_EQ(total.converted(), end == history.size() ? 1 : 0) << end;
+    } while (std::next_permutation(events.begin(), events.end(), [](const auto& a, const auto& b) {
+      return a.event_id() < b.event_id();
+    }));
+  }
+  // Disqualified after being qualified: it reached qualification, and left.
+  Records records;
+  for (const auto& e : {history[0], history[3]}) records.Apply(e);
+  records.Apply(Event("disq-again-l1", "c1", kJan + 5 * kDay, disqualified));
+  EXPECT_EQ(records.Funnel().total().qualified(), 1);
+  EXPECT_EQ(records.Funnel().total().disqualified(), 1);
+}
+
 TEST(FunnelTest, BadFiltersNameTheField) {
   crm::v1::GetFunnelRequest r;
   r.set_period("2026-13");
