@@ -123,17 +123,17 @@ int main(int argc, char** argv) {
   crm::BlockingExecutor executor(config->worker_threads);
   crm::analytics::ViewStore views(**db, *settings);
   crm::analytics::AnalyticsGrpc grpc_service(views, executor);
-  // Judging risk on half-consumed history would raise false alarms.
-  crm::analytics::ChurnMonitor monitor(views, **events,
-                                       [&subscriber] { return subscriber.caught_up(); });
+  // Views being rebuilt from the topics are partial: queries and churn
+  // judgements (false alarms) wait until the subscriber is this close to the
+  // end of every partition. Not a lag of exactly 0: under steady traffic a
+  // batch is nearly always in flight.
+  auto views_ready = [&subscriber, ready_max_lag] { return subscriber.lag_within(ready_max_lag); };
+  crm::analytics::ChurnMonitor monitor(views, **events, views_ready);
   monitor.Start(absl::Milliseconds(churn_interval_ms));
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  // Views being rebuilt from the topics are partial: the query service is
-  // ready once the subscriber is that close to the end of every partition.
-  host.GateReadiness(crm::v1::AnalyticsService::service_full_name(),
-                     [&subscriber, ready_max_lag] { return subscriber.lag_within(ready_max_lag); });
+  host.GateReadiness(crm::v1::AnalyticsService::service_full_name(), views_ready);
   // A backup holds the views and the emitted events with their churn alert
   // state, restored into <data-dir>/emitted (the default --events-dir).
   host.ServeAdmin(**db, **events, **vault, {{"emitted", &(*events)->db()}});
