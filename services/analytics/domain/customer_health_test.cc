@@ -133,6 +133,44 @@ TEST(CustomerHealthTest, OwnChurnAlertIsOnTheTimelineButIsNoActivity) {
   EXPECT_EQ(view.last_event().event_id(), "evt-order-o1");
 }
 
+// Timers report that nothing happened: a stale deal, a breached SLA, a
+// reminder, a warranty running out. A customer silent for 150 days stays at
+// risk and dormant however many of them arrive.
+TEST(CustomerHealthTest, EventsRaisedByTimersAreNoActivity) {
+  crm::v1::OpportunityWentStale stale;
+  stale.set_opportunity_id("opp_1");
+  crm::v1::TaskReminderRaised reminder;
+  reminder.set_task_id("task_1");
+  crm::v1::TicketSlaWarningRaised warning;
+  warning.set_ticket_id("t1");
+  crm::v1::TicketSlaBreached breached;
+  breached.set_ticket_id("t1");
+  crm::v1::TicketEscalated escalated;
+  escalated.set_ticket_id("t1");
+  crm::v1::TeamLeadNotified notified;
+  notified.set_ticket_id("t1");
+  crm::v1::WarrantyFollowUpRequested warranty;
+  warranty.set_order_id("o1");
+  const std::vector<EventEnvelope> signals = {
+      Envelope(stale, "cus_1", "evt-stale", "opportunity-opp_1", 2, 100 * kDay),
+      Envelope(reminder, "cus_1", "evt-reminder", "task-task_1", 2, 110 * kDay),
+      Envelope(warning, "cus_1", "evt-warning", "ticket-t1", 2, 120 * kDay),
+      Envelope(breached, "cus_1", "evt-breached", "ticket-t1", 3, 130 * kDay),
+      Envelope(escalated, "cus_1", "evt-escalated", "ticket-t1", 4, 130 * kDay),
+      Envelope(notified, "cus_1", "evt-notified", "ticket-t1", 5, 130 * kDay),
+      Envelope(warranty, "cus_1", "evt-warranty", "warranty-o1", 1, 140 * kDay),
+  };
+  std::vector<EventEnvelope> given = {OrderPlacedAt("cus_1", "o1", 500, 0)};
+  given.insert(given.end(), signals.begin(), signals.end());
+  const auto view = DerivedAt(given, 150);
+  EXPECT_EQ(view.event_count(), 8);
+  EXPECT_EQ(view.last_seen().seconds(), 0);
+  EXPECT_EQ(view.last_event().event_id(), "evt-order-o1");
+  EXPECT_EQ(Factor(view, "activity_recency"), 25);
+  EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_AT_RISK);
+  EXPECT_EQ(Segments(view), (std::vector{crm::v1::SEGMENT_AT_RISK, crm::v1::SEGMENT_DORMANT}));
+}
+
 TEST(CustomerHealthTest, ThresholdsComeFromTheSettings) {
   crm::v1::AnalyticsSettings s;
   s.set_churn_risk_threshold(30);

@@ -479,13 +479,31 @@ crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event
   return ApplyToView(view, event, Payload(event));
 }
 
+namespace {
+
+// Events that report time passing, raised by timers when nothing happened
+// (a deal gone stale, an SLA breached and what it escalates, a reminder, a
+// warranty running out) or analytics' own churn alert: not the customer's
+// activity. Counting them would make a silent customer look active, and a
+// raised churn risk lower itself.
+bool IsActivity(const Payload& payload) {
+  using namespace crm::v1;
+  return payload.As<ChurnRiskRaised>() == nullptr &&
+         payload.As<OpportunityWentStale>() == nullptr &&
+         payload.As<TaskReminderRaised>() == nullptr &&
+         payload.As<TicketSlaWarningRaised>() == nullptr &&
+         payload.As<TicketSlaBreached>() == nullptr && payload.As<TicketEscalated>() == nullptr &&
+         payload.As<TeamLeadNotified>() == nullptr &&
+         payload.As<WarrantyFollowUpRequested>() == nullptr;
+}
+
+}  // namespace
+
 crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event,
                                    const Payload& payload) {
   view.set_customer_id(event.customer_id());
   view.set_event_count(view.event_count() + 1);
-  // Analytics' own conclusions are not the customer's activity: counting
-  // them would make a raised churn risk lower itself.
-  if (payload.As<crm::v1::ChurnRiskRaised>() == nullptr) {
+  if (IsActivity(payload)) {
     if (!view.has_first_seen() || Before(event.occurred_at(), view.first_seen())) {
       *view.mutable_first_seen() = event.occurred_at();
     }
