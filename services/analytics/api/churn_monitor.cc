@@ -24,13 +24,24 @@ ChurnMonitor::ChurnMonitor(const ViewStore& views, EventStore& events, std::func
 ChurnMonitor::~ChurnMonitor() { Stop(); }
 
 absl::StatusOr<crm::v1::ChurnAlertState> ChurnMonitor::LoadAlert(
-    const std::string& customer_id) const {
-  crm::v1::ChurnAlertState state;
-  CRM_ASSIGN_OR_RETURN(auto raw, events_.db().Get(kAlerts, customer_id));
-  if (raw.has_value() && !state.ParseFromString(*raw)) {
-    return absl::DataLossError(absl::StrCat("corrupt churn alert of ", customer_id));
+    const crm::v1::Customer360& view) const {
+  crm::v1::ChurnAlertState found;
+  std::vector<std::string> ids = {view.customer_id()};
+  ids.insert(ids.end(), view.merged_customer_ids().begin(), view.merged_customer_ids().end());
+  for (const auto& id : ids) {
+    CRM_ASSIGN_OR_RETURN(auto raw, events_.db().Get(kAlerts, id));
+    if (!raw.has_value()) continue;
+    crm::v1::ChurnAlertState state;
+    if (!state.ParseFromString(*raw)) {
+      return absl::DataLossError(absl::StrCat("corrupt churn alert of ", id));
+    }
+    // The group's own state, once it has one, is the whole story.
+    if (id == view.customer_id()) return state;
+    if (state.raised() && (!found.raised() || state.crossings() > found.crossings())) {
+      found = std::move(state);
+    }
   }
-  return state;
+  return found;
 }
 
 absl::Status ChurnMonitor::StoreAlert(const std::string& customer_id,
@@ -45,7 +56,7 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
   if (ready_ && !ready_()) return 0;
   int raised = 0;
   CRM_RETURN_IF_ERROR(views_.ForEachCustomer([&](const crm::v1::Customer360& view) -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(auto previous, LoadAlert(view.customer_id()));
+    CRM_ASSIGN_OR_RETURN(auto previous, LoadAlert(view));
     ChurnAlertDecision d = DecideChurnAlert(previous, view, views_.config());
     if (!d.state_changed) return absl::OkStatus();
     if (!d.raised.has_value()) return StoreAlert(view.customer_id(), d.state);

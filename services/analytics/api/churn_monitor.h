@@ -40,7 +40,10 @@ class ChurnMonitor {
   void Stop();
 
  private:
-  absl::StatusOr<crm::v1::ChurnAlertState> LoadAlert(const std::string& customer_id) const;
+  // The alert state of `view`'s customer; for a merged group that has none
+  // yet under its id, the raised state of a member, so that a merge does not
+  // raise a second alert for a risk already raised.
+  absl::StatusOr<crm::v1::ChurnAlertState> LoadAlert(const crm::v1::Customer360& view) const;
   absl::Status StoreAlert(const std::string& customer_id, const crm::v1::ChurnAlertState& state);
 
   const ViewStore& views_;

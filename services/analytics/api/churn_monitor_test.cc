@@ -142,6 +142,25 @@ TEST_F(ChurnMonitorTest, ASecondCrossingWithTheSameCauseRaisesAgain) {
   EXPECT_EQ(Pass(), 0);
 }
 
+// A customer already alerted is merged into another person's record: the
+// group is the same risk, not a new crossing.
+TEST_F(ChurnMonitorTest, AMergeRaisesNothingForARiskAlreadyRaised) {
+  Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_0", "lead_0", 0, 0),
+        LeadCapturedAt("cus_3", "lead_3", 0, 150 * kDay)});
+  EXPECT_EQ(Pass(), 1);
+  crm::v1::LeadsMerged merged;
+  merged.set_survivor_lead_id("lead_0");
+  merged.set_survivor_customer_id("cus_0");
+  merged.set_merged_lead_id("lead_1");
+  merged.set_merged_customer_id("cus_1");
+  // cus_0 sorts first, so the group's view is cus_0's from now on.
+  Feed({Envelope(merged, "cus_0", "evt-merge", "lead-lead_0", 2, kDay)});
+  EXPECT_EQ(Pass(), 0);
+  const auto raised = Outbox();
+  ASSERT_EQ(raised.size(), 1u);
+  EXPECT_EQ(raised[0].customer_id(), "cus_1");
+}
+
 TEST_F(ChurnMonitorTest, WaitsWhileNotReady) {
   monitor_ = std::make_unique<ChurnMonitor>(*views_, *events_, [] { return false; });
   Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
