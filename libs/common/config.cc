@@ -1,5 +1,7 @@
 #include "libs/common/config.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -7,19 +9,63 @@
 #include <sstream>
 #include <tuple>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/auth/dev_key.h"
 #include "libs/common/pii/cipher.h"
 
 namespace crm {
 
+namespace {
+
+// Every flag and variable name a Setting has asked for.
+struct ReadNames {
+  absl::Mutex mu;
+  absl::flat_hash_set<std::string> flags ABSL_GUARDED_BY(mu);
+  absl::flat_hash_set<std::string> variables ABSL_GUARDED_BY(mu);
+};
+
+ReadNames& Read() {
+  static ReadNames names;
+  return names;
+}
+
+}  // namespace
+
+UnreadSettings FindUnreadSettings(const std::vector<std::string>& args) {
+  ReadNames& read = Read();
+  absl::MutexLock lock(&read.mu);
+  UnreadSettings unread;
+  for (size_t i = 1; i < args.size(); ++i) {
+    absl::string_view name = args[i];
+    if (!absl::ConsumePrefix(&name, "--")) continue;
+    name = name.substr(0, name.find('='));
+    if (!read.flags.contains(name)) unread.flags.emplace_back(name);
+  }
+  for (char** e = environ; *e != nullptr; ++e) {
+    const absl::string_view var = *e;
+    const absl::string_view name = var.substr(0, var.find('='));
+    if (absl::StartsWith(name, "CRM_") && !read.variables.contains(name)) {
+      unread.variables.emplace_back(name);
+    }
+  }
+  return unread;
+}
+
 std::string Setting(int argc, char** argv, const std::string& flag, const std::string& env,
                     const std::string& fallback) {
+  {
+    ReadNames& read = Read();
+    absl::MutexLock lock(&read.mu);
+    read.flags.insert(flag);
+    read.variables.insert(env);
+  }
   const std::string prefix = absl::StrCat("--", flag, "=");
   // The last occurrence wins, so a flag appended to a command line
   // overrides an earlier default.
@@ -52,16 +98,36 @@ absl::StatusOr<std::string> FileSetting(int argc, char** argv, const std::string
 
 namespace {
 
+struct NamedSetting {
+  std::string name;  // the flag it came from, for errors
+  std::string value;
+};
+
+// A secret given in the setting itself or in a file (`flag`-file,
+// `env`_FILE), not both: which one would win is a guess nobody should
+// have to make.
+absl::StatusOr<NamedSetting> InlineOrFileSetting(int argc, char** argv, const std::string& flag,
+                                                 const std::string& env) {
+  NamedSetting inline_value{flag, Setting(argc, argv, flag, env, "")};
+  const std::string file_flag = flag + "-file";
+  const std::string path = Setting(argc, argv, file_flag, env + "_FILE", "");
+  if (path.empty()) return inline_value;
+  if (!inline_value.value.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " and ", file_flag, ": set one or the other, not both"));
+  }
+  auto content = ReadSettingFile(file_flag, path);
+  if (!content.ok()) return content.status();
+  return NamedSetting{file_flag, *std::move(content)};
+}
+
 bool Truthy(absl::string_view v) { return v == "1" || v == "true" || v == "yes"; }
 
 absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
-  c.jwt_hs256_key = Setting(argc, argv, "jwt-hs256-key", "CRM_JWT_HS256_KEY", "");
-  if (c.jwt_hs256_key.empty()) {
-    auto key = FileSetting(argc, argv, "jwt-hs256-key-file", "CRM_JWT_HS256_KEY_FILE");
-    if (!key.ok()) return key.status();
-    // Key files written with echo end in a newline that is not part of the key.
-    c.jwt_hs256_key = std::string(absl::StripTrailingAsciiWhitespace(*key));
-  }
+  auto hs256 = InlineOrFileSetting(argc, argv, "jwt-hs256-key", "CRM_JWT_HS256_KEY");
+  if (!hs256.ok()) return hs256.status();
+  // Key files written with echo end in a newline that is not part of the key.
+  c.jwt_hs256_key = std::string(absl::StripTrailingAsciiWhitespace(hs256->value));
   auto rs256 =
       FileSetting(argc, argv, "jwt-rs256-public-key-file", "CRM_JWT_RS256_PUBLIC_KEY_FILE");
   if (!rs256.ok()) return rs256.status();
@@ -124,12 +190,9 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
 }  // namespace
 
 absl::StatusOr<std::string> MasterKeyHex(int argc, char** argv) {
-  std::string hex = Setting(argc, argv, "master-key", "CRM_MASTER_KEY", "");
-  if (hex.empty()) {
-    auto key = FileSetting(argc, argv, "master-key-file", "CRM_MASTER_KEY_FILE");
-    if (!key.ok()) return key.status();
-    hex = std::string(absl::StripAsciiWhitespace(*key));
-  }
+  auto setting = InlineOrFileSetting(argc, argv, "master-key", "CRM_MASTER_KEY");
+  if (!setting.ok()) return setting.status();
+  std::string hex(absl::StripAsciiWhitespace(setting->value));
   if (hex.empty()) hex = auth::kDevPiiMasterKeyHex;
   if (auto key = pii::KeyFromHex(hex); !key.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("master-key: ", key.status().message()));
@@ -138,14 +201,10 @@ absl::StatusOr<std::string> MasterKeyHex(int argc, char** argv) {
 }
 
 absl::StatusOr<std::vector<pii::Key>> PreviousMasterKeys(int argc, char** argv) {
-  std::string setting = "previous-master-keys";
-  std::string list = Setting(argc, argv, setting, "CRM_PREVIOUS_MASTER_KEYS", "");
-  if (list.empty()) {
-    setting = "previous-master-keys-file";
-    auto file = FileSetting(argc, argv, setting, "CRM_PREVIOUS_MASTER_KEYS_FILE");
-    if (!file.ok()) return file.status();
-    list = *std::move(file);
-  }
+  auto read = InlineOrFileSetting(argc, argv, "previous-master-keys", "CRM_PREVIOUS_MASTER_KEYS");
+  if (!read.ok()) return read.status();
+  const std::string& setting = read->name;
+  const std::string& list = read->value;
   std::vector<pii::Key> keys;
   int n = 0;
   for (absl::string_view hex :
@@ -184,6 +243,7 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
   }
   ServiceConfig c;
   c.service_name = service_name;
+  c.args.assign(argv, argv + argc);
   c.listen = Setting(argc, argv, "listen", "CRM_LISTEN", default_listen);
   c.data_dir =
       Setting(argc, argv, "data-dir", "CRM_DATA_DIR", absl::StrCat("./data/", service_name));

@@ -12,6 +12,8 @@ namespace crm {
 // (--listen=…), else from the environment (CRM_LISTEN), else the default.
 struct ServiceConfig {
   std::string service_name;
+  // The command line, to find flags nothing read (FindUnreadSettings).
+  std::vector<std::string> args;
   std::string listen;          // --listen / CRM_LISTEN
   std::string data_dir;        // --data-dir / CRM_DATA_DIR
   std::string brokers;         // --brokers / CRM_KAFKA_BROKERS
@@ -82,5 +84,14 @@ absl::StatusOr<std::string> FileSetting(int argc, char** argv, const std::string
 // A setting by the same rules, for service-specific options.
 std::string Setting(int argc, char** argv, const std::string& flag, const std::string& env,
                     const std::string& fallback);
+
+// The --flags in `args` and the CRM_* environment variables that no
+// Setting of this process has asked for: misspelt or meant for another
+// binary. Call once every setting has been read.
+struct UnreadSettings {
+  std::vector<std::string> flags;      // names, without "--"
+  std::vector<std::string> variables;  // CRM_* names
+};
+UnreadSettings FindUnreadSettings(const std::vector<std::string>& args);
 
 }  // namespace crm

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -75,6 +76,41 @@ TEST(ConfigTest, AnInvalidPreviousMasterKeyIsRefusedNamingTheSetting) {
 
   auto missing = Load({"--previous-master-keys-file=" + dir.Sub("absent")});
   EXPECT_FALSE(missing.ok());
+}
+
+TEST(ConfigTest, ASecretGivenInlineAndAsAFileIsRefused) {
+  testing::TempDir dir;
+  const std::string file = dir.Sub("key");
+  std::ofstream(file) << kA << "\n";
+  auto both = Load({"--master-key=" + kB, "--master-key-file=" + file});
+  EXPECT_EQ(both.status(), absl::InvalidArgumentError(
+                               "master-key and master-key-file: set one or the other, not both"));
+  auto from_file = Load({"--master-key-file=" + file});
+  ASSERT_TRUE(from_file.ok()) << from_file.status();
+  EXPECT_EQ(from_file->PiiMasterKeys().current, *pii::KeyFromHex(kA));
+  // The token key too: Load passes --jwt-hs256-key.
+  EXPECT_TRUE(absl::IsInvalidArgument(Load({"--jwt-hs256-key-file=" + file}).status()));
+}
+
+// A misspelt flag or variable is found, not left at its default unseen.
+TEST(ConfigTest, FlagsAndVariablesNothingReadAreFound) {
+  setenv("CRM_KAFKA_COMPRESION", "lz4", 1);
+  setenv("CRM_KAFKA_COMPRESSION", "zstd", 1);
+  auto loaded = Load({"--worker-thread=4", "--metrics-listen=127.0.0.1:0"});
+  unsetenv("CRM_KAFKA_COMPRESION");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  setenv("CRM_KAFKA_COMPRESION", "lz4", 1);
+  const UnreadSettings unread = FindUnreadSettings(loaded->args);
+  unsetenv("CRM_KAFKA_COMPRESION");
+  unsetenv("CRM_KAFKA_COMPRESSION");
+  EXPECT_EQ(unread.flags, std::vector<std::string>{"worker-thread"});
+  // Whatever else the environment of the test holds, only the misspelt one
+  // of these two is unread.
+  auto has = [&](const std::string& name) {
+    return std::count(unread.variables.begin(), unread.variables.end(), name) == 1;
+  };
+  EXPECT_TRUE(has("CRM_KAFKA_COMPRESION"));
+  EXPECT_FALSE(has("CRM_KAFKA_COMPRESSION"));
 }
 
 TEST(ConfigTest, KafkaCompressionDefaultsToNoneAndRefusesUnknownCodecs) {
