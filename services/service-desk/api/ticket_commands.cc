@@ -148,17 +148,12 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
 
 absl::StatusOr<std::pair<std::string, std::vector<ProjectionWrite>>> TicketCommands::PickFor(
     const crm::v1::Team& team, const std::string& except) const {
-  crm::v1::Team candidates = team;
-  if (!except.empty() && team.agent_ids_size() > 1) {
-    auto* ids = candidates.mutable_agent_ids();
-    ids->erase(std::remove(ids->begin(), ids->end(), except), ids->end());
-  }
   CRM_ASSIGN_OR_RETURN(const std::string last, store_.LastPicked(team.team_id()));
   AgentLoad load;
   if (team.strategy() == crm::v1::ASSIGNMENT_STRATEGY_LEAST_LOADED) {
-    CRM_ASSIGN_OR_RETURN(load, store_.LoadOf(candidates));
+    CRM_ASSIGN_OR_RETURN(load, store_.LoadOf(team));
   }
-  std::string agent = PickAgent(candidates, last, load);
+  std::string agent = PickAgent(team, last, load, except);
   std::vector<ProjectionWrite> writes;
   if (!agent.empty()) writes.push_back(DeskStore::PickedWrite(team.team_id(), agent));
   return std::make_pair(std::move(agent), std::move(writes));
@@ -242,7 +237,11 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::AssignTicket(const crm::v1::Assi
           absl::StrCat("assignee_id: ", r.assignee_id(), " is not an agent of team ", r.team_id()));
     }
   } else {
-    team = settings_.TeamOfAgent(r.assignee_id());
+    // An agent named alone keeps the ticket in its current team when the
+    // agent is a member, so breach notices and team reports stay there.
+    // Read unlocked (team locks come first), so chosen again below.
+    CRM_ASSIGN_OR_RETURN(auto current, store_.LoadTicket(r.ticket_id()));
+    team = settings_.TeamOfAgent(r.assignee_id(), current ? current->state.team_id() : "");
     if (team == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("assignee_id: unknown agent ", r.assignee_id()));
@@ -255,6 +254,10 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::AssignTicket(const crm::v1::Assi
       [&](const std::optional<crm::v1::Ticket>& state, absl::Time now) -> absl::StatusOr<Prepared> {
         service_desk::AssignTicket assign;
         assign.team_id = team->team_id();
+        if (r.team_id().empty() && state.has_value()) {
+          // The ticket may have changed team since the unlocked read.
+          assign.team_id = settings_.TeamOfAgent(r.assignee_id(), state->team_id())->team_id();
+        }
         assign.assignee_id = r.assignee_id();
         assign.now = now;
         std::vector<ProjectionWrite> writes;

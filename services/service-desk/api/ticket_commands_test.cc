@@ -51,8 +51,10 @@ constexpr char kSettings[] = R"pb(
     agent_ids: "dan"
     strategy: ASSIGNMENT_STRATEGY_LEAST_LOADED
   }
+  teams { team_id: "field" agent_ids: "eve" agent_ids: "fay" agent_ids: "gus" agent_ids: "dan" }
   routing_rules { category: "billing" team_id: "billing" }
   routing_rules { product: "printer-x" team_id: "hardware" }
+  routing_rules { category: "onsite" team_id: "field" }
   reopen_window_hours: 24
   warranties { product_id: "printer-x" months: 24 }
 )pb";
@@ -299,6 +301,44 @@ TEST_F(TicketCommandsTest, ReassignmentMovesTheTicketBetweenAgents) {
   EXPECT_EQ(tickets_->AssignTicket(r, Ctx()).status().code(), absl::StatusCode::kInvalidArgument);
   r.set_team_id("nowhere");
   EXPECT_EQ(tickets_->AssignTicket(r, Ctx()).status().message().substr(0, 8), "team_id:");
+}
+
+TEST_F(TicketCommandsTest, ReassigningToTheTeamGivesTheNextAgentInTurn) {
+  const auto t1 = Open("f1", "cus_1", "", "onsite");
+  const auto t2 = Open("f2", "cus_1", "", "onsite");
+  ASSERT_EQ(t1.assignee_id(), "eve");
+  ASSERT_EQ(t2.assignee_id(), "fay");
+  crm::v1::AssignTicketRequest r;
+  r.set_request_id("a1");
+  r.set_ticket_id(t2.ticket_id());
+  r.set_team_id("field");
+  auto moved = tickets_->AssignTicket(r, Ctx("lead:hal"));
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->assignee_id(), "gus") << "eve had her turn before fay";
+  EXPECT_EQ(Open("f3", "cus_1", "", "onsite").assignee_id(), "dan");
+}
+
+TEST_F(TicketCommandsTest, AnAgentNamedAloneKeepsTheTicketInItsTeamWhenAMember) {
+  // dan works in billing (listed first) and in field.
+  const auto t = Open("f1", "cus_1", "", "onsite");
+  ASSERT_EQ(t.team_id(), "field");
+  crm::v1::AssignTicketRequest r;
+  r.set_request_id("a1");
+  r.set_ticket_id(t.ticket_id());
+  r.set_assignee_id("dan");
+  auto moved = tickets_->AssignTicket(r, Ctx("lead:hal"));
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->assignee_id(), "dan");
+  EXPECT_EQ(moved->team_id(), "field");
+
+  // Not a member of the ticket's team: the agent's team takes it.
+  const auto printer = Open("h1");
+  ASSERT_EQ(printer.team_id(), "hardware");
+  r.set_request_id("a2");
+  r.set_ticket_id(printer.ticket_id());
+  moved = tickets_->AssignTicket(r, Ctx("lead:hal"));
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->team_id(), "billing");
 }
 
 TEST_F(TicketCommandsTest, UnknownCustomersAreAcceptedUnlessThePolicySaysOtherwise) {

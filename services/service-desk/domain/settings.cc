@@ -173,11 +173,18 @@ const crm::v1::Team* DeskSettings::FindTeam(absl::string_view team_id) const {
   return it == team_index_.end() ? nullptr : &config_.teams(it->second);
 }
 
-const crm::v1::Team* DeskSettings::TeamOfAgent(absl::string_view agent_id) const {
+const crm::v1::Team* DeskSettings::TeamOfAgent(absl::string_view agent_id,
+                                               absl::string_view preferred_team_id) const {
+  auto has_agent = [&](const crm::v1::Team& team) {
+    return std::find(team.agent_ids().begin(), team.agent_ids().end(), agent_id) !=
+           team.agent_ids().end();
+  };
+  if (const auto* preferred = FindTeam(preferred_team_id);
+      preferred != nullptr && has_agent(*preferred)) {
+    return preferred;
+  }
   for (const auto& team : config_.teams()) {
-    for (const auto& agent : team.agent_ids()) {
-      if (agent == agent_id) return &team;
-    }
+    if (has_agent(team)) return &team;
   }
   return nullptr;
 }
@@ -219,24 +226,28 @@ std::optional<WarrantyFollowUp> DeskSettings::WarrantyFollowUpFor(absl::string_v
 }
 
 std::string PickAgent(const crm::v1::Team& team, absl::string_view last_agent,
-                      const AgentLoad& load) {
+                      const AgentLoad& load, absl::string_view except) {
   const int n = team.agent_ids_size();
   if (n == 0) return "";
+  // The turn runs over the whole team, so skipping `except` cannot lose the
+  // cursor when `except` is also the agent picked last.
   int start = 0;
   for (int i = 0; i < n; ++i) {
     if (team.agent_ids(i) == last_agent) start = (i + 1) % n;
   }
-  if (team.strategy() != crm::v1::ASSIGNMENT_STRATEGY_LEAST_LOADED) return team.agent_ids(start);
-  auto load_of = [&](const std::string& agent) {
-    auto it = load.find(agent);
+  const bool least_loaded = team.strategy() == crm::v1::ASSIGNMENT_STRATEGY_LEAST_LOADED;
+  auto load_of = [&](int i) {
+    auto it = load.find(team.agent_ids(i));
     return it == load.end() ? int64_t{0} : it->second;
   };
-  int best = start;
-  for (int k = 1; k < n; ++k) {
+  int best = -1;
+  for (int k = 0; k < n; ++k) {
     const int i = (start + k) % n;
-    if (load_of(team.agent_ids(i)) < load_of(team.agent_ids(best))) best = i;
+    if (n > 1 && team.agent_ids(i) == except) continue;
+    if (!least_loaded) return team.agent_ids(i);
+    if (best < 0 || load_of(i) < load_of(best)) best = i;
   }
-  return team.agent_ids(best);
+  return team.agent_ids(best < 0 ? start : best);
 }
 
 }  // namespace crm::service_desk

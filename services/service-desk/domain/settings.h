@@ -36,8 +36,12 @@ class DeskSettings {
 
   // nullptr for an unknown team.
   const crm::v1::Team* FindTeam(absl::string_view team_id) const;
-  // The first team the agent belongs to; nullptr when none.
-  const crm::v1::Team* TeamOfAgent(absl::string_view agent_id) const;
+  // The team an agent named alone works in: `preferred_team_id` (the
+  // ticket's current team) when the agent is one of its members, so the
+  // ticket stays there, else the first team the agent belongs to; nullptr
+  // when none.
+  const crm::v1::Team* TeamOfAgent(absl::string_view agent_id,
+                                   absl::string_view preferred_team_id = "") const;
   // The team the first matching rule names, else the default team; nullptr
   // leaves the ticket unassigned. Category and product match ignoring case.
   const crm::v1::Team* Route(absl::string_view category, absl::string_view product,
@@ -67,7 +71,9 @@ using AgentLoad = absl::flat_hash_map<std::string, int64_t>;
 // agents. Round robin takes the agent after `last_agent` in team order;
 // least loaded takes the agent with the fewest active tickets, ties going
 // to the next one in round-robin order so equal agents still alternate.
+// `except` (the current assignee of a reassigned ticket) is never picked
+// unless the team has no one else.
 std::string PickAgent(const crm::v1::Team& team, absl::string_view last_agent,
-                      const AgentLoad& load);
+                      const AgentLoad& load, absl::string_view except = "");
 
 }  // namespace crm::service_desk

@@ -75,6 +75,17 @@ TEST(SettingsTest, TextConfigurationIsReadWithItsPolicies) {
   EXPECT_EQ(settings.TeamOfAgent("nobody"), nullptr);
 }
 
+TEST(SettingsTest, AnAgentInSeveralTeamsIsTakenInThePreferredOne) {
+  auto config = *DeskSettings::ParseText(kConfig);
+  config.mutable_teams(2)->add_agent_ids("bob");  // frontline, after hardware
+  auto settings = DeskSettings::Create(config);
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->TeamOfAgent("bob", "frontline")->team_id(), "frontline");
+  EXPECT_EQ(settings->TeamOfAgent("bob", "billing")->team_id(), "hardware") << "not a member";
+  EXPECT_EQ(settings->TeamOfAgent("bob", "")->team_id(), "hardware");
+  EXPECT_EQ(settings->TeamOfAgent("bob", "nowhere")->team_id(), "hardware");
+}
+
 TEST(SettingsTest, WarrantyRunsCalendarMonthsFromThePurchase) {
   auto config = DeskSettings::Defaults();
   auto* w = config.add_warranties();
@@ -196,6 +207,24 @@ TEST(PickAgentTest, LeastLoadedTakesTheFewestActiveTicketsTiesInTurn) {
   EXPECT_EQ(PickAgent(team, "bob", {{"ann", 1}, {"bob", 1}, {"cid", 1}}), "cid");
   EXPECT_EQ(PickAgent(team, "bob", {{"ann", 0}, {"bob", 1}, {"cid", 4}}), "ann");
   EXPECT_EQ(PickAgent(team, "cid", {{"ann", 2}, {"cid", 1}}), "bob") << "missing load is zero";
+}
+
+TEST(PickAgentTest, ReassigningSkipsTheCurrentAssigneeButKeepsTheTurn) {
+  const auto round_robin = Team(crm::v1::ASSIGNMENT_STRATEGY_ROUND_ROBIN);
+  // bob was picked last and holds the ticket: cid's turn, not ann's.
+  EXPECT_EQ(PickAgent(round_robin, "bob", {}, "bob"), "cid");
+  EXPECT_EQ(PickAgent(round_robin, "ann", {}, "bob"), "cid");
+  EXPECT_EQ(PickAgent(round_robin, "cid", {}, "cid"), "ann");
+
+  const auto least_loaded = Team(crm::v1::ASSIGNMENT_STRATEGY_LEAST_LOADED);
+  const AgentLoad tied{{"ann", 1}, {"bob", 1}, {"cid", 1}};
+  EXPECT_EQ(PickAgent(least_loaded, "bob", tied, "bob"), "cid");
+  EXPECT_EQ(PickAgent(least_loaded, "bob", {{"ann", 1}, {"bob", 0}, {"cid", 2}}, "bob"), "ann")
+      << "the current assignee is not picked even when least loaded";
+
+  crm::v1::Team alone;
+  alone.add_agent_ids("ann");
+  EXPECT_EQ(PickAgent(alone, "ann", {}, "ann"), "ann") << "nobody else to take it";
 }
 
 TEST(PickAgentTest, TeamWithoutAgentsPicksNobody) {
