@@ -105,6 +105,13 @@ absl::Status CheckTimestamp(const char* field, const Timestamp& t) {
   return absl::OkStatus();
 }
 
+// The first response is the earliest answer, whatever order they arrive in.
+void TakeIfEarlier(crm::v1::KpiTicketRecord* r, const crm::v1::EventEnvelope& event) {
+  if (!r->has_first_response_at() || event.occurred_at() < r->first_response_at()) {
+    *r->mutable_first_response_at() = event.occurred_at();
+  }
+}
+
 }  // namespace
 
 int64_t Percentile(std::vector<int64_t>& values, int percent) {
@@ -139,9 +146,7 @@ absl::Status ApplyToKpis(const EventEnvelope& event, const Payload& payload,
   } else if (const auto* m = payload.As<TicketReplied>()) {
     if (!m->first_response()) return absl::OkStatus();
     CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
-    if (!r->has_first_response_at() || event.occurred_at() < r->first_response_at()) {
-      *r->mutable_first_response_at() = event.occurred_at();
-    }
+    TakeIfEarlier(r, event);
   } else if (const auto* m = payload.As<TicketStatusChanged>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     SetStatus(r, event, m->to_status());
@@ -149,6 +154,9 @@ absl::Status ApplyToKpis(const EventEnvelope& event, const Payload& payload,
     CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     SetStatus(r, event, TICKET_STATUS_RESOLVED);
     TakeIfNewer(r->mutable_resolved(), event);
+    // A resolution answers the customer, as the desk's first-response
+    // clock counts it: a ticket solved without a reply was answered then.
+    TakeIfEarlier(r, event);
   } else if (const auto* m = payload.As<TicketClosed>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     SetStatus(r, event, TICKET_STATUS_CLOSED);

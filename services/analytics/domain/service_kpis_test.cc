@@ -171,6 +171,27 @@ TEST(ServiceKpisTest, RecordsAreTheSameWhateverTheOrderAndDuplicates) {
   }
 }
 
+// A ticket solved without a reply was answered when it was resolved: a
+// reply after it was reopened is not its first response.
+TEST(ServiceKpisTest, AResolutionWithoutAReplyIsTheFirstResponse) {
+  crm::v1::TicketReopened reopened;
+  reopened.set_ticket_id("t1");
+  const std::vector<EventEnvelope> events = {
+      TicketOpenedAt("cus_1", "t1", 100, "router", "fault"),
+      TicketEvent(Resolved("t1"), "cus_1", "t1", 2, 400),
+      TicketEvent(reopened, "cus_1", "t1", 3, 5000),
+      // Flagged by a desk that predates the rule.
+      TicketEvent(FirstReply("t1"), "cus_1", "t1", 4, 9000),
+  };
+  for (int seed = 0; seed < 6; ++seed) {
+    auto shuffled = events;
+    std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(seed));
+    const auto kpis = When(Given(shuffled));
+    EXPECT_EQ(kpis.total().first_response().samples(), 1);
+    EXPECT_EQ(kpis.total().first_response().median_seconds(), 300) << seed;
+  }
+}
+
 TEST(ServiceKpisTest, BadRequestsNameTheField) {
   crm::v1::GetServiceKpisRequest r;
   r.mutable_from()->set_seconds(200);

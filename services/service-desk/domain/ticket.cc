@@ -123,7 +123,11 @@ absl::StatusOr<std::vector<TicketEvent>> Reply(const Ticket& t, const ReplyToTic
   std::vector<TicketEvent> events;
   if (c.author_type == crm::v1::AUTHOR_TYPE_AGENT) {
     if (!IsActive(t.status())) return WrongStatus(t, "reopen it before replying");
-    reply.set_first_response(!t.has_first_responded_at());
+    // A resolution answers the customer too (and meets the first-response
+    // clock), so no reply after one is the first response, with or without
+    // a target: flagged, it would report a first response long after the
+    // one the clock recorded. Only a resolved ticket is ever reopened.
+    reply.set_first_response(!t.has_first_responded_at() && t.reopen_count() == 0);
     events.push_back(reply);
     if (t.status() == crm::v1::TICKET_STATUS_NEW) {
       events.push_back(StatusChanged(t, crm::v1::TICKET_STATUS_OPEN,

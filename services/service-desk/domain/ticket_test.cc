@@ -220,6 +220,31 @@ TEST(ReplyTest, LaterAgentRepliesAreNotFirstResponses) {
   s.Then({reply});
 }
 
+TEST(ReplyTest, ReplyAfterAResolutionWithoutOneIsNotTheFirstResponse) {
+  crm::v1::TicketReplied reply;
+  reply.set_ticket_id("tkt_1");
+  reply.set_message_id("msg_a");
+  reply.set_author_id("agent:ann");
+  reply.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
+  reply.set_body("On it");
+  const std::vector<TicketCommand> resolved_unanswered = {Open(), ResolveTicket{"", "", T(30)},
+                                                          ReopenTicket{"came back", T(1000)}};
+  Scenario().Given(History(resolved_unanswered)).When(AgentReply(1100)).Then({reply});
+
+  std::vector<TicketCommand> replied = resolved_unanswered;
+  replied.push_back(AgentReply(1100));
+  const Ticket t = Fold(replied);
+  EXPECT_FALSE(t.has_first_responded_at());
+  EXPECT_EQ(FromProtoTimestamp(t.first_response().met_at()), T(30)) << "met by the resolution";
+
+  // Without a first-response target there is no clock, and still no flag.
+  Scenario()
+      .Given(History({Open(0, crm::v1::TICKET_PRIORITY_LOW), ResolveTicket{"", "", T(30)},
+                      ReopenTicket{"came back", T(1000)}}))
+      .When(AgentReply(1100))
+      .Then({reply});
+}
+
 TEST(ReplyTest, CustomerReplyOnNewTicketChangesNothingElse) {
   const Ticket t = Fold({Open(), CustomerReply(10)});
   EXPECT_EQ(t.status(), crm::v1::TICKET_STATUS_NEW);
