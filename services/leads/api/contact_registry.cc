@@ -49,9 +49,12 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
     r.customer_id = match != nullptr ? match->customer_id : c.new_customer_id;
     if (match != nullptr) r.duplicate_of_lead_id = match->lead_id;
     r.lead_id = lead_id_for(r.customer_id);
+    // A key first seen on a duplicate names the person's first lead, as
+    // its matched key does (copied: emplace may move what `match` names).
+    const ContactMatch first = match != nullptr ? *match : ContactMatch{r.lead_id, r.customer_id};
     for (const auto& k : c.keys) {
       if (pending_.contains(k) || known.contains(k)) continue;
-      pending_.emplace(k, Pending{ContactMatch{r.lead_id, r.customer_id}, owner});
+      pending_.emplace(k, Pending{first, owner});
       r.claimed.push_back(k);
     }
     out.push_back(std::move(r));

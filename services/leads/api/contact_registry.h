@@ -36,7 +36,8 @@ class ContactRegistry {
     std::string customer_id;
     // The first lead of a known person; empty for a new person.
     std::string duplicate_of_lead_id;
-    // Keys nobody had: they point to this lead once it is committed.
+    // Keys nobody had: once this lead is committed they point to the
+    // person's first lead (duplicate_of_lead_id, else this lead).
     std::vector<std::string> claimed;
   };
 

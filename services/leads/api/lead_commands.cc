@@ -85,9 +85,13 @@ absl::StatusOr<NewLead> PrepareNewLead(const CaptureLead& command,
   append.events = Envelopes(events, command.customer_id, ctx);
   append.state = out.state.SerializeAsString();
   append.projection_writes = LeadStore::ListWrites(nullptr, out.state);
+  // The index names the person's first lead: a key a duplicate claims
+  // points where its matched key points.
+  const ContactMatch first{
+      command.duplicate_of_lead_id.empty() ? command.lead_id : command.duplicate_of_lead_id,
+      command.customer_id};
   for (const auto& key : claimed_keys) {
-    append.projection_writes.push_back(
-        LeadStore::ContactWrite(key, {command.lead_id, command.customer_id}));
+    append.projection_writes.push_back(LeadStore::ContactWrite(key, first));
   }
   return out;
 }

@@ -81,6 +81,19 @@ TEST_F(LeadCommandsTest, SamePersonByEmailOrPhoneGetsSameCustomerId) {
   EXPECT_FALSE(other->duplicate());
 }
 
+TEST_F(LeadCommandsTest, AContactFirstSeenOnADuplicateFindsThePersonsFirstLead) {
+  auto first = commands_->CaptureLead(Request("r1", "ada@example.com"), Ctx());
+  // A duplicate by email that brings a phone nobody had.
+  auto with_phone =
+      commands_->CaptureLead(Request("r2", "ada@example.com", "+442079460958"), Ctx());
+  auto by_phone = commands_->CaptureLead(Request("r3", "", "+44 20 7946 0958"), Ctx());
+  ASSERT_TRUE(first.ok() && with_phone.ok() && by_phone.ok());
+  EXPECT_EQ(with_phone->duplicate_of_lead_id(), first->lead_id());
+  EXPECT_TRUE(by_phone->duplicate());
+  EXPECT_EQ(by_phone->duplicate_of_lead_id(), first->lead_id());
+  EXPECT_EQ(by_phone->customer_id(), first->customer_id());
+}
+
 TEST_F(LeadCommandsTest, RetriedRequestReturnsFirstResultAndAppendsNothing) {
   auto first = commands_->CaptureLead(Request("r1", "ada@example.com"), Ctx());
   auto retry = commands_->CaptureLead(Request("r1", "ada@example.com"), Ctx());
