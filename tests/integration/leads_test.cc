@@ -1,8 +1,10 @@
 // The leads service as a real process on loopback, driven over gRPC: the
 // trade-show import (assignment rules, duplicates, scores, an idempotent
-// replay after a restart) and the lifecycle up to conversion.
+// replay after a restart), the lifecycle up to conversion, and what scoped
+// callers (a manager, a rep) are told.
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -303,6 +305,117 @@ TEST_F(LeadsServiceTest, TradeShowImportIsAssignedScoredDeduplicatedAndReplayabl
   st = writer->Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(st.error_message().rfind("import_id:", 0), 0u) << st.error_message();
+}
+
+// ---- What a scoped caller sees (record_access.h, applied by the leads handlers) ----
+
+const auth::Principal kManagerEmea{"mgr-emea", {auth::kRoleSalesManager}, "EMEA"};
+const auth::Principal kManagerAmer{"mgr-amer", {auth::kRoleSalesManager}, "AMER"};
+const auth::Principal kRep{"rep-1", {auth::kRoleSalesRep}, "EMEA"};
+
+std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(Deadline(10));
+  return ctx;
+}
+
+crm::v1::CaptureLeadResponse Capture(crm::v1::LeadsService::Stub& stub,
+                                     const std::string& request_id, const std::string& email,
+                                     const std::string& region) {
+  crm::v1::CaptureLeadRequest r;
+  r.set_request_id(request_id);
+  r.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  r.mutable_contact()->set_email(email);
+  r.set_region(region);
+  crm::v1::CaptureLeadResponse captured;
+  auto st = stub.CaptureLead(Ctx().get(), r, &captured);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return captured;
+}
+
+// Imports `rows` in one message.
+grpc::Status ImportRows(crm::v1::LeadsService::Stub& stub, const std::string& import_id,
+                        const std::vector<crm::v1::ImportLeadRow>& rows,
+                        crm::v1::ImportLeadsResponse* response) {
+  auto ctx = Ctx();
+  auto writer = stub.ImportLeads(ctx.get(), response);
+  crm::v1::ImportLeadsRequest message;
+  message.set_import_id(import_id);
+  message.set_default_channel(crm::v1::LEAD_CHANNEL_TRADE_SHOW);
+  for (const auto& row : rows) *message.add_rows() = row;
+  writer->Write(message);
+  writer->WritesDone();
+  return writer->Finish();
+}
+
+TEST_F(LeadsServiceTest, AManagerReadsEveryLeadItListsWhateverTheCaseOfItsRegion) {
+  auto admin = stack_.LeadsStub();
+  // Assignment rules match regions ignoring case; so does a manager's scope.
+  const auto lead = Capture(*admin, "case-1", "case@emea.test", "emea");
+  auto emea = crm::v1::LeadsService::NewStub(stack_.Channel("leads", kManagerEmea));
+  auto amer = crm::v1::LeadsService::NewStub(stack_.Channel("leads", kManagerAmer));
+
+  // The lead the manager lists (contact data included) is one it may read.
+  crm::v1::ListLeadsRequest all;
+  const auto listed = ListAll(*emea, all);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].lead_id(), lead.lead_id());
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id(lead.lead_id());
+  crm::v1::Lead read;
+  auto st = emea->GetLead(Ctx().get(), get, &read);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(read.region(), "emea");
+  // Asking for its territory in the lead's spelling narrows nothing away.
+  crm::v1::ListLeadsRequest lower;
+  lower.set_region("emea");
+  EXPECT_EQ(ListAll(*emea, lower).size(), 1u);
+
+  // Another territory sees it neither way.
+  EXPECT_TRUE(ListAll(*amer, all).empty());
+  EXPECT_EQ(amer->GetLead(Ctx().get(), get, &read).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(LeadsServiceTest, AnImportNamesOnlyEarlierLeadsTheCallerMayAccess) {
+  auto admin = stack_.LeadsStub();
+  const auto foreign = Capture(*admin, "dup-apac", "apac@dup.test", "APAC");
+  const auto own = Capture(*admin, "dup-emea", "emea@dup.test", "EMEA");
+  std::vector<crm::v1::ImportLeadRow> rows(2);
+  for (int i = 0; i < 2; ++i) {
+    rows[i].set_row_number(i + 1);
+    rows[i].set_region("EMEA");
+  }
+  rows[0].mutable_contact()->set_email("apac@dup.test");
+  rows[1].mutable_contact()->set_email("emea@dup.test");
+
+  auto emea = crm::v1::LeadsService::NewStub(stack_.Channel("leads", kManagerEmea));
+  for (const char* attempt : {"first", "replay"}) {
+    crm::v1::ImportLeadsResponse response;
+    auto st = ImportRows(*emea, "dup-import-1", rows, &response);
+    ASSERT_TRUE(st.ok()) << attempt << ": " << st.error_message();
+    ASSERT_EQ(response.results_size(), 2) << attempt;
+    // Still a duplicate of a known person, but the APAC lead is not named.
+    EXPECT_EQ(response.results(0).outcome(), crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE) << attempt;
+    EXPECT_EQ(response.results(0).duplicate_of_lead_id(), "") << attempt;
+    EXPECT_EQ(response.results(1).duplicate_of_lead_id(), own.lead_id()) << attempt;
+  }
+  // A caller who sees everything is told.
+  crm::v1::ImportLeadsResponse response;
+  auto st = ImportRows(*admin, "dup-import-2", rows, &response);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(response.results(0).duplicate_of_lead_id(), foreign.lead_id());
+}
+
+TEST_F(LeadsServiceTest, AMergeWithoutASurvivorNamesSurvivorLeadId) {
+  auto rep = crm::v1::LeadsService::NewStub(stack_.Channel("leads", kRep));
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-no-survivor");
+  merge.set_merged_lead_id("lead-someone");
+  crm::v1::MergeLeadsResponse response;
+  auto st = rep->MergeLeads(Ctx().get(), merge, &response);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_EQ(st.error_message().rfind("survivor_lead_id:", 0), 0u) << st.error_message();
 }
 
 }  // namespace

@@ -65,6 +65,13 @@ class LeadIdPool {
   std::vector<std::string> halves_[2];
 };
 
+// Where an import's row results are stored: the import_id scoped to the
+// caller like a command's request key, so the same import_id from two
+// callers is two imports and a replay returns only the caller's results.
+std::string ImportKeyOf(const EventContext& ctx, absl::string_view import_id) {
+  return CallerRequestKey(ctx, absl::StrCat("ImportLeads/", import_id));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
@@ -74,35 +81,37 @@ absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
     return absl::InvalidArgumentError("default_channel: unknown channel");
   }
   CRM_RETURN_IF_ERROR(commands_.EnsureRecovered());
+  std::string import_key = ImportKeyOf(ctx, import_id);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!active_.insert(import_id).second) {
+    if (!active_.insert(import_key).second) {
       return absl::AbortedError(
           absl::StrCat("import ", import_id, " is running in another call; retry when it ends"));
     }
   }
   if (ctx.source.empty()) ctx.source = kLeadsSource;
   if (ctx.correlation_id.empty()) ctx.correlation_id = import_id;
-  auto seen = commands_.store().HasImportRows(import_id);
+  auto seen = commands_.store().HasImportRows(import_key);
   if (!seen.ok()) {
-    End(import_id);
+    End(import_key);
     return seen.status();
   }
-  return std::make_unique<ImportSession>(*this, import_id, default_channel, std::move(ctx),
-                                         /*fresh_import=*/!*seen);
+  return std::make_unique<ImportSession>(*this, import_id, std::move(import_key), default_channel,
+                                         std::move(ctx), /*fresh_import=*/!*seen);
 }
 
-void LeadImporter::End(const std::string& import_id) {
+void LeadImporter::End(const std::string& import_key) {
   std::lock_guard<std::mutex> lock(mu_);
-  active_.erase(import_id);
+  active_.erase(import_key);
 }
 
-ImportSession::ImportSession(LeadImporter& importer, std::string import_id,
+ImportSession::ImportSession(LeadImporter& importer, std::string import_id, std::string import_key,
                              crm::v1::LeadChannel default_channel, EventContext ctx,
                              bool fresh_import)
     : importer_(importer),
       commands_(importer.commands_),
       import_id_(std::move(import_id)),
+      import_key_(std::move(import_key)),
       default_channel_(default_channel),
       ctx_(std::move(ctx)),
       fresh_import_(fresh_import),
@@ -110,7 +119,7 @@ ImportSession::ImportSession(LeadImporter& importer, std::string import_id,
 
 ImportSession::~ImportSession() {
   WaitForWriter().IgnoreError();
-  importer_.End(import_id_);
+  importer_.End(import_key_);
 }
 
 absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow>* rows) {
@@ -227,7 +236,7 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
   }
   std::vector<std::optional<crm::v1::ImportRowResult>> earlier(lookup_rows.size());
   if (!fresh_import_) {
-    CRM_ASSIGN_OR_RETURN(earlier, commands_.store().FindImportRows(import_id_, lookup_rows));
+    CRM_ASSIGN_OR_RETURN(earlier, commands_.store().FindImportRows(import_key_, lookup_rows));
   }
 
   // Validation and normalization of the rows new to this import.
@@ -333,7 +342,7 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
     result.set_owner_id(lead->state.owner_id());
     result.set_queue(lead->state.queue());
     result.set_score(lead->state.score().total());
-    lead->append.projection_writes.push_back(LeadStore::ImportRowWrite(import_id_, result));
+    lead->append.projection_writes.push_back(LeadStore::ImportRowWrite(import_key_, result));
     chunk.appends.push_back(std::move(lead->append));
     chunk.assignments.push_back(std::move(assignments[j]));
     chunk.halves.push_back(HalfOf(command.customer_id));

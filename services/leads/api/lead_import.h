@@ -35,36 +35,40 @@ class ImportSession;
 // AppendRequest per row, so a row lands whole or not at all. The chunk is
 // written as two AppendBatch calls at once, split by person (a person's
 // rows share one synced WriteBatch), while the next chunk is prepared.
-// Each row stores its result under import_id + row number in the same
-// append, so a replayed row is answered from it and appends nothing.
+// Each row stores its result under the caller's import key (import_id
+// scoped to the caller, as commands' request keys are) + row number in the
+// same append, so a replayed row is answered from it and appends nothing,
+// and another caller's import of the same import_id is an import of its own.
 class LeadImporter {
  public:
   explicit LeadImporter(LeadCommands& commands, ImportOptions options = {})
       : commands_(commands), options_(options) {}
 
   // INVALID_ARGUMENT for a bad import_id; ABORTED while another call of the
-  // same import is running (it would race on the same rows).
+  // same caller's import is running (it would race on the same rows).
   absl::StatusOr<std::unique_ptr<ImportSession>> Begin(const std::string& import_id,
                                                        crm::v1::LeadChannel default_channel,
                                                        EventContext ctx);
 
  private:
   friend class ImportSession;
-  void End(const std::string& import_id);
+  void End(const std::string& import_key);
 
   LeadCommands& commands_;
   ImportOptions options_;
   std::mutex mu_;
-  absl::flat_hash_set<std::string> active_;
+  absl::flat_hash_set<std::string> active_;  // import keys
 };
 
 // One ImportLeads call. Not thread-safe: one caller feeds it in order.
 class ImportSession {
  public:
+  // `import_key`: where the rows' results are stored (the caller-scoped
+  // import_id, see LeadImporter::Begin).
   // `fresh_import`: no row of this import was stored before, so rows need
   // no lookup of an earlier result.
-  ImportSession(LeadImporter& importer, std::string import_id, crm::v1::LeadChannel default_channel,
-                EventContext ctx, bool fresh_import);
+  ImportSession(LeadImporter& importer, std::string import_id, std::string import_key,
+                crm::v1::LeadChannel default_channel, EventContext ctx, bool fresh_import);
   ~ImportSession();
   ImportSession(const ImportSession&) = delete;
   ImportSession& operator=(const ImportSession&) = delete;
@@ -100,6 +104,7 @@ class ImportSession {
   LeadImporter& importer_;
   LeadCommands& commands_;
   const std::string import_id_;
+  const std::string import_key_;
   const crm::v1::LeadChannel default_channel_;
   const EventContext ctx_;
   const bool fresh_import_;

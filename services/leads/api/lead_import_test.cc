@@ -45,8 +45,9 @@ class LeadImportTest : public ::testing::Test {
   // Sends `rows` in messages of `per_message` rows, as the gRPC handler does.
   absl::StatusOr<crm::v1::ImportLeadsResponse> Import(const std::string& import_id,
                                                       std::vector<crm::v1::ImportLeadRow> rows,
-                                                      size_t per_message = 5) {
-    auto session = importer_->Begin(import_id, crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+                                                      size_t per_message = 5,
+                                                      EventContext ctx = Ctx()) {
+    auto session = importer_->Begin(import_id, crm::v1::LEAD_CHANNEL_TRADE_SHOW, std::move(ctx));
     if (!session.ok()) return session.status();
     for (size_t i = 0; i < rows.size(); i += per_message) {
       google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow> message;
@@ -243,6 +244,76 @@ TEST_F(LeadImportTest, AnImportContinuesInAnotherCall) {
   EXPECT_EQ(row15.outcome(), crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE);
   EXPECT_EQ(row15.customer_id(), first->results(2).customer_id());
   EXPECT_EQ(CountLeads(), 20);
+}
+
+TEST_F(LeadImportTest, AnotherCallersImportWithTheSameIdIsAnImportOfItsOwn) {
+  EventContext a = Ctx();
+  a.actor = "user:manager-a";
+  EventContext b = Ctx();
+  b.actor = "user:manager-b";
+  auto rows_of = [](const std::string& who) {
+    std::vector<crm::v1::ImportLeadRow> rows;
+    for (int i = 1; i <= 10; ++i) rows.push_back(Row(i, absl::StrCat(who, i, "@x.test")));
+    return rows;
+  };
+  auto first_a = Import("shared-1", rows_of("a"), 5, a);
+  ASSERT_TRUE(first_a.ok()) << first_a.status();
+  // B runs the same import_id while A's call is still open, and after it.
+  auto open_a = importer_->Begin("shared-1", crm::v1::LEAD_CHANNEL_TRADE_SHOW, a);
+  ASSERT_TRUE(open_a.ok()) << open_a.status();
+  auto first_b = Import("shared-1", rows_of("b"), 5, b);
+  ASSERT_TRUE(first_b.ok()) << first_b.status();
+  open_a->reset();
+  ASSERT_EQ(first_b->results_size(), 10);
+  EXPECT_EQ(first_b->accepted(), 10);
+  EXPECT_EQ(first_b->replayed(), 0);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_NE(first_b->results(i).lead_id(), first_a->results(i).lead_id());
+    EXPECT_NE(first_b->results(i).customer_id(), first_a->results(i).customer_id());
+  }
+  EXPECT_EQ(CountLeads(), 20);
+
+  // Each caller's replay, after a restart, returns that caller's results.
+  const uint64_t log_size = store_->events().LogSize();
+  importer_.reset();
+  commands_.reset();
+  store_.reset();
+  Open();
+  auto again_a = Import("shared-1", rows_of("a"), 5, a);
+  auto again_b = Import("shared-1", rows_of("b"), 5, b);
+  ASSERT_TRUE(again_a.ok() && again_b.ok());
+  EXPECT_EQ(again_a->replayed(), 10);
+  EXPECT_EQ(again_b->replayed(), 10);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(again_a->results(i).lead_id(), first_a->results(i).lead_id());
+    EXPECT_EQ(again_b->results(i).lead_id(), first_b->results(i).lead_id());
+  }
+  EXPECT_EQ(store_->events().LogSize(), log_size);
+}
+
+TEST_F(LeadImportTest, AContactFirstSeenOnADuplicateRowFindsThePersonsFirstLead) {
+  // Row 2 is row 1's person by email and brings a phone; row 3 has only
+  // that phone (same chunk, so matched while row 2 is still in flight).
+  std::vector<crm::v1::ImportLeadRow> rows = {Row(1, "ada@x.test"), Row(2, "ada@x.test"),
+                                              Row(3, "")};
+  rows[1].mutable_contact()->set_phone("+442079460958");
+  rows[2].mutable_contact()->set_phone("+44 20 7946 0958");
+  auto response = Import("phone-1", rows);
+  ASSERT_TRUE(response.ok()) << response.status();
+  const auto& r = response->results();
+  ASSERT_EQ(r.size(), 3);
+  EXPECT_EQ(r[1].duplicate_of_lead_id(), r[0].lead_id());
+  EXPECT_EQ(r[2].outcome(), crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE);
+  EXPECT_EQ(r[2].duplicate_of_lead_id(), r[0].lead_id());
+  EXPECT_EQ(r[2].customer_id(), r[0].customer_id());
+
+  // Once written, the index names the first lead too.
+  std::vector<crm::v1::ImportLeadRow> by_phone = {Row(1, "")};
+  by_phone[0].mutable_contact()->set_phone("+442079460958");
+  auto later = Import("phone-2", by_phone);
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->results(0).duplicate_of_lead_id(), r[0].lead_id());
+  EXPECT_EQ(later->results(0).customer_id(), r[0].customer_id());
 }
 
 TEST_F(LeadImportTest, ARowNumberRepeatedInOneCallIsTheSameRow) {

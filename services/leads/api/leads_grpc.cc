@@ -1,17 +1,29 @@
 #include "services/leads/api/leads_grpc.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
 #include "libs/common/status_macros.h"
+#include "services/leads/domain/lead.h"
 
 namespace crm::leads {
 namespace {
 
 constexpr char kSource[] = "crm/leads";
+
+// A manager's territory matches a lead's region ignoring case, the way
+// assignment rules match regions (an "emea" lead is routed by an "EMEA"
+// rule) and the store filters them, so ListLeads and the single-lead check
+// agree on which leads a manager may see.
+bool InTerritory(absl::string_view region, absl::string_view territory) {
+  return !territory.empty() && absl::EqualsIgnoreCase(region, territory);
+}
 
 // One ImportLeads call. Each message is handed to the executor (rows are
 // prepared and appended there, never on a gRPC thread); the next read
@@ -19,9 +31,16 @@ constexpr char kSource[] = "crm/leads";
 // flow control rather than by buffering rows in memory.
 class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportLeadsRequest> {
  public:
+  // `redact` trims the finished response to what the caller may see.
+  using Redact = std::function<void(crm::v1::ImportLeadsResponse&)>;
+
   ImportLeadsReactor(LeadImporter& importer, BlockingExecutor& executor, EventContext ctx,
-                     crm::v1::ImportLeadsResponse* response)
-      : importer_(importer), executor_(executor), ctx_(std::move(ctx)), response_(response) {
+                     crm::v1::ImportLeadsResponse* response, Redact redact)
+      : importer_(importer),
+        executor_(executor),
+        ctx_(std::move(ctx)),
+        response_(response),
+        redact_(std::move(redact)) {
     StartRead(&request_);
   }
 
@@ -59,7 +78,10 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
     if (cancelled_.load()) return End(absl::CancelledError("import cancelled"));
     if (session_ == nullptr) return End(absl::InvalidArgumentError("import_id: required"));
     auto response = session_->Finish();
-    if (response.ok()) *response_ = *std::move(response);
+    if (response.ok()) {
+      redact_(*response);
+      *response_ = *std::move(response);
+    }
     End(response.status());
   }
 
@@ -72,6 +94,7 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
   BlockingExecutor& executor_;
   const EventContext ctx_;
   crm::v1::ImportLeadsResponse* response_;
+  const Redact redact_;
   crm::v1::ImportLeadsRequest request_;
   std::unique_ptr<ImportSession> session_;
   std::atomic<bool> cancelled_{false};
@@ -101,7 +124,12 @@ absl::Status LeadsGrpc::CheckLead(const auth::Principal& caller, const std::stri
   return auth::CheckLoaded(
       caller, commands_.GetLead(get), field, lead_id,
       [](const crm::v1::Lead& l) { return l.owner_id(); },
-      [](const crm::v1::Lead& l) { return l.region(); });
+      // MayAccess compares territories exactly: hand it the caller's own
+      // spelling when the region is the same one (InTerritory).
+      [&caller](const crm::v1::Lead& l) -> absl::string_view {
+        if (InTerritory(l.region(), caller.territory)) return caller.territory;
+        return l.region();
+      });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::CaptureLead(grpc::CallbackServerContext* ctx,
@@ -121,10 +149,24 @@ grpc::ServerUnaryReactor* LeadsGrpc::CaptureLead(grpc::CallbackServerContext* ct
                });
 }
 
+void LeadsGrpc::HideForeignDuplicates(const auth::Principal& caller,
+                                      crm::v1::ImportLeadsResponse& response) const {
+  if (caller.SeesEverything()) return;
+  // Many rows of an import name the same earlier lead: check each once.
+  absl::flat_hash_map<std::string, bool> visible;
+  for (auto& row : *response.mutable_results()) {
+    if (row.duplicate_of_lead_id().empty()) continue;
+    auto [it, added] = visible.try_emplace(row.duplicate_of_lead_id());
+    if (added) it->second = CheckLead(caller, row.duplicate_of_lead_id()).ok();
+    if (!it->second) row.clear_duplicate_of_lead_id();
+  }
+}
+
 grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
     grpc::CallbackServerContext* ctx, crm::v1::ImportLeadsResponse* response) {
   // Streaming calls do not go through Unary: refuse here, before any row.
-  if (auto caller = auth::CallerFrom(*ctx); !caller.ok()) {
+  auto caller = auth::CallerFrom(*ctx);
+  if (!caller.ok()) {
     class Refused final : public grpc::ServerReadReactor<crm::v1::ImportLeadsRequest> {
      public:
       explicit Refused(const absl::Status& st) { Finish(ToGrpcStatus(st)); }
@@ -132,8 +174,13 @@ grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
     };
     return std::make_unique<Refused>(caller.status()).release();
   }
-  return std::make_unique<ImportLeadsReactor>(importer_, executor_, EventContextFrom(*ctx, kSource),
-                                              response)
+  // Rows are answered per caller (a replay too): the stored results keep
+  // the earlier lead, the caller learns it only if it may access it.
+  return std::make_unique<ImportLeadsReactor>(
+             importer_, executor_, EventContextFrom(*ctx, kSource), response,
+             [this, caller = *std::move(caller)](crm::v1::ImportLeadsResponse& r) {
+               HideForeignDuplicates(caller, r);
+             })
       .release();
 }
 
@@ -158,7 +205,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::ListLeads(grpc::CallbackServerContext* ctx,
                  // Scoped callers get their slice: the filter is narrowed, never failed.
                  crm::v1::ListLeadsRequest scoped = r;
                  if (caller.HasRole(auth::kRoleSalesManager) && !caller.territory.empty() &&
-                     (r.region().empty() || r.region() == caller.territory)) {
+                     (r.region().empty() || InTerritory(r.region(), caller.territory))) {
                    scoped.set_region(caller.territory);
                  } else if (caller.HasRole(auth::kRoleSalesRep) && r.queue().empty() &&
                             (r.owner_id().empty() || r.owner_id() == caller.subject)) {
@@ -261,6 +308,11 @@ grpc::ServerUnaryReactor* LeadsGrpc::MergeLeads(grpc::CallbackServerContext* ctx
                [this, e = EventContextFrom(*ctx, kSource)](
                    const auto& r,
                    const auth::Principal& caller) -> absl::StatusOr<crm::v1::MergeLeadsResponse> {
+                 // The request's own fields first, each named as sent (CheckLead
+                 // would report an empty id as lead_id). Naming one lead twice is
+                 // said after the access checks: a request naming a lead the
+                 // caller may not access is refused like any other.
+                 CRM_RETURN_IF_ERROR(ValidateMergeFields(r));
                  CRM_RETURN_IF_ERROR(CheckLead(caller, r.survivor_lead_id(), "survivor_lead_id"));
                  CRM_RETURN_IF_ERROR(CheckLead(caller, r.merged_lead_id(), "merged_lead_id"));
                  return commands_.MergeLeads(r, e);

@@ -76,6 +76,10 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
   // PERMISSION_DENIED whether the lead exists or not (record_access.h).
   absl::Status CheckLead(const auth::Principal& caller, const std::string& lead_id,
                          absl::string_view field = "lead_id") const;
+  // Clears duplicate_of_lead_id where it names a lead the caller may not
+  // access, as CaptureLead does: dedupe must not point at others' leads.
+  void HideForeignDuplicates(const auth::Principal& caller,
+                             crm::v1::ImportLeadsResponse& response) const;
 
   LeadCommands& commands_;
   LeadImporter& importer_;

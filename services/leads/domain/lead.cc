@@ -198,7 +198,9 @@ absl::StatusOr<std::vector<LeadEvent>> DecideQualify(const crm::v1::Lead& lead,
     // what was known.
     crm::v1::Bant bant = lead.bant();
     if (c.bant->has_budget()) *bant.mutable_budget() = c.bant->budget();
-    bant.set_decision_maker(c.bant->decision_maker());
+    // decision_maker has no presence: false is also "not said", so only a
+    // confirmation changes it, like the other parts left unset.
+    if (c.bant->decision_maker()) bant.set_decision_maker(true);
     if (!c.bant->need().empty()) bant.set_need(c.bant->need());
     if (c.bant->timeline() != crm::v1::PURCHASE_TIMELINE_UNSPECIFIED) {
       bant.set_timeline(c.bant->timeline());
@@ -630,15 +632,20 @@ absl::StatusOr<AssignLead> ParseAssign(const crm::v1::AssignLeadRequest& r) {
   return c;
 }
 
-absl::Status ValidateMerge(const crm::v1::MergeLeadsRequest& r) {
+absl::Status ValidateMergeFields(const crm::v1::MergeLeadsRequest& r) {
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
   if (auto st = CheckId("survivor_lead_id", r.survivor_lead_id()); !st.ok()) return st;
   if (auto st = CheckId("merged_lead_id", r.merged_lead_id()); !st.ok()) return st;
+  if (r.survivor_expected_version() < 0) return Invalid("survivor_expected_version", "negative");
+  if (r.merged_expected_version() < 0) return Invalid("merged_expected_version", "negative");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMerge(const crm::v1::MergeLeadsRequest& r) {
+  if (auto st = ValidateMergeFields(r); !st.ok()) return st;
   if (r.survivor_lead_id() == r.merged_lead_id()) {
     return Invalid("merged_lead_id", "same as survivor_lead_id");
   }
-  if (r.survivor_expected_version() < 0) return Invalid("survivor_expected_version", "negative");
-  if (r.merged_expected_version() < 0) return Invalid("merged_expected_version", "negative");
   return absl::OkStatus();
 }
 

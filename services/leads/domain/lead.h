@@ -141,7 +141,10 @@ absl::StatusOr<DisqualifyLead> ParseDisqualify(const crm::v1::DisqualifyLeadRequ
 absl::StatusOr<NurtureLead> ParseNurture(const crm::v1::NurtureLeadRequest& r);
 absl::StatusOr<ConvertLead> ParseConvert(const crm::v1::ConvertLeadRequest& r);
 absl::StatusOr<AssignLead> ParseAssign(const crm::v1::AssignLeadRequest& r);
-// Checks the merge request itself (ids, not the same lead twice).
+// Checks each field of the merge request on its own (request_id, both
+// ids, versions): what is said about a request before either lead is read.
+absl::Status ValidateMergeFields(const crm::v1::MergeLeadsRequest& r);
+// Checks the merge request itself: its fields, not the same lead twice.
 absl::Status ValidateMerge(const crm::v1::MergeLeadsRequest& r);
 
 absl::StatusOr<std::vector<LeadEvent>> Decide(const std::optional<crm::v1::Lead>& state,

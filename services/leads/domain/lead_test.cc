@@ -370,6 +370,22 @@ TEST(LifecycleTest, QualifyingKeepsBantPartsNotConfirmedAgain) {
   EXPECT_EQ(changed.score().total(), Score(15, 20, 5, 20, 5).total());
 }
 
+TEST(LifecycleTest, QualifyingWithOnlyABudgetKeepsTheKnownDecisionMaker) {
+  CaptureLead c = Capture("lead_1", "cus_1", "");
+  c.request.mutable_bant()->set_decision_maker(true);
+  auto captured = *Decide(std::nullopt, c);
+  crm::v1::Bant confirmed;
+  confirmed.mutable_budget()->set_currency("EUR");
+  confirmed.mutable_budget()->set_minor_units(2'000'000);
+  auto events = *Decide(Fold(captured), LeadCommand{QualifyLead{0, confirmed, ""}});
+  const auto& bant = std::get<crm::v1::LeadQualified>(events[0]).bant();
+  EXPECT_TRUE(bant.decision_maker());
+  EXPECT_EQ(bant.budget().minor_units(), 2'000'000);
+  const crm::v1::Lead qualified = Fold(Plus(captured, events));
+  EXPECT_TRUE(qualified.bant().decision_maker());
+  EXPECT_EQ(qualified.score().authority(), 20);
+}
+
 TEST(LifecycleTest, QualifyOnlyFromNewOrNurture) {
   AnyLead()
       .Given(Plus(Captured(), {Qualified()}))

@@ -72,8 +72,8 @@ std::string OwnerKey(const crm::v1::Lead& lead) {
   return k;
 }
 
-std::string ImportKey(absl::string_view import_id, int64_t row) {
-  std::string k = PrefixKey(import_id);
+std::string ImportKey(absl::string_view import_key, int64_t row) {
+  std::string k = PrefixKey(import_key);
   AppendBigEndian64(&k, static_cast<uint64_t>(row));
   return k;
 }
@@ -280,26 +280,26 @@ absl::Status LeadStore::ForEachOwnedLead(
 // ---- imports ----
 
 absl::StatusOr<std::vector<std::optional<crm::v1::ImportRowResult>>> LeadStore::FindImportRows(
-    const std::string& import_id, const std::vector<int64_t>& rows) const {
+    const std::string& import_key, const std::vector<int64_t>& rows) const {
   std::vector<std::optional<crm::v1::ImportRowResult>> out(rows.size());
   if (rows.empty()) return out;
   std::vector<std::string> keys;
   keys.reserve(rows.size());
-  for (int64_t row : rows) keys.push_back(ImportKey(import_id, row));
+  for (int64_t row : rows) keys.push_back(ImportKey(import_key, row));
   CRM_ASSIGN_OR_RETURN(auto values, events_->db().MultiGet(kImports, keys));
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!values[i].has_value()) continue;
     crm::v1::ImportRowResult result;
     if (!result.ParseFromString(*values[i])) {
-      return absl::DataLossError(absl::StrCat("corrupt import record ", import_id, "/", rows[i]));
+      return absl::DataLossError(absl::StrCat("corrupt import record ", import_key, "/", rows[i]));
     }
     out[i] = std::move(result);
   }
   return out;
 }
 
-absl::StatusOr<bool> LeadStore::HasImportRows(const std::string& import_id) const {
-  const std::string prefix = PrefixKey(import_id);
+absl::StatusOr<bool> LeadStore::HasImportRows(const std::string& import_key) const {
+  const std::string prefix = PrefixKey(import_key);
   auto it = events_->db().NewIterator(kImports);
   it->Seek(prefix);
   if (it->Valid() && it->key().starts_with(prefix)) return true;
@@ -307,9 +307,9 @@ absl::StatusOr<bool> LeadStore::HasImportRows(const std::string& import_id) cons
   return false;
 }
 
-ProjectionWrite LeadStore::ImportRowWrite(const std::string& import_id,
+ProjectionWrite LeadStore::ImportRowWrite(const std::string& import_key,
                                           const crm::v1::ImportRowResult& result) {
-  return {kImports, ImportKey(import_id, result.row_number()), result.SerializeAsString()};
+  return {kImports, ImportKey(import_key, result.row_number()), result.SerializeAsString()};
 }
 
 // ---- assignment rules ----

@@ -47,7 +47,8 @@ struct LeadQuery {
 //               entry of a lead that moved on is deleted in the same batch.
 // A list reads each lead from its state (the event store's state family,
 // "lead-" lead_id), which is also the capture-order listing.
-//   imports     import_id \0 row (big-endian)        -> ImportRowResult
+//   imports     import key \0 row (big-endian)       -> ImportRowResult
+//               (the import key is the import_id scoped to its caller)
 //   settings    "assignment_rules"                   -> AssignmentRuleTable
 class LeadStore {
  public:
@@ -82,11 +83,11 @@ class LeadStore {
   // Earlier results of rows of an import, one per row number (nullopt =
   // never imported).
   absl::StatusOr<std::vector<std::optional<crm::v1::ImportRowResult>>> FindImportRows(
-      const std::string& import_id, const std::vector<int64_t>& rows) const;
+      const std::string& import_key, const std::vector<int64_t>& rows) const;
   // Whether any row of the import was stored (a fresh import skips the
   // per-row lookups).
-  absl::StatusOr<bool> HasImportRows(const std::string& import_id) const;
-  static ProjectionWrite ImportRowWrite(const std::string& import_id,
+  absl::StatusOr<bool> HasImportRows(const std::string& import_key) const;
+  static ProjectionWrite ImportRowWrite(const std::string& import_key,
                                         const crm::v1::ImportRowResult& result);
 
   // ---- assignment rules ----
