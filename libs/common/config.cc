@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <tuple>
 
@@ -13,11 +14,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "libs/common/auth/dev_key.h"
+#include "libs/common/log.h"
 #include "libs/common/pii/cipher.h"
 
 namespace crm {
@@ -58,21 +61,45 @@ UnreadSettings FindUnreadSettings(const std::vector<std::string>& args) {
   return unread;
 }
 
-std::string Setting(int argc, char** argv, const std::string& flag, const std::string& env,
-                    const std::string& fallback) {
-  {
-    ReadNames& read = Read();
-    absl::MutexLock lock(&read.mu);
-    read.flags.insert(flag);
-    read.variables.insert(env);
-  }
+absl::Status CheckUnreadSettings(const std::vector<std::string>& args) {
+  const UnreadSettings unread = FindUnreadSettings(args);
+  for (const auto& name : unread.variables) log::Warn("unknown setting", {{"variable", name}});
+  if (unread.flags.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown flag --", absl::StrJoin(unread.flags, ", --")));
+}
+
+namespace {
+
+void NoteRead(const std::string& flag, const std::string& env) {
+  ReadNames& read = Read();
+  absl::MutexLock lock(&read.mu);
+  read.flags.insert(flag);
+  read.variables.insert(env);
+}
+
+// The flag's value (the last occurrence wins, so a flag appended to a
+// command line overrides an earlier default), else nullopt.
+std::optional<std::string> FlagValue(int argc, char** argv, const std::string& flag) {
   const std::string prefix = absl::StrCat("--", flag, "=");
-  // The last occurrence wins, so a flag appended to a command line
-  // overrides an earlier default.
   for (int i = argc - 1; i >= 1; --i) {
     if (absl::StartsWith(argv[i], prefix)) return std::string(argv[i] + prefix.size());
   }
-  if (const char* v = std::getenv(env.c_str()); v != nullptr && *v != '\0') return v;
+  return std::nullopt;
+}
+
+std::string EnvValue(const std::string& env) {
+  const char* v = std::getenv(env.c_str());
+  return v == nullptr ? "" : v;
+}
+
+}  // namespace
+
+std::string Setting(int argc, char** argv, const std::string& flag, const std::string& env,
+                    const std::string& fallback) {
+  NoteRead(flag, env);
+  if (auto v = FlagValue(argc, argv, flag)) return *std::move(v);
+  if (std::string v = EnvValue(env); !v.empty()) return v;
   return fallback;
 }
 
@@ -101,24 +128,34 @@ namespace {
 struct NamedSetting {
   std::string name;  // the flag it came from, for errors
   std::string value;
+  bool from_file = false;
 };
 
 // A secret given in the setting itself or in a file (`flag`-file,
-// `env`_FILE), not both: which one would win is a guess nobody should
-// have to make.
+// `env`_FILE). Flags come before the environment, as for every setting;
+// both forms at one level are refused: which one would win is a guess
+// nobody should have to make. A file's content comes with `from_file`, for
+// callers that trim what an editor leaves at its end.
 absl::StatusOr<NamedSetting> InlineOrFileSetting(int argc, char** argv, const std::string& flag,
                                                  const std::string& env) {
-  NamedSetting inline_value{flag, Setting(argc, argv, flag, env, "")};
   const std::string file_flag = flag + "-file";
-  const std::string path = Setting(argc, argv, file_flag, env + "_FILE", "");
-  if (path.empty()) return inline_value;
-  if (!inline_value.value.empty()) {
+  const std::string file_env = env + "_FILE";
+  NoteRead(flag, env);
+  NoteRead(file_flag, file_env);
+  std::optional<std::string> inline_value = FlagValue(argc, argv, flag);
+  std::optional<std::string> path = FlagValue(argc, argv, file_flag);
+  if (!inline_value && !path) {
+    if (std::string v = EnvValue(env); !v.empty()) inline_value = std::move(v);
+    if (std::string v = EnvValue(file_env); !v.empty()) path = std::move(v);
+  }
+  if (inline_value && path) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " and ", file_flag, ": set one or the other, not both"));
   }
-  auto content = ReadSettingFile(file_flag, path);
+  if (!path || path->empty()) return NamedSetting{flag, inline_value.value_or(""), false};
+  auto content = ReadSettingFile(file_flag, *path);
   if (!content.ok()) return content.status();
-  return NamedSetting{file_flag, *std::move(content)};
+  return NamedSetting{file_flag, *std::move(content), true};
 }
 
 bool Truthy(absl::string_view v) { return v == "1" || v == "true" || v == "yes"; }
@@ -126,8 +163,10 @@ bool Truthy(absl::string_view v) { return v == "1" || v == "true" || v == "yes";
 absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
   auto hs256 = InlineOrFileSetting(argc, argv, "jwt-hs256-key", "CRM_JWT_HS256_KEY");
   if (!hs256.ok()) return hs256.status();
-  // Key files written with echo end in a newline that is not part of the key.
-  c.jwt_hs256_key = std::string(absl::StripTrailingAsciiWhitespace(hs256->value));
+  // Key files written with echo end in a newline that is not part of the
+  // key; a key given inline is taken as it is, as token issuers take it.
+  c.jwt_hs256_key = hs256->from_file ? std::string(absl::StripTrailingAsciiWhitespace(hs256->value))
+                                     : hs256->value;
   auto rs256 =
       FileSetting(argc, argv, "jwt-rs256-public-key-file", "CRM_JWT_RS256_PUBLIC_KEY_FILE");
   if (!rs256.ok()) return rs256.status();

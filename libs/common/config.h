@@ -94,4 +94,10 @@ struct UnreadSettings {
 };
 UnreadSettings FindUnreadSettings(const std::vector<std::string>& args);
 
+// FindUnreadSettings, acted on: each unread CRM_* variable is logged as a
+// warning (a shell may export CRM_* for other tools, ./crm's CRM_BUILD_DIR
+// say), an unread flag is INVALID_ARGUMENT naming it. Call in main() once
+// every setting is read and before anything is opened or started.
+absl::Status CheckUnreadSettings(const std::vector<std::string>& args);
+
 }  // namespace crm

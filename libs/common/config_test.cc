@@ -90,6 +90,43 @@ TEST(ConfigTest, ASecretGivenInlineAndAsAFileIsRefused) {
   EXPECT_EQ(from_file->PiiMasterKeys().current, *pii::KeyFromHex(kA));
   // The token key too: Load passes --jwt-hs256-key.
   EXPECT_TRUE(absl::IsInvalidArgument(Load({"--jwt-hs256-key-file=" + file}).status()));
+
+  // Flags come before the environment: a flag given inline wins over a
+  // file named in the environment, as for every setting.
+  setenv("CRM_MASTER_KEY_FILE", file.c_str(), 1);
+  auto flag_wins = Load({"--master-key=" + kB});
+  auto env_file = Load({});
+  unsetenv("CRM_MASTER_KEY_FILE");
+  ASSERT_TRUE(flag_wins.ok()) << flag_wins.status();
+  EXPECT_EQ(flag_wins->PiiMasterKeys().current, *pii::KeyFromHex(kB));
+  ASSERT_TRUE(env_file.ok()) << env_file.status();
+  EXPECT_EQ(env_file->PiiMasterKeys().current, *pii::KeyFromHex(kA));
+}
+
+// A key file written with echo ends in a newline that is not part of the
+// key; a key given inline is taken byte for byte, as token issuers take it.
+TEST(ConfigTest, OnlyAKeyFileLosesItsTrailingNewline) {
+  const std::string key = "test-key-of-enough-length-0123456789";
+  testing::TempDir dir;
+  const std::string file = dir.Sub("key");
+  std::ofstream(file) << key << "\n";
+  std::vector<std::string> args = {"crm-leads", "--brokers=127.0.0.1:9092",
+                                   "--jwt-hs256-key-file=" + file};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto from_file =
+      LoadServiceConfig(static_cast<int>(argv.size()), argv.data(), "leads", "127.0.0.1:7001");
+  ASSERT_TRUE(from_file.ok()) << from_file.status();
+  EXPECT_EQ(from_file->jwt_hs256_key, key);
+
+  setenv("CRM_JWT_HS256_KEY", (key + " \n").c_str(), 1);
+  args.pop_back();
+  argv.pop_back();
+  auto from_env =
+      LoadServiceConfig(static_cast<int>(argv.size()), argv.data(), "leads", "127.0.0.1:7001");
+  unsetenv("CRM_JWT_HS256_KEY");
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_EQ(from_env->jwt_hs256_key, key + " \n");
 }
 
 // A misspelt flag or variable is found, not left at its default unseen.

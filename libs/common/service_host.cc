@@ -11,7 +11,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -162,15 +161,6 @@ ServiceHost::ServiceHost(ServiceConfig config) : config_(std::move(config)) {
 }
 
 absl::Status ServiceHost::Run() {
-  // A misspelt flag would leave its setting at the default without a word.
-  // Variables are only warned about: a shell may export CRM_* for other
-  // tools (./crm's CRM_BUILD_DIR, say).
-  const UnreadSettings unread = FindUnreadSettings(config_.args);
-  for (const auto& name : unread.variables) log::Warn("unknown setting", {{"variable", name}});
-  if (!unread.flags.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown flag --", absl::StrJoin(unread.flags, ", --")));
-  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 

@@ -67,7 +67,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "crm-analytics: --ready-max-lag must be a number of events, 0 or more\n");
     return 2;
   }
+  const std::string events_dir = crm::Setting(argc, argv, "events-dir", "CRM_ANALYTICS_EVENTS_DIR",
+                                              config->data_dir + "/emitted");
+  const std::string group_id =
+      crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
   crm::log::SetService("analytics");
+  if (auto st = crm::CheckUnreadSettings(config->args); !st.ok()) {
+    std::fprintf(stderr, "crm-%s: %s\n", config->service_name.c_str(), st.ToString().c_str());
+    return 2;
+  }
   auto db = crm::Database::Open(config->data_dir, crm::analytics::ViewFamilies(),
                                 crm::analytics::ViewDatabaseOptions());
   if (!db.ok()) {
@@ -77,10 +85,7 @@ int main(int argc, char** argv) {
   // Analytics' own event log (ChurnRiskRaised) and the churn alert state
   // live apart from the views, so the views can be wiped and rebuilt
   // without raising any crossing a second time.
-  auto events =
-      crm::EventStore::Open(crm::Setting(argc, argv, "events-dir", "CRM_ANALYTICS_EVENTS_DIR",
-                                         config->data_dir + "/emitted"),
-                            crm::analytics::ChurnMonitor::Families());
+  auto events = crm::EventStore::Open(events_dir, crm::analytics::ChurnMonitor::Families());
   if (!events.ok()) {
     crm::log::Error("open event store", {{"error", events.status().ToString()}});
     return 1;
@@ -102,7 +107,7 @@ int main(int argc, char** argv) {
   crm::analytics::Customer360Projection projection;
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
-  sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_GROUP_ID", "crm-analytics");
+  sub_options.group_id = group_id;
   sub_options.topics = crm::DomainTopics();
   sub_options.dead_letter_topic = crm::kDeadLetterTopic;
   // The views are read and written through the batch's transaction only.

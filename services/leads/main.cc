@@ -22,7 +22,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "crm-leads: %s\n", config.status().ToString().c_str());
     return 2;
   }
+  const std::string keys_group_id =
+      crm::Setting(argc, argv, "keys-group-id", "CRM_LEADS_KEYS_GROUP_ID", "crm-leads-keys");
   crm::log::SetService("leads");
+  if (auto st = crm::CheckUnreadSettings(config->args); !st.ok()) {
+    std::fprintf(stderr, "crm-%s: %s\n", config->service_name.c_str(), st.ToString().c_str());
+    return 2;
+  }
   auto store = crm::leads::LeadStore::Open(config->data_dir, config->PiiMasterKeys());
   if (!store.ok()) {
     crm::log::Error("open store", {{"error", store.status().ToString()}});
@@ -37,9 +43,8 @@ int main(int argc, char** argv) {
   }
 
   // The other services' data keys, to read what they sealed, and erasures.
-  crm::pii::KeySubscriber key_subscriber(
-      (*store)->events().db(), (*store)->vault(), config->brokers,
-      crm::Setting(argc, argv, "keys-group-id", "CRM_LEADS_KEYS_GROUP_ID", "crm-leads-keys"));
+  crm::pii::KeySubscriber key_subscriber((*store)->events().db(), (*store)->vault(),
+                                         config->brokers, keys_group_id);
   if (auto st = key_subscriber.Start(); !st.ok()) {
     crm::log::Error("start key subscriber", {{"error", st.ToString()}});
     return 1;

@@ -76,7 +76,13 @@ int main(int argc, char** argv) {
                                : settings.status().ToString().c_str());
     return 2;
   }
+  const std::string group_id =
+      crm::Setting(argc, argv, "group-id", "CRM_SALES_GROUP_ID", "crm-sales");
   crm::log::SetService("sales");
+  if (auto st = crm::CheckUnreadSettings(config->args); !st.ok()) {
+    std::fprintf(stderr, "crm-%s: %s\n", config->service_name.c_str(), st.ToString().c_str());
+    return 2;
+  }
   auto store = crm::sales::SalesStore::Open(config->data_dir);
   if (!store.ok()) {
     crm::log::Error("open store", {{"error", store.status().ToString()}});
@@ -104,7 +110,7 @@ int main(int argc, char** argv) {
   crm::sales::SalesReactions reactions(commands);
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
-  sub_options.group_id = crm::Setting(argc, argv, "group-id", "CRM_SALES_GROUP_ID", "crm-sales");
+  sub_options.group_id = group_id;
   sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic};
   // Every erasure is known before the events whose data it erases.
   auto keys = crm::pii::KeySubscriber::StartBefore((*store)->db(), **vault, sub_options);

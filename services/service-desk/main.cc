@@ -66,7 +66,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "crm-service-desk: %s\n", settings.status().ToString().c_str());
     return 2;
   }
+  // Not CRM_GROUP_ID: a value meant for analytics must not put the service
+  // desk into analytics' consumer group.
+  const std::string group_id =
+      crm::Setting(argc, argv, "group-id", "CRM_SERVICE_DESK_GROUP_ID", "crm-service-desk");
   crm::log::SetService("service-desk");
+  if (auto st = crm::CheckUnreadSettings(config->args); !st.ok()) {
+    std::fprintf(stderr, "crm-%s: %s\n", config->service_name.c_str(), st.ToString().c_str());
+    return 2;
+  }
   auto store = crm::service_desk::DeskStore::Open(config->data_dir);
   if (!store.ok()) {
     crm::log::Error("open store", {{"error", store.status().ToString()}});
@@ -90,10 +98,7 @@ int main(int argc, char** argv) {
   crm::service_desk::CustomerProjection customers(*settings);
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
-  // Not CRM_GROUP_ID: a value meant for analytics must not put the service
-  // desk into analytics' consumer group.
-  sub_options.group_id =
-      crm::Setting(argc, argv, "group-id", "CRM_SERVICE_DESK_GROUP_ID", "crm-service-desk");
+  sub_options.group_id = group_id;
   sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic};
   // Every erasure is known before the events whose data it erases.
   auto keys = crm::pii::KeySubscriber::StartBefore((*store)->db(), **vault, sub_options);
