@@ -158,10 +158,12 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
         tp->set_offset(ResumeOffset(s_->StoredOffset(tp->topic(), tp->partition())));
       }
       consumer->assign(partitions);
+      s_->assigned_nothing_.store(partitions.empty());
       log::Info("partitions assigned",
                 {{"group", s_->options_.group_id}, {"count", absl::StrCat(partitions.size())}});
     } else {
       consumer->unassign();
+      s_->assigned_nothing_.store(false);
     }
   }
 
@@ -445,7 +447,9 @@ void Subscriber::RefreshLag() {
   if (consumer_->assignment(parts) != RdKafka::ERR_NO_ERROR) return;
   consumer_->position(parts);
   int64_t lag = 0;
-  bool known = !parts.empty();
+  // A member the group gave no partition (more members than partitions)
+  // has nothing to read: caught up, not unknown forever.
+  bool known = !parts.empty() || assigned_nothing_.load();
   for (auto* tp : parts) {
     int64_t low = 0, high = 0;
     // Cached from fetch responses: no broker round trip.

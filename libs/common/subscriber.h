@@ -210,6 +210,8 @@ class Subscriber {
   // readiness gate would pass while the last batch is still being applied.
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> measured_{false};
+  // The group's last assignment gave this member no partition.
+  std::atomic<bool> assigned_nothing_{false};
   std::vector<MetricsRegistry::GaugeHandle> gauges_;
 };
 

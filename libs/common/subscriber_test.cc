@@ -372,6 +372,32 @@ TEST(SubscriberLagTest, LagReturnsToZeroOnceCaughtUpAndIdle) {
   subscriber.Stop();
 }
 
+// More group members than partitions: the member given none has nothing to
+// read, so it is caught up (a readiness gate on it must open), not unknown.
+TEST(SubscriberLagTest, AMemberGivenNoPartitionIsCaughtUp) {
+  crm::testing::MockCluster cluster({{"spare.test", 1}});
+  ASSERT_TRUE(cluster.ok());
+  crm::testing::TempDir dir;
+  SlowProjection projection;
+  std::vector<std::unique_ptr<Database>> dbs;
+  std::vector<std::unique_ptr<Subscriber>> members;
+  for (int i = 0; i < 2; ++i) {
+    auto db = Database::Open(dir.Sub(absl::StrCat("db", i)), Subscriber::Families());
+    ASSERT_TRUE(db.ok()) << db.status();
+    dbs.push_back(*std::move(db));
+    members.push_back(
+        std::make_unique<Subscriber>(*dbs.back(), projection, KafkaOptions(cluster, "spare.test")));
+    ASSERT_TRUE(members.back()->Start().ok());
+  }
+  ASSERT_NO_FATAL_FAILURE(Publish(cluster, "spare.test", 0, Streams("s-", 3)));
+  EXPECT_TRUE(Eventually([&] {
+    return members[0]->applied() + members[1]->applied() == 3 && members[0]->caught_up() &&
+           members[1]->caught_up();
+  })) << members[0]->applied()
+      << " " << members[1]->applied();
+  for (auto& m : members) m->Stop();
+}
+
 // Takes its time over one stream's event.
 class SlowOnStream final : public Projection {
  public:
