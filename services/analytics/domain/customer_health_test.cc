@@ -160,15 +160,24 @@ TEST(CustomerHealthTest, EventsRaisedByTimersAreNoActivity) {
       Envelope(notified, "cus_1", "evt-notified", "ticket-t1", 5, 130 * kDay),
       Envelope(warranty, "cus_1", "evt-warranty", "warranty-o1", 1, 140 * kDay),
   };
+  crm::v1::TicketClosed closed;
+  closed.set_ticket_id("t1");
   std::vector<EventEnvelope> given = {OrderPlacedAt("cus_1", "o1", 500, 0)};
   given.insert(given.end(), signals.begin(), signals.end());
+  // Closed by the desk's timer when the reopen window ended.
+  given.push_back(Envelope(closed, "cus_1", "evt-closed", "ticket-t1", 6, 145 * kDay));
+  given.back().set_actor("system:timer");
   const auto view = DerivedAt(given, 150);
-  EXPECT_EQ(view.event_count(), 8);
+  EXPECT_EQ(view.event_count(), 9);
   EXPECT_EQ(view.last_seen().seconds(), 0);
   EXPECT_EQ(view.last_event().event_id(), "evt-order-o1");
   EXPECT_EQ(Factor(view, "activity_recency"), 25);
   EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_AT_RISK);
   EXPECT_EQ(Segments(view), (std::vector{crm::v1::SEGMENT_AT_RISK, crm::v1::SEGMENT_DORMANT}));
+
+  // Closed by an agent, it is.
+  given.back().set_actor("agent:ann");
+  EXPECT_EQ(DerivedAt(given, 150).last_seen().seconds(), 145 * kDay);
 }
 
 TEST(CustomerHealthTest, ThresholdsComeFromTheSettings) {

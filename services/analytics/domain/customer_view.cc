@@ -4,6 +4,7 @@
 #include <array>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
@@ -483,11 +484,14 @@ namespace {
 
 // Events that report time passing, raised by timers when nothing happened
 // (a deal gone stale, an SLA breached and what it escalates, a reminder, a
-// warranty running out) or analytics' own churn alert: not the customer's
-// activity. Counting them would make a silent customer look active, and a
-// raised churn risk lower itself.
-bool IsActivity(const Payload& payload) {
+// warranty running out, a resolved ticket closed when its reopen window
+// ended) or analytics' own churn alert: not the customer's activity.
+// Counting them would make a silent customer look active, and a raised
+// churn risk lower itself.
+bool IsActivity(const EventEnvelope& event, const Payload& payload) {
   using namespace crm::v1;
+  // Closed by an agent is activity; by the desk's timer ("system:timer") not.
+  if (payload.As<TicketClosed>() != nullptr) return !absl::StartsWith(event.actor(), "system:");
   return payload.As<ChurnRiskRaised>() == nullptr &&
          payload.As<OpportunityWentStale>() == nullptr &&
          payload.As<TaskReminderRaised>() == nullptr &&
@@ -503,7 +507,7 @@ crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event
                                    const Payload& payload) {
   view.set_customer_id(event.customer_id());
   view.set_event_count(view.event_count() + 1);
-  if (IsActivity(payload)) {
+  if (IsActivity(event, payload)) {
     if (!view.has_first_seen() || Before(event.occurred_at(), view.first_seen())) {
       *view.mutable_first_seen() = event.occurred_at();
     }
