@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "libs/common/auth/principal.h"
@@ -13,14 +14,21 @@
 // territory, admin and service on all of them.
 namespace crm::auth {
 
-// Whether `p` may read and change a record with this owner and territory
-// (a lead's territory is its region). Territories compare exactly; an empty
-// territory matches no manager.
+// Whether a manager of `manager_territory` covers a record of `territory`
+// (a lead's territory is its region). Compared ignoring case, as assignment
+// rules match regions: a lead captured in "emea" is routed by an "EMEA"
+// rule, and the account and deal converted from it keep its spelling. An
+// empty territory matches no manager.
+inline bool SameTerritory(absl::string_view territory, absl::string_view manager_territory) {
+  return !manager_territory.empty() && absl::EqualsIgnoreCase(territory, manager_territory);
+}
+
+// Whether `p` may read and change a record with this owner and territory.
 inline bool MayAccess(const Principal& p, absl::string_view owner_id, absl::string_view territory) {
   if (p.SeesEverything()) return true;
   const bool sales = p.HasRole(kRoleSalesRep) || p.HasRole(kRoleSalesManager);
   if (sales && !owner_id.empty() && owner_id == p.subject) return true;
-  return p.HasRole(kRoleSalesManager) && !p.territory.empty() && territory == p.territory;
+  return p.HasRole(kRoleSalesManager) && SameTerritory(territory, p.territory);
 }
 
 // The one answer a scoped caller gets both for a record it may not access

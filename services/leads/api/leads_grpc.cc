@@ -5,7 +5,6 @@
 #include <memory>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/match.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
@@ -16,14 +15,6 @@ namespace crm::leads {
 namespace {
 
 constexpr char kSource[] = "crm/leads";
-
-// A manager's territory matches a lead's region ignoring case, the way
-// assignment rules match regions (an "emea" lead is routed by an "EMEA"
-// rule) and the store filters them, so ListLeads and the single-lead check
-// agree on which leads a manager may see.
-bool InTerritory(absl::string_view region, absl::string_view territory) {
-  return !territory.empty() && absl::EqualsIgnoreCase(region, territory);
-}
 
 // One ImportLeads call. Each message is handed to the executor (rows are
 // prepared and appended there, never on a gRPC thread); the next read
@@ -124,12 +115,7 @@ absl::Status LeadsGrpc::CheckLead(const auth::Principal& caller, const std::stri
   return auth::CheckLoaded(
       caller, commands_.GetLead(get), field, lead_id,
       [](const crm::v1::Lead& l) { return l.owner_id(); },
-      // MayAccess compares territories exactly: hand it the caller's own
-      // spelling when the region is the same one (InTerritory).
-      [&caller](const crm::v1::Lead& l) -> absl::string_view {
-        if (InTerritory(l.region(), caller.territory)) return caller.territory;
-        return l.region();
-      });
+      [](const crm::v1::Lead& l) { return l.region(); });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::CaptureLead(grpc::CallbackServerContext* ctx,
@@ -205,7 +191,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::ListLeads(grpc::CallbackServerContext* ctx,
                  // Scoped callers get their slice: the filter is narrowed, never failed.
                  crm::v1::ListLeadsRequest scoped = r;
                  if (caller.HasRole(auth::kRoleSalesManager) && !caller.territory.empty() &&
-                     (r.region().empty() || InTerritory(r.region(), caller.territory))) {
+                     (r.region().empty() || auth::SameTerritory(r.region(), caller.territory))) {
                    scoped.set_region(caller.territory);
                  } else if (caller.HasRole(auth::kRoleSalesRep) && r.queue().empty() &&
                             (r.owner_id().empty() || r.owner_id() == caller.subject)) {
