@@ -7,11 +7,13 @@
 // account and opportunity in sales through crm.leads.v1.
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "crm/v1/sales.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "libs/common/auth/principal.h"
 #include "libs/common/kafka.h"
 #include "tests/integration/stack.h"
 
@@ -290,6 +292,249 @@ TEST_F(SalesFlowTest, ContractApprovalPublishesInvoiceAndFulfilmentAndConversion
 
   EXPECT_EQ(stack_.service("sales").Kill(SIGTERM), 0) << stack_.service("sales").Log();
   EXPECT_NE(stack_.service("sales").Log().find("\"msg\":\"stopped\""), std::string::npos);
+}
+
+// Record access through the gRPC edge, with tokens of reps and managers.
+class SalesAccessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(stack_.StartBroker());
+    ASSERT_TRUE(stack_.StartLeads()) << stack_.leads().Log();
+    ASSERT_TRUE(stack_.Start("sales")) << stack_.service("sales").Log();
+    admin_ = Stub(std::nullopt);
+  }
+
+  std::unique_ptr<crm::v1::SalesService::Stub> Stub(std::optional<auth::Principal> as) {
+    return crm::v1::SalesService::NewStub(stack_.Channel("sales", std::move(as)));
+  }
+
+  // An account of rep A in "amer", opened by an admin.
+  std::string OpenAccountOfRepA(const std::string& key) {
+    crm::v1::OpenCustomerRequest open;
+    open.set_request_id(key);
+    open.set_name("A Corp");
+    open.set_owner_id(kRepA.subject);
+    open.set_territory("amer");
+    crm::v1::Customer customer;
+    auto st = admin_->OpenCustomer(Call().get(), open, &customer);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return customer.customer_id();
+  }
+
+  const auth::Principal kRepA{"rep-a", {auth::kRoleSalesRep}, "amer"};
+  const auth::Principal kRepB{"rep-b", {auth::kRoleSalesRep}, "amer"};
+  const auth::Principal kRepC{"rep-c", {auth::kRoleSalesRep}, "amer"};
+  const auth::Principal kManager{"mgr-amer", {auth::kRoleSalesManager}, "amer"};
+  Stack stack_;
+  std::unique_ptr<crm::v1::SalesService::Stub> admin_;
+};
+
+TEST_F(SalesAccessTest, AnAccountsActivitiesHideThoseOfDealsTheCallerMayNotSee) {
+  const std::string customer_id = OpenAccountOfRepA("access-act-customer");
+  // A manager opens a deal on A's account for rep B.
+  crm::v1::OpenOpportunityRequest open_opp;
+  open_opp.set_request_id("access-act-opp");
+  open_opp.set_customer_id(customer_id);
+  open_opp.set_name("B's deal");
+  open_opp.set_owner_id(kRepB.subject);
+  *open_opp.mutable_amount() = Eur(100'000);
+  crm::v1::Opportunity opp;
+  auto st = Stub(kManager)->OpenOpportunity(Call().get(), open_opp, &opp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  auto rep_a = Stub(kRepA);
+  auto rep_b = Stub(kRepB);
+  crm::v1::LogActivityRequest log;
+  log.set_request_id("access-act-b");
+  log.set_opportunity_id(opp.opportunity_id());
+  log.set_kind(crm::v1::ACTIVITY_KIND_NOTE);
+  log.set_subject("B's pricing notes");
+  crm::v1::Activity b_note, a_note;
+  st = rep_b->LogActivity(Call().get(), log, &b_note);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  log.set_request_id("access-act-a");
+  log.clear_opportunity_id();
+  log.set_customer_id(customer_id);
+  log.set_subject("A's account note");
+  st = rep_a->LogActivity(Call().get(), log, &a_note);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  crm::v1::GetOpportunityRequest get_opp;
+  get_opp.set_opportunity_id(opp.opportunity_id());
+  crm::v1::Opportunity ignored;
+  EXPECT_EQ(rep_a->GetOpportunity(Call().get(), get_opp, &ignored).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  // A's account lists A's note only, and a page of one is cut after
+  // filtering (B's note came first).
+  crm::v1::ListActivitiesRequest by_customer;
+  by_customer.set_customer_id(customer_id);
+  by_customer.mutable_page()->set_page_size(1);
+  crm::v1::ListActivitiesResponse page;
+  st = rep_a->ListActivities(Call().get(), by_customer, &page);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(page.activities_size(), 1);
+  EXPECT_EQ(page.activities(0).activity_id(), a_note.activity_id());
+  EXPECT_EQ(page.next_page_token(), "");
+  crm::v1::ListActivitiesRequest by_opp;
+  by_opp.set_opportunity_id(opp.opportunity_id());
+  ASSERT_TRUE(rep_a->ListActivities(Call().get(), by_opp, &page).ok());
+  EXPECT_EQ(page.activities_size(), 0);
+
+  // B sees the activities of their deal, not A's account note.
+  by_customer.clear_page();
+  st = rep_b->ListActivities(Call().get(), by_customer, &page);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(page.activities_size(), 1);
+  EXPECT_EQ(page.activities(0).activity_id(), b_note.activity_id());
+  // The manager of the territory sees both.
+  ASSERT_TRUE(Stub(kManager)->ListActivities(Call().get(), by_customer, &page).ok());
+  EXPECT_EQ(page.activities_size(), 2);
+}
+
+TEST_F(SalesAccessTest, ListActivitiesRefusesBadInputAndShowsNothingOfUnknownAccounts) {
+  auto rep_a = Stub(kRepA);
+  crm::v1::ListActivitiesResponse page;
+  for (const std::string& customer_id : {std::string(), std::string("not an id!")}) {
+    crm::v1::ListActivitiesRequest r;
+    r.set_customer_id(customer_id);
+    auto st = rep_a->ListActivities(Call().get(), r, &page);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << customer_id;
+    EXPECT_EQ(st.error_message().rfind("customer_id:", 0), 0u) << st.error_message();
+  }
+  // Unknown and foreign accounts look the same: an empty list.
+  crm::v1::ListActivitiesRequest missing;
+  missing.set_customer_id("cus-does-not-exist");
+  auto st = rep_a->ListActivities(Call().get(), missing, &page);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(page.activities_size(), 0);
+}
+
+TEST_F(SalesAccessTest, TheAssigneeOfATaskListsAndCompletesItWithoutAccessToTheAccount) {
+  const std::string customer_id = OpenAccountOfRepA("access-task-customer");
+  crm::v1::CreateTaskRequest create;
+  create.set_request_id("access-task");
+  create.set_customer_id(customer_id);
+  create.set_title("Visit the plant");
+  create.set_owner_id(kRepB.subject);
+  create.mutable_due_at()->set_seconds(1'900'000'000);
+  crm::v1::Task task;
+  auto st = Stub(kManager)->CreateTask(Call().get(), create, &task);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  auto rep_b = Stub(kRepB);
+  crm::v1::ListTasksRequest mine;
+  mine.set_owner_id(kRepB.subject);
+  crm::v1::ListTasksResponse tasks;
+  st = rep_b->ListTasks(Call().get(), mine, &tasks);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(tasks.tasks_size(), 1);
+  EXPECT_EQ(tasks.tasks(0).task_id(), task.task_id());
+
+  // Someone else is refused; the assignee completes it.
+  crm::v1::CompleteTaskRequest complete;
+  complete.set_request_id("access-task-done");
+  complete.set_task_id(task.task_id());
+  crm::v1::Task done;
+  EXPECT_EQ(Stub(kRepC)->CompleteTask(Call().get(), complete, &done).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  st = rep_b->CompleteTask(Call().get(), complete, &done);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(done.status(), crm::v1::TASK_STATUS_COMPLETED);
+
+  // The task gives B nothing of the account.
+  crm::v1::GetCustomerRequest get;
+  get.set_customer_id(customer_id);
+  crm::v1::Customer customer;
+  EXPECT_EQ(rep_b->GetCustomer(Call().get(), get, &customer).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  crm::v1::ListCustomersRequest list;
+  crm::v1::ListCustomersResponse customers;
+  ASSERT_TRUE(rep_b->ListCustomers(Call().get(), list, &customers).ok());
+  EXPECT_EQ(customers.customers_size(), 0);
+  // The account's owner still sees the task on their account.
+  crm::v1::ListTasksRequest by_customer;
+  by_customer.set_customer_id(customer_id);
+  ASSERT_TRUE(Stub(kRepA)->ListTasks(Call().get(), by_customer, &tasks).ok());
+  EXPECT_EQ(tasks.tasks_size(), 1);
+}
+
+TEST_F(SalesAccessTest, AManagerWorksAnAccountConvertedFromALeadWhoseRegionIsSpelledOtherwise) {
+  // The lead is captured in "emea"; the manager's token says "EMEA".
+  auto leads = stack_.LeadsStub();
+  crm::v1::CaptureLeadRequest capture;
+  capture.set_request_id("access-case-lead");
+  capture.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  capture.mutable_contact()->set_email("kay@case.example");
+  capture.set_company("Case Ltd");
+  capture.set_region("emea");
+  crm::v1::CaptureLeadResponse lead;
+  auto st = leads->CaptureLead(Call().get(), capture, &lead);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  crm::v1::QualifyLeadRequest qualify;
+  qualify.set_request_id("access-case-qualify");
+  qualify.set_lead_id(lead.lead_id());
+  crm::v1::Lead qualified;
+  st = leads->QualifyLead(Call().get(), qualify, &qualified);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  crm::v1::ConvertLeadRequest convert;
+  convert.set_request_id("access-case-convert");
+  convert.set_lead_id(lead.lead_id());
+  convert.set_owner_id("rep-kay");
+  crm::v1::ConvertLeadResponse conversion;
+  st = leads->ConvertLead(Call().get(), convert, &conversion);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  crm::v1::GetCustomerRequest get;
+  get.set_customer_id(lead.customer_id());
+  crm::v1::Customer customer;
+  ASSERT_TRUE(Eventually([&] { return admin_->GetCustomer(Call().get(), get, &customer).ok(); }))
+      << stack_.service("sales").Log();
+  ASSERT_EQ(customer.territory(), "emea");
+
+  auto manager = Stub(auth::Principal{"mgr-emea", {auth::kRoleSalesManager}, "EMEA"});
+  st = manager->GetCustomer(Call().get(), get, &customer);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  // Listed with and without the manager's own territory as the filter.
+  for (const std::string& territory : {std::string(), std::string("EMEA")}) {
+    crm::v1::ListCustomersRequest list;
+    list.set_territory(territory);
+    crm::v1::ListCustomersResponse customers;
+    st = manager->ListCustomers(Call().get(), list, &customers);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_EQ(customers.customers_size(), 1) << "territory filter: " << territory;
+    EXPECT_EQ(customers.customers(0).customer_id(), lead.customer_id());
+  }
+  crm::v1::ListOpportunitiesRequest by_customer;
+  by_customer.set_customer_id(lead.customer_id());
+  crm::v1::ListOpportunitiesResponse opps;
+  ASSERT_TRUE(Eventually([&] {
+    return manager->ListOpportunities(Call().get(), by_customer, &opps).ok() &&
+           opps.opportunities_size() == 1;
+  })) << stack_.service("sales").Log();
+  crm::v1::GetOpportunityRequest get_opp;
+  get_opp.set_opportunity_id(opps.opportunities(0).opportunity_id());
+  crm::v1::Opportunity opp;
+  st = manager->GetOpportunity(Call().get(), get_opp, &opp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(opp.territory(), "emea");
+
+  // And acts on them.
+  crm::v1::ChangeOpportunityStageRequest change;
+  change.set_request_id("access-case-stage");
+  change.set_opportunity_id(opp.opportunity_id());
+  change.set_expected_version(opp.version());
+  change.set_stage_id("needs_analysis");
+  st = manager->ChangeOpportunityStage(Call().get(), change, &opp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(opp.stage_id(), "needs_analysis");
+  crm::v1::LogActivityRequest log;
+  log.set_request_id("access-case-call");
+  log.set_customer_id(lead.customer_id());
+  log.set_kind(crm::v1::ACTIVITY_KIND_CALL);
+  log.set_subject("Intro call");
+  crm::v1::Activity call;
+  st = manager->LogActivity(Call().get(), log, &call);
+  ASSERT_TRUE(st.ok()) << st.error_message();
 }
 
 }  // namespace

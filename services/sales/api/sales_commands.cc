@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "libs/common/auth/record_access.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
 #include "libs/common/pii/field_sealer.h"
@@ -212,15 +213,19 @@ absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
   CRM_RETURN_IF_ERROR(CheckText("territory", request.territory(), 64));
   CRM_RETURN_IF_ERROR(CheckOptionalId("tier", request.tier()));
+  // Territories compare as access compares them: a converted account keeps
+  // its lead's spelling of the region.
+  auto in_territory = [&](const crm::v1::Customer& c) {
+    return request.territory().empty() || auth::SameTerritory(c.territory(), request.territory());
+  };
   CRM_ASSIGN_OR_RETURN(
-      auto page,
-      store_.List<crm::v1::Customer>(
-          kCustomersFamily, "", request.page(), [&](const crm::v1::Customer& c) {
-            return (request.owner_id().empty() || c.owner_id() == request.owner_id()) &&
-                   (request.territory().empty() || c.territory() == request.territory()) &&
-                   (request.tier().empty() || c.tier() == request.tier()) &&
-                   (!visible || visible(c));
-          }));
+      auto page, store_.List<crm::v1::Customer>(
+                     kCustomersFamily, "", request.page(), [&](const crm::v1::Customer& c) {
+                       return (request.owner_id().empty() || c.owner_id() == request.owner_id()) &&
+                              in_territory(c) &&
+                              (request.tier().empty() || c.tier() == request.tier()) &&
+                              (!visible || visible(c));
+                     }));
   crm::v1::ListCustomersResponse response;
   for (auto& c : page.rows) *response.add_customers() = std::move(c);
   response.set_next_page_token(page.next_page_token);
@@ -458,7 +463,8 @@ absl::StatusOr<crm::v1::Activity> SalesCommands::LogActivity(
 }
 
 absl::StatusOr<crm::v1::ListActivitiesResponse> SalesCommands::ListActivities(
-    const crm::v1::ListActivitiesRequest& request) const {
+    const crm::v1::ListActivitiesRequest& request,
+    const std::function<bool(const crm::v1::Activity&)>& visible) const {
   if (request.customer_id().empty() == request.opportunity_id().empty()) {
     return Invalid("customer_id", "exactly one of customer_id and opportunity_id is required");
   }
@@ -467,9 +473,10 @@ absl::StatusOr<crm::v1::ListActivitiesResponse> SalesCommands::ListActivities(
   const std::string prefix = request.customer_id().empty()
                                  ? SalesStore::OpportunityActivities(request.opportunity_id())
                                  : SalesStore::CustomerActivities(request.customer_id());
-  CRM_ASSIGN_OR_RETURN(
-      auto page, store_.List<crm::v1::Activity>(kActivitiesFamily, prefix, request.page(),
-                                                [](const crm::v1::Activity&) { return true; }));
+  CRM_ASSIGN_OR_RETURN(auto page,
+                       store_.List<crm::v1::Activity>(
+                           kActivitiesFamily, prefix, request.page(),
+                           [&](const crm::v1::Activity& a) { return !visible || visible(a); }));
   crm::v1::ListActivitiesResponse response;
   for (auto& a : page.rows) *response.add_activities() = std::move(a);
   response.set_next_page_token(page.next_page_token);

@@ -71,8 +71,11 @@ class SalesCommands {
   // ---- Activities and tasks ----
   absl::StatusOr<crm::v1::Activity> LogActivity(const crm::v1::LogActivityRequest& request,
                                                 EventContext ctx);
+  // An account's activities include those of its deals; `visible` (all when
+  // null) is applied before the page is cut.
   absl::StatusOr<crm::v1::ListActivitiesResponse> ListActivities(
-      const crm::v1::ListActivitiesRequest& request) const;
+      const crm::v1::ListActivitiesRequest& request,
+      const std::function<bool(const crm::v1::Activity&)>& visible = nullptr) const;
   absl::StatusOr<crm::v1::Task> CreateTask(const crm::v1::CreateTaskRequest& request,
                                            EventContext ctx);
   absl::StatusOr<crm::v1::Task> CompleteTask(const crm::v1::CompleteTaskRequest& request,

@@ -329,6 +329,19 @@ TEST_F(SalesCommandsTest, ListOpportunitiesFiltersAndPages) {
             "page.page_size:");
 }
 
+TEST_F(SalesCommandsTest, ListCustomersTerritoryFilterIgnoresCaseAsAccessDoes) {
+  Open("cus_1", "rep_ada", "emea");  // a converted lead's spelling
+  Open("cus_2", "rep_bob", "EMEA");
+  Open("cus_3", "rep_cy", "APAC");
+  crm::v1::ListCustomersRequest r;
+  r.set_territory("EMEA");
+  auto page = commands_->ListCustomers(r);
+  ASSERT_TRUE(page.ok()) << page.status();
+  std::vector<std::string> seen;
+  for (const auto& c : page->customers()) seen.push_back(c.customer_id());
+  EXPECT_EQ(seen, (std::vector<std::string>{"cus_1", "cus_2"}));
+}
+
 crm::v1::LeadConverted Conversion(const std::string& lead_id) {
   crm::v1::LeadConverted lc;
   lc.set_lead_id(lead_id);
@@ -467,6 +480,35 @@ TEST_F(SalesCommandsTest, ActivitiesAreListedAndMoveTheOpportunitysLastActivity)
   r.set_request_id("wrong-customer");
   r.set_customer_id("cus_other");
   EXPECT_EQ(commands_->LogActivity(r, Ctx()).status().message().substr(0, 15), "opportunity_id:");
+}
+
+TEST_F(SalesCommandsTest, ListActivitiesAppliesVisibilityBeforeThePageIsCut) {
+  Open("cus_1");
+  auto hidden = OpenOpp("cus_1", "opp-hidden");
+  crm::v1::LogActivityRequest r;
+  r.set_kind(crm::v1::ACTIVITY_KIND_NOTE);
+  r.set_subject("Note");
+  r.set_opportunity_id(hidden.opportunity_id());
+  for (const char* id : {"hidden-1", "hidden-2"}) {
+    r.set_request_id(id);
+    ASSERT_TRUE(commands_->LogActivity(r, Ctx()).ok());
+  }
+  r.clear_opportunity_id();
+  r.set_customer_id("cus_1");
+  r.set_request_id("account-note");
+  auto shown = commands_->LogActivity(r, Ctx());
+  ASSERT_TRUE(shown.ok()) << shown.status();
+
+  crm::v1::ListActivitiesRequest list;
+  list.set_customer_id("cus_1");
+  list.mutable_page()->set_page_size(1);
+  auto page = commands_->ListActivities(list, [&](const crm::v1::Activity& a) {
+    return a.opportunity_id() != hidden.opportunity_id();
+  });
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->activities_size(), 1);
+  EXPECT_EQ(page->activities(0).activity_id(), shown->activity_id());
+  EXPECT_EQ(page->next_page_token(), "");
 }
 
 TEST_F(SalesCommandsTest, DueTasksRaiseOneReminderAndAreListedAsOverdue) {

@@ -38,7 +38,42 @@ absl::Status CheckOwnerField(const Principal& caller, const std::string& owner_i
   return absl::PermissionDeniedError("owner_id: a sales rep may only name themselves");
 }
 
+// The person a task is assigned to sees and completes it even on an
+// account they may not access (a manager hands out work across owners). It
+// gives no access to the account or deal: no territory, owner only.
+bool IsAssignee(const Principal& caller, const crm::v1::Task& task) {
+  return auth::MayAccess(caller, task.owner_id(), /*territory=*/"");
+}
+
 }  // namespace
+
+// Rows of a list share their customers and opportunities, so each target is
+// checked once per call.
+class SalesGrpc::TargetVisibility {
+ public:
+  TargetVisibility(const SalesGrpc& grpc, const Principal& caller) : grpc_(grpc), caller_(caller) {}
+
+  // Whether the caller may see a record of this opportunity, or of this
+  // customer when it has none. A check that fails for another reason than
+  // access hides the row and is kept in status().
+  bool operator()(const std::string& customer_id, const std::string& opportunity_id) {
+    auto [it, inserted] = seen_.try_emplace(
+        {opportunity_id.empty() ? customer_id : std::string(), opportunity_id}, false);
+    if (inserted) {
+      const absl::Status st = grpc_.CheckTarget(caller_, customer_id, opportunity_id);
+      it->second = st.ok();
+      if (!st.ok() && !absl::IsPermissionDenied(st) && status_.ok()) status_ = st;
+    }
+    return it->second;
+  }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  const SalesGrpc& grpc_;
+  const Principal& caller_;
+  absl::flat_hash_map<std::pair<std::string, std::string>, bool> seen_;
+  absl::Status status_;
+};
 
 absl::Status SalesGrpc::CheckCustomer(const Principal& caller, const std::string& customer_id,
                                       absl::string_view field) const {
@@ -107,7 +142,9 @@ absl::Status SalesGrpc::CheckContract(const Principal& caller,
 
 absl::Status SalesGrpc::CheckTask(const Principal& caller, const std::string& task_id) const {
   if (caller.SeesEverything()) return absl::OkStatus();
-  return CheckChild(caller, commands_.GetTask(task_id), "task_id", task_id);
+  auto task = commands_.GetTask(task_id);
+  if (task.ok() && IsAssignee(caller, *task)) return absl::OkStatus();
+  return CheckChild(caller, task, "task_id", task_id);
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::OpenCustomer(grpc::CallbackServerContext* ctx,
@@ -270,11 +307,15 @@ grpc::ServerUnaryReactor* SalesGrpc::ListActivities(grpc::CallbackServerContext*
   return Serve(ctx, executor_, request, response,
                [this](const crm::v1::ListActivitiesRequest& r,
                       const Principal& caller) -> absl::StatusOr<crm::v1::ListActivitiesResponse> {
-                 // Activities of an account or deal the caller may not access: none.
-                 if (!CheckTarget(caller, r.customer_id(), r.opportunity_id()).ok()) {
-                   return crm::v1::ListActivitiesResponse();
-                 }
-                 return commands_.ListActivities(r);
+                 if (caller.SeesEverything()) return commands_.ListActivities(r);
+                 // An activity belongs to its deal when it has one: an
+                 // account's list holds its deals' activities too.
+                 TargetVisibility visible(*this, caller);
+                 auto page = commands_.ListActivities(r, [&](const crm::v1::Activity& a) {
+                   return visible(a.customer_id(), a.opportunity_id());
+                 });
+                 CRM_RETURN_IF_ERROR(visible.status());
+                 return page;
                });
 }
 
@@ -306,22 +347,19 @@ grpc::ServerUnaryReactor* SalesGrpc::CompleteTask(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* SalesGrpc::ListTasks(grpc::CallbackServerContext* ctx,
                                                const crm::v1::ListTasksRequest* request,
                                                crm::v1::ListTasksResponse* response) {
-  return Serve(
-      ctx, executor_, request, response,
-      [this](const crm::v1::ListTasksRequest& r,
-             const Principal& caller) -> absl::StatusOr<crm::v1::ListTasksResponse> {
-        if (caller.SeesEverything()) return commands_.ListTasks(r);
-        // A task is visible with the account or deal it belongs to;
-        // tasks share those, so each is checked once per call.
-        absl::flat_hash_map<std::pair<std::string, std::string>, bool> visible;
-        return commands_.ListTasks(r, [&](const crm::v1::Task& t) {
-          auto [it, inserted] = visible.try_emplace({t.customer_id(), t.opportunity_id()}, false);
-          if (inserted) {
-            it->second = CheckTarget(caller, t.customer_id(), t.opportunity_id()).ok();
-          }
-          return it->second;
-        });
-      });
+  return Serve(ctx, executor_, request, response,
+               [this](const crm::v1::ListTasksRequest& r,
+                      const Principal& caller) -> absl::StatusOr<crm::v1::ListTasksResponse> {
+                 if (caller.SeesEverything()) return commands_.ListTasks(r);
+                 // A task is visible to its assignee and with the account or
+                 // deal it belongs to.
+                 TargetVisibility visible(*this, caller);
+                 auto page = commands_.ListTasks(r, [&](const crm::v1::Task& t) {
+                   return IsAssignee(caller, t) || visible(t.customer_id(), t.opportunity_id());
+                 });
+                 CRM_RETURN_IF_ERROR(visible.status());
+                 return page;
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::DraftQuote(grpc::CallbackServerContext* ctx,

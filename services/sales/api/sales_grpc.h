@@ -111,7 +111,11 @@ class SalesGrpc final : public crm::v1::SalesService::CallbackService {
   absl::Status CheckQuote(const auth::Principal& caller, const std::string& quote_id) const;
   absl::Status CheckOrder(const auth::Principal& caller, const std::string& order_id) const;
   absl::Status CheckContract(const auth::Principal& caller, const std::string& contract_id) const;
+  // The task's assignee, or whoever may access its account or deal.
   absl::Status CheckTask(const auth::Principal& caller, const std::string& task_id) const;
+  // Per-row access of lists of records that hang off a customer or
+  // opportunity.
+  class TargetVisibility;
   // A record that hangs off a customer or opportunity, loaded.
   template <typename Record>
   absl::Status CheckChild(const auth::Principal& caller, const absl::StatusOr<Record>& loaded,

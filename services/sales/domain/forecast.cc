@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "absl/strings/str_format.h"
+#include "libs/common/auth/record_access.h"
 #include "libs/common/ids.h"
 #include "services/sales/domain/quote.h"
 #include "services/sales/domain/validation.h"
@@ -47,7 +48,8 @@ std::vector<crm::v1::ForecastRow> Forecast(const std::vector<crm::v1::Opportunit
   std::map<Key, crm::v1::ForecastRow> rows;
   for (const auto& o : opportunities) {
     if (!query.owner_id.empty() && o.owner_id() != query.owner_id) continue;
-    if (!query.territory.empty() && o.territory() != query.territory) continue;
+    // Territories compare as access compares them (ignoring case).
+    if (!query.territory.empty() && !auth::SameTerritory(o.territory(), query.territory)) continue;
     if (!o.has_amount()) continue;
     absl::CivilDay day;
     if (o.outcome() == crm::v1::STAGE_OUTCOME_OPEN) {

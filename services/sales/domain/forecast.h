@@ -13,7 +13,7 @@ namespace crm::sales {
 struct ForecastQuery {
   crm::v1::ForecastPeriod period = crm::v1::FORECAST_PERIOD_MONTH;
   std::string owner_id;
-  std::string territory;
+  std::string territory;  // matched ignoring case, as access matches it
   std::optional<absl::CivilDay> from;
   std::optional<absl::CivilDay> to;
 };

@@ -76,6 +76,20 @@ TEST(ForecastTest, QuartersFiltersAndDateBounds) {
   EXPECT_EQ(PeriodOf(absl::CivilDay(2025, 12, 31), crm::v1::FORECAST_PERIOD_QUARTER), "2025-Q4");
 }
 
+TEST(ForecastTest, TerritoryFilterIgnoresCaseAsAccessDoes) {
+  // A deal converted from a lead keeps the lead's spelling of the region.
+  std::vector<crm::v1::Opportunity> book = {Opp("ada", "emea", 100, 50, "2025-02-01"),
+                                            Opp("bob", "EMEA", 100, 50, "2025-02-01"),
+                                            Opp("cy", "APAC", 100, 50, "2025-02-01")};
+  ForecastQuery q;
+  q.territory = "EMEA";
+  auto rows = Forecast(book, q);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].owner_id(), "ada");
+  EXPECT_EQ(rows[0].territory(), "emea");  // as the deal spells it
+  EXPECT_EQ(rows[1].owner_id(), "bob");
+}
+
 TEST(ForecastTest, DealsWithoutAmountOrCloseDateAreLeftOut) {
   auto no_amount = Opp("ada", "EMEA", 100, 50, "2025-01-10");
   no_amount.clear_amount();
