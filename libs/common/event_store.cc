@@ -251,18 +251,35 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
       continue;
     }
 
-    AppendResult result;
-    result.first_version = version + 1;
-    result.last_version = version + static_cast<int64_t>(req.events.size());
-    result.response = req.response;
     int64_t v = version;
-    appended += req.events.size();
+    std::vector<std::string> encoded;
+    encoded.reserve(req.events.size());
     for (auto& e : req.events) {
       e.set_stream(req.stream);
       e.set_stream_version(++v);
       *e.mutable_recorded_at() = now;
-      event_keys.push_back(EventKey(req.stream, v));
-      CRM_RETURN_IF_ERROR(put(kEvents, event_keys.back(), e.SerializeAsString()));
+      encoded.push_back(e.SerializeAsString());
+    }
+    // An event the broker would refuse would stop the relay at it for good,
+    // and every event after it with it: refused here, before it is stored.
+    if (auto big = std::find_if(encoded.begin(), encoded.end(),
+                                [](const std::string& b) { return b.size() > kMaxEventBytes; });
+        big != encoded.end()) {
+      results.push_back(absl::InvalidArgumentError(
+          absl::StrCat("event ", req.events[big - encoded.begin()].type(), " on ", req.stream,
+                       " is ", big->size(), " bytes, more than the ", kMaxEventBytes,
+                       " a Kafka message may carry: shorten the request's text fields")));
+      continue;
+    }
+
+    AppendResult result;
+    result.first_version = version + 1;
+    result.last_version = v;
+    result.response = req.response;
+    appended += req.events.size();
+    for (size_t i = 0; i < encoded.size(); ++i) {
+      event_keys.push_back(EventKey(req.stream, version + 1 + static_cast<int64_t>(i)));
+      CRM_RETURN_IF_ERROR(put(kEvents, event_keys.back(), encoded[i]));
     }
     if (!req.events.empty()) {
       std::string state = BigEndian64(static_cast<uint64_t>(v));

@@ -72,6 +72,10 @@ struct OutboxEntry {
 class EventStore {
  public:
   static constexpr int64_t kNoStream = 0;
+  // The largest event an append takes: librdkafka's producer refuses
+  // messages over message.max.bytes (1,000,000 by default, headers and
+  // framing included), so a larger event could never be published.
+  static constexpr size_t kMaxEventBytes = 900 * 1000;
 
   // Opens the store; `projection_families` are extra column families of
   // the owning service written through AppendRequest::projection_writes.

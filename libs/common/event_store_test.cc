@@ -79,6 +79,26 @@ TEST_F(EventStoreTest, VersionConflictIsAbortedAndWritesNothing) {
   EXPECT_EQ(store_->ReadOutbox(0, 100)->size(), 1u);
 }
 
+// An event no Kafka message could carry would block the outbox behind it
+// forever: it is refused, and the appends beside it are not held up.
+TEST_F(EventStoreTest, AnEventTooLargeToPublishIsRefusedAndWritesNothing) {
+  auto big = Event("Noted");
+  big.mutable_payload()->set_value(std::string(EventStore::kMaxEventBytes, 'x'));
+  std::vector<AppendRequest> batch;
+  batch.push_back(Request("lead-1", 0, {Event("A"), big}, "s1"));
+  batch.push_back(Request("lead-2", 0, {Event("A")}, "s2"));
+  auto results = store_->AppendBatch(std::move(batch));
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 2u);
+  EXPECT_EQ((*results)[0].status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE((*results)[0].status().message().find("event Noted on lead-1 is"), std::string::npos)
+      << (*results)[0].status();
+  EXPECT_TRUE((*results)[1].ok()) << (*results)[1].status();
+  EXPECT_EQ(store_->LoadState("lead-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ReadStream("lead-1")->size(), 0u);
+  EXPECT_EQ(store_->OutboxSize(), 1u);
+}
+
 TEST_F(EventStoreTest, RetryWithSameRequestKeyReturnsFirstResultAndAppendsNothing) {
   auto first = Request("lead-1", 0, {Event("A")}, "s1");
   first.request_key = "capture/req-1";
