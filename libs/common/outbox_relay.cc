@@ -33,6 +33,12 @@ absl::Status OutboxRelay::CreateProducer() {
   KafkaSettings settings = {
       {"bootstrap.servers", options_.brokers},
       {"enable.idempotence", "true"},
+      // A batch that fails for good (a broker or topic refusing it) must
+      // not leave a gap that later events of the partition close over: a
+      // resend would land after them, and subscribers would skip it as a
+      // version already passed. This makes such a failure fatal instead;
+      // the relay then starts a new producer from its cursor, in order.
+      {"enable.gapless.guarantee", "true"},
       {"acks", "all"},
       // 0 = never time out: an outage delays delivery, it never fails it,
       // so a later message of a stream cannot overtake an earlier one.
