@@ -159,11 +159,15 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
       }
       consumer->assign(partitions);
       s_->assigned_nothing_.store(partitions.empty());
+      // Partitions new to this member have no known lag until fetched:
+      // caught_up() waits for a measure over all of them.
+      s_->measured_.store(false);
       log::Info("partitions assigned",
                 {{"group", s_->options_.group_id}, {"count", absl::StrCat(partitions.size())}});
     } else {
       consumer->unassign();
       s_->assigned_nothing_.store(false);
+      s_->measured_.store(false);
     }
   }
 
