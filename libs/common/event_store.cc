@@ -318,6 +318,9 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     rows = SortedRows();  // the batch has its own copy: not two through the sync
     CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
     appended_counter_.Inc(appended);
+    // Written before the relay is woken: a relay that looked while the
+    // positions still counted as unwritten would skip them and sleep.
+    std::move(written).Invoke();
     if (listener_) listener_();
   }
   return results;
