@@ -75,6 +75,18 @@ OpenTicket Open(int at = 0, crm::v1::TicketPriority priority = crm::v1::TICKET_P
 ReplyToTicket AgentReply(int at) {
   return {"msg_a", "agent:ann", crm::v1::AUTHOR_TYPE_AGENT, "On it", T(at)};
 }
+
+// The TicketReplied that AgentReply decides.
+crm::v1::TicketReplied AgentReplied(bool first_response) {
+  crm::v1::TicketReplied reply;
+  reply.set_ticket_id("tkt_1");
+  reply.set_message_id("msg_a");
+  reply.set_author_id("agent:ann");
+  reply.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
+  reply.set_body("On it");
+  reply.set_first_response(first_response);
+  return reply;
+}
 ReplyToTicket CustomerReply(int at) {
   return {"msg_c", "cus_1", crm::v1::AUTHOR_TYPE_CUSTOMER, "Still broken", T(at)};
 }
@@ -190,13 +202,7 @@ TEST(AssignTicketTest, SameAssignmentAndInactiveTicketsAreRejected) {
 // ---- conversation and status flow ----
 
 TEST(ReplyTest, FirstAgentReplyIsTheFirstResponseAndOpensTheTicket) {
-  crm::v1::TicketReplied reply;
-  reply.set_ticket_id("tkt_1");
-  reply.set_message_id("msg_a");
-  reply.set_author_id("agent:ann");
-  reply.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
-  reply.set_body("On it");
-  reply.set_first_response(true);
+  const crm::v1::TicketReplied reply = AgentReplied(/*first_response=*/true);
   crm::v1::TicketStatusChanged opened;
   opened.set_ticket_id("tkt_1");
   opened.set_from_status(crm::v1::TICKET_STATUS_NEW);
@@ -211,22 +217,12 @@ TEST(ReplyTest, FirstAgentReplyIsTheFirstResponseAndOpensTheTicket) {
 TEST(ReplyTest, LaterAgentRepliesAreNotFirstResponses) {
   auto s = Scenario();
   s.Given(History({Open(), AgentReply(20)})).When(AgentReply(30));
-  crm::v1::TicketReplied reply;
-  reply.set_ticket_id("tkt_1");
-  reply.set_message_id("msg_a");
-  reply.set_author_id("agent:ann");
-  reply.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
-  reply.set_body("On it");
+  const crm::v1::TicketReplied reply = AgentReplied(/*first_response=*/false);
   s.Then({reply});
 }
 
 TEST(ReplyTest, ReplyAfterAResolutionWithoutOneIsNotTheFirstResponse) {
-  crm::v1::TicketReplied reply;
-  reply.set_ticket_id("tkt_1");
-  reply.set_message_id("msg_a");
-  reply.set_author_id("agent:ann");
-  reply.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
-  reply.set_body("On it");
+  const crm::v1::TicketReplied reply = AgentReplied(/*first_response=*/false);
   const std::vector<TicketCommand> resolved_unanswered = {Open(), ResolveTicket{"", "", T(30)},
                                                           ReopenTicket{"came back", T(1000)}};
   Scenario().Given(History(resolved_unanswered)).When(AgentReply(1100)).Then({reply});
