@@ -39,6 +39,28 @@ ReadNames& Read() {
   return names;
 }
 
+void NoteRead(const std::string& flag, const std::string& env) {
+  ReadNames& read = Read();
+  absl::MutexLock lock(&read.mu);
+  read.flags.insert(flag);
+  read.variables.insert(env);
+}
+
+// The flag's value (the last occurrence wins, so a flag appended to a
+// command line overrides an earlier default), else nullopt.
+std::optional<std::string> FlagValue(int argc, char** argv, const std::string& flag) {
+  const std::string prefix = absl::StrCat("--", flag, "=");
+  for (int i = argc - 1; i >= 1; --i) {
+    if (absl::StartsWith(argv[i], prefix)) return std::string(argv[i] + prefix.size());
+  }
+  return std::nullopt;
+}
+
+std::string EnvValue(const std::string& env) {
+  const char* v = std::getenv(env.c_str());
+  return v == nullptr ? "" : v;
+}
+
 }  // namespace
 
 UnreadSettings FindUnreadSettings(const std::vector<std::string>& args) {
@@ -68,32 +90,6 @@ absl::Status CheckUnreadSettings(const std::vector<std::string>& args) {
   return absl::InvalidArgumentError(
       absl::StrCat("unknown flag --", absl::StrJoin(unread.flags, ", --")));
 }
-
-namespace {
-
-void NoteRead(const std::string& flag, const std::string& env) {
-  ReadNames& read = Read();
-  absl::MutexLock lock(&read.mu);
-  read.flags.insert(flag);
-  read.variables.insert(env);
-}
-
-// The flag's value (the last occurrence wins, so a flag appended to a
-// command line overrides an earlier default), else nullopt.
-std::optional<std::string> FlagValue(int argc, char** argv, const std::string& flag) {
-  const std::string prefix = absl::StrCat("--", flag, "=");
-  for (int i = argc - 1; i >= 1; --i) {
-    if (absl::StartsWith(argv[i], prefix)) return std::string(argv[i] + prefix.size());
-  }
-  return std::nullopt;
-}
-
-std::string EnvValue(const std::string& env) {
-  const char* v = std::getenv(env.c_str());
-  return v == nullptr ? "" : v;
-}
-
-}  // namespace
 
 std::string Setting(int argc, char** argv, const std::string& flag, const std::string& env,
                     const std::string& fallback) {
