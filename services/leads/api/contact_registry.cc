@@ -30,7 +30,11 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
   absl::flat_hash_map<std::string, ContactMatch> known;
   known.reserve(found.size());
   for (size_t i = 0; i < lookup.size(); ++i) {
-    if (found[i].has_value()) known.emplace(lookup[i], *std::move(found[i]));
+    // An erased person's rows stay in the index but name nobody: the key
+    // is claimed again by the lead that brings it back.
+    if (found[i].has_value() && !store_.vault().Erased(found[i]->customer_id)) {
+      known.emplace(lookup[i], *std::move(found[i]));
+    }
   }
 
   std::vector<Resolution> out;

@@ -94,6 +94,26 @@ TEST_F(LeadCommandsTest, AContactFirstSeenOnADuplicateFindsThePersonsFirstLead) 
   EXPECT_EQ(by_phone->customer_id(), first->customer_id());
 }
 
+TEST_F(LeadCommandsTest, AnErasedPersonWhoComesBackIsANewCustomer) {
+  auto erased = *commands_->CaptureLead(Request("r1", "ada@example.com", "+442079460958"), Ctx());
+  ASSERT_TRUE(store_->vault().EraseCustomer(erased.customer_id(), "GDPR request", Ctx()).ok());
+
+  // Neither the email nor the phone names the erased lead any more.
+  auto by_email = commands_->CaptureLead(Request("r2", "ada@example.com"), Ctx());
+  ASSERT_TRUE(by_email.ok()) << by_email.status();
+  EXPECT_FALSE(by_email->duplicate());
+  EXPECT_NE(by_email->customer_id(), erased.customer_id());
+  auto by_phone = commands_->CaptureLead(Request("r3", "", "+44 20 7946 0958"), Ctx());
+  ASSERT_TRUE(by_phone.ok()) << by_phone.status();
+  EXPECT_FALSE(by_phone->duplicate());
+  EXPECT_NE(by_phone->customer_id(), erased.customer_id());
+  // The new person's keys are indexed again: a later lead is their duplicate.
+  auto again = commands_->CaptureLead(Request("r4", "ADA@example.com"), Ctx());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->customer_id(), by_email->customer_id());
+  EXPECT_EQ(again->duplicate_of_lead_id(), by_email->lead_id());
+}
+
 TEST_F(LeadCommandsTest, RetriedRequestReturnsFirstResultAndAppendsNothing) {
   auto first = commands_->CaptureLead(Request("r1", "ada@example.com"), Ctx());
   auto retry = commands_->CaptureLead(Request("r1", "ada@example.com"), Ctx());
