@@ -7,34 +7,50 @@ namespace crm::leads {
 absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolve(
     const std::vector<Candidate>& candidates, const LeadIdFor& lead_id_for, Owner owner) {
   std::unique_lock<std::mutex> lock(mu_);
-  // Another owner's pending lead may fail or be a replay: wait for it to
-  // land in the index (or not) before deciding who this person is.
-  released_.wait(lock, [&] {
+  absl::flat_hash_map<std::string, ContactMatch> known;
+  for (;;) {
+    // Another owner's pending lead may fail or be a replay: wait for it to
+    // land in the index (or not) before deciding who this person is.
+    released_.wait(lock, [&] {
+      for (const auto& c : candidates) {
+        for (const auto& k : c.keys) {
+          if (auto it = pending_.find(k); it != pending_.end() && it->second.owner != owner) {
+            return false;
+          }
+        }
+      }
+      return true;
+    });
+    // One batched read for every key not already pending.
+    std::vector<std::string> lookup;
     for (const auto& c : candidates) {
       for (const auto& k : c.keys) {
-        if (auto it = pending_.find(k); it != pending_.end() && it->second.owner != owner) {
-          return false;
+        if (!pending_.contains(k)) lookup.push_back(k);
+      }
+    }
+    CRM_ASSIGN_OR_RETURN(auto found, store_.FindContactKeys(lookup));
+    known.clear();
+    known.reserve(found.size());
+    bool retiring = false;
+    for (size_t i = 0; i < lookup.size(); ++i) {
+      // An erased person's rows stay in the index but name nobody: the key
+      // is claimed again by the lead that brings it back.
+      if (!found[i].has_value() || store_.vault().Erased(found[i]->customer_id)) continue;
+      retiring = retiring || retiring_.contains(found[i]->customer_id);
+      known.emplace(lookup[i], *std::move(found[i]));
+    }
+    if (!retiring && !retiring_.empty()) {
+      for (const auto& c : candidates) {
+        for (const auto& k : c.keys) {
+          auto it = pending_.find(k);
+          retiring = retiring ||
+                     (it != pending_.end() && retiring_.contains(it->second.match.customer_id));
         }
       }
     }
-    return true;
-  });
-  // One batched read for every key not already pending.
-  std::vector<std::string> lookup;
-  for (const auto& c : candidates) {
-    for (const auto& k : c.keys) {
-      if (!pending_.contains(k)) lookup.push_back(k);
-    }
-  }
-  CRM_ASSIGN_OR_RETURN(auto found, store_.FindContactKeys(lookup));
-  absl::flat_hash_map<std::string, ContactMatch> known;
-  known.reserve(found.size());
-  for (size_t i = 0; i < lookup.size(); ++i) {
-    // An erased person's rows stay in the index but name nobody: the key
-    // is claimed again by the lead that brings it back.
-    if (found[i].has_value() && !store_.vault().Erased(found[i]->customer_id)) {
-      known.emplace(lookup[i], *std::move(found[i]));
-    }
+    if (!retiring) break;
+    // A merge is moving this person's keys: read them again once it ends.
+    released_.wait(lock);
   }
 
   std::vector<Resolution> out;
@@ -51,7 +67,10 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
     }
     Resolution r;
     r.customer_id = match != nullptr ? match->customer_id : c.new_customer_id;
-    if (match != nullptr) r.duplicate_of_lead_id = match->lead_id;
+    if (match != nullptr) {
+      r.duplicate_of_lead_id = match->lead_id;
+      ++joining_[r.customer_id];
+    }
     r.lead_id = lead_id_for(r.customer_id);
     // A key first seen on a duplicate names the person's first lead, as
     // its matched key does (copied: emplace may move what `match` names).
@@ -66,13 +85,38 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
   return out;
 }
 
-void ContactRegistry::Release(const std::vector<std::string>& keys) {
-  if (keys.empty()) return;
+void ContactRegistry::Hold::Add(const Resolution& r) {
+  keys.insert(keys.end(), r.claimed.begin(), r.claimed.end());
+  if (!r.duplicate_of_lead_id.empty()) customers.push_back(r.customer_id);
+}
+
+void ContactRegistry::Release(const Hold& hold) {
+  if (hold.keys.empty() && hold.customers.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& k : keys) pending_.erase(k);
+    for (const auto& k : hold.keys) pending_.erase(k);
+    for (const auto& c : hold.customers) {
+      if (auto it = joining_.find(c); it != joining_.end() && --it->second == 0) joining_.erase(it);
+    }
   }
   released_.notify_all();
+}
+
+ContactRegistry::Retirement ContactRegistry::Retire(const std::string& customer_id) {
+  std::unique_lock<std::mutex> lock(mu_);
+  released_.wait(lock, [&] { return !retiring_.contains(customer_id); });
+  retiring_.insert(customer_id);
+  released_.wait(lock, [&] { return !joining_.contains(customer_id); });
+  return Retirement(this, customer_id);
+}
+
+ContactRegistry::Retirement::~Retirement() {
+  if (registry_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(registry_->mu_);
+    registry_->retiring_.erase(customer_id_);
+  }
+  registry_->released_.notify_all();
 }
 
 }  // namespace crm::leads

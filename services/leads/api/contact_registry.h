@@ -7,9 +7,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "services/leads/store/lead_store.h"
 
@@ -50,15 +52,50 @@ class ContactRegistry {
   using Owner = uint64_t;
   Owner NewOwner() { return ++owners_; }
 
+  // What a caller holds from Resolve until its leads land or fail: the
+  // keys it claimed and the known customers its leads join.
+  struct Hold {
+    std::vector<std::string> keys;
+    std::vector<std::string> customers;
+    void Add(const Resolution& r);
+  };
+
   // Resolves candidates in order: a later one matches an earlier one of
   // the same call, or of an earlier call of the same owner. A key another
   // owner holds pending is waited for until it is released: matching it
-  // would name a lead that may never be written. The caller writes
-  // ContactWrite for every claimed key in the lead's append and then calls
-  // Release, whether it committed or not.
+  // would name a lead that may never be written. So is a customer being
+  // retired (see Retire). The caller writes ContactWrite for every claimed
+  // key in the lead's append and then calls Release with a Hold of the
+  // resolutions, whether it committed or not.
   absl::StatusOr<std::vector<Resolution>> Resolve(const std::vector<Candidate>& candidates,
                                                   const LeadIdFor& lead_id_for, Owner owner);
-  void Release(const std::vector<std::string>& keys);
+  void Release(const Hold& hold);
+
+  // Keeps leads from joining a customer while MergeLeads retires it: a
+  // lead resolved to the merged customer before the merge and written
+  // after it would land under a customer that no longer stands for the
+  // person. Retire waits for the leads in flight to that customer to land;
+  // until the returned guard goes, Resolve calls that match it wait, then
+  // read the index the merge rewrote.
+  class [[nodiscard]] Retirement {
+   public:
+    Retirement(Retirement&& other) noexcept
+        : registry_(std::exchange(other.registry_, nullptr)),
+          customer_id_(std::move(other.customer_id_)) {}
+    Retirement(const Retirement&) = delete;
+    Retirement& operator=(const Retirement&) = delete;
+    Retirement& operator=(Retirement&&) = delete;
+    ~Retirement();
+
+   private:
+    friend class ContactRegistry;
+    Retirement(ContactRegistry* registry, std::string customer_id)
+        : registry_(registry), customer_id_(std::move(customer_id)) {}
+
+    ContactRegistry* registry_;
+    std::string customer_id_;
+  };
+  Retirement Retire(const std::string& customer_id);
 
  private:
   struct Pending {
@@ -71,6 +108,9 @@ class ContactRegistry {
   std::mutex mu_;
   std::condition_variable released_;
   absl::flat_hash_map<std::string, Pending> pending_;
+  // Leads resolved to a known customer and not yet released, by customer.
+  absl::flat_hash_map<std::string, int> joining_;
+  absl::flat_hash_set<std::string> retiring_;
 };
 
 }  // namespace crm::leads

@@ -132,7 +132,9 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
                            {{store_.ContactKeys(request.contact()), new_customer_id}},
                            [](const std::string&) { return NewId("lead"); }, contacts_.NewOwner()));
   ContactRegistry::Resolution& contact = resolved.front();
-  absl::Cleanup release = [&] { contacts_.Release(contact.claimed); };
+  ContactRegistry::Hold hold;
+  hold.Add(contact);
+  absl::Cleanup release = [&] { contacts_.Release(hold); };
   command.lead_id = contact.lead_id;
   command.customer_id = contact.customer_id;
   command.duplicate_of_lead_id = contact.duplicate_of_lead_id;
@@ -379,6 +381,9 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   if (!survivor) return absl::NotFoundError(absl::StrCat("lead ", survivor_id, " not found"));
   CRM_ASSIGN_OR_RETURN(auto merged, store_.FindLead(merged_id));
   if (!merged) return absl::NotFoundError(absl::StrCat("lead ", merged_id, " not found"));
+  // No lead joins the merged customer from here until its contacts point
+  // to the survivor.
+  auto retirement = contacts_.Retire(merged->customer_id());
   CRM_ASSIGN_OR_RETURN(auto survivor_events,
                        Decide(survivor, AbsorbLead{request.survivor_expected_version(), *merged}));
   CRM_ASSIGN_OR_RETURN(auto merged_events,

@@ -412,7 +412,9 @@ TEST_F(LeadUseCaseTest, ACaptureWaitsForAnInFlightLeadOfThePersonAndNamesNoneTha
   });
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_FALSE(done.load()) << "decided while the other lead was in flight";
-  commands_->contacts().Release(in_flight->front().claimed);  // it never landed
+  ContactRegistry::Hold hold;
+  hold.Add(in_flight->front());
+  commands_->contacts().Release(hold);  // it never landed
   capture.join();
   ASSERT_TRUE(captured.ok()) << captured.status();
   EXPECT_NE(captured->customer_id(), "cus_in_flight");
@@ -422,6 +424,52 @@ TEST_F(LeadUseCaseTest, ACaptureWaitsForAnInFlightLeadOfThePersonAndNamesNoneTha
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->customer_id(), captured->customer_id());
   EXPECT_EQ(again->duplicate_of_lead_id(), captured->lead_id());
+}
+
+// A capture that found the person under the merged lead's customer and is
+// still being written when MergeLeads runs: the merge waits for it, and a
+// capture arriving during the merge waits for the merge, then finds the
+// survivor.
+TEST_F(LeadUseCaseTest, AMergeWaitsForLeadsJoiningTheMergedCustomer) {
+  auto merged = *commands_->CaptureLead(Request("m", "m@example.com"), Ctx());
+  auto survivor = *commands_->CaptureLead(Request("s", "s@example.com"), Ctx());
+  const auto keys = store_->ContactKeys(Request("x", "m@example.com").contact());
+  auto in_flight = commands_->contacts().Resolve(
+      {{keys, "cus_unused"}}, [](const std::string&) { return std::string("lead_in_flight"); },
+      commands_->contacts().NewOwner());
+  ASSERT_TRUE(in_flight.ok()) << in_flight.status();
+  ASSERT_EQ(in_flight->front().customer_id, merged.customer_id());
+
+  std::atomic<bool> merge_done{false};
+  std::thread merge([&] {
+    crm::v1::MergeLeadsRequest r;
+    r.set_request_id("merge");
+    r.set_survivor_lead_id(survivor.lead_id());
+    r.set_merged_lead_id(merged.lead_id());
+    auto result = commands_->MergeLeads(r, Ctx());
+    EXPECT_TRUE(result.ok()) << result.status();
+    merge_done = true;
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(merge_done.load()) << "merged while a lead was joining the merged customer";
+
+  std::atomic<bool> capture_done{false};
+  absl::StatusOr<crm::v1::CaptureLeadResponse> during;
+  std::thread capture([&] {
+    during = commands_->CaptureLead(Request("during", "m@example.com"), Ctx());
+    capture_done = true;
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(capture_done.load()) << "joined a customer being merged away";
+
+  ContactRegistry::Hold hold;
+  hold.Add(in_flight->front());
+  commands_->contacts().Release(hold);
+  merge.join();
+  capture.join();
+  ASSERT_TRUE(during.ok()) << during.status();
+  EXPECT_EQ(during->customer_id(), survivor.customer_id());
+  EXPECT_EQ(during->duplicate_of_lead_id(), survivor.lead_id());
 }
 
 TEST_F(LeadUseCaseTest, QualifyConvertAndConvertAgainFails) {

@@ -276,9 +276,7 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
       commands_.contacts().Resolve(
           candidates, [&](const std::string& customer) { return ids.For(customer); }, owner_));
   Chunk chunk;
-  for (auto& r : resolved) {
-    for (auto& k : r.claimed) chunk.claimed.push_back(k);
-  }
+  for (const auto& r : resolved) chunk.claimed.Add(r);
 
   std::vector<crm::v1::Lead> previews(fresh.size());
   std::vector<const crm::v1::Lead*> preview_ptrs;

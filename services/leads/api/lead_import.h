@@ -88,7 +88,7 @@ class ImportSession {
     std::vector<AppendRequest> appends;
     std::vector<Assignment> assignments;  // one per append
     std::vector<int> halves;              // one per append: HalfOf(customer)
-    std::vector<std::string> claimed;     // contact keys to release
+    ContactRegistry::Hold claimed;        // to release once written or failed
     // New data keys of the chunk's new customers, written before the rows
     // they seal.
     std::vector<AppendRequest> key_appends;
