@@ -643,28 +643,69 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     }
     CRM_RETURN_IF_ERROR(
         txn.Put(kFamily, MergeRow(merged.merged_lead_id()), merged.SerializeAsString()));
-    Merged(merged.merged_customer_id(), merged.survivor_customer_id());
-    return absl::OkStatus();
+    // A merge made before the survivor's erasure and read after it (the
+    // eraser had not seen it, or this service reads the partitions in
+    // another order): the eraser would have erased the merged customer.
+    std::vector<std::string> late;
+    absl::Time at;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      LinkLocked(merged.merged_customer_id(), merged.survivor_customer_id());
+      if (auto e = erased_.find(merged.survivor_customer_id());
+          e != erased_.end() && FromProtoTimestamp(event.occurred_at()) <= e->second) {
+        at = e->second;
+        late = WithMergedLocked(merged.merged_customer_id());
+      }
+    }
+    if (late.empty()) return absl::OkStatus();
+    return ApplyErasure(late, at, event, txn);
   }
   if (payload.Is<crm::v1::CustomerErased>()) {
     crm::v1::CustomerErased erased;
     payload.UnpackTo(&erased);
-    const absl::Time at = FromProtoTimestamp(event.occurred_at());
-    CRM_ASSIGN_OR_RETURN(const std::vector<HeldKey> held, CustomerKeys(erased.customer_id()));
-    for (const auto& w : ErasureWrites(erased.customer_id(), at, held)) {
-      CRM_RETURN_IF_ERROR(w.erase ? txn.Delete(w.family, w.key)
-                                  : txn.Put(w.family, w.key, w.value));
+    // With every customer merged into it that this service knows of,
+    // whether or not the eraser knew of them.
+    std::vector<std::string> customers;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      customers = WithMergedLocked(erased.customer_id());
     }
-    const std::vector<std::string> own = Forget(erased.customer_id(), at, held);
-    EventContext ctx;
-    ctx.actor = issuer_;
-    ctx.correlation_id = event.correlation_id();
-    ctx.causation_id = event.event_id();
-    ctx.occurred_at = absl::Now();
-    return DestroyOwn(own, erased.customer_id(), ctx);
+    return ApplyErasure(customers, FromProtoTimestamp(event.occurred_at()), event, txn);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("not a key record: ", payload.type_url(), " on ", event.stream()));
+}
+
+std::vector<std::string> KeyVault::WithMergedLocked(const std::string& customer_id) const {
+  std::vector<std::string> customers = {customer_id};
+  for (size_t i = 0; i < customers.size(); ++i) {
+    auto it = merged_into_.find(customers[i]);
+    if (it == merged_into_.end()) continue;
+    for (const auto& m : it->second) {
+      if (std::find(customers.begin(), customers.end(), m) == customers.end()) {
+        customers.push_back(m);
+      }
+    }
+  }
+  return customers;
+}
+
+absl::Status KeyVault::ApplyErasure(const std::vector<std::string>& customers, absl::Time erased_at,
+                                    const crm::v1::EventEnvelope& record, ProjectionTxn& txn) {
+  EventContext ctx;
+  ctx.actor = issuer_;
+  ctx.correlation_id = record.correlation_id();
+  ctx.causation_id = record.event_id();
+  ctx.occurred_at = absl::Now();
+  for (const std::string& customer_id : customers) {
+    CRM_ASSIGN_OR_RETURN(const std::vector<HeldKey> held, CustomerKeys(customer_id));
+    for (const auto& w : ErasureWrites(customer_id, erased_at, held)) {
+      CRM_RETURN_IF_ERROR(w.erase ? txn.Delete(w.family, w.key)
+                                  : txn.Put(w.family, w.key, w.value));
+    }
+    CRM_RETURN_IF_ERROR(DestroyOwn(Forget(customer_id, erased_at, held), customer_id, ctx));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& customer_id,
@@ -673,21 +714,12 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
   if (store_ == nullptr) return absl::FailedPreconditionError("this service cannot erase");
   EventContext erase_ctx = ctx;
   erase_ctx.source = issuer_;
-  // The customer and, transitively, every customer merged into it.
-  std::vector<std::string> customers = {customer_id};
-  std::vector<std::vector<HeldKey>> held;
+  std::vector<std::string> customers;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < customers.size(); ++i) {
-      auto it = merged_into_.find(customers[i]);
-      if (it == merged_into_.end()) continue;
-      for (const auto& m : it->second) {
-        if (std::find(customers.begin(), customers.end(), m) == customers.end()) {
-          customers.push_back(m);
-        }
-      }
-    }
+    customers = WithMergedLocked(customer_id);
   }
+  std::vector<std::vector<HeldKey>> held;
   for (const auto& c : customers) {
     CRM_ASSIGN_OR_RETURN(auto keys, CustomerKeys(c));
     held.push_back(std::move(keys));

@@ -217,6 +217,12 @@ class KeyVault {
   // from the event log.
   absl::Status DestroyOwn(const std::vector<std::string>& key_ids, const std::string& customer_id,
                           const EventContext& ctx);
+  // The customer and, transitively, every customer merged into it; mu_ held.
+  std::vector<std::string> WithMergedLocked(const std::string& customer_id) const;
+  // Applies an erasure read from another service (or the own one, read
+  // back) to these customers: their rows, memory and own keys.
+  absl::Status ApplyErasure(const std::vector<std::string>& customers, absl::Time erased_at,
+                            const crm::v1::EventEnvelope& record, ProjectionTxn& txn);
   // Records a merge in merged_into_; mu_ held.
   void LinkLocked(const std::string& merged_customer_id, const std::string& survivor_customer_id);
   // The rows that record the customer as erased and its keys as destroyed.

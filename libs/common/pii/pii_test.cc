@@ -495,6 +495,71 @@ TEST(KeyVaultTest, ErasingTheSurvivorOfMergesErasesEveryCustomerMergedIntoIt) {
   EXPECT_EQ(both->merged_customer_ids, (std::vector<std::string>{"cus_6"}));
 }
 
+// The eraser may not have read a merge link yet, and a subscriber may read
+// the link after the erasure: every service that knows the link erases the
+// merged customer with the survivor.
+TEST(KeyVaultTest, AnErasureReachesCustomersMergedIntoItThatTheEraserHadNotSeen) {
+  testing::TempDir dir;
+  ServiceDb leads(dir.Sub("leads"), Master(), "crm/leads");
+  ServiceDb sales(dir.Sub("sales"), Master(), "crm/sales");
+  ServiceDb desk(dir.Sub("desk"), Master(), "crm/service-desk");
+  std::map<std::string, crm::v1::Contact> sealed;  // by customer
+  std::map<std::string, std::string> key_streams;  // by customer
+  for (const std::string customer : {"cus_1", "cus_2", "cus_3", "cus_4"}) {
+    auto key = leads.vault->EnsureKey(customer, Ctx());
+    ASSERT_TRUE(key.ok()) << key.status();
+    crm::v1::Contact c = Ann();
+    SealFields(c, *key);
+    sealed[customer] = c;
+    key_streams[customer] = kKeyStreamPrefix + key->key_id;
+    ASSERT_TRUE(sales.Consume(*leads.store, key_streams[customer]).ok());
+    ASSERT_TRUE(desk.Consume(*leads.store, key_streams[customer]).ok());
+  }
+  auto open = [&](const ServiceDb& s, const std::string& customer) {
+    crm::v1::Contact c = sealed[customer];
+    OpenFields(c, *s.vault);
+    return c.email();
+  };
+  auto merge = [&](const std::string& lead, const std::string& merged,
+                   const std::string& survivor) {
+    auto record = leads.vault->MergeRecord(lead, merged, survivor, Ctx());
+    EXPECT_TRUE(record.has_value());
+    const std::string stream = record->stream;
+    EXPECT_TRUE(leads.store->Append(*std::move(record)).ok());
+    leads.vault->Merged(merged, survivor);
+    return stream;
+  };
+  const std::string link = merge("lead_2", "cus_2", "cus_1");
+
+  // Sales erases cus_1 before it has read the link.
+  auto erasure = sales.vault->EraseCustomer("cus_1", "GDPR request 21", Ctx());
+  ASSERT_TRUE(erasure.ok()) << erasure.status();
+  EXPECT_TRUE(erasure->merged_customer_ids.empty());
+  const std::string erased = EraseStream("crm/sales", "cus_1");
+  // Leads knows the link: it erases cus_2 and destroys the key it issued.
+  ASSERT_TRUE(leads.Consume(*sales.store, erased).ok());
+  EXPECT_EQ(open(leads, "cus_2"), "");
+  auto records = leads.store->ReadStream(key_streams["cus_2"]);
+  ASSERT_TRUE(records.ok());
+  EXPECT_TRUE(records->back().payload().Is<crm::v1::DataKeyDestroyed>());
+  ASSERT_TRUE(sales.Consume(*leads.store, key_streams["cus_2"]).ok());
+  EXPECT_EQ(open(sales, "cus_2"), "");
+  // The desk reads the erasure, then the link.
+  ASSERT_TRUE(desk.Consume(*sales.store, erased).ok());
+  EXPECT_EQ(open(desk, "cus_2"), "ann@example.com") << "no link known yet";
+  ASSERT_TRUE(desk.Consume(*leads.store, link).ok());
+  EXPECT_EQ(open(desk, "cus_2"), "");
+  EXPECT_TRUE(desk.vault->Erased("cus_2"));
+
+  // A merge made after the survivor's erasure erases nobody.
+  ASSERT_TRUE(sales.vault->EraseCustomer("cus_3", "GDPR request 22", Ctx()).ok());
+  ASSERT_TRUE(desk.Consume(*sales.store, EraseStream("crm/sales", "cus_3")).ok());
+  absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_TRUE(desk.Consume(*leads.store, merge("lead_4", "cus_4", "cus_3")).ok());
+  EXPECT_EQ(open(desk, "cus_4"), "ann@example.com");
+  EXPECT_FALSE(desk.vault->Erased("cus_4"));
+}
+
 TEST(BlindIndexTest, EqualInputsMatchAndTheMasterKeyDecides) {
   testing::TempDir dir;
   ServiceDb a(dir.Sub("a"), Master(), "crm/leads");

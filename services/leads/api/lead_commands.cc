@@ -381,6 +381,12 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   if (!survivor) return absl::NotFoundError(absl::StrCat("lead ", survivor_id, " not found"));
   CRM_ASSIGN_OR_RETURN(auto merged, store_.FindLead(merged_id));
   if (!merged) return absl::NotFoundError(absl::StrCat("lead ", merged_id, " not found"));
+  // The survivor's data was erased: the merged person's would follow it
+  // into a record that no longer stands for anyone.
+  if (store_.vault().Erased(survivor->customer_id())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("survivor_lead_id: the customer of lead ", survivor_id, " was erased"));
+  }
   // No lead joins the merged customer from here until its contacts point
   // to the survivor.
   auto retirement = contacts_.Retire(merged->customer_id());

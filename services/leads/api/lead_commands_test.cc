@@ -472,6 +472,21 @@ TEST_F(LeadUseCaseTest, AMergeWaitsForLeadsJoiningTheMergedCustomer) {
   EXPECT_EQ(during->duplicate_of_lead_id(), survivor.lead_id());
 }
 
+TEST_F(LeadUseCaseTest, NoLeadMergesIntoALeadOfAnErasedCustomer) {
+  auto erased = *commands_->CaptureLead(Request("e", "e@example.com"), Ctx());
+  auto other = *commands_->CaptureLead(Request("o", "o@example.com"), Ctx());
+  ASSERT_TRUE(store_->vault().EraseCustomer(erased.customer_id(), "GDPR request", Ctx()).ok());
+  crm::v1::MergeLeadsRequest r;
+  r.set_request_id("merge");
+  r.set_survivor_lead_id(erased.lead_id());
+  r.set_merged_lead_id(other.lead_id());
+  auto result = commands_->MergeLeads(r, Ctx());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition) << result.status();
+  EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("survivor_lead_id"));
+  EXPECT_EQ(Types(other.lead_id()).back(), "LeadCaptured") << "the other lead is untouched";
+  EXPECT_FALSE(store_->vault().Erased(other.customer_id()));
+}
+
 TEST_F(LeadUseCaseTest, QualifyConvertAndConvertAgainFails) {
   CreateRule("r", OwnerRule("", "", "usr_owner"));
   auto captured = CaptureIn("c1", "EMEA", "crm");
