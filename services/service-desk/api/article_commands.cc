@@ -30,8 +30,9 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::Execute(const std::string& req
                                                           const ArticleCommand& command) {
   const std::string stream = ArticleStream(article_id);
   // Under the lock: a retry that came while the first attempt was writing
-  // must get its result, not a decision on the state it made.
-  auto guard = locks_.Lock({stream});
+  // must get its result, not a decision on the state it made. The store's
+  // lock, shared with the ticket commands that link articles.
+  auto guard = store_.article_locks().Lock({stream});
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   crm::v1::Article article;
   if (earlier.has_value()) {

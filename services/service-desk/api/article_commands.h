@@ -5,7 +5,6 @@
 #include "absl/status/statusor.h"
 #include "crm/v1/service_desk.pb.h"
 #include "libs/common/envelope.h"
-#include "libs/common/striped_mutex.h"
 #include "services/service-desk/api/ticket_commands.h"
 #include "services/service-desk/domain/article.h"
 #include "services/service-desk/store/desk_store.h"
@@ -40,7 +39,6 @@ class ArticleCommands {
 
   DeskStore& store_;
   Clock clock_;
-  StripedMutex locks_;
 };
 
 }  // namespace crm::service_desk

@@ -7,6 +7,7 @@
 #include "libs/common/log.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
+#include "services/service-desk/domain/article.h"
 #include "services/service-desk/domain/customer.h"
 #include "services/service-desk/domain/ticket_requests.h"
 
@@ -310,6 +311,9 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ResolveTicket(
     const crm::v1::ResolveTicketRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateResolveTicket(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  // As in LinkSolutionArticle; no lock without an article.
+  auto article_guard = store_.article_locks().Lock(
+      {r.solution_article_id().empty() ? "" : ArticleStream(r.solution_article_id())});
   return Execute(
       Key(ctx, "ResolveTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
       [&](const auto& ticket, absl::Time now) -> absl::StatusOr<Prepared> {
@@ -346,6 +350,9 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::LinkSolutionArticle(
     const crm::v1::LinkSolutionArticleRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateLinkSolutionArticle(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  // Unpublishing takes the article's lock too: held until the link is
+  // stored, the "is published" check cannot go stale before the append.
+  auto article_guard = store_.article_locks().Lock({ArticleStream(r.article_id())});
   return Execute(Key(ctx, "LinkSolutionArticle", r.request_id()), r.ticket_id(),
                  r.expected_version(), ctx,
                  [&](const auto& ticket, absl::Time now) -> absl::StatusOr<Prepared> {

@@ -96,7 +96,8 @@ class TicketCommands {
   absl::StatusOr<std::pair<std::string, std::vector<ProjectionWrite>>> PickFor(
       const crm::v1::Team& team, const std::string& except) const;
   // NOT_FOUND unless the ticket exists, then NOT_FOUND / FAILED_PRECONDITION
-  // unless the article is published.
+  // unless the article is published. Caller holds the article's lock
+  // (DeskStore::article_locks) until the append, or the answer may be stale.
   absl::Status CheckSolutionArticle(const std::optional<crm::v1::Ticket>& ticket,
                                     const std::string& ticket_id, absl::string_view field,
                                     const std::string& article_id) const;
@@ -105,7 +106,8 @@ class TicketCommands {
   pii::KeyVault* vault_ = nullptr;
   const DeskSettings& settings_;
   Clock clock_;
-  // Ticket streams, taken after a team lock when both are needed.
+  // Ticket streams, taken after a team's or an article's lock when both are
+  // needed.
   StripedMutex ticket_locks_;
   // Teams, so concurrent assignments see each other's load and cursor.
   StripedMutex team_locks_;

@@ -1,6 +1,8 @@
 #include "services/service-desk/api/ticket_commands.h"
 
 #include <algorithm>
+#include <latch>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -515,6 +517,87 @@ TEST_F(TicketCommandsTest, RetriesRacingTheFirstAttemptAllGetItsResult) {
     const auto types = Types(t.ticket_id());
     EXPECT_EQ(std::count(types.begin(), types.end(), "TicketResolved"), 1) << "round " << round;
   }
+}
+
+// A link decided while an unpublish of the same article was being written
+// would be stored after it, naming an article no longer published. Each
+// round races tickets linking one article (LinkSolutionArticle, or in odd
+// rounds a resolution naming it) against its unpublish; in log order every
+// stored link must find its article published.
+TEST_F(TicketCommandsTest, ALinkRacingAnUnpublishIsStoredBeforeItOrRefused) {
+  constexpr int kRounds = 20;
+  constexpr int kRacers = 3;
+  std::vector<std::string> linking;
+  for (int i = 0; i < kRacers; ++i) linking.push_back(Open(absl::StrCat("open-", i)).ticket_id());
+  for (int round = 0; round < kRounds; ++round) {
+    crm::v1::CreateArticleRequest create;
+    create.set_request_id(absl::StrCat("art-", round));
+    create.set_title("Reset the printer");
+    create.set_body("Hold the button.");
+    auto article = articles_->CreateArticle(create, Ctx());
+    ASSERT_TRUE(article.ok()) << article.status();
+    crm::v1::PublishArticleRequest publish;
+    publish.set_request_id(absl::StrCat("pub-", round));
+    publish.set_article_id(article->article_id());
+    ASSERT_TRUE(articles_->PublishArticle(publish, Ctx()).ok());
+    const bool resolve = round % 2 == 1;
+    std::vector<std::string> ticket_ids = linking;
+    if (resolve) {  // a ticket is resolved once
+      for (int i = 0; i < kRacers; ++i) {
+        ticket_ids[i] = Open(absl::StrCat("open-", round, "-", i)).ticket_id();
+      }
+    }
+
+    std::latch start(kRacers + 1);
+    std::vector<absl::StatusOr<crm::v1::Ticket>> links(kRacers);
+    absl::StatusOr<crm::v1::Article> unpublished;
+    std::vector<std::thread> callers;
+    for (int i = 0; i < kRacers; ++i) {
+      callers.emplace_back([&, i] {
+        const std::string request_id = absl::StrCat("link-", round, "-", i);
+        crm::v1::LinkSolutionArticleRequest link;
+        link.set_request_id(request_id);
+        link.set_ticket_id(ticket_ids[i]);
+        link.set_article_id(article->article_id());
+        start.arrive_and_wait();
+        links[i] = resolve ? Resolve(request_id, ticket_ids[i], article->article_id())
+                           : tickets_->LinkSolutionArticle(link, Ctx());
+      });
+    }
+    callers.emplace_back([&] {
+      crm::v1::UnpublishArticleRequest unpublish;
+      unpublish.set_request_id(absl::StrCat("unpub-", round));
+      unpublish.set_article_id(article->article_id());
+      start.arrive_and_wait();
+      unpublished = articles_->UnpublishArticle(unpublish, Ctx());
+    });
+    for (auto& c : callers) c.join();
+    ASSERT_TRUE(unpublished.ok()) << unpublished.status();
+    for (const auto& link : links) {
+      EXPECT_TRUE(link.ok() || absl::IsFailedPrecondition(link.status())) << link.status();
+    }
+  }
+
+  auto log = store_->events().ReadOutbox(0, 100000);
+  ASSERT_TRUE(log.ok()) << log.status();
+  std::map<std::string, bool> published;  // by article stream, as of the log position
+  int stale_links = 0;
+  for (const auto& entry : *log) {
+    const auto& payload = entry.envelope.payload();
+    crm::v1::TicketSolutionLinked linked;
+    crm::v1::TicketResolved resolved;
+    if (payload.Is<crm::v1::ArticlePublished>()) {
+      published[entry.envelope.stream()] = true;
+    } else if (payload.Is<crm::v1::ArticleUnpublished>()) {
+      published[entry.envelope.stream()] = false;
+    } else if (payload.UnpackTo(&linked) && !published[ArticleStream(linked.article_id())]) {
+      ++stale_links;
+    } else if (payload.UnpackTo(&resolved) && !resolved.solution_article_id().empty() &&
+               !published[ArticleStream(resolved.solution_article_id())]) {
+      ++stale_links;
+    }
+  }
+  EXPECT_EQ(stale_links, 0) << "links stored after their article was unpublished";
 }
 
 TEST_F(TicketCommandsTest, AMissingTicketIsNotFoundWhateverVersionIsExpected) {

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "crm/v1/service_desk.pb.h"
 #include "libs/common/event_store.h"
+#include "libs/common/striped_mutex.h"
 #include "services/service-desk/domain/settings.h"
 
 namespace crm::service_desk {
@@ -60,6 +61,13 @@ class DeskStore {
 
   EventStore& events() { return *events_; }
   Database& db() { return events_->db(); }
+
+  // Article streams, held from deciding on an article's publication to
+  // storing the decision: by the article's commands and by a ticket command
+  // that links it, so an unpublish cannot land between a link's "is
+  // published" check and its append. Here because both use cases share the
+  // store. Taken before a ticket's lock, never while holding one.
+  StripedMutex& article_locks() { return article_locks_; }
 
   // ---- tickets ----
   // nullopt for an unknown ticket.
@@ -142,6 +150,7 @@ class DeskStore {
   absl::StatusOr<int64_t> PublishedCount() const;
 
   std::unique_ptr<EventStore> events_;
+  StripedMutex article_locks_;
 };
 
 }  // namespace crm::service_desk
