@@ -50,7 +50,7 @@ void QuoteLines(absl::string_view payload) {
     CheckValidation(line.status(), "PriceLine");
     if (line.ok()) lines.push_back(*std::move(line));
   }
-  sales::SumLines(lines, "EUR");
+  CheckValidation(sales::SumLines(lines, "EUR").status(), "SumLines");
 }
 
 void Pipeline(absl::string_view payload) {

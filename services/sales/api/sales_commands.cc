@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
@@ -65,6 +66,18 @@ std::vector<ProjectionWrite> NoRows() { return {}; }
 absl::Status CheckOptionalDate(absl::string_view field, absl::string_view value) {
   if (value.empty()) return absl::OkStatus();
   return ParseDate(field, value).status();
+}
+
+// The commands Decide takes for an existing record carry no id, so its
+// NOT_FOUND is named here: after Decide, whose checks of input and roles
+// come first. `field` is e.g. "quote_id".
+template <typename Events, typename State>
+absl::StatusOr<Events> NameMissing(absl::StatusOr<Events> decided,
+                                   const std::optional<State>& state, absl::string_view field,
+                                   absl::string_view id) {
+  if (state.has_value() || !absl::IsNotFound(decided.status())) return decided;
+  return absl::NotFoundError(
+      absl::StrCat(field, ": ", absl::StripSuffix(field, "_id"), " ", id, " not found"));
 }
 
 }  // namespace
@@ -147,7 +160,9 @@ absl::StatusOr<State> SalesCommands::Transition(absl::string_view method,
       auto out, Execute<State>(
                     StreamOf(static_cast<const State*>(nullptr), id),
                     CallerRequestKey(ctx, absl::StrCat(method, "/", request_id)), kAnyVersion, ctx,
-                    [&](const std::optional<State>& s) { return Decide(s, command(ctx)); },
+                    [&](const std::optional<State>& s) {
+                      return NameMissing(Decide(s, command(ctx)), s, id_field, id);
+                    },
                     [](const State&) { return NoRows(); }));
   return out.state;
 }
@@ -313,6 +328,10 @@ absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunit
   // ISO dates compare as strings.
   const std::string& from = request.close_date_from();
   const std::string& to = request.close_date_to();
+  // An empty range is a caller's mistake, as in GetForecast, not an empty page.
+  if (!from.empty() && !to.empty() && to < from) {
+    return Invalid("close_date_to", "before close_date_from");
+  }
   CRM_ASSIGN_OR_RETURN(
       auto page,
       store_.List<crm::v1::Opportunity>(
@@ -351,8 +370,8 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ChangeOpportunityStage(
           [&](const std::optional<crm::v1::Opportunity>& s)
               -> absl::StatusOr<std::vector<OpportunityEvent>> {
             if (!s.has_value()) {
-              return absl::NotFoundError(
-                  absl::StrCat("opportunity ", request.opportunity_id(), " not found"));
+              return absl::NotFoundError(absl::StrCat("opportunity_id: opportunity ",
+                                                      request.opportunity_id(), " not found"));
             }
             const crm::v1::Pipeline* pipeline = settings_.pipelines.Find(s->pipeline_id());
             if (pipeline == nullptr) {
@@ -528,7 +547,8 @@ absl::StatusOr<crm::v1::Task> SalesCommands::CompleteTask(
                     CallerRequestKey(ctx, absl::StrCat("CompleteTask/", request.request_id())),
                     kAnyVersion, ctx,
                     [&](const std::optional<crm::v1::Task>& s) {
-                      return Decide(s, TaskCommand{sales::CompleteTask{}});
+                      return NameMissing(Decide(s, TaskCommand{sales::CompleteTask{}}), s,
+                                         "task_id", request.task_id());
                     },
                     [](const crm::v1::Task& t) {
                       return std::vector<ProjectionWrite>{SalesStore::TaskRow(t)};
@@ -653,7 +673,7 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
     return q;
   }
   CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
-  sales::DraftQuote command{request, NewId("quo")};
+  sales::DraftQuote command{request, NewId("quo"), ctx.occurred_at};
   command.request.set_customer_id(target.customer.customer_id());
   CRM_ASSIGN_OR_RETURN(auto out, Execute<crm::v1::Quote>(
                                      QuoteStream(command.quote_id), request_key, kAnyVersion, ctx,

@@ -329,6 +329,23 @@ TEST_F(SalesCommandsTest, ListOpportunitiesFiltersAndPages) {
             "page.page_size:");
 }
 
+TEST_F(SalesCommandsTest, ListOpportunitiesRefusesACloseDateRangeEndingBeforeItStarts) {
+  Open("cus_1");
+  OpenOpp("cus_1", "a0", 100, "2025-03-15");
+  crm::v1::ListOpportunitiesRequest r;
+  r.set_close_date_from("2025-04-01");
+  r.set_close_date_to("2025-03-01");
+  auto st = commands_->ListOpportunities(r).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_EQ(st.message().substr(0, 14), "close_date_to:") << st;
+  // A single day is a range.
+  r.set_close_date_from("2025-03-15");
+  r.set_close_date_to("2025-03-15");
+  auto page = commands_->ListOpportunities(r);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->opportunities_size(), 1);
+}
+
 TEST_F(SalesCommandsTest, ListCustomersTerritoryFilterIgnoresCaseAsAccessDoes) {
   Open("cus_1", "rep_ada", "emea");  // a converted lead's spelling
   Open("cus_2", "rep_bob", "EMEA");
@@ -511,6 +528,20 @@ TEST_F(SalesCommandsTest, ListActivitiesAppliesVisibilityBeforeThePageIsCut) {
   EXPECT_EQ(page->next_page_token(), "");
 }
 
+TEST_F(SalesCommandsTest, ATaskDueBeyondTheTimestampRangeIsRefusedAndAppendsNothing) {
+  Open("cus_1");
+  const uint64_t before = store_->events().LogSize();
+  crm::v1::CreateTaskRequest r;
+  r.set_request_id("task-1");
+  r.set_customer_id("cus_1");
+  r.set_title("Send the proposal");
+  r.mutable_due_at()->set_seconds(253'402'300'800);  // 10000-01-01
+  auto st = commands_->CreateTask(r, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_EQ(st.message(), "due_at: out of range");
+  EXPECT_EQ(store_->events().LogSize(), before);
+}
+
 TEST_F(SalesCommandsTest, DueTasksRaiseOneReminderAndAreListedAsOverdue) {
   Open("cus_1");
   crm::v1::CreateTaskRequest r;
@@ -688,6 +719,88 @@ TEST_F(SalesCommandsTest, QuoteToOrderToApprovedContractRequestsInvoiceAndFulfil
   const uint64_t before = store_->events().LogSize();
   EXPECT_TRUE(commands_->ApproveContract(approve, Ctx("mgr_grace"), {"sales_manager"}).ok());
   EXPECT_EQ(store_->events().LogSize(), before);
+}
+
+TEST_F(SalesCommandsTest, AQuoteOverTheMoneyLimitIsRefusedAndAppendsNothing) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  const uint64_t before = store_->events().LogSize();
+  // Each line within bounds; the total 2 x 6 x 10^14 reaches 10^15.
+  auto r = QuoteFor(o.opportunity_id(), 10'000'000'000);
+  r.mutable_lines(0)->set_quantity(60'000);
+  r.mutable_lines(0)->set_discount_bps(0);
+  r.mutable_lines(0)->set_tax_rate_bps(0);
+  *r.add_lines() = r.lines(0);
+  auto st = commands_->DraftQuote(r, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_EQ(st.message().substr(0, 6), "lines:") << st;
+  EXPECT_EQ(store_->events().LogSize(), before);
+}
+
+TEST_F(SalesCommandsTest, AQuoteValidUntilADayPastIsRefusedAndAppendsNothing) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  const uint64_t before = store_->events().LogSize();
+  auto r = QuoteFor(o.opportunity_id(), 500'000);
+  r.set_valid_until("2025-03-02");  // the day before kT0
+  auto st = commands_->DraftQuote(r, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_EQ(st.message(), "valid_until: in the past");
+  EXPECT_EQ(store_->events().LogSize(), before);
+  r.set_request_id("quote-2");
+  r.set_valid_until("2025-03-03");
+  auto quote = commands_->DraftQuote(r, Ctx());
+  ASSERT_TRUE(quote.ok()) << quote.status();
+  EXPECT_EQ(quote->valid_until(), "2025-03-03");
+}
+
+TEST_F(SalesCommandsTest, MissingRecordsAreNotFoundNamingFieldAndId) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto message_of = [](const absl::Status& st) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
+    return std::string(st.message());
+  };
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-1");
+  accept.set_quote_id("quo_missing");
+  EXPECT_EQ(message_of(commands_->AcceptQuote(accept, Ctx()).status()),
+            "quote_id: quote quo_missing not found");
+  crm::v1::DeclineQuoteRequest decline;
+  decline.set_request_id("decline-1");
+  decline.set_quote_id("quo_missing");
+  EXPECT_EQ(message_of(commands_->DeclineQuote(decline, Ctx()).status()),
+            "quote_id: quote quo_missing not found");
+  crm::v1::SubmitContractRequest submit;
+  submit.set_request_id("submit-1");
+  submit.set_contract_id("ctr_missing");
+  EXPECT_EQ(message_of(commands_->SubmitContract(submit, Ctx()).status()),
+            "contract_id: contract ctr_missing not found");
+  crm::v1::ApproveContractRequest approve;
+  approve.set_request_id("approve-1");
+  approve.set_contract_id("ctr_missing");
+  EXPECT_EQ(
+      message_of(commands_->ApproveContract(approve, Ctx("mgr_grace"), {"sales_manager"}).status()),
+      "contract_id: contract ctr_missing not found");
+  // Roles are still checked first: an unauthorized caller learns nothing.
+  EXPECT_EQ(commands_->ApproveContract(approve, Ctx(), {"sales_rep"}).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  crm::v1::CompleteTaskRequest complete;
+  complete.set_request_id("complete-1");
+  complete.set_task_id("task_missing");
+  EXPECT_EQ(message_of(commands_->CompleteTask(complete, Ctx()).status()),
+            "task_id: task task_missing not found");
+  crm::v1::Opportunity missing = o;
+  missing.set_opportunity_id("opp_missing");
+  EXPECT_EQ(message_of(Move(missing, "needs_analysis", "move-1").status()),
+            "opportunity_id: opportunity opp_missing not found");
+  crm::v1::ReviseOpportunityRequest revise;
+  revise.set_request_id("revise-1");
+  revise.set_opportunity_id("opp_missing");
+  revise.set_expected_version(1);
+  revise.set_name("Engines");
+  EXPECT_EQ(message_of(commands_->ReviseOpportunity(revise, Ctx()).status()),
+            "opportunity_id: opportunity opp_missing not found");
 }
 
 TEST_F(SalesCommandsTest, InvoiceRequestedCountsTowardsLoyaltyOnceAndUpgradesTheTier) {

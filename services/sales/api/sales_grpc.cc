@@ -47,6 +47,27 @@ bool IsAssignee(const Principal& caller, const crm::v1::Task& task) {
 
 }  // namespace
 
+absl::StatusOr<crm::v1::OpenCustomerRequest> ScopeOpenCustomer(
+    const Principal& caller, crm::v1::OpenCustomerRequest request) {
+  if (caller.SeesEverything()) return request;
+  const bool manager = caller.HasRole(auth::kRoleSalesManager);
+  if (manager) {
+    if (request.territory().empty()) request.set_territory(caller.territory);
+  } else if (request.owner_id().empty()) {
+    request.set_owner_id(caller.subject);
+  }
+  if (!auth::MayAccess(caller, request.owner_id(), request.territory())) {
+    // A manager may open accounts for anyone, in their territory only.
+    if (manager) {
+      return absl::PermissionDeniedError(
+          "territory: the account would lie outside the caller's territory");
+    }
+    return absl::PermissionDeniedError(
+        "owner_id: the account would belong to someone the caller may not act for");
+  }
+  return request;
+}
+
 // Rows of a list share their customers and opportunities, so each target is
 // checked once per call.
 class SalesGrpc::TargetVisibility {
@@ -151,33 +172,20 @@ grpc::ServerUnaryReactor* SalesGrpc::OpenCustomer(grpc::CallbackServerContext* c
                                                   const crm::v1::OpenCustomerRequest* request,
                                                   crm::v1::Customer* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(
-      ctx, executor_, request, response,
-      [this, event_ctx](const crm::v1::OpenCustomerRequest& r,
-                        const Principal& caller) -> absl::StatusOr<crm::v1::Customer> {
-        crm::v1::OpenCustomerRequest scoped = r;
-        if (!caller.SeesEverything()) {
-          // A rep opens accounts for themselves, a manager in their territory.
-          if (caller.HasRole(auth::kRoleSalesManager)) {
-            if (scoped.territory().empty()) scoped.set_territory(caller.territory);
-          } else if (scoped.owner_id().empty()) {
-            scoped.set_owner_id(caller.subject);
-          }
-          if (!auth::MayAccess(caller, scoped.owner_id(), scoped.territory())) {
-            return absl::PermissionDeniedError(
-                "owner_id: the account would belong to someone the caller may not act for");
-          }
-          // Opening an id that exists must not reveal someone else's account.
-          if (!scoped.customer_id().empty()) {
-            crm::v1::GetCustomerRequest get;
-            get.set_customer_id(scoped.customer_id());
-            if (commands_.GetCustomer(get).ok()) {
-              CRM_RETURN_IF_ERROR(CheckCustomer(caller, scoped.customer_id()));
-            }
-          }
-        }
-        return commands_.OpenCustomer(scoped, event_ctx);
-      });
+  return Serve(ctx, executor_, request, response,
+               [this, event_ctx](const crm::v1::OpenCustomerRequest& r,
+                                 const Principal& caller) -> absl::StatusOr<crm::v1::Customer> {
+                 CRM_ASSIGN_OR_RETURN(auto scoped, ScopeOpenCustomer(caller, r));
+                 // Opening an id that exists must not reveal someone else's account.
+                 if (!caller.SeesEverything() && !scoped.customer_id().empty()) {
+                   crm::v1::GetCustomerRequest get;
+                   get.set_customer_id(scoped.customer_id());
+                   if (commands_.GetCustomer(get).ok()) {
+                     CRM_RETURN_IF_ERROR(CheckCustomer(caller, scoped.customer_id()));
+                   }
+                 }
+                 return commands_.OpenCustomer(scoped, event_ctx);
+               });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetCustomer(grpc::CallbackServerContext* ctx,

@@ -10,6 +10,12 @@
 
 namespace crm::sales {
 
+// An account the caller may open, defaults filled in: a rep's own (owner_id
+// defaults to the caller), a manager's in their territory (territory
+// defaults to theirs). PERMISSION_DENIED names the field out of reach.
+absl::StatusOr<crm::v1::OpenCustomerRequest> ScopeOpenCustomer(
+    const auth::Principal& caller, crm::v1::OpenCustomerRequest request);
+
 // gRPC edge of the sales service: proto in, status out; the work runs on
 // the blocking executor because commands wait for a synced append. Every
 // handler runs as the caller the auth interceptor verified and checks that

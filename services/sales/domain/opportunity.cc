@@ -170,7 +170,14 @@ absl::Status ValidateRevise(const crm::v1::ReviseOpportunityRequest& r) {
 absl::StatusOr<std::vector<OpportunityEvent>> Decide(
     const std::optional<crm::v1::Opportunity>& state, const OpportunityCommand& command) {
   if (const auto* open = std::get_if<OpenOpportunity>(&command)) return DecideOpen(state, *open);
-  if (!state.has_value()) return absl::NotFoundError("opportunity not found");
+  if (!state.has_value()) {
+    // Only a revision carries the id; the callers of the others name it.
+    const auto* revise = std::get_if<ReviseOpportunity>(&command);
+    return absl::NotFoundError(revise != nullptr
+                                   ? absl::StrCat("opportunity_id: opportunity ",
+                                                  revise->request.opportunity_id(), " not found")
+                                   : "opportunity_id: opportunity not found");
+  }
   return std::visit(
       [&](const auto& c) -> absl::StatusOr<OpportunityEvents> {
         using T = std::decay_t<decltype(c)>;

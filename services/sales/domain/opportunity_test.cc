@@ -171,7 +171,7 @@ TEST(ChangeStageTest, UnknownStageAndMissingOpportunity) {
   Opportunity()
       .Given({})
       .When(MoveTo("needs_analysis", kT0))
-      .ThenError(absl::StatusCode::kNotFound);
+      .ThenError(absl::StatusCode::kNotFound, "opportunity_id:");
 }
 
 TEST(ChangeStageTest, FoldedStateFollowsTheStages) {
@@ -204,6 +204,8 @@ TEST(ReviseOpportunityTest, AnOpenDealTakesNewAmountAndDate) {
                                 crm::v1::STAGE_OUTCOME_LOST, "budget")})
       .When(revise)
       .ThenError(absl::StatusCode::kFailedPrecondition);
+  Opportunity().Given({}).When(revise).ThenError(absl::StatusCode::kNotFound,
+                                                 "opportunity_id: opportunity opp_1 not found");
 }
 
 TEST(StaleTest, AnOpenDealWithoutActivityGoesStaleOncePerInactivity) {

@@ -1,6 +1,7 @@
 #include "services/sales/domain/quote.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -23,10 +24,6 @@ absl::Status RequireApprover(const std::vector<std::string>& roles, absl::string
   if (HasRole(roles, kApproverRole)) return absl::OkStatus();
   return absl::PermissionDeniedError(
       absl::StrCat(what, " a contract needs the role ", kApproverRole));
-}
-
-void Add(crm::v1::Money* sum, const crm::v1::Money& m) {
-  sum->set_minor_units(sum->minor_units() + m.minor_units());
 }
 
 }  // namespace
@@ -77,19 +74,28 @@ absl::StatusOr<crm::v1::QuoteLine> PriceLine(const crm::v1::QuoteLineInput& in,
   return line;
 }
 
-crm::v1::QuoteTotals SumLines(const std::vector<crm::v1::QuoteLine>& lines,
-                              absl::string_view currency) {
-  crm::v1::QuoteTotals t;
-  for (auto* m : {t.mutable_gross(), t.mutable_discount(), t.mutable_net(), t.mutable_tax(),
-                  t.mutable_total()}) {
-    *m = MakeMoney(currency, 0);
-  }
+absl::StatusOr<crm::v1::QuoteTotals> SumLines(const std::vector<crm::v1::QuoteLine>& lines,
+                                              absl::string_view currency) {
+  // Summed in 128 bits: the sum of lines each within bounds need not fit.
+  __int128 gross = 0, discount = 0, net = 0, tax = 0, total = 0;
   for (const auto& l : lines) {
-    Add(t.mutable_gross(), l.gross());
-    Add(t.mutable_discount(), l.discount());
-    Add(t.mutable_net(), l.net());
-    Add(t.mutable_tax(), l.tax());
-    Add(t.mutable_total(), l.total());
+    gross += l.gross().minor_units();
+    discount += l.discount().minor_units();
+    net += l.net().minor_units();
+    tax += l.tax().minor_units();
+    total += l.total().minor_units();
+  }
+  crm::v1::QuoteTotals t;
+  for (auto [name, sum, out] :
+       {std::tuple{"gross", gross, t.mutable_gross()},
+        std::tuple{"discount", discount, t.mutable_discount()},
+        std::tuple{"net", net, t.mutable_net()}, std::tuple{"tax", tax, t.mutable_tax()},
+        std::tuple{"total", total, t.mutable_total()}}) {
+    if (sum >= kMaxMinorUnits) {
+      return Invalid("lines", absl::StrCat("the quote's ", name, " must be below ", kMaxMinorUnits,
+                                           " minor units"));
+    }
+    *out = MakeMoney(currency, static_cast<int64_t>(sum));
   }
   return t;
 }
@@ -104,10 +110,13 @@ absl::Status ValidateDraftQuote(const crm::v1::DraftQuoteRequest& r) {
   if (auto st = CheckCurrency("currency", r.currency()); !st.ok()) return st;
   if (r.lines_size() == 0) return Invalid("lines", "at least one line is required");
   if (r.lines_size() > kMaxLines) return Invalid("lines", absl::StrCat("more than ", kMaxLines));
+  std::vector<crm::v1::QuoteLine> lines;
   for (int i = 0; i < r.lines_size(); ++i) {
     auto line = PriceLine(r.lines(i), r.currency(), absl::StrCat("lines[", i, "]"));
     if (!line.ok()) return line.status();
+    lines.push_back(*std::move(line));
   }
+  if (auto totals = SumLines(lines, r.currency()); !totals.ok()) return totals.status();
   if (!r.valid_until().empty()) {
     if (auto day = ParseDate("valid_until", r.valid_until()); !day.ok()) return day.status();
   }
@@ -143,12 +152,20 @@ absl::StatusOr<std::vector<QuoteEvent>> Decide(const std::optional<crm::v1::Quot
       if (!line.ok()) return line.status();
       lines.push_back(*std::move(line));
     }
+    auto totals = SumLines(lines, r.currency());
+    if (!totals.ok()) return totals.status();
+    if (!r.valid_until().empty()) {
+      auto until = ParseDate("valid_until", r.valid_until());
+      if (!until.ok()) return until.status();
+      // Today is fine: acceptance is refused only after the last valid day.
+      if (*until < DayOf(draft->now)) return Invalid("valid_until", "in the past");
+    }
     crm::v1::QuoteDrafted e;
     e.set_quote_id(draft->quote_id);
     e.set_customer_id(r.customer_id());
     e.set_opportunity_id(r.opportunity_id());
     e.set_currency(r.currency());
-    *e.mutable_totals() = SumLines(lines, r.currency());
+    *e.mutable_totals() = *std::move(totals);
     for (auto& l : lines) *e.add_lines() = std::move(l);
     e.set_valid_until(r.valid_until());
     return std::vector<QuoteEvent>{std::move(e)};
@@ -157,7 +174,8 @@ absl::StatusOr<std::vector<QuoteEvent>> Decide(const std::optional<crm::v1::Quot
   if (const auto* decline = std::get_if<DeclineQuote>(&command)) {
     if (auto st = CheckText("reason", decline->reason, 500); !st.ok()) return st;
   }
-  if (!state.has_value()) return absl::NotFoundError("quote not found");
+  // The command carries no id; the caller names it in its answer.
+  if (!state.has_value()) return absl::NotFoundError("quote_id: quote not found");
   if (state->status() != crm::v1::QUOTE_STATUS_OPEN) {
     return absl::FailedPreconditionError(absl::StrCat("quote ", state->quote_id(), " is ",
                                                       crm::v1::QuoteStatus_Name(state->status())));
@@ -341,7 +359,8 @@ absl::StatusOr<std::vector<ContractEvent>> Decide(const std::optional<crm::v1::C
       return st;
     }
   }
-  if (!state.has_value()) return absl::NotFoundError("contract not found");
+  // The command carries no id; the caller names it in its answer.
+  if (!state.has_value()) return absl::NotFoundError("contract_id: contract not found");
   if (const auto* submit = std::get_if<SubmitContract>(&command)) {
     if (auto st = RequireStatus(*state,
                                 {crm::v1::CONTRACT_STATUS_DRAFT, crm::v1::CONTRACT_STATUS_REJECTED},

@@ -21,8 +21,10 @@ namespace crm::sales {
 // round half up to the minor unit, per line; totals are sums of the lines.
 absl::StatusOr<crm::v1::QuoteLine> PriceLine(const crm::v1::QuoteLineInput& input,
                                              absl::string_view currency, absl::string_view field);
-crm::v1::QuoteTotals SumLines(const std::vector<crm::v1::QuoteLine>& lines,
-                              absl::string_view currency);
+// INVALID_ARGUMENT on `lines` when a total reaches kMaxMinorUnits: the
+// totals travel on to invoices, whose amounts must pass CheckMoney.
+absl::StatusOr<crm::v1::QuoteTotals> SumLines(const std::vector<crm::v1::QuoteLine>& lines,
+                                              absl::string_view currency);
 // round(amount x bps / 10000), half up; amount >= 0.
 int64_t ApplyBasisPoints(int64_t amount, int32_t bps);
 
@@ -34,6 +36,7 @@ absl::Status ValidateDraftContract(const crm::v1::DraftContractRequest& request)
 struct DraftQuote {
   crm::v1::DraftQuoteRequest request;  // validated; customer resolved
   std::string quote_id;
+  absl::Time now;  // valid_until may not be a day (UTC) before this one
 };
 struct AcceptQuote {
   absl::Time at;  // refused after valid_until

@@ -74,7 +74,7 @@ TEST(PricingTest, LineTotalsDiscountFirstThenTaxRoundedHalfUp) {
 TEST(PricingTest, QuoteTotalsAreTheSumOfTheLines) {
   std::vector<crm::v1::QuoteLine> lines = {*PriceLine(Line("a", 3, 19'999, 1000, 1900), "EUR", ""),
                                            *PriceLine(Line("b", 1, 100'000, 0, 0), "EUR", "")};
-  auto t = SumLines(lines, "EUR");
+  auto t = *SumLines(lines, "EUR");
   EXPECT_EQ(t.gross().minor_units(), 159'997);
   EXPECT_EQ(t.discount().minor_units(), 6'000);
   EXPECT_EQ(t.net().minor_units(), 153'997);
@@ -106,6 +106,45 @@ TEST(PricingTest, BadLinesNameTheField) {
   EXPECT_EQ(field_of([](auto& r) { r.set_valid_until("31.03.2025"); }), "valid_until");
 }
 
+TEST(PricingTest, QuoteTotalsStayBelowTheMoneyLimit) {
+  auto refused = [](const std::vector<crm::v1::QuoteLineInput>& lines) {
+    auto r = Draft();
+    r.clear_lines();
+    for (const auto& l : lines) *r.add_lines() = l;
+    auto st = ValidateDraftQuote(r);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_EQ(st.message().substr(0, 6), "lines:") << st;
+    // Decide refuses it too, whoever calls it without validating.
+    Quote()
+        .Given({})
+        .When(DraftQuote{r, "quo_1", kNoon})
+        .ThenError(absl::StatusCode::kInvalidArgument, "lines:");
+  };
+  const int64_t kMaxPrice = 10'000'000'000;
+  // One line at the largest quantity and price: 10^16.
+  refused({Line("a", 1'000'000, kMaxPrice, 0, 0)});
+  // Two lines each below the limit, their sum not.
+  refused({Line("a", 60'000, kMaxPrice, 0, 0), Line("b", 60'000, kMaxPrice, 0, 0)});
+  // The net below the limit, the total with tax not.
+  refused({Line("a", 90'000, kMaxPrice, 0, 10000)});
+  // The most lines at the largest amounts: ~4 x 10^18 before the fix.
+  refused(std::vector<crm::v1::QuoteLineInput>(200, Line("a", 1'000'000, kMaxPrice, 0, 10000)));
+
+  // Just below the limit is fine.
+  auto r = Draft();
+  r.clear_lines();
+  *r.add_lines() = Line("a", 99'999, kMaxPrice, 0, 0);
+  *r.add_lines() = Line("b", 1, kMaxPrice - 1, 0, 0);
+  ASSERT_TRUE(ValidateDraftQuote(r).ok()) << ValidateDraftQuote(r);
+  auto drafted = Decide(std::nullopt, QuoteCommand{DraftQuote{r, "quo_1", kNoon}});
+  ASSERT_TRUE(drafted.ok()) << drafted.status();
+  std::vector<crm::v1::QuoteLine> lines = {*PriceLine(r.lines(0), "EUR", ""),
+                                           *PriceLine(r.lines(1), "EUR", "")};
+  auto totals = SumLines(lines, "EUR");
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  EXPECT_EQ(totals->total().minor_units(), kMaxMinorUnits - 1);
+}
+
 crm::v1::QuoteDrafted Drafted() {
   const auto r = Draft();
   crm::v1::QuoteDrafted e;
@@ -115,7 +154,7 @@ crm::v1::QuoteDrafted Drafted() {
   e.set_currency("EUR");
   std::vector<crm::v1::QuoteLine> lines;
   for (const auto& l : r.lines()) lines.push_back(*PriceLine(l, "EUR", ""));
-  *e.mutable_totals() = SumLines(lines, "EUR");
+  *e.mutable_totals() = *SumLines(lines, "EUR");
   for (auto& l : lines) *e.add_lines() = l;
   e.set_valid_until("2025-03-31");
   return e;
@@ -130,7 +169,25 @@ crm::v1::QuoteAccepted Accepted() {
 
 TEST(QuoteTest, DraftedWithPricedLinesAndTotals) {
   auto scenario = Quote();
-  scenario.Given({}).When(DraftQuote{Draft(), "quo_1"}).Then({Drafted()});
+  scenario.Given({}).When(DraftQuote{Draft(), "quo_1", kNoon}).Then({Drafted()});
+}
+
+TEST(QuoteTest, ValidUntilMayNotLieInThePast) {
+  // kNoon is 2025-03-10: valid through that day is fine, the day before not.
+  auto r = Draft();
+  r.set_valid_until("2025-03-10");
+  auto drafted = Drafted();
+  drafted.set_valid_until("2025-03-10");
+  Quote().Given({}).When(DraftQuote{r, "quo_1", kNoon}).Then({drafted});
+  r.set_valid_until("2025-03-09");
+  Quote()
+      .Given({})
+      .When(DraftQuote{r, "quo_1", kNoon})
+      .ThenError(absl::StatusCode::kInvalidArgument, "valid_until: in the past");
+  // Without a validity, nothing to check.
+  r.clear_valid_until();
+  drafted.clear_valid_until();
+  Quote().Given({}).When(DraftQuote{r, "quo_1", kNoon}).Then({drafted});
 }
 
 TEST(QuoteTest, AcceptedUntilTheLastValidDay) {
@@ -158,7 +215,7 @@ TEST(QuoteTest, DecidedQuotesAreFinal) {
       .Given({Drafted(), Accepted()})
       .When(DeclineQuote{"changed mind"})
       .ThenError(absl::StatusCode::kFailedPrecondition);
-  Quote().Given({}).When(AcceptQuote{kNoon}).ThenError(absl::StatusCode::kNotFound);
+  Quote().Given({}).When(AcceptQuote{kNoon}).ThenError(absl::StatusCode::kNotFound, "quote_id:");
   // A reason too long is bad input, whatever state the quote is in.
   const std::string too_long(501, 'x');
   Quote().Given({}).When(DeclineQuote{too_long}).ThenError(absl::StatusCode::kInvalidArgument);
@@ -338,6 +395,17 @@ TEST(ContractTest, RejectionNeedsTheManagerRoleAndAReason) {
       .Given({ContractDraftedEvent()})
       .When(RejectContract{"mgr_grace", kManager, "discount too high"})
       .ThenError(absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ContractTest, AMissingContractNamesTheField) {
+  Contract()
+      .Given({})
+      .When(SubmitContract{"rep_ada"})
+      .ThenError(absl::StatusCode::kNotFound, "contract_id:");
+  Contract()
+      .Given({})
+      .When(ApproveContract{"mgr_grace", kManager})
+      .ThenError(absl::StatusCode::kNotFound, "contract_id:");
 }
 
 }  // namespace

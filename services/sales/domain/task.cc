@@ -27,9 +27,8 @@ absl::Status ValidateCreateTask(const crm::v1::CreateTaskRequest& r) {
   if (auto st = CheckText("notes", r.notes(), kMaxNotes); !st.ok()) return st;
   if (auto st = CheckOptionalId("owner_id", r.owner_id()); !st.ok()) return st;
   if (!r.has_due_at()) return Invalid("due_at", "required");
-  if (r.due_at().seconds() <= 0 || r.due_at().nanos() < 0 || r.due_at().nanos() >= 1000000000) {
-    return Invalid("due_at", "not a valid time");
-  }
+  if (auto st = CheckTimestamp("due_at", r.due_at()); !st.ok()) return st;
+  if (r.due_at().seconds() <= 0) return Invalid("due_at", "not a valid time");
   return absl::OkStatus();
 }
 
@@ -67,7 +66,8 @@ absl::StatusOr<std::vector<TaskEvent>> Decide(const std::optional<crm::v1::Task>
     *e.mutable_due_at() = r.due_at();
     return std::vector<TaskEvent>{std::move(e)};
   }
-  if (!state.has_value()) return absl::NotFoundError("task not found");
+  // The command carries no id; the caller names it in its answer.
+  if (!state.has_value()) return absl::NotFoundError("task_id: task not found");
   if (std::holds_alternative<CompleteTask>(command)) {
     if (state->status() != crm::v1::TASK_STATUS_OPEN) {
       return absl::FailedPreconditionError(

@@ -1,5 +1,7 @@
 #include "services/sales/domain/task.h"
 
+#include <limits>
+
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
 #include "libs/common/testing/given_when_then.h"
@@ -77,7 +79,7 @@ TEST(TaskTest, CompletedOnce) {
       .Given({Created(), Completed()})
       .When(CompleteTask{})
       .ThenError(absl::StatusCode::kFailedPrecondition);
-  Task().Given({}).When(CompleteTask{}).ThenError(absl::StatusCode::kNotFound);
+  Task().Given({}).When(CompleteTask{}).ThenError(absl::StatusCode::kNotFound, "task_id:");
 }
 
 TEST(TaskReminderTest, RaisedOnceWhenTheDueTimeHasPassed) {
@@ -115,6 +117,24 @@ TEST(TaskTest, BadInputNamesTheField) {
   r.clear_customer_id();
   r.clear_opportunity_id();
   EXPECT_EQ(field_of(r), "customer_id");
+}
+
+TEST(TaskTest, DueAtOutsideTheTimestampRangeIsRefused) {
+  auto message_of = [](int64_t seconds, int32_t nanos) {
+    auto r = ValidCreate();
+    r.mutable_due_at()->set_seconds(seconds);
+    r.mutable_due_at()->set_nanos(nanos);
+    return std::string(ValidateCreateTask(r).message());
+  };
+  // 9999-12-31T23:59:59.999999999Z is the last valid instant.
+  EXPECT_EQ(message_of(253'402'300'799, 999'999'999), "");
+  EXPECT_EQ(message_of(253'402'300'800, 0), "due_at: out of range");  // year 10000
+  EXPECT_EQ(message_of(std::numeric_limits<int64_t>::max(), 0), "due_at: out of range");
+  EXPECT_EQ(message_of(1'750'000'000, 1'000'000'000), "due_at: out of range");
+  EXPECT_EQ(message_of(1'750'000'000, -1), "due_at: out of range");
+  EXPECT_EQ(message_of(std::numeric_limits<int64_t>::min(), 0), "due_at: out of range");
+  // Within the range but not after 1970: refused as before.
+  EXPECT_EQ(message_of(0, 0).substr(0, 7), "due_at:");
 }
 
 LogActivity Call(std::optional<absl::Time> occurred = std::nullopt) {

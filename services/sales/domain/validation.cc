@@ -68,6 +68,16 @@ absl::Status CheckMoney(absl::string_view field, const crm::v1::Money& money) {
   return absl::OkStatus();
 }
 
+absl::Status CheckTimestamp(absl::string_view field, const google::protobuf::Timestamp& t) {
+  constexpr int64_t kMinSeconds = -62'135'596'800;  // 0001-01-01T00:00:00Z
+  constexpr int64_t kMaxSeconds = 253'402'300'799;  // 9999-12-31T23:59:59Z
+  if (t.seconds() < kMinSeconds || t.seconds() > kMaxSeconds || t.nanos() < 0 ||
+      t.nanos() > 999'999'999) {
+    return Invalid(field, "out of range");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<absl::CivilDay> ParseDate(absl::string_view field, absl::string_view value) {
   absl::CivilDay day;
   // ParseCivilTime normalizes 2025-02-30 to March; a round trip refuses it.

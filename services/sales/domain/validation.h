@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "crm/v1/common.pb.h"
 #include "crm/v1/leads.pb.h"
+#include "google/protobuf/timestamp.pb.h"
 
 namespace crm::sales {
 
@@ -37,6 +38,10 @@ absl::Status CheckCurrency(absl::string_view field, absl::string_view currency);
 // A non-negative amount with a currency, below kMaxMinorUnits.
 inline constexpr int64_t kMaxMinorUnits = 1'000'000'000'000'000;  // 10^15
 absl::Status CheckMoney(absl::string_view field, const crm::v1::Money& money);
+
+// Within the range google.protobuf.Timestamp allows (years 0001 to 9999,
+// nanos 0..999999999): beyond it, conversions and other readers fail.
+absl::Status CheckTimestamp(absl::string_view field, const google::protobuf::Timestamp& t);
 
 // "YYYY-MM-DD", a real calendar day.
 absl::StatusOr<absl::CivilDay> ParseDate(absl::string_view field, absl::string_view value);
