@@ -1,5 +1,13 @@
 #include "libs/common/envelope.h"
 
+#include <openssl/sha.h>
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "libs/common/ids.h"
 
 namespace crm {
@@ -17,6 +25,42 @@ crm::v1::EventEnvelope MakeEnvelope(const google::protobuf::Message& payload,
   e.set_source(ctx.source);
   e.mutable_payload()->PackFrom(payload);
   return e;
+}
+
+namespace {
+// A newline and 32 hex digits: request ids, event ids and import ids are
+// validated to characters without a newline, so no key without a
+// fingerprint ends like this.
+constexpr size_t kFingerprintHex = 32;
+constexpr char kFingerprintMark = '\n';
+}  // namespace
+
+std::string CallerRequestKey(const EventContext& ctx, absl::string_view key,
+                             const google::protobuf::Message& request) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    request.SerializeToCodedStream(&coded);
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return absl::StrCat(CallerRequestKey(ctx, key), std::string(1, kFingerprintMark),
+                      absl::BytesToHexString(absl::string_view(
+                          reinterpret_cast<const char*>(digest), kFingerprintHex / 2)));
+}
+
+RequestKeyParts SplitRequestKey(absl::string_view request_key) {
+  const size_t n = request_key.size();
+  if (n <= kFingerprintHex || request_key[n - kFingerprintHex - 1] != kFingerprintMark) {
+    return {request_key, {}};
+  }
+  const absl::string_view hex = request_key.substr(n - kFingerprintHex);
+  if (!std::all_of(hex.begin(), hex.end(), [](char c) { return absl::ascii_isxdigit(c); })) {
+    return {request_key, {}};
+  }
+  return {request_key.substr(0, n - kFingerprintHex - 1), hex};
 }
 
 }  // namespace crm

@@ -32,4 +32,19 @@ inline std::string CallerRequestKey(const EventContext& ctx, absl::string_view k
   return absl::StrCat(ctx.actor.size(), ":", ctx.actor, "/", key);
 }
 
+// The same, followed by a fingerprint of the request (a digest of its
+// deterministic encoding): a retry sends the same request and gets the
+// first result, while a different request under a used request_id is
+// refused (EventStore keeps results under the key without the fingerprint,
+// see SplitRequestKey) instead of answered with another request's result
+// and silently dropped.
+std::string CallerRequestKey(const EventContext& ctx, absl::string_view key,
+                             const google::protobuf::Message& request);
+
+struct RequestKeyParts {
+  absl::string_view key;          // what results are stored under
+  absl::string_view fingerprint;  // empty when the key has none
+};
+RequestKeyParts SplitRequestKey(absl::string_view request_key);
+
 }  // namespace crm

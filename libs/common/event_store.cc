@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "libs/common/envelope.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/sorted_rows.h"
@@ -33,21 +34,53 @@ std::string EventKey(absl::string_view stream, int64_t version) {
   return k;
 }
 
-std::string EncodeResult(const AppendResult& r) {
-  std::string s = BigEndian64(r.first_version);
+// first_version (its top bit set when a fingerprint follows), last_version,
+// the request's fingerprint, the response.
+constexpr uint64_t kFingerprinted = uint64_t{1} << 63;
+constexpr size_t kFingerprintBytes = 32;
+
+std::string EncodeResult(const AppendResult& r, absl::string_view fingerprint) {
+  const bool with = fingerprint.size() == kFingerprintBytes;
+  std::string s = BigEndian64(static_cast<uint64_t>(r.first_version) | (with ? kFingerprinted : 0));
   AppendBigEndian64(&s, r.last_version);
+  if (with) s.append(fingerprint.data(), fingerprint.size());
   s.append(r.response);
   return s;
 }
 
-absl::StatusOr<AppendResult> DecodeResult(absl::string_view s) {
+struct StoredResult {
+  absl::StatusOr<AppendResult> result;
+  std::string fingerprint;  // empty: stored without one
+};
+
+absl::StatusOr<StoredResult> DecodeResult(absl::string_view s) {
   if (s.size() < 16) return absl::DataLossError("corrupt idempotency record");
+  StoredResult stored;
   AppendResult r;
-  r.first_version = static_cast<int64_t>(ReadBigEndian64(s.substr(0, 8)));
+  const uint64_t first = ReadBigEndian64(s.substr(0, 8));
+  r.first_version = static_cast<int64_t>(first & ~kFingerprinted);
   r.last_version = static_cast<int64_t>(ReadBigEndian64(s.substr(8, 8)));
-  r.response = std::string(s.substr(16));
+  s.remove_prefix(16);
+  if ((first & kFingerprinted) != 0) {
+    if (s.size() < kFingerprintBytes) return absl::DataLossError("corrupt idempotency record");
+    stored.fingerprint = std::string(s.substr(0, kFingerprintBytes));
+    s.remove_prefix(kFingerprintBytes);
+  }
+  r.response = std::string(s);
   r.replayed = true;
-  return r;
+  stored.result = std::move(r);
+  return stored;
+}
+
+// A request key's stored result, or INVALID_ARGUMENT when the request_id
+// was used for a different request.
+absl::StatusOr<AppendResult> Replay(const StoredResult& stored, absl::string_view fingerprint) {
+  if (!stored.fingerprint.empty() && !fingerprint.empty() && stored.fingerprint != fingerprint) {
+    return absl::InvalidArgumentError(
+        "request_id: already used for a different request; a new request needs a new "
+        "request_id");
+  }
+  return stored.result;
 }
 
 absl::Status Put(Database& db, rocksdb::WriteBatch& batch, absl::string_view family,
@@ -153,7 +186,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
   keys.reserve(requests.size() * 2);
   for (const auto& r : requests) {
     keys.push_back(r.stream);
-    keys.push_back(r.request_key);
+    keys.push_back(SplitRequestKey(r.request_key).key);
   }
   if (const uint64_t waiting = OutboxSize();
       admission == Admission::kLimited && waiting >= outbox_limit_) {
@@ -181,7 +214,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
   // Each stream's version and each request key's result: as stored, then
   // as this batch decides them, ahead of the database.
   absl::flat_hash_map<std::string, int64_t> versions;
-  absl::flat_hash_map<std::string, absl::StatusOr<AppendResult>> seen_keys;
+  absl::flat_hash_map<std::string, absl::StatusOr<StoredResult>> seen_keys;
   // Rows go to the batch sorted: an import chunk's index rows are scattered
   // over their families, and unsorted they cost a quarter of the import in
   // memtable inserts.
@@ -209,7 +242,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     absl::flat_hash_set<absl::string_view> streams, request_keys;
     for (const auto& r : requests) {
       if (!r.stream.empty()) streams.insert(r.stream);
-      if (!r.request_key.empty()) request_keys.insert(r.request_key);
+      if (!r.request_key.empty()) request_keys.insert(SplitRequestKey(r.request_key).key);
     }
     const std::vector<std::string> stream_list(streams.begin(), streams.end());
     CRM_ASSIGN_OR_RETURN(auto states, db_->MultiGet(kState, stream_list));
@@ -234,9 +267,11 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
       results.push_back(absl::InvalidArgumentError("append without events"));
       continue;
     }
+    const RequestKeyParts request_key = SplitRequestKey(req.request_key);
     if (!req.request_key.empty()) {
-      if (auto it = seen_keys.find(req.request_key); it != seen_keys.end()) {
-        absl::StatusOr<AppendResult> replay = it->second;
+      if (auto it = seen_keys.find(request_key.key); it != seen_keys.end()) {
+        absl::StatusOr<AppendResult> replay =
+            it->second.ok() ? Replay(*it->second, request_key.fingerprint) : it->second.status();
         if (replay.ok()) replay->replayed = true;
         results.push_back(std::move(replay));
         continue;
@@ -296,8 +331,9 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
       }
     }
     if (!req.request_key.empty()) {
-      CRM_RETURN_IF_ERROR(put(kRequests, req.request_key, EncodeResult(result)));
-      seen_keys[req.request_key] = result;
+      CRM_RETURN_IF_ERROR(
+          put(kRequests, request_key.key, EncodeResult(result, request_key.fingerprint)));
+      seen_keys[request_key.key] = StoredResult{result, std::string(request_key.fingerprint)};
     }
     any_write = true;
     results.push_back(std::move(result));
@@ -387,9 +423,11 @@ absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEven
 
 absl::StatusOr<std::optional<std::string>> EventStore::FindResponse(
     const std::string& request_key) const {
-  CRM_ASSIGN_OR_RETURN(auto raw, db_->Get(kRequests, request_key));
+  const RequestKeyParts parts = SplitRequestKey(request_key);
+  CRM_ASSIGN_OR_RETURN(auto raw, db_->Get(kRequests, std::string(parts.key)));
   if (!raw.has_value()) return std::nullopt;
-  CRM_ASSIGN_OR_RETURN(auto result, DecodeResult(*raw));
+  CRM_ASSIGN_OR_RETURN(auto stored, DecodeResult(*raw));
+  CRM_ASSIGN_OR_RETURN(auto result, Replay(stored, parts.fingerprint));
   return result.response;
 }
 

@@ -37,7 +37,9 @@ struct AppendRequest {
   // The aggregate's folded state after these events (opaque to the store).
   std::string state;
   // Idempotency: a second append with the same key returns the first
-  // result and appends nothing. Empty = not idempotent.
+  // result and appends nothing. Empty = not idempotent. A key with a
+  // request fingerprint (CallerRequestKey with the request) is stored
+  // without it; the same key with another fingerprint is INVALID_ARGUMENT.
   std::string request_key;
   // Stored under request_key and returned to a retry.
   std::string response;
@@ -119,11 +121,13 @@ class EventStore {
   static absl::StatusOr<StreamState> DecodeState(absl::string_view stream, absl::string_view row);
   absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(const std::string& stream,
                                                                  int64_t from_version = 1) const;
-  // The stored response of an earlier append with this key, if any.
   // Every event about `customer_id`, in log order. Scans the whole log: for
   // rare requests (a person's data export), not for serving paths.
   absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadCustomerEvents(
       const std::string& customer_id) const;
+  // The stored response of an earlier append with this key, if any;
+  // INVALID_ARGUMENT when it was stored for a request of another
+  // fingerprint.
   absl::StatusOr<std::optional<std::string>> FindResponse(const std::string& request_key) const;
 
   // Overwrites stored events (same stream and version) with `redacted`, in

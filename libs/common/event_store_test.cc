@@ -4,8 +4,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "libs/common/envelope.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/testing/temp_dir.h"
 
@@ -116,6 +119,50 @@ TEST_F(EventStoreTest, RetryWithSameRequestKeyReturnsFirstResultAndAppendsNothin
   EXPECT_EQ(store_->LoadState("lead-2").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->LogSize(), 1u);
   EXPECT_EQ(*store_->FindResponse("capture/req-1"), "first-response");
+}
+
+// A request_id used again for another request: its result is not the
+// other request's answer, and the other request is not silently dropped.
+TEST_F(EventStoreTest, ARequestKeyOfAnotherRequestIsRefusedAndARetryIsAnswered) {
+  EventContext ctx{"crm/test", "user:ann", "", "", absl::Now()};
+  crm::v1::EventEnvelope reply_to_a;  // any message stands for a request
+  reply_to_a.set_stream("ticket-a");
+  crm::v1::EventEnvelope reply_to_b = reply_to_a;
+  reply_to_b.set_stream("ticket-b");
+  const std::string key_a = CallerRequestKey(ctx, "Reply/r1", reply_to_a);
+  const std::string key_b = CallerRequestKey(ctx, "Reply/r1", reply_to_b);
+  ASSERT_NE(key_a, key_b);
+  EXPECT_EQ(key_a, CallerRequestKey(ctx, "Reply/r1", reply_to_a)) << "a retry has the same key";
+  EXPECT_EQ(SplitRequestKey(key_a).key, CallerRequestKey(ctx, "Reply/r1"));
+
+  auto first = Request("ticket-a", 0, {Event("Replied")}, "s1");
+  first.request_key = key_a;
+  first.response = "reply on a";
+  ASSERT_TRUE(store_->Append(first).ok());
+  for (bool reopen : {false, true}) {
+    if (reopen) Reopen();
+    auto other = Request("ticket-b", 0, {Event("Replied")}, "s1");
+    other.request_key = key_b;
+    auto refused = store_->Append(other);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    EXPECT_TRUE(absl::StartsWith(refused.status().message(), "request_id:"));
+    EXPECT_EQ(store_->FindResponse(key_b).status().code(), absl::StatusCode::kInvalidArgument);
+
+    auto retry = Request("ticket-a", 1, {Event("Replied")}, "s2");
+    retry.request_key = key_a;
+    auto replayed = store_->Append(retry);
+    ASSERT_TRUE(replayed.ok()) << replayed.status();
+    EXPECT_TRUE(replayed->replayed);
+    EXPECT_EQ(replayed->response, "reply on a");
+    EXPECT_EQ(*store_->FindResponse(key_a), "reply on a");
+    EXPECT_EQ(store_->LogSize(), 1u);
+  }
+  // A key stored without a fingerprint (an older store) answers any.
+  auto plain = Request("ticket-c", 0, {Event("Replied")}, "s1");
+  plain.request_key = CallerRequestKey(ctx, "Reply/r2");
+  plain.response = "reply on c";
+  ASSERT_TRUE(store_->Append(plain).ok());
+  EXPECT_EQ(*store_->FindResponse(CallerRequestKey(ctx, "Reply/r2", reply_to_b)), "reply on c");
 }
 
 TEST_F(EventStoreTest, EverythingSurvivesReopen) {

@@ -117,7 +117,7 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
     const crm::v1::CaptureLeadRequest& raw, EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeCaptureRequest(raw));
   const std::string request_key =
-      CallerRequestKey(ctx, absl::StrCat("CaptureLead/", request.request_id()));
+      CallerRequestKey(ctx, absl::StrCat("CaptureLead/", request.request_id()), request);
 
   // A retry is answered from the first result without taking locks.
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
@@ -256,11 +256,12 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
 
 // ---- commands on a lead ----
 
-absl::StatusOr<std::string> LeadCommands::Execute(const std::string& lead_id,
+absl::StatusOr<std::string> LeadCommands::Execute(const google::protobuf::Message& request,
+                                                  const std::string& lead_id,
                                                   const std::string& command_key,
                                                   const LeadCommand& command, EventContext ctx,
                                                   const Respond& respond) {
-  const std::string request_key = CallerRequestKey(ctx, command_key);
+  const std::string request_key = CallerRequestKey(ctx, command_key, request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return *std::move(earlier);
   CRM_RETURN_IF_ERROR(EnsureRecovered());
@@ -295,12 +296,13 @@ absl::StatusOr<std::string> LeadCommands::Execute(const std::string& lead_id,
   return std::move(result.response);
 }
 
-absl::StatusOr<crm::v1::Lead> LeadCommands::ExecuteForLead(const std::string& lead_id,
+absl::StatusOr<crm::v1::Lead> LeadCommands::ExecuteForLead(const google::protobuf::Message& request,
+                                                           const std::string& lead_id,
                                                            const std::string& request_key,
                                                            const LeadCommand& command,
                                                            EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto bytes,
-                       Execute(lead_id, request_key, command, std::move(ctx),
+                       Execute(request, lead_id, request_key, command, std::move(ctx),
                                [](const Outcome& o) { return o.after.SerializeAsString(); }));
   return Parse<crm::v1::Lead>(bytes);
 }
@@ -308,7 +310,7 @@ absl::StatusOr<crm::v1::Lead> LeadCommands::ExecuteForLead(const std::string& le
 absl::StatusOr<crm::v1::Lead> LeadCommands::RecordLeadActivity(
     const crm::v1::RecordLeadActivityRequest& request, EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto command, ParseRecordActivity(request, ctx.occurred_at));
-  return ExecuteForLead(request.lead_id(),
+  return ExecuteForLead(request, request.lead_id(),
                         absl::StrCat("RecordLeadActivity/", request.request_id()), command,
                         ForRequest(std::move(ctx), request.request_id()));
 }
@@ -316,22 +318,25 @@ absl::StatusOr<crm::v1::Lead> LeadCommands::RecordLeadActivity(
 absl::StatusOr<crm::v1::Lead> LeadCommands::QualifyLead(const crm::v1::QualifyLeadRequest& request,
                                                         EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto command, ParseQualify(request));
-  return ExecuteForLead(request.lead_id(), absl::StrCat("QualifyLead/", request.request_id()),
-                        command, ForRequest(std::move(ctx), request.request_id()));
+  return ExecuteForLead(request, request.lead_id(),
+                        absl::StrCat("QualifyLead/", request.request_id()), command,
+                        ForRequest(std::move(ctx), request.request_id()));
 }
 
 absl::StatusOr<crm::v1::Lead> LeadCommands::DisqualifyLead(
     const crm::v1::DisqualifyLeadRequest& request, EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto command, ParseDisqualify(request));
-  return ExecuteForLead(request.lead_id(), absl::StrCat("DisqualifyLead/", request.request_id()),
-                        command, ForRequest(std::move(ctx), request.request_id()));
+  return ExecuteForLead(request, request.lead_id(),
+                        absl::StrCat("DisqualifyLead/", request.request_id()), command,
+                        ForRequest(std::move(ctx), request.request_id()));
 }
 
 absl::StatusOr<crm::v1::Lead> LeadCommands::NurtureLead(const crm::v1::NurtureLeadRequest& request,
                                                         EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto command, ParseNurture(request));
-  return ExecuteForLead(request.lead_id(), absl::StrCat("NurtureLead/", request.request_id()),
-                        command, ForRequest(std::move(ctx), request.request_id()));
+  return ExecuteForLead(request, request.lead_id(),
+                        absl::StrCat("NurtureLead/", request.request_id()), command,
+                        ForRequest(std::move(ctx), request.request_id()));
 }
 
 absl::StatusOr<crm::v1::ConvertLeadResponse> LeadCommands::ConvertLead(
@@ -339,8 +344,8 @@ absl::StatusOr<crm::v1::ConvertLeadResponse> LeadCommands::ConvertLead(
   CRM_ASSIGN_OR_RETURN(auto command, ParseConvert(request));
   CRM_ASSIGN_OR_RETURN(
       auto bytes,
-      Execute(request.lead_id(), absl::StrCat("ConvertLead/", request.request_id()), command,
-              ForRequest(std::move(ctx), request.request_id()), [](const Outcome& o) {
+      Execute(request, request.lead_id(), absl::StrCat("ConvertLead/", request.request_id()),
+              command, ForRequest(std::move(ctx), request.request_id()), [](const Outcome& o) {
                 crm::v1::ConvertLeadResponse response;
                 *response.mutable_lead() = o.after;
                 for (const auto& e : o.events) {
@@ -356,15 +361,16 @@ absl::StatusOr<crm::v1::ConvertLeadResponse> LeadCommands::ConvertLead(
 absl::StatusOr<crm::v1::Lead> LeadCommands::AssignLead(const crm::v1::AssignLeadRequest& request,
                                                        EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto command, ParseAssign(request));
-  return ExecuteForLead(request.lead_id(), absl::StrCat("AssignLead/", request.request_id()),
-                        command, ForRequest(std::move(ctx), request.request_id()));
+  return ExecuteForLead(request, request.lead_id(),
+                        absl::StrCat("AssignLead/", request.request_id()), command,
+                        ForRequest(std::move(ctx), request.request_id()));
 }
 
 absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
     const crm::v1::MergeLeadsRequest& request, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateMerge(request));
   const std::string request_key =
-      CallerRequestKey(ctx, absl::StrCat("MergeLeads/", request.request_id()));
+      CallerRequestKey(ctx, absl::StrCat("MergeLeads/", request.request_id()), request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return Parse<crm::v1::MergeLeadsResponse>(*earlier);
   CRM_RETURN_IF_ERROR(EnsureRecovered());
@@ -473,10 +479,10 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
 // ---- assignment rules ----
 
 absl::StatusOr<std::string> LeadCommands::ChangeRules(
-    const std::string& command_key, EventContext ctx,
+    const google::protobuf::Message& request, const std::string& command_key, EventContext ctx,
     const std::function<absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>>(
         const crm::v1::AssignmentRuleTable&)>& change) {
-  const std::string request_key = CallerRequestKey(ctx, command_key);
+  const std::string request_key = CallerRequestKey(ctx, command_key, request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return *std::move(earlier);
   CRM_RETURN_IF_ERROR(EnsureRecovered());
@@ -506,7 +512,8 @@ absl::StatusOr<crm::v1::AssignmentRule> LeadCommands::CreateAssignmentRule(
   CRM_ASSIGN_OR_RETURN(auto rule, NormalizeRule(request.rule()));
   CRM_ASSIGN_OR_RETURN(
       auto bytes,
-      ChangeRules(absl::StrCat("CreateAssignmentRule/", request.request_id()), std::move(ctx),
+      ChangeRules(request, absl::StrCat("CreateAssignmentRule/", request.request_id()),
+                  std::move(ctx),
                   [&](const crm::v1::AssignmentRuleTable& table)
                       -> absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>> {
                     CRM_ASSIGN_OR_RETURN(auto next, AddRule(table, rule, NewId("rule")));
@@ -550,7 +557,8 @@ absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssign
   }
   CRM_ASSIGN_OR_RETURN(
       auto bytes,
-      ChangeRules(absl::StrCat("ReorderAssignmentRules/", request.request_id()), std::move(ctx),
+      ChangeRules(request, absl::StrCat("ReorderAssignmentRules/", request.request_id()),
+                  std::move(ctx),
                   [&](const crm::v1::AssignmentRuleTable& table)
                       -> absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>> {
                     CRM_ASSIGN_OR_RETURN(
@@ -573,7 +581,8 @@ absl::StatusOr<crm::v1::AssignmentRule> LeadCommands::SetAssignmentRuleEnabled(
   }
   CRM_ASSIGN_OR_RETURN(
       auto bytes,
-      ChangeRules(absl::StrCat(enabled ? "EnableAssignmentRule/" : "DisableAssignmentRule/",
+      ChangeRules(request,
+                  absl::StrCat(enabled ? "EnableAssignmentRule/" : "DisableAssignmentRule/",
                                request.request_id()),
                   std::move(ctx),
                   [&](const crm::v1::AssignmentRuleTable& table)

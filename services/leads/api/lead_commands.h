@@ -89,15 +89,18 @@ class LeadCommands {
   // Loads the lead under its lock, decides, appends with the list writes
   // and the idempotency record; returns the serialized response (the first
   // one for a retried request).
-  absl::StatusOr<std::string> Execute(const std::string& lead_id, const std::string& request_key,
+  // `request` is fingerprinted into the idempotency key (CallerRequestKey).
+  absl::StatusOr<std::string> Execute(const google::protobuf::Message& request,
+                                      const std::string& lead_id, const std::string& request_key,
                                       const LeadCommand& command, EventContext ctx,
                                       const Respond& respond);
-  absl::StatusOr<crm::v1::Lead> ExecuteForLead(const std::string& lead_id,
+  absl::StatusOr<crm::v1::Lead> ExecuteForLead(const google::protobuf::Message& request,
+                                               const std::string& lead_id,
                                                const std::string& request_key,
                                                const LeadCommand& command, EventContext ctx);
   // Appends a new rule table (configuration: no events) idempotently.
   absl::StatusOr<std::string> ChangeRules(
-      const std::string& request_key, EventContext ctx,
+      const google::protobuf::Message& request, const std::string& request_key, EventContext ctx,
       const std::function<absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>>(
           const crm::v1::AssignmentRuleTable&)>& change);
 

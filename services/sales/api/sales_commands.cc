@@ -149,7 +149,8 @@ std::string StreamOf(const crm::v1::Contract*, absl::string_view id) { return Co
 }  // namespace
 
 template <typename State, typename MakeCommand>
-absl::StatusOr<State> SalesCommands::Transition(absl::string_view method,
+absl::StatusOr<State> SalesCommands::Transition(const google::protobuf::Message& request,
+                                                absl::string_view method,
                                                 absl::string_view id_field, const std::string& id,
                                                 const std::string& request_id, EventContext raw_ctx,
                                                 MakeCommand&& command) {
@@ -157,13 +158,14 @@ absl::StatusOr<State> SalesCommands::Transition(absl::string_view method,
   CRM_RETURN_IF_ERROR(CheckId(id_field, id));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request_id);
   CRM_ASSIGN_OR_RETURN(
-      auto out, Execute<State>(
-                    StreamOf(static_cast<const State*>(nullptr), id),
-                    CallerRequestKey(ctx, absl::StrCat(method, "/", request_id)), kAnyVersion, ctx,
-                    [&](const std::optional<State>& s) {
-                      return NameMissing(Decide(s, command(ctx)), s, id_field, id);
-                    },
-                    [](const State&) { return NoRows(); }));
+      auto out,
+      Execute<State>(
+          StreamOf(static_cast<const State*>(nullptr), id),
+          CallerRequestKey(ctx, absl::StrCat(method, "/", request_id), request), kAnyVersion, ctx,
+          [&](const std::optional<State>& s) {
+            return NameMissing(Decide(s, command(ctx)), s, id_field, id);
+          },
+          [](const State&) { return NoRows(); }));
   return out.state;
 }
 
@@ -185,7 +187,7 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
   if (request.customer_id().empty()) request.set_customer_id(NewId("cus"));
   // Before ctx is moved: argument evaluation order is unspecified.
   const std::string key =
-      CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", request.request_id()));
+      CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", request.request_id()), request);
   if (vault_ != nullptr) {
     // The key is durable before the events it seals (one more synced write
     // for a customer new to this service; an unused key is harmless).
@@ -254,7 +256,7 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunity(
   CRM_RETURN_IF_ERROR(ValidateOpenOpportunity(request));
   // Before ctx is moved: argument evaluation order is unspecified.
   const std::string key =
-      CallerRequestKey(ctx, absl::StrCat("OpenOpportunity/", request.request_id()));
+      CallerRequestKey(ctx, absl::StrCat("OpenOpportunity/", request.request_id()), request);
   return OpenOpportunityWith(request, "", key, ForRequest(std::move(ctx), request.request_id()));
 }
 
@@ -365,7 +367,8 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ChangeOpportunityStage(
       auto out,
       Execute<crm::v1::Opportunity>(
           OpportunityStream(request.opportunity_id()),
-          CallerRequestKey(ctx, absl::StrCat("ChangeOpportunityStage/", request.request_id())),
+          CallerRequestKey(ctx, absl::StrCat("ChangeOpportunityStage/", request.request_id()),
+                           request),
           request.expected_version(), ctx,
           [&](const std::optional<crm::v1::Opportunity>& s)
               -> absl::StatusOr<std::vector<OpportunityEvent>> {
@@ -393,16 +396,17 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ReviseOpportunity(
   CRM_RETURN_IF_ERROR(ValidateRevise(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   CRM_ASSIGN_OR_RETURN(
-      auto out, Execute<crm::v1::Opportunity>(
-                    OpportunityStream(request.opportunity_id()),
-                    CallerRequestKey(ctx, absl::StrCat("ReviseOpportunity/", request.request_id())),
-                    request.expected_version(), ctx,
-                    [&](const std::optional<crm::v1::Opportunity>& s) {
-                      return Decide(s, OpportunityCommand{sales::ReviseOpportunity{request}});
-                    },
-                    [](const crm::v1::Opportunity& o) {
-                      return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
-                    }));
+      auto out,
+      Execute<crm::v1::Opportunity>(
+          OpportunityStream(request.opportunity_id()),
+          CallerRequestKey(ctx, absl::StrCat("ReviseOpportunity/", request.request_id()), request),
+          request.expected_version(), ctx,
+          [&](const std::optional<crm::v1::Opportunity>& s) {
+            return Decide(s, OpportunityCommand{sales::ReviseOpportunity{request}});
+          },
+          [](const crm::v1::Opportunity& o) {
+            return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
+          }));
   return WithActivity(std::move(out.state));
 }
 
@@ -443,7 +447,7 @@ absl::StatusOr<crm::v1::Activity> SalesCommands::LogActivity(
   CRM_RETURN_IF_ERROR(ValidateLogActivity(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
-      CallerRequestKey(ctx, absl::StrCat("LogActivity/", request.request_id()));
+      CallerRequestKey(ctx, absl::StrCat("LogActivity/", request.request_id()), request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Activity a;
@@ -507,7 +511,7 @@ absl::StatusOr<crm::v1::Task> SalesCommands::CreateTask(const crm::v1::CreateTas
   CRM_RETURN_IF_ERROR(ValidateCreateTask(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
-      CallerRequestKey(ctx, absl::StrCat("CreateTask/", request.request_id()));
+      CallerRequestKey(ctx, absl::StrCat("CreateTask/", request.request_id()), request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Task t;
@@ -542,17 +546,18 @@ absl::StatusOr<crm::v1::Task> SalesCommands::CompleteTask(
   CRM_RETURN_IF_ERROR(CheckId("task_id", request.task_id()));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   CRM_ASSIGN_OR_RETURN(
-      auto out, Execute<crm::v1::Task>(
-                    TaskStream(request.task_id()),
-                    CallerRequestKey(ctx, absl::StrCat("CompleteTask/", request.request_id())),
-                    kAnyVersion, ctx,
-                    [&](const std::optional<crm::v1::Task>& s) {
-                      return NameMissing(Decide(s, TaskCommand{sales::CompleteTask{}}), s,
-                                         "task_id", request.task_id());
-                    },
-                    [](const crm::v1::Task& t) {
-                      return std::vector<ProjectionWrite>{SalesStore::TaskRow(t)};
-                    }));
+      auto out,
+      Execute<crm::v1::Task>(
+          TaskStream(request.task_id()),
+          CallerRequestKey(ctx, absl::StrCat("CompleteTask/", request.request_id()), request),
+          kAnyVersion, ctx,
+          [&](const std::optional<crm::v1::Task>& s) {
+            return NameMissing(Decide(s, TaskCommand{sales::CompleteTask{}}), s, "task_id",
+                               request.task_id());
+          },
+          [](const crm::v1::Task& t) {
+            return std::vector<ProjectionWrite>{SalesStore::TaskRow(t)};
+          }));
   if (auto st = store_.ForgetDueTask(out.state); !st.ok()) {
     log::Warn("due index cleanup", {{"task_id", out.state.task_id()}, {"error", st.ToString()}});
   }
@@ -665,7 +670,7 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
   CRM_RETURN_IF_ERROR(ValidateDraftQuote(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
-      CallerRequestKey(ctx, absl::StrCat("DraftQuote/", request.request_id()));
+      CallerRequestKey(ctx, absl::StrCat("DraftQuote/", request.request_id()), request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Quote q;
@@ -693,14 +698,16 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::GetQuote(
 absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
     const crm::v1::AcceptQuoteRequest& request, EventContext raw_ctx) {
   return Transition<crm::v1::Quote>(
-      "AcceptQuote", "quote_id", request.quote_id(), request.request_id(), std::move(raw_ctx),
+      request, "AcceptQuote", "quote_id", request.quote_id(), request.request_id(),
+      std::move(raw_ctx),
       [](const EventContext& ctx) { return QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}; });
 }
 
 absl::StatusOr<crm::v1::Quote> SalesCommands::DeclineQuote(
     const crm::v1::DeclineQuoteRequest& request, EventContext raw_ctx) {
   return Transition<crm::v1::Quote>(
-      "DeclineQuote", "quote_id", request.quote_id(), request.request_id(), std::move(raw_ctx),
+      request, "DeclineQuote", "quote_id", request.quote_id(), request.request_id(),
+      std::move(raw_ctx),
       [&](const EventContext&) { return QuoteCommand{sales::DeclineQuote{request.reason()}}; });
 }
 
@@ -710,7 +717,7 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
-      CallerRequestKey(ctx, absl::StrCat("PlaceOrder/", request.request_id()));
+      CallerRequestKey(ctx, absl::StrCat("PlaceOrder/", request.request_id()), request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Order o;
@@ -741,7 +748,7 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
   CRM_RETURN_IF_ERROR(ValidateDraftContract(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
-      CallerRequestKey(ctx, absl::StrCat("DraftContract/", request.request_id()));
+      CallerRequestKey(ctx, absl::StrCat("DraftContract/", request.request_id()), request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Contract c;
@@ -772,7 +779,7 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::GetContract(
 absl::StatusOr<crm::v1::Contract> SalesCommands::SubmitContract(
     const crm::v1::SubmitContractRequest& request, EventContext raw_ctx) {
   return Transition<crm::v1::Contract>(
-      "SubmitContract", "contract_id", request.contract_id(), request.request_id(),
+      request, "SubmitContract", "contract_id", request.contract_id(), request.request_id(),
       std::move(raw_ctx),
       [](const EventContext& ctx) { return ContractCommand{sales::SubmitContract{ctx.actor}}; });
 }
@@ -781,7 +788,7 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::ApproveContract(
     const crm::v1::ApproveContractRequest& request, EventContext raw_ctx,
     const std::vector<std::string>& roles) {
   return Transition<crm::v1::Contract>(
-      "ApproveContract", "contract_id", request.contract_id(), request.request_id(),
+      request, "ApproveContract", "contract_id", request.contract_id(), request.request_id(),
       std::move(raw_ctx), [&](const EventContext& ctx) {
         return ContractCommand{sales::ApproveContract{ctx.actor, roles}};
       });
@@ -791,7 +798,7 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::RejectContract(
     const crm::v1::RejectContractRequest& request, EventContext raw_ctx,
     const std::vector<std::string>& roles) {
   return Transition<crm::v1::Contract>(
-      "RejectContract", "contract_id", request.contract_id(), request.request_id(),
+      request, "RejectContract", "contract_id", request.contract_id(), request.request_id(),
       std::move(raw_ctx), [&](const EventContext& ctx) {
         return ContractCommand{sales::RejectContract{ctx.actor, roles, request.reason()}};
       });

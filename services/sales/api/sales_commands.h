@@ -152,9 +152,11 @@ class SalesCommands {
   // A command on one existing record that writes no read-model rows (the
   // quote and contract transitions): checks request_id and the record id
   // (named `id_field` in errors), then runs `command(ctx)` under the
-  // caller's request key "<method>/<request_id>".
+  // caller's request key "<method>/<request_id>" with `request`'s
+  // fingerprint.
   template <typename State, typename MakeCommand>
-  absl::StatusOr<State> Transition(absl::string_view method, absl::string_view id_field,
+  absl::StatusOr<State> Transition(const google::protobuf::Message& request,
+                                   absl::string_view method, absl::string_view id_field,
                                    const std::string& id, const std::string& request_id,
                                    EventContext raw_ctx, MakeCommand&& command);
   // The record on `stream`: NOT_FOUND naming `noun` and `id` when it was

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
@@ -163,13 +164,17 @@ TEST_F(SalesCommandsTest, OpenCustomerAppendsOneEventAndARetryReturnsTheFirstRes
   EXPECT_EQ(events[0].actor(), "rep_ada");
   EXPECT_EQ(events[0].correlation_id(), "open-cus_1");
 
+  EXPECT_EQ(Open("cus_1").version(), 1) << "a retry gets the first result";
+  EXPECT_EQ(store_->events().LogSize(), 1u);
+  // The same request_id on a different request: refused, not answered with
+  // the first request's result.
   crm::v1::OpenCustomerRequest again;
   again.set_request_id("open-cus_1");
   again.set_customer_id("cus_1");
   again.set_name("Something else entirely");
-  auto retry = commands_->OpenCustomer(again, Ctx());
-  ASSERT_TRUE(retry.ok()) << retry.status();
-  EXPECT_EQ(retry->name(), "Analytical Engines");
+  auto reused = commands_->OpenCustomer(again, Ctx());
+  EXPECT_EQ(reused.status().code(), absl::StatusCode::kInvalidArgument) << reused.status();
+  EXPECT_TRUE(absl::StartsWith(reused.status().message(), "request_id:"));
   EXPECT_EQ(store_->events().LogSize(), 1u);
 
   again.set_request_id("another");

@@ -82,8 +82,8 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::CreateArticle(
       auto content, NormalizeArticleContent(r.title(), r.body(), ToVector(r.tags()), r.product()));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
   const std::string id = NewId("art");
-  return Execute(CallerRequestKey(ctx, absl::StrCat("CreateArticle/", r.request_id())), id, 0, ctx,
-                 service_desk::CreateArticle{id, ctx.actor, std::move(content)});
+  return Execute(CallerRequestKey(ctx, absl::StrCat("CreateArticle/", r.request_id()), r), id, 0,
+                 ctx, service_desk::CreateArticle{id, ctx.actor, std::move(content)});
 }
 
 absl::StatusOr<crm::v1::Article> ArticleCommands::UpdateArticle(
@@ -94,7 +94,7 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::UpdateArticle(
   CRM_ASSIGN_OR_RETURN(
       auto content, NormalizeArticleContent(r.title(), r.body(), ToVector(r.tags()), r.product()));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(CallerRequestKey(ctx, absl::StrCat("UpdateArticle/", r.request_id())),
+  return Execute(CallerRequestKey(ctx, absl::StrCat("UpdateArticle/", r.request_id()), r),
                  r.article_id(), r.expected_version(), ctx, ReviseArticle{std::move(content)});
 }
 
@@ -104,7 +104,7 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::PublishArticle(
   CRM_RETURN_IF_ERROR(CheckId("article_id", r.article_id()));
   CRM_RETURN_IF_ERROR(CheckExpectedVersion(r.expected_version()));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(CallerRequestKey(ctx, absl::StrCat("PublishArticle/", r.request_id())),
+  return Execute(CallerRequestKey(ctx, absl::StrCat("PublishArticle/", r.request_id()), r),
                  r.article_id(), r.expected_version(), ctx, service_desk::PublishArticle{});
 }
 
@@ -114,7 +114,7 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::UnpublishArticle(
   CRM_RETURN_IF_ERROR(CheckId("article_id", r.article_id()));
   CRM_RETURN_IF_ERROR(CheckExpectedVersion(r.expected_version()));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(CallerRequestKey(ctx, absl::StrCat("UnpublishArticle/", r.request_id())),
+  return Execute(CallerRequestKey(ctx, absl::StrCat("UnpublishArticle/", r.request_id()), r),
                  r.article_id(), r.expected_version(), ctx, service_desk::UnpublishArticle{});
 }
 

@@ -35,8 +35,10 @@ std::optional<crm::v1::TicketMessage> MessageOf(const TicketEvent& event, absl::
   return m;
 }
 
-std::string Key(const EventContext& ctx, absl::string_view command, absl::string_view request_id) {
-  return CallerRequestKey(ctx, absl::StrCat(command, "/", request_id));
+// The caller's key for `request`, with its fingerprint.
+template <typename Request>
+std::string Key(const EventContext& ctx, absl::string_view command, const Request& request) {
+  return CallerRequestKey(ctx, absl::StrCat(command, "/", request.request_id()), request);
 }
 
 }  // namespace
@@ -181,7 +183,7 @@ absl::Status TicketCommands::CheckSolutionArticle(const std::optional<crm::v1::T
 absl::StatusOr<crm::v1::Ticket> TicketCommands::OpenTicket(const crm::v1::OpenTicketRequest& raw,
                                                            EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenTicketRequest(raw));
-  const std::string key = Key(ctx, "OpenTicket", request.request_id());
+  const std::string key = Key(ctx, "OpenTicket", request);
   CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
   if (earlier.has_value()) return *earlier;
 
@@ -222,7 +224,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::OpenTicket(const crm::v1::OpenTi
 absl::StatusOr<crm::v1::Ticket> TicketCommands::AssignTicket(const crm::v1::AssignTicketRequest& r,
                                                              EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateAssignTicket(r));
-  const std::string key = Key(ctx, "AssignTicket", r.request_id());
+  const std::string key = Key(ctx, "AssignTicket", r);
   CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
   if (earlier.has_value()) return *earlier;
 
@@ -278,7 +280,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ReplyToTicket(
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
   const std::string author = ctx.actor;
   return Execute(
-      Key(ctx, "ReplyToTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+      Key(ctx, "ReplyToTicket", r), r.ticket_id(), r.expected_version(), ctx,
       [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
         return Prepared{
             service_desk::ReplyToTicket{NewId("msg"), author, r.author_type(), r.body(), now}, {}};
@@ -291,7 +293,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::AddInternalNote(
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
   const std::string author = ctx.actor;
   return Execute(
-      Key(ctx, "AddInternalNote", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+      Key(ctx, "AddInternalNote", r), r.ticket_id(), r.expected_version(), ctx,
       [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
         return Prepared{service_desk::AddInternalNote{NewId("msg"), author, r.body(), now}, {}};
       });
@@ -301,8 +303,8 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::MarkTicketPending(
     const crm::v1::MarkTicketPendingRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateMarkTicketPending(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(Key(ctx, "MarkTicketPending", r.request_id()), r.ticket_id(), r.expected_version(),
-                 ctx, [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+  return Execute(Key(ctx, "MarkTicketPending", r), r.ticket_id(), r.expected_version(), ctx,
+                 [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
                    return Prepared{service_desk::MarkTicketPending{now}, {}};
                  });
 }
@@ -315,7 +317,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ResolveTicket(
   auto article_guard = store_.article_locks().Lock(
       {r.solution_article_id().empty() ? "" : ArticleStream(r.solution_article_id())});
   return Execute(
-      Key(ctx, "ResolveTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+      Key(ctx, "ResolveTicket", r), r.ticket_id(), r.expected_version(), ctx,
       [&](const auto& ticket, absl::Time now) -> absl::StatusOr<Prepared> {
         if (!r.solution_article_id().empty()) {
           CRM_RETURN_IF_ERROR(CheckSolutionArticle(ticket, r.ticket_id(), "solution_article_id",
@@ -330,7 +332,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::CloseTicket(const crm::v1::Close
                                                             EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateCloseTicket(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(Key(ctx, "CloseTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+  return Execute(Key(ctx, "CloseTicket", r), r.ticket_id(), r.expected_version(), ctx,
                  [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
                    return Prepared{service_desk::CloseTicket{now}, {}};
                  });
@@ -340,7 +342,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ReopenTicket(const crm::v1::Reop
                                                              EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateReopenTicket(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(Key(ctx, "ReopenTicket", r.request_id()), r.ticket_id(), r.expected_version(), ctx,
+  return Execute(Key(ctx, "ReopenTicket", r), r.ticket_id(), r.expected_version(), ctx,
                  [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
                    return Prepared{service_desk::ReopenTicket{r.reason(), now}, {}};
                  });
@@ -353,8 +355,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::LinkSolutionArticle(
   // Unpublishing takes the article's lock too: held until the link is
   // stored, the "is published" check cannot go stale before the append.
   auto article_guard = store_.article_locks().Lock({ArticleStream(r.article_id())});
-  return Execute(Key(ctx, "LinkSolutionArticle", r.request_id()), r.ticket_id(),
-                 r.expected_version(), ctx,
+  return Execute(Key(ctx, "LinkSolutionArticle", r), r.ticket_id(), r.expected_version(), ctx,
                  [&](const auto& ticket, absl::Time now) -> absl::StatusOr<Prepared> {
                    CRM_RETURN_IF_ERROR(
                        CheckSolutionArticle(ticket, r.ticket_id(), "article_id", r.article_id()));
@@ -366,7 +367,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::SubmitCsat(const crm::v1::Submit
                                                            EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateSubmitCsat(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  return Execute(Key(ctx, "SubmitCsat", r.request_id()), r.ticket_id(), 0, ctx,
+  return Execute(Key(ctx, "SubmitCsat", r), r.ticket_id(), 0, ctx,
                  [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
                    service_desk::SubmitCsat csat;
                    csat.score = r.score();

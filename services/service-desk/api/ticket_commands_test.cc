@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
@@ -517,6 +518,29 @@ TEST_F(TicketCommandsTest, RetriesRacingTheFirstAttemptAllGetItsResult) {
     const auto types = Types(t.ticket_id());
     EXPECT_EQ(std::count(types.begin(), types.end(), "TicketResolved"), 1) << "round " << round;
   }
+}
+
+// A client that reuses a request_id for a reply on another ticket: the
+// second reply is refused, not answered with the first and dropped.
+TEST_F(TicketCommandsTest, ARequestIdReusedForAnotherReplyIsRefused) {
+  const auto a = Open("open-a");
+  const auto b = Open("open-b");
+  auto first = Reply("r1", a.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT, "hi");
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto retry = Reply("r1", a.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT, "hi");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->version(), first->version());
+
+  for (const auto& [ticket_id, body] :
+       {std::pair{b.ticket_id(), "hi"}, std::pair{a.ticket_id(), "hello"}}) {
+    auto reused = Reply("r1", ticket_id, crm::v1::AUTHOR_TYPE_AGENT, body);
+    EXPECT_EQ(reused.status().code(), absl::StatusCode::kInvalidArgument) << reused.status();
+    EXPECT_TRUE(absl::StartsWith(reused.status().message(), "request_id:")) << reused.status();
+  }
+  const auto a_types = Types(a.ticket_id());
+  EXPECT_EQ(std::count(a_types.begin(), a_types.end(), "TicketReplied"), 1);
+  const auto b_types = Types(b.ticket_id());
+  EXPECT_EQ(std::count(b_types.begin(), b_types.end(), "TicketReplied"), 0);
 }
 
 // A link decided while an unpublish of the same article was being written
