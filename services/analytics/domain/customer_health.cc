@@ -8,6 +8,7 @@
 #include "crm/v1/sales.pb.h"
 #include "crm/v1/service_desk.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/common/arithmetic.h"
 
 namespace crm::analytics {
 namespace {
@@ -100,7 +101,7 @@ void EstimateClv(Customer360& view, const Timestamp& now, const crm::v1::Analyti
   std::map<std::string, Acc> by_currency;
   for (const auto& o : view.orders()) {
     auto [it, inserted] = by_currency.try_emplace(o.total().currency());
-    it->second.sum += o.total().minor_units();
+    it->second.sum = SaturatingAdd(it->second.sum, o.total().minor_units());
     if (inserted || o.placed_at() < it->second.first) it->second.first = o.placed_at();
   }
   view.clear_clv_estimate();

@@ -10,6 +10,7 @@
 #include "crm/v1/sales.pb.h"
 #include "crm/v1/service_desk.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/common/arithmetic.h"
 #include "services/analytics/domain/event_fold.h"
 
 namespace crm::analytics {
@@ -144,7 +145,10 @@ void DeriveTotals(Customer360& view) {
   view.set_open_opportunity_count(open_opps);
 
   std::map<std::string, int64_t> ltv;
-  for (const auto& o : view.orders()) ltv[o.total().currency()] += o.total().minor_units();
+  for (const auto& o : view.orders()) {
+    int64_t& sum = ltv[o.total().currency()];
+    sum = SaturatingAdd(sum, o.total().minor_units());
+  }
   view.clear_lifetime_value();
   for (const auto& [currency, units] : ltv) {
     auto* m = view.add_lifetime_value();

@@ -1,6 +1,7 @@
 #include "services/analytics/domain/customer_view.h"
 
 #include <algorithm>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -200,6 +201,21 @@ TEST(CustomerViewTest, FreeTextGoesToTheEntryDetailNeverIntoTheSummary) {
   entry = ApplyToView(view, Event("e3", "lead-lead_a", 120, qualified));
   EXPECT_EQ(entry.summary(), "Lead qualified");
   EXPECT_EQ(entry.detail(), "") << "no note, no detail";
+}
+
+// Order totals come from the topics: whatever a producer sent, the
+// lifetime value holds at the largest amount instead of wrapping negative.
+TEST(CustomerViewTest, LifetimeValueHoldsAtTheLargestAmount) {
+  crm::v1::Customer360 view;
+  crm::v1::OrderPlaced order;
+  order.set_order_id("ord_1");
+  *order.mutable_totals()->mutable_total() = Eur(std::numeric_limits<int64_t>::max() - 10);
+  ApplyToView(view, Event("e1", "order-ord_1", 100, order));
+  order.set_order_id("ord_2");
+  *order.mutable_totals()->mutable_total() = Eur(3000);
+  ApplyToView(view, Event("e2", "order-ord_2", 110, order));
+  ASSERT_EQ(view.lifetime_value_size(), 1);
+  EXPECT_EQ(view.lifetime_value(0).minor_units(), std::numeric_limits<int64_t>::max());
 }
 
 TEST(CustomerViewTest, EventsOfEveryServiceBuildTheWholeView) {

@@ -9,6 +9,7 @@
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/common/arithmetic.h"
 #include "libs/common/status_macros.h"
 #include "services/analytics/domain/event_fold.h"
 
@@ -86,7 +87,8 @@ void AddOpportunity(Slice& s, const FunnelOpportunityRecord& r) {
   c.set_opportunities(c.opportunities() + 1);
   if (r.outcome() == crm::v1::STAGE_OUTCOME_WON) {
     c.set_won(c.won() + 1);
-    s.revenue[r.amount().currency()] += r.amount().minor_units();
+    int64_t& sum = s.revenue[r.amount().currency()];
+    sum = SaturatingAdd(sum, r.amount().minor_units());
   }
   if (r.outcome() == crm::v1::STAGE_OUTCOME_LOST) c.set_lost(c.lost() + 1);
 }

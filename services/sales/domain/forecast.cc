@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "absl/strings/str_format.h"
+#include "libs/common/arithmetic.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/ids.h"
 #include "services/sales/domain/quote.h"
@@ -71,12 +72,12 @@ std::vector<crm::v1::ForecastRow> Forecast(const std::vector<crm::v1::Opportunit
     const int64_t amount = o.amount().minor_units();
     if (o.outcome() == crm::v1::STAGE_OUTCOME_OPEN) {
       row.set_open_opportunities(row.open_opportunities() + 1);
-      row.set_pipeline_minor_units(row.pipeline_minor_units() + amount);
+      row.set_pipeline_minor_units(SaturatingAdd(row.pipeline_minor_units(), amount));
       row.set_weighted_minor_units(row.weighted_minor_units() +
                                    ApplyBasisPoints(amount, o.probability_percent() * 100));
     } else {
       row.set_won_opportunities(row.won_opportunities() + 1);
-      row.set_won_minor_units(row.won_minor_units() + amount);
+      row.set_won_minor_units(SaturatingAdd(row.won_minor_units(), amount));
     }
   }
   std::vector<crm::v1::ForecastRow> out;
