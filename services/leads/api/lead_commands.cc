@@ -117,7 +117,7 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
     const crm::v1::CaptureLeadRequest& raw, EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeCaptureRequest(raw));
   const std::string request_key =
-      CallerRequestKey(ctx, absl::StrCat("CaptureLead/", request.request_id()), request);
+      CallerRequestKey(ctx, absl::StrCat("CaptureLead/", request.request_id()), raw);
 
   // A retry is answered from the first result without taking locks.
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));

@@ -184,10 +184,12 @@ absl::StatusOr<State> SalesCommands::LoadExisting(absl::string_view noun, const 
 absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
     const crm::v1::OpenCustomerRequest& raw, EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenCustomer(raw, settings_.loyalty));
-  if (request.customer_id().empty()) request.set_customer_id(NewId("cus"));
+  // The request as sent: a retry of one without customer_id must match,
+  // though the id minted below (and the tier the config fills in) differ.
   // Before ctx is moved: argument evaluation order is unspecified.
   const std::string key =
-      CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", request.request_id()), request);
+      CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", request.request_id()), raw);
+  if (request.customer_id().empty()) request.set_customer_id(NewId("cus"));
   if (vault_ != nullptr) {
     // The key is durable before the events it seals (one more synced write
     // for a customer new to this service; an unused key is harmless).

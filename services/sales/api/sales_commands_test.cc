@@ -187,6 +187,22 @@ TEST_F(SalesCommandsTest, OpenCustomerAppendsOneEventAndARetryReturnsTheFirstRes
   EXPECT_EQ(commands_->GetCustomer(get).status().code(), absl::StatusCode::kNotFound);
 }
 
+// The server mints the id of an account opened without one: a retry of
+// that request is the same request and gets the same account.
+TEST_F(SalesCommandsTest, ARetryOfAnOpenWithoutCustomerIdGetsTheSameAccount) {
+  crm::v1::OpenCustomerRequest r;
+  r.set_request_id("open-new");
+  r.set_name("Analytical Engines");
+  r.set_owner_id("rep_ada");
+  r.set_territory("EMEA");
+  auto first = commands_->OpenCustomer(r, Ctx());
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto retry = commands_->OpenCustomer(r, Ctx());
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->customer_id(), first->customer_id());
+  EXPECT_EQ(store_->events().LogSize(), 1u);
+}
+
 TEST_F(SalesCommandsTest, SameRequestIdFromAnotherCallerIsNotAnsweredWithTheFirstResult) {
   Open("cus_1");
   // rep_bob reuses rep_ada's request id for another customer: his own
