@@ -1,5 +1,7 @@
 #include "services/leads/api/contact_registry.h"
 
+#include <algorithm>
+
 #include "libs/common/status_macros.h"
 
 namespace crm::leads {
@@ -31,26 +33,31 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
     CRM_ASSIGN_OR_RETURN(auto found, store_.FindContactKeys(lookup));
     known.clear();
     known.reserve(found.size());
-    bool retiring = false;
+    // Customers a merge is retiring, met in the index or pending.
+    std::vector<std::string> retiring;
     for (size_t i = 0; i < lookup.size(); ++i) {
       // An erased person's rows stay in the index but name nobody: the key
       // is claimed again by the lead that brings it back.
       if (!found[i].has_value() || store_.vault().Erased(found[i]->customer_id)) continue;
-      retiring = retiring || retiring_.contains(found[i]->customer_id);
+      if (retiring_.contains(found[i]->customer_id)) retiring.push_back(found[i]->customer_id);
       known.emplace(lookup[i], *std::move(found[i]));
     }
-    if (!retiring && !retiring_.empty()) {
+    if (!retiring_.empty()) {
       for (const auto& c : candidates) {
         for (const auto& k : c.keys) {
-          auto it = pending_.find(k);
-          retiring = retiring ||
-                     (it != pending_.end() && retiring_.contains(it->second.match.customer_id));
+          if (auto it = pending_.find(k);
+              it != pending_.end() && retiring_.contains(it->second.match.customer_id)) {
+            retiring.push_back(it->second.match.customer_id);
+          }
         }
       }
     }
-    if (!retiring) break;
+    if (retiring.empty()) break;
     // A merge is moving this person's keys: read them again once it ends.
-    released_.wait(lock);
+    released_.wait(lock, [&] {
+      return std::none_of(retiring.begin(), retiring.end(),
+                          [&](const std::string& c) { return retiring_.contains(c); });
+    });
   }
 
   std::vector<Resolution> out;
@@ -108,6 +115,11 @@ ContactRegistry::Retirement ContactRegistry::Retire(const std::string& customer_
   retiring_.insert(customer_id);
   released_.wait(lock, [&] { return !joining_.contains(customer_id); });
   return Retirement(this, customer_id);
+}
+
+bool ContactRegistry::retiring(const std::string& customer_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return retiring_.contains(customer_id);
 }
 
 ContactRegistry::Retirement::~Retirement() {

@@ -96,6 +96,8 @@ class ContactRegistry {
     std::string customer_id_;
   };
   Retirement Retire(const std::string& customer_id);
+  // Whether a merge is retiring the customer now (for tests and probes).
+  bool retiring(const std::string& customer_id);
 
  private:
   struct Pending {

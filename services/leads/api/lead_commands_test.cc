@@ -452,6 +452,10 @@ TEST_F(LeadUseCaseTest, AMergeWaitsForLeadsJoiningTheMergedCustomer) {
   });
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_FALSE(merge_done.load()) << "merged while a lead was joining the merged customer";
+  // The capture below must come while the merge waits.
+  while (!merge_done.load() && !commands_->contacts().retiring(merged.customer_id())) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
 
   std::atomic<bool> capture_done{false};
   absl::StatusOr<crm::v1::CaptureLeadResponse> during;
