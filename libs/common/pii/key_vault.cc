@@ -643,16 +643,17 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     }
     CRM_RETURN_IF_ERROR(
         txn.Put(kFamily, MergeRow(merged.merged_lead_id()), merged.SerializeAsString()));
-    // A merge made before the survivor's erasure and read after it (the
-    // eraser had not seen it, or this service reads the partitions in
-    // another order): the eraser would have erased the merged customer.
+    // A link read after the survivor's erasure (the eraser had not seen
+    // it, or this service reads the partitions in another order): erased
+    // as a service that read the link first erases it with the survivor,
+    // so every service agrees whatever the order. MergeLeads refuses an
+    // erased survivor; a merge made after the erasure raced it.
     std::vector<std::string> late;
     absl::Time at;
     {
       std::lock_guard<std::mutex> lock(mu_);
       LinkLocked(merged.merged_customer_id(), merged.survivor_customer_id());
-      if (auto e = erased_.find(merged.survivor_customer_id());
-          e != erased_.end() && FromProtoTimestamp(event.occurred_at()) <= e->second) {
+      if (auto e = erased_.find(merged.survivor_customer_id()); e != erased_.end()) {
         at = e->second;
         late = WithMergedLocked(merged.merged_customer_id());
       }
