@@ -17,6 +17,11 @@ constexpr int32_t kDefaultSearchPage = 10;
 constexpr int32_t kMaxSearchPage = 100;
 constexpr size_t kMaxQueryTerms = 20;
 
+// Every article command names its article in the request's article_id.
+absl::Status MissingArticle(absl::string_view article_id) {
+  return MissingField("article_id", "article", article_id);
+}
+
 std::vector<std::string> ToVector(const google::protobuf::RepeatedPtrField<std::string>& tags) {
   return {tags.begin(), tags.end()};
 }
@@ -40,9 +45,7 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::Execute(const std::string& req
     return article;
   }
   CRM_ASSIGN_OR_RETURN(auto loaded, store_.LoadArticle(article_id));
-  if (!loaded && expected_version != 0) {
-    return absl::NotFoundError(absl::StrCat("article ", article_id, " not found"));
-  }
+  if (!loaded && expected_version != 0) return MissingArticle(article_id);
   const int64_t version = loaded ? loaded->version : EventStore::kNoStream;
   if (expected_version != 0 && expected_version != version) {
     return absl::AbortedError(absl::StrCat("article ", article_id, " is at version ", version,
@@ -50,7 +53,11 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::Execute(const std::string& req
   }
   std::optional<crm::v1::Article> before;
   if (loaded) before = std::move(loaded->state);
-  CRM_ASSIGN_OR_RETURN(auto events, Decide(before, command));
+  auto decided = Decide(before, command);
+  // The domain's command carries no article id; the id is added here.
+  if (!before && absl::IsNotFound(decided.status())) return MissingArticle(article_id);
+  if (!decided.ok()) return decided.status();
+  const std::vector<ArticleEvent>& events = *decided;
 
   ctx.occurred_at = clock_();
   article = before.value_or(crm::v1::Article());
@@ -121,7 +128,9 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::UnpublishArticle(
 absl::StatusOr<crm::v1::Article> ArticleCommands::GetArticle(
     const crm::v1::GetArticleRequest& r) const {
   CRM_RETURN_IF_ERROR(CheckId("article_id", r.article_id()));
-  return store_.GetArticle(r.article_id());
+  auto article = store_.GetArticle(r.article_id());
+  if (absl::IsNotFound(article.status())) return MissingArticle(r.article_id());
+  return article;
 }
 
 absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(

@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/common/testing/temp_dir.h"
 
@@ -154,6 +156,41 @@ TEST_F(ArticleCommandsTest, RetriesVersionsAndBadInput) {
   crm::v1::SearchArticlesRequest s;
   s.mutable_page()->set_page_size(101);
   EXPECT_EQ(articles_->SearchArticles(s).status().message().substr(0, 15), "page.page_size:");
+}
+
+// NOT_FOUND names the request field first, then the id the caller sent,
+// whatever version was expected: with 0 the domain's own check answers.
+TEST_F(ArticleCommandsTest, AMissingArticleIsNamedByFieldAndId) {
+  const std::string missing = "art_missing";
+  auto expect_named = [&](absl::Status status, const std::string& what) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << what << ": " << status;
+    EXPECT_TRUE(absl::StartsWith(status.message(), "article_id: ")) << what << ": " << status;
+    EXPECT_TRUE(absl::StrContains(status.message(), missing)) << what << ": " << status;
+  };
+  for (const int64_t version : {0, 2}) {
+    const std::string v = absl::StrCat("@", version, " ");
+    crm::v1::UpdateArticleRequest update;
+    update.set_request_id("u" + v);
+    update.set_article_id(missing);
+    update.set_expected_version(version);
+    update.set_title("Reset the printer");
+    update.set_body("Hold the power button.");
+    expect_named(articles_->UpdateArticle(update, Ctx()).status(), v + "UpdateArticle");
+    crm::v1::PublishArticleRequest publish;
+    publish.set_request_id("p" + v);
+    publish.set_article_id(missing);
+    publish.set_expected_version(version);
+    expect_named(articles_->PublishArticle(publish, Ctx()).status(), v + "PublishArticle");
+    crm::v1::UnpublishArticleRequest unpublish;
+    unpublish.set_request_id("x" + v);
+    unpublish.set_article_id(missing);
+    unpublish.set_expected_version(version);
+    expect_named(articles_->UnpublishArticle(unpublish, Ctx()).status(), v + "UnpublishArticle");
+  }
+  crm::v1::GetArticleRequest get;
+  get.set_article_id(missing);
+  expect_named(articles_->GetArticle(get).status(), "GetArticle");
+  EXPECT_EQ(store_->events().LogSize(), 0u);
 }
 
 TEST_F(ArticleCommandsTest, SearchPages) {

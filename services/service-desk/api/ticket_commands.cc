@@ -10,6 +10,7 @@
 #include "services/service-desk/domain/article.h"
 #include "services/service-desk/domain/customer.h"
 #include "services/service-desk/domain/ticket_requests.h"
+#include "services/service-desk/domain/validation.h"
 
 namespace crm::service_desk {
 namespace {
@@ -33,6 +34,11 @@ std::optional<crm::v1::TicketMessage> MessageOf(const TicketEvent& event, absl::
   }
   *m.mutable_created_at() = ToProtoTimestamp(now);
   return m;
+}
+
+// Every ticket command names its ticket in the request's ticket_id.
+absl::Status MissingTicket(absl::string_view ticket_id) {
+  return MissingField("ticket_id", "ticket", ticket_id);
 }
 
 // The caller's key for `request`, with its fingerprint.
@@ -78,9 +84,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
   CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(request_key));
   if (earlier.has_value()) return *earlier;
   CRM_ASSIGN_OR_RETURN(auto loaded, store_.LoadTicket(ticket_id));
-  if (!loaded && expected_version != 0) {
-    return absl::NotFoundError(absl::StrCat("ticket ", ticket_id, " not found"));
-  }
+  if (!loaded && expected_version != 0) return MissingTicket(ticket_id);
   const int64_t version = loaded ? loaded->version : EventStore::kNoStream;
   if (expected_version != 0 && expected_version != version) {
     return absl::AbortedError(
@@ -100,11 +104,14 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
     events = OwedBreaches(*before, CheckTimers{now, TeamLeadOf(*before)});
     for (const auto& e : events) Apply(*decided_on, e, now);
   }
-  CRM_ASSIGN_OR_RETURN(auto decided, Decide(decided_on, prepared.command, settings_.sla()));
-  events.insert(events.end(), std::make_move_iterator(decided.begin()),
-                std::make_move_iterator(decided.end()));
+  auto decided = Decide(decided_on, prepared.command, settings_.sla());
+  // The domain's command carries no ticket id; the id is added here.
+  if (!decided_on && absl::IsNotFound(decided.status())) return MissingTicket(ticket_id);
+  if (!decided.ok()) return decided.status();
+  events.insert(events.end(), std::make_move_iterator(decided->begin()),
+                std::make_move_iterator(decided->end()));
   if (events.empty() && request_key.empty()) {
-    if (!before) return absl::NotFoundError(absl::StrCat("ticket ", ticket_id, " not found"));
+    if (!before) return MissingTicket(ticket_id);
     return *before;
   }
   if (vault_ != nullptr) {
@@ -167,11 +174,9 @@ absl::Status TicketCommands::CheckSolutionArticle(const std::optional<crm::v1::T
                                                   absl::string_view field,
                                                   const std::string& article_id) const {
   // The ticket first: naming a draft on a missing ticket is NOT_FOUND.
-  if (!ticket) return absl::NotFoundError(absl::StrCat("ticket ", ticket_id, " not found"));
+  if (!ticket) return MissingTicket(ticket_id);
   auto article = store_.GetArticle(article_id);
-  if (absl::IsNotFound(article.status())) {
-    return absl::NotFoundError(absl::StrCat(field, ": article ", article_id, " not found"));
-  }
+  if (absl::IsNotFound(article.status())) return MissingField(field, "article", article_id);
   if (!article.ok()) return article.status();
   if (!article->published()) {
     return absl::FailedPreconditionError(
@@ -383,7 +388,10 @@ absl::StatusOr<crm::v1::TicketDetails> TicketCommands::GetTicket(
   if (r.ticket_id().empty()) return absl::InvalidArgumentError("ticket_id: required");
   if (r.ticket_id().size() > 64) return absl::InvalidArgumentError("ticket_id: too long");
   crm::v1::TicketDetails details;
-  CRM_ASSIGN_OR_RETURN(*details.mutable_ticket(), store_.GetTicket(r.ticket_id()));
+  auto ticket = store_.GetTicket(r.ticket_id());
+  if (absl::IsNotFound(ticket.status())) return MissingTicket(r.ticket_id());
+  if (!ticket.ok()) return ticket.status();
+  *details.mutable_ticket() = *std::move(ticket);
   CRM_ASSIGN_OR_RETURN(*details.mutable_customer(),
                        store_.CustomerContextOf(details.ticket().customer_id()));
   FillWarranties(*details.mutable_customer(), settings_);

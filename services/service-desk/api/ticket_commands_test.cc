@@ -431,7 +431,7 @@ TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {
   // A missing ticket is NOT_FOUND whatever the article named.
   const auto on_missing = Resolve("s0", "tkt_missing", article->article_id()).status();
   EXPECT_EQ(on_missing.code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(on_missing.message(), "ticket tkt_missing not found");
+  EXPECT_EQ(on_missing.message(), "ticket_id: ticket tkt_missing not found");
   crm::v1::LinkSolutionArticleRequest link;
   link.set_request_id("l0");
   link.set_ticket_id("tkt_missing");
@@ -632,6 +632,101 @@ TEST_F(TicketCommandsTest, AMissingTicketIsNotFoundWhateverVersionIsExpected) {
   auto pending = tickets_->MarkTicketPending(r, Ctx());
   EXPECT_EQ(pending.status().code(), absl::StatusCode::kNotFound) << pending.status();
   EXPECT_EQ(store_->events().LogSize(), 0u);
+}
+
+// NOT_FOUND names the request field first, then the id the caller sent,
+// whatever version was expected: with 0 the domain's own check answers.
+TEST_F(TicketCommandsTest, AMissingTicketIsNamedByFieldAndId) {
+  const std::string missing = "tkt_missing";
+  auto expect_named = [&](absl::Status status, const std::string& what) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << what << ": " << status;
+    EXPECT_TRUE(absl::StartsWith(status.message(), "ticket_id: ")) << what << ": " << status;
+    EXPECT_TRUE(absl::StrContains(status.message(), missing)) << what << ": " << status;
+  };
+  for (const int64_t version : {0, 3}) {
+    const std::string v = absl::StrCat("@", version, " ");
+    crm::v1::AssignTicketRequest assign;
+    assign.set_request_id("a" + v);
+    assign.set_ticket_id(missing);
+    assign.set_expected_version(version);
+    assign.set_team_id("hardware");
+    expect_named(tickets_->AssignTicket(assign, Ctx()).status(), v + "AssignTicket team");
+    assign.set_request_id("a2" + v);
+    assign.clear_team_id();
+    assign.set_assignee_id("ann");
+    expect_named(tickets_->AssignTicket(assign, Ctx()).status(), v + "AssignTicket agent");
+    crm::v1::ReplyToTicketRequest reply;
+    reply.set_request_id("r" + v);
+    reply.set_ticket_id(missing);
+    reply.set_expected_version(version);
+    reply.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
+    reply.set_body("hi");
+    expect_named(tickets_->ReplyToTicket(reply, Ctx()).status(), v + "ReplyToTicket");
+    crm::v1::AddInternalNoteRequest note;
+    note.set_request_id("n" + v);
+    note.set_ticket_id(missing);
+    note.set_expected_version(version);
+    note.set_body("note");
+    expect_named(tickets_->AddInternalNote(note, Ctx()).status(), v + "AddInternalNote");
+    crm::v1::MarkTicketPendingRequest pending;
+    pending.set_request_id("p" + v);
+    pending.set_ticket_id(missing);
+    pending.set_expected_version(version);
+    expect_named(tickets_->MarkTicketPending(pending, Ctx()).status(), v + "MarkTicketPending");
+    crm::v1::ResolveTicketRequest resolve;
+    resolve.set_request_id("s" + v);
+    resolve.set_ticket_id(missing);
+    resolve.set_expected_version(version);
+    expect_named(tickets_->ResolveTicket(resolve, Ctx()).status(), v + "ResolveTicket");
+    resolve.set_request_id("s2" + v);
+    resolve.set_solution_article_id("art_missing");
+    expect_named(tickets_->ResolveTicket(resolve, Ctx()).status(), v + "ResolveTicket article");
+    crm::v1::CloseTicketRequest close;
+    close.set_request_id("c" + v);
+    close.set_ticket_id(missing);
+    close.set_expected_version(version);
+    expect_named(tickets_->CloseTicket(close, Ctx()).status(), v + "CloseTicket");
+    crm::v1::ReopenTicketRequest reopen;
+    reopen.set_request_id("o" + v);
+    reopen.set_ticket_id(missing);
+    reopen.set_expected_version(version);
+    expect_named(tickets_->ReopenTicket(reopen, Ctx()).status(), v + "ReopenTicket");
+    crm::v1::LinkSolutionArticleRequest link;
+    link.set_request_id("l" + v);
+    link.set_ticket_id(missing);
+    link.set_expected_version(version);
+    link.set_article_id("art_missing");
+    expect_named(tickets_->LinkSolutionArticle(link, Ctx()).status(), v + "LinkSolutionArticle");
+  }
+  expect_named(Csat("q", missing, 5).status(), "SubmitCsat");
+  expect_named(Reply("m", missing, crm::v1::AUTHOR_TYPE_AGENT, "hi").status(), "Reply");
+  crm::v1::GetTicketRequest get;
+  get.set_ticket_id(missing);
+  expect_named(tickets_->GetTicket(get).status(), "GetTicket");
+  EXPECT_EQ(store_->events().LogSize(), 0u);
+}
+
+// A missing article is named by the field that sent it: article_id when
+// linking, solution_article_id when resolving.
+TEST_F(TicketCommandsTest, AMissingArticleIsNamedByTheFieldThatSentIt) {
+  const std::string id = Open("r1").ticket_id();
+  const uint64_t before = store_->events().LogSize();
+  for (const int64_t version : {0, 2}) {
+    crm::v1::LinkSolutionArticleRequest link;
+    link.set_request_id(absl::StrCat("l", version));
+    link.set_ticket_id(id);
+    link.set_expected_version(version);
+    link.set_article_id("art_missing");
+    const auto linked = tickets_->LinkSolutionArticle(link, Ctx()).status();
+    EXPECT_EQ(linked.code(), absl::StatusCode::kNotFound) << linked;
+    EXPECT_TRUE(absl::StartsWith(linked.message(), "article_id: ")) << linked;
+    EXPECT_TRUE(absl::StrContains(linked.message(), "art_missing")) << linked;
+  }
+  const auto resolved = Resolve("s1", id, "art_missing").status();
+  EXPECT_EQ(resolved.code(), absl::StatusCode::kNotFound) << resolved;
+  EXPECT_TRUE(absl::StartsWith(resolved.message(), "solution_article_id: ")) << resolved;
+  EXPECT_TRUE(absl::StrContains(resolved.message(), "art_missing")) << resolved;
+  EXPECT_EQ(store_->events().LogSize(), before);
 }
 
 TEST_F(TicketCommandsTest, BadInputNamesTheFieldAndAppendsNothing) {

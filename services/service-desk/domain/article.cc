@@ -77,7 +77,8 @@ absl::StatusOr<std::vector<ArticleEvent>> Decide(const std::optional<crm::v1::Ar
     SetContent(e, create->content);
     return std::vector<ArticleEvent>{std::move(e)};
   }
-  if (!state.has_value()) return absl::NotFoundError("article not found");
+  // The commands carry no article id: the caller names it (see article.h).
+  if (!state.has_value()) return absl::NotFoundError("article_id: article not found");
   const crm::v1::Article& a = *state;
   if (const auto* revise = std::get_if<ReviseArticle>(&command)) {
     if (SameContent(a, revise->content)) return std::vector<ArticleEvent>{};

@@ -47,7 +47,9 @@ absl::StatusOr<ArticleContent> NormalizeArticleContent(absl::string_view title,
 absl::StatusOr<std::vector<std::string>> NormalizeTags(const std::vector<std::string>& tags,
                                                        absl::string_view field);
 
-// A revision that changes nothing yields no events.
+// A revision that changes nothing yields no events. NOT_FOUND
+// "article_id: article not found" without state (except CreateArticle; the
+// caller, which knows the id, names it).
 absl::StatusOr<std::vector<ArticleEvent>> Decide(const std::optional<crm::v1::Article>& state,
                                                  const ArticleCommand& command);
 void Apply(crm::v1::Article& state, const ArticleEvent& event, absl::Time occurred_at);

@@ -74,7 +74,10 @@ TEST(ArticleTest, RevisionOnlyWhenSomethingChanged) {
   revised.add_tags("printer");
   revised.set_product("printer-x");
   Scenario().Given({Created()}).When(ReviseArticle{Content("Reboot the printer")}).Then({revised});
-  Scenario().Given({}).When(ReviseArticle{Content()}).ThenError(absl::StatusCode::kNotFound);
+  Scenario()
+      .Given({})
+      .When(ReviseArticle{Content()})
+      .ThenError(absl::StatusCode::kNotFound, "article_id: ");
 }
 
 TEST(ArticleTest, ContentIsValidatedAndTagsNormalized) {

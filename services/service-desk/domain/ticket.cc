@@ -369,7 +369,8 @@ absl::StatusOr<std::vector<TicketEvent>> Decide(const std::optional<Ticket>& sta
     }
     return Open(*open, rules);
   }
-  if (!state.has_value()) return absl::NotFoundError("ticket not found");
+  // The commands carry no ticket id: the caller names it (see ticket.h).
+  if (!state.has_value()) return absl::NotFoundError("ticket_id: ticket not found");
   const Ticket& t = *state;
   return std::visit(
       [&](const auto& c) -> absl::StatusOr<std::vector<TicketEvent>> {

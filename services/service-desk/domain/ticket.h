@@ -110,8 +110,9 @@ using TicketEvent =
                  crm::v1::TicketEscalated, crm::v1::TeamLeadNotified, crm::v1::CsatSurveyRequested,
                  crm::v1::CsatSubmitted>;
 
-// NOT_FOUND without state (except OpenTicket), FAILED_PRECONDITION for a
-// command the ticket's status does not allow. May return no events (a
+// NOT_FOUND "ticket_id: ticket not found" without state (except
+// OpenTicket; the caller, which knows the id, names it), FAILED_PRECONDITION
+// for a command the ticket's status does not allow. May return no events (a
 // timer visit with nothing due).
 absl::StatusOr<std::vector<TicketEvent>> Decide(const std::optional<crm::v1::Ticket>& state,
                                                 const TicketCommand& command,

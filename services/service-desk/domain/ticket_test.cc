@@ -162,7 +162,8 @@ TEST(OpenTicketTest, OpeningTwiceIsRejected) {
 }
 
 TEST(OpenTicketTest, OtherCommandsNeedATicket) {
-  Scenario().Given({}).When(AgentReply(1)).ThenError(absl::StatusCode::kNotFound);
+  // The command carries no id: the caller adds it after the field.
+  Scenario().Given({}).When(AgentReply(1)).ThenError(absl::StatusCode::kNotFound, "ticket_id: ");
 }
 
 TEST(OpenTicketTest, OpenedTicketIsNewAndScheduledForTheFirstWarning) {

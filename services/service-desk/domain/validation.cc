@@ -41,6 +41,10 @@ absl::Status InvalidField(absl::string_view field, absl::string_view reason) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", reason));
 }
 
+absl::Status MissingField(absl::string_view field, absl::string_view noun, absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat(field, ": ", noun, " ", id, " not found"));
+}
+
 absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
                        bool multiline) {
   if (value.size() > max) return InvalidField(field, absl::StrCat("longer than ", max, " bytes"));

@@ -7,10 +7,14 @@
 
 namespace crm::service_desk {
 
-// Input checks shared by the commands. Every error is INVALID_ARGUMENT with
-// the message "field: reason", the field first.
+// Input checks shared by the commands. Every error names the request field
+// first: "field: reason".
 
+// INVALID_ARGUMENT "field: reason".
 absl::Status InvalidField(absl::string_view field, absl::string_view reason);
+// NOT_FOUND for the record the caller named in `field`:
+// "field: noun id not found", e.g. "ticket_id: ticket tkt_1 not found".
+absl::Status MissingField(absl::string_view field, absl::string_view noun, absl::string_view id);
 
 // At most `max` bytes, valid UTF-8, no control characters; `multiline`
 // text may also hold newlines and tabs.
