@@ -490,6 +490,7 @@ std::optional<AppendRequest> KeyVault::MergeRecord(const std::string& merged_lea
 void KeyVault::LinkLocked(const std::string& merged_customer_id,
                           const std::string& survivor_customer_id) {
   if (merged_customer_id == survivor_customer_id) return;
+  survivor_of_[merged_customer_id] = survivor_customer_id;
   auto& into = merged_into_[survivor_customer_id];
   if (std::find(into.begin(), into.end(), merged_customer_id) == into.end()) {
     into.push_back(merged_customer_id);
@@ -505,6 +506,18 @@ void KeyVault::Merged(const std::string& merged_customer_id,
 bool KeyVault::Erased(const std::string& customer_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   return erased_.contains(customer_id);
+}
+
+std::string KeyVault::SurvivorOf(const std::string& customer_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string at = customer_id;
+  // Bounded: customers merged both ways link in a circle.
+  for (size_t hops = 0; hops <= survivor_of_.size(); ++hops) {
+    auto it = survivor_of_.find(at);
+    if (it == survivor_of_.end() || it->second == customer_id) break;
+    at = it->second;
+  }
+  return at;
 }
 
 std::optional<Key> KeyVault::Find(absl::string_view key_id) const {

@@ -131,6 +131,9 @@ class KeyVault {
   bool can_erase() const { return store_ != nullptr; }
   // Whether the customer was erased (as far as this vault has heard).
   bool Erased(const std::string& customer_id) const;
+  // The customer that `customer_id` was merged into, following later
+  // merges; `customer_id` itself when it was not merged.
+  std::string SurvivorOf(const std::string& customer_id) const;
 
   // The key that derives blind-index values (HMAC of normalized contact
   // data) for dedupe lookups without storing the data itself.
@@ -247,6 +250,8 @@ class KeyVault {
   absl::flat_hash_map<std::string, absl::Time> erased_;
   // Survivor customer -> customers merged into it.
   absl::flat_hash_map<std::string, std::vector<std::string>> merged_into_;
+  // Merged customer -> the survivor of its latest merge.
+  absl::flat_hash_map<std::string, std::string> survivor_of_;
 };
 
 // A subscriber's projection that hands key records (crm.keys.v1) to the

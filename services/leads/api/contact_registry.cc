@@ -36,9 +36,14 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
     // Customers a merge is retiring, met in the index or pending.
     std::vector<std::string> retiring;
     for (size_t i = 0; i < lookup.size(); ++i) {
+      if (!found[i].has_value()) continue;
+      // A row MergeLeads did not re-point (a contact first seen on a
+      // duplicate of the merged lead) still names the merged customer: the
+      // person is the survivor's now.
+      found[i]->customer_id = store_.vault().SurvivorOf(found[i]->customer_id);
       // An erased person's rows stay in the index but name nobody: the key
       // is claimed again by the lead that brings it back.
-      if (!found[i].has_value() || store_.vault().Erased(found[i]->customer_id)) continue;
+      if (store_.vault().Erased(found[i]->customer_id)) continue;
       if (retiring_.contains(found[i]->customer_id)) retiring.push_back(found[i]->customer_id);
       known.emplace(lookup[i], *std::move(found[i]));
     }

@@ -667,6 +667,17 @@ TEST_F(LeadUseCaseTest, MergesRepointEveryContactOfTheMergedPerson) {
       *commands_->CaptureLead(Request("by-phone", "q@example.com", "+14155550100"), Ctx());
   EXPECT_EQ(by_email.customer_id(), s.customer_id());
   EXPECT_EQ(by_phone.customer_id(), s.customer_id());
+
+  // A phone first seen on a duplicate of the merged lead: its row names the
+  // merged lead, which the merge does not read, yet finds the survivor.
+  auto f = *commands_->CaptureLead(Request("f", "f@example.com"), Ctx());
+  auto dup = *commands_->CaptureLead(Request("dup", "f@example.com", "+14155550111"), Ctx());
+  ASSERT_EQ(dup.duplicate_of_lead_id(), f.lead_id());
+  auto t = *commands_->CaptureLead(Request("t", "t@example.com"), Ctx());
+  merge(t, f, "merge-ft");
+  auto by_dup_phone = *commands_->CaptureLead(Request("by-dup-phone", "", "+14155550111"), Ctx());
+  EXPECT_EQ(by_dup_phone.customer_id(), t.customer_id());
+  EXPECT_TRUE(by_dup_phone.duplicate());
 }
 
 TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
