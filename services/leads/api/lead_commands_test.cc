@@ -330,6 +330,9 @@ TEST_F(LeadUseCaseTest, RuleTableIsManagedIdempotentlyAndSurvivesRestart) {
 TEST_F(LeadUseCaseTest, CaptureIsAssignedByRegionAndProductWithEvents) {
   CreateRule("r1", OwnerRule("EMEA", "analytics", "usr_analytics"));
   CreateRule("r2", OwnerRule("EMEA", "", "usr_emea"));
+  // An owner named by an identity provider's subject ("provider|id").
+  CreateRule("r3", OwnerRule("LATAM", "", "auth0|5f7c8ec7c33c6c004bbafe82"));
+  EXPECT_EQ(CaptureIn("l4", "LATAM", "crm").owner_id(), "auth0|5f7c8ec7c33c6c004bbafe82");
   auto analytics = CaptureIn("l1", "emea", "Analytics");
   EXPECT_EQ(analytics.owner_id(), "usr_analytics");
   EXPECT_EQ(analytics.queue(), "");

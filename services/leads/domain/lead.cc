@@ -410,8 +410,10 @@ absl::Status CheckId(absl::string_view field, absl::string_view id) {
   if (id.size() > kMaxId) return Invalid(field, absl::StrCat("longer than ", kMaxId, " bytes"));
   for (char c : id) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.' &&
-        c != ':' && c != '@') {
-      return Invalid(field, "may contain only letters, digits and _ - . : @");
+        c != ':' && c != '@' && c != '|') {
+      // '|' for identity providers' subjects ("google-oauth2|1234"), which
+      // become owner ids.
+      return Invalid(field, "may contain only letters, digits and _ - . : @ |");
     }
   }
   return absl::OkStatus();

@@ -203,6 +203,13 @@ TEST_F(SalesCommandsTest, ARetryOfAnOpenWithoutCustomerIdGetsTheSameAccount) {
   EXPECT_EQ(store_->events().LogSize(), 1u);
 }
 
+// Owners are token subjects, and identity providers write those as
+// "provider|id".
+TEST_F(SalesCommandsTest, AnOwnerNamedByAnIdentityProvidersSubjectOwnsTheAccount) {
+  const std::string rep = "google-oauth2|104857600123456789012";
+  EXPECT_EQ(Open("cus_sub", rep).owner_id(), rep);
+}
+
 TEST_F(SalesCommandsTest, SameRequestIdFromAnotherCallerIsNotAnsweredWithTheFirstResult) {
   Open("cus_1");
   // rep_bob reuses rep_ada's request id for another customer: his own

@@ -30,8 +30,10 @@ absl::Status CheckOptionalId(absl::string_view field, absl::string_view value) {
   if (value.size() > kMaxId) return Invalid(field, absl::StrCat("longer than ", kMaxId, " bytes"));
   for (char c : value) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.' &&
-        c != ':' && c != '@') {
-      return Invalid(field, "may contain only letters, digits and _ - . : @");
+        c != ':' && c != '@' && c != '|') {
+      // '|' for identity providers' subjects ("google-oauth2|1234"), which
+      // become owner ids.
+      return Invalid(field, "may contain only letters, digits and _ - . : @ |");
     }
   }
   return absl::OkStatus();
