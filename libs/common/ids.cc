@@ -5,6 +5,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace crm {
 namespace {
@@ -49,6 +50,13 @@ google::protobuf::Timestamp ToProtoTimestamp(absl::Time t) {
   ts.set_seconds(us / 1000000);
   ts.set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
   return ts;
+}
+
+bool IsValidProtoTimestamp(const google::protobuf::Timestamp& ts) {
+  using google::protobuf::util::TimeUtil;
+  return ts.seconds() >= TimeUtil::kTimestampMinSeconds &&
+         ts.seconds() <= TimeUtil::kTimestampMaxSeconds && ts.nanos() >= 0 &&
+         ts.nanos() <= 999'999'999;
 }
 
 absl::Time FromProtoTimestamp(const google::protobuf::Timestamp& ts) {

@@ -19,6 +19,10 @@ std::string EncodeId(absl::string_view prefix, uint64_t ms, uint64_t hi, uint64_
 
 google::protobuf::Timestamp ToProtoTimestamp(absl::Time t);
 absl::Time FromProtoTimestamp(const google::protobuf::Timestamp& ts);
+// Whether `ts` lies in google.protobuf.Timestamp's range (years 0001 to
+// 9999, nanos 0 to 999,999,999), which JSON printers and other readers of
+// the events require.
+bool IsValidProtoTimestamp(const google::protobuf::Timestamp& ts);
 // RFC 3339 in UTC with microseconds, as CloudEvents ce_time wants.
 std::string FormatRfc3339(absl::Time t);
 

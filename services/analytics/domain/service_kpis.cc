@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 #include "crm/v1/service_desk.pb.h"
 #include "google/protobuf/util/time_util.h"  // Timestamp comparison operators
+#include "libs/common/ids.h"
 #include "libs/common/status_macros.h"
 #include "services/analytics/domain/event_fold.h"
 
@@ -96,10 +97,7 @@ std::string BucketKey(const Timestamp& t, crm::v1::KpiBucket bucket) {
 }
 
 absl::Status CheckTimestamp(const char* field, const Timestamp& t) {
-  // The range of google.protobuf.Timestamp: years 0001 to 9999.
-  constexpr int64_t kMinSeconds = -62135596800, kMaxSeconds = 253402300799;
-  if (t.seconds() < kMinSeconds || t.seconds() > kMaxSeconds || t.nanos() < 0 ||
-      t.nanos() > 999999999) {
+  if (!IsValidProtoTimestamp(t)) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": not a valid timestamp"));
   }
   return absl::OkStatus();

@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "libs/common/ids.h"
 #include "libs/common/pii/sealed_value.h"
 
 namespace crm::sales {
@@ -71,12 +72,7 @@ absl::Status CheckMoney(absl::string_view field, const crm::v1::Money& money) {
 }
 
 absl::Status CheckTimestamp(absl::string_view field, const google::protobuf::Timestamp& t) {
-  constexpr int64_t kMinSeconds = -62'135'596'800;  // 0001-01-01T00:00:00Z
-  constexpr int64_t kMaxSeconds = 253'402'300'799;  // 9999-12-31T23:59:59Z
-  if (t.seconds() < kMinSeconds || t.seconds() > kMaxSeconds || t.nanos() < 0 ||
-      t.nanos() > 999'999'999) {
-    return Invalid(field, "out of range");
-  }
+  if (!IsValidProtoTimestamp(t)) return Invalid(field, "out of range");
   return absl::OkStatus();
 }
 
