@@ -182,11 +182,16 @@ absl::StatusOr<std::vector<AppendResult>> EventStore::AppendAll(
 
 absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     std::vector<AppendRequest> requests, bool all_or_nothing, Admission admission) {
+  // Each request key split once: results are stored under the key without
+  // the request's fingerprint.
+  std::vector<RequestKeyParts> request_keys;
+  request_keys.reserve(requests.size());
   std::vector<absl::string_view> keys;
   keys.reserve(requests.size() * 2);
   for (const auto& r : requests) {
+    request_keys.push_back(SplitRequestKey(r.request_key));
     keys.push_back(r.stream);
-    keys.push_back(SplitRequestKey(r.request_key).key);
+    keys.push_back(request_keys.back().key);
   }
   if (const uint64_t waiting = OutboxSize();
       admission == Admission::kLimited && waiting >= outbox_limit_) {
@@ -239,10 +244,10 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
   // `versions` and `seen_keys` in two batched reads (an import chunk has
   // thousands of each).
   {
-    absl::flat_hash_set<absl::string_view> streams, request_keys;
-    for (const auto& r : requests) {
-      if (!r.stream.empty()) streams.insert(r.stream);
-      if (!r.request_key.empty()) request_keys.insert(SplitRequestKey(r.request_key).key);
+    absl::flat_hash_set<absl::string_view> streams, stored_keys;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (!requests[i].stream.empty()) streams.insert(requests[i].stream);
+      if (!requests[i].request_key.empty()) stored_keys.insert(request_keys[i].key);
     }
     const std::vector<std::string> stream_list(streams.begin(), streams.end());
     CRM_ASSIGN_OR_RETURN(auto states, db_->MultiGet(kState, stream_list));
@@ -251,14 +256,15 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
         versions[stream_list[i]] = static_cast<int64_t>(ReadBigEndian64(*states[i]));
       }
     }
-    const std::vector<std::string> key_list(request_keys.begin(), request_keys.end());
+    const std::vector<std::string> key_list(stored_keys.begin(), stored_keys.end());
     CRM_ASSIGN_OR_RETURN(auto earlier, db_->MultiGet(kRequests, key_list));
     for (size_t i = 0; i < key_list.size(); ++i) {
       if (earlier[i].has_value()) seen_keys.emplace(key_list[i], DecodeResult(*earlier[i]));
     }
   }
 
-  for (auto& req : requests) {
+  for (size_t n = 0; n < requests.size(); ++n) {
+    AppendRequest& req = requests[n];
     if (req.stream.empty()) {
       results.push_back(absl::InvalidArgumentError("stream is empty"));
       continue;
@@ -267,7 +273,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
       results.push_back(absl::InvalidArgumentError("append without events"));
       continue;
     }
-    const RequestKeyParts request_key = SplitRequestKey(req.request_key);
+    const RequestKeyParts& request_key = request_keys[n];
     if (!req.request_key.empty()) {
       if (auto it = seen_keys.find(request_key.key); it != seen_keys.end()) {
         absl::StatusOr<AppendResult> replay =
