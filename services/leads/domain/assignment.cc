@@ -22,25 +22,6 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
 
-// Trims every entry and drops repeats (case-insensitive), keeping the first.
-absl::Status NormalizeList(absl::string_view field,
-                           google::protobuf::RepeatedPtrField<std::string>* list,
-                           size_t max_entries, size_t max_length) {
-  if (static_cast<size_t>(list->size()) > max_entries) {
-    return Invalid(field, absl::StrCat("more than ", max_entries, " entries"));
-  }
-  google::protobuf::RepeatedPtrField<std::string> out;
-  absl::flat_hash_set<std::string> seen;
-  for (const auto& raw : *list) {
-    std::string v(absl::StripAsciiWhitespace(raw));
-    if (v.empty()) return Invalid(field, "empty entry");
-    if (auto st = CheckText(field, v, max_length); !st.ok()) return st;
-    if (seen.insert(absl::AsciiStrToLower(v)).second) *out.Add() = std::move(v);
-  }
-  *list = std::move(out);
-  return absl::OkStatus();
-}
-
 bool MatchesAny(const google::protobuf::RepeatedPtrField<std::string>& wanted,
                 absl::string_view value) {
   for (const auto& w : wanted) {

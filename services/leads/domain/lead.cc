@@ -4,6 +4,7 @@
 #include <cctype>
 #include <tuple>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -56,6 +57,28 @@ absl::Status CheckMoney(absl::string_view field, const crm::v1::Money& money) {
   }
   return absl::OkStatus();
 }
+
+}  // namespace
+
+absl::Status NormalizeList(absl::string_view field,
+                           google::protobuf::RepeatedPtrField<std::string>* list,
+                           size_t max_entries, size_t max_length) {
+  if (static_cast<size_t>(list->size()) > max_entries) {
+    return Invalid(field, absl::StrCat("more than ", max_entries, " entries"));
+  }
+  google::protobuf::RepeatedPtrField<std::string> out;
+  absl::flat_hash_set<std::string> seen;
+  for (const auto& raw : *list) {
+    std::string v(absl::StripAsciiWhitespace(raw));
+    if (v.empty()) return Invalid(field, "empty entry");
+    if (auto st = CheckText(field, v, max_length); !st.ok()) return st;
+    if (seen.insert(absl::AsciiStrToLower(v)).second) *out.Add() = std::move(v);
+  }
+  *list = std::move(out);
+  return absl::OkStatus();
+}
+
+namespace {
 
 absl::Status CheckBant(const crm::v1::Bant& bant) {
   if (bant.has_budget()) {
@@ -493,6 +516,7 @@ absl::Status NormalizeCaptureRequestInPlace(crm::v1::CaptureLeadRequest& r) {
   }
   c->set_first_name(std::string(absl::StripAsciiWhitespace(c->first_name())));
   c->set_last_name(std::string(absl::StripAsciiWhitespace(c->last_name())));
+  r.set_region(std::string(absl::StripAsciiWhitespace(r.region())));
   for (auto [field, value, max] : {std::tuple{"contact.first_name", c->first_name(), kMaxName},
                                    std::tuple{"contact.last_name", c->last_name(), kMaxName},
                                    std::tuple{"contact.title", c->title(), kMaxName},
@@ -500,12 +524,10 @@ absl::Status NormalizeCaptureRequestInPlace(crm::v1::CaptureLeadRequest& r) {
                                    std::tuple{"region", r.region(), kMaxRegion}}) {
     if (auto st = CheckText(field, value, max); !st.ok()) return st;
   }
-  if (static_cast<size_t>(r.product_interests_size()) > kMaxInterests) {
-    return Invalid("product_interests", absl::StrCat("more than ", kMaxInterests, " entries"));
-  }
-  for (const auto& p : r.product_interests()) {
-    if (p.empty()) return Invalid("product_interests", "empty entry");
-    if (auto st = CheckText("product_interests", p, kMaxInterestLength); !st.ok()) return st;
+  if (auto st = NormalizeList("product_interests", r.mutable_product_interests(), kMaxInterests,
+                              kMaxInterestLength);
+      !st.ok()) {
+    return st;
   }
   if (r.attributes_size() > static_cast<int>(kMaxAttributes)) {
     return Invalid("attributes", absl::StrCat("more than ", kMaxAttributes, " entries"));
@@ -553,6 +575,9 @@ absl::StatusOr<RecordActivity> ParseRecordActivity(const crm::v1::RecordLeadActi
   RecordActivity c;
   c.expected_version = r.expected_version();
   c.type = r.type();
+  if (r.has_occurred_at() && !IsValidProtoTimestamp(r.occurred_at())) {
+    return Invalid("occurred_at", "out of range");
+  }
   c.activity_at = r.has_occurred_at() ? FromProtoTimestamp(r.occurred_at()) : now;
   c.detail = r.detail();
   return c;

@@ -43,6 +43,13 @@ crm::v1::CaptureLeadRequest RowAsCaptureRequest(crm::v1::ImportLeadRow row,
 // characters; `required` rejects empty text.
 absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
                        bool required = false);
+// A list of names (regions, product interests): trims every entry and
+// drops repeats ignoring case, keeping the first spelling; an entry empty
+// once trimmed is refused. Rules and leads clean their lists alike, so a
+// rule for "EMEA" matches a lead from " emea".
+absl::Status NormalizeList(absl::string_view field,
+                           google::protobuf::RepeatedPtrField<std::string>* list,
+                           size_t max_entries, size_t max_length);
 // A lead or rule id as the API accepts it.
 absl::Status CheckId(absl::string_view field, absl::string_view id);
 

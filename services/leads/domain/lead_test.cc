@@ -77,6 +77,24 @@ TEST(ValidateCaptureTest, NormalizesContactData) {
   EXPECT_EQ(r->contact().first_name(), "Ada");
 }
 
+// Imported rows often carry "EMEA " or "crm, analytics" split on commas:
+// the lead must still meet the rule for "EMEA" and score each interest once.
+TEST(ValidateCaptureTest, TrimsRegionAndInterestsAndDropsRepeatedInterests) {
+  crm::v1::CaptureLeadRequest raw = ValidRequest();
+  raw.set_region(" EMEA ");
+  raw.clear_product_interests();
+  for (const char* p : {"crm-suite", " analytics", "CRM-Suite ", "analytics"}) {
+    raw.add_product_interests(p);
+  }
+  auto r = NormalizeCaptureRequest(raw);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->region(), "EMEA");
+  ASSERT_EQ(r->product_interests_size(), 2);
+  EXPECT_EQ(r->product_interests(0), "crm-suite");
+  EXPECT_EQ(r->product_interests(1), "analytics");
+  ExpectInvalidField(Check([](auto& r) { r.add_product_interests("  "); }), "product_interests");
+}
+
 TEST(ValidateCaptureTest, BadInputNamesTheField) {
   ExpectInvalidField(Check([](auto& r) { r.clear_request_id(); }), "request_id");
   ExpectInvalidField(Check([](auto& r) { r.set_request_id(std::string(129, 'x')); }), "request_id");
@@ -627,6 +645,11 @@ TEST(ParseTest, CommandRequestsNameTheBadField) {
   ExpectInvalidField(ParseRecordActivity(activity, absl::Now()).status(), "type");
   activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_WEB_VISIT);
   EXPECT_TRUE(ParseRecordActivity(activity, absl::Now()).ok());
+  // Past year 9999 no JSON client could read the lead (or the person's
+  // export), and the latest activity time would be stuck there.
+  activity.mutable_occurred_at()->set_seconds(400'000'000'000);
+  ExpectInvalidField(ParseRecordActivity(activity, absl::Now()).status(), "occurred_at");
+  activity.clear_occurred_at();
   activity.set_lead_id("lead 1");
   ExpectInvalidField(ParseRecordActivity(activity, absl::Now()).status(), "lead_id");
 
