@@ -1,6 +1,7 @@
 #include "services/analytics/domain/customer_health.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -112,20 +113,30 @@ void EstimateClv(Customer360& view, const Timestamp& now, const crm::v1::Analyti
                             (static_cast<__int128>(span_days) * 100);
     auto* m = view.add_clv_estimate();
     m->set_currency(currency);
-    m->set_minor_units(acc.sum + static_cast<int64_t>(future));
+    // Held at the int64 bounds like the lifetime value it extends.
+    const __int128 total = static_cast<__int128>(acc.sum) + future;
+    m->set_minor_units(static_cast<int64_t>(std::clamp<__int128>(
+        total, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max())));
   }
 }
 
 }  // namespace
 
 bool IsBuyingCustomer(const Customer360& stored_view) {
-  return stored_view.lifecycle_stage() >= crm::v1::LIFECYCLE_STAGE_CUSTOMER ||
-         stored_view.orders_size() > 0;
+  return stored_view.orders_size() > 0 ||
+         std::any_of(stored_view.opportunities().begin(), stored_view.opportunities().end(),
+                     [](const auto& o) { return o.outcome() == crm::v1::STAGE_OUTCOME_WON; });
 }
 
 void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig& config) {
   const auto& s = config.settings();
   const bool customer = IsBuyingCustomer(view);
+  // Views stored by earlier releases reached CUSTOMER on a win for good.
+  if (customer) {
+    view.set_lifecycle_stage(crm::v1::LIFECYCLE_STAGE_CUSTOMER);
+  } else if (view.lifecycle_stage() >= crm::v1::LIFECYCLE_STAGE_CUSTOMER) {
+    view.set_lifecycle_stage(crm::v1::LIFECYCLE_STAGE_PROSPECT);
+  }
   const int64_t idle_days = IdleDays(view, now);
   const bool churned = customer && idle_days >= s.churned_after_days();
   Score(view, now, s);

@@ -1,8 +1,10 @@
 #include "services/analytics/domain/customer_health.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "services/analytics/domain/customer_view.h"
 #include "services/analytics/testing/events.h"
@@ -71,6 +73,47 @@ TEST(CustomerHealthTest, CustomerSilentPastTheChurnWindowIsOnlyChurnedAndKeepsNo
   EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CHURNED);
   ASSERT_EQ(view.clv_estimate_size(), 1);
   EXPECT_EQ(view.clv_estimate(0).minor_units(), 2000000);
+}
+
+crm::v1::EventEnvelope StageChangedAt(const std::string& to_stage, crm::v1::StageOutcome outcome,
+                                      int64_t version, int64_t day, bool reopened = false) {
+  crm::v1::OpportunityStageChanged m;
+  m.set_opportunity_id("opp_1");
+  m.set_to_stage_id(to_stage);
+  m.set_outcome(outcome);
+  m.set_reopened(reopened);
+  return Envelope(m, "cus_1", absl::StrCat("e", version), "opportunity-opp_1", version, day * kDay);
+}
+
+// A pipeline may reopen a won deal: the person bought nothing, so a year
+// later they are a prospect gone quiet, not a churned customer, and no
+// churn alert may name them.
+TEST(CustomerHealthTest, AWonDealReopenedAndLostLeavesAProspect) {
+  crm::v1::OpportunityOpened opened;
+  opened.set_opportunity_id("opp_1");
+  opened.set_stage_id("qualify");
+  std::vector<EventEnvelope> given = {Envelope(opened, "cus_1", "e1", "opportunity-opp_1", 1, 0),
+                                      StageChangedAt("won", crm::v1::STAGE_OUTCOME_WON, 2, 1)};
+  const auto won = DerivedAt(given, 2);
+  EXPECT_TRUE(IsBuyingCustomer(won));
+  EXPECT_EQ(won.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CUSTOMER);
+
+  given.push_back(StageChangedAt("qualify", crm::v1::STAGE_OUTCOME_OPEN, 3, 3, /*reopened=*/true));
+  given.push_back(StageChangedAt("lost", crm::v1::STAGE_OUTCOME_LOST, 4, 4));
+  for (const auto& order : {given, std::vector<EventEnvelope>(given.rbegin(), given.rend())}) {
+    const auto view = DerivedAt(order, 400);
+    EXPECT_FALSE(IsBuyingCustomer(view));
+    EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_PROSPECT);
+    EXPECT_EQ(Segments(view), std::vector{crm::v1::SEGMENT_DORMANT});
+    EXPECT_FALSE(DecideChurnAlert({}, view, AnalyticsConfig::Defaults()).raised.has_value());
+  }
+}
+
+// The estimate extends the lifetime value and holds at the same bound.
+TEST(CustomerHealthTest, ClvEstimateOfAHugeBuyerHoldsAtTheLargestAmount) {
+  const auto view = DerivedAt({OrderPlacedAt("cus_1", "o1", int64_t{1} << 61, 0)}, 1);
+  ASSERT_EQ(view.clv_estimate_size(), 1);
+  EXPECT_EQ(view.clv_estimate(0).minor_units(), std::numeric_limits<int64_t>::max());
 }
 
 TEST(CustomerHealthTest, WarmLeadIsPotentialUntilItGoesDormantAndNeverAtRisk) {

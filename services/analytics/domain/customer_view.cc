@@ -276,8 +276,9 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     if (m->has_amount() && TakeIfNewer(opp->mutable_amount_as_of(), event)) {
       *opp->mutable_amount() = m->amount();
     }
-    Reach(view,
-          m->outcome() == STAGE_OUTCOME_WON ? LIFECYCLE_STAGE_CUSTOMER : LIFECYCLE_STAGE_PROSPECT);
+    // A won deal makes a customer only while it stays won (a pipeline may
+    // reopen it): DeriveHealth reads the outcomes, not a stage reached.
+    Reach(view, LIFECYCLE_STAGE_PROSPECT);
     DeriveTotals(view);
     std::string summary = absl::StrCat("Opportunity ", m->opportunity_id(), " ", m->from_stage_id(),
                                        " -> ", m->to_stage_id());
