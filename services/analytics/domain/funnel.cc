@@ -208,87 +208,98 @@ absl::Status ValidateFunnelRequest(const crm::v1::GetFunnelRequest& request) {
   return absl::OkStatus();
 }
 
-crm::v1::Funnel ComputeFunnel(const std::vector<FunnelLeadRecord>& leads,
-                              const std::vector<FunnelOpportunityRecord>& opportunities,
-                              const crm::v1::GetFunnelRequest& request) {
-  // Channel joins: a lead's own channel, and each customer's source channel
-  // taken from its first captured lead (ties: smaller lead id).
-  absl::flat_hash_map<std::string, const FunnelLeadRecord*> by_lead;
-  absl::flat_hash_map<std::string, const FunnelLeadRecord*> first_of_customer;
-  for (const auto& r : leads) {
-    by_lead[r.lead_id()] = &r;
-    if (!r.has_captured_at()) continue;  // a lead whose capture was not seen yet
-    auto [it, inserted] = first_of_customer.try_emplace(r.customer_id(), &r);
-    if (!inserted) {
-      const auto* cur = it->second;
-      if (r.captured_at() < cur->captured_at() ||
-          (r.captured_at() == cur->captured_at() && r.lead_id() < cur->lead_id())) {
-        it->second = &r;
-      }
-    }
-  }
-  auto opportunity_channel = [&](const FunnelOpportunityRecord& o) {
-    if (auto it = by_lead.find(o.lead_id()); it != by_lead.end() && it->second->has_captured_at()) {
-      return it->second->channel();
-    }
-    if (auto it = first_of_customer.find(o.customer_id()); it != first_of_customer.end()) {
-      return it->second->channel();
-    }
-    return crm::v1::LEAD_CHANNEL_UNSPECIFIED;
-  };
-  auto keep = [&](const std::string& month, crm::v1::LeadChannel channel,
-                  const std::string& territory, const std::string& owner) {
+// What the opportunities' channel join needs of the leads, and the slices.
+struct FunnelBuilder::State {
+  explicit State(const crm::v1::GetFunnelRequest& r) : request(r) {}
+
+  bool Keep(const std::string& month, crm::v1::LeadChannel channel, const std::string& territory,
+            const std::string& owner) const {
     return (request.period().empty() || month == request.period()) &&
            (request.channel() == crm::v1::LEAD_CHANNEL_UNSPECIFIED ||
             channel == request.channel()) &&
            (request.territory().empty() || territory == request.territory()) &&
            (request.owner_id().empty() || owner == request.owner_id());
-  };
+  }
 
+  crm::v1::GetFunnelRequest request;
+  // Each captured lead's channel, and each customer's source channel taken
+  // from its first captured lead (ties: smaller lead id).
+  struct FirstLead {
+    Timestamp captured_at;
+    std::string lead_id;
+    crm::v1::LeadChannel channel = crm::v1::LEAD_CHANNEL_UNSPECIFIED;
+  };
+  absl::flat_hash_map<std::string, crm::v1::LeadChannel> channel_of_lead;
+  absl::flat_hash_map<std::string, FirstLead> first_of_customer;
   Slice total;
   std::map<std::string, Slice> by_month, by_channel, by_territory, by_owner;
-  for (const auto& r : leads) {
-    if (!r.has_captured_at() || r.merged()) continue;
-    const std::string month = Month(r.captured_at());
-    if (!keep(month, r.channel(), r.region(), r.owner_id())) continue;
-    AddLead(total, r);
-    AddLead(by_month[month], r);
-    AddLead(by_channel[ChannelKey(r.channel())], r);
-    AddLead(by_territory[r.region()], r);
-    AddLead(by_owner[r.owner_id()], r);
-  }
   std::map<std::string, std::pair<int64_t, int64_t>> stage_seconds;  // stage -> (sum, samples)
   int64_t cycle_sum = 0, cycle_samples = 0;
-  for (const auto& o : opportunities) {
-    if (!o.has_opened_at()) continue;  // its opening was not seen yet
-    const std::string month = Month(o.opened_at());
-    const auto channel = opportunity_channel(o);
-    if (!keep(month, channel, o.territory(), o.owner_id())) continue;
-    AddOpportunity(total, o);
-    AddOpportunity(by_month[month], o);
-    AddOpportunity(by_channel[ChannelKey(channel)], o);
-    AddOpportunity(by_territory[o.territory()], o);
-    AddOpportunity(by_owner[o.owner_id()], o);
-    for (const auto& v : o.stage_visits()) {
-      auto& [sum, samples] = stage_seconds[v.stage_id()];
-      sum += v.seconds();
-      ++samples;
-    }
-    if (o.outcome() == crm::v1::STAGE_OUTCOME_WON) {
-      cycle_sum += o.outcome_as_of().at().seconds() - o.opened_at().seconds();
-      ++cycle_samples;
-    }
-  }
+};
 
-  crm::v1::Funnel funnel;
-  *funnel.mutable_total() = total.Finish("");
-  for (const auto& [stage, acc] : stage_seconds) {
-    auto* st = funnel.add_stage_times();
-    st->set_stage_id(stage);
-    st->set_average_seconds(Ratio(acc.first, acc.second));
-    st->set_samples(acc.second);
+FunnelBuilder::FunnelBuilder(const crm::v1::GetFunnelRequest& request)
+    : state_(std::make_unique<State>(request)) {}
+FunnelBuilder::~FunnelBuilder() = default;
+
+void FunnelBuilder::AddLead(const FunnelLeadRecord& r) {
+  State& st = *state_;
+  if (!r.has_captured_at()) return;  // a lead whose capture was not seen yet
+  st.channel_of_lead[r.lead_id()] = r.channel();
+  auto [it, inserted] = st.first_of_customer.try_emplace(r.customer_id());
+  State::FirstLead& first = it->second;
+  if (inserted || r.captured_at() < first.captured_at ||
+      (r.captured_at() == first.captured_at && r.lead_id() < first.lead_id)) {
+    first = {r.captured_at(), r.lead_id(), r.channel()};
   }
-  funnel.set_average_sales_cycle_seconds(Ratio(cycle_sum, cycle_samples));
+  if (r.merged()) return;
+  const std::string month = Month(r.captured_at());
+  if (!st.Keep(month, r.channel(), r.region(), r.owner_id())) return;
+  crm::analytics::AddLead(st.total, r);
+  crm::analytics::AddLead(st.by_month[month], r);
+  crm::analytics::AddLead(st.by_channel[ChannelKey(r.channel())], r);
+  crm::analytics::AddLead(st.by_territory[r.region()], r);
+  crm::analytics::AddLead(st.by_owner[r.owner_id()], r);
+}
+
+void FunnelBuilder::AddOpportunity(const FunnelOpportunityRecord& o) {
+  State& st = *state_;
+  if (!o.has_opened_at()) return;  // its opening was not seen yet
+  crm::v1::LeadChannel channel = crm::v1::LEAD_CHANNEL_UNSPECIFIED;
+  if (auto it = st.channel_of_lead.find(o.lead_id()); it != st.channel_of_lead.end()) {
+    channel = it->second;
+  } else if (auto first = st.first_of_customer.find(o.customer_id());
+             first != st.first_of_customer.end()) {
+    channel = first->second.channel;
+  }
+  const std::string month = Month(o.opened_at());
+  if (!st.Keep(month, channel, o.territory(), o.owner_id())) return;
+  crm::analytics::AddOpportunity(st.total, o);
+  crm::analytics::AddOpportunity(st.by_month[month], o);
+  crm::analytics::AddOpportunity(st.by_channel[ChannelKey(channel)], o);
+  crm::analytics::AddOpportunity(st.by_territory[o.territory()], o);
+  crm::analytics::AddOpportunity(st.by_owner[o.owner_id()], o);
+  for (const auto& v : o.stage_visits()) {
+    auto& [sum, samples] = st.stage_seconds[v.stage_id()];
+    sum += v.seconds();
+    ++samples;
+  }
+  if (o.outcome() == crm::v1::STAGE_OUTCOME_WON) {
+    st.cycle_sum += o.outcome_as_of().at().seconds() - o.opened_at().seconds();
+    ++st.cycle_samples;
+  }
+}
+
+crm::v1::Funnel FunnelBuilder::Finish() {
+  State& st = *state_;
+  crm::v1::Funnel funnel;
+  *funnel.mutable_total() = st.total.Finish("");
+  for (const auto& [stage, acc] : st.stage_seconds) {
+    auto* stage_time = funnel.add_stage_times();
+    stage_time->set_stage_id(stage);
+    stage_time->set_average_seconds(Ratio(acc.first, acc.second));
+    stage_time->set_samples(acc.second);
+  }
+  funnel.set_average_sales_cycle_seconds(Ratio(st.cycle_sum, st.cycle_samples));
   const auto& t = funnel.total();
   const std::pair<const char*, int64_t> drops[] = {
       {"qualification", t.leads() - t.qualified()},
@@ -301,11 +312,20 @@ crm::v1::Funnel ComputeFunnel(const std::vector<FunnelLeadRecord>& leads,
       funnel.set_biggest_drop_count(lost);
     }
   }
-  Emit(by_month, funnel.mutable_by_month());
-  Emit(by_channel, funnel.mutable_by_channel());
-  Emit(by_territory, funnel.mutable_by_territory());
-  Emit(by_owner, funnel.mutable_by_owner());
+  Emit(st.by_month, funnel.mutable_by_month());
+  Emit(st.by_channel, funnel.mutable_by_channel());
+  Emit(st.by_territory, funnel.mutable_by_territory());
+  Emit(st.by_owner, funnel.mutable_by_owner());
   return funnel;
+}
+
+crm::v1::Funnel ComputeFunnel(const std::vector<FunnelLeadRecord>& leads,
+                              const std::vector<FunnelOpportunityRecord>& opportunities,
+                              const crm::v1::GetFunnelRequest& request) {
+  FunnelBuilder builder(request);
+  for (const auto& r : leads) builder.AddLead(r);
+  for (const auto& o : opportunities) builder.AddOpportunity(o);
+  return builder.Finish();
 }
 
 }  // namespace crm::analytics

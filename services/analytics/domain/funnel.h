@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,26 @@ absl::Status ApplyToFunnel(const crm::v1::EventEnvelope& event, const Payload& p
 // Validates the filter: INVALID_ARGUMENT naming the field.
 absl::Status ValidateFunnelRequest(const crm::v1::GetFunnelRequest& request);
 
-// Aggregates the records into the funnel the request asks for.
+// Aggregates the funnel the request asks for from records streamed in:
+// every lead first, then every opportunity. Per lead it keeps only the
+// channel the opportunities join on, so a query holds no record list.
+class FunnelBuilder {
+ public:
+  explicit FunnelBuilder(const crm::v1::GetFunnelRequest& request);
+  ~FunnelBuilder();
+  FunnelBuilder(const FunnelBuilder&) = delete;
+  FunnelBuilder& operator=(const FunnelBuilder&) = delete;
+
+  void AddLead(const crm::v1::FunnelLeadRecord& lead);
+  void AddOpportunity(const crm::v1::FunnelOpportunityRecord& opportunity);
+  crm::v1::Funnel Finish();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// The same over record lists.
 crm::v1::Funnel ComputeFunnel(const std::vector<crm::v1::FunnelLeadRecord>& leads,
                               const std::vector<crm::v1::FunnelOpportunityRecord>& opportunities,
                               const crm::v1::GetFunnelRequest& request);

@@ -187,29 +187,52 @@ absl::Status ValidateServiceKpisRequest(const crm::v1::GetServiceKpisRequest& re
   return absl::OkStatus();
 }
 
+struct ServiceKpiBuilder::State {
+  State(const crm::v1::GetServiceKpisRequest& r, const AnalyticsConfig& c)
+      : request(r), config(c) {}
+
+  crm::v1::GetServiceKpisRequest request;
+  const AnalyticsConfig& config;
+  Slice total;
+  std::map<std::string, Slice> by_team, by_product, trend;
+};
+
+ServiceKpiBuilder::ServiceKpiBuilder(const crm::v1::GetServiceKpisRequest& request,
+                                     const AnalyticsConfig& config)
+    : state_(std::make_unique<State>(request, config)) {}
+ServiceKpiBuilder::~ServiceKpiBuilder() = default;
+
+void ServiceKpiBuilder::Add(const KpiTicketRecord& r) {
+  State& st = *state_;
+  const auto& request = st.request;
+  if (!r.has_opened_at()) return;  // its opening was not seen yet
+  if (request.has_from() && r.opened_at() < request.from()) return;
+  if (request.has_to() && !(r.opened_at() < request.to())) return;
+  if (!request.team_id().empty() && r.team_id() != request.team_id()) return;
+  if (!request.product().empty() && r.product() != request.product()) return;
+  const bool complaint = st.config.IsComplaint(r.category(), r.priority());
+  st.total.Add(r, complaint);
+  st.by_team[r.team_id()].Add(r, complaint);
+  st.by_product[r.product()].Add(r, complaint);
+  st.trend[BucketKey(r.opened_at(), request.bucket())].Add(r, complaint);
+}
+
+crm::v1::ServiceKpis ServiceKpiBuilder::Finish() {
+  State& st = *state_;
+  crm::v1::ServiceKpis kpis;
+  *kpis.mutable_total() = st.total.Finish("");
+  Emit(st.by_team, kpis.mutable_by_team());
+  Emit(st.by_product, kpis.mutable_by_product());
+  Emit(st.trend, kpis.mutable_trend());
+  return kpis;
+}
+
 crm::v1::ServiceKpis ComputeServiceKpis(const std::vector<KpiTicketRecord>& records,
                                         const crm::v1::GetServiceKpisRequest& request,
                                         const AnalyticsConfig& config) {
-  Slice total;
-  std::map<std::string, Slice> by_team, by_product, trend;
-  for (const auto& r : records) {
-    if (!r.has_opened_at()) continue;  // its opening was not seen yet
-    if (request.has_from() && r.opened_at() < request.from()) continue;
-    if (request.has_to() && !(r.opened_at() < request.to())) continue;
-    if (!request.team_id().empty() && r.team_id() != request.team_id()) continue;
-    if (!request.product().empty() && r.product() != request.product()) continue;
-    const bool complaint = config.IsComplaint(r.category(), r.priority());
-    total.Add(r, complaint);
-    by_team[r.team_id()].Add(r, complaint);
-    by_product[r.product()].Add(r, complaint);
-    trend[BucketKey(r.opened_at(), request.bucket())].Add(r, complaint);
-  }
-  crm::v1::ServiceKpis kpis;
-  *kpis.mutable_total() = total.Finish("");
-  Emit(by_team, kpis.mutable_by_team());
-  Emit(by_product, kpis.mutable_by_product());
-  Emit(trend, kpis.mutable_trend());
-  return kpis;
+  ServiceKpiBuilder builder(request, config);
+  for (const auto& r : records) builder.Add(r);
+  return builder.Finish();
 }
 
 }  // namespace crm::analytics

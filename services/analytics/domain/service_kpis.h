@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,24 @@ absl::Status ValidateServiceKpisRequest(const crm::v1::GetServiceKpisRequest& re
 // Aggregates the records the request selects (opened in [from, to), of the
 // team and product if given). Complaints are judged with `config`, at read
 // time, so changing the complaint categories needs no rebuild.
+// Records are streamed in one at a time: a query keeps the durations of
+// the tickets it selects, never the records. `config` must outlive it.
+class ServiceKpiBuilder {
+ public:
+  ServiceKpiBuilder(const crm::v1::GetServiceKpisRequest& request, const AnalyticsConfig& config);
+  ~ServiceKpiBuilder();
+  ServiceKpiBuilder(const ServiceKpiBuilder&) = delete;
+  ServiceKpiBuilder& operator=(const ServiceKpiBuilder&) = delete;
+
+  void Add(const crm::v1::KpiTicketRecord& record);
+  crm::v1::ServiceKpis Finish();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// The same over a record list.
 crm::v1::ServiceKpis ComputeServiceKpis(const std::vector<crm::v1::KpiTicketRecord>& records,
                                         const crm::v1::GetServiceKpisRequest& request,
                                         const AnalyticsConfig& config);

@@ -1,5 +1,7 @@
 #include "services/analytics/store/view_store.h"
 
+#include <functional>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"  // Timestamp comparison operators
@@ -274,20 +276,22 @@ absl::StatusOr<Record*> Cached(absl::flat_hash_map<std::string, Record*>& cache,
   return record;
 }
 
+// Hands each record of `family` to `fn`, parsed into one message reused
+// throughout: a query over all of history holds one record at a time.
 template <typename Record>
-absl::StatusOr<std::vector<Record>> ReadAll(const Database& db, const char* family) {
-  std::vector<Record> records;
+absl::Status ForEachRecord(const Database& db, const char* family,
+                           const std::function<void(const Record&)>& fn) {
+  Record record;
   auto it = db.NewIterator(family);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (!records.emplace_back().ParseFromArray(it->value().data(),
-                                               static_cast<int>(it->value().size()))) {
+    record.Clear();
+    if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
       return absl::DataLossError(absl::StrCat("corrupt ", family, " record"));
     }
+    fn(record);
   }
-  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
-  return records;
+  return FromRocks(it->status());
 }
-
 }  // namespace
 
 absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
@@ -374,8 +378,10 @@ void Customer360Projection::Clear() {
 absl::StatusOr<crm::v1::ServiceKpis> ViewStore::GetServiceKpis(
     const crm::v1::GetServiceKpisRequest& request) const {
   CRM_RETURN_IF_ERROR(ValidateServiceKpisRequest(request));
-  CRM_ASSIGN_OR_RETURN(auto records, ReadAll<crm::v1::KpiTicketRecord>(db_, kKpiTickets));
-  return ComputeServiceKpis(records, request, config_);
+  ServiceKpiBuilder kpis(request, config_);
+  CRM_RETURN_IF_ERROR(ForEachRecord<crm::v1::KpiTicketRecord>(db_, kKpiTickets,
+                                                              [&](const auto& r) { kpis.Add(r); }));
+  return kpis.Finish();
 }
 
 absl::Status ViewStore::ForEachCustomer(
@@ -449,10 +455,12 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
 absl::StatusOr<crm::v1::Funnel> ViewStore::GetFunnel(
     const crm::v1::GetFunnelRequest& request) const {
   CRM_RETURN_IF_ERROR(ValidateFunnelRequest(request));
-  CRM_ASSIGN_OR_RETURN(auto leads, ReadAll<crm::v1::FunnelLeadRecord>(db_, kFunnelLeads));
-  CRM_ASSIGN_OR_RETURN(auto opportunities,
-                       ReadAll<crm::v1::FunnelOpportunityRecord>(db_, kFunnelOpportunities));
-  return ComputeFunnel(leads, opportunities, request);
+  FunnelBuilder funnel(request);
+  CRM_RETURN_IF_ERROR(ForEachRecord<crm::v1::FunnelLeadRecord>(
+      db_, kFunnelLeads, [&](const auto& r) { funnel.AddLead(r); }));
+  CRM_RETURN_IF_ERROR(ForEachRecord<crm::v1::FunnelOpportunityRecord>(
+      db_, kFunnelOpportunities, [&](const auto& o) { funnel.AddOpportunity(o); }));
+  return funnel.Finish();
 }
 
 absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
