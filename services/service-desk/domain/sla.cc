@@ -26,8 +26,11 @@ crm::v1::SlaClock StartClock(const BusinessCalendar& calendar, absl::Time now,
   crm::v1::SlaClock clock;
   if (target <= absl::ZeroDuration()) return clock;
   clock.set_target_seconds(absl::ToInt64Seconds(target));
-  clock.set_warning_before_seconds(
-      absl::ToInt64Seconds(std::clamp(warning_before, absl::ZeroDuration(), target)));
+  // One warning length serves both targets of a policy ("an hour before"):
+  // a target no longer than it gets no warning, not one at the opening.
+  if (warning_before > absl::ZeroDuration() && warning_before < target) {
+    clock.set_warning_before_seconds(absl::ToInt64Seconds(warning_before));
+  }
   Schedule(calendar, clock, now, target);
   return clock;
 }

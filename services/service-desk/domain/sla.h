@@ -24,7 +24,8 @@ struct SlaRules {
 // at most one warning and one breach.
 
 // A running clock started at `now`. A zero target gives a clock that never
-// runs (the policy sets no target); a zero warning gives no warning.
+// runs (the policy sets no target); a zero warning, or one as long as the
+// target or longer, gives no warning.
 crm::v1::SlaClock StartClock(const BusinessCalendar& calendar, absl::Time now,
                              absl::Duration target, absl::Duration warning_before);
 

@@ -64,6 +64,20 @@ TEST(SlaClockTest, ZeroWarningMeansNoWarning) {
   EXPECT_EQ(DueAt(clock, Utc(1, 10, 59)), SlaDue::kNone);
 }
 
+// {first response 30 min, resolution 4 h, warn 60 min}: the resolution
+// target warns an hour ahead; the first response has no warning rather
+// than one the moment the ticket opens.
+TEST(SlaClockTest, WarningAsLongAsTheTargetMeansNoWarning) {
+  const auto first = StartClock(Office(), Utc(1, 9), absl::Minutes(30), absl::Minutes(60));
+  EXPECT_EQ(DueAt(first, Utc(1, 9)), SlaDue::kNone);
+  EXPECT_EQ(NextDue(first), Utc(1, 9, 30));
+  EXPECT_EQ(DueAt(first, Utc(1, 9, 30)), SlaDue::kBreach);
+  const auto exact = StartClock(Office(), Utc(1, 9), absl::Minutes(60), absl::Minutes(60));
+  EXPECT_EQ(NextDue(exact), Utc(1, 10));
+  const auto resolution = StartClock(Office(), Utc(1, 9), absl::Hours(4), absl::Minutes(60));
+  EXPECT_EQ(NextDue(resolution), Utc(1, 12));
+}
+
 TEST(SlaClockTest, PauseKeepsTheBusinessTimeLeftAndResumeReschedules) {
   // Due Monday 13:00; paused at 11:00 with 2 business hours left.
   auto clock = StartClock(Office(), Utc(1, 9), absl::Hours(4), absl::Minutes(30));
