@@ -99,7 +99,9 @@ RoleTable BuildTable() {
            {"CloseTicket", {DESK}},
            {"ReopenTicket", {DESK}},
            {"LinkSolutionArticle", {DESK}},
-           {"SubmitCsat", {DESK}},
+           // The customer's rating arrives through the portal or survey
+           // integration (service): an agent must not rate its own ticket.
+           {"SubmitCsat", {kRoleAdmin, kRoleService}},
            {"GetTicket", {DESK}},
            {"ListTickets", {DESK}},
            {"CreateArticle", {DESK}},

@@ -21,6 +21,8 @@ TEST(PolicyTest, RolesMapToOperations) {
   EXPECT_FALSE(Authorize("/crm.v1.ServiceDeskService/GetTicket", As({kRoleSalesRep})).ok());
   EXPECT_TRUE(Authorize("/crm.v1.ServiceDeskService/GetTicket", As({kRoleSupportAgent})).ok());
   EXPECT_FALSE(Authorize("/crm.v1.SalesService/GetCustomer", As({kRoleSupportAgent})).ok());
+  EXPECT_FALSE(Authorize("/crm.v1.ServiceDeskService/SubmitCsat", As({kRoleSupportAgent})).ok());
+  EXPECT_TRUE(Authorize("/crm.v1.ServiceDeskService/SubmitCsat", As({kRoleService})).ok());
   EXPECT_TRUE(Authorize("/crm.v1.AnalyticsService/GetCustomer360", As({kRoleSalesRep})).ok());
   EXPECT_FALSE(Authorize("/crm.v1.AnalyticsService/GetFunnel", As({kRoleSalesRep})).ok());
   EXPECT_TRUE(Authorize("/crm.v1.AnalyticsService/GetFunnel", As({kRoleAnalyst})).ok());
