@@ -680,6 +680,7 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
     return q;
   }
   CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
+  if (target.opportunity) CRM_RETURN_IF_ERROR(CheckQuotable(*target.opportunity));
   sales::DraftQuote command{request, NewId("quo"), ctx.occurred_at};
   command.request.set_customer_id(target.customer.customer_id());
   CRM_ASSIGN_OR_RETURN(auto out, Execute<crm::v1::Quote>(
@@ -699,6 +700,15 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::GetQuote(
 
 absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
     const crm::v1::AcceptQuoteRequest& request, EventContext raw_ctx) {
+  // Only an open quote is checked: a retry of an acceptance that went
+  // through gets its first answer, whatever became of the deal since.
+  if (auto quote = store_.Load<crm::v1::Quote>(QuoteStream(request.quote_id()));
+      quote.ok() && quote->state.has_value() &&
+      quote->state->status() == crm::v1::QUOTE_STATUS_OPEN &&
+      !quote->state->opportunity_id().empty()) {
+    CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(quote->state->opportunity_id()));
+    CRM_RETURN_IF_ERROR(CheckQuotable(opportunity));
+  }
   return Transition<crm::v1::Quote>(
       request, "AcceptQuote", "quote_id", request.quote_id(), request.request_id(),
       std::move(raw_ctx),

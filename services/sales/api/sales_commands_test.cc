@@ -749,6 +749,69 @@ TEST_F(SalesCommandsTest, QuoteToOrderToApprovedContractRequestsInvoiceAndFulfil
   EXPECT_EQ(store_->events().LogSize(), before);
 }
 
+// A deal the pipeline counts as lost is neither quoted nor ordered from an
+// open quote; a quote accepted before it was lost keeps its answer.
+TEST_F(SalesCommandsTest, ALostDealIsNotQuotedAndItsOpenQuoteNotAccepted) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(quote.ok()) << quote.status();
+  auto lost = Move(o, "lost", "move-1", "went with a competitor");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  const uint64_t before = store_->events().LogSize();
+
+  auto again = QuoteFor(o.opportunity_id(), 400'000);
+  again.set_request_id("quote-2");
+  auto st = commands_->DraftQuote(again, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_EQ(st.message().substr(0, 15), "opportunity_id:") << st;
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-1");
+  accept.set_quote_id(quote->quote_id());
+  st = commands_->AcceptQuote(accept, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_EQ(store_->events().LogSize(), before);
+}
+
+TEST_F(SalesCommandsTest, AManagerDoesNotApproveTheContractTheySubmitted) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(quote.ok()) << quote.status();
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-1");
+  accept.set_quote_id(quote->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-1");
+  place.set_quote_id(quote->quote_id());
+  auto order = commands_->PlaceOrder(place, Ctx());
+  ASSERT_TRUE(order.ok()) << order.status();
+  crm::v1::DraftContractRequest draft;
+  draft.set_request_id("contract-1");
+  draft.set_order_id(order->order_id());
+  draft.set_start_date("2025-04-01");
+  auto contract = commands_->DraftContract(draft, Ctx());
+  ASSERT_TRUE(contract.ok()) << contract.status();
+  crm::v1::SubmitContractRequest submit;
+  submit.set_request_id("submit-1");
+  submit.set_contract_id(contract->contract_id());
+  ASSERT_TRUE(commands_->SubmitContract(submit, Ctx("mgr_grace")).ok());
+
+  const uint64_t before = store_->events().LogSize();
+  crm::v1::ApproveContractRequest approve;
+  approve.set_request_id("approve-1");
+  approve.set_contract_id(contract->contract_id());
+  EXPECT_EQ(
+      commands_->ApproveContract(approve, Ctx("mgr_grace"), {"sales_manager"}).status().code(),
+      absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(store_->events().LogSize(), before);
+  approve.set_request_id("approve-2");
+  auto approved = commands_->ApproveContract(approve, Ctx("mgr_alan"), {"sales_manager"});
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->decided_by(), "mgr_alan");
+}
+
 TEST_F(SalesCommandsTest, AQuoteOverTheMoneyLimitIsRefusedAndAppendsNothing) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
@@ -855,7 +918,7 @@ TEST_F(SalesCommandsTest, InvoiceRequestedCountsTowardsLoyaltyOnceAndUpgradesThe
   crm::v1::ApproveContractRequest approve;
   approve.set_request_id("ok");
   approve.set_contract_id(contract->contract_id());
-  ASSERT_TRUE(commands_->ApproveContract(approve, Ctx(), {"sales_manager"}).ok());
+  ASSERT_TRUE(commands_->ApproveContract(approve, Ctx("mgr_grace"), {"sales_manager"}).ok());
 
   // Our own events come back from crm.sales.v1 to the reactions.
   std::vector<ConsumedMessage> topic;

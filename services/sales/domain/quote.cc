@@ -100,6 +100,13 @@ absl::StatusOr<crm::v1::QuoteTotals> SumLines(const std::vector<crm::v1::QuoteLi
   return t;
 }
 
+absl::Status CheckQuotable(const crm::v1::Opportunity& opportunity) {
+  if (opportunity.outcome() != crm::v1::STAGE_OUTCOME_LOST) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("opportunity_id: opportunity ",
+                                                    opportunity.opportunity_id(),
+                                                    " is lost; reopen it to quote"));
+}
+
 absl::Status ValidateDraftQuote(const crm::v1::DraftQuoteRequest& r) {
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
   if (r.customer_id().empty() && r.opportunity_id().empty()) {
@@ -322,6 +329,12 @@ absl::StatusOr<ContractEvents> DecideDraft(const std::optional<crm::v1::Contract
 absl::StatusOr<ContractEvents> DecideApprove(const crm::v1::Contract& s, const ApproveContract& c) {
   if (auto st = RequireStatus(s, {crm::v1::CONTRACT_STATUS_SUBMITTED}, "approved"); !st.ok()) {
     return st;
+  }
+  // Four eyes: the approval is a second person's check of the submission.
+  if (c.actor == s.submitted_by()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("contract ", s.contract_id(), " was submitted by ", c.actor,
+                     ": someone else with the role ", kApproverRole, " approves it"));
   }
   crm::v1::ContractApproved approved;
   approved.set_contract_id(s.contract_id());

@@ -343,6 +343,11 @@ TEST(ContractTest, ApprovalNeedsTheManagerRoleAndRequestsInvoiceAndFulfilment) {
       .Given({ContractDraftedEvent()})
       .When(ApproveContract{"mgr_grace", kManager})
       .ThenError(absl::StatusCode::kFailedPrecondition, "CONTRACT_STATUS_DRAFT");
+  // The submitter is not the second pair of eyes.
+  Contract()
+      .Given({ContractDraftedEvent(), Submitted()})
+      .When(ApproveContract{"rep_ada", kManager})
+      .ThenError(absl::StatusCode::kPermissionDenied, "submitted by rep_ada");
 
   const auto drafted = ContractDraftedEvent();
   crm::v1::ContractApproved approved;
