@@ -592,16 +592,10 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
   if (payload.Is<crm::v1::DataKeyIssued>()) {
     crm::v1::DataKeyIssued issued;
     if (!payload.UnpackTo(&issued)) return absl::InvalidArgumentError("bad DataKeyIssued");
-    bool held;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      held = keys_.Contains(issued.key_id());
-    }
-    if (!held) {
-      CRM_ASSIGN_OR_RETURN(auto row, txn.Get(kFamily, KeyRow(issued.key_id())));
-      held = row.has_value();
-    }
-    if (held) {
+    // Held means stored, not cached: a key cached by a batch whose commit
+    // failed comes again and must then get its rows.
+    CRM_ASSIGN_OR_RETURN(auto stored, txn.Get(kFamily, KeyRow(issued.key_id())));
+    if (stored.has_value()) {
       // The issuer re-wrapped the key under the current master key: store
       // that wrapping. Any other record of a key held here (an older
       // wrapping, a redacted issue record, one under a master key this
@@ -616,7 +610,6 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(event));
     Entry& entry = unwrapped.entry;
     std::lock_guard<std::mutex> lock(mu_);
-    if (keys_.Contains(issued.key_id())) return absl::OkStatus();
     if (ErasedLocked(entry)) return absl::OkStatus();  // issued before the erasure
     crm::v1::EventEnvelope row = event;
     if (unwrapped.master != 0) {

@@ -156,6 +156,28 @@ TEST_F(KeyVaultMemoryTest, ErasureDestroysKeysThatAreNotInMemory) {
 
 // A command appends a new key's issue, then makes it usable (Issued); an
 // erasure of the customer in between must keep it refused.
+// A batch of crm.keys.v1 whose commit failed comes again: the key it put
+// in memory must not pass for stored, or its rows are never written and an
+// erasure here finds no key to destroy.
+TEST_F(KeyVaultMemoryTest, AKeyRecordRedeliveredAfterAFailedCommitIsStored) {
+  auto leads = *Service::Open(dir_.Sub("leads"), master_, "crm/leads", true, kCached);
+  auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+  const DataKey ann = *leads->vault->EnsureKey("cus_ann", Ctx());
+  {
+    ProjectionTxn failed(sales->store->db());  // dropped: never committed
+    for (const auto& e : leads->Stream(ann.key_id)) {
+      ASSERT_TRUE(sales->vault->ApplyRecord(e, failed).ok());
+    }
+  }
+  ASSERT_TRUE(sales->Apply(leads->Stream(ann.key_id)).ok());
+  auto erased = sales->vault->EraseCustomer("cus_ann", "GDPR request 12", Ctx());
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->keys_destroyed, 1);
+  auto row = sales->store->db().Get(KeyVault::kFamily, "k" + ann.key_id);
+  ASSERT_TRUE(row.ok());
+  EXPECT_FALSE(row->has_value()) << "the learned key's row outlived the erasure";
+}
+
 TEST_F(KeyVaultMemoryTest, AKeyErasedBetweenItsIssueAndIssuedStaysRefused) {
   auto leads = *Service::Open(dir_.Sub("leads"), master_, "crm/leads", true, kCached);
   auto sealing = leads->vault->KeyFor("cus_ann", Ctx());
