@@ -799,6 +799,9 @@ SubscriberOptions KeyTopicOptions(const std::string& brokers, const std::string&
   options.group_id = group_id;
   options.topics = {kKeysTopic};
   options.every_partition = true;
+  // A record no vault can open is kept there to be re-driven (e.g. once the
+  // master key it needs is configured), not only logged.
+  options.dead_letter_topic = kDeadLetterTopic;
   return options;
 }
 
