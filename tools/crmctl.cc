@@ -722,12 +722,12 @@ int Restore(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  if (auto st = crm::RestoreBackup(backup_dir, id, data_dir); !st.ok()) {
-    std::fprintf(stderr, "crmctl restore: %s\n", st.ToString().c_str());
+  auto restored = crm::RestoreBackup(backup_dir, id, data_dir);
+  if (!restored.ok()) {
+    std::fprintf(stderr, "crmctl restore: %s\n", restored.status().ToString().c_str());
     return 1;
   }
-  std::printf("restored %s backup %s into %s\n", backup_dir.c_str(),
-              id == 0 ? "latest" : absl::StrCat(id).c_str(), data_dir.c_str());
+  std::printf("restored %s backup %u into %s\n", backup_dir.c_str(), *restored, data_dir.c_str());
   return 0;
 }
 

@@ -1,5 +1,6 @@
 #include "libs/common/backup.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -162,8 +163,8 @@ absl::StatusOr<std::vector<BackupSummary>> ListBackups(const std::string& backup
   return out;
 }
 
-absl::Status RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
-                           const std::string& data_dir) {
+absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
+                                       const std::string& data_dir) {
   if (data_dir.empty()) return absl::InvalidArgumentError("data_dir: required");
   std::error_code ec;
   if (std::filesystem::exists(data_dir, ec) && !std::filesystem::is_empty(data_dir, ec)) {
@@ -178,6 +179,17 @@ absl::Status RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
     return absl::NotFoundError(absl::StrCat("backup_dir: no backups in ", backup_dir));
   }
   const uint32_t id = backup_id == 0 ? infos.back().backup_id : backup_id;
+  if (backup_id == 0) {
+    // RocksDB leaves a backup with missing files out of the list above.
+    std::vector<rocksdb::BackupID> damaged;
+    (*engine)->GetCorruptedBackups(&damaged);
+    if (auto newest = std::max_element(damaged.begin(), damaged.end());
+        newest != damaged.end() && *newest > id) {
+      return absl::DataLossError(absl::StrCat(
+          "backup_id: the latest backup, ", *newest, ", is damaged; pass --backup-id=", id,
+          " (or older) to restore an earlier one and lose what came after it"));
+    }
+  }
   if (auto st = Verify(**engine, id); !st.ok()) return st;
   rocksdb::BackupInfo info;
   if (auto s = (*engine)->GetBackupInfo(id, &info); !s.ok()) return FromRocks(s);
@@ -201,7 +213,7 @@ absl::Status RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
       return FromRocks(s);
     }
   }
-  return absl::OkStatus();
+  return id;
 }
 
 }  // namespace crm

@@ -94,13 +94,40 @@ TEST_F(BackupTest, BackupsAreNumberedAndListedOldestFirst) {
   EXPECT_EQ((*first)->LoadState("s")->version, 1);
 }
 
+// A copy of the backup dir that missed a file of the newest backup: "the
+// latest" must not quietly mean the one before, losing what came after.
+TEST_F(BackupTest, TheLatestBackupDamagedIsDataLossNotAnOlderRestore) {
+  ASSERT_TRUE(AppendOne(*store_, "s", 0).ok());
+  ASSERT_TRUE(CreateBackup(store_->db(), dir_.Sub("backups")).ok());
+  ASSERT_TRUE(AppendOne(*store_, "s", 1).ok());
+  ASSERT_TRUE(CreateBackup(store_->db(), dir_.Sub("backups")).ok());
+  auto latest = RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("whole"));
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(*latest, 2u);
+
+  int removed = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir_.Sub("backups") + "/private/2")) {
+    std::filesystem::remove(f.path());
+    if (++removed == 1) break;
+  }
+  ASSERT_EQ(removed, 1);
+  auto st = RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("x")).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_NE(st.message().find("latest backup, 2, is damaged"), std::string::npos) << st;
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("x") + "/CURRENT"));
+  auto older = RestoreBackup(dir_.Sub("backups"), 1, dir_.Sub("first"));
+  ASSERT_TRUE(older.ok()) << older.status();
+  EXPECT_EQ(*older, 1u);
+}
+
 TEST_F(BackupTest, RestoreRefusesToOverwriteDataAndReportsMissingOrDamagedBackups) {
   ASSERT_TRUE(AppendOne(*store_, "s", 0).ok());
-  EXPECT_EQ(RestoreBackup(dir_.Sub("none"), 0, dir_.Sub("x")).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(RestoreBackup(dir_.Sub("none"), 0, dir_.Sub("x")).status().code(),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE(CreateBackup(store_->db(), dir_.Sub("backups")).ok());
-  EXPECT_EQ(RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("live")).code(),
+  EXPECT_EQ(RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("live")).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(RestoreBackup(dir_.Sub("backups"), 7, dir_.Sub("y")).code(),
+  EXPECT_EQ(RestoreBackup(dir_.Sub("backups"), 7, dir_.Sub("y")).status().code(),
             absl::StatusCode::kNotFound);
 
   // Flip a byte in every backed-up table file.
@@ -113,7 +140,7 @@ TEST_F(BackupTest, RestoreRefusesToOverwriteDataAndReportsMissingOrDamagedBackup
     ++damaged;
   }
   ASSERT_GT(damaged, 0);
-  EXPECT_EQ(RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("z")).code(),
+  EXPECT_EQ(RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("z")).status().code(),
             absl::StatusCode::kDataLoss);
 }
 
@@ -150,7 +177,8 @@ TEST_F(BackupTest, PartsAreBackedUpAndRestoredWithTheMainDatabase) {
     io.seekp(10);
     io.put('\x5a');
   }
-  EXPECT_EQ(RestoreBackup(backups, 0, dir_.Sub("again")).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(RestoreBackup(backups, 0, dir_.Sub("again")).status().code(),
+            absl::StatusCode::kDataLoss);
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("again") + "/CURRENT"));
 }
 
