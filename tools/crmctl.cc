@@ -335,6 +335,18 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", consumer.status().ToString().c_str());
     return 1;
   }
+  // A broker without any of the topics (another cluster, an embedded broker
+  // started afresh) would "rebuild" an empty database to swap in.
+  std::vector<RdKafka::TopicPartition*> assigned;
+  (*consumer)->assignment(assigned);
+  const bool nothing = assigned.empty();
+  RdKafka::TopicPartition::destroy(assigned);
+  if (nothing) {
+    std::fprintf(stderr,
+                 "crmctl rebuild: none of the topics exists on %s: nothing to rebuild from\n",
+                 Brokers(argc, argv).c_str());
+    return 1;
+  }
   auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies(),
                                 crm::analytics::ViewDatabaseOptions());
   if (!db.ok()) {
