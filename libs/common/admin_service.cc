@@ -93,25 +93,31 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
     grpc::CallbackServerContext* ctx, const crm::v1::ExportCustomerRequest* request,
     crm::v1::CustomerExport* response) {
   // On the admin thread: a scan of the whole log must not hold an API worker.
-  return RunUnary(ctx, executor_,
-                  [this, request, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    if (!caller.ok()) return caller.status();
-                    if (request->customer_id().empty()) {
-                      return absl::InvalidArgumentError("customer_id: required");
-                    }
-                    auto events = events_.ReadCustomerEvents(request->customer_id());
-                    if (!events.ok()) return events.status();
-                    response->set_customer_id(request->customer_id());
-                    response->set_service(service_);
-                    response->set_erased(vault_.Erased(request->customer_id()));
-                    for (auto& event : *events) {
-                      // Key material is not data on the person.
-                      if (pii::IsKeyRecordStream(event.stream())) continue;
-                      pii::OpenEvent(event, vault_);
-                      *response->add_events() = std::move(event);
-                    }
-                    return absl::OkStatus();
-                  });
+  return RunUnary(
+      ctx, executor_, [this, request, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
+        if (!caller.ok()) return caller.status();
+        if (request->customer_id().empty()) {
+          return absl::InvalidArgumentError("customer_id: required");
+        }
+        // The person's records merged into this customer are theirs
+        // too: an erasure takes them, so the export shows them.
+        const std::vector<std::string> customers = vault_.WithMerged(request->customer_id());
+        auto events = events_.ReadCustomerEvents(customers);
+        if (!events.ok()) return events.status();
+        response->set_customer_id(request->customer_id());
+        for (size_t i = 1; i < customers.size(); ++i) {
+          response->add_merged_customer_ids(customers[i]);
+        }
+        response->set_service(service_);
+        response->set_erased(vault_.Erased(request->customer_id()));
+        for (auto& event : *events) {
+          // Key material is not data on the person.
+          if (pii::IsKeyRecordStream(event.stream())) continue;
+          pii::OpenEvent(event, vault_);
+          *response->add_events() = std::move(event);
+        }
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace crm

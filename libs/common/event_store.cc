@@ -406,9 +406,13 @@ absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadStream(
 }
 
 absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEvents(
-    const std::string& customer_id) const {
+    const std::vector<std::string>& customer_ids) const {
   std::vector<crm::v1::EventEnvelope> out;
-  if (customer_id.empty()) return out;
+  std::vector<std::string> wanted;
+  for (const auto& id : customer_ids) {
+    if (!id.empty()) wanted.push_back(id);
+  }
+  if (wanted.empty()) return out;
   auto it = db_->NewIterator(kLog);
   auto* events = db_->Family(kEvents);
   std::string value;
@@ -416,12 +420,17 @@ absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEven
     auto s = db_->raw()->Get(rocksdb::ReadOptions(), events, it->value(), &value);
     if (!s.ok()) return FromRocks(s);
     // Most events are about someone else: skip them without parsing.
-    if (value.find(customer_id) == std::string::npos) continue;
+    if (std::none_of(wanted.begin(), wanted.end(),
+                     [&](const std::string& id) { return value.find(id) != std::string::npos; })) {
+      continue;
+    }
     crm::v1::EventEnvelope e;
     if (!e.ParseFromString(value)) {
       return absl::DataLossError(absl::StrCat("corrupt event at log key ", it->value().ToString()));
     }
-    if (e.customer_id() == customer_id) out.push_back(std::move(e));
+    if (std::find(wanted.begin(), wanted.end(), e.customer_id()) != wanted.end()) {
+      out.push_back(std::move(e));
+    }
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   return out;

@@ -121,10 +121,10 @@ class EventStore {
   static absl::StatusOr<StreamState> DecodeState(absl::string_view stream, absl::string_view row);
   absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(const std::string& stream,
                                                                  int64_t from_version = 1) const;
-  // Every event about `customer_id`, in log order. Scans the whole log: for
-  // rare requests (a person's data export), not for serving paths.
+  // Every event about any of `customer_ids`, in log order. Scans the whole
+  // log: for rare requests (a person's data export), not for serving paths.
   absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadCustomerEvents(
-      const std::string& customer_id) const;
+      const std::vector<std::string>& customer_ids) const;
   // The stored response of an earlier append with this key, if any;
   // INVALID_ARGUMENT when it was stored for a request of another
   // fingerprint.

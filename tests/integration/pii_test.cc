@@ -1,6 +1,7 @@
 // Personal data end to end: encrypted in events and on the topics, readable
 // through the APIs of every service that holds the customer's key, and gone
 // everywhere (including a rebuild from the topics) after EraseCustomer.
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -314,6 +315,22 @@ TEST(PiiTest, ErasingTheSurvivorOfAMergeErasesTheMergedCustomerEverywhere) {
   ASSERT_TRUE(Eventually([&] {
     return View(stack, hopper.customer_id()).profile().email() == "g.hopper@navy.example";
   })) << stack.analytics().Log();
+
+  // The person's export takes in the record merged into the survivor, as
+  // the erasure below does.
+  grpc::Status export_status;
+  const crm::v1::CustomerExport exported =
+      Export(stack, "leads", grace.customer_id(), &export_status);
+  ASSERT_TRUE(export_status.ok()) << export_status.error_message();
+  ASSERT_EQ(exported.merged_customer_ids_size(), 1);
+  EXPECT_EQ(exported.merged_customer_ids(0), hopper.customer_id());
+  EXPECT_TRUE(std::any_of(exported.events().begin(), exported.events().end(), [&](const auto& e) {
+    crm::v1::LeadCaptured c;
+    return e.customer_id() == hopper.customer_id() && e.payload().UnpackTo(&c) &&
+           c.contact().email() == "g.hopper@navy.example";
+  }));
+  EXPECT_TRUE(std::none_of(exported.events().begin(), exported.events().end(),
+                           [&](const auto& e) { return e.customer_id() == ada.customer_id(); }));
 
   crm::v1::EraseCustomerResponse erased;
   ASSERT_OK(Erase(stack, grace.customer_id(), "GDPR request 121", &erased));

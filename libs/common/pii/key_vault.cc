@@ -683,6 +683,11 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
       absl::StrCat("not a key record: ", payload.type_url(), " on ", event.stream()));
 }
 
+std::vector<std::string> KeyVault::WithMerged(const std::string& customer_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return WithMergedLocked(customer_id);
+}
+
 std::vector<std::string> KeyVault::WithMergedLocked(const std::string& customer_id) const {
   std::vector<std::string> customers = {customer_id};
   for (size_t i = 0; i < customers.size(); ++i) {

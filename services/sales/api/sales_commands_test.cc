@@ -129,7 +129,7 @@ TEST_F(SalesCommandsTest, OpenCustomerSealsContactsWithTheCustomersDataKey) {
   // Stored and answered as ciphertext (the edge interceptor opens answers).
   ASSERT_EQ(opened->contacts_size(), 1);
   EXPECT_TRUE(pii::IsSealed(opened->contacts(0).email()));
-  auto events = store_->events().ReadCustomerEvents("cus_s");
+  auto events = store_->events().ReadCustomerEvents({"cus_s"});
   ASSERT_TRUE(events.ok()) << events.status();
   ASSERT_EQ(events->size(), 2u) << "the key record, then the customer";
   EXPECT_EQ((*events)[0].type(), "DataKeyIssued");
