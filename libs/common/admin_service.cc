@@ -1,5 +1,7 @@
 #include "libs/common/admin_service.h"
 
+#include <filesystem>
+
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/backup.h"
 #include "libs/common/ids.h"
@@ -50,8 +52,9 @@ grpc::ServerUnaryReactor* AdminService::ListBackups(grpc::CallbackServerContext*
                                                     const crm::v1::ListBackupsRequest*,
                                                     crm::v1::ListBackupsResponse* response) {
   return Guarded(ctx, [this, response]() -> absl::Status {
+    // No backup dir is none taken yet; any other failure is reported.
+    if (!std::filesystem::exists(backup_dir_)) return absl::OkStatus();
     auto backups = crm::ListBackups(backup_dir_);
-    if (absl::IsNotFound(backups.status())) return absl::OkStatus();  // none taken yet
     if (!backups.ok()) return backups.status();
     for (const auto& b : *backups) Fill(b, backup_dir_, response->add_backups());
     return absl::OkStatus();

@@ -62,6 +62,16 @@ void AddPart(const rocksdb::BackupInfo& part, BackupSummary& b) {
 }
 
 // The engines of a backup directory's parts, each opened once.
+absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenExisting(const std::string& backup_dir);
+
+// A part the main backup names that cannot be found or read is damage to
+// that backup, not a backup that does not exist.
+absl::Status PartDamaged(uint32_t backup_id, const std::string& name, uint32_t part_id,
+                         const absl::Status& cause) {
+  return absl::DataLossError(absl::StrCat("backup ", backup_id, ": its part ", name, " (backup ",
+                                          part_id, ") is missing or damaged: ", cause.message()));
+}
+
 class PartEngines {
  public:
   explicit PartEngines(const std::string& backup_dir) : backup_dir_(backup_dir) {}
@@ -69,7 +79,8 @@ class PartEngines {
   absl::StatusOr<rocksdb::BackupEngine*> Get(const std::string& name) {
     auto [it, inserted] = engines_.try_emplace(name);
     if (inserted) {
-      auto engine = OpenEngine(PartDir(backup_dir_, name));
+      // Opened only if there: listing must not leave an empty part dir.
+      auto engine = OpenExisting(PartDir(backup_dir_, name));
       if (!engine.ok()) {
         engines_.erase(it);
         return engine.status();
@@ -154,9 +165,11 @@ absl::StatusOr<std::vector<BackupSummary>> ListBackups(const std::string& backup
     if (!parts.ok()) return parts.status();
     for (const auto& [name, id] : *parts) {
       auto part_engine = part_engines.Get(name);
-      if (!part_engine.ok()) return part_engine.status();
+      if (!part_engine.ok()) return PartDamaged(info.backup_id, name, id, part_engine.status());
       rocksdb::BackupInfo part;
-      if (auto s = (*part_engine)->GetBackupInfo(id, &part); !s.ok()) return FromRocks(s);
+      if (auto s = (*part_engine)->GetBackupInfo(id, &part); !s.ok()) {
+        return PartDamaged(info.backup_id, name, id, FromRocks(s));
+      }
       AddPart(part, summary);
     }
   }
@@ -199,8 +212,10 @@ absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t b
   PartEngines part_engines(backup_dir);
   for (const auto& [name, part_id] : *parts) {
     auto part_engine = part_engines.Get(name);
-    if (!part_engine.ok()) return part_engine.status();
-    if (auto st = Verify(**part_engine, part_id); !st.ok()) return st;
+    if (!part_engine.ok()) return PartDamaged(id, name, part_id, part_engine.status());
+    if (auto st = Verify(**part_engine, part_id); !st.ok()) {
+      return PartDamaged(id, name, part_id, st);
+    }
   }
   rocksdb::RestoreOptions options;
   if (auto s = (*engine)->RestoreDBFromBackup(options, id, data_dir, data_dir); !s.ok()) {

@@ -182,5 +182,24 @@ TEST_F(BackupTest, PartsAreBackedUpAndRestoredWithTheMainDatabase) {
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("again") + "/CURRENT"));
 }
 
+// A copy of the backup dir without its part: the backup is damaged, not
+// absent, and listing or restoring it says so (and creates nothing).
+TEST_F(BackupTest, AMissingPartIsDataLossNamingIt) {
+  auto emitted = EventStore::Open(dir_.Sub("live-emitted"), {"index"});
+  ASSERT_TRUE(emitted.ok()) << emitted.status();
+  ASSERT_TRUE(AppendOne(*store_, "views", 0).ok());
+  const std::string backups = dir_.Sub("backups");
+  ASSERT_TRUE(CreateBackup(store_->db(), backups, {{"emitted", &(*emitted)->db()}}).ok());
+  std::filesystem::remove_all(backups + "/part-emitted");
+
+  auto list = ListBackups(backups);
+  EXPECT_EQ(list.status().code(), absl::StatusCode::kDataLoss) << list.status();
+  EXPECT_NE(list.status().message().find("part emitted"), std::string::npos) << list.status();
+  auto restored = RestoreBackup(backups, 1, dir_.Sub("restored"));
+  EXPECT_EQ(restored.status().code(), absl::StatusCode::kDataLoss) << restored.status();
+  EXPECT_FALSE(std::filesystem::exists(backups + "/part-emitted"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("restored") + "/CURRENT"));
+}
+
 }  // namespace
 }  // namespace crm
