@@ -8,6 +8,7 @@
 #include "libs/common/ids.h"
 #include "libs/common/kafka.h"
 #include "libs/common/pii/field_sealer.h"
+#include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/sales/api/reminder_loop.h"
@@ -687,6 +688,32 @@ crm::v1::DraftQuoteRequest QuoteFor(const std::string& opportunity_id, int64_t u
   return r;
 }
 
+// Quote, acceptance, order and contract on the opportunity, then the
+// contract submitted by `submitter`.
+absl::StatusOr<crm::v1::Contract> SubmittedContract(SalesCommands& commands,
+                                                    const std::string& opportunity_id,
+                                                    const EventContext& ctx,
+                                                    const EventContext& submitter) {
+  CRM_ASSIGN_OR_RETURN(auto quote, commands.DraftQuote(QuoteFor(opportunity_id, 500'000), ctx));
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-" + quote.quote_id());
+  accept.set_quote_id(quote.quote_id());
+  CRM_RETURN_IF_ERROR(commands.AcceptQuote(accept, ctx).status());
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-" + quote.quote_id());
+  place.set_quote_id(quote.quote_id());
+  CRM_ASSIGN_OR_RETURN(auto order, commands.PlaceOrder(place, ctx));
+  crm::v1::DraftContractRequest draft;
+  draft.set_request_id("contract-" + quote.quote_id());
+  draft.set_order_id(order.order_id());
+  draft.set_start_date("2025-04-01");
+  CRM_ASSIGN_OR_RETURN(auto contract, commands.DraftContract(draft, ctx));
+  crm::v1::SubmitContractRequest submit;
+  submit.set_request_id("submit-" + quote.quote_id());
+  submit.set_contract_id(contract.contract_id());
+  return commands.SubmitContract(submit, submitter);
+}
+
 TEST_F(SalesCommandsTest, QuoteToOrderToApprovedContractRequestsInvoiceAndFulfilment) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
@@ -776,27 +803,8 @@ TEST_F(SalesCommandsTest, ALostDealIsNotQuotedAndItsOpenQuoteNotAccepted) {
 TEST_F(SalesCommandsTest, AManagerDoesNotApproveTheContractTheySubmitted) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
-  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
-  ASSERT_TRUE(quote.ok()) << quote.status();
-  crm::v1::AcceptQuoteRequest accept;
-  accept.set_request_id("accept-1");
-  accept.set_quote_id(quote->quote_id());
-  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
-  crm::v1::PlaceOrderRequest place;
-  place.set_request_id("order-1");
-  place.set_quote_id(quote->quote_id());
-  auto order = commands_->PlaceOrder(place, Ctx());
-  ASSERT_TRUE(order.ok()) << order.status();
-  crm::v1::DraftContractRequest draft;
-  draft.set_request_id("contract-1");
-  draft.set_order_id(order->order_id());
-  draft.set_start_date("2025-04-01");
-  auto contract = commands_->DraftContract(draft, Ctx());
+  auto contract = SubmittedContract(*commands_, o.opportunity_id(), Ctx(), Ctx("mgr_grace"));
   ASSERT_TRUE(contract.ok()) << contract.status();
-  crm::v1::SubmitContractRequest submit;
-  submit.set_request_id("submit-1");
-  submit.set_contract_id(contract->contract_id());
-  ASSERT_TRUE(commands_->SubmitContract(submit, Ctx("mgr_grace")).ok());
 
   const uint64_t before = store_->events().LogSize();
   crm::v1::ApproveContractRequest approve;
@@ -897,24 +905,8 @@ TEST_F(SalesCommandsTest, MissingRecordsAreNotFoundNamingFieldAndId) {
 TEST_F(SalesCommandsTest, InvoiceRequestedCountsTowardsLoyaltyOnceAndUpgradesTheTier) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
-  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
-  crm::v1::AcceptQuoteRequest accept;
-  accept.set_request_id("a");
-  accept.set_quote_id(quote->quote_id());
-  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
-  crm::v1::PlaceOrderRequest place;
-  place.set_request_id("p");
-  place.set_quote_id(quote->quote_id());
-  auto order = commands_->PlaceOrder(place, Ctx());
-  crm::v1::DraftContractRequest draft;
-  draft.set_request_id("d");
-  draft.set_order_id(order->order_id());
-  draft.set_start_date("2025-04-01");
-  auto contract = commands_->DraftContract(draft, Ctx());
-  crm::v1::SubmitContractRequest submit;
-  submit.set_request_id("s");
-  submit.set_contract_id(contract->contract_id());
-  ASSERT_TRUE(commands_->SubmitContract(submit, Ctx()).ok());
+  auto contract = SubmittedContract(*commands_, o.opportunity_id(), Ctx(), Ctx());
+  ASSERT_TRUE(contract.ok()) << contract.status();
   crm::v1::ApproveContractRequest approve;
   approve.set_request_id("ok");
   approve.set_contract_id(contract->contract_id());
