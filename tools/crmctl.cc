@@ -337,11 +337,13 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   }
   // A broker without any of the topics (another cluster, an embedded broker
   // started afresh) would "rebuild" an empty database to swap in.
-  std::vector<RdKafka::TopicPartition*> assigned;
-  (*consumer)->assignment(assigned);
-  const bool nothing = assigned.empty();
-  RdKafka::TopicPartition::destroy(assigned);
-  if (nothing) {
+  std::vector<RdKafka::TopicPartition*> assignment;
+  (*consumer)->assignment(assignment);
+  // Partitions still to reach their end. librdkafka reports an end again
+  // each time a partition's end moves on, so each partition counts once.
+  size_t open_partitions = assignment.size();
+  RdKafka::TopicPartition::destroy(assignment);
+  if (open_partitions == 0) {
     std::fprintf(stderr,
                  "crmctl rebuild: none of the topics exists on %s: nothing to rebuild from\n",
                  Brokers(argc, argv).c_str());
@@ -363,14 +365,7 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   crm::analytics::Customer360Projection views;
   crm::pii::WithKeyRecords projection(**vault, &views);
   crm::Subscriber applier(**db, projection, {});
-  // Partitions still to reach their end. librdkafka reports an end again
-  // each time a partition's end moves on, so each partition counts once.
-  size_t open_partitions = 0;
   absl::flat_hash_set<std::pair<std::string, int32_t>> at_end;
-  std::vector<RdKafka::TopicPartition*> assignment;
-  (*consumer)->assignment(assignment);
-  open_partitions = assignment.size();
-  RdKafka::TopicPartition::destroy(assignment);
 
   const absl::Time start = absl::Now();
   absl::Time last_progress = start;
