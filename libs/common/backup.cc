@@ -61,8 +61,14 @@ void AddPart(const rocksdb::BackupInfo& part, BackupSummary& b) {
   b.file_count += part.number_files;
 }
 
-// The engines of a backup directory's parts, each opened once.
-absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenExisting(const std::string& backup_dir);
+// The engine of a backup directory that must exist already (opening an
+// engine creates its directory).
+absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenExisting(const std::string& backup_dir) {
+  if (!std::filesystem::exists(backup_dir)) {
+    return absl::NotFoundError(absl::StrCat("backup_dir: ", backup_dir, " does not exist"));
+  }
+  return OpenEngine(backup_dir);
+}
 
 // A part the main backup names that cannot be found or read is damage to
 // that backup, not a backup that does not exist.
@@ -72,6 +78,7 @@ absl::Status PartDamaged(uint32_t backup_id, const std::string& name, uint32_t p
                                           part_id, ") is missing or damaged: ", cause.message()));
 }
 
+// The engines of a backup directory's parts, each opened once.
 class PartEngines {
  public:
   explicit PartEngines(const std::string& backup_dir) : backup_dir_(backup_dir) {}
@@ -94,15 +101,6 @@ class PartEngines {
   const std::string backup_dir_;
   absl::flat_hash_map<std::string, std::unique_ptr<rocksdb::BackupEngine>> engines_;
 };
-
-// The engine of a backup directory that must exist already (opening an
-// engine creates its directory).
-absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenExisting(const std::string& backup_dir) {
-  if (!std::filesystem::exists(backup_dir)) {
-    return absl::NotFoundError(absl::StrCat("backup_dir: ", backup_dir, " does not exist"));
-  }
-  return OpenEngine(backup_dir);
-}
 
 // Backs up `db` into `backup_dir` and returns what the engine recorded.
 absl::StatusOr<rocksdb::BackupInfo> BackUp(Database& db, const std::string& backup_dir,

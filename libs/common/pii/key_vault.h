@@ -129,10 +129,10 @@ class KeyVault {
 
   // Whether this vault records erasures (it has an event log to append to).
   bool can_erase() const { return store_ != nullptr; }
-  // Whether the customer was erased (as far as this vault has heard).
   // The customer first, then every customer merged into it (transitively):
   // one person, for an export as for an erasure.
   std::vector<std::string> WithMerged(const std::string& customer_id) const;
+  // Whether the customer was erased (as far as this vault has heard).
   bool Erased(const std::string& customer_id) const;
   // The customer that `customer_id` was merged into, following later
   // merges; `customer_id` itself when it was not merged.
@@ -225,7 +225,6 @@ class KeyVault {
                           const EventContext& ctx);
   // The customer and, transitively, every customer merged into it; mu_ held.
   std::vector<std::string> WithMergedLocked(const std::string& customer_id) const;
-
   // Applies an erasure read from another service (or the own one, read
   // back) to these customers: their rows, memory and own keys.
   absl::Status ApplyErasure(const std::vector<std::string>& customers, absl::Time erased_at,

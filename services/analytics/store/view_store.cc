@@ -292,6 +292,7 @@ absl::Status ForEachRecord(const Database& db, const char* family,
   }
   return FromRocks(it->status());
 }
+
 }  // namespace
 
 absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
