@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
@@ -392,9 +393,11 @@ void ApplyMerged(crm::v1::Lead& state, const crm::v1::LeadsMerged& e) {
   AddMissing(c->mutable_title(), m.contact().title());
   AddMissing(state.mutable_company(), m.company());
   AddMissing(state.mutable_region(), m.region());
+  // Ignoring case, as capture does: "CRM" and "crm" are one interest and
+  // must not count twice towards need.
   for (const auto& p : m.product_interests()) {
-    if (std::find(state.product_interests().begin(), state.product_interests().end(), p) ==
-        state.product_interests().end()) {
+    if (std::none_of(state.product_interests().begin(), state.product_interests().end(),
+                     [&](const std::string& have) { return absl::EqualsIgnoreCase(have, p); })) {
       state.add_product_interests(p);
     }
   }

@@ -606,6 +606,19 @@ TEST(MergeTest, SurvivorAbsorbsTheMergedLeadAndRescores) {
   EXPECT_EQ(lead.owner_id(), "usr_1");
 }
 
+TEST(MergeTest, InterestsDifferingOnlyInCaseAreOne) {
+  crm::v1::Lead other = OtherLead();
+  other.clear_product_interests();
+  other.add_product_interests("CRM-Suite");
+  other.add_product_interests("analytics");
+  auto state = Fold(CapturedFor("usr_1"));
+  auto events = *Decide(state, LeadCommand{AbsorbLead{kAnyVersion, other}});
+  auto lead = Fold(Plus(CapturedFor("usr_1"), events));
+  ASSERT_EQ(lead.product_interests_size(), 2);
+  EXPECT_EQ(lead.product_interests(0), "crm-suite");
+  EXPECT_EQ(lead.product_interests(1), "analytics");
+}
+
 TEST(MergeTest, MergedLeadIsRetiredAndTakesNoMoreCommands) {
   crm::v1::Lead survivor = Fold(CapturedFor("usr_1"));
   survivor.set_lead_id("lead_9");
