@@ -111,7 +111,8 @@ TEST(AuditTrailTest, RefusalsAndAcceptedCommandsAreListedByActorAndByRecord) {
   // On the audit topic, as an outside security tool would read it.
   auto audit_events = ConsumeTopic(
       stack.brokers(), "crm.audit.v1", [](const crm::v1::EventEnvelope&) { return true; },
-      [](const auto& seen) { return seen.size() >= 3 + kBadTokens + 1; });
+      [](const auto& seen) { return seen.size() >= 3 + kBadTokens + 1; }, absl::Seconds(30),
+      /*linger=*/absl::Seconds(2));  // so that an extra record would be seen
   int denied_on_topic = 0, flagged_on_topic = 0;
   for (const auto& e : audit_events) {
     EXPECT_EQ(e.source(), "crm/leads");
@@ -123,7 +124,8 @@ TEST(AuditTrailTest, RefusalsAndAcceptedCommandsAreListedByActorAndByRecord) {
   // And never on the domain topic its consumers read.
   auto domain_events = ConsumeTopic(
       stack.brokers(), "crm.leads.v1", [](const crm::v1::EventEnvelope&) { return true; },
-      [](const auto& seen) { return seen.size() >= 2; });
+      [](const auto& seen) { return seen.size() >= 2; }, absl::Seconds(30),
+      /*linger=*/absl::Seconds(2));
   for (const auto& e : domain_events) EXPECT_NE(e.type(), "AccessDenied");
 
   auto analytics = crm::v1::AnalyticsService::NewStub(stack.Channel("analytics", kAdmin));

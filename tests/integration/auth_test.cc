@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -103,18 +104,18 @@ std::string FullName(const google::protobuf::MethodDescriptor* m) {
 // Reads every record of rep B by id, as an admin, for the before/after check.
 class AuthTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    stack_ = new Stack();  // shared by the suite: starting processes is slow
+  // Per test, not per suite: a failed suite set-up marks its tests skipped,
+  // which ctest counts as passed. ctest runs each test in its own process,
+  // so a shared stack would start as often anyway.
+  void SetUp() override {
+    stack_ = std::make_unique<Stack>();
     ASSERT_TRUE(stack_->StartBroker());
     for (const char* s : {"leads", "sales", "service-desk"}) {
       ASSERT_TRUE(stack_->Start(s)) << s;
     }
     SeedRecordsOfRepB();
   }
-  static void TearDownTestSuite() {
-    delete stack_;
-    stack_ = nullptr;
-  }
+  void TearDown() override { stack_.reset(); }
 
   static void SeedRecordsOfRepB() {
     auto leads = crm::v1::LeadsService::NewStub(stack_->Channel("leads", kAdmin));
@@ -295,11 +296,11 @@ class AuthTest : public ::testing::Test {
   struct RecordsOfB {
     std::string lead_id, customer_id, opportunity_id, quote_id, order_id, contract_id, task_id;
   };
-  static Stack* stack_;
+  static std::unique_ptr<Stack> stack_;
   static RecordsOfB b_;
 };
 
-Stack* AuthTest::stack_ = nullptr;
+std::unique_ptr<Stack> AuthTest::stack_;
 AuthTest::RecordsOfB AuthTest::b_;
 
 TEST_F(AuthTest, EveryRpcHasAnAccessPolicy) {
