@@ -457,6 +457,13 @@ TEST_F(AuthTest, OwnerSeesOwnRecordsAndListsAreScoped) {
   std::set<std::string> seen;
   for (const auto& c : page.customers()) seen.insert(c.customer_id());
   EXPECT_EQ(seen, std::set<std::string>{mine.customer_id()});
+  // Not under a known person's id: the account would make A an owner of B's
+  // customer in every service's view.
+  open.set_request_id("auth-a-squat");
+  open.set_customer_id(b_.customer_id);
+  crm::v1::Customer squatted;
+  EXPECT_EQ(sales_a->OpenCustomer(Ctx().get(), open, &squatted).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 
   auto leads_b = crm::v1::LeadsService::NewStub(stack_->Channel("leads", kRepB));
   crm::v1::ListLeadsRequest ll;

@@ -42,5 +42,20 @@ TEST(ScopeOpenCustomerTest, TheRefusalNamesTheFieldOutOfReach) {
   EXPECT_TRUE(ScopeOpenCustomer(Manager(), Open("mgr_grace", "AMER")).ok());
 }
 
+TEST(ScopeOpenCustomerTest, OnlyAdminAndServiceNameTheCustomerId) {
+  // Staff naming a known person's id would become owners of their 360 view.
+  for (const auto& staff : {Rep(), Manager()}) {
+    auto r = Open(staff.subject, "EMEA");
+    r.set_customer_id("cus_someone");
+    auto scoped = ScopeOpenCustomer(staff, r);
+    EXPECT_EQ(scoped.status().code(), absl::StatusCode::kPermissionDenied) << staff.subject;
+    EXPECT_EQ(scoped.status().message().substr(0, 12), "customer_id:") << scoped.status();
+  }
+  auto r = Open("rep_bob", "APAC");
+  r.set_customer_id("cus_someone");
+  EXPECT_TRUE(ScopeOpenCustomer({"svc", {auth::kRoleService}, ""}, r).ok());
+  EXPECT_TRUE(ScopeOpenCustomer({"root", {auth::kRoleAdmin}, ""}, r).ok());
+}
+
 }  // namespace
 }  // namespace crm::sales
