@@ -98,9 +98,17 @@ void ApplyContact(Customer360& view, const EventEnvelope& event, const crm::v1::
   }
 }
 
-void SetOwner(Customer360& view, const EventEnvelope& event, const std::string& owner_id) {
-  if (owner_id.empty()) return;
+// A lead's owner: the customer's owner only while no account names one.
+void SetLeadOwner(Customer360& view, const EventEnvelope& event, const std::string& owner_id) {
+  if (owner_id.empty() || !view.account_owner_id().empty()) return;
   if (TakeIfNewer(view.mutable_owner_as_of(), event)) view.set_owner_id(owner_id);
+}
+
+// The account's owner outranks every lead's, whichever arrived first.
+void TakeAccountOwner(Customer360& view) {
+  if (view.account_owner_id().empty()) return;
+  view.set_owner_id(view.account_owner_id());
+  *view.mutable_owner_as_of() = view.account_as_of();
 }
 
 void SetTier(Customer360& view, const EventEnvelope& event, const std::string& tier) {
@@ -202,7 +210,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   if (const auto* m = payload.As<LeadAssigned>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
-    SetOwner(view, event, m->owner_id());
+    SetLeadOwner(view, event, m->owner_id());
     if (m->owner_id().empty()) return absl::StrCat("Lead queued in ", m->queue());
     return absl::StrCat("Lead assigned to ", m->owner_id(),
                         m->team_id().empty() ? "" : absl::StrCat(" (team ", m->team_id(), ")"));
@@ -228,7 +236,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
     ApplyContact(view, event, m->contact(), m->company(), m->region());
-    SetOwner(view, event, m->owner_id());
+    SetLeadOwner(view, event, m->owner_id());
     return absl::StrCat(
         "Lead converted to an opportunity",
         m->opportunity_name().empty() ? "" : absl::StrCat(" \"", m->opportunity_name(), "\""),
@@ -241,8 +249,9 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     if (TakeIfNewer(view.mutable_account_as_of(), event)) {
       view.mutable_profile()->set_account_name(m->name());
       view.mutable_profile()->set_territory(m->territory());
+      view.set_account_owner_id(m->owner_id());
     }
-    SetOwner(view, event, m->owner_id());
+    TakeAccountOwner(view);
     SetTier(view, event, m->tier());
     if (!m->lead_id().empty()) AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
@@ -418,6 +427,7 @@ void JoinProfile(Customer360& into, const Customer360& from) {
   TakeLater(into.mutable_account_as_of(), from.account_as_of(), [&] {
     into.mutable_profile()->set_account_name(from.profile().account_name());
     into.mutable_profile()->set_territory(from.profile().territory());
+    into.set_account_owner_id(from.account_owner_id());
   });
 }
 
@@ -428,6 +438,7 @@ void JoinView(Customer360& into, const Customer360& from) {
   Reach(into, from.lifecycle_stage());
   TakeLater(into.mutable_owner_as_of(), from.owner_as_of(),
             [&] { into.set_owner_id(from.owner_id()); });
+  TakeAccountOwner(into);  // after the profile join took the later account
   TakeLater(into.mutable_tier_as_of(), from.tier_as_of(), [&] { into.set_tier(from.tier()); });
   TakeLater(into.mutable_lead_score_as_of(), from.lead_score_as_of(),
             [&] { into.set_lead_score(from.lead_score()); });

@@ -218,6 +218,38 @@ TEST(CustomerViewTest, LifetimeValueHoldsAtTheLargestAmount) {
   EXPECT_EQ(view.lifetime_value(0).minor_units(), std::numeric_limits<int64_t>::max());
 }
 
+// A known person's new lead goes by the rules to another rep: the account
+// stays its owner's (access to the 360 follows the owner), in any order.
+TEST(CustomerViewTest, AccountOwnerOutranksALaterLeadAssignment) {
+  auto events = CustomerLife();
+  crm::v1::LeadAssigned again;
+  again.set_lead_id("lead_b");
+  again.set_owner_id("rep_other");
+  events.push_back(Event("e18", "lead-lead_b", 300, again));
+  crm::v1::LeadConverted converted;
+  converted.set_lead_id("lead_b");
+  converted.set_owner_id("rep_other");
+  events.push_back(Event("e19", "lead-lead_b", 310, converted));
+  crm::v1::Customer360 in_order, reversed;
+  for (const auto& e : events) ApplyToView(in_order, e);
+  for (auto it = events.rbegin(); it != events.rend(); ++it) ApplyToView(reversed, *it);
+  EXPECT_EQ(in_order.owner_id(), "rep_sales");
+  EXPECT_EQ(reversed.owner_id(), "rep_sales");
+
+  // Before an account, the latest lead owner; a merged customer's account
+  // outranks the survivor's lead owner too.
+  crm::v1::Customer360 lead_only;
+  ApplyToView(lead_only, events[1]);
+  ApplyToView(lead_only, events[events.size() - 2]);
+  EXPECT_EQ(lead_only.owner_id(), "rep_other");
+  crm::v1::Customer360 joined = lead_only;
+  JoinView(joined, in_order);
+  EXPECT_EQ(joined.owner_id(), "rep_sales");
+  joined = in_order;
+  JoinView(joined, lead_only);
+  EXPECT_EQ(joined.owner_id(), "rep_sales");
+}
+
 TEST(CustomerViewTest, EventsOfEveryServiceBuildTheWholeView) {
   crm::v1::Customer360 view;
   for (const auto& e : CustomerLife()) ApplyToView(view, e);
