@@ -137,6 +137,21 @@ TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasu
   crm::v1::LeadCaptured payload;
   ASSERT_TRUE(captured.front().payload().UnpackTo(&payload));
   EXPECT_TRUE(pii::IsSealed(payload.contact().email()));
+  // A topic reader cannot have the API open it: copied into a record of
+  // their own, the sealed value is refused before anything is stored.
+  {
+    crm::v1::CaptureLeadRequest copy;
+    copy.set_request_id("pii-copy");
+    copy.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+    copy.mutable_contact()->set_email("reader@example.com");
+    copy.mutable_contact()->set_first_name(payload.contact().email());
+    crm::v1::CaptureLeadResponse resp;
+    const grpc::Status refused =
+        Unary([&](auto* c) { return stack.LeadsStub()->CaptureLead(c, copy, &resp); });
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StartsWith(refused.error_message(), "contact.first_name:"))
+        << refused.error_message();
+  }
 
   // Analytics learns the key from crm.keys.v1 and shows the person.
   ASSERT_TRUE(Eventually([&] {

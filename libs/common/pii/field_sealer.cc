@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
@@ -88,6 +89,68 @@ void ForEachPii(Message& message, const Fn& fn) {
   }
 }
 
+// The path of the first sealed-looking string in `message` (every string
+// field, marked or not: a request's plain text may become an event's
+// personal data), appended to `path`; false if there is none.
+bool FindSealed(const Message& message, std::string& path) {
+  const Reflection* r = message.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(message, &fields);  // set fields only
+  const size_t base = path.size();
+  auto at = [&](const FieldDescriptor* f, std::optional<int> index) {
+    path.resize(base);
+    absl::StrAppend(&path, base == 0 ? "" : ".", f->name());
+    if (index.has_value()) absl::StrAppend(&path, "[", *index, "]");
+  };
+  for (const FieldDescriptor* f : fields) {
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_STRING &&
+        f->type() == FieldDescriptor::TYPE_STRING) {
+      if (f->is_repeated()) {
+        for (int j = 0; j < r->FieldSize(message, f); ++j) {
+          if (IsSealed(r->GetRepeatedStringReference(message, f, j, nullptr))) {
+            at(f, j);
+            return true;
+          }
+        }
+      } else {
+        std::string scratch;
+        if (IsSealed(r->GetStringReference(message, f, &scratch))) {
+          at(f, std::nullopt);
+          return true;
+        }
+      }
+    } else if (f->is_map()) {
+      // Named by key: "attributes[booth]".
+      const FieldDescriptor* key = f->message_type()->map_key();
+      for (int j = 0; j < r->FieldSize(message, f); ++j) {
+        const Message& entry = r->GetRepeatedMessage(message, f, j);
+        std::string inner;
+        if (FindSealed(entry, inner)) {
+          path.resize(base);
+          absl::StrAppend(&path, base == 0 ? "" : ".", f->name(), "[",
+                          key->cpp_type() == FieldDescriptor::CPPTYPE_STRING
+                              ? entry.GetReflection()->GetString(entry, key)
+                              : absl::StrCat(j),
+                          "]");
+          return true;
+        }
+      }
+    } else if (IsMessageField(f)) {
+      if (f->is_repeated()) {
+        for (int j = 0; j < r->FieldSize(message, f); ++j) {
+          at(f, j);
+          if (FindSealed(r->GetRepeatedMessage(message, f, j), path)) return true;
+        }
+      } else {
+        at(f, std::nullopt);
+        if (FindSealed(r->GetMessage(message, f), path)) return true;
+      }
+    }
+  }
+  path.resize(base);
+  return false;
+}
+
 std::string SealValue(const DataKey& key, absl::string_view plaintext) {
   return absl::StrCat(kSealedPrefix, key.key_id, ".",
                       absl::WebSafeBase64Escape(Seal(key.key, plaintext, key.key_id)));
@@ -149,6 +212,13 @@ void OpenFields(Message& message, const KeyVault& vault) {
     value = plain.ok() ? *std::move(plain) : std::string();
     return true;
   });
+}
+
+absl::Status RefuseSealedInput(const Message& request) {
+  std::string path;
+  if (!FindSealed(request, path)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(path, ": may not start with \"", kSealedPrefix,
+                                                 "\" (the form of encrypted values)"));
 }
 
 void ClearFields(Message& message) {

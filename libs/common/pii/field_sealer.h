@@ -45,6 +45,12 @@ absl::Status SealEvents(KeyVault& vault, const std::string& customer_id, const E
   return SealForCustomer(vault, customer_id, ctx, messages);
 }
 
+// INVALID_ARGUMENT naming the first string field of a request, at any
+// depth, that looks sealed ("pii1." ...). Sealed values enter records only
+// through the service's own sealing: one copied from a topic into a request
+// would be stored as is and opened for the caller with its customer's key.
+absl::Status RefuseSealedInput(const google::protobuf::Message& request);
+
 // Replaces each sealed value by its plaintext. A value whose key the vault
 // no longer holds (the customer was erased) or that does not authenticate
 // becomes empty: the data is gone, not an error.

@@ -254,6 +254,37 @@ TEST(FieldSealerTest, SealsTheValuesOfMarkedMapsAndFreeText) {
   EXPECT_EQ(captured.region(), "emea");
 }
 
+// A sealed value copied from a topic into a request would be stored as is
+// and opened for the caller: requests refuse it wherever it sits.
+TEST(FieldSealerTest, RequestsRefuseSealedValuesNamingTheField) {
+  crm::v1::ImportLeadsRequest request;
+  request.set_import_id("imp-1");
+  auto* row = request.add_rows();
+  row->mutable_contact()->set_first_name("Ada");
+  (*row->mutable_attributes())["booth"] = "B12";
+  row->add_product_interests("crm");
+  EXPECT_TRUE(RefuseSealedInput(request).ok());
+
+  auto expect_refused = [](const google::protobuf::Message& m, const std::string& field) {
+    auto st = RefuseSealedInput(m);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_TRUE(absl::StartsWith(st.message(), field + ": ")) << st;
+  };
+  auto* second = request.add_rows();
+  *second = *row;
+  second->mutable_contact()->set_last_name("pii1.k1.c2VhbGVk");
+  expect_refused(request, "rows[1].contact.last_name");
+  second->mutable_contact()->clear_last_name();
+  (*second->mutable_attributes())["booth"] = "pii1.k1.c2VhbGVk";
+  expect_refused(request, "rows[1].attributes[booth]");
+  (*second->mutable_attributes())["booth"] = "B12";
+  second->add_product_interests("pii1.k1.c2VhbGVk");  // not a personal field: refused too
+  expect_refused(request, "rows[1].product_interests[1]");
+  second->clear_product_interests();
+  request.set_import_id("pii1.k1.c2VhbGVk");
+  expect_refused(request, "import_id");
+}
+
 TEST(FieldSealerTest, SealForCustomerIssuesAKeyOnlyWhenThereIsSomethingToSeal) {
   testing::TempDir dir;
   ServiceDb desk(dir.Sub("desk"), Master(), "crm/service-desk");

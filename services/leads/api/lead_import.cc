@@ -256,6 +256,10 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
     crm::v1::CaptureLeadRequest request =
         RowAsCaptureRequest(std::move(rows[lookup[j]]), default_channel_);
     request.set_request_id(absl::StrCat(import_id_, "/", result.row_number()));
+    if (auto st = pii::RefuseSealedInput(request); !st.ok()) {
+      Reject(result, st.message());
+      continue;
+    }
     if (auto st = NormalizeCaptureRequestInPlace(request); !st.ok()) {
       Reject(result, st.message());
       continue;

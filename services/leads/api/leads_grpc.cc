@@ -8,6 +8,7 @@
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
+#include "libs/common/serve_unary.h"
 #include "libs/common/status_macros.h"
 #include "services/leads/domain/lead.h"
 
@@ -96,15 +97,7 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
 template <typename Request, typename Response, typename Body>
 grpc::ServerUnaryReactor* LeadsGrpc::Unary(grpc::CallbackServerContext* ctx, const Request* request,
                                            Response* response, Body body) {
-  return RunUnary(ctx, executor_,
-                  [request, response, body, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    // Nothing runs for a caller the auth interceptor refused.
-                    if (!caller.ok()) return caller.status();
-                    auto result = body(*request, *caller);
-                    if (!result.ok()) return result.status();
-                    *response = *std::move(result);
-                    return absl::OkStatus();
-                  });
+  return ServeUnary(ctx, executor_, request, response, std::move(body));
 }
 
 absl::Status LeadsGrpc::CheckLead(const auth::Principal& caller, const std::string& lead_id,

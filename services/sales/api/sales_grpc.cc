@@ -8,28 +8,13 @@
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
+#include "libs/common/serve_unary.h"
 #include "libs/common/status_macros.h"
 
 namespace crm::sales {
 namespace {
 
 using auth::Principal;
-
-// Runs `fn(request, caller)` on the executor and finishes the call with its
-// result; a call the auth interceptor refused finishes with the refusal.
-template <typename Request, typename Response, typename Fn>
-grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx, BlockingExecutor& executor,
-                                const Request* request, Response* response, Fn fn) {
-  return RunUnary(
-      ctx, executor,
-      [request, response, fn = std::move(fn), caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-        if (!caller.ok()) return caller.status();
-        auto result = fn(*request, *caller);
-        if (!result.ok()) return result.status();
-        *response = *std::move(result);
-        return absl::OkStatus();
-      });
-}
 
 // Only a rep's own records: a rep may not create them for someone else.
 absl::Status CheckOwnerField(const Principal& caller, const std::string& owner_id) {
@@ -181,73 +166,76 @@ grpc::ServerUnaryReactor* SalesGrpc::OpenCustomer(grpc::CallbackServerContext* c
                                                   const crm::v1::OpenCustomerRequest* request,
                                                   crm::v1::Customer* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::OpenCustomerRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Customer> {
-                 CRM_ASSIGN_OR_RETURN(auto scoped, ScopeOpenCustomer(caller, r));
-                 return commands_.OpenCustomer(scoped, event_ctx);
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::OpenCustomerRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Customer> {
+        CRM_ASSIGN_OR_RETURN(auto scoped, ScopeOpenCustomer(caller, r));
+        return commands_.OpenCustomer(scoped, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetCustomer(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::GetCustomerRequest* request,
                                                  crm::v1::Customer* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetCustomerRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::Customer> {
-                 CRM_RETURN_IF_ERROR(CheckCustomer(caller, r.customer_id()));
-                 return commands_.GetCustomer(r);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this](const crm::v1::GetCustomerRequest& r,
+                           const Principal& caller) -> absl::StatusOr<crm::v1::Customer> {
+                      CRM_RETURN_IF_ERROR(CheckCustomer(caller, r.customer_id()));
+                      return commands_.GetCustomer(r);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ListCustomers(grpc::CallbackServerContext* ctx,
                                                    const crm::v1::ListCustomersRequest* request,
                                                    crm::v1::ListCustomersResponse* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::ListCustomersRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::ListCustomersResponse> {
-                 crm::v1::ListCustomersRequest scoped = r;
-                 if (!caller.SeesEverything() && !caller.HasRole(auth::kRoleSalesManager)) {
-                   if (!r.owner_id().empty() && r.owner_id() != caller.subject) {
-                     return crm::v1::ListCustomersResponse();
-                   }
-                   scoped.set_owner_id(caller.subject);
-                 }
-                 // Filter, never fail: the caller sees the accounts it may access.
-                 return commands_.ListCustomers(scoped, [&](const crm::v1::Customer& c) {
-                   return auth::MayAccess(caller, c.owner_id(), c.territory());
-                 });
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this](const crm::v1::ListCustomersRequest& r,
+             const Principal& caller) -> absl::StatusOr<crm::v1::ListCustomersResponse> {
+        crm::v1::ListCustomersRequest scoped = r;
+        if (!caller.SeesEverything() && !caller.HasRole(auth::kRoleSalesManager)) {
+          if (!r.owner_id().empty() && r.owner_id() != caller.subject) {
+            return crm::v1::ListCustomersResponse();
+          }
+          scoped.set_owner_id(caller.subject);
+        }
+        // Filter, never fail: the caller sees the accounts it may access.
+        return commands_.ListCustomers(scoped, [&](const crm::v1::Customer& c) {
+          return auth::MayAccess(caller, c.owner_id(), c.territory());
+        });
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::OpenOpportunity(grpc::CallbackServerContext* ctx,
                                                      const crm::v1::OpenOpportunityRequest* request,
                                                      crm::v1::Opportunity* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::OpenOpportunityRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-                 CRM_RETURN_IF_ERROR(CheckCustomer(caller, r.customer_id()));
-                 CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
-                 return commands_.OpenOpportunity(r, event_ctx);
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::OpenOpportunityRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
+        CRM_RETURN_IF_ERROR(CheckCustomer(caller, r.customer_id()));
+        CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
+        return commands_.OpenOpportunity(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetOpportunity(grpc::CallbackServerContext* ctx,
                                                     const crm::v1::GetOpportunityRequest* request,
                                                     crm::v1::Opportunity* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetOpportunityRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-                 CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
-                 return commands_.GetOpportunity(r);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this](const crm::v1::GetOpportunityRequest& r,
+                           const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
+                      CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
+                      return commands_.GetOpportunity(r);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ListOpportunities(
     grpc::CallbackServerContext* ctx, const crm::v1::ListOpportunitiesRequest* request,
     crm::v1::ListOpportunitiesResponse* response) {
-  return Serve(
+  return ServeUnary(
       ctx, executor_, request, response,
       [this](const crm::v1::ListOpportunitiesRequest& r,
              const Principal& caller) -> absl::StatusOr<crm::v1::ListOpportunitiesResponse> {
@@ -268,256 +256,265 @@ grpc::ServerUnaryReactor* SalesGrpc::ChangeOpportunityStage(
     grpc::CallbackServerContext* ctx, const crm::v1::ChangeOpportunityStageRequest* request,
     crm::v1::Opportunity* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::ChangeOpportunityStageRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-                 CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
-                 return commands_.ChangeOpportunityStage(r, event_ctx);
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::ChangeOpportunityStageRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
+        CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
+        return commands_.ChangeOpportunityStage(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ReviseOpportunity(
     grpc::CallbackServerContext* ctx, const crm::v1::ReviseOpportunityRequest* request,
     crm::v1::Opportunity* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::ReviseOpportunityRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-                 CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
-                 return commands_.ReviseOpportunity(r, event_ctx);
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::ReviseOpportunityRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
+        CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
+        return commands_.ReviseOpportunity(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ListPipelines(grpc::CallbackServerContext* ctx,
                                                    const crm::v1::ListPipelinesRequest* request,
                                                    crm::v1::ListPipelinesResponse* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::ListPipelinesRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::ListPipelinesResponse> {
-                 return commands_.ListPipelines();
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this](const crm::v1::ListPipelinesRequest& r, const Principal& caller)
+          -> absl::StatusOr<crm::v1::ListPipelinesResponse> { return commands_.ListPipelines(); });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::LogActivity(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::LogActivityRequest* request,
                                                  crm::v1::Activity* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::LogActivityRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Activity> {
-                 CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
-                 return commands_.LogActivity(r, event_ctx);
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::LogActivityRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Activity> {
+        CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
+        return commands_.LogActivity(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ListActivities(grpc::CallbackServerContext* ctx,
                                                     const crm::v1::ListActivitiesRequest* request,
                                                     crm::v1::ListActivitiesResponse* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::ListActivitiesRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::ListActivitiesResponse> {
-                 if (caller.SeesEverything()) return commands_.ListActivities(r);
-                 // An activity belongs to its deal when it has one: an
-                 // account's list holds its deals' activities too.
-                 TargetVisibility visible(*this, caller);
-                 auto page = commands_.ListActivities(r, [&](const crm::v1::Activity& a) {
-                   return visible(a.customer_id(), a.opportunity_id());
-                 });
-                 CRM_RETURN_IF_ERROR(visible.status());
-                 return page;
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this](const crm::v1::ListActivitiesRequest& r,
+             const Principal& caller) -> absl::StatusOr<crm::v1::ListActivitiesResponse> {
+        if (caller.SeesEverything()) return commands_.ListActivities(r);
+        // An activity belongs to its deal when it has one: an
+        // account's list holds its deals' activities too.
+        TargetVisibility visible(*this, caller);
+        auto page = commands_.ListActivities(r, [&](const crm::v1::Activity& a) {
+          return visible(a.customer_id(), a.opportunity_id());
+        });
+        CRM_RETURN_IF_ERROR(visible.status());
+        return page;
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::CreateTask(grpc::CallbackServerContext* ctx,
                                                 const crm::v1::CreateTaskRequest* request,
                                                 crm::v1::Task* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::CreateTaskRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
-                 CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
-                 CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
-                 return commands_.CreateTask(r, event_ctx);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this, event_ctx](const crm::v1::CreateTaskRequest& r,
+                                      const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
+                      CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
+                      CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
+                      return commands_.CreateTask(r, event_ctx);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::CompleteTask(grpc::CallbackServerContext* ctx,
                                                   const crm::v1::CompleteTaskRequest* request,
                                                   crm::v1::Task* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::CompleteTaskRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
-                 CRM_RETURN_IF_ERROR(CheckTask(caller, r.task_id()));
-                 return commands_.CompleteTask(r, event_ctx);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this, event_ctx](const crm::v1::CompleteTaskRequest& r,
+                                      const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
+                      CRM_RETURN_IF_ERROR(CheckTask(caller, r.task_id()));
+                      return commands_.CompleteTask(r, event_ctx);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ListTasks(grpc::CallbackServerContext* ctx,
                                                const crm::v1::ListTasksRequest* request,
                                                crm::v1::ListTasksResponse* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::ListTasksRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::ListTasksResponse> {
-                 if (caller.SeesEverything()) return commands_.ListTasks(r);
-                 // A task is visible to its assignee and with the account or
-                 // deal it belongs to.
-                 TargetVisibility visible(*this, caller);
-                 auto page = commands_.ListTasks(r, [&](const crm::v1::Task& t) {
-                   return IsAssignee(caller, t) || visible(t.customer_id(), t.opportunity_id());
-                 });
-                 CRM_RETURN_IF_ERROR(visible.status());
-                 return page;
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this](const crm::v1::ListTasksRequest& r,
+                           const Principal& caller) -> absl::StatusOr<crm::v1::ListTasksResponse> {
+                      if (caller.SeesEverything()) return commands_.ListTasks(r);
+                      // A task is visible to its assignee and with the account or
+                      // deal it belongs to.
+                      TargetVisibility visible(*this, caller);
+                      auto page = commands_.ListTasks(r, [&](const crm::v1::Task& t) {
+                        return IsAssignee(caller, t) ||
+                               visible(t.customer_id(), t.opportunity_id());
+                      });
+                      CRM_RETURN_IF_ERROR(visible.status());
+                      return page;
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::DraftQuote(grpc::CallbackServerContext* ctx,
                                                 const crm::v1::DraftQuoteRequest* request,
                                                 crm::v1::Quote* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::DraftQuoteRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                 CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
-                 return commands_.DraftQuote(r, event_ctx);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this, event_ctx](const crm::v1::DraftQuoteRequest& r,
+                                      const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+                      CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
+                      return commands_.DraftQuote(r, event_ctx);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetQuote(grpc::CallbackServerContext* ctx,
                                               const crm::v1::GetQuoteRequest* request,
                                               crm::v1::Quote* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetQuoteRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                 CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
-                 return commands_.GetQuote(r);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this](const crm::v1::GetQuoteRequest& r,
+                           const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+                      CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
+                      return commands_.GetQuote(r);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::AcceptQuote(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::AcceptQuoteRequest* request,
                                                  crm::v1::Quote* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::AcceptQuoteRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                 CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
-                 return commands_.AcceptQuote(r, event_ctx);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this, event_ctx](const crm::v1::AcceptQuoteRequest& r,
+                                      const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+                      CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
+                      return commands_.AcceptQuote(r, event_ctx);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::DeclineQuote(grpc::CallbackServerContext* ctx,
                                                   const crm::v1::DeclineQuoteRequest* request,
                                                   crm::v1::Quote* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::DeclineQuoteRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                 CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
-                 return commands_.DeclineQuote(r, event_ctx);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this, event_ctx](const crm::v1::DeclineQuoteRequest& r,
+                                      const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+                      CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
+                      return commands_.DeclineQuote(r, event_ctx);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::PlaceOrder(grpc::CallbackServerContext* ctx,
                                                 const crm::v1::PlaceOrderRequest* request,
                                                 crm::v1::Order* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::PlaceOrderRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Order> {
-                 CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
-                 return commands_.PlaceOrder(r, event_ctx);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this, event_ctx](const crm::v1::PlaceOrderRequest& r,
+                                      const Principal& caller) -> absl::StatusOr<crm::v1::Order> {
+                      CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
+                      return commands_.PlaceOrder(r, event_ctx);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetOrder(grpc::CallbackServerContext* ctx,
                                               const crm::v1::GetOrderRequest* request,
                                               crm::v1::Order* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetOrderRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::Order> {
-                 CRM_RETURN_IF_ERROR(CheckOrder(caller, r.order_id()));
-                 return commands_.GetOrder(r);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this](const crm::v1::GetOrderRequest& r,
+                           const Principal& caller) -> absl::StatusOr<crm::v1::Order> {
+                      CRM_RETURN_IF_ERROR(CheckOrder(caller, r.order_id()));
+                      return commands_.GetOrder(r);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::DraftContract(grpc::CallbackServerContext* ctx,
                                                    const crm::v1::DraftContractRequest* request,
                                                    crm::v1::Contract* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::DraftContractRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-                 CRM_RETURN_IF_ERROR(CheckOrder(caller, r.order_id()));
-                 return commands_.DraftContract(r, event_ctx);
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::DraftContractRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+        CRM_RETURN_IF_ERROR(CheckOrder(caller, r.order_id()));
+        return commands_.DraftContract(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetContract(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::GetContractRequest* request,
                                                  crm::v1::Contract* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetContractRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-                 CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
-                 return commands_.GetContract(r);
-               });
+  return ServeUnary(ctx, executor_, request, response,
+                    [this](const crm::v1::GetContractRequest& r,
+                           const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+                      CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+                      return commands_.GetContract(r);
+                    });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::SubmitContract(grpc::CallbackServerContext* ctx,
                                                     const crm::v1::SubmitContractRequest* request,
                                                     crm::v1::Contract* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::SubmitContractRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-                 CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
-                 return commands_.SubmitContract(r, event_ctx);
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::SubmitContractRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+        CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+        return commands_.SubmitContract(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ApproveContract(grpc::CallbackServerContext* ctx,
                                                      const crm::v1::ApproveContractRequest* request,
                                                      crm::v1::Contract* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::ApproveContractRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-                 CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
-                 // The approver's roles come from the verified token.
-                 return commands_.ApproveContract(r, event_ctx, caller.roles);
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::ApproveContractRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+        CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+        // The approver's roles come from the verified token.
+        return commands_.ApproveContract(r, event_ctx, caller.roles);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::RejectContract(grpc::CallbackServerContext* ctx,
                                                     const crm::v1::RejectContractRequest* request,
                                                     crm::v1::Contract* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return Serve(ctx, executor_, request, response,
-               [this, event_ctx](const crm::v1::RejectContractRequest& r,
-                                 const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-                 CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
-                 return commands_.RejectContract(r, event_ctx, caller.roles);
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::RejectContractRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
+        CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+        return commands_.RejectContract(r, event_ctx, caller.roles);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetForecast(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::GetForecastRequest* request,
                                                  crm::v1::GetForecastResponse* response) {
-  return Serve(ctx, executor_, request, response,
-               [this](const crm::v1::GetForecastRequest& r,
-                      const Principal& caller) -> absl::StatusOr<crm::v1::GetForecastResponse> {
-                 CRM_ASSIGN_OR_RETURN(auto forecast, commands_.GetForecast(r));
-                 // Rows are per owner and territory: keep the caller's.
-                 auto* rows = forecast.mutable_rows();
-                 rows->erase(std::remove_if(rows->begin(), rows->end(),
-                                            [&](const crm::v1::ForecastRow& row) {
-                                              return !auth::MayAccess(caller, row.owner_id(),
-                                                                      row.territory());
-                                            }),
-                             rows->end());
-                 return forecast;
-               });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this](const crm::v1::GetForecastRequest& r,
+             const Principal& caller) -> absl::StatusOr<crm::v1::GetForecastResponse> {
+        CRM_ASSIGN_OR_RETURN(auto forecast, commands_.GetForecast(r));
+        // Rows are per owner and territory: keep the caller's.
+        auto* rows = forecast.mutable_rows();
+        rows->erase(std::remove_if(rows->begin(), rows->end(),
+                                   [&](const crm::v1::ForecastRow& row) {
+                                     return !auth::MayAccess(caller, row.owner_id(),
+                                                             row.territory());
+                                   }),
+                    rows->end());
+        return forecast;
+      });
 }
 
 }  // namespace crm::sales

@@ -2,6 +2,7 @@
 
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/request_context.h"
+#include "libs/common/serve_unary.h"
 
 namespace crm::service_desk {
 
@@ -10,32 +11,23 @@ grpc::ServerUnaryReactor* ServiceDeskGrpc::Command(grpc::CallbackServerContext* 
                                                    const Request* request, Response* response,
                                                    UseCase use_case) {
   EventContext event_ctx = EventContextFrom(*ctx, kEventSource);
-  return RunUnary(ctx, executor_,
-                  [request, response, event_ctx, use_case = std::move(use_case),
-                   caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    // Support agents work on every ticket: the method table
-                    // (libs/common/auth/policy.cc) is the whole check here.
-                    if (!caller.ok()) return caller.status();
-                    auto result = use_case(*request, event_ctx);
-                    if (!result.ok()) return result.status();
-                    *response = *std::move(result);
-                    return absl::OkStatus();
-                  });
+  // Support agents work on every ticket: the method table
+  // (libs/common/auth/policy.cc) is the whole check here.
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [event_ctx, use_case = std::move(use_case)](const Request& r, const auth::Principal&) {
+        return use_case(r, event_ctx);
+      });
 }
 
 template <typename Request, typename Response, typename UseCase>
 grpc::ServerUnaryReactor* ServiceDeskGrpc::Query(grpc::CallbackServerContext* ctx,
                                                  const Request* request, Response* response,
                                                  UseCase use_case) {
-  return RunUnary(ctx, executor_,
-                  [request, response, use_case = std::move(use_case),
-                   caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    if (!caller.ok()) return caller.status();
-                    auto result = use_case(*request);
-                    if (!result.ok()) return result.status();
-                    *response = *std::move(result);
-                    return absl::OkStatus();
-                  });
+  return ServeUnary(ctx, executor_, request, response,
+                    [use_case = std::move(use_case)](const Request& r, const auth::Principal&) {
+                      return use_case(r);
+                    });
 }
 
 grpc::ServerUnaryReactor* ServiceDeskGrpc::OpenTicket(grpc::CallbackServerContext* ctx,
