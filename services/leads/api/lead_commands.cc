@@ -249,7 +249,12 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
                    [&](const auto& a, const auto& b) { return key(a) < key(b); });
   crm::v1::GetLeadHistoryResponse response;
   const size_t end = std::min(all.size(), offset + static_cast<size_t>(page_size));
-  for (size_t i = offset; i < end; ++i) *response.add_events() = std::move(all[i]);
+  for (size_t i = offset; i < end; ++i) {
+    // Opened as every other answer is: the response interceptor does not
+    // look inside an event's Any payload.
+    pii::OpenEvent(all[i], store_.vault());
+    *response.add_events() = std::move(all[i]);
+  }
   if (end < all.size()) response.set_next_page_token(OffsetToken(end));
   return response;
 }

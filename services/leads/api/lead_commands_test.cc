@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "crm/v1/pii.pb.h"
@@ -725,6 +726,11 @@ TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
   for (const auto& e : h->events()) streams.insert(e.stream());
   EXPECT_THAT(streams, ::testing::UnorderedElementsAre(LeadStream(survivor.lead_id()),
                                                        LeadStream(merged.lead_id())));
+  // Personal data reads in plaintext, as in GetLead (stored sealed).
+  crm::v1::LeadCaptured first;
+  ASSERT_TRUE(h->events(0).payload().UnpackTo(&first));
+  EXPECT_FALSE(pii::IsSealed(first.contact().email())) << first.contact().email();
+  EXPECT_TRUE(absl::StrContains(first.contact().email(), "@")) << first.contact().email();
   history.mutable_page()->set_page_size(1);
   EXPECT_FALSE(commands_->GetLeadHistory(history)->next_page_token().empty());
 
