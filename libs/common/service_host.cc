@@ -18,6 +18,7 @@
 #include "grpcpp/support/server_interceptor.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/jwt.h"
+#include "libs/common/auth/policy.h"
 #include "libs/common/log.h"
 #include "libs/common/metrics.h"
 #include "libs/common/pii/pii_interceptor.h"
@@ -120,11 +121,15 @@ class AccessLogFactory final : public grpc::experimental::ServerInterceptorFacto
  public:
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
+    // Calls to methods no server has share one label: the path is the
+    // client's to choose, and a series (and log name) per path would grow
+    // without bound.
+    const std::string method = auth::IsKnownMethod(info->method()) ? info->method() : "unknown";
     MethodMetrics* metrics;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto& slot = by_method_[info->method()];
-      if (slot == nullptr) slot = std::make_unique<MethodMetrics>(info->method());
+      auto& slot = by_method_[method];
+      if (slot == nullptr) slot = std::make_unique<MethodMetrics>(method);
       metrics = slot.get();
     }
     // gRPC takes ownership of the returned interceptor.

@@ -345,6 +345,18 @@ TEST_F(AuthTest, EveryRpcWithoutTokenIsUnauthenticated) {
   }
 }
 
+// The path is the client's to choose: a log name and metric series per
+// path would let anyone without a token grow the service's memory.
+TEST_F(AuthTest, CallsToUnknownMethodsShareOneName) {
+  const std::string probe = "/crm.v1.LeadsService/NoSuchMethod-" + std::string(64, 'x');
+  EXPECT_NE(CallRaw(stack_->ChannelWithoutToken("leads"), probe, "").status.error_code(),
+            grpc::StatusCode::OK);
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(stack_->leads().Log(), R"("method":"unknown")");
+  })) << stack_->leads().Log();
+  EXPECT_FALSE(absl::StrContains(stack_->leads().Log(), "NoSuchMethod"));
+}
+
 TEST_F(AuthTest, HealthStaysOpenWithoutToken) {
   auto health = grpc::health::v1::Health::NewStub(stack_->ChannelWithoutToken("leads"));
   grpc::health::v1::HealthCheckRequest req;

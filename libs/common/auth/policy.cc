@@ -165,6 +165,13 @@ bool IsOpenMethod(absl::string_view full_method) {
          absl::StartsWith(full_method, "/grpc.reflection.v1.ServerReflection/");
 }
 
+bool IsKnownMethod(absl::string_view full_method) {
+  return Roles().contains(full_method) || full_method == "/grpc.health.v1.Health/Check" ||
+         full_method == "/grpc.health.v1.Health/Watch" ||
+         full_method == "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo" ||
+         full_method == "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+}
+
 std::vector<std::string> AllowedRoles(absl::string_view full_method) {
   auto it = Roles().find(full_method);
   return it == Roles().end() ? std::vector<std::string>() : it->second;

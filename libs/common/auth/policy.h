@@ -21,6 +21,10 @@ bool IsOpenMethod(absl::string_view full_method);
 // default, so a new RPC is closed until someone decides who may call it).
 absl::Status Authorize(absl::string_view full_method, const Principal& principal);
 
+// A method some server of the system serves: listed in the table, or one
+// of the open methods. Anything else is a client's typo or probe.
+bool IsKnownMethod(absl::string_view full_method);
+
 // The roles the table lets call `full_method`; empty when it is not listed.
 std::vector<std::string> AllowedRoles(absl::string_view full_method);
 

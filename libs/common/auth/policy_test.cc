@@ -36,5 +36,13 @@ TEST(PolicyTest, OnlyHealthAndReflectionAreOpen) {
   EXPECT_FALSE(IsOpenMethod("/grpc.health.v1.HealthX/Check"));
 }
 
+TEST(PolicyTest, KnownMethodsAreTheTablesAndTheOpenOnes) {
+  EXPECT_TRUE(IsKnownMethod("/crm.v1.LeadsService/CaptureLead"));
+  EXPECT_TRUE(IsKnownMethod("/grpc.health.v1.Health/Check"));
+  EXPECT_FALSE(IsKnownMethod("/grpc.health.v1.Health/Anything"));
+  EXPECT_FALSE(IsKnownMethod("/crm.v1.LeadsService/NoSuchMethod"));
+  EXPECT_FALSE(IsKnownMethod(""));
+}
+
 }  // namespace
 }  // namespace crm::auth
