@@ -9,8 +9,11 @@
 #include <optional>
 #include <sstream>
 #include <tuple>
+#include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -202,22 +205,25 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
   for (int i = 1; i < argc; ++i) {
     if (absl::string_view(argv[i]) == "--allow-insecure") c.allow_insecure = true;
   }
-  if (!IsLoopbackAddress(c.listen) && !c.allow_insecure) {
-    if (c.tls_cert_pem.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "refusing plaintext gRPC on non-loopback address ", c.listen,
-          ": set --tls-cert and --tls-key (and --tls-client-ca for mTLS), or --allow-insecure"));
-    }
-    if (c.jwt_hs256_key == auth::kDevHs256Key) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("refusing the public development token key on non-loopback address ",
-                       c.listen, ": set a key of your own, or --allow-insecure"));
-    }
-    if (c.pii_master_key_hex == auth::kDevPiiMasterKeyHex) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "refusing the public development PII master key on non-loopback address ", c.listen,
-          ": set --master-key-file (CRM_MASTER_KEY_FILE), or --allow-insecure"));
-    }
+  if (IsLoopbackAddress(c.listen)) return absl::OkStatus();
+  // --allow-insecure is for plaintext behind a mesh that encrypts; the
+  // development keys are public whatever the transport, so no flag lets
+  // them reach the network (an empty key setting falls back to them).
+  if (c.tls_cert_pem.empty() && !c.allow_insecure) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "refusing plaintext gRPC on non-loopback address ", c.listen,
+        ": set --tls-cert and --tls-key (and --tls-client-ca for mTLS), or --allow-insecure "
+        "behind a mesh that encrypts"));
+  }
+  if (c.jwt_hs256_key == auth::kDevHs256Key) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("refusing the public development token key on non-loopback address ", c.listen,
+                     ": set a key of your own"));
+  }
+  if (c.pii_master_key_hex == auth::kDevPiiMasterKeyHex) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("refusing the public development PII master key on non-loopback address ",
+                     c.listen, ": set --master-key-file (CRM_MASTER_KEY_FILE)"));
   }
   return absl::OkStatus();
 }
@@ -262,7 +268,19 @@ bool IsLoopbackAddress(const std::string& listen) {
   if (const size_t colon = host.rfind(':'); colon != absl::string_view::npos) {
     host = host.substr(0, colon);
   }
-  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+  if (host == "localhost" || host == "[::1]") return true;
+  // 127.0.0.0/8 as a literal address only: "127.example.com" is a name
+  // that may resolve anywhere.
+  std::vector<absl::string_view> octets = absl::StrSplit(host, '.');
+  if (octets.size() != 4 || octets[0] != "127") return false;
+  for (absl::string_view octet : octets) {
+    int value = 0;
+    if (octet.empty() || octet.size() > 3 || !absl::c_all_of(octet, absl::ascii_isdigit) ||
+        !absl::SimpleAtoi(octet, &value) || value > 255) {
+      return false;
+    }
+  }
+  return true;
 }
 
 absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,

@@ -51,8 +51,9 @@ struct ServiceConfig {
   // wrapped under one of them are re-wrapped under the current one.
   std::vector<pii::Key> pii_previous_master_keys;
   pii::MasterKeys PiiMasterKeys() const { return {PiiMasterKey(), pii_previous_master_keys}; }
-  // --allow-insecure / CRM_ALLOW_INSECURE=1: plaintext or the dev token key
-  // on a non-loopback address. Without it such a config is refused.
+  // --allow-insecure / CRM_ALLOW_INSECURE=1: plaintext gRPC on a
+  // non-loopback address (behind a mesh that encrypts). The development
+  // keys are refused there with or without it.
   bool allow_insecure = false;
 };
 

@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "libs/common/auth/dev_key.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm {
@@ -169,6 +170,38 @@ TEST(ConfigTest, KafkaCompressionDefaultsToNoneAndRefusesUnknownCodecs) {
   ASSERT_FALSE(bad.ok());
   EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
   EXPECT_TRUE(absl::StrContains(bad.status().message(), "kafka-compression")) << bad.status();
+}
+
+TEST(ConfigTest, LoopbackIsALiteralLoopbackAddress) {
+  EXPECT_TRUE(IsLoopbackAddress("127.0.0.1:50051"));
+  EXPECT_TRUE(IsLoopbackAddress("127.1.2.3:1"));
+  EXPECT_TRUE(IsLoopbackAddress("localhost:1"));
+  EXPECT_TRUE(IsLoopbackAddress("[::1]:1"));
+  EXPECT_TRUE(IsLoopbackAddress("unix:/run/crm.sock"));
+  EXPECT_FALSE(IsLoopbackAddress("127.example.com:50051")) << "a name, resolving anywhere";
+  EXPECT_FALSE(IsLoopbackAddress("127.0.0.1.example.com:1"));
+  EXPECT_FALSE(IsLoopbackAddress("127.0.0.256:1"));
+  EXPECT_FALSE(IsLoopbackAddress("0.0.0.0:1"));
+  EXPECT_FALSE(IsLoopbackAddress("10.0.0.7:1"));
+}
+
+// --allow-insecure permits plaintext behind a mesh; the public development
+// keys stay refused off loopback whatever the flag says.
+TEST(ConfigTest, AllowInsecurePermitsPlaintextButNeverTheDevelopmentKeys) {
+  const std::string master = "--master-key=" + kA;
+  auto plaintext = Load({"--listen=0.0.0.0:7001", master});
+  EXPECT_TRUE(absl::IsFailedPrecondition(plaintext.status())) << plaintext.status();
+  auto meshed = Load({"--listen=0.0.0.0:7001", master, "--allow-insecure"});
+  EXPECT_TRUE(meshed.ok()) << meshed.status();
+  auto dev_master = Load({"--listen=0.0.0.0:7001", "--allow-insecure"});
+  EXPECT_TRUE(absl::IsFailedPrecondition(dev_master.status())) << dev_master.status();
+  EXPECT_TRUE(absl::StrContains(dev_master.status().message(), "PII master key"));
+  auto empty_master = Load({"--listen=0.0.0.0:7001", "--allow-insecure", "--master-key="});
+  EXPECT_TRUE(absl::IsFailedPrecondition(empty_master.status())) << empty_master.status();
+  auto dev_token = Load({"--listen=0.0.0.0:7001", master, "--allow-insecure",
+                         std::string("--jwt-hs256-key=") + auth::kDevHs256Key});
+  EXPECT_TRUE(absl::IsFailedPrecondition(dev_token.status())) << dev_token.status();
+  EXPECT_TRUE(Load({"--listen=127.0.0.1:7001"}).ok()) << "loopback: development keys are fine";
 }
 
 }  // namespace

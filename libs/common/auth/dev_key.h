@@ -3,7 +3,7 @@
 // The development signing key. `./crm up`, the integration tests and
 // `crmctl token` use it so a local stack works out of the box. It is public
 // (it is in the repository), so a service refuses it on a non-loopback
-// address unless --allow-insecure is given. Never use it in production: set
+// address, --allow-insecure or not. Never use it in production: set
 // CRM_JWT_HS256_KEY_FILE or CRM_JWT_RS256_PUBLIC_KEY_FILE instead.
 namespace crm::auth {
 
