@@ -4,7 +4,7 @@
 
 namespace crm {
 
-BlockingExecutor::BlockingExecutor(int threads) {
+BlockingExecutor::BlockingExecutor(int threads, size_t max_queued) : max_queued_(max_queued) {
   threads_.reserve(threads);
   for (int i = 0; i < threads; ++i) {
     threads_.emplace_back([this] {
@@ -39,6 +39,16 @@ void BlockingExecutor::Run(std::function<void()> task) {
     tasks_.push_back(std::move(task));
   }
   cv_.notify_one();
+}
+
+bool BlockingExecutor::TryRun(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (tasks_.size() >= max_queued_) return false;
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+  return true;
 }
 
 }  // namespace crm

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -19,14 +20,20 @@ namespace crm {
 // appends meet in RocksDB's write group and share one fsync.
 class BlockingExecutor {
  public:
-  explicit BlockingExecutor(int threads);
+  // TryRun refuses a task once `max_queued` tasks wait for a thread.
+  explicit BlockingExecutor(int threads, size_t max_queued = SIZE_MAX);
   ~BlockingExecutor();
   BlockingExecutor(const BlockingExecutor&) = delete;
   BlockingExecutor& operator=(const BlockingExecutor&) = delete;
 
+  // Queues the task whatever the queue holds: for work already admitted.
   void Run(std::function<void()> task);
+  // False, with the task dropped, when `max_queued` tasks already wait: for
+  // new calls, which can be told to come back later.
+  [[nodiscard]] bool TryRun(std::function<void()> task);
 
  private:
+  const size_t max_queued_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
@@ -35,13 +42,24 @@ class BlockingExecutor {
 };
 
 // Finishes a unary callback RPC with the status `body` returns, computed on
-// the executor.
+// the executor. Overload answers RESOURCE_EXHAUSTED at once rather than
+// queue without bound; a call its client gave up on (deadline, cancel)
+// while it waited does not run: nobody would read its answer.
 template <typename Body>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, BlockingExecutor& executor,
                                    Body body) {
   auto* reactor = ctx->DefaultReactor();
-  executor.Run(
-      [reactor, body = std::move(body)]() mutable { reactor->Finish(ToGrpcStatus(body())); });
+  const bool queued = executor.TryRun([ctx, reactor, body = std::move(body)]() mutable {
+    if (ctx->IsCancelled()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before it ran"));
+      return;
+    }
+    reactor->Finish(ToGrpcStatus(body()));
+  });
+  if (!queued) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "server busy: too many calls waiting; retry later"));
+  }
   return reactor;
 }
 

@@ -324,6 +324,12 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
       c.worker_threads > 1024) {
     return absl::InvalidArgumentError("worker-threads must be 1..1024");
   }
+  const std::string queued =
+      Setting(argc, argv, "max-queued-calls", "CRM_MAX_QUEUED_CALLS", "4096");
+  if (!absl::SimpleAtoi(queued, &c.max_queued_calls) || c.max_queued_calls < 1 ||
+      c.max_queued_calls > 1'000'000) {
+    return absl::InvalidArgumentError("max-queued-calls must be 1..1000000");
+  }
   if (auto st = LoadSecurity(argc, argv, c); !st.ok()) return st;
   return c;
 }

@@ -14,10 +14,13 @@ struct ServiceConfig {
   std::string service_name;
   // The command line, to find flags nothing read (FindUnreadSettings).
   std::vector<std::string> args;
-  std::string listen;          // --listen / CRM_LISTEN
-  std::string data_dir;        // --data-dir / CRM_DATA_DIR
-  std::string brokers;         // --brokers / CRM_KAFKA_BROKERS
-  int worker_threads = 16;     // --worker-threads / CRM_WORKER_THREADS
+  std::string listen;       // --listen / CRM_LISTEN
+  std::string data_dir;     // --data-dir / CRM_DATA_DIR
+  std::string brokers;      // --brokers / CRM_KAFKA_BROKERS
+  int worker_threads = 16;  // --worker-threads / CRM_WORKER_THREADS
+  // --max-queued-calls / CRM_MAX_QUEUED_CALLS: calls waiting for a worker
+  // beyond which new ones get RESOURCE_EXHAUSTED.
+  int max_queued_calls = 4096;
   std::string metrics_listen;  // --metrics-listen / CRM_METRICS_LISTEN, empty = off
   // --kafka-compression / CRM_KAFKA_COMPRESSION: codec of the events the
   // outbox relay produces (none, gzip, snappy, lz4, zstd); default none.

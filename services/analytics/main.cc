@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  crm::BlockingExecutor executor(config->worker_threads);
+  crm::BlockingExecutor executor(config->worker_threads, config->max_queued_calls);
   crm::analytics::ViewStore views(**db, *settings);
   crm::analytics::AnalyticsGrpc grpc_service(views, executor);
   // Views being rebuilt from the topics are partial: queries and churn

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  crm::BlockingExecutor executor(config->worker_threads);
+  crm::BlockingExecutor executor(config->worker_threads, config->max_queued_calls);
   crm::leads::LeadCommands commands(**store);
   // Rules and the owners' load before the first lead is assigned.
   if (auto st = commands.Recover(); !st.ok()) {

@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
       commands, [] { return absl::Now(); }, absl::Milliseconds(reminder_ms));
   reminders.Start();
 
-  crm::BlockingExecutor executor(config->worker_threads);
+  crm::BlockingExecutor executor(config->worker_threads, config->max_queued_calls);
   crm::sales::SalesGrpc grpc_service(commands, executor);
 
   crm::ServiceHost host(*config);

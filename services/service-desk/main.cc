@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  crm::BlockingExecutor executor(config->worker_threads);
+  crm::BlockingExecutor executor(config->worker_threads, config->max_queued_calls);
   crm::service_desk::Clock clock = [] { return absl::Now(); };
   crm::service_desk::TicketCommands tickets(**store, *settings, clock);
   tickets.SealPiiWith(**vault);

@@ -41,10 +41,17 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
       executor_.Run([this] { Complete(); });
       return;
     }
-    executor_.Run([this] {
+    auto consume = [this] {
       if (auto st = Consume(); !st.ok()) return End(st);
       StartRead(&request_);
-    });
+    };
+    if (admitted_) return executor_.Run(std::move(consume));
+    // The first message admits the call, as RunUnary does a unary one.
+    admitted_ = true;
+    if (!executor_.TryRun(std::move(consume))) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "server busy: too many calls waiting; retry later"));
+    }
   }
 
   void OnCancel() override { cancelled_.store(true); }
@@ -90,6 +97,7 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
   crm::v1::ImportLeadsRequest request_;
   std::unique_ptr<ImportSession> session_;
   std::atomic<bool> cancelled_{false};
+  bool admitted_ = false;  // OnReadDone's only: reads come one at a time
 };
 
 }  // namespace
