@@ -117,6 +117,12 @@ absl::StatusOr<std::optional<absl::Time>> TimeClaim(const google::protobuf::Stru
       !std::isfinite(v->number_value())) {
     return Unauthenticated(absl::StrCat(name, " is not a number"));
   }
+  // Converting a double beyond int64 is undefined: such a date is refused
+  // (year ~292 billion; a real token's is within a few years of now).
+  constexpr double kLimit = 9.2e18;
+  if (std::fabs(v->number_value()) >= kLimit) {
+    return Unauthenticated(absl::StrCat(name, " is out of range"));
+  }
   return absl::FromUnixSeconds(static_cast<int64_t>(v->number_value()));
 }
 

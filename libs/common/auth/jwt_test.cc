@@ -256,6 +256,10 @@ TEST(JwtTest, MalformedTokensAreRefused) {
       SignRaw(R"({"alg":"HS256"})", R"({"iss":"crm-test","aud":"crm","sub":"a","exp":"tomorrow"})",
               "HS256", kKey);
   ExpectUnauthenticated(v->Verify(*exp_string, kNow), "exp is not a number");
+  // Beyond int64 seconds: refused, not converted (undefined behaviour).
+  auto exp_huge = SignRaw(R"({"alg":"HS256"})",
+                          R"({"iss":"crm-test","aud":"crm","sub":"a","exp":1e300})", "HS256", kKey);
+  ExpectUnauthenticated(v->Verify(*exp_huge, kNow), "exp is out of range");
 }
 
 TEST(JwtTest, VerifierRefusesWeakOrMissingKeys) {
