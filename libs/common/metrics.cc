@@ -211,8 +211,11 @@ void MetricsServer::Serve() {
     if (poll(&p, 1, 200) <= 0) continue;
     const int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (client < 0) continue;
+    // Both ways: a scraper that stops reading must not hold the one
+    // serving thread (and with it Stop at shutdown).
     timeval timeout{2, 0};
     setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
     char buf[2048];
     const ssize_t n = recv(client, buf, sizeof(buf) - 1, 0);
     std::string response;
