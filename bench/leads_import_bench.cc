@@ -270,18 +270,20 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   using crm::leads::g_grpc;
   using crm::leads::g_use_case;
-  // The CPU cost per lead says what the machine can do when the benchmark
-  // has it to itself (wall-clock figures drop when other work shares it).
+  // Per row of the file: every hundredth is rejected (no lead written), the
+  // rest become leads. The CPU cost per row says what the machine can do
+  // when the benchmark has it to itself (wall-clock figures drop when other
+  // work shares it).
   if (g_use_case.rows > 0) {
     crm::bench::Figure("leads import, use case in process",
-                       crm::bench::PerSecond(g_use_case.rows, g_use_case.time), "leads/s");
-    crm::bench::Figure("leads import, use case, CPU per lead",
+                       crm::bench::PerSecond(g_use_case.rows, g_use_case.time), "rows/s");
+    crm::bench::Figure("leads import, use case, CPU per row",
                        g_use_case.cpu_seconds * 1e6 / g_use_case.rows, "us");
   }
   if (g_grpc.rows > 0) {
     crm::bench::Figure("leads import, gRPC on loopback",
-                       crm::bench::PerSecond(g_grpc.rows, g_grpc.time), "leads/s");
-    crm::bench::Figure("leads import, gRPC, CPU per lead (client and server)",
+                       crm::bench::PerSecond(g_grpc.rows, g_grpc.time), "rows/s");
+    crm::bench::Figure("leads import, gRPC, CPU per row (client and server)",
                        g_grpc.cpu_seconds * 1e6 / g_grpc.rows, "us");
   }
   return 0;

@@ -16,7 +16,11 @@ run() {
   fi
 }
 
-run crm_store_bench
+# The memory parts each in a process of their own: a peak RSS (VmHWM) is the
+# process's, and RSS "before" must not carry what earlier parts left.
+run crm_store_bench appends projection kafka
+run crm_store_bench memory
+run crm_store_bench vault rotation
 run crm_stack_bench
 for b in "$BUILD"/bench/*_bench; do
   case "$(basename "$b")" in crm_store_bench|crm_stack_bench) continue ;; esac
