@@ -73,7 +73,7 @@ seed $D csat 9 SubmitCsatRequest 'request_id: "d9" ticket_id: "tkt_1" score: 4 c
 seed $D list 10 ListTicketsRequest 'customer_id: "cus_1" status: TICKET_STATUS_OPEN breached: true page { page_size: 10 page_token: "abc" }'
 seed $D article 11 CreateArticleRequest 'request_id: "d11" title: "Reset" body: "Hold the button" tags: " Router " tags: "router" tags: "WiFi" product: "router"'
 seed $D settings 12 ServiceDeskSettings ''
-text_seed $D settings_text 13 "$(sed -n '1,40p' "$ROOT/services/service-desk/config/example.textproto")"
+text_seed $D settings_text 13 "$(cat "$ROOT/services/service-desk/config/example.textproto")"
 text_seed $D text 14 'Subject line'
 
 # ---- analytics_request ----

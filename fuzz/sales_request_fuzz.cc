@@ -48,9 +48,30 @@ void QuoteLines(absl::string_view payload) {
   for (int i = 0; i < request.lines_size() && i < 16; ++i) {
     auto line = sales::PriceLine(request.lines(i), "EUR", "lines[0]");
     CheckValidation(line.status(), "PriceLine");
-    if (line.ok()) lines.push_back(*std::move(line));
+    if (!line.ok()) continue;
+    // A priced line's parts agree: net = gross - discount, total = net + tax.
+    Check(line->net().minor_units() == line->gross().minor_units() - line->discount().minor_units(),
+          "a line's net is not gross - discount", line->DebugString());
+    Check(line->total().minor_units() == line->net().minor_units() + line->tax().minor_units(),
+          "a line's total is not net + tax", line->DebugString());
+    lines.push_back(*std::move(line));
   }
-  CheckValidation(sales::SumLines(lines, "EUR").status(), "SumLines");
+  auto totals = sales::SumLines(lines, "EUR");
+  CheckValidation(totals.status(), "SumLines");
+  if (!totals.ok()) return;
+  // The quote's totals are the sums of its lines (they fit: SumLines said so).
+  int64_t gross = 0, discount = 0, net = 0, tax = 0, total = 0;
+  for (const auto& l : lines) {
+    gross += l.gross().minor_units();
+    discount += l.discount().minor_units();
+    net += l.net().minor_units();
+    tax += l.tax().minor_units();
+    total += l.total().minor_units();
+  }
+  Check(totals->gross().minor_units() == gross && totals->discount().minor_units() == discount &&
+            totals->net().minor_units() == net && totals->tax().minor_units() == tax &&
+            totals->total().minor_units() == total,
+        "quote totals are not the sums of the lines", totals->DebugString());
 }
 
 void Pipeline(absl::string_view payload) {

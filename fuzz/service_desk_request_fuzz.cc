@@ -43,6 +43,14 @@ void Article(absl::string_view payload) {
   auto content = service_desk::NormalizeArticleContent(request.title(), request.body(), tags,
                                                        request.product());
   CheckValidation(content.status(), "NormalizeArticleContent");
+  if (content.ok()) {
+    auto again = service_desk::NormalizeArticleContent(content->title, content->body, content->tags,
+                                                       content->product);
+    Check(again.ok(), "normalized article content is refused", again.status().ToString());
+    Check(again->title == content->title && again->body == content->body &&
+              again->tags == content->tags && again->product == content->product,
+          "normalizing article content twice changes it");
+  }
   auto normalized_tags = service_desk::NormalizeTags(tags, "tags");
   CheckValidation(normalized_tags.status(), "NormalizeTags");
   if (!normalized_tags.ok()) return;
