@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <numeric>
 #include <vector>
 
 #include "crm/v1/sales.pb.h"
@@ -60,17 +61,17 @@ void QuoteLines(absl::string_view payload) {
   CheckValidation(totals.status(), "SumLines");
   if (!totals.ok()) return;
   // The quote's totals are the sums of its lines (they fit: SumLines said so).
-  int64_t gross = 0, discount = 0, net = 0, tax = 0, total = 0;
-  for (const auto& l : lines) {
-    gross += l.gross().minor_units();
-    discount += l.discount().minor_units();
-    net += l.net().minor_units();
-    tax += l.tax().minor_units();
-    total += l.total().minor_units();
-  }
-  Check(totals->gross().minor_units() == gross && totals->discount().minor_units() == discount &&
-            totals->net().minor_units() == net && totals->tax().minor_units() == tax &&
-            totals->total().minor_units() == total,
+  auto sum = [&](const crm::v1::Money& (crm::v1::QuoteLine::*part)() const) {
+    return std::accumulate(lines.begin(), lines.end(), int64_t{0}, [&](int64_t acc, const auto& l) {
+      return acc + (l.*part)().minor_units();
+    });
+  };
+  using L = crm::v1::QuoteLine;
+  Check(totals->gross().minor_units() == sum(&L::gross) &&
+            totals->discount().minor_units() == sum(&L::discount) &&
+            totals->net().minor_units() == sum(&L::net) &&
+            totals->tax().minor_units() == sum(&L::tax) &&
+            totals->total().minor_units() == sum(&L::total),
         "quote totals are not the sums of the lines", totals->DebugString());
 }
 
