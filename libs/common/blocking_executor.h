@@ -41,6 +41,12 @@ class BlockingExecutor {
   std::vector<std::thread> threads_;
 };
 
+// The answer to a call refused because `max_queued` calls already wait.
+inline grpc::Status ServerBusy() {
+  return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      "server busy: too many calls waiting; retry later");
+}
+
 // Finishes a unary callback RPC with the status `body` returns, computed on
 // the executor. Overload answers RESOURCE_EXHAUSTED at once rather than
 // queue without bound; a call its client gave up on (deadline, cancel)
@@ -56,10 +62,7 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, BlockingExe
     }
     reactor->Finish(ToGrpcStatus(body()));
   });
-  if (!queued) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                 "server busy: too many calls waiting; retry later"));
-  }
+  if (!queued) reactor->Finish(ServerBusy());
   return reactor;
 }
 

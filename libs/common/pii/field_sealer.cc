@@ -126,8 +126,8 @@ bool FindSealed(const Message& message, std::string& path) {
         const Message& entry = r->GetRepeatedMessage(message, f, j);
         std::string inner;
         if (FindSealed(entry, inner)) {
-          path.resize(base);
-          absl::StrAppend(&path, base == 0 ? "" : ".", f->name(), "[",
+          at(f, std::nullopt);
+          absl::StrAppend(&path, "[",
                           key->cpp_type() == FieldDescriptor::CPPTYPE_STRING
                               ? entry.GetReflection()->GetString(entry, key)
                               : absl::StrCat(j),

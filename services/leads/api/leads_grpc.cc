@@ -48,10 +48,7 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
     if (admitted_) return executor_.Run(std::move(consume));
     // The first message admits the call, as RunUnary does a unary one.
     admitted_ = true;
-    if (!executor_.TryRun(std::move(consume))) {
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "server busy: too many calls waiting; retry later"));
-    }
+    if (!executor_.TryRun(std::move(consume))) Finish(ServerBusy());
   }
 
   void OnCancel() override { cancelled_.store(true); }
