@@ -19,7 +19,6 @@ absl::Status FromRocks(const rocksdb::Status& s) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsNotFound()) return absl::NotFoundError(s.ToString());
   if (s.IsBusy() || s.IsTryAgain()) return absl::AbortedError(s.ToString());
-  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(s.ToString());
   return absl::InternalError(absl::StrCat("rocksdb: ", s.ToString()));
 }
 

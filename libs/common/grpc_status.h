@@ -8,11 +8,12 @@
 namespace crm {
 
 // The one mapping from absl::Status to grpc::Status at the API edge; the
-// canonical codes are the same numbers.
-inline grpc::Status ToGrpcStatus(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
+// canonical codes are the same numbers. INTERNAL and UNKNOWN are failures
+// of the service, not of the request: their messages (RocksDB errors name
+// files and paths) go to the service's log under a reference the caller
+// gets instead, so support can find the cause and callers learn nothing
+// of the host.
+grpc::Status ToGrpcStatus(const absl::Status& s);
 
 inline absl::Status FromGrpcStatus(const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();

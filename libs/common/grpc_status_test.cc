@@ -1,0 +1,36 @@
+#include "libs/common/grpc_status.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace crm {
+namespace {
+
+TEST(GrpcStatusTest, RequestErrorsReachTheCallerAsWritten) {
+  const grpc::Status st = ToGrpcStatus(absl::InvalidArgumentError("email: not an address"));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "email: not an address");
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+}
+
+TEST(GrpcStatusTest, InternalErrorsShowTheCallerAReferenceAndLogTheCauseUnderIt) {
+  for (const absl::Status& cause :
+       {absl::InternalError("rocksdb: IO error: /var/lib/crm/leads/000123.log: No space left"),
+        absl::UnknownError("rocksdb: IO error: /var/lib/crm/leads/LOCK")}) {
+    ::testing::internal::CaptureStderr();
+    const grpc::Status st = ToGrpcStatus(cause);
+    const std::string logged = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(static_cast<int>(st.error_code()), static_cast<int>(cause.code()));
+    EXPECT_EQ(st.error_message().find("/var/lib"), std::string::npos) << st.error_message();
+    EXPECT_EQ(st.error_message().find("rocksdb"), std::string::npos) << st.error_message();
+    const size_t at = st.error_message().find("err_");
+    ASSERT_NE(at, std::string::npos) << st.error_message();
+    const std::string ref = st.error_message().substr(at, 30);  // "err_" + 26 characters
+    EXPECT_NE(logged.find(ref), std::string::npos) << logged;
+    EXPECT_NE(logged.find("/var/lib/crm/leads/"), std::string::npos) << logged;
+  }
+}
+
+}  // namespace
+}  // namespace crm
