@@ -305,6 +305,25 @@ TEST_F(LeadsServiceTest, TradeShowImportIsAssignedScoredDeduplicatedAndReplayabl
   st = writer->Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(st.error_message().rfind("import_id:", 0), 0u) << st.error_message();
+
+  // The first message's default channel is the stream's: a later message
+  // naming another is refused rather than having its rows mislabelled.
+  grpc::ClientContext channel_ctx;
+  crm::v1::ImportLeadsResponse channel_response;
+  auto channel_writer = stub->ImportLeads(&channel_ctx, &channel_response);
+  crm::v1::ImportLeadsRequest opening;
+  opening.set_import_id("two-channels");
+  opening.set_default_channel(crm::v1::LEAD_CHANNEL_TRADE_SHOW);
+  *opening.add_rows() = Row(1);
+  crm::v1::ImportLeadsRequest second;
+  second.set_default_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  *second.add_rows() = Row(2);  // names no channel of its own
+  channel_writer->Write(opening);
+  channel_writer->Write(second);
+  channel_writer->WritesDone();
+  st = channel_writer->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message().rfind("default_channel:", 0), 0u) << st.error_message();
 }
 
 // ---- What a scoped caller sees (record_access.h, applied by the leads handlers) ----

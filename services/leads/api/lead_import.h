@@ -84,6 +84,7 @@ class ImportSession {
   absl::StatusOr<crm::v1::ImportLeadsResponse> Finish();
 
   const std::string& import_id() const { return import_id_; }
+  crm::v1::LeadChannel default_channel() const { return default_channel_; }
 
  private:
   struct Chunk {

@@ -65,6 +65,12 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
       session_ = *std::move(session);
     } else if (!request_.import_id().empty() && request_.import_id() != session_->import_id()) {
       return absl::InvalidArgumentError("import_id: differs from the first message");
+    } else if (request_.default_channel() != crm::v1::LEAD_CHANNEL_UNSPECIFIED &&
+               request_.default_channel() != session_->default_channel()) {
+      // The first message's default applies to every row: a later one
+      // would be ignored, and its rows stored under the wrong channel.
+      return absl::InvalidArgumentError(
+          "default_channel: differs from the first message, whose default applies to every row");
     }
     return session_->Add(request_.mutable_rows());
   }
