@@ -51,9 +51,10 @@ std::vector<crm::v1::ForecastRow> Forecast(const std::vector<crm::v1::Opportunit
     if (!query.owner_id.empty() && o.owner_id() != query.owner_id) continue;
     // Territories compare as access compares them (ignoring case).
     if (!query.territory.empty() && !auth::SameTerritory(o.territory(), query.territory)) continue;
-    if (!o.has_amount()) continue;
     absl::CivilDay day;
     if (o.outcome() == crm::v1::STAGE_OUTCOME_OPEN) {
+      // Nothing to weigh or to date: left out, as documented.
+      if (!o.has_amount()) continue;
       auto close = ParseDate("expected_close_date", o.expected_close_date());
       if (!close.ok()) continue;
       day = *close;

@@ -98,6 +98,22 @@ TEST(ForecastTest, DealsWithoutAmountOrCloseDateAreLeftOut) {
   EXPECT_TRUE(Forecast({no_amount, no_date}, ForecastQuery{}).empty());
 }
 
+TEST(ForecastTest, AWonDealWithoutAmountStillCountsAsWon) {
+  // A lead converted without an estimate may be won before anyone sets one.
+  auto won = Opp("ada", "EMEA", 100, 100, "2025-01-10", crm::v1::STAGE_OUTCOME_WON);
+  won.clear_amount();
+  auto rows =
+      Forecast({won, Opp("ada", "EMEA", 700, 100, "2025-01-20", crm::v1::STAGE_OUTCOME_WON)},
+               ForecastQuery{});
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].currency(), "");  // no amount, no currency
+  EXPECT_EQ(rows[0].won_opportunities(), 1);
+  EXPECT_EQ(rows[0].won_minor_units(), 0);
+  EXPECT_EQ(rows[1].currency(), "EUR");
+  EXPECT_EQ(rows[1].won_opportunities(), 1);
+  EXPECT_EQ(rows[1].won_minor_units(), 700);
+}
+
 TEST(ForecastTest, QueryIsValidated) {
   crm::v1::GetForecastRequest r;
   r.set_from_date("2025-04-01");
