@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "crm/v1/leads.pb.h"
 #include "fuzz/fuzz_input.h"
+#include "libs/common/contact_fields.h"
 #include "services/leads/domain/assignment.h"
 #include "services/leads/domain/lead.h"
 
@@ -90,14 +91,14 @@ void Rule(absl::string_view payload) {
 }
 
 void EmailAndPhone(absl::string_view text) {
-  if (auto email = leads::NormalizeEmail(text, "contact.email"); email.ok()) {
-    auto again = leads::NormalizeEmail(*email, "contact.email");
+  if (auto email = NormalizeEmail(text, "contact.email"); email.ok()) {
+    auto again = NormalizeEmail(*email, "contact.email");
     Check(again.ok() && *again == *email, "normalizing an email twice changes it", *email);
   } else {
     CheckValidation(email.status(), "NormalizeEmail");
   }
-  if (auto phone = leads::NormalizePhone(text, "contact.phone"); phone.ok()) {
-    auto again = leads::NormalizePhone(*phone, "contact.phone");
+  if (auto phone = NormalizePhone(text, "contact.phone"); phone.ok()) {
+    auto again = NormalizePhone(*phone, "contact.phone");
     Check(again.ok() && *again == *phone, "normalizing a phone number twice changes it", *phone);
   } else {
     CheckValidation(phone.status(), "NormalizePhone");

@@ -20,12 +20,6 @@ namespace crm::leads {
 // Every new lead waits here until a rule or a person assigns it.
 inline constexpr char kDefaultQueue[] = "default";
 
-// Lowercased, trimmed; INVALID_ARGUMENT naming `field` when malformed.
-absl::StatusOr<std::string> NormalizeEmail(absl::string_view raw, absl::string_view field);
-// E.164: "+" then 8 to 15 digits; separators (space . - ( )) dropped and a
-// leading "00" read as "+".
-absl::StatusOr<std::string> NormalizePhone(absl::string_view raw, absl::string_view field);
-
 // Validates every field and returns the request with contact data
 // normalized. The error names the first offending field.
 absl::StatusOr<crm::v1::CaptureLeadRequest> NormalizeCaptureRequest(

@@ -51,24 +51,6 @@ void ExpectInvalidField(const absl::Status& st, const std::string& field) {
   EXPECT_EQ(st.message().substr(0, field.size() + 1), field + ":") << st;
 }
 
-TEST(NormalizeTest, EmailIsLowercasedAndTrimmed) {
-  EXPECT_EQ(*NormalizeEmail("  Ada@Example.COM ", "e"), "ada@example.com");
-  for (const char* bad : {"", "ada", "@example.com", "ada@", "ada@example", "ada@@example.com",
-                          "ada@example..com", "a da@example.com", "ada@example.com."}) {
-    EXPECT_FALSE(NormalizeEmail(bad, "e").ok()) << bad;
-  }
-}
-
-TEST(NormalizeTest, PhoneBecomesE164) {
-  EXPECT_EQ(*NormalizePhone("+44 (20) 7946-0958", "p"), "+442079460958");
-  EXPECT_EQ(*NormalizePhone("0049 30 1234567", "p"), "+49301234567");
-  EXPECT_EQ(*NormalizePhone("+1.415.555.0100", "p"), "+14155550100");
-  for (const char* bad :
-       {"", "2079460958", "+44 20 79x6", "+1234567", "+1234567890123456", "+0123456789"}) {
-    EXPECT_FALSE(NormalizePhone(bad, "p").ok()) << bad;
-  }
-}
-
 TEST(ValidateCaptureTest, NormalizesContactData) {
   auto r = NormalizeCaptureRequest(ValidRequest());
   ASSERT_TRUE(r.ok()) << r.status();

@@ -74,6 +74,16 @@ TEST(OpenCustomerTest, NormalizesTheRequestAndStartsInTheEntryTier) {
   EXPECT_EQ(r->contacts(0).email(), "ada@example.com");
 }
 
+TEST(OpenCustomerTest, ContactPhonesTakeTheFormLeadsGivesThem) {
+  auto request = ValidOpen();
+  request.mutable_contacts(0)->set_phone(" +49 (30) 1234-567 ");
+  request.add_contacts()->set_phone("0049 30 7654321");
+  auto r = NormalizeOpenCustomer(request, LoyaltyProgram::Default());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->contacts(0).phone(), "+49301234567");
+  EXPECT_EQ(r->contacts(1).phone(), "+49307654321");
+}
+
 TEST(OpenCustomerTest, NewAccountIsOpenedWithOwnerTerritoryTierAndContacts) {
   auto request = *NormalizeOpenCustomer(ValidOpen(), LoyaltyProgram::Default());
   auto expected = Opened();

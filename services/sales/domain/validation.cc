@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "libs/common/contact_fields.h"
 #include "libs/common/ids.h"
 #include "libs/common/pii/sealed_value.h"
 
@@ -100,35 +101,29 @@ absl::Status NormalizeContact(absl::string_view field, crm::v1::Contact& contact
   };
   contact.set_first_name(strip(contact.first_name()));
   contact.set_last_name(strip(contact.last_name()));
-  if (plain(contact.email())) contact.set_email(absl::AsciiStrToLower(strip(contact.email())));
-  contact.set_phone(strip(contact.phone()));
   for (auto [name, value, max] : {std::tuple{"first_name", contact.first_name(), size_t{100}},
                                   std::tuple{"last_name", contact.last_name(), size_t{100}},
-                                  std::tuple{"title", contact.title(), size_t{100}},
-                                  std::tuple{"email", contact.email(), size_t{254}},
-                                  std::tuple{"phone", contact.phone(), size_t{32}}}) {
+                                  std::tuple{"title", contact.title(), size_t{100}}}) {
     if (!plain(value)) continue;
     if (auto st = CheckText(absl::StrCat(field, ".", name), value, max); !st.ok()) return st;
   }
-  const std::string& email = contact.email();
-  if (!email.empty() && plain(email)) {
-    const size_t at = email.find('@');
-    if (at == std::string::npos || at == 0 || at + 1 == email.size() ||
-        email.find('@', at + 1) != std::string::npos ||
-        email.find_first_of(" ,;<>") != std::string::npos ||
-        email.find('.', at) == std::string::npos) {
-      return Invalid(absl::StrCat(field, ".email"), "not an email address");
-    }
+  // The normal form leads gives them, so one person matches across services.
+  if (!strip(contact.email()).empty() && plain(contact.email())) {
+    auto email = NormalizeEmail(contact.email(), absl::StrCat(field, ".email"));
+    if (!email.ok()) return email.status();
+    contact.set_email(*std::move(email));
+  } else if (plain(contact.email())) {
+    contact.clear_email();
   }
-  const std::string& phone = contact.phone();
-  if (!phone.empty() && plain(phone)) {
-    if (phone[0] != '+' || phone.size() < 9 ||
-        phone.find_first_not_of("+0123456789 -.()") != std::string::npos) {
-      return Invalid(absl::StrCat(field, ".phone"), "must be in international form (+ and digits)");
-    }
+  if (!strip(contact.phone()).empty() && plain(contact.phone())) {
+    auto phone = NormalizePhone(contact.phone(), absl::StrCat(field, ".phone"));
+    if (!phone.ok()) return phone.status();
+    contact.set_phone(*std::move(phone));
+  } else if (plain(contact.phone())) {
+    contact.clear_phone();
   }
-  if (contact.first_name().empty() && contact.last_name().empty() && email.empty() &&
-      phone.empty()) {
+  if (contact.first_name().empty() && contact.last_name().empty() && contact.email().empty() &&
+      contact.phone().empty()) {
     return Invalid(field, "a name, an email or a phone is required");
   }
   return absl::OkStatus();
