@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "libs/common/contact_fields.h"
 #include "libs/common/ids.h"
 #include "libs/common/pii/sealed_value.h"
@@ -229,7 +230,11 @@ absl::StatusOr<std::vector<LeadEvent>> DecideQualify(const crm::v1::Lead& lead,
     if (c.bant->timeline() != crm::v1::PURCHASE_TIMELINE_UNSPECIFIED) {
       bant.set_timeline(c.bant->timeline());
     }
-    *e.mutable_bant() = std::move(bant);
+    // Unset when the rep confirmed only what was known: consumers read a
+    // present BANT as a change.
+    if (!google::protobuf::util::MessageDifferencer::Equals(bant, lead.bant())) {
+      *e.mutable_bant() = std::move(bant);
+    }
   }
   e.set_note(c.note);
   std::vector<LeadEvent> events{std::move(e)};

@@ -386,6 +386,21 @@ TEST(LifecycleTest, QualifyingWithOnlyABudgetKeepsTheKnownDecisionMaker) {
   EXPECT_EQ(qualified.score().authority(), 20);
 }
 
+TEST(LifecycleTest, QualifyingWithTheKnownBantCarriesNoBant) {
+  CaptureLead c = Capture("lead_1", "cus_1", "");
+  c.request.mutable_bant()->set_decision_maker(true);
+  c.request.mutable_bant()->set_timeline(crm::v1::PURCHASE_TIMELINE_YEAR);
+  auto captured = *Decide(std::nullopt, c);
+  crm::v1::Bant again;
+  again.set_timeline(crm::v1::PURCHASE_TIMELINE_YEAR);
+  auto events = *Decide(Fold(captured), LeadCommand{QualifyLead{0, again, ""}});
+  ASSERT_EQ(events.size(), 1u);  // no score change either
+  EXPECT_FALSE(std::get<crm::v1::LeadQualified>(events[0]).has_bant());
+  const crm::v1::Lead qualified = Fold(Plus(captured, events));
+  EXPECT_TRUE(qualified.bant().decision_maker());
+  EXPECT_EQ(qualified.bant().timeline(), crm::v1::PURCHASE_TIMELINE_YEAR);
+}
+
 TEST(LifecycleTest, QualifyOnlyFromNewOrNurture) {
   AnyLead()
       .Given(Plus(Captured(), {Qualified()}))
