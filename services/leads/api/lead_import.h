@@ -24,9 +24,10 @@ struct ImportOptions {
   size_t chunk_rows = 2000;
   // Rows one call may carry; larger files go in several calls with the
   // same import_id (row numbers keep counting). The reply has a result per
-  // row (up to ~150 bytes with a rejection reason): 25,000 keep it under
-  // the 4 MiB a gRPC client receives by default.
-  size_t max_rows_per_call = 25'000;
+  // row, up to ~250 bytes (three ids, an owner and a queue of up to 64
+  // bytes each): 16,000 keep it under the 4 MiB a gRPC client receives by
+  // default.
+  size_t max_rows_per_call = 16'000;
 };
 
 class ImportSession;

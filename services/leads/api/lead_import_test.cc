@@ -1,5 +1,6 @@
 #include "services/leads/api/lead_import.h"
 
+#include <limits>
 #include <map>
 #include <thread>
 
@@ -7,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/common/ids.h"
 #include "libs/common/pii/cipher.h"
 #include "libs/common/testing/temp_dir.h"
 
@@ -349,6 +351,31 @@ TEST_F(LeadImportTest, BadImportIdOrTooManyRowsIsInvalid) {
   auto response = Import("big-1", rows, 100);
   EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(response.status().message().rfind("rows:", 0), 0u);
+}
+
+TEST(ImportReplyTest, AFullCallsReplyFitsAClientsDefaultReceiveLimit) {
+  // The largest result a row gets, for every row: a duplicate (three ids
+  // as NewId makes them) with an owner and a queue of the 64 bytes ids may
+  // have. A rejected row carries only its reason (under 200 bytes).
+  crm::v1::ImportLeadsResponse reply;
+  reply.set_import_id(std::string(64, 'i'));
+  for (size_t i = 0; i < ImportOptions{}.max_rows_per_call; ++i) {
+    auto* r = reply.add_results();
+    r->set_row_number(std::numeric_limits<int64_t>::max() - static_cast<int64_t>(i));
+    r->set_outcome(crm::v1::IMPORT_ROW_OUTCOME_DUPLICATE);
+    r->set_lead_id(NewId("lead"));
+    r->set_customer_id(NewId("cus"));
+    r->set_duplicate_of_lead_id(NewId("lead"));
+    r->set_owner_id(std::string(64, 'o'));
+    r->set_queue(std::string(64, 'q'));
+    r->set_score(100);
+    r->set_replayed(true);
+  }
+  reply.set_accepted(1'000'000'000);
+  reply.set_duplicates(1'000'000'000);
+  reply.set_rejected(1'000'000'000);
+  reply.set_replayed(1'000'000'000);
+  EXPECT_LT(reply.ByteSizeLong(), size_t{4} << 20);
 }
 
 TEST_F(LeadImportTest, CapturesDuringAnImportAgreeOnThePerson) {
