@@ -193,10 +193,11 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     keys.push_back(r.stream);
     keys.push_back(request_keys.back().key);
   }
+  const uint64_t limit = admission == Admission::kBestEffort ? outbox_limit_ / 2 : outbox_limit_;
   if (const uint64_t waiting = OutboxSize();
-      admission == Admission::kLimited && waiting >= outbox_limit_) {
+      admission != Admission::kUnlimited && waiting >= limit) {
     return absl::ResourceExhaustedError(absl::StrCat("outbox holds ", waiting,
-                                                     " unpublished events (limit ", outbox_limit_,
+                                                     " unpublished events (limit ", limit,
                                                      "): the broker is unreachable; retry later"));
   }
   auto guard = locks_.Lock(keys);

@@ -91,6 +91,10 @@ class EventStore {
   // (SetOutboxLimit).
   enum class Admission {
     kLimited,
+    // Refused once the outbox holds half its limit: records a service may
+    // drop (refused calls, counted when dropped), so a flood of them while
+    // the broker is away never takes the room commands need.
+    kBestEffort,
     // For what a service writes at start, before its relay runs, and cannot
     // leave for later: the re-wrapped keys of a master key rotation.
     kUnlimited,

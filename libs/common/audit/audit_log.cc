@@ -119,7 +119,7 @@ void AuditLog::Write(std::deque<Denial> denials) {
     }
   }
   const size_t n = requests.size();
-  auto results = store_.AppendBatch(std::move(requests));
+  auto results = store_.AppendBatch(std::move(requests), EventStore::Admission::kBestEffort);
   if (!results.ok()) {
     // The log is unwritable; the service's own commands fail the same way.
     log::Error("audit append failed",

@@ -114,6 +114,31 @@ TEST_F(AuditLogTest, StopWritesWhatWasQueuedAndDropsLaterRecords) {
   EXPECT_EQ(Outbox().size(), 50u);
 }
 
+TEST_F(AuditLogTest, RefusalsLeaveHalfTheOutboxToCommands) {
+  // The broker is away and callers without a token keep knocking: their
+  // refusals stop being written (and are counted) at half the outbox, and
+  // commands still have the other half.
+  store_->SetOutboxLimit(10);
+  AuditLogOptions options;
+  options.flag_threshold = 1000;  // refusals only, no flag among them
+  AuditLog log(*store_, "crm/leads", options);
+  for (int i = 0; i < 40; ++i) {
+    log.Record(Refused(absl::StatusCode::kUnauthenticated, ""));
+    log.Flush();
+  }
+  EXPECT_EQ(store_->OutboxSize(), 5u);
+  EXPECT_EQ(log.written(), 5u);
+  EXPECT_EQ(log.dropped(), 35u);
+  for (int i = 0; i < 5; ++i) {
+    AppendRequest command;
+    command.stream = "lead-" + std::to_string(i);
+    command.expected_version = EventStore::kNoStream;
+    command.events.emplace_back().set_type("crm.v1.LeadCaptured");
+    EXPECT_TRUE(store_->Append(std::move(command)).ok()) << i;
+  }
+  EXPECT_EQ(store_->OutboxSize(), 10u);
+}
+
 TEST_F(AuditLogTest, QueueIsBounded) {
   AuditLogOptions options;
   options.max_queued = 10;
