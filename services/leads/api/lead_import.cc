@@ -84,10 +84,16 @@ absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
   std::string import_key = ImportKeyOf(ctx, import_id);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!active_.insert(import_key).second) {
+    if (active_.contains(import_key)) {
       return absl::AbortedError(
           absl::StrCat("import ", import_id, " is running in another call; retry when it ends"));
     }
+    if (active_.size() >= options_.max_running_calls) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(active_.size(), " imports are running, the most this service runs at once; ",
+                       "retry when one ends"));
+    }
+    active_.insert(import_key);
   }
   if (ctx.source.empty()) ctx.source = kLeadsSource;
   if (ctx.correlation_id.empty()) ctx.correlation_id = import_id;

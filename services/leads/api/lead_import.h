@@ -28,6 +28,9 @@ struct ImportOptions {
   // bytes each): 16,000 keep it under the 4 MiB a gRPC client receives by
   // default.
   size_t max_rows_per_call = 16'000;
+  // Calls running at once, all callers together: each holds two writer
+  // threads and a chunk of rows, and two cores gain nothing from more.
+  size_t max_running_calls = 4;
 };
 
 class ImportSession;
@@ -48,7 +51,8 @@ class LeadImporter {
       : commands_(commands), options_(options) {}
 
   // INVALID_ARGUMENT for a bad import_id; ABORTED while another call of the
-  // same caller's import is running (it would race on the same rows).
+  // same caller's import is running (it would race on the same rows);
+  // RESOURCE_EXHAUSTED while max_running_calls calls are running.
   absl::StatusOr<std::unique_ptr<ImportSession>> Begin(const std::string& import_id,
                                                        crm::v1::LeadChannel default_channel,
                                                        EventContext ctx);

@@ -341,6 +341,19 @@ TEST_F(LeadImportTest, OneImportRunsInOneCallAtATime) {
   EXPECT_TRUE(importer_->Begin("busy-1", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).ok());
 }
 
+TEST_F(LeadImportTest, ImportsRunningAtOnceAreBounded) {
+  ImportOptions options;
+  options.max_running_calls = 2;
+  LeadImporter importer(*commands_, options);
+  auto first = importer.Begin("load-1", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+  auto second = importer.Begin("load-2", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+  ASSERT_TRUE(first.ok() && second.ok());
+  auto third = importer.Begin("load-3", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+  second->reset();
+  EXPECT_TRUE(importer.Begin("load-3", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).ok());
+}
+
 TEST_F(LeadImportTest, BadImportIdOrTooManyRowsIsInvalid) {
   EXPECT_EQ(importer_->Begin("", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).status().message(),
             "import_id: required");
