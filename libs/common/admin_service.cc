@@ -18,6 +18,7 @@ void Fill(const BackupSummary& b, const std::string& dir, crm::v1::Backup* out) 
   out->set_size_bytes(b.size_bytes);
   out->set_file_count(b.file_count);
   out->set_backup_dir(dir);
+  out->set_damaged(b.damaged);
 }
 
 }  // namespace

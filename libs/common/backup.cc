@@ -160,17 +160,34 @@ absl::StatusOr<std::vector<BackupSummary>> ListBackups(const std::string& backup
   for (const auto& info : infos) {
     BackupSummary& summary = out.emplace_back(Summarize(info));
     auto parts = PartsOf(info);
-    if (!parts.ok()) return parts.status();
+    if (!parts.ok()) {
+      summary.damaged = std::string(parts.status().message());
+      continue;
+    }
     for (const auto& [name, id] : *parts) {
       auto part_engine = part_engines.Get(name);
-      if (!part_engine.ok()) return PartDamaged(info.backup_id, name, id, part_engine.status());
       rocksdb::BackupInfo part;
-      if (auto s = (*part_engine)->GetBackupInfo(id, &part); !s.ok()) {
-        return PartDamaged(info.backup_id, name, id, FromRocks(s));
+      const absl::Status read = part_engine.ok()
+                                    ? FromRocks((*part_engine)->GetBackupInfo(id, &part))
+                                    : part_engine.status();
+      if (!read.ok()) {
+        summary.damaged = std::string(PartDamaged(info.backup_id, name, id, read).message());
+        break;
       }
       AddPart(part, summary);
     }
   }
+  // RocksDB leaves backups whose own metadata it cannot read out of the list.
+  std::vector<rocksdb::BackupID> corrupt;
+  (*engine)->GetCorruptedBackups(&corrupt);
+  for (rocksdb::BackupID id : corrupt) {
+    BackupSummary& summary = out.emplace_back();
+    summary.backup_id = id;
+    summary.damaged = absl::StrCat("backup ", id, ": its metadata is missing or unreadable");
+  }
+  std::sort(out.begin(), out.end(), [](const BackupSummary& a, const BackupSummary& b) {
+    return a.backup_id < b.backup_id;
+  });
   return out;
 }
 

@@ -15,6 +15,9 @@ struct BackupSummary {
   absl::Time created_at;
   uint64_t size_bytes = 0;
   uint32_t file_count = 0;
+  // Why the backup cannot be restored (unreadable metadata, a part missing
+  // or damaged); empty when it looks whole. Restore verifies checksums too.
+  std::string damaged;
 };
 
 // Backups of a service's RocksDB with RocksDB's BackupEngine: consistent
@@ -39,7 +42,8 @@ struct BackupPart {
 absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& backup_dir,
                                            const std::vector<BackupPart>& parts = {});
 
-// Oldest first.
+// Oldest first, damaged ones included and saying why: one bad backup does
+// not hide the others from the operator choosing one to restore.
 absl::StatusOr<std::vector<BackupSummary>> ListBackups(const std::string& backup_dir);
 
 // Restores backup `backup_id` (0: the latest) into `data_dir`, which must
