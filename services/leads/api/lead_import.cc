@@ -88,27 +88,36 @@ absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
       return absl::AbortedError(
           absl::StrCat("import ", import_id, " is running in another call; retry when it ends"));
     }
-    if (active_.size() >= options_.max_running_calls) {
+    size_t& mine = per_caller_[ctx.actor];
+    if (mine >= options_.max_calls_per_caller || active_.size() >= options_.max_running_calls) {
+      const bool caller_full = mine >= options_.max_calls_per_caller;
+      if (mine == 0) per_caller_.erase(ctx.actor);
       return absl::ResourceExhaustedError(
-          absl::StrCat(active_.size(), " imports are running, the most this service runs at once; ",
-                       "retry when one ends"));
+          caller_full ? absl::StrCat("the caller has ", options_.max_calls_per_caller,
+                                     " imports open, the most one caller may; retry when one ends")
+                      : absl::StrCat(active_.size(), " imports are open, the most this service ",
+                                     "runs at once; retry when one ends"));
     }
+    ++mine;
     active_.insert(import_key);
   }
   if (ctx.source.empty()) ctx.source = kLeadsSource;
   if (ctx.correlation_id.empty()) ctx.correlation_id = import_id;
   auto seen = commands_.store().HasImportRows(import_key);
   if (!seen.ok()) {
-    End(import_key);
+    End(import_key, ctx.actor);
     return seen.status();
   }
   return std::make_unique<ImportSession>(*this, import_id, std::move(import_key), default_channel,
                                          std::move(ctx), /*fresh_import=*/!*seen);
 }
 
-void LeadImporter::End(const std::string& import_key) {
+void LeadImporter::End(const std::string& import_key, const std::string& caller) {
   std::lock_guard<std::mutex> lock(mu_);
   active_.erase(import_key);
+  if (auto it = per_caller_.find(caller); it != per_caller_.end() && --it->second == 0) {
+    per_caller_.erase(it);
+  }
 }
 
 ImportSession::ImportSession(LeadImporter& importer, std::string import_id, std::string import_key,
@@ -125,7 +134,7 @@ ImportSession::ImportSession(LeadImporter& importer, std::string import_id, std:
 
 ImportSession::~ImportSession() {
   WaitForWriter().IgnoreError();
-  importer_.End(import_key_);
+  importer_.End(import_key_, ctx_.actor);
 }
 
 absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow>* rows) {
@@ -201,7 +210,8 @@ absl::Status ImportSession::Process(std::vector<crm::v1::ImportLeadRow> rows) {
     return absl::OkStatus();
   }
   written_ = std::make_unique<absl::Notification>();
-  writers_.Run([this, done = written_.get(), chunk = std::move(chunk)]() mutable {
+  if (writers_ == nullptr) writers_ = std::make_unique<BlockingExecutor>(2);
+  writers_->Run([this, done = written_.get(), chunk = std::move(chunk)]() mutable {
     writer_status_ = Write(std::move(chunk));
     done->Notify();
   });
@@ -388,7 +398,7 @@ absl::Status ImportSession::Write(Chunk chunk) {
   {
     // This runs on one of the two writers; the other takes the second half.
     absl::Notification second;
-    writers_.Run([&] {
+    writers_->Run([&] {
       results[1] = commands_.store().events().AppendBatch(std::move(halves[1]));
       second.Notify();
     });

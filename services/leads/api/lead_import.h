@@ -28,9 +28,12 @@ struct ImportOptions {
   // bytes each): 16,000 keep it under the 4 MiB a gRPC client receives by
   // default.
   size_t max_rows_per_call = 16'000;
-  // Calls running at once, all callers together: each holds two writer
-  // threads and a chunk of rows, and two cores gain nothing from more.
-  size_t max_running_calls = 4;
+  // Calls open at once, per caller and in all: each holds a chunk of rows
+  // and, once it writes, two writer threads. A call holds its place until
+  // its stream ends, idle or not, so one caller's open streams must not
+  // shut out the others.
+  size_t max_calls_per_caller = 2;
+  size_t max_running_calls = 16;
 };
 
 class ImportSession;
@@ -52,19 +55,21 @@ class LeadImporter {
 
   // INVALID_ARGUMENT for a bad import_id; ABORTED while another call of the
   // same caller's import is running (it would race on the same rows);
-  // RESOURCE_EXHAUSTED while max_running_calls calls are running.
+  // RESOURCE_EXHAUSTED while the caller has max_calls_per_caller calls
+  // open, or all callers max_running_calls.
   absl::StatusOr<std::unique_ptr<ImportSession>> Begin(const std::string& import_id,
                                                        crm::v1::LeadChannel default_channel,
                                                        EventContext ctx);
 
  private:
   friend class ImportSession;
-  void End(const std::string& import_key);
+  void End(const std::string& import_key, const std::string& caller);
 
   LeadCommands& commands_;
   ImportOptions options_;
   std::mutex mu_;
-  absl::flat_hash_set<std::string> active_;  // import keys
+  absl::flat_hash_set<std::string> active_;              // import keys
+  absl::flat_hash_map<std::string, size_t> per_caller_;  // open calls by actor
 };
 
 // One ImportLeads call. Not thread-safe: one caller feeds it in order.
@@ -130,11 +135,12 @@ class ImportSession {
   std::unique_ptr<absl::Notification> written_;
   absl::Status writer_status_;
   absl::Status failed_;
-  // The two threads that write the chunks' halves, kept for the whole call:
-  // a thread started per chunk got a different allocator arena each time,
-  // and the chunk's multi-megabyte batches were page-faulted in afresh.
-  // Declared last, so it is gone before anything its tasks touch.
-  BlockingExecutor writers_{2};
+  // The two threads that write the chunks' halves, started with the first
+  // chunk (a call still waiting for rows holds none) and kept for the rest
+  // of the call: a thread started per chunk got a different allocator arena
+  // each time, and the chunk's multi-megabyte batches were page-faulted in
+  // afresh. Declared last, so it is gone before anything its tasks touch.
+  std::unique_ptr<BlockingExecutor> writers_;
 };
 
 }  // namespace crm::leads

@@ -341,17 +341,31 @@ TEST_F(LeadImportTest, OneImportRunsInOneCallAtATime) {
   EXPECT_TRUE(importer_->Begin("busy-1", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).ok());
 }
 
-TEST_F(LeadImportTest, ImportsRunningAtOnceAreBounded) {
+TEST_F(LeadImportTest, ImportsOpenAtOnceAreBoundedPerCallerAndInAll) {
   ImportOptions options;
-  options.max_running_calls = 2;
+  options.max_calls_per_caller = 2;
+  options.max_running_calls = 3;
   LeadImporter importer(*commands_, options);
-  auto first = importer.Begin("load-1", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
-  auto second = importer.Begin("load-2", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+  auto as = [&](const std::string& actor) {
+    EventContext ctx = Ctx();
+    ctx.actor = actor;
+    return ctx;
+  };
+  constexpr auto kShow = crm::v1::LEAD_CHANNEL_TRADE_SHOW;
+  auto first = importer.Begin("load-1", kShow, as("ada"));
+  auto second = importer.Begin("load-2", kShow, as("ada"));
   ASSERT_TRUE(first.ok() && second.ok());
-  auto third = importer.Begin("load-3", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+  // Ada's open (maybe idle) streams shut out only Ada.
+  auto third = importer.Begin("load-3", kShow, as("ada"));
   EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+  auto bobs = importer.Begin("load-1", kShow, as("bob"));
+  ASSERT_TRUE(bobs.ok()) << bobs.status();
+  // Three open in all: the service is full for everyone.
+  EXPECT_EQ(importer.Begin("load-1", kShow, as("cy")).status().code(),
+            absl::StatusCode::kResourceExhausted);
   second->reset();
-  EXPECT_TRUE(importer.Begin("load-3", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).ok());
+  EXPECT_TRUE(importer.Begin("load-3", kShow, as("ada")).ok());
+  EXPECT_TRUE(importer.Begin("load-1", kShow, as("cy")).ok());
 }
 
 TEST_F(LeadImportTest, BadImportIdOrTooManyRowsIsInvalid) {
