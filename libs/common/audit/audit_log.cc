@@ -87,8 +87,8 @@ void AuditLog::Run() {
 }
 
 void AuditLog::Write(std::deque<Denial> denials) {
-  std::vector<AppendRequest> requests;
-  requests.reserve(denials.size());
+  std::vector<AppendRequest> refusals, flags;
+  refusals.reserve(denials.size());
   for (Denial& d : denials) {
     const bool unauthenticated = d.status.code() == absl::StatusCode::kUnauthenticated;
     EventContext ctx;
@@ -103,7 +103,7 @@ void AuditLog::Write(std::deque<Denial> denials) {
     denied.set_code(absl::StatusCodeToString(d.status.code()));
     denied.set_reason(std::string(d.status.message()));
     denied.set_peer(d.peer);
-    requests.push_back(AuditAppend(denied, ctx));
+    refusals.push_back(AuditAppend(denied, ctx));
     if (!unauthenticated) continue;
     if (auto flag = tracker_.RecordFailure(d.peer, d.at); flag.has_value()) {
       crm::v1::AuthenticationFailuresFlagged flagged;
@@ -112,21 +112,39 @@ void AuditLog::Write(std::deque<Denial> denials) {
       flagged.set_window_seconds(static_cast<int32_t>(absl::ToInt64Seconds(tracker_.window())));
       *flagged.mutable_first_failure_at() = ToProtoTimestamp(flag->first_failure_at);
       *flagged.mutable_last_failure_at() = ToProtoTimestamp(flag->last_failure_at);
-      requests.push_back(AuditAppend(flagged, ctx));
+      flags.push_back(AuditAppend(flagged, ctx));
       flagged_total_.Inc();
       log::Warn("repeated failed authentication",
                 {{"peer", flag->caller}, {"failures", absl::StrCat(flag->failures)}});
     }
   }
+  // A flag is one record per caller and window, raised once: it is written
+  // like a command. Refusals may be shed while the broker is away.
+  if (!flags.empty()) Append(std::move(flags), EventStore::Admission::kLimited);
+  Append(std::move(refusals), EventStore::Admission::kBestEffort);
+  denied_total_.Inc(denials.size());
+}
+
+void AuditLog::Append(std::vector<AppendRequest> requests, EventStore::Admission admission) {
   const size_t n = requests.size();
-  auto results = store_.AppendBatch(std::move(requests), EventStore::Admission::kBestEffort);
+  auto results = store_.AppendBatch(std::move(requests), admission);
   if (!results.ok()) {
-    // The log is unwritable; the service's own commands fail the same way.
+    Dropped(n);
+    if (absl::IsResourceExhausted(results.status())) {
+      // The outbox is full enough to shed refusals: said once, not per batch.
+      if (!shedding_) {
+        log::Warn("audit records dropped while the outbox drains",
+                  {{"error", results.status().ToString()}});
+      }
+      shedding_ = true;
+      return;
+    }
     log::Error("audit append failed",
                {{"error", results.status().ToString()}, {"entries", absl::StrCat(n)}});
-    Dropped(n);
     return;
   }
+  if (shedding_) log::Info("audit records are written again");
+  shedding_ = false;
   for (const auto& r : *results) {
     if (r.ok()) {
       written_.fetch_add(1);
@@ -135,7 +153,6 @@ void AuditLog::Write(std::deque<Denial> denials) {
       Dropped(1);
     }
   }
-  denied_total_.Inc(denials.size());
 }
 
 }  // namespace crm::audit

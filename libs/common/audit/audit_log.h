@@ -66,12 +66,14 @@ class AuditLog {
  private:
   void Run();
   void Write(std::deque<Denial> denials);
+  void Append(std::vector<AppendRequest> requests, EventStore::Admission admission);
   void Dropped(uint64_t n);
 
   EventStore& store_;
   const std::string source_;
   const AuditLogOptions options_;
   FailedAuthTracker tracker_;  // writer thread only
+  bool shedding_ = false;      // writer thread only: refusals being dropped
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -84,7 +86,8 @@ class AuditLog {
   Counter& denied_total_ =
       MetricsRegistry::Default().GetCounter("crm_audit_denials_total", "Refused calls recorded");
   Counter& dropped_total_ = MetricsRegistry::Default().GetCounter(
-      "crm_audit_dropped_total", "Refused calls not recorded because the audit queue was full");
+      "crm_audit_dropped_total",
+      "Audit records not written: the queue was full, or the outbox too full to take them");
   Counter& flagged_total_ =
       MetricsRegistry::Default().GetCounter("crm_audit_auth_failures_flagged_total",
                                             "Callers flagged for repeated failed authentication");

@@ -139,6 +139,24 @@ TEST_F(AuditLogTest, RefusalsLeaveHalfTheOutboxToCommands) {
   EXPECT_EQ(store_->OutboxSize(), 10u);
 }
 
+TEST_F(AuditLogTest, TheFlagOfAFloodIsWrittenWhenItsRefusalsAreShed) {
+  store_->SetOutboxLimit(10);
+  AuditLog log(*store_, "crm/leads");  // flags at 5 failures
+  for (int i = 0; i < 20; ++i) {
+    Denial d = Refused(absl::StatusCode::kUnauthenticated, "");
+    d.peer = "10.9.9." + std::to_string(i % 2);
+    log.Record(std::move(d));
+    log.Flush();
+  }
+  int flags = 0, refusals = 0;
+  for (const auto& e : Outbox()) {
+    flags += e.type() == "AuthenticationFailuresFlagged";
+    refusals += e.type() == "AccessDenied";
+  }
+  EXPECT_EQ(flags, 2);  // one per address, though refusals stopped at half the outbox
+  EXPECT_EQ(refusals, 5);
+}
+
 TEST_F(AuditLogTest, QueueIsBounded) {
   AuditLogOptions options;
   options.max_queued = 10;
