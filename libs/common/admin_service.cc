@@ -14,7 +14,9 @@ namespace {
 
 void Fill(const BackupSummary& b, const std::string& dir, crm::v1::Backup* out) {
   out->set_backup_id(b.backup_id);
-  *out->mutable_created_at() = ToProtoTimestamp(b.created_at);
+  if (b.created_at != absl::InfinitePast()) {
+    *out->mutable_created_at() = ToProtoTimestamp(b.created_at);
+  }
   out->set_size_bytes(b.size_bytes);
   out->set_file_count(b.file_count);
   out->set_backup_dir(dir);

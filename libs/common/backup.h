@@ -12,7 +12,8 @@ namespace crm {
 
 struct BackupSummary {
   uint32_t backup_id = 0;
-  absl::Time created_at;
+  // InfinitePast when unknown (a backup whose metadata is unreadable).
+  absl::Time created_at = absl::InfinitePast();
   uint64_t size_bytes = 0;
   uint32_t file_count = 0;
   // Why the backup cannot be restored (unreadable metadata, a part missing

@@ -132,6 +132,7 @@ TEST_F(BackupTest, ADamagedBackupIsListedAsDamagedBesideTheWholeOnes) {
   ASSERT_EQ(list->size(), 2u);
   EXPECT_EQ((*list)[0].backup_id, 1u);
   EXPECT_NE((*list)[0].damaged.find("metadata"), std::string::npos) << (*list)[0].damaged;
+  EXPECT_EQ((*list)[0].created_at, absl::InfinitePast()) << "unknown, not 1970";
   EXPECT_EQ((*list)[1].backup_id, 2u);
   EXPECT_EQ((*list)[1].damaged, "");
   EXPECT_GT((*list)[1].file_count, 0u);
