@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -27,17 +28,36 @@
 
 namespace crm::testing {
 
-// A free loopback port, picked by the kernel.
-inline int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+// Whether a listener could bind loopback `port` now (0: any port; then
+// `port` is set to the one the kernel picked).
+inline bool CanBindLoopback(int& port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ok = ok && getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   close(fd);
-  return ntohs(addr.sin_port);
+  if (ok) port = ntohs(addr.sin_port);
+  return ok;
+}
+
+// A free loopback port for a service to listen on. Drawn below the
+// kernel's ephemeral range (ip_local_port_range starts at 32768): a port
+// bind(0) hands out may be taken by any outgoing connection (a Kafka
+// client's, a test's) before the service binds it. Random, so two tests
+// running at once rarely draw the same one.
+inline int FreePort() {
+  static thread_local std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> pick(20000, 32000);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int port = pick(rng);
+    if (CanBindLoopback(port)) return port;
+  }
+  int any = 0;
+  return CanBindLoopback(any) ? any : 0;
 }
 
 // The body of an HTTP GET on loopback, "" when nothing answers.
