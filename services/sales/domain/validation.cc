@@ -108,19 +108,17 @@ absl::Status NormalizeContact(absl::string_view field, crm::v1::Contact& contact
     if (auto st = CheckText(absl::StrCat(field, ".", name), value, max); !st.ok()) return st;
   }
   // The normal form leads gives them, so one person matches across services.
-  if (!strip(contact.email()).empty() && plain(contact.email())) {
-    auto email = NormalizeEmail(contact.email(), absl::StrCat(field, ".email"));
-    if (!email.ok()) return email.status();
-    contact.set_email(*std::move(email));
-  } else if (plain(contact.email())) {
-    contact.clear_email();
-  }
-  if (!strip(contact.phone()).empty() && plain(contact.phone())) {
-    auto phone = NormalizePhone(contact.phone(), absl::StrCat(field, ".phone"));
-    if (!phone.ok()) return phone.status();
-    contact.set_phone(*std::move(phone));
-  } else if (plain(contact.phone())) {
-    contact.clear_phone();
+  for (auto [name, value, normalize] :
+       {std::tuple{"email", contact.mutable_email(), &NormalizeEmail},
+        std::tuple{"phone", contact.mutable_phone(), &NormalizePhone}}) {
+    if (!plain(*value)) continue;
+    if (strip(*value).empty()) {
+      value->clear();
+      continue;
+    }
+    auto normal = normalize(*value, absl::StrCat(field, ".", name));
+    if (!normal.ok()) return normal.status();
+    *value = *std::move(normal);
   }
   if (contact.first_name().empty() && contact.last_name().empty() && contact.email().empty() &&
       contact.phone().empty()) {
