@@ -88,36 +88,33 @@ absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
       return absl::AbortedError(
           absl::StrCat("import ", import_id, " is running in another call; retry when it ends"));
     }
-    size_t& mine = per_caller_[ctx.actor];
-    if (mine >= options_.max_calls_per_caller || active_.size() >= options_.max_running_calls) {
-      const bool caller_full = mine >= options_.max_calls_per_caller;
-      if (mine == 0) per_caller_.erase(ctx.actor);
-      return absl::ResourceExhaustedError(
-          caller_full ? absl::StrCat("the caller has ", options_.max_calls_per_caller,
-                                     " imports open, the most one caller may; retry when one ends")
-                      : absl::StrCat(active_.size(), " imports are open, the most this service ",
-                                     "runs at once; retry when one ends"));
+    const size_t mine = std::count_if(active_.begin(), active_.end(),
+                                      [&](const auto& open) { return open.second == ctx.actor; });
+    if (mine >= options_.max_calls_per_caller) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the caller has ", mine, " imports open, the most one caller may; retry when one ends"));
     }
-    ++mine;
-    active_.insert(import_key);
+    if (active_.size() >= options_.max_running_calls) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          active_.size(), " imports are open, the most this service runs at once; retry when one ",
+          "ends"));
+    }
+    active_.emplace(import_key, ctx.actor);
   }
   if (ctx.source.empty()) ctx.source = kLeadsSource;
   if (ctx.correlation_id.empty()) ctx.correlation_id = import_id;
   auto seen = commands_.store().HasImportRows(import_key);
   if (!seen.ok()) {
-    End(import_key, ctx.actor);
+    End(import_key);
     return seen.status();
   }
   return std::make_unique<ImportSession>(*this, import_id, std::move(import_key), default_channel,
                                          std::move(ctx), /*fresh_import=*/!*seen);
 }
 
-void LeadImporter::End(const std::string& import_key, const std::string& caller) {
+void LeadImporter::End(const std::string& import_key) {
   std::lock_guard<std::mutex> lock(mu_);
   active_.erase(import_key);
-  if (auto it = per_caller_.find(caller); it != per_caller_.end() && --it->second == 0) {
-    per_caller_.erase(it);
-  }
 }
 
 ImportSession::ImportSession(LeadImporter& importer, std::string import_id, std::string import_key,
@@ -134,7 +131,7 @@ ImportSession::ImportSession(LeadImporter& importer, std::string import_id, std:
 
 ImportSession::~ImportSession() {
   WaitForWriter().IgnoreError();
-  importer_.End(import_key_, ctx_.actor);
+  importer_.End(import_key_);
 }
 
 absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow>* rows) {

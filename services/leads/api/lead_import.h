@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "crm/v1/leads.pb.h"
@@ -63,13 +62,13 @@ class LeadImporter {
 
  private:
   friend class ImportSession;
-  void End(const std::string& import_key, const std::string& caller);
+  void End(const std::string& import_key);
 
   LeadCommands& commands_;
   ImportOptions options_;
   std::mutex mu_;
-  absl::flat_hash_set<std::string> active_;              // import keys
-  absl::flat_hash_map<std::string, size_t> per_caller_;  // open calls by actor
+  // Open calls: import key -> the caller's actor (a few dozen at most).
+  absl::flat_hash_map<std::string, std::string> active_;
 };
 
 // One ImportLeads call. Not thread-safe: one caller feeds it in order.
