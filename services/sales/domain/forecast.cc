@@ -74,8 +74,8 @@ std::vector<crm::v1::ForecastRow> Forecast(const std::vector<crm::v1::Opportunit
     if (o.outcome() == crm::v1::STAGE_OUTCOME_OPEN) {
       row.set_open_opportunities(row.open_opportunities() + 1);
       row.set_pipeline_minor_units(SaturatingAdd(row.pipeline_minor_units(), amount));
-      row.set_weighted_minor_units(row.weighted_minor_units() +
-                                   ApplyBasisPoints(amount, o.probability_percent() * 100));
+      row.set_weighted_minor_units(SaturatingAdd(
+          row.weighted_minor_units(), ApplyBasisPoints(amount, o.probability_percent() * 100)));
     } else {
       row.set_won_opportunities(row.won_opportunities() + 1);
       row.set_won_minor_units(SaturatingAdd(row.won_minor_units(), amount));

@@ -1,5 +1,7 @@
 #include "services/sales/domain/forecast.h"
 
+#include <limits>
+
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
 #include "services/sales/domain/validation.h"
@@ -112,6 +114,17 @@ TEST(ForecastTest, AWonDealWithoutAmountStillCountsAsWon) {
   EXPECT_EQ(rows[1].currency(), "EUR");
   EXPECT_EQ(rows[1].won_opportunities(), 1);
   EXPECT_EQ(rows[1].won_minor_units(), 700);
+}
+
+TEST(ForecastTest, SumsOfLargeDealsSaturateInsteadOfWrapping) {
+  // 10,000 deals at the largest amount pass int64 in one row.
+  const int64_t largest = kMaxMinorUnits - 1;
+  std::vector<crm::v1::Opportunity> book(
+      10'000, Opp("ada", "EMEA", largest, 100, "2025-01-10", crm::v1::STAGE_OUTCOME_OPEN, "IDR"));
+  auto rows = Forecast(book, ForecastQuery{});
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].pipeline_minor_units(), std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(rows[0].weighted_minor_units(), std::numeric_limits<int64_t>::max());
 }
 
 TEST(ForecastTest, QueryIsValidated) {
