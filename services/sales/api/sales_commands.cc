@@ -365,6 +365,8 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ChangeOpportunityStage(
     const crm::v1::ChangeOpportunityStageRequest& request, EventContext raw_ctx) {
   CRM_RETURN_IF_ERROR(ValidateChangeStage(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  // A quote being drafted or accepted finishes before the deal can be lost.
+  auto guard = opportunity_locks_.Lock({request.opportunity_id()});
   CRM_ASSIGN_OR_RETURN(
       auto out,
       Execute<crm::v1::Opportunity>(
@@ -467,7 +469,7 @@ absl::StatusOr<crm::v1::Activity> SalesCommands::LogActivity(
 
   // The opportunity's latest activity only moves forward; two activities
   // logged at once must not overwrite each other's newer time.
-  auto guard = activity_locks_.Lock({request.opportunity_id()});
+  auto guard = opportunity_locks_.Lock({request.opportunity_id()});
   std::optional<absl::Time> last;
   if (!request.opportunity_id().empty()) {
     CRM_ASSIGN_OR_RETURN(last, store_.LastActivityAt(request.opportunity_id()));
@@ -643,9 +645,9 @@ absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
   CRM_RETURN_IF_ERROR(read);
   int raised = 0;
   for (const std::string& id : candidates) {
-    // Under the activity lock and with the latest activity read again: one
+    // Under the opportunity's lock, the latest activity read again: one
     // logged since the scan answers the inactivity, no reminder.
-    auto guard = activity_locks_.Lock({id});
+    auto guard = opportunity_locks_.Lock({id});
     auto last = store_.LastActivityAt(id);
     if (!last.ok()) return last.status();
     auto out = Execute<crm::v1::Opportunity>(
@@ -679,6 +681,7 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
     CRM_RETURN_IF_ERROR(ParseStored(*earlier, q));
     return q;
   }
+  auto guard = opportunity_locks_.Lock({request.opportunity_id()});
   CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
   if (target.opportunity) CRM_RETURN_IF_ERROR(CheckQuotable(*target.opportunity));
   sales::DraftQuote command{request, NewId("quo"), ctx.occurred_at};
@@ -700,19 +703,34 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::GetQuote(
 
 absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
     const crm::v1::AcceptQuoteRequest& request, EventContext raw_ctx) {
-  // Only an open quote is checked: a retry of an acceptance that went
-  // through gets its first answer, whatever became of the deal since.
-  if (auto quote = store_.Load<crm::v1::Quote>(QuoteStream(request.quote_id()));
-      quote.ok() && quote->state.has_value() &&
-      quote->state->status() == crm::v1::QUOTE_STATUS_OPEN &&
-      !quote->state->opportunity_id().empty()) {
-    CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(quote->state->opportunity_id()));
-    CRM_RETURN_IF_ERROR(CheckQuotable(opportunity));
-  }
-  return Transition<crm::v1::Quote>(
-      request, "AcceptQuote", "quote_id", request.quote_id(), request.request_id(),
-      std::move(raw_ctx),
-      [](const EventContext& ctx) { return QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}; });
+  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("quote_id", request.quote_id()));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  const std::string stream = QuoteStream(request.quote_id());
+  // A quote's deal never changes: its lock can be taken before the quote
+  // is read again under it.
+  CRM_ASSIGN_OR_RETURN(auto first_read, store_.Load<crm::v1::Quote>(stream));
+  auto guard = opportunity_locks_.Lock(
+      {first_read.state.has_value() ? first_read.state->opportunity_id() : ""});
+  CRM_ASSIGN_OR_RETURN(
+      auto out,
+      Execute<crm::v1::Quote>(
+          stream,
+          CallerRequestKey(ctx, absl::StrCat("AcceptQuote/", request.request_id()), request),
+          kAnyVersion, ctx,
+          [&](const std::optional<crm::v1::Quote>& s) -> absl::StatusOr<std::vector<QuoteEvent>> {
+            // After the retry lookup: an acceptance that went through keeps
+            // its answer, whatever became of the deal since.
+            if (s.has_value() && s->status() == crm::v1::QUOTE_STATUS_OPEN &&
+                !s->opportunity_id().empty()) {
+              CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(s->opportunity_id()));
+              CRM_RETURN_IF_ERROR(CheckQuotable(opportunity));
+            }
+            return NameMissing(Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}), s,
+                               "quote_id", request.quote_id());
+          },
+          [](const crm::v1::Quote&) { return NoRows(); }));
+  return out.state;
 }
 
 absl::StatusOr<crm::v1::Quote> SalesCommands::DeclineQuote(

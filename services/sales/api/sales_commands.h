@@ -185,8 +185,10 @@ class SalesCommands {
   SalesStore& store_;
   pii::KeyVault* vault_ = nullptr;
   SalesSettings settings_;
-  // Serializes the read-modify-write of an opportunity's last activity.
-  StripedMutex activity_locks_;
+  // Per opportunity: serializes the read-modify-write of its last activity,
+  // and holds a stage change to lost off a quote drafted or accepted on the
+  // strength of the deal being open.
+  StripedMutex opportunity_locks_;
 };
 
 }  // namespace crm::sales

@@ -1,6 +1,7 @@
 #include "services/sales/api/sales_commands.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -797,7 +798,58 @@ TEST_F(SalesCommandsTest, ALostDealIsNotQuotedAndItsOpenQuoteNotAccepted) {
   accept.set_quote_id(quote->quote_id());
   st = commands_->AcceptQuote(accept, Ctx()).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  // The caller's own mistakes are named first, as for any quote.
+  accept.clear_request_id();
+  st = commands_->AcceptQuote(accept, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "request_id:")) << st;
+  accept.set_request_id("move-1");  // taken by another method: fine
+  EXPECT_EQ(commands_->AcceptQuote(accept, Ctx()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store_->events().LogSize(), before);
+}
+
+// An acceptance racing the deal's loss: either the quote is accepted and
+// then the deal lost, or the deal is lost and the acceptance refused;
+// never an accepted quote the pipeline never saw the deal open for.
+TEST_F(SalesCommandsTest, AQuoteIsNeverAcceptedAfterItsDealWasLost) {
+  Open("cus_1");
+  for (int round = 0; round < 40; ++round) {
+    auto o = OpenOpp("cus_1", absl::StrCat("opp-", round));
+    auto draft = QuoteFor(o.opportunity_id(), 500'000);
+    draft.set_request_id(absl::StrCat("quote-", round));
+    auto quote = commands_->DraftQuote(draft, Ctx());
+    ASSERT_TRUE(quote.ok()) << quote.status();
+    crm::v1::AcceptQuoteRequest accept;
+    accept.set_request_id(absl::StrCat("accept-", round));
+    accept.set_quote_id(quote->quote_id());
+    absl::StatusOr<crm::v1::Quote> accepted;
+    std::thread acceptor([&] { accepted = commands_->AcceptQuote(accept, Ctx()); });
+    auto lost = Move(o, "lost", absl::StrCat("lose-", round), "went elsewhere");
+    acceptor.join();
+    ASSERT_TRUE(lost.ok()) << lost.status();
+    if (!accepted.ok()) {
+      EXPECT_EQ(accepted.status().code(), absl::StatusCode::kFailedPrecondition);
+      continue;
+    }
+    // Accepted: the acceptance is in the log before the loss.
+    auto log = store_->events().ReadOutbox(1, 1'000'000);
+    ASSERT_TRUE(log.ok()) << log.status();
+    uint64_t accepted_at = 0, lost_at = 0;
+    for (const auto& entry : *log) {
+      if (entry.envelope.stream() == QuoteStream(quote->quote_id()) &&
+          entry.envelope.type() == "QuoteAccepted") {
+        accepted_at = entry.position;
+      }
+      if (entry.envelope.stream() == OpportunityStream(o.opportunity_id()) &&
+          entry.envelope.type() == "OpportunityStageChanged") {
+        lost_at = entry.position;
+      }
+    }
+    ASSERT_NE(accepted_at, 0u);
+    ASSERT_NE(lost_at, 0u);
+    EXPECT_LT(accepted_at, lost_at) << "round " << round;
+  }
 }
 
 TEST_F(SalesCommandsTest, AManagerDoesNotApproveTheContractTheySubmitted) {
