@@ -211,6 +211,12 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
     SetLeadOwner(view, event, m->owner_id());
+    // A lead taken from its owner into a queue is the latest assignment,
+    // without an owner; a new lead of the person queued assigns nothing.
+    if (m->owner_id().empty() && !m->previous_owner_id().empty() &&
+        view.account_owner_id().empty() && TakeIfNewer(view.mutable_owner_as_of(), event)) {
+      view.clear_owner_id();
+    }
     if (m->owner_id().empty()) return absl::StrCat("Lead queued in ", m->queue());
     return absl::StrCat("Lead assigned to ", m->owner_id(),
                         m->team_id().empty() ? "" : absl::StrCat(" (team ", m->team_id(), ")"));

@@ -218,6 +218,38 @@ TEST(CustomerViewTest, LifetimeValueHoldsAtTheLargestAmount) {
   EXPECT_EQ(view.lifetime_value(0).minor_units(), std::numeric_limits<int64_t>::max());
 }
 
+// A manager moves the lead from its rep back into a queue: the rep no
+// longer owns the customer (nor reads its 360 by ownership). A new lead of
+// the person going into a queue takes the customer from nobody.
+TEST(CustomerViewTest, ALeadMovedToAQueueTakesTheCustomerFromItsRep) {
+  crm::v1::LeadAssigned to_rep;
+  to_rep.set_lead_id("lead_a");
+  to_rep.set_owner_id("rep_lead");
+  crm::v1::LeadAssigned new_lead_queued;
+  new_lead_queued.set_lead_id("lead_b");
+  new_lead_queued.set_queue("inbound");
+  crm::v1::LeadAssigned to_queue;
+  to_queue.set_lead_id("lead_a");
+  to_queue.set_queue("inbound");
+  to_queue.set_previous_owner_id("rep_lead");
+  const std::vector<crm::v1::EventEnvelope> events = {
+      Captured("lead_a", 100, "ada@x.com", "Engines"),
+      Event("e02", "lead-lead_a", 110, to_rep),
+      Event("e03", "lead-lead_b", 120, new_lead_queued),
+  };
+  crm::v1::Customer360 view;
+  for (const auto& e : events) ApplyToView(view, e);
+  EXPECT_EQ(view.owner_id(), "rep_lead");
+
+  const auto queued = Event("e04", "lead-lead_a", 130, to_queue);
+  ApplyToView(view, queued);
+  EXPECT_EQ(view.owner_id(), "");
+  crm::v1::Customer360 reversed;
+  ApplyToView(reversed, queued);
+  for (auto it = events.rbegin(); it != events.rend(); ++it) ApplyToView(reversed, *it);
+  EXPECT_EQ(reversed.owner_id(), "");
+}
+
 // A known person's new lead goes by the rules to another rep: the account
 // stays its owner's (access to the 360 follows the owner), in any order.
 TEST(CustomerViewTest, AccountOwnerOutranksALaterLeadAssignment) {

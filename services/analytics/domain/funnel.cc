@@ -125,7 +125,8 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
   } else if (const auto* m = payload.As<LeadAssigned>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
     r->set_lead_id(m->lead_id());
-    SetLeadOwner(r, event, m->owner_id());
+    // Into a queue: the lead is no longer its previous owner's.
+    if (TakeIfNewer(r->mutable_owner_as_of(), event)) r->set_owner_id(m->owner_id());
   } else if (const auto* m = payload.As<LeadQualified>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
     r->set_lead_id(m->lead_id());

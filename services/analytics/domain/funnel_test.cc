@@ -206,6 +206,34 @@ TEST(FunnelTest, FiltersNarrowLeadsAndOpportunitiesAlike) {
   EXPECT_EQ(f.total().won(), 1);
 }
 
+// A lead taken from its rep into a queue no longer counts as the rep's.
+TEST(FunnelTest, ALeadMovedToAQueueLeavesItsOwnersFunnel) {
+  Records records;
+  records.Apply(Captured("l1", "c1", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan, "emea"));
+  crm::v1::LeadAssigned to_rep;
+  to_rep.set_lead_id("l1");
+  to_rep.set_owner_id("rep_a");
+  crm::v1::LeadAssigned to_queue;
+  to_queue.set_lead_id("l1");
+  to_queue.set_queue("inbound");
+  to_queue.set_previous_owner_id("rep_a");
+  const auto assigned = Event("as-1", "c1", kJan + kDay, to_rep);
+  const auto queued = Event("as-2", "c1", kJan + 2 * kDay, to_queue);
+  crm::v1::GetFunnelRequest by_owner;
+  by_owner.set_owner_id("rep_a");
+  records.Apply(assigned);
+  EXPECT_EQ(records.Funnel(by_owner).total().leads(), 1);
+  records.Apply(queued);
+  EXPECT_EQ(records.Funnel(by_owner).total().leads(), 0);
+  EXPECT_EQ(records.Funnel().total().leads(), 1);
+
+  Records reversed;  // the same, delivered the other way round
+  reversed.Apply(queued);
+  reversed.Apply(assigned);
+  reversed.Apply(Captured("l1", "c1", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan, "emea"));
+  EXPECT_EQ(reversed.Bytes(), records.Bytes());
+}
+
 TEST(FunnelTest, RecordsAreByteIdenticalWhateverTheDeliveryOrderAndRedelivery) {
   auto events = History();
   Records expected;
