@@ -164,8 +164,10 @@ absl::Status ApplyToKpis(const EventEnvelope& event, const Payload& payload,
   } else if (const auto* m = payload.As<TicketSlaBreached>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     r->set_sla_breached(true);
-    // The team at the time of the breach: as good as an assignment then.
-    SetTeam(r, event, m->team_id());
+    // Every team change is a TicketAssigned; a breach's team only stands in
+    // until one is seen. It never outranks one: a breach owed before a
+    // reassignment is recorded in the same instant, ahead of it.
+    if (!r->has_team_as_of() && r->team_id().empty()) r->set_team_id(m->team_id());
   } else if (const auto* m = payload.As<CsatSubmitted>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
     if (TakeIfNewer(r->mutable_csat_as_of(), event)) r->set_csat_score(m->score());

@@ -171,6 +171,29 @@ TEST(ServiceKpisTest, RecordsAreTheSameWhateverTheOrderAndDuplicates) {
   }
 }
 
+// The desk records a breach owed before a reassignment in the same instant,
+// ahead of it: the ticket is the new team's, whatever the event ids.
+TEST(ServiceKpisTest, AReassignmentOutranksABreachOfTheSameInstant) {
+  const std::vector<EventEnvelope> events = {
+      TicketOpenedAt("cus_1", "t1", 100, "router", "fault"),
+      TicketEvent(Assigned("t1", "red"), "cus_1", "t1", 2, 100),
+      Envelope(Breached("t1", "red"), "cus_1", "evt-t1-zz", "ticket-t1", 3, 500),
+      Envelope(Assigned("t1", "blue"), "cus_1", "evt-t1-aa", "ticket-t1", 4, 500),
+  };
+  for (int seed = 0; seed < 6; ++seed) {
+    auto shuffled = events;
+    std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(seed));
+    const auto records = Given(shuffled);
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_EQ(records[0].team_id(), "blue") << seed;
+    EXPECT_TRUE(records[0].sla_breached());
+  }
+  // Without any assignment seen, the breach names the team.
+  const auto unassigned = Given({TicketOpenedAt("cus_1", "t2", 100, "router", "fault"),
+                                 TicketEvent(Breached("t2", "red"), "cus_1", "t2", 2, 500)});
+  EXPECT_EQ(unassigned[0].team_id(), "red");
+}
+
 // A ticket solved without a reply was answered when it was resolved: a
 // reply after it was reopened is not its first response.
 TEST(ServiceKpisTest, AResolutionWithoutAReplyIsTheFirstResponse) {
