@@ -456,6 +456,7 @@ void Apply(Ticket& t, const TicketEvent& event, absl::Time occurred_at) {
         } else if constexpr (std::is_same_v<E, crm::v1::TicketClosed>) {
           t.set_status(crm::v1::TICKET_STATUS_CLOSED);
           *t.mutable_closed_at() = now;
+          t.clear_reopen_until();  // closed for good: no window left
         } else if constexpr (std::is_same_v<E, crm::v1::TicketReopened>) {
           t.set_status(crm::v1::TICKET_STATUS_OPEN);
           t.set_reopen_count(t.reopen_count() + 1);

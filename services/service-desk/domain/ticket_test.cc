@@ -367,6 +367,14 @@ TEST(ResolveTest, OnlyActiveTicketsResolveAndOnlyResolvedOnesClose) {
       .Given(History({Open(), ResolveTicket{"", "", T(1)}}))
       .When(CloseTicket{T(2)})
       .Then({closed});
+
+  // A closed ticket shows no reopen window: it cannot be reopened.
+  Ticket state;
+  for (const auto& e : History({Open(), ResolveTicket{"", "", T(1)}, CloseTicket{T(2)}})) {
+    Apply(state, e, T(2));
+  }
+  EXPECT_EQ(state.status(), crm::v1::TICKET_STATUS_CLOSED);
+  EXPECT_FALSE(state.has_reopen_until());
 }
 
 TEST(ReopenTest, ReopenWithinTheWindowResumesTheResolutionClock) {
