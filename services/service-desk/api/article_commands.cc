@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
@@ -152,11 +153,13 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
     return InvalidField("query", absl::StrCat("more than ", kMaxQueryTerms, " words"));
   }
   crm::v1::SearchArticlesResponse response;
-  // A query of stop words only matches nothing rather than everything.
-  if (words.empty() && !r.query().empty() && tags.empty() && r.product().empty()) return response;
+  // A query of stop words only matches nothing rather than everything,
+  // filters or not (an empty query lists the filtered articles).
+  if (words.empty() && !r.query().empty()) return response;
 
-  CRM_ASSIGN_OR_RETURN(auto page,
-                       store_.SearchArticles(words, tags, r.product(), offset, page_size));
+  // Trimmed as articles' products are when written.
+  const std::string product(absl::StripAsciiWhitespace(r.product()));
+  CRM_ASSIGN_OR_RETURN(auto page, store_.SearchArticles(words, tags, product, offset, page_size));
   for (auto& hit : page.hits) *response.add_hits() = std::move(hit);
   if (page.more) response.set_next_page_token(absl::StrCat(offset + page_size));
   return response;

@@ -86,6 +86,10 @@ TEST_F(ArticleCommandsTest, TagsAndProductNarrowTheResults) {
   const auto c = Create("Scanner lines", "Clean the glass.", {"scanner"}, "scanner-z");
   EXPECT_EQ(Search("toner", {"consumables"}), (std::vector<std::string>{a}));
   EXPECT_EQ(Search("toner", {}, "PRINTER-Y"), (std::vector<std::string>{b}));
+  EXPECT_EQ(Search("toner", {}, " printer-y "), (std::vector<std::string>{b}));
+  // Stop words alone match nothing, with filters as without.
+  EXPECT_TRUE(Search("the", {"printer"}).empty());
+  EXPECT_TRUE(Search("the", {}, "printer-x").empty());
   // Tags alone: every article with them, most recently published first.
   EXPECT_EQ(Search("", {"printer"}), (std::vector<std::string>{b, a}));
   EXPECT_EQ(Search("", {"printer", "consumables"}), (std::vector<std::string>{a}));
