@@ -50,7 +50,14 @@ absl::StatusOr<std::string> NormalizePhone(absl::string_view raw, absl::string_v
     plus = true;
   }
   if (!plus) return Invalid(field, "must be in international form (+ and country code)");
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    // "+44 (0)20 ...": the trunk prefix dialled only at home, not part of
+    // the number.
+    if (s.substr(i, 3) == "(0)") {
+      i += 2;
+      continue;
+    }
     if (std::isdigit(static_cast<unsigned char>(c))) {
       digits.push_back(c);
     } else if (c != ' ' && c != '-' && c != '.' && c != '(' && c != ')') {

@@ -17,6 +17,9 @@ TEST(ContactFieldsTest, PhoneBecomesE164) {
   EXPECT_EQ(*NormalizePhone("+44 (20) 7946-0958", "p"), "+442079460958");
   EXPECT_EQ(*NormalizePhone("0049 30 1234567", "p"), "+49301234567");
   EXPECT_EQ(*NormalizePhone("+1.415.555.0100", "p"), "+14155550100");
+  // The national trunk prefix in brackets is not part of the number.
+  EXPECT_EQ(*NormalizePhone("+44 (0)20 7946 0958", "p"), "+442079460958");
+  EXPECT_EQ(*NormalizePhone("+49(0)30-1234567", "p"), "+49301234567");
   for (const char* bad :
        {"", "2079460958", "+44 20 79x6", "+1234567", "+1234567890123456", "+0123456789"}) {
     EXPECT_FALSE(NormalizePhone(bad, "p").ok()) << bad;
