@@ -396,6 +396,44 @@ TEST_F(LeadUseCaseTest, ABlankNeedScoresAsNoneThoughItIsSealed) {
   EXPECT_EQ(commands_->CaptureLead(request, Ctx())->score().need(), 10);
 }
 
+// The need is stored sealed; a rep sending back the one on file (as
+// GetLead showed it) confirms the BANT, which LeadQualified then leaves
+// unset. A different need is a change.
+TEST_F(LeadUseCaseTest, QualifyingWithTheNeedOnFileChangesNoBant) {
+  auto request = Request("known-need", "known@example.com");
+  request.mutable_bant()->set_need("replace the legacy CRM");
+  auto captured = commands_->CaptureLead(request, Ctx());
+  ASSERT_TRUE(captured.ok()) << captured.status();
+  auto qualified_bant = [&](const std::string& request_id, const std::string& lead_id,
+                            const std::string& need) -> std::optional<crm::v1::LeadQualified> {
+    crm::v1::QualifyLeadRequest q;
+    q.set_request_id(request_id);
+    q.set_lead_id(lead_id);
+    q.mutable_bant()->set_need(need);
+    EXPECT_TRUE(commands_->QualifyLead(q, Ctx()).ok());
+    auto events = store_->events().ReadStream(LeadStream(lead_id));
+    for (const auto& e : *events) {
+      crm::v1::LeadQualified m;
+      if (e.payload().UnpackTo(&m)) return m;
+    }
+    return std::nullopt;
+  };
+  auto same = qualified_bant("q-same", captured->lead_id(), "replace the legacy CRM");
+  ASSERT_TRUE(same.has_value());
+  EXPECT_FALSE(same->has_bant());
+
+  request = Request("other-need", "other@example.com");
+  request.mutable_bant()->set_need("replace the legacy CRM");
+  captured = commands_->CaptureLead(request, Ctx());
+  ASSERT_TRUE(captured.ok()) << captured.status();
+  auto changed = qualified_bant("q-changed", captured->lead_id(), "a helpdesk");
+  ASSERT_TRUE(changed.has_value());
+  ASSERT_TRUE(changed->has_bant());
+  crm::v1::Bant bant = changed->bant();
+  pii::OpenFields(bant, store_->vault());
+  EXPECT_EQ(bant.need(), "a helpdesk");
+}
+
 // A lead still being written (a capture waiting for its fsync, an import
 // chunk) may fail or turn out a replay: a capture of the same person waits
 // for it rather than name a lead and customer that may never exist.
