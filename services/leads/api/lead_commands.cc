@@ -71,19 +71,26 @@ absl::StatusOr<size_t> PageOffset(const crm::v1::PageRequest& page) {
 
 std::string OffsetToken(size_t offset) { return absl::WebSafeBase64Escape(absl::StrCat(offset)); }
 
-// The stated need is stored sealed and the domain never opens it: a rep
-// re-sending the need on file (a form filled from GetLead) confirms it
-// rather than changing it.
-LeadCommand ConfirmKnownNeed(const crm::v1::Lead& state, LeadCommand command,
-                             const pii::KeyVault& vault) {
-  auto* qualify = std::get_if<QualifyLead>(&command);
-  if (qualify == nullptr || !qualify->bant.has_value() || qualify->bant->need().empty() ||
-      !pii::IsSealed(state.bant().need())) {
-    return command;
+// What the domain cannot know from the lead alone, filled in from the
+// service's stores.
+LeadCommand WithStoredFacts(const crm::v1::Lead& state, LeadCommand command,
+                            const pii::KeyVault& vault) {
+  if (auto* qualify = std::get_if<QualifyLead>(&command);
+      qualify != nullptr && qualify->bant.has_value() && !qualify->bant->need().empty() &&
+      pii::IsSealed(state.bant().need())) {
+    // The stated need is stored sealed and the domain never opens it: a rep
+    // re-sending the need on file (a form filled from GetLead) confirms it
+    // rather than changing it.
+    crm::v1::Bant known = state.bant();
+    pii::OpenFields(known, vault);
+    if (known.need() == qualify->bant->need()) qualify->bant->clear_need();
   }
-  crm::v1::Bant known = state.bant();
-  pii::OpenFields(known, vault);
-  if (known.need() == qualify->bant->need()) qualify->bant->clear_need();
+  if (auto* convert = std::get_if<ConvertLead>(&command); convert != nullptr) {
+    // Another lead of the person merged away the customer this one was
+    // captured under: the account opens for the customer that stands.
+    const std::string survivor = vault.SurvivorOf(state.customer_id());
+    if (survivor != state.customer_id()) convert->customer_id = survivor;
+  }
   return command;
 }
 
@@ -294,7 +301,7 @@ absl::StatusOr<std::string> LeadCommands::Execute(const google::protobuf::Messag
   CRM_ASSIGN_OR_RETURN(auto state, store_.FindLead(lead_id));
   if (!state.has_value()) return absl::NotFoundError(absl::StrCat("lead ", lead_id, " not found"));
   CRM_ASSIGN_OR_RETURN(auto events,
-                       Decide(state, ConfirmKnownNeed(*state, command, store_.vault())));
+                       Decide(state, WithStoredFacts(*state, command, store_.vault())));
   // Free text (activity details, notes, the stated need) is personal data:
   // decided on plaintext, stored sealed.
   CRM_RETURN_IF_ERROR(pii::SealEvents(store_.vault(), state->customer_id(), ctx, events));

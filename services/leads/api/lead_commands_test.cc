@@ -722,6 +722,36 @@ TEST_F(LeadUseCaseTest, MergesRepointEveryContactOfTheMergedPerson) {
   EXPECT_TRUE(by_dup_phone.duplicate());
 }
 
+// Two leads of one person under customer Y; one of them is merged into a
+// lead of customer X. Converting the other opens X's account, not Y's
+// (which the merge retired): one person, one account in sales.
+TEST_F(LeadUseCaseTest, ALeadOfAMergedAwayCustomerConvertsForTheSurvivingCustomer) {
+  CreateRule("r1", OwnerRule("", "", "usr_owner"));
+  auto first = *commands_->CaptureLead(Request("y1", "ada@example.com"), Ctx());
+  auto second = *commands_->CaptureLead(Request("y2", "ada@example.com", "+442079460958"), Ctx());
+  ASSERT_EQ(second.customer_id(), first.customer_id());
+  auto survivor = *commands_->CaptureLead(Request("x1", "lovelace@engines.example"), Ctx());
+  ASSERT_NE(survivor.customer_id(), first.customer_id());
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-1");
+  merge.set_survivor_lead_id(survivor.lead_id());
+  merge.set_merged_lead_id(first.lead_id());
+  ASSERT_TRUE(commands_->MergeLeads(merge, Ctx()).ok());
+
+  ASSERT_TRUE(Qualify("q-2", second.lead_id()).ok());
+  auto converted = Convert("c-2", second.lead_id());
+  ASSERT_TRUE(converted.ok()) << converted.status();
+  const auto events = *store_->events().ReadStream(LeadStream(second.lead_id()));
+  crm::v1::LeadConverted payload;
+  ASSERT_TRUE(events.back().payload().UnpackTo(&payload));
+  EXPECT_EQ(payload.customer_id(), survivor.customer_id());
+
+  // After a restart too: the vault learns merges from the log.
+  Restart();
+  auto third = *commands_->CaptureLead(Request("y3", "", "+442079460958"), Ctx());
+  EXPECT_EQ(third.customer_id(), survivor.customer_id());
+}
+
 TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
   auto survivor = *commands_->CaptureLead(Request("s", "ada@example.com", "+442079460958"), Ctx());
   auto merged = *commands_->CaptureLead(Request("m", "lovelace@engines.example"), Ctx());

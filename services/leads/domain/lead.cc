@@ -292,7 +292,7 @@ absl::StatusOr<std::vector<LeadEvent>> DecideConvert(const crm::v1::Lead& lead,
   }
   crm::v1::LeadConverted e;
   e.set_lead_id(lead.lead_id());
-  e.set_customer_id(lead.customer_id());
+  e.set_customer_id(c.customer_id.empty() ? lead.customer_id() : c.customer_id);
   e.set_owner_id(owner);
   *e.mutable_contact() = lead.contact();
   e.set_company(lead.company());

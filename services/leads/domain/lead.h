@@ -103,6 +103,9 @@ struct ConvertLead {
   std::string owner_id;
   std::string opportunity_name;
   std::optional<crm::v1::Money> estimated_amount;
+  // The person's customer now, when a merge of another of their leads
+  // retired the one this lead was captured under; empty: the lead's own.
+  std::string customer_id;
 };
 
 struct AssignLead {

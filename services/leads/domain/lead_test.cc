@@ -473,6 +473,12 @@ TEST(ConvertTest, ExplicitOwnerNameAndAmountWin) {
   EXPECT_EQ(e.owner_id(), "usr_9");
   EXPECT_EQ(e.opportunity_name(), "Big deal");
   EXPECT_EQ(e.estimated_amount().minor_units(), 1'000'000);
+  EXPECT_EQ(e.customer_id(), scenario.state()->customer_id());
+  // A merge retired the lead's customer: the conversion names the survivor.
+  events =
+      *Decide(scenario.state(),
+              LeadCommand{ConvertLead{kAnyVersion, "usr_9", "", std::nullopt, "cus_survivor"}});
+  EXPECT_EQ(std::get<crm::v1::LeadConverted>(events[0]).customer_id(), "cus_survivor");
 }
 
 // The derived name stays within the bound of a name the caller may give,
