@@ -396,6 +396,41 @@ TEST_F(LeadsServiceTest, AManagerReadsEveryLeadItListsWhateverTheCaseOfItsRegion
             grpc::StatusCode::PERMISSION_DENIED);
 }
 
+// A rep's call that went through but whose reply was lost is retried after
+// the lead moved to another rep: the retry gets the first answer; only a
+// new call is refused.
+TEST_F(LeadsServiceTest, ARetryIsAnsweredAfterTheLeadMovedOutOfTheCallersReach) {
+  auto admin = stack_.LeadsStub();
+  const auto lead = Capture(*admin, "retry-1", "retry@emea.test", "emea");
+  auto assign_to = [&](const std::string& request_id, const std::string& owner) {
+    crm::v1::AssignLeadRequest assign;
+    assign.set_request_id(request_id);
+    assign.set_lead_id(lead.lead_id());
+    assign.set_owner_id(owner);
+    crm::v1::Lead assigned;
+    auto st = admin->AssignLead(Ctx().get(), assign, &assigned);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  };
+  assign_to("retry-assign-1", kRep.subject);
+  auto rep = crm::v1::LeadsService::NewStub(stack_.Channel("leads", kRep));
+  crm::v1::RecordLeadActivityRequest activity;
+  activity.set_request_id("retry-act-1");
+  activity.set_lead_id(lead.lead_id());
+  activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_MEETING_HELD);
+  crm::v1::Lead first, retried;
+  auto st = rep->RecordLeadActivity(Ctx().get(), activity, &first);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  assign_to("retry-assign-2", "rep-2");
+
+  st = rep->RecordLeadActivity(Ctx().get(), activity, &retried);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(retried.version(), first.version());
+  EXPECT_EQ(retried.owner_id(), kRep.subject) << "the first answer";
+  activity.set_request_id("retry-act-2");
+  EXPECT_EQ(rep->RecordLeadActivity(Ctx().get(), activity, &retried).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
 TEST_F(LeadsServiceTest, AnImportNamesOnlyEarlierLeadsTheCallerMayAccess) {
   auto admin = stack_.LeadsStub();
   const auto foreign = Capture(*admin, "dup-apac", "apac@dup.test", "APAC");

@@ -225,7 +225,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::RecordLeadActivity(
   return Unary(ctx, request, response,
                [this, e = EventContextFrom(*ctx, kSource)](
                    const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
-                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 CRM_RETURN_IF_ERROR(CheckLeadCommand(caller, e, "RecordLeadActivity", r));
                  return commands_.RecordLeadActivity(r, e);
                });
 }
@@ -236,7 +236,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::QualifyLead(grpc::CallbackServerContext* ct
   return Unary(ctx, request, response,
                [this, e = EventContextFrom(*ctx, kSource)](
                    const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
-                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 CRM_RETURN_IF_ERROR(CheckLeadCommand(caller, e, "QualifyLead", r));
                  return commands_.QualifyLead(r, e);
                });
 }
@@ -247,7 +247,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::DisqualifyLead(grpc::CallbackServerContext*
   return Unary(ctx, request, response,
                [this, e = EventContextFrom(*ctx, kSource)](
                    const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
-                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 CRM_RETURN_IF_ERROR(CheckLeadCommand(caller, e, "DisqualifyLead", r));
                  return commands_.DisqualifyLead(r, e);
                });
 }
@@ -258,7 +258,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::NurtureLead(grpc::CallbackServerContext* ct
   return Unary(ctx, request, response,
                [this, e = EventContextFrom(*ctx, kSource)](
                    const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
-                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 CRM_RETURN_IF_ERROR(CheckLeadCommand(caller, e, "NurtureLead", r));
                  return commands_.NurtureLead(r, e);
                });
 }
@@ -270,7 +270,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::ConvertLead(grpc::CallbackServerContext* ct
       ctx, request, response,
       [this, e = EventContextFrom(*ctx, kSource)](const auto& r, const auth::Principal& caller)
           -> absl::StatusOr<crm::v1::ConvertLeadResponse> {
-        CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+        CRM_RETURN_IF_ERROR(CheckLeadCommand(caller, e, "ConvertLead", r));
         // A rep converts into their own pipeline, not someone else's.
         if (!caller.SeesEverything() && !caller.HasRole(auth::kRoleSalesManager) &&
             !r.owner_id().empty() && r.owner_id() != caller.subject) {
@@ -286,7 +286,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::AssignLead(grpc::CallbackServerContext* ctx
   return Unary(ctx, request, response,
                [this, e = EventContextFrom(*ctx, kSource)](
                    const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
-                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+                 CRM_RETURN_IF_ERROR(CheckLeadCommand(caller, e, "AssignLead", r));
                  return commands_.AssignLead(r, e);
                });
 }

@@ -76,6 +76,17 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
   // PERMISSION_DENIED whether the lead exists or not (record_access.h).
   absl::Status CheckLead(const auth::Principal& caller, const std::string& lead_id,
                          absl::string_view field = "lead_id") const;
+  // CheckLead for a command on the lead, passed for a retry of one the
+  // caller made: a rep who assigned a lead away gets the first answer, not
+  // PERMISSION_DENIED.
+  template <typename Request>
+  absl::Status CheckLeadCommand(const auth::Principal& caller, const EventContext& ctx,
+                                absl::string_view method, const Request& request) const {
+    if (commands_.AnsweredBefore(ctx, method, request.request_id(), request)) {
+      return absl::OkStatus();
+    }
+    return CheckLead(caller, request.lead_id());
+  }
   // Clears duplicate_of_lead_id where it names a lead the caller may not
   // access, as CaptureLead does: dedupe must not point at others' leads.
   void HideForeignDuplicates(const auth::Principal& caller,
