@@ -104,7 +104,8 @@ absl::Status CheckReopenWindow(const Ticket& t, absl::Time now) {
   if (t.status() != crm::v1::TICKET_STATUS_RESOLVED) {
     return WrongStatus(t, "only a resolved ticket can be reopened");
   }
-  if (now > At(t.reopen_until())) {
+  // The window ends at reopen_until, when the timer closes the ticket.
+  if (now >= At(t.reopen_until())) {
     return absl::FailedPreconditionError(
         absl::StrCat("ticket ", t.ticket_id(), " cannot be reopened after ",
                      FormatRfc3339(At(t.reopen_until())), ": open a new ticket"));

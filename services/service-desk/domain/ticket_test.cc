@@ -394,6 +394,11 @@ TEST(ReopenTest, ReopenAfterTheWindowOrOfAClosedTicketIsRejected) {
       .Given(History({Open(), ResolveTicket{"", "", T(0)}}))
       .When(ReopenTicket{"late", T(48 * 60 + 1)})
       .ThenError(absl::StatusCode::kFailedPrecondition, "open a new ticket");
+  // The window's end is the instant the timer closes the ticket.
+  Scenario()
+      .Given(History({Open(), ResolveTicket{"", "", T(0)}}))
+      .When(ReopenTicket{"at the end", T(48 * 60)})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "open a new ticket");
   Scenario()
       .Given(History({Open(), ResolveTicket{"", "", T(0)}, CloseTicket{T(1)}}))
       .When(ReopenTicket{"", T(2)})
