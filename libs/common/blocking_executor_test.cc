@@ -91,6 +91,10 @@ TEST(BlockingExecutorTest, OverloadIsResourceExhaustedAndAbandonedCallsDoNotRun)
   EXPECT_EQ(stub->Check(&refused, req, &resp).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 
   release.Notify();
+  // Behind the abandoned task: once this runs, the queue is empty again.
+  absl::Notification drained;
+  executor.Run([&] { drained.Notify(); });
+  drained.WaitForNotification();
   grpc::ClientContext later;
   ASSERT_TRUE(stub->Check(&later, req, &resp).ok());
   EXPECT_EQ(service.bodies.load(), 1) << "only the last call's body ran";
