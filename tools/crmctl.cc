@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <future>
@@ -37,6 +38,7 @@
 #include "libs/common/backup.h"
 #include "libs/common/config.h"
 #include "libs/common/kafka.h"
+#include "libs/common/pii/key_stream.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/runtime.h"
 #include "libs/common/status_macros.h"
@@ -311,6 +313,26 @@ bool IsTransientKafkaError(RdKafka::ErrorCode e) {
          e == RdKafka::ERR_LEADER_NOT_AVAILABLE || e == RdKafka::ERR_NOT_LEADER_FOR_PARTITION;
 }
 
+// Counts the key records that fail to apply: a data key that unwraps with
+// none of the master keys given (a rebuild run without the services' key)
+// would leave every person's data unreadable in views that look complete.
+class KeyFailureCounter final : public crm::Projection {
+ public:
+  explicit KeyFailureCounter(crm::Projection& inner) : inner_(inner) {}
+  void BeginBatch() override { inner_.BeginBatch(); }
+  absl::Status Apply(const crm::v1::EventEnvelope& event, crm::ProjectionTxn& txn) override {
+    absl::Status st = inner_.Apply(event, txn);
+    if (!st.ok() && crm::pii::IsKeyRecordStream(event.stream())) ++failures_;
+    return st;
+  }
+  absl::Status Flush(crm::ProjectionTxn& txn) override { return inner_.Flush(txn); }
+  uint64_t failures() const { return failures_.load(); }
+
+ private:
+  crm::Projection& inner_;
+  std::atomic<uint64_t> failures_{0};
+};
+
 // `opened`: set once this process holds the database (and may remove it).
 int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   // The data keys come back from crm.keys.v1 with the views; erased
@@ -343,9 +365,9 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   // each time a partition's end moves on, so each partition counts once.
   size_t open_partitions = assignment.size();
   RdKafka::TopicPartition::destroy(assignment);
-  if (open_partitions == 0) {
-    std::fprintf(stderr,
-                 "crmctl rebuild: none of the topics exists on %s: nothing to rebuild from\n",
+  if (open_partitions == 0 || total == 0) {
+    std::fprintf(stderr, "crmctl rebuild: %s on %s: nothing to rebuild from\n",
+                 open_partitions == 0 ? "none of the topics exists" : "the topics hold no events",
                  Brokers(argc, argv).c_str());
     return 1;
   }
@@ -363,7 +385,8 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
     return 1;
   }
   crm::analytics::Customer360Projection views;
-  crm::pii::WithKeyRecords projection(**vault, &views);
+  crm::pii::WithKeyRecords with_keys(**vault, &views);
+  KeyFailureCounter projection(with_keys);
   crm::Subscriber applier(**db, projection, {});
   absl::flat_hash_set<std::pair<std::string, int32_t>> at_end;
 
@@ -428,6 +451,14 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
       static_cast<unsigned long long>(applier.applied()),
       static_cast<unsigned long long>(applier.skipped()),
       static_cast<unsigned long long>(applier.poisoned()));
+  if (projection.failures() > 0) {
+    std::fprintf(stderr,
+                 "crmctl rebuild: %llu data keys did not unwrap with the master key given: pass "
+                 "the services' --master-key-file (and --previous-master-keys during a "
+                 "rotation); the views would show every person's data as erased\n",
+                 static_cast<unsigned long long>(projection.failures()));
+    return 1;
+  }
   return 0;
 }
 

@@ -81,6 +81,23 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
                 .find("crmctl rebuild:"),
             std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(failed_dir));
+  // Without the services' master key the data keys do not unwrap: refused,
+  // not views that show every person as erased.
+  const std::string wrong_key(64, 'a');
+  EXPECT_NE(
+      RunCommand(absl::StrCat(CRM_CTL_BIN, " rebuild analytics --data-dir=", failed_dir,
+                              " --master-key=", wrong_key, " --brokers=", stack.brokers(), " 2>&1"))
+          .find("data keys did not unwrap"),
+      std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(failed_dir));
+  // A broker whose topics exist but hold nothing (one started afresh).
+  Stack empty;
+  ASSERT_TRUE(empty.StartBroker());
+  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_BIN, " rebuild analytics --data-dir=", failed_dir,
+                                    " --brokers=", empty.brokers(), " 2>&1"))
+                .find("nothing to rebuild from"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(failed_dir));
   const std::string tailed = RunCommand(absl::StrCat(
       CRM_CTL_BIN, " tail crm.leads.v1 --from-beginning --count=2 --brokers=", stack.brokers()));
   EXPECT_EQ(std::count(tailed.begin(), tailed.end(), '\n'), 2) << tailed;
