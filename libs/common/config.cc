@@ -233,7 +233,8 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
 absl::StatusOr<std::string> MasterKeyHex(int argc, char** argv) {
   auto setting = InlineOrFileSetting(argc, argv, "master-key", "CRM_MASTER_KEY");
   if (!setting.ok()) return setting.status();
-  std::string hex(absl::StripAsciiWhitespace(setting->value));
+  // Lowercase: one key has one spelling, for the refusal of the public one.
+  std::string hex = absl::AsciiStrToLower(absl::StripAsciiWhitespace(setting->value));
   if (hex.empty()) hex = auth::kDevPiiMasterKeyHex;
   if (auto key = pii::KeyFromHex(hex); !key.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("master-key: ", key.status().message()));

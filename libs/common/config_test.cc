@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/auth/dev_key.h"
@@ -196,6 +197,11 @@ TEST(ConfigTest, AllowInsecurePermitsPlaintextButNeverTheDevelopmentKeys) {
   auto dev_master = Load({"--listen=0.0.0.0:7001", "--allow-insecure"});
   EXPECT_TRUE(absl::IsFailedPrecondition(dev_master.status())) << dev_master.status();
   EXPECT_TRUE(absl::StrContains(dev_master.status().message(), "PII master key"));
+  // Hex in capitals is the same key.
+  auto dev_master_upper =
+      Load({"--listen=0.0.0.0:7001", "--allow-insecure",
+            "--master-key=" + absl::AsciiStrToUpper(auth::kDevPiiMasterKeyHex)});
+  EXPECT_TRUE(absl::IsFailedPrecondition(dev_master_upper.status())) << dev_master_upper.status();
   auto empty_master = Load({"--listen=0.0.0.0:7001", "--allow-insecure", "--master-key="});
   EXPECT_TRUE(absl::IsFailedPrecondition(empty_master.status())) << empty_master.status();
   auto dev_token = Load({"--listen=0.0.0.0:7001", master, "--allow-insecure",
