@@ -429,6 +429,27 @@ TEST_F(LeadsServiceTest, ARetryIsAnsweredAfterTheLeadMovedOutOfTheCallersReach) 
   activity.set_request_id("retry-act-2");
   EXPECT_EQ(rep->RecordLeadActivity(Ctx().get(), activity, &retried).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
+
+  // The same for a merge the rep made of two of their leads.
+  const auto other = Capture(*admin, "retry-2", "retry2@emea.test", "emea");
+  assign_to("retry-assign-3", kRep.subject);
+  crm::v1::AssignLeadRequest mine;
+  mine.set_request_id("retry-assign-4");
+  mine.set_lead_id(other.lead_id());
+  mine.set_owner_id(kRep.subject);
+  crm::v1::Lead assigned;
+  ASSERT_TRUE(admin->AssignLead(Ctx().get(), mine, &assigned).ok());
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("retry-merge-1");
+  merge.set_survivor_lead_id(lead.lead_id());
+  merge.set_merged_lead_id(other.lead_id());
+  crm::v1::MergeLeadsResponse merged, merged_again;
+  st = rep->MergeLeads(Ctx().get(), merge, &merged);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  assign_to("retry-assign-5", "rep-2");
+  st = rep->MergeLeads(Ctx().get(), merge, &merged_again);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(merged_again.survivor().version(), merged.survivor().version());
 }
 
 TEST_F(LeadsServiceTest, AnImportNamesOnlyEarlierLeadsTheCallerMayAccess) {

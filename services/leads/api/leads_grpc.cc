@@ -303,8 +303,11 @@ grpc::ServerUnaryReactor* LeadsGrpc::MergeLeads(grpc::CallbackServerContext* ctx
                  // said after the access checks: a request naming a lead the
                  // caller may not access is refused like any other.
                  CRM_RETURN_IF_ERROR(ValidateMergeFields(r));
-                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.survivor_lead_id(), "survivor_lead_id"));
-                 CRM_RETURN_IF_ERROR(CheckLead(caller, r.merged_lead_id(), "merged_lead_id"));
+                 // A retry gets the first answer, as for the other commands.
+                 if (!commands_.AnsweredBefore(e, "MergeLeads", r.request_id(), r)) {
+                   CRM_RETURN_IF_ERROR(CheckLead(caller, r.survivor_lead_id(), "survivor_lead_id"));
+                   CRM_RETURN_IF_ERROR(CheckLead(caller, r.merged_lead_id(), "merged_lead_id"));
+                 }
                  return commands_.MergeLeads(r, e);
                });
 }
