@@ -78,7 +78,9 @@ constexpr char kUsage[] =
     "CRM_JWT_HS256_KEY_FILE)\n"
     "Brokers default to CRM_KAFKA_BROKERS, then .run/broker.addr of ./crm up.\n"
     "gRPC calls send --token (CRM_TOKEN), else a dev admin token for 'crmctl'; TLS with\n"
-    "--tls-ca=PEM (CRM_TLS_CA), and for mTLS --tls-cert/--tls-key (CRM_TLS_CLIENT_CERT/KEY).\n";
+    "--tls-ca=PEM (CRM_TLS_CA), and for mTLS --tls-cert/--tls-key (CRM_TLS_CLIENT_CERT/KEY);\n"
+    "--tls-server-name=NAME (CRM_TLS_SERVER_NAME) checks the certificate for NAME, not the\n"
+    "address dialled.\n";
 
 bool HasFlag(int argc, char** argv, const std::string& flag) {
   for (int i = 1; i < argc; ++i) {
@@ -201,7 +203,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(int argc, char** argv,
   CRM_ASSIGN_OR_RETURN(std::string ca, TlsFile(argc, argv, "tls-ca", "CRM_TLS_CA"));
   CRM_ASSIGN_OR_RETURN(std::string cert, TlsFile(argc, argv, "tls-cert", "CRM_TLS_CLIENT_CERT"));
   CRM_ASSIGN_OR_RETURN(std::string key, TlsFile(argc, argv, "tls-key", "CRM_TLS_CLIENT_KEY"));
-  if (!ca.empty()) {
+  const bool tls = !ca.empty();
+  if (tls) {
     grpc::SslCredentialsOptions o;
     o.pem_root_certs = std::move(ca);
     o.pem_cert_chain = std::move(cert);
@@ -222,8 +225,17 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(int argc, char** argv,
     }
     factories.push_back(std::make_unique<BearerTokenFactory>(std::move(token)));
   }
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      target, creds, grpc::ChannelArguments(), std::move(factories));
+  grpc::ChannelArguments args;
+  // The name the server's certificate is checked against when the target
+  // is an address it does not name (an exec probe on 127.0.0.1).
+  const std::string server_name =
+      crm::Setting(argc, argv, "tls-server-name", "CRM_TLS_SERVER_NAME", "");
+  if (!server_name.empty()) {
+    if (!tls) return absl::InvalidArgumentError("tls-server-name needs tls-ca");
+    args.SetSslTargetNameOverride(server_name);
+  }
+  return grpc::experimental::CreateCustomChannelWithInterceptors(target, creds, args,
+                                                                 std::move(factories));
 }
 
 // Connect, or null after saying why on stderr (the command then exits 2).
@@ -820,6 +832,7 @@ bool FlagsAreKnown(int argc, char** argv) {
                                                                  "tls-ca",
                                                                  "tls-cert",
                                                                  "tls-key",
+                                                                 "tls-server-name",
                                                                  "token",
                                                                  "ttl"};
   static const absl::flat_hash_set<absl::string_view> kSwitches = {"from-beginning"};

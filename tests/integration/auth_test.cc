@@ -649,6 +649,16 @@ TEST(TlsTest, MutualTlsServesClientsWithACertificateAndRefusesOthers) {
   // Plaintext: refused as well.
   auto plain = crm::v1::LeadsService::NewStub(AuthChannel(stack.Target("leads"), std::nullopt));
   EXPECT_FALSE(plain->ListLeads(Ctx().get(), req, &resp).ok());
+
+  // crmctl health as an exec probe: the certificate is checked for the name
+  // given, not for the address dialled.
+  const std::string probe =
+      absl::StrCat(CRM_CTL_BIN, " health ", stack.Target("leads"), " --tls-ca=", dir,
+                   "/ca.pem --tls-cert=", dir, "/client.pem --tls-key=", dir, "/client.key");
+  EXPECT_EQ(std::system((probe + " >/dev/null 2>&1").c_str()), 0);
+  EXPECT_EQ(std::system((probe + " --tls-server-name=localhost >/dev/null 2>&1").c_str()), 0);
+  EXPECT_NE(std::system((probe + " --tls-server-name=crm-leads.example >/dev/null 2>&1").c_str()),
+            0);
 }
 
 TEST(TlsTest, PlaintextOrTheDevKeyOnANonLoopbackAddressIsRefused) {
