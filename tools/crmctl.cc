@@ -878,6 +878,11 @@ int main(int argc, char** argv) {
   if (cmd == "export") return Export(argc, argv);
   if (cmd == "backups") return Backups(argc, argv);
   if (cmd == "restore") return Restore(argc, argv);
+  // Asked for: the usage on stdout and success; otherwise a usage error.
+  if (cmd == "help" || cmd == "--help" || cmd == "-h") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
   std::fputs(kUsage, stderr);
   return 2;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -49,6 +50,10 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   EXPECT_NE(report.find("from 100 events"), std::string::npos) << report;
   EXPECT_EQ(AnalyticsDigest(rebuilt_dir), live);
 
+  // Help asked for is a success (a kubectl exec reports any other code).
+  EXPECT_EQ(std::system(absl::StrCat(CRM_CTL_BIN, " --help >/dev/null").c_str()), 0);
+  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_BIN, " help")).find("usage: crmctl"),
+            std::string::npos);
   // Mistakes are refused, not answered with an empty digest or a hang.
   const std::string typo = stack.dir() + "/analytics-typo";
   EXPECT_NE(AnalyticsDigest(typo + " 2>&1").find("holds no analytics database"), std::string::npos);
