@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/arena.h"
+#include "libs/common/event_store.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
@@ -177,6 +178,10 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
 
 namespace {
 
+// The most of a dead letter's value that is parked: an event's bound, well
+// under the producer's message.max.bytes with the headers.
+constexpr size_t kMaxDeadLetterBytes = EventStore::kMaxEventBytes;
+
 // The first failed delivery of a sink call: flush() returns once every
 // delivery is reported, failed ones included, so only the reports tell.
 struct DeliveryFailures final : RdKafka::DeliveryReportCb {
@@ -212,10 +217,18 @@ absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
       h->add("crm_dlq_offset", absl::StrCat(d.message.offset));
       h->add("crm_dlq_reason", d.reason);
       h->add("crm_dlq_group", group_id);
-      auto e =
-          producer->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                            const_cast<char*>(d.message.value.data()), d.message.value.size(),
-                            nullptr, 0, 0, h.get(), nullptr);
+      // A topic takes messages a little over the producer's limit: parked
+      // whole, such a message would be refused on every retry and hold the
+      // subscriber. Its head is enough to tell what it was; the origin
+      // offset finds the rest.
+      size_t size = d.message.value.size();
+      if (size > kMaxDeadLetterBytes) {
+        h->add("crm_dlq_truncated_from", absl::StrCat(size));
+        size = kMaxDeadLetterBytes;
+      }
+      auto e = producer->produce(
+          topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+          const_cast<char*>(d.message.value.data()), size, nullptr, 0, 0, h.get(), nullptr);
       if (e != RdKafka::ERR_NO_ERROR) {
         return absl::UnavailableError(absl::StrCat("dead-letter produce: ", RdKafka::err2str(e)));
       }

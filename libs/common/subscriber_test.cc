@@ -718,5 +718,18 @@ TEST(KafkaDeadLetterSinkTest, ADeliveryTheBrokerRefusesIsAnError) {
   EXPECT_TRUE(next.ok()) << "the next delivery goes through: " << next;
 }
 
+// A topic takes messages a little larger than a producer sends by default:
+// such a poison message is parked (its head), not refused on every retry.
+TEST(KafkaDeadLetterSinkTest, AMessageOverTheProducersLimitIsParkedCut) {
+  testing::MockCluster cluster({{"crm.dlq.v1", 1}});
+  ASSERT_TRUE(cluster.ok());
+  auto sink = KafkaDeadLetterSink(cluster.bootstrap(), "crm.dlq.v1", "group-1");
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  const std::vector<DeadLetter> letters = {
+      {{"crm.leads.v1", 0, 7, std::string(1'048'000, 'x')}, "undecodable"}};
+  const absl::Status parked = (*sink)(letters);
+  EXPECT_TRUE(parked.ok()) << parked;
+}
+
 }  // namespace
 }  // namespace crm
