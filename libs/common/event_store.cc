@@ -447,25 +447,37 @@ absl::StatusOr<std::optional<std::string>> EventStore::FindResponse(
   return result.response;
 }
 
-absl::StatusOr<std::vector<OutboxEntry>> EventStore::ReadOutbox(uint64_t from_position,
-                                                                size_t max) const {
+absl::StatusOr<std::vector<OutboxEntry>> EventStore::ReadOutbox(uint64_t from_position, size_t max,
+                                                                size_t max_bytes) const {
+  // Read in chunks, so the byte bound holds before all `max` events are.
+  constexpr size_t kChunk = 256;
   std::vector<OutboxEntry> out;
-  std::vector<std::string> keys;
+  size_t bytes = 0;
   auto it = db_->NewIterator(kLog);
-  for (it->Seek(BigEndian64(std::max(from_position, relayed_.load())));
-       it->Valid() && out.size() < max; it->Next()) {
-    out.emplace_back().position = ReadBigEndian64(it->key().ToString());
-    keys.push_back(it->value().ToString());
+  it->Seek(BigEndian64(std::max(from_position, relayed_.load())));
+  while (it->Valid() && out.size() < max && bytes < max_bytes) {
+    const size_t first = out.size();
+    std::vector<std::string> keys;
+    for (; it->Valid() && out.size() < max && keys.size() < kChunk; it->Next()) {
+      out.emplace_back().position = ReadBigEndian64(it->key().ToString());
+      keys.push_back(it->value().ToString());
+    }
+    CRM_ASSIGN_OR_RETURN(auto values, db_->MultiGet(kEvents, keys));
+    for (size_t i = 0; i < values.size(); ++i) {
+      OutboxEntry& entry = out[first + i];
+      if (bytes >= max_bytes) {  // the rest of the chunk waits for the next read
+        out.resize(first + i);
+        break;
+      }
+      if (!values[i].has_value() || !entry.envelope.ParseFromString(*values[i])) {
+        return absl::DataLossError(
+            absl::StrCat("corrupt or missing event at log position ", entry.position));
+      }
+      bytes += values[i]->size();
+      entry.bytes = *std::move(values[i]);
+    }
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
-  CRM_ASSIGN_OR_RETURN(auto values, db_->MultiGet(kEvents, keys));
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (!values[i].has_value() || !out[i].envelope.ParseFromString(*values[i])) {
-      return absl::DataLossError(
-          absl::StrCat("corrupt or missing event at log position ", out[i].position));
-    }
-    out[i].bytes = *std::move(values[i]);
-  }
   return out;
 }
 

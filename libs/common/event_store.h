@@ -140,8 +140,11 @@ class EventStore {
   absl::Status RedactEvents(const std::vector<crm::v1::EventEnvelope>& redacted);
 
   // Outbox, in log order, from `from_position` or the relayed cursor,
-  // whichever is later. Entries stay until MarkRelayed passes them.
-  absl::StatusOr<std::vector<OutboxEntry>> ReadOutbox(uint64_t from_position, size_t max) const;
+  // whichever is later: at most `max` entries, and no more once they hold
+  // `max_bytes` (at least one entry). Entries stay until MarkRelayed passes
+  // them.
+  absl::StatusOr<std::vector<OutboxEntry>> ReadOutbox(uint64_t from_position, size_t max,
+                                                      size_t max_bytes = SIZE_MAX) const;
   // The broker has every event below log position `below`: the cursor moves
   // there (never back; a lower value is ignored).
   absl::Status MarkRelayed(uint64_t below);

@@ -217,6 +217,27 @@ TEST_F(EventStoreTest, WritesOfOneKeyInOneBatchLandInRequestOrder) {
   EXPECT_EQ((*outbox)[2].envelope.stream(), "lead-0");
 }
 
+// A read of the outbox stops once it holds the bytes asked for (with at
+// least one entry), across the chunks it reads in, and goes on from there.
+TEST_F(EventStoreTest, AnOutboxReadStopsAtItsByteBound) {
+  for (int i = 0; i < 600; ++i) {
+    // Ids of one length: every entry is as big as the others.
+    auto e = Event("Big", absl::StrCat("cus_", 1000 + i));
+    e.mutable_payload()->set_value(std::string(1000, 'x'));
+    ASSERT_TRUE(store_->Append(Request(absl::StrCat("s-", 1000 + i), 0, {e}, "")).ok());
+  }
+  auto all = store_->ReadOutbox(0, 1000);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 600u);
+  const size_t each = (*all)[0].bytes.size();
+  auto bounded = store_->ReadOutbox(0, 1000, 300 * each + 1);
+  ASSERT_TRUE(bounded.ok()) << bounded.status();
+  EXPECT_EQ(bounded->size(), 301u);  // the entry that reaches the bound is the last
+  auto rest = store_->ReadOutbox(bounded->back().position + 1, 1000);
+  EXPECT_EQ(rest->size(), 299u);
+  EXPECT_EQ(store_->ReadOutbox(0, 1000, 1)->size(), 1u) << "at least one entry";
+}
+
 TEST_F(EventStoreTest, OutboxKeepsAppendOrderUntilRelayedAndRequeueRefillsIt) {
   ASSERT_TRUE(store_->Append(Request("s-1", 0, {Event("A")}, "")).ok());
   ASSERT_TRUE(store_->Append(Request("s-2", 0, {Event("B")}, "")).ok());

@@ -205,17 +205,25 @@ bool OutboxRelay::RefillIfTopicEmpty() {
 
 void OutboxRelay::ProduceFromOutbox() {
   if (in_flight_.size() >= options_.max_in_flight) return;
+  if (queue_full_at_.has_value()) {
+    if (in_flight_.size() >= *queue_full_at_) return;  // nothing delivered since
+    queue_full_at_.reset();
+  }
   // Read before the outbox, so every entry below it is in what we read.
   const uint64_t stable = store_.StablePosition();
   const size_t room = options_.max_in_flight - in_flight_.size();
-  auto entries = store_.ReadOutbox(read_from_, room);
+  auto entries = store_.ReadOutbox(read_from_, room, options_.max_read_bytes);
   if (!entries.ok()) {
     log::Error("outbox read failed", {{"error", entries.status().ToString()}});
     return;
   }
+  entries_read_.fetch_add(entries->size());
   // Whether every entry below `stable` was read and handed on; then what
   // is left below it are gaps of appends that failed to write.
-  bool took_all = entries->size() < room;
+  // A read cut by the byte bound ends short of `room` with more to come.
+  size_t bytes = 0;
+  for (const auto& entry : *entries) bytes += entry.bytes.size();
+  bool took_all = entries->size() < room && bytes < options_.max_read_bytes;
   for (auto& entry : *entries) {
     // Past `stable` an append still being written may own a gap; what
     // lies there waits for the next round, so that nothing below
@@ -249,7 +257,10 @@ void OutboxRelay::ProduceFromOutbox() {
       in_flight_.insert(entry.position);
       read_from_ = std::max(read_from_, entry.position + 1);
     } else {
-      if (err != RdKafka::ERR__QUEUE_FULL) {
+      if (err == RdKafka::ERR__QUEUE_FULL) {
+        // Waits for a report of one in flight (with none, tries again).
+        if (!in_flight_.empty()) queue_full_at_ = in_flight_.size();
+      } else {
         log::Error("produce failed", {{"topic", options_.topic}, {"error", RdKafka::err2str(err)}});
       }
       took_all = false;

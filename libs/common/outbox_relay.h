@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +31,8 @@ struct RelayOptions {
   // Bound on messages handed to librdkafka and not yet reported; the rest
   // wait durably in the outbox, so memory stays flat while a broker is down.
   size_t max_in_flight = 20000;
+  // Bound on the bytes of one read of the outbox (events reach 900 KB).
+  size_t max_read_bytes = 64 << 20;
   // librdkafka's compression.type (ServiceConfig::kafka_compression).
   std::string compression = "none";
   KafkaSettings extra_settings = {};
@@ -60,6 +63,9 @@ class OutboxRelay {
 
   uint64_t published() const { return published_.load(); }
   uint64_t republished() const { return republished_.load(); }
+  // Outbox entries read so far: while librdkafka's queue is full nothing
+  // more is read, so a broker outage costs no reads.
+  uint64_t entries_read() const { return entries_read_.load(); }
   // Producers made again after a fatal error.
   uint64_t producer_restarts() const { return producer_restarts_.load(); }
 
@@ -113,6 +119,10 @@ class OutboxRelay {
   uint64_t read_from_ = 0;
   // What the outbox cursor was last moved to.
   uint64_t marked_ = 0;
+  // Messages in flight when librdkafka last said its queue was full: no
+  // more is read until fewer are.
+  std::optional<size_t> queue_full_at_;
+  std::atomic<uint64_t> entries_read_{0};
   std::atomic<uint64_t> published_{0};
   // Acknowledged records per topic they went to (options_.topic, keys, audit).
   absl::flat_hash_map<std::string, Counter*> published_total_;

@@ -256,6 +256,24 @@ TEST_F(OutboxRelayTest, AFatalProducerErrorIsFollowedByANewProducer) {
   }
 }
 
+// While librdkafka's queue is full (a broker that stopped answering) the
+// relay waits for reports instead of reading the outbox again every pass.
+TEST_F(OutboxRelayTest, AFullProducerQueueIsNotReadIntoAgainAndAgain) {
+  RelayOptions options = Options();
+  options.extra_settings = {{"queue.buffering.max.messages", "10"}};
+  StartRelay(options);
+  ASSERT_TRUE(Append("first").ok());
+  relay_->Notify();
+  ASSERT_TRUE(Drained(absl::Seconds(10)));
+  cluster_.SetRtt(1000);
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(Append(absl::StrCat("slow-", i)).ok());
+  relay_->Notify();
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_LT(relay_->entries_read(), 2000u);
+  cluster_.SetRtt(0);
+  EXPECT_TRUE(Drained(absl::Seconds(30)));
+}
+
 TEST_F(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {
   RelayOptions options = Options();
   options.audit_topic = kAuditTestTopic;
