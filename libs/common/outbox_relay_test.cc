@@ -256,6 +256,20 @@ TEST_F(OutboxRelayTest, AFatalProducerErrorIsFollowedByANewProducer) {
   }
 }
 
+// Reads cut by the byte bound go on where they stopped: every event is
+// published once and the outbox drains.
+TEST_F(OutboxRelayTest, ReadsCutByTheByteBoundMissNothing) {
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Append(absl::StrCat("cut-", i)).ok());
+  RelayOptions options = Options();
+  options.max_read_bytes = 1;  // one event per read
+  StartRelay(options);
+  relay_->Notify();
+  ASSERT_TRUE(Drained(absl::Seconds(20)));
+  const auto seen = ReadTopic(cluster_.bootstrap(), 50);
+  EXPECT_EQ(seen.size(), 50u);
+  for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id;
+}
+
 // While librdkafka's queue is full (a broker that stopped answering) the
 // relay waits for reports instead of reading the outbox again every pass.
 TEST_F(OutboxRelayTest, AFullProducerQueueIsNotReadIntoAgainAndAgain) {
