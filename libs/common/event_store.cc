@@ -512,6 +512,18 @@ absl::Status EventStore::RedactEvents(const std::vector<crm::v1::EventEnvelope>&
   return db_->Write(&batch, /*sync=*/true);
 }
 
+absl::StatusOr<bool> EventStore::LogHasStream(
+    const std::function<bool(absl::string_view)>& pred) const {
+  auto it = db_->NewIterator(kLog);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    // The log's value is the event's key: the stream, \0, the version.
+    const absl::string_view key(it->value().data(), it->value().size());
+    if (pred(key.substr(0, key.find('\0')))) return true;
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  return false;
+}
+
 absl::StatusOr<uint64_t> EventStore::RequeueLog() {
   std::lock_guard<std::mutex> lock(relayed_mu_);
   CRM_RETURN_IF_ERROR(StoreCursor(1, /*sync=*/true));

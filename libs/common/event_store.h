@@ -151,6 +151,9 @@ class EventStore {
   // Puts every event of the log back into the outbox, e.g. to refill an
   // empty broker. Returns how many were queued.
   absl::StatusOr<uint64_t> RequeueLog();
+  // Whether the log holds an event of a stream `pred` is true for (read off
+  // the log's keys alone, stopping at the first).
+  absl::StatusOr<bool> LogHasStream(const std::function<bool(absl::string_view)>& pred) const;
   // Every log position below this one has been written (or its append
   // failed): appends commit out of position order, so a reader that keeps
   // a cursor into the outbox must not move it past this.

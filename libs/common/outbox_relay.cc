@@ -190,6 +190,18 @@ bool OutboxRelay::RefillIfTopicEmpty() {
     if (high > 0) return true;
   }
   if (store_.LogSize() == 0) return true;
+  // An empty topic says the broker is new only if this log has something
+  // for it: refusals and key records go to shared topics, and a log of only
+  // those (analytics before its first alert) would be republished whole at
+  // every start.
+  auto has_domain_events = store_.LogHasStream([](absl::string_view stream) {
+    return !pii::IsKeyRecordStream(stream) && !audit::IsAuditStream(stream);
+  });
+  if (!has_domain_events.ok()) {
+    log::Error("refill check failed", {{"error", has_domain_events.status().ToString()}});
+    return false;
+  }
+  if (!*has_domain_events) return true;
   auto queued = store_.RequeueLog();
   if (!queued.ok()) {
     log::Error("refill failed", {{"error", queued.status().ToString()}});

@@ -308,5 +308,30 @@ TEST_F(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {
   for (const auto& [id, count] : audit) EXPECT_TRUE(absl::StartsWith(id, "audit")) << id;
 }
 
+// A log of refusals only leaves the domain topic empty for good: a restart
+// must not take that for a new broker and publish the refusals again.
+TEST_F(OutboxRelayTest, ALogOfRefusalsOnlyIsNotRepublishedAtEachStart) {
+  RelayOptions options = Options();
+  options.audit_topic = kAuditTestTopic;
+  StartRelay(options);
+  for (int i = 0; i < 5; ++i) {
+    AppendRequest r;
+    r.stream = absl::StrCat("audit-", i);
+    crm::v1::EventEnvelope e;
+    e.set_event_id(absl::StrCat("audit", i));
+    r.events.push_back(e);
+    ASSERT_TRUE(store_->Append(std::move(r)).ok());
+  }
+  ASSERT_TRUE(Drained(absl::Seconds(20)));
+  relay_->Stop();
+  StartRelay(options);
+  absl::SleepFor(absl::Milliseconds(500));  // the refill check runs first thing
+  EXPECT_EQ(relay_->republished(), 0u);
+  EXPECT_EQ(store_->OutboxSize(), 0u);
+  // Once the log holds a domain event, an empty domain topic is a new broker.
+  EXPECT_TRUE(store_->LogHasStream([](absl::string_view s) { return s == "audit-3"; }).value());
+  EXPECT_FALSE(store_->LogHasStream([](absl::string_view s) { return s == "lead-1"; }).value());
+}
+
 }  // namespace
 }  // namespace crm
