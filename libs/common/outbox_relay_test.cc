@@ -90,9 +90,10 @@ class OutboxRelayTest : public ::testing::Test {
     return options;
   }
   // One event on a stream of its own, with `id` as its event id.
-  absl::Status Append(const std::string& id) {
+  absl::Status Append(const std::string& id) { return AppendTo(absl::StrCat("s-", id), id); }
+  absl::Status AppendTo(const std::string& stream, const std::string& id) {
     AppendRequest r;
-    r.stream = absl::StrCat("s-", id);
+    r.stream = stream;
     crm::v1::EventEnvelope e;
     e.set_event_id(id);
     e.set_customer_id(absl::StrCat("cus-", id));
@@ -293,12 +294,9 @@ TEST_F(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {
   options.audit_topic = kAuditTestTopic;
   StartRelay(options);
   for (int i = 0; i < 10; ++i) {
-    AppendRequest r;
-    r.stream = absl::StrCat(i % 2 == 0 ? "audit-" : "lead-", i);
-    crm::v1::EventEnvelope e;
-    e.set_event_id(absl::StrCat(i % 2 == 0 ? "audit" : "domain", i));
-    r.events.push_back(e);
-    ASSERT_TRUE(store_->Append(std::move(r)).ok());
+    ASSERT_TRUE(AppendTo(absl::StrCat(i % 2 == 0 ? "audit-" : "lead-", i),
+                         absl::StrCat(i % 2 == 0 ? "audit" : "domain", i))
+                    .ok());
   }
   const auto domain = ReadTopic(cluster_.bootstrap(), 5, kTopic);
   const auto audit = ReadTopic(cluster_.bootstrap(), 5, kAuditTestTopic);
@@ -315,12 +313,7 @@ TEST_F(OutboxRelayTest, ALogOfRefusalsOnlyIsNotRepublishedAtEachStart) {
   options.audit_topic = kAuditTestTopic;
   StartRelay(options);
   for (int i = 0; i < 5; ++i) {
-    AppendRequest r;
-    r.stream = absl::StrCat("audit-", i);
-    crm::v1::EventEnvelope e;
-    e.set_event_id(absl::StrCat("audit", i));
-    r.events.push_back(e);
-    ASSERT_TRUE(store_->Append(std::move(r)).ok());
+    ASSERT_TRUE(AppendTo(absl::StrCat("audit-", i), absl::StrCat("audit", i)).ok());
   }
   ASSERT_TRUE(Drained(absl::Seconds(20)));
   relay_->Stop();
