@@ -94,6 +94,7 @@ void OutboxRelay::DropProducer() {
   // out again. Those it had delivered become duplicates, which subscribers
   // skip by stream version.
   in_flight_.clear();
+  queue_full_at_.reset();  // a new producer has an empty queue
   read_from_ = marked_;
 }
 
@@ -217,13 +218,15 @@ bool OutboxRelay::RefillIfTopicEmpty() {
 
 void OutboxRelay::ProduceFromOutbox() {
   if (in_flight_.size() >= options_.max_in_flight) return;
+  size_t room = options_.max_in_flight - in_flight_.size();
   if (queue_full_at_.has_value()) {
-    if (in_flight_.size() >= *queue_full_at_) return;  // nothing delivered since
-    queue_full_at_.reset();
+    // librdkafka's queue was full at that many: read what the reports since
+    // have freed, and one more to learn whether it takes more now.
+    if (in_flight_.size() >= *queue_full_at_) return;
+    room = std::min(room, *queue_full_at_ - in_flight_.size() + 1);
   }
   // Read before the outbox, so every entry below it is in what we read.
   const uint64_t stable = store_.StablePosition();
-  const size_t room = options_.max_in_flight - in_flight_.size();
   auto entries = store_.ReadOutbox(read_from_, room, options_.max_read_bytes);
   if (!entries.ok()) {
     log::Error("outbox read failed", {{"error", entries.status().ToString()}});
@@ -268,6 +271,10 @@ void OutboxRelay::ProduceFromOutbox() {
       headers.release();  // librdkafka owns them now
       in_flight_.insert(entry.position);
       read_from_ = std::max(read_from_, entry.position + 1);
+      // Past the size it was full at: it takes more now, read freely.
+      if (queue_full_at_.has_value() && in_flight_.size() > *queue_full_at_) {
+        queue_full_at_.reset();
+      }
     } else {
       if (err == RdKafka::ERR__QUEUE_FULL) {
         // Waits for a report of one in flight (with none, tries again).
