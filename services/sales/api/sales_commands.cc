@@ -675,13 +675,15 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
       CallerRequestKey(ctx, absl::StrCat("DraftQuote/", request.request_id()), request);
+  // Taken before the retry lookup: a retry waiting on its first call gets
+  // that call's quote, even if the deal was lost in between.
+  auto guard = opportunity_locks_.Lock({request.opportunity_id()});
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Quote q;
     CRM_RETURN_IF_ERROR(ParseStored(*earlier, q));
     return q;
   }
-  auto guard = opportunity_locks_.Lock({request.opportunity_id()});
   CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
   if (target.opportunity) CRM_RETURN_IF_ERROR(CheckQuotable(*target.opportunity));
   sales::DraftQuote command{request, NewId("quo"), ctx.occurred_at};
