@@ -11,15 +11,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,6 +30,7 @@
 #include "absl/time/clock.h"
 #include "crm/v1/admin.grpc.pb.h"
 #include "crm/v1/analytics.grpc.pb.h"
+#include "crm/v1/pii.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -38,7 +40,6 @@
 #include "libs/common/backup.h"
 #include "libs/common/config.h"
 #include "libs/common/kafka.h"
-#include "libs/common/pii/key_stream.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/runtime.h"
 #include "libs/common/status_macros.h"
@@ -325,24 +326,38 @@ bool IsTransientKafkaError(RdKafka::ErrorCode e) {
          e == RdKafka::ERR_LEADER_NOT_AVAILABLE || e == RdKafka::ERR_NOT_LEADER_FOR_PARTITION;
 }
 
-// Counts the key records that fail to apply: a data key that unwraps with
-// none of the master keys given (a rebuild run without the services' key)
-// would leave every person's data unreadable in views that look complete.
-class KeyFailureCounter final : public crm::Projection {
+// Notes the data keys whose issue records fail to apply (a key that
+// unwraps with none of the master keys given). A key re-wrapped in a
+// rotation fails on its old record and arrives with the next: only a key
+// still missing at the end, of a customer not erased, is lost.
+class KeyFailureRecorder final : public crm::Projection {
  public:
-  explicit KeyFailureCounter(crm::Projection& inner) : inner_(inner) {}
+  explicit KeyFailureRecorder(crm::Projection& inner) : inner_(inner) {}
   void BeginBatch() override { inner_.BeginBatch(); }
   absl::Status Apply(const crm::v1::EventEnvelope& event, crm::ProjectionTxn& txn) override {
     absl::Status st = inner_.Apply(event, txn);
-    if (!st.ok() && crm::pii::IsKeyRecordStream(event.stream())) ++failures_;
+    crm::v1::DataKeyIssued issued;
+    if (!st.ok() && event.payload().UnpackTo(&issued)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      failed_.emplace(issued.key_id(), issued.customer_id());
+    }
     return st;
   }
   absl::Status Flush(crm::ProjectionTxn& txn) override { return inner_.Flush(txn); }
-  uint64_t failures() const { return failures_.load(); }
+  // Keys that failed and that the vault still lacks.
+  size_t Missing(const crm::pii::KeyVault& vault) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t missing = 0;
+    for (const auto& [key_id, customer_id] : failed_) {
+      missing += !vault.Find(key_id).has_value() && !vault.Erased(customer_id);
+    }
+    return missing;
+  }
 
  private:
   crm::Projection& inner_;
-  std::atomic<uint64_t> failures_{0};
+  mutable std::mutex mu_;
+  absl::flat_hash_map<std::string, std::string> failed_;  // key_id -> customer_id
 };
 
 // `opened`: set once this process holds the database (and may remove it).
@@ -398,7 +413,7 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   }
   crm::analytics::Customer360Projection views;
   crm::pii::WithKeyRecords with_keys(**vault, &views);
-  KeyFailureCounter projection(with_keys);
+  KeyFailureRecorder projection(with_keys);
   crm::Subscriber applier(**db, projection, {});
   absl::flat_hash_set<std::pair<std::string, int32_t>> at_end;
 
@@ -463,12 +478,12 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
       static_cast<unsigned long long>(applier.applied()),
       static_cast<unsigned long long>(applier.skipped()),
       static_cast<unsigned long long>(applier.poisoned()));
-  if (projection.failures() > 0) {
+  if (const size_t missing = projection.Missing(**vault); missing > 0) {
     std::fprintf(stderr,
-                 "crmctl rebuild: %llu data keys did not unwrap with the master key given: pass "
+                 "crmctl rebuild: %zu data keys did not unwrap with the master key given: pass "
                  "the services' --master-key-file (and --previous-master-keys during a "
-                 "rotation); the views would show every person's data as erased\n",
-                 static_cast<unsigned long long>(projection.failures()));
+                 "rotation); the views would show those people's data as erased\n",
+                 missing);
     return 1;
   }
   return 0;
