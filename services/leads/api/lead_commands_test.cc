@@ -745,6 +745,8 @@ TEST_F(LeadUseCaseTest, ALeadOfAMergedAwayCustomerConvertsForTheSurvivingCustome
   crm::v1::LeadConverted payload;
   ASSERT_TRUE(events.back().payload().UnpackTo(&payload));
   EXPECT_EQ(payload.customer_id(), survivor.customer_id());
+  EXPECT_EQ(converted->lead().customer_id(), survivor.customer_id()) << "the lead follows";
+  EXPECT_EQ(Get(second.lead_id()).customer_id(), survivor.customer_id());
 
   // After a restart too: the vault learns merges from the log.
   Restart();
