@@ -10,6 +10,7 @@
 #include "crm/v1/sales.pb.h"
 #include "crm/v1/service_desk.pb.h"
 #include "gtest/gtest.h"
+#include "services/analytics/testing/events.h"
 
 namespace crm::analytics {
 namespace {
@@ -222,26 +223,18 @@ TEST(CustomerViewTest, LifetimeValueHoldsAtTheLargestAmount) {
 // longer owns the customer (nor reads its 360 by ownership). A new lead of
 // the person going into a queue takes the customer from nobody.
 TEST(CustomerViewTest, ALeadMovedToAQueueTakesTheCustomerFromItsRep) {
-  crm::v1::LeadAssigned to_rep;
-  to_rep.set_lead_id("lead_a");
-  to_rep.set_owner_id("rep_lead");
-  crm::v1::LeadAssigned new_lead_queued;
-  new_lead_queued.set_lead_id("lead_b");
-  new_lead_queued.set_queue("inbound");
-  crm::v1::LeadAssigned to_queue;
-  to_queue.set_lead_id("lead_a");
-  to_queue.set_queue("inbound");
-  to_queue.set_previous_owner_id("rep_lead");
+  using testing::LeadAssignment;
   const std::vector<crm::v1::EventEnvelope> events = {
       Captured("lead_a", 100, "ada@x.com", "Engines"),
-      Event("e02", "lead-lead_a", 110, to_rep),
-      Event("e03", "lead-lead_b", 120, new_lead_queued),
+      Event("e02", "lead-lead_a", 110, LeadAssignment("lead_a", "rep_lead")),
+      Event("e03", "lead-lead_b", 120, LeadAssignment("lead_b", "", "inbound")),
   };
   crm::v1::Customer360 view;
   for (const auto& e : events) ApplyToView(view, e);
   EXPECT_EQ(view.owner_id(), "rep_lead");
 
-  const auto queued = Event("e04", "lead-lead_a", 130, to_queue);
+  const auto queued =
+      Event("e04", "lead-lead_a", 130, LeadAssignment("lead_a", "", "inbound", "rep_lead"));
   ApplyToView(view, queued);
   EXPECT_EQ(view.owner_id(), "");
   crm::v1::Customer360 reversed;

@@ -9,6 +9,7 @@
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "gtest/gtest.h"
+#include "services/analytics/testing/events.h"
 
 namespace crm::analytics {
 namespace {
@@ -210,15 +211,10 @@ TEST(FunnelTest, FiltersNarrowLeadsAndOpportunitiesAlike) {
 TEST(FunnelTest, ALeadMovedToAQueueLeavesItsOwnersFunnel) {
   Records records;
   records.Apply(Captured("l1", "c1", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan, "emea"));
-  crm::v1::LeadAssigned to_rep;
-  to_rep.set_lead_id("l1");
-  to_rep.set_owner_id("rep_a");
-  crm::v1::LeadAssigned to_queue;
-  to_queue.set_lead_id("l1");
-  to_queue.set_queue("inbound");
-  to_queue.set_previous_owner_id("rep_a");
-  const auto assigned = Event("as-1", "c1", kJan + kDay, to_rep);
-  const auto queued = Event("as-2", "c1", kJan + 2 * kDay, to_queue);
+  using testing::LeadAssignment;
+  const auto assigned = Event("as-1", "c1", kJan + kDay, LeadAssignment("l1", "rep_a"));
+  const auto queued =
+      Event("as-2", "c1", kJan + 2 * kDay, LeadAssignment("l1", "", "inbound", "rep_a"));
   crm::v1::GetFunnelRequest by_owner;
   by_owner.set_owner_id("rep_a");
   records.Apply(assigned);

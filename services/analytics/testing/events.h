@@ -78,6 +78,18 @@ inline crm::v1::EventEnvelope TicketEvent(const google::protobuf::Message& paylo
                   absl::StrCat("ticket-", ticket), version, seconds);
 }
 
+// A lead handed to `owner`, or put into `queue` (from `previous_owner`).
+inline crm::v1::LeadAssigned LeadAssignment(const std::string& lead, const std::string& owner,
+                                            const std::string& queue = "",
+                                            const std::string& previous_owner = "") {
+  crm::v1::LeadAssigned m;
+  m.set_lead_id(lead);
+  m.set_owner_id(owner);
+  m.set_queue(queue);
+  m.set_previous_owner_id(previous_owner);
+  return m;
+}
+
 inline crm::v1::TicketAssigned Assigned(const std::string& ticket, const std::string& team) {
   crm::v1::TicketAssigned m;
   m.set_ticket_id(ticket);
