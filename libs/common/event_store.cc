@@ -512,6 +512,15 @@ absl::Status EventStore::RedactEvents(const std::vector<crm::v1::EventEnvelope>&
   return db_->Write(&batch, /*sync=*/true);
 }
 
+bool EventStore::Answered(const EventContext& ctx, absl::string_view method,
+                          const std::string& request_id,
+                          const google::protobuf::Message& request) const {
+  if (request_id.empty()) return false;
+  auto earlier =
+      FindResponse(CallerRequestKey(ctx, absl::StrCat(method, "/", request_id), request));
+  return earlier.ok() && earlier->has_value();
+}
+
 absl::StatusOr<bool> EventStore::LogHasStream(
     const std::function<bool(absl::string_view)>& pred) const {
   auto it = db_->NewIterator(kLog);

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "crm/v1/envelope.pb.h"
 #include "libs/common/database.h"
+#include "libs/common/envelope.h"
 #include "libs/common/metrics.h"
 #include "libs/common/striped_mutex.h"
 
@@ -133,6 +134,11 @@ class EventStore {
   // INVALID_ARGUMENT when it was stored for a request of another
   // fingerprint.
   absl::StatusOr<std::optional<std::string>> FindResponse(const std::string& request_key) const;
+  // Whether the caller of `ctx` already made this call of `method` (the key
+  // CallerRequestKey gives it): a retry, which gets the first result, so a
+  // handler checks the caller's access to the record only for a new call.
+  bool Answered(const EventContext& ctx, absl::string_view method, const std::string& request_id,
+                const google::protobuf::Message& request) const;
 
   // Overwrites stored events (same stream and version) with `redacted`, in
   // one write. Only for key material that must not outlive its destruction

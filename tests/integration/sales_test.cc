@@ -535,6 +535,20 @@ TEST_F(SalesAccessTest, AManagerWorksAnAccountConvertedFromALeadWhoseRegionIsSpe
   crm::v1::Activity call;
   st = manager->LogActivity(Call().get(), log, &call);
   ASSERT_TRUE(st.ok()) << st.error_message();
+
+  // The manager moves to another territory; a retry of the stage change
+  // made before (its reply lost) still gets its answer, a new change not.
+  auto moved = Stub(auth::Principal{"mgr-emea", {auth::kRoleSalesManager}, "APAC"});
+  crm::v1::Opportunity retried;
+  st = moved->ChangeOpportunityStage(Call().get(), change, &retried);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(retried.version(), opp.version());
+  EXPECT_EQ(retried.stage_id(), "needs_analysis");
+  change.set_request_id("access-case-stage-2");
+  change.set_expected_version(opp.version());
+  change.set_stage_id("proposal");
+  EXPECT_EQ(moved->ChangeOpportunityStage(Call().get(), change, &retried).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 }
 
 }  // namespace

@@ -287,10 +287,7 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
 bool LeadCommands::AnsweredBefore(const EventContext& ctx, absl::string_view method,
                                   const std::string& request_id,
                                   const google::protobuf::Message& request) const {
-  if (request_id.empty()) return false;
-  auto earlier = store_.events().FindResponse(
-      CallerRequestKey(ctx, absl::StrCat(method, "/", request_id), request));
-  return earlier.ok() && earlier->has_value();
+  return store_.events().Answered(ctx, method, request_id, request);
 }
 
 absl::StatusOr<std::string> LeadCommands::Execute(const google::protobuf::Message& request,

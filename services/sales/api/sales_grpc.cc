@@ -215,7 +215,9 @@ grpc::ServerUnaryReactor* SalesGrpc::OpenOpportunity(grpc::CallbackServerContext
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::OpenOpportunityRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-        CRM_RETURN_IF_ERROR(CheckCustomer(caller, r.customer_id()));
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "OpenOpportunity", r, [&] {
+          return CheckCustomer(caller, r.customer_id());
+        }));
         CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
         return commands_.OpenOpportunity(r, event_ctx);
       });
@@ -260,7 +262,9 @@ grpc::ServerUnaryReactor* SalesGrpc::ChangeOpportunityStage(
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::ChangeOpportunityStageRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-        CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "ChangeOpportunityStage", r, [&] {
+          return CheckOpportunity(caller, r.opportunity_id());
+        }));
         return commands_.ChangeOpportunityStage(r, event_ctx);
       });
 }
@@ -273,7 +277,9 @@ grpc::ServerUnaryReactor* SalesGrpc::ReviseOpportunity(
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::ReviseOpportunityRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-        CRM_RETURN_IF_ERROR(CheckOpportunity(caller, r.opportunity_id()));
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "ReviseOpportunity", r, [&] {
+          return CheckOpportunity(caller, r.opportunity_id());
+        }));
         return commands_.ReviseOpportunity(r, event_ctx);
       });
 }
@@ -295,7 +301,9 @@ grpc::ServerUnaryReactor* SalesGrpc::LogActivity(grpc::CallbackServerContext* ct
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::LogActivityRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Activity> {
-        CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "LogActivity", r, [&] {
+          return CheckTarget(caller, r.customer_id(), r.opportunity_id());
+        }));
         return commands_.LogActivity(r, event_ctx);
       });
 }
@@ -326,7 +334,9 @@ grpc::ServerUnaryReactor* SalesGrpc::CreateTask(grpc::CallbackServerContext* ctx
   return ServeUnary(ctx, executor_, request, response,
                     [this, event_ctx](const crm::v1::CreateTaskRequest& r,
                                       const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
-                      CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
+                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "CreateTask", r, [&] {
+                        return CheckTarget(caller, r.customer_id(), r.opportunity_id());
+                      }));
                       CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
                       return commands_.CreateTask(r, event_ctx);
                     });
@@ -339,7 +349,9 @@ grpc::ServerUnaryReactor* SalesGrpc::CompleteTask(grpc::CallbackServerContext* c
   return ServeUnary(ctx, executor_, request, response,
                     [this, event_ctx](const crm::v1::CompleteTaskRequest& r,
                                       const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
-                      CRM_RETURN_IF_ERROR(CheckTask(caller, r.task_id()));
+                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "CompleteTask", r, [&] {
+                        return CheckTask(caller, r.task_id());
+                      }));
                       return commands_.CompleteTask(r, event_ctx);
                     });
 }
@@ -370,7 +382,9 @@ grpc::ServerUnaryReactor* SalesGrpc::DraftQuote(grpc::CallbackServerContext* ctx
   return ServeUnary(ctx, executor_, request, response,
                     [this, event_ctx](const crm::v1::DraftQuoteRequest& r,
                                       const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                      CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
+                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "DraftQuote", r, [&] {
+                        return CheckTarget(caller, r.customer_id(), r.opportunity_id());
+                      }));
                       return commands_.DraftQuote(r, event_ctx);
                     });
 }
@@ -393,7 +407,9 @@ grpc::ServerUnaryReactor* SalesGrpc::AcceptQuote(grpc::CallbackServerContext* ct
   return ServeUnary(ctx, executor_, request, response,
                     [this, event_ctx](const crm::v1::AcceptQuoteRequest& r,
                                       const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                      CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
+                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "AcceptQuote", r, [&] {
+                        return CheckQuote(caller, r.quote_id());
+                      }));
                       return commands_.AcceptQuote(r, event_ctx);
                     });
 }
@@ -405,7 +421,9 @@ grpc::ServerUnaryReactor* SalesGrpc::DeclineQuote(grpc::CallbackServerContext* c
   return ServeUnary(ctx, executor_, request, response,
                     [this, event_ctx](const crm::v1::DeclineQuoteRequest& r,
                                       const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                      CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
+                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "DeclineQuote", r, [&] {
+                        return CheckQuote(caller, r.quote_id());
+                      }));
                       return commands_.DeclineQuote(r, event_ctx);
                     });
 }
@@ -417,7 +435,9 @@ grpc::ServerUnaryReactor* SalesGrpc::PlaceOrder(grpc::CallbackServerContext* ctx
   return ServeUnary(ctx, executor_, request, response,
                     [this, event_ctx](const crm::v1::PlaceOrderRequest& r,
                                       const Principal& caller) -> absl::StatusOr<crm::v1::Order> {
-                      CRM_RETURN_IF_ERROR(CheckQuote(caller, r.quote_id()));
+                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "PlaceOrder", r, [&] {
+                        return CheckQuote(caller, r.quote_id());
+                      }));
                       return commands_.PlaceOrder(r, event_ctx);
                     });
 }
@@ -441,7 +461,8 @@ grpc::ServerUnaryReactor* SalesGrpc::DraftContract(grpc::CallbackServerContext* 
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::DraftContractRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-        CRM_RETURN_IF_ERROR(CheckOrder(caller, r.order_id()));
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "DraftContract", r,
+                                             [&] { return CheckOrder(caller, r.order_id()); }));
         return commands_.DraftContract(r, event_ctx);
       });
 }
@@ -465,7 +486,9 @@ grpc::ServerUnaryReactor* SalesGrpc::SubmitContract(grpc::CallbackServerContext*
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::SubmitContractRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-        CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "SubmitContract", r, [&] {
+          return CheckContract(caller, r.contract_id());
+        }));
         return commands_.SubmitContract(r, event_ctx);
       });
 }
@@ -478,7 +501,9 @@ grpc::ServerUnaryReactor* SalesGrpc::ApproveContract(grpc::CallbackServerContext
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::ApproveContractRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-        CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "ApproveContract", r, [&] {
+          return CheckContract(caller, r.contract_id());
+        }));
         // The approver's roles come from the verified token.
         return commands_.ApproveContract(r, event_ctx, caller.roles);
       });
@@ -492,7 +517,9 @@ grpc::ServerUnaryReactor* SalesGrpc::RejectContract(grpc::CallbackServerContext*
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::RejectContractRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-        CRM_RETURN_IF_ERROR(CheckContract(caller, r.contract_id()));
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "RejectContract", r, [&] {
+          return CheckContract(caller, r.contract_id());
+        }));
         return commands_.RejectContract(r, event_ctx, caller.roles);
       });
 }
