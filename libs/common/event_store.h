@@ -220,4 +220,14 @@ class EventStore {
   std::function<void()> listener_;
 };
 
+// `check` (the caller's access to the record) for a new call only: a retry
+// of a call the caller made gets the first answer, even after the record
+// left the caller's reach or the caller's token changed between attempts.
+template <typename Request, typename Check>
+absl::Status CheckUnlessRetry(const EventStore& store, const EventContext& ctx,
+                              absl::string_view method, const Request& request, Check check) {
+  if (store.Answered(ctx, method, request.request_id(), request)) return absl::OkStatus();
+  return check();
+}
+
 }  // namespace crm

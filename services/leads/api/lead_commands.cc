@@ -284,12 +284,6 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
 
 // ---- commands on a lead ----
 
-bool LeadCommands::AnsweredBefore(const EventContext& ctx, absl::string_view method,
-                                  const std::string& request_id,
-                                  const google::protobuf::Message& request) const {
-  return store_.events().Answered(ctx, method, request_id, request);
-}
-
 absl::StatusOr<std::string> LeadCommands::Execute(const google::protobuf::Message& request,
                                                   const std::string& lead_id,
                                                   const std::string& command_key,

@@ -38,11 +38,8 @@ class LeadCommands {
   // serving; otherwise the first command does.
   absl::Status Recover();
 
-  // Whether the caller of `ctx` already made this call of `method` (a
-  // retry, which gets the first result whatever became of the lead since).
-  bool AnsweredBefore(const EventContext& ctx, absl::string_view method,
-                      const std::string& request_id,
-                      const google::protobuf::Message& request) const;
+  // The service's event log (stored results of earlier calls among them).
+  const EventStore& events() const { return store_.events(); }
 
   // `ctx` carries actor and correlation; its occurred_at is the event time.
   absl::StatusOr<crm::v1::CaptureLeadResponse> CaptureLead(

@@ -294,22 +294,22 @@ grpc::ServerUnaryReactor* LeadsGrpc::AssignLead(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* LeadsGrpc::MergeLeads(grpc::CallbackServerContext* ctx,
                                                 const crm::v1::MergeLeadsRequest* request,
                                                 crm::v1::MergeLeadsResponse* response) {
-  return Unary(ctx, request, response,
-               [this, e = EventContextFrom(*ctx, kSource)](
-                   const auto& r,
-                   const auth::Principal& caller) -> absl::StatusOr<crm::v1::MergeLeadsResponse> {
-                 // The request's own fields first, each named as sent (CheckLead
-                 // would report an empty id as lead_id). Naming one lead twice is
-                 // said after the access checks: a request naming a lead the
-                 // caller may not access is refused like any other.
-                 CRM_RETURN_IF_ERROR(ValidateMergeFields(r));
-                 // A retry gets the first answer, as for the other commands.
-                 if (!commands_.AnsweredBefore(e, "MergeLeads", r.request_id(), r)) {
-                   CRM_RETURN_IF_ERROR(CheckLead(caller, r.survivor_lead_id(), "survivor_lead_id"));
-                   CRM_RETURN_IF_ERROR(CheckLead(caller, r.merged_lead_id(), "merged_lead_id"));
-                 }
-                 return commands_.MergeLeads(r, e);
-               });
+  return Unary(
+      ctx, request, response,
+      [this, e = EventContextFrom(*ctx, kSource)](const auto& r, const auth::Principal& caller)
+          -> absl::StatusOr<crm::v1::MergeLeadsResponse> {
+        // The request's own fields first, each named as sent (CheckLead
+        // would report an empty id as lead_id). Naming one lead twice is
+        // said after the access checks: a request naming a lead the
+        // caller may not access is refused like any other.
+        CRM_RETURN_IF_ERROR(ValidateMergeFields(r));
+        CRM_RETURN_IF_ERROR(
+            CheckUnlessRetry(commands_.events(), e, "MergeLeads", r, [&]() -> absl::Status {
+              CRM_RETURN_IF_ERROR(CheckLead(caller, r.survivor_lead_id(), "survivor_lead_id"));
+              return CheckLead(caller, r.merged_lead_id(), "merged_lead_id");
+            }));
+        return commands_.MergeLeads(r, e);
+      });
 }
 
 // Assignment rules are configuration: the method table decides who may

@@ -82,10 +82,8 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
   template <typename Request>
   absl::Status CheckLeadCommand(const auth::Principal& caller, const EventContext& ctx,
                                 absl::string_view method, const Request& request) const {
-    if (commands_.AnsweredBefore(ctx, method, request.request_id(), request)) {
-      return absl::OkStatus();
-    }
-    return CheckLead(caller, request.lead_id());
+    return CheckUnlessRetry(commands_.events(), ctx, method, request,
+                            [&] { return CheckLead(caller, request.lead_id()); });
   }
   // Clears duplicate_of_lead_id where it names a lead the caller may not
   // access, as CaptureLead does: dedupe must not point at others' leads.

@@ -39,13 +39,8 @@ class SalesCommands {
   SalesCommands(SalesStore& store, SalesSettings settings)
       : store_(store), settings_(std::move(settings)) {}
 
-  // Whether the caller of `ctx` already made this call of `method`: a
-  // retry, answered with the first result.
-  bool AnsweredBefore(const EventContext& ctx, absl::string_view method,
-                      const std::string& request_id,
-                      const google::protobuf::Message& request) const {
-    return store_.events().Answered(ctx, method, request_id, request);
-  }
+  // The service's event log (stored results of earlier calls among them).
+  const EventStore& events() const { return store_.events(); }
 
   // Seals the personal data of requests (OpenCustomer's contacts, the
   // subject and notes of activities and tasks) with the customer's data key

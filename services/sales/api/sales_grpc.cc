@@ -215,9 +215,9 @@ grpc::ServerUnaryReactor* SalesGrpc::OpenOpportunity(grpc::CallbackServerContext
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::OpenOpportunityRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "OpenOpportunity", r, [&] {
-          return CheckCustomer(caller, r.customer_id());
-        }));
+        CRM_RETURN_IF_ERROR(
+            CheckUnlessRetry(commands_.events(), event_ctx, "OpenOpportunity", r,
+                             [&] { return CheckCustomer(caller, r.customer_id()); }));
         CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
         return commands_.OpenOpportunity(r, event_ctx);
       });
@@ -262,9 +262,9 @@ grpc::ServerUnaryReactor* SalesGrpc::ChangeOpportunityStage(
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::ChangeOpportunityStageRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "ChangeOpportunityStage", r, [&] {
-          return CheckOpportunity(caller, r.opportunity_id());
-        }));
+        CRM_RETURN_IF_ERROR(
+            CheckUnlessRetry(commands_.events(), event_ctx, "ChangeOpportunityStage", r,
+                             [&] { return CheckOpportunity(caller, r.opportunity_id()); }));
         return commands_.ChangeOpportunityStage(r, event_ctx);
       });
 }
@@ -277,9 +277,9 @@ grpc::ServerUnaryReactor* SalesGrpc::ReviseOpportunity(
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::ReviseOpportunityRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "ReviseOpportunity", r, [&] {
-          return CheckOpportunity(caller, r.opportunity_id());
-        }));
+        CRM_RETURN_IF_ERROR(
+            CheckUnlessRetry(commands_.events(), event_ctx, "ReviseOpportunity", r,
+                             [&] { return CheckOpportunity(caller, r.opportunity_id()); }));
         return commands_.ReviseOpportunity(r, event_ctx);
       });
 }
@@ -301,7 +301,7 @@ grpc::ServerUnaryReactor* SalesGrpc::LogActivity(grpc::CallbackServerContext* ct
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::LogActivityRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Activity> {
-        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "LogActivity", r, [&] {
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(commands_.events(), event_ctx, "LogActivity", r, [&] {
           return CheckTarget(caller, r.customer_id(), r.opportunity_id());
         }));
         return commands_.LogActivity(r, event_ctx);
@@ -331,29 +331,30 @@ grpc::ServerUnaryReactor* SalesGrpc::CreateTask(grpc::CallbackServerContext* ctx
                                                 const crm::v1::CreateTaskRequest* request,
                                                 crm::v1::Task* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return ServeUnary(ctx, executor_, request, response,
-                    [this, event_ctx](const crm::v1::CreateTaskRequest& r,
-                                      const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
-                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "CreateTask", r, [&] {
-                        return CheckTarget(caller, r.customer_id(), r.opportunity_id());
-                      }));
-                      CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
-                      return commands_.CreateTask(r, event_ctx);
-                    });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::CreateTaskRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(commands_.events(), event_ctx, "CreateTask", r, [&] {
+          return CheckTarget(caller, r.customer_id(), r.opportunity_id());
+        }));
+        CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
+        return commands_.CreateTask(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::CompleteTask(grpc::CallbackServerContext* ctx,
                                                   const crm::v1::CompleteTaskRequest* request,
                                                   crm::v1::Task* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return ServeUnary(ctx, executor_, request, response,
-                    [this, event_ctx](const crm::v1::CompleteTaskRequest& r,
-                                      const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
-                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "CompleteTask", r, [&] {
-                        return CheckTask(caller, r.task_id());
-                      }));
-                      return commands_.CompleteTask(r, event_ctx);
-                    });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::CompleteTaskRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(commands_.events(), event_ctx, "CompleteTask", r,
+                                             [&] { return CheckTask(caller, r.task_id()); }));
+        return commands_.CompleteTask(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::ListTasks(grpc::CallbackServerContext* ctx,
@@ -379,14 +380,15 @@ grpc::ServerUnaryReactor* SalesGrpc::DraftQuote(grpc::CallbackServerContext* ctx
                                                 const crm::v1::DraftQuoteRequest* request,
                                                 crm::v1::Quote* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return ServeUnary(ctx, executor_, request, response,
-                    [this, event_ctx](const crm::v1::DraftQuoteRequest& r,
-                                      const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "DraftQuote", r, [&] {
-                        return CheckTarget(caller, r.customer_id(), r.opportunity_id());
-                      }));
-                      return commands_.DraftQuote(r, event_ctx);
-                    });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::DraftQuoteRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(commands_.events(), event_ctx, "DraftQuote", r, [&] {
+          return CheckTarget(caller, r.customer_id(), r.opportunity_id());
+        }));
+        return commands_.DraftQuote(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetQuote(grpc::CallbackServerContext* ctx,
@@ -404,42 +406,42 @@ grpc::ServerUnaryReactor* SalesGrpc::AcceptQuote(grpc::CallbackServerContext* ct
                                                  const crm::v1::AcceptQuoteRequest* request,
                                                  crm::v1::Quote* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return ServeUnary(ctx, executor_, request, response,
-                    [this, event_ctx](const crm::v1::AcceptQuoteRequest& r,
-                                      const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "AcceptQuote", r, [&] {
-                        return CheckQuote(caller, r.quote_id());
-                      }));
-                      return commands_.AcceptQuote(r, event_ctx);
-                    });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::AcceptQuoteRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(commands_.events(), event_ctx, "AcceptQuote", r,
+                                             [&] { return CheckQuote(caller, r.quote_id()); }));
+        return commands_.AcceptQuote(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::DeclineQuote(grpc::CallbackServerContext* ctx,
                                                   const crm::v1::DeclineQuoteRequest* request,
                                                   crm::v1::Quote* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return ServeUnary(ctx, executor_, request, response,
-                    [this, event_ctx](const crm::v1::DeclineQuoteRequest& r,
-                                      const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
-                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "DeclineQuote", r, [&] {
-                        return CheckQuote(caller, r.quote_id());
-                      }));
-                      return commands_.DeclineQuote(r, event_ctx);
-                    });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::DeclineQuoteRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Quote> {
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(commands_.events(), event_ctx, "DeclineQuote", r,
+                                             [&] { return CheckQuote(caller, r.quote_id()); }));
+        return commands_.DeclineQuote(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::PlaceOrder(grpc::CallbackServerContext* ctx,
                                                 const crm::v1::PlaceOrderRequest* request,
                                                 crm::v1::Order* response) {
   EventContext event_ctx = EventContextFrom(*ctx, kSalesSource);
-  return ServeUnary(ctx, executor_, request, response,
-                    [this, event_ctx](const crm::v1::PlaceOrderRequest& r,
-                                      const Principal& caller) -> absl::StatusOr<crm::v1::Order> {
-                      CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "PlaceOrder", r, [&] {
-                        return CheckQuote(caller, r.quote_id());
-                      }));
-                      return commands_.PlaceOrder(r, event_ctx);
-                    });
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::PlaceOrderRequest& r,
+                        const Principal& caller) -> absl::StatusOr<crm::v1::Order> {
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(commands_.events(), event_ctx, "PlaceOrder", r,
+                                             [&] { return CheckQuote(caller, r.quote_id()); }));
+        return commands_.PlaceOrder(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* SalesGrpc::GetOrder(grpc::CallbackServerContext* ctx,
@@ -461,7 +463,7 @@ grpc::ServerUnaryReactor* SalesGrpc::DraftContract(grpc::CallbackServerContext* 
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::DraftContractRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "DraftContract", r,
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(commands_.events(), event_ctx, "DraftContract", r,
                                              [&] { return CheckOrder(caller, r.order_id()); }));
         return commands_.DraftContract(r, event_ctx);
       });
@@ -486,9 +488,9 @@ grpc::ServerUnaryReactor* SalesGrpc::SubmitContract(grpc::CallbackServerContext*
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::SubmitContractRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "SubmitContract", r, [&] {
-          return CheckContract(caller, r.contract_id());
-        }));
+        CRM_RETURN_IF_ERROR(
+            CheckUnlessRetry(commands_.events(), event_ctx, "SubmitContract", r,
+                             [&] { return CheckContract(caller, r.contract_id()); }));
         return commands_.SubmitContract(r, event_ctx);
       });
 }
@@ -501,9 +503,9 @@ grpc::ServerUnaryReactor* SalesGrpc::ApproveContract(grpc::CallbackServerContext
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::ApproveContractRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "ApproveContract", r, [&] {
-          return CheckContract(caller, r.contract_id());
-        }));
+        CRM_RETURN_IF_ERROR(
+            CheckUnlessRetry(commands_.events(), event_ctx, "ApproveContract", r,
+                             [&] { return CheckContract(caller, r.contract_id()); }));
         // The approver's roles come from the verified token.
         return commands_.ApproveContract(r, event_ctx, caller.roles);
       });
@@ -517,9 +519,9 @@ grpc::ServerUnaryReactor* SalesGrpc::RejectContract(grpc::CallbackServerContext*
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::RejectContractRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Contract> {
-        CRM_RETURN_IF_ERROR(CheckUnlessRetry(event_ctx, "RejectContract", r, [&] {
-          return CheckContract(caller, r.contract_id());
-        }));
+        CRM_RETURN_IF_ERROR(
+            CheckUnlessRetry(commands_.events(), event_ctx, "RejectContract", r,
+                             [&] { return CheckContract(caller, r.contract_id()); }));
         return commands_.RejectContract(r, event_ctx, caller.roles);
       });
 }

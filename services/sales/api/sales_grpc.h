@@ -122,17 +122,6 @@ class SalesGrpc final : public crm::v1::SalesService::CallbackService {
   // Per-row access of lists of records that hang off a customer or
   // opportunity.
   class TargetVisibility;
-  // `check` (the caller's access to the record) for a new call only: a
-  // retry of one the caller made gets the first answer, even after the
-  // caller's token changed (territory, role) between the attempts.
-  template <typename Request, typename Check>
-  absl::Status CheckUnlessRetry(const EventContext& ctx, absl::string_view method,
-                                const Request& request, Check check) const {
-    if (commands_.AnsweredBefore(ctx, method, request.request_id(), request)) {
-      return absl::OkStatus();
-    }
-    return check();
-  }
   // A record that hangs off a customer or opportunity, loaded.
   template <typename Record>
   absl::Status CheckChild(const auth::Principal& caller, const absl::StatusOr<Record>& loaded,
