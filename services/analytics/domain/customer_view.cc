@@ -98,9 +98,10 @@ void ApplyContact(Customer360& view, const EventEnvelope& event, const crm::v1::
   }
 }
 
-// A lead's owner: the customer's owner only while no account names one.
+// A lead's owner (none: taken from its owner): the customer's owner only
+// while no account names one.
 void SetLeadOwner(Customer360& view, const EventEnvelope& event, const std::string& owner_id) {
-  if (owner_id.empty() || !view.account_owner_id().empty()) return;
+  if (!view.account_owner_id().empty()) return;
   if (TakeIfNewer(view.mutable_owner_as_of(), event)) view.set_owner_id(owner_id);
 }
 
@@ -210,12 +211,10 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   if (const auto* m = payload.As<LeadAssigned>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
-    SetLeadOwner(view, event, m->owner_id());
     // A lead taken from its owner into a queue is the latest assignment,
     // without an owner; a new lead of the person queued assigns nothing.
-    if (m->owner_id().empty() && !m->previous_owner_id().empty() &&
-        view.account_owner_id().empty() && TakeIfNewer(view.mutable_owner_as_of(), event)) {
-      view.clear_owner_id();
+    if (!m->owner_id().empty() || !m->previous_owner_id().empty()) {
+      SetLeadOwner(view, event, m->owner_id());
     }
     if (m->owner_id().empty()) return absl::StrCat("Lead queued in ", m->queue());
     return absl::StrCat("Lead assigned to ", m->owner_id(),
@@ -242,7 +241,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
     ApplyContact(view, event, m->contact(), m->company(), m->region());
-    SetLeadOwner(view, event, m->owner_id());
+    if (!m->owner_id().empty()) SetLeadOwner(view, event, m->owner_id());
     return absl::StrCat(
         "Lead converted to an opportunity",
         m->opportunity_name().empty() ? "" : absl::StrCat(" \"", m->opportunity_name(), "\""),

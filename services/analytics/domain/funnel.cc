@@ -23,8 +23,9 @@ using crm::v1::FunnelLeadRecord;
 using crm::v1::FunnelOpportunityRecord;
 using google::protobuf::Timestamp;
 
+// The lead's owner; none once it went into a queue.
 void SetLeadOwner(FunnelLeadRecord* r, const EventEnvelope& event, const std::string& owner) {
-  if (!owner.empty() && TakeIfNewer(r->mutable_owner_as_of(), event)) r->set_owner_id(owner);
+  if (TakeIfNewer(r->mutable_owner_as_of(), event)) r->set_owner_id(owner);
 }
 
 std::string Month(const Timestamp& t) {
@@ -125,8 +126,7 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
   } else if (const auto* m = payload.As<LeadAssigned>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
     r->set_lead_id(m->lead_id());
-    // Into a queue: the lead is no longer its previous owner's.
-    if (TakeIfNewer(r->mutable_owner_as_of(), event)) r->set_owner_id(m->owner_id());
+    SetLeadOwner(r, event, m->owner_id());
   } else if (const auto* m = payload.As<LeadQualified>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
     r->set_lead_id(m->lead_id());
@@ -145,7 +145,7 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
     r->set_lead_id(m->lead_id());
     r->set_converted(true);
     SetDisqualified(r, event, false);
-    SetLeadOwner(r, event, m->owner_id());
+    if (!m->owner_id().empty()) SetLeadOwner(r, event, m->owner_id());
   } else if (const auto* m = payload.As<LeadMergedInto>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
     r->set_lead_id(m->lead_id());
