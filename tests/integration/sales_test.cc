@@ -325,6 +325,7 @@ class SalesAccessTest : public ::testing::Test {
   const auth::Principal kRepB{"rep-b", {auth::kRoleSalesRep}, "amer"};
   const auth::Principal kRepC{"rep-c", {auth::kRoleSalesRep}, "amer"};
   const auth::Principal kManager{"mgr-amer", {auth::kRoleSalesManager}, "amer"};
+  const auth::Principal kManagerNowARep{"mgr-amer", {auth::kRoleSalesRep}, "amer"};
   Stack stack_;
   std::unique_ptr<crm::v1::SalesService::Stub> admin_;
 };
@@ -341,6 +342,16 @@ TEST_F(SalesAccessTest, AnAccountsActivitiesHideThoseOfDealsTheCallerMayNotSee) 
   crm::v1::Opportunity opp;
   auto st = Stub(kManager)->OpenOpportunity(Call().get(), open_opp, &opp);
   ASSERT_TRUE(st.ok()) << st.error_message();
+  // The manager, now a rep, retries (the reply was lost): the first answer,
+  // although a rep may not open deals for others; a new deal is refused.
+  auto demoted = Stub(kManagerNowARep);
+  crm::v1::Opportunity retried;
+  st = demoted->OpenOpportunity(Call().get(), open_opp, &retried);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(retried.opportunity_id(), opp.opportunity_id());
+  open_opp.set_request_id("access-act-opp-2");
+  EXPECT_EQ(demoted->OpenOpportunity(Call().get(), open_opp, &retried).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 
   auto rep_a = Stub(kRepA);
   auto rep_b = Stub(kRepB);
@@ -421,6 +432,10 @@ TEST_F(SalesAccessTest, TheAssigneeOfATaskListsAndCompletesItWithoutAccessToTheA
   crm::v1::Task task;
   auto st = Stub(kManager)->CreateTask(Call().get(), create, &task);
   ASSERT_TRUE(st.ok()) << st.error_message();
+  crm::v1::Task retried;
+  st = Stub(kManagerNowARep)->CreateTask(Call().get(), create, &retried);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(retried.task_id(), task.task_id());
 
   auto rep_b = Stub(kRepB);
   crm::v1::ListTasksRequest mine;

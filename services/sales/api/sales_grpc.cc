@@ -215,10 +215,11 @@ grpc::ServerUnaryReactor* SalesGrpc::OpenOpportunity(grpc::CallbackServerContext
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::OpenOpportunityRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Opportunity> {
-        CRM_RETURN_IF_ERROR(
-            CheckUnlessRetry(commands_.events(), event_ctx, "OpenOpportunity", r,
-                             [&] { return CheckCustomer(caller, r.customer_id()); }));
-        CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
+        CRM_RETURN_IF_ERROR(CheckUnlessRetry(
+            commands_.events(), event_ctx, "OpenOpportunity", r, [&]() -> absl::Status {
+              CRM_RETURN_IF_ERROR(CheckCustomer(caller, r.customer_id()));
+              return CheckOwnerField(caller, r.owner_id());
+            }));
         return commands_.OpenOpportunity(r, event_ctx);
       });
 }
@@ -335,10 +336,11 @@ grpc::ServerUnaryReactor* SalesGrpc::CreateTask(grpc::CallbackServerContext* ctx
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::CreateTaskRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Task> {
-        CRM_RETURN_IF_ERROR(CheckUnlessRetry(commands_.events(), event_ctx, "CreateTask", r, [&] {
-          return CheckTarget(caller, r.customer_id(), r.opportunity_id());
-        }));
-        CRM_RETURN_IF_ERROR(CheckOwnerField(caller, r.owner_id()));
+        CRM_RETURN_IF_ERROR(
+            CheckUnlessRetry(commands_.events(), event_ctx, "CreateTask", r, [&]() -> absl::Status {
+              CRM_RETURN_IF_ERROR(CheckTarget(caller, r.customer_id(), r.opportunity_id()));
+              return CheckOwnerField(caller, r.owner_id());
+            }));
         return commands_.CreateTask(r, event_ctx);
       });
 }
