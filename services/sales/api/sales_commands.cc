@@ -685,7 +685,7 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
     return q;
   }
   CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
-  if (target.opportunity) CRM_RETURN_IF_ERROR(CheckQuotable(*target.opportunity));
+  if (target.opportunity) CRM_RETURN_IF_ERROR(CheckNotLost(*target.opportunity, "quote"));
   sales::DraftQuote command{request, NewId("quo"), ctx.occurred_at};
   command.request.set_customer_id(target.customer.customer_id());
   CRM_ASSIGN_OR_RETURN(auto out, Execute<crm::v1::Quote>(
@@ -726,7 +726,7 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
             if (s.has_value() && s->status() == crm::v1::QUOTE_STATUS_OPEN &&
                 !s->opportunity_id().empty()) {
               CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(s->opportunity_id()));
-              CRM_RETURN_IF_ERROR(CheckQuotable(opportunity));
+              CRM_RETURN_IF_ERROR(CheckNotLost(opportunity, "quote"));
             }
             return NameMissing(Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}), s,
                                "quote_id", request.quote_id());
@@ -750,16 +750,23 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
       CallerRequestKey(ctx, absl::StrCat("PlaceOrder/", request.request_id()), request);
+  // Acceptance is final, so the quote read here cannot change under us.
+  crm::v1::GetQuoteRequest get;
+  get.set_quote_id(request.quote_id());
+  CRM_ASSIGN_OR_RETURN(auto quote, GetQuote(get));
+  // Held as AcceptQuote holds it: the deal is not lost while the order is
+  // placed, and a retry waiting on its first call gets that call's order.
+  auto guard = opportunity_locks_.Lock({quote.opportunity_id()});
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) {
     crm::v1::Order o;
     CRM_RETURN_IF_ERROR(ParseStored(*earlier, o));
     return o;
   }
-  // Acceptance is final, so the quote read here cannot change under us.
-  crm::v1::GetQuoteRequest get;
-  get.set_quote_id(request.quote_id());
-  CRM_ASSIGN_OR_RETURN(auto quote, GetQuote(get));
+  if (!quote.opportunity_id().empty()) {
+    CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(quote.opportunity_id()));
+    CRM_RETURN_IF_ERROR(CheckNotLost(opportunity, "order"));
+  }
   sales::PlaceOrder command{OrderIdForQuote(quote.quote_id()), std::move(quote)};
   CRM_ASSIGN_OR_RETURN(
       auto out, Execute<crm::v1::Order>(

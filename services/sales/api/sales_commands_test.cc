@@ -809,6 +809,41 @@ TEST_F(SalesCommandsTest, ALostDealIsNotQuotedAndItsOpenQuoteNotAccepted) {
   EXPECT_EQ(store_->events().LogSize(), before);
 }
 
+// A quote accepted before its deal was lost is not ordered (nor invoiced)
+// while the deal stays lost; reopened, it is.
+TEST_F(SalesCommandsTest, AnAcceptedQuoteOfALostDealIsNotOrderedUntilTheDealIsReopened) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(quote.ok()) << quote.status();
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-1");
+  accept.set_quote_id(quote->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  auto lost = Move(o, "lost", "move-1", "budget cut");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  const uint64_t before = store_->events().LogSize();
+
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-1");
+  place.set_quote_id(quote->quote_id());
+  auto st = commands_->PlaceOrder(place, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "opportunity_id:")) << st;
+  EXPECT_EQ(store_->events().LogSize(), before);
+
+  auto reopened = Move(*lost, "proposal", "move-2");
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto order = commands_->PlaceOrder(place, Ctx());
+  ASSERT_TRUE(order.ok()) << order.status();
+  EXPECT_EQ(order->quote_id(), quote->quote_id());
+  // Lost again: a retry of the order placed keeps its answer.
+  ASSERT_TRUE(Move(*reopened, "lost", "move-3", "budget cut again").ok());
+  auto retried = commands_->PlaceOrder(place, Ctx());
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->order_id(), order->order_id());
+}
+
 // An acceptance racing the deal's loss: either the quote is accepted and
 // then the deal lost, or the deal is lost and the acceptance refused;
 // never an accepted quote the pipeline never saw the deal open for.

@@ -100,11 +100,10 @@ absl::StatusOr<crm::v1::QuoteTotals> SumLines(const std::vector<crm::v1::QuoteLi
   return t;
 }
 
-absl::Status CheckQuotable(const crm::v1::Opportunity& opportunity) {
+absl::Status CheckNotLost(const crm::v1::Opportunity& opportunity, absl::string_view to) {
   if (opportunity.outcome() != crm::v1::STAGE_OUTCOME_LOST) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat("opportunity_id: opportunity ",
-                                                    opportunity.opportunity_id(),
-                                                    " is lost; reopen it to quote"));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "opportunity_id: opportunity ", opportunity.opportunity_id(), " is lost; reopen it to ", to));
 }
 
 absl::Status ValidateDraftQuote(const crm::v1::DraftQuoteRequest& r) {

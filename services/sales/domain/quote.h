@@ -33,10 +33,11 @@ absl::Status ValidateDraftContract(const crm::v1::DraftContractRequest& request)
 
 // ---- Quote ----
 
-// A deal marked lost is not quoted, nor is its quote accepted (the
-// customer would be ordered and invoiced for a deal the pipeline and the
-// forecast count as lost): FAILED_PRECONDITION until it is reopened.
-absl::Status CheckQuotable(const crm::v1::Opportunity& opportunity);
+// A deal marked lost is not quoted, nor is its quote accepted or ordered
+// (the customer would be ordered and invoiced for a deal the pipeline and
+// the forecast count as lost): FAILED_PRECONDITION until it is reopened.
+// `to` names what was refused ("quote", "order").
+absl::Status CheckNotLost(const crm::v1::Opportunity& opportunity, absl::string_view to);
 
 struct DraftQuote {
   crm::v1::DraftQuoteRequest request;  // validated; customer resolved
