@@ -3,6 +3,7 @@
 #include <map>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "libs/common/arithmetic.h"
 #include "libs/common/auth/record_access.h"
@@ -65,9 +66,15 @@ std::vector<crm::v1::ForecastRow> Forecast(const std::vector<crm::v1::Opportunit
     }
     if ((query.from && day < *query.from) || (query.to && day > *query.to)) continue;
     const std::string period = PeriodOf(day, query.period);
-    auto& row = rows[Key{o.owner_id(), o.territory(), period, o.amount().currency()}];
+    // One row per territory however it is spelled (a converted deal keeps
+    // the lead's "emea", one opened by a manager the token's "EMEA"); the
+    // row shows the first spelling in byte order, whatever the deals' order.
+    auto& row = rows[Key{o.owner_id(), absl::AsciiStrToLower(o.territory()), period,
+                         o.amount().currency()}];
     row.set_owner_id(o.owner_id());
-    row.set_territory(o.territory());
+    if (row.territory().empty() || o.territory() < row.territory()) {
+      row.set_territory(o.territory());
+    }
     row.set_period(period);
     row.set_currency(o.amount().currency());
     const int64_t amount = o.amount().minor_units();

@@ -1,5 +1,6 @@
 #include "services/sales/domain/forecast.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "gtest/gtest.h"
@@ -90,6 +91,20 @@ TEST(ForecastTest, TerritoryFilterIgnoresCaseAsAccessDoes) {
   EXPECT_EQ(rows[0].owner_id(), "ada");
   EXPECT_EQ(rows[0].territory(), "emea");  // as the deal spells it
   EXPECT_EQ(rows[1].owner_id(), "bob");
+}
+
+TEST(ForecastTest, OneRowPerTerritoryHoweverItIsSpelled) {
+  std::vector<crm::v1::Opportunity> book = {Opp("ada", "emea", 100, 50, "2025-02-01"),
+                                            Opp("ada", "EMEA", 300, 50, "2025-02-10"),
+                                            Opp("ada", "Emea", 500, 100, "2025-02-20")};
+  for (int turn = 0; turn < 2; ++turn) {
+    auto rows = Forecast(book, ForecastQuery{});
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0].territory(), "EMEA");  // the same whatever the deals' order
+    EXPECT_EQ(rows[0].open_opportunities(), 3);
+    EXPECT_EQ(rows[0].pipeline_minor_units(), 900);
+    std::reverse(book.begin(), book.end());
+  }
 }
 
 TEST(ForecastTest, DealsWithoutAmountOrCloseDateAreLeftOut) {
