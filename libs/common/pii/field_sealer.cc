@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -89,9 +90,17 @@ void ForEachPii(Message& message, const Fn& fn) {
   }
 }
 
+// Whether a request value looks sealed, or will once the services
+// normalize it (names and regions are trimmed, emails lowercased): a check
+// of the raw value alone let " pii1.<key>.<ciphertext>" through.
+bool MayBecomeSealed(absl::string_view value) {
+  return absl::StartsWithIgnoreCase(absl::StripLeadingAsciiWhitespace(value), kSealedPrefix);
+}
+
 // The path of the first sealed-looking string in `message` (every string
 // field, marked or not: a request's plain text may become an event's
 // personal data), appended to `path`; false if there is none.
+
 bool FindSealed(const Message& message, std::string& path) {
   const Reflection* r = message.GetReflection();
   std::vector<const FieldDescriptor*> fields;
@@ -107,14 +116,14 @@ bool FindSealed(const Message& message, std::string& path) {
         f->type() == FieldDescriptor::TYPE_STRING) {
       if (f->is_repeated()) {
         for (int j = 0; j < r->FieldSize(message, f); ++j) {
-          if (IsSealed(r->GetRepeatedStringReference(message, f, j, nullptr))) {
+          if (MayBecomeSealed(r->GetRepeatedStringReference(message, f, j, nullptr))) {
             at(f, j);
             return true;
           }
         }
       } else {
         std::string scratch;
-        if (IsSealed(r->GetStringReference(message, f, &scratch))) {
+        if (MayBecomeSealed(r->GetStringReference(message, f, &scratch))) {
           at(f, std::nullopt);
           return true;
         }

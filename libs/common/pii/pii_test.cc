@@ -281,6 +281,14 @@ TEST(FieldSealerTest, RequestsRefuseSealedValuesNamingTheField) {
   second->add_product_interests("pii1.k1.c2VhbGVk");  // not a personal field: refused too
   expect_refused(request, "rows[1].product_interests[1]");
   second->clear_product_interests();
+  // What becomes sealed-looking once trimmed or lowercased is refused too.
+  second->mutable_contact()->set_first_name(" \tpii1.k1.c2VhbGVk");
+  expect_refused(request, "rows[1].contact.first_name");
+  second->mutable_contact()->set_first_name("Ada");
+  second->mutable_contact()->set_email("PII1.ann@example.com");
+  expect_refused(request, "rows[1].contact.email");
+  second->mutable_contact()->clear_email();
+  EXPECT_TRUE(RefuseSealedInput(request).ok());
   request.set_import_id("pii1.k1.c2VhbGVk");
   expect_refused(request, "import_id");
 }
