@@ -1,6 +1,7 @@
 #include "services/leads/api/lead_commands.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_set.h"
@@ -416,15 +417,22 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   if (!survivor) return absl::NotFoundError(absl::StrCat("lead ", survivor_id, " not found"));
   CRM_ASSIGN_OR_RETURN(auto merged, store_.FindLead(merged_id));
   if (!merged) return absl::NotFoundError(absl::StrCat("lead ", merged_id, " not found"));
+  // The customers the two leads stand for now: either lead's own may have
+  // been retired by an earlier merge. Linking the retired ones as they are
+  // stored could link two customers both ways (each the other's survivor).
+  const std::string survivor_customer = store_.vault().SurvivorOf(survivor->customer_id());
+  const std::string merged_customer = store_.vault().SurvivorOf(merged->customer_id());
+  const bool one_customer = survivor_customer == merged_customer;
   // The survivor's data was erased: the merged person's would follow it
   // into a record that no longer stands for anyone.
-  if (store_.vault().Erased(survivor->customer_id())) {
+  if (store_.vault().Erased(survivor->customer_id()) || store_.vault().Erased(survivor_customer)) {
     return absl::FailedPreconditionError(
         absl::StrCat("survivor_lead_id: the customer of lead ", survivor_id, " was erased"));
   }
   // No lead joins the merged customer from here until its contacts point
-  // to the survivor.
-  auto retirement = contacts_.Retire(merged->customer_id());
+  // to the survivor (nothing to retire when both are one customer already).
+  std::optional<ContactRegistry::Retirement> retirement;
+  if (!one_customer) retirement.emplace(contacts_.Retire(merged_customer));
   CRM_ASSIGN_OR_RETURN(auto survivor_events,
                        Decide(survivor, AbsorbLead{request.survivor_expected_version(), *merged}));
   CRM_ASSIGN_OR_RETURN(auto merged_events,
@@ -470,9 +478,10 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   CRM_ASSIGN_OR_RETURN(auto entries, store_.FindContactKeys(keys));
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!entries[i].has_value() || merged_leads.contains(entries[i]->lead_id) ||
-        entries[i]->customer_id == merged->customer_id()) {
+        entries[i]->customer_id == merged->customer_id() ||
+        entries[i]->customer_id == merged_customer) {
       s.projection_writes.push_back(
-          LeadStore::ContactWrite(keys[i], {survivor_id, survivor->customer_id()}));
+          LeadStore::ContactWrite(keys[i], {survivor_id, survivor_customer}));
     }
   }
   s.request_key = request_key;
@@ -485,8 +494,7 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
 
   // The survivor now holds data sealed for the merged customer: the link
   // lets an erasure of the survivor reach that key.
-  if (auto link = store_.vault().MergeRecord(merged_id, merged->customer_id(),
-                                             survivor->customer_id(), ctx)) {
+  if (auto link = store_.vault().MergeRecord(merged_id, merged_customer, survivor_customer, ctx)) {
     appends.push_back(*std::move(link));
   }
 
@@ -499,7 +507,7 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
     }
     return written.status();
   }
-  store_.vault().Merged(merged->customer_id(), survivor->customer_id());
+  if (!one_customer) store_.vault().Merged(merged_customer, survivor_customer);
   assigner_.Moved(*survivor, survivor_after);
   assigner_.Moved(*merged, merged_after);
   return response;

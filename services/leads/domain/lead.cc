@@ -756,8 +756,9 @@ void Apply(crm::v1::Lead& state, const LeadEvent& event, absl::Time occurred_at)
         } else if constexpr (std::is_same_v<T, crm::v1::LeadConverted>) {
           state.set_status(crm::v1::LEAD_STATUS_CONVERTED);
           // The customer the account opened for: the survivor's when a
-          // merge retired the lead's own.
-          if (!e.customer_id().empty()) state.set_customer_id(e.customer_id());
+          // merge retired the lead's own (which stays the partition key).
+          state.set_converted_customer_id(e.customer_id().empty() ? state.customer_id()
+                                                                  : e.customer_id());
           if (e.owner_id() != state.owner_id()) state.clear_team_id();
           state.set_owner_id(e.owner_id());
           state.clear_queue();
