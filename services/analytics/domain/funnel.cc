@@ -4,6 +4,8 @@
 #include <map>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "crm/v1/leads.pb.h"
@@ -51,9 +53,10 @@ struct Slice {
   FunnelCounts counts;
   std::map<std::string, int64_t> revenue;
 
+  // `key` unless the slice was labelled when filled (TerritorySlice).
   FunnelCounts Finish(const std::string& key) {
     FunnelCounts c = counts;
-    c.set_key(key);
+    if (c.key().empty()) c.set_key(key);
     for (const auto& [currency, units] : revenue) {
       auto* m = c.add_won_revenue();
       m->set_currency(currency);
@@ -67,6 +70,15 @@ struct Slice {
     return c;
   }
 };
+
+// Territories compare as access compares them, ignoring case (a lead's
+// region keeps its capture's spelling, "emea" or "EMEA"): one slice each,
+// labelled with the first spelling in byte order, whatever the order seen.
+Slice& TerritorySlice(std::map<std::string, Slice>& slices, const std::string& territory) {
+  Slice& s = slices[absl::AsciiStrToLower(territory)];
+  if (s.counts.key().empty() || territory < s.counts.key()) s.counts.set_key(territory);
+  return s;
+}
 
 // A disqualified lead can be nurtured and qualified again: the latest of
 // those events decides, whatever order they arrive in.
@@ -218,7 +230,8 @@ struct FunnelBuilder::State {
     return (request.period().empty() || month == request.period()) &&
            (request.channel() == crm::v1::LEAD_CHANNEL_UNSPECIFIED ||
             channel == request.channel()) &&
-           (request.territory().empty() || territory == request.territory()) &&
+           (request.territory().empty() ||
+            absl::EqualsIgnoreCase(territory, request.territory())) &&
            (request.owner_id().empty() || owner == request.owner_id());
   }
 
@@ -258,7 +271,7 @@ void FunnelBuilder::AddLead(const FunnelLeadRecord& r) {
   crm::analytics::AddLead(st.total, r);
   crm::analytics::AddLead(st.by_month[month], r);
   crm::analytics::AddLead(st.by_channel[ChannelKey(r.channel())], r);
-  crm::analytics::AddLead(st.by_territory[r.region()], r);
+  crm::analytics::AddLead(TerritorySlice(st.by_territory, r.region()), r);
   crm::analytics::AddLead(st.by_owner[r.owner_id()], r);
 }
 
@@ -277,7 +290,7 @@ void FunnelBuilder::AddOpportunity(const FunnelOpportunityRecord& o) {
   crm::analytics::AddOpportunity(st.total, o);
   crm::analytics::AddOpportunity(st.by_month[month], o);
   crm::analytics::AddOpportunity(st.by_channel[ChannelKey(channel)], o);
-  crm::analytics::AddOpportunity(st.by_territory[o.territory()], o);
+  crm::analytics::AddOpportunity(TerritorySlice(st.by_territory, o.territory()), o);
   crm::analytics::AddOpportunity(st.by_owner[o.owner_id()], o);
   for (const auto& v : o.stage_visits()) {
     auto& [sum, samples] = st.stage_seconds[v.stage_id()];

@@ -207,6 +207,28 @@ TEST(FunnelTest, FiltersNarrowLeadsAndOpportunitiesAlike) {
   EXPECT_EQ(f.total().won(), 1);
 }
 
+// A lead's region keeps its capture's spelling and a deal opened by a
+// manager takes the token's: one territory however it is spelled, as
+// access and the sales forecast compare territories.
+TEST(FunnelTest, TerritoriesCompareIgnoringCase) {
+  Records records;
+  records.Apply(Captured("l1", "c1", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan, "emea"));
+  records.Apply(Captured("l2", "c2", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan, "EMEA"));
+  records.Apply(Opened("o1", "c2", "l2", "rep_a", "Emea", 100, kJan + kDay));
+  records.Apply(Captured("l3", "c3", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan, "apac"));
+  crm::v1::GetFunnelRequest by_territory;
+  by_territory.set_territory("EMEA");
+  auto f = records.Funnel(by_territory);
+  EXPECT_EQ(f.total().leads(), 2);
+  EXPECT_EQ(f.total().opportunities(), 1);
+  f = records.Funnel();
+  ASSERT_EQ(f.by_territory_size(), 2);
+  EXPECT_EQ(f.by_territory(0).key(), "apac");
+  EXPECT_EQ(f.by_territory(1).key(), "EMEA");  // the first spelling in byte order
+  EXPECT_EQ(f.by_territory(1).leads(), 2);
+  EXPECT_EQ(f.by_territory(1).opportunities(), 1);
+}
+
 // A lead taken from its rep into a queue no longer counts as the rep's.
 TEST(FunnelTest, ALeadMovedToAQueueLeavesItsOwnersFunnel) {
   Records records;
