@@ -542,7 +542,9 @@ void Subscriber::Consume() {
     // arrives within the gather window. Never consume(0) in a loop: that
     // spins a core for the whole window while events trickle in.
     const absl::Time until = absl::Now() + absl::Milliseconds(20);
-    while (batch.size() < options_.max_batch && !stopping_.load()) {
+    size_t batch_bytes = 0;
+    while (batch.size() < options_.max_batch && batch_bytes < options_.max_batch_bytes &&
+           !stopping_.load()) {
       const int timeout = batch.empty() ? 100
                                         : static_cast<int>(std::max<int64_t>(
                                               0, absl::ToInt64Milliseconds(until - absl::Now())));
@@ -569,6 +571,7 @@ void Subscriber::Consume() {
       m.partition = msg->partition();
       m.offset = msg->offset();
       m.value.assign(static_cast<const char*>(msg->payload()), msg->len());
+      batch_bytes += m.value.size();
       batch.push_back(std::move(m));
     }
     if (batch.empty()) continue;

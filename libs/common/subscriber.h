@@ -102,6 +102,9 @@ struct SubscriberOptions {
   std::string group_id;
   std::vector<std::string> topics;
   size_t max_batch = 5000;
+  // A batch also ends once its messages hold this many bytes: events may
+  // be up to 900 KB each, and a pipelined commit holds three batches.
+  size_t max_batch_bytes = 64 << 20;
   KafkaSettings extra_settings;
   // Where undecodable or rejected events go: a topic (Start() makes the
   // producer) or a sink of the caller's. Neither: they are only logged.

@@ -1,5 +1,6 @@
 #include "libs/common/subscriber.h"
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <thread>
@@ -324,6 +325,58 @@ bool Eventually(const std::function<bool()>& done) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   return true;
+}
+
+// The most events any one batch applied.
+class LargestBatch final : public Projection {
+ public:
+  void BeginBatch() override { in_batch_ = 0; }
+  absl::Status Apply(const crm::v1::EventEnvelope&, ProjectionTxn&) override {
+    largest_.store(std::max(largest_.load(), ++in_batch_));
+    return absl::OkStatus();
+  }
+  int largest() const { return largest_.load(); }
+
+ private:
+  int in_batch_ = 0;  // the apply thread's
+  std::atomic<int> largest_{0};
+};
+
+TEST(SubscriberBatchTest, ABatchEndsAtItsByteBound) {
+  // Events up to 900 KB each: 5,000 of them would be gigabytes in memory.
+  crm::testing::MockCluster cluster({{"bytes.test", 1}});
+  ASSERT_TRUE(cluster.ok());
+  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
+  ASSERT_TRUE(conf.ok()) << conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
+  ASSERT_NE(producer, nullptr) << err;
+  constexpr int kEvents = 30;
+  for (int i = 0; i < kEvents; ++i) {
+    crm::v1::EventEnvelope e;
+    e.set_stream(absl::StrCat("big-", i));
+    e.set_stream_version(1);
+    e.set_actor(std::string(20'000, 'x'));
+    const std::string value = e.SerializeAsString();
+    ASSERT_EQ(
+        producer->produce("bytes.test", 0, RdKafka::Producer::RK_MSG_COPY,
+                          const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
+        RdKafka::ERR_NO_ERROR);
+  }
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+
+  crm::testing::TempDir dir;
+  auto db = CountsDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  LargestBatch projection;
+  SubscriberOptions options = KafkaOptions(cluster, "bytes.test");
+  options.max_batch_bytes = 50'000;  // reached by the third event
+  Subscriber subscriber(**db, projection, options);
+  ASSERT_TRUE(subscriber.Start().ok());
+  EXPECT_TRUE(Eventually([&] { return subscriber.applied() == kEvents; }));
+  subscriber.Stop();
+  EXPECT_GE(projection.largest(), 1);
+  EXPECT_LE(projection.largest(), 3);
 }
 
 // Slow enough that the consumer lags for several of its 2 s lag refreshes.
