@@ -27,6 +27,9 @@ constexpr char kLog[] = "log";                            // position -> events 
 constexpr char kOutbox[] = "outbox";
 constexpr char kRequests[] = "requests";  // request key -> result
 constexpr char kRelayedKey[] = "relayed";
+// Below this log position the outbox holds a refill (RequeueLog): events
+// published before, not a backlog the admission bound is for.
+constexpr char kRefillKey[] = "refill_below";
 
 std::string EventKey(absl::string_view stream, int64_t version) {
   std::string k = PrefixKey(stream);
@@ -148,10 +151,14 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
     CRM_RETURN_IF_ERROR(FromRocks(batch.Put(cf, kRelayedKey, BigEndian64(relayed))));
     CRM_RETURN_IF_ERROR(db->Write(&batch, /*sync=*/true));
   }
+  CRM_ASSIGN_OR_RETURN(auto refill, db->Get(kOutbox, kRefillKey));
+  if (refill.has_value() && refill->size() != 8) return absl::DataLossError("corrupt refill mark");
   // The relay may have passed positions that failed appends took and never
   // wrote; new events must land at or after its cursor, or it skips them.
   next = std::max(next, relayed);
-  return std::make_unique<EventStore>(Token{}, std::move(db), next, relayed);
+  auto store = std::make_unique<EventStore>(Token{}, std::move(db), next, relayed);
+  if (refill.has_value()) store->refill_below_.store(ReadBigEndian64(*refill));
+  return store;
 }
 
 // Concurrent appends meet in RocksDB's write group, which shares one WAL
@@ -194,7 +201,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     keys.push_back(request_keys.back().key);
   }
   const uint64_t limit = admission == Admission::kBestEffort ? outbox_limit_ / 2 : outbox_limit_;
-  if (const uint64_t waiting = OutboxSize();
+  if (const uint64_t waiting = BacklogSize();
       admission != Admission::kUnlimited && waiting >= limit) {
     return absl::ResourceExhaustedError(absl::StrCat("outbox holds ", waiting,
                                                      " unpublished events (limit ", limit,
@@ -535,7 +542,15 @@ absl::StatusOr<bool> EventStore::LogHasStream(
 
 absl::StatusOr<uint64_t> EventStore::RequeueLog() {
   std::lock_guard<std::mutex> lock(relayed_mu_);
-  CRM_RETURN_IF_ERROR(StoreCursor(1, /*sync=*/true));
+  // Marked in the cursor's batch: a restart mid-refill still tells the
+  // refill from a backlog.
+  const uint64_t below = next_position_.load();
+  rocksdb::WriteBatch batch;
+  CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, kRefillKey, BigEndian64(below)));
+  CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, kRelayedKey, BigEndian64(1)));
+  CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
+  refill_below_.store(std::max(refill_below_.load(), below));
+  relayed_.store(1);
   return LogSize();
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -175,7 +176,14 @@ class EventStore {
     const uint64_t relayed = relayed_.load();
     return next > relayed ? next - relayed : 0;
   }
-  // Appends fail with RESOURCE_EXHAUSTED while the outbox holds more than
+  // Events appended since the broker last acknowledged one, not counting a
+  // refill of the log (RequeueLog) still being published.
+  uint64_t BacklogSize() const {
+    const uint64_t next = next_position_.load();
+    const uint64_t from = std::max(relayed_.load(), refill_below_.load());
+    return next > from ? next - from : 0;
+  }
+  // Appends fail with RESOURCE_EXHAUSTED while the backlog holds more than
   // this many events (the broker has been unreachable for long), instead of
   // growing without bound. Default 1,000,000.
   void SetOutboxLimit(uint64_t limit) { outbox_limit_ = limit; }
@@ -210,6 +218,8 @@ class EventStore {
   std::multiset<uint64_t> unwritten_;  // first position of each append being written
   // First log position the broker has not acknowledged (see MarkRelayed).
   std::atomic<uint64_t> relayed_;
+  // Positions below this were put back by RequeueLog (0: none).
+  std::atomic<uint64_t> refill_below_{0};
   std::mutex relayed_mu_;  // orders the cursor's writes
   Counter& appended_counter_ =
       MetricsRegistry::Default().GetCounter("crm_events_appended_total", "Events appended");

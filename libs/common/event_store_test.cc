@@ -484,6 +484,34 @@ TEST_F(EventStoreTest, FullOutboxRefusesAppendsUntilItDrains) {
   EXPECT_EQ(store_->OutboxSize(), 2u);
 }
 
+// Refilling an empty broker puts the whole log back in the outbox: that is
+// not a backlog, and appends go on (a log past the bound refused them all).
+TEST_F(EventStoreTest, ARefillOfTheLogDoesNotCountAgainstTheOutboxBound) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(store_->Append(Request(absl::StrCat("s-", i), 0, {Event("A")}, "")).ok());
+  }
+  ASSERT_TRUE(store_->MarkRelayed(store_->LogSize() + 1).ok());
+  store_->SetOutboxLimit(3);
+  ASSERT_TRUE(store_->RequeueLog().ok());
+  EXPECT_EQ(store_->OutboxSize(), 5u);
+  EXPECT_EQ(store_->BacklogSize(), 0u);
+  for (int restart = 0; restart < 2; ++restart) {
+    const auto st = store_->Append(Request(absl::StrCat("new-", restart), 0, {Event("B")}, ""));
+    EXPECT_TRUE(st.ok()) << st.status();
+    Reopen();  // the refill is told from a backlog after a restart too
+    store_->SetOutboxLimit(3);
+  }
+  // New events still count: the bound holds for them.
+  ASSERT_TRUE(store_->Append(Request("new-2", 0, {Event("B")}, "")).ok());
+  EXPECT_EQ(store_->BacklogSize(), 3u);
+  EXPECT_EQ(store_->Append(Request("new-3", 0, {Event("B")}, "")).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // Relayed past the refill, the mark no longer matters.
+  ASSERT_TRUE(store_->MarkRelayed(store_->LogSize() + 1).ok());
+  EXPECT_EQ(store_->OutboxSize(), 0u);
+  EXPECT_TRUE(store_->Append(Request("new-3", 0, {Event("B")}, "")).ok());
+}
+
 TEST_F(EventStoreTest, StablePositionNeverPassesAnAppendStillBeingWritten) {
   // Appends take log positions in one order and commit in another; a
   // reader trusting StablePosition must find every position below it.
