@@ -1,5 +1,8 @@
 #include "services/analytics/api/churn_monitor.h"
 
+#include <algorithm>
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "libs/common/envelope.h"
 #include "libs/common/ids.h"
@@ -14,6 +17,13 @@ namespace {
 constexpr char kAlerts[] = "churn_alerts";  // customer_id -> ChurnAlertState
 constexpr char kSource[] = "crm/analytics";
 
+// Every customer of the view's group: its decisions are stored under each.
+std::vector<std::string> GroupIds(const crm::v1::Customer360& view) {
+  std::vector<std::string> ids = {view.customer_id()};
+  ids.insert(ids.end(), view.merged_customer_ids().begin(), view.merged_customer_ids().end());
+  return ids;
+}
+
 }  // namespace
 
 std::vector<std::string> ChurnMonitor::Families() { return {kAlerts}; }
@@ -25,30 +35,41 @@ ChurnMonitor::~ChurnMonitor() { Stop(); }
 
 absl::StatusOr<crm::v1::ChurnAlertState> ChurnMonitor::LoadAlert(
     const crm::v1::Customer360& view) const {
-  crm::v1::ChurnAlertState found;
-  std::vector<std::string> ids = {view.customer_id()};
-  ids.insert(ids.end(), view.merged_customer_ids().begin(), view.merged_customer_ids().end());
-  for (const auto& id : ids) {
+  // A group's decision is stored under each of its customers, so they agree
+  // once it has one; a customer merged in since brings its own. The group is
+  // alerted if any of them is (the person's alert is open), and counts on
+  // from the most crossings any has seen.
+  std::optional<crm::v1::ChurnAlertState> found;
+  int32_t crossings = 0;
+  for (const auto& id : GroupIds(view)) {
     CRM_ASSIGN_OR_RETURN(auto raw, events_.db().Get(kAlerts, id));
     if (!raw.has_value()) continue;
     crm::v1::ChurnAlertState state;
     if (!state.ParseFromString(*raw)) {
       return absl::DataLossError(absl::StrCat("corrupt churn alert of ", id));
     }
-    // The group's own state, once it has one, is the whole story.
-    if (id == view.customer_id()) return state;
-    if (state.raised() && (!found.raised() || state.crossings() > found.crossings())) {
-      found = std::move(state);
-    }
+    crossings = std::max(crossings, state.crossings());
+    if (!found.has_value() || (state.raised() && !found->raised())) found = std::move(state);
   }
-  return found;
+  crm::v1::ChurnAlertState out = found.value_or(crm::v1::ChurnAlertState());
+  out.set_crossings(crossings);
+  return out;
 }
 
-absl::Status ChurnMonitor::StoreAlert(const std::string& customer_id,
+std::vector<ProjectionWrite> ChurnMonitor::AlertWrites(const crm::v1::Customer360& view,
+                                                       const crm::v1::ChurnAlertState& state) {
+  std::vector<ProjectionWrite> writes;
+  const std::string bytes = state.SerializeAsString();
+  for (const auto& id : GroupIds(view)) writes.push_back({kAlerts, id, bytes});
+  return writes;
+}
+
+absl::Status ChurnMonitor::StoreAlert(const crm::v1::Customer360& view,
                                       const crm::v1::ChurnAlertState& state) {
   rocksdb::WriteBatch batch;
-  CRM_RETURN_IF_ERROR(
-      FromRocks(batch.Put(events_.db().Family(kAlerts), customer_id, state.SerializeAsString())));
+  for (const auto& w : AlertWrites(view, state)) {
+    CRM_RETURN_IF_ERROR(FromRocks(batch.Put(events_.db().Family(w.family), w.key, w.value)));
+  }
   return events_.db().Write(&batch, /*sync=*/true);
 }
 
@@ -59,7 +80,7 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
     CRM_ASSIGN_OR_RETURN(auto previous, LoadAlert(view));
     ChurnAlertDecision d = DecideChurnAlert(previous, view, views_.config());
     if (!d.state_changed) return absl::OkStatus();
-    if (!d.raised.has_value()) return StoreAlert(view.customer_id(), d.state);
+    if (!d.raised.has_value()) return StoreAlert(view, d.state);
 
     AppendRequest req;
     req.stream = absl::StrCat("churnrisk-", view.customer_id());
@@ -75,12 +96,12 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
     ctx.occurred_at = FromProtoTimestamp(d.raised->evaluated_at());
     req.events.push_back(MakeEnvelope(*d.raised, view.customer_id(), ctx));
     req.request_key = ChurnRequestKey(*d.raised, d.state.crossings());
-    req.projection_writes.push_back({kAlerts, view.customer_id(), d.state.SerializeAsString()});
+    req.projection_writes = AlertWrites(view, d.state);
     CRM_ASSIGN_OR_RETURN(auto result, events_.Append(std::move(req)));
     if (result.replayed) {
       // This crossing was raised before the alert state was lost: keep the
       // state, raise nothing.
-      return StoreAlert(view.customer_id(), d.state);
+      return StoreAlert(view, d.state);
     }
     ++raised;
     log::Info("churn risk raised",

@@ -44,7 +44,10 @@ class ChurnMonitor {
   // yet under its id, the raised state of a member, so that a merge does not
   // raise a second alert for a risk already raised.
   absl::StatusOr<crm::v1::ChurnAlertState> LoadAlert(const crm::v1::Customer360& view) const;
-  absl::Status StoreAlert(const std::string& customer_id, const crm::v1::ChurnAlertState& state);
+  // The writes storing a group's decision under each of its customers.
+  static std::vector<ProjectionWrite> AlertWrites(const crm::v1::Customer360& view,
+                                                  const crm::v1::ChurnAlertState& state);
+  absl::Status StoreAlert(const crm::v1::Customer360& view, const crm::v1::ChurnAlertState& state);
 
   const ViewStore& views_;
   EventStore& events_;

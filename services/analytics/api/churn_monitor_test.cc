@@ -161,6 +161,37 @@ TEST_F(ChurnMonitorTest, AMergeRaisesNothingForARiskAlreadyRaised) {
   EXPECT_EQ(raised[0].customer_id(), "cus_1");
 }
 
+// A group's decision holds for each of its customers: cleared after the
+// person bought again, a later merge into a third record must not find the
+// merged customer's old alert still open and stay silent at the relapse.
+TEST_F(ChurnMonitorTest, AGroupsClearedAlertIsNotReopenedByALaterMerge) {
+  Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_0", "lead_0", 0, 0),
+        LeadCapturedAt("cu_q", "lead_q", 0, 0), LeadCapturedAt("cus_3", "lead_3", 0, 150 * kDay)});
+  EXPECT_EQ(Pass(), 1);  // cus_1
+  crm::v1::LeadsMerged merged;
+  merged.set_survivor_lead_id("lead_0");
+  merged.set_survivor_customer_id("cus_0");
+  merged.set_merged_lead_id("lead_1");
+  merged.set_merged_customer_id("cus_1");
+  Feed({Envelope(merged, "cus_0", "evt-merge-1", "lead-lead_0", 2, 150 * kDay)});
+  EXPECT_EQ(Pass(), 0);  // the same risk
+  Feed({OrderPlacedAt("cus_0", "o0", 500, 151 * kDay)});
+  EXPECT_EQ(Pass(), 0);  // the person bought again: the alert clears
+  // The group goes into a third record ("cu_q" sorts first), and time
+  // passes before the monitor looks again: the relapse is a new crossing.
+  merged.set_survivor_lead_id("lead_q");
+  merged.set_survivor_customer_id("cu_q");
+  merged.set_merged_lead_id("lead_0");
+  merged.set_merged_customer_id("cus_0");
+  Feed({Envelope(merged, "cu_q", "evt-merge-2", "lead-lead_q", 2, 152 * kDay),
+        LeadCapturedAt("cus_4", "lead_4", 0, 320 * kDay)});
+  EXPECT_EQ(Pass(), 1);
+  const auto raised = Outbox();
+  ASSERT_EQ(raised.size(), 2u);
+  EXPECT_EQ(raised[1].customer_id(), "cu_q");
+  EXPECT_EQ(Pass(), 0);
+}
+
 TEST_F(ChurnMonitorTest, WaitsWhileNotReady) {
   monitor_ = std::make_unique<ChurnMonitor>(*views_, *events_, [] { return false; });
   Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
