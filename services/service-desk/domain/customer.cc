@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/common/arithmetic.h"
 #include "libs/common/ids.h"
 
 namespace crm::service_desk {
@@ -83,12 +84,22 @@ void ApplyOrderPlaced(crm::v1::CustomerContext& c, const crm::v1::OrderPlaced& o
                       const google::protobuf::Timestamp& occurred_at) {
   c.set_customer_id(order.customer_id());
   c.set_known(true);
+  // An order is applied whole or not at all, so one already among the
+  // purchases is a redelivery.
+  const bool seen = std::any_of(c.purchases().begin(), c.purchases().end(),
+                                [&](const auto& p) { return p.order_id() == order.order_id(); });
+  if (seen) return;
+  const int first = c.purchases_size();
   for (const auto& line : order.lines()) {
     if (line.product_id().empty()) continue;
-    const bool seen = std::any_of(c.purchases().begin(), c.purchases().end(), [&](const auto& p) {
-      return p.order_id() == order.order_id() && p.product_id() == line.product_id();
-    });
-    if (seen) continue;
+    // Lines of one product (e.g. at different discounts) are one purchase.
+    auto same = std::find_if(
+        c.mutable_purchases()->begin() + first, c.mutable_purchases()->end(),
+        [&](const crm::v1::ProductPurchase& p) { return p.product_id() == line.product_id(); });
+    if (same != c.mutable_purchases()->end()) {
+      same->set_quantity(SaturatingAdd(same->quantity(), line.quantity()));
+      continue;
+    }
     auto* p = c.add_purchases();
     p->set_product_id(line.product_id());
     p->set_order_id(order.order_id());

@@ -82,6 +82,20 @@ absl::Time Day(int year, int month, int day) {
   return absl::FromCivil(absl::CivilDay(year, month, day), absl::UTCTimeZone());
 }
 
+// Sales takes several lines of one product (at different discounts): the
+// purchase holds all of them, and a redelivered order adds nothing.
+TEST(CustomerTest, LinesOfOneProductAddUpToOnePurchase) {
+  crm::v1::CustomerContext c;
+  const auto order = Order("ord_1", {"printer-x", "cable", "printer-x"});
+  ApplyOrderPlaced(c, order, ToProtoTimestamp(Day(2024, 3, 1)));
+  ApplyOrderPlaced(c, order, ToProtoTimestamp(Day(2024, 3, 1)));
+  ASSERT_EQ(c.purchases_size(), 2);
+  EXPECT_EQ(c.purchases(0).product_id(), "cable");
+  EXPECT_EQ(c.purchases(0).quantity(), 2);
+  EXPECT_EQ(c.purchases(1).product_id(), "printer-x");
+  EXPECT_EQ(c.purchases(1).quantity(), 4);
+}
+
 TEST(CustomerTest, OrdersBecomePurchasesWithWarrantyEnds) {
   crm::v1::CustomerContext c;
   ApplyOrderPlaced(c, Order("ord_2", {"scanner-z", "cable"}), ToProtoTimestamp(Day(2024, 3, 1)));
