@@ -39,7 +39,25 @@ std::string Stem(std::string w) {
   return w;
 }
 
-bool IsWordByte(unsigned char c) { return absl::ascii_isalnum(c) || c >= 0x80; }
+// Bytes of the separator starting at text[i], or 0 inside a word: ASCII
+// other than letters and digits, and the non-ASCII punctuation and spaces
+// text pasted from word processors carries (no-break space, guillemets,
+// dashes, curly quotes, ellipsis: U+2000..U+206F; ideographic space, comma
+// and full stop; the byte order mark). Other non-ASCII is part of words.
+size_t SeparatorAt(absl::string_view text, size_t i) {
+  const auto at = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = at(i);
+  if (c < 0x80) return absl::ascii_isalnum(c) ? 0 : 1;
+  const size_t left = text.size() - i;
+  if (c == 0xC2 && left >= 2 && (at(i + 1) == 0xA0 || at(i + 1) == 0xAB || at(i + 1) == 0xBB)) {
+    return 2;
+  }
+  if (left < 3) return 0;
+  if (c == 0xE2 && (at(i + 1) == 0x80 || (at(i + 1) == 0x81 && at(i + 2) <= 0xAF))) return 3;
+  if (c == 0xE3 && at(i + 1) == 0x80 && at(i + 2) <= 0x82) return 3;
+  if (c == 0xEF && at(i + 1) == 0xBB && at(i + 2) == 0xBF) return 3;
+  return 0;
+}
 
 }  // namespace
 
@@ -47,9 +65,13 @@ std::vector<std::string> Tokenize(absl::string_view text) {
   std::vector<std::string> out;
   size_t i = 0;
   while (i < text.size()) {
-    while (i < text.size() && !IsWordByte(static_cast<unsigned char>(text[i]))) ++i;
+    if (const size_t separator = SeparatorAt(text, i); separator > 0) {
+      i += separator;
+      continue;
+    }
+    // UTF-8 continuation bytes never start a separator: j may step bytewise.
     size_t j = i;
-    while (j < text.size() && IsWordByte(static_cast<unsigned char>(text[j]))) ++j;
+    while (j < text.size() && SeparatorAt(text, j) == 0) ++j;
     if (j > i) {
       std::string word = absl::AsciiStrToLower(text.substr(i, j - i));
       if (word.size() >= 2 && !IsStopWord(word)) out.push_back(Stem(std::move(word)));

@@ -100,6 +100,11 @@ TEST(SearchTest, TokenizeLowercasesDropsStopWordsAndPlurals) {
             (std::vector<std::string>{"reset", "printer", "battery", "b2b", "invoice", "glass"}));
   EXPECT_EQ(QueryTerms("printer printers PRINTER"), (std::vector<std::string>{"printer"}));
   EXPECT_EQ(Tokenize("Drucker über Größe"), (std::vector<std::string>{"drucker", "über", "größe"}));
+  // Punctuation and spaces of pasted text separate words as ASCII ones do:
+  // no-break space, em dash, curly apostrophe and quotes, ideographic space.
+  EXPECT_EQ(Tokenize("Printer\u00a0offline\u2014jam rear\u2019s \u201cTray\u201d\u3000paper\u2026"),
+            (std::vector<std::string>{"printer", "offline", "jam", "rear", "tray", "paper"}));
+  EXPECT_EQ(Tokenize("Printer\u2019s"), Tokenize("Printer's"));
 }
 
 TEST(SearchTest, TitleWordsWeighMoreThanBodyWordsAndTagsAreTerms) {
