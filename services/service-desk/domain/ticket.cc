@@ -226,7 +226,9 @@ absl::StatusOr<std::vector<TicketEvent>> Link(const Ticket& t, const LinkSolutio
 }
 
 absl::StatusOr<std::vector<TicketEvent>> Csat(const Ticket& t, const SubmitCsat& c) {
-  if (t.status() != crm::v1::TICKET_STATUS_RESOLVED &&
+  // Once the survey went out, its answer counts even if the ticket was
+  // reopened meanwhile: no second survey follows the next resolution.
+  if (!t.csat_requested() && t.status() != crm::v1::TICKET_STATUS_RESOLVED &&
       t.status() != crm::v1::TICKET_STATUS_CLOSED) {
     return WrongStatus(t, "satisfaction is rated after resolution");
   }

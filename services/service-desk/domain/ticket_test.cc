@@ -458,6 +458,12 @@ TEST(CsatTest, RatedOnceAfterResolution) {
       .Given(History({Open()}))
       .When(SubmitCsat{5, "", {}, T(3)})
       .ThenError(absl::StatusCode::kFailedPrecondition, "after resolution");
+  // The survey was sent at the first resolution: its answer is taken while
+  // the ticket is reopened, since none is sent again.
+  Scenario()
+      .Given(History({Open(), ResolveTicket{"", "", T(1)}, ReopenTicket{"came back", T(2)}}))
+      .When(SubmitCsat{4, "quick", 9, T(3)})
+      .Then({csat});
   // Closed tickets can still be rated.
   const Ticket t = Fold(
       {Open(), ResolveTicket{"", "", T(1)}, CloseTicket{T(2)}, SubmitCsat{2, "slow", {}, T(3)}});
