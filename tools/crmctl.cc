@@ -103,14 +103,10 @@ std::string Brokers(int argc, char** argv) {
   return b;
 }
 
-// The HS256 key to sign with: the configured one, else the dev key.
+// The HS256 key to sign with, read as the services read theirs (a flag
+// before the environment, whichever form it takes); the dev key if none.
 absl::StatusOr<std::string> SigningKey(int argc, char** argv) {
-  std::string key = crm::Setting(argc, argv, "jwt-hs256-key", "CRM_JWT_HS256_KEY", "");
-  if (key.empty()) {
-    CRM_ASSIGN_OR_RETURN(const std::string file, crm::FileSetting(argc, argv, "jwt-hs256-key-file",
-                                                                  "CRM_JWT_HS256_KEY_FILE"));
-    key = std::string(absl::StripTrailingAsciiWhitespace(file));
-  }
+  CRM_ASSIGN_OR_RETURN(std::string key, crm::Hs256KeySetting(argc, argv));
   return key.empty() ? std::string(crm::auth::kDevHs256Key) : key;
 }
 

@@ -25,6 +25,7 @@
 #include "libs/common/auth/dev_key.h"
 #include "libs/common/log.h"
 #include "libs/common/pii/cipher.h"
+#include "libs/common/status_macros.h"
 
 namespace crm {
 
@@ -159,13 +160,23 @@ absl::StatusOr<NamedSetting> InlineOrFileSetting(int argc, char** argv, const st
 
 bool Truthy(absl::string_view v) { return v == "1" || v == "true" || v == "yes"; }
 
-absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
+}  // namespace
+
+absl::StatusOr<std::string> Hs256KeySetting(int argc, char** argv) {
   auto hs256 = InlineOrFileSetting(argc, argv, "jwt-hs256-key", "CRM_JWT_HS256_KEY");
   if (!hs256.ok()) return hs256.status();
-  // Key files written with echo end in a newline that is not part of the
-  // key; a key given inline is taken as it is, as token issuers take it.
-  c.jwt_hs256_key = hs256->from_file ? std::string(absl::StripTrailingAsciiWhitespace(hs256->value))
-                                     : hs256->value;
+  if (!hs256->from_file) return hs256->value;  // taken as it is, as token issuers take it
+  // Key files written with echo end in a newline that is not part of the key.
+  std::string key(absl::StripTrailingAsciiWhitespace(hs256->value));
+  if (key.empty())
+    return absl::InvalidArgumentError(absl::StrCat(hs256->name, ": the file is empty"));
+  return key;
+}
+
+namespace {
+
+absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
+  CRM_ASSIGN_OR_RETURN(c.jwt_hs256_key, Hs256KeySetting(argc, argv));
   auto rs256 =
       FileSetting(argc, argv, "jwt-rs256-public-key-file", "CRM_JWT_RS256_PUBLIC_KEY_FILE");
   if (!rs256.ok()) return rs256.status();

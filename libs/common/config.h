@@ -80,6 +80,13 @@ absl::StatusOr<std::string> MasterKeyHex(int argc, char** argv);
 // the setting when one is not a key.
 absl::StatusOr<std::vector<pii::Key>> PreviousMasterKeys(int argc, char** argv);
 
+// The HS256 token key: --jwt-hs256-key / CRM_JWT_HS256_KEY as given, or the
+// contents of --jwt-hs256-key-file / CRM_JWT_HS256_KEY_FILE without the
+// whitespace an editor leaves at the end; flags before the environment,
+// both forms at one level refused. "" when none is set; INVALID_ARGUMENT
+// for a key file that holds nothing.
+absl::StatusOr<std::string> Hs256KeySetting(int argc, char** argv);
+
 // The whole file a path setting names, "" when the setting is empty;
 // NOT_FOUND naming the setting when the file cannot be read.
 absl::StatusOr<std::string> FileSetting(int argc, char** argv, const std::string& flag,

@@ -105,6 +105,36 @@ TEST(ConfigTest, ASecretGivenInlineAndAsAFileIsRefused) {
   EXPECT_EQ(env_file->PiiMasterKeys().current, *pii::KeyFromHex(kA));
 }
 
+// crmctl signs tokens with the key the services check them with: read by
+// the same rules (a flag before the environment, whichever its form), and
+// an empty key file is an error, not a fall back to another key.
+TEST(ConfigTest, TheTokenKeyIsReadByTheServicesRules) {
+  testing::TempDir dir;
+  const std::string file = dir.Sub("key");
+  std::ofstream(file) << "key-from-the-file\n";
+  const std::string empty = dir.Sub("empty");
+  std::ofstream(empty) << "\n";
+  auto read = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "crmctl");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return Hs256KeySetting(static_cast<int>(argv.size()), argv.data());
+  };
+  setenv("CRM_JWT_HS256_KEY", "key-from-the-environment", 1);
+  auto flag_file = read({"--jwt-hs256-key-file=" + file});
+  auto env_inline = read({});
+  auto blank = read({"--jwt-hs256-key-file=" + empty});
+  unsetenv("CRM_JWT_HS256_KEY");
+  ASSERT_TRUE(flag_file.ok()) << flag_file.status();
+  EXPECT_EQ(*flag_file, "key-from-the-file");
+  ASSERT_TRUE(env_inline.ok()) << env_inline.status();
+  EXPECT_EQ(*env_inline, "key-from-the-environment");
+  EXPECT_EQ(blank.status(), absl::InvalidArgumentError("jwt-hs256-key-file: the file is empty"));
+  auto none = read({});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, "");
+}
+
 // A key file written with echo ends in a newline that is not part of the
 // key; a key given inline is taken byte for byte, as token issuers take it.
 TEST(ConfigTest, OnlyAKeyFileLosesItsTrailingNewline) {
