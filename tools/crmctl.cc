@@ -77,7 +77,8 @@ constexpr char kUsage[] =
     "                                                   mint a bearer token (dev key unless\n"
     "                                                   --jwt-hs256-key-file / "
     "CRM_JWT_HS256_KEY_FILE)\n"
-    "Brokers default to CRM_KAFKA_BROKERS, then .run/broker.addr of ./crm up.\n"
+    "Brokers default to CRM_KAFKA_BROKERS, then .run/broker.addr of ./crm up;\n"
+    "--kafka-properties-file=F (CRM_KAFKA_PROPERTIES_FILE) sets TLS/SASL, as for the services.\n"
     "gRPC calls send --token (CRM_TOKEN), else a dev admin token for 'crmctl'; TLS with\n"
     "--tls-ca=PEM (CRM_TLS_CA), and for mTLS --tls-cert/--tls-key (CRM_TLS_CLIENT_CERT/KEY);\n"
     "--tls-server-name=NAME (CRM_TLS_SERVER_NAME) checks the certificate for NAME, not the\n"
@@ -827,6 +828,7 @@ bool FlagsAreKnown(int argc, char** argv) {
                                                                  "jwt-hs256-key",
                                                                  "jwt-hs256-key-file",
                                                                  "jwt-issuer",
+                                                                 "kafka-properties-file",
                                                                  "leads",
                                                                  "master-key",
                                                                  "master-key-file",
@@ -875,6 +877,13 @@ bool FlagsAreKnown(int argc, char** argv) {
 int main(int argc, char** argv) {
   crm::UseReleaseRuntime();
   if (!FlagsAreKnown(argc, argv)) return 2;
+  // Before any Kafka client is made: the brokers may require TLS or SASL.
+  if (auto connection = crm::KafkaConnectionSetting(argc, argv); connection.ok()) {
+    crm::SetKafkaConnectionSettings(*std::move(connection));
+  } else {
+    std::fprintf(stderr, "crmctl: %s\n", connection.status().ToString().c_str());
+    return 2;
+  }
   const std::string cmd = argc > 1 ? argv[1] : "";
   const std::string what = argc > 2 ? argv[2] : "";
   if (cmd == "rebuild" && what == "analytics") return Rebuild(argc, argv);

@@ -162,6 +162,12 @@ bool Truthy(absl::string_view v) { return v == "1" || v == "true" || v == "yes";
 
 }  // namespace
 
+absl::StatusOr<KafkaSettings> KafkaConnectionSetting(int argc, char** argv) {
+  CRM_ASSIGN_OR_RETURN(const std::string text, FileSetting(argc, argv, "kafka-properties-file",
+                                                           "CRM_KAFKA_PROPERTIES_FILE"));
+  return ParseKafkaConnectionProperties(text, "kafka-properties-file");
+}
+
 absl::StatusOr<std::string> Hs256KeySetting(int argc, char** argv) {
   auto hs256 = InlineOrFileSetting(argc, argv, "jwt-hs256-key", "CRM_JWT_HS256_KEY");
   if (!hs256.ok()) return hs256.status();
@@ -330,6 +336,8 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
     return absl::InvalidArgumentError(
         "kafka-compression: must be one of none, gzip, snappy, lz4, zstd");
   }
+  CRM_ASSIGN_OR_RETURN(c.kafka_connection, KafkaConnectionSetting(argc, argv));
+  SetKafkaConnectionSettings(c.kafka_connection);
   c.metrics_listen = Setting(argc, argv, "metrics-listen", "CRM_METRICS_LISTEN", "");
   const std::string threads = Setting(argc, argv, "worker-threads", "CRM_WORKER_THREADS", "16");
   if (!absl::SimpleAtoi(threads, &c.worker_threads) || c.worker_threads < 1 ||

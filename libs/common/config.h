@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "libs/common/kafka.h"
 #include "libs/common/pii/cipher.h"
 
 namespace crm {
@@ -25,6 +26,11 @@ struct ServiceConfig {
   // --kafka-compression / CRM_KAFKA_COMPRESSION: codec of the events the
   // outbox relay produces (none, gzip, snappy, lz4, zstd); default none.
   std::string kafka_compression;
+  // How the service's Kafka clients reach the brokers: the librdkafka
+  // properties in --kafka-properties-file / CRM_KAFKA_PROPERTIES_FILE
+  // (security.protocol, ssl.*, sasl.*; ParseKafkaConnectionProperties).
+  // Loading makes them every Kafka client's (SetKafkaConnectionSettings).
+  KafkaSettings kafka_connection;
   // --backup-dir / CRM_BACKUP_DIR: where AdminService.CreateBackup writes;
   // default <data-dir>-backups.
   std::string backup_dir;
@@ -86,6 +92,11 @@ absl::StatusOr<std::vector<pii::Key>> PreviousMasterKeys(int argc, char** argv);
 // both forms at one level refused. "" when none is set; INVALID_ARGUMENT
 // for a key file that holds nothing.
 absl::StatusOr<std::string> Hs256KeySetting(int argc, char** argv);
+
+// The Kafka connection properties of --kafka-properties-file /
+// CRM_KAFKA_PROPERTIES_FILE, none when unset; INVALID_ARGUMENT naming the
+// line of one that is not a connection setting or not valid.
+absl::StatusOr<KafkaSettings> KafkaConnectionSetting(int argc, char** argv);
 
 // The whole file a path setting names, "" when the setting is empty;
 // NOT_FOUND naming the setting when the file cannot be read.

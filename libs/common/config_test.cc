@@ -105,6 +105,24 @@ TEST(ConfigTest, ASecretGivenInlineAndAsAFileIsRefused) {
   EXPECT_EQ(env_file->PiiMasterKeys().current, *pii::KeyFromHex(kA));
 }
 
+TEST(ConfigTest, KafkaConnectionPropertiesComeFromAFile) {
+  testing::TempDir dir;
+  const std::string file = dir.Sub("kafka.properties");
+  std::ofstream(file) << "security.protocol=ssl\nssl.ca.location=/etc/crm/kafka/ca.crt\n";
+  auto loaded = Load({"--kafka-properties-file=" + file});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(
+      loaded->kafka_connection,
+      (KafkaSettings{{"security.protocol", "ssl"}, {"ssl.ca.location", "/etc/crm/kafka/ca.crt"}}));
+  std::ofstream(file) << "enable.idempotence=false\n";
+  auto refused = Load({"--kafka-properties-file=" + file});
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_EQ(refused.status().message().rfind("kafka-properties-file line 1:", 0), 0u)
+      << refused.status();
+  EXPECT_TRUE(absl::IsNotFound(Load({"--kafka-properties-file=" + dir.Sub("none")}).status()));
+  ASSERT_TRUE(Load({}).ok());  // and no connection settings again for the tests after
+}
+
 // crmctl signs tokens with the key the services check them with: read by
 // the same rules (a flag before the environment, whichever its form), and
 // an empty key file is an error, not a fall back to another key.

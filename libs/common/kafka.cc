@@ -1,7 +1,14 @@
 #include "libs/common/kafka.h"
 
+#include <algorithm>
+
+#include "absl/base/const_init.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
 
@@ -28,6 +35,17 @@ class KafkaLogBridge final : public RdKafka::EventCb {
   }
 };
 
+absl::Mutex connection_mu(absl::kConstInit);
+KafkaSettings& ConnectionSettings() ABSL_EXCLUSIVE_LOCKS_REQUIRED(connection_mu) {
+  static KafkaSettings settings;
+  return settings;
+}
+
+bool IsConnectionKey(absl::string_view key) {
+  return key == "security.protocol" || key == "enable.ssl.certificate.verification" ||
+         absl::StartsWith(key, "ssl.") || absl::StartsWith(key, "sasl.");
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(const KafkaSettings& settings) {
@@ -38,12 +56,63 @@ absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(const KafkaSettings
       RdKafka::Conf::CONF_OK) {
     return absl::InternalError(err);
   }
+  KafkaSettings connection;
+  {
+    absl::MutexLock lock(&connection_mu);
+    connection = ConnectionSettings();
+  }
+  for (const auto& [k, v] : connection) {
+    // The value may be a secret (sasl.password): never in the error.
+    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
+      return absl::InvalidArgumentError(absl::StrCat("kafka connection setting ", k, ": ", err));
+    }
+  }
   for (const auto& [k, v] : settings) {
     if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
       return absl::InvalidArgumentError(absl::StrCat("kafka setting ", k, "=", v, ": ", err));
     }
   }
   return conf;
+}
+
+void SetKafkaConnectionSettings(KafkaSettings settings) {
+  absl::MutexLock lock(&connection_mu);
+  ConnectionSettings() = std::move(settings);
+}
+
+absl::StatusOr<KafkaSettings> ParseKafkaConnectionProperties(absl::string_view text,
+                                                             absl::string_view source) {
+  KafkaSettings out;
+  int number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    const size_t eq = line.find('=');
+    const absl::string_view key =
+        absl::StripAsciiWhitespace(line.substr(0, std::min(eq, line.size())));
+    if (eq == absl::string_view::npos || key.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, " line ", number, ": expected key=value"));
+    }
+    if (!IsConnectionKey(key)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, " line ", number, ": ", key,
+                       " is not a connection setting (security.protocol, ssl.*, sasl.*)"));
+    }
+    out.emplace_back(std::string(key),
+                     std::string(absl::StripAsciiWhitespace(line.substr(eq + 1))));
+  }
+  // Checked by librdkafka now, not at the first client: a bad value stops
+  // the start, naming its key.
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  for (const auto& [k, v] : out) {
+    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", k, ": ", err));
+    }
+  }
+  return out;
 }
 
 std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope& e) {

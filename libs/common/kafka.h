@@ -30,8 +30,21 @@ inline const std::vector<std::string>& DomainTopics();
 
 using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
 
-// Builds a librdkafka configuration; any invalid setting is an error naming it.
+// Builds a librdkafka configuration, starting from the process's
+// connection settings; any invalid setting is an error naming it.
 absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(const KafkaSettings& settings);
+
+// How every client of this process reaches the brokers (TLS, SASL): set
+// once at start, before the first client is made.
+void SetKafkaConnectionSettings(KafkaSettings settings);
+
+// librdkafka properties ("key=value" lines, blank lines and '#' comments)
+// for the connection: security.protocol, ssl.*, sasl.* and
+// enable.ssl.certificate.verification only. The rest of a client's settings
+// are the service's own (acks, idempotence: what delivery rests on).
+// INVALID_ARGUMENT naming `source` and the line.
+absl::StatusOr<KafkaSettings> ParseKafkaConnectionProperties(absl::string_view text,
+                                                             absl::string_view source);
 
 // CloudEvents Kafka protocol binding, binary mode: the value is the
 // serialized envelope and the ce_* headers let consumers route without
