@@ -114,6 +114,12 @@ void ContactRegistry::Release(const Hold& hold) {
   released_.notify_all();
 }
 
+void ContactRegistry::Join(const std::string& customer_id) {
+  std::unique_lock<std::mutex> lock(mu_);
+  released_.wait(lock, [&] { return !retiring_.contains(customer_id); });
+  ++joining_[customer_id];
+}
+
 ContactRegistry::Retirement ContactRegistry::Retire(const std::string& customer_id) {
   std::unique_lock<std::mutex> lock(mu_);
   released_.wait(lock, [&] { return !retiring_.contains(customer_id); });

@@ -70,6 +70,10 @@ class ContactRegistry {
   absl::StatusOr<std::vector<Resolution>> Resolve(const std::vector<Candidate>& candidates,
                                                   const LeadIdFor& lead_id_for, Owner owner);
   void Release(const Hold& hold);
+  // For a command that names a known customer in its events (ConvertLead):
+  // waits while a merge retires the customer, then holds off merges that
+  // would retire it (Retire waits) until Release of a Hold naming it.
+  void Join(const std::string& customer_id);
 
   // Keeps leads from joining a customer while MergeLeads retires it: a
   // lead resolved to the merged customer before the merge and written

@@ -301,6 +301,21 @@ absl::StatusOr<std::string> LeadCommands::Execute(const google::protobuf::Messag
 
   CRM_ASSIGN_OR_RETURN(auto state, store_.FindLead(lead_id));
   if (!state.has_value()) return absl::NotFoundError(absl::StrCat("lead ", lead_id, " not found"));
+  // A conversion names the customer that stands for the person: no merge
+  // may retire it between the lookup and the append, or the account would
+  // open under a retired id. One that retired it first is waited for.
+  ContactRegistry::Hold joined;
+  absl::Cleanup release = [&] { contacts_.Release(joined); };
+  if (std::holds_alternative<leads::ConvertLead>(command)) {
+    for (;;) {
+      const std::string customer = store_.vault().SurvivorOf(state->customer_id());
+      contacts_.Join(customer);
+      joined.customers = {customer};
+      if (store_.vault().SurvivorOf(state->customer_id()) == customer) break;
+      contacts_.Release(joined);
+      joined.customers.clear();
+    }
+  }
   CRM_ASSIGN_OR_RETURN(auto events,
                        Decide(state, WithStoredFacts(*state, command, store_.vault())));
   // Free text (activity details, notes, the stated need) is personal data:

@@ -725,6 +725,55 @@ TEST_F(LeadUseCaseTest, MergesRepointEveryContactOfTheMergedPerson) {
 // Two leads of one person under customer Y; one of them is merged into a
 // lead of customer X. Converting the other opens X's account, not Y's
 // (which the merge retired): one person, one account in sales.
+// A conversion arriving while a merge retires the lead's customer waits for
+// the merge and converts for the survivor: converted before the merge
+// landed, its LeadConverted came after LeadsMerged naming the retired id.
+TEST_F(LeadUseCaseTest, AConversionDuringAMergeOfItsCustomerConvertsForTheSurvivor) {
+  CreateRule("r1", OwnerRule("", "", "usr_owner"));
+  auto lead = *commands_->CaptureLead(Request("a", "ada@example.com"), Ctx());
+  auto other = *commands_->CaptureLead(Request("b", "ada@example.com"), Ctx());
+  auto target = *commands_->CaptureLead(Request("t", "lovelace@engines.example"), Ctx());
+  ASSERT_TRUE(Qualify("q", lead.lead_id()).ok());
+  // A capture of the person in flight holds the merge at its start.
+  const auto keys = store_->ContactKeys(Request("x", "ada@example.com").contact());
+  auto in_flight = commands_->contacts().Resolve(
+      {{keys, "cus_unused"}}, [](const std::string&) { return std::string("lead_in_flight"); },
+      commands_->contacts().NewOwner());
+  ASSERT_TRUE(in_flight.ok()) << in_flight.status();
+  std::thread merge([&] {
+    crm::v1::MergeLeadsRequest r;
+    r.set_request_id("merge");
+    r.set_survivor_lead_id(target.lead_id());
+    r.set_merged_lead_id(other.lead_id());
+    auto result = commands_->MergeLeads(r, Ctx());
+    EXPECT_TRUE(result.ok()) << result.status();
+  });
+  while (!commands_->contacts().retiring(lead.customer_id())) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+
+  std::atomic<bool> convert_done{false};
+  absl::StatusOr<crm::v1::ConvertLeadResponse> converted;
+  std::thread convert([&] {
+    converted = Convert("c", lead.lead_id());
+    convert_done = true;
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(convert_done.load()) << "converted under a customer being merged away";
+
+  ContactRegistry::Hold hold;
+  hold.Add(in_flight->front());
+  commands_->contacts().Release(hold);
+  merge.join();
+  convert.join();
+  ASSERT_TRUE(converted.ok()) << converted.status();
+  EXPECT_EQ(converted->lead().converted_customer_id(), target.customer_id());
+  const auto events = *store_->events().ReadStream(LeadStream(lead.lead_id()));
+  crm::v1::LeadConverted payload;
+  ASSERT_TRUE(events.back().payload().UnpackTo(&payload));
+  EXPECT_EQ(payload.customer_id(), target.customer_id());
+}
+
 TEST_F(LeadUseCaseTest, ALeadOfAMergedAwayCustomerConvertsForTheSurvivingCustomer) {
   CreateRule("r1", OwnerRule("", "", "usr_owner"));
   auto first = *commands_->CaptureLead(Request("y1", "ada@example.com"), Ctx());
