@@ -104,8 +104,14 @@ SCHEMA = {
     "VolumeMount": {"name": S, "readOnly": S, "recursiveReadOnly": S, "mountPath": S,
                     "subPath": S, "mountPropagation": S, "subPathExpr": S},
     "Volume": {"name": S, "emptyDir": MAP, "configMap": ANY, "secret": ANY,
-               "persistentVolumeClaim": MAP, "projected": ANY, "downwardAPI": ANY,
+               "persistentVolumeClaim": MAP, "projected": "ProjectedVolume", "downwardAPI": ANY,
                "ephemeral": ANY, "csi": ANY, "hostPath": ANY, "image": ANY, "nfs": ANY},
+    "ProjectedVolume": {"sources": L("VolumeProjection"), "defaultMode": S},
+    "VolumeProjection": {"configMap": "ProjectionSource", "secret": "ProjectionSource",
+                         "downwardAPI": ANY, "serviceAccountToken": ANY,
+                         "clusterTrustBundle": ANY},
+    "ProjectionSource": {"name": S, "items": L("KeyToPath"), "optional": S},
+    "KeyToPath": {"key": S, "path": S, "mode": S},
     "Service": {"apiVersion": S, "kind": S, "metadata": "ObjectMeta", "spec": "ServiceSpec"},
     "ServiceSpec": {"ports": L("ServicePort"), "selector": MAP, "clusterIP": S,
                     "clusterIPs": L(S), "type": S, "externalIPs": L(S),
@@ -142,12 +148,23 @@ SCHEMA = {
     "KafkaTopic": {"apiVersion": S, "kind": S, "metadata": "ObjectMeta",
                    "spec": "KafkaTopicSpec"},
     "KafkaTopicSpec": {"topicName": S, "partitions": S, "replicas": S, "config": ANY},
+    "KafkaUser": {"apiVersion": S, "kind": S, "metadata": "ObjectMeta",
+                  "spec": "KafkaUserSpec"},
+    "KafkaUserSpec": {"authentication": "KafkaUserAuthentication",
+                      "authorization": "KafkaUserAuthorization", "quotas": MAP,
+                      "template": ANY},
+    "KafkaUserAuthentication": {"type": S, "password": ANY},
+    "KafkaUserAuthorization": {"type": S, "acls": L("AclRule")},
+    "AclRule": {"resource": "AclRuleResource", "operations": L(S), "operation": S,
+                "host": S, "type": S},
+    "AclRuleResource": {"type": S, "name": S, "patternType": S},
 }
 
 API_VERSIONS = {
     "StatefulSet": "apps/v1", "Service": "v1", "ConfigMap": "v1", "Secret": "v1",
     "PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1",
     "Namespace": "v1", "KafkaTopic": "kafka.strimzi.io/v1beta2",
+    "KafkaUser": "kafka.strimzi.io/v1beta2",
 }
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -354,8 +371,34 @@ def _port_resolves(port, workload):
     return False
 
 
+def strimzi_secrets(idx, contract):
+    """Secrets Strimzi's operators write into the namespace, never rendered here: the cluster
+    CA certificate and one per KafkaUser (named after it)."""
+    names = {f"{contract['kafka']['cluster']}-cluster-ca-cert"}
+    names.update((u.get("metadata") or {}).get("name") for u in idx.of("KafkaUser"))
+    return names
+
+
+def _volume_sources(volume):
+    """(kind, name, items, optional) of each ConfigMap or Secret a volume takes files from."""
+    out = []
+    if volume.get("configMap"):
+        ref = volume["configMap"]
+        out.append(("ConfigMap", ref.get("name"), ref.get("items"), ref.get("optional")))
+    if volume.get("secret"):
+        ref = volume["secret"]
+        out.append(("Secret", ref.get("secretName"), ref.get("items"), ref.get("optional")))
+    for src in (volume.get("projected") or {}).get("sources") or []:
+        for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
+            ref = src.get(key)
+            if ref:
+                out.append((kind, ref.get("name"), ref.get("items"), ref.get("optional")))
+    return out
+
+
 def check_references(idx, contract, env, errs):
     external = set() if env.get("secretInRender") else {contract["secret"]["name"]}
+    external |= strimzi_secrets(idx, contract)
     workloads = idx.workloads()
     for w in workloads:
         where = ident(w)
@@ -398,12 +441,19 @@ def check_references(idx, contract, env, errs):
                             errs.append(f"{where}: env {e.get('name')}: {kind} "
                                         f"{ref.get('name')} has no key {ref.get('key')!r}")
             for v in ps.get("volumes") or []:
-                for kind, ref, key in (("ConfigMap", v.get("configMap"), "name"),
-                                       ("Secret", v.get("secret"), "secretName")):
-                    if ref and not ref.get("optional") and not idx.get(kind, ref.get(key)) \
-                            and not (kind == "Secret" and ref.get(key) in external):
-                        errs.append(f"{where}: volume {v.get('name')}: {kind} "
-                                    f"{ref.get(key)!r} does not exist")
+                for kind, name, items, optional in _volume_sources(v):
+                    target = idx.get(kind, name)
+                    if target is None:
+                        if not optional and not (kind == "Secret" and name in external):
+                            errs.append(f"{where}: volume {v.get('name')}: {kind} "
+                                        f"{name!r} does not exist")
+                        continue
+                    keys = set((target.get("data") or {})) | \
+                        set((target.get("stringData") or {}))
+                    for item in items or []:
+                        if item.get("key") not in keys and not optional:
+                            errs.append(f"{where}: volume {v.get('name')}: {kind} {name} "
+                                        f"has no key {item.get('key')!r}")
         if w.get("kind") == "StatefulSet":
             sname = (w.get("spec") or {}).get("serviceName")
             svc = idx.get("Service", sname)
@@ -807,6 +857,224 @@ def check_kafka(idx, contract, env, errs):
             errs.append(f"KafkaTopic for {topic}: missing")
 
 
+# --------------------------------------------------------------------------- Kafka access
+
+# The keys a properties file may set (libs/common/kafka.cc, ParseKafkaConnectionProperties).
+CONNECTION_KEY = re.compile(r"^(security\.protocol|enable\.ssl\.certificate\.verification|"
+                            r"ssl\..+|sasl\..+)$")
+# Properties that hold a secret: never in a ConfigMap.
+SECRET_PROPERTY = re.compile(r"(password|secret|jaas)", re.I)
+
+
+def parse_kafka_properties(text):
+    """(key -> value, problems) of a librdkafka properties file, read as the services read it:
+    "key=value" lines, blank lines and '#' comments; connection keys only."""
+    props, errs = {}, []
+    for n, line in enumerate(str(text).split("\n"), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            errs.append(f"line {n}: expected key=value")
+            continue
+        if not CONNECTION_KEY.match(key):
+            errs.append(f"line {n}: {key} is not a connection setting (security.protocol, "
+                        f"ssl.*, sasl.*); the service would refuse to start")
+            continue
+        props[key] = value.strip()
+    return props, errs
+
+
+def mounted_file(container, pod_spec, path):
+    """Where the file at `path` in the container comes from, as (volumeMount, kind, name,
+    key) of a ConfigMap or Secret (whole, by items, or projected), or None."""
+    path = str(path)
+    best, rel = None, None
+    for m in container.get("volumeMounts") or []:
+        mp = str(m.get("mountPath") or "").rstrip("/")
+        if m.get("subPath"):
+            if path == mp:
+                best, rel = m, m["subPath"]
+            continue
+        if path.startswith(mp + "/") and (best is None or best.get("subPath") is None and
+                                          len(mp) > len(str(best.get("mountPath")))):
+            best, rel = m, path[len(mp) + 1:]
+    if best is None:
+        return None
+    vols = {v.get("name"): v for v in pod_spec.get("volumes") or []}
+    volume = vols.get(best.get("name"))
+    if volume is None:
+        return None
+    for kind, name, items, _ in _volume_sources(volume):
+        if items:
+            for item in items:
+                if item.get("path") == rel:
+                    return best, kind, name, item.get("key")
+        elif "/" not in rel:
+            return best, kind, name, rel
+    return None
+
+
+def _object_value(obj, key):
+    """A key's text in a rendered ConfigMap or Secret, or None."""
+    if obj.get("kind") == "Secret":
+        if key in (obj.get("stringData") or {}):
+            return str(obj["stringData"][key])
+        if key in (obj.get("data") or {}):
+            return _b64("".join(str(obj["data"][key]).split())).decode("utf-8", "replace")
+        return None
+    value = (obj.get("data") or {}).get(key)
+    return None if value is None else str(value)
+
+
+def expected_acls(user):
+    """(resource type, name, operation) a KafkaUser of expectations' kafka.users must grant:
+    Write and Describe on the topics it writes, Read and Describe on those it reads, Read on
+    its consumer groups, IdempotentWrite on the cluster for idempotent producers."""
+    acls = set()
+    for t in user.get("write") or []:
+        acls |= {("topic", t, "Write"), ("topic", t, "Describe")}
+    for t in user.get("read") or []:
+        acls |= {("topic", t, "Read"), ("topic", t, "Describe")}
+    for g in user.get("groups") or []:
+        acls.add(("group", g, "Read"))
+    if user.get("idempotentWrite"):
+        acls.add(("cluster", "kafka-cluster", "IdempotentWrite"))
+    return acls
+
+
+def check_kafka_users(idx, contract, env, errs):
+    k = contract["kafka"]
+    users = k.get("users") or {}
+    client = k.get("client") or {}
+    found = set()
+    for u in idx.of("KafkaUser"):
+        name = (u.get("metadata") or {}).get("name")
+        where = ident(u)
+        found.add(name)
+        if name not in users:
+            errs.append(f"{where}: not an expected Kafka user (expectations: kafka.users)")
+            continue
+        if labels_of(u).get("strimzi.io/cluster") != k["cluster"]:
+            errs.append(f"{where}: label strimzi.io/cluster must be {k['cluster']}")
+        spec = u.get("spec") or {}
+        auth = (spec.get("authentication") or {}).get("type")
+        if auth != client.get("authentication"):
+            errs.append(f"{where}: authentication {auth!r} "
+                        f"(expected {client.get('authentication')!r})")
+        authz = spec.get("authorization") or {}
+        if authz.get("type") != "simple":
+            errs.append(f"{where}: authorization type {authz.get('type')!r} (expected simple: "
+                        f"the ACLs are what confines the user)")
+        got = set()
+        for i, rule in enumerate(authz.get("acls") or []):
+            res = rule.get("resource") or {}
+            rtype, rname = res.get("type"), res.get("name")
+            if rule.get("type", "allow") != "allow":
+                errs.append(f"{where}: acls[{i}]: only allow rules are expected")
+                continue
+            if rule.get("host", "*") != "*":
+                errs.append(f"{where}: acls[{i}]: host {rule.get('host')!r} (expected '*')")
+            if rtype != "cluster" and (res.get("patternType", "literal") != "literal" or
+                                       rname == "*"):
+                errs.append(f"{where}: acls[{i}]: {rtype} {rname!r} must be a literal name "
+                            f"(a prefix or '*' grants more than the code uses)")
+            ops = rule.get("operations") or ([rule["operation"]] if rule.get("operation")
+                                             else [])
+            if not ops:
+                errs.append(f"{where}: acls[{i}]: no operations")
+            for op in ops:
+                got.add((rtype, "kafka-cluster" if rtype == "cluster" else rname, op))
+        want = expected_acls(users[name])
+        for rtype, rname, op in sorted(want - got, key=str):
+            errs.append(f"{where}: lacks {op} on {rtype} {rname} (its code uses it)")
+        for rtype, rname, op in sorted(got - want, key=str):
+            errs.append(f"{where}: grants {op} on {rtype} {rname}, which its code does not use")
+    for name in users:
+        if name not in found:
+            errs.append(f"KafkaUser/{name}: missing")
+
+
+def check_kafka_clients(idx, contract, env, errs):
+    """Each service's CRM_KAFKA_PROPERTIES_FILE: mounted read-only, connection keys only, the
+    expected security.protocol, no secret in a ConfigMap, and for TLS client authentication
+    the cluster CA and the certificate and key of the service's own KafkaUser."""
+    k = contract["kafka"]
+    client = k.get("client") or {}
+    env_var = client.get("propertiesEnv")
+    if not env_var:
+        return
+    ca_secret = f"{k['cluster']}-cluster-ca-cert"
+    for svc in contract["services"]:
+        sts = idx.get("StatefulSet", svc["name"])
+        ps = (pod_specs(sts) or [{}])[0] if sts is not None else {}
+        containers = [c for c in ps.get("containers") or []
+                      if c.get("name") == contract["container"]]
+        if not containers:
+            continue  # reported by the service contract
+        c = containers[0]
+        where = f"{ident(sts)} container {c.get('name')}"
+        path = (_env_map(c, idx).get(env_var) or ("", ""))[-1]
+        if not path:
+            continue  # reported by the service contract
+        src = mounted_file(c, ps, path)
+        if src is None:
+            errs.append(f"{where}: {env_var} {path} is not a file of a mounted ConfigMap or "
+                        f"Secret")
+            continue
+        mount, kind, name, key = src
+        if not mount.get("readOnly"):
+            errs.append(f"{where}: {env_var}: volume {mount.get('name')} must be mounted "
+                        f"read-only")
+        obj = idx.get(kind, name)
+        text = _object_value(obj, key) if obj is not None else None
+        if text is None:
+            if obj is not None:
+                errs.append(f"{where}: {env_var}: {kind} {name} has no key {key!r}")
+            continue  # a Secret created outside the render: its content is not known here
+        props, perrs = parse_kafka_properties(text)
+        errs.extend(f"{where}: {env_var} ({kind} {name} key {key}) {e}" for e in perrs)
+        if kind == "ConfigMap":
+            for p in props:
+                if SECRET_PROPERTY.search(p):
+                    errs.append(f"{where}: {p} is in clear text in ConfigMap {name}; put the "
+                                f"properties file in a Secret")
+        proto = props.get("security.protocol", "plaintext").lower()
+        if proto != client.get("securityProtocol"):
+            errs.append(f"{where}: Kafka security.protocol {proto} "
+                        f"(expected {client.get('securityProtocol')})")
+        if props.get("enable.ssl.certificate.verification", "true").lower() in ("false", "0"):
+            errs.append(f"{where}: enable.ssl.certificate.verification is off: any broker "
+                        f"certificate would be taken")
+        if props.get("ssl.endpoint.identification.algorithm", "https").lower() == "none":
+            errs.append(f"{where}: ssl.endpoint.identification.algorithm none: the broker "
+                        f"certificate's host name is not checked")
+        if client.get("authentication") != "tls":
+            continue
+        wanted = {"ssl.ca.location": ("Secret", ca_secret, "ca.crt"),
+                  "ssl.certificate.location": ("Secret", svc["name"], "user.crt"),
+                  "ssl.key.location": ("Secret", svc["name"], "user.key")}
+        for prop, want in wanted.items():
+            loc = props.get(prop)
+            if not loc:
+                errs.append(f"{where}: the Kafka properties set no {prop}")
+                continue
+            f = mounted_file(c, ps, loc)
+            if f is None:
+                errs.append(f"{where}: {prop} {loc} is not a file of a mounted Secret")
+                continue
+            if not f[0].get("readOnly"):
+                errs.append(f"{where}: {prop} {loc}: volume {f[0].get('name')} must be mounted "
+                            f"read-only")
+            if tuple(f[1:]) != want:
+                errs.append(f"{where}: {prop} {loc} is {f[1]} {f[2]} key {f[3]} (expected "
+                            f"{want[0]} {want[1]} key {want[2]}: "
+                            + ("Strimzi's cluster CA)" if want[1] == ca_secret else
+                               f"the User Operator's Secret of KafkaUser {want[1]})"))
+
+
 def _b64(value):
     try:
         return base64.b64decode(str(value), validate=True)
@@ -844,5 +1112,7 @@ def check_environment(docs, contract, env):
     check_references(idx, contract, env, errs)
     check_service_contract(idx, contract, env, errs)
     check_kafka(idx, contract, env, errs)
+    check_kafka_users(idx, contract, env, errs)
+    check_kafka_clients(idx, contract, env, errs)
     check_secrets(idx, contract, env, errs)
     return errs

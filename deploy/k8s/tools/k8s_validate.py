@@ -256,15 +256,19 @@ GOOD_CONTRACT = {
     "container": "server", "metricsPort": 9464, "dataDir": "/var/lib/crm",
     "backupDir": "/var/lib/crm-backups", "uid": 10001,
     "configEnv": ["CRM_LISTEN", "CRM_METRICS_LISTEN", "CRM_DATA_DIR", "CRM_BACKUP_DIR",
-                  "CRM_KAFKA_BROKERS"],
+                  "CRM_KAFKA_BROKERS", "CRM_KAFKA_PROPERTIES_FILE"],
     "secret": {"name": "crm-secrets",
                "env": {"CRM_JWT_HS256_KEY": "token-key", "CRM_MASTER_KEY": "master-key"}},
     "commonLabels": {"app.kubernetes.io/part-of": "crm"},
     "gatewayLabels": {"app.kubernetes.io/component": "gateway"},
     "monitoringNamespace": "monitoring",
-    "kafka": {"cluster": "crm-kafka", "bootstrap": "crm-kafka-kafka-bootstrap:9092",
+    "kafka": {"cluster": "crm-kafka", "bootstrap": "crm-kafka-kafka-bootstrap:9093",
               "partitions": 12, "config": {"retention.ms": -1, "cleanup.policy": "delete"},
-              "topics": ["crm.demo.v1"]},
+              "topics": ["crm.demo.v1"],
+              "client": {"propertiesEnv": "CRM_KAFKA_PROPERTIES_FILE",
+                         "securityProtocol": "ssl", "authentication": "tls"},
+              "users": {"crm-demo": {"write": ["crm.demo.v1"], "read": ["crm.demo.v1"],
+                                     "groups": ["crm-demo"], "idempotentWrite": True}}},
 }
 GOOD_ENV = {"namespace": "crm-test", "secretInRender": True, "imageTagRequired": True,
             "replicas": {"crm-demo": 2}, "storage": "1Gi", "topicReplicas": 3,
@@ -289,7 +293,22 @@ data:
   CRM_METRICS_LISTEN: 0.0.0.0:9464
   CRM_DATA_DIR: /var/lib/crm
   CRM_BACKUP_DIR: /var/lib/crm-backups
-  CRM_KAFKA_BROKERS: crm-kafka-kafka-bootstrap:9092
+  CRM_KAFKA_BROKERS: crm-kafka-kafka-bootstrap:9093
+  CRM_KAFKA_PROPERTIES_FILE: /etc/crm/kafka/kafka.properties
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: crm-kafka-client
+  namespace: crm-test
+  labels: {app.kubernetes.io/part-of: crm}
+data:
+  kafka.properties: |
+    # mutual TLS
+    security.protocol=ssl
+    ssl.ca.location=/etc/crm/kafka/ca.crt
+    ssl.certificate.location=/etc/crm/kafka/user.crt
+    ssl.key.location=/etc/crm/kafka/user.key
 ---
 apiVersion: v1
 kind: Secret
@@ -374,9 +393,22 @@ spec:
           volumeMounts:
             - {name: data, mountPath: /var/lib/crm}
             - {name: backups, mountPath: /var/lib/crm-backups}
+            - {name: kafka, mountPath: /etc/crm/kafka, readOnly: true}
             - {name: tmp, mountPath: /tmp}
       volumes:
         - {name: tmp, emptyDir: {}}
+        - name: kafka
+          projected:
+            sources:
+              - configMap:
+                  name: crm-kafka-client
+                  items: [{key: kafka.properties, path: kafka.properties}]
+              - secret:
+                  name: crm-kafka-cluster-ca-cert
+                  items: [{key: ca.crt, path: ca.crt}]
+              - secret:
+                  name: crm-demo
+                  items: [{key: user.crt, path: user.crt}, {key: user.key, path: user.key}]
   volumeClaimTemplates:
     - metadata: {name: data}
       spec:
@@ -428,6 +460,24 @@ spec:
   partitions: 12
   replicas: 3
   config: {min.insync.replicas: 2, retention.ms: -1, cleanup.policy: delete}
+---
+apiVersion: kafka.strimzi.io/v1beta2
+kind: KafkaUser
+metadata:
+  name: crm-demo
+  namespace: crm-test
+  labels: {strimzi.io/cluster: crm-kafka, app.kubernetes.io/part-of: crm}
+spec:
+  authentication: {type: tls}
+  authorization:
+    type: simple
+    acls:
+      - resource: {type: topic, name: crm.demo.v1, patternType: literal}
+        operations: [Read, Write, Describe]
+      - resource: {type: group, name: crm-demo, patternType: literal}
+        operations: [Read]
+      - resource: {type: cluster}
+        operations: [IdempotentWrite]
 """
 
 
@@ -457,6 +507,15 @@ def _set(obj, path, value):
 
 
 _DELETE = object()
+
+
+def _props(docs, old, new):
+    cm = _find(docs, "ConfigMap", "crm-kafka-client")
+    cm["data"]["kafka.properties"] = cm["data"]["kafka.properties"].replace(old, new)
+
+
+def _user(docs):
+    return _find(docs, "KafkaUser")["spec"]["authorization"]
 
 # (what is broken, mutation, text the error must contain)
 MUTATIONS = [
@@ -580,6 +639,43 @@ MUTATIONS = [
      "enableServiceLinks"),
     ("duplicate resource", lambda d: d.append(copy.deepcopy(_find(d, "ConfigMap"))),
      "duplicate"),
+    ("plaintext to Kafka",
+     lambda d: _props(d, "security.protocol=ssl", "security.protocol=plaintext"),
+     "security.protocol plaintext"),
+    ("a client setting in the Kafka properties",
+     lambda d: _props(d, "# mutual TLS", "acks=1"), "not a connection setting"),
+    ("a Kafka password in a ConfigMap",
+     lambda d: _props(d, "# mutual TLS", "sasl.password=x"), "clear text"),
+    ("broker certificates not verified",
+     lambda d: _props(d, "# mutual TLS", "enable.ssl.certificate.verification=false"),
+     "verification is off"),
+    ("Kafka properties file not mounted",
+     lambda d: _set(_find(d, "ConfigMap")["data"], ["CRM_KAFKA_PROPERTIES_FILE"],
+                    "/etc/kafka.properties"), "not a file of a mounted"),
+    ("Kafka client key mounted writable",
+     lambda d: _set(_ctr(d)["volumeMounts"][2], ["readOnly"], False), "read-only"),
+    ("another user's client certificate",
+     lambda d: _set(_pod(d)["volumes"][1]["projected"]["sources"][2]["secret"], ["name"],
+                    "crm-other"), "KafkaUser crm-demo"),
+    ("client key not in the properties",
+     lambda d: _props(d, "ssl.key.location=/etc/crm/kafka/user.key", ""),
+     "no ssl.key.location"),
+    ("properties ConfigMap key missing",
+     lambda d: _set(_pod(d)["volumes"][1]["projected"]["sources"][0]["configMap"]["items"][0],
+                    ["key"], "typo"), "has no key 'typo'"),
+    ("ACL beyond the code's use",
+     lambda d: _user(d)["acls"][0]["operations"].append("Delete"), "grants Delete"),
+    ("ACL on a topic prefix",
+     lambda d: _set(_user(d)["acls"][0]["resource"], ["patternType"], "prefix"),
+     "literal name"),
+    ("ACL missing",
+     lambda d: _user(d)["acls"].pop(1), "lacks Read on group crm-demo"),
+    ("KafkaUser without ACLs",
+     lambda d: _set(_user(d), ["type"], "none"), "authorization type"),
+    ("KafkaUser with a password",
+     lambda d: _set(_find(d, "KafkaUser")["spec"]["authentication"], ["type"],
+                    "scram-sha-512"), "authentication 'scram-sha-512'"),
+    ("KafkaUser missing", lambda d: d.remove(_find(d, "KafkaUser")), "KafkaUser/crm-demo: missing"),
 ]
 
 
