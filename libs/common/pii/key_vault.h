@@ -295,10 +295,10 @@ class KeySubscriber {
   void Stop() { subscriber_.Stop(); }
   bool caught_up() const { return subscriber_.caught_up(); }
 
-  // Starts one on a group of this process's alone ("<domain group>-keys_<
-  // unique id>"; Kafka holds no offsets for it, they are in the database,
-  // so a new name at every start loses nothing) and holds the subscriber of
-  // `domain` (its start_when) until it has caught up. Outlives that one.
+  // Starts one on group "<domain group>-keys" (every partition assigned,
+  // not shared: each replica reads every key record, and the offsets are in
+  // the database) and holds the subscriber of `domain` (its start_when)
+  // until it has caught up. Outlives that one.
   static absl::StatusOr<std::unique_ptr<KeySubscriber>> StartBefore(Database& db, KeyVault& vault,
                                                                     SubscriberOptions& domain);
 
