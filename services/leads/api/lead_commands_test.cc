@@ -266,6 +266,34 @@ class LeadUseCaseTest : public LeadCommandsTest {
     return resp.value_or(crm::v1::ListLeadsResponse());
   }
   // Reopens the store as a restarted process would.
+  // A capture of the person with `email`, resolved and not written yet: a
+  // merge retiring their customer waits for it until Land.
+  ContactRegistry::Resolution CaptureInFlight(const std::string& email) {
+    const auto keys = store_->ContactKeys(Request("x", email).contact());
+    auto in_flight = commands_->contacts().Resolve(
+        {{keys, "cus_unused"}}, [](const std::string&) { return std::string("lead_in_flight"); },
+        commands_->contacts().NewOwner());
+    EXPECT_TRUE(in_flight.ok()) << in_flight.status();
+    return in_flight.ok() ? in_flight->front() : ContactRegistry::Resolution{};
+  }
+  void Land(const ContactRegistry::Resolution& in_flight) {
+    ContactRegistry::Hold hold;
+    hold.Add(in_flight);
+    commands_->contacts().Release(hold);
+  }
+  // MergeLeads on another thread, expected to succeed.
+  std::thread MergeInBackground(const std::string& survivor_lead_id,
+                                const std::string& merged_lead_id) {
+    return std::thread([this, survivor_lead_id, merged_lead_id] {
+      crm::v1::MergeLeadsRequest r;
+      r.set_request_id("merge");
+      r.set_survivor_lead_id(survivor_lead_id);
+      r.set_merged_lead_id(merged_lead_id);
+      auto result = commands_->MergeLeads(r, Ctx());
+      EXPECT_TRUE(result.ok()) << result.status();
+    });
+  }
+
   void Restart() {
     commands_.reset();
     store_.reset();
@@ -475,21 +503,12 @@ TEST_F(LeadUseCaseTest, ACaptureWaitsForAnInFlightLeadOfThePersonAndNamesNoneTha
 TEST_F(LeadUseCaseTest, AMergeWaitsForLeadsJoiningTheMergedCustomer) {
   auto merged = *commands_->CaptureLead(Request("m", "m@example.com"), Ctx());
   auto survivor = *commands_->CaptureLead(Request("s", "s@example.com"), Ctx());
-  const auto keys = store_->ContactKeys(Request("x", "m@example.com").contact());
-  auto in_flight = commands_->contacts().Resolve(
-      {{keys, "cus_unused"}}, [](const std::string&) { return std::string("lead_in_flight"); },
-      commands_->contacts().NewOwner());
-  ASSERT_TRUE(in_flight.ok()) << in_flight.status();
-  ASSERT_EQ(in_flight->front().customer_id, merged.customer_id());
+  const auto in_flight = CaptureInFlight("m@example.com");
+  ASSERT_EQ(in_flight.customer_id, merged.customer_id());
 
   std::atomic<bool> merge_done{false};
   std::thread merge([&] {
-    crm::v1::MergeLeadsRequest r;
-    r.set_request_id("merge");
-    r.set_survivor_lead_id(survivor.lead_id());
-    r.set_merged_lead_id(merged.lead_id());
-    auto result = commands_->MergeLeads(r, Ctx());
-    EXPECT_TRUE(result.ok()) << result.status();
+    MergeInBackground(survivor.lead_id(), merged.lead_id()).join();
     merge_done = true;
   });
   absl::SleepFor(absl::Milliseconds(200));
@@ -508,9 +527,7 @@ TEST_F(LeadUseCaseTest, AMergeWaitsForLeadsJoiningTheMergedCustomer) {
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_FALSE(capture_done.load()) << "joined a customer being merged away";
 
-  ContactRegistry::Hold hold;
-  hold.Add(in_flight->front());
-  commands_->contacts().Release(hold);
+  Land(in_flight);
   merge.join();
   capture.join();
   ASSERT_TRUE(during.ok()) << during.status();
@@ -735,19 +752,8 @@ TEST_F(LeadUseCaseTest, AConversionDuringAMergeOfItsCustomerConvertsForTheSurviv
   auto target = *commands_->CaptureLead(Request("t", "lovelace@engines.example"), Ctx());
   ASSERT_TRUE(Qualify("q", lead.lead_id()).ok());
   // A capture of the person in flight holds the merge at its start.
-  const auto keys = store_->ContactKeys(Request("x", "ada@example.com").contact());
-  auto in_flight = commands_->contacts().Resolve(
-      {{keys, "cus_unused"}}, [](const std::string&) { return std::string("lead_in_flight"); },
-      commands_->contacts().NewOwner());
-  ASSERT_TRUE(in_flight.ok()) << in_flight.status();
-  std::thread merge([&] {
-    crm::v1::MergeLeadsRequest r;
-    r.set_request_id("merge");
-    r.set_survivor_lead_id(target.lead_id());
-    r.set_merged_lead_id(other.lead_id());
-    auto result = commands_->MergeLeads(r, Ctx());
-    EXPECT_TRUE(result.ok()) << result.status();
-  });
+  const auto in_flight = CaptureInFlight("ada@example.com");
+  std::thread merge = MergeInBackground(target.lead_id(), other.lead_id());
   while (!commands_->contacts().retiring(lead.customer_id())) {
     absl::SleepFor(absl::Milliseconds(5));
   }
@@ -761,9 +767,7 @@ TEST_F(LeadUseCaseTest, AConversionDuringAMergeOfItsCustomerConvertsForTheSurviv
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_FALSE(convert_done.load()) << "converted under a customer being merged away";
 
-  ContactRegistry::Hold hold;
-  hold.Add(in_flight->front());
-  commands_->contacts().Release(hold);
+  Land(in_flight);
   merge.join();
   convert.join();
   ASSERT_TRUE(converted.ok()) << converted.status();
