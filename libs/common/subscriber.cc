@@ -208,7 +208,15 @@ absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
   if (!producer) return absl::UnavailableError(absl::StrCat("dead-letter producer: ", err));
   // The producer holds the callback: it goes after the producer.
   return DeadLetterSink([producer, failures, topic,
-                         group_id](const std::vector<DeadLetter>& letters) {
+                         group_id](const std::vector<DeadLetter>& letters) -> absl::Status {
+    // A failed call's letters are dropped from the producer's queue: the
+    // batch is retried and parks them again, and left queued they would
+    // go out with the retry's copies once the broker is back.
+    auto give_up = [&](absl::Status status) {
+      producer->purge(RdKafka::Producer::PURGE_QUEUE);
+      producer->flush(0);  // serves the purged messages' reports
+      return status;
+    };
     failures->first.clear();
     for (const auto& d : letters) {
       std::unique_ptr<RdKafka::Headers> h(RdKafka::Headers::create());
@@ -230,12 +238,13 @@ absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
           topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
           const_cast<char*>(d.message.value.data()), size, nullptr, 0, 0, h.get(), nullptr);
       if (e != RdKafka::ERR_NO_ERROR) {
-        return absl::UnavailableError(absl::StrCat("dead-letter produce: ", RdKafka::err2str(e)));
+        return give_up(
+            absl::UnavailableError(absl::StrCat("dead-letter produce: ", RdKafka::err2str(e))));
       }
       h.release();  // owned by librdkafka once produced
     }
     if (producer->flush(10000) != RdKafka::ERR_NO_ERROR || producer->outq_len() > 0) {
-      return absl::UnavailableError("dead-letter topic did not acknowledge in 10 s");
+      return give_up(absl::UnavailableError("dead-letter topic did not acknowledge in 10 s"));
     }
     if (!failures->first.empty()) {
       return absl::UnavailableError(absl::StrCat("dead-letter delivery: ", failures->first));

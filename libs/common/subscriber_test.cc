@@ -771,6 +771,43 @@ TEST(KafkaDeadLetterSinkTest, ADeliveryTheBrokerRefusesIsAnError) {
   EXPECT_TRUE(next.ok()) << "the next delivery goes through: " << next;
 }
 
+// Letters of a call that timed out are not sent later beside the retry's
+// copies: an outage would otherwise park every poison message many times.
+TEST(KafkaDeadLetterSinkTest, ALetterOfAFailedCallIsParkedOnceByTheRetry) {
+  testing::MockCluster cluster({{"crm.dlq.v1", 1}});
+  ASSERT_TRUE(cluster.ok());
+  auto sink = KafkaDeadLetterSink(cluster.bootstrap(), "crm.dlq.v1", "group-1");
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  const std::vector<DeadLetter> letters = {{{"crm.leads.v1", 0, 5, "not an envelope"}, "bad"}};
+  cluster.SetBrokerDown(true);
+  const absl::Status failed = (*sink)(letters);
+  EXPECT_TRUE(absl::IsUnavailable(failed)) << failed;
+  cluster.SetBrokerDown(false);
+  const absl::Status retried = (*sink)(letters);
+  ASSERT_TRUE(retried.ok()) << retried;
+
+  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()},
+                             {"group.id", "dlq-count"},
+                             {"enable.partition.eof", "true"}});
+  ASSERT_TRUE(conf.ok()) << conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(conf->get(), err));
+  ASSERT_NE(consumer, nullptr) << err;
+  std::unique_ptr<RdKafka::TopicPartition> part(
+      RdKafka::TopicPartition::create("crm.dlq.v1", 0, RdKafka::Topic::OFFSET_BEGINNING));
+  std::vector<RdKafka::TopicPartition*> parts = {part.get()};
+  ASSERT_EQ(consumer->assign(parts), RdKafka::ERR_NO_ERROR);
+  int parked = 0;
+  for (const absl::Time until = absl::Now() + absl::Seconds(10); absl::Now() < until;) {
+    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
+    if (m->err() == RdKafka::ERR__PARTITION_EOF) break;
+    if (m->err() == RdKafka::ERR_NO_ERROR) ++parked;
+  }
+  consumer->close();
+  EXPECT_EQ(parked, 1);
+}
+
 // A topic takes messages a little larger than a producer sends by default:
 // such a poison message is parked (its head), not refused on every retry.
 TEST(KafkaDeadLetterSinkTest, AMessageOverTheProducersLimitIsParkedCut) {

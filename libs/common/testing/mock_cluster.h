@@ -38,6 +38,14 @@ class MockCluster {
     std::vector<rd_kafka_resp_err_t> errors(count, error);
     rd_kafka_mock_push_request_errors_array(cluster_, /*Produce=*/0, errors.size(), errors.data());
   }
+  // The (only) broker stops answering, or answers again.
+  void SetBrokerDown(bool down) {
+    if (down) {
+      rd_kafka_mock_broker_set_down(cluster_, 1);
+    } else {
+      rd_kafka_mock_broker_set_up(cluster_, 1);
+    }
+  }
   // Every broker answers `rtt_ms` late (0: at once).
   void SetRtt(int rtt_ms) { rd_kafka_mock_broker_set_rtt(cluster_, -1, rtt_ms); }
   std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
