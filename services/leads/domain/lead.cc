@@ -399,14 +399,24 @@ void ApplyMerged(crm::v1::Lead& state, const crm::v1::LeadsMerged& e) {
   AddMissing(state.mutable_company(), m.company());
   AddMissing(state.mutable_region(), m.region());
   // Ignoring case, as capture does: "CRM" and "crm" are one interest and
-  // must not count twice towards need.
+  // must not count twice towards need. Within capture's bounds, the
+  // survivor's first: a lead that absorbed many must still fit in an event
+  // (LeadsMerged carries the merged lead whole).
   for (const auto& p : m.product_interests()) {
+    if (static_cast<size_t>(state.product_interests_size()) >= kMaxInterests) break;
     if (std::none_of(state.product_interests().begin(), state.product_interests().end(),
                      [&](const std::string& have) { return absl::EqualsIgnoreCase(have, p); })) {
       state.add_product_interests(p);
     }
   }
-  for (const auto& [k, v] : m.attributes()) state.mutable_attributes()->insert({k, v});
+  // In key order, so the attributes kept do not depend on the map's order.
+  std::vector<std::pair<std::string, std::string>> attributes(m.attributes().begin(),
+                                                              m.attributes().end());
+  std::sort(attributes.begin(), attributes.end());
+  for (auto& [k, v] : attributes) {
+    if (static_cast<size_t>(state.attributes_size()) >= kMaxAttributes) break;
+    state.mutable_attributes()->insert({k, std::move(v)});
+  }
   // Consent stays the survivor's: merging must never grant a permission.
   auto* bant = state.mutable_bant();
   if (!bant->has_budget() && m.bant().has_budget()) *bant->mutable_budget() = m.bant().budget();

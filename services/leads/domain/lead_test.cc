@@ -622,6 +622,27 @@ TEST(MergeTest, InterestsDifferingOnlyInCaseAreOne) {
   EXPECT_EQ(lead.product_interests(1), "analytics");
 }
 
+// A lead absorbing many keeps within capture's bounds (the survivor's
+// first), so its next merge's event still fits.
+TEST(MergeTest, AbsorbedInterestsAndAttributesStayWithinCapturesBounds) {
+  crm::v1::Lead other = OtherLead();
+  other.clear_product_interests();
+  other.clear_attributes();
+  for (int i = 0; i < 60; ++i) {
+    other.add_product_interests(absl::StrCat("product-", i));
+    (*other.mutable_attributes())[absl::StrCat("key-", 100 + i)] = "value";
+  }
+  auto state = Fold(CapturedFor("usr_1"));
+  auto events = *Decide(state, LeadCommand{AbsorbLead{kAnyVersion, other}});
+  auto lead = Fold(Plus(CapturedFor("usr_1"), events));
+  EXPECT_EQ(lead.product_interests_size(), 50);
+  EXPECT_EQ(lead.product_interests(0), state.product_interests(0));  // the survivor's stay
+  EXPECT_EQ(lead.attributes_size(), 50);
+  EXPECT_EQ(lead.attributes().at("booth"), "B12");
+  EXPECT_TRUE(lead.attributes().contains("key-100"));  // the first keys in order
+  EXPECT_FALSE(lead.attributes().contains("key-159"));
+}
+
 TEST(MergeTest, MergedLeadIsRetiredAndTakesNoMoreCommands) {
   crm::v1::Lead survivor = Fold(CapturedFor("usr_1"));
   survivor.set_lead_id("lead_9");
