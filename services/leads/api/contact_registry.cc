@@ -120,12 +120,20 @@ void ContactRegistry::Join(const std::string& customer_id) {
   ++joining_[customer_id];
 }
 
-ContactRegistry::Retirement ContactRegistry::Retire(const std::string& customer_id) {
+ContactRegistry::Retirement ContactRegistry::Retire(const std::string& customer_id,
+                                                    const std::string& survivor_id) {
+  std::vector<std::string> held = {customer_id};
+  if (!survivor_id.empty() && survivor_id != customer_id) held.push_back(survivor_id);
   std::unique_lock<std::mutex> lock(mu_);
-  released_.wait(lock, [&] { return !retiring_.contains(customer_id); });
-  retiring_.insert(customer_id);
+  // Both at once, never one while waiting for the other: two merges the
+  // opposite way round would each hold one and wait for ever.
+  released_.wait(lock, [&] {
+    return std::none_of(held.begin(), held.end(),
+                        [&](const std::string& c) { return retiring_.contains(c); });
+  });
+  retiring_.insert(held.begin(), held.end());
   released_.wait(lock, [&] { return !joining_.contains(customer_id); });
-  return Retirement(this, customer_id);
+  return Retirement(this, std::move(held));
 }
 
 bool ContactRegistry::retiring(const std::string& customer_id) {
@@ -137,7 +145,7 @@ ContactRegistry::Retirement::~Retirement() {
   if (registry_ == nullptr) return;
   {
     std::lock_guard<std::mutex> lock(registry_->mu_);
-    registry_->retiring_.erase(customer_id_);
+    for (const auto& c : customer_ids_) registry_->retiring_.erase(c);
   }
   registry_->released_.notify_all();
 }

@@ -80,12 +80,14 @@ class ContactRegistry {
   // after it would land under a customer that no longer stands for the
   // person. Retire waits for the leads in flight to that customer to land;
   // until the returned guard goes, Resolve calls that match it wait, then
-  // read the index the merge rewrote.
+  // read the index the merge rewrote. `survivor_id`, if given, is held the
+  // same way (taken with the other at once): no merge retires the survivor
+  // meanwhile, nor one the other way round links the two both ways.
   class [[nodiscard]] Retirement {
    public:
     Retirement(Retirement&& other) noexcept
         : registry_(std::exchange(other.registry_, nullptr)),
-          customer_id_(std::move(other.customer_id_)) {}
+          customer_ids_(std::move(other.customer_ids_)) {}
     Retirement(const Retirement&) = delete;
     Retirement& operator=(const Retirement&) = delete;
     Retirement& operator=(Retirement&&) = delete;
@@ -93,13 +95,13 @@ class ContactRegistry {
 
    private:
     friend class ContactRegistry;
-    Retirement(ContactRegistry* registry, std::string customer_id)
-        : registry_(registry), customer_id_(std::move(customer_id)) {}
+    Retirement(ContactRegistry* registry, std::vector<std::string> customer_ids)
+        : registry_(registry), customer_ids_(std::move(customer_ids)) {}
 
     ContactRegistry* registry_;
-    std::string customer_id_;
+    std::vector<std::string> customer_ids_;
   };
-  Retirement Retire(const std::string& customer_id);
+  Retirement Retire(const std::string& customer_id, const std::string& survivor_id = "");
   // Whether a merge is retiring the customer now (for tests and probes).
   bool retiring(const std::string& customer_id);
 

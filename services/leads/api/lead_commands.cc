@@ -435,8 +435,22 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   // The customers the two leads stand for now: either lead's own may have
   // been retired by an earlier merge. Linking the retired ones as they are
   // stored could link two customers both ways (each the other's survivor).
-  const std::string survivor_customer = store_.vault().SurvivorOf(survivor->customer_id());
-  const std::string merged_customer = store_.vault().SurvivorOf(merged->customer_id());
+  // Both are held while the merge is written (no lead joins the merged
+  // customer until its contacts point to the survivor, and no other merge
+  // retires either), then looked up again: a merge that held them first
+  // may have retired one meanwhile.
+  std::string survivor_customer, merged_customer;
+  std::optional<ContactRegistry::Retirement> retirement;
+  for (;;) {
+    survivor_customer = store_.vault().SurvivorOf(survivor->customer_id());
+    merged_customer = store_.vault().SurvivorOf(merged->customer_id());
+    retirement.emplace(contacts_.Retire(merged_customer, survivor_customer));
+    if (store_.vault().SurvivorOf(survivor->customer_id()) == survivor_customer &&
+        store_.vault().SurvivorOf(merged->customer_id()) == merged_customer) {
+      break;
+    }
+    retirement.reset();
+  }
   const bool one_customer = survivor_customer == merged_customer;
   // The survivor's data was erased: the merged person's would follow it
   // into a record that no longer stands for anyone.
@@ -444,14 +458,12 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
     return absl::FailedPreconditionError(
         absl::StrCat("survivor_lead_id: the customer of lead ", survivor_id, " was erased"));
   }
-  // No lead joins the merged customer from here until its contacts point
-  // to the survivor (nothing to retire when both are one customer already).
-  std::optional<ContactRegistry::Retirement> retirement;
-  if (!one_customer) retirement.emplace(contacts_.Retire(merged_customer));
   CRM_ASSIGN_OR_RETURN(auto survivor_events,
-                       Decide(survivor, AbsorbLead{request.survivor_expected_version(), *merged}));
+                       Decide(survivor, AbsorbLead{request.survivor_expected_version(), *merged,
+                                                   survivor_customer, merged_customer}));
   CRM_ASSIGN_OR_RETURN(auto merged_events,
-                       Decide(merged, MergeLeadInto{request.merged_expected_version(), *survivor}));
+                       Decide(merged, MergeLeadInto{request.merged_expected_version(), *survivor,
+                                                    survivor_customer}));
 
   crm::v1::MergeLeadsResponse response;
   crm::v1::Lead& survivor_after = *response.mutable_survivor();

@@ -842,6 +842,17 @@ TEST_F(LeadUseCaseTest, MergingBackIntoALeadOfARetiredCustomerKeepsOneSurvivor) 
   merge.set_merged_lead_id(b.lead_id());
   auto second = commands_->MergeLeads(merge, Ctx());
   ASSERT_TRUE(second.ok()) << second.status();
+  // The events say so too: analytics links nothing the other way round.
+  crm::v1::LeadsMerged absorbed;
+  for (const auto& e : *store_->events().ReadStream(LeadStream(a2.lead_id()))) {
+    if (e.payload().Is<crm::v1::LeadsMerged>()) ASSERT_TRUE(e.payload().UnpackTo(&absorbed));
+  }
+  EXPECT_EQ(absorbed.survivor_customer_id(), b.customer_id());
+  EXPECT_EQ(absorbed.merged_customer_id(), b.customer_id());
+  crm::v1::LeadMergedInto retired;
+  ASSERT_TRUE(
+      store_->events().ReadStream(LeadStream(b.lead_id()))->back().payload().UnpackTo(&retired));
+  EXPECT_EQ(retired.survivor_customer_id(), b.customer_id());
 
   for (int round = 0; round < 2; ++round) {
     auto by_a =
@@ -863,6 +874,27 @@ TEST_F(LeadUseCaseTest, MergingBackIntoALeadOfARetiredCustomerKeepsOneSurvivor) 
   auto converted = Convert("c-a2", a2.lead_id());
   ASSERT_TRUE(converted.ok()) << converted.status();
   EXPECT_EQ(converted->lead().converted_customer_id(), b.customer_id());
+}
+
+// Two merges the opposite way round (a lead of each person into one of the
+// other's) must not each retire one customer: they would link the two both
+// ways. A merge holds both customers at once; the second waits.
+TEST_F(LeadUseCaseTest, AMergeHoldsBothCustomersSoOppositeMergesTakeTurns) {
+  auto& contacts = commands_->contacts();
+  std::optional<ContactRegistry::Retirement> first(contacts.Retire("cus_a", "cus_b"));
+  std::atomic<bool> second_held{false};
+  std::thread opposite([&] {
+    auto second = contacts.Retire("cus_b", "cus_a");
+    second_held = true;
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(second_held.load()) << "both merges held a customer of the other";
+  EXPECT_TRUE(contacts.retiring("cus_b")) << "the survivor's customer is held too";
+  first.reset();
+  opposite.join();
+  EXPECT_TRUE(second_held.load());
+  EXPECT_FALSE(contacts.retiring("cus_a"));
+  EXPECT_FALSE(contacts.retiring("cus_b"));
 }
 
 TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {

@@ -352,8 +352,10 @@ absl::StatusOr<std::vector<LeadEvent>> DecideAbsorb(const crm::v1::Lead& lead,
   crm::v1::LeadsMerged e;
   e.set_survivor_lead_id(lead.lead_id());
   e.set_merged_lead_id(c.merged.lead_id());
-  e.set_survivor_customer_id(lead.customer_id());
-  e.set_merged_customer_id(c.merged.customer_id());
+  e.set_survivor_customer_id(c.survivor_customer_id.empty() ? lead.customer_id()
+                                                            : c.survivor_customer_id);
+  e.set_merged_customer_id(c.merged_customer_id.empty() ? c.merged.customer_id()
+                                                        : c.merged_customer_id);
   *e.mutable_merged_lead() = c.merged;
   std::vector<LeadEvent> events{std::move(e)};
   ScoreAfter(lead, events, "merged");
@@ -374,7 +376,8 @@ absl::StatusOr<std::vector<LeadEvent>> DecideMergeInto(const crm::v1::Lead& lead
   e.set_lead_id(lead.lead_id());
   e.set_customer_id(lead.customer_id());
   e.set_survivor_lead_id(c.survivor.lead_id());
-  e.set_survivor_customer_id(c.survivor.customer_id());
+  e.set_survivor_customer_id(c.survivor_customer_id.empty() ? c.survivor.customer_id()
+                                                            : c.survivor_customer_id);
   return std::vector<LeadEvent>{std::move(e)};
 }
 

@@ -118,12 +118,17 @@ struct AssignLead {
 struct AbsorbLead {
   int64_t expected_version = kAnyVersion;
   crm::v1::Lead merged;
+  // The customers the two leads stand for now, when an earlier merge
+  // retired a lead's own; empty: the leads' own.
+  std::string survivor_customer_id;
+  std::string merged_customer_id;
 };
 
 // The merged lead's side: it is retired in favour of `survivor`.
 struct MergeLeadInto {
   int64_t expected_version = kAnyVersion;
   crm::v1::Lead survivor;
+  std::string survivor_customer_id;  // as in AbsorbLead
 };
 
 using LeadCommand = std::variant<CaptureLead, RecordActivity, QualifyLead, DisqualifyLead,
