@@ -750,6 +750,15 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
       CallerRequestKey(ctx, absl::StrCat("PlaceOrder/", request.request_id()), request);
+  auto answered = [&]() -> absl::StatusOr<std::optional<crm::v1::Order>> {
+    CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
+    if (!earlier.has_value()) return std::nullopt;
+    crm::v1::Order o;
+    CRM_RETURN_IF_ERROR(ParseStored(*earlier, o));
+    return o;
+  };
+  CRM_ASSIGN_OR_RETURN(auto earlier, answered());
+  if (earlier.has_value()) return *std::move(earlier);
   // Acceptance is final, so the quote read here cannot change under us.
   crm::v1::GetQuoteRequest get;
   get.set_quote_id(request.quote_id());
@@ -757,13 +766,9 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   // Held as AcceptQuote holds it: the deal is not lost while the order is
   // placed, and a retry waiting on its first call gets that call's order.
   auto guard = opportunity_locks_.Lock({quote.opportunity_id()});
-  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-  if (earlier.has_value()) {
-    crm::v1::Order o;
-    CRM_RETURN_IF_ERROR(ParseStored(*earlier, o));
-    return o;
-  }
-  if (!quote.opportunity_id().empty()) {
+  CRM_ASSIGN_OR_RETURN(earlier, answered());
+  if (earlier.has_value()) return *std::move(earlier);
+  if (quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED && !quote.opportunity_id().empty()) {
     CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(quote.opportunity_id()));
     CRM_RETURN_IF_ERROR(CheckNotLost(opportunity, "order"));
   }
