@@ -61,6 +61,33 @@ class ArticleCommandsTest : public ::testing::Test {
   std::unique_ptr<ArticleCommands> articles_;
 };
 
+// Terms an older tokenizer stored (a no-break space joined two words) are
+// written again at the next start: an edit alone never fixed them.
+TEST_F(ArticleCommandsTest, AStoreIndexedByAnOlderTokenizerIsIndexedAgainAtStart) {
+  const auto id = Create("Printer\u00a0offline", "Check the cable.");
+  ASSERT_EQ(Search("offline"), (std::vector<std::string>{id}));
+  // As a store from before left it: the joined term, no version mark.
+  Database& db = store_->events().db();
+  rocksdb::WriteBatch old;
+  auto* terms = db.Family("article_terms");
+  old.Delete(terms, std::string("offline") + '\0' + id);
+  old.Delete(terms, std::string("printer") + '\0' + id);
+  old.Put(terms, std::string("printer\u00a0offline") + '\0' + id, "3");
+  old.Delete(terms, "\xff\xffindex-version");
+  ASSERT_TRUE(db.Write(&old, true).ok());
+  EXPECT_TRUE(Search("offline").empty());
+
+  articles_.reset();
+  store_.reset();
+  SetUp();
+  EXPECT_EQ(Search("offline"), (std::vector<std::string>{id}));
+  EXPECT_EQ(Search("printer"), (std::vector<std::string>{id}));
+  auto joined =
+      store_->events().db().Get("article_terms", std::string("printer\u00a0offline") + '\0' + id);
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_FALSE(joined->has_value());
+}
+
 TEST_F(ArticleCommandsTest, PublishedArticlesAreFoundBestFirst) {
   const auto body_only = Create("Paper jams", "If the printer shows an error, reset it.");
   const auto title = Create("Reset the printer", "Hold the power button for ten seconds.");

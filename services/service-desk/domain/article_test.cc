@@ -105,6 +105,11 @@ TEST(SearchTest, TokenizeLowercasesDropsStopWordsAndPlurals) {
   EXPECT_EQ(Tokenize("Printer\u00a0offline\u2014jam rear\u2019s \u201cTray\u201d\u3000paper\u2026"),
             (std::vector<std::string>{"printer", "offline", "jam", "rear", "tray", "paper"}));
   EXPECT_EQ(Tokenize("Printer\u2019s"), Tokenize("Printer's"));
+  // Fullwidth punctuation separates; joiners inside a word do not.
+  EXPECT_EQ(Tokenize("\u6253\u5370\u673a\uff0c\u5361\u7eb8\uff1a"),
+            (std::vector<std::string>{"\u6253\u5370\u673a", "\u5361\u7eb8"}));
+  EXPECT_EQ(Tokenize("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"),
+            (std::vector<std::string>{"\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"}));
 }
 
 TEST(SearchTest, TitleWordsWeighMoreThanBodyWordsAndTagsAreTerms) {

@@ -13,6 +13,7 @@
 #include "libs/common/database.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
+#include "libs/common/log.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
@@ -86,7 +87,51 @@ std::vector<std::string> DeskStore::Families() {
 
 absl::StatusOr<std::unique_ptr<DeskStore>> DeskStore::Open(const std::string& path) {
   CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, Families()));
-  return std::make_unique<DeskStore>(std::move(events));
+  auto store = std::make_unique<DeskStore>(std::move(events));
+  CRM_RETURN_IF_ERROR(store->ReindexArticlesIfStale());
+  return store;
+}
+
+namespace {
+
+// In the terms family, where no term sorts: terms are words and "#" tags.
+constexpr char kIndexVersionKey[] = "\xff\xffindex-version";
+// Which tokenizer wrote the terms. An edit writes only the difference of
+// the terms before and after, both as today's tokenizer finds them: terms
+// an older one wrote would stay wrong for good. Raise it with Tokenize.
+constexpr char kIndexVersion[] = "2";  // 2: Unicode punctuation separates words
+
+}  // namespace
+
+absl::Status DeskStore::ReindexArticlesIfStale() {
+  Database& db = events_->db();
+  CRM_ASSIGN_OR_RETURN(auto version, db.Get(kTerms, kIndexVersionKey));
+  if (version == kIndexVersion) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  auto* terms = db.Family(kTerms);
+  auto old = db.NewIterator(kTerms);
+  for (old->SeekToFirst(); old->Valid(); old->Next()) {
+    CRM_RETURN_IF_ERROR(FromRocks(batch.Delete(terms, old->key())));
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(old->status()));
+  int64_t articles = 0;
+  auto it = db.NewIterator(kArticles);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    CRM_ASSIGN_OR_RETURN(auto article, Parse<crm::v1::Article>(View(it->value()), "article"));
+    if (!article.published()) continue;
+    ++articles;
+    for (const auto& [term, weight] : IndexTerms(article)) {
+      CRM_RETURN_IF_ERROR(
+          FromRocks(batch.Put(terms, Pair(term, article.article_id()), absl::StrCat(weight))));
+    }
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  CRM_RETURN_IF_ERROR(FromRocks(batch.Put(terms, kIndexVersionKey, kIndexVersion)));
+  CRM_RETURN_IF_ERROR(db.Write(&batch, /*sync=*/true));
+  if (articles > 0) {
+    log::Info("search index rebuilt", {{"articles", absl::StrCat(articles)}});
+  }
+  return absl::OkStatus();
 }
 
 // ---- tickets ----

@@ -147,6 +147,10 @@ class DeskStore {
   static const char kWarrantyFollowUpsFamily[];
 
  private:
+  // Writes the search index again from the published articles when an
+  // older tokenizer wrote it (a store from before, or a new one).
+  absl::Status ReindexArticlesIfStale();
+
   absl::StatusOr<int64_t> PublishedCount() const;
 
   std::unique_ptr<EventStore> events_;
