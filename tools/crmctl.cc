@@ -877,15 +877,18 @@ bool FlagsAreKnown(int argc, char** argv) {
 int main(int argc, char** argv) {
   crm::UseReleaseRuntime();
   if (!FlagsAreKnown(argc, argv)) return 2;
-  // Before any Kafka client is made: the brokers may require TLS or SASL.
-  if (auto connection = crm::KafkaConnectionSetting(argc, argv); connection.ok()) {
-    crm::SetKafkaConnectionSettings(*std::move(connection));
-  } else {
-    std::fprintf(stderr, "crmctl: %s\n", connection.status().ToString().c_str());
-    return 2;
-  }
   const std::string cmd = argc > 1 ? argv[1] : "";
   const std::string what = argc > 2 ? argv[2] : "";
+  // Before the commands that read the topics make a Kafka client: the
+  // brokers may require TLS or SASL. The others never read the file.
+  if (cmd == "rebuild" || cmd == "tail") {
+    auto connection = crm::KafkaConnectionSetting(argc, argv);
+    if (!connection.ok()) {
+      std::fprintf(stderr, "crmctl: %s\n", connection.status().ToString().c_str());
+      return 2;
+    }
+    crm::SetKafkaConnectionSettings(*std::move(connection));
+  }
   if (cmd == "rebuild" && what == "analytics") return Rebuild(argc, argv);
   if (cmd == "digest" && what == "analytics") return Digest(argc, argv);
   if (cmd == "tail") return Tail(argc, argv);
