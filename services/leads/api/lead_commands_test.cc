@@ -800,6 +800,8 @@ TEST_F(LeadUseCaseTest, ALeadOfAMergedAwayCustomerConvertsForTheSurvivingCustome
   EXPECT_EQ(payload.customer_id(), survivor.customer_id());
   EXPECT_EQ(converted->lead().converted_customer_id(), survivor.customer_id());
   EXPECT_EQ(Get(second.lead_id()).converted_customer_id(), survivor.customer_id());
+  EXPECT_EQ(LeadStore::Summarize(Get(second.lead_id())).converted_customer_id(),
+            survivor.customer_id());
   // Every event of the lead keeps its partition key: one keyed by the
   // survivor would land on another partition, and a consumer reading that
   // one first would skip the earlier versions as applied.

@@ -162,6 +162,7 @@ crm::v1::LeadSummary LeadStore::Summarize(const crm::v1::Lead& lead) {
   s.set_email(lead.contact().email());
   *s.mutable_captured_at() = lead.captured_at();
   s.set_version(lead.version());
+  s.set_converted_customer_id(lead.converted_customer_id());
   return s;
 }
 
