@@ -44,8 +44,8 @@ std::string Stem(std::string w) {
 // text pasted from word processors carries: no-break space, guillemets,
 // U+2000..U+206F (spaces, dashes, curly quotes, ellipsis; not the joiners
 // U+200C, U+200D and U+2060, which sit inside words of some scripts),
-// ideographic space, comma and full stop, fullwidth punctuation, the byte
-// order mark. Other non-ASCII is part of words.
+// ideographic space, comma, full stop and brackets, fullwidth and
+// halfwidth punctuation, the byte order mark. Other non-ASCII is part of words.
 size_t SeparatorAt(absl::string_view text, size_t i) {
   const auto at = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
   const unsigned char c = at(i);
@@ -58,9 +58,14 @@ size_t SeparatorAt(absl::string_view text, size_t i) {
   const unsigned char b = at(i + 1), d = at(i + 2);
   if (c == 0xE2 && b == 0x80) return d == 0x8C || d == 0x8D ? 0 : 3;  // U+2000..U+203F
   if (c == 0xE2 && b == 0x81) return d <= 0xAF && d != 0xA0 ? 3 : 0;  // U+2040..U+206F
-  if (c == 0xE3 && b == 0x80 && d <= 0x82) return 3;                  // U+3000..U+3002
-  if (c == 0xEF && b == 0xBC && (d <= 0x8F || (d >= 0x9A && d <= 0xA0))) {
-    return 3;  // U+FF00..U+FF0F, U+FF1A..U+FF20
+  if (c == 0xE3 && b == 0x80 && (d <= 0x82 || (d >= 0x88 && d <= 0x91))) {
+    return 3;  // U+3000..U+3002, brackets U+3008..U+3011
+  }
+  if (c == 0xEF && b == 0xBC && (d <= 0x8F || (d >= 0x9A && d <= 0xA0) || d >= 0xBB)) {
+    return 3;  // U+FF00..U+FF0F, U+FF1A..U+FF20, U+FF3B..U+FF3F
+  }
+  if (c == 0xEF && b == 0xBD && (d == 0x80 || (d >= 0x9B && d <= 0xA5))) {
+    return 3;  // U+FF40, U+FF5B..U+FF65
   }
   if (c == 0xEF && b == 0xBB && d == 0xBF) return 3;  // U+FEFF
   return 0;

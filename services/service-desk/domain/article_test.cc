@@ -106,8 +106,10 @@ TEST(SearchTest, TokenizeLowercasesDropsStopWordsAndPlurals) {
             (std::vector<std::string>{"printer", "offline", "jam", "rear", "tray", "paper"}));
   EXPECT_EQ(Tokenize("Printer\u2019s"), Tokenize("Printer's"));
   // Fullwidth punctuation separates; joiners inside a word do not.
-  EXPECT_EQ(Tokenize("\u6253\u5370\u673a\uff0c\u5361\u7eb8\uff1a"),
-            (std::vector<std::string>{"\u6253\u5370\u673a", "\u5361\u7eb8"}));
+  EXPECT_EQ(
+      Tokenize(
+          "\u3010\u516c\u544a\u3011\uff5e\u6253\u5370\u673a\uff3b\uff0c\u5361\u7eb8\uff1a\uff64"),
+      (std::vector<std::string>{"\u516c\u544a", "\u6253\u5370\u673a", "\u5361\u7eb8"}));
   EXPECT_EQ(Tokenize("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"),
             (std::vector<std::string>{"\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"}));
 }

@@ -99,7 +99,9 @@ constexpr char kIndexVersionKey[] = "\xff\xffindex-version";
 // Which tokenizer wrote the terms. An edit writes only the difference of
 // the terms before and after, both as today's tokenizer finds them: terms
 // an older one wrote would stay wrong for good. Raise it with Tokenize.
-constexpr char kIndexVersion[] = "2";  // 2: Unicode punctuation separates words
+// 2: Unicode punctuation separates words; 3: CJK brackets and the rest of
+// the fullwidth and halfwidth punctuation too.
+constexpr char kIndexVersion[] = "3";
 
 }  // namespace
 
