@@ -846,8 +846,11 @@ TEST_F(LeadUseCaseTest, MergingBackIntoALeadOfARetiredCustomerKeepsOneSurvivor) 
   ASSERT_TRUE(second.ok()) << second.status();
   // The events say so too: analytics links nothing the other way round.
   crm::v1::LeadsMerged absorbed;
-  for (const auto& e : *store_->events().ReadStream(LeadStream(a2.lead_id()))) {
-    if (e.payload().Is<crm::v1::LeadsMerged>()) ASSERT_TRUE(e.payload().UnpackTo(&absorbed));
+  const auto a2_events = *store_->events().ReadStream(LeadStream(a2.lead_id()));
+  for (const auto& e : a2_events) {
+    if (e.payload().Is<crm::v1::LeadsMerged>()) {
+      ASSERT_TRUE(e.payload().UnpackTo(&absorbed));
+    }
   }
   EXPECT_EQ(absorbed.survivor_customer_id(), b.customer_id());
   EXPECT_EQ(absorbed.merged_customer_id(), b.customer_id());
