@@ -755,41 +755,46 @@ TEST(SubscriberStartWhenTest, ConsumesNothingUntilStartWhenHolds) {
   free.Stop();
 }
 
+// A dead-letter sink on a broker of its own, and a letter to park.
+class KafkaDeadLetterSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.ok());
+    auto sink = KafkaDeadLetterSink(cluster_.bootstrap(), "crm.dlq.v1", "group-1");
+    ASSERT_TRUE(sink.ok()) << sink.status();
+    sink_ = *std::move(sink);
+  }
+
+  testing::MockCluster cluster_{{{"crm.dlq.v1", 1}}};
+  DeadLetterSink sink_;
+  const std::vector<DeadLetter> letters_ = {{{"crm.leads.v1", 0, 5, "not an envelope"}, "bad"}};
+};
+
 // A delivery the broker refuses for good must fail the sink: the batch
 // then stays uncommitted instead of moving past letters that were lost.
-TEST(KafkaDeadLetterSinkTest, ADeliveryTheBrokerRefusesIsAnError) {
-  testing::MockCluster cluster({{"crm.dlq.v1", 1}});
-  ASSERT_TRUE(cluster.ok());
-  auto sink = KafkaDeadLetterSink(cluster.bootstrap(), "crm.dlq.v1", "group-1");
-  ASSERT_TRUE(sink.ok()) << sink.status();
-  const std::vector<DeadLetter> letters = {{{"crm.leads.v1", 0, 5, "not an envelope"}, "bad"}};
-  ASSERT_TRUE((*sink)(letters).ok());
-  cluster.FailProduces(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 1);
-  const absl::Status refused = (*sink)(letters);
+TEST_F(KafkaDeadLetterSinkTest, ADeliveryTheBrokerRefusesIsAnError) {
+  ASSERT_TRUE(sink_(letters_).ok());
+  cluster_.FailProduces(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 1);
+  const absl::Status refused = sink_(letters_);
   EXPECT_TRUE(absl::IsUnavailable(refused)) << refused;
-  const absl::Status next = (*sink)(letters);
+  const absl::Status next = sink_(letters_);
   EXPECT_TRUE(next.ok()) << "the next delivery goes through: " << next;
 }
 
 // Letters of a call that timed out are not sent later beside the retry's
 // copies: an outage would otherwise park every poison message many times.
-TEST(KafkaDeadLetterSinkTest, ALetterOfAFailedCallIsParkedOnceByTheRetry) {
-  testing::MockCluster cluster({{"crm.dlq.v1", 1}});
-  ASSERT_TRUE(cluster.ok());
-  auto sink = KafkaDeadLetterSink(cluster.bootstrap(), "crm.dlq.v1", "group-1");
-  ASSERT_TRUE(sink.ok()) << sink.status();
-  const std::vector<DeadLetter> letters = {{{"crm.leads.v1", 0, 5, "not an envelope"}, "bad"}};
-  cluster.SetBrokerDown(true);
-  const absl::Status failed = (*sink)(letters);
+TEST_F(KafkaDeadLetterSinkTest, ALetterOfAFailedCallIsParkedOnceByTheRetry) {
+  cluster_.SetBrokerDown(true);
+  const absl::Status failed = sink_(letters_);
   EXPECT_TRUE(absl::IsUnavailable(failed)) << failed;
-  cluster.SetBrokerDown(false);
+  cluster_.SetBrokerDown(false);
   // As the subscriber retries a batch: reconnecting after a long outage may
   // take longer than one call waits.
-  absl::Status retried = (*sink)(letters);
-  for (int attempt = 1; attempt < 3 && !retried.ok(); ++attempt) retried = (*sink)(letters);
+  absl::Status retried = sink_(letters_);
+  for (int attempt = 1; attempt < 3 && !retried.ok(); ++attempt) retried = sink_(letters_);
   ASSERT_TRUE(retried.ok()) << retried;
 
-  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()},
+  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster_.bootstrap()},
                              {"group.id", "dlq-count"},
                              {"enable.partition.eof", "true"}});
   ASSERT_TRUE(conf.ok()) << conf.status();
@@ -813,14 +818,10 @@ TEST(KafkaDeadLetterSinkTest, ALetterOfAFailedCallIsParkedOnceByTheRetry) {
 
 // A topic takes messages a little larger than a producer sends by default:
 // such a poison message is parked (its head), not refused on every retry.
-TEST(KafkaDeadLetterSinkTest, AMessageOverTheProducersLimitIsParkedCut) {
-  testing::MockCluster cluster({{"crm.dlq.v1", 1}});
-  ASSERT_TRUE(cluster.ok());
-  auto sink = KafkaDeadLetterSink(cluster.bootstrap(), "crm.dlq.v1", "group-1");
-  ASSERT_TRUE(sink.ok()) << sink.status();
+TEST_F(KafkaDeadLetterSinkTest, AMessageOverTheProducersLimitIsParkedCut) {
   const std::vector<DeadLetter> letters = {
       {{"crm.leads.v1", 0, 7, std::string(1'048'000, 'x')}, "undecodable"}};
-  const absl::Status parked = (*sink)(letters);
+  const absl::Status parked = sink_(letters);
   EXPECT_TRUE(parked.ok()) << parked;
 }
 
