@@ -428,6 +428,8 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
     if (st.ok()) done += applying_size;
     return st;
   };
+  const size_t kMaxBatchBytes = crm::SubscriberOptions().max_batch_bytes;
+  size_t batch_bytes = 0;
   while (open_partitions > 0) {
     std::unique_ptr<RdKafka::Message> msg((*consumer)->consume(200));
     if (msg->err() == RdKafka::ERR__PARTITION_EOF) {
@@ -435,6 +437,7 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
     } else if (msg->err() == RdKafka::ERR_NO_ERROR) {
       batch.push_back({msg->topic_name(), msg->partition(), msg->offset(),
                        std::string(static_cast<const char*>(msg->payload()), msg->len())});
+      batch_bytes += msg->len();
     } else if (IsTransientKafkaError(msg->err())) {
       if (msg->errstr() != last_error) {
         last_error = msg->errstr();
@@ -444,7 +447,9 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
       std::fprintf(stderr, "\ncrmctl rebuild: %s\n", msg->errstr().c_str());
       return 1;
     }
-    if (batch.size() >= 5000 || (open_partitions == 0 && !batch.empty()) ||
+    // The subscriber's bounds: events may be up to 900 KB each.
+    if (batch.size() >= 5000 || batch_bytes >= kMaxBatchBytes ||
+        (open_partitions == 0 && !batch.empty()) ||
         (msg->err() == RdKafka::ERR__TIMED_OUT && !batch.empty())) {
       if (auto st = finish_applying(); !st.ok()) {
         std::fprintf(stderr, "\ncrmctl rebuild: %s\n", st.ToString().c_str());
@@ -454,6 +459,7 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
       applying = std::async(std::launch::async,
                             [&applier, b = std::move(batch)] { return applier.ApplyBatch(b); });
       batch.clear();
+      batch_bytes = 0;
     }
     if (absl::Now() - last_progress > absl::Milliseconds(200)) {
       Progress(done, total, absl::Now() - start);
