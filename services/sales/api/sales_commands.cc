@@ -61,6 +61,17 @@ absl::Status ParseStored(const std::string& bytes, Message& out) {
   return absl::OkStatus();
 }
 
+// The answer stored for `request_key` (a retry), nullopt for a new call.
+template <typename Message>
+absl::StatusOr<std::optional<Message>> StoredAnswer(const EventStore& events,
+                                                    const std::string& request_key) {
+  CRM_ASSIGN_OR_RETURN(auto earlier, events.FindResponse(request_key));
+  if (!earlier.has_value()) return std::nullopt;
+  Message out;
+  CRM_RETURN_IF_ERROR(ParseStored(*earlier, out));
+  return out;
+}
+
 std::vector<ProjectionWrite> NoRows() { return {}; }
 
 absl::Status CheckOptionalDate(absl::string_view field, absl::string_view value) {
@@ -92,12 +103,8 @@ absl::StatusOr<SalesCommands::Outcome<State>> SalesCommands::Execute(
     // stored result here or loses the append to it (which then answers
     // with that result), never decides again on the state it made.
     if (!request_key.empty()) {
-      CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-      if (earlier.has_value()) {
-        Outcome<State> replayed;
-        CRM_RETURN_IF_ERROR(ParseStored(*earlier, replayed.state));
-        return replayed;
-      }
+      CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<State>(store_.events(), request_key));
+      if (earlier.has_value()) return Outcome<State>{.state = *std::move(earlier)};
     }
     // A missing aggregate is NOT_FOUND from Decide, not a version conflict.
     if (expected_version != kAnyVersion && loaded.state.has_value() &&
@@ -266,12 +273,9 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunityWith(
     const crm::v1::OpenOpportunityRequest& request, const std::string& lead_id,
     const std::string& request_key, const EventContext& ctx) {
   // A retry must not depend on the account or configuration of today.
-  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-  if (earlier.has_value()) {
-    crm::v1::Opportunity o;
-    CRM_RETURN_IF_ERROR(ParseStored(*earlier, o));
-    return WithActivity(std::move(o));
-  }
+  CRM_ASSIGN_OR_RETURN(auto earlier,
+                       StoredAnswer<crm::v1::Opportunity>(store_.events(), request_key));
+  if (earlier.has_value()) return WithActivity(*std::move(earlier));
   CRM_ASSIGN_OR_RETURN(auto customer, LoadCustomer(request.customer_id()));
   const crm::v1::Pipeline* pipeline = settings_.pipelines.Find(request.pipeline_id());
   if (pipeline == nullptr) {
@@ -452,12 +456,8 @@ absl::StatusOr<crm::v1::Activity> SalesCommands::LogActivity(
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
       CallerRequestKey(ctx, absl::StrCat("LogActivity/", request.request_id()), request);
-  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-  if (earlier.has_value()) {
-    crm::v1::Activity a;
-    CRM_RETURN_IF_ERROR(ParseStored(*earlier, a));
-    return a;
-  }
+  CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Activity>(store_.events(), request_key));
+  if (earlier.has_value()) return *std::move(earlier);
   CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
   sales::LogActivity command;
   command.request = request;
@@ -516,12 +516,8 @@ absl::StatusOr<crm::v1::Task> SalesCommands::CreateTask(const crm::v1::CreateTas
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
       CallerRequestKey(ctx, absl::StrCat("CreateTask/", request.request_id()), request);
-  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-  if (earlier.has_value()) {
-    crm::v1::Task t;
-    CRM_RETURN_IF_ERROR(ParseStored(*earlier, t));
-    return t;
-  }
+  CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Task>(store_.events(), request_key));
+  if (earlier.has_value()) return *std::move(earlier);
   CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
   sales::CreateTask command;
   command.request = request;
@@ -678,12 +674,8 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
   // Taken before the retry lookup: a retry waiting on its first call gets
   // that call's quote, even if the deal was lost in between.
   auto guard = opportunity_locks_.Lock({request.opportunity_id()});
-  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-  if (earlier.has_value()) {
-    crm::v1::Quote q;
-    CRM_RETURN_IF_ERROR(ParseStored(*earlier, q));
-    return q;
-  }
+  CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Quote>(store_.events(), request_key));
+  if (earlier.has_value()) return *std::move(earlier);
   CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
   if (target.opportunity) CRM_RETURN_IF_ERROR(CheckNotLost(*target.opportunity, "quote"));
   sales::DraftQuote command{request, NewId("quo"), ctx.occurred_at};
@@ -750,13 +742,7 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
       CallerRequestKey(ctx, absl::StrCat("PlaceOrder/", request.request_id()), request);
-  auto answered = [&]() -> absl::StatusOr<std::optional<crm::v1::Order>> {
-    CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-    if (!earlier.has_value()) return std::nullopt;
-    crm::v1::Order o;
-    CRM_RETURN_IF_ERROR(ParseStored(*earlier, o));
-    return o;
-  };
+  auto answered = [&] { return StoredAnswer<crm::v1::Order>(store_.events(), request_key); };
   CRM_ASSIGN_OR_RETURN(auto earlier, answered());
   if (earlier.has_value()) return *std::move(earlier);
   // Acceptance is final, so the quote read here cannot change under us.
@@ -793,12 +779,8 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
   const std::string request_key =
       CallerRequestKey(ctx, absl::StrCat("DraftContract/", request.request_id()), request);
-  CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
-  if (earlier.has_value()) {
-    crm::v1::Contract c;
-    CRM_RETURN_IF_ERROR(ParseStored(*earlier, c));
-    return c;
-  }
+  CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Contract>(store_.events(), request_key));
+  if (earlier.has_value()) return *std::move(earlier);
   crm::v1::GetOrderRequest get;
   get.set_order_id(request.order_id());
   CRM_ASSIGN_OR_RETURN(auto order, GetOrder(get));
