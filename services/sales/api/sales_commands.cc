@@ -1,5 +1,6 @@
 #include "services/sales/api/sales_commands.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
