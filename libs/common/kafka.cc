@@ -41,6 +41,19 @@ KafkaSettings& ConnectionSettings() ABSL_EXCLUSIVE_LOCKS_REQUIRED(connection_mu)
   return settings;
 }
 
+// Sets connection settings on `conf`; an error names the key after
+// `prefix`, never the value (sasl.password is a secret).
+absl::Status SetConnection(RdKafka::Conf& conf, const KafkaSettings& settings,
+                           absl::string_view prefix) {
+  std::string err;
+  for (const auto& [k, v] : settings) {
+    if (conf.set(k, v, err) != RdKafka::Conf::CONF_OK) {
+      return absl::InvalidArgumentError(absl::StrCat(prefix, k, ": ", err));
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool IsConnectionKey(absl::string_view key) {
   return key == "security.protocol" || key == "enable.ssl.certificate.verification" ||
          absl::StartsWith(key, "ssl.") || absl::StartsWith(key, "sasl.");
@@ -61,12 +74,7 @@ absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(const KafkaSettings
     absl::MutexLock lock(&connection_mu);
     connection = ConnectionSettings();
   }
-  for (const auto& [k, v] : connection) {
-    // The value may be a secret (sasl.password): never in the error.
-    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
-      return absl::InvalidArgumentError(absl::StrCat("kafka connection setting ", k, ": ", err));
-    }
-  }
+  if (auto st = SetConnection(*conf, connection, "kafka connection setting "); !st.ok()) return st;
   for (const auto& [k, v] : settings) {
     if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
       return absl::InvalidArgumentError(absl::StrCat("kafka setting ", k, "=", v, ": ", err));
@@ -106,12 +114,7 @@ absl::StatusOr<KafkaSettings> ParseKafkaConnectionProperties(absl::string_view t
   // Checked by librdkafka now, not at the first client: a bad value stops
   // the start, naming its key.
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  std::string err;
-  for (const auto& [k, v] : out) {
-    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": ", k, ": ", err));
-    }
-  }
+  if (auto st = SetConnection(*conf, out, absl::StrCat(source, ": ")); !st.ok()) return st;
   return out;
 }
 

@@ -100,7 +100,6 @@ bool MayBecomeSealed(absl::string_view value) {
 // The path of the first sealed-looking string in `message` (every string
 // field, marked or not: a request's plain text may become an event's
 // personal data), appended to `path`; false if there is none.
-
 bool FindSealed(const Message& message, std::string& path) {
   const Reflection* r = message.GetReflection();
   std::vector<const FieldDescriptor*> fields;
