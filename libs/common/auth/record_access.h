@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -21,6 +22,18 @@ namespace crm::auth {
 // empty territory matches no manager.
 inline bool SameTerritory(absl::string_view territory, absl::string_view manager_territory) {
   return !manager_territory.empty() && absl::EqualsIgnoreCase(territory, manager_territory);
+}
+
+// What reports group territories by: spellings SameTerritory takes for one
+// ("emea", "EMEA") share it, so they make one row, not two.
+inline std::string TerritoryKey(absl::string_view territory) {
+  return absl::AsciiStrToLower(territory);
+}
+
+// The label of such a row: the first spelling in byte order, so it does not
+// depend on the order the records were read in.
+inline void KeepFirstSpelling(std::string& label, absl::string_view spelling) {
+  if (label.empty() || spelling < label) label = std::string(spelling);
 }
 
 // Whether `p` may read and change a record with this owner and territory.

@@ -4,7 +4,6 @@
 #include <map>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -12,6 +11,7 @@
 #include "crm/v1/sales.pb.h"
 #include "google/protobuf/util/time_util.h"
 #include "libs/common/arithmetic.h"
+#include "libs/common/auth/record_access.h"
 #include "libs/common/status_macros.h"
 #include "services/analytics/domain/event_fold.h"
 
@@ -75,8 +75,8 @@ struct Slice {
 // region keeps its capture's spelling, "emea" or "EMEA"): one slice each,
 // labelled with the first spelling in byte order, whatever the order seen.
 Slice& TerritorySlice(std::map<std::string, Slice>& slices, const std::string& territory) {
-  Slice& s = slices[absl::AsciiStrToLower(territory)];
-  if (s.counts.key().empty() || territory < s.counts.key()) s.counts.set_key(territory);
+  Slice& s = slices[auth::TerritoryKey(territory)];
+  auth::KeepFirstSpelling(*s.counts.mutable_key(), territory);
   return s;
 }
 
@@ -230,8 +230,7 @@ struct FunnelBuilder::State {
     return (request.period().empty() || month == request.period()) &&
            (request.channel() == crm::v1::LEAD_CHANNEL_UNSPECIFIED ||
             channel == request.channel()) &&
-           (request.territory().empty() ||
-            absl::EqualsIgnoreCase(territory, request.territory())) &&
+           (request.territory().empty() || auth::SameTerritory(territory, request.territory())) &&
            (request.owner_id().empty() || owner == request.owner_id());
   }
 

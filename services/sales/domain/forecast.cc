@@ -3,7 +3,6 @@
 #include <map>
 #include <tuple>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "libs/common/arithmetic.h"
 #include "libs/common/auth/record_access.h"
@@ -69,12 +68,10 @@ std::vector<crm::v1::ForecastRow> Forecast(const std::vector<crm::v1::Opportunit
     // One row per territory however it is spelled (a converted deal keeps
     // the lead's "emea", one opened by a manager the token's "EMEA"); the
     // row shows the first spelling in byte order, whatever the deals' order.
-    auto& row = rows[Key{o.owner_id(), absl::AsciiStrToLower(o.territory()), period,
-                         o.amount().currency()}];
+    auto& row =
+        rows[Key{o.owner_id(), auth::TerritoryKey(o.territory()), period, o.amount().currency()}];
     row.set_owner_id(o.owner_id());
-    if (row.territory().empty() || o.territory() < row.territory()) {
-      row.set_territory(o.territory());
-    }
+    auth::KeepFirstSpelling(*row.mutable_territory(), o.territory());
     row.set_period(period);
     row.set_currency(o.amount().currency());
     const int64_t amount = o.amount().minor_units();
