@@ -8,6 +8,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -257,6 +258,9 @@ std::vector<std::string> Subscriber::Families() { return {kOffsets, kApplied}; }
 
 Subscriber::Subscriber(Database& db, Projection& projection, SubscriberOptions options)
     : db_(db), projection_(projection), options_(std::move(options)) {
+  seek_ = [this](const RdKafka::TopicPartition& tp) {
+    return consumer_->seek(tp, /*timeout_ms=*/1000);
+  };
   auto& registry = MetricsRegistry::Default();
   const Labels labels = {{"group", options_.group_id}};
   auto gauge = [&](const char* name, const char* help, const std::atomic<uint64_t>& v) {
@@ -510,6 +514,39 @@ void AddFirstOffsets(const std::vector<ConsumedMessage>& batch,
 
 }  // namespace
 
+bool Subscriber::SeekBack(const PartitionOffsets& rewind) {
+  PartitionOffsets failed;
+  for (const auto& [tp_key, offset] : rewind) {
+    std::unique_ptr<RdKafka::TopicPartition> tp(
+        RdKafka::TopicPartition::create(tp_key.first, tp_key.second, offset));
+    if (const RdKafka::ErrorCode e = seek_(*tp); e != RdKafka::ERR_NO_ERROR) {
+      log::Warn("seek back failed, retrying", {{"topic", tp_key.first},
+                                               {"partition", absl::StrCat(tp_key.second)},
+                                               {"offset", absl::StrCat(offset)},
+                                               {"error", RdKafka::err2str(e)}});
+      failed.emplace(tp_key, offset);
+    }
+  }
+  if (failed.empty()) return true;
+  // A partition no longer assigned needs no seek: whoever is assigned it
+  // next starts from the offset stored with the projection.
+  std::vector<RdKafka::TopicPartition*> parts;
+  if (consumer_->assignment(parts) == RdKafka::ERR_NO_ERROR) {
+    absl::flat_hash_set<std::pair<std::string, int32_t>> assigned;
+    for (const auto* tp : parts) assigned.emplace(tp->topic(), tp->partition());
+    absl::erase_if(failed, [&](const auto& entry) { return !assigned.contains(entry.first); });
+  }
+  RdKafka::TopicPartition::destroy(parts);
+  if (failed.empty()) return true;
+  absl::MutexLock lock(&mu_);
+  // A batch that failed since then may start earlier still.
+  for (const auto& [tp_key, offset] : failed) {
+    auto [it, inserted] = rewind_.try_emplace(tp_key, offset);
+    if (!inserted) it->second = std::min(it->second, offset);
+  }
+  return false;
+}
+
 void Subscriber::Consume() {
   if (options_.start_when || options_.every_partition) {
     while (!stopping_.load() && options_.start_when && !options_.start_when()) {
@@ -536,10 +573,9 @@ void Subscriber::Consume() {
       generation = generation_;
       rewind.swap(rewind_);
     }
-    for (const auto& [tp_key, offset] : rewind) {
-      std::unique_ptr<RdKafka::TopicPartition> tp(
-          RdKafka::TopicPartition::create(tp_key.first, tp_key.second, offset));
-      consumer_->seek(*tp, 1000);
+    if (!SeekBack(rewind)) {
+      absl::SleepFor(absl::Milliseconds(100));
+      continue;
     }
     // After any seek back, so the position counts what is to be consumed again.
     if (absl::Now() >= next_lag) {

@@ -188,6 +188,10 @@ class Subscriber {
   absl::Status AssignEveryPartition();
   void Apply();
   void RefreshLag();
+  // Seeks back to where failed batches began. False if some seek failed:
+  // its offset is kept for the next try, and nothing may be consumed
+  // meanwhile, or the failed batch would be skipped.
+  bool SeekBack(const PartitionOffsets& rewind);
 
   Database& db_;
   Projection& projection_;
@@ -216,6 +220,9 @@ class Subscriber {
   // The group's last assignment gave this member no partition.
   std::atomic<bool> assigned_nothing_{false};
   std::vector<MetricsRegistry::GaugeHandle> gauges_;
+  // The consumer's seek; tests make it fail.
+  std::function<RdKafka::ErrorCode(const RdKafka::TopicPartition&)> seek_;
+  friend class SubscriberTestPeer;
 };
 
 }  // namespace crm

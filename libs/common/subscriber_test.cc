@@ -4,6 +4,7 @@
 #include <atomic>
 #include <functional>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -15,6 +16,22 @@
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm {
+
+class SubscriberTestPeer {
+ public:
+  // The subscriber's next `n` seeks fail as timed out; counts them in `failed`.
+  static void FailSeeks(Subscriber& s, int n, std::atomic<int>& failed) {
+    s.seek_ = [real = std::move(s.seek_), n, &failed](const RdKafka::TopicPartition& tp) mutable {
+      if (n > 0) {
+        --n;
+        failed.fetch_add(1);
+        return RdKafka::ERR__TIMED_OUT;
+      }
+      return real(tp);
+    };
+  }
+};
+
 namespace {
 
 // Adds one to the count under `key`, read through the transaction.
@@ -514,9 +531,10 @@ class FailsOnceOnStreams final : public Projection {
   absl::flat_hash_set<std::string> to_fail_;  // only the apply thread calls Apply
 };
 
-// Both ways of committing: in the apply thread, and on another thread
-// while the next batch is applied.
-class SubscriberRetryTest : public ::testing::TestWithParam<bool> {};
+// Both ways of committing (in the apply thread, and on another thread
+// while the next batch is applied), with the seeks back working or
+// failing a few times first.
+class SubscriberRetryTest : public ::testing::TestWithParam<std::tuple<bool, int>> {};
 
 TEST_P(SubscriberRetryTest, AFailedBatchAndTheBatchesTakenAfterItAreAllAppliedOnce) {
   // The next batches are taken off the topic while one is applied: when it
@@ -545,8 +563,11 @@ TEST_P(SubscriberRetryTest, AFailedBatchAndTheBatchesTakenAfterItAreAllAppliedOn
   FailsOnceOnStreams projection(std::move(to_fail));
   SubscriberOptions options = KafkaOptions(cluster, "retry.test");
   options.max_batch = kBatch;
-  options.pipelined_commit = GetParam();
+  options.pipelined_commit = std::get<0>(GetParam());
   Subscriber subscriber(**db, projection, options);
+  const int failing_seeks = std::get<1>(GetParam());
+  std::atomic<int> seeks_failed{0};
+  SubscriberTestPeer::FailSeeks(subscriber, failing_seeks, seeks_failed);
   ASSERT_TRUE(subscriber.Start().ok());
   constexpr uint64_t kTotal = kPartitions * kPerPartition;
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
@@ -555,6 +576,7 @@ TEST_P(SubscriberRetryTest, AFailedBatchAndTheBatchesTakenAfterItAreAllAppliedOn
   }
   absl::SleepFor(absl::Milliseconds(300));  // anything applied twice would show by now
   subscriber.Stop();
+  EXPECT_EQ(seeks_failed.load(), failing_seeks);
   EXPECT_EQ(subscriber.applied(), kTotal);
   for (int p = 0; p < kPartitions; ++p) {
     for (int i = 0; i < kPerPartition; ++i) {
@@ -569,8 +591,13 @@ TEST_P(SubscriberRetryTest, AFailedBatchAndTheBatchesTakenAfterItAreAllAppliedOn
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(CommitInline, SubscriberRetryTest, ::testing::Values(false));
-INSTANTIATE_TEST_SUITE_P(CommitPipelined, SubscriberRetryTest, ::testing::Values(true));
+INSTANTIATE_TEST_SUITE_P(CommitInline, SubscriberRetryTest,
+                         ::testing::Values(std::make_tuple(false, 0)));
+INSTANTIATE_TEST_SUITE_P(CommitPipelined, SubscriberRetryTest,
+                         ::testing::Values(std::make_tuple(true, 0)));
+// A failed seek must not let the consumer go on past the failed batch.
+INSTANTIATE_TEST_SUITE_P(SeeksFailFirst, SubscriberRetryTest,
+                         ::testing::Values(std::make_tuple(false, 3), std::make_tuple(true, 3)));
 
 // Adds every event to one running total and counts each stream, reading
 // the previous values through the transaction: a batch that read what the
