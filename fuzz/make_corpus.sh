@@ -74,7 +74,8 @@ seed $D list 10 ListTicketsRequest 'customer_id: "cus_1" status: TICKET_STATUS_O
 seed $D article 11 CreateArticleRequest 'request_id: "d11" title: "Reset" body: "Hold the button" tags: " Router " tags: "router" tags: "WiFi" product: "router"'
 seed $D settings 12 ServiceDeskSettings ''
 text_seed $D settings_text 13 "$(cat "$ROOT/services/service-desk/config/example.textproto")"
-text_seed $D text 14 'Subject line'
+seed $D get 14 GetTicketRequest 'ticket_id: "tkt_1" messages_page { page_size: 20 page_token: "7" }'
+text_seed $D text 15 'Subject line'
 
 # ---- analytics_request ----
 A=analytics_request

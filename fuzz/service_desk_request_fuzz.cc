@@ -138,6 +138,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (config.ok()) fuzz::Settings(*config);
       break;
     }
+    case 14:
+      fuzz::Validated<v1::GetTicketRequest>(
+          payload, [](const auto& r) { return sd::ValidateGetTicket(r); }, "GetTicket");
+      break;
     default:
       fuzz::Texts(payload);
       break;

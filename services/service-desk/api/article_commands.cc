@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
 #include "services/service-desk/domain/article_search.h"
 #include "services/service-desk/domain/validation.h"
@@ -16,9 +17,6 @@ namespace {
 constexpr size_t kMaxQuery = 500;
 constexpr int32_t kDefaultSearchPage = 10;
 constexpr int32_t kMaxSearchPage = 100;
-// A page of hits stops short of this (100 articles of 100 KB would be
-// 10 MB): gRPC clients refuse replies over 4 MiB unless told otherwise.
-constexpr size_t kMaxSearchReplyBytes = 3 << 20;
 constexpr size_t kMaxQueryTerms = 20;
 
 // Every article command names its article in the request's article_id.
@@ -163,15 +161,13 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
   // Trimmed as articles' products are when written.
   const std::string product(absl::StripAsciiWhitespace(r.product()));
   CRM_ASSIGN_OR_RETURN(auto page, store_.SearchArticles(words, tags, product, offset, page_size));
-  size_t bytes = 0;
+  // 100 articles of 100 KB would be 10 MB.
+  ReplyBudget budget;
   for (auto& hit : page.hits) {
-    const size_t size = hit.ByteSizeLong();
-    if (response.hits_size() > 0 && bytes + size > kMaxSearchReplyBytes) {
-      // The rest comes on the next page, from the first hit left out.
+    if (!budget.Take(hit.ByteSizeLong())) {
       response.set_next_page_token(absl::StrCat(offset + response.hits_size()));
       return response;
     }
-    bytes += size;
     *response.add_hits() = std::move(hit);
   }
   if (page.more) response.set_next_page_token(absl::StrCat(offset + page_size));

@@ -385,8 +385,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::SubmitCsat(const crm::v1::Submit
 
 absl::StatusOr<crm::v1::TicketDetails> TicketCommands::GetTicket(
     const crm::v1::GetTicketRequest& r) const {
-  if (r.ticket_id().empty()) return absl::InvalidArgumentError("ticket_id: required");
-  if (r.ticket_id().size() > 64) return absl::InvalidArgumentError("ticket_id: too long");
+  CRM_RETURN_IF_ERROR(ValidateGetTicket(r));
   crm::v1::TicketDetails details;
   auto ticket = store_.GetTicket(r.ticket_id());
   if (absl::IsNotFound(ticket.status())) return MissingTicket(r.ticket_id());
@@ -395,8 +394,10 @@ absl::StatusOr<crm::v1::TicketDetails> TicketCommands::GetTicket(
   CRM_ASSIGN_OR_RETURN(*details.mutable_customer(),
                        store_.CustomerContextOf(details.ticket().customer_id()));
   FillWarranties(*details.mutable_customer(), settings_);
-  CRM_ASSIGN_OR_RETURN(auto messages, store_.Messages(r.ticket_id()));
-  for (auto& m : messages) *details.add_messages() = std::move(m);
+  CRM_ASSIGN_OR_RETURN(auto page,
+                       store_.Messages(r.ticket_id(), r.messages_page(), details.ByteSizeLong()));
+  for (auto& m : page.messages) *details.add_messages() = std::move(m);
+  details.set_next_messages_page_token(std::move(page.next_page_token));
   return details;
 }
 

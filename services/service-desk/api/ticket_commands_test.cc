@@ -12,6 +12,7 @@
 #include "crm/v1/sales.pb.h"
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/subscriber.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/service-desk/api/article_commands.h"
@@ -901,6 +902,87 @@ TEST_F(TicketCommandsTest, ListFiltersAndPages) {
   bad.mutable_page()->set_page_token("");
   bad.mutable_page()->set_page_size(501);
   EXPECT_EQ(tickets_->ListTickets(bad).status().message().substr(0, 15), "page.page_size:");
+}
+
+// 500 tickets of 20,000-byte descriptions would be a 10 MB reply, which a
+// default gRPC client refuses.
+TEST_F(TicketCommandsTest, AListPageStopsShortOfTheReplyBoundAndTheNextGoesOn) {
+  constexpr int kTickets = 200;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kTickets; ++i) {
+    crm::v1::OpenTicketRequest r;
+    r.set_request_id(absl::StrCat("big", i));
+    r.set_customer_id("cus_big");
+    r.set_channel(crm::v1::TICKET_CHANNEL_EMAIL);
+    r.set_subject("Printer offline");
+    r.set_description(std::string(20'000, 'a' + i % 26));
+    auto t = tickets_->OpenTicket(r, Ctx("customer:portal"));
+    ASSERT_TRUE(t.ok()) << t.status();
+    ids.push_back(t->ticket_id());
+  }
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    auto page = List([&](auto& l) {
+      l.set_customer_id("cus_big");
+      l.mutable_page()->set_page_size(500);
+      l.mutable_page()->set_page_token(token);
+    });
+    EXPECT_LE(page.ByteSizeLong(), kMaxReplyBytes);
+    for (const auto& t : page.tickets()) seen.push_back(t.ticket_id());
+    token = page.next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(seen, ids);
+  EXPECT_EQ(pages, 2);
+}
+
+TEST_F(TicketCommandsTest, ALongConversationComesInPages) {
+  const auto ticket = Open("conv");
+  constexpr int kReplies = 200;
+  for (int i = 0; i < kReplies; ++i) {
+    ASSERT_TRUE(Reply(absl::StrCat("m", i), ticket.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT,
+                      absl::StrCat(i, std::string(19'990, '.')))
+                    .ok());
+  }
+  // By default as much as fits under the reply bound, then page by page.
+  auto read_all = [&](int page_size) {
+    std::vector<std::string> bodies;
+    crm::v1::GetTicketRequest get;
+    get.set_ticket_id(ticket.ticket_id());
+    get.mutable_messages_page()->set_page_size(page_size);
+    int pages = 0;
+    do {
+      auto details = tickets_->GetTicket(get);
+      EXPECT_TRUE(details.ok()) << details.status();
+      if (!details.ok()) break;
+      EXPECT_LE(details->ByteSizeLong(), kMaxReplyBytes);
+      EXPECT_EQ(details->ticket().ticket_id(), ticket.ticket_id());
+      for (const auto& m : details->messages()) bodies.push_back(m.body());
+      get.mutable_messages_page()->set_page_token(details->next_messages_page_token());
+      ++pages;
+    } while (!get.messages_page().page_token().empty() && pages < 100);
+    return std::make_pair(bodies, pages);
+  };
+  const auto [whole, whole_pages] = read_all(0);
+  ASSERT_EQ(whole.size(), static_cast<size_t>(kReplies));
+  for (int i = 0; i < kReplies; ++i) {
+    EXPECT_TRUE(absl::StartsWith(whole[i], absl::StrCat(i, "."))) << i;
+  }
+  EXPECT_EQ(whole_pages, 2);
+  const auto [paged, pages] = read_all(7);
+  EXPECT_EQ(paged, whole);
+  EXPECT_EQ(pages, 29);
+
+  crm::v1::GetTicketRequest bad;
+  bad.set_ticket_id(ticket.ticket_id());
+  bad.mutable_messages_page()->set_page_token("x");
+  EXPECT_EQ(tickets_->GetTicket(bad).status().message().substr(0, 25), "messages_page.page_token:");
+  bad.mutable_messages_page()->set_page_token("");
+  bad.mutable_messages_page()->set_page_size(501);
+  EXPECT_EQ(tickets_->GetTicket(bad).status().message().substr(0, 24), "messages_page.page_size:");
 }
 
 }  // namespace

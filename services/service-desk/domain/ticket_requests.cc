@@ -109,16 +109,30 @@ absl::Status ValidateSubmitCsat(const crm::v1::SubmitCsatRequest& r) {
   return CheckText("comment", r.comment(), kMaxComment, /*multiline=*/true);
 }
 
+namespace {
+
+// `field`: the request's name for the page, e.g. "page".
+absl::Status CheckPageSize(absl::string_view field, const crm::v1::PageRequest& page) {
+  if (page.page_size() < 0) return InvalidField(absl::StrCat(field, ".page_size"), "negative");
+  if (page.page_size() > kMaxPageSize) {
+    return InvalidField(absl::StrCat(field, ".page_size"), absl::StrCat("at most ", kMaxPageSize));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateGetTicket(const crm::v1::GetTicketRequest& r) {
+  CRM_RETURN_IF_ERROR(CheckId("ticket_id", r.ticket_id()));
+  return CheckPageSize("messages_page", r.messages_page());
+}
+
 absl::Status ValidateListTickets(const crm::v1::ListTicketsRequest& r) {
   if (!r.customer_id().empty()) CRM_RETURN_IF_ERROR(CheckId("customer_id", r.customer_id()));
   if (!r.assignee_id().empty()) CRM_RETURN_IF_ERROR(CheckId("assignee_id", r.assignee_id()));
   if (!crm::v1::TicketStatus_IsValid(r.status())) return InvalidField("status", "unknown");
   if (!crm::v1::TicketPriority_IsValid(r.priority())) return InvalidField("priority", "unknown");
-  if (r.page().page_size() < 0) return InvalidField("page.page_size", "negative");
-  if (r.page().page_size() > kMaxPageSize) {
-    return InvalidField("page.page_size", absl::StrCat("at most ", kMaxPageSize));
-  }
-  return absl::OkStatus();
+  return CheckPageSize("page", r.page());
 }
 
 }  // namespace crm::service_desk

@@ -20,6 +20,7 @@ absl::Status ValidateCloseTicket(const crm::v1::CloseTicketRequest& request);
 absl::Status ValidateReopenTicket(const crm::v1::ReopenTicketRequest& request);
 absl::Status ValidateLinkSolutionArticle(const crm::v1::LinkSolutionArticleRequest& request);
 absl::Status ValidateSubmitCsat(const crm::v1::SubmitCsatRequest& request);
+absl::Status ValidateGetTicket(const crm::v1::GetTicketRequest& request);
 absl::Status ValidateListTickets(const crm::v1::ListTicketsRequest& request);
 
 }  // namespace crm::service_desk

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <map>
 #include <utility>
 
@@ -15,6 +16,7 @@
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
 #include "libs/common/pii/key_vault.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
 #include "services/service-desk/domain/article.h"
@@ -150,17 +152,35 @@ absl::StatusOr<crm::v1::Ticket> DeskStore::GetTicket(const std::string& ticket_i
   return Parse<crm::v1::Ticket>(*raw, "ticket");
 }
 
-absl::StatusOr<std::vector<crm::v1::TicketMessage>> DeskStore::Messages(
-    const std::string& ticket_id) const {
-  std::vector<crm::v1::TicketMessage> out;
+absl::StatusOr<MessagePage> DeskStore::Messages(const std::string& ticket_id,
+                                                const crm::v1::PageRequest& request,
+                                                size_t reserved) const {
+  // The token is the ticket version of the last message returned.
+  int64_t after = 0;
+  if (!request.page_token().empty() &&
+      (!absl::SimpleAtoi(request.page_token(), &after) || after <= 0)) {
+    return absl::InvalidArgumentError("messages_page.page_token: malformed");
+  }
+  const size_t page_size =
+      request.page_size() > 0 ? request.page_size() : std::numeric_limits<size_t>::max();
+  MessagePage page;
+  ReplyBudget budget(reserved);
+  int64_t last_version = 0;
   const std::string prefix = PrefixKey(ticket_id);
+  std::string start = prefix;
+  AppendBigEndian64(&start, static_cast<uint64_t>(after) + 1);
   auto it = events_->db().NewIterator(kMessages);
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (page.messages.size() == page_size || !budget.Take(it->value().size())) {
+      page.next_page_token = absl::StrCat(last_version);
+      break;
+    }
     CRM_ASSIGN_OR_RETURN(auto m, Parse<crm::v1::TicketMessage>(View(it->value()), "message"));
-    out.push_back(std::move(m));
+    page.messages.push_back(std::move(m));
+    last_version = static_cast<int64_t>(ReadBigEndian64(View(it->key()).substr(prefix.size())));
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
-  return out;
+  return page;
 }
 
 absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequest& r) const {
@@ -190,6 +210,7 @@ absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequ
   };
 
   TicketPage page;
+  ReplyBudget budget;
   auto it = events_->db().NewIterator(family);
   std::string start = prefix + after;
   if (!after.empty()) start.push_back('\0');  // just after the last id returned
@@ -203,8 +224,10 @@ absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequ
       CRM_ASSIGN_OR_RETURN(ticket, GetTicket(id));
     }
     if (!matches(ticket)) continue;
-    if (page.tickets.size() == page_size) {
-      // One more match exists: the page is full and there is a next one.
+    // One more match exists: if the page is full, or this ticket would
+    // take it past the reply bound (500 tickets of long descriptions),
+    // the next page starts with it.
+    if (page.tickets.size() == page_size || !budget.Take(ticket.ByteSizeLong())) {
       page.next_page_token = absl::WebSafeBase64Escape(page.tickets.back().ticket_id());
       break;
     }

@@ -42,6 +42,11 @@ struct TicketPage {
   std::string next_page_token;
 };
 
+struct MessagePage {
+  std::vector<crm::v1::TicketMessage> messages;
+  std::string next_page_token;
+};
+
 // The service desk's RocksDB: the event log (libs/common EventStore) and
 // the read models written in the same batch as the events that change
 // them — ticket index by customer and by agent, timer schedule,
@@ -75,11 +80,14 @@ class DeskStore {
       const std::string& ticket_id) const;
   // NOT_FOUND for an unknown ticket.
   absl::StatusOr<crm::v1::Ticket> GetTicket(const std::string& ticket_id) const;
-  // The conversation, oldest first.
-  absl::StatusOr<std::vector<crm::v1::TicketMessage>> Messages(const std::string& ticket_id) const;
+  // A page of the conversation, oldest first: all of it by default, up to
+  // the reply bound (kMaxReplyBytes) less `reserved` bytes of the rest of
+  // the reply.
+  absl::StatusOr<MessagePage> Messages(const std::string& ticket_id,
+                                       const crm::v1::PageRequest& request, size_t reserved) const;
   // Filters and pages in ticket id order (creation order to the
   // millisecond); the request is validated by the caller. page_size
-  // defaults to 50.
+  // defaults to 50; a page also ends at the reply bound.
   absl::StatusOr<TicketPage> ListTickets(const crm::v1::ListTicketsRequest& request) const;
 
   // The writes that keep the ticket read models in step with an append

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <cstddef>
+
+namespace crm {
+
+// gRPC clients refuse replies over 4 MiB unless told otherwise, so a page
+// of results stops short of this and its next page token goes on from the
+// first result left out.
+inline constexpr size_t kMaxReplyBytes = 3 << 20;
+
+// Counts a reply's bytes as results are added.
+class ReplyBudget {
+ public:
+  // `reserved`: what the reply holds besides the results.
+  explicit ReplyBudget(size_t reserved = 0) : used_(reserved) {}
+
+  // Whether a result of `bytes` still fits, and if so counts it. The first
+  // result always fits: a page is never empty while results remain.
+  bool Take(size_t bytes) {
+    if (taken_ > 0 && used_ + bytes > kMaxReplyBytes) return false;
+    used_ += bytes;
+    ++taken_;
+    return true;
+  }
+
+ private:
+  size_t used_;
+  size_t taken_ = 0;
+};
+
+}  // namespace crm
