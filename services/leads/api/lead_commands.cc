@@ -11,6 +11,7 @@
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
 #include "libs/common/pii/field_sealer.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
 #include "services/leads/domain/lead.h"
 
@@ -272,14 +273,18 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
   std::stable_sort(all.begin(), all.end(),
                    [&](const auto& a, const auto& b) { return key(a) < key(b); });
   crm::v1::GetLeadHistoryResponse response;
+  // Events are up to 900 KB, and each LeadsMerged embeds a whole lead.
+  ReplyBudget budget;
   const size_t end = std::min(all.size(), offset + static_cast<size_t>(page_size));
-  for (size_t i = offset; i < end; ++i) {
+  size_t i = offset;
+  for (; i < end; ++i) {
     // Opened as every other answer is: the response interceptor does not
     // look inside an event's Any payload.
     pii::OpenEvent(all[i], store_.vault());
+    if (!budget.Take(all[i].ByteSizeLong())) break;
     *response.add_events() = std::move(all[i]);
   }
-  if (end < all.size()) response.set_next_page_token(OffsetToken(end));
+  if (i < all.size()) response.set_next_page_token(OffsetToken(i));
   return response;
 }
 
@@ -542,6 +547,32 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
 
 // ---- assignment rules ----
 
+namespace {
+
+// A page of the rule table, in its order.
+crm::v1::ListAssignmentRulesResponse RulesPage(const crm::v1::AssignmentRuleTable& table,
+                                               bool include_disabled, size_t offset,
+                                               size_t page_size) {
+  crm::v1::ListAssignmentRulesResponse response;
+  response.set_table_version(table.version());
+  // A thousand rules of a hundred team members each would be 13 MB.
+  ReplyBudget budget;
+  size_t seen = 0;
+  for (const auto& rule : table.rules()) {
+    if (!rule.enabled() && !include_disabled) continue;
+    if (seen++ < offset) continue;
+    if (static_cast<size_t>(response.rules_size()) == page_size ||
+        !budget.Take(rule.ByteSizeLong())) {
+      response.set_next_page_token(OffsetToken(offset + response.rules_size()));
+      break;
+    }
+    *response.add_rules() = rule;
+  }
+  return response;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> LeadCommands::ChangeRules(
     const google::protobuf::Message& request, const std::string& command_key, EventContext ctx,
     const std::function<absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>>(
@@ -592,20 +623,7 @@ absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ListAssignmen
   CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
   CRM_ASSIGN_OR_RETURN(const size_t offset, PageOffset(request.page()));
   CRM_RETURN_IF_ERROR(EnsureRecovered());
-  const auto table = assigner_.Rules();
-  crm::v1::ListAssignmentRulesResponse response;
-  response.set_table_version(table->version());
-  size_t seen = 0;
-  for (const auto& rule : table->rules()) {
-    if (!rule.enabled() && !request.include_disabled()) continue;
-    if (seen++ < offset) continue;
-    if (response.rules_size() == page_size) {
-      response.set_next_page_token(OffsetToken(offset + page_size));
-      break;
-    }
-    *response.add_rules() = rule;
-  }
-  return response;
+  return RulesPage(*assigner_.Rules(), request.include_disabled(), offset, page_size);
 }
 
 absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssignmentRules(
@@ -621,18 +639,16 @@ absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssign
   }
   CRM_ASSIGN_OR_RETURN(
       auto bytes,
-      ChangeRules(request, absl::StrCat("ReorderAssignmentRules/", request.request_id()),
-                  std::move(ctx),
-                  [&](const crm::v1::AssignmentRuleTable& table)
-                      -> absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>> {
-                    CRM_ASSIGN_OR_RETURN(
-                        auto next, ReorderRules(table, ids, request.expected_table_version()));
-                    crm::v1::ListAssignmentRulesResponse all;
-                    *all.mutable_rules() = next.rules();
-                    all.set_table_version(next.version());
-                    std::string bytes = all.SerializeAsString();
-                    return std::make_pair(std::move(next), std::move(bytes));
-                  }));
+      ChangeRules(
+          request, absl::StrCat("ReorderAssignmentRules/", request.request_id()), std::move(ctx),
+          [&](const crm::v1::AssignmentRuleTable& table)
+              -> absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>> {
+            CRM_ASSIGN_OR_RETURN(auto next,
+                                 ReorderRules(table, ids, request.expected_table_version()));
+            std::string bytes =
+                RulesPage(next, /*include_disabled=*/true, 0, kMaxPageSize).SerializeAsString();
+            return std::make_pair(std::move(next), std::move(bytes));
+          }));
   return Parse<crm::v1::ListAssignmentRulesResponse>(bytes);
 }
 

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/pii/key_stream.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm::leads {
@@ -354,6 +355,57 @@ TEST_F(LeadUseCaseTest, RuleTableIsManagedIdempotentlyAndSurvivesRestart) {
   // Disabled rules no longer assign.
   EXPECT_EQ(CaptureIn("emea-1", "EMEA", "").queue(), kDefaultQueue);
   EXPECT_EQ(CaptureIn("na-1", "NA", "").owner_id(), "usr_b");
+}
+
+// A table of rules with long member lists would make a reply a default
+// gRPC client refuses (over 4 MiB).
+TEST_F(LeadUseCaseTest, RulePagesStopShortOfTheReplyBound) {
+  constexpr int kRules = 260;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kRules; ++i) {
+    std::vector<std::string> members;
+    for (int m = 0; m < 100; ++m) members.push_back(absl::StrCat("usr_", m, std::string(56, 'm')));
+    auto rule = TeamRule(absl::StrCat("R", i), members, crm::v1::TEAM_STRATEGY_ROUND_ROBIN);
+    for (int x = 0; x < 49; ++x) {
+      rule.add_regions(absl::StrCat("region-", x, "-", std::string(50, 'r')));
+      rule.add_product_interests(absl::StrCat("product-", x, "-", std::string(50, 'p')));
+    }
+    ids.push_back(CreateRule(absl::StrCat("big-", i), std::move(rule)).rule_id());
+  }
+  auto read_all = [&](crm::v1::ListAssignmentRulesResponse first) {
+    std::vector<std::string> seen;
+    int pages = 0;
+    crm::v1::ListAssignmentRulesRequest next;
+    next.set_include_disabled(true);
+    for (;;) {
+      EXPECT_LE(first.ByteSizeLong(), kMaxReplyBytes);
+      for (const auto& r : first.rules()) seen.push_back(r.rule_id());
+      ++pages;
+      if (first.next_page_token().empty() || pages == 10) break;
+      next.mutable_page()->set_page_token(first.next_page_token());
+      auto page = commands_->ListAssignmentRules(next);
+      EXPECT_TRUE(page.ok()) << page.status();
+      first = page.value_or(crm::v1::ListAssignmentRulesResponse());
+    }
+    return std::make_pair(seen, pages);
+  };
+  crm::v1::ListAssignmentRulesRequest list;
+  list.mutable_page()->set_page_size(1000);
+  auto listed = read_all(*commands_->ListAssignmentRules(list));
+  EXPECT_EQ(listed.first, ids);
+  EXPECT_EQ(listed.second, 2);
+
+  // A reorder answers with the first page; the token goes on in the list.
+  crm::v1::ReorderAssignmentRulesRequest reorder;
+  reorder.set_request_id("reverse");
+  std::vector<std::string> reversed(ids.rbegin(), ids.rend());
+  for (const auto& id : reversed) reorder.add_rule_ids(id);
+  reorder.set_expected_table_version(kRules);
+  auto reordered = commands_->ReorderAssignmentRules(reorder, Ctx());
+  ASSERT_TRUE(reordered.ok()) << reordered.status();
+  auto after = read_all(*reordered);
+  EXPECT_EQ(after.first, reversed);
+  EXPECT_EQ(after.second, 2);
 }
 
 TEST_F(LeadUseCaseTest, CaptureIsAssignedByRegionAndProductWithEvents) {
@@ -900,6 +952,49 @@ TEST_F(LeadUseCaseTest, AMergeHoldsBothCustomersSoOppositeMergesTakeTurns) {
   EXPECT_TRUE(second_held.load());
   EXPECT_FALSE(contacts.retiring("cus_a"));
   EXPECT_FALSE(contacts.retiring("cus_b"));
+}
+
+// A lead that absorbed many large ones has a history of many megabytes.
+TEST_F(LeadUseCaseTest, HistoryPagesStopShortOfTheReplyBound) {
+  auto big = [&](const std::string& id) {
+    auto r = Request(id, absl::StrCat(id, "@example.com"));
+    for (int a = 0; a < 50; ++a)
+      (*r.mutable_attributes())[absl::StrCat("k", a)] = std::string(1000, 'v');
+    auto captured = commands_->CaptureLead(r, Ctx());
+    EXPECT_TRUE(captured.ok()) << captured.status();
+    return captured.value_or(crm::v1::CaptureLeadResponse()).lead_id();
+  };
+  const std::string survivor = big("s");
+  constexpr int kMerged = 60;
+  for (int i = 0; i < kMerged; ++i) {
+    crm::v1::MergeLeadsRequest merge;
+    merge.set_request_id(absl::StrCat("merge-", i));
+    merge.set_survivor_lead_id(survivor);
+    merge.set_merged_lead_id(big(absl::StrCat("m", i)));
+    ASSERT_TRUE(commands_->MergeLeads(merge, Ctx()).ok());
+  }
+  crm::v1::GetLeadHistoryRequest history;
+  history.set_lead_id(survivor);
+  history.mutable_page()->set_page_size(1000);
+  std::set<std::string> seen;
+  size_t events = 0;
+  int pages = 0;
+  do {
+    auto page = commands_->GetLeadHistory(history);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_LE(page->ByteSizeLong(), kMaxReplyBytes);
+    for (const auto& e : page->events())
+      seen.insert(absl::StrCat(e.stream(), "/", e.stream_version()));
+    events += page->events_size();
+    history.mutable_page()->set_page_token(page->next_page_token());
+    ++pages;
+  } while (!history.page().page_token().empty() && pages < 20);
+  EXPECT_GT(pages, 1);
+  EXPECT_EQ(seen.size(), events) << "no event twice";
+  size_t logged = 0;
+  const crm::v1::Lead lead = Get(survivor);
+  for (const std::string& merged : lead.merged_lead_ids()) logged += Types(merged).size();
+  EXPECT_EQ(events, logged + Types(survivor).size());
 }
 
 TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
