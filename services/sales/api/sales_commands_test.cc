@@ -9,6 +9,7 @@
 #include "libs/common/ids.h"
 #include "libs/common/kafka.h"
 #include "libs/common/pii/field_sealer.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
 #include "libs/common/testing/temp_dir.h"
@@ -387,6 +388,46 @@ TEST_F(SalesCommandsTest, ListCustomersTerritoryFilterIgnoresCaseAsAccessDoes) {
   std::vector<std::string> seen;
   for (const auto& c : page->customers()) seen.push_back(c.customer_id());
   EXPECT_EQ(seen, (std::vector<std::string>{"cus_1", "cus_2"}));
+}
+
+// 500 accounts of 20 long contacts each would be a reply of several MB,
+// which a default gRPC client refuses.
+TEST_F(SalesCommandsTest, ACustomerPageStopsShortOfTheReplyBound) {
+  constexpr int kCustomers = 500;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kCustomers; ++i) {
+    crm::v1::OpenCustomerRequest r;
+    r.set_request_id(absl::StrCat("open-big-", i));
+    r.set_customer_id(absl::StrCat("cus_big_", 1000 + i));
+    r.set_name(std::string(200, 'n'));
+    r.set_owner_id("rep_ada");
+    r.set_territory("EMEA");
+    for (int c = 0; c < 20; ++c) {
+      auto* contact = r.add_contacts();
+      contact->set_first_name(std::string(100, 'f'));
+      contact->set_last_name(std::string(100, 'l'));
+      contact->set_title(std::string(100, 't'));
+      contact->set_email(
+          absl::StrCat(c, std::string(60, 'e'), "@", std::string(60, 'd'), ".example"));
+    }
+    auto opened = commands_->OpenCustomer(r, Ctx());
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    ids.push_back(r.customer_id());
+  }
+  crm::v1::ListCustomersRequest list;
+  list.mutable_page()->set_page_size(kCustomers);
+  std::vector<std::string> seen;
+  int pages = 0;
+  do {
+    auto page = commands_->ListCustomers(list);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_LE(page->ByteSizeLong(), kMaxReplyBytes);
+    for (const auto& c : page->customers()) seen.push_back(c.customer_id());
+    list.mutable_page()->set_page_token(page->next_page_token());
+    ++pages;
+  } while (!list.page().page_token().empty() && pages < 10);
+  EXPECT_EQ(seen, ids);
+  EXPECT_GT(pages, 1);
 }
 
 crm::v1::LeadConverted Conversion(const std::string& lead_id) {

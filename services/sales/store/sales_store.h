@@ -14,6 +14,7 @@
 #include "crm/v1/common.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "libs/common/event_store.h"
+#include "libs/common/reply_budget.h"
 
 namespace crm::sales {
 
@@ -122,6 +123,7 @@ absl::StatusOr<Page<Row>> SalesStore::List(absl::string_view family, absl::strin
   auto size = PageSize(page);
   if (!size.ok()) return size.status();
   Page<Row> out;
+  ReplyBudget budget;
   std::string last;
   auto st = Scan(family, prefix, page.page_token(),
                  [&](absl::string_view key, absl::string_view value) -> absl::StatusOr<bool> {
@@ -130,8 +132,10 @@ absl::StatusOr<Page<Row>> SalesStore::List(absl::string_view family, absl::strin
                      return absl::DataLossError(absl::StrCat("corrupt row in ", family));
                    }
                    if (!keep(row)) return true;
-                   if (out.rows.size() == *size) {
-                     // One more match exists: the page ends at the previous row.
+                   // One more match exists: if the page is full or the row
+                   // would take it past the reply bound, it ends at the
+                   // previous row.
+                   if (out.rows.size() == *size || !budget.Take(value.size())) {
                      out.next_page_token = last;
                      return false;
                    }
