@@ -12,12 +12,15 @@ inline constexpr size_t kMaxReplyBytes = 3 << 20;
 // Counts a reply's bytes as results are added.
 class ReplyBudget {
  public:
-  // `reserved`: what the reply holds besides the results.
-  explicit ReplyBudget(size_t reserved = 0) : used_(reserved) {}
+  // `reserved`: what the reply holds besides the results and a page token
+  // (allowed for up to 256 bytes).
+  explicit ReplyBudget(size_t reserved = 0) : used_(reserved + 256) {}
 
-  // Whether a result of `bytes` still fits, and if so counts it. The first
-  // result always fits: a page is never empty while results remain.
+  // Whether a result of `bytes` still fits, and if so counts it with its
+  // field tag and length. The first result always fits: a page is never
+  // empty while results remain.
   bool Take(size_t bytes) {
+    bytes += 8;
     if (taken_ > 0 && used_ + bytes > kMaxReplyBytes) return false;
     used_ += bytes;
     ++taken_;

@@ -9,6 +9,7 @@
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/pii/key_vault.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
 #include "services/analytics/domain/audit_trail.h"
 #include "services/analytics/domain/customer_health.h"
@@ -73,12 +74,14 @@ absl::StatusOr<Page> ParsePage(int32_t page_size, const std::string& page_token,
 
 // One page of the rows under the `prefix_values` (keys from
 // TimeOrderedKey), merged in time order, resuming after `page.after`;
-// returns the next page token, empty on the last page.
+// returns the next page token, empty on the last page. The page also ends
+// at the reply bound, less `reserved` bytes of the rest of the reply.
 template <typename Row>
 absl::StatusOr<std::string> ReadPage(const Database& db, const char* family,
                                      const std::vector<std::string>& prefix_values,
-                                     const Page& page,
+                                     const Page& page, size_t reserved,
                                      google::protobuf::RepeatedPtrField<Row>* rows) {
+  ReplyBudget budget(reserved);
   const int32_t page_size = page.size;
   const std::string& after = page.after;
   struct Cursor {
@@ -108,8 +111,10 @@ absl::StatusOr<std::string> ReadPage(const Database& db, const char* family,
       if (c.Valid() && (next == nullptr || c.Suffix().compare(next->Suffix()) < 0)) next = &c;
     }
     if (next == nullptr) break;
-    if (rows->size() == page_size) return absl::WebSafeBase64Escape(last_suffix);
     const rocksdb::Slice value = next->it->value();
+    if (rows->size() == page_size || !budget.Take(value.size())) {
+      return absl::WebSafeBase64Escape(last_suffix);
+    }
     if (!rows->Add()->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
       return absl::DataLossError(absl::StrCat("corrupt ", family, " row"));
     }
@@ -481,8 +486,8 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
   DeriveHealth(view, now, config_);
 
-  CRM_ASSIGN_OR_RETURN(auto next,
-                       ReadPage(db_, kTimeline, group.members, page, view.mutable_timeline()));
+  CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, kTimeline, group.members, page, view.ByteSizeLong(),
+                                           view.mutable_timeline()));
   view.set_next_page_token(std::move(next));
   return std::move(*found);
 }
@@ -502,7 +507,7 @@ absl::StatusOr<crm::v1::ListAuditEntriesResponse> ViewStore::ListAuditEntries(
   crm::v1::ListAuditEntriesResponse response;
   CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, by_actor ? kAuditByActor : kAuditByRecord,
                                            {by_actor ? request.actor() : request.record_id()}, page,
-                                           response.mutable_entries()));
+                                           /*reserved=*/0, response.mutable_entries()));
   response.set_next_page_token(std::move(next));
   return response;
 }

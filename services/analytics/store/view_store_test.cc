@@ -1,9 +1,12 @@
 #include "services/analytics/store/view_store.h"
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "gtest/gtest.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/analytics/testing/events.h"
 
@@ -70,6 +73,45 @@ TEST_F(ViewStoreTest, TimelinePagesInOccurredOrderWithoutGapsOrRepeats) {
   EXPECT_EQ(pages, 3);
   ASSERT_EQ(seen.size(), 25u);
   for (int n = 1; n <= 25; ++n) EXPECT_EQ(seen[n - 1], absl::StrCat("evt-", n));
+}
+
+// A customer's view carries every lead id, order and ticket: with a large
+// view a full timeline page would pass what a default gRPC client takes.
+TEST_F(ViewStoreTest, ATimelinePageStopsShortOfTheReplyBoundWithTheRestOfTheView) {
+  // Lead ids of 64 bytes: the view without its timeline comes to just
+  // under the bound.
+  constexpr int kLeads = (kMaxReplyBytes - 30'000) / 66;
+  std::vector<ConsumedMessage> batch;
+  for (int n = 1; n <= kLeads; ++n) {
+    ConsumedMessage m = Captured("cus_big", n, n);
+    crm::v1::EventEnvelope e;
+    ASSERT_TRUE(e.ParseFromString(m.value));
+    crm::v1::LeadCaptured lead;
+    ASSERT_TRUE(e.payload().UnpackTo(&lead));
+    lead.set_lead_id(absl::StrCat("lead_", std::string(50, 'x'), absl::Dec(n, absl::kZeroPad9)));
+    e.mutable_payload()->PackFrom(lead);
+    m.value = e.SerializeAsString();
+    batch.push_back(std::move(m));
+    if (batch.size() == 5000 || n == kLeads) {
+      ASSERT_TRUE(subscriber_->ApplyBatch(batch).ok());
+      batch.clear();
+    }
+  }
+  std::set<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    auto view = views_->GetCustomer360("cus_big", 500, token);
+    ASSERT_TRUE(view.ok()) << view.status();
+    if (pages == 0) ASSERT_EQ(view->lead_ids_size(), kLeads);
+    EXPECT_LE(view->ByteSizeLong(), kMaxReplyBytes);
+    EXPECT_GT(view->timeline_size(), 0);
+    for (const auto& e : view->timeline()) EXPECT_TRUE(seen.insert(e.event_id()).second);
+    token = view->next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 1000);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kLeads));
+  EXPECT_GT(pages, kLeads / 500 + 1) << "pages end short of 500 entries";
 }
 
 TEST_F(ViewStoreTest, ErrorsNameTheProblem) {
