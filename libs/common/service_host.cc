@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -86,7 +87,8 @@ class AccessLog final : public grpc::experimental::Interceptor {
       // The caller's correlation id ties this line to the events it caused.
       auto* md = methods->GetRecvInitialMetadata();
       if (auto it = md->find("x-correlation-id"); it != md->end()) {
-        correlation_id_.assign(it->second.data(), it->second.size());
+        // The call is refused if it is longer; the log line shows its head.
+        correlation_id_.assign(it->second.data(), std::min<size_t>(it->second.size(), 128));
       }
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {

@@ -366,6 +366,42 @@ TEST_F(AuthTest, HealthStaysOpenWithoutToken) {
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
+// The correlation id goes into every event of the call: an overlong one is
+// refused before anything is written.
+TEST_F(AuthTest, AnOverlongCorrelationIdIsRefusedAndWritesNothing) {
+  auto leads = crm::v1::LeadsService::NewStub(stack_->Channel("leads", kAdmin));
+  auto count = [&] {
+    int n = 0;
+    crm::v1::ListLeadsRequest list;
+    list.mutable_page()->set_page_size(100);
+    for (int pages = 0; pages < 100; ++pages) {
+      crm::v1::ListLeadsResponse listed;
+      EXPECT_TRUE(leads->ListLeads(Ctx().get(), list, &listed).ok());
+      n += listed.leads_size();
+      if (listed.next_page_token().empty()) break;
+      list.mutable_page()->set_page_token(listed.next_page_token());
+    }
+    return n;
+  };
+  const int before = count();
+  crm::v1::CaptureLeadRequest capture;
+  capture.set_request_id("auth-long-correlation");
+  capture.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  capture.mutable_contact()->set_email("cid@c.example");
+  crm::v1::CaptureLeadResponse captured;
+  auto ctx = Ctx();
+  ctx->AddMetadata("x-correlation-id", std::string(129, 'c'));
+  auto st = leads->CaptureLead(ctx.get(), capture, &captured);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "x-correlation-id: longer than 128 bytes");
+  EXPECT_EQ(count(), before);
+  // 128 bytes are taken.
+  auto ok_ctx = Ctx();
+  ok_ctx->AddMetadata("x-correlation-id", std::string(128, 'c'));
+  EXPECT_TRUE(leads->CaptureLead(ok_ctx.get(), capture, &captured).ok());
+  EXPECT_EQ(count(), before + 1);
+}
+
 TEST_F(AuthTest, BadTokensAreUnauthenticated) {
   auth::TokenSpec spec;
   spec.subject = "rep-a";

@@ -26,6 +26,7 @@ constexpr char kVerdictKey[] = "x-crm-auth-verdict";
 // Headers that used to carry identity unverified; the token replaces them.
 constexpr char kActorKey[] = "x-crm-actor";
 constexpr char kLegacyRolesKey[] = "x-crm-roles";
+constexpr size_t kMaxCorrelationId = 128;
 
 // A random per-process value: a verdict without it was not written by our
 // interceptor (e.g. a server built without it), and is refused.
@@ -164,6 +165,13 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
 
  private:
   absl::StatusOr<Principal> Decide(const std::multimap<grpc::string_ref, grpc::string_ref>& md) {
+    // It goes into every event of the call, the logs and the audit trail:
+    // only gRPC's metadata limit (kilobytes) would bound it otherwise.
+    if (auto it = md.find("x-correlation-id");
+        it != md.end() && it->second.size() > kMaxCorrelationId) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("x-correlation-id: longer than ", kMaxCorrelationId, " bytes"));
+    }
     if (IsOpenMethod(method_)) return Principal{};
     auto token = BearerToken(md);
     if (!token.ok()) return token.status();
