@@ -729,10 +729,23 @@ int Export(int argc, char** argv) {
     auto channel = ConnectOrSay("export", argc, argv, target, true);
     if (!channel) return 2;
     auto stub = crm::v1::AdminService::NewStub(channel);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+    // The pages of one service make one export.
     crm::v1::CustomerExport out;
-    if (auto st = stub->ExportCustomer(&ctx, req, &out); !st.ok()) {
+    req.clear_page_token();
+    grpc::Status st;
+    do {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+      crm::v1::CustomerExport page;
+      st = stub->ExportCustomer(&ctx, req, &page);
+      if (!st.ok()) break;
+      req.set_page_token(page.next_page_token());
+      page.clear_next_page_token();
+      auto events = std::move(*page.mutable_events());
+      if (out.customer_id().empty()) out = std::move(page);
+      for (auto& e : events) *out.add_events() = std::move(e);
+    } while (!req.page_token().empty());
+    if (!st.ok()) {
       std::fprintf(stderr, "crmctl export: %s (%s): %s\n", t.flag, target.c_str(),
                    st.error_message().c_str());
       rc = st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1;

@@ -1,11 +1,15 @@
 #include "libs/common/admin_service.h"
 
 #include <filesystem>
+#include <limits>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/backup.h"
 #include "libs/common/ids.h"
 #include "libs/common/pii/field_sealer.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/request_context.h"
 
 namespace crm {
@@ -105,22 +109,33 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
         if (request->customer_id().empty()) {
           return absl::InvalidArgumentError("customer_id: required");
         }
+        // The token is the log position the previous page ended at.
+        uint64_t after = 0;
+        if (!request->page_token().empty() &&
+            (!absl::SimpleAtoi(request->page_token(), &after) || after == 0 ||
+             after == std::numeric_limits<uint64_t>::max())) {
+          return absl::InvalidArgumentError("page_token: malformed");
+        }
         // The person's records merged into this customer are theirs
         // too: an erasure takes them, so the export shows them.
         const std::vector<std::string> customers = vault_.WithMerged(request->customer_id());
-        auto events = events_.ReadCustomerEvents(customers);
-        if (!events.ok()) return events.status();
         response->set_customer_id(request->customer_id());
         for (size_t i = 1; i < customers.size(); ++i) {
           response->add_merged_customer_ids(customers[i]);
         }
         response->set_service(service_);
         response->set_erased(vault_.Erased(request->customer_id()));
-        for (auto& event : *events) {
+        ReplyBudget budget(response->ByteSizeLong());
+        auto events = events_.ReadCustomerEvents(customers, after, &budget);
+        if (!events.ok()) return events.status();
+        for (auto& event : events->events) {
           // Key material is not data on the person.
           if (pii::IsKeyRecordStream(event.stream())) continue;
           pii::OpenEvent(event, vault_);
           *response->add_events() = std::move(event);
+        }
+        if (events->resume_after != 0) {
+          response->set_next_page_token(absl::StrCat(events->resume_after));
         }
         return absl::OkStatus();
       });

@@ -413,9 +413,9 @@ absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadStream(
   return out;
 }
 
-absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEvents(
-    const std::vector<std::string>& customer_ids) const {
-  std::vector<crm::v1::EventEnvelope> out;
+absl::StatusOr<EventStore::CustomerEvents> EventStore::ReadCustomerEvents(
+    const std::vector<std::string>& customer_ids, uint64_t after, ReplyBudget* budget) const {
+  CustomerEvents out;
   std::vector<std::string> wanted;
   for (const auto& id : customer_ids) {
     if (!id.empty()) wanted.push_back(id);
@@ -424,7 +424,8 @@ absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEven
   auto it = db_->NewIterator(kLog);
   auto* events = db_->Family(kEvents);
   std::string value;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+  uint64_t last_taken = after;
+  for (it->Seek(BigEndian64(after + 1)); it->Valid(); it->Next()) {
     auto s = db_->raw()->Get(rocksdb::ReadOptions(), events, it->value(), &value);
     if (!s.ok()) return FromRocks(s);
     // Most events are about someone else: skip them without parsing.
@@ -436,9 +437,13 @@ absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadCustomerEven
     if (!e.ParseFromString(value)) {
       return absl::DataLossError(absl::StrCat("corrupt event at log key ", it->value().ToString()));
     }
-    if (std::find(wanted.begin(), wanted.end(), e.customer_id()) != wanted.end()) {
-      out.push_back(std::move(e));
+    if (std::find(wanted.begin(), wanted.end(), e.customer_id()) == wanted.end()) continue;
+    if (budget != nullptr && !budget->Take(value.size())) {
+      out.resume_after = last_taken;
+      return out;
     }
+    last_taken = ReadBigEndian64(absl::string_view(it->key().data(), it->key().size()));
+    out.events.push_back(std::move(e));
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   return out;

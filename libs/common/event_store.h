@@ -16,6 +16,7 @@
 #include "libs/common/database.h"
 #include "libs/common/envelope.h"
 #include "libs/common/metrics.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/striped_mutex.h"
 
 namespace crm {
@@ -127,10 +128,18 @@ class EventStore {
   static absl::StatusOr<StreamState> DecodeState(absl::string_view stream, absl::string_view row);
   absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(const std::string& stream,
                                                                  int64_t from_version = 1) const;
-  // Every event about any of `customer_ids`, in log order. Scans the whole
-  // log: for rare requests (a person's data export), not for serving paths.
-  absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadCustomerEvents(
-      const std::vector<std::string>& customer_ids) const;
+  // Events about any of `customer_ids`, in log order, from log position
+  // `after` + 1, as many as `budget` (if given) takes. Scans the log: for
+  // rare requests (a person's data export), not for serving paths.
+  struct CustomerEvents {
+    std::vector<crm::v1::EventEnvelope> events;
+    // Where the next read goes on (its `after`) once an event did not fit
+    // the budget; 0 when the log is read to its end.
+    uint64_t resume_after = 0;
+  };
+  absl::StatusOr<CustomerEvents> ReadCustomerEvents(const std::vector<std::string>& customer_ids,
+                                                    uint64_t after = 0,
+                                                    ReplyBudget* budget = nullptr) const;
   // The stored response of an earlier append with this key, if any;
   // INVALID_ARGUMENT when it was stored for a request of another
   // fingerprint.

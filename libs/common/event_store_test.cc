@@ -239,6 +239,46 @@ TEST_F(EventStoreTest, AnOutboxReadStopsAtItsByteBound) {
   EXPECT_EQ(store_->ReadOutbox(0, 1000, 1)->size(), 1u) << "at least one entry";
 }
 
+// A person's export of many large events comes in pages a default gRPC
+// client can take, each going on where the last one ended.
+TEST_F(EventStoreTest, CustomerEventsComeInPagesWithinTheBudget) {
+  constexpr int kEvents = 40;
+  for (int i = 0; i < kEvents; ++i) {
+    for (const std::string customer : {"cus_ann", "cus_bob", "cus_old"}) {
+      auto e = Event(absl::StrCat("Big", i), customer);
+      e.mutable_payload()->set_value(std::string(customer == "cus_bob" ? 10 : 100'000, 'x'));
+      ASSERT_TRUE(store_->Append(Request(absl::StrCat(customer, "-", i), 0, {e}, "")).ok());
+    }
+  }
+  std::vector<std::string> seen;
+  uint64_t after = 0;
+  int pages = 0;
+  do {
+    ReplyBudget budget;
+    auto page = store_->ReadCustomerEvents({"cus_ann", "cus_old"}, after, &budget);
+    ASSERT_TRUE(page.ok()) << page.status();
+    size_t bytes = 0;
+    for (const auto& e : page->events) {
+      seen.push_back(absl::StrCat(e.customer_id(), "/", e.type()));
+      bytes += e.ByteSizeLong();
+    }
+    EXPECT_LE(bytes, kMaxReplyBytes);
+    after = page->resume_after;
+    ++pages;
+  } while (after != 0 && pages < 10);
+  EXPECT_EQ(pages, 3);
+  std::vector<std::string> expected;
+  for (int i = 0; i < kEvents; ++i) {
+    expected.push_back(absl::StrCat("cus_ann/Big", i));
+    expected.push_back(absl::StrCat("cus_old/Big", i));
+  }
+  EXPECT_EQ(seen, expected);
+  auto whole = store_->ReadCustomerEvents({"cus_bob"});
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->events.size(), static_cast<size_t>(kEvents));
+  EXPECT_EQ(whole->resume_after, 0u);
+}
+
 TEST_F(EventStoreTest, OutboxKeepsAppendOrderUntilRelayedAndRequeueRefillsIt) {
   ASSERT_TRUE(store_->Append(Request("s-1", 0, {Event("A")}, "")).ok());
   ASSERT_TRUE(store_->Append(Request("s-2", 0, {Event("B")}, "")).ok());

@@ -18,6 +18,7 @@
 #include "libs/common/kafka.h"
 #include "libs/common/pii/key_stream.h"
 #include "libs/common/pii/sealed_value.h"
+#include "libs/common/reply_budget.h"
 #include "tests/integration/process.h"
 #include "tests/integration/stack.h"
 #include "tests/integration/topic_io.h"
@@ -455,6 +456,57 @@ TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterEra
 // Free text typed about a person (lead attributes and needs, activity
 // subjects, notes, ticket text) is personal data like the contact fields:
 // ciphertext on every topic, plaintext through the APIs, gone after erasure.
+// A person with many large leads: the export comes in pages a default
+// client can take, opened, each going on where the last one ended.
+TEST(PiiTest, ALargeExportComesInPages) {
+  Stack stack;
+  ASSERT_TRUE(stack.StartBroker());
+  ASSERT_TRUE(stack.Start("leads"));
+  constexpr int kLeads = 70;
+  std::string customer;
+  for (int i = 0; i < kLeads; ++i) {
+    crm::v1::CaptureLeadRequest req;
+    req.set_request_id(absl::StrCat("big-", i));
+    req.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+    req.mutable_contact()->set_email("many@navy.example");
+    for (int a = 0; a < 50; ++a)
+      (*req.mutable_attributes())[absl::StrCat("k", a)] = std::string(1000, 'v');
+    crm::v1::CaptureLeadResponse resp;
+    ASSERT_OK(Unary([&](auto* c) { return stack.LeadsStub()->CaptureLead(c, req, &resp); }));
+    customer = resp.customer_id();
+  }
+  auto admin = crm::v1::AdminService::NewStub(stack.Channel("leads"));
+  crm::v1::ExportCustomerRequest req;
+  req.set_customer_id(customer);
+  std::set<std::string> event_ids;
+  int captured = 0;
+  int pages = 0;
+  do {
+    crm::v1::CustomerExport page;
+    ASSERT_OK(Unary([&](auto* c) { return admin->ExportCustomer(c, req, &page); }));
+    EXPECT_LE(page.ByteSizeLong(), kMaxReplyBytes);
+    EXPECT_EQ(page.customer_id(), customer);
+    for (const auto& e : page.events()) {
+      EXPECT_TRUE(event_ids.insert(e.event_id()).second) << "twice: " << e.event_id();
+      crm::v1::LeadCaptured lc;
+      if (e.payload().UnpackTo(&lc)) {
+        ++captured;
+        EXPECT_EQ(lc.contact().email(), "many@navy.example") << "opened";
+      }
+    }
+    req.set_page_token(page.next_page_token());
+    ++pages;
+  } while (!req.page_token().empty() && pages < 20);
+  EXPECT_EQ(captured, kLeads);
+  EXPECT_GT(pages, 1);
+
+  req.set_page_token("not-a-position");
+  crm::v1::CustomerExport bad;
+  const grpc::Status st = Unary([&](auto* c) { return admin->ExportCustomer(c, req, &bad); });
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "page_token: malformed");
+}
+
 TEST(PiiTest, FreeTextIsSealedInEveryServiceAndErasedWithThePerson) {
   Stack stack;
   ASSERT_TRUE(stack.StartBroker());

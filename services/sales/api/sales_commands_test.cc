@@ -132,12 +132,13 @@ TEST_F(SalesCommandsTest, OpenCustomerSealsContactsWithTheCustomersDataKey) {
   // Stored and answered as ciphertext (the edge interceptor opens answers).
   ASSERT_EQ(opened->contacts_size(), 1);
   EXPECT_TRUE(pii::IsSealed(opened->contacts(0).email()));
-  auto events = store_->events().ReadCustomerEvents({"cus_s"});
-  ASSERT_TRUE(events.ok()) << events.status();
-  ASSERT_EQ(events->size(), 2u) << "the key record, then the customer";
-  EXPECT_EQ((*events)[0].type(), "DataKeyIssued");
-  EXPECT_EQ((*events)[1].type(), "CustomerOpened");
-  for (const auto& e : *events) {
+  auto stored = store_->events().ReadCustomerEvents({"cus_s"});
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  const auto& events = stored->events;
+  ASSERT_EQ(events.size(), 2u) << "the key record, then the customer";
+  EXPECT_EQ(events[0].type(), "DataKeyIssued");
+  EXPECT_EQ(events[1].type(), "CustomerOpened");
+  for (const auto& e : events) {
     EXPECT_EQ(e.SerializeAsString().find("Lovelace"), std::string::npos) << e.type();
     EXPECT_EQ(e.SerializeAsString().find("engines.example"), std::string::npos) << e.type();
   }
@@ -147,7 +148,7 @@ TEST_F(SalesCommandsTest, OpenCustomerSealsContactsWithTheCustomersDataKey) {
   EXPECT_EQ(read.contacts(0).last_name(), "Lovelace");
   EXPECT_EQ(read.contacts(0).email(), "ada@engines.example");
   // The event opens the same way (what an export returns).
-  crm::v1::EventEnvelope event = (*events)[1];
+  crm::v1::EventEnvelope event = events[1];
   pii::OpenEvent(event, **vault);
   EXPECT_NE(event.SerializeAsString().find("Lovelace"), std::string::npos);
   // A retry seals nothing new and appends nothing.
