@@ -514,7 +514,7 @@ void AddFirstOffsets(const std::vector<ConsumedMessage>& batch,
 
 }  // namespace
 
-bool Subscriber::SeekBack(const PartitionOffsets& rewind) {
+Subscriber::Partitions Subscriber::SeekBack(const PartitionOffsets& rewind) {
   PartitionOffsets failed;
   for (const auto& [tp_key, offset] : rewind) {
     std::unique_ptr<RdKafka::TopicPartition> tp(
@@ -527,24 +527,25 @@ bool Subscriber::SeekBack(const PartitionOffsets& rewind) {
       failed.emplace(tp_key, offset);
     }
   }
-  if (failed.empty()) return true;
+  Partitions unsought;
+  if (failed.empty()) return unsought;
   // A partition no longer assigned needs no seek: whoever is assigned it
   // next starts from the offset stored with the projection.
   std::vector<RdKafka::TopicPartition*> parts;
   if (consumer_->assignment(parts) == RdKafka::ERR_NO_ERROR) {
-    absl::flat_hash_set<std::pair<std::string, int32_t>> assigned;
+    Partitions assigned;
     for (const auto* tp : parts) assigned.emplace(tp->topic(), tp->partition());
     absl::erase_if(failed, [&](const auto& entry) { return !assigned.contains(entry.first); });
   }
   RdKafka::TopicPartition::destroy(parts);
-  if (failed.empty()) return true;
   absl::MutexLock lock(&mu_);
-  // A batch that failed since then may start earlier still.
   for (const auto& [tp_key, offset] : failed) {
+    unsought.insert(tp_key);
+    // A batch that failed since then may start earlier still.
     auto [it, inserted] = rewind_.try_emplace(tp_key, offset);
     if (!inserted) it->second = std::min(it->second, offset);
   }
-  return false;
+  return unsought;
 }
 
 void Subscriber::Consume() {
@@ -573,10 +574,11 @@ void Subscriber::Consume() {
       generation = generation_;
       rewind.swap(rewind_);
     }
-    if (!SeekBack(rewind)) {
-      absl::SleepFor(absl::Milliseconds(100));
-      continue;
-    }
+    // Messages of a partition whose seek failed are dropped until a seek
+    // succeeds: taken, they would skip the failed batch. The others are
+    // still consumed, which also serves rebalances.
+    const Partitions unsought = SeekBack(rewind);
+    if (!unsought.empty()) absl::SleepFor(absl::Milliseconds(100));
     // After any seek back, so the position counts what is to be consumed again.
     if (absl::Now() >= next_lag) {
       RefreshLag();
@@ -610,6 +612,10 @@ void Subscriber::Consume() {
           log::Warn("consume", {{"error", msg->errstr()}});
         }
         break;
+      }
+      if (!unsought.empty() && unsought.contains({msg->topic_name(), msg->partition()})) {
+        if (batch.empty()) break;  // back to the seek
+        continue;
       }
       ConsumedMessage m;
       m.topic = msg->topic_name();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -188,10 +189,11 @@ class Subscriber {
   absl::Status AssignEveryPartition();
   void Apply();
   void RefreshLag();
-  // Seeks back to where failed batches began. False if some seek failed:
-  // its offset is kept for the next try, and nothing may be consumed
-  // meanwhile, or the failed batch would be skipped.
-  bool SeekBack(const PartitionOffsets& rewind);
+  using Partitions = absl::flat_hash_set<std::pair<std::string, int32_t>>;
+  // Seeks back to where failed batches began. Returns the partitions whose
+  // seek failed: their offsets are kept for the next try, and none of their
+  // messages may be taken meanwhile, or the failed batch would be skipped.
+  Partitions SeekBack(const PartitionOffsets& rewind);
 
   Database& db_;
   Projection& projection_;

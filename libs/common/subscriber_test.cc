@@ -591,6 +591,72 @@ TEST_P(SubscriberRetryTest, AFailedBatchAndTheBatchesTakenAfterItAreAllAppliedOn
   }
 }
 
+// Counts each stream version applied; fails once at one of them.
+class FailsOnceAtVersion final : public Projection {
+ public:
+  explicit FailsOnceAtVersion(int64_t version) : fail_at_(version) {}
+  absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn& txn) override {
+    if (e.stream_version() == fail_at_) {
+      fail_at_ = 0;
+      return absl::UnavailableError("busy for a moment");
+    }
+    absl::SleepFor(absl::Microseconds(500));  // lets the consumer run ahead
+    return AddOne(txn, absl::StrCat(e.stream(), "/", e.stream_version()));
+  }
+
+ private:
+  int64_t fail_at_;  // only the apply thread calls Apply
+};
+
+// While the seek back to a failed batch keeps failing, later events of its
+// partition must not be applied: the failed one would then be skipped as
+// already seen (a lower version of the same stream), and a crash would
+// resume after it.
+TEST(SubscriberSeekTest, APartitionWhoseSeekFailsIsHeldBackUntilASeekSucceeds) {
+  constexpr int kVersions = 200;
+  crm::testing::MockCluster cluster({{"seekfail.test", 1}});
+  ASSERT_TRUE(cluster.ok());
+  {
+    auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
+    ASSERT_TRUE(conf.ok()) << conf.status();
+    std::string err;
+    std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
+    ASSERT_NE(producer, nullptr) << err;
+    for (int v = 1; v <= kVersions; ++v) {
+      crm::v1::EventEnvelope e;
+      e.set_stream("s");
+      e.set_stream_version(v);
+      const std::string value = e.SerializeAsString();
+      ASSERT_EQ(
+          producer->produce("seekfail.test", 0, RdKafka::Producer::RK_MSG_COPY,
+                            const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
+          RdKafka::ERR_NO_ERROR);
+    }
+    ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+  }
+  crm::testing::TempDir dir;
+  auto db = CountsDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  FailsOnceAtVersion projection(50);
+  SubscriberOptions options = KafkaOptions(cluster, "seekfail.test");
+  options.max_batch = 8;
+  Subscriber subscriber(**db, projection, options);
+  std::atomic<int> seeks_failed{0};
+  SubscriberTestPeer::FailSeeks(subscriber, 5, seeks_failed);
+  ASSERT_TRUE(subscriber.Start().ok());
+  EXPECT_TRUE(Eventually([&] {
+    auto next = subscriber.StoredOffset("seekfail.test", 0);
+    return next.ok() && next->value_or(0) == kVersions;
+  }));
+  subscriber.Stop();
+  EXPECT_EQ(seeks_failed.load(), 5);
+  for (int v = 1; v <= kVersions; ++v) {
+    auto count = (*db)->Get("counts", absl::StrCat("s/", v));
+    ASSERT_TRUE(count.ok()) << count.status();
+    EXPECT_EQ(count->value_or("0"), "1") << "version " << v;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(CommitInline, SubscriberRetryTest,
                          ::testing::Values(std::make_tuple(false, 0)));
 INSTANTIATE_TEST_SUITE_P(CommitPipelined, SubscriberRetryTest,
