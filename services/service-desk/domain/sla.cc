@@ -15,8 +15,11 @@ void Schedule(const BusinessCalendar& calendar, crm::v1::SlaClock& clock, absl::
   const absl::Duration left = std::max(remaining, absl::ZeroDuration());
   const absl::Duration warning_before = absl::Seconds(clock.warning_before_seconds());
   *clock.mutable_due_at() = ToProtoTimestamp(calendar.Add(now, left));
+  // A clock resumed with no more than the warning lead left warns when
+  // business time next runs, not at `now` (a Saturday, say): Add(now, 0)
+  // is `now` itself even when the desk is closed.
   *clock.mutable_warning_at() =
-      ToProtoTimestamp(calendar.Add(now, std::max(left - warning_before, absl::ZeroDuration())));
+      ToProtoTimestamp(calendar.Add(now, std::max(left - warning_before, absl::Nanoseconds(1))));
 }
 
 }  // namespace
@@ -42,7 +45,10 @@ bool IsRunning(const crm::v1::SlaClock& clock) {
 crm::v1::SlaClock PauseClock(const BusinessCalendar& calendar, crm::v1::SlaClock clock,
                              absl::Time now) {
   if (!IsRunning(clock) || clock.breached()) return clock;
-  clock.set_remaining_seconds(absl::ToInt64Seconds(calendar.Between(now, At(clock.due_at()))));
+  // Rounded up: 0.8 s left stored as 0 would be due at once on resume,
+  // whenever that is.
+  clock.set_remaining_seconds(absl::ToInt64Seconds(
+      absl::Ceil(calendar.Between(now, At(clock.due_at())), absl::Seconds(1))));
   clock.set_paused(true);
   clock.clear_due_at();
   clock.clear_warning_at();

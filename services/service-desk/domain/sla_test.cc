@@ -96,6 +96,31 @@ TEST(SlaClockTest, PauseKeepsTheBusinessTimeLeftAndResumeReschedules) {
   EXPECT_EQ(At(clock.warning_at()), Utc(3, 9, 30));
 }
 
+// Paused with half an hour left of a one-hour warning lead, resumed on a
+// Saturday: the warning waits for Monday's opening, as the due time does.
+TEST(SlaClockTest, AClockResumedWithinItsWarningLeadWarnsWhenTheDeskOpens) {
+  auto clock = StartClock(Office(), Utc(1, 9), absl::Hours(4), absl::Hours(1));
+  clock = PauseClock(Office(), clock, Utc(1, 12, 30));
+  ASSERT_FALSE(clock.warned());
+  clock = ResumeClock(Office(), clock, Utc(6, 10));
+  EXPECT_EQ(At(clock.due_at()), Utc(8, 9, 30));
+  EXPECT_EQ(DueAt(clock, Utc(6, 10)), SlaDue::kNone) << "Saturday";
+  EXPECT_EQ(DueAt(clock, Utc(8, 8, 59)), SlaDue::kNone);
+  EXPECT_EQ(DueAt(clock, Utc(8, 9, 1)), SlaDue::kWarning);
+  EXPECT_EQ(DueAt(clock, Utc(8, 9, 30)), SlaDue::kBreach);
+}
+
+// Less than a second left is not nothing left: resumed on a Saturday, the
+// clock is due when the desk opens, not at once.
+TEST(SlaClockTest, PausingKeepsAFractionOfASecondLeft) {
+  auto clock = StartClock(Office(), Utc(1, 9), absl::Hours(1), absl::ZeroDuration());
+  clock = PauseClock(Office(), clock, Utc(1, 10) - absl::Milliseconds(200));
+  EXPECT_EQ(clock.remaining_seconds(), 1);
+  clock = ResumeClock(Office(), clock, Utc(6, 10));
+  EXPECT_EQ(DueAt(clock, Utc(6, 10)), SlaDue::kNone) << "Saturday";
+  EXPECT_EQ(At(clock.due_at()), Utc(8, 9) + absl::Seconds(1));
+}
+
 TEST(SlaClockTest, PausedWhileOverdueIsDueAtOnceOnResume) {
   auto clock = StartClock(Office(), Utc(1, 9), absl::Hours(1), absl::ZeroDuration());
   clock = PauseClock(Office(), clock, Utc(1, 12));  // two hours overdue, timer not run yet
