@@ -400,6 +400,13 @@ TEST_F(AuthTest, AnOverlongCorrelationIdIsRefusedAndWritesNothing) {
   ok_ctx->AddMetadata("x-correlation-id", std::string(128, 'c'));
   EXPECT_TRUE(leads->CaptureLead(ok_ctx.get(), capture, &captured).ok());
   EXPECT_EQ(count(), before + 1);
+  // An open method writes nothing: a probe with any id is answered.
+  auto health = grpc::health::v1::Health::NewStub(stack_->ChannelWithoutToken("leads"));
+  auto probe = Ctx();
+  probe->AddMetadata("x-correlation-id", std::string(129, 'c'));
+  grpc::health::v1::HealthCheckRequest check;
+  grpc::health::v1::HealthCheckResponse serving;
+  EXPECT_TRUE(health->Check(probe.get(), check, &serving).ok());
 }
 
 TEST_F(AuthTest, BadTokensAreUnauthenticated) {

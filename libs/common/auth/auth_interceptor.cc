@@ -2,6 +2,8 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -125,7 +127,9 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
       refused_ = verdict.status();
       if (audit_ != nullptr) {
         if (auto it = md->find("x-correlation-id"); it != md->end()) {
-          correlation_id_.assign(it->second.data(), it->second.size());
+          // A longer one is refused (Decide), but a denial is audited first.
+          correlation_id_.assign(it->second.data(),
+                                 std::min<size_t>(it->second.size(), kMaxCorrelationId));
         }
       }
       if (!IsOpenMethod(method_)) {
@@ -165,13 +169,6 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
 
  private:
   absl::StatusOr<Principal> Decide(const std::multimap<grpc::string_ref, grpc::string_ref>& md) {
-    // It goes into every event of the call, the logs and the audit trail:
-    // only gRPC's metadata limit (kilobytes) would bound it otherwise.
-    if (auto it = md.find("x-correlation-id");
-        it != md.end() && it->second.size() > kMaxCorrelationId) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("x-correlation-id: longer than ", kMaxCorrelationId, " bytes"));
-    }
     if (IsOpenMethod(method_)) return Principal{};
     auto token = BearerToken(md);
     if (!token.ok()) return token.status();
@@ -180,6 +177,14 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
     // Known from here on, also when the method table refuses the call.
     subject_ = principal->subject;
     if (auto st = Authorize(method_, *principal); !st.ok()) return st;
+    // It goes into every event of the call, the logs and the audit trail:
+    // only gRPC's metadata limit (kilobytes) would bound it otherwise.
+    // Checked last, so a refused caller is still audited as one.
+    if (auto it = md.find("x-correlation-id");
+        it != md.end() && it->second.size() > kMaxCorrelationId) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("x-correlation-id: longer than ", kMaxCorrelationId, " bytes"));
+    }
     return principal;
   }
 
