@@ -421,11 +421,17 @@ absl::StatusOr<EventStore::CustomerEvents> EventStore::ReadCustomerEvents(
     if (!id.empty()) wanted.push_back(id);
   }
   if (wanted.empty()) return out;
+  // Positions are handed out before their appends are written: a page that
+  // passed one still being written, and ended after it, would lose it. So
+  // the read stops at the first position not yet written, taken before the
+  // iterator so that everything below it is in the iterator's view.
+  const uint64_t stable = StablePosition();
   auto it = db_->NewIterator(kLog);
   auto* events = db_->Family(kEvents);
   std::string value;
   uint64_t last_taken = after;
   for (it->Seek(BigEndian64(after + 1)); it->Valid(); it->Next()) {
+    if (ReadBigEndian64(absl::string_view(it->key().data(), it->key().size())) >= stable) break;
     auto s = db_->raw()->Get(rocksdb::ReadOptions(), events, it->value(), &value);
     if (!s.ok()) return FromRocks(s);
     // Most events are about someone else: skip them without parsing.
