@@ -453,9 +453,6 @@ TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterEra
   EXPECT_FALSE(Export(stack, "leads", ada.customer_id(), &st).erased());
 }
 
-// Free text typed about a person (lead attributes and needs, activity
-// subjects, notes, ticket text) is personal data like the contact fields:
-// ciphertext on every topic, plaintext through the APIs, gone after erasure.
 // A person with many large leads: the export comes in pages a default
 // client can take, opened, each going on where the last one ended.
 TEST(PiiTest, ALargeExportComesInPages) {
@@ -507,6 +504,9 @@ TEST(PiiTest, ALargeExportComesInPages) {
   EXPECT_EQ(st.error_message(), "page_token: malformed");
 }
 
+// Free text typed about a person (lead attributes and needs, activity
+// subjects, notes, ticket text) is personal data like the contact fields:
+// ciphertext on every topic, plaintext through the APIs, gone after erasure.
 TEST(PiiTest, FreeTextIsSealedInEveryServiceAndErasedWithThePerson) {
   Stack stack;
   ASSERT_TRUE(stack.StartBroker());
