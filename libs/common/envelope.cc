@@ -35,8 +35,7 @@ constexpr size_t kFingerprintHex = 32;
 constexpr char kFingerprintMark = '\n';
 }  // namespace
 
-std::string CallerRequestKey(const EventContext& ctx, absl::string_view key,
-                             const google::protobuf::Message& request) {
+std::string RequestFingerprint(const google::protobuf::Message& request) {
   std::string bytes;
   {
     google::protobuf::io::StringOutputStream out(&bytes);
@@ -46,9 +45,14 @@ std::string CallerRequestKey(const EventContext& ctx, absl::string_view key,
   }
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), kFingerprintHex / 2));
+}
+
+std::string CallerRequestKey(const EventContext& ctx, absl::string_view key,
+                             const google::protobuf::Message& request) {
   return absl::StrCat(CallerRequestKey(ctx, key), std::string(1, kFingerprintMark),
-                      absl::BytesToHexString(absl::string_view(
-                          reinterpret_cast<const char*>(digest), kFingerprintHex / 2)));
+                      RequestFingerprint(request));
 }
 
 RequestKeyParts SplitRequestKey(absl::string_view request_key) {

@@ -41,6 +41,10 @@ inline std::string CallerRequestKey(const EventContext& ctx, absl::string_view k
 std::string CallerRequestKey(const EventContext& ctx, absl::string_view key,
                              const google::protobuf::Message& request);
 
+// That fingerprint alone: 32 hex digits of a SHA-256 of the message's
+// deterministic encoding (map entries sorted).
+std::string RequestFingerprint(const google::protobuf::Message& request);
+
 struct RequestKeyParts {
   absl::string_view key;          // what results are stored under
   absl::string_view fingerprint;  // empty when the key has none

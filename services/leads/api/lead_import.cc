@@ -15,6 +15,14 @@ namespace {
 
 void Reject(crm::v1::ImportRowResult& result, absl::string_view error) {
   result.set_outcome(crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  // Reasons may quote the row (an attribute's key, say): cut, at a UTF-8
+  // character boundary, so that 16,000 of them fit a reply.
+  constexpr size_t kMaxError = 200;
+  if (error.size() > kMaxError) {
+    size_t cut = kMaxError;
+    while (cut > 0 && (static_cast<unsigned char>(error[cut]) & 0xC0) == 0x80) --cut;
+    error = error.substr(0, cut);
+  }
   result.set_error(std::string(error));
 }
 
@@ -229,8 +237,11 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
   results_.resize(base + rows.size());
 
   // Row keys: repeats within the call, then rows an earlier call imported.
+  // A row number is one row: sent again with other content, it is refused.
+  constexpr absl::string_view kOtherContent = "row_number: imported before with other content";
   std::vector<size_t> lookup;
   std::vector<int64_t> lookup_rows;
+  std::vector<std::string> fingerprints(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     auto& result = results_[base + i];
     const int64_t row = rows[i].row_number();
@@ -239,9 +250,14 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
       Reject(result, "row_number: must be positive");
       continue;
     }
-    auto [it, inserted] = first_index_.try_emplace(row, base + i);
+    fingerprints[i] = RequestFingerprint(rows[i]);
+    auto [it, inserted] = first_index_.try_emplace(row, FirstRow{base + i, fingerprints[i]});
     if (!inserted) {
-      repeats_.emplace_back(base + i, it->second);
+      if (it->second.fingerprint != fingerprints[i]) {
+        Reject(result, kOtherContent);
+      } else {
+        repeats_.emplace_back(base + i, it->second.index);
+      }
       continue;
     }
     lookup.push_back(i);
@@ -262,7 +278,14 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
   for (size_t j = 0; j < lookup.size(); ++j) {
     auto& result = results_[base + lookup[j]];
     if (earlier[j].has_value()) {
+      // Results stored before fingerprints were have none to compare.
+      if (!earlier[j]->row_fingerprint().empty() &&
+          earlier[j]->row_fingerprint() != fingerprints[lookup[j]]) {
+        Reject(result, kOtherContent);
+        continue;
+      }
       result = *std::move(earlier[j]);
+      result.clear_row_fingerprint();
       result.set_replayed(true);
       continue;
     }
@@ -322,7 +345,11 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
     command.request = std::move(fresh[j].request);
     ctx.causation_id = command.request.request_id();
     auto [key, added] = chunk_keys.try_emplace(command.customer_id);
-    if (added) {
+    if (added && session_keys_.contains(command.customer_id)) {
+      // Issued by an earlier chunk of this call, whose write may not have
+      // landed yet: the vault would issue the person a second key.
+      key->second = session_keys_.at(command.customer_id);
+    } else if (added) {
       // A customer minted for this row has no key to look up.
       auto found = command.customer_id == candidates[j].new_customer_id
                        ? commands_.store().vault().NewKey(command.customer_id, ctx)
@@ -339,6 +366,7 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
       if (sealing.issue.has_value()) {
         chunk.key_appends.push_back(*std::move(sealing.issue));
         chunk.keys.emplace_back(command.customer_id, sealing.key);
+        session_keys_.emplace(command.customer_id, sealing.key);
       }
     }
     pii::SealFields(command.request, key->second);
@@ -357,7 +385,9 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
     result.set_owner_id(lead->state.owner_id());
     result.set_queue(lead->state.queue());
     result.set_score(lead->state.score().total());
+    result.set_row_fingerprint(std::move(fingerprints[fresh[j].index]));
     lead->append.projection_writes.push_back(LeadStore::ImportRowWrite(import_key_, result));
+    result.clear_row_fingerprint();
     chunk.appends.push_back(std::move(lead->append));
     chunk.assignments.push_back(std::move(assignments[j]));
     chunk.halves.push_back(HalfOf(command.customer_id));

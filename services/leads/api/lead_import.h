@@ -125,8 +125,15 @@ class ImportSession {
   const ContactRegistry::Owner owner_;
   std::vector<crm::v1::ImportLeadRow> pending_;
   std::vector<crm::v1::ImportRowResult> results_;
-  // First result index of each row number seen in this call.
-  absl::flat_hash_map<int64_t, size_t> first_index_;
+  // The first row of each row number seen in this call.
+  struct FirstRow {
+    size_t index;             // into results_
+    std::string fingerprint;  // RequestFingerprint of the row
+  };
+  absl::flat_hash_map<int64_t, FirstRow> first_index_;
+  // Data keys this call issued: a later chunk may seal a person's rows
+  // before the chunk that issued the key has written it.
+  absl::flat_hash_map<std::string, pii::DataKey> session_keys_;
   // (result index, index of the first occurrence): rows repeated in the call.
   std::vector<std::pair<size_t, size_t>> repeats_;
   size_t rows_received_ = 0;

@@ -4,12 +4,14 @@
 #include <map>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
 #include "libs/common/pii/cipher.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm::leads {
@@ -322,13 +324,66 @@ TEST_F(LeadImportTest, AContactFirstSeenOnADuplicateRowFindsThePersonsFirstLead)
 }
 
 TEST_F(LeadImportTest, ARowNumberRepeatedInOneCallIsTheSameRow) {
-  auto response =
-      Import("repeat-1", {Row(1, "a@x.test"), Row(2, "b@x.test"), Row(1, "other@x.test")});
+  auto response = Import("repeat-1", {Row(1, "a@x.test"), Row(2, "b@x.test"), Row(1, "a@x.test"),
+                                      Row(2, "other@x.test")});
   ASSERT_TRUE(response.ok()) << response.status();
-  ASSERT_EQ(response->results_size(), 3);
+  ASSERT_EQ(response->results_size(), 4);
   EXPECT_EQ(response->results(2).lead_id(), response->results(0).lead_id());
   EXPECT_TRUE(response->results(2).replayed());
+  // Other content under a row number already used is refused, not dropped
+  // behind the first row's result.
+  EXPECT_EQ(response->results(3).outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  EXPECT_EQ(response->results(3).error(), "row_number: imported before with other content");
   EXPECT_EQ(CountLeads(), 2);
+}
+
+TEST_F(LeadImportTest, AReplayWithOtherContentUnderARowNumberIsRefused) {
+  ASSERT_TRUE(Import("fix-1", {Row(1, "a@x.test"), Row(2, "b@x.test")}).ok());
+  // The file was corrected and sent again: row 2 is someone else now.
+  auto again = Import("fix-1", {Row(1, "a@x.test"), Row(2, "c@x.test")});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->results(0).replayed());
+  EXPECT_EQ(again->results(0).row_fingerprint(), "") << "stored, never sent";
+  EXPECT_EQ(again->results(1).outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  EXPECT_EQ(again->results(1).error(), "row_number: imported before with other content");
+  EXPECT_EQ(CountLeads(), 2);
+}
+
+// 16,000 reasons quoting a long attribute key each must still fit a reply.
+TEST_F(LeadImportTest, ARejectionReasonIsCutShort) {
+  auto row = Row(1, "a@x.test");
+  (*row.mutable_attributes())[std::string(400, 'k') + "\u00e9"] = "pii1.not-really-sealed";
+  auto response = Import("reason-1", {row});
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->results(0).outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  EXPECT_LE(response->results(0).error().size(), 200u);
+  EXPECT_TRUE(absl::StartsWith(response->results(0).error(), "attributes[kkk"))
+      << response->results(0).error();
+}
+
+// A person seen again in the next chunk, prepared while the chunk that
+// issued their data key is still being written, is sealed with that key.
+TEST_F(LeadImportTest, APersonAcrossChunksHasOneDataKey) {
+  std::vector<crm::v1::ImportLeadRow> rows;
+  for (int i = 1; i <= 14; ++i) rows.push_back(Row(i, absl::StrCat("k", i, "@x.test")));
+  rows[7].mutable_contact()->set_email("k1@x.test");  // row 8, chunk two, is row 1's person
+  auto response = Import("keys-1", rows, /*per_message=*/14);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->results(7).customer_id(), response->results(0).customer_id());
+  auto events = store_->events().ReadCustomerEvents({response->results(0).customer_id()});
+  ASSERT_TRUE(events.ok()) << events.status();
+  int keys = 0;
+  for (const auto& e : events->events) keys += e.type() == "DataKeyIssued";
+  EXPECT_EQ(keys, 1);
+  // Both rows read back in plaintext.
+  for (int i : {0, 7}) {
+    crm::v1::GetLeadRequest get;
+    get.set_lead_id(response->results(i).lead_id());
+    auto lead = commands_->GetLead(get);
+    ASSERT_TRUE(lead.ok()) << lead.status();
+    pii::OpenFields(*lead, store_->vault());
+    EXPECT_EQ(lead->contact().email(), "k1@x.test");
+  }
 }
 
 TEST_F(LeadImportTest, OneImportRunsInOneCallAtATime) {
