@@ -305,19 +305,15 @@ SubscriberOptions KafkaOptions(const crm::testing::MockCluster& cluster, const s
   return options;
 }
 
-// Publishes a version-1 event for each of `streams` to one partition and
-// waits until the broker has them.
-void Publish(const crm::testing::MockCluster& cluster, const std::string& topic, int32_t partition,
-             const std::vector<std::string>& streams) {
+// Publishes `events` to one partition and waits until the broker has them.
+void PublishEvents(const crm::testing::MockCluster& cluster, const std::string& topic,
+                   int32_t partition, const std::vector<crm::v1::EventEnvelope>& events) {
   auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
   ASSERT_TRUE(conf.ok()) << conf.status();
   std::string err;
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
   ASSERT_NE(producer, nullptr) << err;
-  for (const auto& stream : streams) {
-    crm::v1::EventEnvelope e;
-    e.set_stream(stream);
-    e.set_stream_version(1);
+  for (const auto& e : events) {
     const std::string value = e.SerializeAsString();
     ASSERT_EQ(
         producer->produce(topic, partition, RdKafka::Producer::RK_MSG_COPY,
@@ -325,6 +321,21 @@ void Publish(const crm::testing::MockCluster& cluster, const std::string& topic,
         RdKafka::ERR_NO_ERROR);
   }
   ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+}
+
+crm::v1::EventEnvelope Versioned(const std::string& stream, int64_t version) {
+  crm::v1::EventEnvelope e;
+  e.set_stream(stream);
+  e.set_stream_version(version);
+  return e;
+}
+
+// Publishes a version-1 event for each of `streams`.
+void Publish(const crm::testing::MockCluster& cluster, const std::string& topic, int32_t partition,
+             const std::vector<std::string>& streams) {
+  std::vector<crm::v1::EventEnvelope> events;
+  for (const auto& stream : streams) events.push_back(Versioned(stream, 1));
+  PublishEvents(cluster, topic, partition, events);
 }
 
 // "<prefix>0" .. "<prefix>(n-1)".
@@ -363,24 +374,13 @@ TEST(SubscriberBatchTest, ABatchEndsAtItsByteBound) {
   // Events up to 900 KB each: 5,000 of them would be gigabytes in memory.
   crm::testing::MockCluster cluster({{"bytes.test", 1}});
   ASSERT_TRUE(cluster.ok());
-  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
-  ASSERT_TRUE(conf.ok()) << conf.status();
-  std::string err;
-  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
-  ASSERT_NE(producer, nullptr) << err;
   constexpr int kEvents = 30;
+  std::vector<crm::v1::EventEnvelope> events;
   for (int i = 0; i < kEvents; ++i) {
-    crm::v1::EventEnvelope e;
-    e.set_stream(absl::StrCat("big-", i));
-    e.set_stream_version(1);
-    e.set_actor(std::string(20'000, 'x'));
-    const std::string value = e.SerializeAsString();
-    ASSERT_EQ(
-        producer->produce("bytes.test", 0, RdKafka::Producer::RK_MSG_COPY,
-                          const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
-        RdKafka::ERR_NO_ERROR);
+    events.push_back(Versioned(absl::StrCat("big-", i), 1));
+    events.back().set_actor(std::string(20'000, 'x'));
   }
-  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "bytes.test", 0, events));
 
   crm::testing::TempDir dir;
   auto db = CountsDatabase(dir);
@@ -616,24 +616,9 @@ TEST(SubscriberSeekTest, APartitionWhoseSeekFailsIsHeldBackUntilASeekSucceeds) {
   constexpr int kVersions = 200;
   crm::testing::MockCluster cluster({{"seekfail.test", 1}});
   ASSERT_TRUE(cluster.ok());
-  {
-    auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}});
-    ASSERT_TRUE(conf.ok()) << conf.status();
-    std::string err;
-    std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
-    ASSERT_NE(producer, nullptr) << err;
-    for (int v = 1; v <= kVersions; ++v) {
-      crm::v1::EventEnvelope e;
-      e.set_stream("s");
-      e.set_stream_version(v);
-      const std::string value = e.SerializeAsString();
-      ASSERT_EQ(
-          producer->produce("seekfail.test", 0, RdKafka::Producer::RK_MSG_COPY,
-                            const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr),
-          RdKafka::ERR_NO_ERROR);
-    }
-    ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
-  }
+  std::vector<crm::v1::EventEnvelope> events;
+  for (int v = 1; v <= kVersions; ++v) events.push_back(Versioned("s", v));
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "seekfail.test", 0, events));
   crm::testing::TempDir dir;
   auto db = CountsDatabase(dir);
   ASSERT_TRUE(db.ok()) << db.status();
