@@ -578,7 +578,6 @@ void Subscriber::Consume() {
     // succeeds: taken, they would skip the failed batch. The others are
     // still consumed, which also serves rebalances.
     const Partitions unsought = SeekBack(rewind);
-    if (!unsought.empty()) absl::SleepFor(absl::Milliseconds(100));
     // After any seek back, so the position counts what is to be consumed again.
     if (absl::Now() >= next_lag) {
       RefreshLag();
@@ -613,8 +612,10 @@ void Subscriber::Consume() {
         }
         break;
       }
+      // The seek is tried again once this batch is handed over, or when
+      // the lag is next due (every 2 s) while nothing else arrives.
       if (!unsought.empty() && unsought.contains({msg->topic_name(), msg->partition()})) {
-        if (batch.empty()) break;  // back to the seek
+        if (batch.empty() && absl::Now() >= next_lag) break;
         continue;
       }
       ConsumedMessage m;

@@ -180,10 +180,11 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
     // It goes into every event of the call, the logs and the audit trail:
     // only gRPC's metadata limit (kilobytes) would bound it otherwise.
     // Checked last, so a refused caller is still audited as one.
-    if (auto it = md.find("x-correlation-id");
-        it != md.end() && it->second.size() > kMaxCorrelationId) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("x-correlation-id: longer than ", kMaxCorrelationId, " bytes"));
+    for (auto [it, end] = md.equal_range("x-correlation-id"); it != end; ++it) {
+      if (it->second.size() > kMaxCorrelationId) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("x-correlation-id: longer than ", kMaxCorrelationId, " bytes"));
+      }
     }
     return principal;
   }

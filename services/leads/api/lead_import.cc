@@ -212,6 +212,8 @@ absl::Status ImportSession::Process(std::vector<crm::v1::ImportLeadRow> rows) {
   }
   if (chunk.appends.empty()) {
     commands_.contacts().Release(chunk.claimed);  // every fresh row was rejected
+    // Its new keys are not written: a later chunk must not seal with them.
+    for (const auto& [customer, key] : chunk.keys) session_keys_.erase(customer);
     return absl::OkStatus();
   }
   written_ = std::make_unique<absl::Notification>();
@@ -238,7 +240,8 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
 
   // Row keys: repeats within the call, then rows an earlier call imported.
   // A row number is one row: sent again with other content, it is refused.
-  constexpr absl::string_view kOtherContent = "row_number: imported before with other content";
+  constexpr absl::string_view kOtherContent =
+      "row_number: already used in this import with other content";
   std::vector<size_t> lookup;
   std::vector<int64_t> lookup_rows;
   std::vector<std::string> fingerprints(rows.size());
