@@ -88,7 +88,8 @@ class AccessLog final : public grpc::experimental::Interceptor {
       auto* md = methods->GetRecvInitialMetadata();
       if (auto it = md->find("x-correlation-id"); it != md->end()) {
         // The call is refused if it is longer; the log line shows its head.
-        correlation_id_.assign(it->second.data(), std::min<size_t>(it->second.size(), 128));
+        correlation_id_.assign(it->second.data(),
+                               std::min(it->second.size(), auth::kMaxCorrelationId));
       }
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {

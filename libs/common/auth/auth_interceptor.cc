@@ -28,7 +28,6 @@ constexpr char kVerdictKey[] = "x-crm-auth-verdict";
 // Headers that used to carry identity unverified; the token replaces them.
 constexpr char kActorKey[] = "x-crm-actor";
 constexpr char kLegacyRolesKey[] = "x-crm-roles";
-constexpr size_t kMaxCorrelationId = 128;
 
 // A random per-process value: a verdict without it was not written by our
 // interceptor (e.g. a server built without it), and is refused.
@@ -177,8 +176,7 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
     // Known from here on, also when the method table refuses the call.
     subject_ = principal->subject;
     if (auto st = Authorize(method_, *principal); !st.ok()) return st;
-    // It goes into every event of the call, the logs and the audit trail:
-    // only gRPC's metadata limit (kilobytes) would bound it otherwise.
+    // Only gRPC's metadata limit (kilobytes) would bound it otherwise.
     // Checked last, so a refused caller is still audited as one.
     for (auto [it, end] = md.equal_range("x-correlation-id"); it != end; ++it) {
       if (it->second.size() > kMaxCorrelationId) {

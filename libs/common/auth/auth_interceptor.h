@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -24,6 +25,11 @@
 // or by a handler's record check — goes to the audit log, with the record
 // the request named (its first non-empty *_id field).
 namespace crm::auth {
+
+// The longest x-correlation-id a call may carry: it goes into every event of
+// the call, the access log and the audit trail, so the interceptor refuses a
+// longer one (INVALID_ARGUMENT), and logs keep no more of it.
+inline constexpr size_t kMaxCorrelationId = 128;
 
 // The verified caller of this call; otherwise the interceptor's refusal
 // (UNAUTHENTICATED or PERMISSION_DENIED), or UNAUTHENTICATED when no auth
