@@ -431,7 +431,9 @@ absl::StatusOr<EventStore::CustomerEvents> EventStore::ReadCustomerEvents(
   std::string value;
   uint64_t last_taken = after;
   for (it->Seek(BigEndian64(after + 1)); it->Valid(); it->Next()) {
-    if (ReadBigEndian64(absl::string_view(it->key().data(), it->key().size())) >= stable) break;
+    const uint64_t position =
+        ReadBigEndian64(absl::string_view(it->key().data(), it->key().size()));
+    if (position >= stable) break;
     auto s = db_->raw()->Get(rocksdb::ReadOptions(), events, it->value(), &value);
     if (!s.ok()) return FromRocks(s);
     // Most events are about someone else: skip them without parsing.
@@ -448,7 +450,7 @@ absl::StatusOr<EventStore::CustomerEvents> EventStore::ReadCustomerEvents(
       out.resume_after = last_taken;
       return out;
     }
-    last_taken = ReadBigEndian64(absl::string_view(it->key().data(), it->key().size()));
+    last_taken = position;
     out.events.push_back(std::move(e));
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
