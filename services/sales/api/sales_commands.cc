@@ -197,6 +197,10 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
   // Before ctx is moved: argument evaluation order is unspecified.
   const std::string key =
       CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", request.request_id()), raw);
+  // A retry is answered before an id is minted and a key issued for it:
+  // each would append a DataKeyIssued for a customer that never opens.
+  CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Customer>(store_.events(), key));
+  if (earlier.has_value()) return *std::move(earlier);
   if (request.customer_id().empty()) request.set_customer_id(NewId("cus"));
   if (vault_ != nullptr) {
     // The key is durable before the events it seals (one more synced write

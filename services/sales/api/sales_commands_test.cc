@@ -207,6 +207,30 @@ TEST_F(SalesCommandsTest, ARetryOfAnOpenWithoutCustomerIdGetsTheSameAccount) {
   EXPECT_EQ(store_->events().LogSize(), 1u);
 }
 
+// With PII sealed, an open without customer_id issues a data key for the
+// id it mints: a retry must neither mint another id nor issue a key for it.
+TEST_F(SalesCommandsTest, ARetryOfASealedOpenWithoutCustomerIdIssuesNoSecondKey) {
+  auto vault = pii::KeyVault::Open(store_->db(), &store_->events(), pii::RandomKey(), kSalesSource);
+  ASSERT_TRUE(vault.ok()) << vault.status();
+  commands_->SealPiiWith(**vault);
+  crm::v1::OpenCustomerRequest r;
+  r.set_request_id("open-new-sealed");
+  r.set_name("Analytical Engines");
+  r.set_owner_id("rep_ada");
+  r.set_territory("EMEA");
+  auto first = commands_->OpenCustomer(r, Ctx());
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(store_->events().LogSize(), 2u) << "the key record, then the customer";
+  auto retry = commands_->OpenCustomer(r, Ctx());
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->customer_id(), first->customer_id());
+  EXPECT_EQ(store_->events().LogSize(), 2u);
+  // The same request id with other content is refused, and issues nothing.
+  r.set_name("Difference Engines");
+  EXPECT_EQ(commands_->OpenCustomer(r, Ctx()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->events().LogSize(), 2u);
+}
+
 // Owners are token subjects, and identity providers write those as
 // "provider|id".
 TEST_F(SalesCommandsTest, AnOwnerNamedByAnIdentityProvidersSubjectOwnsTheAccount) {
