@@ -789,6 +789,15 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
   crm::v1::GetOrderRequest get;
   get.set_order_id(request.order_id());
   CRM_ASSIGN_OR_RETURN(auto order, GetOrder(get));
+  // The contract leads to an invoice: not for a deal marked lost since the
+  // order (held as PlaceOrder holds it).
+  auto guard = opportunity_locks_.Lock({order.opportunity_id()});
+  CRM_ASSIGN_OR_RETURN(earlier, StoredAnswer<crm::v1::Contract>(store_.events(), request_key));
+  if (earlier.has_value()) return *std::move(earlier);
+  if (!order.opportunity_id().empty()) {
+    CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(order.opportunity_id()));
+    CRM_RETURN_IF_ERROR(CheckNotLost(opportunity, "draft a contract"));
+  }
   sales::DraftContract command{request, ContractIdForOrder(order.order_id()), std::move(order)};
   CRM_ASSIGN_OR_RETURN(auto out,
                        Execute<crm::v1::Contract>(
@@ -818,11 +827,39 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::SubmitContract(
 absl::StatusOr<crm::v1::Contract> SalesCommands::ApproveContract(
     const crm::v1::ApproveContractRequest& request, EventContext raw_ctx,
     const std::vector<std::string>& roles) {
-  return Transition<crm::v1::Contract>(
-      request, "ApproveContract", "contract_id", request.contract_id(), request.request_id(),
-      std::move(raw_ctx), [&](const EventContext& ctx) {
-        return ContractCommand{sales::ApproveContract{ctx.actor, roles}};
-      });
+  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
+  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  const std::string stream = ContractStream(request.contract_id());
+  // Approval invoices the customer, so the deal must not be lost meanwhile;
+  // a contract's deal never changes, so its lock can be taken first.
+  CRM_ASSIGN_OR_RETURN(auto first_read, store_.Load<crm::v1::Contract>(stream));
+  auto guard = opportunity_locks_.Lock(
+      {first_read.state.has_value() ? first_read.state->opportunity_id() : ""});
+  CRM_ASSIGN_OR_RETURN(
+      auto out,
+      Execute<crm::v1::Contract>(
+          stream,
+          CallerRequestKey(ctx, absl::StrCat("ApproveContract/", request.request_id()), request),
+          kAnyVersion, ctx,
+          [&](const std::optional<crm::v1::Contract>& s) {
+            // After the retry lookup and the approver's checks: an approval
+            // that went through keeps its answer, and a caller who may not
+            // approve hears that first.
+            auto decided =
+                NameMissing(Decide(s, ContractCommand{sales::ApproveContract{ctx.actor, roles}}), s,
+                            "contract_id", request.contract_id());
+            if (decided.ok() && !s->opportunity_id().empty()) {
+              auto opportunity = LoadOpportunity(s->opportunity_id());
+              if (!opportunity.ok()) return decltype(decided)(opportunity.status());
+              if (auto st = CheckNotLost(*opportunity, "approve its contract"); !st.ok()) {
+                return decltype(decided)(st);
+              }
+            }
+            return decided;
+          },
+          [](const crm::v1::Contract&) { return NoRows(); }));
+  return out.state;
 }
 
 absl::StatusOr<crm::v1::Contract> SalesCommands::RejectContract(

@@ -910,6 +910,74 @@ TEST_F(SalesCommandsTest, AnAcceptedQuoteOfALostDealIsNotOrderedUntilTheDealIsRe
   EXPECT_EQ(retried->order_id(), order->order_id());
 }
 
+// An order whose deal was lost afterwards is neither contracted nor, once
+// contracted, approved (approval invoices the customer) until the deal is
+// reopened; an approval that went through keeps its answer.
+TEST_F(SalesCommandsTest, AnOrderOfADealLostSinceIsNotContractedNorInvoiced) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(quote.ok()) << quote.status();
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-1");
+  accept.set_quote_id(quote->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-1");
+  place.set_quote_id(quote->quote_id());
+  auto order = commands_->PlaceOrder(place, Ctx());
+  ASSERT_TRUE(order.ok()) << order.status();
+  auto lost = Move(o, "lost", "move-1", "budget cut");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  uint64_t before = store_->events().LogSize();
+
+  crm::v1::DraftContractRequest draft;
+  draft.set_request_id("contract-1");
+  draft.set_order_id(order->order_id());
+  draft.set_start_date("2025-04-01");
+  auto st = commands_->DraftContract(draft, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "opportunity_id:")) << st;
+  EXPECT_EQ(store_->events().LogSize(), before);
+
+  auto reopened = Move(*lost, "proposal", "move-2");
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto contract = commands_->DraftContract(draft, Ctx());
+  ASSERT_TRUE(contract.ok()) << contract.status();
+  crm::v1::SubmitContractRequest submit;
+  submit.set_request_id("submit-1");
+  submit.set_contract_id(contract->contract_id());
+  ASSERT_TRUE(commands_->SubmitContract(submit, Ctx()).ok());
+  lost = Move(*reopened, "lost", "move-3", "budget cut again");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  before = store_->events().LogSize();
+  // The contract drafted while the deal was open keeps its answer.
+  auto redrafted = commands_->DraftContract(draft, Ctx());
+  ASSERT_TRUE(redrafted.ok()) << redrafted.status();
+  EXPECT_EQ(redrafted->contract_id(), contract->contract_id());
+
+  crm::v1::ApproveContractRequest approve;
+  approve.set_request_id("approve-1");
+  approve.set_contract_id(contract->contract_id());
+  // One who may not approve hears that first.
+  EXPECT_EQ(commands_->ApproveContract(approve, Ctx(), {"sales_rep"}).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  st = commands_->ApproveContract(approve, Ctx("mgr_grace"), {"sales_manager"}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "opportunity_id:")) << st;
+  EXPECT_EQ(store_->events().LogSize(), before) << "no invoice for a lost deal";
+
+  reopened = Move(*lost, "proposal", "move-4");
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto approved = commands_->ApproveContract(approve, Ctx("mgr_grace"), {"sales_manager"});
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->status(), crm::v1::CONTRACT_STATUS_APPROVED);
+  ASSERT_TRUE(Move(*reopened, "lost", "move-5", "lost after all").ok());
+  auto retried = commands_->ApproveContract(approve, Ctx("mgr_grace"), {"sales_manager"});
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->status(), crm::v1::CONTRACT_STATUS_APPROVED);
+}
+
 // An acceptance racing the deal's loss: either the quote is accepted and
 // then the deal lost, or the deal is lost and the acceptance refused;
 // never an accepted quote the pipeline never saw the deal open for.
