@@ -146,10 +146,10 @@ inline std::string RunCommand(const std::string& command) {
   return out;
 }
 
-#ifdef CRM_CTL_BIN
+#ifdef CRM_CTL_COMMAND
 // `crmctl digest analytics` of a data dir: equal digests, identical views.
 inline std::string AnalyticsDigest(const std::string& data_dir) {
-  return RunCommand(std::string(CRM_CTL_BIN) + " digest analytics --data-dir=" + data_dir);
+  return RunCommand(std::string(CRM_CTL_COMMAND) + " digest analytics --data-dir=" + data_dir);
 }
 #endif
 
