@@ -44,6 +44,8 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
       // An erased person's rows stay in the index but name nobody: the key
       // is claimed again by the lead that brings it back.
       if (store_.vault().Erased(found[i]->customer_id)) continue;
+      // Such a row also names the merged lead, which takes no commands.
+      CRM_ASSIGN_OR_RETURN(found[i]->lead_id, LiveLead(found[i]->lead_id));
       if (retiring_.contains(found[i]->customer_id)) retiring.push_back(found[i]->customer_id);
       known.emplace(lookup[i], *std::move(found[i]));
     }
@@ -95,6 +97,20 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
     out.push_back(std::move(r));
   }
   return out;
+}
+
+absl::StatusOr<std::string> ContactRegistry::LiveLead(std::string lead_id) const {
+  // One read per hop of a merge chain (b into a, then a into c). Merges
+  // never form a cycle; the bound only guards against a corrupt store.
+  for (int hop = 0; hop < 1024; ++hop) {
+    CRM_ASSIGN_OR_RETURN(auto lead, store_.FindLead(lead_id));
+    if (!lead.has_value() || lead->status() != crm::v1::LEAD_STATUS_MERGED ||
+        lead->merged_into_lead_id().empty()) {
+      break;
+    }
+    lead_id = lead->merged_into_lead_id();
+  }
+  return lead_id;
 }
 
 void ContactRegistry::Hold::Add(const Resolution& r) {

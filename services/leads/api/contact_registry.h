@@ -111,6 +111,10 @@ class ContactRegistry {
     Owner owner;
   };
 
+  // The lead that now stands for `lead_id`: itself, or the survivor of the
+  // merges it went into.
+  absl::StatusOr<std::string> LiveLead(std::string lead_id) const;
+
   LeadStore& store_;
   std::atomic<Owner> owners_{0};
   std::mutex mu_;

@@ -789,6 +789,23 @@ TEST_F(LeadUseCaseTest, MergesRepointEveryContactOfTheMergedPerson) {
   auto by_dup_phone = *commands_->CaptureLead(Request("by-dup-phone", "", "+14155550111"), Ctx());
   EXPECT_EQ(by_dup_phone.customer_id(), t.customer_id());
   EXPECT_TRUE(by_dup_phone.duplicate());
+  // A duplicate of the survivor, not of the merged lead (which takes no
+  // commands), and so is a new key that comes with the phone.
+  EXPECT_EQ(by_dup_phone.duplicate_of_lead_id(), t.lead_id());
+  auto new_email =
+      *commands_->CaptureLead(Request("new-email", "e2@example.com", "+14155550111"), Ctx());
+  EXPECT_EQ(new_email.duplicate_of_lead_id(), t.lead_id());
+  auto by_new_email = *commands_->CaptureLead(Request("by-new-email", "e2@example.com"), Ctx());
+  EXPECT_EQ(by_new_email.duplicate_of_lead_id(), t.lead_id());
+
+  // The same within one customer: a lead merged into its own duplicate.
+  auto g = *commands_->CaptureLead(Request("g", "g@example.com"), Ctx());
+  auto g_dup = *commands_->CaptureLead(Request("g-dup", "g@example.com", "+14155550122"), Ctx());
+  ASSERT_EQ(g_dup.duplicate_of_lead_id(), g.lead_id());
+  merge(g_dup, g, "merge-g-into-dup");
+  auto by_g_phone = *commands_->CaptureLead(Request("by-g-phone", "", "+14155550122"), Ctx());
+  EXPECT_EQ(by_g_phone.customer_id(), g.customer_id());
+  EXPECT_EQ(by_g_phone.duplicate_of_lead_id(), g_dup.lead_id());
 }
 
 // Two leads of one person under customer Y; one of them is merged into a
