@@ -182,7 +182,8 @@ absl::StatusOr<State> SalesCommands::LoadExisting(absl::string_view noun, const 
                                                   const std::string& id) const {
   CRM_ASSIGN_OR_RETURN(auto loaded, store_.Load<State>(stream));
   if (!loaded.state.has_value()) {
-    return absl::NotFoundError(absl::StrCat(noun, " ", id, " not found"));
+    // Named by the field that carries the id, as every NOT_FOUND here is.
+    return absl::NotFoundError(absl::StrCat(noun, "_id: ", noun, " ", id, " not found"));
   }
   return *std::move(loaded.state);
 }

@@ -1121,6 +1121,30 @@ TEST_F(SalesCommandsTest, MissingRecordsAreNotFoundNamingFieldAndId) {
   revise.set_name("Engines");
   EXPECT_EQ(message_of(commands_->ReviseOpportunity(revise, Ctx()).status()),
             "opportunity_id: opportunity opp_missing not found");
+  // Records read to act on another one.
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-1");
+  place.set_quote_id("quo_missing");
+  EXPECT_EQ(message_of(commands_->PlaceOrder(place, Ctx()).status()),
+            "quote_id: quote quo_missing not found");
+  crm::v1::DraftContractRequest draft;
+  draft.set_request_id("contract-1");
+  draft.set_order_id("ord_missing");
+  draft.set_start_date("2025-04-01");
+  EXPECT_EQ(message_of(commands_->DraftContract(draft, Ctx()).status()),
+            "order_id: order ord_missing not found");
+  crm::v1::OpenOpportunityRequest open;
+  open.set_request_id("open-opp-missing");
+  open.set_customer_id("cus_missing");
+  open.set_name("Engines");
+  *open.mutable_amount() = MakeMoney("EUR", 1'000'000);
+  open.set_expected_close_date("2025-06-30");
+  EXPECT_EQ(message_of(commands_->OpenOpportunity(open, Ctx()).status()),
+            "customer_id: customer cus_missing not found");
+  crm::v1::GetOpportunityRequest get;
+  get.set_opportunity_id("opp_missing");
+  EXPECT_EQ(message_of(commands_->GetOpportunity(get).status()),
+            "opportunity_id: opportunity opp_missing not found");
 }
 
 TEST_F(SalesCommandsTest, InvoiceRequestedCountsTowardsLoyaltyOnceAndUpgradesTheTier) {
