@@ -105,11 +105,17 @@ void SetLeadOwner(Customer360& view, const EventEnvelope& event, const std::stri
   if (TakeIfNewer(view.mutable_owner_as_of(), event)) view.set_owner_id(owner_id);
 }
 
+// The account event the account owner was taken from.
+AsOf AccountOwnerStamp(const Customer360& view) {
+  if (view.account_owner_id().empty()) return AsOf();
+  return view.has_account_owner_as_of() ? view.account_owner_as_of() : view.account_as_of();
+}
+
 // The account's owner outranks every lead's, whichever arrived first.
 void TakeAccountOwner(Customer360& view) {
   if (view.account_owner_id().empty()) return;
   view.set_owner_id(view.account_owner_id());
-  *view.mutable_owner_as_of() = view.account_as_of();
+  *view.mutable_owner_as_of() = AccountOwnerStamp(view);
 }
 
 void SetTier(Customer360& view, const EventEnvelope& event, const std::string& tier) {
@@ -254,7 +260,11 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     if (TakeIfNewer(view.mutable_account_as_of(), event)) {
       view.mutable_profile()->set_account_name(m->name());
       view.mutable_profile()->set_territory(m->territory());
+    }
+    if (AsOf stamp = AccountOwnerStamp(view);
+        !m->owner_id().empty() && TakeIfNewer(&stamp, event)) {
       view.set_account_owner_id(m->owner_id());
+      *view.mutable_account_owner_as_of() = stamp;
     }
     TakeAccountOwner(view);
     SetTier(view, event, m->tier());
@@ -432,8 +442,13 @@ void JoinProfile(Customer360& into, const Customer360& from) {
   TakeLater(into.mutable_account_as_of(), from.account_as_of(), [&] {
     into.mutable_profile()->set_account_name(from.profile().account_name());
     into.mutable_profile()->set_territory(from.profile().territory());
-    into.set_account_owner_id(from.account_owner_id());
   });
+  // Apart from the account's name: a later account opened without an owner
+  // does not take away the owner an earlier one named.
+  AsOf owner_stamp = AccountOwnerStamp(into);
+  TakeLater(&owner_stamp, AccountOwnerStamp(from),
+            [&] { into.set_account_owner_id(from.account_owner_id()); });
+  if (!into.account_owner_id().empty()) *into.mutable_account_owner_as_of() = owner_stamp;
 }
 
 }  // namespace

@@ -273,6 +273,41 @@ TEST(CustomerViewTest, AccountOwnerOutranksALaterLeadAssignment) {
   joined = in_order;
   JoinView(joined, lead_only);
   EXPECT_EQ(joined.owner_id(), "rep_sales");
+
+  // A later account opened without an owner (by an admin or a service),
+  // whose lead was assigned after: the earlier account's owner still rules,
+  // in whichever order the group is joined. The name is the later one's.
+  crm::v1::Customer360 ownerless;
+  crm::v1::CustomerOpened opened;
+  opened.set_customer_id("cus_2");
+  opened.set_name("Engines Two");
+  ApplyToView(ownerless, Event("f1", "customer-cus_2", 400, opened));
+  crm::v1::LeadAssigned assigned;
+  assigned.set_lead_id("lead_c");
+  assigned.set_owner_id("rep_late");
+  ApplyToView(ownerless, Event("f2", "lead-lead_c", 410, assigned));
+  EXPECT_EQ(ownerless.owner_id(), "rep_late");
+  for (bool ownerless_first : {false, true}) {
+    joined = ownerless_first ? ownerless : in_order;
+    JoinView(joined, ownerless_first ? in_order : ownerless);
+    EXPECT_EQ(joined.owner_id(), "rep_sales") << ownerless_first;
+    EXPECT_EQ(joined.account_owner_id(), "rep_sales") << ownerless_first;
+    EXPECT_EQ(joined.profile().account_name(), "Engines Two") << ownerless_first;
+  }
+  // Three accounts, joined either way round: the latest one naming an owner.
+  crm::v1::Customer360 earliest;
+  opened.set_customer_id("cus_0");
+  opened.set_name("Engines Zero");
+  opened.set_owner_id("rep_first");
+  ApplyToView(earliest, Event("f0", "customer-cus_0", 1, opened));
+  crm::v1::Customer360 a = earliest, b = ownerless;
+  JoinView(a, ownerless);
+  JoinView(a, in_order);
+  JoinView(b, in_order);
+  JoinView(b, earliest);
+  EXPECT_EQ(a.owner_id(), "rep_sales");
+  EXPECT_EQ(b.owner_id(), "rep_sales");
+  EXPECT_EQ(a.account_owner_as_of().event_id(), b.account_owner_as_of().event_id());
 }
 
 TEST(CustomerViewTest, EventsOfEveryServiceBuildTheWholeView) {
