@@ -569,6 +569,11 @@ absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
     // The stream holds the issue record and, after rotations, re-wraps.
     CRM_ASSIGN_OR_RETURN(auto events, store_->ReadStream(KeyStream(key_id)));
     if (events.empty()) continue;
+    // Issue records are the one place wrapped keys are kept for good:
+    // redacted before the destruction deletes the key's rows, as in
+    // EraseCustomer. The other way round, a crash in between left the
+    // wrapped key in the log with no row left for a redelivery to find.
+    CRM_RETURN_IF_ERROR(store_->RedactEvents(RedactedIssues(events)));
     const bool destroyed_before = std::any_of(events.begin(), events.end(), [](const auto& e) {
       return e.payload().template Is<crm::v1::DataKeyDestroyed>();
     });
@@ -581,8 +586,6 @@ absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
       // ABORTED: destroyed meanwhile by another path.
       if (!appended.ok() && !absl::IsAborted(appended.status())) return appended.status();
     }
-    // Issue records are the one place wrapped keys are kept for good.
-    CRM_RETURN_IF_ERROR(store_->RedactEvents(RedactedIssues(events)));
   }
   return absl::OkStatus();
 }

@@ -220,6 +220,34 @@ TEST_F(KeyVaultMemoryTest, AnErasureCutShortIsEndedByARetry) {
   }
 }
 
+// The same for an erasure another service started: this service destroys
+// its own key of the customer when it hears of it, and a write cut short
+// there is ended when the record comes again.
+TEST_F(KeyVaultMemoryTest, AnErasureHeardFromAnotherServiceCutShortIsEndedByARedelivery) {
+  for (uint64_t failing = 1; failing <= 3; ++failing) {
+    auto leads = *Service::Open(dir_.Sub(absl::StrCat("leads", failing)), master_, "crm/leads",
+                                true, kCached);
+    auto sales = *Service::Open(dir_.Sub(absl::StrCat("sales", failing)), master_, "crm/sales",
+                                true, kCached);
+    const DataKey own = *sales->vault->EnsureKey("cus_ann", Ctx());
+    ASSERT_TRUE(leads->vault->EnsureKey("cus_ann", Ctx()).ok());
+    ASSERT_TRUE(leads->vault->EraseCustomer("cus_ann", "GDPR request 32", Ctx()).ok());
+    const auto erasure = *leads->store->ReadStream(EraseStream("crm/leads", "cus_ann"));
+    sales->store->db().FailWritesForTest(/*every=*/failing, /*times=*/1);
+    const absl::Status first = sales->Apply(erasure);
+    sales->store->db().FailWritesForTest(0, 0);
+    if (!first.ok()) {
+      const absl::Status again = sales->Apply(erasure);  // redelivered
+      ASSERT_TRUE(again.ok()) << "write " << failing << ": " << again;
+    }
+    const auto stream = sales->Stream(own.key_id);
+    ASSERT_EQ(stream.size(), 2u) << "write " << failing << ": issued, then destroyed";
+    EXPECT_TRUE(stream.back().payload().Is<crm::v1::DataKeyDestroyed>()) << failing;
+    EXPECT_TRUE(Issued(stream.front()).wrapped_key().empty()) << "write " << failing;
+    EXPECT_FALSE(sales->vault->Find(own.key_id).has_value()) << failing;
+  }
+}
+
 TEST_F(KeyVaultMemoryTest, AVaultWithoutTheCustomerIndexBuildsIt) {
   const std::string path = dir_.Sub("leads");
   DataKey ann;
