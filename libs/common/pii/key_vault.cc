@@ -38,6 +38,8 @@ absl::StatusOr<crm::v1::EventEnvelope> ParseKeyRow(absl::string_view row, absl::
 
 constexpr char kBlindIndexRow[] = "blind-index";
 constexpr char kIndexedRow[] = "index:customers";
+// Present while a scan is re-wrapping keys under the current master key.
+constexpr char kRewrappingRow[] = "rewrapping";
 // The purpose of the blind index key: its derivation from a master key
 // (before it was stored) and the associated data of its wrapping.
 constexpr char kBlindIndexPurpose[] = "crm pii blind index v1";
@@ -168,6 +170,14 @@ absl::Status KeyVault::Load(bool every_key) {
   if (every_key || !indexed.has_value()) {
     CRM_ASSIGN_OR_RETURN(data_master, ScanKeys(/*index=*/!indexed.has_value()));
   } else {
+    // Keys are re-wrapped in key order, a batch at a time, so after a
+    // rotation cut short the first row unwraps while later ones do not.
+    CRM_ASSIGN_OR_RETURN(auto rewrapping, db_.Get(kFamily, kRewrappingRow));
+    if (rewrapping.has_value()) {
+      return absl::FailedPreconditionError(
+          "a master key rotation did not finish: start with the previous master keys "
+          "(CRM_PREVIOUS_MASTER_KEYS) once more, so the rest of the keys are re-wrapped");
+    }
     CRM_RETURN_IF_ERROR(DeleteErasedKeys());
     // A key that does not unwrap was stored under another master key: a
     // configuration error that must stop the service, not hide its data.
@@ -221,6 +231,7 @@ absl::StatusOr<size_t> KeyVault::ScanKeys(bool index) {
   size_t data_master = 0;
   uint64_t indexed = 0;
   rocksdb::ColumnFamilyHandle* family = db_.Family(kFamily);
+  CRM_ASSIGN_OR_RETURN(auto rewrapping, db_.Get(kFamily, kRewrappingRow));
   auto it = db_.NewIterator(kFamily);
   for (it->Seek("k"); it->Valid() && it->key().starts_with("k"); it->Next()) {
     const absl::string_view row = View(it->key());
@@ -245,6 +256,15 @@ absl::StatusOr<size_t> KeyVault::ScanKeys(bool index) {
         ++indexed;
       }
       if (unwrapped.master != 0) {
+        // Durable before the first re-wrap is written, cleared once every
+        // row was seen: until then a start without the previous master
+        // keys is refused.
+        if (!rewrapping.has_value()) {
+          rocksdb::WriteBatch mark;
+          CRM_RETURN_IF_ERROR(FromRocks(mark.Put(family, kRewrappingRow, "")));
+          CRM_RETURN_IF_ERROR(db_.Write(&mark, /*sync=*/true));
+          rewrapping = "";
+        }
         data_master = unwrapped.master;
         stale.push_back({key_id, std::move(issued), entry});
       }
@@ -253,6 +273,7 @@ absl::StatusOr<size_t> KeyVault::ScanKeys(bool index) {
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   if (index) CRM_RETURN_IF_ERROR(FromRocks(rows.Put(family, kIndexedRow, "")));
+  if (rewrapping.has_value()) CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, kRewrappingRow)));
   CRM_RETURN_IF_ERROR(flush());
   // Once per data dir (a vault written before the index): the start it
   // slowed down says why.

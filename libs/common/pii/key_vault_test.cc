@@ -441,6 +441,57 @@ INSTANTIATE_TEST_SUITE_P(IndexedOrNot, KeyVaultRotationBatchTest, ::testing::Boo
                            return info.param ? "WithoutTheCustomerIndex" : "WithTheIndex";
                          });
 
+// Keys are re-wrapped a batch at a time, in key order: a rotation cut
+// short leaves the first keys under the new master key and the rest under
+// the old one. A start without the old one is refused, not one that opens
+// the first keys and shows every later customer's data empty: by the
+// issuer of the keys and by a service that only reads them alike.
+TEST_F(KeyVaultRotationTest, ARotationCutShortRefusesAStartWithoutThePreviousMasterKey) {
+  const int keys = static_cast<int>(KeyVault::kScanBatch) + 100;
+  std::vector<DataKey> issued;
+  std::vector<crm::v1::EventEnvelope> records;
+  {
+    auto leads = *Service::Open(dir_.Sub("leads"), a_, "crm/leads");
+    std::vector<AppendRequest> issues;
+    for (int i = 0; i < keys; ++i) {
+      KeyVault::Sealing sealing = *leads->vault->KeyFor(absl::StrCat("cus_", i), Ctx());
+      records.push_back(sealing.issue->events.front());
+      issues.push_back(*std::move(sealing.issue));
+      issued.push_back(sealing.key);
+    }
+    ASSERT_TRUE(leads->store->AppendBatch(std::move(issues)).ok());
+    auto reader = *Service::Open(dir_.Sub("analytics"), a_, "crm/analytics", /*issues=*/false);
+    ASSERT_TRUE(reader->Apply(records).ok());
+  }
+  for (const bool issues : {true, false}) {
+    const std::string path = dir_.Sub(issues ? "leads" : "analytics");
+    const std::string issuer = issues ? "crm/leads" : "crm/analytics";
+    {
+      // The rotation's start dies in its second batch: a batch is three
+      // writes for the issuer (redactions, new records, rows), one for a
+      // reader (rows).
+      std::vector<std::string> families = Subscriber::Families();
+      families.push_back(KeyVault::kFamily);
+      auto store = *EventStore::Open(path, families);
+      store->db().FailWritesForTest(/*every=*/issues ? 5 : 3, /*times=*/1);
+      auto cut =
+          KeyVault::Open(store->db(), issues ? store.get() : nullptr, MasterKeys(b_, {a_}), issuer);
+      ASSERT_FALSE(cut.ok()) << issuer;
+    }
+    auto refused = Service::Open(path, b_, issuer, issues);
+    ASSERT_FALSE(refused.ok()) << issuer;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+    // Started with the previous key once more, the rotation ends; then the
+    // old key can go.
+    ASSERT_TRUE(Service::Open(path, MasterKeys(b_, {a_}), issuer, issues).ok()) << issuer;
+    auto rotated = Service::Open(path, b_, issuer, issues);
+    ASSERT_TRUE(rotated.ok()) << rotated.status();
+    for (const DataKey& key : {issued.front(), issued.back()}) {
+      EXPECT_TRUE((*rotated)->vault->Find(key.key_id).has_value()) << issuer << " " << key.key_id;
+    }
+  }
+}
+
 TEST_F(KeyVaultRotationTest, ConsumersKeepHeldKeysAndTakeTheNewWrapping) {
   DataKey key;
   crm::v1::EventEnvelope old_record;
