@@ -201,8 +201,16 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     keys.push_back(request_keys.back().key);
   }
   const uint64_t limit = admission == Admission::kBestEffort ? outbox_limit_ / 2 : outbox_limit_;
+  uint64_t incoming = 0;
+  for (const auto& r : requests) incoming += r.events.size();
+  // The events this call adds count too, so one large batch does not pass
+  // the bound by its size (an empty backlog takes any batch, or one larger
+  // than the bound could never go). Concurrent calls can still each pass
+  // before either takes its positions: the bound is exceeded by at most
+  // what those calls carry.
   if (const uint64_t waiting = BacklogSize();
-      admission != Admission::kUnlimited && waiting >= limit) {
+      admission != Admission::kUnlimited &&
+      (waiting >= limit || (waiting > 0 && incoming > limit - waiting))) {
     return absl::ResourceExhaustedError(absl::StrCat("outbox holds ", waiting,
                                                      " unpublished events (limit ", limit,
                                                      "): the broker is unreachable; retry later"));

@@ -519,9 +519,25 @@ TEST_F(EventStoreTest, FullOutboxRefusesAppendsUntilItDrains) {
   auto outbox = store_->ReadOutbox(0, 10);
   ASSERT_TRUE(store_->MarkRelayed((*outbox)[1].position + 1).ok());
   EXPECT_EQ(store_->OutboxSize(), 1u);
+  // One event of room: a batch of more is refused whole, not let past the
+  // bound by its size.
+  std::vector<AppendRequest> batch;
+  for (int i = 5; i < 10; ++i) batch.push_back(Request(absl::StrCat("s-", i), 0, {Event("E")}, ""));
+  EXPECT_EQ(store_->AppendBatch(std::move(batch)).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->LogSize(), 3u);
   EXPECT_TRUE(store_->Append(Request("s-3", 0, {Event("C")}, "")).ok());
   Reopen();
   EXPECT_EQ(store_->OutboxSize(), 2u);
+  // With nothing waiting, any batch goes: one larger than the bound could
+  // otherwise never be written.
+  store_->SetOutboxLimit(2);
+  ASSERT_TRUE(store_->MarkRelayed(store_->LogSize() + 1).ok());
+  std::vector<AppendRequest> large;
+  for (int i = 5; i < 10; ++i) large.push_back(Request(absl::StrCat("s-", i), 0, {Event("E")}, ""));
+  auto written_large = store_->AppendBatch(std::move(large));
+  ASSERT_TRUE(written_large.ok()) << written_large.status();
+  EXPECT_EQ(store_->LogSize(), 9u);
 }
 
 // Refilling an empty broker puts the whole log back in the outbox: that is
