@@ -22,6 +22,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -31,6 +32,7 @@
 #include "crm/v1/admin.grpc.pb.h"
 #include "crm/v1/analytics.grpc.pb.h"
 #include "crm/v1/pii.pb.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -566,6 +568,38 @@ int Digest(int argc, char** argv) {
   return 0;
 }
 
+// Errors no wait cures (no right to read the topic, no login): tailing
+// would wait for ever, silently after the first report.
+bool TailCannotGoOn(RdKafka::ErrorCode err) {
+  switch (err) {
+    case RdKafka::ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RdKafka::ERR_GROUP_AUTHORIZATION_FAILED:
+    case RdKafka::ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RdKafka::ERR_SASL_AUTHENTICATION_FAILED:
+    case RdKafka::ERR__AUTHENTICATION:
+    case RdKafka::ERR__SSL:
+    case RdKafka::ERR__FATAL:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The crm_dlq_* headers a consumer parks a message with (where it came
+// from and why), as a JSON object; empty when there are none.
+std::string DeadLetterJson(RdKafka::Message& msg) {
+  google::protobuf::Struct fields;
+  if (const RdKafka::Headers* headers = msg.headers(); headers != nullptr) {
+    for (const auto& h : headers->get_all()) {
+      constexpr absl::string_view kPrefix = "crm_dlq_";
+      if (!absl::StartsWith(h.key(), kPrefix) || h.value() == nullptr) continue;
+      (*fields.mutable_fields())[h.key().substr(kPrefix.size())].set_string_value(
+          std::string(static_cast<const char*>(h.value()), h.value_size()));
+    }
+  }
+  return fields.fields().empty() ? "" : ToJson(fields, false);
+}
+
 int Tail(int argc, char** argv) {
   if (argc < 3 || argv[2][0] == '-') {
     std::fputs(kUsage, stderr);
@@ -598,6 +632,10 @@ int Tail(int argc, char** argv) {
   for (int64_t n = 0; limit < 0 || n < limit;) {
     std::unique_ptr<RdKafka::Message> msg((*consumer)->consume(500));
     if (msg->err() != RdKafka::ERR_NO_ERROR) {
+      if (TailCannotGoOn(msg->err())) {
+        std::fprintf(stderr, "crmctl tail: %s\n", msg->errstr().c_str());
+        return 1;
+      }
       // Broker trouble is shown (once while it lasts); tailing goes on.
       if (msg->err() != RdKafka::ERR__TIMED_OUT && msg->err() != RdKafka::ERR__PARTITION_EOF &&
           msg->errstr() != last_error) {
@@ -607,13 +645,16 @@ int Tail(int argc, char** argv) {
       continue;
     }
     last_error.clear();
+    // A parked message says where it came from and why, decodable or not.
+    const std::string dead_letter = DeadLetterJson(*msg);
+    const std::string where =
+        absl::StrCat("{\"partition\":", msg->partition(), ",\"offset\":", msg->offset(),
+                     dead_letter.empty() ? "" : ",\"dead_letter\":", dead_letter);
     crm::v1::EventEnvelope e;
     if (!e.ParseFromArray(msg->payload(), static_cast<int>(msg->len()))) {
-      std::printf("{\"partition\":%d,\"offset\":%lld,\"undecodable\":true}\n", msg->partition(),
-                  static_cast<long long>(msg->offset()));
+      std::printf("%s,\"undecodable\":true}\n", where.c_str());
     } else {
-      std::printf("{\"partition\":%d,\"offset\":%lld,\"event\":%s}\n", msg->partition(),
-                  static_cast<long long>(msg->offset()), ToJson(e, false).c_str());
+      std::printf("%s,\"event\":%s}\n", where.c_str(), ToJson(e, false).c_str());
     }
     std::fflush(stdout);
     ++n;

@@ -251,6 +251,14 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
   consumer->close();
   EXPECT_EQ(parked_from, (std::set<std::string>{kLeadsTopic, kKeysTopic}))
       << stack_.analytics().Log();
+
+  // crmctl tail, the documented way to look, shows where and why.
+  const std::string tailed =
+      RunCommand(absl::StrCat(CRM_CTL_COMMAND, " tail ", kDeadLetterTopic,
+                              " --from-beginning --count=1 --brokers=", stack_.brokers()));
+  EXPECT_TRUE(absl::StrContains(tailed, "\"dead_letter\":{")) << tailed;
+  EXPECT_TRUE(absl::StrContains(tailed, "\"reason\":\"undecodable")) << tailed;
+  EXPECT_TRUE(absl::StrContains(tailed, "\"undecodable\":true")) << tailed;
 }
 
 TEST_F(EventFlowTest, MetricsEndpointCountsRpcsAndPublishedEvents) {
