@@ -638,6 +638,13 @@ def check_service_contract(idx, contract, env, errs):
 
         _check_probe(cwhere, "readinessProbe", c.get("readinessProbe"), port, errs,
                      service=svc.get("readinessService", ""))
+        # Clients dial the headless Service for round robin: one that lists
+        # not-ready pods would route queries to a pod its readiness gates.
+        headless = idx.get("Service", (sts.get("spec") or {}).get("serviceName"))
+        if svc.get("readinessService") and headless is not None and \
+                (headless.get("spec") or {}).get("publishNotReadyAddresses"):
+            errs.append(f"{ident(headless)}: publishNotReadyAddresses would send queries to "
+                        f"pods gated by readiness ({svc['readinessService']})")
         _check_probe(cwhere, "livenessProbe", c.get("livenessProbe"), port, errs)
         _check_probe(cwhere, "startupProbe", c.get("startupProbe"), port, errs, False)
 
