@@ -10,10 +10,13 @@ trap 'rm -f "$TMP"' EXIT
 
 run() {
   local bin="$BUILD/bench/$1"; shift
-  if [[ -x "$bin" ]]; then
-    echo "== $(basename "$bin") $*" >&2
-    "$bin" "$@" | tee -a "$TMP"
+  # A missing benchmark would leave its figures out of RESULTS.md unnoticed.
+  if [[ ! -x "$bin" ]]; then
+    echo "bench/run.sh: no $bin; build first (./crm build)" >&2
+    exit 1
   fi
+  echo "== $(basename "$bin") $*" >&2
+  "$bin" "$@" | tee -a "$TMP"
 }
 
 # The memory parts each in a process of their own: a peak RSS (VmHWM) is the
@@ -26,7 +29,14 @@ for b in "$BUILD"/bench/*_bench; do
   case "$(basename "$b")" in crm_store_bench|crm_stack_bench) continue ;; esac
   [[ -x "$b" ]] && run "$(basename "$b")"
 done
+if ! grep -q '^figure:' "$TMP"; then
+  echo "bench/run.sh: no benchmark printed a figure; $OUT left as it was" >&2
+  exit 1
+fi
 
+# Written whole or not at all.
+NEW="$(mktemp)"
+trap 'rm -f "$TMP" "$NEW"' EXIT
 {
   echo "# Benchmark results"
   echo
@@ -41,5 +51,7 @@ done
   echo
   echo "Raw limits (RocksDB synced writes, gRPC echo, librdkafka produce/consume) are"
   echo "measured in the same run as the figures that depend on them."
-} >"$OUT"
+} >"$NEW"
+chmod 644 "$NEW"
+mv "$NEW" "$OUT"
 echo "wrote $OUT" >&2
