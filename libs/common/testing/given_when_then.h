@@ -24,10 +24,12 @@ class Scenario {
 
   Scenario(DecideFn decide, ApplyFn apply) : decide_(decide), apply_(apply) {}
 
-  Scenario& Given(std::vector<Event> events) {
+  Scenario& Given(std::vector<Event> events) { return GivenAt(absl::UnixEpoch(), events); }
+  // Events that happened at `at`, for rules that look at when.
+  Scenario& GivenAt(absl::Time at, std::vector<Event> events) {
     for (const auto& e : events) {
       if (!state_) state_.emplace();
-      apply_(*state_, e, absl::UnixEpoch());
+      apply_(*state_, e, at);
     }
     return *this;
   }

@@ -316,9 +316,12 @@ crm::v1::Opportunity SalesCommands::WithActivity(crm::v1::Opportunity o) const {
   auto last = store_.LastActivityAt(o.opportunity_id());
   if (last.ok() && *last != absl::InfinitePast()) {
     *o.mutable_last_activity_at() = ToProtoTimestamp(*last);
-    // A reminder answered by a later activity is over (stale_since: none
-    // raised since the last activity).
-    if (o.has_stale_since() && *last > FromProtoTimestamp(o.stale_since())) o.clear_stale_since();
+    // A reminder answered by an activity since is over (stale_since: none
+    // raised since the last activity); a backdated one answers nothing.
+    if (o.has_stale_since() && !StaleReminderCovers(o, InactiveSince(o, *last))) {
+      o.clear_stale_since();
+      o.clear_stale_reminded_at();
+    }
   }
   return o;
 }
@@ -639,9 +642,7 @@ absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
           return;
         }
         if (!IsStale(o, *last, now, settings_.stale_after)) return;
-        if (o.has_stale_since() && FromProtoTimestamp(o.stale_since()) == InactiveSince(o, *last)) {
-          return;  // raised already
-        }
+        if (StaleReminderCovers(o, InactiveSince(o, *last))) return;  // raised already
         candidates.push_back(o.opportunity_id());
       }));
   CRM_RETURN_IF_ERROR(read);

@@ -741,6 +741,47 @@ TEST_F(SalesCommandsTest, StaleDealsRaiseOneReminderPerPeriodWithoutActivity) {
   EXPECT_EQ(Stream(OpportunityStream(o.opportunity_id())).size(), 3u);
 }
 
+// A call logged after the reminder with an earlier occurred_at (written up
+// late) falls in the inactivity the reminder covered: no second reminder,
+// and the reminder is still the deal's.
+TEST_F(SalesCommandsTest, ABackdatedActivityRaisesNoSecondStaleReminder) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  ReminderLoop loop(
+      *commands_, [this] { return now_; }, absl::Seconds(1));
+  now_ = kT0 + absl::Hours(25);
+  ASSERT_EQ(*loop.Tick(), 1);
+
+  crm::v1::LogActivityRequest call;
+  call.set_request_id("call-late");
+  call.set_opportunity_id(o.opportunity_id());
+  call.set_kind(crm::v1::ACTIVITY_KIND_CALL);
+  call.set_subject("Intro call, written up late");
+  *call.mutable_occurred_at() = ToProtoTimestamp(kT0 + absl::Hours(1));
+  ASSERT_TRUE(commands_->LogActivity(call, Ctx()).ok());
+  now_ += absl::Minutes(5);
+  EXPECT_EQ(*loop.Tick(), 0);
+  EXPECT_EQ(Types(OpportunityStream(o.opportunity_id())),
+            (std::vector<std::string>{"OpportunityOpened", "OpportunityWentStale"}));
+  crm::v1::GetOpportunityRequest get;
+  get.set_opportunity_id(o.opportunity_id());
+  EXPECT_TRUE(commands_->GetOpportunity(get)->has_stale_since());
+  crm::v1::ListOpportunitiesRequest stale;
+  stale.set_stale_only(true);
+  EXPECT_EQ(commands_->ListOpportunities(stale)->opportunities_size(), 1);
+
+  // An activity after the reminder answers it; the next one comes after a
+  // whole period without activity.
+  call.set_request_id("call-now");
+  *call.mutable_occurred_at() = ToProtoTimestamp(now_);
+  ASSERT_TRUE(commands_->LogActivity(call, Ctx()).ok());
+  EXPECT_FALSE(commands_->GetOpportunity(get)->has_stale_since());
+  now_ += absl::Hours(23);
+  EXPECT_EQ(*loop.Tick(), 0);
+  now_ += absl::Hours(2);
+  EXPECT_EQ(*loop.Tick(), 1);
+}
+
 crm::v1::DraftQuoteRequest QuoteFor(const std::string& opportunity_id, int64_t unit_price) {
   crm::v1::DraftQuoteRequest r;
   r.set_request_id("quote-1");

@@ -110,9 +110,7 @@ absl::StatusOr<OpportunityEvents> DecideStale(const crm::v1::Opportunity& s, con
   if (s.outcome() != crm::v1::STAGE_OUTCOME_OPEN) return OpportunityEvents{};
   const absl::Time since = InactiveSince(s, c.last_activity_at);
   if (c.now - since < c.stale_after) return OpportunityEvents{};
-  if (s.has_stale_since() && FromProtoTimestamp(s.stale_since()) == since) {
-    return OpportunityEvents{};  // already raised for this inactivity
-  }
+  if (StaleReminderCovers(s, since)) return OpportunityEvents{};  // raised already
   crm::v1::OpportunityWentStale e;
   e.set_opportunity_id(s.opportunity_id());
   e.set_customer_id(s.customer_id());
@@ -226,16 +224,27 @@ void Apply(crm::v1::Opportunity& state, const OpportunityEvent& event, absl::Tim
             *state.mutable_closed_at() = at;
           }
           state.clear_stale_since();
+          state.clear_stale_reminded_at();
         } else if constexpr (std::is_same_v<T, crm::v1::OpportunityRevised>) {
           if (e.has_amount()) *state.mutable_amount() = e.amount();
           state.set_expected_close_date(e.expected_close_date());
           state.set_name(e.name());
         } else if constexpr (std::is_same_v<T, crm::v1::OpportunityWentStale>) {
           *state.mutable_stale_since() = e.inactive_since();
+          *state.mutable_stale_reminded_at() = at;
         }
       },
       event);
   state.set_version(state.version() + 1);
+}
+
+bool StaleReminderCovers(const crm::v1::Opportunity& opportunity, absl::Time since) {
+  if (!opportunity.has_stale_since()) return false;
+  if (!opportunity.has_stale_reminded_at()) {
+    return FromProtoTimestamp(opportunity.stale_since()) == since;
+  }
+  // An activity at the reminder's very time answers it.
+  return since < FromProtoTimestamp(opportunity.stale_reminded_at());
 }
 
 absl::Time InactiveSince(const crm::v1::Opportunity& opportunity, absl::Time last_activity_at) {

@@ -55,6 +55,10 @@ void Apply(crm::v1::Opportunity& state, const OpportunityEvent& event, absl::Tim
 // Since when nothing happened on the opportunity: its last stage change or
 // its latest activity, whichever is later.
 absl::Time InactiveSince(const crm::v1::Opportunity& opportunity, absl::Time last_activity_at);
+// Whether the stale reminder raised last covers the inactivity that began
+// at `since`: it was raised later than `since` (an opportunity stored before
+// reminders were stamped: for that very inactivity).
+bool StaleReminderCovers(const crm::v1::Opportunity& opportunity, absl::Time since);
 // Open and inactive for at least `stale_after` at `now`.
 bool IsStale(const crm::v1::Opportunity& opportunity, absl::Time last_activity_at, absl::Time now,
              absl::Duration stale_after);

@@ -219,16 +219,44 @@ TEST(StaleTest, AnOpenDealWithoutActivityGoesStaleOncePerInactivity) {
   *stale.mutable_inactive_since() = ToProtoTimestamp(kT0);
   Opportunity().Given({Opened()}).When(FlagStale{kT0 + after, after}).Then({stale});
   // Raised already for this inactivity.
-  Opportunity().Given({Opened(), stale}).When(FlagStale{kT0 + after * 3, after}).Then({});
+  Opportunity()
+      .Given({Opened()})
+      .GivenAt(kT0 + after, {stale})
+      .When(FlagStale{kT0 + after * 3, after})
+      .Then({});
   // An activity later starts a new period of inactivity.
   const absl::Time call = kT0 + after + absl::Hours(1);
   auto again = stale;
   *again.mutable_inactive_since() = ToProtoTimestamp(call);
   Opportunity()
-      .Given({Opened(), stale})
+      .Given({Opened()})
+      .GivenAt(kT0 + after, {stale})
       .When(FlagStale{call + after - absl::Seconds(1), after, call})
       .Then({});
-  Opportunity().Given({Opened(), stale}).When(FlagStale{call + after, after, call}).Then({again});
+  Opportunity()
+      .Given({Opened()})
+      .GivenAt(kT0 + after, {stale})
+      .When(FlagStale{call + after, after, call})
+      .Then({again});
+  // One logged after the reminder with an earlier time (backdated) falls in
+  // the inactivity the reminder covered.
+  Opportunity()
+      .Given({Opened()})
+      .GivenAt(kT0 + after, {stale})
+      .When(FlagStale{kT0 + after + absl::Hours(2), after, kT0 + absl::Hours(1)})
+      .Then({});
+}
+
+TEST(StaleTest, AReminderStoredWithoutItsTimeCoversOnlyItsOwnInactivity) {
+  crm::v1::Opportunity o;
+  *o.mutable_stale_since() = ToProtoTimestamp(kT0);
+  EXPECT_TRUE(StaleReminderCovers(o, kT0));
+  EXPECT_FALSE(StaleReminderCovers(o, kT0 + absl::Hours(1)));
+  *o.mutable_stale_reminded_at() = ToProtoTimestamp(kT0 + absl::Hours(24));
+  EXPECT_TRUE(StaleReminderCovers(o, kT0 + absl::Hours(1)));
+  EXPECT_FALSE(StaleReminderCovers(o, kT0 + absl::Hours(24))) << "answered at its very time";
+  o.clear_stale_since();
+  EXPECT_FALSE(StaleReminderCovers(o, kT0));
 }
 
 TEST(StaleTest, ClosedDealsDoNotGoStale) {
