@@ -261,17 +261,26 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
   CRM_ASSIGN_OR_RETURN(auto lead, store_.GetLead(request.lead_id()));
   std::vector<std::string> streams = {LeadStream(lead.lead_id())};
   for (const auto& id : lead.merged_lead_ids()) streams.push_back(LeadStream(id));
-  std::vector<crm::v1::EventEnvelope> all;
+  // In time order across the leads, and in version order within each: a
+  // command stamped when it arrived may take the lead's lock after a later
+  // one, and its event must not show before the one it followed. So each
+  // event sorts at the latest time of its stream so far.
+  std::vector<std::pair<absl::Time, crm::v1::EventEnvelope>> timed;
   for (const auto& stream : streams) {
     CRM_ASSIGN_OR_RETURN(auto events, store_.events().ReadStream(stream));
-    for (auto& e : events) all.push_back(std::move(e));
+    absl::Time at = absl::InfinitePast();
+    for (auto& e : events) {
+      at = std::max(at, FromProtoTimestamp(e.occurred_at()));
+      timed.emplace_back(at, std::move(e));
+    }
   }
-  auto key = [](const crm::v1::EventEnvelope& e) {
-    return std::make_tuple(FromProtoTimestamp(e.occurred_at()), FromProtoTimestamp(e.recorded_at()),
-                           e.stream(), e.stream_version());
-  };
-  std::stable_sort(all.begin(), all.end(),
-                   [&](const auto& a, const auto& b) { return key(a) < key(b); });
+  std::sort(timed.begin(), timed.end(), [](const auto& a, const auto& b) {
+    return std::forward_as_tuple(a.first, a.second.stream(), a.second.stream_version()) <
+           std::forward_as_tuple(b.first, b.second.stream(), b.second.stream_version());
+  });
+  std::vector<crm::v1::EventEnvelope> all;
+  all.reserve(timed.size());
+  for (auto& [at, e] : timed) all.push_back(std::move(e));
   crm::v1::GetLeadHistoryResponse response;
   // Events are up to 900 KB, and each LeadsMerged embeds a whole lead.
   ReplyBudget budget;

@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -969,6 +970,35 @@ TEST_F(LeadUseCaseTest, AMergeHoldsBothCustomersSoOppositeMergesTakeTurns) {
   EXPECT_TRUE(second_held.load());
   EXPECT_FALSE(contacts.retiring("cus_a"));
   EXPECT_FALSE(contacts.retiring("cus_b"));
+}
+
+// A command stamped when it arrived can take the lead's lock after a later
+// one: the history follows the lead's versions, not the stamps.
+TEST_F(LeadUseCaseTest, HistoryFollowsTheLeadsVersionsWhateverTheirStamps) {
+  auto lead = *commands_->CaptureLead(Request("a", "ada@example.com"), Ctx());
+  crm::v1::QualifyLeadRequest q;
+  q.set_request_id("q-early-stamp");
+  q.set_lead_id(lead.lead_id());
+  EventContext early = Ctx();
+  early.occurred_at -= absl::Hours(1);
+  ASSERT_TRUE(commands_->QualifyLead(q, early).ok());
+  auto other = *commands_->CaptureLead(Request("b", "bob@example.com"), Ctx());
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-b");
+  merge.set_survivor_lead_id(lead.lead_id());
+  merge.set_merged_lead_id(other.lead_id());
+  ASSERT_TRUE(commands_->MergeLeads(merge, Ctx()).ok());
+
+  crm::v1::GetLeadHistoryRequest history;
+  history.set_lead_id(lead.lead_id());
+  auto h = commands_->GetLeadHistory(history);
+  ASSERT_TRUE(h.ok()) << h.status();
+  absl::flat_hash_map<std::string, int64_t> last_version;
+  for (const auto& e : h->events()) {
+    EXPECT_GT(e.stream_version(), last_version[e.stream()]) << e.stream() << " " << e.type();
+    last_version[e.stream()] = e.stream_version();
+  }
+  EXPECT_EQ(h->events(0).type(), "LeadCaptured");
 }
 
 // A lead that absorbed many large ones has a history of many megabytes.
