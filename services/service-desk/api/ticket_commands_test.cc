@@ -171,7 +171,8 @@ class TicketCommandsTest : public ::testing::Test {
     return n.ok() ? *n : -1;
   }
 
-  void LearnCustomer(const std::string& customer_id, const std::string& email) {
+  void LearnCustomer(const std::string& customer_id, const std::string& email,
+                     absl::Time at = absl::UnixEpoch()) {
     crm::v1::LeadCaptured lead;
     lead.set_lead_id("lead_" + customer_id);
     lead.set_customer_id(customer_id);
@@ -182,6 +183,7 @@ class TicketCommandsTest : public ::testing::Test {
     e.set_stream("lead-" + lead.lead_id());
     e.set_stream_version(1);
     e.set_customer_id(customer_id);
+    *e.mutable_occurred_at() = ToProtoTimestamp(at);
     e.mutable_payload()->PackFrom(lead);
     CustomerProjection projection(*settings_);
     Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
@@ -205,6 +207,25 @@ class TicketCommandsTest : public ::testing::Test {
     Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
     ASSERT_TRUE(
         subscriber.ApplyBatch({{"crm.sales.v1", 0, offset_++, e.SerializeAsString()}}).ok());
+  }
+
+  // Leads' MergeLeads found `merged` and `survivor` to be one person.
+  void Merged(const std::string& merged, const std::string& survivor) {
+    crm::v1::LeadsMerged m;
+    m.set_survivor_lead_id("lead_" + survivor);
+    m.set_merged_lead_id("lead_" + merged);
+    m.set_survivor_customer_id(survivor);
+    m.set_merged_customer_id(merged);
+    crm::v1::EventEnvelope e;
+    e.set_event_id(NewId("evt"));
+    e.set_stream("lead-lead_" + survivor);
+    e.set_stream_version(2);
+    e.set_customer_id(survivor);
+    e.mutable_payload()->PackFrom(m);
+    CustomerProjection projection(*settings_);
+    Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
+    ASSERT_TRUE(
+        subscriber.ApplyBatch({{"crm.leads.v1", 0, offset_++, e.SerializeAsString()}}).ok());
   }
 
   crm::testing::TempDir dir_;
@@ -397,6 +418,34 @@ TEST_F(TicketCommandsTest, TicketForAProductUnderWarrantyIsMarked) {
   EXPECT_EQ(details->customer().purchases(0).product_id(), "printer-x");
   EXPECT_TRUE(details->customer().purchases(0).has_warranty_ends_at());
   EXPECT_FALSE(details->customer().purchases(1).has_warranty_ends_at());
+}
+
+// A purchase recorded under a customer id that a merge retired is the
+// survivor's: a ticket opened under either id is under warranty, and
+// either id's context shows the whole group.
+TEST_F(TicketCommandsTest, APurchaseUnderAMergedCustomerCoversTheSurvivorsTicket) {
+  const absl::Time bought = absl::FromCivil(absl::CivilDay(2023, 3, 1), absl::UTCTimeZone());
+  Bought("cus_old", "printer-x", bought);
+  EXPECT_FALSE(Open("m0", "cus_new", "printer-x").under_warranty()) << "not merged yet";
+  LearnCustomer("cus_new", "ada@example.com");
+  Merged("cus_old", "cus_new");
+  const auto covered = Open("m1", "cus_new", "printer-x");
+  EXPECT_TRUE(covered.under_warranty());
+  EXPECT_TRUE(Open("m2", "cus_old", "printer-x").under_warranty());
+  // A merge further on (the survivor merged in turn) keeps the purchase.
+  LearnCustomer("cus_newest", "ada@new.example", now_);
+  Merged("cus_new", "cus_newest");
+  EXPECT_TRUE(Open("m3", "cus_newest", "printer-x").under_warranty());
+
+  crm::v1::GetTicketRequest get;
+  get.set_ticket_id(covered.ticket_id());
+  auto details = tickets_->GetTicket(get);
+  ASSERT_TRUE(details.ok()) << details.status();
+  EXPECT_EQ(details->customer().customer_id(), "cus_new");
+  ASSERT_EQ(details->customer().purchases_size(), 1);
+  EXPECT_EQ(details->customer().lead_ids_size(), 2);
+  EXPECT_EQ(details->customer().ticket_count(), 4) << "the group's tickets";
+  EXPECT_EQ(details->customer().email(), "ada@new.example") << "the newest profile";
 }
 
 TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {

@@ -17,6 +17,38 @@ void AddSorted(google::protobuf::RepeatedPtrField<std::string>* list, const std:
   std::sort(list->begin(), list->end());
 }
 
+// The profile fields of `from`, taken at `at`: the newest profile
+// overwrites, an older one only fills gaps, so the result is the same in
+// either order.
+void TakeProfile(crm::v1::CustomerContext& c, const crm::v1::CustomerContext& from,
+                 const google::protobuf::Timestamp& at) {
+  const bool newest = !c.has_profile_as_of() || !(at < c.profile_as_of());
+  auto set_if = [newest](std::string* field, const std::string& v) {
+    if (!v.empty() && (newest || field->empty())) *field = v;
+  };
+  set_if(c.mutable_first_name(), from.first_name());
+  set_if(c.mutable_last_name(), from.last_name());
+  set_if(c.mutable_email(), from.email());
+  set_if(c.mutable_phone(), from.phone());
+  set_if(c.mutable_company(), from.company());
+  set_if(c.mutable_region(), from.region());
+  if (newest) *c.mutable_profile_as_of() = at;
+}
+
+void TakeFirstSeen(crm::v1::CustomerContext& c, const google::protobuf::Timestamp& at) {
+  if (!c.has_first_seen_at() || at < c.first_seen_at()) *c.mutable_first_seen_at() = at;
+}
+
+void SortPurchases(crm::v1::CustomerContext& c) {
+  std::sort(c.mutable_purchases()->begin(), c.mutable_purchases()->end(),
+            [](const crm::v1::ProductPurchase& a, const crm::v1::ProductPurchase& b) {
+              const auto ta = FromProtoTimestamp(a.purchased_at());
+              const auto tb = FromProtoTimestamp(b.purchased_at());
+              return std::tie(ta, a.order_id(), a.product_id()) <
+                     std::tie(tb, b.order_id(), b.product_id());
+            });
+}
+
 }  // namespace
 
 void ApplyLeadCaptured(crm::v1::CustomerContext& c, const crm::v1::LeadCaptured& lead,
@@ -25,23 +57,42 @@ void ApplyLeadCaptured(crm::v1::CustomerContext& c, const crm::v1::LeadCaptured&
   c.set_known(true);
   AddSorted(c.mutable_lead_ids(), lead.lead_id());
   for (const auto& p : lead.product_interests()) AddSorted(c.mutable_product_interests(), p);
-  if (!c.has_first_seen_at() || occurred_at < c.first_seen_at()) {
-    *c.mutable_first_seen_at() = occurred_at;
+  TakeFirstSeen(c, occurred_at);
+  crm::v1::CustomerContext profile;
+  profile.set_first_name(lead.contact().first_name());
+  profile.set_last_name(lead.contact().last_name());
+  profile.set_email(lead.contact().email());
+  profile.set_phone(lead.contact().phone());
+  profile.set_company(lead.company());
+  profile.set_region(lead.region());
+  TakeProfile(c, profile, occurred_at);
+}
+
+void JoinCustomer(crm::v1::CustomerContext& into, const crm::v1::CustomerContext& from) {
+  if (from.known()) into.set_known(true);
+  for (const auto& id : from.lead_ids()) AddSorted(into.mutable_lead_ids(), id);
+  for (const auto& p : from.product_interests()) AddSorted(into.mutable_product_interests(), p);
+  if (from.has_first_seen_at()) TakeFirstSeen(into, from.first_seen_at());
+  if (from.has_profile_as_of()) TakeProfile(into, from, from.profile_as_of());
+  // The first account met (the survivor's, read first) stays the account.
+  if (into.account_name().empty() && !from.account_name().empty()) {
+    into.set_account_name(from.account_name());
+    into.set_owner_id(from.owner_id());
+    into.set_tier(from.tier());
+    into.set_account_first_name(from.account_first_name());
+    into.set_account_last_name(from.account_last_name());
+    into.set_account_email(from.account_email());
+    into.set_account_phone(from.account_phone());
+    into.set_account_territory(from.account_territory());
   }
-  // The newest capture overwrites; an older one only fills gaps, so two
-  // captures give the same profile in either order.
-  const bool newest = !c.has_profile_as_of() || !(occurred_at < c.profile_as_of());
-  auto set_if = [newest](std::string* field, const std::string& v) {
-    if (!v.empty() && (newest || field->empty())) *field = v;
-  };
-  set_if(c.mutable_first_name(), lead.contact().first_name());
-  set_if(c.mutable_last_name(), lead.contact().last_name());
-  set_if(c.mutable_email(), lead.contact().email());
-  set_if(c.mutable_phone(), lead.contact().phone());
-  set_if(c.mutable_company(), lead.company());
-  set_if(c.mutable_region(), lead.region());
-  if (!newest) return;
-  *c.mutable_profile_as_of() = occurred_at;
+  for (const auto& p : from.purchases()) {
+    const bool seen =
+        std::any_of(into.purchases().begin(), into.purchases().end(), [&](const auto& q) {
+          return q.order_id() == p.order_id() && q.product_id() == p.product_id();
+        });
+    if (!seen) *into.add_purchases() = p;
+  }
+  SortPurchases(into);
 }
 
 void ApplyCustomerOpened(crm::v1::CustomerContext& c, const crm::v1::CustomerOpened& opened) {
@@ -106,13 +157,7 @@ void ApplyOrderPlaced(crm::v1::CustomerContext& c, const crm::v1::OrderPlaced& o
     p->set_quantity(line.quantity());
     *p->mutable_purchased_at() = occurred_at;
   }
-  std::sort(c.mutable_purchases()->begin(), c.mutable_purchases()->end(),
-            [](const crm::v1::ProductPurchase& a, const crm::v1::ProductPurchase& b) {
-              const auto ta = FromProtoTimestamp(a.purchased_at());
-              const auto tb = FromProtoTimestamp(b.purchased_at());
-              return std::tie(ta, a.order_id(), a.product_id()) <
-                     std::tie(tb, b.order_id(), b.product_id());
-            });
+  SortPurchases(c);
 }
 
 void FillWarranties(crm::v1::CustomerContext& c, const DeskSettings& settings) {

@@ -38,6 +38,11 @@ void ApplyCustomerTierChanged(crm::v1::CustomerContext& customer,
 void ApplyOrderPlaced(crm::v1::CustomerContext& customer, const crm::v1::OrderPlaced& order,
                       const google::protobuf::Timestamp& occurred_at);
 
+// A customer merged into `into`'s (leads' LeadsMerged) is the same person:
+// its leads, product interests and purchases join, the newest profile
+// wins and gaps are filled, and `into`'s account stays if it has one.
+void JoinCustomer(crm::v1::CustomerContext& into, const crm::v1::CustomerContext& from);
+
 // Fills each purchase's warranty end from the settings' policies.
 void FillWarranties(crm::v1::CustomerContext& customer, const DeskSettings& settings);
 // The latest warranty end of the customer's purchases of `product` (case

@@ -84,6 +84,40 @@ absl::Time Day(int year, int month, int day) {
 
 // Sales takes several lines of one product (at different discounts): the
 // purchase holds all of them, and a redelivered order adds nothing.
+// Two customer ids of one person join the same whichever is read first:
+// leads, interests and purchases together, the newest profile, the
+// survivor's account.
+TEST(CustomerTest, MergedCustomersJoinIntoOne) {
+  crm::v1::CustomerContext a, b;
+  ApplyLeadCaptured(a, Lead("lead_a", "old@example.com", "Old Co"), At(100));
+  ApplyLeadCaptured(b, Lead("lead_b", "new@example.com", ""), At(200));
+  crm::v1::OrderPlaced order;
+  order.set_order_id("ord_1");
+  order.add_lines()->set_product_id("printer-x");
+  ApplyOrderPlaced(a, order, At(150));
+  order.set_order_id("ord_2");
+  ApplyOrderPlaced(b, order, At(250));
+  crm::v1::CustomerOpened account;
+  account.set_name("Engines Ltd");
+  account.set_owner_id("rep_b");
+  ApplyCustomerOpened(b, account);
+
+  for (bool b_first : {true, false}) {
+    crm::v1::CustomerContext joined = b_first ? b : a;
+    JoinCustomer(joined, b_first ? a : b);
+    JoinCustomer(joined, b_first ? a : b);  // read twice: nothing doubles
+    EXPECT_TRUE(joined.known());
+    EXPECT_EQ(joined.lead_ids_size(), 2) << b_first;
+    EXPECT_EQ(joined.email(), "new@example.com") << b_first;
+    EXPECT_EQ(joined.company(), "Old Co") << "a gap filled; " << b_first;
+    EXPECT_EQ(joined.first_seen_at().seconds(), 100) << b_first;
+    EXPECT_EQ(joined.account_name(), "Engines Ltd") << b_first;
+    EXPECT_EQ(joined.owner_id(), "rep_b") << b_first;
+    ASSERT_EQ(joined.purchases_size(), 2) << b_first;
+    EXPECT_EQ(joined.purchases(0).order_id(), "ord_1") << "oldest first; " << b_first;
+  }
+}
+
 TEST(CustomerTest, LinesOfOneProductAddUpToOnePurchase) {
   crm::v1::CustomerContext c;
   const auto order = Order("ord_1", {"printer-x", "cable", "printer-x"});
