@@ -318,7 +318,8 @@ crm::v1::Opportunity SalesCommands::WithActivity(crm::v1::Opportunity o) const {
     *o.mutable_last_activity_at() = ToProtoTimestamp(*last);
     // A reminder answered by an activity since is over (stale_since: none
     // raised since the last activity); a backdated one answers nothing.
-    if (o.has_stale_since() && !StaleReminderCovers(o, InactiveSince(o, *last))) {
+    if (o.has_stale_since() &&
+        !StaleReminderCovers(o, InactiveSince(o, *last), settings_.stale_after)) {
       o.clear_stale_since();
       o.clear_stale_reminded_at();
     }
@@ -642,7 +643,9 @@ absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
           return;
         }
         if (!IsStale(o, *last, now, settings_.stale_after)) return;
-        if (StaleReminderCovers(o, InactiveSince(o, *last))) return;  // raised already
+        if (StaleReminderCovers(o, InactiveSince(o, *last), settings_.stale_after)) {
+          return;  // raised already
+        }
         candidates.push_back(o.opportunity_id());
       }));
   CRM_RETURN_IF_ERROR(read);

@@ -780,6 +780,18 @@ TEST_F(SalesCommandsTest, ABackdatedActivityRaisesNoSecondStaleReminder) {
   EXPECT_EQ(*loop.Tick(), 0);
   now_ += absl::Hours(2);
   EXPECT_EQ(*loop.Tick(), 1);
+
+  // Written up late, but less than a period before that reminder: a new
+  // inactivity, reminded of once it has lasted a period.
+  call.set_request_id("call-late-2");
+  *call.mutable_occurred_at() = ToProtoTimestamp(now_ - absl::Hours(1));
+  ASSERT_TRUE(commands_->LogActivity(call, Ctx()).ok());
+  EXPECT_FALSE(commands_->GetOpportunity(get)->has_stale_since());
+  EXPECT_EQ(commands_->ListOpportunities(stale)->opportunities_size(), 0);
+  now_ += absl::Hours(22);
+  EXPECT_EQ(*loop.Tick(), 0);
+  now_ += absl::Hours(2);
+  EXPECT_EQ(*loop.Tick(), 1);
 }
 
 crm::v1::DraftQuoteRequest QuoteFor(const std::string& opportunity_id, int64_t unit_price) {

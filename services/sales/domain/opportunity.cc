@@ -110,7 +110,7 @@ absl::StatusOr<OpportunityEvents> DecideStale(const crm::v1::Opportunity& s, con
   if (s.outcome() != crm::v1::STAGE_OUTCOME_OPEN) return OpportunityEvents{};
   const absl::Time since = InactiveSince(s, c.last_activity_at);
   if (c.now - since < c.stale_after) return OpportunityEvents{};
-  if (StaleReminderCovers(s, since)) return OpportunityEvents{};  // raised already
+  if (StaleReminderCovers(s, since, c.stale_after)) return OpportunityEvents{};  // raised already
   crm::v1::OpportunityWentStale e;
   e.set_opportunity_id(s.opportunity_id());
   e.set_customer_id(s.customer_id());
@@ -238,13 +238,13 @@ void Apply(crm::v1::Opportunity& state, const OpportunityEvent& event, absl::Tim
   state.set_version(state.version() + 1);
 }
 
-bool StaleReminderCovers(const crm::v1::Opportunity& opportunity, absl::Time since) {
+bool StaleReminderCovers(const crm::v1::Opportunity& opportunity, absl::Time since,
+                         absl::Duration stale_after) {
   if (!opportunity.has_stale_since()) return false;
   if (!opportunity.has_stale_reminded_at()) {
     return FromProtoTimestamp(opportunity.stale_since()) == since;
   }
-  // An activity at the reminder's very time answers it.
-  return since < FromProtoTimestamp(opportunity.stale_reminded_at());
+  return FromProtoTimestamp(opportunity.stale_reminded_at()) - since >= stale_after;
 }
 
 absl::Time InactiveSince(const crm::v1::Opportunity& opportunity, absl::Time last_activity_at) {

@@ -238,25 +238,40 @@ TEST(StaleTest, AnOpenDealWithoutActivityGoesStaleOncePerInactivity) {
       .GivenAt(kT0 + after, {stale})
       .When(FlagStale{call + after, after, call})
       .Then({again});
-  // One logged after the reminder with an earlier time (backdated) falls in
-  // the inactivity the reminder covered.
+  // One logged after the reminder with an earlier time (written up late)
+  // falls in the inactivity the reminder covered when that inactivity had
+  // lasted a period by the reminder (raised here two hours late)...
   Opportunity()
       .Given({Opened()})
-      .GivenAt(kT0 + after, {stale})
-      .When(FlagStale{kT0 + after + absl::Hours(2), after, kT0 + absl::Hours(1)})
+      .GivenAt(kT0 + after + absl::Hours(2), {stale})
+      .When(FlagStale{kT0 + after + absl::Hours(3), after, kT0 + absl::Hours(1)})
       .Then({});
+  // ... and starts a new one otherwise, reminded of after a whole period.
+  const absl::Time late = kT0 + absl::Hours(24);
+  auto after_late = stale;
+  *after_late.mutable_inactive_since() = ToProtoTimestamp(late);
+  Opportunity()
+      .Given({Opened()})
+      .GivenAt(kT0 + after + absl::Hours(2), {stale})
+      .When(FlagStale{late + after, after, late})
+      .Then({after_late});
 }
 
-TEST(StaleTest, AReminderStoredWithoutItsTimeCoversOnlyItsOwnInactivity) {
+TEST(StaleTest, AReminderCoversTheInactivityItWasRaisedFor) {
+  const absl::Duration day = absl::Hours(24);
   crm::v1::Opportunity o;
   *o.mutable_stale_since() = ToProtoTimestamp(kT0);
-  EXPECT_TRUE(StaleReminderCovers(o, kT0));
-  EXPECT_FALSE(StaleReminderCovers(o, kT0 + absl::Hours(1)));
-  *o.mutable_stale_reminded_at() = ToProtoTimestamp(kT0 + absl::Hours(24));
-  EXPECT_TRUE(StaleReminderCovers(o, kT0 + absl::Hours(1)));
-  EXPECT_FALSE(StaleReminderCovers(o, kT0 + absl::Hours(24))) << "answered at its very time";
+  // Stored before reminders were stamped: its own inactivity only.
+  EXPECT_TRUE(StaleReminderCovers(o, kT0, day));
+  EXPECT_FALSE(StaleReminderCovers(o, kT0 + absl::Hours(1), day));
+  *o.mutable_stale_reminded_at() = ToProtoTimestamp(kT0 + absl::Hours(25));
+  EXPECT_TRUE(StaleReminderCovers(o, kT0 + absl::Hours(1), day)) << "written up late";
+  // Less than a period before the reminder (written up late, or racing
+  // it): the reminder did not cover that inactivity, which earns its own.
+  EXPECT_FALSE(StaleReminderCovers(o, kT0 + absl::Hours(24) + absl::Minutes(30), day));
+  EXPECT_FALSE(StaleReminderCovers(o, kT0 + absl::Hours(25), day)) << "answered at its very time";
   o.clear_stale_since();
-  EXPECT_FALSE(StaleReminderCovers(o, kT0));
+  EXPECT_FALSE(StaleReminderCovers(o, kT0, day));
 }
 
 TEST(StaleTest, ClosedDealsDoNotGoStale) {
