@@ -192,16 +192,21 @@ absl::StatusOr<State> SalesCommands::LoadExisting(absl::string_view noun, const 
 
 absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
     const crm::v1::OpenCustomerRequest& raw, EventContext ctx) {
-  CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenCustomer(raw, settings_.loyalty));
+  CRM_RETURN_IF_ERROR(CheckRequestId(raw.request_id()));
   // The request as sent: a retry of one without customer_id must match,
   // though the id minted below (and the tier the config fills in) differ.
   // Before ctx is moved: argument evaluation order is unspecified.
   const std::string key =
-      CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", request.request_id()), raw);
+      CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", raw.request_id()), raw);
   // A retry is answered before an id is minted and a key issued for it:
-  // each would append a DataKeyIssued for a customer that never opens.
+  // each would append a DataKeyIssued for a customer that never opens. One
+  // racing its first call waits for it; and it is answered before the
+  // request is checked against today's configuration (a tier since
+  // retired).
+  auto guard = request_locks_.Lock({raw.request_id()});
   CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Customer>(store_.events(), key));
   if (earlier.has_value()) return *std::move(earlier);
+  CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenCustomer(raw, settings_.loyalty));
   if (request.customer_id().empty()) request.set_customer_id(NewId("cus"));
   if (vault_ != nullptr) {
     // The key is durable before the events it seals (one more synced write

@@ -192,6 +192,8 @@ class SalesCommands {
   // and holds a stage change to lost off a quote drafted or accepted on the
   // strength of the deal being open.
   StripedMutex opportunity_locks_;
+  // By request id: calls that mint an id and a key before their append.
+  StripedMutex request_locks_;
 };
 
 }  // namespace crm::sales

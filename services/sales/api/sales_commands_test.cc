@@ -229,6 +229,19 @@ TEST_F(SalesCommandsTest, ARetryOfASealedOpenWithoutCustomerIdIssuesNoSecondKey)
   r.set_name("Difference Engines");
   EXPECT_EQ(commands_->OpenCustomer(r, Ctx()).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->events().LogSize(), 2u);
+
+  // A retry racing its first call (the client timed out meanwhile).
+  for (int round = 0; round < 10; ++round) {
+    r.set_request_id(absl::StrCat("open-raced-", round));
+    const uint64_t before = store_->events().LogSize();
+    absl::StatusOr<crm::v1::Customer> a, b;
+    std::thread first([&] { a = commands_->OpenCustomer(r, Ctx()); });
+    b = commands_->OpenCustomer(r, Ctx());
+    first.join();
+    ASSERT_TRUE(a.ok() && b.ok()) << a.status() << " " << b.status();
+    EXPECT_EQ(a->customer_id(), b->customer_id());
+    EXPECT_EQ(store_->events().LogSize(), before + 2) << "one key, one customer; round " << round;
+  }
 }
 
 // Owners are token subjects, and identity providers write those as
