@@ -802,20 +802,25 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
   // The contract leads to an invoice: not for a deal marked lost since the
   // order (held as PlaceOrder holds it).
   auto guard = opportunity_locks_.Lock({order.opportunity_id()});
-  CRM_ASSIGN_OR_RETURN(earlier, StoredAnswer<crm::v1::Contract>(store_.events(), request_key));
-  if (earlier.has_value()) return *std::move(earlier);
-  if (!order.opportunity_id().empty()) {
-    CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(order.opportunity_id()));
-    CRM_RETURN_IF_ERROR(CheckNotLost(opportunity, "draft a contract"));
-  }
+  const std::string opportunity_id = order.opportunity_id();
   sales::DraftContract command{request, ContractIdForOrder(order.order_id()), std::move(order)};
-  CRM_ASSIGN_OR_RETURN(auto out,
-                       Execute<crm::v1::Contract>(
-                           ContractStream(command.contract_id), request_key, kAnyVersion, ctx,
-                           [&](const std::optional<crm::v1::Contract>& s) {
-                             return Decide(s, ContractCommand{command});
-                           },
-                           [](const crm::v1::Contract&) { return NoRows(); }));
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Contract>(
+                    ContractStream(command.contract_id), request_key, kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Contract>& s) {
+                      // After the retry lookup and the contract's own checks
+                      // (one per order), as for an approval.
+                      auto decided = Decide(s, ContractCommand{command});
+                      if (decided.ok() && !opportunity_id.empty()) {
+                        auto opportunity = LoadOpportunity(opportunity_id);
+                        if (!opportunity.ok()) return decltype(decided)(opportunity.status());
+                        if (auto st = CheckNotLost(*opportunity, "draft a contract"); !st.ok()) {
+                          return decltype(decided)(st);
+                        }
+                      }
+                      return decided;
+                    },
+                    [](const crm::v1::Contract&) { return NoRows(); }));
   return out.state;
 }
 

@@ -1017,10 +1017,15 @@ TEST_F(SalesCommandsTest, AnOrderOfADealLostSinceIsNotContractedNorInvoiced) {
   lost = Move(*reopened, "lost", "move-3", "budget cut again");
   ASSERT_TRUE(lost.ok()) << lost.status();
   before = store_->events().LogSize();
-  // The contract drafted while the deal was open keeps its answer.
+  // The contract drafted while the deal was open keeps its answer, and a
+  // second one for the order is refused as such, lost deal or not.
   auto redrafted = commands_->DraftContract(draft, Ctx());
   ASSERT_TRUE(redrafted.ok()) << redrafted.status();
   EXPECT_EQ(redrafted->contract_id(), contract->contract_id());
+  crm::v1::DraftContractRequest second = draft;
+  second.set_request_id("contract-2");
+  EXPECT_EQ(commands_->DraftContract(second, Ctx()).status().code(),
+            absl::StatusCode::kAlreadyExists);
 
   crm::v1::ApproveContractRequest approve;
   approve.set_request_id("approve-1");
