@@ -10,6 +10,9 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
     const std::vector<Candidate>& candidates, const LeadIdFor& lead_id_for, Owner owner) {
   std::unique_lock<std::mutex> lock(mu_);
   absl::flat_hash_map<std::string, ContactMatch> known;
+  // Lead id as a row names it -> the lead standing for it now: one read per
+  // lead, however many of its keys the candidates bring.
+  absl::flat_hash_map<std::string, std::string> live;
   for (;;) {
     // Another owner's pending lead may fail or be a replay: wait for it to
     // land in the index (or not) before deciding who this person is.
@@ -45,7 +48,13 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
       // is claimed again by the lead that brings it back.
       if (store_.vault().Erased(found[i]->customer_id)) continue;
       // Such a row also names the merged lead, which takes no commands.
-      CRM_ASSIGN_OR_RETURN(found[i]->lead_id, LiveLead(found[i]->lead_id));
+      if (auto it = live.find(found[i]->lead_id); it != live.end()) {
+        found[i]->lead_id = it->second;
+      } else {
+        CRM_ASSIGN_OR_RETURN(std::string now, LiveLead(found[i]->lead_id));
+        live.emplace(found[i]->lead_id, now);
+        found[i]->lead_id = std::move(now);
+      }
       if (retiring_.contains(found[i]->customer_id)) retiring.push_back(found[i]->customer_id);
       known.emplace(lookup[i], *std::move(found[i]));
     }
