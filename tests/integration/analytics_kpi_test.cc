@@ -168,7 +168,7 @@ TEST(AnalyticsKpiTest, KpisSegmentsAndAChurnAlertPublishedOnceAcrossAViewRebuild
   // no second alert.
   ASSERT_EQ(stack.analytics().Kill(SIGTERM), 0);
   const std::string digest_cmd =
-      absl::StrCat(CRM_CTL_COMMAND, " digest analytics --data-dir=", stack.dir(), "/analytics");
+      absl::StrCat(CtlCommand(), " digest analytics --data-dir=", stack.dir(), "/analytics");
   const std::string live = RunCommand(digest_cmd);
   ASSERT_NE(live.find("entries"), std::string::npos) << live;
   std::filesystem::remove_all(stack.dir() + "/analytics");

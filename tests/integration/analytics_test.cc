@@ -44,31 +44,30 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
 
   // Offline rebuild into a new dir with crmctl.
   const std::string rebuilt_dir = stack.dir() + "/rebuilt";
-  const std::string report =
-      RunCommand(absl::StrCat(CRM_CTL_COMMAND, " rebuild analytics --data-dir=", rebuilt_dir,
-                              " --brokers=", stack.brokers()));
+  const std::string report = RunCommand(absl::StrCat(
+      CtlCommand(), " rebuild analytics --data-dir=", rebuilt_dir, " --brokers=", stack.brokers()));
   // 60 leads and the data keys of the 40 people on crm.keys.v1.
   EXPECT_NE(report.find("from 100 events"), std::string::npos) << report;
   EXPECT_EQ(AnalyticsDigest(rebuilt_dir), live);
 
   // Help asked for is a success (a kubectl exec reports any other code).
-  EXPECT_EQ(std::system(absl::StrCat(CRM_CTL_COMMAND, " --help >/dev/null").c_str()), 0);
-  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_COMMAND, " help")).find("usage: crmctl"),
+  EXPECT_EQ(std::system(absl::StrCat(CtlCommand(), " --help >/dev/null").c_str()), 0);
+  EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(), " help")).find("usage: crmctl"),
             std::string::npos);
   // Mistakes are refused, not answered with an empty digest or a hang.
   const std::string typo = stack.dir() + "/analytics-typo";
   EXPECT_NE(AnalyticsDigest(typo + " 2>&1").find("holds no analytics database"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(typo)) << "a digest must not create the dir";
-  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_COMMAND, " tail crm.leads.v1 --count=-5 --brokers=",
+  EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(), " tail crm.leads.v1 --count=-5 --brokers=",
                                     stack.brokers(), " 2>&1"))
                 .find("--count must be a positive number"),
             std::string::npos);
-  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_COMMAND, " tail crm.leads.v1 --count 2 --brokers=",
+  EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(), " tail crm.leads.v1 --count 2 --brokers=",
                                     stack.brokers(), " 2>&1"))
                 .find("--count needs a value"),
             std::string::npos);
   // An unreadable CA is an error, not plaintext with the token in clear.
-  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_COMMAND,
+  EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(),
                                     " customer cus_1 --analytics=", stack.Target("analytics"),
                                     " --tls-ca=", stack.dir(), "/no-such-ca.pem 2>&1"))
                 .find("tls-ca: cannot read"),
@@ -76,13 +75,13 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   // The master key is found as the services find it, and a rebuild that
   // fails leaves no database in the way of the next try.
   const std::string failed_dir = stack.dir() + "/rebuild-failed";
-  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_COMMAND, " rebuild analytics --data-dir=", failed_dir,
+  EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(), " rebuild analytics --data-dir=", failed_dir,
                                     " --master-key-file=", stack.dir(),
                                     "/no-such-key --brokers=", stack.brokers(), " 2>&1"))
                 .find("cannot read"),
             std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(failed_dir));
-  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_COMMAND, " rebuild analytics --data-dir=", failed_dir,
+  EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(), " rebuild analytics --data-dir=", failed_dir,
                                     " --brokers=127.0.0.1:1 2>&1"))
                 .find("crmctl rebuild:"),
             std::string::npos);
@@ -91,7 +90,7 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   // not views that show every person as erased.
   const std::string wrong_key(64, 'a');
   EXPECT_NE(
-      RunCommand(absl::StrCat(CRM_CTL_COMMAND, " rebuild analytics --data-dir=", failed_dir,
+      RunCommand(absl::StrCat(CtlCommand(), " rebuild analytics --data-dir=", failed_dir,
                               " --master-key=", wrong_key, " --brokers=", stack.brokers(), " 2>&1"))
           .find("data keys did not unwrap"),
       std::string::npos);
@@ -99,14 +98,13 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   // A broker whose topics exist but hold nothing (one started afresh).
   Stack empty;
   ASSERT_TRUE(empty.StartBroker());
-  EXPECT_NE(RunCommand(absl::StrCat(CRM_CTL_COMMAND, " rebuild analytics --data-dir=", failed_dir,
+  EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(), " rebuild analytics --data-dir=", failed_dir,
                                     " --brokers=", empty.brokers(), " 2>&1"))
                 .find("nothing to rebuild from"),
             std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(failed_dir));
-  const std::string tailed = RunCommand(
-      absl::StrCat(CRM_CTL_COMMAND,
-                   " tail crm.leads.v1 --from-beginning --count=2 --brokers=", stack.brokers()));
+  const std::string tailed = RunCommand(absl::StrCat(
+      CtlCommand(), " tail crm.leads.v1 --from-beginning --count=2 --brokers=", stack.brokers()));
   EXPECT_EQ(std::count(tailed.begin(), tailed.end(), '\n'), 2) << tailed;
 
   // The service itself on an empty data dir.
@@ -160,7 +158,7 @@ TEST(AnalyticsReadinessTest, QueriesWaitForTheRebuildToReachTheEndOfTheTopics) {
               grpc::health::v1::HealthCheckResponse::NOT_SERVING);
     absl::SleepFor(absl::Milliseconds(200));
   }
-  EXPECT_EQ(RunCommand(absl::StrCat(CRM_CTL_COMMAND, " health ", stack.Target("analytics-2"),
+  EXPECT_EQ(RunCommand(absl::StrCat(CtlCommand(), " health ", stack.Target("analytics-2"),
                                     " --service=crm.v1.AnalyticsService")),
             "NOT_SERVING\n");
   stack.broker().Signal(SIGCONT);
@@ -177,7 +175,7 @@ TEST(AnalyticsReadinessTest, QueriesWaitForTheRebuildToReachTheEndOfTheTopics) {
   // A misspelt flag stops the start, before anything is opened, instead of
   // leaving its setting at the default unseen.
   const std::string misspelt = RunCommand(
-      absl::StrCat(CRM_ANALYTICS_BIN, " --listen=127.0.0.1:0 --data-dir=", stack.dir(),
+      absl::StrCat(ShellQuote(CRM_ANALYTICS_BIN), " --listen=127.0.0.1:0 --data-dir=", stack.dir(),
                    "/misspelt --brokers=", stack.brokers(), " --jwt-hs256-key=", auth::kDevHs256Key,
                    " --ready-max-lagg=5 2>&1; echo rc=$?"));
   EXPECT_FALSE(std::filesystem::exists(stack.dir() + "/misspelt"));

@@ -196,7 +196,7 @@ TEST(AuditTrailTest, RefusalsAndAcceptedCommandsAreListedByActorAndByRecord) {
 
   // The same trail from the command line.
   const std::string cli = RunCommand(absl::StrCat(
-      CRM_CTL_COMMAND, " audit --actor=rep-a --analytics=", stack.Target("analytics"), " 2>&1"));
+      CtlCommand(), " audit --actor=rep-a --analytics=", stack.Target("analytics"), " 2>&1"));
   EXPECT_NE(cli.find("\"operation\":\"/crm.v1.LeadsService/QualifyLead\""), std::string::npos)
       << cli;
   EXPECT_NE(cli.find("\"outcome\":\"AUDIT_OUTCOME_DENIED\""), std::string::npos) << cli;

@@ -696,7 +696,7 @@ TEST(TlsTest, MutualTlsServesClientsWithACertificateAndRefusesOthers) {
   // crmctl health as an exec probe: the certificate is checked for the name
   // given, not for the address dialled.
   const std::string probe =
-      absl::StrCat(CRM_CTL_COMMAND, " health ", stack.Target("leads"), " --tls-ca=", dir,
+      absl::StrCat(CtlCommand(), " health ", stack.Target("leads"), " --tls-ca=", dir,
                    "/ca.pem --tls-cert=", dir, "/client.pem --tls-key=", dir, "/client.key");
   EXPECT_EQ(std::system((probe + " >/dev/null 2>&1").c_str()), 0);
   EXPECT_EQ(std::system((probe + " --tls-server-name=localhost >/dev/null 2>&1").c_str()), 0);

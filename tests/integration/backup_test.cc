@@ -35,7 +35,7 @@ grpc::StatusCode GetLead(Stack& stack, const std::string& lead_id) {
 }
 
 int Ctl(const std::string& args) {
-  return std::system(absl::StrCat(CRM_CTL_COMMAND, " ", args, " >/dev/null 2>&1").c_str());
+  return std::system(absl::StrCat(CtlCommand(), " ", args, " >/dev/null 2>&1").c_str());
 }
 
 TEST(BackupIntegrationTest, CrmctlBacksUpARunningServiceAndRestoresItIntoANewDataDir) {

@@ -254,7 +254,7 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
 
   // crmctl tail, the documented way to look, shows where and why.
   const std::string tailed =
-      RunCommand(absl::StrCat(CRM_CTL_COMMAND, " tail ", kDeadLetterTopic,
+      RunCommand(absl::StrCat(CtlCommand(), " tail ", kDeadLetterTopic,
                               " --from-beginning --count=1 --brokers=", stack_.brokers()));
   EXPECT_TRUE(absl::StrContains(tailed, "\"dead_letter\":{")) << tailed;
   EXPECT_TRUE(absl::StrContains(tailed, "\"reason\":\"undecodable")) << tailed;

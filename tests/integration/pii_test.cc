@@ -424,7 +424,7 @@ TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterEra
 
   // crmctl asks every service; one that does not answer fails the export.
   const std::string ctl =
-      absl::StrCat(CRM_CTL_COMMAND, " export ", grace.customer_id(),
+      absl::StrCat(CtlCommand(), " export ", grace.customer_id(),
                    " --leads=", stack.Target("leads"), " --analytics=", stack.Target("analytics"));
   const std::string partial = RunCommand(ctl + " --sales=127.0.0.1:1 --service-desk=127.0.0.1:1");
   EXPECT_TRUE(absl::StrContains(partial, "grace@navy.example")) << partial;
@@ -706,7 +706,7 @@ TEST(PiiTest, MasterKeyRotationKeepsPersonalDataReadableAndDedupeWorking) {
   // So does an offline rebuild: the old wrapping fails, the re-wrap gives
   // the key, and nothing is missing at the end.
   const std::string rebuilt =
-      RunCommand(absl::StrCat(CRM_CTL_COMMAND, " rebuild analytics --data-dir=", stack.dir(),
+      RunCommand(absl::StrCat(CtlCommand(), " rebuild analytics --data-dir=", stack.dir(),
                               "/analytics-rebuilt --brokers=", stack.brokers(),
                               " --master-key=", key_b, " 2>&1; echo exit=$?"));
   EXPECT_TRUE(absl::StrContains(rebuilt, "rebuilt analytics from")) << rebuilt;

@@ -15,6 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -136,6 +139,17 @@ class Process {
   pid_t pid_ = -1;
 };
 
+// `word` as one shell word, whatever it holds (the build dir is under the
+// checkout, whose path may hold spaces or quotes).
+inline std::string ShellQuote(absl::string_view word) {
+  return absl::StrCat("'", absl::StrReplaceAll(word, {{"'", "'\\''"}}), "'");
+}
+
+#ifdef CRM_CTL_BIN
+// crmctl, for a shell command line.
+inline std::string CtlCommand() { return ShellQuote(CRM_CTL_BIN); }
+#endif
+
 // Runs a shell command and returns its standard output.
 inline std::string RunCommand(const std::string& command) {
   std::string out;
@@ -146,10 +160,10 @@ inline std::string RunCommand(const std::string& command) {
   return out;
 }
 
-#ifdef CRM_CTL_COMMAND
+#ifdef CRM_CTL_BIN
 // `crmctl digest analytics` of a data dir: equal digests, identical views.
 inline std::string AnalyticsDigest(const std::string& data_dir) {
-  return RunCommand(std::string(CRM_CTL_COMMAND) + " digest analytics --data-dir=" + data_dir);
+  return RunCommand(CtlCommand() + " digest analytics --data-dir=" + data_dir);
 }
 #endif
 

@@ -57,5 +57,13 @@ TEST(ProcessTest, AChildDiesWithTheProcessThatStartedIt) {
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
 }
 
+// Paths under the checkout go through a shell: one with a space or a quote
+// must stay one word.
+TEST(ProcessTest, AShellQuotedWordStaysOneWord) {
+  for (const std::string word : {"/tmp/my crm/crmctl", "/home/o'brien/crm", "a$b`c`\\d\"e"}) {
+    EXPECT_EQ(RunCommand("printf %s " + ShellQuote(word)), word);
+  }
+}
+
 }  // namespace
 }  // namespace crm::testing
