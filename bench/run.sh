@@ -34,8 +34,8 @@ if ! grep -q '^figure:' "$TMP"; then
   exit 1
 fi
 
-# Written whole or not at all.
-NEW="$(mktemp)"
+# Written whole or not at all: renamed over the old file on its filesystem.
+NEW="$(mktemp "$OUT.XXXXXX")"
 trap 'rm -f "$TMP" "$NEW"' EXIT
 {
   echo "# Benchmark results"
