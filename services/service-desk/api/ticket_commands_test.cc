@@ -171,6 +171,21 @@ class TicketCommandsTest : public ::testing::Test {
     return n.ok() ? *n : -1;
   }
 
+  // `payload` on `topic`, as the customer projection consumes it.
+  void Deliver(const std::string& topic, const std::string& customer_id, const std::string& stream,
+               int64_t version, const google::protobuf::Message& payload, absl::Time at) {
+    crm::v1::EventEnvelope e;
+    e.set_event_id(NewId("evt"));
+    e.set_stream(stream);
+    e.set_stream_version(version);
+    e.set_customer_id(customer_id);
+    *e.mutable_occurred_at() = ToProtoTimestamp(at);
+    e.mutable_payload()->PackFrom(payload);
+    CustomerProjection projection(*settings_);
+    Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
+    ASSERT_TRUE(subscriber.ApplyBatch({{topic, 0, offset_++, e.SerializeAsString()}}).ok());
+  }
+
   void LearnCustomer(const std::string& customer_id, const std::string& email,
                      absl::Time at = absl::UnixEpoch()) {
     crm::v1::LeadCaptured lead;
@@ -178,17 +193,7 @@ class TicketCommandsTest : public ::testing::Test {
     lead.set_customer_id(customer_id);
     lead.mutable_contact()->set_email(email);
     lead.mutable_contact()->set_first_name("Ada");
-    crm::v1::EventEnvelope e;
-    e.set_event_id(NewId("evt"));
-    e.set_stream("lead-" + lead.lead_id());
-    e.set_stream_version(1);
-    e.set_customer_id(customer_id);
-    *e.mutable_occurred_at() = ToProtoTimestamp(at);
-    e.mutable_payload()->PackFrom(lead);
-    CustomerProjection projection(*settings_);
-    Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
-    ASSERT_TRUE(
-        subscriber.ApplyBatch({{"crm.leads.v1", 0, offset_++, e.SerializeAsString()}}).ok());
+    Deliver("crm.leads.v1", customer_id, "lead-" + lead.lead_id(), 1, lead, at);
   }
 
   void Bought(const std::string& customer_id, const std::string& product, absl::Time when) {
@@ -196,17 +201,7 @@ class TicketCommandsTest : public ::testing::Test {
     order.set_order_id("ord_" + std::to_string(offset_));
     order.set_customer_id(customer_id);
     order.add_lines()->set_product_id(product);
-    crm::v1::EventEnvelope e;
-    e.set_event_id(NewId("evt"));
-    e.set_stream("order-" + order.order_id());
-    e.set_stream_version(1);
-    e.set_customer_id(customer_id);
-    *e.mutable_occurred_at() = ToProtoTimestamp(when);
-    e.mutable_payload()->PackFrom(order);
-    CustomerProjection projection(*settings_);
-    Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
-    ASSERT_TRUE(
-        subscriber.ApplyBatch({{"crm.sales.v1", 0, offset_++, e.SerializeAsString()}}).ok());
+    Deliver("crm.sales.v1", customer_id, "order-" + order.order_id(), 1, order, when);
   }
 
   // Leads' MergeLeads found `merged` and `survivor` to be one person.
@@ -216,16 +211,7 @@ class TicketCommandsTest : public ::testing::Test {
     m.set_merged_lead_id("lead_" + merged);
     m.set_survivor_customer_id(survivor);
     m.set_merged_customer_id(merged);
-    crm::v1::EventEnvelope e;
-    e.set_event_id(NewId("evt"));
-    e.set_stream("lead-lead_" + survivor);
-    e.set_stream_version(2);
-    e.set_customer_id(survivor);
-    e.mutable_payload()->PackFrom(m);
-    CustomerProjection projection(*settings_);
-    Subscriber subscriber(store_->db(), projection, SubscriberOptions{});
-    ASSERT_TRUE(
-        subscriber.ApplyBatch({{"crm.leads.v1", 0, offset_++, e.SerializeAsString()}}).ok());
+    Deliver("crm.leads.v1", survivor, "lead-lead_" + survivor, 2, m, absl::UnixEpoch());
   }
 
   crm::testing::TempDir dir_;
