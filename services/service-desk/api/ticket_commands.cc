@@ -185,6 +185,23 @@ absl::Status TicketCommands::CheckSolutionArticle(const std::optional<crm::v1::T
   return absl::OkStatus();
 }
 
+std::vector<std::string> TicketCommands::CustomerGroup(const std::string& customer_id) const {
+  if (vault_ == nullptr) return {customer_id};
+  // Every read of the group reads each member: bounded, the asked one kept.
+  constexpr size_t kMaxGroup = 256;
+  std::vector<std::string> group;
+  for (std::string& member : vault_->WithMerged(vault_->SurvivorOf(customer_id))) {
+    if (member != customer_id && (group.size() + 1 >= kMaxGroup || vault_->Erased(member))) {
+      continue;
+    }
+    group.push_back(std::move(member));
+  }
+  if (std::find(group.begin(), group.end(), customer_id) == group.end()) {
+    group.push_back(customer_id);
+  }
+  return group;
+}
+
 absl::StatusOr<crm::v1::Ticket> TicketCommands::OpenTicket(const crm::v1::OpenTicketRequest& raw,
                                                            EventContext ctx) {
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenTicketRequest(raw));
@@ -192,7 +209,9 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::OpenTicket(const crm::v1::OpenTi
   CRM_ASSIGN_OR_RETURN(auto earlier, Replayed(key));
   if (earlier.has_value()) return *earlier;
 
-  CRM_ASSIGN_OR_RETURN(auto customer, store_.CustomerContextOf(request.customer_id()));
+  CRM_ASSIGN_OR_RETURN(
+      auto customer,
+      store_.CustomerContextOf(request.customer_id(), CustomerGroup(request.customer_id())));
   FillWarranties(customer, settings_);
   const bool known = customer.known();
   if (!known && settings_.reject_unknown_customers()) {
@@ -392,7 +411,8 @@ absl::StatusOr<crm::v1::TicketDetails> TicketCommands::GetTicket(
   if (!ticket.ok()) return ticket.status();
   *details.mutable_ticket() = *std::move(ticket);
   CRM_ASSIGN_OR_RETURN(*details.mutable_customer(),
-                       store_.CustomerContextOf(details.ticket().customer_id()));
+                       store_.CustomerContextOf(details.ticket().customer_id(),
+                                                CustomerGroup(details.ticket().customer_id())));
   FillWarranties(*details.mutable_customer(), settings_);
   CRM_ASSIGN_OR_RETURN(auto page,
                        store_.Messages(r.ticket_id(), r.messages_page(), details.ByteSizeLong()));

@@ -66,6 +66,11 @@ class TicketCommands {
   absl::StatusOr<int> RunDueTimers();
 
  private:
+  // The customers found to be one person with `customer_id` (the merge
+  // links leads publishes on crm.keys.v1, which the vault keeps), the
+  // survivor first; erased ones left out, as their data no longer opens.
+  std::vector<std::string> CustomerGroup(const std::string& customer_id) const;
+
   // A command decided from the loaded state, plus writes that belong to
   // the same batch (the round-robin cursor).
   struct Prepared {

@@ -9,9 +9,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
+#include "crm/v1/pii.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "gtest/gtest.h"
+#include "libs/common/envelope.h"
 #include "libs/common/ids.h"
+#include "libs/common/pii/cipher.h"
+#include "libs/common/pii/key_stream.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/subscriber.h"
 #include "libs/common/testing/temp_dir.h"
@@ -204,14 +208,19 @@ class TicketCommandsTest : public ::testing::Test {
     Deliver("crm.sales.v1", customer_id, "order-" + order.order_id(), 1, order, when);
   }
 
-  // Leads' MergeLeads found `merged` and `survivor` to be one person.
-  void Merged(const std::string& merged, const std::string& survivor) {
-    crm::v1::LeadsMerged m;
-    m.set_survivor_lead_id("lead_" + survivor);
-    m.set_merged_lead_id("lead_" + merged);
-    m.set_survivor_customer_id(survivor);
-    m.set_merged_customer_id(merged);
-    Deliver("crm.leads.v1", survivor, "lead-lead_" + survivor, 2, m, absl::UnixEpoch());
+  // Leads' MergeLeads found `merged` and `survivor` to be one person: the
+  // link as crm.keys.v1 brings it to the vault.
+  void Merged(pii::KeyVault& vault, const std::string& merged, const std::string& survivor) {
+    crm::v1::CustomersMerged link;
+    link.set_merged_customer_id(merged);
+    link.set_survivor_customer_id(survivor);
+    link.set_merged_lead_id("lead_" + merged);
+    auto e = MakeEnvelope(link, survivor, Ctx());
+    e.set_stream(pii::kMergeStreamPrefix + link.merged_lead_id());
+    e.set_stream_version(1);
+    ProjectionTxn txn(store_->db());
+    ASSERT_TRUE(vault.ApplyRecord(e, txn).ok());
+    ASSERT_TRUE(txn.Commit().ok());
   }
 
   crm::testing::TempDir dir_;
@@ -410,17 +419,21 @@ TEST_F(TicketCommandsTest, TicketForAProductUnderWarrantyIsMarked) {
 // survivor's: a ticket opened under either id is under warranty, and
 // either id's context shows the whole group.
 TEST_F(TicketCommandsTest, APurchaseUnderAMergedCustomerCoversTheSurvivorsTicket) {
+  auto vault =
+      pii::KeyVault::Open(store_->db(), &store_->events(), pii::RandomKey(), "crm/service-desk");
+  ASSERT_TRUE(vault.ok()) << vault.status();
+  tickets_->SealPiiWith(**vault);
   const absl::Time bought = absl::FromCivil(absl::CivilDay(2023, 3, 1), absl::UTCTimeZone());
   Bought("cus_old", "printer-x", bought);
   EXPECT_FALSE(Open("m0", "cus_new", "printer-x").under_warranty()) << "not merged yet";
   LearnCustomer("cus_new", "ada@example.com");
-  Merged("cus_old", "cus_new");
+  Merged(**vault, "cus_old", "cus_new");
   const auto covered = Open("m1", "cus_new", "printer-x");
   EXPECT_TRUE(covered.under_warranty());
   EXPECT_TRUE(Open("m2", "cus_old", "printer-x").under_warranty());
   // A merge further on (the survivor merged in turn) keeps the purchase.
   LearnCustomer("cus_newest", "ada@new.example", now_);
-  Merged("cus_new", "cus_newest");
+  Merged(**vault, "cus_new", "cus_newest");
   EXPECT_TRUE(Open("m3", "cus_newest", "printer-x").under_warranty());
 
   crm::v1::GetTicketRequest get;
@@ -432,6 +445,16 @@ TEST_F(TicketCommandsTest, APurchaseUnderAMergedCustomerCoversTheSurvivorsTicket
   EXPECT_EQ(details->customer().lead_ids_size(), 2);
   EXPECT_EQ(details->customer().ticket_count(), 4) << "the group's tickets";
   EXPECT_EQ(details->customer().email(), "ada@new.example") << "the newest profile";
+
+  // An erased member's data no longer opens: it is left out rather than
+  // blank the newer profile it held.
+  LearnCustomer("cus_old", "old@example.com", now_ + absl::Hours(1));
+  EXPECT_EQ(tickets_->GetTicket(get)->customer().email(), "old@example.com");
+  ASSERT_TRUE((*vault)->EraseCustomer("cus_old", "GDPR request 7", Ctx()).ok());
+  details = tickets_->GetTicket(get);
+  ASSERT_TRUE(details.ok()) << details.status();
+  EXPECT_EQ(details->customer().email(), "ada@new.example");
+  EXPECT_EQ(details->customer().purchases_size(), 0) << "the erased customer's purchase";
 }
 
 TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {

@@ -30,19 +30,6 @@ absl::StatusOr<std::optional<Event>> Unpack(const crm::v1::EventEnvelope& envelo
 }  // namespace
 
 absl::Status CustomerProjection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
-  CRM_ASSIGN_OR_RETURN(auto merged, Unpack<crm::v1::LeadsMerged>(event));
-  if (merged) {
-    // One person under two customer ids: read as one group from now on.
-    if (merged->merged_customer_id().empty() || merged->survivor_customer_id().empty() ||
-        merged->merged_customer_id() == merged->survivor_customer_id()) {
-      return absl::OkStatus();
-    }
-    for (const auto& w : DeskStore::CustomerMergeWrites(merged->merged_customer_id(),
-                                                        merged->survivor_customer_id())) {
-      CRM_RETURN_IF_ERROR(txn.PutWriteOnly(w.family, w.key, w.value));
-    }
-    return absl::OkStatus();
-  }
   CRM_ASSIGN_OR_RETURN(auto lead, Unpack<crm::v1::LeadCaptured>(event));
   CRM_ASSIGN_OR_RETURN(auto opened, Unpack<crm::v1::CustomerOpened>(event));
   CRM_ASSIGN_OR_RETURN(auto tier, Unpack<crm::v1::CustomerTierChanged>(event));

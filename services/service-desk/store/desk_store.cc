@@ -76,14 +76,12 @@ absl::StatusOr<std::optional<Versioned<T>>> LoadVersioned(const EventStore& even
 const char DeskStore::kCustomersFamily[] = "customers";  // customer id -> CustomerContext
 // due micros, customer \0 order \0 product -> WarrantyFollowUpRequested
 const char DeskStore::kWarrantyFollowUpsFamily[] = "warranty_follow_ups";
-// "i" merged -> survivor; "f" survivor \0 merged -> ""
-const char DeskStore::kCustomerMergesFamily[] = "customer_merges";
 
 std::vector<std::string> DeskStore::Families() {
   auto families = Subscriber::Families();
   for (const char* f : {kTickets, kCustomerTickets, kAgentTickets, kTimers, kMessages, kRoundRobin,
                         kCustomersFamily, kArticles, kTerms, kPublished, kWarrantyFollowUpsFamily,
-                        kCustomerMergesFamily, pii::KeyVault::kFamily}) {
+                        pii::KeyVault::kFamily}) {
     families.push_back(f);
   }
   return families;
@@ -360,43 +358,11 @@ absl::Status DeskStore::DropWarrantyFollowUp(const std::string& key) {
 
 // ---- customers ----
 
-std::vector<ProjectionWrite> DeskStore::CustomerMergeWrites(const std::string& merged,
-                                                            const std::string& survivor) {
-  return {{kCustomerMergesFamily, absl::StrCat("i", merged), survivor},
-          {kCustomerMergesFamily, absl::StrCat("f", Pair(survivor, merged)), ""}};
-}
-
-absl::StatusOr<std::vector<std::string>> DeskStore::CustomerGroup(
-    const std::string& customer_id) const {
-  // As leads bounds a merge group; also a guard against a cycle.
-  constexpr size_t kMaxGroup = 256;
-  std::string root = customer_id;
-  for (size_t hop = 0; hop < kMaxGroup; ++hop) {
-    CRM_ASSIGN_OR_RETURN(auto survivor, events_->db().Get(kCustomerMergesFamily, "i" + root));
-    if (!survivor.has_value() || *survivor == root) break;
-    root = *std::move(survivor);
-  }
-  std::vector<std::string> group = {root};
-  auto it = events_->db().NewIterator(kCustomerMergesFamily);
-  for (size_t i = 0; i < group.size() && group.size() < kMaxGroup; ++i) {
-    const std::string prefix = absl::StrCat("f", PrefixKey(group[i]));
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      std::string merged(View(it->key()).substr(prefix.size()));
-      if (std::find(group.begin(), group.end(), merged) == group.end()) {
-        group.push_back(std::move(merged));
-      }
-    }
-    CRM_RETURN_IF_ERROR(FromRocks(it->status()));
-  }
-  return group;
-}
-
 absl::StatusOr<crm::v1::CustomerContext> DeskStore::CustomerContextOf(
-    const std::string& customer_id) const {
-  CRM_ASSIGN_OR_RETURN(const std::vector<std::string> group, CustomerGroup(customer_id));
+    const std::string& customer_id, const std::vector<std::string>& group) const {
   crm::v1::CustomerContext c;
   auto it = events_->db().NewIterator(kCustomerTickets);
-  for (const std::string& member : group) {
+  for (const std::string& member : group.empty() ? std::vector<std::string>{customer_id} : group) {
     CRM_ASSIGN_OR_RETURN(auto raw, events_->db().Get(kCustomersFamily, member));
     if (raw.has_value()) {
       CRM_ASSIGN_OR_RETURN(auto stored, Parse<crm::v1::CustomerContext>(*raw, "customer"));

@@ -125,15 +125,11 @@ class DeskStore {
 
   // ---- customers ----
   // What is known of the customer plus ticket counts; known = false (and
-  // only the counts) for a customer no event has named. A customer merged
-  // with others (leads' LeadsMerged) answers for the whole group: the
-  // survivor's and every merged customer's leads, purchases and tickets.
-  absl::StatusOr<crm::v1::CustomerContext> CustomerContextOf(const std::string& customer_id) const;
-  // The customers merged with `customer_id`, the surviving one first.
-  absl::StatusOr<std::vector<std::string>> CustomerGroup(const std::string& customer_id) const;
-  // The rows recording that `merged` now belongs to `survivor`.
-  static std::vector<ProjectionWrite> CustomerMergeWrites(const std::string& merged,
-                                                          const std::string& survivor);
+  // only the counts) for a customer no event has named. With `group` (the
+  // customers found to be one person, the survivor first): the whole
+  // group's leads, purchases and tickets, answered as `customer_id`.
+  absl::StatusOr<crm::v1::CustomerContext> CustomerContextOf(
+      const std::string& customer_id, const std::vector<std::string>& group = {}) const;
   absl::StatusOr<bool> IsKnownCustomer(const std::string& customer_id) const;
 
   // ---- knowledge base ----
@@ -160,7 +156,6 @@ class DeskStore {
   // Family names, for the projection that shares the database.
   static const char kCustomersFamily[];
   static const char kWarrantyFollowUpsFamily[];
-  static const char kCustomerMergesFamily[];
 
  private:
   // Writes the search index again from the published articles when an
