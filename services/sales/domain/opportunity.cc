@@ -241,9 +241,9 @@ void Apply(crm::v1::Opportunity& state, const OpportunityEvent& event, absl::Tim
 bool StaleReminderCovers(const crm::v1::Opportunity& opportunity, absl::Time since,
                          absl::Duration stale_after) {
   if (!opportunity.has_stale_since()) return false;
-  if (!opportunity.has_stale_reminded_at()) {
-    return FromProtoTimestamp(opportunity.stale_since()) == since;
-  }
+  // The very inactivity it was raised for, whatever stale_after says now.
+  if (FromProtoTimestamp(opportunity.stale_since()) == since) return true;
+  if (!opportunity.has_stale_reminded_at()) return false;
   return FromProtoTimestamp(opportunity.stale_reminded_at()) - since >= stale_after;
 }
 

@@ -270,6 +270,9 @@ TEST(StaleTest, AReminderCoversTheInactivityItWasRaisedFor) {
   // it): the reminder did not cover that inactivity, which earns its own.
   EXPECT_FALSE(StaleReminderCovers(o, kT0 + absl::Hours(24) + absl::Minutes(30), day));
   EXPECT_FALSE(StaleReminderCovers(o, kT0 + absl::Hours(25), day)) << "answered at its very time";
+  // A longer period configured since: still the inactivity it was raised
+  // for, not a new one to remind of again.
+  EXPECT_TRUE(StaleReminderCovers(o, kT0, absl::Hours(24 * 30)));
   o.clear_stale_since();
   EXPECT_FALSE(StaleReminderCovers(o, kT0, day));
 }
