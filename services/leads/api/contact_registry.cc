@@ -34,6 +34,8 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
       }
     }
     CRM_ASSIGN_OR_RETURN(auto found, store_.FindContactKeys(lookup));
+    // A pass after waiting for a merge reads the leads again.
+    live.clear();
     known.clear();
     known.reserve(found.size());
     // Customers a merge is retiring, met in the index or pending.
