@@ -186,7 +186,9 @@ absl::Status TicketCommands::CheckSolutionArticle(const std::optional<crm::v1::T
 }
 
 std::vector<std::string> TicketCommands::CustomerGroup(const std::string& customer_id) const {
-  if (vault_ == nullptr) return {customer_id};
+  // An erased customer's context stays its own: joined, its sealed profile
+  // (which no longer opens) could win over a member's.
+  if (vault_ == nullptr || vault_->Erased(customer_id)) return {customer_id};
   // Every read of the group reads each member: bounded, the asked one kept.
   constexpr size_t kMaxGroup = 256;
   std::vector<std::string> group;

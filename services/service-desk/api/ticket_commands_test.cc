@@ -455,6 +455,12 @@ TEST_F(TicketCommandsTest, APurchaseUnderAMergedCustomerCoversTheSurvivorsTicket
   ASSERT_TRUE(details.ok()) << details.status();
   EXPECT_EQ(details->customer().email(), "ada@new.example");
   EXPECT_EQ(details->customer().purchases_size(), 0) << "the erased customer's purchase";
+  // A ticket of the erased id itself keeps that id's own context.
+  get.set_ticket_id(Open("m4", "cus_old", "printer-x").ticket_id());
+  details = tickets_->GetTicket(get);
+  ASSERT_TRUE(details.ok()) << details.status();
+  EXPECT_EQ(details->customer().email(), "old@example.com");
+  EXPECT_EQ(details->customer().lead_ids_size(), 1);
 }
 
 TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {

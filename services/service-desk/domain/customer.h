@@ -38,7 +38,8 @@ void ApplyCustomerTierChanged(crm::v1::CustomerContext& customer,
 void ApplyOrderPlaced(crm::v1::CustomerContext& customer, const crm::v1::OrderPlaced& order,
                       const google::protobuf::Timestamp& occurred_at);
 
-// A customer merged into `into`'s (leads' LeadsMerged) is the same person:
+// A customer merged into `into`'s (the merge link leads publishes) is the
+// same person:
 // its leads, product interests and purchases join, the newest profile
 // wins and gaps are filled, and `into`'s account stays if it has one.
 void JoinCustomer(crm::v1::CustomerContext& into, const crm::v1::CustomerContext& from);

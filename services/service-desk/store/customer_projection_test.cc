@@ -3,6 +3,7 @@
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "gtest/gtest.h"
+#include "libs/common/database.h"
 #include "libs/common/ids.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/service-desk/store/desk_store.h"
@@ -106,6 +107,20 @@ TEST_F(CustomerProjectionTest, SalesAccountAndOrdersFromTheSalesTopic) {
   ASSERT_EQ(c->purchases_size(), 1);
   EXPECT_EQ(c->purchases(0).product_id(), "printer-x");
   EXPECT_EQ(c->purchases(0).purchased_at().seconds(), 1000);
+}
+
+// A data dir from a build that kept merge links in a family of its own
+// still opens (the family is dropped).
+TEST(DeskStoreTest, ADataDirWithTheRetiredMergeFamilyOpens) {
+  crm::testing::TempDir dir;
+  {
+    auto families = DeskStore::Families();
+    families.push_back("customer_merges");
+    auto db = Database::Open(dir.Sub("desk"), families);
+    ASSERT_TRUE(db.ok()) << db.status();
+  }
+  auto store = DeskStore::Open(dir.Sub("desk"));
+  ASSERT_TRUE(store.ok()) << store.status();
 }
 
 }  // namespace

@@ -88,7 +88,8 @@ std::vector<std::string> DeskStore::Families() {
 }
 
 absl::StatusOr<std::unique_ptr<DeskStore>> DeskStore::Open(const std::string& path) {
-  CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, Families()));
+  // "customer_merges": merge links an earlier build kept itself.
+  CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, Families(), {"customer_merges"}));
   auto store = std::make_unique<DeskStore>(std::move(events));
   CRM_RETURN_IF_ERROR(store->ReindexArticlesIfStale());
   return store;
