@@ -56,10 +56,10 @@ void Apply(crm::v1::Opportunity& state, const OpportunityEvent& event, absl::Tim
 // its latest activity, whichever is later.
 absl::Time InactiveSince(const crm::v1::Opportunity& opportunity, absl::Time last_activity_at);
 // Whether the stale reminder raised last covers the inactivity that began
-// at `since`: it was raised once that inactivity had lasted `stale_after`
-// (an opportunity stored before reminders were stamped: for that very
-// inactivity). An activity written up late inside a reminded inactivity
-// leaves it covered; one less than a period before the reminder does not.
+// at `since`: it was raised for that very inactivity, or once that
+// inactivity had lasted `stale_after`. An activity written up late inside
+// a reminded inactivity leaves it covered; one less than a period before
+// the reminder does not.
 bool StaleReminderCovers(const crm::v1::Opportunity& opportunity, absl::Time since,
                          absl::Duration stale_after);
 // Open and inactive for at least `stale_after` at `now`.
