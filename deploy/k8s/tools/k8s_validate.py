@@ -893,6 +893,21 @@ def self_test(kubectl=None):
         if not any(expect in e for e in errs):
             failures.append(f"broken manifests passed unnoticed: {what} "
                             f"(expected an error mentioning {expect!r}, got {errs})")
+    # a readiness-gated service: fine as it is, refused once its headless
+    # Service lists not-ready pods (round-robin clients would reach them)
+    gated = copy.deepcopy(GOOD_CONTRACT)
+    gated["services"][0]["readinessService"] = "crm.v1.DemoService"
+    gated_docs = copy.deepcopy(docs)
+    _ctr(gated_docs)["readinessProbe"]["grpc"]["service"] = "crm.v1.DemoService"
+    errs = checks.check_environment(copy.deepcopy(gated_docs), gated, GOOD_ENV)
+    if errs:
+        failures.append("known-good gated manifests were rejected:\n    " + "\n    ".join(errs))
+    _find(gated_docs, "Service", "crm-demo-headless")["spec"]["publishNotReadyAddresses"] = True
+    errs = checks.check_environment(gated_docs, gated, GOOD_ENV)
+    if not any("publishNotReadyAddresses" in e for e in errs):
+        failures.append("a gated service's headless Service listing not-ready pods passed "
+                        f"unnoticed (got {errs})")
+
     # broken YAML text and a broken document stream
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "kustomization.yaml"), "w", encoding="utf-8") as f:
@@ -953,7 +968,7 @@ def self_test(kubectl=None):
             except (kustomize_lite.KustomizeError, OSError, subprocess.TimeoutExpired) as e:
                 failures.append(f"renderer fixture: {e}")
 
-    checks_run = len(MUTATIONS) + 1 + len(RENDER_FACTS)
+    checks_run = len(MUTATIONS) + 3 + len(RENDER_FACTS)
     return checks_run, failures
 
 
