@@ -161,19 +161,37 @@ absl::StatusOr<State> SalesCommands::Transition(const google::protobuf::Message&
                                                 absl::string_view method,
                                                 absl::string_view id_field, const std::string& id,
                                                 const std::string& request_id, EventContext raw_ctx,
-                                                MakeCommand&& command) {
+                                                MakeCommand&& command,
+                                                absl::string_view unless_lost_to) {
   CRM_RETURN_IF_ERROR(CheckRequestId(request_id));
   CRM_RETURN_IF_ERROR(CheckId(id_field, id));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request_id);
+  const std::string stream = StreamOf(static_cast<const State*>(nullptr), id);
+  // A record's deal never changes, so its lock can be taken before the
+  // record is read again under it (none locked without the check).
+  std::string deal;
+  if (!unless_lost_to.empty()) {
+    CRM_ASSIGN_OR_RETURN(auto first_read, store_.Load<State>(stream));
+    if (first_read.state.has_value()) deal = first_read.state->opportunity_id();
+  }
+  auto guard = opportunity_locks_.Lock({deal});
   CRM_ASSIGN_OR_RETURN(
-      auto out,
-      Execute<State>(
-          StreamOf(static_cast<const State*>(nullptr), id),
-          CallerRequestKey(ctx, absl::StrCat(method, "/", request_id), request), kAnyVersion, ctx,
-          [&](const std::optional<State>& s) {
-            return NameMissing(Decide(s, command(ctx)), s, id_field, id);
-          },
-          [](const State&) { return NoRows(); }));
+      auto out, Execute<State>(
+                    stream, CallerRequestKey(ctx, absl::StrCat(method, "/", request_id), request),
+                    kAnyVersion, ctx,
+                    [&](const std::optional<State>& s) {
+                      // After the retry lookup and the command's own checks: one that
+                      // went through keeps its answer, and a caller's own mistakes (or
+                      // a role that may not do this) are named first.
+                      auto decided = NameMissing(Decide(s, command(ctx)), s, id_field, id);
+                      if (decided.ok() && !unless_lost_to.empty()) {
+                        if (auto st = DealNotLost(s->opportunity_id(), unless_lost_to); !st.ok()) {
+                          return decltype(decided)(st);
+                        }
+                      }
+                      return decided;
+                    },
+                    [](const State&) { return NoRows(); }));
   return out.state;
 }
 
@@ -315,6 +333,13 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::LoadOpportunity(
     const std::string& opportunity_id) const {
   return LoadExisting<crm::v1::Opportunity>("opportunity", OpportunityStream(opportunity_id),
                                             opportunity_id);
+}
+
+absl::Status SalesCommands::DealNotLost(const std::string& opportunity_id,
+                                        absl::string_view to) const {
+  if (opportunity_id.empty()) return absl::OkStatus();
+  CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(opportunity_id));
+  return CheckNotLost(opportunity, to);
 }
 
 crm::v1::Opportunity SalesCommands::WithActivity(crm::v1::Opportunity o) const {
@@ -730,10 +755,8 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
           [&](const std::optional<crm::v1::Quote>& s) -> absl::StatusOr<std::vector<QuoteEvent>> {
             // After the retry lookup: an acceptance that went through keeps
             // its answer, whatever became of the deal since.
-            if (s.has_value() && s->status() == crm::v1::QUOTE_STATUS_OPEN &&
-                !s->opportunity_id().empty()) {
-              CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(s->opportunity_id()));
-              CRM_RETURN_IF_ERROR(CheckNotLost(opportunity, "quote"));
+            if (s.has_value() && s->status() == crm::v1::QUOTE_STATUS_OPEN) {
+              CRM_RETURN_IF_ERROR(DealNotLost(s->opportunity_id(), "quote"));
             }
             return NameMissing(Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}), s,
                                "quote_id", request.quote_id());
@@ -769,9 +792,8 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   auto guard = opportunity_locks_.Lock({quote.opportunity_id()});
   CRM_ASSIGN_OR_RETURN(earlier, answered());
   if (earlier.has_value()) return *std::move(earlier);
-  if (quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED && !quote.opportunity_id().empty()) {
-    CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(quote.opportunity_id()));
-    CRM_RETURN_IF_ERROR(CheckNotLost(opportunity, "order"));
+  if (quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED) {
+    CRM_RETURN_IF_ERROR(DealNotLost(quote.opportunity_id(), "order"));
   }
   sales::PlaceOrder command{OrderIdForQuote(quote.quote_id()), std::move(quote)};
   CRM_ASSIGN_OR_RETURN(
@@ -811,10 +833,8 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
                       // After the retry lookup and the contract's own checks
                       // (one per order), as for an approval.
                       auto decided = Decide(s, ContractCommand{command});
-                      if (decided.ok() && !opportunity_id.empty()) {
-                        auto opportunity = LoadOpportunity(opportunity_id);
-                        if (!opportunity.ok()) return decltype(decided)(opportunity.status());
-                        if (auto st = CheckNotLost(*opportunity, "draft a contract"); !st.ok()) {
+                      if (decided.ok()) {
+                        if (auto st = DealNotLost(opportunity_id, "draft a contract"); !st.ok()) {
                           return decltype(decided)(st);
                         }
                       }
@@ -842,39 +862,14 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::SubmitContract(
 absl::StatusOr<crm::v1::Contract> SalesCommands::ApproveContract(
     const crm::v1::ApproveContractRequest& request, EventContext raw_ctx,
     const std::vector<std::string>& roles) {
-  CRM_RETURN_IF_ERROR(CheckRequestId(request.request_id()));
-  CRM_RETURN_IF_ERROR(CheckId("contract_id", request.contract_id()));
-  const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
-  const std::string stream = ContractStream(request.contract_id());
-  // Approval invoices the customer, so the deal must not be lost meanwhile;
-  // a contract's deal never changes, so its lock can be taken first.
-  CRM_ASSIGN_OR_RETURN(auto first_read, store_.Load<crm::v1::Contract>(stream));
-  auto guard = opportunity_locks_.Lock(
-      {first_read.state.has_value() ? first_read.state->opportunity_id() : ""});
-  CRM_ASSIGN_OR_RETURN(
-      auto out,
-      Execute<crm::v1::Contract>(
-          stream,
-          CallerRequestKey(ctx, absl::StrCat("ApproveContract/", request.request_id()), request),
-          kAnyVersion, ctx,
-          [&](const std::optional<crm::v1::Contract>& s) {
-            // After the retry lookup and the approver's checks: an approval
-            // that went through keeps its answer, and a caller who may not
-            // approve hears that first.
-            auto decided =
-                NameMissing(Decide(s, ContractCommand{sales::ApproveContract{ctx.actor, roles}}), s,
-                            "contract_id", request.contract_id());
-            if (decided.ok() && !s->opportunity_id().empty()) {
-              auto opportunity = LoadOpportunity(s->opportunity_id());
-              if (!opportunity.ok()) return decltype(decided)(opportunity.status());
-              if (auto st = CheckNotLost(*opportunity, "approve its contract"); !st.ok()) {
-                return decltype(decided)(st);
-              }
-            }
-            return decided;
-          },
-          [](const crm::v1::Contract&) { return NoRows(); }));
-  return out.state;
+  // Approval invoices the customer: not while the deal is lost.
+  return Transition<crm::v1::Contract>(
+      request, "ApproveContract", "contract_id", request.contract_id(), request.request_id(),
+      std::move(raw_ctx),
+      [&](const EventContext& ctx) {
+        return ContractCommand{sales::ApproveContract{ctx.actor, roles}};
+      },
+      "approve its contract");
 }
 
 absl::StatusOr<crm::v1::Contract> SalesCommands::RejectContract(

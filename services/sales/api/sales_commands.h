@@ -156,12 +156,15 @@ class SalesCommands {
   // quote and contract transitions): checks request_id and the record id
   // (named `id_field` in errors), then runs `command(ctx)` under the
   // caller's request key "<method>/<request_id>" with `request`'s
-  // fingerprint.
+  // fingerprint. With `unless_lost_to`, a command that passes its own
+  // checks is refused while the record's deal is lost (DealNotLost), under
+  // the deal's lock so it cannot be lost meanwhile.
   template <typename State, typename MakeCommand>
   absl::StatusOr<State> Transition(const google::protobuf::Message& request,
                                    absl::string_view method, absl::string_view id_field,
                                    const std::string& id, const std::string& request_id,
-                                   EventContext raw_ctx, MakeCommand&& command);
+                                   EventContext raw_ctx, MakeCommand&& command,
+                                   absl::string_view unless_lost_to = {});
   // The record on `stream`: NOT_FOUND naming `noun` and `id` when it was
   // never created.
   template <typename State>
@@ -177,6 +180,9 @@ class SalesCommands {
       const std::string& request_key, const EventContext& ctx);
   absl::StatusOr<crm::v1::Customer> LoadCustomer(const std::string& customer_id) const;
   absl::StatusOr<crm::v1::Opportunity> LoadOpportunity(const std::string& opportunity_id) const;
+  // FAILED_PRECONDITION while the deal is lost ("reopen it to `to`"); OK
+  // for none (an empty id). The caller holds the deal's lock.
+  absl::Status DealNotLost(const std::string& opportunity_id, absl::string_view to) const;
   absl::StatusOr<Target> ResolveTarget(const std::string& customer_id,
                                        const std::string& opportunity_id) const;
   // Seals the request's personal data (validated already) for the customer.
