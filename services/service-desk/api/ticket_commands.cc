@@ -426,7 +426,9 @@ absl::StatusOr<crm::v1::TicketDetails> TicketCommands::GetTicket(
 absl::StatusOr<crm::v1::ListTicketsResponse> TicketCommands::ListTickets(
     const crm::v1::ListTicketsRequest& r) const {
   CRM_RETURN_IF_ERROR(ValidateListTickets(r));
-  CRM_ASSIGN_OR_RETURN(auto page, store_.ListTickets(r));
+  CRM_ASSIGN_OR_RETURN(
+      auto page, store_.ListTickets(r, r.customer_id().empty() ? std::vector<std::string>{}
+                                                               : CustomerGroup(r.customer_id())));
   crm::v1::ListTicketsResponse response;
   for (auto& t : page.tickets) *response.add_tickets() = std::move(t);
   response.set_next_page_token(page.next_page_token);

@@ -463,6 +463,56 @@ TEST_F(TicketCommandsTest, APurchaseUnderAMergedCustomerCoversTheSurvivorsTicket
   EXPECT_EQ(details->customer().lead_ids_size(), 1);
 }
 
+// Listing by customer lists the tickets of every id merged with it, one
+// id order across pages, and still leaves an erased member out.
+TEST_F(TicketCommandsTest, ListingByCustomerFollowsMerges) {
+  auto vault =
+      pii::KeyVault::Open(store_->db(), &store_->events(), pii::RandomKey(), "crm/service-desk");
+  ASSERT_TRUE(vault.ok()) << vault.status();
+  tickets_->SealPiiWith(**vault);
+  std::vector<std::string> group_ids;
+  for (const auto& [request, customer] : std::vector<std::pair<std::string, std::string>>{
+           {"l1", "cus_old"}, {"l2", "cus_new"}, {"l3", "cus_old"}, {"l4", "cus_new"}}) {
+    group_ids.push_back(Open(request, customer).ticket_id());
+  }
+  const std::string other = Open("l5", "cus_other").ticket_id();
+  std::sort(group_ids.begin(), group_ids.end());
+  auto list_all = [&](const std::string& customer, int page_size) {
+    std::vector<std::string> ids;
+    std::string token;
+    do {
+      const auto page = List([&](auto& r) {
+        r.set_customer_id(customer);
+        r.mutable_page()->set_page_size(page_size);
+        r.mutable_page()->set_page_token(token);
+      });
+      for (const auto& t : page.tickets()) ids.push_back(t.ticket_id());
+      token = page.next_page_token();
+    } while (!token.empty() && ids.size() < 100);
+    return ids;
+  };
+  EXPECT_EQ(list_all("cus_new", 1).size(), 2) << "not merged yet";
+
+  Merged(**vault, "cus_old", "cus_new");
+  EXPECT_EQ(list_all("cus_new", 1), group_ids);
+  EXPECT_EQ(list_all("cus_old", 3), group_ids) << "either id lists the group";
+  EXPECT_EQ(list_all("cus_other", 50), std::vector<std::string>{other});
+  // Other filters still hold across the group.
+  const auto open = List([](auto& r) {
+    r.set_customer_id("cus_new");
+    r.set_status(crm::v1::TICKET_STATUS_CLOSED);
+  });
+  EXPECT_EQ(open.tickets_size(), 0);
+
+  ASSERT_TRUE((*vault)->EraseCustomer("cus_old", "GDPR request 8", Ctx()).ok());
+  const auto survivors = list_all("cus_new", 50);
+  ASSERT_EQ(survivors.size(), 2) << "the erased member's tickets are left out";
+  for (const auto& id : survivors) {
+    EXPECT_NE(std::find(group_ids.begin(), group_ids.end(), id), group_ids.end());
+  }
+  EXPECT_EQ(list_all("cus_old", 50).size(), 2) << "an erased id still lists its own";
+}
+
 TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {
   crm::v1::CreateArticleRequest create;
   create.set_request_id("art-1");

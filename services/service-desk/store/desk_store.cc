@@ -184,46 +184,74 @@ absl::StatusOr<MessagePage> DeskStore::Messages(const std::string& ticket_id,
   return page;
 }
 
-absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequest& r) const {
+absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequest& r,
+                                                  const std::vector<std::string>& group) const {
   std::string after;
   if (!r.page().page_token().empty() &&
       !absl::WebSafeBase64Unescape(r.page().page_token(), &after)) {
     return absl::InvalidArgumentError("page.page_token: malformed");
   }
   const size_t page_size = r.page().page_size() > 0 ? r.page().page_size() : kDefaultPageSize;
+  std::vector<std::string> customers = group;
+  if (customers.empty()) customers.push_back(r.customer_id());
 
   // Walk the narrowest index; every entry leads to a ticket id, in id order.
+  // A customer's index is walked for each member of its group at once,
+  // always taking the smallest id next, so the pages stay in id order.
   const char* family = kTickets;
-  std::string prefix;
+  std::vector<std::string> prefixes = {""};
   if (!r.customer_id().empty()) {
     family = kCustomerTickets;
-    prefix = PrefixKey(r.customer_id());
+    prefixes.clear();
+    for (const auto& customer : customers) prefixes.push_back(PrefixKey(customer));
   } else if (!r.assignee_id().empty()) {
     family = kAgentTickets;
-    prefix = PrefixKey(r.assignee_id());
+    prefixes = {PrefixKey(r.assignee_id())};
   }
   auto matches = [&](const crm::v1::Ticket& t) {
-    return (r.customer_id().empty() || t.customer_id() == r.customer_id()) &&
+    return (r.customer_id().empty() ||
+            std::find(customers.begin(), customers.end(), t.customer_id()) != customers.end()) &&
            (r.assignee_id().empty() || t.assignee_id() == r.assignee_id()) &&
            (r.status() == crm::v1::TICKET_STATUS_UNSPECIFIED || t.status() == r.status()) &&
            (r.priority() == crm::v1::TICKET_PRIORITY_UNSPECIFIED || t.priority() == r.priority()) &&
            (!r.has_breached() || t.breached() == r.breached());
   };
 
+  struct Cursor {
+    std::unique_ptr<rocksdb::Iterator> it;
+    std::string prefix;
+    bool Valid() const { return it->Valid() && it->key().starts_with(prefix); }
+    absl::string_view Id() const { return View(it->key()).substr(prefix.size()); }
+  };
+  std::vector<Cursor> cursors;
+  for (auto& prefix : prefixes) {
+    Cursor cursor{events_->db().NewIterator(family), std::move(prefix)};
+    std::string start = cursor.prefix + after;
+    if (!after.empty()) start.push_back('\0');  // just after the last id returned
+    cursor.it->Seek(start);
+    cursors.push_back(std::move(cursor));
+  }
+
   TicketPage page;
   ReplyBudget budget;
-  auto it = events_->db().NewIterator(family);
-  std::string start = prefix + after;
-  if (!after.empty()) start.push_back('\0');  // just after the last id returned
-  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    if (family == kAgentTickets && it->value().empty()) continue;  // reassigned away
+  while (true) {
+    Cursor* next = nullptr;
+    for (auto& cursor : cursors) {
+      if (cursor.Valid() && (next == nullptr || cursor.Id() < next->Id())) next = &cursor;
+    }
+    if (next == nullptr) break;
+    auto& it = next->it;
+    if (family == kAgentTickets && it->value().empty()) {  // reassigned away
+      it->Next();
+      continue;
+    }
     crm::v1::Ticket ticket;
     if (family == kTickets) {
       CRM_ASSIGN_OR_RETURN(ticket, Parse<crm::v1::Ticket>(View(it->value()), "ticket"));
     } else {
-      const std::string id(View(it->key()).substr(prefix.size()));
-      CRM_ASSIGN_OR_RETURN(ticket, GetTicket(id));
+      CRM_ASSIGN_OR_RETURN(ticket, GetTicket(std::string(next->Id())));
     }
+    it->Next();
     if (!matches(ticket)) continue;
     // One more match exists: if the page is full, or this ticket would
     // take it past the reply bound (500 tickets of long descriptions),
@@ -234,7 +262,7 @@ absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequ
     }
     page.tickets.push_back(std::move(ticket));
   }
-  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  for (const auto& cursor : cursors) CRM_RETURN_IF_ERROR(FromRocks(cursor.it->status()));
   return page;
 }
 

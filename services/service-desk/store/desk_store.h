@@ -87,8 +87,11 @@ class DeskStore {
                                        const crm::v1::PageRequest& request, size_t reserved) const;
   // Filters and pages in ticket id order (creation order to the
   // millisecond); the request is validated by the caller. page_size
-  // defaults to 50; a page also ends at the reply bound.
-  absl::StatusOr<TicketPage> ListTickets(const crm::v1::ListTicketsRequest& request) const;
+  // defaults to 50; a page also ends at the reply bound. With `group` (the
+  // customers found to be one person), a customer_id filter lists the
+  // tickets of every member.
+  absl::StatusOr<TicketPage> ListTickets(const crm::v1::ListTicketsRequest& request,
+                                         const std::vector<std::string>& group = {}) const;
 
   // The writes that keep the ticket read models in step with an append
   // taking the ticket from `before` to `after`. `messages` are the
