@@ -572,8 +572,16 @@ std::vector<std::string> KeyVault::Forget(const std::string& customer_id, absl::
 std::vector<ProjectionWrite> KeyVault::ErasureWrites(const std::string& customer_id,
                                                      absl::Time erased_at,
                                                      const std::vector<HeldKey>& held) const {
+  // The latest erasure holds: erasures of one customer by two services can
+  // arrive in either order, and an earlier time stored over a later one
+  // would let keys issued between them back in after a restart.
+  absl::Time at = erased_at;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto e = erased_.find(customer_id); e != erased_.end()) at = std::max(at, e->second);
+  }
   std::vector<ProjectionWrite> writes;
-  writes.push_back({kFamily, ErasedRow(customer_id), EncodeTime(erased_at)});
+  writes.push_back({kFamily, ErasedRow(customer_id), EncodeTime(at)});
   for (const HeldKey& h : held) {
     writes.push_back({kFamily, KeyRow(h.key_id), "", true});
     writes.push_back({kFamily, CustomerRow(customer_id, h.key_id), "", true});

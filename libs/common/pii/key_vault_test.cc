@@ -248,6 +248,36 @@ TEST_F(KeyVaultMemoryTest, AnErasureHeardFromAnotherServiceCutShortIsEndedByARed
   }
 }
 
+// Two erasures of one customer heard out of order (from two services): the
+// later time holds, also after a restart, so a key issued between them and
+// delivered after both stays refused.
+TEST_F(KeyVaultMemoryTest, AnEarlierErasureHeardLastKeepsTheLaterErasureTime) {
+  auto desk = *Service::Open(dir_.Sub("desk"), master_, "crm/service-desk", true, kCached);
+  auto sealing = desk->vault->KeyFor("cus_ann", Ctx());
+  ASSERT_TRUE(sealing.ok() && sealing->issue.has_value());
+  auto erasure = [](const std::string& issuer, absl::Time at) {
+    crm::v1::CustomerErased erased;
+    erased.set_customer_id("cus_ann");
+    erased.set_reason("GDPR request 41");
+    EventContext ctx = Ctx();
+    ctx.source = issuer;
+    ctx.occurred_at = at;
+    auto e = MakeEnvelope(erased, "cus_ann", ctx);
+    e.set_stream(EraseStream(issuer, "cus_ann"));
+    e.set_stream_version(1);
+    return e;
+  };
+  const absl::Time issued = sealing->key.issued_at;
+  {
+    auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+    ASSERT_TRUE(sales->Apply({erasure("crm/service-desk", issued + absl::Hours(1))}).ok());
+    ASSERT_TRUE(sales->Apply({erasure("crm/leads", issued - absl::Hours(1))}).ok());
+  }
+  auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+  ASSERT_TRUE(sales->Apply({sealing->issue->events.front()}).ok());
+  EXPECT_FALSE(sales->vault->Find(sealing->key.key_id).has_value());
+}
+
 TEST_F(KeyVaultMemoryTest, AVaultWithoutTheCustomerIndexBuildsIt) {
   const std::string path = dir_.Sub("leads");
   DataKey ann;
