@@ -123,7 +123,16 @@ class Process {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   }
 
-  bool running() const { return pid_ > 0 && ::kill(pid_, 0) == 0; }
+  // False once the process has exited, reaped or not (a zombie still takes
+  // signals); leaves the exit status for Wait().
+  bool running() const {
+    if (pid_ <= 0) return false;
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+      return false;
+    }
+    return info.si_pid == 0;
+  }
 
   std::string Log() const {
     std::ifstream in(log_path_);

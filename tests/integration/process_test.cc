@@ -15,6 +15,23 @@ TEST(ProcessTest, AProgramThatCannotBeStartedIsReported) {
   EXPECT_FALSE(missing.running());
 }
 
+// A service that exits at start (its port taken) is seen as gone before
+// anyone reaps it, and its exit status is still there to read.
+TEST(ProcessTest, AProcessThatExitedIsNotRunningAndKeepsItsStatus) {
+  Process quitter({"/bin/sh", "-c", "exit 3"}, {}, "/dev/null");
+  ASSERT_TRUE(quitter.Start());
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (quitter.running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_FALSE(quitter.running());
+  EXPECT_EQ(quitter.Wait(absl::Seconds(5)), 3);
+
+  Process sleeper({"/bin/sleep", "60"}, {}, "/dev/null");
+  ASSERT_TRUE(sleeper.Start());
+  EXPECT_TRUE(sleeper.running());
+  sleeper.Kill(SIGKILL);
+  EXPECT_FALSE(sleeper.running());
+}
+
 // A test killed by a signal or a timeout runs no destructors: its services
 // must not live on, holding CPU and ports for the tests after it.
 TEST(ProcessTest, AChildDiesWithTheProcessThatStartedIt) {

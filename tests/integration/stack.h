@@ -231,8 +231,9 @@ class Stack {
     auto p =
         std::make_unique<Process>(argv, std::vector<std::string>{}, dir_.Sub(service + ".log"));
     if (!p->Start()) return false;
+    const Process& started = *p;
     services_[service] = std::move(p);
-    return WaitServing(Target(service), ClientCredentials(client_tls_));
+    return WaitServing(Target(service), ClientCredentials(client_tls_), &started);
   }
   bool StartLeads() { return Start("leads"); }
   bool StartAnalytics() { return Start("analytics"); }
@@ -284,11 +285,19 @@ class Stack {
     return view.event_count();
   }
 
+  // With `process`, fails as soon as it exits: a service that could not
+  // bind its port must not pass for another stack's answering there.
   static bool WaitServing(
       const std::string& target,
-      std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials()) {
-    return Eventually(
+      std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials(),
+      const Process* process = nullptr) {
+    bool exited = false;
+    const bool serving = Eventually(
         [&] {
+          if (process != nullptr && !process->running()) {
+            exited = true;
+            return true;
+          }
           // A new channel each time: one whose first connect was refused
           // waits out gRPC's reconnect backoff, seconds after the server
           // has started listening.
@@ -301,6 +310,7 @@ class Stack {
                  resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
         },
         absl::Seconds(60));
+    return serving && !exited;
   }
 
  private:
