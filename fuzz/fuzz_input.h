@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -67,8 +68,18 @@ inline void Check(bool condition, absl::string_view what, absl::string_view deta
 inline void CheckValidation(const absl::Status& status, absl::string_view what) {
   if (status.ok()) return;
   Check(status.code() == absl::StatusCode::kInvalidArgument, what, status.ToString());
-  Check(status.message().find(':') != absl::string_view::npos, what,
-        "message does not name the field: " + status.ToString());
+  // A field path: a lowercase name, then its reason (":"), a subfield (".")
+  // or an element ("[").
+  const absl::string_view m = status.message();
+  size_t name = 0;
+  while (name < m.size() &&
+         (absl::ascii_islower(m[name]) || absl::ascii_isdigit(m[name]) || m[name] == '_')) {
+    ++name;
+  }
+  const bool names_field = name > 0 && absl::ascii_islower(m[0]) && name < m.size() &&
+                           (m[name] == ':' || m[name] == '.' || m[name] == '[') &&
+                           m.find(": ") != absl::string_view::npos;
+  Check(names_field, what, "message does not start with the field: " + status.ToString());
 }
 
 inline bool Same(const google::protobuf::Message& a, const google::protobuf::Message& b) {
