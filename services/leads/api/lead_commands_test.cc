@@ -824,8 +824,14 @@ TEST_F(LeadUseCaseTest, AConversionDuringAMergeOfItsCustomerConvertsForTheSurviv
   // A capture of the person in flight holds the merge at its start.
   const auto in_flight = CaptureInFlight("ada@example.com");
   std::thread merge = MergeInBackground(target.lead_id(), other.lead_id());
-  while (!commands_->contacts().retiring(lead.customer_id())) {
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(30);
+       !commands_->contacts().retiring(lead.customer_id()) && absl::Now() < give_up;) {
     absl::SleepFor(absl::Milliseconds(5));
+  }
+  if (!commands_->contacts().retiring(lead.customer_id())) {
+    Land(in_flight);
+    merge.join();
+    FAIL() << "the merge never began retiring the customer";
   }
 
   std::atomic<bool> convert_done{false};
