@@ -235,17 +235,20 @@ TEST_F(OutboxRelayTest, AFatalProducerErrorIsFollowedByANewProducer) {
   ASSERT_TRUE(Drained(absl::Seconds(30)));
   EXPECT_EQ(relay_->producer_restarts(), 0u);
 
-  // A slow broker keeps these in flight when the producer fails: the new
-  // producer must send them again.
-  cluster_.SetRtt(500);
+  // A broker that answers nothing for ten minutes keeps these in flight,
+  // however slowly they are appended, when the producer fails: the new
+  // producer must send them again. Its answers are due at once again before
+  // the failure; the old producer's requests already sent stay unanswered
+  // and its five in flight leave it nothing more to send.
+  cluster_.SetRtt(600'000);
   constexpr int kDuring = 200;
   constexpr int kAfter = 50;
   for (int i = 0; i < kDuring; ++i) ASSERT_TRUE(Append(absl::StrCat("during", i)).ok());
   absl::SleepFor(absl::Milliseconds(100));
   ASSERT_EQ(relay_->published(), static_cast<uint64_t>(kBefore));
+  cluster_.SetRtt(0);
   relay_->FailProducerForTesting();
   for (int i = 0; i < kAfter; ++i) ASSERT_TRUE(Append(absl::StrCat("after", i)).ok());
-  cluster_.SetRtt(0);
   EXPECT_TRUE(Drained(absl::Seconds(30)));
   EXPECT_EQ(relay_->producer_restarts(), 1u);
 

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/common/testing/mock_cluster.h"
@@ -468,22 +469,25 @@ TEST(SubscriberLagTest, AMemberGivenNoPartitionIsCaughtUp) {
   for (auto& m : members) m->Stop();
 }
 
-// Takes its time over one stream's event.
+// Holds one stream's event until released.
 class SlowOnStream final : public Projection {
  public:
   explicit SlowOnStream(std::string stream) : stream_(std::move(stream)) {}
   absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn&) override {
     if (e.stream() == stream_) {
       started_ = true;
-      absl::SleepFor(absl::Seconds(4));
+      // Bounded, so a test that fails before releasing still ends.
+      release_.WaitForNotificationWithTimeout(absl::Seconds(60));
     }
     return absl::OkStatus();
   }
   bool started() const { return started_.load(); }
+  void Release() { release_.Notify(); }
 
  private:
   const std::string stream_;
   std::atomic<bool> started_{false};
+  absl::Notification release_;
 };
 
 TEST(SubscriberLagTest, LagCountsMessagesTakenButNotYetApplied) {
@@ -503,10 +507,12 @@ TEST(SubscriberLagTest, LagCountsMessagesTakenButNotYetApplied) {
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (!projection.started() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
   ASSERT_TRUE(projection.started());
-  // The lag is refreshed every 2 s: one refresh falls inside the 4 s apply.
+  // The lag is refreshed every 2 s: refreshes fall inside the hold, which
+  // lasts until the checks are done however slow the machine.
   absl::SleepFor(absl::Milliseconds(2600));
-  EXPECT_LT(subscriber.applied(), static_cast<uint64_t>(kMessages));
   EXPECT_GT(subscriber.lag(), 0);
+  EXPECT_LT(subscriber.applied(), static_cast<uint64_t>(kMessages));
+  projection.Release();
   while (subscriber.lag() != 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));
   }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -218,11 +219,19 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   ASSERT_TRUE(producer) << err;
   std::string garbage = "\x0a\xff\xff definitely not an envelope";
-  // On a domain topic, and on the key topic every service reads.
+  // On every partition of a domain topic and of the key topic every
+  // service reads, so whichever partitions the next lead and its key land
+  // on, they come after the garbage.
+  std::set<std::pair<std::string, std::string>> poisoned;
   for (const char* topic : {kLeadsTopic, kKeysTopic}) {
-    ASSERT_EQ(producer->produce(topic, 0, RdKafka::Producer::RK_MSG_COPY, garbage.data(),
-                                garbage.size(), nullptr, 0, 0, nullptr),
-              RdKafka::ERR_NO_ERROR);
+    auto ids = PartitionIds(*producer, topic, 10000);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    for (const int32_t partition : *ids) {
+      poisoned.emplace(topic, absl::StrCat(partition));
+      ASSERT_EQ(producer->produce(topic, partition, RdKafka::Producer::RK_MSG_COPY, garbage.data(),
+                                  garbage.size(), nullptr, 0, 0, nullptr),
+                RdKafka::ERR_NO_ERROR);
+    }
   }
   ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
 
@@ -230,6 +239,16 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
   crm::v1::CaptureLeadResponse resp;
   ASSERT_TRUE(Capture(*leads, Lead("after-poison", "after@example.com"), &resp).ok());
   ASSERT_TRUE(Eventually([&] { return stack_.EventCount(resp.customer_id()) == 1; }));
+  // The lead's data key came through crm.keys.v1 after the garbage too.
+  auto analytics = stack_.AnalyticsStub();
+  crm::v1::GetCustomer360Request get;
+  get.set_customer_id(resp.customer_id());
+  crm::v1::Customer360 view;
+  EXPECT_TRUE(Eventually([&] {
+    grpc::ClientContext ctx;
+    return analytics->GetCustomer360(&ctx, get, &view).ok() &&
+           view.profile().email() == "after@example.com";
+  })) << view.profile().email();
 
   // The garbage is on the dead-letter topic with where it came from.
   auto cconf = std::move(*MakeKafkaConf({{"bootstrap.servers", stack_.brokers()},
@@ -238,19 +257,19 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(
       RdKafka::KafkaConsumer::create(cconf.get(), err));
   ASSERT_EQ(consumer->subscribe({kDeadLetterTopic}), RdKafka::ERR_NO_ERROR);
-  std::set<std::string> parked_from;
+  // Every poisoned partition, by any of the groups reading it.
+  std::set<std::pair<std::string, std::string>> parked_from;
   Eventually([&] {
     std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
     if (m->err() == RdKafka::ERR_NO_ERROR &&
         std::string(static_cast<const char*>(m->payload()), m->len()) == garbage &&
         HeaderValue(*m, "crm_dlq_reason").find("undecodable") != std::string::npos) {
-      parked_from.insert(HeaderValue(*m, "crm_dlq_topic"));
+      parked_from.emplace(HeaderValue(*m, "crm_dlq_topic"), HeaderValue(*m, "crm_dlq_partition"));
     }
-    return parked_from.size() == 2;
+    return parked_from == poisoned;
   });
   consumer->close();
-  EXPECT_EQ(parked_from, (std::set<std::string>{kLeadsTopic, kKeysTopic}))
-      << stack_.analytics().Log();
+  EXPECT_EQ(parked_from, poisoned) << stack_.analytics().Log();
 
   // crmctl tail, the documented way to look, shows where and why.
   const std::string tailed =
