@@ -35,6 +35,15 @@ EventContext ForRequest(EventContext ctx, const std::string& request_id) {
   return ctx;
 }
 
+// A call is stamped when it arrives and may take the lead's lock after a
+// later one. Its events follow that call's, so they are stamped after them:
+// consumers keep a lead's latest value by time, not by version.
+absl::Time AfterLastChange(const crm::v1::Lead& lead, absl::Time at) {
+  const absl::Time last = FromProtoTimestamp(lead.updated_at());
+  // Compared as stored: events keep microseconds.
+  return absl::FromUnixMicros(absl::ToUnixMicros(at)) > last ? at : last + absl::Microseconds(1);
+}
+
 std::vector<crm::v1::EventEnvelope> Envelopes(const std::vector<LeadEvent>& events,
                                               const std::string& customer_id,
                                               const EventContext& ctx) {
@@ -261,10 +270,10 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
   CRM_ASSIGN_OR_RETURN(auto lead, store_.GetLead(request.lead_id()));
   std::vector<std::string> streams = {LeadStream(lead.lead_id())};
   for (const auto& id : lead.merged_lead_ids()) streams.push_back(LeadStream(id));
-  // In time order across the leads, and in version order within each: a
-  // command stamped when it arrived may take the lead's lock after a later
-  // one, and its event must not show before the one it followed. So each
-  // event sorts at the latest time of its stream so far.
+  // In time order across the leads, and in version order within each:
+  // events are stamped after the change they follow, but a log from before
+  // that rule may hold one stamped earlier. So each event sorts at the
+  // latest time of its stream so far.
   std::vector<std::pair<absl::Time, crm::v1::EventEnvelope>> timed;
   for (const auto& stream : streams) {
     CRM_ASSIGN_OR_RETURN(auto events, store_.events().ReadStream(stream));
@@ -315,6 +324,7 @@ absl::StatusOr<std::string> LeadCommands::Execute(const google::protobuf::Messag
 
   CRM_ASSIGN_OR_RETURN(auto state, store_.FindLead(lead_id));
   if (!state.has_value()) return absl::NotFoundError(absl::StrCat("lead ", lead_id, " not found"));
+  ctx.occurred_at = AfterLastChange(*state, ctx.occurred_at);
   // A conversion names the customer that stands for the person: no merge
   // may retire it between the lookup and the append, or the account would
   // open under a retired id. One that retired it first is waited for.
@@ -465,6 +475,7 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
     }
     retirement.reset();
   }
+  ctx.occurred_at = AfterLastChange(*merged, AfterLastChange(*survivor, ctx.occurred_at));
   const bool one_customer = survivor_customer == merged_customer;
   // The survivor's data was erased: the merged person's would follow it
   // into a record that no longer stands for anyone.

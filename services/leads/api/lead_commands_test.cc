@@ -12,6 +12,7 @@
 #include "crm/v1/pii.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/common/ids.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/pii/key_stream.h"
 #include "libs/common/reply_budget.h"
@@ -637,6 +638,42 @@ TEST_F(LeadUseCaseTest, QualifyConvertAndConvertAgainFails) {
   EXPECT_TRUE(pii::IsSealed(payload.contact().email())) << "published encrypted";
   EXPECT_EQ(Opened(*store_, payload.contact()).email(), "c1@example.com");
   EXPECT_EQ(Convert("conv-3", "lead_missing").status().code(), absl::StatusCode::kNotFound);
+}
+
+// A call stamped when it arrived that took the lead's lock after a later
+// one: its events are stamped after those it follows, so consumers keeping
+// the latest value by time end where the lead did.
+TEST_F(LeadUseCaseTest, ACallThatWaitedForTheLeadIsStampedAfterTheChangeItFollows) {
+  auto captured = CaptureIn("w1", "EMEA", "crm");
+  auto other = CaptureIn("w2", "EMEA", "crm");
+  ASSERT_TRUE(Qualify("q-w", captured.lead_id()).ok());
+  crm::v1::DisqualifyLeadRequest d;
+  d.set_request_id("dq-w");
+  d.set_lead_id(captured.lead_id());
+  d.set_reason("no budget");
+  EventContext waited = Ctx();
+  waited.occurred_at -= absl::Minutes(1);
+  auto disqualified = commands_->DisqualifyLead(d, waited);
+  ASSERT_TRUE(disqualified.ok()) << disqualified.status();
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-w");
+  merge.set_survivor_lead_id(other.lead_id());
+  merge.set_merged_lead_id(captured.lead_id());
+  ASSERT_TRUE(commands_->MergeLeads(merge, waited).ok());
+
+  for (const auto& lead : {captured.lead_id(), other.lead_id()}) {
+    const auto events = *store_->events().ReadStream(LeadStream(lead));
+    ASSERT_GE(events.size(), 2u);
+    for (size_t i = 1; i < events.size(); ++i) {
+      EXPECT_GT(FromProtoTimestamp(events[i].occurred_at()),
+                FromProtoTimestamp(events[i - 1].occurred_at()))
+          << lead << ": " << events[i].type() << " after " << events[i - 1].type();
+    }
+  }
+  const auto events = *store_->events().ReadStream(LeadStream(other.lead_id()));
+  EXPECT_GT(FromProtoTimestamp(events.back().occurred_at()),
+            FromProtoTimestamp(disqualified->updated_at()))
+      << "the merge follows both leads' changes";
 }
 
 TEST_F(LeadUseCaseTest, ActivityRescoresAndListsFollowTheScore) {
