@@ -27,6 +27,11 @@ crm::v1::EventEnvelope MakeEnvelope(const google::protobuf::Message& payload,
   return e;
 }
 
+absl::Time StampedAfter(absl::Time at, absl::Time last) {
+  // Envelopes keep microseconds (ToProtoTimestamp).
+  return absl::FromUnixMicros(absl::ToUnixMicros(at)) > last ? at : last + absl::Microseconds(1);
+}
+
 namespace {
 // A newline and 32 hex digits: request ids, event ids and import ids are
 // validated to characters without a newline, so no key without a

@@ -24,6 +24,13 @@ struct EventContext {
 crm::v1::EventEnvelope MakeEnvelope(const google::protobuf::Message& payload,
                                     const std::string& customer_id, const EventContext& ctx);
 
+// A call is stamped when it arrives and may be decided after a later one
+// on the same record. Its events follow that one's, so they are stamped
+// after them: consumers keep a record's latest value by time, not by
+// version. Returns `at`, or `last` (the record's latest event time) plus a
+// microsecond when `at`, as an envelope keeps it, is not later.
+absl::Time StampedAfter(absl::Time at, absl::Time last);
+
 // The idempotency key of a command, scoped to its caller: the same
 // request_id from two callers is two requests, and a caller cannot read
 // another caller's stored result by guessing its request_id. The actor is

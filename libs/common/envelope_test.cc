@@ -4,6 +4,7 @@
 #include "crm/v1/envelope.pb.h"
 #include "crm/v1/leads.pb.h"
 #include "gtest/gtest.h"
+#include "libs/common/envelope.h"
 #include "libs/common/ids.h"
 #include "libs/common/kafka.h"
 
@@ -47,6 +48,21 @@ TEST(EnvelopeTest, RoundTripKeepsEveryFieldAndThePayload) {
   ASSERT_TRUE(back.payload().UnpackTo(&payload));
   EXPECT_EQ(payload.contact().email(), "a@example.com");
   EXPECT_FALSE(back.payload().Is<crm::v1::Lead>());
+}
+
+// Stamps compare as envelopes keep them (microseconds): a time later by
+// less than that is not later once stored.
+TEST(EnvelopeTest, StampedAfterIsLaterAsStored) {
+  const absl::Time last = absl::FromUnixMicros(1'700'000'000'000'000);
+  EXPECT_EQ(StampedAfter(last + absl::Seconds(1), last), last + absl::Seconds(1));
+  for (const absl::Duration at :
+       {absl::Seconds(-5), absl::ZeroDuration(), absl::Nanoseconds(500)}) {
+    const absl::Time stamped = StampedAfter(last + at, last);
+    EXPECT_EQ(stamped, last + absl::Microseconds(1)) << at;
+    crm::v1::EventEnvelope e =
+        MakeEnvelope(crm::v1::EventEnvelope(), "cus_1", {"", "", "", "", stamped});
+    EXPECT_GT(FromProtoTimestamp(e.occurred_at()), last) << at;
+  }
 }
 
 TEST(EnvelopeTest, CloudEventHeadersFollowTheKafkaBinding) {

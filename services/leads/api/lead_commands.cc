@@ -35,13 +35,9 @@ EventContext ForRequest(EventContext ctx, const std::string& request_id) {
   return ctx;
 }
 
-// A call is stamped when it arrives and may take the lead's lock after a
-// later one. Its events follow that call's, so they are stamped after them:
-// consumers keep a lead's latest value by time, not by version.
+// After the lead's last change (see StampedAfter).
 absl::Time AfterLastChange(const crm::v1::Lead& lead, absl::Time at) {
-  const absl::Time last = FromProtoTimestamp(lead.updated_at());
-  // Compared as stored: events keep microseconds.
-  return absl::FromUnixMicros(absl::ToUnixMicros(at)) > last ? at : last + absl::Microseconds(1);
+  return StampedAfter(at, FromProtoTimestamp(lead.updated_at()));
 }
 
 std::vector<crm::v1::EventEnvelope> Envelopes(const std::vector<LeadEvent>& events,

@@ -117,7 +117,16 @@ absl::StatusOr<SalesCommands::Outcome<State>> SalesCommands::Execute(
     Outcome<State> out;
     out.state = loaded.state.value_or(State());
     if (events.empty()) return out;
-    for (const auto& e : events) Apply(out.state, e, ctx.occurred_at);
+    // After the stream's last event (see StampedAfter).
+    EventContext stamped = ctx;
+    if (loaded.version > 0) {
+      CRM_ASSIGN_OR_RETURN(auto last, store_.events().ReadStream(stream, loaded.version));
+      if (!last.empty()) {
+        stamped.occurred_at =
+            StampedAfter(ctx.occurred_at, FromProtoTimestamp(last.front().occurred_at()));
+      }
+    }
+    for (const auto& e : events) Apply(out.state, e, stamped.occurred_at);
 
     AppendRequest append;
     append.stream = stream;
@@ -125,7 +134,7 @@ absl::StatusOr<SalesCommands::Outcome<State>> SalesCommands::Execute(
     for (const auto& e : events) {
       std::visit(
           [&](const auto& payload) {
-            append.events.push_back(MakeEnvelope(payload, out.state.customer_id(), ctx));
+            append.events.push_back(MakeEnvelope(payload, out.state.customer_id(), stamped));
           },
           e);
     }

@@ -313,6 +313,24 @@ TEST_F(SalesCommandsTest, OpportunityMovesThroughEveryStageToWonWithExpectedVers
   EXPECT_EQ(commands_->GetOpportunity(get)->stage_id(), "contract_signed");
 }
 
+// A call stamped when it arrived and decided after a later one on the same
+// deal: its event is stamped after that one's, so analytics (which keeps a
+// deal's latest stage by time) ends on the stage the deal is in.
+TEST_F(SalesCommandsTest, AChangeDecidedAfterALaterOneIsStampedAfterIt) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  now_ += absl::Hours(1);
+  auto moved = Move(o, "needs_analysis", "move-1");
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  now_ -= absl::Minutes(30);  // arrived before the move above, decided after it
+  auto lost = Move(*moved, "lost", "move-2", "budget");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  const auto events = Stream(OpportunityStream(o.opportunity_id()));
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_GT(FromProtoTimestamp(events[2].occurred_at()),
+            FromProtoTimestamp(events[1].occurred_at()));
+}
+
 TEST_F(SalesCommandsTest, AStaleExpectedVersionIsAbortedAndARetryIsAnsweredFromTheFirstResult) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
