@@ -125,6 +125,11 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
         }
         response->set_service(service_);
         response->set_erased(vault_.Erased(request->customer_id()));
+        if (derived_ && after == 0) {
+          auto derived = derived_(request->customer_id());
+          if (!derived.ok()) return derived.status();
+          for (auto& record : *derived) *response->add_derived() = std::move(record);
+        }
         ReplyBudget budget(response->ByteSizeLong());
         auto events = events_.ReadCustomerEvents(customers, after, &budget);
         if (!events.ok()) return events.status();

@@ -1,9 +1,13 @@
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <string>
+#include <vector>
 
+#include "absl/status/statusor.h"
 #include "crm/v1/admin.grpc.pb.h"
+#include "google/protobuf/any.pb.h"
 #include "libs/common/backup.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/database.h"
@@ -11,6 +15,11 @@
 #include "libs/common/pii/key_vault.h"
 
 namespace crm {
+
+// Records a service built about a customer beyond its own events, for the
+// first page of an export (CustomerExport.derived).
+using ExportDerived = std::function<absl::StatusOr<std::vector<google::protobuf::Any>>(
+    const std::string& customer_id)>;
 
 // crm.v1.AdminService over one service's database: online backups into
 // `backup_dir`. Backups run on their own thread, one at a time, so they
@@ -20,15 +29,18 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
   // `events` is the service's event log (exports read it), `vault` its
   // data keys (exports open with them; erasure needs one that can erase);
   // both must outlive the service. `service` names it in exports.
-  // `parts` are the service's other databases, backed up with `db`.
+  // `parts` are the service's other databases, backed up with `db`;
+  // `derived` adds what the service built about a customer to exports.
   AdminService(Database& db, std::string backup_dir, std::string service, const EventStore& events,
-               pii::KeyVault& vault, std::vector<BackupPart> parts = {})
+               pii::KeyVault& vault, std::vector<BackupPart> parts = {},
+               ExportDerived derived = nullptr)
       : db_(db),
         backup_dir_(std::move(backup_dir)),
         service_(std::move(service)),
         events_(events),
         vault_(vault),
-        parts_(std::move(parts)) {}
+        parts_(std::move(parts)),
+        derived_(std::move(derived)) {}
 
   grpc::ServerUnaryReactor* CreateBackup(grpc::CallbackServerContext* ctx,
                                          const crm::v1::CreateBackupRequest* request,
@@ -55,6 +67,7 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
   const EventStore& events_;
   pii::KeyVault& vault_;
   const std::vector<BackupPart> parts_;
+  const ExportDerived derived_;
   std::mutex backup_mu_;  // BackupEngine allows one writer per directory
   BlockingExecutor executor_{1};
 };

@@ -30,11 +30,11 @@ class ServiceHost {
   void AddService(grpc::Service* service) { services_.push_back(service); }
   // Serves crm.v1.AdminService for the service's database (online backups
   // into --backup-dir, with `parts`, its other databases), its event log
-  // and data keys (export, erasure).
+  // and data keys (export, erasure), and `derived` records (export).
   void ServeAdmin(Database& db, const EventStore& events, pii::KeyVault& vault,
-                  std::vector<BackupPart> parts = {}) {
+                  std::vector<BackupPart> parts = {}, ExportDerived derived = nullptr) {
     admin_ = std::make_unique<AdminService>(db, config_.backup_dir, config_.service_name, events,
-                                            vault, std::move(parts));
+                                            vault, std::move(parts), std::move(derived));
     AddService(admin_.get());
   }
   // Records every refused call (and repeated failed authentication) in

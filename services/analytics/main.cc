@@ -141,7 +141,10 @@ int main(int argc, char** argv) {
   host.GateReadiness(crm::v1::AnalyticsService::service_full_name(), views_ready);
   // A backup holds the views and the emitted events with their churn alert
   // state, restored into <data-dir>/emitted (the default --events-dir).
-  host.ServeAdmin(**db, **events, **vault, {{"emitted", &(*events)->db()}});
+  host.ServeAdmin(**db, **events, **vault, {{"emitted", &(*events)->db()}},
+                  [&views, &vault, views_ready](const std::string& customer_id) {
+                    return crm::analytics::ExportedView(views, **vault, views_ready, customer_id);
+                  });
   host.RecordDenials(**events);
   host.OpenPii(**vault);
   host.OnShutdown([&] {

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "crm/v1/admin.grpc.pb.h"
+#include "crm/v1/analytics.pb.h"
 #include "crm/v1/pii.pb.h"
 #include "crm/v1/sales.grpc.pb.h"
 #include "crm/v1/service_desk.grpc.pb.h"
@@ -226,9 +227,11 @@ TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasu
            view.event_count() == events_before;
   })) << stack.analytics().Log();
   EXPECT_FALSE(exposed) << "an erased person's data was served during the rebuild";
+  // Its export waits for the views to be ready (UNAVAILABLE until then).
   grpc::Status export_status;
-  EXPECT_TRUE(Export(stack, "analytics", grace.customer_id(), &export_status).erased())
-      << export_status.error_message();
+  EXPECT_TRUE(Eventually([&] {
+    return Export(stack, "analytics", grace.customer_id(), &export_status).erased();
+  })) << export_status.error_message();
   const crm::v1::Customer360 rebuilt = View(stack, grace.customer_id());
   EXPECT_EQ(rebuilt.profile().email(), "");
   EXPECT_EQ(rebuilt.profile().last_name(), "");
@@ -418,8 +421,25 @@ TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterEra
   }
   EXPECT_EQ(leads, (std::set<std::string>{grace.lead_id(), again.lead_id()}));
   EXPECT_FALSE(absl::StrContains(held.SerializeAsString(), "ada@navy.example"));
-  // Analytics emitted nothing about her, and says so rather than failing.
-  EXPECT_TRUE(Export(stack, "analytics", grace.customer_id(), &st).events().empty());
+  // Analytics emitted nothing about her; what it holds is her 360 view,
+  // built from the leads' events, with what it derived (stage, scores).
+  auto derived_view = [&](const std::string& customer_id) {
+    crm::v1::Customer360 view;
+    Eventually([&] {
+      const crm::v1::CustomerExport e = Export(stack, "analytics", customer_id, &st);
+      if (!st.ok() || e.derived_size() != 1) return false;
+      EXPECT_TRUE(e.events().empty());
+      return e.derived(0).UnpackTo(&view) && view.lead_ids_size() == 2;
+    });
+    return view;
+  };
+  crm::v1::Customer360 view = derived_view(grace.customer_id());
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(view.customer_id(), grace.customer_id());
+  EXPECT_EQ(view.profile().email(), "grace@navy.example");
+  EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_LEAD);
+  EXPECT_EQ(view.timeline_size(), 0) << "its events are in the leads export";
+  EXPECT_EQ(Export(stack, "analytics", "cus_never_seen", &st).derived_size(), 0);
   EXPECT_TRUE(st.ok()) << st.error_message();
 
   // crmctl asks every service; one that does not answer fails the export.
@@ -450,6 +470,10 @@ TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterEra
   EXPECT_FALSE(absl::StrContains(held.SerializeAsString(), "Hopperfield"));
   EXPECT_TRUE(
       Eventually([&] { return Export(stack, "analytics", grace.customer_id(), &st).erased(); }));
+  view = derived_view(grace.customer_id());
+  EXPECT_EQ(view.profile().email(), "");
+  EXPECT_EQ(view.profile().last_name(), "");
+  EXPECT_EQ(view.lead_ids_size(), 2) << "ids and counts stay";
   EXPECT_FALSE(Export(stack, "leads", ada.customer_id(), &st).erased());
 }
 

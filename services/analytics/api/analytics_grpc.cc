@@ -1,9 +1,28 @@
 #include "services/analytics/api/analytics_grpc.h"
 
 #include "libs/common/auth/auth_interceptor.h"
+#include "libs/common/pii/field_sealer.h"
 #include "services/analytics/domain/customer_access.h"
 
 namespace crm::analytics {
+
+absl::StatusOr<std::vector<google::protobuf::Any>> ExportedView(const ViewStore& views,
+                                                                const pii::KeyVault& vault,
+                                                                const std::function<bool()>& ready,
+                                                                const std::string& customer_id) {
+  if (ready && !ready()) {
+    return absl::UnavailableError("analytics is rebuilding its views; ask again when it is ready");
+  }
+  auto view = views.GetCustomer360(customer_id, 1, "");
+  if (absl::IsNotFound(view.status())) return std::vector<google::protobuf::Any>{};
+  if (!view.ok()) return view.status();
+  view->clear_timeline();
+  view->clear_next_page_token();
+  pii::OpenFields(*view, vault);
+  std::vector<google::protobuf::Any> out(1);
+  out.front().PackFrom(*view);
+  return out;
+}
 namespace {
 
 // A read that scans many records, run off the callback thread. The method

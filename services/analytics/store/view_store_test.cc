@@ -6,8 +6,10 @@
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "gtest/gtest.h"
+#include "libs/common/pii/cipher.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/testing/temp_dir.h"
+#include "services/analytics/api/analytics_grpc.h"
 #include "services/analytics/testing/events.h"
 
 namespace crm::analytics {
@@ -51,6 +53,31 @@ TEST_F(ViewStoreTest, RedeliveredEventsAreCountedOnce) {
   EXPECT_EQ(view->event_count(), 2);
   EXPECT_EQ(view->timeline_size(), 2);
   EXPECT_EQ(view->lead_ids_size(), 2);
+}
+
+// A GDPR export's part from analytics: the view without its timeline,
+// nothing for a stranger, and no answer while the views are rebuilt.
+TEST_F(ViewStoreTest, AnExportHoldsTheViewWithoutItsTimeline) {
+  ASSERT_TRUE(subscriber_->ApplyBatch({Captured("cus_1", 1, 0), Captured("cus_1", 2, 1)}).ok());
+  auto vault = pii::KeyVault::Open(*db_, nullptr, pii::RandomKey(), "crm/analytics");
+  ASSERT_TRUE(vault.ok()) << vault.status();
+  auto ready = [] { return true; };
+  auto exported = ExportedView(*views_, **vault, ready, "cus_1");
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  ASSERT_EQ(exported->size(), 1u);
+  crm::v1::Customer360 view;
+  ASSERT_TRUE((*exported)[0].UnpackTo(&view));
+  EXPECT_EQ(view.customer_id(), "cus_1");
+  EXPECT_EQ(view.event_count(), 2);
+  EXPECT_EQ(view.lead_ids_size(), 2);
+  EXPECT_EQ(view.timeline_size(), 0);
+  EXPECT_TRUE(view.next_page_token().empty());
+  EXPECT_TRUE(ExportedView(*views_, **vault, ready, "cus_stranger")->empty());
+  EXPECT_EQ(ExportedView(
+                *views_, **vault, [] { return false; }, "cus_1")
+                .status()
+                .code(),
+            absl::StatusCode::kUnavailable);
 }
 
 TEST_F(ViewStoreTest, TimelinePagesInOccurredOrderWithoutGapsOrRepeats) {
