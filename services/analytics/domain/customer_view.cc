@@ -258,7 +258,9 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   }
   if (const auto* m = payload.As<CustomerOpened>()) {
     if (TakeIfNewer(view.mutable_account_as_of(), event)) {
-      view.mutable_profile()->set_account_name(m->name());
+      // One named after its id (a converted lead with no company and no
+      // readable name) has no name to show.
+      view.mutable_profile()->set_account_name(m->name() == m->customer_id() ? "" : m->name());
       view.mutable_profile()->set_territory(m->territory());
     }
     if (AsOf stamp = AccountOwnerStamp(view);

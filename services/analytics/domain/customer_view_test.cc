@@ -310,6 +310,19 @@ TEST(CustomerViewTest, AccountOwnerOutranksALaterLeadAssignment) {
   EXPECT_EQ(a.account_owner_as_of().event_id(), b.account_owner_as_of().event_id());
 }
 
+// An account sales named after its id (a converted lead with no company and
+// no readable name) shows no account name.
+TEST(CustomerViewTest, AnAccountNamedAfterItsIdShowsNoName) {
+  crm::v1::Customer360 view;
+  crm::v1::CustomerOpened opened;
+  opened.set_customer_id("cus_1");
+  opened.set_name("cus_1");
+  opened.set_territory("emea");
+  ApplyToView(view, Event("a1", "customer-cus_1", 100, opened));
+  EXPECT_EQ(view.profile().account_name(), "");
+  EXPECT_EQ(view.profile().territory(), "emea");
+}
+
 TEST(CustomerViewTest, EventsOfEveryServiceBuildTheWholeView) {
   crm::v1::Customer360 view;
   for (const auto& e : CustomerLife()) ApplyToView(view, e);

@@ -928,6 +928,7 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
   // cut to ours rather than refuse the conversion.
   open.set_name(
       TruncateUtf8(!converted.company().empty() ? converted.company() : person, kMaxName));
+  // An account needs a name; consumers show none for one named after its id.
   if (open.name().empty()) open.set_name(converted.customer_id());
   open.set_owner_id(converted.owner_id());
   open.set_territory(converted.region());

@@ -98,7 +98,9 @@ void JoinCustomer(crm::v1::CustomerContext& into, const crm::v1::CustomerContext
 void ApplyCustomerOpened(crm::v1::CustomerContext& c, const crm::v1::CustomerOpened& opened) {
   c.set_customer_id(opened.customer_id());
   c.set_known(true);
-  c.set_account_name(opened.name());
+  // An account sales named after its id (a converted lead with no company
+  // and no readable name) has no name to show, least of all as a company.
+  c.set_account_name(opened.name() == opened.customer_id() ? "" : opened.name());
   c.set_owner_id(opened.owner_id());
   c.set_tier(opened.tier());
   AddSorted(c.mutable_lead_ids(), opened.lead_id());

@@ -179,6 +179,21 @@ TEST(CustomerTest, SalesAccountNamesTheCustomerAndFillsGaps) {
   EXPECT_EQ(c.tier(), "gold");
 }
 
+// A converted lead with no company and no readable name (names are sealed)
+// opens an account sales names after its id: no company is made of it.
+TEST(CustomerTest, AnAccountNamedAfterItsIdNamesNoCompany) {
+  crm::v1::CustomerContext c;
+  ApplyLeadCaptured(c, Lead("lead_1", "ada@example.com", ""), At(100));
+  crm::v1::CustomerOpened opened;
+  opened.set_customer_id("cus_1");
+  opened.set_name("cus_1");
+  ApplyCustomerOpened(c, opened);
+  WithAccountFallbacks(c);
+  EXPECT_EQ(c.account_name(), "");
+  EXPECT_EQ(c.company(), "");
+  EXPECT_TRUE(c.known());
+}
+
 // Leads and sales are different topics: the account may come before, among
 // or after the captures, and the profile must not depend on it.
 TEST(CustomerTest, TheProfileIsTheSameWhereverTheAccountArrives) {
