@@ -42,6 +42,7 @@ crm::v1::DurationStats Stats(std::vector<int64_t>& seconds) {
 
 struct Slice {
   int64_t tickets = 0, breached = 0, complaints = 0, csat_count = 0, csat_sum = 0;
+  int64_t nps_count = 0, promoters = 0, detractors = 0;
   std::vector<int64_t> first_response, resolution;
 
   void Add(const KpiTicketRecord& r, bool complaint) {
@@ -51,6 +52,11 @@ struct Slice {
     if (r.csat_score() > 0) {
       ++csat_count;
       csat_sum += r.csat_score();
+    }
+    if (r.has_nps()) {
+      ++nps_count;
+      promoters += r.nps() >= 9;
+      detractors += r.nps() <= 6;
     }
     if (r.has_first_response_at()) {
       first_response.push_back(
@@ -76,6 +82,8 @@ struct Slice {
     s.set_csat_average(Ratio(csat_sum, csat_count));
     s.set_complaints(complaints);
     s.set_complaint_rate(Ratio(complaints, tickets));
+    s.set_nps_count(nps_count);
+    s.set_nps(100.0 * Ratio(promoters - detractors, nps_count));
     return s;
   }
 };
@@ -170,7 +178,14 @@ absl::Status ApplyToKpis(const EventEnvelope& event, const Payload& payload,
     if (!r->has_team_as_of() && r->team_id().empty()) r->set_team_id(m->team_id());
   } else if (const auto* m = payload.As<CsatSubmitted>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, ticket(m->ticket_id()));
-    if (TakeIfNewer(r->mutable_csat_as_of(), event)) r->set_csat_score(m->score());
+    if (TakeIfNewer(r->mutable_csat_as_of(), event)) {
+      r->set_csat_score(m->score());
+      if (m->has_nps()) {
+        r->set_nps(m->nps());
+      } else {
+        r->clear_nps();
+      }
+    }
   }
   return absl::OkStatus();
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -101,6 +102,44 @@ TEST(ServiceKpisTest, TimesBreachRateAndCsatInTotalByTeamAndByProduct) {
   EXPECT_EQ(kpis.by_product(0).csat_count(), 0);
   EXPECT_EQ(kpis.by_product(1).key(), "router");
   EXPECT_DOUBLE_EQ(kpis.by_product(1).complaint_rate(), 0.5);
+}
+
+// Net promoter score from the surveys that asked: promoters (9, 10) minus
+// detractors (0..6), in percent of the answers; the latest survey of a
+// ticket counts, with or without its recommendation score.
+TEST(ServiceKpisTest, NetPromoterScoreOverTheSurveysThatAskedForIt) {
+  auto survey = [](const std::string& id, int32_t csat, std::optional<int32_t> nps, int64_t at,
+                   int64_t version) {
+    crm::v1::CsatSubmitted m = Csat(id, csat);
+    if (nps.has_value()) m.set_nps(*nps);
+    return TicketEvent(m, "cus_1", id, version, at);
+  };
+  std::vector<EventEnvelope> events = Concat({
+      Ticket("t1", "red", "router", "question", 0, 60, 600, 0),
+      Ticket("t2", "red", "router", "question", 0, 60, 600, 0),
+      Ticket("t3", "blue", "modem", "question", 0, 60, 600, 0),
+      Ticket("t4", "blue", "modem", "question", 0, 60, 600, 0),
+      Ticket("t5", "blue", "modem", "question", 0, 60, 600, 0),
+  });
+  events.push_back(survey("t1", 5, 10, 700, 5));
+  events.push_back(survey("t2", 4, 9, 700, 5));
+  events.push_back(survey("t3", 2, 3, 700, 5));
+  events.push_back(survey("t4", 4, 8, 700, 5));  // passive
+  events.push_back(survey("t5", 5, 10, 700, 5));
+  events.push_back(survey("t5", 3, std::nullopt, 800, 6));  // asked again, without it
+  for (bool reversed : {false, true}) {
+    if (reversed) std::reverse(events.begin(), events.end());
+    const auto kpis = When(Given(events));
+    EXPECT_EQ(kpis.total().nps_count(), 4) << reversed;
+    EXPECT_DOUBLE_EQ(kpis.total().nps(), 100.0 * (2 - 1) / 4) << reversed;
+    ASSERT_EQ(kpis.by_team_size(), 2);
+    EXPECT_EQ(kpis.by_team(0).key(), "blue");
+    EXPECT_EQ(kpis.by_team(0).nps_count(), 2);
+    EXPECT_DOUBLE_EQ(kpis.by_team(0).nps(), -50.0);
+    EXPECT_DOUBLE_EQ(kpis.by_team(1).nps(), 100.0);
+  }
+  EXPECT_EQ(When(Given(Ticket("t9", "red", "router", "question", 0, 60, 600, 4))).total().nps(),
+            0.0);
 }
 
 TEST(ServiceKpisTest, ComplaintTrendPerWeekAndPerMonth) {
