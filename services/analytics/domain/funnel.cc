@@ -223,7 +223,13 @@ absl::Status ValidateFunnelRequest(const crm::v1::GetFunnelRequest& request) {
 
 // What the opportunities' channel join needs of the leads, and the slices.
 struct FunnelBuilder::State {
-  explicit State(const crm::v1::GetFunnelRequest& r) : request(r) {}
+  State(const crm::v1::GetFunnelRequest& r, const CustomerMerges* m) : request(r), merges(m) {}
+
+  // The id a customer's merge group is known by.
+  std::string Person(const std::string& customer_id) const {
+    if (merges == nullptr || merges->empty()) return customer_id;
+    return merges->GroupOf(customer_id).primary;
+  }
 
   bool Keep(const std::string& month, crm::v1::LeadChannel channel, const std::string& territory,
             const std::string& owner) const {
@@ -235,8 +241,9 @@ struct FunnelBuilder::State {
   }
 
   crm::v1::GetFunnelRequest request;
-  // Each captured lead's channel, and each customer's source channel taken
-  // from its first captured lead (ties: smaller lead id).
+  const CustomerMerges* merges;
+  // Each captured lead's channel, and each person's (merge group's) source
+  // channel taken from its first captured lead (ties: smaller lead id).
   struct FirstLead {
     Timestamp captured_at;
     std::string lead_id;
@@ -250,15 +257,15 @@ struct FunnelBuilder::State {
   int64_t cycle_sum = 0, cycle_samples = 0;
 };
 
-FunnelBuilder::FunnelBuilder(const crm::v1::GetFunnelRequest& request)
-    : state_(std::make_unique<State>(request)) {}
+FunnelBuilder::FunnelBuilder(const crm::v1::GetFunnelRequest& request, const CustomerMerges* merges)
+    : state_(std::make_unique<State>(request, merges)) {}
 FunnelBuilder::~FunnelBuilder() = default;
 
 void FunnelBuilder::AddLead(const FunnelLeadRecord& r) {
   State& st = *state_;
   if (!r.has_captured_at()) return;  // a lead whose capture was not seen yet
   st.channel_of_lead[r.lead_id()] = r.channel();
-  auto [it, inserted] = st.first_of_customer.try_emplace(r.customer_id());
+  auto [it, inserted] = st.first_of_customer.try_emplace(st.Person(r.customer_id()));
   State::FirstLead& first = it->second;
   if (inserted || r.captured_at() < first.captured_at ||
       (r.captured_at() == first.captured_at && r.lead_id() < first.lead_id)) {
@@ -280,7 +287,7 @@ void FunnelBuilder::AddOpportunity(const FunnelOpportunityRecord& o) {
   crm::v1::LeadChannel channel = crm::v1::LEAD_CHANNEL_UNSPECIFIED;
   if (auto it = st.channel_of_lead.find(o.lead_id()); it != st.channel_of_lead.end()) {
     channel = it->second;
-  } else if (auto first = st.first_of_customer.find(o.customer_id());
+  } else if (auto first = st.first_of_customer.find(st.Person(o.customer_id()));
              first != st.first_of_customer.end()) {
     channel = first->second.channel;
   }
@@ -334,8 +341,9 @@ crm::v1::Funnel FunnelBuilder::Finish() {
 
 crm::v1::Funnel ComputeFunnel(const std::vector<FunnelLeadRecord>& leads,
                               const std::vector<FunnelOpportunityRecord>& opportunities,
-                              const crm::v1::GetFunnelRequest& request) {
-  FunnelBuilder builder(request);
+                              const crm::v1::GetFunnelRequest& request,
+                              const CustomerMerges* merges) {
+  FunnelBuilder builder(request, merges);
   for (const auto& r : leads) builder.AddLead(r);
   for (const auto& o : opportunities) builder.AddOpportunity(o);
   return builder.Finish();

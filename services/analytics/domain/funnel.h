@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "crm/v1/analytics.pb.h"
 #include "crm/v1/envelope.pb.h"
+#include "services/analytics/domain/customer_merge.h"
 #include "services/analytics/domain/event_fold.h"
 
 namespace crm::analytics {
@@ -31,10 +32,13 @@ absl::Status ValidateFunnelRequest(const crm::v1::GetFunnelRequest& request);
 
 // Aggregates the funnel the request asks for from records streamed in:
 // every lead first, then every opportunity. Per lead it keeps only the
-// channel the opportunities join on, so a query holds no record list.
+// channel the opportunities join on, so a query holds no record list. With
+// `merges`, an opportunity without a lead takes the first lead of its
+// customer's whole merge group (the person's first touch).
 class FunnelBuilder {
  public:
-  explicit FunnelBuilder(const crm::v1::GetFunnelRequest& request);
+  explicit FunnelBuilder(const crm::v1::GetFunnelRequest& request,
+                         const CustomerMerges* merges = nullptr);
   ~FunnelBuilder();
   FunnelBuilder(const FunnelBuilder&) = delete;
   FunnelBuilder& operator=(const FunnelBuilder&) = delete;
@@ -51,6 +55,7 @@ class FunnelBuilder {
 // The same over record lists.
 crm::v1::Funnel ComputeFunnel(const std::vector<crm::v1::FunnelLeadRecord>& leads,
                               const std::vector<crm::v1::FunnelOpportunityRecord>& opportunities,
-                              const crm::v1::GetFunnelRequest& request);
+                              const crm::v1::GetFunnelRequest& request,
+                              const CustomerMerges* merges = nullptr);
 
 }  // namespace crm::analytics

@@ -295,6 +295,36 @@ TEST(FunnelTest, AMergedLeadIsCountedOnceAsItsSurvivor) {
   }
 }
 
+// A repeat deal without a lead, on the account of a person whose first lead
+// came in under another customer id merged with it since: the person's
+// first touch is that lead's channel.
+TEST(FunnelTest, ADealWithoutALeadTakesTheFirstTouchOfTheWholeMergeGroup) {
+  Records records;
+  records.Apply(Captured("la", "c_a", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan + kDay, "emea"));
+  records.Apply(Captured("lb", "c_b", crm::v1::LEAD_CHANNEL_TRADE_SHOW, kJan + 5 * kDay, "emea"));
+  records.Apply(Opened("o_r", "c_b", "", "rep_a", "emea", 9000, kFeb));
+  std::vector<FunnelLeadRecord> leads;
+  std::vector<FunnelOpportunityRecord> opportunities;
+  for (const auto& [id, r] : records.leads) leads.push_back(r);
+  for (const auto& [id, o] : records.opportunities) opportunities.push_back(o);
+  auto deal_channel = [&](const CustomerMerges* merges) {
+    crm::v1::GetFunnelRequest feb;
+    feb.set_period("2026-02");
+    const auto f = ComputeFunnel(leads, opportunities, feb, merges);
+    for (const auto& slice : f.by_channel()) {
+      if (slice.opportunities() > 0) return slice.key();
+    }
+    return std::string("none");
+  };
+  EXPECT_EQ(deal_channel(nullptr), "trade_show") << "its own customer's first lead";
+  CustomerMerges merges;
+  merges.Link("c_a", "c_b");
+  EXPECT_EQ(deal_channel(&merges), "web_form");
+  CustomerMerges other_way;
+  other_way.Link("c_b", "c_a");
+  EXPECT_EQ(deal_channel(&other_way), "web_form");
+}
+
 // A lead disqualified, then nurtured, qualified and converted is back in
 // the funnel: counted as converted, not also as disqualified. The latest
 // event decides in whatever order they arrive.

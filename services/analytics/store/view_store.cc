@@ -461,7 +461,8 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
 absl::StatusOr<crm::v1::Funnel> ViewStore::GetFunnel(
     const crm::v1::GetFunnelRequest& request) const {
   CRM_RETURN_IF_ERROR(ValidateFunnelRequest(request));
-  FunnelBuilder funnel(request);
+  CRM_ASSIGN_OR_RETURN(const CustomerMerges merges, LoadAllMerges(db_));
+  FunnelBuilder funnel(request, &merges);
   CRM_RETURN_IF_ERROR(ForEachRecord<crm::v1::FunnelLeadRecord>(
       db_, kFunnelLeads, [&](const auto& r) { funnel.AddLead(r); }));
   CRM_RETURN_IF_ERROR(ForEachRecord<crm::v1::FunnelOpportunityRecord>(
