@@ -127,11 +127,13 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::UnpublishArticle(
                  r.article_id(), r.expected_version(), ctx, service_desk::UnpublishArticle{});
 }
 
-absl::StatusOr<crm::v1::Article> ArticleCommands::GetArticle(
-    const crm::v1::GetArticleRequest& r) const {
+absl::StatusOr<crm::v1::Article> ArticleCommands::GetArticle(const crm::v1::GetArticleRequest& r,
+                                                             bool drafts) const {
   CRM_RETURN_IF_ERROR(CheckId("article_id", r.article_id()));
   auto article = store_.GetArticle(r.article_id());
-  if (absl::IsNotFound(article.status())) return MissingArticle(r.article_id());
+  if (absl::IsNotFound(article.status()) || (article.ok() && !drafts && !article->published())) {
+    return MissingArticle(r.article_id());
+  }
   return article;
 }
 

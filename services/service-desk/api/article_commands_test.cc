@@ -211,6 +211,22 @@ TEST_F(ArticleCommandsTest, RetriesVersionsAndBadInput) {
   crm::v1::GetArticleRequest g;
   g.set_article_id("art_missing");
   EXPECT_EQ(articles_->GetArticle(g).status().code(), absl::StatusCode::kNotFound);
+  // A draft is the desk's: to other readers it does not exist.
+  r.set_request_id("c3");
+  r.set_title("Draft");
+  auto draft = articles_->CreateArticle(r, Ctx());
+  ASSERT_TRUE(draft.ok()) << draft.status();
+  g.set_article_id(draft->article_id());
+  EXPECT_TRUE(articles_->GetArticle(g, /*drafts=*/true).ok());
+  const auto hidden = articles_->GetArticle(g, /*drafts=*/false).status();
+  EXPECT_EQ(hidden.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hidden.message(),
+            absl::StrCat("article_id: article ", draft->article_id(), " not found"));
+  p.set_request_id("p4");
+  p.set_article_id(draft->article_id());
+  p.set_expected_version(1);
+  ASSERT_TRUE(articles_->PublishArticle(p, Ctx()).ok());
+  EXPECT_TRUE(articles_->GetArticle(g, /*drafts=*/false).ok()) << "published";
   crm::v1::SearchArticlesRequest s;
   s.mutable_page()->set_page_size(101);
   EXPECT_EQ(articles_->SearchArticles(s).status().message().substr(0, 15), "page.page_size:");

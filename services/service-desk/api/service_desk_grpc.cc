@@ -146,7 +146,12 @@ grpc::ServerUnaryReactor* ServiceDeskGrpc::UnpublishArticle(
 grpc::ServerUnaryReactor* ServiceDeskGrpc::GetArticle(grpc::CallbackServerContext* ctx,
                                                       const crm::v1::GetArticleRequest* request,
                                                       crm::v1::Article* response) {
-  return Query(ctx, request, response, [this](const auto& r) { return articles_.GetArticle(r); });
+  // Every role reads the knowledge base; drafts are the desk's.
+  return ServeUnary(ctx, executor_, request, response,
+                    [this](const crm::v1::GetArticleRequest& r, const auth::Principal& caller) {
+                      return articles_.GetArticle(
+                          r, caller.SeesEverything() || caller.HasRole(auth::kRoleSupportAgent));
+                    });
 }
 
 grpc::ServerUnaryReactor* ServiceDeskGrpc::SearchArticles(
