@@ -446,6 +446,35 @@ TEST_F(SalesCommandsTest, ListCustomersTerritoryFilterIgnoresCaseAsAccessDoes) {
   EXPECT_EQ(seen, (std::vector<std::string>{"cus_1", "cus_2"}));
 }
 
+// A selective filter examines a bounded number of rows per call: pages cut
+// by that budget may be short or empty, and following the tokens still
+// lists every match once, in order.
+TEST_F(SalesCommandsTest, AListExaminesABoundedNumberOfRowsPerPage) {
+  std::vector<std::string> wanted;
+  for (int i = 0; i < 12; ++i) {
+    const std::string id = absl::StrCat("cus_", 10 + i);
+    const bool mine = i % 5 == 0;
+    Open(id, mine ? "rep_ada" : "rep_bob");
+    if (mine) wanted.push_back(id);
+  }
+  crm::v1::PageRequest page;
+  page.set_page_size(2);
+  std::vector<std::string> seen;
+  int pages = 0, short_pages = 0;
+  do {
+    auto out = store_->List<crm::v1::Customer>(
+        kCustomersFamily, "", page,
+        [](const crm::v1::Customer& c) { return c.owner_id() == "rep_ada"; },
+        /*scan_budget=*/3);
+    ASSERT_TRUE(out.ok()) << out.status();
+    for (const auto& c : out->rows) seen.push_back(c.customer_id());
+    short_pages += out->rows.size() < 2 && !out->next_page_token.empty();
+    page.set_page_token(out->next_page_token);
+  } while (!page.page_token().empty() && ++pages < 100);
+  EXPECT_EQ(seen, wanted);
+  EXPECT_GT(short_pages, 0) << "the budget cut some pages";
+}
+
 // 500 accounts of 20 long contacts each would be a reply of several MB,
 // which a default gRPC client refuses.
 TEST_F(SalesCommandsTest, ACustomerPageStopsShortOfTheReplyBound) {

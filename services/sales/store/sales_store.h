@@ -85,11 +85,16 @@ class SalesStore {
   absl::Status ForgetDueTask(const crm::v1::Task& task);
 
   // Rows of `family` under `prefix` in key order, starting after the page
-  // token, keeping those `keep` accepts, until the page is full.
+  // token, keeping those `keep` accepts, until the page is full or
+  // `scan_budget` rows were examined: a selective filter over a large book
+  // (a rep's own records) cannot hold a worker for long. A page cut by the
+  // budget may hold fewer rows, even none, and its token goes on.
   template <typename Row>
   absl::StatusOr<Page<Row>> List(absl::string_view family, absl::string_view prefix,
                                  const crm::v1::PageRequest& page,
-                                 const std::function<bool(const Row&)>& keep) const;
+                                 const std::function<bool(const Row&)>& keep,
+                                 size_t scan_budget = kListScanBudget) const;
+  static constexpr size_t kListScanBudget = 20000;
   // Every row of `family`, for whole-book computations (forecast, stale scan).
   template <typename Row>
   absl::Status ForEach(absl::string_view family,
@@ -119,27 +124,36 @@ inline constexpr char kLastActivityFamily[] = "last_activity";
 template <typename Row>
 absl::StatusOr<Page<Row>> SalesStore::List(absl::string_view family, absl::string_view prefix,
                                            const crm::v1::PageRequest& page,
-                                           const std::function<bool(const Row&)>& keep) const {
+                                           const std::function<bool(const Row&)>& keep,
+                                           size_t scan_budget) const {
   auto size = PageSize(page);
   if (!size.ok()) return size.status();
   Page<Row> out;
   ReplyBudget budget;
+  // The last row examined: the next page starts after it.
   std::string last;
+  size_t examined = 0;
   auto st = Scan(family, prefix, page.page_token(),
                  [&](absl::string_view key, absl::string_view value) -> absl::StatusOr<bool> {
+                   if (examined == scan_budget) {
+                     out.next_page_token = last;
+                     return false;
+                   }
+                   ++examined;
                    Row row;
                    if (!row.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
                      return absl::DataLossError(absl::StrCat("corrupt row in ", family));
                    }
-                   if (!keep(row)) return true;
-                   // One more match exists: if the page is full or the row
-                   // would take it past the reply bound, it ends at the
-                   // previous row.
-                   if (out.rows.size() == *size || !budget.Take(value.size())) {
-                     out.next_page_token = last;
-                     return false;
+                   if (keep(row)) {
+                     // One more match exists: if the page is full or the row
+                     // would take it past the reply bound, the page ends
+                     // before it.
+                     if (out.rows.size() == *size || !budget.Take(value.size())) {
+                       out.next_page_token = last;
+                       return false;
+                     }
+                     out.rows.push_back(std::move(row));
                    }
-                   out.rows.push_back(std::move(row));
                    last = std::string(key.substr(prefix.size()));
                    return true;
                  });
