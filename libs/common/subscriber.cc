@@ -476,6 +476,18 @@ void Subscriber::RefreshLag() {
   std::vector<RdKafka::TopicPartition*> parts;
   if (consumer_->assignment(parts) != RdKafka::ERR_NO_ERROR) return;
   consumer_->position(parts);
+  // A failed batch leaves the count in flight when it is dropped and is
+  // consumed again from its rewind offset, possibly after the position has
+  // moved past it (a seek back not done yet, or one that failed): the
+  // rewind offset is the position then. Both read together, as Failed()
+  // writes them.
+  PartitionOffsets rewinding;
+  int64_t in_flight = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    rewinding = rewind_;
+    in_flight = in_flight_.load();
+  }
   int64_t lag = 0;
   // A member the group gave no partition (more members than partitions)
   // has nothing to read: caught up, not unknown forever.
@@ -494,13 +506,16 @@ void Subscriber::RefreshLag() {
         auto stored = StoredOffset(tp->topic(), tp->partition());
         pos = stored.ok() && stored->has_value() ? std::min(**stored, high) : low;
       }
+      if (auto r = rewinding.find({tp->topic(), tp->partition()}); r != rewinding.end()) {
+        pos = std::min(pos, r->second);
+      }
       lag += std::max<int64_t>(0, high - pos);
     } else {
       known = false;  // nothing fetched yet: how far behind is not known
     }
   }
   RdKafka::TopicPartition::destroy(parts);
-  lag_.store(lag + in_flight_.load());
+  lag_.store(lag + in_flight);
   if (known) measured_.store(true);
 }
 

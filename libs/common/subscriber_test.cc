@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -646,6 +647,41 @@ TEST(SubscriberSeekTest, APartitionWhoseSeekFailsIsHeldBackUntilASeekSucceeds) {
     ASSERT_TRUE(count.ok()) << count.status();
     EXPECT_EQ(count->value_or("0"), "1") << "version " << v;
   }
+}
+
+// A batch that failed is not applied while its seek back keeps failing, so
+// the lag must count it: read as caught up, readiness and the erasure gate
+// (start_when on the key reader) would open with it missing.
+TEST(SubscriberSeekTest, TheLagCountsAFailedBatchWhileItsSeekBackFails) {
+  constexpr int kVersions = 20;
+  crm::testing::MockCluster cluster({{"seeklag.test", 1}});
+  ASSERT_TRUE(cluster.ok());
+  std::vector<crm::v1::EventEnvelope> events;
+  for (int v = 1; v <= kVersions; ++v) events.push_back(Versioned("s", v));
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "seeklag.test", 0, events));
+  crm::testing::TempDir dir;
+  auto db = CountsDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  FailsOnceAtVersion projection(kVersions);  // the last event: nothing comes after it
+  Subscriber subscriber(**db, projection, KafkaOptions(cluster, "seeklag.test"));
+  std::atomic<int> seeks_failed{0};
+  constexpr int kFailedSeeks = 2;  // retried about every 2 s
+  SubscriberTestPeer::FailSeeks(subscriber, kFailedSeeks, seeks_failed);
+  ASSERT_TRUE(subscriber.Start().ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (seeks_failed.load() == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_GT(seeks_failed.load(), 0);
+  int64_t least = std::numeric_limits<int64_t>::max();
+  while (seeks_failed.load() < kFailedSeeks && absl::Now() < deadline) {
+    least = std::min(least, subscriber.lag());
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_GT(least, 0) << "caught up with a batch not applied";
+  EXPECT_TRUE(Eventually([&] {
+    auto next = subscriber.StoredOffset("seeklag.test", 0);
+    return next.ok() && next->value_or(0) == kVersions && subscriber.lag() == 0;
+  }));
+  subscriber.Stop();
 }
 
 INSTANTIATE_TEST_SUITE_P(CommitInline, SubscriberRetryTest,
