@@ -13,6 +13,8 @@ namespace crm::log {
 // the given fields. Cheap enough for per-request access logs.
 using Field = std::pair<absl::string_view, absl::string_view>;
 
+// Names the service in every line; call before any thread logs (the name
+// is read without a lock).
 void SetService(absl::string_view service);
 
 // Info lines are written at once unless buffering is on: then they wait

@@ -164,9 +164,9 @@ void ServiceHost::BlockShutdownSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-ServiceHost::ServiceHost(ServiceConfig config) : config_(std::move(config)) {
-  log::SetService(config_.service_name);
-}
+// Each main names the log's service before it starts a thread; set here,
+// the name would be written while those threads log.
+ServiceHost::ServiceHost(ServiceConfig config) : config_(std::move(config)) {}
 
 absl::Status ServiceHost::Run() {
   grpc::EnableDefaultHealthCheckService(true);
