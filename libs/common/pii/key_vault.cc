@@ -756,13 +756,38 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
                                                           const std::string& reason,
                                                           const EventContext& ctx) {
   if (store_ == nullptr) return absl::FailedPreconditionError("this service cannot erase");
-  EventContext erase_ctx = ctx;
-  erase_ctx.source = issuer_;
   std::vector<std::string> customers;
   {
     std::lock_guard<std::mutex> lock(mu_);
     customers = WithMergedLocked(customer_id);
   }
+  if (before_erasure_write_for_test_) before_erasure_write_for_test_();
+  Erasure out;
+  std::vector<std::string> done;
+  // A merge into the customer can be linked while this runs (the key
+  // reader applies merge records on its own thread) and find it not erased
+  // yet: its customers are erased in a further round, with this one.
+  while (!customers.empty()) {
+    CRM_RETURN_IF_ERROR(EraseRound(customer_id, customers, reason, ctx, out));
+    done.insert(done.end(), customers.begin(), customers.end());
+    std::lock_guard<std::mutex> lock(mu_);
+    customers = WithMergedLocked(customer_id);
+    std::erase_if(customers, [&](const std::string& c) {
+      return std::find(done.begin(), done.end(), c) != done.end();
+    });
+  }
+  log::Info("customer erased", {{"customer_id", customer_id},
+                                {"merged_customers", absl::StrCat(done.size() - 1)},
+                                {"keys", absl::StrCat(out.keys_destroyed)}});
+  return out;
+}
+
+absl::Status KeyVault::EraseRound(const std::string& customer_id,
+                                  const std::vector<std::string>& customers,
+                                  const std::string& reason, const EventContext& ctx,
+                                  Erasure& out) {
+  EventContext erase_ctx = ctx;
+  erase_ctx.source = issuer_;
   std::vector<std::vector<HeldKey>> held;
   for (const auto& c : customers) {
     CRM_ASSIGN_OR_RETURN(auto keys, CustomerKeys(c));
@@ -780,7 +805,7 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
     crm::v1::CustomerErased erased;
     erased.set_customer_id(customers[i]);
     erased.set_reason(reason);
-    if (i > 0) erased.set_erased_with_customer_id(customer_id);
+    if (customers[i] != customer_id) erased.set_erased_with_customer_id(customer_id);
     AppendRequest& append = appends.emplace_back();
     append.stream = stream;
     append.expected_version = version;
@@ -816,16 +841,12 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
   // one of them meanwhile) fails the call with ABORTED and a retry erases
   // them all.
   CRM_RETURN_IF_ERROR(store_->AppendAll(std::move(appends)).status());
-  Erasure out;
   for (size_t i = 0; i < customers.size(); ++i) {
     Forget(customers[i], ctx.occurred_at, held[i]);
     out.keys_destroyed += static_cast<int>(held[i].size());
-    if (i > 0) out.merged_customer_ids.push_back(customers[i]);
+    if (customers[i] != customer_id) out.merged_customer_ids.push_back(customers[i]);
   }
-  log::Info("customer erased", {{"customer_id", customer_id},
-                                {"merged_customers", absl::StrCat(customers.size() - 1)},
-                                {"keys", absl::StrCat(out.keys_destroyed)}});
-  return out;
+  return absl::OkStatus();
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -126,6 +127,11 @@ class KeyVault {
   // destroys the keys held here at once.
   absl::StatusOr<Erasure> EraseCustomer(const std::string& customer_id, const std::string& reason,
                                         const EventContext& ctx);
+  // Runs `hook` in EraseCustomer after it has found the customers to erase
+  // and before it writes (a merge landing meanwhile).
+  void BeforeErasureWriteForTest(std::function<void()> hook) {
+    before_erasure_write_for_test_ = std::move(hook);
+  }
 
   // Whether this vault records erasures (it has an event log to append to).
   bool can_erase() const { return store_ != nullptr; }
@@ -229,6 +235,10 @@ class KeyVault {
   // back) to these customers: their rows, memory and own keys.
   absl::Status ApplyErasure(const std::vector<std::string>& customers, absl::Time erased_at,
                             const crm::v1::EventEnvelope& record, ProjectionTxn& txn);
+  // One round of EraseCustomer: erases `customers` (customer_id, or ones
+  // merged into it) in one write and adds them to `out`.
+  absl::Status EraseRound(const std::string& customer_id, const std::vector<std::string>& customers,
+                          const std::string& reason, const EventContext& ctx, Erasure& out);
   // Records a merge in merged_into_; mu_ held.
   void LinkLocked(const std::string& merged_customer_id, const std::string& survivor_customer_id);
   // The rows that record the customer as erased and its keys as destroyed.
@@ -255,6 +265,7 @@ class KeyVault {
   absl::flat_hash_map<std::string, std::vector<std::string>> merged_into_;
   // Merged customer -> the survivor of its latest merge.
   absl::flat_hash_map<std::string, std::string> survivor_of_;
+  std::function<void()> before_erasure_write_for_test_;
 };
 
 // A subscriber's projection that hands key records (crm.keys.v1) to the

@@ -278,6 +278,33 @@ TEST_F(KeyVaultMemoryTest, AnEarlierErasureHeardLastKeepsTheLaterErasureTime) {
   EXPECT_FALSE(sales->vault->Find(sealing->key.key_id).has_value());
 }
 
+// A merge into the customer read from the topic while its erasure is being
+// written (the key reader's thread): the merged customer is erased by the
+// same call, not left with its keys until the erasure is read back.
+TEST_F(KeyVaultMemoryTest, AMergeLinkedDuringAnErasureIsErasedWithIt) {
+  auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+  auto leads = *Service::Open(dir_.Sub("leads"), master_, "crm/leads", true, kCached);
+  const DataKey survivor = *sales->vault->EnsureKey("cus_s", Ctx());
+  const DataKey merged = *sales->vault->EnsureKey("cus_m", Ctx());
+  auto link = leads->vault->MergeRecord("lead_m", "cus_m", "cus_s", Ctx());
+  ASSERT_TRUE(link.has_value());
+  ASSERT_TRUE(leads->store->Append(*link).ok());
+  const auto record = *leads->store->ReadStream(link->stream);
+  sales->vault->BeforeErasureWriteForTest([&] { ASSERT_TRUE(sales->Apply(record).ok()); });
+  auto erased = sales->vault->EraseCustomer("cus_s", "GDPR request 51", Ctx());
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->merged_customer_ids, std::vector<std::string>{"cus_m"});
+  EXPECT_EQ(erased->keys_destroyed, 2);
+  EXPECT_FALSE(sales->vault->Find(survivor.key_id).has_value());
+  EXPECT_FALSE(sales->vault->Find(merged.key_id).has_value());
+  EXPECT_TRUE(sales->vault->Erased("cus_m"));
+  const auto records = *sales->store->ReadStream(EraseStream("crm/sales", "cus_m"));
+  ASSERT_EQ(records.size(), 1u);
+  crm::v1::CustomerErased payload;
+  ASSERT_TRUE(records[0].payload().UnpackTo(&payload));
+  EXPECT_EQ(payload.erased_with_customer_id(), "cus_s");
+}
+
 TEST_F(KeyVaultMemoryTest, AVaultWithoutTheCustomerIndexBuildsIt) {
   const std::string path = dir_.Sub("leads");
   DataKey ann;
