@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -722,13 +723,14 @@ std::vector<std::string> KeyVault::WithMerged(const std::string& customer_id) co
 
 std::vector<std::string> KeyVault::WithMergedLocked(const std::string& customer_id) const {
   std::vector<std::string> customers = {customer_id};
+  // A hash set, not a search of the list: callers can fan many customers
+  // into one, and every opening of sealed data waits on mu_.
+  absl::flat_hash_set<std::string> seen = {customer_id};
   for (size_t i = 0; i < customers.size(); ++i) {
     auto it = merged_into_.find(customers[i]);
     if (it == merged_into_.end()) continue;
     for (const auto& m : it->second) {
-      if (std::find(customers.begin(), customers.end(), m) == customers.end()) {
-        customers.push_back(m);
-      }
+      if (seen.insert(m).second) customers.push_back(m);
     }
   }
   return customers;
