@@ -640,6 +640,10 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     // A redacted issue record carries no key: a later record of the stream
     // re-wraps or destroys it.
     if (issued.wrapped_key().empty()) return absl::OkStatus();
+    // Issued before its customer's erasure: never opened, and never parked
+    // (a record that does not unwrap goes to the dead-letter topic, wrapped
+    // key and all).
+    if (IssuedBeforeErasure(event)) return absl::OkStatus();
     CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(event));
     Entry& entry = unwrapped.entry;
     std::lock_guard<std::mutex> lock(mu_);

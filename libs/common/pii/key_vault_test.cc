@@ -305,6 +305,29 @@ TEST_F(KeyVaultMemoryTest, AMergeLinkedDuringAnErasureIsErasedWithIt) {
   EXPECT_EQ(payload.erased_with_customer_id(), "cus_s");
 }
 
+// A key record of an erased customer that this vault cannot unwrap (a
+// master key it does not have) is dropped, not refused: refused, it would be
+// parked on the dead-letter topic with the wrapped key.
+TEST_F(KeyVaultMemoryTest, AnErasedCustomersKeyThatDoesNotUnwrapIsDroppedNotRefused) {
+  auto other = *Service::Open(dir_.Sub("other"), RandomKey(), "crm/other", true, kCached);
+  auto sealing = other->vault->KeyFor("cus_e", Ctx());
+  ASSERT_TRUE(sealing.ok() && sealing->issue.has_value());
+  const crm::v1::EventEnvelope issue = sealing->issue->events.front();
+  auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+  EXPECT_FALSE(sales->Apply({issue}).ok()) << "not erased: refused, to be parked";
+  crm::v1::CustomerErased erased;
+  erased.set_customer_id("cus_e");
+  EventContext at = Ctx();
+  at.source = "crm/leads";
+  at.occurred_at = sealing->key.issued_at + absl::Minutes(1);
+  auto record = MakeEnvelope(erased, "cus_e", at);
+  record.set_stream(EraseStream("crm/leads", "cus_e"));
+  record.set_stream_version(1);
+  ASSERT_TRUE(sales->Apply({record}).ok());
+  EXPECT_TRUE(sales->Apply({issue}).ok());
+  EXPECT_FALSE(sales->vault->Find(sealing->key.key_id).has_value());
+}
+
 TEST_F(KeyVaultMemoryTest, AVaultWithoutTheCustomerIndexBuildsIt) {
   const std::string path = dir_.Sub("leads");
   DataKey ann;
