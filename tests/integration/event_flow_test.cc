@@ -2,6 +2,8 @@
 // analytics on loopback, driven over gRPC.
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -32,6 +34,24 @@ grpc::Status Capture(crm::v1::LeadsService::Stub& stub, const crm::v1::CaptureLe
   return stub.CaptureLead(&ctx, req, resp);
 }
 
+// The customer's 360 view once `ready` holds for it; nullopt if it never
+// does.
+std::optional<crm::v1::Customer360> ViewWhen(
+    Stack& stack, const std::string& customer_id,
+    const std::function<bool(const crm::v1::Customer360&)>& ready) {
+  auto analytics = stack.AnalyticsStub();
+  crm::v1::GetCustomer360Request get;
+  get.set_customer_id(customer_id);
+  crm::v1::Customer360 view;
+  const bool held = Eventually([&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    return analytics->GetCustomer360(&ctx, get, &view).ok() && ready(view);
+  });
+  if (!held) return std::nullopt;
+  return view;
+}
+
 class EventFlowTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -60,16 +80,12 @@ TEST_F(EventFlowTest, CapturedLeadAppearsInTheCustomer360View) {
 
   ASSERT_TRUE(Eventually([&] { return stack_.EventCount(resp.customer_id()) == 1; }))
       << stack_.analytics().Log();
-  auto analytics = stack_.AnalyticsStub();
-  crm::v1::GetCustomer360Request get;
-  get.set_customer_id(resp.customer_id());
-  crm::v1::Customer360 view;
   // The contact is sealed in the event; it reads in plaintext once the
   // customer's key has arrived on crm.keys.v1 (another topic, no order).
-  ASSERT_TRUE(Eventually([&] {
-    grpc::ClientContext ctx;
-    return analytics->GetCustomer360(&ctx, get, &view).ok() && !view.profile().email().empty();
-  }));
+  const auto opened = ViewWhen(stack_, resp.customer_id(),
+                               [](const auto& v) { return !v.profile().email().empty(); });
+  ASSERT_TRUE(opened.has_value());
+  const crm::v1::Customer360& view = *opened;
   EXPECT_EQ(view.profile().email(), "grace@example.com");
   EXPECT_EQ(view.profile().company(), "Navy");
   EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_LEAD);
@@ -89,19 +105,12 @@ int EventsOnceALaterLeadArrived(Stack& stack, const std::string& customer_id,
   const auto st = Capture(*leads, Lead("later-" + email, email), &later);
   EXPECT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(later.customer_id(), customer_id);
-  auto analytics = stack.AnalyticsStub();
-  crm::v1::GetCustomer360Request get;
-  get.set_customer_id(customer_id);
-  crm::v1::Customer360 view;
-  const bool arrived = Eventually([&] {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    return analytics->GetCustomer360(&ctx, get, &view).ok() &&
-           std::find(view.lead_ids().begin(), view.lead_ids().end(), later.lead_id()) !=
-               view.lead_ids().end();
+  const auto view = ViewWhen(stack, customer_id, [&](const auto& v) {
+    return std::find(v.lead_ids().begin(), v.lead_ids().end(), later.lead_id()) !=
+           v.lead_ids().end();
   });
-  EXPECT_TRUE(arrived) << customer_id;
-  return arrived ? static_cast<int>(view.event_count()) : -1;
+  EXPECT_TRUE(view.has_value()) << customer_id;
+  return view.has_value() ? static_cast<int>(view->event_count()) : -1;
 }
 
 // A copy applied twice would show as one event too many.
@@ -270,15 +279,9 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
   ASSERT_TRUE(Capture(*leads, Lead("after-poison", "after@example.com"), &resp).ok());
   ASSERT_TRUE(Eventually([&] { return stack_.EventCount(resp.customer_id()) == 1; }));
   // The lead's data key came through crm.keys.v1 after the garbage too.
-  auto analytics = stack_.AnalyticsStub();
-  crm::v1::GetCustomer360Request get;
-  get.set_customer_id(resp.customer_id());
-  crm::v1::Customer360 view;
-  EXPECT_TRUE(Eventually([&] {
-    grpc::ClientContext ctx;
-    return analytics->GetCustomer360(&ctx, get, &view).ok() &&
-           view.profile().email() == "after@example.com";
-  })) << view.profile().email();
+  EXPECT_TRUE(ViewWhen(stack_, resp.customer_id(), [](const auto& v) {
+                return v.profile().email() == "after@example.com";
+              }).has_value());
 
   // The garbage is on the dead-letter topic with where it came from.
   auto cconf = std::move(*MakeKafkaConf({{"bootstrap.servers", stack_.brokers()},
