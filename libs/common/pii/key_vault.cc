@@ -24,7 +24,15 @@ std::string CustomerPrefix(absl::string_view customer_id) {
 std::string CustomerRow(absl::string_view customer_id, absl::string_view key_id) {
   return absl::StrCat(CustomerPrefix(customer_id), key_id);
 }
-std::string ErasedRow(absl::string_view customer_id) { return absl::StrCat("e", customer_id); }
+// One row per erasure of a customer, its time in the key: two erasures
+// committed in either order both stay, and the latest holds when they are
+// loaded (one row per customer, overwritten, kept whichever committed last).
+// Rows of older versions have no time in the key.
+std::string ErasedRow(absl::string_view customer_id, absl::Time at) {
+  std::string key = absl::StrCat("e", customer_id, absl::string_view("\0", 1));
+  AppendBigEndian64(&key, static_cast<uint64_t>(absl::ToUnixMicros(at)));
+  return key;
+}
 std::string MergeRow(absl::string_view merged_lead_id) { return absl::StrCat("m", merged_lead_id); }
 std::string KeyStream(absl::string_view key_id) { return absl::StrCat(kKeyStreamPrefix, key_id); }
 
@@ -154,8 +162,11 @@ absl::Status KeyVault::Load(bool every_key) {
     auto it = db_.NewIterator(kFamily);
     for (it->Seek("e"); it->Valid() && it->key().starts_with("e"); it->Next()) {
       if (it->value().size() != 8) return absl::DataLossError("corrupt erasure row");
-      erased_[View(it->key()).substr(1)] =
+      const absl::string_view key = View(it->key()).substr(1);
+      const absl::Time at =
           absl::FromUnixMicros(static_cast<int64_t>(ReadBigEndian64(View(it->value()))));
+      absl::Time& latest = erased_[key.substr(0, key.find('\0'))];
+      latest = std::max(latest, at);
     }
     for (it->Seek("m"); it->Valid() && it->key().starts_with("m"); it->Next()) {
       crm::v1::CustomersMerged merged;
@@ -573,16 +584,8 @@ std::vector<std::string> KeyVault::Forget(const std::string& customer_id, absl::
 std::vector<ProjectionWrite> KeyVault::ErasureWrites(const std::string& customer_id,
                                                      absl::Time erased_at,
                                                      const std::vector<HeldKey>& held) const {
-  // The latest erasure holds: erasures of one customer by two services can
-  // arrive in either order, and an earlier time stored over a later one
-  // would let keys issued between them back in after a restart.
-  absl::Time at = erased_at;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto e = erased_.find(customer_id); e != erased_.end()) at = std::max(at, e->second);
-  }
   std::vector<ProjectionWrite> writes;
-  writes.push_back({kFamily, ErasedRow(customer_id), EncodeTime(at)});
+  writes.push_back({kFamily, ErasedRow(customer_id, erased_at), EncodeTime(erased_at)});
   for (const HeldKey& h : held) {
     writes.push_back({kFamily, KeyRow(h.key_id), "", true});
     writes.push_back({kFamily, CustomerRow(customer_id, h.key_id), "", true});
@@ -769,18 +772,16 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
   }
   if (before_erasure_write_for_test_) before_erasure_write_for_test_();
   Erasure out;
-  std::vector<std::string> done;
+  absl::flat_hash_set<std::string> done;
   // A merge into the customer can be linked while this runs (the key
   // reader applies merge records on its own thread) and find it not erased
   // yet: its customers are erased in a further round, with this one.
   while (!customers.empty()) {
     CRM_RETURN_IF_ERROR(EraseRound(customer_id, customers, reason, ctx, out));
-    done.insert(done.end(), customers.begin(), customers.end());
+    done.insert(customers.begin(), customers.end());
     std::lock_guard<std::mutex> lock(mu_);
     customers = WithMergedLocked(customer_id);
-    std::erase_if(customers, [&](const std::string& c) {
-      return std::find(done.begin(), done.end(), c) != done.end();
-    });
+    std::erase_if(customers, [&](const std::string& c) { return done.contains(c); });
   }
   log::Info("customer erased", {{"customer_id", customer_id},
                                 {"merged_customers", absl::StrCat(done.size() - 1)},

@@ -278,6 +278,37 @@ TEST_F(KeyVaultMemoryTest, AnEarlierErasureHeardLastKeepsTheLaterErasureTime) {
   EXPECT_FALSE(sales->vault->Find(sealing->key.key_id).has_value());
 }
 
+// The same when the earlier erasure, read from the topic, commits after
+// this service's own later one was written: both are kept, and the later
+// holds after a restart.
+TEST_F(KeyVaultMemoryTest, AnEarlierErasureCommittedLastKeepsTheLaterErasureTime) {
+  auto desk = *Service::Open(dir_.Sub("desk"), master_, "crm/service-desk", true, kCached);
+  auto sealing = desk->vault->KeyFor("cus_ann", Ctx());
+  ASSERT_TRUE(sealing.ok() && sealing->issue.has_value());
+  const absl::Time issued = sealing->key.issued_at;
+  {
+    auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+    crm::v1::CustomerErased erased;
+    erased.set_customer_id("cus_ann");
+    erased.set_reason("GDPR request 42");
+    EventContext earlier = Ctx();
+    earlier.source = "crm/leads";
+    earlier.occurred_at = issued - absl::Hours(1);
+    auto record = MakeEnvelope(erased, "cus_ann", earlier);
+    record.set_stream(EraseStream("crm/leads", "cus_ann"));
+    record.set_stream_version(1);
+    ProjectionTxn reader(sales->store->db());
+    ASSERT_TRUE(sales->vault->ApplyRecord(record, reader).ok());
+    EventContext later = Ctx();
+    later.occurred_at = issued + absl::Hours(1);
+    ASSERT_TRUE(sales->vault->EraseCustomer("cus_ann", "GDPR request 43", later).ok());
+    ASSERT_TRUE(reader.Commit().ok());
+  }
+  auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+  ASSERT_TRUE(sales->Apply({sealing->issue->events.front()}).ok());
+  EXPECT_FALSE(sales->vault->Find(sealing->key.key_id).has_value());
+}
+
 // A merge into the customer read from the topic while its erasure is being
 // written (the key reader's thread): the merged customer is erased by the
 // same call, not left with its keys until the erasure is read back.
