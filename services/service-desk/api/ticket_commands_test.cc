@@ -513,6 +513,25 @@ TEST_F(TicketCommandsTest, ListingByCustomerFollowsMerges) {
   EXPECT_EQ(list_all("cus_old", 50).size(), 2) << "an erased id still lists its own";
 }
 
+// A clock stepped back (NTP) between two changes of a ticket: the later
+// change's event is still stamped after the earlier one, so analytics (which
+// keeps a ticket's latest status by time) ends where the ticket did.
+TEST_F(TicketCommandsTest, AClockSteppedBackStillStampsEventsInOrder) {
+  const auto t = Open("cb1");
+  now_ -= absl::Hours(1);
+  const auto replied = Reply("cb2", t.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT, "On it");
+  ASSERT_TRUE(replied.ok()) << replied.status();
+  const auto events = *store_->events().ReadStream(TicketStream(t.ticket_id()));
+  ASSERT_GE(events.size(), 2u);
+  for (size_t i = 1; i < events.size(); ++i) {
+    EXPECT_GE(FromProtoTimestamp(events[i].occurred_at()),
+              FromProtoTimestamp(events[i - 1].occurred_at()))
+        << events[i].type();
+  }
+  EXPECT_GT(FromProtoTimestamp(events.back().occurred_at()),
+            FromProtoTimestamp(events.front().occurred_at()));
+}
+
 TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {
   crm::v1::CreateArticleRequest create;
   create.set_request_id("art-1");
