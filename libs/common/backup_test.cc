@@ -50,7 +50,15 @@ TEST_F(BackupTest, ABackupTakenUnderWritesRestoresEveryAcknowledgedAppendConsist
   });
   // The backup starts with the writer under way, so it has some of its
   // appends to keep whole.
-  while (during.load() < 10) absl::SleepFor(absl::Milliseconds(1));
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(60);
+       during.load() < 10 && absl::Now() < give_up;) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  if (during.load() < 10) {
+    stop.store(true);
+    writer.join();
+    FAIL() << "the writer made no progress";
+  }
   auto backup = CreateBackup(store_->db(), dir_.Sub("backups"));
   stop.store(true);
   writer.join();

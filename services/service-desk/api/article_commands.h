@@ -30,7 +30,7 @@ class ArticleCommands {
   // Drafts (unpublished articles) only with `drafts`, for the desk that
   // writes them; NOT_FOUND to other readers, as if they did not exist.
   absl::StatusOr<crm::v1::Article> GetArticle(const crm::v1::GetArticleRequest& request,
-                                              bool drafts = true) const;
+                                              bool drafts) const;
   // page_size defaults to 10, at most 100; the page token is an offset.
   absl::StatusOr<crm::v1::SearchArticlesResponse> SearchArticles(
       const crm::v1::SearchArticlesRequest& request) const;

@@ -210,7 +210,7 @@ TEST_F(ArticleCommandsTest, RetriesVersionsAndBadInput) {
   EXPECT_EQ(articles_->CreateArticle(r, Ctx()).status().message(), "title: required");
   crm::v1::GetArticleRequest g;
   g.set_article_id("art_missing");
-  EXPECT_EQ(articles_->GetArticle(g).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(articles_->GetArticle(g, /*drafts=*/true).status().code(), absl::StatusCode::kNotFound);
   // A draft is the desk's: to other readers it does not exist.
   r.set_request_id("c3");
   r.set_title("Draft");
@@ -263,7 +263,7 @@ TEST_F(ArticleCommandsTest, AMissingArticleIsNamedByFieldAndId) {
   }
   crm::v1::GetArticleRequest get;
   get.set_article_id(missing);
-  expect_named(articles_->GetArticle(get).status(), "GetArticle");
+  expect_named(articles_->GetArticle(get, /*drafts=*/true).status(), "GetArticle");
   EXPECT_EQ(store_->events().LogSize(), 0u);
 }
 
