@@ -9,6 +9,11 @@ namespace crm {
 // first result left out.
 inline constexpr size_t kMaxReplyBytes = 3 << 20;
 
+// Rows a filtered list call examines at most, so a selective filter over a
+// large book cannot hold a worker for long; its page token resumes the
+// scan, and such a page may hold fewer results, even none.
+inline constexpr size_t kListScanBudget = 20000;
+
 // Counts a reply's bytes as results are added.
 class ReplyBudget {
  public:

@@ -10,6 +10,7 @@
 #include "libs/common/database.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/pii/field_sealer.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
 #include "rocksdb/db.h"
 
@@ -37,10 +38,6 @@ std::string LeadStatesEnd() {
 constexpr char kImports[] = "imports";
 constexpr char kSettings[] = "settings";
 constexpr char kRulesKey[] = "assignment_rules";
-
-// Entries a ListLeads call examines at most, so a selective filter over a
-// large book cannot hold a worker for long; the token resumes the scan.
-constexpr int kScanBudget = 20000;
 
 std::optional<ContactMatch> DecodeContact(absl::string_view raw) {
   std::pair<std::string, std::string> parts = absl::StrSplit(raw, absl::MaxSplits('\n', 1));
@@ -235,13 +232,13 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadStore::ListLeads(const LeadQuery&
   if (!resume.empty() && it->Valid() && it->key().ToStringView() == resume) advance();
 
   crm::v1::ListLeadsResponse response;
-  int examined = 0;
+  size_t examined = 0;
   std::string last_examined;
   std::string stream;
   std::string state_row;
   rocksdb::ColumnFamilyHandle* states = events_->db().Family(EventStore::kStateFamily);
   for (; in_range(); advance()) {
-    if (response.leads_size() == q.page_size || examined == kScanBudget) {
+    if (response.leads_size() == q.page_size || examined == kListScanBudget) {
       // More may follow: the next call resumes after the last entry seen.
       response.set_next_page_token(absl::WebSafeBase64Escape(last_examined));
       break;

@@ -94,7 +94,6 @@ class SalesStore {
                                  const crm::v1::PageRequest& page,
                                  const std::function<bool(const Row&)>& keep,
                                  size_t scan_budget = kListScanBudget) const;
-  static constexpr size_t kListScanBudget = 20000;
   // Every row of `family`, for whole-book computations (forecast, stale scan).
   template <typename Row>
   absl::Status ForEach(absl::string_view family,

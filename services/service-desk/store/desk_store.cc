@@ -194,6 +194,9 @@ absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequ
   const size_t page_size = r.page().page_size() > 0 ? r.page().page_size() : kDefaultPageSize;
   std::vector<std::string> customers = group;
   if (customers.empty()) customers.push_back(r.customer_id());
+  // One cursor per customer: one given twice would list its tickets twice.
+  std::sort(customers.begin(), customers.end());
+  customers.erase(std::unique(customers.begin(), customers.end()), customers.end());
 
   // Walk the narrowest index; every entry leads to a ticket id, in id order.
   // A customer's index is walked for each member of its group at once,
