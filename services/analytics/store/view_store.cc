@@ -496,7 +496,7 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
 absl::StatusOr<crm::v1::ListAuditEntriesResponse> ViewStore::ListAuditEntries(
     const crm::v1::ListAuditEntriesRequest& request) const {
   if (request.actor().empty() == request.record_id().empty()) {
-    return absl::InvalidArgumentError("actor, record_id: exactly one is required");
+    return absl::InvalidArgumentError("actor: set exactly one of actor and record_id");
   }
   for (const auto& [field, value] :
        {std::pair{"actor", &request.actor()}, std::pair{"record_id", &request.record_id()}}) {
