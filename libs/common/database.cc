@@ -15,6 +15,37 @@
 
 namespace crm {
 
+MergedScan::MergedScan(const Database& db, absl::string_view family,
+                       const std::vector<std::string>& prefixes, absl::string_view after) {
+  cursors_.reserve(prefixes.size());
+  for (const auto& prefix : prefixes) {
+    Cursor& c = cursors_.emplace_back(Cursor{prefix, db.NewIterator(family)});
+    std::string start = absl::StrCat(prefix, after);
+    if (!after.empty()) start.push_back('\0');  // just after it
+    c.it->Seek(start);
+  }
+  Pick();
+}
+
+absl::string_view MergedScan::suffix() const { return current_->Suffix(); }
+
+void MergedScan::Next() {
+  current_->it->Next();
+  Pick();
+}
+
+void MergedScan::Pick() {
+  current_ = nullptr;
+  for (auto& c : cursors_) {
+    if (c.Valid() && (current_ == nullptr || c.Suffix() < current_->Suffix())) current_ = &c;
+  }
+}
+
+absl::Status MergedScan::status() const {
+  for (const auto& c : cursors_) CRM_RETURN_IF_ERROR(FromRocks(c.it->status()));
+  return absl::OkStatus();
+}
+
 absl::Status FromRocks(const rocksdb::Status& s) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsNotFound()) return absl::NotFoundError(s.ToString());

@@ -88,4 +88,34 @@ class Database {
 
 absl::Status FromRocks(const rocksdb::Status& s);
 
+// The rows of `family` under several key prefixes walked as one, in the
+// order of their keys past the prefix (the suffix: an id, a time-ordered
+// key), from just after the suffix `after` (from the start when empty).
+// The records of a merge group read as one list.
+class MergedScan {
+ public:
+  MergedScan(const Database& db, absl::string_view family, const std::vector<std::string>& prefixes,
+             absl::string_view after);
+
+  bool Valid() const { return current_ != nullptr; }
+  // The row at hand: the smallest suffix of all prefixes.
+  absl::string_view suffix() const;
+  rocksdb::Slice value() const { return current_->it->value(); }
+  void Next();
+  // The first error any prefix's iterator met.
+  absl::Status status() const;
+
+ private:
+  struct Cursor {
+    std::string prefix;
+    std::unique_ptr<rocksdb::Iterator> it;
+    bool Valid() const { return it->Valid() && it->key().starts_with(prefix); }
+    absl::string_view Suffix() const { return View(it->key()).substr(prefix.size()); }
+  };
+  void Pick();
+
+  std::vector<Cursor> cursors_;
+  Cursor* current_ = nullptr;
+};
+
 }  // namespace crm

@@ -82,46 +82,22 @@ absl::StatusOr<std::string> ReadPage(const Database& db, const char* family,
                                      const Page& page, size_t reserved,
                                      google::protobuf::RepeatedPtrField<Row>* rows) {
   ReplyBudget budget(reserved);
-  const int32_t page_size = page.size;
-  const std::string& after = page.after;
-  struct Cursor {
-    std::string prefix;
-    std::unique_ptr<rocksdb::Iterator> it;
-    bool Valid() const { return it->Valid() && it->key().starts_with(prefix); }
-    rocksdb::Slice Suffix() const {
-      return rocksdb::Slice(it->key().data() + prefix.size(), it->key().size() - prefix.size());
-    }
-  };
-  std::vector<Cursor> cursors;
-  cursors.reserve(prefix_values.size());
-  for (const auto& value : prefix_values) {
-    Cursor& c = cursors.emplace_back(Cursor{PrefixKey(value), db.NewIterator(family)});
-    std::string start = c.prefix;
-    if (!after.empty()) {
-      // Resume just after the last key of the previous page.
-      start += after;
-      start.push_back('\0');
-    }
-    c.it->Seek(start);
-  }
+  std::vector<std::string> prefixes;
+  prefixes.reserve(prefix_values.size());
+  for (const auto& value : prefix_values) prefixes.push_back(PrefixKey(value));
   std::string last_suffix;
-  for (;;) {
-    Cursor* next = nullptr;
-    for (auto& c : cursors) {
-      if (c.Valid() && (next == nullptr || c.Suffix().compare(next->Suffix()) < 0)) next = &c;
-    }
-    if (next == nullptr) break;
-    const rocksdb::Slice value = next->it->value();
-    if (rows->size() == page_size || !budget.Take(value.size())) {
+  MergedScan scan(db, family, prefixes, page.after);
+  for (; scan.Valid(); scan.Next()) {
+    const rocksdb::Slice value = scan.value();
+    if (rows->size() == page.size || !budget.Take(value.size())) {
       return absl::WebSafeBase64Escape(last_suffix);
     }
     if (!rows->Add()->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
       return absl::DataLossError(absl::StrCat("corrupt ", family, " row"));
     }
-    last_suffix = next->Suffix().ToString();
-    next->it->Next();
+    last_suffix = std::string(scan.suffix());
   }
-  for (const auto& c : cursors) CRM_RETURN_IF_ERROR(FromRocks(c.it->status()));
+  CRM_RETURN_IF_ERROR(scan.status());
   return std::string();
 }
 

@@ -220,41 +220,17 @@ absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequ
            (!r.has_breached() || t.breached() == r.breached());
   };
 
-  struct Cursor {
-    std::unique_ptr<rocksdb::Iterator> it;
-    std::string prefix;
-    bool Valid() const { return it->Valid() && it->key().starts_with(prefix); }
-    absl::string_view Id() const { return View(it->key()).substr(prefix.size()); }
-  };
-  std::vector<Cursor> cursors;
-  for (auto& prefix : prefixes) {
-    Cursor cursor{events_->db().NewIterator(family), std::move(prefix)};
-    std::string start = cursor.prefix + after;
-    if (!after.empty()) start.push_back('\0');  // just after the last id returned
-    cursor.it->Seek(start);
-    cursors.push_back(std::move(cursor));
-  }
-
   TicketPage page;
   ReplyBudget budget;
-  while (true) {
-    Cursor* next = nullptr;
-    for (auto& cursor : cursors) {
-      if (cursor.Valid() && (next == nullptr || cursor.Id() < next->Id())) next = &cursor;
-    }
-    if (next == nullptr) break;
-    auto& it = next->it;
-    if (family == kAgentTickets && it->value().empty()) {  // reassigned away
-      it->Next();
-      continue;
-    }
+  MergedScan scan(events_->db(), family, prefixes, after);
+  for (; scan.Valid(); scan.Next()) {
+    if (family == kAgentTickets && scan.value().empty()) continue;  // reassigned away
     crm::v1::Ticket ticket;
     if (family == kTickets) {
-      CRM_ASSIGN_OR_RETURN(ticket, Parse<crm::v1::Ticket>(View(it->value()), "ticket"));
+      CRM_ASSIGN_OR_RETURN(ticket, Parse<crm::v1::Ticket>(View(scan.value()), "ticket"));
     } else {
-      CRM_ASSIGN_OR_RETURN(ticket, GetTicket(std::string(next->Id())));
+      CRM_ASSIGN_OR_RETURN(ticket, GetTicket(std::string(scan.suffix())));
     }
-    it->Next();
     if (!matches(ticket)) continue;
     // One more match exists: if the page is full, or this ticket would
     // take it past the reply bound (500 tickets of long descriptions),
@@ -265,7 +241,7 @@ absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequ
     }
     page.tickets.push_back(std::move(ticket));
   }
-  for (const auto& cursor : cursors) CRM_RETURN_IF_ERROR(FromRocks(cursor.it->status()));
+  CRM_RETURN_IF_ERROR(scan.status());
   return page;
 }
 

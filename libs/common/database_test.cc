@@ -1,0 +1,48 @@
+#include "libs/common/database.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "libs/common/testing/temp_dir.h"
+#include "rocksdb/write_batch.h"
+
+namespace crm {
+namespace {
+
+// Rows under two prefixes, interleaved by suffix, beside a third prefix
+// the scan is not given: read as one list in suffix order, resumable.
+TEST(MergedScanTest, WalksSeveralPrefixesAsOneInSuffixOrder) {
+  testing::TempDir dir;
+  auto db = Database::Open(dir.Sub("db"), {"rows"});
+  ASSERT_TRUE(db.ok()) << db.status();
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{{"a/1", "a1"},
+                                                                                   {"a/4", "a4"},
+                                                                                   {"b/2", "b2"},
+                                                                                   {"b/3", "b3"},
+                                                                                   {"b/5", "b5"},
+                                                                                   {"c/0", "c0"}}) {
+    ASSERT_TRUE(batch.Put((*db)->Family("rows"), key, value).ok());
+  }
+  ASSERT_TRUE((*db)->Write(&batch, false).ok());
+
+  auto read = [&](const std::string& after) {
+    std::vector<std::string> out;
+    MergedScan scan(**db, "rows", {"a/", "b/"}, after);
+    for (; scan.Valid(); scan.Next()) {
+      out.push_back(std::string(scan.suffix()) + "=" + std::string(View(scan.value())));
+    }
+    EXPECT_TRUE(scan.status().ok()) << scan.status();
+    return out;
+  };
+  EXPECT_EQ(read(""), (std::vector<std::string>{"1=a1", "2=b2", "3=b3", "4=a4", "5=b5"}));
+  EXPECT_EQ(read("3"), (std::vector<std::string>{"4=a4", "5=b5"}));
+  EXPECT_TRUE(read("5").empty());
+  MergedScan none(**db, "rows", {}, "");
+  EXPECT_FALSE(none.Valid());
+}
+
+}  // namespace
+}  // namespace crm
