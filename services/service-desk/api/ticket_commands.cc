@@ -135,13 +135,15 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
   append.expected_version = version;
   std::vector<std::pair<int64_t, crm::v1::TicketMessage>> messages;
   for (const auto& event : events) {
-    Apply(after, event, now);
+    // Folded at the events' time, so the next command stamps after them.
+    Apply(after, event, ctx.occurred_at);
     std::visit(
         [&](const auto& payload) {
           append.events.push_back(MakeEnvelope(payload, after.customer_id(), ctx));
         },
         event);
-    if (auto m = MessageOf(event, now)) messages.emplace_back(after.version(), *std::move(m));
+    if (auto m = MessageOf(event, ctx.occurred_at))
+      messages.emplace_back(after.version(), *std::move(m));
   }
   append.projection_writes = store_.TicketWrites(before, after, messages);
   for (auto& w : prepared.writes) append.projection_writes.push_back(std::move(w));

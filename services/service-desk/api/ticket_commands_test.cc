@@ -521,6 +521,9 @@ TEST_F(TicketCommandsTest, AClockSteppedBackStillStampsEventsInOrder) {
   now_ -= absl::Hours(1);
   const auto replied = Reply("cb2", t.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT, "On it");
   ASSERT_TRUE(replied.ok()) << replied.status();
+  // A second command, still before the ticket's last stamp, goes after it too.
+  now_ += absl::Minutes(1);
+  ASSERT_TRUE(Pending("cb3", t.ticket_id()).ok());
   const auto events = *store_->events().ReadStream(TicketStream(t.ticket_id()));
   ASSERT_GE(events.size(), 2u);
   for (size_t i = 1; i < events.size(); ++i) {
