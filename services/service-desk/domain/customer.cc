@@ -49,6 +49,11 @@ void SortPurchases(crm::v1::CustomerContext& c) {
             });
 }
 
+// Contexts stored before has_account existed name their account.
+bool HasAccount(const crm::v1::CustomerContext& c) {
+  return c.has_account() || !c.account_name().empty();
+}
+
 }  // namespace
 
 void ApplyLeadCaptured(crm::v1::CustomerContext& c, const crm::v1::LeadCaptured& lead,
@@ -75,7 +80,8 @@ void JoinCustomer(crm::v1::CustomerContext& into, const crm::v1::CustomerContext
   if (from.has_first_seen_at()) TakeFirstSeen(into, from.first_seen_at());
   if (from.has_profile_as_of()) TakeProfile(into, from, from.profile_as_of());
   // The first account met (the survivor's, read first) stays the account.
-  if (into.account_name().empty() && !from.account_name().empty()) {
+  if (!HasAccount(into) && HasAccount(from)) {
+    into.set_has_account(true);
     into.set_account_name(from.account_name());
     into.set_owner_id(from.owner_id());
     into.set_tier(from.tier());
@@ -98,6 +104,7 @@ void JoinCustomer(crm::v1::CustomerContext& into, const crm::v1::CustomerContext
 void ApplyCustomerOpened(crm::v1::CustomerContext& c, const crm::v1::CustomerOpened& opened) {
   c.set_customer_id(opened.customer_id());
   c.set_known(true);
+  c.set_has_account(true);
   // An account sales named after its id (a converted lead with no company
   // and no readable name) has no name to show, least of all as a company.
   c.set_account_name(opened.name() == opened.customer_id() ? "" : opened.name());

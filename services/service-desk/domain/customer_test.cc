@@ -187,11 +187,21 @@ TEST(CustomerTest, AnAccountNamedAfterItsIdNamesNoCompany) {
   crm::v1::CustomerOpened opened;
   opened.set_customer_id("cus_1");
   opened.set_name("cus_1");
+  opened.set_owner_id("rep:rita");
+  opened.set_tier("gold");
+  opened.set_territory("EMEA");
   ApplyCustomerOpened(c, opened);
-  WithAccountFallbacks(c);
-  EXPECT_EQ(c.account_name(), "");
-  EXPECT_EQ(c.company(), "");
-  EXPECT_TRUE(c.known());
+  // Read as the store reads it: joined into an empty context.
+  crm::v1::CustomerContext read;
+  JoinCustomer(read, c);
+  WithAccountFallbacks(read);
+  EXPECT_EQ(read.account_name(), "");
+  EXPECT_EQ(read.company(), "");
+  EXPECT_TRUE(read.known());
+  EXPECT_TRUE(read.has_account());
+  EXPECT_EQ(read.owner_id(), "rep:rita") << "the account is there, named or not";
+  EXPECT_EQ(read.tier(), "gold");
+  EXPECT_EQ(read.region(), "EMEA");
 }
 
 // Leads and sales are different topics: the account may come before, among
