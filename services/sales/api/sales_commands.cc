@@ -925,9 +925,10 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
   }
   if (person.empty() && !pii::IsSealed(contact.email())) person = contact.email();
   // Names come within the leads service's bounds, or an older event's:
-  // cut to ours rather than refuse the conversion.
-  open.set_name(
-      TruncateUtf8(!converted.company().empty() ? converted.company() : person, kMaxName));
+  // cut to ours rather than refuse the conversion. A blank company (leads
+  // keeps what was typed) names nothing: it would be refused as no name.
+  const absl::string_view company = absl::StripAsciiWhitespace(converted.company());
+  open.set_name(TruncateUtf8(!company.empty() ? company : person, kMaxName));
   // An account needs a name; consumers show none for one named after its id.
   if (open.name().empty()) open.set_name(converted.customer_id());
   open.set_owner_id(converted.owner_id());
@@ -943,9 +944,11 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
   crm::v1::OpenOpportunityRequest opportunity;
   opportunity.set_request_id(event.event_id());
   opportunity.set_customer_id(converted.customer_id());
+  const absl::string_view opportunity_name =
+      absl::StripAsciiWhitespace(converted.opportunity_name());
   opportunity.set_name(
-      TruncateUtf8(!converted.opportunity_name().empty()
-                       ? converted.opportunity_name()
+      TruncateUtf8(!opportunity_name.empty()
+                       ? std::string(opportunity_name)
                        : absl::StrCat(normalized.name(), " (lead ", converted.lead_id(), ")"),
                    kMaxName));
   opportunity.set_owner_id(converted.owner_id());

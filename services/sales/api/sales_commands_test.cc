@@ -570,6 +570,30 @@ TEST_F(SalesCommandsTest, LeadConvertedDeliveredTwiceOpensOneAccountAndOneOpport
   EXPECT_EQ(opened[0].correlation_id(), "corr-1");
 }
 
+// Leads keeps a company as typed: one of only spaces names nothing, and the
+// conversion still opens the account (named after the person) and the
+// opportunity instead of being parked as refused.
+TEST_F(SalesCommandsTest, AConversionWithABlankCompanyOpensAccountAndOpportunity) {
+  auto converted = Conversion("lead_1");
+  converted.set_company("   ");
+  converted.set_opportunity_name("   ");
+  ASSERT_TRUE(
+      subscriber_->ApplyBatch({Message(converted, "cus_lead", "lead-lead_1", 2, 0, kLeadsTopic)})
+          .ok());
+  EXPECT_EQ(subscriber_->poisoned(), 0u);
+  crm::v1::GetCustomerRequest get;
+  get.set_customer_id("cus_lead");
+  auto customer = commands_->GetCustomer(get);
+  ASSERT_TRUE(customer.ok()) << customer.status();
+  EXPECT_EQ(customer->name(), "Grace");
+  crm::v1::ListOpportunitiesRequest list;
+  list.set_customer_id("cus_lead");
+  auto opportunities = commands_->ListOpportunities(list);
+  ASSERT_TRUE(opportunities.ok());
+  ASSERT_EQ(opportunities->opportunities_size(), 1);
+  EXPECT_EQ(opportunities->opportunities(0).name(), "Grace (lead lead_1)");
+}
+
 // A conversion whose names exceed sales' bounds (an older leads service
 // derived longer ones) or whose estimate is out of bounds still opens both
 // the account and the opportunity.
