@@ -44,12 +44,11 @@ absl::StatusOr<crm::v1::OpenCustomerRequest> ScopeOpenCustomer(
         "customer_id: only admin and service callers open an account under a given id; "
         "leave it empty for a new customer, or convert the lead");
   }
+  // The caller's territory by default, a rep's too: an account with none
+  // is out of every manager's reach, approvals included.
+  if (request.territory().empty()) request.set_territory(caller.territory);
   const bool manager = caller.HasRole(auth::kRoleSalesManager);
-  if (manager) {
-    if (request.territory().empty()) request.set_territory(caller.territory);
-  } else if (request.owner_id().empty()) {
-    request.set_owner_id(caller.subject);
-  }
+  if (!manager && request.owner_id().empty()) request.set_owner_id(caller.subject);
   if (!auth::MayAccess(caller, request.owner_id(), request.territory())) {
     // A manager may open accounts for anyone, in their territory only.
     if (manager) {

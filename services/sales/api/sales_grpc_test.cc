@@ -17,10 +17,16 @@ crm::v1::OpenCustomerRequest Open(const std::string& owner, const std::string& t
   return r;
 }
 
-TEST(ScopeOpenCustomerTest, DefaultsTheRepsOwnerAndTheManagersTerritory) {
+TEST(ScopeOpenCustomerTest, DefaultsTheRepsOwnerAndTheCallersTerritory) {
   auto rep = ScopeOpenCustomer(Rep(), Open("", "AMER"));
   ASSERT_TRUE(rep.ok()) << rep.status();
   EXPECT_EQ(rep->owner_id(), "rep_ada");
+  EXPECT_EQ(rep->territory(), "AMER");
+  // A rep's account lies in the rep's territory, so its manager can approve.
+  auto defaulted = ScopeOpenCustomer(Rep(), Open("", ""));
+  ASSERT_TRUE(defaulted.ok()) << defaulted.status();
+  EXPECT_EQ(defaulted->territory(), Rep().territory);
+  EXPECT_FALSE(defaulted->territory().empty());
   auto manager = ScopeOpenCustomer(Manager(), Open("rep_bob", ""));
   ASSERT_TRUE(manager.ok()) << manager.status();
   EXPECT_EQ(manager->territory(), "EMEA");
