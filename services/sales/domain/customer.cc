@@ -134,8 +134,11 @@ absl::StatusOr<std::vector<CustomerEvent>> DecideSpend(
   events.push_back(std::move(recorded));
   if (c.amount.currency() == c.program.currency()) {
     const std::string& earned = c.program.TierFor(after);
-    // Upgrades only: a tier set by hand above the earned one is kept.
-    if (c.program.Rank(earned) > c.program.Rank(state->tier())) {
+    // Upgrades only: a tier set by hand above the earned one is kept, and
+    // so is one the program no longer ranks (renamed or retired), which no
+    // spend can be said to be above.
+    const bool unranked = !state->tier().empty() && c.program.Rank(state->tier()) < 0;
+    if (!unranked && c.program.Rank(earned) > c.program.Rank(state->tier())) {
       crm::v1::CustomerTierChanged changed;
       changed.set_customer_id(state->customer_id());
       changed.set_from_tier(state->tier());

@@ -156,6 +156,17 @@ TEST(LoyaltyTest, TiersAreNeverDowngraded) {
       .Then({Spent("ctr_1", "EUR", 1'500'000, 1'500'000)});
 }
 
+TEST(LoyaltyTest, ATierTheProgramNoLongerHasIsKept) {
+  // The program was changed (gold renamed or retired): a spend is no
+  // reason to move the customer down to what it earns in the new one.
+  auto program = LoyaltyProgram::Parse("EUR", "basic:0,plus:100");
+  ASSERT_TRUE(program.ok()) << program.status();
+  Customer()
+      .Given({Opened("gold")})
+      .When(RecordSpend{"ctr_1", MakeMoney("EUR", 1'000), *program})
+      .Then({Spent("ctr_1", "EUR", 1'000, 1'000)});
+}
+
 TEST(LoyaltyTest, FoldedStateKeepsSpendPerCurrencyAndTier) {
   auto scenario = Customer();
   scenario.Given({Opened(), Spent("ctr_1", "EUR", 1'000'000, 1'000'000),
