@@ -479,6 +479,12 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
     return absl::FailedPreconditionError(
         absl::StrCat("survivor_lead_id: the customer of lead ", survivor_id, " was erased"));
   }
+  // An erased lead has nothing to bring, and linking its customer to the
+  // survivor would make its old contact rows match the survivor again.
+  if (store_.vault().Erased(merged->customer_id()) || store_.vault().Erased(merged_customer)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("merged_lead_id: the customer of lead ", merged_id, " was erased"));
+  }
   CRM_ASSIGN_OR_RETURN(auto survivor_events,
                        Decide(survivor, AbsorbLead{request.survivor_expected_version(), *merged,
                                                    survivor_customer, merged_customer}));

@@ -604,6 +604,26 @@ TEST_F(LeadUseCaseTest, NoLeadMergesIntoALeadOfAnErasedCustomer) {
   EXPECT_FALSE(store_->vault().Erased(other.customer_id()));
 }
 
+TEST_F(LeadUseCaseTest, AnErasedLeadIsNotMergedAndItsContactMatchesNobody) {
+  auto erased = *commands_->CaptureLead(Request("e", "e@example.com"), Ctx());
+  auto other = *commands_->CaptureLead(Request("o", "o@example.com"), Ctx());
+  ASSERT_TRUE(store_->vault().EraseCustomer(erased.customer_id(), "GDPR request", Ctx()).ok());
+  crm::v1::MergeLeadsRequest r;
+  r.set_request_id("merge");
+  r.set_survivor_lead_id(other.lead_id());
+  r.set_merged_lead_id(erased.lead_id());
+  auto result = commands_->MergeLeads(r, Ctx());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition) << result.status();
+  EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("merged_lead_id"));
+  EXPECT_EQ(Types(other.lead_id()).back(), "LeadCaptured") << "the survivor is untouched";
+  // The person comes back: a new customer, not the other lead's.
+  auto back = commands_->CaptureLead(Request("back", "e@example.com"), Ctx());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->duplicate());
+  EXPECT_NE(back->customer_id(), other.customer_id());
+  EXPECT_NE(back->customer_id(), erased.customer_id());
+}
+
 TEST_F(LeadUseCaseTest, QualifyConvertAndConvertAgainFails) {
   CreateRule("r", OwnerRule("", "", "usr_owner"));
   auto captured = CaptureIn("c1", "EMEA", "crm");
