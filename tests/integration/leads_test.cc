@@ -403,6 +403,41 @@ TEST_F(LeadsServiceTest, AManagerReadsEveryLeadItListsWhateverTheCaseOfItsRegion
             grpc::StatusCode::PERMISSION_DENIED);
 }
 
+// What a manager lists is what it may read: its own leads in any region too.
+TEST_F(LeadsServiceTest, AManagerListsItsOwnLeadsOutsideItsTerritory) {
+  auto admin = stack_.LeadsStub();
+  const auto lead = Capture(*admin, "own-apac", "own@apac.test", "APAC");
+  crm::v1::AssignLeadRequest assign;
+  assign.set_request_id("own-apac-assign");
+  assign.set_lead_id(lead.lead_id());
+  assign.set_owner_id(kManagerEmea.subject);
+  crm::v1::Lead assigned;
+  auto st = admin->AssignLead(Ctx().get(), assign, &assigned);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto emea = crm::v1::LeadsService::NewStub(stack_.Channel("leads", kManagerEmea));
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id(lead.lead_id());
+  crm::v1::Lead read;
+  ASSERT_TRUE(emea->GetLead(Ctx().get(), get, &read).ok());
+
+  crm::v1::ListLeadsRequest own;
+  own.set_owner_id(kManagerEmea.subject);
+  const auto listed = ListAll(*emea, own);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].lead_id(), lead.lead_id());
+  crm::v1::ListLeadsRequest in_apac;
+  in_apac.set_region("APAC");
+  ASSERT_EQ(ListAll(*emea, in_apac).size(), 1u) << "its own, not the region's";
+
+  // A manager with no territory claim lists what it owns.
+  const auth::Principal unplaced{kManagerEmea.subject, {auth::kRoleSalesManager}, ""};
+  auto nowhere = crm::v1::LeadsService::NewStub(stack_.Channel("leads", unplaced));
+  crm::v1::ListLeadsRequest all;
+  const auto owned = ListAll(*nowhere, all);
+  ASSERT_EQ(owned.size(), 1u);
+  EXPECT_EQ(owned[0].lead_id(), lead.lead_id());
+}
+
 // A rep's call that went through but whose reply was lost is retried after
 // the lead moved to another rep: the retry gets the first answer; only a
 // new call is refused.
@@ -482,7 +517,31 @@ TEST_F(LeadsServiceTest, AnImportNamesOnlyEarlierLeadsTheCallerMayAccess) {
     EXPECT_EQ(response.results(0).duplicate_of_lead_id(), "") << attempt;
     EXPECT_EQ(response.results(1).duplicate_of_lead_id(), own.lead_id()) << attempt;
   }
+  // Nor when the new lead is read, or its history.
+  crm::v1::ImportLeadsResponse imported;
+  ASSERT_TRUE(ImportRows(*emea, "dup-import-1", rows, &imported).ok());
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id(imported.results(0).lead_id());
+  crm::v1::Lead read;
+  auto read_st = emea->GetLead(Ctx().get(), get, &read);
+  ASSERT_TRUE(read_st.ok()) << read_st.error_message();
+  EXPECT_EQ(read.duplicate_of_lead_id(), "");
+  auto captured_in_history = [&](crm::v1::LeadsService::Stub& stub) {
+    crm::v1::GetLeadHistoryRequest history;
+    history.set_lead_id(get.lead_id());
+    crm::v1::GetLeadHistoryResponse events;
+    auto st = stub.GetLeadHistory(Ctx().get(), history, &events);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    crm::v1::LeadCaptured captured;
+    EXPECT_TRUE(events.events_size() > 0 && events.events(0).payload().UnpackTo(&captured));
+    return captured;
+  };
+  EXPECT_EQ(captured_in_history(*emea).duplicate_of_lead_id(), "");
+
   // A caller who sees everything is told.
+  EXPECT_EQ(captured_in_history(*admin).duplicate_of_lead_id(), foreign.lead_id());
+  ASSERT_TRUE(admin->GetLead(Ctx().get(), get, &read).ok());
+  EXPECT_EQ(read.duplicate_of_lead_id(), foreign.lead_id());
   crm::v1::ImportLeadsResponse response;
   auto st = ImportRows(*admin, "dup-import-2", rows, &response);
   ASSERT_TRUE(st.ok()) << st.error_message();

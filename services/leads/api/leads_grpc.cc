@@ -130,26 +130,18 @@ grpc::ServerUnaryReactor* LeadsGrpc::CaptureLead(grpc::CallbackServerContext* ct
                    const auto& r,
                    const auth::Principal& caller) -> absl::StatusOr<crm::v1::CaptureLeadResponse> {
                  auto captured = commands_.CaptureLead(r, e);
-                 // Do not point a caller at someone else's lead through dedupe.
-                 if (captured.ok() && !captured->duplicate_of_lead_id().empty() &&
-                     !CheckLead(caller, captured->duplicate_of_lead_id(), "lead_id").ok()) {
-                   captured->clear_duplicate_of_lead_id();
+                 if (captured.ok()) {
+                   DuplicateFilter(*this, caller).Hide(*captured->mutable_duplicate_of_lead_id());
                  }
                  return captured;
                });
 }
 
-void LeadsGrpc::HideForeignDuplicates(const auth::Principal& caller,
-                                      crm::v1::ImportLeadsResponse& response) const {
-  if (caller.SeesEverything()) return;
-  // Many rows of an import name the same earlier lead: check each once.
-  absl::flat_hash_map<std::string, bool> visible;
-  for (auto& row : *response.mutable_results()) {
-    if (row.duplicate_of_lead_id().empty()) continue;
-    auto [it, added] = visible.try_emplace(row.duplicate_of_lead_id());
-    if (added) it->second = CheckLead(caller, row.duplicate_of_lead_id()).ok();
-    if (!it->second) row.clear_duplicate_of_lead_id();
-  }
+void LeadsGrpc::DuplicateFilter::Hide(std::string& duplicate_of_lead_id) {
+  if (duplicate_of_lead_id.empty() || caller_.SeesEverything()) return;
+  auto [it, added] = visible_.try_emplace(duplicate_of_lead_id);
+  if (added) it->second = leads_.CheckLead(caller_, duplicate_of_lead_id).ok();
+  if (!it->second) duplicate_of_lead_id.clear();
 }
 
 grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
@@ -169,7 +161,9 @@ grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
   return std::make_unique<ImportLeadsReactor>(
              importer_, executor_, EventContextFrom(*ctx, kSource), response,
              [this, caller = *std::move(caller)](crm::v1::ImportLeadsResponse& r) {
-               HideForeignDuplicates(caller, r);
+               DuplicateFilter filter(*this, caller);
+               for (auto& row : *r.mutable_results())
+                 filter.Hide(*row.mutable_duplicate_of_lead_id());
              })
       .release();
 }
@@ -181,30 +175,38 @@ grpc::ServerUnaryReactor* LeadsGrpc::GetLead(grpc::CallbackServerContext* ctx,
       ctx, request, response,
       [this](const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
         CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
-        return commands_.GetLead(r);
+        auto lead = commands_.GetLead(r);
+        if (lead.ok()) DuplicateFilter(*this, caller).Hide(*lead->mutable_duplicate_of_lead_id());
+        return lead;
       });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::ListLeads(grpc::CallbackServerContext* ctx,
                                                const crm::v1::ListLeadsRequest* request,
                                                crm::v1::ListLeadsResponse* response) {
-  return Unary(ctx, request, response,
-               [this](const auto& r,
-                      const auth::Principal& caller) -> absl::StatusOr<crm::v1::ListLeadsResponse> {
-                 if (caller.SeesEverything()) return commands_.ListLeads(r);
-                 // Scoped callers get their slice: the filter is narrowed, never failed.
-                 crm::v1::ListLeadsRequest scoped = r;
-                 if (caller.HasRole(auth::kRoleSalesManager) && !caller.territory.empty() &&
-                     (r.region().empty() || auth::SameTerritory(r.region(), caller.territory))) {
-                   scoped.set_region(caller.territory);
-                 } else if (caller.HasRole(auth::kRoleSalesRep) && r.queue().empty() &&
-                            (r.owner_id().empty() || r.owner_id() == caller.subject)) {
-                   scoped.set_owner_id(caller.subject);
-                 } else {
-                   return crm::v1::ListLeadsResponse();
-                 }
-                 return commands_.ListLeads(scoped);
-               });
+  return Unary(
+      ctx, request, response,
+      [this](const auto& r,
+             const auth::Principal& caller) -> absl::StatusOr<crm::v1::ListLeadsResponse> {
+        if (caller.SeesEverything()) return commands_.ListLeads(r);
+        // Scoped callers get their slice: the filter is narrowed, never failed.
+        // The slices follow MayAccess: a manager reads the leads of
+        // its territory and its own anywhere, a rep its own.
+        crm::v1::ListLeadsRequest scoped = r;
+        const bool manager = caller.HasRole(auth::kRoleSalesManager);
+        const bool staff = manager || caller.HasRole(auth::kRoleSalesRep);
+        if (staff && r.queue().empty() && r.owner_id() == caller.subject) {
+          // The caller's own leads, in any region.
+        } else if (manager && !caller.territory.empty() &&
+                   (r.region().empty() || auth::SameTerritory(r.region(), caller.territory))) {
+          scoped.set_region(caller.territory);
+        } else if (staff && r.queue().empty() && r.owner_id().empty()) {
+          scoped.set_owner_id(caller.subject);
+        } else {
+          return crm::v1::ListLeadsResponse();
+        }
+        return commands_.ListLeads(scoped);
+      });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::GetLeadHistory(grpc::CallbackServerContext* ctx,
@@ -215,7 +217,18 @@ grpc::ServerUnaryReactor* LeadsGrpc::GetLeadHistory(grpc::CallbackServerContext*
       [this](const auto& r,
              const auth::Principal& caller) -> absl::StatusOr<crm::v1::GetLeadHistoryResponse> {
         CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
-        return commands_.GetLeadHistory(r);
+        auto history = commands_.GetLeadHistory(r);
+        if (!history.ok() || caller.SeesEverything()) return history;
+        DuplicateFilter filter(*this, caller);
+        for (auto& event : *history->mutable_events()) {
+          crm::v1::LeadCaptured captured;
+          if (!event.payload().UnpackTo(&captured) || captured.duplicate_of_lead_id().empty()) {
+            continue;
+          }
+          filter.Hide(*captured.mutable_duplicate_of_lead_id());
+          if (captured.duplicate_of_lead_id().empty()) event.mutable_payload()->PackFrom(captured);
+        }
+        return history;
       });
 }
 

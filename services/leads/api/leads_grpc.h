@@ -85,10 +85,20 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
     return CheckUnlessRetry(commands_.events(), ctx, method, request,
                             [&] { return CheckLead(caller, request.lead_id()); });
   }
-  // Clears duplicate_of_lead_id where it names a lead the caller may not
-  // access, as CaptureLead does: dedupe must not point at others' leads.
-  void HideForeignDuplicates(const auth::Principal& caller,
-                             crm::v1::ImportLeadsResponse& response) const;
+  // Clears a duplicate_of_lead_id that names a lead the caller may not
+  // access: dedupe must not point at others' leads. One per reply: each
+  // earlier lead is checked once.
+  class DuplicateFilter {
+   public:
+    DuplicateFilter(const LeadsGrpc& leads, const auth::Principal& caller)
+        : leads_(leads), caller_(caller) {}
+    void Hide(std::string& duplicate_of_lead_id);
+
+   private:
+    const LeadsGrpc& leads_;
+    const auth::Principal& caller_;
+    absl::flat_hash_map<std::string, bool> visible_;
+  };
 
   LeadCommands& commands_;
   LeadImporter& importer_;
