@@ -139,25 +139,16 @@ absl::Status ProjectionTxn::Commit() {
   return db_.Write(&batch, /*sync=*/false);
 }
 
-namespace {
-
-// Where a partition's reading starts: our own stored offset, or for a
-// partition never seen the beginning, since a projection needs the whole
-// history.
-int64_t ResumeOffset(const absl::StatusOr<std::optional<int64_t>>& stored) {
-  return stored.ok() && stored->has_value() ? **stored : RdKafka::Topic::OFFSET_BEGINNING;
-}
-
-}  // namespace
-
 class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
  public:
   explicit Rebalance(Subscriber* s) : s_(s) {}
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                     std::vector<RdKafka::TopicPartition*>& partitions) override {
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      s_->anchors_.clear();
       for (auto* tp : partitions) {
-        tp->set_offset(ResumeOffset(s_->StoredOffset(tp->topic(), tp->partition())));
+        tp->set_offset(s_->ResumeOffset(tp->topic(), tp->partition())
+                           .value_or(RdKafka::Topic::OFFSET_BEGINNING));
       }
       consumer->assign(partitions);
       s_->assigned_nothing_.store(partitions.empty());
@@ -167,6 +158,7 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
       log::Info("partitions assigned",
                 {{"group", s_->options_.group_id}, {"count", absl::StrCat(partitions.size())}});
     } else {
+      s_->anchors_.clear();
       consumer->unassign();
       s_->assigned_nothing_.store(false);
       s_->measured_.store(false);
@@ -278,11 +270,54 @@ Subscriber::Subscriber(Database& db, Projection& projection, SubscriberOptions o
 
 Subscriber::~Subscriber() { Stop(); }
 
+absl::StatusOr<std::optional<Subscriber::StoredPosition>> Subscriber::StoredPositionOf(
+    const std::string& topic, int32_t partition) const {
+  CRM_ASSIGN_OR_RETURN(auto raw, db_.Get(kOffsets, OffsetKey(topic, partition)));
+  // The next offset, then the event id before it (absent in older stores).
+  if (!raw.has_value() || raw->size() < 8) return std::nullopt;
+  return StoredPosition{static_cast<int64_t>(ReadBigEndian64(*raw)), raw->substr(8)};
+}
+
 absl::StatusOr<std::optional<int64_t>> Subscriber::StoredOffset(const std::string& topic,
                                                                 int32_t partition) const {
-  CRM_ASSIGN_OR_RETURN(auto raw, db_.Get(kOffsets, OffsetKey(topic, partition)));
-  if (!raw.has_value() || raw->size() != 8) return std::nullopt;
-  return static_cast<int64_t>(ReadBigEndian64(*raw));
+  CRM_ASSIGN_OR_RETURN(auto stored, StoredPositionOf(topic, partition));
+  if (!stored.has_value()) return std::nullopt;
+  return stored->offset;
+}
+
+absl::StatusOr<int64_t> Subscriber::ResumeOffset(const std::string& topic, int32_t partition) {
+  CRM_ASSIGN_OR_RETURN(auto stored, StoredPositionOf(topic, partition));
+  // A partition never read starts at the beginning: a projection needs
+  // the whole history.
+  if (!stored.has_value()) return RdKafka::Topic::OFFSET_BEGINNING;
+  if (stored->offset <= 0 || stored->last_event_id.empty()) return stored->offset;
+  const int64_t anchor = stored->offset - 1;
+  anchors_[{topic, partition}] = StoredPosition{anchor, std::move(stored->last_event_id)};
+  return anchor;
+}
+
+bool Subscriber::CheckAnchor(const RdKafka::Message& message, Partitions& unsought) {
+  const std::pair<std::string, int32_t> key(message.topic_name(), message.partition());
+  auto it = anchors_.find(key);
+  if (it == anchors_.end()) return true;
+  const StoredPosition anchor = std::move(it->second);
+  anchors_.erase(it);
+  // Elsewhere: the stored offset lay past the partition's end, and reading
+  // restarted at its beginning (auto.offset.reset), which skips nothing.
+  if (message.offset() != anchor.offset) return true;
+  crm::v1::EventEnvelope event;
+  if (event.ParseFromArray(message.payload(), static_cast<int>(message.len())) &&
+      event.event_id() == anchor.last_event_id) {
+    return false;  // the event last applied: resume after it
+  }
+  log::Warn("partition holds other events than those applied, reading it again from its start",
+            {{"topic", key.first},
+             {"partition", absl::StrCat(key.second)},
+             {"offset", absl::StrCat(anchor.offset)}});
+  absl::MutexLock lock(&mu_);
+  rewind_[key] = 0;
+  unsought.insert(key);
+  return false;
 }
 
 absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
@@ -296,14 +331,15 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
   // Streams' applied versions and partitions' next offsets, kept in memory
   // for the batch and written once at its end.
   absl::flat_hash_map<std::string, int64_t> versions;
-  absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> next_offsets;
+  // Per partition, its last message in the batch.
+  absl::flat_hash_map<std::pair<std::string, int32_t>, size_t> last_of_partition;
   // Decoded envelopes live on one arena per batch: no allocation per field.
   google::protobuf::Arena arena;
   std::vector<DeadLetter> dead;
   std::vector<crm::v1::EventEnvelope*> events(messages.size(), nullptr);
   for (size_t i = 0; i < messages.size(); ++i) {
     const auto& m = messages[i];
-    next_offsets[{m.topic, m.partition}] = m.offset + 1;
+    last_of_partition[{m.topic, m.partition}] = i;
     auto& event = *google::protobuf::Arena::CreateMessage<crm::v1::EventEnvelope>(&arena);
     if (!event.ParseFromString(m.value) || event.stream().empty() || event.stream_version() <= 0) {
       poisoned_.fetch_add(1);
@@ -377,9 +413,11 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
     CRM_RETURN_IF_ERROR(
         txn.PutWriteOnly(kApplied, stream, BigEndian64(static_cast<uint64_t>(version))));
   }
-  for (const auto& [tp, offset] : next_offsets) {
-    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kOffsets, OffsetKey(tp.first, tp.second),
-                                         BigEndian64(static_cast<uint64_t>(offset))));
+  for (const auto& [tp, i] : last_of_partition) {
+    // The next offset, and the event consumed before it (see anchors_).
+    std::string position = BigEndian64(static_cast<uint64_t>(messages[i].offset + 1));
+    if (events[i] != nullptr) position += events[i]->event_id();
+    CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kOffsets, OffsetKey(tp.first, tp.second), position));
   }
   txn.Seal();
   prepared.applied = applied;
@@ -402,9 +440,9 @@ absl::Status Subscriber::AssignEveryPartition() {
   for (const auto& name : options_.topics) {
     CRM_ASSIGN_OR_RETURN(auto ids, PartitionIds(*consumer_, name, 5000));
     for (const int32_t id : ids) {
-      auto stored = StoredOffset(name, id);
-      if (!stored.ok()) return stored.status();
-      partitions.push_back(RdKafka::TopicPartition::create(name, id, ResumeOffset(stored)));
+      auto resume = ResumeOffset(name, id);
+      if (!resume.ok()) return resume.status();
+      partitions.push_back(RdKafka::TopicPartition::create(name, id, *resume));
     }
   }
   if (auto e = consumer_->assign(partitions); e != RdKafka::ERR_NO_ERROR) {
@@ -592,7 +630,7 @@ void Subscriber::Consume() {
     // Messages of a partition whose seek failed are dropped until a seek
     // succeeds: taken, they would skip the failed batch. The others are
     // still consumed, which also serves rebalances.
-    const Partitions unsought = SeekBack(rewind);
+    Partitions unsought = SeekBack(rewind);
     // After any seek back, so the position counts what is to be consumed again.
     if (absl::Now() >= next_lag) {
       RefreshLag();
@@ -633,6 +671,7 @@ void Subscriber::Consume() {
         if (batch.empty() && absl::Now() >= next_lag) break;
         continue;
       }
+      if (!anchors_.empty() && !CheckAnchor(*msg, unsought)) continue;
       ConsumedMessage m;
       m.topic = msg->topic_name();
       m.partition = msg->partition();

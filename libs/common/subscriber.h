@@ -190,6 +190,22 @@ class Subscriber {
   void Apply();
   void RefreshLag();
   using Partitions = absl::flat_hash_set<std::pair<std::string, int32_t>>;
+  // Where a partition's reading resumes: the next offset, and the event id
+  // of the message before it, which a partition refilled on a new broker
+  // may no longer hold there.
+  struct StoredPosition {
+    int64_t offset = 0;
+    std::string last_event_id;
+  };
+  absl::StatusOr<std::optional<StoredPosition>> StoredPositionOf(const std::string& topic,
+                                                                 int32_t partition) const;
+  // The offset to start `tp` at on assignment. Resumes one message early
+  // when the event there is known, to check it (see `anchors_`).
+  absl::StatusOr<int64_t> ResumeOffset(const std::string& topic, int32_t partition);
+  // Takes a message of a partition whose anchor is unchecked: true if it
+  // is to be consumed; false if it was the anchor (applied already) or the
+  // partition is to be read again from its start.
+  bool CheckAnchor(const RdKafka::Message& message, Partitions& unsought);
   // Seeks back to where failed batches began. Returns the partitions whose
   // seek failed: their offsets are kept for the next try, and none of their
   // messages may be taken meanwhile, or the failed batch would be skipped.
@@ -222,6 +238,14 @@ class Subscriber {
   // The group's last assignment gave this member no partition.
   std::atomic<bool> assigned_nothing_{false};
   std::vector<MetricsRegistry::GaugeHandle> gauges_;
+  // Partitions assigned one message early, with the event expected there.
+  // The embedded broker restarted empty is refilled by each service from
+  // its own log: the offsets stored here may then name other events (a
+  // duplicate sent before is not sent again; shared topics interleave
+  // differently). When the expected event is not there, the partition is
+  // read again from its start; applied events are skipped by version.
+  // Consume thread only (rebalances are served from consume()).
+  absl::flat_hash_map<std::pair<std::string, int32_t>, StoredPosition> anchors_;
   // The consumer's seek; tests make it fail.
   std::function<RdKafka::ErrorCode(const RdKafka::TopicPartition&)> seek_;
   friend class SubscriberTestPeer;
