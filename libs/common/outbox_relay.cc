@@ -48,6 +48,9 @@ absl::Status OutboxRelay::CreateProducer() {
       // Same partition for a key as the Java client, for outside producers.
       {"partitioner", "murmur2_random"},
       {"queue.buffering.max.messages", absl::StrCat(options_.max_in_flight + 1000)},
+      {"queue.buffering.max.kbytes",
+       absl::StrCat(
+           std::max<size_t>(options_.max_in_flight_bytes, EventStore::kMaxEventBytes << 1) >> 10)},
   };
   settings.insert(settings.end(), options_.extra_settings.begin(), options_.extra_settings.end());
   auto conf = MakeKafkaConf(settings);
@@ -94,6 +97,7 @@ void OutboxRelay::DropProducer() {
   // out again. Those it had delivered become duplicates, which subscribers
   // skip by stream version.
   in_flight_.clear();
+  in_flight_count_.store(0);
   queue_full_at_.reset();  // a new producer has an empty queue
   read_from_ = marked_;
 }
@@ -142,6 +146,7 @@ void OutboxRelay::Stop(absl::Duration flush_timeout) {
 void OutboxRelay::OnDelivery(RdKafka::Message& message) {
   const auto position = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(message.msg_opaque()));
   in_flight_.erase(position);
+  in_flight_count_.store(in_flight_.size());
   if (message.err() == RdKafka::ERR_NO_ERROR) {
     published_.fetch_add(1);
     if (auto it = published_total_.find(message.topic_name()); it != published_total_.end()) {
@@ -270,6 +275,7 @@ void OutboxRelay::ProduceFromOutbox() {
     if (err == RdKafka::ERR_NO_ERROR) {
       headers.release();  // librdkafka owns them now
       in_flight_.insert(entry.position);
+      in_flight_count_.store(in_flight_.size());
       read_from_ = std::max(read_from_, entry.position + 1);
       // Past the size it was full at: it takes more now, read freely.
       if (queue_full_at_.has_value() && in_flight_.size() > *queue_full_at_) {

@@ -33,6 +33,11 @@ struct RelayOptions {
   size_t max_in_flight = 20000;
   // Bound on the bytes of one read of the outbox (events reach 900 KB).
   size_t max_read_bytes = 64 << 20;
+  // Bound on the bytes of messages handed to librdkafka and not yet
+  // reported (its queue.buffering.max.kbytes, 1 GiB by default): a broker
+  // outage with large events must not hold 20,000 of them in memory. At
+  // least one event's bound.
+  size_t max_in_flight_bytes = 64 << 20;
   // librdkafka's compression.type (ServiceConfig::kafka_compression).
   std::string compression = "none";
   KafkaSettings extra_settings = {};
@@ -66,6 +71,8 @@ class OutboxRelay {
   // Outbox entries read so far: while librdkafka's queue is full nothing
   // more is read, so a broker outage costs no reads.
   uint64_t entries_read() const { return entries_read_.load(); }
+  // Messages handed to librdkafka and not yet reported.
+  size_t in_flight() const { return in_flight_count_.load(); }
   // Producers made again after a fatal error.
   uint64_t producer_restarts() const { return producer_restarts_.load(); }
 
@@ -115,6 +122,7 @@ class OutboxRelay {
   // Touched only on the relay thread (reports are served there too).
   // Ordered: the lowest one in flight bounds the outbox cursor.
   absl::btree_set<uint64_t> in_flight_;
+  std::atomic<size_t> in_flight_count_{0};  // its size, for in_flight()
   // Outbox entries below this position are in flight or delivered.
   uint64_t read_from_ = 0;
   // What the outbox cursor was last moved to.

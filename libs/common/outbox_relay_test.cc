@@ -301,6 +301,35 @@ TEST_F(OutboxRelayTest, AFullProducerQueueIsNotReadIntoAgainAndAgain) {
   EXPECT_TRUE(Drained(absl::Seconds(30)));
 }
 
+// A broker outage with large events: librdkafka holds a bounded number of
+// bytes, the rest wait in the outbox.
+TEST_F(OutboxRelayTest, WhatIsInFlightIsBoundedInBytes) {
+  RelayOptions options = Options();
+  options.max_in_flight_bytes = 4 << 20;
+  StartRelay(options);
+  ASSERT_TRUE(Append("first").ok());
+  relay_->Notify();
+  ASSERT_TRUE(Drained(absl::Seconds(10)));
+  cluster_.SetBrokerDown(true);
+  std::vector<AppendRequest> large;
+  for (int i = 0; i < 40; ++i) {
+    large.push_back(EventOn(absl::StrCat("s-large-", i), absl::StrCat("large-", i)));
+    large.back().events[0].set_correlation_id(std::string(800'000, 'x'));
+  }
+  ASSERT_TRUE(store_->AppendBatch(std::move(large)).ok());
+  relay_->Notify();
+  for (const absl::Time until = absl::Now() + absl::Seconds(10);
+       relay_->in_flight() == 0 && absl::Now() < until;) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_GT(relay_->in_flight(), 0u);
+  // Room for more to be taken, had the bound not held.
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_LE(relay_->in_flight(), 6u) << "about 4 MiB of 800 KB events";
+  cluster_.SetBrokerDown(false);
+  EXPECT_TRUE(Drained(absl::Seconds(60)));
+}
+
 TEST_F(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {
   RelayOptions options = Options();
   options.audit_topic = kAuditTestTopic;
