@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/arena.h"
+#include "librdkafka/rdkafka.h"
 #include "libs/common/event_store.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
@@ -175,75 +176,111 @@ namespace {
 // under the producer's message.max.bytes with the headers.
 constexpr size_t kMaxDeadLetterBytes = EventStore::kMaxEventBytes;
 
-// The first failed delivery of a sink call: flush() returns once every
-// delivery is reported, failed ones included, so only the reports tell.
-struct DeliveryFailures final : RdKafka::DeliveryReportCb {
+}  // namespace
+
+// The first failed delivery of a Park: flush() returns once every delivery
+// is reported, failed ones included, so only the reports tell.
+struct KafkaDeadLetters::Failures final : RdKafka::DeliveryReportCb {
   void dr_cb(RdKafka::Message& message) override {
     if (message.err() != RdKafka::ERR_NO_ERROR && first.empty()) first = message.errstr();
   }
   std::string first;  // written on the thread that flushes
 };
 
-}  // namespace
+KafkaDeadLetters::KafkaDeadLetters(std::string brokers, std::string topic, std::string group_id)
+    : brokers_(std::move(brokers)),
+      topic_(std::move(topic)),
+      group_id_(std::move(group_id)),
+      failures_(std::make_unique<Failures>()) {}
+
+KafkaDeadLetters::~KafkaDeadLetters() = default;
+
+absl::StatusOr<std::unique_ptr<KafkaDeadLetters>> KafkaDeadLetters::Create(std::string brokers,
+                                                                           std::string topic,
+                                                                           std::string group_id) {
+  auto letters =
+      std::make_unique<KafkaDeadLetters>(std::move(brokers), std::move(topic), std::move(group_id));
+  CRM_RETURN_IF_ERROR(letters->Renew());
+  return letters;
+}
+
+absl::Status KafkaDeadLetters::Renew() {
+  producer_.reset();
+  CRM_ASSIGN_OR_RETURN(auto conf, MakeKafkaConf({{"bootstrap.servers", brokers_},
+                                                 {"enable.idempotence", "true"},
+                                                 {"acks", "all"}}));
+  std::string err;
+  if (conf->set("dr_cb", failures_.get(), err) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(absl::StrCat("dead-letter producer: ", err));
+  }
+  producer_.reset(RdKafka::Producer::create(conf.get(), err));
+  if (!producer_) return absl::UnavailableError(absl::StrCat("dead-letter producer: ", err));
+  return absl::OkStatus();
+}
+
+void KafkaDeadLetters::FailProducerForTesting() {
+  if (producer_) {
+    rd_kafka_test_fatal_error(producer_->c_ptr(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                              "failed for a test");
+  }
+}
+
+absl::Status KafkaDeadLetters::Park(const std::vector<DeadLetter>& letters) {
+  std::string fatal;
+  if (!producer_ || producer_->fatal_error(fatal) != RdKafka::ERR_NO_ERROR) {
+    if (producer_) log::Error("dead-letter producer failed", {{"error", fatal}});
+    CRM_RETURN_IF_ERROR(Renew());
+  }
+  // A failed call's letters are dropped from the producer's queue: the
+  // batch is retried and parks them again, and left queued they would go
+  // out with the retry's copies once the broker is back.
+  auto give_up = [&](absl::Status status) {
+    producer_->purge(RdKafka::Producer::PURGE_QUEUE);
+    producer_->flush(0);  // serves the purged messages' reports
+    return status;
+  };
+  failures_->first.clear();
+  for (const auto& d : letters) {
+    std::unique_ptr<RdKafka::Headers> h(RdKafka::Headers::create());
+    h->add("crm_dlq_topic", d.message.topic);
+    h->add("crm_dlq_partition", absl::StrCat(d.message.partition));
+    h->add("crm_dlq_offset", absl::StrCat(d.message.offset));
+    h->add("crm_dlq_reason", d.reason);
+    h->add("crm_dlq_group", group_id_);
+    // A topic takes messages a little over the producer's limit: parked
+    // whole, such a message would be refused on every retry and hold the
+    // subscriber. Its head is enough to tell what it was; the origin
+    // offset finds the rest.
+    size_t size = d.message.value.size();
+    if (size > kMaxDeadLetterBytes) {
+      h->add("crm_dlq_truncated_from", absl::StrCat(size));
+      size = kMaxDeadLetterBytes;
+    }
+    auto e = producer_->produce(
+        topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+        const_cast<char*>(d.message.value.data()), size, nullptr, 0, 0, h.get(), nullptr);
+    if (e != RdKafka::ERR_NO_ERROR) {
+      return give_up(
+          absl::UnavailableError(absl::StrCat("dead-letter produce: ", RdKafka::err2str(e))));
+    }
+    h.release();  // owned by librdkafka once produced
+  }
+  if (producer_->flush(10000) != RdKafka::ERR_NO_ERROR || producer_->outq_len() > 0) {
+    return give_up(absl::UnavailableError("dead-letter topic did not acknowledge in 10 s"));
+  }
+  if (!failures_->first.empty()) {
+    return absl::UnavailableError(absl::StrCat("dead-letter delivery: ", failures_->first));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
                                                    const std::string& topic,
                                                    const std::string& group_id) {
-  CRM_ASSIGN_OR_RETURN(auto conf, MakeKafkaConf({{"bootstrap.servers", brokers},
-                                                 {"enable.idempotence", "true"},
-                                                 {"acks", "all"}}));
-  auto failures = std::make_shared<DeliveryFailures>();
-  std::string err;
-  if (conf->set("dr_cb", failures.get(), err) != RdKafka::Conf::CONF_OK) {
-    return absl::InternalError(absl::StrCat("dead-letter producer: ", err));
-  }
-  std::shared_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
-  if (!producer) return absl::UnavailableError(absl::StrCat("dead-letter producer: ", err));
-  // The producer holds the callback: it goes after the producer.
-  return DeadLetterSink([producer, failures, topic,
-                         group_id](const std::vector<DeadLetter>& letters) -> absl::Status {
-    // A failed call's letters are dropped from the producer's queue: the
-    // batch is retried and parks them again, and left queued they would
-    // go out with the retry's copies once the broker is back.
-    auto give_up = [&](absl::Status status) {
-      producer->purge(RdKafka::Producer::PURGE_QUEUE);
-      producer->flush(0);  // serves the purged messages' reports
-      return status;
-    };
-    failures->first.clear();
-    for (const auto& d : letters) {
-      std::unique_ptr<RdKafka::Headers> h(RdKafka::Headers::create());
-      h->add("crm_dlq_topic", d.message.topic);
-      h->add("crm_dlq_partition", absl::StrCat(d.message.partition));
-      h->add("crm_dlq_offset", absl::StrCat(d.message.offset));
-      h->add("crm_dlq_reason", d.reason);
-      h->add("crm_dlq_group", group_id);
-      // A topic takes messages a little over the producer's limit: parked
-      // whole, such a message would be refused on every retry and hold the
-      // subscriber. Its head is enough to tell what it was; the origin
-      // offset finds the rest.
-      size_t size = d.message.value.size();
-      if (size > kMaxDeadLetterBytes) {
-        h->add("crm_dlq_truncated_from", absl::StrCat(size));
-        size = kMaxDeadLetterBytes;
-      }
-      auto e = producer->produce(
-          topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-          const_cast<char*>(d.message.value.data()), size, nullptr, 0, 0, h.get(), nullptr);
-      if (e != RdKafka::ERR_NO_ERROR) {
-        return give_up(
-            absl::UnavailableError(absl::StrCat("dead-letter produce: ", RdKafka::err2str(e))));
-      }
-      h.release();  // owned by librdkafka once produced
-    }
-    if (producer->flush(10000) != RdKafka::ERR_NO_ERROR || producer->outq_len() > 0) {
-      return give_up(absl::UnavailableError("dead-letter topic did not acknowledge in 10 s"));
-    }
-    if (!failures->first.empty()) {
-      return absl::UnavailableError(absl::StrCat("dead-letter delivery: ", failures->first));
-    }
-    return absl::OkStatus();
-  });
+  CRM_ASSIGN_OR_RETURN(std::shared_ptr<KafkaDeadLetters> letters,
+                       KafkaDeadLetters::Create(brokers, topic, group_id));
+  return DeadLetterSink(
+      [letters](const std::vector<DeadLetter>& batch) { return letters->Park(batch); });
 }
 
 std::vector<std::string> Subscriber::Families() { return {kOffsets, kApplied}; }
@@ -530,12 +567,14 @@ void Subscriber::RefreshLag() {
   // A member the group gave no partition (more members than partitions)
   // has nothing to read: caught up, not unknown forever.
   bool known = !parts.empty() || assigned_nothing_.load();
+  PartitionOffsets highs;
   for (auto* tp : parts) {
     int64_t low = 0, high = 0;
     // Cached from fetch responses: no broker round trip.
     if (consumer_->get_watermark_offsets(tp->topic(), tp->partition(), &low, &high) ==
             RdKafka::ERR_NO_ERROR &&
         high >= 0) {
+      highs.emplace(std::make_pair(tp->topic(), tp->partition()), high);
       // Nothing consumed yet: the fetch starts at the stored offset, which
       // on a broker refilled after a loss may lie past messages the
       // partition now has again.
@@ -555,6 +594,16 @@ void Subscriber::RefreshLag() {
   RdKafka::TopicPartition::destroy(parts);
   lag_.store(lag + in_flight);
   if (known) measured_.store(true);
+  if (known && !reached_start_.load()) {
+    if (!start_marks_.has_value()) start_marks_ = std::move(highs);
+    // Committed offsets, not positions: what was taken may not be applied.
+    bool reached = true;
+    for (const auto& [tp, mark] : *start_marks_) {
+      auto stored = StoredOffset(tp.first, tp.second);
+      if (!stored.ok() || stored->value_or(0) < mark) reached = false;
+    }
+    if (reached) reached_start_.store(true);
+  }
 }
 
 namespace {

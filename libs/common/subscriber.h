@@ -128,7 +128,32 @@ struct SubscriberOptions {
 
 // Produces dead letters to a topic with headers naming where they came from
 // (crm_dlq_topic, crm_dlq_partition, crm_dlq_offset, crm_dlq_reason,
-// crm_dlq_group), waiting for the broker's acknowledgement.
+// crm_dlq_group), waiting for the broker's acknowledgement. Called from one
+// thread at a time (the subscriber's apply thread).
+class KafkaDeadLetters {
+ public:
+  static absl::StatusOr<std::unique_ptr<KafkaDeadLetters>> Create(std::string brokers,
+                                                                  std::string topic,
+                                                                  std::string group_id);
+  // Use Create: it makes the first producer.
+  KafkaDeadLetters(std::string brokers, std::string topic, std::string group_id);
+  ~KafkaDeadLetters();
+  absl::Status Park(const std::vector<DeadLetter>& letters);
+  // The next Park finds the producer failed as by a fatal broker error.
+  void FailProducerForTesting();
+
+ private:
+  // A producer with a fatal error (the broker no longer takes its id or
+  // sequence) refuses every message for good: a new one is made.
+  absl::Status Renew();
+
+  const std::string brokers_, topic_, group_id_;
+  struct Failures;
+  std::unique_ptr<Failures> failures_;  // the producer's callback: outlives it
+  std::unique_ptr<RdKafka::Producer> producer_;
+};
+
+// A KafkaDeadLetters as a sink.
 absl::StatusOr<DeadLetterSink> KafkaDeadLetterSink(const std::string& brokers,
                                                    const std::string& topic,
                                                    const std::string& group_id);
@@ -166,6 +191,10 @@ class Subscriber {
   // most `max` now: before that, a zero lag only means nothing is known yet.
   bool lag_within(int64_t max) const { return measured_.load() && lag_.load() <= max; }
   bool caught_up() const { return lag_within(0); }
+  // Everything the assigned partitions held when the lag was first measured
+  // is applied and committed. Unlike caught_up() it is reached under steady
+  // traffic too, where a lag of exactly 0 may rarely be seen.
+  bool reached_start() const { return reached_start_.load(); }
 
  private:
   class Rebalance;
@@ -235,6 +264,10 @@ class Subscriber {
   // readiness gate would pass while the last batch is still being applied.
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> measured_{false};
+  // Each partition's high watermark when the lag was first measured
+  // (Consume thread only), and whether the stored offsets reached them.
+  std::optional<PartitionOffsets> start_marks_;
+  std::atomic<bool> reached_start_{false};
   // The group's last assignment gave this member no partition.
   std::atomic<bool> assigned_nothing_{false};
   std::vector<MetricsRegistry::GaugeHandle> gauges_;

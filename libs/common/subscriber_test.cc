@@ -955,6 +955,45 @@ TEST(SubscriberStartWhenTest, ConsumesNothingUntilStartWhenHolds) {
   free.Stop();
 }
 
+// The key subscriber gates the domain one: under steady traffic (keys
+// issued for every new contact) the gate must still open, once what the
+// topic held at the start is applied.
+TEST(SubscriberStartWhenTest, TheStartIsReachedUnderSteadyTraffic) {
+  constexpr int kBefore = 200;
+  crm::testing::MockCluster cluster({{"steady.test", 1}});
+  ASSERT_TRUE(cluster.ok());
+  ASSERT_NO_FATAL_FAILURE(Publish(cluster, "steady.test", 0, Streams("before-", kBefore)));
+  std::atomic<bool> stop{false};
+  std::thread traffic([&] {
+    auto conf = MakeKafkaConf({{"bootstrap.servers", cluster.bootstrap()}, {"linger.ms", "0"}});
+    if (!conf.ok()) return;
+    std::string err;
+    std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
+    if (!producer) return;
+    for (int n = 0; !stop.load(); ++n) {
+      const std::string value = Versioned(absl::StrCat("during-", n), 1).SerializeAsString();
+      producer->produce("steady.test", 0, RdKafka::Producer::RK_MSG_COPY,
+                        const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, nullptr);
+      producer->poll(0);
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    producer->flush(5000);
+  });
+  crm::testing::TempDir dir;
+  auto db = CountsDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  CountingProjection projection;
+  Subscriber subscriber(**db, projection, KafkaOptions(cluster, "steady.test"));
+  ASSERT_TRUE(subscriber.Start().ok());
+  const bool reached = Eventually([&] { return subscriber.reached_start(); });
+  const uint64_t applied_then = subscriber.applied();
+  stop = true;
+  traffic.join();
+  subscriber.Stop();
+  EXPECT_TRUE(reached);
+  EXPECT_GE(applied_then, static_cast<uint64_t>(kBefore)) << "everything before the start";
+}
+
 // A dead-letter sink on a broker of its own, and a letter to park.
 class KafkaDeadLetterSinkTest : public ::testing::Test {
  protected:
@@ -1014,6 +1053,18 @@ TEST_F(KafkaDeadLetterSinkTest, ALetterOfAFailedCallIsParkedOnceByTheRetry) {
   }
   consumer->close();
   EXPECT_EQ(parked, 1);
+}
+
+// A fatal producer error (the broker no longer takes its id or sequence)
+// ends that producer for good: the next poison message must still be
+// parked, or the subscriber would stop at it until restarted.
+TEST_F(KafkaDeadLetterSinkTest, AProducerFailedForGoodIsMadeAgain) {
+  auto letters = KafkaDeadLetters::Create(cluster_.bootstrap(), "crm.dlq.v1", "group-1");
+  ASSERT_TRUE(letters.ok()) << letters.status();
+  ASSERT_TRUE((*letters)->Park(letters_).ok());
+  (*letters)->FailProducerForTesting();
+  const absl::Status parked = (*letters)->Park(letters_);
+  EXPECT_TRUE(parked.ok()) << parked;
 }
 
 // A topic takes messages a little larger than a producer sends by default:

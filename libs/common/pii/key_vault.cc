@@ -882,7 +882,7 @@ absl::StatusOr<std::unique_ptr<KeySubscriber>> KeySubscriber::StartBefore(
   auto keys = std::make_unique<KeySubscriber>(db, vault, domain.brokers,
                                               absl::StrCat(domain.group_id, "-keys"));
   CRM_RETURN_IF_ERROR(keys->Start());
-  domain.start_when = [k = keys.get()] { return k->caught_up(); };
+  domain.start_when = [k = keys.get()] { return k->reached_start(); };
   return keys;
 }
 

@@ -295,8 +295,11 @@ class WithKeyRecords final : public Projection {
 // of its own: the key records are partitioned by key, not by customer, so
 // a replica whose domain group shares the topics out with others still
 // needs all of them. Start it first and hold the domain subscriber until
-// caught_up() (SubscriberOptions::start_when): every erasure on the topic
-// is then known before the events whose data it erases are applied.
+// reached_start() (SubscriberOptions::start_when): every erasure on the
+// topic when it started is then known before the events whose data it
+// erases are applied. Later key records keep coming while the domain
+// subscriber runs: waiting for a lag of 0 could wait for as long as keys
+// are being issued.
 class KeySubscriber {
  public:
   // `db` is the vault's database: the offsets are stored with the keys.
@@ -304,7 +307,7 @@ class KeySubscriber {
                 const std::string& group_id);
   absl::Status Start() { return subscriber_.Start(); }
   void Stop() { subscriber_.Stop(); }
-  bool caught_up() const { return subscriber_.caught_up(); }
+  bool reached_start() const { return subscriber_.reached_start(); }
 
   // Starts one on group "<domain group>-keys" (every partition assigned,
   // not shared: each replica reads every key record, and the offsets are in
