@@ -537,6 +537,47 @@ TEST_F(LeadsServiceTest, AnImportNamesOnlyEarlierLeadsTheCallerMayAccess) {
     return captured;
   };
   EXPECT_EQ(captured_in_history(*emea).duplicate_of_lead_id(), "");
+  // Nor in the lead a command answers with.
+  crm::v1::RecordLeadActivityRequest activity;
+  activity.set_request_id("dup-activity");
+  activity.set_lead_id(get.lead_id());
+  activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_MEETING_HELD);
+  ASSERT_TRUE(emea->RecordLeadActivity(Ctx().get(), activity, &read).ok());
+  EXPECT_EQ(read.duplicate_of_lead_id(), "");
+
+  // The person is APAC's: converting the EMEA duplicate would open the
+  // account (and its 360) for the EMEA manager, and so would merging it
+  // into a lead of theirs.
+  crm::v1::QualifyLeadRequest qualify;
+  qualify.set_request_id("dup-qualify");
+  qualify.set_lead_id(get.lead_id());
+  qualify.mutable_bant()->set_decision_maker(true);
+  auto qualified = emea->QualifyLead(Ctx().get(), qualify, &read);
+  ASSERT_TRUE(qualified.ok()) << qualified.error_message();
+  crm::v1::ConvertLeadRequest convert;
+  convert.set_request_id("dup-convert");
+  convert.set_lead_id(get.lead_id());
+  crm::v1::ConvertLeadResponse converted;
+  auto refused = emea->ConvertLead(Ctx().get(), convert, &converted);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << refused.error_message();
+  EXPECT_EQ(refused.error_message().rfind("lead_id:", 0), 0u) << refused.error_message();
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("dup-merge");
+  merge.set_survivor_lead_id(imported.results(1).lead_id());
+  merge.set_merged_lead_id(get.lead_id());
+  crm::v1::MergeLeadsResponse merged;
+  refused = emea->MergeLeads(Ctx().get(), merge, &merged);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << refused.error_message();
+  EXPECT_EQ(refused.error_message().rfind("merged_lead_id:", 0), 0u) << refused.error_message();
+  // A duplicate of the manager's own person converts.
+  qualify.set_request_id("own-qualify");
+  qualify.set_lead_id(imported.results(1).lead_id());
+  ASSERT_TRUE(emea->QualifyLead(Ctx().get(), qualify, &read).ok());
+  convert.set_request_id("own-convert");
+  convert.set_lead_id(imported.results(1).lead_id());
+  convert.set_owner_id(kManagerEmea.subject);
+  auto own_converted = emea->ConvertLead(Ctx().get(), convert, &converted);
+  EXPECT_TRUE(own_converted.ok()) << own_converted.error_message();
 
   // A caller who sees everything is told.
   EXPECT_EQ(captured_in_history(*admin).duplicate_of_lead_id(), foreign.lead_id());

@@ -108,7 +108,15 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
 template <typename Request, typename Response, typename Body>
 grpc::ServerUnaryReactor* LeadsGrpc::Unary(grpc::CallbackServerContext* ctx, const Request* request,
                                            Response* response, Body body) {
-  return ServeUnary(ctx, executor_, request, response, std::move(body));
+  // Every reply that holds a lead hides the earlier leads it may not name.
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, body = std::move(body)](const Request& r,
+                                     const auth::Principal& caller) -> absl::StatusOr<Response> {
+        absl::StatusOr<Response> reply = body(r, caller);
+        if (reply.ok() && !caller.SeesEverything()) DuplicateFilter(*this, caller).Hide(*reply);
+        return reply;
+      });
 }
 
 absl::Status LeadsGrpc::CheckLead(const auth::Principal& caller, const std::string& lead_id,
@@ -125,16 +133,10 @@ absl::Status LeadsGrpc::CheckLead(const auth::Principal& caller, const std::stri
 grpc::ServerUnaryReactor* LeadsGrpc::CaptureLead(grpc::CallbackServerContext* ctx,
                                                  const crm::v1::CaptureLeadRequest* request,
                                                  crm::v1::CaptureLeadResponse* response) {
-  return Unary(ctx, request, response,
-               [this, e = EventContextFrom(*ctx, kSource)](
-                   const auto& r,
-                   const auth::Principal& caller) -> absl::StatusOr<crm::v1::CaptureLeadResponse> {
-                 auto captured = commands_.CaptureLead(r, e);
-                 if (captured.ok()) {
-                   DuplicateFilter(*this, caller).Hide(*captured->mutable_duplicate_of_lead_id());
-                 }
-                 return captured;
-               });
+  return Unary(
+      ctx, request, response,
+      [this, e = EventContextFrom(*ctx, kSource)](const auto& r, const auth::Principal& caller)
+          -> absl::StatusOr<crm::v1::CaptureLeadResponse> { return commands_.CaptureLead(r, e); });
 }
 
 void LeadsGrpc::DuplicateFilter::Hide(std::string& duplicate_of_lead_id) {
@@ -142,6 +144,49 @@ void LeadsGrpc::DuplicateFilter::Hide(std::string& duplicate_of_lead_id) {
   auto [it, added] = visible_.try_emplace(duplicate_of_lead_id);
   if (added) it->second = leads_.CheckLead(caller_, duplicate_of_lead_id).ok();
   if (!it->second) duplicate_of_lead_id.clear();
+}
+
+void LeadsGrpc::DuplicateFilter::Hide(crm::v1::MergeLeadsResponse& r) {
+  Hide(*r.mutable_survivor());
+  Hide(*r.mutable_merged());
+}
+
+void LeadsGrpc::DuplicateFilter::Hide(crm::v1::ImportLeadsResponse& r) {
+  for (auto& row : *r.mutable_results()) Hide(*row.mutable_duplicate_of_lead_id());
+}
+
+void LeadsGrpc::DuplicateFilter::Hide(crm::v1::GetLeadHistoryResponse& r) {
+  // The leads as events carry them: captured, and merged into another.
+  for (auto& event : *r.mutable_events()) {
+    crm::v1::LeadCaptured captured;
+    crm::v1::LeadsMerged merged;
+    if (event.payload().UnpackTo(&captured)) {
+      if (captured.duplicate_of_lead_id().empty()) continue;
+      Hide(*captured.mutable_duplicate_of_lead_id());
+      if (captured.duplicate_of_lead_id().empty()) event.mutable_payload()->PackFrom(captured);
+    } else if (event.payload().UnpackTo(&merged)) {
+      if (merged.merged_lead().duplicate_of_lead_id().empty()) continue;
+      Hide(*merged.mutable_merged_lead());
+      if (merged.merged_lead().duplicate_of_lead_id().empty()) {
+        event.mutable_payload()->PackFrom(merged);
+      }
+    }
+  }
+}
+
+absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::string& lead_id,
+                                    absl::string_view field) const {
+  if (caller.SeesEverything()) return absl::OkStatus();
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id(lead_id);
+  CRM_ASSIGN_OR_RETURN(const crm::v1::Lead lead, commands_.GetLead(get));
+  if (lead.duplicate_of_lead_id().empty() || CheckLead(caller, lead.duplicate_of_lead_id()).ok()) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      field, ": lead ", lead_id,
+      " is a later lead of a person first captured outside the caller's reach; the owner of "
+      "that first lead or an admin converts or merges it"));
 }
 
 grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
@@ -161,9 +206,7 @@ grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
   return std::make_unique<ImportLeadsReactor>(
              importer_, executor_, EventContextFrom(*ctx, kSource), response,
              [this, caller = *std::move(caller)](crm::v1::ImportLeadsResponse& r) {
-               DuplicateFilter filter(*this, caller);
-               for (auto& row : *r.mutable_results())
-                 filter.Hide(*row.mutable_duplicate_of_lead_id());
+               DuplicateFilter(*this, caller).Hide(r);
              })
       .release();
 }
@@ -175,9 +218,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::GetLead(grpc::CallbackServerContext* ctx,
       ctx, request, response,
       [this](const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Lead> {
         CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
-        auto lead = commands_.GetLead(r);
-        if (lead.ok()) DuplicateFilter(*this, caller).Hide(*lead->mutable_duplicate_of_lead_id());
-        return lead;
+        return commands_.GetLead(r);
       });
 }
 
@@ -217,18 +258,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::GetLeadHistory(grpc::CallbackServerContext*
       [this](const auto& r,
              const auth::Principal& caller) -> absl::StatusOr<crm::v1::GetLeadHistoryResponse> {
         CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
-        auto history = commands_.GetLeadHistory(r);
-        if (!history.ok() || caller.SeesEverything()) return history;
-        DuplicateFilter filter(*this, caller);
-        for (auto& event : *history->mutable_events()) {
-          crm::v1::LeadCaptured captured;
-          if (!event.payload().UnpackTo(&captured) || captured.duplicate_of_lead_id().empty()) {
-            continue;
-          }
-          filter.Hide(*captured.mutable_duplicate_of_lead_id());
-          if (captured.duplicate_of_lead_id().empty()) event.mutable_payload()->PackFrom(captured);
-        }
-        return history;
+        return commands_.GetLeadHistory(r);
       });
 }
 
@@ -283,7 +313,11 @@ grpc::ServerUnaryReactor* LeadsGrpc::ConvertLead(grpc::CallbackServerContext* ct
       ctx, request, response,
       [this, e = EventContextFrom(*ctx, kSource)](const auto& r, const auth::Principal& caller)
           -> absl::StatusOr<crm::v1::ConvertLeadResponse> {
-        CRM_RETURN_IF_ERROR(CheckLeadCommand(caller, e, "ConvertLead", r));
+        CRM_RETURN_IF_ERROR(
+            CheckUnlessRetry(commands_.events(), e, "ConvertLead", r, [&]() -> absl::Status {
+              CRM_RETURN_IF_ERROR(CheckLead(caller, r.lead_id()));
+              return CheckPerson(caller, r.lead_id(), "lead_id");
+            }));
         // A rep converts into their own pipeline, not someone else's.
         if (!caller.SeesEverything() && !caller.HasRole(auth::kRoleSalesManager) &&
             !r.owner_id().empty() && r.owner_id() != caller.subject) {
@@ -319,7 +353,9 @@ grpc::ServerUnaryReactor* LeadsGrpc::MergeLeads(grpc::CallbackServerContext* ctx
         CRM_RETURN_IF_ERROR(
             CheckUnlessRetry(commands_.events(), e, "MergeLeads", r, [&]() -> absl::Status {
               CRM_RETURN_IF_ERROR(CheckLead(caller, r.survivor_lead_id(), "survivor_lead_id"));
-              return CheckLead(caller, r.merged_lead_id(), "merged_lead_id");
+              CRM_RETURN_IF_ERROR(CheckLead(caller, r.merged_lead_id(), "merged_lead_id"));
+              CRM_RETURN_IF_ERROR(CheckPerson(caller, r.survivor_lead_id(), "survivor_lead_id"));
+              return CheckPerson(caller, r.merged_lead_id(), "merged_lead_id");
             }));
         return commands_.MergeLeads(r, e);
       });

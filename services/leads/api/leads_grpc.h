@@ -85,6 +85,12 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
     return CheckUnlessRetry(commands_.events(), ctx, method, request,
                             [&] { return CheckLead(caller, request.lead_id()); });
   }
+  // OK when the caller may also access the person's first lead, which a
+  // later lead's duplicate_of_lead_id names: converting or merging a lead
+  // acts for the whole person (its account, its 360 view), so a duplicate
+  // captured into another territory must not hand them over.
+  absl::Status CheckPerson(const auth::Principal& caller, const std::string& lead_id,
+                           absl::string_view field) const;
   // Clears a duplicate_of_lead_id that names a lead the caller may not
   // access: dedupe must not point at others' leads. One per reply: each
   // earlier lead is checked once.
@@ -93,6 +99,15 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
     DuplicateFilter(const LeadsGrpc& leads, const auth::Principal& caller)
         : leads_(leads), caller_(caller) {}
     void Hide(std::string& duplicate_of_lead_id);
+    void Hide(crm::v1::Lead& lead) { Hide(*lead.mutable_duplicate_of_lead_id()); }
+    void Hide(crm::v1::CaptureLeadResponse& r) { Hide(*r.mutable_duplicate_of_lead_id()); }
+    void Hide(crm::v1::ConvertLeadResponse& r) { Hide(*r.mutable_lead()); }
+    void Hide(crm::v1::MergeLeadsResponse& r);
+    void Hide(crm::v1::ImportLeadsResponse& r);
+    void Hide(crm::v1::GetLeadHistoryResponse& r);
+    // Replies that hold no lead.
+    template <typename Reply>
+    void Hide(Reply&) {}
 
    private:
     const LeadsGrpc& leads_;
