@@ -1,5 +1,8 @@
 #include "services/analytics/domain/customer_access.h"
 
+#include <algorithm>
+#include <string>
+
 #include "libs/common/auth/record_access.h"
 #include "libs/common/pii/field_sealer.h"
 
@@ -12,6 +15,14 @@ void RemovePersonalData(crm::v1::Customer360& view) {
   // Summaries hold no personal data, but they quote reasons typed by
   // people (a lost deal's, a reopened ticket's).
   for (auto& entry : *view.mutable_timeline()) entry.clear_summary();
+}
+
+// The home lead's owner by its latest assignment; none if not known.
+std::string HomeOwner(const crm::v1::Customer360& view) {
+  const auto& owners = view.lead_owners();
+  auto it = std::lower_bound(owners.begin(), owners.end(), view.home_lead_id(),
+                             [](const auto& o, const std::string& id) { return o.lead_id() < id; });
+  return it != owners.end() && it->lead_id() == view.home_lead_id() ? it->owner_id() : "";
 }
 
 }  // namespace
@@ -27,10 +38,17 @@ absl::StatusOr<crm::v1::Customer360> Customer360For(const auth::Principal& calle
     }
     return loaded.status();
   }
+  // The account's territory and owner; without an account, the home
+  // lead's (a view stored before homes were kept: the latest lead's).
   const auto& profile = loaded->profile();
-  const std::string& territory =
-      profile.territory().empty() ? profile.region() : profile.territory();
-  if (auth::MayAccess(caller, loaded->owner_id(), territory)) return loaded;
+  const bool home = loaded->has_home_as_of();
+  const std::string& territory = !profile.territory().empty() ? profile.territory()
+                                 : home                       ? loaded->home_region()
+                                                              : profile.region();
+  const std::string owner = !loaded->account_owner_id().empty() ? loaded->account_owner_id()
+                            : home                              ? HomeOwner(*loaded)
+                                                                : loaded->owner_id();
+  if (auth::MayAccess(caller, owner, territory)) return loaded;
   if (!analyst) return auth::NotVisible("customer_id", customer_id);
   RemovePersonalData(*loaded);
   return loaded;

@@ -1,6 +1,11 @@
 #include "services/analytics/domain/customer_access.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "gtest/gtest.h"
+#include "services/analytics/domain/customer_view.h"
+#include "services/analytics/testing/events.h"
 
 namespace crm::analytics {
 namespace {
@@ -57,6 +62,53 @@ TEST(CustomerAccessTest, ManagersSeeTheirTerritory) {
   auto lead_only = View("rep_ann", "");
   lead_only.mutable_profile()->set_region("emea");
   EXPECT_TRUE(Customer360For(mgr, lead_only, "cus_1").ok());
+}
+
+// A person first captured in APAC and captured again by an EMEA manager
+// (the duplicate's region is the caller's to choose): until an account
+// exists the view stays with the first lead's territory and owner.
+TEST(CustomerAccessTest, ALaterLeadOfThePersonDoesNotMoveItsHome) {
+  using testing::Envelope;
+  auto captured = [](const std::string& lead, const std::string& region, int64_t at) {
+    crm::v1::LeadCaptured m;
+    m.set_lead_id(lead);
+    m.set_customer_id("cus_1");
+    m.set_region(region);
+    return Envelope(m, "cus_1", "evt-capture-" + lead, "lead-" + lead, 1, at);
+  };
+  auto assigned = [](const std::string& lead, const std::string& owner, int64_t at) {
+    crm::v1::LeadAssigned m;
+    m.set_lead_id(lead);
+    m.set_customer_id("cus_1");
+    m.set_owner_id(owner);
+    return Envelope(m, "cus_1", "evt-assign-" + lead, "lead-" + lead, 2, at);
+  };
+  std::vector<crm::v1::EventEnvelope> events = {
+      captured("lead_1", "apac", 100), assigned("lead_1", "rep_apac", 100),
+      captured("lead_2", "emea", 200), assigned("lead_2", "mgr_emea", 200)};
+  for (bool reversed : {false, true}) {
+    if (reversed) std::reverse(events.begin(), events.end());
+    crm::v1::Customer360 view;
+    for (const auto& e : events) ApplyToView(view, e);
+    EXPECT_EQ(view.profile().region(), "emea") << "the profile shows the latest capture";
+    EXPECT_EQ(Customer360For(As("mgr_emea", auth::kRoleSalesManager, "emea"), view, "cus_1")
+                  .status()
+                  .code(),
+              absl::StatusCode::kPermissionDenied)
+        << reversed;
+    EXPECT_TRUE(Customer360For(As("mgr_apac", auth::kRoleSalesManager, "apac"), view, "cus_1").ok())
+        << reversed;
+    EXPECT_TRUE(Customer360For(As("rep_apac", auth::kRoleSalesRep), view, "cus_1").ok())
+        << reversed;
+    // Merged with another customer captured later, the earliest lead stays home.
+    crm::v1::Customer360 other;
+    ApplyToView(other, captured("lead_3", "emea", 300));
+    crm::v1::Customer360 group = other;
+    JoinView(group, view);
+    EXPECT_EQ(group.home_lead_id(), "lead_1");
+    EXPECT_FALSE(
+        Customer360For(As("mgr_emea", auth::kRoleSalesManager, "emea"), group, "cus_1").ok());
+  }
 }
 
 TEST(CustomerAccessTest, AnalystsSeeEveryCustomerWithoutPersonalData) {

@@ -105,6 +105,34 @@ void SetLeadOwner(Customer360& view, const EventEnvelope& event, const std::stri
   if (TakeIfNewer(view.mutable_owner_as_of(), event)) view.set_owner_id(owner_id);
 }
 
+// An earlier capture of the customer's makes its lead the home.
+void TakeHome(Customer360& view, const EventEnvelope& event, const std::string& lead_id,
+              const std::string& region) {
+  if (view.has_home_as_of()) {
+    const auto& home = view.home_as_of();
+    if (home.at() < event.occurred_at()) return;
+    if (home.at() == event.occurred_at() && home.event_id() <= event.event_id()) return;
+  }
+  view.set_home_lead_id(lead_id);
+  view.set_home_region(region);
+  *view.mutable_home_as_of()->mutable_at() = event.occurred_at();
+  view.mutable_home_as_of()->set_event_id(event.event_id());
+}
+
+crm::v1::LeadOwner* LeadOwnerOf(Customer360& view, const std::string& lead_id) {
+  auto* owner = FindOrInsertSorted(view.mutable_lead_owners(), lead_id,
+                                   [](const auto& o) -> const std::string& { return o.lead_id(); });
+  owner->set_lead_id(lead_id);
+  return owner;
+}
+
+// A lead's owner from its latest assignment (into a queue: none).
+void SetOwnerOfLead(Customer360& view, const EventEnvelope& event, const std::string& lead_id,
+                    const std::string& owner_id) {
+  auto* owner = LeadOwnerOf(view, lead_id);
+  if (TakeIfNewer(owner->mutable_as_of(), event)) owner->set_owner_id(owner_id);
+}
+
 // The account event the account owner was taken from.
 AsOf AccountOwnerStamp(const Customer360& view) {
   if (view.account_owner_id().empty()) return AsOf();
@@ -209,6 +237,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
     ApplyContact(view, event, m->contact(), m->company(), m->region());
+    TakeHome(view, event, m->lead_id(), m->region());
     if (m->has_score()) SetLeadScore(view, event, m->score().total());
     // No contact data in summaries: they are free text, never decrypted.
     return absl::StrCat("Lead captured via ", ChannelName(m->channel()),
@@ -222,6 +251,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     if (!m->owner_id().empty() || !m->previous_owner_id().empty()) {
       SetLeadOwner(view, event, m->owner_id());
     }
+    SetOwnerOfLead(view, event, m->lead_id(), m->owner_id());
     if (m->owner_id().empty()) return absl::StrCat("Lead queued in ", m->queue());
     return absl::StrCat("Lead assigned to ", m->owner_id(),
                         m->team_id().empty() ? "" : absl::StrCat(" (team ", m->team_id(), ")"));
@@ -247,7 +277,10 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
     ApplyContact(view, event, m->contact(), m->company(), m->region());
-    if (!m->owner_id().empty()) SetLeadOwner(view, event, m->owner_id());
+    if (!m->owner_id().empty()) {
+      SetLeadOwner(view, event, m->owner_id());
+      SetOwnerOfLead(view, event, m->lead_id(), m->owner_id());
+    }
     return absl::StrCat(
         "Lead converted to an opportunity",
         m->opportunity_name().empty() ? "" : absl::StrCat(" \"", m->opportunity_name(), "\""),
@@ -457,6 +490,18 @@ void JoinProfile(Customer360& into, const Customer360& from) {
 
 void JoinView(Customer360& into, const Customer360& from) {
   JoinProfile(into, from);
+  // The group's home is its earliest first lead.
+  if (from.has_home_as_of() &&
+      (!into.has_home_as_of() || Later(into.home_as_of(), from.home_as_of()))) {
+    into.set_home_lead_id(from.home_lead_id());
+    *into.mutable_home_as_of() = from.home_as_of();
+    into.set_home_region(from.home_region());
+  }
+  for (const auto& theirs : from.lead_owners()) {
+    auto* ours = LeadOwnerOf(into, theirs.lead_id());
+    TakeLater(ours->mutable_as_of(), theirs.as_of(),
+              [&] { ours->set_owner_id(theirs.owner_id()); });
+  }
   Reach(into, from.lifecycle_stage());
   TakeLater(into.mutable_owner_as_of(), from.owner_as_of(),
             [&] { into.set_owner_id(from.owner_id()); });
