@@ -21,14 +21,14 @@
 namespace crm::analytics {
 namespace {
 
-constexpr char kCustomers[] = "customers";       // customer_id -> Customer360 summary
-constexpr char kTimeline[] = "timeline";         // customer \0 micros event_id -> TimelineEntry
-constexpr char kFunnelLeads[] = "funnel_leads";  // lead_id -> FunnelLeadRecord
+constexpr char kCustomers[] = "customers";  // customer_id -> Customer360 summary
+constexpr char kTimeline[] = "timeline";    // customer \0 micros version event_id -> TimelineEntry
+constexpr char kFunnelLeads[] = "funnel_leads";                  // lead_id -> FunnelLeadRecord
 constexpr char kFunnelOpportunities[] = "funnel_opportunities";  // id -> FunnelOpportunityRecord
 constexpr char kKpiTickets[] = "kpi_tickets";                    // ticket_id -> KpiTicketRecord
 constexpr char kClock[] = "analytics_clock";                     // "now" -> Timestamp
-constexpr char kAuditByActor[] = "audit_by_actor";    // actor \0 micros event_id -> AuditEntry
-constexpr char kAuditByRecord[] = "audit_by_record";  // record \0 micros event_id -> AuditEntry
+constexpr char kAuditByActor[] = "audit_by_actor";               // actor \0 micros version event_id
+constexpr char kAuditByRecord[] = "audit_by_record";  // record \0 micros version event_id
 // One pair of rows per merge of two customers: kMergedInto merged \0
 // survivor and kMergedFrom survivor \0 merged, both empty.
 constexpr char kCustomerMerges[] = "customer_merges";
@@ -41,13 +41,17 @@ constexpr size_t kMaxGroup = 256;
 constexpr int32_t kDefaultPage = 50;
 constexpr int32_t kMaxPage = 500;
 
-// prefix \0 occurred_at event_id: the rows under one prefix in event time
-// order (the event id breaks ties), so a page is one seek.
+// prefix \0 occurred_at stream_version event_id: the rows under one prefix
+// in event time order, so a page is one seek. The events of one command
+// share their time: the stream version keeps them in the order they were
+// decided (a lead captured, then assigned), and the event id breaks the
+// remaining ties.
 std::string TimeOrderedKey(absl::string_view prefix, const crm::v1::EventEnvelope& e) {
   std::string k = PrefixKey(prefix);
   // Offset so that times before 1970 still sort correctly as unsigned.
   const int64_t micros = absl::ToUnixMicros(FromProtoTimestamp(e.occurred_at()));
   AppendBigEndian64(&k, static_cast<uint64_t>(micros) ^ (uint64_t{1} << 63));
+  AppendBigEndian64(&k, static_cast<uint64_t>(e.stream_version()));
   k.append(e.event_id());
   return k;
 }

@@ -102,6 +102,39 @@ TEST_F(ViewStoreTest, TimelinePagesInOccurredOrderWithoutGapsOrRepeats) {
   for (int n = 1; n <= 25; ++n) EXPECT_EQ(seen[n - 1], absl::StrCat("evt-", n));
 }
 
+// The events of one command share their time: the timeline keeps them in
+// the order they were decided (a lead captured, then assigned), whatever
+// their random event ids say.
+TEST_F(ViewStoreTest, EventsOfOneInstantReadInTheirStreamsOrder) {
+  crm::v1::LeadCaptured captured;
+  captured.set_lead_id("lead_1");
+  captured.set_customer_id("cus_1");
+  crm::v1::LeadAssigned assigned;
+  assigned.set_lead_id("lead_1");
+  assigned.set_customer_id("cus_1");
+  assigned.set_owner_id("rep_1");
+  auto message = [](const google::protobuf::Message& payload, const std::string& id,
+                    int64_t version, int64_t offset) {
+    crm::v1::EventEnvelope e;
+    e.set_event_id(id);
+    e.set_stream("lead-lead_1");
+    e.set_stream_version(version);
+    e.set_customer_id("cus_1");
+    e.set_type(payload.GetDescriptor()->name());
+    e.mutable_occurred_at()->set_seconds(1000);
+    e.mutable_payload()->PackFrom(payload);
+    return ConsumedMessage{"crm.leads.v1", 0, offset, e.SerializeAsString()};
+  };
+  ASSERT_TRUE(
+      subscriber_->ApplyBatch({message(captured, "evt_B", 1, 0), message(assigned, "evt_A", 2, 1)})
+          .ok());
+  auto view = views_->GetCustomer360("cus_1", 0, "");
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_EQ(view->timeline_size(), 2);
+  EXPECT_EQ(view->timeline(0).type(), "LeadCaptured");
+  EXPECT_EQ(view->timeline(1).type(), "LeadAssigned");
+}
+
 // A customer's view carries every lead id, order and ticket: with a large
 // view a full timeline page would pass what a default gRPC client takes.
 TEST_F(ViewStoreTest, ATimelinePageStopsShortOfTheReplyBoundWithTheRestOfTheView) {
