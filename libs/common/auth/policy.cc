@@ -115,9 +115,10 @@ RoleTable BuildTable() {
       {kAnalytics,
        {
            // Reps pass here; which customers they may see is a record check
-           // in the analytics handler (pending, see docs/security.md).
+           // in the analytics handler (Customer360For).
            {"GetCustomer360",
             {kRoleAdmin, kRoleService, kRoleAnalyst, kRoleSalesManager, kRoleSalesRep}},
+           // A manager's is narrowed to its territory (ScopeFunnel).
            {"GetFunnel", {kRoleAdmin, kRoleService, kRoleAnalyst, kRoleSalesManager}},
            // Aggregates over tickets, no customer records.
            {"GetServiceKpis",

@@ -2,6 +2,7 @@
 
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/pii/field_sealer.h"
+#include "libs/common/status_macros.h"
 #include "services/analytics/domain/customer_access.h"
 
 namespace crm::analytics {
@@ -25,9 +26,9 @@ absl::StatusOr<std::vector<google::protobuf::Any>> ExportedView(const ViewStore&
 }
 namespace {
 
-// A read that scans many records, run off the callback thread. The method
-// table (libs/common/auth/policy.cc) is its whole access check: it returns
-// aggregates, or (the audit trail) is for admins only.
+// A read that scans many records, run off the callback thread, given the
+// caller. The method table (libs/common/auth/policy.cc) decides who may call
+// it; the funnel is also scoped (ScopeFunnel).
 template <typename Request, typename Response, typename Read>
 grpc::ServerUnaryReactor* ScanOffThread(grpc::CallbackServerContext* ctx,
                                         BlockingExecutor& executor, const Request* request,
@@ -35,7 +36,7 @@ grpc::ServerUnaryReactor* ScanOffThread(grpc::CallbackServerContext* ctx,
   return RunUnary(ctx, executor,
                   [request, response, read, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
                     if (!caller.ok()) return caller.status();
-                    absl::StatusOr<Response> result = read(*request);
+                    absl::StatusOr<Response> result = read(*request, *caller);
                     if (!result.ok()) return result.status();
                     *response = std::move(*result);
                     return absl::OkStatus();
@@ -68,30 +69,37 @@ grpc::ServerUnaryReactor* AnalyticsGrpc::GetCustomer360(
 grpc::ServerUnaryReactor* AnalyticsGrpc::GetFunnel(grpc::CallbackServerContext* ctx,
                                                    const crm::v1::GetFunnelRequest* request,
                                                    crm::v1::Funnel* response) {
-  return ScanOffThread(ctx, executor_, request, response,
-                       [this](const auto& r) { return views_.GetFunnel(r); });
+  return ScanOffThread(
+      ctx, executor_, request, response,
+      [this](const auto& r, const auth::Principal& caller) -> absl::StatusOr<crm::v1::Funnel> {
+        CRM_ASSIGN_OR_RETURN(auto scoped, ScopeFunnel(caller, r));
+        return views_.GetFunnel(scoped);
+      });
 }
 
 grpc::ServerUnaryReactor* AnalyticsGrpc::GetServiceKpis(
     grpc::CallbackServerContext* ctx, const crm::v1::GetServiceKpisRequest* request,
     crm::v1::ServiceKpis* response) {
-  return ScanOffThread(ctx, executor_, request, response,
-                       [this](const auto& r) { return views_.GetServiceKpis(r); });
+  return ScanOffThread(
+      ctx, executor_, request, response,
+      [this](const auto& r, const auth::Principal&) { return views_.GetServiceKpis(r); });
 }
 
 grpc::ServerUnaryReactor* AnalyticsGrpc::ListSegment(grpc::CallbackServerContext* ctx,
                                                      const crm::v1::ListSegmentRequest* request,
                                                      crm::v1::ListSegmentResponse* response) {
   // May walk many customers to fill a page of a small segment.
-  return ScanOffThread(ctx, executor_, request, response,
-                       [this](const auto& r) { return views_.ListSegment(r); });
+  return ScanOffThread(
+      ctx, executor_, request, response,
+      [this](const auto& r, const auth::Principal&) { return views_.ListSegment(r); });
 }
 
 grpc::ServerUnaryReactor* AnalyticsGrpc::ListAuditEntries(
     grpc::CallbackServerContext* ctx, const crm::v1::ListAuditEntriesRequest* request,
     crm::v1::ListAuditEntriesResponse* response) {
-  return ScanOffThread(ctx, executor_, request, response,
-                       [this](const auto& r) { return views_.ListAuditEntries(r); });
+  return ScanOffThread(
+      ctx, executor_, request, response,
+      [this](const auto& r, const auth::Principal&) { return views_.ListAuditEntries(r); });
 }
 
 }  // namespace crm::analytics

@@ -54,4 +54,23 @@ absl::StatusOr<crm::v1::Customer360> Customer360For(const auth::Principal& calle
   return loaded;
 }
 
+absl::StatusOr<crm::v1::GetFunnelRequest> ScopeFunnel(const auth::Principal& caller,
+                                                      crm::v1::GetFunnelRequest request) {
+  if (caller.SeesEverything() || caller.HasRole(auth::kRoleAnalyst)) return request;
+  if (!caller.territory.empty()) {
+    if (!request.territory().empty() &&
+        !auth::SameTerritory(request.territory(), caller.territory)) {
+      return absl::PermissionDeniedError("territory: outside the caller's territory");
+    }
+    request.set_territory(caller.territory);
+    return request;
+  }
+  if (!request.owner_id().empty() && request.owner_id() != caller.subject) {
+    return absl::PermissionDeniedError(
+        "owner_id: a manager without a territory reads its own funnel only");
+  }
+  request.set_owner_id(caller.subject);
+  return request;
+}
+
 }  // namespace crm::analytics

@@ -111,6 +111,32 @@ TEST(CustomerAccessTest, ALaterLeadOfThePersonDoesNotMoveItsHome) {
   }
 }
 
+TEST(CustomerAccessTest, AManagersFunnelIsItsTerritorys) {
+  crm::v1::GetFunnelRequest all;
+  auto emea = ScopeFunnel(As("mgr_eve", auth::kRoleSalesManager, "EMEA"), all);
+  ASSERT_TRUE(emea.ok()) << emea.status();
+  EXPECT_EQ(emea->territory(), "EMEA");
+  crm::v1::GetFunnelRequest apac;
+  apac.set_territory("apac");
+  apac.set_owner_id("rep_apac");
+  auto refused = ScopeFunnel(As("mgr_eve", auth::kRoleSalesManager, "EMEA"), apac);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(refused.status().message().rfind("territory:", 0), 0u) << refused.status();
+  crm::v1::GetFunnelRequest own_spelling;
+  own_spelling.set_territory("emea");
+  EXPECT_TRUE(ScopeFunnel(As("mgr_eve", auth::kRoleSalesManager, "EMEA"), own_spelling).ok());
+  // Without a territory claim: its own deals and leads.
+  auto own = ScopeFunnel(As("mgr_sam", auth::kRoleSalesManager), all);
+  ASSERT_TRUE(own.ok());
+  EXPECT_EQ(own->owner_id(), "mgr_sam");
+  EXPECT_FALSE(ScopeFunnel(As("mgr_sam", auth::kRoleSalesManager), apac).ok());
+  // Analysts and admins read every slice as asked.
+  auto analyst = ScopeFunnel(As("ann", auth::kRoleAnalyst), apac);
+  ASSERT_TRUE(analyst.ok());
+  EXPECT_EQ(analyst->territory(), "apac");
+  EXPECT_EQ(analyst->owner_id(), "rep_apac");
+}
+
 TEST(CustomerAccessTest, AnalystsSeeEveryCustomerWithoutPersonalData) {
   const auto seen =
       Customer360For(As("ann_alyst", auth::kRoleAnalyst), View("rep_ann", "emea"), "cus_1");
