@@ -98,6 +98,20 @@ void ApplyContact(Customer360& view, const EventEnvelope& event, const crm::v1::
   }
 }
 
+// The account's contact fills the profile fields no lead set: left
+// unstamped, so a lead's capture takes the field whenever it comes, and
+// the view is the same in any delivery order.
+void FillFromAccount(Customer360& view, const crm::v1::Contact& c) {
+  const std::array<const std::string*, 4> values = {&c.first_name(), &c.last_name(), &c.email(),
+                                                    &c.phone()};
+  auto fields = ProfileFields(view.mutable_profile(), view.mutable_profile_stamps());
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!values[i]->empty() && !fields[i].second->has_at() && fields[i].first->empty()) {
+      *fields[i].first = *values[i];
+    }
+  }
+}
+
 // A lead's owner (none: taken from its owner): the customer's owner only
 // while no account names one.
 void SetLeadOwner(Customer360& view, const EventEnvelope& event, const std::string& owner_id) {
@@ -303,6 +317,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     }
     TakeAccountOwner(view);
     SetTier(view, event, m->tier());
+    if (m->contacts_size() > 0) FillFromAccount(view, m->contacts(0));
     if (!m->lead_id().empty()) AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
     return absl::StrCat("Customer account opened: ", m->name(),

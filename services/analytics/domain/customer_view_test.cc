@@ -126,6 +126,12 @@ std::vector<crm::v1::EventEnvelope> CustomerLife() {
   opened.set_owner_id("rep_sales");
   opened.set_territory("emea");
   opened.set_tier("silver");
+  // The account's contact fills what no lead gave (a phone, a last name).
+  auto* contact = opened.add_contacts();
+  contact->set_first_name("Augusta");
+  contact->set_last_name("King");
+  contact->set_email("accounts@engines.test");
+  contact->set_phone("+447700900123");
   events.push_back(Event("e05", "customer-cus_1", 140, opened));
   crm::v1::OpportunityOpened opp;
   opp.set_opportunity_id("opp_1");
@@ -328,6 +334,9 @@ TEST(CustomerViewTest, EventsOfEveryServiceBuildTheWholeView) {
   for (const auto& e : CustomerLife()) ApplyToView(view, e);
   EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CUSTOMER);
   EXPECT_EQ(view.profile().email(), "ada@x.com");
+  EXPECT_EQ(view.profile().first_name(), "Ada") << "the lead's, not the account contact's";
+  EXPECT_EQ(view.profile().last_name(), "King") << "no lead gave one";
+  EXPECT_EQ(view.profile().phone(), "+447700900123");
   EXPECT_EQ(view.profile().account_name(), "Engines Ltd");
   EXPECT_EQ(view.profile().territory(), "emea");
   EXPECT_EQ(view.owner_id(), "rep_sales");  // the account owner came later than the lead owner
