@@ -570,58 +570,62 @@ TEST_F(SalesCommandsTest, LeadConvertedDeliveredTwiceOpensOneAccountAndOneOpport
   EXPECT_EQ(opened[0].correlation_id(), "corr-1");
 }
 
+// Conversions as sales consumes them.
+class SalesConversionTest : public SalesCommandsTest {
+ protected:
+  // Applies `converted` (of customer cus_lead) and reads the account and the
+  // one opportunity it opened.
+  void ExpectOpenedFrom(const crm::v1::LeadConverted& converted, crm::v1::Customer* customer,
+                        crm::v1::Opportunity* opportunity) {
+    ASSERT_TRUE(
+        subscriber_->ApplyBatch({Message(converted, "cus_lead", "lead-lead_1", 2, 0, kLeadsTopic)})
+            .ok());
+    EXPECT_EQ(subscriber_->poisoned(), 0u);
+    crm::v1::GetCustomerRequest get;
+    get.set_customer_id("cus_lead");
+    auto opened = commands_->GetCustomer(get);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    *customer = *std::move(opened);
+    crm::v1::ListOpportunitiesRequest list;
+    list.set_customer_id("cus_lead");
+    auto opportunities = commands_->ListOpportunities(list);
+    ASSERT_TRUE(opportunities.ok());
+    ASSERT_EQ(opportunities->opportunities_size(), 1);
+    *opportunity = opportunities->opportunities(0);
+  }
+};
+
 // Leads keeps a company as typed: one of only spaces names nothing, and the
 // conversion still opens the account (named after the person) and the
 // opportunity instead of being parked as refused.
-TEST_F(SalesCommandsTest, AConversionWithABlankCompanyOpensAccountAndOpportunity) {
+TEST_F(SalesConversionTest, AConversionWithABlankCompanyOpensAccountAndOpportunity) {
   auto converted = Conversion("lead_1");
   converted.set_company("   ");
   converted.set_opportunity_name("   ");
-  ASSERT_TRUE(
-      subscriber_->ApplyBatch({Message(converted, "cus_lead", "lead-lead_1", 2, 0, kLeadsTopic)})
-          .ok());
-  EXPECT_EQ(subscriber_->poisoned(), 0u);
-  crm::v1::GetCustomerRequest get;
-  get.set_customer_id("cus_lead");
-  auto customer = commands_->GetCustomer(get);
-  ASSERT_TRUE(customer.ok()) << customer.status();
-  EXPECT_EQ(customer->name(), "Grace");
-  crm::v1::ListOpportunitiesRequest list;
-  list.set_customer_id("cus_lead");
-  auto opportunities = commands_->ListOpportunities(list);
-  ASSERT_TRUE(opportunities.ok());
-  ASSERT_EQ(opportunities->opportunities_size(), 1);
-  EXPECT_EQ(opportunities->opportunities(0).name(), "Grace (lead lead_1)");
+  crm::v1::Customer customer;
+  crm::v1::Opportunity opportunity;
+  ASSERT_NO_FATAL_FAILURE(ExpectOpenedFrom(converted, &customer, &opportunity));
+  EXPECT_EQ(customer.name(), "Grace");
+  EXPECT_EQ(opportunity.name(), "Grace (lead lead_1)");
 }
 
 // A conversion whose names exceed sales' bounds (an older leads service
 // derived longer ones) or whose estimate is out of bounds still opens both
 // the account and the opportunity.
-TEST_F(SalesCommandsTest, AConversionWithOversizedNamesOrEstimateOpensAccountAndOpportunity) {
+TEST_F(SalesConversionTest, AConversionWithOversizedNamesOrEstimateOpensAccountAndOpportunity) {
   auto converted = Conversion("lead_1");
   std::string company;
   while (company.size() < 200) company += "Sch\xc3\xb6n ";  // 7 bytes; byte 200 is in an "ö"
   converted.set_company(company);
   converted.set_opportunity_name(company + " - crm-suite, analytics, telephony");
   converted.mutable_estimated_amount()->set_minor_units(int64_t{10} * kMaxMinorUnits);
-  ASSERT_TRUE(
-      subscriber_->ApplyBatch({Message(converted, "cus_lead", "lead-lead_1", 2, 0, kLeadsTopic)})
-          .ok());
-  EXPECT_EQ(subscriber_->poisoned(), 0u);
-  crm::v1::GetCustomerRequest get;
-  get.set_customer_id("cus_lead");
-  auto customer = commands_->GetCustomer(get);
-  ASSERT_TRUE(customer.ok()) << customer.status();
+  crm::v1::Customer customer;
+  crm::v1::Opportunity opportunity;
+  ASSERT_NO_FATAL_FAILURE(ExpectOpenedFrom(converted, &customer, &opportunity));
   // Cut before the two-byte letter that would cross byte 200.
-  EXPECT_EQ(customer->name(), company.substr(0, 199));
-  crm::v1::ListOpportunitiesRequest list;
-  list.set_customer_id("cus_lead");
-  auto opportunities = commands_->ListOpportunities(list);
-  ASSERT_TRUE(opportunities.ok());
-  ASSERT_EQ(opportunities->opportunities_size(), 1);
-  const auto& o = opportunities->opportunities(0);
-  EXPECT_EQ(o.name(), company.substr(0, 199));
-  EXPECT_FALSE(o.has_amount());
+  EXPECT_EQ(customer.name(), company.substr(0, 199));
+  EXPECT_EQ(opportunity.name(), company.substr(0, 199));
+  EXPECT_FALSE(opportunity.has_amount());
 }
 
 TEST_F(SalesCommandsTest, ASecondConversionOfTheSameCustomerAddsOnlyAnOpportunity) {
