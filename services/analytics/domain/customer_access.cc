@@ -41,7 +41,7 @@ absl::StatusOr<crm::v1::Customer360> Customer360For(const auth::Principal& calle
   // The account's territory and owner; without an account, the home
   // lead's (a view stored before homes were kept: the latest lead's).
   const auto& profile = loaded->profile();
-  const bool home = loaded->has_home_as_of();
+  const bool home = loaded->tracks_home() && loaded->has_home_as_of();
   const std::string& territory = !profile.territory().empty() ? profile.territory()
                                  : home                       ? loaded->home_region()
                                                               : profile.region();

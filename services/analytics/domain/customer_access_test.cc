@@ -111,6 +111,25 @@ TEST(CustomerAccessTest, ALaterLeadOfThePersonDoesNotMoveItsHome) {
   }
 }
 
+// A view stored before homes were kept learns none from later events: a
+// later lead would otherwise become its home and lock out its owner.
+TEST(CustomerAccessTest, AViewStoredBeforeHomesIsReadByItsLatestLeadAsBefore) {
+  crm::v1::Customer360 stored;
+  stored.set_customer_id("cus_1");
+  stored.set_event_count(2);
+  stored.set_owner_id("rep_apac");
+  stored.mutable_profile()->set_region("apac");
+  stored.add_lead_ids("lead_1");
+  crm::v1::LeadCaptured later;
+  later.set_lead_id("lead_2");
+  later.set_customer_id("cus_1");
+  later.set_region("emea");
+  ApplyToView(stored, testing::Envelope(later, "cus_1", "evt-2", "lead-lead_2", 1, 300));
+  EXPECT_FALSE(stored.tracks_home());
+  EXPECT_FALSE(stored.has_home_as_of());
+  EXPECT_TRUE(Customer360For(As("rep_apac", auth::kRoleSalesRep), stored, "cus_1").ok());
+}
+
 TEST(CustomerAccessTest, AManagersFunnelIsItsTerritorys) {
   crm::v1::GetFunnelRequest all;
   auto emea = ScopeFunnel(As("mgr_eve", auth::kRoleSalesManager, "EMEA"), all);

@@ -98,17 +98,28 @@ void ApplyContact(Customer360& view, const EventEnvelope& event, const crm::v1::
   }
 }
 
-// The account's contact fills the profile fields no lead set: left
-// unstamped, so a lead's capture takes the field whenever it comes, and
-// the view is the same in any delivery order.
-void FillFromAccount(Customer360& view, const crm::v1::Contact& c) {
+// The account's contact fills the profile fields no lead set, stamped as
+// the account's: a lead's value takes the field whenever it comes, and of
+// two accounts (a merged group) the later fills it, in any order.
+void FillFromAccount(Customer360& view, const EventEnvelope& event, const crm::v1::Contact& c) {
   const std::array<const std::string*, 4> values = {&c.first_name(), &c.last_name(), &c.email(),
                                                     &c.phone()};
   auto fields = ProfileFields(view.mutable_profile(), view.mutable_profile_stamps());
   for (size_t i = 0; i < values.size(); ++i) {
-    if (!values[i]->empty() && !fields[i].second->has_at() && fields[i].first->empty()) {
-      *fields[i].first = *values[i];
+    if (values[i]->empty()) continue;
+    crm::v1::AsOf* stamp = fields[i].second;
+    if (stamp->has_at() && !stamp->from_account()) continue;  // a lead's
+    crm::v1::AsOf theirs;
+    *theirs.mutable_at() = event.occurred_at();
+    theirs.set_event_id(event.event_id());
+    if (stamp->has_at() &&
+        (theirs.at() < stamp->at() ||
+         (theirs.at() == stamp->at() && theirs.event_id() <= stamp->event_id()))) {
+      continue;
     }
+    theirs.set_from_account(true);
+    *stamp = std::move(theirs);
+    *fields[i].first = *values[i];
   }
 }
 
@@ -122,6 +133,7 @@ void SetLeadOwner(Customer360& view, const EventEnvelope& event, const std::stri
 // An earlier capture of the customer's makes its lead the home.
 void TakeHome(Customer360& view, const EventEnvelope& event, const std::string& lead_id,
               const std::string& region) {
+  if (!view.tracks_home()) return;
   if (view.has_home_as_of()) {
     const auto& home = view.home_as_of();
     if (home.at() < event.occurred_at()) return;
@@ -317,7 +329,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     }
     TakeAccountOwner(view);
     SetTier(view, event, m->tier());
-    if (m->contacts_size() > 0) FillFromAccount(view, m->contacts(0));
+    if (m->contacts_size() > 0) FillFromAccount(view, event, m->contacts(0));
     if (!m->lead_id().empty()) AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
     return absl::StrCat("Customer account opened: ", m->name(),
@@ -455,6 +467,8 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
 bool Later(const AsOf& a, const AsOf& b) {
   if (!a.has_at()) return false;
   if (!b.has_at()) return true;
+  // A lead's value outranks the account's (FillFromAccount).
+  if (a.from_account() != b.from_account()) return b.from_account();
   if (a.at() != b.at()) return b.at() < a.at();
   return a.event_id() > b.event_id();
 }
@@ -504,6 +518,9 @@ void JoinProfile(Customer360& into, const Customer360& from) {
 }  // namespace
 
 void JoinView(Customer360& into, const Customer360& from) {
+  // A group knows its home if every member does.
+  into.set_tracks_home(into.event_count() == 0 ? from.tracks_home()
+                                               : into.tracks_home() && from.tracks_home());
   JoinProfile(into, from);
   // The group's home is its earliest first lead.
   if (from.has_home_as_of() &&
@@ -604,6 +621,9 @@ bool IsActivity(const EventEnvelope& event, const Payload& payload) {
 crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event,
                                    const Payload& payload) {
   view.set_customer_id(event.customer_id());
+  // A view folded from its first event keeps its home; one stored before
+  // homes were kept does not learn it from later events (TakeHome).
+  if (view.event_count() == 0) view.set_tracks_home(true);
   view.set_event_count(view.event_count() + 1);
   if (IsActivity(event, payload)) {
     if (!view.has_first_seen() || Before(event.occurred_at(), view.first_seen())) {

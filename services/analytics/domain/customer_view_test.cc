@@ -484,6 +484,33 @@ TEST(CustomerViewTest, RecordsKeyedByIdAreNotCountedTwice) {
   EXPECT_EQ(view.csat_count(), 2);
 }
 
+// Two customers merged, each with an account: the profile fields no lead
+// gave come from the later account, whichever member is read first.
+TEST(CustomerViewTest, TheLaterAccountsContactFillsAMergedProfileInAnyJoinOrder) {
+  auto account = [](const std::string& customer, const std::string& email, int64_t at) {
+    crm::v1::CustomerOpened opened;
+    opened.set_customer_id(customer);
+    opened.set_name("Engines");
+    opened.add_contacts()->set_email(email);
+    crm::v1::Customer360 view;
+    ApplyToView(view, Event("acc-" + customer, "customer-" + customer, at, opened));
+    return view;
+  };
+  const auto earlier = account("cus_1", "old@engines.test", 100);
+  const auto later = account("cus_2", "new@engines.test", 200);
+  for (bool later_first : {false, true}) {
+    crm::v1::Customer360 joined = later_first ? later : earlier;
+    JoinView(joined, later_first ? earlier : later);
+    EXPECT_EQ(joined.profile().email(), "new@engines.test") << later_first;
+  }
+  // A lead's email outranks both, however early.
+  crm::v1::Customer360 with_lead = earlier;
+  ApplyToView(with_lead, Captured("lead_a", 50, "ada@x.com", ""));
+  crm::v1::Customer360 joined = later;
+  JoinView(joined, with_lead);
+  EXPECT_EQ(joined.profile().email(), "ada@x.com");
+}
+
 TEST(CustomerViewTest, StageChangeWithoutAmountKeepsTheOpeningAmountInAnyOrder) {
   crm::v1::OpportunityOpened opp;
   opp.set_opportunity_id("opp_1");

@@ -41,12 +41,14 @@ class Payload {
 // when the event is later than the one the value was taken from; ties go
 // to the larger event id, so every delivery order ends in the same value.
 inline bool TakeIfNewer(crm::v1::AsOf* as_of, const crm::v1::EventEnvelope& event) {
-  if (as_of->has_at()) {
+  // A value taken from the account yields to any other (customer_view.cc).
+  if (as_of->has_at() && !as_of->from_account()) {
     if (event.occurred_at() < as_of->at()) return false;
     if (event.occurred_at() == as_of->at() && event.event_id() <= as_of->event_id()) return false;
   }
   *as_of->mutable_at() = event.occurred_at();
   as_of->set_event_id(event.event_id());
+  as_of->clear_from_account();
   return true;
 }
 
