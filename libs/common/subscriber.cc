@@ -147,6 +147,11 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
                     std::vector<RdKafka::TopicPartition*>& partitions) override {
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       s_->anchors_.clear();
+      {
+        absl::MutexLock lock(&s_->mu_);
+        s_->rereading_.clear();
+        s_->reread_committed_.clear();
+      }
       for (auto* tp : partitions) {
         tp->set_offset(s_->ResumeOffset(tp->topic(), tp->partition())
                            .value_or(RdKafka::Topic::OFFSET_BEGINNING));
@@ -351,10 +356,25 @@ bool Subscriber::CheckAnchor(const RdKafka::Message& message, Partitions& unsoug
             {{"topic", key.first},
              {"partition", absl::StrCat(key.second)},
              {"offset", absl::StrCat(anchor.offset)}});
-  absl::MutexLock lock(&mu_);
-  rewind_[key] = 0;
+  ReadAgainFromStart(key);
   unsought.insert(key);
   return false;
+}
+
+void Subscriber::ReadAgainFromStart(const std::pair<std::string, int32_t>& tp) {
+  absl::MutexLock lock(&mu_);
+  rewind_[tp] = 0;
+  rereading_.insert(tp);
+  reread_committed_.erase(tp);
+}
+
+void Subscriber::AddRewinds(const std::vector<ConsumedMessage>& batch) {
+  for (const auto& m : batch) {
+    std::pair<std::string, int32_t> tp(m.topic, m.partition);
+    const int64_t from = rereading_.contains(tp) ? 0 : m.offset;
+    auto [it, added] = rewind_.try_emplace(std::move(tp), from);
+    if (!added) it->second = std::min(it->second, from);
+  }
 }
 
 absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
@@ -574,7 +594,19 @@ void Subscriber::RefreshLag() {
     if (consumer_->get_watermark_offsets(tp->topic(), tp->partition(), &low, &high) ==
             RdKafka::ERR_NO_ERROR &&
         high >= 0) {
-      highs.emplace(std::make_pair(tp->topic(), tp->partition()), high);
+      const std::pair<std::string, int32_t> key(tp->topic(), tp->partition());
+      highs.emplace(key, high);
+      // The message before the stored offset is not there at all: the
+      // partition was refilled with fewer events (duplicates not sent
+      // again), and may never get a message there to check.
+      if (auto a = anchors_.find(key); a != anchors_.end() && high <= a->second.offset) {
+        log::Warn("partition ends before the events applied, reading it again from its start",
+                  {{"topic", key.first},
+                   {"partition", absl::StrCat(key.second)},
+                   {"end", absl::StrCat(high)}});
+        anchors_.erase(a);
+        ReadAgainFromStart(key);
+      }
       // Nothing consumed yet: the fetch starts at the stored offset, which
       // on a broker refilled after a loss may lie past messages the
       // partition now has again.
@@ -597,24 +629,30 @@ void Subscriber::RefreshLag() {
   if (known && !reached_start_.load()) {
     if (!start_marks_.has_value()) start_marks_ = std::move(highs);
     // Committed offsets, not positions: what was taken may not be applied.
+    // A partition whose anchor is unchecked, or that is read again from its
+    // start, counts only by what this run has committed of it.
+    PartitionOffsets reread;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& tp : rereading_) {
+        auto it = reread_committed_.find(tp);
+        reread[tp] = it == reread_committed_.end() ? 0 : it->second;
+      }
+    }
     bool reached = true;
     for (const auto& [tp, mark] : *start_marks_) {
-      auto stored = StoredOffset(tp.first, tp.second);
-      if (!stored.ok() || stored->value_or(0) < mark) reached = false;
+      if (anchors_.contains(tp)) {
+        reached = false;
+      } else if (auto it = reread.find(tp); it != reread.end()) {
+        if (it->second < mark) reached = false;
+      } else if (auto stored = StoredOffset(tp.first, tp.second);
+                 !stored.ok() || stored->value_or(0) < mark) {
+        reached = false;
+      }
     }
     if (reached) reached_start_.store(true);
   }
 }
-
-namespace {
-
-// Where each partition of `batch` starts, unless `into` has it already.
-void AddFirstOffsets(const std::vector<ConsumedMessage>& batch,
-                     absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t>& into) {
-  for (const auto& m : batch) into.try_emplace({m.topic, m.partition}, m.offset);
-}
-
-}  // namespace
 
 Subscriber::Partitions Subscriber::SeekBack(const PartitionOffsets& rewind) {
   PartitionOffsets failed;
@@ -743,7 +781,7 @@ void Subscriber::Consume() {
       // A batch failed after this one was taken: this one is dropped and
       // taken again after the seek back (an earlier offset already there
       // for a partition wins).
-      AddFirstOffsets(batch, rewind_);
+      AddRewinds(batch);
     }
     batch.clear();
   }
@@ -753,6 +791,14 @@ void Subscriber::Committed(const std::vector<ConsumedMessage>& batch, const Prep
   applied_.fetch_add(prepared.applied);
   skipped_.fetch_add(prepared.skipped);
   in_flight_.fetch_sub(static_cast<int64_t>(batch.size()));
+  absl::MutexLock lock(&mu_);
+  if (rereading_.empty()) return;
+  for (const auto& m : batch) {
+    std::pair<std::string, int32_t> tp(m.topic, m.partition);
+    if (!rereading_.contains(tp)) continue;
+    int64_t& next = reread_committed_[std::move(tp)];
+    next = std::max(next, m.offset + 1);
+  }
 }
 
 void Subscriber::Failed(const absl::Status& st,
@@ -765,11 +811,11 @@ void Subscriber::Failed(const absl::Status& st,
     ++generation_;
     int64_t dropped = 0;
     for (const auto* batch : batches) {
-      AddFirstOffsets(*batch, rewind_);
+      AddRewinds(*batch);
       dropped += static_cast<int64_t>(batch->size());
     }
     if (ready_.has_value()) {
-      AddFirstOffsets(*ready_, rewind_);
+      AddRewinds(*ready_);
       dropped += static_cast<int64_t>(ready_->size());
     }
     ready_.reset();

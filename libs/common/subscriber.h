@@ -235,6 +235,11 @@ class Subscriber {
   // is to be consumed; false if it was the anchor (applied already) or the
   // partition is to be read again from its start.
   bool CheckAnchor(const RdKafka::Message& message, Partitions& unsought);
+  // Seeks `tp` back to its start, for the rest of this assignment: a batch
+  // of it that fails later goes back there too, not to its own offsets.
+  void ReadAgainFromStart(const std::pair<std::string, int32_t>& tp);
+  // Where a failed or dropped `batch` is consumed again from.
+  void AddRewinds(const std::vector<ConsumedMessage>& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Seeks back to where failed batches began. Returns the partitions whose
   // seek failed: their offsets are kept for the next try, and none of their
   // messages may be taken meanwhile, or the failed batch would be skipped.
@@ -255,6 +260,11 @@ class Subscriber {
   // and Consume seeks back to `rewind_` before it takes more.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   PartitionOffsets rewind_ ABSL_GUARDED_BY(mu_);
+  // Partitions read again from their start in this assignment, and the next
+  // offset committed of each since: until it passes the start mark, their
+  // stored offsets (from before) say nothing of what is applied.
+  Partitions rereading_ ABSL_GUARDED_BY(mu_);
+  PartitionOffsets reread_committed_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> poisoned_{0};
