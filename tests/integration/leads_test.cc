@@ -589,6 +589,40 @@ TEST_F(LeadsServiceTest, AnImportNamesOnlyEarlierLeadsTheCallerMayAccess) {
   EXPECT_EQ(response.results(0).duplicate_of_lead_id(), foreign.lead_id());
 }
 
+// The person of a later lead may have been merged into another territory's
+// person since: a conversion would open that person's account.
+TEST_F(LeadsServiceTest, ALeadOfAPersonMergedAwayIsConvertedByTheSurvivorsSide) {
+  auto admin = stack_.LeadsStub();
+  const auto apac = Capture(*admin, "merge-apac", "apac@merge.test", "APAC");
+  const auto emea = Capture(*admin, "merge-emea", "emea@merge.test", "EMEA");
+  auto manager = crm::v1::LeadsService::NewStub(stack_.Channel("leads", kManagerEmea));
+  const auto later = Capture(*manager, "merge-later", "emea@merge.test", "EMEA");
+  ASSERT_EQ(later.duplicate_of_lead_id(), emea.lead_id());
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-people");
+  merge.set_survivor_lead_id(apac.lead_id());
+  merge.set_merged_lead_id(emea.lead_id());
+  crm::v1::MergeLeadsResponse merged;
+  auto st = admin->MergeLeads(Ctx().get(), merge, &merged);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  crm::v1::Lead read;
+  crm::v1::QualifyLeadRequest qualify;
+  qualify.set_request_id("merge-qualify");
+  qualify.set_lead_id(later.lead_id());
+  qualify.mutable_bant()->set_decision_maker(true);
+  st = manager->QualifyLead(Ctx().get(), qualify, &read);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  crm::v1::ConvertLeadRequest convert;
+  convert.set_request_id("merge-convert");
+  convert.set_lead_id(later.lead_id());
+  convert.set_owner_id(kManagerEmea.subject);
+  crm::v1::ConvertLeadResponse converted;
+  st = manager->ConvertLead(Ctx().get(), convert, &converted);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_EQ(st.error_message().rfind("lead_id:", 0), 0u) << st.error_message();
+}
+
 TEST_F(LeadsServiceTest, AMergeWithoutASurvivorNamesSurvivorLeadId) {
   auto rep = crm::v1::LeadsService::NewStub(stack_.Channel("leads", kRep));
   crm::v1::MergeLeadsRequest merge;

@@ -177,16 +177,33 @@ void LeadsGrpc::DuplicateFilter::Hide(crm::v1::GetLeadHistoryResponse& r) {
 absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::string& lead_id,
                                     absl::string_view field) const {
   if (caller.SeesEverything()) return absl::OkStatus();
-  crm::v1::GetLeadRequest get;
-  get.set_lead_id(lead_id);
-  CRM_ASSIGN_OR_RETURN(const crm::v1::Lead lead, commands_.GetLead(get));
-  if (lead.duplicate_of_lead_id().empty() || CheckLead(caller, lead.duplicate_of_lead_id()).ok()) {
-    return absl::OkStatus();
+  auto refuse = [&] {
+    return absl::PermissionDeniedError(absl::StrCat(
+        field, ": lead ", lead_id,
+        " is a later lead of a person first captured outside the caller's reach; the owner of "
+        "that first lead or an admin converts or merges it"));
+  };
+  auto load = [&](const std::string& id) {
+    crm::v1::GetLeadRequest get;
+    get.set_lead_id(id);
+    return commands_.GetLead(get);
+  };
+  // The person's first lead, and where a merge took it: the person lives on
+  // in the survivor's customer, whose account a conversion opens.
+  std::string current = lead_id;
+  for (int hop = 0; hop < 64; ++hop) {
+    CRM_ASSIGN_OR_RETURN(crm::v1::Lead lead, load(current));
+    if (!lead.duplicate_of_lead_id().empty() && lead.duplicate_of_lead_id() != current) {
+      if (!CheckLead(caller, lead.duplicate_of_lead_id()).ok()) return refuse();
+      CRM_ASSIGN_OR_RETURN(lead, load(lead.duplicate_of_lead_id()));
+    }
+    if (lead.status() != crm::v1::LEAD_STATUS_MERGED || lead.merged_into_lead_id().empty()) {
+      return absl::OkStatus();
+    }
+    current = lead.merged_into_lead_id();
+    if (!CheckLead(caller, current).ok()) return refuse();
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      field, ": lead ", lead_id,
-      " is a later lead of a person first captured outside the caller's reach; the owner of "
-      "that first lead or an admin converts or merges it"));
+  return refuse();  // a chain this long is not a person's
 }
 
 grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
