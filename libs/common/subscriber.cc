@@ -345,8 +345,12 @@ bool Subscriber::CheckAnchor(const RdKafka::Message& message, Partitions& unsoug
   const StoredPosition anchor = std::move(it->second);
   anchors_.erase(it);
   // Elsewhere: the stored offset lay past the partition's end, and reading
-  // restarted at its beginning (auto.offset.reset), which skips nothing.
-  if (message.offset() != anchor.offset) return true;
+  // restarted at its beginning (auto.offset.reset), which skips nothing;
+  // the partition is being read again all the same.
+  if (message.offset() != anchor.offset) {
+    ReadAgainFromStart(key, /*seek=*/false);
+    return true;
+  }
   crm::v1::EventEnvelope event;
   if (event.ParseFromArray(message.payload(), static_cast<int>(message.len())) &&
       event.event_id() == anchor.last_event_id) {
@@ -361,9 +365,9 @@ bool Subscriber::CheckAnchor(const RdKafka::Message& message, Partitions& unsoug
   return false;
 }
 
-void Subscriber::ReadAgainFromStart(const std::pair<std::string, int32_t>& tp) {
+void Subscriber::ReadAgainFromStart(const std::pair<std::string, int32_t>& tp, bool seek) {
   absl::MutexLock lock(&mu_);
-  rewind_[tp] = 0;
+  if (seek) rewind_[tp] = 0;
   rereading_.insert(tp);
   reread_committed_.erase(tp);
 }
@@ -567,7 +571,7 @@ void Subscriber::Stop() {
   }
 }
 
-void Subscriber::RefreshLag() {
+void Subscriber::RefreshLag(Partitions& unsought) {
   std::vector<RdKafka::TopicPartition*> parts;
   if (consumer_->assignment(parts) != RdKafka::ERR_NO_ERROR) return;
   consumer_->position(parts);
@@ -606,6 +610,8 @@ void Subscriber::RefreshLag() {
                    {"end", absl::StrCat(high)}});
         anchors_.erase(a);
         ReadAgainFromStart(key);
+        unsought.insert(key);
+        rewinding[key] = 0;  // all of it is to be read, in this lag too
       }
       // Nothing consumed yet: the fetch starts at the stored offset, which
       // on a broker refilled after a loss may lie past messages the
@@ -720,7 +726,7 @@ void Subscriber::Consume() {
     Partitions unsought = SeekBack(rewind);
     // After any seek back, so the position counts what is to be consumed again.
     if (absl::Now() >= next_lag) {
-      RefreshLag();
+      RefreshLag(unsought);
       // Soon again until first measured: start_when gates wait on it.
       next_lag = absl::Now() + (measured_.load() ? absl::Seconds(2) : absl::Milliseconds(200));
     }

@@ -217,8 +217,10 @@ class Subscriber {
   absl::Status Subscribe();
   absl::Status AssignEveryPartition();
   void Apply();
-  void RefreshLag();
   using Partitions = absl::flat_hash_set<std::pair<std::string, int32_t>>;
+  // Partitions found to be read again are added to `unsought`: none of
+  // their messages may be taken before the seek back to their start.
+  void RefreshLag(Partitions& unsought);
   // Where a partition's reading resumes: the next offset, and the event id
   // of the message before it, which a partition refilled on a new broker
   // may no longer hold there.
@@ -237,7 +239,8 @@ class Subscriber {
   bool CheckAnchor(const RdKafka::Message& message, Partitions& unsought);
   // Seeks `tp` back to its start, for the rest of this assignment: a batch
   // of it that fails later goes back there too, not to its own offsets.
-  void ReadAgainFromStart(const std::pair<std::string, int32_t>& tp);
+  void ReadAgainFromStart(const std::pair<std::string, int32_t>& tp, bool seek = true)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Where a failed or dropped `batch` is consumed again from.
   void AddRewinds(const std::vector<ConsumedMessage>& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Seeks back to where failed batches began. Returns the partitions whose

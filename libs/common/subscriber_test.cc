@@ -1076,6 +1076,42 @@ TEST(SubscriberStartWhenTest, TheStartIsReachedUnderSteadyTraffic) {
   EXPECT_GE(applied_then, static_cast<uint64_t>(kBefore)) << "everything before the start";
 }
 
+TEST(SubscriberStartWhenTest, APartitionEndingWellBeforeItsAnchorHasNotReachedTheStart) {
+  // Three duplicates in the old partition: the refill ends two messages
+  // before the stored anchor, reading restarts at the beginning by itself
+  // (the offset is out of range), and the partition is being read again.
+  crm::testing::TempDir dir;
+  auto db = CountsDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  {
+    crm::testing::MockCluster cluster({{"short-gate.test", 1}});
+    ASSERT_TRUE(cluster.ok());
+    auto old = Identified(Streams("a-", 2));
+    for (int i = 0; i < 3; ++i) old.push_back(old.back());
+    ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "short-gate.test", 0, old));
+    CountingProjection projection;
+    Subscriber subscriber(**db, projection, KafkaOptions(cluster, "short-gate.test"));
+    ASSERT_TRUE(subscriber.Start().ok());
+    ASSERT_TRUE(Eventually([&] { return subscriber.applied() == 2 && subscriber.skipped() == 3; }));
+    subscriber.Stop();
+  }
+  crm::testing::MockCluster refilled({{"short-gate.test", 1}});
+  ASSERT_TRUE(refilled.ok());
+  auto log = Streams("a-", 2);
+  log.push_back("b-0");
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(refilled, "short-gate.test", 0, Identified(log)));
+  HeldProjection projection;
+  Subscriber subscriber(**db, projection, KafkaOptions(refilled, "short-gate.test"));
+  ASSERT_TRUE(subscriber.Start().ok());
+  ASSERT_TRUE(Eventually(
+      [&] { return projection.entered_.HasBeenNotified() && subscriber.lag_within(1000); }));
+  EXPECT_FALSE(subscriber.reached_start()) << "b-0 is not applied yet";
+  projection.release_.Notify();
+  EXPECT_TRUE(Eventually([&] { return subscriber.reached_start(); }));
+  EXPECT_EQ(subscriber.applied(), 1u);
+  subscriber.Stop();
+}
+
 // A dead-letter sink on a broker of its own, and a letter to park.
 class KafkaDeadLetterSinkTest : public ::testing::Test {
  protected:
