@@ -621,6 +621,25 @@ TEST_F(LeadsServiceTest, ALeadOfAPersonMergedAwayIsConvertedByTheSurvivorsSide) 
   st = manager->ConvertLead(Ctx().get(), convert, &converted);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
   EXPECT_EQ(st.error_message().rfind("lead_id:", 0), 0u) << st.error_message();
+
+  // A first lead merged into its own later duplicate, all in the manager's
+  // territory: the survivor still names the first lead, and converts.
+  const auto first = Capture(*admin, "loop-first", "loop@merge.test", "EMEA");
+  const auto again = Capture(*manager, "loop-again", "loop@merge.test", "EMEA");
+  ASSERT_EQ(again.duplicate_of_lead_id(), first.lead_id());
+  merge.set_request_id("merge-loop");
+  merge.set_survivor_lead_id(again.lead_id());
+  merge.set_merged_lead_id(first.lead_id());
+  st = admin->MergeLeads(Ctx().get(), merge, &merged);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  qualify.set_request_id("loop-qualify");
+  qualify.set_lead_id(again.lead_id());
+  st = manager->QualifyLead(Ctx().get(), qualify, &read);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  convert.set_request_id("loop-convert");
+  convert.set_lead_id(again.lead_id());
+  st = manager->ConvertLead(Ctx().get(), convert, &converted);
+  EXPECT_TRUE(st.ok()) << st.error_message();
 }
 
 TEST_F(LeadsServiceTest, AMergeWithoutASurvivorNamesSurvivorLeadId) {

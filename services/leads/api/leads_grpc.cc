@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
@@ -190,6 +191,9 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
   };
   // The person's first lead, and where a merge took it: the person lives on
   // in the survivor's customer, whose account a conversion opens.
+  // A merge keeps the survivor's own duplicate_of_lead_id, so the chain
+  // may come back to a lead already passed: the person is within reach.
+  absl::flat_hash_set<std::string> passed = {lead_id};
   std::string current = lead_id;
   for (int hop = 0; hop < 64; ++hop) {
     CRM_ASSIGN_OR_RETURN(crm::v1::Lead lead, load(current));
@@ -201,6 +205,7 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
       return absl::OkStatus();
     }
     current = lead.merged_into_lead_id();
+    if (!passed.insert(current).second) return absl::OkStatus();
     if (!CheckLead(caller, current).ok()) return refuse();
   }
   return refuse();  // a chain this long is not a person's
