@@ -108,7 +108,8 @@ void FillFromAccount(Customer360& view, const EventEnvelope& event, const crm::v
   for (size_t i = 0; i < values.size(); ++i) {
     if (values[i]->empty()) continue;
     crm::v1::AsOf* stamp = fields[i].second;
-    if (stamp->has_at() && !stamp->from_account()) continue;  // a lead's
+    if (stamp->has_at() && !stamp->from_account()) continue;      // a lead's
+    if (!stamp->has_at() && !fields[i].first->empty()) continue;  // a lead's, stored unstamped
     crm::v1::AsOf theirs;
     *theirs.mutable_at() = event.occurred_at();
     theirs.set_event_id(event.event_id());

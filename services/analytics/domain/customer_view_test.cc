@@ -511,6 +511,23 @@ TEST(CustomerViewTest, TheLaterAccountsContactFillsAMergedProfileInAnyJoinOrder)
   EXPECT_EQ(joined.profile().email(), "ada@x.com");
 }
 
+// A view stored before profile fields were stamped holds a lead's values
+// unstamped: the account's contact does not overwrite them.
+TEST(CustomerViewTest, TheAccountsContactKeepsAnUnstampedLeadValue) {
+  crm::v1::Customer360 stored;
+  stored.set_customer_id("cus_1");
+  stored.set_event_count(1);
+  stored.mutable_profile()->set_first_name("Ada");
+  crm::v1::CustomerOpened opened;
+  opened.set_customer_id("cus_1");
+  opened.set_name("Engines");
+  opened.add_contacts()->set_first_name("Augusta");
+  opened.mutable_contacts(0)->set_phone("+447700900123");
+  ApplyToView(stored, Event("acc", "customer-cus_1", 100, opened));
+  EXPECT_EQ(stored.profile().first_name(), "Ada");
+  EXPECT_EQ(stored.profile().phone(), "+447700900123");
+}
+
 TEST(CustomerViewTest, StageChangeWithoutAmountKeepsTheOpeningAmountInAnyOrder) {
   crm::v1::OpportunityOpened opp;
   opp.set_opportunity_id("opp_1");
