@@ -801,14 +801,40 @@ TEST(SubscriberLagTest, CaughtUpOnABrokerThatLostItsMessages) {
   subscriber.Stop();
 }
 
-// Events with ids, as services publish them: version 1 of each stream.
-std::vector<crm::v1::EventEnvelope> Identified(const std::vector<std::string>& streams) {
+// Events with ids, as services publish them: version 1 of each stream,
+// then `copies` more of the last (sent again after a crash).
+std::vector<crm::v1::EventEnvelope> Identified(const std::vector<std::string>& streams,
+                                               int copies = 0) {
   std::vector<crm::v1::EventEnvelope> events;
   for (const auto& stream : streams) {
     events.push_back(Versioned(stream, 1));
     events.back().set_event_id("evt-" + stream);
   }
+  for (int i = 0; i < copies; ++i) events.push_back(events.back());
   return events;
+}
+
+// `first` then `later`, as names of streams.
+std::vector<std::string> Then(std::vector<std::string> first,
+                              const std::vector<std::string>& later) {
+  first.insert(first.end(), later.begin(), later.end());
+  return first;
+}
+
+// Consumes `events` into `db` from a broker of their own, which is then
+// lost: the offsets stored are of a partition that no longer exists.
+void ConsumeOnABrokerLost(Database& db, const std::string& topic,
+                          const std::vector<crm::v1::EventEnvelope>& events, uint64_t applied,
+                          uint64_t skipped) {
+  crm::testing::MockCluster cluster({{topic, 1}});
+  ASSERT_TRUE(cluster.ok());
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, topic, 0, events));
+  CountingProjection projection;
+  Subscriber subscriber(db, projection, KafkaOptions(cluster, topic));
+  ASSERT_TRUE(subscriber.Start().ok());
+  ASSERT_TRUE(Eventually(
+      [&] { return subscriber.applied() == applied && subscriber.skipped() == skipped; }));
+  subscriber.Stop();
 }
 
 TEST(SubscriberLagTest, ABrokerRefilledPastTheStoredOffsetWithOtherEventsIsReadAgain) {
@@ -818,25 +844,14 @@ TEST(SubscriberLagTest, ABrokerRefilledPastTheStoredOffsetWithOtherEventsIsReadA
   crm::testing::TempDir dir;
   auto db = CountsDatabase(dir);
   ASSERT_TRUE(db.ok()) << db.status();
-  auto first = Streams("a-", 5);
-  {
-    crm::testing::MockCluster cluster({{"refill.test", 1}});
-    ASSERT_TRUE(cluster.ok());
-    auto with_duplicate = Identified(first);
-    with_duplicate.push_back(with_duplicate.back());
-    ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "refill.test", 0, with_duplicate));
-    CountingProjection projection;
-    Subscriber subscriber(**db, projection, KafkaOptions(cluster, "refill.test"));
-    ASSERT_TRUE(subscriber.Start().ok());
-    ASSERT_TRUE(Eventually([&] { return subscriber.applied() == 5 && subscriber.skipped() == 1; }));
-    subscriber.Stop();
-    ASSERT_EQ(subscriber.StoredOffset("refill.test", 0)->value_or(-1), 6);
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      ConsumeOnABrokerLost(**db, "refill.test", Identified(Streams("a-", 5), 1), 5, 1));
+  CountingProjection idle;
+  ASSERT_EQ(Subscriber(**db, idle, {}).StoredOffset("refill.test", 0)->value_or(-1), 6);
   crm::testing::MockCluster refilled({{"refill.test", 1}});
   ASSERT_TRUE(refilled.ok());
-  auto log = first;
-  for (const auto& later : Streams("b-", 2)) log.push_back(later);
-  ASSERT_NO_FATAL_FAILURE(PublishEvents(refilled, "refill.test", 0, Identified(log)));
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(refilled, "refill.test", 0,
+                                        Identified(Then(Streams("a-", 5), Streams("b-", 2)))));
   CountingProjection projection;
   Subscriber subscriber(**db, projection, KafkaOptions(refilled, "refill.test"));
   ASSERT_TRUE(subscriber.Start().ok());
@@ -857,24 +872,12 @@ TEST(SubscriberLagTest, ABrokerRefilledWithFewerEventsThanTheStoredOffsetIsReadA
   crm::testing::TempDir dir;
   auto db = CountsDatabase(dir);
   ASSERT_TRUE(db.ok()) << db.status();
-  {
-    crm::testing::MockCluster cluster({{"short.test", 1}});
-    ASSERT_TRUE(cluster.ok());
-    auto old = Identified(Streams("a-", 2));
-    old.push_back(old.back());
-    old.push_back(old.back());
-    ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "short.test", 0, old));
-    CountingProjection projection;
-    Subscriber subscriber(**db, projection, KafkaOptions(cluster, "short.test"));
-    ASSERT_TRUE(subscriber.Start().ok());
-    ASSERT_TRUE(Eventually([&] { return subscriber.applied() == 2 && subscriber.skipped() == 2; }));
-    subscriber.Stop();
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      ConsumeOnABrokerLost(**db, "short.test", Identified(Streams("a-", 2), 2), 2, 2));
   crm::testing::MockCluster refilled({{"short.test", 1}});
   ASSERT_TRUE(refilled.ok());
-  auto log = Streams("a-", 2);
-  log.push_back("b-0");
-  ASSERT_NO_FATAL_FAILURE(PublishEvents(refilled, "short.test", 0, Identified(log)));
+  ASSERT_NO_FATAL_FAILURE(
+      PublishEvents(refilled, "short.test", 0, Identified(Then(Streams("a-", 2), {"b-0"}))));
   CountingProjection projection;
   Subscriber subscriber(**db, projection, KafkaOptions(refilled, "short.test"));
   ASSERT_TRUE(subscriber.Start().ok());
@@ -895,32 +898,22 @@ class HeldProjection final : public Projection {
   absl::Notification release_;
 };
 
-TEST(SubscriberStartWhenTest, APartitionReadAgainFromItsStartHasNotReachedTheStart) {
-  // The stored offset is at the start mark, but the partition holds other
-  // events now and is read again: what it holds is not applied until the
-  // re-read commits, and the key gate must stay shut until then.
+// After `old` was consumed on a broker since lost, `refill` (the old
+// events and b-0) is read again from its start: the key gate stays shut
+// until b-0 is applied, though the stored offset may be at the start mark.
+void ExpectTheStartReachedOnlyOnceReadAgain(const std::string& topic,
+                                            const std::vector<crm::v1::EventEnvelope>& old,
+                                            uint64_t applied, uint64_t skipped,
+                                            const std::vector<crm::v1::EventEnvelope>& refill) {
   crm::testing::TempDir dir;
   auto db = CountsDatabase(dir);
   ASSERT_TRUE(db.ok()) << db.status();
-  {
-    crm::testing::MockCluster cluster({{"gate.test", 1}});
-    ASSERT_TRUE(cluster.ok());
-    auto old = Identified(Streams("a-", 5));
-    old.push_back(old.back());
-    ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "gate.test", 0, old));
-    CountingProjection projection;
-    Subscriber subscriber(**db, projection, KafkaOptions(cluster, "gate.test"));
-    ASSERT_TRUE(subscriber.Start().ok());
-    ASSERT_TRUE(Eventually([&] { return subscriber.applied() == 5 && subscriber.skipped() == 1; }));
-    subscriber.Stop();
-  }
-  crm::testing::MockCluster refilled({{"gate.test", 1}});
+  ASSERT_NO_FATAL_FAILURE(ConsumeOnABrokerLost(**db, topic, old, applied, skipped));
+  crm::testing::MockCluster refilled({{topic, 1}});
   ASSERT_TRUE(refilled.ok());
-  auto log = Streams("a-", 5);
-  log.push_back("b-0");  // as many events as the stored offset says
-  ASSERT_NO_FATAL_FAILURE(PublishEvents(refilled, "gate.test", 0, Identified(log)));
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(refilled, topic, 0, refill));
   HeldProjection projection;
-  Subscriber subscriber(**db, projection, KafkaOptions(refilled, "gate.test"));
+  Subscriber subscriber(**db, projection, KafkaOptions(refilled, topic));
   ASSERT_TRUE(subscriber.Start().ok());
   // b-0 is being applied (held), and the lag has been measured.
   ASSERT_TRUE(Eventually(
@@ -932,20 +925,26 @@ TEST(SubscriberStartWhenTest, APartitionReadAgainFromItsStartHasNotReachedTheSta
   subscriber.Stop();
 }
 
+TEST(SubscriberStartWhenTest, APartitionReadAgainFromItsStartHasNotReachedTheStart) {
+  // As many events as the stored offset says, another one at the anchor.
+  ExpectTheStartReachedOnlyOnceReadAgain("gate.test", Identified(Streams("a-", 5), 1), 5, 1,
+                                         Identified(Then(Streams("a-", 5), {"b-0"})));
+}
+
+TEST(SubscriberStartWhenTest, APartitionEndingWellBeforeItsAnchorHasNotReachedTheStart) {
+  // Three duplicates in the old partition: the refill ends two messages
+  // before the stored anchor, and reading restarts at the beginning by
+  // itself (the offset is out of range).
+  ExpectTheStartReachedOnlyOnceReadAgain("short-gate.test", Identified(Streams("a-", 2), 3), 2, 3,
+                                         Identified(Then(Streams("a-", 2), {"b-0"})));
+}
+
 TEST(SubscriberLagTest, ABrokerRefilledAlikeResumesAfterTheLastEventApplied) {
   crm::testing::TempDir dir;
   auto db = CountsDatabase(dir);
   ASSERT_TRUE(db.ok()) << db.status();
-  {
-    crm::testing::MockCluster cluster({{"alike.test", 1}});
-    ASSERT_TRUE(cluster.ok());
-    ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "alike.test", 0, Identified(Streams("a-", 5))));
-    CountingProjection projection;
-    Subscriber subscriber(**db, projection, KafkaOptions(cluster, "alike.test"));
-    ASSERT_TRUE(subscriber.Start().ok());
-    ASSERT_TRUE(Eventually([&] { return subscriber.applied() == 5; }));
-    subscriber.Stop();
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      ConsumeOnABrokerLost(**db, "alike.test", Identified(Streams("a-", 5)), 5, 0));
   crm::testing::MockCluster refilled({{"alike.test", 1}});
   ASSERT_TRUE(refilled.ok());
   ASSERT_NO_FATAL_FAILURE(PublishEvents(refilled, "alike.test", 0, Identified(Streams("a-", 5))));
@@ -1074,42 +1073,6 @@ TEST(SubscriberStartWhenTest, TheStartIsReachedUnderSteadyTraffic) {
   subscriber.Stop();
   EXPECT_TRUE(reached);
   EXPECT_GE(applied_then, static_cast<uint64_t>(kBefore)) << "everything before the start";
-}
-
-TEST(SubscriberStartWhenTest, APartitionEndingWellBeforeItsAnchorHasNotReachedTheStart) {
-  // Three duplicates in the old partition: the refill ends two messages
-  // before the stored anchor, reading restarts at the beginning by itself
-  // (the offset is out of range), and the partition is being read again.
-  crm::testing::TempDir dir;
-  auto db = CountsDatabase(dir);
-  ASSERT_TRUE(db.ok()) << db.status();
-  {
-    crm::testing::MockCluster cluster({{"short-gate.test", 1}});
-    ASSERT_TRUE(cluster.ok());
-    auto old = Identified(Streams("a-", 2));
-    for (int i = 0; i < 3; ++i) old.push_back(old.back());
-    ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "short-gate.test", 0, old));
-    CountingProjection projection;
-    Subscriber subscriber(**db, projection, KafkaOptions(cluster, "short-gate.test"));
-    ASSERT_TRUE(subscriber.Start().ok());
-    ASSERT_TRUE(Eventually([&] { return subscriber.applied() == 2 && subscriber.skipped() == 3; }));
-    subscriber.Stop();
-  }
-  crm::testing::MockCluster refilled({{"short-gate.test", 1}});
-  ASSERT_TRUE(refilled.ok());
-  auto log = Streams("a-", 2);
-  log.push_back("b-0");
-  ASSERT_NO_FATAL_FAILURE(PublishEvents(refilled, "short-gate.test", 0, Identified(log)));
-  HeldProjection projection;
-  Subscriber subscriber(**db, projection, KafkaOptions(refilled, "short-gate.test"));
-  ASSERT_TRUE(subscriber.Start().ok());
-  ASSERT_TRUE(Eventually(
-      [&] { return projection.entered_.HasBeenNotified() && subscriber.lag_within(1000); }));
-  EXPECT_FALSE(subscriber.reached_start()) << "b-0 is not applied yet";
-  projection.release_.Notify();
-  EXPECT_TRUE(Eventually([&] { return subscriber.reached_start(); }));
-  EXPECT_EQ(subscriber.applied(), 1u);
-  subscriber.Stop();
 }
 
 // A dead-letter sink on a broker of its own, and a letter to park.
