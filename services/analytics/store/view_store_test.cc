@@ -113,21 +113,15 @@ TEST_F(ViewStoreTest, EventsOfOneInstantReadInTheirStreamsOrder) {
   assigned.set_lead_id("lead_1");
   assigned.set_customer_id("cus_1");
   assigned.set_owner_id("rep_1");
-  auto message = [](const google::protobuf::Message& payload, const std::string& id,
-                    int64_t version, int64_t offset) {
-    crm::v1::EventEnvelope e;
-    e.set_event_id(id);
-    e.set_stream("lead-lead_1");
-    e.set_stream_version(version);
-    e.set_customer_id("cus_1");
-    e.set_type(payload.GetDescriptor()->name());
-    e.mutable_occurred_at()->set_seconds(1000);
-    e.mutable_payload()->PackFrom(payload);
-    return ConsumedMessage{"crm.leads.v1", 0, offset, e.SerializeAsString()};
-  };
-  ASSERT_TRUE(
-      subscriber_->ApplyBatch({message(captured, "evt_B", 1, 0), message(assigned, "evt_A", 2, 1)})
-          .ok());
+  // Of one instant; the later event has the smaller id.
+  ASSERT_TRUE(subscriber_
+                  ->ApplyBatch({testing::OnTopic(kLeadsTopic, 0,
+                                                 testing::Envelope(captured, "cus_1", "evt_B",
+                                                                   "lead-lead_1", 1, 1000)),
+                                testing::OnTopic(kLeadsTopic, 1,
+                                                 testing::Envelope(assigned, "cus_1", "evt_A",
+                                                                   "lead-lead_1", 2, 1000))})
+                  .ok());
   auto view = views_->GetCustomer360("cus_1", 0, "");
   ASSERT_TRUE(view.ok()) << view.status();
   ASSERT_EQ(view->timeline_size(), 2);
