@@ -108,18 +108,11 @@ void FillFromAccount(Customer360& view, const EventEnvelope& event, const crm::v
   for (size_t i = 0; i < values.size(); ++i) {
     if (values[i]->empty()) continue;
     crm::v1::AsOf* stamp = fields[i].second;
-    if (stamp->has_at() && !stamp->from_account()) continue;      // a lead's
     if (!stamp->has_at() && !fields[i].first->empty()) continue;  // a lead's, stored unstamped
-    crm::v1::AsOf theirs;
-    *theirs.mutable_at() = event.occurred_at();
-    theirs.set_event_id(event.event_id());
-    if (stamp->has_at() &&
-        (theirs.at() < stamp->at() ||
-         (theirs.at() == stamp->at() && theirs.event_id() <= stamp->event_id()))) {
+    if (!OutranksStamp(event.occurred_at(), event.event_id(), /*from_account=*/true, *stamp)) {
       continue;
     }
-    theirs.set_from_account(true);
-    *stamp = std::move(theirs);
+    *stamp = StampOf(event, /*from_account=*/true);
     *fields[i].first = *values[i];
   }
 }
@@ -135,15 +128,14 @@ void SetLeadOwner(Customer360& view, const EventEnvelope& event, const std::stri
 void TakeHome(Customer360& view, const EventEnvelope& event, const std::string& lead_id,
               const std::string& region) {
   if (!view.tracks_home()) return;
-  if (view.has_home_as_of()) {
-    const auto& home = view.home_as_of();
-    if (home.at() < event.occurred_at()) return;
-    if (home.at() == event.occurred_at() && home.event_id() <= event.event_id()) return;
+  // The earliest capture wins: the mirror of last writer wins.
+  if (view.has_home_as_of() &&
+      OutranksStamp(event.occurred_at(), event.event_id(), false, view.home_as_of())) {
+    return;
   }
   view.set_home_lead_id(lead_id);
   view.set_home_region(region);
-  *view.mutable_home_as_of()->mutable_at() = event.occurred_at();
-  view.mutable_home_as_of()->set_event_id(event.event_id());
+  *view.mutable_home_as_of() = StampOf(event);
 }
 
 crm::v1::LeadOwner* LeadOwnerOf(Customer360& view, const std::string& lead_id) {
@@ -466,12 +458,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
 
 // True when `a` was taken from a later event than `b` (TakeIfNewer's order).
 bool Later(const AsOf& a, const AsOf& b) {
-  if (!a.has_at()) return false;
-  if (!b.has_at()) return true;
-  // A lead's value outranks the account's (FillFromAccount).
-  if (a.from_account() != b.from_account()) return b.from_account();
-  if (a.at() != b.at()) return b.at() < a.at();
-  return a.event_id() > b.event_id();
+  return a.has_at() && OutranksStamp(a.at(), a.event_id(), a.from_account(), b);
 }
 
 // `into` takes the value of `from` when `from`'s is later.

@@ -2,6 +2,7 @@
 
 // What every analytics fold needs to stay independent of delivery order.
 #include <memory>
+#include <string>
 
 #include "crm/v1/analytics.pb.h"
 #include "crm/v1/envelope.pb.h"
@@ -37,18 +38,33 @@ class Payload {
   const google::protobuf::Message* prototype_ = nullptr;
 };
 
+// Whether a value taken at `at` from event `event_id` (from the sales
+// account, or not) outranks the one stamped `b`: any value outranks none, a
+// lead's value outranks the account's (customer_view.cc), then the later
+// time wins and ties go to the larger event id, so every delivery order
+// ends in the same value.
+inline bool OutranksStamp(const google::protobuf::Timestamp& at, const std::string& event_id,
+                          bool from_account, const crm::v1::AsOf& b) {
+  if (!b.has_at()) return true;
+  if (from_account != b.from_account()) return b.from_account();
+  if (at != b.at()) return b.at() < at;
+  return event_id > b.event_id();
+}
+
+// The stamp of a value taken from `event`.
+inline crm::v1::AsOf StampOf(const crm::v1::EventEnvelope& event, bool from_account = false) {
+  crm::v1::AsOf stamp;
+  *stamp.mutable_at() = event.occurred_at();
+  stamp.set_event_id(event.event_id());
+  stamp.set_from_account(from_account);
+  return stamp;
+}
+
 // Last writer wins by event time: true (and `as_of` moves to the event)
-// when the event is later than the one the value was taken from; ties go
-// to the larger event id, so every delivery order ends in the same value.
+// when the event's value outranks the one stamped `as_of`.
 inline bool TakeIfNewer(crm::v1::AsOf* as_of, const crm::v1::EventEnvelope& event) {
-  // A value taken from the account yields to any other (customer_view.cc).
-  if (as_of->has_at() && !as_of->from_account()) {
-    if (event.occurred_at() < as_of->at()) return false;
-    if (event.occurred_at() == as_of->at() && event.event_id() <= as_of->event_id()) return false;
-  }
-  *as_of->mutable_at() = event.occurred_at();
-  as_of->set_event_id(event.event_id());
-  as_of->clear_from_account();
+  if (!OutranksStamp(event.occurred_at(), event.event_id(), false, *as_of)) return false;
+  *as_of = StampOf(event);
   return true;
 }
 
