@@ -3,6 +3,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -184,11 +185,20 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
         " is a later lead of a person first captured outside the caller's reach; the owner of "
         "that first lead or an admin converts or merges it"));
   };
-  auto load = [&](const std::string& id) {
+  // A lead of the chain, if the caller may reach it (as CheckLead, on the
+  // lead already loaded: a lead missing is out of reach).
+  auto reach = [&](const std::string& id) -> std::optional<crm::v1::Lead> {
     crm::v1::GetLeadRequest get;
     get.set_lead_id(id);
-    return commands_.GetLead(get);
+    auto lead = commands_.GetLead(get);
+    if (!lead.ok() || !auth::MayAccess(caller, lead->owner_id(), lead->region())) {
+      return std::nullopt;
+    }
+    return *std::move(lead);
   };
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id(lead_id);
+  CRM_ASSIGN_OR_RETURN(crm::v1::Lead lead, commands_.GetLead(get));
   // The person's first lead, and where a merge took it: the person lives on
   // in the survivor's customer, whose account a conversion opens.
   // A merge keeps the survivor's own duplicate_of_lead_id, so the chain
@@ -196,17 +206,19 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
   absl::flat_hash_set<std::string> passed = {lead_id};
   std::string current = lead_id;
   for (int hop = 0; hop < 64; ++hop) {
-    CRM_ASSIGN_OR_RETURN(crm::v1::Lead lead, load(current));
     if (!lead.duplicate_of_lead_id().empty() && lead.duplicate_of_lead_id() != current) {
-      if (!CheckLead(caller, lead.duplicate_of_lead_id()).ok()) return refuse();
-      CRM_ASSIGN_OR_RETURN(lead, load(lead.duplicate_of_lead_id()));
+      auto first = reach(lead.duplicate_of_lead_id());
+      if (!first.has_value()) return refuse();
+      lead = *std::move(first);
     }
     if (lead.status() != crm::v1::LEAD_STATUS_MERGED || lead.merged_into_lead_id().empty()) {
       return absl::OkStatus();
     }
     current = lead.merged_into_lead_id();
     if (!passed.insert(current).second) return absl::OkStatus();
-    if (!CheckLead(caller, current).ok()) return refuse();
+    auto survivor = reach(current);
+    if (!survivor.has_value()) return refuse();
+    lead = *std::move(survivor);
   }
   return refuse();  // a chain this long is not a person's
 }
