@@ -203,12 +203,18 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
 
   absl::StatusOr<AppendResult> result;
   if (sealing.issue.has_value()) {
-    // The new key and the lead it seals commit together.
+    // The new key and the lead it seals commit together, or neither does: a
+    // lead refused (its request_id taken meanwhile) leaves no key behind.
     std::vector<AppendRequest> appends;
     appends.push_back(*std::move(sealing.issue));
     appends.push_back(std::move(lead.append));
-    auto batch = store_.events().AppendBatch(std::move(appends));
-    result = !batch.ok() ? batch.status() : !(*batch)[0].ok() ? (*batch)[0].status() : (*batch)[1];
+    auto both = store_.events().AppendAll(std::move(appends));
+    if (absl::IsAlreadyExists(both.status())) {
+      // The same request landed meanwhile: answered from its result.
+      CRM_ASSIGN_OR_RETURN(auto recorded, store_.events().FindResponse(request_key));
+      if (recorded.has_value()) return Parse<crm::v1::CaptureLeadResponse>(*recorded);
+    }
+    result = both.ok() ? absl::StatusOr<AppendResult>((*both)[1]) : both.status();
     if (result.ok()) store_.vault().Issued(command.customer_id, sealing.key);
   } else {
     result = store_.events().Append(std::move(lead.append));

@@ -550,6 +550,25 @@ TEST_F(LeadUseCaseTest, ACaptureWaitsForAnInFlightLeadOfThePersonAndNamesNoneTha
   EXPECT_EQ(again->duplicate_of_lead_id(), captured->lead_id());
 }
 
+// A capture refused at its append (its request_id was taken by another
+// request meanwhile) leaves nothing behind: not the key it minted for its
+// new customer either.
+TEST_F(LeadUseCaseTest, ACaptureRefusedAtItsAppendIssuesNoKey) {
+  const auto in_flight = CaptureInFlight("p@example.com");
+  absl::StatusOr<crm::v1::CaptureLeadResponse> late;
+  // Past the retry lookup, waiting for the contact held above.
+  std::thread capture([&] { late = commands_->CaptureLead(Request("r", "p@example.com"), Ctx()); });
+  absl::SleepFor(absl::Milliseconds(200));
+  auto first = commands_->CaptureLead(Request("r", "q@example.com"), Ctx());
+  ASSERT_TRUE(first.ok()) << first.status();
+  const uint64_t written = store_->events().LogSize();  // q's lead and key
+  Land(in_flight);                                      // it never landed: p is a new customer
+  capture.join();
+  EXPECT_TRUE(absl::IsInvalidArgument(late.status())) << late.status();
+  EXPECT_THAT(late.status().message(), ::testing::HasSubstr("request_id"));
+  EXPECT_EQ(store_->events().LogSize(), written) << "a key for a customer that never came to be";
+}
+
 // A capture that found the person under the merged lead's customer and is
 // still being written when MergeLeads runs: the merge waits for it, and a
 // capture arriving during the merge waits for the merge, then finds the
