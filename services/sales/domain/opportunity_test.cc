@@ -308,6 +308,19 @@ TEST(ValidateOpportunityTest, BadInputNamesTheField) {
   o = open;
   o.set_expected_close_date("2025-02-30");
   EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "expected_close_date");
+  // Years before 1 parse and print back the same; no calendar date has them.
+  for (const char* date : {"-001-01-01", "0000-01-01", "+025-01-01"}) {
+    o.set_expected_close_date(date);
+    EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "expected_close_date") << date;
+  }
+  o.set_expected_close_date("0001-01-01");
+  EXPECT_TRUE(ValidateOpenOpportunity(o).ok());
+  // A request id is a key: no line breaks or tabs, though notes may have them.
+  for (const char* id : {"a\nb", "a\tb", "a\rb"}) {
+    o = open;
+    o.set_request_id(id);
+    EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "request_id");
+  }
 
   crm::v1::ChangeOpportunityStageRequest change;
   change.set_request_id("r");

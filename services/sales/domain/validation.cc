@@ -2,12 +2,14 @@
 
 #include <cctype>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "libs/common/contact_fields.h"
 #include "libs/common/ids.h"
 #include "libs/common/pii/sealed_value.h"
+#include "libs/common/status_macros.h"
 
 namespace crm::sales {
 
@@ -47,7 +49,13 @@ absl::Status CheckId(absl::string_view field, absl::string_view value) {
 }
 
 absl::Status CheckRequestId(absl::string_view value) {
-  return CheckText("request_id", value, kMaxRequestId, /*required=*/true);
+  CRM_RETURN_IF_ERROR(CheckText("request_id", value, kMaxRequestId, /*required=*/true));
+  // Unlike free text, no line breaks or tabs: the id is a key, and goes
+  // into request keys and every event's correlation id.
+  if (absl::c_any_of(value, [](char c) { return c == '\n' || c == '\t' || c == '\r'; })) {
+    return Invalid("request_id", "contains control characters");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckCurrency(absl::string_view field, absl::string_view currency) {
@@ -80,7 +88,9 @@ absl::Status CheckTimestamp(absl::string_view field, const google::protobuf::Tim
 absl::StatusOr<absl::CivilDay> ParseDate(absl::string_view field, absl::string_view value) {
   absl::CivilDay day;
   // ParseCivilTime normalizes 2025-02-30 to March; a round trip refuses it.
-  if (value.size() != 10 || !absl::ParseCivilTime(value, &day) || FormatDate(day) != value) {
+  // A leading '-' would parse as a year before 1 and print back the same.
+  if (value.size() != 10 || !absl::ascii_isdigit(static_cast<unsigned char>(value[0])) ||
+      !absl::ParseCivilTime(value, &day) || FormatDate(day) != value || day.year() < 1) {
     return Invalid(field, "must be a date YYYY-MM-DD");
   }
   return day;
