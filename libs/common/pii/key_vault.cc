@@ -205,21 +205,16 @@ absl::Status KeyVault::Load(bool every_key) {
 }
 
 absl::Status KeyVault::DeleteErasedKeys() {
-  std::vector<std::string> customers;
+  std::vector<std::pair<std::string, absl::Time>> customers;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [customer_id, at] : erased_) customers.push_back(customer_id);
+    customers.assign(erased_.begin(), erased_.end());
   }
   rocksdb::WriteBatch rows;
   rocksdb::ColumnFamilyHandle* family = db_.Family(kFamily);
-  for (const std::string& customer_id : customers) {
-    CRM_ASSIGN_OR_RETURN(auto held, CustomerKeys(customer_id));
+  for (const auto& [customer_id, erased_at] : customers) {
+    CRM_ASSIGN_OR_RETURN(auto held, KeysErasedAt(customer_id, erased_at));
     for (const HeldKey& h : held) {
-      CRM_ASSIGN_OR_RETURN(auto row, db_.Get(kFamily, KeyRow(h.key_id)));
-      if (row.has_value()) {
-        CRM_ASSIGN_OR_RETURN(auto issued, ParseKeyRow(KeyRow(h.key_id), *row));
-        if (!IssuedBeforeErasure(issued)) continue;
-      }
       CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, KeyRow(h.key_id))));
       CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, CustomerRow(customer_id, h.key_id))));
     }
@@ -433,6 +428,21 @@ absl::StatusOr<std::vector<KeyVault::HeldKey>> KeyVault::CustomerKeys(
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   return held;
+}
+
+absl::StatusOr<std::vector<KeyVault::HeldKey>> KeyVault::KeysErasedAt(
+    const std::string& customer_id, absl::Time erased_at) const {
+  CRM_ASSIGN_OR_RETURN(std::vector<HeldKey> held, CustomerKeys(customer_id));
+  std::vector<HeldKey> ended;
+  for (HeldKey& h : held) {
+    CRM_ASSIGN_OR_RETURN(auto row, db_.Get(kFamily, KeyRow(h.key_id)));
+    if (row.has_value()) {
+      CRM_ASSIGN_OR_RETURN(auto issued, ParseKeyRow(KeyRow(h.key_id), *row));
+      if (FromProtoTimestamp(issued.occurred_at()) > erased_at) continue;
+    }
+    ended.push_back(std::move(h));
+  }
+  return ended;
 }
 
 absl::StatusOr<KeyVault::Sealing> KeyVault::KeyFor(const std::string& customer_id,
@@ -751,7 +761,7 @@ absl::Status KeyVault::ApplyErasure(const std::vector<std::string>& customers, a
   ctx.causation_id = record.event_id();
   ctx.occurred_at = absl::Now();
   for (const std::string& customer_id : customers) {
-    CRM_ASSIGN_OR_RETURN(const std::vector<HeldKey> held, CustomerKeys(customer_id));
+    CRM_ASSIGN_OR_RETURN(const std::vector<HeldKey> held, KeysErasedAt(customer_id, erased_at));
     for (const auto& w : ErasureWrites(customer_id, erased_at, held)) {
       CRM_RETURN_IF_ERROR(w.erase ? txn.Delete(w.family, w.key)
                                   : txn.Put(w.family, w.key, w.value));
@@ -797,7 +807,7 @@ absl::Status KeyVault::EraseRound(const std::string& customer_id,
   erase_ctx.source = issuer_;
   std::vector<std::vector<HeldKey>> held;
   for (const auto& c : customers) {
-    CRM_ASSIGN_OR_RETURN(auto keys, CustomerKeys(c));
+    CRM_ASSIGN_OR_RETURN(auto keys, KeysErasedAt(c, ctx.occurred_at));
     held.push_back(std::move(keys));
   }
   std::vector<AppendRequest> appends;

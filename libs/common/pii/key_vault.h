@@ -217,6 +217,12 @@ class KeyVault {
   absl::StatusOr<std::optional<Key>> LoadKey(absl::string_view key_id) const;
   // The customer's keys stored in the database.
   absl::StatusOr<std::vector<HeldKey>> CustomerKeys(const std::string& customer_id) const;
+  // Those of them an erasure at `erased_at` ends: issued by then. A key
+  // issued later (the person came back) is the customer's new key, which a
+  // redelivered or late-read erasure must not destroy. A key whose row is
+  // gone is ended too: its "c" row is all that is left.
+  absl::StatusOr<std::vector<HeldKey>> KeysErasedAt(const std::string& customer_id,
+                                                    absl::Time erased_at) const;
   // Whether the entry's customer was erased after it was issued; mu_ held.
   bool ErasedLocked(const Entry& entry) const;
   // The same for a stored key row, without unwrapping it.

@@ -154,6 +154,34 @@ TEST_F(KeyVaultMemoryTest, ErasureDestroysKeysThatAreNotInMemory) {
   EXPECT_TRUE(next->issue.has_value());
 }
 
+// The person comes back after an erasure and gets a new key; the erasure
+// read back from the topic afterwards (by the eraser itself, or by another
+// service that heard of the new key first) ends only the keys issued by
+// then, and so does a restart.
+TEST_F(KeyVaultMemoryTest, AnErasureReadLateKeepsTheKeyIssuedAfterIt) {
+  const std::string path = dir_.Sub("leads");
+  auto leads = *Service::Open(path, master_, "crm/leads", true, kCached);
+  auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+  const DataKey old_key = *leads->vault->EnsureKey("cus_ann", Ctx());
+  ASSERT_TRUE(leads->vault->EraseCustomer("cus_ann", "GDPR request 13", Ctx()).ok());
+  absl::SleepFor(absl::Milliseconds(2));  // keys are stamped with the clock
+  const DataKey new_key = *leads->vault->EnsureKey("cus_ann", Ctx());
+  ASSERT_NE(new_key.key_id, old_key.key_id);
+  const crm::v1::Contact sealed = Sealed("ann@example.com", new_key);
+
+  const auto erasure = *leads->store->ReadStream(EraseStream("crm/leads", "cus_ann"));
+  ASSERT_TRUE(leads->Apply(erasure).ok());
+  ASSERT_TRUE(sales->Apply(leads->Stream(new_key.key_id)).ok());
+  ASSERT_TRUE(sales->Apply(erasure).ok());
+  for (Service* s : {leads.get(), sales.get()}) {
+    EXPECT_EQ(s->OpenEmail(sealed), "ann@example.com") << "the new key was destroyed";
+  }
+  ASSERT_EQ(leads->Stream(new_key.key_id).size(), 1u) << "a DataKeyDestroyed for the new key";
+  leads.reset();
+  leads = *Service::Open(path, master_, "crm/leads", true, kCached);
+  EXPECT_EQ(leads->OpenEmail(sealed), "ann@example.com") << "the new key deleted at start";
+}
+
 // A command appends a new key's issue, then makes it usable (Issued); an
 // erasure of the customer in between must keep it refused.
 // A batch of crm.keys.v1 whose commit failed comes again: the key it put
