@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/auth/auth_interceptor.h"
@@ -25,6 +26,36 @@ void Fill(const BackupSummary& b, const std::string& dir, crm::v1::Backup* out) 
   out->set_file_count(b.file_count);
   out->set_backup_dir(dir);
   out->set_damaged(b.damaged);
+}
+
+// Customer ids are minted ids ("cus_..."), at most 64 bytes of id
+// characters: anything else names no customer. A NUL in particular would
+// cut the erasure row's id short on the next start and erase another.
+absl::Status CheckCustomerId(absl::string_view id) {
+  if (id.empty()) return absl::InvalidArgumentError("customer_id: required");
+  if (id.size() > 64) return absl::InvalidArgumentError("customer_id: longer than 64 bytes");
+  for (const char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.' &&
+        c != ':' && c != '@' && c != '|') {
+      return absl::InvalidArgumentError(
+          "customer_id: may contain only letters, digits and _ - . : @ |");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The reason goes into the erasure record every service keeps.
+absl::Status CheckReason(absl::string_view reason) {
+  if (absl::StripAsciiWhitespace(reason).empty()) {
+    return absl::InvalidArgumentError("reason: required");
+  }
+  if (reason.size() > 1024) return absl::InvalidArgumentError("reason: longer than 1024 bytes");
+  for (const unsigned char c : reason) {
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+      return absl::InvalidArgumentError("reason: contains control characters");
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -75,12 +106,8 @@ grpc::ServerUnaryReactor* AdminService::EraseCustomer(grpc::CallbackServerContex
                   [this, request, response, caller = auth::CallerFrom(*ctx),
                    event_ctx = EventContextFrom(*ctx, "")]() mutable -> absl::Status {
                     if (!caller.ok()) return caller.status();
-                    if (request->customer_id().empty()) {
-                      return absl::InvalidArgumentError("customer_id: required");
-                    }
-                    if (request->reason().empty()) {
-                      return absl::InvalidArgumentError("reason: required");
-                    }
+                    if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
+                    if (auto st = CheckReason(request->reason()); !st.ok()) return st;
                     if (!vault_.can_erase()) {
                       return absl::FailedPreconditionError(
                           "this service erases nothing: call EraseCustomer on leads, sales or "
@@ -106,9 +133,7 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
   return RunUnary(
       ctx, executor_, [this, request, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
         if (!caller.ok()) return caller.status();
-        if (request->customer_id().empty()) {
-          return absl::InvalidArgumentError("customer_id: required");
-        }
+        if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
         // The token is the log position the previous page ended at.
         uint64_t after = 0;
         if (!request->page_token().empty() &&
