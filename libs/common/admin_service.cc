@@ -91,8 +91,8 @@ grpc::ServerUnaryReactor* AdminService::ListBackups(grpc::CallbackServerContext*
                                                     crm::v1::ListBackupsResponse* response) {
   return Guarded(ctx, [this, response]() -> absl::Status {
     // No backup dir is none taken yet; any other failure is reported.
-    if (!std::filesystem::exists(backup_dir_)) return absl::OkStatus();
     auto backups = crm::ListBackups(backup_dir_);
+    if (absl::IsNotFound(backups.status())) return absl::OkStatus();
     if (!backups.ok()) return backups.status();
     for (const auto& b : *backups) Fill(b, backup_dir_, response->add_backups());
     return absl::OkStatus();

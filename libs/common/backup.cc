@@ -64,7 +64,15 @@ void AddPart(const rocksdb::BackupInfo& part, BackupSummary& b) {
 // The engine of a backup directory that must exist already (opening an
 // engine creates its directory).
 absl::StatusOr<std::unique_ptr<rocksdb::BackupEngine>> OpenExisting(const std::string& backup_dir) {
-  if (!std::filesystem::exists(backup_dir)) {
+  // The error_code form: a path that cannot be looked at (no permission,
+  // a symlink loop) is an error to report, not an exception.
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(backup_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backup_dir: ", backup_dir, ": ", ec.message()));
+  }
+  if (!exists) {
     return absl::NotFoundError(absl::StrCat("backup_dir: ", backup_dir, " does not exist"));
   }
   return OpenEngine(backup_dir);

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "libs/common/event_store.h"
 #include "libs/common/testing/temp_dir.h"
@@ -103,6 +104,18 @@ TEST_F(BackupTest, BackupsAreNumberedAndListedOldestFirst) {
   auto first = EventStore::Open(dir_.Sub("first"), {"index"});
   ASSERT_TRUE(first.ok());
   EXPECT_EQ((*first)->LoadState("s")->version, 1);
+}
+
+// A backup dir that cannot be looked at (here a symlink loop; without
+// permission to search a parent alike) is an error to report: it threw,
+// and took the service down with the admin call listing its backups.
+TEST_F(BackupTest, ABackupDirThatCannotBeLookedAtIsAnErrorNotACrash) {
+  const std::string loop = dir_.Sub("loop");
+  std::filesystem::create_symlink(loop, loop);
+  auto list = ListBackups(loop + "/backups");
+  EXPECT_TRUE(absl::IsFailedPrecondition(list.status())) << list.status();
+  EXPECT_THAT(list.status().message(), ::testing::HasSubstr("backup_dir: "));
+  EXPECT_TRUE(absl::IsNotFound(ListBackups(dir_.Sub("none")).status()));
 }
 
 // A copy of the backup dir that missed a file of the newest backup: "the
