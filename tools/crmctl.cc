@@ -501,14 +501,22 @@ int Rebuild(int argc, char** argv) {
     std::fprintf(stderr, "crmctl rebuild: --data-dir is required\n");
     return 2;
   }
-  if (std::filesystem::exists(dir) && !std::filesystem::is_empty(dir)) {
+  // The error_code forms: a dir that cannot be looked at is reported.
+  std::error_code looked;
+  const bool exists = std::filesystem::exists(dir, looked);
+  const bool empty = looked || !exists || std::filesystem::is_empty(dir, looked);
+  if (looked) {
+    std::fprintf(stderr, "crmctl rebuild: %s: %s\n", dir.c_str(), looked.message().c_str());
+    return 1;
+  }
+  if (!empty) {
     std::fprintf(stderr,
                  "crmctl rebuild: %s is not empty; rebuild into a new dir and point the "
                  "service at it (or remove the old one first)\n",
                  dir.c_str());
     return 2;
   }
-  const bool created = !std::filesystem::exists(dir);
+  const bool created = !exists;
   bool opened = false;
   const int rc = RebuildInto(dir, argc, argv, &opened);
   if (rc != 0 && opened) {
@@ -654,8 +662,22 @@ int Tail(int argc, char** argv) {
     crm::v1::EventEnvelope e;
     if (!e.ParseFromArray(msg->payload(), static_cast<int>(msg->len()))) {
       std::printf("%s,\"undecodable\":true}\n", where.c_str());
+    } else if (std::string json = ToJson(e, false); json != "{}") {
+      std::printf("%s,\"event\":%s}\n", where.c_str(), json.c_str());
     } else {
-      std::printf("%s,\"event\":%s}\n", where.c_str(), ToJson(e, false).c_str());
+      // A payload type this build does not know (a newer service): the
+      // envelope is still shown, and the payload named, not an empty event.
+      std::string type = e.payload().type_url();
+      // Kept a plain JSON string whatever the bytes.
+      for (char& c : type) {
+        if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '/' &&
+            c != '_' && c != '-') {
+          c = '?';
+        }
+      }
+      e.clear_payload();
+      std::printf("%s,\"event\":%s,\"undecodable_payload\":\"%s\"}\n", where.c_str(),
+                  ToJson(e, false).c_str(), type.c_str());
     }
     std::fflush(stdout);
     ++n;
@@ -855,7 +877,7 @@ int Restore(int argc, char** argv) {
 }
 
 int Health(int argc, char** argv) {
-  if (argc < 3) {
+  if (argc < 3 || argv[2][0] == '-') {
     std::fputs(kUsage, stderr);
     return 2;
   }

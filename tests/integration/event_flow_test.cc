@@ -311,6 +311,32 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
   EXPECT_TRUE(absl::StrContains(tailed, "\"dead_letter\":{")) << tailed;
   EXPECT_TRUE(absl::StrContains(tailed, "\"reason\":\"undecodable")) << tailed;
   EXPECT_TRUE(absl::StrContains(tailed, "\"undecodable\":true")) << tailed;
+
+  // An envelope whose payload type this build does not know (a newer
+  // service's event) is shown with its envelope and the type, not as {}.
+  crm::v1::EventEnvelope future;
+  future.set_event_id("evt-from-the-future");
+  future.set_type("FutureThingHappened");
+  future.set_stream("future-1");
+  future.set_stream_version(1);
+  future.mutable_payload()->set_type_url("type.googleapis.com/crm.v9.FutureThingHappened");
+  future.mutable_payload()->set_value("\x08\x01");
+  const std::string bytes = future.SerializeAsString();
+  ASSERT_EQ(
+      producer->produce(kLeadsTopic, 0, RdKafka::Producer::RK_MSG_COPY,
+                        const_cast<char*>(bytes.data()), bytes.size(), nullptr, 0, 0, nullptr),
+      RdKafka::ERR_NO_ERROR);
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+  // The topic holds the garbage (one per partition), the lead and this.
+  const size_t on_leads = std::count_if(poisoned.begin(), poisoned.end(),
+                                        [](const auto& p) { return p.first == kLeadsTopic; });
+  const std::string all = RunCommand(absl::StrCat(CtlCommand(), " tail ", kLeadsTopic,
+                                                  " --from-beginning --count=", on_leads + 2,
+                                                  " --brokers=", stack_.brokers()));
+  EXPECT_TRUE(absl::StrContains(all, "\"event_id\":\"evt-from-the-future\"")) << all;
+  EXPECT_TRUE(absl::StrContains(
+      all, "\"undecodable_payload\":\"type.googleapis.com/crm.v9.FutureThingHappened\""))
+      << all;
 }
 
 TEST_F(EventFlowTest, MetricsEndpointCountsRpcsAndPublishedEvents) {
