@@ -9,6 +9,7 @@
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/backup.h"
 #include "libs/common/ids.h"
+#include "libs/common/page_token.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/request_context.h"
@@ -136,9 +137,10 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
         if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
         // The token is the log position the previous page ended at.
         uint64_t after = 0;
-        if (!request->page_token().empty() &&
-            (!absl::SimpleAtoi(request->page_token(), &after) || after == 0 ||
-             after == std::numeric_limits<uint64_t>::max())) {
+        auto position = OpenPageToken(*request, request->page_token(), "page_token");
+        if (!position.ok()) return position.status();
+        if (!position->empty() && (!absl::SimpleAtoi(*position, &after) || after == 0 ||
+                                   after == std::numeric_limits<uint64_t>::max())) {
           return absl::InvalidArgumentError("page_token: malformed");
         }
         // The person's records merged into this customer are theirs
@@ -165,7 +167,8 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
           *response->add_events() = std::move(event);
         }
         if (events->resume_after != 0) {
-          response->set_next_page_token(absl::StrCat(events->resume_after));
+          response->set_next_page_token(
+              SealPageToken(*request, absl::StrCat(events->resume_after)));
         }
         return absl::OkStatus();
       });

@@ -220,6 +220,20 @@ TEST(AuditTrailTest, RefusalsAndAcceptedCommandsAreListedByActorAndByRecord) {
   })) << last.error_message();
   EXPECT_EQ(entries[2].operation(), "/crm.v1.AnalyticsService/ListAuditEntries");
   EXPECT_EQ(entries[2].service(), "crm/analytics");
+
+  // rep-a's next page is no page of rep-b's trail.
+  crm::v1::ListAuditEntriesRequest of_a;
+  of_a.set_actor("rep-a");
+  of_a.mutable_page()->set_page_size(2);
+  ASSERT_TRUE(analytics->ListAuditEntries(Ctx().get(), of_a, &page).ok());
+  ASSERT_FALSE(page.next_page_token().empty());
+  crm::v1::ListAuditEntriesRequest of_b;
+  of_b.set_actor("rep-b");
+  of_b.mutable_page()->set_page_token(page.next_page_token());
+  st = analytics->ListAuditEntries(Ctx().get(), of_b, &page);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message().rfind("page.page_token: not a token of this query", 0), 0u)
+      << st.error_message();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "services/analytics/api/analytics_grpc.h"
 
 #include "libs/common/auth/auth_interceptor.h"
+#include "libs/common/page_token.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
 #include "services/analytics/domain/customer_access.h"
@@ -25,6 +26,19 @@ absl::StatusOr<std::vector<google::protobuf::Any>> ExportedView(const ViewStore&
   return out;
 }
 namespace {
+
+// `read` of the request with its page token opened, its reply's token
+// sealed for the request (libs/common/page_token.h).
+template <typename Request, typename Read>
+auto Paged(const Request& request, Read read) -> decltype(read(request)) {
+  Request opened = request;
+  CRM_ASSIGN_OR_RETURN(*opened.mutable_page(), OpenPage(request, request.page()));
+  auto response = read(opened);
+  if (response.ok()) {
+    response->set_next_page_token(SealPageToken(request, response->next_page_token()));
+  }
+  return response;
+}
 
 // A read that scans many records, run off the callback thread, given the
 // caller. The method table (libs/common/auth/policy.cc) decides who may call
@@ -56,12 +70,20 @@ grpc::ServerUnaryReactor* AnalyticsGrpc::GetCustomer360(
     reactor->Finish(ToGrpcStatus(caller.status()));
     return reactor;
   }
-  auto view = Customer360For(
-      *caller,
-      views_.GetCustomer360(request->customer_id(), request->timeline_page().page_size(),
-                            request->timeline_page().page_token()),
-      request->customer_id());
-  if (view.ok()) *response = std::move(*view);
+  auto position =
+      OpenPageToken(*request, request->timeline_page().page_token(), "timeline_page.page_token");
+  if (!position.ok()) {
+    reactor->Finish(ToGrpcStatus(position.status()));
+    return reactor;
+  }
+  auto view = Customer360For(*caller,
+                             views_.GetCustomer360(request->customer_id(),
+                                                   request->timeline_page().page_size(), *position),
+                             request->customer_id());
+  if (view.ok()) {
+    view->set_next_page_token(SealPageToken(*request, view->next_page_token()));
+    *response = std::move(*view);
+  }
   reactor->Finish(ToGrpcStatus(view.status()));
   return reactor;
 }
@@ -90,16 +112,18 @@ grpc::ServerUnaryReactor* AnalyticsGrpc::ListSegment(grpc::CallbackServerContext
                                                      crm::v1::ListSegmentResponse* response) {
   // May walk many customers to fill a page of a small segment.
   return ScanOffThread(
-      ctx, executor_, request, response,
-      [this](const auto& r, const auth::Principal&) { return views_.ListSegment(r); });
+      ctx, executor_, request, response, [this](const auto& r, const auth::Principal&) {
+        return Paged(r, [this](const auto& opened) { return views_.ListSegment(opened); });
+      });
 }
 
 grpc::ServerUnaryReactor* AnalyticsGrpc::ListAuditEntries(
     grpc::CallbackServerContext* ctx, const crm::v1::ListAuditEntriesRequest* request,
     crm::v1::ListAuditEntriesResponse* response) {
   return ScanOffThread(
-      ctx, executor_, request, response,
-      [this](const auto& r, const auth::Principal&) { return views_.ListAuditEntries(r); });
+      ctx, executor_, request, response, [this](const auto& r, const auth::Principal&) {
+        return Paged(r, [this](const auto& opened) { return views_.ListAuditEntries(opened); });
+      });
 }
 
 }  // namespace crm::analytics

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
+#include "libs/common/page_token.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
@@ -66,17 +67,20 @@ absl::StatusOr<int32_t> PageSize(const crm::v1::PageRequest& page) {
 }
 
 // Offset paging for small in-memory lists (rules, one lead's history).
-absl::StatusOr<size_t> PageOffset(const crm::v1::PageRequest& page) {
-  if (page.page_token().empty()) return 0;
-  std::string raw;
+absl::StatusOr<size_t> PageOffset(const google::protobuf::Message& request,
+                                  const crm::v1::PageRequest& page) {
+  CRM_ASSIGN_OR_RETURN(const std::string raw,
+                       OpenPageToken(request, page.page_token(), "page.page_token"));
   uint64_t offset = 0;
-  if (!absl::WebSafeBase64Unescape(page.page_token(), &raw) || !absl::SimpleAtoi(raw, &offset)) {
+  if (!raw.empty() && !absl::SimpleAtoi(raw, &offset)) {
     return Invalid("page.page_token", "not from this query");
   }
   return offset;
 }
 
-std::string OffsetToken(size_t offset) { return absl::WebSafeBase64Escape(absl::StrCat(offset)); }
+std::string OffsetToken(const google::protobuf::Message& request, size_t offset) {
+  return SealPageToken(request, absl::StrCat(offset));
+}
 
 // What the domain cannot know from the lead alone, filled in from the
 // service's stores.
@@ -236,7 +240,6 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadCommands::ListLeads(
     const crm::v1::ListLeadsRequest& r) const {
   LeadQuery q;
   CRM_ASSIGN_OR_RETURN(q.page_size, PageSize(r.page()));
-  q.page_token = r.page().page_token();
   if (!r.owner_id().empty() && !r.queue().empty()) {
     return Invalid("queue", "at most one of owner_id and queue");
   }
@@ -261,14 +264,17 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadCommands::ListLeads(
   if (q.min_score > q.max_score) return Invalid("min_score", "greater than max_score");
   if (!crm::v1::LeadSort_IsValid(r.sort())) return Invalid("sort", "unknown order");
   q.sort = r.sort();
-  return store_.ListLeads(q);
+  CRM_ASSIGN_OR_RETURN(q.page_token, OpenPageToken(r, r.page().page_token(), "page.page_token"));
+  CRM_ASSIGN_OR_RETURN(auto response, store_.ListLeads(q));
+  response.set_next_page_token(SealPageToken(r, response.next_page_token()));
+  return response;
 }
 
 absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
     const crm::v1::GetLeadHistoryRequest& request) const {
   CRM_RETURN_IF_ERROR(CheckId("lead_id", request.lead_id()));
   CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
-  CRM_ASSIGN_OR_RETURN(const size_t offset, PageOffset(request.page()));
+  CRM_ASSIGN_OR_RETURN(const size_t offset, PageOffset(request, request.page()));
   CRM_ASSIGN_OR_RETURN(auto lead, store_.GetLead(request.lead_id()));
   std::vector<std::string> streams = {LeadStream(lead.lead_id())};
   for (const auto& id : lead.merged_lead_ids()) streams.push_back(LeadStream(id));
@@ -304,7 +310,7 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
     if (!budget.Take(all[i].ByteSizeLong())) break;
     *response.add_events() = std::move(all[i]);
   }
-  if (i < all.size()) response.set_next_page_token(OffsetToken(i));
+  if (i < all.size()) response.set_next_page_token(OffsetToken(request, i));
   return response;
 }
 
@@ -579,8 +585,9 @@ namespace {
 
 // A page of the rule table, in its order.
 crm::v1::ListAssignmentRulesResponse RulesPage(const crm::v1::AssignmentRuleTable& table,
-                                               bool include_disabled, size_t offset,
-                                               size_t page_size) {
+                                               const crm::v1::ListAssignmentRulesRequest& query,
+                                               size_t offset, size_t page_size) {
+  const bool include_disabled = query.include_disabled();
   crm::v1::ListAssignmentRulesResponse response;
   response.set_table_version(table.version());
   // A thousand rules of a hundred team members each would be 13 MB.
@@ -591,7 +598,7 @@ crm::v1::ListAssignmentRulesResponse RulesPage(const crm::v1::AssignmentRuleTabl
     if (seen++ < offset) continue;
     if (static_cast<size_t>(response.rules_size()) == page_size ||
         !budget.Take(rule.ByteSizeLong())) {
-      response.set_next_page_token(OffsetToken(offset + response.rules_size()));
+      response.set_next_page_token(OffsetToken(query, offset + response.rules_size()));
       break;
     }
     *response.add_rules() = rule;
@@ -649,9 +656,9 @@ absl::StatusOr<crm::v1::AssignmentRule> LeadCommands::CreateAssignmentRule(
 absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ListAssignmentRules(
     const crm::v1::ListAssignmentRulesRequest& request) {
   CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
-  CRM_ASSIGN_OR_RETURN(const size_t offset, PageOffset(request.page()));
+  CRM_ASSIGN_OR_RETURN(const size_t offset, PageOffset(request, request.page()));
   CRM_RETURN_IF_ERROR(EnsureRecovered());
-  return RulesPage(*assigner_.Rules(), request.include_disabled(), offset, page_size);
+  return RulesPage(*assigner_.Rules(), request, offset, page_size);
 }
 
 absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssignmentRules(
@@ -667,16 +674,20 @@ absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssign
   }
   CRM_ASSIGN_OR_RETURN(
       auto bytes,
-      ChangeRules(
-          request, absl::StrCat("ReorderAssignmentRules/", request.request_id()), std::move(ctx),
-          [&](const crm::v1::AssignmentRuleTable& table)
-              -> absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>> {
-            CRM_ASSIGN_OR_RETURN(auto next,
-                                 ReorderRules(table, ids, request.expected_table_version()));
-            std::string bytes =
-                RulesPage(next, /*include_disabled=*/true, 0, kMaxPageSize).SerializeAsString();
-            return std::make_pair(std::move(next), std::move(bytes));
-          }));
+      ChangeRules(request, absl::StrCat("ReorderAssignmentRules/", request.request_id()),
+                  std::move(ctx),
+                  [&](const crm::v1::AssignmentRuleTable& table)
+                      -> absl::StatusOr<std::pair<crm::v1::AssignmentRuleTable, std::string>> {
+                    CRM_ASSIGN_OR_RETURN(
+                        auto next, ReorderRules(table, ids, request.expected_table_version()));
+                    // The whole table: its next page is ListAssignmentRules' with
+                    // include_disabled.
+                    crm::v1::ListAssignmentRulesRequest whole;
+                    whole.set_include_disabled(true);
+                    whole.mutable_page()->set_page_size(kMaxPageSize);
+                    std::string bytes = RulesPage(next, whole, 0, kMaxPageSize).SerializeAsString();
+                    return std::make_pair(std::move(next), std::move(bytes));
+                  }));
   return Parse<crm::v1::ListAssignmentRulesResponse>(bytes);
 }
 

@@ -392,6 +392,7 @@ TEST_F(LeadUseCaseTest, RulePagesStopShortOfTheReplyBound) {
     return std::make_pair(seen, pages);
   };
   crm::v1::ListAssignmentRulesRequest list;
+  list.set_include_disabled(true);  // the query the pages go on with
   list.mutable_page()->set_page_size(1000);
   auto listed = read_all(*commands_->ListAssignmentRules(list));
   EXPECT_EQ(listed.first, ids);

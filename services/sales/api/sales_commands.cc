@@ -9,6 +9,7 @@
 #include "libs/common/auth/record_access.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
+#include "libs/common/page_token.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/text.h"
@@ -282,9 +283,10 @@ absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
   auto in_territory = [&](const crm::v1::Customer& c) {
     return request.territory().empty() || auth::SameTerritory(c.territory(), request.territory());
   };
+  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenPage(request, request.page()));
   CRM_ASSIGN_OR_RETURN(
       auto page, store_.List<crm::v1::Customer>(
-                     kCustomersFamily, "", request.page(), [&](const crm::v1::Customer& c) {
+                     kCustomersFamily, "", opened_page, [&](const crm::v1::Customer& c) {
                        return (request.owner_id().empty() || c.owner_id() == request.owner_id()) &&
                               in_territory(c) &&
                               (request.tier().empty() || c.tier() == request.tier()) &&
@@ -292,7 +294,7 @@ absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
                      }));
   crm::v1::ListCustomersResponse response;
   for (auto& c : page.rows) *response.add_customers() = std::move(c);
-  response.set_next_page_token(page.next_page_token);
+  response.set_next_page_token(SealPageToken(request, page.next_page_token));
   return response;
 }
 
@@ -389,10 +391,11 @@ absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunit
   if (!from.empty() && !to.empty() && to < from) {
     return Invalid("close_date_to", "before close_date_from");
   }
+  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenPage(request, request.page()));
   CRM_ASSIGN_OR_RETURN(
       auto page,
       store_.List<crm::v1::Opportunity>(
-          kOpportunitiesFamily, "", request.page(), [&](const crm::v1::Opportunity& o) {
+          kOpportunitiesFamily, "", opened_page, [&](const crm::v1::Opportunity& o) {
             if (!request.owner_id().empty() && o.owner_id() != request.owner_id()) return false;
             if (!request.stage_id().empty() && o.stage_id() != request.stage_id()) return false;
             if (!request.customer_id().empty() && o.customer_id() != request.customer_id()) {
@@ -410,7 +413,7 @@ absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunit
           }));
   crm::v1::ListOpportunitiesResponse response;
   for (auto& o : page.rows) *response.add_opportunities() = WithActivity(std::move(o));
-  response.set_next_page_token(page.next_page_token);
+  response.set_next_page_token(SealPageToken(request, page.next_page_token));
   return response;
 }
 
@@ -549,13 +552,14 @@ absl::StatusOr<crm::v1::ListActivitiesResponse> SalesCommands::ListActivities(
   const std::string prefix = request.customer_id().empty()
                                  ? SalesStore::OpportunityActivities(request.opportunity_id())
                                  : SalesStore::CustomerActivities(request.customer_id());
+  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenPage(request, request.page()));
   CRM_ASSIGN_OR_RETURN(auto page,
                        store_.List<crm::v1::Activity>(
-                           kActivitiesFamily, prefix, request.page(),
+                           kActivitiesFamily, prefix, opened_page,
                            [&](const crm::v1::Activity& a) { return !visible || visible(a); }));
   crm::v1::ListActivitiesResponse response;
   for (auto& a : page.rows) *response.add_activities() = std::move(a);
-  response.set_next_page_token(page.next_page_token);
+  response.set_next_page_token(SealPageToken(request, page.next_page_token));
   return response;
 }
 
@@ -626,9 +630,10 @@ absl::StatusOr<crm::v1::ListTasksResponse> SalesCommands::ListTasks(
   CRM_RETURN_IF_ERROR(CheckOptionalId("opportunity_id", request.opportunity_id()));
   if (!crm::v1::TaskStatus_IsValid(request.status())) return Invalid("status", "unknown status");
   const absl::Time now = settings_.clock();
+  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenPage(request, request.page()));
   CRM_ASSIGN_OR_RETURN(
       auto page,
-      store_.List<crm::v1::Task>(kTasksFamily, "", request.page(), [&](const crm::v1::Task& t) {
+      store_.List<crm::v1::Task>(kTasksFamily, "", opened_page, [&](const crm::v1::Task& t) {
         return (request.owner_id().empty() || t.owner_id() == request.owner_id()) &&
                (request.customer_id().empty() || t.customer_id() == request.customer_id()) &&
                (request.opportunity_id().empty() ||
@@ -639,7 +644,7 @@ absl::StatusOr<crm::v1::ListTasksResponse> SalesCommands::ListTasks(
       }));
   crm::v1::ListTasksResponse response;
   for (auto& t : page.rows) *response.add_tasks() = std::move(t);
-  response.set_next_page_token(page.next_page_token);
+  response.set_next_page_token(SealPageToken(request, page.next_page_token));
   return response;
 }
 

@@ -396,6 +396,21 @@ TEST_F(SalesCommandsTest, ListOpportunitiesFiltersAndPages) {
   std::sort(ada.begin(), ada.end());
   EXPECT_EQ(seen, ada);
 
+  // A token continues only its own query: with another owner it would
+  // have skipped their opportunities before it, and a made-up one ended
+  // the list with an empty page.
+  r.mutable_page()->clear_page_token();
+  auto first = commands_->ListOpportunities(r);
+  ASSERT_TRUE(first.ok() && !first->next_page_token().empty());
+  crm::v1::ListOpportunitiesRequest other = r;
+  other.set_owner_id("rep_bob");
+  other.mutable_page()->set_page_token(first->next_page_token());
+  auto refused = commands_->ListOpportunities(other);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+  EXPECT_EQ(refused.status().message().rfind("page.page_token: not a token of this query", 0), 0u);
+  other.mutable_page()->set_page_token("zzz");
+  EXPECT_TRUE(absl::IsInvalidArgument(commands_->ListOpportunities(other).status()));
+
   crm::v1::ListOpportunitiesRequest by_stage;
   by_stage.set_stage_id("needs_analysis");
   auto staged = commands_->ListOpportunities(by_stage);

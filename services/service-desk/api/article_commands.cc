@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
+#include "libs/common/page_token.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
 #include "services/service-desk/domain/article_search.h"
@@ -147,8 +148,10 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
     return InvalidField("page.page_size", absl::StrCat("at most ", kMaxSearchPage));
   }
   const size_t page_size = r.page().page_size() > 0 ? r.page().page_size() : kDefaultSearchPage;
+  CRM_ASSIGN_OR_RETURN(const std::string position,
+                       OpenPageToken(r, r.page().page_token(), "page.page_token"));
   size_t offset = 0;
-  if (!r.page().page_token().empty() && !absl::SimpleAtoi(r.page().page_token(), &offset)) {
+  if (!position.empty() && !absl::SimpleAtoi(position, &offset)) {
     return InvalidField("page.page_token", "malformed");
   }
   auto words = QueryTerms(r.query());
@@ -167,12 +170,12 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
   ReplyBudget budget;
   for (auto& hit : page.hits) {
     if (!budget.Take(hit.ByteSizeLong())) {
-      response.set_next_page_token(absl::StrCat(offset + response.hits_size()));
+      response.set_next_page_token(SealPageToken(r, absl::StrCat(offset + response.hits_size())));
       return response;
     }
     *response.add_hits() = std::move(hit);
   }
-  if (page.more) response.set_next_page_token(absl::StrCat(offset + page_size));
+  if (page.more) response.set_next_page_token(SealPageToken(r, absl::StrCat(offset + page_size)));
   return response;
 }
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
+#include "libs/common/page_token.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
 #include "services/service-desk/domain/article.h"
@@ -421,22 +422,26 @@ absl::StatusOr<crm::v1::TicketDetails> TicketCommands::GetTicket(
                        store_.CustomerContextOf(details.ticket().customer_id(),
                                                 CustomerGroup(details.ticket().customer_id())));
   FillWarranties(*details.mutable_customer(), settings_);
+  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest messages_page,
+                       OpenPage(r, r.messages_page(), "messages_page.page_token"));
   CRM_ASSIGN_OR_RETURN(auto page,
-                       store_.Messages(r.ticket_id(), r.messages_page(), details.ByteSizeLong()));
+                       store_.Messages(r.ticket_id(), messages_page, details.ByteSizeLong()));
   for (auto& m : page.messages) *details.add_messages() = std::move(m);
-  details.set_next_messages_page_token(std::move(page.next_page_token));
+  details.set_next_messages_page_token(SealPageToken(r, page.next_page_token));
   return details;
 }
 
 absl::StatusOr<crm::v1::ListTicketsResponse> TicketCommands::ListTickets(
     const crm::v1::ListTicketsRequest& r) const {
   CRM_RETURN_IF_ERROR(ValidateListTickets(r));
-  CRM_ASSIGN_OR_RETURN(
-      auto page, store_.ListTickets(r, r.customer_id().empty() ? std::vector<std::string>{}
-                                                               : CustomerGroup(r.customer_id())));
+  crm::v1::ListTicketsRequest opened = r;
+  CRM_ASSIGN_OR_RETURN(*opened.mutable_page(), OpenPage(r, r.page()));
+  CRM_ASSIGN_OR_RETURN(auto page, store_.ListTickets(opened, r.customer_id().empty()
+                                                                 ? std::vector<std::string>{}
+                                                                 : CustomerGroup(r.customer_id())));
   crm::v1::ListTicketsResponse response;
   for (auto& t : page.tickets) *response.add_tickets() = std::move(t);
-  response.set_next_page_token(page.next_page_token);
+  response.set_next_page_token(SealPageToken(r, page.next_page_token));
   return response;
 }
 

@@ -1035,6 +1035,13 @@ TEST_F(TicketCommandsTest, ListFiltersAndPages) {
   crm::v1::ListTicketsRequest bad;
   bad.mutable_page()->set_page_token("!!");
   EXPECT_EQ(tickets_->ListTickets(bad).status().message().substr(0, 16), "page.page_token:");
+  // Ann's next page is no page of Bob's tickets.
+  bad.set_assignee_id("bob");
+  bad.mutable_page()->set_page_token(ann_first.next_page_token());
+  EXPECT_EQ(tickets_->ListTickets(bad).status().message().rfind(
+                "page.page_token: not a token of this query", 0),
+            0u);
+  bad.clear_assignee_id();
   bad.mutable_page()->set_page_token("");
   bad.mutable_page()->set_page_size(501);
   EXPECT_EQ(tickets_->ListTickets(bad).status().message().substr(0, 15), "page.page_size:");
