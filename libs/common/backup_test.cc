@@ -114,7 +114,7 @@ TEST_F(BackupTest, ABackupDirThatCannotBeLookedAtIsAnErrorNotACrash) {
   std::filesystem::create_symlink(loop, loop);
   auto list = ListBackups(loop + "/backups");
   EXPECT_TRUE(absl::IsFailedPrecondition(list.status())) << list.status();
-  EXPECT_THAT(list.status().message(), ::testing::HasSubstr("backup_dir: "));
+  EXPECT_THAT(std::string(list.status().message()), ::testing::HasSubstr("backup_dir: "));
   EXPECT_TRUE(absl::IsNotFound(ListBackups(dir_.Sub("none")).status()));
 }
 
