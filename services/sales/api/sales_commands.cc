@@ -95,6 +95,16 @@ absl::StatusOr<Events> NameMissing(absl::StatusOr<Events> decided,
 
 }  // namespace
 
+absl::StatusOr<bool> SalesCommands::OnlyTimerNotesAfter(const std::string& stream,
+                                                        int64_t expected_version,
+                                                        int64_t version) const {
+  if (expected_version < 1 || expected_version >= version) return false;
+  CRM_ASSIGN_OR_RETURN(auto since, store_.events().ReadStream(stream, expected_version + 1));
+  return std::all_of(since.begin(), since.end(), [](const crm::v1::EventEnvelope& e) {
+    return e.payload().Is<crm::v1::OpportunityWentStale>();
+  });
+}
+
 template <typename State, typename Decider, typename Rows>
 absl::StatusOr<SalesCommands::Outcome<State>> SalesCommands::Execute(
     const std::string& stream, const std::string& request_key, int64_t expected_version,
@@ -111,8 +121,12 @@ absl::StatusOr<SalesCommands::Outcome<State>> SalesCommands::Execute(
     // A missing aggregate is NOT_FOUND from Decide, not a version conflict.
     if (expected_version != kAnyVersion && loaded.state.has_value() &&
         loaded.version != expected_version) {
-      return absl::AbortedError(absl::StrCat("expected_version: ", stream, " is at version ",
-                                             loaded.version, ", not ", expected_version));
+      CRM_ASSIGN_OR_RETURN(const bool notes,
+                           OnlyTimerNotesAfter(stream, expected_version, loaded.version));
+      if (!notes) {
+        return absl::AbortedError(absl::StrCat("expected_version: ", stream, " is at version ",
+                                               loaded.version, ", not ", expected_version));
+      }
     }
     CRM_ASSIGN_OR_RETURN(auto events, decide(loaded.state));
     Outcome<State> out;

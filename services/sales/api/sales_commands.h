@@ -147,6 +147,11 @@ class SalesCommands {
   // idempotency record in one batch. A race on an unversioned command is
   // retried on fresh state.
   static constexpr int64_t kAnyVersion = -1;
+  // Whether the stream's events after `expected_version`, up to `version`,
+  // are all the timer's notes (a stale deal's reminder): no one's change a
+  // caller who read the earlier version could be overwriting.
+  absl::StatusOr<bool> OnlyTimerNotesAfter(const std::string& stream, int64_t expected_version,
+                                           int64_t version) const;
   template <typename State, typename Decider, typename Rows>
   absl::StatusOr<Outcome<State>> Execute(const std::string& stream, const std::string& request_key,
                                          int64_t expected_version, const EventContext& ctx,

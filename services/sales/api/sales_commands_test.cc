@@ -844,6 +844,32 @@ TEST_F(SalesCommandsTest, StaleDealsRaiseOneReminderPerPeriodWithoutActivity) {
   EXPECT_EQ(Stream(OpportunityStream(o.opportunity_id())).size(), 3u);
 }
 
+// The stale reminder is the timer's note, not someone's change: a rep who
+// read the deal before it saves without a version conflict, while a real
+// change in between still conflicts.
+TEST_F(SalesCommandsTest, AStaleReminderIsNoVersionConflictForTheRepsSave) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  ReminderLoop loop(
+      *commands_, [this] { return now_; }, absl::Seconds(1));
+  now_ = kT0 + absl::Hours(25);
+  ASSERT_EQ(*loop.Tick(), 1);
+
+  crm::v1::ReviseOpportunityRequest r;
+  r.set_request_id("rev-after-reminder");
+  r.set_opportunity_id(o.opportunity_id());
+  r.set_expected_version(o.version());  // read before the reminder
+  r.set_name("Renamed");
+  auto revised = commands_->ReviseOpportunity(r, Ctx());
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  EXPECT_EQ(revised->name(), "Renamed");
+  EXPECT_EQ(revised->version(), o.version() + 2);
+
+  r.set_request_id("rev-stale-read");  // read before the rename
+  r.set_name("Renamed again");
+  EXPECT_EQ(commands_->ReviseOpportunity(r, Ctx()).status().code(), absl::StatusCode::kAborted);
+}
+
 // A call logged after the reminder with an earlier occurred_at (written up
 // late) falls in the inactivity the reminder covered: no second reminder,
 // and the reminder is still the deal's.
