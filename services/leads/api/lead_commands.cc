@@ -417,8 +417,10 @@ absl::StatusOr<crm::v1::Lead> LeadCommands::NurtureLead(const crm::v1::NurtureLe
 }
 
 absl::StatusOr<crm::v1::ConvertLeadResponse> LeadCommands::ConvertLead(
-    const crm::v1::ConvertLeadRequest& request, EventContext ctx) {
+    const crm::v1::ConvertLeadRequest& request, EventContext ctx,
+    const std::string& default_region) {
   CRM_ASSIGN_OR_RETURN(auto command, ParseConvert(request));
+  command.default_region = default_region;
   CRM_ASSIGN_OR_RETURN(
       auto bytes,
       Execute(request, request.lead_id(), absl::StrCat("ConvertLead/", request.request_id()),

@@ -58,8 +58,11 @@ class LeadCommands {
                                                EventContext ctx);
   absl::StatusOr<crm::v1::Lead> NurtureLead(const crm::v1::NurtureLeadRequest& request,
                                             EventContext ctx);
+  // `default_region`: the account's territory when the lead names no
+  // region (the caller's territory).
   absl::StatusOr<crm::v1::ConvertLeadResponse> ConvertLead(
-      const crm::v1::ConvertLeadRequest& request, EventContext ctx);
+      const crm::v1::ConvertLeadRequest& request, EventContext ctx,
+      const std::string& default_region = "");
   absl::StatusOr<crm::v1::Lead> AssignLead(const crm::v1::AssignLeadRequest& request,
                                            EventContext ctx);
   absl::StatusOr<crm::v1::MergeLeadsResponse> MergeLeads(const crm::v1::MergeLeadsRequest& request,

@@ -357,7 +357,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::ConvertLead(grpc::CallbackServerContext* ct
             !r.owner_id().empty() && r.owner_id() != caller.subject) {
           return absl::PermissionDeniedError("owner_id: a sales rep converts leads to themselves");
         }
-        return commands_.ConvertLead(r, e);
+        return commands_.ConvertLead(r, e, caller.territory);
       });
 }
 

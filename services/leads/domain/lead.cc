@@ -296,7 +296,7 @@ absl::StatusOr<std::vector<LeadEvent>> DecideConvert(const crm::v1::Lead& lead,
   e.set_owner_id(owner);
   *e.mutable_contact() = lead.contact();
   e.set_company(lead.company());
-  e.set_region(lead.region());
+  e.set_region(!lead.region().empty() ? lead.region() : c.default_region);
   *e.mutable_product_interests() = lead.product_interests();
   e.set_opportunity_name(!c.opportunity_name.empty() ? c.opportunity_name
                                                      : DefaultOpportunityName(lead));

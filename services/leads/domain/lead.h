@@ -106,6 +106,10 @@ struct ConvertLead {
   // The person's customer now, when a merge of another of their leads
   // retired the one this lead was captured under; empty: the lead's own.
   std::string customer_id;
+  // The account's territory when the lead names no region: the converting
+  // rep's or manager's. An account with none is out of every manager's
+  // reach in sales, its contracts' approval included.
+  std::string default_region;
 };
 
 struct AssignLead {

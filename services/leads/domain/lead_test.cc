@@ -481,6 +481,23 @@ TEST(ConvertTest, ExplicitOwnerNameAndAmountWin) {
   EXPECT_EQ(std::get<crm::v1::LeadConverted>(events[0]).customer_id(), "cus_survivor");
 }
 
+// A lead without a region opens its account in the converter's territory,
+// so the territory's managers can reach it; a lead's own region wins.
+TEST(ConvertTest, ALeadWithoutARegionConvertsIntoTheConvertersTerritory) {
+  auto history = CapturedFor("usr_1");
+  std::get<crm::v1::LeadCaptured>(history.front()).set_region("");
+  auto scenario = AnyLead();
+  scenario.Given(Plus(history, {Qualified()}));
+  ConvertLead convert;
+  convert.default_region = "APAC";
+  auto events = *Decide(scenario.state(), LeadCommand{convert});
+  EXPECT_EQ(std::get<crm::v1::LeadConverted>(events[0]).region(), "APAC");
+  auto with_region = AnyLead();
+  with_region.Given(Plus(CapturedFor("usr_1"), {Qualified()}));
+  events = *Decide(with_region.state(), LeadCommand{convert});
+  EXPECT_EQ(std::get<crm::v1::LeadConverted>(events[0]).region(), "EMEA");
+}
+
 // The derived name stays within the bound of a name the caller may give,
 // which sales accepts, however long the company and interests are.
 TEST(ConvertTest, TheDerivedOpportunityNameFitsTheNameBound) {
