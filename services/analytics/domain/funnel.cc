@@ -255,6 +255,9 @@ struct FunnelBuilder::State {
   std::map<std::string, Slice> by_month, by_channel, by_territory, by_owner;
   std::map<std::string, std::pair<int64_t, int64_t>> stage_seconds;  // stage -> (sum, samples)
   int64_t cycle_sum = 0, cycle_samples = 0;
+  // Leads disqualified (and not converted) before and after qualifying:
+  // the funnel's real losses at those steps, unlike leads still in them.
+  int64_t lost_at_qualification = 0, lost_at_conversion = 0;
 };
 
 FunnelBuilder::FunnelBuilder(const crm::v1::GetFunnelRequest& request, const CustomerMerges* merges)
@@ -275,6 +278,9 @@ void FunnelBuilder::AddLead(const FunnelLeadRecord& r) {
   const std::string month = Month(r.captured_at());
   if (!st.Keep(month, r.channel(), r.region(), r.owner_id())) return;
   crm::analytics::AddLead(st.total, r);
+  if (r.disqualified() && !r.converted()) {
+    ++(r.qualified() ? st.lost_at_conversion : st.lost_at_qualification);
+  }
   crm::analytics::AddLead(st.by_month[month], r);
   crm::analytics::AddLead(st.by_channel[ChannelKey(r.channel())], r);
   crm::analytics::AddLead(TerritorySlice(st.by_territory, r.region()), r);
@@ -320,11 +326,13 @@ crm::v1::Funnel FunnelBuilder::Finish() {
     stage_time->set_samples(acc.second);
   }
   funnel.set_average_sales_cycle_seconds(Ratio(st.cycle_sum, st.cycle_samples));
-  const auto& t = funnel.total();
+  // What each step lost for good: leads disqualified there and deals lost.
+  // Leads and deals still in a step are not lost (a month's new leads made
+  // "qualification" the biggest drop by their number).
   const std::pair<const char*, int64_t> drops[] = {
-      {"qualification", t.leads() - t.qualified()},
-      {"conversion", t.qualified() - t.converted()},
-      {"close", t.converted() - t.won()},
+      {"qualification", st.lost_at_qualification},
+      {"conversion", st.lost_at_conversion},
+      {"close", funnel.total().lost()},
   };
   for (const auto& [step, lost] : drops) {
     if (lost > funnel.biggest_drop_count()) {

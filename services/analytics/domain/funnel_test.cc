@@ -50,6 +50,14 @@ crm::v1::EventEnvelope Qualified(const std::string& lead, const std::string& cus
   return Event(absl::StrCat("qual-", lead), customer, at, m);
 }
 
+crm::v1::EventEnvelope Disqualified(const std::string& lead, const std::string& customer,
+                                    int64_t at) {
+  crm::v1::LeadDisqualified m;
+  m.set_lead_id(lead);
+  m.set_reason("no budget");
+  return Event(absl::StrCat("disq-", lead), customer, at, m);
+}
+
 crm::v1::EventEnvelope Converted(const std::string& lead, const std::string& customer,
                                  const std::string& owner, int64_t at) {
   crm::v1::LeadConverted m;
@@ -140,6 +148,33 @@ std::vector<crm::v1::EventEnvelope> History() {
   return e;
 }
 
+// Where the funnel loses most counts what each step lost for good: leads
+// disqualified before qualifying, after qualifying, and lost deals.
+TEST(FunnelTest, TheBiggestDropIsWhatAStepLostNotWhatIsStillInIt) {
+  Records records;
+  for (const auto& e : History()) records.Apply(e);
+  records.Apply(Disqualified("l3", "c3", kJan + 8 * kDay));
+  records.Apply(Disqualified("l4", "c4", kJan + 8 * kDay));
+  auto f = records.Funnel();
+  EXPECT_EQ(f.biggest_drop_step(), "qualification");
+  EXPECT_EQ(f.biggest_drop_count(), 2);
+  // l2 was qualified; disqualified now, it is lost at conversion.
+  records.Apply(Disqualified("l2", "c2", kJan + 9 * kDay));
+  records.Apply(Captured("l7", "c7", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan + 3 * kDay, "emea"));
+  records.Apply(Qualified("l7", "c7", kJan + 4 * kDay));
+  records.Apply(Disqualified("l7", "c7", kJan + 10 * kDay));
+  records.Apply(Captured("l8", "c8", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan + 3 * kDay, "emea"));
+  records.Apply(Qualified("l8", "c8", kJan + 4 * kDay));
+  records.Apply(Disqualified("l8", "c8", kJan + 10 * kDay));
+  f = records.Funnel();
+  EXPECT_EQ(f.biggest_drop_step(), "conversion");
+  EXPECT_EQ(f.biggest_drop_count(), 3);
+  // Nothing lost yet: no step named.
+  Records fresh;
+  fresh.Apply(Captured("n1", "d1", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan + kDay, "emea"));
+  EXPECT_EQ(fresh.Funnel().biggest_drop_step(), "");
+}
+
 TEST(FunnelTest, CountsRatesTimingsAndChannelRoi) {
   Records records;
   for (const auto& e : History()) records.Apply(e);
@@ -152,8 +187,9 @@ TEST(FunnelTest, CountsRatesTimingsAndChannelRoi) {
   EXPECT_EQ(f.total().lost(), 1);
   EXPECT_DOUBLE_EQ(f.total().win_rate(), 0.5);
   EXPECT_DOUBLE_EQ(f.total().qualification_rate(), 0.5);
-  EXPECT_EQ(f.biggest_drop_step(), "qualification");
-  EXPECT_EQ(f.biggest_drop_count(), 3);
+  // Leads still new or qualified are no loss: the one lost deal is.
+  EXPECT_EQ(f.biggest_drop_step(), "close");
+  EXPECT_EQ(f.biggest_drop_count(), 1);
   EXPECT_DOUBLE_EQ(f.average_sales_cycle_seconds(), 6.0 * kDay);
   ASSERT_EQ(f.stage_times_size(), 2);
   EXPECT_EQ(f.stage_times(0).stage_id(), "discovery");
