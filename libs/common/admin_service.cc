@@ -9,6 +9,7 @@
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/backup.h"
 #include "libs/common/ids.h"
+#include "libs/common/log.h"
 #include "libs/common/page_token.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/reply_budget.h"
@@ -83,6 +84,19 @@ grpc::ServerUnaryReactor* AdminService::CreateBackup(grpc::CallbackServerContext
     auto backup = crm::CreateBackup(db_, backup_dir_, parts_);
     if (!backup.ok()) return backup.status();
     Fill(*backup, backup_dir_, response);
+    if (backup_keep_ > 0) {
+      // The backup is taken whatever the purge does: a failed purge is
+      // logged and tried again after the next backup.
+      auto purged = crm::PurgeBackups(backup_dir_, backup_keep_);
+      if (!purged.ok()) {
+        log::Error("old backups not purged",
+                   {{"backup_dir", backup_dir_}, {"error", purged.status().ToString()}});
+      } else if (*purged > 0) {
+        log::Info("old backups purged", {{"backup_dir", backup_dir_},
+                                         {"deleted", absl::StrCat(*purged)},
+                                         {"kept", absl::StrCat(backup_keep_)}});
+      }
+    }
     return absl::OkStatus();
   });
 }

@@ -31,11 +31,14 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
   // both must outlive the service. `service` names it in exports.
   // `parts` are the service's other databases, backed up with `db`;
   // `derived` adds what the service built about a customer to exports.
+  // `backup_keep`: after each backup, all but the newest this many are
+  // deleted; 0 keeps every one.
   AdminService(Database& db, std::string backup_dir, std::string service, const EventStore& events,
                pii::KeyVault& vault, std::vector<BackupPart> parts = {},
-               ExportDerived derived = nullptr)
+               ExportDerived derived = nullptr, uint32_t backup_keep = 0)
       : db_(db),
         backup_dir_(std::move(backup_dir)),
+        backup_keep_(backup_keep),
         service_(std::move(service)),
         events_(events),
         vault_(vault),
@@ -63,6 +66,7 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
 
   Database& db_;
   const std::string backup_dir_;
+  const uint32_t backup_keep_;
   const std::string service_;
   const EventStore& events_;
   pii::KeyVault& vault_;

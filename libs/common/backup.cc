@@ -5,6 +5,8 @@
 #include <memory>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -197,6 +199,50 @@ absl::StatusOr<std::vector<BackupSummary>> ListBackups(const std::string& backup
     return a.backup_id < b.backup_id;
   });
   return out;
+}
+
+absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep) {
+  if (keep == 0) return absl::InvalidArgumentError("keep: at least 1");
+  auto listed = ListBackups(backup_dir);
+  if (!listed.ok()) return listed.status();
+  if (listed->size() <= keep) return 0;
+  for (auto b = listed->end() - keep; b != listed->end(); ++b) {
+    if (!b->damaged.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("backup ", b->backup_id, " is damaged (",
+                                                        b->damaged, "): older backups are kept"));
+    }
+  }
+  auto engine = OpenExisting(backup_dir);
+  if (!engine.ok()) return engine.status();
+  if (auto s = (*engine)->PurgeOldBackups(keep); !s.ok()) return FromRocks(s);
+  // The parts the kept backups name; every other part backup goes.
+  std::vector<rocksdb::BackupInfo> kept;
+  (*engine)->GetBackupInfo(&kept);
+  absl::flat_hash_map<std::string, absl::flat_hash_set<rocksdb::BackupID>> named;
+  for (const auto& info : kept) {
+    auto parts = PartsOf(info);
+    if (!parts.ok()) return parts.status();
+    for (const auto& [name, id] : *parts) named[name].insert(id);
+  }
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(backup_dir, ec)) {
+    const std::string file = entry.path().filename().string();
+    if (!entry.is_directory(ec) || !absl::StartsWith(file, "part-")) continue;
+    auto part = OpenExisting(entry.path().string());
+    if (!part.ok()) return part.status();
+    std::vector<rocksdb::BackupInfo> infos;
+    (*part)->GetBackupInfo(&infos);
+    const auto& wanted = named[file.substr(5)];
+    for (const auto& info : infos) {
+      if (wanted.contains(info.backup_id)) continue;
+      if (auto s = (*part)->DeleteBackup(info.backup_id); !s.ok()) return FromRocks(s);
+    }
+    if (auto s = (*part)->GarbageCollect(); !s.ok()) return FromRocks(s);
+  }
+  if (ec) return absl::InternalError(absl::StrCat("backup_dir: ", backup_dir, ": ", ec.message()));
+  auto left = ListBackups(backup_dir);
+  if (!left.ok()) return left.status();
+  return static_cast<int>(listed->size() - left->size());
 }
 
 absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t backup_id,

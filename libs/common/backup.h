@@ -47,6 +47,13 @@ absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& back
 // not hide the others from the operator choosing one to restore.
 absl::StatusOr<std::vector<BackupSummary>> ListBackups(const std::string& backup_dir);
 
+// Deletes all but the newest `keep` backups (at least 1) of `backup_dir`
+// and the parts only they named, with the files no kept backup shares.
+// Returns how many were deleted. Refuses (FAILED_PRECONDITION, nothing
+// deleted) while one of the newest `keep` is listed damaged: the older
+// ones may be all there is to restore. Callers serialize it with backups.
+absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep);
+
 // Restores backup `backup_id` (0: the latest) into `data_dir`, which must
 // not hold a database: a restore never overwrites live data. The backup's
 // checksums, and its parts', are verified first; a damaged backup is

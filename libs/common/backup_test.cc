@@ -224,6 +224,51 @@ TEST_F(BackupTest, PartsAreBackedUpAndRestoredWithTheMainDatabase) {
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("again") + "/CURRENT"));
 }
 
+// Retention: the newest backups stay, with their parts, and restore; the
+// older ones, their parts and the parts no backup names (a stray) go.
+TEST_F(BackupTest, APurgeKeepsTheNewestBackupsWithTheirParts) {
+  auto emitted = EventStore::Open(dir_.Sub("live-emitted"), {"index"});
+  ASSERT_TRUE(emitted.ok()) << emitted.status();
+  const std::string backups = dir_.Sub("backups");
+  ASSERT_TRUE(CreateBackup((*emitted)->db(), backups + "/part-emitted").ok());  // a stray
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(AppendOne(*store_, "views", i).ok());
+    ASSERT_TRUE(AppendOne(**emitted, "alerts", i).ok());
+    ASSERT_TRUE(CreateBackup(store_->db(), backups, {{"emitted", &(*emitted)->db()}}).ok());
+  }
+  auto meta_files = [](const std::string& dir) {
+    int n = 0;
+    for (const auto& f : std::filesystem::directory_iterator(dir + "/meta"))
+      n += f.is_regular_file();
+    return n;
+  };
+  ASSERT_EQ(meta_files(backups + "/part-emitted"), 5);
+  EXPECT_EQ(PurgeBackups(backups, 0).status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto purged = PurgeBackups(backups, 2);
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 2);
+  auto list = ListBackups(backups);
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].backup_id, 3u);
+  EXPECT_TRUE((*list)[0].damaged.empty()) << (*list)[0].damaged;
+  EXPECT_EQ(meta_files(backups + "/part-emitted"), 2) << "the purged backups' parts stay";
+  ASSERT_TRUE(RestoreBackup(backups, 3, dir_.Sub("third")).ok());
+  EXPECT_EQ(
+      (*EventStore::Open(dir_.Sub("third") + "/emitted", {"index"}))->LoadState("alerts")->version,
+      3);
+  EXPECT_EQ(RestoreBackup(backups, 1, dir_.Sub("first")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(*PurgeBackups(backups, 2), 0);
+
+  // The newest damaged (its part gone): the older one may be all there is.
+  std::filesystem::remove_all(backups + "/part-emitted");
+  auto refused = PurgeBackups(backups, 1);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_EQ(ListBackups(backups)->size(), 2u);
+}
+
 // A copy of the backup dir without its part: the backup is damaged, not
 // absent, and listing or restoring it says so (and creates nothing).
 TEST_F(BackupTest, AMissingPartIsDataLossNamingIt) {

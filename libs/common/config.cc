@@ -319,6 +319,10 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
   c.data_dir =
       Setting(argc, argv, "data-dir", "CRM_DATA_DIR", absl::StrCat("./data/", service_name));
   c.backup_dir = Setting(argc, argv, "backup-dir", "CRM_BACKUP_DIR", c.data_dir + "-backups");
+  const std::string keep = Setting(argc, argv, "backup-keep", "CRM_BACKUP_KEEP", "0");
+  if (!absl::SimpleAtoi(keep, &c.backup_keep) || c.backup_keep > 10'000) {
+    return absl::InvalidArgumentError("backup-keep must be 0 (keep all) .. 10000");
+  }
   c.brokers = Setting(argc, argv, "brokers", "CRM_KAFKA_BROKERS", "");
   if (c.brokers.empty()) {
     return absl::InvalidArgumentError(

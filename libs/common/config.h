@@ -34,6 +34,9 @@ struct ServiceConfig {
   // --backup-dir / CRM_BACKUP_DIR: where AdminService.CreateBackup writes;
   // default <data-dir>-backups.
   std::string backup_dir;
+  // --backup-keep / CRM_BACKUP_KEEP: after each backup, all but the newest
+  // this many are deleted (PurgeBackups); 0 (default) keeps every backup.
+  uint32_t backup_keep = 0;
 
   // Bearer tokens (docs/security.md). At least one key is required.
   // --jwt-hs256-key / CRM_JWT_HS256_KEY, or the contents of

@@ -33,8 +33,9 @@ class ServiceHost {
   // and data keys (export, erasure), and `derived` records (export).
   void ServeAdmin(Database& db, const EventStore& events, pii::KeyVault& vault,
                   std::vector<BackupPart> parts = {}, ExportDerived derived = nullptr) {
-    admin_ = std::make_unique<AdminService>(db, config_.backup_dir, config_.service_name, events,
-                                            vault, std::move(parts), std::move(derived));
+    admin_ =
+        std::make_unique<AdminService>(db, config_.backup_dir, config_.service_name, events, vault,
+                                       std::move(parts), std::move(derived), config_.backup_keep);
     AddService(admin_.get());
   }
   // Records every refused call (and repeated failed authentication) in

@@ -77,14 +77,24 @@ TEST(BackupIntegrationTest, CrmctlBacksUpARunningServiceAndRestoresItIntoANewDat
 }
 
 // Analytics keeps its emitted events (and churn alert state) in a database of
-// their own next to the views: a backup holds both, a restore brings both.
+// their own next to the views: a backup holds both, a restore brings both,
+// and retention (--backup-keep) keeps the newest backups with their parts.
 TEST(BackupIntegrationTest, AnalyticsBackupHoldsItsViewsAndItsEmittedEvents) {
   Stack stack;
   ASSERT_TRUE(stack.StartBroker());
-  ASSERT_TRUE(stack.Start("analytics")) << stack.analytics().Log();
+  ASSERT_TRUE(stack.Start("analytics", {"--backup-keep=1"})) << stack.analytics().Log();
   const std::string backup_dir = stack.dir() + "/analytics-backups";
   ASSERT_EQ(Ctl("backup " + stack.Target("analytics")), 0) << stack.analytics().Log();
   EXPECT_TRUE(std::filesystem::exists(backup_dir + "/part-emitted"));
+  // Kept to the newest one, with its part.
+  ASSERT_EQ(Ctl("backup " + stack.Target("analytics")), 0) << stack.analytics().Log();
+  auto admin = crm::v1::AdminService::NewStub(stack.Channel("analytics"));
+  grpc::ClientContext list_ctx;
+  crm::v1::ListBackupsResponse list;
+  ASSERT_TRUE(admin->ListBackups(&list_ctx, crm::v1::ListBackupsRequest(), &list).ok());
+  ASSERT_EQ(list.backups_size(), 1) << stack.analytics().Log();
+  EXPECT_EQ(list.backups(0).backup_id(), 2u);
+  EXPECT_EQ(list.backups(0).damaged(), "");
   stack.analytics().Kill(SIGTERM);
 
   const std::string restored = stack.dir() + "/analytics-restored";
