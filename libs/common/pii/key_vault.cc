@@ -376,14 +376,22 @@ absl::StatusOr<KeyVault::Unwrapped> KeyVault::Unwrap(const crm::v1::EventEnvelop
   out.entry.key = opened->first;
   out.entry.issued_at = FromProtoTimestamp(event.occurred_at());
   out.entry.own = issued.issuer() == issuer_;
+  if (issued.has_issued_after_erasure_at()) {
+    out.entry.after_erasure = FromProtoTimestamp(issued.issued_after_erasure_at());
+  }
   out.master = opened->second;
   return out;
+}
+
+bool KeyVault::EndedBy(absl::Time issued_at, absl::Time after_erasure, absl::Time erased_at) {
+  if (after_erasure != absl::InfinitePast()) return after_erasure < erased_at;
+  return issued_at <= erased_at + kErasureClockSkew;
 }
 
 bool KeyVault::ErasedLocked(const Entry& entry) const {
   if (erased_.empty()) return false;
   auto e = erased_.find(entry.customer_id);
-  return e != erased_.end() && entry.issued_at <= e->second;
+  return e != erased_.end() && EndedBy(entry.issued_at, entry.after_erasure, e->second);
 }
 
 bool KeyVault::IssuedBeforeErasure(const crm::v1::EventEnvelope& row) const {
@@ -392,6 +400,9 @@ bool KeyVault::IssuedBeforeErasure(const crm::v1::EventEnvelope& row) const {
   Entry entry;
   entry.customer_id = issued.customer_id();
   entry.issued_at = FromProtoTimestamp(row.occurred_at());
+  if (issued.has_issued_after_erasure_at()) {
+    entry.after_erasure = FromProtoTimestamp(issued.issued_after_erasure_at());
+  }
   std::lock_guard<std::mutex> lock(mu_);
   return ErasedLocked(entry);
 }
@@ -437,8 +448,13 @@ absl::StatusOr<std::vector<KeyVault::HeldKey>> KeyVault::KeysErasedAt(
   for (HeldKey& h : held) {
     CRM_ASSIGN_OR_RETURN(auto row, db_.Get(kFamily, KeyRow(h.key_id)));
     if (row.has_value()) {
-      CRM_ASSIGN_OR_RETURN(auto issued, ParseKeyRow(KeyRow(h.key_id), *row));
-      if (FromProtoTimestamp(issued.occurred_at()) > erased_at) continue;
+      CRM_ASSIGN_OR_RETURN(auto stored, ParseKeyRow(KeyRow(h.key_id), *row));
+      crm::v1::DataKeyIssued issued;
+      stored.payload().UnpackTo(&issued);
+      const absl::Time after = issued.has_issued_after_erasure_at()
+                                   ? FromProtoTimestamp(issued.issued_after_erasure_at())
+                                   : absl::InfinitePast();
+      if (!EndedBy(FromProtoTimestamp(stored.occurred_at()), after, erased_at)) continue;
     }
     ended.push_back(std::move(h));
   }
@@ -476,6 +492,16 @@ KeyVault::Sealing KeyVault::NewKey(const std::string& customer_id, const EventCo
   issued.set_customer_id(customer_id);
   issued.set_wrapped_key(Wrap(out.key.key, out.key.key_id));
   issued.set_issuer(issuer_);
+  {
+    // An erasure of the customer applied here: this key comes after it, and
+    // says so, so that reading that erasure again (here or anywhere) does
+    // not end it, whatever the clocks.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto e = erased_.find(customer_id); e != erased_.end()) {
+      out.key.after_erasure = e->second;
+      *issued.mutable_issued_after_erasure_at() = ToProtoTimestamp(e->second);
+    }
+  }
   EventContext issue_ctx = ctx;
   issue_ctx.source = issuer_;
   // Erasure compares times of issue: a key is as old as its creation, not
@@ -492,7 +518,8 @@ void KeyVault::Issued(const std::string& customer_id, const DataKey& key) {
   // Stamped with the time it was made, not now: an erasure of the customer
   // that ran between the issue's append and this call refuses it.
   if (!keys_.Contains(key.key_id)) {
-    keys_.Put(key.key_id, Entry{customer_id, key.key, key.issued_at, /*own=*/true});
+    keys_.Put(key.key_id,
+              Entry{customer_id, key.key, key.issued_at, /*own=*/true, key.after_erasure});
   }
   if (!by_customer_.Contains(customer_id)) by_customer_.Put(customer_id, key.key_id);
 }

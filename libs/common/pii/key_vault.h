@@ -30,7 +30,15 @@ struct DataKey {
   Key key;
   // When a new key was made (NewKey): an erasure after it destroys it.
   absl::Time issued_at = absl::InfinitePast();
+  // The customer's erasure the issuer knew of (DataKeyIssued's
+  // issued_after_erasure_at); InfinitePast: none.
+  absl::Time after_erasure = absl::InfinitePast();
 };
+
+// How far the clocks of two services may be apart for erasure: a key issued
+// by a service that had not heard of an erasure is ended by it if issued
+// before the erasure's time plus this.
+inline constexpr absl::Duration kErasureClockSkew = absl::Minutes(5);
 
 // The data keys a service holds, in its own RocksDB (family kFamily), each
 // stored wrapped with the master key; memory holds only the recently used
@@ -159,6 +167,7 @@ class KeyVault {
     Key key;
     absl::Time issued_at;
     bool own = false;
+    absl::Time after_erasure = absl::InfinitePast();  // see DataKey
   };
 
   // An entry and which master key opened it: 0 the current one, i > 0
@@ -217,12 +226,18 @@ class KeyVault {
   absl::StatusOr<std::optional<Key>> LoadKey(absl::string_view key_id) const;
   // The customer's keys stored in the database.
   absl::StatusOr<std::vector<HeldKey>> CustomerKeys(const std::string& customer_id) const;
-  // Those of them an erasure at `erased_at` ends: issued by then. A key
-  // issued later (the person came back) is the customer's new key, which a
-  // redelivered or late-read erasure must not destroy. A key whose row is
-  // gone is ended too: its "c" row is all that is left.
+  // Those of them an erasure at `erased_at` ends (EndedBy). A key issued
+  // after it by a service that knew of it (the person came back) is the
+  // customer's new key, which a redelivered or late-read erasure must not
+  // destroy. A key whose row is gone is ended too: its "c" row is all that
+  // is left.
   absl::StatusOr<std::vector<HeldKey>> KeysErasedAt(const std::string& customer_id,
                                                     absl::Time erased_at) const;
+  // Whether an erasure at `erased_at` ends a key issued at `issued_at` by
+  // an issuer that knew of the customer's erasure at `after_erasure`
+  // (InfinitePast: of none). Decided by the record alone, so every service
+  // and every rebuild agrees, whatever order it reads them in.
+  static bool EndedBy(absl::Time issued_at, absl::Time after_erasure, absl::Time erased_at);
   // Whether the entry's customer was erased after it was issued; mu_ held.
   bool ErasedLocked(const Entry& entry) const;
   // The same for a stored key row, without unwrapping it.

@@ -182,6 +182,35 @@ TEST_F(KeyVaultMemoryTest, AnErasureReadLateKeepsTheKeyIssuedAfterIt) {
   EXPECT_EQ(leads->OpenEmail(sealed), "ann@example.com") << "the new key deleted at start";
 }
 
+// The eraser's clock a minute behind the issuer's: a key issued just
+// before the erasure, by a service that had not heard of it, is stamped
+// after the erasure's time and is still ended by it.
+TEST_F(KeyVaultMemoryTest, AnErasureEndsAKeyItsIssuerDidNotKnowOfDespiteClockSkew) {
+  auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+  const DataKey key = *sales->vault->EnsureKey("cus_ann", Ctx());
+  const crm::v1::Contact sealed = Sealed("ann@example.com", key);
+  crm::v1::CustomerErased erased;
+  erased.set_customer_id("cus_ann");
+  erased.set_reason("GDPR request 14");
+  EventContext slow = Ctx();
+  slow.source = "crm/leads";
+  slow.occurred_at = key.issued_at - absl::Minutes(1);
+  auto record = MakeEnvelope(erased, "cus_ann", slow);
+  record.set_stream(EraseStream("crm/leads", "cus_ann"));
+  record.set_stream_version(1);
+  ASSERT_TRUE(sales->Apply({record}).ok());
+  EXPECT_EQ(sales->OpenEmail(sealed), "");
+  const auto stream = sales->Stream(key.key_id);
+  ASSERT_EQ(stream.size(), 2u) << "issued, then destroyed";
+  EXPECT_TRUE(stream.back().payload().Is<crm::v1::DataKeyDestroyed>());
+  // A key issued after it, knowing of it, is the person's new key.
+  const DataKey next = *sales->vault->EnsureKey("cus_ann", Ctx());
+  EXPECT_NE(next.key_id, key.key_id);
+  EXPECT_TRUE(Issued(sales->Stream(next.key_id).front()).has_issued_after_erasure_at());
+  ASSERT_TRUE(sales->Apply({record}).ok());  // redelivered
+  EXPECT_EQ(sales->OpenEmail(Sealed("ann@example.com", next)), "ann@example.com");
+}
+
 // A command appends a new key's issue, then makes it usable (Issued); an
 // erasure of the customer in between must keep it refused.
 // A batch of crm.keys.v1 whose commit failed comes again: the key it put
