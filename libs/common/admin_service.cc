@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/backup.h"
 #include "libs/common/ids.h"
@@ -30,17 +31,17 @@ void Fill(const BackupSummary& b, const std::string& dir, crm::v1::Backup* out) 
   out->set_damaged(b.damaged);
 }
 
-// Customer ids are minted ids ("cus_..."), at most 64 bytes of id
-// characters: anything else names no customer. A NUL in particular would
-// cut the erasure row's id short on the next start and erase another.
+// Customer ids are at most 64 bytes of printable ASCII, as the services
+// take them (leads and sales mint and accept id characters; the service
+// desk takes any printable id of an unknown customer): anything else names
+// no customer. A NUL in particular would cut the erasure row's id short on
+// the next start and erase another customer.
 absl::Status CheckCustomerId(absl::string_view id) {
   if (id.empty()) return absl::InvalidArgumentError("customer_id: required");
   if (id.size() > 64) return absl::InvalidArgumentError("customer_id: longer than 64 bytes");
-  for (const char c : id) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.' &&
-        c != ':' && c != '@' && c != '|') {
-      return absl::InvalidArgumentError(
-          "customer_id: may contain only letters, digits and _ - . : @ |");
+  for (const unsigned char c : id) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError("customer_id: may contain only printable ASCII");
     }
   }
   return absl::OkStatus();
@@ -149,12 +150,21 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
       ctx, executor_, [this, request, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
         if (!caller.ok()) return caller.status();
         if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
-        // The token is the log position the previous page ended at.
+        // The token is the position in this service's log the previous page
+        // ended at: one of another service's export (the same request) is
+        // refused, not read as a position in this log.
         uint64_t after = 0;
         auto position = OpenPageToken(*request, request->page_token(), "page_token");
         if (!position.ok()) return position.status();
-        if (!position->empty() && (!absl::SimpleAtoi(*position, &after) || after == 0 ||
-                                   after == std::numeric_limits<uint64_t>::max())) {
+        absl::string_view at = *position;
+        if (!at.empty() && !absl::ConsumePrefix(&at, absl::StrCat(service_, "@"))) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("page_token: not a token of this query; it continues another "
+                           "service's export, not ",
+                           service_, "'s"));
+        }
+        if (!at.empty() && (!absl::SimpleAtoi(at, &after) || after == 0 ||
+                            after == std::numeric_limits<uint64_t>::max())) {
           return absl::InvalidArgumentError("page_token: malformed");
         }
         // The person's records merged into this customer are theirs
@@ -182,7 +192,7 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
         }
         if (events->resume_after != 0) {
           response->set_next_page_token(
-              SealPageToken(*request, absl::StrCat(events->resume_after)));
+              SealPageToken(*request, absl::StrCat(service_, "@", events->resume_after)));
         }
         return absl::OkStatus();
       });
