@@ -215,6 +215,13 @@ absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep) {
   auto engine = OpenExisting(backup_dir);
   if (!engine.ok()) return engine.status();
   if (auto s = (*engine)->PurgeOldBackups(keep); !s.ok()) return FromRocks(s);
+  // PurgeOldBackups skips backups whose metadata it cannot read; all of
+  // them are older than the newest `keep` (checked above).
+  std::vector<rocksdb::BackupID> corrupt;
+  (*engine)->GetCorruptedBackups(&corrupt);
+  for (rocksdb::BackupID id : corrupt) {
+    if (auto s = (*engine)->DeleteBackup(id); !s.ok()) return FromRocks(s);
+  }
   // The parts the kept backups name; every other part backup goes.
   std::vector<rocksdb::BackupInfo> kept;
   (*engine)->GetBackupInfo(&kept);
@@ -224,22 +231,36 @@ absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep) {
     if (!parts.ok()) return parts.status();
     for (const auto& [name, id] : *parts) named[name].insert(id);
   }
+  // The error_code forms throughout: a directory that cannot be read is an
+  // error to report, not an exception.
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(backup_dir, ec)) {
-    const std::string file = entry.path().filename().string();
-    if (!entry.is_directory(ec) || !absl::StartsWith(file, "part-")) continue;
-    auto part = OpenExisting(entry.path().string());
+  auto listing_failed = [&] {
+    return absl::InternalError(absl::StrCat("backup_dir: ", backup_dir, ": ", ec.message()));
+  };
+  std::filesystem::directory_iterator it(backup_dir, ec);
+  if (ec) return listing_failed();
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    if (ec) return listing_failed();
+    const std::string file = it->path().filename().string();
+    std::error_code kind;
+    if (!absl::StartsWith(file, "part-") || !it->is_directory(kind)) continue;
+    auto part = OpenExisting(it->path().string());
     if (!part.ok()) return part.status();
+    std::vector<rocksdb::BackupID> ids;
     std::vector<rocksdb::BackupInfo> infos;
     (*part)->GetBackupInfo(&infos);
+    for (const auto& info : infos) ids.push_back(info.backup_id);
+    std::vector<rocksdb::BackupID> corrupt_parts;
+    (*part)->GetCorruptedBackups(&corrupt_parts);
+    ids.insert(ids.end(), corrupt_parts.begin(), corrupt_parts.end());
     const auto& wanted = named[file.substr(5)];
-    for (const auto& info : infos) {
-      if (wanted.contains(info.backup_id)) continue;
-      if (auto s = (*part)->DeleteBackup(info.backup_id); !s.ok()) return FromRocks(s);
+    for (rocksdb::BackupID id : ids) {
+      if (wanted.contains(id)) continue;
+      if (auto s = (*part)->DeleteBackup(id); !s.ok()) return FromRocks(s);
     }
     if (auto s = (*part)->GarbageCollect(); !s.ok()) return FromRocks(s);
   }
-  if (ec) return absl::InternalError(absl::StrCat("backup_dir: ", backup_dir, ": ", ec.message()));
+  if (ec) return listing_failed();
   auto left = ListBackups(backup_dir);
   if (!left.ok()) return left.status();
   return static_cast<int>(listed->size() - left->size());

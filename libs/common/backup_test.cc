@@ -244,6 +244,10 @@ TEST_F(BackupTest, APurgeKeepsTheNewestBackupsWithTheirParts) {
   };
   ASSERT_EQ(meta_files(backups + "/part-emitted"), 5);
   EXPECT_EQ(PurgeBackups(backups, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  // The oldest one's metadata unreadable: RocksDB lists it apart, and it
+  // goes too.
+  { std::ofstream(backups + "/meta/1", std::ios::trunc) << "garbage"; }
+  ASSERT_FALSE(ListBackups(backups)->front().damaged.empty());
 
   auto purged = PurgeBackups(backups, 2);
   ASSERT_TRUE(purged.ok()) << purged.status();

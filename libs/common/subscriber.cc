@@ -656,7 +656,11 @@ void Subscriber::RefreshLag(Partitions& unsought) {
         reached = false;
       }
     }
-    if (reached) reached_start_.store(true);
+    if (reached) {
+      reached_start_.store(true);
+      // What an operator waits for after a restore (docs/operations.md).
+      log::Info("caught up with the topics as they were at start", {{"group", options_.group_id}});
+    }
   }
 }
 

@@ -188,8 +188,10 @@ absl::StatusOr<std::vector<QuoteEvent>> Decide(const std::optional<crm::v1::Quot
   }
   if (const auto* accept = std::get_if<AcceptQuote>(&command)) {
     if (!state->valid_until().empty()) {
+      // A stored date that no longer parses (a year before 0001, taken
+      // before dates were checked for it) lies in the past: expired.
       auto until = ParseDate("valid_until", state->valid_until());
-      if (until.ok() && DayOf(accept->at) > *until) {
+      if (!until.ok() || DayOf(accept->at) > *until) {
         return absl::FailedPreconditionError(
             absl::StrCat("quote ", state->quote_id(), " expired on ", state->valid_until()));
       }

@@ -199,6 +199,13 @@ TEST(QuoteTest, AcceptedUntilTheLastValidDay) {
       .Given({Drafted()})
       .When(AcceptQuote{last_day + absl::Minutes(1)})
       .ThenError(absl::StatusCode::kFailedPrecondition, "expired");
+  // Stored before dates needed a year from 0001: long past, not unchecked.
+  auto legacy = Drafted();
+  legacy.set_valid_until("0000-12-31");
+  Quote()
+      .Given({legacy})
+      .When(AcceptQuote{kNoon})
+      .ThenError(absl::StatusCode::kFailedPrecondition, "expired");
 }
 
 TEST(QuoteTest, DecidedQuotesAreFinal) {
