@@ -153,9 +153,15 @@ void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig
   const bool high_value =
       std::any_of(view.lifetime_value().begin(), view.lifetime_value().end(),
                   [&](const auto& m) { return m.minor_units() >= s.high_value_minor_units(); });
-  const bool potential =
-      view.orders_size() == 0 && !dormant &&
-      (view.open_opportunity_count() > 0 || view.lead_score() >= s.potential_min_lead_score());
+  // A lead score makes a prospect only while a lead is still in play: a
+  // person whose every lead sales disqualified is not one.
+  const int disqualified_leads = static_cast<int>(
+      std::count_if(view.lead_disqualifications().begin(), view.lead_disqualifications().end(),
+                    [](const auto& d) { return d.disqualified(); }));
+  const bool lead_in_play = disqualified_leads < view.lead_ids_size();
+  const bool potential = view.orders_size() == 0 && !dormant &&
+                         (view.open_opportunity_count() > 0 ||
+                          (lead_in_play && view.lead_score() >= s.potential_min_lead_score()));
   const bool at_risk = customer && view.churn_risk_score() >= s.churn_risk_threshold();
   if (high_value) view.add_segments(crm::v1::SEGMENT_HIGH_VALUE);
   if (potential) view.add_segments(crm::v1::SEGMENT_POTENTIAL);

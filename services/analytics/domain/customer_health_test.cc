@@ -127,6 +127,39 @@ TEST(CustomerHealthTest, WarmLeadIsPotentialUntilItGoesDormantAndNeverAtRisk) {
   EXPECT_TRUE(DerivedAt({LeadCapturedAt("cus_1", "lead_1", 10, 0)}, 1).segments().empty());
 }
 
+// A lead sales disqualified is no prospect, whatever its score; taken back
+// into nurture it is one again, and a second lead still in play is one too.
+// In any order the events arrive, and across a merged group.
+TEST(CustomerHealthTest, ALeadDisqualifiedIsNotPotentialByItsScore) {
+  crm::v1::LeadDisqualified disqualified;
+  disqualified.set_lead_id("lead_1");
+  disqualified.set_reason("no budget");
+  crm::v1::LeadNurtureStarted nurtured;
+  nurtured.set_lead_id("lead_1");
+  const auto captured = LeadCapturedAt("cus_1", "lead_1", 70, 0);
+  const auto out = Envelope(disqualified, "cus_1", "evt-disq", "lead-lead_1", 2, kDay);
+  const auto back = Envelope(nurtured, "cus_1", "evt-nurture", "lead-lead_1", 3, 2 * kDay);
+  for (const auto& given :
+       {std::vector<EventEnvelope>{captured, out}, std::vector<EventEnvelope>{out, captured}}) {
+    EXPECT_TRUE(DerivedAt(given, 3).segments().empty());
+  }
+  for (const auto& given : {std::vector<EventEnvelope>{captured, out, back},
+                            std::vector<EventEnvelope>{back, out, captured}}) {
+    EXPECT_EQ(Segments(DerivedAt(given, 3)), std::vector{crm::v1::SEGMENT_POTENTIAL});
+  }
+  EXPECT_EQ(
+      Segments(DerivedAt({captured, out, LeadCapturedAt("cus_1", "lead_2", 70, 2 * kDay)}, 3)),
+      std::vector{crm::v1::SEGMENT_POTENTIAL});
+  // Merged: the group's views joined keep the disqualification.
+  Customer360 group = DerivedAt({captured}, 3);
+  const Customer360 other = DerivedAt({out}, 3);
+  JoinView(group, other);
+  google::protobuf::Timestamp now;
+  now.set_seconds(3 * kDay);
+  DeriveHealth(group, now, AnalyticsConfig::Defaults());
+  EXPECT_TRUE(group.segments().empty());
+}
+
 TEST(CustomerHealthTest, OpenAndBreachedTicketsAndAFallingCsatAddRisk) {
   const auto view = DerivedAt(
       {

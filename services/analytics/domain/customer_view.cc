@@ -165,6 +165,15 @@ void TakeAccountOwner(Customer360& view) {
   *view.mutable_owner_as_of() = AccountOwnerStamp(view);
 }
 
+// A lead's disqualification, by the latest event that decides it.
+void SetDisqualified(Customer360& view, const EventEnvelope& event, const std::string& lead_id,
+                     bool disqualified) {
+  auto* d = FindOrInsertSorted(view.mutable_lead_disqualifications(), lead_id,
+                               [](const auto& x) -> const std::string& { return x.lead_id(); });
+  d->set_lead_id(lead_id);
+  if (TakeIfNewer(d->mutable_as_of(), event)) d->set_disqualified(disqualified);
+}
+
 void SetTier(Customer360& view, const EventEnvelope& event, const std::string& tier) {
   if (tier.empty()) return;
   if (TakeIfNewer(view.mutable_tier_as_of(), event)) view.set_tier(tier);
@@ -285,16 +294,24 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   if (const auto* m = payload.As<LeadQualified>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
+    SetDisqualified(view, event, m->lead_id(), false);
     return {"Lead qualified", m->note()};
   }
   if (const auto* m = payload.As<LeadDisqualified>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
+    SetDisqualified(view, event, m->lead_id(), true);
     return absl::StrCat("Lead disqualified", m->reason().empty() ? "" : ": ", m->reason());
+  }
+  if (const auto* m = payload.As<LeadNurtureStarted>()) {
+    AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
+    SetDisqualified(view, event, m->lead_id(), false);
+    return event.type();  // as before it changed the view: timelines stay
   }
   if (const auto* m = payload.As<LeadConverted>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
+    SetDisqualified(view, event, m->lead_id(), false);
     ApplyContact(view, event, m->contact(), m->company(), m->region());
     if (!m->owner_id().empty()) {
       SetLeadOwner(view, event, m->owner_id());
@@ -521,6 +538,14 @@ void JoinView(Customer360& into, const Customer360& from) {
     auto* ours = LeadOwnerOf(into, theirs.lead_id());
     TakeLater(ours->mutable_as_of(), theirs.as_of(),
               [&] { ours->set_owner_id(theirs.owner_id()); });
+  }
+  for (const auto& theirs : from.lead_disqualifications()) {
+    auto* ours =
+        FindOrInsertSorted(into.mutable_lead_disqualifications(), theirs.lead_id(),
+                           [](const auto& x) -> const std::string& { return x.lead_id(); });
+    ours->set_lead_id(theirs.lead_id());
+    TakeLater(ours->mutable_as_of(), theirs.as_of(),
+              [&] { ours->set_disqualified(theirs.disqualified()); });
   }
   Reach(into, from.lifecycle_stage());
   TakeLater(into.mutable_owner_as_of(), from.owner_as_of(),
