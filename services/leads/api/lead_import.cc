@@ -245,6 +245,7 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
   std::vector<size_t> lookup;
   std::vector<int64_t> lookup_rows;
   std::vector<std::string> fingerprints(rows.size());
+  std::vector<std::string> legacy_fingerprints(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     auto& result = results_[base + i];
     const int64_t row = rows[i].row_number();
@@ -253,7 +254,16 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
       Reject(result, "row_number: must be positive");
       continue;
     }
-    fingerprints[i] = RequestFingerprint(rows[i]);
+    // The row as it is stored: with the call's default channel when it
+    // names none, so a replay under another default is other content.
+    legacy_fingerprints[i] = RequestFingerprint(rows[i]);
+    fingerprints[i] = legacy_fingerprints[i];
+    if (rows[i].channel() == crm::v1::LEAD_CHANNEL_UNSPECIFIED &&
+        default_channel_ != crm::v1::LEAD_CHANNEL_UNSPECIFIED) {
+      crm::v1::ImportLeadRow effective = rows[i];
+      effective.set_channel(default_channel_);
+      fingerprints[i] = RequestFingerprint(effective);
+    }
     auto [it, inserted] = first_index_.try_emplace(row, FirstRow{base + i, fingerprints[i]});
     if (!inserted) {
       if (it->second.fingerprint != fingerprints[i]) {
@@ -281,9 +291,11 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
   for (size_t j = 0; j < lookup.size(); ++j) {
     auto& result = results_[base + lookup[j]];
     if (earlier[j].has_value()) {
-      // Results stored before fingerprints were have none to compare.
-      if (!earlier[j]->row_fingerprint().empty() &&
-          earlier[j]->row_fingerprint() != fingerprints[lookup[j]]) {
+      // Results stored before fingerprints were have none to compare; those
+      // stored before the default channel counted took the row as sent.
+      const std::string& stored = earlier[j]->row_fingerprint();
+      if (!stored.empty() && stored != fingerprints[lookup[j]] &&
+          stored != legacy_fingerprints[lookup[j]]) {
         Reject(result, kOtherContent);
         continue;
       }

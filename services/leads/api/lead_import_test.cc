@@ -351,6 +351,32 @@ TEST_F(LeadImportTest, AReplayWithOtherContentUnderARowNumberIsRefused) {
   EXPECT_EQ(CountLeads(), 2);
 }
 
+// The default channel is part of a row that names none: a replay under
+// another default is other content, not the stored result of a lead stored
+// with the first default. A row naming its own channel is the same row.
+TEST_F(LeadImportTest, AReplayUnderAnotherDefaultChannelIsOtherContent) {
+  auto own = Row(2, "b@x.test");
+  own.set_channel(crm::v1::LEAD_CHANNEL_PARTNER);
+  ASSERT_TRUE(Import("chan-1", {Row(1, "a@x.test"), own}).ok());  // default: trade show
+  auto session = importer_->Begin("chan-1", crm::v1::LEAD_CHANNEL_WEB_FORM, Ctx());
+  ASSERT_TRUE(session.ok()) << session.status();
+  google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow> message;
+  *message.Add() = Row(1, "a@x.test");
+  *message.Add() = own;
+  ASSERT_TRUE((*session)->Add(&message).ok());
+  auto again = (*session)->Finish();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->results(0).outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  EXPECT_EQ(again->results(0).error(),
+            "row_number: already used in this import with other content");
+  EXPECT_TRUE(again->results(1).replayed());
+  session->reset();
+  auto same = Import("chan-1", {Row(1, "a@x.test")});
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_TRUE(same->results(0).replayed());
+  EXPECT_EQ(CountLeads(), 2);
+}
+
 // 16,000 reasons quoting a long attribute key each must still fit a reply.
 TEST_F(LeadImportTest, ARejectionReasonIsCutShort) {
   auto row = Row(1, "a@x.test");
