@@ -184,7 +184,9 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
     if (m->has_amount() && TakeIfNewer(r->mutable_amount_as_of(), event)) {
       *r->mutable_amount() = m->amount();
     }
-    if (m->has_time_in_previous_stage() && !m->from_stage_id().empty()) {
+    // A reopening's time is the time the deal sat closed, not time in a
+    // stage of the pipeline.
+    if (m->has_time_in_previous_stage() && !m->from_stage_id().empty() && !m->reopened()) {
       auto* visits = r->mutable_stage_visits();
       auto pos = std::lower_bound(
           visits->begin(), visits->end(), event.event_id(),

@@ -148,6 +148,23 @@ std::vector<crm::v1::EventEnvelope> History() {
   return e;
 }
 
+// A deal won, reopened a month later and won again: the month it sat
+// closed is no time in the "won" stage.
+TEST(FunnelTest, TheTimeADealSatClosedIsNoStageTime) {
+  Records records;
+  for (const auto& e : History()) records.Apply(e);
+  auto reopened = Moved("o5", "c5", "won", "proposal", crm::v1::STAGE_OUTCOME_OPEN, 30 * kDay,
+                        kFeb + 12 * kDay);
+  crm::v1::OpportunityStageChanged m;
+  ASSERT_TRUE(reopened.payload().UnpackTo(&m));
+  m.set_reopened(true);
+  reopened.mutable_payload()->PackFrom(m);
+  records.Apply(reopened);
+  const auto f = records.Funnel();
+  for (const auto& stage : f.stage_times()) EXPECT_NE(stage.stage_id(), "won");
+  EXPECT_EQ(f.stage_times_size(), 2);
+}
+
 // Where the funnel loses most counts what each step lost for good: leads
 // disqualified before qualifying, after qualifying, and lost deals.
 TEST(FunnelTest, TheBiggestDropIsWhatAStepLostNotWhatIsStillInIt) {
