@@ -155,10 +155,15 @@ void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig
                   [&](const auto& m) { return m.minor_units() >= s.high_value_minor_units(); });
   // A lead score makes a prospect only while a lead is still in play: a
   // person whose every lead sales disqualified is not one.
-  const int disqualified_leads = static_cast<int>(
-      std::count_if(view.lead_disqualifications().begin(), view.lead_disqualifications().end(),
-                    [](const auto& d) { return d.disqualified(); }));
-  const bool lead_in_play = disqualified_leads < view.lead_ids_size();
+  // Counted among the view's own leads only: a merge names the merged lead
+  // in the survivor's view too, which lists it once the group is joined.
+  const int out_of_play = static_cast<int>(std::count_if(
+      view.lead_disqualifications().begin(), view.lead_disqualifications().end(),
+      [&](const auto& d) {
+        return (d.disqualified() || d.merged()) &&
+               std::binary_search(view.lead_ids().begin(), view.lead_ids().end(), d.lead_id());
+      }));
+  const bool lead_in_play = out_of_play < view.lead_ids_size();
   const bool potential = view.orders_size() == 0 && !dormant &&
                          (view.open_opportunity_count() > 0 ||
                           (lead_in_play && view.lead_score() >= s.potential_min_lead_score()));

@@ -150,6 +150,16 @@ TEST(CustomerHealthTest, ALeadDisqualifiedIsNotPotentialByItsScore) {
   EXPECT_EQ(
       Segments(DerivedAt({captured, out, LeadCapturedAt("cus_1", "lead_2", 70, 2 * kDay)}, 3)),
       std::vector{crm::v1::SEGMENT_POTENTIAL});
+  // A duplicate merged into the disqualified lead is no lead in play; the
+  // survivor's view alone (naming the merged lead it does not list) is.
+  crm::v1::LeadsMerged merged;
+  merged.set_survivor_lead_id("lead_1");
+  merged.set_merged_lead_id("lead_2");
+  const auto merge = Envelope(merged, "cus_1", "evt-merge", "lead-lead_1", 4, 2 * kDay);
+  EXPECT_TRUE(DerivedAt({captured, LeadCapturedAt("cus_1", "lead_2", 70, kDay), merge, out}, 3)
+                  .segments()
+                  .empty());
+  EXPECT_EQ(Segments(DerivedAt({captured, merge}, 3)), std::vector{crm::v1::SEGMENT_POTENTIAL});
   // Merged: the group's views joined keep the disqualification.
   Customer360 group = DerivedAt({captured}, 3);
   const Customer360 other = DerivedAt({out}, 3);

@@ -165,12 +165,17 @@ void TakeAccountOwner(Customer360& view) {
   *view.mutable_owner_as_of() = AccountOwnerStamp(view);
 }
 
-// A lead's disqualification, by the latest event that decides it.
-void SetDisqualified(Customer360& view, const EventEnvelope& event, const std::string& lead_id,
-                     bool disqualified) {
+crm::v1::LeadDisqualification* DisqualificationOf(Customer360& view, const std::string& lead_id) {
   auto* d = FindOrInsertSorted(view.mutable_lead_disqualifications(), lead_id,
                                [](const auto& x) -> const std::string& { return x.lead_id(); });
   d->set_lead_id(lead_id);
+  return d;
+}
+
+// A lead's disqualification, by the latest event that decides it.
+void SetDisqualified(Customer360& view, const EventEnvelope& event, const std::string& lead_id,
+                     bool disqualified) {
+  auto* d = DisqualificationOf(view, lead_id);
   if (TakeIfNewer(d->mutable_as_of(), event)) d->set_disqualified(disqualified);
 }
 
@@ -322,7 +327,12 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
         m->opportunity_name().empty() ? "" : absl::StrCat(" \"", m->opportunity_name(), "\""),
         m->owner_id().empty() ? "" : absl::StrCat(" for ", m->owner_id()));
   }
+  if (const auto* m = payload.As<LeadMergedInto>()) {
+    DisqualificationOf(view, m->lead_id())->set_merged(true);
+    return event.type();  // as before it changed the view: timelines stay
+  }
   if (const auto* m = payload.As<LeadsMerged>()) {
+    DisqualificationOf(view, m->merged_lead_id())->set_merged(true);
     return absl::StrCat("Lead ", m->merged_lead_id(), " merged into ", m->survivor_lead_id());
   }
   if (const auto* m = payload.As<CustomerOpened>()) {
@@ -540,12 +550,10 @@ void JoinView(Customer360& into, const Customer360& from) {
               [&] { ours->set_owner_id(theirs.owner_id()); });
   }
   for (const auto& theirs : from.lead_disqualifications()) {
-    auto* ours =
-        FindOrInsertSorted(into.mutable_lead_disqualifications(), theirs.lead_id(),
-                           [](const auto& x) -> const std::string& { return x.lead_id(); });
-    ours->set_lead_id(theirs.lead_id());
+    auto* ours = DisqualificationOf(into, theirs.lead_id());
     TakeLater(ours->mutable_as_of(), theirs.as_of(),
               [&] { ours->set_disqualified(theirs.disqualified()); });
+    if (theirs.merged()) ours->set_merged(true);
   }
   Reach(into, from.lifecycle_stage());
   TakeLater(into.mutable_owner_as_of(), from.owner_as_of(),
