@@ -384,8 +384,11 @@ absl::StatusOr<KeyVault::Unwrapped> KeyVault::Unwrap(const crm::v1::EventEnvelop
 }
 
 bool KeyVault::EndedBy(absl::Time issued_at, absl::Time after_erasure, absl::Time erased_at) {
-  if (after_erasure != absl::InfinitePast()) return after_erasure < erased_at;
-  return issued_at <= erased_at + kErasureClockSkew;
+  // In microseconds, as records keep times: the eraser's erasure time in
+  // memory has nanoseconds its records (and keys' markers) do not.
+  const int64_t erased = absl::ToUnixMicros(erased_at);
+  if (after_erasure != absl::InfinitePast()) return absl::ToUnixMicros(after_erasure) < erased;
+  return absl::ToUnixMicros(issued_at) <= absl::ToUnixMicros(erased_at + kErasureClockSkew);
 }
 
 bool KeyVault::ErasedLocked(const Entry& entry) const {
