@@ -94,14 +94,11 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
   std::optional<crm::v1::Ticket> before;
   if (loaded) before = std::move(loaded->state);
 
+  const absl::Time now = clock_();
   // Events after the ticket's last change even if the clock stepped back:
   // consumers keep a ticket's latest value by time (see StampedAfter). The
-  // decision is never taken before that change either: it would give SLA
-  // time already used back to a paused clock.
-  const absl::Time clock_now = clock_();
-  const absl::Time last = before ? FromProtoTimestamp(before->updated_at()) : absl::InfinitePast();
-  ctx.occurred_at = before ? StampedAfter(clock_now, last) : clock_now;
-  const absl::Time now = std::max(clock_now, last);
+  // decision keeps the clock's time.
+  ctx.occurred_at = before ? StampedAfter(now, FromProtoTimestamp(before->updated_at())) : now;
   CRM_ASSIGN_OR_RETURN(Prepared prepared, prepare(before, now));
   // Breaches owed by now come first, and the command is decided on the
   // state they leave: a clock met or paused late is still a breach.

@@ -535,20 +535,6 @@ TEST_F(TicketCommandsTest, AClockSteppedBackStillStampsEventsInOrder) {
             FromProtoTimestamp(events.front().occurred_at()));
 }
 
-// Decided at that stamp too: a pause decided at the stepped-back clock
-// gave the resolution clock an hour it had already used.
-TEST_F(TicketCommandsTest, AClockSteppedBackGivesNoSlaTimeBack) {
-  const auto t = Open("sb1");  // 09:00
-  now_ = Utc(1, 11);
-  ASSERT_TRUE(Reply("sb2", t.ticket_id(), crm::v1::AUTHOR_TYPE_AGENT, "On it").ok());
-  now_ = Utc(1, 10);  // the clock steps back an hour
-  const auto paused = Pending("sb3", t.ticket_id());
-  ASSERT_TRUE(paused.ok()) << paused.status();
-  const auto& clock = paused->resolution();
-  EXPECT_LE(clock.remaining_seconds(), clock.target_seconds() - 2 * 3600) << clock.DebugString();
-  EXPECT_GE(clock.remaining_seconds(), clock.target_seconds() - 2 * 3600 - 1);
-}
-
 TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {
   crm::v1::CreateArticleRequest create;
   create.set_request_id("art-1");
