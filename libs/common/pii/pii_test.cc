@@ -377,9 +377,9 @@ TEST(KeyVaultTest, AnErasureByASecondServiceIsAppliedBySubscribersThatSawTheFirs
   // and asks again to be forgotten.
   {
     ProjectionTxn txn(leads.store->db());
-    for (const auto& e : *sales.store->ReadStream(EraseStream("crm/sales", "cus_1"))) {
-      ASSERT_TRUE(leads.vault->ApplyRecord(e, txn).ok());
-    }
+    const auto erasure = sales.store->ReadStream(EraseStream("crm/sales", "cus_1"));
+    ASSERT_TRUE(erasure.ok()) << erasure.status();
+    for (const auto& e : *erasure) ASSERT_TRUE(leads.vault->ApplyRecord(e, txn).ok());
     ASSERT_TRUE(txn.Commit().ok());
   }
   auto key = leads.vault->EnsureKey("cus_1", Ctx());
