@@ -222,9 +222,11 @@ absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep) {
   for (rocksdb::BackupID id : corrupt) {
     if (auto s = (*engine)->DeleteBackup(id); !s.ok()) return FromRocks(s);
   }
-  // The parts the kept backups name; every other part backup goes.
+  // The parts the kept backups name; every other part backup goes. Every
+  // backup listed and not kept is gone: the count deleted.
   std::vector<rocksdb::BackupInfo> kept;
   (*engine)->GetBackupInfo(&kept);
+  const int deleted = static_cast<int>(listed->size() - kept.size());
   absl::flat_hash_map<std::string, absl::flat_hash_set<rocksdb::BackupID>> named;
   for (const auto& info : kept) {
     auto parts = PartsOf(info);
@@ -261,9 +263,7 @@ absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep) {
     if (auto s = (*part)->GarbageCollect(); !s.ok()) return FromRocks(s);
   }
   if (ec) return listing_failed();
-  auto left = ListBackups(backup_dir);
-  if (!left.ok()) return left.status();
-  return static_cast<int>(listed->size() - left->size());
+  return deleted;
 }
 
 absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
