@@ -45,6 +45,13 @@ absl::StatusOr<crm::v1::EventEnvelope> ParseKeyRow(absl::string_view row, absl::
   return issued;
 }
 
+// The erasure a key's issuer knew of (KeyVault::EndedBy); InfinitePast:
+// none.
+absl::Time AfterErasureOf(const crm::v1::DataKeyIssued& issued) {
+  return issued.has_issued_after_erasure_at() ? FromProtoTimestamp(issued.issued_after_erasure_at())
+                                              : absl::InfinitePast();
+}
+
 constexpr char kBlindIndexRow[] = "blind-index";
 constexpr char kIndexedRow[] = "index:customers";
 // Present while a scan is re-wrapping keys under the current master key.
@@ -376,9 +383,7 @@ absl::StatusOr<KeyVault::Unwrapped> KeyVault::Unwrap(const crm::v1::EventEnvelop
   out.entry.key = opened->first;
   out.entry.issued_at = FromProtoTimestamp(event.occurred_at());
   out.entry.own = issued.issuer() == issuer_;
-  if (issued.has_issued_after_erasure_at()) {
-    out.entry.after_erasure = FromProtoTimestamp(issued.issued_after_erasure_at());
-  }
+  out.entry.after_erasure = AfterErasureOf(issued);
   out.master = opened->second;
   return out;
 }
@@ -403,9 +408,7 @@ bool KeyVault::IssuedBeforeErasure(const crm::v1::EventEnvelope& row) const {
   Entry entry;
   entry.customer_id = issued.customer_id();
   entry.issued_at = FromProtoTimestamp(row.occurred_at());
-  if (issued.has_issued_after_erasure_at()) {
-    entry.after_erasure = FromProtoTimestamp(issued.issued_after_erasure_at());
-  }
+  entry.after_erasure = AfterErasureOf(issued);
   std::lock_guard<std::mutex> lock(mu_);
   return ErasedLocked(entry);
 }
@@ -454,10 +457,9 @@ absl::StatusOr<std::vector<KeyVault::HeldKey>> KeyVault::KeysErasedAt(
       CRM_ASSIGN_OR_RETURN(auto stored, ParseKeyRow(KeyRow(h.key_id), *row));
       crm::v1::DataKeyIssued issued;
       stored.payload().UnpackTo(&issued);
-      const absl::Time after = issued.has_issued_after_erasure_at()
-                                   ? FromProtoTimestamp(issued.issued_after_erasure_at())
-                                   : absl::InfinitePast();
-      if (!EndedBy(FromProtoTimestamp(stored.occurred_at()), after, erased_at)) continue;
+      if (!EndedBy(FromProtoTimestamp(stored.occurred_at()), AfterErasureOf(issued), erased_at)) {
+        continue;
+      }
     }
     ended.push_back(std::move(h));
   }
