@@ -330,6 +330,30 @@ class SalesAccessTest : public ::testing::Test {
   std::unique_ptr<crm::v1::SalesService::Stub> admin_;
 };
 
+TEST_F(SalesAccessTest, AnOpenCustomerRetryAfterTheCallersTerritoryChangedGetsTheAccountOpened) {
+  crm::v1::OpenCustomerRequest open;
+  open.set_request_id("access-open-moved");
+  open.set_name("Acme");
+  open.set_owner_id(kRepA.subject);
+  crm::v1::Customer opened;
+  auto st = Stub(kManager)->OpenCustomer(Call().get(), open, &opened);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(opened.territory(), "amer");
+  // The reply was lost and the manager moved to "apac" before the retry:
+  // the account opened in "amer", not a refusal or a second account.
+  const auth::Principal moved{kManager.subject, {auth::kRoleSalesManager}, "apac"};
+  crm::v1::Customer retried;
+  st = Stub(moved)->OpenCustomer(Call().get(), open, &retried);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(retried.customer_id(), opened.customer_id());
+  EXPECT_EQ(retried.territory(), "amer");
+  // A new request is scoped by the token it comes with.
+  open.set_request_id("access-open-moved-2");
+  open.set_territory("amer");
+  EXPECT_EQ(Stub(moved)->OpenCustomer(Call().get(), open, &retried).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
 TEST_F(SalesAccessTest, AnAccountsActivitiesHideThoseOfDealsTheCallerMayNotSee) {
   const std::string customer_id = OpenAccountOfRepA("access-act-customer");
   // A manager opens a deal on A's account for rep B.

@@ -233,21 +233,30 @@ absl::StatusOr<State> SalesCommands::LoadExisting(absl::string_view noun, const 
 // ---------------------------------------------------------------- customers
 
 absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
-    const crm::v1::OpenCustomerRequest& raw, EventContext ctx) {
+    const crm::v1::OpenCustomerRequest& raw, EventContext ctx,
+    const crm::v1::OpenCustomerRequest* as_sent) {
   CRM_RETURN_IF_ERROR(CheckRequestId(raw.request_id()));
   // The request as sent: a retry of one without customer_id must match,
   // though the id minted below (and the tier the config fills in) differ.
   // Before ctx is moved: argument evaluation order is unspecified.
-  const std::string key =
-      CallerRequestKey(ctx, absl::StrCat("OpenCustomer/", raw.request_id()), raw);
+  const std::string name = absl::StrCat("OpenCustomer/", raw.request_id());
+  const std::string key = CallerRequestKey(ctx, name, as_sent != nullptr ? *as_sent : raw);
   // A retry is answered before an id is minted and a key issued for it:
   // each would append a DataKeyIssued for a customer that never opens. One
   // racing its first call waits for it; and it is answered before the
   // request is checked against today's configuration (a tier since
   // retired).
   auto guard = request_locks_.Lock({raw.request_id()});
-  CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Customer>(store_.events(), key));
-  if (earlier.has_value()) return *std::move(earlier);
+  auto earlier = StoredAnswer<crm::v1::Customer>(store_.events(), key);
+  if (absl::IsInvalidArgument(earlier.status()) && as_sent != nullptr) {
+    // Answers stored by earlier versions are keyed by the request with the
+    // caller's defaults filled in.
+    auto scoped =
+        StoredAnswer<crm::v1::Customer>(store_.events(), CallerRequestKey(ctx, name, raw));
+    if (scoped.ok() && scoped->has_value()) earlier = std::move(scoped);
+  }
+  CRM_RETURN_IF_ERROR(earlier.status());
+  if (earlier->has_value()) return **std::move(earlier);
   CRM_ASSIGN_OR_RETURN(auto request, NormalizeOpenCustomer(raw, settings_.loyalty));
   if (request.customer_id().empty()) request.set_customer_id(NewId("cus"));
   if (vault_ != nullptr) {

@@ -48,8 +48,12 @@ class SalesCommands {
   void SealPiiWith(pii::KeyVault& vault) { vault_ = &vault; }
 
   // ---- Customers ----
-  absl::StatusOr<crm::v1::Customer> OpenCustomer(const crm::v1::OpenCustomerRequest& request,
-                                                 EventContext ctx);
+  // `as_sent` is the request before the caller's defaults were filled in
+  // (territory and owner from its token): a retry is matched by it, as the
+  // token may have changed between attempts. Null: `request` as sent.
+  absl::StatusOr<crm::v1::Customer> OpenCustomer(
+      const crm::v1::OpenCustomerRequest& request, EventContext ctx,
+      const crm::v1::OpenCustomerRequest* as_sent = nullptr);
   absl::StatusOr<crm::v1::Customer> GetCustomer(const crm::v1::GetCustomerRequest& request) const;
   // `visible` (the caller's access; all when null) is applied with the
   // filters, before the page is cut, so a page is full whenever more follow.

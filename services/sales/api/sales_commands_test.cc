@@ -207,6 +207,41 @@ TEST_F(SalesCommandsTest, ARetryOfAnOpenWithoutCustomerIdGetsTheSameAccount) {
   EXPECT_EQ(store_->events().LogSize(), 1u);
 }
 
+// A retry is matched by the request as sent, before the caller's token
+// filled in territory and owner; answers stored when the filled-in request
+// was the key still answer it.
+TEST_F(SalesCommandsTest, AnOpenIsRetriedByTheRequestAsSent) {
+  crm::v1::OpenCustomerRequest sent;
+  sent.set_request_id("open-as-sent");
+  sent.set_name("Analytical Engines");
+  crm::v1::OpenCustomerRequest scoped = sent;
+  scoped.set_owner_id("rep_ada");
+  scoped.set_territory("EMEA");
+  auto first = commands_->OpenCustomer(scoped, Ctx(), &sent);
+  ASSERT_TRUE(first.ok()) << first.status();
+  crm::v1::OpenCustomerRequest moved = sent;
+  moved.set_owner_id("rep_ada");
+  moved.set_territory("APAC");
+  auto retry = commands_->OpenCustomer(moved, Ctx(), &sent);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->customer_id(), first->customer_id());
+  EXPECT_EQ(retry->territory(), "EMEA");
+
+  sent.set_request_id("open-stored-scoped");
+  scoped.set_request_id("open-stored-scoped");
+  auto stored = commands_->OpenCustomer(scoped, Ctx());
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  auto again = commands_->OpenCustomer(scoped, Ctx(), &sent);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->customer_id(), stored->customer_id());
+  EXPECT_EQ(store_->events().LogSize(), 2u);
+  // Other content under the same request id is still refused.
+  sent.set_name("Difference Engines");
+  scoped.set_name("Difference Engines");
+  EXPECT_EQ(commands_->OpenCustomer(scoped, Ctx(), &sent).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // With PII sealed, an open without customer_id issues a data key for the
 // id it mints: a retry must neither mint another id nor issue a key for it.
 TEST_F(SalesCommandsTest, ARetryOfASealedOpenWithoutCustomerIdIssuesNoSecondKey) {

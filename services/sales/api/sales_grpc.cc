@@ -169,8 +169,14 @@ grpc::ServerUnaryReactor* SalesGrpc::OpenCustomer(grpc::CallbackServerContext* c
       ctx, executor_, request, response,
       [this, event_ctx](const crm::v1::OpenCustomerRequest& r,
                         const Principal& caller) -> absl::StatusOr<crm::v1::Customer> {
+        // A retry is answered before the caller's token fills in defaults
+        // and is checked: the token may have changed since (another
+        // territory), the account opened has not.
+        if (commands_.events().Answered(event_ctx, "OpenCustomer", r.request_id(), r)) {
+          return commands_.OpenCustomer(r, event_ctx, &r);
+        }
         CRM_ASSIGN_OR_RETURN(auto scoped, ScopeOpenCustomer(caller, r));
-        return commands_.OpenCustomer(scoped, event_ctx);
+        return commands_.OpenCustomer(scoped, event_ctx, &r);
       });
 }
 
