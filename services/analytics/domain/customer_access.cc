@@ -38,16 +38,18 @@ absl::StatusOr<crm::v1::Customer360> Customer360For(const auth::Principal& calle
     }
     return loaded.status();
   }
-  // The account's territory and owner; without an account, the home
+  // The account's territory and owner, even empty (sales lets no manager
+  // or rep reach an account without them); without an account, the home
   // lead's (a view stored before homes were kept: the latest lead's).
   const auto& profile = loaded->profile();
+  const bool account = loaded->has_account_as_of() || !loaded->account_owner_id().empty();
   const bool home = loaded->tracks_home() && loaded->has_home_as_of();
-  const std::string& territory = !profile.territory().empty() ? profile.territory()
-                                 : home                       ? loaded->home_region()
-                                                              : profile.region();
-  const std::string owner = !loaded->account_owner_id().empty() ? loaded->account_owner_id()
-                            : home                              ? HomeOwner(*loaded)
-                                                                : loaded->owner_id();
+  const std::string& territory = account ? profile.territory()
+                                 : home  ? loaded->home_region()
+                                         : profile.region();
+  const std::string owner = account ? loaded->account_owner_id()
+                            : home  ? HomeOwner(*loaded)
+                                    : loaded->owner_id();
   if (auth::MayAccess(caller, owner, territory)) return loaded;
   if (!analyst) return auth::NotVisible("customer_id", customer_id);
   RemovePersonalData(*loaded);

@@ -19,7 +19,11 @@ crm::v1::Customer360 View(const std::string& owner, const std::string& territory
   v.mutable_profile()->set_email("ada@example.com");
   v.mutable_profile()->set_phone("+441234567890");
   v.mutable_profile()->set_company("Engines");
-  v.mutable_profile()->set_territory(territory);
+  if (!territory.empty()) {  // an account's view
+    v.mutable_profile()->set_territory(territory);
+    v.mutable_account_as_of()->set_event_id("evt-open");
+    v.set_account_owner_id(owner);
+  }
   auto* entry = v.add_timeline();
   entry->set_type("LeadCaptured");
   entry->set_summary("Lead captured via web form (ada@example.com)");
@@ -109,6 +113,36 @@ TEST(CustomerAccessTest, ALaterLeadOfThePersonDoesNotMoveItsHome) {
     EXPECT_FALSE(
         Customer360For(As("mgr_emea", auth::kRoleSalesManager, "emea"), group, "cus_1").ok());
   }
+}
+
+// An account decides even without a territory or owner: sales lets no
+// manager or rep reach it, and its lead's manager and owner lose the view.
+TEST(CustomerAccessTest, AnAccountWithoutTerritoryOrOwnerIsOutOfTheLeadsReach) {
+  using testing::Envelope;
+  crm::v1::LeadCaptured captured;
+  captured.set_lead_id("lead_1");
+  captured.set_customer_id("cus_1");
+  captured.set_region("emea");
+  crm::v1::LeadAssigned assigned;
+  assigned.set_lead_id("lead_1");
+  assigned.set_customer_id("cus_1");
+  assigned.set_owner_id("rep_ann");
+  crm::v1::Customer360 view;
+  ApplyToView(view, Envelope(captured, "cus_1", "evt-capture", "lead-lead_1", 1, 100));
+  ApplyToView(view, Envelope(assigned, "cus_1", "evt-assign", "lead-lead_1", 2, 100));
+  const auto mgr = As("mgr_eve", auth::kRoleSalesManager, "emea");
+  const auto rep = As("rep_ann", auth::kRoleSalesRep);
+  ASSERT_TRUE(Customer360For(mgr, view, "cus_1").ok());
+  ASSERT_TRUE(Customer360For(rep, view, "cus_1").ok());
+  crm::v1::CustomerOpened opened;
+  opened.set_customer_id("cus_1");
+  opened.set_name("Engines");
+  ApplyToView(view, Envelope(opened, "cus_1", "evt-open", "customer-cus_1", 1, 200));
+  EXPECT_EQ(Customer360For(mgr, view, "cus_1").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Customer360For(rep, view, "cus_1").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(Customer360For(As("root", auth::kRoleAdmin), view, "cus_1").ok());
 }
 
 // A view stored before homes were kept learns none from later events: a
