@@ -432,8 +432,25 @@ absl::StatusOr<EventStore::CustomerEvents> EventStore::ReadCustomerEvents(
   // Positions are handed out before their appends are written: a page that
   // passed one still being written, and ended after it, would lose it. So
   // the read stops at the first position not yet written, taken before the
-  // iterator so that everything below it is in the iterator's view.
-  const uint64_t stable = StablePosition();
+  // iterator so that everything below it is in the iterator's view. An
+  // append acknowledged before the read began holds a position below `end`,
+  // maybe above one still being written: the read waits for those, as an
+  // export that ended early would say it was complete.
+  const uint64_t end = next_position_.load();
+  uint64_t stable = StablePosition();
+  for (const absl::Time give_up = absl::Now() + kStableWait; stable < end;
+       stable = StablePosition()) {
+    if (absl::Now() > give_up) {
+      // A write stalled: the page ends below it and the reader goes on later.
+      if (stable - 1 <= after) {
+        return absl::UnavailableError(
+            absl::StrCat("log position ", stable, " is still being written; retry"));
+      }
+      out.resume_after = stable - 1;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
   auto it = db_->NewIterator(kLog);
   auto* events = db_->Family(kEvents);
   std::string value;
@@ -441,7 +458,7 @@ absl::StatusOr<EventStore::CustomerEvents> EventStore::ReadCustomerEvents(
   for (it->Seek(BigEndian64(after + 1)); it->Valid(); it->Next()) {
     const uint64_t position =
         ReadBigEndian64(absl::string_view(it->key().data(), it->key().size()));
-    if (position >= stable) break;
+    if (position >= stable) break;  // written after the read began, or stalled
     auto s = db_->raw()->Get(rocksdb::ReadOptions(), events, it->value(), &value);
     if (!s.ok()) return FromRocks(s);
     // Most events are about someone else: skip them without parsing.

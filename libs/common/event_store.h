@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "crm/v1/envelope.pb.h"
 #include "libs/common/database.h"
 #include "libs/common/envelope.h"
@@ -134,9 +135,11 @@ class EventStore {
   struct CustomerEvents {
     std::vector<crm::v1::EventEnvelope> events;
     // Where the next read goes on (its `after`) once an event did not fit
-    // the budget; 0 when the log is read to its end.
+    // the budget or a write below the log's end stalled for kStableWait;
+    // 0 when the log is read to where it ended as the read began.
     uint64_t resume_after = 0;
   };
+  static constexpr absl::Duration kStableWait = absl::Seconds(2);
   absl::StatusOr<CustomerEvents> ReadCustomerEvents(const std::vector<std::string>& customer_ids,
                                                     uint64_t after = 0,
                                                     ReplyBudget* budget = nullptr) const;

@@ -606,6 +606,34 @@ TEST_F(EventStoreTest, StablePositionNeverPassesAnAppendStillBeingWritten) {
   EXPECT_EQ(store_->StablePosition(), store_->LogSize() + 1);
 }
 
+TEST_F(EventStoreTest, AReadOfAPersonsEventsHasEveryAppendAcknowledgedBeforeIt) {
+  // Appends commit out of position order: a read that ended at a position
+  // still being written said it was complete without later ones acked.
+  std::atomic<int> acked{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 6; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 150; ++i) {
+        auto r = store_->Append(Request(absl::StrCat("s-", w, "-", i), EventStore::kNoStream,
+                                        {Event("T", "cus_x")}, ""));
+        EXPECT_TRUE(r.ok()) << r.status();
+        acked.fetch_add(1);
+      }
+    });
+  }
+  int reads = 0;
+  while (acked.load() < 900) {
+    const int before = acked.load();
+    auto read = store_->ReadCustomerEvents({"cus_x"});
+    ASSERT_TRUE(read.ok()) << read.status();
+    ASSERT_EQ(read->resume_after, 0u);
+    ASSERT_GE(read->events.size(), static_cast<size_t>(before)) << "read " << reads;
+    ++reads;
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_GT(reads, 0);
+}
+
 TEST_F(EventStoreTest, RejectsAppendWithoutStream) {
   EXPECT_EQ(store_->Append(Request("", 0, {Event("A")}, "")).status().code(),
             absl::StatusCode::kInvalidArgument);
