@@ -269,7 +269,8 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     CRM_ASSIGN_OR_RETURN(auto states, db_->MultiGet(kState, stream_list));
     for (size_t i = 0; i < stream_list.size(); ++i) {
       if (states[i].has_value()) {
-        versions[stream_list[i]] = static_cast<int64_t>(ReadBigEndian64(*states[i]));
+        CRM_ASSIGN_OR_RETURN(const StreamState state, DecodeState(stream_list[i], *states[i]));
+        versions[stream_list[i]] = state.version;
       }
     }
     const std::vector<std::string> key_list(stored_keys.begin(), stored_keys.end());

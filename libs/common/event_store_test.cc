@@ -634,6 +634,15 @@ TEST_F(EventStoreTest, AReadOfAPersonsEventsHasEveryAppendAcknowledgedBeforeIt) 
   EXPECT_GT(reads, 0);
 }
 
+TEST_F(EventStoreTest, AnAppendToAStreamWithADamagedStateRowIsDataLoss) {
+  rocksdb::WriteBatch damage;
+  damage.Put(store_->db().Family(EventStore::kStateFamily), "s-damaged", "abc");
+  ASSERT_TRUE(store_->db().Write(&damage, /*sync=*/false).ok());
+  EXPECT_EQ(store_->Append(Request("s-damaged", 0, {Event("A")}, "")).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(store_->Append(Request("s-whole", 0, {Event("A")}, "")).ok());
+}
+
 TEST_F(EventStoreTest, RejectsAppendWithoutStream) {
   EXPECT_EQ(store_->Append(Request("", 0, {Event("A")}, "")).status().code(),
             absl::StatusCode::kInvalidArgument);
