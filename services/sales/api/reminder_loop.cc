@@ -11,16 +11,21 @@ namespace crm::sales {
 
 absl::StatusOr<int> ReminderLoop::Tick() {
   const absl::Time now = clock_();
-  CRM_ASSIGN_OR_RETURN(int tasks, commands_.RaiseTaskReminders(now));
-  int deals = 0;
+  // A failed task pass must not hold up the stale-deal scan, nor the other
+  // way round: each is tried, the first error returned.
+  absl::StatusOr<int> tasks = commands_.RaiseTaskReminders(now);
+  absl::StatusOr<int> deals = 0;
   if (now - last_stale_scan_ >= stale_scan_interval_) {
-    CRM_ASSIGN_OR_RETURN(deals, commands_.FlagStaleOpportunities(now));
-    last_stale_scan_ = now;
+    deals = commands_.FlagStaleOpportunities(now);
+    if (deals.ok()) last_stale_scan_ = now;
   }
-  if (tasks + deals > 0) {
-    log::Info("reminders raised", {{"tasks", absl::StrCat(tasks)}, {"deals", absl::StrCat(deals)}});
+  CRM_RETURN_IF_ERROR(tasks.status());
+  CRM_RETURN_IF_ERROR(deals.status());
+  if (*tasks + *deals > 0) {
+    log::Info("reminders raised",
+              {{"tasks", absl::StrCat(*tasks)}, {"deals", absl::StrCat(*deals)}});
   }
-  return tasks + deals;
+  return *tasks + *deals;
 }
 
 void ReminderLoop::Start() {

@@ -692,7 +692,11 @@ absl::StatusOr<int> SalesCommands::RaiseTaskReminders(absl::Time now) {
     }
     raised += out->appended > 0;
     if (out->state.has_reminded_at() || out->state.status() != crm::v1::TASK_STATUS_OPEN) {
-      CRM_RETURN_IF_ERROR(store_.ForgetDueTask(out->state));
+      // Left in the index, the task is due again next pass, which decides
+      // nothing (it remembers its reminder) and forgets it then.
+      if (auto st = store_.ForgetDueTask(out->state); !st.ok()) {
+        log::Warn("task reminder", {{"task_id", task_id}, {"error", st.ToString()}});
+      }
     }
   }
   return raised;

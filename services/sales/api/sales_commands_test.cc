@@ -824,6 +824,38 @@ TEST_F(SalesCommandsTest, DueTasksRaiseOneReminderAndAreListedAsOverdue) {
   EXPECT_EQ(store_->DueTaskIds(now_, 10)->size(), 0u);
 }
 
+TEST_F(SalesCommandsTest, AFailedCleanupOfOneDueTaskHoldsUpNoOtherReminder) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  std::vector<std::string> tasks;
+  for (int i = 1; i <= 2; ++i) {
+    crm::v1::CreateTaskRequest r;
+    r.set_request_id(absl::StrCat("task-", i));
+    r.set_customer_id("cus_1");
+    r.set_title("Call back");
+    *r.mutable_due_at() = ToProtoTimestamp(kT0 + absl::Hours(i));
+    auto task = commands_->CreateTask(r, Ctx());
+    ASSERT_TRUE(task.ok()) << task.status();
+    tasks.push_back(task->task_id());
+  }
+  ReminderLoop loop(
+      *commands_, [this] { return now_; }, absl::Seconds(1));
+  now_ = kT0 + absl::Hours(25);
+  // The first task's reminder is written, taking it out of the due index
+  // is not.
+  store_->db().FailWritesForTest(2, 1);
+  EXPECT_TRUE(loop.Tick().ok());
+  for (const auto& id : tasks) {
+    EXPECT_EQ(Types(TaskStream(id)),
+              (std::vector<std::string>{"TaskCreated", "TaskReminderRaised"}));
+  }
+  EXPECT_EQ(Types(OpportunityStream(o.opportunity_id())),
+            (std::vector<std::string>{"OpportunityOpened", "OpportunityWentStale"}));
+  // The next pass decides nothing new and forgets the task.
+  EXPECT_EQ(*loop.Tick(), 0);
+  EXPECT_EQ(store_->DueTaskIds(now_, 10)->size(), 0u);
+}
+
 TEST_F(SalesCommandsTest, TheLoopThreadRaisesRemindersOnItsOwnAndStops) {
   Open("cus_1");
   crm::v1::CreateTaskRequest r;
