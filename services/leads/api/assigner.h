@@ -34,7 +34,8 @@ class Assigner {
   // A committed change of an existing lead (owner, status): moves counts.
   void Moved(const crm::v1::Lead& before, const crm::v1::Lead& after);
 
-  OwnerCounts Counts(const std::string& owner_id) const;
+  // `from_rule`: the leads `rule_id` gave the owner that they still hold.
+  OwnerCounts Counts(const std::string& owner_id, const std::string& rule_id = "") const;
 
   std::shared_ptr<const crm::v1::AssignmentRuleTable> Rules() const;
   void SetRules(crm::v1::AssignmentRuleTable table);
@@ -42,13 +43,17 @@ class Assigner {
   std::mutex& rule_change_mutex() { return rule_change_mu_; }
 
  private:
-  void AddLocked(const std::string& owner, int64_t open, int64_t assigned);
+  void AddLocked(const std::string& owner, const std::string& rule_id, int64_t open,
+                 int64_t assigned);
+  OwnerCounts CountsLocked(const std::string& owner_id, const std::string& rule_id) const;
 
   LeadStore& store_;
   mutable std::mutex mu_;
   std::shared_ptr<const crm::v1::AssignmentRuleTable> rules_ =
       std::make_shared<crm::v1::AssignmentRuleTable>();
   absl::flat_hash_map<std::string, OwnerCounts> counts_;
+  // Per (rule, owner): the leads the rule gave the owner, still theirs.
+  absl::flat_hash_map<std::pair<std::string, std::string>, int64_t> from_rule_;
   std::mutex rule_change_mu_;
 };
 

@@ -457,6 +457,23 @@ TEST_F(LeadUseCaseTest, TeamsShareLeadsRoundRobinOrByLoad) {
   EXPECT_EQ(CaptureIn("na5", "NA", "").owner_id(), "usr_x");
 }
 
+// Round robin takes turns within the team: leads a member got from another
+// rule do not count, before or after a restart.
+TEST_F(LeadUseCaseTest, RoundRobinTakesTurnsWithinTheTeamWhateverElseMembersHold) {
+  CreateRule("own", OwnerRule("EMEA", "analytics", "usr_a"));
+  CreateRule("team", TeamRule("EMEA", {"usr_a", "usr_b"}, crm::v1::TEAM_STRATEGY_ROUND_ROBIN));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(CaptureIn(absl::StrCat("an", i), "EMEA", "analytics").owner_id(), "usr_a");
+  }
+  std::vector<std::string> owners;
+  for (int i = 0; i < 3; ++i)
+    owners.push_back(CaptureIn(absl::StrCat("t", i), "EMEA", "").owner_id());
+  Restart();
+  for (int i = 3; i < 5; ++i)
+    owners.push_back(CaptureIn(absl::StrCat("t", i), "EMEA", "").owner_id());
+  EXPECT_THAT(owners, ::testing::ElementsAre("usr_a", "usr_b", "usr_a", "usr_b", "usr_a"));
+}
+
 // The need is sealed before scoring: a blank one must score as none, on
 // capture and on qualification, and move no score.
 TEST_F(LeadUseCaseTest, ABlankNeedScoresAsNoneThoughItIsSealed) {

@@ -166,13 +166,14 @@ Assignment ChooseAssignment(const crm::v1::AssignmentRuleTable& table, const crm
       return a;
     }
     a.team_id = rule.team_id();
-    OwnerCounts best{std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::max()};
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    OwnerCounts best{kMax, kMax, kMax};
     for (const auto& member : rule.team_members()) {
-      const OwnerCounts c = load(member);
+      const OwnerCounts c = load(rule.rule_id(), member);
       const bool better =
           rule.strategy() == crm::v1::TEAM_STRATEGY_LEAST_LOADED
               ? (c.open < best.open || (c.open == best.open && c.assigned < best.assigned))
-              : c.assigned < best.assigned;
+              : c.from_rule < best.from_rule;
       if (better) {
         best = c;
         a.owner_id = member;

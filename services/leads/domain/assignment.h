@@ -15,12 +15,14 @@ namespace crm::leads {
 // owners' load through a callback.
 
 // Leads an owner holds: `open` counts new, qualified and nurturing leads,
-// `assigned` every lead ever assigned to the owner.
+// `assigned` all of them, `from_rule` those the rule asked about gave them.
 struct OwnerCounts {
   int64_t open = 0;
   int64_t assigned = 0;
+  int64_t from_rule = 0;
 };
-using LoadView = std::function<OwnerCounts(const std::string& owner_id)>;
+using LoadView =
+    std::function<OwnerCounts(const std::string& rule_id, const std::string& owner_id)>;
 
 // Validates a rule from CreateAssignmentRule (field paths start "rule.")
 // and returns it trimmed, without duplicates in its lists.
@@ -41,9 +43,10 @@ absl::StatusOr<crm::v1::AssignmentRuleTable> SetRuleEnabled(
     int64_t expected_version);
 
 // The first enabled rule whose regions and product interests match the
-// lead decides: its owner, or a member of its team (round robin: fewest
-// assigned so far; least loaded: fewest open, then fewest assigned; ties go
-// to the member listed first). No match: empty (the lead stays in the
+// lead decides: its owner, or a member of its team (round robin: the
+// fewest leads from this rule, so members take turns whatever else they
+// hold; least loaded: fewest open, then fewest held; ties go to the member
+// listed first). No match: empty (the lead stays in the
 // default queue).
 Assignment ChooseAssignment(const crm::v1::AssignmentRuleTable& table, const crm::v1::Lead& lead,
                             const LoadView& load);

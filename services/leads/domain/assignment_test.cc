@@ -49,7 +49,7 @@ crm::v1::Lead LeadIn(const std::string& region, std::vector<std::string> product
 }
 
 LoadView NoLoad() {
-  return [](const std::string&) { return OwnerCounts{}; };
+  return [](const std::string&, const std::string&) { return OwnerCounts{}; };
 }
 
 TEST(RuleValidationTest, BadRulesNameTheField) {
@@ -149,14 +149,20 @@ TEST(ChooseAssignmentTest, NoMatchLeavesTheLeadInTheDefaultQueue) {
 TEST(ChooseAssignmentTest, RoundRobinTakesTurnsInMemberOrder) {
   auto table = Table(
       {TeamRule({}, "team_1", {"usr_a", "usr_b", "usr_c"}, crm::v1::TEAM_STRATEGY_ROUND_ROBIN)});
-  absl::flat_hash_map<std::string, OwnerCounts> counts;
-  LoadView load = [&](const std::string& o) { return counts[o]; };
+  // usr_a holds many leads from elsewhere (another rule, by hand): turns
+  // go by what this rule gave.
+  absl::flat_hash_map<std::string, OwnerCounts> counts = {{"usr_a", {40, 40, 0}}};
+  LoadView load = [&](const std::string& rule_id, const std::string& o) {
+    EXPECT_EQ(rule_id, table.rules(0).rule_id());
+    return counts[o];
+  };
   std::vector<std::string> picked;
   for (int i = 0; i < 6; ++i) {
     auto a = ChooseAssignment(table, LeadIn("any", {}), load);
     EXPECT_EQ(a.team_id, "team_1");
     picked.push_back(a.owner_id);
     ++counts[a.owner_id].assigned;
+    ++counts[a.owner_id].from_rule;
   }
   EXPECT_EQ(picked,
             (std::vector<std::string>{"usr_a", "usr_b", "usr_c", "usr_a", "usr_b", "usr_c"}));
@@ -167,7 +173,7 @@ TEST(ChooseAssignmentTest, LeastLoadedPicksFewestOpenLeads) {
       {TeamRule({}, "team_1", {"usr_a", "usr_b", "usr_c"}, crm::v1::TEAM_STRATEGY_LEAST_LOADED)});
   absl::flat_hash_map<std::string, OwnerCounts> counts = {
       {"usr_a", {5, 9}}, {"usr_b", {2, 20}}, {"usr_c", {2, 3}}};
-  LoadView load = [&](const std::string& o) { return counts[o]; };
+  LoadView load = [&](const std::string&, const std::string& o) { return counts[o]; };
   // usr_b and usr_c hold two open leads each; usr_c had fewer overall.
   EXPECT_EQ(ChooseAssignment(table, LeadIn("any", {}), load).owner_id, "usr_c");
   counts["usr_c"].open = 3;

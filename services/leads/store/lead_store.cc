@@ -76,13 +76,18 @@ std::string ImportKey(absl::string_view import_key, int64_t row) {
 }
 
 // A lead's summary from its row in the state family.
-absl::StatusOr<crm::v1::LeadSummary> SummaryOf(absl::string_view stream, absl::string_view row) {
+absl::StatusOr<crm::v1::Lead> LeadOf(absl::string_view stream, absl::string_view row) {
   CRM_ASSIGN_OR_RETURN(StreamState state, EventStore::DecodeState(stream, row));
   crm::v1::Lead lead;
   if (!lead.ParseFromString(state.state)) {
     return absl::DataLossError(absl::StrCat("corrupt state of ", stream));
   }
   lead.set_version(state.version);
+  return lead;
+}
+
+absl::StatusOr<crm::v1::LeadSummary> SummaryOf(absl::string_view stream, absl::string_view row) {
+  CRM_ASSIGN_OR_RETURN(const crm::v1::Lead lead, LeadOf(stream, row));
   return LeadStore::Summarize(lead);
 }
 
@@ -263,14 +268,13 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadStore::ListLeads(const LeadQuery&
 }
 
 absl::Status LeadStore::ForEachOwnedLead(
-    const std::function<void(const crm::v1::LeadSummary&)>& fn) const {
+    const std::function<void(const crm::v1::Lead&)>& fn) const {
   // States in id order: every lead once, its current owner inside.
   const std::string prefix = LeadStatesBegin();
   auto it = events_->db().NewIterator(EventStore::kStateFamily);
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    CRM_ASSIGN_OR_RETURN(crm::v1::LeadSummary summary,
-                         SummaryOf(View(it->key()), View(it->value())));
-    if (!summary.owner_id().empty()) fn(summary);
+    CRM_ASSIGN_OR_RETURN(const crm::v1::Lead lead, LeadOf(View(it->key()), View(it->value())));
+    if (!lead.owner_id().empty()) fn(lead);
   }
   return FromRocks(it->status());
 }

@@ -77,7 +77,7 @@ class LeadStore {
                                                  const crm::v1::Lead& after);
   absl::StatusOr<crm::v1::ListLeadsResponse> ListLeads(const LeadQuery& query) const;
   // Every lead that has an owner, once (for the load counters at start).
-  absl::Status ForEachOwnedLead(const std::function<void(const crm::v1::LeadSummary&)>& fn) const;
+  absl::Status ForEachOwnedLead(const std::function<void(const crm::v1::Lead&)>& fn) const;
 
   // ---- imports ----
   // Earlier results of rows of an import, one per row number (nullopt =

@@ -94,7 +94,7 @@ TEST_F(LeadStoreTest, ScoreOrderBothWaysAcrossPagesAndMovedEntriesAreSkipped) {
 
   std::vector<std::string> summaries_owned;
   ASSERT_TRUE(store_
-                  ->ForEachOwnedLead([&](const crm::v1::LeadSummary& s) {
+                  ->ForEachOwnedLead([&](const crm::v1::Lead& s) {
                     summaries_owned.push_back(s.lead_id() + "@" + s.owner_id());
                   })
                   .ok());
