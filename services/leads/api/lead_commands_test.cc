@@ -1159,6 +1159,17 @@ TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
   EXPECT_EQ(result->merged().status(), crm::v1::LEAD_STATUS_MERGED);
   EXPECT_EQ(result->merged().merged_into_lead_id(), survivor.lead_id());
   EXPECT_EQ(Types(merged.lead_id()).back(), "LeadMergedInto");
+  // The merged lead is nobody's work any more: out of the queue it waited in.
+  EXPECT_EQ(result->merged().queue(), "");
+  crm::v1::ListLeadsRequest queued;
+  queued.set_queue(kDefaultQueue);
+  for (const auto sort : {crm::v1::LEAD_SORT_UNSPECIFIED, crm::v1::LEAD_SORT_SCORE_DESC}) {
+    queued.set_sort(sort);
+    const crm::v1::ListLeadsResponse listed = List(queued);
+    std::vector<std::string> waiting;
+    for (const auto& l : listed.leads()) waiting.push_back(l.lead_id());
+    EXPECT_THAT(waiting, ::testing::ElementsAre(survivor.lead_id())) << sort;
+  }
   auto survivor_events = *store_->events().ReadStream(LeadStream(survivor.lead_id()));
   crm::v1::LeadsMerged payload;
   ASSERT_TRUE(survivor_events[1].payload().UnpackTo(&payload));

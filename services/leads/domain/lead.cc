@@ -780,6 +780,8 @@ void Apply(crm::v1::Lead& state, const LeadEvent& event, absl::Time occurred_at)
         } else if constexpr (std::is_same_v<T, crm::v1::LeadMergedInto>) {
           state.set_status(crm::v1::LEAD_STATUS_MERGED);
           state.set_merged_into_lead_id(e.survivor_lead_id());
+          // Nobody's work any more, as a converted lead.
+          state.clear_queue();
         }
         // OwnerNotified informs; it changes nothing but the version.
       },
