@@ -22,18 +22,22 @@ int32_t BudgetPoints(const crm::v1::Bant& bant) {
   return 5;
 }
 
-// Whole words of the title, so "Headhunter" is not a head of anything.
+// Whole words of the title, so "Headhunter" is not a head of anything;
+// words after "to" name whom the person works for ("Assistant to the CEO").
 int32_t AuthorityPoints(const crm::v1::Lead& lead) {
   if (lead.bant().decision_maker()) return 20;
   const std::string title = absl::AsciiStrToLower(lead.contact().title());
   if (title.empty()) return 0;
   static constexpr absl::string_view kExecutive[] = {
-      "chief", "founder", "cofounder", "owner", "president", "vp",  "director", "head",
-      "ceo",   "cto",     "cfo",       "coo",   "cio",       "cmo", "partner"};
-  static constexpr absl::string_view kManager[] = {"manager", "lead", "supervisor", "principal"};
+      "chief", "founder",  "cofounder", "owner", "president", "vp",     "svp",
+      "evp",   "director", "head",      "ceo",   "cto",       "cfo",    "coo",
+      "cio",   "cmo",      "ciso",      "cro",   "cpo",       "partner"};
+  static constexpr absl::string_view kManager[] = {"manager", "lead", "supervisor", "principal",
+                                                   "avp"};
   int32_t points = 5;
   for (absl::string_view word :
        absl::StrSplit(title, absl::ByAnyChar(" ,-/&.()"), absl::SkipEmpty())) {
+    if (word == "to") break;
     if (std::find(std::begin(kExecutive), std::end(kExecutive), word) != std::end(kExecutive)) {
       return 15;
     }

@@ -49,7 +49,12 @@ TEST(ScoreTest, AuthorityFromDecisionMakerOrTitleWords) {
                                {"VP, Marketing", 15},
                                {"CTO", 15},
                                {"Sales Manager", 10},
-                               {"Headhunter", 5}}) {
+                               {"Headhunter", 5},
+                               {"SVP Sales", 15},
+                               {"EVP, Operations", 15},
+                               {"Assistant to the CEO", 5},
+                               {"Executive Assistant to the VP", 5},
+                               {"Chief of Staff to the CTO", 15}}) {
     auto t = Bare();
     t.mutable_contact()->set_title(title);
     EXPECT_EQ(ComputeScore(t).authority(), points) << title;
