@@ -622,6 +622,28 @@ TEST_F(LeadsServiceTest, ALeadOfAPersonMergedAwayIsConvertedByTheSurvivorsSide) 
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
   EXPECT_EQ(st.error_message().rfind("lead_id:", 0), 0u) << st.error_message();
 
+  // A later duplicate merged into another territory's person retires the
+  // first lead's customer too: converting the first lead would open the
+  // survivor's account on this side.
+  const auto side = Capture(*admin, "side-first", "side@merge.test", "EMEA");
+  const auto side_dup = Capture(*manager, "side-dup", "side@merge.test", "EMEA");
+  ASSERT_EQ(side_dup.duplicate_of_lead_id(), side.lead_id());
+  const auto side_apac = Capture(*admin, "side-apac", "side-apac@merge.test", "APAC");
+  merge.set_request_id("merge-side");
+  merge.set_survivor_lead_id(side_apac.lead_id());
+  merge.set_merged_lead_id(side_dup.lead_id());
+  st = admin->MergeLeads(Ctx().get(), merge, &merged);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  qualify.set_request_id("side-qualify");
+  qualify.set_lead_id(side.lead_id());
+  st = manager->QualifyLead(Ctx().get(), qualify, &read);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  convert.set_request_id("side-convert");
+  convert.set_lead_id(side.lead_id());
+  st = manager->ConvertLead(Ctx().get(), convert, &converted);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_EQ(st.error_message().rfind("lead_id:", 0), 0u) << st.error_message();
+
   // A first lead merged into its own later duplicate, all in the manager's
   // territory: the survivor still names the first lead, and converts.
   const auto first = Capture(*admin, "loop-first", "loop@merge.test", "EMEA");

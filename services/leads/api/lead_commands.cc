@@ -236,6 +236,17 @@ absl::StatusOr<crm::v1::Lead> LeadCommands::GetLead(const crm::v1::GetLeadReques
   return store_.GetLead(request.lead_id());
 }
 
+absl::StatusOr<std::optional<std::string>> LeadCommands::SurvivingHomeOf(
+    const crm::v1::Lead& lead) {
+  const std::string survivor = store_.vault().SurvivorOf(lead.customer_id());
+  if (survivor == lead.customer_id()) return std::nullopt;
+  crm::v1::Contact contact = lead.contact();
+  pii::OpenFields(contact, store_.vault());
+  CRM_ASSIGN_OR_RETURN(auto match, store_.FindContact(contact));
+  if (!match.has_value() || match->customer_id != survivor) return std::nullopt;
+  return match->lead_id;
+}
+
 absl::StatusOr<crm::v1::ListLeadsResponse> LeadCommands::ListLeads(
     const crm::v1::ListLeadsRequest& r) const {
   LeadQuery q;

@@ -77,6 +77,12 @@ class LeadCommands {
   absl::StatusOr<crm::v1::AssignmentRule> SetAssignmentRuleEnabled(
       const crm::v1::SetAssignmentRuleEnabledRequest& request, bool enabled, EventContext ctx);
 
+  // The lead the person's contacts find once a merge of another of their
+  // leads retired the customer `lead` was captured under: the home of the
+  // customer its conversion would open an account for. nullopt while that
+  // customer stands, or when no contact of the lead finds one.
+  absl::StatusOr<std::optional<std::string>> SurvivingHomeOf(const crm::v1::Lead& lead);
+
   // Shared with the importer.
   LeadStore& store() { return store_; }
   ContactRegistry& contacts() { return contacts_; }

@@ -212,7 +212,16 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
       lead = *std::move(first);
     }
     if (lead.status() != crm::v1::LEAD_STATUS_MERGED || lead.merged_into_lead_id().empty()) {
-      return absl::OkStatus();
+      // A merge of another lead of the person may have retired this lead's
+      // customer: the conversion opens the survivor's account, whose home
+      // is the lead the person's contacts find now.
+      CRM_ASSIGN_OR_RETURN(const auto home, commands_.SurvivingHomeOf(lead));
+      if (!home.has_value() || !passed.insert(*home).second) return absl::OkStatus();
+      current = *home;
+      auto found = reach(current);
+      if (!found.has_value()) return refuse();
+      lead = *std::move(found);
+      continue;
     }
     current = lead.merged_into_lead_id();
     if (!passed.insert(current).second) return absl::OkStatus();
