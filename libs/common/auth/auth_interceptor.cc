@@ -145,7 +145,7 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
       // Our services speak protobuf only, so the message is one. A stream's
       // first message names the target.
       if (const void* message = methods->GetRecvMessage(); message != nullptr) {
-        target_ = RequestTarget(*static_cast<const google::protobuf::Message*>(message));
+        ids_ = IdsOf(*static_cast<const google::protobuf::Message*>(message));
       }
       target_seen_ = true;
     }
@@ -194,7 +194,7 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
     }
     audit::Denial d;
     d.method = method_;
-    d.target = std::move(target_);
+    d.target = RefusalTarget(ids_, status);
     d.subject = status.code() == absl::StatusCode::kUnauthenticated ? "" : subject_;
     d.peer = ctx_ != nullptr ? PeerAddress(ctx_->peer()) : "";
     d.correlation_id = std::move(correlation_id_);
@@ -209,7 +209,7 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
   grpc::ServerContextBase* const ctx_;
   absl::Status refused_;
   std::string subject_;
-  std::string target_;
+  RequestIds ids_;
   bool target_seen_ = false;
   std::string correlation_id_;
   // Storage the metadata string_refs point into; lives as long as the call.
@@ -219,7 +219,8 @@ class AuthInterceptor final : public grpc::experimental::Interceptor {
 
 }  // namespace
 
-std::string RequestTarget(const google::protobuf::Message& request) {
+RequestIds IdsOf(const google::protobuf::Message& request) {
+  RequestIds ids;
   const google::protobuf::Descriptor* d = request.GetDescriptor();
   const google::protobuf::Reflection* r = request.GetReflection();
   for (int i = 0; i < d->field_count(); ++i) {
@@ -230,9 +231,21 @@ std::string RequestTarget(const google::protobuf::Message& request) {
     }
     std::string value = r->GetString(request, f);
     // Bounded: the value is the caller's, and it goes into the audit log.
-    if (!value.empty()) return value.substr(0, 128);
+    if (!value.empty()) ids.emplace_back(f->name(), value.substr(0, 128));
   }
-  return "";
+  return ids;
+}
+
+std::string RefusalTarget(const RequestIds& ids, const absl::Status& refusal) {
+  const absl::string_view message = refusal.message();
+  for (const auto& [field, value] : ids) {
+    if (absl::StartsWith(message, field) && message.substr(field.size(), 1) == ":") return value;
+  }
+  return ids.empty() ? "" : ids.front().second;
+}
+
+std::string RequestTarget(const google::protobuf::Message& request) {
+  return RefusalTarget(IdsOf(request), absl::OkStatus());
 }
 
 std::string PeerAddress(absl::string_view peer) {

@@ -2,6 +2,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
@@ -52,9 +55,19 @@ class AuthInterceptorFactory final : public grpc::experimental::ServerIntercepto
   audit::AuditLog* audit_;
 };
 
-// The record a request names: the value of its first non-empty string
-// field called "*_id" (request_id, an idempotency key, names no record), or
-// empty.
+// A request's record ids: its non-empty string fields called "*_id"
+// (request_id, an idempotency key, names no record), in declaration order,
+// each cut to 128 bytes, as (field, value).
+using RequestIds = std::vector<std::pair<std::string, std::string>>;
+RequestIds IdsOf(const google::protobuf::Message& request);
+
+// The record a refusal is about: the id of the field its message starts
+// with ("opportunity_id: no ... the caller may access"), else the request's
+// first id; empty if it has none. A request may name several records, and
+// the one refused is the one the audit trail must file it under.
+std::string RefusalTarget(const RequestIds& ids, const absl::Status& refusal);
+
+// The record a request names: its first id, or empty.
 std::string RequestTarget(const google::protobuf::Message& request);
 
 // "ipv4:10.0.0.7:51234" -> "10.0.0.7", "ipv6:[::1]:5" -> "::1".

@@ -20,6 +20,24 @@ TEST(RequestTargetTest, FirstNonEmptyIdFieldSkippingTheIdempotencyKey) {
   EXPECT_EQ(RequestTarget(merge), "lead_3");
 }
 
+TEST(RequestTargetTest, ARefusalIsFiledUnderTheRecordItNames) {
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("req-1");
+  merge.set_survivor_lead_id("lead_decoy");
+  merge.set_merged_lead_id("lead_victim");
+  const RequestIds ids = IdsOf(merge);
+  EXPECT_EQ(RefusalTarget(ids, absl::PermissionDeniedError(
+                                   "merged_lead_id: no lead_victim that the caller may access")),
+            "lead_victim");
+  EXPECT_EQ(RefusalTarget(ids, absl::PermissionDeniedError("survivor_lead_id: no lead_decoy")),
+            "lead_decoy");
+  // A refusal naming no field of the request: its first id.
+  EXPECT_EQ(RefusalTarget(ids, absl::PermissionDeniedError("role sales_rep may not call it")),
+            "lead_decoy");
+  EXPECT_EQ(RefusalTarget(ids, absl::PermissionDeniedError("merged_lead_idx: odd")), "lead_decoy");
+  EXPECT_EQ(RefusalTarget({}, absl::PermissionDeniedError("lead_id: no lead")), "");
+}
+
 TEST(RequestTargetTest, NoIdFieldMeansNoTarget) {
   crm::v1::CaptureLeadRequest capture;
   capture.set_request_id("req-1");
