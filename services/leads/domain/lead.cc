@@ -308,7 +308,14 @@ absl::StatusOr<std::vector<LeadEvent>> DecideConvert(const crm::v1::Lead& lead,
   e.set_channel(lead.channel());
   e.set_score(lead.score().total());
   e.set_team_id(owner == lead.owner_id() ? lead.team_id() : "");
-  return std::vector<LeadEvent>{std::move(e)};
+  std::vector<LeadEvent> events;
+  // Converted for someone else: the lead changes hands first, as any
+  // assignment does, and its new owner is told.
+  if (owner != lead.owner_id()) {
+    AssignmentEvents(lead, Assignment{.owner_id = owner}, "converted", events);
+  }
+  events.push_back(std::move(e));
+  return events;
 }
 
 absl::StatusOr<std::vector<LeadEvent>> DecideAssign(const crm::v1::Lead& lead,

@@ -469,7 +469,15 @@ TEST(ConvertTest, ExplicitOwnerNameAndAmountWin) {
       .When(ConvertLead{kAnyVersion, "usr_9", "Big deal", amount});
   auto events =
       *Decide(scenario.state(), LeadCommand{ConvertLead{kAnyVersion, "usr_9", "Big deal", amount}});
-  const auto& e = std::get<crm::v1::LeadConverted>(events[0]);
+  // The lead changes hands first, and its new owner is told.
+  ASSERT_EQ(events.size(), 3u);
+  const auto& assigned = std::get<crm::v1::LeadAssigned>(events[0]);
+  EXPECT_EQ(assigned.owner_id(), "usr_9");
+  EXPECT_EQ(assigned.previous_owner_id(), scenario.state()->owner_id());
+  EXPECT_EQ(assigned.rule_id(), "");
+  EXPECT_EQ(assigned.reason(), "converted");
+  EXPECT_EQ(std::get<crm::v1::OwnerNotified>(events[1]).owner_id(), "usr_9");
+  const auto& e = std::get<crm::v1::LeadConverted>(events[2]);
   EXPECT_EQ(e.owner_id(), "usr_9");
   EXPECT_EQ(e.opportunity_name(), "Big deal");
   EXPECT_EQ(e.estimated_amount().minor_units(), 1'000'000);
@@ -478,7 +486,13 @@ TEST(ConvertTest, ExplicitOwnerNameAndAmountWin) {
   events =
       *Decide(scenario.state(),
               LeadCommand{ConvertLead{kAnyVersion, "usr_9", "", std::nullopt, "cus_survivor"}});
-  EXPECT_EQ(std::get<crm::v1::LeadConverted>(events[0]).customer_id(), "cus_survivor");
+  EXPECT_EQ(std::get<crm::v1::LeadConverted>(events.back()).customer_id(), "cus_survivor");
+  // Converted by its owner: no assignment.
+  auto owned = AnyLead();
+  owned.Given(Plus(CapturedFor("usr_1"), {Qualified()}));
+  events = *Decide(owned.state(), LeadCommand{ConvertLead{kAnyVersion, "usr_1", "", std::nullopt}});
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<crm::v1::LeadConverted>(events[0]));
 }
 
 // A lead without a region opens its account in the converter's territory,
