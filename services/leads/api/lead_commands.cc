@@ -8,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
 #include "libs/common/page_token.h"
@@ -611,7 +612,10 @@ crm::v1::ListAssignmentRulesResponse RulesPage(const crm::v1::AssignmentRuleTabl
     if (seen++ < offset) continue;
     if (static_cast<size_t>(response.rules_size()) == page_size ||
         !budget.Take(rule.ByteSizeLong())) {
-      response.set_next_page_token(OffsetToken(query, offset + response.rules_size()));
+      // The table's version too: a page of a table changed since (a rule
+      // disabled, the rules reordered) is not the next page of this one.
+      response.set_next_page_token(
+          SealPageToken(query, absl::StrCat(offset + response.rules_size(), "@", table.version())));
       break;
     }
     *response.add_rules() = rule;
@@ -669,9 +673,25 @@ absl::StatusOr<crm::v1::AssignmentRule> LeadCommands::CreateAssignmentRule(
 absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ListAssignmentRules(
     const crm::v1::ListAssignmentRulesRequest& request) {
   CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
-  CRM_ASSIGN_OR_RETURN(const size_t offset, PageOffset(request, request.page()));
+  CRM_ASSIGN_OR_RETURN(const std::string raw,
+                       OpenPageToken(request, request.page().page_token(), "page.page_token"));
   CRM_RETURN_IF_ERROR(EnsureRecovered());
-  return RulesPage(*assigner_.Rules(), request, offset, page_size);
+  const std::shared_ptr<const crm::v1::AssignmentRuleTable> table = assigner_.Rules();
+  const std::vector<absl::string_view> parts = absl::StrSplit(raw, '@');
+  size_t offset = 0;
+  int64_t version = table->version();
+  // A token issued before versions were in it holds the offset alone.
+  if (!raw.empty() && (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &offset) ||
+                       (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &version)))) {
+    return Invalid("page.page_token", "not from this query");
+  }
+  if (version != table->version()) {
+    return absl::AbortedError(
+        absl::StrCat("page.page_token: the rule table changed since the "
+                     "first page (version ",
+                     version, ", now ", table->version(), "); list again from the first page"));
+  }
+  return RulesPage(*table, request, offset, page_size);
 }
 
 absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssignmentRules(
