@@ -798,11 +798,25 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
             // its answer, whatever became of the deal since.
             if (s.has_value() && s->status() == crm::v1::QUOTE_STATUS_OPEN) {
               CRM_RETURN_IF_ERROR(DealNotLost(s->opportunity_id(), "quote"));
+              // One quote of a deal is accepted: a second (an earlier
+              // version still open) would be ordered and billed again.
+              if (!s->opportunity_id().empty()) {
+                CRM_ASSIGN_OR_RETURN(auto accepted, store_.AcceptedQuoteOf(s->opportunity_id()));
+                if (accepted.has_value() && *accepted != s->quote_id()) {
+                  return absl::FailedPreconditionError(absl::StrCat(
+                      "quote_id: opportunity ", s->opportunity_id(), " has accepted quote ",
+                      *accepted, " already; a deal accepts one quote"));
+                }
+              }
             }
             return NameMissing(Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}), s,
                                "quote_id", request.quote_id());
           },
-          [](const crm::v1::Quote&) { return NoRows(); }));
+          [](const crm::v1::Quote& q) {
+            return q.status() == crm::v1::QUOTE_STATUS_ACCEPTED && !q.opportunity_id().empty()
+                       ? std::vector<ProjectionWrite>{SalesStore::AcceptedQuoteRow(q)}
+                       : NoRows();
+          }));
   return out.state;
 }
 

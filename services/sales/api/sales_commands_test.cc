@@ -1030,6 +1030,53 @@ absl::StatusOr<crm::v1::Contract> SubmittedContract(SalesCommands& commands,
   return commands.SubmitContract(submit, submitter);
 }
 
+// A revised quote does not retire the first: once one is accepted, the
+// other cannot be, or the deal would be ordered and invoiced twice.
+TEST_F(SalesCommandsTest, ADealAcceptsOneQuote) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto first = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto revised_request = QuoteFor(o.opportunity_id(), 450'000);
+  revised_request.set_request_id("quote-revised");
+  auto revised = commands_->DraftQuote(revised_request, Ctx());
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-revised");
+  accept.set_quote_id(revised->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+
+  crm::v1::AcceptQuoteRequest late;
+  late.set_request_id("accept-first");
+  late.set_quote_id(first->quote_id());
+  auto st = commands_->AcceptQuote(late, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_EQ(st.message().rfind("quote_id:", 0), 0u) << st;
+  EXPECT_EQ(Types(QuoteStream(first->quote_id())), (std::vector<std::string>{"QuoteDrafted"}));
+  // The accepted one's retry is answered; the other can still be declined.
+  EXPECT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  crm::v1::DeclineQuoteRequest decline;
+  decline.set_request_id("decline-first");
+  decline.set_quote_id(first->quote_id());
+  decline.set_reason("superseded");
+  EXPECT_TRUE(commands_->DeclineQuote(decline, Ctx()).ok());
+
+  // A database from before the index: it is built from the quotes at start.
+  rocksdb::WriteBatch forget;
+  auto* family = store_->db().Family(kAcceptedQuotesFamily);
+  forget.Delete(family, o.opportunity_id());
+  forget.Delete(family, rocksdb::Slice("\0indexed", 8));
+  ASSERT_TRUE(store_->db().Write(&forget, /*sync=*/false).ok());
+  commands_.reset();
+  reactions_.reset();
+  subscriber_.reset();
+  store_.reset();
+  SetUp();
+  auto indexed = store_->AcceptedQuoteOf(o.opportunity_id());
+  ASSERT_TRUE(indexed.ok()) << indexed.status();
+  EXPECT_EQ(indexed->value_or(""), revised->quote_id());
+}
+
 TEST_F(SalesCommandsTest, QuoteToOrderToApprovedContractRequestsInvoiceAndFulfilment) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");

@@ -1,11 +1,14 @@
 #include "services/sales/store/sales_store.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "libs/common/database.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
+#include "rocksdb/write_batch.h"
+#include "services/sales/domain/quote.h"
 
 namespace crm::sales {
 namespace {
@@ -23,13 +26,54 @@ std::string DueKey(const crm::v1::Task& task) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SalesStore>> SalesStore::Open(const std::string& path) {
-  std::vector<std::string> families = {kCustomersFamily, kOpportunitiesFamily, kTasksFamily,
-                                       kTaskDueFamily,   kActivitiesFamily,    kLastActivityFamily};
+  std::vector<std::string> families = {
+      kCustomersFamily,  kOpportunitiesFamily, kTasksFamily,         kTaskDueFamily,
+      kActivitiesFamily, kLastActivityFamily,  kAcceptedQuotesFamily};
   // The reactions' subscriber keeps its offsets in this database too.
   for (auto& f : Subscriber::Families()) families.push_back(f);
   families.push_back(pii::KeyVault::kFamily);
   CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, families));
-  return std::make_unique<SalesStore>(std::move(events));
+  auto store = std::make_unique<SalesStore>(std::move(events));
+  CRM_RETURN_IF_ERROR(store->IndexAcceptedQuotes());
+  return store;
+}
+
+absl::Status SalesStore::IndexAcceptedQuotes() {
+  // Sorts before every opportunity id.
+  static constexpr absl::string_view kIndexed("\0indexed", 8);
+  CRM_ASSIGN_OR_RETURN(auto done, db().Get(kAcceptedQuotesFamily, kIndexed));
+  if (done.has_value()) return absl::OkStatus();
+  const std::string prefix = QuoteStream("");
+  rocksdb::WriteBatch batch;
+  auto* family = db().Family(kAcceptedQuotesFamily);
+  absl::flat_hash_set<std::string> indexed;
+  auto it = db().NewIterator(EventStore::kStateFamily);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    const absl::string_view stream = View(it->key());
+    CRM_ASSIGN_OR_RETURN(const StreamState state,
+                         EventStore::DecodeState(stream, View(it->value())));
+    crm::v1::Quote quote;
+    if (!quote.ParseFromString(state.state)) {
+      return absl::DataLossError(absl::StrCat("corrupt state of ", stream));
+    }
+    // Of a deal with several accepted quotes (possible before), the first.
+    if (quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED && !quote.opportunity_id().empty() &&
+        indexed.insert(quote.opportunity_id()).second) {
+      batch.Put(family, quote.opportunity_id(), quote.quote_id());
+    }
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  batch.Put(family, rocksdb::Slice(kIndexed.data(), kIndexed.size()), "");
+  return db().Write(&batch, /*sync=*/true);
+}
+
+ProjectionWrite SalesStore::AcceptedQuoteRow(const crm::v1::Quote& quote) {
+  return {kAcceptedQuotesFamily, quote.opportunity_id(), quote.quote_id()};
+}
+
+absl::StatusOr<std::optional<std::string>> SalesStore::AcceptedQuoteOf(
+    const std::string& opportunity_id) const {
+  return events_->db().Get(kAcceptedQuotesFamily, opportunity_id);
 }
 
 ProjectionWrite SalesStore::CustomerRow(const crm::v1::Customer& c) {

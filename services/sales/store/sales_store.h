@@ -43,6 +43,7 @@ struct Page {
 //                  whose reminder is pending; a hint, the task decides
 //   activities     "cus:<id>\0<activity_id>" and "opp:<id>\0<activity_id>" -> Activity
 //   last_activity  opportunity_id -> latest activity time (big-endian micros)
+//   accepted_quotes  opportunity_id -> quote_id of the deal's accepted quote
 class SalesStore {
  public:
   static absl::StatusOr<std::unique_ptr<SalesStore>> Open(const std::string& path);
@@ -68,6 +69,11 @@ class SalesStore {
 
   // Read-model writes for the append that produced the state.
   static ProjectionWrite CustomerRow(const crm::v1::Customer& customer);
+  // For an accepted quote of an opportunity.
+  static ProjectionWrite AcceptedQuoteRow(const crm::v1::Quote& quote);
+  // The quote of the opportunity that was accepted, if one was.
+  absl::StatusOr<std::optional<std::string>> AcceptedQuoteOf(
+      const std::string& opportunity_id) const;
   static ProjectionWrite OpportunityRow(const crm::v1::Opportunity& opportunity);
   static ProjectionWrite TaskRow(const crm::v1::Task& task);
   static ProjectionWrite TaskDueEntry(const crm::v1::Task& task);
@@ -110,6 +116,10 @@ class SalesStore {
       const std::function<absl::StatusOr<bool>(absl::string_view key, absl::string_view value)>&
           visit) const;
 
+  // Fills accepted_quotes from the quotes' states once (a database written
+  // before it existed).
+  absl::Status IndexAcceptedQuotes();
+
   std::unique_ptr<EventStore> events_;
 };
 
@@ -119,6 +129,7 @@ inline constexpr char kTasksFamily[] = "tasks";
 inline constexpr char kTaskDueFamily[] = "task_due";
 inline constexpr char kActivitiesFamily[] = "activities";
 inline constexpr char kLastActivityFamily[] = "last_activity";
+inline constexpr char kAcceptedQuotesFamily[] = "accepted_quotes";
 
 template <typename Row>
 absl::StatusOr<Page<Row>> SalesStore::List(absl::string_view family, absl::string_view prefix,
