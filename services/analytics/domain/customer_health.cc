@@ -36,10 +36,16 @@ int32_t Scaled(int32_t weight, int64_t amount, int64_t full) {
   return static_cast<int32_t>(weight * std::clamp<int64_t>(amount, 0, full) / full);
 }
 
-const Timestamp* LatestOrderTime(const Customer360& view) {
+// The customer's latest purchase: an order, or a deal won (a deal won
+// without a quote has no order, and its customer is a buying one).
+const Timestamp* LatestPurchaseTime(const Customer360& view) {
   const Timestamp* latest = nullptr;
-  for (const auto& o : view.orders()) {
-    if (latest == nullptr || *latest < o.placed_at()) latest = &o.placed_at();
+  auto take = [&](const Timestamp& t) {
+    if (latest == nullptr || *latest < t) latest = &t;
+  };
+  for (const auto& o : view.orders()) take(o.placed_at());
+  for (const auto& o : view.opportunities()) {
+    if (o.outcome() == crm::v1::STAGE_OUTCOME_WON) take(o.as_of().at());
   }
   return latest;
 }
@@ -74,10 +80,9 @@ void AddFactor(Customer360& view, const char* name, int32_t points) {
 
 void Score(Customer360& view, const Timestamp& now, const crm::v1::AnalyticsSettings& s) {
   view.clear_churn_risk_factors();
-  if (const Timestamp* last_order = LatestOrderTime(view); last_order != nullptr) {
-    AddFactor(
-        view, "order_recency",
-        Scaled(s.order_recency_weight(), DaysSince(*last_order, now), s.order_recency_days()));
+  if (const Timestamp* last = LatestPurchaseTime(view); last != nullptr) {
+    AddFactor(view, "order_recency",
+              Scaled(s.order_recency_weight(), DaysSince(*last, now), s.order_recency_days()));
   }
   AddFactor(view, "activity_recency",
             Scaled(s.activity_recency_weight(), IdleDays(view, now), s.activity_recency_days()));

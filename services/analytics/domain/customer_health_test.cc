@@ -109,6 +109,23 @@ TEST(CustomerHealthTest, AWonDealReopenedAndLostLeavesAProspect) {
   }
 }
 
+// A deal won without a quote has no order: its customer still buys, and
+// goes at risk as time passes since the win.
+TEST(CustomerHealthTest, ACustomerWhoseOnlyPurchaseIsAWonDealGoesAtRisk) {
+  crm::v1::OpportunityOpened opened;
+  opened.set_opportunity_id("opp_1");
+  opened.set_stage_id("qualify");
+  const std::vector<EventEnvelope> given = {
+      Envelope(opened, "cus_1", "e1", "opportunity-opp_1", 1, 0),
+      StageChangedAt("won", crm::v1::STAGE_OUTCOME_WON, 2, 1)};
+  const auto view = DerivedAt(given, 151);
+  // order 45*150/180 = 37, activity 25*150/90 capped = 25.
+  EXPECT_EQ(Factor(view, "order_recency"), 37);
+  EXPECT_EQ(view.churn_risk_score(), 62);
+  EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_AT_RISK);
+  EXPECT_TRUE(DecideChurnAlert({}, view, AnalyticsConfig::Defaults()).raised.has_value());
+}
+
 // The estimate extends the lifetime value and holds at the same bound.
 TEST(CustomerHealthTest, ClvEstimateOfAHugeBuyerHoldsAtTheLargestAmount) {
   const auto view = DerivedAt({OrderPlacedAt("cus_1", "o1", int64_t{1} << 61, 0)}, 1);
