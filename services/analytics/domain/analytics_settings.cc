@@ -45,7 +45,8 @@ absl::StatusOr<AnalyticsConfig> AnalyticsConfig::Create(crm::v1::AnalyticsSettin
   const Threshold thresholds[] = {
       {"high_value_minor_units", s.high_value_minor_units(), 1000000, int64_t{1} << 53,
        [&](int64_t v) { s.set_high_value_minor_units(v); }},
-      {"potential_min_lead_score", s.potential_min_lead_score(), 50, 1000000,
+      // Lead scores run 0 to 100 (services/leads/domain/scoring.h).
+      {"potential_min_lead_score", s.potential_min_lead_score(), 50, 100,
        [&](int64_t v) { s.set_potential_min_lead_score(static_cast<int32_t>(v)); }},
       {"dormant_after_days", s.dormant_after_days(), 90, 36500,
        [&](int64_t v) { s.set_dormant_after_days(static_cast<int32_t>(v)); }},
@@ -94,6 +95,15 @@ absl::StatusOr<AnalyticsConfig> AnalyticsConfig::Create(crm::v1::AnalyticsSettin
       continue;
     }
     if (w.value < 0 || w.value > 100) return Invalid(w.field, "must be 0 to 100");
+  }
+  // A threshold the factors cannot reach would make no customer at risk
+  // and raise no alert, silently.
+  int32_t reachable = 0;
+  for (const auto& w : weights) reachable += w.has ? w.value : w.fallback;
+  if (reachable < s.churn_risk_threshold()) {
+    return Invalid("churn_risk_threshold",
+                   absl::StrCat("above the most the factors' weights add up to (", reachable,
+                                "); no customer would ever be at risk"));
   }
   if (s.complaint_categories().empty()) s.add_complaint_categories("complaint");
   for (int i = 0; i < s.complaint_categories_size(); ++i) {

@@ -45,6 +45,15 @@ TEST(AnalyticsSettingsTest, BadValuesAreRejectedNamingTheField) {
       },
       "churned_after_days");
   ExpectInvalid([](auto& s) { s.add_complaint_categories(""); }, "complaint_categories[0]");
+  // No lead scores above 100.
+  ExpectInvalid([](auto& s) { s.set_potential_min_lead_score(101); }, "potential_min_lead_score");
+  // Without order recency the other factors add up to 55: a threshold of
+  // 60 would make nobody at risk.
+  ExpectInvalid([](auto& s) { s.set_order_recency_weight(0); }, "churn_risk_threshold");
+  crm::v1::AnalyticsSettings reachable;
+  reachable.set_order_recency_weight(0);
+  reachable.set_churn_risk_threshold(55);
+  EXPECT_TRUE(AnalyticsConfig::Create(reachable).ok());
   ExpectInvalid([](auto& s) { s.set_complaint_min_priority(42); }, "complaint_min_priority");
 }
 
