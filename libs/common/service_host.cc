@@ -180,9 +180,21 @@ absl::Status ServiceHost::Run() {
   auto verifier = auth::JwtVerifier::Create(std::move(jwt));
   if (!verifier.ok()) return verifier.status();
 
+  // Metrics first: a service that cannot bind them must not have served.
+  MetricsServer metrics(MetricsRegistry::Default());
+  if (!config_.metrics_listen.empty()) {
+    if (auto st = metrics.Start(config_.metrics_listen); !st.ok()) return st;
+    log::Info("metrics",
+              {{"listen", config_.metrics_listen}, {"port", absl::StrCat(metrics.port())}});
+  }
+
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config_.listen, ServerCredentials(config_), &port);
+  // gRPC binds with SO_REUSEPORT by default: a second process on the port
+  // (a restored copy started beside the live one) would share its calls,
+  // each answering from its own database. It must fail to listen instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
   for (auto* s : services_) builder.RegisterService(s);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
@@ -198,13 +210,8 @@ absl::Status ServiceHost::Run() {
 
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
+    metrics.Stop();
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen));
-  }
-  MetricsServer metrics(MetricsRegistry::Default());
-  if (!config_.metrics_listen.empty()) {
-    if (auto st = metrics.Start(config_.metrics_listen); !st.ok()) return st;
-    log::Info("metrics",
-              {{"listen", config_.metrics_listen}, {"port", absl::StrCat(metrics.port())}});
   }
   log::Info("serving", {{"listen", config_.listen},
                         {"port", absl::StrCat(port)},

@@ -116,6 +116,30 @@ class LeadsServiceTest : public ::testing::Test {
   Stack stack_;
 };
 
+// A second process started on a port in use (a restored copy beside the
+// live one) must fail to listen, not share the port's calls with it.
+TEST_F(LeadsServiceTest, ASecondServiceOnATakenPortExitsInsteadOfSharingIt) {
+  Process second({CRM_LEADS_BIN, "--listen=" + stack_.LeadsTarget(),
+                  "--data-dir=" + stack_.dir() + "/leads-second", "--brokers=" + stack_.brokers(),
+                  std::string("--jwt-hs256-key=") + auth::kDevHs256Key},
+                 {}, stack_.dir() + "/leads-second.log");
+  ASSERT_TRUE(second.Start());
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (second.running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_FALSE(second.running()) << second.Log();
+  EXPECT_NE(second.Wait(absl::Seconds(5)), 0);
+  EXPECT_TRUE(Stack::WaitServing(stack_.LeadsTarget())) << "the first one still serves";
+}
+
+// The embedded broker refuses what it does not read, as the services do.
+TEST(EmbeddedBrokerTest, AMisspeltOrValuelessFlagIsRefused) {
+  for (const char* flag : {"--partition=12", "--partitions"}) {
+    Process broker({CRM_BROKER_BIN, flag}, {}, "/dev/null");
+    ASSERT_TRUE(broker.Start());
+    EXPECT_EQ(broker.Wait(absl::Seconds(30)), 2) << flag;
+  }
+}
+
 TEST_F(LeadsServiceTest, TradeShowImportIsAssignedScoredDeduplicatedAndReplayable) {
   auto stub = stack_.LeadsStub();
   crm::v1::AssignmentRule emea_analytics;
