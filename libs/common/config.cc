@@ -318,6 +318,9 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
   c.listen = Setting(argc, argv, "listen", "CRM_LISTEN", default_listen);
   c.data_dir =
       Setting(argc, argv, "data-dir", "CRM_DATA_DIR", absl::StrCat("./data/", service_name));
+  // "/srv/leads/" is "/srv/leads": the default backup dir is its sibling,
+  // never a directory inside the data it protects.
+  while (c.data_dir.size() > 1 && c.data_dir.back() == '/') c.data_dir.pop_back();
   c.backup_dir = Setting(argc, argv, "backup-dir", "CRM_BACKUP_DIR", c.data_dir + "-backups");
   const std::string keep = Setting(argc, argv, "backup-keep", "CRM_BACKUP_KEEP", "0");
   if (!absl::SimpleAtoi(keep, &c.backup_keep) || c.backup_keep > 10'000) {

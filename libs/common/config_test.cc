@@ -200,6 +200,16 @@ TEST(ConfigTest, FlagsAndVariablesNothingReadAreFound) {
   EXPECT_FALSE(has("CRM_KAFKA_COMPRESSION"));
 }
 
+TEST(ConfigTest, TheDefaultBackupDirIsBesideADataDirGivenWithATrailingSlash) {
+  auto slashed = Load({"--data-dir=/srv/crm/leads/"});
+  ASSERT_TRUE(slashed.ok()) << slashed.status();
+  EXPECT_EQ(slashed->data_dir, "/srv/crm/leads");
+  EXPECT_EQ(slashed->backup_dir, "/srv/crm/leads-backups");
+  auto root = Load({"--data-dir=/"});
+  ASSERT_TRUE(root.ok()) << root.status();
+  EXPECT_EQ(root->data_dir, "/");
+}
+
 TEST(ConfigTest, KafkaCompressionDefaultsToNoneAndRefusesUnknownCodecs) {
   auto plain = Load({});
   ASSERT_TRUE(plain.ok()) << plain.status();
