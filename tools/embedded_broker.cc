@@ -11,6 +11,8 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -42,6 +44,20 @@ int main(int argc, char** argv) {
       !absl::SimpleAtoi(crm::Setting(argc, argv, "brokers", "CRM_BROKER_COUNT", "1"), &brokers) ||
       brokers < 1) {
     std::fprintf(stderr, "crm-broker: --partitions and --brokers must be positive numbers\n");
+    return 2;
+  }
+  // A misspelt flag ("--partition=12") or one without its value would
+  // otherwise be ignored and the defaults served.
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg.substr(0, 2) != "--" || arg.find('=') == std::string_view::npos) {
+      std::fprintf(stderr, "crm-broker: unexpected argument '%s': flags are --name=value\n",
+                   argv[i]);
+      return 2;
+    }
+  }
+  if (auto st = crm::CheckUnreadSettings(std::vector<std::string>(argv, argv + argc)); !st.ok()) {
+    std::fprintf(stderr, "crm-broker: %s\n", std::string(st.message()).c_str());
     return 2;
   }
 

@@ -56,8 +56,10 @@ int main(int argc, char** argv) {
   if (!absl::SimpleAtoi(
           crm::Setting(argc, argv, "churn-interval-ms", "CRM_CHURN_INTERVAL_MS", "30000"),
           &churn_interval_ms) ||
-      churn_interval_ms <= 0) {
-    std::fprintf(stderr, "crm-analytics: --churn-interval-ms must be a positive number\n");
+      churn_interval_ms < 10 || churn_interval_ms > 86'400'000) {
+    // Bounded: a pass every millisecond would scan every customer back to
+    // back, and a huge interval overflows the monitor's wait.
+    std::fprintf(stderr, "crm-analytics: --churn-interval-ms must be 10 .. 86400000 (a day)\n");
     return 2;
   }
   int64_t ready_max_lag = 0;

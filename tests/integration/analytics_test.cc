@@ -14,6 +14,22 @@
 namespace crm::testing {
 namespace {
 
+// The churn monitor's interval is bounded: one pass every millisecond would
+// scan every customer back to back, a huge one overflowed its wait.
+TEST(AnalyticsFlagsTest, AChurnIntervalOutOfRangeIsRefused) {
+  TempDir dir;
+  for (const char* interval : {"1", "9223372036854775807"}) {
+    const std::string log = dir.Sub(absl::StrCat("analytics-", interval, ".log"));
+    Process analytics({CRM_ANALYTICS_BIN, absl::StrCat("--churn-interval-ms=", interval),
+                       "--data-dir=" + dir.Sub("analytics"), "--brokers=127.0.0.1:1",
+                       std::string("--jwt-hs256-key=") + auth::kDevHs256Key},
+                      {}, log);
+    ASSERT_TRUE(analytics.Start());
+    EXPECT_EQ(analytics.Wait(absl::Seconds(30)), 2) << interval;
+    EXPECT_NE(analytics.Log().find("churn-interval-ms"), std::string::npos) << analytics.Log();
+  }
+}
+
 TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   Stack stack;
   ASSERT_TRUE(stack.StartBroker());
