@@ -1047,6 +1047,38 @@ TEST_F(TicketCommandsTest, ListFiltersAndPages) {
   EXPECT_EQ(tickets_->ListTickets(bad).status().message().substr(0, 15), "page.page_size:");
 }
 
+// A selective filter over a large book: each page examines a bounded
+// number of entries and goes on from the last, so no call reads them all.
+TEST_F(TicketCommandsTest, AListPageExaminesABoundedNumberOfTicketsAndTheNextGoesOn) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(Open("scan" + std::to_string(i), "cus_a", "printer-x", "",
+                       i == 3 ? crm::v1::TICKET_PRIORITY_URGENT : crm::v1::TICKET_PRIORITY_NORMAL)
+                      .ticket_id());
+  }
+  std::sort(ids.begin(), ids.end());
+  const std::string urgent = *std::find_if(ids.begin(), ids.end(), [&](const std::string& id) {
+    crm::v1::GetTicketRequest g;
+    g.set_ticket_id(id);
+    auto t = tickets_->GetTicket(g);
+    return t.ok() && t->ticket().priority() == crm::v1::TICKET_PRIORITY_URGENT;
+  });
+  crm::v1::ListTicketsRequest r;
+  r.set_priority(crm::v1::TICKET_PRIORITY_URGENT);
+  r.mutable_page()->set_page_size(10);
+  std::vector<std::string> seen;
+  int pages = 0;
+  do {
+    auto page = store_->ListTickets(r, {}, /*scan_budget=*/2);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& t : page->tickets) seen.push_back(t.ticket_id());
+    r.mutable_page()->set_page_token(page->next_page_token);
+    ++pages;
+  } while (!r.page().page_token().empty() && pages < 10);
+  EXPECT_EQ(seen, std::vector<std::string>{urgent});
+  EXPECT_EQ(pages, 3) << "five entries, two a page";
+}
+
 // 500 tickets of 20,000-byte descriptions would be a 10 MB reply, which a
 // default gRPC client refuses.
 TEST_F(TicketCommandsTest, AListPageStopsShortOfTheReplyBoundAndTheNextGoesOn) {

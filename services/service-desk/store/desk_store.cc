@@ -185,7 +185,8 @@ absl::StatusOr<MessagePage> DeskStore::Messages(const std::string& ticket_id,
 }
 
 absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequest& r,
-                                                  const std::vector<std::string>& group) const {
+                                                  const std::vector<std::string>& group,
+                                                  size_t scan_budget) const {
   std::string after;
   if (!r.page().page_token().empty() &&
       !absl::WebSafeBase64Unescape(r.page().page_token(), &after)) {
@@ -223,7 +224,13 @@ absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequ
   TicketPage page;
   ReplyBudget budget;
   MergedScan scan(events_->db(), family, prefixes, after);
+  size_t examined = 0;
   for (; scan.Valid(); scan.Next()) {
+    if (examined++ == scan_budget) {
+      page.next_page_token = absl::WebSafeBase64Escape(after);  // the last entry examined
+      break;
+    }
+    after = std::string(scan.suffix());
     if (family == kAgentTickets && scan.value().empty()) continue;  // reassigned away
     crm::v1::Ticket ticket;
     if (family == kTickets) {

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "crm/v1/service_desk.pb.h"
 #include "libs/common/event_store.h"
+#include "libs/common/reply_budget.h"
 #include "libs/common/striped_mutex.h"
 #include "services/service-desk/domain/settings.h"
 
@@ -89,9 +90,12 @@ class DeskStore {
   // millisecond); the request is validated by the caller. page_size
   // defaults to 50; a page also ends at the reply bound. With `group` (the
   // customers found to be one person), a customer_id filter lists the
-  // tickets of every member.
+  // tickets of every member. A page also ends after `scan_budget` index
+  // entries (a selective filter over a large book must not hold a worker):
+  // it may then be short, even empty, with a token that goes on.
   absl::StatusOr<TicketPage> ListTickets(const crm::v1::ListTicketsRequest& request,
-                                         const std::vector<std::string>& group = {}) const;
+                                         const std::vector<std::string>& group = {},
+                                         size_t scan_budget = kListScanBudget) const;
 
   // The writes that keep the ticket read models in step with an append
   // taking the ticket from `before` to `after`. `messages` are the
