@@ -1,5 +1,6 @@
 #include "services/service-desk/api/article_commands.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -160,8 +161,13 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
   }
   crm::v1::SearchArticlesResponse response;
   // A query of stop words only matches nothing rather than everything,
-  // filters or not (an empty query lists the filtered articles).
-  if (words.empty() && !r.query().empty()) return response;
+  // filters or not (an empty query lists the filtered articles). One with
+  // no word at all (spaces, a stray mark) is an empty query.
+  const bool has_words = std::any_of(r.query().begin(), r.query().end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+           static_cast<unsigned char>(c) >= 0x80;
+  });
+  if (words.empty() && has_words) return response;
 
   // Trimmed as articles' products are when written.
   const std::string product(absl::StripAsciiWhitespace(r.product()));

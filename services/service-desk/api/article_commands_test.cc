@@ -148,6 +148,9 @@ TEST_F(ArticleCommandsTest, TagsAndProductNarrowTheResults) {
   EXPECT_EQ(Search("", {"printer"}), (std::vector<std::string>{b, a}));
   EXPECT_EQ(Search("", {"printer", "consumables"}), (std::vector<std::string>{a}));
   EXPECT_EQ(Search(""), (std::vector<std::string>{c, b, a}));
+  // A query with no word at all (a stray space or mark) is an empty one.
+  EXPECT_EQ(Search(" ", {"printer"}), (std::vector<std::string>{b, a}));
+  EXPECT_EQ(Search("?"), (std::vector<std::string>{c, b, a}));
   EXPECT_EQ(Search("consumables"), (std::vector<std::string>{a})) << "tag words are searchable";
 }
 
