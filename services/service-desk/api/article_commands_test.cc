@@ -154,6 +154,23 @@ TEST_F(ArticleCommandsTest, TagsAndProductNarrowTheResults) {
   EXPECT_EQ(Search("consumables"), (std::vector<std::string>{a})) << "tag words are searchable";
 }
 
+// A tag narrows the results but ranks them as without it: a word is as rare
+// as it is in the whole knowledge base.
+TEST_F(ArticleCommandsTest, ATagFilterKeepsTheRanking) {
+  for (int i = 0; i < 6; ++i) {
+    Create(absl::StrCat("Printer manual ", i), "About the printer.", {}, "");
+  }
+  const auto printer = Create("Printer", "Paper path.", {"hp"});
+  const auto jam = Create("Jam", "Paper path.", {"hp"});
+  const auto unfiltered = Search("printer jam");
+  std::vector<std::string> tagged_order;
+  for (const auto& id : unfiltered) {
+    if (id == printer || id == jam) tagged_order.push_back(id);
+  }
+  ASSERT_EQ(tagged_order, (std::vector<std::string>{jam, printer})) << "jam is the rarer word";
+  EXPECT_EQ(Search("printer jam", {"hp"}), tagged_order);
+}
+
 TEST_F(ArticleCommandsTest, RevisionReindexesAndUnpublishingHides) {
   const auto id = Create("Printer offline", "Check the cable.");
   crm::v1::UpdateArticleRequest u;

@@ -485,6 +485,7 @@ absl::StatusOr<DeskStore::ArticleSearchPage> DeskStore::SearchArticles(
     ArticleSearchPage page;
     size_t skipped = 0;
     for (auto& r : ordered) {
+      if (tagged && !tagged->contains(r.article_id)) continue;
       CRM_ASSIGN_OR_RETURN(auto article, GetArticle(r.article_id));
       if (!article.published()) continue;
       if (!product.empty() && !absl::EqualsIgnoreCase(article.product(), product)) continue;
@@ -506,11 +507,10 @@ absl::StatusOr<DeskStore::ArticleSearchPage> DeskStore::SearchArticles(
 
   if (!words.empty()) {
     std::vector<TermPostings> postings;
+    // Ranked over the whole knowledge base (a word's rarity is its rarity
+    // there), then narrowed to the tagged articles, as to the product.
     for (const auto& word : words) {
       CRM_ASSIGN_OR_RETURN(auto p, postings_of(word));
-      if (tagged)
-        absl::erase_if(p.weight_by_article,
-                       [&](const auto& e) { return !tagged->contains(e.first); });
       postings.push_back(std::move(p));
     }
     CRM_ASSIGN_OR_RETURN(const int64_t total, PublishedCount());
