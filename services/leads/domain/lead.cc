@@ -366,6 +366,14 @@ absl::StatusOr<std::vector<LeadEvent>> DecideAbsorb(const crm::v1::Lead& lead,
   *e.mutable_merged_lead() = c.merged;
   std::vector<LeadEvent> events{std::move(e)};
   ScoreAfter(lead, events, "merged");
+  // Nobody works the survivor (it waits in a queue) but someone worked the
+  // merged lead: the person stays with them, as a missing field is taken
+  // from the merged lead.
+  if (lead.owner_id().empty() && !c.merged.owner_id().empty() && IsOpen(lead.status())) {
+    AssignmentEvents(lead,
+                     Assignment{.owner_id = c.merged.owner_id(), .team_id = c.merged.team_id()},
+                     "merged", events);
+  }
   return events;
 }
 

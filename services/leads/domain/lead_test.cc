@@ -640,6 +640,32 @@ TEST(MergeTest, SurvivorAbsorbsTheMergedLeadAndRescores) {
   EXPECT_EQ(lead.owner_id(), "usr_1");
 }
 
+// A survivor waiting in a queue takes the owner who worked the merged lead:
+// merging must not take the person from the one working them.
+TEST(MergeTest, AnUnownedSurvivorTakesTheMergedLeadsOwner) {
+  crm::v1::Lead other = OtherLead();
+  other.set_owner_id("usr_9");
+  other.set_team_id("team_x");
+  const auto unowned = Fold(*Decide(std::nullopt, Capture("lead_1", "cus_1", "")));
+  ASSERT_EQ(unowned.owner_id(), "");
+  auto events = *Decide(unowned, LeadCommand{AbsorbLead{kAnyVersion, other}});
+  ASSERT_GE(events.size(), 3u);
+  const auto& assigned = std::get<crm::v1::LeadAssigned>(events[events.size() - 2]);
+  EXPECT_EQ(assigned.owner_id(), "usr_9");
+  EXPECT_EQ(assigned.team_id(), "team_x");
+  EXPECT_EQ(assigned.reason(), "merged");
+  EXPECT_EQ(std::get<crm::v1::OwnerNotified>(events.back()).owner_id(), "usr_9");
+  auto lead = unowned;
+  for (const auto& e : events) Apply(lead, e, absl::UnixEpoch());
+  EXPECT_EQ(lead.owner_id(), "usr_9");
+  EXPECT_EQ(lead.queue(), "");
+  // An owned survivor keeps its owner.
+  const auto owned = Fold(CapturedFor("usr_1"));
+  for (const auto& e : *Decide(owned, LeadCommand{AbsorbLead{kAnyVersion, other}})) {
+    EXPECT_FALSE(std::holds_alternative<crm::v1::LeadAssigned>(e));
+  }
+}
+
 TEST(MergeTest, InterestsDifferingOnlyInCaseAreOne) {
   crm::v1::Lead other = OtherLead();
   other.clear_product_interests();
