@@ -47,9 +47,15 @@ absl::StatusOr<crm::v1::Customer360> Customer360For(const auth::Principal& calle
   const std::string& territory = account ? profile.territory()
                                  : home  ? loaded->home_region()
                                          : profile.region();
-  const std::string owner = account ? loaded->account_owner_id()
-                            : home  ? HomeOwner(*loaded)
-                                    : loaded->owner_id();
+  std::string owner = account ? loaded->account_owner_id()
+                      : home  ? HomeOwner(*loaded)
+                              : loaded->owner_id();
+  // A view stored before account owners were kept apart holds the
+  // account's owner in owner_id, stamped by the account's event.
+  if (account && owner.empty() && !loaded->has_account_owner_as_of() && loaded->has_owner_as_of() &&
+      loaded->owner_as_of().event_id() == loaded->account_as_of().event_id()) {
+    owner = loaded->owner_id();
+  }
   if (auth::MayAccess(caller, owner, territory)) return loaded;
   if (!analyst) return auth::NotVisible("customer_id", customer_id);
   RemovePersonalData(*loaded);

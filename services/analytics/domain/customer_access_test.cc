@@ -145,6 +145,22 @@ TEST(CustomerAccessTest, AnAccountWithoutTerritoryOrOwnerIsOutOfTheLeadsReach) {
   EXPECT_TRUE(Customer360For(As("root", auth::kRoleAdmin), view, "cus_1").ok());
 }
 
+// A view stored before account owners were kept apart: the account's
+// owner is in owner_id, stamped by the account's event.
+TEST(CustomerAccessTest, AnAccountViewStoredBeforeAccountOwnersIsReadByItsOwner) {
+  crm::v1::Customer360 stored;
+  stored.set_customer_id("cus_1");
+  stored.set_owner_id("rep_ann");
+  stored.mutable_profile()->set_territory("emea");
+  stored.mutable_account_as_of()->set_event_id("evt-open");
+  stored.mutable_owner_as_of()->set_event_id("evt-open");
+  EXPECT_TRUE(Customer360For(As("rep_ann", auth::kRoleSalesRep), stored, "cus_1").ok());
+  EXPECT_FALSE(Customer360For(As("rep_bob", auth::kRoleSalesRep), stored, "cus_1").ok());
+  // Owned by a lead's assignment instead: the account names nobody.
+  stored.mutable_owner_as_of()->set_event_id("evt-assign");
+  EXPECT_FALSE(Customer360For(As("rep_ann", auth::kRoleSalesRep), stored, "cus_1").ok());
+}
+
 // A view stored before homes were kept learns none from later events: a
 // later lead would otherwise become its home and lock out its owner.
 TEST(CustomerAccessTest, AViewStoredBeforeHomesIsReadByItsLatestLeadAsBefore) {
