@@ -100,7 +100,8 @@ absl::StatusOr<AnalyticsConfig> AnalyticsConfig::Create(crm::v1::AnalyticsSettin
   // and raise no alert, silently.
   int32_t reachable = 0;
   for (const auto& w : weights) reachable += w.has ? w.value : w.fallback;
-  if (reachable < s.churn_risk_threshold()) {
+  // Every weight 0 turns churn scoring off: nobody is at risk, by choice.
+  if (reachable > 0 && reachable < s.churn_risk_threshold()) {
     return Invalid("churn_risk_threshold",
                    absl::StrCat("above the most the factors' weights add up to (", reachable,
                                 "); no customer would ever be at risk"));

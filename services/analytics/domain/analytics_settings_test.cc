@@ -54,6 +54,13 @@ TEST(AnalyticsSettingsTest, BadValuesAreRejectedNamingTheField) {
   reachable.set_order_recency_weight(0);
   reachable.set_churn_risk_threshold(55);
   EXPECT_TRUE(AnalyticsConfig::Create(reachable).ok());
+  crm::v1::AnalyticsSettings off;
+  off.set_order_recency_weight(0);
+  off.set_activity_recency_weight(0);
+  off.set_open_tickets_weight(0);
+  off.set_breached_tickets_weight(0);
+  off.set_falling_csat_weight(0);
+  EXPECT_TRUE(AnalyticsConfig::Create(off).ok()) << "every weight 0 turns scoring off";
   ExpectInvalid([](auto& s) { s.set_complaint_min_priority(42); }, "complaint_min_priority");
 }
 
