@@ -238,8 +238,15 @@ RequestIds IdsOf(const google::protobuf::Message& request) {
 
 std::string RefusalTarget(const RequestIds& ids, const absl::Status& refusal) {
   const absl::string_view message = refusal.message();
+  // "<field>: no <value> that the caller may access": a refusal of that
+  // record. One naming the field without its value ("owner_id: a rep
+  // converts to themselves") refuses the caller's choice of a person, not
+  // a record, and is filed under the request's record.
   for (const auto& [field, value] : ids) {
-    if (absl::StartsWith(message, field) && message.substr(field.size(), 1) == ":") return value;
+    if (absl::StartsWith(message, field) && message.substr(field.size(), 1) == ":" &&
+        absl::StrContains(message.substr(field.size()), value)) {
+      return value;
+    }
   }
   return ids.empty() ? "" : ids.front().second;
 }

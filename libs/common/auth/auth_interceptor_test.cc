@@ -35,6 +35,10 @@ TEST(RequestTargetTest, ARefusalIsFiledUnderTheRecordItNames) {
   EXPECT_EQ(RefusalTarget(ids, absl::PermissionDeniedError("role sales_rep may not call it")),
             "lead_decoy");
   EXPECT_EQ(RefusalTarget(ids, absl::PermissionDeniedError("merged_lead_idx: odd")), "lead_decoy");
+  // A refusal of a field without its value is about the caller's choice,
+  // not a record: filed under the request's first id.
+  EXPECT_EQ(RefusalTarget(ids, absl::PermissionDeniedError("merged_lead_id: not yours to merge")),
+            "lead_decoy");
   EXPECT_EQ(RefusalTarget({}, absl::PermissionDeniedError("lead_id: no lead")), "");
 }
 
