@@ -163,10 +163,7 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
   // A query of stop words only matches nothing rather than everything,
   // filters or not (an empty query lists the filtered articles). One with
   // no word at all (spaces, a stray mark) is an empty query.
-  const bool has_words = std::any_of(r.query().begin(), r.query().end(), [](char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-           static_cast<unsigned char>(c) >= 0x80;
-  });
+  const bool has_words = HasWordChar(r.query());
   if (words.empty() && has_words) return response;
 
   // Trimmed as articles' products are when written.

@@ -151,6 +151,8 @@ TEST_F(ArticleCommandsTest, TagsAndProductNarrowTheResults) {
   // A query with no word at all (a stray space or mark) is an empty one.
   EXPECT_EQ(Search(" ", {"printer"}), (std::vector<std::string>{b, a}));
   EXPECT_EQ(Search("?"), (std::vector<std::string>{c, b, a}));
+  EXPECT_EQ(Search("\u00a0\u2026"), (std::vector<std::string>{c, b, a}))
+      << "no-break space, ellipsis";
   EXPECT_EQ(Search("consumables"), (std::vector<std::string>{a})) << "tag words are searchable";
 }
 

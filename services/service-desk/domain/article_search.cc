@@ -93,6 +93,15 @@ std::vector<std::string> Tokenize(absl::string_view text) {
   return out;
 }
 
+bool HasWordChar(absl::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t separator = SeparatorAt(text, i);
+    if (separator == 0) return true;
+    i += separator;
+  }
+  return false;
+}
+
 std::vector<std::string> QueryTerms(absl::string_view query) {
   std::vector<std::string> out;
   absl::flat_hash_set<std::string> seen;

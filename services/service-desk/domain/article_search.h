@@ -19,6 +19,10 @@ namespace crm::service_desk {
 // reduced ("printers" → "printer", "batteries" → "battery").
 std::vector<std::string> Tokenize(absl::string_view text);
 
+// Whether `text` holds a character words are made of (anything Tokenize
+// does not separate on): a query of spaces and marks holds none.
+bool HasWordChar(absl::string_view text);
+
 // The query's distinct words, in order.
 std::vector<std::string> QueryTerms(absl::string_view query);
 
