@@ -371,11 +371,12 @@ std::unique_ptr<grpc::ClientContext> Ctx() {
 
 crm::v1::CaptureLeadResponse Capture(crm::v1::LeadsService::Stub& stub,
                                      const std::string& request_id, const std::string& email,
-                                     const std::string& region) {
+                                     const std::string& region, const std::string& phone = "") {
   crm::v1::CaptureLeadRequest r;
   r.set_request_id(request_id);
   r.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
   r.mutable_contact()->set_email(email);
+  r.mutable_contact()->set_phone(phone);
   r.set_region(region);
   crm::v1::CaptureLeadResponse captured;
   auto st = stub.CaptureLead(Ctx().get(), r, &captured);
@@ -667,6 +668,27 @@ TEST_F(LeadsServiceTest, ALeadOfAPersonMergedAwayIsConvertedByTheSurvivorsSide) 
   st = manager->ConvertLead(Ctx().get(), convert, &converted);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
   EXPECT_EQ(st.error_message().rfind("lead_id:", 0), 0u) << st.error_message();
+
+  // The same with the person found by a phone only: the merge re-points the
+  // keys the merged lead held, not the first lead's own email.
+  const auto phoned = Capture(*admin, "phone-first", "phone-a@merge.test", "EMEA", "+442079460001");
+  const auto phoned_dup =
+      Capture(*manager, "phone-dup", "phone-b@merge.test", "EMEA", "+442079460001");
+  ASSERT_EQ(phoned_dup.duplicate_of_lead_id(), phoned.lead_id());
+  const auto phone_apac = Capture(*admin, "phone-apac", "phone-apac@merge.test", "APAC");
+  merge.set_request_id("merge-phone");
+  merge.set_survivor_lead_id(phone_apac.lead_id());
+  merge.set_merged_lead_id(phoned_dup.lead_id());
+  st = admin->MergeLeads(Ctx().get(), merge, &merged);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  qualify.set_request_id("phone-qualify");
+  qualify.set_lead_id(phoned.lead_id());
+  st = manager->QualifyLead(Ctx().get(), qualify, &read);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  convert.set_request_id("phone-convert");
+  convert.set_lead_id(phoned.lead_id());
+  st = manager->ConvertLead(Ctx().get(), convert, &converted);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
 
   // A first lead merged into its own later duplicate, all in the manager's
   // territory: the survivor still names the first lead, and converts.

@@ -243,9 +243,13 @@ absl::StatusOr<std::optional<std::string>> LeadCommands::SurvivingHomeOf(
   if (survivor == lead.customer_id()) return std::nullopt;
   crm::v1::Contact contact = lead.contact();
   pii::OpenFields(contact, store_.vault());
-  CRM_ASSIGN_OR_RETURN(auto match, store_.FindContact(contact));
-  if (!match.has_value() || match->customer_id != survivor) return std::nullopt;
-  return match->lead_id;
+  // Any of the lead's contacts: a merge re-points only the keys the merged
+  // lead held, the others still name this lead's own customer.
+  CRM_ASSIGN_OR_RETURN(auto matches, store_.FindContactKeys(store_.ContactKeys(contact)));
+  for (const auto& match : matches) {
+    if (match.has_value() && match->customer_id == survivor) return match->lead_id;
+  }
+  return std::string();  // retired, and no contact of the lead finds its home
 }
 
 absl::StatusOr<crm::v1::ListLeadsResponse> LeadCommands::ListLeads(

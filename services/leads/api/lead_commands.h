@@ -79,8 +79,8 @@ class LeadCommands {
 
   // The lead the person's contacts find once a merge of another of their
   // leads retired the customer `lead` was captured under: the home of the
-  // customer its conversion would open an account for. nullopt while that
-  // customer stands, or when no contact of the lead finds one.
+  // customer its conversion would open an account for. nullopt while the
+  // lead's customer stands; empty when no contact of the lead finds one.
   absl::StatusOr<std::optional<std::string>> SurvivingHomeOf(const crm::v1::Lead& lead);
 
   // Shared with the importer.

@@ -216,6 +216,8 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
       // customer: the conversion opens the survivor's account, whose home
       // is the lead the person's contacts find now.
       CRM_ASSIGN_OR_RETURN(const auto home, commands_.SurvivingHomeOf(lead));
+      // A home that cannot be found cannot be shown to be within reach.
+      if (home.has_value() && home->empty()) return refuse();
       if (!home.has_value() || !passed.insert(*home).second) return absl::OkStatus();
       current = *home;
       auto found = reach(current);
