@@ -35,9 +35,16 @@ int32_t AuthorityPoints(const crm::v1::Lead& lead) {
   static constexpr absl::string_view kManager[] = {"manager", "lead", "supervisor", "principal",
                                                    "avp"};
   int32_t points = 5;
+  // Only "to" standing alone: "Go-to-Market Director" directs.
+  absl::string_view role = title;
+  for (absl::string_view part : absl::StrSplit(title, ' ', absl::SkipEmpty())) {
+    if (part == "to") {
+      role = absl::string_view(title.data(), part.data() - title.data());
+      break;
+    }
+  }
   for (absl::string_view word :
-       absl::StrSplit(title, absl::ByAnyChar(" ,-/&.()"), absl::SkipEmpty())) {
-    if (word == "to") break;
+       absl::StrSplit(role, absl::ByAnyChar(" ,-/&.()"), absl::SkipEmpty())) {
     if (std::find(std::begin(kExecutive), std::end(kExecutive), word) != std::end(kExecutive)) {
       return 15;
     }

@@ -54,7 +54,9 @@ TEST(ScoreTest, AuthorityFromDecisionMakerOrTitleWords) {
                                {"EVP, Operations", 15},
                                {"Assistant to the CEO", 5},
                                {"Executive Assistant to the VP", 5},
-                               {"Chief of Staff to the CTO", 15}}) {
+                               {"Chief of Staff to the CTO", 15},
+                               {"Go-to-Market Director", 15},
+                               {"Go-To-Market Manager", 10}}) {
     auto t = Bare();
     t.mutable_contact()->set_title(title);
     EXPECT_EQ(ComputeScore(t).authority(), points) << title;
