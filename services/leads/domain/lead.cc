@@ -167,6 +167,9 @@ std::string Who(const crm::v1::Lead& lead) {
   return lead.company().empty() ? name : absl::StrCat(name, " (", lead.company(), ")");
 }
 
+// The reason of the assignment a conversion for another owner makes.
+constexpr absl::string_view kConverted = "converted";
+
 // LeadAssigned, plus OwnerNotified when a person gets the lead.
 void AssignmentEvents(const crm::v1::Lead& lead, const Assignment& a, absl::string_view reason,
                       std::vector<LeadEvent>& events) {
@@ -186,9 +189,16 @@ void AssignmentEvents(const crm::v1::Lead& lead, const Assignment& a, absl::stri
   notified.set_owner_id(a.owner_id);
   notified.set_lead_id(lead.lead_id());
   notified.set_customer_id(lead.customer_id());
-  notified.set_topic("lead_assigned");
-  notified.set_message(
-      absl::StrCat("New lead for you: ", Who(lead), ", score ", lead.score().total()));
+  if (reason == kConverted) {
+    // Not work on the lead (it is converted): the opportunity it opens.
+    notified.set_topic("lead_converted");
+    notified.set_message(absl::StrCat("Lead converted for you: ", Who(lead),
+                                      "; its account and opportunity are yours"));
+  } else {
+    notified.set_topic("lead_assigned");
+    notified.set_message(
+        absl::StrCat("New lead for you: ", Who(lead), ", score ", lead.score().total()));
+  }
   events.push_back(std::move(notified));
 }
 
@@ -312,7 +322,7 @@ absl::StatusOr<std::vector<LeadEvent>> DecideConvert(const crm::v1::Lead& lead,
   // Converted for someone else: the lead changes hands first, as any
   // assignment does, and its new owner is told.
   if (owner != lead.owner_id()) {
-    AssignmentEvents(lead, Assignment{.owner_id = owner}, "converted", events);
+    AssignmentEvents(lead, Assignment{.owner_id = owner}, kConverted, events);
   }
   events.push_back(std::move(e));
   return events;

@@ -477,6 +477,7 @@ TEST(ConvertTest, ExplicitOwnerNameAndAmountWin) {
   EXPECT_EQ(assigned.rule_id(), "");
   EXPECT_EQ(assigned.reason(), "converted");
   EXPECT_EQ(std::get<crm::v1::OwnerNotified>(events[1]).owner_id(), "usr_9");
+  EXPECT_EQ(std::get<crm::v1::OwnerNotified>(events[1]).topic(), "lead_converted");
   const auto& e = std::get<crm::v1::LeadConverted>(events[2]);
   EXPECT_EQ(e.owner_id(), "usr_9");
   EXPECT_EQ(e.opportunity_name(), "Big deal");
