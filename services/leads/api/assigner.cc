@@ -1,20 +1,27 @@
 #include "services/leads/api/assigner.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "libs/common/status_macros.h"
 
 namespace crm::leads {
 
 absl::Status Assigner::Load() {
   CRM_ASSIGN_OR_RETURN(auto table, store_.LoadRules());
+  // A lead counts for a rule's turns only with one of its team: one
+  // converted for someone else before conversions handed leads over kept
+  // the rule that first chose its owner.
+  absl::flat_hash_set<std::pair<std::string, std::string>> members;
+  for (const auto& rule : table.rules()) {
+    for (const auto& m : rule.team_members()) members.insert({rule.rule_id(), m});
+  }
   absl::flat_hash_map<std::string, OwnerCounts> counts;
   absl::flat_hash_map<std::pair<std::string, std::string>, int64_t> from_rule;
   CRM_RETURN_IF_ERROR(store_.ForEachOwnedLead([&](const crm::v1::Lead& lead) {
     OwnerCounts& c = counts[lead.owner_id()];
     ++c.assigned;
     if (IsOpen(lead.status())) ++c.open;
-    if (!lead.assignment_rule_id().empty()) {
-      ++from_rule[{lead.assignment_rule_id(), lead.owner_id()}];
-    }
+    std::pair<std::string, std::string> turn = {lead.assignment_rule_id(), lead.owner_id()};
+    if (members.contains(turn)) ++from_rule[std::move(turn)];
   }));
   std::lock_guard<std::mutex> lock(mu_);
   rules_ = std::make_shared<const crm::v1::AssignmentRuleTable>(std::move(table));
