@@ -359,8 +359,6 @@ TEST_F(LeadUseCaseTest, RuleTableIsManagedIdempotentlyAndSurvivesRestart) {
   EXPECT_EQ(CaptureIn("na-1", "NA", "").owner_id(), "usr_b");
 }
 
-// A table of rules with long member lists would make a reply a default
-// gRPC client refuses (over 4 MiB).
 // A page token names the table it paged: after a change the next page of
 // the old table is not served from the new one (it skipped a rule).
 TEST_F(LeadUseCaseTest, ARulePageTokenOfATableChangedSinceIsAborted) {
@@ -388,6 +386,8 @@ TEST_F(LeadUseCaseTest, ARulePageTokenOfATableChangedSinceIsAborted) {
   EXPECT_EQ(stale.status().message().rfind("page.page_token:", 0), 0u) << stale.status();
 }
 
+// A table of rules with long member lists would make a reply a default
+// gRPC client refuses (over 4 MiB).
 TEST_F(LeadUseCaseTest, RulePagesStopShortOfTheReplyBound) {
   constexpr int kRules = 260;
   std::vector<std::string> ids;

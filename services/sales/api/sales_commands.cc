@@ -250,7 +250,8 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::OpenCustomer(
   auto earlier = StoredAnswer<crm::v1::Customer>(store_.events(), key);
   if (absl::IsInvalidArgument(earlier.status()) && as_sent != nullptr) {
     // Answers stored by earlier versions are keyed by the request with the
-    // caller's defaults filled in.
+    // caller's defaults filled in: found while the token fills in the same
+    // ones (a retry across the upgrade whose token changed too is refused).
     auto scoped =
         StoredAnswer<crm::v1::Customer>(store_.events(), CallerRequestKey(ctx, name, raw));
     if (scoped.ok() && scoped->has_value()) earlier = std::move(scoped);
