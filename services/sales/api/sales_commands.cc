@@ -352,15 +352,13 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunityWith(
   command.territory = customer.territory();
   command.lead_id = lead_id;
   command.pipeline = *pipeline;
-  CRM_ASSIGN_OR_RETURN(auto out,
-                       Execute<crm::v1::Opportunity>(
-                           OpportunityStream(command.opportunity_id), request_key, kAnyVersion, ctx,
-                           [&](const std::optional<crm::v1::Opportunity>& s) {
-                             return Decide(s, OpportunityCommand{command});
-                           },
-                           [](const crm::v1::Opportunity& o) {
-                             return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
-                           }));
+  CRM_ASSIGN_OR_RETURN(
+      auto out, Execute<crm::v1::Opportunity>(
+                    OpportunityStream(command.opportunity_id), request_key, kAnyVersion, ctx,
+                    [&](const std::optional<crm::v1::Opportunity>& s) {
+                      return Decide(s, OpportunityCommand{command});
+                    },
+                    [](const crm::v1::Opportunity& o) { return SalesStore::OpportunityRows(o); }));
   return WithActivity(std::move(out.state));
 }
 
@@ -469,9 +467,7 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ChangeOpportunityStage(
                           OpportunityCommand{ChangeStage{request.stage_id(), request.lost_reason(),
                                                          *pipeline, ctx.occurred_at}});
           },
-          [](const crm::v1::Opportunity& o) {
-            return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
-          }));
+          [](const crm::v1::Opportunity& o) { return SalesStore::OpportunityRows(o); }));
   return WithActivity(std::move(out.state));
 }
 
@@ -488,9 +484,7 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ReviseOpportunity(
           [&](const std::optional<crm::v1::Opportunity>& s) {
             return Decide(s, OpportunityCommand{sales::ReviseOpportunity{request}});
           },
-          [](const crm::v1::Opportunity& o) {
-            return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
-          }));
+          [](const crm::v1::Opportunity& o) { return SalesStore::OpportunityRows(o); }));
   return WithActivity(std::move(out.state));
 }
 
@@ -733,9 +727,7 @@ absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
         [&](const std::optional<crm::v1::Opportunity>& s) {
           return Decide(s, OpportunityCommand{FlagStale{now, settings_.stale_after, *last}});
         },
-        [](const crm::v1::Opportunity& o) {
-          return std::vector<ProjectionWrite>{SalesStore::OpportunityRow(o)};
-        });
+        [](const crm::v1::Opportunity& o) { return SalesStore::OpportunityRows(o); });
     if (!out.ok()) {
       log::Warn("stale reminder", {{"opportunity_id", id}, {"error", out.status().ToString()}});
       continue;
@@ -850,13 +842,29 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   if (earlier.has_value()) return *std::move(earlier);
   if (quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED) {
     CRM_RETURN_IF_ERROR(DealNotLost(quote.opportunity_id(), "order"));
+    // The deal's accepted quote only: after a loss and a reopening another
+    // may have been accepted, and both ordered would bill the deal twice.
+    if (!quote.opportunity_id().empty()) {
+      CRM_ASSIGN_OR_RETURN(auto accepted, store_.AcceptedQuoteOf(quote.opportunity_id()));
+      if (accepted.has_value() && *accepted != quote.quote_id()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("quote_id: quote ", quote.quote_id(), " is not opportunity ",
+                         quote.opportunity_id(), "'s accepted quote (", *accepted, " is)"));
+      }
+    }
   }
   sales::PlaceOrder command{OrderIdForQuote(quote.quote_id()), std::move(quote)};
   CRM_ASSIGN_OR_RETURN(
       auto out, Execute<crm::v1::Order>(
                     OrderStream(command.order_id), request_key, kAnyVersion, ctx,
                     [&](const std::optional<crm::v1::Order>& s) { return Decide(s, command); },
-                    [](const crm::v1::Order&) { return NoRows(); }));
+                    [](const crm::v1::Order& o) {
+                      // The ordered quote is the deal's: no other is accepted after it.
+                      return o.opportunity_id().empty()
+                                 ? NoRows()
+                                 : std::vector<ProjectionWrite>{
+                                       {kAcceptedQuotesFamily, o.opportunity_id(), o.quote_id()}};
+                    }));
   return out.state;
 }
 

@@ -1206,6 +1206,41 @@ TEST_F(SalesCommandsTest, AnAcceptedQuoteOfALostDealIsNotOrderedUntilTheDealIsRe
   EXPECT_EQ(retried->order_id(), order->order_id());
 }
 
+// A deal lost and reopened may accept a new quote (re-priced); the quote
+// accepted before it was lost is then no longer the one ordered.
+TEST_F(SalesCommandsTest, AReopenedDealAcceptsANewQuoteAndOrdersOnlyIt) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto old_quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(old_quote.ok()) << old_quote.status();
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-old");
+  accept.set_quote_id(old_quote->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  auto lost = Move(o, "lost", "move-1", "budget cut");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  auto reopened = Move(*lost, "proposal", "move-2");
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+
+  auto repriced_request = QuoteFor(o.opportunity_id(), 400'000);
+  repriced_request.set_request_id("quote-repriced");
+  auto repriced = commands_->DraftQuote(repriced_request, Ctx());
+  ASSERT_TRUE(repriced.ok()) << repriced.status();
+  accept.set_request_id("accept-repriced");
+  accept.set_quote_id(repriced->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-old");
+  place.set_quote_id(old_quote->quote_id());
+  auto st = commands_->PlaceOrder(place, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_EQ(st.message().rfind("quote_id:", 0), 0u) << st;
+  place.set_request_id("order-repriced");
+  place.set_quote_id(repriced->quote_id());
+  EXPECT_TRUE(commands_->PlaceOrder(place, Ctx()).ok());
+}
+
 // An order whose deal was lost afterwards is neither contracted nor, once
 // contracted, approved (approval invoices the customer) until the deal is
 // reopened; an approval that went through keeps its answer.

@@ -67,6 +67,14 @@ absl::Status SalesStore::IndexAcceptedQuotes() {
   return db().Write(&batch, /*sync=*/true);
 }
 
+std::vector<ProjectionWrite> SalesStore::OpportunityRows(const crm::v1::Opportunity& o) {
+  std::vector<ProjectionWrite> rows = {OpportunityRow(o)};
+  if (o.outcome() == crm::v1::STAGE_OUTCOME_LOST) {
+    rows.push_back({kAcceptedQuotesFamily, o.opportunity_id(), "", /*erase=*/true});
+  }
+  return rows;
+}
+
 ProjectionWrite SalesStore::AcceptedQuoteRow(const crm::v1::Quote& quote) {
   return {kAcceptedQuotesFamily, quote.opportunity_id(), quote.quote_id()};
 }

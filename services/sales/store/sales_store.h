@@ -69,6 +69,9 @@ class SalesStore {
 
   // Read-model writes for the append that produced the state.
   static ProjectionWrite CustomerRow(const crm::v1::Customer& customer);
+  // The opportunity's row, and for a lost deal the end of its accepted
+  // quote: once reopened, it may accept another.
+  static std::vector<ProjectionWrite> OpportunityRows(const crm::v1::Opportunity& opportunity);
   // For an accepted quote of an opportunity.
   static ProjectionWrite AcceptedQuoteRow(const crm::v1::Quote& quote);
   // The quote of the opportunity that was accepted, if one was.
