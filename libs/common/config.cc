@@ -346,6 +346,11 @@ absl::StatusOr<ServiceConfig> LoadServiceConfig(int argc, char** argv,
   CRM_ASSIGN_OR_RETURN(c.kafka_connection, KafkaConnectionSetting(argc, argv));
   SetKafkaConnectionSettings(c.kafka_connection);
   c.metrics_listen = Setting(argc, argv, "metrics-listen", "CRM_METRICS_LISTEN", "");
+  const std::string drain = Setting(argc, argv, "shutdown-drain-ms", "CRM_SHUTDOWN_DRAIN_MS", "0");
+  if (!absl::SimpleAtoi(drain, &c.shutdown_drain_ms) || c.shutdown_drain_ms < 0 ||
+      c.shutdown_drain_ms > 60'000) {
+    return absl::InvalidArgumentError("shutdown-drain-ms must be 0..60000");
+  }
   const std::string threads = Setting(argc, argv, "worker-threads", "CRM_WORKER_THREADS", "16");
   if (!absl::SimpleAtoi(threads, &c.worker_threads) || c.worker_threads < 1 ||
       c.worker_threads > 1024) {

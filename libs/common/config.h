@@ -23,6 +23,10 @@ struct ServiceConfig {
   // beyond which new ones get RESOURCE_EXHAUSTED.
   int max_queued_calls = 4096;
   std::string metrics_listen;  // --metrics-listen / CRM_METRICS_LISTEN, empty = off
+  // --shutdown-drain-ms / CRM_SHUTDOWN_DRAIN_MS: on SIGTERM the health
+  // check says NOT_SERVING this long while calls are still served, so load
+  // balancers stop sending before the listener closes; default 0.
+  int64_t shutdown_drain_ms = 0;
   // --kafka-compression / CRM_KAFKA_COMPRESSION: codec of the events the
   // outbox relay produces (none, gzip, snappy, lz4, zstd); default none.
   std::string kafka_compression;

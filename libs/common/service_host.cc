@@ -245,6 +245,12 @@ absl::Status ServiceHost::Run() {
   log::Info("shutting down", {{"signal", absl::StrCat(sig)}});
 
   health->SetServingStatus(false);
+  if (config_.shutdown_drain_ms > 0) {
+    // Probes and balancers see NOT_SERVING and stop sending; calls that
+    // still arrive are served until the listener closes.
+    log::Info("draining", {{"ms", absl::StrCat(config_.shutdown_drain_ms)}});
+    absl::SleepFor(absl::Milliseconds(config_.shutdown_drain_ms));
+  }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
   // Every call has ended: write the last refusals before the relay stops.

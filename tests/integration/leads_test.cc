@@ -721,5 +721,28 @@ TEST_F(LeadsServiceTest, AMergeWithoutASurvivorNamesSurvivorLeadId) {
   EXPECT_EQ(st.error_message().rfind("survivor_lead_id:", 0), 0u) << st.error_message();
 }
 
+// On SIGTERM a service with a drain says NOT_SERVING and still answers
+// calls until the drain ends, so balancers stop sending before it closes.
+TEST_F(LeadsServiceTest, OnSigtermTheHealthCheckFailsWhileCallsAreStillServedForTheDrain) {
+  EXPECT_EQ(stack_.leads().Kill(SIGTERM), 0);
+  ASSERT_TRUE(stack_.Start("leads", {"--shutdown-drain-ms=4000"})) << stack_.leads().Log();
+  stack_.leads().Signal(SIGTERM);
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(stack_.LeadsTarget(), grpc::InsecureChannelCredentials()));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+        grpc::health::v1::HealthCheckRequest req;
+        grpc::health::v1::HealthCheckResponse resp;
+        return health->Check(&ctx, req, &resp).ok() &&
+               resp.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+      },
+      absl::Seconds(3)));
+  // Still answering: a capture goes through during the drain.
+  Capture(*stack_.LeadsStub(), "drain-capture", "drain@example.com", "EMEA");
+  EXPECT_EQ(stack_.leads().Wait(absl::Seconds(30)), 0);
+}
+
 }  // namespace
 }  // namespace crm::testing
