@@ -13,7 +13,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Drawn below the kernel's ephemeral range (it starts at 32768): a port
+# bind(0) hands out may be taken by an outgoing connection (a Kafka
+# client's) before the service binds it.
+free_port() {
+  /usr/bin/python3 -c '
+import random, socket
+for _ in range(100):
+    port = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port")'
+}
 
 "$BUILD/tools/crm-broker" --address-file="$WORK/broker" >"$WORK/broker.log" 2>&1 &
 PIDS+=($!)
@@ -30,10 +49,21 @@ for svc in leads sales service-desk analytics; do
   PIDS+=($!)
 done
 for svc in leads sales service-desk analytics; do
-  for _ in $(seq 100); do
-    "$BUILD/tools/crmctl" health "127.0.0.1:${PORT[$svc]}" >/dev/null 2>&1 && break
+  up=""
+  for _ in $(seq 300); do
+    if "$BUILD/tools/crmctl" health "127.0.0.1:${PORT[$svc]}" >/dev/null 2>&1; then
+      up=1
+      break
+    fi
     sleep 0.1
   done
+  # A service that did not come up is named, with its log, not left for the
+  # flow to fail on later with an unrelated-looking error.
+  if [[ -z "$up" ]]; then
+    echo "run_flow_test.sh: crm-$svc did not become healthy on port ${PORT[$svc]}" >&2
+    tail -20 "$WORK/$svc.log" >&2
+    exit 1
+  fi
 done
 
 # The flow mints its own token with the same key (and checks that a call
