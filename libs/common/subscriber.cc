@@ -703,13 +703,14 @@ void Subscriber::Consume() {
     while (!stopping_.load() && options_.start_when && !options_.start_when()) {
       absl::SleepFor(absl::Milliseconds(100));
     }
-    // Assigning is retried while the broker or the topics are not there.
+    // Assigning is retried while the broker or the topics are not there;
+    // so is subscribing: this thread ending would leave the service up
+    // with nothing consumed and no word of it after one log line.
     for (;;) {
       if (stopping_.load()) return;
       const absl::Status st = Subscribe();
       if (st.ok()) break;
       log::Error("subscribe", {{"error", st.ToString()}});
-      if (!options_.every_partition) return;
       absl::SleepFor(absl::Seconds(1));
     }
   }
