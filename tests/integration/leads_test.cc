@@ -647,6 +647,24 @@ TEST_F(LeadsServiceTest, ALeadOfAPersonMergedAwayIsConvertedByTheSurvivorsSide) 
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
   EXPECT_EQ(st.error_message().rfind("lead_id:", 0), 0u) << st.error_message();
 
+  // Merges `merged` into `survivor` as the admin, then has the manager
+  // qualify and convert `lead`: the conversion's status.
+  auto convert_after_merge = [&](const std::string& key, const std::string& survivor,
+                                 const std::string& merged_id, const std::string& lead) {
+    merge.set_request_id(key + "-merge");
+    merge.set_survivor_lead_id(survivor);
+    merge.set_merged_lead_id(merged_id);
+    auto status = admin->MergeLeads(Ctx().get(), merge, &merged);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    qualify.set_request_id(key + "-qualify");
+    qualify.set_lead_id(lead);
+    status = manager->QualifyLead(Ctx().get(), qualify, &read);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    convert.set_request_id(key + "-convert");
+    convert.set_lead_id(lead);
+    return manager->ConvertLead(Ctx().get(), convert, &converted);
+  };
+
   // A later duplicate merged into another territory's person retires the
   // first lead's customer too: converting the first lead would open the
   // survivor's account on this side.
@@ -654,18 +672,7 @@ TEST_F(LeadsServiceTest, ALeadOfAPersonMergedAwayIsConvertedByTheSurvivorsSide) 
   const auto side_dup = Capture(*manager, "side-dup", "side@merge.test", "EMEA");
   ASSERT_EQ(side_dup.duplicate_of_lead_id(), side.lead_id());
   const auto side_apac = Capture(*admin, "side-apac", "side-apac@merge.test", "APAC");
-  merge.set_request_id("merge-side");
-  merge.set_survivor_lead_id(side_apac.lead_id());
-  merge.set_merged_lead_id(side_dup.lead_id());
-  st = admin->MergeLeads(Ctx().get(), merge, &merged);
-  ASSERT_TRUE(st.ok()) << st.error_message();
-  qualify.set_request_id("side-qualify");
-  qualify.set_lead_id(side.lead_id());
-  st = manager->QualifyLead(Ctx().get(), qualify, &read);
-  ASSERT_TRUE(st.ok()) << st.error_message();
-  convert.set_request_id("side-convert");
-  convert.set_lead_id(side.lead_id());
-  st = manager->ConvertLead(Ctx().get(), convert, &converted);
+  st = convert_after_merge("side", side_apac.lead_id(), side_dup.lead_id(), side.lead_id());
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
   EXPECT_EQ(st.error_message().rfind("lead_id:", 0), 0u) << st.error_message();
 
@@ -676,18 +683,7 @@ TEST_F(LeadsServiceTest, ALeadOfAPersonMergedAwayIsConvertedByTheSurvivorsSide) 
       Capture(*manager, "phone-dup", "phone-b@merge.test", "EMEA", "+442079460001");
   ASSERT_EQ(phoned_dup.duplicate_of_lead_id(), phoned.lead_id());
   const auto phone_apac = Capture(*admin, "phone-apac", "phone-apac@merge.test", "APAC");
-  merge.set_request_id("merge-phone");
-  merge.set_survivor_lead_id(phone_apac.lead_id());
-  merge.set_merged_lead_id(phoned_dup.lead_id());
-  st = admin->MergeLeads(Ctx().get(), merge, &merged);
-  ASSERT_TRUE(st.ok()) << st.error_message();
-  qualify.set_request_id("phone-qualify");
-  qualify.set_lead_id(phoned.lead_id());
-  st = manager->QualifyLead(Ctx().get(), qualify, &read);
-  ASSERT_TRUE(st.ok()) << st.error_message();
-  convert.set_request_id("phone-convert");
-  convert.set_lead_id(phoned.lead_id());
-  st = manager->ConvertLead(Ctx().get(), convert, &converted);
+  st = convert_after_merge("phone", phone_apac.lead_id(), phoned_dup.lead_id(), phoned.lead_id());
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
 
   // A first lead merged into its own later duplicate, all in the manager's
@@ -727,16 +723,10 @@ TEST_F(LeadsServiceTest, OnSigtermTheHealthCheckFailsWhileCallsAreStillServedFor
   EXPECT_EQ(stack_.leads().Kill(SIGTERM), 0);
   ASSERT_TRUE(stack_.Start("leads", {"--shutdown-drain-ms=4000"})) << stack_.leads().Log();
   stack_.leads().Signal(SIGTERM);
-  auto health = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(stack_.LeadsTarget(), grpc::InsecureChannelCredentials()));
   ASSERT_TRUE(Eventually(
       [&] {
-        grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-        grpc::health::v1::HealthCheckRequest req;
-        grpc::health::v1::HealthCheckResponse resp;
-        return health->Check(&ctx, req, &resp).ok() &&
-               resp.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+        return Stack::Health(stack_.LeadsTarget()) ==
+               grpc::health::v1::HealthCheckResponse::NOT_SERVING;
       },
       absl::Seconds(3)));
   // Still answering: a capture goes through during the drain.

@@ -298,19 +298,27 @@ class Stack {
             exited = true;
             return true;
           }
-          // A new channel each time: one whose first connect was refused
-          // waits out gRPC's reconnect backoff, seconds after the server
-          // has started listening.
-          auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(target, creds));
-          grpc::ClientContext ctx;
-          ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-          grpc::health::v1::HealthCheckRequest req;
-          grpc::health::v1::HealthCheckResponse resp;
-          return health->Check(&ctx, req, &resp).ok() &&
-                 resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+          return Health(target, creds) == grpc::health::v1::HealthCheckResponse::SERVING;
         },
         absl::Seconds(60));
     return serving && !exited;
+  }
+
+  // The server's overall health status; UNKNOWN when it does not answer.
+  static grpc::health::v1::HealthCheckResponse::ServingStatus Health(
+      const std::string& target,
+      std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials()) {
+    // A new channel each time: one whose first connect was refused waits
+    // out gRPC's reconnect backoff, seconds after the server has started
+    // listening.
+    auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(target, creds));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    if (!health->Check(&ctx, req, &resp).ok())
+      return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+    return resp.status();
   }
 
  private:
