@@ -662,7 +662,9 @@ TEST(MergeTest, AnUnownedSurvivorTakesTheMergedLeadsOwner) {
   EXPECT_EQ(lead.queue(), "");
   // An owned survivor keeps its owner.
   const auto owned = Fold(CapturedFor("usr_1"));
-  for (const auto& e : *Decide(owned, LeadCommand{AbsorbLead{kAnyVersion, other}})) {
+  const auto owned_events = Decide(owned, LeadCommand{AbsorbLead{kAnyVersion, other}});
+  ASSERT_TRUE(owned_events.ok()) << owned_events.status();
+  for (const auto& e : *owned_events) {
     EXPECT_FALSE(std::holds_alternative<crm::v1::LeadAssigned>(e));
   }
 }
