@@ -807,7 +807,8 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
           },
           [](const crm::v1::Quote& q) {
             return q.status() == crm::v1::QUOTE_STATUS_ACCEPTED && !q.opportunity_id().empty()
-                       ? std::vector<ProjectionWrite>{SalesStore::AcceptedQuoteRow(q)}
+                       ? std::vector<ProjectionWrite>{SalesStore::AcceptedQuoteRow(
+                             q.opportunity_id(), q.quote_id())}
                        : NoRows();
           }));
   return out.state;
@@ -862,8 +863,8 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
                       // The ordered quote is the deal's: no other is accepted after it.
                       return o.opportunity_id().empty()
                                  ? NoRows()
-                                 : std::vector<ProjectionWrite>{
-                                       {kAcceptedQuotesFamily, o.opportunity_id(), o.quote_id()}};
+                                 : std::vector<ProjectionWrite>{SalesStore::AcceptedQuoteRow(
+                                       o.opportunity_id(), o.quote_id())};
                     }));
   return out.state;
 }

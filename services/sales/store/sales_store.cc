@@ -75,8 +75,9 @@ std::vector<ProjectionWrite> SalesStore::OpportunityRows(const crm::v1::Opportun
   return rows;
 }
 
-ProjectionWrite SalesStore::AcceptedQuoteRow(const crm::v1::Quote& quote) {
-  return {kAcceptedQuotesFamily, quote.opportunity_id(), quote.quote_id()};
+ProjectionWrite SalesStore::AcceptedQuoteRow(const std::string& opportunity_id,
+                                             const std::string& quote_id) {
+  return {kAcceptedQuotesFamily, opportunity_id, quote_id};
 }
 
 absl::StatusOr<std::optional<std::string>> SalesStore::AcceptedQuoteOf(

@@ -72,8 +72,9 @@ class SalesStore {
   // The opportunity's row, and for a lost deal the end of its accepted
   // quote: once reopened, it may accept another.
   static std::vector<ProjectionWrite> OpportunityRows(const crm::v1::Opportunity& opportunity);
-  // For an accepted quote of an opportunity.
-  static ProjectionWrite AcceptedQuoteRow(const crm::v1::Quote& quote);
+  // The opportunity's accepted (or ordered) quote.
+  static ProjectionWrite AcceptedQuoteRow(const std::string& opportunity_id,
+                                          const std::string& quote_id);
   // The quote of the opportunity that was accepted, if one was.
   absl::StatusOr<std::optional<std::string>> AcceptedQuoteOf(
       const std::string& opportunity_id) const;
