@@ -153,10 +153,23 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
         s_->reread_committed_.clear();
       }
       for (auto* tp : partitions) {
-        tp->set_offset(s_->ResumeOffset(tp->topic(), tp->partition())
-                           .value_or(RdKafka::Topic::OFFSET_BEGINNING));
+        auto resume = s_->ResumeOffset(tp->topic(), tp->partition());
+        if (!resume.ok()) {
+          // Reading from the beginning is safe (versions skip what was
+          // applied) but replays the whole partition: say why.
+          log::Error("stored offset unreadable; partition read from its beginning",
+                     {{"group", s_->options_.group_id},
+                      {"topic", tp->topic()},
+                      {"partition", absl::StrCat(tp->partition())},
+                      {"error", resume.status().ToString()}});
+        }
+        tp->set_offset(resume.value_or(RdKafka::Topic::OFFSET_BEGINNING));
       }
-      consumer->assign(partitions);
+      if (auto e = consumer->assign(partitions); e != RdKafka::ERR_NO_ERROR) {
+        log::Error("assign failed", {{"group", s_->options_.group_id},
+                                     {"count", absl::StrCat(partitions.size())},
+                                     {"error", RdKafka::err2str(e)}});
+      }
       s_->assigned_nothing_.store(partitions.empty());
       // Partitions new to this member have no known lag until fetched:
       // caught_up() waits for a measure over all of them.
