@@ -1,11 +1,13 @@
 #include "services/service-desk/api/article_commands.h"
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "libs/common/ids.h"
 #include "libs/common/page_token.h"
 #include "libs/common/reply_budget.h"
@@ -151,9 +153,18 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
   const size_t page_size = r.page().page_size() > 0 ? r.page().page_size() : kDefaultSearchPage;
   CRM_ASSIGN_OR_RETURN(const std::string position,
                        OpenPageToken(r, r.page().page_token(), "page.page_token"));
+  // "offset@digest": the digest of the ids ranked before the offset. A
+  // token issued before digests were in it holds the offset alone.
+  const std::vector<absl::string_view> parts = absl::StrSplit(position, '@');
   size_t offset = 0;
-  if (!position.empty() && !absl::SimpleAtoi(position, &offset)) {
-    return InvalidField("page.page_token", "malformed");
+  std::optional<uint64_t> before;
+  if (!position.empty()) {
+    uint64_t digest = 0;
+    if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &offset) ||
+        (parts.size() == 2 && !absl::SimpleHexAtoi(parts[1], &digest))) {
+      return InvalidField("page.page_token", "malformed");
+    }
+    if (parts.size() == 2) before = digest;
   }
   auto words = QueryTerms(r.query());
   if (words.size() > kMaxQueryTerms) {
@@ -169,16 +180,28 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
   // Trimmed as articles' products are when written.
   const std::string product(absl::StripAsciiWhitespace(r.product()));
   CRM_ASSIGN_OR_RETURN(auto page, store_.SearchArticles(words, tags, product, offset, page_size));
+  // Rankings are computed per call: an article published, edited or
+  // withdrawn since the previous page moves the hits before this one.
+  if (before.has_value() && *before != page.before_digest) {
+    return absl::AbortedError(
+        "page.page_token: the knowledge base changed since the previous page (an article was "
+        "published, edited or withdrawn); search again from the first page");
+  }
+  uint64_t digest = page.before_digest;
+  auto next_token = [&] {
+    return SealPageToken(r, absl::StrCat(offset + response.hits_size(), "@", absl::Hex(digest)));
+  };
   // 100 articles of 100 KB would be 10 MB.
   ReplyBudget budget;
   for (auto& hit : page.hits) {
     if (!budget.Take(hit.ByteSizeLong())) {
-      response.set_next_page_token(SealPageToken(r, absl::StrCat(offset + response.hits_size())));
+      response.set_next_page_token(next_token());
       return response;
     }
+    digest = DeskStore::RankDigest(digest, hit.article().article_id());
     *response.add_hits() = std::move(hit);
   }
-  if (page.more) response.set_next_page_token(SealPageToken(r, absl::StrCat(offset + page_size)));
+  if (page.more) response.set_next_page_token(next_token());
   return response;
 }
 

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/common/page_token.h"
 #include "libs/common/testing/temp_dir.h"
 
 namespace crm::service_desk {
@@ -304,6 +305,46 @@ TEST_F(ArticleCommandsTest, SearchPages) {
   }
   EXPECT_EQ(all.size(), 5u);
   EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), 5u);
+}
+
+// Rankings are computed per call: a next page after the hits before it
+// moved would skip or repeat hits, so it is ABORTED. A change among the
+// hits still to come is simply seen; a token from before the check (the
+// offset alone) still pages.
+TEST_F(ArticleCommandsTest, ANextPageAfterTheHitsBeforeItMovedIsAborted) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(Create(absl::StrCat("Router ", i), "router setup"));
+  crm::v1::SearchArticlesRequest r;
+  r.mutable_page()->set_page_size(2);  // newest first: 4 3 | 2 1 | 0
+  auto first = articles_->SearchArticles(r);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->hits_size(), 2);
+  EXPECT_EQ(first->hits(1).article().article_id(), ids[3]);
+  crm::v1::SearchArticlesRequest next = r;
+  next.mutable_page()->set_page_token(first->next_page_token());
+
+  crm::v1::UnpublishArticleRequest un;
+  un.set_request_id("un-1");
+  un.set_article_id(ids[1]);
+  ASSERT_TRUE(articles_->UnpublishArticle(un, Ctx()).ok());
+  auto second = articles_->SearchArticles(next);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->hits_size(), 2);
+  EXPECT_EQ(second->hits(0).article().article_id(), ids[2]);
+  EXPECT_EQ(second->hits(1).article().article_id(), ids[0]);
+  EXPECT_TRUE(second->next_page_token().empty());
+
+  // Newer than every hit so far: the second page would repeat ids[3].
+  Create("Router 5", "router setup");
+  auto moved = articles_->SearchArticles(next);
+  EXPECT_EQ(moved.status().code(), absl::StatusCode::kAborted) << moved.status();
+  EXPECT_TRUE(absl::StartsWith(moved.status().message(), "page.page_token:"));
+  crm::v1::SearchArticlesRequest legacy = r;
+  legacy.mutable_page()->set_page_token(SealPageToken(r, "2"));
+  auto old = articles_->SearchArticles(legacy);
+  ASSERT_TRUE(old.ok()) << old.status();
+  ASSERT_EQ(old->hits_size(), 2);
+  EXPECT_EQ(old->hits(0).article().article_id(), ids[3]);
 }
 
 // Paging reaches every hit of a large knowledge base, ranked or newest

@@ -452,6 +452,13 @@ absl::StatusOr<int64_t> DeskStore::PublishedCount() const {
   return n;
 }
 
+uint64_t DeskStore::RankDigest(uint64_t digest, absl::string_view article_id) {
+  // The terminator keeps ("ab","c") and ("a","bc") apart.
+  for (const char c : article_id)
+    digest = (digest ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  return (digest ^ 0xffU) * 0x100000001b3ULL;
+}
+
 absl::StatusOr<DeskStore::ArticleSearchPage> DeskStore::SearchArticles(
     const std::vector<std::string>& words, const std::vector<std::string>& tags,
     const std::string& product, size_t offset, size_t count) const {
@@ -491,6 +498,7 @@ absl::StatusOr<DeskStore::ArticleSearchPage> DeskStore::SearchArticles(
       if (!product.empty() && !absl::EqualsIgnoreCase(article.product(), product)) continue;
       if (skipped < offset) {
         ++skipped;
+        page.before_digest = RankDigest(page.before_digest, r.article_id);
         continue;
       }
       if (page.hits.size() == count) {

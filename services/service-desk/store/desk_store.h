@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "crm/v1/service_desk.pb.h"
 #include "libs/common/event_store.h"
@@ -151,7 +152,13 @@ class DeskStore {
   struct ArticleSearchPage {
     std::vector<crm::v1::ArticleHit> hits;
     bool more = false;  // hits follow this page
+    // The ids ranked before `offset`, in order (RankDigest): a next page
+    // whose ranking before it changed would skip or repeat hits.
+    uint64_t before_digest = kEmptyRankDigest;
   };
+  static constexpr uint64_t kEmptyRankDigest = 0xcbf29ce484222325ULL;
+  // `digest` followed by `article_id`; stable across processes (FNV-1a).
+  static uint64_t RankDigest(uint64_t digest, absl::string_view article_id);
   // Published articles: ranked by `words` (all of them when none, most
   // recently published first), every tag required, product matched
   // ignoring case; the `count` hits from `offset` on.
