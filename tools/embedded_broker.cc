@@ -7,7 +7,9 @@
 // and SIGUSR2 brings them back with their data.
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -87,8 +89,18 @@ int main(int argc, char** argv) {
   const std::string bootstrap = rd_kafka_mock_cluster_bootstraps(cluster);
   if (!address_file.empty()) {
     const std::string tmp = address_file + ".tmp";
-    std::ofstream(tmp) << bootstrap << "\n";
-    std::rename(tmp.c_str(), address_file.c_str());  // readers never see half a line
+    std::ofstream out(tmp);
+    out << bootstrap << "\n";
+    out.close();
+    // Readers never see half a line. One waiting for a file that never
+    // comes would only time out, without this reason.
+    if (!out || std::rename(tmp.c_str(), address_file.c_str()) != 0) {
+      std::fprintf(stderr, "crm-broker: cannot write --address-file=%s: %s\n", address_file.c_str(),
+                   std::strerror(errno));
+      std::remove(tmp.c_str());
+      rd_kafka_mock_cluster_destroy(cluster);
+      return 1;
+    }
   }
   std::printf("%s\n", bootstrap.c_str());
   std::fflush(stdout);

@@ -140,6 +140,13 @@ TEST(EmbeddedBrokerTest, AMisspeltOrValuelessFlagIsRefused) {
   }
 }
 
+// Whoever waits for the address file learns why it never comes.
+TEST(EmbeddedBrokerTest, AnAddressFileThatCannotBeWrittenStopsTheBroker) {
+  Process broker({CRM_BROKER_BIN, "--address-file=/nonexistent-dir/broker.addr"}, {}, "/dev/null");
+  ASSERT_TRUE(broker.Start());
+  EXPECT_EQ(broker.Wait(absl::Seconds(30)), 1);
+}
+
 TEST_F(LeadsServiceTest, TradeShowImportIsAssignedScoredDeduplicatedAndReplayable) {
   auto stub = stack_.LeadsStub();
   crm::v1::AssignmentRule emea_analytics;
