@@ -2,15 +2,17 @@
 //
 //   crmctl rebuild analytics --data-dir=DIR [--brokers=…]  rebuild the 360 views from the topics
 //   crmctl digest analytics --data-dir=DIR                 fingerprint of the views (rebuild check)
-//   crmctl tail TOPIC [--from-beginning] [--count=N]       print decoded events as JSON lines
+//   crmctl tail TOPIC [--from-beginning] [--count=N] [--until-end]  decoded events as JSON lines
 //   crmctl customer CUSTOMER_ID [--analytics=HOST:PORT]    print a customer's 360 view
 //   crmctl erase CUSTOMER_ID --reason=R                    erase a person's personal data
 //   crmctl export CUSTOMER_ID                              all data every service holds on a person
 //   crmctl health HOST:PORT [--service=NAME]               grpc.health.v1 check
 //   crmctl token --sub=S --roles=R[,R] [--territory=T] [--ttl=1h]  mint a bearer token
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <future>
@@ -26,6 +28,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -41,6 +44,7 @@
 #include "libs/common/auth/jwt.h"
 #include "libs/common/backup.h"
 #include "libs/common/config.h"
+#include "libs/common/envelope.h"
 #include "libs/common/kafka.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/runtime.h"
@@ -55,10 +59,11 @@ constexpr char kUsage[] =
     "usage: crmctl COMMAND [flags]\n"
     "  rebuild analytics --data-dir=DIR [--brokers=B] [--master-key=HEX]\n"
     "                    [--previous-master-keys=HEX,HEX | --previous-master-keys-file=F]\n"
-    "                                                   rebuild the 360 views from the topics\n"
+    "                    [--allow-missing-history]     rebuild the 360 views from the topics\n"
     "  digest analytics --data-dir=DIR                  fingerprint of the views\n"
-    "  tail TOPIC [--from-beginning] [--count=N] [--brokers=B]\n"
+    "  tail TOPIC [--from-beginning] [--count=N] [--until-end] [--brokers=B]\n"
     "                                                   print decoded events, one JSON per line\n"
+    "                                                   (--until-end: stop at the topic's end)\n"
     "  customer CUSTOMER_ID [--analytics=HOST:PORT]     print a customer's 360 view\n"
     "  audit (--actor=A | --record=ID) [--analytics=HOST:PORT]\n"
     "                                                   the audit trail, one JSON per line\n"
@@ -86,6 +91,9 @@ constexpr char kUsage[] =
     "--tls-ca=PEM (CRM_TLS_CA), and for mTLS --tls-cert/--tls-key (CRM_TLS_CLIENT_CERT/KEY);\n"
     "--tls-server-name=NAME (CRM_TLS_SERVER_NAME) checks the certificate for NAME, not the\n"
     "address dialled.\n";
+
+// Set by SIGINT or SIGTERM during a rebuild.
+volatile std::sig_atomic_t g_interrupted = 0;
 
 bool HasFlag(int argc, char** argv, const std::string& flag) {
   for (int i = 1; i < argc; ++i) {
@@ -253,7 +261,7 @@ std::shared_ptr<grpc::Channel> ConnectOrSay(const char* command, int argc, char*
 // A consumer without a group that reads partitions from a given position.
 absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
     const std::string& brokers, const std::vector<std::string>& topics, bool from_beginning,
-    int64_t* total) {
+    int64_t* total, std::vector<std::string>* truncated = nullptr) {
   if (brokers.empty()) {
     return absl::InvalidArgumentError(
         "no brokers: set --brokers or CRM_KAFKA_BROKERS (.run/broker.addr is read from the "
@@ -288,6 +296,11 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
                                                    RdKafka::err2str(e), " from ", brokers));
       }
       *total += high - low;
+      // Retention (or the embedded broker's 5 MiB a partition) dropped
+      // the partition's oldest events.
+      if (truncated != nullptr && low > 0) {
+        truncated->push_back(absl::StrCat(topic, "/", id, " starts at offset ", low));
+      }
       parts.push_back(RdKafka::TopicPartition::create(
           topic, id, from_beginning ? RdKafka::Topic::OFFSET_BEGINNING : high));
     }
@@ -379,10 +392,22 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   }
   // The brokers first: a wrong address must not leave a database behind.
   int64_t total = 0;
-  auto consumer = AssignedConsumer(Brokers(argc, argv), crm::AllTopics(), true, &total);
+  std::vector<std::string> truncated;
+  auto consumer = AssignedConsumer(Brokers(argc, argv), crm::AllTopics(), true, &total, &truncated);
   if (!consumer.ok()) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", consumer.status().ToString().c_str());
     return 1;
+  }
+  // Views rebuilt without a topic's first events miss that history, and a
+  // person whose key record is gone reads as erased.
+  if (!truncated.empty()) {
+    std::fprintf(stderr, "crmctl rebuild: the topics no longer hold their first events (%s)%s\n",
+                 absl::StrJoin(truncated, ", ").c_str(),
+                 HasFlag(argc, argv, "--allow-missing-history")
+                     ? "; rebuilding from what is left (--allow-missing-history)"
+                     : "; the views would miss them. Rebuild from topics that keep every "
+                       "event, or pass --allow-missing-history");
+    if (!HasFlag(argc, argv, "--allow-missing-history")) return 1;
   }
   // A broker without any of the topics (another cluster, an embedded broker
   // started afresh) would "rebuild" an empty database to swap in.
@@ -434,6 +459,11 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   const size_t kMaxBatchBytes = crm::SubscriberOptions().max_batch_bytes;
   size_t batch_bytes = 0;
   while (open_partitions > 0) {
+    if (g_interrupted != 0) {
+      (void)finish_applying();
+      std::fprintf(stderr, "\ncrmctl rebuild: interrupted; the data dir is left as it was\n");
+      return 1;
+    }
     std::unique_ptr<RdKafka::Message> msg((*consumer)->consume(200));
     if (msg->err() == RdKafka::ERR__PARTITION_EOF) {
       if (at_end.emplace(msg->topic_name(), msg->partition()).second) --open_partitions;
@@ -478,7 +508,7 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   if (isatty(2)) std::fputc('\n', stderr);
   std::printf(
       "rebuilt analytics from %lld events in %.2f s: %.0f events/s (%llu applied, %llu "
-      "duplicates skipped, %llu undecodable)\n",
+      "duplicates skipped, %llu undecodable or rejected)\n",
       static_cast<long long>(done), absl::ToDoubleSeconds(elapsed),
       static_cast<double>(done) / std::max(absl::ToDoubleSeconds(elapsed), 1e-9),
       static_cast<unsigned long long>(applier.applied()),
@@ -518,6 +548,14 @@ int Rebuild(int argc, char** argv) {
   }
   const bool created = !exists;
   bool opened = false;
+  // Ctrl-C stops the rebuild between batches, so the dir is cleared below
+  // and a retry may start. A second one ends the process at once.
+  struct sigaction stop = {};
+  stop.sa_handler = [](int) { g_interrupted = 1; };
+  stop.sa_flags = SA_RESETHAND;
+  sigemptyset(&stop.sa_mask);
+  sigaction(SIGINT, &stop, nullptr);
+  sigaction(SIGTERM, &stop, nullptr);
   const int rc = RebuildInto(dir, argc, argv, &opened);
   if (rc != 0 && opened) {
     // A failed rebuild leaves the dir as it found it, so a retry may start;
@@ -637,9 +675,24 @@ int Tail(int argc, char** argv) {
       return 1;
     }
   }
+  // --until-end: partitions still to reach the end they have when reached
+  // (librdkafka reports an end again each time it moves on).
+  size_t open_partitions = 0;
+  {
+    std::vector<RdKafka::TopicPartition*> assignment;
+    (*consumer)->assignment(assignment);
+    open_partitions = assignment.size();
+    RdKafka::TopicPartition::destroy(assignment);
+  }
+  const bool until_end = HasFlag(argc, argv, "--until-end");
+  absl::flat_hash_set<int32_t> at_end;
   std::string last_error;
   for (int64_t n = 0; limit < 0 || n < limit;) {
     std::unique_ptr<RdKafka::Message> msg((*consumer)->consume(500));
+    if (msg->err() == RdKafka::ERR__PARTITION_EOF && until_end &&
+        at_end.insert(msg->partition()).second && --open_partitions == 0) {
+      return 0;
+    }
     if (msg->err() != RdKafka::ERR_NO_ERROR) {
       if (TailCannotGoOn(msg->err())) {
         std::fprintf(stderr, "crmctl tail: %s\n", msg->errstr().c_str());
@@ -660,7 +713,8 @@ int Tail(int argc, char** argv) {
         absl::StrCat("{\"partition\":", msg->partition(), ",\"offset\":", msg->offset(),
                      dead_letter.empty() ? "" : ",\"dead_letter\":", dead_letter);
     crm::v1::EventEnvelope e;
-    if (!e.ParseFromArray(msg->payload(), static_cast<int>(msg->len()))) {
+    if (!crm::DecodeEvent(absl::string_view(static_cast<const char*>(msg->payload()), msg->len()),
+                          e)) {
       std::printf("%s,\"undecodable\":true}\n", where.c_str());
     } else if (std::string json = ToJson(e, false); json != "{}") {
       std::printf("%s,\"event\":%s}\n", where.c_str(), json.c_str());
@@ -931,7 +985,8 @@ bool FlagsAreKnown(int argc, char** argv) {
                                                                  "tls-server-name",
                                                                  "token",
                                                                  "ttl"};
-  static const absl::flat_hash_set<absl::string_view> kSwitches = {"from-beginning"};
+  static const absl::flat_hash_set<absl::string_view> kSwitches = {"from-beginning", "until-end",
+                                                                   "allow-missing-history"};
   for (int i = 2; i < argc; ++i) {
     absl::string_view arg = argv[i];
     if (!absl::ConsumePrefix(&arg, "--")) continue;

@@ -12,6 +12,11 @@
 
 namespace crm {
 
+bool DecodeEvent(absl::string_view bytes, crm::v1::EventEnvelope& into) {
+  return into.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) &&
+         !into.stream().empty() && into.stream_version() > 0;
+}
+
 crm::v1::EventEnvelope MakeEnvelope(const google::protobuf::Message& payload,
                                     const std::string& customer_id, const EventContext& ctx) {
   crm::v1::EventEnvelope e;

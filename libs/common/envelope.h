@@ -24,6 +24,12 @@ struct EventContext {
 crm::v1::EventEnvelope MakeEnvelope(const google::protobuf::Message& payload,
                                     const std::string& customer_id, const EventContext& ctx);
 
+// Whether `bytes` decode into `into` as an event: an envelope with a
+// stream and a version. Empty or foreign bytes often parse as a protobuf
+// message (an empty buffer is a valid empty one), so parsing alone is no
+// test; subscribers park what fails this.
+bool DecodeEvent(absl::string_view bytes, crm::v1::EventEnvelope& into);
+
 // A call is stamped when it arrives and may be decided after a later one
 // on the same record. Its events follow that one's, so they are stamped
 // after them: consumers keep a record's latest value by time, not by

@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "google/protobuf/arena.h"
 #include "librdkafka/rdkafka.h"
+#include "libs/common/envelope.h"
 #include "libs/common/event_store.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
@@ -415,7 +416,7 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
     const auto& m = messages[i];
     last_of_partition[{m.topic, m.partition}] = i;
     auto& event = *google::protobuf::Arena::CreateMessage<crm::v1::EventEnvelope>(&arena);
-    if (!event.ParseFromString(m.value) || event.stream().empty() || event.stream_version() <= 0) {
+    if (!DecodeEvent(m.value, event)) {
       poisoned_.fetch_add(1);
       log::Error("undecodable event parked", {{"topic", m.topic},
                                               {"partition", absl::StrCat(m.partition)},

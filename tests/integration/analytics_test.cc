@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <memory>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/common/kafka.h"
 #include "tests/integration/stack.h"
 
 namespace crm::testing {
@@ -16,6 +18,41 @@ namespace {
 
 // The churn monitor's interval is bounded: one pass every millisecond would
 // scan every customer back to back, a huge one overflowed its wait.
+// Topics that dropped their oldest events (retention, or the embedded
+// broker's 5 MiB a partition) would rebuild views missing that history:
+// refused unless asked for, and the dir left as it was.
+TEST(CrmctlRebuildTest, TopicsWithoutTheirFirstEventsAreRefusedUnlessAllowed) {
+  Stack stack;
+  ASSERT_TRUE(stack.StartBroker());
+  std::string err;
+  auto conf = std::move(*MakeKafkaConf({{"bootstrap.servers", stack.brokers()}}));
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  ASSERT_TRUE(producer) << err;
+  std::string filler(100 * 1024, 'x');
+  for (int i = 0; i < 80; ++i) {  // 8 MiB on one partition
+    ASSERT_EQ(producer->produce(kLeadsTopic, 0, RdKafka::Producer::RK_MSG_COPY, filler.data(),
+                                filler.size(), nullptr, 0, 0, nullptr),
+              RdKafka::ERR_NO_ERROR);
+    producer->poll(0);
+  }
+  ASSERT_EQ(producer->flush(30000), RdKafka::ERR_NO_ERROR);
+
+  const std::string dir = stack.dir() + "/rebuilt";
+  const std::string refused =
+      RunCommand(absl::StrCat(CtlCommand(), " rebuild analytics --data-dir=", dir,
+                              " --brokers=", stack.brokers(), " 2>&1; echo exit=$?"));
+  EXPECT_TRUE(absl::StrContains(refused, "no longer hold their first events (crm.leads.v1/0"))
+      << refused;
+  EXPECT_TRUE(absl::EndsWith(refused, "exit=1\n")) << refused;
+  EXPECT_FALSE(std::filesystem::exists(dir));
+
+  const std::string allowed = RunCommand(
+      absl::StrCat(CtlCommand(), " rebuild analytics --data-dir=", dir,
+                   " --brokers=", stack.brokers(), " --allow-missing-history 2>&1; echo exit=$?"));
+  EXPECT_TRUE(absl::StrContains(allowed, "rebuilt analytics from")) << allowed;
+  EXPECT_TRUE(absl::EndsWith(allowed, "exit=0\n")) << allowed;
+}
+
 TEST(AnalyticsFlagsTest, AChurnIntervalOutOfRangeIsRefused) {
   TempDir dir;
   for (const char* interval : {"1", "9223372036854775807"}) {

@@ -337,6 +337,28 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
   EXPECT_TRUE(absl::StrContains(
       all, "\"undecodable_payload\":\"type.googleapis.com/crm.v9.FutureThingHappened\""))
       << all;
+
+  // Bytes that parse as an envelope without being an event (empty, or an
+  // id alone) are undecodable, as the subscribers park them; --until-end
+  // stops at the topic's end instead of waiting for more.
+  for (const std::string bytes : {std::string(), std::string("\x0a\x01x")}) {
+    ASSERT_EQ(
+        producer->produce(kLeadsTopic, 0, RdKafka::Producer::RK_MSG_COPY,
+                          const_cast<char*>(bytes.data()), bytes.size(), nullptr, 0, 0, nullptr),
+        RdKafka::ERR_NO_ERROR);
+  }
+  ASSERT_EQ(producer->flush(10000), RdKafka::ERR_NO_ERROR);
+  const std::string whole = RunCommand(
+      absl::StrCat("timeout 60 ", CtlCommand(), " tail ", kLeadsTopic,
+                   " --from-beginning --until-end --brokers=", stack_.brokers(), "; echo exit=$?"));
+  EXPECT_TRUE(absl::StrContains(whole, "\"event_id\":\"evt-from-the-future\"")) << whole;
+  size_t undecodable = 0;
+  for (size_t at = whole.find("\"undecodable\":true"); at != std::string::npos;
+       at = whole.find("\"undecodable\":true", at + 1)) {
+    ++undecodable;
+  }
+  EXPECT_EQ(undecodable, on_leads + 2) << whole;
+  EXPECT_TRUE(absl::EndsWith(whole, "exit=0\n")) << whole;
 }
 
 TEST_F(EventFlowTest, MetricsEndpointCountsRpcsAndPublishedEvents) {
