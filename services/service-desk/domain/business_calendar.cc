@@ -81,9 +81,24 @@ std::vector<std::pair<absl::Time, absl::Time>> BusinessCalendar::OpenIntervals(
   for (const auto& [s, e] : week_[WeekdayIndex(day)]) {
     // Civil arithmetic, then the zone: a day with a DST change has its
     // working hours at the wall-clock times it says.
-    out.emplace_back(zone_.At(midnight + s * 60).pre, zone_.At(midnight + e * 60).pre);
+    out.emplace_back(Instant(midnight + s * 60), Instant(midnight + e * 60));
   }
   return out;
+}
+
+absl::Time BusinessCalendar::Instant(absl::CivilSecond wall) const {
+  const absl::TimeZone::TimeInfo at = zone_.At(wall);
+  // A wall time the clocks skip (02:30 on a spring-forward night) is the
+  // moment they jump (03:00), not an hour past it.
+  return at.kind == absl::TimeZone::TimeInfo::SKIPPED ? at.trans : at.pre;
+}
+
+absl::Duration BusinessCalendar::WeeklyOpen() const {
+  absl::Duration total;
+  for (const auto& day : week_) {
+    for (const auto& [s, e] : day) total += absl::Minutes(e - s);
+  }
+  return total;
 }
 
 absl::Time BusinessCalendar::Add(absl::Time start, absl::Duration business) const {

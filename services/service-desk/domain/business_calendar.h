@@ -34,6 +34,9 @@ class BusinessCalendar {
 
   bool IsOpen(absl::Time t) const;
 
+  // Working time of a week without holidays.
+  absl::Duration WeeklyOpen() const;
+
  private:
   // Minutes after midnight, [start, end), sorted and not overlapping.
   using Intervals = std::vector<std::pair<int, int>>;
@@ -41,6 +44,8 @@ class BusinessCalendar {
   BusinessCalendar() = default;
   // The day's open intervals as instants; none on holidays.
   std::vector<std::pair<absl::Time, absl::Time>> OpenIntervals(absl::CivilDay day) const;
+  // The instant a wall-clock time of the zone names.
+  absl::Time Instant(absl::CivilSecond wall) const;
 
   absl::TimeZone zone_ = absl::UTCTimeZone();
   std::array<Intervals, 7> week_;  // index 0 = Monday

@@ -94,6 +94,26 @@ TEST(BusinessCalendarTest, HoursAreLocalToTheTimeZone) {
   EXPECT_EQ(cal.Add(Utc(1, 10), absl::Hours(1)), Utc(1, 15));
 }
 
+// Hours that begin at a wall time the clocks skip begin when they jump:
+// 02:30 on the spring-forward night in Los Angeles is 03:00 PDT. Hours
+// wholly inside the skipped hour do not exist.
+TEST(BusinessCalendarTest, HoursStartingInTheSkippedHourStartWhenTheClocksJump) {
+  crm::v1::BusinessCalendar config;
+  config.set_time_zone("America/Los_Angeles");
+  for (auto [start, end] : {std::pair{2 * 60, 2 * 60 + 30}, std::pair{2 * 60 + 45, 10 * 60}}) {
+    auto* h = config.add_hours();
+    h->set_weekday(7);  // Sunday 2024-03-10
+    h->set_start_minute(start);
+    h->set_end_minute(end);
+  }
+  const auto cal = Calendar(config);
+  const absl::Time jump = absl::FromCivil(absl::CivilSecond(2024, 3, 10, 10, 0, 0),
+                                          absl::UTCTimeZone());  // 03:00 PDT
+  EXPECT_TRUE(cal.IsOpen(jump));
+  EXPECT_EQ(cal.Between(jump - absl::Hours(3), jump + absl::Hours(8)), absl::Hours(7));
+  EXPECT_EQ(cal.Add(jump - absl::Hours(1), absl::Minutes(1)), jump + absl::Minutes(1));
+}
+
 TEST(BusinessCalendarTest, BetweenIsNegativeBackwardsAndInvertsAdd) {
   const auto cal = Calendar(NineToFive());
   EXPECT_EQ(cal.Between(Utc(8, 10), Utc(5, 16)), -absl::Hours(2));

@@ -13,6 +13,11 @@ namespace crm::service_desk {
 namespace {
 
 constexpr int kDefaultReopenWindowHours = 168;
+// SLA targets up to a year of the calendar's working weeks, which its
+// ten-year search places unless holidays close most of those ten years. A
+// reopen window of a year.
+constexpr int64_t kMaxTargetWeeks = 52;
+constexpr int kMaxReopenWindowHours = 366 * 24;
 constexpr int kDefaultWarrantyFollowUpDays = 30;
 constexpr int kNoWarrantyFollowUp = -1;
 constexpr size_t kMaxId = 64;
@@ -103,11 +108,21 @@ absl::StatusOr<DeskSettings> DeskSettings::Create(crm::v1::ServiceDeskSettings c
                                  std::pair{"resolution_minutes", p.resolution_minutes()},
                                  std::pair{"warning_minutes", p.warning_minutes()}}) {
       if (minutes < 0) return Invalid(absl::StrCat(field, ".", name), "negative");
+      // A due date the calendar cannot place is no date (a timestamp
+      // past year 9999, a pause clock walking to it); 0 means no target.
+      if (absl::Minutes(minutes) > kMaxTargetWeeks * s.sla_.calendar.WeeklyOpen()) {
+        return Invalid(absl::StrCat(field, ".", name),
+                       absl::StrCat("more than ", kMaxTargetWeeks,
+                                    " weeks of the calendar's working time; 0 sets no target"));
+      }
     }
     s.sla_.policies[p.priority()] = p;
   }
 
   if (config.reopen_window_hours() < 0) return Invalid("reopen_window_hours", "negative");
+  if (config.reopen_window_hours() > kMaxReopenWindowHours) {
+    return Invalid("reopen_window_hours", absl::StrCat("at most ", kMaxReopenWindowHours));
+  }
   if (config.reopen_window_hours() == 0) config.set_reopen_window_hours(kDefaultReopenWindowHours);
   s.sla_.reopen_window = absl::Hours(config.reopen_window_hours());
 

@@ -166,6 +166,19 @@ TEST(SettingsTest, BadConfigurationNamesTheField) {
                 "routing_rules[1].team_id");
   ExpectInvalid([](auto& c) { c.set_default_team_id("ghosts"); }, "default_team_id");
   ExpectInvalid([](auto& c) { c.set_reopen_window_hours(-2); }, "reopen_window_hours");
+  // A due date the calendar cannot place would be a timestamp past year
+  // 9999; the limit is 52 of its working weeks (here 10 hours each).
+  ExpectInvalid([](auto& c) { c.mutable_sla_policies(0)->set_resolution_minutes(2'000'000); },
+                "sla_policies[0].resolution_minutes");
+  ExpectInvalid([](auto& c) { c.mutable_sla_policies(0)->set_first_response_minutes(31'201); },
+                "sla_policies[0].first_response_minutes");
+  ExpectInvalid([](auto& c) { c.set_reopen_window_hours(8785); }, "reopen_window_hours");
+  {
+    auto c = *DeskSettings::ParseText(kConfig);
+    c.mutable_sla_policies(0)->set_resolution_minutes(31'200);
+    c.set_reopen_window_hours(8784);
+    EXPECT_TRUE(DeskSettings::Create(c).ok());
+  }
   ExpectInvalid([](auto& c) { c.add_warranties()->set_months(3); }, "warranties[0].product_id");
   ExpectInvalid(
       [](auto& c) {
