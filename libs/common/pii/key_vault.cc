@@ -454,10 +454,18 @@ absl::StatusOr<std::vector<KeyVault::HeldKey>> KeyVault::KeysErasedAt(
   for (HeldKey& h : held) {
     CRM_ASSIGN_OR_RETURN(auto row, db_.Get(kFamily, KeyRow(h.key_id)));
     if (row.has_value()) {
-      CRM_ASSIGN_OR_RETURN(auto stored, ParseKeyRow(KeyRow(h.key_id), *row));
+      auto stored = ParseKeyRow(KeyRow(h.key_id), *row);
+      if (!stored.ok()) {
+        // Its issue time is lost with it: ended, as an erasure must not be
+        // held up by the one row it would have destroyed anyway.
+        log::Warn("damaged data key row ended by an erasure",
+                  {{"key_id", h.key_id}, {"error", stored.status().ToString()}});
+        ended.push_back(std::move(h));
+        continue;
+      }
       crm::v1::DataKeyIssued issued;
-      stored.payload().UnpackTo(&issued);
-      if (!EndedBy(FromProtoTimestamp(stored.occurred_at()), AfterErasureOf(issued), erased_at)) {
+      stored->payload().UnpackTo(&issued);
+      if (!EndedBy(FromProtoTimestamp(stored->occurred_at()), AfterErasureOf(issued), erased_at)) {
         continue;
       }
     }

@@ -421,6 +421,24 @@ TEST_F(KeyVaultMemoryTest, AnErasedCustomersKeyThatDoesNotUnwrapIsDroppedNotRefu
   EXPECT_FALSE(sales->vault->Find(sealing->key.key_id).has_value());
 }
 
+// A key row that no longer parses does not hold the erasure up: the key
+// is destroyed with the others.
+TEST_F(KeyVaultMemoryTest, AnErasureDestroysAKeyWhoseRowIsDamaged) {
+  auto leads = *Service::Open(dir_.Sub("leads"), master_, "crm/leads", true, kCached);
+  const DataKey ann = *leads->vault->EnsureKey("cus_ann", Ctx());
+  rocksdb::WriteBatch damage;
+  ASSERT_TRUE(
+      damage.Put(leads->store->db().Family(KeyVault::kFamily), "k" + ann.key_id, "\xff\xff").ok());
+  ASSERT_TRUE(leads->store->db().Write(&damage, true).ok());
+  auto erased = leads->vault->EraseCustomer("cus_ann", "GDPR request 12", Ctx());
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->keys_destroyed, 1);
+  auto row = leads->store->db().Get(KeyVault::kFamily, "k" + ann.key_id);
+  ASSERT_TRUE(row.ok());
+  EXPECT_FALSE(row->has_value());
+  EXPECT_FALSE(leads->vault->Find(ann.key_id).has_value());
+}
+
 TEST_F(KeyVaultMemoryTest, AVaultWithoutTheCustomerIndexBuildsIt) {
   const std::string path = dir_.Sub("leads");
   DataKey ann;
