@@ -158,20 +158,25 @@ void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig
   const bool high_value =
       std::any_of(view.lifetime_value().begin(), view.lifetime_value().end(),
                   [&](const auto& m) { return m.minor_units() >= s.high_value_minor_units(); });
-  // A lead score makes a prospect only while a lead is still in play: a
-  // person whose every lead sales disqualified is not one.
+  // A lead score makes a prospect only while that lead is still in play:
+  // a person whose scored lead sales disqualified is not one for the score
+  // of a lead merged away, nor one fewer for a low-scored duplicate inquiry.
   // Counted among the view's own leads only: a merge names the merged lead
   // in the survivor's view too, which lists it once the group is joined.
-  const int out_of_play = static_cast<int>(std::count_if(
-      view.lead_disqualifications().begin(), view.lead_disqualifications().end(),
-      [&](const auto& d) {
-        return (d.disqualified() || d.merged()) &&
-               std::binary_search(view.lead_ids().begin(), view.lead_ids().end(), d.lead_id());
-      }));
-  const bool lead_in_play = out_of_play < view.lead_ids_size();
+  const auto& leads = view.lead_disqualifications();
+  const bool scored_lead_in_play =
+      std::any_of(view.lead_ids().begin(), view.lead_ids().end(), [&](const std::string& id) {
+        auto d =
+            std::lower_bound(leads.begin(), leads.end(), id,
+                             [](const auto& x, const std::string& k) { return x.lead_id() < k; });
+        const bool found = d != leads.end() && d->lead_id() == id;
+        if (found && (d->disqualified() || d->merged())) return false;
+        // A view stored before leads kept their own scores.
+        const int32_t score = found && d->has_score_as_of() ? d->score() : view.lead_score();
+        return score >= s.potential_min_lead_score();
+      });
   const bool potential = view.orders_size() == 0 && !dormant &&
-                         (view.open_opportunity_count() > 0 ||
-                          (lead_in_play && view.lead_score() >= s.potential_min_lead_score()));
+                         (view.open_opportunity_count() > 0 || scored_lead_in_play);
   const bool at_risk = customer && view.churn_risk_score() >= s.churn_risk_threshold();
   if (high_value) view.add_segments(crm::v1::SEGMENT_HIGH_VALUE);
   if (potential) view.add_segments(crm::v1::SEGMENT_POTENTIAL);

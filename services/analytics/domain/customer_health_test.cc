@@ -187,6 +187,42 @@ TEST(CustomerHealthTest, ALeadDisqualifiedIsNotPotentialByItsScore) {
   EXPECT_TRUE(group.segments().empty());
 }
 
+// The score that makes a person potential is that of a lead still in play,
+// not whichever of their leads scored last.
+TEST(CustomerHealthTest, PotentialGoesByTheScoreOfALeadInPlay) {
+  crm::v1::LeadDisqualified disqualified;
+  disqualified.set_lead_id("lead_2");
+  const auto low_open = LeadCapturedAt("cus_1", "lead_1", 20, 0);
+  const auto high_later = LeadCapturedAt("cus_1", "lead_2", 80, kDay);
+  const auto out = Envelope(disqualified, "cus_1", "evt-disq", "lead-lead_2", 2, 2 * kDay);
+  for (const auto& given : {std::vector<EventEnvelope>{low_open, high_later, out},
+                            std::vector<EventEnvelope>{out, high_later, low_open}}) {
+    const Customer360 view = DerivedAt(given, 3);
+    EXPECT_EQ(view.lead_score(), 80);
+    EXPECT_TRUE(view.segments().empty()) << "the only lead in play scores 20";
+  }
+  // A low-scored duplicate inquiry does not hide a high-scored open lead.
+  const auto high_open = LeadCapturedAt("cus_1", "lead_1", 85, 0);
+  const auto low_later = LeadCapturedAt("cus_1", "lead_2", 15, kDay);
+  for (const auto& given : {std::vector<EventEnvelope>{high_open, low_later},
+                            std::vector<EventEnvelope>{low_later, high_open}}) {
+    EXPECT_EQ(Segments(DerivedAt(given, 3)), std::vector{crm::v1::SEGMENT_POTENTIAL});
+  }
+  // Joined views keep each lead's own score.
+  Customer360 group = DerivedAt({low_later}, 3);
+  JoinView(group, DerivedAt({high_open}, 3));
+  google::protobuf::Timestamp now;
+  now.set_seconds(3 * kDay);
+  DeriveHealth(group, now, AnalyticsConfig::Defaults());
+  EXPECT_EQ(Segments(group), std::vector{crm::v1::SEGMENT_POTENTIAL});
+  // A view stored before leads kept their scores goes by the view's score.
+  Customer360 stored = DerivedAt({high_open}, 3);
+  for (auto& d : *stored.mutable_lead_disqualifications()) d.clear_score_as_of();
+  stored.set_lead_score(10);
+  DeriveHealth(stored, now, AnalyticsConfig::Defaults());
+  EXPECT_TRUE(stored.segments().empty());
+}
+
 TEST(CustomerHealthTest, OpenAndBreachedTicketsAndAFallingCsatAddRisk) {
   const auto view = DerivedAt(
       {

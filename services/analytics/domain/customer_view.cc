@@ -184,8 +184,13 @@ void SetTier(Customer360& view, const EventEnvelope& event, const std::string& t
   if (TakeIfNewer(view.mutable_tier_as_of(), event)) view.set_tier(tier);
 }
 
-void SetLeadScore(Customer360& view, const EventEnvelope& event, int32_t score) {
+// The person's latest score, and the lead's own: "potential" asks whether
+// a lead still in play scores enough, not whichever lead scored last.
+void SetLeadScore(Customer360& view, const EventEnvelope& event, const std::string& lead_id,
+                  int32_t score) {
   if (TakeIfNewer(view.mutable_lead_score_as_of(), event)) view.set_lead_score(score);
+  auto* lead = DisqualificationOf(view, lead_id);
+  if (TakeIfNewer(lead->mutable_score_as_of(), event)) lead->set_score(score);
 }
 
 crm::v1::OpportunitySummary* Opportunity(Customer360& view, const std::string& id) {
@@ -271,7 +276,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     Reach(view, LIFECYCLE_STAGE_LEAD);
     ApplyContact(view, event, m->contact(), m->company(), m->region());
     TakeHome(view, event, m->lead_id(), m->region());
-    if (m->has_score()) SetLeadScore(view, event, m->score().total());
+    if (m->has_score()) SetLeadScore(view, event, m->lead_id(), m->score().total());
     // No contact data in summaries: they are free text, never decrypted.
     return absl::StrCat("Lead captured via ", ChannelName(m->channel()),
                         m->duplicate_of_lead_id().empty() ? "" : ", known person");
@@ -292,7 +297,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   if (const auto* m = payload.As<LeadScoreChanged>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
-    SetLeadScore(view, event, m->score().total());
+    SetLeadScore(view, event, m->lead_id(), m->score().total());
     return absl::StrCat("Lead score ", m->previous().total(), " -> ", m->score().total(),
                         m->reason().empty() ? "" : absl::StrCat(" (", m->reason(), ")"));
   }
@@ -553,6 +558,8 @@ void JoinView(Customer360& into, const Customer360& from) {
     auto* ours = DisqualificationOf(into, theirs.lead_id());
     TakeLater(ours->mutable_as_of(), theirs.as_of(),
               [&] { ours->set_disqualified(theirs.disqualified()); });
+    TakeLater(ours->mutable_score_as_of(), theirs.score_as_of(),
+              [&] { ours->set_score(theirs.score()); });
     if (theirs.merged()) ours->set_merged(true);
   }
   Reach(into, from.lifecycle_stage());
