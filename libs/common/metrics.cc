@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "libs/common/thread_name.h"
 
@@ -41,9 +42,21 @@ std::string LabelText(const Labels& labels, const std::string& extra_key = "",
   return out + "}";
 }
 
+// Bucket bounds: short as written (0.005, 2.5).
 std::string Number(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   return absl::StrCat(v);
+}
+
+// Sums and gauges grow past six significant digits (StrCat's): 1234567 is
+// printed whole, not as 1.23457e+06, or a rate over it reads 0 between jumps.
+std::string Value(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return Number(v);
+  if (v == std::trunc(v) && std::fabs(v) < 9.007199254740992e15) {
+    return absl::StrCat(static_cast<int64_t>(v));
+  }
+  return absl::StrFormat("%.15g", v);
 }
 
 }  // namespace
@@ -155,11 +168,11 @@ std::string MetricsRegistry::Render() const {
         absl::StrAppend(&out, name, "_bucket", LabelText(labels, "le", le), " ", cumulative[i],
                         "\n");
       }
-      absl::StrAppend(&out, name, "_sum", LabelText(labels), " ", Number(h->sum()), "\n");
+      absl::StrAppend(&out, name, "_sum", LabelText(labels), " ", Value(h->sum()), "\n");
       absl::StrAppend(&out, name, "_count", LabelText(labels), " ", cumulative.back(), "\n");
     }
     for (const auto& [id, gauge] : f.gauges) {
-      absl::StrAppend(&out, name, LabelText(gauge.first), " ", Number(gauge.second()), "\n");
+      absl::StrAppend(&out, name, LabelText(gauge.first), " ", Value(gauge.second()), "\n");
     }
   }
   return out;

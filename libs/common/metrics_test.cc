@@ -46,6 +46,18 @@ TEST(MetricsTest, RendersCountersHistogramsAndGaugesInTextFormat) {
   EXPECT_NE(text.find("crm_test_depth 42\n"), std::string::npos);
 }
 
+// Past six significant digits a value is still written whole: a scrape of
+// 1.23457e+06 would hide growth until it jumped.
+TEST(MetricsTest, LargeGaugesAndSumsAreWrittenWithEveryDigit) {
+  MetricsRegistry registry;
+  auto& h = registry.GetHistogram("crm_big_seconds", "Latency", {}, {1});
+  h.Observe(1234567.25);
+  auto lag = registry.AddGauge("crm_big_lag", "Lag", {}, [] { return 12345678.0; });
+  const std::string text = registry.Render();
+  EXPECT_NE(text.find("crm_big_seconds_sum 1234567.25\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("crm_big_lag 12345678\n"), std::string::npos) << text;
+}
+
 TEST(MetricsTest, GaugeDisappearsWithItsHandle) {
   MetricsRegistry registry;
   {
