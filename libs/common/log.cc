@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "libs/common/ids.h"
+#include "libs/common/text.h"
 
 namespace crm::log {
 namespace {
@@ -61,7 +62,8 @@ std::string& ServiceName() {
 
 void AppendJsonString(std::string* out, absl::string_view s) {
   out->push_back('"');
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
     switch (c) {
       case '"':
         out->append("\\\"");
@@ -83,8 +85,15 @@ void AppendJsonString(std::string* out, absl::string_view s) {
           char buf[8];
           std::snprintf(buf, sizeof(buf), "\\u%04x", c);
           out->append(buf);
-        } else {
+        } else if (static_cast<unsigned char>(c) < 0x80) {
           out->push_back(c);
+        } else if (const size_t n = Utf8SequenceAt(s, i); n > 0) {
+          out->append(s.data() + i, n);
+          i += n - 1;
+        } else {
+          // A line a strict JSON reader takes, whatever bytes a caller sent
+          // (a value cut mid-character, a client's raw header).
+          out->append("\\ufffd");
         }
     }
   }

@@ -24,6 +24,18 @@ TEST_F(LogTest, LinesAreJsonObjectsWithEscapedFields) {
   EXPECT_NE(out.find(R"("error":"bad \"x\"\n")"), std::string::npos) << out;
 }
 
+// Every line is UTF-8, as strict JSON readers require: bytes that are no
+// character (a value cut mid-character, a client's raw header) are U+FFFD;
+// characters pass as they are.
+TEST_F(LogTest, BytesThatAreNoUtf8CharacterAreWrittenAsTheReplacementCharacter) {
+  ::testing::internal::CaptureStderr();
+  Info("refused", {{"error", "alg 'AAA\xc3' caf\xc3\xa9 \xff\x80 \xe2\x82"}});
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(out.find(R"("error":"alg 'AAA\ufffd' café \ufffd\ufffd \ufffd\ufffd")"),
+            std::string::npos)
+      << out;
+}
+
 TEST_F(LogTest, BufferedInfoWaitsForFlushAndAWarningTakesItAlongInOrder) {
   BufferInfo(true);
   ::testing::internal::CaptureStderr();

@@ -16,4 +16,37 @@ inline std::string TruncateUtf8(absl::string_view text, size_t max_bytes) {
   return std::string(text.substr(0, end));
 }
 
+// The length (1 to 4) of the well-formed UTF-8 sequence at `text[i]`, or 0
+// for a byte that starts none (a stray continuation, a sequence cut short,
+// an overlong two-byte lead, a lead past U+10FFFF).
+inline size_t Utf8SequenceAt(absl::string_view text, size_t i) {
+  const unsigned char c = static_cast<unsigned char>(text[i]);
+  size_t extra = 0;
+  if (c < 0x80) {
+    return 1;
+  } else if ((c & 0xE0) == 0xC0 && c >= 0xC2) {
+    extra = 1;
+  } else if ((c & 0xF0) == 0xE0) {
+    extra = 2;
+  } else if ((c & 0xF8) == 0xF0 && c <= 0xF4) {
+    extra = 3;
+  } else {
+    return 0;
+  }
+  if (i + extra >= text.size()) return 0;
+  for (size_t k = 1; k <= extra; ++k) {
+    if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return 0;
+  }
+  return extra + 1;
+}
+
+inline bool IsUtf8(absl::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t n = Utf8SequenceAt(text, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
 }  // namespace crm

@@ -5,6 +5,14 @@
 namespace crm {
 namespace {
 
+TEST(Utf8Test, WellFormedSequencesAreCharactersAndOtherBytesAreNot) {
+  EXPECT_TRUE(IsUtf8("plain, café, 日本, \xf0\x9f\x98\x80"));
+  EXPECT_EQ(Utf8SequenceAt("\xe6\x97\xa5", 0), 3u);
+  for (const char* bad : {"\xc3", "a\x80", "\xc0\xaf", "\xf5\x80\x80\x80", "\xe2\x82"}) {
+    EXPECT_FALSE(IsUtf8(bad)) << bad;
+  }
+}
+
 TEST(TruncateUtf8Test, KeepsShortTextAndCutsLongTextAtACharacterBoundary) {
   EXPECT_EQ(TruncateUtf8("abc", 3), "abc");
   EXPECT_EQ(TruncateUtf8("abcd", 3), "abc");

@@ -12,6 +12,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "libs/common/pii/cipher.h"
 #include "libs/common/status_macros.h"
+#include "libs/common/text.h"
 
 namespace crm::auth {
 namespace {
@@ -285,7 +286,7 @@ absl::StatusOr<JwtVerifier::Checked> JwtVerifier::Check(absl::string_view token)
     }
   } else {
     return Unauthenticated(
-        absl::StrCat("algorithm '", alg->string_value().substr(0, 16), "' is not accepted"));
+        absl::StrCat("algorithm '", TruncateUtf8(alg->string_value(), 16), "' is not accepted"));
   }
 
   CRM_ASSIGN_OR_RETURN(const google::protobuf::Struct claims, JsonObject(parts[1], "payload"));
