@@ -228,7 +228,7 @@ absl::Status ServiceHost::Run() {
     if (gate_open || !ready_()) return;
     gate_open = true;
     health->SetServingStatus(gated_service_, true);
-    log::Info("ready", {{"service", gated_service_}});
+    log::Info("ready", {{"grpc_service", gated_service_}});
   };
   open_gate();
 
