@@ -368,6 +368,27 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::LoadOpportunity(
                                             opportunity_id);
 }
 
+absl::Status SalesCommands::TheDealsQuote(const std::string& opportunity_id,
+                                          const std::string& quote_id) const {
+  if (opportunity_id.empty()) return absl::OkStatus();
+  // The ordered quote stays the deal's when it is lost and reopened; an
+  // accepted one only until a loss. Another would be ordered and billed
+  // a second time.
+  CRM_ASSIGN_OR_RETURN(auto ordered, store_.OrderedQuoteOf(opportunity_id));
+  if (ordered.has_value() && *ordered != quote_id) {
+    return absl::FailedPreconditionError(absl::StrCat("quote_id: opportunity ", opportunity_id,
+                                                      " ordered quote ", *ordered,
+                                                      "; a deal orders one quote"));
+  }
+  CRM_ASSIGN_OR_RETURN(auto accepted, store_.AcceptedQuoteOf(opportunity_id));
+  if (accepted.has_value() && *accepted != quote_id) {
+    return absl::FailedPreconditionError(absl::StrCat("quote_id: opportunity ", opportunity_id,
+                                                      " has accepted quote ", *accepted,
+                                                      " already; a deal accepts one quote"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SalesCommands::DealNotLost(const std::string& opportunity_id,
                                         absl::string_view to) const {
   if (opportunity_id.empty()) return absl::OkStatus();
@@ -791,16 +812,7 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
             // its answer, whatever became of the deal since.
             if (s.has_value() && s->status() == crm::v1::QUOTE_STATUS_OPEN) {
               CRM_RETURN_IF_ERROR(DealNotLost(s->opportunity_id(), "quote"));
-              // One quote of a deal is accepted: a second (an earlier
-              // version still open) would be ordered and billed again.
-              if (!s->opportunity_id().empty()) {
-                CRM_ASSIGN_OR_RETURN(auto accepted, store_.AcceptedQuoteOf(s->opportunity_id()));
-                if (accepted.has_value() && *accepted != s->quote_id()) {
-                  return absl::FailedPreconditionError(absl::StrCat(
-                      "quote_id: opportunity ", s->opportunity_id(), " has accepted quote ",
-                      *accepted, " already; a deal accepts one quote"));
-                }
-              }
+              CRM_RETURN_IF_ERROR(TheDealsQuote(s->opportunity_id(), s->quote_id()));
             }
             return NameMissing(Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}), s,
                                "quote_id", request.quote_id());
@@ -843,29 +855,23 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   if (earlier.has_value()) return *std::move(earlier);
   if (quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED) {
     CRM_RETURN_IF_ERROR(DealNotLost(quote.opportunity_id(), "order"));
-    // The deal's accepted quote only: after a loss and a reopening another
-    // may have been accepted, and both ordered would bill the deal twice.
-    if (!quote.opportunity_id().empty()) {
-      CRM_ASSIGN_OR_RETURN(auto accepted, store_.AcceptedQuoteOf(quote.opportunity_id()));
-      if (accepted.has_value() && *accepted != quote.quote_id()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("quote_id: quote ", quote.quote_id(), " is not opportunity ",
-                         quote.opportunity_id(), "'s accepted quote (", *accepted, " is)"));
-      }
-    }
+    CRM_RETURN_IF_ERROR(TheDealsQuote(quote.opportunity_id(), quote.quote_id()));
   }
   sales::PlaceOrder command{OrderIdForQuote(quote.quote_id()), std::move(quote)};
   CRM_ASSIGN_OR_RETURN(
-      auto out, Execute<crm::v1::Order>(
-                    OrderStream(command.order_id), request_key, kAnyVersion, ctx,
-                    [&](const std::optional<crm::v1::Order>& s) { return Decide(s, command); },
-                    [](const crm::v1::Order& o) {
-                      // The ordered quote is the deal's: no other is accepted after it.
-                      return o.opportunity_id().empty()
-                                 ? NoRows()
-                                 : std::vector<ProjectionWrite>{SalesStore::AcceptedQuoteRow(
-                                       o.opportunity_id(), o.quote_id())};
-                    }));
+      auto out,
+      Execute<crm::v1::Order>(
+          OrderStream(command.order_id), request_key, kAnyVersion, ctx,
+          [&](const std::optional<crm::v1::Order>& s) { return Decide(s, command); },
+          [](const crm::v1::Order& o) {
+            // The ordered quote is the deal's: no other is accepted after it,
+            // even once the deal is lost and reopened.
+            return o.opportunity_id().empty()
+                       ? NoRows()
+                       : std::vector<ProjectionWrite>{
+                             SalesStore::AcceptedQuoteRow(o.opportunity_id(), o.quote_id()),
+                             SalesStore::OrderedQuoteRow(o.opportunity_id(), o.quote_id())};
+          }));
   return out.state;
 }
 

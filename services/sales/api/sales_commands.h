@@ -189,6 +189,9 @@ class SalesCommands {
       const std::string& request_key, const EventContext& ctx);
   absl::StatusOr<crm::v1::Customer> LoadCustomer(const std::string& customer_id) const;
   absl::StatusOr<crm::v1::Opportunity> LoadOpportunity(const std::string& opportunity_id) const;
+  // The deal's quote, or none yet (FAILED_PRECONDITION on quote_id for
+  // another): one quote of a deal is accepted and ordered.
+  absl::Status TheDealsQuote(const std::string& opportunity_id, const std::string& quote_id) const;
   // FAILED_PRECONDITION while the deal is lost ("reopen it to `to`"); OK
   // for none (an empty id). The caller holds the deal's lock.
   absl::Status DealNotLost(const std::string& opportunity_id, absl::string_view to) const;

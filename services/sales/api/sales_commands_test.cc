@@ -1241,6 +1241,77 @@ TEST_F(SalesCommandsTest, AReopenedDealAcceptsANewQuoteAndOrdersOnlyIt) {
   EXPECT_TRUE(commands_->PlaceOrder(place, Ctx()).ok());
 }
 
+// An ordered quote stays the deal's when the deal is lost and reopened: a
+// new quote accepted and ordered would bill the deal a second time. So in
+// a database from before ordered quotes were kept, which learns them from
+// the orders at start, and forgets the accepted quotes of deals lost then.
+TEST_F(SalesCommandsTest, AnOrderedDealLostAndReopenedAcceptsNoOtherQuote) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  auto first = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(first.ok()) << first.status();
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-first");
+  accept.set_quote_id(first->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-first");
+  place.set_quote_id(first->quote_id());
+  ASSERT_TRUE(commands_->PlaceOrder(place, Ctx()).ok());
+  auto lost = Move(o, "lost", "move-1", "budget cut");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  ASSERT_TRUE(Move(*lost, "proposal", "move-2").ok());
+
+  auto again_request = QuoteFor(o.opportunity_id(), 400'000);
+  again_request.set_request_id("quote-again");
+  auto again = commands_->DraftQuote(again_request, Ctx());
+  ASSERT_TRUE(again.ok()) << again.status();
+  accept.set_request_id("accept-again");
+  accept.set_quote_id(again->quote_id());
+  auto st = commands_->AcceptQuote(accept, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_EQ(st.message().rfind("quote_id:", 0), 0u) << st;
+  EXPECT_EQ(Types(QuoteStream(again->quote_id())), (std::vector<std::string>{"QuoteDrafted"}));
+
+  // As an older database: no ordered row, and the first index's accepted
+  // row of a deal lost before it.
+  Open("cus_2");
+  auto other = OpenOpp("cus_2", "opp-2");
+  auto other_request = QuoteFor(other.opportunity_id(), 500'000);
+  other_request.set_request_id("quote-other");
+  auto other_quote = commands_->DraftQuote(other_request, Ctx());
+  ASSERT_TRUE(other_quote.ok()) << other_quote.status();
+  accept.set_request_id("accept-other");
+  accept.set_quote_id(other_quote->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  auto other_lost = Move(other, "lost", "move-3", "went quiet");
+  ASSERT_TRUE(other_lost.ok()) << other_lost.status();
+  rocksdb::WriteBatch older;
+  auto* family = store_->db().Family(kAcceptedQuotesFamily);
+  older.Delete(family, o.opportunity_id() + std::string("\0ordered", 8));
+  older.Put(family, other.opportunity_id(), other_quote->quote_id());
+  older.Delete(family, rocksdb::Slice("\0indexed-2", 10));
+  ASSERT_TRUE(store_->db().Write(&older, /*sync=*/false).ok());
+  commands_.reset();
+  reactions_.reset();
+  subscriber_.reset();
+  store_.reset();
+  SetUp();
+  accept.set_request_id("accept-again-2");
+  accept.set_quote_id(again->quote_id());
+  EXPECT_EQ(commands_->AcceptQuote(accept, Ctx()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(Move(*other_lost, "proposal", "move-4").ok());
+  auto repriced_request = QuoteFor(other.opportunity_id(), 300'000);
+  repriced_request.set_request_id("quote-repriced");
+  auto repriced = commands_->DraftQuote(repriced_request, Ctx());
+  ASSERT_TRUE(repriced.ok()) << repriced.status();
+  accept.set_request_id("accept-repriced");
+  accept.set_quote_id(repriced->quote_id());
+  auto taken = commands_->AcceptQuote(accept, Ctx());
+  EXPECT_TRUE(taken.ok()) << taken.status();
+}
+
 // An order whose deal was lost afterwards is neither contracted nor, once
 // contracted, approved (approval invoices the customer) until the deal is
 // reopened; an approval that went through keeps its answer.

@@ -1,6 +1,7 @@
 #include "services/sales/store/sales_store.h"
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "libs/common/database.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
@@ -8,6 +9,7 @@
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
 #include "rocksdb/write_batch.h"
+#include "services/sales/domain/opportunity.h"
 #include "services/sales/domain/quote.h"
 
 namespace crm::sales {
@@ -38,32 +40,80 @@ absl::StatusOr<std::unique_ptr<SalesStore>> SalesStore::Open(const std::string& 
   return store;
 }
 
-absl::Status SalesStore::IndexAcceptedQuotes() {
-  // Sorts before every opportunity id.
-  static constexpr absl::string_view kIndexed("\0indexed", 8);
-  CRM_ASSIGN_OR_RETURN(auto done, db().Get(kAcceptedQuotesFamily, kIndexed));
-  if (done.has_value()) return absl::OkStatus();
-  const std::string prefix = QuoteStream("");
-  rocksdb::WriteBatch batch;
-  auto* family = db().Family(kAcceptedQuotesFamily);
-  absl::flat_hash_set<std::string> indexed;
-  auto it = db().NewIterator(EventStore::kStateFamily);
+namespace {
+
+// Sort before every opportunity id: "indexed" marks the accepted quotes
+// filled in from the quotes, "indexed-2" the ordered ones filled in from
+// the orders and the rows of deals lost before ended.
+constexpr absl::string_view kIndexed("\0indexed", 8);
+constexpr absl::string_view kIndexedOrders("\0indexed-2", 10);
+
+std::string OrderedKey(absl::string_view opportunity_id) {
+  return absl::StrCat(opportunity_id, absl::string_view("\0ordered", 8));
+}
+
+bool IsOrderedKey(absl::string_view key) {
+  return absl::EndsWith(key, absl::string_view("\0ordered", 8));
+}
+
+// Each state row under `prefix`, parsed as `Message`.
+template <typename Message, typename Visit>
+absl::Status ForEachState(Database& db, const std::string& prefix, Visit visit) {
+  auto it = db.NewIterator(EventStore::kStateFamily);
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     const absl::string_view stream = View(it->key());
     CRM_ASSIGN_OR_RETURN(const StreamState state,
                          EventStore::DecodeState(stream, View(it->value())));
-    crm::v1::Quote quote;
-    if (!quote.ParseFromString(state.state)) {
+    Message m;
+    if (!m.ParseFromString(state.state)) {
       return absl::DataLossError(absl::StrCat("corrupt state of ", stream));
     }
-    // Of a deal with several accepted quotes (possible before), the first.
-    if (quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED && !quote.opportunity_id().empty() &&
-        indexed.insert(quote.opportunity_id()).second) {
-      batch.Put(family, quote.opportunity_id(), quote.quote_id());
+    visit(m);
+  }
+  return FromRocks(it->status());
+}
+
+}  // namespace
+
+absl::Status SalesStore::IndexAcceptedQuotes() {
+  auto* family = db().Family(kAcceptedQuotesFamily);
+  CRM_ASSIGN_OR_RETURN(auto done, db().Get(kAcceptedQuotesFamily, kIndexed));
+  if (!done.has_value()) {
+    rocksdb::WriteBatch batch;
+    absl::flat_hash_set<std::string> indexed;
+    CRM_RETURN_IF_ERROR(ForEachState<crm::v1::Quote>(db(), QuoteStream(""), [&](const auto& q) {
+      // Of a deal with several accepted quotes (possible before), the first.
+      if (q.status() == crm::v1::QUOTE_STATUS_ACCEPTED && !q.opportunity_id().empty() &&
+          indexed.insert(q.opportunity_id()).second) {
+        batch.Put(family, q.opportunity_id(), q.quote_id());
+      }
+    }));
+    batch.Put(family, rocksdb::Slice(kIndexed.data(), kIndexed.size()), "");
+    CRM_RETURN_IF_ERROR(db().Write(&batch, /*sync=*/true));
+  }
+  CRM_ASSIGN_OR_RETURN(done, db().Get(kAcceptedQuotesFamily, kIndexedOrders));
+  if (done.has_value()) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  CRM_RETURN_IF_ERROR(ForEachState<crm::v1::Order>(db(), OrderStream(""), [&](const auto& o) {
+    if (!o.opportunity_id().empty())
+      batch.Put(family, OrderedKey(o.opportunity_id()), o.quote_id());
+  }));
+  // The first index took the accepted quotes of deals lost already.
+  std::vector<std::string> accepted;
+  auto it = db().NewIterator(kAcceptedQuotesFamily);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!absl::StartsWith(View(it->key()), absl::string_view("\0", 1)) && !IsOrderedKey(View(it->key()))) {
+      accepted.emplace_back(View(it->key()));
     }
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
-  batch.Put(family, rocksdb::Slice(kIndexed.data(), kIndexed.size()), "");
+  for (const auto& id : accepted) {
+    CRM_ASSIGN_OR_RETURN(auto deal, Load<crm::v1::Opportunity>(OpportunityStream(id)));
+    if (deal.state.has_value() && deal.state->outcome() == crm::v1::STAGE_OUTCOME_LOST) {
+      batch.Delete(family, id);
+    }
+  }
+  batch.Put(family, rocksdb::Slice(kIndexedOrders.data(), kIndexedOrders.size()), "");
   return db().Write(&batch, /*sync=*/true);
 }
 
@@ -80,9 +130,19 @@ ProjectionWrite SalesStore::AcceptedQuoteRow(const std::string& opportunity_id,
   return {kAcceptedQuotesFamily, opportunity_id, quote_id};
 }
 
+ProjectionWrite SalesStore::OrderedQuoteRow(const std::string& opportunity_id,
+                                            const std::string& quote_id) {
+  return {kAcceptedQuotesFamily, OrderedKey(opportunity_id), quote_id};
+}
+
 absl::StatusOr<std::optional<std::string>> SalesStore::AcceptedQuoteOf(
     const std::string& opportunity_id) const {
   return events_->db().Get(kAcceptedQuotesFamily, opportunity_id);
+}
+
+absl::StatusOr<std::optional<std::string>> SalesStore::OrderedQuoteOf(
+    const std::string& opportunity_id) const {
+  return events_->db().Get(kAcceptedQuotesFamily, OrderedKey(opportunity_id));
 }
 
 ProjectionWrite SalesStore::CustomerRow(const crm::v1::Customer& c) {

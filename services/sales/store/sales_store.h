@@ -75,8 +75,16 @@ class SalesStore {
   // The opportunity's accepted (or ordered) quote.
   static ProjectionWrite AcceptedQuoteRow(const std::string& opportunity_id,
                                           const std::string& quote_id);
-  // The quote of the opportunity that was accepted, if one was.
+  // The opportunity's ordered quote: kept when the deal is lost, so a
+  // reopened deal orders nothing else.
+  static ProjectionWrite OrderedQuoteRow(const std::string& opportunity_id,
+                                         const std::string& quote_id);
+  // The quote of the opportunity that was accepted, if one was (and the
+  // deal was not lost since).
   absl::StatusOr<std::optional<std::string>> AcceptedQuoteOf(
+      const std::string& opportunity_id) const;
+  // The quote of the opportunity that was ordered, if one was.
+  absl::StatusOr<std::optional<std::string>> OrderedQuoteOf(
       const std::string& opportunity_id) const;
   static ProjectionWrite OpportunityRow(const crm::v1::Opportunity& opportunity);
   static ProjectionWrite TaskRow(const crm::v1::Task& task);
