@@ -496,6 +496,10 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ReviseOpportunity(
     const crm::v1::ReviseOpportunityRequest& request, EventContext raw_ctx) {
   CRM_RETURN_IF_ERROR(ValidateRevise(request));
   const EventContext ctx = ForRequest(std::move(raw_ctx), request.request_id());
+  // The stale reminder appends under this lock: a save on the version
+  // before it goes through (Execute looks past it) instead of meeting it
+  // between the version check and the append, ABORTED.
+  auto guard = opportunity_locks_.Lock({request.opportunity_id()});
   CRM_ASSIGN_OR_RETURN(
       auto out,
       Execute<crm::v1::Opportunity>(
