@@ -105,13 +105,14 @@ int main(int argc, char** argv) {
   crm::sales::SalesCommands commands(**store, *std::move(settings));
   commands.SealPiiWith(**vault);
 
-  // Choreography: conversions from leads, and our own invoice requests for
-  // loyalty. Offsets live in the sales database (exactly once in effect).
+  // Choreography: conversions from leads, our own invoice requests for
+  // loyalty, and analytics' churn alerts for retention calls. Offsets live
+  // in the sales database (exactly once in effect).
   crm::sales::SalesReactions reactions(commands);
   crm::SubscriberOptions sub_options;
   sub_options.brokers = config->brokers;
   sub_options.group_id = group_id;
-  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic};
+  sub_options.topics = {crm::kLeadsTopic, crm::kSalesTopic, crm::kAnalyticsTopic};
   // Every erasure is known before the events whose data it erases.
   auto keys = crm::pii::KeySubscriber::StartBefore((*store)->db(), **vault, sub_options);
   if (!keys.ok()) {

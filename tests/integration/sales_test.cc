@@ -11,11 +11,13 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "crm/v1/analytics.pb.h"
 #include "crm/v1/sales.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/common/auth/principal.h"
 #include "libs/common/kafka.h"
 #include "tests/integration/stack.h"
+#include "tests/integration/topic_io.h"
 
 namespace crm::testing {
 namespace {
@@ -329,6 +331,43 @@ class SalesAccessTest : public ::testing::Test {
   Stack stack_;
   std::unique_ptr<crm::v1::SalesService::Stub> admin_;
 };
+
+// Analytics' churn alert, read from crm.analytics.v1, becomes one retention
+// call for the account's owner, however often it is delivered.
+TEST_F(SalesAccessTest, AChurnAlertOnTheAnalyticsTopicOpensOneRetentionCallForTheOwner) {
+  const std::string customer = OpenAccountOfRepA("open-churn");
+  ASSERT_FALSE(customer.empty());
+  crm::v1::ChurnRiskRaised raised;
+  raised.set_customer_id(customer);
+  raised.set_score(70);
+  raised.set_threshold(60);
+  crm::v1::EventEnvelope alert;
+  alert.set_event_id("evt-churn-1");
+  alert.set_type("ChurnRiskRaised");
+  alert.set_stream("churnrisk-" + customer);
+  alert.set_stream_version(1);
+  alert.set_customer_id(customer);
+  alert.set_source("crm/analytics");
+  alert.mutable_occurred_at()->set_seconds(absl::ToUnixSeconds(absl::Now()));
+  alert.mutable_payload()->PackFrom(raised);
+  ASSERT_TRUE(ProduceToTopic(stack_.brokers(), kAnalyticsTopic, {alert, alert}));
+
+  auto calls = [&] {
+    crm::v1::ListTasksRequest req;
+    req.set_customer_id(customer);
+    crm::v1::ListTasksResponse tasks;
+    auto st = Stub(kRepA)->ListTasks(Call().get(), req, &tasks);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return tasks;
+  };
+  ASSERT_TRUE(Eventually([&] { return calls().tasks_size() >= 1; }, absl::Seconds(60)))
+      << stack_.service("sales").Log();
+  absl::SleepFor(absl::Seconds(2));  // the redelivery is read by now
+  const auto tasks = calls();
+  ASSERT_EQ(tasks.tasks_size(), 1);
+  EXPECT_EQ(tasks.tasks(0).owner_id(), kRepA.subject);
+  EXPECT_EQ(tasks.tasks(0).title(), "Retention call: churn risk 70 (threshold 60)");
+}
 
 TEST_F(SalesAccessTest, AnOpenCustomerRetryAfterTheCallersTerritoryChangedGetsTheAccountOpened) {
   crm::v1::OpenCustomerRequest open;

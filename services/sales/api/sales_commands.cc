@@ -5,7 +5,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "crm/v1/analytics.pb.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
@@ -1055,6 +1057,45 @@ absl::Status SalesCommands::RecordSpendFromInvoice(const crm::v1::EventEnvelope&
              },
              [](const crm::v1::Customer& c) {
                return std::vector<ProjectionWrite>{SalesStore::CustomerRow(c)};
+             })
+      .status();
+}
+
+absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& event) {
+  crm::v1::ChurnRiskRaised raised;
+  if (!event.payload().UnpackTo(&raised)) {
+    return Invalid("payload", "not a crm.v1.ChurnRiskRaised");
+  }
+  CRM_RETURN_IF_ERROR(CheckId("customer_id", raised.customer_id()));
+  const EventContext ctx = ForEvent(event);
+  const std::string request_key = absl::StrCat("OpenRetentionTask/", event.event_id());
+  CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Task>(store_.events(), request_key));
+  if (earlier.has_value()) return absl::OkStatus();
+  CRM_ASSIGN_OR_RETURN(auto account,
+                       store_.Load<crm::v1::Customer>(CustomerStream(raised.customer_id())));
+  if (!account.state.has_value()) return absl::OkStatus();
+  sales::CreateTask command;
+  command.request.set_customer_id(raised.customer_id());
+  // The account's owner now; analytics' owner when the account has none.
+  command.request.set_owner_id(account.state->owner_id().empty() ? raised.owner_id()
+                                                                 : account.state->owner_id());
+  command.request.set_title(absl::StrCat("Retention call: churn risk ", raised.score(),
+                                         " (threshold ", raised.threshold(), ")"));
+  std::vector<std::string> factors;
+  for (const auto& f : raised.factors()) {
+    if (f.points() > 0) factors.push_back(absl::StrCat(f.name(), " ", f.points()));
+  }
+  command.request.set_notes(absl::StrCat("Raised by analytics", factors.empty() ? "" : ": ",
+                                         absl::StrJoin(factors, ", ")));
+  *command.request.mutable_due_at() = ToProtoTimestamp(ctx.occurred_at + kRetentionCallWithin);
+  CRM_RETURN_IF_ERROR(SealFreeText(command.request, raised.customer_id(), ctx));
+  command.task_id = NewId("task");
+  return Execute<crm::v1::Task>(
+             TaskStream(command.task_id), request_key, kAnyVersion, ctx,
+             [&](const std::optional<crm::v1::Task>& s) { return Decide(s, TaskCommand{command}); },
+             [](const crm::v1::Task& t) {
+               return std::vector<ProjectionWrite>{SalesStore::TaskRow(t),
+                                                   SalesStore::TaskDueEntry(t)};
              })
       .status();
 }

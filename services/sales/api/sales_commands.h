@@ -126,6 +126,11 @@ class SalesCommands {
   absl::Status OpenAccountFromLead(const crm::v1::EventEnvelope& event);
   // InvoiceRequested: counts the contract's value towards loyalty.
   absl::Status RecordSpendFromInvoice(const crm::v1::EventEnvelope& event);
+  // ChurnRiskRaised (analytics): a retention-call task for the account's
+  // owner, due kRetentionCallWithin after the crossing. None for a person
+  // without an account here (nobody in sales to act).
+  absl::Status OpenRetentionTask(const crm::v1::EventEnvelope& event);
+  static constexpr absl::Duration kRetentionCallWithin = absl::Hours(48);
 
   // ---- Timers; each returns how many reminders it raised ----
   absl::StatusOr<int> RaiseTaskReminders(absl::Time now);

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "crm/v1/analytics.pb.h"
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
 #include "libs/common/kafka.h"
@@ -1583,6 +1584,46 @@ TEST_F(SalesCommandsTest, InvoiceRequestedCountsTowardsLoyaltyOnceAndUpgradesThe
   EXPECT_EQ(
       Types(CustomerStream("cus_1")),
       (std::vector<std::string>{"CustomerOpened", "CustomerSpendRecorded", "CustomerTierChanged"}));
+}
+
+// Analytics' churn alert becomes a retention call for the account's owner,
+// once however often it is delivered; a person without an account here
+// gets none (nobody in sales to call them).
+TEST_F(SalesCommandsTest, AChurnAlertOpensOneRetentionCallForTheAccountsOwner) {
+  Open("cus_1", "rep_ada", "EMEA");
+  crm::v1::ChurnRiskRaised raised;
+  raised.set_customer_id("cus_1");
+  raised.set_score(72);
+  raised.set_threshold(60);
+  raised.set_owner_id("rep_old");
+  auto* factor = raised.add_factors();
+  factor->set_name("order_recency");
+  factor->set_points(45);
+  const ConsumedMessage alert = Message(raised, "cus_1", "churn-cus_1", 1, 0, kAnalyticsTopic);
+  ASSERT_TRUE(subscriber_->ApplyBatch({alert}).ok());
+  crm::v1::EventEnvelope envelope;
+  ASSERT_TRUE(envelope.ParseFromString(alert.value));
+  ProjectionTxn txn(store_->db());
+  ASSERT_TRUE(reactions_->Apply(envelope, txn).ok());  // redelivered
+
+  crm::v1::ChurnRiskRaised stranger = raised;
+  stranger.set_customer_id("cus_unknown");
+  ASSERT_TRUE(subscriber_
+                  ->ApplyBatch({Message(stranger, "cus_unknown", "churn-cus_unknown", 1, 1,
+                                        kAnalyticsTopic)})
+                  .ok());
+
+  crm::v1::ListTasksRequest all;
+  auto listed = commands_->ListTasks(all);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tasks_size(), 1);
+  const crm::v1::Task& task = listed->tasks(0);
+  EXPECT_EQ(task.customer_id(), "cus_1");
+  EXPECT_EQ(task.owner_id(), "rep_ada");
+  EXPECT_EQ(task.title(), "Retention call: churn risk 72 (threshold 60)");
+  EXPECT_EQ(task.notes(), "Raised by analytics: order_recency 45");
+  EXPECT_EQ(FromProtoTimestamp(task.due_at()), kT0 + SalesCommands::kRetentionCallWithin);
+  EXPECT_EQ(task.status(), crm::v1::TASK_STATUS_OPEN);
 }
 
 TEST_F(SalesCommandsTest, ForecastWeighsThePipelineAndCountsWonRevenue) {

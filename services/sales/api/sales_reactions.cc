@@ -1,5 +1,6 @@
 #include "services/sales/api/sales_reactions.h"
 
+#include "crm/v1/analytics.pb.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
 
@@ -10,6 +11,7 @@ absl::Status SalesReactions::Apply(const crm::v1::EventEnvelope& event, Projecti
   if (event.payload().Is<crm::v1::InvoiceRequested>()) {
     return commands_.RecordSpendFromInvoice(event);
   }
+  if (event.payload().Is<crm::v1::ChurnRiskRaised>()) return commands_.OpenRetentionTask(event);
   return absl::OkStatus();  // not ours to react to
 }
 
