@@ -1068,6 +1068,7 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
   }
   CRM_RETURN_IF_ERROR(CheckId("customer_id", raised.customer_id()));
   const EventContext ctx = ForEvent(event);
+  if (ctx.occurred_at < settings_.clock() - kRetentionAlertsKept) return absl::OkStatus();
   const std::string request_key = absl::StrCat("OpenRetentionTask/", event.event_id());
   CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Task>(store_.events(), request_key));
   if (earlier.has_value()) return absl::OkStatus();

@@ -128,9 +128,12 @@ class SalesCommands {
   absl::Status RecordSpendFromInvoice(const crm::v1::EventEnvelope& event);
   // ChurnRiskRaised (analytics): a retention-call task for the account's
   // owner, due kRetentionCallWithin after the crossing. None for a person
-  // without an account here (nobody in sales to act).
+  // without an account here (nobody in sales to act), nor for a crossing
+  // older than kRetentionAlertsKept when read (the topic's history, read
+  // once when sales first subscribes).
   absl::Status OpenRetentionTask(const crm::v1::EventEnvelope& event);
   static constexpr absl::Duration kRetentionCallWithin = absl::Hours(48);
+  static constexpr absl::Duration kRetentionAlertsKept = absl::Hours(30 * 24);
 
   // ---- Timers; each returns how many reminders it raised ----
   absl::StatusOr<int> RaiseTaskReminders(absl::Time now);

@@ -1613,6 +1613,14 @@ TEST_F(SalesCommandsTest, AChurnAlertOpensOneRetentionCallForTheAccountsOwner) {
                                         kAnalyticsTopic)})
                   .ok());
 
+  // Nor for a crossing long past when read (the topic's history, read when
+  // sales first subscribes).
+  now_ += SalesCommands::kRetentionAlertsKept + absl::Hours(1);
+  crm::v1::ChurnRiskRaised old = raised;
+  old.set_score(90);
+  ASSERT_TRUE(
+      subscriber_->ApplyBatch({Message(old, "cus_1", "churn-cus_1", 2, 2, kAnalyticsTopic)}).ok());
+
   crm::v1::ListTasksRequest all;
   auto listed = commands_->ListTasks(all);
   ASSERT_TRUE(listed.ok()) << listed.status();
