@@ -73,7 +73,11 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
   const std::vector<BackupPart> parts_;
   const ExportDerived derived_;
   std::mutex backup_mu_;  // BackupEngine allows one writer per directory
-  BlockingExecutor executor_{1};
+  // Off the API workers. Erasure and export have a thread of their own: a
+  // backup copying a large database for minutes would outlast their
+  // callers' deadlines.
+  BlockingExecutor backup_executor_{1};
+  BlockingExecutor privacy_executor_{1};
 };
 
 }  // namespace crm
