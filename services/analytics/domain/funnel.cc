@@ -134,7 +134,7 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
     r->set_customer_id(event.customer_id());
     r->set_channel(m->channel());
     *r->mutable_captured_at() = event.occurred_at();
-    r->set_region(m->region());
+    if (TakeIfNewer(r->mutable_region_as_of(), event)) r->set_region(m->region());
   } else if (const auto* m = payload.As<LeadAssigned>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));
     r->set_lead_id(m->lead_id());
@@ -157,6 +157,11 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
     r->set_lead_id(m->lead_id());
     r->set_converted(true);
     SetDisqualified(r, event, false);
+    // The lead stands where its deal does: a converted lead without a
+    // region took the converting manager's territory.
+    if (!m->region().empty() && TakeIfNewer(r->mutable_region_as_of(), event)) {
+      r->set_region(m->region());
+    }
     if (!m->owner_id().empty()) SetLeadOwner(r, event, m->owner_id());
   } else if (const auto* m = payload.As<LeadMergedInto>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->lead_id()));

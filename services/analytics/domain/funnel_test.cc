@@ -282,6 +282,36 @@ TEST(FunnelTest, TerritoriesCompareIgnoringCase) {
   EXPECT_EQ(f.by_territory(1).opportunities(), 1);
 }
 
+// A lead captured without a region and converted by an EMEA manager took
+// that territory, as its account and deal did: it counts there, in any
+// delivery order, so the territory's close rate holds its lead.
+TEST(FunnelTest, AConvertedLeadStandsInTheTerritoryItWasConvertedIn) {
+  crm::v1::LeadConverted converted;
+  converted.set_lead_id("l1");
+  converted.set_owner_id("mgr_emea");
+  converted.set_region("emea");
+  const std::vector<crm::v1::EventEnvelope> events = {
+      Captured("l1", "c1", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan, ""),
+      Qualified("l1", "c1", kJan + kDay), Event("conv-l1", "c1", kJan + 2 * kDay, converted),
+      Opened("o1", "c1", "l1", "mgr_emea", "emea", 100, kJan + 2 * kDay),
+      Moved("o1", "c1", "discovery", "won", crm::v1::STAGE_OUTCOME_WON, kDay, kJan + 3 * kDay)};
+  for (const bool reversed : {false, true}) {
+    Records records;
+    if (reversed) {
+      for (auto it = events.rbegin(); it != events.rend(); ++it) records.Apply(*it);
+    } else {
+      for (const auto& e : events) records.Apply(e);
+    }
+    crm::v1::GetFunnelRequest emea;
+    emea.set_territory("emea");
+    const auto f = records.Funnel(emea);
+    EXPECT_EQ(f.total().leads(), 1) << reversed;
+    EXPECT_EQ(f.total().converted(), 1) << reversed;
+    EXPECT_EQ(f.total().won(), 1) << reversed;
+    EXPECT_DOUBLE_EQ(f.total().lead_to_win_rate(), 1.0) << reversed;
+  }
+}
+
 // A lead taken from its rep into a queue no longer counts as the rep's.
 TEST(FunnelTest, ALeadMovedToAQueueLeavesItsOwnersFunnel) {
   Records records;
