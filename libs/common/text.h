@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/string_view.h"
 
 namespace crm {
@@ -38,6 +39,11 @@ inline size_t Utf8SequenceAt(absl::string_view text, size_t i) {
     if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return 0;
   }
   return extra + 1;
+}
+
+// An ISO 4217 code as money carries it: three capital letters ("EUR").
+inline bool IsCurrencyCode(absl::string_view code) {
+  return code.size() == 3 && absl::c_all_of(code, [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
 inline bool IsUtf8(absl::string_view text) {

@@ -9,6 +9,7 @@
 #include "crm/v1/service_desk.pb.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "libs/common/text.h"
 
 namespace crm::analytics {
 namespace {
@@ -65,6 +66,13 @@ absl::StatusOr<AnalyticsConfig> AnalyticsConfig::Create(crm::v1::AnalyticsSettin
     if (t.value < 0) return Invalid(t.field, "negative");
     if (t.value > t.max) return Invalid(t.field, absl::StrCat("at most ", t.max));
     if (t.value == 0) t.set(t.fallback);
+  }
+  for (const auto& [currency, minor_units] : s.high_value_minor_units_by_currency()) {
+    const std::string field = absl::StrCat("high_value_minor_units_by_currency[", currency, "]");
+    if (!IsCurrencyCode(currency)) return Invalid(field, "not an ISO 4217 code such as JPY");
+    if (minor_units < 1 || minor_units > int64_t{1} << 53) {
+      return Invalid(field, "must be 1 to 2^53");
+    }
   }
   if (s.churned_after_days() < s.dormant_after_days()) {
     return Invalid("churned_after_days", "must not be shorter than dormant_after_days");

@@ -62,6 +62,10 @@ TEST(AnalyticsSettingsTest, BadValuesAreRejectedNamingTheField) {
   off.set_falling_csat_weight(0);
   EXPECT_TRUE(AnalyticsConfig::Create(off).ok()) << "every weight 0 turns scoring off";
   ExpectInvalid([](auto& s) { s.set_complaint_min_priority(42); }, "complaint_min_priority");
+  ExpectInvalid([](auto& s) { (*s.mutable_high_value_minor_units_by_currency())["yen"] = 5; },
+                "high_value_minor_units_by_currency[yen]");
+  ExpectInvalid([](auto& s) { (*s.mutable_high_value_minor_units_by_currency())["JPY"] = 0; },
+                "high_value_minor_units_by_currency[JPY]");
 }
 
 TEST(AnalyticsSettingsTest, TextFormatParsesAndReportsWhereItFailed) {

@@ -156,8 +156,11 @@ void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig
   }
   const bool dormant = idle_days >= s.dormant_after_days();
   const bool high_value =
-      std::any_of(view.lifetime_value().begin(), view.lifetime_value().end(),
-                  [&](const auto& m) { return m.minor_units() >= s.high_value_minor_units(); });
+      std::any_of(view.lifetime_value().begin(), view.lifetime_value().end(), [&](const auto& m) {
+        const auto& own = s.high_value_minor_units_by_currency();
+        const auto it = own.find(m.currency());
+        return m.minor_units() >= (it != own.end() ? it->second : s.high_value_minor_units());
+      });
   // A lead score makes a prospect only while that lead is still in play:
   // a person whose scored lead sales disqualified is not one for the score
   // of a lead merged away, nor one fewer for a low-scored duplicate inquiry.

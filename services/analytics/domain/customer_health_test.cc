@@ -333,6 +333,23 @@ TEST(CustomerHealthTest, ThresholdsComeFromTheSettings) {
                                          crm::v1::SEGMENT_DORMANT}));
 }
 
+// A currency with a threshold of its own is measured by it: ¥1,000,000 is
+// not $10,000.00, though both are 1,000,000 minor units.
+TEST(CustomerHealthTest, ACurrencyWithAThresholdOfItsOwnIsMeasuredByIt) {
+  crm::v1::AnalyticsSettings s;
+  (*s.mutable_high_value_minor_units_by_currency())["JPY"] = 1'500'000;
+  auto config = AnalyticsConfig::Create(s);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto high_value = [&](const EventEnvelope& order) {
+    const auto segments = Segments(DerivedAt({order}, 1, *config));
+    return std::find(segments.begin(), segments.end(), crm::v1::SEGMENT_HIGH_VALUE) !=
+           segments.end();
+  };
+  EXPECT_FALSE(high_value(OrderPlacedAt("cus_1", "o1", 1'000'000, 0, "JPY")));
+  EXPECT_TRUE(high_value(OrderPlacedAt("cus_1", "o1", 1'500'000, 0, "JPY")));
+  EXPECT_TRUE(high_value(OrderPlacedAt("cus_1", "o1", 1'000'000, 0, "USD")));
+}
+
 TEST(CustomerHealthTest, DerivedViewIsTheSameWhateverTheDeliveryOrder) {
   std::vector<EventEnvelope> events = {
       OrderPlacedAt("cus_1", "o1", 500, 0),

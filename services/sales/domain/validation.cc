@@ -10,6 +10,7 @@
 #include "libs/common/ids.h"
 #include "libs/common/pii/sealed_value.h"
 #include "libs/common/status_macros.h"
+#include "libs/common/text.h"
 
 namespace crm::sales {
 
@@ -59,11 +60,7 @@ absl::Status CheckRequestId(absl::string_view value) {
 }
 
 absl::Status CheckCurrency(absl::string_view field, absl::string_view currency) {
-  if (currency.size() != 3 || !absl::ascii_isupper(static_cast<unsigned char>(currency[0])) ||
-      !absl::ascii_isupper(static_cast<unsigned char>(currency[1])) ||
-      !absl::ascii_isupper(static_cast<unsigned char>(currency[2]))) {
-    return Invalid(field, "must be an ISO 4217 code such as EUR");
-  }
+  if (!IsCurrencyCode(currency)) return Invalid(field, "must be an ISO 4217 code such as EUR");
   return absl::OkStatus();
 }
 
