@@ -1,5 +1,6 @@
 #include "libs/common/contact_fields.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "absl/strings/ascii.h"
@@ -16,23 +17,83 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
 
+// The length of the blank (ASCII whitespace or an invisible Unicode
+// character) `s` starts with, or 0.
+size_t BlankAt(absl::string_view s) {
+  if (s.empty()) return 0;
+  if (absl::ascii_isspace(static_cast<unsigned char>(s[0]))) return 1;
+  // U+00A0, U+FEFF, U+2000..U+200B, U+202F, U+205F, U+3000 in UTF-8.
+  if (absl::StartsWith(s, "\xc2\xa0")) return 2;
+  for (absl::string_view blank : {"\xef\xbb\xbf", "\xe2\x80\xaf", "\xe2\x81\x9f", "\xe3\x80\x80"}) {
+    if (absl::StartsWith(s, blank)) return 3;
+  }
+  if (s.size() >= 3 && s[0] == '\xe2' && s[1] == '\x80' &&
+      static_cast<unsigned char>(s[2]) >= 0x80 && static_cast<unsigned char>(s[2]) <= 0x8b) {
+    return 3;
+  }
+  return 0;
+}
+
+// The length of the blank `s` ends with, or 0.
+size_t BlankBefore(absl::string_view s) {
+  for (size_t n = 1; n <= 3 && n <= s.size(); ++n) {
+    if (BlankAt(s.substr(s.size() - n)) == n) return n;
+  }
+  return 0;
+}
+
+// A dash a spreadsheet typed for a hyphen: U+2010..U+2015.
+size_t DashAt(absl::string_view s) {
+  return s.size() >= 3 && s[0] == '\xe2' && s[1] == '\x80' &&
+                 static_cast<unsigned char>(s[2]) >= 0x90 &&
+                 static_cast<unsigned char>(s[2]) <= 0x95
+             ? 3
+             : 0;
+}
+
 }  // namespace
 
+absl::string_view TrimContact(absl::string_view raw) {
+  while (size_t n = BlankAt(raw)) raw.remove_prefix(n);
+  while (size_t n = BlankBefore(raw)) raw.remove_suffix(n);
+  return raw;
+}
+
 absl::StatusOr<std::string> NormalizeEmail(absl::string_view raw, absl::string_view field) {
-  std::string email = absl::AsciiStrToLower(absl::StripAsciiWhitespace(raw));
+  absl::string_view trimmed = TrimContact(raw);
+  // Left from a CSV cell or a mail header: "ada@x.com", <ada@x.com>.
+  for (absl::string_view pair : {"\"\"", "''", "<>", "()", "[]"}) {
+    if (trimmed.size() >= 2 && trimmed.front() == pair[0] && trimmed.back() == pair[1]) {
+      trimmed = TrimContact(trimmed.substr(1, trimmed.size() - 2));
+      break;
+    }
+  }
+  std::string email = absl::AsciiStrToLower(trimmed);
   if (email.size() > kMaxEmail) return Invalid(field, "longer than 254 bytes");
   const size_t at = email.find('@');
   if (at == std::string::npos || at == 0 || email.find('@', at + 1) != std::string::npos) {
     return Invalid(field, "not an email address");
   }
+  const absl::string_view local = absl::string_view(email).substr(0, at);
   const absl::string_view domain = absl::string_view(email).substr(at + 1);
   const size_t dot = domain.rfind('.');
-  if (dot == absl::string_view::npos || dot == 0 || dot + 1 == domain.size() ||
-      domain.find("..") != absl::string_view::npos) {
+  if (dot == absl::string_view::npos || dot + 1 == domain.size() || domain.front() == '.' ||
+      domain.front() == '-' || domain.find("..") != absl::string_view::npos ||
+      local.front() == '.' || local.back() == '.') {
     return Invalid(field, "not an email address");
   }
-  for (unsigned char c : email) {
-    if (c <= 0x20 || c == 0x7f || c == ',' || c == ';' || c == '<' || c == '>') {
+  // Host names: letters, digits, dots and hyphens (international ones as
+  // UTF-8). Also keeps the form stable: no quote or bracket ends it.
+  for (const char c : domain) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' &&
+        static_cast<unsigned char>(c) < 0x80) {
+      return Invalid(field, "not an email address");
+    }
+  }
+  for (size_t i = 0; i < email.size(); ++i) {
+    const unsigned char c = email[i];
+    if (c <= 0x20 || c == 0x7f || c == ',' || c == ';' || c == '<' || c == '>' || c == '"' ||
+        BlankAt(absl::string_view(email).substr(i)) > 0) {
       return Invalid(field, "not an email address");
     }
   }
@@ -40,7 +101,7 @@ absl::StatusOr<std::string> NormalizeEmail(absl::string_view raw, absl::string_v
 }
 
 absl::StatusOr<std::string> NormalizePhone(absl::string_view raw, absl::string_view field) {
-  absl::string_view s = absl::StripAsciiWhitespace(raw);
+  absl::string_view s = TrimContact(raw);
   if (s.size() > 32) return Invalid(field, "longer than 32 characters");
   std::string digits;
   bool plus = false;
@@ -60,7 +121,9 @@ absl::StatusOr<std::string> NormalizePhone(absl::string_view raw, absl::string_v
     }
     if (std::isdigit(static_cast<unsigned char>(c))) {
       digits.push_back(c);
-    } else if (c != ' ' && c != '-' && c != '.' && c != '(' && c != ')') {
+    } else if (const size_t n = std::max(BlankAt(s.substr(i)), DashAt(s.substr(i))); n > 0) {
+      i += n - 1;
+    } else if (c != '-' && c != '.' && c != '/' && c != '(' && c != ')') {
       return Invalid(field, "may contain only digits and separators");
     }
   }

@@ -7,8 +7,24 @@ namespace {
 
 TEST(ContactFieldsTest, EmailIsLowercasedAndTrimmed) {
   EXPECT_EQ(*NormalizeEmail("  Ada@Example.COM ", "e"), "ada@example.com");
-  for (const char* bad : {"", "ada", "@example.com", "ada@", "ada@example", "ada@@example.com",
-                          "ada@example..com", "a da@example.com", "ada@example.com."}) {
+  // What spreadsheets and mail headers leave around an address is not part
+  // of it: one person stays one customer.
+  for (const char* pasted :
+       {"ada@example.com\xc2\xa0",
+        "\xef\xbb\xbf"
+        "ada@example.com",
+        "\xe2\x80\x8b"
+        "ada@example.com",
+        "\"ada@example.com\"", "<Ada@Example.com>", " (ada@example.com) ", "'ada@example.com'"}) {
+    auto email = NormalizeEmail(pasted, "e");
+    ASSERT_TRUE(email.ok()) << pasted << ": " << email.status();
+    EXPECT_EQ(*email, "ada@example.com") << pasted;
+  }
+  for (const char* bad :
+       {"", "ada", "@example.com", "ada@", "ada@example", "ada@@example.com", "ada@example..com",
+        "a da@example.com", "ada@example.com.", "ada@.example.com", ".ada@example.com",
+        "ada.@example.com", "ada\xc2\xa0lovelace@example.com", "\"ada\"@example.com", "\xc2\xa0",
+        "''ada@example.com''", "ada@exa_mple.com"}) {
     EXPECT_FALSE(NormalizeEmail(bad, "e").ok()) << bad;
   }
 }
@@ -20,6 +36,14 @@ TEST(ContactFieldsTest, PhoneBecomesE164) {
   // The national trunk prefix in brackets is not part of the number.
   EXPECT_EQ(*NormalizePhone("+44 (0)20 7946 0958", "p"), "+442079460958");
   EXPECT_EQ(*NormalizePhone("+49(0)30-1234567", "p"), "+49301234567");
+  // Separators a form or spreadsheet types: a slash, a no-break space, an
+  // en dash.
+  EXPECT_EQ(*NormalizePhone("+49 30/1234567", "p"), "+49301234567");
+  EXPECT_EQ(*NormalizePhone("+44\xc2\xa0"
+                            "20 7946\xe2\x80\x93"
+                            "0958\xc2\xa0",
+                            "p"),
+            "+442079460958");
   for (const char* bad :
        {"", "2079460958", "+44 20 79x6", "+1234567", "+1234567890123456", "+0123456789"}) {
     EXPECT_FALSE(NormalizePhone(bad, "p").ok()) << bad;

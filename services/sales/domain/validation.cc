@@ -119,7 +119,7 @@ absl::Status NormalizeContact(absl::string_view field, crm::v1::Contact& contact
        {std::tuple{"email", contact.mutable_email(), &NormalizeEmail},
         std::tuple{"phone", contact.mutable_phone(), &NormalizePhone}}) {
     if (!plain(*value)) continue;
-    if (strip(*value).empty()) {
+    if (TrimContact(*value).empty()) {
       value->clear();
       continue;
     }
