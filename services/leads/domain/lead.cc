@@ -86,7 +86,13 @@ absl::Status CheckBant(const crm::v1::Bant& bant) {
   if (bant.has_budget()) {
     if (auto st = CheckMoney("bant.budget", bant.budget()); !st.ok()) return st;
   }
-  if (auto st = CheckText("bant.need", bant.need(), kMaxReason); !st.ok()) return st;
+  // Free text from a form or a spreadsheet cell: line breaks and tabs are
+  // the person's own; other control characters are not.
+  std::string need = bant.need();
+  for (char& ch : need) {
+    if (ch == '\n' || ch == '\r' || ch == '\t') ch = ' ';
+  }
+  if (auto st = CheckText("bant.need", need, kMaxReason); !st.ok()) return st;
   if (!crm::v1::PurchaseTimeline_IsValid(bant.timeline())) {
     return Invalid("bant.timeline", "unknown value");
   }
@@ -502,6 +508,9 @@ absl::Status NormalizeCaptureRequestInPlace(crm::v1::CaptureLeadRequest& r) {
     return Invalid("channel", "required");
   }
   auto* c = r.mutable_contact();
+  // A blank cell is no contact: the other one may still name the person.
+  if (TrimContact(c->email()).empty()) c->clear_email();
+  if (TrimContact(c->phone()).empty()) c->clear_phone();
   if (c->email().empty() && c->phone().empty()) {
     return Invalid("contact", "an email or a phone is required");
   }

@@ -57,6 +57,24 @@ TEST(ValidateCaptureTest, NormalizesContactData) {
   EXPECT_EQ(r->contact().email(), "ada@example.com");
   EXPECT_EQ(r->contact().phone(), "+442079460958");
   EXPECT_EQ(r->contact().first_name(), "Ada");
+  // A blank-looking cell (spaces, a no-break space) is no contact: the
+  // other one still names the person.
+  crm::v1::CaptureLeadRequest blank_email = ValidRequest();
+  blank_email.mutable_contact()->set_email(" \xc2\xa0");
+  auto phone_only = NormalizeCaptureRequest(blank_email);
+  ASSERT_TRUE(phone_only.ok()) << phone_only.status();
+  EXPECT_EQ(phone_only->contact().email(), "");
+  EXPECT_EQ(phone_only->contact().phone(), "+442079460958");
+  crm::v1::CaptureLeadRequest blank_phone = ValidRequest();
+  blank_phone.mutable_contact()->set_phone("  ");
+  auto email_only = NormalizeCaptureRequest(blank_phone);
+  ASSERT_TRUE(email_only.ok()) << email_only.status();
+  EXPECT_EQ(email_only->contact().phone(), "");
+  ExpectInvalidField(Check([](auto& r) {
+                       r.mutable_contact()->set_email(" ");
+                       r.mutable_contact()->set_phone(" ");
+                     }),
+                     "contact");
 }
 
 // Imported rows often carry "EMEA " or "crm, analytics" split on commas:
@@ -807,6 +825,11 @@ TEST(ValidateCaptureTest, BantIsChecked) {
                        r.mutable_bant()->set_timeline(static_cast<crm::v1::PurchaseTimeline>(42));
                      }),
                      "bant.timeline");
+  // A stated need from a form may run over lines.
+  crm::v1::CaptureLeadRequest multiline = ValidRequest();
+  multiline.mutable_bant()->set_need("Replace the old CRM\r\nbefore Q3\tif possible");
+  EXPECT_TRUE(NormalizeCaptureRequest(multiline).ok());
+  ExpectInvalidField(Check([](auto& r) { r.mutable_bant()->set_need("bell\x07"); }), "bant.need");
 }
 
 TEST(EnvelopeTest, StoredPayloadsUnpackToTheirEvent) {
