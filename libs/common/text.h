@@ -18,8 +18,8 @@ inline std::string TruncateUtf8(absl::string_view text, size_t max_bytes) {
 }
 
 // The length (1 to 4) of the well-formed UTF-8 sequence at `text[i]`, or 0
-// for a byte that starts none (a stray continuation, a sequence cut short,
-// an overlong two-byte lead, a lead past U+10FFFF).
+// for a byte that starts none: a stray continuation, a sequence cut short,
+// an overlong form, a surrogate, a code point past U+10FFFF (RFC 3629).
 inline size_t Utf8SequenceAt(absl::string_view text, size_t i) {
   const unsigned char c = static_cast<unsigned char>(text[i]);
   size_t extra = 0;
@@ -37,6 +37,12 @@ inline size_t Utf8SequenceAt(absl::string_view text, size_t i) {
   if (i + extra >= text.size()) return 0;
   for (size_t k = 1; k <= extra; ++k) {
     if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return 0;
+  }
+  // The second byte's range where the lead alone does not settle it.
+  const unsigned char second = static_cast<unsigned char>(text[i + 1]);
+  if ((c == 0xE0 && second < 0xA0) || (c == 0xED && second > 0x9F) ||
+      (c == 0xF0 && second < 0x90) || (c == 0xF4 && second > 0x8F)) {
+    return 0;
   }
   return extra + 1;
 }

@@ -8,7 +8,9 @@ namespace {
 TEST(Utf8Test, WellFormedSequencesAreCharactersAndOtherBytesAreNot) {
   EXPECT_TRUE(IsUtf8("plain, café, 日本, \xf0\x9f\x98\x80"));
   EXPECT_EQ(Utf8SequenceAt("\xe6\x97\xa5", 0), 3u);
-  for (const char* bad : {"\xc3", "a\x80", "\xc0\xaf", "\xf5\x80\x80\x80", "\xe2\x82"}) {
+  EXPECT_TRUE(IsUtf8("\xed\x9f\xbf \xf4\x8f\xbf\xbf"));  // U+D7FF, U+10FFFF
+  for (const char* bad : {"\xc3", "a\x80", "\xc0\xaf", "\xf5\x80\x80\x80", "\xe2\x82",
+                          "\xed\xa0\x80", "\xe0\x80\xaf", "\xf0\x80\x80\xaf", "\xf4\x90\x80\x80"}) {
     EXPECT_FALSE(IsUtf8(bad)) << bad;
   }
 }
