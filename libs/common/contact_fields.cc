@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "libs/common/text.h"
 
 namespace crm {
 namespace {
@@ -22,13 +23,15 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
 size_t BlankAt(absl::string_view s) {
   if (s.empty()) return 0;
   if (absl::ascii_isspace(static_cast<unsigned char>(s[0]))) return 1;
-  // U+00A0, U+FEFF, U+2000..U+200B, U+202F, U+205F, U+3000 in UTF-8.
-  if (absl::StartsWith(s, "\xc2\xa0")) return 2;
-  for (absl::string_view blank : {"\xef\xbb\xbf", "\xe2\x80\xaf", "\xe2\x81\x9f", "\xe3\x80\x80"}) {
+  // U+00A0 and U+00AD (soft hyphen); U+FEFF, U+180E, U+2000..U+200D,
+  // U+202F, U+205F, U+2060 (word joiner), U+3000 in UTF-8.
+  if (absl::StartsWith(s, "\xc2\xa0") || absl::StartsWith(s, "\xc2\xad")) return 2;
+  for (absl::string_view blank : {"\xef\xbb\xbf", "\xe1\xa0\x8e", "\xe2\x80\xaf", "\xe2\x81\x9f",
+                                  "\xe2\x81\xa0", "\xe3\x80\x80"}) {
     if (absl::StartsWith(s, blank)) return 3;
   }
   if (s.size() >= 3 && s[0] == '\xe2' && s[1] == '\x80' &&
-      static_cast<unsigned char>(s[2]) >= 0x80 && static_cast<unsigned char>(s[2]) <= 0x8b) {
+      static_cast<unsigned char>(s[2]) >= 0x80 && static_cast<unsigned char>(s[2]) <= 0x8d) {
     return 3;
   }
   return 0;
@@ -74,12 +77,10 @@ absl::StatusOr<std::string> NormalizeEmail(absl::string_view raw, absl::string_v
   if (at == std::string::npos || at == 0 || email.find('@', at + 1) != std::string::npos) {
     return Invalid(field, "not an email address");
   }
-  const absl::string_view local = absl::string_view(email).substr(0, at);
   const absl::string_view domain = absl::string_view(email).substr(at + 1);
   const size_t dot = domain.rfind('.');
   if (dot == absl::string_view::npos || dot + 1 == domain.size() || domain.front() == '.' ||
-      domain.front() == '-' || domain.find("..") != absl::string_view::npos ||
-      local.front() == '.' || local.back() == '.') {
+      domain.front() == '-' || domain.find("..") != absl::string_view::npos || !IsUtf8(email)) {
     return Invalid(field, "not an email address");
   }
   // Host names: letters, digits, dots and hyphens (international ones as
@@ -102,7 +103,10 @@ absl::StatusOr<std::string> NormalizeEmail(absl::string_view raw, absl::string_v
 
 absl::StatusOr<std::string> NormalizePhone(absl::string_view raw, absl::string_view field) {
   absl::string_view s = TrimContact(raw);
-  if (s.size() > 32) return Invalid(field, "longer than 32 characters");
+  // Characters, not bytes: a no-break space or a dash takes two or three.
+  if (std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }) > 32) {
+    return Invalid(field, "longer than 32 characters");
+  }
   std::string digits;
   bool plus = false;
   if (absl::ConsumePrefix(&s, "+")) {
@@ -121,7 +125,10 @@ absl::StatusOr<std::string> NormalizePhone(absl::string_view raw, absl::string_v
     }
     if (std::isdigit(static_cast<unsigned char>(c))) {
       digits.push_back(c);
-    } else if (const size_t n = std::max(BlankAt(s.substr(i)), DashAt(s.substr(i))); n > 0) {
+    } else if (const size_t n = c == ' ' || static_cast<unsigned char>(c) >= 0x80
+                                    ? std::max(BlankAt(s.substr(i)), DashAt(s.substr(i)))
+                                    : 0;
+               n > 0) {
       i += n - 1;
     } else if (c != '-' && c != '.' && c != '/' && c != '(' && c != ')') {
       return Invalid(field, "may contain only digits and separators");

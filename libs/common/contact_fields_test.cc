@@ -9,22 +9,28 @@ TEST(ContactFieldsTest, EmailIsLowercasedAndTrimmed) {
   EXPECT_EQ(*NormalizeEmail("  Ada@Example.COM ", "e"), "ada@example.com");
   // What spreadsheets and mail headers leave around an address is not part
   // of it: one person stays one customer.
-  for (const char* pasted :
-       {"ada@example.com\xc2\xa0",
-        "\xef\xbb\xbf"
-        "ada@example.com",
-        "\xe2\x80\x8b"
-        "ada@example.com",
-        "\"ada@example.com\"", "<Ada@Example.com>", " (ada@example.com) ", "'ada@example.com'"}) {
+  for (const char* pasted : {"ada@example.com\xc2\xa0",
+                             "\xef\xbb\xbf"
+                             "ada@example.com",
+                             "\xe2\x80\x8b"
+                             "ada@example.com",
+                             "\"ada@example.com\"", "<Ada@Example.com>", " (ada@example.com) ",
+                             "'ada@example.com'", "ada@example.com\xe2\x81\xa0",
+                             "\xc2\xad"
+                             "ada@example.com"}) {
     auto email = NormalizeEmail(pasted, "e");
     ASSERT_TRUE(email.ok()) << pasted << ": " << email.status();
     EXPECT_EQ(*email, "ada@example.com") << pasted;
   }
+  // Deliverable though RFC 5322 frowns on it (some carriers issued them).
+  EXPECT_EQ(*NormalizeEmail("taro.@docomo.ne.jp", "e"), "taro.@docomo.ne.jp");
   for (const char* bad :
        {"", "ada", "@example.com", "ada@", "ada@example", "ada@@example.com", "ada@example..com",
-        "a da@example.com", "ada@example.com.", "ada@.example.com", ".ada@example.com",
-        "ada.@example.com", "ada\xc2\xa0lovelace@example.com", "\"ada\"@example.com", "\xc2\xa0",
-        "''ada@example.com''", "ada@exa_mple.com"}) {
+        "a da@example.com", "ada@example.com.", "ada@.example.com", "ada\xe2\x81\xa0@example.com",
+        "ada@ex\xc3"
+        "ample.com",
+        "ada\xc2\xa0lovelace@example.com", "\"ada\"@example.com", "\xc2\xa0", "''ada@example.com''",
+        "ada@exa_mple.com"}) {
     EXPECT_FALSE(NormalizeEmail(bad, "e").ok()) << bad;
   }
 }
@@ -39,6 +45,15 @@ TEST(ContactFieldsTest, PhoneBecomesE164) {
   // Separators a form or spreadsheet types: a slash, a no-break space, an
   // en dash.
   EXPECT_EQ(*NormalizePhone("+49 30/1234567", "p"), "+49301234567");
+  // Up to 32 characters, however many bytes they take.
+  EXPECT_TRUE(NormalizePhone("+44\xc2\xa0"
+                             "20\xc2\xa0"
+                             "7946\xc2\xa0"
+                             "0958\xc2\xa0\xc2\xa0\xc2\xa0\xc2\xa0"
+                             "\xc2\xa0\xc2\xa0\xc2\xa0\xc2\xa0\xc2\xa0\xc2\xa0\xc2\xa0\xc2\xa0 1",
+                             "p")
+                  .ok());
+  EXPECT_FALSE(NormalizePhone("+44 20\t7946 0958", "p").ok()) << "a tab is no separator";
   EXPECT_EQ(*NormalizePhone("+44\xc2\xa0"
                             "20 7946\xe2\x80\x93"
                             "0958\xc2\xa0",
