@@ -167,6 +167,11 @@ void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig
   // Counted among the view's own leads only: a merge names the merged lead
   // in the survivor's view too, which lists it once the group is joined.
   const auto& leads = view.lead_disqualifications();
+  // A view stored before leads kept their own scores has none: there the
+  // person's score stands in. Elsewhere a lead not scored yet (its capture
+  // not read yet) borrows no other lead's score.
+  const bool scores_per_lead =
+      std::any_of(leads.begin(), leads.end(), [](const auto& d) { return d.has_score_as_of(); });
   const bool scored_lead_in_play =
       std::any_of(view.lead_ids().begin(), view.lead_ids().end(), [&](const std::string& id) {
         auto d =
@@ -174,9 +179,8 @@ void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig
                              [](const auto& x, const std::string& k) { return x.lead_id() < k; });
         const bool found = d != leads.end() && d->lead_id() == id;
         if (found && (d->disqualified() || d->merged())) return false;
-        // A view stored before leads kept their own scores.
-        const int32_t score = found && d->has_score_as_of() ? d->score() : view.lead_score();
-        return score >= s.potential_min_lead_score();
+        if (!scores_per_lead) return view.lead_score() >= s.potential_min_lead_score();
+        return found && d->has_score_as_of() && d->score() >= s.potential_min_lead_score();
       });
   const bool potential = view.orders_size() == 0 && !dormant &&
                          (view.open_opportunity_count() > 0 || scored_lead_in_play);

@@ -215,6 +215,11 @@ TEST(CustomerHealthTest, PotentialGoesByTheScoreOfALeadInPlay) {
   now.set_seconds(3 * kDay);
   DeriveHealth(group, now, AnalyticsConfig::Defaults());
   EXPECT_EQ(Segments(group), std::vector{crm::v1::SEGMENT_POTENTIAL});
+  // A lead whose capture was not read yet borrows no other lead's score.
+  crm::v1::LeadQualified qualified;
+  qualified.set_lead_id("lead_1");
+  const auto early = Envelope(qualified, "cus_1", "evt-qual", "lead-lead_1", 2, kDay);
+  EXPECT_TRUE(DerivedAt({early, high_later, out}, 3).segments().empty());
   // A view stored before leads kept their scores goes by the view's score.
   Customer360 stored = DerivedAt({high_open}, 3);
   for (auto& d : *stored.mutable_lead_disqualifications()) d.clear_score_as_of();
