@@ -16,8 +16,6 @@
 namespace crm::testing {
 namespace {
 
-// The churn monitor's interval is bounded: one pass every millisecond would
-// scan every customer back to back, a huge one overflowed its wait.
 // Topics that dropped their oldest events (retention, or the embedded
 // broker's 5 MiB a partition) would rebuild views missing that history:
 // refused unless asked for, and the dir left as it was.
@@ -53,6 +51,8 @@ TEST(CrmctlRebuildTest, TopicsWithoutTheirFirstEventsAreRefusedUnlessAllowed) {
   EXPECT_TRUE(absl::EndsWith(allowed, "exit=0\n")) << allowed;
 }
 
+// The churn monitor's interval is bounded: one pass every millisecond would
+// scan every customer back to back, a huge one overflowed its wait.
 TEST(AnalyticsFlagsTest, AChurnIntervalOutOfRangeIsRefused) {
   TempDir dir;
   for (const char* interval : {"1", "9223372036854775807"}) {
