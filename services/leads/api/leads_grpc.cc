@@ -28,9 +28,11 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
   // `redact` trims the finished response to what the caller may see.
   using Redact = std::function<void(crm::v1::ImportLeadsResponse&)>;
 
-  ImportLeadsReactor(LeadImporter& importer, BlockingExecutor& executor, EventContext ctx,
+  ImportLeadsReactor(grpc::CallbackServerContext* call, LeadImporter& importer,
+                     BlockingExecutor& executor, EventContext ctx,
                      crm::v1::ImportLeadsResponse* response, Redact redact)
-      : importer_(importer),
+      : call_(call),
+        importer_(importer),
         executor_(executor),
         ctx_(std::move(ctx)),
         response_(response),
@@ -78,8 +80,11 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
   }
 
   void Complete() {
-    // A cancelled call writes no more rows; what was appended stays.
-    if (cancelled_.load()) return End(absl::CancelledError("import cancelled"));
+    // A cancelled call writes no more rows; what was appended stays. The
+    // failed read a cancel causes may come before OnCancel: ask the call.
+    if (cancelled_.load() || call_->IsCancelled()) {
+      return End(absl::CancelledError("import cancelled"));
+    }
     if (session_ == nullptr) return End(absl::InvalidArgumentError("import_id: required"));
     auto response = session_->Finish();
     if (response.ok()) {
@@ -94,6 +99,7 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
     Finish(ToGrpcStatus(status));
   }
 
+  grpc::CallbackServerContext* const call_;
   LeadImporter& importer_;
   BlockingExecutor& executor_;
   const EventContext ctx_;
@@ -249,7 +255,7 @@ grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
   // Rows are answered per caller (a replay too): the stored results keep
   // the earlier lead, the caller learns it only if it may access it.
   return std::make_unique<ImportLeadsReactor>(
-             importer_, executor_, EventContextFrom(*ctx, kSource), response,
+             ctx, importer_, executor_, EventContextFrom(*ctx, kSource), response,
              [this, caller = *std::move(caller)](crm::v1::ImportLeadsResponse& r) {
                DuplicateFilter(*this, caller).Hide(r);
              })
