@@ -178,6 +178,7 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
     r->set_lead_id(m->lead_id());
     r->set_owner_id(m->owner_id());
     r->set_territory(m->territory());
+    r->set_pipeline_id(m->pipeline_id());
     *r->mutable_opened_at() = event.occurred_at();
     if (TakeIfNewer(r->mutable_outcome_as_of(), event)) r->set_outcome(STAGE_OUTCOME_OPEN);
     if (TakeIfNewer(r->mutable_amount_as_of(), event)) *r->mutable_amount() = m->amount();
@@ -260,7 +261,8 @@ struct FunnelBuilder::State {
   absl::flat_hash_map<std::string, FirstLead> first_of_customer;
   Slice total;
   std::map<std::string, Slice> by_month, by_channel, by_territory, by_owner;
-  std::map<std::string, std::pair<int64_t, int64_t>> stage_seconds;  // stage -> (sum, samples)
+  // (pipeline, stage) -> (sum, samples)
+  std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> stage_seconds;
   int64_t cycle_sum = 0, cycle_samples = 0;
   // Leads disqualified (and not converted) before and after qualifying:
   // the funnel's real losses at those steps, unlike leads still in them.
@@ -312,7 +314,7 @@ void FunnelBuilder::AddOpportunity(const FunnelOpportunityRecord& o) {
   crm::analytics::AddOpportunity(TerritorySlice(st.by_territory, o.territory()), o);
   crm::analytics::AddOpportunity(st.by_owner[o.owner_id()], o);
   for (const auto& v : o.stage_visits()) {
-    auto& [sum, samples] = st.stage_seconds[v.stage_id()];
+    auto& [sum, samples] = st.stage_seconds[{o.pipeline_id(), v.stage_id()}];
     sum += v.seconds();
     ++samples;
   }
@@ -328,7 +330,8 @@ crm::v1::Funnel FunnelBuilder::Finish() {
   *funnel.mutable_total() = st.total.Finish("");
   for (const auto& [stage, acc] : st.stage_seconds) {
     auto* stage_time = funnel.add_stage_times();
-    stage_time->set_stage_id(stage);
+    stage_time->set_pipeline_id(stage.first);
+    stage_time->set_stage_id(stage.second);
     stage_time->set_average_seconds(Ratio(acc.first, acc.second));
     stage_time->set_samples(acc.second);
   }

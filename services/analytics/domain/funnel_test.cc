@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -310,6 +311,30 @@ TEST(FunnelTest, AConvertedLeadStandsInTheTerritoryItWasConvertedIn) {
     EXPECT_EQ(f.total().won(), 1) << reversed;
     EXPECT_DOUBLE_EQ(f.total().lead_to_win_rate(), 1.0) << reversed;
   }
+}
+
+// Stage ids are each pipeline's own: a day in the SMB pipeline's
+// "proposal" is not averaged with a month in the enterprise one's.
+TEST(FunnelTest, StageTimesAreKeptApartPerPipeline) {
+  Records records;
+  for (const auto& [opp, pipeline, days] :
+       {std::tuple{"o1", "smb", 1}, std::tuple{"o2", "enterprise", 30}}) {
+    crm::v1::EventEnvelope opened = Opened(opp, "c1", "", "rep_a", "emea", 100, kJan);
+    crm::v1::OpportunityOpened m;
+    ASSERT_TRUE(opened.payload().UnpackTo(&m));
+    m.set_pipeline_id(pipeline);
+    opened.mutable_payload()->PackFrom(m);
+    records.Apply(opened);
+    records.Apply(Moved(opp, "c1", "proposal", "negotiation", crm::v1::STAGE_OUTCOME_OPEN,
+                        days * kDay, kJan + days * kDay));
+  }
+  const auto f = records.Funnel();
+  ASSERT_EQ(f.stage_times_size(), 2);
+  EXPECT_EQ(f.stage_times(0).pipeline_id(), "enterprise");
+  EXPECT_EQ(f.stage_times(0).stage_id(), "proposal");
+  EXPECT_DOUBLE_EQ(f.stage_times(0).average_seconds(), 30.0 * kDay);
+  EXPECT_EQ(f.stage_times(1).pipeline_id(), "smb");
+  EXPECT_DOUBLE_EQ(f.stage_times(1).average_seconds(), 1.0 * kDay);
 }
 
 // A lead taken from its rep into a queue no longer counts as the rep's.
