@@ -167,11 +167,10 @@ void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig
   // Counted among the view's own leads only: a merge names the merged lead
   // in the survivor's view too, which lists it once the group is joined.
   const auto& leads = view.lead_disqualifications();
-  // A view stored before leads kept their own scores has none: there the
-  // person's score stands in. Elsewhere a lead not scored yet (its capture
-  // not read yet) borrows no other lead's score.
-  const bool scores_per_lead =
-      std::any_of(leads.begin(), leads.end(), [](const auto& d) { return d.has_score_as_of(); });
+  // In a view stored before leads kept their own scores the person's score
+  // stands in. Elsewhere a lead not scored yet (its capture not read yet)
+  // borrows no other lead's score.
+  const bool scores_per_lead = view.tracks_lead_scores();
   const bool scored_lead_in_play =
       std::any_of(view.lead_ids().begin(), view.lead_ids().end(), [&](const std::string& id) {
         auto d =

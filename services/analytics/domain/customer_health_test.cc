@@ -223,6 +223,7 @@ TEST(CustomerHealthTest, PotentialGoesByTheScoreOfALeadInPlay) {
   // A view stored before leads kept their scores goes by the view's score.
   Customer360 stored = DerivedAt({high_open}, 3);
   for (auto& d : *stored.mutable_lead_disqualifications()) d.clear_score_as_of();
+  stored.set_tracks_lead_scores(false);
   stored.set_lead_score(10);
   DeriveHealth(stored, now, AnalyticsConfig::Defaults());
   EXPECT_TRUE(stored.segments().empty());

@@ -541,6 +541,9 @@ void JoinView(Customer360& into, const Customer360& from) {
   // A group knows its home if every member does.
   into.set_tracks_home(into.event_count() == 0 ? from.tracks_home()
                                                : into.tracks_home() && from.tracks_home());
+  into.set_tracks_lead_scores(into.event_count() == 0
+                                  ? from.tracks_lead_scores()
+                                  : into.tracks_lead_scores() && from.tracks_lead_scores());
   JoinProfile(into, from);
   // The group's home is its earliest first lead.
   if (from.has_home_as_of() &&
@@ -651,7 +654,10 @@ crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event
   view.set_customer_id(event.customer_id());
   // A view folded from its first event keeps its home; one stored before
   // homes were kept does not learn it from later events (TakeHome).
-  if (view.event_count() == 0) view.set_tracks_home(true);
+  if (view.event_count() == 0) {
+    view.set_tracks_home(true);
+    view.set_tracks_lead_scores(true);
+  }
   view.set_event_count(view.event_count() + 1);
   if (IsActivity(event, payload)) {
     if (!view.has_first_seen() || Before(event.occurred_at(), view.first_seen())) {
