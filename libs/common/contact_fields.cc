@@ -19,8 +19,9 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
 }
 
 // The length of the blank (ASCII whitespace or an invisible Unicode
-// character) `s` starts with, or 0.
-size_t BlankAt(absl::string_view s) {
+// character) `s` starts with, or 0. Zero-width (non-)joiners count only
+// with `joiners`: inside a name they belong to Persian and Indic spelling.
+size_t BlankAt(absl::string_view s, bool joiners = true) {
   if (s.empty()) return 0;
   if (absl::ascii_isspace(static_cast<unsigned char>(s[0]))) return 1;
   // U+00A0 and U+00AD (soft hyphen); U+FEFF, U+180E, U+2000..U+200D,
@@ -31,7 +32,8 @@ size_t BlankAt(absl::string_view s) {
     if (absl::StartsWith(s, blank)) return 3;
   }
   if (s.size() >= 3 && s[0] == '\xe2' && s[1] == '\x80' &&
-      static_cast<unsigned char>(s[2]) >= 0x80 && static_cast<unsigned char>(s[2]) <= 0x8d) {
+      static_cast<unsigned char>(s[2]) >= 0x80 &&
+      static_cast<unsigned char>(s[2]) <= (joiners ? 0x8d : 0x8b)) {
     return 3;
   }
   return 0;
@@ -94,7 +96,7 @@ absl::StatusOr<std::string> NormalizeEmail(absl::string_view raw, absl::string_v
   for (size_t i = 0; i < email.size(); ++i) {
     const unsigned char c = email[i];
     if (c <= 0x20 || c == 0x7f || c == ',' || c == ';' || c == '<' || c == '>' || c == '"' ||
-        BlankAt(absl::string_view(email).substr(i)) > 0) {
+        BlankAt(absl::string_view(email).substr(i), /*joiners=*/false) > 0) {
       return Invalid(field, "not an email address");
     }
   }

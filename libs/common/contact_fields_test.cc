@@ -24,6 +24,8 @@ TEST(ContactFieldsTest, EmailIsLowercasedAndTrimmed) {
   }
   // Deliverable though RFC 5322 frowns on it (some carriers issued them).
   EXPECT_EQ(*NormalizeEmail("taro.@docomo.ne.jp", "e"), "taro.@docomo.ne.jp");
+  // A zero-width non-joiner inside a Persian host name is its spelling.
+  EXPECT_TRUE(NormalizeEmail("a@\xd9\x85\xdb\x8c\xe2\x80\x8c\xd8\xae.ir", "e").ok());
   for (const char* bad :
        {"", "ada", "@example.com", "ada@", "ada@example", "ada@@example.com", "ada@example..com",
         "a da@example.com", "ada@example.com.", "ada@.example.com", "ada\xe2\x81\xa0@example.com",
