@@ -81,7 +81,9 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
 
   void Complete() {
     // A cancelled call writes no more rows; what was appended stays. The
-    // failed read a cancel causes may come before OnCancel: ask the call.
+    // call is asked too, for a cancel whose OnCancel has not run yet. A
+    // failed read seen before gRPC knows of the cancel still looks like a
+    // half-close: its buffered rows are written (a replay answers them).
     if (cancelled_.load() || call_->IsCancelled()) {
       return End(absl::CancelledError("import cancelled"));
     }
