@@ -102,7 +102,8 @@ absl::Status SalesStore::IndexAcceptedQuotes() {
   std::vector<std::string> accepted;
   auto it = db().NewIterator(kAcceptedQuotesFamily);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (!absl::StartsWith(View(it->key()), absl::string_view("\0", 1)) && !IsOrderedKey(View(it->key()))) {
+    if (!absl::StartsWith(View(it->key()), absl::string_view("\0", 1)) &&
+        !IsOrderedKey(View(it->key()))) {
       accepted.emplace_back(View(it->key()));
     }
   }
