@@ -309,6 +309,14 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
   return consumer;
 }
 
+size_t AssignedCount(RdKafka::KafkaConsumer& consumer) {
+  std::vector<RdKafka::TopicPartition*> assignment;
+  consumer.assignment(assignment);
+  const size_t n = assignment.size();
+  RdKafka::TopicPartition::destroy(assignment);
+  return n;
+}
+
 std::string ToJson(const google::protobuf::Message& m, bool pretty) {
   std::string out;
   google::protobuf::util::JsonPrintOptions o;
@@ -411,12 +419,9 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   }
   // A broker without any of the topics (another cluster, an embedded broker
   // started afresh) would "rebuild" an empty database to swap in.
-  std::vector<RdKafka::TopicPartition*> assignment;
-  (*consumer)->assignment(assignment);
   // Partitions still to reach their end. librdkafka reports an end again
   // each time a partition's end moves on, so each partition counts once.
-  size_t open_partitions = assignment.size();
-  RdKafka::TopicPartition::destroy(assignment);
+  size_t open_partitions = AssignedCount(**consumer);
   if (open_partitions == 0 || total == 0) {
     std::fprintf(stderr, "crmctl rebuild: %s on %s: nothing to rebuild from\n",
                  open_partitions == 0 ? "none of the topics exists" : "the topics hold no events",
@@ -665,24 +670,12 @@ int Tail(int argc, char** argv) {
     std::fprintf(stderr, "crmctl tail: %s\n", consumer.status().ToString().c_str());
     return 1;
   }
-  {
-    std::vector<RdKafka::TopicPartition*> assignment;
-    (*consumer)->assignment(assignment);
-    const bool none = assignment.empty();
-    RdKafka::TopicPartition::destroy(assignment);
-    if (none) {
-      std::fprintf(stderr, "crmctl tail: no topic %s on the brokers\n", argv[2]);
-      return 1;
-    }
-  }
   // --until-end: partitions still to reach the end they have when reached
   // (librdkafka reports an end again each time it moves on).
-  size_t open_partitions = 0;
-  {
-    std::vector<RdKafka::TopicPartition*> assignment;
-    (*consumer)->assignment(assignment);
-    open_partitions = assignment.size();
-    RdKafka::TopicPartition::destroy(assignment);
+  size_t open_partitions = AssignedCount(**consumer);
+  if (open_partitions == 0) {
+    std::fprintf(stderr, "crmctl tail: no topic %s on the brokers\n", argv[2]);
+    return 1;
   }
   const bool until_end = HasFlag(argc, argv, "--until-end");
   absl::flat_hash_set<int32_t> at_end;
