@@ -37,6 +37,17 @@ EventContext ForRequest(EventContext ctx, const std::string& request_id) {
   return ctx;
 }
 
+// The payload of an event a reaction takes, with the customer it names.
+template <typename Payload>
+absl::StatusOr<Payload> EventFor(const crm::v1::EventEnvelope& event) {
+  Payload payload;
+  if (!event.payload().UnpackTo(&payload)) {
+    return Invalid("payload", absl::StrCat("not a ", Payload::descriptor()->full_name()));
+  }
+  CRM_RETURN_IF_ERROR(CheckId("customer_id", payload.customer_id()));
+  return payload;
+}
+
 // The context of work caused by another event: same correlation, caused by
 // that event, at that event's time (a replay decides the same way).
 EventContext ForEvent(const crm::v1::EventEnvelope& event) {
@@ -973,11 +984,7 @@ absl::StatusOr<crm::v1::GetForecastResponse> SalesCommands::GetForecast(
 // ---------------------------------------------------------------- reactions
 
 absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& event) {
-  crm::v1::LeadConverted converted;
-  if (!event.payload().UnpackTo(&converted)) {
-    return Invalid("payload", "not a crm.v1.LeadConverted");
-  }
-  CRM_RETURN_IF_ERROR(CheckId("customer_id", converted.customer_id()));
+  CRM_ASSIGN_OR_RETURN(const auto converted, EventFor<crm::v1::LeadConverted>(event));
   const EventContext ctx = ForEvent(event);
   const auto& contact = converted.contact();
 
@@ -1042,11 +1049,7 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
 }
 
 absl::Status SalesCommands::RecordSpendFromInvoice(const crm::v1::EventEnvelope& event) {
-  crm::v1::InvoiceRequested invoice;
-  if (!event.payload().UnpackTo(&invoice)) {
-    return Invalid("payload", "not a crm.v1.InvoiceRequested");
-  }
-  CRM_RETURN_IF_ERROR(CheckId("customer_id", invoice.customer_id()));
+  CRM_ASSIGN_OR_RETURN(const auto invoice, EventFor<crm::v1::InvoiceRequested>(event));
   RecordSpend command{invoice.contract_id(), invoice.totals().total(), settings_.loyalty};
   return Execute<crm::v1::Customer>(
              CustomerStream(invoice.customer_id()),
@@ -1062,11 +1065,7 @@ absl::Status SalesCommands::RecordSpendFromInvoice(const crm::v1::EventEnvelope&
 }
 
 absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& event) {
-  crm::v1::ChurnRiskRaised raised;
-  if (!event.payload().UnpackTo(&raised)) {
-    return Invalid("payload", "not a crm.v1.ChurnRiskRaised");
-  }
-  CRM_RETURN_IF_ERROR(CheckId("customer_id", raised.customer_id()));
+  CRM_ASSIGN_OR_RETURN(const auto raised, EventFor<crm::v1::ChurnRiskRaised>(event));
   const EventContext ctx = ForEvent(event);
   if (ctx.occurred_at < settings_.clock() - kRetentionAlertsKept) return absl::OkStatus();
   const std::string request_key = absl::StrCat("OpenRetentionTask/", event.event_id());

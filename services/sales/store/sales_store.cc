@@ -48,13 +48,13 @@ namespace {
 constexpr absl::string_view kIndexed("\0indexed", 8);
 constexpr absl::string_view kIndexedOrders("\0indexed-2", 10);
 
+constexpr absl::string_view kOrderedSuffix("\0ordered", 8);
+
 std::string OrderedKey(absl::string_view opportunity_id) {
-  return absl::StrCat(opportunity_id, absl::string_view("\0ordered", 8));
+  return absl::StrCat(opportunity_id, kOrderedSuffix);
 }
 
-bool IsOrderedKey(absl::string_view key) {
-  return absl::EndsWith(key, absl::string_view("\0ordered", 8));
-}
+bool IsOrderedKey(absl::string_view key) { return absl::EndsWith(key, kOrderedSuffix); }
 
 // Each state row under `prefix`, parsed as `Message`.
 template <typename Message, typename Visit>
