@@ -528,6 +528,48 @@ TEST_F(AuthTest, OwnerSeesOwnRecordsAndListsAreScoped) {
   EXPECT_EQ(leads.leads(0).lead_id(), b_.lead_id);
 }
 
+// A filter narrowed to nothing for a rep still checks the request: the
+// rep learns of a bad token or page size as an admin would, not from an
+// empty page that looks like "no records".
+TEST_F(AuthTest, ScopedListsStillRefuseBadInput) {
+  auto expect_invalid = [](const grpc::Status& st, const std::string& field) {
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_NE(st.error_message().find(field), std::string::npos) << st.error_message();
+  };
+  auto sales_a = crm::v1::SalesService::NewStub(stack_->Channel("sales", kRepA));
+  crm::v1::ListCustomersRequest lc;
+  lc.set_owner_id("rep-b");
+  lc.mutable_page()->set_page_token("garbage");
+  crm::v1::ListCustomersResponse customers;
+  expect_invalid(sales_a->ListCustomers(Ctx().get(), lc, &customers), "page.page_token");
+  lc.mutable_page()->clear_page_token();
+  lc.mutable_page()->set_page_size(-1);
+  expect_invalid(sales_a->ListCustomers(Ctx().get(), lc, &customers), "page.page_size");
+
+  crm::v1::ListOpportunitiesRequest lo;
+  lo.set_owner_id("rep-b");
+  lo.set_close_date_from("2026-13-01");
+  crm::v1::ListOpportunitiesResponse opps;
+  expect_invalid(sales_a->ListOpportunities(Ctx().get(), lo, &opps), "close_date_from");
+  lo.clear_close_date_from();
+  lo.mutable_page()->set_page_token("garbage");
+  expect_invalid(sales_a->ListOpportunities(Ctx().get(), lo, &opps), "page.page_token");
+
+  auto leads_a = crm::v1::LeadsService::NewStub(stack_->Channel("leads", kRepA));
+  crm::v1::ListLeadsRequest ll;
+  ll.set_queue("unassigned");
+  ll.mutable_page()->set_page_token("garbage");
+  crm::v1::ListLeadsResponse leads;
+  expect_invalid(leads_a->ListLeads(Ctx().get(), ll, &leads), "page.page_token");
+  ll.mutable_page()->clear_page_token();
+  ll.mutable_page()->set_page_size(-1);
+  expect_invalid(leads_a->ListLeads(Ctx().get(), ll, &leads), "page.page_size");
+  // The same narrowed request, well formed, is an empty page.
+  ll.mutable_page()->clear_page_size();
+  ASSERT_TRUE(leads_a->ListLeads(Ctx().get(), ll, &leads).ok());
+  EXPECT_EQ(leads.leads_size(), 0);
+}
+
 TEST_F(AuthTest, MissingAndForeignRecordsLookTheSameToARep) {
   auto leads = crm::v1::LeadsService::NewStub(stack_->Channel("leads", kRepA));
   crm::v1::Lead lead;

@@ -252,8 +252,7 @@ absl::StatusOr<std::optional<std::string>> LeadCommands::SurvivingHomeOf(
   return std::string();  // retired, and no contact of the lead finds its home
 }
 
-absl::StatusOr<crm::v1::ListLeadsResponse> LeadCommands::ListLeads(
-    const crm::v1::ListLeadsRequest& r) const {
+absl::StatusOr<LeadQuery> LeadCommands::ListLeadsQuery(const crm::v1::ListLeadsRequest& r) {
   LeadQuery q;
   CRM_ASSIGN_OR_RETURN(q.page_size, PageSize(r.page()));
   if (!r.owner_id().empty() && !r.queue().empty()) {
@@ -281,6 +280,12 @@ absl::StatusOr<crm::v1::ListLeadsResponse> LeadCommands::ListLeads(
   if (!crm::v1::LeadSort_IsValid(r.sort())) return Invalid("sort", "unknown order");
   q.sort = r.sort();
   CRM_ASSIGN_OR_RETURN(q.page_token, OpenPageToken(r, r.page().page_token(), "page.page_token"));
+  return q;
+}
+
+absl::StatusOr<crm::v1::ListLeadsResponse> LeadCommands::ListLeads(
+    const crm::v1::ListLeadsRequest& r) const {
+  CRM_ASSIGN_OR_RETURN(const LeadQuery q, ListLeadsQuery(r));
   CRM_ASSIGN_OR_RETURN(auto response, store_.ListLeads(q));
   response.set_next_page_token(SealPageToken(r, response.next_page_token()));
   return response;

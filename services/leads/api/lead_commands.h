@@ -47,6 +47,9 @@ class LeadCommands {
   absl::StatusOr<crm::v1::Lead> GetLead(const crm::v1::GetLeadRequest& request) const;
   absl::StatusOr<crm::v1::ListLeadsResponse> ListLeads(
       const crm::v1::ListLeadsRequest& request) const;
+  // The request checked (page token included) and turned into a query: a
+  // caller whose slice of the filter is empty is still told of bad input.
+  static absl::StatusOr<LeadQuery> ListLeadsQuery(const crm::v1::ListLeadsRequest& request);
   absl::StatusOr<crm::v1::GetLeadHistoryResponse> GetLeadHistory(
       const crm::v1::GetLeadHistoryRequest& request) const;
 

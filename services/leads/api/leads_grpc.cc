@@ -297,6 +297,7 @@ grpc::ServerUnaryReactor* LeadsGrpc::ListLeads(grpc::CallbackServerContext* ctx,
         } else if (staff && r.queue().empty() && r.owner_id().empty()) {
           scoped.set_owner_id(caller.subject);
         } else {
+          CRM_RETURN_IF_ERROR(LeadCommands::ListLeadsQuery(r).status());
           return crm::v1::ListLeadsResponse();
         }
         return commands_.ListLeads(scoped);

@@ -309,18 +309,24 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::GetCustomer(
   return LoadCustomer(request.customer_id());
 }
 
-absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
-    const crm::v1::ListCustomersRequest& request,
-    const std::function<bool(const crm::v1::Customer&)>& visible) const {
+absl::StatusOr<crm::v1::PageRequest> SalesCommands::OpenListCustomers(
+    const crm::v1::ListCustomersRequest& request) {
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
   CRM_RETURN_IF_ERROR(CheckText("territory", request.territory(), 64));
   CRM_RETURN_IF_ERROR(CheckOptionalId("tier", request.tier()));
+  CRM_RETURN_IF_ERROR(SalesStore::PageSize(request.page()).status());
+  return OpenPage(request, request.page());
+}
+
+absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
+    const crm::v1::ListCustomersRequest& request,
+    const std::function<bool(const crm::v1::Customer&)>& visible) const {
+  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenListCustomers(request));
   // Territories compare as access compares them: a converted account keeps
   // its lead's spelling of the region.
   auto in_territory = [&](const crm::v1::Customer& c) {
     return request.territory().empty() || auth::SameTerritory(c.territory(), request.territory());
   };
-  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenPage(request, request.page()));
   CRM_ASSIGN_OR_RETURN(
       auto page, store_.List<crm::v1::Customer>(
                      kCustomersFamily, "", opened_page, [&](const crm::v1::Customer& c) {
@@ -431,23 +437,30 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::GetOpportunity(
   return WithActivity(std::move(o));
 }
 
-absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunities(
-    const crm::v1::ListOpportunitiesRequest& request,
-    const std::function<bool(const crm::v1::Opportunity&)>& visible) const {
+absl::StatusOr<crm::v1::PageRequest> SalesCommands::OpenListOpportunities(
+    const crm::v1::ListOpportunitiesRequest& request) {
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalId("stage_id", request.stage_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalId("customer_id", request.customer_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalDate("close_date_from", request.close_date_from()));
   CRM_RETURN_IF_ERROR(CheckOptionalDate("close_date_to", request.close_date_to()));
+  // An empty range is a caller's mistake, as in GetForecast, not an empty page.
+  if (!request.close_date_from().empty() && !request.close_date_to().empty() &&
+      request.close_date_to() < request.close_date_from()) {
+    return Invalid("close_date_to", "before close_date_from");
+  }
+  CRM_RETURN_IF_ERROR(SalesStore::PageSize(request.page()).status());
+  return OpenPage(request, request.page());
+}
+
+absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunities(
+    const crm::v1::ListOpportunitiesRequest& request,
+    const std::function<bool(const crm::v1::Opportunity&)>& visible) const {
+  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenListOpportunities(request));
   const absl::Time now = settings_.clock();
   // ISO dates compare as strings.
   const std::string& from = request.close_date_from();
   const std::string& to = request.close_date_to();
-  // An empty range is a caller's mistake, as in GetForecast, not an empty page.
-  if (!from.empty() && !to.empty() && to < from) {
-    return Invalid("close_date_to", "before close_date_from");
-  }
-  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenPage(request, request.page()));
   CRM_ASSIGN_OR_RETURN(
       auto page,
       store_.List<crm::v1::Opportunity>(

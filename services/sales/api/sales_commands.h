@@ -60,6 +60,10 @@ class SalesCommands {
   absl::StatusOr<crm::v1::ListCustomersResponse> ListCustomers(
       const crm::v1::ListCustomersRequest& request,
       const std::function<bool(const crm::v1::Customer&)>& visible = nullptr) const;
+  // The request checked and its page opened: a caller whose slice of the
+  // filter is empty is still told of bad input.
+  static absl::StatusOr<crm::v1::PageRequest> OpenListCustomers(
+      const crm::v1::ListCustomersRequest& request);
 
   // ---- Opportunities ----
   absl::StatusOr<crm::v1::Opportunity> OpenOpportunity(
@@ -69,6 +73,8 @@ class SalesCommands {
   absl::StatusOr<crm::v1::ListOpportunitiesResponse> ListOpportunities(
       const crm::v1::ListOpportunitiesRequest& request,
       const std::function<bool(const crm::v1::Opportunity&)>& visible = nullptr) const;
+  static absl::StatusOr<crm::v1::PageRequest> OpenListOpportunities(
+      const crm::v1::ListOpportunitiesRequest& request);
   absl::StatusOr<crm::v1::Opportunity> ChangeOpportunityStage(
       const crm::v1::ChangeOpportunityStageRequest& request, EventContext ctx);
   absl::StatusOr<crm::v1::Opportunity> ReviseOpportunity(

@@ -201,6 +201,7 @@ grpc::ServerUnaryReactor* SalesGrpc::ListCustomers(grpc::CallbackServerContext* 
         crm::v1::ListCustomersRequest scoped = r;
         if (!caller.SeesEverything() && !caller.HasRole(auth::kRoleSalesManager)) {
           if (!r.owner_id().empty() && r.owner_id() != caller.subject) {
+            CRM_RETURN_IF_ERROR(SalesCommands::OpenListCustomers(r).status());
             return crm::v1::ListCustomersResponse();
           }
           scoped.set_owner_id(caller.subject);
@@ -250,6 +251,7 @@ grpc::ServerUnaryReactor* SalesGrpc::ListOpportunities(
         crm::v1::ListOpportunitiesRequest scoped = r;
         if (!caller.SeesEverything() && !caller.HasRole(auth::kRoleSalesManager)) {
           if (!r.owner_id().empty() && r.owner_id() != caller.subject) {
+            CRM_RETURN_IF_ERROR(SalesCommands::OpenListOpportunities(r).status());
             return crm::v1::ListOpportunitiesResponse();
           }
           scoped.set_owner_id(caller.subject);

@@ -119,10 +119,10 @@ class SalesStore {
 
   static std::string CustomerActivities(absl::string_view customer_id);
   static std::string OpportunityActivities(absl::string_view opportunity_id);
-
- private:
   // Parsed page size (default 50, at most 500) or INVALID_ARGUMENT.
   static absl::StatusOr<size_t> PageSize(const crm::v1::PageRequest& page);
+
+ private:
   absl::Status Scan(
       absl::string_view family, absl::string_view prefix, absl::string_view after,
       const std::function<absl::StatusOr<bool>(absl::string_view key, absl::string_view value)>&
