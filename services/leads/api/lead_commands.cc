@@ -67,20 +67,33 @@ absl::StatusOr<int32_t> PageSize(const crm::v1::PageRequest& page) {
   return std::min(page.page_size(), kMaxPageSize);
 }
 
-// Offset paging for small in-memory lists (rules, one lead's history).
-absl::StatusOr<size_t> PageOffset(const google::protobuf::Message& request,
-                                  const crm::v1::PageRequest& page) {
+// Offset paging for small in-memory lists (rules, one lead's history). The
+// token also holds a version of the list, so a next page after the list
+// changed under it is ABORTED rather than skipping or repeating items. A
+// token issued before versions were in it holds the offset alone.
+struct OffsetPosition {
+  size_t offset = 0;
+  std::optional<int64_t> version;
+};
+
+absl::StatusOr<OffsetPosition> OpenOffsetToken(const google::protobuf::Message& request,
+                                               const crm::v1::PageRequest& page) {
   CRM_ASSIGN_OR_RETURN(const std::string raw,
                        OpenPageToken(request, page.page_token(), "page.page_token"));
-  uint64_t offset = 0;
-  if (!raw.empty() && !absl::SimpleAtoi(raw, &offset)) {
+  OffsetPosition position;
+  if (raw.empty()) return position;
+  const std::vector<absl::string_view> parts = absl::StrSplit(raw, '@');
+  int64_t version = 0;
+  if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &position.offset) ||
+      (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &version))) {
     return Invalid("page.page_token", "not from this query");
   }
-  return offset;
+  if (parts.size() == 2) position.version = version;
+  return position;
 }
 
-std::string OffsetToken(const google::protobuf::Message& request, size_t offset) {
-  return SealPageToken(request, absl::StrCat(offset));
+std::string OffsetToken(const google::protobuf::Message& request, size_t offset, int64_t version) {
+  return SealPageToken(request, absl::StrCat(offset, "@", version));
 }
 
 // What the domain cannot know from the lead alone, filled in from the
@@ -295,8 +308,18 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
     const crm::v1::GetLeadHistoryRequest& request) const {
   CRM_RETURN_IF_ERROR(CheckId("lead_id", request.lead_id()));
   CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
-  CRM_ASSIGN_OR_RETURN(const size_t offset, PageOffset(request, request.page()));
+  CRM_ASSIGN_OR_RETURN(const OffsetPosition position, OpenOffsetToken(request, request.page()));
   CRM_ASSIGN_OR_RETURN(auto lead, store_.GetLead(request.lead_id()));
+  // Merged leads' events interleave with the survivor's by time: a merge
+  // between pages moves the events after the offset. The lead's own new
+  // events come last and move nothing, so only merges end a paging.
+  const int64_t merges = lead.merged_lead_ids_size();
+  if (position.version.has_value() && *position.version != merges) {
+    return absl::AbortedError(
+        "page.page_token: leads were merged into this one since the first page; read its "
+        "history again from the first page");
+  }
+  const size_t offset = position.offset;
   std::vector<std::string> streams = {LeadStream(lead.lead_id())};
   for (const auto& id : lead.merged_lead_ids()) streams.push_back(LeadStream(id));
   // In time order across the leads, and in version order within each:
@@ -331,7 +354,7 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
     if (!budget.Take(all[i].ByteSizeLong())) break;
     *response.add_events() = std::move(all[i]);
   }
-  if (i < all.size()) response.set_next_page_token(OffsetToken(request, i));
+  if (i < all.size()) response.set_next_page_token(OffsetToken(request, i, merges));
   return response;
 }
 
@@ -624,7 +647,7 @@ crm::v1::ListAssignmentRulesResponse RulesPage(const crm::v1::AssignmentRuleTabl
       // The table's version too: a page of a table changed since (a rule
       // disabled, the rules reordered) is not the next page of this one.
       response.set_next_page_token(
-          SealPageToken(query, absl::StrCat(offset + response.rules_size(), "@", table.version())));
+          OffsetToken(query, offset + response.rules_size(), table.version()));
       break;
     }
     *response.add_rules() = rule;
@@ -682,24 +705,16 @@ absl::StatusOr<crm::v1::AssignmentRule> LeadCommands::CreateAssignmentRule(
 absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ListAssignmentRules(
     const crm::v1::ListAssignmentRulesRequest& request) {
   CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
-  CRM_ASSIGN_OR_RETURN(const std::string raw,
-                       OpenPageToken(request, request.page().page_token(), "page.page_token"));
+  CRM_ASSIGN_OR_RETURN(const OffsetPosition position, OpenOffsetToken(request, request.page()));
   CRM_RETURN_IF_ERROR(EnsureRecovered());
   const std::shared_ptr<const crm::v1::AssignmentRuleTable> table = assigner_.Rules();
-  const std::vector<absl::string_view> parts = absl::StrSplit(raw, '@');
-  size_t offset = 0;
-  int64_t version = table->version();
-  // A token issued before versions were in it holds the offset alone.
-  if (!raw.empty() && (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &offset) ||
-                       (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &version)))) {
-    return Invalid("page.page_token", "not from this query");
+  if (position.version.has_value() && *position.version != table->version()) {
+    return absl::AbortedError(absl::StrCat(
+        "page.page_token: the rule table changed since the "
+        "first page (version ",
+        *position.version, ", now ", table->version(), "); list again from the first page"));
   }
-  if (version != table->version()) {
-    return absl::AbortedError(
-        absl::StrCat("page.page_token: the rule table changed since the "
-                     "first page (version ",
-                     version, ", now ", table->version(), "); list again from the first page"));
-  }
+  const size_t offset = position.offset;
   return RulesPage(*table, request, offset, page_size);
 }
 

@@ -1171,6 +1171,49 @@ TEST_F(LeadUseCaseTest, HistoryPagesStopShortOfTheReplyBound) {
   EXPECT_EQ(events, logged + Types(survivor).size());
 }
 
+// A merge between pages puts the merged lead's older events before the
+// offset: the next page would repeat what the reader has seen.
+TEST_F(LeadUseCaseTest, HistoryPagingEndsWhenALeadIsMergedInBetween) {
+  EventContext earlier = Ctx();
+  earlier.occurred_at -= absl::Hours(1);
+  auto older = *commands_->CaptureLead(Request("m", "lovelace@engines.example"), earlier);
+  auto survivor = *commands_->CaptureLead(Request("s", "ada@example.com"), Ctx());
+  ASSERT_TRUE(Qualify("q-s", survivor.lead_id()).ok());
+  crm::v1::GetLeadHistoryRequest history;
+  history.set_lead_id(survivor.lead_id());
+  history.mutable_page()->set_page_size(1);
+  auto first = commands_->GetLeadHistory(history);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->events_size(), 1);
+  ASSERT_FALSE(first->next_page_token().empty());
+  // Nothing merged yet: the token pages on.
+  history.mutable_page()->set_page_token(first->next_page_token());
+  ASSERT_TRUE(commands_->GetLeadHistory(history).ok());
+
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-between-pages");
+  merge.set_survivor_lead_id(survivor.lead_id());
+  merge.set_merged_lead_id(older.lead_id());
+  ASSERT_TRUE(commands_->MergeLeads(merge, Ctx()).ok());
+  auto next = commands_->GetLeadHistory(history);
+  EXPECT_EQ(next.status().code(), absl::StatusCode::kAborted) << next.status();
+  EXPECT_TRUE(absl::StrContains(next.status().message(), "page.page_token"));
+  // From the first page again, every event once, the merged lead's first.
+  history.mutable_page()->clear_page_token();
+  std::vector<std::string> seen;
+  do {
+    auto page = commands_->GetLeadHistory(history);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& e : page->events())
+      seen.push_back(absl::StrCat(e.stream(), "/", e.stream_version()));
+    history.mutable_page()->set_page_token(page->next_page_token());
+  } while (!history.page().page_token().empty() && seen.size() < 20);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front(), LeadStream(older.lead_id()) + "/1");
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+  EXPECT_EQ(seen.size(), Types(older.lead_id()).size() + Types(survivor.lead_id()).size());
+}
+
 TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
   auto survivor = *commands_->CaptureLead(Request("s", "ada@example.com", "+442079460958"), Ctx());
   auto merged = *commands_->CaptureLead(Request("m", "lovelace@engines.example"), Ctx());
