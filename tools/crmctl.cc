@@ -45,6 +45,7 @@
 #include "libs/common/backup.h"
 #include "libs/common/config.h"
 #include "libs/common/envelope.h"
+#include "libs/common/fnv.h"
 #include "libs/common/kafka.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/runtime.h"
@@ -598,24 +599,16 @@ int Digest(int argc, char** argv) {
     std::fprintf(stderr, "crmctl digest: cannot open --data-dir '%s'\n", dir.c_str());
     return 2;
   }
-  uint64_t h = 1469598103934665603ULL;
-  auto mix = [&h](const rocksdb::Slice& s) {
-    for (size_t i = 0; i < s.size(); ++i) {
-      h ^= static_cast<uint8_t>(s[i]);
-      h *= 1099511628211ULL;
-    }
-    h ^= 0xff;  // separator so "ab"+"c" differs from "a"+"bc"
-    h *= 1099511628211ULL;
-  };
+  crm::Fnv1a64 digest;
   uint64_t entries = 0;
   for (const char* family : crm::analytics::ViewDigestFamilies()) {
     auto it = (*db)->NewIterator(family);
     for (it->SeekToFirst(); it->Valid(); it->Next(), ++entries) {
-      mix(it->key());
-      mix(it->value());
+      digest.AddField(absl::string_view(it->key().data(), it->key().size()));
+      digest.AddField(absl::string_view(it->value().data(), it->value().size()));
     }
   }
-  std::printf("%016llx %llu entries\n", static_cast<unsigned long long>(h),
+  std::printf("%016llx %llu entries\n", static_cast<unsigned long long>(digest.value()),
               static_cast<unsigned long long>(entries));
   return 0;
 }

@@ -453,10 +453,7 @@ absl::StatusOr<int64_t> DeskStore::PublishedCount() const {
 }
 
 uint64_t DeskStore::RankDigest(uint64_t digest, absl::string_view article_id) {
-  // The terminator keeps ("ab","c") and ("a","bc") apart.
-  for (const char c : article_id)
-    digest = (digest ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
-  return (digest ^ 0xffU) * 0x100000001b3ULL;
+  return Fnv1a64(digest).AddField(article_id).value();
 }
 
 absl::StatusOr<DeskStore::ArticleSearchPage> DeskStore::SearchArticles(

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "crm/v1/service_desk.pb.h"
 #include "libs/common/event_store.h"
+#include "libs/common/fnv.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/striped_mutex.h"
 #include "services/service-desk/domain/settings.h"
@@ -156,7 +157,7 @@ class DeskStore {
     // whose ranking before it changed would skip or repeat hits.
     uint64_t before_digest = kEmptyRankDigest;
   };
-  static constexpr uint64_t kEmptyRankDigest = 0xcbf29ce484222325ULL;
+  static constexpr uint64_t kEmptyRankDigest = Fnv1a64::kOffsetBasis;
   // `digest` followed by `article_id`; stable across processes (FNV-1a).
   static uint64_t RankDigest(uint64_t digest, absl::string_view article_id);
   // Published articles: ranked by `words` (all of them when none, most
