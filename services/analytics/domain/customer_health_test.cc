@@ -325,6 +325,27 @@ TEST(CustomerHealthTest, EventsRaisedByTimersAreNoActivity) {
   EXPECT_EQ(DerivedAt(given, 150).last_seen().seconds(), 145 * kDay);
 }
 
+// Sales answers a churn alert with a retention-call task, stamped at the
+// alert's time: were that activity, the alert would clear itself.
+TEST(CustomerHealthTest, ATaskSalesOpensForAnAlertIsNoActivity) {
+  crm::v1::TaskCreated task;
+  task.set_task_id("task_1");
+  task.set_customer_id("cus_1");
+  std::vector<EventEnvelope> given = {
+      OrderPlacedAt("cus_1", "o1", 500, 0),
+      Envelope(task, "cus_1", "evt-task", "task-task_1", 1, 140 * kDay)};
+  given.back().set_actor("system:sales");
+  const auto view = DerivedAt(given, 150);
+  EXPECT_EQ(view.event_count(), 2);
+  EXPECT_EQ(view.last_seen().seconds(), 0);
+  EXPECT_EQ(Factor(view, "activity_recency"), 25);
+  EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_AT_RISK);
+
+  // A task a rep creates for the customer is.
+  given.back().set_actor("user:rep-1");
+  EXPECT_EQ(DerivedAt(given, 150).last_seen().seconds(), 140 * kDay);
+}
+
 TEST(CustomerHealthTest, ThresholdsComeFromTheSettings) {
   crm::v1::AnalyticsSettings s;
   s.set_churn_risk_threshold(30);

@@ -636,8 +636,13 @@ namespace {
 // churn risk lower itself.
 bool IsActivity(const EventEnvelope& event, const Payload& payload) {
   using namespace crm::v1;
+  const bool by_system = absl::StartsWith(event.actor(), "system:");
   // Closed by an agent is activity; by the desk's timer ("system:timer") not.
-  if (payload.As<TicketClosed>() != nullptr) return !absl::StartsWith(event.actor(), "system:");
+  if (payload.As<TicketClosed>() != nullptr) return !by_system;
+  // A task sales opens itself (the retention call a churn alert asks for)
+  // is work planned, not contact: counted, the alert would lower the risk
+  // that raised it and the customer would never become dormant.
+  if (payload.As<TaskCreated>() != nullptr) return !by_system;
   return payload.As<ChurnRiskRaised>() == nullptr &&
          payload.As<OpportunityWentStale>() == nullptr &&
          payload.As<TaskReminderRaised>() == nullptr &&
