@@ -1,10 +1,11 @@
+#include "libs/common/envelope.h"
+
 #include <memory>
 
 #include "absl/time/time.h"
 #include "crm/v1/envelope.pb.h"
 #include "crm/v1/leads.pb.h"
 #include "gtest/gtest.h"
-#include "libs/common/envelope.h"
 #include "libs/common/ids.h"
 #include "libs/common/kafka.h"
 
@@ -67,17 +68,19 @@ TEST(EnvelopeTest, StampedAfterIsLaterAsStored) {
 
 TEST(EnvelopeTest, CloudEventHeadersFollowTheKafkaBinding) {
   const auto e = SampleEnvelope();
-  auto headers = CloudEventHeaders(e);
-  auto get = [&](const std::string& k) {
+  auto headers = CloudEventHeaders(e, e.customer_id());
+  auto get = [](const std::string& k, const std::unique_ptr<RdKafka::Headers>& headers) {
     auto h = headers->get_last(k);
     return std::string(static_cast<const char*>(h.value()), h.value_size());
   };
-  EXPECT_EQ(get("ce_specversion"), "1.0");
-  EXPECT_EQ(get("ce_id"), e.event_id());
-  EXPECT_EQ(get("ce_type"), "crm.v1.LeadCaptured");
-  EXPECT_EQ(get("ce_source"), "crm/leads");
-  EXPECT_EQ(get("ce_time"), "2023-11-14T22:13:20.123456Z");
-  EXPECT_EQ(get("content-type").rfind("application/protobuf", 0), 0u);
+  EXPECT_EQ(get("ce_specversion", headers), "1.0");
+  EXPECT_EQ(get("ce_id", headers), e.event_id());
+  EXPECT_EQ(get("ce_type", headers), "crm.v1.LeadCaptured");
+  EXPECT_EQ(get("ce_source", headers), "crm/leads");
+  EXPECT_EQ(get("ce_time", headers), "2023-11-14T22:13:20.123456Z");
+  EXPECT_EQ(get("ce_partitionkey", headers), e.customer_id());
+  EXPECT_EQ(get("ce_partitionkey", CloudEventHeaders(e, "pii-key-k1")), "pii-key-k1");
+  EXPECT_EQ(get("content-type", headers).rfind("application/protobuf", 0), 0u);
 }
 
 TEST(IdsTest, IdsAreUniqueSortableAndPrefixed) {

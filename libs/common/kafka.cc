@@ -118,7 +118,8 @@ absl::StatusOr<KafkaSettings> ParseKafkaConnectionProperties(absl::string_view t
   return out;
 }
 
-std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope& e) {
+std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope& e,
+                                                    absl::string_view key) {
   std::unique_ptr<RdKafka::Headers> h(RdKafka::Headers::create());
   h->add("ce_specversion", "1.0");
   h->add("ce_id", e.event_id());
@@ -126,7 +127,7 @@ std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope
   h->add("ce_source", e.source());
   h->add("ce_subject", e.stream());
   h->add("ce_time", FormatRfc3339(FromProtoTimestamp(e.occurred_at())));
-  h->add("ce_partitionkey", e.customer_id());
+  h->add("ce_partitionkey", std::string(key));
   h->add("content-type", "application/protobuf; messageType=crm.v1.EventEnvelope");
   return h;
 }

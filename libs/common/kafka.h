@@ -48,8 +48,10 @@ absl::StatusOr<KafkaSettings> ParseKafkaConnectionProperties(absl::string_view t
 
 // CloudEvents Kafka protocol binding, binary mode: the value is the
 // serialized envelope and the ce_* headers let consumers route without
-// decoding it.
-std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope& e);
+// decoding it. `key` is the message's key, which ce_partitionkey repeats
+// (the customer id; a key record's stream on crm.keys.v1).
+std::unique_ptr<RdKafka::Headers> CloudEventHeaders(const crm::v1::EventEnvelope& e,
+                                                    absl::string_view key);
 
 // The message's header value, empty if absent.
 std::string HeaderValue(RdKafka::Message& m, absl::string_view name);

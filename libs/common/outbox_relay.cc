@@ -263,7 +263,7 @@ void OutboxRelay::ProduceFromOutbox() {
     // Key records are keyed by stream: a compacted topic keeps only a key's
     // last record, so a destroyed key's wrapped bytes are dropped.
     const std::string& key = key_record ? stream : entry.envelope.customer_id();
-    auto headers = CloudEventHeaders(entry.envelope);
+    auto headers = CloudEventHeaders(entry.envelope, key);
     const int64_t ts_ms = absl::ToUnixMillis(FromProtoTimestamp(entry.envelope.occurred_at()));
     const std::string& topic = key_record                     ? options_.keys_topic
                                : audit::IsAuditStream(stream) ? options_.audit_topic

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/common/kafka.h"
+#include "libs/common/pii/key_stream.h"
 #include "libs/common/testing/mock_cluster.h"
 #include "libs/common/testing/temp_dir.h"
 
@@ -21,11 +22,13 @@ namespace {
 
 constexpr char kTopic[] = "relay.test";
 constexpr char kAuditTestTopic[] = "relay.audit";
+constexpr char kKeysTestTopic[] = "relay.keys";
 
 // The topics the relay writes to.
 class MockCluster : public crm::testing::MockCluster {
  public:
-  MockCluster() : crm::testing::MockCluster({{kTopic, 2}, {kAuditTestTopic, 1}}) {}
+  MockCluster()
+      : crm::testing::MockCluster({{kTopic, 2}, {kAuditTestTopic, 1}, {kKeysTestTopic, 1}}) {}
 };
 
 // Threads of this process with the name `name` (/proc/self/task/*/comm).
@@ -345,6 +348,40 @@ TEST_F(OutboxRelayTest, AuditStreamsGoToTheAuditTopicOnly) {
   EXPECT_EQ(audit.size(), 5u);
   for (const auto& [id, count] : domain) EXPECT_TRUE(absl::StartsWith(id, "domain")) << id;
   for (const auto& [id, count] : audit) EXPECT_TRUE(absl::StartsWith(id, "audit")) << id;
+}
+
+// A key record is keyed by its stream (compaction keeps a key's last
+// record), and the CloudEvents partition key says so; domain events are
+// keyed by customer.
+TEST_F(OutboxRelayTest, TheMessageKeyAndCePartitionkeyAgree) {
+  RelayOptions options = Options();
+  options.keys_topic = kKeysTestTopic;
+  StartRelay(options);
+  ASSERT_TRUE(AppendTo(absl::StrCat(pii::kKeyStreamPrefix, "k1"), "key1").ok());
+  ASSERT_TRUE(AppendTo("lead-1", "domain1").ok());
+  auto keyed = [&](const std::string& topic) {
+    std::pair<std::string, std::string> key_and_header;
+    auto conf = MakeKafkaConf({{"bootstrap.servers", cluster_.bootstrap()},
+                               {"group.id", "relay-test-keys-" + topic},
+                               {"auto.offset.reset", "earliest"}});
+    EXPECT_TRUE(conf.ok()) << conf.status();
+    if (!conf.ok()) return key_and_header;
+    std::string err;
+    std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+        RdKafka::KafkaConsumer::create(conf->get(), err));
+    consumer->subscribe({topic});
+    for (const absl::Time deadline = absl::Now() + absl::Seconds(30); absl::Now() < deadline;) {
+      std::unique_ptr<RdKafka::Message> m(consumer->consume(100));
+      if (m->err() != RdKafka::ERR_NO_ERROR) continue;
+      key_and_header = {m->key() != nullptr ? *m->key() : "", HeaderValue(*m, "ce_partitionkey")};
+      break;
+    }
+    consumer->close();
+    return key_and_header;
+  };
+  const std::string key_stream = absl::StrCat(pii::kKeyStreamPrefix, "k1");
+  EXPECT_EQ(keyed(kKeysTestTopic), std::make_pair(key_stream, key_stream));
+  EXPECT_EQ(keyed(kTopic), std::make_pair(std::string("cus-domain1"), std::string("cus-domain1")));
 }
 
 // A log of refusals only leaves the domain topic empty for good: a restart

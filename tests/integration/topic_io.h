@@ -66,7 +66,7 @@ inline bool ProduceToTopic(const std::string& brokers, const std::string& topic,
   if (producer == nullptr) return false;
   for (const auto& e : events) {
     const std::string value = e.SerializeAsString();
-    auto headers = CloudEventHeaders(e);
+    auto headers = CloudEventHeaders(e, e.customer_id());
     const auto code =
         producer->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
                           const_cast<char*>(value.data()), value.size(), e.customer_id().data(),
