@@ -10,6 +10,7 @@
 #include "libs/common/kafka.h"
 #include "libs/common/log.h"
 #include "libs/common/outbox_relay.h"
+#include "libs/common/pii/field_sealer.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/runtime.h"
 #include "libs/common/service_host.h"
@@ -128,7 +129,9 @@ int main(int argc, char** argv) {
   }
 
   crm::BlockingExecutor executor(config->worker_threads, config->max_queued_calls);
-  crm::analytics::ViewStore views(**db, *settings);
+  crm::analytics::ViewStore views(**db, *settings, [&vault](const std::string& value) {
+    return crm::pii::Unreadable(value, **vault);
+  });
   crm::analytics::AnalyticsGrpc grpc_service(views, executor);
   // Views being rebuilt from the topics are partial: queries and churn
   // judgements (false alarms) wait until the subscriber is this close to the

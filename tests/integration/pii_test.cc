@@ -389,6 +389,37 @@ TEST(PiiTest, ErasingTheSurvivorOfAMergeErasesTheMergedCustomerEverywhere) {
   EXPECT_EQ(again.merged_customer_ids(0), hopper.customer_id());
 }
 
+// Erasing the record merged away leaves the survivor's data: the 360 view
+// of the group shows the survivor's email, not the erased record's later
+// one that no key opens any more.
+TEST(PiiTest, ErasingTheMergedAwayCustomerLeavesTheSurvivorsProfileReadable) {
+  Stack stack;
+  ASSERT_TRUE(stack.StartBroker());
+  ASSERT_TRUE(stack.Start("leads"));
+  ASSERT_TRUE(stack.Start("analytics"));
+  const auto grace = Capture(stack, "mra-1", "Grace", "Hopperfield", "grace@navy.example", "");
+  const auto hopper = Capture(stack, "mra-2", "Grace", "Hopperfield", "g.hopper@navy.example", "");
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("mra-merge");
+  merge.set_survivor_lead_id(grace.lead_id());
+  merge.set_merged_lead_id(hopper.lead_id());
+  crm::v1::MergeLeadsResponse merged;
+  ASSERT_OK(Unary([&](auto* ctx) { return stack.LeadsStub()->MergeLeads(ctx, merge, &merged); }));
+  // The later capture's email is the group's while it can be read.
+  ASSERT_TRUE(Eventually([&] {
+    return View(stack, grace.customer_id()).profile().email() == "g.hopper@navy.example";
+  })) << stack.analytics().Log();
+
+  crm::v1::EraseCustomerResponse erased;
+  ASSERT_OK(Erase(stack, hopper.customer_id(), "GDPR request 122", &erased));
+  EXPECT_EQ(GetLead(stack, grace.lead_id()).contact().email(), "grace@navy.example");
+  EXPECT_TRUE(Eventually([&] {
+    return View(stack, grace.customer_id()).profile().email() == "grace@navy.example";
+  })) << View(stack, grace.customer_id()).profile().email()
+      << "\n"
+      << stack.analytics().Log();
+}
+
 TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterErasure) {
   Stack stack;
   ASSERT_TRUE(stack.StartBroker());

@@ -204,22 +204,37 @@ absl::Status SealForCustomer(KeyVault& vault, const std::string& customer_id,
   return status;
 }
 
+namespace {
+
+// The plaintext of a sealed value; nullopt when its key is gone or it does
+// not authenticate.
+std::optional<std::string> OpenSealed(absl::string_view value, const KeyVault& vault) {
+  const absl::string_view rest = value.substr(kSealedPrefix.size());
+  const size_t dot = rest.find('.');
+  std::string sealed;
+  if (dot == absl::string_view::npos ||
+      !absl::WebSafeBase64Unescape(rest.substr(dot + 1), &sealed)) {
+    return std::nullopt;
+  }
+  const std::optional<Key> key = vault.Find(rest.substr(0, dot));
+  if (!key.has_value()) return std::nullopt;
+  absl::StatusOr<std::string> plain = Open(*key, sealed, rest.substr(0, dot));
+  if (!plain.ok()) return std::nullopt;
+  return *std::move(plain);
+}
+
+}  // namespace
+
 void OpenFields(Message& message, const KeyVault& vault) {
   ForEachPii(message, [&](std::string& value) {
     if (!IsSealed(value)) return false;
-    const absl::string_view rest = absl::string_view(value).substr(kSealedPrefix.size());
-    const size_t dot = rest.find('.');
-    std::string sealed;
-    std::optional<Key> key;
-    absl::StatusOr<std::string> plain = absl::DataLossError("malformed");
-    if (dot != absl::string_view::npos &&
-        absl::WebSafeBase64Unescape(rest.substr(dot + 1), &sealed) &&
-        (key = vault.Find(rest.substr(0, dot))).has_value()) {
-      plain = Open(*key, sealed, rest.substr(0, dot));
-    }
-    value = plain.ok() ? *std::move(plain) : std::string();
+    value = OpenSealed(value, vault).value_or(std::string());
     return true;
   });
+}
+
+bool Unreadable(absl::string_view value, const KeyVault& vault) {
+  return IsSealed(value) && !OpenSealed(value, vault).has_value();
 }
 
 absl::Status RefuseSealedInput(const Message& request) {

@@ -55,6 +55,8 @@ absl::Status RefuseSealedInput(const google::protobuf::Message& request);
 // no longer holds (the customer was erased) or that does not authenticate
 // becomes empty: the data is gone, not an error.
 void OpenFields(google::protobuf::Message& message, const KeyVault& vault);
+// Whether `value` is sealed and OpenFields would empty it.
+bool Unreadable(absl::string_view value, const KeyVault& vault);
 
 // Empties every PII field, sealed or not: for callers who may see a record
 // but not the personal data in it.

@@ -222,6 +222,13 @@ TEST(FieldSealerTest, SealsOnlyPiiFieldsAndOpensThemBack) {
   SealFields(request, *key);
   EXPECT_EQ(request.SerializeAsString(), once) << "sealed values are not sealed twice";
 
+  EXPECT_FALSE(Unreadable(sealed.email(), *leads.vault));
+  EXPECT_FALSE(Unreadable("ann@example.com", *leads.vault)) << "plaintext reads as it is";
+  // Another vault holds no key of cus_1: what it would open to nothing.
+  ServiceDb desk(dir.Sub("desk"), Master(), "crm/service-desk");
+  EXPECT_TRUE(Unreadable(sealed.email(), *desk.vault));
+  EXPECT_TRUE(Unreadable("pii1.garbage", *leads.vault));
+
   OpenFields(request, *leads.vault);
   EXPECT_EQ(request.contact().SerializeAsString(), Ann().SerializeAsString());
 }

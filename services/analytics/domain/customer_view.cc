@@ -537,6 +537,14 @@ void JoinProfile(Customer360& into, const Customer360& from) {
 
 }  // namespace
 
+void DropProfileValues(Customer360& view, const std::function<bool(const std::string&)>& gone) {
+  for (auto [value, stamp] : ProfileFields(view.mutable_profile(), view.mutable_profile_stamps())) {
+    if (value->empty() || !gone(*value)) continue;
+    value->clear();
+    stamp->Clear();
+  }
+}
+
 void JoinView(Customer360& into, const Customer360& from) {
   // A group knows its home if every member does.
   into.set_tracks_home(into.event_count() == 0 ? from.tracks_home()

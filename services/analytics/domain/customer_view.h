@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "crm/v1/analytics.pb.h"
@@ -23,6 +24,13 @@ crm::v1::TimelineEntry ApplyToView(crm::v1::Customer360& view, const crm::v1::Ev
 // summed, totals derived again. customer_id stays that of `into`; derive
 // the health after.
 void JoinView(crm::v1::Customer360& into, const crm::v1::Customer360& from);
+
+// Empties the profile values `gone` says can no longer be read (sealed with
+// a key destroyed by an erasure), with their stamps. Before a join: an
+// erased member's later email would otherwise hide the readable one of a
+// member who was not erased.
+void DropProfileValues(crm::v1::Customer360& view,
+                       const std::function<bool(const std::string&)>& gone);
 
 // One human-readable line for the timeline.
 std::string Summarize(const crm::v1::EventEnvelope& event);

@@ -166,7 +166,8 @@ absl::StatusOr<std::optional<crm::v1::Customer360>> LoadView(const Database& db,
 // The view of a group: one customer's as stored, several joined under the
 // primary's id. nullopt when no member has a view yet.
 absl::StatusOr<std::optional<crm::v1::Customer360>> GroupView(const Database& db,
-                                                              const MergedGroup& group) {
+                                                              const MergedGroup& group,
+                                                              const ValueTest& unreadable) {
   if (group.members.size() == 1) return LoadView(db, group.primary);
   crm::v1::Customer360 joined;
   joined.set_customer_id(group.primary);
@@ -174,6 +175,7 @@ absl::StatusOr<std::optional<crm::v1::Customer360>> GroupView(const Database& db
   for (const auto& member : group.members) {
     CRM_ASSIGN_OR_RETURN(auto view, LoadView(db, member));
     if (!view.has_value()) continue;
+    if (unreadable) DropProfileValues(*view, unreadable);
     JoinView(joined, *view);
     any = true;
     if (member != group.primary) joined.add_merged_customer_ids(member);
@@ -188,7 +190,8 @@ absl::StatusOr<std::optional<crm::v1::Customer360>> GroupView(const Database& db
 absl::StatusOr<std::optional<crm::v1::Customer360>> ScannedView(const Database& db,
                                                                 const CustomerMerges& merges,
                                                                 const std::string& customer_id,
-                                                                const rocksdb::Slice& value) {
+                                                                const rocksdb::Slice& value,
+                                                                const ValueTest& unreadable) {
   const MergedGroup group =
       merges.empty() ? MergedGroup{customer_id, {customer_id}} : merges.GroupOf(customer_id);
   if (group.members.size() == 1) {
@@ -203,7 +206,7 @@ absl::StatusOr<std::optional<crm::v1::Customer360>> ScannedView(const Database& 
     CRM_ASSIGN_OR_RETURN(auto earlier, db.Get(kCustomers, member));
     if (earlier.has_value()) return std::nullopt;  // yielded at that member's row
   }
-  return GroupView(db, group);
+  return GroupView(db, group, unreadable);
 }
 
 }  // namespace
@@ -376,7 +379,8 @@ absl::Status ViewStore::ForEachCustomer(
   CRM_ASSIGN_OR_RETURN(auto merges, LoadAllMerges(db_));
   auto it = db_.NewIterator(kCustomers);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    CRM_ASSIGN_OR_RETURN(auto view, ScannedView(db_, merges, it->key().ToString(), it->value()));
+    CRM_ASSIGN_OR_RETURN(auto view,
+                         ScannedView(db_, merges, it->key().ToString(), it->value(), unreadable_));
     if (!view.has_value()) continue;
     DeriveHealth(*view, now, config_);
     CRM_RETURN_IF_ERROR(fn(*view));
@@ -413,7 +417,7 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
   std::string last_row;
   for (; it->Valid(); it->Next()) {
     const std::string row = it->key().ToString();
-    CRM_ASSIGN_OR_RETURN(auto found, ScannedView(db_, merges, row, it->value()));
+    CRM_ASSIGN_OR_RETURN(auto found, ScannedView(db_, merges, row, it->value(), unreadable_));
     if (!found.has_value()) continue;
     crm::v1::Customer360& view = *found;
     DeriveHealth(view, now, config_);
@@ -459,7 +463,7 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
   CRM_ASSIGN_OR_RETURN(const Page page, ParsePage(page_size, page_token, "timeline_page."));
 
   CRM_ASSIGN_OR_RETURN(const MergedGroup group, LoadGroup(db_, customer_id));
-  CRM_ASSIGN_OR_RETURN(auto found, GroupView(db_, group));
+  CRM_ASSIGN_OR_RETURN(auto found, GroupView(db_, group, unreadable_));
   if (!found.has_value()) {
     return absl::NotFoundError(absl::StrCat("customer ", customer_id, " not found"));
   }

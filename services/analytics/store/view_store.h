@@ -64,11 +64,18 @@ class Customer360Projection final : public Projection {
 // unset (zero) before the first event.
 absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db);
 
+// Whether a stored value can no longer be read (pii::Unreadable).
+using ValueTest = std::function<bool(const std::string&)>;
+
 // Reads the views.
 class ViewStore {
  public:
-  explicit ViewStore(const Database& db, AnalyticsConfig config = AnalyticsConfig::Defaults())
-      : db_(db), config_(std::move(config)) {}
+  // `unreadable`, if given, tells values sealed with a destroyed key: the
+  // view of a merged group takes each profile field from members whose
+  // value can still be read.
+  explicit ViewStore(const Database& db, AnalyticsConfig config = AnalyticsConfig::Defaults(),
+                     ValueTest unreadable = nullptr)
+      : db_(db), config_(std::move(config)), unreadable_(std::move(unreadable)) {}
 
   // NOT_FOUND for a customer never seen. Pages through the timeline oldest
   // first; page_size defaults to 50 and is capped at 500. Churn risk, CLV,
@@ -106,6 +113,7 @@ class ViewStore {
  private:
   const Database& db_;
   AnalyticsConfig config_;
+  ValueTest unreadable_;
 };
 
 }  // namespace crm::analytics

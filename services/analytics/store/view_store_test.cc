@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
@@ -500,6 +501,50 @@ TEST_F(ViewStoreTest, MergedCustomersReadAsOneViewWhateverTheOrder) {
   auto reordered = ViewStore(*other_db).GetCustomer360("cus_b", 0, "");
   ASSERT_TRUE(reordered.ok()) << reordered.status();
   EXPECT_EQ(reordered->SerializeAsString(), b->SerializeAsString());
+}
+
+// The merged-away customer was erased: its key is gone, and its later
+// email would read as nothing. The group shows the survivor's, which can
+// still be read; fields no member can read stay empty.
+TEST_F(ViewStoreTest, AnErasedMembersValuesDoNotHideTheOthers) {
+  using namespace testing;
+  auto captured = [](const std::string& customer, const std::string& lead, const std::string& email,
+                     const std::string& phone, int64_t seconds, int64_t offset) {
+    crm::v1::LeadCaptured c;
+    c.set_lead_id(lead);
+    c.set_customer_id(customer);
+    c.mutable_contact()->set_email(email);
+    c.mutable_contact()->set_phone(phone);
+    c.set_company("Acme");
+    return OnTopic("crm.leads.v1", offset,
+                   Envelope(c, customer, "evt-" + lead, "lead-" + lead, 1, seconds));
+  };
+  ASSERT_TRUE(subscriber_
+                  ->ApplyBatch({captured("cus_y", "ly", "pii1.live.a", "", 1000, 0),
+                                captured("cus_x", "lx", "pii1.gone.b", "pii1.gone.c", 2000, 1),
+                                LeadsMergedAt("cus_y", "ly", "cus_x", "lx", 3000, 2)})
+                  .ok());
+  // Without the test the later value wins, and would open to nothing.
+  EXPECT_EQ(views_->GetCustomer360("cus_y", 0, "")->profile().email(), "pii1.gone.b");
+
+  const ViewStore checked(*db_, AnalyticsConfig::Defaults(), [](const std::string& value) {
+    return absl::StartsWith(value, "pii1.gone.");
+  });
+  for (const char* asked : {"cus_y", "cus_x"}) {
+    auto view = checked.GetCustomer360(asked, 0, "");
+    ASSERT_TRUE(view.ok()) << view.status();
+    EXPECT_EQ(view->profile().email(), "pii1.live.a") << asked;
+    EXPECT_EQ(view->profile().phone(), "") << asked;
+    EXPECT_EQ(view->profile().company(), "Acme") << asked;
+  }
+  std::vector<std::string> emails;
+  ASSERT_TRUE(checked
+                  .ForEachCustomer([&](const crm::v1::Customer360& v) {
+                    emails.push_back(v.profile().email());
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(emails, std::vector<std::string>{"pii1.live.a"});
 }
 
 // A group is listed once, where its first member's row is, and the page
