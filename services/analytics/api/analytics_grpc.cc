@@ -15,11 +15,11 @@ absl::StatusOr<std::vector<google::protobuf::Any>> ExportedView(const ViewStore&
   if (ready && !ready()) {
     return absl::UnavailableError("analytics is rebuilding its views; ask again when it is ready");
   }
-  auto view = views.GetCustomer360(customer_id, 1, "");
+  // The person as the other services export it: the customer and those
+  // merged into it, not a customer it was merged into.
+  auto view = views.GetMembersView(customer_id, vault.WithMerged(customer_id));
   if (absl::IsNotFound(view.status())) return std::vector<google::protobuf::Any>{};
   if (!view.ok()) return view.status();
-  view->clear_timeline();
-  view->clear_next_page_token();
   pii::OpenFields(*view, vault);
   std::vector<google::protobuf::Any> out(1);
   out.front().PackFrom(*view);

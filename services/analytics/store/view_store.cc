@@ -1,5 +1,6 @@
 #include "services/analytics/store/view_store.h"
 
+#include <algorithm>
 #include <functional>
 
 #include "absl/strings/escaping.h"
@@ -474,6 +475,21 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
   CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, kTimeline, group.members, page, view.ByteSizeLong(),
                                            view.mutable_timeline()));
   view.set_next_page_token(std::move(next));
+  return std::move(*found);
+}
+
+absl::StatusOr<crm::v1::Customer360> ViewStore::GetMembersView(
+    const std::string& customer_id, const std::vector<std::string>& members) const {
+  MergedGroup group{customer_id, members};
+  if (std::find(members.begin(), members.end(), customer_id) == members.end()) {
+    group.members.insert(group.members.begin(), customer_id);
+  }
+  CRM_ASSIGN_OR_RETURN(auto found, GroupView(db_, group, unreadable_));
+  if (!found.has_value()) {
+    return absl::NotFoundError(absl::StrCat("customer ", customer_id, " not found"));
+  }
+  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
+  DeriveHealth(*found, now, config_);
   return std::move(*found);
 }
 

@@ -84,6 +84,15 @@ class ViewStore {
                                                       int32_t page_size,
                                                       const std::string& page_token) const;
 
+  // The view of `members` alone (a person and the customers merged into
+  // it, as an export or an erasure counts them: pii::KeyVault::WithMerged),
+  // joined under `customer_id` and derived at the clock, without its
+  // timeline. Not the whole merged group GetCustomer360 shows: an export of
+  // a customer merged into another must not hold the other's data.
+  // NOT_FOUND when none of them has a view.
+  absl::StatusOr<crm::v1::Customer360> GetMembersView(
+      const std::string& customer_id, const std::vector<std::string>& members) const;
+
   // Aggregates the funnel records at read time: a scan of the lead and
   // opportunity records, so projection writes stay per-entity.
   absl::StatusOr<crm::v1::Funnel> GetFunnel(const crm::v1::GetFunnelRequest& request) const;

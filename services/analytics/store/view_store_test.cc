@@ -425,6 +425,46 @@ ConsumedMessage LeadsMergedAt(const std::string& survivor_customer,
                                             "lead-" + survivor_lead, 2, seconds));
 }
 
+// An export covers the person as every service's export does: the customer
+// and those merged into it. A customer merged into another is exported
+// alone, not with the survivor's data the 360 view joins to it.
+TEST_F(ViewStoreTest, AnExportHoldsTheCustomerAndThoseMergedIntoItOnly) {
+  using namespace testing;
+  ASSERT_TRUE(
+      subscriber_
+          ->ApplyBatch({OnTopic("crm.leads.v1", 0, LeadCapturedAt("cus_y", "ly", 40, 1000)),
+                        OnTopic("crm.leads.v1", 1, LeadCapturedAt("cus_x", "lx", 60, 1050)),
+                        OnTopic("crm.sales.v1", 0, OrderPlacedAt("cus_y", "o1", 5000, 1100)),
+                        LeadsMergedAt("cus_y", "ly", "cus_x", "lx", 1300, 2)})
+          .ok());
+  auto vault = pii::KeyVault::Open(*db_, nullptr, pii::RandomKey(), "crm/analytics");
+  ASSERT_TRUE(vault.ok()) << vault.status();
+  (*vault)->Merged("cus_x", "cus_y");
+  auto ready = [] { return true; };
+  auto exported_view = [&](const std::string& customer_id) {
+    crm::v1::Customer360 view;
+    auto exported = ExportedView(*views_, **vault, ready, customer_id);
+    EXPECT_TRUE(exported.ok()) << exported.status();
+    if (exported.ok() && exported->size() == 1) EXPECT_TRUE((*exported)[0].UnpackTo(&view));
+    return view;
+  };
+  const crm::v1::Customer360 merged_away = exported_view("cus_x");
+  EXPECT_EQ(merged_away.customer_id(), "cus_x");
+  EXPECT_EQ(merged_away.merged_customer_ids_size(), 0);
+  EXPECT_EQ(std::vector<std::string>(merged_away.lead_ids().begin(), merged_away.lead_ids().end()),
+            std::vector<std::string>{"lx"});
+  EXPECT_EQ(merged_away.orders_size(), 0) << "the survivor's order";
+
+  const crm::v1::Customer360 survivor = exported_view("cus_y");
+  EXPECT_EQ(survivor.customer_id(), "cus_y");
+  EXPECT_EQ(std::vector<std::string>(survivor.merged_customer_ids().begin(),
+                                     survivor.merged_customer_ids().end()),
+            std::vector<std::string>{"cus_x"});
+  EXPECT_EQ(survivor.lead_ids_size(), 2);
+  EXPECT_EQ(survivor.orders_size(), 1);
+  EXPECT_EQ(survivor.timeline_size(), 0);
+}
+
 // One person captured twice, as two customers, then merged (MergeLeads):
 // both read as one view under the survivor, whichever id is asked for and
 // whatever order the merge and the merged customer's events arrive in.
