@@ -13,11 +13,13 @@ absl::StatusOr<std::vector<google::protobuf::Any>> ExportedView(const ViewStore&
                                                                 const std::function<bool()>& ready,
                                                                 const std::string& customer_id) {
   if (ready && !ready()) {
-    return absl::UnavailableError("analytics is rebuilding its views; ask again when it is ready");
+    return absl::UnavailableError(
+        "analytics is behind the topics (rebuilding its views, or after a burst); ask again when "
+        "it has caught up");
   }
   // The person as the other services export it: the customer and those
   // merged into it, not a customer it was merged into.
-  auto view = views.GetMembersView(customer_id, vault.WithMerged(customer_id));
+  auto view = views.GetExportedView(customer_id);
   if (absl::IsNotFound(view.status())) return std::vector<google::protobuf::Any>{};
   if (!view.ok()) return view.status();
   pii::OpenFields(*view, vault);

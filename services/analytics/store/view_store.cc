@@ -1,6 +1,5 @@
 #include "services/analytics/store/view_store.h"
 
-#include <algorithm>
 #include <functional>
 
 #include "absl/strings/escaping.h"
@@ -114,8 +113,11 @@ std::string MergeKey(char direction, absl::string_view customer, absl::string_vi
   return key;
 }
 
-// The group of `customer_id`, read link by link from the merge rows.
-absl::StatusOr<MergedGroup> LoadGroup(const Database& db, const std::string& customer_id) {
+// The group of `customer_id`, read link by link from the merge rows. With
+// `merged_into_only`: the customer and those merged into it, any number of
+// steps (the person an export or an erasure counts), under its own id.
+absl::StatusOr<MergedGroup> LoadGroup(const Database& db, const std::string& customer_id,
+                                      bool merged_into_only = false) {
   CustomerMerges merges;
   absl::btree_set<std::string> seen = {customer_id};
   std::vector<std::string> todo = {customer_id};
@@ -124,6 +126,7 @@ absl::StatusOr<MergedGroup> LoadGroup(const Database& db, const std::string& cus
     const std::string customer = std::move(todo.back());
     todo.pop_back();
     for (char direction : {kMergedInto, kMergedFrom}) {
+      if (merged_into_only && direction == kMergedInto) continue;
       const std::string prefix = MergeKey(direction, customer, "");
       for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
         const std::string other = it->key().ToString().substr(prefix.size());
@@ -137,6 +140,7 @@ absl::StatusOr<MergedGroup> LoadGroup(const Database& db, const std::string& cus
       CRM_RETURN_IF_ERROR(FromRocks(it->status()));
     }
   }
+  if (merged_into_only) return MergedGroup{customer_id, {seen.begin(), seen.end()}};
   return merges.GroupOf(customer_id);
 }
 
@@ -464,26 +468,15 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
   CRM_ASSIGN_OR_RETURN(const Page page, ParsePage(page_size, page_token, "timeline_page."));
 
   CRM_ASSIGN_OR_RETURN(const MergedGroup group, LoadGroup(db_, customer_id));
-  CRM_ASSIGN_OR_RETURN(auto found, GroupView(db_, group, unreadable_));
-  if (!found.has_value()) {
-    return absl::NotFoundError(absl::StrCat("customer ", customer_id, " not found"));
-  }
-  crm::v1::Customer360& view = *found;
-  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
-  DeriveHealth(view, now, config_);
-
+  CRM_ASSIGN_OR_RETURN(crm::v1::Customer360 view, DerivedView(customer_id, group));
   CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, kTimeline, group.members, page, view.ByteSizeLong(),
                                            view.mutable_timeline()));
   view.set_next_page_token(std::move(next));
-  return std::move(*found);
+  return view;
 }
 
-absl::StatusOr<crm::v1::Customer360> ViewStore::GetMembersView(
-    const std::string& customer_id, const std::vector<std::string>& members) const {
-  MergedGroup group{customer_id, members};
-  if (std::find(members.begin(), members.end(), customer_id) == members.end()) {
-    group.members.insert(group.members.begin(), customer_id);
-  }
+absl::StatusOr<crm::v1::Customer360> ViewStore::DerivedView(const std::string& customer_id,
+                                                            const MergedGroup& group) const {
   CRM_ASSIGN_OR_RETURN(auto found, GroupView(db_, group, unreadable_));
   if (!found.has_value()) {
     return absl::NotFoundError(absl::StrCat("customer ", customer_id, " not found"));
@@ -491,6 +484,14 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetMembersView(
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
   DeriveHealth(*found, now, config_);
   return std::move(*found);
+}
+
+absl::StatusOr<crm::v1::Customer360> ViewStore::GetExportedView(
+    const std::string& customer_id) const {
+  if (customer_id.empty()) return absl::InvalidArgumentError("customer_id: required");
+  CRM_ASSIGN_OR_RETURN(const MergedGroup group,
+                       LoadGroup(db_, customer_id, /*merged_into_only=*/true));
+  return DerivedView(customer_id, group);
 }
 
 absl::StatusOr<crm::v1::ListAuditEntriesResponse> ViewStore::ListAuditEntries(

@@ -13,6 +13,7 @@
 #include "libs/common/database.h"
 #include "libs/common/subscriber.h"
 #include "services/analytics/domain/analytics_settings.h"
+#include "services/analytics/domain/customer_merge.h"
 
 namespace crm::analytics {
 
@@ -84,14 +85,12 @@ class ViewStore {
                                                       int32_t page_size,
                                                       const std::string& page_token) const;
 
-  // The view of `members` alone (a person and the customers merged into
-  // it, as an export or an erasure counts them: pii::KeyVault::WithMerged),
-  // joined under `customer_id` and derived at the clock, without its
-  // timeline. Not the whole merged group GetCustomer360 shows: an export of
-  // a customer merged into another must not hold the other's data.
+  // The view of the customer and those merged into it (the person an
+  // export or an erasure counts), derived at the clock, without its
+  // timeline: not the whole merged group GetCustomer360 shows, so an export
+  // of a customer merged into another holds nothing of the other's.
   // NOT_FOUND when none of them has a view.
-  absl::StatusOr<crm::v1::Customer360> GetMembersView(
-      const std::string& customer_id, const std::vector<std::string>& members) const;
+  absl::StatusOr<crm::v1::Customer360> GetExportedView(const std::string& customer_id) const;
 
   // Aggregates the funnel records at read time: a scan of the lead and
   // opportunity records, so projection writes stay per-entity.
@@ -120,6 +119,10 @@ class ViewStore {
   const AnalyticsConfig& config() const { return config_; }
 
  private:
+  // The view of `group`, answered as `customer_id`, derived at the clock.
+  absl::StatusOr<crm::v1::Customer360> DerivedView(const std::string& customer_id,
+                                                   const MergedGroup& group) const;
+
   const Database& db_;
   AnalyticsConfig config_;
   ValueTest unreadable_;

@@ -439,7 +439,6 @@ TEST_F(ViewStoreTest, AnExportHoldsTheCustomerAndThoseMergedIntoItOnly) {
           .ok());
   auto vault = pii::KeyVault::Open(*db_, nullptr, pii::RandomKey(), "crm/analytics");
   ASSERT_TRUE(vault.ok()) << vault.status();
-  (*vault)->Merged("cus_x", "cus_y");
   auto ready = [] { return true; };
   auto exported_view = [&](const std::string& customer_id) {
     crm::v1::Customer360 view;
