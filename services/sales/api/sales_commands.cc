@@ -314,8 +314,9 @@ absl::StatusOr<crm::v1::PageRequest> SalesCommands::OpenListCustomers(
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
   CRM_RETURN_IF_ERROR(CheckText("territory", request.territory(), 64));
   CRM_RETURN_IF_ERROR(CheckOptionalId("tier", request.tier()));
-  CRM_RETURN_IF_ERROR(SalesStore::PageSize(request.page()).status());
-  return OpenPage(request, request.page());
+  CRM_ASSIGN_OR_RETURN(crm::v1::PageRequest opened, OpenPage(request, request.page()));
+  CRM_RETURN_IF_ERROR(SalesStore::PageSize(opened).status());
+  return opened;
 }
 
 absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
@@ -449,8 +450,9 @@ absl::StatusOr<crm::v1::PageRequest> SalesCommands::OpenListOpportunities(
       request.close_date_to() < request.close_date_from()) {
     return Invalid("close_date_to", "before close_date_from");
   }
-  CRM_RETURN_IF_ERROR(SalesStore::PageSize(request.page()).status());
-  return OpenPage(request, request.page());
+  CRM_ASSIGN_OR_RETURN(crm::v1::PageRequest opened, OpenPage(request, request.page()));
+  CRM_RETURN_IF_ERROR(SalesStore::PageSize(opened).status());
+  return opened;
 }
 
 absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunities(
