@@ -1,6 +1,6 @@
 #include "libs/common/fnv.h"
 
-#include <gtest/gtest.h>
+#include "gtest/gtest.h"
 
 namespace crm {
 namespace {

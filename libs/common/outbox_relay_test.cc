@@ -369,6 +369,8 @@ TEST_F(OutboxRelayTest, TheMessageKeyAndCePartitionkeyAgree) {
     std::string err;
     std::unique_ptr<RdKafka::KafkaConsumer> consumer(
         RdKafka::KafkaConsumer::create(conf->get(), err));
+    EXPECT_NE(consumer, nullptr) << err;
+    if (consumer == nullptr) return key_and_header;
     consumer->subscribe({topic});
     for (const absl::Time deadline = absl::Now() + absl::Seconds(30); absl::Now() < deadline;) {
       std::unique_ptr<RdKafka::Message> m(consumer->consume(100));

@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
+#include "libs/common/page_token.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/pii/key_stream.h"
 #include "libs/common/reply_budget.h"
@@ -1198,6 +1199,14 @@ TEST_F(LeadUseCaseTest, HistoryPagingEndsWhenALeadIsMergedInBetween) {
   auto next = commands_->GetLeadHistory(history);
   EXPECT_EQ(next.status().code(), absl::StatusCode::kAborted) << next.status();
   EXPECT_TRUE(absl::StrContains(next.status().message(), "page.page_token"));
+  // A token from before merge counts were in it (the offset alone) still
+  // pages, as it did.
+  crm::v1::GetLeadHistoryRequest legacy = history;
+  legacy.mutable_page()->clear_page_token();
+  legacy.mutable_page()->set_page_token(SealPageToken(legacy, "1"));
+  auto legacy_page = commands_->GetLeadHistory(legacy);
+  ASSERT_TRUE(legacy_page.ok()) << legacy_page.status();
+  EXPECT_EQ(legacy_page->events_size(), 1);
   // From the first page again, every event once, the merged lead's first.
   history.mutable_page()->clear_page_token();
   std::vector<std::string> seen;

@@ -349,6 +349,14 @@ TEST_F(ArticleCommandsTest, ANextPageAfterTheHitsBeforeItMovedIsAborted) {
 
 // Paging reaches every hit of a large knowledge base, ranked or newest
 // first, and the newest-first order holds across pages.
+// Page tokens handed out hold this digest: it must not change with a new
+// build, or every search paged across an upgrade would be ABORTED.
+TEST(RankDigestTest, StaysTheValueTokensWereIssuedWith) {
+  EXPECT_EQ(DeskStore::RankDigest(DeskStore::kEmptyRankDigest, "art_1"), 0xe7c648cc0d642c5fULL);
+  EXPECT_NE(DeskStore::RankDigest(DeskStore::RankDigest(DeskStore::kEmptyRankDigest, "a"), "bc"),
+            DeskStore::RankDigest(DeskStore::RankDigest(DeskStore::kEmptyRankDigest, "ab"), "c"));
+}
+
 TEST_F(ArticleCommandsTest, SearchPagesReachEveryHitOfALargeKnowledgeBase) {
   constexpr int kArticles = 2050;
   std::vector<std::string> created;
