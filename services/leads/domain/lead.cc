@@ -173,12 +173,18 @@ std::string Who(const crm::v1::Lead& lead) {
   return lead.company().empty() ? name : absl::StrCat(name, " (", lead.company(), ")");
 }
 
-// The reason of the assignment a conversion for another owner makes.
+// The reasons the service's own assignments give (LeadAssigned.reason):
+// a caller's AssignLead may not give one of them, so consumers can tell a
+// conversion or a merge from a person's hand-over.
 constexpr absl::string_view kConverted = "converted";
+constexpr absl::string_view kReservedReasons[] = {kConverted, "merged", "rule", "capture"};
+
+// What the new owner is told.
+enum class Notice { kAssigned, kConverted };
 
 // LeadAssigned, plus OwnerNotified when a person gets the lead.
 void AssignmentEvents(const crm::v1::Lead& lead, const Assignment& a, absl::string_view reason,
-                      std::vector<LeadEvent>& events) {
+                      std::vector<LeadEvent>& events, Notice notice = Notice::kAssigned) {
   crm::v1::LeadAssigned assigned;
   assigned.set_lead_id(lead.lead_id());
   assigned.set_customer_id(lead.customer_id());
@@ -195,7 +201,7 @@ void AssignmentEvents(const crm::v1::Lead& lead, const Assignment& a, absl::stri
   notified.set_owner_id(a.owner_id);
   notified.set_lead_id(lead.lead_id());
   notified.set_customer_id(lead.customer_id());
-  if (reason == kConverted) {
+  if (notice == Notice::kConverted) {
     // Not work on the lead (it is converted): the opportunity it opens.
     notified.set_topic("lead_converted");
     notified.set_message(absl::StrCat("Lead converted for you: ", Who(lead),
@@ -328,7 +334,7 @@ absl::StatusOr<std::vector<LeadEvent>> DecideConvert(const crm::v1::Lead& lead,
   // Converted for someone else: the lead changes hands first, as any
   // assignment does, and its new owner is told.
   if (owner != lead.owner_id()) {
-    AssignmentEvents(lead, Assignment{.owner_id = owner}, kConverted, events);
+    AssignmentEvents(lead, Assignment{.owner_id = owner}, kConverted, events, Notice::kConverted);
   }
   events.push_back(std::move(e));
   return events;
@@ -386,7 +392,11 @@ absl::StatusOr<std::vector<LeadEvent>> DecideAbsorb(const crm::v1::Lead& lead,
   // merged lead: the person stays with them, as a missing field is taken
   // from the merged lead.
   if (lead.owner_id().empty() && !c.merged.owner_id().empty() && IsOpen(lead.status())) {
-    AssignmentEvents(lead,
+    // Told of the survivor as the merge leaves it: its score counts what
+    // the merged lead brought.
+    crm::v1::Lead merged = lead;
+    for (const auto& e : events) Apply(merged, e, absl::UnixEpoch());
+    AssignmentEvents(merged,
                      Assignment{.owner_id = c.merged.owner_id(), .team_id = c.merged.team_id()},
                      "merged", events);
   }
@@ -665,6 +675,13 @@ absl::StatusOr<AssignLead> ParseAssign(const crm::v1::AssignLeadRequest& r) {
     c.assignment.queue = r.queue();
   }
   if (auto st = CheckText("reason", r.reason(), kMaxReason); !st.ok()) return st;
+  for (const absl::string_view reserved : kReservedReasons) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(r.reason()), reserved)) {
+      return Invalid(
+          "reason",
+          absl::StrCat("\"", reserved, "\" is the service's own reason; say it in other words"));
+    }
+  }
   c.reason = r.reason();
   return c;
 }

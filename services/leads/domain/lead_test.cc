@@ -1,5 +1,7 @@
 #include "services/leads/domain/lead.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
 #include "libs/common/testing/given_when_then.h"
@@ -595,6 +597,14 @@ TEST(AssignTest, ManualAssignmentMovesTheLeadAndNotifies) {
   EXPECT_EQ(Fold(Plus(CapturedFor("usr_1"), events)).owner_id(), "usr_2");
 }
 
+// Only a conversion tells the new owner of an account and an opportunity.
+TEST(AssignTest, AManualAssignmentIsNotifiedAsOneWhateverItsReason) {
+  auto events = *Decide(Fold(CapturedFor("usr_1")),
+                        LeadCommand{AssignLead{kAnyVersion, {"usr_2", "", "", ""}, "converted"}});
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(std::get<crm::v1::OwnerNotified>(events[1]).topic(), "lead_assigned");
+}
+
 TEST(AssignTest, ToAQueueNotifiesNobody) {
   auto events =
       *Decide(Fold(CapturedFor("usr_1")), LeadCommand{AssignLead{0, {"", "", "partners", ""}, ""}});
@@ -676,6 +686,11 @@ TEST(MergeTest, AnUnownedSurvivorTakesTheMergedLeadsOwner) {
   EXPECT_EQ(std::get<crm::v1::OwnerNotified>(events.back()).owner_id(), "usr_9");
   auto lead = unowned;
   for (const auto& e : events) Apply(lead, e, absl::UnixEpoch());
+  // Told the score the merge leaves, not the one before it.
+  ASSERT_NE(lead.score().total(), unowned.score().total());
+  EXPECT_TRUE(absl::StrContains(std::get<crm::v1::OwnerNotified>(events.back()).message(),
+                                absl::StrCat("score ", lead.score().total())))
+      << std::get<crm::v1::OwnerNotified>(events.back()).message();
   EXPECT_EQ(lead.owner_id(), "usr_9");
   EXPECT_EQ(lead.queue(), "");
   // An owned survivor keeps its owner.
@@ -802,6 +817,15 @@ TEST(ParseTest, CommandRequestsNameTheBadField) {
   assign.set_owner_id("usr_1");
   assign.set_queue("q");
   ExpectInvalidField(ParseAssign(assign).status(), "owner_id");
+  // The service's own reasons tell consumers a conversion or a merge from
+  // a hand-over: a caller may not give one.
+  assign.clear_queue();
+  for (const char* reserved : {"converted", " Merged ", "rule", "capture"}) {
+    assign.set_reason(reserved);
+    ExpectInvalidField(ParseAssign(assign).status(), "reason");
+  }
+  assign.set_reason("converted at the trade show");
+  EXPECT_TRUE(ParseAssign(assign).ok());
 
   crm::v1::MergeLeadsRequest merge;
   merge.set_request_id("r");
