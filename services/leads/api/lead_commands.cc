@@ -146,18 +146,15 @@ absl::StatusOr<NewLead> PrepareNewLead(const CaptureLead& command,
 
 absl::Status LeadCommands::Recover() {
   std::lock_guard<std::mutex> lock(recover_mu_);
+  // Once only: a second load would replace the owners' counts with a scan
+  // that misses what commands running since have reserved.
+  if (recovered_) return absl::OkStatus();
   CRM_RETURN_IF_ERROR(assigner_.Load());
   recovered_ = true;
   return absl::OkStatus();
 }
 
-absl::Status LeadCommands::EnsureRecovered() {
-  {
-    std::lock_guard<std::mutex> lock(recover_mu_);
-    if (recovered_) return absl::OkStatus();
-  }
-  return Recover();
-}
+absl::Status LeadCommands::EnsureRecovered() { return Recover(); }
 
 // ---- capture ----
 

@@ -34,8 +34,8 @@ class LeadCommands {
  public:
   explicit LeadCommands(LeadStore& store) : store_(store), contacts_(store), assigner_(store) {}
 
-  // Reads the rule table and the owners' load. main() calls it before
-  // serving; otherwise the first command does.
+  // Reads the rule table and the owners' load, once. main() calls it
+  // before serving; otherwise the first command does.
   absl::Status Recover();
 
   // The service's event log (stored results of earlier calls among them).
