@@ -195,14 +195,10 @@ class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFac
 };
 
 // The PEM file a TLS flag names, "" when unset. Unreadable or empty is an
-// error, never a silent fall back to plaintext.
+// error (FileSetting), never a silent fall back to plaintext.
 absl::StatusOr<std::string> TlsFile(int argc, char** argv, const std::string& flag,
                                     const std::string& env) {
-  CRM_ASSIGN_OR_RETURN(std::string pem, crm::FileSetting(argc, argv, flag, env));
-  if (pem.empty() && !crm::Setting(argc, argv, flag, env, "").empty()) {
-    return absl::NotFoundError(absl::StrCat(flag, ": the file is empty"));
-  }
-  return pem;
+  return crm::FileSetting(argc, argv, flag, env);
 }
 
 // A channel to `target`: TLS when --tls-ca is set (plus a client

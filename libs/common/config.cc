@@ -120,7 +120,13 @@ absl::StatusOr<std::string> FileSetting(int argc, char** argv, const std::string
                                         const std::string& env) {
   const std::string path = Setting(argc, argv, flag, env, "");
   if (path.empty()) return std::string();
-  return ReadSettingFile(flag, path);
+  CRM_ASSIGN_OR_RETURN(std::string content, ReadSettingFile(flag, path));
+  // A Secret or ConfigMap mounted empty must not turn TLS, mTLS or a
+  // token key off, or connect to Kafka without its settings.
+  if (absl::StripAsciiWhitespace(content).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": the file is empty"));
+  }
+  return content;
 }
 
 namespace {

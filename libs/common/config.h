@@ -106,7 +106,8 @@ absl::StatusOr<std::string> Hs256KeySetting(int argc, char** argv);
 absl::StatusOr<KafkaSettings> KafkaConnectionSetting(int argc, char** argv);
 
 // The whole file a path setting names, "" when the setting is empty;
-// NOT_FOUND naming the setting when the file cannot be read.
+// NOT_FOUND naming the setting when the file cannot be read,
+// INVALID_ARGUMENT when it holds nothing but blanks.
 absl::StatusOr<std::string> FileSetting(int argc, char** argv, const std::string& flag,
                                         const std::string& env);
 

@@ -153,6 +153,25 @@ TEST(ConfigTest, TheTokenKeyIsReadByTheServicesRules) {
   EXPECT_EQ(*none, "");
 }
 
+// A file setting that names an empty file (a Secret mounted empty) stops
+// the start: read as unset, it would turn mTLS or TLS off, drop the RS256
+// key, or connect to Kafka without its settings.
+TEST(ConfigTest, ANamedFileThatIsEmptyStopsTheStart) {
+  testing::TempDir dir;
+  const std::string empty = dir.Sub("empty");
+  std::ofstream(empty) << " \n";
+  const std::string pem = dir.Sub("pem");
+  std::ofstream(pem) << "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  for (const auto& [flags, named] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--tls-cert=" + pem, "--tls-key=" + pem, "--tls-client-ca=" + empty}, "tls-client-ca"},
+           {{"--tls-cert=" + empty, "--tls-key=" + empty, "--allow-insecure"}, "tls-cert"},
+           {{"--jwt-rs256-public-key-file=" + empty}, "jwt-rs256-public-key-file"},
+           {{"--kafka-properties-file=" + empty}, "kafka-properties-file"}}) {
+    auto loaded = Load(flags);
+    EXPECT_EQ(loaded.status(), absl::InvalidArgumentError(named + ": the file is empty")) << named;
+  }
+}
+
 // A key file written with echo ends in a newline that is not part of the
 // key; a key given inline is taken byte for byte, as token issuers take it.
 TEST(ConfigTest, OnlyAKeyFileLosesItsTrailingNewline) {
