@@ -154,8 +154,6 @@ absl::Status LeadCommands::Recover() {
   return absl::OkStatus();
 }
 
-absl::Status LeadCommands::EnsureRecovered() { return Recover(); }
-
 // ---- capture ----
 
 absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
@@ -167,7 +165,7 @@ absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
   // A retry is answered from the first result without taking locks.
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return Parse<crm::v1::CaptureLeadResponse>(*earlier);
-  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  CRM_RETURN_IF_ERROR(Recover());
   ctx = ForRequest(std::move(ctx), request.request_id());
 
   leads::CaptureLead command;
@@ -365,7 +363,7 @@ absl::StatusOr<std::string> LeadCommands::Execute(const google::protobuf::Messag
   const std::string request_key = CallerRequestKey(ctx, command_key, request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return *std::move(earlier);
-  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  CRM_RETURN_IF_ERROR(Recover());
   auto guard = lead_locks_.Lock({lead_id});
   // A concurrent retry may have finished while this one waited.
   CRM_ASSIGN_OR_RETURN(earlier, store_.events().FindResponse(request_key));
@@ -493,7 +491,7 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
       CallerRequestKey(ctx, absl::StrCat("MergeLeads/", request.request_id()), request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return Parse<crm::v1::MergeLeadsResponse>(*earlier);
-  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  CRM_RETURN_IF_ERROR(Recover());
   ctx = ForRequest(std::move(ctx), request.request_id());
   const std::string& survivor_id = request.survivor_lead_id();
   const std::string& merged_id = request.merged_lead_id();
@@ -661,7 +659,7 @@ absl::StatusOr<std::string> LeadCommands::ChangeRules(
   const std::string request_key = CallerRequestKey(ctx, command_key, request);
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return *std::move(earlier);
-  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  CRM_RETURN_IF_ERROR(Recover());
   std::lock_guard<std::mutex> lock(assigner_.rule_change_mutex());
   CRM_ASSIGN_OR_RETURN(earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return *std::move(earlier);
@@ -703,7 +701,7 @@ absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ListAssignmen
     const crm::v1::ListAssignmentRulesRequest& request) {
   CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
   CRM_ASSIGN_OR_RETURN(const OffsetPosition position, OpenOffsetToken(request, request.page()));
-  CRM_RETURN_IF_ERROR(EnsureRecovered());
+  CRM_RETURN_IF_ERROR(Recover());
   const std::shared_ptr<const crm::v1::AssignmentRuleTable> table = assigner_.Rules();
   if (position.version.has_value() && *position.version != table->version()) {
     return absl::AbortedError(absl::StrCat(

@@ -90,7 +90,6 @@ class LeadCommands {
   LeadStore& store() { return store_; }
   ContactRegistry& contacts() { return contacts_; }
   Assigner& assigner() { return assigner_; }
-  absl::Status EnsureRecovered();
 
  private:
   // What a command on an existing lead produced, for its response.

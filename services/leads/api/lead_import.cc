@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
   if (!crm::v1::LeadChannel_IsValid(default_channel)) {
     return absl::InvalidArgumentError("default_channel: unknown channel");
   }
-  CRM_RETURN_IF_ERROR(commands_.EnsureRecovered());
+  CRM_RETURN_IF_ERROR(commands_.Recover());
   std::string import_key = ImportKeyOf(ctx, import_id);
   {
     std::lock_guard<std::mutex> lock(mu_);
