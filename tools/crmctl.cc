@@ -194,21 +194,18 @@ class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFac
   std::string token_;
 };
 
-// The PEM file a TLS flag names, "" when unset. Unreadable or empty is an
-// error (FileSetting), never a silent fall back to plaintext.
-absl::StatusOr<std::string> TlsFile(int argc, char** argv, const std::string& flag,
-                                    const std::string& env) {
-  return crm::FileSetting(argc, argv, flag, env);
-}
-
 // A channel to `target`: TLS when --tls-ca is set (plus a client
 // certificate for mTLS); with_token: every call carries a bearer token.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(int argc, char** argv,
                                                        const std::string& target, bool with_token) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
-  CRM_ASSIGN_OR_RETURN(std::string ca, TlsFile(argc, argv, "tls-ca", "CRM_TLS_CA"));
-  CRM_ASSIGN_OR_RETURN(std::string cert, TlsFile(argc, argv, "tls-cert", "CRM_TLS_CLIENT_CERT"));
-  CRM_ASSIGN_OR_RETURN(std::string key, TlsFile(argc, argv, "tls-key", "CRM_TLS_CLIENT_KEY"));
+  // Unreadable or empty files are errors (FileSetting), never a silent fall
+  // back to plaintext.
+  CRM_ASSIGN_OR_RETURN(std::string ca, crm::FileSetting(argc, argv, "tls-ca", "CRM_TLS_CA"));
+  CRM_ASSIGN_OR_RETURN(std::string cert,
+                       crm::FileSetting(argc, argv, "tls-cert", "CRM_TLS_CLIENT_CERT"));
+  CRM_ASSIGN_OR_RETURN(std::string key,
+                       crm::FileSetting(argc, argv, "tls-key", "CRM_TLS_CLIENT_KEY"));
   const bool tls = !ca.empty();
   if (tls) {
     grpc::SslCredentialsOptions o;
@@ -600,8 +597,8 @@ int Digest(int argc, char** argv) {
   for (const char* family : crm::analytics::ViewDigestFamilies()) {
     auto it = (*db)->NewIterator(family);
     for (it->SeekToFirst(); it->Valid(); it->Next(), ++entries) {
-      digest.AddField(absl::string_view(it->key().data(), it->key().size()));
-      digest.AddField(absl::string_view(it->value().data(), it->value().size()));
+      digest.AddField(crm::View(it->key()));
+      digest.AddField(crm::View(it->value()));
     }
   }
   std::printf("%016llx %llu entries\n", static_cast<unsigned long long>(digest.value()),
