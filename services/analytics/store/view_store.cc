@@ -488,7 +488,6 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::DerivedView(const std::string& c
 
 absl::StatusOr<crm::v1::Customer360> ViewStore::GetExportedView(
     const std::string& customer_id) const {
-  if (customer_id.empty()) return absl::InvalidArgumentError("customer_id: required");
   CRM_ASSIGN_OR_RETURN(const MergedGroup group,
                        LoadGroup(db_, customer_id, /*merged_into_only=*/true));
   return DerivedView(customer_id, group);

@@ -89,7 +89,8 @@ class ViewStore {
   // export or an erasure counts), derived at the clock, without its
   // timeline: not the whole merged group GetCustomer360 shows, so an export
   // of a customer merged into another holds nothing of the other's.
-  // NOT_FOUND when none of them has a view.
+  // NOT_FOUND when none of them has a view. `customer_id` is checked by
+  // the caller (the admin service's ExportCustomer).
   absl::StatusOr<crm::v1::Customer360> GetExportedView(const std::string& customer_id) const;
 
   // Aggregates the funnel records at read time: a scan of the lead and

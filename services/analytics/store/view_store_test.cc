@@ -444,7 +444,9 @@ TEST_F(ViewStoreTest, AnExportHoldsTheCustomerAndThoseMergedIntoItOnly) {
     crm::v1::Customer360 view;
     auto exported = ExportedView(*views_, **vault, ready, customer_id);
     EXPECT_TRUE(exported.ok()) << exported.status();
-    if (exported.ok() && exported->size() == 1) EXPECT_TRUE((*exported)[0].UnpackTo(&view));
+    if (exported.ok() && exported->size() == 1) {
+      EXPECT_TRUE((*exported)[0].UnpackTo(&view));
+    }
     return view;
   };
   const crm::v1::Customer360 merged_away = exported_view("cus_x");
