@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "absl/strings/escaping.h"
@@ -77,6 +78,13 @@ absl::StatusOr<crm::v1::PageRequest> OpenPage(const google::protobuf::Message& r
   if (!position.ok()) return position.status();
   opened.set_page_token(*std::move(position));
   return opened;
+}
+
+absl::StatusOr<size_t> PageSize(int32_t page_size, absl::string_view field, size_t fallback,
+                                size_t max) {
+  if (page_size < 0) return absl::InvalidArgumentError(absl::StrCat(field, ": negative"));
+  if (page_size == 0) return std::min(fallback, max);
+  return std::min(static_cast<size_t>(page_size), max);
 }
 
 }  // namespace crm

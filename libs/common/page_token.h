@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -28,5 +30,12 @@ absl::StatusOr<std::string> OpenPageToken(const google::protobuf::Message& reque
 absl::StatusOr<crm::v1::PageRequest> OpenPage(const google::protobuf::Message& request,
                                               const crm::v1::PageRequest& page,
                                               absl::string_view field = "page.page_token");
+
+// The rows a page holds: `fallback` for a page_size of 0, and a page_size
+// over `max` taken as `max`, alike in every service (a client asking for
+// more than a list gives gets full pages, not an error). A negative size is
+// INVALID_ARGUMENT naming `field` ("page.page_size").
+absl::StatusOr<size_t> PageSize(int32_t page_size, absl::string_view field, size_t fallback,
+                                size_t max);
 
 }  // namespace crm

@@ -73,5 +73,20 @@ TEST(PageTokenTest, AMalformedTokenIsRefusedNotReadAsAPosition) {
   }
 }
 
+TEST(PageSizeTest, ZeroIsTheDefaultAndOverTheMaximumIsTheMaximum) {
+  EXPECT_EQ(PageSize(0, "page.page_size", 50, 500).value(), 50u);
+  EXPECT_EQ(PageSize(7, "page.page_size", 50, 500).value(), 7u);
+  EXPECT_EQ(PageSize(500, "page.page_size", 50, 500).value(), 500u);
+  EXPECT_EQ(PageSize(501, "page.page_size", 50, 500).value(), 500u);
+  EXPECT_EQ(PageSize(INT32_MAX, "page.page_size", 50, 500).value(), 500u);
+  // A default above the maximum would hand out pages the maximum forbids.
+  EXPECT_EQ(PageSize(0, "page.page_size", 1000, 500).value(), 500u);
+}
+
+TEST(PageSizeTest, ANegativeSizeIsRefusedNamingTheField) {
+  EXPECT_EQ(PageSize(-1, "messages_page.page_size", 50, 500).status(),
+            absl::InvalidArgumentError("messages_page.page_size: negative"));
+}
+
 }  // namespace
 }  // namespace crm

@@ -8,6 +8,7 @@
 #include "libs/common/audit/audit_stream.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
+#include "libs/common/page_token.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
@@ -38,8 +39,8 @@ constexpr char kClockKey[] = "now";
 // A bound on the customers one group reads: merges are people found twice,
 // not thousands.
 constexpr size_t kMaxGroup = 256;
-constexpr int32_t kDefaultPage = 50;
-constexpr int32_t kMaxPage = 500;
+constexpr size_t kDefaultPage = 50;
+constexpr size_t kMaxPage = 500;
 
 // prefix \0 occurred_at stream_version event_id: the rows under one prefix
 // in event time order, so a page is one seek. The events of one command
@@ -59,16 +60,16 @@ std::string TimeOrderedKey(absl::string_view prefix, const crm::v1::EventEnvelop
 // A page request, checked: how many rows, and the time and event id the
 // page resumes after (empty for the first page).
 struct Page {
-  int32_t size = kDefaultPage;
+  size_t size = kDefaultPage;
   std::string after;
 };
 
 // `field` prefixes the field names in errors ("timeline_page.").
 absl::StatusOr<Page> ParsePage(int32_t page_size, const std::string& page_token,
                                absl::string_view field) {
-  if (page_size < 0) return absl::InvalidArgumentError(absl::StrCat(field, "page_size: negative"));
   Page page;
-  if (page_size > 0) page.size = std::min(page_size, kMaxPage);
+  CRM_ASSIGN_OR_RETURN(
+      page.size, PageSize(page_size, absl::StrCat(field, "page_size"), kDefaultPage, kMaxPage));
   if (!page_token.empty() &&
       (!absl::WebSafeBase64Unescape(page_token, &page.after) || page.after.size() < 8)) {
     return absl::InvalidArgumentError(absl::StrCat(field, "page_token: malformed"));
@@ -93,7 +94,7 @@ absl::StatusOr<std::string> ReadPage(const Database& db, const char* family,
   MergedScan scan(db, family, prefixes, page.after);
   for (; scan.Valid(); scan.Next()) {
     const rocksdb::Slice value = scan.value();
-    if (rows->size() == page.size || !budget.Take(value.size())) {
+    if (static_cast<size_t>(rows->size()) == page.size || !budget.Take(value.size())) {
       return absl::WebSafeBase64Escape(last_suffix);
     }
     if (!rows->Add()->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
@@ -400,10 +401,8 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
     return absl::InvalidArgumentError(
         "segment: unknown segment; one of high-value, potential, at-risk, dormant, churned");
   }
-  int32_t page_size = request.page().page_size();
-  if (page_size < 0) return absl::InvalidArgumentError("page.page_size: negative");
-  if (page_size == 0) page_size = kDefaultPage;
-  page_size = std::min(page_size, kMaxPage);
+  CRM_ASSIGN_OR_RETURN(const size_t page_size, PageSize(request.page().page_size(),
+                                                        "page.page_size", kDefaultPage, kMaxPage));
   std::string after;
   if (!request.page().page_token().empty() &&
       (!absl::WebSafeBase64Unescape(request.page().page_token(), &after) || after.empty() ||
@@ -430,7 +429,7 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
         view.segments().end()) {
       continue;
     }
-    if (response.members_size() == page_size) {
+    if (static_cast<size_t>(response.members_size()) == page_size) {
       response.set_next_page_token(absl::WebSafeBase64Escape(last_row));
       break;
     }

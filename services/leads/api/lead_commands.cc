@@ -62,9 +62,9 @@ absl::StatusOr<Message> Parse(const std::string& bytes) {
 }
 
 absl::StatusOr<int32_t> PageSize(const crm::v1::PageRequest& page) {
-  if (page.page_size() < 0) return Invalid("page.page_size", "negative");
-  if (page.page_size() == 0) return kDefaultPageSize;
-  return std::min(page.page_size(), kMaxPageSize);
+  CRM_ASSIGN_OR_RETURN(const size_t size, crm::PageSize(page.page_size(), "page.page_size",
+                                                        kDefaultPageSize, kMaxPageSize));
+  return static_cast<int32_t>(size);
 }
 
 // Offset paging for small in-memory lists (rules, one lead's history). The

@@ -5,6 +5,7 @@
 #include "libs/common/database.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
+#include "libs/common/page_token.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
@@ -214,14 +215,12 @@ absl::Status SalesStore::ForgetDueTask(const crm::v1::Task& task) {
 }
 
 absl::StatusOr<size_t> SalesStore::PageSize(const crm::v1::PageRequest& page) {
-  if (page.page_size() < 0) {
-    return absl::InvalidArgumentError("page.page_size: must not be negative");
-  }
+  CRM_ASSIGN_OR_RETURN(const size_t size, ::crm::PageSize(page.page_size(), "page.page_size",
+                                                          kDefaultPageSize, kMaxPageSize));
   if (page.page_token().size() > 128) {
     return absl::InvalidArgumentError("page.page_token: not a token of this list");
   }
-  if (page.page_size() == 0) return kDefaultPageSize;
-  return std::min(static_cast<size_t>(page.page_size()), kMaxPageSize);
+  return size;
 }
 
 absl::Status SalesStore::Scan(

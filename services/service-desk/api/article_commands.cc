@@ -19,8 +19,8 @@ namespace crm::service_desk {
 namespace {
 
 constexpr size_t kMaxQuery = 500;
-constexpr int32_t kDefaultSearchPage = 10;
-constexpr int32_t kMaxSearchPage = 100;
+constexpr size_t kDefaultSearchPage = 10;
+constexpr size_t kMaxSearchPage = 100;
 constexpr size_t kMaxQueryTerms = 20;
 
 // Every article command names its article in the request's article_id.
@@ -146,11 +146,8 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
   CRM_RETURN_IF_ERROR(CheckText("query", r.query(), kMaxQuery));
   CRM_ASSIGN_OR_RETURN(auto tags, NormalizeTags(ToVector(r.tags()), "tags"));
   CRM_RETURN_IF_ERROR(CheckText("product", r.product(), 100));
-  if (r.page().page_size() < 0) return InvalidField("page.page_size", "negative");
-  if (r.page().page_size() > kMaxSearchPage) {
-    return InvalidField("page.page_size", absl::StrCat("at most ", kMaxSearchPage));
-  }
-  const size_t page_size = r.page().page_size() > 0 ? r.page().page_size() : kDefaultSearchPage;
+  CRM_ASSIGN_OR_RETURN(const size_t page_size, PageSize(r.page().page_size(), "page.page_size",
+                                                        kDefaultSearchPage, kMaxSearchPage));
   CRM_ASSIGN_OR_RETURN(const std::string position,
                        OpenPageToken(r, r.page().page_token(), "page.page_token"));
   // "offset@digest": the digest of the ids ranked before the offset. A

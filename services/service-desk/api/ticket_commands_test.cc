@@ -1043,8 +1043,27 @@ TEST_F(TicketCommandsTest, ListFiltersAndPages) {
             0u);
   bad.clear_assignee_id();
   bad.mutable_page()->set_page_token("");
-  bad.mutable_page()->set_page_size(501);
-  EXPECT_EQ(tickets_->ListTickets(bad).status().message().substr(0, 15), "page.page_size:");
+  bad.mutable_page()->set_page_size(-1);
+  EXPECT_EQ(tickets_->ListTickets(bad).status(),
+            absl::InvalidArgumentError("page.page_size: negative"));
+}
+
+// A page size over the maximum (500) is taken as the maximum, as in the
+// other services' lists, not refused.
+TEST_F(TicketCommandsTest, APageSizeOverTheMaximumGivesPagesOfTheMaximum) {
+  for (int i = 0; i < 501; ++i) Open(absl::StrCat("cap", i), "cus_cap");
+  std::string token;
+  std::vector<int> sizes;
+  do {
+    auto page = List([&](auto& l) {
+      l.set_customer_id("cus_cap");
+      l.mutable_page()->set_page_size(100'000);
+      l.mutable_page()->set_page_token(token);
+    });
+    sizes.push_back(page.tickets_size());
+    token = page.next_page_token();
+  } while (!token.empty() && sizes.size() < 5);
+  EXPECT_EQ(sizes, (std::vector<int>{500, 1}));
 }
 
 // A selective filter over a large book: each page examines a bounded
@@ -1156,8 +1175,14 @@ TEST_F(TicketCommandsTest, ALongConversationComesInPages) {
   bad.mutable_messages_page()->set_page_token("x");
   EXPECT_EQ(tickets_->GetTicket(bad).status().message().substr(0, 25), "messages_page.page_token:");
   bad.mutable_messages_page()->set_page_token("");
-  bad.mutable_messages_page()->set_page_size(501);
-  EXPECT_EQ(tickets_->GetTicket(bad).status().message().substr(0, 24), "messages_page.page_size:");
+  bad.mutable_messages_page()->set_page_size(-1);
+  EXPECT_EQ(tickets_->GetTicket(bad).status(),
+            absl::InvalidArgumentError("messages_page.page_size: negative"));
+  // The conversation comes whole by default: no page size is too large.
+  bad.mutable_messages_page()->set_page_size(100'000);
+  auto unbounded = tickets_->GetTicket(bad);
+  ASSERT_TRUE(unbounded.ok()) << unbounded.status();
+  EXPECT_GT(unbounded->messages_size(), 0);
 }
 
 }  // namespace

@@ -13,7 +13,6 @@ constexpr size_t kMaxText = 20000;
 constexpr size_t kMaxName = 100;
 constexpr size_t kMaxNote = 5000;
 constexpr size_t kMaxComment = 2000;
-constexpr int32_t kMaxPageSize = 500;
 
 absl::Status CheckTicketRef(const std::string& request_id, const std::string& ticket_id,
                             int64_t expected_version) {
@@ -114,9 +113,6 @@ namespace {
 // `field`: the request's name for the page, e.g. "page".
 absl::Status CheckPageSize(absl::string_view field, const crm::v1::PageRequest& page) {
   if (page.page_size() < 0) return InvalidField(absl::StrCat(field, ".page_size"), "negative");
-  if (page.page_size() > kMaxPageSize) {
-    return InvalidField(absl::StrCat(field, ".page_size"), absl::StrCat("at most ", kMaxPageSize));
-  }
   return absl::OkStatus();
 }
 

@@ -15,6 +15,7 @@
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
+#include "libs/common/page_token.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/status_macros.h"
@@ -37,7 +38,8 @@ constexpr char kArticles[] = "articles";                 // article id -> Articl
 constexpr char kTerms[] = "article_terms";               // term \0 article -> weight | "" gone
 constexpr char kPublished[] = "published_articles";  // article id -> publish time | "" unpublished
 
-constexpr int32_t kDefaultPageSize = 50;
+constexpr size_t kDefaultPageSize = 50;
+constexpr size_t kMaxPageSize = 500;
 
 std::string Pair(absl::string_view a, absl::string_view b) { return absl::StrCat(PrefixKey(a), b); }
 
@@ -192,7 +194,8 @@ absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequ
       !absl::WebSafeBase64Unescape(r.page().page_token(), &after)) {
     return absl::InvalidArgumentError("page.page_token: malformed");
   }
-  const size_t page_size = r.page().page_size() > 0 ? r.page().page_size() : kDefaultPageSize;
+  CRM_ASSIGN_OR_RETURN(const size_t page_size, PageSize(r.page().page_size(), "page.page_size",
+                                                        kDefaultPageSize, kMaxPageSize));
   std::vector<std::string> customers = group;
   if (customers.empty()) customers.push_back(r.customer_id());
   // One cursor per customer: one given twice would list its tickets twice.
