@@ -158,7 +158,9 @@ TEST_F(ViewStoreTest, ATimelinePageStopsShortOfTheReplyBoundWithTheRestOfTheView
   do {
     auto view = views_->GetCustomer360("cus_big", 500, token);
     ASSERT_TRUE(view.ok()) << view.status();
-    if (pages == 0) ASSERT_EQ(view->lead_ids_size(), kLeads);
+    if (pages == 0) {
+      ASSERT_EQ(view->lead_ids_size(), kLeads);
+    }
     EXPECT_LE(view->ByteSizeLong(), kMaxReplyBytes);
     EXPECT_GT(view->timeline_size(), 0);
     for (const auto& e : view->timeline()) EXPECT_TRUE(seen.insert(e.event_id()).second);
