@@ -465,6 +465,9 @@ void Apply(Ticket& t, const TicketEvent& event, absl::Time occurred_at) {
           t.set_reopen_count(t.reopen_count() + 1);
           t.clear_resolved_at();
           t.clear_reopen_until();
+          // The note described a resolution that did not hold. A linked
+          // solution article stays: linking is its own command.
+          t.clear_resolution_note();
           *t.mutable_first_response() = e.first_response();
           *t.mutable_resolution() = e.resolution();
         } else if constexpr (std::is_same_v<E, crm::v1::TicketSolutionLinked>) {

@@ -378,9 +378,12 @@ TEST(ResolveTest, OnlyActiveTicketsResolveAndOnlyResolvedOnesClose) {
 }
 
 TEST(ReopenTest, ReopenWithinTheWindowResumesTheResolutionClock) {
-  const Ticket t = Fold(
-      {Open(), AgentReply(20), ResolveTicket{"", "", T(100)}, ReopenTicket{"came back", T(1000)}});
+  const Ticket t = Fold({Open(), AgentReply(20), ResolveTicket{"Firmware updated", "art_1", T(100)},
+                         ReopenTicket{"came back", T(1000)}});
   EXPECT_EQ(t.status(), crm::v1::TICKET_STATUS_OPEN);
+  // The resolution did not hold: its note goes; the linked article stays.
+  EXPECT_EQ(t.resolution_note(), "");
+  EXPECT_EQ(t.solution_article_id(), "art_1");
   EXPECT_EQ(t.reopen_count(), 1);
   EXPECT_FALSE(t.has_resolved_at());
   EXPECT_FALSE(t.resolution().has_met_at());
