@@ -409,6 +409,21 @@ absl::Status SalesCommands::TheDealsQuote(const std::string& opportunity_id,
   return absl::OkStatus();
 }
 
+absl::Status SalesCommands::AcceptedLast(const std::string& opportunity_id,
+                                         const std::string& quote_id) const {
+  if (opportunity_id.empty()) return absl::OkStatus();
+  // A loss ends the accepted quote's hold on the deal, not its acceptance:
+  // once the deal accepted another, lost or not since, the earlier price
+  // is not the one the customer agreed to last.
+  CRM_ASSIGN_OR_RETURN(auto last, store_.LastAcceptedQuoteOf(opportunity_id));
+  if (last.has_value() && *last != quote_id) {
+    return absl::FailedPreconditionError(absl::StrCat("quote_id: opportunity ", opportunity_id,
+                                                      " accepted quote ", *last,
+                                                      " after it; only that one is ordered"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SalesCommands::DealNotLost(const std::string& opportunity_id,
                                         absl::string_view to) const {
   if (opportunity_id.empty()) return absl::OkStatus();
@@ -852,7 +867,9 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
           [](const crm::v1::Quote& q) {
             return q.status() == crm::v1::QUOTE_STATUS_ACCEPTED && !q.opportunity_id().empty()
                        ? std::vector<ProjectionWrite>{SalesStore::AcceptedQuoteRow(
-                             q.opportunity_id(), q.quote_id())}
+                                                          q.opportunity_id(), q.quote_id()),
+                                                      SalesStore::LastAcceptedQuoteRow(
+                                                          q.opportunity_id(), q.quote_id())}
                        : NoRows();
           }));
   return out.state;
@@ -888,6 +905,7 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   if (quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED) {
     CRM_RETURN_IF_ERROR(DealNotLost(quote.opportunity_id(), "order"));
     CRM_RETURN_IF_ERROR(TheDealsQuote(quote.opportunity_id(), quote.quote_id()));
+    CRM_RETURN_IF_ERROR(AcceptedLast(quote.opportunity_id(), quote.quote_id()));
   }
   sales::PlaceOrder command{OrderIdForQuote(quote.quote_id()), std::move(quote)};
   CRM_ASSIGN_OR_RETURN(
@@ -902,6 +920,7 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
                        ? NoRows()
                        : std::vector<ProjectionWrite>{
                              SalesStore::AcceptedQuoteRow(o.opportunity_id(), o.quote_id()),
+                             SalesStore::LastAcceptedQuoteRow(o.opportunity_id(), o.quote_id()),
                              SalesStore::OrderedQuoteRow(o.opportunity_id(), o.quote_id())};
           }));
   return out.state;

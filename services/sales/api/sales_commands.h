@@ -206,6 +206,9 @@ class SalesCommands {
   // The deal's quote, or none yet (FAILED_PRECONDITION on quote_id for
   // another): one quote of a deal is accepted and ordered.
   absl::Status TheDealsQuote(const std::string& opportunity_id, const std::string& quote_id) const;
+  // FAILED_PRECONDITION on quote_id when the deal accepted another quote
+  // after this one (a loss between them or not): only the last is ordered.
+  absl::Status AcceptedLast(const std::string& opportunity_id, const std::string& quote_id) const;
   // FAILED_PRECONDITION while the deal is lost ("reopen it to `to`"); OK
   // for none (an empty id). The caller holds the deal's lock.
   absl::Status DealNotLost(const std::string& opportunity_id, absl::string_view to) const;

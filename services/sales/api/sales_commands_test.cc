@@ -1237,9 +1237,37 @@ TEST_F(SalesCommandsTest, AReopenedDealAcceptsANewQuoteAndOrdersOnlyIt) {
   auto st = commands_->PlaceOrder(place, Ctx()).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
   EXPECT_EQ(st.message().rfind("quote_id:", 0), 0u) << st;
+
+  // Lost and reopened once more: the old price is still not the one the
+  // customer accepted last.
+  auto lost_again = Move(*reopened, "lost", "move-3", "budget cut");
+  ASSERT_TRUE(lost_again.ok()) << lost_again.status();
+  ASSERT_TRUE(Move(*lost_again, "proposal", "move-4").ok());
+  place.set_request_id("order-old-2");
+  st = commands_->PlaceOrder(place, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_EQ(st.message().rfind("quote_id:", 0), 0u) << st;
+
+  // So in a database from before the last accepted quote was kept: it is
+  // learnt from the quotes at start.
+  rocksdb::WriteBatch older;
+  auto* family = store_->db().Family(kAcceptedQuotesFamily);
+  older.Delete(family, o.opportunity_id() + std::string("\0last", 5));
+  older.Delete(family, rocksdb::Slice("\0indexed-3", 10));
+  ASSERT_TRUE(store_->db().Write(&older, /*sync=*/false).ok());
+  commands_.reset();
+  reactions_.reset();
+  subscriber_.reset();
+  store_.reset();
+  SetUp();
+  place.set_request_id("order-old-3");
+  st = commands_->PlaceOrder(place, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+
   place.set_request_id("order-repriced");
   place.set_quote_id(repriced->quote_id());
-  EXPECT_TRUE(commands_->PlaceOrder(place, Ctx()).ok());
+  auto ordered = commands_->PlaceOrder(place, Ctx());
+  EXPECT_TRUE(ordered.ok()) << ordered.status();
 }
 
 // An ordered quote stays the deal's when the deal is lost and reopened: a

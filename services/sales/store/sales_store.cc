@@ -45,17 +45,28 @@ namespace {
 
 // Sort before every opportunity id: "indexed" marks the accepted quotes
 // filled in from the quotes, "indexed-2" the ordered ones filled in from
-// the orders and the rows of deals lost before ended.
+// the orders and the rows of deals lost before ended, "indexed-3" the last
+// accepted ones filled in from the quotes.
 constexpr absl::string_view kIndexed("\0indexed", 8);
 constexpr absl::string_view kIndexedOrders("\0indexed-2", 10);
+constexpr absl::string_view kIndexedLast("\0indexed-3", 10);
 
 constexpr absl::string_view kOrderedSuffix("\0ordered", 8);
+constexpr absl::string_view kLastSuffix("\0last", 5);
 
 std::string OrderedKey(absl::string_view opportunity_id) {
   return absl::StrCat(opportunity_id, kOrderedSuffix);
 }
 
-bool IsOrderedKey(absl::string_view key) { return absl::EndsWith(key, kOrderedSuffix); }
+std::string LastKey(absl::string_view opportunity_id) {
+  return absl::StrCat(opportunity_id, kLastSuffix);
+}
+
+// The deal's accepted quote row, not one of the others under its id.
+bool IsAcceptedKey(absl::string_view key) {
+  return !absl::StartsWith(key, absl::string_view("\0", 1)) &&
+         !absl::EndsWith(key, kOrderedSuffix) && !absl::EndsWith(key, kLastSuffix);
+}
 
 // Each state row under `prefix`, parsed as `Message`.
 template <typename Message, typename Visit>
@@ -93,7 +104,29 @@ absl::Status SalesStore::IndexAcceptedQuotes() {
     CRM_RETURN_IF_ERROR(db().Write(&batch, /*sync=*/true));
   }
   CRM_ASSIGN_OR_RETURN(done, db().Get(kAcceptedQuotesFamily, kIndexedOrders));
+  if (!done.has_value()) CRM_RETURN_IF_ERROR(IndexOrderedQuotes());
+  CRM_ASSIGN_OR_RETURN(done, db().Get(kAcceptedQuotesFamily, kIndexedLast));
   if (done.has_value()) return absl::OkStatus();
+  // Each deal's quote accepted last (ties: the larger id, as any order).
+  absl::flat_hash_map<std::string, crm::v1::Quote> last;
+  CRM_RETURN_IF_ERROR(ForEachState<crm::v1::Quote>(db(), QuoteStream(""), [&](const auto& q) {
+    if (q.status() != crm::v1::QUOTE_STATUS_ACCEPTED || q.opportunity_id().empty()) return;
+    auto [it, inserted] = last.try_emplace(q.opportunity_id(), q);
+    const auto key = [](const crm::v1::Quote& x) {
+      return std::make_tuple(x.decided_at().seconds(), x.decided_at().nanos(), x.quote_id());
+    };
+    if (!inserted && key(q) > key(it->second)) it->second = q;
+  }));
+  rocksdb::WriteBatch batch;
+  for (const auto& [opportunity_id, quote] : last) {
+    batch.Put(family, LastKey(opportunity_id), quote.quote_id());
+  }
+  batch.Put(family, rocksdb::Slice(kIndexedLast.data(), kIndexedLast.size()), "");
+  return db().Write(&batch, /*sync=*/true);
+}
+
+absl::Status SalesStore::IndexOrderedQuotes() {
+  auto* family = db().Family(kAcceptedQuotesFamily);
   rocksdb::WriteBatch batch;
   CRM_RETURN_IF_ERROR(ForEachState<crm::v1::Order>(db(), OrderStream(""), [&](const auto& o) {
     if (!o.opportunity_id().empty())
@@ -103,10 +136,7 @@ absl::Status SalesStore::IndexAcceptedQuotes() {
   std::vector<std::string> accepted;
   auto it = db().NewIterator(kAcceptedQuotesFamily);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (!absl::StartsWith(View(it->key()), absl::string_view("\0", 1)) &&
-        !IsOrderedKey(View(it->key()))) {
-      accepted.emplace_back(View(it->key()));
-    }
+    if (IsAcceptedKey(View(it->key()))) accepted.emplace_back(View(it->key()));
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
   for (const auto& id : accepted) {
@@ -132,6 +162,11 @@ ProjectionWrite SalesStore::AcceptedQuoteRow(const std::string& opportunity_id,
   return {kAcceptedQuotesFamily, opportunity_id, quote_id};
 }
 
+ProjectionWrite SalesStore::LastAcceptedQuoteRow(const std::string& opportunity_id,
+                                                 const std::string& quote_id) {
+  return {kAcceptedQuotesFamily, LastKey(opportunity_id), quote_id};
+}
+
 ProjectionWrite SalesStore::OrderedQuoteRow(const std::string& opportunity_id,
                                             const std::string& quote_id) {
   return {kAcceptedQuotesFamily, OrderedKey(opportunity_id), quote_id};
@@ -140,6 +175,11 @@ ProjectionWrite SalesStore::OrderedQuoteRow(const std::string& opportunity_id,
 absl::StatusOr<std::optional<std::string>> SalesStore::AcceptedQuoteOf(
     const std::string& opportunity_id) const {
   return events_->db().Get(kAcceptedQuotesFamily, opportunity_id);
+}
+
+absl::StatusOr<std::optional<std::string>> SalesStore::LastAcceptedQuoteOf(
+    const std::string& opportunity_id) const {
+  return events_->db().Get(kAcceptedQuotesFamily, LastKey(opportunity_id));
 }
 
 absl::StatusOr<std::optional<std::string>> SalesStore::OrderedQuoteOf(

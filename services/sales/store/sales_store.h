@@ -75,6 +75,10 @@ class SalesStore {
   // The opportunity's accepted (or ordered) quote.
   static ProjectionWrite AcceptedQuoteRow(const std::string& opportunity_id,
                                           const std::string& quote_id);
+  // The quote the opportunity accepted last: kept when the deal is lost,
+  // so a quote accepted before a later one is never ordered.
+  static ProjectionWrite LastAcceptedQuoteRow(const std::string& opportunity_id,
+                                              const std::string& quote_id);
   // The opportunity's ordered quote: kept when the deal is lost, so a
   // reopened deal orders nothing else.
   static ProjectionWrite OrderedQuoteRow(const std::string& opportunity_id,
@@ -82,6 +86,9 @@ class SalesStore {
   // The quote of the opportunity that was accepted, if one was (and the
   // deal was not lost since).
   absl::StatusOr<std::optional<std::string>> AcceptedQuoteOf(
+      const std::string& opportunity_id) const;
+  // The quote of the opportunity accepted last, lost since or not.
+  absl::StatusOr<std::optional<std::string>> LastAcceptedQuoteOf(
       const std::string& opportunity_id) const;
   // The quote of the opportunity that was ordered, if one was.
   absl::StatusOr<std::optional<std::string>> OrderedQuoteOf(
@@ -129,8 +136,10 @@ class SalesStore {
           visit) const;
 
   // Fills accepted_quotes from the quotes' states once (a database written
-  // before it existed).
+  // before it existed), and each later kind of row once.
   absl::Status IndexAcceptedQuotes();
+  // The ordered quotes, from the orders.
+  absl::Status IndexOrderedQuotes();
 
   std::unique_ptr<EventStore> events_;
 };
