@@ -11,6 +11,7 @@
 #include "libs/common/log.h"
 #include "libs/common/metrics.h"
 #include "libs/common/pii/key_stream.h"
+#include "libs/common/status_macros.h"
 #include "libs/common/thread_name.h"
 
 namespace crm {
@@ -183,42 +184,35 @@ void OutboxRelay::ServeReports(int timeout_ms) {
   marked_ = delivered;
 }
 
-bool OutboxRelay::RefillIfTopicEmpty() {
-  auto ids = PartitionIds(*producer_, options_.topic, 2000);
-  if (!ids.ok()) return false;
-  for (const int32_t id : *ids) {
+absl::Status OutboxRelay::RefillIfTopicEmpty() {
+  CRM_ASSIGN_OR_RETURN(const auto ids, PartitionIds(*producer_, options_.topic, 2000));
+  for (const int32_t id : ids) {
     int64_t low = 0;
     int64_t high = 0;
-    if (producer_->query_watermark_offsets(options_.topic, id, &low, &high, 2000) !=
-        RdKafka::ERR_NO_ERROR) {
-      return false;
+    if (auto e = producer_->query_watermark_offsets(options_.topic, id, &low, &high, 2000);
+        e != RdKafka::ERR_NO_ERROR) {
+      return absl::UnavailableError(
+          absl::StrCat("end offset of partition ", id, ": ", RdKafka::err2str(e)));
     }
-    if (high > 0) return true;
+    if (high > 0) return absl::OkStatus();
   }
-  if (store_.LogSize() == 0) return true;
+  if (store_.LogSize() == 0) return absl::OkStatus();
   // An empty topic says the broker is new only if this log has something
   // for it: refusals and key records go to shared topics, and a log of only
   // those (analytics before its first alert) would be republished whole at
   // every start.
-  auto has_domain_events = store_.LogHasStream([](absl::string_view stream) {
-    return !pii::IsKeyRecordStream(stream) && !audit::IsAuditStream(stream);
-  });
-  if (!has_domain_events.ok()) {
-    log::Error("refill check failed", {{"error", has_domain_events.status().ToString()}});
-    return false;
-  }
-  if (!*has_domain_events) return true;
-  auto queued = store_.RequeueLog();
-  if (!queued.ok()) {
-    log::Error("refill failed", {{"error", queued.status().ToString()}});
-    return false;
-  }
-  republished_.store(*queued);
+  CRM_ASSIGN_OR_RETURN(const bool has_domain_events,
+                       store_.LogHasStream([](absl::string_view stream) {
+                         return !pii::IsKeyRecordStream(stream) && !audit::IsAuditStream(stream);
+                       }));
+  if (!has_domain_events) return absl::OkStatus();
+  CRM_ASSIGN_OR_RETURN(const auto queued, store_.RequeueLog());
+  republished_.store(queued);
   read_from_ = 0;  // the log went back in at its original positions
   marked_ = 0;
   log::Info("topic empty, republishing event log",
-            {{"topic", options_.topic}, {"events", absl::StrCat(*queued)}});
-  return true;
+            {{"topic", options_.topic}, {"events", absl::StrCat(queued)}});
+  return absl::OkStatus();
 }
 
 void OutboxRelay::ProduceFromOutbox() {
@@ -298,6 +292,7 @@ void OutboxRelay::ProduceFromOutbox() {
 void OutboxRelay::Run() {
   bool refill_checked = false;
   absl::Time next_refill_try = absl::InfinitePast();
+  absl::Time next_refill_warning = absl::InfinitePast();
   // A fatal error that comes back at once (a broker that refuses the
   // producer id) must not spin: restarts back off until one delivers.
   absl::Time next_restart_try = absl::InfinitePast();
@@ -331,7 +326,16 @@ void OutboxRelay::Run() {
     }
     if (producer_) {
       if (!refill_checked && absl::Now() >= next_refill_try) {
-        refill_checked = RefillIfTopicEmpty();
+        const absl::Status checked = RefillIfTopicEmpty();
+        refill_checked = checked.ok();
+        // Nothing is published until then: say why, once a minute (a topic
+        // missing where none is created on first use, a refused Describe, a
+        // partition without a leader would otherwise only grow the outbox).
+        if (!checked.ok() && absl::Now() >= next_refill_warning) {
+          log::Warn("relay waits: cannot tell whether the topic is empty",
+                    {{"topic", options_.topic}, {"error", checked.ToString()}});
+          next_refill_warning = absl::Now() + absl::Minutes(1);
+        }
         next_refill_try = absl::Now() + absl::Seconds(1);
       }
       if (refill_checked) ProduceFromOutbox();

@@ -96,9 +96,10 @@ class OutboxRelay {
   // Makes a new producer after DropProducer. False when it could not be
   // made (tried again later).
   bool RestartProducer();
-  // True once it could tell whether the topic is empty; refills it from the
-  // event log when it is (the embedded broker keeps messages in memory only).
-  bool RefillIfTopicEmpty();
+  // OK once it could tell whether the topic is empty, else why not; refills
+  // the topic from the event log when it is (the embedded broker keeps
+  // messages in memory only).
+  absl::Status RefillIfTopicEmpty();
   void ProduceFromOutbox();
   void ServeReports(int timeout_ms);
   void OnDelivery(RdKafka::Message& message);

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "libs/common/kafka.h"
 #include "libs/common/pii/key_stream.h"
@@ -404,6 +405,23 @@ TEST_F(OutboxRelayTest, ALogOfRefusalsOnlyIsNotRepublishedAtEachStart) {
   // Once the log holds a domain event, an empty domain topic is a new broker.
   EXPECT_TRUE(store_->LogHasStream([](absl::string_view s) { return s == "audit-3"; }).value());
   EXPECT_FALSE(store_->LogHasStream([](absl::string_view s) { return s == "lead-1"; }).value());
+}
+
+// The relay publishes nothing until it can tell whether its topic is
+// empty; when it cannot (here: Describe is refused), it says why instead
+// of only letting the outbox grow, and goes on once it can.
+TEST_F(OutboxRelayTest, ARelayThatCannotCheckItsTopicSaysWhyAndGoesOnWhenItCan) {
+  cluster_.SetTopicError(kTopic, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  ASSERT_TRUE(Append("e1").ok());
+  ::testing::internal::CaptureStderr();
+  StartRelay(Options());
+  absl::SleepFor(absl::Seconds(3));
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(logged, ::testing::HasSubstr("relay waits: cannot tell whether the topic is empty"));
+  EXPECT_THAT(logged, ::testing::HasSubstr(kTopic));
+  EXPECT_EQ(store_->OutboxSize(), 1u);
+  cluster_.SetTopicError(kTopic, RD_KAFKA_RESP_ERR_NO_ERROR);
+  EXPECT_TRUE(Drained(absl::Seconds(20)));
 }
 
 }  // namespace

@@ -38,6 +38,11 @@ class MockCluster {
     std::vector<rd_kafka_resp_err_t> errors(count, error);
     rd_kafka_mock_push_request_errors_array(cluster_, /*Produce=*/0, errors.size(), errors.data());
   }
+  // Metadata requests for `topic` answer `error` (RD_KAFKA_RESP_ERR_NO_ERROR
+  // again: the topic is served as before).
+  void SetTopicError(const std::string& topic, rd_kafka_resp_err_t error) {
+    rd_kafka_mock_topic_set_error(cluster_, topic.c_str(), error);
+  }
   // The (only) broker stops answering, or answers again.
   void SetBrokerDown(bool down) {
     if (down) {
