@@ -88,6 +88,7 @@ void AuditLog::Run() {
 
 void AuditLog::Write(std::deque<Denial> denials) {
   std::vector<AppendRequest> refusals, flags;
+  std::vector<std::string> flagged_callers;  // flags' callers, in order
   refusals.reserve(denials.size());
   for (Denial& d : denials) {
     const bool unauthenticated = d.status.code() == absl::StatusCode::kUnauthenticated;
@@ -113,6 +114,7 @@ void AuditLog::Write(std::deque<Denial> denials) {
       *flagged.mutable_first_failure_at() = ToProtoTimestamp(flag->first_failure_at);
       *flagged.mutable_last_failure_at() = ToProtoTimestamp(flag->last_failure_at);
       flags.push_back(AuditAppend(flagged, ctx));
+      flagged_callers.push_back(flag->caller);
       flagged_total_.Inc();
       log::Warn("repeated failed authentication",
                 {{"peer", flag->caller}, {"failures", absl::StrCat(flag->failures)}});
@@ -120,13 +122,25 @@ void AuditLog::Write(std::deque<Denial> denials) {
   }
   // A flag is one record per caller and window, raised once: it is written
   // like a command. Refusals may be shed while the broker is away.
-  if (!flags.empty()) Append(std::move(flags), EventStore::Admission::kLimited);
+  if (!flags.empty()) {
+    const std::vector<bool> written = Append(std::move(flags), EventStore::Admission::kLimited);
+    // No one retries a flag as a caller retries a command: one refused
+    // (the outbox full) is raised again by the caller's next failure.
+    for (size_t i = 0; i < written.size(); ++i) {
+      if (written[i]) continue;
+      tracker_.Unflag(flagged_callers[i]);
+      log::Warn("failed-authentication flag not written; raised again at the next failure",
+                {{"peer", flagged_callers[i]}});
+    }
+  }
   Append(std::move(refusals), EventStore::Admission::kBestEffort);
   denied_total_.Inc(denials.size());
 }
 
-void AuditLog::Append(std::vector<AppendRequest> requests, EventStore::Admission admission) {
+std::vector<bool> AuditLog::Append(std::vector<AppendRequest> requests,
+                                   EventStore::Admission admission) {
   const size_t n = requests.size();
+  std::vector<bool> written(n, false);
   auto results = store_.AppendBatch(std::move(requests), admission);
   if (!results.ok()) {
     Dropped(n);
@@ -137,22 +151,24 @@ void AuditLog::Append(std::vector<AppendRequest> requests, EventStore::Admission
                   {{"error", results.status().ToString()}});
       }
       shedding_ = true;
-      return;
+      return written;
     }
     log::Error("audit append failed",
                {{"error", results.status().ToString()}, {"entries", absl::StrCat(n)}});
-    return;
+    return written;
   }
   if (shedding_) log::Info("audit records are written again");
   shedding_ = false;
-  for (const auto& r : *results) {
-    if (r.ok()) {
+  for (size_t i = 0; i < results->size(); ++i) {
+    if (const auto& r = (*results)[i]; r.ok()) {
+      written[i] = true;
       written_.fetch_add(1);
     } else {
       log::Error("audit append failed", {{"error", r.status().ToString()}});
       Dropped(1);
     }
   }
+  return written;
 }
 
 }  // namespace crm::audit

@@ -66,7 +66,8 @@ class AuditLog {
  private:
   void Run();
   void Write(std::deque<Denial> denials);
-  void Append(std::vector<AppendRequest> requests, EventStore::Admission admission);
+  // Whether each request was written.
+  std::vector<bool> Append(std::vector<AppendRequest> requests, EventStore::Admission admission);
   void Dropped(uint64_t n);
 
   EventStore& store_;

@@ -159,6 +159,42 @@ TEST_F(AuditLogTest, TheFlagOfAFloodIsWrittenWhenItsRefusalsAreShed) {
   EXPECT_EQ(refusals, 5);
 }
 
+// A flag refused by a full outbox is not lost: the caller's next failure
+// in the window raises it again, once there is room.
+TEST_F(AuditLogTest, AFlagRefusedByAFullOutboxIsRaisedAgainByTheNextFailure) {
+  store_->SetOutboxLimit(4);
+  for (int i = 0; i < 4; ++i) {
+    AppendRequest command;
+    command.stream = "lead-" + std::to_string(i);
+    command.expected_version = EventStore::kNoStream;
+    command.events.emplace_back().set_type("crm.v1.LeadCaptured");
+    ASSERT_TRUE(store_->Append(std::move(command)).ok()) << i;
+  }
+  AuditLog log(*store_, "crm/leads");  // flags at 5 failures
+  for (int i = 0; i < 5; ++i) {
+    log.Record(Refused(absl::StatusCode::kUnauthenticated, ""));
+    log.Flush();
+  }
+  EXPECT_EQ(store_->OutboxSize(), 4u) << "the flag found no room";
+  // The broker is back and takes the commands.
+  auto waiting = store_->ReadOutbox(0, 100);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  ASSERT_EQ(waiting->size(), 4u);
+  ASSERT_TRUE(store_->MarkRelayed(waiting->back().position + 1).ok());
+  Denial sixth = Refused(absl::StatusCode::kUnauthenticated, "");
+  sixth.at += absl::Seconds(10);
+  log.Record(std::move(sixth));
+  log.Flush();
+  std::vector<crm::v1::AuthenticationFailuresFlagged> flags;
+  for (const auto& e : Outbox()) {
+    if (e.type() != "AuthenticationFailuresFlagged") continue;
+    ASSERT_TRUE(e.payload().UnpackTo(&flags.emplace_back()));
+  }
+  ASSERT_EQ(flags.size(), 1u);
+  EXPECT_EQ(flags[0].peer(), "10.1.2.3");
+  EXPECT_EQ(flags[0].failures(), 6);
+}
+
 TEST_F(AuditLogTest, QueueIsBounded) {
   AuditLogOptions options;
   options.max_queued = 10;

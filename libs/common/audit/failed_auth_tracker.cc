@@ -23,6 +23,10 @@ std::optional<FailedAuthTracker::Flag> FailedAuthTracker::RecordFailure(const st
   return Flag{caller, w.failures, w.opened, at};
 }
 
+void FailedAuthTracker::Unflag(const std::string& caller) {
+  if (auto it = callers_.find(caller); it != callers_.end()) it->second.flagged = false;
+}
+
 void FailedAuthTracker::Evict(absl::Time now) {
   std::vector<std::string> ended;
   for (const auto& [caller, w] : callers_) {

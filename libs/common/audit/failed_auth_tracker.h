@@ -27,6 +27,9 @@ class FailedAuthTracker {
   FailedAuthTracker(int threshold, absl::Duration window, size_t max_callers = 10000);
 
   std::optional<Flag> RecordFailure(const std::string& caller, absl::Time at);
+  // The caller's flag was not written: the next failure in its window
+  // raises it again.
+  void Unflag(const std::string& caller);
 
   int threshold() const { return threshold_; }
   absl::Duration window() const { return window_; }
