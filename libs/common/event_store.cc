@@ -588,6 +588,7 @@ absl::StatusOr<uint64_t> EventStore::RequeueLog() {
   CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, kRefillKey, BigEndian64(below)));
   CRM_RETURN_IF_ERROR(Put(*db_, batch, kOutbox, kRelayedKey, BigEndian64(1)));
   CRM_RETURN_IF_ERROR(db_->Write(&batch, /*sync=*/true));
+  // In this order: BacklogSize reads them the other way round.
   refill_below_.store(std::max(refill_below_.load(), below));
   relayed_.store(1);
   return LogSize();

@@ -192,7 +192,11 @@ class EventStore {
   // refill of the log (RequeueLog) still being published.
   uint64_t BacklogSize() const {
     const uint64_t next = next_position_.load();
-    const uint64_t from = std::max(relayed_.load(), refill_below_.load());
+    // relayed_ first: RequeueLog raises refill_below_ before it lowers
+    // relayed_, so a lowered cursor is never read with the old refill mark
+    // (the whole log would look unrelayed, and a command be refused).
+    const uint64_t relayed = relayed_.load();
+    const uint64_t from = std::max(relayed, refill_below_.load());
     return next > from ? next - from : 0;
   }
   // Appends fail with RESOURCE_EXHAUSTED while the backlog holds more than
