@@ -183,9 +183,16 @@ absl::StatusOr<std::vector<TicketEvent>> Resolve(const Ticket& t, const ResolveT
   e.set_resolution_note(c.resolution_note);
   e.set_solution_article_id(c.solution_article_id);
   // Resolving answers the customer, so it also meets a first response
-  // still owed. The resolution clock keeps its remaining time for a reopen.
+  // still owed. The resolution clock keeps its remaining time for a reopen,
+  // and the due time it was met against while running (met_at <= due_at
+  // tells on time, as for a first response).
   *e.mutable_first_response() = MeetClock(t.first_response(), c.now);
-  *e.mutable_resolution() = MeetClock(PauseClock(rules.calendar, t.resolution(), c.now), c.now);
+  crm::v1::SlaClock resolution =
+      MeetClock(PauseClock(rules.calendar, t.resolution(), c.now), c.now);
+  if (resolution.has_met_at() && !resolution.has_due_at() && t.resolution().has_due_at()) {
+    *resolution.mutable_due_at() = t.resolution().due_at();
+  }
+  *e.mutable_resolution() = std::move(resolution);
   *e.mutable_reopen_until() = ToProtoTimestamp(c.now + rules.reopen_window);
   std::vector<TicketEvent> events{std::move(e)};
   if (!t.csat_requested()) {

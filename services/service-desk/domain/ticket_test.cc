@@ -336,6 +336,8 @@ TEST(ResolveTest, ResolutionStopsTheClocksAndAsksForASurveyOnce) {
   resolution.set_paused(true);
   resolution.set_remaining_seconds(210 * 60);
   *resolution.mutable_met_at() = Ts(30);
+  // Met on time: the due time stays to compare with.
+  *resolution.mutable_due_at() = Ts(240);
   *resolved.mutable_resolution() = resolution;
   *resolved.mutable_reopen_until() = Ts(30 + 48 * 60);
   crm::v1::CsatSurveyRequested survey;
