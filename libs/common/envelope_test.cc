@@ -146,4 +146,20 @@ TEST(IdsTest, Rfc3339IsUtcWithMicrosecondsForAnyTime) {
 }
 
 }  // namespace
+// Before 1970 too a Timestamp's nanos lie in [0, 1e9): JSON printers and
+// strict consumers refuse others.
+TEST(TimestampTest, TimesBefore1970KeepTheirNanosPositive) {
+  const auto ts = ToProtoTimestamp(absl::FromUnixMicros(-500'000));
+  EXPECT_EQ(ts.seconds(), -1);
+  EXPECT_EQ(ts.nanos(), 500'000'000);
+  EXPECT_TRUE(IsValidProtoTimestamp(ts));
+  EXPECT_EQ(FromProtoTimestamp(ts), absl::FromUnixMicros(-500'000));
+  const auto whole = ToProtoTimestamp(absl::FromUnixSeconds(-3));
+  EXPECT_EQ(whole.seconds(), -3);
+  EXPECT_EQ(whole.nanos(), 0);
+  const auto after = ToProtoTimestamp(absl::FromUnixMicros(1'700'000'000'123'456));
+  EXPECT_EQ(after.seconds(), 1'700'000'000);
+  EXPECT_EQ(after.nanos(), 123'456'000);
+}
+
 }  // namespace crm

@@ -47,8 +47,16 @@ std::string EncodeId(absl::string_view prefix, uint64_t ms, uint64_t hi, uint64_
 google::protobuf::Timestamp ToProtoTimestamp(absl::Time t) {
   google::protobuf::Timestamp ts;
   const int64_t us = absl::ToUnixMicros(t);
-  ts.set_seconds(us / 1000000);
-  ts.set_nanos(static_cast<int32_t>((us % 1000000) * 1000));
+  // Floored: before 1970 the nanos stay in [0, 1e9) as a Timestamp needs
+  // (-0.5 s is -1 s + 500,000,000 ns, not 0 s - 500,000,000 ns).
+  int64_t seconds = us / 1000000;
+  int64_t micros = us % 1000000;
+  if (micros < 0) {
+    --seconds;
+    micros += 1000000;
+  }
+  ts.set_seconds(seconds);
+  ts.set_nanos(static_cast<int32_t>(micros * 1000));
   return ts;
 }
 
