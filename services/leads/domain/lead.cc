@@ -28,6 +28,7 @@ constexpr size_t kMaxRegion = 64;
 constexpr size_t kMaxRequestId = 128;
 constexpr size_t kMaxInterests = 50;
 constexpr size_t kMaxInterestLength = 64;
+constexpr absl::Duration kClockSkew = absl::Minutes(5);
 constexpr size_t kMaxAttributes = 50;
 constexpr size_t kMaxAttributeKey = 64;
 constexpr size_t kMaxAttributeValue = 1024;
@@ -599,6 +600,9 @@ absl::StatusOr<RecordActivity> ParseRecordActivity(const crm::v1::RecordLeadActi
     return Invalid("occurred_at", "out of range");
   }
   c.activity_at = r.has_occurred_at() ? FromProtoTimestamp(r.occurred_at()) : now;
+  // A client clock a little ahead is no error; a date to come would stay
+  // the lead's latest activity until then, whatever happened meanwhile.
+  if (c.activity_at > now + kClockSkew) return Invalid("occurred_at", "in the future");
   c.detail = r.detail();
   return c;
 }

@@ -779,6 +779,13 @@ TEST(ParseTest, CommandRequestsNameTheBadField) {
   // export), and the latest activity time would be stuck there.
   activity.mutable_occurred_at()->set_seconds(400'000'000'000);
   ExpectInvalidField(ParseRecordActivity(activity, absl::Now()).status(), "occurred_at");
+  // Nor next year: it would be the latest activity until then. A client
+  // clock a little ahead is no error.
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  *activity.mutable_occurred_at() = ToProtoTimestamp(now + absl::Hours(24 * 365));
+  ExpectInvalidField(ParseRecordActivity(activity, now).status(), "occurred_at");
+  *activity.mutable_occurred_at() = ToProtoTimestamp(now + absl::Minutes(1));
+  EXPECT_TRUE(ParseRecordActivity(activity, now).ok());
   activity.clear_occurred_at();
   activity.set_lead_id("lead 1");
   ExpectInvalidField(ParseRecordActivity(activity, absl::Now()).status(), "lead_id");
