@@ -818,6 +818,9 @@ TEST_F(LeadUseCaseTest, ListFiltersByOwnerStatusSourceRegionAndPages) {
   r.set_region("na");
   ASSERT_EQ(List(r).leads_size(), 1);
   EXPECT_EQ(List(r).leads(0).lead_id(), na.lead_id());
+  r.set_region(" NA ");  // trimmed as captured regions are, any case
+  ASSERT_EQ(List(r).leads_size(), 1);
+  EXPECT_EQ(List(r).leads(0).lead_id(), na.lead_id());
 
   // Pages of two in capture order cover every lead once.
   r.Clear();

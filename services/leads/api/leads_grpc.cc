@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
@@ -278,30 +279,31 @@ grpc::ServerUnaryReactor* LeadsGrpc::GetLead(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* LeadsGrpc::ListLeads(grpc::CallbackServerContext* ctx,
                                                const crm::v1::ListLeadsRequest* request,
                                                crm::v1::ListLeadsResponse* response) {
-  return Unary(
-      ctx, request, response,
-      [this](const auto& r,
-             const auth::Principal& caller) -> absl::StatusOr<crm::v1::ListLeadsResponse> {
-        if (caller.SeesEverything()) return commands_.ListLeads(r);
-        // Scoped callers get their slice: the filter is narrowed, never failed.
-        // The slices follow MayAccess: a manager reads the leads of
-        // its territory and its own anywhere, a rep its own.
-        crm::v1::ListLeadsRequest scoped = r;
-        const bool manager = caller.HasRole(auth::kRoleSalesManager);
-        const bool staff = manager || caller.HasRole(auth::kRoleSalesRep);
-        if (staff && r.queue().empty() && r.owner_id() == caller.subject) {
-          // The caller's own leads, in any region.
-        } else if (manager && !caller.territory.empty() &&
-                   (r.region().empty() || auth::SameTerritory(r.region(), caller.territory))) {
-          scoped.set_region(caller.territory);
-        } else if (staff && r.queue().empty() && r.owner_id().empty()) {
-          scoped.set_owner_id(caller.subject);
-        } else {
-          CRM_RETURN_IF_ERROR(LeadCommands::ListLeadsQuery(r).status());
-          return crm::v1::ListLeadsResponse();
-        }
-        return commands_.ListLeads(scoped);
-      });
+  return Unary(ctx, request, response,
+               [this](const auto& r,
+                      const auth::Principal& caller) -> absl::StatusOr<crm::v1::ListLeadsResponse> {
+                 if (caller.SeesEverything()) return commands_.ListLeads(r);
+                 // Scoped callers get their slice: the filter is narrowed, never failed.
+                 // The slices follow MayAccess: a manager reads the leads of
+                 // its territory and its own anywhere, a rep its own.
+                 crm::v1::ListLeadsRequest scoped = r;
+                 const bool manager = caller.HasRole(auth::kRoleSalesManager);
+                 const bool staff = manager || caller.HasRole(auth::kRoleSalesRep);
+                 if (staff && r.queue().empty() && r.owner_id() == caller.subject) {
+                   // The caller's own leads, in any region.
+                 } else if (manager && !caller.territory.empty() &&
+                            (r.region().empty() ||
+                             auth::SameTerritory(absl::StripAsciiWhitespace(r.region()),
+                                                 caller.territory))) {
+                   scoped.set_region(caller.territory);
+                 } else if (staff && r.queue().empty() && r.owner_id().empty()) {
+                   scoped.set_owner_id(caller.subject);
+                 } else {
+                   CRM_RETURN_IF_ERROR(LeadCommands::ListLeadsQuery(r).status());
+                   return crm::v1::ListLeadsResponse();
+                 }
+                 return commands_.ListLeads(scoped);
+               });
 }
 
 grpc::ServerUnaryReactor* LeadsGrpc::GetLeadHistory(grpc::CallbackServerContext* ctx,
