@@ -72,6 +72,8 @@ TEST(CustomerViewTest, ViewIsTheSameWhateverTheDeliveryOrder) {
   }));
 }
 
+// The fold itself takes any event; the projection parks those it cannot
+// read before they get here (ViewStoreTest.EventsItCannotReadAreParkedNotCounted).
 TEST(CustomerViewTest, UnknownEventTypesStillCountAndShowOnTheTimeline) {
   crm::v1::EventEnvelope e;
   e.set_event_id("evt-x");

@@ -40,10 +40,13 @@ Payload::Payload(const crm::v1::EventEnvelope& event, google::protobuf::Arena* a
   if (prototype == nullptr) return;
   google::protobuf::Message* decoded = prototype->New(arena);
   if (arena == nullptr) owned_.reset(decoded);
-  if (decoded->ParseFromString(event.payload().value())) {
-    message_ = decoded;
-    prototype_ = prototype;
+  if (!decoded->ParseFromString(event.payload().value())) {
+    decoded_ = Decoded::kUnparsable;
+    return;
   }
+  message_ = decoded;
+  prototype_ = prototype;
+  decoded_ = Decoded::kYes;
 }
 
 }  // namespace crm::analytics

@@ -16,10 +16,14 @@ namespace crm::analytics {
 // 360 view, the funnel, the ticket KPIs) rather than once per fold.
 class Payload {
  public:
+  enum class Decoded { kYes, kUnknownType, kUnparsable };
+
   // Decodes on `arena` if given. A type this binary does not know, or bytes
   // that do not parse, leave it empty: every fold then treats the event as
   // one it does not know.
   explicit Payload(const crm::v1::EventEnvelope& event, google::protobuf::Arena* arena = nullptr);
+
+  Decoded decoded() const { return decoded_; }
 
   // The payload as T, null when it holds another type. Compares default
   // instances: GetDescriptor() runs a once-check per call, and a fold asks
@@ -36,6 +40,7 @@ class Payload {
   const google::protobuf::Message* message_ = nullptr;
   // The generated default instance of the decoded type.
   const google::protobuf::Message* prototype_ = nullptr;
+  Decoded decoded_ = Decoded::kUnknownType;
 };
 
 // Whether a value taken at `at` from event `event_id` (from the sales

@@ -291,6 +291,15 @@ absl::Status ForEachRecord(const Database& db, const char* family,
 
 absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, ProjectionTxn& txn) {
   const Payload payload(event, &arena_);
+  // An event this binary cannot read is parked (the subscriber puts it on
+  // the dead-letter topic), not folded in as a blank. The topic keeps it: a
+  // rebuild by a binary that knows its type takes it in.
+  if (payload.decoded() != Payload::Decoded::kYes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        payload.decoded() == Payload::Decoded::kUnknownType ? "unknown event type "
+                                                            : "payload does not parse as ",
+        event.type(), " (", event.payload().type_url(), ")"));
+  }
   if (auto entry = AuditEntryFor(event, payload); entry.has_value()) {
     const std::string value = entry->SerializeAsString();
     if (!entry->actor().empty()) {

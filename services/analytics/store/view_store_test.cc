@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "libs/common/pii/cipher.h"
 #include "libs/common/reply_budget.h"
@@ -54,6 +55,42 @@ TEST_F(ViewStoreTest, RedeliveredEventsAreCountedOnce) {
   EXPECT_EQ(view->event_count(), 2);
   EXPECT_EQ(view->timeline_size(), 2);
   EXPECT_EQ(view->lead_ids_size(), 2);
+}
+
+// An event this build cannot read (a newer service's type, a payload that
+// does not parse) is parked with why, not folded in as a blank; the
+// events after it are applied.
+TEST_F(ViewStoreTest, EventsItCannotReadAreParkedNotCounted) {
+  std::vector<DeadLetter> parked;
+  SubscriberOptions options;
+  options.dead_letter_sink = [&](const std::vector<DeadLetter>& letters) {
+    parked.insert(parked.end(), letters.begin(), letters.end());
+    return absl::OkStatus();
+  };
+  subscriber_ = std::make_unique<Subscriber>(*db_, projection_, options);
+  crm::v1::EventEnvelope future;
+  future.set_event_id("evt-future");
+  future.set_stream("future-1");
+  future.set_stream_version(1);
+  future.set_customer_id("cus_1");
+  future.set_type("FutureThingHappened");
+  future.mutable_payload()->set_type_url("type.googleapis.com/crm.v9.FutureThingHappened");
+  crm::v1::EventEnvelope garbled;
+  garbled.ParseFromString(Captured("cus_1", 3, 0).value);
+  garbled.set_stream("lead-garbled");
+  garbled.mutable_payload()->set_value("\x0a\xff\xff");
+  ASSERT_TRUE(subscriber_
+                  ->ApplyBatch({Captured("cus_1", 1, 0),
+                                {"crm.leads.v1", 0, 1, future.SerializeAsString()},
+                                {"crm.leads.v1", 0, 2, garbled.SerializeAsString()},
+                                Captured("cus_1", 2, 3)})
+                  .ok());
+  auto view = views_->GetCustomer360("cus_1", 0, "");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->event_count(), 2);
+  ASSERT_EQ(parked.size(), 2u);
+  EXPECT_THAT(parked[0].reason, ::testing::HasSubstr("unknown event type FutureThingHappened"));
+  EXPECT_THAT(parked[1].reason, ::testing::HasSubstr("payload does not parse as LeadCaptured"));
 }
 
 // A GDPR export's part from analytics: the view without its timeline,
