@@ -10,6 +10,7 @@
 #include "crm/v1/leads.pb.h"
 #include "fuzz/fuzz_input.h"
 #include "libs/common/contact_fields.h"
+#include "services/leads/api/lead_commands.h"
 #include "services/leads/domain/assignment.h"
 #include "services/leads/domain/lead.h"
 
@@ -90,6 +91,22 @@ void Rule(absl::string_view payload) {
   Check(Same(*again, *normalized), "normalizing a rule twice changes it");
 }
 
+// A list query: refused naming the field, or one the store can run (a
+// bounded page, a score range in order).
+void ListQuery(absl::string_view payload) {
+  crm::v1::ListLeadsRequest request;
+  if (!Decode(payload, request)) return;
+  auto query = leads::LeadCommands::ListLeadsQuery(request);
+  CheckValidation(query.status(), "ListLeadsQuery");
+  if (!query.ok()) return;
+  Check(query->page_size >= 1 && query->page_size <= 1000, "ListLeadsQuery page size out of range",
+        std::to_string(query->page_size));
+  Check(0 <= query->min_score && query->min_score <= query->max_score && query->max_score <= 100,
+        "ListLeadsQuery score range out of order", request.ShortDebugString());
+  Check(query->owner_id.empty() || query->queue.empty(), "ListLeadsQuery has owner and queue",
+        request.ShortDebugString());
+}
+
 void EmailAndPhone(absl::string_view text) {
   if (auto email = NormalizeEmail(text, "contact.email"); email.ok()) {
     auto again = NormalizeEmail(*email, "contact.email");
@@ -114,7 +131,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace crm;  // NOLINT: the request types and validators read better short
   const auto [selector, payload] = fuzz::Choose(data, size);
   const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
-  switch (selector % 11) {
+  switch (selector % 12) {
     case 0:
       fuzz::Capture(payload);
       break;
@@ -156,8 +173,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 9:
       fuzz::Rule(payload);
       break;
-    default:
+    case 10:
       fuzz::EmailAndPhone(payload);
+      break;
+    default:
+      fuzz::ListQuery(payload);
       break;
   }
   return 0;

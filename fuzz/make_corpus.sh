@@ -41,6 +41,7 @@ seed $L merge 8 MergeLeadsRequest 'request_id: "r8" survivor_lead_id: "lead_1" m
 seed $L rule 9 AssignmentRule 'name: " EMEA CRM " regions: "EMEA" regions: "emea" product_interests: "crm" team_id: "t1" team_members: "rep_a" team_members: "rep_b" strategy: TEAM_STRATEGY_ROUND_ROBIN'
 text_seed $L email 10 ' Grace.Hopper+crm@Navy.MIL '
 text_seed $L phone 10 '(+1) 202-555-0143'
+seed $L list_leads 11 ListLeadsRequest 'owner_id: "rep_ada" statuses: LEAD_STATUS_NEW region: " EMEA " min_score: 40 max_score: 90 sort: LEAD_SORT_SCORE_DESC page { page_size: 5000 }'
 
 # ---- sales_request ----
 S=sales_request
@@ -57,6 +58,8 @@ seed $S pipeline 9 Pipeline 'pipeline_id: "p" stages { stage_id: "a" probability
 seed $S money 10 Money 'currency: "EUR" minor_units: 999999999999999'
 text_seed $S date 11 '2024-02-29'
 text_seed $S tiers 11 'standard:0,silver:1000000,gold:5000000'
+seed $S list_customers 12 ListCustomersRequest 'owner_id: "rep_ada" page { page_size: 20 page_token: "not-a-token" }'
+seed $S list_opportunities 13 ListOpportunitiesRequest 'owner_id: "rep_ada" stage_id: "proposal" close_date_from: "2025-01-01" close_date_to: "2024-12-31" page { page_size: 900 }'
 
 # ---- service_desk_request ----
 D=service_desk_request

@@ -11,6 +11,7 @@
 
 #include "crm/v1/sales.pb.h"
 #include "fuzz/fuzz_input.h"
+#include "services/sales/api/sales_commands.h"
 #include "services/sales/domain/customer.h"
 #include "services/sales/domain/forecast.h"
 #include "services/sales/domain/opportunity.h"
@@ -114,7 +115,7 @@ void Texts(absl::string_view text) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace crm;  // NOLINT: the request types and validators read better short
   const auto [selector, payload] = fuzz::Choose(data, size);
-  switch (selector % 12) {
+  switch (selector % 14) {
     case 0:
       fuzz::OpenCustomer(payload);
       break;
@@ -165,8 +166,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       break;
     }
-    default:
+    case 11:
       fuzz::Texts(payload);
+      break;
+    case 12:
+      fuzz::Validated<v1::ListCustomersRequest>(
+          payload,
+          [](const auto& r) { return sales::SalesCommands::OpenListCustomers(r).status(); },
+          "OpenListCustomers");
+      break;
+    default:
+      fuzz::Validated<v1::ListOpportunitiesRequest>(
+          payload,
+          [](const auto& r) { return sales::SalesCommands::OpenListOpportunities(r).status(); },
+          "OpenListOpportunities");
       break;
   }
   return 0;
