@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <regex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -91,6 +92,17 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
     for (int i = 0; i < 40; ++i) sum += std::max<int64_t>(stack.EventCount(customers[i]), 0);
     return sum == 60;
   })) << stack.analytics().Log();
+  // crmctl prints a customer's 360 view: a returning person's two leads.
+  const std::string shown = RunCommand(absl::StrCat(CtlCommand(), " customer ", customers[0],
+                                                    " --analytics=", stack.Target("analytics")));
+  EXPECT_TRUE(absl::StrContains(shown, customers[0])) << shown;
+  EXPECT_TRUE(absl::StrContains(shown, "p0@example.com")) << shown;
+  size_t captured = 0;
+  for (size_t at = shown.find("\"LeadCaptured\""); at != std::string::npos;
+       at = shown.find("\"LeadCaptured\"", at + 1)) {
+    ++captured;
+  }
+  EXPECT_EQ(captured, 2u) << shown;
   ASSERT_EQ(stack.analytics().Kill(SIGTERM), 0);
   const std::string live = AnalyticsDigest(stack.dir() + "/analytics");
   ASSERT_NE(live.find("entries"), std::string::npos) << live;
@@ -99,8 +111,11 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   const std::string rebuilt_dir = stack.dir() + "/rebuilt";
   const std::string report = RunCommand(absl::StrCat(
       CtlCommand(), " rebuild analytics --data-dir=", rebuilt_dir, " --brokers=", stack.brokers()));
-  // 60 leads and the data keys of the 40 people on crm.keys.v1.
-  EXPECT_NE(report.find("from 100 events"), std::string::npos) << report;
+  // 60 leads and the data keys of the 40 people on crm.keys.v1, and the rate.
+  EXPECT_TRUE(std::regex_search(report, std::regex("from 100 events in [0-9.]+ s: [0-9]+ events/s "
+                                                   "\\(100 applied, 0 duplicates skipped, 0 "
+                                                   "undecodable or rejected\\)")))
+      << report;
   EXPECT_EQ(AnalyticsDigest(rebuilt_dir), live);
 
   // Help asked for is a success (a kubectl exec reports any other code).
