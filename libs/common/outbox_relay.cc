@@ -332,7 +332,7 @@ void OutboxRelay::Run() {
         // missing where none is created on first use, a refused Describe, a
         // partition without a leader would otherwise only grow the outbox).
         if (!checked.ok() && absl::Now() >= next_refill_warning) {
-          log::Warn("relay waits: cannot tell whether the topic is empty",
+          log::Warn("relay waits: cannot tell whether the topic is empty, or refill it",
                     {{"topic", options_.topic}, {"error", checked.ToString()}});
           next_refill_warning = absl::Now() + absl::Minutes(1);
         }

@@ -115,7 +115,6 @@ void AuditLog::Write(std::deque<Denial> denials) {
       *flagged.mutable_last_failure_at() = ToProtoTimestamp(flag->last_failure_at);
       flags.push_back(AuditAppend(flagged, ctx));
       flagged_callers.push_back(flag->caller);
-      flagged_total_.Inc();
       log::Warn("repeated failed authentication",
                 {{"peer", flag->caller}, {"failures", absl::StrCat(flag->failures)}});
     }
@@ -127,7 +126,10 @@ void AuditLog::Write(std::deque<Denial> denials) {
     // No one retries a flag as a caller retries a command: one refused
     // (the outbox full) is raised again by the caller's next failure.
     for (size_t i = 0; i < written.size(); ++i) {
-      if (written[i]) continue;
+      if (written[i]) {
+        flagged_total_.Inc();  // counted once written: a re-raised flag is one flag
+        continue;
+      }
       tracker_.Unflag(flagged_callers[i]);
       log::Warn("failed-authentication flag not written; raised again at the next failure",
                 {{"peer", flagged_callers[i]}});

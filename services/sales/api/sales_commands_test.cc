@@ -1229,6 +1229,7 @@ TEST_F(SalesCommandsTest, AReopenedDealAcceptsANewQuoteAndOrdersOnlyIt) {
   ASSERT_TRUE(repriced.ok()) << repriced.status();
   accept.set_request_id("accept-repriced");
   accept.set_quote_id(repriced->quote_id());
+  now_ += absl::Minutes(1);  // accepted after the first, as the backfill below tells
   ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
 
   crm::v1::PlaceOrderRequest place;

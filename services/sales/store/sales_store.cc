@@ -107,19 +107,26 @@ absl::Status SalesStore::IndexAcceptedQuotes() {
   if (!done.has_value()) CRM_RETURN_IF_ERROR(IndexOrderedQuotes());
   CRM_ASSIGN_OR_RETURN(done, db().Get(kAcceptedQuotesFamily, kIndexedLast));
   if (done.has_value()) return absl::OkStatus();
-  // Each deal's quote accepted last (ties: the larger id, as any order).
-  absl::flat_hash_map<std::string, crm::v1::Quote> last;
+  // Each deal's quote accepted last: the ordered one, else the deal's
+  // accepted row (of a deal that once held several, the one it orders),
+  // else, for a deal lost since, the latest decided (ties: the larger id).
+  absl::flat_hash_map<std::string, crm::v1::Quote> latest;
   CRM_RETURN_IF_ERROR(ForEachState<crm::v1::Quote>(db(), QuoteStream(""), [&](const auto& q) {
     if (q.status() != crm::v1::QUOTE_STATUS_ACCEPTED || q.opportunity_id().empty()) return;
-    auto [it, inserted] = last.try_emplace(q.opportunity_id(), q);
+    auto [it, inserted] = latest.try_emplace(q.opportunity_id(), q);
     const auto key = [](const crm::v1::Quote& x) {
       return std::make_tuple(x.decided_at().seconds(), x.decided_at().nanos(), x.quote_id());
     };
     if (!inserted && key(q) > key(it->second)) it->second = q;
   }));
   rocksdb::WriteBatch batch;
-  for (const auto& [opportunity_id, quote] : last) {
-    batch.Put(family, LastKey(opportunity_id), quote.quote_id());
+  for (const auto& [opportunity_id, quote] : latest) {
+    CRM_ASSIGN_OR_RETURN(auto ordered, OrderedQuoteOf(opportunity_id));
+    CRM_ASSIGN_OR_RETURN(auto accepted, AcceptedQuoteOf(opportunity_id));
+    const std::string& last = ordered.has_value()    ? *ordered
+                              : accepted.has_value() ? *accepted
+                                                     : quote.quote_id();
+    batch.Put(family, LastKey(opportunity_id), last);
   }
   batch.Put(family, rocksdb::Slice(kIndexedLast.data(), kIndexedLast.size()), "");
   return db().Write(&batch, /*sync=*/true);
