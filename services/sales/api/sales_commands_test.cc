@@ -105,6 +105,15 @@ class SalesCommandsTest : public ::testing::Test {
     return ConsumedMessage{topic, 0, offset, envelope.SerializeAsString()};
   }
 
+  // Closes the service and opens it again on the same database.
+  void Restart() {
+    commands_.reset();
+    reactions_.reset();
+    subscriber_.reset();
+    store_.reset();
+    SetUp();
+  }
+
   crm::testing::TempDir dir_;
   absl::Time now_ = kT0;
   std::unique_ptr<SalesStore> store_;
@@ -1068,11 +1077,7 @@ TEST_F(SalesCommandsTest, ADealAcceptsOneQuote) {
   forget.Delete(family, o.opportunity_id());
   forget.Delete(family, rocksdb::Slice("\0indexed", 8));
   ASSERT_TRUE(store_->db().Write(&forget, /*sync=*/false).ok());
-  commands_.reset();
-  reactions_.reset();
-  subscriber_.reset();
-  store_.reset();
-  SetUp();
+  Restart();
   auto indexed = store_->AcceptedQuoteOf(o.opportunity_id());
   ASSERT_TRUE(indexed.ok()) << indexed.status();
   EXPECT_EQ(indexed->value_or(""), revised->quote_id());
@@ -1256,11 +1261,7 @@ TEST_F(SalesCommandsTest, AReopenedDealAcceptsANewQuoteAndOrdersOnlyIt) {
   older.Delete(family, o.opportunity_id() + std::string("\0last", 5));
   older.Delete(family, rocksdb::Slice("\0indexed-3", 10));
   ASSERT_TRUE(store_->db().Write(&older, /*sync=*/false).ok());
-  commands_.reset();
-  reactions_.reset();
-  subscriber_.reset();
-  store_.reset();
-  SetUp();
+  Restart();
   place.set_request_id("order-old-3");
   st = commands_->PlaceOrder(place, Ctx()).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
@@ -1322,11 +1323,7 @@ TEST_F(SalesCommandsTest, AnOrderedDealLostAndReopenedAcceptsNoOtherQuote) {
   older.Put(family, other.opportunity_id(), other_quote->quote_id());
   older.Delete(family, rocksdb::Slice("\0indexed-2", 10));
   ASSERT_TRUE(store_->db().Write(&older, /*sync=*/false).ok());
-  commands_.reset();
-  reactions_.reset();
-  subscriber_.reset();
-  store_.reset();
-  SetUp();
+  Restart();
   accept.set_request_id("accept-again-2");
   accept.set_quote_id(again->quote_id());
   EXPECT_EQ(commands_->AcceptQuote(accept, Ctx()).status().code(),
