@@ -1,5 +1,8 @@
 #include "services/sales/store/sales_store.h"
 
+#include <tuple>
+
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "libs/common/database.h"
@@ -106,26 +109,30 @@ absl::Status SalesStore::IndexAcceptedQuotes() {
   CRM_ASSIGN_OR_RETURN(done, db().Get(kAcceptedQuotesFamily, kIndexedOrders));
   if (!done.has_value()) CRM_RETURN_IF_ERROR(IndexOrderedQuotes());
   CRM_ASSIGN_OR_RETURN(done, db().Get(kAcceptedQuotesFamily, kIndexedLast));
-  if (done.has_value()) return absl::OkStatus();
+  if (!done.has_value()) CRM_RETURN_IF_ERROR(IndexLastAcceptedQuotes());
+  return absl::OkStatus();
+}
+
+absl::Status SalesStore::IndexLastAcceptedQuotes() {
+  auto* family = db().Family(kAcceptedQuotesFamily);
   // Each deal's quote accepted last: the ordered one, else the deal's
   // accepted row (of a deal that once held several, the one it orders),
   // else, for a deal lost since, the latest decided (ties: the larger id).
-  absl::flat_hash_map<std::string, crm::v1::Quote> latest;
+  // Per deal: (decided seconds, nanos, quote id) of its latest decided.
+  absl::flat_hash_map<std::string, std::tuple<int64_t, int32_t, std::string>> latest;
   CRM_RETURN_IF_ERROR(ForEachState<crm::v1::Quote>(db(), QuoteStream(""), [&](const auto& q) {
     if (q.status() != crm::v1::QUOTE_STATUS_ACCEPTED || q.opportunity_id().empty()) return;
-    auto [it, inserted] = latest.try_emplace(q.opportunity_id(), q);
-    const auto key = [](const crm::v1::Quote& x) {
-      return std::make_tuple(x.decided_at().seconds(), x.decided_at().nanos(), x.quote_id());
-    };
-    if (!inserted && key(q) > key(it->second)) it->second = q;
+    auto key = std::make_tuple(q.decided_at().seconds(), q.decided_at().nanos(), q.quote_id());
+    auto [it, inserted] = latest.try_emplace(q.opportunity_id(), key);
+    if (!inserted && key > it->second) it->second = std::move(key);
   }));
   rocksdb::WriteBatch batch;
-  for (const auto& [opportunity_id, quote] : latest) {
+  for (const auto& [opportunity_id, decided] : latest) {
     CRM_ASSIGN_OR_RETURN(auto ordered, OrderedQuoteOf(opportunity_id));
     CRM_ASSIGN_OR_RETURN(auto accepted, AcceptedQuoteOf(opportunity_id));
     const std::string& last = ordered.has_value()    ? *ordered
                               : accepted.has_value() ? *accepted
-                                                     : quote.quote_id();
+                                                     : std::get<2>(decided);
     batch.Put(family, LastKey(opportunity_id), last);
   }
   batch.Put(family, rocksdb::Slice(kIndexedLast.data(), kIndexedLast.size()), "");

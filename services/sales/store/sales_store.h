@@ -140,6 +140,8 @@ class SalesStore {
   absl::Status IndexAcceptedQuotes();
   // The ordered quotes, from the orders.
   absl::Status IndexOrderedQuotes();
+  // Each deal's last accepted quote, from the rows above and the quotes.
+  absl::Status IndexLastAcceptedQuotes();
 
   std::unique_ptr<EventStore> events_;
 };
