@@ -178,6 +178,24 @@ TEST_F(ServiceDeskIntegrationTest, TicketLifecycleReachesTheCustomer360AndSurviv
               }).ok());
   ASSERT_EQ(view.timeline_size(), 8);
   EXPECT_EQ(view.timeline(view.timeline_size() - 1).type(), "CsatSubmitted");
+  // The 360 view carries the desk's SLA clocks: both targets met.
+  {
+    crm::v1::GetTicketRequest get;
+    get.set_ticket_id(ticket.ticket_id());
+    crm::v1::TicketDetails details;
+    ASSERT_TRUE(Invoke([&](auto* c) { return desk_->GetTicket(c, get, &details); }).ok());
+    ASSERT_EQ(view.tickets_size(), 1);
+    const auto& summary = view.tickets(0);
+    EXPECT_EQ(summary.sla_state(), crm::v1::TICKET_SLA_STATE_MET) << summary.DebugString();
+    ASSERT_TRUE(summary.first_response().has_met_at());
+    EXPECT_EQ(summary.first_response().met_at().ShortDebugString(),
+              details.ticket().first_response().met_at().ShortDebugString());
+    EXPECT_EQ(summary.resolution().met_at().ShortDebugString(),
+              details.ticket().resolution().met_at().ShortDebugString());
+    EXPECT_EQ(summary.resolution().target_seconds(),
+              details.ticket().resolution().target_seconds());
+    EXPECT_GT(summary.resolution().target_seconds(), 0);
+  }
 
   // The ticket API shows the state, the conversation and the customer.
   auto check_ticket = [&] {

@@ -213,6 +213,83 @@ void SetTicketStatus(crm::v1::TicketSummary* t, const EventEnvelope& event,
   if (TakeIfNewer(t->mutable_status_as_of(), event)) t->set_status(status);
 }
 
+crm::v1::TicketSla SlaOf(const crm::v1::SlaClock& clock) {
+  crm::v1::TicketSla sla;
+  sla.set_target_seconds(clock.target_seconds());
+  if (clock.has_due_at()) *sla.mutable_due_at() = clock.due_at();
+  sla.set_paused(clock.paused());
+  sla.set_remaining_seconds(clock.remaining_seconds());
+  if (clock.has_met_at()) *sla.mutable_met_at() = clock.met_at();
+  sla.set_warned(clock.warned());
+  sla.set_breached(clock.breached());
+  return sla;
+}
+
+// Joins what two events said of one SLA target: the later event's clock
+// (`take`), with the facts the desk never takes back kept from both, so
+// the result does not depend on delivery order: a warning, a breach and
+// the first response (the earliest one reported; a reopened ticket keeps
+// it). A resolution is met anew after each reopening: its met time is the
+// later event's.
+void JoinSla(crm::v1::TicketSla* into, const crm::v1::TicketSla& from, bool take,
+             bool first_response) {
+  crm::v1::TicketSla other = from;
+  if (take) std::swap(*into, other);
+  if (other.warned()) into->set_warned(true);
+  if (other.breached()) into->set_breached(true);
+  if (first_response && other.has_met_at() &&
+      (!into->has_met_at() || Before(other.met_at(), into->met_at()))) {
+    *into->mutable_met_at() = other.met_at();
+  }
+}
+
+void DeriveSlaState(crm::v1::TicketSummary* t) {
+  // Ranked worst first.
+  constexpr std::array kRank = {crm::v1::TICKET_SLA_STATE_BREACHED,
+                                crm::v1::TICKET_SLA_STATE_AT_RISK,
+                                crm::v1::TICKET_SLA_STATE_ON_TRACK,
+                                crm::v1::TICKET_SLA_STATE_PAUSED, crm::v1::TICKET_SLA_STATE_MET};
+  auto state_of = [](const crm::v1::TicketSla& sla) {
+    if (sla.breached()) return crm::v1::TICKET_SLA_STATE_BREACHED;
+    if (sla.target_seconds() <= 0) return crm::v1::TICKET_SLA_STATE_UNSPECIFIED;
+    if (sla.has_met_at()) return crm::v1::TICKET_SLA_STATE_MET;
+    if (sla.paused()) return crm::v1::TICKET_SLA_STATE_PAUSED;
+    if (sla.warned()) return crm::v1::TICKET_SLA_STATE_AT_RISK;
+    return crm::v1::TICKET_SLA_STATE_ON_TRACK;
+  };
+  const auto a = state_of(t->first_response()), b = state_of(t->resolution());
+  t->set_sla_state(crm::v1::TICKET_SLA_STATE_UNSPECIFIED);
+  for (auto state : kRank) {
+    if (a == state || b == state) {
+      t->set_sla_state(state);
+      break;
+    }
+  }
+}
+
+// The clocks a ticket event carried, taken if the event is the latest to
+// carry them.
+void TakeClocks(crm::v1::TicketSummary* t, const EventEnvelope& event,
+                const crm::v1::SlaClock& first_response, const crm::v1::SlaClock& resolution) {
+  const bool take = TakeIfNewer(t->mutable_sla_as_of(), event);
+  JoinSla(t->mutable_first_response(), SlaOf(first_response), take, /*first_response=*/true);
+  JoinSla(t->mutable_resolution(), SlaOf(resolution), take, /*first_response=*/false);
+  DeriveSlaState(t);
+}
+
+// A warning, a breach or a first response: one fact about one target.
+template <typename Set>
+void TakeSlaFact(crm::v1::TicketSummary* t, crm::v1::SlaTarget target, Set set) {
+  crm::v1::TicketSla fact;
+  set(fact);
+  if (target == crm::v1::SLA_TARGET_FIRST_RESPONSE) {
+    JoinSla(t->mutable_first_response(), fact, /*take=*/false, /*first_response=*/true);
+  } else {
+    JoinSla(t->mutable_resolution(), fact, /*take=*/false, /*first_response=*/false);
+  }
+  DeriveSlaState(t);
+}
+
 // Counts and sums are recomputed from the keyed records, never incremented,
 // so a record seen twice or late cannot skew them.
 void DeriveTotals(Customer360& view) {
@@ -442,19 +519,24 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     t->set_product(m->product());
     *t->mutable_opened_at() = event.occurred_at();
     SetTicketStatus(t, event, TICKET_STATUS_NEW);
+    TakeClocks(t, event, m->first_response(), m->resolution());
     DeriveTotals(view);
     return {absl::StrCat("Ticket opened",
                          m->product().empty() ? "" : absl::StrCat(" (", m->product(), ")")),
             m->subject()};
   }
   if (const auto* m = payload.As<TicketStatusChanged>()) {
-    SetTicketStatus(Ticket(view, m->ticket_id()), event, m->to_status());
+    auto* t = Ticket(view, m->ticket_id());
+    SetTicketStatus(t, event, m->to_status());
+    TakeClocks(t, event, m->first_response(), m->resolution());
     DeriveTotals(view);
     return absl::StrCat("Ticket ", m->ticket_id(), " ", StatusName(m->from_status()), " -> ",
                         StatusName(m->to_status()));
   }
   if (const auto* m = payload.As<TicketResolved>()) {
-    SetTicketStatus(Ticket(view, m->ticket_id()), event, TICKET_STATUS_RESOLVED);
+    auto* t = Ticket(view, m->ticket_id());
+    SetTicketStatus(t, event, TICKET_STATUS_RESOLVED);
+    TakeClocks(t, event, m->first_response(), m->resolution());
     DeriveTotals(view);
     return absl::StrCat("Ticket ", m->ticket_id(), " resolved");
   }
@@ -464,13 +546,31 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     return absl::StrCat("Ticket ", m->ticket_id(), " closed");
   }
   if (const auto* m = payload.As<TicketReopened>()) {
-    SetTicketStatus(Ticket(view, m->ticket_id()), event, TICKET_STATUS_OPEN);
+    auto* t = Ticket(view, m->ticket_id());
+    SetTicketStatus(t, event, TICKET_STATUS_OPEN);
+    TakeClocks(t, event, m->first_response(), m->resolution());
     DeriveTotals(view);
     return absl::StrCat("Ticket ", m->ticket_id(), " reopened", m->reason().empty() ? "" : ": ",
                         m->reason());
   }
+  if (const auto* m = payload.As<TicketReplied>()) {
+    if (m->first_response()) {
+      TakeSlaFact(Ticket(view, m->ticket_id()), SLA_TARGET_FIRST_RESPONSE,
+                  [&](crm::v1::TicketSla& sla) { *sla.mutable_met_at() = event.occurred_at(); });
+    }
+    return absl::StrCat("Ticket ", m->ticket_id(), " answered by the ",
+                        m->author_type() == AUTHOR_TYPE_CUSTOMER ? "customer" : "agent");
+  }
+  if (const auto* m = payload.As<TicketSlaWarningRaised>()) {
+    TakeSlaFact(Ticket(view, m->ticket_id()), m->target(),
+                [](crm::v1::TicketSla& sla) { sla.set_warned(true); });
+    return absl::StrCat("Ticket ", m->ticket_id(), " is close to its ",
+                        EnumWord(SlaTarget_Name(m->target()), "SLA_TARGET_"), " SLA");
+  }
   if (const auto* m = payload.As<TicketSlaBreached>()) {
-    Ticket(view, m->ticket_id())->set_sla_breached(true);
+    auto* t = Ticket(view, m->ticket_id());
+    t->set_sla_breached(true);
+    TakeSlaFact(t, m->target(), [](crm::v1::TicketSla& sla) { sla.set_breached(true); });
     DeriveTotals(view);
     return absl::StrCat("Ticket ", m->ticket_id(), " breached its ",
                         EnumWord(SlaTarget_Name(m->target()), "SLA_TARGET_"), " SLA");
@@ -617,6 +717,11 @@ void JoinView(Customer360& into, const Customer360& from) {
     if (!t.product().empty()) ticket->set_product(t.product());
     if (t.has_opened_at()) *ticket->mutable_opened_at() = t.opened_at();
     if (t.sla_breached()) ticket->set_sla_breached(true);
+    const bool take = Later(t.sla_as_of(), ticket->sla_as_of());
+    JoinSla(ticket->mutable_first_response(), t.first_response(), take, /*first_response=*/true);
+    JoinSla(ticket->mutable_resolution(), t.resolution(), take, /*first_response=*/false);
+    if (take) *ticket->mutable_sla_as_of() = t.sla_as_of();
+    DeriveSlaState(ticket);
     TakeLater(ticket->mutable_status_as_of(), t.status_as_of(),
               [&] { ticket->set_status(t.status()); });
     TakeLater(ticket->mutable_csat_as_of(), t.csat_as_of(),

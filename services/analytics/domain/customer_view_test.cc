@@ -553,6 +553,169 @@ TEST(CustomerViewTest, StageChangeWithoutAmountKeepsTheOpeningAmountInAnyOrder) 
   EXPECT_EQ(forward.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_PROSPECT);
 }
 
+crm::v1::SlaClock Clock(int64_t target, int64_t due, int64_t met = 0) {
+  crm::v1::SlaClock c;
+  c.set_target_seconds(target);
+  if (due > 0) c.mutable_due_at()->set_seconds(due);
+  if (met > 0) c.mutable_met_at()->set_seconds(met);
+  return c;
+}
+
+crm::v1::SlaClock Paused(crm::v1::SlaClock c, int64_t remaining) {
+  c.clear_due_at();
+  c.set_paused(true);
+  c.set_remaining_seconds(remaining);
+  return c;
+}
+
+crm::v1::SlaClock Warned(crm::v1::SlaClock c) {
+  c.set_warned(true);
+  return c;
+}
+
+// One ticket's life as the service desk tells it, and its SLA state in the
+// 360 view after each event.
+struct TicketStep {
+  crm::v1::EventEnvelope event;
+  crm::v1::TicketSlaState state;
+};
+
+std::vector<TicketStep> TicketLife() {
+  using namespace crm::v1;
+  auto event = [n = 0](const google::protobuf::Message& m, int64_t at) mutable {
+    return testing::TicketEvent(m, "cus_1", "t_9", ++n, at);
+  };
+  // First response due in an hour (warned 10 minutes before), resolution
+  // in a day.
+  const SlaClock fr = Clock(3600, 4600), res = Clock(86400, 87400);
+  std::vector<TicketStep> life;
+  TicketOpened opened;
+  opened.set_ticket_id("t_9");
+  *opened.mutable_first_response() = fr;
+  *opened.mutable_resolution() = res;
+  life.push_back({event(opened, 1000), TICKET_SLA_STATE_ON_TRACK});
+  TicketSlaWarningRaised warning;
+  warning.set_ticket_id("t_9");
+  warning.set_target(SLA_TARGET_FIRST_RESPONSE);
+  life.push_back({event(warning, 4000), TICKET_SLA_STATE_AT_RISK});
+  TicketReplied reply;
+  reply.set_ticket_id("t_9");
+  reply.set_author_type(AUTHOR_TYPE_AGENT);
+  reply.set_first_response(true);
+  life.push_back({event(reply, 4300), TICKET_SLA_STATE_ON_TRACK});
+  TicketStatusChanged changed;
+  changed.set_ticket_id("t_9");
+  changed.set_from_status(TICKET_STATUS_NEW);
+  changed.set_to_status(TICKET_STATUS_OPEN);
+  *changed.mutable_first_response() = Warned(Clock(3600, 4600, 4300));
+  *changed.mutable_resolution() = res;
+  life.push_back({event(changed, 4300), TICKET_SLA_STATE_ON_TRACK});
+  changed.set_from_status(TICKET_STATUS_OPEN);
+  changed.set_to_status(TICKET_STATUS_PENDING);
+  *changed.mutable_resolution() = Paused(res, 82400);
+  life.push_back({event(changed, 5000), TICKET_SLA_STATE_PAUSED});
+  changed.set_from_status(TICKET_STATUS_PENDING);
+  changed.set_to_status(TICKET_STATUS_OPEN);
+  *changed.mutable_resolution() = Clock(86400, 88400);
+  life.push_back({event(changed, 6000), TICKET_SLA_STATE_ON_TRACK});
+  TicketResolved resolved;
+  resolved.set_ticket_id("t_9");
+  *resolved.mutable_first_response() = changed.first_response();
+  *resolved.mutable_resolution() = Paused(Clock(86400, 0, 7000), 81400);
+  resolved.mutable_resolution()->mutable_due_at()->set_seconds(88400);
+  life.push_back({event(resolved, 7000), TICKET_SLA_STATE_MET});
+  TicketReopened reopened;
+  reopened.set_ticket_id("t_9");
+  *reopened.mutable_first_response() = changed.first_response();
+  *reopened.mutable_resolution() = Clock(86400, 89400);
+  life.push_back({event(reopened, 8000), TICKET_SLA_STATE_ON_TRACK});
+  TicketSlaBreached breached;
+  breached.set_ticket_id("t_9");
+  breached.set_target(SLA_TARGET_RESOLUTION);
+  life.push_back({event(breached, 89400), TICKET_SLA_STATE_BREACHED});
+  // Resolved late: breached it stays, met at the resolution.
+  *resolved.mutable_resolution() = Clock(86400, 89400, 90000);
+  resolved.mutable_resolution()->set_breached(true);
+  life.push_back({event(resolved, 90000), TICKET_SLA_STATE_BREACHED});
+  return life;
+}
+
+TEST(CustomerViewTest, ATicketsSlaStateFollowsItsClocks) {
+  crm::v1::Customer360 view;
+  for (const auto& [event, state] : TicketLife()) {
+    ApplyToView(view, event);
+    ASSERT_EQ(view.tickets_size(), 1);
+    EXPECT_EQ(view.tickets(0).sla_state(), state)
+        << event.type() << " at " << event.occurred_at().seconds();
+    const auto& t = view.tickets(0);
+    if (event.occurred_at().seconds() == 5000) {
+      EXPECT_TRUE(t.resolution().paused());
+      EXPECT_EQ(t.resolution().remaining_seconds(), 82400);
+      EXPECT_FALSE(t.resolution().has_due_at());
+    }
+    if (event.occurred_at().seconds() == 8000) {
+      EXPECT_EQ(t.resolution().due_at().seconds(), 89400);
+      EXPECT_FALSE(t.resolution().has_met_at()) << "met anew after the reopening";
+    }
+  }
+  const auto& t = view.tickets(0);
+  EXPECT_EQ(t.first_response().target_seconds(), 3600);
+  EXPECT_EQ(t.first_response().met_at().seconds(), 4300);
+  EXPECT_TRUE(t.first_response().warned());
+  EXPECT_FALSE(t.first_response().breached());
+  EXPECT_TRUE(t.resolution().breached());
+  EXPECT_EQ(t.resolution().met_at().seconds(), 90000);
+  EXPECT_EQ(t.sla_as_of().event_id(), "evt-t_9-10");
+  EXPECT_TRUE(t.sla_breached());
+}
+
+// The SLA fields of the view's only ticket.
+std::string SlaOf(const crm::v1::Customer360& view) {
+  if (view.tickets_size() != 1) return "tickets: " + std::to_string(view.tickets_size());
+  const auto& t = view.tickets(0);
+  crm::v1::TicketSummary sla;
+  *sla.mutable_first_response() = t.first_response();
+  *sla.mutable_resolution() = t.resolution();
+  *sla.mutable_sla_as_of() = t.sla_as_of();
+  sla.set_sla_state(t.sla_state());
+  sla.set_sla_breached(t.sla_breached());
+  return sla.DebugString();
+}
+
+TEST(CustomerViewTest, ATicketsSlaIsTheSameInAnyOrderAndAnyJoin) {
+  std::vector<crm::v1::EventEnvelope> events;
+  for (const auto& step : TicketLife()) events.push_back(step.event);
+  crm::v1::Customer360 expected;
+  for (const auto& e : events) ApplyToView(expected, e);
+  std::mt19937 rng(11);
+  for (int round = 0; round < 300; ++round) {
+    std::shuffle(events.begin(), events.end(), rng);
+    crm::v1::Customer360 view, a, b;
+    for (const auto& e : events) {
+      ApplyToView(view, e);
+      ApplyToView(rng() % 2 == 0 ? a : b, e);
+    }
+    ASSERT_EQ(view.SerializeAsString(), expected.SerializeAsString())
+        << "round " << round << "\n"
+        << view.tickets(0).DebugString() << "\nexpected\n"
+        << expected.tickets(0).DebugString();
+    // (A join leaves empty stamps where no event set one: the clocks are
+    // compared.)
+    crm::v1::Customer360 joined;
+    joined.set_customer_id("cus_1");
+    JoinView(joined, a);
+    JoinView(joined, b);
+    ASSERT_EQ(SlaOf(joined), SlaOf(expected)) << "round " << round;
+  }
+}
+
+TEST(CustomerViewTest, ATicketWithoutTargetsHasNoSlaState) {
+  crm::v1::Customer360 view;
+  ApplyToView(view, testing::TicketOpenedAt("cus_1", "t_1", 100));
+  ASSERT_EQ(view.tickets_size(), 1);
+  EXPECT_EQ(view.tickets(0).sla_state(), crm::v1::TICKET_SLA_STATE_UNSPECIFIED);
+}
+
 TEST(CustomerViewTest, TimelineSummariesReadLikeSentences) {
   for (const auto& e : CustomerLife()) {
     const std::string summary = Summarize(e);
