@@ -31,11 +31,17 @@ size_t BlankAt(absl::string_view s, bool joiners = true) {
                                   "\xe2\x81\xa0", "\xe3\x80\x80"}) {
     if (absl::StartsWith(s, blank)) return 3;
   }
-  if (s.size() >= 3 && s[0] == '\xe2' && s[1] == '\x80' &&
-      static_cast<unsigned char>(s[2]) >= 0x80 &&
-      static_cast<unsigned char>(s[2]) <= (joiners ? 0x8d : 0x8b)) {
-    return 3;
+  if (s.size() < 3 || s[0] != '\xe2') return 0;
+  const auto third = static_cast<unsigned char>(s[2]);
+  if (s[1] == '\x80') {
+    if (third >= 0x80 && third <= (joiners ? 0x8d : 0x8b)) return 3;
+    // Direction marks (U+200E, U+200F), line and paragraph separators and
+    // embeddings (U+2028..U+202E): copied with a contact from a
+    // right-to-left page or an address book, never part of it.
+    if (third == 0x8e || third == 0x8f || (third >= 0xa8 && third <= 0xae)) return 3;
   }
+  // Direction isolates, U+2066..U+2069.
+  if (s[1] == '\x81' && third >= 0xa6 && third <= 0xa9) return 3;
   return 0;
 }
 

@@ -22,6 +22,23 @@ TEST(ContactFieldsTest, EmailIsLowercasedAndTrimmed) {
     ASSERT_TRUE(email.ok()) << pasted << ": " << email.status();
     EXPECT_EQ(*email, "ada@example.com") << pasted;
   }
+  // Direction marks an address book or a right-to-left page copies with
+  // the address (LRM, RLM, LRE..PDF, LRI..PDI): the same person.
+  for (const char* marked : {"\xe2\x80\x8e"
+                             "ada@example.com",
+                             "ada@example.com\xe2\x80\x8f",
+                             "\xe2\x80\xaa"
+                             "ada@example.com\xe2\x80\xac",
+                             "\xe2\x81\xa6"
+                             "ada@example.com\xe2\x81\xa9",
+                             "ada@example.com\xe2\x80\xa8"}) {
+    auto email = NormalizeEmail(marked, "e");
+    ASSERT_TRUE(email.ok()) << email.status();
+    EXPECT_EQ(*email, "ada@example.com");
+  }
+  // Inside the address they are refused, not kept as a second spelling.
+  EXPECT_FALSE(NormalizeEmail("ada\xe2\x80\x8e@example.com", "e").ok());
+  EXPECT_FALSE(NormalizeEmail("ada@exam\xe2\x81\xa6ple.com", "e").ok());
   // Deliverable though RFC 5322 frowns on it (some carriers issued them).
   EXPECT_EQ(*NormalizeEmail("taro.@docomo.ne.jp", "e"), "taro.@docomo.ne.jp");
   // A zero-width non-joiner inside a Persian host name is its spelling.
@@ -56,6 +73,10 @@ TEST(ContactFieldsTest, PhoneBecomesE164) {
                              "p")
                   .ok());
   EXPECT_FALSE(NormalizePhone("+44 20\t7946 0958", "p").ok()) << "a tab is no separator";
+  // A number copied from a right-to-left page, wrapped in direction marks.
+  EXPECT_EQ(*NormalizePhone("\xe2\x80\x8e+44 20 7946 0958\xe2\x80\x8e", "p"), "+442079460958");
+  EXPECT_EQ(*NormalizePhone("\xe2\x81\xa6+44\xe2\x80\x8e 20 7946 0958\xe2\x81\xa9", "p"),
+            "+442079460958");
   EXPECT_EQ(*NormalizePhone("+44\xc2\xa0"
                             "20 7946\xe2\x80\x93"
                             "0958\xc2\xa0",
