@@ -105,15 +105,15 @@ class ContactRegistry {
   // Whether a merge is retiring the customer now (for tests and probes).
   bool retiring(const std::string& customer_id);
 
+  // The lead that now stands for `lead_id`: itself, or the survivor of the
+  // merges it went into.
+  absl::StatusOr<std::string> LiveLead(std::string lead_id) const;
+
  private:
   struct Pending {
     ContactMatch match;
     Owner owner;
   };
-
-  // The lead that now stands for `lead_id`: itself, or the survivor of the
-  // merges it went into.
-  absl::StatusOr<std::string> LiveLead(std::string lead_id) const;
 
   LeadStore& store_;
   std::atomic<Owner> owners_{0};

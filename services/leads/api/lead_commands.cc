@@ -253,10 +253,18 @@ absl::StatusOr<std::optional<std::string>> LeadCommands::SurvivingHomeOf(
   crm::v1::Contact contact = lead.contact();
   pii::OpenFields(contact, store_.vault());
   // Any of the lead's contacts: a merge re-points only the keys the merged
-  // lead held, the others still name this lead's own customer.
+  // lead held, the others still name this lead's own customer, or one a
+  // later merge retired in turn (as Resolve reads them).
   CRM_ASSIGN_OR_RETURN(auto matches, store_.FindContactKeys(store_.ContactKeys(contact)));
   for (const auto& match : matches) {
-    if (match.has_value() && match->customer_id == survivor) return match->lead_id;
+    // The lead's own customer's rows tell nothing of where it went; an
+    // erased person's name nobody.
+    if (!match.has_value() || match->customer_id == lead.customer_id() ||
+        store_.vault().SurvivorOf(match->customer_id) != survivor ||
+        store_.vault().Erased(survivor)) {
+      continue;
+    }
+    return contacts_.LiveLead(match->lead_id);
   }
   return std::string();  // retired, and no contact of the lead finds its home
 }

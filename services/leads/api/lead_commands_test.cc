@@ -1021,6 +1021,43 @@ TEST_F(LeadUseCaseTest, ALeadOfAMergedAwayCustomerConvertsForTheSurvivingCustome
   EXPECT_EQ(third.customer_id(), survivor.customer_id());
 }
 
+// A person's customer retired twice (Y into X, then X into Z): the rows of
+// the person's contacts still name X or Y, and lead to a home under Z, so a
+// rep's conversion of the person's later lead is not refused as out of
+// reach.
+TEST_F(LeadUseCaseTest, ALeadRetiredTwiceStillFindsItsSurvivingHome) {
+  auto capture = [&](const std::string& id, const std::string& email,
+                     const std::string& phone = "") {
+    return *commands_->CaptureLead(Request(id, email, phone), Ctx());
+  };
+  auto merge = [&](const std::string& id, const std::string& survivor, const std::string& merged) {
+    crm::v1::MergeLeadsRequest r;
+    r.set_request_id(id);
+    r.set_survivor_lead_id(survivor);
+    r.set_merged_lead_id(merged);
+    ASSERT_TRUE(commands_->MergeLeads(r, Ctx()).ok());
+  };
+  auto y1 = capture("y1", "ada@example.com");
+  auto y2 = capture("y2", "ada@example.com", "+442079460958");
+  auto x1 = capture("x1", "lovelace@engines.example");
+  auto x2 = capture("x2", "lovelace@engines.example", "+442079460959");
+  auto z1 = capture("z1", "babbage@engines.example");
+  merge("m1", x1.lead_id(), y1.lead_id());
+  merge("m2", z1.lead_id(), x2.lead_id());
+  ASSERT_EQ(store_->vault().SurvivorOf(y2.customer_id()), z1.customer_id());
+  // y2 -> x1 (whose customer X is Z's now) -> z1, whose customer stands.
+  auto home = commands_->SurvivingHomeOf(Get(y2.lead_id()));
+  ASSERT_TRUE(home.ok()) << home.status();
+  ASSERT_TRUE(home->has_value());
+  EXPECT_EQ(**home, x1.lead_id());
+  home = commands_->SurvivingHomeOf(Get(x1.lead_id()));
+  ASSERT_TRUE(home.ok() && home->has_value());
+  EXPECT_EQ(**home, z1.lead_id());
+  home = commands_->SurvivingHomeOf(Get(z1.lead_id()));
+  ASSERT_TRUE(home.ok());
+  EXPECT_FALSE(home->has_value()) << "Z stands";
+}
+
 // Merges of one person's leads in both directions: the second merge finds
 // both leads standing for one customer already and links nothing, so every
 // contact of the person still finds the one surviving customer.
