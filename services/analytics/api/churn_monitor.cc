@@ -75,40 +75,67 @@ absl::Status ChurnMonitor::StoreAlert(const crm::v1::Customer360& view,
 
 absl::StatusOr<int> ChurnMonitor::RunOnce() {
   if (ready_ && !ready_()) return 0;
-  int raised = 0;
+  int raised = 0, failed = 0;
+  absl::Status first_failure;
+  std::string first_failed;
   CRM_RETURN_IF_ERROR(views_.ForEachCustomer([&](const crm::v1::Customer360& view) -> absl::Status {
-    CRM_ASSIGN_OR_RETURN(auto previous, LoadAlert(view));
-    ChurnAlertDecision d = DecideChurnAlert(previous, view, views_.config());
-    if (!d.state_changed) return absl::OkStatus();
-    if (!d.raised.has_value()) return StoreAlert(view, d.state);
-
-    AppendRequest req;
-    req.stream = absl::StrCat("churnrisk-", view.customer_id());
-    auto current = events_.LoadState(req.stream);
-    if (!current.ok() && !absl::IsNotFound(current.status())) return current.status();
-    req.expected_version = current.ok() ? current->version : EventStore::kNoStream;
-    EventContext ctx;
-    ctx.source = kSource;
-    ctx.actor = "analytics";
-    ctx.correlation_id = d.raised->cause_event_id();
-    ctx.causation_id = d.raised->cause_event_id();
-    // Event time, not the wall clock: the evaluation's place in history.
-    ctx.occurred_at = FromProtoTimestamp(d.raised->evaluated_at());
-    req.events.push_back(MakeEnvelope(*d.raised, view.customer_id(), ctx));
-    req.request_key = ChurnRequestKey(*d.raised, d.state.crossings());
-    req.projection_writes = AlertWrites(view, d.state);
-    CRM_ASSIGN_OR_RETURN(auto result, events_.Append(std::move(req)));
-    if (result.replayed) {
-      // This crossing was raised before the alert state was lost: keep the
-      // state, raise nothing.
-      return StoreAlert(view, d.state);
+    // One customer that cannot be decided (a corrupt alert row, an append
+    // refused) must not keep every customer after it from being decided:
+    // the pass goes on, and the next one tries it again.
+    absl::StatusOr<bool> evaluated = Evaluate(view);
+    if (evaluated.ok()) {
+      raised += *evaluated ? 1 : 0;
+    } else if (failed++ == 0) {
+      first_failure = evaluated.status();
+      first_failed = view.customer_id();
+      log::Error("churn monitor: customer not evaluated",
+                 {{"customer_id", view.customer_id()}, {"error", first_failure.ToString()}});
     }
-    ++raised;
-    log::Info("churn risk raised",
-              {{"customer_id", view.customer_id()}, {"score", absl::StrCat(d.raised->score())}});
     return absl::OkStatus();
   }));
+  if (failed > 0) {
+    return absl::Status(
+        first_failure.code(),
+        absl::StrCat(failed, " customer(s) not evaluated (", raised, " alert(s) raised); first ",
+                     first_failed, ": ", first_failure.message()));
+  }
   return raised;
+}
+
+absl::StatusOr<bool> ChurnMonitor::Evaluate(const crm::v1::Customer360& view) {
+  CRM_ASSIGN_OR_RETURN(auto previous, LoadAlert(view));
+  ChurnAlertDecision d = DecideChurnAlert(previous, view, views_.config());
+  if (!d.state_changed) return false;
+  if (!d.raised.has_value()) {
+    CRM_RETURN_IF_ERROR(StoreAlert(view, d.state));
+    return false;
+  }
+
+  AppendRequest req;
+  req.stream = absl::StrCat("churnrisk-", view.customer_id());
+  auto current = events_.LoadState(req.stream);
+  if (!current.ok() && !absl::IsNotFound(current.status())) return current.status();
+  req.expected_version = current.ok() ? current->version : EventStore::kNoStream;
+  EventContext ctx;
+  ctx.source = kSource;
+  ctx.actor = "analytics";
+  ctx.correlation_id = d.raised->cause_event_id();
+  ctx.causation_id = d.raised->cause_event_id();
+  // Event time, not the wall clock: the evaluation's place in history.
+  ctx.occurred_at = FromProtoTimestamp(d.raised->evaluated_at());
+  req.events.push_back(MakeEnvelope(*d.raised, view.customer_id(), ctx));
+  req.request_key = ChurnRequestKey(*d.raised, d.state.crossings());
+  req.projection_writes = AlertWrites(view, d.state);
+  CRM_ASSIGN_OR_RETURN(auto result, events_.Append(std::move(req)));
+  if (result.replayed) {
+    // This crossing was raised before the alert state was lost: keep the
+    // state, raise nothing.
+    CRM_RETURN_IF_ERROR(StoreAlert(view, d.state));
+    return false;
+  }
+  log::Info("churn risk raised",
+            {{"customer_id", view.customer_id()}, {"score", absl::StrCat(d.raised->score())}});
+  return true;
 }
 
 void ChurnMonitor::Start(absl::Duration interval) {

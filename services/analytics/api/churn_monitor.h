@@ -32,7 +32,10 @@ class ChurnMonitor {
   ChurnMonitor(const ChurnMonitor&) = delete;
   ChurnMonitor& operator=(const ChurnMonitor&) = delete;
 
-  // One pass over every customer; returns how many alerts it raised.
+  // One pass over every customer; returns how many alerts it raised. A
+  // customer that cannot be evaluated is skipped (logged); the pass then
+  // ends with the first such error, counting them, once every other
+  // customer was evaluated.
   absl::StatusOr<int> RunOnce();
 
   // Runs a pass every `interval` on a thread of its own.
@@ -40,6 +43,9 @@ class ChurnMonitor {
   void Stop();
 
  private:
+  // Decides one customer and stores the decision; true when it raised an
+  // alert.
+  absl::StatusOr<bool> Evaluate(const crm::v1::Customer360& view);
   // The alert state of `view`'s customer; for a merged group that has none
   // yet under its id, the raised state of a member, so that a merge does not
   // raise a second alert for a risk already raised.

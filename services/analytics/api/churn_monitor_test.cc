@@ -109,6 +109,25 @@ TEST_F(ChurnMonitorTest, LostAlertStateIsCoveredByTheRequestKey) {
   EXPECT_EQ(Outbox().size(), 1u);
 }
 
+// A customer whose alert state cannot be read is skipped; every other
+// customer is still decided, and the pass reports the one it skipped.
+TEST_F(ChurnMonitorTest, ACustomerThatCannotBeDecidedDoesNotStopThePass) {
+  Feed({OrderPlacedAt("cus_1", "o1", 500, 0), OrderPlacedAt("cus_2", "o2", 500, 0),
+        LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
+  rocksdb::WriteBatch corrupt;
+  corrupt.Put(events_->db().Family(ChurnMonitor::Families()[0]), "cus_1", "\xff not a state");
+  ASSERT_TRUE(events_->db().Write(&corrupt, true).ok());
+  auto n = monitor_->RunOnce();
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(n.status().message().find("1 customer(s) not evaluated (1 alert(s) raised); first "
+                                      "cus_1"),
+            std::string::npos)
+      << n.status();
+  auto raised = Outbox();
+  ASSERT_EQ(raised.size(), 1u);
+  EXPECT_EQ(raised[0].customer_id(), "cus_2") << "decided though cus_1 came first";
+}
+
 TEST_F(ChurnMonitorTest, RecoveryThenRelapseRaisesASecondTime) {
   Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
   EXPECT_EQ(Pass(), 1);
