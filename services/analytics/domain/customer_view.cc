@@ -66,7 +66,8 @@ std::string StatusName(crm::v1::TicketStatus s) {
 std::string MoneyText(const crm::v1::Money& m) {
   const int64_t units = m.minor_units();
   const int64_t whole = units / 100;
-  const int64_t cents = (units < 0 ? -units : units) % 100;
+  // The remainder's sign dropped after the division: -INT64_MIN overflows.
+  const int64_t cents = units % 100 < 0 ? -(units % 100) : units % 100;
   return absl::StrCat(units < 0 && whole == 0 ? "-" : "", whole, ".", cents < 10 ? "0" : "", cents,
                       m.currency().empty() ? "" : " ", m.currency());
 }

@@ -227,6 +227,16 @@ TEST(CustomerViewTest, LifetimeValueHoldsAtTheLargestAmount) {
   EXPECT_EQ(view.lifetime_value(0).minor_units(), std::numeric_limits<int64_t>::max());
 }
 
+TEST(CustomerViewTest, TheSmallestAmountReadsAsANumber) {
+  crm::v1::OrderPlaced order;
+  order.set_order_id("ord_1");
+  *order.mutable_totals()->mutable_total() = Eur(std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(Summarize(Event("e1", "order-ord_1", 100, order)),
+            "Order ord_1 placed, -92233720368547758.08 EUR");
+  *order.mutable_totals()->mutable_total() = Eur(-5);
+  EXPECT_EQ(Summarize(Event("e2", "order-ord_1", 100, order)), "Order ord_1 placed, -0.05 EUR");
+}
+
 // A manager moves the lead from its rep back into a queue: the rep no
 // longer owns the customer (nor reads its 360 by ownership). A new lead of
 // the person going into a queue takes the customer from nobody.

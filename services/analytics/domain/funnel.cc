@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -213,9 +214,11 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
 absl::Status ValidateFunnelRequest(const crm::v1::GetFunnelRequest& request) {
   const std::string& p = request.period();
   if (!p.empty()) {
+    // absl's test takes any char: std::isdigit of a UTF-8 byte (negative
+    // char) is undefined.
     const bool shaped = p.size() == 7 && p[4] == '-' &&
-                        std::all_of(p.begin(), p.begin() + 4, ::isdigit) && std::isdigit(p[5]) &&
-                        std::isdigit(p[6]);
+                        std::all_of(p.begin(), p.begin() + 4, absl::ascii_isdigit) &&
+                        absl::ascii_isdigit(p[5]) && absl::ascii_isdigit(p[6]);
     const int month = shaped ? (p[5] - '0') * 10 + (p[6] - '0') : 0;
     if (!shaped || month < 1 || month > 12) {
       return absl::InvalidArgumentError("period: must be YYYY-MM");

@@ -478,6 +478,8 @@ TEST(FunnelTest, BadFiltersNameTheField) {
   EXPECT_EQ(ValidateFunnelRequest(r).message(), "period: must be YYYY-MM");
   r.set_period("26-01");
   EXPECT_EQ(ValidateFunnelRequest(r).code(), absl::StatusCode::kInvalidArgument);
+  r.set_period("2026-\xc3\xa9");  // "2026-é": seven bytes, two of them not digits
+  EXPECT_EQ(ValidateFunnelRequest(r).message(), "period: must be YYYY-MM");
   r.set_period("2026-01");
   EXPECT_TRUE(ValidateFunnelRequest(r).ok());
   r.set_channel(static_cast<crm::v1::LeadChannel>(999));
