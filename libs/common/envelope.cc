@@ -13,8 +13,11 @@
 namespace crm {
 
 bool DecodeEvent(absl::string_view bytes, crm::v1::EventEnvelope& into) {
+  // A time outside years 1..9999 (or bad nanos) would overflow every
+  // consumer's arithmetic on it.
   return into.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) &&
-         !into.stream().empty() && into.stream_version() > 0;
+         !into.stream().empty() && into.stream_version() > 0 &&
+         IsValidProtoTimestamp(into.occurred_at());
 }
 
 crm::v1::EventEnvelope MakeEnvelope(const google::protobuf::Message& payload,

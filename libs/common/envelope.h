@@ -25,7 +25,7 @@ crm::v1::EventEnvelope MakeEnvelope(const google::protobuf::Message& payload,
                                     const std::string& customer_id, const EventContext& ctx);
 
 // Whether `bytes` decode into `into` as an event: an envelope with a
-// stream and a version. Empty or foreign bytes often parse as a protobuf
+// stream, a version and a valid occurred_at. Empty or foreign bytes often parse as a protobuf
 // message (an empty buffer is a valid empty one), so parsing alone is no
 // test; subscribers park what fails this.
 bool DecodeEvent(absl::string_view bytes, crm::v1::EventEnvelope& into);

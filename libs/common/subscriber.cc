@@ -421,7 +421,9 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
       log::Error("undecodable event parked", {{"topic", m.topic},
                                               {"partition", absl::StrCat(m.partition)},
                                               {"offset", absl::StrCat(m.offset)}});
-      dead.push_back({m, "undecodable: not a crm.v1.EventEnvelope with stream and version"});
+      dead.push_back({m,
+                      "undecodable: not a crm.v1.EventEnvelope with stream, version and valid "
+                      "occurred_at"});
       continue;
     }
     events[i] = &event;

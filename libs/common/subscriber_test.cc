@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -231,6 +232,31 @@ TEST_F(SubscriberTest, UndecodableMessageIsParkedAndTheRestApplied) {
   EXPECT_EQ(parked[0].message.value, poison.value);
   EXPECT_EQ(parked[0].message.offset, 0);
   EXPECT_NE(parked[0].reason.find("undecodable"), std::string::npos);
+}
+
+TEST_F(SubscriberTest, AnEventStampedOutsideTheCalendarIsParked) {
+  std::vector<DeadLetter> parked;
+  SubscriberOptions options;
+  options.dead_letter_sink = [&](const std::vector<DeadLetter>& letters) {
+    parked.insert(parked.end(), letters.begin(), letters.end());
+    return absl::OkStatus();
+  };
+  Subscriber subscriber(*db_, projection_, options);
+  crm::v1::EventEnvelope e;
+  e.set_stream("far");
+  e.set_stream_version(1);
+  e.set_customer_id("cus-far");
+  e.mutable_occurred_at()->set_seconds(std::numeric_limits<int64_t>::max());
+  ConsumedMessage far{"crm.leads.v1", 0, 0, e.SerializeAsString()};
+  e.mutable_occurred_at()->set_seconds(0);
+  e.mutable_occurred_at()->set_nanos(-1);
+  ConsumedMessage bad_nanos{"crm.leads.v1", 0, 1, e.SerializeAsString()};
+  ASSERT_TRUE(subscriber.ApplyBatch({far, bad_nanos, Message("a", 1, 2)}).ok());
+  EXPECT_EQ(subscriber.poisoned(), 2u);
+  EXPECT_EQ(Count("cus-far"), "0");
+  EXPECT_EQ(Count("cus-a"), "1");
+  ASSERT_EQ(parked.size(), 2u);
+  EXPECT_NE(parked[0].reason.find("occurred_at"), std::string::npos);
 }
 
 // Fails the first `failures` calls with `code`, then counts like CountingProjection.
