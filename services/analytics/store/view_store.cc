@@ -8,6 +8,7 @@
 #include "libs/common/audit/audit_stream.h"
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
+#include "libs/common/log.h"
 #include "libs/common/page_token.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/reply_budget.h"
@@ -314,7 +315,19 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
   // Refusals are about callers, not customers: no view, no clock.
   if (audit::IsAuditStream(event.stream())) return absl::OkStatus();
   // Every event moves the clock, articles included: time passes for all.
-  if (!clock_.has_value() || *clock_ < event.occurred_at()) clock_ = event.occurred_at();
+  if (!clock_.has_value() || *clock_ < event.occurred_at()) {
+    if (!clock_bound_.has_value()) clock_bound_ = ToProtoTimestamp(absl::Now() + kClockLead);
+    if (*clock_bound_ < event.occurred_at()) {
+      if (clock_ != clock_bound_) {  // once a batch
+        log::Warn("event dated ahead of the wall clock: the analytics clock stops short of it",
+                  {{"event_id", event.event_id()},
+                   {"occurred_at", FormatRfc3339(FromProtoTimestamp(event.occurred_at()))}});
+      }
+      clock_ = clock_bound_;
+    } else {
+      clock_ = event.occurred_at();
+    }
+  }
   CRM_RETURN_IF_ERROR(ApplyToKpis(event, payload, [&](const std::string& id) {
     return Cached(tickets_, &arena_, txn, kKpiTickets, id);
   }));
@@ -376,6 +389,7 @@ void Customer360Projection::Clear() {
   opportunities_.clear();
   tickets_.clear();
   clock_.reset();
+  clock_bound_.reset();
   arena_.Reset();
 }
 

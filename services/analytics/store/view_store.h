@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "crm/v1/analytics.pb.h"
 #include "google/protobuf/arena.h"
 #include "libs/common/database.h"
@@ -57,9 +58,16 @@ class Customer360Projection final : public Projection {
   absl::flat_hash_map<std::string, crm::v1::FunnelLeadRecord*> leads_;
   absl::flat_hash_map<std::string, crm::v1::FunnelOpportunityRecord*> opportunities_;
   absl::flat_hash_map<std::string, crm::v1::KpiTicketRecord*> tickets_;
-  // The latest occurred_at of this batch.
+  // The latest occurred_at of this batch, and how far it may go: the wall
+  // clock at the batch's first event plus kClockLead.
   std::optional<google::protobuf::Timestamp> clock_;
+  std::optional<google::protobuf::Timestamp> clock_bound_;
 };
+
+// How far past the wall clock one event may move the analytics clock. An
+// event stamped by a host whose clock runs ahead is still folded at its
+// own time, but does not age every customer at once.
+inline constexpr absl::Duration kClockLead = absl::Hours(1);
 
 // The analytics clock stored in `db`: the latest occurred_at consumed;
 // unset (zero) before the first event.

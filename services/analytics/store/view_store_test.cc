@@ -8,6 +8,7 @@
 #include "crm/v1/sales.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/common/ids.h"
 #include "libs/common/pii/cipher.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/testing/temp_dir.h"
@@ -95,6 +96,35 @@ TEST_F(ViewStoreTest, EventsItCannotReadAreParkedNotCounted) {
 
 // A GDPR export's part from analytics: the view without its timeline,
 // nothing for a stranger, and no answer while the views are rebuilt.
+// A producer whose clock runs a year ahead: its event is folded at its own
+// time, but the analytics clock (and with it every customer's age) goes no
+// further than an hour past the wall clock.
+TEST_F(ViewStoreTest, AnEventFromTheFutureDoesNotAgeEveryCustomer) {
+  const absl::Time before = absl::Now();
+  crm::v1::LeadCaptured lead;
+  lead.set_lead_id("lead_f");
+  crm::v1::EventEnvelope e;
+  e.set_event_id("evt-f");
+  e.set_stream("lead-f");
+  e.set_stream_version(1);
+  e.set_customer_id("cus_f");
+  e.set_type("LeadCaptured");
+  *e.mutable_occurred_at() = ToProtoTimestamp(before + absl::Hours(24 * 365));
+  e.mutable_payload()->PackFrom(lead);
+  ASSERT_TRUE(subscriber_
+                  ->ApplyBatch({Captured("cus_1", 1, 0),
+                                ConsumedMessage{"crm.leads.v1", 0, 1, e.SerializeAsString()}})
+                  .ok());
+  auto clock = ReadClock(*db_);
+  ASSERT_TRUE(clock.ok()) << clock.status();
+  EXPECT_GE(FromProtoTimestamp(*clock), before + kClockLead);
+  EXPECT_LE(FromProtoTimestamp(*clock), absl::Now() + kClockLead);
+  auto view = views_->GetCustomer360("cus_f", 0, "");
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_EQ(view->timeline_size(), 1);
+  EXPECT_EQ(view->timeline(0).occurred_at().seconds(), e.occurred_at().seconds());
+}
+
 TEST_F(ViewStoreTest, AnExportHoldsTheViewWithoutItsTimeline) {
   ASSERT_TRUE(subscriber_->ApplyBatch({Captured("cus_1", 1, 0), Captured("cus_1", 2, 1)}).ok());
   auto vault = pii::KeyVault::Open(*db_, nullptr, pii::RandomKey(), "crm/analytics");
