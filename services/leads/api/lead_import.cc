@@ -242,6 +242,11 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
   // A row number is one row: sent again with other content, it is refused.
   constexpr absl::string_view kOtherContent =
       "row_number: already used in this import with other content";
+  // Whatever became of the first (a rejected row is corrected in a later
+  // call, as the result of each row of this one is already decided).
+  constexpr absl::string_view kOtherContentInCall =
+      "row_number: sent earlier in this call with other content; correct a rejected row in a "
+      "later call";
   std::vector<size_t> lookup;
   std::vector<int64_t> lookup_rows;
   std::vector<std::string> fingerprints(rows.size());
@@ -267,7 +272,7 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
     auto [it, inserted] = first_index_.try_emplace(row, FirstRow{base + i, fingerprints[i]});
     if (!inserted) {
       if (it->second.fingerprint != fingerprints[i]) {
-        Reject(result, kOtherContent);
+        Reject(result, kOtherContentInCall);
       } else {
         repeats_.emplace_back(base + i, it->second.index);
       }

@@ -334,8 +334,27 @@ TEST_F(LeadImportTest, ARowNumberRepeatedInOneCallIsTheSameRow) {
   // behind the first row's result.
   EXPECT_EQ(response->results(3).outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
   EXPECT_EQ(response->results(3).error(),
-            "row_number: already used in this import with other content");
+            "row_number: sent earlier in this call with other content; correct a rejected row "
+            "in a later call");
   EXPECT_EQ(CountLeads(), 2);
+}
+
+// A row rejected and sent again corrected in the same call is refused as
+// such (nothing was stored under its number); a later call takes it.
+TEST_F(LeadImportTest, ARejectedRowIsCorrectedInALaterCall) {
+  auto response = Import("correct-1", {Row(7, "not-an-email"), Row(7, "ada@x.test")});
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->results_size(), 2);
+  EXPECT_EQ(response->results(0).outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  EXPECT_EQ(response->results(1).outcome(), crm::v1::IMPORT_ROW_OUTCOME_REJECTED);
+  EXPECT_EQ(response->results(1).error(),
+            "row_number: sent earlier in this call with other content; correct a rejected row "
+            "in a later call");
+  EXPECT_EQ(CountLeads(), 0);
+  auto later = Import("correct-1", {Row(7, "ada@x.test")});
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->results(0).outcome(), crm::v1::IMPORT_ROW_OUTCOME_ACCEPTED);
+  EXPECT_EQ(CountLeads(), 1);
 }
 
 TEST_F(LeadImportTest, AReplayWithOtherContentUnderARowNumberIsRefused) {
