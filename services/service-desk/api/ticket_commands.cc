@@ -55,6 +55,29 @@ std::string TicketCommands::TeamLeadOf(const crm::v1::Ticket& ticket) const {
   return team != nullptr ? team->lead_id() : "";
 }
 
+std::optional<crm::v1::TicketAssigned> TicketCommands::StaleAssignment(
+    const crm::v1::Ticket& ticket) const {
+  const crm::v1::Team* team = settings_.FindTeam(ticket.team_id());
+  if (team != nullptr) {
+    const auto& agents = team->agent_ids();
+    if (ticket.assignee_id().empty() ||
+        std::find(agents.begin(), agents.end(), ticket.assignee_id()) != agents.end()) {
+      return std::nullopt;
+    }
+  } else {
+    team = settings_.Route(ticket.category(), ticket.product(), ticket.priority());
+  }
+  const std::string team_id = team != nullptr ? team->team_id() : "";
+  if (team_id == ticket.team_id() && ticket.assignee_id().empty()) return std::nullopt;
+  crm::v1::TicketAssigned moved;
+  moved.set_ticket_id(ticket.ticket_id());
+  moved.set_team_id(team_id);
+  moved.set_previous_team_id(ticket.team_id());
+  moved.set_previous_assignee_id(ticket.assignee_id());
+  moved.set_reason(crm::v1::ASSIGNMENT_REASON_ROUTING);
+  return moved;
+}
+
 absl::StatusOr<std::optional<crm::v1::Ticket>> TicketCommands::Replayed(
     const std::string& request_key) const {
   if (request_key.empty()) return std::nullopt;
@@ -114,6 +137,18 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
   if (!decided.ok()) return decided.status();
   events.insert(events.end(), std::make_move_iterator(decided->begin()),
                 std::make_move_iterator(decided->end()));
+  // A reopened ticket goes back to its agent, unless the desk's teams
+  // changed since it was resolved (a restart with new settings): an agent
+  // who left the team leaves it in the team's queue, a team that is gone
+  // has the rules route it again. No agent is picked: that takes the team
+  // lock, which comes before a ticket's; the queue's agents take it.
+  if (before && before->status() == crm::v1::TICKET_STATUS_RESOLVED) {
+    crm::v1::Ticket reopened = *before;
+    for (const auto& e : events) Apply(reopened, e, now);
+    if (reopened.status() == crm::v1::TICKET_STATUS_OPEN) {
+      if (auto moved = StaleAssignment(reopened)) events.push_back(*std::move(moved));
+    }
+  }
   if (events.empty() && request_key.empty()) {
     if (!before) return MissingTicket(ticket_id);
     return *before;

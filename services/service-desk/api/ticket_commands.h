@@ -95,6 +95,10 @@ class TicketCommands {
   absl::StatusOr<std::optional<crm::v1::Ticket>> Replayed(const std::string& request_key) const;
   // Lead of the ticket's team, notified of breaches; empty without one.
   std::string TeamLeadOf(const crm::v1::Ticket& ticket) const;
+  // For a ticket just reopened: its move to the team's queue when its agent
+  // has left the team since, or to the team the rules route it to now when
+  // its team is gone; nullopt when the assignment still stands.
+  std::optional<crm::v1::TicketAssigned> StaleAssignment(const crm::v1::Ticket& ticket) const;
   // The agent the team's strategy picks and the cursor write that goes
   // with it; `except` (the current assignee) is skipped when the team has
   // someone else.

@@ -67,8 +67,8 @@ constexpr char kSettings[] = R"pb(
   warranties { product_id: "printer-x" months: 24 }
 )pb";
 
-DeskSettings Settings(bool reject_unknown = false) {
-  auto config = *DeskSettings::ParseText(kSettings);
+DeskSettings Settings(bool reject_unknown = false, const char* text = kSettings) {
+  auto config = *DeskSettings::ParseText(text);
   config.set_reject_unknown_customers(reject_unknown);
   auto settings = DeskSettings::Create(config);
   EXPECT_TRUE(settings.ok()) << settings.status();
@@ -80,12 +80,12 @@ class TicketCommandsTest : public ::testing::Test {
   void SetUp() override { Reopen(); }
 
   // (Re)opens the store and the use cases, like a process restart.
-  void Reopen(bool reject_unknown = false) {
+  void Reopen(bool reject_unknown = false, const char* settings = kSettings) {
     tickets_.reset();
     articles_.reset();
     store_.reset();
     store_ = std::move(*DeskStore::Open(dir_.Sub("desk")));
-    settings_ = std::make_unique<DeskSettings>(Settings(reject_unknown));
+    settings_ = std::make_unique<DeskSettings>(Settings(reject_unknown, settings));
     tickets_ = std::make_unique<TicketCommands>(*store_, *settings_, [this] { return now_; });
     articles_ = std::make_unique<ArticleCommands>(*store_, [this] { return now_; });
   }
@@ -988,6 +988,72 @@ TEST_F(TicketCommandsTest, ResolvedTicketClosesAfterTheReopenWindow) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// The desk restarted with new teams: bob left hardware, the field team and
+// its rule are gone. A reopened ticket goes back to its agent only if the
+// agent is still in its team; else to the team's queue, or to the team the
+// rules route it to now.
+TEST_F(TicketCommandsTest, AReopenedTicketLeavesAnAgentOrTeamNoLongerConfigured) {
+  const auto first = Open("h1");
+  const auto second = Open("h2");
+  const auto onsite = Open("f1", "cus_1", "", "onsite");
+  ASSERT_EQ(first.assignee_id(), "ann");
+  ASSERT_EQ(second.assignee_id(), "bob");
+  ASSERT_EQ(onsite.team_id(), "field");
+  for (const auto* t : {&first, &second, &onsite}) {
+    ASSERT_TRUE(Resolve("s-" + t->ticket_id(), t->ticket_id()).ok());
+  }
+  static constexpr char kChanged[] = R"pb(
+    teams { team_id: "hardware" lead_id: "lead:hal" agent_ids: "ann" }
+    teams { team_id: "billing" agent_ids: "cid" agent_ids: "bob" }
+    routing_rules { product: "printer-x" team_id: "hardware" }
+    default_team_id: "billing"
+    reopen_window_hours: 24
+  )pb";
+  Reopen(false, kChanged);
+  auto reopen = [&](const crm::v1::Ticket& t) {
+    crm::v1::ReopenTicketRequest r;
+    r.set_request_id("o-" + t.ticket_id());
+    r.set_ticket_id(t.ticket_id());
+    r.set_reason("still broken");
+    auto reopened = tickets_->ReopenTicket(r, Ctx());
+    EXPECT_TRUE(reopened.ok()) << reopened.status();
+    return reopened.value_or(crm::v1::Ticket());
+  };
+  auto still = reopen(first);
+  EXPECT_EQ(still.team_id(), "hardware");
+  EXPECT_EQ(still.assignee_id(), "ann");
+  EXPECT_EQ(Types(first.ticket_id()).back(), "TicketReopened") << "nothing moved";
+  // bob's ticket, reopened by the customer's reply: hardware's queue.
+  auto queued = Reply("c-h2", second.ticket_id(), crm::v1::AUTHOR_TYPE_CUSTOMER, "Again.");
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_EQ(queued->status(), crm::v1::TICKET_STATUS_OPEN);
+  EXPECT_EQ(queued->team_id(), "hardware");
+  EXPECT_EQ(queued->assignee_id(), "");
+  auto types = Types(second.ticket_id());
+  EXPECT_NE(std::find(types.begin(), types.end(), "TicketAssigned"), types.end());
+  // The field ticket: no rule for onsite now, so the default team.
+  auto rerouted = reopen(onsite);
+  EXPECT_EQ(rerouted.team_id(), "billing");
+  EXPECT_EQ(rerouted.assignee_id(), "");
+  const auto events = *store_->events().ReadStream(TicketStream(onsite.ticket_id()));
+  crm::v1::TicketAssigned moved;
+  ASSERT_TRUE(events.back().payload().UnpackTo(&moved));
+  EXPECT_EQ(moved.previous_team_id(), "field");
+  EXPECT_EQ(moved.previous_assignee_id(), onsite.assignee_id());
+  EXPECT_EQ(moved.reason(), crm::v1::ASSIGNMENT_REASON_ROUTING);
+  // Each team's queue lists what it took.
+  for (const auto& [team, ticket] :
+       {std::pair{"hardware", &second}, std::pair{"billing", &onsite}}) {
+    auto queue = List([&](auto& r) {
+      r.set_team_id(team);
+      r.set_unassigned(true);
+    });
+    ASSERT_EQ(queue.tickets_size(), 1) << team;
+    EXPECT_EQ(queue.tickets(0).ticket_id(), ticket->ticket_id());
+  }
+  EXPECT_EQ(List([](auto& r) { r.set_team_id("hardware"); }).tickets_size(), 2);
+}
+
 TEST_F(TicketCommandsTest, ListFiltersAndPages) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
@@ -1046,6 +1112,11 @@ TEST_F(TicketCommandsTest, ListFiltersAndPages) {
   bad.mutable_page()->set_page_size(-1);
   EXPECT_EQ(tickets_->ListTickets(bad).status(),
             absl::InvalidArgumentError("page.page_size: negative"));
+  bad.mutable_page()->set_page_size(0);
+  bad.set_assignee_id("ann");
+  bad.set_unassigned(true);
+  EXPECT_EQ(tickets_->ListTickets(bad).status(),
+            absl::InvalidArgumentError("unassigned: not with assignee_id"));
 }
 
 // A page size over the maximum (500) is taken as the maximum, as in the

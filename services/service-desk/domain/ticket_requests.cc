@@ -126,6 +126,10 @@ absl::Status ValidateGetTicket(const crm::v1::GetTicketRequest& r) {
 absl::Status ValidateListTickets(const crm::v1::ListTicketsRequest& r) {
   if (!r.customer_id().empty()) CRM_RETURN_IF_ERROR(CheckId("customer_id", r.customer_id()));
   if (!r.assignee_id().empty()) CRM_RETURN_IF_ERROR(CheckId("assignee_id", r.assignee_id()));
+  if (!r.team_id().empty()) CRM_RETURN_IF_ERROR(CheckId("team_id", r.team_id()));
+  if (r.unassigned() && !r.assignee_id().empty()) {
+    return InvalidField("unassigned", "not with assignee_id");
+  }
   if (!crm::v1::TicketStatus_IsValid(r.status())) return InvalidField("status", "unknown");
   if (!crm::v1::TicketPriority_IsValid(r.priority())) return InvalidField("priority", "unknown");
   return CheckPageSize("page", r.page());

@@ -219,6 +219,8 @@ absl::StatusOr<TicketPage> DeskStore::ListTickets(const crm::v1::ListTicketsRequ
     return (r.customer_id().empty() ||
             std::find(customers.begin(), customers.end(), t.customer_id()) != customers.end()) &&
            (r.assignee_id().empty() || t.assignee_id() == r.assignee_id()) &&
+           (r.team_id().empty() || t.team_id() == r.team_id()) &&
+           (!r.unassigned() || t.assignee_id().empty()) &&
            (r.status() == crm::v1::TICKET_STATUS_UNSPECIFIED || t.status() == r.status()) &&
            (r.priority() == crm::v1::TICKET_PRIORITY_UNSPECIFIED || t.priority() == r.priority()) &&
            (!r.has_breached() || t.breached() == r.breached());
