@@ -525,7 +525,9 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ChangeOpportunityStage(
             const crm::v1::Pipeline* pipeline = settings_.pipelines.Find(s->pipeline_id());
             if (pipeline == nullptr) {
               return absl::FailedPreconditionError(
-                  absl::StrCat("pipeline ", s->pipeline_id(), " is no longer configured"));
+                  absl::StrCat("pipeline ", s->pipeline_id(),
+                               " is no longer configured: its deals move once it is back in the "
+                               "pipelines file"));
             }
             return Decide(s,
                           OpportunityCommand{ChangeStage{request.stage_id(), request.lost_reason(),

@@ -56,17 +56,33 @@ absl::StatusOr<OpportunityEvents> DecideChangeStage(const crm::v1::Opportunity& 
     return Invalid("stage_id", absl::StrCat("no stage ", c.stage_id, " in pipeline ",
                                             c.pipeline.pipeline_id()));
   }
-  const crm::v1::PipelineStage* from = FindStage(c.pipeline, s.stage_id());
-  if (from == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "current stage ", s.stage_id(), " is no longer in pipeline ", c.pipeline.pipeline_id()));
-  }
   const bool to_lost = to->outcome() == crm::v1::STAGE_OUTCOME_LOST;
   if (to_lost && c.lost_reason.empty()) {
     return Invalid("lost_reason", "required when moving to a lost stage");
   }
   if (!to_lost && !c.lost_reason.empty()) return Invalid("lost_reason", "only for a lost stage");
-  if (auto st = CheckTransition(c.pipeline, *from, *to); !st.ok()) return st;
+  const crm::v1::PipelineStage* from = FindStage(c.pipeline, s.stage_id());
+  // A stage taken out of the pipelines file since the deal entered it: the
+  // deal is not stuck there. An open one moves to any open stage or is
+  // lost (its place in the order is gone, so not straight to won); a
+  // closed one reopens as the pipeline allows.
+  crm::v1::PipelineStage retired;
+  if (from == nullptr) {
+    retired.set_stage_id(s.stage_id());
+    retired.set_outcome(s.outcome() == crm::v1::STAGE_OUTCOME_UNSPECIFIED
+                            ? crm::v1::STAGE_OUTCOME_OPEN
+                            : s.outcome());
+    from = &retired;
+  }
+  if (from == &retired && retired.outcome() == crm::v1::STAGE_OUTCOME_OPEN) {
+    if (to->outcome() == crm::v1::STAGE_OUTCOME_WON) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "current stage ", s.stage_id(), " is no longer in pipeline ", c.pipeline.pipeline_id(),
+          ": move the deal to one of its open stages before winning it"));
+    }
+  } else if (auto st = CheckTransition(c.pipeline, *from, *to); !st.ok()) {
+    return st;
+  }
 
   crm::v1::OpportunityStageChanged e;
   e.set_opportunity_id(s.opportunity_id());

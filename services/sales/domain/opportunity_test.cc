@@ -163,6 +163,32 @@ TEST(ChangeStageTest, ALostDealIsReopenedAWonDealIsNot) {
       .ThenError(absl::StatusCode::kFailedPrecondition, "won deals are not reopened");
 }
 
+// The pipelines file changed: the deal's stage ("scoping", "dropped") is no
+// longer in its pipeline. The deal is not stuck: an open one moves to any
+// open stage or is lost, but is not won from nowhere; a closed one reopens.
+TEST(ChangeStageTest, ADealInAStageTakenOutOfItsPipelineMovesOn) {
+  Opportunity()
+      .Given({Opened("scoping", 30)})
+      .When(MoveTo("proposal", kT0 + absl::Hours(1)))
+      .Then({Changed("scoping", "proposal", 50, absl::Hours(1))});
+  Opportunity()
+      .Given({Opened("scoping", 30)})
+      .When(MoveTo("lost", kT0 + absl::Hours(1), "no budget"))
+      .Then({Changed("scoping", "lost", 0, absl::Hours(1), crm::v1::STAGE_OUTCOME_LOST,
+                     "no budget")});
+  Opportunity()
+      .Given({Opened("scoping", 30)})
+      .When(MoveTo("contract_signed", kT0))
+      .ThenError(absl::StatusCode::kFailedPrecondition, "current stage scoping is no longer");
+  const auto dropped =
+      Changed("proposal", "dropped", 0, absl::Hours(1), crm::v1::STAGE_OUTCOME_LOST, "budget");
+  Opportunity()
+      .Given({Opened("proposal", 50), dropped})
+      .When(MoveTo("negotiation", kT0 + absl::Hours(2)))
+      .Then({Changed("dropped", "negotiation", 80, absl::Hours(2), crm::v1::STAGE_OUTCOME_OPEN, "",
+                     /*reopened=*/true)});
+}
+
 TEST(ChangeStageTest, UnknownStageAndMissingOpportunity) {
   Opportunity()
       .Given({Opened()})
