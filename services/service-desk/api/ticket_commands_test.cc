@@ -289,6 +289,52 @@ TEST_F(TicketCommandsTest, LeastLoadedPicksTheAgentWithFewestActiveTickets) {
   EXPECT_EQ(t4.assignee_id(), "cid") << "round robin would have picked dan";
 }
 
+// Loads come from an index of active tickets that follows reassignment,
+// resolution and reopening; a store written before the index gets it built
+// from the agents' ticket lists when it opens.
+TEST_F(TicketCommandsTest, LoadsFollowActiveTicketsAndAnOlderStoreIsIndexedAtOpen) {
+  auto load = [&] {
+    auto l = store_->LoadOf(*settings_->FindTeam("billing"));
+    EXPECT_TRUE(l.ok()) << l.status();
+    return std::pair{l.value_or(AgentLoad{})["cid"], l.value_or(AgentLoad{})["dan"]};
+  };
+  const auto t1 = Open("b1", "cus_1", "", "billing");
+  const auto t2 = Open("b2", "cus_1", "", "billing");
+  const auto t3 = Open("b3", "cus_1", "", "billing");
+  ASSERT_EQ(t3.assignee_id(), "cid");
+  EXPECT_EQ(load(), std::pair(int64_t{2}, int64_t{1}));
+  crm::v1::AssignTicketRequest move;
+  move.set_request_id("m3");
+  move.set_ticket_id(t3.ticket_id());
+  move.set_assignee_id("dan");
+  ASSERT_TRUE(tickets_->AssignTicket(move, Ctx("lead:bea")).ok());
+  EXPECT_EQ(load(), std::pair(int64_t{1}, int64_t{2}));
+  ASSERT_TRUE(Resolve("x1", t1.ticket_id()).ok());
+  EXPECT_EQ(load(), std::pair(int64_t{0}, int64_t{2}));
+  crm::v1::ReopenTicketRequest reopen;
+  reopen.set_request_id("o1");
+  reopen.set_ticket_id(t1.ticket_id());
+  ASSERT_TRUE(tickets_->ReopenTicket(reopen, Ctx()).ok());
+  EXPECT_EQ(load(), std::pair(int64_t{1}, int64_t{2}));
+  ASSERT_TRUE(Resolve("x2", t2.ticket_id()).ok());
+
+  // The store as an earlier build left it: no index, nor its mark.
+  rocksdb::WriteBatch wipe;
+  auto* family = store_->db().Family("agent_active");
+  auto it = store_->db().NewIterator("agent_active");
+  int rows = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next(), ++rows) {
+    ASSERT_TRUE(wipe.Delete(family, it->key()).ok());
+  }
+  EXPECT_EQ(rows, 3) << "t1 with cid, t3 with dan, the mark";
+  it.reset();
+  ASSERT_TRUE(store_->db().Write(&wipe, true).ok());
+  Reopen();
+  EXPECT_EQ(load(), std::pair(int64_t{1}, int64_t{1}));
+  const auto t4 = Open("b4", "cus_1", "", "billing");
+  EXPECT_EQ(load().first + load().second, 3);
+}
+
 TEST_F(TicketCommandsTest, ReassignmentMovesTheTicketBetweenAgents) {
   const auto t = Open("r1");
   ASSERT_EQ(t.assignee_id(), "ann");

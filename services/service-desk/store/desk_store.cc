@@ -31,11 +31,12 @@ namespace {
 constexpr char kTickets[] = "tickets";                   // ticket id -> Ticket
 constexpr char kCustomerTickets[] = "customer_tickets";  // customer \0 ticket -> "1" active | "0"
 constexpr char kAgentTickets[] = "agent_tickets";        // agent \0 ticket -> "1" | "0" | "" gone
-constexpr char kTimers[] = "ticket_timers";              // micros ticket -> ""
-constexpr char kMessages[] = "ticket_messages";          // ticket \0 version -> TicketMessage
-constexpr char kRoundRobin[] = "round_robin";            // team -> last agent picked
-constexpr char kArticles[] = "articles";                 // article id -> Article
-constexpr char kTerms[] = "article_terms";               // term \0 article -> weight | "" gone
+constexpr char kAgentActive[] = "agent_active";      // agent \0 ticket -> "" while active with it
+constexpr char kTimers[] = "ticket_timers";          // micros ticket -> ""
+constexpr char kMessages[] = "ticket_messages";      // ticket \0 version -> TicketMessage
+constexpr char kRoundRobin[] = "round_robin";        // team -> last agent picked
+constexpr char kArticles[] = "articles";             // article id -> Article
+constexpr char kTerms[] = "article_terms";           // term \0 article -> weight | "" gone
 constexpr char kPublished[] = "published_articles";  // article id -> publish time | "" unpublished
 
 constexpr size_t kDefaultPageSize = 50;
@@ -81,9 +82,9 @@ const char DeskStore::kWarrantyFollowUpsFamily[] = "warranty_follow_ups";
 
 std::vector<std::string> DeskStore::Families() {
   auto families = Subscriber::Families();
-  for (const char* f : {kTickets, kCustomerTickets, kAgentTickets, kTimers, kMessages, kRoundRobin,
-                        kCustomersFamily, kArticles, kTerms, kPublished, kWarrantyFollowUpsFamily,
-                        pii::KeyVault::kFamily}) {
+  for (const char* f : {kTickets, kCustomerTickets, kAgentTickets, kAgentActive, kTimers, kMessages,
+                        kRoundRobin, kCustomersFamily, kArticles, kTerms, kPublished,
+                        kWarrantyFollowUpsFamily, pii::KeyVault::kFamily}) {
     families.push_back(f);
   }
   return families;
@@ -94,7 +95,36 @@ absl::StatusOr<std::unique_ptr<DeskStore>> DeskStore::Open(const std::string& pa
   CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, Families(), {"customer_merges"}));
   auto store = std::make_unique<DeskStore>(std::move(events));
   CRM_RETURN_IF_ERROR(store->ReindexArticlesIfStale());
+  CRM_RETURN_IF_ERROR(store->IndexActiveTicketsIfMissing());
   return store;
+}
+
+namespace {
+// In the active index, where no agent id sorts (ids are printable ASCII).
+constexpr char kActiveBuiltKey[] =
+    "\xff\xff"
+    "built";
+}  // namespace
+
+absl::Status DeskStore::IndexActiveTicketsIfMissing() {
+  Database& db = events_->db();
+  CRM_ASSIGN_OR_RETURN(auto built, db.Get(kAgentActive, kActiveBuiltKey));
+  if (built.has_value()) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  auto* active = db.Family(kAgentActive);
+  int64_t indexed = 0;
+  auto it = db.NewIterator(kAgentTickets);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (View(it->value()) != "1") continue;
+    CRM_RETURN_IF_ERROR(FromRocks(batch.Put(active, it->key(), "")));
+    ++indexed;
+  }
+  CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  CRM_RETURN_IF_ERROR(FromRocks(batch.Put(active, kActiveBuiltKey, "")));
+  CRM_RETURN_IF_ERROR(db.Write(&batch, /*sync=*/true));
+  if (indexed > 0)
+    log::Info("agents' active tickets indexed", {{"tickets", absl::StrCat(indexed)}});
+  return absl::OkStatus();
 }
 
 namespace {
@@ -276,6 +306,15 @@ std::vector<ProjectionWrite> DeskStore::TicketWrites(
   } else if (!after.assignee_id().empty() && activity_changed) {
     w.push_back({kAgentTickets, Pair(after.assignee_id(), id), ActiveMark(after)});
   }
+  // The active index: a row while the ticket is active with its agent.
+  const bool was_active = before && IsActive(before->status()) && !old_agent.empty();
+  const bool is_active = IsActive(after.status()) && !after.assignee_id().empty();
+  if (was_active && (!is_active || old_agent != after.assignee_id())) {
+    w.push_back({kAgentActive, Pair(old_agent, id), "", /*erase=*/true});
+  }
+  if (is_active && (!was_active || old_agent != after.assignee_id())) {
+    w.push_back({kAgentActive, Pair(after.assignee_id(), id), ""});
+  }
   if (after.has_next_sla_check_at() && (!before || !before->has_next_sla_check_at() ||
                                         before->next_sla_check_at().SerializeAsString() !=
                                             after.next_sla_check_at().SerializeAsString())) {
@@ -296,10 +335,8 @@ absl::StatusOr<AgentLoad> DeskStore::LoadOf(const crm::v1::Team& team) const {
   for (const auto& agent : team.agent_ids()) {
     int64_t active = 0;
     const std::string prefix = PrefixKey(agent);
-    auto it = events_->db().NewIterator(kAgentTickets);
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      if (View(it->value()) == "1") ++active;
-    }
+    auto it = events_->db().NewIterator(kAgentActive);
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) ++active;
     CRM_RETURN_IF_ERROR(FromRocks(it->status()));
     load[agent] = active;
   }

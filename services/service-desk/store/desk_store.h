@@ -107,7 +107,9 @@ class DeskStore {
       const std::vector<std::pair<int64_t, crm::v1::TicketMessage>>& messages) const;
 
   // ---- assignment ----
-  // Active tickets of each agent of the team.
+  // Active tickets of each agent of the team, from an index of active
+  // tickets only: as many reads as the agents hold now, not as they ever
+  // held.
   absl::StatusOr<AgentLoad> LoadOf(const crm::v1::Team& team) const;
   // The agent the team's last automatic assignment went to; empty if none.
   absl::StatusOr<std::string> LastPicked(const std::string& team_id) const;
@@ -176,6 +178,9 @@ class DeskStore {
   // Writes the search index again from the published articles when an
   // older tokenizer wrote it (a store from before, or a new one).
   absl::Status ReindexArticlesIfStale();
+  // Builds the index of agents' active tickets from the agents' ticket
+  // lists, once, in a store written before it.
+  absl::Status IndexActiveTicketsIfMissing();
 
   absl::StatusOr<int64_t> PublishedCount() const;
 
