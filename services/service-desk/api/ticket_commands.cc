@@ -50,6 +50,13 @@ std::string Key(const EventContext& ctx, absl::string_view command, const Reques
 
 }  // namespace
 
+StripedMutex::Guard TicketCommands::LockTeam(const crm::v1::Team* team) {
+  if (team == nullptr) return team_locks_.Lock({});
+  std::vector<std::string> keys = {absl::StrCat("team:", team->team_id())};
+  for (const auto& agent : team->agent_ids()) keys.push_back(absl::StrCat("agent:", agent));
+  return team_locks_.Lock(std::vector<absl::string_view>(keys.begin(), keys.end()));
+}
+
 std::string TicketCommands::TeamLeadOf(const crm::v1::Ticket& ticket) const {
   const auto* team = settings_.FindTeam(ticket.team_id());
   return team != nullptr ? team->lead_id() : "";
@@ -263,7 +270,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::OpenTicket(const crm::v1::OpenTi
   }
   const crm::v1::Team* team =
       settings_.Route(request.category(), request.product(), request.priority());
-  auto team_guard = team_locks_.Lock({team ? absl::string_view(team->team_id()) : ""});
+  auto team_guard = LockTeam(team);
   if (ctx.correlation_id.empty()) ctx.correlation_id = request.request_id();
   if (ctx.causation_id.empty()) ctx.causation_id = request.request_id();
   const std::string ticket_id = NewId("tkt");
@@ -317,7 +324,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::AssignTicket(const crm::v1::Assi
           absl::StrCat("assignee_id: unknown agent ", r.assignee_id()));
     }
   }
-  auto team_guard = team_locks_.Lock({team->team_id()});
+  auto team_guard = LockTeam(team);
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
   return Execute(
       key, r.ticket_id(), r.expected_version(), ctx,

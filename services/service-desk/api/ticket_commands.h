@@ -119,6 +119,9 @@ class TicketCommands {
   // needed.
   StripedMutex ticket_locks_;
   // Teams, so concurrent assignments see each other's load and cursor.
+  // A team and each of its agents (an agent's load is read by the picks of
+  // every team the agent is in); taken before a ticket's lock.
+  StripedMutex::Guard LockTeam(const crm::v1::Team* team);
   StripedMutex team_locks_;
 };
 
