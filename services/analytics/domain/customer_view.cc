@@ -558,6 +558,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     if (m->first_response()) {
       TakeSlaFact(Ticket(view, m->ticket_id()), SLA_TARGET_FIRST_RESPONSE,
                   [&](crm::v1::TicketSla& sla) { *sla.mutable_met_at() = event.occurred_at(); });
+      DeriveTotals(view);  // the ticket's row may be new (its opening not seen)
     }
     return absl::StrCat("Ticket ", m->ticket_id(), " answered by the ",
                         m->author_type() == AUTHOR_TYPE_CUSTOMER ? "customer" : "agent");
@@ -565,6 +566,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   if (const auto* m = payload.As<TicketSlaWarningRaised>()) {
     TakeSlaFact(Ticket(view, m->ticket_id()), m->target(),
                 [](crm::v1::TicketSla& sla) { sla.set_warned(true); });
+    DeriveTotals(view);
     return absl::StrCat("Ticket ", m->ticket_id(), " is close to its ",
                         EnumWord(SlaTarget_Name(m->target()), "SLA_TARGET_"), " SLA");
   }
