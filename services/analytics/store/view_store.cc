@@ -251,7 +251,8 @@ absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db) {
   if (raw.has_value() && !now.ParseFromString(*raw)) {
     return absl::DataLossError("corrupt analytics clock");
   }
-  return now;
+  const google::protobuf::Timestamp bound = ToProtoTimestamp(absl::Now() + kClockLead);
+  return bound < now ? bound : now;
 }
 
 namespace {
@@ -315,17 +316,15 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
   // Refusals are about callers, not customers: no view, no clock.
   if (audit::IsAuditStream(event.stream())) return absl::OkStatus();
   // Every event moves the clock, articles included: time passes for all.
+  // Stored as it came, so a rebuild reaches the same clock; ReadClock keeps
+  // "now" within kClockLead of the wall clock.
   if (!clock_.has_value() || *clock_ < event.occurred_at()) {
-    if (!clock_bound_.has_value()) clock_bound_ = ToProtoTimestamp(absl::Now() + kClockLead);
-    if (*clock_bound_ < event.occurred_at()) {
-      if (clock_ != clock_bound_) {  // once a batch
-        log::Warn("event dated ahead of the wall clock: the analytics clock stops short of it",
-                  {{"event_id", event.event_id()},
-                   {"occurred_at", FormatRfc3339(FromProtoTimestamp(event.occurred_at()))}});
-      }
-      clock_ = clock_bound_;
-    } else {
-      clock_ = event.occurred_at();
+    clock_ = event.occurred_at();
+    if (!warned_ahead_ && FromProtoTimestamp(*clock_) > absl::Now() + kClockLead) {
+      warned_ahead_ = true;  // once a batch
+      log::Warn("event dated ahead of the wall clock: the analytics clock stops short of it",
+                {{"event_id", event.event_id()},
+                 {"occurred_at", FormatRfc3339(FromProtoTimestamp(event.occurred_at()))}});
     }
   }
   CRM_RETURN_IF_ERROR(ApplyToKpis(event, payload, [&](const std::string& id) {
@@ -389,7 +388,7 @@ void Customer360Projection::Clear() {
   opportunities_.clear();
   tickets_.clear();
   clock_.reset();
-  clock_bound_.reset();
+  warned_ahead_ = false;
   arena_.Reset();
 }
 

@@ -58,19 +58,20 @@ class Customer360Projection final : public Projection {
   absl::flat_hash_map<std::string, crm::v1::FunnelLeadRecord*> leads_;
   absl::flat_hash_map<std::string, crm::v1::FunnelOpportunityRecord*> opportunities_;
   absl::flat_hash_map<std::string, crm::v1::KpiTicketRecord*> tickets_;
-  // The latest occurred_at of this batch, and how far it may go: the wall
-  // clock at the batch's first event plus kClockLead.
+  // The latest occurred_at of this batch; whether the batch logged one
+  // more than kClockLead ahead of the wall clock.
   std::optional<google::protobuf::Timestamp> clock_;
-  std::optional<google::protobuf::Timestamp> clock_bound_;
+  bool warned_ahead_ = false;
 };
 
-// How far past the wall clock one event may move the analytics clock. An
-// event stamped by a host whose clock runs ahead is still folded at its
-// own time, but does not age every customer at once.
+// How far past the wall clock the analytics clock reads. An event stamped
+// by a host whose clock runs ahead is folded at its own time, but does not
+// age every customer at once.
 inline constexpr absl::Duration kClockLead = absl::Hours(1);
 
-// The analytics clock stored in `db`: the latest occurred_at consumed;
-// unset (zero) before the first event.
+// The analytics clock of `db`: the latest occurred_at consumed, or the
+// wall clock plus kClockLead if that is earlier; unset (zero) before the
+// first event.
 absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db);
 
 // Whether a stored value can no longer be read (pii::Unreadable).

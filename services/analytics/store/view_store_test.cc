@@ -94,11 +94,10 @@ TEST_F(ViewStoreTest, EventsItCannotReadAreParkedNotCounted) {
   EXPECT_THAT(parked[1].reason, ::testing::HasSubstr("payload does not parse as LeadCaptured"));
 }
 
-// A GDPR export's part from analytics: the view without its timeline,
-// nothing for a stranger, and no answer while the views are rebuilt.
 // A producer whose clock runs a year ahead: its event is folded at its own
-// time, but the analytics clock (and with it every customer's age) goes no
-// further than an hour past the wall clock.
+// time and stored as the clock (a rebuild gets the same), but the clock
+// (and with it every customer's age) reads no further than an hour past the
+// wall clock.
 TEST_F(ViewStoreTest, AnEventFromTheFutureDoesNotAgeEveryCustomer) {
   const absl::Time before = absl::Now();
   crm::v1::LeadCaptured lead;
@@ -119,12 +118,19 @@ TEST_F(ViewStoreTest, AnEventFromTheFutureDoesNotAgeEveryCustomer) {
   ASSERT_TRUE(clock.ok()) << clock.status();
   EXPECT_GE(FromProtoTimestamp(*clock), before + kClockLead);
   EXPECT_LE(FromProtoTimestamp(*clock), absl::Now() + kClockLead);
+  auto stored = db_->Get("analytics_clock", "now");
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  google::protobuf::Timestamp raw;
+  ASSERT_TRUE(raw.ParseFromString(**stored));
+  EXPECT_EQ(raw.seconds(), e.occurred_at().seconds());
   auto view = views_->GetCustomer360("cus_f", 0, "");
   ASSERT_TRUE(view.ok()) << view.status();
   ASSERT_EQ(view->timeline_size(), 1);
   EXPECT_EQ(view->timeline(0).occurred_at().seconds(), e.occurred_at().seconds());
 }
 
+// A GDPR export's part from analytics: the view without its timeline,
+// nothing for a stranger, and no answer while the views are rebuilt.
 TEST_F(ViewStoreTest, AnExportHoldsTheViewWithoutItsTimeline) {
   ASSERT_TRUE(subscriber_->ApplyBatch({Captured("cus_1", 1, 0), Captured("cus_1", 2, 1)}).ok());
   auto vault = pii::KeyVault::Open(*db_, nullptr, pii::RandomKey(), "crm/analytics");
