@@ -133,6 +133,11 @@ absl::StatusOr<std::string> NormalizePhone(absl::string_view raw, absl::string_v
     }
     if (std::isdigit(static_cast<unsigned char>(c))) {
       digits.push_back(c);
+    } else if (absl::StartsWith(s.substr(i), "\xe2\x80\xa8") ||
+               absl::StartsWith(s.substr(i), "\xe2\x80\xa9")) {
+      // A line or paragraph break inside: two lines pasted as one, not a
+      // separator (as a tab or newline is not).
+      return Invalid(field, "may contain only digits and separators");
     } else if (const size_t n = c == ' ' || static_cast<unsigned char>(c) >= 0x80
                                     ? std::max(BlankAt(s.substr(i)), DashAt(s.substr(i)))
                                     : 0;

@@ -73,6 +73,11 @@ TEST(ContactFieldsTest, PhoneBecomesE164) {
                              "p")
                   .ok());
   EXPECT_FALSE(NormalizePhone("+44 20\t7946 0958", "p").ok()) << "a tab is no separator";
+  EXPECT_FALSE(NormalizePhone("+49 30 1234\xe2\x80\xa8"
+                              "5678",
+                              "p")
+                   .ok())
+      << "nor is a line separator";
   // A number copied from a right-to-left page, wrapped in direction marks.
   EXPECT_EQ(*NormalizePhone("\xe2\x80\x8e+44 20 7946 0958\xe2\x80\x8e", "p"), "+442079460958");
   EXPECT_EQ(*NormalizePhone("\xe2\x81\xa6+44\xe2\x80\x8e 20 7946 0958\xe2\x81\xa9", "p"),
