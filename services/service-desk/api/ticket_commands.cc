@@ -81,7 +81,7 @@ std::optional<crm::v1::TicketAssigned> TicketCommands::StaleAssignment(
   moved.set_team_id(team_id);
   moved.set_previous_team_id(ticket.team_id());
   moved.set_previous_assignee_id(ticket.assignee_id());
-  moved.set_reason(crm::v1::ASSIGNMENT_REASON_ROUTING);
+  moved.set_reason(crm::v1::ASSIGNMENT_REASON_REOPENED);
   return moved;
 }
 
@@ -348,10 +348,23 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::AssignTicket(const crm::v1::Assi
       });
 }
 
+absl::StatusOr<const crm::v1::Team*> TicketCommands::TeamIfResolved(
+    const std::string& ticket_id) const {
+  CRM_ASSIGN_OR_RETURN(auto current, store_.LoadTicket(ticket_id));
+  if (!current || current->state.status() != crm::v1::TICKET_STATUS_RESOLVED) return nullptr;
+  return settings_.FindTeam(current->state.team_id());
+}
+
 absl::StatusOr<crm::v1::Ticket> TicketCommands::ReplyToTicket(
     const crm::v1::ReplyToTicketRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateReplyToTicket(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  // A customer's reply may reopen the ticket (see TeamIfResolved).
+  const crm::v1::Team* team = nullptr;
+  if (r.author_type() == crm::v1::AUTHOR_TYPE_CUSTOMER) {
+    CRM_ASSIGN_OR_RETURN(team, TeamIfResolved(r.ticket_id()));
+  }
+  auto team_guard = LockTeam(team);
   const std::string author = ctx.actor;
   return Execute(
       Key(ctx, "ReplyToTicket", r), r.ticket_id(), r.expected_version(), ctx,
@@ -416,6 +429,8 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ReopenTicket(const crm::v1::Reop
                                                              EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateReopenTicket(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
+  CRM_ASSIGN_OR_RETURN(const crm::v1::Team* team, TeamIfResolved(r.ticket_id()));
+  auto team_guard = LockTeam(team);
   return Execute(Key(ctx, "ReopenTicket", r), r.ticket_id(), r.expected_version(), ctx,
                  [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
                    return Prepared{service_desk::ReopenTicket{r.reason(), now}, {}};

@@ -122,6 +122,11 @@ class TicketCommands {
   // A team and each of its agents (an agent's load is read by the picks of
   // every team the agent is in); taken before a ticket's lock.
   StripedMutex::Guard LockTeam(const crm::v1::Team* team);
+  // The team of a resolved ticket, whose reopening gives its agent an
+  // active ticket again: under the team's lock, as the picks that read the
+  // agent's load. Read unlocked (team locks come first); a resolved ticket
+  // cannot change team. nullptr for any other ticket.
+  absl::StatusOr<const crm::v1::Team*> TeamIfResolved(const std::string& ticket_id) const;
   StripedMutex team_locks_;
 };
 

@@ -1086,7 +1086,7 @@ TEST_F(TicketCommandsTest, AReopenedTicketLeavesAnAgentOrTeamNoLongerConfigured)
   ASSERT_TRUE(events.back().payload().UnpackTo(&moved));
   EXPECT_EQ(moved.previous_team_id(), "field");
   EXPECT_EQ(moved.previous_assignee_id(), onsite.assignee_id());
-  EXPECT_EQ(moved.reason(), crm::v1::ASSIGNMENT_REASON_ROUTING);
+  EXPECT_EQ(moved.reason(), crm::v1::ASSIGNMENT_REASON_REOPENED);
   // Each team's queue lists what it took.
   for (const auto& [team, ticket] :
        {std::pair{"hardware", &second}, std::pair{"billing", &onsite}}) {
