@@ -69,6 +69,16 @@ ConsumedMessage Message(const std::string& stream, int64_t version, int64_t offs
   return {"crm.leads.v1", partition, offset, e.SerializeAsString()};
 }
 
+// Options whose dead-letter sink collects the letters in `parked`.
+SubscriberOptions ParkingIn(std::vector<DeadLetter>& parked) {
+  SubscriberOptions options;
+  options.dead_letter_sink = [&parked](const std::vector<DeadLetter>& letters) {
+    parked.insert(parked.end(), letters.begin(), letters.end());
+    return absl::OkStatus();
+  };
+  return options;
+}
+
 class SubscriberTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -217,12 +227,7 @@ TEST_F(SubscriberTest, StoresNextOffsetPerPartitionWithTheEffect) {
 
 TEST_F(SubscriberTest, UndecodableMessageIsParkedAndTheRestApplied) {
   std::vector<DeadLetter> parked;
-  SubscriberOptions options;
-  options.dead_letter_sink = [&](const std::vector<DeadLetter>& letters) {
-    parked.insert(parked.end(), letters.begin(), letters.end());
-    return absl::OkStatus();
-  };
-  Subscriber subscriber(*db_, projection_, options);
+  Subscriber subscriber(*db_, projection_, ParkingIn(parked));
   ConsumedMessage poison{"crm.leads.v1", 0, 0, "\xff\xff not a protobuf"};
   ASSERT_TRUE(subscriber.ApplyBatch({poison, Message("a", 1, 1)}).ok());
   EXPECT_EQ(subscriber.poisoned(), 1u);
@@ -236,12 +241,7 @@ TEST_F(SubscriberTest, UndecodableMessageIsParkedAndTheRestApplied) {
 
 TEST_F(SubscriberTest, AnEventStampedOutsideTheCalendarIsParked) {
   std::vector<DeadLetter> parked;
-  SubscriberOptions options;
-  options.dead_letter_sink = [&](const std::vector<DeadLetter>& letters) {
-    parked.insert(parked.end(), letters.begin(), letters.end());
-    return absl::OkStatus();
-  };
-  Subscriber subscriber(*db_, projection_, options);
+  Subscriber subscriber(*db_, projection_, ParkingIn(parked));
   crm::v1::EventEnvelope e;
   e.set_stream("far");
   e.set_stream_version(1);
