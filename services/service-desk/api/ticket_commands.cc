@@ -147,8 +147,9 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
   // A reopened ticket goes back to its agent, unless the desk's teams
   // changed since it was resolved (a restart with new settings): an agent
   // who left the team leaves it in the team's queue, a team that is gone
-  // has the rules route it again. No agent is picked: that takes the team
-  // lock, which comes before a ticket's; the queue's agents take it.
+  // has the rules route it again. No agent is picked: a pick needs the
+  // lock of the team it picks in, and the team the rules give now is not
+  // the one locked (ExecuteReopening); the queue's agents take it.
   if (before && before->status() == crm::v1::TICKET_STATUS_RESOLVED) {
     crm::v1::Ticket reopened = *before;
     for (const auto& e : events) Apply(reopened, e, now);
@@ -355,23 +356,46 @@ absl::StatusOr<const crm::v1::Team*> TicketCommands::TeamIfResolved(
   return settings_.FindTeam(current->state.team_id());
 }
 
+absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteReopening(const std::string& request_key,
+                                                                 const std::string& ticket_id,
+                                                                 int64_t expected_version,
+                                                                 const EventContext& ctx,
+                                                                 const Prepare& prepare) {
+  for (int attempt = 0;; ++attempt) {
+    CRM_ASSIGN_OR_RETURN(const crm::v1::Team* team, TeamIfResolved(ticket_id));
+    auto team_guard = LockTeam(team);
+    // Resolved since the unlocked read: read its team again, under whose
+    // lock the reopening must run (after a few tries, go on without it).
+    bool raced = false;
+    auto result =
+        Execute(request_key, ticket_id, expected_version, ctx,
+                [&](const std::optional<crm::v1::Ticket>& state, absl::Time now) {
+                  if (attempt < 3 && state && state->status() == crm::v1::TICKET_STATUS_RESOLVED &&
+                      settings_.FindTeam(state->team_id()) != team) {
+                    raced = true;
+                    return absl::StatusOr<Prepared>(absl::AbortedError("resolved meanwhile"));
+                  }
+                  return prepare(state, now);
+                });
+    if (!raced) return result;
+  }
+}
+
 absl::StatusOr<crm::v1::Ticket> TicketCommands::ReplyToTicket(
     const crm::v1::ReplyToTicketRequest& r, EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateReplyToTicket(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  // A customer's reply may reopen the ticket (see TeamIfResolved).
-  const crm::v1::Team* team = nullptr;
-  if (r.author_type() == crm::v1::AUTHOR_TYPE_CUSTOMER) {
-    CRM_ASSIGN_OR_RETURN(team, TeamIfResolved(r.ticket_id()));
-  }
-  auto team_guard = LockTeam(team);
   const std::string author = ctx.actor;
-  return Execute(
-      Key(ctx, "ReplyToTicket", r), r.ticket_id(), r.expected_version(), ctx,
-      [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
-        return Prepared{
-            service_desk::ReplyToTicket{NewId("msg"), author, r.author_type(), r.body(), now}, {}};
-      });
+  auto prepare = [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+    return Prepared{
+        service_desk::ReplyToTicket{NewId("msg"), author, r.author_type(), r.body(), now}, {}};
+  };
+  const std::string key = Key(ctx, "ReplyToTicket", r);
+  // A customer's reply may reopen the ticket.
+  if (r.author_type() == crm::v1::AUTHOR_TYPE_CUSTOMER) {
+    return ExecuteReopening(key, r.ticket_id(), r.expected_version(), ctx, prepare);
+  }
+  return Execute(key, r.ticket_id(), r.expected_version(), ctx, prepare);
 }
 
 absl::StatusOr<crm::v1::Ticket> TicketCommands::AddInternalNote(
@@ -429,12 +453,10 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ReopenTicket(const crm::v1::Reop
                                                              EventContext ctx) {
   CRM_RETURN_IF_ERROR(ValidateReopenTicket(r));
   if (ctx.correlation_id.empty()) ctx.correlation_id = r.request_id();
-  CRM_ASSIGN_OR_RETURN(const crm::v1::Team* team, TeamIfResolved(r.ticket_id()));
-  auto team_guard = LockTeam(team);
-  return Execute(Key(ctx, "ReopenTicket", r), r.ticket_id(), r.expected_version(), ctx,
-                 [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
-                   return Prepared{service_desk::ReopenTicket{r.reason(), now}, {}};
-                 });
+  return ExecuteReopening(Key(ctx, "ReopenTicket", r), r.ticket_id(), r.expected_version(), ctx,
+                          [&](const auto&, absl::Time now) -> absl::StatusOr<Prepared> {
+                            return Prepared{service_desk::ReopenTicket{r.reason(), now}, {}};
+                          });
 }
 
 absl::StatusOr<crm::v1::Ticket> TicketCommands::LinkSolutionArticle(

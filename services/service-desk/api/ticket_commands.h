@@ -127,6 +127,13 @@ class TicketCommands {
   // agent's load. Read unlocked (team locks come first); a resolved ticket
   // cannot change team. nullptr for any other ticket.
   absl::StatusOr<const crm::v1::Team*> TeamIfResolved(const std::string& ticket_id) const;
+  // Execute for a command that may reopen the ticket, under that team's
+  // lock; a ticket resolved between the unlocked read and its own lock is
+  // read again.
+  absl::StatusOr<crm::v1::Ticket> ExecuteReopening(const std::string& request_key,
+                                                   const std::string& ticket_id,
+                                                   int64_t expected_version,
+                                                   const EventContext& ctx, const Prepare& prepare);
   StripedMutex team_locks_;
 };
 
