@@ -251,8 +251,7 @@ absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db) {
   if (raw.has_value() && !now.ParseFromString(*raw)) {
     return absl::DataLossError("corrupt analytics clock");
   }
-  const google::protobuf::Timestamp bound = ToProtoTimestamp(absl::Now() + kClockLead);
-  return bound < now ? bound : now;
+  return now;
 }
 
 namespace {
@@ -316,13 +315,15 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
   // Refusals are about callers, not customers: no view, no clock.
   if (audit::IsAuditStream(event.stream())) return absl::OkStatus();
   // Every event moves the clock, articles included: time passes for all.
-  // Stored as it came, so a rebuild reaches the same clock; ReadClock keeps
-  // "now" within kClockLead of the wall clock.
+  // An event dated more than kClockLead past the wall clock (a producer
+  // whose clock runs ahead) is folded at its own time but does not move
+  // the clock: it would age every customer at once.
   if (!clock_.has_value() || *clock_ < event.occurred_at()) {
-    clock_ = event.occurred_at();
-    if (!warned_ahead_ && FromProtoTimestamp(*clock_) > absl::Now() + kClockLead) {
+    if (FromProtoTimestamp(event.occurred_at()) <= absl::Now() + kClockLead) {
+      clock_ = event.occurred_at();
+    } else if (!warned_ahead_) {
       warned_ahead_ = true;  // once a batch
-      log::Warn("event dated ahead of the wall clock: the analytics clock stops short of it",
+      log::Warn("event dated ahead of the wall clock: the analytics clock does not follow it",
                 {{"event_id", event.event_id()},
                  {"occurred_at", FormatRfc3339(FromProtoTimestamp(event.occurred_at()))}});
     }

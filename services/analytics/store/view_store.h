@@ -64,14 +64,13 @@ class Customer360Projection final : public Projection {
   bool warned_ahead_ = false;
 };
 
-// How far past the wall clock the analytics clock reads. An event stamped
-// by a host whose clock runs ahead is folded at its own time, but does not
-// age every customer at once.
+// How far past the wall clock an event may be dated and still move the
+// analytics clock. One stamped by a host whose clock runs further ahead is
+// folded at its own time, but does not age every customer at once.
 inline constexpr absl::Duration kClockLead = absl::Hours(1);
 
-// The analytics clock of `db`: the latest occurred_at consumed, or the
-// wall clock plus kClockLead if that is earlier; unset (zero) before the
-// first event.
+// The analytics clock stored in `db`: the latest occurred_at consumed
+// (kClockLead says which count); unset (zero) before the first event.
 absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db);
 
 // Whether a stored value can no longer be read (pii::Unreadable).
