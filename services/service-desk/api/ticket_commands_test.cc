@@ -1088,14 +1088,14 @@ TEST_F(TicketCommandsTest, AReopenedTicketLeavesAnAgentOrTeamNoLongerConfigured)
   EXPECT_EQ(moved.previous_assignee_id(), onsite.assignee_id());
   EXPECT_EQ(moved.reason(), crm::v1::ASSIGNMENT_REASON_REOPENED);
   // Each team's queue lists what it took.
-  for (const auto& [team, ticket] :
-       {std::pair{"hardware", &second}, std::pair{"billing", &onsite}}) {
+  for (const auto& queued_in : {std::pair{"hardware", &second}, std::pair{"billing", &onsite}}) {
+    const std::string team = queued_in.first;
     auto queue = List([&](auto& r) {
       r.set_team_id(team);
       r.set_unassigned(true);
     });
     ASSERT_EQ(queue.tickets_size(), 1) << team;
-    EXPECT_EQ(queue.tickets(0).ticket_id(), ticket->ticket_id());
+    EXPECT_EQ(queue.tickets(0).ticket_id(), queued_in.second->ticket_id());
   }
   EXPECT_EQ(List([](auto& r) { r.set_team_id("hardware"); }).tickets_size(), 2);
 }
