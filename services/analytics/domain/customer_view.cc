@@ -268,14 +268,20 @@ void DeriveSlaState(crm::v1::TicketSummary* t) {
   }
 }
 
+// Both targets of `t` joined with another report of them (JoinSla).
+void JoinClocks(crm::v1::TicketSummary* t, const crm::v1::TicketSla& first_response,
+                const crm::v1::TicketSla& resolution, bool take) {
+  JoinSla(t->mutable_first_response(), first_response, take, /*first_response=*/true);
+  JoinSla(t->mutable_resolution(), resolution, take, /*first_response=*/false);
+  DeriveSlaState(t);
+}
+
 // The clocks a ticket event carried, taken if the event is the latest to
 // carry them.
 void TakeClocks(crm::v1::TicketSummary* t, const EventEnvelope& event,
                 const crm::v1::SlaClock& first_response, const crm::v1::SlaClock& resolution) {
   const bool take = TakeIfNewer(t->mutable_sla_as_of(), event);
-  JoinSla(t->mutable_first_response(), SlaOf(first_response), take, /*first_response=*/true);
-  JoinSla(t->mutable_resolution(), SlaOf(resolution), take, /*first_response=*/false);
-  DeriveSlaState(t);
+  JoinClocks(t, SlaOf(first_response), SlaOf(resolution), take);
 }
 
 // A warning, a breach or a first response: one fact about one target.
@@ -721,10 +727,8 @@ void JoinView(Customer360& into, const Customer360& from) {
     if (t.has_opened_at()) *ticket->mutable_opened_at() = t.opened_at();
     if (t.sla_breached()) ticket->set_sla_breached(true);
     const bool take = Later(t.sla_as_of(), ticket->sla_as_of());
-    JoinSla(ticket->mutable_first_response(), t.first_response(), take, /*first_response=*/true);
-    JoinSla(ticket->mutable_resolution(), t.resolution(), take, /*first_response=*/false);
+    JoinClocks(ticket, t.first_response(), t.resolution(), take);
     if (take) *ticket->mutable_sla_as_of() = t.sla_as_of();
-    DeriveSlaState(ticket);
     TakeLater(ticket->mutable_status_as_of(), t.status_as_of(),
               [&] { ticket->set_status(t.status()); });
     TakeLater(ticket->mutable_csat_as_of(), t.csat_as_of(),
