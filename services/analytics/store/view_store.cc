@@ -319,7 +319,8 @@ absl::Status Customer360Projection::Apply(const crm::v1::EventEnvelope& event, P
   // whose clock runs ahead) is folded at its own time but does not move
   // the clock: it would age every customer at once.
   if (!clock_.has_value() || *clock_ < event.occurred_at()) {
-    if (FromProtoTimestamp(event.occurred_at()) <= absl::Now() + kClockLead) {
+    if (!latest_allowed_.has_value()) latest_allowed_ = absl::Now() + kClockLead;
+    if (FromProtoTimestamp(event.occurred_at()) <= *latest_allowed_) {
       clock_ = event.occurred_at();
     } else if (!warned_ahead_) {
       warned_ahead_ = true;  // once a batch
@@ -389,6 +390,7 @@ void Customer360Projection::Clear() {
   opportunities_.clear();
   tickets_.clear();
   clock_.reset();
+  latest_allowed_.reset();
   warned_ahead_ = false;
   arena_.Reset();
 }

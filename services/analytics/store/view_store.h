@@ -58,9 +58,11 @@ class Customer360Projection final : public Projection {
   absl::flat_hash_map<std::string, crm::v1::FunnelLeadRecord*> leads_;
   absl::flat_hash_map<std::string, crm::v1::FunnelOpportunityRecord*> opportunities_;
   absl::flat_hash_map<std::string, crm::v1::KpiTicketRecord*> tickets_;
-  // The latest occurred_at of this batch; whether the batch logged one
-  // more than kClockLead ahead of the wall clock.
+  // The latest occurred_at of this batch; the latest that may move the
+  // clock (the wall clock plus kClockLead, read once a batch); whether the
+  // batch logged one later than that.
   std::optional<google::protobuf::Timestamp> clock_;
+  std::optional<absl::Time> latest_allowed_;
   bool warned_ahead_ = false;
 };
 
