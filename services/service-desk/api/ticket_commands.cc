@@ -62,27 +62,41 @@ std::string TicketCommands::TeamLeadOf(const crm::v1::Ticket& ticket) const {
   return team != nullptr ? team->lead_id() : "";
 }
 
-std::optional<crm::v1::TicketAssigned> TicketCommands::StaleAssignment(
-    const crm::v1::Ticket& ticket) const {
+const crm::v1::Team* TicketCommands::ReopeningTeam(const crm::v1::Ticket& ticket) const {
   const crm::v1::Team* team = settings_.FindTeam(ticket.team_id());
-  if (team != nullptr) {
+  return team != nullptr ? team
+                         : settings_.Route(ticket.category(), ticket.product(), ticket.priority());
+}
+
+absl::StatusOr<std::optional<TicketCommands::Move>> TicketCommands::StaleAssignment(
+    const crm::v1::Ticket& ticket) const {
+  const crm::v1::Team* team = ReopeningTeam(ticket);
+  const std::string team_id = team != nullptr ? team->team_id() : "";
+  // Without a team before or now, nothing about teams changed for it.
+  if (team == nullptr && ticket.team_id().empty()) return std::nullopt;
+  if (team != nullptr && team_id == ticket.team_id()) {
     const auto& agents = team->agent_ids();
     if (ticket.assignee_id().empty() ||
         std::find(agents.begin(), agents.end(), ticket.assignee_id()) != agents.end()) {
       return std::nullopt;
     }
-  } else {
-    team = settings_.Route(ticket.category(), ticket.product(), ticket.priority());
   }
-  const std::string team_id = team != nullptr ? team->team_id() : "";
-  if (team_id == ticket.team_id() && ticket.assignee_id().empty()) return std::nullopt;
-  crm::v1::TicketAssigned moved;
+  Move move;
+  crm::v1::TicketAssigned& moved = move.assigned;
   moved.set_ticket_id(ticket.ticket_id());
   moved.set_team_id(team_id);
   moved.set_previous_team_id(ticket.team_id());
   moved.set_previous_assignee_id(ticket.assignee_id());
   moved.set_reason(crm::v1::ASSIGNMENT_REASON_REOPENED);
-  return moved;
+  // The team's strategy picks, as at opening; the caller holds this team's
+  // lock (ExecuteReopening).
+  if (team != nullptr) {
+    CRM_ASSIGN_OR_RETURN(auto picked, PickFor(*team, ""));
+    moved.set_assignee_id(std::move(picked.first));
+    moved.set_strategy(team->strategy());
+    move.writes = std::move(picked.second);
+  }
+  return move;
 }
 
 absl::StatusOr<std::optional<crm::v1::Ticket>> TicketCommands::Replayed(
@@ -146,15 +160,17 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
                 std::make_move_iterator(decided->end()));
   // A reopened ticket goes back to its agent, unless the desk's teams
   // changed since it was resolved (a restart with new settings): an agent
-  // who left the team leaves it in the team's queue, a team that is gone
-  // has the rules route it again. No agent is picked: a pick needs the
-  // lock of the team it picks in, and the team the rules give now is not
-  // the one locked (ExecuteReopening); the queue's agents take it.
+  // who left the team has the team's strategy pick another, a team that is
+  // gone has the rules route it again.
   if (before && before->status() == crm::v1::TICKET_STATUS_RESOLVED) {
     crm::v1::Ticket reopened = *before;
     for (const auto& e : events) Apply(reopened, e, now);
     if (reopened.status() == crm::v1::TICKET_STATUS_OPEN) {
-      if (auto moved = StaleAssignment(reopened)) events.push_back(*std::move(moved));
+      CRM_ASSIGN_OR_RETURN(auto move, StaleAssignment(reopened));
+      if (move) {
+        events.push_back(std::move(move->assigned));
+        for (auto& w : move->writes) prepared.writes.push_back(std::move(w));
+      }
     }
   }
   if (events.empty() && request_key.empty()) {
@@ -353,7 +369,7 @@ absl::StatusOr<const crm::v1::Team*> TicketCommands::TeamIfResolved(
     const std::string& ticket_id) const {
   CRM_ASSIGN_OR_RETURN(auto current, store_.LoadTicket(ticket_id));
   if (!current || current->state.status() != crm::v1::TICKET_STATUS_RESOLVED) return nullptr;
-  return settings_.FindTeam(current->state.team_id());
+  return ReopeningTeam(current->state);
 }
 
 absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteReopening(const std::string& request_key,
@@ -371,7 +387,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteReopening(const std::stri
         Execute(request_key, ticket_id, expected_version, ctx,
                 [&](const std::optional<crm::v1::Ticket>& state, absl::Time now) {
                   if (attempt < 3 && state && state->status() == crm::v1::TICKET_STATUS_RESOLVED &&
-                      settings_.FindTeam(state->team_id()) != team) {
+                      ReopeningTeam(*state) != team) {
                     raced = true;
                     return absl::StatusOr<Prepared>(absl::AbortedError("resolved meanwhile"));
                   }

@@ -95,10 +95,19 @@ class TicketCommands {
   absl::StatusOr<std::optional<crm::v1::Ticket>> Replayed(const std::string& request_key) const;
   // Lead of the ticket's team, notified of breaches; empty without one.
   std::string TeamLeadOf(const crm::v1::Ticket& ticket) const;
-  // For a ticket just reopened: its move to the team's queue when its agent
-  // has left the team since, or to the team the rules route it to now when
-  // its team is gone; nullopt when the assignment still stands.
-  std::optional<crm::v1::TicketAssigned> StaleAssignment(const crm::v1::Ticket& ticket) const;
+  // The team a reopened ticket belongs to: its own, or the one the rules
+  // route it to now when its team is gone; nullptr when there is none.
+  const crm::v1::Team* ReopeningTeam(const crm::v1::Ticket& ticket) const;
+  // A reassignment and the pick's cursor write.
+  struct Move {
+    crm::v1::TicketAssigned assigned;
+    std::vector<ProjectionWrite> writes;
+  };
+  // For a ticket just reopened: when its agent has left the team since, or
+  // its team is gone, its move to ReopeningTeam with the agent the team's
+  // strategy picks (the queue when none); nullopt when the assignment still
+  // stands. Caller holds that team's lock.
+  absl::StatusOr<std::optional<Move>> StaleAssignment(const crm::v1::Ticket& ticket) const;
   // The agent the team's strategy picks and the cursor write that goes
   // with it; `except` (the current assignee) is skipped when the team has
   // someone else.
@@ -122,10 +131,10 @@ class TicketCommands {
   // A team and each of its agents (an agent's load is read by the picks of
   // every team the agent is in); taken before a ticket's lock.
   StripedMutex::Guard LockTeam(const crm::v1::Team* team);
-  // The team of a resolved ticket, whose reopening gives its agent an
-  // active ticket again: under the team's lock, as the picks that read the
-  // agent's load. Read unlocked (team locks come first); a resolved ticket
-  // cannot change team. nullptr for any other ticket.
+  // The ReopeningTeam of a resolved ticket, whose reopening gives an agent
+  // an active ticket again: under the team's lock, as the picks that read
+  // the agent's load. Read unlocked (team locks come first); a resolved
+  // ticket cannot change team. nullptr for any other ticket.
   absl::StatusOr<const crm::v1::Team*> TeamIfResolved(const std::string& ticket_id) const;
   // Execute for a command that may reopen the ticket, under that team's
   // lock; a ticket resolved between the unlocked read and its own lock is

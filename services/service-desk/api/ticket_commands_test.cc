@@ -1034,10 +1034,11 @@ TEST_F(TicketCommandsTest, ResolvedTicketClosesAfterTheReopenWindow) {
             absl::StatusCode::kFailedPrecondition);
 }
 
-// The desk restarted with new teams: bob left hardware, the field team and
-// its rule are gone. A reopened ticket goes back to its agent only if the
-// agent is still in its team; else to the team's queue, or to the team the
-// rules route it to now.
+// The desk restarted with new teams: bob left hardware, dan joined it, the
+// field team and its rule are gone. A reopened ticket goes back to its agent
+// only if the agent is still in its team; else the team's strategy picks
+// another, or the team the rules route it to now takes it (its queue when
+// it has no agents).
 TEST_F(TicketCommandsTest, AReopenedTicketLeavesAnAgentOrTeamNoLongerConfigured) {
   const auto first = Open("h1");
   const auto second = Open("h2");
@@ -1049,8 +1050,14 @@ TEST_F(TicketCommandsTest, AReopenedTicketLeavesAnAgentOrTeamNoLongerConfigured)
     ASSERT_TRUE(Resolve("s-" + t->ticket_id(), t->ticket_id()).ok());
   }
   static constexpr char kChanged[] = R"pb(
-    teams { team_id: "hardware" lead_id: "lead:hal" agent_ids: "ann" }
-    teams { team_id: "billing" agent_ids: "cid" agent_ids: "bob" }
+    teams {
+      team_id: "hardware"
+      lead_id: "lead:hal"
+      agent_ids: "ann"
+      agent_ids: "dan"
+      strategy: ASSIGNMENT_STRATEGY_LEAST_LOADED
+    }
+    teams { team_id: "billing" }
     routing_rules { product: "printer-x" team_id: "hardware" }
     default_team_id: "billing"
     reopen_window_hours: 24
@@ -1069,15 +1076,24 @@ TEST_F(TicketCommandsTest, AReopenedTicketLeavesAnAgentOrTeamNoLongerConfigured)
   EXPECT_EQ(still.team_id(), "hardware");
   EXPECT_EQ(still.assignee_id(), "ann");
   EXPECT_EQ(Types(first.ticket_id()).back(), "TicketReopened") << "nothing moved";
-  // bob's ticket, reopened by the customer's reply: hardware's queue.
-  auto queued = Reply("c-h2", second.ticket_id(), crm::v1::AUTHOR_TYPE_CUSTOMER, "Again.");
-  ASSERT_TRUE(queued.ok()) << queued.status();
-  EXPECT_EQ(queued->status(), crm::v1::TICKET_STATUS_OPEN);
-  EXPECT_EQ(queued->team_id(), "hardware");
-  EXPECT_EQ(queued->assignee_id(), "");
-  auto types = Types(second.ticket_id());
-  EXPECT_NE(std::find(types.begin(), types.end(), "TicketAssigned"), types.end());
-  // The field ticket: no rule for onsite now, so the default team.
+  // bob's ticket, reopened by the customer's reply: hardware's least loaded
+  // agent, dan (ann holds the first ticket again).
+  auto picked = Reply("c-h2", second.ticket_id(), crm::v1::AUTHOR_TYPE_CUSTOMER, "Again.");
+  ASSERT_TRUE(picked.ok()) << picked.status();
+  EXPECT_EQ(picked->status(), crm::v1::TICKET_STATUS_OPEN);
+  EXPECT_EQ(picked->team_id(), "hardware");
+  EXPECT_EQ(picked->assignee_id(), "dan");
+  crm::v1::TicketAssigned to_dan;
+  ASSERT_TRUE(store_->events()
+                  .ReadStream(TicketStream(second.ticket_id()))
+                  ->back()
+                  .payload()
+                  .UnpackTo(&to_dan));
+  EXPECT_EQ(to_dan.previous_assignee_id(), "bob");
+  EXPECT_EQ(to_dan.strategy(), crm::v1::ASSIGNMENT_STRATEGY_LEAST_LOADED);
+  EXPECT_EQ(to_dan.reason(), crm::v1::ASSIGNMENT_REASON_REOPENED);
+  // The field ticket: no rule for onsite now, so the default team, which
+  // has no agents: its queue.
   auto rerouted = reopen(onsite);
   EXPECT_EQ(rerouted.team_id(), "billing");
   EXPECT_EQ(rerouted.assignee_id(), "");
@@ -1087,16 +1103,17 @@ TEST_F(TicketCommandsTest, AReopenedTicketLeavesAnAgentOrTeamNoLongerConfigured)
   EXPECT_EQ(moved.previous_team_id(), "field");
   EXPECT_EQ(moved.previous_assignee_id(), onsite.assignee_id());
   EXPECT_EQ(moved.reason(), crm::v1::ASSIGNMENT_REASON_REOPENED);
-  // Each team's queue lists what it took.
-  for (const auto& queued_in : {std::pair{"hardware", &second}, std::pair{"billing", &onsite}}) {
-    const std::string team = queued_in.first;
-    auto queue = List([&](auto& r) {
-      r.set_team_id(team);
-      r.set_unassigned(true);
-    });
-    ASSERT_EQ(queue.tickets_size(), 1) << team;
-    EXPECT_EQ(queue.tickets(0).ticket_id(), queued_in.second->ticket_id());
-  }
+  auto queue = List([](auto& r) {
+    r.set_team_id("billing");
+    r.set_unassigned(true);
+  });
+  ASSERT_EQ(queue.tickets_size(), 1);
+  EXPECT_EQ(queue.tickets(0).ticket_id(), onsite.ticket_id());
+  EXPECT_EQ(List([](auto& r) {
+              r.set_team_id("hardware");
+              r.set_unassigned(true);
+            }).tickets_size(),
+            0);
   EXPECT_EQ(List([](auto& r) { r.set_team_id("hardware"); }).tickets_size(), 2);
 }
 
