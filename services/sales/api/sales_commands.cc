@@ -1110,6 +1110,15 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
   CRM_ASSIGN_OR_RETURN(auto account,
                        store_.Load<crm::v1::Customer>(CustomerStream(raised.customer_id())));
   if (!account.state.has_value()) return absl::OkStatus();
+  // One retention call open per account: a score that falls and crosses
+  // again while the owner is still on the first adds none.
+  CRM_ASSIGN_OR_RETURN(auto latest, store_.RetentionTaskOf(raised.customer_id()));
+  if (latest.has_value()) {
+    CRM_ASSIGN_OR_RETURN(auto task, store_.Load<crm::v1::Task>(TaskStream(*latest)));
+    if (task.state.has_value() && task.state->status() == crm::v1::TASK_STATUS_OPEN) {
+      return absl::OkStatus();
+    }
+  }
   sales::CreateTask command;
   command.request.set_customer_id(raised.customer_id());
   // The account's owner now; analytics' owner when the account has none.
@@ -1131,7 +1140,8 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
              [&](const std::optional<crm::v1::Task>& s) { return Decide(s, TaskCommand{command}); },
              [](const crm::v1::Task& t) {
                return std::vector<ProjectionWrite>{SalesStore::TaskRow(t),
-                                                   SalesStore::TaskDueEntry(t)};
+                                                   SalesStore::TaskDueEntry(t),
+                                                   SalesStore::RetentionTaskRow(t)};
              })
       .status();
 }

@@ -1660,6 +1660,45 @@ TEST_F(SalesCommandsTest, AChurnAlertOpensOneRetentionCallForTheAccountsOwner) {
   EXPECT_EQ(task.status(), crm::v1::TASK_STATUS_OPEN);
 }
 
+// A score that falls and crosses again while the owner is still on the
+// retention call adds no second call; once that call is done, the next
+// crossing opens one.
+TEST_F(SalesCommandsTest, AnAccountHasOneOpenRetentionCallAtATime) {
+  Open("cus_1", "rep_ada", "EMEA");
+  auto raise = [&](int score, int64_t offset) {
+    crm::v1::ChurnRiskRaised raised;
+    raised.set_customer_id("cus_1");
+    raised.set_score(score);
+    raised.set_threshold(60);
+    ASSERT_TRUE(subscriber_
+                    ->ApplyBatch({Message(raised, "cus_1", "churn-cus_1", offset + 1, offset,
+                                          kAnalyticsTopic)})
+                    .ok());
+  };
+  std::vector<crm::v1::Task> tasks;
+  auto titles = [&] {
+    std::vector<std::string> out;
+    auto listed = commands_->ListTasks(crm::v1::ListTasksRequest());
+    EXPECT_TRUE(listed.ok()) << listed.status();
+    tasks.clear();
+    if (listed.ok()) tasks.assign(listed->tasks().begin(), listed->tasks().end());
+    for (const auto& t : tasks) out.push_back(t.title());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  raise(72, 0);
+  raise(81, 1);
+  ASSERT_EQ(titles(), std::vector<std::string>{"Retention call: churn risk 72 (threshold 60)"});
+
+  crm::v1::CompleteTaskRequest complete;
+  complete.set_request_id("done-1");
+  complete.set_task_id(tasks[0].task_id());
+  ASSERT_TRUE(commands_->CompleteTask(complete, Ctx()).ok());
+  raise(65, 2);
+  EXPECT_EQ(titles(), (std::vector<std::string>{"Retention call: churn risk 65 (threshold 60)",
+                                                "Retention call: churn risk 72 (threshold 60)"}));
+}
+
 TEST_F(SalesCommandsTest, ForecastWeighsThePipelineAndCountsWonRevenue) {
   Open("cus_1", "rep_ada", "EMEA");
   Open("cus_2", "rep_bob", "AMER");

@@ -33,8 +33,8 @@ std::string DueKey(const crm::v1::Task& task) {
 
 absl::StatusOr<std::unique_ptr<SalesStore>> SalesStore::Open(const std::string& path) {
   std::vector<std::string> families = {
-      kCustomersFamily,  kOpportunitiesFamily, kTasksFamily,         kTaskDueFamily,
-      kActivitiesFamily, kLastActivityFamily,  kAcceptedQuotesFamily};
+      kCustomersFamily,  kOpportunitiesFamily, kTasksFamily,          kTaskDueFamily,
+      kActivitiesFamily, kLastActivityFamily,  kAcceptedQuotesFamily, kRetentionTasksFamily};
   // The reactions' subscriber keeps its offsets in this database too.
   for (auto& f : Subscriber::Families()) families.push_back(f);
   families.push_back(pii::KeyVault::kFamily);
@@ -184,6 +184,15 @@ ProjectionWrite SalesStore::LastAcceptedQuoteRow(const std::string& opportunity_
 ProjectionWrite SalesStore::OrderedQuoteRow(const std::string& opportunity_id,
                                             const std::string& quote_id) {
   return {kAcceptedQuotesFamily, OrderedKey(opportunity_id), quote_id};
+}
+
+ProjectionWrite SalesStore::RetentionTaskRow(const crm::v1::Task& task) {
+  return {kRetentionTasksFamily, task.customer_id(), task.task_id()};
+}
+
+absl::StatusOr<std::optional<std::string>> SalesStore::RetentionTaskOf(
+    const std::string& customer_id) const {
+  return events_->db().Get(kRetentionTasksFamily, customer_id);
 }
 
 absl::StatusOr<std::optional<std::string>> SalesStore::AcceptedQuoteOf(

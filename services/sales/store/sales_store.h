@@ -44,6 +44,8 @@ struct Page {
 //   activities     "cus:<id>\0<activity_id>" and "opp:<id>\0<activity_id>" -> Activity
 //   last_activity  opportunity_id -> latest activity time (big-endian micros)
 //   accepted_quotes  opportunity_id -> quote_id of the deal's accepted quote
+//   retention_tasks  customer_id -> task_id of the account's latest
+//                  retention-call task (one open at a time)
 class SalesStore {
  public:
   static absl::StatusOr<std::unique_ptr<SalesStore>> Open(const std::string& path);
@@ -98,6 +100,9 @@ class SalesStore {
   static ProjectionWrite TaskDueEntry(const crm::v1::Task& task);
   static std::vector<ProjectionWrite> ActivityRows(const crm::v1::Activity& activity);
   static ProjectionWrite LastActivityRow(absl::string_view opportunity_id, absl::Time at);
+  static ProjectionWrite RetentionTaskRow(const crm::v1::Task& task);
+  // The task id of the account's latest retention call, if it had one.
+  absl::StatusOr<std::optional<std::string>> RetentionTaskOf(const std::string& customer_id) const;
 
   // InfinitePast when nothing was logged against the opportunity.
   absl::StatusOr<absl::Time> LastActivityAt(absl::string_view opportunity_id) const;
@@ -153,6 +158,7 @@ inline constexpr char kTaskDueFamily[] = "task_due";
 inline constexpr char kActivitiesFamily[] = "activities";
 inline constexpr char kLastActivityFamily[] = "last_activity";
 inline constexpr char kAcceptedQuotesFamily[] = "accepted_quotes";
+inline constexpr char kRetentionTasksFamily[] = "retention_tasks";
 
 template <typename Row>
 absl::StatusOr<Page<Row>> SalesStore::List(absl::string_view family, absl::string_view prefix,
