@@ -6,6 +6,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -491,6 +492,17 @@ absl::StatusOr<std::optional<std::string>> EventStore::FindResponse(
   CRM_ASSIGN_OR_RETURN(auto stored, DecodeResult(*raw));
   CRM_ASSIGN_OR_RETURN(auto result, Replay(stored, parts.fingerprint));
   return result.response;
+}
+
+absl::Status EventStore::ForEachResponse(
+    absl::string_view prefix, const std::function<void(absl::string_view response)>& visit) const {
+  auto it = db_->NewIterator(kRequests);
+  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size()));
+       it->Valid() && absl::StartsWith(View(it->key()), prefix); it->Next()) {
+    CRM_ASSIGN_OR_RETURN(auto stored, DecodeResult(View(it->value())));
+    if (stored.result.ok()) visit(stored.result->response);
+  }
+  return FromRocks(it->status());
 }
 
 absl::StatusOr<std::vector<OutboxEntry>> EventStore::ReadOutbox(uint64_t from_position, size_t max,

@@ -147,6 +147,11 @@ class EventStore {
   // INVALID_ARGUMENT when it was stored for a request of another
   // fingerprint.
   absl::StatusOr<std::optional<std::string>> FindResponse(const std::string& request_key) const;
+  // The stored response of every earlier append whose request key starts
+  // with `prefix`, in key order: for a read model added later, filled in
+  // from what earlier requests made.
+  absl::Status ForEachResponse(absl::string_view prefix,
+                               const std::function<void(absl::string_view response)>& visit) const;
   // Whether the caller of `ctx` already made this call of `method` (the key
   // CallerRequestKey gives it): a retry, which gets the first result, so a
   // handler checks the caller's access to the record only for a new call.

@@ -1104,20 +1104,29 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
   CRM_ASSIGN_OR_RETURN(const auto raised, EventFor<crm::v1::ChurnRiskRaised>(event));
   const EventContext ctx = ForEvent(event);
   if (ctx.occurred_at < settings_.clock() - kRetentionAlertsKept) return absl::OkStatus();
-  const std::string request_key = absl::StrCat("OpenRetentionTask/", event.event_id());
+  const std::string request_key = absl::StrCat(SalesStore::kRetentionRequests, event.event_id());
   CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Task>(store_.events(), request_key));
   if (earlier.has_value()) return absl::OkStatus();
   CRM_ASSIGN_OR_RETURN(auto account,
                        store_.Load<crm::v1::Customer>(CustomerStream(raised.customer_id())));
   if (!account.state.has_value()) return absl::OkStatus();
   // One retention call open per account: a score that falls and crosses
-  // again while the owner is still on the first adds none.
-  CRM_ASSIGN_OR_RETURN(auto latest, store_.RetentionTaskOf(raised.customer_id()));
-  if (latest.has_value()) {
+  // again while the owner is still on the first adds none. The alert is
+  // answered with that call, so a redelivery after it is done opens none
+  // either. A completion racing the answer is read again.
+  for (int attempt = 0;; ++attempt) {
+    CRM_ASSIGN_OR_RETURN(auto latest, store_.RetentionTaskOf(raised.customer_id()));
+    if (!latest.has_value()) break;
     CRM_ASSIGN_OR_RETURN(auto task, store_.Load<crm::v1::Task>(TaskStream(*latest)));
-    if (task.state.has_value() && task.state->status() == crm::v1::TASK_STATUS_OPEN) {
-      return absl::OkStatus();
-    }
+    if (!task.state.has_value() || task.state->status() != crm::v1::TASK_STATUS_OPEN) break;
+    AppendRequest answer;
+    answer.stream = TaskStream(*latest);
+    answer.expected_version = task.version;
+    answer.request_key = request_key;
+    answer.response = task.state->SerializeAsString();
+    auto answered = store_.events().Append(std::move(answer));
+    if (absl::IsAborted(answered.status()) && attempt < 3) continue;
+    return answered.status();
   }
   sales::CreateTask command;
   command.request.set_customer_id(raised.customer_id());

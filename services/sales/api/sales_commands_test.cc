@@ -1661,19 +1661,17 @@ TEST_F(SalesCommandsTest, AChurnAlertOpensOneRetentionCallForTheAccountsOwner) {
 }
 
 // A score that falls and crosses again while the owner is still on the
-// retention call adds no second call; once that call is done, the next
-// crossing opens one.
+// retention call adds no second call, not even when that alert is
+// delivered again after the call is done; the next crossing after it
+// opens one.
 TEST_F(SalesCommandsTest, AnAccountHasOneOpenRetentionCallAtATime) {
   Open("cus_1", "rep_ada", "EMEA");
-  auto raise = [&](int score, int64_t offset) {
+  auto alert = [&](int score, int64_t offset) {
     crm::v1::ChurnRiskRaised raised;
     raised.set_customer_id("cus_1");
     raised.set_score(score);
     raised.set_threshold(60);
-    ASSERT_TRUE(subscriber_
-                    ->ApplyBatch({Message(raised, "cus_1", "churn-cus_1", offset + 1, offset,
-                                          kAnalyticsTopic)})
-                    .ok());
+    return Message(raised, "cus_1", "churn-cus_1", offset + 1, offset, kAnalyticsTopic);
   };
   std::vector<crm::v1::Task> tasks;
   auto titles = [&] {
@@ -1686,17 +1684,54 @@ TEST_F(SalesCommandsTest, AnAccountHasOneOpenRetentionCallAtATime) {
     std::sort(out.begin(), out.end());
     return out;
   };
-  raise(72, 0);
-  raise(81, 1);
+  ASSERT_TRUE(subscriber_->ApplyBatch({alert(72, 0)}).ok());
+  const ConsumedMessage second = alert(81, 1);
+  ASSERT_TRUE(subscriber_->ApplyBatch({second}).ok());
   ASSERT_EQ(titles(), std::vector<std::string>{"Retention call: churn risk 72 (threshold 60)"});
 
   crm::v1::CompleteTaskRequest complete;
   complete.set_request_id("done-1");
   complete.set_task_id(tasks[0].task_id());
   ASSERT_TRUE(commands_->CompleteTask(complete, Ctx()).ok());
-  raise(65, 2);
+  crm::v1::EventEnvelope redelivered;
+  ASSERT_TRUE(redelivered.ParseFromString(second.value));
+  ProjectionTxn txn(store_->db());
+  ASSERT_TRUE(reactions_->Apply(redelivered, txn).ok());
+  ASSERT_EQ(titles().size(), 1u) << "the crossing answered by the first call";
+
+  ASSERT_TRUE(subscriber_->ApplyBatch({alert(65, 2)}).ok());
   EXPECT_EQ(titles(), (std::vector<std::string>{"Retention call: churn risk 65 (threshold 60)",
                                                 "Retention call: churn risk 72 (threshold 60)"}));
+}
+
+// A database from before the index of retention calls: the calls still
+// open are found at start, and a new crossing adds none.
+TEST_F(SalesCommandsTest, RetentionCallsOpenedBeforeTheIndexAreFoundAtStart) {
+  Open("cus_1", "rep_ada", "EMEA");
+  crm::v1::ChurnRiskRaised raised;
+  raised.set_customer_id("cus_1");
+  raised.set_score(72);
+  raised.set_threshold(60);
+  ASSERT_TRUE(
+      subscriber_->ApplyBatch({Message(raised, "cus_1", "churn-cus_1", 1, 0, kAnalyticsTopic)})
+          .ok());
+  {
+    auto* family = store_->db().Family(kRetentionTasksFamily);
+    rocksdb::WriteBatch batch;
+    auto it = store_->db().NewIterator(kRetentionTasksFamily);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) batch.Delete(family, it->key());
+    ASSERT_TRUE(it->status().ok());
+    ASSERT_TRUE(store_->db().Write(&batch, /*sync=*/true).ok());
+  }
+  Restart();
+  raised.set_score(90);
+  ASSERT_TRUE(
+      subscriber_->ApplyBatch({Message(raised, "cus_1", "churn-cus_1", 2, 1, kAnalyticsTopic)})
+          .ok());
+  auto listed = commands_->ListTasks(crm::v1::ListTasksRequest());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tasks_size(), 1);
+  EXPECT_EQ(listed->tasks(0).title(), "Retention call: churn risk 72 (threshold 60)");
 }
 
 TEST_F(SalesCommandsTest, ForecastWeighsThePipelineAndCountsWonRevenue) {

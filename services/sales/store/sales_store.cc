@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<SalesStore>> SalesStore::Open(const std::string& 
   CRM_ASSIGN_OR_RETURN(auto events, EventStore::Open(path, families));
   auto store = std::make_unique<SalesStore>(std::move(events));
   CRM_RETURN_IF_ERROR(store->IndexAcceptedQuotes());
+  CRM_RETURN_IF_ERROR(store->IndexRetentionTasks());
   return store;
 }
 
@@ -184,6 +185,32 @@ ProjectionWrite SalesStore::LastAcceptedQuoteRow(const std::string& opportunity_
 ProjectionWrite SalesStore::OrderedQuoteRow(const std::string& opportunity_id,
                                             const std::string& quote_id) {
   return {kAcceptedQuotesFamily, OrderedKey(opportunity_id), quote_id};
+}
+
+absl::Status SalesStore::IndexRetentionTasks() {
+  // Sorts before every customer id.
+  constexpr absl::string_view kIndexedRetention("\0indexed", 8);
+  CRM_ASSIGN_OR_RETURN(auto done, db().Get(kRetentionTasksFamily, kIndexedRetention));
+  if (done.has_value()) return absl::OkStatus();
+  // Per customer, the latest task (ids sort by creation).
+  absl::flat_hash_map<std::string, std::string> latest;
+  absl::Status parsed;
+  CRM_RETURN_IF_ERROR(events_->ForEachResponse(kRetentionRequests, [&](absl::string_view raw) {
+    crm::v1::Task task;
+    if (!task.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
+      parsed = absl::DataLossError("corrupt stored retention task");
+      return;
+    }
+    if (task.customer_id().empty()) return;
+    std::string& id = latest[task.customer_id()];
+    if (task.task_id() > id) id = task.task_id();
+  }));
+  CRM_RETURN_IF_ERROR(parsed);
+  auto* family = db().Family(kRetentionTasksFamily);
+  rocksdb::WriteBatch batch;
+  for (const auto& [customer_id, task_id] : latest) batch.Put(family, customer_id, task_id);
+  batch.Put(family, rocksdb::Slice(kIndexedRetention.data(), kIndexedRetention.size()), "");
+  return db().Write(&batch, /*sync=*/true);
 }
 
 ProjectionWrite SalesStore::RetentionTaskRow(const crm::v1::Task& task) {

@@ -100,6 +100,8 @@ class SalesStore {
   static ProjectionWrite TaskDueEntry(const crm::v1::Task& task);
   static std::vector<ProjectionWrite> ActivityRows(const crm::v1::Activity& activity);
   static ProjectionWrite LastActivityRow(absl::string_view opportunity_id, absl::Time at);
+  // The request key prefix of the retention calls opened for churn alerts.
+  static constexpr absl::string_view kRetentionRequests = "OpenRetentionTask/";
   static ProjectionWrite RetentionTaskRow(const crm::v1::Task& task);
   // The task id of the account's latest retention call, if it had one.
   absl::StatusOr<std::optional<std::string>> RetentionTaskOf(const std::string& customer_id) const;
@@ -143,6 +145,9 @@ class SalesStore {
   // Fills accepted_quotes from the quotes' states once (a database written
   // before it existed), and each later kind of row once.
   absl::Status IndexAcceptedQuotes();
+  // Fills retention_tasks once from the retention calls opened before it
+  // existed (the stored answers of their requests).
+  absl::Status IndexRetentionTasks();
   // The ordered quotes, from the orders.
   absl::Status IndexOrderedQuotes();
   // Each deal's last accepted quote, from the rows above and the quotes.
