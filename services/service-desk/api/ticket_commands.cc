@@ -74,12 +74,12 @@ absl::StatusOr<std::optional<TicketCommands::Move>> TicketCommands::StaleAssignm
   const std::string team_id = team != nullptr ? team->team_id() : "";
   // Without a team before or now, nothing about teams changed for it.
   if (team == nullptr && ticket.team_id().empty()) return std::nullopt;
-  if (team != nullptr && team_id == ticket.team_id()) {
-    const auto& agents = team->agent_ids();
-    if (ticket.assignee_id().empty() ||
-        std::find(agents.begin(), agents.end(), ticket.assignee_id()) != agents.end()) {
-      return std::nullopt;
-    }
+  const bool agent_in_team = team != nullptr && !ticket.assignee_id().empty() &&
+                             std::find(team->agent_ids().begin(), team->agent_ids().end(),
+                                       ticket.assignee_id()) != team->agent_ids().end();
+  if (team != nullptr && team_id == ticket.team_id() &&
+      (ticket.assignee_id().empty() || agent_in_team)) {
+    return std::nullopt;
   }
   Move move;
   crm::v1::TicketAssigned& moved = move.assigned;
@@ -88,9 +88,12 @@ absl::StatusOr<std::optional<TicketCommands::Move>> TicketCommands::StaleAssignm
   moved.set_previous_team_id(ticket.team_id());
   moved.set_previous_assignee_id(ticket.assignee_id());
   moved.set_reason(crm::v1::ASSIGNMENT_REASON_REOPENED);
-  // The team's strategy picks, as at opening; the caller holds this team's
-  // lock (ExecuteReopening).
-  if (team != nullptr) {
+  // Its agent stays when in the team it moves to (the customer keeps the
+  // person who knows the case); else the team's strategy picks, as at
+  // opening. The caller holds this team's lock (ExecuteReopening).
+  if (agent_in_team) {
+    moved.set_assignee_id(ticket.assignee_id());
+  } else if (team != nullptr) {
     CRM_ASSIGN_OR_RETURN(auto picked, PickFor(*team, ""));
     moved.set_assignee_id(std::move(picked.first));
     moved.set_strategy(team->strategy());

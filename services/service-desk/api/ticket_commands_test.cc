@@ -1117,6 +1117,31 @@ TEST_F(TicketCommandsTest, AReopenedTicketLeavesAnAgentOrTeamNoLongerConfigured)
   EXPECT_EQ(List([](auto& r) { r.set_team_id("hardware"); }).tickets_size(), 2);
 }
 
+// Its team gone, a reopened ticket whose agent is in the team the rules
+// give it now stays with that agent.
+TEST_F(TicketCommandsTest, AReroutedReopenedTicketKeepsItsAgentWhenInTheNewTeam) {
+  const auto onsite = Open("f1", "cus_1", "", "onsite");
+  ASSERT_EQ(onsite.team_id(), "field");
+  ASSERT_FALSE(onsite.assignee_id().empty());
+  ASSERT_TRUE(Resolve("s-f1", onsite.ticket_id()).ok());
+  const std::string changed =
+      absl::StrCat(R"pb(
+                     teams { team_id: "billing" agent_ids: "zed" agent_ids: ")pb",
+                   onsite.assignee_id(), R"pb(" }
+                                              default_team_id: "billing"
+                                              reopen_window_hours: 24
+      )pb");
+  Reopen(false, changed.c_str());
+  crm::v1::ReopenTicketRequest r;
+  r.set_request_id("o-f1");
+  r.set_ticket_id(onsite.ticket_id());
+  auto reopened = tickets_->ReopenTicket(r, Ctx());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ(reopened->team_id(), "billing");
+  EXPECT_EQ(reopened->assignee_id(), onsite.assignee_id());
+  EXPECT_EQ(Types(onsite.ticket_id()).back(), "TicketAssigned");
+}
+
 TEST_F(TicketCommandsTest, ListFiltersAndPages) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
