@@ -1,11 +1,28 @@
 #include "libs/common/auth/policy.h"
 
 #include "gtest/gtest.h"
+#include "libs/common/auth/record_access.h"
 
 namespace crm::auth {
 namespace {
 
 Principal As(std::vector<std::string> roles) { return Principal{"p", std::move(roles), "emea"}; }
+
+// A quote reached through a deal the caller may not see, or one gone, is
+// not visible; a deal that cannot be read is a failure to retry.
+TEST(RecordAccessTest, ARecordThroughItsParentIsHiddenOnlyWhenTheParentIs) {
+  EXPECT_TRUE(ThroughParent(absl::OkStatus(), "quote_id", "q1").ok());
+  for (const auto& refused :
+       {absl::PermissionDeniedError("opportunity_id: no o1"), absl::NotFoundError("o1")}) {
+    const auto st = ThroughParent(refused, "quote_id", "q1");
+    EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_EQ(st.message(), "quote_id: no q1 that the caller may access");
+  }
+  const auto corrupt = ThroughParent(absl::DataLossError("corrupt state"), "quote_id", "q1");
+  EXPECT_EQ(corrupt.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ThroughParent(absl::UnavailableError("busy"), "quote_id", "q1").code(),
+            absl::StatusCode::kUnavailable);
+}
 
 TEST(PolicyTest, UnknownMethodsAreDeniedEvenToAdmins) {
   const auto st = Authorize("/crm.v1.LeadsService/DropAllLeads", As({kRoleAdmin, kRoleService}));

@@ -53,6 +53,19 @@ inline absl::Status NotVisible(absl::string_view field, absl::string_view id) {
       absl::StrCat(field, ": no ", id, " that the caller may access"));
 }
 
+// The answer for a record reached through its parent (a quote through its
+// deal): `parent` is the parent's check. Refused or missing parents read as
+// the record not visible; any other failure (storage) passes through, so
+// the caller retries instead of being told the record is out of reach.
+inline absl::Status ThroughParent(const absl::Status& parent, absl::string_view field,
+                                  absl::string_view id) {
+  if (parent.code() == absl::StatusCode::kPermissionDenied ||
+      parent.code() == absl::StatusCode::kNotFound) {
+    return NotVisible(field, id);
+  }
+  return parent;
+}
+
 // The result of loading a record, turned into the caller's answer.
 template <typename Record, typename Owner, typename Territory>
 absl::Status CheckLoaded(const Principal& p, const absl::StatusOr<Record>& loaded,

@@ -126,10 +126,8 @@ absl::Status SalesGrpc::CheckChild(const Principal& caller, const absl::StatusOr
     if (loaded.status().code() == absl::StatusCode::kNotFound) return auth::NotVisible(field, id);
     return loaded.status();
   }
-  if (!CheckTarget(caller, loaded->customer_id(), loaded->opportunity_id()).ok()) {
-    return auth::NotVisible(field, id);
-  }
-  return absl::OkStatus();
+  return auth::ThroughParent(CheckTarget(caller, loaded->customer_id(), loaded->opportunity_id()),
+                             field, id);
 }
 
 absl::Status SalesGrpc::CheckQuote(const Principal& caller, const std::string& quote_id) const {
