@@ -213,6 +213,10 @@ void Database::FailWritesForTest(uint64_t every, uint64_t times) {
   fail_every_.store(every);
 }
 
+void Database::FailReadsForTest(absl::string_view family) {
+  failing_reads_.store(family.empty() ? nullptr : Family(family));
+}
+
 absl::Status Database::Write(rocksdb::WriteBatch* batch, bool sync) {
   if (const uint64_t every = fail_every_.load(std::memory_order_relaxed); every > 0) {
     if ((writes_since_.fetch_add(1) + 1) % every == 0 && fail_times_.fetch_sub(1) > 0) {
@@ -245,6 +249,9 @@ absl::StatusOr<std::vector<std::optional<std::string>>> Database::MultiGet(
 absl::StatusOr<std::optional<std::string>> Database::Get(absl::string_view family,
                                                          absl::string_view key) const {
   CRM_ASSIGN_OR_RETURN(auto* cf, RequireFamily(family));
+  if (cf == failing_reads_.load(std::memory_order_relaxed)) {
+    return absl::UnavailableError("injected read failure");
+  }
   std::string value;
   auto s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
   if (s.IsNotFound()) return std::nullopt;

@@ -65,6 +65,9 @@ class Database {
   // Fault injection for tests: of the writes from now on, every `every`-th
   // fails with UNAVAILABLE and writes nothing, `times` of them in all.
   void FailWritesForTest(uint64_t every, uint64_t times);
+  // Fault injection for tests: every Get from `family` fails with
+  // UNAVAILABLE until called again with an empty name.
+  void FailReadsForTest(absl::string_view family);
 
   rocksdb::DB* raw() const { return db_.get(); }
   const std::string& path() const { return path_; }
@@ -82,7 +85,8 @@ class Database {
   std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;
   absl::flat_hash_map<std::string, rocksdb::ColumnFamilyHandle*> by_name_;
   std::atomic<uint64_t> fail_every_{0};  // 0: no faults
-  std::atomic<int64_t> fail_times_{0};   // goes below 0 when spent
+  std::atomic<rocksdb::ColumnFamilyHandle*> failing_reads_{nullptr};
+  std::atomic<int64_t> fail_times_{0};  // goes below 0 when spent
   std::atomic<uint64_t> writes_since_{0};
 };
 

@@ -431,14 +431,14 @@ absl::Status SalesCommands::DealNotLost(const std::string& opportunity_id,
   return CheckNotLost(opportunity, to);
 }
 
-crm::v1::Opportunity SalesCommands::WithActivity(crm::v1::Opportunity o) const {
-  auto last = store_.LastActivityAt(o.opportunity_id());
-  if (last.ok() && *last != absl::InfinitePast()) {
-    *o.mutable_last_activity_at() = ToProtoTimestamp(*last);
+absl::StatusOr<crm::v1::Opportunity> SalesCommands::WithActivity(crm::v1::Opportunity o) const {
+  CRM_ASSIGN_OR_RETURN(const absl::Time last, store_.LastActivityAt(o.opportunity_id()));
+  if (last != absl::InfinitePast()) {
+    *o.mutable_last_activity_at() = ToProtoTimestamp(last);
     // A reminder answered by an activity since is over (stale_since: none
     // raised since the last activity); a backdated one answers nothing.
     if (o.has_stale_since() &&
-        !StaleReminderCovers(o, InactiveSince(o, *last), settings_.stale_after)) {
+        !StaleReminderCovers(o, InactiveSince(o, last), settings_.stale_after)) {
       o.clear_stale_since();
       o.clear_stale_reminded_at();
     }
@@ -478,6 +478,7 @@ absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunit
   // ISO dates compare as strings.
   const std::string& from = request.close_date_from();
   const std::string& to = request.close_date_to();
+  absl::Status unreadable;
   CRM_ASSIGN_OR_RETURN(
       auto page,
       store_.List<crm::v1::Opportunity>(
@@ -493,12 +494,21 @@ absl::StatusOr<crm::v1::ListOpportunitiesResponse> SalesCommands::ListOpportunit
             if (visible && !visible(o)) return false;
             if (request.stale_only()) {
               auto last = store_.LastActivityAt(o.opportunity_id());
-              return last.ok() && IsStale(o, *last, now, settings_.stale_after);
+              // Unreadable, the deal is neither kept nor skipped: the
+              // listing fails (below) rather than pass over it.
+              if (!last.ok()) {
+                if (unreadable.ok()) unreadable = last.status();
+                return false;
+              }
+              return IsStale(o, *last, now, settings_.stale_after);
             }
             return true;
           }));
+  CRM_RETURN_IF_ERROR(unreadable);
   crm::v1::ListOpportunitiesResponse response;
-  for (auto& o : page.rows) *response.add_opportunities() = WithActivity(std::move(o));
+  for (auto& o : page.rows) {
+    CRM_ASSIGN_OR_RETURN(*response.add_opportunities(), WithActivity(std::move(o)));
+  }
   response.set_next_page_token(SealPageToken(request, page.next_page_token));
   return response;
 }

@@ -218,7 +218,7 @@ class SalesCommands {
   absl::Status SealFreeText(google::protobuf::Message& request, const std::string& customer_id,
                             const EventContext& ctx);
   // Fills the read-side fields (last activity) of an opportunity.
-  crm::v1::Opportunity WithActivity(crm::v1::Opportunity opportunity) const;
+  absl::StatusOr<crm::v1::Opportunity> WithActivity(crm::v1::Opportunity opportunity) const;
 
   SalesStore& store_;
   pii::KeyVault* vault_ = nullptr;

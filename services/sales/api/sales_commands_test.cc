@@ -887,6 +887,25 @@ TEST_F(SalesCommandsTest, TheLoopThreadRaisesRemindersOnItsOwnAndStops) {
             (std::vector<std::string>{"TaskCreated", "TaskReminderRaised"}));
 }
 
+// A deal's last activity that cannot be read fails the read: the deal is
+// neither shown without it nor left out of a stale listing.
+TEST_F(SalesCommandsTest, AnUnreadableLastActivityFailsTheReadInsteadOfSkippingTheDeal) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  now_ = kT0 + absl::Hours(25);
+  crm::v1::ListOpportunitiesRequest stale;
+  stale.set_stale_only(true);
+  ASSERT_EQ(commands_->ListOpportunities(stale)->opportunities_size(), 1);
+
+  store_->db().FailReadsForTest(kLastActivityFamily);
+  EXPECT_EQ(commands_->ListOpportunities(stale).status().code(), absl::StatusCode::kUnavailable);
+  crm::v1::GetOpportunityRequest get;
+  get.set_opportunity_id(o.opportunity_id());
+  EXPECT_EQ(commands_->GetOpportunity(get).status().code(), absl::StatusCode::kUnavailable);
+  store_->db().FailReadsForTest("");
+  EXPECT_TRUE(commands_->GetOpportunity(get).ok());
+}
+
 TEST_F(SalesCommandsTest, StaleDealsRaiseOneReminderPerPeriodWithoutActivity) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
