@@ -78,21 +78,27 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
   int raised = 0, failed = 0;
   absl::Status first_failure;
   std::string first_failed;
-  CRM_RETURN_IF_ERROR(views_.ForEachCustomer([&](const crm::v1::Customer360& view) -> absl::Status {
-    // One customer that cannot be decided (a corrupt alert row, an append
-    // refused) must not keep every customer after it from being decided:
-    // the pass goes on, and the next one tries it again.
-    absl::StatusOr<bool> evaluated = Evaluate(view);
-    if (evaluated.ok()) {
-      raised += *evaluated ? 1 : 0;
-    } else if (failed++ == 0) {
-      first_failure = evaluated.status();
-      first_failed = view.customer_id();
-      log::Error("churn monitor: customer not evaluated",
-                 {{"customer_id", view.customer_id()}, {"error", first_failure.ToString()}});
-    }
-    return absl::OkStatus();
-  }));
+  auto not_evaluated = [&](const std::string& customer_id, const absl::Status& why) {
+    if (failed++ > 0) return;
+    first_failure = why;
+    first_failed = customer_id;
+    log::Error("churn monitor: customer not evaluated",
+               {{"customer_id", customer_id}, {"error", why.ToString()}});
+  };
+  // One customer that cannot be read or decided (a corrupt view or alert
+  // row, an append refused) must not keep every customer after it from
+  // being decided: the pass goes on, and the next one tries it again.
+  CRM_RETURN_IF_ERROR(views_.ForEachCustomer(
+      [&](const crm::v1::Customer360& view) -> absl::Status {
+        absl::StatusOr<bool> evaluated = Evaluate(view);
+        if (evaluated.ok()) {
+          raised += *evaluated ? 1 : 0;
+        } else {
+          not_evaluated(view.customer_id(), evaluated.status());
+        }
+        return absl::OkStatus();
+      },
+      not_evaluated));
   if (failed > 0) {
     return absl::Status(
         first_failure.code(),

@@ -128,6 +128,25 @@ TEST_F(ChurnMonitorTest, ACustomerThatCannotBeDecidedDoesNotStopThePass) {
   EXPECT_EQ(raised[0].customer_id(), "cus_2") << "decided though cus_1 came first";
 }
 
+// A customer whose view cannot be read is skipped as well, and the
+// customers after it in id order are still decided.
+TEST_F(ChurnMonitorTest, AnUnreadableViewDoesNotStopThePass) {
+  Feed({OrderPlacedAt("cus_1", "o1", 500, 0), OrderPlacedAt("cus_2", "o2", 500, 0),
+        LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
+  rocksdb::WriteBatch corrupt;
+  corrupt.Put(db_->Family("customers"), "cus_1", "\xff not a view");
+  ASSERT_TRUE(db_->Write(&corrupt, true).ok());
+  auto n = monitor_->RunOnce();
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(n.status().message().find("1 customer(s) not evaluated (1 alert(s) raised); first "
+                                      "cus_1"),
+            std::string::npos)
+      << n.status();
+  auto raised = Outbox();
+  ASSERT_EQ(raised.size(), 1u);
+  EXPECT_EQ(raised[0].customer_id(), "cus_2");
+}
+
 TEST_F(ChurnMonitorTest, RecoveryThenRelapseRaisesASecondTime) {
   Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
   EXPECT_EQ(Pass(), 1);

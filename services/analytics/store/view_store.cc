@@ -405,16 +405,22 @@ absl::StatusOr<crm::v1::ServiceKpis> ViewStore::GetServiceKpis(
 }
 
 absl::Status ViewStore::ForEachCustomer(
-    const std::function<absl::Status(const crm::v1::Customer360&)>& fn) const {
+    const std::function<absl::Status(const crm::v1::Customer360&)>& fn,
+    const std::function<void(const std::string& customer_id, const absl::Status&)>& unreadable)
+    const {
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
   CRM_ASSIGN_OR_RETURN(auto merges, LoadAllMerges(db_));
   auto it = db_.NewIterator(kCustomers);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    CRM_ASSIGN_OR_RETURN(auto view,
-                         ScannedView(db_, merges, it->key().ToString(), it->value(), unreadable_));
-    if (!view.has_value()) continue;
-    DeriveHealth(*view, now, config_);
-    CRM_RETURN_IF_ERROR(fn(*view));
+    const std::string customer_id = it->key().ToString();
+    auto view = ScannedView(db_, merges, customer_id, it->value(), unreadable_);
+    if (!view.ok()) {
+      unreadable(customer_id, view.status());
+      continue;
+    }
+    if (!view->has_value()) continue;
+    DeriveHealth(**view, now, config_);
+    CRM_RETURN_IF_ERROR(fn(**view));
   }
   return FromRocks(it->status());
 }

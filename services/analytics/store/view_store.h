@@ -123,9 +123,13 @@ class ViewStore {
       const crm::v1::ListAuditEntriesRequest& request) const;
 
   // Calls `fn` with every customer's view, derived at the clock, in id
-  // order; stops at the first error `fn` returns.
-  absl::Status ForEachCustomer(
-      const std::function<absl::Status(const crm::v1::Customer360&)>& fn) const;
+  // order; stops at the first error `fn` returns. A view that cannot be
+  // read (a corrupt row, a merged member's) goes to `unreadable` with the
+  // reason and the scan goes on: one bad row must not hide every customer
+  // after it.
+  absl::Status ForEachCustomer(const std::function<absl::Status(const crm::v1::Customer360&)>& fn,
+                               const std::function<void(const std::string& customer_id,
+                                                        const absl::Status&)>& unreadable) const;
 
   const AnalyticsConfig& config() const { return config_; }
 

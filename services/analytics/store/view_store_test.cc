@@ -18,6 +18,11 @@
 namespace crm::analytics {
 namespace {
 
+// For scans of views that must all be readable.
+void NoneUnreadable(const std::string& customer_id, const absl::Status& why) {
+  ADD_FAILURE() << customer_id << ": " << why;
+}
+
 ConsumedMessage Captured(const std::string& customer, int n, int64_t offset) {
   crm::v1::LeadCaptured lead;
   lead.set_lead_id(absl::StrCat("lead_", n));
@@ -592,10 +597,12 @@ TEST_F(ViewStoreTest, MergedCustomersReadAsOneViewWhateverTheOrder) {
   // Scans see the person once.
   std::vector<std::string> scanned;
   ASSERT_TRUE(views_
-                  ->ForEachCustomer([&](const crm::v1::Customer360& v) {
-                    scanned.push_back(v.customer_id());
-                    return absl::OkStatus();
-                  })
+                  ->ForEachCustomer(
+                      [&](const crm::v1::Customer360& v) {
+                        scanned.push_back(v.customer_id());
+                        return absl::OkStatus();
+                      },
+                      NoneUnreadable)
                   .ok());
   EXPECT_EQ(scanned, (std::vector<std::string>{"cus_b", "cus_c"}));
 
@@ -651,10 +658,12 @@ TEST_F(ViewStoreTest, AnErasedMembersValuesDoNotHideTheOthers) {
   }
   std::vector<std::string> emails;
   ASSERT_TRUE(checked
-                  .ForEachCustomer([&](const crm::v1::Customer360& v) {
-                    emails.push_back(v.profile().email());
-                    return absl::OkStatus();
-                  })
+                  .ForEachCustomer(
+                      [&](const crm::v1::Customer360& v) {
+                        emails.push_back(v.profile().email());
+                        return absl::OkStatus();
+                      },
+                      NoneUnreadable)
                   .ok());
   EXPECT_EQ(emails, std::vector<std::string>{"pii1.live.a"});
 }
