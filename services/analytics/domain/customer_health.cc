@@ -234,6 +234,7 @@ ChurnAlertDecision DecideChurnAlert(const crm::v1::ChurnAlertState& previous,
   *e.mutable_evaluated_at() = view.scored_at();
   *e.mutable_lifetime_value() = view.lifetime_value();
   *e.mutable_clv_estimate() = view.clv_estimate();
+  *e.mutable_merged_customer_ids() = view.merged_customer_ids();
   d.state.set_raised(true);
   d.state.set_crossings(previous.crossings() + 1);
   d.state.set_cause_event_id(e.cause_event_id());

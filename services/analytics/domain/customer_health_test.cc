@@ -418,6 +418,19 @@ TEST(ChurnAlertTest, CrossingRaisesOnceWithTheCauseAndTheEventTimeClock) {
   EXPECT_FALSE(again.state_changed);
 }
 
+// A merged person's alert names the customers merged into it: the sales
+// account may be on any of them.
+TEST(ChurnAlertTest, TheAlertOfAMergedPersonNamesItsMergedCustomers) {
+  auto view = DerivedAt({OrderPlacedAt("cus_1", "o1", 500, 0)}, 150);
+  view.add_merged_customer_ids("cus_0");
+  view.add_merged_customer_ids("cus_2");
+  const auto d = DecideChurnAlert({}, view, AnalyticsConfig::Defaults());
+  ASSERT_TRUE(d.raised.has_value());
+  EXPECT_EQ(std::vector<std::string>(d.raised->merged_customer_ids().begin(),
+                                     d.raised->merged_customer_ids().end()),
+            (std::vector<std::string>{"cus_0", "cus_2"}));
+}
+
 TEST(ChurnAlertTest, FallingBelowClearsSoTheNextCrossingRaisesAgainWithANewCause) {
   crm::v1::ChurnAlertState raised;
   raised.set_raised(true);

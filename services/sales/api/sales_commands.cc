@@ -1117,15 +1117,22 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
   const std::string request_key = absl::StrCat(SalesStore::kRetentionRequests, event.event_id());
   CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Task>(store_.events(), request_key));
   if (earlier.has_value()) return absl::OkStatus();
-  CRM_ASSIGN_OR_RETURN(auto account,
-                       store_.Load<crm::v1::Customer>(CustomerStream(raised.customer_id())));
+  // The person's account: of the customer named, else of one merged into
+  // it (a lead merged into another person's moves the view, not the
+  // account).
+  Loaded<crm::v1::Customer> account;
+  std::string customer_id;
+  for (int i = -1; i < raised.merged_customer_ids_size() && !account.state.has_value(); ++i) {
+    customer_id = i < 0 ? raised.customer_id() : raised.merged_customer_ids(i);
+    CRM_ASSIGN_OR_RETURN(account, store_.Load<crm::v1::Customer>(CustomerStream(customer_id)));
+  }
   if (!account.state.has_value()) return absl::OkStatus();
   // One retention call open per account: a score that falls and crosses
   // again while the owner is still on the first adds none. The alert is
   // answered with that call, so a redelivery after it is done opens none
   // either. A completion racing the answer is read again.
   for (int attempt = 0;; ++attempt) {
-    CRM_ASSIGN_OR_RETURN(auto latest, store_.RetentionTaskOf(raised.customer_id()));
+    CRM_ASSIGN_OR_RETURN(auto latest, store_.RetentionTaskOf(customer_id));
     if (!latest.has_value()) break;
     CRM_ASSIGN_OR_RETURN(auto task, store_.Load<crm::v1::Task>(TaskStream(*latest)));
     if (!task.state.has_value() || task.state->status() != crm::v1::TASK_STATUS_OPEN) break;
@@ -1139,7 +1146,7 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
     return answered.status();
   }
   sales::CreateTask command;
-  command.request.set_customer_id(raised.customer_id());
+  command.request.set_customer_id(customer_id);
   // The account's owner now; analytics' owner when the account has none.
   command.request.set_owner_id(account.state->owner_id().empty() ? raised.owner_id()
                                                                  : account.state->owner_id());
@@ -1152,7 +1159,7 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
   command.request.set_notes(absl::StrCat("Raised by analytics", factors.empty() ? "" : ": ",
                                          absl::StrJoin(factors, ", ")));
   *command.request.mutable_due_at() = ToProtoTimestamp(ctx.occurred_at + kRetentionCallWithin);
-  CRM_RETURN_IF_ERROR(SealFreeText(command.request, raised.customer_id(), ctx));
+  CRM_RETURN_IF_ERROR(SealFreeText(command.request, customer_id, ctx));
   command.task_id = NewId("task");
   return Execute<crm::v1::Task>(
              TaskStream(command.task_id), request_key, kAnyVersion, ctx,

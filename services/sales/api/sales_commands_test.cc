@@ -1723,6 +1723,28 @@ TEST_F(SalesCommandsTest, AnAccountHasOneOpenRetentionCallAtATime) {
                                                 "Retention call: churn risk 72 (threshold 60)"}));
 }
 
+// The person's account is on a customer merged into the one analytics
+// names (a lead of theirs was merged into another person's): the call is
+// for that account.
+TEST_F(SalesCommandsTest, AMergedPersonsChurnAlertFindsTheAccountOnAMergedCustomer) {
+  Open("cus_x", "rep_ada", "EMEA");
+  crm::v1::ChurnRiskRaised raised;
+  raised.set_customer_id("cus_y");
+  raised.set_score(72);
+  raised.set_threshold(60);
+  raised.add_merged_customer_ids("cus_w");
+  raised.add_merged_customer_ids("cus_x");
+  ASSERT_TRUE(
+      subscriber_->ApplyBatch({Message(raised, "cus_y", "churn-cus_y", 1, 0, kAnalyticsTopic)})
+          .ok());
+  auto listed = commands_->ListTasks(crm::v1::ListTasksRequest());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tasks_size(), 1);
+  EXPECT_EQ(listed->tasks(0).customer_id(), "cus_x");
+  EXPECT_EQ(listed->tasks(0).owner_id(), "rep_ada");
+  EXPECT_EQ(listed->tasks(0).title(), "Retention call: churn risk 72 (threshold 60)");
+}
+
 // A database from before the index of retention calls: the calls still
 // open are found at start, and a new crossing adds none.
 TEST_F(SalesCommandsTest, RetentionCallsOpenedBeforeTheIndexAreFoundAtStart) {
