@@ -507,8 +507,12 @@ absl::Status EventStore::ForEachResponse(
 
 absl::StatusOr<std::vector<OutboxEntry>> EventStore::ReadOutbox(uint64_t from_position, size_t max,
                                                                 size_t max_bytes) const {
-  // Read in chunks, so the byte bound holds before all `max` events are.
-  constexpr size_t kChunk = 256;
+  // Read in chunks, so the byte bound holds before all `max` events are:
+  // each chunk holds as many events as the bytes left fit at the average
+  // size read so far (a few to begin with), so a backlog of large events
+  // is not fetched 256 at a time past the bound.
+  constexpr size_t kMaxChunk = 256;
+  size_t chunk = 4;
   std::vector<OutboxEntry> out;
   size_t bytes = 0;
   auto it = db_->NewIterator(kLog);
@@ -516,7 +520,7 @@ absl::StatusOr<std::vector<OutboxEntry>> EventStore::ReadOutbox(uint64_t from_po
   while (it->Valid() && out.size() < max && bytes < max_bytes) {
     const size_t first = out.size();
     std::vector<std::string> keys;
-    for (; it->Valid() && out.size() < max && keys.size() < kChunk; it->Next()) {
+    for (; it->Valid() && out.size() < max && keys.size() < chunk; it->Next()) {
       out.emplace_back().position = ReadBigEndian64(it->key().ToString());
       keys.push_back(it->value().ToString());
     }
@@ -533,6 +537,10 @@ absl::StatusOr<std::vector<OutboxEntry>> EventStore::ReadOutbox(uint64_t from_po
       }
       bytes += values[i]->size();
       entry.bytes = *std::move(values[i]);
+    }
+    if (bytes < max_bytes && !out.empty()) {
+      const size_t average = std::max<size_t>(1, bytes / out.size());
+      chunk = std::clamp<size_t>((max_bytes - bytes) / average, 1, kMaxChunk);
     }
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
