@@ -9,6 +9,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -31,6 +32,20 @@ std::string OffsetKey(absl::string_view topic, int32_t partition) {
   std::string k = PrefixKey(topic);
   AppendBigEndian64(&k, static_cast<uint32_t>(partition));
   return k;
+}
+
+// The anchor of a message that is no event (parked as undecodable): a
+// fingerprint of its bytes, marked so it is never taken for an event id.
+// FNV-1a: stable across processes and releases, unlike absl::Hash.
+std::string RawAnchor(absl::string_view bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  std::string anchor(1, '\x01');
+  anchor += BigEndian64(h);
+  return anchor;
 }
 
 // Failures that say nothing about the event itself.
@@ -365,10 +380,13 @@ bool Subscriber::CheckAnchor(const RdKafka::Message& message, Partitions& unsoug
     ReadAgainFromStart(key, /*seek=*/false);
     return true;
   }
+  const absl::string_view bytes(static_cast<const char*>(message.payload()), message.len());
   crm::v1::EventEnvelope event;
-  if (event.ParseFromArray(message.payload(), static_cast<int>(message.len())) &&
-      event.event_id() == anchor.last_event_id) {
-    return false;  // the event last applied: resume after it
+  if (absl::StartsWith(anchor.last_event_id, "\x01")
+          ? RawAnchor(bytes) == anchor.last_event_id
+          : event.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) &&
+                event.event_id() == anchor.last_event_id) {
+    return false;  // the message last consumed: resume after it
   }
   log::Warn("partition holds other events than those applied, reading it again from its start",
             {{"topic", key.first},
@@ -491,9 +509,10 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
         txn.PutWriteOnly(kApplied, stream, BigEndian64(static_cast<uint64_t>(version))));
   }
   for (const auto& [tp, i] : last_of_partition) {
-    // The next offset, and the event consumed before it (see anchors_).
+    // The next offset, and the event consumed before it (see anchors_);
+    // one that was no event is known by its bytes.
     std::string position = BigEndian64(static_cast<uint64_t>(messages[i].offset + 1));
-    if (events[i] != nullptr) position += events[i]->event_id();
+    position += events[i] != nullptr ? events[i]->event_id() : RawAnchor(messages[i].value);
     CRM_RETURN_IF_ERROR(txn.PutWriteOnly(kOffsets, OffsetKey(tp.first, tp.second), position));
   }
   txn.Seal();

@@ -891,6 +891,40 @@ TEST(SubscriberLagTest, ABrokerRefilledPastTheStoredOffsetWithOtherEventsIsReadA
   EXPECT_EQ(**total, "7") << "every event applied once";
 }
 
+TEST(SubscriberLagTest, ABrokerRefilledPastAnUnreadableLastMessageIsReadAgain) {
+  // The last message consumed was no event (parked); the refill (a service
+  // re-publishing its log) does not repeat it, and holds a new event where
+  // it was: known by its bytes, the anchor there tells the two apart.
+  crm::testing::TempDir dir;
+  auto db = CountsDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  const auto old = Identified(Streams("a-", 2));
+  {
+    CountingProjection projection;
+    Subscriber consumed(**db, projection, {});
+    ASSERT_TRUE(consumed
+                    .ApplyBatch({{"unreadable.test", 0, 0, old[0].SerializeAsString()},
+                                 {"unreadable.test", 0, 1, old[1].SerializeAsString()},
+                                 {"unreadable.test", 0, 2, "not an envelope"}})
+                    .ok());
+    ASSERT_EQ(consumed.StoredOffset("unreadable.test", 0)->value_or(-1), 3);
+  }
+  crm::testing::MockCluster refilled({{"unreadable.test", 1}});
+  ASSERT_TRUE(refilled.ok());
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(refilled, "unreadable.test", 0,
+                                        Identified(Then(Streams("a-", 2), Streams("b-", 2)))));
+  CountingProjection projection;
+  Subscriber subscriber(**db, projection, KafkaOptions(refilled, "unreadable.test"));
+  ASSERT_TRUE(subscriber.Start().ok());
+  // b-0, now where the unreadable message was, is applied too.
+  EXPECT_TRUE(Eventually([&] { return subscriber.applied() == 2 && subscriber.caught_up(); }))
+      << "applied " << subscriber.applied();
+  subscriber.Stop();
+  auto total = (*db)->Get("counts", "");
+  ASSERT_TRUE(total.ok() && total->has_value());
+  EXPECT_EQ(**total, "4") << "every event applied once";
+}
+
 TEST(SubscriberLagTest, ABrokerRefilledWithFewerEventsThanTheStoredOffsetIsReadAgain) {
   // The old partition held two duplicates; the refill holds one event this
   // subscriber never read, and ends right where its stored anchor was: no
