@@ -359,7 +359,7 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunityWith(
   // A retry must not depend on the account or configuration of today.
   CRM_ASSIGN_OR_RETURN(auto earlier,
                        StoredAnswer<crm::v1::Opportunity>(store_.events(), request_key));
-  if (earlier.has_value()) return WithActivity(*std::move(earlier));
+  if (earlier.has_value()) return AsWritten(*std::move(earlier));
   CRM_ASSIGN_OR_RETURN(auto customer, LoadCustomer(request.customer_id()));
   const crm::v1::Pipeline* pipeline = settings_.pipelines.Find(request.pipeline_id());
   if (pipeline == nullptr) {
@@ -379,7 +379,7 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunityWith(
                       return Decide(s, OpportunityCommand{command});
                     },
                     [](const crm::v1::Opportunity& o) { return SalesStore::OpportunityRows(o); }));
-  return WithActivity(std::move(out.state));
+  return AsWritten(std::move(out.state));
 }
 
 absl::StatusOr<crm::v1::Opportunity> SalesCommands::LoadOpportunity(
@@ -443,6 +443,14 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::WithActivity(crm::v1::Opport
       o.clear_stale_reminded_at();
     }
   }
+  return o;
+}
+
+crm::v1::Opportunity SalesCommands::AsWritten(crm::v1::Opportunity o) const {
+  auto shown = WithActivity(o);
+  if (shown.ok()) return *std::move(shown);
+  log::Warn("opportunity answered without its last activity",
+            {{"opportunity_id", o.opportunity_id()}, {"error", shown.status().ToString()}});
   return o;
 }
 
@@ -544,7 +552,7 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ChangeOpportunityStage(
                                                          *pipeline, ctx.occurred_at}});
           },
           [](const crm::v1::Opportunity& o) { return SalesStore::OpportunityRows(o); }));
-  return WithActivity(std::move(out.state));
+  return AsWritten(std::move(out.state));
 }
 
 absl::StatusOr<crm::v1::Opportunity> SalesCommands::ReviseOpportunity(
@@ -565,7 +573,7 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ReviseOpportunity(
             return Decide(s, OpportunityCommand{sales::ReviseOpportunity{request}});
           },
           [](const crm::v1::Opportunity& o) { return SalesStore::OpportunityRows(o); }));
-  return WithActivity(std::move(out.state));
+  return AsWritten(std::move(out.state));
 }
 
 crm::v1::ListPipelinesResponse SalesCommands::ListPipelines() const {

@@ -219,6 +219,10 @@ class SalesCommands {
                             const EventContext& ctx);
   // Fills the read-side fields (last activity) of an opportunity.
   absl::StatusOr<crm::v1::Opportunity> WithActivity(crm::v1::Opportunity opportunity) const;
+  // WithActivity for a command's answer: the change is stored, so a failed
+  // read leaves the fields out (logged) rather than fail a call whose retry
+  // with a new request id would make the change twice.
+  crm::v1::Opportunity AsWritten(crm::v1::Opportunity opportunity) const;
 
   SalesStore& store_;
   pii::KeyVault* vault_ = nullptr;

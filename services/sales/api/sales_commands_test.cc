@@ -888,7 +888,8 @@ TEST_F(SalesCommandsTest, TheLoopThreadRaisesRemindersOnItsOwnAndStops) {
 }
 
 // A deal's last activity that cannot be read fails the read: the deal is
-// neither shown without it nor left out of a stale listing.
+// neither shown without it nor left out of a stale listing. A command on
+// the deal still answers with what it stored.
 TEST_F(SalesCommandsTest, AnUnreadableLastActivityFailsTheReadInsteadOfSkippingTheDeal) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
@@ -902,6 +903,11 @@ TEST_F(SalesCommandsTest, AnUnreadableLastActivityFailsTheReadInsteadOfSkippingT
   crm::v1::GetOpportunityRequest get;
   get.set_opportunity_id(o.opportunity_id());
   EXPECT_EQ(commands_->GetOpportunity(get).status().code(), absl::StatusCode::kUnavailable);
+  // A change is stored all the same and answered without the activity: a
+  // failure would have the caller make it again.
+  auto moved = Move(o, "needs_analysis", "m-unreadable");
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->stage_id(), "needs_analysis");
   store_->db().FailReadsForTest("");
   EXPECT_TRUE(commands_->GetOpportunity(get).ok());
 }
@@ -1745,34 +1751,47 @@ TEST_F(SalesCommandsTest, AMergedPersonsChurnAlertFindsTheAccountOnAMergedCustom
   EXPECT_EQ(listed->tasks(0).title(), "Retention call: churn risk 72 (threshold 60)");
 }
 
-// A database from before the index of retention calls: the calls still
-// open are found at start, and a new crossing adds none.
+// A database from before the index of retention calls, where an account
+// holds two open calls and the later one is done: the one still open is
+// found at start, and a new crossing adds none.
 TEST_F(SalesCommandsTest, RetentionCallsOpenedBeforeTheIndexAreFoundAtStart) {
   Open("cus_1", "rep_ada", "EMEA");
-  crm::v1::ChurnRiskRaised raised;
-  raised.set_customer_id("cus_1");
-  raised.set_score(72);
-  raised.set_threshold(60);
-  ASSERT_TRUE(
-      subscriber_->ApplyBatch({Message(raised, "cus_1", "churn-cus_1", 1, 0, kAnalyticsTopic)})
-          .ok());
-  {
+  auto forget_index = [&] {
     auto* family = store_->db().Family(kRetentionTasksFamily);
     rocksdb::WriteBatch batch;
     auto it = store_->db().NewIterator(kRetentionTasksFamily);
     for (it->SeekToFirst(); it->Valid(); it->Next()) batch.Delete(family, it->key());
     ASSERT_TRUE(it->status().ok());
     ASSERT_TRUE(store_->db().Write(&batch, /*sync=*/true).ok());
+  };
+  crm::v1::ChurnRiskRaised raised;
+  raised.set_customer_id("cus_1");
+  raised.set_threshold(60);
+  for (int score : {72, 75}) {
+    raised.set_score(score);
+    ASSERT_TRUE(
+        subscriber_
+            ->ApplyBatch({Message(raised, "cus_1", "churn-cus_1", score, score, kAnalyticsTopic)})
+            .ok());
+    ASSERT_NO_FATAL_FAILURE(forget_index());
   }
+  auto listed = commands_->ListTasks(crm::v1::ListTasksRequest());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tasks_size(), 2);
+  // Listed by id: the later call is done, the earlier one still open.
+  crm::v1::CompleteTaskRequest complete;
+  complete.set_request_id("done-later");
+  complete.set_task_id(listed->tasks(1).task_id());
+  ASSERT_TRUE(commands_->CompleteTask(complete, Ctx()).ok());
+
   Restart();
   raised.set_score(90);
   ASSERT_TRUE(
-      subscriber_->ApplyBatch({Message(raised, "cus_1", "churn-cus_1", 2, 1, kAnalyticsTopic)})
+      subscriber_->ApplyBatch({Message(raised, "cus_1", "churn-cus_1", 90, 90, kAnalyticsTopic)})
           .ok());
-  auto listed = commands_->ListTasks(crm::v1::ListTasksRequest());
-  ASSERT_TRUE(listed.ok()) << listed.status();
-  ASSERT_EQ(listed->tasks_size(), 1);
-  EXPECT_EQ(listed->tasks(0).title(), "Retention call: churn risk 72 (threshold 60)");
+  auto after = commands_->ListTasks(crm::v1::ListTasksRequest());
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->tasks_size(), 2) << "the earlier call is still open";
 }
 
 TEST_F(SalesCommandsTest, ForecastWeighsThePipelineAndCountsWonRevenue) {

@@ -2,6 +2,7 @@
 
 #include <tuple>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
@@ -15,6 +16,7 @@
 #include "rocksdb/write_batch.h"
 #include "services/sales/domain/opportunity.h"
 #include "services/sales/domain/quote.h"
+#include "services/sales/domain/task.h"
 
 namespace crm::sales {
 namespace {
@@ -192,8 +194,9 @@ absl::Status SalesStore::IndexRetentionTasks() {
   constexpr absl::string_view kIndexedRetention("\0indexed", 8);
   CRM_ASSIGN_OR_RETURN(auto done, db().Get(kRetentionTasksFamily, kIndexedRetention));
   if (done.has_value()) return absl::OkStatus();
-  // Per customer, the latest task (ids sort by creation).
-  absl::flat_hash_map<std::string, std::string> latest;
+  // Per customer, its retention calls (before the index an account could
+  // hold several open ones).
+  absl::flat_hash_map<std::string, absl::btree_set<std::string>> calls;
   absl::Status parsed;
   CRM_RETURN_IF_ERROR(events_->ForEachResponse(kRetentionRequests, [&](absl::string_view raw) {
     crm::v1::Task task;
@@ -201,14 +204,24 @@ absl::Status SalesStore::IndexRetentionTasks() {
       parsed = absl::DataLossError("corrupt stored retention task");
       return;
     }
-    if (task.customer_id().empty()) return;
-    std::string& id = latest[task.customer_id()];
-    if (task.task_id() > id) id = task.task_id();
+    if (!task.customer_id().empty()) calls[task.customer_id()].insert(task.task_id());
   }));
   CRM_RETURN_IF_ERROR(parsed);
   auto* family = db().Family(kRetentionTasksFamily);
   rocksdb::WriteBatch batch;
-  for (const auto& [customer_id, task_id] : latest) batch.Put(family, customer_id, task_id);
+  for (const auto& [customer_id, ids] : calls) {
+    // One still open (the latest of them), else the latest: the one a new
+    // alert looks at to decide whether the owner is still on a call.
+    std::string indexed = *ids.rbegin();
+    for (auto id = ids.rbegin(); id != ids.rend(); ++id) {
+      CRM_ASSIGN_OR_RETURN(auto task, Load<crm::v1::Task>(TaskStream(*id)));
+      if (task.state.has_value() && task.state->status() == crm::v1::TASK_STATUS_OPEN) {
+        indexed = *id;
+        break;
+      }
+    }
+    batch.Put(family, customer_id, indexed);
+  }
   batch.Put(family, rocksdb::Slice(kIndexedRetention.data(), kIndexedRetention.size()), "");
   return db().Write(&batch, /*sync=*/true);
 }
