@@ -69,7 +69,7 @@ const crm::v1::Team* TicketCommands::ReopeningTeam(const crm::v1::Ticket& ticket
 }
 
 absl::StatusOr<std::optional<TicketCommands::Move>> TicketCommands::StaleAssignment(
-    const crm::v1::Ticket& ticket) const {
+    const crm::v1::Ticket& ticket, bool may_pick) const {
   const crm::v1::Team* team = ReopeningTeam(ticket);
   const std::string team_id = team != nullptr ? team->team_id() : "";
   // Without a team before or now, nothing about teams changed for it.
@@ -90,10 +90,11 @@ absl::StatusOr<std::optional<TicketCommands::Move>> TicketCommands::StaleAssignm
   moved.set_reason(crm::v1::ASSIGNMENT_REASON_REOPENED);
   // Its agent stays when in the team it moves to (the customer keeps the
   // person who knows the case); else the team's strategy picks, as at
-  // opening. The caller holds this team's lock (ExecuteReopening).
+  // opening, under the team's lock (ExecuteReopening); without it the
+  // team's queue takes it.
   if (agent_in_team) {
     moved.set_assignee_id(ticket.assignee_id());
-  } else if (team != nullptr) {
+  } else if (team != nullptr && may_pick) {
     CRM_ASSIGN_OR_RETURN(auto picked, PickFor(*team, ""));
     moved.set_assignee_id(std::move(picked.first));
     moved.set_strategy(team->strategy());
@@ -169,7 +170,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
     crm::v1::Ticket reopened = *before;
     for (const auto& e : events) Apply(reopened, e, now);
     if (reopened.status() == crm::v1::TICKET_STATUS_OPEN) {
-      CRM_ASSIGN_OR_RETURN(auto move, StaleAssignment(reopened));
+      CRM_ASSIGN_OR_RETURN(auto move, StaleAssignment(reopened, prepared.may_pick));
       if (move) {
         events.push_back(std::move(move->assigned));
         for (auto& w : move->writes) prepared.writes.push_back(std::move(w));
@@ -386,16 +387,21 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteReopening(const std::stri
     // Resolved since the unlocked read: read its team again, under whose
     // lock the reopening must run (after a few tries, go on without it).
     bool raced = false;
-    auto result =
-        Execute(request_key, ticket_id, expected_version, ctx,
-                [&](const std::optional<crm::v1::Ticket>& state, absl::Time now) {
-                  if (attempt < 3 && state && state->status() == crm::v1::TICKET_STATUS_RESOLVED &&
-                      ReopeningTeam(*state) != team) {
-                    raced = true;
-                    return absl::StatusOr<Prepared>(absl::AbortedError("resolved meanwhile"));
-                  }
-                  return prepare(state, now);
-                });
+    auto result = Execute(request_key, ticket_id, expected_version, ctx,
+                          [&](const std::optional<crm::v1::Ticket>& state,
+                              absl::Time now) -> absl::StatusOr<Prepared> {
+                            const bool other_team =
+                                state && state->status() == crm::v1::TICKET_STATUS_RESOLVED &&
+                                ReopeningTeam(*state) != team;
+                            if (other_team && attempt < 3) {
+                              raced = true;
+                              return absl::AbortedError("resolved meanwhile");
+                            }
+                            CRM_ASSIGN_OR_RETURN(Prepared prepared, prepare(state, now));
+                            // Gone on without its team's lock: no pick in that team.
+                            prepared.may_pick = !other_team;
+                            return prepared;
+                          });
     if (!raced) return result;
   }
 }

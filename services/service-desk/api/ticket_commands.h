@@ -76,6 +76,9 @@ class TicketCommands {
   struct Prepared {
     TicketCommand command;
     std::vector<ProjectionWrite> writes;
+    // A reopening may pick an agent: it runs under the lock of the team it
+    // would pick in (ExecuteReopening).
+    bool may_pick = true;
   };
   using Prepare = std::function<absl::StatusOr<Prepared>(
       const std::optional<crm::v1::Ticket>& state, absl::Time now)>;
@@ -105,9 +108,11 @@ class TicketCommands {
   };
   // For a ticket just reopened: when its agent has left the team since, or
   // its team is gone, its move to ReopeningTeam with the agent the team's
-  // strategy picks (the queue when none); nullopt when the assignment still
-  // stands. Caller holds that team's lock.
-  absl::StatusOr<std::optional<Move>> StaleAssignment(const crm::v1::Ticket& ticket) const;
+  // strategy picks (the queue when none, or unless `may_pick`); nullopt
+  // when the assignment still stands. With `may_pick` the caller holds that
+  // team's lock.
+  absl::StatusOr<std::optional<Move>> StaleAssignment(const crm::v1::Ticket& ticket,
+                                                      bool may_pick) const;
   // The agent the team's strategy picks and the cursor write that goes
   // with it; `except` (the current assignee) is skipped when the team has
   // someone else.
