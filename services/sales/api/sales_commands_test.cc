@@ -1637,15 +1637,21 @@ TEST_F(SalesCommandsTest, InvoiceRequestedCountsTowardsLoyaltyOnceAndUpgradesThe
       (std::vector<std::string>{"CustomerOpened", "CustomerSpendRecorded", "CustomerTierChanged"}));
 }
 
+// Analytics' alert that `customer_id`'s churn risk crossed 60.
+crm::v1::ChurnRiskRaised ChurnAlert(const std::string& customer_id, int score) {
+  crm::v1::ChurnRiskRaised raised;
+  raised.set_customer_id(customer_id);
+  raised.set_score(score);
+  raised.set_threshold(60);
+  return raised;
+}
+
 // Analytics' churn alert becomes a retention call for the account's owner,
 // once however often it is delivered; a person without an account here
 // gets none (nobody in sales to call them).
 TEST_F(SalesCommandsTest, AChurnAlertOpensOneRetentionCallForTheAccountsOwner) {
   Open("cus_1", "rep_ada", "EMEA");
-  crm::v1::ChurnRiskRaised raised;
-  raised.set_customer_id("cus_1");
-  raised.set_score(72);
-  raised.set_threshold(60);
+  crm::v1::ChurnRiskRaised raised = ChurnAlert("cus_1", 72);
   raised.set_owner_id("rep_old");
   auto* factor = raised.add_factors();
   factor->set_name("order_recency");
@@ -1692,11 +1698,8 @@ TEST_F(SalesCommandsTest, AChurnAlertOpensOneRetentionCallForTheAccountsOwner) {
 TEST_F(SalesCommandsTest, AnAccountHasOneOpenRetentionCallAtATime) {
   Open("cus_1", "rep_ada", "EMEA");
   auto alert = [&](int score, int64_t offset) {
-    crm::v1::ChurnRiskRaised raised;
-    raised.set_customer_id("cus_1");
-    raised.set_score(score);
-    raised.set_threshold(60);
-    return Message(raised, "cus_1", "churn-cus_1", offset + 1, offset, kAnalyticsTopic);
+    return Message(ChurnAlert("cus_1", score), "cus_1", "churn-cus_1", offset + 1, offset,
+                   kAnalyticsTopic);
   };
   std::vector<crm::v1::Task> tasks;
   auto titles = [&] {
@@ -1734,10 +1737,7 @@ TEST_F(SalesCommandsTest, AnAccountHasOneOpenRetentionCallAtATime) {
 // for that account.
 TEST_F(SalesCommandsTest, AMergedPersonsChurnAlertFindsTheAccountOnAMergedCustomer) {
   Open("cus_x", "rep_ada", "EMEA");
-  crm::v1::ChurnRiskRaised raised;
-  raised.set_customer_id("cus_y");
-  raised.set_score(72);
-  raised.set_threshold(60);
+  crm::v1::ChurnRiskRaised raised = ChurnAlert("cus_y", 72);
   raised.add_merged_customer_ids("cus_w");
   raised.add_merged_customer_ids("cus_x");
   ASSERT_TRUE(
@@ -1764,9 +1764,7 @@ TEST_F(SalesCommandsTest, RetentionCallsOpenedBeforeTheIndexAreFoundAtStart) {
     ASSERT_TRUE(it->status().ok());
     ASSERT_TRUE(store_->db().Write(&batch, /*sync=*/true).ok());
   };
-  crm::v1::ChurnRiskRaised raised;
-  raised.set_customer_id("cus_1");
-  raised.set_threshold(60);
+  crm::v1::ChurnRiskRaised raised = ChurnAlert("cus_1", 0);
   for (int score : {72, 75}) {
     raised.set_score(score);
     ASSERT_TRUE(
