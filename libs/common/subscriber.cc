@@ -17,6 +17,7 @@
 #include "librdkafka/rdkafka.h"
 #include "libs/common/envelope.h"
 #include "libs/common/event_store.h"
+#include "libs/common/fnv.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
 #include "libs/common/status_macros.h"
@@ -35,16 +36,11 @@ std::string OffsetKey(absl::string_view topic, int32_t partition) {
 }
 
 // The anchor of a message that is no event (parked as undecodable): a
-// fingerprint of its bytes, marked so it is never taken for an event id.
-// FNV-1a: stable across processes and releases, unlike absl::Hash.
+// fingerprint of its bytes (stable across processes and releases, unlike
+// absl::Hash), marked so it is never taken for an event id.
 std::string RawAnchor(absl::string_view bytes) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
   std::string anchor(1, '\x01');
-  anchor += BigEndian64(h);
+  anchor += BigEndian64(Fnv1a64().AddBytes(bytes).value());
   return anchor;
 }
 
