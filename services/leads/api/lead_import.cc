@@ -142,7 +142,8 @@ ImportSession::~ImportSession() {
   importer_.End(import_key_);
 }
 
-absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow>* rows) {
+absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow>* rows,
+                                const std::function<bool()>& cancelled) {
   CRM_RETURN_IF_ERROR(failed_);
   const size_t chunk_rows = importer_.options_.chunk_rows;
   if (rows_received_ + rows->size() > importer_.options_.max_rows_per_call) {
@@ -154,6 +155,7 @@ absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::Impo
   for (auto& row : *rows) {
     pending_.push_back(std::move(row));
     if (pending_.size() == chunk_rows) {
+      if (cancelled && cancelled()) return failed_ = absl::CancelledError("import cancelled");
       std::vector<crm::v1::ImportLeadRow> chunk;
       chunk.swap(pending_);
       pending_.reserve(chunk_rows);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -86,7 +87,10 @@ class ImportSession {
 
   // Takes rows (moved out of `rows`). A full chunk is prepared here and its
   // append starts in the background; this waits only for the chunk before.
-  absl::Status Add(google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow>* rows);
+  // Once `cancelled` says so (the caller gave up), no further chunk starts:
+  // CANCELLED, and what was appended stays.
+  absl::Status Add(google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow>* rows,
+                   const std::function<bool()>& cancelled = {});
   // Writes what is left and returns one result per row received. An error
   // means the call failed part way: committed rows stay, and replaying the
   // import completes it.

@@ -98,6 +98,21 @@ class LeadImportTest : public ::testing::Test {
   std::unique_ptr<LeadImporter> importer_;
 };
 
+// A caller who gives up mid-message (cancel, deadline) has no further
+// chunk of it started: the chunks begun stay, the rest is not written.
+TEST_F(LeadImportTest, ACancelledCallStartsNoFurtherChunk) {
+  auto session = importer_->Begin("cancelled", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+  ASSERT_TRUE(session.ok()) << session.status();
+  google::protobuf::RepeatedPtrField<crm::v1::ImportLeadRow> message;
+  for (int i = 1; i <= 30; ++i) *message.Add() = Row(i, absl::StrCat("c", i, "@expo.test"));
+  int asked = 0;
+  // Cancelled once the first chunk (7 rows) is on its way.
+  auto st = (*session)->Add(&message, [&] { return asked++ > 0; });
+  EXPECT_EQ(st.code(), absl::StatusCode::kCancelled) << st;
+  session->reset();  // the call ends; the chunk begun is written
+  EXPECT_EQ(CountLeads(), 7);
+}
+
 TEST_F(LeadImportTest, EveryRowIsReportedAcceptedDuplicateOrRejected) {
   crm::v1::CaptureLeadRequest known;
   known.set_request_id("known");

@@ -77,7 +77,9 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
       return absl::InvalidArgumentError(
           "default_channel: differs from the first message, whose default applies to every row");
     }
-    return session_->Add(request_.mutable_rows());
+    // Checked before each chunk: one message may hold many.
+    return session_->Add(request_.mutable_rows(),
+                         [this] { return cancelled_.load() || call_->IsCancelled(); });
   }
 
   void Complete() {
