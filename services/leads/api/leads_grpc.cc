@@ -198,14 +198,15 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
   };
   // A lead of the chain, if the caller may reach it (as CheckLead, on the
   // lead already loaded: a lead missing is out of reach).
-  auto reach = [&](const std::string& id) -> std::optional<crm::v1::Lead> {
+  // A lead that cannot be read (storage) is the error, not a refusal.
+  auto reach = [&](const std::string& id) -> absl::StatusOr<std::optional<crm::v1::Lead>> {
     crm::v1::GetLeadRequest get;
     get.set_lead_id(id);
     auto lead = commands_.GetLead(get);
-    if (!lead.ok() || !auth::MayAccess(caller, lead->owner_id(), lead->region())) {
-      return std::nullopt;
-    }
-    return *std::move(lead);
+    if (absl::IsNotFound(lead.status())) return std::nullopt;
+    if (!lead.ok()) return lead.status();
+    if (!auth::MayAccess(caller, lead->owner_id(), lead->region())) return std::nullopt;
+    return std::optional<crm::v1::Lead>(*std::move(lead));
   };
   crm::v1::GetLeadRequest get;
   get.set_lead_id(lead_id);
@@ -218,7 +219,7 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
   std::string current = lead_id;
   for (int hop = 0; hop < 64; ++hop) {
     if (!lead.duplicate_of_lead_id().empty() && lead.duplicate_of_lead_id() != current) {
-      auto first = reach(lead.duplicate_of_lead_id());
+      CRM_ASSIGN_OR_RETURN(auto first, reach(lead.duplicate_of_lead_id()));
       if (!first.has_value()) return refuse();
       lead = *std::move(first);
     }
@@ -231,14 +232,14 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
       if (home.has_value() && home->empty()) return refuse();
       if (!home.has_value() || !passed.insert(*home).second) return absl::OkStatus();
       current = *home;
-      auto found = reach(current);
+      CRM_ASSIGN_OR_RETURN(auto found, reach(current));
       if (!found.has_value()) return refuse();
       lead = *std::move(found);
       continue;
     }
     current = lead.merged_into_lead_id();
     if (!passed.insert(current).second) return absl::OkStatus();
-    auto survivor = reach(current);
+    CRM_ASSIGN_OR_RETURN(auto survivor, reach(current));
     if (!survivor.has_value()) return refuse();
     lead = *std::move(survivor);
   }
