@@ -190,8 +190,9 @@ ProjectionWrite SalesStore::OrderedQuoteRow(const std::string& opportunity_id,
 }
 
 absl::Status SalesStore::IndexRetentionTasks() {
-  // Sorts before every customer id.
-  constexpr absl::string_view kIndexedRetention("\0indexed", 8);
+  // Sorts before every customer id. "-2": the first fill took each
+  // account's latest call, open or not, and is done again.
+  constexpr absl::string_view kIndexedRetention("\0indexed-2", 10);
   CRM_ASSIGN_OR_RETURN(auto done, db().Get(kRetentionTasksFamily, kIndexedRetention));
   if (done.has_value()) return absl::OkStatus();
   // Per customer, its retention calls (before the index an account could

@@ -165,7 +165,8 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
   // A reopened ticket goes back to its agent, unless the desk's teams
   // changed since it was resolved (a restart with new settings): an agent
   // who left the team has the team's strategy pick another, a team that is
-  // gone has the rules route it again.
+  // gone has the rules route it again (see StaleAssignment; without the
+  // team's lock, no pick: the team's queue).
   if (before && before->status() == crm::v1::TICKET_STATUS_RESOLVED) {
     crm::v1::Ticket reopened = *before;
     for (const auto& e : events) Apply(reopened, e, now);
