@@ -74,9 +74,8 @@ absl::StatusOr<std::optional<TicketCommands::Move>> TicketCommands::StaleAssignm
   const std::string team_id = team != nullptr ? team->team_id() : "";
   // Without a team before or now, nothing about teams changed for it.
   if (team == nullptr && ticket.team_id().empty()) return std::nullopt;
-  const bool agent_in_team = team != nullptr && !ticket.assignee_id().empty() &&
-                             std::find(team->agent_ids().begin(), team->agent_ids().end(),
-                                       ticket.assignee_id()) != team->agent_ids().end();
+  const bool agent_in_team =
+      team != nullptr && !ticket.assignee_id().empty() && HasAgent(*team, ticket.assignee_id());
   if (team != nullptr && team_id == ticket.team_id() &&
       (ticket.assignee_id().empty() || agent_in_team)) {
     return std::nullopt;
@@ -330,8 +329,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::AssignTicket(const crm::v1::Assi
     if (team == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("team_id: unknown team ", r.team_id()));
     }
-    if (!r.assignee_id().empty() && std::find(team->agent_ids().begin(), team->agent_ids().end(),
-                                              r.assignee_id()) == team->agent_ids().end()) {
+    if (!r.assignee_id().empty() && !HasAgent(*team, r.assignee_id())) {
       return absl::InvalidArgumentError(
           absl::StrCat("assignee_id: ", r.assignee_id(), " is not an agent of team ", r.team_id()));
     }

@@ -183,6 +183,11 @@ absl::StatusOr<DeskSettings> DeskSettings::Create(crm::v1::ServiceDeskSettings c
   return s;
 }
 
+bool HasAgent(const crm::v1::Team& team, absl::string_view agent_id) {
+  return std::find(team.agent_ids().begin(), team.agent_ids().end(), agent_id) !=
+         team.agent_ids().end();
+}
+
 const crm::v1::Team* DeskSettings::FindTeam(absl::string_view team_id) const {
   auto it = team_index_.find(team_id);
   return it == team_index_.end() ? nullptr : &config_.teams(it->second);
@@ -190,16 +195,12 @@ const crm::v1::Team* DeskSettings::FindTeam(absl::string_view team_id) const {
 
 const crm::v1::Team* DeskSettings::TeamOfAgent(absl::string_view agent_id,
                                                absl::string_view preferred_team_id) const {
-  auto has_agent = [&](const crm::v1::Team& team) {
-    return std::find(team.agent_ids().begin(), team.agent_ids().end(), agent_id) !=
-           team.agent_ids().end();
-  };
   if (const auto* preferred = FindTeam(preferred_team_id);
-      preferred != nullptr && has_agent(*preferred)) {
+      preferred != nullptr && HasAgent(*preferred, agent_id)) {
     return preferred;
   }
   for (const auto& team : config_.teams()) {
-    if (has_agent(team)) return &team;
+    if (HasAgent(team, agent_id)) return &team;
   }
   return nullptr;
 }

@@ -67,6 +67,9 @@ class DeskSettings {
 // Active tickets (new, open, pending) per agent.
 using AgentLoad = absl::flat_hash_map<std::string, int64_t>;
 
+// Whether `agent_id` is one of the team's agents.
+bool HasAgent(const crm::v1::Team& team, absl::string_view agent_id);
+
 // The agent a new assignment to `team` goes to; empty for a team without
 // agents. Round robin takes the agent after `last_agent` in team order;
 // least loaded takes the agent with the fewest active tickets, ties going
