@@ -213,7 +213,9 @@ void Database::FailWritesForTest(uint64_t every, uint64_t times) {
   fail_every_.store(every);
 }
 
-void Database::FailReadsForTest(absl::string_view family) {
+void Database::FailReadsForTest(absl::string_view family, absl::string_view key) {
+  failing_reads_.store(nullptr);
+  failing_key_ = std::string(key);
   failing_reads_.store(family.empty() ? nullptr : Family(family));
 }
 
@@ -249,7 +251,7 @@ absl::StatusOr<std::vector<std::optional<std::string>>> Database::MultiGet(
 absl::StatusOr<std::optional<std::string>> Database::Get(absl::string_view family,
                                                          absl::string_view key) const {
   CRM_ASSIGN_OR_RETURN(auto* cf, RequireFamily(family));
-  if (cf == failing_reads_.load(std::memory_order_relaxed)) {
+  if (cf == failing_reads_.load() && (failing_key_.empty() || key == failing_key_)) {
     return absl::UnavailableError("injected read failure");
   }
   std::string value;

@@ -65,9 +65,9 @@ class Database {
   // Fault injection for tests: of the writes from now on, every `every`-th
   // fails with UNAVAILABLE and writes nothing, `times` of them in all.
   void FailWritesForTest(uint64_t every, uint64_t times);
-  // Fault injection for tests: every Get from `family` fails with
-  // UNAVAILABLE until called again with an empty name.
-  void FailReadsForTest(absl::string_view family);
+  // Fault injection for tests: every Get from `family` (only of `key`, if
+  // given) fails with UNAVAILABLE until called again with an empty name.
+  void FailReadsForTest(absl::string_view family, absl::string_view key = "");
 
   rocksdb::DB* raw() const { return db_.get(); }
   const std::string& path() const { return path_; }
@@ -86,6 +86,8 @@ class Database {
   absl::flat_hash_map<std::string, rocksdb::ColumnFamilyHandle*> by_name_;
   std::atomic<uint64_t> fail_every_{0};  // 0: no faults
   std::atomic<rocksdb::ColumnFamilyHandle*> failing_reads_{nullptr};
+  // Set before failing_reads_, read only after it matched.
+  std::string failing_key_;
   std::atomic<int64_t> fail_times_{0};  // goes below 0 when spent
   std::atomic<uint64_t> writes_since_{0};
 };
