@@ -26,8 +26,9 @@ constexpr char kSource[] = "crm/leads";
 // flow control rather than by buffering rows in memory.
 class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportLeadsRequest> {
  public:
-  // `redact` trims the finished response to what the caller may see.
-  using Redact = std::function<void(crm::v1::ImportLeadsResponse&)>;
+  // `redact` trims the finished response to what the caller may see; it
+  // fails when that could not be decided (a storage error).
+  using Redact = std::function<absl::Status(crm::v1::ImportLeadsResponse&)>;
 
   ImportLeadsReactor(grpc::CallbackServerContext* call, LeadImporter& importer,
                      BlockingExecutor& executor, EventContext ctx,
@@ -92,11 +93,11 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
     }
     if (session_ == nullptr) return End(absl::InvalidArgumentError("import_id: required"));
     auto response = session_->Finish();
-    if (response.ok()) {
-      redact_(*response);
-      *response_ = *std::move(response);
-    }
-    End(response.status());
+    if (!response.ok()) return End(response.status());
+    // The rows are stored either way: a replay of the import answers them.
+    if (auto st = redact_(*response); !st.ok()) return End(st);
+    *response_ = *std::move(response);
+    End(absl::OkStatus());
   }
 
   void End(const absl::Status& status) {
@@ -127,7 +128,12 @@ grpc::ServerUnaryReactor* LeadsGrpc::Unary(grpc::CallbackServerContext* ctx, con
       [this, body = std::move(body)](const Request& r,
                                      const auth::Principal& caller) -> absl::StatusOr<Response> {
         absl::StatusOr<Response> reply = body(r, caller);
-        if (reply.ok() && !caller.SeesEverything()) DuplicateFilter(*this, caller).Hide(*reply);
+        if (!reply.ok() || caller.SeesEverything()) return reply;
+        DuplicateFilter filter(*this, caller);
+        filter.Hide(*reply);
+        // A lead that could not be read is neither named nor hidden: the
+        // caller retries (a command's retry gets its stored answer).
+        if (!filter.status().ok()) return filter.status();
         return reply;
       });
 }
@@ -155,7 +161,15 @@ grpc::ServerUnaryReactor* LeadsGrpc::CaptureLead(grpc::CallbackServerContext* ct
 void LeadsGrpc::DuplicateFilter::Hide(std::string& duplicate_of_lead_id) {
   if (duplicate_of_lead_id.empty() || caller_.SeesEverything()) return;
   auto [it, added] = visible_.try_emplace(duplicate_of_lead_id);
-  if (added) it->second = leads_.CheckLead(caller_, duplicate_of_lead_id).ok();
+  if (added) {
+    const absl::Status check = leads_.CheckLead(caller_, duplicate_of_lead_id);
+    it->second = check.ok();
+    // Refused (or gone): hidden. Any other failure is no answer either way.
+    if (!check.ok() && !absl::IsPermissionDenied(check) && !absl::IsNotFound(check) &&
+        status_.ok()) {
+      status_ = check;
+    }
+  }
   if (!it->second) duplicate_of_lead_id.clear();
 }
 
@@ -263,7 +277,9 @@ grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
   return std::make_unique<ImportLeadsReactor>(
              ctx, importer_, executor_, EventContextFrom(*ctx, kSource), response,
              [this, caller = *std::move(caller)](crm::v1::ImportLeadsResponse& r) {
-               DuplicateFilter(*this, caller).Hide(r);
+               DuplicateFilter filter(*this, caller);
+               filter.Hide(r);
+               return filter.status();
              })
       .release();
 }

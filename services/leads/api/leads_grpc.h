@@ -93,7 +93,9 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
                            absl::string_view field) const;
   // Clears a duplicate_of_lead_id that names a lead the caller may not
   // access: dedupe must not point at others' leads. One per reply: each
-  // earlier lead is checked once.
+  // earlier lead is checked once. A lead that could not be read (storage)
+  // is kept out of the reply too, and status() fails: the reply must not
+  // read as a new person's.
   class DuplicateFilter {
    public:
     DuplicateFilter(const LeadsGrpc& leads, const auth::Principal& caller)
@@ -108,11 +110,14 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
     // Replies that hold no lead.
     template <typename Reply>
     void Hide(Reply&) {}
+    // The first check that failed for another reason than a refusal.
+    const absl::Status& status() const { return status_; }
 
    private:
     const LeadsGrpc& leads_;
     const auth::Principal& caller_;
     absl::flat_hash_map<std::string, bool> visible_;
+    absl::Status status_;
   };
 
   LeadCommands& commands_;

@@ -1,0 +1,140 @@
+#include "services/leads/api/leads_grpc.h"
+
+#include <memory>
+#include <string>
+
+#include "crm/v1/leads.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "libs/common/auth/principal.h"
+#include "libs/common/blocking_executor.h"
+#include "libs/common/event_store.h"
+#include "libs/common/pii/key_stream.h"
+#include "libs/common/testing/auth_server.h"
+#include "libs/common/testing/temp_dir.h"
+#include "services/leads/api/lead_commands.h"
+#include "services/leads/api/lead_import.h"
+#include "services/leads/domain/lead.h"
+#include "services/leads/store/lead_store.h"
+
+namespace crm::leads {
+namespace {
+
+using crm::testing::AuthServer;
+
+// The leads service over gRPC with the auth interceptor: a sales manager of
+// EMEA works on a returning person whose first lead is also in EMEA.
+class LeadsGrpcTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(*LeadStore::Open(dir_.Sub("leads"), pii::RandomKey()));
+    commands_ = std::make_unique<LeadCommands>(*store_);
+    ASSERT_TRUE(commands_->Recover().ok());
+    importer_ = std::make_unique<LeadImporter>(*commands_);
+    service_ = std::make_unique<LeadsGrpc>(*commands_, *importer_, executor_);
+    server_ = std::make_unique<AuthServer>(*service_);
+    stub_ = crm::v1::LeadsService::NewStub(server_->channel());
+
+    first_ = Capture("first", "ada@example.com");
+    later_ = Capture("later", "ADA@example.com");
+    ASSERT_EQ(later_.duplicate_of_lead_id(), first_.lead_id());
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Manager() {
+    return AuthServer::As("mia", {auth::kRoleSalesManager}, "emea");
+  }
+
+  crm::v1::CaptureLeadResponse Capture(const std::string& request_id, const std::string& email) {
+    crm::v1::CaptureLeadRequest r;
+    r.set_request_id(request_id);
+    r.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+    r.mutable_contact()->set_email(email);
+    r.set_region("emea");
+    crm::v1::CaptureLeadResponse response;
+    const grpc::Status st = stub_->CaptureLead(Manager().get(), r, &response);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return response;
+  }
+
+  // Reads of the first lead fail from now on, as a storage fault would.
+  void FailFirstLeadReads() {
+    store_->events().db().FailReadsForTest(EventStore::kStateFamily, LeadStream(first_.lead_id()));
+  }
+
+  crm::testing::TempDir dir_;
+  BlockingExecutor executor_{4};
+  std::unique_ptr<LeadStore> store_;
+  std::unique_ptr<LeadCommands> commands_;
+  std::unique_ptr<LeadImporter> importer_;
+  std::unique_ptr<LeadsGrpc> service_;
+  std::unique_ptr<AuthServer> server_;
+  std::unique_ptr<crm::v1::LeadsService::Stub> stub_;
+  crm::v1::CaptureLeadResponse first_;
+  crm::v1::CaptureLeadResponse later_;
+};
+
+TEST_F(LeadsGrpcTest, AScopedCallerSeesTheFirstLeadItMayAccess) {
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id(later_.lead_id());
+  crm::v1::Lead lead;
+  ASSERT_TRUE(stub_->GetLead(Manager().get(), get, &lead).ok());
+  EXPECT_EQ(lead.duplicate_of_lead_id(), first_.lead_id());
+
+  // A manager of another territory may not learn it.
+  auto other = AuthServer::As("oz", {auth::kRoleSalesManager}, "apac");
+  EXPECT_EQ(stub_->GetLead(other.get(), get, &lead).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(LeadsGrpcTest, AFirstLeadThatCannotBeReadFailsTheReplyInsteadOfVanishing) {
+  FailFirstLeadReads();
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id(later_.lead_id());
+  crm::v1::Lead lead;
+  const grpc::Status st = stub_->GetLead(Manager().get(), get, &lead);
+  // Not a lead of a new person (duplicate_of_lead_id cleared): no answer.
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+
+  store_->events().db().FailReadsForTest("");
+  ASSERT_TRUE(stub_->GetLead(Manager().get(), get, &lead).ok());
+  EXPECT_EQ(lead.duplicate_of_lead_id(), first_.lead_id());
+}
+
+TEST_F(LeadsGrpcTest, AReplayedImportWhoseFirstLeadCannotBeReadFails) {
+  auto import = [&] {
+    auto ctx = Manager();
+    crm::v1::ImportLeadsResponse response;
+    auto writer = stub_->ImportLeads(ctx.get(), &response);
+    crm::v1::ImportLeadsRequest r;
+    r.set_import_id("fair");
+    r.set_default_channel(crm::v1::LEAD_CHANNEL_TRADE_SHOW);
+    auto* row = r.add_rows();
+    row->set_row_number(1);
+    row->mutable_contact()->set_email("ada@example.com");
+    row->set_region("emea");
+    writer->Write(r);
+    writer->WritesDone();
+    const grpc::Status st = writer->Finish();
+    return std::make_pair(st, response);
+  };
+  auto [first, response] = import();
+  ASSERT_TRUE(first.ok()) << first.error_message();
+  ASSERT_EQ(response.results_size(), 1);
+  EXPECT_EQ(response.results(0).duplicate_of_lead_id(), first_.lead_id());
+
+  FailFirstLeadReads();
+  auto [replay, replayed] = import();
+  EXPECT_EQ(replay.error_code(), grpc::StatusCode::UNAVAILABLE) << replay.error_message();
+}
+
+TEST_F(LeadsGrpcTest, ConvertingWhenTheFirstLeadCannotBeReadIsAStorageErrorNotARefusal) {
+  FailFirstLeadReads();
+  crm::v1::ConvertLeadRequest convert;
+  convert.set_request_id("convert");
+  convert.set_lead_id(later_.lead_id());
+  crm::v1::ConvertLeadResponse response;
+  const grpc::Status st = stub_->ConvertLead(Manager().get(), convert, &response);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+}
+
+}  // namespace
+}  // namespace crm::leads
