@@ -24,8 +24,11 @@ void SetStatus(KpiTicketRecord* r, const EventEnvelope& event, crm::v1::TicketSt
   if (TakeIfNewer(r->mutable_status_as_of(), event)) r->set_status(status);
 }
 
+// A TicketAssigned names the ticket's whole team, as the desk applies it: an
+// empty one (reopened after its team was removed, no rule routing it) moves
+// the ticket to the unassigned slice.
 void SetTeam(KpiTicketRecord* r, const EventEnvelope& event, const std::string& team) {
-  if (!team.empty() && TakeIfNewer(r->mutable_team_as_of(), event)) r->set_team_id(team);
+  if (TakeIfNewer(r->mutable_team_as_of(), event)) r->set_team_id(team);
 }
 
 double Ratio(int64_t num, int64_t den) {

@@ -233,6 +233,31 @@ TEST(ServiceKpisTest, AReassignmentOutranksABreachOfTheSameInstant) {
   EXPECT_EQ(unassigned[0].team_id(), "red");
 }
 
+// A ticket reopened after its team was removed, with no rule routing it
+// again, has no team: it is counted as unassigned, not as the old team's.
+TEST(ServiceKpisTest, AnAssignmentToNoTeamTakesTheTicketOutOfItsTeam) {
+  crm::v1::TicketReopened reopened;
+  reopened.set_ticket_id("t1");
+  auto events = Ticket("t1", "red", "router", "fault", 100, 60, 600, 0);
+  events.push_back(TicketEvent(reopened, "cus_1", "t1", 5, 900));
+  events.push_back(TicketEvent(Assigned("t1", ""), "cus_1", "t1", 6, 900));
+  events.push_back(TicketEvent(Breached("t1", ""), "cus_1", "t1", 7, 5000));
+  for (int seed = 0; seed < 6; ++seed) {
+    auto shuffled = events;
+    std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(seed));
+    const auto records = Given(shuffled);
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_EQ(records[0].team_id(), "") << seed;
+  }
+  crm::v1::GetServiceKpisRequest red;
+  red.set_team_id("red");
+  EXPECT_EQ(When(Given(events), red).total().tickets(), 0);
+  const auto kpis = When(Given(events));
+  ASSERT_EQ(kpis.by_team_size(), 1);
+  EXPECT_EQ(kpis.by_team(0).key(), "");
+  EXPECT_EQ(kpis.by_team(0).breached(), 1);
+}
+
 // A ticket solved without a reply was answered when it was resolved: a
 // reply after it was reopened is not its first response.
 TEST(ServiceKpisTest, AResolutionWithoutAReplyIsTheFirstResponse) {
