@@ -5,6 +5,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "libs/common/ids.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/status_macros.h"
@@ -353,6 +354,10 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
   chunk.appends.reserve(fresh.size());
   chunk.assignments.reserve(fresh.size());
   EventContext ctx = ctx_;
+  // Rows are captured when their chunk is written, not when the call began:
+  // a stream may idle between messages while CaptureLead takes the person,
+  // and the first-seen time must not go back before that.
+  ctx.occurred_at = absl::Now();
   // One data key per customer of the chunk, reused by its later rows.
   absl::flat_hash_map<std::string, pii::DataKey> chunk_keys;
   for (size_t j = 0; j < fresh.size(); ++j) {

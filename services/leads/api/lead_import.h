@@ -53,10 +53,11 @@ class LeadImporter {
   explicit LeadImporter(LeadCommands& commands, ImportOptions options = {})
       : commands_(commands), options_(options) {}
 
-  // INVALID_ARGUMENT for a bad import_id; ABORTED while another call of the
-  // same caller's import is running (it would race on the same rows);
-  // RESOURCE_EXHAUSTED while the caller has max_calls_per_caller calls
-  // open, or all callers max_running_calls.
+  // Each chunk's rows are stamped with the time it is written, not with
+  // ctx.occurred_at. INVALID_ARGUMENT for a bad import_id; ABORTED while
+  // another call of the same caller's import is running (it would race on
+  // the same rows); RESOURCE_EXHAUSTED while the caller has
+  // max_calls_per_caller calls open, or all callers max_running_calls.
   absl::StatusOr<std::unique_ptr<ImportSession>> Begin(const std::string& import_id,
                                                        crm::v1::LeadChannel default_channel,
                                                        EventContext ctx);

@@ -113,6 +113,21 @@ TEST_F(LeadImportTest, ACancelledCallStartsNoFurtherChunk) {
   EXPECT_EQ(CountLeads(), 7);
 }
 
+// A stream that idled since it began: its rows are captured when written,
+// so a person CaptureLead took meanwhile is not first seen after them.
+TEST_F(LeadImportTest, RowsAreCapturedWhenWrittenNotWhenTheCallBegan) {
+  EventContext opened_long_ago = Ctx();
+  opened_long_ago.occurred_at -= absl::Hours(1);
+  const absl::Time before = absl::Now();
+  auto response = Import("idle", {Row(1, "idle@expo.test")}, 5, opened_long_ago);
+  ASSERT_TRUE(response.ok()) << response.status();
+  auto events = store_->events().ReadStream(LeadStream(response->results(0).lead_id()));
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_FALSE(events->empty());
+  EXPECT_GE(absl::FromUnixSeconds(events->front().occurred_at().seconds()),
+            absl::FromUnixSeconds(absl::ToUnixSeconds(before)));
+}
+
 TEST_F(LeadImportTest, EveryRowIsReportedAcceptedDuplicateOrRejected) {
   crm::v1::CaptureLeadRequest known;
   known.set_request_id("known");
@@ -171,9 +186,16 @@ TEST_F(LeadImportTest, EveryRowIsReportedAcceptedDuplicateOrRejected) {
     EXPECT_GT(lead->score().total(), 0);
     EXPECT_EQ(row.score(), lead->score().total());
   }
-  crm::v1::Contact invalid;
-  invalid.set_email("not-an-email");
-  EXPECT_FALSE(store_->FindContact(invalid)->has_value());
+  // The person index finds each accepted row's person by its contact.
+  for (int i : {0, 8}) {
+    crm::v1::Contact contact;
+    contact.set_email(absl::StrCat("p", i + 1, "@expo.test"));
+    auto match = store_->FindContact(contact);
+    ASSERT_TRUE(match.ok()) << match.status();
+    ASSERT_TRUE(match->has_value()) << contact.email();
+    EXPECT_EQ((*match)->lead_id, r[i].lead_id());
+    EXPECT_EQ((*match)->customer_id, r[i].customer_id());
+  }
   EXPECT_EQ(CountLeads(), 1 + 17);
 }
 
@@ -290,6 +312,7 @@ TEST_F(LeadImportTest, AnotherCallersImportWithTheSameIdIsAnImportOfItsOwn) {
   EXPECT_EQ(first_b->accepted(), 10);
   EXPECT_EQ(first_b->replayed(), 0);
   for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(first_b->results(i).outcome(), crm::v1::IMPORT_ROW_OUTCOME_ACCEPTED);
     EXPECT_NE(first_b->results(i).lead_id(), first_a->results(i).lead_id());
     EXPECT_NE(first_b->results(i).customer_id(), first_a->results(i).customer_id());
   }
