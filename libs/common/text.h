@@ -52,6 +52,17 @@ inline bool IsCurrencyCode(absl::string_view code) {
   return code.size() == 3 && absl::c_all_of(code, [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
+// Whether `text` holds a control character (C0 or DEL). Free text
+// (`multiline`: a note, a reason, a reply) may break lines and hold tabs, as
+// a form or a spreadsheet cell gives them; a name or a key may not.
+inline bool HasControlCharacters(absl::string_view text, bool multiline) {
+  return absl::c_any_of(text, [multiline](char ch) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (multiline && (c == '\n' || c == '\r' || c == '\t')) return false;
+    return c < 0x20 || c == 0x7f;
+  });
+}
+
 inline bool IsUtf8(absl::string_view text) {
   for (size_t i = 0; i < text.size();) {
     const size_t n = Utf8SequenceAt(text, i);

@@ -87,13 +87,9 @@ absl::Status CheckBant(const crm::v1::Bant& bant) {
   if (bant.has_budget()) {
     if (auto st = CheckMoney("bant.budget", bant.budget()); !st.ok()) return st;
   }
-  // Free text from a form or a spreadsheet cell: line breaks and tabs are
-  // the person's own; other control characters are not.
-  std::string need = bant.need();
-  for (char& ch : need) {
-    if (ch == '\n' || ch == '\r' || ch == '\t') ch = ' ';
+  if (auto st = CheckText("bant.need", bant.need(), kMaxReason, false, kMultiline); !st.ok()) {
+    return st;
   }
-  if (auto st = CheckText("bant.need", need, kMaxReason); !st.ok()) return st;
   if (!crm::v1::PurchaseTimeline_IsValid(bant.timeline())) {
     return Invalid("bant.timeline", "unknown value");
   }
@@ -112,10 +108,7 @@ absl::Status Precondition(absl::string_view why) { return absl::FailedPreconditi
 absl::StatusOr<const crm::v1::Lead*> Existing(const std::optional<crm::v1::Lead>& state,
                                               int64_t expected_version) {
   if (!state.has_value()) return absl::NotFoundError("lead not found");
-  if (expected_version != kAnyVersion && expected_version != state->version()) {
-    return absl::AbortedError(absl::StrCat("lead ", state->lead_id(), " is at version ",
-                                           state->version(), ", expected ", expected_version));
-  }
+  if (auto st = CheckVersion(*state, expected_version); !st.ok()) return st;
   if (state->status() == crm::v1::LEAD_STATUS_MERGED) {
     return Precondition(
         absl::StrCat("lead ", state->lead_id(), " was merged into ", state->merged_into_lead_id()));
@@ -481,14 +474,20 @@ void ApplyMerged(crm::v1::Lead& state, const crm::v1::LeadsMerged& e) {
 
 }  // namespace
 
-absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
-                       bool required) {
+absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max, bool required,
+                       bool multiline) {
   if (required && value.empty()) return Invalid(field, "required");
   if (value.size() > max) return Invalid(field, absl::StrCat("longer than ", max, " bytes"));
-  for (unsigned char c : value) {
-    if (c < 0x20 || c == 0x7f) return Invalid(field, "contains control characters");
-  }
+  if (HasControlCharacters(value, multiline)) return Invalid(field, "contains control characters");
   return absl::OkStatus();
+}
+
+absl::Status CheckVersion(const crm::v1::Lead& lead, int64_t expected_version) {
+  if (expected_version == kAnyVersion || expected_version == lead.version()) {
+    return absl::OkStatus();
+  }
+  return absl::AbortedError(absl::StrCat("lead ", lead.lead_id(), " is at version ", lead.version(),
+                                         ", expected ", expected_version));
 }
 
 absl::Status CheckId(absl::string_view field, absl::string_view id) {
@@ -537,6 +536,8 @@ absl::Status NormalizeCaptureRequestInPlace(crm::v1::CaptureLeadRequest& r) {
   }
   c->set_first_name(std::string(absl::StripAsciiWhitespace(c->first_name())));
   c->set_last_name(std::string(absl::StripAsciiWhitespace(c->last_name())));
+  c->set_title(std::string(absl::StripAsciiWhitespace(c->title())));
+  r.set_company(std::string(absl::StripAsciiWhitespace(r.company())));
   r.set_region(std::string(absl::StripAsciiWhitespace(r.region())));
   for (auto [field, value, max] : {std::tuple{"contact.first_name", c->first_name(), kMaxName},
                                    std::tuple{"contact.last_name", c->last_name(), kMaxName},
@@ -556,9 +557,10 @@ absl::Status NormalizeCaptureRequestInPlace(crm::v1::CaptureLeadRequest& r) {
   for (const auto& [k, v] : r.attributes()) {
     if (k.empty()) return Invalid("attributes", "empty key");
     if (auto st = CheckText("attributes", k, kMaxAttributeKey); !st.ok()) return st;
-    if (v.size() > kMaxAttributeValue) {
-      return Invalid(absl::StrCat("attributes[", k, "]"),
-                     absl::StrCat("longer than ", kMaxAttributeValue, " bytes"));
+    if (auto st = CheckText(absl::StrCat("attributes[", k, "]"), v, kMaxAttributeValue, false,
+                            kMultiline);
+        !st.ok()) {
+      return st;
     }
   }
   if (r.has_bant()) {
@@ -592,7 +594,7 @@ absl::StatusOr<RecordActivity> ParseRecordActivity(const crm::v1::RecordLeadActi
       !crm::v1::LeadActivityType_IsValid(r.type())) {
     return Invalid("type", "required");
   }
-  if (auto st = CheckText("detail", r.detail(), kMaxReason); !st.ok()) return st;
+  if (auto st = CheckText("detail", r.detail(), kMaxReason, false, kMultiline); !st.ok()) return st;
   RecordActivity c;
   c.expected_version = r.expected_version();
   c.type = r.type();
@@ -611,7 +613,7 @@ absl::StatusOr<QualifyLead> ParseQualify(const crm::v1::QualifyLeadRequest& r) {
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
   if (auto st = CheckId("lead_id", r.lead_id()); !st.ok()) return st;
   if (r.expected_version() < 0) return Invalid("expected_version", "negative");
-  if (auto st = CheckText("note", r.note(), kMaxNote); !st.ok()) return st;
+  if (auto st = CheckText("note", r.note(), kMaxNote, false, kMultiline); !st.ok()) return st;
   QualifyLead c;
   c.expected_version = r.expected_version();
   if (r.has_bant()) {
@@ -628,7 +630,8 @@ absl::StatusOr<DisqualifyLead> ParseDisqualify(const crm::v1::DisqualifyLeadRequ
   if (auto st = CheckId("lead_id", r.lead_id()); !st.ok()) return st;
   if (r.expected_version() < 0) return Invalid("expected_version", "negative");
   const std::string reason(absl::StripAsciiWhitespace(r.reason()));
-  if (auto st = CheckText("reason", reason, kMaxReason, /*required=*/true); !st.ok()) return st;
+  if (auto st = CheckText("reason", reason, kMaxReason, /*required=*/true, kMultiline); !st.ok())
+    return st;
   return DisqualifyLead{r.expected_version(), reason};
 }
 
@@ -637,7 +640,7 @@ absl::StatusOr<NurtureLead> ParseNurture(const crm::v1::NurtureLeadRequest& r) {
   if (auto st = CheckId("lead_id", r.lead_id()); !st.ok()) return st;
   if (r.expected_version() < 0) return Invalid("expected_version", "negative");
   const std::string reason(absl::StripAsciiWhitespace(r.reason()));
-  if (auto st = CheckText("reason", reason, kMaxReason); !st.ok()) return st;
+  if (auto st = CheckText("reason", reason, kMaxReason, false, kMultiline); !st.ok()) return st;
   return NurtureLead{r.expected_version(), reason};
 }
 
@@ -675,18 +678,21 @@ absl::StatusOr<AssignLead> ParseAssign(const crm::v1::AssignLeadRequest& r) {
     if (auto st = CheckId("owner_id", r.owner_id()); !st.ok()) return st;
     c.assignment.owner_id = r.owner_id();
   } else {
-    if (auto st = CheckText("queue", r.queue(), kMaxQueue, /*required=*/true); !st.ok()) return st;
-    c.assignment.queue = r.queue();
+    // Trimmed, as ListLeads trims its queue filter: "emea " is "emea".
+    const std::string queue(absl::StripAsciiWhitespace(r.queue()));
+    if (auto st = CheckText("queue", queue, kMaxQueue, /*required=*/true); !st.ok()) return st;
+    c.assignment.queue = queue;
   }
-  if (auto st = CheckText("reason", r.reason(), kMaxReason); !st.ok()) return st;
+  const std::string reason(absl::StripAsciiWhitespace(r.reason()));
+  if (auto st = CheckText("reason", reason, kMaxReason, false, kMultiline); !st.ok()) return st;
   for (const absl::string_view reserved : kReservedReasons) {
-    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(r.reason()), reserved)) {
+    if (absl::EqualsIgnoreCase(reason, reserved)) {
       return Invalid(
           "reason",
           absl::StrCat("\"", reserved, "\" is the service's own reason; say it in other words"));
     }
   }
-  c.reason = r.reason();
+  c.reason = reason;
   return c;
 }
 

@@ -34,9 +34,11 @@ crm::v1::CaptureLeadRequest RowAsCaptureRequest(crm::v1::ImportLeadRow row,
                                                 crm::v1::LeadChannel default_channel);
 
 // Free-text checks shared by the commands: at most `max` bytes, no control
-// characters; `required` rejects empty text.
+// characters (but line breaks and tabs when `multiline`: notes, reasons, an
+// attribute from a spreadsheet cell); `required` rejects empty text.
+inline constexpr bool kMultiline = true;
 absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
-                       bool required = false);
+                       bool required = false, bool multiline = false);
 // A list of names (regions, product interests): trims every entry and
 // drops repeats ignoring case, keeping the first spelling; an entry empty
 // once trimmed is refused. Rules and leads clean their lists alike, so a
@@ -62,6 +64,8 @@ struct Assignment {
 
 // Any version: commands from systems that do not track versions.
 inline constexpr int64_t kAnyVersion = 0;
+// ABORTED when the lead is no longer at the version the caller decided on.
+absl::Status CheckVersion(const crm::v1::Lead& lead, int64_t expected_version);
 
 struct CaptureLead {
   crm::v1::CaptureLeadRequest request;  // normalized

@@ -863,6 +863,61 @@ TEST(ValidateCaptureTest, BantIsChecked) {
   ExpectInvalidField(Check([](auto& r) { r.mutable_bant()->set_need("bell\x07"); }), "bant.need");
 }
 
+// Notes, reasons and activity details are what people type or paste: they
+// may run over lines. Other control characters are refused everywhere.
+TEST(ValidateCommandsTest, FreeTextMayRunOverLinesNamesAndQueuesMayNot) {
+  crm::v1::QualifyLeadRequest qualify;
+  qualify.set_request_id("r");
+  qualify.set_lead_id("lead_1");
+  qualify.set_note("Call with the CFO.\nBudget approved\tQ3");
+  EXPECT_TRUE(ParseQualify(qualify).ok());
+  qualify.set_note("escape\x1b[31m");
+  ExpectInvalidField(ParseQualify(qualify).status(), "note");
+
+  crm::v1::DisqualifyLeadRequest disqualify;
+  disqualify.set_request_id("r");
+  disqualify.set_lead_id("lead_1");
+  disqualify.set_reason("No budget this year.\r\nTry again in spring.");
+  EXPECT_TRUE(ParseDisqualify(disqualify).ok());
+
+  crm::v1::RecordLeadActivityRequest activity;
+  activity.set_request_id("r");
+  activity.set_lead_id("lead_1");
+  activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_EMAIL_OPENED);
+  activity.set_detail("Subject: Pricing\nOpened twice");
+  EXPECT_TRUE(ParseRecordActivity(activity, absl::Now()).ok());
+
+  // A queue is a name: trimmed, and never blank or broken over lines.
+  crm::v1::AssignLeadRequest assign;
+  assign.set_request_id("r");
+  assign.set_lead_id("lead_1");
+  assign.set_queue(" emea-inbound ");
+  assign.set_reason("  ");
+  auto assigned = ParseAssign(assign);
+  ASSERT_TRUE(assigned.ok()) << assigned.status();
+  EXPECT_EQ(assigned->assignment.queue, "emea-inbound");
+  EXPECT_EQ(assigned->reason, "");  // the service's default reason applies
+  assign.set_queue("   ");
+  ExpectInvalidField(ParseAssign(assign).status(), "queue");
+  assign.set_queue("emea\ninbound");
+  ExpectInvalidField(ParseAssign(assign).status(), "queue");
+
+  // Attribute values from a spreadsheet cell may hold line breaks, not NUL.
+  auto with_attribute = [](std::string value) {
+    crm::v1::CaptureLeadRequest r = ValidRequest();
+    (*r.mutable_attributes())["notes"] = std::move(value);
+    return NormalizeCaptureRequest(r).status();
+  };
+  EXPECT_TRUE(with_attribute("line one\nline two").ok());
+  ExpectInvalidField(with_attribute(std::string("nul\0byte", 8)), "attributes[notes]");
+  // A blank company is no company (the deal's name falls back).
+  auto company = ValidRequest();
+  company.set_company("  ");
+  auto normalized = NormalizeCaptureRequest(company);
+  ASSERT_TRUE(normalized.ok()) << normalized.status();
+  EXPECT_EQ(normalized->company(), "");
+}
+
 TEST(EnvelopeTest, StoredPayloadsUnpackToTheirEvent) {
   for (const auto& event : CapturedFor("usr_1")) {
     crm::v1::EventEnvelope envelope;

@@ -22,11 +22,9 @@ absl::Status CheckText(absl::string_view field, absl::string_view value, size_t 
                        bool required) {
   if (required && absl::StripAsciiWhitespace(value).empty()) return Invalid(field, "required");
   if (value.size() > max) return Invalid(field, absl::StrCat("longer than ", max, " bytes"));
-  for (unsigned char c : value) {
-    // Tabs and newlines are fine in free text (notes), not other controls.
-    if ((c < 0x20 && c != '\n' && c != '\t' && c != '\r') || c == 0x7f) {
-      return Invalid(field, "contains control characters");
-    }
+  // Tabs and newlines are fine in free text (notes), not other controls.
+  if (HasControlCharacters(value, /*multiline=*/true)) {
+    return Invalid(field, "contains control characters");
   }
   return absl::OkStatus();
 }

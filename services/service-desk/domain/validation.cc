@@ -23,9 +23,8 @@ absl::Status MissingField(absl::string_view field, absl::string_view noun, absl:
 absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
                        bool multiline) {
   if (value.size() > max) return InvalidField(field, absl::StrCat("longer than ", max, " bytes"));
-  for (unsigned char c : value) {
-    if (multiline && (c == '\n' || c == '\r' || c == '\t')) continue;
-    if (c < 0x20 || c == 0x7f) return InvalidField(field, "contains control characters");
+  if (HasControlCharacters(value, multiline)) {
+    return InvalidField(field, "contains control characters");
   }
   if (!IsUtf8(value)) return InvalidField(field, "not valid UTF-8");
   return absl::OkStatus();
