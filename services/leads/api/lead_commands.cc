@@ -276,9 +276,10 @@ absl::StatusOr<LeadQuery> LeadCommands::ListLeadsQuery(const crm::v1::ListLeadsR
     return Invalid("queue", "at most one of owner_id and queue");
   }
   if (!r.owner_id().empty()) CRM_RETURN_IF_ERROR(CheckId("owner_id", r.owner_id()));
-  CRM_RETURN_IF_ERROR(CheckText("queue", r.queue(), 64));
+  // Trimmed as AssignLead stores it.
+  q.queue = std::string(absl::StripAsciiWhitespace(r.queue()));
+  CRM_RETURN_IF_ERROR(CheckText("queue", q.queue, 64));
   q.owner_id = r.owner_id();
-  q.queue = r.queue();
   for (int s : r.statuses()) {
     if (s == crm::v1::LEAD_STATUS_UNSPECIFIED || !crm::v1::LeadStatus_IsValid(s)) {
       return Invalid("statuses", "unknown status");
@@ -515,6 +516,10 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   if (!survivor) return absl::NotFoundError(absl::StrCat("lead ", survivor_id, " not found"));
   CRM_ASSIGN_OR_RETURN(auto merged, store_.FindLead(merged_id));
   if (!merged) return absl::NotFoundError(absl::StrCat("lead ", merged_id, " not found"));
+  // A lead changed since the caller read it is a conflict (ABORTED) before
+  // what the change made of it (converted, merged, erased) is judged.
+  CRM_RETURN_IF_ERROR(CheckVersion(*survivor, request.survivor_expected_version()));
+  CRM_RETURN_IF_ERROR(CheckVersion(*merged, request.merged_expected_version()));
   // The customers the two leads stand for now: either lead's own may have
   // been retired by an earlier merge. Linking the retired ones as they are
   // stored could link two customers both ways (each the other's survivor).

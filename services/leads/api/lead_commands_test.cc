@@ -669,6 +669,29 @@ TEST_F(LeadUseCaseTest, NoLeadMergesIntoALeadOfAnErasedCustomer) {
   EXPECT_FALSE(store_->vault().Erased(other.customer_id()));
 }
 
+// A merge decided on leads as the caller read them: one changed since
+// (here converted) is a version conflict to re-read, whatever the change.
+TEST_F(LeadUseCaseTest, AMergeOfALeadChangedSinceItWasReadIsAVersionConflict) {
+  CreateRule("r", OwnerRule("", "", "usr_owner"));
+  auto survivor = *commands_->CaptureLead(Request("s", "s@example.com"), Ctx());
+  auto merged = *commands_->CaptureLead(Request("m", "m@example.com"), Ctx());
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id(merged.lead_id());
+  const int64_t read_at = commands_->GetLead(get)->version();
+  ASSERT_TRUE(Qualify("q", merged.lead_id()).ok());
+  ASSERT_TRUE(Convert("c", merged.lead_id()).ok());
+  crm::v1::MergeLeadsRequest r;
+  r.set_request_id("merge");
+  r.set_survivor_lead_id(survivor.lead_id());
+  r.set_merged_lead_id(merged.lead_id());
+  r.set_merged_expected_version(read_at);
+  auto result = commands_->MergeLeads(r, Ctx());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kAborted) << result.status();
+  // Read again, the lead is what it is: converted, not mergeable.
+  r.set_merged_expected_version(commands_->GetLead(get)->version());
+  EXPECT_EQ(commands_->MergeLeads(r, Ctx()).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(LeadUseCaseTest, AnErasedLeadIsNotMergedAndItsContactMatchesNobody) {
   auto erased = *commands_->CaptureLead(Request("e", "e@example.com"), Ctx());
   auto other = *commands_->CaptureLead(Request("o", "o@example.com"), Ctx());
