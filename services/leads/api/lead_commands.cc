@@ -315,31 +315,44 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
   CRM_RETURN_IF_ERROR(CheckId("lead_id", request.lead_id()));
   CRM_ASSIGN_OR_RETURN(const int32_t page_size, PageSize(request.page()));
   CRM_ASSIGN_OR_RETURN(const OffsetPosition position, OpenOffsetToken(request, request.page()));
-  CRM_ASSIGN_OR_RETURN(auto lead, store_.GetLead(request.lead_id()));
+  CRM_ASSIGN_OR_RETURN(const auto lead, store_.GetLead(request.lead_id()));
+  // The leads merged into this one as its own events read below say: a
+  // merge landing after the lead's state was read is in them, and its
+  // merged lead must not be left out of a history that shows the merge.
+  CRM_ASSIGN_OR_RETURN(auto own, store_.events().ReadStream(LeadStream(lead.lead_id())));
+  crm::v1::Lead merged_in;
+  for (const auto& e : own) {
+    auto event = UnpackLeadEvent(e);
+    if (event.has_value() && std::holds_alternative<crm::v1::LeadsMerged>(*event)) {
+      Apply(merged_in, *event, absl::UnixEpoch());
+    }
+  }
   // Merged leads' events interleave with the survivor's by time: a merge
   // between pages moves the events after the offset. The lead's own new
   // events come last and move nothing, so only merges end a paging.
-  const int64_t merges = lead.merged_lead_ids_size();
+  const int64_t merges = merged_in.merged_lead_ids_size();
   if (position.version.has_value() && *position.version != merges) {
     return absl::AbortedError(
         "page.page_token: leads were merged into this one since the first page; read its "
         "history again from the first page");
   }
   const size_t offset = position.offset;
-  std::vector<std::string> streams = {LeadStream(lead.lead_id())};
-  for (const auto& id : lead.merged_lead_ids()) streams.push_back(LeadStream(id));
   // In time order across the leads, and in version order within each:
   // events are stamped after the change they follow, but a log from before
   // that rule may hold one stamped earlier. So each event sorts at the
   // latest time of its stream so far.
   std::vector<std::pair<absl::Time, crm::v1::EventEnvelope>> timed;
-  for (const auto& stream : streams) {
-    CRM_ASSIGN_OR_RETURN(auto events, store_.events().ReadStream(stream));
+  auto add = [&timed](std::vector<crm::v1::EventEnvelope> events) {
     absl::Time at = absl::InfinitePast();
     for (auto& e : events) {
       at = std::max(at, FromProtoTimestamp(e.occurred_at()));
       timed.emplace_back(at, std::move(e));
     }
+  };
+  add(std::move(own));
+  for (const auto& id : merged_in.merged_lead_ids()) {
+    CRM_ASSIGN_OR_RETURN(auto events, store_.events().ReadStream(LeadStream(id)));
+    add(std::move(events));
   }
   std::sort(timed.begin(), timed.end(), [](const auto& a, const auto& b) {
     return std::forward_as_tuple(a.first, a.second.stream(), a.second.stream_version()) <

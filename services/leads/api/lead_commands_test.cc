@@ -1192,6 +1192,34 @@ TEST_F(LeadUseCaseTest, HistoryFollowsTheLeadsVersionsWhateverTheirStamps) {
   EXPECT_EQ(h->events(0).type(), "LeadCaptured");
 }
 
+// A merge landing between the read of the survivor's state and of its
+// events: the history shows the merge, so it shows the merged lead's events.
+TEST_F(LeadUseCaseTest, AHistoryShowingAMergeHoldsTheMergedLeadsEvents) {
+  auto survivor = *commands_->CaptureLead(Request("s", "s@example.com"), Ctx());
+  auto merged = *commands_->CaptureLead(Request("m", "m@example.com"), Ctx());
+  const std::string key = LeadStream(survivor.lead_id());
+  auto& db = store_->events().db();
+  auto before = db.Get(EventStore::kStateFamily, key);
+  ASSERT_TRUE(before.ok() && before->has_value());
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge");
+  merge.set_survivor_lead_id(survivor.lead_id());
+  merge.set_merged_lead_id(merged.lead_id());
+  ASSERT_TRUE(commands_->MergeLeads(merge, Ctx()).ok());
+  // The state as the history read it, just before the merge was written.
+  ASSERT_TRUE(db.raw()
+                  ->Put(rocksdb::WriteOptions(), db.Family(EventStore::kStateFamily), key, **before)
+                  .ok());
+
+  crm::v1::GetLeadHistoryRequest history;
+  history.set_lead_id(survivor.lead_id());
+  auto h = commands_->GetLeadHistory(history);
+  ASSERT_TRUE(h.ok()) << h.status();
+  std::set<std::string> streams;
+  for (const auto& e : h->events()) streams.insert(e.stream());
+  EXPECT_TRUE(streams.contains(LeadStream(merged.lead_id())));
+}
+
 // A lead that absorbed many large ones has a history of many megabytes.
 TEST_F(LeadUseCaseTest, HistoryPagesStopShortOfTheReplyBound) {
   auto big = [&](const std::string& id) {
