@@ -1,5 +1,6 @@
 // crm-leads: captures, imports, scores, assigns, qualifies, converts and
 // merges leads; events go to crm.leads.v1 via the outbox relay.
+#include <algorithm>
 #include <cstdio>
 
 #include "libs/common/blocking_executor.h"
@@ -57,7 +58,11 @@ int main(int argc, char** argv) {
     crm::log::Error("recover assignment state", {{"error", st.ToString()}});
     return 1;
   }
-  crm::leads::LeadImporter importer(commands);
+  // An import holds a handler thread while it prepares a message's rows:
+  // imports may take a quarter of them, the rest stay for every other call.
+  crm::leads::ImportOptions import_options;
+  import_options.max_running_calls = std::max(1, config->worker_threads / 4);
+  crm::leads::LeadImporter importer(commands, import_options);
   crm::leads::LeadsGrpc grpc_service(commands, importer, executor);
 
   crm::ServiceHost host(*config);

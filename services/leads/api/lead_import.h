@@ -33,6 +33,8 @@ struct ImportOptions {
   // its stream ends, idle or not, so one caller's open streams must not
   // shut out the others.
   size_t max_calls_per_caller = 2;
+  // crm-leads sets a quarter of its handler threads: a call holds one
+  // while it prepares a message's rows.
   size_t max_running_calls = 16;
 };
 
