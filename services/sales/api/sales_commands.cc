@@ -878,7 +878,7 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
             // After the retry lookup: an acceptance that went through keeps
             // its answer, whatever became of the deal since.
             if (s.has_value() && s->status() == crm::v1::QUOTE_STATUS_OPEN) {
-              CRM_RETURN_IF_ERROR(DealNotLost(s->opportunity_id(), "quote"));
+              CRM_RETURN_IF_ERROR(DealNotLost(s->opportunity_id(), "accept its quote"));
               CRM_RETURN_IF_ERROR(TheDealsQuote(s->opportunity_id(), s->quote_id()));
             }
             return NameMissing(Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}), s,
@@ -922,17 +922,26 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   auto guard = opportunity_locks_.Lock({quote.opportunity_id()});
   CRM_ASSIGN_OR_RETURN(earlier, answered());
   if (earlier.has_value()) return *std::move(earlier);
-  if (quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED) {
-    CRM_RETURN_IF_ERROR(DealNotLost(quote.opportunity_id(), "order"));
-    CRM_RETURN_IF_ERROR(TheDealsQuote(quote.opportunity_id(), quote.quote_id()));
-    CRM_RETURN_IF_ERROR(AcceptedLast(quote.opportunity_id(), quote.quote_id()));
-  }
-  sales::PlaceOrder command{OrderIdForQuote(quote.quote_id()), std::move(quote)};
+  const bool accepted = quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED;
+  const std::string opportunity_id = quote.opportunity_id();
+  const std::string quote_id = quote.quote_id();
+  sales::PlaceOrder command{OrderIdForQuote(quote_id), std::move(quote)};
   CRM_ASSIGN_OR_RETURN(
       auto out,
       Execute<crm::v1::Order>(
           OrderStream(command.order_id), request_key, kAnyVersion, ctx,
-          [&](const std::optional<crm::v1::Order>& s) { return Decide(s, command); },
+          [&](const std::optional<crm::v1::Order>& s) {
+            // After the order's own checks, as DraftContract does: a quote
+            // ordered before is ALREADY_EXISTS whatever became of the deal
+            // (reopening it would not help).
+            auto decided = Decide(s, command);
+            if (!decided.ok() || !accepted) return decided;
+            absl::Status st = DealNotLost(opportunity_id, "order");
+            if (st.ok()) st = TheDealsQuote(opportunity_id, quote_id);
+            if (st.ok()) st = AcceptedLast(opportunity_id, quote_id);
+            if (!st.ok()) return decltype(decided)(st);
+            return decided;
+          },
           [](const crm::v1::Order& o) {
             // The ordered quote is the deal's: no other is accepted after it,
             // even once the deal is lost and reopened.

@@ -1384,6 +1384,11 @@ TEST_F(SalesCommandsTest, AnOrderOfADealLostSinceIsNotContractedNorInvoiced) {
   auto lost = Move(o, "lost", "move-1", "budget cut");
   ASSERT_TRUE(lost.ok()) << lost.status();
   uint64_t before = store_->events().LogSize();
+  // The quote is ordered, lost deal or not: a second order of it is told
+  // so, not sent to reopen the deal.
+  crm::v1::PlaceOrderRequest again = place;
+  again.set_request_id("order-2");
+  EXPECT_EQ(commands_->PlaceOrder(again, Ctx()).status().code(), absl::StatusCode::kAlreadyExists);
 
   crm::v1::DraftContractRequest draft;
   draft.set_request_id("contract-1");
