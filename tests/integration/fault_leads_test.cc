@@ -143,6 +143,24 @@ class LeadsFaultTest : public ::testing::Test {
       }
     }
     EXPECT_EQ(missing, 0) << "of " << acked.size() << " acknowledged captures";
+    // And once in each list projection, written in the capture's batch: by
+    // score, and by the queue the leads wait in (no rule assigns them).
+    crm::v1::ListLeadsRequest by_score;
+    by_score.set_sort(crm::v1::LEAD_SORT_SCORE_DESC);
+    crm::v1::ListLeadsRequest queued = by_score;  // by score within the queue
+    queued.set_queue("default");
+    for (const auto& req : {by_score, queued}) {
+      std::map<std::string, int> listed;
+      for (const auto& l : Stack::ListAllLeads(*leads, req)) ++listed[l.lead_id()];
+      int wrong = 0;
+      for (const auto& a : acked) {
+        if (listed[a.lead_id] != 1 && ++wrong <= 5) {
+          ADD_FAILURE() << a.lead_id << " listed " << listed[a.lead_id] << " times by "
+                        << req.ShortDebugString();
+        }
+      }
+      EXPECT_EQ(wrong, 0) << "of " << acked.size() << " acknowledged captures";
+    }
   }
 
   // Every acknowledged capture's LeadCaptured is on crm.leads.v1; copies

@@ -82,19 +82,7 @@ void CreateRule(crm::v1::LeadsService::Stub& stub, const std::string& request_id
 // Every lead matching `req`, through all pages.
 std::vector<crm::v1::LeadSummary> ListAll(crm::v1::LeadsService::Stub& stub,
                                           crm::v1::ListLeadsRequest req) {
-  std::vector<crm::v1::LeadSummary> out;
-  req.mutable_page()->set_page_size(1000);
-  for (;;) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(Deadline(10));
-    crm::v1::ListLeadsResponse page;
-    auto st = stub.ListLeads(&ctx, req, &page);
-    EXPECT_TRUE(st.ok()) << st.error_message();
-    if (!st.ok()) return out;
-    for (auto& l : *page.mutable_leads()) out.push_back(std::move(l));
-    if (page.next_page_token().empty()) return out;
-    req.mutable_page()->set_page_token(page.next_page_token());
-  }
+  return Stack::ListAllLeads(stub, std::move(req));
 }
 
 crm::v1::Lead Get(crm::v1::LeadsService::Stub& stub, const std::string& lead_id) {

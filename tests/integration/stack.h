@@ -20,6 +20,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/support/client_interceptor.h"
+#include "gtest/gtest.h"
 #include "libs/common/auth/dev_key.h"
 #include "libs/common/auth/jwt.h"
 #include "libs/common/auth/principal.h"
@@ -283,6 +284,25 @@ class Stack {
     crm::v1::Customer360 view;
     if (!stub.GetCustomer360(&ctx, req, &view).ok()) return -1;
     return view.event_count();
+  }
+
+  // Every lead `req` lists, page after page; a failed page fails the test
+  // and ends the list there.
+  static std::vector<crm::v1::LeadSummary> ListAllLeads(crm::v1::LeadsService::Stub& stub,
+                                                        crm::v1::ListLeadsRequest req) {
+    std::vector<crm::v1::LeadSummary> out;
+    req.mutable_page()->set_page_size(1000);
+    for (;;) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      crm::v1::ListLeadsResponse page;
+      auto st = stub.ListLeads(&ctx, req, &page);
+      EXPECT_TRUE(st.ok()) << st.error_message();
+      if (!st.ok()) return out;
+      for (auto& l : *page.mutable_leads()) out.push_back(std::move(l));
+      if (page.next_page_token().empty()) return out;
+      req.mutable_page()->set_page_token(page.next_page_token());
+    }
   }
 
   // With `process`, fails as soon as it exits: a service that could not
