@@ -224,9 +224,13 @@ std::optional<absl::Time> DeskSettings::WarrantyEnd(absl::string_view product,
   const int months = it == warranty_months_.end() ? config_.default_warranty_months() : it->second;
   if (months <= 0) return std::nullopt;
   const absl::CivilSecond bought = absl::ToCivilSecond(purchased_at, absl::UTCTimeZone());
-  // Civil fields normalize: 31 January plus one month is 2 or 3 March.
-  const absl::CivilSecond end(bought.year(), bought.month() + months, bought.day(), bought.hour(),
-                              bought.minute(), bought.second());
+  // The same day of the month, or the month's last where it has no such
+  // day: 31 January plus one month is 28 (29) February, never in March, so
+  // a later purchase never ends earlier.
+  const absl::CivilMonth month(bought.year(), bought.month() + months);
+  const int last_day = (absl::CivilDay(month + 1) - 1).day();
+  const absl::CivilSecond end(month.year(), month.month(), std::min(bought.day(), last_day),
+                              bought.hour(), bought.minute(), bought.second());
   return absl::FromCivil(end, absl::UTCTimeZone());
 }
 

@@ -94,13 +94,35 @@ TEST(SettingsTest, WarrantyRunsCalendarMonthsFromThePurchase) {
   auto settings = *DeskSettings::Create(config);
   const absl::Time bought =
       absl::FromCivil(absl::CivilSecond(2024, 2, 29, 10, 0, 0), absl::UTCTimeZone());
+  // 29 February has none two years on: the month's last day.
   EXPECT_EQ(settings.WarrantyEnd("printer-x", bought),
-            absl::FromCivil(absl::CivilSecond(2026, 3, 1, 10, 0, 0), absl::UTCTimeZone()));
+            absl::FromCivil(absl::CivilSecond(2026, 2, 28, 10, 0, 0), absl::UTCTimeZone()));
   EXPECT_EQ(settings.WarrantyEnd("scanner", bought), std::nullopt) << "no default";
   config.set_default_warranty_months(6);
   settings = *DeskSettings::Create(config);
   EXPECT_EQ(settings.WarrantyEnd("scanner", bought),
             absl::FromCivil(absl::CivilSecond(2024, 8, 29, 10, 0, 0), absl::UTCTimeZone()));
+}
+
+// A purchase at a month's end is not covered past the end of the month its
+// warranty ends in: no earlier purchase outlasts a later one.
+TEST(SettingsTest, AWarrantyFromAMonthsEndEndsInItsLastMonth) {
+  auto config = DeskSettings::Defaults();
+  config.set_default_warranty_months(1);
+  auto settings = *DeskSettings::Create(config);
+  auto at = [](int y, int m, int d) {
+    return absl::FromCivil(absl::CivilSecond(y, m, d, 9, 0, 0), absl::UTCTimeZone());
+  };
+  EXPECT_EQ(settings.WarrantyEnd("any", at(2025, 1, 31)), at(2025, 2, 28));
+  EXPECT_EQ(settings.WarrantyEnd("any", at(2024, 1, 31)), at(2024, 2, 29));
+  EXPECT_EQ(settings.WarrantyEnd("any", at(2025, 2, 1)), at(2025, 3, 1));
+  EXPECT_EQ(settings.WarrantyEnd("any", at(2025, 3, 31)), at(2025, 4, 30));
+  EXPECT_EQ(settings.WarrantyEnd("any", at(2025, 12, 31)), at(2026, 1, 31));
+  config.set_default_warranty_months(6);
+  settings = *DeskSettings::Create(config);
+  EXPECT_LE(settings.WarrantyEnd("any", at(2025, 8, 31)),
+            settings.WarrantyEnd("any", at(2025, 9, 1)));
+  EXPECT_EQ(settings.WarrantyEnd("any", at(2025, 8, 31)), at(2026, 2, 28));
 }
 
 TEST(SettingsTest, ExampleConfigurationIsValid) {
