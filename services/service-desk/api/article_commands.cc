@@ -4,6 +4,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -163,7 +164,13 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
     }
     if (parts.size() == 2) before = digest;
   }
-  auto words = QueryTerms(r.query());
+  const std::vector<QueryWord> query = QueryWords(r.query());
+  std::vector<std::string> words;
+  absl::flat_hash_map<std::string, std::string> typed;  // term -> the query's word
+  for (const auto& w : query) {
+    words.push_back(w.term);
+    typed.emplace(w.term, w.word);
+  }
   if (words.size() > kMaxQueryTerms) {
     return InvalidField("query", absl::StrCat("more than ", kMaxQueryTerms, " words"));
   }
@@ -196,6 +203,10 @@ absl::StatusOr<crm::v1::SearchArticlesResponse> ArticleCommands::SearchArticles(
       return response;
     }
     digest = DeskStore::RankDigest(digest, hit.article().article_id());
+    // As the caller wrote them, not as terms ("battery", not "batteri").
+    for (auto& term : *hit.mutable_matched_terms()) {
+      if (auto it = typed.find(term); it != typed.end()) term = it->second;
+    }
     *response.add_hits() = std::move(hit);
   }
   if (page.more) response.set_next_page_token(next_token());

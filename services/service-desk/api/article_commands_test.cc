@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "libs/common/page_token.h"
 #include "libs/common/testing/temp_dir.h"
+#include "services/service-desk/domain/article_search.h"
 
 namespace crm::service_desk {
 namespace {
@@ -71,7 +72,7 @@ TEST_F(ArticleCommandsTest, AStoreIndexedByAnOlderTokenizerIsIndexedAgainAtStart
   Database& db = store_->events().db();
   rocksdb::WriteBatch old;
   auto* terms = db.Family("article_terms");
-  old.Delete(terms, std::string("offline") + '\0' + id);
+  old.Delete(terms, Tokenize("offline").front() + '\0' + id);
   old.Delete(terms, std::string("printer") + '\0' + id);
   old.Put(terms, std::string("printer\u00a0offline") + '\0' + id, "3");
   old.Delete(terms, "\xff\xffindex-version");
@@ -131,6 +132,16 @@ TEST_F(ArticleCommandsTest, PublishedArticlesAreFoundBestFirst) {
   auto found = articles_->SearchArticles(r);
   ASSERT_TRUE(found.ok());
   EXPECT_EQ(found->hits(0).matched_terms_size(), 2);
+  // A plural finds the singular, and the hit names the word as asked.
+  const auto cookies = Create("Clear the browser cookie", "Then sign in again.");
+  EXPECT_EQ(Search("cookies"), (std::vector<std::string>{cookies}));
+  r.set_query("Cookies");
+  found = articles_->SearchArticles(r);
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found->hits_size(), 1);
+  EXPECT_EQ(std::vector<std::string>(found->hits(0).matched_terms().begin(),
+                                     found->hits(0).matched_terms().end()),
+            (std::vector<std::string>{"cookies"}));
   EXPECT_GT(found->hits(0).score(), found->hits(1).score());
   EXPECT_TRUE(Search("expert").empty()) << draft << " is a draft";
 }

@@ -30,11 +30,36 @@ bool IsStopWord(std::string_view w) {
   return std::binary_search(kStopWords.begin(), kStopWords.end(), w);
 }
 
+// Singulars ending in "us" ("status") whose s is no plural's. Other words
+// in "us" are plurals ("menus", "cpus").
+bool IsSingularInUs(std::string_view w) {
+  static constexpr std::array<std::string_view, 16> kWords = {
+      "bonus", "campus", "census",     "consensus", "corpus", "focus",   "genius",   "minus",
+      "nexus", "plus",   "prospectus", "radius",    "status", "surplus", "syllabus", "virus"};
+  return std::find(kWords.begin(), kWords.end(), w) != kWords.end();
+}
+
+// One index term for a word's singular and plural, which need not be a
+// word: "cookie" and "cookies" give "cooki", "battery" and "batteries"
+// "batteri", "cache" and "caches" "cach", "box" and "boxes" "box",
+// "address" and "addresses" "address", "menu" and "menus" "menu". Hits show
+// the query's words, never these.
 std::string Stem(std::string w) {
-  if (w.size() > 4 && absl::EndsWith(w, "ies")) return w.substr(0, w.size() - 3) + "y";
-  if (w.size() > 3 && absl::EndsWith(w, "s") && !absl::EndsWith(w, "ss") &&
-      !absl::EndsWith(w, "us") && !absl::EndsWith(w, "is")) {
-    w.pop_back();
+  if (w.size() <= 3) return w;
+  if (absl::EndsWith(w, "ies") && w.size() > 4) {
+    w.resize(w.size() - 2);  // "batteries" -> "batteri"
+  } else if (absl::EndsWith(w, "sses")) {
+    w.resize(w.size() - 2);  // "addresses" -> "address"
+  } else if (absl::EndsWith(w, "s") && !absl::EndsWith(w, "ss") && !absl::EndsWith(w, "sis") &&
+             !IsSingularInUs(w)) {
+    w.pop_back();  // "printers" -> "printer", "boxes" -> "boxe" (-> "box" below)
+  }
+  // The singular's own ending, so plural and singular meet: "cookie" and
+  // "cookies", "cache" and "caches", "box" and "boxes".
+  if (w.size() > 3 && w.back() == 'e') w.pop_back();
+  // A consonant's y is the i its plural has: "battery", "batteries".
+  if (w.size() > 2 && w.back() == 'y' && !absl::StrContains("aeiouy", w[w.size() - 2])) {
+    w.back() = 'i';
   }
   return w;
 }
@@ -73,8 +98,12 @@ size_t SeparatorAt(absl::string_view text, size_t i) {
 
 }  // namespace
 
-std::vector<std::string> Tokenize(absl::string_view text) {
-  std::vector<std::string> out;
+namespace {
+
+// Calls fn(word, term) for each word of `text`: the word lowercased as
+// written, and the index term it stands for.
+template <typename Fn>
+void ForEachWord(absl::string_view text, Fn fn) {
   size_t i = 0;
   while (i < text.size()) {
     if (const size_t separator = SeparatorAt(text, i); separator > 0) {
@@ -86,10 +115,20 @@ std::vector<std::string> Tokenize(absl::string_view text) {
     while (j < text.size() && SeparatorAt(text, j) == 0) ++j;
     if (j > i) {
       std::string word = absl::AsciiStrToLower(text.substr(i, j - i));
-      if (word.size() >= 2 && !IsStopWord(word)) out.push_back(Stem(std::move(word)));
+      if (word.size() >= 2 && !IsStopWord(word)) {
+        std::string term = Stem(word);
+        fn(std::move(word), std::move(term));
+      }
     }
     i = j;
   }
+}
+
+}  // namespace
+
+std::vector<std::string> Tokenize(absl::string_view text) {
+  std::vector<std::string> out;
+  ForEachWord(text, [&](std::string, std::string term) { out.push_back(std::move(term)); });
   return out;
 }
 
@@ -102,12 +141,18 @@ bool HasWordChar(absl::string_view text) {
   return false;
 }
 
+std::vector<QueryWord> QueryWords(absl::string_view query) {
+  std::vector<QueryWord> out;
+  absl::flat_hash_set<std::string> seen;
+  ForEachWord(query, [&](std::string word, std::string term) {
+    if (seen.insert(term).second) out.push_back({std::move(term), std::move(word)});
+  });
+  return out;
+}
+
 std::vector<std::string> QueryTerms(absl::string_view query) {
   std::vector<std::string> out;
-  absl::flat_hash_set<std::string> seen;
-  for (auto& w : Tokenize(query)) {
-    if (seen.insert(w).second) out.push_back(std::move(w));
-  }
+  for (auto& w : QueryWords(query)) out.push_back(std::move(w.term));
   return out;
 }
 

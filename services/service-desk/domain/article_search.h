@@ -14,16 +14,25 @@ namespace crm::service_desk {
 // Knowledge base search, pure: how text becomes terms, what an article
 // contributes to the index, and how matches are ranked.
 
-// Words of `text`: ASCII letters and digits lowercased, other UTF-8 kept
-// as is, common English stop words and one-letter words dropped, plurals
-// reduced ("printers" → "printer", "batteries" → "battery").
+// Index terms of the words of `text`: ASCII letters and digits
+// lowercased, other UTF-8 kept as is, common English stop words and
+// one-letter words dropped, a singular and its plural made one term
+// ("printer" and "printers", "battery" and "batteries", "cookie" and
+// "cookies"; the term need not be a word).
 std::vector<std::string> Tokenize(absl::string_view text);
 
 // Whether `text` holds a character words are made of (anything Tokenize
 // does not separate on): a query of spaces and marks holds none.
 bool HasWordChar(absl::string_view text);
 
-// The query's distinct words, in order.
+// The query's distinct terms, in order, each with the first word that
+// gave it (lowercased): what a hit shows as matched.
+struct QueryWord {
+  std::string term;
+  std::string word;
+};
+std::vector<QueryWord> QueryWords(absl::string_view query);
+// The terms alone.
 std::vector<std::string> QueryTerms(absl::string_view query);
 
 // The index term of a tag, kept apart from words: "#" + tag.

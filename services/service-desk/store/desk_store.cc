@@ -135,8 +135,9 @@ constexpr char kIndexVersionKey[] = "\xff\xffindex-version";
 // the terms before and after, both as today's tokenizer finds them: terms
 // an older one wrote would stay wrong for good. Raise it with Tokenize.
 // 2: Unicode punctuation separates words; 3: CJK brackets and the rest of
-// the fullwidth and halfwidth punctuation too.
-constexpr char kIndexVersion[] = "3";
+// the fullwidth and halfwidth punctuation too; 4: singular and plural are
+// one term ("cookie", "cookies"; "menu", "menus").
+constexpr char kIndexVersion[] = "4";
 
 }  // namespace
 
