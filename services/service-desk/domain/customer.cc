@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <tuple>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "google/protobuf/util/time_util.h"
 #include "libs/common/arithmetic.h"
@@ -91,12 +92,12 @@ void JoinCustomer(crm::v1::CustomerContext& into, const crm::v1::CustomerContext
     into.set_account_phone(from.account_phone());
     into.set_account_territory(from.account_territory());
   }
+  // A set, not a scan per line: an account of years has tens of thousands.
+  absl::flat_hash_set<std::pair<std::string, std::string>> seen;
+  seen.reserve(into.purchases_size() + from.purchases_size());
+  for (const auto& q : into.purchases()) seen.emplace(q.order_id(), q.product_id());
   for (const auto& p : from.purchases()) {
-    const bool seen =
-        std::any_of(into.purchases().begin(), into.purchases().end(), [&](const auto& q) {
-          return q.order_id() == p.order_id() && q.product_id() == p.product_id();
-        });
-    if (!seen) *into.add_purchases() = p;
+    if (seen.emplace(p.order_id(), p.product_id()).second) *into.add_purchases() = p;
   }
   SortPurchases(into);
 }
