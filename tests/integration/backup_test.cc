@@ -82,8 +82,18 @@ TEST(BackupIntegrationTest, CrmctlBacksUpARunningServiceAndRestoresItIntoANewDat
 TEST(BackupIntegrationTest, AnalyticsBackupHoldsItsViewsAndItsEmittedEvents) {
   Stack stack;
   ASSERT_TRUE(stack.StartBroker());
+  ASSERT_TRUE(stack.Start("leads")) << stack.leads().Log();
   ASSERT_TRUE(stack.Start("analytics", {"--backup-keep=1"})) << stack.analytics().Log();
   const std::string backup_dir = stack.dir() + "/analytics-backups";
+  // Views to back up: a captured lead in its customer's 360 view.
+  crm::v1::CaptureLeadRequest capture;
+  capture.set_request_id("backup-analytics");
+  capture.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  capture.mutable_contact()->set_email("views@backup.example");
+  crm::v1::CaptureLeadResponse captured;
+  grpc::ClientContext capture_ctx;
+  ASSERT_TRUE(stack.LeadsStub()->CaptureLead(&capture_ctx, capture, &captured).ok());
+  ASSERT_TRUE(Eventually([&] { return stack.EventCount(captured.customer_id()) == 1; }));
   ASSERT_EQ(Ctl("backup " + stack.Target("analytics")), 0) << stack.analytics().Log();
   EXPECT_TRUE(std::filesystem::exists(backup_dir + "/part-emitted"));
   // Kept to the newest one, with its part.
@@ -96,12 +106,18 @@ TEST(BackupIntegrationTest, AnalyticsBackupHoldsItsViewsAndItsEmittedEvents) {
   EXPECT_EQ(list.backups(0).backup_id(), 2u);
   EXPECT_EQ(list.backups(0).damaged(), "");
   stack.analytics().Kill(SIGTERM);
+  stack.leads().Kill(SIGTERM);  // nothing new reaches the views after the backup
 
   const std::string restored = stack.dir() + "/analytics-restored";
   ASSERT_EQ(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored)), 0);
   EXPECT_TRUE(std::filesystem::exists(restored + "/CURRENT"));
   EXPECT_TRUE(std::filesystem::exists(restored + "/emitted/CURRENT"));
+  // The restored views are the ones backed up, byte for byte.
+  const std::string live = AnalyticsDigest(stack.dir() + "/analytics");
+  ASSERT_NE(live.find("entries"), std::string::npos) << live;
+  EXPECT_EQ(AnalyticsDigest(restored), live);
   ASSERT_TRUE(stack.Start("analytics", {"--data-dir=" + restored})) << stack.analytics().Log();
+  EXPECT_EQ(stack.EventCount(captured.customer_id()), 1);
 }
 
 }  // namespace
