@@ -525,6 +525,7 @@ absl::StatusOr<crm::v1::TicketDetails> TicketCommands::GetTicket(
                        store_.CustomerContextOf(details.ticket().customer_id(),
                                                 CustomerGroup(details.ticket().customer_id())));
   FillWarranties(*details.mutable_customer(), settings_);
+  TrimPurchases(*details.mutable_customer(), details.ticket().product(), kMaxPurchasesShown);
   CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest messages_page,
                        OpenPage(r, r.messages_page(), "messages_page.page_token"));
   CRM_ASSIGN_OR_RETURN(auto page,

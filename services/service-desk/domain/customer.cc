@@ -193,4 +193,28 @@ std::optional<absl::Time> WarrantyEndFor(const crm::v1::CustomerContext& c,
   return latest;
 }
 
+void TrimPurchases(crm::v1::CustomerContext& customer, absl::string_view product, size_t max) {
+  const int n = customer.purchases_size();
+  if (static_cast<size_t>(n) <= max) return;
+  std::vector<bool> keep(n, false);
+  size_t kept = 0;
+  for (bool of_product : {true, false}) {
+    for (int i = n - 1; i >= 0 && kept < max; --i) {
+      if (keep[i]) continue;
+      if (of_product && !absl::EqualsIgnoreCase(customer.purchases(i).product_id(), product)) {
+        continue;
+      }
+      keep[i] = true;
+      ++kept;
+    }
+  }
+  google::protobuf::RepeatedPtrField<crm::v1::ProductPurchase> shown;
+  shown.Reserve(static_cast<int>(kept));
+  for (int i = 0; i < n; ++i) {
+    if (keep[i]) *shown.Add() = std::move(*customer.mutable_purchases(i));
+  }
+  customer.mutable_purchases()->Swap(&shown);
+  customer.set_purchases_omitted(customer.purchases_omitted() + n - static_cast<int>(kept));
+}
+
 }  // namespace crm::service_desk

@@ -46,6 +46,14 @@ void JoinCustomer(crm::v1::CustomerContext& into, const crm::v1::CustomerContext
 
 // Fills each purchase's warranty end from the settings' policies.
 void FillWarranties(crm::v1::CustomerContext& customer, const DeskSettings& settings);
+
+// The most purchases a ticket's reply shows: an account of years holds tens
+// of thousands, which would pass the reply bound and the client's limit.
+inline constexpr size_t kMaxPurchasesShown = 500;
+// Keeps at most `max` purchases, oldest first still: every one of `product`
+// (the ticket's, whose warranty is the question) before the others, newest
+// first of each; how many were left out goes in purchases_omitted.
+void TrimPurchases(crm::v1::CustomerContext& customer, absl::string_view product, size_t max);
 // The latest warranty end of the customer's purchases of `product` (case
 // ignored) that is after `now`; nullopt when nothing is under warranty.
 // Purchases must have their warranty ends filled.

@@ -233,5 +233,34 @@ TEST(CustomerTest, TheProfileIsTheSameWhereverTheAccountArrives) {
   } while (std::next_permutation(order.begin(), order.end()));
 }
 
+// A ticket's reply shows the purchases that matter to it, within a bound:
+// the ticket's product's first, then the newest others, oldest first.
+TEST(CustomerTest, AReplyShowsTheTicketsProductsPurchasesAndTheNewestOthers) {
+  crm::v1::CustomerContext c;
+  for (int i = 0; i < 10; ++i) {
+    auto* p = c.add_purchases();
+    p->set_order_id(absl::StrCat("ord_", i));
+    p->set_product_id(i < 3 ? "printer" : "cable");
+  }
+  TrimPurchases(c, "Printer", 5);
+  std::vector<std::string> orders;
+  for (const auto& p : c.purchases()) orders.push_back(p.order_id());
+  EXPECT_EQ(orders, (std::vector<std::string>{"ord_0", "ord_1", "ord_2", "ord_8", "ord_9"}));
+  EXPECT_EQ(c.purchases_omitted(), 5);
+
+  // More of the product than fit: its newest.
+  TrimPurchases(c, "printer", 2);
+  orders.clear();
+  for (const auto& p : c.purchases()) orders.push_back(p.order_id());
+  EXPECT_EQ(orders, (std::vector<std::string>{"ord_1", "ord_2"}));
+  EXPECT_EQ(c.purchases_omitted(), 5 + 3);
+
+  crm::v1::CustomerContext few;
+  few.add_purchases()->set_order_id("ord_a");
+  TrimPurchases(few, "printer", 5);
+  EXPECT_EQ(few.purchases_size(), 1);
+  EXPECT_EQ(few.purchases_omitted(), 0);
+}
+
 }  // namespace
 }  // namespace crm::service_desk
