@@ -47,15 +47,23 @@ absl::Status CheckCustomerId(absl::string_view id) {
   return absl::OkStatus();
 }
 
-// The reason goes into the erasure record every service keeps.
+// The reason goes into the erasure record every service keeps, in clear and
+// for good (the person's key is what the erasure destroys): a reference to
+// the request, never words about the person, so no more than a reference
+// needs.
 absl::Status CheckReason(absl::string_view reason) {
   if (absl::StripAsciiWhitespace(reason).empty()) {
     return absl::InvalidArgumentError("reason: required");
   }
-  if (reason.size() > 1024) return absl::InvalidArgumentError("reason: longer than 1024 bytes");
-  for (const unsigned char c : reason) {
-    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
-      return absl::InvalidArgumentError("reason: contains control characters");
+  if (reason.size() > 64) {
+    return absl::InvalidArgumentError(
+        "reason: longer than 64 bytes; give a reference to the request, not details");
+  }
+  for (const char c : reason) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && !absl::StrContains(" ._:/-#,", c)) {
+      return absl::InvalidArgumentError(
+          "reason: only letters, digits, spaces and . _ : / - # , (a reference to the request, "
+          "e.g. \"GDPR request 2026-118\"; no names or addresses)");
     }
   }
   return absl::OkStatus();

@@ -172,8 +172,13 @@ TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasu
       Erase(stack, grace.customer_id() + std::string(1, '\0') + "x", "GDPR request 117", &erased);
   EXPECT_EQ(cut.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(cut.error_message(), "customer_id: may contain only printable ASCII");
-  EXPECT_EQ(Erase(stack, grace.customer_id(), std::string(2000, 'r'), &erased).error_message(),
-            "reason: longer than 1024 bytes");
+  EXPECT_EQ(Erase(stack, grace.customer_id(), std::string(65, 'r'), &erased).error_message(),
+            "reason: longer than 64 bytes; give a reference to the request, not details");
+  // The reason is kept in clear for good: no address or name goes there.
+  const grpc::Status chatty =
+      Erase(stack, grace.customer_id(), "asked by grace@navy.example", &erased);
+  EXPECT_EQ(chatty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(chatty.error_message().rfind("reason:", 0), 0u) << chatty.error_message();
   EXPECT_EQ(Erase(stack, grace.customer_id(), "GDPR", &erased,
                   auth::Principal{"rep-1", {auth::kRoleSalesRep}, ""})
                 .error_code(),
