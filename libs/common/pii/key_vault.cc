@@ -124,13 +124,6 @@ std::optional<std::pair<Key, size_t>> OpenWithAny(const std::vector<Key>& wrap_k
   return std::nullopt;
 }
 
-Counter& UnopenedCounter() {
-  static Counter& counter = MetricsRegistry::Default().GetCounter(
-      "crm_pii_key_records_unopened_total",
-      "Data key records of other services that no master key here opens (skipped)");
-  return counter;
-}
-
 Counter& RewrappedCounter() {
   static Counter& counter = MetricsRegistry::Default().GetCounter(
       "crm_pii_keys_rewrapped_total",
@@ -704,21 +697,7 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     // (a record that does not unwrap goes to the dead-letter topic, wrapped
     // key and all).
     if (IssuedBeforeErasure(event)) return absl::OkStatus();
-    auto opened = Unwrap(event);
-    if (!opened.ok()) {
-      // Skipped, never parked: the dead-letter topic keeps what it gets for
-      // good, and this wrapped key would outlive its customer's erasure
-      // there. The issuer's re-wrap under the current master key follows
-      // (a rotation); a service lacking a master key still in use is told
-      // by the log and the counter.
-      UnopenedCounter().Inc();
-      log::Error("personal-data key record not opened; skipped",
-                 {{"key_id", issued.key_id()},
-                  {"issuer", issued.issuer()},
-                  {"error", opened.status().ToString()}});
-      return absl::OkStatus();
-    }
-    Unwrapped unwrapped = *std::move(opened);
+    CRM_ASSIGN_OR_RETURN(Unwrapped unwrapped, Unwrap(event));
     Entry& entry = unwrapped.entry;
     std::lock_guard<std::mutex> lock(mu_);
     if (ErasedLocked(entry)) return absl::OkStatus();  // issued before the erasure
