@@ -41,23 +41,32 @@ bool IsSingularInUs(std::string_view w) {
 
 // One index term for a word's singular and plural, which need not be a
 // word: "cookie" and "cookies" give "cooki", "battery" and "batteries"
-// "batteri", "cache" and "caches" "cach", "box" and "boxes" "box",
+// "batteri", "box" and "boxes" "box", "cache" and "caches" "cach",
 // "address" and "addresses" "address", "menu" and "menus" "menu". Hits show
 // the query's words, never these.
 std::string Stem(std::string w) {
-  if (w.size() <= 3) return w;
-  if (absl::EndsWith(w, "ies") && w.size() > 4) {
-    w.resize(w.size() - 2);  // "batteries" -> "batteri"
-  } else if (absl::EndsWith(w, "sses")) {
-    w.resize(w.size() - 2);  // "addresses" -> "address"
-  } else if (absl::EndsWith(w, "s") && !absl::EndsWith(w, "ss") && !absl::EndsWith(w, "sis") &&
-             !IsSingularInUs(w)) {
-    w.pop_back();  // "printers" -> "printer", "boxes" -> "boxe" (-> "box" below)
+  if (w.size() > 3) {
+    if (absl::EndsWith(w, "ies") && w.size() > 4) {
+      w.resize(w.size() - 2);  // "batteries" -> "batteri"
+    } else if (absl::EndsWith(w, "sses")) {
+      w.resize(w.size() - 2);  // "addresses" -> "address"
+    } else if (absl::EndsWith(w, "s") && !absl::EndsWith(w, "ss") && !absl::EndsWith(w, "sis") &&
+               !IsSingularInUs(w)) {
+      w.pop_back();  // "printers" -> "printer", "boxes" -> "boxe" (-> "box" below)
+    }
+    // An e that "es" plurals keep ("boxes", "patches", "sizes", "cookies"
+    // -> "cooki"): dropped from the singular too. Other final e's stay, so
+    // "plane" is not "plan".
+    if (w.size() > 3 && w.back() == 'e') {
+      const absl::string_view stem = absl::string_view(w).substr(0, w.size() - 1);
+      if (absl::EndsWith(stem, "s") || absl::EndsWith(stem, "x") || absl::EndsWith(stem, "z") ||
+          absl::EndsWith(stem, "ch") || absl::EndsWith(stem, "sh") || absl::EndsWith(stem, "i")) {
+        w.pop_back();
+      }
+    }
   }
-  // The singular's own ending, so plural and singular meet: "cookie" and
-  // "cookies", "cache" and "caches", "box" and "boxes".
-  if (w.size() > 3 && w.back() == 'e') w.pop_back();
-  // A consonant's y is the i its plural has: "battery", "batteries".
+  // A consonant's y is the i its plural has: "battery", "batteries"; "try",
+  // "tries".
   if (w.size() > 2 && w.back() == 'y' && !absl::StrContains("aeiouy", w[w.size() - 2])) {
     w.back() = 'i';
   }

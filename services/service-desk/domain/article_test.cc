@@ -97,13 +97,13 @@ TEST(ArticleTest, ContentIsValidatedAndTagsNormalized) {
 
 TEST(SearchTest, TokenizeLowercasesDropsStopWordsAndPlurals) {
   EXPECT_EQ(Tokenize("How do I reset the Printers? Batteries, a B2B-invoice; glass"),
-            (std::vector<std::string>{"reset", "printer", "batteri", "b2b", "invoic", "glass"}));
+            (std::vector<std::string>{"reset", "printer", "batteri", "b2b", "invoice", "glass"}));
   EXPECT_EQ(QueryTerms("printer printers PRINTER"), (std::vector<std::string>{"printer"}));
-  EXPECT_EQ(Tokenize("Drucker über Größe"), (std::vector<std::string>{"drucker", "über", "größ"}));
+  EXPECT_EQ(Tokenize("Drucker über Größe"), (std::vector<std::string>{"drucker", "über", "größe"}));
   // Punctuation and spaces of pasted text separate words as ASCII ones do:
   // no-break space, em dash, curly apostrophe and quotes, ideographic space.
   EXPECT_EQ(Tokenize("Printer\u00a0offline\u2014jam rear\u2019s \u201cTray\u201d\u3000paper\u2026"),
-            (std::vector<std::string>{"printer", "offlin", "jam", "rear", "tray", "paper"}));
+            (std::vector<std::string>{"printer", "offline", "jam", "rear", "tray", "paper"}));
   EXPECT_EQ(Tokenize("Printer\u2019s"), Tokenize("Printer's"));
   // Fullwidth punctuation separates; joiners inside a word do not.
   EXPECT_EQ(
@@ -129,10 +129,18 @@ TEST(SearchTest, ASingularAndItsPluralAreOneTerm) {
                                                         {"key", "keys"},
                                                         {"status", "statuses"},
                                                         {"printer", "printers"},
-                                                        {"glass", "glasses"}}) {
+                                                        {"glass", "glasses"},
+                                                        {"size", "sizes"},
+                                                        {"invoice", "invoices"},
+                                                        {"update", "updates"},
+                                                        {"try", "tries"}}) {
     EXPECT_EQ(Tokenize(singular), Tokenize(plural)) << singular << " / " << plural;
   }
   EXPECT_NE(Tokenize("status"), Tokenize("statue"));
+  for (const auto& [word, other] : std::vector<std::pair<std::string, std::string>>{
+           {"plan", "plane"}, {"car", "care"}, {"code", "cod"}, {"rate", "rat"}}) {
+    EXPECT_NE(Tokenize(word), Tokenize(other)) << word << " / " << other;
+  }
   EXPECT_EQ(Tokenize("analysis"), (std::vector<std::string>{"analysis"}));
   // Each term with the first word the query gave it.
   const auto words = QueryWords("Cookies cookie BATTERY");
