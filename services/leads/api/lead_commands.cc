@@ -159,13 +159,14 @@ absl::Status LeadCommands::Recover() {
 
 absl::StatusOr<crm::v1::CaptureLeadResponse> LeadCommands::CaptureLead(
     const crm::v1::CaptureLeadRequest& raw, EventContext ctx) {
-  CRM_ASSIGN_OR_RETURN(auto request, NormalizeCaptureRequest(raw));
   const std::string request_key =
-      CallerRequestKey(ctx, absl::StrCat("CaptureLead/", request.request_id()), raw);
-
-  // A retry is answered from the first result without taking locks.
+      CallerRequestKey(ctx, absl::StrCat("CaptureLead/", raw.request_id()), raw);
+  // A retry is answered from the first result without taking locks, and
+  // before the request is checked: a rule tightened since the first call
+  // must not refuse the retry of a capture it took.
   CRM_ASSIGN_OR_RETURN(auto earlier, store_.events().FindResponse(request_key));
   if (earlier.has_value()) return Parse<crm::v1::CaptureLeadResponse>(*earlier);
+  CRM_ASSIGN_OR_RETURN(auto request, NormalizeCaptureRequest(raw));
   CRM_RETURN_IF_ERROR(Recover());
   ctx = ForRequest(std::move(ctx), request.request_id());
 
@@ -276,9 +277,10 @@ absl::StatusOr<LeadQuery> LeadCommands::ListLeadsQuery(const crm::v1::ListLeadsR
     return Invalid("queue", "at most one of owner_id and queue");
   }
   if (!r.owner_id().empty()) CRM_RETURN_IF_ERROR(CheckId("owner_id", r.owner_id()));
-  // Trimmed as AssignLead stores it.
-  q.queue = std::string(absl::StripAsciiWhitespace(r.queue()));
-  CRM_RETURN_IF_ERROR(CheckText("queue", q.queue, 64));
+  // As given: AssignLead stores queues trimmed, but a lead assigned before
+  // it did is found under its queue's spelling then.
+  CRM_RETURN_IF_ERROR(CheckText("queue", r.queue(), 64));
+  q.queue = r.queue();
   q.owner_id = r.owner_id();
   for (int s : r.statuses()) {
     if (s == crm::v1::LEAD_STATUS_UNSPECIFIED || !crm::v1::LeadStatus_IsValid(s)) {

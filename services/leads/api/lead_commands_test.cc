@@ -72,6 +72,25 @@ TEST_F(LeadCommandsTest, CaptureAppendsOneEventReadableAsLead) {
   EXPECT_EQ((*events)[0].correlation_id(), "r1");
 }
 
+// A retry is answered with the first result before the request is checked:
+// a capture an earlier version took (here a value the rules now refuse)
+// gets its answer, not INVALID_ARGUMENT.
+TEST_F(LeadCommandsTest, ARetryIsAnsweredEvenWhereTheRulesNowRefuseItsRequest) {
+  auto request = Request("r-old", "old@example.com");
+  (*request.mutable_attributes())["note"] = "vertical\x0btab";
+  ASSERT_FALSE(NormalizeCaptureRequest(request).ok());
+  crm::v1::CaptureLeadResponse first;
+  first.set_lead_id("lead_taken_before");
+  AppendRequest stored;
+  stored.stream = "lead-lead_taken_before";
+  stored.request_key = CallerRequestKey(Ctx(), "CaptureLead/r-old", request);
+  stored.response = first.SerializeAsString();
+  ASSERT_TRUE(store_->events().Append(std::move(stored)).ok());
+  auto retry = commands_->CaptureLead(request, Ctx());
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->lead_id(), "lead_taken_before");
+}
+
 TEST_F(LeadCommandsTest, SamePersonByEmailOrPhoneGetsSameCustomerId) {
   auto first = commands_->CaptureLead(Request("r1", "ada@example.com", "+442079460958"), Ctx());
   auto by_email = commands_->CaptureLead(Request("r2", "ADA@example.com"), Ctx());
@@ -263,6 +282,18 @@ class LeadUseCaseTest : public LeadCommandsTest {
     d.set_lead_id(lead_id);
     d.set_reason("no budget");
     return commands_->DisqualifyLead(d, Ctx());
+  }
+  // The streams whose events the lead's history (first page) shows.
+  std::set<std::string> HistoryStreams(const std::string& lead_id) {
+    crm::v1::GetLeadHistoryRequest history;
+    history.set_lead_id(lead_id);
+    auto h = commands_->GetLeadHistory(history);
+    EXPECT_TRUE(h.ok()) << h.status();
+    std::set<std::string> streams;
+    if (h.ok()) {
+      for (const auto& e : h->events()) streams.insert(e.stream());
+    }
+    return streams;
   }
   crm::v1::ListLeadsResponse List(crm::v1::ListLeadsRequest r) {
     auto resp = commands_->ListLeads(r);
@@ -1211,13 +1242,7 @@ TEST_F(LeadUseCaseTest, AHistoryShowingAMergeHoldsTheMergedLeadsEvents) {
                   ->Put(rocksdb::WriteOptions(), db.Family(EventStore::kStateFamily), key, **before)
                   .ok());
 
-  crm::v1::GetLeadHistoryRequest history;
-  history.set_lead_id(survivor.lead_id());
-  auto h = commands_->GetLeadHistory(history);
-  ASSERT_TRUE(h.ok()) << h.status();
-  std::set<std::string> streams;
-  for (const auto& e : h->events()) streams.insert(e.stream());
-  EXPECT_TRUE(streams.contains(LeadStream(merged.lead_id())));
+  EXPECT_TRUE(HistoryStreams(survivor.lead_id()).contains(LeadStream(merged.lead_id())));
 }
 
 // A lead that absorbed many large ones has a history of many megabytes.
@@ -1363,10 +1388,9 @@ TEST_F(LeadUseCaseTest, MergeKeepsBothHistoriesAndRepointsTheContact) {
   history.set_lead_id(survivor.lead_id());
   auto h = commands_->GetLeadHistory(history);
   ASSERT_TRUE(h.ok()) << h.status();
-  std::set<std::string> streams;
-  for (const auto& e : h->events()) streams.insert(e.stream());
-  EXPECT_THAT(streams, ::testing::UnorderedElementsAre(LeadStream(survivor.lead_id()),
-                                                       LeadStream(merged.lead_id())));
+  EXPECT_THAT(HistoryStreams(survivor.lead_id()),
+              ::testing::UnorderedElementsAre(LeadStream(survivor.lead_id()),
+                                              LeadStream(merged.lead_id())));
   // Personal data reads in plaintext, as in GetLead (stored sealed).
   crm::v1::LeadCaptured first;
   ASSERT_TRUE(h->events(0).payload().UnpackTo(&first));
