@@ -53,17 +53,19 @@ inline absl::Status NotVisible(absl::string_view field, absl::string_view id) {
       absl::StrCat(field, ": no ", id, " that the caller may access"));
 }
 
+// Whether a record check refused the caller or found no record: either
+// reads as the record not visible. Any other failure (storage) is no answer
+// either way, and callers pass it on so the caller retries.
+inline bool IsRefusal(const absl::Status& check) {
+  return check.code() == absl::StatusCode::kPermissionDenied ||
+         check.code() == absl::StatusCode::kNotFound;
+}
+
 // The answer for a record reached through its parent (a quote through its
-// deal): `parent` is the parent's check. Refused or missing parents read as
-// the record not visible; any other failure (storage) passes through, so
-// the caller retries instead of being told the record is out of reach.
+// deal): `parent` is the parent's check.
 inline absl::Status ThroughParent(const absl::Status& parent, absl::string_view field,
                                   absl::string_view id) {
-  if (parent.code() == absl::StatusCode::kPermissionDenied ||
-      parent.code() == absl::StatusCode::kNotFound) {
-    return NotVisible(field, id);
-  }
-  return parent;
+  return IsRefusal(parent) ? NotVisible(field, id) : parent;
 }
 
 // The result of loading a record, turned into the caller's answer.

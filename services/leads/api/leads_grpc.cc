@@ -164,11 +164,7 @@ void LeadsGrpc::DuplicateFilter::Hide(std::string& duplicate_of_lead_id) {
   if (added) {
     const absl::Status check = leads_.CheckLead(caller_, duplicate_of_lead_id);
     it->second = check.ok();
-    // Refused (or gone): hidden. Any other failure is no answer either way.
-    if (!check.ok() && !absl::IsPermissionDenied(check) && !absl::IsNotFound(check) &&
-        status_.ok()) {
-      status_ = check;
-    }
+    if (!check.ok() && !auth::IsRefusal(check) && status_.ok()) status_ = check;
   }
   if (!it->second) duplicate_of_lead_id.clear();
 }

@@ -76,7 +76,7 @@ class SalesGrpc::TargetVisibility {
     if (inserted) {
       const absl::Status st = grpc_.CheckTarget(caller_, customer_id, opportunity_id);
       it->second = st.ok();
-      if (!st.ok() && !absl::IsPermissionDenied(st) && status_.ok()) status_ = st;
+      if (!st.ok() && !auth::IsRefusal(st) && status_.ok()) status_ = st;
     }
     return it->second;
   }
