@@ -15,6 +15,7 @@
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/request_context.h"
+#include "libs/common/serve_unary.h"
 
 namespace crm {
 
@@ -73,17 +74,15 @@ absl::Status CheckReason(absl::string_view reason) {
 
 template <typename Body>
 grpc::ServerUnaryReactor* AdminService::Guarded(grpc::CallbackServerContext* ctx, Body body) {
-  return RunUnary(
-      ctx, backup_executor_,
-      [this, body = std::move(body), caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-        if (!caller.ok()) return caller.status();
-        if (backup_dir_.empty()) {
-          return absl::FailedPreconditionError(
-              "backups are off: start the service with --backup-dir");
-        }
-        std::lock_guard<std::mutex> lock(backup_mu_);
-        return body();
-      });
+  return RunAsCaller(ctx, backup_executor_,
+                     [this, body = std::move(body)](const auth::Principal&) -> absl::Status {
+                       if (backup_dir_.empty()) {
+                         return absl::FailedPreconditionError(
+                             "backups are off: start the service with --backup-dir");
+                       }
+                       std::lock_guard<std::mutex> lock(backup_mu_);
+                       return body();
+                     });
 }
 
 grpc::ServerUnaryReactor* AdminService::CreateBackup(grpc::CallbackServerContext* ctx,
@@ -126,85 +125,83 @@ grpc::ServerUnaryReactor* AdminService::ListBackups(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AdminService::EraseCustomer(grpc::CallbackServerContext* ctx,
                                                       const crm::v1::EraseCustomerRequest* request,
                                                       crm::v1::EraseCustomerResponse* response) {
-  return RunUnary(ctx, privacy_executor_,
-                  [this, request, response, caller = auth::CallerFrom(*ctx),
-                   event_ctx = EventContextFrom(*ctx, "")]() mutable -> absl::Status {
-                    if (!caller.ok()) return caller.status();
-                    if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
-                    if (auto st = CheckReason(request->reason()); !st.ok()) return st;
-                    if (!vault_.can_erase()) {
-                      return absl::FailedPreconditionError(
-                          "this service erases nothing: call EraseCustomer on leads, sales or "
-                          "service-desk");
-                    }
-                    event_ctx.occurred_at = absl::Now();
-                    auto erasure = vault_.EraseCustomer(
-                        request->customer_id(),
-                        absl::StrCat(request->reason(), " (by ", caller->subject, ")"), event_ctx);
-                    if (!erasure.ok()) return erasure.status();
-                    response->set_keys_destroyed(erasure->keys_destroyed);
-                    for (auto& id : erasure->merged_customer_ids) {
-                      response->add_merged_customer_ids(std::move(id));
-                    }
-                    return absl::OkStatus();
-                  });
+  return RunAsCaller(ctx, privacy_executor_,
+                     [this, request, response, event_ctx = EventContextFrom(*ctx, "")](
+                         const auth::Principal& caller) mutable -> absl::Status {
+                       if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
+                       if (auto st = CheckReason(request->reason()); !st.ok()) return st;
+                       if (!vault_.can_erase()) {
+                         return absl::FailedPreconditionError(
+                             "this service erases nothing: call EraseCustomer on leads, sales or "
+                             "service-desk");
+                       }
+                       event_ctx.occurred_at = absl::Now();
+                       auto erasure = vault_.EraseCustomer(
+                           request->customer_id(),
+                           absl::StrCat(request->reason(), " (by ", caller.subject, ")"),
+                           event_ctx);
+                       if (!erasure.ok()) return erasure.status();
+                       response->set_keys_destroyed(erasure->keys_destroyed);
+                       for (auto& id : erasure->merged_customer_ids) {
+                         response->add_merged_customer_ids(std::move(id));
+                       }
+                       return absl::OkStatus();
+                     });
 }
 
 grpc::ServerUnaryReactor* AdminService::ExportCustomer(
     grpc::CallbackServerContext* ctx, const crm::v1::ExportCustomerRequest* request,
     crm::v1::CustomerExport* response) {
   // Off the API workers: a scan of the whole log must not hold one.
-  return RunUnary(ctx, privacy_executor_,
-                  [this, request, response, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    if (!caller.ok()) return caller.status();
-                    if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
-                    // The token is the position in this service's log the previous page
-                    // ended at: one of another service's export (the same request) is
-                    // refused, not read as a position in this log.
-                    uint64_t after = 0;
-                    auto position = OpenPageToken(*request, request->page_token(), "page_token");
-                    if (!position.ok()) return position.status();
-                    absl::string_view at = *position;
-                    if (!at.empty() && !absl::ConsumePrefix(&at, absl::StrCat(service_, "@"))) {
-                      return absl::InvalidArgumentError(absl::StrCat(
-                          "page_token: not a token of this query; it continues another "
-                          "service's export, not ",
-                          service_, "'s"));
-                    }
-                    if (!at.empty() && (!absl::SimpleAtoi(at, &after) || after == 0 ||
-                                        after == std::numeric_limits<uint64_t>::max())) {
-                      return absl::InvalidArgumentError("page_token: malformed");
-                    }
-                    // The person's records merged into this customer are theirs
-                    // too: an erasure takes them, so the export shows them.
-                    const std::vector<std::string> customers =
-                        vault_.WithMerged(request->customer_id());
-                    response->set_customer_id(request->customer_id());
-                    for (size_t i = 1; i < customers.size(); ++i) {
-                      response->add_merged_customer_ids(customers[i]);
-                    }
-                    response->set_service(service_);
-                    response->set_erased(vault_.Erased(request->customer_id()));
-                    if (derived_ && after == 0) {
-                      auto derived = derived_(request->customer_id());
-                      if (!derived.ok()) return derived.status();
-                      for (auto& record : *derived) *response->add_derived() = std::move(record);
-                    }
-                    ReplyBudget budget(response->ByteSizeLong());
-                    auto events = events_.ReadCustomerEvents(customers, after, &budget);
-                    if (!events.ok()) return events.status();
-                    for (auto& event : events->events) {
-                      // Key material is not data on the person.
-                      if (pii::IsKeyRecordStream(event.stream())) continue;
-                      pii::OpenEvent(event, vault_);
-                      *response->add_events() = std::move(event);
-                    }
-                    if (events->resume_after != 0) {
-                      response->set_next_page_token(SealPageToken(
-                          *request, absl::StrCat(service_, "@", events->resume_after)));
-                    }
-                    return absl::OkStatus();
-                  });
+  return RunAsCaller(
+      ctx, privacy_executor_, [this, request, response](const auth::Principal&) -> absl::Status {
+        if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
+        // The token is the position in this service's log the previous page
+        // ended at: one of another service's export (the same request) is
+        // refused, not read as a position in this log.
+        uint64_t after = 0;
+        auto position = OpenPageToken(*request, request->page_token(), "page_token");
+        if (!position.ok()) return position.status();
+        absl::string_view at = *position;
+        if (!at.empty() && !absl::ConsumePrefix(&at, absl::StrCat(service_, "@"))) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("page_token: not a token of this query; it continues another "
+                           "service's export, not ",
+                           service_, "'s"));
+        }
+        if (!at.empty() && (!absl::SimpleAtoi(at, &after) || after == 0 ||
+                            after == std::numeric_limits<uint64_t>::max())) {
+          return absl::InvalidArgumentError("page_token: malformed");
+        }
+        // The person's records merged into this customer are theirs
+        // too: an erasure takes them, so the export shows them.
+        const std::vector<std::string> customers = vault_.WithMerged(request->customer_id());
+        response->set_customer_id(request->customer_id());
+        for (size_t i = 1; i < customers.size(); ++i) {
+          response->add_merged_customer_ids(customers[i]);
+        }
+        response->set_service(service_);
+        response->set_erased(vault_.Erased(request->customer_id()));
+        if (derived_ && after == 0) {
+          auto derived = derived_(request->customer_id());
+          if (!derived.ok()) return derived.status();
+          for (auto& record : *derived) *response->add_derived() = std::move(record);
+        }
+        ReplyBudget budget(response->ByteSizeLong());
+        auto events = events_.ReadCustomerEvents(customers, after, &budget);
+        if (!events.ok()) return events.status();
+        for (auto& event : events->events) {
+          // Key material is not data on the person.
+          if (pii::IsKeyRecordStream(event.stream())) continue;
+          pii::OpenEvent(event, vault_);
+          *response->add_events() = std::move(event);
+        }
+        if (events->resume_after != 0) {
+          response->set_next_page_token(
+              SealPageToken(*request, absl::StrCat(service_, "@", events->resume_after)));
+        }
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace crm

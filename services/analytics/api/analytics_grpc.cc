@@ -3,6 +3,7 @@
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/page_token.h"
 #include "libs/common/pii/field_sealer.h"
+#include "libs/common/serve_unary.h"
 #include "libs/common/status_macros.h"
 #include "services/analytics/domain/customer_access.h"
 
@@ -49,14 +50,13 @@ template <typename Request, typename Response, typename Read>
 grpc::ServerUnaryReactor* ScanOffThread(grpc::CallbackServerContext* ctx,
                                         BlockingExecutor& executor, const Request* request,
                                         Response* response, Read read) {
-  return RunUnary(ctx, executor,
-                  [request, response, read, caller = auth::CallerFrom(*ctx)]() -> absl::Status {
-                    if (!caller.ok()) return caller.status();
-                    absl::StatusOr<Response> result = read(*request, *caller);
-                    if (!result.ok()) return result.status();
-                    *response = std::move(*result);
-                    return absl::OkStatus();
-                  });
+  return RunAsCaller(ctx, executor,
+                     [request, response, read](const auth::Principal& caller) -> absl::Status {
+                       absl::StatusOr<Response> result = read(*request, caller);
+                       if (!result.ok()) return result.status();
+                       *response = std::move(*result);
+                       return absl::OkStatus();
+                     });
 }
 
 }  // namespace

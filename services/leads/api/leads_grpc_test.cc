@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/synchronization/notification.h"
 #include "crm/v1/leads.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/common/auth/principal.h"
@@ -134,6 +135,44 @@ TEST_F(LeadsGrpcTest, ConvertingWhenTheFirstLeadCannotBeReadIsAStorageErrorNotAR
   crm::v1::ConvertLeadResponse response;
   const grpc::Status st = stub_->ConvertLead(Manager().get(), convert, &response);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+}
+
+// Calls without a valid token are answered at once: they never wait in the
+// executor's bounded queue, where a flood of them would turn callers with a
+// token away as "server busy".
+TEST(LeadsGrpcAuthTest, RefusedCallsTakeNoPlaceInTheQueue) {
+  crm::testing::TempDir dir;
+  auto store = LeadStore::Open(dir.Sub("leads"), pii::RandomKey());
+  ASSERT_TRUE(store.ok()) << store.status();
+  LeadCommands commands(**store);
+  ASSERT_TRUE(commands.Recover().ok());
+  LeadImporter importer(commands);
+  BlockingExecutor executor(/*threads=*/1, /*max_queued=*/1);
+  LeadsGrpc service(commands, importer, executor);
+  AuthServer server(service);
+  auto stub = crm::v1::LeadsService::NewStub(server.channel());
+
+  // The one worker is busy and the queue is empty.
+  absl::Notification busy, release;
+  executor.Run([&] {
+    busy.Notify();
+    release.WaitForNotification();
+  });
+  busy.WaitForNotification();
+
+  crm::v1::GetLeadRequest get;
+  get.set_lead_id("lead_1");
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    crm::v1::Lead lead;
+    EXPECT_EQ(stub->GetLead(&ctx, get, &lead).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  // The queue's one place is still free for a caller with a token.
+  absl::Notification ran;
+  EXPECT_TRUE(executor.TryRun([&] { ran.Notify(); }));
+  release.Notify();
+  ran.WaitForNotificationWithTimeout(absl::Seconds(10));
 }
 
 }  // namespace
