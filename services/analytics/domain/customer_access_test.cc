@@ -112,6 +112,13 @@ TEST(CustomerAccessTest, ALaterLeadOfThePersonDoesNotMoveItsHome) {
     EXPECT_EQ(group.home_lead_id(), "lead_1");
     EXPECT_FALSE(
         Customer360For(As("mgr_emea", auth::kRoleSalesManager, "emea"), group, "cus_1").ok());
+    // A group of leads has no account: its home's manager and owner see it.
+    EXPECT_FALSE(group.has_account_as_of()) << reversed;
+    EXPECT_TRUE(
+        Customer360For(As("mgr_apac", auth::kRoleSalesManager, "apac"), group, "cus_1").ok())
+        << reversed;
+    EXPECT_TRUE(Customer360For(As("rep_apac", auth::kRoleSalesRep), group, "cus_1").ok())
+        << reversed;
   }
 }
 

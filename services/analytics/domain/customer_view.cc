@@ -632,10 +632,15 @@ void JoinProfile(Customer360& into, const Customer360& from) {
       (!into.has_profile_as_of() || Before(into.profile_as_of(), from.profile_as_of()))) {
     *into.mutable_profile_as_of() = from.profile_as_of();
   }
-  TakeLater(into.mutable_account_as_of(), from.account_as_of(), [&] {
-    into.mutable_profile()->set_account_name(from.profile().account_name());
-    into.mutable_profile()->set_territory(from.profile().territory());
-  });
+  // Only a member's stamp joins: an empty one made present in the group
+  // would read as an account (customer_access.cc) and hide a group of leads
+  // from their owner and manager.
+  if (from.has_account_as_of()) {
+    TakeLater(into.mutable_account_as_of(), from.account_as_of(), [&] {
+      into.mutable_profile()->set_account_name(from.profile().account_name());
+      into.mutable_profile()->set_territory(from.profile().territory());
+    });
+  }
   // Apart from the account's name: a later account opened without an owner
   // does not take away the owner an earlier one named.
   AsOf owner_stamp = AccountOwnerStamp(into);
@@ -683,12 +688,18 @@ void JoinView(Customer360& into, const Customer360& from) {
     if (theirs.merged()) ours->set_merged(true);
   }
   Reach(into, from.lifecycle_stage());
-  TakeLater(into.mutable_owner_as_of(), from.owner_as_of(),
-            [&] { into.set_owner_id(from.owner_id()); });
+  if (from.has_owner_as_of()) {
+    TakeLater(into.mutable_owner_as_of(), from.owner_as_of(),
+              [&] { into.set_owner_id(from.owner_id()); });
+  }
   TakeAccountOwner(into);  // after the profile join took the later account
-  TakeLater(into.mutable_tier_as_of(), from.tier_as_of(), [&] { into.set_tier(from.tier()); });
-  TakeLater(into.mutable_lead_score_as_of(), from.lead_score_as_of(),
-            [&] { into.set_lead_score(from.lead_score()); });
+  if (from.has_tier_as_of()) {
+    TakeLater(into.mutable_tier_as_of(), from.tier_as_of(), [&] { into.set_tier(from.tier()); });
+  }
+  if (from.has_lead_score_as_of()) {
+    TakeLater(into.mutable_lead_score_as_of(), from.lead_score_as_of(),
+              [&] { into.set_lead_score(from.lead_score()); });
+  }
   for (const auto& id : from.lead_ids()) AddSortedUnique(into.mutable_lead_ids(), id);
   into.set_event_count(into.event_count() + from.event_count());
   if (from.has_first_seen() &&
