@@ -75,9 +75,12 @@ absl::StatusOr<crm::v1::OpenCustomerRequest> NormalizeOpenCustomer(
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
   if (auto st = CheckOptionalId("customer_id", r.customer_id()); !st.ok()) return st;
   r.set_name(std::string(absl::StripAsciiWhitespace(r.name())));
-  if (auto st = CheckText("name", r.name(), kMaxName, /*required=*/true); !st.ok()) return st;
+  if (auto st = CheckLine("name", r.name(), kMaxName, /*required=*/true); !st.ok()) return st;
   if (auto st = CheckOptionalId("owner_id", r.owner_id()); !st.ok()) return st;
-  if (auto st = CheckText("territory", r.territory(), 64); !st.ok()) return st;
+  // Trimmed: managers' access compares territories whole, so "EMEA " from a
+  // form would put the account out of the EMEA manager's reach.
+  r.set_territory(std::string(absl::StripAsciiWhitespace(r.territory())));
+  if (auto st = CheckLine("territory", r.territory(), 64); !st.ok()) return st;
   if (r.tier().empty()) r.set_tier(program.EntryTier());
   if (program.Rank(r.tier()) < 0) return Invalid("tier", "not a tier of the loyalty program");
   if (r.contacts_size() > kMaxContacts) {

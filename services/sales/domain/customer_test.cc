@@ -117,6 +117,20 @@ TEST(OpenCustomerTest, BadInputNamesTheField) {
   check([](auto& r) { r.mutable_contacts(0)->set_email("nope"); }, "contacts[0].email");
   check([](auto& r) { r.mutable_contacts(0)->set_phone("0301234"); }, "contacts[0].phone");
   check([](auto& r) { r.add_contacts(); }, "contacts[1]");
+  // Names and territories are one line; a break would pass into lists.
+  check([](auto& r) { r.set_name("Analytical\nEngines"); }, "name");
+  check([](auto& r) { r.set_territory("EM\tEA"); }, "territory");
+  check([](auto& r) { r.mutable_contacts(0)->set_title("Head\nof R&D"); }, "contacts[0].title");
+}
+
+// Managers' access compares territories whole: "EMEA " from a form would
+// put the account out of the EMEA manager's reach.
+TEST(OpenCustomerTest, TheTerritoryIsTrimmed) {
+  auto request = ValidOpen();
+  request.set_territory(" EMEA\n");
+  auto r = NormalizeOpenCustomer(request, LoyaltyProgram::Default());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->territory(), "EMEA");
 }
 
 TEST(LoyaltyTest, SpendBelowTheNextThresholdIsOnlyRecorded) {

@@ -3,6 +3,7 @@
 #include <map>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "libs/common/arithmetic.h"
 #include "libs/common/auth/record_access.h"
@@ -19,9 +20,9 @@ absl::StatusOr<ForecastQuery> ParseForecastQuery(const crm::v1::GetForecastReque
     q.period = r.period();
   }
   if (auto st = CheckOptionalId("owner_id", r.owner_id()); !st.ok()) return st;
-  if (auto st = CheckText("territory", r.territory(), 64); !st.ok()) return st;
+  if (auto st = CheckLine("territory", r.territory(), 64); !st.ok()) return st;
   q.owner_id = r.owner_id();
-  q.territory = r.territory();
+  q.territory = std::string(absl::StripAsciiWhitespace(r.territory()));
   if (!r.from_date().empty()) {
     auto d = ParseDate("from_date", r.from_date());
     if (!d.ok()) return d.status();

@@ -347,6 +347,10 @@ TEST(ValidateOpportunityTest, BadInputNamesTheField) {
     o.set_request_id(id);
     EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "request_id");
   }
+  // Nor may a deal's name: it is one line in lists and the forecast.
+  o = open;
+  o.set_name("Deal\nInjected");
+  EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "name");
 
   crm::v1::ChangeOpportunityStageRequest change;
   change.set_request_id("r");

@@ -23,7 +23,7 @@ absl::Status CheckTarget(absl::string_view customer_id, absl::string_view opport
 absl::Status ValidateCreateTask(const crm::v1::CreateTaskRequest& r) {
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
   if (auto st = CheckTarget(r.customer_id(), r.opportunity_id()); !st.ok()) return st;
-  if (auto st = CheckText("title", r.title(), kMaxName, /*required=*/true); !st.ok()) return st;
+  if (auto st = CheckLine("title", r.title(), kMaxName, /*required=*/true); !st.ok()) return st;
   if (auto st = CheckText("notes", r.notes(), kMaxNotes); !st.ok()) return st;
   if (auto st = CheckOptionalId("owner_id", r.owner_id()); !st.ok()) return st;
   if (!r.has_due_at()) return Invalid("due_at", "required");
@@ -38,7 +38,7 @@ absl::Status ValidateLogActivity(const crm::v1::LogActivityRequest& r) {
   if (r.kind() == crm::v1::ACTIVITY_KIND_UNSPECIFIED || !crm::v1::ActivityKind_IsValid(r.kind())) {
     return Invalid("kind", "required");
   }
-  if (auto st = CheckText("subject", r.subject(), kMaxName, /*required=*/true); !st.ok()) {
+  if (auto st = CheckLine("subject", r.subject(), kMaxName, /*required=*/true); !st.ok()) {
     return st;
   }
   if (auto st = CheckText("notes", r.notes(), kMaxNotes); !st.ok()) return st;

@@ -114,6 +114,12 @@ TEST(TaskTest, BadInputNamesTheField) {
   r.clear_title();
   EXPECT_EQ(field_of(r), "title");
   r = ValidCreate();
+  r.set_title("Send the\nproposal");  // one line; notes may break lines
+  EXPECT_EQ(field_of(r), "title");
+  r = ValidCreate();
+  r.set_notes("Send the\nproposal");
+  EXPECT_TRUE(ValidateCreateTask(r).ok());
+  r = ValidCreate();
   r.clear_customer_id();
   r.clear_opportunity_id();
   EXPECT_EQ(field_of(r), "customer_id");
@@ -179,6 +185,9 @@ TEST(ActivityTest, BadInputNamesTheField) {
   EXPECT_EQ(ValidateLogActivity(r).message().substr(0, 5), "kind:");
   r = Call().request;
   r.clear_subject();
+  EXPECT_EQ(ValidateLogActivity(r).message().substr(0, 8), "subject:");
+  r = Call().request;
+  r.set_subject("Discovery\tcall");
   EXPECT_EQ(ValidateLogActivity(r).message().substr(0, 8), "subject:");
   for (auto kind :
        {crm::v1::ACTIVITY_KIND_EMAIL, crm::v1::ACTIVITY_KIND_VISIT, crm::v1::ACTIVITY_KIND_NOTE}) {

@@ -18,15 +18,29 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
 
-absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
-                       bool required) {
+namespace {
+
+absl::Status CheckBoundedText(absl::string_view field, absl::string_view value, size_t max,
+                              bool required, bool multiline) {
   if (required && absl::StripAsciiWhitespace(value).empty()) return Invalid(field, "required");
   if (value.size() > max) return Invalid(field, absl::StrCat("longer than ", max, " bytes"));
-  // Tabs and newlines are fine in free text (notes), not other controls.
-  if (HasControlCharacters(value, /*multiline=*/true)) {
-    return Invalid(field, "contains control characters");
+  if (HasControlCharacters(value, multiline)) {
+    return Invalid(field, multiline ? "contains control characters"
+                                    : "contains control characters (line breaks or tabs too)");
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
+                       bool required) {
+  return CheckBoundedText(field, value, max, required, /*multiline=*/true);
+}
+
+absl::Status CheckLine(absl::string_view field, absl::string_view value, size_t max,
+                       bool required) {
+  return CheckBoundedText(field, value, max, required, /*multiline=*/false);
 }
 
 absl::Status CheckOptionalId(absl::string_view field, absl::string_view value) {
@@ -48,13 +62,8 @@ absl::Status CheckId(absl::string_view field, absl::string_view value) {
 }
 
 absl::Status CheckRequestId(absl::string_view value) {
-  CRM_RETURN_IF_ERROR(CheckText("request_id", value, kMaxRequestId, /*required=*/true));
-  // Unlike free text, no line breaks or tabs: the id is a key, and goes
-  // into request keys and every event's correlation id.
-  if (absl::c_any_of(value, [](char c) { return c == '\n' || c == '\t' || c == '\r'; })) {
-    return Invalid("request_id", "contains control characters");
-  }
-  return absl::OkStatus();
+  // A key: it goes into request keys and every event's correlation id.
+  return CheckLine("request_id", value, kMaxRequestId, /*required=*/true);
 }
 
 absl::Status CheckCurrency(absl::string_view field, absl::string_view currency) {
@@ -110,7 +119,7 @@ absl::Status NormalizeContact(absl::string_view field, crm::v1::Contact& contact
                                   std::tuple{"last_name", contact.last_name(), size_t{100}},
                                   std::tuple{"title", contact.title(), size_t{100}}}) {
     if (!plain(value)) continue;
-    if (auto st = CheckText(absl::StrCat(field, ".", name), value, max); !st.ok()) return st;
+    if (auto st = CheckLine(absl::StrCat(field, ".", name), value, max); !st.ok()) return st;
   }
   // The normal form leads gives them, so one person matches across services.
   for (auto [name, value, normalize] :

@@ -24,8 +24,13 @@ inline constexpr size_t kMaxNotes = 4000;
 
 absl::Status Invalid(absl::string_view field, absl::string_view why);
 
-// Bounded length, no control characters; `required` refuses empty.
+// Free text (notes, reasons, terms): bounded length, no control characters
+// but line breaks and tabs; `required` refuses empty.
 absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
+                       bool required = false);
+// A name, title or territory: as CheckText, on one line (no line breaks or
+// tabs), as it shows in lists and exports.
+absl::Status CheckLine(absl::string_view field, absl::string_view value, size_t max,
                        bool required = false);
 // An identifier: required, at most kMaxId bytes of [A-Za-z0-9_-.:].
 absl::Status CheckId(absl::string_view field, absl::string_view value);
