@@ -141,7 +141,9 @@ struct NamedSetting {
 // `env`_FILE). Flags come before the environment, as for every setting;
 // both forms at one level are refused: which one would win is a guess
 // nobody should have to make. A file's content comes with `from_file`, for
-// callers that trim what an editor leaves at its end.
+// callers that trim what an editor leaves at its end. A file that holds
+// nothing is refused, as FileSetting refuses one: an empty master key would
+// read as none given, and seal everything under the public development key.
 absl::StatusOr<NamedSetting> InlineOrFileSetting(int argc, char** argv, const std::string& flag,
                                                  const std::string& env) {
   const std::string file_flag = flag + "-file";
@@ -161,6 +163,9 @@ absl::StatusOr<NamedSetting> InlineOrFileSetting(int argc, char** argv, const st
   if (!path || path->empty()) return NamedSetting{flag, inline_value.value_or(""), false};
   auto content = ReadSettingFile(file_flag, *path);
   if (!content.ok()) return content.status();
+  if (absl::StripAsciiWhitespace(*content).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(file_flag, ": the file is empty"));
+  }
   return NamedSetting{file_flag, *std::move(content), true};
 }
 
@@ -179,10 +184,7 @@ absl::StatusOr<std::string> Hs256KeySetting(int argc, char** argv) {
   if (!hs256.ok()) return hs256.status();
   if (!hs256->from_file) return hs256->value;  // taken as it is, as token issuers take it
   // Key files written with echo end in a newline that is not part of the key.
-  std::string key(absl::StripTrailingAsciiWhitespace(hs256->value));
-  if (key.empty())
-    return absl::InvalidArgumentError(absl::StrCat(hs256->name, ": the file is empty"));
-  return key;
+  return std::string(absl::StripTrailingAsciiWhitespace(hs256->value));
 }
 
 namespace {

@@ -166,7 +166,10 @@ TEST(ConfigTest, ANamedFileThatIsEmptyStopsTheStart) {
            {{"--tls-cert=" + pem, "--tls-key=" + pem, "--tls-client-ca=" + empty}, "tls-client-ca"},
            {{"--tls-cert=" + empty, "--tls-key=" + empty, "--allow-insecure"}, "tls-cert"},
            {{"--jwt-rs256-public-key-file=" + empty}, "jwt-rs256-public-key-file"},
-           {{"--kafka-properties-file=" + empty}, "kafka-properties-file"}}) {
+           {{"--kafka-properties-file=" + empty}, "kafka-properties-file"},
+           // Not read as no key given (the public development key on loopback).
+           {{"--master-key-file=" + empty}, "master-key-file"},
+           {{"--previous-master-keys-file=" + empty}, "previous-master-keys-file"}}) {
     auto loaded = Load(flags);
     EXPECT_EQ(loaded.status(), absl::InvalidArgumentError(named + ": the file is empty")) << named;
   }
