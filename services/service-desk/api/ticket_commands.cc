@@ -96,7 +96,7 @@ absl::StatusOr<std::optional<TicketCommands::Move>> TicketCommands::StaleAssignm
   } else if (team != nullptr && may_pick) {
     CRM_ASSIGN_OR_RETURN(auto picked, PickFor(*team, ""));
     moved.set_assignee_id(std::move(picked.first));
-    moved.set_strategy(team->strategy());
+    if (!moved.assignee_id().empty()) moved.set_strategy(team->strategy());
     move.writes = std::move(picked.second);
   }
   return move;

@@ -1103,6 +1103,7 @@ TEST_F(TicketCommandsTest, AReopenedTicketLeavesAnAgentOrTeamNoLongerConfigured)
   EXPECT_EQ(moved.previous_team_id(), "field");
   EXPECT_EQ(moved.previous_assignee_id(), onsite.assignee_id());
   EXPECT_EQ(moved.reason(), crm::v1::ASSIGNMENT_REASON_REOPENED);
+  EXPECT_EQ(moved.strategy(), crm::v1::ASSIGNMENT_STRATEGY_UNSPECIFIED) << "nobody was picked";
   auto queue = List([](auto& r) {
     r.set_team_id("billing");
     r.set_unassigned(true);

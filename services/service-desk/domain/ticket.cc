@@ -51,7 +51,7 @@ std::vector<TicketEvent> Open(const OpenTicket& c, const SlaRules& rules) {
     a.set_team_id(c.team_id);
     a.set_assignee_id(c.assignee_id);
     a.set_reason(crm::v1::ASSIGNMENT_REASON_ROUTING);
-    a.set_strategy(c.strategy);
+    if (!c.assignee_id.empty()) a.set_strategy(c.strategy);
     events.push_back(std::move(a));
   }
   return events;
@@ -71,7 +71,8 @@ absl::StatusOr<std::vector<TicketEvent>> Assign(const Ticket& t, const AssignTic
   a.set_previous_team_id(t.team_id());
   a.set_previous_assignee_id(t.assignee_id());
   a.set_reason(crm::v1::ASSIGNMENT_REASON_MANUAL);
-  a.set_strategy(c.strategy);
+  // A strategy that found no agent picked nobody.
+  if (!c.assignee_id.empty()) a.set_strategy(c.strategy);
   return std::vector<TicketEvent>{std::move(a)};
 }
 
