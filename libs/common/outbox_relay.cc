@@ -159,7 +159,10 @@ void OutboxRelay::OnDelivery(RdKafka::Message& message) {
     // duplicates that subscribers skip by stream version).
     read_from_ = std::min(read_from_, position);
     // One line per poll, not per message: a fatal error fails them all.
-    if (failed_reports_++ == 0) last_failure_ = message.errstr();
+    if (failed_reports_++ == 0) {
+      last_failure_ = message.errstr();
+      last_failed_topic_ = message.topic_name();
+    }
   }
 }
 
@@ -167,7 +170,7 @@ void OutboxRelay::ServeReports(int timeout_ms) {
   if (!producer_) return;
   producer_->poll(timeout_ms);
   if (failed_reports_ > 0) {
-    log::Error("delivery failed", {{"topic", options_.topic},
+    log::Error("delivery failed", {{"topic", last_failed_topic_},
                                    {"error", last_failure_},
                                    {"messages", absl::StrCat(failed_reports_)}});
     failed_reports_ = 0;
@@ -280,7 +283,9 @@ void OutboxRelay::ProduceFromOutbox() {
         // Waits for a report of one in flight (with none, tries again).
         if (!in_flight_.empty()) queue_full_at_ = in_flight_.size();
       } else {
-        log::Error("produce failed", {{"topic", options_.topic}, {"error", RdKafka::err2str(err)}});
+        log::Error("produce failed", {{"topic", topic},
+                                      {"position", absl::StrCat(entry.position)},
+                                      {"error", RdKafka::err2str(err)}});
       }
       took_all = false;
       break;

@@ -138,6 +138,9 @@ class OutboxRelay {
   // Failed delivery reports since the last poll, and the first one's error.
   uint64_t failed_reports_ = 0;
   std::string last_failure_;
+  // The topic of the report last_failure_ came from: audit and key records
+  // go to other topics than the domain events, and may fail on their own.
+  std::string last_failed_topic_;
   std::atomic<uint64_t> republished_{0};
   std::atomic<uint64_t> producer_restarts_{0};
   Counter* restarts_total_ = nullptr;
