@@ -52,15 +52,53 @@ inline bool IsCurrencyCode(absl::string_view code) {
   return code.size() == 3 && absl::c_all_of(code, [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
-// Whether `text` holds a control character (C0 or DEL). Free text
-// (`multiline`: a note, a reason, a reply) may break lines and hold tabs, as
-// a form or a spreadsheet cell gives them; a name or a key may not.
+// The length of the control character at `text[i]` (C0, DEL or C1, in
+// UTF-8) or, outside free text, of the line break there; 0 for none. Free
+// text (`multiline`: a note, a reason, a reply) may break lines and hold
+// tabs, as a form or a spreadsheet cell gives them, also with Unicode's
+// breaks (NEL, U+2028, U+2029); a name or a key may not, as it shows on one
+// line in lists and exports.
+inline size_t ControlLengthAt(absl::string_view text, size_t i, bool multiline) {
+  const unsigned char c = static_cast<unsigned char>(text[i]);
+  if (c == '\n' || c == '\r' || c == '\t') return multiline ? 0 : 1;
+  if (c < 0x20 || c == 0x7f) return 1;
+  if (i + 1 >= text.size()) return 0;
+  const unsigned char next = static_cast<unsigned char>(text[i + 1]);
+  // C1 controls, U+0080..U+009F: C2 80..C2 9F; NEL is C2 85.
+  if (c == 0xc2 && next >= 0x80 && next <= 0x9f) return multiline && next == 0x85 ? 0 : 2;
+  // U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: E2 80 A8/A9.
+  if (!multiline && c == 0xe2 && next == 0x80 && i + 2 < text.size() &&
+      (static_cast<unsigned char>(text[i + 2]) == 0xa8 ||
+       static_cast<unsigned char>(text[i + 2]) == 0xa9)) {
+    return 3;
+  }
+  return 0;
+}
+
+// Whether `text` holds a control character or, unless `multiline`, a line
+// break (ControlLengthAt).
 inline bool HasControlCharacters(absl::string_view text, bool multiline) {
-  return absl::c_any_of(text, [multiline](char ch) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    if (multiline && (c == '\n' || c == '\r' || c == '\t')) return false;
-    return c < 0x20 || c == 0x7f;
-  });
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (ControlLengthAt(text, i, multiline) > 0) return true;
+  }
+  return false;
+}
+
+// `text` on one line: each control character and line break a space. For
+// values another service wrote under older rules (an event's company,
+// territory), taken in rather than refused.
+inline std::string OneLine(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    if (const size_t n = ControlLengthAt(text, i, /*multiline=*/false); n > 0) {
+      out.push_back(' ');
+      i += n;
+    } else {
+      out.push_back(text[i++]);
+    }
+  }
+  return out;
 }
 
 inline bool IsUtf8(absl::string_view text) {

@@ -34,5 +34,34 @@ TEST(TruncateUtf8Test, KeepsShortTextAndCutsLongTextAtACharacterBoundary) {
   EXPECT_EQ(TruncateUtf8(emoji, 5), emoji);
 }
 
+// Names and keys are one line in lists and exports; free text may break
+// lines as forms give them, with ASCII's or Unicode's breaks.
+TEST(ControlCharactersTest, LineBreaksOnlyInFreeTextAndNoOtherControls) {
+  for (const char* one_line : {"Ada Lovelace", "Zo\xc3\xab", "\xe2\x80\xa6 \xe2\x82\xac"}) {
+    EXPECT_FALSE(HasControlCharacters(one_line, false)) << one_line;
+    EXPECT_FALSE(HasControlCharacters(one_line, true)) << one_line;
+  }
+  for (const char* broken : {"Ada\nLovelace", "Ada\r\n", "a\tb", "Ada\xc2\x85Lovelace",
+                             "Ada\xe2\x80\xa8Lovelace", "Ada\xe2\x80\xa9"}) {
+    EXPECT_TRUE(HasControlCharacters(broken, false)) << broken;
+    EXPECT_FALSE(HasControlCharacters(broken, true)) << broken;
+  }
+  // Other controls, C0, DEL and C1, are refused in both.
+  for (const std::string control : {std::string("a\0b", 3), std::string("a\x1b[31m"),
+                                    std::string("a\x7f"), std::string("a\xc2\x80"),
+                                    std::string("a\xc2\x9b"
+                                                "31m")}) {
+    EXPECT_TRUE(HasControlCharacters(control, false));
+    EXPECT_TRUE(HasControlCharacters(control, true));
+  }
+}
+
+TEST(ControlCharactersTest, OneLineMakesEachBreakOrControlASpace) {
+  EXPECT_EQ(OneLine("EMEA\tNorth\r\nDACH"), "EMEA North  DACH");
+  EXPECT_EQ(OneLine("Ada\xe2\x80\xa8Lovelace\xc2\x85!"), "Ada Lovelace !");
+  EXPECT_EQ(OneLine("Zo\xc3\xab \xe2\x80\xa6"), "Zo\xc3\xab \xe2\x80\xa6");
+  EXPECT_FALSE(HasControlCharacters(OneLine(std::string("a\0b\x7f\xc2\x9b", 6)), false));
+}
+
 }  // namespace
 }  // namespace crm
