@@ -282,9 +282,16 @@ absl::StatusOr<LeadQuery> LeadCommands::ListLeadsQuery(const crm::v1::ListLeadsR
   CRM_RETURN_IF_ERROR(CheckText("queue", r.queue(), 64));
   q.queue = r.queue();
   q.owner_id = r.owner_id();
-  for (int s : r.statuses()) {
+  // Each status once at most: more entries than there are statuses is not
+  // a filter but a request walked for nothing.
+  if (r.statuses_size() > crm::v1::LeadStatus_ARRAYSIZE) {
+    return Invalid("statuses",
+                   absl::StrCat("more than ", crm::v1::LeadStatus_ARRAYSIZE, " entries"));
+  }
+  for (int i = 0; i < r.statuses_size(); ++i) {
+    const int s = r.statuses(i);
     if (s == crm::v1::LEAD_STATUS_UNSPECIFIED || !crm::v1::LeadStatus_IsValid(s)) {
-      return Invalid("statuses", "unknown status");
+      return Invalid(absl::StrCat("statuses[", i, "]"), "unknown status");
     }
     q.statuses.insert(s);
   }

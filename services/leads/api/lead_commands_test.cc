@@ -900,6 +900,13 @@ TEST_F(LeadUseCaseTest, ListFiltersByOwnerStatusSourceRegionAndPages) {
   bad.Clear();
   bad.mutable_page()->set_page_token("not-a-token!");
   EXPECT_EQ(commands_->ListLeads(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad.Clear();
+  bad.add_statuses(crm::v1::LEAD_STATUS_NEW);
+  bad.add_statuses(static_cast<crm::v1::LeadStatus>(99));
+  EXPECT_EQ(commands_->ListLeads(bad).status().message().substr(0, 12), "statuses[1]:");
+  bad.Clear();
+  for (int i = 0; i < 1000; ++i) bad.add_statuses(crm::v1::LEAD_STATUS_NEW);
+  EXPECT_EQ(commands_->ListLeads(bad).status().message().substr(0, 9), "statuses:");
 }
 
 TEST_F(LeadUseCaseTest, ManualAssignmentNotifiesTheNewOwner) {

@@ -90,9 +90,11 @@ absl::StatusOr<crm::v1::AssignmentRule> NormalizeRule(const crm::v1::AssignmentR
     return Invalid("rule.team_members", absl::StrCat("more than ", kMaxTeamMembers, " entries"));
   }
   absl::flat_hash_set<std::string> members;
-  for (const auto& m : rule.team_members()) {
-    if (auto st = CheckId("rule.team_members", m); !st.ok()) return st;
-    if (!members.insert(m).second) return Invalid("rule.team_members", absl::StrCat(m, " twice"));
+  for (int i = 0; i < rule.team_members_size(); ++i) {
+    const std::string& m = rule.team_members(i);
+    const std::string entry = absl::StrCat("rule.team_members[", i, "]");
+    if (auto st = CheckId(entry, m); !st.ok()) return st;
+    if (!members.insert(m).second) return Invalid(entry, absl::StrCat(m, " twice"));
   }
   if (rule.strategy() != crm::v1::TEAM_STRATEGY_ROUND_ROBIN &&
       rule.strategy() != crm::v1::TEAM_STRATEGY_LEAST_LOADED) {

@@ -60,10 +60,10 @@ TEST(RuleValidationTest, BadRulesNameTheField) {
   ExpectInvalidField(NormalizeRule(r).status(), "rule.name");
   r = ok;
   r.add_regions(" ");
-  ExpectInvalidField(NormalizeRule(r).status(), "rule.regions");
+  ExpectInvalidField(NormalizeRule(r).status(), "rule.regions[1]");
   r = ok;
   r.add_product_interests(std::string(65, 'p'));
-  ExpectInvalidField(NormalizeRule(r).status(), "rule.product_interests");
+  ExpectInvalidField(NormalizeRule(r).status(), "rule.product_interests[0]");
   r = ok;
   r.set_team_id("team_1");
   ExpectInvalidField(NormalizeRule(r).status(), "rule.owner_id");
@@ -79,7 +79,7 @@ TEST(RuleValidationTest, BadRulesNameTheField) {
   auto team = TeamRule({}, "team_1", {}, crm::v1::TEAM_STRATEGY_ROUND_ROBIN);
   ExpectInvalidField(NormalizeRule(team).status(), "rule.team_members");
   team = TeamRule({}, "team_1", {"usr_1", "usr_1"}, crm::v1::TEAM_STRATEGY_ROUND_ROBIN);
-  ExpectInvalidField(NormalizeRule(team).status(), "rule.team_members");
+  ExpectInvalidField(NormalizeRule(team).status(), "rule.team_members[1]");
   team = TeamRule({}, "team_1", {"usr_1"}, crm::v1::TEAM_STRATEGY_UNSPECIFIED);
   ExpectInvalidField(NormalizeRule(team).status(), "rule.strategy");
 }

@@ -71,10 +71,11 @@ absl::Status NormalizeList(absl::string_view field,
   }
   google::protobuf::RepeatedPtrField<std::string> out;
   absl::flat_hash_set<std::string> seen;
-  for (const auto& raw : *list) {
-    std::string v(absl::StripAsciiWhitespace(raw));
-    if (v.empty()) return Invalid(field, "empty entry");
-    if (auto st = CheckText(field, v, max_length); !st.ok()) return st;
+  for (int i = 0; i < list->size(); ++i) {
+    std::string v(absl::StripAsciiWhitespace(list->Get(i)));
+    const std::string entry = absl::StrCat(field, "[", i, "]");
+    if (v.empty()) return Invalid(entry, "empty entry");
+    if (auto st = CheckText(entry, v, max_length); !st.ok()) return st;
     if (seen.insert(absl::AsciiStrToLower(v)).second) *out.Add() = std::move(v);
   }
   *list = std::move(out);
@@ -476,7 +477,7 @@ void ApplyMerged(crm::v1::Lead& state, const crm::v1::LeadsMerged& e) {
 
 absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max, bool required,
                        bool multiline) {
-  if (required && value.empty()) return Invalid(field, "required");
+  if (required && absl::StripAsciiWhitespace(value).empty()) return Invalid(field, "required");
   if (value.size() > max) return Invalid(field, absl::StrCat("longer than ", max, " bytes"));
   if (HasControlCharacters(value, multiline)) return Invalid(field, "contains control characters");
   return absl::OkStatus();
@@ -554,7 +555,11 @@ absl::Status NormalizeCaptureRequestInPlace(crm::v1::CaptureLeadRequest& r) {
   if (r.attributes_size() > static_cast<int>(kMaxAttributes)) {
     return Invalid("attributes", absl::StrCat("more than ", kMaxAttributes, " entries"));
   }
-  for (const auto& [k, v] : r.attributes()) {
+  // Keys trimmed, as a spreadsheet's header cells come: "email " and
+  // "email" would be two attributes of one meaning.
+  google::protobuf::Map<std::string, std::string> attributes;
+  for (const auto& [raw_key, v] : r.attributes()) {
+    const std::string k(absl::StripAsciiWhitespace(raw_key));
     if (k.empty()) return Invalid("attributes", "empty key");
     if (auto st = CheckText("attributes", k, kMaxAttributeKey); !st.ok()) return st;
     if (auto st = CheckText(absl::StrCat("attributes[", k, "]"), v, kMaxAttributeValue, false,
@@ -562,7 +567,11 @@ absl::Status NormalizeCaptureRequestInPlace(crm::v1::CaptureLeadRequest& r) {
         !st.ok()) {
       return st;
     }
+    if (!attributes.try_emplace(k, v).second) {
+      return Invalid(absl::StrCat("attributes[", k, "]"), "given twice (once with spaces)");
+    }
   }
+  *r.mutable_attributes() = std::move(attributes);
   if (r.has_bant()) {
     if (auto st = CheckBant(r.bant()); !st.ok()) return st;
     TrimNeed(*r.mutable_bant());
@@ -678,7 +687,8 @@ absl::StatusOr<AssignLead> ParseAssign(const crm::v1::AssignLeadRequest& r) {
     if (auto st = CheckId("owner_id", r.owner_id()); !st.ok()) return st;
     c.assignment.owner_id = r.owner_id();
   } else {
-    // Trimmed, as ListLeads trims its queue filter: "emea " is "emea".
+    // Trimmed: "emea " is the queue "emea" (ListLeads takes its filter as
+    // given, so leads queued before queues were trimmed stay listable).
     const std::string queue(absl::StripAsciiWhitespace(r.queue()));
     if (auto st = CheckText("queue", queue, kMaxQueue, /*required=*/true); !st.ok()) return st;
     c.assignment.queue = queue;

@@ -35,7 +35,7 @@ crm::v1::CaptureLeadRequest RowAsCaptureRequest(crm::v1::ImportLeadRow row,
 
 // Free-text checks shared by the commands: at most `max` bytes, no control
 // characters (but line breaks and tabs when `multiline`: notes, reasons, an
-// attribute from a spreadsheet cell); `required` rejects empty text.
+// attribute from a spreadsheet cell); `required` rejects empty or blank text.
 inline constexpr bool kMultiline = true;
 absl::Status CheckText(absl::string_view field, absl::string_view value, size_t max,
                        bool required = false, bool multiline = false);

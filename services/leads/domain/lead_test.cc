@@ -94,12 +94,17 @@ TEST(ValidateCaptureTest, TrimsRegionAndInterestsAndDropsRepeatedInterests) {
   ASSERT_EQ(r->product_interests_size(), 2);
   EXPECT_EQ(r->product_interests(0), "crm-suite");
   EXPECT_EQ(r->product_interests(1), "analytics");
-  ExpectInvalidField(Check([](auto& r) { r.add_product_interests("  "); }), "product_interests");
+  ExpectInvalidField(Check([](auto& r) { r.add_product_interests("  "); }), "product_interests[1]");
 }
 
 TEST(ValidateCaptureTest, BadInputNamesTheField) {
   ExpectInvalidField(Check([](auto& r) { r.clear_request_id(); }), "request_id");
+  ExpectInvalidField(Check([](auto& r) { r.set_request_id("   "); }), "request_id");
   ExpectInvalidField(Check([](auto& r) { r.set_request_id(std::string(129, 'x')); }), "request_id");
+  // Names are one line, Unicode's line separator too.
+  ExpectInvalidField(
+      Check([](auto& r) { r.mutable_contact()->set_first_name("Ada\xe2\x80\xa8X"); }),
+      "contact.first_name");
   ExpectInvalidField(Check([](auto& r) { r.clear_channel(); }), "channel");
   ExpectInvalidField(Check([](auto& r) { r.set_channel(static_cast<crm::v1::LeadChannel>(99)); }),
                      "channel");
@@ -115,7 +120,7 @@ TEST(ValidateCaptureTest, BadInputNamesTheField) {
                      "contact.last_name");
   ExpectInvalidField(Check([](auto& r) { r.set_company(std::string(201, 'c')); }), "company");
   ExpectInvalidField(Check([](auto& r) { r.set_region(std::string(65, 'r')); }), "region");
-  ExpectInvalidField(Check([](auto& r) { r.add_product_interests(""); }), "product_interests");
+  ExpectInvalidField(Check([](auto& r) { r.add_product_interests(""); }), "product_interests[1]");
   ExpectInvalidField(Check([](auto& r) {
                        for (int i = 0; i < 51; ++i) r.add_product_interests("p");
                      }),
@@ -124,6 +129,23 @@ TEST(ValidateCaptureTest, BadInputNamesTheField) {
   ExpectInvalidField(
       Check([](auto& r) { (*r.mutable_attributes())["k"] = std::string(1025, 'v'); }),
       "attributes[k]");
+  ExpectInvalidField(Check([](auto& r) { (*r.mutable_attributes())["  "] = "v"; }), "attributes");
+  ExpectInvalidField(Check([](auto& r) {
+                       (*r.mutable_attributes())["booth"] = "B12";
+                       (*r.mutable_attributes())["booth "] = "C7";
+                     }),
+                     "attributes[booth]");
+}
+
+// Keys come as a spreadsheet's header cells do: trimmed, "booth " is booth.
+TEST(ValidateCaptureTest, AttributeKeysAreTrimmed) {
+  crm::v1::CaptureLeadRequest raw = ValidRequest();
+  raw.clear_attributes();
+  (*raw.mutable_attributes())[" booth "] = "B12";
+  auto r = NormalizeCaptureRequest(raw);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->attributes().size(), 1u);
+  EXPECT_EQ(r->attributes().at("booth"), "B12");
 }
 
 CaptureLead Capture(const std::string& lead_id, const std::string& customer_id,

@@ -925,6 +925,8 @@ TEST_F(TicketCommandsTest, BadInputNamesTheFieldAndAppendsNothing) {
   r.set_channel(crm::v1::TICKET_CHANNEL_WEB);
   r.clear_request_id();
   EXPECT_EQ(tickets_->OpenTicket(r, Ctx()).status().message(), "request_id: required");
+  r.set_request_id("   ");  // not a key for the call's retries
+  EXPECT_EQ(tickets_->OpenTicket(r, Ctx()).status().message(), "request_id: required");
   EXPECT_EQ(
       Reply("m", "tkt_x", crm::v1::AUTHOR_TYPE_UNSPECIFIED, "hi").status().message().substr(0, 12),
       "author_type:");

@@ -38,10 +38,11 @@ absl::StatusOr<std::vector<std::string>> NormalizeTags(const std::vector<std::st
   if (tags.size() > kMaxTags)
     return InvalidField(field, absl::StrCat("more than ", kMaxTags, " tags"));
   std::vector<std::string> out;
-  for (const auto& raw : tags) {
-    std::string tag = absl::AsciiStrToLower(absl::StripAsciiWhitespace(raw));
-    if (tag.empty()) return InvalidField(field, "empty tag");
-    CRM_RETURN_IF_ERROR(CheckText(field, tag, kMaxTag));
+  for (size_t i = 0; i < tags.size(); ++i) {
+    std::string tag = absl::AsciiStrToLower(absl::StripAsciiWhitespace(tags[i]));
+    const std::string entry = absl::StrCat(field, "[", i, "]");
+    if (tag.empty()) return InvalidField(entry, "empty tag");
+    CRM_RETURN_IF_ERROR(CheckText(entry, tag, kMaxTag));
     out.push_back(std::move(tag));
   }
   std::sort(out.begin(), out.end());

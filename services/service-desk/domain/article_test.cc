@@ -87,7 +87,8 @@ TEST(ArticleTest, ContentIsValidatedAndTagsNormalized) {
   EXPECT_EQ(c->tags, (std::vector<std::string>{"hardware", "printer"}));
   EXPECT_EQ(NormalizeArticleContent(" ", "Body", {}, "").status().message().substr(0, 6), "title:");
   EXPECT_EQ(NormalizeArticleContent("T", "", {}, "").status().message().substr(0, 5), "body:");
-  EXPECT_EQ(NormalizeArticleContent("T", "B", {""}, "").status().message().substr(0, 5), "tags:");
+  EXPECT_EQ(NormalizeArticleContent("T", "B", {"ok", ""}, "").status().message().substr(0, 8),
+            "tags[1]:");
   EXPECT_EQ(NormalizeArticleContent("T", "B", std::vector<std::string>(21, "x"), "")
                 .status()
                 .message()

@@ -37,8 +37,7 @@ absl::Status CheckRequiredText(absl::string_view field, absl::string_view value,
 }
 
 absl::Status CheckRequestId(absl::string_view request_id) {
-  if (request_id.empty()) return InvalidField("request_id", "required");
-  return CheckText("request_id", request_id, kMaxRequestId);
+  return CheckRequiredText("request_id", request_id, kMaxRequestId);
 }
 
 absl::Status CheckId(absl::string_view field, absl::string_view id) {
