@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/pii/field_sealer.h"
 
@@ -64,6 +65,8 @@ absl::StatusOr<crm::v1::Customer360> Customer360For(const auth::Principal& calle
 
 absl::StatusOr<crm::v1::GetFunnelRequest> ScopeFunnel(const auth::Principal& caller,
                                                       crm::v1::GetFunnelRequest request) {
+  // Judged and filtered trimmed, as territories are stored.
+  request.set_territory(std::string(absl::StripAsciiWhitespace(request.territory())));
   if (caller.SeesEverything() || caller.HasRole(auth::kRoleAnalyst)) return request;
   if (!caller.territory.empty()) {
     if (!request.territory().empty() &&

@@ -201,6 +201,11 @@ TEST(CustomerAccessTest, AManagersFunnelIsItsTerritorys) {
   crm::v1::GetFunnelRequest own_spelling;
   own_spelling.set_territory("emea");
   EXPECT_TRUE(ScopeFunnel(As("mgr_eve", auth::kRoleSalesManager, "EMEA"), own_spelling).ok());
+  own_spelling.set_territory("EMEA ");  // as a form leaves it
+  EXPECT_TRUE(ScopeFunnel(As("mgr_eve", auth::kRoleSalesManager, "EMEA"), own_spelling).ok());
+  auto padded = ScopeFunnel(As("ann", auth::kRoleAnalyst), own_spelling);
+  ASSERT_TRUE(padded.ok());
+  EXPECT_EQ(padded->territory(), "EMEA") << "filtered as accounts store it";
   // Without a territory claim: its own deals and leads.
   auto own = ScopeFunnel(As("mgr_sam", auth::kRoleSalesManager), all);
   ASSERT_TRUE(own.ok());

@@ -312,7 +312,7 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::GetCustomer(
 absl::StatusOr<crm::v1::PageRequest> SalesCommands::OpenListCustomers(
     const crm::v1::ListCustomersRequest& request) {
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
-  CRM_RETURN_IF_ERROR(CheckText("territory", request.territory(), 64));
+  CRM_RETURN_IF_ERROR(CheckLine("territory", request.territory(), kMaxTerritory));
   CRM_RETURN_IF_ERROR(CheckOptionalId("tier", request.tier()));
   CRM_ASSIGN_OR_RETURN(crm::v1::PageRequest opened, OpenPage(request, request.page()));
   CRM_RETURN_IF_ERROR(SalesStore::PageSize(opened).status());
@@ -324,9 +324,10 @@ absl::StatusOr<crm::v1::ListCustomersResponse> SalesCommands::ListCustomers(
     const std::function<bool(const crm::v1::Customer&)>& visible) const {
   CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenListCustomers(request));
   // Territories compare as access compares them: a converted account keeps
-  // its lead's spelling of the region.
+  // its lead's spelling of the region. Trimmed, as accounts store theirs.
+  const absl::string_view territory = absl::StripAsciiWhitespace(request.territory());
   auto in_territory = [&](const crm::v1::Customer& c) {
-    return request.territory().empty() || auth::SameTerritory(c.territory(), request.territory());
+    return territory.empty() || auth::SameTerritory(c.territory(), territory);
   };
   CRM_ASSIGN_OR_RETURN(
       auto page, store_.List<crm::v1::Customer>(

@@ -504,6 +504,13 @@ TEST_F(SalesCommandsTest, ListCustomersTerritoryFilterIgnoresCaseAsAccessDoes) {
   std::vector<std::string> seen;
   for (const auto& c : page->customers()) seen.push_back(c.customer_id());
   EXPECT_EQ(seen, (std::vector<std::string>{"cus_1", "cus_2"}));
+  // Trimmed, as accounts store theirs; one line.
+  r.set_territory(" EMEA ");
+  page = commands_->ListCustomers(r);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->customers_size(), 2);
+  r.set_territory("EM\nEA");
+  EXPECT_EQ(commands_->ListCustomers(r).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // A selective filter examines a bounded number of rows per call: pages cut

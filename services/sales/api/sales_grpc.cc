@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
@@ -45,7 +46,9 @@ absl::StatusOr<crm::v1::OpenCustomerRequest> ScopeOpenCustomer(
         "leave it empty for a new customer, or convert the lead");
   }
   // The caller's territory by default, a rep's too: an account with none
-  // is out of every manager's reach, approvals included.
+  // is out of every manager's reach, approvals included. Judged trimmed, as
+  // it is stored (NormalizeOpenCustomer): a blank one is none given.
+  request.set_territory(std::string(absl::StripAsciiWhitespace(request.territory())));
   if (request.territory().empty()) request.set_territory(caller.territory);
   const bool manager = caller.HasRole(auth::kRoleSalesManager);
   if (!manager && request.owner_id().empty()) request.set_owner_id(caller.subject);

@@ -34,6 +34,13 @@ TEST(ScopeOpenCustomerTest, DefaultsTheRepsOwnerAndTheCallersTerritory) {
   ASSERT_TRUE(defaulted.ok()) << defaulted.status();
   EXPECT_EQ(defaulted->territory(), Rep().territory);
   EXPECT_FALSE(defaulted->territory().empty());
+  // A blank territory is none given; one with spaces is judged as stored.
+  auto blank = ScopeOpenCustomer(Rep(), Open("", "  "));
+  ASSERT_TRUE(blank.ok()) << blank.status();
+  EXPECT_EQ(blank->territory(), Rep().territory);
+  auto padded = ScopeOpenCustomer(Manager(), Open("rep_bob", "EMEA "));
+  ASSERT_TRUE(padded.ok()) << padded.status();
+  EXPECT_EQ(padded->territory(), "EMEA");
   auto manager = ScopeOpenCustomer(Manager(), Open("rep_bob", ""));
   ASSERT_TRUE(manager.ok()) << manager.status();
   EXPECT_EQ(manager->territory(), "EMEA");

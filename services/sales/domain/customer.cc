@@ -80,7 +80,7 @@ absl::StatusOr<crm::v1::OpenCustomerRequest> NormalizeOpenCustomer(
   // Trimmed: managers' access compares territories whole, so "EMEA " from a
   // form would put the account out of the EMEA manager's reach.
   r.set_territory(std::string(absl::StripAsciiWhitespace(r.territory())));
-  if (auto st = CheckLine("territory", r.territory(), 64); !st.ok()) return st;
+  if (auto st = CheckLine("territory", r.territory(), kMaxTerritory); !st.ok()) return st;
   if (r.tier().empty()) r.set_tier(program.EntryTier());
   if (program.Rank(r.tier()) < 0) return Invalid("tier", "not a tier of the loyalty program");
   if (r.contacts_size() > kMaxContacts) {

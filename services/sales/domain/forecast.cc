@@ -20,7 +20,7 @@ absl::StatusOr<ForecastQuery> ParseForecastQuery(const crm::v1::GetForecastReque
     q.period = r.period();
   }
   if (auto st = CheckOptionalId("owner_id", r.owner_id()); !st.ok()) return st;
-  if (auto st = CheckLine("territory", r.territory(), 64); !st.ok()) return st;
+  if (auto st = CheckLine("territory", r.territory(), kMaxTerritory); !st.ok()) return st;
   q.owner_id = r.owner_id();
   q.territory = std::string(absl::StripAsciiWhitespace(r.territory()));
   if (!r.from_date().empty()) {

@@ -20,6 +20,7 @@ namespace crm::sales {
 inline constexpr size_t kMaxId = 64;
 inline constexpr size_t kMaxRequestId = 128;
 inline constexpr size_t kMaxName = 200;
+inline constexpr size_t kMaxTerritory = 64;
 inline constexpr size_t kMaxNotes = 4000;
 
 absl::Status Invalid(absl::string_view field, absl::string_view why);
