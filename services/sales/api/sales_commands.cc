@@ -1050,7 +1050,13 @@ absl::StatusOr<crm::v1::GetForecastResponse> SalesCommands::GetForecast(
 absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& event) {
   CRM_ASSIGN_OR_RETURN(const auto converted, EventFor<crm::v1::LeadConverted>(event));
   const EventContext ctx = ForEvent(event);
-  const auto& contact = converted.contact();
+  // Names on one line, as accounts keep them: an older leads service let
+  // Unicode's line breaks through, and the conversion is not refused for it.
+  crm::v1::Contact contact = converted.contact();
+  for (std::string* name :
+       {contact.mutable_first_name(), contact.mutable_last_name(), contact.mutable_title()}) {
+    if (!pii::IsSealed(*name)) *name = OneLine(*name);
+  }
 
   crm::v1::OpenCustomerRequest open;
   open.set_request_id(event.event_id());
@@ -1066,12 +1072,15 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
   // Names come within the leads service's bounds, or an older event's:
   // cut to ours rather than refuse the conversion. A blank company (leads
   // keeps what was typed) names nothing: it would be refused as no name.
-  const absl::string_view company = absl::StripAsciiWhitespace(converted.company());
-  open.set_name(TruncateUtf8(!company.empty() ? company : person, kMaxName));
+  const std::string company(absl::StripAsciiWhitespace(OneLine(converted.company())));
+  open.set_name(TruncateUtf8(!company.empty() ? company : OneLine(person), kMaxName));
   // An account needs a name; consumers show none for one named after its id.
   if (open.name().empty()) open.set_name(converted.customer_id());
   open.set_owner_id(converted.owner_id());
-  open.set_territory(converted.region());
+  // The lead's region, or the converter's token territory when it had none:
+  // neither was held to an account's bounds.
+  open.set_territory(
+      TruncateUtf8(OneLine(absl::StripAsciiWhitespace(converted.region())), kMaxTerritory));
   if (!contact.first_name().empty() || !contact.last_name().empty() || !contact.email().empty() ||
       !contact.phone().empty()) {
     *open.add_contacts() = contact;
@@ -1083,11 +1092,11 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
   crm::v1::OpenOpportunityRequest opportunity;
   opportunity.set_request_id(event.event_id());
   opportunity.set_customer_id(converted.customer_id());
-  const absl::string_view opportunity_name =
-      absl::StripAsciiWhitespace(converted.opportunity_name());
+  const std::string opportunity_name(
+      absl::StripAsciiWhitespace(OneLine(converted.opportunity_name())));
   opportunity.set_name(
       TruncateUtf8(!opportunity_name.empty()
-                       ? std::string(opportunity_name)
+                       ? opportunity_name
                        : absl::StrCat(normalized.name(), " (lead ", converted.lead_id(), ")"),
                    kMaxName));
   opportunity.set_owner_id(converted.owner_id());
@@ -1107,9 +1116,21 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
   // A second conversion of the same person finds the account open: it
   // still brings a new opportunity.
   if (!customer.ok() && !absl::IsAlreadyExists(customer.status())) return customer.status();
-  return OpenOpportunityWith(opportunity, converted.lead_id(),
-                             absl::StrCat("OpenOpportunityFromLead/", event.event_id()), ctx)
-      .status();
+  CRM_RETURN_IF_ERROR(
+      OpenOpportunityWith(opportunity, converted.lead_id(),
+                          absl::StrCat("OpenOpportunityFromLead/", event.event_id()), ctx)
+          .status());
+  // A churn alert read before this conversion (analytics' topic is not
+  // ordered with leads') is answered now the person has an account. Its
+  // answer is keyed by the alert: a redelivery opens no second call.
+  CRM_ASSIGN_OR_RETURN(const auto early, store_.EarlyAlertOf(converted.customer_id()));
+  if (!early.has_value()) return absl::OkStatus();
+  crm::v1::EventEnvelope alert;
+  if (!alert.ParseFromString(*early)) {
+    return absl::DataLossError(
+        absl::StrCat("corrupt early churn alert of ", converted.customer_id()));
+  }
+  return OpenRetentionTask(alert);
 }
 
 absl::Status SalesCommands::RecordSpendFromInvoice(const crm::v1::EventEnvelope& event) {
@@ -1144,7 +1165,13 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
     customer_id = i < 0 ? raised.customer_id() : raised.merged_customer_ids(i);
     CRM_ASSIGN_OR_RETURN(account, store_.Load<crm::v1::Customer>(CustomerStream(customer_id)));
   }
-  if (!account.state.has_value()) return absl::OkStatus();
+  if (!account.state.has_value()) {
+    // None yet, or never (a person who stays a lead): kept for a conversion
+    // that may still come, from the leads topic read apart from this one.
+    std::vector<std::string> ids = {raised.customer_id()};
+    ids.insert(ids.end(), raised.merged_customer_ids().begin(), raised.merged_customer_ids().end());
+    return store_.KeepEarlyAlert(ids, event.SerializeAsString());
+  }
   // One retention call open per account: a score that falls and crosses
   // again while the owner is still on the first adds none. The alert is
   // answered with that call, so a redelivery after it is done opens none

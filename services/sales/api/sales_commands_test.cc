@@ -695,6 +695,27 @@ TEST_F(SalesConversionTest, AConversionWithOversizedNamesOrEstimateOpensAccountA
   EXPECT_FALSE(opportunity.has_amount());
 }
 
+// Values an older leads service, or the converter's token, let through
+// (a territory claim of any length, Unicode line breaks) are taken in on
+// one line and cut to the account's bounds, not refused.
+TEST_F(SalesConversionTest, AConversionWithLineBreaksOrALongTerritoryOpensAccountAndOpportunity) {
+  auto converted = Conversion("lead_1");
+  converted.set_region("EMEA\tNorth/" + std::string(80, 'x'));
+  converted.set_company(
+      "Analytical\xe2\x80\xa8"
+      "Engines");
+  converted.set_opportunity_name("Engines\nrenewal");
+  converted.mutable_contact()->set_title("Head\xc2\x85of R&D");
+  crm::v1::Customer customer;
+  crm::v1::Opportunity opportunity;
+  ASSERT_NO_FATAL_FAILURE(ExpectOpenedFrom(converted, &customer, &opportunity));
+  EXPECT_EQ(customer.territory(), ("EMEA North/" + std::string(80, 'x')).substr(0, 64));
+  EXPECT_EQ(customer.name(), "Analytical Engines");
+  EXPECT_EQ(opportunity.name(), "Engines renewal");
+  ASSERT_EQ(customer.contacts_size(), 1);
+  EXPECT_EQ(customer.contacts(0).title(), "Head of R&D");
+}
+
 TEST_F(SalesCommandsTest, ASecondConversionOfTheSameCustomerAddsOnlyAnOpportunity) {
   ASSERT_TRUE(subscriber_
                   ->ApplyBatch(
@@ -1660,7 +1681,7 @@ crm::v1::ChurnRiskRaised ChurnAlert(const std::string& customer_id, int score) {
 
 // Analytics' churn alert becomes a retention call for the account's owner,
 // once however often it is delivered; a person without an account here
-// gets none (nobody in sales to call them).
+// gets none while they have none (nobody in sales to call them).
 TEST_F(SalesCommandsTest, AChurnAlertOpensOneRetentionCallForTheAccountsOwner) {
   Open("cus_1", "rep_ada", "EMEA");
   crm::v1::ChurnRiskRaised raised = ChurnAlert("cus_1", 72);
@@ -1701,6 +1722,30 @@ TEST_F(SalesCommandsTest, AChurnAlertOpensOneRetentionCallForTheAccountsOwner) {
   EXPECT_EQ(task.notes(), "Raised by analytics: order_recency 45");
   EXPECT_EQ(FromProtoTimestamp(task.due_at()), kT0 + SalesCommands::kRetentionCallWithin);
   EXPECT_EQ(task.status(), crm::v1::TASK_STATUS_OPEN);
+}
+
+// Analytics' topic is not ordered with leads': an alert read before the
+// conversion that opens the person's account is answered by it, once.
+TEST_F(SalesCommandsTest, AChurnAlertReadBeforeTheConversionOpensTheCallWithTheAccount) {
+  ASSERT_TRUE(subscriber_
+                  ->ApplyBatch({Message(ChurnAlert("cus_lead", 72), "cus_lead", "churn-cus_lead", 1,
+                                        0, kAnalyticsTopic)})
+                  .ok());
+  crm::v1::ListTasksRequest all;
+  EXPECT_EQ(commands_->ListTasks(all)->tasks_size(), 0) << "no account to call for yet";
+  const ConsumedMessage conversion =
+      Message(Conversion("lead_1"), "cus_lead", "lead-lead_1", 2, 0, kLeadsTopic);
+  ASSERT_TRUE(subscriber_->ApplyBatch({conversion}).ok());
+  crm::v1::EventEnvelope envelope;
+  ASSERT_TRUE(envelope.ParseFromString(conversion.value));
+  ProjectionTxn txn(store_->db());
+  ASSERT_TRUE(reactions_->Apply(envelope, txn).ok());  // redelivered
+  auto listed = commands_->ListTasks(all);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tasks_size(), 1);
+  EXPECT_EQ(listed->tasks(0).customer_id(), "cus_lead");
+  EXPECT_EQ(listed->tasks(0).owner_id(), "rep_grace");
+  EXPECT_EQ(listed->tasks(0).title(), "Retention call: churn risk 72 (threshold 60)");
 }
 
 // A score that falls and crosses again while the owner is still on the

@@ -35,8 +35,9 @@ std::string DueKey(const crm::v1::Task& task) {
 
 absl::StatusOr<std::unique_ptr<SalesStore>> SalesStore::Open(const std::string& path) {
   std::vector<std::string> families = {
-      kCustomersFamily,  kOpportunitiesFamily, kTasksFamily,          kTaskDueFamily,
-      kActivitiesFamily, kLastActivityFamily,  kAcceptedQuotesFamily, kRetentionTasksFamily};
+      kCustomersFamily,      kOpportunitiesFamily,  kTasksFamily,
+      kTaskDueFamily,        kActivitiesFamily,     kLastActivityFamily,
+      kAcceptedQuotesFamily, kRetentionTasksFamily, kEarlyAlertsFamily};
   // The reactions' subscriber keeps its offsets in this database too.
   for (auto& f : Subscriber::Families()) families.push_back(f);
   families.push_back(pii::KeyVault::kFamily);
@@ -234,6 +235,22 @@ ProjectionWrite SalesStore::RetentionTaskRow(const crm::v1::Task& task) {
 absl::StatusOr<std::optional<std::string>> SalesStore::RetentionTaskOf(
     const std::string& customer_id) const {
   return events_->db().Get(kRetentionTasksFamily, customer_id);
+}
+
+absl::Status SalesStore::KeepEarlyAlert(const std::vector<std::string>& customer_ids,
+                                        const std::string& envelope) {
+  rocksdb::WriteBatch batch;
+  auto* family = events_->db().Family(kEarlyAlertsFamily);
+  for (const auto& id : customer_ids) {
+    if (!id.empty()) batch.Put(family, id, envelope);
+  }
+  // Synced: the subscriber stores the alert's offset as applied next.
+  return events_->db().Write(&batch, /*sync=*/true);
+}
+
+absl::StatusOr<std::optional<std::string>> SalesStore::EarlyAlertOf(
+    const std::string& customer_id) const {
+  return events_->db().Get(kEarlyAlertsFamily, customer_id);
 }
 
 absl::StatusOr<std::optional<std::string>> SalesStore::AcceptedQuoteOf(

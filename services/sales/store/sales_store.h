@@ -105,6 +105,12 @@ class SalesStore {
   static ProjectionWrite RetentionTaskRow(const crm::v1::Task& task);
   // The task id of the account's latest retention call, if it had one.
   absl::StatusOr<std::optional<std::string>> RetentionTaskOf(const std::string& customer_id) const;
+  // A churn alert (its envelope) for a person without an account yet: it
+  // may come before the conversion that opens one, from another topic.
+  // Kept under each of the person's customer ids, the latest alert each.
+  absl::Status KeepEarlyAlert(const std::vector<std::string>& customer_ids,
+                              const std::string& envelope);
+  absl::StatusOr<std::optional<std::string>> EarlyAlertOf(const std::string& customer_id) const;
 
   // InfinitePast when nothing was logged against the opportunity.
   absl::StatusOr<absl::Time> LastActivityAt(absl::string_view opportunity_id) const;
@@ -164,6 +170,7 @@ inline constexpr char kActivitiesFamily[] = "activities";
 inline constexpr char kLastActivityFamily[] = "last_activity";
 inline constexpr char kAcceptedQuotesFamily[] = "accepted_quotes";
 inline constexpr char kRetentionTasksFamily[] = "retention_tasks";
+inline constexpr char kEarlyAlertsFamily[] = "early_retention_alerts";
 
 template <typename Row>
 absl::StatusOr<Page<Row>> SalesStore::List(absl::string_view family, absl::string_view prefix,
