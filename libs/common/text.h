@@ -52,22 +52,24 @@ inline bool IsCurrencyCode(absl::string_view code) {
   return code.size() == 3 && absl::c_all_of(code, [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
-// The length of the control character at `text[i]` (C0, DEL or C1, in
-// UTF-8) or, outside free text, of the line break there; 0 for none. Free
-// text (`multiline`: a note, a reason, a reply) may break lines and hold
-// tabs, as a form or a spreadsheet cell gives them, also with Unicode's
-// breaks (NEL, U+2028, U+2029); a name or a key may not, as it shows on one
-// line in lists and exports.
+// The length of the control character at `text[i]` (C0 or DEL) or, outside
+// free text, of the line break there (in UTF-8); 0 for none. Free text
+// (`multiline`: a note, a reason, a reply) may break lines and hold tabs, as
+// a form or a spreadsheet cell gives them, also with Unicode's breaks (NEL,
+// U+2028, U+2029); a name or a key may not, as it shows on one line in lists
+// and exports. Other C1 controls pass: text decoded from Windows-1252 as
+// Latin-1 carries them for quotes and dashes (O\u0092Brien).
 inline size_t ControlLengthAt(absl::string_view text, size_t i, bool multiline) {
   const unsigned char c = static_cast<unsigned char>(text[i]);
   if (c == '\n' || c == '\r' || c == '\t') return multiline ? 0 : 1;
   if (c < 0x20 || c == 0x7f) return 1;
   if (i + 1 >= text.size()) return 0;
   const unsigned char next = static_cast<unsigned char>(text[i + 1]);
-  // C1 controls, U+0080..U+009F: C2 80..C2 9F; NEL is C2 85.
-  if (c == 0xc2 && next >= 0x80 && next <= 0x9f) return multiline && next == 0x85 ? 0 : 2;
+  if (multiline) return 0;
+  // NEL, U+0085: C2 85.
+  if (c == 0xc2 && next == 0x85) return 2;
   // U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: E2 80 A8/A9.
-  if (!multiline && c == 0xe2 && next == 0x80 && i + 2 < text.size() &&
+  if (c == 0xe2 && next == 0x80 && i + 2 < text.size() &&
       (static_cast<unsigned char>(text[i + 2]) == 0xa8 ||
        static_cast<unsigned char>(text[i + 2]) == 0xa9)) {
     return 3;
