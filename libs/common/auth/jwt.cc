@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/struct.pb.h"
@@ -313,6 +314,15 @@ absl::StatusOr<JwtVerifier::Checked> JwtVerifier::Check(absl::string_view token)
   CRM_ASSIGN_OR_RETURN(p.subject, StringClaim(claims, "sub"));
   if (p.subject.empty()) return Unauthenticated("sub is required");
   CRM_ASSIGN_OR_RETURN(p.territory, StringClaim(claims, "territory"));
+  // Trimmed and bounded as records keep territories: a token whose territory
+  // no account could hold would have its holder's records refused later, or
+  // out of every manager's reach.
+  p.territory = std::string(absl::StripAsciiWhitespace(p.territory));
+  if (p.territory.size() > kMaxTerritoryBytes ||
+      HasControlCharacters(p.territory, /*multiline=*/false)) {
+    return Unauthenticated(
+        absl::StrCat("territory is longer than ", kMaxTerritoryBytes, " bytes or not on one line"));
+  }
   if (const auto* roles = Field(claims, "roles"); roles != nullptr) {
     if (roles->kind_case() != google::protobuf::Value::kListValue) {
       return Unauthenticated("roles is not a list");

@@ -104,6 +104,20 @@ TEST(JwtTest, ValidHs256TokenYieldsThePrincipalWithKnownRolesOnly) {
   EXPECT_EQ(p->roles, std::vector<std::string>{"sales_rep"});
 }
 
+// A territory becomes the territory of the accounts its holder opens: one
+// no account could hold is refused with the token, trailing spaces are not.
+TEST(JwtTest, ATerritoryIsTrimmedAndMustFitARecord) {
+  TokenSpec spec = Alice();
+  spec.territory = " emea\n";
+  auto p = Verifier()->Verify(*SignHs256(spec, kKey), kNow);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->territory, "emea");
+  spec.territory = std::string(kMaxTerritoryBytes + 1, 'e');
+  ExpectUnauthenticated(Verifier()->Verify(*SignHs256(spec, kKey), kNow), "territory");
+  spec.territory = "emea\tnorth";
+  ExpectUnauthenticated(Verifier()->Verify(*SignHs256(spec, kKey), kNow), "territory");
+}
+
 TEST(JwtTest, ValidRs256TokenVerifies) {
   auto token = SignRs256(Alice(), Rsa().private_pem);
   ASSERT_TRUE(token.ok()) << token.status();

@@ -8,6 +8,16 @@ namespace {
 
 Principal As(std::vector<std::string> roles) { return Principal{"p", std::move(roles), "emea"}; }
 
+// A record stored before territories were trimmed ("EMEA ") is still the
+// EMEA manager's, and reports count it in one row with "emea".
+TEST(RecordAccessTest, TerritoriesCompareTrimmedAndIgnoringCase) {
+  EXPECT_TRUE(SameTerritory("EMEA ", "emea"));
+  EXPECT_TRUE(SameTerritory("emea", " EMEA"));
+  EXPECT_FALSE(SameTerritory("EMEA", "APAC"));
+  EXPECT_FALSE(SameTerritory("", " "));  // no territory is no manager's
+  EXPECT_EQ(TerritoryKey(" EMEA\n"), TerritoryKey("emea"));
+}
+
 // A quote reached through a deal the caller may not see, or one gone, is
 // not visible; a deal that cannot be read is a failure to retry.
 TEST(RecordAccessTest, ARecordThroughItsParentIsHiddenOnlyWhenTheParentIs) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ inline bool IsKnownRole(absl::string_view role) {
   }
   return false;
 }
+
+// The longest territory a token may name: it becomes the territory of the
+// accounts and leads its holder records (a region, an account's
+// territory), which keep at most this much.
+inline constexpr size_t kMaxTerritoryBytes = 64;
 
 // Who is calling, as a verified token says: the subject (`sub`), its roles
 // and the sales territory it works in (`territory`, may be empty).

@@ -18,21 +18,25 @@ namespace crm::auth {
 // Whether a manager of `manager_territory` covers a record of `territory`
 // (a lead's territory is its region). Compared ignoring case, as assignment
 // rules match regions: a lead captured in "emea" is routed by an "EMEA"
-// rule, and the account and deal converted from it keep its spelling. An
-// empty territory matches no manager.
+// rule, and the account and deal converted from it keep its spelling. And
+// trimmed: a record stored before territories were trimmed ("EMEA ") is
+// still the EMEA manager's. An empty territory matches no manager.
 inline bool SameTerritory(absl::string_view territory, absl::string_view manager_territory) {
-  return !manager_territory.empty() && absl::EqualsIgnoreCase(territory, manager_territory);
+  manager_territory = absl::StripAsciiWhitespace(manager_territory);
+  return !manager_territory.empty() &&
+         absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(territory), manager_territory);
 }
 
 // What reports group territories by: spellings SameTerritory takes for one
-// ("emea", "EMEA") share it, so they make one row, not two.
+// ("emea", "EMEA ") share it, so they make one row, not two.
 inline std::string TerritoryKey(absl::string_view territory) {
-  return absl::AsciiStrToLower(territory);
+  return absl::AsciiStrToLower(absl::StripAsciiWhitespace(territory));
 }
 
 // The label of such a row: the first spelling in byte order, so it does not
 // depend on the order the records were read in.
 inline void KeepFirstSpelling(std::string& label, absl::string_view spelling) {
+  spelling = absl::StripAsciiWhitespace(spelling);
   if (label.empty() || spelling < label) label = std::string(spelling);
 }
 

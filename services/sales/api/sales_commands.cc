@@ -312,7 +312,8 @@ absl::StatusOr<crm::v1::Customer> SalesCommands::GetCustomer(
 absl::StatusOr<crm::v1::PageRequest> SalesCommands::OpenListCustomers(
     const crm::v1::ListCustomersRequest& request) {
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
-  CRM_RETURN_IF_ERROR(CheckLine("territory", request.territory(), kMaxTerritory));
+  CRM_RETURN_IF_ERROR(
+      CheckLine("territory", absl::StripAsciiWhitespace(request.territory()), kMaxTerritory));
   CRM_RETURN_IF_ERROR(CheckOptionalId("tier", request.tier()));
   CRM_ASSIGN_OR_RETURN(crm::v1::PageRequest opened, OpenPage(request, request.page()));
   CRM_RETURN_IF_ERROR(SalesStore::PageSize(opened).status());
@@ -1078,7 +1079,7 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
   if (open.name().empty()) open.set_name(converted.customer_id());
   open.set_owner_id(converted.owner_id());
   // The lead's region, or the converter's token territory when it had none:
-  // neither was held to an account's bounds.
+  // an older event's was not held to an account's bounds (tokens are now).
   open.set_territory(
       TruncateUtf8(OneLine(absl::StripAsciiWhitespace(converted.region())), kMaxTerritory));
   if (!contact.first_name().empty() || !contact.last_name().empty() || !contact.email().empty() ||

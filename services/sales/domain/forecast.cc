@@ -20,9 +20,9 @@ absl::StatusOr<ForecastQuery> ParseForecastQuery(const crm::v1::GetForecastReque
     q.period = r.period();
   }
   if (auto st = CheckOptionalId("owner_id", r.owner_id()); !st.ok()) return st;
-  if (auto st = CheckLine("territory", r.territory(), kMaxTerritory); !st.ok()) return st;
-  q.owner_id = r.owner_id();
   q.territory = std::string(absl::StripAsciiWhitespace(r.territory()));
+  if (auto st = CheckLine("territory", q.territory, kMaxTerritory); !st.ok()) return st;
+  q.owner_id = r.owner_id();
   if (!r.from_date().empty()) {
     auto d = ParseDate("from_date", r.from_date());
     if (!d.ok()) return d.status();

@@ -11,6 +11,7 @@
 #include "crm/v1/common.pb.h"
 #include "crm/v1/leads.pb.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "libs/common/auth/principal.h"
 
 namespace crm::sales {
 
@@ -20,7 +21,7 @@ namespace crm::sales {
 inline constexpr size_t kMaxId = 64;
 inline constexpr size_t kMaxRequestId = 128;
 inline constexpr size_t kMaxName = 200;
-inline constexpr size_t kMaxTerritory = 64;
+inline constexpr size_t kMaxTerritory = auth::kMaxTerritoryBytes;
 inline constexpr size_t kMaxNotes = 4000;
 
 absl::Status Invalid(absl::string_view field, absl::string_view why);
