@@ -141,9 +141,7 @@ struct NamedSetting {
 // `env`_FILE). Flags come before the environment, as for every setting;
 // both forms at one level are refused: which one would win is a guess
 // nobody should have to make. A file's content comes with `from_file`, for
-// callers that trim what an editor leaves at its end. A file that holds
-// nothing is refused, as FileSetting refuses one: an empty master key would
-// read as none given, and seal everything under the public development key.
+// callers that trim what an editor leaves at its end.
 absl::StatusOr<NamedSetting> InlineOrFileSetting(int argc, char** argv, const std::string& flag,
                                                  const std::string& env) {
   const std::string file_flag = flag + "-file";
@@ -163,9 +161,6 @@ absl::StatusOr<NamedSetting> InlineOrFileSetting(int argc, char** argv, const st
   if (!path || path->empty()) return NamedSetting{flag, inline_value.value_or(""), false};
   auto content = ReadSettingFile(file_flag, *path);
   if (!content.ok()) return content.status();
-  if (absl::StripAsciiWhitespace(*content).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(file_flag, ": the file is empty"));
-  }
   return NamedSetting{file_flag, *std::move(content), true};
 }
 
@@ -184,7 +179,11 @@ absl::StatusOr<std::string> Hs256KeySetting(int argc, char** argv) {
   if (!hs256.ok()) return hs256.status();
   if (!hs256->from_file) return hs256->value;  // taken as it is, as token issuers take it
   // Key files written with echo end in a newline that is not part of the key.
-  return std::string(absl::StripTrailingAsciiWhitespace(hs256->value));
+  std::string key(absl::StripTrailingAsciiWhitespace(hs256->value));
+  if (key.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(hs256->name, ": the file is empty"));
+  }
+  return key;
 }
 
 namespace {
@@ -260,6 +259,11 @@ absl::StatusOr<std::string> MasterKeyHex(int argc, char** argv) {
   if (!setting.ok()) return setting.status();
   // Lowercase: one key has one spelling, for the refusal of the public one.
   std::string hex = absl::AsciiStrToLower(absl::StripAsciiWhitespace(setting->value));
+  // A Secret mounted empty is not "no key given": that is the public
+  // development key, which would seal everything on a loopback listener.
+  if (hex.empty() && setting->from_file) {
+    return absl::InvalidArgumentError(absl::StrCat(setting->name, ": the file is empty"));
+  }
   if (hex.empty()) hex = auth::kDevPiiMasterKeyHex;
   if (auto key = pii::KeyFromHex(hex); !key.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("master-key: ", key.status().message()));

@@ -168,11 +168,14 @@ TEST(ConfigTest, ANamedFileThatIsEmptyStopsTheStart) {
            {{"--jwt-rs256-public-key-file=" + empty}, "jwt-rs256-public-key-file"},
            {{"--kafka-properties-file=" + empty}, "kafka-properties-file"},
            // Not read as no key given (the public development key on loopback).
-           {{"--master-key-file=" + empty}, "master-key-file"},
-           {{"--previous-master-keys-file=" + empty}, "previous-master-keys-file"}}) {
+           {{"--master-key-file=" + empty}, "master-key-file"}}) {
     auto loaded = Load(flags);
     EXPECT_EQ(loaded.status(), absl::InvalidArgumentError(named + ": the file is empty")) << named;
   }
+  // A previous-keys file emptied at the end of a rotation: none left.
+  auto ended = Load({"--previous-master-keys-file=" + empty});
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_TRUE(ended->pii_previous_master_keys.empty());
 }
 
 // A key file written with echo ends in a newline that is not part of the
