@@ -1,5 +1,6 @@
 #include "services/sales/api/sales_commands.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -1048,6 +1049,17 @@ absl::StatusOr<crm::v1::GetForecastResponse> SalesCommands::GetForecast(
 
 // ---------------------------------------------------------------- reactions
 
+namespace {
+
+// The person's customer ids an alert names: the view's and those merged in.
+std::vector<std::string> CustomerIdsOf(const crm::v1::ChurnRiskRaised& raised) {
+  std::vector<std::string> ids = {raised.customer_id()};
+  ids.insert(ids.end(), raised.merged_customer_ids().begin(), raised.merged_customer_ids().end());
+  return ids;
+}
+
+}  // namespace
+
 absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& event) {
   CRM_ASSIGN_OR_RETURN(const auto converted, EventFor<crm::v1::LeadConverted>(event));
   const EventContext ctx = ForEvent(event);
@@ -1131,7 +1143,10 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
     return absl::DataLossError(
         absl::StrCat("corrupt early churn alert of ", converted.customer_id()));
   }
-  return OpenRetentionTask(alert);
+  CRM_RETURN_IF_ERROR(OpenRetentionTask(alert));
+  // Answered (or too old to be): kept no longer.
+  CRM_ASSIGN_OR_RETURN(const auto raised, EventFor<crm::v1::ChurnRiskRaised>(alert));
+  return store_.ForgetEarlyAlert(CustomerIdsOf(raised), *early);
 }
 
 absl::Status SalesCommands::RecordSpendFromInvoice(const crm::v1::EventEnvelope& event) {
@@ -1169,9 +1184,7 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
   if (!account.state.has_value()) {
     // None yet, or never (a person who stays a lead): kept for a conversion
     // that may still come, from the leads topic read apart from this one.
-    std::vector<std::string> ids = {raised.customer_id()};
-    ids.insert(ids.end(), raised.merged_customer_ids().begin(), raised.merged_customer_ids().end());
-    return store_.KeepEarlyAlert(ids, event.SerializeAsString());
+    return store_.KeepEarlyAlert(CustomerIdsOf(raised), event.SerializeAsString());
   }
   // One retention call open per account: a score that falls and crosses
   // again while the owner is still on the first adds none. The alert is
@@ -1204,7 +1217,10 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
   }
   command.request.set_notes(absl::StrCat("Raised by analytics", factors.empty() ? "" : ": ",
                                          absl::StrJoin(factors, ", ")));
-  *command.request.mutable_due_at() = ToProtoTimestamp(ctx.occurred_at + kRetentionCallWithin);
+  // From the crossing, or from now for one answered late (an alert kept
+  // until the person's account opened): not due before it is made.
+  *command.request.mutable_due_at() =
+      ToProtoTimestamp(std::max(ctx.occurred_at, settings_.clock()) + kRetentionCallWithin);
   CRM_RETURN_IF_ERROR(SealFreeText(command.request, customer_id, ctx));
   command.task_id = NewId("task");
   return Execute<crm::v1::Task>(

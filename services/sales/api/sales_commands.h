@@ -128,15 +128,16 @@ class SalesCommands {
 
   // ---- Reactions to events, exactly once per event_id ----
   // LeadConverted: opens the account (unless open already) and an
-  // opportunity.
+  // opportunity, and answers a churn alert kept for the person (below).
   absl::Status OpenAccountFromLead(const crm::v1::EventEnvelope& event);
   // InvoiceRequested: counts the contract's value towards loyalty.
   absl::Status RecordSpendFromInvoice(const crm::v1::EventEnvelope& event);
   // ChurnRiskRaised (analytics): a retention-call task for the account's
-  // owner, due kRetentionCallWithin after the crossing. None for a person
-  // without an account here (nobody in sales to act), nor for a crossing
-  // older than kRetentionAlertsKept when read (the topic's history, read
-  // once when sales first subscribes).
+  // owner, due kRetentionCallWithin after the crossing (or after now, when
+  // answered late). For a person without an account here the alert is kept
+  // until a conversion opens one (the leads topic is read apart from
+  // analytics'). None for a crossing older than kRetentionAlertsKept when
+  // read (the topic's history, read once when sales first subscribes).
   absl::Status OpenRetentionTask(const crm::v1::EventEnvelope& event);
   static constexpr absl::Duration kRetentionCallWithin = absl::Hours(48);
   static constexpr absl::Duration kRetentionAlertsKept = absl::Hours(30 * 24);

@@ -1733,6 +1733,7 @@ TEST_F(SalesCommandsTest, AChurnAlertReadBeforeTheConversionOpensTheCallWithTheA
                   .ok());
   crm::v1::ListTasksRequest all;
   EXPECT_EQ(commands_->ListTasks(all)->tasks_size(), 0) << "no account to call for yet";
+  now_ += absl::Hours(72);  // converted three days after the crossing
   const ConsumedMessage conversion =
       Message(Conversion("lead_1"), "cus_lead", "lead-lead_1", 2, 0, kLeadsTopic);
   ASSERT_TRUE(subscriber_->ApplyBatch({conversion}).ok());
@@ -1746,6 +1747,11 @@ TEST_F(SalesCommandsTest, AChurnAlertReadBeforeTheConversionOpensTheCallWithTheA
   EXPECT_EQ(listed->tasks(0).customer_id(), "cus_lead");
   EXPECT_EQ(listed->tasks(0).owner_id(), "rep_grace");
   EXPECT_EQ(listed->tasks(0).title(), "Retention call: churn risk 72 (threshold 60)");
+  // Due from when it was made, not overdue at birth; the alert is kept no
+  // longer.
+  EXPECT_EQ(FromProtoTimestamp(listed->tasks(0).due_at()),
+            now_ + SalesCommands::kRetentionCallWithin);
+  EXPECT_FALSE(store_->EarlyAlertOf("cus_lead")->has_value());
 }
 
 // A score that falls and crosses again while the owner is still on the

@@ -253,6 +253,18 @@ absl::StatusOr<std::optional<std::string>> SalesStore::EarlyAlertOf(
   return events_->db().Get(kEarlyAlertsFamily, customer_id);
 }
 
+absl::Status SalesStore::ForgetEarlyAlert(const std::vector<std::string>& customer_ids,
+                                          const std::string& envelope) {
+  rocksdb::WriteBatch batch;
+  auto* family = events_->db().Family(kEarlyAlertsFamily);
+  for (const auto& id : customer_ids) {
+    CRM_ASSIGN_OR_RETURN(auto kept, EarlyAlertOf(id));
+    if (kept.has_value() && *kept == envelope) batch.Delete(family, id);
+  }
+  if (batch.Count() == 0) return absl::OkStatus();
+  return events_->db().Write(&batch, /*sync=*/true);
+}
+
 absl::StatusOr<std::optional<std::string>> SalesStore::AcceptedQuoteOf(
     const std::string& opportunity_id) const {
   return events_->db().Get(kAcceptedQuotesFamily, opportunity_id);

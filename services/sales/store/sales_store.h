@@ -111,6 +111,9 @@ class SalesStore {
   absl::Status KeepEarlyAlert(const std::vector<std::string>& customer_ids,
                               const std::string& envelope);
   absl::StatusOr<std::optional<std::string>> EarlyAlertOf(const std::string& customer_id) const;
+  // Drops the rows that still hold this alert (not a later one).
+  absl::Status ForgetEarlyAlert(const std::vector<std::string>& customer_ids,
+                                const std::string& envelope);
 
   // InfinitePast when nothing was logged against the opportunity.
   absl::StatusOr<absl::Time> LastActivityAt(absl::string_view opportunity_id) const;
