@@ -189,6 +189,28 @@ TEST(AssignTicketTest, ReassignmentRecordsThePreviousAssignee) {
       .Then({e});
 }
 
+// A team without agents keeps the ticket in its queue: no strategy picked.
+TEST(AssignTicketTest, ATeamWithoutAgentsNamesNoStrategy) {
+  crm::v1::TicketAssigned e;
+  e.set_ticket_id("tkt_1");
+  e.set_team_id("billing");
+  e.set_previous_team_id("support");
+  e.set_previous_assignee_id("agent:ann");
+  e.set_reason(crm::v1::ASSIGNMENT_REASON_MANUAL);
+  Scenario()
+      .Given(History({Open(0, crm::v1::TICKET_PRIORITY_NORMAL, "support", "agent:ann")}))
+      .When(AssignTicket{"billing", "", crm::v1::ASSIGNMENT_STRATEGY_ROUND_ROBIN, T(5)})
+      .Then({e});
+  OpenTicket open = Open(0, crm::v1::TICKET_PRIORITY_NORMAL, "billing", "");
+  open.strategy = crm::v1::ASSIGNMENT_STRATEGY_ROUND_ROBIN;
+  auto events = Decide(std::nullopt, open, Rules());
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u);
+  const auto* assigned = std::get_if<crm::v1::TicketAssigned>(&events->back());
+  ASSERT_NE(assigned, nullptr);
+  EXPECT_EQ(assigned->strategy(), crm::v1::ASSIGNMENT_STRATEGY_UNSPECIFIED);
+}
+
 TEST(AssignTicketTest, SameAssignmentAndInactiveTicketsAreRejected) {
   Scenario()
       .Given(History({Open(0, crm::v1::TICKET_PRIORITY_NORMAL, "support", "agent:ann")}))
