@@ -297,9 +297,9 @@ absl::StatusOr<LeadQuery> LeadCommands::ListLeadsQuery(const crm::v1::ListLeadsR
   }
   if (!crm::v1::LeadChannel_IsValid(r.channel())) return Invalid("channel", "unknown channel");
   q.channel = r.channel();
-  CRM_RETURN_IF_ERROR(CheckText("region", r.region(), 64));
   // Trimmed as captured regions are: " EMEA" lists the EMEA leads.
   q.region = std::string(absl::StripAsciiWhitespace(r.region()));
+  CRM_RETURN_IF_ERROR(CheckText("region", q.region, 64));
   if (r.min_score() < 0 || r.min_score() > 100) return Invalid("min_score", "outside 0..100");
   if (r.max_score() < 0 || r.max_score() > 100) return Invalid("max_score", "outside 0..100");
   q.min_score = r.min_score();

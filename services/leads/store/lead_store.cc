@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "libs/common/auth/record_access.h"
 #include "libs/common/database.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/pii/field_sealer.h"
@@ -94,7 +95,9 @@ absl::StatusOr<crm::v1::LeadSummary> SummaryOf(absl::string_view stream, absl::s
 bool Matches(const LeadQuery& q, const crm::v1::LeadSummary& s) {
   if (!q.statuses.empty() && !q.statuses.contains(s.status())) return false;
   if (q.channel != crm::v1::LEAD_CHANNEL_UNSPECIFIED && s.channel() != q.channel) return false;
-  if (!q.region.empty() && !absl::EqualsIgnoreCase(q.region, s.region())) return false;
+  // As managers' access compares them: a lead stored before regions were
+  // trimmed ("EMEA ") is listed with the EMEA leads.
+  if (!q.region.empty() && !auth::SameTerritory(s.region(), q.region)) return false;
   if (s.score() < q.min_score || s.score() > q.max_score) return false;
   if (!q.owner_id.empty() && s.owner_id() != q.owner_id) return false;
   if (!q.queue.empty() && (!s.owner_id().empty() || s.queue() != q.queue)) return false;
