@@ -24,6 +24,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -51,6 +52,7 @@
 #include "libs/common/runtime.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
+#include "libs/common/text.h"
 #include "rocksdb/db.h"
 #include "services/analytics/store/view_store.h"
 
@@ -135,7 +137,13 @@ absl::StatusOr<std::string> MintToken(int argc, char** argv, const std::string& 
     }
     spec.roles.emplace_back(r);
   }
-  spec.territory = territory;
+  // As services take the claim: trimmed, and refused unless it fits a record.
+  spec.territory = std::string(absl::StripAsciiWhitespace(territory));
+  if (spec.territory.size() > crm::auth::kMaxTerritoryBytes ||
+      crm::HasControlCharacters(spec.territory, /*multiline=*/false)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("territory: at most ", crm::auth::kMaxTerritoryBytes, " bytes on one line"));
+  }
   spec.issuer = crm::Setting(argc, argv, "jwt-issuer", "CRM_JWT_ISSUER", crm::auth::kDefaultIssuer);
   spec.audience =
       crm::Setting(argc, argv, "jwt-audience", "CRM_JWT_AUDIENCE", crm::auth::kDefaultAudience);
