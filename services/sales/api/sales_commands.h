@@ -133,8 +133,8 @@ class SalesCommands {
   // InvoiceRequested: counts the contract's value towards loyalty.
   absl::Status RecordSpendFromInvoice(const crm::v1::EventEnvelope& event);
   // ChurnRiskRaised (analytics): a retention-call task for the account's
-  // owner, due kRetentionCallWithin after the crossing (or after now, when
-  // answered late). For a person without an account here the alert is kept
+  // owner, due kRetentionCallWithin after the crossing or after it is
+  // answered, whichever is later. For a person without an account here the alert is kept
   // until a conversion opens one (the leads topic is read apart from
   // analytics'). None for a crossing older than kRetentionAlertsKept when
   // read (the topic's history, read once when sales first subscribes).

@@ -46,6 +46,9 @@ struct Page {
 //   accepted_quotes  opportunity_id -> quote_id of the deal's accepted quote
 //   retention_tasks  customer_id -> task_id of the account's latest
 //                  retention-call task (one open at a time)
+//   early_retention_alerts  customer_id -> ChurnRiskRaised envelope read
+//                  while the person had no account, until a conversion
+//                  opens one
 class SalesStore {
  public:
   static absl::StatusOr<std::unique_ptr<SalesStore>> Open(const std::string& path);
