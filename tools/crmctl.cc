@@ -52,7 +52,6 @@
 #include "libs/common/runtime.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/subscriber.h"
-#include "libs/common/text.h"
 #include "rocksdb/db.h"
 #include "services/analytics/store/view_store.h"
 
@@ -139,8 +138,7 @@ absl::StatusOr<std::string> MintToken(int argc, char** argv, const std::string& 
   }
   // As services take the claim: trimmed, and refused unless it fits a record.
   spec.territory = std::string(absl::StripAsciiWhitespace(territory));
-  if (spec.territory.size() > crm::auth::kMaxTerritoryBytes ||
-      crm::HasControlCharacters(spec.territory, /*multiline=*/false)) {
+  if (!crm::auth::FitsTerritoryClaim(spec.territory)) {
     return absl::InvalidArgumentError(
         absl::StrCat("territory: at most ", crm::auth::kMaxTerritoryBytes, " bytes on one line"));
   }

@@ -63,9 +63,8 @@ inline size_t ControlLengthAt(absl::string_view text, size_t i, bool multiline) 
   const unsigned char c = static_cast<unsigned char>(text[i]);
   if (c == '\n' || c == '\r' || c == '\t') return multiline ? 0 : 1;
   if (c < 0x20 || c == 0x7f) return 1;
-  if (i + 1 >= text.size()) return 0;
+  if (multiline || i + 1 >= text.size()) return 0;
   const unsigned char next = static_cast<unsigned char>(text[i + 1]);
-  if (multiline) return 0;
   // NEL, U+0085: C2 85.
   if (c == 0xc2 && next == 0x85) return 2;
   // U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: E2 80 A8/A9.

@@ -318,8 +318,7 @@ absl::StatusOr<JwtVerifier::Checked> JwtVerifier::Check(absl::string_view token)
   // no account could hold would have its holder's records refused later, or
   // out of every manager's reach.
   p.territory = std::string(absl::StripAsciiWhitespace(p.territory));
-  if (p.territory.size() > kMaxTerritoryBytes ||
-      HasControlCharacters(p.territory, /*multiline=*/false)) {
+  if (!FitsTerritoryClaim(p.territory)) {
     return Unauthenticated(
         absl::StrCat("territory is longer than ", kMaxTerritoryBytes, " bytes or not on one line"));
   }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "libs/common/text.h"
 
 namespace crm::auth {
 
@@ -30,6 +31,13 @@ inline bool IsKnownRole(absl::string_view role) {
 // accounts and leads its holder records (a region, an account's
 // territory), which keep at most this much.
 inline constexpr size_t kMaxTerritoryBytes = 64;
+
+// Whether a (trimmed) territory claim fits a record: at most
+// kMaxTerritoryBytes, on one line. Verifiers and token issuers both ask.
+inline bool FitsTerritoryClaim(absl::string_view territory) {
+  return territory.size() <= kMaxTerritoryBytes &&
+         !HasControlCharacters(territory, /*multiline=*/false);
+}
 
 // Who is calling, as a verified token says: the subject (`sub`), its roles
 // and the sales territory it works in (`territory`, may be empty).
