@@ -274,4 +274,17 @@ absl::Status Database::Flush() {
   return FromRocks(db_->Flush(rocksdb::FlushOptions(), all));
 }
 
+absl::Status Database::CompactRange(absl::string_view family, absl::string_view first,
+                                    absl::string_view last) {
+  CRM_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, RequireFamily(family));
+  rocksdb::CompactRangeOptions options;
+  // The last level too: it may hold the old value with nothing below it.
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  // Background compactions go on meanwhile: writes must not stall on it.
+  options.exclusive_manual_compaction = false;
+  const rocksdb::Slice begin(first.data(), first.size());
+  const rocksdb::Slice end(last.data(), last.size());
+  return FromRocks(db_->CompactRange(options, cf, &begin, &end));
+}
+
 }  // namespace crm

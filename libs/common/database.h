@@ -59,8 +59,15 @@ class Database {
   absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
       absl::string_view family, const std::vector<std::string>& keys) const;
   std::unique_ptr<rocksdb::Iterator> NewIterator(absl::string_view family) const;
-  // Flushes memtables and the WAL: used on graceful shutdown.
+  // Flushes memtables and the WAL: used on graceful shutdown, and before
+  // a purge so that no live WAL file still holds what was deleted.
   absl::Status Flush();
+  // Rewrites the family's files holding keys in [first, last] down to the
+  // last level. A delete or an overwrite only adds a newer entry: the old
+  // value stays in the files until a compaction meets both, which nothing
+  // else forces for a key written once (an erased person's key).
+  absl::Status CompactRange(absl::string_view family, absl::string_view first,
+                            absl::string_view last);
 
   // Fault injection for tests: of the writes from now on, every `every`-th
   // fails with UNAVAILABLE and writes nothing, `times` of them in all.

@@ -1,6 +1,7 @@
 #include "libs/common/event_store.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -576,6 +577,11 @@ absl::Status EventStore::RedactEvents(const std::vector<crm::v1::EventEnvelope>&
     CRM_RETURN_IF_ERROR(Put(*db_, batch, kEvents, key, event.SerializeAsString()));
   }
   return db_->Write(&batch, /*sync=*/true);
+}
+
+absl::Status EventStore::CompactStream(absl::string_view stream) {
+  return db_->CompactRange(kEvents, EventKey(stream, 0),
+                           EventKey(stream, std::numeric_limits<int64_t>::max()));
 }
 
 bool EventStore::Answered(const EventContext& ctx, absl::string_view method,

@@ -162,6 +162,9 @@ class EventStore {
   // one write. Only for key material that must not outlive its destruction
   // (libs/common/pii); domain events are never changed.
   absl::Status RedactEvents(const std::vector<crm::v1::EventEnvelope>& redacted);
+  // Compacts the files holding `stream`'s events, so that what RedactEvents
+  // overwrote is gone from disk as well as from reads.
+  absl::Status CompactStream(absl::string_view stream);
 
   // Outbox, in log order, from `from_position` or the relayed cursor,
   // whichever is later: at most `max` entries, and no more once they hold

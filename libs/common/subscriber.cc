@@ -523,6 +523,7 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
   CRM_RETURN_IF_ERROR(prepared.txn->Commit());
   applied_.fetch_add(prepared.applied);
   skipped_.fetch_add(prepared.skipped);
+  projection_.Committed();
   return absl::OkStatus();
 }
 
@@ -830,6 +831,7 @@ void Subscriber::Consume() {
 }
 
 void Subscriber::Committed(const std::vector<ConsumedMessage>& batch, const Prepared& prepared) {
+  projection_.Committed();
   applied_.fetch_add(prepared.applied);
   skipped_.fetch_add(prepared.skipped);
   in_flight_.fetch_sub(static_cast<int64_t>(batch.size()));

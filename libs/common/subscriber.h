@@ -80,6 +80,10 @@ class Projection {
   // Called after the last Apply of a batch, before it commits: a projection
   // that keeps hot rows in memory during a batch writes them here.
   virtual absl::Status Flush(ProjectionTxn& txn) { return absl::OkStatus(); }
+  // Called on the subscriber's thread once a batch's writes are durable
+  // (with pipelined commits, possibly after the next batch was applied):
+  // for work that must follow the commit, not precede it.
+  virtual void Committed() {}
 };
 
 struct ConsumedMessage {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <functional>
 #include <limits>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -103,6 +104,31 @@ TEST_F(SubscriberTest, SkipsEventsAlreadyAppliedIncludingRepublishedOnes) {
   EXPECT_EQ(Count("cus-a"), "3");
   EXPECT_EQ(subscriber_->applied(), 3u);
   EXPECT_EQ(subscriber_->skipped(), 2u);
+}
+
+// Tells the projection of a batch's commit once its writes are stored.
+class CommitWatcher final : public Projection {
+ public:
+  explicit CommitWatcher(const Database& db) : db_(db) {}
+  absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn& txn) override {
+    return AddOne(txn, e.customer_id());
+  }
+  void Committed() override { seen.push_back(db_.Get("counts", "cus-a")->value_or("0")); }
+  std::vector<std::string> seen;
+
+ private:
+  const Database& db_;
+};
+
+TEST_F(SubscriberTest, TheProjectionIsToldOfACommitAfterItsWritesAreStored) {
+  CommitWatcher watcher(*db_);
+  Subscriber subscriber(*db_, watcher, SubscriberOptions{});
+  ASSERT_TRUE(subscriber.ApplyBatch({Message("a", 1, 0), Message("a", 2, 1)}).ok());
+  EXPECT_EQ(watcher.seen, std::vector<std::string>{"2"});
+  // A batch that does not commit is not reported.
+  db_->FailWritesForTest(/*every=*/1, /*times=*/1);
+  EXPECT_FALSE(subscriber.ApplyBatch({Message("a", 3, 2)}).ok());
+  EXPECT_EQ(watcher.seen, std::vector<std::string>{"2"});
 }
 
 TEST_F(SubscriberTest, DuplicatesInsideOneBatchAreSkipped) {
@@ -725,9 +751,11 @@ INSTANTIATE_TEST_SUITE_P(SeeksFailFirst, SubscriberRetryTest,
 // Adds every event to one running total and counts each stream, reading
 // the previous values through the transaction: a batch that read what the
 // batch before it wrote from the database before that batch committed
-// would lose increments.
+// would lose increments. Notes the stored total each time it is told a
+// batch committed.
 class RunningTotal final : public Projection {
  public:
+  explicit RunningTotal(const Database& db) : db_(db) {}
   absl::Status Apply(const crm::v1::EventEnvelope& e, ProjectionTxn& txn) override {
     for (const std::string& key : {std::string("total"), e.stream()}) {
       if (auto st = AddOne(txn, key); !st.ok()) return st;
@@ -735,6 +763,13 @@ class RunningTotal final : public Projection {
     absl::SleepFor(absl::Microseconds(200));  // lets the consumer run ahead
     return absl::OkStatus();
   }
+  void Committed() override {
+    totals.push_back(std::stoi(db_.Get("counts", "total")->value_or("0")));
+  }
+  std::vector<int> totals;  // read on the subscriber's thread only
+
+ private:
+  const Database& db_;
 };
 
 // With a parameter of true, commits fail (RocksDB write errors) while the
@@ -766,7 +801,7 @@ TEST_P(SubscriberPipelineTest, EveryEventCountsOnceWhenBatchesCommitWhileTheNext
     }
   }
 
-  RunningTotal projection;
+  RunningTotal projection(**db);
   SubscriberOptions options = KafkaOptions(cluster, "pipeline.test");
   options.max_batch = 7;
   options.extra_settings = {{"max.partition.fetch.bytes", "1"}};
@@ -788,6 +823,11 @@ TEST_P(SubscriberPipelineTest, EveryEventCountsOnceWhenBatchesCommitWhileTheNext
     }
     EXPECT_EQ(subscriber.StoredOffset("pipeline.test", p)->value_or(-1), 2 * kPerPartition);
   }
+  // Told of each commit after it: the totals it read never fall, and the
+  // last is the whole count.
+  ASSERT_FALSE(projection.totals.empty());
+  EXPECT_TRUE(std::is_sorted(projection.totals.begin(), projection.totals.end()));
+  EXPECT_EQ(projection.totals.back(), kStreams);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCommitsWritten, SubscriberPipelineTest, ::testing::Values(false));

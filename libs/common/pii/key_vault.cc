@@ -623,6 +623,7 @@ std::vector<std::string> KeyVault::Forget(const std::string& customer_id, absl::
   std::vector<std::string> own;
   for (const HeldKey& h : held) {
     keys_.Erase(h.key_id);
+    to_purge_.push_back(h.key_id);
     if (h.own) own.push_back(h.key_id);
   }
   // Keys in memory but not in `held` (applied and not yet committed) are
@@ -641,6 +642,40 @@ std::vector<ProjectionWrite> KeyVault::ErasureWrites(const std::string& customer
     writes.push_back({kFamily, CustomerRow(customer_id, h.key_id), "", true});
   }
   return writes;
+}
+
+void KeyVault::PurgeDestroyed() {
+  std::vector<std::string> key_ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    key_ids.swap(to_purge_);
+  }
+  if (key_ids.empty()) return;
+  std::vector<std::string> gone;
+  std::vector<std::string> waiting;
+  for (auto& key_id : key_ids) {
+    auto row = db_.Get(kFamily, KeyRow(key_id));
+    (row.ok() && !row->has_value() ? gone : waiting).push_back(std::move(key_id));
+  }
+  if (!waiting.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    to_purge_.insert(to_purge_.end(), waiting.begin(), waiting.end());
+  }
+  if (gone.empty()) return;
+  if (absl::Status st = Purge(gone); !st.ok()) {
+    log::Error("destroyed keys not compacted away",
+               {{"keys", absl::StrCat(gone.size())}, {"error", st.ToString()}});
+  }
+}
+
+absl::Status KeyVault::Purge(const std::vector<std::string>& key_ids) {
+  // A WAL file is deleted once every memtable it fed is flushed.
+  CRM_RETURN_IF_ERROR(db_.Flush());
+  for (const auto& key_id : key_ids) {
+    CRM_RETURN_IF_ERROR(db_.CompactRange(kFamily, KeyRow(key_id), KeyRow(key_id)));
+    if (store_ != nullptr) CRM_RETURN_IF_ERROR(store_->CompactStream(KeyStream(key_id)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
@@ -720,10 +755,12 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
   if (payload.Is<crm::v1::DataKeyDestroyed>()) {
     crm::v1::DataKeyDestroyed destroyed;
     payload.UnpackTo(&destroyed);
+    CRM_ASSIGN_OR_RETURN(auto stored, txn.Get(kFamily, KeyRow(destroyed.key_id())));
     CRM_RETURN_IF_ERROR(txn.Delete(kFamily, KeyRow(destroyed.key_id())));
     CRM_RETURN_IF_ERROR(
         txn.Delete(kFamily, CustomerRow(destroyed.customer_id(), destroyed.key_id())));
     std::lock_guard<std::mutex> lock(mu_);
+    if (stored.has_value()) to_purge_.push_back(destroyed.key_id());
     ++drops_;
     keys_.Erase(destroyed.key_id());
     if (const std::string* id = by_customer_.Find(destroyed.customer_id());
@@ -833,6 +870,7 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
     customers = WithMergedLocked(customer_id);
     std::erase_if(customers, [&](const std::string& c) { return done.contains(c); });
   }
+  PurgeDestroyed();
   log::Info("customer erased", {{"customer_id", customer_id},
                                 {"merged_customers", absl::StrCat(done.size() - 1)},
                                 {"keys", absl::StrCat(out.keys_destroyed)}});

@@ -112,6 +112,16 @@ class KeyVault {
   // a key not held that opens with no master key is DATA_LOSS (parked).
   absl::Status ApplyRecord(const crm::v1::EventEnvelope& event, ProjectionTxn& txn);
 
+  // Removes from the data files what is left of the keys destroyed since
+  // the last call whose rows are gone for good: a RocksDB delete or
+  // overwrite only adds a newer entry, and the wrapped key stays readable
+  // in the WAL and the table files until a compaction meets both. Flushes
+  // every memtable and compacts each key's row (and, for an own key, its
+  // stream) down to the last level. EraseCustomer calls it; so does the
+  // key reader once a batch that destroyed keys committed. A failure is
+  // logged: reads see no key either way.
+  void PurgeDestroyed();
+
   // The record linking two customers when leads of both merge (nullopt
   // when they are one customer): append it with the merge, then call
   // Merged. The survivor's records hold data sealed for the merged
@@ -265,6 +275,8 @@ class KeyVault {
   // The rows that record the customer as erased and its keys as destroyed.
   std::vector<ProjectionWrite> ErasureWrites(const std::string& customer_id, absl::Time erased_at,
                                              const std::vector<HeldKey>& held) const;
+  // Flushes and compacts the stored copies of these destroyed keys.
+  absl::Status Purge(const std::vector<std::string>& key_ids);
 
   Database& db_;
   EventStore* const store_;
@@ -287,6 +299,9 @@ class KeyVault {
   // Merged customer -> the survivor of its latest merge.
   absl::flat_hash_map<std::string, std::string> survivor_of_;
   std::function<void()> before_erasure_write_for_test_;
+  // Keys destroyed, for PurgeDestroyed; a key whose row is still stored
+  // (its batch not committed yet) waits for a later call.
+  std::vector<std::string> to_purge_;
 };
 
 // A subscriber's projection that hands key records (crm.keys.v1) to the
@@ -305,6 +320,10 @@ class WithKeyRecords final : public Projection {
   }
   absl::Status Flush(ProjectionTxn& txn) override {
     return inner_ != nullptr ? inner_->Flush(txn) : absl::OkStatus();
+  }
+  void Committed() override {
+    vault_.PurgeDestroyed();
+    if (inner_ != nullptr) inner_->Committed();
   }
 
  private:

@@ -3,7 +3,12 @@
 // working for sealing, dedupe and erasure.
 #include "libs/common/pii/key_vault.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -46,13 +51,16 @@ struct Service {
     s->vault = *std::move(vault);
     return s;
   }
-  // Applies `records` the way the subscriber would from crm.keys.v1.
+  // Applies `records` the way the subscriber would from crm.keys.v1, and
+  // purges once they committed, as WithKeyRecords::Committed does.
   absl::Status Apply(const std::vector<crm::v1::EventEnvelope>& records) {
     ProjectionTxn txn(store->db());
     for (const auto& e : records) {
       if (auto st = vault->ApplyRecord(e, txn); !st.ok()) return st;
     }
-    return txn.Commit();
+    if (auto st = txn.Commit(); !st.ok()) return st;
+    vault->PurgeDestroyed();
+    return absl::OkStatus();
   }
   std::vector<crm::v1::EventEnvelope> Stream(const std::string& key_id) const {
     return *store->ReadStream(kKeyStreamPrefix + key_id);
@@ -152,6 +160,51 @@ TEST_F(KeyVaultMemoryTest, ErasureDestroysKeysThatAreNotInMemory) {
   auto next = leads->vault->KeyFor("cus_ann", Ctx());
   ASSERT_TRUE(next.ok());
   EXPECT_TRUE(next->issue.has_value());
+}
+
+// The files under `dir` (table files, WAL, manifest) that hold `bytes`.
+std::vector<std::string> FilesHolding(const std::string& dir, const std::string& bytes) {
+  std::vector<std::string> holding;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string content((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+    if (content.find(bytes) != std::string::npos) holding.push_back(entry.path().filename());
+  }
+  return holding;
+}
+
+// A RocksDB delete leaves the old value in the files until a compaction
+// meets both: with the master key (in every pod) anyone holding the data
+// dir, or a backup taken after the erasure, could open the key again.
+TEST_F(KeyVaultMemoryTest, AnErasedKeyLeavesNoCopyInTheDataFiles) {
+  const std::string leads_dir = dir_.Sub("leads");
+  const std::string reader_dir = dir_.Sub("analytics");
+  auto leads = *Service::Open(leads_dir, master_, "crm/leads", true, kCached);
+  auto reader = *Service::Open(reader_dir, master_, "crm/analytics", false, kCached);
+  const DataKey ann = *leads->vault->EnsureKey("cus_ann", Ctx());
+  const DataKey bob = *leads->vault->EnsureKey("cus_bob", Ctx());
+  const std::string wrapped = Issued(leads->Stream(ann.key_id)[0]).wrapped_key();
+  ASSERT_TRUE(reader->Apply(leads->Stream(ann.key_id)).ok());
+  ASSERT_TRUE(reader->Apply(leads->Stream(bob.key_id)).ok());
+  // The issuer's copies in table files, the reader's in its WAL.
+  ASSERT_TRUE(leads->store->db().Flush().ok());
+  ASSERT_FALSE(FilesHolding(leads_dir, wrapped).empty());
+  ASSERT_FALSE(FilesHolding(reader_dir, wrapped).empty());
+
+  ASSERT_TRUE(leads->vault->EraseCustomer("cus_ann", "GDPR request 12", Ctx()).ok());
+  EXPECT_THAT(FilesHolding(leads_dir, wrapped), ::testing::IsEmpty());
+  ASSERT_TRUE(reader->Apply(*leads->store->ReadStream(EraseStream("crm/leads", "cus_ann"))).ok());
+  ASSERT_TRUE(reader->Apply(leads->Stream(ann.key_id)).ok());
+  EXPECT_THAT(FilesHolding(reader_dir, wrapped), ::testing::IsEmpty());
+
+  // The other customer's key is untouched, before and after a restart.
+  const crm::v1::Contact sealed = Sealed("bob@example.com", bob);
+  EXPECT_EQ(reader->OpenEmail(sealed), "bob@example.com");
+  leads.reset();
+  leads = *Service::Open(leads_dir, master_, "crm/leads", true, kCached);
+  EXPECT_EQ(leads->OpenEmail(sealed), "bob@example.com");
 }
 
 // The person comes back after an erasure and gets a new key; the erasure
