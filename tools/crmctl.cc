@@ -41,6 +41,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/support/client_interceptor.h"
+#include "libs/common/admin_service.h"
 #include "libs/common/auth/dev_key.h"
 #include "libs/common/auth/jwt.h"
 #include "libs/common/backup.h"
@@ -317,10 +318,12 @@ size_t AssignedCount(RdKafka::KafkaConsumer& consumer) {
   return n;
 }
 
-std::string ToJson(const google::protobuf::Message& m, bool pretty) {
+// `defaults` prints fields at their default too: a count of 0 is an answer.
+std::string ToJson(const google::protobuf::Message& m, bool pretty, bool defaults = false) {
   std::string out;
   google::protobuf::util::JsonPrintOptions o;
   o.add_whitespace = pretty;
+  o.always_print_primitive_fields = defaults;
   o.preserve_proto_field_names = true;
   if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok()) return "{}";
   return out;
@@ -804,7 +807,8 @@ int Erase(int argc, char** argv) {
     std::fprintf(stderr, "crmctl erase: %s\n", st.error_message().c_str());
     return st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1;
   }
-  std::printf("%s\n", ToJson(resp, false).c_str());
+  // {"keys_destroyed":0,...}: this service held no key of the customer.
+  std::printf("%s\n", ToJson(resp, false, true).c_str());
   return 0;
 }
 
@@ -832,22 +836,27 @@ int Export(int argc, char** argv) {
     auto channel = ConnectOrSay("export", argc, argv, target, true);
     if (!channel) return 2;
     auto stub = crm::v1::AdminService::NewStub(channel);
-    // The pages of one service make one export.
+    // The pages of one service make one export; read again from the first
+    // page when the customer was merged or erased between pages.
     crm::v1::CustomerExport out;
-    req.clear_page_token();
     grpc::Status st;
-    do {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
-      crm::v1::CustomerExport page;
-      st = stub->ExportCustomer(&ctx, req, &page);
-      if (!st.ok()) break;
-      req.set_page_token(page.next_page_token());
-      page.clear_next_page_token();
-      auto events = std::move(*page.mutable_events());
-      if (out.customer_id().empty()) out = std::move(page);
-      for (auto& e : events) *out.add_events() = std::move(e);
-    } while (!req.page_token().empty());
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      out.Clear();
+      req.clear_page_token();
+      do {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+        crm::v1::CustomerExport page;
+        st = stub->ExportCustomer(&ctx, req, &page);
+        if (!st.ok()) break;
+        req.set_page_token(page.next_page_token());
+        if (absl::Status joined = crm::JoinExportPage(out, std::move(page)); !joined.ok()) {
+          st = grpc::Status(grpc::StatusCode::ABORTED, std::string(joined.message()));
+          break;
+        }
+      } while (!req.page_token().empty());
+      if (st.error_code() != grpc::StatusCode::ABORTED) break;
+    }
     if (!st.ok()) {
       std::fprintf(stderr, "crmctl export: %s (%s): %s\n", t.flag, target.c_str(),
                    st.error_message().c_str());

@@ -2,7 +2,9 @@
 
 #include <filesystem>
 #include <limits>
+#include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -202,6 +204,26 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
         }
         return absl::OkStatus();
       });
+}
+
+absl::Status JoinExportPage(crm::v1::CustomerExport& whole, crm::v1::CustomerExport page) {
+  page.clear_next_page_token();
+  if (whole.customer_id().empty()) {
+    whole = std::move(page);
+    return absl::OkStatus();
+  }
+  const absl::flat_hash_set<std::string> merged(whole.merged_customer_ids().begin(),
+                                                whole.merged_customer_ids().end());
+  const absl::flat_hash_set<std::string> now(page.merged_customer_ids().begin(),
+                                             page.merged_customer_ids().end());
+  if (page.customer_id() != whole.customer_id() || merged != now ||
+      page.erased() != whole.erased()) {
+    return absl::AbortedError(
+        absl::StrCat("customer ", whole.customer_id(),
+                     " was merged with another or erased while its export was read"));
+  }
+  for (auto& e : *page.mutable_events()) *whole.add_events() = std::move(e);
+  return absl::OkStatus();
 }
 
 }  // namespace crm

@@ -80,4 +80,12 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
   BlockingExecutor privacy_executor_{1};
 };
 
+// Adds one page of a service's ExportCustomer reply to `whole` (empty for
+// the first). Each page takes the customer's merges and erasure as they are
+// when it is read: a page that disagrees with the first (a merge or an
+// erasure between pages) is ABORTED, and the export must be read again
+// from its first page, or it would miss a merged customer's earlier events
+// or mix opened data with erased.
+absl::Status JoinExportPage(crm::v1::CustomerExport& whole, crm::v1::CustomerExport page);
+
 }  // namespace crm

@@ -496,6 +496,12 @@ TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterEra
                 (ctl + " --sales=127.0.0.1:1 --service-desk=127.0.0.1:1 >/dev/null 2>&1").c_str()),
             0);
 
+  // An erasure that found no key here says so, not "{}".
+  const std::string none =
+      RunCommand(absl::StrCat(CtlCommand(), " erase cus_never_seen --reason='GDPR request 118'",
+                              " --leads=", stack.Target("leads")));
+  EXPECT_TRUE(absl::StrContains(none, "\"keys_destroyed\":0")) << none;
+
   crm::v1::EraseCustomerResponse erased;
   ASSERT_TRUE(Erase(stack, grace.customer_id(), "GDPR request 119", &erased).ok());
   held = Export(stack, "leads", grace.customer_id(), &st);
