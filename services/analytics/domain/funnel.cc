@@ -101,8 +101,12 @@ void AddOpportunity(Slice& s, const FunnelOpportunityRecord& r) {
   c.set_opportunities(c.opportunities() + 1);
   if (r.outcome() == crm::v1::STAGE_OUTCOME_WON) {
     c.set_won(c.won() + 1);
-    int64_t& sum = s.revenue[r.amount().currency()];
-    sum = SaturatingAdd(sum, r.amount().minor_units());
+    // A deal opened without an amount adds none: no entry without a
+    // currency.
+    if (!r.amount().currency().empty()) {
+      int64_t& sum = s.revenue[r.amount().currency()];
+      sum = SaturatingAdd(sum, r.amount().minor_units());
+    }
   }
   if (r.outcome() == crm::v1::STAGE_OUTCOME_LOST) c.set_lost(c.lost() + 1);
 }
@@ -172,6 +176,13 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
     CRM_ASSIGN_OR_RETURN(auto* r, lead(m->merged_lead_id()));
     r->set_lead_id(m->merged_lead_id());
     r->set_merged(true);
+    // Kept apart from the capture's region, which it must not override in
+    // whatever order the two are read.
+    CRM_ASSIGN_OR_RETURN(auto* survivor, lead(m->survivor_lead_id()));
+    survivor->set_lead_id(m->survivor_lead_id());
+    if (survivor->merged_region().empty()) {
+      survivor->set_merged_region(m->merged_lead().region());
+    }
   } else if (const auto* m = payload.As<OpportunityOpened>()) {
     CRM_ASSIGN_OR_RETURN(auto* r, opportunity(m->opportunity_id()));
     r->set_opportunity_id(m->opportunity_id());
@@ -288,14 +299,15 @@ void FunnelBuilder::AddLead(const FunnelLeadRecord& r) {
   }
   if (r.merged()) return;
   const std::string month = Month(r.captured_at());
-  if (!st.Keep(month, r.channel(), r.region(), r.owner_id())) return;
+  const std::string& region = r.region().empty() ? r.merged_region() : r.region();
+  if (!st.Keep(month, r.channel(), region, r.owner_id())) return;
   crm::analytics::AddLead(st.total, r);
   if (r.disqualified() && !r.converted()) {
     ++(r.qualified() ? st.lost_at_conversion : st.lost_at_qualification);
   }
   crm::analytics::AddLead(st.by_month[month], r);
   crm::analytics::AddLead(st.by_channel[ChannelKey(r.channel())], r);
-  crm::analytics::AddLead(TerritorySlice(st.by_territory, r.region()), r);
+  crm::analytics::AddLead(TerritorySlice(st.by_territory, region), r);
   crm::analytics::AddLead(st.by_owner[r.owner_id()], r);
 }
 

@@ -403,6 +403,58 @@ TEST(FunnelTest, AMergedLeadIsCountedOnceAsItsSurvivor) {
   }
 }
 
+// The leads service gives a survivor captured without a region the merged
+// lead's: the funnel counts it there too, whichever event is read first,
+// and a survivor's own region is kept.
+TEST(FunnelTest, ASurvivorWithoutARegionStandsInTheMergedLeadsRegion) {
+  for (const std::string survivor_region : {"", "apac"}) {
+    crm::v1::LeadsMerged merged;
+    merged.set_survivor_lead_id("l1");
+    merged.set_merged_lead_id("l2");
+    merged.set_survivor_customer_id("c1");
+    merged.set_merged_customer_id("c2");
+    merged.mutable_merged_lead()->set_region("emea");
+    const std::vector<crm::v1::EventEnvelope> events = {
+        Captured("l1", "c1", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan + kDay, survivor_region),
+        Captured("l2", "c2", crm::v1::LEAD_CHANNEL_WEB_FORM, kJan + 2 * kDay, "emea"),
+        Event("merge-l2", "c1", kJan + 3 * kDay, merged)};
+    for (const bool merge_first : {false, true}) {
+      Records records;
+      if (merge_first) records.Apply(events[2]);
+      for (size_t i = 0; i < 2; ++i) records.Apply(events[i]);
+      if (!merge_first) records.Apply(events[2]);
+      crm::v1::GetFunnelRequest emea;
+      emea.set_territory("EMEA");
+      EXPECT_EQ(records.Funnel(emea).total().leads(), survivor_region.empty() ? 1 : 0)
+          << survivor_region << merge_first;
+      const auto f = records.Funnel();
+      ASSERT_EQ(f.by_territory_size(), 1) << survivor_region << merge_first;
+      EXPECT_EQ(f.by_territory(0).key(), survivor_region.empty() ? "emea" : "apac");
+    }
+  }
+}
+
+// A deal may be opened and won without an amount: it counts as won and adds
+// no revenue entry (one without a currency).
+TEST(FunnelTest, ADealWonWithoutAnAmountAddsNoRevenue) {
+  Records records;
+  crm::v1::OpportunityOpened opened;
+  opened.set_opportunity_id("o1");
+  opened.set_owner_id("rep_a");
+  opened.set_stage_id("discovery");
+  records.Apply(Event("open-o1", "c1", kJan, opened));
+  records.Apply(Opened("o2", "c2", "", "rep_a", "emea", 500, kJan));
+  records.Apply(
+      Moved("o1", "c1", "discovery", "won", crm::v1::STAGE_OUTCOME_WON, kDay, kJan + kDay));
+  records.Apply(
+      Moved("o2", "c2", "discovery", "won", crm::v1::STAGE_OUTCOME_WON, kDay, kJan + kDay));
+  const auto f = records.Funnel();
+  EXPECT_EQ(f.total().won(), 2);
+  ASSERT_EQ(f.total().won_revenue_size(), 1);
+  EXPECT_EQ(f.total().won_revenue(0).currency(), "EUR");
+  EXPECT_EQ(f.total().won_revenue(0).minor_units(), 500);
+}
+
 // A repeat deal without a lead, on the account of a person whose first lead
 // came in under another customer id merged with it since: the person's
 // first touch is that lead's channel.
