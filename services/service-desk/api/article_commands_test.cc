@@ -90,6 +90,29 @@ TEST_F(ArticleCommandsTest, AStoreIndexedByAnOlderTokenizerIsIndexedAgainAtStart
   EXPECT_FALSE(joined->has_value());
 }
 
+// A store indexed under the rules of version 4 ("update" was "updat") is
+// indexed again: an edit would work out the old terms by today's rules and
+// leave the stale one.
+TEST_F(ArticleCommandsTest, AStoreOfTheLastTokenizerVersionIsIndexedAgainAtStart) {
+  const auto id = Create("Update the firmware", "Hold reset.");
+  Database& db = store_->events().db();
+  rocksdb::WriteBatch old;
+  auto* terms = db.Family("article_terms");
+  old.Delete(terms, Tokenize("update").front() + '\0' + id);
+  old.Put(terms, std::string("updat") + '\0' + id, "3");
+  old.Put(terms, "\xff\xffindex-version", "4");
+  ASSERT_TRUE(db.Write(&old, true).ok());
+  EXPECT_TRUE(Search("update").empty());
+
+  articles_.reset();
+  store_.reset();
+  SetUp();
+  EXPECT_EQ(Search("update"), (std::vector<std::string>{id}));
+  auto stale = store_->events().db().Get("article_terms", std::string("updat") + '\0' + id);
+  ASSERT_TRUE(stale.ok()) << stale.status();
+  EXPECT_FALSE(stale->has_value());
+}
+
 // Long articles: a page stops short of what a default gRPC client accepts
 // (4 MiB), and the next page goes on from the first hit left out.
 TEST_F(ArticleCommandsTest, APageOfLongArticlesStaysUnderTheClientsReplyLimit) {

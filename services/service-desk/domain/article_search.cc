@@ -30,19 +30,22 @@ bool IsStopWord(std::string_view w) {
   return std::binary_search(kStopWords.begin(), kStopWords.end(), w);
 }
 
-// Singulars ending in "us" ("status") whose s is no plural's. Other words
-// in "us" are plurals ("menus", "cpus").
-bool IsSingularInUs(std::string_view w) {
-  static constexpr std::array<std::string_view, 16> kWords = {
-      "bonus", "campus", "census",     "consensus", "corpus", "focus",   "genius",   "minus",
-      "nexus", "plus",   "prospectus", "radius",    "status", "surplus", "syllabus", "virus"};
+// Singulars whose final s is no plural's, "status", "lens", "alias": kept,
+// so that their "-ses" plurals, which lose the s and then the e, meet them.
+// Other words in "us" or "as" are plurals ("menus", "cpus", "areas").
+bool IsSingularInS(std::string_view w) {
+  static constexpr std::array<std::string_view, 24> kWords = {
+      "alias",     "atlas",  "bias",       "bonus",  "campus", "canvas",  "census",   "chaos",
+      "consensus", "corpus", "ethos",      "focus",  "genius", "iris",    "lens",     "minus",
+      "nexus",     "plus",   "prospectus", "radius", "status", "surplus", "syllabus", "virus"};
   return std::find(kWords.begin(), kWords.end(), w) != kWords.end();
 }
 
 // One index term for a word's singular and plural, which need not be a
 // word: "cookie" and "cookies" give "cooki", "battery" and "batteries"
 // "batteri", "box" and "boxes" "box", "cache" and "caches" "cach",
-// "address" and "addresses" "address", "menu" and "menus" "menu". Hits show
+// "address" and "addresses" "address", "menu" and "menus" "menu", "lens"
+// and "lenses" "lens". Hits show
 // the query's words, never these.
 std::string Stem(std::string w) {
   if (w.size() > 3) {
@@ -51,7 +54,7 @@ std::string Stem(std::string w) {
     } else if (absl::EndsWith(w, "sses")) {
       w.resize(w.size() - 2);  // "addresses" -> "address"
     } else if (absl::EndsWith(w, "s") && !absl::EndsWith(w, "ss") && !absl::EndsWith(w, "sis") &&
-               !IsSingularInUs(w)) {
+               !IsSingularInS(w)) {
       w.pop_back();  // "printers" -> "printer", "boxes" -> "boxe" (-> "box" below)
     }
     // An e that "es" plurals keep ("boxes", "patches", "sizes", "cookies"

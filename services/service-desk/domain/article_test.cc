@@ -134,7 +134,10 @@ TEST(SearchTest, ASingularAndItsPluralAreOneTerm) {
                                                         {"size", "sizes"},
                                                         {"invoice", "invoices"},
                                                         {"update", "updates"},
-                                                        {"try", "tries"}}) {
+                                                        {"try", "tries"},
+                                                        {"lens", "lenses"},
+                                                        {"alias", "aliases"},
+                                                        {"bias", "biases"}}) {
     EXPECT_EQ(Tokenize(singular), Tokenize(plural)) << singular << " / " << plural;
   }
   EXPECT_NE(Tokenize("status"), Tokenize("statue"));

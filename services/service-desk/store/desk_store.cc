@@ -136,8 +136,10 @@ constexpr char kIndexVersionKey[] = "\xff\xffindex-version";
 // an older one wrote would stay wrong for good. Raise it with Tokenize.
 // 2: Unicode punctuation separates words; 3: CJK brackets and the rest of
 // the fullwidth and halfwidth punctuation too; 4: singular and plural are
-// one term ("cookie", "cookies"; "menu", "menus").
-constexpr char kIndexVersion[] = "4";
+// one term ("cookie", "cookies"; "menu", "menus"); 5: final e's kept but
+// after s, x, z, ch, sh and i ("update" is no longer "updat"), and singulars
+// in s ("lens", "alias") meet their plurals.
+constexpr char kIndexVersion[] = "5";
 
 }  // namespace
 
