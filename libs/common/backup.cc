@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <memory>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -10,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "libs/common/log.h"
 #include "rocksdb/env.h"
 #include "rocksdb/utilities/backup_engine.h"
 
@@ -318,7 +322,27 @@ absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t b
       return FromRocks(s);
     }
   }
+  std::ofstream mark(std::filesystem::path(data_dir) / kRestoredMark);
+  mark << "backup " << id << "\n";
+  mark.close();
+  if (!mark) return absl::InternalError(absl::StrCat("cannot write ", kRestoredMark));
   return id;
+}
+
+std::function<bool()> ReadyAfterRestore(const std::string& data_dir,
+                                        std::function<bool()> keys_read) {
+  const std::filesystem::path mark = std::filesystem::path(data_dir) / kRestoredMark;
+  std::error_code ec;
+  if (!std::filesystem::exists(mark, ec)) return [] { return true; };
+  log::Warn("restored from a backup: not ready until the keys topic is read",
+            {{"data_dir", data_dir}});
+  return [mark, keys_read = std::move(keys_read)] {
+    if (!keys_read()) return false;
+    std::error_code ec;
+    std::filesystem::remove(mark, ec);
+    if (ec) log::Error("cannot remove the restore mark", {{"error", ec.message()}});
+    return true;
+  };
 }
 
 }  // namespace crm

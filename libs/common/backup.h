@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,5 +64,19 @@ absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep);
 // quiet restore of an older one; name an older id to restore that.
 absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
                                        const std::string& data_dir);
+
+// The file RestoreBackup leaves in `data_dir`: the data came from a backup
+// and may hold keys of people erased since it was taken.
+inline constexpr char kRestoredMark[] = "RESTORED";
+
+// Readiness of a command service started on `data_dir`
+// (ServiceHost::GateReadiness): ready at once, unless the dir was restored
+// from a backup; then only once `keys_read` (its key reader has applied
+// what crm.keys.v1 held at start, the erasures since the backup among
+// them), when the mark is removed. Until then a person erased after the
+// backup could be matched to their erased customer and sealed with a key
+// the erasure then destroys.
+std::function<bool()> ReadyAfterRestore(const std::string& data_dir,
+                                        std::function<bool()> keys_read);
 
 }  // namespace crm

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/numbers.h"
+#include "libs/common/backup.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/config.h"
 #include "libs/common/kafka.h"
@@ -143,7 +144,11 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.GateReadiness(crm::v1::AnalyticsService::service_full_name(), views_ready);
+  host.GateReadiness(
+      crm::v1::AnalyticsService::service_full_name(),
+      [views_ready, restored = crm::ReadyAfterRestore(config->data_dir, [k = keys->get()] {
+                      return k->reached_start();
+                    })] { return restored() && views_ready(); });
   // A backup holds the views and the emitted events with their churn alert
   // state, restored into <data-dir>/emitted (the default --events-dir).
   host.ServeAdmin(**db, **events, **vault, {{"emitted", &(*events)->db()}},

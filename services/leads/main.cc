@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "libs/common/backup.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/kafka.h"
 #include "libs/common/log.h"
@@ -67,6 +68,10 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
+  host.GateReadiness(crm::v1::LeadsService::service_full_name(),
+                     crm::ReadyAfterRestore(config->data_dir, [&key_subscriber] {
+                       return key_subscriber.reached_start();
+                     }));
   host.ServeAdmin((*store)->events().db(), (*store)->events(), (*store)->vault());
   host.RecordDenials((*store)->events());
   host.OpenPii((*store)->vault());

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/numbers.h"
+#include "libs/common/backup.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/config.h"
 #include "libs/common/kafka.h"
@@ -135,6 +136,9 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
+  host.GateReadiness(
+      crm::v1::SalesService::service_full_name(),
+      crm::ReadyAfterRestore(config->data_dir, [k = keys->get()] { return k->reached_start(); }));
   host.ServeAdmin((*store)->events().db(), (*store)->events(), **vault);
   host.RecordDenials((*store)->events());
   host.OpenPii(**vault);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "crm/v1/admin.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/integration/stack.h"
 
@@ -70,7 +71,32 @@ TEST(BackupIntegrationTest, CrmctlBacksUpARunningServiceAndRestoresItIntoANewDat
   ASSERT_EQ(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored)), 0);
   EXPECT_NE(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored)), 0)
       << "a restore never overwrites a data dir";
+  // Not ready for traffic until its key reader has read the erasures made
+  // since the backup: held while the broker answers nothing.
+  const std::string mark = restored + "/RESTORED";
+  EXPECT_TRUE(std::filesystem::exists(mark));
+  auto status = [&] {
+    auto health = grpc::health::v1::Health::NewStub(stack.Channel("leads"));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service("crm.v1.LeadsService");
+    grpc::health::v1::HealthCheckResponse resp;
+    return health->Check(&ctx, req, &resp).ok() ? resp.status()
+                                                : grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  };
+  stack.broker().Signal(SIGSTOP);
   ASSERT_TRUE(stack.Start("leads", {"--data-dir=" + restored})) << stack.leads().Log();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_TRUE(std::filesystem::exists(mark));
+  stack.broker().Signal(SIGCONT);
+  EXPECT_TRUE(Eventually([&] {
+    return status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  })) << stack.leads().Log();
+  EXPECT_FALSE(std::filesystem::exists(mark)) << "the next start is ready at once";
   EXPECT_EQ(GetLead(stack, before), grpc::StatusCode::OK);
   EXPECT_EQ(GetLead(stack, after), grpc::StatusCode::NOT_FOUND)
       << "captured after the backup, so not in it";
