@@ -280,7 +280,8 @@ absl::Status Database::CompactRange(absl::string_view family, absl::string_view 
   rocksdb::CompactRangeOptions options;
   // The last level too: it may hold the old value with nothing below it.
   options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-  // Background compactions go on meanwhile: writes must not stall on it.
+  // Automatic compactions are not held back meanwhile (a manual one is
+  // exclusive by default), so writes are not throttled behind it.
   options.exclusive_manual_compaction = false;
   const rocksdb::Slice begin(first.data(), first.size());
   const rocksdb::Slice end(last.data(), last.size());

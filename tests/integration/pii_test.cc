@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "crm/v1/admin.grpc.pb.h"
 #include "crm/v1/analytics.pb.h"
 #include "crm/v1/pii.pb.h"
@@ -20,6 +21,7 @@
 #include "libs/common/pii/key_stream.h"
 #include "libs/common/pii/sealed_value.h"
 #include "libs/common/reply_budget.h"
+#include "libs/common/testing/files.h"
 #include "tests/integration/process.h"
 #include "tests/integration/stack.h"
 #include "tests/integration/topic_io.h"
@@ -223,6 +225,30 @@ TEST(PiiTest, EncryptedOnTheTopicsReadableThroughTheApisGoneEverywhereAfterErasu
   }
   EXPECT_TRUE(erasure);
   EXPECT_TRUE(destroyed);
+  // Nor is the wrapped key left in any service's data files (a RocksDB
+  // delete leaves the old value there until a compaction): the issue
+  // record is still on the topic, which the embedded broker does not
+  // compact.
+  std::string wrapped;
+  for (const auto& e : ConsumeTopic(
+           stack.brokers(), kKeysTopic,
+           [&](const auto& e) {
+             return e.customer_id() == grace.customer_id() &&
+                    e.payload().template Is<crm::v1::DataKeyIssued>();
+           },
+           [](const auto& seen) { return !seen.empty(); })) {
+    crm::v1::DataKeyIssued issued;
+    if (e.payload().UnpackTo(&issued) && !issued.wrapped_key().empty()) {
+      wrapped = issued.wrapped_key();
+    }
+  }
+  ASSERT_FALSE(wrapped.empty());
+  for (const std::string service : {"leads", "analytics"}) {
+    EXPECT_TRUE(Eventually([&] {
+      return FilesHolding(stack.dir() + "/" + service, wrapped).empty();
+    })) << service
+        << ": " << absl::StrJoin(FilesHolding(stack.dir() + "/" + service, wrapped), " ");
+  }
 
   // A rebuild from the topics, which still hold the key's first record
   // (the embedded broker does not compact), reads the others but not her.

@@ -1,6 +1,8 @@
 #include "libs/common/pii/key_vault.h"
 
 #include <algorithm>
+#include <chrono>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
@@ -12,6 +14,7 @@
 #include "libs/common/log.h"
 #include "libs/common/metrics.h"
 #include "libs/common/status_macros.h"
+#include "libs/common/thread_name.h"
 #include "rocksdb/write_batch.h"
 
 namespace crm::pii {
@@ -34,6 +37,11 @@ std::string ErasedRow(absl::string_view customer_id, absl::Time at) {
   return key;
 }
 std::string MergeRow(absl::string_view merged_lead_id) { return absl::StrCat("m", merged_lead_id); }
+// A destroyed key whose copies on disk are not compacted away yet; the
+// value says whether this service issued it (its stream holds it too).
+constexpr char kPurgePrefix[] = "p";
+constexpr char kOwnKey[] = "own";
+std::string PurgeRow(absl::string_view key_id) { return absl::StrCat(kPurgePrefix, key_id); }
 std::string KeyStream(absl::string_view key_id) { return absl::StrCat(kKeyStreamPrefix, key_id); }
 
 // A stored key row ("k" key_id -> DataKeyIssued envelope).
@@ -160,6 +168,13 @@ absl::StatusOr<std::unique_ptr<KeyVault>> KeyVault::Open(Database& db, EventStor
                {"previous_master_keys", absl::StrCat(masters.previous.size())}});
   }
   RewrappedCounter().Inc(static_cast<uint64_t>(vault->rewrapped_));
+  KeyVault* v = vault.get();
+  vault->purger_ = std::thread([v] {
+    NameThisThread("crm-purge");
+    v->PurgeLoop();
+  });
+  // Purges a previous run left pending (a crash, a failed compaction).
+  vault->RequestPurge();
   return vault;
 }
 
@@ -623,7 +638,6 @@ std::vector<std::string> KeyVault::Forget(const std::string& customer_id, absl::
   std::vector<std::string> own;
   for (const HeldKey& h : held) {
     keys_.Erase(h.key_id);
-    to_purge_.push_back(h.key_id);
     if (h.own) own.push_back(h.key_id);
   }
   // Keys in memory but not in `held` (applied and not yet committed) are
@@ -640,41 +654,67 @@ std::vector<ProjectionWrite> KeyVault::ErasureWrites(const std::string& customer
   for (const HeldKey& h : held) {
     writes.push_back({kFamily, KeyRow(h.key_id), "", true});
     writes.push_back({kFamily, CustomerRow(customer_id, h.key_id), "", true});
+    writes.push_back({kFamily, PurgeRow(h.key_id), h.own ? kOwnKey : ""});
   }
   return writes;
 }
 
-void KeyVault::PurgeDestroyed() {
-  std::vector<std::string> key_ids;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    key_ids.swap(to_purge_);
-  }
-  if (key_ids.empty()) return;
-  std::vector<std::string> gone;
-  std::vector<std::string> waiting;
-  for (auto& key_id : key_ids) {
-    auto row = db_.Get(kFamily, KeyRow(key_id));
-    (row.ok() && !row->has_value() ? gone : waiting).push_back(std::move(key_id));
-  }
-  if (!waiting.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    to_purge_.insert(to_purge_.end(), waiting.begin(), waiting.end());
-  }
-  if (gone.empty()) return;
-  if (absl::Status st = Purge(gone); !st.ok()) {
-    log::Error("destroyed keys not compacted away",
-               {{"keys", absl::StrCat(gone.size())}, {"error", st.ToString()}});
+void KeyVault::RequestPurge() {
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  purge_wanted_ = true;
+  wake_.notify_one();
+}
+
+void KeyVault::PurgeLoop() {
+  std::unique_lock<std::mutex> lock(wake_mu_);
+  while (true) {
+    wake_.wait(lock, [this] { return purge_wanted_ || stopping_; });
+    // Erasures come in runs (a list of requests): one flush for the run.
+    if (wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) return;
+    purge_wanted_ = false;
+    lock.unlock();
+    const absl::Status st = PurgeDestroyed();
+    lock.lock();
+    if (!st.ok()) {
+      log::Error("destroyed keys not compacted away yet", {{"error", st.ToString()}});
+      if (wake_.wait_for(lock, std::chrono::seconds(30), [this] { return stopping_; })) return;
+      purge_wanted_ = true;
+    }
   }
 }
 
-absl::Status KeyVault::Purge(const std::vector<std::string>& key_ids) {
+KeyVault::~KeyVault() {
+  {
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    stopping_ = true;
+    wake_.notify_one();
+  }
+  if (purger_.joinable()) purger_.join();
+}
+
+absl::Status KeyVault::PurgeDestroyed() {
+  std::lock_guard<std::mutex> purging(purge_mu_);
+  // Committed rows only: a destruction's purge row is written with it.
+  std::vector<std::pair<std::string, bool>> pending;
+  {
+    auto it = db_.NewIterator(kFamily);
+    for (it->Seek(kPurgePrefix); it->Valid() && it->key().starts_with(kPurgePrefix); it->Next()) {
+      pending.emplace_back(std::string(View(it->key()).substr(1)), View(it->value()) == kOwnKey);
+    }
+    CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  }
+  if (pending.empty()) return absl::OkStatus();
   // A WAL file is deleted once every memtable it fed is flushed.
   CRM_RETURN_IF_ERROR(db_.Flush());
-  for (const auto& key_id : key_ids) {
+  rocksdb::WriteBatch done;
+  auto* family = db_.Family(kFamily);
+  for (const auto& [key_id, own] : pending) {
     CRM_RETURN_IF_ERROR(db_.CompactRange(kFamily, KeyRow(key_id), KeyRow(key_id)));
-    if (store_ != nullptr) CRM_RETURN_IF_ERROR(store_->CompactStream(KeyStream(key_id)));
+    if (own && store_ != nullptr) CRM_RETURN_IF_ERROR(store_->CompactStream(KeyStream(key_id)));
+    CRM_RETURN_IF_ERROR(FromRocks(done.Delete(family, PurgeRow(key_id))));
   }
+  CRM_RETURN_IF_ERROR(db_.Write(&done, /*sync=*/true));
+  log::Info("destroyed keys compacted away", {{"keys", absl::StrCat(pending.size())}});
   return absl::OkStatus();
 }
 
@@ -759,8 +799,11 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
     CRM_RETURN_IF_ERROR(txn.Delete(kFamily, KeyRow(destroyed.key_id())));
     CRM_RETURN_IF_ERROR(
         txn.Delete(kFamily, CustomerRow(destroyed.customer_id(), destroyed.key_id())));
+    if (stored.has_value()) {
+      CRM_RETURN_IF_ERROR(
+          txn.Put(kFamily, PurgeRow(destroyed.key_id()), event.source() == issuer_ ? kOwnKey : ""));
+    }
     std::lock_guard<std::mutex> lock(mu_);
-    if (stored.has_value()) to_purge_.push_back(destroyed.key_id());
     ++drops_;
     keys_.Erase(destroyed.key_id());
     if (const std::string* id = by_customer_.Find(destroyed.customer_id());
@@ -870,7 +913,7 @@ absl::StatusOr<KeyVault::Erasure> KeyVault::EraseCustomer(const std::string& cus
     customers = WithMergedLocked(customer_id);
     std::erase_if(customers, [&](const std::string& c) { return done.contains(c); });
   }
-  PurgeDestroyed();
+  RequestPurge();
   log::Info("customer erased", {{"customer_id", customer_id},
                                 {"merged_customers", absl::StrCat(done.size() - 1)},
                                 {"keys", absl::StrCat(out.keys_destroyed)}});

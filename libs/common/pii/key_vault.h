@@ -1,10 +1,12 @@
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -112,15 +114,20 @@ class KeyVault {
   // a key not held that opens with no master key is DATA_LOSS (parked).
   absl::Status ApplyRecord(const crm::v1::EventEnvelope& event, ProjectionTxn& txn);
 
-  // Removes from the data files what is left of the keys destroyed since
-  // the last call whose rows are gone for good: a RocksDB delete or
-  // overwrite only adds a newer entry, and the wrapped key stays readable
-  // in the WAL and the table files until a compaction meets both. Flushes
-  // every memtable and compacts each key's row (and, for an own key, its
-  // stream) down to the last level. EraseCustomer calls it; so does the
-  // key reader once a batch that destroyed keys committed. A failure is
-  // logged: reads see no key either way.
-  void PurgeDestroyed();
+  // A RocksDB delete or overwrite only adds a newer entry: a destroyed
+  // key's wrapped key stays readable in the WAL and the table files until a
+  // compaction meets both. Each destruction therefore writes a purge row
+  // ("p" key id) with it, and a thread of the vault's, woken by
+  // RequestPurge (EraseCustomer; the key reader once a batch committed) and
+  // at open, flushes every memtable (ending the WAL files that held the
+  // keys) and compacts each pending key's row, and an own key's stream,
+  // down to the last level, then deletes the purge rows. A second's wait
+  // first makes a run of erasures one flush; a failed purge is tried again
+  // 30 s later, and at the next open.
+  void RequestPurge();
+  // Purges the pending keys now (the thread's work; tests call it).
+  absl::Status PurgeDestroyed();
+  ~KeyVault();
 
   // The record linking two customers when leads of both merge (nullopt
   // when they are one customer): append it with the merge, then call
@@ -275,8 +282,8 @@ class KeyVault {
   // The rows that record the customer as erased and its keys as destroyed.
   std::vector<ProjectionWrite> ErasureWrites(const std::string& customer_id, absl::Time erased_at,
                                              const std::vector<HeldKey>& held) const;
-  // Flushes and compacts the stored copies of these destroyed keys.
-  absl::Status Purge(const std::vector<std::string>& key_ids);
+  // The purge thread: PurgeDestroyed when asked, a second later.
+  void PurgeLoop();
 
   Database& db_;
   EventStore* const store_;
@@ -299,9 +306,12 @@ class KeyVault {
   // Merged customer -> the survivor of its latest merge.
   absl::flat_hash_map<std::string, std::string> survivor_of_;
   std::function<void()> before_erasure_write_for_test_;
-  // Keys destroyed, for PurgeDestroyed; a key whose row is still stored
-  // (its batch not committed yet) waits for a later call.
-  std::vector<std::string> to_purge_;
+  std::mutex purge_mu_;  // one PurgeDestroyed at a time
+  std::mutex wake_mu_;
+  std::condition_variable wake_;
+  bool purge_wanted_ = false;  // wake_mu_
+  bool stopping_ = false;      // wake_mu_
+  std::thread purger_;
 };
 
 // A subscriber's projection that hands key records (crm.keys.v1) to the
@@ -322,7 +332,7 @@ class WithKeyRecords final : public Projection {
     return inner_ != nullptr ? inner_->Flush(txn) : absl::OkStatus();
   }
   void Committed() override {
-    vault_.PurgeDestroyed();
+    vault_.RequestPurge();
     if (inner_ != nullptr) inner_->Committed();
   }
 
