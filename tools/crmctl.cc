@@ -511,6 +511,12 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
     std::fprintf(stderr, "\ncrmctl rebuild: %s\n", st.ToString().c_str());
     return 1;
   }
+  // Keys of people erased whose records were read during the rebuild:
+  // compacted away before the directory is handed over.
+  if (auto st = (*vault)->PurgeDestroyed(); !st.ok()) {
+    std::fprintf(stderr, "\ncrmctl rebuild: %s\n", st.ToString().c_str());
+    return 1;
+  }
   const absl::Duration elapsed = absl::Now() - start;
   Progress(done, total, elapsed);
   if (isatty(2)) std::fputc('\n', stderr);

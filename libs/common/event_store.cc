@@ -579,9 +579,9 @@ absl::Status EventStore::RedactEvents(const std::vector<crm::v1::EventEnvelope>&
   return db_->Write(&batch, /*sync=*/true);
 }
 
-absl::Status EventStore::CompactStream(absl::string_view stream) {
-  return db_->CompactRange(kEvents, EventKey(stream, 0),
-                           EventKey(stream, std::numeric_limits<int64_t>::max()));
+absl::Status EventStore::CompactStreams(absl::string_view first, absl::string_view last) {
+  return db_->CompactRange(kEvents, EventKey(first, 0),
+                           EventKey(last, std::numeric_limits<int64_t>::max()));
 }
 
 bool EventStore::Answered(const EventContext& ctx, absl::string_view method,

@@ -162,9 +162,10 @@ class EventStore {
   // one write. Only for key material that must not outlive its destruction
   // (libs/common/pii); domain events are never changed.
   absl::Status RedactEvents(const std::vector<crm::v1::EventEnvelope>& redacted);
-  // Compacts the files holding `stream`'s events, so that what RedactEvents
-  // overwrote is gone from disk as well as from reads.
-  absl::Status CompactStream(absl::string_view stream);
+  // Compacts the files holding the events of the streams from `first` to
+  // `last` (in byte order), so that what RedactEvents overwrote is gone
+  // from disk as well as from reads.
+  absl::Status CompactStreams(absl::string_view first, absl::string_view last);
 
   // Outbox, in log order, from `from_position` or the relayed cursor,
   // whichever is later: at most `max` entries, and no more once they hold

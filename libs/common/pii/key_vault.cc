@@ -80,6 +80,7 @@ AppendRequest KeyRecord(absl::string_view key_id, absl::string_view issuer,
   if (record.payload().Is<crm::v1::DataKeyDestroyed>()) {
     append.projection_writes.push_back({KeyVault::kFamily, KeyRow(key_id), "", true});
     append.projection_writes.push_back({KeyVault::kFamily, customer_row, "", true});
+    append.projection_writes.push_back({KeyVault::kFamily, PurgeRow(key_id), kOwnKey});
   } else {
     append.projection_writes.push_back(
         {KeyVault::kFamily, KeyRow(key_id), record.SerializeAsString()});
@@ -239,6 +240,7 @@ absl::Status KeyVault::DeleteErasedKeys() {
     for (const HeldKey& h : held) {
       CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, KeyRow(h.key_id))));
       CRM_RETURN_IF_ERROR(FromRocks(rows.Delete(family, CustomerRow(customer_id, h.key_id))));
+      CRM_RETURN_IF_ERROR(FromRocks(rows.Put(family, PurgeRow(h.key_id), h.own ? kOwnKey : "")));
     }
   }
   return rows.Count() > 0 ? db_.Write(&rows, /*sync=*/true) : absl::OkStatus();
@@ -274,6 +276,8 @@ absl::StatusOr<size_t> KeyVault::ScanKeys(bool index) {
       issued.payload().UnpackTo(&payload);
       CRM_RETURN_IF_ERROR(
           FromRocks(rows.Delete(family, CustomerRow(payload.customer_id(), key_id))));
+      CRM_RETURN_IF_ERROR(FromRocks(
+          rows.Put(family, PurgeRow(key_id), payload.issuer() == issuer_ ? kOwnKey : "")));
     } else {
       // A key that does not unwrap was stored under another master key: a
       // configuration error that must stop the service, not hide its data.
@@ -706,12 +710,19 @@ absl::Status KeyVault::PurgeDestroyed() {
   if (pending.empty()) return absl::OkStatus();
   // A WAL file is deleted once every memtable it fed is flushed.
   CRM_RETURN_IF_ERROR(db_.Flush());
+  // One compaction over the span of the keys' rows, and one over their
+  // streams, however many keys: one per key rewrote a last-level file each.
+  std::vector<std::string> own;
   rocksdb::WriteBatch done;
   auto* family = db_.Family(kFamily);
-  for (const auto& [key_id, own] : pending) {
-    CRM_RETURN_IF_ERROR(db_.CompactRange(kFamily, KeyRow(key_id), KeyRow(key_id)));
-    if (own && store_ != nullptr) CRM_RETURN_IF_ERROR(store_->CompactStream(KeyStream(key_id)));
+  for (const auto& [key_id, is_own] : pending) {
+    if (is_own) own.push_back(key_id);
     CRM_RETURN_IF_ERROR(FromRocks(done.Delete(family, PurgeRow(key_id))));
+  }
+  CRM_RETURN_IF_ERROR(
+      db_.CompactRange(kFamily, KeyRow(pending.front().first), KeyRow(pending.back().first)));
+  if (!own.empty() && store_ != nullptr) {
+    CRM_RETURN_IF_ERROR(store_->CompactStreams(KeyStream(own.front()), KeyStream(own.back())));
   }
   CRM_RETURN_IF_ERROR(db_.Write(&done, /*sync=*/true));
   log::Info("destroyed keys compacted away", {{"keys", absl::StrCat(pending.size())}});
@@ -795,14 +806,14 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
   if (payload.Is<crm::v1::DataKeyDestroyed>()) {
     crm::v1::DataKeyDestroyed destroyed;
     payload.UnpackTo(&destroyed);
-    CRM_ASSIGN_OR_RETURN(auto stored, txn.Get(kFamily, KeyRow(destroyed.key_id())));
     CRM_RETURN_IF_ERROR(txn.Delete(kFamily, KeyRow(destroyed.key_id())));
     CRM_RETURN_IF_ERROR(
         txn.Delete(kFamily, CustomerRow(destroyed.customer_id(), destroyed.key_id())));
-    if (stored.has_value()) {
-      CRM_RETURN_IF_ERROR(
-          txn.Put(kFamily, PurgeRow(destroyed.key_id()), event.source() == issuer_ ? kOwnKey : ""));
-    }
+    // Whether or not the row is here now: one deleted earlier by another
+    // path (a batch that failed after its own destruction was written, a
+    // start that ended a written-back key) may have left its old value.
+    CRM_RETURN_IF_ERROR(
+        txn.Put(kFamily, PurgeRow(destroyed.key_id()), event.source() == issuer_ ? kOwnKey : ""));
     std::lock_guard<std::mutex> lock(mu_);
     ++drops_;
     keys_.Erase(destroyed.key_id());

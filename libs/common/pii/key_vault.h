@@ -54,6 +54,9 @@ inline constexpr absl::Duration kErasureClockSkew = absl::Minutes(5);
 //   "m" merged_lead  -> CustomersMerged: erasing the survivor customer
 //                       erases the merged one too
 //   "index:customers" -> present once every key has its "c" row
+//   "p" key_id       -> "own" or "": a destroyed key whose old copies in
+//                       the data files are not compacted away yet
+//                       (PurgeDestroyed)
 // Erasures and merges are few and stay in memory.
 // A service issues keys for the customers whose data it seals and learns
 // every other service's keys from crm.keys.v1 (ApplyRecord), so it can read
@@ -120,8 +123,8 @@ class KeyVault {
   // ("p" key id) with it, and a thread of the vault's, woken by
   // RequestPurge (EraseCustomer; the key reader once a batch committed) and
   // at open, flushes every memtable (ending the WAL files that held the
-  // keys) and compacts each pending key's row, and an own key's stream,
-  // down to the last level, then deletes the purge rows. A second's wait
+  // keys) and compacts the pending keys' rows, and own keys' streams, down
+  // to the last level, then deletes the purge rows. A second's wait
   // first makes a run of erasures one flush; a failed purge is tried again
   // 30 s later, and at the next open.
   void RequestPurge();

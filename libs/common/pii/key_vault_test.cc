@@ -160,6 +160,16 @@ TEST_F(KeyVaultMemoryTest, ErasureDestroysKeysThatAreNotInMemory) {
   EXPECT_TRUE(next->issue.has_value());
 }
 
+// Whether, within 20 s, no file under `dir` holds `bytes` (the vault's purge
+// thread runs a second after it is asked).
+bool PurgedFrom(const std::string& dir, const std::string& bytes) {
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(20); absl::Now() < give_up;
+       absl::SleepFor(absl::Milliseconds(100))) {
+    if (testing::FilesHolding(dir, bytes).empty()) return true;
+  }
+  return false;
+}
+
 // A RocksDB delete leaves the old value in the files until a compaction
 // meets both: with the master key (in every pod) anyone holding the data
 // dir, or a backup taken after the erasure, could open the key again.
@@ -179,13 +189,7 @@ TEST_F(KeyVaultMemoryTest, AnErasedKeyLeavesNoCopyInTheDataFiles) {
   ASSERT_FALSE(testing::FilesHolding(reader_dir, wrapped).empty());
 
   // Purged by the vault's thread a second or so after the destruction.
-  auto purged = [&wrapped](const std::string& dir) {
-    for (const absl::Time give_up = absl::Now() + absl::Seconds(20); absl::Now() < give_up;) {
-      if (testing::FilesHolding(dir, wrapped).empty()) return true;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return false;
-  };
+  auto purged = [&wrapped](const std::string& dir) { return PurgedFrom(dir, wrapped); };
   ASSERT_TRUE(leads->vault->EraseCustomer("cus_ann", "GDPR request 12", Ctx()).ok());
   EXPECT_TRUE(purged(leads_dir)) << absl::StrJoin(testing::FilesHolding(leads_dir, wrapped), " ");
   ASSERT_TRUE(reader->Apply(*leads->store->ReadStream(EraseStream("crm/leads", "cus_ann"))).ok());
@@ -226,12 +230,7 @@ TEST_F(KeyVaultMemoryTest, APurgeLeftPendingIsDoneAtTheNextOpen) {
     ASSERT_FALSE(testing::FilesHolding(reader_dir, wrapped).empty());
   }
   auto reader = *Service::Open(reader_dir, master_, "crm/analytics", false, kCached);
-  bool purged = false;
-  for (const absl::Time give_up = absl::Now() + absl::Seconds(20); !purged && absl::Now() < give_up;
-       absl::SleepFor(absl::Milliseconds(100))) {
-    purged = testing::FilesHolding(reader_dir, wrapped).empty();
-  }
-  EXPECT_TRUE(purged);
+  EXPECT_TRUE(PurgedFrom(reader_dir, wrapped));
 }
 
 // The person comes back after an erasure and gets a new key; the erasure
@@ -372,6 +371,8 @@ TEST_F(KeyVaultMemoryTest, AnErasureHeardFromAnotherServiceCutShortIsEndedByARed
     auto sales = *Service::Open(dir_.Sub(absl::StrCat("sales", failing)), master_, "crm/sales",
                                 true, kCached);
     const DataKey own = *sales->vault->EnsureKey("cus_ann", Ctx());
+    const std::string wrapped = Issued(sales->Stream(own.key_id).front()).wrapped_key();
+    ASSERT_TRUE(sales->store->db().Flush().ok());
     ASSERT_TRUE(leads->vault->EnsureKey("cus_ann", Ctx()).ok());
     ASSERT_TRUE(leads->vault->EraseCustomer("cus_ann", "GDPR request 32", Ctx()).ok());
     const auto erasure = *leads->store->ReadStream(EraseStream("crm/leads", "cus_ann"));
@@ -387,6 +388,9 @@ TEST_F(KeyVaultMemoryTest, AnErasureHeardFromAnotherServiceCutShortIsEndedByARed
     EXPECT_TRUE(stream.back().payload().Is<crm::v1::DataKeyDestroyed>()) << failing;
     EXPECT_TRUE(Issued(stream.front()).wrapped_key().empty()) << "write " << failing;
     EXPECT_FALSE(sales->vault->Find(own.key_id).has_value()) << failing;
+    // Its destruction, written before the batch failed, asks for the purge
+    // itself: the retry no longer finds the key.
+    EXPECT_TRUE(PurgedFrom(dir_.Sub(absl::StrCat("sales", failing)), wrapped)) << failing;
   }
 }
 
@@ -850,17 +854,21 @@ TEST_F(KeyVaultRotationTest, ErasureAfterRotationDestroysTheKeyAndRedactsEveryWr
 
 TEST_F(KeyVaultRotationTest, AKeyRowWrittenBackAfterTheErasureIsNotLoaded) {
   DataKey key;
+  std::string wrapped;
   {
     auto leads = *Service::Open(dir_.Sub("leads"), a_, "crm/leads");
     key = *leads->vault->EnsureKey("cus_1", Ctx());
     const crm::v1::EventEnvelope issue = leads->Stream(key.key_id).front();
     ASSERT_TRUE(leads->vault->EraseCustomer("cus_1", "GDPR request 10", Ctx()).ok());
+    ASSERT_TRUE(leads->vault->PurgeDestroyed().ok());  // the erasure's purge is done
     // A key record applied while the erasure ran commits its rows after it.
     rocksdb::WriteBatch batch;
     auto* family = leads->store->db().Family(KeyVault::kFamily);
     ASSERT_TRUE(batch.Put(family, "k" + key.key_id, issue.SerializeAsString()).ok());
     ASSERT_TRUE(batch.Put(family, std::string("ccus_1\0", 7) + key.key_id, "crm/leads").ok());
     ASSERT_TRUE(leads->store->db().Write(&batch, true).ok());
+    ASSERT_TRUE(leads->store->db().Flush().ok());
+    wrapped = Issued(issue).wrapped_key();
   }
   // Not loaded, and removed.
   auto leads = Service::Open(dir_.Sub("leads"), a_, "crm/leads");
@@ -873,6 +881,7 @@ TEST_F(KeyVaultRotationTest, AKeyRowWrittenBackAfterTheErasureIsNotLoaded) {
   }
   EXPECT_TRUE((*leads)->vault->KeyFor("cus_1", Ctx())->issue.has_value())
       << "a new key: the written-back one is not the customer's";
+  EXPECT_TRUE(PurgedFrom(dir_.Sub("leads"), wrapped)) << "and compacted away";
 }
 
 TEST_F(KeyVaultRotationTest, BlindIndexKeyOfExistingDataIsDerivedFromItsMasterKey) {
