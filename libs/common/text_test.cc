@@ -48,7 +48,7 @@ TEST(ControlCharactersTest, LineBreaksOnlyInFreeTextAndNoOtherControls) {
   }
   // Other controls, C0 and DEL, are refused in both; C1 others pass (text
   // decoded from Windows-1252 as Latin-1: O\u0092Brien).
-  for (const std::string control :
+  for (const std::string& control :
        {std::string("a\0b", 3), std::string("a\x1b[31m"), std::string("a\x7f")}) {
     EXPECT_TRUE(HasControlCharacters(control, false));
     EXPECT_TRUE(HasControlCharacters(control, true));

@@ -329,7 +329,9 @@ absl::StatusOr<std::vector<LeadEvent>> DecideConvert(const crm::v1::Lead& lead,
   // Converted for someone else: the lead changes hands first, as any
   // assignment does, and its new owner is told.
   if (owner != lead.owner_id()) {
-    AssignmentEvents(lead, Assignment{.owner_id = owner}, kConverted, events, Notice::kConverted);
+    Assignment assignment;
+    assignment.owner_id = owner;
+    AssignmentEvents(lead, assignment, kConverted, events, Notice::kConverted);
   }
   events.push_back(std::move(e));
   return events;
@@ -391,9 +393,10 @@ absl::StatusOr<std::vector<LeadEvent>> DecideAbsorb(const crm::v1::Lead& lead,
     // the merged lead brought.
     crm::v1::Lead merged = lead;
     for (const auto& e : events) Apply(merged, e, absl::UnixEpoch());
-    AssignmentEvents(merged,
-                     Assignment{.owner_id = c.merged.owner_id(), .team_id = c.merged.team_id()},
-                     "merged", events);
+    Assignment assignment;
+    assignment.owner_id = c.merged.owner_id();
+    assignment.team_id = c.merged.team_id();
+    AssignmentEvents(merged, assignment, "merged", events);
   }
   return events;
 }
