@@ -44,6 +44,13 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client half-closed (or the call ended)
+      // Before any message: no session, nothing to write, so it is answered
+      // here. Queued, streams that close at once would pass the queue's
+      // bound (Run is for admitted work) and turn every caller away.
+      if (!admitted_) {
+        return End(call_->IsCancelled() ? absl::CancelledError("import cancelled")
+                                        : absl::InvalidArgumentError("import_id: required"));
+      }
       executor_.Run([this] { Complete(); });
       return;
     }

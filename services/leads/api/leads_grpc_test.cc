@@ -175,5 +175,44 @@ TEST(LeadsGrpcAuthTest, RefusedCallsTakeNoPlaceInTheQueue) {
   ran.WaitForNotificationWithTimeout(absl::Seconds(10));
 }
 
+// An import stream closed before its first message holds nothing to
+// write: it is answered at once, not queued behind busy workers, where
+// many of them would pass the queue's bound.
+TEST(LeadsGrpcAuthTest, AnEmptyImportIsAnsweredWithoutWaitingForAWorker) {
+  crm::testing::TempDir dir;
+  auto store = LeadStore::Open(dir.Sub("leads"), pii::RandomKey());
+  ASSERT_TRUE(store.ok()) << store.status();
+  LeadCommands commands(**store);
+  ASSERT_TRUE(commands.Recover().ok());
+  LeadImporter importer(commands);
+  BlockingExecutor executor(/*threads=*/1, /*max_queued=*/1);
+  LeadsGrpc service(commands, importer, executor);
+  AuthServer server(service);
+  auto stub = crm::v1::LeadsService::NewStub(server.channel());
+
+  absl::Notification busy, release;
+  executor.Run([&] {
+    busy.Notify();
+    release.WaitForNotification();
+  });
+  busy.WaitForNotification();
+
+  for (int i = 0; i < 3; ++i) {
+    auto ctx = AuthServer::As("mia", {auth::kRoleSalesManager}, "emea");
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    crm::v1::ImportLeadsResponse response;
+    auto writer = stub->ImportLeads(ctx.get(), &response);
+    ASSERT_TRUE(writer->WritesDone());
+    const grpc::Status st = writer->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_EQ(st.error_message(), "import_id: required");
+  }
+  // Nothing was queued: the queue's one place is free.
+  absl::Notification ran;
+  EXPECT_TRUE(executor.TryRun([&] { ran.Notify(); }));
+  release.Notify();
+  ran.WaitForNotificationWithTimeout(absl::Seconds(10));
+}
+
 }  // namespace
 }  // namespace crm::leads
