@@ -86,6 +86,13 @@ std::string ImportKeyOf(const EventContext& ctx, absl::string_view import_id) {
 absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
     const std::string& import_id, crm::v1::LeadChannel default_channel, EventContext ctx) {
   CRM_RETURN_IF_ERROR(CheckId("import_id", import_id));
+  {
+    // Refused here, as a unary call's request is: as a prefix of every
+    // row's request id it would reject each row for a field not sent.
+    crm::v1::ImportLeadsRequest head;
+    head.set_import_id(import_id);
+    CRM_RETURN_IF_ERROR(pii::RefuseSealedInput(head));
+  }
   if (!crm::v1::LeadChannel_IsValid(default_channel)) {
     return absl::InvalidArgumentError("default_channel: unknown channel");
   }

@@ -514,6 +514,9 @@ TEST_F(LeadImportTest, BadImportIdOrTooManyRowsIsInvalid) {
             "import_id: required");
   EXPECT_EQ(importer_->Begin("a b", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx()).status().code(),
             absl::StatusCode::kInvalidArgument);
+  const auto sealed = importer_->Begin("pii1.batch7", crm::v1::LEAD_CHANNEL_TRADE_SHOW, Ctx());
+  EXPECT_EQ(sealed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sealed.status().message().rfind("import_id:", 0), 0u) << sealed.status();
   std::vector<crm::v1::ImportLeadRow> rows;
   for (int i = 1; i <= 501; ++i) rows.push_back(Row(i, absl::StrCat("t", i, "@x.test")));
   auto response = Import("big-1", rows, 100);
