@@ -208,14 +208,7 @@ TEST(AnalyticsReadinessTest, QueriesWaitForTheRebuildToReachTheEndOfTheTopics) {
       << stack.analytics().Log();
 
   auto status = [&](const std::string& service) {
-    auto health = grpc::health::v1::Health::NewStub(stack.Channel("analytics-2"));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    grpc::health::v1::HealthCheckRequest req;
-    req.set_service(service);
-    grpc::health::v1::HealthCheckResponse resp;
-    return health->Check(&ctx, req, &resp).ok() ? resp.status()
-                                                : grpc::health::v1::HealthCheckResponse::UNKNOWN;
+    return stack.ServiceHealth("analytics-2", service);
   };
   // A new replica with empty views, while the broker answers nothing.
   stack.broker().Signal(SIGSTOP);

@@ -75,16 +75,7 @@ TEST(BackupIntegrationTest, CrmctlBacksUpARunningServiceAndRestoresItIntoANewDat
   // since the backup: held while the broker answers nothing.
   const std::string mark = restored + "/RESTORED";
   EXPECT_TRUE(std::filesystem::exists(mark));
-  auto status = [&] {
-    auto health = grpc::health::v1::Health::NewStub(stack.Channel("leads"));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    grpc::health::v1::HealthCheckRequest req;
-    req.set_service("crm.v1.LeadsService");
-    grpc::health::v1::HealthCheckResponse resp;
-    return health->Check(&ctx, req, &resp).ok() ? resp.status()
-                                                : grpc::health::v1::HealthCheckResponse::UNKNOWN;
-  };
+  auto status = [&] { return stack.ServiceHealth("leads", "crm.v1.LeadsService"); };
   stack.broker().Signal(SIGSTOP);
   ASSERT_TRUE(stack.Start("leads", {"--data-dir=" + restored})) << stack.leads().Log();
   for (int i = 0; i < 5; ++i) {

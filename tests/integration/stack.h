@@ -324,6 +324,22 @@ class Stack {
     return serving && !exited;
   }
 
+  // The health of `grpc_service` ("" for the server as a whole) on one of
+  // the stack's services; UNKNOWN when it does not answer.
+  grpc::health::v1::HealthCheckResponse::ServingStatus ServiceHealth(
+      const std::string& service, const std::string& grpc_service) {
+    auto health = grpc::health::v1::Health::NewStub(Channel(service));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(grpc_service);
+    grpc::health::v1::HealthCheckResponse resp;
+    if (!health->Check(&ctx, req, &resp).ok()) {
+      return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+    }
+    return resp.status();
+  }
+
   // The server's overall health status; UNKNOWN when it does not answer.
   static grpc::health::v1::HealthCheckResponse::ServingStatus Health(
       const std::string& target,
