@@ -34,7 +34,8 @@ absl::Status CheckText(absl::string_view field, absl::string_view value, size_t 
 // tabs), as it shows in lists and exports.
 absl::Status CheckLine(absl::string_view field, absl::string_view value, size_t max,
                        bool required = false);
-// An identifier: required, at most kMaxId bytes of [A-Za-z0-9_-.:].
+// An identifier: required, at most kMaxId bytes of letters, digits and
+// _ - . : @ | (owner ids are identity providers' subjects).
 absl::Status CheckId(absl::string_view field, absl::string_view value);
 // Like CheckId but empty is fine.
 absl::Status CheckOptionalId(absl::string_view field, absl::string_view value);
