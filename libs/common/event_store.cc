@@ -189,6 +189,23 @@ absl::StatusOr<std::vector<AppendResult>> EventStore::AppendAll(
   return out;
 }
 
+absl::Status EventStore::Admit(uint64_t events, Admission admission) const {
+  if (admission == Admission::kUnlimited) return absl::OkStatus();
+  const uint64_t limit = admission == Admission::kBestEffort ? outbox_limit_ / 2 : outbox_limit_;
+  // The events to come count too, so one large batch does not pass the
+  // bound by its size (an empty backlog takes any batch, or one larger
+  // than the bound could never go). Concurrent calls can still each pass
+  // before either takes its positions: the bound is exceeded by at most
+  // what those calls carry.
+  if (const uint64_t waiting = BacklogSize();
+      waiting >= limit || (waiting > 0 && events > limit - waiting)) {
+    return absl::ResourceExhaustedError(absl::StrCat("outbox holds ", waiting,
+                                                     " unpublished events (limit ", limit,
+                                                     "): the broker is unreachable; retry later"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     std::vector<AppendRequest> requests, bool all_or_nothing, Admission admission) {
   // Each request key split once: results are stored under the key without
@@ -202,21 +219,9 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     keys.push_back(r.stream);
     keys.push_back(request_keys.back().key);
   }
-  const uint64_t limit = admission == Admission::kBestEffort ? outbox_limit_ / 2 : outbox_limit_;
   uint64_t incoming = 0;
   for (const auto& r : requests) incoming += r.events.size();
-  // The events this call adds count too, so one large batch does not pass
-  // the bound by its size (an empty backlog takes any batch, or one larger
-  // than the bound could never go). Concurrent calls can still each pass
-  // before either takes its positions: the bound is exceeded by at most
-  // what those calls carry.
-  if (const uint64_t waiting = BacklogSize();
-      admission != Admission::kUnlimited &&
-      (waiting >= limit || (waiting > 0 && incoming > limit - waiting))) {
-    return absl::ResourceExhaustedError(absl::StrCat("outbox holds ", waiting,
-                                                     " unpublished events (limit ", limit,
-                                                     "): the broker is unreachable; retry later"));
-  }
+  CRM_RETURN_IF_ERROR(Admit(incoming, admission));
   auto guard = locks_.Lock(keys);
   // The batch's first log position stays in unwritten_ until the write is
   // over, so StablePosition never passes positions still to be written.

@@ -100,9 +100,16 @@ class EventStore {
     // the broker is away never takes the room commands need.
     kBestEffort,
     // For what a service writes at start, before its relay runs, and cannot
-    // leave for later: the re-wrapped keys of a master key rotation.
+    // leave for later: the re-wrapped keys of a master key rotation. Also
+    // for the parts of a write admitted as a whole by Admit.
     kUnlimited,
   };
+
+  // OK when appends of `events` more events would be taken now; the
+  // RESOURCE_EXHAUSTED an append would fail with otherwise. For a write of
+  // several batches that must land together or not at all: checked once
+  // for all, then written kUnlimited, no batch after the first is refused.
+  absl::Status Admit(uint64_t events, Admission admission = Admission::kLimited) const;
 
   absl::StatusOr<AppendResult> Append(AppendRequest request);
 

@@ -433,10 +433,22 @@ absl::Status ImportSession::Write(Chunk chunk) {
   // Two appends at once, each one synced WriteBatch; they take disjoint
   // lock stripes (see LeadIdPool) and share RocksDB's write group. A
   // person's rows are in one half, so a half that fails takes all of them.
+  // The chunk is admitted as a whole, keys and rows: a half refused after
+  // the keys landed (RESOURCE_EXHAUSTED while the broker is away) would
+  // leave keys nothing uses, and the retry would issue new ones.
+  uint64_t events = 0;
+  for (const auto& a : chunk.key_appends) events += a.events.size();
+  for (const auto& a : chunk.appends) events += a.events.size();
+  if (auto st = commands_.store().events().Admit(events); !st.ok()) {
+    commands_.contacts().Release(chunk.claimed);
+    for (auto& a : chunk.assignments) commands_.assigner().Undo(a);
+    return st;
+  }
+  constexpr auto kAdmitted = EventStore::Admission::kUnlimited;
   if (!chunk.key_appends.empty()) {
     // Keys first: a crash in between leaves unused keys, never rows that
     // no key opens.
-    auto written = commands_.store().events().AppendBatch(std::move(chunk.key_appends));
+    auto written = commands_.store().events().AppendBatch(std::move(chunk.key_appends), kAdmitted);
     absl::Status st = written.status();
     for (size_t k = 0; st.ok() && k < written->size(); ++k) st = (*written)[k].status();
     if (!st.ok()) {
@@ -460,10 +472,10 @@ absl::Status ImportSession::Write(Chunk chunk) {
     // This runs on one of the two writers; the other takes the second half.
     absl::Notification second;
     writers_->Run([&] {
-      results[1] = commands_.store().events().AppendBatch(std::move(halves[1]));
+      results[1] = commands_.store().events().AppendBatch(std::move(halves[1]), kAdmitted);
       second.Notify();
     });
-    results[0] = commands_.store().events().AppendBatch(std::move(halves[0]));
+    results[0] = commands_.store().events().AppendBatch(std::move(halves[0]), kAdmitted);
     second.WaitForNotification();
   }
   commands_.contacts().Release(chunk.claimed);

@@ -271,6 +271,40 @@ TEST_F(LeadImportTest, ReplayedImportReturnsTheFirstResultsAndAppendsNothing) {
   EXPECT_EQ(again->rejected(), 1);
 }
 
+// While the broker is away the outbox fills, and a chunk is refused as a
+// whole: its new people's data keys do not land without their rows, to be
+// issued again, for nothing, by every retry.
+TEST_F(LeadImportTest, AChunkRefusedByAFullOutboxLeavesNoKeyBehind) {
+  crm::v1::CaptureLeadRequest known;
+  known.set_request_id("known");
+  known.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  known.mutable_contact()->set_email("known@example.com");
+  ASSERT_TRUE(commands_->CaptureLead(known, Ctx()).ok());
+  // Room for three more events: the three new people's keys would fit,
+  // their rows not.
+  const uint64_t written = store_->events().LogSize();
+  store_->events().SetOutboxLimit(store_->events().BacklogSize() + 3);
+  std::vector<crm::v1::ImportLeadRow> rows;
+  for (int i = 1; i <= 3; ++i) rows.push_back(Row(i, absl::StrCat("full", i, "@x.test")));
+  auto refused = Import("full-1", rows);
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
+  EXPECT_EQ(store_->events().LogSize(), written) << "keys written for rows that were not";
+
+  store_->events().SetOutboxLimit(1000000);
+  auto retried = Import("full-1", rows);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->accepted(), 3);
+  auto lead = commands_->GetLead([&] {
+    crm::v1::GetLeadRequest r;
+    r.set_lead_id(retried->results(0).lead_id());
+    return r;
+  }());
+  ASSERT_TRUE(lead.ok()) << lead.status();
+  crm::v1::Contact contact = lead->contact();
+  pii::OpenFields(contact, store_->vault());
+  EXPECT_EQ(contact.email(), "full1@x.test") << "sealed with a key that was written";
+}
+
 TEST_F(LeadImportTest, AnImportContinuesInAnotherCall) {
   std::vector<crm::v1::ImportLeadRow> rows;
   for (int i = 1; i <= 20; ++i) rows.push_back(Row(i, absl::StrCat("s", i, "@x.test")));
