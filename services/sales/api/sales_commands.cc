@@ -50,14 +50,17 @@ absl::StatusOr<Payload> EventFor(const crm::v1::EventEnvelope& event) {
 }
 
 // The context of work caused by another event: same correlation, caused by
-// that event, at that event's time (a replay decides the same way).
+// that event, a microsecond after it (a replay decides the same way). Just
+// after, not at: views ordered by time (the 360 timeline, the audit trail)
+// then show the conversion before the account it opened, which stream
+// versions of two streams cannot tell.
 EventContext ForEvent(const crm::v1::EventEnvelope& event) {
   EventContext ctx;
   ctx.source = kSalesSource;
   ctx.actor = "system:sales";
   ctx.correlation_id = event.correlation_id().empty() ? event.event_id() : event.correlation_id();
   ctx.causation_id = event.event_id();
-  ctx.occurred_at = FromProtoTimestamp(event.occurred_at());
+  ctx.occurred_at = FromProtoTimestamp(event.occurred_at()) + absl::Microseconds(1);
   return ctx;
 }
 
@@ -1168,7 +1171,8 @@ absl::Status SalesCommands::RecordSpendFromInvoice(const crm::v1::EventEnvelope&
 absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& event) {
   CRM_ASSIGN_OR_RETURN(const auto raised, EventFor<crm::v1::ChurnRiskRaised>(event));
   const EventContext ctx = ForEvent(event);
-  if (ctx.occurred_at < settings_.clock() - kRetentionAlertsKept) return absl::OkStatus();
+  const absl::Time crossed_at = FromProtoTimestamp(event.occurred_at());
+  if (crossed_at < settings_.clock() - kRetentionAlertsKept) return absl::OkStatus();
   const std::string request_key = absl::StrCat(SalesStore::kRetentionRequests, event.event_id());
   CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Task>(store_.events(), request_key));
   if (earlier.has_value()) return absl::OkStatus();
@@ -1220,7 +1224,7 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
   // From the crossing, or from now for one answered late (an alert kept
   // until the person's account opened): not due before it is made.
   *command.request.mutable_due_at() =
-      ToProtoTimestamp(std::max(ctx.occurred_at, settings_.clock()) + kRetentionCallWithin);
+      ToProtoTimestamp(std::max(crossed_at, settings_.clock()) + kRetentionCallWithin);
   CRM_RETURN_IF_ERROR(SealFreeText(command.request, customer_id, ctx));
   command.task_id = NewId("task");
   return Execute<crm::v1::Task>(

@@ -635,6 +635,13 @@ TEST_F(SalesCommandsTest, LeadConvertedDeliveredTwiceOpensOneAccountAndOneOpport
   ASSERT_EQ(opened.size(), 1u);
   EXPECT_EQ(opened[0].causation_id(), envelope.event_id());
   EXPECT_EQ(opened[0].correlation_id(), "corr-1");
+  // Dated just after the conversion: a timeline in time order shows the
+  // conversion first.
+  const absl::Time converted_at = FromProtoTimestamp(envelope.occurred_at());
+  EXPECT_EQ(FromProtoTimestamp(opened[0].occurred_at()), converted_at + absl::Microseconds(1));
+  const auto account = Stream(CustomerStream("cus_lead"));
+  ASSERT_EQ(account.size(), 1u);
+  EXPECT_EQ(FromProtoTimestamp(account[0].occurred_at()), converted_at + absl::Microseconds(1));
 }
 
 // Conversions as sales consumes them.
