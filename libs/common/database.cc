@@ -6,9 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/status_macros.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
@@ -51,6 +53,42 @@ absl::Status FromRocks(const rocksdb::Status& s) {
   if (s.IsNotFound()) return absl::NotFoundError(s.ToString());
   if (s.IsBusy() || s.IsTryAgain()) return absl::AbortedError(s.ToString());
   return absl::InternalError(absl::StrCat("rocksdb: ", s.ToString()));
+}
+
+// Keeps the background error that stopped the writes; RocksDB calls it
+// on its own threads.
+class Database::StopWatch final : public rocksdb::EventListener {
+ public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+    if (error == nullptr || error->ok() || error->severity() < rocksdb::Status::kHardError) return;
+    absl::MutexLock lock(&mu_);
+    stopped_by_ =
+        absl::UnavailableError(absl::StrCat("rocksdb stopped writing: ", error->ToString()));
+  }
+  void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    if (!info.new_bg_error.ok()) return;
+    absl::MutexLock lock(&mu_);
+    stopped_by_ = absl::OkStatus();
+  }
+  absl::Status stopped_by() const {
+    absl::MutexLock lock(&mu_);
+    return stopped_by_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Status stopped_by_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::Status Database::StoppedBy() const { return stop_watch_->stopped_by(); }
+
+void Database::BackgroundErrorForTest(rocksdb::Status error) {
+  stop_watch_->OnBackgroundError(rocksdb::BackgroundErrorReason::kFlush, &error);
+}
+
+void Database::RecoveredForTest() {
+  rocksdb::BackgroundErrorRecoveryInfo info;
+  stop_watch_->OnErrorRecoveryEnd(info);
 }
 
 namespace {
@@ -127,6 +165,8 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   // Families written rarely would otherwise keep old WAL files alive.
   options.max_total_wal_size = 2 * kMemtableBudgetBytes;
   const std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  auto stop_watch = std::make_shared<StopWatch>();
+  options.listeners.push_back(stop_watch);
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions(cache, tuning));
@@ -155,6 +195,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   }
   auto db = std::make_unique<Database>(Token{});
   db->path_ = path;
+  db->stop_watch_ = std::move(stop_watch);
   db->db_.reset(raw_db);
   for (size_t i = 0; i < raw_handles.size(); ++i) {
     db->handles_.emplace_back(raw_handles[i]);

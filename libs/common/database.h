@@ -69,6 +69,16 @@ class Database {
   absl::Status CompactRange(absl::string_view family, absl::string_view first,
                             absl::string_view last);
 
+  // The error that stopped this database's writes, OK while it writes: a
+  // flush, WAL sync or compaction failed so that RocksDB takes no more
+  // writes (a hard or fatal background error) until the database is opened
+  // again, e.g. by a restart of the service.
+  absl::Status StoppedBy() const;
+
+  // As RocksDB reports a background error, and the end of a recovery.
+  void BackgroundErrorForTest(rocksdb::Status error);
+  void RecoveredForTest();
+
   // Fault injection for tests: of the writes from now on, every `every`-th
   // fails with UNAVAILABLE and writes nothing, `times` of them in all.
   void FailWritesForTest(uint64_t every, uint64_t times);
@@ -86,7 +96,11 @@ class Database {
   explicit Database(Token) {}
 
  private:
+  class StopWatch;
+
   std::string path_;
+  // Declared before db_: RocksDB's threads call it until db_ is closed.
+  std::shared_ptr<StopWatch> stop_watch_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<MetricsRegistry::GaugeHandle> gauges_;
   std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;

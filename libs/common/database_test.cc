@@ -13,6 +13,25 @@ namespace {
 
 // Rows under two prefixes, interleaved by suffix, beside a third prefix
 // the scan is not given: read as one list in suffix order, resumable.
+// A failed flush or WAL sync that stops RocksDB's writes is kept, so the
+// service can say it no longer serves (and be restarted); a soft error,
+// under which writes go on, is not; a recovery clears it.
+TEST(DatabaseTest, ABackgroundErrorThatStopsWritesIsReported) {
+  crm::testing::TempDir dir;
+  auto db = Database::Open(dir.Sub("db"), {"rows"});
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_TRUE((*db)->StoppedBy().ok());
+  (*db)->BackgroundErrorForTest(
+      rocksdb::Status(rocksdb::Status::NoSpace(), rocksdb::Status::kSoftError));
+  EXPECT_TRUE((*db)->StoppedBy().ok()) << "writes go on under a soft error";
+  (*db)->BackgroundErrorForTest(
+      rocksdb::Status(rocksdb::Status::IOError("sync failed"), rocksdb::Status::kHardError));
+  EXPECT_TRUE(absl::IsUnavailable((*db)->StoppedBy())) << (*db)->StoppedBy();
+  EXPECT_NE((*db)->StoppedBy().message().find("sync failed"), std::string::npos);
+  (*db)->RecoveredForTest();
+  EXPECT_TRUE((*db)->StoppedBy().ok());
+}
+
 TEST(MergedScanTest, WalksSeveralPrefixesAsOneInSuffixOrder) {
   testing::TempDir dir;
   auto db = Database::Open(dir.Sub("db"), {"rows"});

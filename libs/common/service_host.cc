@@ -223,12 +223,30 @@ absl::Status ServiceHost::Run() {
 
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   bool gate_open = !ready_;
+  bool stopped = false;  // a watched database takes no writes
   if (!gate_open) health->SetServingStatus(gated_service_, false);
   auto open_gate = [&] {
     if (gate_open || !ready_()) return;
     gate_open = true;
-    health->SetServingStatus(gated_service_, true);
+    if (!stopped) health->SetServingStatus(gated_service_, true);
     log::Info("ready", {{"grpc_service", gated_service_}});
+  };
+  auto watch_storage = [&] {
+    absl::Status stopped_by;
+    for (const Database* db : watched_) {
+      if (stopped_by.ok()) stopped_by = db->StoppedBy();
+    }
+    if (stopped == !stopped_by.ok()) return;
+    stopped = !stopped_by.ok();
+    if (stopped) {
+      log::Error("storage stopped taking writes: NOT_SERVING until it recovers or a restart",
+                 {{"error", stopped_by.ToString()}});
+      health->SetServingStatus(false);
+      return;
+    }
+    log::Info("storage takes writes again");
+    health->SetServingStatus(true);
+    if (!gate_open) health->SetServingStatus(gated_service_, false);
   };
   open_gate();
 
@@ -239,6 +257,7 @@ absl::Status ServiceHost::Run() {
   int sig;
   while ((sig = sigtimedwait(&set, nullptr, &flush_every)) < 0) {
     log::Flush();
+    watch_storage();
     open_gate();
   }
   log::BufferInfo(false);

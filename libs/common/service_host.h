@@ -31,8 +31,16 @@ class ServiceHost {
   // Serves crm.v1.AdminService for the service's database (online backups
   // into --backup-dir, with `parts`, its other databases), its event log
   // and data keys (export, erasure), and `derived` records (export).
+  // Its databases are watched too: one whose writes RocksDB stopped (a
+  // failed flush or WAL sync, Database::StoppedBy) makes health answer
+  // NOT_SERVING, overall as well, so the orchestrator restarts the
+  // service, which opens it again.
   void ServeAdmin(Database& db, const EventStore& events, pii::KeyVault& vault,
                   std::vector<BackupPart> parts = {}, ExportDerived derived = nullptr) {
+    watched_.push_back(&db);
+    for (const auto& part : parts) {
+      if (part.db != nullptr) watched_.push_back(part.db);
+    }
     admin_ =
         std::make_unique<AdminService>(db, config_.backup_dir, config_.service_name, events, vault,
                                        std::move(parts), std::move(derived), config_.backup_keep);
@@ -70,6 +78,7 @@ class ServiceHost {
   std::vector<std::function<void()>> hooks_;
   std::string gated_service_;
   std::function<bool()> ready_;
+  std::vector<const Database*> watched_;
 };
 
 }  // namespace crm
