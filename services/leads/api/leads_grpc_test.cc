@@ -22,11 +22,13 @@ namespace {
 
 using crm::testing::AuthServer;
 
-// The leads service over gRPC with the auth interceptor: a sales manager of
-// EMEA works on a returning person whose first lead is also in EMEA.
-class LeadsGrpcTest : public ::testing::Test {
+// The leads service over gRPC with the auth interceptor, on an executor
+// of `threads` workers and a queue of `max_queued` calls.
+class LeadsGrpcServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  LeadsGrpcServerTest(int threads, size_t max_queued) : executor_(threads, max_queued) {}
+
+  void StartServer() {
     store_ = std::move(*LeadStore::Open(dir_.Sub("leads"), pii::RandomKey()));
     commands_ = std::make_unique<LeadCommands>(*store_);
     ASSERT_TRUE(commands_->Recover().ok());
@@ -34,7 +36,28 @@ class LeadsGrpcTest : public ::testing::Test {
     service_ = std::make_unique<LeadsGrpc>(*commands_, *importer_, executor_);
     server_ = std::make_unique<AuthServer>(*service_);
     stub_ = crm::v1::LeadsService::NewStub(server_->channel());
+  }
 
+  crm::testing::TempDir dir_;
+  // Let go before the executor joins its workers.
+  absl::Notification release_;
+  BlockingExecutor executor_;
+  std::unique_ptr<LeadStore> store_;
+  std::unique_ptr<LeadCommands> commands_;
+  std::unique_ptr<LeadImporter> importer_;
+  std::unique_ptr<LeadsGrpc> service_;
+  std::unique_ptr<AuthServer> server_;
+  std::unique_ptr<crm::v1::LeadsService::Stub> stub_;
+};
+
+// A sales manager of EMEA works on a returning person whose first lead is
+// also in EMEA.
+class LeadsGrpcTest : public LeadsGrpcServerTest {
+ protected:
+  LeadsGrpcTest() : LeadsGrpcServerTest(4, SIZE_MAX) {}
+
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(StartServer());
     first_ = Capture("first", "ada@example.com");
     later_ = Capture("later", "ADA@example.com");
     ASSERT_EQ(later_.duplicate_of_lead_id(), first_.lead_id());
@@ -61,14 +84,6 @@ class LeadsGrpcTest : public ::testing::Test {
     store_->events().db().FailReadsForTest(EventStore::kStateFamily, LeadStream(first_.lead_id()));
   }
 
-  crm::testing::TempDir dir_;
-  BlockingExecutor executor_{4};
-  std::unique_ptr<LeadStore> store_;
-  std::unique_ptr<LeadCommands> commands_;
-  std::unique_ptr<LeadImporter> importer_;
-  std::unique_ptr<LeadsGrpc> service_;
-  std::unique_ptr<AuthServer> server_;
-  std::unique_ptr<crm::v1::LeadsService::Stub> stub_;
   crm::v1::CaptureLeadResponse first_;
   crm::v1::CaptureLeadResponse later_;
 };
@@ -137,81 +152,66 @@ TEST_F(LeadsGrpcTest, ConvertingWhenTheFirstLeadCannotBeReadIsAStorageErrorNotAR
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
 }
 
+// The service with one worker, kept busy, and a queue of one place: a
+// call answered without a worker leaves that place free.
+class LeadsGrpcBusyTest : public LeadsGrpcServerTest {
+ protected:
+  LeadsGrpcBusyTest() : LeadsGrpcServerTest(/*threads=*/1, /*max_queued=*/1) {}
+
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(StartServer());
+    absl::Notification busy;
+    executor_.Run([&] {
+      busy.Notify();
+      release_.WaitForNotification();
+    });
+    busy.WaitForNotification();
+  }
+
+  void TearDown() override {
+    if (!release_.HasBeenNotified()) release_.Notify();
+  }
+
+  // Whether the queue's one place is still free (then the worker is let go).
+  bool QueueFree() {
+    absl::Notification ran;
+    const bool queued = executor_.TryRun([&] { ran.Notify(); });
+    release_.Notify();
+    if (queued) ran.WaitForNotificationWithTimeout(absl::Seconds(10));
+    return queued;
+  }
+};
+
 // Calls without a valid token are answered at once: they never wait in the
 // executor's bounded queue, where a flood of them would turn callers with a
 // token away as "server busy".
-TEST(LeadsGrpcAuthTest, RefusedCallsTakeNoPlaceInTheQueue) {
-  crm::testing::TempDir dir;
-  auto store = LeadStore::Open(dir.Sub("leads"), pii::RandomKey());
-  ASSERT_TRUE(store.ok()) << store.status();
-  LeadCommands commands(**store);
-  ASSERT_TRUE(commands.Recover().ok());
-  LeadImporter importer(commands);
-  BlockingExecutor executor(/*threads=*/1, /*max_queued=*/1);
-  LeadsGrpc service(commands, importer, executor);
-  AuthServer server(service);
-  auto stub = crm::v1::LeadsService::NewStub(server.channel());
-
-  // The one worker is busy and the queue is empty.
-  absl::Notification busy, release;
-  executor.Run([&] {
-    busy.Notify();
-    release.WaitForNotification();
-  });
-  busy.WaitForNotification();
-
+TEST_F(LeadsGrpcBusyTest, RefusedCallsTakeNoPlaceInTheQueue) {
   crm::v1::GetLeadRequest get;
   get.set_lead_id("lead_1");
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     crm::v1::Lead lead;
-    EXPECT_EQ(stub->GetLead(&ctx, get, &lead).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(stub_->GetLead(&ctx, get, &lead).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   }
-  // The queue's one place is still free for a caller with a token.
-  absl::Notification ran;
-  EXPECT_TRUE(executor.TryRun([&] { ran.Notify(); }));
-  release.Notify();
-  ran.WaitForNotificationWithTimeout(absl::Seconds(10));
+  EXPECT_TRUE(QueueFree()) << "a refused call took a place a caller with a token needs";
 }
 
 // An import stream closed before its first message holds nothing to
 // write: it is answered at once, not queued behind busy workers, where
 // many of them would pass the queue's bound.
-TEST(LeadsGrpcAuthTest, AnEmptyImportIsAnsweredWithoutWaitingForAWorker) {
-  crm::testing::TempDir dir;
-  auto store = LeadStore::Open(dir.Sub("leads"), pii::RandomKey());
-  ASSERT_TRUE(store.ok()) << store.status();
-  LeadCommands commands(**store);
-  ASSERT_TRUE(commands.Recover().ok());
-  LeadImporter importer(commands);
-  BlockingExecutor executor(/*threads=*/1, /*max_queued=*/1);
-  LeadsGrpc service(commands, importer, executor);
-  AuthServer server(service);
-  auto stub = crm::v1::LeadsService::NewStub(server.channel());
-
-  absl::Notification busy, release;
-  executor.Run([&] {
-    busy.Notify();
-    release.WaitForNotification();
-  });
-  busy.WaitForNotification();
-
+TEST_F(LeadsGrpcBusyTest, AnEmptyImportIsAnsweredWithoutWaitingForAWorker) {
   for (int i = 0; i < 3; ++i) {
     auto ctx = AuthServer::As("mia", {auth::kRoleSalesManager}, "emea");
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     crm::v1::ImportLeadsResponse response;
-    auto writer = stub->ImportLeads(ctx.get(), &response);
+    auto writer = stub_->ImportLeads(ctx.get(), &response);
     ASSERT_TRUE(writer->WritesDone());
     const grpc::Status st = writer->Finish();
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
     EXPECT_EQ(st.error_message(), "import_id: required");
   }
-  // Nothing was queued: the queue's one place is free.
-  absl::Notification ran;
-  EXPECT_TRUE(executor.TryRun([&] { ran.Notify(); }));
-  release.Notify();
-  ran.WaitForNotificationWithTimeout(absl::Seconds(10));
+  EXPECT_TRUE(QueueFree()) << "an empty import was queued";
 }
 
 }  // namespace
