@@ -70,9 +70,9 @@ class Database {
                             absl::string_view last);
 
   // The error that stopped this database's writes, OK while it writes: a
-  // flush, WAL sync or compaction failed so that RocksDB takes no more
-  // writes (a hard or fatal background error) until the database is opened
-  // again, e.g. by a restart of the service.
+  // flush, WAL write or sync failed so that RocksDB takes no more writes (a
+  // hard or fatal background error) until it recovers by itself (a full
+  // disk that got room again) or the database is opened again.
   absl::Status StoppedBy() const;
 
   // As RocksDB reports a background error, and the end of a recovery.

@@ -11,8 +11,6 @@
 namespace crm {
 namespace {
 
-// Rows under two prefixes, interleaved by suffix, beside a third prefix
-// the scan is not given: read as one list in suffix order, resumable.
 // A failed flush or WAL sync that stops RocksDB's writes is kept, so the
 // service can say it no longer serves (and be restarted); a soft error,
 // under which writes go on, is not; a recovery clears it.
@@ -32,6 +30,8 @@ TEST(DatabaseTest, ABackgroundErrorThatStopsWritesIsReported) {
   EXPECT_TRUE((*db)->StoppedBy().ok());
 }
 
+// Rows under two prefixes, interleaved by suffix, beside a third prefix
+// the scan is not given: read as one list in suffix order, resumable.
 TEST(MergedScanTest, WalksSeveralPrefixesAsOneInSuffixOrder) {
   testing::TempDir dir;
   auto db = Database::Open(dir.Sub("db"), {"rows"});

@@ -245,8 +245,10 @@ absl::Status ServiceHost::Run() {
       return;
     }
     log::Info("storage takes writes again");
-    health->SetServingStatus(true);
-    if (!gate_open) health->SetServingStatus(gated_service_, false);
+    // Name by name: a gated service must not read SERVING, even briefly,
+    // before its gate opened.
+    health->SetServingStatus("", true);
+    if (!gated_service_.empty()) health->SetServingStatus(gated_service_, gate_open);
   };
   open_gate();
 

@@ -56,10 +56,9 @@ class ServiceHost {
   void OpenPii(const pii::KeyVault& vault) { pii_vault_ = &vault; }
   // Health reports `service` NOT_SERVING until `ready` first returns true
   // (polled every 200 ms), then SERVING for good; the overall status ("")
-  // is SERVING throughout. A pod rebuilding its views from the log is then
-  // alive (liveness asks "") but takes no queries (readiness asks
-  // `service`); once ready it stays so, as a replica that falls behind
-  // later still answers better than none.
+  // is SERVING throughout, unless storage stops (ServeAdmin). A pod rebuilding its views from the
+  // log is then alive (liveness asks "") but takes no queries (readiness asks `service`); once
+  // ready it stays so, as a replica that falls behind later still answers better than none.
   void GateReadiness(std::string service, std::function<bool()> ready) {
     gated_service_ = std::move(service);
     ready_ = std::move(ready);
