@@ -15,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "crm/v1/analytics.grpc.pb.h"
 #include "crm/v1/leads.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -325,32 +327,26 @@ class Stack {
   }
 
   // The health of `grpc_service` ("" for the server as a whole) on one of
-  // the stack's services; UNKNOWN when it does not answer.
+  // the stack's services; UNKNOWN when it does not answer within 2 s.
   grpc::health::v1::HealthCheckResponse::ServingStatus ServiceHealth(
       const std::string& service, const std::string& grpc_service) {
-    auto health = grpc::health::v1::Health::NewStub(Channel(service));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    grpc::health::v1::HealthCheckRequest req;
-    req.set_service(grpc_service);
-    grpc::health::v1::HealthCheckResponse resp;
-    if (!health->Check(&ctx, req, &resp).ok()) {
-      return grpc::health::v1::HealthCheckResponse::UNKNOWN;
-    }
-    return resp.status();
+    return Health(Target(service), ClientCredentials(client_tls_), grpc_service, absl::Seconds(2));
   }
 
-  // The server's overall health status; UNKNOWN when it does not answer.
+  // The health of `grpc_service`, by default the server's overall status;
+  // UNKNOWN when it does not answer within `deadline`.
   static grpc::health::v1::HealthCheckResponse::ServingStatus Health(
       const std::string& target,
-      std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials()) {
+      std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials(),
+      const std::string& grpc_service = "", absl::Duration deadline = absl::Milliseconds(500)) {
     // A new channel each time: one whose first connect was refused waits
     // out gRPC's reconnect backoff, seconds after the server has started
     // listening.
     auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(target, creds));
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     grpc::health::v1::HealthCheckRequest req;
+    req.set_service(grpc_service);
     grpc::health::v1::HealthCheckResponse resp;
     if (!health->Check(&ctx, req, &resp).ok())
       return grpc::health::v1::HealthCheckResponse::UNKNOWN;
