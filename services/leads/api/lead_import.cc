@@ -436,14 +436,16 @@ absl::Status ImportSession::Write(Chunk chunk) {
   // The chunk is admitted as a whole, keys and rows: a half refused after
   // the keys landed (RESOURCE_EXHAUSTED while the broker is away) would
   // leave keys nothing uses, and the retry would issue new ones.
-  uint64_t events = 0;
-  for (const auto& a : chunk.key_appends) events += a.events.size();
-  for (const auto& a : chunk.appends) events += a.events.size();
-  if (auto st = commands_.store().events().Admit(events); !st.ok()) {
+  // Nothing of the chunk written: what it took is given back.
+  auto refused = [&](absl::Status st) {
     commands_.contacts().Release(chunk.claimed);
     for (auto& a : chunk.assignments) commands_.assigner().Undo(a);
     return st;
-  }
+  };
+  uint64_t events = 0;
+  for (const auto& a : chunk.key_appends) events += a.events.size();
+  for (const auto& a : chunk.appends) events += a.events.size();
+  if (auto st = commands_.store().events().Admit(events); !st.ok()) return refused(st);
   constexpr auto kAdmitted = EventStore::Admission::kUnlimited;
   if (!chunk.key_appends.empty()) {
     // Keys first: a crash in between leaves unused keys, never rows that
@@ -451,11 +453,7 @@ absl::Status ImportSession::Write(Chunk chunk) {
     auto written = commands_.store().events().AppendBatch(std::move(chunk.key_appends), kAdmitted);
     absl::Status st = written.status();
     for (size_t k = 0; st.ok() && k < written->size(); ++k) st = (*written)[k].status();
-    if (!st.ok()) {
-      commands_.contacts().Release(chunk.claimed);
-      for (auto& a : chunk.assignments) commands_.assigner().Undo(a);
-      return st;
-    }
+    if (!st.ok()) return refused(st);
     for (const auto& [customer_id, key] : chunk.keys) {
       commands_.store().vault().Issued(customer_id, key);
     }
