@@ -80,7 +80,7 @@ constexpr char kUsage[] =
     "  backup HOST:PORT                                 online backup of that service's\n"
     "                                                   database into its --backup-dir\n"
     "  backups HOST:PORT                                list the service's backups\n"
-    "  restore --backup-dir=DIR --data-dir=NEW [--backup-id=N]\n"
+    "  restore --backup-dir=DIR --data-dir=NEW [--backup-id=N|latest]\n"
     "                                                   restore (latest unless N) into a new\n"
     "                                                   data dir, service stopped\n"
     "  token --sub=S --roles=R[,R...] [--territory=T] [--ttl=1h]\n"
@@ -915,10 +915,18 @@ int Backups(int argc, char** argv) {
 int Restore(int argc, char** argv) {
   const std::string backup_dir = crm::Setting(argc, argv, "backup-dir", "CRM_BACKUP_DIR", "");
   const std::string data_dir = crm::Setting(argc, argv, "data-dir", "CRM_DATA_DIR", "");
+  if (backup_dir.empty() || data_dir.empty()) {
+    std::fputs("crmctl restore: --backup-dir and --data-dir are both required\n", stderr);
+    return 2;
+  }
+  // RestoreBackup takes 0 for the latest.
+  const std::string wanted = crm::Setting(argc, argv, "backup-id", "CRM_BACKUP_ID", "latest");
   uint32_t id = 0;
-  if (backup_dir.empty() || data_dir.empty() ||
-      !absl::SimpleAtoi(crm::Setting(argc, argv, "backup-id", "CRM_BACKUP_ID", "0"), &id)) {
-    std::fputs(kUsage, stderr);
+  if (wanted != "latest" && !absl::SimpleAtoi(wanted, &id)) {
+    std::fprintf(stderr,
+                 "crmctl restore: --backup-id: want a backup id from 'crmctl backups' or "
+                 "latest, not %s\n",
+                 wanted.c_str());
     return 2;
   }
   auto restored = crm::RestoreBackup(backup_dir, id, data_dir);

@@ -2,6 +2,8 @@
 // through crm.v1.AdminService, restores the backup offline into a new data
 // dir, and the service started on it holds exactly what was acknowledged
 // before the backup. Only admins may take backups.
+#include <sys/wait.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -35,8 +37,10 @@ grpc::StatusCode GetLead(Stack& stack, const std::string& lead_id) {
   return stack.LeadsStub()->GetLead(&ctx, req, &lead).error_code();
 }
 
+// crmctl's exit code.
 int Ctl(const std::string& args) {
-  return std::system(absl::StrCat(CtlCommand(), " ", args, " >/dev/null 2>&1").c_str());
+  const int status = std::system(absl::StrCat(CtlCommand(), " ", args, " >/dev/null 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 TEST(BackupIntegrationTest, CrmctlBacksUpARunningServiceAndRestoresItIntoANewDataDir) {
@@ -68,7 +72,14 @@ TEST(BackupIntegrationTest, CrmctlBacksUpARunningServiceAndRestoresItIntoANewDat
   stack.leads().Kill(SIGTERM);
 
   const std::string restored = stack.dir() + "/leads-restored";
-  ASSERT_EQ(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored)), 0);
+  EXPECT_EQ(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored,
+                             " --backup-id=newest")),
+            2)
+      << "a backup id is a number or latest";
+  EXPECT_FALSE(std::filesystem::exists(restored));
+  ASSERT_EQ(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored,
+                             " --backup-id=latest")),
+            0);
   EXPECT_NE(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored)), 0)
       << "a restore never overwrites a data dir";
   // Not ready for traffic until its key reader has read the erasures made
