@@ -266,7 +266,8 @@ absl::StatusOr<std::string> MasterKeyHex(int argc, char** argv) {
   }
   if (hex.empty()) hex = auth::kDevPiiMasterKeyHex;
   if (auto key = pii::KeyFromHex(hex); !key.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("master-key: ", key.status().message()));
+    // Named as given (master-key-file for a mounted Secret), never echoed.
+    return absl::InvalidArgumentError(absl::StrCat(setting->name, ": ", key.status().message()));
   }
   return hex;
 }

@@ -80,6 +80,23 @@ TEST(ConfigTest, AnInvalidPreviousMasterKeyIsRefusedNamingTheSetting) {
   EXPECT_FALSE(missing.ok());
 }
 
+TEST(ConfigTest, AnInvalidMasterKeyIsRefusedNamingTheSettingItCameFrom) {
+  auto inline_key = Load({"--master-key=" + std::string(63, 'a')});
+  EXPECT_TRUE(absl::IsInvalidArgument(inline_key.status()));
+  EXPECT_TRUE(absl::StartsWith(inline_key.status().message(), "master-key: "))
+      << inline_key.status();
+
+  testing::TempDir dir;
+  const std::string file = dir.Sub("key");
+  std::ofstream(file) << std::string(63, 'a') << "\n";
+  auto from_file = Load({"--master-key-file=" + file});
+  EXPECT_TRUE(absl::IsInvalidArgument(from_file.status()));
+  EXPECT_TRUE(absl::StartsWith(from_file.status().message(), "master-key-file: "))
+      << from_file.status();
+  EXPECT_FALSE(absl::StrContains(from_file.status().message(), std::string(63, 'a')))
+      << "keys are not echoed";
+}
+
 TEST(ConfigTest, ASecretGivenInlineAndAsAFileIsRefused) {
   testing::TempDir dir;
   const std::string file = dir.Sub("key");
