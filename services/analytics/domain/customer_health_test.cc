@@ -346,6 +346,35 @@ TEST(CustomerHealthTest, ATaskSalesOpensForAnAlertIsNoActivity) {
   EXPECT_EQ(DerivedAt(given, 150).last_seen().seconds(), 140 * kDay);
 }
 
+// A rep writing up an old call: the call is the activity, at its own time.
+TEST(CustomerHealthTest, AnActivityWrittenUpLaterCountsAtItsOwnTime) {
+  crm::v1::ActivityLogged call;
+  call.set_activity_id("act_1");
+  call.set_customer_id("cus_1");
+  call.set_kind(crm::v1::ACTIVITY_KIND_CALL);
+  call.mutable_occurred_at()->set_seconds(20 * kDay);
+  crm::v1::LeadActivityRecorded visit;
+  visit.set_lead_id("lead_1");
+  visit.set_customer_id("cus_1");
+  visit.mutable_activity_at()->set_seconds(30 * kDay);
+  std::vector<EventEnvelope> given = {
+      OrderPlacedAt("cus_1", "o1", 500, 10 * kDay),
+      Envelope(call, "cus_1", "evt-call", "activity-act_1", 1, 149 * kDay),
+      Envelope(visit, "cus_1", "evt-visit", "lead-lead_1", 2, 148 * kDay)};
+  const auto view = DerivedAt(given, 150);
+  EXPECT_EQ(view.last_seen().seconds(), 30 * kDay);
+  EXPECT_EQ(view.first_seen().seconds(), 10 * kDay);
+  EXPECT_EQ(Factor(view, "activity_recency"), 25);  // 120 days, past the 90
+  EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_AT_RISK);
+  EXPECT_EQ(Segments(view), (std::vector{crm::v1::SEGMENT_AT_RISK, crm::v1::SEGMENT_DORMANT}));
+
+  // Dated after it was logged (a clock ahead), it counts when it was logged.
+  given[1].mutable_occurred_at()->set_seconds(100 * kDay);
+  call.mutable_occurred_at()->set_seconds(140 * kDay);
+  given[1].mutable_payload()->PackFrom(call);
+  EXPECT_EQ(DerivedAt(given, 150).last_seen().seconds(), 100 * kDay);
+}
+
 TEST(CustomerHealthTest, ThresholdsComeFromTheSettings) {
   crm::v1::AnalyticsSettings s;
   s.set_churn_risk_threshold(30);

@@ -783,6 +783,22 @@ bool IsActivity(const EventEnvelope& event, const Payload& payload) {
          payload.As<WarrantyFollowUpRequested>() == nullptr;
 }
 
+// When the activity itself happened. A call or meeting written up later
+// (ActivityLogged's occurred_at, LeadActivityRecorded's activity_at) counts
+// at its own time, as sales' staleness counts it: writing up an old call
+// must not make a silent customer look active today. Never later than it
+// was logged.
+const Timestamp& ActivityTime(const EventEnvelope& event, const Payload& payload) {
+  const Timestamp* own = nullptr;
+  if (const auto* m = payload.As<crm::v1::ActivityLogged>(); m != nullptr && m->has_occurred_at()) {
+    own = &m->occurred_at();
+  } else if (const auto* l = payload.As<crm::v1::LeadActivityRecorded>();
+             l != nullptr && l->has_activity_at()) {
+    own = &l->activity_at();
+  }
+  return own != nullptr && Before(*own, event.occurred_at()) ? *own : event.occurred_at();
+}
+
 }  // namespace
 
 crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event,
@@ -796,12 +812,9 @@ crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event
   }
   view.set_event_count(view.event_count() + 1);
   if (IsActivity(event, payload)) {
-    if (!view.has_first_seen() || Before(event.occurred_at(), view.first_seen())) {
-      *view.mutable_first_seen() = event.occurred_at();
-    }
-    if (!view.has_last_seen() || Before(view.last_seen(), event.occurred_at())) {
-      *view.mutable_last_seen() = event.occurred_at();
-    }
+    const Timestamp& at = ActivityTime(event, payload);
+    if (!view.has_first_seen() || Before(at, view.first_seen())) *view.mutable_first_seen() = at;
+    if (!view.has_last_seen() || Before(view.last_seen(), at)) *view.mutable_last_seen() = at;
     TakeIfNewer(view.mutable_last_event(), event);
   }
   crm::v1::TimelineEntry entry;
