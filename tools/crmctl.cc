@@ -922,7 +922,8 @@ int Restore(int argc, char** argv) {
   // RestoreBackup takes 0 for the latest.
   const std::string wanted = crm::Setting(argc, argv, "backup-id", "CRM_BACKUP_ID", "latest");
   uint32_t id = 0;
-  if (wanted != "latest" && !absl::SimpleAtoi(wanted, &id)) {
+  // Ids start at 1: a 0 typed for an older backup must not restore the newest.
+  if (wanted != "latest" && (!absl::SimpleAtoi(wanted, &id) || id == 0)) {
     std::fprintf(stderr,
                  "crmctl restore: --backup-id: want a backup id from 'crmctl backups' or "
                  "latest, not %s\n",

@@ -72,10 +72,13 @@ TEST(BackupIntegrationTest, CrmctlBacksUpARunningServiceAndRestoresItIntoANewDat
   stack.leads().Kill(SIGTERM);
 
   const std::string restored = stack.dir() + "/leads-restored";
-  EXPECT_EQ(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored,
-                             " --backup-id=newest")),
-            2)
-      << "a backup id is a number or latest";
+  // Ids start at 1: a 0 must not restore the newest in place of an older one.
+  for (const char* id : {"newest", "0"}) {
+    EXPECT_EQ(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored,
+                               " --backup-id=", id)),
+              2)
+        << "a backup id is a number from 1 or latest, not " << id;
+  }
   EXPECT_FALSE(std::filesystem::exists(restored));
   ASSERT_EQ(Ctl(absl::StrCat("restore --backup-dir=", backup_dir, " --data-dir=", restored,
                              " --backup-id=latest")),
