@@ -5,12 +5,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <regex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/common/database.h"
 #include "libs/common/kafka.h"
 #include "tests/integration/stack.h"
 
@@ -50,6 +52,38 @@ TEST(CrmctlRebuildTest, TopicsWithoutTheirFirstEventsAreRefusedUnlessAllowed) {
                    " --brokers=", stack.brokers(), " --allow-missing-history 2>&1; echo exit=$?"));
   EXPECT_TRUE(absl::StrContains(allowed, "rebuilt analytics from")) << allowed;
   EXPECT_TRUE(absl::EndsWith(allowed, "exit=0\n")) << allowed;
+}
+
+// A damaged views file is a failed digest, not the digest of the rows read
+// before the damage (which a rebuild check would report as "views differ").
+TEST(CrmctlDigestTest, ViewsThatCannotBeReadFailTheDigest) {
+  TempDir dir;
+  const std::string views = dir.Sub("analytics");
+  {
+    auto db = std::move(*Database::Open(views, {"customers"}));
+    rocksdb::WriteBatch batch;
+    for (int i = 0; i < 200; ++i) {
+      batch.Put(db->Family("customers"), absl::StrCat("cus_", i), std::string(100, 'v'));
+    }
+    ASSERT_TRUE(db->Write(&batch, /*sync=*/true).ok());
+    ASSERT_TRUE(db->raw()->Flush(rocksdb::FlushOptions(), db->Family("customers")).ok());
+  }
+  EXPECT_TRUE(absl::StrContains(AnalyticsDigest(views), " entries")) << "readable before";
+  // One byte of the first data block (at the file's start) changed: its
+  // checksum no longer matches, the file still opens.
+  int damaged = 0;
+  for (const auto& f : std::filesystem::directory_iterator(views)) {
+    if (f.path().extension() != ".sst") continue;
+    std::fstream sst(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+    sst.seekp(64);
+    sst.put('\xff');
+    ++damaged;
+  }
+  ASSERT_GT(damaged, 0);
+  const std::string out = RunCommand(
+      absl::StrCat(CtlCommand(), " digest analytics --data-dir=", views, " 2>&1; echo exit=$?"));
+  EXPECT_TRUE(absl::StrContains(out, "cannot read customers")) << out;
+  EXPECT_TRUE(absl::EndsWith(out, "exit=1\n")) << out;
 }
 
 // The churn monitor's interval is bounded: one pass every millisecond would
