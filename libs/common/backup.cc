@@ -7,6 +7,7 @@
 #include <memory>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
@@ -311,21 +312,44 @@ absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t b
       return PartDamaged(id, name, part_id, st);
     }
   }
+  // Restored beside `data_dir` and renamed into place whole: a restore cut
+  // short (Ctrl-C, a full disk) must not leave a data dir that looks whole
+  // (the database but not its parts, or no RESTORED mark) for a service to
+  // start on. What one cut short left there is nobody's data.
+  std::filesystem::path target = std::filesystem::path(data_dir).lexically_normal();
+  if (!target.has_filename()) target = target.parent_path();  // "dir/"
+  const std::string staging = target.string() + ".restoring";
+  std::filesystem::remove_all(staging, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("cannot remove ", staging, ": ", ec.message()));
+  }
+  absl::Cleanup drop_staging = [&staging] {
+    std::error_code ignored;
+    std::filesystem::remove_all(staging, ignored);
+  };
   rocksdb::RestoreOptions options;
-  if (auto s = (*engine)->RestoreDBFromBackup(options, id, data_dir, data_dir); !s.ok()) {
+  if (auto s = (*engine)->RestoreDBFromBackup(options, id, staging, staging); !s.ok()) {
     return FromRocks(s);
   }
   for (const auto& [name, part_id] : *parts) {
-    const std::string dir = absl::StrCat(data_dir, "/", name);
+    const std::string dir = absl::StrCat(staging, "/", name);
     if (auto s = (*part_engines.Get(name))->RestoreDBFromBackup(options, part_id, dir, dir);
         !s.ok()) {
       return FromRocks(s);
     }
   }
-  std::ofstream mark(std::filesystem::path(data_dir) / kRestoredMark);
+  std::ofstream mark(std::filesystem::path(staging) / kRestoredMark);
   mark << "backup " << id << "\n";
   mark.close();
   if (!mark) return absl::InternalError(absl::StrCat("cannot write ", kRestoredMark));
+  // Replaces an empty directory; not a mount point (restore into a
+  // directory inside the volume, then move the files).
+  std::filesystem::rename(staging, target, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data_dir: cannot move the restored data into ", data_dir, ": ", ec.message(),
+                     "; restore into a new directory"));
+  }
   return id;
 }
 

@@ -58,8 +58,10 @@ absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep);
 // Restores backup `backup_id` (0: the latest) into `data_dir`, which must
 // not hold a database: a restore never overwrites live data. The backup's
 // checksums, and its parts', are verified first; a damaged backup is
-// DATA_LOSS. Parts are restored into `data_dir`/<name>. Returns the id
-// restored. "The latest" is the newest backup taken: when that one is
+// DATA_LOSS. Parts are restored into `data_dir`/<name>. All of it is
+// written into "<data_dir>.restoring" first and renamed to `data_dir`
+// (which may be an empty directory, not a mount point) once whole. Returns
+// the id restored. "The latest" is the newest backup taken: when that one is
 // damaged (a file missing after a copy), it is DATA_LOSS naming it, never a
 // quiet restore of an older one; name an older id to restore that.
 absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t backup_id,

@@ -224,6 +224,48 @@ TEST_F(BackupTest, PartsAreBackedUpAndRestoredWithTheMainDatabase) {
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("again") + "/CURRENT"));
 }
 
+// The data dir appears by one rename once the database, its parts and the
+// RESTORED mark are all written: a restore cut short leaves only a
+// "<dir>.restoring" beside it, which the next restore clears.
+TEST_F(BackupTest, ARestoredDataDirAppearsWholeOrNotAtAll) {
+  auto emitted = EventStore::Open(dir_.Sub("live-emitted"), {"index"});
+  ASSERT_TRUE(emitted.ok()) << emitted.status();
+  ASSERT_TRUE(AppendOne(*store_, "views", 0).ok());
+  ASSERT_TRUE(AppendOne(**emitted, "alerts", 0).ok());
+  const std::string backups = dir_.Sub("backups");
+  ASSERT_TRUE(CreateBackup(store_->db(), backups, {{"emitted", &(*emitted)->db()}}).ok());
+
+  const std::string restored = dir_.Sub("restored");
+  std::filesystem::create_directories(restored + ".restoring/emitted");
+  std::ofstream(restored + ".restoring/CURRENT") << "left by a restore cut short\n";
+  ASSERT_TRUE(RestoreBackup(backups, 0, restored).ok());
+  EXPECT_FALSE(std::filesystem::exists(restored + ".restoring"));
+  EXPECT_TRUE(std::filesystem::exists(restored + "/" + kRestoredMark));
+  {
+    auto views = EventStore::Open(restored, {"index"});
+    ASSERT_TRUE(views.ok()) << views.status();
+    EXPECT_EQ((*views)->LoadState("views")->version, 1);
+    auto alerts = EventStore::Open(restored + "/emitted", {"index"});
+    ASSERT_TRUE(alerts.ok()) << alerts.status();
+    EXPECT_EQ((*alerts)->LoadState("alerts")->version, 1);
+  }
+
+  // Named with a trailing slash, into an empty directory that exists.
+  const std::string slash = dir_.Sub("slash");
+  std::filesystem::create_directories(slash);
+  ASSERT_TRUE(RestoreBackup(backups, 0, slash + "/").ok());
+  EXPECT_TRUE(std::filesystem::exists(slash + "/CURRENT"));
+  EXPECT_FALSE(std::filesystem::exists(slash + "/.restoring"));
+
+  // Restored whole, then refused its place (an empty file, not a
+  // directory): nothing is left behind, the file is as it was.
+  const std::string file = dir_.Sub("file");
+  std::ofstream(file).close();
+  EXPECT_EQ(RestoreBackup(backups, 0, file).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(std::filesystem::is_regular_file(file));
+  EXPECT_FALSE(std::filesystem::exists(file + ".restoring"));
+}
+
 // Retention: the newest backups stay, with their parts, and restore; the
 // older ones, their parts and the parts no backup names (a stray) go.
 TEST_F(BackupTest, APurgeKeepsTheNewestBackupsWithTheirParts) {
