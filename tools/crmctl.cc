@@ -329,18 +329,28 @@ std::string ToJson(const google::protobuf::Message& m, bool pretty, bool default
   return out;
 }
 
-void Progress(int64_t done, int64_t total, absl::Duration elapsed) {
-  if (!isatty(2)) return;
+// A terminal gets a bar redrawn in place. Anything else (kubectl exec
+// without -t, 2>file) gets a line every 10 s and the last one: an hours-long
+// rebuild must not look hung.
+void Progress(int64_t done, int64_t total, absl::Duration elapsed, bool last = false) {
+  static absl::Time last_line = absl::InfinitePast();
   // Events keep arriving during a rebuild of a live cluster: past the
   // count taken at the start, the bar stays full.
   total = std::max(total, done);
   const double frac = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
+  const double rate = static_cast<double>(done) / std::max(absl::ToDoubleSeconds(elapsed), 1e-9);
+  if (!isatty(2)) {
+    if (!last && absl::Now() - last_line < absl::Seconds(10)) return;
+    last_line = absl::Now();
+    std::fprintf(stderr, "rebuild: %.1f%%  %lld/%lld events  %.0f/s\n", frac * 100,
+                 static_cast<long long>(done), static_cast<long long>(total), rate);
+    return;
+  }
   const int width = 40;
   const int fill = static_cast<int>(frac * width);
   std::fprintf(stderr, "\r[%s%s] %5.1f%%  %lld/%lld events  %.0f/s", std::string(fill, '#').c_str(),
                std::string(width - fill, ' ').c_str(), frac * 100, static_cast<long long>(done),
-               static_cast<long long>(total),
-               static_cast<double>(done) / std::max(absl::ToDoubleSeconds(elapsed), 1e-9));
+               static_cast<long long>(total), rate);
 }
 
 // Broker trouble librdkafka recovers from by itself: shown, then waited out.
@@ -518,7 +528,7 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
     return 1;
   }
   const absl::Duration elapsed = absl::Now() - start;
-  Progress(done, total, elapsed);
+  Progress(done, total, elapsed, /*last=*/true);
   if (isatty(2)) std::fputc('\n', stderr);
   std::printf(
       "rebuilt analytics from %lld events in %.2f s: %.0f events/s (%llu applied, %llu "
