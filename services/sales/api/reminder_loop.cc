@@ -14,18 +14,19 @@ absl::StatusOr<int> ReminderLoop::Tick() {
   // A failed task pass must not hold up the stale-deal scan, nor the other
   // way round: each is tried, the first error returned.
   absl::StatusOr<int> tasks = commands_.RaiseTaskReminders(now);
-  absl::StatusOr<int> deals = 0;
+  absl::StatusOr<SalesCommands::StalePass> deals = SalesCommands::StalePass{};
   if (now - last_stale_scan_ >= stale_scan_interval_) {
-    deals = commands_.FlagStaleOpportunities(now);
-    if (deals.ok()) last_stale_scan_ = now;
+    deals = commands_.FlagStaleOpportunities(now, stale_flags_per_pass_);
+    // A pass that stopped at its bound goes on at the next tick.
+    if (deals.ok() && !deals->more) last_stale_scan_ = now;
   }
   CRM_RETURN_IF_ERROR(tasks.status());
   CRM_RETURN_IF_ERROR(deals.status());
-  if (*tasks + *deals > 0) {
+  if (*tasks + deals->raised > 0) {
     log::Info("reminders raised",
-              {{"tasks", absl::StrCat(*tasks)}, {"deals", absl::StrCat(*deals)}});
+              {{"tasks", absl::StrCat(*tasks)}, {"deals", absl::StrCat(deals->raised)}});
   }
-  return *tasks + *deals;
+  return *tasks + deals->raised;
 }
 
 void ReminderLoop::Start() {

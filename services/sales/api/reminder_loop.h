@@ -14,15 +14,18 @@ namespace crm::sales {
 // injected clock, so tests drive it with Tick() and a fake clock; main runs
 // the loop on a thread. Due tasks are found through an index every pass;
 // staleness is measured in days and needs a scan of the open deals, so it
-// runs at its own, slower cadence.
+// runs at its own, slower cadence, and a scan that found more stale deals
+// than one pass flags goes on at the next tick.
 class ReminderLoop {
  public:
   ReminderLoop(SalesCommands& commands, Clock clock, absl::Duration interval,
-               absl::Duration stale_scan_interval = absl::Minutes(1))
+               absl::Duration stale_scan_interval = absl::Minutes(1),
+               size_t stale_flags_per_pass = SalesCommands::kMaxStaleFlagsPerPass)
       : commands_(commands),
         clock_(std::move(clock)),
         interval_(interval),
-        stale_scan_interval_(stale_scan_interval) {}
+        stale_scan_interval_(stale_scan_interval),
+        stale_flags_per_pass_(stale_flags_per_pass) {}
   ~ReminderLoop() { Stop(); }
   ReminderLoop(const ReminderLoop&) = delete;
   ReminderLoop& operator=(const ReminderLoop&) = delete;
@@ -39,6 +42,7 @@ class ReminderLoop {
   Clock clock_;
   absl::Duration interval_;
   absl::Duration stale_scan_interval_;
+  size_t stale_flags_per_pass_;
   absl::Time last_stale_scan_ = absl::InfinitePast();
   std::mutex mu_;
   std::condition_variable cv_;

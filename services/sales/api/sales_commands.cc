@@ -791,7 +791,8 @@ absl::StatusOr<int> SalesCommands::RaiseTaskReminders(absl::Time now) {
   return raised;
 }
 
-absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
+absl::StatusOr<SalesCommands::StalePass> SalesCommands::FlagStaleOpportunities(absl::Time now,
+                                                                               size_t max_flags) {
   std::vector<std::string> candidates;  // opportunity ids
   absl::Status read = absl::OkStatus();
   CRM_RETURN_IF_ERROR(store_.ForEach<crm::v1::Opportunity>(
@@ -809,7 +810,11 @@ absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
         candidates.push_back(o.opportunity_id());
       }));
   CRM_RETURN_IF_ERROR(read);
-  int raised = 0;
+  StalePass pass;
+  if (candidates.size() > max_flags) {
+    candidates.resize(max_flags);
+    pass.more = true;
+  }
   for (const std::string& id : candidates) {
     // Under the opportunity's lock, the latest activity read again: one
     // logged since the scan answers the inactivity, no reminder.
@@ -826,9 +831,9 @@ absl::StatusOr<int> SalesCommands::FlagStaleOpportunities(absl::Time now) {
       log::Warn("stale reminder", {{"opportunity_id", id}, {"error", out.status().ToString()}});
       continue;
     }
-    raised += out->appended > 0;
+    pass.raised += out->appended > 0;
   }
-  return raised;
+  return pass;
 }
 
 // ------------------------------------------------- quotes, orders, contracts

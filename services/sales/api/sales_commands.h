@@ -144,7 +144,16 @@ class SalesCommands {
 
   // ---- Timers; each returns how many reminders it raised ----
   absl::StatusOr<int> RaiseTaskReminders(absl::Time now);
-  absl::StatusOr<int> FlagStaleOpportunities(absl::Time now);
+  // A pass flags at most `max_flags` deals (one synced append each), so
+  // thousands gone stale at once (an import of old deals) do not hold the
+  // reminder thread, and with it task reminders and shutdown, for minutes.
+  struct StalePass {
+    int raised = 0;
+    bool more = false;  // stale deals left for the next pass
+  };
+  static constexpr size_t kMaxStaleFlagsPerPass = 200;
+  absl::StatusOr<StalePass> FlagStaleOpportunities(absl::Time now,
+                                                   size_t max_flags = kMaxStaleFlagsPerPass);
 
   const SalesSettings& settings() const { return settings_; }
 

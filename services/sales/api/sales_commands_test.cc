@@ -947,6 +947,26 @@ TEST_F(SalesCommandsTest, AnUnreadableLastActivityFailsTheReadInsteadOfSkippingT
   EXPECT_TRUE(commands_->GetOpportunity(get).ok());
 }
 
+// Deals gone stale at once are flagged a bounded number per pass, the rest
+// at the next ticks, not after the next scan interval.
+TEST_F(SalesCommandsTest, AStaleScanFlagsABoundedNumberOfDealsPerPassAndGoesOnAtTheNextTick) {
+  Open("cus_1");
+  std::vector<std::string> opps;
+  for (int i = 1; i <= 3; ++i)
+    opps.push_back(OpenOpp("cus_1", absl::StrCat("opp-", i)).opportunity_id());
+  ReminderLoop loop(
+      *commands_, [this] { return now_; }, absl::Seconds(1), absl::Hours(1),
+      /*stale_flags_per_pass=*/2);
+  now_ = kT0 + absl::Hours(25);
+  EXPECT_EQ(*loop.Tick(), 2);
+  EXPECT_EQ(*loop.Tick(), 1) << "the rest, before the scan interval is up";
+  EXPECT_EQ(*loop.Tick(), 0);
+  for (const auto& id : opps) {
+    EXPECT_EQ(Types(OpportunityStream(id)),
+              (std::vector<std::string>{"OpportunityOpened", "OpportunityWentStale"}));
+  }
+}
+
 TEST_F(SalesCommandsTest, StaleDealsRaiseOneReminderPerPeriodWithoutActivity) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
