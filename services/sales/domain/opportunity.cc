@@ -38,7 +38,9 @@ absl::StatusOr<OpportunityEvents> DecideOpen(const std::optional<crm::v1::Opport
   e.set_opportunity_id(c.opportunity_id);
   e.set_customer_id(r.customer_id());
   e.set_pipeline_id(c.pipeline.pipeline_id());
-  e.set_name(r.name());
+  // Trimmed, as account names are: "Acme renewal " from a form is the
+  // same deal name.
+  e.set_name(std::string(absl::StripAsciiWhitespace(r.name())));
   e.set_owner_id(r.owner_id());
   e.set_territory(c.territory);
   e.set_stage_id(stage->stage_id());
@@ -118,7 +120,7 @@ absl::StatusOr<OpportunityEvents> DecideRevise(const crm::v1::Opportunity& s,
   }
   e.set_expected_close_date(r.expected_close_date().empty() ? s.expected_close_date()
                                                             : r.expected_close_date());
-  e.set_name(r.name().empty() ? s.name() : r.name());
+  e.set_name(r.name().empty() ? s.name() : std::string(absl::StripAsciiWhitespace(r.name())));
   return OpportunityEvents{std::move(e)};
 }
 

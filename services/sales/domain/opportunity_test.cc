@@ -92,6 +92,23 @@ TEST(OpenOpportunityTest, MayStartInALaterOpenStageButNotAClosedOne) {
   Opportunity().Given({Opened()}).When(OpenCommand()).ThenError(absl::StatusCode::kAlreadyExists);
 }
 
+TEST(OpenOpportunityTest, ANameIsTrimmedOnOpeningAndRevision) {
+  OpenOpportunity open = OpenCommand();
+  open.request.set_name("  Engines for the Navy \t");
+  Opportunity().Given({}).When(open).Then({Opened()});
+
+  ReviseOpportunity revise;
+  revise.request.set_opportunity_id("opp_1");
+  revise.request.set_name(" Engines, phase 2 ");
+  crm::v1::OpportunityRevised expected;
+  expected.set_opportunity_id("opp_1");
+  expected.set_customer_id("cus_1");
+  *expected.mutable_amount() = MakeMoney("EUR", 5'000'000);
+  expected.set_expected_close_date("2025-06-30");
+  expected.set_name("Engines, phase 2");
+  Opportunity().Given({Opened()}).When(revise).Then({expected});
+}
+
 TEST(ChangeStageTest, MovingOnCarriesTheTimeSpentInThePreviousStage) {
   Opportunity()
       .Given({Opened()})
