@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "services/service-desk/domain/validation.h"
 
 namespace crm::service_desk {
 namespace {
@@ -26,7 +27,8 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
 
-absl::Status CheckId(absl::string_view field, absl::string_view id) {
+// A product as tickets name it: free text, so only bounded.
+absl::Status CheckProduct(absl::string_view field, absl::string_view id) {
   if (id.empty()) return Invalid(field, "required");
   if (id.size() > kMaxId) return Invalid(field, absl::StrCat("longer than ", kMaxId, " bytes"));
   return absl::OkStatus();
@@ -133,6 +135,9 @@ absl::StatusOr<DeskSettings> DeskSettings::Create(crm::v1::ServiceDeskSettings c
     if (!s.team_index_.emplace(team->team_id(), i).second) {
       return Invalid(absl::StrCat(field, ".team_id"), "duplicate");
     }
+    if (!team->lead_id().empty()) {
+      if (auto st = CheckId(absl::StrCat(field, ".lead_id"), team->lead_id()); !st.ok()) return st;
+    }
     std::set<std::string> agents;
     for (const auto& agent : team->agent_ids()) {
       if (auto st = CheckId(absl::StrCat(field, ".agent_ids"), agent); !st.ok()) return st;
@@ -145,7 +150,11 @@ absl::StatusOr<DeskSettings> DeskSettings::Create(crm::v1::ServiceDeskSettings c
     }
   }
   for (int i = 0; i < config.routing_rules_size(); ++i) {
-    const auto& rule = config.routing_rules(i);
+    auto& rule = *config.mutable_routing_rules(i);
+    // Tickets' category and product are trimmed: so are the rules', or
+    // "billing " would never match.
+    rule.set_category(std::string(absl::StripAsciiWhitespace(rule.category())));
+    rule.set_product(std::string(absl::StripAsciiWhitespace(rule.product())));
     if (!s.team_index_.contains(rule.team_id())) {
       return Invalid(absl::StrCat("routing_rules[", i, "].team_id"),
                      absl::StrCat("unknown team '", rule.team_id(), "'"));
@@ -155,7 +164,9 @@ absl::StatusOr<DeskSettings> DeskSettings::Create(crm::v1::ServiceDeskSettings c
   for (int i = 0; i < config.warranties_size(); ++i) {
     const auto& w = config.warranties(i);
     const std::string field = absl::StrCat("warranties[", i, "]");
-    if (auto st = CheckId(absl::StrCat(field, ".product_id"), w.product_id()); !st.ok()) return st;
+    if (auto st = CheckProduct(absl::StrCat(field, ".product_id"), w.product_id()); !st.ok()) {
+      return st;
+    }
     if (w.months() < 0 || w.months() > kMaxWarrantyMonths) {
       return Invalid(absl::StrCat(field, ".months"),
                      absl::StrCat("must be 0 to ", kMaxWarrantyMonths));

@@ -168,6 +168,15 @@ TEST(SettingsTest, FirstMatchingRuleRoutesElseTheDefaultTeam) {
   EXPECT_EQ(team("hardware", "Printer-X", crm::v1::TICKET_PRIORITY_URGENT), "hardware");
   EXPECT_EQ(team("hardware", "printer-x", crm::v1::TICKET_PRIORITY_HIGH), "frontline");
   EXPECT_EQ(team("", "", crm::v1::TICKET_PRIORITY_NORMAL), "frontline");
+
+  // A rule's fields are trimmed, as tickets' are.
+  auto config = *DeskSettings::ParseText(kConfig);
+  config.mutable_routing_rules(0)->set_category(" Billing\t");
+  auto trimmed = DeskSettings::Create(config);
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status();
+  const auto* routed = trimmed->Route("billing", "", crm::v1::TICKET_PRIORITY_LOW);
+  ASSERT_NE(routed, nullptr);
+  EXPECT_EQ(routed->team_id(), "billing");
 }
 
 TEST(SettingsTest, BadConfigurationNamesTheField) {
@@ -184,6 +193,12 @@ TEST(SettingsTest, BadConfigurationNamesTheField) {
   ExpectInvalid([](auto& c) { c.mutable_teams(1)->set_team_id("hardware"); }, "teams[1].team_id");
   ExpectInvalid([](auto& c) { c.mutable_teams(2)->clear_team_id(); }, "teams[2].team_id");
   ExpectInvalid([](auto& c) { c.mutable_teams(0)->add_agent_ids("ann"); }, "teams[0].agent_ids");
+  // Ids that no request could name (ListTickets, AssignTicket refuse them):
+  // a team whose queue nobody could list, an agent nobody could assign.
+  ExpectInvalid([](auto& c) { c.mutable_teams(1)->set_team_id("Tier 1"); }, "teams[1].team_id");
+  ExpectInvalid([](auto& c) { c.mutable_teams(1)->add_agent_ids("Ann Smith"); },
+                "teams[1].agent_ids");
+  ExpectInvalid([](auto& c) { c.mutable_teams(1)->set_lead_id("lead:bea\n"); }, "teams[1].lead_id");
   ExpectInvalid([](auto& c) { c.mutable_routing_rules(1)->set_team_id("ghosts"); },
                 "routing_rules[1].team_id");
   ExpectInvalid([](auto& c) { c.set_default_team_id("ghosts"); }, "default_team_id");
