@@ -932,6 +932,13 @@ TEST_F(TicketCommandsTest, BadInputNamesTheFieldAndAppendsNothing) {
       "author_type:");
   EXPECT_EQ(Reply("m", "tkt_missing", crm::v1::AUTHOR_TYPE_AGENT, "hi").status().code(),
             absl::StatusCode::kNotFound);
+  // A reopen reason stays plain on the topic: a short note, not a case file.
+  crm::v1::ReopenTicketRequest reopen;
+  reopen.set_request_id("o1");
+  reopen.set_ticket_id("tkt_x");
+  reopen.set_reason(std::string(501, 'r'));
+  EXPECT_EQ(tickets_->ReopenTicket(reopen, Ctx()).status().message(),
+            "reason: longer than 500 bytes");
   EXPECT_EQ(store_->events().LogSize(), 0u);
   crm::v1::GetTicketRequest get;
   get.set_ticket_id("tkt_missing");

@@ -13,6 +13,9 @@ constexpr size_t kMaxText = 20000;
 constexpr size_t kMaxName = 100;
 constexpr size_t kMaxNote = 5000;
 constexpr size_t kMaxComment = 2000;
+// Reasons are short operational notes kept in plain text (docs/security.md),
+// bounded as leads' and sales' reasons are, not as sealed notes.
+constexpr size_t kMaxReason = 500;
 
 absl::Status CheckTicketRef(const std::string& request_id, const std::string& ticket_id,
                             int64_t expected_version) {
@@ -92,7 +95,7 @@ absl::Status ValidateCloseTicket(const crm::v1::CloseTicketRequest& r) {
 
 absl::Status ValidateReopenTicket(const crm::v1::ReopenTicketRequest& r) {
   CRM_RETURN_IF_ERROR(CheckTicketRef(r.request_id(), r.ticket_id(), r.expected_version()));
-  return CheckText("reason", r.reason(), kMaxNote, /*multiline=*/true);
+  return CheckText("reason", r.reason(), kMaxReason, /*multiline=*/true);
 }
 
 absl::Status ValidateLinkSolutionArticle(const crm::v1::LinkSolutionArticleRequest& r) {
