@@ -14,6 +14,10 @@ absl::StatusOr<int> WarrantyFollowUps::RunDue() {
   CRM_ASSIGN_OR_RETURN(auto due, store_.DueWarrantyFollowUps(now, kBatch));
   int raised = 0;
   for (const auto& [key, follow_up] : due) {
+    if (vault_ != nullptr && vault_->Erased(follow_up.customer_id())) {
+      CRM_RETURN_IF_ERROR(store_.DropWarrantyFollowUp(key));
+      continue;
+    }
     switch (DecideWarrantyFollowUp(follow_up, now)) {
       case FollowUpAction::kNotDue:
         continue;

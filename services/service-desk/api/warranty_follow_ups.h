@@ -1,6 +1,7 @@
 #pragma once
 
 #include "absl/status/statusor.h"
+#include "libs/common/pii/key_vault.h"
 #include "services/service-desk/api/ticket_commands.h"
 #include "services/service-desk/store/desk_store.h"
 
@@ -11,15 +12,20 @@ namespace crm::service_desk {
 // own stream, appended with the schedule entry's removal in one batch.
 class WarrantyFollowUps {
  public:
-  WarrantyFollowUps(DeskStore& store, Clock clock) : store_(store), clock_(std::move(clock)) {}
+  // With `vault`, a follow-up of a customer erased since the order leaves
+  // the schedule unraised: its purpose is to contact the person.
+  WarrantyFollowUps(DeskStore& store, Clock clock, const pii::KeyVault* vault = nullptr)
+      : store_(store), clock_(std::move(clock)), vault_(vault) {}
 
   // Returns the number of follow-ups raised. Follow-ups whose warranty has
-  // already ended, or that were raised before, leave the schedule quietly.
+  // already ended, of an erased customer, or that were raised before,
+  // leave the schedule quietly.
   absl::StatusOr<int> RunDue();
 
  private:
   DeskStore& store_;
   Clock clock_;
+  const pii::KeyVault* vault_;
 };
 
 }  // namespace crm::service_desk

@@ -122,6 +122,28 @@ TEST_F(WarrantyFollowUpsTest, ARedeliveredOrderIsNotFollowedUpTwice) {
   EXPECT_TRUE(left->empty()) << "spent entries leave the schedule";
 }
 
+// A follow-up is there to contact the person: none for one erased since.
+TEST_F(WarrantyFollowUpsTest, AFollowUpOfAnErasedCustomerIsDroppedWithoutAnEvent) {
+  auto vault =
+      pii::KeyVault::Open(store_->db(), &store_->events(), pii::RandomKey(), "crm/service-desk");
+  ASSERT_TRUE(vault.ok()) << vault.status();
+  follow_ups_ = std::make_unique<WarrantyFollowUps>(
+      *store_, [this] { return now_; }, vault->get());
+  Deliver(Order("ord_1", "cus_1", {"printer-x"}, Utc(2024, 3, 1)));
+  Deliver(Order("ord_2", "cus_2", {"printer-x"}, Utc(2024, 3, 1)));
+  EventContext ctx;
+  ctx.actor = "admin:ann";
+  ASSERT_TRUE((*vault)->EraseCustomer("cus_1", "asked to be forgotten", ctx).ok());
+  now_ = Utc(2026, 2, 1);
+  EXPECT_EQ(Run(), 1);
+  auto raised = Raised();
+  ASSERT_EQ(raised.size(), 1u);
+  EXPECT_EQ(raised[0].customer_id(), "cus_2");
+  auto left = store_->DueWarrantyFollowUps(Utc(2030, 1, 1), 10);
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty()) << "the erased customer's entry left the schedule";
+}
+
 TEST_F(WarrantyFollowUpsTest, ALapsedWarrantyIsDroppedWithoutAnEvent) {
   Deliver(Order("ord_old", "cus_1", {"printer-x"}, Utc(2020, 1, 1)));
   EXPECT_EQ(Run(), 0) << "the warranty ended in 2022";
