@@ -102,6 +102,62 @@ inline std::string OneLine(absl::string_view text) {
   return out;
 }
 
+// The lowercase of a capital letter of ASCII, Latin-1, Latin Extended-A,
+// Greek or Cyrillic (the alphabets of Europe's languages); any other code
+// point as it is. Not full Unicode case folding: no "ß" to "ss", and the
+// Turkish dotted capital I stays.
+inline char32_t LowerLetter(char32_t c) {
+  if ((c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7)) return c + 0x20;
+  if (c >= 0x100 && c <= 0x17E) {
+    if (c == 0x178) return 0xFF;  // Ÿ
+    // Capitals are the even code point of each pair, then from Ĺ (U+0139)
+    // to Ň and from Ź (U+0179) the odd one.
+    const bool odd_pairs = (c >= 0x139 && c <= 0x148) || c >= 0x179;
+    const bool skip = c == 0x130 || c == 0x131 || c == 0x138 || c == 0x149;
+    if (!skip && (c % 2 == 1) == odd_pairs) return c + 1;
+    return c;
+  }
+  if ((c >= 0x391 && c <= 0x3AB && c != 0x3A2) || (c >= 0x410 && c <= 0x42F)) return c + 0x20;
+  if (c >= 0x400 && c <= 0x40F) return c + 0x50;
+  switch (c) {  // Greek capitals with tonos
+    case 0x386:
+      return 0x3AC;
+    case 0x388:
+    case 0x389:
+    case 0x38A:
+      return c + 0x25;
+    case 0x38C:
+      return 0x3CC;
+    case 0x38E:
+    case 0x38F:
+      return c + 0x3F;
+    default:
+      return c;
+  }
+}
+
+// `text` with the letters LowerLetter knows lowercased: "Änderung" and
+// "änderung" are one word. Malformed UTF-8 is copied as it is.
+inline std::string Utf8ToLower(absl::string_view text) {
+  std::string out(text);
+  for (size_t i = 0; i < out.size();) {
+    const size_t n = Utf8SequenceAt(out, i);
+    if (n == 1) {
+      out[i] = static_cast<char>(LowerLetter(static_cast<unsigned char>(out[i])));
+    } else if (n == 2) {
+      // Every letter LowerLetter changes is below U+0800, and so is its
+      // lowercase: two bytes stay two bytes, in place.
+      const char32_t c = ((static_cast<unsigned char>(out[i]) & 0x1F) << 6) |
+                         (static_cast<unsigned char>(out[i + 1]) & 0x3F);
+      const char32_t lower = LowerLetter(c);
+      out[i] = static_cast<char>(0xC0 | (lower >> 6));
+      out[i + 1] = static_cast<char>(0x80 | (lower & 0x3F));
+    }
+    i += n == 0 ? 1 : n;
+  }
+  return out;
+}
+
 inline bool IsUtf8(absl::string_view text) {
   for (size_t i = 0; i < text.size();) {
     const size_t n = Utf8SequenceAt(text, i);

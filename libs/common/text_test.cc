@@ -15,6 +15,21 @@ TEST(Utf8Test, WellFormedSequencesAreCharactersAndOtherBytesAreNot) {
   }
 }
 
+TEST(Utf8ToLowerTest, LowercasesTheLettersOfEuropeanAlphabetsAndLeavesTheRest) {
+  EXPECT_EQ(Utf8ToLower("ÄNDERUNG der Adresse"), "änderung der adresse");
+  EXPECT_EQ(Utf8ToLower("ÉLODIE ÇA ØRSTED ÞÓR"), "élodie ça ørsted þór");
+  EXPECT_EQ(Utf8ToLower("ŁÓDŹ ŻUBR ĽUBICA ŠKODA ŇEMEC ŸVES"), "łódź żubr ľubica škoda ňemec ÿves");
+  EXPECT_EQ(Utf8ToLower("ΑΘΗΝΑ Ά Έ Ώ ΣΟΦΊΑ"), "αθηνα ά έ ώ σοφία");
+  EXPECT_EQ(Utf8ToLower("МОСКВА ЁЖ ЂАК"), "москва ёж ђак");
+  // Lowercase letters, ×, ß, the Turkish dotted İ, CJK and emoji as they are.
+  EXPECT_EQ(Utf8ToLower("äöü × ß İ 東京 🙂"), "äöü × ß İ 東京 🙂");
+  // Malformed bytes are copied, the letters around them still lowered.
+  EXPECT_EQ(Utf8ToLower("A\xC3"
+                        "B\xFF"),
+            "a\xC3"
+            "b\xFF");
+}
+
 TEST(TruncateUtf8Test, KeepsShortTextAndCutsLongTextAtACharacterBoundary) {
   EXPECT_EQ(TruncateUtf8("abc", 3), "abc");
   EXPECT_EQ(TruncateUtf8("abcd", 3), "abc");

@@ -7,6 +7,7 @@
 #include "absl/strings/strip.h"
 #include "libs/common/ids.h"
 #include "libs/common/status_macros.h"
+#include "libs/common/text.h"
 #include "services/service-desk/domain/validation.h"
 
 namespace crm::service_desk {
@@ -39,7 +40,7 @@ absl::StatusOr<std::vector<std::string>> NormalizeTags(const std::vector<std::st
     return InvalidField(field, absl::StrCat("more than ", kMaxTags, " tags"));
   std::vector<std::string> out;
   for (size_t i = 0; i < tags.size(); ++i) {
-    std::string tag = absl::AsciiStrToLower(absl::StripAsciiWhitespace(tags[i]));
+    std::string tag = Utf8ToLower(absl::StripAsciiWhitespace(tags[i]));
     const std::string entry = absl::StrCat(field, "[", i, "]");
     if (tag.empty()) return InvalidField(entry, "empty tag");
     CRM_RETURN_IF_ERROR(CheckText(entry, tag, kMaxTag));

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "libs/common/text.h"
 
 namespace crm::service_desk {
 namespace {
@@ -126,7 +127,7 @@ void ForEachWord(absl::string_view text, Fn fn) {
     size_t j = i;
     while (j < text.size() && SeparatorAt(text, j) == 0) ++j;
     if (j > i) {
-      std::string word = absl::AsciiStrToLower(text.substr(i, j - i));
+      std::string word = Utf8ToLower(text.substr(i, j - i));
       if (word.size() >= 2 && !IsStopWord(word)) {
         std::string term = Stem(word);
         fn(std::move(word), std::move(term));
@@ -168,7 +169,9 @@ std::vector<std::string> QueryTerms(absl::string_view query) {
   return out;
 }
 
-std::string TagTerm(absl::string_view tag) { return absl::StrCat("#", tag); }
+// Lowercased here too: tags stored before they were lowercased beyond ASCII
+// are indexed as a search names them.
+std::string TagTerm(absl::string_view tag) { return absl::StrCat("#", Utf8ToLower(tag)); }
 
 std::map<std::string, int64_t> IndexTerms(const crm::v1::Article& article) {
   std::map<std::string, int64_t> terms;

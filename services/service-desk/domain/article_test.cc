@@ -85,6 +85,9 @@ TEST(ArticleTest, ContentIsValidatedAndTagsNormalized) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->title, "Title");
   EXPECT_EQ(c->tags, (std::vector<std::string>{"hardware", "printer"}));
+  auto german = NormalizeArticleContent("T", "B", {"Übersicht", "übersicht"}, "");
+  ASSERT_TRUE(german.ok()) << german.status();
+  EXPECT_EQ(german->tags, (std::vector<std::string>{"übersicht"}));
   EXPECT_EQ(NormalizeArticleContent(" ", "Body", {}, "").status().message().substr(0, 6), "title:");
   EXPECT_EQ(NormalizeArticleContent("T", "", {}, "").status().message().substr(0, 5), "body:");
   EXPECT_EQ(NormalizeArticleContent("T", "B", {"ok", ""}, "").status().message().substr(0, 8),
@@ -101,6 +104,9 @@ TEST(SearchTest, TokenizeLowercasesDropsStopWordsAndPlurals) {
             (std::vector<std::string>{"reset", "printer", "batteri", "b2b", "invoice", "glass"}));
   EXPECT_EQ(QueryTerms("printer printers PRINTER"), (std::vector<std::string>{"printer"}));
   EXPECT_EQ(Tokenize("Drucker über Größe"), (std::vector<std::string>{"drucker", "über", "größe"}));
+  // Capitals beyond ASCII too: a German, Polish or Russian query meets the
+  // word whatever its case.
+  EXPECT_EQ(Tokenize("ÄNDERUNG Über ŁÓDŹ ПРИНТЕР"), Tokenize("änderung über łódź принтер"));
   // Punctuation and spaces of pasted text separate words as ASCII ones do:
   // no-break space, em dash, curly apostrophe and quotes, ideographic space.
   EXPECT_EQ(Tokenize("Printer\u00a0offline\u2014jam rear\u2019s \u201cTray\u201d\u3000paper\u2026"),
@@ -169,6 +175,11 @@ TEST(SearchTest, TitleWordsWeighMoreThanBodyWordsAndTagsAreTerms) {
   EXPECT_EQ(terms.at("toner"), 10) << "body repetition is capped";
   EXPECT_EQ(terms.at("paper"), 5);
   EXPECT_EQ(terms.at("#paper jam"), 1);
+  // A tag stored before it was lowercased beyond ASCII is indexed as a
+  // search names it.
+  a.add_tags("Übersicht");
+  EXPECT_EQ(IndexTerms(a).count(TagTerm("übersicht")), 1u);
+  EXPECT_EQ(TagTerm("Übersicht"), TagTerm("übersicht"));
 }
 
 TEST(SearchTest, MoreMatchedWordsRankFirstThenRarerWordsAndWeight) {

@@ -138,8 +138,9 @@ constexpr char kIndexVersionKey[] = "\xff\xffindex-version";
 // the fullwidth and halfwidth punctuation too; 4: singular and plural are
 // one term ("cookie", "cookies"; "menu", "menus"); 5: final e's kept but
 // after s, x, z, ch, sh and i ("update" is no longer "updat"), and singulars
-// in s ("lens", "alias") meet their plurals.
-constexpr char kIndexVersion[] = "5";
+// in s ("lens", "alias") meet their plurals; 6: capitals of Latin-1,
+// Latin Extended-A, Greek and Cyrillic lowercased, not ASCII only.
+constexpr char kIndexVersion[] = "6";
 
 }  // namespace
 
