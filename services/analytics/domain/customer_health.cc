@@ -5,6 +5,7 @@
 #include <map>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "crm/v1/sales.pb.h"
 #include "crm/v1/service_desk.pb.h"
@@ -213,7 +214,10 @@ ChurnAlertDecision DecideChurnAlert(const crm::v1::ChurnAlertState& previous,
   ChurnAlertDecision d;
   d.state = previous;
   const int32_t threshold = config.settings().churn_risk_threshold();
-  const bool risky = IsBuyingCustomer(view) && view.churn_risk_score() >= threshold;
+  // At risk as the segments say (DeriveHealth): a churned customer, gone
+  // past churned_after_days, is no longer one to keep, whatever the score.
+  const bool risky = absl::c_linear_search(view.segments(), crm::v1::SEGMENT_AT_RISK) &&
+                     view.churn_risk_score() >= threshold;
   if (!risky) {
     // Below the threshold again: the next crossing raises a new alert.
     if (previous.raised()) {

@@ -73,6 +73,13 @@ TEST(CustomerHealthTest, CustomerSilentPastTheChurnWindowIsOnlyChurnedAndKeepsNo
   EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CHURNED);
   ASSERT_EQ(view.clv_estimate_size(), 1);
   EXPECT_EQ(view.clv_estimate(0).minor_units(), 2000000);
+  // Gone, not at risk: no retention call for a customer lost a month ago,
+  // and an alert raised while at risk is cleared.
+  EXPECT_GE(view.churn_risk_score(), 60);
+  EXPECT_FALSE(DecideChurnAlert({}, view, AnalyticsConfig::Defaults()).raised.has_value());
+  crm::v1::ChurnAlertState raised;
+  raised.set_raised(true);
+  EXPECT_FALSE(DecideChurnAlert(raised, view, AnalyticsConfig::Defaults()).state.raised());
 }
 
 crm::v1::EventEnvelope StageChangedAt(const std::string& to_stage, crm::v1::StageOutcome outcome,
