@@ -413,11 +413,12 @@ absl::StatusOr<StreamState> EventStore::DecodeState(absl::string_view stream,
 }
 
 absl::StatusOr<std::vector<crm::v1::EventEnvelope>> EventStore::ReadStream(
-    const std::string& stream, int64_t from_version) const {
+    const std::string& stream, int64_t from_version, size_t max_events) const {
   std::vector<crm::v1::EventEnvelope> out;
   const std::string prefix = PrefixKey(stream);
   auto it = db_->NewIterator(kEvents);
-  for (it->Seek(EventKey(stream, from_version)); it->Valid(); it->Next()) {
+  for (it->Seek(EventKey(stream, from_version)); it->Valid() && out.size() < max_events;
+       it->Next()) {
     if (!it->key().starts_with(prefix)) break;
     crm::v1::EventEnvelope e;
     if (!e.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {

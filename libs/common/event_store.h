@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -134,8 +135,10 @@ class EventStore {
   // snapshot with its projections.
   static constexpr char kStateFamily[] = "state";
   static absl::StatusOr<StreamState> DecodeState(absl::string_view stream, absl::string_view row);
-  absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(const std::string& stream,
-                                                                 int64_t from_version = 1) const;
+  // The stream's events from `from_version` on, at most `max_events`.
+  absl::StatusOr<std::vector<crm::v1::EventEnvelope>> ReadStream(
+      const std::string& stream, int64_t from_version = 1,
+      size_t max_events = std::numeric_limits<size_t>::max()) const;
   // Events about any of `customer_ids`, in log order, from log position
   // `after` + 1, as many as `budget` (if given) takes. Scans the log: for
   // rare requests (a person's data export), not for serving paths.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <numeric>
 #include <set>
 #include <thread>
 
@@ -1293,6 +1294,39 @@ TEST_F(LeadUseCaseTest, HistoryPagesStopShortOfTheReplyBound) {
   const crm::v1::Lead lead = Get(survivor);
   for (const std::string& merged : lead.merged_lead_ids()) logged += Types(merged).size();
   EXPECT_EQ(events, logged + Types(survivor).size());
+}
+
+// A lead that absorbed none is paged as ranges of its stream: every event
+// once, in order, and no token after the last page, even one that ends
+// exactly at the end.
+TEST_F(LeadUseCaseTest, AHistoryWithoutMergesPagesInOrderEveryEventOnce) {
+  auto lead = *commands_->CaptureLead(Request("h", "history@example.com"), Ctx());
+  for (int i = 0; i < 4; ++i) {
+    crm::v1::RecordLeadActivityRequest activity;
+    activity.set_request_id(absl::StrCat("act-", i));
+    activity.set_lead_id(lead.lead_id());
+    activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_WEB_VISIT);
+    ASSERT_TRUE(commands_->RecordLeadActivity(activity, Ctx()).ok());
+  }
+  const size_t logged = Types(lead.lead_id()).size();
+  for (int page_size : {1, 3, static_cast<int>(logged)}) {
+    crm::v1::GetLeadHistoryRequest history;
+    history.set_lead_id(lead.lead_id());
+    history.mutable_page()->set_page_size(page_size);
+    std::vector<int64_t> versions;
+    int pages = 0;
+    do {
+      auto page = commands_->GetLeadHistory(history);
+      ASSERT_TRUE(page.ok()) << page.status();
+      for (const auto& e : page->events()) versions.push_back(e.stream_version());
+      history.mutable_page()->set_page_token(page->next_page_token());
+      ++pages;
+    } while (!history.page().page_token().empty() && pages < 20);
+    std::vector<int64_t> expected(logged);
+    std::iota(expected.begin(), expected.end(), 1);
+    EXPECT_EQ(versions, expected) << page_size;
+    EXPECT_EQ(pages, (static_cast<int>(logged) + page_size - 1) / page_size) << page_size;
+  }
 }
 
 // A merge between pages puts the merged lead's older events before the
