@@ -452,9 +452,16 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
   std::string last_row;
   for (; it->Valid(); it->Next()) {
     const std::string row = it->key().ToString();
-    CRM_ASSIGN_OR_RETURN(auto found, ScannedView(db_, merges, row, it->value(), unreadable_));
-    if (!found.has_value()) continue;
-    crm::v1::Customer360& view = *found;
+    auto found = ScannedView(db_, merges, row, it->value(), unreadable_);
+    if (!found.ok()) {
+      // As in ForEachCustomer: one bad row must not hide every customer
+      // after it from every page.
+      log::Warn("segment listing skips an unreadable customer view",
+                {{"customer_id", row}, {"error", found.status().ToString()}});
+      continue;
+    }
+    if (!found->has_value()) continue;
+    crm::v1::Customer360& view = **found;
     DeriveHealth(view, now, config_);
     if (std::find(view.segments().begin(), view.segments().end(), request.segment()) ==
         view.segments().end()) {

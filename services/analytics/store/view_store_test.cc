@@ -471,6 +471,13 @@ TEST_F(ViewStoreTest, ListSegmentPagesInCustomerIdOrderWithoutGapsOrRepeats) {
             (std::vector<std::string>{"c00", "c03", "c06"}));
   EXPECT_EQ(pages, 1);
   EXPECT_TRUE(AllOfSegment(*views_, crm::v1::SEGMENT_CHURNED, 2, &pages).empty());
+  // A row that no longer parses is skipped, not the end of every listing.
+  ASSERT_TRUE(db_->raw()
+                  ->Put(rocksdb::WriteOptions(), db_->Family("customers"), "c04",
+                        std::string("\xff\xff\xff", 3))
+                  .ok());
+  EXPECT_EQ(AllOfSegment(*views_, crm::v1::SEGMENT_AT_RISK, 2, &pages),
+            (std::vector<std::string>{"c01", "c02", "c05", "c07", "c08"}));
 
   crm::v1::ListSegmentRequest unknown;
   auto st = views_->ListSegment(unknown).status();
