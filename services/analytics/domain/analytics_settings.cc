@@ -3,6 +3,7 @@
 #include <functional>
 #include <string>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -115,15 +116,19 @@ absl::StatusOr<AnalyticsConfig> AnalyticsConfig::Create(crm::v1::AnalyticsSettin
                                 "); no customer would ever be at risk"));
   }
   if (s.complaint_categories().empty()) s.add_complaint_categories("complaint");
+  AnalyticsConfig config;
   for (int i = 0; i < s.complaint_categories_size(); ++i) {
-    if (s.complaint_categories(i).empty() || s.complaint_categories(i).size() > 64) {
+    // Tickets' categories are trimmed: "refund " would match none.
+    std::string* c = s.mutable_complaint_categories(i);
+    *c = std::string(absl::StripAsciiWhitespace(*c));
+    if (c->empty() || c->size() > 64) {
       return Invalid(absl::StrCat("complaint_categories[", i, "]"), "must be 1 to 64 bytes");
     }
+    config.complaint_categories_.push_back(Utf8ToLower(*c));
   }
   if (!crm::v1::TicketPriority_IsValid(s.complaint_min_priority())) {
     return Invalid("complaint_min_priority", "unknown priority");
   }
-  AnalyticsConfig config;
   config.settings_ = std::move(s);
   return config;
 }
@@ -149,10 +154,7 @@ bool AnalyticsConfig::IsComplaint(absl::string_view category, int32_t priority) 
       priority >= settings_.complaint_min_priority()) {
     return true;
   }
-  for (const auto& c : settings_.complaint_categories()) {
-    if (absl::EqualsIgnoreCase(c, category)) return true;
-  }
-  return false;
+  return absl::c_linear_search(complaint_categories_, Utf8ToLower(category));
 }
 
 }  // namespace crm::analytics

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "crm/v1/analytics.pb.h"
@@ -25,6 +28,8 @@ class AnalyticsConfig {
  private:
   AnalyticsConfig() = default;
   crm::v1::AnalyticsSettings settings_;
+  // complaint_categories lowercased (Utf8ToLower), as tickets' are compared.
+  std::vector<std::string> complaint_categories_;
 };
 
 }  // namespace crm::analytics

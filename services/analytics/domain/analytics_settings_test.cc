@@ -79,6 +79,19 @@ TEST(AnalyticsSettingsTest, TextFormatParsesAndReportsWhereItFailed) {
   EXPECT_TRUE(config->IsComplaint("refund", crm::v1::TICKET_PRIORITY_LOW));
   EXPECT_FALSE(config->IsComplaint("complaint", crm::v1::TICKET_PRIORITY_URGENT));
 
+  // Trimmed as tickets' categories are, and case ignored beyond ASCII.
+  auto spaced = AnalyticsConfig::ParseText(
+      "complaint_categories: \" Refund \"\ncomplaint_categories: \"RÉCLAMATION\"\n");
+  ASSERT_TRUE(spaced.ok()) << spaced.status();
+  auto trimmed = AnalyticsConfig::Create(*spaced);
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status();
+  EXPECT_TRUE(trimmed->IsComplaint("refund", crm::v1::TICKET_PRIORITY_LOW));
+  EXPECT_TRUE(trimmed->IsComplaint("réclamation", crm::v1::TICKET_PRIORITY_LOW));
+  EXPECT_EQ(trimmed->settings().complaint_categories(0), "Refund");
+  crm::v1::AnalyticsSettings blank;
+  blank.add_complaint_categories("   ");
+  EXPECT_EQ(AnalyticsConfig::Create(blank).status().code(), absl::StatusCode::kInvalidArgument);
+
   auto bad = AnalyticsConfig::ParseText("churn_risk_threshold: \"high\"");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("line 1"), std::string::npos) << bad.status();
