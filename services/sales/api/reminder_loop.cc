@@ -17,8 +17,9 @@ absl::StatusOr<int> ReminderLoop::Tick() {
   absl::StatusOr<SalesCommands::StalePass> deals = SalesCommands::StalePass{};
   if (now - last_stale_scan_ >= stale_scan_interval_) {
     deals = commands_.FlagStaleOpportunities(now, stale_flags_per_pass_);
-    // A pass that stopped at its bound goes on at the next tick.
-    if (deals.ok() && !deals->more) last_stale_scan_ = now;
+    // A pass that stopped at its bound goes on at the next tick, unless it
+    // flagged nothing (writes failing): then at the usual cadence.
+    if (deals.ok() && (!deals->more || deals->raised == 0)) last_stale_scan_ = now;
   }
   CRM_RETURN_IF_ERROR(tasks.status());
   CRM_RETURN_IF_ERROR(deals.status());

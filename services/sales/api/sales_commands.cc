@@ -812,9 +812,14 @@ absl::StatusOr<SalesCommands::StalePass> SalesCommands::FlagStaleOpportunities(a
   CRM_RETURN_IF_ERROR(read);
   StalePass pass;
   if (candidates.size() > max_flags) {
+    // Those after the last one tried first: deals whose flag keeps failing
+    // must not hold back every deal behind them, pass after pass.
+    std::stable_partition(candidates.begin(), candidates.end(),
+                          [&](const std::string& id) { return id > stale_resume_after_; });
     candidates.resize(max_flags);
     pass.more = true;
   }
+  if (!candidates.empty()) stale_resume_after_ = candidates.back();
   for (const std::string& id : candidates) {
     // Under the opportunity's lock, the latest activity read again: one
     // logged since the scan answers the inactivity, no reminder.

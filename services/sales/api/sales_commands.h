@@ -243,6 +243,8 @@ class SalesCommands {
   StripedMutex opportunity_locks_;
   // By request id: calls that mint an id and a key before their append.
   StripedMutex request_locks_;
+  // The last deal a bounded stale pass tried (FlagStaleOpportunities).
+  std::string stale_resume_after_;
 };
 
 }  // namespace crm::sales

@@ -967,6 +967,35 @@ TEST_F(SalesCommandsTest, AStaleScanFlagsABoundedNumberOfDealsPerPassAndGoesOnAt
   }
 }
 
+// A bounded pass whose flags all fail (the disk refusing writes) waits for
+// the scan interval instead of rescanning every tick, and the next pass
+// starts after the deals it tried, so they do not hold back the rest.
+TEST_F(SalesCommandsTest, AStaleScanWhoseFlagsFailWaitsAndThenTriesTheOtherDealsFirst) {
+  Open("cus_1");
+  std::vector<std::string> opps;
+  for (int i = 1; i <= 3; ++i) {
+    opps.push_back(OpenOpp("cus_1", absl::StrCat("opp-", i)).opportunity_id());
+  }
+  std::sort(opps.begin(), opps.end());
+  ReminderLoop loop(
+      *commands_, [this] { return now_; }, absl::Seconds(1), absl::Hours(1),
+      /*stale_flags_per_pass=*/2);
+  now_ = kT0 + absl::Hours(25);
+  store_->db().FailWritesForTest(1, 2);
+  EXPECT_EQ(*loop.Tick(), 0);
+  EXPECT_EQ(*loop.Tick(), 0) << "no rescan before the interval";
+  now_ += absl::Hours(2);
+  EXPECT_EQ(*loop.Tick(), 2);
+  EXPECT_EQ(Types(OpportunityStream(opps[2])),
+            (std::vector<std::string>{"OpportunityOpened", "OpportunityWentStale"}))
+      << "the deal not tried before comes first";
+  EXPECT_EQ(*loop.Tick(), 1);
+  for (const auto& id : opps) {
+    EXPECT_EQ(Types(OpportunityStream(id)),
+              (std::vector<std::string>{"OpportunityOpened", "OpportunityWentStale"}));
+  }
+}
+
 TEST_F(SalesCommandsTest, StaleDealsRaiseOneReminderPerPeriodWithoutActivity) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
