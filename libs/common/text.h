@@ -104,7 +104,8 @@ inline std::string OneLine(absl::string_view text) {
 
 // The lowercase of a capital letter of ASCII, Latin-1, Latin Extended-A,
 // Greek or Cyrillic (the alphabets of Europe's languages); any other code
-// point as it is. Not full Unicode case folding: no "ß" to "ss", and the
+// point as it is, but for the Greek final sigma, folded to σ as a capital Σ
+// lowers to it. Not full Unicode case folding: no "ß" to "ss", and the
 // Turkish dotted capital I stays.
 inline char32_t LowerLetter(char32_t c) {
   if ((c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7)) return c + 0x20;
@@ -119,7 +120,11 @@ inline char32_t LowerLetter(char32_t c) {
   }
   if ((c >= 0x391 && c <= 0x3AB && c != 0x3A2) || (c >= 0x410 && c <= 0x42F)) return c + 0x20;
   if (c >= 0x400 && c <= 0x40F) return c + 0x50;
-  switch (c) {  // Greek capitals with tonos
+  // Ґ and the letters of Ukrainian, Kazakh, Tatar...: capital first in
+  // each pair.
+  if (c >= 0x490 && c <= 0x4BF && c % 2 == 0) return c + 1;
+  if (c == 0x3C2) return 0x3C3;  // ς
+  switch (c) {                   // Greek capitals with tonos
     case 0x386:
       return 0x3AC;
     case 0x388:

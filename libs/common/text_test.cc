@@ -20,7 +20,9 @@ TEST(Utf8ToLowerTest, LowercasesTheLettersOfEuropeanAlphabetsAndLeavesTheRest) {
   EXPECT_EQ(Utf8ToLower("ÉLODIE ÇA ØRSTED ÞÓR"), "élodie ça ørsted þór");
   EXPECT_EQ(Utf8ToLower("ŁÓDŹ ŻUBR ĽUBICA ŠKODA ŇEMEC ŸVES"), "łódź żubr ľubica škoda ňemec ÿves");
   EXPECT_EQ(Utf8ToLower("ΑΘΗΝΑ Ά Έ Ώ ΣΟΦΊΑ"), "αθηνα ά έ ώ σοφία");
-  EXPECT_EQ(Utf8ToLower("МОСКВА ЁЖ ЂАК"), "москва ёж ђак");
+  EXPECT_EQ(Utf8ToLower("МОСКВА ЁЖ ЂАК ҐАНОК"), "москва ёж ђак ґанок");
+  // A final sigma is the sigma a capital lowers to: "ΟΔΟΣ" meets "οδος".
+  EXPECT_EQ(Utf8ToLower("ΟΔΟΣ"), Utf8ToLower("οδος"));
   // Lowercase letters, ×, ß, the Turkish dotted İ, CJK and emoji as they are.
   EXPECT_EQ(Utf8ToLower("äöü × ß İ 東京 🙂"), "äöü × ß İ 東京 🙂");
   // Malformed bytes are copied, the letters around them still lowered.
