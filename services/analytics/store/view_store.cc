@@ -453,13 +453,14 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
   for (; it->Valid(); it->Next()) {
     const std::string row = it->key().ToString();
     auto found = ScannedView(db_, merges, row, it->value(), unreadable_);
-    if (!found.ok()) {
-      // As in ForEachCustomer: one bad row must not hide every customer
-      // after it from every page.
+    if (absl::IsDataLoss(found.status())) {
+      // As in ForEachCustomer: one corrupt row must not hide every
+      // customer after it from every page. A failed read is an error.
       log::Warn("segment listing skips an unreadable customer view",
                 {{"customer_id", row}, {"error", found.status().ToString()}});
       continue;
     }
+    CRM_RETURN_IF_ERROR(found.status());
     if (!found->has_value()) continue;
     crm::v1::Customer360& view = **found;
     DeriveHealth(view, now, config_);
