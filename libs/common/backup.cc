@@ -1,5 +1,9 @@
 #include "libs/common/backup.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "libs/common/log.h"
+#include "libs/common/status_macros.h"
 #include "rocksdb/env.h"
 #include "rocksdb/utilities/backup_engine.h"
 
@@ -271,6 +276,20 @@ absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep) {
   return deleted;
 }
 
+namespace {
+
+// fsync of a file or directory.
+absl::Status SyncPath(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path, " to sync it"));
+  const int synced = ::fsync(fd);
+  ::close(fd);
+  if (synced != 0) return absl::InternalError(absl::StrCat("cannot sync ", path));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
                                        const std::string& data_dir) {
   if (data_dir.empty()) return absl::InvalidArgumentError("data_dir: required");
@@ -316,8 +335,19 @@ absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t b
   // short (Ctrl-C, a full disk) must not leave a data dir that looks whole
   // (the database but not its parts, or no RESTORED mark) for a service to
   // start on. What one cut short left there is nobody's data.
-  std::filesystem::path target = std::filesystem::path(data_dir).lexically_normal();
+  // Through symlinks: the staging dir goes beside the real directory, on
+  // its file system.
+  std::filesystem::path target = std::filesystem::weakly_canonical(data_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("data_dir: ", data_dir, ": ", ec.message()));
   if (!target.has_filename()) target = target.parent_path();  // "dir/"
+  if (struct stat dir, parent; ::stat(target.c_str(), &dir) == 0 &&
+                               ::stat(target.parent_path().c_str(), &parent) == 0 &&
+                               dir.st_dev != parent.st_dev) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data_dir: ", data_dir,
+                     " is a mount point; restore into a new directory inside it, then move the "
+                     "files (docs/operations.md)"));
+  }
   const std::string staging = target.string() + ".restoring";
   std::filesystem::remove_all(staging, ec);
   if (ec) {
@@ -338,18 +368,22 @@ absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t b
       return FromRocks(s);
     }
   }
-  std::ofstream mark(std::filesystem::path(staging) / kRestoredMark);
+  const std::string mark_path = (std::filesystem::path(staging) / kRestoredMark).string();
+  std::ofstream mark(mark_path);
   mark << "backup " << id << "\n";
   mark.close();
   if (!mark) return absl::InternalError(absl::StrCat("cannot write ", kRestoredMark));
-  // Replaces an empty directory; not a mount point (restore into a
-  // directory inside the volume, then move the files).
+  CRM_RETURN_IF_ERROR(SyncPath(mark_path));
+  CRM_RETURN_IF_ERROR(SyncPath(staging));
+  // Replaces an empty directory.
   std::filesystem::rename(staging, target, ec);
   if (ec) {
     return absl::FailedPreconditionError(
         absl::StrCat("data_dir: cannot move the restored data into ", data_dir, ": ", ec.message(),
                      "; restore into a new directory"));
   }
+  // The rename survives a power cut only once its directory is synced.
+  CRM_RETURN_IF_ERROR(SyncPath(target.parent_path().string()));
   return id;
 }
 

@@ -59,9 +59,10 @@ absl::StatusOr<int> PurgeBackups(const std::string& backup_dir, uint32_t keep);
 // not hold a database: a restore never overwrites live data. The backup's
 // checksums, and its parts', are verified first; a damaged backup is
 // DATA_LOSS. Parts are restored into `data_dir`/<name>. All of it is
-// written into "<data_dir>.restoring" first and renamed to `data_dir`
-// (which may be an empty directory, not a mount point) once whole. Returns
-// the id restored. "The latest" is the newest backup taken: when that one is
+// written into "<data_dir>.restoring" first (beside the directory a
+// symlink names) and renamed to `data_dir` (which may be an empty
+// directory, not a mount point) once whole and synced. Returns the id
+// restored. "The latest" is the newest backup taken: when that one is
 // damaged (a file missing after a copy), it is DATA_LOSS naming it, never a
 // quiet restore of an older one; name an older id to restore that.
 absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t backup_id,

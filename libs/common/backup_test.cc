@@ -257,6 +257,19 @@ TEST_F(BackupTest, ARestoredDataDirAppearsWholeOrNotAtAll) {
   EXPECT_TRUE(std::filesystem::exists(slash + "/CURRENT"));
   EXPECT_FALSE(std::filesystem::exists(slash + "/.restoring"));
 
+  // Through a symlink to an empty directory elsewhere: restored there,
+  // staged beside it on its file system, the link kept.
+  const std::string real = dir_.Sub("real");
+  const std::string link = dir_.Sub("link");
+  std::filesystem::create_directories(real);
+  std::filesystem::create_directory_symlink(real, link);
+  ASSERT_TRUE(RestoreBackup(backups, 0, link).ok());
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_TRUE(std::filesystem::exists(real + "/CURRENT"));
+  EXPECT_TRUE(std::filesystem::exists(real + "/emitted/CURRENT"));
+  EXPECT_FALSE(std::filesystem::exists(link + ".restoring"));
+  EXPECT_FALSE(std::filesystem::exists(real + ".restoring"));
+
   // Restored whole, then refused its place (an empty file, not a
   // directory): nothing is left behind, the file is as it was.
   const std::string file = dir_.Sub("file");
