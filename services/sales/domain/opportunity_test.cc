@@ -56,6 +56,17 @@ crm::v1::OpportunityStageChanged Changed(
   return e;
 }
 
+crm::v1::OpportunityRevised Revised(int64_t euro_cents, const std::string& close_date,
+                                    const std::string& name) {
+  crm::v1::OpportunityRevised e;
+  e.set_opportunity_id("opp_1");
+  e.set_customer_id("cus_1");
+  *e.mutable_amount() = MakeMoney("EUR", euro_cents);
+  e.set_expected_close_date(close_date);
+  e.set_name(name);
+  return e;
+}
+
 ChangeStage MoveTo(const std::string& stage, absl::Time at, const std::string& reason = "") {
   return ChangeStage{stage, reason, DefaultPipeline(), at};
 }
@@ -100,13 +111,10 @@ TEST(OpenOpportunityTest, ANameIsTrimmedOnOpeningAndRevision) {
   ReviseOpportunity revise;
   revise.request.set_opportunity_id("opp_1");
   revise.request.set_name(" Engines, phase 2 ");
-  crm::v1::OpportunityRevised expected;
-  expected.set_opportunity_id("opp_1");
-  expected.set_customer_id("cus_1");
-  *expected.mutable_amount() = MakeMoney("EUR", 5'000'000);
-  expected.set_expected_close_date("2025-06-30");
-  expected.set_name("Engines, phase 2");
-  Opportunity().Given({Opened()}).When(revise).Then({expected});
+  Opportunity()
+      .Given({Opened()})
+      .When(revise)
+      .Then({Revised(5'000'000, "2025-06-30", "Engines, phase 2")});
 }
 
 TEST(ChangeStageTest, MovingOnCarriesTheTimeSpentInThePreviousStage) {
@@ -235,13 +243,10 @@ TEST(ReviseOpportunityTest, AnOpenDealTakesNewAmountAndDate) {
   revise.request.set_opportunity_id("opp_1");
   *revise.request.mutable_amount() = MakeMoney("EUR", 7'500'000);
   revise.request.set_expected_close_date("2025-09-30");
-  crm::v1::OpportunityRevised expected;
-  expected.set_opportunity_id("opp_1");
-  expected.set_customer_id("cus_1");
-  *expected.mutable_amount() = MakeMoney("EUR", 7'500'000);
-  expected.set_expected_close_date("2025-09-30");
-  expected.set_name("Engines for the Navy");
-  Opportunity().Given({Opened()}).When(revise).Then({expected});
+  Opportunity()
+      .Given({Opened()})
+      .When(revise)
+      .Then({Revised(7'500'000, "2025-09-30", "Engines for the Navy")});
   Opportunity()
       .Given({Opened(), Changed("prospecting", "lost", 0, absl::Hours(1),
                                 crm::v1::STAGE_OUTCOME_LOST, "budget")})
