@@ -337,7 +337,8 @@ absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t b
   // start on. What one cut short left there is nobody's data.
   // Through symlinks: the staging dir goes beside the real directory, on
   // its file system.
-  std::filesystem::path target = std::filesystem::weakly_canonical(data_dir, ec);
+  std::filesystem::path target =
+      std::filesystem::weakly_canonical(std::filesystem::absolute(data_dir), ec);
   if (ec) return absl::InternalError(absl::StrCat("data_dir: ", data_dir, ": ", ec.message()));
   if (!target.has_filename()) target = target.parent_path();  // "dir/"
   if (struct stat dir, parent; ::stat(target.c_str(), &dir) == 0 &&
@@ -383,7 +384,11 @@ absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t b
                      "; restore into a new directory"));
   }
   // The rename survives a power cut only once its directory is synced.
-  CRM_RETURN_IF_ERROR(SyncPath(target.parent_path().string()));
+  // The restore is done either way: a failure is no reason to redo it.
+  if (auto st = SyncPath(target.parent_path().string()); !st.ok()) {
+    log::Warn("restored, but the data dir's parent could not be synced",
+              {{"data_dir", data_dir}, {"error", st.ToString()}});
+  }
   return id;
 }
 

@@ -270,6 +270,14 @@ TEST_F(BackupTest, ARestoredDataDirAppearsWholeOrNotAtAll) {
   EXPECT_FALSE(std::filesystem::exists(link + ".restoring"));
   EXPECT_FALSE(std::filesystem::exists(real + ".restoring"));
 
+  // A relative name, as typed in a shell.
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir_.Sub(""));
+  const auto relative = RestoreBackup(backups, 0, "relative");
+  std::filesystem::current_path(cwd);
+  ASSERT_TRUE(relative.ok()) << relative.status();
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("relative") + "/CURRENT"));
+
   // Restored whole, then refused its place (an empty file, not a
   // directory): nothing is left behind, the file is as it was.
   const std::string file = dir_.Sub("file");
