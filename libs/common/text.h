@@ -121,8 +121,10 @@ inline char32_t LowerLetter(char32_t c) {
   if ((c >= 0x391 && c <= 0x3AB && c != 0x3A2) || (c >= 0x410 && c <= 0x42F)) return c + 0x20;
   if (c >= 0x400 && c <= 0x40F) return c + 0x50;
   // Ґ and the letters of Ukrainian, Kazakh, Tatar...: capital first in
-  // each pair.
-  if (c >= 0x490 && c <= 0x4BF && c % 2 == 0) return c + 1;
+  // each pair, but odd from Ӂ to Ӎ; Ӏ pairs with ӏ.
+  if (((c >= 0x48A && c <= 0x4BF) || (c >= 0x4D0 && c <= 0x52F)) && c % 2 == 0) return c + 1;
+  if (c >= 0x4C1 && c <= 0x4CD && c % 2 == 1) return c + 1;
+  if (c == 0x4C0) return 0x4CF;
   if (c == 0x3C2) return 0x3C3;  // ς
   switch (c) {                   // Greek capitals with tonos
     case 0x386:

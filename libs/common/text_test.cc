@@ -20,7 +20,8 @@ TEST(Utf8ToLowerTest, LowercasesTheLettersOfEuropeanAlphabetsAndLeavesTheRest) {
   EXPECT_EQ(Utf8ToLower("ÉLODIE ÇA ØRSTED ÞÓR"), "élodie ça ørsted þór");
   EXPECT_EQ(Utf8ToLower("ŁÓDŹ ŻUBR ĽUBICA ŠKODA ŇEMEC ŸVES"), "łódź żubr ľubica škoda ňemec ÿves");
   EXPECT_EQ(Utf8ToLower("ΑΘΗΝΑ Ά Έ Ώ ΣΟΦΊΑ"), "αθηνα ά έ ώ σοφία");
-  EXPECT_EQ(Utf8ToLower("МОСКВА ЁЖ ЂАК ҐАНОК"), "москва ёж ђак ґанок");
+  EXPECT_EQ(Utf8ToLower("МОСКВА ЁЖ ЂАК ҐАНОК ӘЛИ ӨНІМ ҚАЗАҚ ӁӀ"),
+            "москва ёж ђак ґанок әли өнім қазақ ӂӏ");
   // A final sigma is the sigma a capital lowers to: "ΟΔΟΣ" meets "οδος".
   EXPECT_EQ(Utf8ToLower("ΟΔΟΣ"), Utf8ToLower("οδος"));
   // Lowercase letters, ×, ß, the Turkish dotted İ, CJK and emoji as they are.

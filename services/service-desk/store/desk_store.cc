@@ -139,8 +139,9 @@ constexpr char kIndexVersionKey[] = "\xff\xffindex-version";
 // one term ("cookie", "cookies"; "menu", "menus"); 5: final e's kept but
 // after s, x, z, ch, sh and i ("update" is no longer "updat"), and singulars
 // in s ("lens", "alias") meet their plurals; 6: capitals of Latin-1,
-// Latin Extended-A, Greek and Cyrillic lowercased, not ASCII only.
-constexpr char kIndexVersion[] = "6";
+// Latin Extended-A, Greek and Cyrillic lowercased, not ASCII only; 7: the
+// Greek final sigma folded, Cyrillic beyond Russian lowercased.
+constexpr char kIndexVersion[] = "7";
 
 }  // namespace
 
