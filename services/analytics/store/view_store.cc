@@ -454,8 +454,9 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
     const std::string row = it->key().ToString();
     auto found = ScannedView(db_, merges, row, it->value(), unreadable_);
     if (absl::IsDataLoss(found.status())) {
-      // As in ForEachCustomer: one corrupt row must not hide every
-      // customer after it from every page. A failed read is an error.
+      // One corrupt row must not hide every customer after it from every
+      // page. A failed read is an error: a listing must not quietly leave
+      // customers out.
       log::Warn("segment listing skips an unreadable customer view",
                 {{"customer_id", row}, {"error", found.status().ToString()}});
       continue;
