@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
@@ -29,9 +30,8 @@ int32_t AuthorityPoints(const crm::v1::Lead& lead) {
   const std::string title = absl::AsciiStrToLower(lead.contact().title());
   if (title.empty()) return 0;
   static constexpr absl::string_view kExecutive[] = {
-      "chief", "founder",  "cofounder", "owner", "president", "vp",     "svp",
-      "evp",   "director", "head",      "ceo",   "cto",       "cfo",    "coo",
-      "cio",   "cmo",      "ciso",      "cro",   "cpo",       "partner"};
+      "chief", "founder", "cofounder", "president", "vp",  "svp", "evp",  "director", "head",
+      "ceo",   "cto",     "cfo",       "coo",       "cio", "cmo", "ciso", "cro",      "cpo"};
   static constexpr absl::string_view kManager[] = {"manager", "lead", "supervisor", "principal",
                                                    "avp"};
   int32_t points = 5;
@@ -43,13 +43,27 @@ int32_t AuthorityPoints(const crm::v1::Lead& lead) {
       break;
     }
   }
-  for (absl::string_view word :
-       absl::StrSplit(role, absl::ByAnyChar(" ,-/&.()"), absl::SkipEmpty())) {
-    if (std::find(std::begin(kExecutive), std::end(kExecutive), word) != std::end(kExecutive)) {
-      return 15;
-    }
-    if (std::find(std::begin(kManager), std::end(kManager), word) != std::end(kManager)) {
-      points = 10;
+  // "Owner" and "partner" are executive as a title of their own ("Owner &
+  // CEO", "Managing Partner", "Co-Owner"), not as the last word of a role
+  // ("Product Owner", "Channel Partner") or the first of one ("Partner
+  // Manager").
+  static constexpr absl::string_view kStakeholder[] = {"owner", "partner"};
+  static constexpr absl::string_view kStakeholderRank[] = {
+      "co",     "managing", "senior", "junior", "founding", "equity",
+      "salary", "general",  "name",   "named",  "business", "sole"};
+  auto in = [](const auto& words, absl::string_view word) {
+    return std::find(std::begin(words), std::end(words), word) != std::end(words);
+  };
+  for (absl::string_view segment : absl::StrSplit(role, absl::ByAnyChar(",/&()"))) {
+    std::vector<absl::string_view> words =
+        absl::StrSplit(segment, absl::ByAnyChar(" -."), absl::SkipEmpty());
+    for (size_t i = 0; i < words.size(); ++i) {
+      if (in(kStakeholder, words[i])) {
+        if (i + 1 == words.size() && (i == 0 || in(kStakeholderRank, words[i - 1]))) return 15;
+        continue;
+      }
+      if (in(kExecutive, words[i])) return 15;
+      if (in(kManager, words[i])) points = 10;
     }
   }
   return points;

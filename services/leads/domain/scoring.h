@@ -10,10 +10,11 @@ namespace crm::leads {
 //   budget     BANT budget in major units (currency-blind): >=100k 20,
 //              >=10k 15, >=1k 10, any 5
 //   authority  decision maker 20; executive title (a word of it: chief,
-//              founder, cofounder, owner, president, vp, svp, evp, director,
-//              head, partner, ceo, cto, cfo, coo, cio, cmo, ciso, cro, cpo)
-//              15; manager, lead, supervisor, principal or avp 10; another
-//              title 5
+//              founder, cofounder, president, vp, svp, evp, director, head,
+//              ceo, cto, cfo, coo, cio, cmo, ciso, cro, cpo; or owner or
+//              partner alone or after co, managing, senior, business...:
+//              not "Product Owner") 15; manager, lead, supervisor,
+//              principal or avp 10; another title 5
 //   need       stated need 10, plus 5 per product interest up to two
 //   timeline   within a month 20, a quarter 15, a year 10
 //   engagement capture channel (in person 5, inbound 3, other 1) plus the

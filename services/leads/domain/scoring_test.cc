@@ -56,7 +56,18 @@ TEST(ScoreTest, AuthorityFromDecisionMakerOrTitleWords) {
                                {"Executive Assistant to the VP", 5},
                                {"Chief of Staff to the CTO", 15},
                                {"Go-to-Market Director", 15},
-                               {"Go-To-Market Manager", 10}}) {
+                               {"Go-To-Market Manager", 10},
+                               {"Owner", 15},
+                               {"Owner & CEO", 15},
+                               {"Co-Owner", 15},
+                               {"Business Owner", 15},
+                               {"Managing Partner", 15},
+                               {"Partner, Legal", 15},
+                               {"Product Owner", 5},
+                               {"Senior Product Owner", 5},
+                               {"Channel Partner", 5},
+                               {"Partner Manager", 10},
+                               {"Partner Account Manager", 10}}) {
     auto t = Bare();
     t.mutable_contact()->set_title(title);
     EXPECT_EQ(ComputeScore(t).authority(), points) << title;
