@@ -344,9 +344,9 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
     if (i < events.size()) response.set_next_page_token(OffsetToken(request, first + i, merges));
     return std::move(response);
   };
+  // By the payload's type, not decoded: a merge embeds a whole lead.
   auto is_merge = [](const crm::v1::EventEnvelope& e) {
-    auto event = UnpackLeadEvent(e);
-    return event.has_value() && std::holds_alternative<crm::v1::LeadsMerged>(*event);
+    return e.payload().Is<crm::v1::LeadsMerged>();
   };
   // Most leads absorbed none: their history is their stream in version
   // order, and a page is that range of it (one more event tells whether
@@ -365,7 +365,10 @@ absl::StatusOr<crm::v1::GetLeadHistoryResponse> LeadCommands::GetLeadHistory(
   CRM_ASSIGN_OR_RETURN(auto own, store_.events().ReadStream(LeadStream(lead.lead_id())));
   crm::v1::Lead merged_in;
   for (const auto& e : own) {
-    if (is_merge(e)) Apply(merged_in, *UnpackLeadEvent(e), absl::UnixEpoch());
+    if (!is_merge(e)) continue;
+    if (auto event = UnpackLeadEvent(e); event.has_value()) {
+      Apply(merged_in, *event, absl::UnixEpoch());
+    }
   }
   // Merged leads' events interleave with the survivor's by time: a merge
   // between pages moves the events after the offset. The lead's own new
