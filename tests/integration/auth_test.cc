@@ -679,6 +679,34 @@ TEST_F(AuthTest, SupportAgentsWorkTicketsNotSalesRecords) {
   EXPECT_TRUE(st.ok()) << st.error_message();
 }
 
+TEST_F(AuthTest, OnlyAdminAndServiceCallersPostACustomersReply) {
+  const Principal agent{"agent-1", {auth::kRoleSupportAgent}, ""};
+  crm::v1::ReplyToTicketRequest reply;
+  reply.set_request_id("auth-customer-reply");
+  reply.set_ticket_id("tkt-missing");
+  reply.set_author_type(crm::v1::AUTHOR_TYPE_CUSTOMER);
+  reply.set_body("It works again, thanks.");
+  crm::v1::Ticket ticket;
+  auto as_agent = crm::v1::ServiceDeskService::NewStub(stack_->Channel("service-desk", agent));
+  auto st = as_agent->ReplyToTicket(Ctx().get(), reply, &ticket);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(st.error_message().find("author_type"), std::string::npos) << st.error_message();
+  // Bad input is still refused first.
+  crm::v1::ReplyToTicketRequest empty = reply;
+  empty.clear_body();
+  st = as_agent->ReplyToTicket(Ctx().get(), empty, &ticket);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // The agent's own reply, and the portal's customer reply, reach the
+  // ticket (here: one that does not exist).
+  crm::v1::ReplyToTicketRequest own = reply;
+  own.set_author_type(crm::v1::AUTHOR_TYPE_AGENT);
+  EXPECT_EQ(as_agent->ReplyToTicket(Ctx().get(), own, &ticket).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  auto as_admin = crm::v1::ServiceDeskService::NewStub(stack_->Channel("service-desk", kAdmin));
+  EXPECT_EQ(as_admin->ReplyToTicket(Ctx().get(), reply, &ticket).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
 // Writes a CA, a server certificate for 127.0.0.1/localhost and a client
 // certificate with the openssl CLI; returns false when that fails.
 bool MakeCertificates(const std::string& dir) {

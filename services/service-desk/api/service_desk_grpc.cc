@@ -3,6 +3,8 @@
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/request_context.h"
 #include "libs/common/serve_unary.h"
+#include "libs/common/status_macros.h"
+#include "services/service-desk/domain/ticket_requests.h"
 
 namespace crm::service_desk {
 
@@ -47,8 +49,21 @@ grpc::ServerUnaryReactor* ServiceDeskGrpc::AssignTicket(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* ServiceDeskGrpc::ReplyToTicket(
     grpc::CallbackServerContext* ctx, const crm::v1::ReplyToTicketRequest* request,
     crm::v1::Ticket* response) {
-  return Command(ctx, request, response,
-                 [this](const auto& r, EventContext c) { return tickets_.ReplyToTicket(r, c); });
+  EventContext event_ctx = EventContextFrom(*ctx, kEventSource);
+  return ServeUnary(
+      ctx, executor_, request, response,
+      [this, event_ctx](const crm::v1::ReplyToTicketRequest& r,
+                        const auth::Principal& caller) -> absl::StatusOr<crm::v1::Ticket> {
+        // A customer's words reach the desk through the portal or a mail
+        // integration (service callers): an agent writing as the customer
+        // would reopen tickets and count as the customer's contact.
+        if (r.author_type() == crm::v1::AUTHOR_TYPE_CUSTOMER && !caller.SeesEverything()) {
+          CRM_RETURN_IF_ERROR(ValidateReplyToTicket(r));
+          return absl::PermissionDeniedError(
+              "author_type: only admin and service callers post a customer's reply");
+        }
+        return tickets_.ReplyToTicket(r, event_ctx);
+      });
 }
 
 grpc::ServerUnaryReactor* ServiceDeskGrpc::AddInternalNote(
