@@ -855,7 +855,10 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::DraftQuote(const crm::v1::DraftQuo
   CRM_ASSIGN_OR_RETURN(auto earlier, StoredAnswer<crm::v1::Quote>(store_.events(), request_key));
   if (earlier.has_value()) return *std::move(earlier);
   CRM_ASSIGN_OR_RETURN(auto target, ResolveTarget(request.customer_id(), request.opportunity_id()));
-  if (target.opportunity) CRM_RETURN_IF_ERROR(CheckNotLost(*target.opportunity, "quote"));
+  if (target.opportunity) {
+    CRM_RETURN_IF_ERROR(CheckNotLost(*target.opportunity, "quote"));
+    CRM_RETURN_IF_ERROR(CheckQuoteCurrency(*target.opportunity, request.currency(), "currency"));
+  }
   sales::DraftQuote command{request, NewId("quo"), ctx.occurred_at};
   command.request.set_customer_id(target.customer.customer_id());
   CRM_ASSIGN_OR_RETURN(auto out, Execute<crm::v1::Quote>(
@@ -894,7 +897,12 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
             // After the retry lookup: an acceptance that went through keeps
             // its answer, whatever became of the deal since.
             if (s.has_value() && s->status() == crm::v1::QUOTE_STATUS_OPEN) {
-              CRM_RETURN_IF_ERROR(DealNotLost(s->opportunity_id(), "accept its quote"));
+              if (!s->opportunity_id().empty()) {
+                CRM_ASSIGN_OR_RETURN(auto deal, LoadOpportunity(s->opportunity_id()));
+                CRM_RETURN_IF_ERROR(CheckNotLost(deal, "accept its quote"));
+                // The deal's amount may have been revised since the draft.
+                CRM_RETURN_IF_ERROR(CheckQuoteCurrency(deal, s->currency(), "quote_id"));
+              }
               CRM_RETURN_IF_ERROR(TheDealsQuote(s->opportunity_id(), s->quote_id()));
             }
             return NameMissing(Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}), s,

@@ -1286,6 +1286,49 @@ TEST_F(SalesCommandsTest, ALostDealIsNotQuotedAndItsOpenQuoteNotAccepted) {
   EXPECT_EQ(store_->events().LogSize(), before);
 }
 
+// The forecast counts the deal's amount and the invoice the quote's total:
+// they are in one currency, at the draft and again at the acceptance.
+TEST_F(SalesCommandsTest, ADealIsQuotedInTheCurrencyOfItsAmount) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");  // EUR
+  const uint64_t before = store_->events().LogSize();
+  auto in_usd = QuoteFor(o.opportunity_id(), 500'000);
+  in_usd.set_currency("USD");
+  in_usd.mutable_lines(0)->mutable_unit_price()->set_currency("USD");
+  auto st = commands_->DraftQuote(in_usd, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "currency:")) << st;
+  EXPECT_EQ(store_->events().LogSize(), before);
+
+  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(quote.ok()) << quote.status();
+  crm::v1::ReviseOpportunityRequest revise;
+  revise.set_request_id("rev-1");
+  revise.set_opportunity_id(o.opportunity_id());
+  revise.set_expected_version(o.version());
+  *revise.mutable_amount() = MakeMoney("USD", 1'100'000);
+  auto revised_deal = commands_->ReviseOpportunity(revise, Ctx());
+  ASSERT_TRUE(revised_deal.ok()) << revised_deal.status();
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-1");
+  accept.set_quote_id(quote->quote_id());
+  const uint64_t revised = store_->events().LogSize();
+  st = commands_->AcceptQuote(accept, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "quote_id:")) << st;
+  EXPECT_EQ(store_->events().LogSize(), revised);
+
+  // Revised back, the quote is accepted.
+  revise.set_request_id("rev-2");
+  revise.set_expected_version(revised_deal->version());
+  *revise.mutable_amount() = MakeMoney("EUR", 1'100'000);
+  ASSERT_TRUE(commands_->ReviseOpportunity(revise, Ctx()).ok());
+  accept.set_request_id("accept-2");
+  auto accepted = commands_->AcceptQuote(accept, Ctx());
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->status(), crm::v1::QUOTE_STATUS_ACCEPTED);
+}
+
 // A quote accepted before its deal was lost is not ordered (nor invoiced)
 // while the deal stays lost; reopened, it is.
 TEST_F(SalesCommandsTest, AnAcceptedQuoteOfALostDealIsNotOrderedUntilTheDealIsReopened) {

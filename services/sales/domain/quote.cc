@@ -106,6 +106,15 @@ absl::Status CheckNotLost(const crm::v1::Opportunity& opportunity, absl::string_
       "opportunity_id: opportunity ", opportunity.opportunity_id(), " is lost; reopen it to ", to));
 }
 
+absl::Status CheckQuoteCurrency(const crm::v1::Opportunity& opportunity, absl::string_view currency,
+                                absl::string_view field) {
+  const std::string& deal = opportunity.amount().currency();
+  if (deal.empty() || deal == currency) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      field, ": the quote is in ", currency, " and opportunity ", opportunity.opportunity_id(),
+      "'s amount in ", deal, "; quote in ", deal, " or revise the opportunity's amount first"));
+}
+
 absl::Status ValidateDraftQuote(const crm::v1::DraftQuoteRequest& r) {
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
   if (r.customer_id().empty() && r.opportunity_id().empty()) {

@@ -39,6 +39,13 @@ absl::Status ValidateDraftContract(const crm::v1::DraftContractRequest& request)
 // `to` names what was refused ("quote", "order").
 absl::Status CheckNotLost(const crm::v1::Opportunity& opportunity, absl::string_view to);
 
+// A deal's quote is in the currency of the deal's amount: the forecast and
+// the pipeline count the amount, the order and the invoice the quote.
+// FAILED_PRECONDITION naming `field` otherwise; a deal without an amount
+// takes any currency.
+absl::Status CheckQuoteCurrency(const crm::v1::Opportunity& opportunity, absl::string_view currency,
+                                absl::string_view field);
+
 struct DraftQuote {
   crm::v1::DraftQuoteRequest request;  // validated; customer resolved
   std::string quote_id;

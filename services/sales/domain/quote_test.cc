@@ -167,6 +167,19 @@ crm::v1::QuoteAccepted Accepted() {
   return e;
 }
 
+TEST(QuoteTest, InTheCurrencyOfItsDealsAmount) {
+  crm::v1::Opportunity deal;
+  deal.set_opportunity_id("opp-1");
+  EXPECT_TRUE(CheckQuoteCurrency(deal, "USD", "currency").ok()) << "no amount: any currency";
+  *deal.mutable_amount() = MakeMoney("EUR", 100);
+  EXPECT_TRUE(CheckQuoteCurrency(deal, "EUR", "currency").ok());
+  auto st = CheckQuoteCurrency(deal, "USD", "currency");
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(st.message(),
+            "currency: the quote is in USD and opportunity opp-1's amount in EUR; quote in EUR or "
+            "revise the opportunity's amount first");
+}
+
 TEST(QuoteTest, DraftedWithPricedLinesAndTotals) {
   auto scenario = Quote();
   scenario.Given({}).When(DraftQuote{Draft(), "quo_1", kNoon}).Then({Drafted()});
