@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "libs/common/service_detail.h"
 #include "libs/common/status_macros.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/filter_policy.h"
@@ -52,6 +53,13 @@ absl::Status FromRocks(const rocksdb::Status& s) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsNotFound()) return absl::NotFoundError(s.ToString());
   if (s.IsBusy() || s.IsTryAgain()) return absl::AbortedError(s.ToString());
+  // The disk or the process, not the request: a full volume, a failed
+  // sync, a shutdown. Worth a retry later, which UNAVAILABLE tells
+  // callers and gRPC retry policies; INTERNAL would say the service is
+  // broken.
+  if (s.IsIOError() || s.IsShutdownInProgress() || s.IsTimedOut()) {
+    return WithServiceDetail(absl::UnavailableError(absl::StrCat("rocksdb: ", s.ToString())));
+  }
   return absl::InternalError(absl::StrCat("rocksdb: ", s.ToString()));
 }
 

@@ -12,7 +12,8 @@ namespace crm {
 // of the service, not of the request: their messages (RocksDB errors name
 // files and paths) go to the service's log under a reference the caller
 // gets instead, so support can find the cause and callers learn nothing
-// of the host.
+// of the host. So are the messages of statuses marked WithServiceDetail
+// (a full disk is UNAVAILABLE), under their own code.
 grpc::Status ToGrpcStatus(const absl::Status& s);
 
 inline absl::Status FromGrpcStatus(const grpc::Status& s) {
