@@ -1,6 +1,7 @@
 #include "libs/common/subscriber.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <future>
 #include <initializer_list>
 #include <optional>
@@ -209,12 +210,17 @@ constexpr size_t kMaxDeadLetterBytes = EventStore::kMaxEventBytes;
 }  // namespace
 
 // The first failed delivery of a Park: flush() returns once every delivery
-// is reported, failed ones included, so only the reports tell.
+// is reported, failed ones included, so only the reports tell. Each letter
+// carries its call's number: a call that gave up with letters in flight
+// gets their reports during a later call, which they must not fail.
 struct KafkaDeadLetters::Failures final : RdKafka::DeliveryReportCb {
   void dr_cb(RdKafka::Message& message) override {
-    if (message.err() != RdKafka::ERR_NO_ERROR && first.empty()) first = message.errstr();
+    if (message.err() == RdKafka::ERR_NO_ERROR || !first.empty()) return;
+    if (reinterpret_cast<uintptr_t>(message.msg_opaque()) == call) first = message.errstr();
   }
-  std::string first;  // written on the thread that flushes
+  // Both written and read on the thread that parks and flushes.
+  uintptr_t call = 0;
+  std::string first;
 };
 
 KafkaDeadLetters::KafkaDeadLetters(std::string brokers, std::string topic, std::string group_id)
@@ -270,6 +276,7 @@ absl::Status KafkaDeadLetters::Park(const std::vector<DeadLetter>& letters) {
     return status;
   };
   failures_->first.clear();
+  void* const call = reinterpret_cast<void*>(++failures_->call);
   for (const auto& d : letters) {
     std::unique_ptr<RdKafka::Headers> h(RdKafka::Headers::create());
     h->add("crm_dlq_topic", d.message.topic);
@@ -288,7 +295,7 @@ absl::Status KafkaDeadLetters::Park(const std::vector<DeadLetter>& letters) {
     }
     auto e = producer_->produce(
         topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-        const_cast<char*>(d.message.value.data()), size, nullptr, 0, 0, h.get(), nullptr);
+        const_cast<char*>(d.message.value.data()), size, nullptr, 0, 0, h.get(), call);
     if (e != RdKafka::ERR_NO_ERROR) {
       return give_up(
           absl::UnavailableError(absl::StrCat("dead-letter produce: ", RdKafka::err2str(e))));

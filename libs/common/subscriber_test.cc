@@ -1236,6 +1236,20 @@ TEST_F(KafkaDeadLetterSinkTest, ALetterOfAFailedCallIsParkedOnceByTheRetry) {
   EXPECT_EQ(parked, 1);
 }
 
+// A call that gave up with a letter in flight: the letter's late failure
+// is that call's (already retried), not the next call's, whose letters
+// were acknowledged. Failing it would hold the subscriber once more.
+TEST_F(KafkaDeadLetterSinkTest, ALateReportOfAnEarlierCallDoesNotFailTheNext) {
+  ASSERT_TRUE(sink_(letters_).ok());
+  cluster_.FailProduces(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 1);
+  cluster_.SetRtt(11'000);  // answered after the call's 10 s
+  const absl::Status gave_up = sink_(letters_);
+  EXPECT_TRUE(absl::IsUnavailable(gave_up)) << gave_up;
+  cluster_.SetRtt(0);
+  const absl::Status next = sink_(letters_);
+  EXPECT_TRUE(next.ok()) << next;
+}
+
 // A fatal producer error (the broker no longer takes its id or sequence)
 // ends that producer for good: the next poison message must still be
 // parked, or the subscriber would stop at it until restarted.
