@@ -18,7 +18,7 @@
 
 namespace crm {
 
-MergedScan::MergedScan(const Database& db, absl::string_view family,
+MergedScan::MergedScan(const DbReader& db, absl::string_view family,
                        const std::vector<std::string>& prefixes, absl::string_view after) {
   cursors_.reserve(prefixes.size());
   for (const auto& prefix : prefixes) {
@@ -279,16 +279,21 @@ absl::Status Database::Write(rocksdb::WriteBatch* batch, bool sync) {
   return FromRocks(db_->Write(wo, batch));
 }
 
-absl::StatusOr<std::vector<std::optional<std::string>>> Database::MultiGet(
+rocksdb::ReadOptions DbReader::Options() const {
+  rocksdb::ReadOptions options;
+  options.snapshot = snapshot_;
+  return options;
+}
+
+absl::StatusOr<std::vector<std::optional<std::string>>> DbReader::MultiGet(
     absl::string_view family, const std::vector<std::string>& keys) const {
-  CRM_ASSIGN_OR_RETURN(auto* cf, RequireFamily(family));
+  CRM_ASSIGN_OR_RETURN(auto* cf, db_->RequireFamily(family));
   std::vector<std::optional<std::string>> out(keys.size());
   if (keys.empty()) return out;
   std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
-  db_->MultiGet(rocksdb::ReadOptions(), cf, keys.size(), slices.data(), values.data(),
-                statuses.data());
+  db_->raw()->MultiGet(Options(), cf, keys.size(), slices.data(), values.data(), statuses.data());
   for (size_t i = 0; i < keys.size(); ++i) {
     if (statuses[i].IsNotFound()) continue;
     CRM_RETURN_IF_ERROR(FromRocks(statuses[i]));
@@ -297,23 +302,37 @@ absl::StatusOr<std::vector<std::optional<std::string>>> Database::MultiGet(
   return out;
 }
 
-absl::StatusOr<std::optional<std::string>> Database::Get(absl::string_view family,
+absl::StatusOr<std::optional<std::string>> DbReader::Get(absl::string_view family,
                                                          absl::string_view key) const {
-  CRM_ASSIGN_OR_RETURN(auto* cf, RequireFamily(family));
-  if (cf == failing_reads_.load() && (failing_key_.empty() || key == failing_key_)) {
+  CRM_ASSIGN_OR_RETURN(auto* cf, db_->RequireFamily(family));
+  if (cf == db_->failing_reads_.load() && (db_->failing_key_.empty() || key == db_->failing_key_)) {
     return absl::UnavailableError("injected read failure");
   }
   std::string value;
-  auto s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
+  auto s = db_->raw()->Get(Options(), cf, rocksdb::Slice(key.data(), key.size()), &value);
   if (s.IsNotFound()) return std::nullopt;
   if (!s.ok()) return FromRocks(s);
   return value;
 }
 
-std::unique_ptr<rocksdb::Iterator> Database::NewIterator(absl::string_view family) const {
-  auto* cf = Family(family);
+std::unique_ptr<rocksdb::Iterator> DbReader::NewIterator(absl::string_view family) const {
+  auto* cf = db_->Family(family);
   if (cf == nullptr) return nullptr;
-  return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(rocksdb::ReadOptions(), cf));
+  return std::unique_ptr<rocksdb::Iterator>(db_->raw()->NewIterator(Options(), cf));
+}
+
+absl::StatusOr<std::vector<std::optional<std::string>>> Database::MultiGet(
+    absl::string_view family, const std::vector<std::string>& keys) const {
+  return DbReader(*this, nullptr).MultiGet(family, keys);
+}
+
+absl::StatusOr<std::optional<std::string>> Database::Get(absl::string_view family,
+                                                         absl::string_view key) const {
+  return DbReader(*this, nullptr).Get(family, key);
+}
+
+std::unique_ptr<rocksdb::Iterator> Database::NewIterator(absl::string_view family) const {
+  return DbReader(*this, nullptr).NewIterator(family);
 }
 
 absl::Status Database::Flush() {

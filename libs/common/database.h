@@ -29,6 +29,30 @@ struct DatabaseOptions {
   std::vector<std::string> retired_families;
 };
 
+class Database;
+
+// Reads of a Database: of its latest state, or of a snapshot, where every
+// read sees the same committed writes and none made after the snapshot.
+// A Database converts to its latest-state reader, so read helpers take a
+// `const DbReader&` and serve both.
+class DbReader {
+ public:
+  DbReader(const Database& db, const rocksdb::Snapshot* snapshot) : db_(&db), snapshot_(snapshot) {}
+
+  absl::StatusOr<std::optional<std::string>> Get(absl::string_view family,
+                                                 absl::string_view key) const;
+  absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
+      absl::string_view family, const std::vector<std::string>& keys) const;
+  // nullptr for an unknown family.
+  std::unique_ptr<rocksdb::Iterator> NewIterator(absl::string_view family) const;
+
+ private:
+  rocksdb::ReadOptions Options() const;
+
+  const Database* db_;
+  const rocksdb::Snapshot* snapshot_;  // nullptr: the latest state
+};
+
 // A RocksDB instance with named column families; every RocksDB option of
 // the project is set here, in one place.
 class Database {
@@ -59,6 +83,8 @@ class Database {
   absl::StatusOr<std::vector<std::optional<std::string>>> MultiGet(
       absl::string_view family, const std::vector<std::string>& keys) const;
   std::unique_ptr<rocksdb::Iterator> NewIterator(absl::string_view family) const;
+  // The reader of the latest state.
+  operator DbReader() const { return DbReader(*this, nullptr); }  // NOLINT: a view of it
   // Flushes memtables and the WAL: used on graceful shutdown, and before
   // a purge so that no live WAL file still holds what was deleted.
   absl::Status Flush();
@@ -90,6 +116,7 @@ class Database {
   const std::string& path() const { return path_; }
 
  private:
+  friend class DbReader;
   struct Token {};
 
  public:
@@ -115,13 +142,30 @@ class Database {
 
 absl::Status FromRocks(const rocksdb::Status& s);
 
+// A snapshot of a Database, held until destroyed (RocksDB keeps the
+// versions it sees meanwhile): for a query made of several reads that
+// must agree with one another.
+class DbSnapshot {
+ public:
+  explicit DbSnapshot(const Database& db) : db_(db), snapshot_(db.raw()->GetSnapshot()) {}
+  ~DbSnapshot() { db_.raw()->ReleaseSnapshot(snapshot_); }
+  DbSnapshot(const DbSnapshot&) = delete;
+  DbSnapshot& operator=(const DbSnapshot&) = delete;
+
+  operator DbReader() const { return DbReader(db_, snapshot_); }  // NOLINT: a view of it
+
+ private:
+  const Database& db_;
+  const rocksdb::Snapshot* snapshot_;
+};
+
 // The rows of `family` under several key prefixes walked as one, in the
 // order of their keys past the prefix (the suffix: an id, a time-ordered
 // key), from just after the suffix `after` (from the start when empty).
 // The records of a merge group read as one list.
 class MergedScan {
  public:
-  MergedScan(const Database& db, absl::string_view family, const std::vector<std::string>& prefixes,
+  MergedScan(const DbReader& db, absl::string_view family, const std::vector<std::string>& prefixes,
              absl::string_view after);
 
   bool Valid() const { return current_ != nullptr; }

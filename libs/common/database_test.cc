@@ -30,6 +30,39 @@ TEST(DatabaseTest, ABackgroundErrorThatStopsWritesIsReported) {
   EXPECT_TRUE((*db)->StoppedBy().ok());
 }
 
+// Reads through a snapshot agree with one another: a write after it is
+// seen by the database's own reads, not by the snapshot's.
+TEST(DatabaseTest, ASnapshotsReadsSeeNoLaterWrite) {
+  crm::testing::TempDir dir;
+  auto db = Database::Open(dir.Sub("db"), {"rows"});
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto put = [&](const std::string& key, const std::string& value) {
+    rocksdb::WriteBatch batch;
+    ASSERT_TRUE(batch.Put((*db)->Family("rows"), key, value).ok());
+    ASSERT_TRUE((*db)->Write(&batch, /*sync=*/false).ok());
+  };
+  put("a", "1");
+  const DbSnapshot snapshot(**db);
+  const DbReader before = snapshot;
+  put("a", "2");
+  put("b", "3");
+  const DbReader latest = **db;
+  EXPECT_EQ(*before.Get("rows", "a"), std::optional<std::string>("1"));
+  EXPECT_EQ(*before.Get("rows", "b"), std::nullopt);
+  EXPECT_EQ(*latest.Get("rows", "a"), std::optional<std::string>("2"));
+  auto values = before.MultiGet("rows", {"a", "b"});
+  ASSERT_TRUE(values.ok()) << values.status();
+  EXPECT_EQ((*values)[0], std::optional<std::string>("1"));
+  EXPECT_EQ((*values)[1], std::nullopt);
+  int rows = 0;
+  auto it = before.NewIterator("rows");
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++rows;
+  EXPECT_EQ(rows, 1);
+  MergedScan scan(before, "rows", {""}, "");
+  ASSERT_TRUE(scan.Valid());
+  EXPECT_EQ(scan.value().ToString(), "1");
+}
+
 // Rows under two prefixes, interleaved by suffix, beside a third prefix
 // the scan is not given: read as one list in suffix order, resumable.
 TEST(MergedScanTest, WalksSeveralPrefixesAsOneInSuffixOrder) {
