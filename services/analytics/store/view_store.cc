@@ -83,7 +83,7 @@ absl::StatusOr<Page> ParsePage(int32_t page_size, const std::string& page_token,
 // returns the next page token, empty on the last page. The page also ends
 // at the reply bound, less `reserved` bytes of the rest of the reply.
 template <typename Row>
-absl::StatusOr<std::string> ReadPage(const Database& db, const char* family,
+absl::StatusOr<std::string> ReadPage(const DbReader& db, const char* family,
                                      const std::vector<std::string>& prefix_values,
                                      const Page& page, size_t reserved,
                                      google::protobuf::RepeatedPtrField<Row>* rows) {
@@ -118,7 +118,7 @@ std::string MergeKey(char direction, absl::string_view customer, absl::string_vi
 // The group of `customer_id`, read link by link from the merge rows. With
 // `merged_into_only`: the customer and those merged into it, any number of
 // steps (the person an export or an erasure counts), under its own id.
-absl::StatusOr<MergedGroup> LoadGroup(const Database& db, const std::string& customer_id,
+absl::StatusOr<MergedGroup> LoadGroup(const DbReader& db, const std::string& customer_id,
                                       bool merged_into_only = false) {
   CustomerMerges merges;
   absl::btree_set<std::string> seen = {customer_id};
@@ -147,7 +147,7 @@ absl::StatusOr<MergedGroup> LoadGroup(const Database& db, const std::string& cus
 }
 
 // Every merge link, for the scans over all customers.
-absl::StatusOr<CustomerMerges> LoadAllMerges(const Database& db) {
+absl::StatusOr<CustomerMerges> LoadAllMerges(const DbReader& db) {
   CustomerMerges merges;
   auto it = db.NewIterator(kCustomerMerges);
   const std::string prefix(1, kMergedInto);
@@ -161,7 +161,7 @@ absl::StatusOr<CustomerMerges> LoadAllMerges(const Database& db) {
   return merges;
 }
 
-absl::StatusOr<std::optional<crm::v1::Customer360>> LoadView(const Database& db,
+absl::StatusOr<std::optional<crm::v1::Customer360>> LoadView(const DbReader& db,
                                                              const std::string& customer_id) {
   CRM_ASSIGN_OR_RETURN(auto raw, db.Get(kCustomers, customer_id));
   if (!raw.has_value()) return std::nullopt;
@@ -172,7 +172,7 @@ absl::StatusOr<std::optional<crm::v1::Customer360>> LoadView(const Database& db,
 
 // The view of a group: one customer's as stored, several joined under the
 // primary's id. nullopt when no member has a view yet.
-absl::StatusOr<std::optional<crm::v1::Customer360>> GroupView(const Database& db,
+absl::StatusOr<std::optional<crm::v1::Customer360>> GroupView(const DbReader& db,
                                                               const MergedGroup& group,
                                                               const ValueTest& unreadable) {
   if (group.members.size() == 1) return LoadView(db, group.primary);
@@ -194,7 +194,7 @@ absl::StatusOr<std::optional<crm::v1::Customer360>> GroupView(const Database& db
 // In a scan of the customers in id order, the view to yield at the row of
 // `customer_id`: its group's, at the group's first member that has a row;
 // nullopt at the other members.
-absl::StatusOr<std::optional<crm::v1::Customer360>> ScannedView(const Database& db,
+absl::StatusOr<std::optional<crm::v1::Customer360>> ScannedView(const DbReader& db,
                                                                 const CustomerMerges& merges,
                                                                 const std::string& customer_id,
                                                                 const rocksdb::Slice& value,
@@ -245,7 +245,7 @@ std::vector<const char*> ViewDigestFamilies() {
           kClock,     kAuditByActor, kAuditByRecord, kCustomerMerges};
 }
 
-absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db) {
+absl::StatusOr<google::protobuf::Timestamp> ReadClock(const DbReader& db) {
   google::protobuf::Timestamp now;
   CRM_ASSIGN_OR_RETURN(auto raw, db.Get(kClock, kClockKey));
   if (raw.has_value() && !now.ParseFromString(*raw)) {
@@ -274,7 +274,7 @@ absl::StatusOr<Record*> Cached(absl::flat_hash_map<std::string, Record*>& cache,
 // Hands each record of `family` to `fn`, parsed into one message reused
 // throughout: a query over all of history holds one record at a time.
 template <typename Record>
-absl::Status ForEachRecord(const Database& db, const char* family,
+absl::Status ForEachRecord(const DbReader& db, const char* family,
                            const std::function<void(const Record&)>& fn) {
   Record record;
   auto it = db.NewIterator(family);
@@ -408,12 +408,14 @@ absl::Status ViewStore::ForEachCustomer(
     const std::function<absl::Status(const crm::v1::Customer360&)>& fn,
     const std::function<void(const std::string& customer_id, const absl::Status&)>& unreadable)
     const {
-  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
-  CRM_ASSIGN_OR_RETURN(auto merges, LoadAllMerges(db_));
-  auto it = db_.NewIterator(kCustomers);
+  const DbSnapshot snapshot(db_);
+  const DbReader db = snapshot;
+  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db));
+  CRM_ASSIGN_OR_RETURN(auto merges, LoadAllMerges(db));
+  auto it = db.NewIterator(kCustomers);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string customer_id = it->key().ToString();
-    auto view = ScannedView(db_, merges, customer_id, it->value(), unreadable_);
+    auto view = ScannedView(db, merges, customer_id, it->value(), unreadable_);
     if (!view.ok()) {
       unreadable(customer_id, view.status());
       continue;
@@ -440,11 +442,13 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
        after.size() > 64)) {
     return absl::InvalidArgumentError("page.page_token: malformed");
   }
-  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
-  CRM_ASSIGN_OR_RETURN(auto merges, LoadAllMerges(db_));
+  const DbSnapshot snapshot(db_);
+  const DbReader db = snapshot;
+  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db));
+  CRM_ASSIGN_OR_RETURN(auto merges, LoadAllMerges(db));
   crm::v1::ListSegmentResponse response;
   *response.mutable_evaluated_at() = now;
-  auto it = db_.NewIterator(kCustomers);
+  auto it = db.NewIterator(kCustomers);
   it->Seek(after);
   if (!after.empty() && it->Valid() && it->key().ToString() == after) it->Next();
   // The row the last member was found at: a merged group answers with
@@ -452,7 +456,7 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
   std::string last_row;
   for (; it->Valid(); it->Next()) {
     const std::string row = it->key().ToString();
-    auto found = ScannedView(db_, merges, row, it->value(), unreadable_);
+    auto found = ScannedView(db, merges, row, it->value(), unreadable_);
     if (absl::IsDataLoss(found.status())) {
       // One corrupt row must not hide every customer after it from every
       // page. A failed read is an error: a listing must not quietly leave
@@ -489,12 +493,14 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
 absl::StatusOr<crm::v1::Funnel> ViewStore::GetFunnel(
     const crm::v1::GetFunnelRequest& request) const {
   CRM_RETURN_IF_ERROR(ValidateFunnelRequest(request));
-  CRM_ASSIGN_OR_RETURN(const CustomerMerges merges, LoadAllMerges(db_));
+  const DbSnapshot snapshot(db_);
+  const DbReader db = snapshot;
+  CRM_ASSIGN_OR_RETURN(const CustomerMerges merges, LoadAllMerges(db));
   FunnelBuilder funnel(request, &merges);
   CRM_RETURN_IF_ERROR(ForEachRecord<crm::v1::FunnelLeadRecord>(
-      db_, kFunnelLeads, [&](const auto& r) { funnel.AddLead(r); }));
+      db, kFunnelLeads, [&](const auto& r) { funnel.AddLead(r); }));
   CRM_RETURN_IF_ERROR(ForEachRecord<crm::v1::FunnelOpportunityRecord>(
-      db_, kFunnelOpportunities, [&](const auto& o) { funnel.AddOpportunity(o); }));
+      db, kFunnelOpportunities, [&](const auto& o) { funnel.AddOpportunity(o); }));
   return funnel.Finish();
 }
 
@@ -506,30 +512,35 @@ absl::StatusOr<crm::v1::Customer360> ViewStore::GetCustomer360(
   // must get the same answer whether it exists or not.
   CRM_ASSIGN_OR_RETURN(const Page page, ParsePage(page_size, page_token, "timeline_page."));
 
-  CRM_ASSIGN_OR_RETURN(const MergedGroup group, LoadGroup(db_, customer_id));
-  CRM_ASSIGN_OR_RETURN(crm::v1::Customer360 view, DerivedView(customer_id, group));
-  CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db_, kTimeline, group.members, page, view.ByteSizeLong(),
+  const DbSnapshot snapshot(db_);
+  const DbReader db = snapshot;
+  CRM_ASSIGN_OR_RETURN(const MergedGroup group, LoadGroup(db, customer_id));
+  CRM_ASSIGN_OR_RETURN(crm::v1::Customer360 view, DerivedView(db, customer_id, group));
+  CRM_ASSIGN_OR_RETURN(auto next, ReadPage(db, kTimeline, group.members, page, view.ByteSizeLong(),
                                            view.mutable_timeline()));
   view.set_next_page_token(std::move(next));
   return view;
 }
 
-absl::StatusOr<crm::v1::Customer360> ViewStore::DerivedView(const std::string& customer_id,
+absl::StatusOr<crm::v1::Customer360> ViewStore::DerivedView(const DbReader& db,
+                                                            const std::string& customer_id,
                                                             const MergedGroup& group) const {
-  CRM_ASSIGN_OR_RETURN(auto found, GroupView(db_, group, unreadable_));
+  CRM_ASSIGN_OR_RETURN(auto found, GroupView(db, group, unreadable_));
   if (!found.has_value()) {
     return absl::NotFoundError(absl::StrCat("customer ", customer_id, " not found"));
   }
-  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db_));
+  CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db));
   DeriveHealth(*found, now, config_);
   return std::move(*found);
 }
 
 absl::StatusOr<crm::v1::Customer360> ViewStore::GetExportedView(
     const std::string& customer_id) const {
+  const DbSnapshot snapshot(db_);
+  const DbReader db = snapshot;
   CRM_ASSIGN_OR_RETURN(const MergedGroup group,
-                       LoadGroup(db_, customer_id, /*merged_into_only=*/true));
-  return DerivedView(customer_id, group);
+                       LoadGroup(db, customer_id, /*merged_into_only=*/true));
+  return DerivedView(db, customer_id, group);
 }
 
 absl::StatusOr<crm::v1::ListAuditEntriesResponse> ViewStore::ListAuditEntries(

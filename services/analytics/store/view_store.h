@@ -73,7 +73,7 @@ inline constexpr absl::Duration kClockLead = absl::Hours(1);
 
 // The analytics clock stored in `db`: the latest occurred_at consumed
 // (kClockLead says which count); unset (zero) before the first event.
-absl::StatusOr<google::protobuf::Timestamp> ReadClock(const Database& db);
+absl::StatusOr<google::protobuf::Timestamp> ReadClock(const DbReader& db);
 
 // Whether a stored value can no longer be read (pii::Unreadable).
 using ValueTest = std::function<bool(const std::string&)>;
@@ -135,7 +135,8 @@ class ViewStore {
 
  private:
   // The view of `group`, answered as `customer_id`, derived at the clock.
-  absl::StatusOr<crm::v1::Customer360> DerivedView(const std::string& customer_id,
+  absl::StatusOr<crm::v1::Customer360> DerivedView(const DbReader& db,
+                                                   const std::string& customer_id,
                                                    const MergedGroup& group) const;
 
   const Database& db_;
