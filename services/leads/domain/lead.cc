@@ -517,10 +517,8 @@ absl::StatusOr<crm::v1::CaptureLeadRequest> NormalizeCaptureRequest(
 
 absl::Status NormalizeCaptureRequestInPlace(crm::v1::CaptureLeadRequest& r) {
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
-  if (r.channel() == crm::v1::LEAD_CHANNEL_UNSPECIFIED ||
-      !crm::v1::LeadChannel_IsValid(r.channel())) {
-    return Invalid("channel", "required");
-  }
+  if (r.channel() == crm::v1::LEAD_CHANNEL_UNSPECIFIED) return Invalid("channel", "required");
+  if (!crm::v1::LeadChannel_IsValid(r.channel())) return Invalid("channel", "unknown channel");
   auto* c = r.mutable_contact();
   // A blank cell is no contact: the other one may still name the person.
   if (TrimContact(c->email()).empty()) c->clear_email();
@@ -602,10 +600,8 @@ absl::StatusOr<RecordActivity> ParseRecordActivity(const crm::v1::RecordLeadActi
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
   if (auto st = CheckId("lead_id", r.lead_id()); !st.ok()) return st;
   if (r.expected_version() < 0) return Invalid("expected_version", "negative");
-  if (r.type() == crm::v1::LEAD_ACTIVITY_TYPE_UNSPECIFIED ||
-      !crm::v1::LeadActivityType_IsValid(r.type())) {
-    return Invalid("type", "required");
-  }
+  if (r.type() == crm::v1::LEAD_ACTIVITY_TYPE_UNSPECIFIED) return Invalid("type", "required");
+  if (!crm::v1::LeadActivityType_IsValid(r.type())) return Invalid("type", "unknown type");
   if (auto st = CheckText("detail", r.detail(), kMaxReason, false, kMultiline); !st.ok()) return st;
   RecordActivity c;
   c.expected_version = r.expected_version();

@@ -106,7 +106,14 @@ TEST(ValidateCaptureTest, BadInputNamesTheField) {
       Check([](auto& r) { r.mutable_contact()->set_first_name("Ada\xe2\x80\xa8X"); }),
       "contact.first_name");
   ExpectInvalidField(Check([](auto& r) { r.clear_channel(); }), "channel");
-  ExpectInvalidField(Check([](auto& r) { r.set_channel(static_cast<crm::v1::LeadChannel>(99)); }),
+  ExpectInvalidField(Check([](auto& r) {
+                       r.set_channel(static_cast<crm::v1::LeadChannel>(99));
+                       EXPECT_EQ(Check([](auto& r) {
+                                   r.set_channel(static_cast<crm::v1::LeadChannel>(99));
+                                 }).message(),
+                                 "channel: unknown channel")
+                           << "a value the caller did set is not missing";
+                     }),
                      "channel");
   ExpectInvalidField(Check([](auto& r) { r.clear_contact(); }), "contact");
   ExpectInvalidField(Check([](auto& r) { r.mutable_contact()->set_email("nope"); }),
@@ -795,6 +802,8 @@ TEST(ParseTest, CommandRequestsNameTheBadField) {
   activity.set_request_id("r");
   activity.set_lead_id("lead_1");
   ExpectInvalidField(ParseRecordActivity(activity, absl::Now()).status(), "type");
+  activity.set_type(static_cast<crm::v1::LeadActivityType>(99));
+  EXPECT_EQ(ParseRecordActivity(activity, absl::Now()).status().message(), "type: unknown type");
   activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_WEB_VISIT);
   EXPECT_TRUE(ParseRecordActivity(activity, absl::Now()).ok());
   // Past year 9999 no JSON client could read the lead (or the person's
