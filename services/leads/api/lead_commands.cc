@@ -423,7 +423,9 @@ absl::StatusOr<std::string> LeadCommands::Execute(const google::protobuf::Messag
   if (earlier.has_value()) return *std::move(earlier);
 
   CRM_ASSIGN_OR_RETURN(auto state, store_.FindLead(lead_id));
-  if (!state.has_value()) return absl::NotFoundError(absl::StrCat("lead ", lead_id, " not found"));
+  if (!state.has_value()) {
+    return absl::NotFoundError(absl::StrCat("lead_id: lead ", lead_id, " not found"));
+  }
   ctx.occurred_at = AfterLastChange(*state, ctx.occurred_at);
   // A conversion names the customer that stands for the person: no merge
   // may retire it between the lookup and the append, or the account would
@@ -555,13 +557,24 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   if (earlier.has_value()) return Parse<crm::v1::MergeLeadsResponse>(*earlier);
 
   CRM_ASSIGN_OR_RETURN(auto survivor, store_.FindLead(survivor_id));
-  if (!survivor) return absl::NotFoundError(absl::StrCat("lead ", survivor_id, " not found"));
+  if (!survivor) {
+    return absl::NotFoundError(absl::StrCat("survivor_lead_id: lead ", survivor_id, " not found"));
+  }
   CRM_ASSIGN_OR_RETURN(auto merged, store_.FindLead(merged_id));
-  if (!merged) return absl::NotFoundError(absl::StrCat("lead ", merged_id, " not found"));
+  if (!merged) {
+    return absl::NotFoundError(absl::StrCat("merged_lead_id: lead ", merged_id, " not found"));
+  }
   // A lead changed since the caller read it is a conflict (ABORTED) before
   // what the change made of it (converted, merged, erased) is judged.
   CRM_RETURN_IF_ERROR(CheckVersion(*survivor, request.survivor_expected_version()));
   CRM_RETURN_IF_ERROR(CheckVersion(*merged, request.merged_expected_version()));
+  // Decided once on the leads as stored, before their people are held: a
+  // merge that cannot happen (a lead merged or converted already) must not
+  // make captures of either person wait for leads in flight first.
+  CRM_RETURN_IF_ERROR(
+      Decide(survivor, AbsorbLead{request.survivor_expected_version(), *merged, "", ""}).status());
+  CRM_RETURN_IF_ERROR(
+      Decide(merged, MergeLeadInto{request.merged_expected_version(), *survivor, ""}).status());
   // The customers the two leads stand for now: either lead's own may have
   // been retired by an earlier merge. Linking the retired ones as they are
   // stored could link two customers both ways (each the other's survivor).

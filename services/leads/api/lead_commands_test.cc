@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <numeric>
 #include <set>
 #include <thread>
@@ -203,6 +205,7 @@ TEST_F(LeadCommandsTest, UnknownLeadIsNotFound) {
   crm::v1::GetLeadRequest g;
   g.set_lead_id("lead_missing");
   EXPECT_EQ(commands_->GetLead(g).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(commands_->GetLead(g).status().message(), "lead_id: lead lead_missing not found");
   g.clear_lead_id();
   EXPECT_EQ(commands_->GetLead(g).status().code(), absl::StatusCode::kInvalidArgument);
 }
@@ -684,6 +687,36 @@ TEST_F(LeadUseCaseTest, AMergeWaitsForLeadsJoiningTheMergedCustomer) {
   ASSERT_TRUE(during.ok()) << during.status();
   EXPECT_EQ(during->customer_id(), survivor.customer_id());
   EXPECT_EQ(during->duplicate_of_lead_id(), survivor.lead_id());
+}
+
+// A merge that cannot happen is refused at once, naming the field: it does
+// not hold either person (making their captures wait) meanwhile.
+TEST_F(LeadUseCaseTest, ABadMergeIsRefusedWithoutWaitingForLeadsInFlight) {
+  auto first = *commands_->CaptureLead(Request("a", "a@example.com"), Ctx());
+  auto retired = *commands_->CaptureLead(Request("b", "b@example.com"), Ctx());
+  auto other = *commands_->CaptureLead(Request("c", "c@example.com"), Ctx());
+  MergeInBackground(first.lead_id(), retired.lead_id()).join();
+  crm::v1::MergeLeadsRequest r;
+  r.set_request_id("merge-again");
+  r.set_survivor_lead_id(other.lead_id());
+  r.set_merged_lead_id("lead_missing");
+  auto missing = commands_->MergeLeads(r, Ctx());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(), "merged_lead_id: lead lead_missing not found");
+  r.set_survivor_lead_id("lead_gone");
+  missing = commands_->MergeLeads(r, Ctx());
+  EXPECT_EQ(missing.status().message(), "survivor_lead_id: lead lead_gone not found");
+
+  // A capture of the first person is on its way while the already merged
+  // lead is named again.
+  const auto in_flight = CaptureInFlight("a@example.com");
+  r.set_survivor_lead_id(other.lead_id());
+  r.set_merged_lead_id(retired.lead_id());
+  auto again = std::async(std::launch::async, [&] { return commands_->MergeLeads(r, Ctx()); });
+  const bool answered = again.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  Land(in_flight);
+  ASSERT_TRUE(answered) << "the refused merge waited for the capture in flight";
+  EXPECT_EQ(again.get().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(LeadUseCaseTest, NoLeadMergesIntoALeadOfAnErasedCustomer) {

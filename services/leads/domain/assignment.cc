@@ -147,14 +147,14 @@ absl::StatusOr<crm::v1::AssignmentRuleTable> SetRuleEnabled(
   for (auto& rule : *next.mutable_rules()) {
     if (rule.rule_id() != rule_id) continue;
     if (rule.enabled() == enabled) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("rule ", rule_id, " is ", enabled ? "enabled" : "disabled", " already"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rule_id: rule ", rule_id, " is ", enabled ? "enabled" : "disabled", " already"));
     }
     rule.set_enabled(enabled);
     Renumber(next);
     return next;
   }
-  return absl::NotFoundError(absl::StrCat("rule ", rule_id, " not found"));
+  return absl::NotFoundError(absl::StrCat("rule_id: rule ", rule_id, " not found"));
 }
 
 Assignment ChooseAssignment(const crm::v1::AssignmentRuleTable& table, const crm::v1::Lead& lead,

@@ -349,7 +349,9 @@ absl::StatusOr<std::optional<crm::v1::Lead>> LeadStore::FindLead(const std::stri
 
 absl::StatusOr<crm::v1::Lead> LeadStore::GetLead(const std::string& lead_id) const {
   CRM_ASSIGN_OR_RETURN(auto lead, FindLead(lead_id));
-  if (!lead.has_value()) return absl::NotFoundError(absl::StrCat("lead ", lead_id, " not found"));
+  if (!lead.has_value()) {
+    return absl::NotFoundError(absl::StrCat("lead_id: lead ", lead_id, " not found"));
+  }
   return *std::move(lead);
 }
 
