@@ -68,8 +68,13 @@ TEST(BlockingExecutorTest, OverloadIsResourceExhaustedAndAbandonedCallsDoNotRun)
   builder.RegisterService(&service);
   auto server = builder.BuildAndStart();
   ASSERT_NE(server, nullptr);
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  // Connected first: the 300 ms below are for the queue, not the handshake
+  // (a call that never reached the server would leave the slot free).
+  ASSERT_TRUE(
+      channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30)));
+  auto stub = grpc::health::v1::Health::NewStub(channel);
 
   // The one worker is busy; its queue is empty.
   absl::Notification busy, release;
