@@ -6,6 +6,14 @@
 
 namespace crm::leads {
 
+template <typename Done>
+void ContactRegistry::Wait(std::unique_lock<std::mutex>& lock, Done done) {
+  if (done()) return;
+  ++waiting_;
+  released_.wait(lock, done);
+  --waiting_;
+}
+
 absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolve(
     const std::vector<Candidate>& candidates, const LeadIdFor& lead_id_for, Owner owner) {
   std::unique_lock<std::mutex> lock(mu_);
@@ -16,7 +24,7 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
   for (;;) {
     // Another owner's pending lead may fail or be a replay: wait for it to
     // land in the index (or not) before deciding who this person is.
-    released_.wait(lock, [&] {
+    auto landed = [&] {
       for (const auto& c : candidates) {
         for (const auto& k : c.keys) {
           if (auto it = pending_.find(k); it != pending_.end() && it->second.owner != owner) {
@@ -25,7 +33,8 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
         }
       }
       return true;
-    });
+    };
+    Wait(lock, landed);
     // One batched read for every key not already pending.
     std::vector<std::string> lookup;
     for (const auto& c : candidates) {
@@ -72,7 +81,7 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
     }
     if (retiring.empty()) break;
     // A merge is moving this person's keys: read them again once it ends.
-    released_.wait(lock, [&] {
+    Wait(lock, [&] {
       return std::none_of(retiring.begin(), retiring.end(),
                           [&](const std::string& c) { return retiring_.contains(c); });
     });
@@ -143,7 +152,7 @@ void ContactRegistry::Release(const Hold& hold) {
 
 void ContactRegistry::Join(const std::string& customer_id) {
   std::unique_lock<std::mutex> lock(mu_);
-  released_.wait(lock, [&] { return !retiring_.contains(customer_id); });
+  Wait(lock, [&] { return !retiring_.contains(customer_id); });
   ++joining_[customer_id];
 }
 
@@ -154,13 +163,18 @@ ContactRegistry::Retirement ContactRegistry::Retire(const std::string& customer_
   std::unique_lock<std::mutex> lock(mu_);
   // Both at once, never one while waiting for the other: two merges the
   // opposite way round would each hold one and wait for ever.
-  released_.wait(lock, [&] {
+  Wait(lock, [&] {
     return std::none_of(held.begin(), held.end(),
                         [&](const std::string& c) { return retiring_.contains(c); });
   });
   retiring_.insert(held.begin(), held.end());
-  released_.wait(lock, [&] { return !joining_.contains(customer_id); });
+  Wait(lock, [&] { return !joining_.contains(customer_id); });
   return Retirement(this, std::move(held));
+}
+
+int ContactRegistry::waiting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_;
 }
 
 bool ContactRegistry::retiring(const std::string& customer_id) {

@@ -104,6 +104,9 @@ class ContactRegistry {
   Retirement Retire(const std::string& customer_id, const std::string& survivor_id = "");
   // Whether a merge is retiring the customer now (for tests and probes).
   bool retiring(const std::string& customer_id);
+  // Callers blocked here: on another's lead to land, a merge to end, the
+  // leads joining a customer to land (for tests).
+  int waiting();
 
   // The lead that now stands for `lead_id`: itself, or the survivor of the
   // merges it went into.
@@ -115,6 +118,10 @@ class ContactRegistry {
     Owner owner;
   };
 
+  // released_.wait, counted in waiting_ while it blocks.
+  template <typename Done>
+  void Wait(std::unique_lock<std::mutex>& lock, Done done);
+
   LeadStore& store_;
   std::atomic<Owner> owners_{0};
   std::mutex mu_;
@@ -123,6 +130,7 @@ class ContactRegistry {
   // Leads resolved to a known customer and not yet released, by customer.
   absl::flat_hash_map<std::string, int> joining_;
   absl::flat_hash_set<std::string> retiring_;
+  int waiting_ = 0;
 };
 
 }  // namespace crm::leads

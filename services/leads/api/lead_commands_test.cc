@@ -320,6 +320,15 @@ class LeadUseCaseTest : public LeadCommandsTest {
     hold.Add(in_flight);
     commands_->contacts().Release(hold);
   }
+  // Whether `callers` come to be blocked in the contact registry (waiting
+  // for a lead in flight, a merge, leads joining a customer) within 30 s.
+  bool Waiting(int callers) {
+    for (const absl::Time give_up = absl::Now() + absl::Seconds(30); absl::Now() < give_up;
+         absl::SleepFor(absl::Milliseconds(5))) {
+      if (commands_->contacts().waiting() >= callers) return true;
+    }
+    return false;
+  }
   // MergeLeads on another thread, expected to succeed.
   std::thread MergeInBackground(const std::string& survivor_lead_id,
                                 const std::string& merged_lead_id) {
@@ -615,7 +624,7 @@ TEST_F(LeadUseCaseTest, ACaptureWaitsForAnInFlightLeadOfThePersonAndNamesNoneTha
     captured = commands_->CaptureLead(Request("c1", "p@example.com"), Ctx());
     done = true;
   });
-  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_TRUE(Waiting(1));
   EXPECT_FALSE(done.load()) << "decided while the other lead was in flight";
   ContactRegistry::Hold hold;
   hold.Add(in_flight->front());
@@ -639,7 +648,11 @@ TEST_F(LeadUseCaseTest, ACaptureRefusedAtItsAppendIssuesNoKey) {
   absl::StatusOr<crm::v1::CaptureLeadResponse> late;
   // Past the retry lookup, waiting for the contact held above.
   std::thread capture([&] { late = commands_->CaptureLead(Request("r", "p@example.com"), Ctx()); });
-  absl::SleepFor(absl::Milliseconds(200));
+  if (!Waiting(1)) {
+    Land(in_flight);
+    capture.join();
+    FAIL() << "the capture never waited for the lead in flight: " << late.status();
+  }
   auto first = commands_->CaptureLead(Request("r", "q@example.com"), Ctx());
   ASSERT_TRUE(first.ok()) << first.status();
   const uint64_t written = store_->events().LogSize();  // q's lead and key
@@ -665,10 +678,16 @@ TEST_F(LeadUseCaseTest, AMergeWaitsForLeadsJoiningTheMergedCustomer) {
     MergeInBackground(survivor.lead_id(), merged.lead_id()).join();
     merge_done = true;
   });
-  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_TRUE(Waiting(1));
   EXPECT_FALSE(merge_done.load()) << "merged while a lead was joining the merged customer";
   // The capture below must come while the merge waits.
-  while (!merge_done.load() && !commands_->contacts().retiring(merged.customer_id())) {
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(30);
+       !merge_done.load() && !commands_->contacts().retiring(merged.customer_id());) {
+    if (absl::Now() > give_up) {
+      Land(in_flight);
+      merge.join();
+      FAIL() << "the merge never held the merged customer";
+    }
     absl::SleepFor(absl::Milliseconds(5));
   }
 
@@ -678,7 +697,7 @@ TEST_F(LeadUseCaseTest, AMergeWaitsForLeadsJoiningTheMergedCustomer) {
     during = commands_->CaptureLead(Request("during", "m@example.com"), Ctx());
     capture_done = true;
   });
-  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_TRUE(Waiting(2)) << "the capture waits beside the merge";
   EXPECT_FALSE(capture_done.load()) << "joined a customer being merged away";
 
   Land(in_flight);
@@ -1060,7 +1079,7 @@ TEST_F(LeadUseCaseTest, AConversionDuringAMergeOfItsCustomerConvertsForTheSurviv
     converted = Convert("c", lead.lead_id());
     convert_done = true;
   });
-  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_TRUE(Waiting(2)) << "the conversion waits beside the merge";
   EXPECT_FALSE(convert_done.load()) << "converted under a customer being merged away";
 
   Land(in_flight);
@@ -1225,7 +1244,7 @@ TEST_F(LeadUseCaseTest, AMergeHoldsBothCustomersSoOppositeMergesTakeTurns) {
     auto second = contacts.Retire("cus_b", "cus_a");
     second_held = true;
   });
-  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_TRUE(Waiting(1));
   EXPECT_FALSE(second_held.load()) << "both merges held a customer of the other";
   EXPECT_TRUE(contacts.retiring("cus_b")) << "the survivor's customer is held too";
   first.reset();
