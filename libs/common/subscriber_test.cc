@@ -4,6 +4,8 @@
 #include <atomic>
 #include <functional>
 #include <limits>
+#include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -15,6 +17,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "libs/common/event_store.h"
 #include "libs/common/testing/mock_cluster.h"
 #include "libs/common/testing/temp_dir.h"
 
@@ -1185,6 +1188,44 @@ class KafkaDeadLetterSinkTest : public ::testing::Test {
     sink_ = *std::move(sink);
   }
 
+  struct Letter {
+    std::string value;
+    std::map<std::string, std::string> headers;
+  };
+  // The letters on the dead-letter topic, read to its end (copied: a
+  // message held past its consumer would keep the consumer from closing).
+  std::vector<Letter> Parked() {
+    std::vector<Letter> parked;
+    auto conf = MakeKafkaConf({{"bootstrap.servers", cluster_.bootstrap()},
+                               {"group.id", "dlq-count"},
+                               {"enable.partition.eof", "true"}});
+    EXPECT_TRUE(conf.ok()) << conf.status();
+    if (!conf.ok()) return parked;
+    std::string err;
+    std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+        RdKafka::KafkaConsumer::create(conf->get(), err));
+    EXPECT_NE(consumer, nullptr) << err;
+    if (consumer == nullptr) return parked;
+    std::unique_ptr<RdKafka::TopicPartition> part(
+        RdKafka::TopicPartition::create("crm.dlq.v1", 0, RdKafka::Topic::OFFSET_BEGINNING));
+    std::vector<RdKafka::TopicPartition*> parts = {part.get()};
+    EXPECT_EQ(consumer->assign(parts), RdKafka::ERR_NO_ERROR);
+    for (const absl::Time until = absl::Now() + absl::Seconds(10); absl::Now() < until;) {
+      std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
+      if (m->err() == RdKafka::ERR__PARTITION_EOF) break;
+      if (m->err() != RdKafka::ERR_NO_ERROR) continue;
+      Letter& letter = parked.emplace_back();
+      letter.value.assign(static_cast<const char*>(m->payload()), m->len());
+      if (RdKafka::Headers* headers = m->headers(); headers != nullptr) {
+        for (const auto& h : headers->get_all()) {
+          letter.headers[h.key()].assign(static_cast<const char*>(h.value()), h.value_size());
+        }
+      }
+    }
+    consumer->close();
+    return parked;
+  }
+
   testing::MockCluster cluster_{{{"crm.dlq.v1", 1}}};
   DeadLetterSink sink_;
   const std::vector<DeadLetter> letters_ = {{{"crm.leads.v1", 0, 5, "not an envelope"}, "bad"}};
@@ -1213,27 +1254,7 @@ TEST_F(KafkaDeadLetterSinkTest, ALetterOfAFailedCallIsParkedOnceByTheRetry) {
   absl::Status retried = sink_(letters_);
   for (int attempt = 1; attempt < 3 && !retried.ok(); ++attempt) retried = sink_(letters_);
   ASSERT_TRUE(retried.ok()) << retried;
-
-  auto conf = MakeKafkaConf({{"bootstrap.servers", cluster_.bootstrap()},
-                             {"group.id", "dlq-count"},
-                             {"enable.partition.eof", "true"}});
-  ASSERT_TRUE(conf.ok()) << conf.status();
-  std::string err;
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
-      RdKafka::KafkaConsumer::create(conf->get(), err));
-  ASSERT_NE(consumer, nullptr) << err;
-  std::unique_ptr<RdKafka::TopicPartition> part(
-      RdKafka::TopicPartition::create("crm.dlq.v1", 0, RdKafka::Topic::OFFSET_BEGINNING));
-  std::vector<RdKafka::TopicPartition*> parts = {part.get()};
-  ASSERT_EQ(consumer->assign(parts), RdKafka::ERR_NO_ERROR);
-  int parked = 0;
-  for (const absl::Time until = absl::Now() + absl::Seconds(10); absl::Now() < until;) {
-    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
-    if (m->err() == RdKafka::ERR__PARTITION_EOF) break;
-    if (m->err() == RdKafka::ERR_NO_ERROR) ++parked;
-  }
-  consumer->close();
-  EXPECT_EQ(parked, 1);
+  EXPECT_EQ(Parked().size(), 1u);
 }
 
 // A call that gave up with a letter in flight: the letter's late failure
@@ -1260,6 +1281,7 @@ TEST_F(KafkaDeadLetterSinkTest, AProducerFailedForGoodIsMadeAgain) {
   (*letters)->FailProducerForTesting();
   const absl::Status parked = (*letters)->Park(letters_);
   EXPECT_TRUE(parked.ok()) << parked;
+  EXPECT_EQ(Parked().size(), 2u) << "the first letter and the one the new producer parked";
 }
 
 // A topic takes messages a little larger than a producer sends by default:
@@ -1268,7 +1290,13 @@ TEST_F(KafkaDeadLetterSinkTest, AMessageOverTheProducersLimitIsParkedCut) {
   const std::vector<DeadLetter> letters = {
       {{"crm.leads.v1", 0, 7, std::string(1'048'000, 'x')}, "undecodable"}};
   const absl::Status parked = sink_(letters);
-  EXPECT_TRUE(parked.ok()) << parked;
+  ASSERT_TRUE(parked.ok()) << parked;
+  const auto on_topic = Parked();
+  ASSERT_EQ(on_topic.size(), 1u);
+  EXPECT_EQ(on_topic[0].value, std::string(EventStore::kMaxEventBytes, 'x'));
+  EXPECT_EQ(on_topic[0].headers.at("crm_dlq_truncated_from"), "1048000");
+  EXPECT_EQ(on_topic[0].headers.at("crm_dlq_offset"), "7");
+  EXPECT_EQ(on_topic[0].headers.at("crm_dlq_reason"), "undecodable");
 }
 
 }  // namespace
