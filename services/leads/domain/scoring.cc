@@ -43,14 +43,20 @@ int32_t AuthorityPoints(const crm::v1::Lead& lead) {
       break;
     }
   }
-  // "Owner" and "partner" are executive as a title of their own ("Owner &
-  // CEO", "Managing Partner", "Co-Owner"), not as the last word of a role
-  // ("Product Owner", "Channel Partner") or the first of one ("Partner
-  // Manager").
+  // "Owner" and "partner" are executive ("Owner & CEO", "Restaurant Owner",
+  // "Managing Partner", "Partner at a law firm") unless a word before says
+  // whose function it is ("Product Owner", "Channel Partner") or a word
+  // after makes it a role about partners ("Partner Manager").
   static constexpr absl::string_view kStakeholder[] = {"owner", "partner"};
-  static constexpr absl::string_view kStakeholderRank[] = {
-      "co",     "managing", "senior", "junior", "founding", "equity",
-      "salary", "general",  "name",   "named",  "business", "sole"};
+  static constexpr absl::string_view kOwnedFunction[] = {
+      "product",    "process",  "data",        "content",   "channel",     "service",
+      "system",     "systems",  "application", "program",   "solution",    "solutions",
+      "technology", "alliance", "alliances",   "asset",     "risk",        "control",
+      "platform",   "feature",  "release",     "community", "integration", "implementation"};
+  static constexpr absl::string_view kPartnerRole[] = {
+      "manager", "management", "marketing",  "success",    "program",     "programs",
+      "account", "accounts",   "relations",  "enablement", "development", "sales",
+      "channel", "lead",       "operations", "specialist", "coordinator", "associate"};
   auto in = [](const auto& words, absl::string_view word) {
     return std::find(std::begin(words), std::end(words), word) != std::end(words);
   };
@@ -59,7 +65,9 @@ int32_t AuthorityPoints(const crm::v1::Lead& lead) {
         absl::StrSplit(segment, absl::ByAnyChar(" -."), absl::SkipEmpty());
     for (size_t i = 0; i < words.size(); ++i) {
       if (in(kStakeholder, words[i])) {
-        if (i + 1 == words.size() && (i == 0 || in(kStakeholderRank, words[i - 1]))) return 15;
+        const bool function = i > 0 && in(kOwnedFunction, words[i - 1]);
+        const bool about = i + 1 < words.size() && in(kPartnerRole, words[i + 1]);
+        if (!function && !about) return 15;
         continue;
       }
       if (in(kExecutive, words[i])) return 15;

@@ -12,9 +12,9 @@ namespace crm::leads {
 //   authority  decision maker 20; executive title (a word of it: chief,
 //              founder, cofounder, president, vp, svp, evp, director, head,
 //              ceo, cto, cfo, coo, cio, cmo, ciso, cro, cpo; or owner or
-//              partner alone or after co, managing, senior, business...:
-//              not "Product Owner") 15; manager, lead, supervisor,
-//              principal or avp 10; another title 5
+//              partner, not after a function ("Product Owner") nor before
+//              a role about partners ("Partner Manager")) 15; manager,
+//              lead, supervisor, principal or avp 10; another title 5
 //   need       stated need 10, plus 5 per product interest up to two
 //   timeline   within a month 20, a quarter 15, a year 10
 //   engagement capture channel (in person 5, inbound 3, other 1) plus the

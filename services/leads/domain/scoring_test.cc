@@ -67,7 +67,13 @@ TEST(ScoreTest, AuthorityFromDecisionMakerOrTitleWords) {
                                {"Senior Product Owner", 5},
                                {"Channel Partner", 5},
                                {"Partner Manager", 10},
-                               {"Partner Account Manager", 10}}) {
+                               {"Partner Account Manager", 10},
+                               {"Owner of Acme Plumbing", 15},
+                               {"Owner - Acme", 15},
+                               {"Restaurant Owner", 15},
+                               {"Partner at Smith & Co", 15},
+                               {"Associate Partner", 15},
+                               {"Manager of Partner Programs", 10}}) {
     auto t = Bare();
     t.mutable_contact()->set_title(title);
     EXPECT_EQ(ComputeScore(t).authority(), points) << title;
