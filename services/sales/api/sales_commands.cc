@@ -437,6 +437,14 @@ absl::Status SalesCommands::DealNotLost(const std::string& opportunity_id,
   return CheckNotLost(opportunity, to);
 }
 
+absl::Status SalesCommands::DealTakesQuote(const std::string& opportunity_id, absl::string_view to,
+                                           absl::string_view currency) const {
+  if (opportunity_id.empty()) return absl::OkStatus();
+  CRM_ASSIGN_OR_RETURN(auto opportunity, LoadOpportunity(opportunity_id));
+  CRM_RETURN_IF_ERROR(CheckNotLost(opportunity, to));
+  return CheckQuoteCurrency(opportunity, currency, "quote_id");
+}
+
 absl::StatusOr<crm::v1::Opportunity> SalesCommands::WithActivity(crm::v1::Opportunity o) const {
   CRM_ASSIGN_OR_RETURN(const absl::Time last, store_.LastActivityAt(o.opportunity_id()));
   if (last != absl::InfinitePast()) {
@@ -897,12 +905,8 @@ absl::StatusOr<crm::v1::Quote> SalesCommands::AcceptQuote(
             // After the retry lookup: an acceptance that went through keeps
             // its answer, whatever became of the deal since.
             if (s.has_value() && s->status() == crm::v1::QUOTE_STATUS_OPEN) {
-              if (!s->opportunity_id().empty()) {
-                CRM_ASSIGN_OR_RETURN(auto deal, LoadOpportunity(s->opportunity_id()));
-                CRM_RETURN_IF_ERROR(CheckNotLost(deal, "accept its quote"));
-                // The deal's amount may have been revised since the draft.
-                CRM_RETURN_IF_ERROR(CheckQuoteCurrency(deal, s->currency(), "quote_id"));
-              }
+              CRM_RETURN_IF_ERROR(
+                  DealTakesQuote(s->opportunity_id(), "accept its quote", s->currency()));
               CRM_RETURN_IF_ERROR(TheDealsQuote(s->opportunity_id(), s->quote_id()));
             }
             return NameMissing(Decide(s, QuoteCommand{sales::AcceptQuote{ctx.occurred_at}}), s,
@@ -949,6 +953,7 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   const bool accepted = quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED;
   const std::string opportunity_id = quote.opportunity_id();
   const std::string quote_id = quote.quote_id();
+  const std::string currency = quote.currency();
   sales::PlaceOrder command{OrderIdForQuote(quote_id), std::move(quote)};
   CRM_ASSIGN_OR_RETURN(
       auto out,
@@ -960,7 +965,7 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
             // (reopening it would not help).
             auto decided = Decide(s, command);
             if (!decided.ok() || !accepted) return decided;
-            absl::Status st = DealNotLost(opportunity_id, "order");
+            absl::Status st = DealTakesQuote(opportunity_id, "order", currency);
             if (st.ok()) st = TheDealsQuote(opportunity_id, quote_id);
             if (st.ok()) st = AcceptedLast(opportunity_id, quote_id);
             if (!st.ok()) return decltype(decided)(st);

@@ -222,6 +222,10 @@ class SalesCommands {
   // FAILED_PRECONDITION while the deal is lost ("reopen it to `to`"); OK
   // for none (an empty id). The caller holds the deal's lock.
   absl::Status DealNotLost(const std::string& opportunity_id, absl::string_view to) const;
+  // As DealNotLost, and the deal's amount is in the quote's `currency`
+  // (CheckQuoteCurrency, naming quote_id): it may have been revised since.
+  absl::Status DealTakesQuote(const std::string& opportunity_id, absl::string_view to,
+                              absl::string_view currency) const;
   absl::StatusOr<Target> ResolveTarget(const std::string& customer_id,
                                        const std::string& opportunity_id) const;
   // Seals the request's personal data (validated already) for the customer.

@@ -1327,6 +1327,19 @@ TEST_F(SalesCommandsTest, ADealIsQuotedInTheCurrencyOfItsAmount) {
   auto accepted = commands_->AcceptQuote(accept, Ctx());
   ASSERT_TRUE(accepted.ok()) << accepted.status();
   EXPECT_EQ(accepted->status(), crm::v1::QUOTE_STATUS_ACCEPTED);
+
+  // Nor is it ordered while the deal's amount is in another currency.
+  revise.set_request_id("rev-3");
+  revise.set_expected_version(revise.expected_version() + 1);
+  *revise.mutable_amount() = MakeMoney("USD", 1'100'000);
+  revised_deal = commands_->ReviseOpportunity(revise, Ctx());
+  ASSERT_TRUE(revised_deal.ok()) << revised_deal.status();
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-1");
+  place.set_quote_id(quote->quote_id());
+  st = commands_->PlaceOrder(place, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "quote_id:")) << st;
 }
 
 // A quote accepted before its deal was lost is not ordered (nor invoiced)
