@@ -57,7 +57,8 @@ absl::Status FromRocks(const rocksdb::Status& s) {
   // sync, a shutdown. Worth a retry later, which UNAVAILABLE tells
   // callers and gRPC retry policies; INTERNAL would say the service is
   // broken.
-  if (s.IsIOError() || s.IsShutdownInProgress() || s.IsTimedOut()) {
+  // A file gone missing is damage, not a passing state.
+  if ((s.IsIOError() && !s.IsPathNotFound()) || s.IsShutdownInProgress() || s.IsTimedOut()) {
     return WithServiceDetail(absl::UnavailableError(absl::StrCat("rocksdb: ", s.ToString())));
   }
   return absl::InternalError(absl::StrCat("rocksdb: ", s.ToString()));

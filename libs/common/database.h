@@ -152,7 +152,10 @@ class DbSnapshot {
   DbSnapshot(const DbSnapshot&) = delete;
   DbSnapshot& operator=(const DbSnapshot&) = delete;
 
-  operator DbReader() const { return DbReader(db_, snapshot_); }  // NOLINT: a view of it
+  // Readers and their iterators must not outlive the snapshot: none from
+  // a temporary.
+  operator DbReader() const& { return DbReader(db_, snapshot_); }  // NOLINT: a view of it
+  operator DbReader() const&& = delete;
 
  private:
   const Database& db_;

@@ -51,6 +51,7 @@ TEST(GrpcStatusTest, AStorageFailureIsUnavailableAndItsCauseLogged) {
   EXPECT_EQ(ToGrpcStatus(absl::UnavailableError("outbox full")).error_message(), "outbox full");
   // A damaged file is not a retry's business.
   EXPECT_TRUE(absl::IsInternal(FromRocks(rocksdb::Status::Corruption("bad block"))));
+  EXPECT_TRUE(absl::IsInternal(FromRocks(rocksdb::Status::PathNotFound("000123.sst"))));
   EXPECT_TRUE(absl::IsUnavailable(FromRocks(rocksdb::Status::IOError("sync failed"))));
   EXPECT_TRUE(absl::IsUnavailable(FromRocks(rocksdb::Status::ShutdownInProgress())));
 }

@@ -5,9 +5,9 @@
 
 namespace crm {
 
-// Marks a status whose message describes the host (RocksDB errors name
-// files and paths) rather than the request, so the API edge logs it and
-// answers the caller with a reference, whatever its code.
+// Marks an UNAVAILABLE status whose message describes the host (RocksDB
+// errors name files and paths) rather than the request, so the API edge
+// logs it and answers the caller with a reference, as for INTERNAL.
 inline constexpr char kServiceDetailPayload[] = "crm/service-detail";
 
 inline absl::Status WithServiceDetail(absl::Status status) {
