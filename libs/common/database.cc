@@ -55,9 +55,8 @@ absl::Status FromRocks(const rocksdb::Status& s) {
   if (s.IsBusy() || s.IsTryAgain()) return absl::AbortedError(s.ToString());
   // The disk or the process, not the request: a full volume, a failed
   // sync, a shutdown. Worth a retry later, which UNAVAILABLE tells
-  // callers and gRPC retry policies; INTERNAL would say the service is
-  // broken.
-  // A file gone missing is damage, not a passing state.
+  // callers and gRPC retry policies. A file gone missing is damage, as
+  // INTERNAL says.
   if ((s.IsIOError() && !s.IsPathNotFound()) || s.IsShutdownInProgress() || s.IsTimedOut()) {
     return WithServiceDetail(absl::UnavailableError(absl::StrCat("rocksdb: ", s.ToString())));
   }
