@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/common/kafka.h"
@@ -24,23 +23,6 @@ namespace {
 constexpr int kCustomers = 1'000;
 constexpr int kLeadsPerCustomer = 16;
 constexpr int kEvents = kCustomers * (kLeadsPerCustomer + 2);  // + an order and a ticket each
-
-// The sum of a metric's samples (every label set) in a Prometheus text
-// page; -1 when it has none.
-double MetricSum(const std::string& text, const std::string& name) {
-  double sum = -1;
-  size_t pos = 0;
-  while ((pos = text.find("\n" + name, pos)) != std::string::npos) {
-    pos += 1;
-    const size_t end = text.find('\n', pos);
-    const std::string line = text.substr(pos, end - pos);
-    const char next = line.size() > name.size() ? line[name.size()] : '\0';
-    if (next != '{' && next != ' ') continue;
-    double v = 0;
-    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum = (sum < 0 ? 0 : sum) + v;
-  }
-  return sum;
-}
 
 std::string Customer(int i) { return absl::StrCat("cus_fault_", i); }
 

@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <fstream>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -70,6 +72,10 @@ inline std::string HttpGet(int port, const std::string& path) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // A server that accepts and never answers fails the test's check, not
+  // the test run.
+  const timeval timeout{.tv_sec = 5, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
     return "";
@@ -82,6 +88,28 @@ inline std::string HttpGet(int port, const std::string& path) {
   close(fd);
   const size_t body = out.find("\r\n\r\n");
   return body == std::string::npos ? "" : out.substr(body + 4);
+}
+
+// The sum of a metric's samples in a Prometheus text page, over every
+// label set or, given `label` (`group="crm-analytics"`), over those that
+// carry it; -1 when it has none.
+inline double MetricSum(const std::string& text, const std::string& name,
+                        const std::string& label = "") {
+  double sum = -1;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::ConsumePrefix(&line, name) || line.empty()) continue;
+    if (line.front() == '{') {
+      const size_t close = line.find('}');
+      if (close == absl::string_view::npos) continue;
+      if (!label.empty() && !absl::StrContains(line.substr(0, close), label)) continue;
+      line.remove_prefix(close + 1);
+    } else if (line.front() != ' ' || !label.empty()) {
+      continue;  // another metric whose name starts with this one
+    }
+    double v = 0;
+    if (absl::SimpleAtod(absl::StripAsciiWhitespace(line), &v)) sum = (sum < 0 ? 0 : sum) + v;
+  }
+  return sum;
 }
 
 // Polls `done` until it holds or `timeout` passes.

@@ -3,12 +3,14 @@
 // Reading and writing the topics directly, as an outside producer or
 // consumer would: for tests that check what a service published, or feed
 // it an event without running the service that normally emits it.
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "crm/v1/envelope.pb.h"
@@ -53,6 +55,32 @@ inline std::vector<crm::v1::EventEnvelope> ConsumeTopic(
   }
   consumer->close();
   return seen;
+}
+
+// How many messages `topics` hold now (high less low watermark, summed over
+// their partitions); a topic the broker does not know holds none. -1 when
+// the broker cannot be asked.
+inline int64_t MessagesOn(const std::string& brokers, const std::vector<std::string>& topics) {
+  auto conf = MakeKafkaConf({{"bootstrap.servers", brokers}});
+  if (!conf.ok()) return -1;
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> client(RdKafka::Producer::create(conf->get(), err));
+  if (client == nullptr) return -1;
+  int64_t total = 0;
+  for (const auto& topic : topics) {
+    auto partitions = PartitionIds(*client, topic, /*timeout_ms=*/5000);
+    if (absl::IsNotFound(partitions.status())) continue;
+    if (!partitions.ok()) return -1;
+    for (int32_t p : *partitions) {
+      int64_t low = 0, high = 0;
+      if (client->query_watermark_offsets(topic, p, &low, &high, /*timeout_ms=*/5000) !=
+          RdKafka::ERR_NO_ERROR) {
+        return -1;
+      }
+      total += high - low;
+    }
+  }
+  return total;
 }
 
 // Publishes envelopes to `topic` keyed by customer_id, as a service's
