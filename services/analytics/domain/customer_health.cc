@@ -182,7 +182,9 @@ void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig
         if (!scores_per_lead) return view.lead_score() >= s.potential_min_lead_score();
         return found && d->has_score_as_of() && d->score() >= s.potential_min_lead_score();
       });
-  const bool potential = view.orders_size() == 0 && !dormant &&
+  // A buying customer (an order or a won deal) is no prospect: another deal
+  // is an upsell.
+  const bool potential = !customer && !dormant &&
                          (view.open_opportunity_count() > 0 || scored_lead_in_play);
   const bool at_risk = customer && view.churn_risk_score() >= s.churn_risk_threshold();
   if (high_value) view.add_segments(crm::v1::SEGMENT_HIGH_VALUE);

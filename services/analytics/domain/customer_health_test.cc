@@ -133,6 +133,28 @@ TEST(CustomerHealthTest, ACustomerWhoseOnlyPurchaseIsAWonDealGoesAtRisk) {
   EXPECT_TRUE(DecideChurnAlert({}, view, AnalyticsConfig::Defaults()).raised.has_value());
 }
 
+// A won deal makes a buying customer, order or not: another deal still
+// open is an upsell, not a prospect's, and the customer going quiet is at
+// risk, never potential and at risk at once.
+TEST(CustomerHealthTest, ACustomerWithAWonDealIsNotPotentialWhileAnotherIsOpen) {
+  std::vector<EventEnvelope> given;
+  for (const char* id : {"opp_1", "opp_2"}) {
+    crm::v1::OpportunityOpened opened;
+    opened.set_opportunity_id(id);
+    opened.set_stage_id("qualify");
+    given.push_back(Envelope(opened, "cus_1", absl::StrCat("open-", id),
+                             absl::StrCat("opportunity-", id), 1, 0));
+  }
+  EXPECT_EQ(Segments(DerivedAt(given, 1)), std::vector{crm::v1::SEGMENT_POTENTIAL});
+  given.push_back(StageChangedAt("won", crm::v1::STAGE_OUTCOME_WON, 2, 1));
+  const auto won = DerivedAt(given, 2);
+  EXPECT_EQ(won.open_opportunity_count(), 1);
+  EXPECT_EQ(won.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_CUSTOMER);
+  EXPECT_TRUE(won.segments().empty());
+  EXPECT_EQ(Segments(DerivedAt(given, 151)),
+            (std::vector{crm::v1::SEGMENT_AT_RISK, crm::v1::SEGMENT_DORMANT}));
+}
+
 // The estimate extends the lifetime value and holds at the same bound.
 TEST(CustomerHealthTest, ClvEstimateOfAHugeBuyerHoldsAtTheLargestAmount) {
   const auto view = DerivedAt({OrderPlacedAt("cus_1", "o1", int64_t{1} << 61, 0)}, 1);
