@@ -142,7 +142,12 @@ absl::StatusOr<OpportunityEvents> DecideStale(const crm::v1::Opportunity& s, con
 absl::Status ValidateOpenOpportunity(const crm::v1::OpenOpportunityRequest& r) {
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
   if (auto st = CheckId("customer_id", r.customer_id()); !st.ok()) return st;
-  if (auto st = CheckLine("name", r.name(), kMaxName, /*required=*/true); !st.ok()) return st;
+  // Checked as stored: trimmed (DecideOpen).
+  if (auto st = CheckLine("name", absl::StripAsciiWhitespace(r.name()), kMaxName,
+                          /*required=*/true);
+      !st.ok()) {
+    return st;
+  }
   if (auto st = CheckOptionalId("owner_id", r.owner_id()); !st.ok()) return st;
   if (auto st = CheckOptionalId("pipeline_id", r.pipeline_id()); !st.ok()) return st;
   if (auto st = CheckOptionalId("stage_id", r.stage_id()); !st.ok()) return st;
@@ -180,7 +185,7 @@ absl::Status ValidateRevise(const crm::v1::ReviseOpportunityRequest& r) {
   if (!r.name().empty() && absl::StripAsciiWhitespace(r.name()).empty()) {
     return Invalid("name", "blank");
   }
-  return CheckLine("name", r.name(), kMaxName);
+  return CheckLine("name", absl::StripAsciiWhitespace(r.name()), kMaxName);
 }
 
 absl::StatusOr<std::vector<OpportunityEvent>> Decide(

@@ -373,6 +373,12 @@ TEST(ValidateOpportunityTest, BadInputNamesTheField) {
   o = open;
   o.set_name("Deal\nInjected");
   EXPECT_EQ(field_of(ValidateOpenOpportunity(o)), "name");
+  // Checked as stored, trimmed: a form's trailing newline or padding is no
+  // control character and no excess length.
+  o.set_name("Acme renewal\n");
+  EXPECT_TRUE(ValidateOpenOpportunity(o).ok());
+  o.set_name(std::string(200, 'x') + "   ");
+  EXPECT_TRUE(ValidateOpenOpportunity(o).ok());
 
   crm::v1::ChangeOpportunityStageRequest change;
   change.set_request_id("r");
@@ -392,6 +398,8 @@ TEST(ValidateOpportunityTest, BadInputNamesTheField) {
   revise.set_name("   ");
   EXPECT_EQ(field_of(ValidateRevise(revise)), "name");
   revise.set_name("Renewal 2027");
+  EXPECT_TRUE(ValidateRevise(revise).ok());
+  revise.set_name(" Renewal 2027\r\n");
   EXPECT_TRUE(ValidateRevise(revise).ok());
 }
 
