@@ -35,9 +35,9 @@ absl::Status ValidateCreateTask(const crm::v1::CreateTaskRequest& r) {
 absl::Status ValidateLogActivity(const crm::v1::LogActivityRequest& r) {
   if (auto st = CheckRequestId(r.request_id()); !st.ok()) return st;
   if (auto st = CheckTarget(r.customer_id(), r.opportunity_id()); !st.ok()) return st;
-  if (r.kind() == crm::v1::ACTIVITY_KIND_UNSPECIFIED || !crm::v1::ActivityKind_IsValid(r.kind())) {
-    return Invalid("kind", "required");
-  }
+  if (r.kind() == crm::v1::ACTIVITY_KIND_UNSPECIFIED) return Invalid("kind", "required");
+  // A value set but unknown to this build (a newer client) is no missing one.
+  if (!crm::v1::ActivityKind_IsValid(r.kind())) return Invalid("kind", "unknown kind");
   if (auto st = CheckLine("subject", r.subject(), kMaxName, /*required=*/true); !st.ok()) {
     return st;
   }

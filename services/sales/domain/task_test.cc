@@ -182,7 +182,9 @@ TEST(ActivityTest, BadInputNamesTheField) {
   auto r = Call().request;
   ASSERT_TRUE(ValidateLogActivity(r).ok());
   r.set_kind(crm::v1::ACTIVITY_KIND_UNSPECIFIED);
-  EXPECT_EQ(ValidateLogActivity(r).message().substr(0, 5), "kind:");
+  EXPECT_EQ(ValidateLogActivity(r).message(), "kind: required");
+  r.set_kind(static_cast<crm::v1::ActivityKind>(99));
+  EXPECT_EQ(ValidateLogActivity(r).message(), "kind: unknown kind");
   r = Call().request;
   r.clear_subject();
   EXPECT_EQ(ValidateLogActivity(r).message().substr(0, 8), "subject:");

@@ -922,6 +922,8 @@ TEST_F(TicketCommandsTest, BadInputNamesTheFieldAndAppendsNothing) {
   r.set_subject("ok");
   r.set_channel(crm::v1::TICKET_CHANNEL_UNSPECIFIED);
   EXPECT_EQ(tickets_->OpenTicket(r, Ctx()).status().message(), "channel: required");
+  r.set_channel(static_cast<crm::v1::TicketChannel>(99));  // a newer client's
+  EXPECT_EQ(tickets_->OpenTicket(r, Ctx()).status().message(), "channel: unknown");
   r.set_channel(crm::v1::TICKET_CHANNEL_WEB);
   r.clear_request_id();
   EXPECT_EQ(tickets_->OpenTicket(r, Ctx()).status().message(), "request_id: required");

@@ -33,10 +33,10 @@ absl::StatusOr<crm::v1::OpenTicketRequest> NormalizeOpenTicketRequest(
   crm::v1::OpenTicketRequest r = request;
   CRM_RETURN_IF_ERROR(CheckRequestId(r.request_id()));
   CRM_RETURN_IF_ERROR(CheckId("customer_id", r.customer_id()));
-  if (r.channel() == crm::v1::TICKET_CHANNEL_UNSPECIFIED ||
-      !crm::v1::TicketChannel_IsValid(r.channel())) {
+  if (r.channel() == crm::v1::TICKET_CHANNEL_UNSPECIFIED)
     return InvalidField("channel", "required");
-  }
+  // A value set but unknown to this build (a newer client) is no missing one.
+  if (!crm::v1::TicketChannel_IsValid(r.channel())) return InvalidField("channel", "unknown");
   r.set_subject(Trimmed(r.subject()));
   r.set_product(Trimmed(r.product()));
   r.set_category(Trimmed(r.category()));
