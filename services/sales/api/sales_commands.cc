@@ -941,15 +941,18 @@ absl::StatusOr<crm::v1::Order> SalesCommands::PlaceOrder(const crm::v1::PlaceOrd
   auto answered = [&] { return StoredAnswer<crm::v1::Order>(store_.events(), request_key); };
   CRM_ASSIGN_OR_RETURN(auto earlier, answered());
   if (earlier.has_value()) return *std::move(earlier);
-  // Acceptance is final, so the quote read here cannot change under us.
+  // Read first for its deal, whose lock AcceptQuote holds too: the deal is
+  // not lost while the order is placed, and a retry waiting on its first
+  // call gets that call's order.
   crm::v1::GetQuoteRequest get;
   get.set_quote_id(request.quote_id());
   CRM_ASSIGN_OR_RETURN(auto quote, GetQuote(get));
-  // Held as AcceptQuote holds it: the deal is not lost while the order is
-  // placed, and a retry waiting on its first call gets that call's order.
   auto guard = opportunity_locks_.Lock({quote.opportunity_id()});
   CRM_ASSIGN_OR_RETURN(earlier, answered());
   if (earlier.has_value()) return *std::move(earlier);
+  // Read again under the lock: an acceptance may have committed since.
+  // Acceptance is final, so the status read now stands.
+  CRM_ASSIGN_OR_RETURN(quote, GetQuote(get));
   const bool accepted = quote.status() == crm::v1::QUOTE_STATUS_ACCEPTED;
   const std::string opportunity_id = quote.opportunity_id();
   const std::string quote_id = quote.quote_id();
