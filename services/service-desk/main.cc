@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
   tickets.SealPiiWith(**vault);
   crm::service_desk::ArticleCommands articles(**store, clock);
   crm::service_desk::ServiceDeskGrpc grpc_service(tickets, articles, executor);
-  crm::service_desk::WarrantyFollowUps warranty(**store, clock, vault->get());
+  crm::service_desk::WarrantyFollowUps warranty(**store, clock, vault->get(),
+                                                [k = keys->get()] { return k->reached_start(); });
   crm::service_desk::TimerLoop timers(
       [&tickets, &warranty]() -> absl::StatusOr<int> {
         auto visited = tickets.RunDueTimers();

@@ -10,6 +10,7 @@ namespace crm::service_desk {
 
 absl::StatusOr<int> WarrantyFollowUps::RunDue() {
   constexpr size_t kBatch = 1000;
+  if (erasures_known_ && !erasures_known_()) return 0;  // the schedule waits
   const absl::Time now = clock_();
   CRM_ASSIGN_OR_RETURN(auto due, store_.DueWarrantyFollowUps(now, kBatch));
   int raised = 0;

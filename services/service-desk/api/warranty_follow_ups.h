@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+
 #include "absl/status/statusor.h"
 #include "libs/common/pii/key_vault.h"
 #include "services/service-desk/api/ticket_commands.h"
@@ -13,9 +15,16 @@ namespace crm::service_desk {
 class WarrantyFollowUps {
  public:
   // With `vault`, a follow-up of a customer erased since the order leaves
-  // the schedule unraised: its purpose is to contact the person.
-  WarrantyFollowUps(DeskStore& store, Clock clock, const pii::KeyVault* vault = nullptr)
-      : store_(store), clock_(std::move(clock)), vault_(vault) {}
+  // the schedule unraised: its purpose is to contact the person. With
+  // `erasures_known`, nothing is raised until it holds: the vault learns
+  // erasures made while the service was down (or since the backup it was
+  // restored from) only as it reads the keys topic again.
+  WarrantyFollowUps(DeskStore& store, Clock clock, const pii::KeyVault* vault = nullptr,
+                    std::function<bool()> erasures_known = nullptr)
+      : store_(store),
+        clock_(std::move(clock)),
+        vault_(vault),
+        erasures_known_(std::move(erasures_known)) {}
 
   // Returns the number of follow-ups raised. Follow-ups whose warranty has
   // already ended, of an erased customer, or that were raised before,
@@ -26,6 +35,7 @@ class WarrantyFollowUps {
   DeskStore& store_;
   Clock clock_;
   const pii::KeyVault* vault_;
+  std::function<bool()> erasures_known_;
 };
 
 }  // namespace crm::service_desk
