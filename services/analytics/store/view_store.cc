@@ -180,12 +180,14 @@ absl::StatusOr<std::optional<crm::v1::Customer360>> GroupView(const DbReader& db
   joined.set_customer_id(group.primary);
   bool any = false;
   for (const auto& member : group.members) {
+    // Named once the merge is read, with or without events of its own yet:
+    // sales finds the person's account by these ids.
+    if (member != group.primary) joined.add_merged_customer_ids(member);
     CRM_ASSIGN_OR_RETURN(auto view, LoadView(db, member));
     if (!view.has_value()) continue;
     if (unreadable) DropProfileValues(*view, unreadable);
     JoinView(joined, *view);
     any = true;
-    if (member != group.primary) joined.add_merged_customer_ids(member);
   }
   if (!any) return std::nullopt;
   return joined;

@@ -619,6 +619,13 @@ TEST_F(ViewStoreTest, MergedCustomersReadAsOneViewWhateverTheOrder) {
   Customer360Projection other_projection;
   Subscriber other(*other_db, other_projection, SubscriberOptions{});
   ASSERT_TRUE(other.ApplyBatch({history[1], history[4]}).ok());
+  // The merged customer is named before any of its own events is read: a
+  // churn alert lists it for sales to find the account by.
+  auto early = ViewStore(*other_db).GetCustomer360("cus_b", 0, "");
+  ASSERT_TRUE(early.ok()) << early.status();
+  EXPECT_EQ(std::vector<std::string>(early->merged_customer_ids().begin(),
+                                     early->merged_customer_ids().end()),
+            std::vector<std::string>{"cus_a"});
   for (int i = static_cast<int>(history.size()) - 1; i >= 0; --i) {
     if (i != 1 && i != 4) {
       ASSERT_TRUE(other.ApplyBatch({history[i]}).ok());
