@@ -202,9 +202,9 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
     if (m->has_amount() && TakeIfNewer(r->mutable_amount_as_of(), event)) {
       *r->mutable_amount() = m->amount();
     }
-    // A reopening's time is the time the deal sat closed, not time in a
-    // stage of the pipeline.
-    if (m->has_time_in_previous_stage() && !m->from_stage_id().empty() && !m->reopened()) {
+    // A reopening's time is the time the deal sat closed: kept apart, as no
+    // time in a stage of the pipeline and none of the sales cycle.
+    if (m->has_time_in_previous_stage() && !m->from_stage_id().empty()) {
       auto* visits = r->mutable_stage_visits();
       auto pos = std::lower_bound(
           visits->begin(), visits->end(), event.event_id(),
@@ -215,6 +215,7 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
         v->set_event_id(event.event_id());
         v->set_stage_id(m->from_stage_id());
         v->set_seconds(m->time_in_previous_stage().seconds());
+        v->set_closed(m->reopened());
         for (int i = visits->size() - 1; i > index; --i) visits->SwapElements(i, i - 1);
       }
     }
@@ -328,13 +329,18 @@ void FunnelBuilder::AddOpportunity(const FunnelOpportunityRecord& o) {
   crm::analytics::AddOpportunity(st.by_channel[ChannelKey(channel)], o);
   crm::analytics::AddOpportunity(TerritorySlice(st.by_territory, o.territory()), o);
   crm::analytics::AddOpportunity(st.by_owner[o.owner_id()], o);
+  int64_t closed_seconds = 0;
   for (const auto& v : o.stage_visits()) {
+    if (v.closed()) {
+      closed_seconds += v.seconds();
+      continue;
+    }
     auto& [sum, samples] = st.stage_seconds[{o.pipeline_id(), v.stage_id()}];
     sum += v.seconds();
     ++samples;
   }
   if (o.outcome() == crm::v1::STAGE_OUTCOME_WON) {
-    st.cycle_sum += o.outcome_as_of().at().seconds() - o.opened_at().seconds();
+    st.cycle_sum += o.outcome_as_of().at().seconds() - o.opened_at().seconds() - closed_seconds;
     ++st.cycle_samples;
   }
 }

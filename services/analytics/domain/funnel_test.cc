@@ -150,7 +150,7 @@ std::vector<crm::v1::EventEnvelope> History() {
 }
 
 // A deal won, reopened a month later and won again: the month it sat
-// closed is no time in the "won" stage.
+// closed is no time in the "won" stage, nor in its sales cycle.
 TEST(FunnelTest, TheTimeADealSatClosedIsNoStageTime) {
   Records records;
   for (const auto& e : History()) records.Apply(e);
@@ -160,10 +160,19 @@ TEST(FunnelTest, TheTimeADealSatClosedIsNoStageTime) {
   ASSERT_TRUE(reopened.payload().UnpackTo(&m));
   m.set_reopened(true);
   reopened.mutable_payload()->PackFrom(m);
+  reopened.set_event_id("reopen-o5");
   records.Apply(reopened);
+  records.Apply(reopened);  // delivered twice
+  auto won_again =
+      Moved("o5", "c5", "proposal", "won", crm::v1::STAGE_OUTCOME_WON, 2 * kDay, kFeb + 14 * kDay);
+  won_again.set_event_id("move-o5-won-again");
+  records.Apply(won_again);
   const auto f = records.Funnel();
   for (const auto& stage : f.stage_times()) EXPECT_NE(stage.stage_id(), "won");
   EXPECT_EQ(f.stage_times_size(), 2);
+  // Opened Jan 7, won Jan 13 (6 days), reopened Feb 12, won Feb 14 (2 days).
+  EXPECT_EQ(f.total().won(), 1);
+  EXPECT_DOUBLE_EQ(f.average_sales_cycle_seconds(), 8.0 * kDay);
 }
 
 // Where the funnel loses most counts what each step lost for good: leads
