@@ -424,6 +424,7 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
   projection_.BeginBatch();
   uint64_t applied = 0;
   uint64_t skipped = 0;
+  uint64_t poisoned = 0;  // counted once the batch commits, as the others
   // Streams' applied versions and partitions' next offsets, kept in memory
   // for the batch and written once at its end.
   absl::flat_hash_map<std::string, int64_t> versions;
@@ -438,7 +439,7 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
     last_of_partition[{m.topic, m.partition}] = i;
     auto& event = *google::protobuf::Arena::CreateMessage<crm::v1::EventEnvelope>(&arena);
     if (!DecodeEvent(m.value, event)) {
-      poisoned_.fetch_add(1);
+      ++poisoned;
       log::Error("undecodable event parked", {{"topic", m.topic},
                                               {"partition", absl::StrCat(m.partition)},
                                               {"offset", absl::StrCat(m.offset)}});
@@ -495,7 +496,7 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
       return st;
     } else if (!st.ok()) {
       // A projection that cannot use an event must not stop the others.
-      poisoned_.fetch_add(1);
+      ++poisoned;
       log::Error("event rejected by projection, parked",
                  {{"event_id", event.event_id()}, {"error", st.ToString()}});
       dead.push_back({m, st.ToString()});
@@ -521,6 +522,7 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
   txn.Seal();
   prepared.applied = applied;
   prepared.skipped = skipped;
+  prepared.poisoned = poisoned;
   return prepared;
 }
 
@@ -530,6 +532,7 @@ absl::Status Subscriber::ApplyBatch(const std::vector<ConsumedMessage>& messages
   CRM_RETURN_IF_ERROR(prepared.txn->Commit());
   applied_.fetch_add(prepared.applied);
   skipped_.fetch_add(prepared.skipped);
+  poisoned_.fetch_add(prepared.poisoned);
   projection_.Committed();
   return absl::OkStatus();
 }
@@ -841,6 +844,7 @@ void Subscriber::Committed(const std::vector<ConsumedMessage>& batch, const Prep
   projection_.Committed();
   applied_.fetch_add(prepared.applied);
   skipped_.fetch_add(prepared.skipped);
+  poisoned_.fetch_add(prepared.poisoned);
   in_flight_.fetch_sub(static_cast<int64_t>(batch.size()));
   absl::MutexLock lock(&mu_);
   if (rereading_.empty()) return;

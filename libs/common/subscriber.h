@@ -207,6 +207,7 @@ class Subscriber {
     std::unique_ptr<ProjectionTxn> txn;
     uint64_t applied = 0;
     uint64_t skipped = 0;
+    uint64_t poisoned = 0;
   };
   // Applies `messages` into a new transaction reading through `pending`.
   absl::StatusOr<Prepared> Prepare(const std::vector<ConsumedMessage>& messages,

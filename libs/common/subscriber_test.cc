@@ -592,6 +592,23 @@ class FailsOnceOnStreams final : public Projection {
   absl::flat_hash_set<std::string> to_fail_;  // only the apply thread calls Apply
 };
 
+// A batch retried after a transient failure parks its poison again (at
+// least once) but counts it once: crm_events_dead_lettered counts letters
+// of batches that committed.
+TEST_F(SubscriberTest, APoisonInABatchRetriedIsCountedOnce) {
+  std::vector<DeadLetter> parked;
+  FailsOnceOnStreams projection({"b"});
+  Subscriber subscriber(*db_, projection, ParkingIn(parked));
+  const std::vector<ConsumedMessage> batch = {{"crm.leads.v1", 0, 0, "\xff\xff not a protobuf"},
+                                              Message("b", 1, 1)};
+  EXPECT_TRUE(absl::IsUnavailable(subscriber.ApplyBatch(batch)));
+  EXPECT_EQ(subscriber.poisoned(), 0u);
+  ASSERT_TRUE(subscriber.ApplyBatch(batch).ok());
+  EXPECT_EQ(subscriber.poisoned(), 1u);
+  EXPECT_EQ(subscriber.applied(), 1u);
+  EXPECT_EQ(parked.size(), 1u);
+}
+
 // Both ways of committing (in the apply thread, and on another thread
 // while the next batch is applied), with the seeks back working or
 // failing a few times first.
