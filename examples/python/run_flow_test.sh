@@ -15,12 +15,16 @@ trap cleanup EXIT
 
 # Drawn below the kernel's ephemeral range (it starts at 32768): a port
 # bind(0) hands out may be taken by an outgoing connection (a Kafka
-# client's) before the service binds it.
+# client's) before the service binds it. Never one of the arguments: the
+# ports drawn before, whose services may not have bound them yet.
 free_port() {
   /usr/bin/python3 -c '
-import random, socket
+import random, socket, sys
+taken = {int(p) for p in sys.argv[1:]}
 for _ in range(100):
     port = random.randint(20000, 32000)
+    if port in taken:
+        continue
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", port))
@@ -31,7 +35,7 @@ for _ in range(100):
     print(port)
     break
 else:
-    raise SystemExit("no free port")'
+    raise SystemExit("no free port")' "$@"
 }
 
 "$BUILD/tools/crm-broker" --address-file="$WORK/broker" >"$WORK/broker.log" 2>&1 &
@@ -42,7 +46,7 @@ BROKERS="$(cat "$WORK/broker")"
 DEV_KEY="crm-dev-only-hs256-key--do-not-use-in-production"
 declare -A PORT
 for svc in leads sales service-desk analytics; do
-  PORT[$svc]="$(free_port)"
+  PORT[$svc]="$(free_port "${PORT[@]}")"
   # The development token key (libs/common/auth/dev_key.h): loopback only.
   CRM_JWT_HS256_KEY="$DEV_KEY" "$BUILD/services/$svc/crm-$svc" --listen="127.0.0.1:${PORT[$svc]}" \
     --data-dir="$WORK/$svc" --brokers="$BROKERS" >"$WORK/$svc.log" 2>&1 &

@@ -8,8 +8,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -53,13 +55,20 @@ inline bool CanBindLoopback(int& port) {
 // kernel's ephemeral range (ip_local_port_range starts at 32768): a port
 // bind(0) hands out may be taken by any outgoing connection (a Kafka
 // client's, a test's) before the service binds it. Random, so two tests
-// running at once rarely draw the same one.
+// running at once rarely draw the same one; never one this process drew
+// before, so the ports of one stack, drawn before any is bound, differ.
 inline int FreePort() {
-  static thread_local std::mt19937 rng(std::random_device{}());
+  static std::mutex mu;
+  static std::set<int> drawn;
+  static std::mt19937 rng(std::random_device{}());
+  std::lock_guard<std::mutex> lock(mu);
   std::uniform_int_distribution<int> pick(20000, 32000);
   for (int attempt = 0; attempt < 100; ++attempt) {
     int port = pick(rng);
-    if (CanBindLoopback(port)) return port;
+    if (!drawn.contains(port) && CanBindLoopback(port)) {
+      drawn.insert(port);
+      return port;
+    }
   }
   int any = 0;
   return CanBindLoopback(any) ? any : 0;
