@@ -24,6 +24,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -319,14 +320,23 @@ size_t AssignedCount(RdKafka::KafkaConsumer& consumer) {
 }
 
 // `defaults` prints fields at their default too: a count of 0 is an answer.
-std::string ToJson(const google::protobuf::Message& m, bool pretty, bool defaults = false) {
+// Fails on a payload type this build does not know (a newer service's).
+absl::StatusOr<std::string> JsonOf(const google::protobuf::Message& m, bool pretty,
+                                   bool defaults = false) {
   std::string out;
   google::protobuf::util::JsonPrintOptions o;
   o.add_whitespace = pretty;
   o.always_print_primitive_fields = defaults;
   o.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok()) return "{}";
+  if (auto st = google::protobuf::util::MessageToJsonString(m, &out, o); !st.ok()) {
+    return absl::InternalError(std::string(st.message()));
+  }
   return out;
+}
+
+// JsonOf, "{}" when it fails: for messages without a payload.
+std::string ToJson(const google::protobuf::Message& m, bool pretty, bool defaults = false) {
+  return JsonOf(m, pretty, defaults).value_or("{}");
 }
 
 // A terminal gets a bar redrawn in place. Anything else (kubectl exec
@@ -527,8 +537,19 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
     std::fprintf(stderr, "\ncrmctl rebuild: %s\n", st.ToString().c_str());
     return 1;
   }
+  // Before the summary: a run that fails prints no success line.
+  if (const size_t missing = projection.Missing(**vault); missing > 0) {
+    std::fprintf(stderr,
+                 "\ncrmctl rebuild: %zu data keys did not unwrap with the master key given: pass "
+                 "the services' --master-key-file (and --previous-master-keys during a "
+                 "rotation); the views would show those people's data as erased\n",
+                 missing);
+    return 1;
+  }
   const absl::Duration elapsed = absl::Now() - start;
-  Progress(done, total, elapsed, /*last=*/true);
+  // Every partition read to its end: all of it, though a compacted topic
+  // (crm.keys.v1) has fewer messages than its offsets span.
+  Progress(done, done, elapsed, /*last=*/true);
   if (isatty(2)) std::fputc('\n', stderr);
   std::printf(
       "rebuilt analytics from %lld events in %.2f s: %.0f events/s (%llu applied, %llu "
@@ -538,14 +559,6 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
       static_cast<unsigned long long>(applier.applied()),
       static_cast<unsigned long long>(applier.skipped()),
       static_cast<unsigned long long>(applier.poisoned()));
-  if (const size_t missing = projection.Missing(**vault); missing > 0) {
-    std::fprintf(stderr,
-                 "crmctl rebuild: %zu data keys did not unwrap with the master key given: pass "
-                 "the services' --master-key-file (and --previous-master-keys during a "
-                 "rotation); the views would show those people's data as erased\n",
-                 missing);
-    return 1;
-  }
   return 0;
 }
 
@@ -727,8 +740,8 @@ int Tail(int argc, char** argv) {
     if (!crm::DecodeEvent(absl::string_view(static_cast<const char*>(msg->payload()), msg->len()),
                           e)) {
       std::printf("%s,\"undecodable\":true}\n", where.c_str());
-    } else if (std::string json = ToJson(e, false); json != "{}") {
-      std::printf("%s,\"event\":%s}\n", where.c_str(), json.c_str());
+    } else if (auto json = JsonOf(e, false); json.ok()) {
+      std::printf("%s,\"event\":%s}\n", where.c_str(), json->c_str());
     } else {
       // A payload type this build does not know (a newer service): the
       // envelope is still shown, and the payload named, not an empty event.
@@ -886,7 +899,18 @@ int Export(int argc, char** argv) {
       rc = st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1;
       continue;
     }
-    std::printf("%s\n", ToJson(out, false).c_str());
+    // Never "{}" for what the service holds: an answer to a person's
+    // request for their data must be whole or fail.
+    auto json = JsonOf(out, false);
+    if (!json.ok()) {
+      std::fprintf(stderr,
+                   "crmctl export: %s (%s): cannot print the export: %s (a crmctl older than "
+                   "the service?)\n",
+                   t.flag, target.c_str(), std::string(json.status().message()).c_str());
+      rc = 1;
+      continue;
+    }
+    std::printf("%s\n", json->c_str());
   }
   return rc;
 }
