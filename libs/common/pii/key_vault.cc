@@ -610,6 +610,13 @@ bool KeyVault::Erased(const std::string& customer_id) const {
   return erased_.contains(customer_id);
 }
 
+std::optional<absl::Time> KeyVault::LatestErasure(const std::string& customer_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = erased_.find(customer_id);
+  if (it == erased_.end()) return std::nullopt;
+  return it->second;
+}
+
 std::string KeyVault::SurvivorOf(const std::string& customer_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string at = customer_id;

@@ -168,6 +168,9 @@ class KeyVault {
   std::vector<std::string> WithMerged(const std::string& customer_id) const;
   // Whether the customer was erased (as far as this vault has heard).
   bool Erased(const std::string& customer_id) const;
+  // When the customer was last erased; nullopt if never. A person may come
+  // back under the same id after an erasure, with a new key.
+  std::optional<absl::Time> LatestErasure(const std::string& customer_id) const;
   // The customer that `customer_id` was merged into, following later
   // merges; `customer_id` itself when it was not merged.
   std::string SurvivorOf(const std::string& customer_id) const;

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/envelope.h"
 #include "libs/common/event_store.h"
+#include "libs/common/ids.h"
 #include "libs/common/status_macros.h"
 #include "services/service-desk/domain/warranty.h"
 
@@ -15,7 +16,11 @@ absl::StatusOr<int> WarrantyFollowUps::RunDue() {
   CRM_ASSIGN_OR_RETURN(auto due, store_.DueWarrantyFollowUps(now, kBatch));
   int raised = 0;
   for (const auto& [key, follow_up] : due) {
-    if (vault_ != nullptr && vault_->Erased(follow_up.customer_id())) {
+    // Erased since the purchase; one who came back and bought again after
+    // an erasure is followed up on that purchase.
+    const auto erased =
+        vault_ != nullptr ? vault_->LatestErasure(follow_up.customer_id()) : std::nullopt;
+    if (erased.has_value() && *erased >= FromProtoTimestamp(follow_up.purchased_at())) {
       CRM_RETURN_IF_ERROR(store_.DropWarrantyFollowUp(key));
       continue;
     }

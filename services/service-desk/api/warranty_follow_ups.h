@@ -14,7 +14,7 @@ namespace crm::service_desk {
 // own stream, appended with the schedule entry's removal in one batch.
 class WarrantyFollowUps {
  public:
-  // With `vault`, a follow-up of a customer erased since the order leaves
+  // With `vault`, a follow-up of a customer erased since the purchase leaves
   // the schedule unraised: its purpose is to contact the person. With
   // `erasures_known`, nothing is raised until it holds: the vault learns
   // erasures made while the service was down (or since the backup it was

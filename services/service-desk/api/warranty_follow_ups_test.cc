@@ -122,7 +122,8 @@ TEST_F(WarrantyFollowUpsTest, ARedeliveredOrderIsNotFollowedUpTwice) {
   EXPECT_TRUE(left->empty()) << "spent entries leave the schedule";
 }
 
-// A follow-up is there to contact the person: none for one erased since.
+// A follow-up is there to contact the person: none for one erased since,
+// but one for a purchase made after they came back.
 TEST_F(WarrantyFollowUpsTest, AFollowUpOfAnErasedCustomerIsDroppedWithoutAnEvent) {
   auto vault =
       pii::KeyVault::Open(store_->db(), &store_->events(), pii::RandomKey(), "crm/service-desk");
@@ -133,6 +134,7 @@ TEST_F(WarrantyFollowUpsTest, AFollowUpOfAnErasedCustomerIsDroppedWithoutAnEvent
   Deliver(Order("ord_2", "cus_2", {"printer-x"}, Utc(2024, 3, 1)));
   EventContext ctx;
   ctx.actor = "admin:ann";
+  ctx.occurred_at = Utc(2025, 1, 1);
   ASSERT_TRUE((*vault)->EraseCustomer("cus_1", "asked to be forgotten", ctx).ok());
   now_ = Utc(2026, 2, 1);
   EXPECT_EQ(Run(), 1);
@@ -142,6 +144,14 @@ TEST_F(WarrantyFollowUpsTest, AFollowUpOfAnErasedCustomerIsDroppedWithoutAnEvent
   auto left = store_->DueWarrantyFollowUps(Utc(2030, 1, 1), 10);
   ASSERT_TRUE(left.ok());
   EXPECT_TRUE(left->empty()) << "the erased customer's entry left the schedule";
+
+  Deliver(Order("ord_3", "cus_1", {"printer-x"}, Utc(2025, 6, 1)));
+  now_ = Utc(2027, 5, 15);
+  EXPECT_EQ(Run(), 1);
+  raised = Raised();
+  ASSERT_EQ(raised.size(), 2u);
+  EXPECT_EQ(raised[1].customer_id(), "cus_1");
+  EXPECT_EQ(raised[1].order_id(), "ord_3");
 }
 
 // Started before the keys topic is read again, the vault may not know an
@@ -164,6 +174,7 @@ TEST_F(WarrantyFollowUpsTest, NothingIsRaisedUntilErasuresAreKnown) {
 
   EventContext ctx;
   ctx.actor = "admin:ann";
+  ctx.occurred_at = Utc(2025, 1, 1);
   ASSERT_TRUE((*vault)->EraseCustomer("cus_1", "asked to be forgotten", ctx).ok());
   known = true;
   EXPECT_EQ(Run(), 1);
