@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "libs/common/thread_name.h"
 
 namespace crm {
@@ -241,7 +242,11 @@ void MetricsServer::Serve() {
     } else {
       response = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     }
-    for (size_t sent = 0; sent < response.size();) {
+    // The timeout bounds each send, not the reply: a scraper reading a
+    // little at a time keeps every send making progress. The whole reply
+    // gets 5 s, and Stop is not kept waiting for it.
+    const absl::Time give_up = absl::Now() + absl::Seconds(5);
+    for (size_t sent = 0; sent < response.size() && !stopping_ && absl::Now() < give_up;) {
       const ssize_t w = send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
       if (w <= 0) break;
       sent += static_cast<size_t>(w);

@@ -5,6 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace crm {
@@ -77,6 +82,63 @@ TEST(MetricsTest, ServerAnswersMetricsAndNotFound) {
   EXPECT_NE(ok.find("text/plain; version=0.0.4"), std::string::npos);
   EXPECT_NE(ok.find("crm_served_total 1"), std::string::npos);
   EXPECT_EQ(HttpGet(server.port(), "/other").rfind("HTTP/1.1 404", 0), 0u);
+}
+
+// A scraper reading a little at a time: asks for the metrics and then
+// reads 4 KB every 200 ms (each of the server's sends makes progress).
+class SlowReader {
+ public:
+  explicit SlowReader(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    const int small = 4096;
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    EXPECT_EQ(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const std::string req = "GET /metrics HTTP/1.1\r\n\r\n";
+    EXPECT_EQ(send(fd_, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+    thread_ = std::thread([this] {
+      char buf[4096];
+      const absl::Time until = absl::Now() + absl::Seconds(30);
+      while (!done_ && absl::Now() < until && recv(fd_, buf, sizeof(buf), 0) > 0) {
+        absl::SleepFor(absl::Milliseconds(200));
+      }
+    });
+    absl::SleepFor(absl::Milliseconds(500));  // the server is sending to it
+  }
+  ~SlowReader() {
+    done_ = true;
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+
+ private:
+  int fd_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// One slow scraper holds the one serving thread for 5 s at most, and never
+// holds up Stop.
+TEST(MetricsTest, ASlowReaderHoldsTheServerForABoundedTime) {
+  MetricsRegistry registry;
+  auto big = registry.AddGauge("crm_big", "Big", {{"value", std::string(8 << 20, 'x')}},
+                               [] { return 1.0; });
+  MetricsServer server(registry);
+  ASSERT_TRUE(server.Start("127.0.0.1:0").ok());
+  {
+    SlowReader slow(server.port());
+    const absl::Time asked = absl::Now();
+    const std::string next = HttpGet(server.port(), "/other");
+    EXPECT_EQ(next.rfind("HTTP/1.1 404", 0), 0u) << next;
+    EXPECT_LT(absl::Now() - asked, absl::Seconds(10));
+  }
+  SlowReader slow(server.port());
+  const absl::Time stopping = absl::Now();
+  server.Stop();
+  EXPECT_LT(absl::Now() - stopping, absl::Seconds(3));
 }
 
 TEST(MetricsTest, BadListenAddressIsRejected) {
