@@ -219,9 +219,6 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     keys.push_back(r.stream);
     keys.push_back(request_keys.back().key);
   }
-  uint64_t incoming = 0;
-  for (const auto& r : requests) incoming += r.events.size();
-  CRM_RETURN_IF_ERROR(Admit(incoming, admission));
   auto guard = locks_.Lock(keys);
   // The batch's first log position stays in unwritten_ until the write is
   // over, so StablePosition never passes positions still to be written.
@@ -285,6 +282,20 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     for (size_t i = 0; i < key_list.size(); ++i) {
       if (earlier[i].has_value()) seen_keys.emplace(key_list[i], DecodeResult(*earlier[i]));
     }
+  }
+  // Admitted by what it would append: a retry answered from its stored
+  // result, or a request refused for its version, adds nothing to the
+  // backlog and gets its own answer, not RESOURCE_EXHAUSTED.
+  {
+    uint64_t incoming = 0;
+    for (size_t n = 0; n < requests.size(); ++n) {
+      const AppendRequest& r = requests[n];
+      if (!r.request_key.empty() && seen_keys.contains(request_keys[n].key)) continue;
+      auto it = versions.find(r.stream);
+      if ((it == versions.end() ? kNoStream : it->second) != r.expected_version) continue;
+      incoming += r.events.size();
+    }
+    if (incoming > 0) CRM_RETURN_IF_ERROR(Admit(incoming, admission));
   }
 
   for (size_t n = 0; n < requests.size(); ++n) {

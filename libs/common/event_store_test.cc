@@ -543,6 +543,24 @@ TEST_F(EventStoreTest, FullOutboxRefusesAppendsUntilItDrains) {
   EXPECT_EQ(store_->LogSize(), 9u);
 }
 
+// A full outbox refuses what would append: a retry of a recorded request
+// still gets its result, and a stale version its conflict.
+TEST_F(EventStoreTest, AFullOutboxStillAnswersRetriesAndVersionConflicts) {
+  store_->SetOutboxLimit(1);
+  auto keyed = Request("s-1", 0, {Event("A")}, "");
+  keyed.request_key = "capture/1";
+  ASSERT_TRUE(store_->Append(keyed).ok());
+  ASSERT_EQ(store_->BacklogSize(), 1u);
+  auto retried = store_->Append(keyed);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(retried->replayed);
+  EXPECT_EQ(store_->Append(Request("s-1", 0, {Event("B")}, "")).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(store_->Append(Request("s-1", 1, {Event("B")}, "")).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->LogSize(), 1u);
+}
+
 // Refilling an empty broker puts the whole log back in the outbox: that is
 // not a backlog, and appends go on (a log past the bound refused them all).
 TEST_F(EventStoreTest, ARefillOfTheLogDoesNotCountAgainstTheOutboxBound) {
