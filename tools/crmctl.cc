@@ -89,7 +89,9 @@ constexpr char kUsage[] =
     "                                                   --jwt-hs256-key[-file] / "
     "CRM_JWT_HS256_KEY[_FILE])\n"
     "Brokers default to CRM_KAFKA_BROKERS, then .run/broker.addr of ./crm up;\n"
-    "--kafka-properties-file=F (CRM_KAFKA_PROPERTIES_FILE) sets TLS/SASL, as for the services.\n"
+    "--kafka-properties-file=F (CRM_KAFKA_PROPERTIES_FILE) sets TLS/SASL, as for the services;\n"
+    "--group-id=G (CRMCTL_GROUP_ID, default crmctl) is the group the brokers check tail and\n"
+    "rebuild against (they join none, commit nothing): one the Kafka identity may read.\n"
     "gRPC calls send --token (CRM_TOKEN), else an admin token for 'crmctl' signed as above; TLS "
     "with\n"
     "--tls-ca=PEM (CRM_TLS_CA), and for mTLS --tls-cert/--tls-key (CRM_TLS_CLIENT_CERT/KEY);\n"
@@ -260,17 +262,24 @@ std::shared_ptr<grpc::Channel> ConnectOrSay(const char* command, int argc, char*
   return *std::move(channel);
 }
 
-// A consumer without a group that reads partitions from a given position.
+// The group crmctl's consumer names. It joins none and commits nothing, but
+// the brokers still check it may use the group: run with a service's
+// KafkaUser (in its pod), it must be one that user may read.
+std::string GroupId(int argc, char** argv) {
+  return crm::Setting(argc, argv, "group-id", "CRMCTL_GROUP_ID", "crmctl");
+}
+
+// A consumer that joins no group and reads partitions from a given position.
 absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
-    const std::string& brokers, const std::vector<std::string>& topics, bool from_beginning,
-    int64_t* total, std::vector<std::string>* truncated = nullptr) {
+    const std::string& brokers, const std::string& group_id, const std::vector<std::string>& topics,
+    bool from_beginning, int64_t* total, std::vector<std::string>* truncated = nullptr) {
   if (brokers.empty()) {
     return absl::InvalidArgumentError(
         "no brokers: set --brokers or CRM_KAFKA_BROKERS (.run/broker.addr is read from the "
         "directory ./crm up ran in)");
   }
   CRM_ASSIGN_OR_RETURN(auto conf, crm::MakeKafkaConf({{"bootstrap.servers", brokers},
-                                                      {"group.id", "crmctl"},
+                                                      {"group.id", group_id},
                                                       {"enable.auto.commit", "false"},
                                                       {"enable.partition.eof", "true"},
                                                       {"fetch.wait.max.ms", "10"}}));
@@ -424,7 +433,8 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   // The brokers first: a wrong address must not leave a database behind.
   int64_t total = 0;
   std::vector<std::string> truncated;
-  auto consumer = AssignedConsumer(Brokers(argc, argv), crm::AllTopics(), true, &total, &truncated);
+  auto consumer = AssignedConsumer(Brokers(argc, argv), GroupId(argc, argv), crm::AllTopics(), true,
+                                   &total, &truncated);
   if (!consumer.ok()) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", consumer.status().ToString().c_str());
     return 1;
@@ -695,7 +705,7 @@ int Tail(int argc, char** argv) {
     return 2;
   }
   int64_t total = 0;
-  auto consumer = AssignedConsumer(Brokers(argc, argv), {argv[2]},
+  auto consumer = AssignedConsumer(Brokers(argc, argv), GroupId(argc, argv), {argv[2]},
                                    HasFlag(argc, argv, "--from-beginning"), &total);
   if (!consumer.ok()) {
     std::fprintf(stderr, "crmctl tail: %s\n", consumer.status().ToString().c_str());
@@ -1011,6 +1021,7 @@ bool FlagsAreKnown(int argc, char** argv) {
                                                                  "brokers",
                                                                  "count",
                                                                  "data-dir",
+                                                                 "group-id",
                                                                  "jwt-audience",
                                                                  "jwt-hs256-key",
                                                                  "jwt-hs256-key-file",
