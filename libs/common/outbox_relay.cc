@@ -181,9 +181,12 @@ void OutboxRelay::ServeReports(int timeout_ms) {
       in_flight_.empty() ? read_from_ : std::min(read_from_, *in_flight_.begin());
   if (delivered <= marked_) return;
   if (auto st = store_.MarkRelayed(delivered); !st.ok()) {
-    log::Error("outbox cursor write failed", {{"error", st.ToString()}});
+    if (!cursor_failing_) log::Error("outbox cursor write failed", {{"error", st.ToString()}});
+    cursor_failing_ = true;
     return;
   }
+  if (cursor_failing_) log::Info("outbox cursor written again", {});
+  cursor_failing_ = false;
   marked_ = delivered;
 }
 

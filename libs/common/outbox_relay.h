@@ -128,6 +128,9 @@ class OutboxRelay {
   uint64_t read_from_ = 0;
   // What the outbox cursor was last moved to.
   uint64_t marked_ = 0;
+  // Whether the last cursor write failed: a stopped store fails every pass,
+  // logged once until a write succeeds again.
+  bool cursor_failing_ = false;
   // Messages in flight when librdkafka last said its queue was full: no
   // more is read until fewer are.
   std::optional<size_t> queue_full_at_;
