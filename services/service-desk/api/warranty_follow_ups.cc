@@ -17,10 +17,13 @@ absl::StatusOr<int> WarrantyFollowUps::RunDue() {
   int raised = 0;
   for (const auto& [key, follow_up] : due) {
     // Erased since the purchase; one who came back and bought again after
-    // an erasure is followed up on that purchase.
+    // an erasure is followed up on that purchase. The two times come from
+    // two services' clocks: a purchase within their skew of the erasure
+    // counts as before it.
     const auto erased =
         vault_ != nullptr ? vault_->LatestErasure(follow_up.customer_id()) : std::nullopt;
-    if (erased.has_value() && *erased >= FromProtoTimestamp(follow_up.purchased_at())) {
+    if (erased.has_value() &&
+        *erased + pii::kErasureClockSkew >= FromProtoTimestamp(follow_up.purchased_at())) {
       CRM_RETURN_IF_ERROR(store_.DropWarrantyFollowUp(key));
       continue;
     }

@@ -27,8 +27,8 @@ class WarrantyFollowUps {
         erasures_known_(std::move(erasures_known)) {}
 
   // Returns the number of follow-ups raised. Follow-ups whose warranty has
-  // already ended, of an erased customer, or that were raised before,
-  // leave the schedule quietly.
+  // already ended, of a customer erased since the purchase, or that were
+  // raised before, leave the schedule quietly.
   absl::StatusOr<int> RunDue();
 
  private:
