@@ -283,21 +283,6 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
       if (earlier[i].has_value()) seen_keys.emplace(key_list[i], DecodeResult(*earlier[i]));
     }
   }
-  // Admitted by what it would append: a retry answered from its stored
-  // result, or a request refused for its version, adds nothing to the
-  // backlog and gets its own answer, not RESOURCE_EXHAUSTED.
-  {
-    uint64_t incoming = 0;
-    for (size_t n = 0; n < requests.size(); ++n) {
-      const AppendRequest& r = requests[n];
-      if (!r.request_key.empty() && seen_keys.contains(request_keys[n].key)) continue;
-      auto it = versions.find(r.stream);
-      if ((it == versions.end() ? kNoStream : it->second) != r.expected_version) continue;
-      incoming += r.events.size();
-    }
-    if (incoming > 0) CRM_RETURN_IF_ERROR(Admit(incoming, admission));
-  }
-
   for (size_t n = 0; n < requests.size(); ++n) {
     AppendRequest& req = requests[n];
     if (req.stream.empty()) {
@@ -386,6 +371,10 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
       if (r->replayed) return absl::AlreadyExistsError("request applied before: nothing written");
     }
   }
+  // Admitted by what it appends, decided above without writing: a retry
+  // answered from its stored result, or a request refused for its version,
+  // adds nothing to the backlog and gets its own answer.
+  if (appended > 0) CRM_RETURN_IF_ERROR(Admit(appended, admission));
   for (const auto& key : event_keys) {
     CRM_RETURN_IF_ERROR(put(kLog, BigEndian64(next_position()), key));
   }

@@ -558,6 +558,18 @@ TEST_F(EventStoreTest, AFullOutboxStillAnswersRetriesAndVersionConflicts) {
             absl::StatusCode::kAborted);
   EXPECT_EQ(store_->Append(Request("s-1", 1, {Event("B")}, "")).status().code(),
             absl::StatusCode::kResourceExhausted);
+  // Written together, a retry makes the whole write one: ALREADY_EXISTS.
+  std::vector<AppendRequest> together;
+  together.push_back(Request("s-2", 0, {Event("C")}, ""));
+  together.push_back(keyed);
+  EXPECT_EQ(store_->AppendAll(std::move(together)).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  // A second request building on the first's stream counts too.
+  std::vector<AppendRequest> chained;
+  chained.push_back(Request("s-1", 1, {Event("D")}, ""));
+  chained.push_back(Request("s-1", 2, {Event("E")}, ""));
+  EXPECT_EQ(store_->AppendBatch(std::move(chained)).status().code(),
+            absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(store_->LogSize(), 1u);
 }
 
