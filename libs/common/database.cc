@@ -337,8 +337,9 @@ std::unique_ptr<rocksdb::Iterator> Database::NewIterator(absl::string_view famil
 
 absl::Status Database::Flush() {
   if (auto s = db_->FlushWAL(/*sync=*/true); !s.ok()) return FromRocks(s);
+  // The families in use: a retired one dropped at open fails a flush.
   std::vector<rocksdb::ColumnFamilyHandle*> all;
-  for (auto& h : handles_) all.push_back(h.get());
+  for (const auto& [name, handle] : by_name_) all.push_back(handle);
   return FromRocks(db_->Flush(rocksdb::FlushOptions(), all));
 }
 

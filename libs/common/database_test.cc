@@ -30,6 +30,26 @@ TEST(DatabaseTest, ABackgroundErrorThatStopsWritesIsReported) {
   EXPECT_TRUE((*db)->StoppedBy().ok());
 }
 
+// A family retired (dropped when the database opens) is gone, and the
+// others flush as before: erased keys are compacted away after a flush.
+TEST(DatabaseTest, ADatabaseWithARetiredFamilyFlushes) {
+  crm::testing::TempDir dir;
+  {
+    auto db = Database::Open(dir.Sub("db"), {"rows", "old"});
+    ASSERT_TRUE(db.ok()) << db.status();
+  }
+  DatabaseOptions tuning;
+  tuning.retired_families = {"old"};
+  auto db = Database::Open(dir.Sub("db"), {"rows"}, tuning);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_EQ((*db)->Family("old"), nullptr);
+  rocksdb::WriteBatch batch;
+  ASSERT_TRUE(batch.Put((*db)->Family("rows"), "a", "1").ok());
+  ASSERT_TRUE((*db)->Write(&batch, /*sync=*/false).ok());
+  const absl::Status flushed = (*db)->Flush();
+  EXPECT_TRUE(flushed.ok()) << flushed;
+}
+
 // Reads through a snapshot agree with one another: a write after it is
 // seen by the database's own reads, not by the snapshot's.
 TEST(DatabaseTest, ASnapshotsReadsSeeNoLaterWrite) {
