@@ -393,14 +393,20 @@ absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t b
 }
 
 std::function<bool()> ReadyAfterRestore(const std::string& data_dir,
-                                        std::function<bool()> keys_read) {
+                                        std::function<bool()> keys_read,
+                                        std::function<absl::Status()> make_durable) {
   const std::filesystem::path mark = std::filesystem::path(data_dir) / kRestoredMark;
   std::error_code ec;
   if (!std::filesystem::exists(mark, ec)) return [] { return true; };
   log::Warn("restored from a backup: not ready until the keys topic is read",
             {{"data_dir", data_dir}});
-  return [mark, keys_read = std::move(keys_read)] {
+  return [mark, keys_read = std::move(keys_read), make_durable = std::move(make_durable)] {
     if (!keys_read()) return false;
+    if (absl::Status st = make_durable(); !st.ok()) {
+      log::Error("cannot sync what the key reader applied; the restore mark stays",
+                 {{"error", st.ToString()}});
+      return false;
+    }
     std::error_code ec;
     std::filesystem::remove(mark, ec);
     if (ec) log::Error("cannot remove the restore mark", {{"error", ec.message()}});

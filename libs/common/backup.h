@@ -78,8 +78,12 @@ inline constexpr char kRestoredMark[] = "RESTORED";
 // what crm.keys.v1 held at start, the erasures since the backup among
 // them), when the mark is removed. Until then a person erased after the
 // backup could be matched to their erased customer and sealed with a key
-// the erasure then destroys.
+// the erasure then destroys. `make_durable` (the key rows' database's
+// Flush) runs first: the key reader commits without a sync, and a mark
+// removed before its erasures are on disk would not come back after a
+// power cut that took them.
 std::function<bool()> ReadyAfterRestore(const std::string& data_dir,
-                                        std::function<bool()> keys_read);
+                                        std::function<bool()> keys_read,
+                                        std::function<absl::Status()> make_durable);
 
 }  // namespace crm

@@ -227,6 +227,43 @@ TEST_F(BackupTest, PartsAreBackedUpAndRestoredWithTheMainDatabase) {
 // The data dir appears by one rename once the database, its parts and the
 // RESTORED mark are all written: a restore cut short leaves only a
 // "<dir>.restoring" beside it, which the next restore clears.
+// A restored service is ready once its key reader is through, and what the
+// reader applied is synced before the restore mark goes: a mark removed
+// first could outlive the erasures a power cut took.
+TEST_F(BackupTest, TheRestoreMarkGoesOnlyOnceTheKeysReadAreSynced) {
+  const std::string data_dir = dir_.Sub("restored-gate");
+  std::filesystem::create_directories(data_dir);
+  const auto mark = std::filesystem::path(data_dir) / kRestoredMark;
+  std::ofstream(mark) << "restored\n";
+  bool keys_read = false;
+  absl::Status sync = absl::UnavailableError("disk gone");
+  int syncs = 0;
+  auto ready = ReadyAfterRestore(
+      data_dir, [&] { return keys_read; },
+      [&] {
+        ++syncs;
+        EXPECT_TRUE(std::filesystem::exists(mark)) << "synced before the mark goes";
+        return sync;
+      });
+  EXPECT_FALSE(ready());
+  EXPECT_EQ(syncs, 0);
+  keys_read = true;
+  EXPECT_FALSE(ready()) << "not synced";
+  EXPECT_TRUE(std::filesystem::exists(mark));
+  sync = absl::OkStatus();
+  EXPECT_TRUE(ready());
+  EXPECT_EQ(syncs, 2);
+  EXPECT_FALSE(std::filesystem::exists(mark));
+  // Not restored: ready at once, nothing synced.
+  EXPECT_TRUE(ReadyAfterRestore(
+      dir_.Sub("never-restored"), [] { return false; },
+      [&] {
+        ++syncs;
+        return absl::OkStatus();
+      })());
+  EXPECT_EQ(syncs, 2);
+}
+
 TEST_F(BackupTest, ARestoredDataDirAppearsWholeOrNotAtAll) {
   auto emitted = EventStore::Open(dir_.Sub("live-emitted"), {"index"});
   ASSERT_TRUE(emitted.ok()) << emitted.status();

@@ -146,9 +146,9 @@ int main(int argc, char** argv) {
   host.AddService(&grpc_service);
   host.GateReadiness(
       crm::v1::AnalyticsService::service_full_name(),
-      [views_ready, restored = crm::ReadyAfterRestore(config->data_dir, [k = keys->get()] {
-                      return k->reached_start();
-                    })] { return restored() && views_ready(); });
+      [views_ready, restored = crm::ReadyAfterRestore(
+                        config->data_dir, [k = keys->get()] { return k->reached_start(); },
+                        [&db] { return (*db)->Flush(); })] { return restored() && views_ready(); });
   // A backup holds the views and the emitted events with their churn alert
   // state, restored into <data-dir>/emitted (the default --events-dir).
   host.ServeAdmin(**db, **events, **vault, {{"emitted", &(*events)->db()}},

@@ -68,10 +68,11 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.GateReadiness(crm::v1::LeadsService::service_full_name(),
-                     crm::ReadyAfterRestore(config->data_dir, [&key_subscriber] {
-                       return key_subscriber.reached_start();
-                     }));
+  host.GateReadiness(
+      crm::v1::LeadsService::service_full_name(),
+      crm::ReadyAfterRestore(
+          config->data_dir, [&key_subscriber] { return key_subscriber.reached_start(); },
+          [&store] { return (*store)->events().db().Flush(); }));
   host.ServeAdmin((*store)->events().db(), (*store)->events(), (*store)->vault());
   host.RecordDenials((*store)->events());
   host.OpenPii((*store)->vault());

@@ -135,9 +135,10 @@ int main(int argc, char** argv) {
 
   crm::ServiceHost host(*config);
   host.AddService(&grpc_service);
-  host.GateReadiness(
-      crm::v1::ServiceDeskService::service_full_name(),
-      crm::ReadyAfterRestore(config->data_dir, [k = keys->get()] { return k->reached_start(); }));
+  host.GateReadiness(crm::v1::ServiceDeskService::service_full_name(),
+                     crm::ReadyAfterRestore(
+                         config->data_dir, [k = keys->get()] { return k->reached_start(); },
+                         [&store] { return (*store)->db().Flush(); }));
   host.ServeAdmin((*store)->events().db(), (*store)->events(), **vault);
   host.RecordDenials((*store)->events());
   host.OpenPii(**vault);
