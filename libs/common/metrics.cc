@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 
@@ -242,12 +243,16 @@ void MetricsServer::Serve() {
     } else {
       response = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     }
-    // The timeout bounds each send, not the reply: a scraper reading a
+    // A send timeout bounds one send, not the reply: a scraper reading a
     // little at a time keeps every send making progress. The whole reply
-    // gets 5 s, and Stop is not kept waiting for it.
+    // gets 5 s, sent in steps of at most 200 ms so that Stop is not kept
+    // waiting either.
+    const timeval step{0, 200'000};
+    setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &step, sizeof(step));
     const absl::Time give_up = absl::Now() + absl::Seconds(5);
     for (size_t sent = 0; sent < response.size() && !stopping_ && absl::Now() < give_up;) {
       const ssize_t w = send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
       if (w <= 0) break;
       sent += static_cast<size_t>(w);
     }

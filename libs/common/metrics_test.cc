@@ -102,10 +102,14 @@ class SlowReader {
       char buf[4096];
       const absl::Time until = absl::Now() + absl::Seconds(30);
       while (!done_ && absl::Now() < until && recv(fd_, buf, sizeof(buf), 0) > 0) {
+        sending_ = true;
         absl::SleepFor(absl::Milliseconds(200));
       }
     });
-    absl::SleepFor(absl::Milliseconds(500));  // the server is sending to it
+    // The server is sending to it (the page built) before it is timed.
+    const absl::Time until = absl::Now() + absl::Seconds(30);
+    while (!sending_ && absl::Now() < until) absl::SleepFor(absl::Milliseconds(10));
+    EXPECT_TRUE(sending_);
   }
   ~SlowReader() {
     done_ = true;
@@ -117,6 +121,7 @@ class SlowReader {
  private:
   int fd_;
   std::atomic<bool> done_{false};
+  std::atomic<bool> sending_{false};
   std::thread thread_;
 };
 
