@@ -592,9 +592,9 @@ class FailsOnceOnStreams final : public Projection {
   absl::flat_hash_set<std::string> to_fail_;  // only the apply thread calls Apply
 };
 
-// A batch retried after a transient failure parks its poison again (at
-// least once) but counts it once: crm_events_dead_lettered counts letters
-// of batches that committed.
+// A batch read again after a transient failure meets its poison again but
+// counts it once: crm_events_dead_lettered counts the letters of batches
+// that committed, not each time a poison is found.
 TEST_F(SubscriberTest, APoisonInABatchRetriedIsCountedOnce) {
   std::vector<DeadLetter> parked;
   FailsOnceOnStreams projection({"b"});

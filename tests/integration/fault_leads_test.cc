@@ -195,23 +195,27 @@ class LeadsFaultTest : public ::testing::Test {
         absl::Seconds(90));
     EXPECT_TRUE(pending.empty()) << pending.size() << " customers never reached analytics, e.g. "
                                  << (pending.empty() ? "" : *pending.begin());
-    // Count once every copy is in: the outbox has published all it holds,
-    // and analytics has taken every message on the topics it reads.
-    int64_t on_topics = -1;
+    // Count once every copy is in: the outbox has published all it holds
+    // (the topics hold all they will), and analytics has taken every
+    // message on the topics it reads and measures no lag.
+    EXPECT_TRUE(Eventually(
+        [&] { return MetricSum(HttpGet(leads_metrics_, "/metrics"), "crm_outbox_depth") == 0; },
+        absl::Seconds(60)))
+        << HttpGet(leads_metrics_, "/metrics");
+    const int64_t on_topics = MessagesOn(stack_.brokers(), DomainTopics());
+    ASSERT_GE(on_topics, 0) << "the broker could not be asked";
+    const std::string group = R"(group="crm-analytics")";
     double taken = -1;
     EXPECT_TRUE(Eventually(
         [&] {
-          if (MetricSum(HttpGet(leads_metrics_, "/metrics"), "crm_outbox_depth") != 0) {
-            return false;
-          }
-          on_topics = MessagesOn(stack_.brokers(), DomainTopics());
           const std::string metrics = HttpGet(analytics_metrics_, "/metrics");
           taken = 0;
           for (const char* name : {"crm_events_consumed_applied", "crm_events_consumed_duplicates",
                                    "crm_events_dead_lettered"}) {
-            taken += std::max(0.0, MetricSum(metrics, name, R"(group="crm-analytics")"));
+            taken += std::max(0.0, MetricSum(metrics, name, group));
           }
-          return on_topics >= 0 && taken >= static_cast<double>(on_topics);
+          return taken >= static_cast<double>(on_topics) &&
+                 MetricSum(metrics, "crm_consumer_lag", group) == 0;
         },
         absl::Seconds(60)))
         << "analytics took " << taken << " of " << on_topics << " messages";

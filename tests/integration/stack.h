@@ -71,7 +71,9 @@ inline int FreePort() {
     }
   }
   int any = 0;
-  return CanBindLoopback(any) ? any : 0;
+  if (!CanBindLoopback(any)) return 0;
+  drawn.insert(any);
+  return any;
 }
 
 // The body of an HTTP GET on loopback, "" when nothing answers.
