@@ -184,8 +184,8 @@ void DeriveHealth(Customer360& view, const Timestamp& now, const AnalyticsConfig
       });
   // A buying customer (an order or a won deal) is no prospect: another deal
   // is an upsell.
-  const bool potential = !customer && !dormant &&
-                         (view.open_opportunity_count() > 0 || scored_lead_in_play);
+  const bool potential =
+      !customer && !dormant && (view.open_opportunity_count() > 0 || scored_lead_in_play);
   const bool at_risk = customer && view.churn_risk_score() >= s.churn_risk_threshold();
   if (high_value) view.add_segments(crm::v1::SEGMENT_HIGH_VALUE);
   if (potential) view.add_segments(crm::v1::SEGMENT_POTENTIAL);
