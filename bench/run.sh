@@ -16,7 +16,11 @@ run() {
     exit 1
   fi
   echo "== $(basename "$bin") $*" >&2
-  "$bin" "$@" | tee -a "$TMP"
+  # A benchmark that hangs (a stalled broker, a stuck stack) fails the run.
+  if ! timeout 480 "$bin" "$@" | tee -a "$TMP"; then
+    echo "bench/run.sh: $(basename "$bin") $* failed or ran over 8 minutes" >&2
+    exit 1
+  fi
 }
 
 # The memory parts each in a process of their own: a peak RSS (VmHWM) is the

@@ -56,7 +56,12 @@ void SyncedAppends() {
     const int n = 2000;
     const absl::Time start = absl::Now();
     for (int i = 0; i < n; ++i) {
-      store->db().raw()->Put(wo, absl::StrCat("raw", i), std::string(300, 'x'));
+      // A failed write is no write: counted, it would inflate the limit.
+      if (auto s = store->db().raw()->Put(wo, absl::StrCat("raw", i), std::string(300, 'x'));
+          !s.ok()) {
+        std::fprintf(stderr, "synced write failed: %s\n", s.ToString().c_str());
+        std::abort();
+      }
     }
     Figure("rocksdb synced writes (1 writer)", PerSecond(n, absl::Now() - start), "writes/s");
   }
@@ -196,7 +201,14 @@ void KafkaRebuild() {
     consumer->assign(parts);
     RdKafka::TopicPartition::destroy(parts);
     int eof = 0;
+    // A broker that stops answering must fail the bench, not hang it.
+    const absl::Time give_up = absl::Now() + absl::Minutes(2);
     while (eof < kPartitions) {
+      if (absl::Now() > give_up) {
+        std::fprintf(stderr, "raw consume stalled: %d of %d partitions at their end\n", eof,
+                     kPartitions);
+        std::abort();
+      }
       std::unique_ptr<RdKafka::Message> m(consumer->consume(1000));
       if (m->err() == RdKafka::ERR__PARTITION_EOF) {
         ++eof;
@@ -240,7 +252,13 @@ void KafkaRebuild() {
   auto done = [&] { return static_cast<int64_t>(subscriber.applied() + subscriber.skipped()); };
   // Joining the consumer group takes seconds on the embedded broker and is
   // start-up, not throughput: the clock starts when the first batch lands.
-  while (done() == 0) absl::SleepFor(absl::Milliseconds(1));
+  for (const absl::Time give_up = absl::Now() + absl::Minutes(2); done() == 0;) {
+    if (absl::Now() > give_up) {
+      std::fprintf(stderr, "rebuild never started: no batch in 2 minutes\n");
+      std::abort();
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
   const absl::Time first = absl::Now();
   const double cpu_first = ProcessCpuSeconds();
   const int64_t at_first = done();
