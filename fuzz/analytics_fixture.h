@@ -26,7 +26,7 @@ class AnalyticsFixture {
   // `seed`: starts with the customers Seed() writes.
   explicit AnalyticsFixture(bool seed)
       : db_(OpenDatabase(dir_.Sub("analytics"))),
-        subscriber_(*db_, projection_, Options(dead_letters_)),
+        subscriber_(*db_, projection_, CountingDeadLetters(dead_letters_)),
         views_(*db_) {
     if (seed) Seed();
   }
@@ -68,16 +68,6 @@ class AnalyticsFixture {
     auto db = Database::Open(path, analytics::ViewFamilies());
     Check(db.ok(), "cannot open the analytics database", db.status().ToString());
     return *std::move(db);
-  }
-
-  static SubscriberOptions Options(const std::shared_ptr<size_t>& dead_letters) {
-    SubscriberOptions options;
-    options.group_id = "fuzz";
-    options.dead_letter_sink = [dead_letters](const std::vector<DeadLetter>& letters) {
-      *dead_letters += letters.size();
-      return absl::OkStatus();
-    };
-    return options;
   }
 
   // Declared first: the directory outlives the database in it.

@@ -1,17 +1,21 @@
 // The consume path on arbitrary messages: a batch of up to eight messages
 // (length-prefixed parts after a first byte that picks their topics) goes
-// through Subscriber::ApplyBatch into the analytics projection, the
-// consumer of every topic, and each decodable envelope through the leads
+// through Subscriber::ApplyBatch into every consumer of the shared topics
+// (the analytics projection, the service desk's customer projection, the
+// sales reactions), and each decodable envelope through the leads
 // service's payload decoder. Beyond not crashing: no message, however
-// malformed, fails the batch (a failed batch is retried forever and stops
+// malformed, fails a batch (a failed batch is retried forever and stops
 // the consumer), undecodable ones are dead-lettered, and delivering the
 // same batch again applies nothing (duplicates are skipped).
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "crm/v1/envelope.pb.h"
 #include "fuzz/analytics_fixture.h"
+#include "fuzz/consumers.h"
 #include "fuzz/fuzz_input.h"
 #include "libs/common/kafka.h"
 #include "services/leads/domain/lead.h"
@@ -22,6 +26,37 @@ namespace {
 AnalyticsFixture& Fixture() {
   static AnalyticsFixture fixture(/*seed=*/false);
   return fixture;
+}
+
+DeskConsumer& Desk() {
+  static DeskConsumer desk;
+  return desk;
+}
+
+SalesConsumer& Sales() {
+  static SalesConsumer sales;
+  return sales;
+}
+
+// Applies `batch` to `subscriber` twice, as after a crash before the
+// offsets were stored, and checks what every consumer must hold to.
+void CheckConsumes(absl::string_view consumer, Subscriber& subscriber,
+                   const std::function<size_t()>& dead_letters,
+                   const std::vector<ConsumedMessage>& batch, size_t undecodable) {
+  // Messages built only on failure: this runs for every input.
+  const size_t dead_before = dead_letters();
+  absl::Status st = subscriber.ApplyBatch(batch);
+  if (!st.ok())
+    Fail(absl::StrCat(consumer, ": a consumed batch fails (retried forever)"), st.ToString());
+  if (dead_letters() - dead_before < undecodable) {
+    Fail(absl::StrCat(consumer, ": an undecodable message is not dead-lettered"));
+  }
+  const uint64_t applied_before = subscriber.applied();
+  st = subscriber.ApplyBatch(batch);
+  if (!st.ok()) Fail(absl::StrCat(consumer, ": a redelivered batch fails"), st.ToString());
+  if (subscriber.applied() != applied_before) {
+    Fail(absl::StrCat(consumer, ": a redelivered event is applied twice"));
+  }
 }
 
 const char* TopicOf(uint8_t selector, size_t index) {
@@ -35,6 +70,8 @@ const char* TopicOf(uint8_t selector, size_t index) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   crm::fuzz::Fixture();
+  crm::fuzz::Desk();
+  crm::fuzz::Sales();
   return 0;
 }
 
@@ -56,18 +93,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (batch.empty()) return 0;
 
-  const size_t dead_before = fixture.dead_letters();
-  absl::Status st = fixture.subscriber().ApplyBatch(batch);
-  fuzz::Check(st.ok(), "a consumed batch fails (the consumer would retry it forever)",
-              st.ToString());
-  fuzz::Check(fixture.dead_letters() - dead_before >= undecodable,
-              "an undecodable message is not dead-lettered");
-
-  // Redelivery, as after a crash before the offsets were stored.
-  const uint64_t applied_before = fixture.subscriber().applied();
-  st = fixture.subscriber().ApplyBatch(batch);
-  fuzz::Check(st.ok(), "a redelivered batch fails", st.ToString());
-  fuzz::Check(fixture.subscriber().applied() == applied_before,
-              "a redelivered event is applied twice");
+  fuzz::CheckConsumes(
+      "analytics", fixture.subscriber(), [&] { return fixture.dead_letters(); }, batch,
+      undecodable);
+  auto& desk = fuzz::Desk();
+  fuzz::CheckConsumes(
+      "service desk", desk.subscriber(), [&] { return desk.dead_letters(); }, batch, undecodable);
+  auto& sales = fuzz::Sales();
+  fuzz::CheckConsumes(
+      "sales", sales.subscriber(), [&] { return sales.dead_letters(); }, batch, undecodable);
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "libs/common/subscriber.h"
 
 namespace crm::fuzz {
 
@@ -50,6 +52,17 @@ inline std::vector<std::string> SplitParts(absl::string_view bytes, size_t max) 
     bytes.remove_prefix(len);
   }
   return parts;
+}
+
+// Subscriber options whose dead-letter sink counts into `dead_letters`.
+inline SubscriberOptions CountingDeadLetters(const std::shared_ptr<size_t>& dead_letters) {
+  SubscriberOptions options;
+  options.group_id = "fuzz";
+  options.dead_letter_sink = [dead_letters](const std::vector<DeadLetter>& letters) {
+    *dead_letters += letters.size();
+    return absl::OkStatus();
+  };
+  return options;
 }
 
 [[noreturn]] inline void Fail(absl::string_view what, absl::string_view detail = "") {
