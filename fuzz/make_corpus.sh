@@ -10,7 +10,7 @@ OUT="$ROOT/fuzz/corpus"
 encode() {  # type textproto -> binary on stdout
   protoc --proto_path="$ROOT/proto" --encode="crm.v1.$1" \
     crm/v1/common.proto crm/v1/envelope.proto crm/v1/leads.proto crm/v1/sales.proto \
-    crm/v1/service_desk.proto crm/v1/analytics.proto <<<"$2"
+    crm/v1/service_desk.proto crm/v1/analytics.proto crm/v1/admin.proto <<<"$2"
 }
 
 byte() { printf "\\x$(printf %02x "$1")"; }
@@ -26,6 +26,20 @@ text_seed() {  # target name selector text
 }
 
 rm -rf "$OUT"
+
+# ---- admin_request ----
+AD=admin_request
+mkdir -p "$OUT/$AD"
+{ byte 0; encode EraseCustomerRequest 'customer_id: "cus_1" reason: "GDPR request 2026-118"'; } >"$OUT/$AD/erase"
+{ byte 1; encode ExportCustomerRequest 'customer_id: "cus_1"'; } >"$OUT/$AD/export"
+{ byte 1; encode ExportCustomerRequest 'customer_id: "cus_1" page_token: "bm90LWEtdG9rZW4"'; } >"$OUT/$AD/export_token"
+text_seed $AD token 2 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEifQ.c2ln'
+signed() {  # name header claims: parts of 2-byte little-endian length + text
+  { byte 3; for t in "$2" "$3"; do local n=${#t}; byte $((n & 255)); byte $((n >> 8)); printf '%s' "$t"; done; } >"$OUT/$AD/$1"
+}
+signed signed_admin '{"alg":"HS256","typ":"JWT"}' '{"iss":"crm-fuzz","aud":"crm","sub":"ada","roles":["admin"],"territory":"emea","iat":1799999000,"exp":1900000000}'
+signed signed_audiences '{"alg":"HS256"}' '{"iss":"crm-fuzz","aud":["billing","crm"],"sub":"svc","roles":["service"],"exp":1800000100,"nbf":1799999990}'
+signed signed_expired '{"alg":"HS256","kid":"k1"}' '{"iss":"crm-fuzz","aud":"crm","sub":"old","exp":1700000000}'
 
 # ---- leads_request ----
 L=leads_request

@@ -18,6 +18,7 @@
 #include "libs/common/reply_budget.h"
 #include "libs/common/request_context.h"
 #include "libs/common/serve_unary.h"
+#include "libs/common/status_macros.h"
 
 namespace crm {
 
@@ -73,6 +74,40 @@ absl::Status CheckReason(absl::string_view reason) {
 }
 
 }  // namespace
+
+absl::Status CheckEraseCustomerRequest(const crm::v1::EraseCustomerRequest& request) {
+  CRM_RETURN_IF_ERROR(CheckCustomerId(request.customer_id()));
+  return CheckReason(request.reason());
+}
+
+absl::StatusOr<uint64_t> ExportStartsAfter(const crm::v1::ExportCustomerRequest& request,
+                                           absl::string_view service) {
+  CRM_RETURN_IF_ERROR(CheckCustomerId(request.customer_id()));
+  // The token is the position in this service's log the previous page
+  // ended at: one of another service's export (the same request) is
+  // refused, not read as a position in this log.
+  CRM_ASSIGN_OR_RETURN(std::string position,
+                       OpenPageToken(request, request.page_token(), "page_token"));
+  absl::string_view at = position;
+  if (at.empty()) return 0;
+  if (!absl::ConsumePrefix(&at, absl::StrCat(service, "@"))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token: not a token of this query; it continues another "
+                     "service's export, not ",
+                     service, "'s"));
+  }
+  uint64_t after = 0;
+  if (!absl::SimpleAtoi(at, &after) || after == 0 ||
+      after == std::numeric_limits<uint64_t>::max()) {
+    return absl::InvalidArgumentError("page_token: malformed");
+  }
+  return after;
+}
+
+std::string ExportPageToken(const crm::v1::ExportCustomerRequest& request,
+                            absl::string_view service, uint64_t after) {
+  return SealPageToken(request, absl::StrCat(service, "@", after));
+}
 
 template <typename Body>
 grpc::ServerUnaryReactor* AdminService::Guarded(grpc::CallbackServerContext* ctx, Body body) {
@@ -130,8 +165,7 @@ grpc::ServerUnaryReactor* AdminService::EraseCustomer(grpc::CallbackServerContex
   return RunAsCaller(ctx, privacy_executor_,
                      [this, request, response, event_ctx = EventContextFrom(*ctx, "")](
                          const auth::Principal& caller) mutable -> absl::Status {
-                       if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
-                       if (auto st = CheckReason(request->reason()); !st.ok()) return st;
+                       CRM_RETURN_IF_ERROR(CheckEraseCustomerRequest(*request));
                        if (!vault_.can_erase()) {
                          return absl::FailedPreconditionError(
                              "this service erases nothing: call EraseCustomer on leads, sales or "
@@ -157,24 +191,7 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
   // Off the API workers: a scan of the whole log must not hold one.
   return RunAsCaller(
       ctx, privacy_executor_, [this, request, response](const auth::Principal&) -> absl::Status {
-        if (auto st = CheckCustomerId(request->customer_id()); !st.ok()) return st;
-        // The token is the position in this service's log the previous page
-        // ended at: one of another service's export (the same request) is
-        // refused, not read as a position in this log.
-        uint64_t after = 0;
-        auto position = OpenPageToken(*request, request->page_token(), "page_token");
-        if (!position.ok()) return position.status();
-        absl::string_view at = *position;
-        if (!at.empty() && !absl::ConsumePrefix(&at, absl::StrCat(service_, "@"))) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("page_token: not a token of this query; it continues another "
-                           "service's export, not ",
-                           service_, "'s"));
-        }
-        if (!at.empty() && (!absl::SimpleAtoi(at, &after) || after == 0 ||
-                            after == std::numeric_limits<uint64_t>::max())) {
-          return absl::InvalidArgumentError("page_token: malformed");
-        }
+        CRM_ASSIGN_OR_RETURN(const uint64_t after, ExportStartsAfter(*request, service_));
         // The person's records merged into this customer are theirs
         // too: an erasure takes them, so the export shows them.
         const std::vector<std::string> customers = vault_.WithMerged(request->customer_id());
@@ -199,8 +216,7 @@ grpc::ServerUnaryReactor* AdminService::ExportCustomer(
           *response->add_events() = std::move(event);
         }
         if (events->resume_after != 0) {
-          response->set_next_page_token(
-              SealPageToken(*request, absl::StrCat(service_, "@", events->resume_after)));
+          response->set_next_page_token(ExportPageToken(*request, service_, events->resume_after));
         }
         return absl::OkStatus();
       });

@@ -21,6 +21,19 @@ namespace crm {
 using ExportDerived = std::function<absl::StatusOr<std::vector<google::protobuf::Any>>(
     const std::string& customer_id)>;
 
+// The checks of EraseCustomer: a customer id as the services take them
+// (1-64 bytes of printable ASCII) and a reason that is a reference to the
+// request (letters, digits and a few marks; no words about the person).
+absl::Status CheckEraseCustomerRequest(const crm::v1::EraseCustomerRequest& request);
+
+// Where ExportCustomer's page starts in the log of `service`: after this
+// position, 0 for the first page. INVALID_ARGUMENT for a bad customer id
+// or a token that is not one of ExportPageToken(request, service, ...).
+absl::StatusOr<uint64_t> ExportStartsAfter(const crm::v1::ExportCustomerRequest& request,
+                                           absl::string_view service);
+std::string ExportPageToken(const crm::v1::ExportCustomerRequest& request,
+                            absl::string_view service, uint64_t after);
+
 // crm.v1.AdminService over one service's database: online backups into
 // `backup_dir`. Backups run on their own thread, one at a time, so they
 // never hold up the service's API workers.
