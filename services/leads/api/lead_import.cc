@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <utility>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
@@ -155,9 +156,17 @@ absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::Impo
   CRM_RETURN_IF_ERROR(failed_);
   const size_t chunk_rows = importer_.options_.chunk_rows;
   if (rows_received_ + rows->size() > importer_.options_.max_rows_per_call) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rows: more than ", importer_.options_.max_rows_per_call,
-                     " rows in one call; send the rest in another call with the same import_id"));
+    // The rows received so far land before the call ends, a chunk not yet
+    // full too: the client is told to go on from this message.
+    if (!pending_.empty()) {
+      if (auto st = Process(std::exchange(pending_, {})); !st.ok()) return failed_ = st;
+    }
+    if (auto st = WaitForWriter(); !st.ok()) return failed_ = st;
+    return failed_ = absl::InvalidArgumentError(absl::StrCat(
+               "rows: more than ", importer_.options_.max_rows_per_call, " rows in one call; the ",
+               rows_received_,
+               " rows before this message are imported: send this message's rows and the rest "
+               "in another call with the same import_id"));
   }
   rows_received_ += rows->size();
   for (auto& row : *rows) {

@@ -556,6 +556,13 @@ TEST_F(LeadImportTest, BadImportIdOrTooManyRowsIsInvalid) {
   auto response = Import("big-1", rows, 100);
   EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(response.status().message().rfind("rows:", 0), 0u);
+  // Every row before the refused message landed, those of a chunk not yet
+  // full too: the client sends only the refused message on, as told.
+  EXPECT_EQ(CountLeads(), 500);
+  auto rest = Import("big-1", {rows.back()}, 100);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(rest->accepted(), 1);
+  EXPECT_EQ(CountLeads(), 501);
 }
 
 TEST(ImportReplyTest, AFullCallsReplyFitsAClientsDefaultReceiveLimit) {
