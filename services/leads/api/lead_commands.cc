@@ -652,13 +652,22 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   }
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  // They name the person's first lead, as a capture's duplicate_of_lead_id
+  // does: that of the survivor when it is a later lead of its person (else
+  // the person's next lead would name the survivor, and a check of who may
+  // convert it would stop there), unless this merge takes that lead away.
+  std::string home_lead = survivor_id;
+  if (!survivor->duplicate_of_lead_id().empty()) {
+    CRM_ASSIGN_OR_RETURN(std::string first, contacts_.LiveLead(survivor->duplicate_of_lead_id()));
+    if (!merged_leads.contains(first)) home_lead = std::move(first);
+  }
   CRM_ASSIGN_OR_RETURN(auto entries, store_.FindContactKeys(keys));
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!entries[i].has_value() || merged_leads.contains(entries[i]->lead_id) ||
         entries[i]->customer_id == merged->customer_id() ||
         entries[i]->customer_id == merged_customer) {
       s.projection_writes.push_back(
-          LeadStore::ContactWrite(keys[i], {survivor_id, survivor_customer}));
+          LeadStore::ContactWrite(keys[i], {home_lead, survivor_customer}));
     }
   }
   s.request_key = request_key;

@@ -1042,6 +1042,17 @@ TEST_F(LeadUseCaseTest, MergesRepointEveryContactOfTheMergedPerson) {
   auto by_g_phone = *commands_->CaptureLead(Request("by-g-phone", "", "+14155550122"), Ctx());
   EXPECT_EQ(by_g_phone.customer_id(), g.customer_id());
   EXPECT_EQ(by_g_phone.duplicate_of_lead_id(), g_dup.lead_id());
+
+  // A later lead merged into another later lead of the person: the
+  // person's first lead stays the one the next capture names.
+  auto h = *commands_->CaptureLead(Request("h", "h@example.com"), Ctx());
+  auto h_kept = *commands_->CaptureLead(Request("h-kept", "h@example.com"), Ctx());
+  auto h_gone = *commands_->CaptureLead(Request("h-gone", "h@example.com"), Ctx());
+  ASSERT_EQ(h_gone.duplicate_of_lead_id(), h.lead_id());
+  merge(h_kept, h_gone, "merge-h-later-leads");
+  auto by_h_email = *commands_->CaptureLead(Request("by-h-email", "h@example.com"), Ctx());
+  EXPECT_EQ(by_h_email.customer_id(), h.customer_id());
+  EXPECT_EQ(by_h_email.duplicate_of_lead_id(), h.lead_id());
 }
 
 // Two leads of one person under customer Y; one of them is merged into a

@@ -101,6 +101,49 @@ TEST_F(LeadsGrpcTest, AScopedCallerSeesTheFirstLeadItMayAccess) {
             grpc::StatusCode::PERMISSION_DENIED);
 }
 
+TEST_F(LeadsGrpcTest, AMergeOfLaterLeadsKeepsThePersonsFirstLeadOutOfAnotherTerritorysReach) {
+  // The person was first captured in APAC; EMEA's manager captures them
+  // twice more, and an admin merges those two later leads.
+  auto admin = [] { return AuthServer::As("root", {auth::kRoleAdmin}, ""); };
+  crm::v1::CaptureLeadRequest apac;
+  apac.set_request_id("apac-first");
+  apac.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
+  apac.mutable_contact()->set_email("grace@example.com");
+  apac.set_region("apac");
+  crm::v1::CaptureLeadResponse first;
+  ASSERT_TRUE(stub_->CaptureLead(admin().get(), apac, &first).ok());
+  const auto kept = Capture("emea-kept", "grace@example.com");
+  const auto gone = Capture("emea-gone", "grace@example.com");
+  // What duplicate_of_lead_id names, as an admin sees it (a scoped caller is
+  // not told of a first lead out of reach).
+  auto first_of = [&](const std::string& lead_id) {
+    crm::v1::GetLeadRequest get;
+    get.set_lead_id(lead_id);
+    crm::v1::Lead lead;
+    EXPECT_TRUE(stub_->GetLead(admin().get(), get, &lead).ok());
+    return lead.duplicate_of_lead_id();
+  };
+  ASSERT_EQ(first_of(gone.lead_id()), first.lead_id());
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-later-leads");
+  merge.set_survivor_lead_id(kept.lead_id());
+  merge.set_merged_lead_id(gone.lead_id());
+  crm::v1::MergeLeadsResponse merged;
+  const grpc::Status merge_st = stub_->MergeLeads(admin().get(), merge, &merged);
+  ASSERT_TRUE(merge_st.ok()) << merge_st.error_message();
+
+  // The next capture is still a later lead of the APAC person: EMEA's
+  // manager may not convert it.
+  const auto next = Capture("emea-next", "grace@example.com");
+  EXPECT_EQ(first_of(next.lead_id()), first.lead_id());
+  crm::v1::ConvertLeadRequest convert;
+  convert.set_request_id("convert-next");
+  convert.set_lead_id(next.lead_id());
+  crm::v1::ConvertLeadResponse response;
+  const grpc::Status st = stub_->ConvertLead(Manager().get(), convert, &response);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+}
+
 TEST_F(LeadsGrpcTest, AFirstLeadThatCannotBeReadFailsTheReplyInsteadOfVanishing) {
   FailFirstLeadReads();
   crm::v1::GetLeadRequest get;
