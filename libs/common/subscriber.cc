@@ -177,6 +177,7 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
                       {"error", resume.status().ToString()}});
         }
         tp->set_offset(resume.value_or(RdKafka::Topic::OFFSET_BEGINNING));
+        s_->ExpectFrom(tp->topic(), tp->partition(), tp->offset());
       }
       if (auto e = consumer->assign(partitions); e != RdKafka::ERR_NO_ERROR) {
         log::Error("assign failed", {{"group", s_->options_.group_id},
@@ -191,6 +192,7 @@ class Subscriber::Rebalance final : public RdKafka::RebalanceCb {
                 {{"group", s_->options_.group_id}, {"count", absl::StrCat(partitions.size())}});
     } else {
       s_->anchors_.clear();
+      s_->expected_offsets_.clear();
       consumer->unassign();
       s_->assigned_nothing_.store(false);
       s_->measured_.store(false);
@@ -338,6 +340,9 @@ Subscriber::Subscriber(Database& db, Projection& projection, SubscriberOptions o
         skipped_);
   gauge("crm_events_dead_lettered", "Events parked on the dead-letter topic since start",
         poisoned_);
+  gauge("crm_consumer_history_lost",
+        "Messages the broker no longer held when they were to be consumed, since start",
+        history_lost_);
   gauges_.push_back(registry.AddGauge("crm_consumer_lag", "Messages behind the high watermarks",
                                       labels, [this] { return static_cast<double>(lag_.load()); }));
 }
@@ -398,6 +403,36 @@ bool Subscriber::CheckAnchor(const RdKafka::Message& message, Partitions& unsoug
   ReadAgainFromStart(key);
   unsought.insert(key);
   return false;
+}
+
+void Subscriber::ExpectFrom(const std::string& topic, int32_t partition, int64_t offset) {
+  std::pair<std::string, int32_t> key(topic, partition);
+  if (offset == RdKafka::Topic::OFFSET_BEGINNING) offset = 0;
+  if (offset < 0) {
+    expected_offsets_.erase(key);  // the end, or a stored position: not known here
+  } else {
+    expected_offsets_[std::move(key)] = offset;
+  }
+}
+
+void Subscriber::CheckContiguous(const std::string& topic, int32_t partition, int64_t offset) {
+  // Offsets of a partition are consecutive, except where compaction took
+  // superseded records away: the keys topic is compacted by design.
+  if (topic == kKeysTopic) return;
+  std::pair<std::string, int32_t> key(topic, partition);
+  auto it = expected_offsets_.find(key);
+  if (it != expected_offsets_.end() && offset > it->second) {
+    history_lost_.fetch_add(static_cast<uint64_t>(offset - it->second));
+    log::Error(
+        "events lost: the broker no longer holds them; the projection misses them until it is "
+        "rebuilt from a broker with the whole history (or the topics refilled)",
+        {{"group", options_.group_id},
+         {"topic", topic},
+         {"partition", absl::StrCat(partition)},
+         {"from_offset", absl::StrCat(it->second)},
+         {"to_offset", absl::StrCat(offset)}});
+  }
+  expected_offsets_[std::move(key)] = offset + 1;
 }
 
 void Subscriber::ReadAgainFromStart(const std::pair<std::string, int32_t>& tp, bool seek) {
@@ -545,6 +580,7 @@ absl::Status Subscriber::AssignEveryPartition() {
     for (const int32_t id : ids) {
       auto resume = ResumeOffset(name, id);
       if (!resume.ok()) return resume.status();
+      ExpectFrom(name, id, *resume);
       partitions.push_back(RdKafka::TopicPartition::create(name, id, *resume));
     }
   }
@@ -711,6 +747,7 @@ Subscriber::Partitions Subscriber::SeekBack(const PartitionOffsets& rewind) {
   for (const auto& [tp_key, offset] : rewind) {
     std::unique_ptr<RdKafka::TopicPartition> tp(
         RdKafka::TopicPartition::create(tp_key.first, tp_key.second, offset));
+    ExpectFrom(tp_key.first, tp_key.second, offset);
     if (const RdKafka::ErrorCode e = seek_(*tp); e != RdKafka::ERR_NO_ERROR) {
       log::Warn("seek back failed, retrying", {{"topic", tp_key.first},
                                                {"partition", absl::StrCat(tp_key.second)},
@@ -811,6 +848,7 @@ void Subscriber::Consume() {
         if (batch.empty() && absl::Now() >= next_lag) break;
         continue;
       }
+      CheckContiguous(msg->topic_name(), msg->partition(), msg->offset());
       if (!anchors_.empty() && !CheckAnchor(*msg, unsought)) continue;
       ConsumedMessage m;
       m.topic = msg->topic_name();

@@ -191,6 +191,10 @@ class Subscriber {
   uint64_t skipped() const { return skipped_.load(); }
   uint64_t poisoned() const { return poisoned_.load(); }
   int64_t lag() const { return lag_.load(); }
+  // Messages the broker no longer held when this consumer reached their
+  // offsets: lost history (retention, or the embedded broker's bound per
+  // partition), events the projection never saw. Logged as an error too.
+  uint64_t history_lost() const { return history_lost_.load(); }
   // The lag was measured over assigned partitions at least once and is at
   // most `max` now: before that, a zero lag only means nothing is known yet.
   bool lag_within(int64_t max) const { return measured_.load() && lag_.load() <= max; }
@@ -276,6 +280,7 @@ class Subscriber {
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> poisoned_{0};
+  std::atomic<uint64_t> history_lost_{0};
   // Messages behind the partitions' high watermarks, refreshed by Consume().
   std::atomic<int64_t> lag_{0};
   // Messages handed to Apply and not yet committed: part of the lag, or a
@@ -297,6 +302,15 @@ class Subscriber {
   // read again from its start; applied events are skipped by version.
   // Consume thread only (rebalances are served from consume()).
   absl::flat_hash_map<std::pair<std::string, int32_t>, StoredPosition> anchors_;
+  // Where the next message of each partition should be: where reading was
+  // set to start, then one past the last message consumed. A message past
+  // it means the broker lost those in between. Consume thread only.
+  absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> expected_offsets_;
+  // Counts and logs a message of `topic` at `offset` past the expected one.
+  void CheckContiguous(const std::string& topic, int32_t partition, int64_t offset);
+  // Reading of a partition set to start at `offset` (a librdkafka logical
+  // offset: the beginning is offset 0).
+  void ExpectFrom(const std::string& topic, int32_t partition, int64_t offset);
   // The consumer's seek; tests make it fail.
   std::function<RdKafka::ErrorCode(const RdKafka::TopicPartition&)> seek_;
   friend class SubscriberTestPeer;

@@ -452,6 +452,61 @@ TEST(SubscriberBatchTest, ABatchEndsAtItsByteBound) {
   EXPECT_LE(projection.largest(), 3);
 }
 
+TEST(SubscriberHistoryTest, EventsTheBrokerNoLongerHoldsAreCountedAsLost) {
+  // The embedded broker keeps at most 5 MiB per partition and drops the
+  // oldest messages past that: 6.6 MB here.
+  crm::testing::MockCluster cluster({{"history.test", 1}});
+  ASSERT_TRUE(cluster.ok());
+  constexpr int kEvents = 330;
+  std::vector<crm::v1::EventEnvelope> events;
+  for (int i = 0; i < kEvents; ++i) {
+    events.push_back(Versioned(absl::StrCat("old-", i), 1));
+    events.back().set_actor(std::string(20'000, 'x'));
+  }
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "history.test", 0, events));
+
+  crm::testing::TempDir dir;
+  auto db = CountsDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  CountingProjection projection;
+  Subscriber subscriber(**db, projection, KafkaOptions(cluster, "history.test"));
+  ASSERT_TRUE(subscriber.Start().ok());
+  ASSERT_TRUE(Eventually([&] { return subscriber.caught_up() && subscriber.applied() > 0; }));
+  subscriber.Stop();
+  // What was applied and what is reported lost make up the whole history.
+  EXPECT_GT(subscriber.history_lost(), 0u);
+  EXPECT_LT(subscriber.applied(), static_cast<uint64_t>(kEvents));
+  EXPECT_EQ(subscriber.applied() + subscriber.history_lost(), static_cast<uint64_t>(kEvents));
+}
+
+TEST(SubscriberHistoryTest, AWholeHistoryLosesNothing) {
+  crm::testing::MockCluster cluster({{"whole.test", 2}});
+  ASSERT_TRUE(cluster.ok());
+  Publish(cluster, "whole.test", 0, Streams("a", 50));
+  Publish(cluster, "whole.test", 1, Streams("b", 50));
+  crm::testing::TempDir dir;
+  auto db = CountsDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  CountingProjection projection;
+  {
+    Subscriber subscriber(**db, projection, KafkaOptions(cluster, "whole.test"));
+    ASSERT_TRUE(subscriber.Start().ok());
+    ASSERT_TRUE(Eventually([&] { return subscriber.applied() == 100; }));
+    subscriber.Stop();
+    EXPECT_EQ(subscriber.history_lost(), 0u);
+  }
+  // Resumed from the stored offsets (one message early, to check it).
+  Publish(cluster, "whole.test", 0, Streams("c", 10));
+  // A group of its own: the first member's leaving is not waited for.
+  SubscriberOptions again = KafkaOptions(cluster, "whole.test");
+  again.group_id = "whole.test-again";
+  Subscriber resumed(**db, projection, again);
+  ASSERT_TRUE(resumed.Start().ok());
+  ASSERT_TRUE(Eventually([&] { return resumed.applied() == 10; }));
+  resumed.Stop();
+  EXPECT_EQ(resumed.history_lost(), 0u);
+}
+
 // Slow enough that the consumer lags for several of its 2 s lag refreshes.
 class SlowProjection final : public Projection {
  public:
