@@ -80,9 +80,11 @@ class Projection {
   // Called after the last Apply of a batch, before it commits: a projection
   // that keeps hot rows in memory during a batch writes them here.
   virtual absl::Status Flush(ProjectionTxn& txn) { return absl::OkStatus(); }
-  // Called on the subscriber's thread once a batch's writes are durable
+  // Called on the subscriber's thread once a batch's writes are committed
   // (with pipelined commits, possibly after the next batch was applied):
-  // for work that must follow the commit, not precede it.
+  // for work that must follow the commit, not precede it. Committed is not
+  // synced: a power loss may undo the batch, which is then consumed again,
+  // so the work must be safe to repeat.
   virtual void Committed() {}
 };
 
