@@ -11,6 +11,7 @@
 #include <string>
 
 #include "crm/v1/analytics.pb.h"
+#include "crm/v1/audit.pb.h"
 #include "fuzz/analytics_fixture.h"
 #include "fuzz/fuzz_input.h"
 #include "services/analytics/domain/analytics_settings.h"
@@ -77,6 +78,18 @@ void Segment(absl::string_view payload) {
   }
 }
 
+void Audit(absl::string_view payload) {
+  crm::v1::ListAuditEntriesRequest request;
+  if (!Decode(payload, request)) return;
+  auto page = Fixture().views().ListAuditEntries(request);
+  CheckRead(page.status(), "ListAuditEntries");
+  for (int pages = 0; page.ok() && !page->next_page_token().empty() && pages < 10; ++pages) {
+    request.mutable_page()->set_page_token(page->next_page_token());
+    page = Fixture().views().ListAuditEntries(request);
+    Check(page.ok(), "an audit page's next_page_token is refused", page.status().ToString());
+  }
+}
+
 }  // namespace
 }  // namespace crm::fuzz
 
@@ -88,7 +101,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace crm;  // NOLINT: the request types and validators read better short
   const auto [selector, payload] = fuzz::Choose(data, size);
-  switch (selector % 6) {
+  switch (selector % 7) {
     case 0:
       fuzz::Customer360(payload);
       break;
@@ -117,6 +130,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             "AnalyticsConfig::Create");
       break;
     }
+    case 6:
+      fuzz::Audit(payload);
+      break;
     default: {
       auto settings = analytics::AnalyticsConfig::ParseText(payload);
       fuzz::CheckValidation(settings.status(), "AnalyticsConfig::ParseText");

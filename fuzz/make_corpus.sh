@@ -10,7 +10,7 @@ OUT="$ROOT/fuzz/corpus"
 encode() {  # type textproto -> binary on stdout
   protoc --proto_path="$ROOT/proto" --encode="crm.v1.$1" \
     crm/v1/common.proto crm/v1/envelope.proto crm/v1/leads.proto crm/v1/sales.proto \
-    crm/v1/service_desk.proto crm/v1/analytics.proto crm/v1/admin.proto <<<"$2"
+    crm/v1/service_desk.proto crm/v1/analytics.proto crm/v1/admin.proto crm/v1/audit.proto <<<"$2"
 }
 
 byte() { printf "\\x$(printf %02x "$1")"; }
@@ -25,7 +25,9 @@ text_seed() {  # target name selector text
   { byte "$3"; printf '%s' "$4"; } >"$OUT/$1/$2"
 }
 
-rm -rf "$OUT"
+# Seeds are written over; other files (inputs a fuzzer found and that were
+# added by hand as regression cases) are kept.
+mkdir -p "$OUT"
 
 # ---- admin_request ----
 AD=admin_request
@@ -63,8 +65,8 @@ seed $S open_customer 0 OpenCustomerRequest 'request_id: "s0" customer_id: "cus_
 seed $S open_opportunity 1 OpenOpportunityRequest 'request_id: "s1" customer_id: "cus_1" name: "Compilers" amount { currency: "EUR" minor_units: 1200000 } expected_close_date: "2025-06-30"'
 seed $S change_stage 2 ChangeOpportunityStageRequest 'request_id: "s2" opportunity_id: "opp_1" expected_version: 1 stage_id: "closed_lost" lost_reason: "price"'
 seed $S revise 3 ReviseOpportunityRequest 'request_id: "s3" opportunity_id: "opp_1" expected_version: 2 amount { currency: "EUR" minor_units: 1 } expected_close_date: "2024-02-29" name: "x"'
-seed $S create_task 4 CreateTaskRequest 'request_id: "s4"'
-seed $S log_activity 5 LogActivityRequest 'request_id: "s5"'
+seed $S create_task 4 CreateTaskRequest 'request_id: "s4" customer_id: "cus_1" opportunity_id: "opp_1" title: " Call back " notes: "about\nrenewal" owner_id: "rep_ada" due_at { seconds: 1735689600 }'
+seed $S log_activity 5 LogActivityRequest 'request_id: "s5" customer_id: "cus_1" kind: ACTIVITY_KIND_CALL subject: "Renewal" notes: "Agreed" occurred_at { seconds: 1735689600 }'
 seed $S draft_quote 6 DraftQuoteRequest 'request_id: "s6" opportunity_id: "opp_1" currency: "EUR" lines { product_id: "p" quantity: 3 unit_price { currency: "EUR" minor_units: 999999 } discount_bps: 1250 tax_rate_bps: 1900 } lines { product_id: "q" quantity: 9223372036854775807 unit_price { currency: "EUR" minor_units: 2 } } valid_until: "2025-12-31"'
 seed $S draft_contract 7 DraftContractRequest 'request_id: "s7" order_id: "ord_1" start_date: "2025-07-01"'
 seed $S forecast 8 GetForecastRequest 'period: FORECAST_PERIOD_QUARTER owner_id: "rep_ada" from_date: "2025-01-01" to_date: "2025-12-31"'
@@ -93,6 +95,7 @@ seed $D settings 12 ServiceDeskSettings ''
 text_seed $D settings_text 13 "$(cat "$ROOT/services/service-desk/config/example.textproto")"
 seed $D get 14 GetTicketRequest 'ticket_id: "tkt_1" messages_page { page_size: 20 page_token: "7" }'
 text_seed $D text 15 'Subject line'
+text_seed $D search 16 'Printers NOT printing: the batteries of the Wi-Fi router (Ünïcode Straße) — a, I, to'
 
 # ---- analytics_request ----
 A=analytics_request
@@ -104,6 +107,7 @@ seed $A funnel 2 GetFunnelRequest 'period: "2023-11" channel: LEAD_CHANNEL_WEB_F
 seed $A kpis 3 GetServiceKpisRequest 'from { seconds: 1700000000 } to { seconds: 1800000000 } bucket: KPI_BUCKET_WEEK product: "router"'
 seed $A settings 4 AnalyticsSettings ''
 text_seed $A settings_text 5 'dormant_after_days: 90'
+seed $A audit 6 ListAuditEntriesRequest 'actor: "rep_ada" page { page_size: 2 }'
 
 # ---- event_envelope: parts of 2-byte little-endian length + envelope ----
 E=event_envelope

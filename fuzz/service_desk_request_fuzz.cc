@@ -1,16 +1,20 @@
 // The service desk's request validators and its configuration on
 // arbitrary input: the first byte picks the request, the rest is its
 // protobuf encoding (or text: the settings file format and the plain
-// field checks). Beyond not crashing: errors are INVALID_ARGUMENT naming
-// the field, and normalizing a ticket or an article is idempotent.
+// field checks, knowledge base search). Beyond not crashing: errors are
+// INVALID_ARGUMENT naming the field, and normalizing a ticket or an
+// article is idempotent.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "crm/v1/service_desk.pb.h"
 #include "fuzz/fuzz_input.h"
 #include "services/service-desk/domain/article.h"
+#include "services/service-desk/domain/article_search.h"
 #include "services/service-desk/domain/settings.h"
 #include "services/service-desk/domain/ticket_requests.h"
 #include "services/service-desk/domain/validation.h"
@@ -71,6 +75,33 @@ void Texts(absl::string_view text) {
   CheckValidation(service_desk::CheckId("ticket_id", text), "CheckId");
 }
 
+// Knowledge base search on any text a caller types or an article holds.
+// Beyond not crashing: a query finds what the same text indexes, in any
+// ASCII case, and text without a word character has no terms.
+void SearchText(absl::string_view text) {
+  const std::vector<std::string> tokens = service_desk::Tokenize(text);
+  if (!service_desk::HasWordChar(text)) Check(tokens.empty(), "terms from text without a word");
+  std::vector<std::string> distinct;
+  absl::flat_hash_set<std::string> seen;
+  for (const auto& t : tokens) {
+    Check(!t.empty(), "an empty term");
+    if (seen.insert(t).second) distinct.push_back(t);
+  }
+  const std::vector<service_desk::QueryWord> query = service_desk::QueryWords(text);
+  Check(query.size() == distinct.size(), "a query's terms are not the text's distinct terms");
+  for (size_t i = 0; i < query.size(); ++i) {
+    Check(query[i].term == distinct[i], "a query's terms are not the text's distinct terms",
+          query[i].term);
+    Check(query[i].word.size() >= 2, "a one-letter query word", query[i].word);
+  }
+  Check(service_desk::Tokenize(absl::AsciiStrToUpper(text)) == tokens,
+        "upper case text gives other terms");
+  crm::v1::Article article;
+  article.set_title(std::string(text));
+  const auto indexed = service_desk::IndexTerms(article);
+  for (const auto& t : distinct) Check(indexed.contains(t), "a title's term is not indexed", t);
+}
+
 }  // namespace
 }  // namespace crm::fuzz
 
@@ -78,7 +109,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace crm;  // NOLINT: the request types and validators read better short
   namespace sd = service_desk;
   const auto [selector, payload] = fuzz::Choose(data, size);
-  switch (selector % 16) {
+  switch (selector % 17) {
     case 0:
       fuzz::OpenTicket(payload);
       break;
@@ -141,6 +172,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 14:
       fuzz::Validated<v1::GetTicketRequest>(
           payload, [](const auto& r) { return sd::ValidateGetTicket(r); }, "GetTicket");
+      break;
+    case 16:
+      fuzz::SearchText(payload);
       break;
     default:
       fuzz::Texts(payload);
