@@ -305,9 +305,12 @@ class Subscriber {
   // Consume thread only (rebalances are served from consume()).
   absl::flat_hash_map<std::pair<std::string, int32_t>, StoredPosition> anchors_;
   // Where the next message of each partition should be: where reading was
-  // set to start, then one past the last message consumed. A message past
-  // it means the broker lost those in between. Consume thread only.
+  // set to start (the stored offset, not the anchor before it), then one
+  // past the last message consumed. A message past it means the broker
+  // lost those in between. Consume thread only, as is the offset each
+  // partition's loss was counted up to (a gap met again counts once).
   absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> expected_offsets_;
+  absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> lost_through_;
   // Counts and logs a message of `topic` at `offset` past the expected one.
   void CheckContiguous(const std::string& topic, int32_t partition, int64_t offset);
   // Reading of a partition set to start at `offset` (a librdkafka logical

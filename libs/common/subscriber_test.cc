@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -35,6 +36,19 @@ class SubscriberTestPeer {
       }
       return real(tp);
     };
+  }
+  // The consume thread's view of a partition: reading set to start at
+  // `offset` (with the anchor before `anchor_of`, if given), and a message
+  // consumed at `offset`.
+  static void StartAt(Subscriber& s, const std::string& topic, int32_t partition, int64_t offset,
+                      std::optional<int64_t> anchor_of = std::nullopt) {
+    if (anchor_of.has_value()) {
+      s.anchors_[{topic, partition}] = Subscriber::StoredPosition{*anchor_of - 1, "evt"};
+    }
+    s.ExpectFrom(topic, partition, offset);
+  }
+  static void Consumed(Subscriber& s, const std::string& topic, int32_t partition, int64_t offset) {
+    s.CheckContiguous(topic, partition, offset);
   }
 };
 
@@ -450,6 +464,38 @@ TEST(SubscriberBatchTest, ABatchEndsAtItsByteBound) {
   subscriber.Stop();
   EXPECT_GE(projection.largest(), 1);
   EXPECT_LE(projection.largest(), 3);
+}
+
+TEST(SubscriberHistoryTest, EachLostMessageCountsOnceAndOnlyPastWhatWasApplied) {
+  testing::TempDir dir;
+  auto db = CountsDatabase(dir);
+  ASSERT_TRUE(db.ok()) << db.status();
+  CountingProjection projection;
+  Subscriber s(**db, projection, SubscriberOptions{});
+  using Peer = SubscriberTestPeer;
+  // From the beginning, the first message held is offset 10.
+  Peer::StartAt(s, "t", 0, RdKafka::Topic::OFFSET_BEGINNING);
+  Peer::Consumed(s, "t", 0, 10);
+  Peer::Consumed(s, "t", 0, 11);
+  EXPECT_EQ(s.history_lost(), 10u);
+  // Read again from the start (a failed batch, a rebalance): the same gap.
+  Peer::StartAt(s, "t", 0, 0);
+  Peer::Consumed(s, "t", 0, 10);
+  EXPECT_EQ(s.history_lost(), 10u);
+  // A later gap counts what it adds; going back (a seek) counts nothing.
+  Peer::Consumed(s, "t", 0, 15);
+  Peer::StartAt(s, "t", 0, 12);
+  Peer::Consumed(s, "t", 0, 12);
+  EXPECT_EQ(s.history_lost(), 14u);  // 11..14
+  // Resumed one message before the stored offset 50 to check the anchor:
+  // a broker that dropped up to 60 lost 50..59, not the anchor applied.
+  Peer::StartAt(s, "t", 1, 49, /*anchor_of=*/50);
+  Peer::Consumed(s, "t", 1, 60);
+  EXPECT_EQ(s.history_lost(), 24u);
+  // The keys topic is compacted: its gaps are records superseded.
+  Peer::StartAt(s, kKeysTopic, 0, 0);
+  Peer::Consumed(s, kKeysTopic, 0, 7);
+  EXPECT_EQ(s.history_lost(), 24u);
 }
 
 TEST(SubscriberHistoryTest, EventsTheBrokerNoLongerHoldsAreCountedAsLost) {
