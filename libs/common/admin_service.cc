@@ -96,6 +96,7 @@ absl::StatusOr<uint64_t> ExportStartsAfter(const crm::v1::ExportCustomerRequest&
                      "service's export, not ",
                      service, "'s"));
   }
+  if (at.empty()) return 0;  // "<service>@": the first page, as before
   uint64_t after = 0;
   if (!absl::SimpleAtoi(at, &after) || after == 0 ||
       after == std::numeric_limits<uint64_t>::max()) {

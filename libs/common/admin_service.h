@@ -1,11 +1,13 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "crm/v1/admin.grpc.pb.h"
 #include "google/protobuf/any.pb.h"
 #include "libs/common/backup.h"
