@@ -158,6 +158,7 @@ absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::Impo
   if (rows_received_ + rows->size() > importer_.options_.max_rows_per_call) {
     // The rows received so far land before the call ends, a chunk not yet
     // full too: the client is told to go on from this message.
+    if (cancelled && cancelled()) return failed_ = absl::CancelledError("import cancelled");
     if (!pending_.empty()) {
       if (auto st = Process(std::exchange(pending_, {})); !st.ok()) return failed_ = st;
     }
@@ -165,8 +166,8 @@ absl::Status ImportSession::Add(google::protobuf::RepeatedPtrField<crm::v1::Impo
     return failed_ = absl::InvalidArgumentError(absl::StrCat(
                "rows: more than ", importer_.options_.max_rows_per_call, " rows in one call; the ",
                rows_received_,
-               " rows before this message are imported: send this message's rows and the rest "
-               "in another call with the same import_id"));
+               " rows received before this message are taken: send this message's rows and the "
+               "rest in another call with the same import_id"));
   }
   rows_received_ += rows->size();
   for (auto& row : *rows) {
