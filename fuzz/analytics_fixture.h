@@ -42,14 +42,16 @@ class AnalyticsFixture {
   }
 
   // Customers the seed corpus names: cus_fuzz_a has a timeline longer than
-  // one page, cus_fuzz_b a lead, an order and a ticket.
+  // one page (all captured by rep_ada, whose audit trail is as long),
+  // cus_fuzz_b a lead, an order and a ticket.
   void Seed() {
     namespace t = analytics::testing;
     std::vector<ConsumedMessage> batch;
     for (int i = 0; i < 120; ++i) {
-      batch.push_back(Message(kLeadsTopic, t::LeadCapturedAt("cus_fuzz_a", absl::StrCat("a", i),
-                                                             i % 100, 1'700'000'000 + i * 3600)
-                                               .SerializeAsString()));
+      crm::v1::EventEnvelope lead =
+          t::LeadCapturedAt("cus_fuzz_a", absl::StrCat("a", i), i % 100, 1'700'000'000 + i * 3600);
+      lead.set_actor("rep_ada");  // an audit trail longer than one page
+      batch.push_back(Message(kLeadsTopic, lead.SerializeAsString()));
     }
     batch.push_back(Message(
         kLeadsTopic, t::LeadCapturedAt("cus_fuzz_b", "b1", 40, 1'700'000'000).SerializeAsString()));

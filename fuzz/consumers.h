@@ -6,9 +6,11 @@
 // from a conversion, loyalty spend, retention task). Undecodable messages
 // and events a consumer rejects are counted instead of sent to a
 // dead-letter topic.
+#include <cstdint>
 #include <memory>
 #include <string>
 
+#include "absl/time/time.h"
 #include "fuzz/fuzz_input.h"
 #include "libs/common/subscriber.h"
 #include "libs/common/testing/temp_dir.h"
@@ -53,14 +55,26 @@ class SalesConsumer {
   SalesConsumer()
       : store_(OpenOrFail(sales::SalesStore::Open(dir_.Sub("sales")),
                           "cannot open the sales database")),
-        commands_(*store_, sales::SalesSettings()),
+        commands_(*store_, Settings()),
         reactions_(commands_),
-        subscriber_(store_->db(), reactions_, CountingDeadLetters(dead_letters_)) {}
+        subscriber_(store_->db(), reactions_, CountingDeadLetters(dead_letters_)) {
+    // Nothing relays this outbox: a long run must not fill it up and have
+    // the reactions refused for it (RESOURCE_EXHAUSTED).
+    store_->events().SetOutboxLimit(UINT64_MAX);
+  }
 
   Subscriber& subscriber() { return subscriber_; }
   size_t dead_letters() const { return *dead_letters_; }
 
  private:
+  // The seeds' time (November 2023): a churn alert older than a month
+  // opens no retention task.
+  static sales::SalesSettings Settings() {
+    sales::SalesSettings settings;
+    settings.clock = [] { return absl::FromUnixSeconds(1'700'007'000); };
+    return settings;
+  }
+
   testing::TempDir dir_;
   std::shared_ptr<size_t> dead_letters_ = std::make_shared<size_t>(0);
   std::unique_ptr<sales::SalesStore> store_;

@@ -46,14 +46,17 @@ void CheckConsumes(absl::string_view consumer, Subscriber& subscriber,
   // Messages built only on failure: this runs for every input.
   const size_t dead_before = dead_letters();
   absl::Status st = subscriber.ApplyBatch(batch);
-  if (!st.ok())
+  if (!st.ok()) {
     Fail(absl::StrCat(consumer, ": a consumed batch fails (retried forever)"), st.ToString());
+  }
   if (dead_letters() - dead_before < undecodable) {
     Fail(absl::StrCat(consumer, ": an undecodable message is not dead-lettered"));
   }
   const uint64_t applied_before = subscriber.applied();
   st = subscriber.ApplyBatch(batch);
-  if (!st.ok()) Fail(absl::StrCat(consumer, ": a redelivered batch fails"), st.ToString());
+  if (!st.ok()) {
+    Fail(absl::StrCat(consumer, ": a redelivered batch fails"), st.ToString());
+  }
   if (subscriber.applied() != applied_before) {
     Fail(absl::StrCat(consumer, ": a redelivered event is applied twice"));
   }

@@ -35,7 +35,7 @@ inline Choice Choose(const uint8_t* data, size_t size) {
 
 // Decodes `bytes` as `message`; false for bytes that are no valid encoding
 // (the target then has nothing to check).
-bool Decode(absl::string_view bytes, google::protobuf::Message& message);
+inline bool Decode(absl::string_view bytes, google::protobuf::Message& message);
 
 // Splits `bytes` into at most `max` parts, each a 2-byte little-endian
 // length and that many bytes (a short last part takes what is left): a

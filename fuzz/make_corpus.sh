@@ -121,10 +121,11 @@ mkdir -p "$OUT/$E"
 { byte $((1 | 2 << 2)); part "$LEAD"; part "$ORDER"; part "$TICKET"; } >"$OUT/$E/three_topics"
 { byte 0; part "$LEAD"; byte 9; byte 0; printf 'not proto'; } >"$OUT/$E/poison"
 
-# One seed per group of event types, so that every fold of the projection
-# runs from the corpus (numbered: the standalone driver runs them in name
-# order, and a ticket must open before it resolves) (a type URL is compared whole: the fuzzer alone
-# seldom finds one). ev stream version type seconds customer payload.
+# One seed per group of event types, so that every consumer's handling of
+# each type runs from the corpus: a type URL is compared whole, which the
+# fuzzer alone seldom finds. Numbered, as the standalone driver runs them
+# in name order and a ticket must open before it resolves.
+# ev stream version type seconds customer payload.
 ev() {
   printf 'event_id: "evt-%s-%s" stream: "%s" stream_version: %s customer_id: "%s" type: "%s" occurred_at { seconds: %s } payload { [type.googleapis.com/crm.v1.%s] { %s } }' \
     "$1" "$2" "$1" "$2" "$5" "$3" "$4" "$3" "$6"
