@@ -19,21 +19,19 @@
 
 namespace crm::fuzz {
 
-class AnalyticsFixture {
+class AnalyticsFixture final : public CountingConsumer {
  public:
-  // Undecodable messages and events the projection rejects land here
-  // instead of on a dead-letter topic.
   // `seed`: starts with the customers Seed() writes.
   explicit AnalyticsFixture(bool seed)
-      : db_(OpenDatabase(dir_.Sub("analytics"))),
-        subscriber_(*db_, projection_, CountingDeadLetters(dead_letters_)),
+      : db_(OpenOrFail(Database::Open(dir_.Sub("analytics"), analytics::ViewFamilies()),
+                       "cannot open the analytics database")),
+        subscriber_(*db_, projection_, Options()),
         views_(*db_) {
     if (seed) Seed();
   }
 
-  Subscriber& subscriber() { return subscriber_; }
+  Subscriber& subscriber() override { return subscriber_; }
   const analytics::ViewStore& views() const { return views_; }
-  size_t dead_letters() const { return *dead_letters_; }
 
   // A consumed message as the consume loop hands it over, with the next
   // offset of its partition.
@@ -66,15 +64,6 @@ class AnalyticsFixture {
   }
 
  private:
-  static std::unique_ptr<Database> OpenDatabase(const std::string& path) {
-    auto db = Database::Open(path, analytics::ViewFamilies());
-    Check(db.ok(), "cannot open the analytics database", db.status().ToString());
-    return *std::move(db);
-  }
-
-  // Declared first: the directory outlives the database in it.
-  testing::TempDir dir_;
-  std::shared_ptr<size_t> dead_letters_ = std::make_shared<size_t>(0);
   std::unique_ptr<Database> db_;
   analytics::Customer360Projection projection_;
   Subscriber subscriber_;

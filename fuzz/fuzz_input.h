@@ -13,12 +13,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/subscriber.h"
+#include "libs/common/testing/temp_dir.h"
 
 namespace crm::fuzz {
 
@@ -32,10 +34,6 @@ inline Choice Choose(const uint8_t* data, size_t size) {
   if (size == 0) return {};
   return {data[0], absl::string_view(reinterpret_cast<const char*>(data + 1), size - 1)};
 }
-
-// Decodes `bytes` as `message`; false for bytes that are no valid encoding
-// (the target then has nothing to check).
-inline bool Decode(absl::string_view bytes, google::protobuf::Message& message);
 
 // Splits `bytes` into at most `max` parts, each a 2-byte little-endian
 // length and that many bytes (a short last part takes what is left): a
@@ -51,17 +49,6 @@ inline std::vector<std::string> SplitParts(absl::string_view bytes, size_t max) 
     bytes.remove_prefix(len);
   }
   return parts;
-}
-
-// Subscriber options whose dead-letter sink counts into `dead_letters`.
-inline SubscriberOptions CountingDeadLetters(const std::shared_ptr<size_t>& dead_letters) {
-  SubscriberOptions options;
-  options.group_id = "fuzz";
-  options.dead_letter_sink = [dead_letters](const std::vector<DeadLetter>& letters) {
-    *dead_letters += letters.size();
-    return absl::OkStatus();
-  };
-  return options;
 }
 
 [[noreturn]] inline void Fail(absl::string_view what, absl::string_view detail = "") {
@@ -94,14 +81,47 @@ inline void CheckValidation(const absl::Status& status, absl::string_view what) 
   Check(names_field, what, "message does not start with the field: " + status.ToString());
 }
 
-// Every request is refused with a sealed-looking string in any field
-// before a handler sees it (serve_unary.h): that walk runs on each decoded
-// input too.
+// Decodes `bytes` as `message`; false for bytes that are no valid encoding
+// (the target then has nothing to check). Every request is refused with a
+// sealed-looking string in any field before a handler sees it
+// (serve_unary.h): that walk runs on each decoded input too.
 inline bool Decode(absl::string_view bytes, google::protobuf::Message& message) {
   if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return false;
   CheckValidation(pii::RefuseSealedInput(message), "RefuseSealedInput");
   return true;
 }
+
+template <typename T>
+std::unique_ptr<T> OpenOrFail(absl::StatusOr<std::unique_ptr<T>> opened, absl::string_view what) {
+  Check(opened.ok(), what, opened.status().ToString());
+  return *std::move(opened);
+}
+
+// A consumer of the topics under fuzzing: its databases in a temp dir that
+// lives as long as it, and a dead-letter sink that counts what it parks
+// (undecodable messages, events it rejects) instead of producing them.
+class CountingConsumer {
+ public:
+  virtual ~CountingConsumer() = default;
+  virtual Subscriber& subscriber() = 0;
+  size_t dead_letters() const { return *dead_letters_; }
+
+ protected:
+  SubscriberOptions Options() const {
+    SubscriberOptions options;
+    options.group_id = "fuzz";
+    options.dead_letter_sink = [dead_letters = dead_letters_](const std::vector<DeadLetter>& l) {
+      *dead_letters += l.size();
+      return absl::OkStatus();
+    };
+    return options;
+  }
+
+  testing::TempDir dir_;  // before the derived class's databases: outlives them
+
+ private:
+  std::shared_ptr<size_t> dead_letters_ = std::make_shared<size_t>(0);
+};
 
 inline bool Same(const google::protobuf::Message& a, const google::protobuf::Message& b) {
   return google::protobuf::util::MessageDifferencer::Equals(a, b);
