@@ -425,6 +425,16 @@ bool Eventually(const std::function<bool()>& done) {
   return true;
 }
 
+// `n` version-1 events of about 20 KB each, streams "<prefix>0" on.
+std::vector<crm::v1::EventEnvelope> BigEvents(const std::string& prefix, int n) {
+  std::vector<crm::v1::EventEnvelope> events;
+  for (int i = 0; i < n; ++i) {
+    events.push_back(Versioned(absl::StrCat(prefix, i), 1));
+    events.back().set_actor(std::string(20'000, 'x'));
+  }
+  return events;
+}
+
 // The most events any one batch applied.
 class LargestBatch final : public Projection {
  public:
@@ -445,12 +455,7 @@ TEST(SubscriberBatchTest, ABatchEndsAtItsByteBound) {
   crm::testing::MockCluster cluster({{"bytes.test", 1}});
   ASSERT_TRUE(cluster.ok());
   constexpr int kEvents = 30;
-  std::vector<crm::v1::EventEnvelope> events;
-  for (int i = 0; i < kEvents; ++i) {
-    events.push_back(Versioned(absl::StrCat("big-", i), 1));
-    events.back().set_actor(std::string(20'000, 'x'));
-  }
-  ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "bytes.test", 0, events));
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "bytes.test", 0, BigEvents("big-", kEvents)));
 
   crm::testing::TempDir dir;
   auto db = CountsDatabase(dir);
@@ -504,12 +509,7 @@ TEST(SubscriberHistoryTest, EventsTheBrokerNoLongerHoldsAreCountedAsLost) {
   crm::testing::MockCluster cluster({{"history.test", 1}});
   ASSERT_TRUE(cluster.ok());
   constexpr int kEvents = 330;
-  std::vector<crm::v1::EventEnvelope> events;
-  for (int i = 0; i < kEvents; ++i) {
-    events.push_back(Versioned(absl::StrCat("old-", i), 1));
-    events.back().set_actor(std::string(20'000, 'x'));
-  }
-  ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "history.test", 0, events));
+  ASSERT_NO_FATAL_FAILURE(PublishEvents(cluster, "history.test", 0, BigEvents("old-", kEvents)));
 
   crm::testing::TempDir dir;
   auto db = CountsDatabase(dir);

@@ -67,14 +67,21 @@ class LeadsGrpcTest : public LeadsGrpcServerTest {
     return AuthServer::As("mia", {auth::kRoleSalesManager}, "emea");
   }
 
-  crm::v1::CaptureLeadResponse Capture(const std::string& request_id, const std::string& email) {
+  static std::unique_ptr<grpc::ClientContext> Admin() {
+    return AuthServer::As("root", {auth::kRoleAdmin}, "");
+  }
+
+  // A lead of `region` captured by `caller` (EMEA's manager by default).
+  crm::v1::CaptureLeadResponse Capture(const std::string& request_id, const std::string& email,
+                                       const std::string& region = "emea",
+                                       std::unique_ptr<grpc::ClientContext> caller = Manager()) {
     crm::v1::CaptureLeadRequest r;
     r.set_request_id(request_id);
     r.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
     r.mutable_contact()->set_email(email);
-    r.set_region("emea");
+    r.set_region(region);
     crm::v1::CaptureLeadResponse response;
-    const grpc::Status st = stub_->CaptureLead(Manager().get(), r, &response);
+    const grpc::Status st = stub_->CaptureLead(caller.get(), r, &response);
     EXPECT_TRUE(st.ok()) << st.error_message();
     return response;
   }
@@ -104,14 +111,8 @@ TEST_F(LeadsGrpcTest, AScopedCallerSeesTheFirstLeadItMayAccess) {
 TEST_F(LeadsGrpcTest, AMergeOfLaterLeadsKeepsThePersonsFirstLeadOutOfAnotherTerritorysReach) {
   // The person was first captured in APAC; EMEA's manager captures them
   // twice more, and an admin merges those two later leads.
-  auto admin = [] { return AuthServer::As("root", {auth::kRoleAdmin}, ""); };
-  crm::v1::CaptureLeadRequest apac;
-  apac.set_request_id("apac-first");
-  apac.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
-  apac.mutable_contact()->set_email("grace@example.com");
-  apac.set_region("apac");
-  crm::v1::CaptureLeadResponse first;
-  ASSERT_TRUE(stub_->CaptureLead(admin().get(), apac, &first).ok());
+  const auto first = Capture("apac-first", "grace@example.com", "apac", Admin());
+  ASSERT_FALSE(first.lead_id().empty());
   const auto kept = Capture("emea-kept", "grace@example.com");
   const auto gone = Capture("emea-gone", "grace@example.com");
   // What duplicate_of_lead_id names, as an admin sees it (a scoped caller is
@@ -120,7 +121,7 @@ TEST_F(LeadsGrpcTest, AMergeOfLaterLeadsKeepsThePersonsFirstLeadOutOfAnotherTerr
     crm::v1::GetLeadRequest get;
     get.set_lead_id(lead_id);
     crm::v1::Lead lead;
-    EXPECT_TRUE(stub_->GetLead(admin().get(), get, &lead).ok());
+    EXPECT_TRUE(stub_->GetLead(Admin().get(), get, &lead).ok());
     return lead.duplicate_of_lead_id();
   };
   ASSERT_EQ(first_of(gone.lead_id()), first.lead_id());
@@ -129,7 +130,7 @@ TEST_F(LeadsGrpcTest, AMergeOfLaterLeadsKeepsThePersonsFirstLeadOutOfAnotherTerr
   merge.set_survivor_lead_id(kept.lead_id());
   merge.set_merged_lead_id(gone.lead_id());
   crm::v1::MergeLeadsResponse merged;
-  const grpc::Status merge_st = stub_->MergeLeads(admin().get(), merge, &merged);
+  const grpc::Status merge_st = stub_->MergeLeads(Admin().get(), merge, &merged);
   ASSERT_TRUE(merge_st.ok()) << merge_st.error_message();
 
   // The next capture is still a later lead of the APAC person: EMEA's
