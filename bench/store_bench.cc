@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -257,29 +258,28 @@ void KafkaRebuild() {
   Subscriber subscriber(*db, projection, options);
   if (!subscriber.Start().ok()) std::abort();
   auto done = [&] { return static_cast<int64_t>(subscriber.applied() + subscriber.skipped()); };
+  // Waits until `reached`, polling every millisecond; a rebuild that gets
+  // nowhere for 2 minutes aborts the bench rather than hang it.
+  auto await = [&](const std::function<bool()>& reached, const char* what) {
+    for (const absl::Time give_up = absl::Now() + absl::Minutes(2); !reached();) {
+      if (absl::Now() > give_up) {
+        std::fprintf(stderr, "rebuild %s: applied %llu skipped %llu poisoned %llu lag %lld\n", what,
+                     static_cast<unsigned long long>(subscriber.applied()),
+                     static_cast<unsigned long long>(subscriber.skipped()),
+                     static_cast<unsigned long long>(subscriber.poisoned()),
+                     static_cast<long long>(subscriber.lag()));
+        std::abort();
+      }
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  };
   // Joining the consumer group takes seconds on the embedded broker and is
   // start-up, not throughput: the clock starts when the first batch lands.
-  for (const absl::Time give_up = absl::Now() + absl::Minutes(2); done() == 0;) {
-    if (absl::Now() > give_up) {
-      std::fprintf(stderr, "rebuild never started: no batch in 2 minutes\n");
-      std::abort();
-    }
-    absl::SleepFor(absl::Milliseconds(1));
-  }
+  await([&] { return done() > 0; }, "never started");
   const absl::Time first = absl::Now();
   const double cpu_first = ProcessCpuSeconds();
   const int64_t at_first = done();
-  for (const absl::Time give_up = absl::Now() + absl::Minutes(2); done() < total;) {
-    if (absl::Now() > give_up) {
-      std::fprintf(stderr, "rebuild stalled: applied %llu skipped %llu poisoned %llu lag %lld\n",
-                   static_cast<unsigned long long>(subscriber.applied()),
-                   static_cast<unsigned long long>(subscriber.skipped()),
-                   static_cast<unsigned long long>(subscriber.poisoned()),
-                   static_cast<long long>(subscriber.lag()));
-      std::abort();
-    }
-    absl::SleepFor(absl::Milliseconds(1));
-  }
+  await([&] { return done() >= total; }, "stalled");
   const absl::Duration rebuild_time = absl::Now() - first;
   const double rebuild_cpu = ProcessCpuSeconds() - cpu_first;
   subscriber.Stop();
