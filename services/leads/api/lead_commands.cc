@@ -68,35 +68,6 @@ absl::StatusOr<int32_t> PageSize(const crm::v1::PageRequest& page) {
   return static_cast<int32_t>(size);
 }
 
-// Offset paging for small in-memory lists (rules, one lead's history). The
-// token also holds a version of the list, so a next page after the list
-// changed under it is ABORTED rather than skipping or repeating items. A
-// token issued before versions were in it holds the offset alone.
-struct OffsetPosition {
-  size_t offset = 0;
-  std::optional<int64_t> version;
-};
-
-absl::StatusOr<OffsetPosition> OpenOffsetToken(const google::protobuf::Message& request,
-                                               const crm::v1::PageRequest& page) {
-  CRM_ASSIGN_OR_RETURN(const std::string raw,
-                       OpenPageToken(request, page.page_token(), "page.page_token"));
-  OffsetPosition position;
-  if (raw.empty()) return position;
-  const std::vector<absl::string_view> parts = absl::StrSplit(raw, '@');
-  int64_t version = 0;
-  if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &position.offset) ||
-      (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &version))) {
-    return Invalid("page.page_token", "not from this query");
-  }
-  if (parts.size() == 2) position.version = version;
-  return position;
-}
-
-std::string OffsetToken(const google::protobuf::Message& request, size_t offset, int64_t version) {
-  return SealPageToken(request, absl::StrCat(offset, "@", version));
-}
-
 // What the domain cannot know from the lead alone, filled in from the
 // service's stores.
 LeadCommand WithStoredFacts(const crm::v1::Lead& state, LeadCommand command,
@@ -121,6 +92,29 @@ LeadCommand WithStoredFacts(const crm::v1::Lead& state, LeadCommand command,
 }
 
 }  // namespace
+
+absl::StatusOr<OffsetPosition> OpenOffsetToken(const google::protobuf::Message& request,
+                                               const crm::v1::PageRequest& page) {
+  CRM_ASSIGN_OR_RETURN(const std::string raw,
+                       OpenPageToken(request, page.page_token(), "page.page_token"));
+  OffsetPosition position;
+  if (raw.empty()) return position;
+  const std::vector<absl::string_view> parts = absl::StrSplit(raw, '@');
+  int64_t version = 0;
+  // The fingerprint is no secret: a client can seal any text, so an offset
+  // past any list is refused before a reader adds to it.
+  if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &position.offset) ||
+      position.offset > kMaxTokenOffset ||
+      (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &version))) {
+    return Invalid("page.page_token", "not from this query");
+  }
+  if (parts.size() == 2) position.version = version;
+  return position;
+}
+
+std::string OffsetToken(const google::protobuf::Message& request, size_t offset, int64_t version) {
+  return SealPageToken(request, absl::StrCat(offset, "@", version));
+}
 
 absl::StatusOr<NewLead> PrepareNewLead(const CaptureLead& command,
                                        const std::vector<std::string>& claimed_keys,
@@ -792,8 +786,8 @@ absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ListAssignmen
   return RulesPage(*table, request, offset, page_size);
 }
 
-absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssignmentRules(
-    const crm::v1::ReorderAssignmentRulesRequest& request, EventContext ctx) {
+absl::StatusOr<std::vector<std::string>> ParseReorderRules(
+    const crm::v1::ReorderAssignmentRulesRequest& request) {
   CRM_RETURN_IF_ERROR(CheckText("request_id", request.request_id(), kMaxRequestId, true));
   std::vector<std::string> ids;
   for (const auto& id : request.rule_ids()) {
@@ -803,6 +797,21 @@ absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssign
   if (request.expected_table_version() < 0) {
     return Invalid("expected_table_version", "negative");
   }
+  return ids;
+}
+
+absl::Status CheckSetRuleEnabled(const crm::v1::SetAssignmentRuleEnabledRequest& request) {
+  CRM_RETURN_IF_ERROR(CheckText("request_id", request.request_id(), kMaxRequestId, true));
+  CRM_RETURN_IF_ERROR(CheckId("rule_id", request.rule_id()));
+  if (request.expected_table_version() < 0) {
+    return Invalid("expected_table_version", "negative");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssignmentRules(
+    const crm::v1::ReorderAssignmentRulesRequest& request, EventContext ctx) {
+  CRM_ASSIGN_OR_RETURN(const std::vector<std::string> ids, ParseReorderRules(request));
   CRM_ASSIGN_OR_RETURN(
       auto bytes,
       ChangeRules(request, absl::StrCat("ReorderAssignmentRules/", request.request_id()),
@@ -824,11 +833,7 @@ absl::StatusOr<crm::v1::ListAssignmentRulesResponse> LeadCommands::ReorderAssign
 
 absl::StatusOr<crm::v1::AssignmentRule> LeadCommands::SetAssignmentRuleEnabled(
     const crm::v1::SetAssignmentRuleEnabledRequest& request, bool enabled, EventContext ctx) {
-  CRM_RETURN_IF_ERROR(CheckText("request_id", request.request_id(), kMaxRequestId, true));
-  CRM_RETURN_IF_ERROR(CheckId("rule_id", request.rule_id()));
-  if (request.expected_table_version() < 0) {
-    return Invalid("expected_table_version", "negative");
-  }
+  CRM_RETURN_IF_ERROR(CheckSetRuleEnabled(request));
   CRM_ASSIGN_OR_RETURN(
       auto bytes,
       ChangeRules(request,

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,28 @@ struct NewLead {
 absl::StatusOr<NewLead> PrepareNewLead(const CaptureLead& command,
                                        const std::vector<std::string>& claimed_keys,
                                        const EventContext& ctx);
+
+// Offset paging for small in-memory lists (rules, one lead's history). The
+// token also holds a version of the list, so a next page after the list
+// changed under it is ABORTED rather than skipping or repeating items. A
+// token issued before versions were in it holds the offset alone.
+struct OffsetPosition {
+  size_t offset = 0;
+  std::optional<int64_t> version;
+};
+// No list here comes near it; a larger offset is no token of ours.
+inline constexpr size_t kMaxTokenOffset = size_t{1} << 40;
+// INVALID_ARGUMENT naming page.page_token for a token of another query or
+// one that holds no position.
+absl::StatusOr<OffsetPosition> OpenOffsetToken(const google::protobuf::Message& request,
+                                               const crm::v1::PageRequest& page);
+std::string OffsetToken(const google::protobuf::Message& request, size_t offset, int64_t version);
+
+// The checks of the rule table's commands that need no table: the ids a
+// reorder names, in its order; an enable or disable request.
+absl::StatusOr<std::vector<std::string>> ParseReorderRules(
+    const crm::v1::ReorderAssignmentRulesRequest& request);
+absl::Status CheckSetRuleEnabled(const crm::v1::SetAssignmentRuleEnabledRequest& request);
 
 // The use cases of the leads service: validate, load, Decide, Apply and
 // append in one batch. Transport-free so it is tested without gRPC.

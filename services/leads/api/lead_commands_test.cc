@@ -1388,6 +1388,30 @@ TEST_F(LeadUseCaseTest, AHistoryWithoutMergesPagesInOrderEveryEventOnce) {
   }
 }
 
+// A page token's fingerprint is no secret, so a client can seal any
+// offset: one past any list is refused, not added to (2^63 - 1 + 1).
+TEST_F(LeadUseCaseTest, AHistoryTokenWithAnOffsetPastAnyListIsRefused) {
+  auto lead = *commands_->CaptureLead(Request("h", "crafted@example.com"), Ctx());
+  crm::v1::RecordLeadActivityRequest activity;
+  activity.set_request_id("act");
+  activity.set_lead_id(lead.lead_id());
+  activity.set_type(crm::v1::LEAD_ACTIVITY_TYPE_WEB_VISIT);
+  ASSERT_TRUE(commands_->RecordLeadActivity(activity, Ctx()).ok());
+  crm::v1::GetLeadHistoryRequest history;
+  history.set_lead_id(lead.lead_id());
+  for (const char* position : {"9223372036854775807", "18446744073709551615@0"}) {
+    history.mutable_page()->set_page_token(SealPageToken(history, position));
+    auto page = commands_->GetLeadHistory(history);
+    EXPECT_EQ(page.status().code(), absl::StatusCode::kInvalidArgument) << position;
+    EXPECT_EQ(page.status().message().rfind("page.page_token:", 0), 0u) << page.status();
+  }
+  history.mutable_page()->set_page_token(SealPageToken(history, "1@0"));
+  auto page = commands_->GetLeadHistory(history);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_GT(page->events_size(), 0);
+  EXPECT_EQ(page->events(0).stream_version(), 2) << "the offset is the events before the page";
+}
+
 // A merge between pages puts the merged lead's older events before the
 // offset: the next page would repeat what the reader has seen.
 TEST_F(LeadUseCaseTest, HistoryPagingEndsWhenALeadIsMergedInBetween) {

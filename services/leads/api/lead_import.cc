@@ -84,8 +84,7 @@ std::string ImportKeyOf(const EventContext& ctx, absl::string_view import_id) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
-    const std::string& import_id, crm::v1::LeadChannel default_channel, EventContext ctx) {
+absl::Status CheckImportHead(const std::string& import_id, crm::v1::LeadChannel default_channel) {
   CRM_RETURN_IF_ERROR(CheckId("import_id", import_id));
   {
     // Refused here, as a unary call's request is: as a prefix of every
@@ -97,6 +96,32 @@ absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
   if (!crm::v1::LeadChannel_IsValid(default_channel)) {
     return absl::InvalidArgumentError("default_channel: unknown channel");
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckImportFollowUp(const crm::v1::ImportLeadsRequest& later,
+                                 const std::string& import_id,
+                                 crm::v1::LeadChannel default_channel) {
+  if (!later.import_id().empty() && later.import_id() != import_id) {
+    return absl::InvalidArgumentError("import_id: differs from the first message");
+  }
+  if (later.default_channel() != crm::v1::LEAD_CHANNEL_UNSPECIFIED &&
+      later.default_channel() != default_channel) {
+    // The first message's default applies to every row: a later one
+    // would be ignored, and its rows stored under the wrong channel.
+    return absl::InvalidArgumentError(
+        "default_channel: differs from the first message, whose default applies to every row");
+  }
+  return absl::OkStatus();
+}
+
+std::string RowRequestId(absl::string_view import_id, int64_t row_number) {
+  return absl::StrCat(import_id, "/", row_number);
+}
+
+absl::StatusOr<std::unique_ptr<ImportSession>> LeadImporter::Begin(
+    const std::string& import_id, crm::v1::LeadChannel default_channel, EventContext ctx) {
+  CRM_RETURN_IF_ERROR(CheckImportHead(import_id, default_channel));
   CRM_RETURN_IF_ERROR(commands_.Recover());
   std::string import_key = ImportKeyOf(ctx, import_id);
   {
@@ -331,7 +356,7 @@ absl::StatusOr<ImportSession::Chunk> ImportSession::Prepare(
     }
     crm::v1::CaptureLeadRequest request =
         RowAsCaptureRequest(std::move(rows[lookup[j]]), default_channel_);
-    request.set_request_id(absl::StrCat(import_id_, "/", result.row_number()));
+    request.set_request_id(RowRequestId(import_id_, result.row_number()));
     if (auto st = pii::RefuseSealedInput(request); !st.ok()) {
       Reject(result, st.message());
       continue;

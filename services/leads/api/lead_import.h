@@ -40,6 +40,17 @@ struct ImportOptions {
 
 class ImportSession;
 
+// The first message of a call: its import_id and the default channel of
+// its rows, checked before any row is read.
+absl::Status CheckImportHead(const std::string& import_id, crm::v1::LeadChannel default_channel);
+// A later message of the call against the first one's import_id and
+// default channel, which it may repeat or leave out.
+absl::Status CheckImportFollowUp(const crm::v1::ImportLeadsRequest& later,
+                                 const std::string& import_id,
+                                 crm::v1::LeadChannel default_channel);
+// The request id a row's capture carries: import_id and row number.
+std::string RowRequestId(absl::string_view import_id, int64_t row_number);
+
 // Bulk capture of leads (ImportLeads). Rows are processed in chunks: a
 // chunk is validated, deduplicated (against known people and earlier rows,
 // through the ContactRegistry), scored and assigned, then appended with one

@@ -76,14 +76,9 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
       auto session = importer_.Begin(request_.import_id(), request_.default_channel(), ctx_);
       if (!session.ok()) return session.status();
       session_ = *std::move(session);
-    } else if (!request_.import_id().empty() && request_.import_id() != session_->import_id()) {
-      return absl::InvalidArgumentError("import_id: differs from the first message");
-    } else if (request_.default_channel() != crm::v1::LEAD_CHANNEL_UNSPECIFIED &&
-               request_.default_channel() != session_->default_channel()) {
-      // The first message's default applies to every row: a later one
-      // would be ignored, and its rows stored under the wrong channel.
-      return absl::InvalidArgumentError(
-          "default_channel: differs from the first message, whose default applies to every row");
+    } else {
+      CRM_RETURN_IF_ERROR(
+          CheckImportFollowUp(request_, session_->import_id(), session_->default_channel()));
     }
     // Checked before each chunk: one message may hold many.
     return session_->Add(request_.mutable_rows(),

@@ -661,18 +661,25 @@ absl::StatusOr<crm::v1::Activity> SalesCommands::LogActivity(
   return out.state;
 }
 
-absl::StatusOr<crm::v1::ListActivitiesResponse> SalesCommands::ListActivities(
-    const crm::v1::ListActivitiesRequest& request,
-    const std::function<bool(const crm::v1::Activity&)>& visible) const {
+absl::StatusOr<crm::v1::PageRequest> SalesCommands::OpenListActivities(
+    const crm::v1::ListActivitiesRequest& request) {
   if (request.customer_id().empty() == request.opportunity_id().empty()) {
     return Invalid("customer_id", "exactly one of customer_id and opportunity_id is required");
   }
   CRM_RETURN_IF_ERROR(CheckOptionalId("customer_id", request.customer_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalId("opportunity_id", request.opportunity_id()));
+  CRM_ASSIGN_OR_RETURN(crm::v1::PageRequest opened, OpenPage(request, request.page()));
+  CRM_RETURN_IF_ERROR(SalesStore::PageSize(opened).status());
+  return opened;
+}
+
+absl::StatusOr<crm::v1::ListActivitiesResponse> SalesCommands::ListActivities(
+    const crm::v1::ListActivitiesRequest& request,
+    const std::function<bool(const crm::v1::Activity&)>& visible) const {
+  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenListActivities(request));
   const std::string prefix = request.customer_id().empty()
                                  ? SalesStore::OpportunityActivities(request.opportunity_id())
                                  : SalesStore::CustomerActivities(request.customer_id());
-  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenPage(request, request.page()));
   CRM_ASSIGN_OR_RETURN(auto page,
                        store_.List<crm::v1::Activity>(
                            kActivitiesFamily, prefix, opened_page,
@@ -742,15 +749,22 @@ absl::StatusOr<crm::v1::Task> SalesCommands::GetTask(const std::string& task_id)
   return LoadExisting<crm::v1::Task>("task", TaskStream(task_id), task_id);
 }
 
-absl::StatusOr<crm::v1::ListTasksResponse> SalesCommands::ListTasks(
-    const crm::v1::ListTasksRequest& request,
-    const std::function<bool(const crm::v1::Task&)>& visible) const {
+absl::StatusOr<crm::v1::PageRequest> SalesCommands::OpenListTasks(
+    const crm::v1::ListTasksRequest& request) {
   CRM_RETURN_IF_ERROR(CheckOptionalId("owner_id", request.owner_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalId("customer_id", request.customer_id()));
   CRM_RETURN_IF_ERROR(CheckOptionalId("opportunity_id", request.opportunity_id()));
   if (!crm::v1::TaskStatus_IsValid(request.status())) return Invalid("status", "unknown status");
+  CRM_ASSIGN_OR_RETURN(crm::v1::PageRequest opened, OpenPage(request, request.page()));
+  CRM_RETURN_IF_ERROR(SalesStore::PageSize(opened).status());
+  return opened;
+}
+
+absl::StatusOr<crm::v1::ListTasksResponse> SalesCommands::ListTasks(
+    const crm::v1::ListTasksRequest& request,
+    const std::function<bool(const crm::v1::Task&)>& visible) const {
+  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenListTasks(request));
   const absl::Time now = settings_.clock();
-  CRM_ASSIGN_OR_RETURN(const crm::v1::PageRequest opened_page, OpenPage(request, request.page()));
   CRM_ASSIGN_OR_RETURN(
       auto page,
       store_.List<crm::v1::Task>(kTasksFamily, "", opened_page, [&](const crm::v1::Task& t) {

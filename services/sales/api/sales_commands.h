@@ -89,6 +89,8 @@ class SalesCommands {
   absl::StatusOr<crm::v1::ListActivitiesResponse> ListActivities(
       const crm::v1::ListActivitiesRequest& request,
       const std::function<bool(const crm::v1::Activity&)>& visible = nullptr) const;
+  static absl::StatusOr<crm::v1::PageRequest> OpenListActivities(
+      const crm::v1::ListActivitiesRequest& request);
   absl::StatusOr<crm::v1::Task> CreateTask(const crm::v1::CreateTaskRequest& request,
                                            EventContext ctx);
   absl::StatusOr<crm::v1::Task> CompleteTask(const crm::v1::CompleteTaskRequest& request,
@@ -96,6 +98,8 @@ class SalesCommands {
   absl::StatusOr<crm::v1::ListTasksResponse> ListTasks(
       const crm::v1::ListTasksRequest& request,
       const std::function<bool(const crm::v1::Task&)>& visible = nullptr) const;
+  static absl::StatusOr<crm::v1::PageRequest> OpenListTasks(
+      const crm::v1::ListTasksRequest& request);
   // NOT_FOUND when there is no such task (record checks load it first).
   absl::StatusOr<crm::v1::Task> GetTask(const std::string& task_id) const;
 
