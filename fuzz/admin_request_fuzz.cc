@@ -5,7 +5,8 @@
 // Beyond not crashing: errors are INVALID_ARGUMENT naming the field (the
 // requests) or UNAUTHENTICATED (tokens), an erased customer id is one the
 // services could have minted, an export token reads back the position it
-// was sealed with, and a remembered token verifies as it did the first time.
+// was sealed with, a remembered token verifies as it did the first time,
+// and a page token opens to its position for its own query only.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "fuzz/fuzz_input.h"
 #include "libs/common/admin_service.h"
 #include "libs/common/auth/jwt.h"
+#include "libs/common/page_token.h"
 
 namespace crm::fuzz {
 namespace {
@@ -98,12 +100,47 @@ void SignedClaims(absl::string_view payload) {
   if (token.ok()) VerifyTwice(*token);
 }
 
+// Page tokens of every list: any token opens or is refused naming the
+// field, a sealed position opens to itself for its query and for no other
+// filter, and opening a page keeps its size.
+void PageTokens(absl::string_view payload) {
+  const std::vector<std::string> parts = SplitParts(payload, 2);
+  if (parts.size() != 2) return;
+  crm::v1::ExportCustomerRequest request;  // any request: the fingerprint is its filters
+  request.set_customer_id(parts[0]);
+  CheckValidation(OpenPageToken(request, parts[1], "page_token").status(), "OpenPageToken");
+  const std::string token = SealPageToken(request, parts[1]);
+  Check(token.empty() == parts[1].empty(), "a position seals to no token, or the end to one");
+  const auto position = OpenPageToken(request, token, "page_token");
+  if (token.size() > 1024) {
+    CheckValidation(position.status(), "OpenPageToken");
+  } else {
+    Check(position.ok() && *position == parts[1], "a page token does not open to its position",
+          position.status().ToString());
+  }
+  if (!token.empty()) {
+    request.set_customer_id(parts[0] + "x");
+    const auto other = OpenPageToken(request, token, "page_token");
+    CheckValidation(other.status(), "OpenPageToken");
+    Check(!other.ok(), "a page token opens for other filters");
+  }
+  crm::v1::PageRequest page;
+  page.set_page_size(static_cast<int32_t>(parts[1].size()) - 2);
+  page.set_page_token(SealPageToken(request, parts[1]));
+  const auto opened = OpenPage(request, page);
+  if (opened.ok())
+    Check(opened->page_size() == page.page_size(), "opening a page changes its size");
+  const auto size = PageSize(page.page_size(), "page.page_size", 50, 1000);
+  CheckValidation(size.status(), "PageSize");
+  if (size.ok()) Check(*size >= 1 && *size <= 1000, "a page size out of range");
+}
+
 }  // namespace
 }  // namespace crm::fuzz
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto [selector, payload] = crm::fuzz::Choose(data, size);
-  switch (selector % 4) {
+  switch (selector % 5) {
     case 0:
       crm::fuzz::Erase(payload);
       break;
@@ -113,8 +150,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 2:
       crm::fuzz::VerifyTwice(payload);
       break;
-    default:
+    case 3:
       crm::fuzz::SignedClaims(payload);
+      break;
+    default:
+      crm::fuzz::PageTokens(payload);
       break;
   }
   return 0;

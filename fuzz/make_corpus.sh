@@ -25,6 +25,16 @@ text_seed() {  # target name selector text
   { byte "$3"; printf '%s' "$4"; } >"$OUT/$1/$2"
 }
 
+# Structured inputs (fuzz_input.h SplitParts): parts of a 2-byte
+# little-endian length and that many bytes.
+part() {  # type textproto
+  local bytes; bytes="$(mktemp)"; encode "$1" "$2" >"$bytes"
+  local n; n=$(stat -c %s "$bytes"); byte $((n & 255)); byte $((n >> 8)); cat "$bytes"; rm -f "$bytes"
+}
+text_part() {  # ASCII text
+  local n=${#1}; byte $((n & 255)); byte $((n >> 8)); printf '%s' "$1"
+}
+
 # Seeds are written over; other files (inputs a fuzzer found and that were
 # added by hand as regression cases) are kept.
 mkdir -p "$OUT"
@@ -36,12 +46,13 @@ mkdir -p "$OUT/$AD"
 { byte 1; encode ExportCustomerRequest 'customer_id: "cus_1"'; } >"$OUT/$AD/export"
 { byte 1; encode ExportCustomerRequest 'customer_id: "cus_1" page_token: "bm90LWEtdG9rZW4"'; } >"$OUT/$AD/export_token"
 text_seed $AD token 2 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEifQ.c2ln'
-signed() {  # name header claims: parts of 2-byte little-endian length + text
-  { byte 3; for t in "$2" "$3"; do local n=${#t}; byte $((n & 255)); byte $((n >> 8)); printf '%s' "$t"; done; } >"$OUT/$AD/$1"
+signed() {  # name header claims
+  { byte 3; text_part "$2"; text_part "$3"; } >"$OUT/$AD/$1"
 }
 signed signed_admin '{"alg":"HS256","typ":"JWT"}' '{"iss":"crm-fuzz","aud":"crm","sub":"ada","roles":["admin"],"territory":"emea","iat":1799999000,"exp":1900000000}'
 signed signed_audiences '{"alg":"HS256"}' '{"iss":"crm-fuzz","aud":["billing","crm"],"sub":"svc","roles":["service"],"exp":1800000100,"nbf":1799999990}'
 signed signed_expired '{"alg":"HS256","kid":"k1"}' '{"iss":"crm-fuzz","aud":"crm","sub":"old","exp":1700000000}'
+{ byte 4; text_part "cus_1"; text_part "lead_0042|2026-01-01"; } >"$OUT/$AD/page_token"
 
 # ---- leads_request ----
 L=leads_request
@@ -58,6 +69,13 @@ seed $L rule 9 AssignmentRule 'name: " EMEA CRM " regions: "EMEA" regions: "emea
 text_seed $L email 10 ' Grace.Hopper+crm@Navy.MIL '
 text_seed $L phone 10 '(+1) 202-555-0143'
 seed $L list_leads 11 ListLeadsRequest 'owner_id: "rep_ada" statuses: LEAD_STATUS_NEW region: " EMEA " min_score: 40 max_score: 90 sort: LEAD_SORT_SCORE_DESC page { page_size: 5000 }'
+{ byte 12
+  part AssignmentRuleTable 'version: 4 rules { rule_id: "r1" name: "EMEA" regions: "emea" owner_id: "rep_a" enabled: true position: 1 } rules { rule_id: "r2" name: "CRM" product_interests: "crm" team_id: "t1" team_members: "rep_b" enabled: true position: 2 } rules { rule_id: "r3" name: "Old" owner_id: "rep_c" position: 3 }'
+  part ReorderAssignmentRulesRequest 'request_id: "r12" rule_ids: "r3" rule_ids: "r1" rule_ids: "r2" expected_table_version: 4'
+  part SetAssignmentRuleEnabledRequest 'request_id: "r13" rule_id: "r3" expected_table_version: 4'
+} >"$OUT/$L/rule_table"
+seed $L import_head 13 ImportLeadsRequest 'import_id: "fair-2026-03" default_channel: LEAD_CHANNEL_TRADE_SHOW rows { row_number: 1 contact { email: "a@example.com" } } rows { row_number: 9223372036854775807 contact { phone: "+442079460958" } }'
+{ byte 14; text_part "lead_1"; text_part "40@2"; } >"$OUT/$L/offset_token"
 
 # ---- sales_request ----
 S=sales_request
@@ -76,6 +94,8 @@ text_seed $S date 11 '2024-02-29'
 text_seed $S tiers 11 'standard:0,silver:1000000,gold:5000000'
 seed $S list_customers 12 ListCustomersRequest 'owner_id: "rep_ada" page { page_size: 20 page_token: "not-a-token" }'
 seed $S list_opportunities 13 ListOpportunitiesRequest 'owner_id: "rep_ada" stage_id: "proposal" close_date_from: "2025-01-01" close_date_to: "2024-12-31" page { page_size: 900 }'
+seed $S list_activities 14 ListActivitiesRequest 'opportunity_id: "opp_1" page { page_size: 25 }'
+seed $S list_tasks 15 ListTasksRequest 'owner_id: "rep_ada" status: TASK_STATUS_OPEN overdue_only: true page { page_size: 10 }'
 
 # ---- service_desk_request ----
 D=service_desk_request
@@ -111,15 +131,14 @@ seed $A audit 6 ListAuditEntriesRequest 'actor: "rep_ada" page { page_size: 2 }'
 
 # ---- event_envelope: parts of 2-byte little-endian length + envelope ----
 E=event_envelope
-part() { local bytes; bytes="$(mktemp)"; encode EventEnvelope "$1" >"$bytes"
-  local n; n=$(stat -c %s "$bytes"); byte $((n & 255)); byte $((n >> 8)); cat "$bytes"; rm -f "$bytes"; }
+envelope() { part EventEnvelope "$1"; }
 LEAD='event_id: "evt-1" stream: "lead-l1" stream_version: 1 customer_id: "cus_e" type: "LeadCaptured" occurred_at { seconds: 1700000000 } payload { [type.googleapis.com/crm.v1.LeadCaptured] { lead_id: "l1" customer_id: "cus_e" contact { email: "e@example.com" } } }'
 ORDER='event_id: "evt-2" stream: "order-o1" stream_version: 1 customer_id: "cus_e" type: "OrderPlaced" occurred_at { seconds: 1700001000 } payload { [type.googleapis.com/crm.v1.OrderPlaced] { order_id: "o1" customer_id: "cus_e" currency: "EUR" totals { total { currency: "EUR" minor_units: 5000 } } } }'
 TICKET='event_id: "evt-3" stream: "ticket-t1" stream_version: 1 customer_id: "cus_e" type: "TicketOpened" occurred_at { seconds: 1700002000 } payload { [type.googleapis.com/crm.v1.TicketOpened] { ticket_id: "t1" customer_id: "cus_e" subject: "help" product: "router" } }'
 mkdir -p "$OUT/$E"
-{ byte 0; part "$LEAD"; } >"$OUT/$E/lead"
-{ byte $((1 | 2 << 2)); part "$LEAD"; part "$ORDER"; part "$TICKET"; } >"$OUT/$E/three_topics"
-{ byte 0; part "$LEAD"; byte 9; byte 0; printf 'not proto'; } >"$OUT/$E/poison"
+{ byte 0; envelope "$LEAD"; } >"$OUT/$E/lead"
+{ byte $((1 | 2 << 2)); envelope "$LEAD"; envelope "$ORDER"; envelope "$TICKET"; } >"$OUT/$E/three_topics"
+{ byte 0; envelope "$LEAD"; byte 9; byte 0; printf 'not proto'; } >"$OUT/$E/poison"
 
 # One seed per group of event types, so that every consumer's handling of
 # each type runs from the corpus: a type URL is compared whole, which the
@@ -132,7 +151,7 @@ ev() {
 }
 batch() {  # name selector envelope...
   local name=$1 selector=$2; shift 2
-  { byte "$selector"; for e in "$@"; do part "$e"; done; } >"$OUT/$E/$name"
+  { byte "$selector"; for e in "$@"; do envelope "$e"; done; } >"$OUT/$E/$name"
 }
 batch 1_lead_lifecycle 0 \
   "$(ev lead-l2 1 LeadCaptured 1700000000 cus_f 'lead_id: "l2" customer_id: "cus_f" contact { email: "f@example.com" } region: "emea" channel: LEAD_CHANNEL_TRADE_SHOW')" \

@@ -115,7 +115,7 @@ void Texts(absl::string_view text) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace crm;  // NOLINT: the request types and validators read better short
   const auto [selector, payload] = fuzz::Choose(data, size);
-  switch (selector % 14) {
+  switch (selector % 16) {
     case 0:
       fuzz::OpenCustomer(payload);
       break;
@@ -175,11 +175,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           [](const auto& r) { return sales::SalesCommands::OpenListCustomers(r).status(); },
           "OpenListCustomers");
       break;
-    default:
+    case 13:
       fuzz::Validated<v1::ListOpportunitiesRequest>(
           payload,
           [](const auto& r) { return sales::SalesCommands::OpenListOpportunities(r).status(); },
           "OpenListOpportunities");
+      break;
+    case 14:
+      fuzz::Validated<v1::ListActivitiesRequest>(
+          payload,
+          [](const auto& r) { return sales::SalesCommands::OpenListActivities(r).status(); },
+          "OpenListActivities");
+      break;
+    default:
+      fuzz::Validated<v1::ListTasksRequest>(
+          payload, [](const auto& r) { return sales::SalesCommands::OpenListTasks(r).status(); },
+          "OpenListTasks");
       break;
   }
   return 0;
