@@ -40,6 +40,12 @@ void MergedScan::Next() {
 void MergedScan::Pick() {
   current_ = nullptr;
   for (auto& c : cursors_) {
+    // A failed prefix ends the scan (status() tells): the others' rows past
+    // it would hide the rows it still had.
+    if (!c.it->Valid() && !c.it->status().ok()) {
+      current_ = nullptr;
+      return;
+    }
     if (c.Valid() && (current_ == nullptr || c.Suffix() < current_->Suffix())) current_ = &c;
   }
 }

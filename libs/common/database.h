@@ -176,7 +176,7 @@ class MergedScan {
   absl::string_view suffix() const;
   rocksdb::Slice value() const { return current_->it->value(); }
   void Next();
-  // The first error any prefix's iterator met.
+  // The first error any prefix's iterator met; the scan ends at it.
   absl::Status status() const;
 
  private:

@@ -1,9 +1,13 @@
 #include "libs/common/database.h"
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "libs/common/testing/temp_dir.h"
 #include "rocksdb/write_batch.h"
@@ -114,6 +118,54 @@ TEST(MergedScanTest, WalksSeveralPrefixesAsOneInSuffixOrder) {
   EXPECT_TRUE(read("5").empty());
   MergedScan none(**db, "rows", {}, "");
   EXPECT_FALSE(none.Valid());
+}
+
+// A prefix whose iterator fails part-way (a damaged table block) ends the
+// whole scan with its error: the other prefixes' rows after it would
+// otherwise be returned, and a page token past them skip the rows the
+// failed one still had.
+TEST(MergedScanTest, AFailedPrefixEndsTheScan) {
+  testing::TempDir dir;
+  std::vector<std::string> order;  // every suffix, in scan order
+  {
+    auto db = Database::Open(dir.Sub("db"), {"rows"});
+    ASSERT_TRUE(db.ok()) << db.status();
+    rocksdb::WriteBatch batch;
+    uint32_t noise = 1;
+    for (int i = 0; i < 200; ++i) {
+      const std::string suffix = absl::StrFormat("%03d", i);
+      order.push_back(suffix);
+      // b's rows fill most of the table file, a's are small.
+      std::string value = absl::StrCat("v", i);
+      if (i % 2 == 1) {
+        for (int j = 0; j < 4096; ++j)
+          value.push_back(static_cast<char>(noise = noise * 1103515245 + 12345));
+      }
+      ASSERT_TRUE(batch.Put((*db)->Family("rows"), (i % 2 ? "b/" : "a/") + suffix, value).ok());
+    }
+    ASSERT_TRUE((*db)->Write(&batch, true).ok());
+    ASSERT_TRUE((*db)->Flush().ok());
+  }
+  // Damage the middle of the one table file: one of b's blocks.
+  std::string table;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.Sub("db"))) {
+    if (entry.path().extension() == ".sst" && entry.file_size() > 400'000) table = entry.path();
+  }
+  ASSERT_FALSE(table.empty());
+  {
+    std::fstream f(table, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(table) / 2));
+    f.write("\xde\xad\xbe\xef\xde\xad\xbe\xef", 8);
+  }
+  auto db = Database::Open(dir.Sub("db"), {"rows"});
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::vector<std::string> read;
+  MergedScan scan(**db, "rows", {"a/", "b/"}, "");
+  for (; scan.Valid(); scan.Next()) read.emplace_back(scan.suffix());
+  ASSERT_FALSE(scan.status().ok()) << "the damage was not met";
+  ASSERT_LT(read.size(), order.size());
+  EXPECT_EQ(read, std::vector<std::string>(order.begin(), order.begin() + read.size()))
+      << "rows returned past the failed prefix's last one";
 }
 
 }  // namespace
