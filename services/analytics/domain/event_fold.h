@@ -43,6 +43,10 @@ class Payload {
   Decoded decoded_ = Decoded::kUnknownType;
 };
 
+// How many payload type names this thread remembers (their prototypes,
+// or that this binary has none); bounded whatever the topics carry.
+size_t CachedPayloadTypes();
+
 // Whether a value taken at `at` from event `event_id` (from the sales
 // account, or not) outranks the one stamped `b`: any value outranks none, a
 // lead's value outranks the account's (customer_view.cc), then the later

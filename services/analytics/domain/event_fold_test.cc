@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
 #include "google/protobuf/arena.h"
 #include "services/analytics/testing/events.h"
@@ -35,6 +39,26 @@ TEST(PayloadTest, UnknownTypesAndBadBytesLeaveItEmpty) {
   event.mutable_payload()->set_type_url("type.googleapis.com/crm.v1.LeadCaptured");
   event.mutable_payload()->set_value("\xff\xff\xff");
   EXPECT_EQ(Payload(event).As<crm::v1::LeadCaptured>(), nullptr);
+}
+
+// Any producer may write to the topics: type URLs it makes up, each new,
+// must not grow the decoder's memory without bound, whether they name a
+// known type under another prefix, an unknown one, or a huge one.
+TEST(PayloadTest, MadeUpTypeUrlsDoNotGrowTheCache) {
+  auto event = LeadCapturedAt("cus_1", "lead_1", 40, 1000);
+  std::thread([&] {  // a fresh thread: a cache of its own
+    for (int i = 0; i < 5000; ++i) {
+      event.mutable_payload()->set_type_url(absl::StrCat("junk-", i, "/crm.v1.LeadCaptured"));
+      ASSERT_NE(Payload(event).As<crm::v1::LeadCaptured>(), nullptr) << "still decoded";
+      event.mutable_payload()->set_type_url(absl::StrCat("type.googleapis.com/crm.v9.Made", i));
+      EXPECT_EQ(Payload(event).decoded(), Payload::Decoded::kUnknownType);
+      event.mutable_payload()->set_type_url(
+          absl::StrCat("type.googleapis.com/", std::string(100'000, 'x'), i));
+      EXPECT_EQ(Payload(event).decoded(), Payload::Decoded::kUnknownType);
+    }
+    EXPECT_LE(CachedPayloadTypes(), 1025u);
+  })
+      .join();
 }
 
 }  // namespace
