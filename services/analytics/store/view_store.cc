@@ -9,6 +9,7 @@
 #include "libs/common/ids.h"
 #include "libs/common/key_codec.h"
 #include "libs/common/log.h"
+#include "libs/common/metrics.h"
 #include "libs/common/page_token.h"
 #include "libs/common/pii/key_vault.h"
 #include "libs/common/reply_budget.h"
@@ -267,7 +268,19 @@ absl::StatusOr<Record*> Cached(absl::flat_hash_map<std::string, Record*>& cache,
   CRM_ASSIGN_OR_RETURN(auto raw, txn.Get(family, id));
   auto* record = google::protobuf::Arena::CreateMessage<Record>(arena);
   if (raw.has_value() && !record->ParseFromString(*raw)) {
-    return absl::DataLossError(absl::StrCat("corrupt ", family, " record ", id));
+    // Says nothing about the event. Refusing it would park it after the
+    // writes it had made (the clock, other records), and every later event
+    // of this record too: the record starts afresh instead, loudly, and a
+    // rebuild of the views restores it.
+    record->Clear();
+    MetricsRegistry::Default()
+        .GetCounter("crm_analytics_corrupt_records_total",
+                    "Stored analytics records that did not parse and were started afresh "
+                    "(rebuild the views to restore them)",
+                    {{"family", family}})
+        .Inc();
+    log::Error("corrupt analytics record started afresh; rebuild the views to restore it",
+               {{"family", family}, {"id", id}});
   }
   cache.emplace(id, record);
   return record;

@@ -12,6 +12,7 @@
 #include "libs/common/pii/cipher.h"
 #include "libs/common/reply_budget.h"
 #include "libs/common/testing/temp_dir.h"
+#include "rocksdb/write_batch.h"
 #include "services/analytics/api/analytics_grpc.h"
 #include "services/analytics/testing/events.h"
 
@@ -97,6 +98,39 @@ TEST_F(ViewStoreTest, EventsItCannotReadAreParkedNotCounted) {
   ASSERT_EQ(parked.size(), 2u);
   EXPECT_THAT(parked[0].reason, ::testing::HasSubstr("unknown event type FutureThingHappened"));
   EXPECT_THAT(parked[1].reason, ::testing::HasSubstr("payload does not parse as LeadCaptured"));
+}
+
+// A stored record that does not parse is no fault of the event that
+// reads it: the event is taken whole (not parked after some of its
+// writes), the record starts afresh, and later events apply as usual.
+TEST_F(ViewStoreTest, ACorruptStoredRecordStartsAfreshAndTheEventIsTakenWhole) {
+  std::vector<DeadLetter> parked;
+  SubscriberOptions options;
+  options.dead_letter_sink = [&](const std::vector<DeadLetter>& letters) {
+    parked.insert(parked.end(), letters.begin(), letters.end());
+    return absl::OkStatus();
+  };
+  subscriber_ = std::make_unique<Subscriber>(*db_, projection_, options);
+  ASSERT_TRUE(subscriber_->ApplyBatch({Captured("cus_1", 1, 0)}).ok());
+  rocksdb::WriteBatch corrupt;
+  ASSERT_TRUE(corrupt.Put(db_->Family("customers"), "cus_1", "\xff not a view").ok());
+  ASSERT_TRUE(corrupt.Put(db_->Family("funnel_leads"), "lead_2", "\xff not a record").ok());
+  ASSERT_TRUE(db_->Write(&corrupt, true).ok());
+  ASSERT_TRUE(views_->GetCustomer360("cus_1", 0, "").status().code() ==
+              absl::StatusCode::kDataLoss);
+
+  ASSERT_TRUE(subscriber_->ApplyBatch({Captured("cus_1", 2, 1)}).ok());
+  EXPECT_TRUE(parked.empty()) << parked.front().reason;
+  auto view = views_->GetCustomer360("cus_1", 0, "");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->event_count(), 1) << "counted afresh";
+  EXPECT_EQ(view->timeline_size(), 2) << "the timeline rows are their own";
+  ASSERT_TRUE(subscriber_->ApplyBatch({Captured("cus_1", 3, 2)}).ok());
+  view = views_->GetCustomer360("cus_1", 0, "");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->event_count(), 2);
+  EXPECT_EQ(view->timeline_size(), 3);
+  EXPECT_TRUE(parked.empty());
 }
 
 // A producer whose clock runs a year ahead: its event is folded at its own
