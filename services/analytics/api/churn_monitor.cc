@@ -7,6 +7,7 @@
 #include "libs/common/envelope.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
+#include "libs/common/metrics.h"
 #include "libs/common/status_macros.h"
 #include "libs/common/thread_name.h"
 #include "services/analytics/domain/customer_health.h"
@@ -29,7 +30,18 @@ std::vector<std::string> GroupIds(const crm::v1::Customer360& view) {
 std::vector<std::string> ChurnMonitor::Families() { return {kAlerts}; }
 
 ChurnMonitor::ChurnMonitor(const ViewStore& views, EventStore& events, std::function<bool()> ready)
-    : views_(views), events_(events), ready_(std::move(ready)) {}
+    : views_(views),
+      events_(events),
+      ready_(std::move(ready)),
+      passes_(MetricsRegistry::Default().GetCounter(
+          "crm_churn_passes_total",
+          "Churn monitor passes over every customer (one that stops at a storage error "
+          "is not counted)")),
+      raised_(MetricsRegistry::Default().GetCounter("crm_churn_alerts_raised_total",
+                                                    "ChurnRiskRaised events appended")),
+      not_evaluated_(MetricsRegistry::Default().GetCounter(
+          "crm_churn_customers_not_evaluated_total",
+          "Customers a churn pass could not read or decide (retried on the next pass)")) {}
 
 ChurnMonitor::~ChurnMonitor() { Stop(); }
 
@@ -79,6 +91,7 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
   absl::Status first_failure;
   std::string first_failed;
   auto not_evaluated = [&](const std::string& customer_id, const absl::Status& why) {
+    not_evaluated_.Inc();
     if (failed++ > 0) return;
     first_failure = why;
     first_failed = customer_id;
@@ -92,13 +105,17 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
       [&](const crm::v1::Customer360& view) -> absl::Status {
         absl::StatusOr<bool> evaluated = Evaluate(view);
         if (evaluated.ok()) {
-          raised += *evaluated ? 1 : 0;
+          if (*evaluated) {
+            ++raised;
+            raised_.Inc();
+          }
         } else {
           not_evaluated(view.customer_id(), evaluated.status());
         }
         return absl::OkStatus();
       },
       not_evaluated));
+  passes_.Inc();
   if (failed > 0) {
     return absl::Status(
         first_failure.code(),

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "libs/common/event_store.h"
+#include "libs/common/metrics.h"
 #include "services/analytics/store/view_store.h"
 
 namespace crm::analytics {
@@ -58,6 +59,9 @@ class ChurnMonitor {
   const ViewStore& views_;
   EventStore& events_;
   std::function<bool()> ready_;
+  Counter& passes_;
+  Counter& raised_;
+  Counter& not_evaluated_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;

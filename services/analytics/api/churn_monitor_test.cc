@@ -1,6 +1,7 @@
 #include "services/analytics/api/churn_monitor.h"
 
 #include "gtest/gtest.h"
+#include "libs/common/metrics.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/analytics/testing/events.h"
 
@@ -65,13 +66,22 @@ class ChurnMonitorTest : public ::testing::Test {
   int64_t offset_ = 0;
 };
 
+// What ops watch: a counter of the default registry (the monitor's).
+uint64_t Counted(const std::string& name) {
+  return MetricsRegistry::Default().GetCounter(name, "").value();
+}
+
 TEST_F(ChurnMonitorTest, RaisesOncePerCrossingAtTheEventTimeClock) {
+  const uint64_t passes = Counted("crm_churn_passes_total");
+  const uint64_t alerts = Counted("crm_churn_alerts_raised_total");
   Feed({OrderPlacedAt("cus_1", "o1", 500, 0), OrderPlacedAt("cus_2", "o2", 500, 100 * kDay)});
   EXPECT_EQ(Pass(), 0);  // day 100: cus_1 scores 25 + 25
   // Another customer's event moves the clock: cus_1 crosses on day 150.
   Feed({LeadCapturedAt("cus_3", "lead_3", 0, 150 * kDay)});
   EXPECT_EQ(Pass(), 1);
   EXPECT_EQ(Pass(), 0);
+  EXPECT_EQ(Counted("crm_churn_passes_total") - passes, 3u);
+  EXPECT_EQ(Counted("crm_churn_alerts_raised_total") - alerts, 1u);
   auto raised = Outbox();
   ASSERT_EQ(raised.size(), 1u);
   EXPECT_EQ(raised[0].customer_id(), "cus_1");
@@ -117,7 +127,9 @@ void ExpectThePassGoesOnPast(ChurnMonitor& monitor, Database& db, const std::str
   rocksdb::WriteBatch corrupt;
   corrupt.Put(db.Family(family), "cus_1", "\xff not a state or view");
   ASSERT_TRUE(db.Write(&corrupt, true).ok());
+  const uint64_t skipped = Counted("crm_churn_customers_not_evaluated_total");
   auto n = monitor.RunOnce();
+  EXPECT_EQ(Counted("crm_churn_customers_not_evaluated_total") - skipped, 1u);
   EXPECT_EQ(n.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(n.status().message().find("1 customer(s) not evaluated (1 alert(s) raised); first "
                                       "cus_1"),
