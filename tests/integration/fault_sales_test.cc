@@ -6,6 +6,7 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,7 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "crm/v1/sales.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "libs/common/kafka.h"
 #include "tests/integration/stack.h"
+#include "tests/integration/topic_io.h"
 
 namespace crm::testing {
 namespace {
@@ -148,6 +151,26 @@ TEST(SalesConcurrencyTest, OneWriterWinsEachVersionTheOthersAreAborted) {
   st = sales->ReviseOpportunity(Call().get(), retry, &after);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(after.version(), opp.version() + 1);
+
+  // The log holds the winners alone: one event per version, none of a
+  // loser, as outside consumers read it from crm.sales.v1.
+  const std::string stream = "opportunity-" + opp.opportunity_id();
+  std::map<int64_t, int> versions;
+  ConsumeTopic(
+      stack.brokers(), kSalesTopic,
+      [&](const crm::v1::EventEnvelope& e) {
+        if (e.stream() != stream) return false;
+        ++versions[e.stream_version()];
+        return true;
+      },
+      [&](const auto&) { return versions.size() >= static_cast<size_t>(after.version()); },
+      absl::Seconds(30), /*linger=*/absl::Seconds(2));
+  ASSERT_EQ(versions.size(), static_cast<size_t>(after.version()));
+  int64_t expected = 1;
+  for (const auto& [version, count] : versions) {
+    EXPECT_EQ(version, expected++);
+    EXPECT_EQ(count, 1) << "version " << version << " published " << count << " times";
+  }
 }
 
 }  // namespace
