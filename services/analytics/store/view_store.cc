@@ -119,12 +119,17 @@ std::string MergeKey(char direction, absl::string_view customer, absl::string_vi
 // The group of `customer_id`, read link by link from the merge rows. With
 // `merged_into_only`: the customer and those merged into it, any number of
 // steps (the person an export or an erasure counts), under its own id.
+// `reuse`: an iterator over the merge rows to seek with (one per call when
+// null), for scans that look up the group of each row.
 absl::StatusOr<MergedGroup> LoadGroup(const DbReader& db, const std::string& customer_id,
-                                      bool merged_into_only = false) {
+                                      bool merged_into_only = false,
+                                      rocksdb::Iterator* reuse = nullptr) {
   CustomerMerges merges;
   absl::btree_set<std::string> seen = {customer_id};
   std::vector<std::string> todo = {customer_id};
-  auto it = db.NewIterator(kCustomerMerges);
+  std::unique_ptr<rocksdb::Iterator> own;
+  if (reuse == nullptr) own = db.NewIterator(kCustomerMerges);
+  rocksdb::Iterator* it = reuse != nullptr ? reuse : own.get();
   while (!todo.empty() && seen.size() < kMaxGroup) {
     const std::string customer = std::move(todo.back());
     todo.pop_back();
@@ -195,15 +200,16 @@ absl::StatusOr<std::optional<crm::v1::Customer360>> GroupView(const DbReader& db
 }
 
 // In a scan of the customers in id order, the view to yield at the row of
-// `customer_id`: its group's, at the group's first member that has a row;
-// nullopt at the other members.
+// `customer_id` (whose group is `group`): the group's, at the primary's row
+// (the survivor's, which the merge itself writes), or while the primary has
+// none at the first member that has one; nullopt at the other members. So
+// a member's first row arriving between two pages of a listing moves the
+// group to no row before the page token.
 absl::StatusOr<std::optional<crm::v1::Customer360>> ScannedView(const DbReader& db,
-                                                                const CustomerMerges& merges,
+                                                                const MergedGroup& group,
                                                                 const std::string& customer_id,
                                                                 const rocksdb::Slice& value,
                                                                 const ValueTest& unreadable) {
-  const MergedGroup group =
-      merges.empty() ? MergedGroup{customer_id, {customer_id}} : merges.GroupOf(customer_id);
   if (group.members.size() == 1) {
     crm::v1::Customer360 view;
     if (!view.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
@@ -211,10 +217,14 @@ absl::StatusOr<std::optional<crm::v1::Customer360>> ScannedView(const DbReader& 
     }
     return view;
   }
-  for (const auto& member : group.members) {
-    if (member >= customer_id) break;
-    CRM_ASSIGN_OR_RETURN(auto earlier, db.Get(kCustomers, member));
-    if (earlier.has_value()) return std::nullopt;  // yielded at that member's row
+  if (customer_id != group.primary) {
+    CRM_ASSIGN_OR_RETURN(auto primary, db.Get(kCustomers, group.primary));
+    if (primary.has_value()) return std::nullopt;  // yielded at the primary's row
+    for (const auto& member : group.members) {
+      if (member >= customer_id) break;
+      CRM_ASSIGN_OR_RETURN(auto earlier, db.Get(kCustomers, member));
+      if (earlier.has_value()) return std::nullopt;  // yielded at that member's row
+    }
   }
   return GroupView(db, group, unreadable);
 }
@@ -430,7 +440,9 @@ absl::Status ViewStore::ForEachCustomer(
   auto it = db.NewIterator(kCustomers);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string customer_id = it->key().ToString();
-    auto view = ScannedView(db, merges, customer_id, it->value(), unreadable_);
+    const MergedGroup group =
+        merges.empty() ? MergedGroup{customer_id, {customer_id}} : merges.GroupOf(customer_id);
+    auto view = ScannedView(db, group, customer_id, it->value(), unreadable_);
     if (!view.ok()) {
       unreadable(customer_id, view.status());
       continue;
@@ -460,7 +472,9 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
   const DbSnapshot snapshot(db_);
   const DbReader db = snapshot;
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db));
-  CRM_ASSIGN_OR_RETURN(auto merges, LoadAllMerges(db));
+  // Each row's group is read from its own merge rows: a page costs what
+  // it scans, not every merge ever made.
+  auto merge_rows = db.NewIterator(kCustomerMerges);
   crm::v1::ListSegmentResponse response;
   *response.mutable_evaluated_at() = now;
   auto it = db.NewIterator(kCustomers);
@@ -471,7 +485,9 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
   std::string last_row;
   for (; it->Valid(); it->Next()) {
     const std::string row = it->key().ToString();
-    auto found = ScannedView(db, merges, row, it->value(), unreadable_);
+    auto group = LoadGroup(db, row, /*merged_into_only=*/false, merge_rows.get());
+    auto found = group.ok() ? ScannedView(db, *group, row, it->value(), unreadable_)
+                            : absl::StatusOr<std::optional<crm::v1::Customer360>>(group.status());
     if (absl::IsDataLoss(found.status())) {
       // One corrupt row must not hide every customer after it from every
       // page. A failed read is an error: a listing must not quietly leave

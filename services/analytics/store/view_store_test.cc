@@ -729,9 +729,45 @@ TEST_F(ViewStoreTest, ListSegmentListsAMergedGroupOnceAndPagesOn) {
   batch.push_back(LeadsMergedAt("c05", "l5", "c01", "l1", 1, 0));
   ASSERT_TRUE(subscriber_->ApplyBatch(batch).ok());
   int pages = 0;
+  // At the survivor's row, under the survivor's id.
   EXPECT_EQ(AllOfSegment(*views_, crm::v1::SEGMENT_AT_RISK, 1, &pages),
-            (std::vector<std::string>{"c05", "c02", "c03", "c04"}));
+            (std::vector<std::string>{"c02", "c03", "c04", "c05"}));
   EXPECT_EQ(pages, 4);
+}
+
+// A merged customer whose first event arrives between two pages (another
+// partition's) sorts before the page token: the group must still be
+// listed, at its survivor's row.
+TEST_F(ViewStoreTest, ListSegmentKeepsAGroupWhoseMemberAppearsBetweenPages) {
+  using namespace testing;
+  ASSERT_TRUE(
+      subscriber_
+          ->ApplyBatch({OnTopic("crm.sales.v1", 1, OrderPlacedAt("c02", "o2", 100, 0)),
+                        OnTopic("crm.sales.v1", 2, OrderPlacedAt("c05", "o5", 100, 0)),
+                        OnTopic("crm.sales.v1", 3, OrderPlacedAt("c09", "o9", 100, 200 * kDay)),
+                        LeadsMergedAt("c05", "l5", "c01", "l1", 4, 0)})
+          .ok());
+  crm::v1::ListSegmentRequest req;
+  req.set_segment(crm::v1::SEGMENT_AT_RISK);
+  req.mutable_page()->set_page_size(1);
+  auto first = views_->ListSegment(req);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->members_size(), 1);
+  EXPECT_EQ(first->members(0).customer_id(), "c02");
+  ASSERT_FALSE(first->next_page_token().empty());
+  ASSERT_TRUE(
+      subscriber_->ApplyBatch({OnTopic("crm.sales.v1", 5, OrderPlacedAt("c01", "o1", 100, 0))})
+          .ok());
+  req.mutable_page()->set_page_token(first->next_page_token());
+  std::vector<std::string> rest;
+  for (int pages = 0; pages < 5; ++pages) {
+    auto page = views_->ListSegment(req);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& m : page->members()) rest.push_back(m.customer_id());
+    if (page->next_page_token().empty()) break;
+    req.mutable_page()->set_page_token(page->next_page_token());
+  }
+  EXPECT_EQ(rest, std::vector<std::string>{"c05"});
 }
 
 }  // namespace
