@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -14,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "libs/common/kafka.h"
 #include "tests/integration/stack.h"
+#include "tests/integration/topic_io.h"
 
 namespace crm::testing {
 namespace {
@@ -214,6 +216,19 @@ TEST_F(EventFlowTest, EmptyBrokerIsRefilledFromTheEventLogWithoutDuplicates) {
       << stack_.analytics().Log();
   EXPECT_TRUE(Eventually(
       [&] { return stack_.leads().Log().find("republishing event log") != std::string::npos; }));
+  // The new broker holds the first capture again, once, as the same event.
+  std::map<std::string, int> captured;  // event id -> copies
+  ConsumeTopic(
+      stack_.brokers(), kLeadsTopic,
+      [&](const crm::v1::EventEnvelope& e) {
+        if (e.type() != "LeadCaptured" || e.customer_id() != first.customer_id()) return false;
+        ++captured[e.event_id()];
+        return true;
+      },
+      [&](const auto&) { return captured.size() >= 2; }, absl::Seconds(30),
+      /*linger=*/absl::Seconds(2));
+  ASSERT_EQ(captured.size(), 2u) << "the first capture is not on the new broker";
+  for (const auto& [id, copies] : captured) EXPECT_EQ(copies, 1) << id;
   // Re-published events reached analytics again and were skipped.
   EXPECT_EQ(EventsOnceALaterLeadArrived(stack_, first.customer_id(), "refill1@example.com"), 3);
 }
