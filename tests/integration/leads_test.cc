@@ -716,7 +716,8 @@ TEST_F(LeadsServiceTest, AMergeWithoutASurvivorNamesSurvivorLeadId) {
 // calls until the drain ends, so balancers stop sending before it closes.
 TEST_F(LeadsServiceTest, OnSigtermTheHealthCheckFailsWhileCallsAreStillServedForTheDrain) {
   EXPECT_EQ(stack_.leads().Kill(SIGTERM), 0);
-  ASSERT_TRUE(stack_.Start("leads", {"--shutdown-drain-ms=4000"})) << stack_.leads().Log();
+  ASSERT_TRUE(stack_.Start("leads", {"--shutdown-drain-ms=8000"})) << stack_.leads().Log();
+  const absl::Time signalled = absl::Now();
   stack_.leads().Signal(SIGTERM);
   ASSERT_TRUE(Eventually(
       [&] {
@@ -724,8 +725,19 @@ TEST_F(LeadsServiceTest, OnSigtermTheHealthCheckFailsWhileCallsAreStillServedFor
                grpc::health::v1::HealthCheckResponse::NOT_SERVING;
       },
       absl::Seconds(3)));
-  // Still answering: a capture goes through during the drain.
-  Capture(*stack_.LeadsStub(), "drain-capture", "drain@example.com", "EMEA");
+  // Still answering, not for a moment but through the drain: captures go
+  // on succeeding until shortly before it ends.
+  auto stub = stack_.LeadsStub();
+  int captured = 0;
+  while (absl::Now() < signalled + absl::Seconds(6)) {
+    const auto lead = Capture(*stub, absl::StrCat("drain-", captured),
+                              absl::StrCat("drain", captured, "@example.com"), "EMEA");
+    ASSERT_FALSE(lead.lead_id().empty())
+        << "refused " << absl::Now() - signalled << " after SIGTERM";
+    ++captured;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_GT(captured, 10);
   EXPECT_EQ(stack_.leads().Wait(absl::Seconds(30)), 0);
 }
 
