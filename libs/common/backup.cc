@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -420,7 +421,11 @@ std::function<bool()> ReadyAfterRestore(const std::string& data_dir,
   if (!std::filesystem::exists(mark, ec)) return [] { return true; };
   log::Warn("restored from a backup: not ready until the keys topic is read",
             {{"data_dir", data_dir}});
-  return [mark, keys_read = std::move(keys_read), make_durable = std::move(make_durable)] {
+  // Once passed it stays passed: a caller polls it with other checks (the
+  // views catching up) and each sync flushes the whole database.
+  auto passed = std::make_shared<std::atomic<bool>>(false);
+  return [mark, passed, keys_read = std::move(keys_read), make_durable = std::move(make_durable)] {
+    if (passed->load()) return true;
     if (!keys_read()) return false;
     if (absl::Status st = make_durable(); !st.ok()) {
       log::Error("cannot sync what the key reader applied; the restore mark stays",
@@ -430,6 +435,7 @@ std::function<bool()> ReadyAfterRestore(const std::string& data_dir,
     std::error_code ec;
     std::filesystem::remove(mark, ec);
     if (ec) log::Error("cannot remove the restore mark", {{"error", ec.message()}});
+    passed->store(true);
     return true;
   };
 }
