@@ -135,6 +135,18 @@ TEST(IdsTest, EncodingPutsTimeThenRandomBitsMostSignificantFirst) {
   for (const auto& c : cases) EXPECT_EQ(EncodeId("x", c.ms, c.hi, c.lo), c.id);
 }
 
+// A reaction's id: the same for the same event and seed, another for
+// another seed, and dated at the event, so it sorts with ids of its time.
+TEST(IdsTest, AnIdFromAnEventIsTheSameEachTimeAndDatedAtTheEvent) {
+  const absl::Time at = absl::FromUnixMillis(1700000000123);
+  const std::string id = IdFromEvent("opp", at, "OpenOpportunityFromLead/evt-1");
+  EXPECT_EQ(id, IdFromEvent("opp", at, "OpenOpportunityFromLead/evt-1"));
+  EXPECT_NE(id, IdFromEvent("opp", at, "OpenOpportunityFromLead/evt-2"));
+  EXPECT_EQ(id.substr(0, 14), EncodeId("opp", 1700000000123, 0, 0).substr(0, 14));
+  EXPECT_NE(id.substr(14), EncodeId("opp", 1700000000123, 0, 0).substr(14));
+  EXPECT_EQ(id.size(), NewId("opp").size());
+}
+
 TEST(IdsTest, Rfc3339IsUtcWithMicrosecondsForAnyTime) {
   EXPECT_EQ(FormatRfc3339(absl::UnixEpoch()), "1970-01-01T00:00:00.000000Z");
   EXPECT_EQ(FormatRfc3339(absl::FromUnixMicros(1700000000123456)), "2023-11-14T22:13:20.123456Z");

@@ -1,5 +1,7 @@
 #include "libs/common/ids.h"
 
+#include <openssl/sha.h>
+
 #include <cstdint>
 
 #include "absl/random/random.h"
@@ -24,6 +26,16 @@ std::string NewId(absl::string_view prefix) {
   const uint64_t hi = absl::Uniform<uint64_t>(ThreadBitGen());
   const uint64_t lo = absl::Uniform<uint64_t>(ThreadBitGen());
   return EncodeId(prefix, ms, hi, lo);
+}
+
+std::string IdFromEvent(absl::string_view prefix, absl::Time at, absl::string_view seed) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(seed.data()), seed.size(), digest);
+  uint64_t hi = 0;
+  for (int i = 0; i < 8; ++i) hi = (hi << 8) | digest[i];
+  const uint64_t lo = (uint64_t{digest[8]} << 8) | digest[9];
+  const int64_t ms = absl::ToUnixMillis(at);
+  return EncodeId(prefix, ms < 0 ? 0 : static_cast<uint64_t>(ms), hi, lo);
 }
 
 std::string EncodeId(absl::string_view prefix, uint64_t ms, uint64_t hi, uint64_t lo) {

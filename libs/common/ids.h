@@ -13,6 +13,11 @@ namespace crm {
 // A new unique id "prefix_" + 26 Crockford base32 characters: 48 bits of
 // milliseconds then 80 random bits (ULID layout), so ids sort by creation.
 std::string NewId(absl::string_view prefix);
+// The id of a record a reaction to an event creates: NewId's layout with
+// the event's time `at` and 80 bits of a SHA-256 of `seed` (the event's id
+// and what it caused), so that handling the event again after its answer
+// was lost (a restore) makes the same id, not a second record.
+std::string IdFromEvent(absl::string_view prefix, absl::Time at, absl::string_view seed);
 // The id NewId makes from its parts: the low 48 bits of `ms`, all of `hi`
 // and the low 16 bits of `lo`.
 std::string EncodeId(absl::string_view prefix, uint64_t ms, uint64_t hi, uint64_t lo);

@@ -361,7 +361,7 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunity(
 
 absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunityWith(
     const crm::v1::OpenOpportunityRequest& request, const std::string& lead_id,
-    const std::string& request_key, const EventContext& ctx) {
+    const std::string& request_key, const EventContext& ctx, const std::string& opportunity_id) {
   // A retry must not depend on the account or configuration of today.
   CRM_ASSIGN_OR_RETURN(auto earlier,
                        StoredAnswer<crm::v1::Opportunity>(store_.events(), request_key));
@@ -374,7 +374,7 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::OpenOpportunityWith(
   sales::OpenOpportunity command;
   command.request = request;
   if (command.request.owner_id().empty()) command.request.set_owner_id(customer.owner_id());
-  command.opportunity_id = NewId("opp");
+  command.opportunity_id = opportunity_id.empty() ? NewId("opp") : opportunity_id;
   command.territory = customer.territory();
   command.lead_id = lead_id;
   command.pipeline = *pipeline;
@@ -1172,9 +1172,14 @@ absl::Status SalesCommands::OpenAccountFromLead(const crm::v1::EventEnvelope& ev
   // A second conversion of the same person finds the account open: it
   // still brings a new opportunity.
   if (!customer.ok() && !absl::IsAlreadyExists(customer.status())) return customer.status();
+  // Its id comes from the event: handled again once its answer is gone (a
+  // restore from before it), the conversion lands on the deal it opened,
+  // which every reader of the topic has, rather than opening a second one.
+  const std::string opportunity_key = absl::StrCat("OpenOpportunityFromLead/", event.event_id());
   CRM_RETURN_IF_ERROR(
-      OpenOpportunityWith(opportunity, converted.lead_id(),
-                          absl::StrCat("OpenOpportunityFromLead/", event.event_id()), ctx)
+      OpenOpportunityWith(
+          opportunity, converted.lead_id(), opportunity_key, ctx,
+          IdFromEvent("opp", FromProtoTimestamp(event.occurred_at()), opportunity_key))
           .status());
   // A churn alert read before this conversion (analytics' topic is not
   // ordered with leads') is answered now the person has an account. Its
@@ -1266,7 +1271,8 @@ absl::Status SalesCommands::OpenRetentionTask(const crm::v1::EventEnvelope& even
   *command.request.mutable_due_at() =
       ToProtoTimestamp(std::max(crossed_at, settings_.clock()) + kRetentionCallWithin);
   CRM_RETURN_IF_ERROR(SealFreeText(command.request, customer_id, ctx));
-  command.task_id = NewId("task");
+  // From the alert, as a conversion's deal is (OpenAccountFromLead).
+  command.task_id = IdFromEvent("task", crossed_at, request_key);
   return Execute<crm::v1::Task>(
              TaskStream(command.task_id), request_key, kAnyVersion, ctx,
              [&](const std::optional<crm::v1::Task>& s) { return Decide(s, TaskCommand{command}); },

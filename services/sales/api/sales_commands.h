@@ -212,9 +212,11 @@ class SalesCommands {
                                                      const std::string& lead_id,
                                                      const std::string& request_key,
                                                      const EventContext& ctx);
+  // `opportunity_id`: the new deal's id (a new one when empty).
   absl::StatusOr<crm::v1::Opportunity> OpenOpportunityWith(
       const crm::v1::OpenOpportunityRequest& request, const std::string& lead_id,
-      const std::string& request_key, const EventContext& ctx);
+      const std::string& request_key, const EventContext& ctx,
+      const std::string& opportunity_id = "");
   absl::StatusOr<crm::v1::Customer> LoadCustomer(const std::string& customer_id) const;
   absl::StatusOr<crm::v1::Opportunity> LoadOpportunity(const std::string& opportunity_id) const;
   // The deal's quote, or none yet (FAILED_PRECONDITION on quote_id for

@@ -1836,6 +1836,55 @@ TEST_F(SalesCommandsTest, AChurnAlertOpensOneRetentionCallForTheAccountsOwner) {
   EXPECT_EQ(task.status(), crm::v1::TASK_STATUS_OPEN);
 }
 
+// A restore from a backup taken before a conversion (or a churn alert)
+// was handled loses its stored answer, and the service reads the event
+// again: the deal (the retention call) it opens is the one it opened
+// before, which every reader of the topic has, not a second one.
+TEST_F(SalesCommandsTest, AReactionHandledAgainAfterARestoreOpensTheSameRecords) {
+  Open("cus_1", "rep_ada", "EMEA");
+  const ConsumedMessage conversion =
+      Message(Conversion("lead_1"), "cus_lead", "lead-lead_1", 2, 0, kLeadsTopic);
+  const ConsumedMessage alert =
+      Message(ChurnAlert("cus_1", 72), "cus_1", "churn-cus_1", 1, 1, kAnalyticsTopic);
+  // Each store as it would stand after the reactions: the live one, and
+  // one restored from before them that reads the events again.
+  auto handled = [&](SalesStore& store) {
+    SalesSettings settings;
+    settings.clock = [this] { return now_; };
+    SalesCommands commands(store, std::move(settings));
+    SalesReactions reactions(commands);
+    Subscriber subscriber(store.db(), reactions, SubscriberOptions{});
+    EXPECT_TRUE(subscriber.ApplyBatch({conversion, alert}).ok());
+    crm::v1::ListOpportunitiesRequest deals;
+    deals.set_customer_id("cus_lead");
+    auto listed = commands.ListOpportunities(deals);
+    auto tasks = commands.ListTasks(crm::v1::ListTasksRequest());
+    EXPECT_TRUE(listed.ok() && tasks.ok());
+    EXPECT_EQ(listed->opportunities_size(), 1);
+    EXPECT_EQ(tasks->tasks_size(), 1);
+    return std::make_pair(listed->opportunities(0).opportunity_id(), tasks->tasks(0).task_id());
+  };
+  const auto live = handled(*store_);
+  auto restored = std::move(*SalesStore::Open(dir_.Sub("restored")));
+  {
+    SalesSettings settings;
+    settings.clock = [this] { return now_; };
+    SalesCommands commands(*restored, std::move(settings));
+    crm::v1::OpenCustomerRequest r;
+    r.set_request_id("open-cus_1");
+    r.set_customer_id("cus_1");
+    r.set_name("Analytical Engines");
+    r.set_owner_id("rep_ada");
+    r.set_territory("EMEA");
+    ASSERT_TRUE(commands.OpenCustomer(r, Ctx()).ok());
+  }
+  now_ += absl::Minutes(5);  // read again later
+  EXPECT_EQ(handled(*restored), live);
+  // Another conversion of the person is another deal.
+  EXPECT_NE(IdFromEvent("opp", kT0, "OpenOpportunityFromLead/evt-a"),
+            IdFromEvent("opp", kT0, "OpenOpportunityFromLead/evt-b"));
+}
+
 // Analytics' topic is not ordered with leads': an alert read before the
 // conversion that opens the person's account is answered by it, once.
 TEST_F(SalesCommandsTest, AChurnAlertReadBeforeTheConversionOpensTheCallWithTheAccount) {
