@@ -278,11 +278,18 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
         "no brokers: set --brokers or CRM_KAFKA_BROKERS (.run/broker.addr is read from the "
         "directory ./crm up ran in)");
   }
-  CRM_ASSIGN_OR_RETURN(auto conf, crm::MakeKafkaConf({{"bootstrap.servers", brokers},
-                                                      {"group.id", group_id},
-                                                      {"enable.auto.commit", "false"},
-                                                      {"enable.partition.eof", "true"},
-                                                      {"fetch.wait.max.ms", "10"}}));
+  // Messages retention drops while they are read leave the position out
+  // of range. librdkafka's default then jumps to the partition's end: a
+  // rebuild (the caller that checks `truncated`) fails instead, and a tail
+  // goes on from the oldest message left (its lines show the offsets).
+  CRM_ASSIGN_OR_RETURN(
+      auto conf,
+      crm::MakeKafkaConf({{"bootstrap.servers", brokers},
+                          {"group.id", group_id},
+                          {"enable.auto.commit", "false"},
+                          {"enable.partition.eof", "true"},
+                          {"fetch.wait.max.ms", "10"},
+                          {"auto.offset.reset", truncated != nullptr ? "error" : "earliest"}}));
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer) return absl::UnavailableError(err);
@@ -514,6 +521,12 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
         last_error = msg->errstr();
         std::fprintf(stderr, "\ncrmctl rebuild: %s (waiting)\n", last_error.c_str());
       }
+    } else if (msg->err() == RdKafka::ERR__AUTO_OFFSET_RESET) {
+      std::fprintf(stderr,
+                   "\ncrmctl rebuild: %s/%d dropped messages (retention) while they were being "
+                   "read: %s; run the rebuild again\n",
+                   msg->topic_name().c_str(), msg->partition(), msg->errstr().c_str());
+      return 1;
     } else if (msg->err() != RdKafka::ERR__TIMED_OUT) {
       std::fprintf(stderr, "\ncrmctl rebuild: %s\n", msg->errstr().c_str());
       return 1;
