@@ -13,6 +13,7 @@
 #include "crm/v1/pii.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "libs/common/contact_fields.h"
 
 namespace crm::pii {
 namespace {
@@ -91,10 +92,20 @@ void ForEachPii(Message& message, const Fn& fn) {
 }
 
 // Whether a request value looks sealed, or will once the services
-// normalize it (names and regions are trimmed, emails lowercased): a check
-// of the raw value alone let " pii1.<key>.<ciphertext>" through.
+// normalize it (names and regions are trimmed, emails lowercased, trimmed
+// of Unicode blanks and unwrapped from quotes or brackets): a check of the
+// raw value alone let " pii1.<key>.<ciphertext>" through, and a value that
+// looks sealed is stored as it is, in clear.
 bool MayBecomeSealed(absl::string_view value) {
-  return absl::StartsWithIgnoreCase(absl::StripLeadingAsciiWhitespace(value), kSealedPrefix);
+  for (absl::string_view before; before != value;) {
+    before = value;
+    value = TrimContact(value);
+    if (!value.empty() &&
+        absl::string_view("\"'<([").find(value.front()) != absl::string_view::npos) {
+      value.remove_prefix(1);
+    }
+  }
+  return absl::StartsWithIgnoreCase(value, kSealedPrefix);
 }
 
 // The path of the first sealed-looking string in `message` (every string

@@ -16,6 +16,7 @@
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/pii.pb.h"
 #include "libs/common/auth/dev_key.h"
+#include "libs/common/contact_fields.h"
 #include "libs/common/pii/cipher.h"
 #include "libs/common/pii/field_sealer.h"
 #include "libs/common/pii/key_vault.h"
@@ -294,6 +295,14 @@ TEST(FieldSealerTest, RequestsRefuseSealedValuesNamingTheField) {
   second->mutable_contact()->set_first_name("Ada");
   second->mutable_contact()->set_email("PII1.ann@example.com");
   expect_refused(request, "rows[1].contact.email");
+  // Emails are also trimmed of Unicode blanks and unwrapped from one pair
+  // of quotes or brackets (NormalizeEmail).
+  for (const char* email : {"<pii1.ann@example.com>", "\xc2\xa0PII1.ann@example.com",
+                            "\"\xe2\x80\x8b pii1.ann@example.com\"", "( pii1.ann@example.com)"}) {
+    second->mutable_contact()->set_email(email);
+    expect_refused(request, "rows[1].contact.email");
+    ASSERT_TRUE(absl::StartsWith(*NormalizeEmail(email, "email"), "pii1.")) << email;
+  }
   second->mutable_contact()->clear_email();
   EXPECT_TRUE(RefuseSealedInput(request).ok());
   request.set_import_id("pii1.k1.c2VhbGVk");
