@@ -1023,6 +1023,8 @@ absl::StatusOr<crm::v1::Contract> SalesCommands::DraftContract(
   auto guard = opportunity_locks_.Lock({order.opportunity_id()});
   const std::string opportunity_id = order.opportunity_id();
   sales::DraftContract command{request, ContractIdForOrder(order.order_id()), std::move(order)};
+  // Terms are free text typed about the deal: they may name the person.
+  CRM_RETURN_IF_ERROR(SealFreeText(command.request, command.order.customer_id(), ctx));
   CRM_ASSIGN_OR_RETURN(
       auto out, Execute<crm::v1::Contract>(
                     ContractStream(command.contract_id), request_key, kAnyVersion, ctx,

@@ -1128,7 +1128,8 @@ crm::v1::DraftQuoteRequest QuoteFor(const std::string& opportunity_id, int64_t u
 absl::StatusOr<crm::v1::Contract> SubmittedContract(SalesCommands& commands,
                                                     const std::string& opportunity_id,
                                                     const EventContext& ctx,
-                                                    const EventContext& submitter) {
+                                                    const EventContext& submitter,
+                                                    const std::string& terms = "") {
   CRM_ASSIGN_OR_RETURN(auto quote, commands.DraftQuote(QuoteFor(opportunity_id, 500'000), ctx));
   crm::v1::AcceptQuoteRequest accept;
   accept.set_request_id("accept-" + quote.quote_id());
@@ -1142,6 +1143,7 @@ absl::StatusOr<crm::v1::Contract> SubmittedContract(SalesCommands& commands,
   draft.set_request_id("contract-" + quote.quote_id());
   draft.set_order_id(order.order_id());
   draft.set_start_date("2025-04-01");
+  draft.set_terms(terms);
   CRM_ASSIGN_OR_RETURN(auto contract, commands.DraftContract(draft, ctx));
   crm::v1::SubmitContractRequest submit;
   submit.set_request_id("submit-" + quote.quote_id());
@@ -1623,6 +1625,29 @@ TEST_F(SalesCommandsTest, AQuoteIsNeverAcceptedAfterItsDealWasLost) {
     ASSERT_NE(lost_at, 0u);
     EXPECT_LT(accepted_at, lost_at) << "round " << round;
   }
+}
+
+// Terms are free text about the deal and may name the person: sealed
+// with the customer's key like activity notes, in the log and the topics.
+TEST_F(SalesCommandsTest, ContractTermsAreSealedWithTheCustomersKey) {
+  auto vault = pii::KeyVault::Open(store_->db(), &store_->events(), pii::RandomKey(), kSalesSource);
+  ASSERT_TRUE(vault.ok()) << vault.status();
+  commands_->SealPiiWith(**vault);
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");
+  const std::string terms = "Deliver to Ann Smith, 12 High Street";
+  auto contract = SubmittedContract(*commands_, o.opportunity_id(), Ctx(), Ctx(), terms);
+  ASSERT_TRUE(contract.ok()) << contract.status();
+  EXPECT_TRUE(pii::IsSealed(contract->terms())) << contract->terms();
+  auto drafted = Stream(ContractStream(contract->contract_id()));
+  ASSERT_FALSE(drafted.empty());
+  EXPECT_EQ(drafted[0].type(), "ContractDrafted");
+  for (const auto& e : drafted) {
+    EXPECT_EQ(e.SerializeAsString().find("High Street"), std::string::npos) << e.type();
+  }
+  crm::v1::Contract read = *contract;
+  pii::OpenFields(read, **vault);
+  EXPECT_EQ(read.terms(), terms);
 }
 
 TEST_F(SalesCommandsTest, AManagerDoesNotApproveTheContractTheySubmitted) {
