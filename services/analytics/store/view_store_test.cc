@@ -47,11 +47,22 @@ class ViewStoreTest : public ::testing::Test {
     subscriber_ = std::make_unique<Subscriber>(*db_, projection_, SubscriberOptions{});
     views_ = std::make_unique<ViewStore>(*db_);
   }
+  // The subscriber, now with a dead-letter sink that keeps what it parks
+  // in `parked_`.
+  void KeepParked() {
+    SubscriberOptions options;
+    options.dead_letter_sink = [this](const std::vector<DeadLetter>& letters) {
+      parked_.insert(parked_.end(), letters.begin(), letters.end());
+      return absl::OkStatus();
+    };
+    subscriber_ = std::make_unique<Subscriber>(*db_, projection_, options);
+  }
   crm::testing::TempDir dir_;
   std::unique_ptr<Database> db_;
   Customer360Projection projection_;
   std::unique_ptr<Subscriber> subscriber_;
   std::unique_ptr<ViewStore> views_;
+  std::vector<DeadLetter> parked_;
 };
 
 TEST_F(ViewStoreTest, RedeliveredEventsAreCountedOnce) {
@@ -68,13 +79,7 @@ TEST_F(ViewStoreTest, RedeliveredEventsAreCountedOnce) {
 // does not parse) is parked with why, not folded in as a blank; the
 // events after it are applied.
 TEST_F(ViewStoreTest, EventsItCannotReadAreParkedNotCounted) {
-  std::vector<DeadLetter> parked;
-  SubscriberOptions options;
-  options.dead_letter_sink = [&](const std::vector<DeadLetter>& letters) {
-    parked.insert(parked.end(), letters.begin(), letters.end());
-    return absl::OkStatus();
-  };
-  subscriber_ = std::make_unique<Subscriber>(*db_, projection_, options);
+  KeepParked();
   crm::v1::EventEnvelope future;
   future.set_event_id("evt-future");
   future.set_stream("future-1");
@@ -95,22 +100,16 @@ TEST_F(ViewStoreTest, EventsItCannotReadAreParkedNotCounted) {
   auto view = views_->GetCustomer360("cus_1", 0, "");
   ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_EQ(view->event_count(), 2);
-  ASSERT_EQ(parked.size(), 2u);
-  EXPECT_THAT(parked[0].reason, ::testing::HasSubstr("unknown event type FutureThingHappened"));
-  EXPECT_THAT(parked[1].reason, ::testing::HasSubstr("payload does not parse as LeadCaptured"));
+  ASSERT_EQ(parked_.size(), 2u);
+  EXPECT_THAT(parked_[0].reason, ::testing::HasSubstr("unknown event type FutureThingHappened"));
+  EXPECT_THAT(parked_[1].reason, ::testing::HasSubstr("payload does not parse as LeadCaptured"));
 }
 
 // A stored record that does not parse is no fault of the event that
 // reads it: the event is taken whole (not parked after some of its
 // writes), the record starts afresh, and later events apply as usual.
 TEST_F(ViewStoreTest, ACorruptStoredRecordStartsAfreshAndTheEventIsTakenWhole) {
-  std::vector<DeadLetter> parked;
-  SubscriberOptions options;
-  options.dead_letter_sink = [&](const std::vector<DeadLetter>& letters) {
-    parked.insert(parked.end(), letters.begin(), letters.end());
-    return absl::OkStatus();
-  };
-  subscriber_ = std::make_unique<Subscriber>(*db_, projection_, options);
+  KeepParked();
   ASSERT_TRUE(subscriber_->ApplyBatch({Captured("cus_1", 1, 0)}).ok());
   rocksdb::WriteBatch corrupt;
   ASSERT_TRUE(corrupt.Put(db_->Family("customers"), "cus_1", "\xff not a view").ok());
@@ -120,7 +119,7 @@ TEST_F(ViewStoreTest, ACorruptStoredRecordStartsAfreshAndTheEventIsTakenWhole) {
               absl::StatusCode::kDataLoss);
 
   ASSERT_TRUE(subscriber_->ApplyBatch({Captured("cus_1", 2, 1)}).ok());
-  EXPECT_TRUE(parked.empty()) << parked.front().reason;
+  EXPECT_TRUE(parked_.empty()) << parked_.front().reason;
   auto view = views_->GetCustomer360("cus_1", 0, "");
   ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_EQ(view->event_count(), 1) << "counted afresh";
@@ -130,7 +129,7 @@ TEST_F(ViewStoreTest, ACorruptStoredRecordStartsAfreshAndTheEventIsTakenWhole) {
   ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_EQ(view->event_count(), 2);
   EXPECT_EQ(view->timeline_size(), 3);
-  EXPECT_TRUE(parked.empty());
+  EXPECT_TRUE(parked_.empty());
 }
 
 // A producer whose clock runs a year ahead: its event is folded at its own
