@@ -1,6 +1,8 @@
 #include "services/analytics/store/view_store.h"
 
 #include <functional>
+#include <memory>
+#include <optional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -151,6 +153,42 @@ absl::StatusOr<MergedGroup> LoadGroup(const DbReader& db, const std::string& cus
   if (merged_into_only) return MergedGroup{customer_id, {seen.begin(), seen.end()}};
   return merges.GroupOf(customer_id);
 }
+
+// Whether customers have merge links, asked in ascending id order: one
+// cursor per direction moves along the merge rows (seeking only past a
+// customer with links), instead of two seeks for every customer.
+class LinkedCustomers {
+ public:
+  explicit LinkedCustomers(const DbReader& db)
+      : into_(db.NewIterator(kCustomerMerges)), from_(db.NewIterator(kCustomerMerges)) {}
+
+  bool Has(const std::string& customer_id) {
+    return At(*into_, into_sought_, kMergedInto, customer_id) ||
+           At(*from_, from_sought_, kMergedFrom, customer_id);
+  }
+  absl::Status status() const {
+    CRM_RETURN_IF_ERROR(FromRocks(into_->status()));
+    return FromRocks(from_->status());
+  }
+
+ private:
+  // Rows of a direction are "<direction><customer>\0<other>", which sort
+  // as the customer ids do.
+  static bool At(rocksdb::Iterator& it, bool& sought, char direction,
+                 const std::string& customer_id) {
+    const std::string prefix = MergeKey(direction, customer_id, "");
+    if (!sought || (it.Valid() && it.key().compare(prefix) < 0)) {
+      it.Seek(prefix);
+      sought = true;
+    }
+    return it.Valid() && it.key().starts_with(prefix);
+  }
+
+  std::unique_ptr<rocksdb::Iterator> into_;
+  std::unique_ptr<rocksdb::Iterator> from_;
+  bool into_sought_ = false;
+  bool from_sought_ = false;
+};
 
 // Every merge link, for the scans over all customers.
 absl::StatusOr<CustomerMerges> LoadAllMerges(const DbReader& db) {
@@ -472,9 +510,23 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
   const DbSnapshot snapshot(db_);
   const DbReader db = snapshot;
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db));
-  // Each row's group is read from its own merge rows: a page costs what
-  // it scans, not every merge ever made.
+  // A page costs what it scans, not every merge ever made: the merge rows
+  // are walked beside the customers (both in id order), and only a row
+  // with links reads its group. A group cut at kMaxGroup is read whole, as
+  // the churn walk reads it, so that its rows agree on where it is listed.
+  LinkedCustomers linked(db);
   auto merge_rows = db.NewIterator(kCustomerMerges);
+  std::optional<CustomerMerges> all_merges;
+  auto group_of = [&](const std::string& row) -> absl::StatusOr<MergedGroup> {
+    if (!linked.Has(row)) return MergedGroup{row, {row}};
+    CRM_ASSIGN_OR_RETURN(MergedGroup group,
+                         LoadGroup(db, row, /*merged_into_only=*/false, merge_rows.get()));
+    if (group.members.size() < kMaxGroup) return group;
+    if (!all_merges.has_value()) {
+      CRM_ASSIGN_OR_RETURN(all_merges, LoadAllMerges(db));
+    }
+    return all_merges->GroupOf(row);
+  };
   crm::v1::ListSegmentResponse response;
   *response.mutable_evaluated_at() = now;
   auto it = db.NewIterator(kCustomers);
@@ -485,7 +537,7 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
   std::string last_row;
   for (; it->Valid(); it->Next()) {
     const std::string row = it->key().ToString();
-    auto group = LoadGroup(db, row, /*merged_into_only=*/false, merge_rows.get());
+    auto group = group_of(row);
     auto found = group.ok() ? ScannedView(db, *group, row, it->value(), unreadable_)
                             : absl::StatusOr<std::optional<crm::v1::Customer360>>(group.status());
     if (absl::IsDataLoss(found.status())) {
@@ -518,6 +570,7 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
     *m->mutable_last_seen() = view.last_seen();
   }
   CRM_RETURN_IF_ERROR(FromRocks(it->status()));
+  CRM_RETURN_IF_ERROR(linked.status());
   return response;
 }
 
