@@ -60,9 +60,9 @@ class ViewStoreTest : public ::testing::Test {
   crm::testing::TempDir dir_;
   std::unique_ptr<Database> db_;
   Customer360Projection projection_;
+  std::vector<DeadLetter> parked_;  // outlives the subscriber whose sink fills it
   std::unique_ptr<Subscriber> subscriber_;
   std::unique_ptr<ViewStore> views_;
-  std::vector<DeadLetter> parked_;
 };
 
 TEST_F(ViewStoreTest, RedeliveredEventsAreCountedOnce) {

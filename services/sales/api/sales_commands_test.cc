@@ -1884,13 +1884,17 @@ TEST_F(SalesCommandsTest, AReactionHandledAgainAfterARestoreOpensTheSameRecords)
     deals.set_customer_id("cus_lead");
     auto listed = commands.ListOpportunities(deals);
     auto tasks = commands.ListTasks(crm::v1::ListTasksRequest());
-    EXPECT_TRUE(listed.ok() && tasks.ok());
-    EXPECT_EQ(listed->opportunities_size(), 1);
-    EXPECT_EQ(tasks->tasks_size(), 1);
+    if (!listed.ok() || !tasks.ok() || listed->opportunities_size() != 1 ||
+        tasks->tasks_size() != 1) {
+      ADD_FAILURE() << "not one deal and one call: " << listed.status() << " " << tasks.status();
+      return std::make_pair(std::string(), std::string());
+    }
     return std::make_pair(listed->opportunities(0).opportunity_id(), tasks->tasks(0).task_id());
   };
   const auto live = handled(*store_);
-  auto restored = std::move(*SalesStore::Open(dir_.Sub("restored")));
+  auto opened = SalesStore::Open(dir_.Sub("restored"));
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto restored = *std::move(opened);
   {
     SalesSettings settings;
     settings.clock = [this] { return now_; };
