@@ -16,7 +16,9 @@ std::string NewId(absl::string_view prefix);
 // The id of a record a reaction to an event creates: NewId's layout with
 // the event's time `at` and 80 bits of a SHA-256 of `seed` (the event's id
 // and what it caused), so that handling the event again after its answer
-// was lost (a restore) makes the same id, not a second record.
+// was lost (a restore) makes the same id, not a second record. It sorts by
+// the event's time, not by when it was made: a listing by id in progress
+// may not show a record made late for an old event.
 std::string IdFromEvent(absl::string_view prefix, absl::Time at, absl::string_view seed);
 // The id NewId makes from its parts: the low 48 bits of `ms`, all of `hi`
 // and the low 16 bits of `lo`.
