@@ -272,16 +272,18 @@ std::string GroupId(int argc, char** argv) {
 // A consumer that joins no group and reads partitions from a given position.
 absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
     const std::string& brokers, const std::string& group_id, const std::vector<std::string>& topics,
-    bool from_beginning, int64_t* total, std::vector<std::string>* truncated = nullptr) {
+    bool from_beginning, int64_t* total, std::vector<std::string>* truncated = nullptr,
+    bool drops_are_errors = false) {
   if (brokers.empty()) {
     return absl::InvalidArgumentError(
         "no brokers: set --brokers or CRM_KAFKA_BROKERS (.run/broker.addr is read from the "
         "directory ./crm up ran in)");
   }
   // Messages retention drops while they are read leave the position out
-  // of range. librdkafka's default then jumps to the partition's end: a
-  // rebuild (the caller that checks `truncated`) fails instead, and a tail
-  // goes on from the oldest message left (its lines show the offsets).
+  // of range. librdkafka's default then jumps to the partition's end:
+  // with `drops_are_errors` (a rebuild that must have all of history) the
+  // read fails instead; otherwise it goes on from the oldest message left
+  // (a tail's lines show the offsets).
   CRM_ASSIGN_OR_RETURN(
       auto conf,
       crm::MakeKafkaConf({{"bootstrap.servers", brokers},
@@ -289,7 +291,7 @@ absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> AssignedConsumer(
                           {"enable.auto.commit", "false"},
                           {"enable.partition.eof", "true"},
                           {"fetch.wait.max.ms", "10"},
-                          {"auto.offset.reset", truncated != nullptr ? "error" : "earliest"}}));
+                          {"auto.offset.reset", drops_are_errors ? "error" : "earliest"}}));
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer) return absl::UnavailableError(err);
@@ -440,8 +442,9 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   // The brokers first: a wrong address must not leave a database behind.
   int64_t total = 0;
   std::vector<std::string> truncated;
+  const bool allow_missing_history = HasFlag(argc, argv, "--allow-missing-history");
   auto consumer = AssignedConsumer(Brokers(argc, argv), GroupId(argc, argv), crm::AllTopics(), true,
-                                   &total, &truncated);
+                                   &total, &truncated, /*drops_are_errors=*/!allow_missing_history);
   if (!consumer.ok()) {
     std::fprintf(stderr, "crmctl rebuild: %s\n", consumer.status().ToString().c_str());
     return 1;
@@ -451,11 +454,11 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
   if (!truncated.empty()) {
     std::fprintf(stderr, "crmctl rebuild: the topics no longer hold their first events (%s)%s\n",
                  absl::StrJoin(truncated, ", ").c_str(),
-                 HasFlag(argc, argv, "--allow-missing-history")
+                 allow_missing_history
                      ? "; rebuilding from what is left (--allow-missing-history)"
                      : "; the views would miss them. Rebuild from topics that keep every "
                        "event, or pass --allow-missing-history");
-    if (!HasFlag(argc, argv, "--allow-missing-history")) return 1;
+    if (!allow_missing_history) return 1;
   }
   // A broker without any of the topics (another cluster, an embedded broker
   // started afresh) would "rebuild" an empty database to swap in.
@@ -524,7 +527,7 @@ int RebuildInto(const std::string& dir, int argc, char** argv, bool* opened) {
     } else if (msg->err() == RdKafka::ERR__AUTO_OFFSET_RESET) {
       std::fprintf(stderr,
                    "\ncrmctl rebuild: %s/%d dropped messages (retention) while they were being "
-                   "read: %s; run the rebuild again\n",
+                   "read: %s; run the rebuild again, or pass --allow-missing-history\n",
                    msg->topic_name().c_str(), msg->partition(), msg->errstr().c_str());
       return 1;
     } else if (msg->err() != RdKafka::ERR__TIMED_OUT) {
