@@ -45,45 +45,28 @@ struct Published {
   std::map<std::string, std::string> headers;
 };
 
-// Reads crm.sales.v1 from the beginning with a consumer group of its own
-// until `done` holds for what was read about `customer_id`, then for
-// `linger` more, so that a record which should not be there is seen.
+// Reads crm.sales.v1 (ReadTopic) until `done` holds for what was read
+// about `customer_id`, then for `linger` more, so that a record which
+// should not be there is seen.
 std::vector<Published> ConsumeSalesTopic(
     const std::string& brokers, const std::string& customer_id,
     const std::function<bool(const std::vector<Published>&)>& done,
     absl::Duration linger = absl::Seconds(2)) {
-  auto conf = MakeKafkaConf({{"bootstrap.servers", brokers},
-                             {"group.id", absl::StrCat("sales-test-", customer_id)},
-                             {"auto.offset.reset", "earliest"},
-                             {"enable.auto.commit", "false"}});
-  EXPECT_TRUE(conf.ok()) << conf.status();
-  std::string err;
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
-      RdKafka::KafkaConsumer::create(conf->get(), err));
-  EXPECT_NE(consumer, nullptr) << err;
   std::vector<Published> seen;
-  if (consumer == nullptr) return seen;
-  consumer->subscribe({kSalesTopic});
-  absl::Time deadline = absl::Now() + absl::Seconds(40);
-  bool lingering = false;
-  while (absl::Now() < deadline) {
-    if (!lingering && done(seen)) {
-      lingering = true;
-      deadline = absl::Now() + linger;
-    }
-    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
-    if (m->err() != RdKafka::ERR_NO_ERROR) continue;
-    Published p;
-    if (!p.envelope.ParseFromArray(m->payload(), static_cast<int>(m->len()))) continue;
-    if (p.envelope.customer_id() != customer_id) continue;
-    p.key = m->key() != nullptr ? *m->key() : "";
-    for (const char* h : {"ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time",
-                          "ce_subject", "content-type"}) {
-      p.headers[h] = HeaderValue(*m, h);
-    }
-    seen.push_back(std::move(p));
-  }
-  consumer->close();
+  ReadTopic(
+      brokers, kSalesTopic,
+      [&](RdKafka::Message& m) {
+        Published p;
+        if (!p.envelope.ParseFromArray(m.payload(), static_cast<int>(m.len()))) return;
+        if (p.envelope.customer_id() != customer_id) return;
+        p.key = m.key() != nullptr ? *m.key() : "";
+        for (const char* h : {"ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time",
+                              "ce_subject", "content-type"}) {
+          p.headers[h] = HeaderValue(m, h);
+        }
+        seen.push_back(std::move(p));
+      },
+      [&] { return done(seen); }, absl::Seconds(40), linger);
   return seen;
 }
 

@@ -20,40 +20,53 @@
 
 namespace crm::testing {
 
-// Reads `topic` from the beginning with a consumer group of its own until
-// `done` holds for the envelopes read that `keep` accepts (or `timeout`).
-// Once `done` holds it reads on for `linger` more, so that a record which
+// Reads `topic` from the beginning with a consumer group of its own,
+// handing each message to `take`, until `done` holds (or `timeout`). Once
+// `done` holds it reads on for `linger` more, so that a record which
 // should not be there (a duplicate) would still be seen.
-inline std::vector<crm::v1::EventEnvelope> ConsumeTopic(
-    const std::string& brokers, const std::string& topic,
-    const std::function<bool(const crm::v1::EventEnvelope&)>& keep,
-    const std::function<bool(const std::vector<crm::v1::EventEnvelope>&)>& done,
-    absl::Duration timeout = absl::Seconds(30), absl::Duration linger = absl::ZeroDuration()) {
+inline void ReadTopic(const std::string& brokers, const std::string& topic,
+                      const std::function<void(RdKafka::Message&)>& take,
+                      const std::function<bool()>& done, absl::Duration timeout,
+                      absl::Duration linger) {
   auto conf = MakeKafkaConf({{"bootstrap.servers", brokers},
                              {"group.id", NewId("test-reader")},
                              {"auto.offset.reset", "earliest"},
                              {"enable.auto.commit", "false"}});
   EXPECT_TRUE(conf.ok()) << conf.status();
-  std::vector<crm::v1::EventEnvelope> seen;
-  if (!conf.ok()) return seen;
+  if (!conf.ok()) return;
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(
       RdKafka::KafkaConsumer::create(conf->get(), err));
   EXPECT_NE(consumer, nullptr) << err;
-  if (consumer == nullptr) return seen;
+  if (consumer == nullptr) return;
   consumer->subscribe({topic});
   const absl::Time deadline = absl::Now() + timeout;
   std::optional<absl::Time> stop;  // set once `done` holds
   while (true) {
-    if (!stop && done(seen)) stop = absl::Now() + linger;
+    if (!stop && done()) stop = absl::Now() + linger;
     if (stop ? absl::Now() >= *stop : absl::Now() >= deadline) break;
     std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
-    if (m->err() != RdKafka::ERR_NO_ERROR) continue;
-    crm::v1::EventEnvelope e;
-    if (!e.ParseFromArray(m->payload(), static_cast<int>(m->len()))) continue;
-    if (keep(e)) seen.push_back(std::move(e));
+    if (m->err() == RdKafka::ERR_NO_ERROR) take(*m);
   }
   consumer->close();
+}
+
+// ReadTopic of the envelopes that `keep` accepts, until `done` holds for
+// them.
+inline std::vector<crm::v1::EventEnvelope> ConsumeTopic(
+    const std::string& brokers, const std::string& topic,
+    const std::function<bool(const crm::v1::EventEnvelope&)>& keep,
+    const std::function<bool(const std::vector<crm::v1::EventEnvelope>&)>& done,
+    absl::Duration timeout = absl::Seconds(30), absl::Duration linger = absl::ZeroDuration()) {
+  std::vector<crm::v1::EventEnvelope> seen;
+  ReadTopic(
+      brokers, topic,
+      [&](RdKafka::Message& m) {
+        crm::v1::EventEnvelope e;
+        if (!e.ParseFromArray(m.payload(), static_cast<int>(m.len()))) return;
+        if (keep(e)) seen.push_back(std::move(e));
+      },
+      [&] { return done(seen); }, timeout, linger);
   return seen;
 }
 
