@@ -58,11 +58,12 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
       // An erased person's rows stay in the index but name nobody: the key
       // is claimed again by the lead that brings it back.
       if (store_.vault().Erased(found[i]->customer_id)) continue;
-      // Such a row also names the merged lead, which takes no commands.
+      // Such a row also names the merged lead, which takes no commands, and
+      // its survivor may be a later lead of the person.
       if (auto it = live.find(found[i]->lead_id); it != live.end()) {
         found[i]->lead_id = it->second;
       } else {
-        CRM_ASSIGN_OR_RETURN(std::string now, LiveLead(found[i]->lead_id));
+        CRM_ASSIGN_OR_RETURN(std::string now, HomeLead(found[i]->lead_id));
         live.emplace(found[i]->lead_id, now);
         found[i]->lead_id = std::move(now);
       }
@@ -119,16 +120,20 @@ absl::StatusOr<std::vector<ContactRegistry::Resolution>> ContactRegistry::Resolv
   return out;
 }
 
-absl::StatusOr<std::string> ContactRegistry::LiveLead(std::string lead_id) const {
-  // One read per hop of a merge chain (b into a, then a into c). Merges
-  // never form a cycle; the bound only guards against a corrupt store.
+absl::StatusOr<std::string> ContactRegistry::HomeLead(std::string lead_id) const {
+  // One read per hop. A first lead merged into one of its later leads leads
+  // back there: a live lead met twice is the home. The bound only guards
+  // against a corrupt store.
+  absl::flat_hash_set<std::string> live;
   for (int hop = 0; hop < 1024; ++hop) {
     CRM_ASSIGN_OR_RETURN(auto lead, store_.FindLead(lead_id));
-    if (!lead.has_value() || lead->status() != crm::v1::LEAD_STATUS_MERGED ||
-        lead->merged_into_lead_id().empty()) {
-      break;
+    if (!lead.has_value()) break;
+    if (lead->status() == crm::v1::LEAD_STATUS_MERGED && !lead->merged_into_lead_id().empty()) {
+      lead_id = lead->merged_into_lead_id();
+      continue;
     }
-    lead_id = lead->merged_into_lead_id();
+    if (lead->duplicate_of_lead_id().empty() || !live.insert(lead_id).second) break;
+    lead_id = lead->duplicate_of_lead_id();
   }
   return lead_id;
 }

@@ -108,9 +108,11 @@ class ContactRegistry {
   // leads joining a customer to land (for tests).
   int waiting();
 
-  // The lead that now stands for `lead_id`: itself, or the survivor of the
-  // merges it went into.
-  absl::StatusOr<std::string> LiveLead(std::string lead_id) const;
+  // The lead that now stands for the person of `lead_id`: itself, or the
+  // survivor of the merges it went into, and when that is a later lead of
+  // its person (a survivor keeps its duplicate_of_lead_id), the lead that
+  // stands for the person's first lead, found the same way.
+  absl::StatusOr<std::string> HomeLead(std::string lead_id) const;
 
  private:
   struct Pending {

@@ -259,9 +259,15 @@ absl::StatusOr<std::optional<std::string>> LeadCommands::SurvivingHomeOf(
         store_.vault().Erased(survivor)) {
       continue;
     }
-    return contacts_.LiveLead(match->lead_id);
+    return contacts_.HomeLead(match->lead_id);
   }
   return std::string();  // retired, and no contact of the lead finds its home
+}
+
+absl::StatusOr<std::string> LeadCommands::MergedInto(const std::string& lead_id) {
+  CRM_ASSIGN_OR_RETURN(auto lead, store_.FindLead(lead_id));
+  if (!lead.has_value() || lead->status() != crm::v1::LEAD_STATUS_MERGED) return std::string();
+  return lead->merged_into_lead_id();
 }
 
 absl::StatusOr<LeadQuery> LeadCommands::ListLeadsQuery(const crm::v1::ListLeadsRequest& r) {
@@ -652,7 +658,7 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
   // convert it would stop there), unless this merge takes that lead away.
   std::string home_lead = survivor_id;
   if (!survivor->duplicate_of_lead_id().empty()) {
-    CRM_ASSIGN_OR_RETURN(std::string first, contacts_.LiveLead(survivor->duplicate_of_lead_id()));
+    CRM_ASSIGN_OR_RETURN(std::string first, contacts_.HomeLead(survivor->duplicate_of_lead_id()));
     if (!merged_leads.contains(first)) home_lead = std::move(first);
   }
   CRM_ASSIGN_OR_RETURN(auto entries, store_.FindContactKeys(keys));

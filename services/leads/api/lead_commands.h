@@ -109,6 +109,9 @@ class LeadCommands {
   // lead's customer stands; empty when no contact of the lead finds one.
   absl::StatusOr<std::optional<std::string>> SurvivingHomeOf(const crm::v1::Lead& lead);
 
+  // The lead `lead_id` was merged into; empty while it stands or when missing.
+  absl::StatusOr<std::string> MergedInto(const std::string& lead_id);
+
   // Shared with the importer.
   LeadStore& store() { return store_; }
   ContactRegistry& contacts() { return contacts_; }

@@ -74,16 +74,56 @@ class LeadsGrpcTest : public LeadsGrpcServerTest {
   // A lead of `region` captured by `caller` (EMEA's manager by default).
   crm::v1::CaptureLeadResponse Capture(const std::string& request_id, const std::string& email,
                                        const std::string& region = "emea",
-                                       std::unique_ptr<grpc::ClientContext> caller = Manager()) {
+                                       std::unique_ptr<grpc::ClientContext> caller = Manager(),
+                                       const std::string& phone = "") {
     crm::v1::CaptureLeadRequest r;
     r.set_request_id(request_id);
     r.set_channel(crm::v1::LEAD_CHANNEL_WEB_FORM);
     r.mutable_contact()->set_email(email);
+    r.mutable_contact()->set_phone(phone);
     r.set_region(region);
     crm::v1::CaptureLeadResponse response;
     const grpc::Status st = stub_->CaptureLead(caller.get(), r, &response);
     EXPECT_TRUE(st.ok()) << st.error_message();
     return response;
+  }
+
+  // What duplicate_of_lead_id names, as an admin sees it (a scoped caller
+  // is not told of a first lead out of reach).
+  std::string FirstOf(const std::string& lead_id) {
+    crm::v1::GetLeadRequest get;
+    get.set_lead_id(lead_id);
+    crm::v1::Lead lead;
+    EXPECT_TRUE(stub_->GetLead(Admin().get(), get, &lead).ok());
+    return lead.duplicate_of_lead_id();
+  }
+
+  // Merges as an admin.
+  void Merge(const std::string& request_id, const std::string& survivor,
+             const std::string& merged) {
+    crm::v1::MergeLeadsRequest merge;
+    merge.set_request_id(request_id);
+    merge.set_survivor_lead_id(survivor);
+    merge.set_merged_lead_id(merged);
+    crm::v1::MergeLeadsResponse response;
+    const grpc::Status st = stub_->MergeLeads(Admin().get(), merge, &response);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+
+  // Qualifies as an admin, then converts as EMEA's manager.
+  grpc::Status QualifyAndConvert(const std::string& lead_id) {
+    crm::v1::QualifyLeadRequest qualify;
+    qualify.set_request_id("qualify-" + lead_id);
+    qualify.set_lead_id(lead_id);
+    crm::v1::Lead qualified;
+    const grpc::Status st = stub_->QualifyLead(Admin().get(), qualify, &qualified);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    crm::v1::ConvertLeadRequest convert;
+    convert.set_request_id("convert-" + lead_id);
+    convert.set_lead_id(lead_id);
+    convert.set_owner_id("mia");
+    crm::v1::ConvertLeadResponse response;
+    return stub_->ConvertLead(Manager().get(), convert, &response);
   }
 
   // Reads of the first lead fail from now on, as a storage fault would.
@@ -115,34 +155,56 @@ TEST_F(LeadsGrpcTest, AMergeOfLaterLeadsKeepsThePersonsFirstLeadOutOfAnotherTerr
   ASSERT_FALSE(first.lead_id().empty());
   const auto kept = Capture("emea-kept", "grace@example.com");
   const auto gone = Capture("emea-gone", "grace@example.com");
-  // What duplicate_of_lead_id names, as an admin sees it (a scoped caller is
-  // not told of a first lead out of reach).
-  auto first_of = [&](const std::string& lead_id) {
-    crm::v1::GetLeadRequest get;
-    get.set_lead_id(lead_id);
-    crm::v1::Lead lead;
-    EXPECT_TRUE(stub_->GetLead(Admin().get(), get, &lead).ok());
-    return lead.duplicate_of_lead_id();
-  };
-  ASSERT_EQ(first_of(gone.lead_id()), first.lead_id());
-  crm::v1::MergeLeadsRequest merge;
-  merge.set_request_id("merge-later-leads");
-  merge.set_survivor_lead_id(kept.lead_id());
-  merge.set_merged_lead_id(gone.lead_id());
-  crm::v1::MergeLeadsResponse merged;
-  const grpc::Status merge_st = stub_->MergeLeads(Admin().get(), merge, &merged);
-  ASSERT_TRUE(merge_st.ok()) << merge_st.error_message();
+  ASSERT_EQ(FirstOf(gone.lead_id()), first.lead_id());
+  ASSERT_NO_FATAL_FAILURE(Merge("merge-later-leads", kept.lead_id(), gone.lead_id()));
 
   // The next capture is still a later lead of the APAC person: EMEA's
   // manager may not convert it.
   const auto next = Capture("emea-next", "grace@example.com");
-  EXPECT_EQ(first_of(next.lead_id()), first.lead_id());
+  EXPECT_EQ(FirstOf(next.lead_id()), first.lead_id());
   crm::v1::ConvertLeadRequest convert;
   convert.set_request_id("convert-next");
   convert.set_lead_id(next.lead_id());
   crm::v1::ConvertLeadResponse response;
   const grpc::Status st = stub_->ConvertLead(Manager().get(), convert, &response);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+}
+
+TEST_F(LeadsGrpcTest, AContactFirstSeenOnALaterLeadOfAMergedPersonFindsTheFirstLead) {
+  // The person was first captured in APAC; EMEA's manager captures them
+  // again (`later`). Another person, captured by EMEA's manager, comes
+  // back with a phone number too, and an admin merges that person's first
+  // lead into `later`: the phone, first seen on the duplicate, still names
+  // the merged lead.
+  const auto first = Capture("apac-first", "grace@example.com", "apac", Admin());
+  const auto later = Capture("emea-later", "grace@example.com");
+  const auto merged = Capture("emea-merged", "gh@example.com");
+  const auto again = Capture("emea-again", "gh@example.com", "emea", Manager(), "+4915112345678");
+  ASSERT_EQ(FirstOf(again.lead_id()), merged.lead_id());
+  ASSERT_NO_FATAL_FAILURE(Merge("merge-into-later", later.lead_id(), merged.lead_id()));
+
+  // A capture by that phone alone is a later lead of the APAC person, as one
+  // by either email is, and not EMEA's manager's to convert.
+  const auto by_phone = Capture("emea-phone", "", "emea", Manager(), "+4915112345678");
+  EXPECT_EQ(by_phone.customer_id(), first.customer_id());
+  EXPECT_EQ(FirstOf(by_phone.lead_id()), first.lead_id());
+  const auto by_email = Capture("emea-email", "gh@example.com");
+  EXPECT_EQ(FirstOf(by_email.lead_id()), first.lead_id());
+  EXPECT_EQ(QualifyAndConvert(by_phone.lead_id()).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(LeadsGrpcTest, AFirstLeadMergedIntoALaterOneLeavesThatLeadToItsOwner) {
+  // An admin merges the person's APAC first lead into EMEA's later one: the
+  // person is EMEA's now, through either lead.
+  const auto first = Capture("apac-first", "grace@example.com", "apac", Admin());
+  const auto later = Capture("emea-later", "grace@example.com");
+  ASSERT_NO_FATAL_FAILURE(Merge("merge-first", later.lead_id(), first.lead_id()));
+  const auto next = Capture("emea-next", "grace@example.com");
+  EXPECT_EQ(FirstOf(next.lead_id()), later.lead_id());
+
+  const grpc::Status st = QualifyAndConvert(later.lead_id());
+  EXPECT_TRUE(st.ok()) << st.error_message();
 }
 
 TEST_F(LeadsGrpcTest, AFirstLeadThatCannotBeReadFailsTheReplyInsteadOfVanishing) {
