@@ -387,6 +387,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     // Written before the relay is woken: a relay that looked while the
     // positions still counted as unwritten would skip them and sleep.
     std::move(written).Invoke();
+    std::lock_guard<std::mutex> lock(listener_mu_);
     if (listener_) listener_();
   }
   return results;

@@ -223,8 +223,12 @@ class EventStore {
   // growing without bound. Default 1,000,000.
   void SetOutboxLimit(uint64_t limit) { outbox_limit_ = limit; }
 
-  // Called after every successful append (wakes the relay).
-  void SetAppendListener(std::function<void()> listener) { listener_ = std::move(listener); }
+  // Called after every successful append (wakes the relay); nullptr for
+  // none. Once this returns, no call of the listener it replaced is running.
+  void SetAppendListener(std::function<void()> listener) {
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    listener_ = std::move(listener);
+  }
 
   Database& db() { return *db_; }
   const Database& db() const { return *db_; }
@@ -262,6 +266,8 @@ class EventStore {
       "crm_outbox_depth", "Events appended and not yet acknowledged by the broker", {},
       [this] { return static_cast<double>(OutboxSize()); });
   uint64_t outbox_limit_ = 1000000;
+  // Held while the listener runs: a relay that stops may be destroyed.
+  std::mutex listener_mu_;
   std::function<void()> listener_;
 };
 

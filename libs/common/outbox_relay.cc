@@ -141,7 +141,11 @@ void OutboxRelay::Stop(absl::Duration flush_timeout) {
     flush_timeout_ = flush_timeout;
   }
   cv_.notify_one();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) {
+    thread_.join();
+    // The store may outlive this relay and go on appending.
+    store_.SetAppendListener(nullptr);
+  }
 }
 
 void OutboxRelay::OnDelivery(RdKafka::Message& message) {

@@ -184,6 +184,20 @@ TEST_F(OutboxRelayTest, TheRelayRunsOnAThreadNamedForIt) {
   EXPECT_EQ(ThreadsNamed("crm-relay"), 0);
 }
 
+// A store outlives its relay (a relay stopped for a restart of its own):
+// appends go on, and a new relay is woken by them.
+TEST_F(OutboxRelayTest, AStoreOutlivingItsRelayAppendsOnAndWakesTheNextOne) {
+  StartRelay(Options());
+  ASSERT_TRUE(Append("before").ok());
+  ASSERT_TRUE(Drained(absl::Seconds(30)));
+  relay_.reset();
+  ASSERT_TRUE(Append("between").ok());
+  EXPECT_EQ(store_->OutboxSize(), 1u);
+  StartRelay(Options());
+  ASSERT_TRUE(Append("after").ok());
+  EXPECT_TRUE(Drained(absl::Seconds(30)));
+}
+
 // Compression is the operator's choice (--kafka-compression): a compressed
 // topic reads like a plain one, and a codec librdkafka lacks stops Start.
 TEST_F(OutboxRelayTest, EventsAreReadBackWithTheChosenCompression) {
