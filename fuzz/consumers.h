@@ -2,15 +2,19 @@
 
 // The consumers of the shared topics other than analytics, each on a
 // RocksDB of its own in a temp dir that lives as long as the fuzz process:
-// the service desk's customer projection and the sales reactions (account
-// from a conversion, loyalty spend, retention task).
+// the service desk's customer projection, the sales reactions (account
+// from a conversion, loyalty spend, retention task) and a service's key
+// reader (crm.keys.v1 into its key vault).
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "absl/time/time.h"
 #include "fuzz/fuzz_input.h"
+#include "libs/common/pii/cipher.h"
+#include "libs/common/pii/key_vault.h"
 #include "libs/common/subscriber.h"
+#include "services/leads/store/lead_store.h"
 #include "services/sales/api/sales_commands.h"
 #include "services/sales/api/sales_reactions.h"
 #include "services/sales/store/sales_store.h"
@@ -65,6 +69,36 @@ class SalesConsumer final : public CountingConsumer {
   std::unique_ptr<sales::SalesStore> store_;
   sales::SalesCommands commands_;
   sales::SalesReactions reactions_;
+  Subscriber subscriber_;
+};
+
+// The key records of every service as the leads service reads them: keys
+// it holds destroyed by an erasure, customers linked by merges, issue
+// records of keys it cannot unwrap parked. It holds keys of its own for
+// the seeds' customers, so an erasure record has keys to destroy.
+class KeyConsumer final : public CountingConsumer {
+ public:
+  KeyConsumer()
+      : store_(OpenOrFail(leads::LeadStore::Open(dir_.Sub("keys"), pii::RandomKey()),
+                          "cannot open the key vault's database")),
+        records_(store_->vault(), nullptr),
+        subscriber_(store_->events().db(), records_, Options()) {
+    // Nothing relays this outbox: erasures append a destruction per key.
+    store_->events().SetOutboxLimit(UINT64_MAX);
+    EventContext ctx;
+    ctx.source = "crm/leads";
+    ctx.actor = "fuzz";
+    ctx.occurred_at = absl::FromUnixSeconds(1'700'000'000);
+    for (const char* customer : {"cus_k1", "cus_k2", "cus_k3"}) {
+      Check(store_->vault().EnsureKey(customer, ctx).ok(), "cannot issue a key");
+    }
+  }
+
+  Subscriber& subscriber() override { return subscriber_; }
+
+ private:
+  std::unique_ptr<leads::LeadStore> store_;
+  pii::WithKeyRecords records_;
   Subscriber subscriber_;
 };
 

@@ -2,8 +2,8 @@
 // (length-prefixed parts after a first byte that picks their topics) goes
 // through Subscriber::ApplyBatch into every consumer of the shared topics
 // (the analytics projection, the service desk's customer projection, the
-// sales reactions), and each decodable envelope through the leads
-// service's payload decoder. Beyond not crashing: no message, however
+// sales reactions, a key reader's vault), and each decodable envelope
+// through the leads service's payload decoder. Beyond not crashing: no message, however
 // malformed, fails a batch (a failed batch is retried forever and stops
 // the consumer), undecodable ones are dead-lettered, and delivering the
 // same batch again applies nothing (duplicates are skipped).
@@ -35,6 +35,11 @@ DeskConsumer& Desk() {
 SalesConsumer& Sales() {
   static SalesConsumer sales;
   return sales;
+}
+
+KeyConsumer& Keys() {
+  static KeyConsumer keys;
+  return keys;
 }
 
 // Applies `batch` to `consumer` twice, as after a crash before the offsets
@@ -74,6 +79,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   crm::fuzz::Fixture();
   crm::fuzz::Desk();
   crm::fuzz::Sales();
+  crm::fuzz::Keys();
   return 0;
 }
 
@@ -98,5 +104,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::CheckConsumes("analytics", fixture, batch, undecodable);
   fuzz::CheckConsumes("service desk", fuzz::Desk(), batch, undecodable);
   fuzz::CheckConsumes("sales", fuzz::Sales(), batch, undecodable);
+  fuzz::CheckConsumes("keys", fuzz::Keys(), batch, undecodable);
   return 0;
 }

@@ -198,3 +198,12 @@ batch 7_analytics_and_audit $((0xFF)) \
   "$(ev churn-cus_f 1 ChurnRiskRaised 1700006000 cus_f 'customer_id: "cus_f" score: 80 threshold: 70 owner_id: "rep_a" cause_event_id: "evt-ticket-t2-4" evaluated_at { seconds: 1700006000 }')" \
   "$(ev audit-1 1 AccessDenied 1700006100 "" 'method: "/crm.v1.AdminService/EraseCustomer" target: "cus_f" code: "PERMISSION_DENIED" peer: "ipv4:10.0.0.1:1234"')" \
   "$(ev audit-2 1 AuthenticationFailuresFlagged 1700006200 "" 'peer: "ipv4:10.0.0.1" failures: 20 window_seconds: 60 first_failure_at { seconds: 1700006150 } last_failure_at { seconds: 1700006200 }')"
+# Key records as crm.keys.v1 carries them: an issue record no master key
+# here unwraps (parked), a merge linking two customers the vault holds keys
+# for, the survivor's erasure (destroying both customers' keys) and a
+# destruction of the parked key.
+batch 8_key_records 0 \
+  "$(ev pii-key-kfz1 1 DataKeyIssued 1700007000 cus_k9 'key_id: "kfz1" customer_id: "cus_k9" wrapped_key: "000000000000111111111111111111111111111111112222222222222222" issuer: "crm/sales"')" \
+  "$(ev pii-merge-l9 1 CustomersMerged 1700007100 cus_k2 'merged_customer_id: "cus_k3" survivor_customer_id: "cus_k2" merged_lead_id: "l9"')" \
+  "$(ev pii-erase-sales-cus_k2 1 CustomerErased 1700007200 cus_k2 'customer_id: "cus_k2" reason: "GDPR request"')" \
+  "$(ev pii-key-kfz1 2 DataKeyDestroyed 1700007300 cus_k9 'key_id: "kfz1" customer_id: "cus_k9"')"
