@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "crm/v1/audit.pb.h"
 #include "libs/common/audit/audit_stream.h"
+#include "libs/common/auth/policy.h"
 #include "libs/common/envelope.h"
 #include "libs/common/ids.h"
 #include "libs/common/log.h"
@@ -99,7 +100,9 @@ void AuditLog::Write(std::deque<Denial> denials) {
     ctx.correlation_id = d.correlation_id;
     ctx.occurred_at = d.at;
     crm::v1::AccessDenied denied;
-    denied.set_method(d.method);
+    // The path of a method no service serves is the client's to choose (up
+    // to gRPC's metadata limit, any bytes): the audit log keeps for good.
+    denied.set_method(auth::IsKnownMethod(d.method) ? d.method : "unknown");
     denied.set_target(d.target);
     denied.set_code(absl::StatusCodeToString(d.status.code()));
     denied.set_reason(std::string(d.status.message()));

@@ -72,6 +72,19 @@ TEST_F(AuditLogTest, RefusalIsAppendedAsAccessDeniedOnAnAuditStream) {
   EXPECT_EQ(stream->size(), 1u);
 }
 
+TEST_F(AuditLogTest, ARefusalOfAMethodNoServiceServesIsFiledUnderUnknown) {
+  AuditLog log(*store_, "crm/leads");
+  Denial d = Refused(absl::StatusCode::kUnauthenticated, "");
+  d.method = "/crm.v1.LeadsService/NoSuchMethod-" + std::string(4000, 'x') + "\xff";
+  log.Record(d);
+  log.Flush();
+  auto events = Outbox();
+  ASSERT_EQ(events.size(), 1u);
+  crm::v1::AccessDenied denied;
+  ASSERT_TRUE(events[0].payload().UnpackTo(&denied));
+  EXPECT_EQ(denied.method(), "unknown");
+}
+
 TEST_F(AuditLogTest, UnauthenticatedCallerIsNamedByAddressAndFlaggedOnce) {
   AuditLogOptions options;
   options.flag_threshold = 3;
