@@ -103,6 +103,9 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
   // being decided: the pass goes on, and the next one tries it again.
   CRM_RETURN_IF_ERROR(views_.ForEachCustomer(
       [&](const crm::v1::Customer360& view) -> absl::Status {
+        if (stop_requested_.load(std::memory_order_relaxed)) {
+          return absl::CancelledError("churn pass ended by a stop");
+        }
         absl::StatusOr<bool> evaluated = Evaluate(view);
         if (evaluated.ok()) {
           if (*evaluated) {
@@ -167,7 +170,7 @@ void ChurnMonitor::Start(absl::Duration interval) {
     std::unique_lock lock(mu_);
     while (!stopping_) {
       lock.unlock();
-      if (auto n = RunOnce(); !n.ok()) {
+      if (auto n = RunOnce(); !n.ok() && !absl::IsCancelled(n.status())) {
         log::Error("churn monitor pass", {{"error", n.status().ToString()}});
       }
       lock.lock();
@@ -177,6 +180,7 @@ void ChurnMonitor::Start(absl::Duration interval) {
 }
 
 void ChurnMonitor::Stop() {
+  stop_requested_ = true;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;

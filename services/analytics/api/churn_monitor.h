@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -41,6 +42,9 @@ class ChurnMonitor {
 
   // Runs a pass every `interval` on a thread of its own.
   void Start(absl::Duration interval);
+  // Ends the pass under way at the next customer (CANCELLED; a pass over
+  // many customers would hold a shutdown past its grace period) and the
+  // thread.
   void Stop();
 
  private:
@@ -66,6 +70,8 @@ class ChurnMonitor {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  // Read by a pass at each customer, without mu_.
+  std::atomic<bool> stop_requested_{false};
 };
 
 }  // namespace crm::analytics

@@ -153,6 +153,19 @@ TEST_F(ChurnMonitorTest, ACustomerWhoseViewCannotBeReadDoesNotStopThePass) {
   ExpectThePassGoesOnPast(*monitor_, *db_, "customers", [&] { return Outbox(); });
 }
 
+TEST_F(ChurnMonitorTest, AStopEndsThePassUnderWayAtTheNextCustomer) {
+  Feed({OrderPlacedAt("cus_1", "o1", 500, 0), OrderPlacedAt("cus_2", "o2", 500, 0),
+        LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
+  const uint64_t passes = Counted("crm_churn_passes_total");
+  // A shutdown arrives while the first alert is raised.
+  events_->SetAppendListener([&] { monitor_->Stop(); });
+  auto n = monitor_->RunOnce();
+  events_->SetAppendListener(nullptr);
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kCancelled) << n.status();
+  EXPECT_EQ(Outbox().size(), 1u);
+  EXPECT_EQ(Counted("crm_churn_passes_total"), passes) << "a pass cut short is not a pass";
+}
+
 TEST_F(ChurnMonitorTest, RecoveryThenRelapseRaisesASecondTime) {
   Feed({OrderPlacedAt("cus_1", "o1", 500, 0), LeadCapturedAt("cus_3", "l", 0, 150 * kDay)});
   EXPECT_EQ(Pass(), 1);
