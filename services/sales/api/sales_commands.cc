@@ -816,13 +816,18 @@ absl::StatusOr<int> SalesCommands::RaiseTaskReminders(absl::Time now) {
 absl::StatusOr<SalesCommands::StalePass> SalesCommands::FlagStaleOpportunities(absl::Time now,
                                                                                size_t max_flags) {
   std::vector<std::string> candidates;  // opportunity ids
-  absl::Status read = absl::OkStatus();
+  // A deal whose last activity cannot be read is left for the next scan,
+  // as one whose flag fails is: it must not keep every other deal from
+  // being flagged, scan after scan.
+  auto unreadable = [](const std::string& id, const absl::Status& st) {
+    log::Warn("stale reminder", {{"opportunity_id", id}, {"error", st.ToString()}});
+  };
   CRM_RETURN_IF_ERROR(store_.ForEach<crm::v1::Opportunity>(
       kOpportunitiesFamily, [&](const crm::v1::Opportunity& o) {
         if (o.outcome() != crm::v1::STAGE_OUTCOME_OPEN) return;
         auto last = store_.LastActivityAt(o.opportunity_id());
         if (!last.ok()) {
-          read = last.status();
+          unreadable(o.opportunity_id(), last.status());
           return;
         }
         if (!IsStale(o, *last, now, settings_.stale_after)) return;
@@ -831,7 +836,6 @@ absl::StatusOr<SalesCommands::StalePass> SalesCommands::FlagStaleOpportunities(a
         }
         candidates.push_back(o.opportunity_id());
       }));
-  CRM_RETURN_IF_ERROR(read);
   StalePass pass;
   if (candidates.size() > max_flags) {
     // Those after the last one tried first: deals whose flag keeps failing
@@ -847,7 +851,10 @@ absl::StatusOr<SalesCommands::StalePass> SalesCommands::FlagStaleOpportunities(a
     // logged since the scan answers the inactivity, no reminder.
     auto guard = opportunity_locks_.Lock({id});
     auto last = store_.LastActivityAt(id);
-    if (!last.ok()) return last.status();
+    if (!last.ok()) {
+      unreadable(id, last.status());
+      continue;
+    }
     auto out = Execute<crm::v1::Opportunity>(
         OpportunityStream(id), "", kAnyVersion, ForTimer(now, id),
         [&](const std::optional<crm::v1::Opportunity>& s) {

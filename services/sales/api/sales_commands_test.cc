@@ -997,6 +997,30 @@ TEST_F(SalesCommandsTest, AStaleScanWhoseFlagsFailWaitsAndThenTriesTheOtherDeals
   }
 }
 
+// One deal whose last activity cannot be read does not keep the others
+// from being flagged; it is flagged once it reads again.
+TEST_F(SalesCommandsTest, ADealWhoseLastActivityCannotBeReadDoesNotHoldBackTheOthers) {
+  Open("cus_1");
+  const std::string unreadable = OpenOpp("cus_1", "opp-1").opportunity_id();
+  const std::string readable = OpenOpp("cus_1", "opp-2").opportunity_id();
+  ReminderLoop loop(
+      *commands_, [this] { return now_; }, absl::Seconds(1), absl::Hours(1),
+      /*stale_flags_per_pass=*/10);
+  now_ = kT0 + absl::Hours(25);
+  store_->db().FailReadsForTest(kLastActivityFamily, unreadable);
+  auto raised = loop.Tick();
+  ASSERT_TRUE(raised.ok()) << raised.status();
+  EXPECT_EQ(*raised, 1);
+  EXPECT_EQ(Types(OpportunityStream(readable)),
+            (std::vector<std::string>{"OpportunityOpened", "OpportunityWentStale"}));
+  EXPECT_EQ(Types(OpportunityStream(unreadable)), (std::vector<std::string>{"OpportunityOpened"}));
+  store_->db().FailReadsForTest("");
+  now_ += absl::Hours(2);
+  EXPECT_EQ(*loop.Tick(), 1);
+  EXPECT_EQ(Types(OpportunityStream(unreadable)),
+            (std::vector<std::string>{"OpportunityOpened", "OpportunityWentStale"}));
+}
+
 TEST_F(SalesCommandsTest, StaleDealsRaiseOneReminderPerPeriodWithoutActivity) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");
