@@ -264,10 +264,8 @@ absl::StatusOr<std::optional<std::string>> LeadCommands::SurvivingHomeOf(
   return std::string();  // retired, and no contact of the lead finds its home
 }
 
-absl::StatusOr<std::string> LeadCommands::MergedInto(const std::string& lead_id) {
-  CRM_ASSIGN_OR_RETURN(auto lead, store_.FindLead(lead_id));
-  if (!lead.has_value() || lead->status() != crm::v1::LEAD_STATUS_MERGED) return std::string();
-  return lead->merged_into_lead_id();
+absl::StatusOr<std::string> LeadCommands::HomeLeadOf(const std::string& lead_id) const {
+  return contacts_.HomeLead(lead_id);
 }
 
 absl::StatusOr<LeadQuery> LeadCommands::ListLeadsQuery(const crm::v1::ListLeadsRequest& r) {

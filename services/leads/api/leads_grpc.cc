@@ -231,19 +231,21 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
   std::string current = lead_id;
   for (int hop = 0; hop < 64; ++hop) {
     if (!lead.duplicate_of_lead_id().empty() && lead.duplicate_of_lead_id() != current) {
-      // A first lead merged into a lead already passed made that one the
-      // person's home: whoever reaches it reaches the person.
-      CRM_ASSIGN_OR_RETURN(const auto merged_into,
-                           commands_.MergedInto(lead.duplicate_of_lead_id()));
-      if (passed.contains(merged_into)) return absl::OkStatus();
-      CRM_ASSIGN_OR_RETURN(auto first, reach(lead.duplicate_of_lead_id()));
-      if (!first.has_value()) return refuse();
-      lead = *std::move(first);
-      // Its own duplicate_of_lead_id is checked in turn: the lead a
-      // duplicate names may be a later lead of the person too.
-      current = lead.lead_id();
-      if (!passed.insert(current).second) return absl::OkStatus();
-      continue;
+      // A first lead merged (through any number of merges) into a lead
+      // already passed made that one the person's home: not a lead to
+      // reach, and this lead is checked as one that stands below.
+      CRM_ASSIGN_OR_RETURN(const std::string home,
+                           commands_.HomeLeadOf(lead.duplicate_of_lead_id()));
+      if (!passed.contains(home)) {
+        CRM_ASSIGN_OR_RETURN(auto first, reach(lead.duplicate_of_lead_id()));
+        if (!first.has_value()) return refuse();
+        lead = *std::move(first);
+        // Its own duplicate_of_lead_id is checked in turn: the lead a
+        // duplicate names may be a later lead of the person too.
+        current = lead.lead_id();
+        if (!passed.insert(current).second) return absl::OkStatus();
+        continue;
+      }
     }
     if (lead.status() != crm::v1::LEAD_STATUS_MERGED || lead.merged_into_lead_id().empty()) {
       // A merge of another lead of the person may have retired this lead's

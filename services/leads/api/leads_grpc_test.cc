@@ -9,9 +9,11 @@
 #include "libs/common/auth/principal.h"
 #include "libs/common/blocking_executor.h"
 #include "libs/common/event_store.h"
+#include "libs/common/key_codec.h"
 #include "libs/common/pii/key_stream.h"
 #include "libs/common/testing/auth_server.h"
 #include "libs/common/testing/temp_dir.h"
+#include "rocksdb/write_batch.h"
 #include "services/leads/api/lead_commands.h"
 #include "services/leads/api/lead_import.h"
 #include "services/leads/domain/lead.h"
@@ -205,6 +207,49 @@ TEST_F(LeadsGrpcTest, AFirstLeadMergedIntoALaterOneLeavesThatLeadToItsOwner) {
 
   const grpc::Status st = QualifyAndConvert(later.lead_id());
   EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(LeadsGrpcTest, AFirstLeadMergedTwiceOverLeavesTheLastSurvivorToItsOwner) {
+  const auto first = Capture("apac-first", "grace@example.com", "apac", Admin());
+  const auto one = Capture("emea-one", "grace@example.com");
+  const auto two = Capture("emea-two", "grace@example.com");
+  ASSERT_NO_FATAL_FAILURE(Merge("merge-first", one.lead_id(), first.lead_id()));
+  ASSERT_NO_FATAL_FAILURE(Merge("merge-one", two.lead_id(), one.lead_id()));
+  const grpc::Status st = QualifyAndConvert(two.lead_id());
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(LeadsGrpcTest, ALeadMergedIntoAnotherTerritorysPersonIsNoLongerItsOwnersToConvert) {
+  // The APAC first lead was merged into EMEA's later one, which made the
+  // person EMEA's; then a later lead of the person was merged into the
+  // first lead of another person, in APAC: the person is that one's now.
+  const auto first = Capture("apac-first", "grace@example.com", "apac", Admin());
+  const auto later = Capture("emea-later", "grace@example.com");
+  ASSERT_NO_FATAL_FAILURE(Merge("merge-first", later.lead_id(), first.lead_id()));
+  const auto next = Capture("emea-next", "grace@example.com");
+  const auto other = Capture("apac-other", "gh@example.com", "apac", Admin());
+  ASSERT_NO_FATAL_FAILURE(Merge("merge-next", other.lead_id(), next.lead_id()));
+  EXPECT_EQ(QualifyAndConvert(later.lead_id()).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(LeadsGrpcTest, EachLeadTheChainNamesIsCheckedForTheFirstLeadItNames) {
+  // A lead stored naming a later lead of its person (as captures did when a
+  // contact first seen on a duplicate still named a merged lead): the
+  // later lead's own first lead is out of EMEA's reach.
+  const auto first = Capture("apac-first", "grace@example.com", "apac", Admin());
+  const auto later = Capture("emea-later", "grace@example.com");
+  const auto next = Capture("emea-next", "grace@example.com");
+  auto state = store_->events().LoadState(LeadStream(next.lead_id()));
+  ASSERT_TRUE(state.ok()) << state.status();
+  crm::v1::Lead stored;
+  ASSERT_TRUE(stored.ParseFromString(state->state));
+  stored.set_duplicate_of_lead_id(later.lead_id());
+  rocksdb::WriteBatch rewrite;
+  rewrite.Put(store_->events().db().Family(EventStore::kStateFamily), LeadStream(next.lead_id()),
+              BigEndian64(static_cast<uint64_t>(state->version)) + stored.SerializeAsString());
+  ASSERT_TRUE(store_->events().db().Write(&rewrite, /*sync=*/false).ok());
+  ASSERT_EQ(FirstOf(next.lead_id()), later.lead_id());
+  EXPECT_EQ(QualifyAndConvert(next.lead_id()).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(LeadsGrpcTest, AFirstLeadThatCannotBeReadFailsTheReplyInsteadOfVanishing) {
