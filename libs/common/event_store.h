@@ -223,11 +223,19 @@ class EventStore {
   // growing without bound. Default 1,000,000.
   void SetOutboxLimit(uint64_t limit) { outbox_limit_ = limit; }
 
-  // Called after every successful append (wakes the relay); nullptr for
-  // none. Once this returns, no call of the listener it replaced is running.
-  void SetAppendListener(std::function<void()> listener) {
+  // Called after every successful append (wakes the relay `owner`).
+  void SetAppendListener(std::function<void()> listener, const void* owner = nullptr) {
     std::lock_guard<std::mutex> lock(listener_mu_);
     listener_ = std::move(listener);
+    listener_owner_ = owner;
+  }
+  // Removes the listener if `owner` set it. Once this returns, no call of
+  // it is running.
+  void ClearAppendListener(const void* owner) {
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    if (listener_owner_ != owner) return;
+    listener_ = nullptr;
+    listener_owner_ = nullptr;
   }
 
   Database& db() { return *db_; }
@@ -269,6 +277,7 @@ class EventStore {
   // Held while the listener runs: a relay that stops may be destroyed.
   std::mutex listener_mu_;
   std::function<void()> listener_;
+  const void* listener_owner_ = nullptr;
 };
 
 // `check` (the caller's access to the record) for a new call only: a retry

@@ -83,7 +83,7 @@ absl::Status OutboxRelay::Start() {
       "crm_relay_producer_restarts_total", "Producers the relay made again after a fatal error",
       {{"topic", options_.topic}});
   // Set before any caller appends (services start serving after this).
-  store_.SetAppendListener([this] { Notify(); });
+  store_.SetAppendListener([this] { Notify(); }, this);
   thread_ = std::thread([this] {
     NameThisThread("crm-relay");
     Run();
@@ -144,7 +144,7 @@ void OutboxRelay::Stop(absl::Duration flush_timeout) {
   if (thread_.joinable()) {
     thread_.join();
     // The store may outlive this relay and go on appending.
-    store_.SetAppendListener(nullptr);
+    store_.ClearAppendListener(this);
   }
 }
 

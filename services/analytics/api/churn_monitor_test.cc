@@ -160,7 +160,7 @@ TEST_F(ChurnMonitorTest, AStopEndsThePassUnderWayAtTheNextCustomer) {
   // A shutdown arrives while the first alert is raised.
   events_->SetAppendListener([&] { monitor_->Stop(); });
   auto n = monitor_->RunOnce();
-  events_->SetAppendListener(nullptr);
+  events_->ClearAppendListener(nullptr);
   EXPECT_EQ(n.status().code(), absl::StatusCode::kCancelled) << n.status();
   EXPECT_EQ(Outbox().size(), 1u);
   EXPECT_EQ(Counted("crm_churn_passes_total"), passes) << "a pass cut short is not a pass";
