@@ -818,9 +818,14 @@ absl::StatusOr<SalesCommands::StalePass> SalesCommands::FlagStaleOpportunities(a
   std::vector<std::string> candidates;  // opportunity ids
   // A deal whose last activity cannot be read is left for the next scan,
   // as one whose flag fails is: it must not keep every other deal from
-  // being flagged, scan after scan.
-  auto unreadable = [](const std::string& id, const absl::Status& st) {
-    log::Warn("stale reminder", {{"opportunity_id", id}, {"error", st.ToString()}});
+  // being flagged, scan after scan. The first is logged, with the count.
+  int unread = 0;
+  std::string first_unread;
+  absl::Status first_unread_error;
+  auto unreadable = [&](const std::string& id, const absl::Status& st) {
+    if (unread++ > 0) return;
+    first_unread = id;
+    first_unread_error = st;
   };
   CRM_RETURN_IF_ERROR(store_.ForEach<crm::v1::Opportunity>(
       kOpportunitiesFamily, [&](const crm::v1::Opportunity& o) {
@@ -866,6 +871,12 @@ absl::StatusOr<SalesCommands::StalePass> SalesCommands::FlagStaleOpportunities(a
       continue;
     }
     pass.raised += out->appended > 0;
+  }
+  if (unread > 0) {
+    log::Warn("stale reminder: last activity unreadable, deals left for the next scan",
+              {{"deals", absl::StrCat(unread)},
+               {"opportunity_id", first_unread},
+               {"error", first_unread_error.ToString()}});
   }
   return pass;
 }
