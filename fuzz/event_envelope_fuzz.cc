@@ -3,10 +3,10 @@
 // through Subscriber::ApplyBatch into every consumer of the shared topics
 // (the analytics projection, the service desk's customer projection, the
 // sales reactions, a key reader's vault), and each decodable envelope
-// through the leads service's payload decoder. Beyond not crashing: no message, however
-// malformed, fails a batch (a failed batch is retried forever and stops
-// the consumer), undecodable ones are dead-lettered, and delivering the
-// same batch again applies nothing (duplicates are skipped).
+// through the leads service's payload decoder. Beyond not crashing: no
+// message, however malformed, fails a batch (a failed batch is retried
+// forever and stops the consumer), undecodable ones are dead-lettered, and
+// delivering the same batch again applies nothing (duplicates are skipped).
 #include <cstddef>
 #include <cstdint>
 #include <vector>

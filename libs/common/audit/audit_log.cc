@@ -101,7 +101,8 @@ void AuditLog::Write(std::deque<Denial> denials) {
     ctx.occurred_at = d.at;
     crm::v1::AccessDenied denied;
     // The path of a method no service serves is the client's to choose (up
-    // to gRPC's metadata limit, any bytes): the audit log keeps for good.
+    // to gRPC's metadata limit, any bytes), and the audit log keeps it for
+    // good.
     denied.set_method(auth::IsKnownMethod(d.method) ? d.method : "unknown");
     denied.set_target(d.target);
     denied.set_code(absl::StatusCodeToString(d.status.code()));

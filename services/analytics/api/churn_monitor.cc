@@ -36,7 +36,7 @@ ChurnMonitor::ChurnMonitor(const ViewStore& views, EventStore& events, std::func
       passes_(MetricsRegistry::Default().GetCounter(
           "crm_churn_passes_total",
           "Churn monitor passes over every customer (one that stops at a storage error "
-          "is not counted)")),
+          "or a shutdown is not counted)")),
       raised_(MetricsRegistry::Default().GetCounter("crm_churn_alerts_raised_total",
                                                     "ChurnRiskRaised events appended")),
       not_evaluated_(MetricsRegistry::Default().GetCounter(
