@@ -124,10 +124,8 @@ class AccessLogFactory final : public grpc::experimental::ServerInterceptorFacto
  public:
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    // Calls to methods no server has share one label: the path is the
-    // client's to choose, and a series (and log name) per path would grow
-    // without bound.
-    const std::string method = auth::IsKnownMethod(info->method()) ? info->method() : "unknown";
+    // Calls to methods no server has share one label (RecordedMethod).
+    const std::string method = auth::RecordedMethod(info->method());
     MethodMetrics* metrics;
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -100,10 +100,8 @@ void AuditLog::Write(std::deque<Denial> denials) {
     ctx.correlation_id = d.correlation_id;
     ctx.occurred_at = d.at;
     crm::v1::AccessDenied denied;
-    // The path of a method no service serves is the client's to choose (up
-    // to gRPC's metadata limit, any bytes), and the audit log keeps it for
-    // good.
-    denied.set_method(auth::IsKnownMethod(d.method) ? d.method : "unknown");
+    // The audit log keeps it for good: not a path of the client's choosing.
+    denied.set_method(auth::RecordedMethod(d.method));
     denied.set_target(d.target);
     denied.set_code(absl::StatusCodeToString(d.status.code()));
     denied.set_reason(std::string(d.status.message()));

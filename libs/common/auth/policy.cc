@@ -173,6 +173,10 @@ bool IsKnownMethod(absl::string_view full_method) {
          full_method == "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 }
 
+std::string RecordedMethod(absl::string_view full_method) {
+  return IsKnownMethod(full_method) ? std::string(full_method) : "unknown";
+}
+
 std::vector<std::string> AllowedRoles(absl::string_view full_method) {
   auto it = Roles().find(full_method);
   return it == Roles().end() ? std::vector<std::string>() : it->second;

@@ -25,6 +25,12 @@ absl::Status Authorize(absl::string_view full_method, const Principal& principal
 // of the open methods. Anything else is a client's typo or probe.
 bool IsKnownMethod(absl::string_view full_method);
 
+// `full_method` as metrics, logs and the audit trail name it: itself when
+// known, else "unknown". The path of an unknown one is the client's to
+// choose (any bytes, up to gRPC's metadata limit): a name per path would
+// grow without bound.
+std::string RecordedMethod(absl::string_view full_method);
+
 // The roles the table lets call `full_method`; empty when it is not listed.
 std::vector<std::string> AllowedRoles(absl::string_view full_method);
 
