@@ -264,10 +264,6 @@ absl::StatusOr<std::optional<std::string>> LeadCommands::SurvivingHomeOf(
   return std::string();  // retired, and no contact of the lead finds its home
 }
 
-absl::StatusOr<std::string> LeadCommands::HomeLeadOf(const std::string& lead_id) const {
-  return contacts_.HomeLead(lead_id);
-}
-
 absl::StatusOr<LeadQuery> LeadCommands::ListLeadsQuery(const crm::v1::ListLeadsRequest& r) {
   LeadQuery q;
   CRM_ASSIGN_OR_RETURN(q.page_size, PageSize(r.page()));

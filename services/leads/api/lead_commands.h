@@ -109,10 +109,6 @@ class LeadCommands {
   // lead's customer stands; empty when no contact of the lead finds one.
   absl::StatusOr<std::optional<std::string>> SurvivingHomeOf(const crm::v1::Lead& lead);
 
-  // The lead that stands for the person of `lead_id` now (ContactRegistry::
-  // HomeLead).
-  absl::StatusOr<std::string> HomeLeadOf(const std::string& lead_id) const;
-
   // Shared with the importer.
   LeadStore& store() { return store_; }
   ContactRegistry& contacts() { return contacts_; }

@@ -235,7 +235,7 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
       // already passed made that one the person's home: not a lead to
       // reach, and this lead is checked as one that stands below.
       CRM_ASSIGN_OR_RETURN(const std::string home,
-                           commands_.HomeLeadOf(lead.duplicate_of_lead_id()));
+                           commands_.contacts().HomeLead(lead.duplicate_of_lead_id()));
       if (!passed.contains(home)) {
         CRM_ASSIGN_OR_RETURN(auto first, reach(lead.duplicate_of_lead_id()));
         if (!first.has_value()) return refuse();
