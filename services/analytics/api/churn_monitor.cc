@@ -103,7 +103,7 @@ absl::StatusOr<int> ChurnMonitor::RunOnce() {
   // being decided: the pass goes on, and the next one tries it again.
   CRM_RETURN_IF_ERROR(views_.ForEachCustomer(
       [&](const crm::v1::Customer360& view) -> absl::Status {
-        if (stop_requested_.load(std::memory_order_relaxed)) {
+        if (stopping_.load(std::memory_order_relaxed)) {
           return absl::CancelledError("churn pass ended by a stop");
         }
         absl::StatusOr<bool> evaluated = Evaluate(view);
@@ -174,13 +174,12 @@ void ChurnMonitor::Start(absl::Duration interval) {
         log::Error("churn monitor pass", {{"error", n.status().ToString()}});
       }
       lock.lock();
-      cv_.wait_for(lock, absl::ToChronoMilliseconds(interval), [this] { return stopping_; });
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(interval), [this] { return stopping_.load(); });
     }
   });
 }
 
 void ChurnMonitor::Stop() {
-  stop_requested_ = true;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;

@@ -69,9 +69,9 @@ class ChurnMonitor {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;
-  // Read by a pass at each customer, without mu_.
-  std::atomic<bool> stop_requested_{false};
+  // Set under mu_ (the thread waits on cv_ for it); a pass reads it at
+  // each customer without mu_.
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace crm::analytics
