@@ -1,6 +1,7 @@
 #include "services/analytics/domain/funnel.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <random>
 #include <tuple>
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
+#include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "services/analytics/testing/events.h"
 
@@ -344,6 +346,29 @@ TEST(FunnelTest, StageTimesAreKeptApartPerPipeline) {
   EXPECT_DOUBLE_EQ(f.stage_times(0).average_seconds(), 30.0 * kDay);
   EXPECT_EQ(f.stage_times(1).pipeline_id(), "smb");
   EXPECT_DOUBLE_EQ(f.stage_times(1).average_seconds(), 1.0 * kDay);
+}
+
+// A stage time no Duration holds, or a negative one, from an outside
+// producer: held to the range instead of overflowing the stage's sum or
+// shrinking its average.
+TEST(FunnelTest, StageTimesOutOfADurationsRangeAreHeldToIt) {
+  Records records;
+  records.Apply(Opened("o1", "c1", "", "rep_a", "emea", 100, kJan));
+  records.Apply(Opened("o2", "c1", "", "rep_a", "emea", 100, kJan));
+  records.Apply(Opened("o3", "c1", "", "rep_a", "emea", 100, kJan));
+  for (const char* opp : {"o1", "o2"}) {
+    records.Apply(Moved(opp, "c1", "proposal", "negotiation", crm::v1::STAGE_OUTCOME_OPEN,
+                        std::numeric_limits<int64_t>::max(), kJan + kDay));
+  }
+  records.Apply(Moved("o3", "c1", "needs_analysis", "proposal", crm::v1::STAGE_OUTCOME_OPEN,
+                      -30 * kDay, kJan + kDay));
+  const auto f = records.Funnel();
+  ASSERT_EQ(f.stage_times_size(), 2);
+  EXPECT_EQ(f.stage_times(0).stage_id(), "needs_analysis");
+  EXPECT_DOUBLE_EQ(f.stage_times(0).average_seconds(), 0.0);
+  EXPECT_EQ(f.stage_times(1).stage_id(), "proposal");
+  EXPECT_DOUBLE_EQ(f.stage_times(1).average_seconds(),
+                   static_cast<double>(google::protobuf::util::TimeUtil::kDurationMaxSeconds));
 }
 
 // A lead taken from its rep into a queue no longer counts as the rep's.
