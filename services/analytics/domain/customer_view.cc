@@ -11,6 +11,7 @@
 #include "crm/v1/service_desk.pb.h"
 #include "google/protobuf/util/time_util.h"
 #include "libs/common/arithmetic.h"
+#include "libs/common/ids.h"
 #include "services/analytics/domain/event_fold.h"
 
 namespace crm::analytics {
@@ -38,7 +39,9 @@ auto* FindOrInsertSorted(Repeated* records, const std::string& id, IdOf id_of) {
   return records->Mutable(index);
 }
 
+// An empty id (an outside producer's event) names no lead.
 void AddSortedUnique(google::protobuf::RepeatedPtrField<std::string>* ids, const std::string& id) {
+  if (id.empty()) return;
   *FindOrInsertSorted(ids, id, [](const std::string& s) -> const std::string& { return s; }) = id;
 }
 
@@ -355,6 +358,15 @@ struct Folded {
 // unknown payload leaves the view as is and is summarized by its type.
 Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload& payload) {
   using namespace crm::v1;
+  // An event without its record's id (an outside producer's) names no deal,
+  // order or ticket of the view: it is folded into a throwaway one, as the
+  // funnel and KPI folds do, so no phantom counts as open.
+  OpportunitySummary no_opportunity;
+  TicketSummary no_ticket;
+  auto opportunity = [&](const std::string& id) {
+    return id.empty() ? &no_opportunity : Opportunity(view, id);
+  };
+  auto ticket = [&](const std::string& id) { return id.empty() ? &no_ticket : Ticket(view, id); };
   if (const auto* m = payload.As<LeadCaptured>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
@@ -439,7 +451,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     TakeAccountOwner(view);
     SetTier(view, event, m->tier());
     if (m->contacts_size() > 0) FillFromAccount(view, event, m->contacts(0));
-    if (!m->lead_id().empty()) AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
+    AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_PROSPECT);
     return absl::StrCat("Customer account opened: ", m->name(),
                         m->owner_id().empty() ? "" : absl::StrCat(", owner ", m->owner_id()));
@@ -450,7 +462,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
                         m->to_tier());
   }
   if (const auto* m = payload.As<OpportunityOpened>()) {
-    auto* opp = Opportunity(view, m->opportunity_id());
+    auto* opp = opportunity(m->opportunity_id());
     if (TakeIfNewer(opp->mutable_name_as_of(), event)) opp->set_name(m->name());
     if (TakeIfNewer(opp->mutable_as_of(), event)) {
       opp->set_stage_id(m->stage_id());
@@ -463,7 +475,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
                         MoneyText(m->amount()));
   }
   if (const auto* m = payload.As<OpportunityStageChanged>()) {
-    auto* opp = Opportunity(view, m->opportunity_id());
+    auto* opp = opportunity(m->opportunity_id());
     if (TakeIfNewer(opp->mutable_as_of(), event)) {
       opp->set_stage_id(m->to_stage_id());
       opp->set_outcome(m->outcome());
@@ -486,7 +498,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     return summary;
   }
   if (const auto* m = payload.As<OpportunityRevised>()) {
-    auto* opp = Opportunity(view, m->opportunity_id());
+    auto* opp = opportunity(m->opportunity_id());
     std::string summary = absl::StrCat("Opportunity ", m->opportunity_id(), " revised");
     if (!m->name().empty()) {
       if (TakeIfNewer(opp->mutable_name_as_of(), event)) opp->set_name(m->name());
@@ -504,6 +516,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     return summary;
   }
   if (const auto* m = payload.As<OrderPlaced>()) {
+    if (m->order_id().empty()) return std::string("Order placed");
     auto* order =
         FindOrInsertSorted(view.mutable_orders(), m->order_id(),
                            [](const auto& o) -> const std::string& { return o.order_id(); });
@@ -521,7 +534,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
         m->subject()};
   }
   if (const auto* m = payload.As<TicketOpened>()) {
-    auto* t = Ticket(view, m->ticket_id());
+    auto* t = ticket(m->ticket_id());
     t->set_subject(m->subject());
     t->set_product(m->product());
     *t->mutable_opened_at() = event.occurred_at();
@@ -533,7 +546,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
             m->subject()};
   }
   if (const auto* m = payload.As<TicketStatusChanged>()) {
-    auto* t = Ticket(view, m->ticket_id());
+    auto* t = ticket(m->ticket_id());
     SetTicketStatus(t, event, m->to_status());
     TakeClocks(t, event, m->first_response(), m->resolution());
     DeriveTotals(view);
@@ -541,19 +554,19 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
                         StatusName(m->to_status()));
   }
   if (const auto* m = payload.As<TicketResolved>()) {
-    auto* t = Ticket(view, m->ticket_id());
+    auto* t = ticket(m->ticket_id());
     SetTicketStatus(t, event, TICKET_STATUS_RESOLVED);
     TakeClocks(t, event, m->first_response(), m->resolution());
     DeriveTotals(view);
     return absl::StrCat("Ticket ", m->ticket_id(), " resolved");
   }
   if (const auto* m = payload.As<TicketClosed>()) {
-    SetTicketStatus(Ticket(view, m->ticket_id()), event, TICKET_STATUS_CLOSED);
+    SetTicketStatus(ticket(m->ticket_id()), event, TICKET_STATUS_CLOSED);
     DeriveTotals(view);
     return absl::StrCat("Ticket ", m->ticket_id(), " closed");
   }
   if (const auto* m = payload.As<TicketReopened>()) {
-    auto* t = Ticket(view, m->ticket_id());
+    auto* t = ticket(m->ticket_id());
     SetTicketStatus(t, event, TICKET_STATUS_OPEN);
     TakeClocks(t, event, m->first_response(), m->resolution());
     DeriveTotals(view);
@@ -562,7 +575,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   }
   if (const auto* m = payload.As<TicketReplied>()) {
     if (m->first_response()) {
-      TakeSlaFact(Ticket(view, m->ticket_id()), SLA_TARGET_FIRST_RESPONSE,
+      TakeSlaFact(ticket(m->ticket_id()), SLA_TARGET_FIRST_RESPONSE,
                   [&](crm::v1::TicketSla& sla) { *sla.mutable_met_at() = event.occurred_at(); });
       DeriveTotals(view);  // the ticket's row may be new (its opening not seen)
     }
@@ -570,14 +583,14 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
                         m->author_type() == AUTHOR_TYPE_CUSTOMER ? "customer" : "agent");
   }
   if (const auto* m = payload.As<TicketSlaWarningRaised>()) {
-    TakeSlaFact(Ticket(view, m->ticket_id()), m->target(),
+    TakeSlaFact(ticket(m->ticket_id()), m->target(),
                 [](crm::v1::TicketSla& sla) { sla.set_warned(true); });
     DeriveTotals(view);
     return absl::StrCat("Ticket ", m->ticket_id(), " is close to its ",
                         EnumWord(SlaTarget_Name(m->target()), "SLA_TARGET_"), " SLA");
   }
   if (const auto* m = payload.As<TicketSlaBreached>()) {
-    auto* t = Ticket(view, m->ticket_id());
+    auto* t = ticket(m->ticket_id());
     t->set_sla_breached(true);
     TakeSlaFact(t, m->target(), [](crm::v1::TicketSla& sla) { sla.set_breached(true); });
     DeriveTotals(view);
@@ -589,7 +602,7 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
                         ")");
   }
   if (const auto* m = payload.As<CsatSubmitted>()) {
-    auto* t = Ticket(view, m->ticket_id());
+    auto* t = ticket(m->ticket_id());
     if (TakeIfNewer(t->mutable_csat_as_of(), event)) t->set_csat_score(m->score());
     DeriveTotals(view);
     return absl::StrCat("CSAT ", m->score(), " for ticket ", m->ticket_id());
@@ -796,7 +809,11 @@ const Timestamp& ActivityTime(const EventEnvelope& event, const Payload& payload
              l != nullptr && l->has_activity_at()) {
     own = &l->activity_at();
   }
-  return own != nullptr && Before(*own, event.occurred_at()) ? *own : event.occurred_at();
+  // A time no Timestamp holds (an outside producer's) is not the activity's:
+  // the view could not be printed as JSON, nor its idle days counted.
+  return own != nullptr && IsValidProtoTimestamp(*own) && Before(*own, event.occurred_at())
+             ? *own
+             : event.occurred_at();
 }
 
 }  // namespace

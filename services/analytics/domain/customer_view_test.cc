@@ -743,6 +743,44 @@ TEST(CustomerViewTest, ATicketWithoutTargetsHasNoSlaState) {
   EXPECT_EQ(view.tickets(0).sla_state(), crm::v1::TICKET_SLA_STATE_UNSPECIFIED);
 }
 
+// Events of an outside producer that name no deal, order, ticket or lead:
+// on the timeline, but no phantom record is open, bought or a lead.
+TEST(CustomerViewTest, EventsWithoutTheirRecordsIdMakeNoRecord) {
+  crm::v1::Customer360 view;
+  crm::v1::OpportunityOpened opened;
+  opened.set_name("Nameless");
+  crm::v1::TicketSlaWarningRaised warned;
+  warned.set_target(crm::v1::SLA_TARGET_RESOLUTION);
+  std::vector<crm::v1::EventEnvelope> events = {
+      testing::Envelope(opened, "cus_1", "evt-1", "opportunity-", 1, 100),
+      testing::Envelope(warned, "cus_1", "evt-2", "ticket-", 1, 110),
+      testing::OrderPlacedAt("cus_1", "", 5000, 120),
+      testing::LeadCapturedAt("cus_1", "", 40, 130),
+  };
+  for (const auto& e : events) {
+    EXPECT_FALSE(ApplyToView(view, e).summary().empty()) << e.type();
+  }
+  EXPECT_EQ(view.event_count(), 4);
+  EXPECT_EQ(view.opportunities_size(), 0);
+  EXPECT_EQ(view.open_opportunity_count(), 0);
+  EXPECT_EQ(view.tickets_size(), 0);
+  EXPECT_EQ(view.open_ticket_count(), 0);
+  EXPECT_EQ(view.orders_size(), 0);
+  EXPECT_EQ(view.lead_ids_size(), 0);
+}
+
+// A write-up's own time that no Timestamp holds is not taken: the view's
+// first and last seen stay printable and its idle days countable.
+TEST(CustomerViewTest, AnActivityTimeOutOfRangeCountsAtTheEvent) {
+  crm::v1::Customer360 view;
+  crm::v1::LeadActivityRecorded activity;
+  activity.set_lead_id("lead_a");
+  activity.mutable_activity_at()->set_seconds(std::numeric_limits<int64_t>::min());
+  ApplyToView(view, testing::Envelope(activity, "cus_1", "evt-1", "lead-lead_a", 2, 500));
+  EXPECT_EQ(view.first_seen().seconds(), 500);
+  EXPECT_EQ(view.last_seen().seconds(), 500);
+}
+
 TEST(CustomerViewTest, TimelineSummariesReadLikeSentences) {
   for (const auto& e : CustomerLife()) {
     const std::string summary = Summarize(e);
