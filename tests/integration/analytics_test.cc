@@ -209,9 +209,9 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
             std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(failed_dir));
   // Under a group of the caller's choosing (one its Kafka identity may read).
-  const std::string tailed =
-      RunCommand(absl::StrCat(CtlCommand(), " tail crm.leads.v1 --from-beginning --count=2",
-                              " --group-id=crm-leads-keys --brokers=", stack.brokers()));
+  const std::string tailed = RunCommand(
+      absl::StrCat("timeout 60 ", CtlCommand(), " tail crm.leads.v1 --from-beginning --count=2",
+                   " --group-id=crm-leads-keys --brokers=", stack.brokers()));
   EXPECT_EQ(std::count(tailed.begin(), tailed.end(), '\n'), 2) << tailed;
 
   // The service itself on an empty data dir.

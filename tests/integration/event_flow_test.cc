@@ -321,7 +321,7 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
 
   // crmctl tail, the documented way to look, shows where and why.
   const std::string tailed =
-      RunCommand(absl::StrCat(CtlCommand(), " tail ", kDeadLetterTopic,
+      RunCommand(absl::StrCat("timeout 60 ", CtlCommand(), " tail ", kDeadLetterTopic,
                               " --from-beginning --count=1 --brokers=", stack_.brokers()));
   EXPECT_TRUE(absl::StrContains(tailed, "\"dead_letter\":{")) << tailed;
   EXPECT_TRUE(absl::StrContains(tailed, "\"reason\":\"undecodable")) << tailed;
@@ -345,9 +345,9 @@ TEST_F(EventFlowTest, PoisonMessageIsParkedOnTheDeadLetterTopicAndConsumingGoesO
   // The topic holds the garbage (one per partition), the lead and this.
   const size_t on_leads = std::count_if(poisoned.begin(), poisoned.end(),
                                         [](const auto& p) { return p.first == kLeadsTopic; });
-  const std::string all = RunCommand(absl::StrCat(CtlCommand(), " tail ", kLeadsTopic,
-                                                  " --from-beginning --count=", on_leads + 2,
-                                                  " --brokers=", stack_.brokers()));
+  const std::string all = RunCommand(
+      absl::StrCat("timeout 60 ", CtlCommand(), " tail ", kLeadsTopic,
+                   " --from-beginning --count=", on_leads + 2, " --brokers=", stack_.brokers()));
   EXPECT_TRUE(absl::StrContains(all, "\"event_id\":\"evt-from-the-future\"")) << all;
   EXPECT_TRUE(absl::StrContains(
       all, "\"undecodable_payload\":\"type.googleapis.com/crm.v9.FutureThingHappened\""))

@@ -495,12 +495,13 @@ TEST(PiiTest, ExportReturnsWhatEachServiceHoldsOnThePersonOpenedAndEmptyAfterEra
   // built from the leads' events, with what it derived (stage, scores).
   auto derived_view = [&](const std::string& customer_id) {
     crm::v1::Customer360 view;
-    Eventually([&] {
+    EXPECT_TRUE(Eventually([&] {
       const crm::v1::CustomerExport e = Export(stack, "analytics", customer_id, &st);
       if (!st.ok() || e.derived_size() != 1) return false;
       EXPECT_TRUE(e.events().empty());
       return e.derived(0).UnpackTo(&view) && view.lead_ids_size() == 2;
-    });
+    })) << customer_id
+        << ": " << st.error_message() << " " << view.ShortDebugString();
     return view;
   };
   crm::v1::Customer360 view = derived_view(grace.customer_id());

@@ -222,8 +222,15 @@ inline std::shared_ptr<grpc::Channel> AuthChannel(const std::string& target,
                                                   bool with_token = true) {
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   if (with_token) factories.push_back(std::make_unique<BearerTokenFactory>(std::move(principal)));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      target, ClientCredentials(tls), grpc::ChannelArguments(), std::move(factories));
+  // A service restarted by a test answers within a second of its reconnect
+  // attempts: gRPC's default backoff (1 s growing to 2 min) could leave a
+  // client idle past a test's wait for the restarted service.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::experimental::CreateCustomChannelWithInterceptors(target, ClientCredentials(tls),
+                                                                 args, std::move(factories));
 }
 
 // The embedded broker and the services as real processes on loopback. Each

@@ -100,7 +100,10 @@ inline int64_t MessagesOn(const std::string& brokers, const std::vector<std::str
 // relay would, and waits for the broker to acknowledge them.
 inline bool ProduceToTopic(const std::string& brokers, const std::string& topic,
                            const std::vector<crm::v1::EventEnvelope>& events) {
-  auto conf = MakeKafkaConf({{"bootstrap.servers", brokers}, {"enable.idempotence", "true"}});
+  // The relay's partitioner: a copy lands on its original's partition.
+  auto conf = MakeKafkaConf({{"bootstrap.servers", brokers},
+                             {"enable.idempotence", "true"},
+                             {"partitioner", "murmur2_random"}});
   if (!conf.ok()) return false;
   std::string err;
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
