@@ -322,20 +322,29 @@ absl::StatusOr<uint32_t> RestoreBackup(const std::string& backup_dir, uint32_t b
   if (!engine.ok()) return engine.status();
   std::vector<rocksdb::BackupInfo> infos;
   (*engine)->GetBackupInfo(&infos);
-  if (infos.empty()) {
+  // RocksDB leaves a backup with missing files out of the list above: a dir
+  // holding only such backups holds backups, damaged ones.
+  std::vector<rocksdb::BackupID> damaged;
+  (*engine)->GetCorruptedBackups(&damaged);
+  if (infos.empty() && damaged.empty()) {
     return absl::NotFoundError(absl::StrCat("backup_dir: no backups in ", backup_dir));
   }
-  const uint32_t id = backup_id == 0 ? infos.back().backup_id : backup_id;
   if (backup_id == 0) {
-    // RocksDB leaves a backup with missing files out of the list above.
-    std::vector<rocksdb::BackupID> damaged;
-    (*engine)->GetCorruptedBackups(&damaged);
     if (auto newest = std::max_element(damaged.begin(), damaged.end());
-        newest != damaged.end() && *newest > id) {
-      return absl::DataLossError(absl::StrCat(
-          "backup_id: the latest backup, ", *newest, ", is damaged; pass --backup-id=", id,
-          " (or older) to restore an earlier one and lose what came after it"));
+        newest != damaged.end() && (infos.empty() || *newest > infos.back().backup_id)) {
+      return absl::DataLossError(
+          infos.empty() ? absl::StrCat("backup_id: the latest backup, ", *newest,
+                                       ", is damaged, and no older one is whole")
+                        : absl::StrCat("backup_id: the latest backup, ", *newest,
+                                       ", is damaged; pass --backup-id=", infos.back().backup_id,
+                                       " (or older) to restore an earlier one and lose what "
+                                       "came after it"));
     }
+  }
+  const uint32_t id = backup_id == 0 ? infos.back().backup_id : backup_id;
+  if (std::find(damaged.begin(), damaged.end(), id) != damaged.end()) {
+    return absl::DataLossError(
+        absl::StrCat("backup ", id, " is damaged: a file it names is missing"));
   }
   if (auto st = Verify(**engine, id); !st.ok()) return st;
   rocksdb::BackupInfo info;

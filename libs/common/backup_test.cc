@@ -142,6 +142,35 @@ TEST_F(BackupTest, TheLatestBackupDamagedIsDataLossNotAnOlderRestore) {
   auto older = RestoreBackup(dir_.Sub("backups"), 1, dir_.Sub("first"));
   ASSERT_TRUE(older.ok()) << older.status();
   EXPECT_EQ(*older, 1u);
+  // Named, the damaged one is damaged too, not missing.
+  st = RestoreBackup(dir_.Sub("backups"), 2, dir_.Sub("y")).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_NE(st.message().find("backup 2 is damaged"), std::string::npos) << st;
+}
+
+// A dir whose only backup is damaged holds a backup: DATA_LOSS naming it,
+// as ListBackups lists it, not "no backups".
+TEST_F(BackupTest, TheOnlyBackupDamagedIsDataLossNotNoBackups) {
+  ASSERT_TRUE(AppendOne(*store_, "s", 0).ok());
+  ASSERT_TRUE(CreateBackup(store_->db(), dir_.Sub("backups")).ok());
+  int removed = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir_.Sub("backups") + "/private/1")) {
+    std::filesystem::remove(f.path());
+    if (++removed == 1) break;
+  }
+  ASSERT_EQ(removed, 1);
+  auto listed = ListBackups(dir_.Sub("backups"));
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_FALSE(listed->front().damaged.empty());
+  for (uint32_t id : {0u, 1u}) {
+    auto st = RestoreBackup(dir_.Sub("backups"), id, dir_.Sub("x")).status();
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << id << ": " << st;
+    EXPECT_NE(st.message().find(id == 0 ? "latest backup, 1, is damaged" : "backup 1 is damaged"),
+              std::string::npos)
+        << st;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("x") + "/CURRENT"));
 }
 
 TEST_F(BackupTest, ADamagedBackupIsListedAsDamagedBesideTheWholeOnes) {
