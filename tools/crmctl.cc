@@ -376,9 +376,11 @@ void Progress(int64_t done, int64_t total, absl::Duration elapsed, bool last = f
   }
   const int width = 40;
   const int fill = static_cast<int>(frac * width);
-  std::fprintf(stderr, "\r[%s%s] %5.1f%%  %lld/%lld events  %.0f/s", std::string(fill, '#').c_str(),
-               std::string(width - fill, ' ').c_str(), frac * 100, static_cast<long long>(done),
-               static_cast<long long>(total), rate);
+  // Cleared to the end of the line: a shorter redraw (the rate losing a
+  // digit) leaves nothing of the last one behind.
+  std::fprintf(stderr, "\r[%s%s] %5.1f%%  %lld/%lld events  %.0f/s\033[K",
+               std::string(fill, '#').c_str(), std::string(width - fill, ' ').c_str(), frac * 100,
+               static_cast<long long>(done), static_cast<long long>(total), rate);
 }
 
 // Broker trouble librdkafka recovers from by itself: shown, then waited out.
@@ -1020,15 +1022,31 @@ int Health(int argc, char** argv) {
   req.set_service(crm::Setting(argc, argv, "service", "CRMCTL_HEALTH_SERVICE", ""));
   grpc::health::v1::HealthCheckResponse resp;
   auto st = stub->Check(&ctx, req, &resp);
+  // stdout holds a serving status only: a script reading it never takes an
+  // error for one.
+  if (!st.ok()) {
+    std::fprintf(stderr, "crmctl health: %s\n", st.error_message().c_str());
+    return 1;
+  }
   std::printf("%s\n",
-              st.ok()
-                  ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()).c_str()
-                  : st.error_message().c_str());
-  return st.ok() && resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+              grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()).c_str());
+  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
-// Flags are --name=value (or a switch); "--count 5" or a misspelt name
-// would otherwise be ignored without a word.
+// How many arguments other than flags `cmd` takes (its TOPIC, ID or
+// HOST:PORT); -1 for a command it does not know (the usage is shown).
+int Positionals(absl::string_view cmd) {
+  static const absl::flat_hash_map<absl::string_view, int> kCount = {
+      {"rebuild", 1}, {"digest", 1}, {"tail", 1},   {"customer", 1}, {"audit", 0},
+      {"erase", 1},   {"export", 1}, {"health", 1}, {"backup", 1},   {"backups", 1},
+      {"restore", 0}, {"token", 0},  {"help", 0}};
+  const auto it = kCount.find(cmd);
+  return it == kCount.end() ? -1 : it->second;
+}
+
+// Flags are --name=value (or a switch); "--count 5", "-count=5", a stray
+// argument ("restore ... 3") or a misspelt name would otherwise be ignored
+// without a word, and the command run as if it had not been given.
 bool FlagsAreKnown(int argc, char** argv) {
   static const absl::flat_hash_set<absl::string_view> kValues = {"actor",
                                                                  "analytics",
@@ -1064,9 +1082,21 @@ bool FlagsAreKnown(int argc, char** argv) {
                                                                  "ttl"};
   static const absl::flat_hash_set<absl::string_view> kSwitches = {"from-beginning", "until-end",
                                                                    "allow-missing-history"};
+  const int positionals = argc > 1 ? Positionals(argv[1]) : -1;
+  int seen = 0;
   for (int i = 2; i < argc; ++i) {
     absl::string_view arg = argv[i];
-    if (!absl::ConsumePrefix(&arg, "--")) continue;
+    if (!absl::ConsumePrefix(&arg, "--")) {
+      if (absl::StartsWith(arg, "-")) {
+        std::fprintf(stderr, "crmctl: unknown flag %s (flags start with --)\n", argv[i]);
+        return false;
+      }
+      if (positionals >= 0 && ++seen > positionals) {
+        std::fprintf(stderr, "crmctl %s: unexpected argument %s\n", argv[1], argv[i]);
+        return false;
+      }
+      continue;
+    }
     const size_t eq = arg.find('=');
     const absl::string_view name = arg.substr(0, eq);
     if (kSwitches.contains(name)) {

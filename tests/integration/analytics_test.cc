@@ -171,6 +171,21 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
                                     stack.brokers(), " 2>&1"))
                 .find("--count needs a value"),
             std::string::npos);
+  // One dash, or an argument a command does not take, is refused rather than
+  // ignored: the restore would otherwise take the newest backup, not 3.
+  EXPECT_NE(
+      RunCommand(absl::StrCat("timeout 20 ", CtlCommand(),
+                              " tail crm.leads.v1 -count=5 --brokers=", stack.brokers(), " 2>&1"))
+          .find("unknown flag -count=5"),
+      std::string::npos);
+  EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(), " restore --backup-dir=", stack.dir(),
+                                    "/no-backups --data-dir=", typo, " 3 2>&1; echo rc=$?"))
+                .find("unexpected argument 3\nrc=2"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(typo));
+  // A service that does not answer: its error on stderr, no status on stdout.
+  EXPECT_EQ(RunCommand(absl::StrCat(CtlCommand(), " health 127.0.0.1:1 2>/dev/null; echo rc=$?")),
+            "rc=1\n");
   // An unreadable CA is an error, not plaintext with the token in clear.
   EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(),
                                     " customer cus_1 --analytics=", stack.Target("analytics"),
