@@ -44,6 +44,17 @@ constexpr char kOwnKey[] = "own";
 std::string PurgeRow(absl::string_view key_id) { return absl::StrCat(kPurgePrefix, key_id); }
 std::string KeyStream(absl::string_view key_id) { return absl::StrCat(kKeyStreamPrefix, key_id); }
 
+// The version a destruction of an own key appends after. A key of this
+// service's whose stream its log does not hold (issued after the backup it
+// was restored from, then read back from crm.keys.v1) is destroyed all the
+// same, on a new stream: only a later record under the key's stream makes
+// the topic's compaction drop the wrapped key. A reader that applied the
+// issue at that version may skip it as a duplicate; the erasure ends the
+// key for it.
+int64_t OwnKeyVersion(const std::vector<crm::v1::EventEnvelope>& events) {
+  return events.empty() ? EventStore::kNoStream : events.back().stream_version();
+}
+
 // A stored key row ("k" key_id -> DataKeyIssued envelope).
 absl::StatusOr<crm::v1::EventEnvelope> ParseKeyRow(absl::string_view row, absl::string_view value) {
   crm::v1::EventEnvelope issued;
@@ -742,9 +753,9 @@ absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
   EventContext destroy_ctx = ctx;
   destroy_ctx.source = issuer_;
   for (const auto& key_id : key_ids) {
-    // The stream holds the issue record and, after rotations, re-wraps.
+    // The stream holds the issue record and, after rotations, re-wraps;
+    // none for a key read back from the topic (OwnKeyVersion).
     CRM_ASSIGN_OR_RETURN(auto events, store_->ReadStream(KeyStream(key_id)));
-    if (events.empty()) continue;
     // Issue records are the one place wrapped keys are kept for good:
     // redacted before the destruction deletes the key's rows, as in
     // EraseCustomer. The other way round, a crash in between left the
@@ -757,7 +768,7 @@ absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
       crm::v1::DataKeyDestroyed destroyed;
       destroyed.set_key_id(key_id);
       destroyed.set_customer_id(customer_id);
-      auto appended = store_->Append(KeyRecord(key_id, issuer_, events.back().stream_version(),
+      auto appended = store_->Append(KeyRecord(key_id, issuer_, OwnKeyVersion(events),
                                                MakeEnvelope(destroyed, customer_id, destroy_ctx)));
       // ABORTED: destroyed meanwhile by another path.
       if (!appended.ok() && !absl::IsAborted(appended.status())) return appended.status();
@@ -979,7 +990,6 @@ absl::Status KeyVault::EraseRound(const std::string& customer_id,
     for (const HeldKey& h : held[i]) {
       if (!h.own) continue;
       CRM_ASSIGN_OR_RETURN(auto events, store_->ReadStream(KeyStream(h.key_id)));
-      if (events.empty()) continue;
       for (auto& r : RedactedIssues(events)) redacted.push_back(std::move(r));
       const bool destroyed_before = std::any_of(events.begin(), events.end(), [](const auto& e) {
         return e.payload().template Is<crm::v1::DataKeyDestroyed>();
@@ -988,7 +998,7 @@ absl::Status KeyVault::EraseRound(const std::string& customer_id,
       crm::v1::DataKeyDestroyed destroyed;
       destroyed.set_key_id(h.key_id);
       destroyed.set_customer_id(customers[i]);
-      appends.push_back(KeyRecord(h.key_id, issuer_, events.back().stream_version(),
+      appends.push_back(KeyRecord(h.key_id, issuer_, OwnKeyVersion(events),
                                   MakeEnvelope(destroyed, customers[i], erase_ctx)));
     }
   }

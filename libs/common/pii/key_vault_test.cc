@@ -394,6 +394,46 @@ TEST_F(KeyVaultMemoryTest, AnErasureHeardFromAnotherServiceCutShortIsEndedByARed
   }
 }
 
+// A service restored from a backup taken before it issued a key reads the
+// key back from crm.keys.v1 as its own, with no stream for it in its log.
+// Erasing the customer there, or hearing of the erasure, still publishes the
+// key's destruction: only a later record under the key's stream makes the
+// topic's compaction drop the wrapped key.
+TEST_F(KeyVaultMemoryTest, AnOwnKeyReadBackFromTheTopicIsDestroyedOnItToo) {
+  auto leads = *Service::Open(dir_.Sub("leads"), master_, "crm/leads", true, kCached);
+  auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+  const DataKey by_leads = *leads->vault->EnsureKey("cus_ann", Ctx());
+  const DataKey by_sales = *sales->vault->EnsureKey("cus_ann", Ctx());
+  auto restored_leads =
+      *Service::Open(dir_.Sub("leads-restored"), master_, "crm/leads", true, kCached);
+  auto restored_sales =
+      *Service::Open(dir_.Sub("sales-restored"), master_, "crm/sales", true, kCached);
+  for (Service* s : {restored_leads.get(), restored_sales.get()}) {
+    ASSERT_TRUE(s->Apply(leads->Stream(by_leads.key_id)).ok());
+    ASSERT_TRUE(s->Apply(sales->Stream(by_sales.key_id)).ok());
+  }
+  ASSERT_TRUE(restored_leads->Stream(by_leads.key_id).empty());
+
+  auto erased = restored_leads->vault->EraseCustomer("cus_ann", "GDPR request 40", Ctx());
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->keys_destroyed, 2);
+  ASSERT_TRUE(
+      restored_sales->Apply(*restored_leads->store->ReadStream(EraseStream("crm/leads", "cus_ann")))
+          .ok());
+  for (const auto& [service, key_id] : {std::pair{restored_leads.get(), by_leads.key_id},
+                                        {restored_sales.get(), by_sales.key_id}}) {
+    const auto stream = service->Stream(key_id);
+    ASSERT_EQ(stream.size(), 1u) << key_id;
+    ASSERT_TRUE(stream.front().payload().Is<crm::v1::DataKeyDestroyed>()) << stream.front().type();
+    crm::v1::DataKeyDestroyed destroyed;
+    ASSERT_TRUE(stream.front().payload().UnpackTo(&destroyed));
+    EXPECT_EQ(destroyed.key_id(), key_id);
+    EXPECT_EQ(destroyed.customer_id(), "cus_ann");
+    EXPECT_FALSE(service->vault->Find(key_id).has_value());
+  }
+  EXPECT_TRUE(restored_leads->Stream(by_sales.key_id).empty()) << "not leads' key to destroy";
+}
+
 // Two erasures of one customer heard out of order (from two services): the
 // later time holds, also after a restart, so a key issued between them and
 // delivered after both stays refused.
