@@ -214,10 +214,7 @@ absl::Status ApplyToFunnel(const EventEnvelope& event, const Payload& payload,
         auto* v = visits->Add();
         v->set_event_id(event.event_id());
         v->set_stage_id(m->from_stage_id());
-        // Held to a Duration's range and not negative, whatever a producer
-        // sent: the averages sum these.
-        v->set_seconds(std::clamp<int64_t>(m->time_in_previous_stage().seconds(), 0,
-                                           google::protobuf::util::TimeUtil::kDurationMaxSeconds));
+        v->set_seconds(m->time_in_previous_stage().seconds());
         v->set_closed(m->reopened());
         for (int i = visits->size() - 1; i > index; --i) visits->SwapElements(i, i - 1);
       }
@@ -334,19 +331,22 @@ void FunnelBuilder::AddOpportunity(const FunnelOpportunityRecord& o) {
   crm::analytics::AddOpportunity(st.by_owner[o.owner_id()], o);
   int64_t closed_seconds = 0;
   for (const auto& v : o.stage_visits()) {
+    // Held to a Duration's range and not negative, whatever a producer sent
+    // (and a record stored before kept): the averages sum these.
+    const int64_t seconds =
+        std::clamp<int64_t>(v.seconds(), 0, google::protobuf::util::TimeUtil::kDurationMaxSeconds);
     if (v.closed()) {
-      closed_seconds = SaturatingAdd(closed_seconds, v.seconds());
+      closed_seconds = SaturatingAdd(closed_seconds, seconds);
       continue;
     }
     auto& [sum, samples] = st.stage_seconds[{o.pipeline_id(), v.stage_id()}];
-    sum = SaturatingAdd(sum, v.seconds());
+    sum = SaturatingAdd(sum, seconds);
     ++samples;
   }
   if (o.outcome() == crm::v1::STAGE_OUTCOME_WON) {
-    // Times the envelope check bounds, less a sum of bounded visits: the
-    // cycle cannot overflow, only the total of many.
+    // Times the envelope check bounds, less the time spent closed.
     const int64_t cycle =
-        o.outcome_as_of().at().seconds() - o.opened_at().seconds() - closed_seconds;
+        SaturatingAdd(o.outcome_as_of().at().seconds() - o.opened_at().seconds(), -closed_seconds);
     st.cycle_sum = SaturatingAdd(st.cycle_sum, cycle);
     ++st.cycle_samples;
   }

@@ -362,13 +362,29 @@ TEST(FunnelTest, StageTimesOutOfADurationsRangeAreHeldToIt) {
   }
   records.Apply(Moved("o3", "c1", "needs_analysis", "proposal", crm::v1::STAGE_OUTCOME_OPEN,
                       -30 * kDay, kJan + kDay));
+  // Reopened after a "time closed" no Duration holds, then won: the sales
+  // cycle is its days from opening to winning.
+  records.Apply(Opened("o4", "c1", "", "rep_a", "emea", 100, kJan));
+  crm::v1::EventEnvelope reopened =
+      Moved("o4", "c1", "lost", "closing", crm::v1::STAGE_OUTCOME_OPEN,
+            std::numeric_limits<int64_t>::min(), kJan + kDay);
+  crm::v1::OpportunityStageChanged m;
+  ASSERT_TRUE(reopened.payload().UnpackTo(&m));
+  m.set_reopened(true);
+  reopened.mutable_payload()->PackFrom(m);
+  records.Apply(reopened);
+  records.Apply(
+      Moved("o4", "c1", "closing", "won", crm::v1::STAGE_OUTCOME_WON, 2 * kDay, kJan + 3 * kDay));
   const auto f = records.Funnel();
-  ASSERT_EQ(f.stage_times_size(), 2);
-  EXPECT_EQ(f.stage_times(0).stage_id(), "needs_analysis");
-  EXPECT_DOUBLE_EQ(f.stage_times(0).average_seconds(), 0.0);
-  EXPECT_EQ(f.stage_times(1).stage_id(), "proposal");
-  EXPECT_DOUBLE_EQ(f.stage_times(1).average_seconds(),
+  ASSERT_EQ(f.stage_times_size(), 3);
+  EXPECT_EQ(f.stage_times(0).stage_id(), "closing");
+  EXPECT_DOUBLE_EQ(f.stage_times(0).average_seconds(), 2.0 * kDay);
+  EXPECT_EQ(f.stage_times(1).stage_id(), "needs_analysis");
+  EXPECT_DOUBLE_EQ(f.stage_times(1).average_seconds(), 0.0);
+  EXPECT_EQ(f.stage_times(2).stage_id(), "proposal");
+  EXPECT_DOUBLE_EQ(f.stage_times(2).average_seconds(),
                    static_cast<double>(google::protobuf::util::TimeUtil::kDurationMaxSeconds));
+  EXPECT_DOUBLE_EQ(f.average_sales_cycle_seconds(), 3.0 * kDay);
 }
 
 // A lead taken from its rep into a queue no longer counts as the rep's.
