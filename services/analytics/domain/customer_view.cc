@@ -39,7 +39,7 @@ auto* FindOrInsertSorted(Repeated* records, const std::string& id, IdOf id_of) {
   return records->Mutable(index);
 }
 
-// An empty id (an outside producer's event) names no lead.
+// An empty id (an outside producer's) is no id to list.
 void AddSortedUnique(google::protobuf::RepeatedPtrField<std::string>* ids, const std::string& id) {
   if (id.empty()) return;
   *FindOrInsertSorted(ids, id, [](const std::string& s) -> const std::string& { return s; }) = id;
@@ -354,6 +354,15 @@ struct Folded {
   std::string detail;
 };
 
+// Whether the payload is one of `T...` (each naming its lead in lead_id)
+// without a lead id.
+template <typename... T>
+bool NamesNoLead(const Payload& payload) {
+  bool missing = false;
+  ((payload.As<T>() != nullptr && (missing = payload.As<T>()->lead_id().empty(), true)) || ...);
+  return missing;
+}
+
 // Folds the payload into the view and returns the timeline text; an
 // unknown payload leaves the view as is and is summarized by its type.
 Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload& payload) {
@@ -367,6 +376,12 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     return id.empty() ? &no_opportunity : Opportunity(view, id);
   };
   auto ticket = [&](const std::string& id) { return id.empty() ? &no_ticket : Ticket(view, id); };
+  // A lead event without its lead's id names no lead either: it is on the
+  // timeline and changes nothing else (no home lead, owner or score).
+  if (NamesNoLead<LeadCaptured, LeadAssigned, LeadScoreChanged, LeadQualified, LeadDisqualified,
+                  LeadNurtureStarted, LeadConverted, LeadMergedInto>(payload)) {
+    return event.type();
+  }
   if (const auto* m = payload.As<LeadCaptured>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
@@ -433,7 +448,8 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     return event.type();  // as before it changed the view: timelines stay
   }
   if (const auto* m = payload.As<LeadsMerged>()) {
-    DisqualificationOf(view, m->merged_lead_id())->set_merged(true);
+    if (!m->merged_lead_id().empty())
+      DisqualificationOf(view, m->merged_lead_id())->set_merged(true);
     return absl::StrCat("Lead ", m->merged_lead_id(), " merged into ", m->survivor_lead_id());
   }
   if (const auto* m = payload.As<CustomerOpened>()) {

@@ -751,22 +751,36 @@ TEST(CustomerViewTest, EventsWithoutTheirRecordsIdMakeNoRecord) {
   opened.set_name("Nameless");
   crm::v1::TicketSlaWarningRaised warned;
   warned.set_target(crm::v1::SLA_TARGET_RESOLUTION);
+  crm::v1::LeadAssigned assigned;
+  assigned.set_owner_id("rep_x");
+  crm::v1::LeadsMerged merged;
+  merged.set_survivor_lead_id("lead_a");
   std::vector<crm::v1::EventEnvelope> events = {
       testing::Envelope(opened, "cus_1", "evt-1", "opportunity-", 1, 100),
       testing::Envelope(warned, "cus_1", "evt-2", "ticket-", 1, 110),
       testing::OrderPlacedAt("cus_1", "", 5000, 120),
       testing::LeadCapturedAt("cus_1", "", 40, 130),
+      testing::Envelope(assigned, "cus_1", "evt-5", "lead-", 2, 140),
+      testing::Envelope(merged, "cus_1", "evt-6", "lead-", 3, 150),
   };
   for (const auto& e : events) {
     EXPECT_FALSE(ApplyToView(view, e).summary().empty()) << e.type();
   }
-  EXPECT_EQ(view.event_count(), 4);
+  EXPECT_EQ(view.event_count(), 6);
   EXPECT_EQ(view.opportunities_size(), 0);
   EXPECT_EQ(view.open_opportunity_count(), 0);
   EXPECT_EQ(view.tickets_size(), 0);
   EXPECT_EQ(view.open_ticket_count(), 0);
   EXPECT_EQ(view.orders_size(), 0);
   EXPECT_EQ(view.lead_ids_size(), 0);
+  EXPECT_EQ(view.lead_disqualifications_size(), 0);
+  EXPECT_EQ(view.lead_owners_size(), 0);
+  EXPECT_FALSE(view.has_home_as_of());
+  EXPECT_EQ(view.lead_score(), 0);
+  EXPECT_EQ(view.owner_id(), "");
+  // The person's real lead is the home lead, its rep the owner.
+  ApplyToView(view, testing::LeadCapturedAt("cus_1", "lead_b", 30, 200));
+  EXPECT_EQ(view.lead_score(), 30);
 }
 
 // A write-up's own time that no Timestamp holds is not taken: the view's
