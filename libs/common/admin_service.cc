@@ -127,7 +127,7 @@ grpc::ServerUnaryReactor* AdminService::CreateBackup(grpc::CallbackServerContext
                                                      const crm::v1::CreateBackupRequest*,
                                                      crm::v1::Backup* response) {
   return Guarded(ctx, [this, response]() -> absl::Status {
-    auto backup = crm::CreateBackup(db_, backup_dir_, parts_);
+    auto backup = crm::CreateBackup(db_, backup_dir_, parts_, &backup_stopper_);
     if (!backup.ok()) return backup.status();
     Fill(*backup, backup_dir_, response);
     if (backup_keep_ > 0) {

@@ -60,6 +60,10 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
         parts_(std::move(parts)),
         derived_(std::move(derived)) {}
 
+  // Cuts short the backup under way, and refuses later ones, CANCELLED:
+  // called as the service shuts down.
+  void StopBackups() { backup_stopper_.Stop(); }
+
   grpc::ServerUnaryReactor* CreateBackup(grpc::CallbackServerContext* ctx,
                                          const crm::v1::CreateBackupRequest* request,
                                          crm::v1::Backup* response) override;
@@ -88,6 +92,7 @@ class AdminService final : public crm::v1::AdminService::CallbackService {
   const std::vector<BackupPart> parts_;
   const ExportDerived derived_;
   std::mutex backup_mu_;  // BackupEngine allows one writer per directory
+  BackupStopper backup_stopper_;
   // Off the API workers. Erasure and export have a thread of their own: a
   // backup copying a large database for minutes would outlast their
   // callers' deadlines.

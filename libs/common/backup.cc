@@ -124,9 +124,13 @@ class PartEngines {
   absl::flat_hash_map<std::string, std::unique_ptr<rocksdb::BackupEngine>> engines_;
 };
 
+absl::Status Stopped() {
+  return absl::CancelledError("backup stopped: the service is shutting down");
+}
+
 // Backs up `db` into `backup_dir` and returns what the engine recorded.
 absl::StatusOr<rocksdb::BackupInfo> BackUp(Database& db, const std::string& backup_dir,
-                                           const std::string& metadata) {
+                                           const std::string& metadata, BackupStopper* stopper) {
   // The engine creates its own directory, not missing parents (a part's).
   std::error_code ec;
   std::filesystem::create_directories(backup_dir, ec);
@@ -136,9 +140,14 @@ absl::StatusOr<rocksdb::BackupInfo> BackUp(Database& db, const std::string& back
   rocksdb::CreateBackupOptions options;
   options.flush_before_backup = true;
   rocksdb::BackupID id = 0;
-  if (auto s = (*engine)->CreateNewBackupWithMetadata(options, db.raw(), metadata, &id); !s.ok()) {
-    return FromRocks(s);
-  }
+  if (stopper != nullptr && !stopper->Attach(engine->get())) return Stopped();
+  const rocksdb::Status s =
+      (*engine)->CreateNewBackupWithMetadata(options, db.raw(), metadata, &id);
+  if (stopper != nullptr) stopper->Detach();
+  // StopBackup's Incomplete; the engine removes the partial copy at its
+  // next open.
+  if (s.IsIncomplete() && stopper != nullptr && stopper->stopped()) return Stopped();
+  if (!s.ok()) return FromRocks(s);
   rocksdb::BackupInfo info;
   if (auto s = (*engine)->GetBackupInfo(id, &info); !s.ok()) return FromRocks(s);
   return info;
@@ -154,17 +163,42 @@ absl::Status Verify(rocksdb::BackupEngine& engine, rocksdb::BackupID id) {
 
 }  // namespace
 
+void BackupStopper::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopped_ = true;
+  // Returns at once; the copy ends at its next chunk.
+  if (engine_ != nullptr) engine_->StopBackup();
+}
+
+bool BackupStopper::stopped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopped_;
+}
+
+bool BackupStopper::Attach(rocksdb::BackupEngine* engine) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopped_) return false;
+  engine_ = engine;
+  return true;
+}
+
+void BackupStopper::Detach() {
+  std::lock_guard<std::mutex> lock(mu_);
+  engine_ = nullptr;
+}
+
 absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& backup_dir,
-                                           const std::vector<BackupPart>& parts) {
+                                           const std::vector<BackupPart>& parts,
+                                           BackupStopper* stopper) {
   std::string metadata;
   std::vector<rocksdb::BackupInfo> part_infos;
   for (const auto& part : parts) {
-    auto info = BackUp(*part.db, PartDir(backup_dir, part.name), "");
+    auto info = BackUp(*part.db, PartDir(backup_dir, part.name), "", stopper);
     if (!info.ok()) return info.status();
     absl::StrAppend(&metadata, part.name, "=", info->backup_id, "\n");
     part_infos.push_back(*std::move(info));
   }
-  auto info = BackUp(db, backup_dir, metadata);
+  auto info = BackUp(db, backup_dir, metadata, stopper);
   if (!info.ok()) return info.status();
   BackupSummary summary = Summarize(*info);
   for (const auto& part : part_infos) AddPart(part, summary);

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -9,7 +10,31 @@
 #include "absl/time/time.h"
 #include "libs/common/database.h"
 
+namespace rocksdb {
+class BackupEngine;
+}  // namespace rocksdb
+
 namespace crm {
+
+// Stops the backups of one service from another thread: a shutdown does not
+// wait for a backup copying a large database past the pod's grace period.
+// A backup stopped, or started once Stop was called, is CANCELLED and not
+// listed; what it had copied is cleaned up at the next backup.
+class BackupStopper {
+ public:
+  void Stop();
+  bool stopped() const;
+
+  // For CreateBackup: the engine of the backup under way, stopped by Stop
+  // until Detach. False (nothing attached) once stopped.
+  bool Attach(rocksdb::BackupEngine* engine);
+  void Detach();
+
+ private:
+  mutable std::mutex mu_;
+  rocksdb::BackupEngine* engine_ = nullptr;
+  bool stopped_ = false;
+};
 
 struct BackupSummary {
   uint32_t backup_id = 0;
@@ -40,9 +65,10 @@ struct BackupPart {
 // acknowledged before the call. The parts are backed up first and the main
 // backup names their backup ids, so a backup is only listed once it is
 // whole. Callers serialize backups into one directory. The summary counts
-// the parts' files too.
+// the parts' files too. `stopper`, if given, can cut it short (CANCELLED).
 absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& backup_dir,
-                                           const std::vector<BackupPart>& parts = {});
+                                           const std::vector<BackupPart>& parts = {},
+                                           BackupStopper* stopper = nullptr);
 
 // Oldest first, damaged ones included and saying why: one bad backup does
 // not hide the others from the operator choosing one to restore.

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "libs/common/event_store.h"
 #include "libs/common/testing/temp_dir.h"
+#include "rocksdb/db.h"
 
 namespace crm {
 namespace {
@@ -104,6 +106,61 @@ TEST_F(BackupTest, BackupsAreNumberedAndListedOldestFirst) {
   auto first = EventStore::Open(dir_.Sub("first"), {"index"});
   ASSERT_TRUE(first.ok());
   EXPECT_EQ((*first)->LoadState("s")->version, 1);
+}
+
+// A shutdown does not wait for a backup: one stopped before it starts is
+// CANCELLED and leaves no backup listed, and the next backup is whole.
+TEST_F(BackupTest, AStoppedBackupIsCancelledAndTheNextOneIsWhole) {
+  ASSERT_TRUE(AppendOne(*store_, "s", 0).ok());
+  BackupStopper stopper;
+  stopper.Stop();
+  auto stopped = CreateBackup(store_->db(), dir_.Sub("backups"), {}, &stopper);
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled) << stopped.status();
+  auto listed = ListBackups(dir_.Sub("backups"));
+  EXPECT_TRUE(!listed.ok() || listed->empty());
+  ASSERT_TRUE(CreateBackup(store_->db(), dir_.Sub("backups")).ok());
+  ASSERT_TRUE(RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("restored")).ok());
+}
+
+// Stopped while it copies (a large database): the copy ends there, the
+// backup is CANCELLED and not listed, and the next backup is whole.
+TEST_F(BackupTest, ABackupStoppedWhileItCopiesIsCancelledAndTheNextOneIsWhole) {
+  ASSERT_TRUE(AppendOne(*store_, "s", 0).ok());
+  // 64 MiB that does not compress: the copy takes a while.
+  std::mt19937_64 random(7);
+  std::string value(1 << 20, '\0');
+  for (int i = 0; i < 64; ++i) {
+    for (auto& c : value) c = static_cast<char>(random());
+    ASSERT_TRUE(
+        store_->db().raw()->Put(rocksdb::WriteOptions(), absl::StrCat("bulk", i), value).ok());
+  }
+  ASSERT_TRUE(store_->db().Flush().ok());
+  BackupStopper stopper;
+  absl::StatusOr<BackupSummary> result;
+  std::thread backup(
+      [&] { result = CreateBackup(store_->db(), dir_.Sub("backups"), {}, &stopper); });
+  // The engine's directory for the backup under way appears as it starts.
+  const std::string in_progress = dir_.Sub("backups") + "/private";
+  bool started = false;
+  for (int i = 0; i < 10'000 && !started; ++i) {
+    std::error_code ec;
+    started =
+        std::filesystem::exists(in_progress, ec) && !std::filesystem::is_empty(in_progress, ec);
+    if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  stopper.Stop();
+  backup.join();
+  ASSERT_TRUE(started) << "no backup under way in " << in_progress;
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
+  auto listed = ListBackups(dir_.Sub("backups"));
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_TRUE(listed->empty());
+  auto next = CreateBackup(store_->db(), dir_.Sub("backups"));
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_TRUE(RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("restored")).ok());
+  auto restored = EventStore::Open(dir_.Sub("restored"), {"index"});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ((*restored)->LoadState("s")->version, 1);
 }
 
 // A backup dir that cannot be looked at (here a symlink loop; without

@@ -270,6 +270,9 @@ absl::Status ServiceHost::Run() {
     log::Info("draining", {{"ms", absl::StrCat(config_.shutdown_drain_ms)}});
     absl::SleepFor(absl::Milliseconds(config_.shutdown_drain_ms));
   }
+  // A backup copying a large database would hold Wait past the grace
+  // period; the next backup takes it again.
+  if (admin_) admin_->StopBackups();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
   // Every call has ended: write the last refusals before the relay stops.
