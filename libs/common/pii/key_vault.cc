@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -44,13 +45,14 @@ constexpr char kOwnKey[] = "own";
 std::string PurgeRow(absl::string_view key_id) { return absl::StrCat(kPurgePrefix, key_id); }
 std::string KeyStream(absl::string_view key_id) { return absl::StrCat(kKeyStreamPrefix, key_id); }
 
-// The version a destruction of an own key appends after. A key of this
-// service's whose stream its log does not hold (issued after the backup it
-// was restored from, then read back from crm.keys.v1) is destroyed all the
-// same, on a new stream: only a later record under the key's stream makes
-// the topic's compaction drop the wrapped key. A reader that applied the
-// issue at that version may skip it as a duplicate; the erasure ends the
-// key for it.
+// The version a record of an own key (a destruction, a re-wrap) appends
+// after. A key of this service's whose stream its log does not hold (issued
+// after the backup it was restored from, then read back from crm.keys.v1)
+// gets its records all the same, on a new stream: only a later record under
+// the key's stream makes the topic's compaction drop the wrapping it holds.
+// A reader that applied the issue at that version may skip it as a
+// duplicate: the erasure ends the key for it, and it keeps a key it holds
+// under its own rotation.
 int64_t OwnKeyVersion(const std::vector<crm::v1::EventEnvelope>& events) {
   return events.empty() ? EventStore::kNoStream : events.back().stream_version();
 }
@@ -117,6 +119,31 @@ std::vector<crm::v1::EventEnvelope> RedactedIssues(
     redacted.back().mutable_payload()->PackFrom(issued);
   }
   return redacted;
+}
+
+// The destruction of an own key, read from its stream (`events`), with the
+// issue records to redact into `redacted` before it; nullopt when the
+// stream holds its destruction already. Issue records are the one place
+// wrapped keys are kept for good: redacted before the destruction deletes
+// the key's rows, since a crash in between left the wrapped key in the log
+// with no row left for a redelivery or a retry to find.
+std::optional<AppendRequest> OwnKeyDestruction(const std::vector<crm::v1::EventEnvelope>& events,
+                                               const std::string& key_id,
+                                               const std::string& customer_id,
+                                               const std::string& issuer, const EventContext& ctx,
+                                               std::vector<crm::v1::EventEnvelope>& redacted) {
+  for (auto& r : RedactedIssues(events)) redacted.push_back(std::move(r));
+  const bool destroyed_before = std::any_of(events.begin(), events.end(), [](const auto& e) {
+    return e.payload().template Is<crm::v1::DataKeyDestroyed>();
+  });
+  if (destroyed_before) return std::nullopt;
+  crm::v1::DataKeyDestroyed destroyed;
+  destroyed.set_key_id(key_id);
+  destroyed.set_customer_id(customer_id);
+  EventContext destroy_ctx = ctx;
+  destroy_ctx.source = issuer;
+  return KeyRecord(key_id, issuer, OwnKeyVersion(events),
+                   MakeEnvelope(destroyed, customer_id, destroy_ctx));
 }
 
 std::string EncodeTime(absl::Time t) {
@@ -366,11 +393,7 @@ absl::Status KeyVault::Rewrap(const std::vector<StaleKey>& stale, rocksdb::Write
     crm::v1::DataKeyIssued issued;
     s.stored.payload().UnpackTo(&issued);
     issued.set_wrapped_key(Wrap(s.entry.key, s.key_id));
-    std::vector<crm::v1::EventEnvelope> events;
-    if (s.entry.own && store_ != nullptr) {
-      CRM_ASSIGN_OR_RETURN(events, store_->ReadStream(KeyStream(s.key_id)));
-    }
-    if (events.empty()) {
+    if (!s.entry.own || store_ == nullptr) {
       // Another service's key (its issuer republishes it): the row only.
       crm::v1::EventEnvelope row = s.stored;
       row.mutable_payload()->PackFrom(issued);
@@ -378,6 +401,9 @@ absl::Status KeyVault::Rewrap(const std::vector<StaleKey>& stale, rocksdb::Write
           FromRocks(rows.Put(db_.Family(kFamily), KeyRow(s.key_id), row.SerializeAsString())));
       continue;
     }
+    // An own key: republished, even one read back from the topic with no
+    // stream here (OwnKeyVersion), which no other service republishes.
+    CRM_ASSIGN_OR_RETURN(auto events, store_->ReadStream(KeyStream(s.key_id)));
     for (auto& r : RedactedIssues(events)) redacted.push_back(std::move(r));
     EventContext ctx;
     ctx.source = issuer_;
@@ -385,7 +411,7 @@ absl::Status KeyVault::Rewrap(const std::vector<StaleKey>& stale, rocksdb::Write
     // The time of issue, which erasure compares, is the key's, not the
     // rotation's.
     ctx.occurred_at = s.entry.issued_at;
-    appends.push_back(KeyRecord(s.key_id, issuer_, events.back().stream_version(),
+    appends.push_back(KeyRecord(s.key_id, issuer_, OwnKeyVersion(events),
                                 MakeEnvelope(issued, s.entry.customer_id, ctx)));
   }
   if (appends.empty()) return absl::OkStatus();
@@ -750,29 +776,15 @@ absl::Status KeyVault::PurgeDestroyed() {
 absl::Status KeyVault::DestroyOwn(const std::vector<std::string>& key_ids,
                                   const std::string& customer_id, const EventContext& ctx) {
   if (store_ == nullptr) return absl::OkStatus();
-  EventContext destroy_ctx = ctx;
-  destroy_ctx.source = issuer_;
   for (const auto& key_id : key_ids) {
-    // The stream holds the issue record and, after rotations, re-wraps;
-    // none for a key read back from the topic (OwnKeyVersion).
     CRM_ASSIGN_OR_RETURN(auto events, store_->ReadStream(KeyStream(key_id)));
-    // Issue records are the one place wrapped keys are kept for good:
-    // redacted before the destruction deletes the key's rows, as in
-    // EraseCustomer. The other way round, a crash in between left the
-    // wrapped key in the log with no row left for a redelivery to find.
-    CRM_RETURN_IF_ERROR(store_->RedactEvents(RedactedIssues(events)));
-    const bool destroyed_before = std::any_of(events.begin(), events.end(), [](const auto& e) {
-      return e.payload().template Is<crm::v1::DataKeyDestroyed>();
-    });
-    if (!destroyed_before) {
-      crm::v1::DataKeyDestroyed destroyed;
-      destroyed.set_key_id(key_id);
-      destroyed.set_customer_id(customer_id);
-      auto appended = store_->Append(KeyRecord(key_id, issuer_, OwnKeyVersion(events),
-                                               MakeEnvelope(destroyed, customer_id, destroy_ctx)));
-      // ABORTED: destroyed meanwhile by another path.
-      if (!appended.ok() && !absl::IsAborted(appended.status())) return appended.status();
-    }
+    std::vector<crm::v1::EventEnvelope> redacted;
+    auto destruction = OwnKeyDestruction(events, key_id, customer_id, issuer_, ctx, redacted);
+    CRM_RETURN_IF_ERROR(store_->RedactEvents(redacted));
+    if (!destruction.has_value()) continue;
+    auto appended = store_->Append(*std::move(destruction));
+    // ABORTED: destroyed meanwhile by another path.
+    if (!appended.ok() && !absl::IsAborted(appended.status())) return appended.status();
   }
   return absl::OkStatus();
 }
@@ -990,16 +1002,8 @@ absl::Status KeyVault::EraseRound(const std::string& customer_id,
     for (const HeldKey& h : held[i]) {
       if (!h.own) continue;
       CRM_ASSIGN_OR_RETURN(auto events, store_->ReadStream(KeyStream(h.key_id)));
-      for (auto& r : RedactedIssues(events)) redacted.push_back(std::move(r));
-      const bool destroyed_before = std::any_of(events.begin(), events.end(), [](const auto& e) {
-        return e.payload().template Is<crm::v1::DataKeyDestroyed>();
-      });
-      if (destroyed_before) continue;
-      crm::v1::DataKeyDestroyed destroyed;
-      destroyed.set_key_id(h.key_id);
-      destroyed.set_customer_id(customers[i]);
-      appends.push_back(KeyRecord(h.key_id, issuer_, OwnKeyVersion(events),
-                                  MakeEnvelope(destroyed, customers[i], erase_ctx)));
+      auto destruction = OwnKeyDestruction(events, h.key_id, customers[i], issuer_, ctx, redacted);
+      if (destruction.has_value()) appends.push_back(*std::move(destruction));
     }
   }
   CRM_RETURN_IF_ERROR(store_->RedactEvents(redacted));

@@ -598,6 +598,36 @@ class KeyVaultRotationTest : public ::testing::Test {
   testing::TempDir dir_;
 };
 
+// Restored from a backup taken before it issued a key, a service holds the
+// key as its own, read back from crm.keys.v1, with no stream for it. A
+// rotation republishes it all the same: no other service does, and the
+// topic would hold it only under the master key being retired.
+TEST_F(KeyVaultRotationTest, AnOwnKeyReadBackFromTheTopicIsRepublishedUnderTheNewMasterKey) {
+  std::vector<crm::v1::EventEnvelope> issue;
+  DataKey key;
+  {
+    auto leads = *Service::Open(dir_.Sub("leads"), a_, "crm/leads");
+    key = *leads->vault->EnsureKey("cus_1", Ctx());
+    issue = leads->Stream(key.key_id);
+  }
+  {
+    auto restored = *Service::Open(dir_.Sub("leads-restored"), a_, "crm/leads");
+    ASSERT_TRUE(restored->Apply(issue).ok());
+    ASSERT_TRUE(restored->Stream(key.key_id).empty());
+  }
+  auto restored = Service::Open(dir_.Sub("leads-restored"), MasterKeys(b_, {a_}), "crm/leads");
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  const auto records = (*restored)->Stream(key.key_id);
+  ASSERT_EQ(records.size(), 1u);
+  const crm::v1::DataKeyIssued rewrapped = Issued(records[0]);
+  EXPECT_EQ(rewrapped.key_id(), key.key_id);
+  EXPECT_NE(rewrapped.wrapped_key(), Issued(issue[0]).wrapped_key());
+  // A reader with the new master key only takes the key from it.
+  auto reader = *Service::Open(dir_.Sub("analytics"), b_, "crm/analytics", false);
+  ASSERT_TRUE(reader->Apply(records).ok());
+  EXPECT_EQ(reader->OpenEmail(Sealed("ann@example.com", key)), "ann@example.com");
+}
+
 TEST_F(KeyVaultRotationTest, KeysUnderThePreviousMasterKeyAreReWrappedAndRepublished) {
   const std::string path = dir_.Sub("leads");
   DataKey ann_key, bob_key, sales_key;
