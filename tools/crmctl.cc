@@ -1033,15 +1033,45 @@ int Health(int argc, char** argv) {
   return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
-// How many arguments other than flags `cmd` takes (its TOPIC, ID or
-// HOST:PORT); -1 for a command it does not know (the usage is shown).
-int Positionals(absl::string_view cmd) {
-  static const absl::flat_hash_map<absl::string_view, int> kCount = {
-      {"rebuild", 1}, {"digest", 1}, {"tail", 1},   {"customer", 1}, {"audit", 0},
-      {"erase", 1},   {"export", 1}, {"health", 1}, {"backup", 1},   {"backups", 1},
-      {"restore", 0}, {"token", 0},  {"help", 0}};
-  const auto it = kCount.find(cmd);
-  return it == kCount.end() ? -1 : it->second;
+// rebuild and digest are of analytics' views only.
+template <int (*Run)(int, char**)>
+int OfAnalytics(int argc, char** argv) {
+  if (argc < 3 || absl::string_view(argv[2]) != "analytics") {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  return Run(argc, argv);
+}
+
+struct Command {
+  absl::string_view name;
+  // The arguments other than flags it takes (its TOPIC, ID or HOST:PORT).
+  int positionals;
+  // Makes a Kafka client: the brokers may require TLS or SASL.
+  bool reads_topics;
+  int (*run)(int, char**);
+};
+
+constexpr Command kCommands[] = {
+    {"rebuild", 1, true, OfAnalytics<Rebuild>},
+    {"digest", 1, false, OfAnalytics<Digest>},
+    {"tail", 1, true, Tail},
+    {"customer", 1, false, Customer},
+    {"audit", 0, false, Audit},
+    {"health", 1, false, Health},
+    {"token", 0, false, Token},
+    {"backup", 1, false, Backup},
+    {"erase", 1, false, Erase},
+    {"export", 1, false, Export},
+    {"backups", 1, false, Backups},
+    {"restore", 0, false, Restore},
+};
+
+const Command* FindCommand(absl::string_view name) {
+  for (const Command& c : kCommands) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
 }
 
 // Flags are --name=value (or a switch); "--count 5", "-count=5", a stray
@@ -1082,7 +1112,9 @@ bool FlagsAreKnown(int argc, char** argv) {
                                                                  "ttl"};
   static const absl::flat_hash_set<absl::string_view> kSwitches = {"from-beginning", "until-end",
                                                                    "allow-missing-history"};
-  const int positionals = argc > 1 ? Positionals(argv[1]) : -1;
+  // An unknown command gets the usage instead.
+  const Command* command = argc > 1 ? FindCommand(argv[1]) : nullptr;
+  const int positionals = command != nullptr ? command->positionals : -1;
   int seen = 0;
   for (int i = 2; i < argc; ++i) {
     absl::string_view arg = argv[i];
@@ -1123,29 +1155,17 @@ int main(int argc, char** argv) {
   crm::UseReleaseRuntime();
   if (!FlagsAreKnown(argc, argv)) return 2;
   const std::string cmd = argc > 1 ? argv[1] : "";
-  const std::string what = argc > 2 ? argv[2] : "";
-  // Before the commands that read the topics make a Kafka client: the
-  // brokers may require TLS or SASL. The others never read the file.
-  if (cmd == "rebuild" || cmd == "tail") {
-    auto connection = crm::KafkaConnectionSetting(argc, argv);
-    if (!connection.ok()) {
-      std::fprintf(stderr, "crmctl: %s\n", connection.status().ToString().c_str());
-      return 2;
+  if (const Command* command = FindCommand(cmd); command != nullptr) {
+    if (command->reads_topics) {
+      auto connection = crm::KafkaConnectionSetting(argc, argv);
+      if (!connection.ok()) {
+        std::fprintf(stderr, "crmctl: %s\n", connection.status().ToString().c_str());
+        return 2;
+      }
+      crm::SetKafkaConnectionSettings(*std::move(connection));
     }
-    crm::SetKafkaConnectionSettings(*std::move(connection));
+    return command->run(argc, argv);
   }
-  if (cmd == "rebuild" && what == "analytics") return Rebuild(argc, argv);
-  if (cmd == "digest" && what == "analytics") return Digest(argc, argv);
-  if (cmd == "tail") return Tail(argc, argv);
-  if (cmd == "customer") return Customer(argc, argv);
-  if (cmd == "audit") return Audit(argc, argv);
-  if (cmd == "health") return Health(argc, argv);
-  if (cmd == "token") return Token(argc, argv);
-  if (cmd == "backup") return Backup(argc, argv);
-  if (cmd == "erase") return Erase(argc, argv);
-  if (cmd == "export") return Export(argc, argv);
-  if (cmd == "backups") return Backups(argc, argv);
-  if (cmd == "restore") return Restore(argc, argv);
   // Asked for: the usage on stdout and success; otherwise a usage error.
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     std::fputs(kUsage, stdout);
