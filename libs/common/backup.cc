@@ -140,12 +140,15 @@ absl::StatusOr<rocksdb::BackupInfo> BackUp(Database& db, const std::string& back
   rocksdb::CreateBackupOptions options;
   options.flush_before_backup = true;
   rocksdb::BackupID id = 0;
-  if (stopper != nullptr && !stopper->Attach(engine->get())) return Stopped();
+  if (stopper != nullptr) {
+    if (!stopper->Attach(engine->get())) return Stopped();
+    options.progress_callback = [stopper] { stopper->Progress(); };
+  }
   const rocksdb::Status s =
       (*engine)->CreateNewBackupWithMetadata(options, db.raw(), metadata, &id);
   if (stopper != nullptr) stopper->Detach();
-  // StopBackup's Incomplete; the engine removes the partial copy at its
-  // next open.
+  // StopBackup's Incomplete; the engine deleted the partial copy before
+  // returning.
   if (s.IsIncomplete() && stopper != nullptr && stopper->stopped()) return Stopped();
   if (!s.ok()) return FromRocks(s);
   rocksdb::BackupInfo info;
@@ -187,6 +190,20 @@ void BackupStopper::Detach() {
   engine_ = nullptr;
 }
 
+void BackupStopper::SetProgressHook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  progress_hook_ = std::move(hook);
+}
+
+void BackupStopper::Progress() {
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    hook = progress_hook_;
+  }
+  if (hook) hook();  // unlocked: it may Stop
+}
+
 absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& backup_dir,
                                            const std::vector<BackupPart>& parts,
                                            BackupStopper* stopper) {
@@ -199,7 +216,20 @@ absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& back
     part_infos.push_back(*std::move(info));
   }
   auto info = BackUp(db, backup_dir, metadata, stopper);
-  if (!info.ok()) return info.status();
+  if (!info.ok()) {
+    // Part backups no main backup names would stay for good (only a purge
+    // past --backup-keep looks for them): deleted, best effort.
+    for (size_t i = 0; i < part_infos.size(); ++i) {
+      auto engine = OpenEngine(PartDir(backup_dir, parts[i].name));
+      auto deleted = engine.ok() ? FromRocks((*engine)->DeleteBackup(part_infos[i].backup_id))
+                                 : engine.status();
+      if (!deleted.ok()) {
+        log::Error("part of a failed backup not deleted",
+                   {{"part", parts[i].name}, {"error", deleted.ToString()}});
+      }
+    }
+    return info.status();
+  }
   BackupSummary summary = Summarize(*info);
   for (const auto& part : part_infos) AddPart(part, summary);
   return summary;

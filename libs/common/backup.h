@@ -19,21 +19,26 @@ namespace crm {
 // Stops the backups of one service from another thread: a shutdown does not
 // wait for a backup copying a large database past the pod's grace period.
 // A backup stopped, or started once Stop was called, is CANCELLED and not
-// listed; what it had copied is cleaned up at the next backup.
+// listed; what it had copied (its parts' backups too) is deleted.
 class BackupStopper {
  public:
   void Stop();
   bool stopped() const;
+  // Called, without the stopper's lock, as each few MiB of a backup are
+  // copied: a test stops a backup there, mid-copy.
+  void SetProgressHook(std::function<void()> hook);
 
   // For CreateBackup: the engine of the backup under way, stopped by Stop
   // until Detach. False (nothing attached) once stopped.
   bool Attach(rocksdb::BackupEngine* engine);
   void Detach();
+  void Progress();
 
  private:
   mutable std::mutex mu_;
   rocksdb::BackupEngine* engine_ = nullptr;
   bool stopped_ = false;
+  std::function<void()> progress_hook_;
 };
 
 struct BackupSummary {

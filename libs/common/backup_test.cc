@@ -122,45 +122,50 @@ TEST_F(BackupTest, AStoppedBackupIsCancelledAndTheNextOneIsWhole) {
   ASSERT_TRUE(RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("restored")).ok());
 }
 
-// Stopped while it copies (a large database): the copy ends there, the
-// backup is CANCELLED and not listed, and the next backup is whole.
+// Stopped while it copies (a few MiB in): the copy ends there, the backup
+// is CANCELLED and not listed, the part backed up before it is deleted, and
+// the next backup is whole.
 TEST_F(BackupTest, ABackupStoppedWhileItCopiesIsCancelledAndTheNextOneIsWhole) {
+  auto emitted = EventStore::Open(dir_.Sub("live-emitted"), {"index"});
+  ASSERT_TRUE(emitted.ok()) << emitted.status();
+  ASSERT_TRUE(AppendOne(**emitted, "alerts", 0).ok());
   ASSERT_TRUE(AppendOne(*store_, "s", 0).ok());
-  // 64 MiB that does not compress: the copy takes a while.
+  // 16 MiB that does not compress, in one table file.
   std::mt19937_64 random(7);
   std::string value(1 << 20, '\0');
-  for (int i = 0; i < 64; ++i) {
+  for (int i = 0; i < 16; ++i) {
     for (auto& c : value) c = static_cast<char>(random());
     ASSERT_TRUE(
         store_->db().raw()->Put(rocksdb::WriteOptions(), absl::StrCat("bulk", i), value).ok());
   }
   ASSERT_TRUE(store_->db().Flush().ok());
+  const std::string backups = dir_.Sub("backups");
+  const std::vector<BackupPart> parts = {{"emitted", &(*emitted)->db()}};
   BackupStopper stopper;
-  absl::StatusOr<BackupSummary> result;
-  std::thread backup(
-      [&] { result = CreateBackup(store_->db(), dir_.Sub("backups"), {}, &stopper); });
-  // The engine's directory for the backup under way appears as it starts.
-  const std::string in_progress = dir_.Sub("backups") + "/private";
-  bool started = false;
-  for (int i = 0; i < 10'000 && !started; ++i) {
-    std::error_code ec;
-    started =
-        std::filesystem::exists(in_progress, ec) && !std::filesystem::is_empty(in_progress, ec);
-    if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  stopper.Stop();
-  backup.join();
-  ASSERT_TRUE(started) << "no backup under way in " << in_progress;
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
-  auto listed = ListBackups(dir_.Sub("backups"));
+  int progress = 0;
+  stopper.SetProgressHook([&] {
+    ++progress;
+    stopper.Stop();
+  });
+  auto stopped = CreateBackup(store_->db(), backups, parts, &stopper);
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled) << stopped.status();
+  EXPECT_GE(progress, 1) << "stopped mid-copy";
+  auto listed = ListBackups(backups);
   ASSERT_TRUE(listed.ok()) << listed.status();
   EXPECT_TRUE(listed->empty());
-  auto next = CreateBackup(store_->db(), dir_.Sub("backups"));
+  auto part_listed = ListBackups(backups + "/part-emitted");
+  ASSERT_TRUE(part_listed.ok()) << part_listed.status();
+  EXPECT_TRUE(part_listed->empty()) << "a part no backup names";
+
+  auto next = CreateBackup(store_->db(), backups, parts);
   ASSERT_TRUE(next.ok()) << next.status();
-  ASSERT_TRUE(RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("restored")).ok());
+  ASSERT_TRUE(RestoreBackup(backups, 0, dir_.Sub("restored")).ok());
   auto restored = EventStore::Open(dir_.Sub("restored"), {"index"});
   ASSERT_TRUE(restored.ok()) << restored.status();
   EXPECT_EQ((*restored)->LoadState("s")->version, 1);
+  auto restored_part = EventStore::Open(dir_.Sub("restored") + "/emitted", {"index"});
+  ASSERT_TRUE(restored_part.ok()) << restored_part.status();
+  EXPECT_EQ((*restored_part)->LoadState("alerts")->version, 1);
 }
 
 // A backup dir that cannot be looked at (here a symlink loop; without
