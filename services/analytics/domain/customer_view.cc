@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -376,12 +377,6 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
     return id.empty() ? &no_opportunity : Opportunity(view, id);
   };
   auto ticket = [&](const std::string& id) { return id.empty() ? &no_ticket : Ticket(view, id); };
-  // A lead event without its lead's id names no lead either: it is on the
-  // timeline and changes nothing else (no home lead, owner or score).
-  if (NamesNoLead<LeadCaptured, LeadAssigned, LeadScoreChanged, LeadQualified, LeadDisqualified,
-                  LeadNurtureStarted, LeadConverted, LeadMergedInto>(payload)) {
-    return event.type();
-  }
   if (const auto* m = payload.As<LeadCaptured>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
@@ -855,7 +850,16 @@ crm::v1::TimelineEntry ApplyToView(Customer360& view, const EventEnvelope& event
   entry.set_type(event.type());
   entry.set_stream(event.stream());
   *entry.mutable_occurred_at() = event.occurred_at();
-  Folded folded = FoldPayload(view, event, payload);
+  // A lead event without its lead's id (an outside producer's) names no
+  // lead: its entry reads as any other's, and the view takes nothing from
+  // it (no home lead, owner or score).
+  std::optional<Customer360> scratch;
+  if (NamesNoLead<crm::v1::LeadCaptured, crm::v1::LeadAssigned, crm::v1::LeadScoreChanged,
+                  crm::v1::LeadQualified, crm::v1::LeadDisqualified, crm::v1::LeadNurtureStarted,
+                  crm::v1::LeadConverted, crm::v1::LeadMergedInto>(payload)) {
+    scratch.emplace();
+  }
+  Folded folded = FoldPayload(scratch.has_value() ? *scratch : view, event, payload);
   entry.set_summary(std::move(folded.summary));
   entry.set_detail(std::move(folded.detail));
   return entry;

@@ -763,9 +763,10 @@ TEST(CustomerViewTest, EventsWithoutTheirRecordsIdMakeNoRecord) {
       testing::Envelope(assigned, "cus_1", "evt-5", "lead-", 2, 140),
       testing::Envelope(merged, "cus_1", "evt-6", "lead-", 3, 150),
   };
-  for (const auto& e : events) {
-    EXPECT_FALSE(ApplyToView(view, e).summary().empty()) << e.type();
-  }
+  std::vector<std::string> summaries;
+  for (const auto& e : events) summaries.push_back(ApplyToView(view, e).summary());
+  EXPECT_EQ(summaries[0], "Opportunity opened: Nameless at , 0.00");
+  EXPECT_EQ(summaries[4], "Lead assigned to rep_x") << "the entry reads as any other's";
   EXPECT_EQ(view.event_count(), 6);
   EXPECT_EQ(view.opportunities_size(), 0);
   EXPECT_EQ(view.open_opportunity_count(), 0);
@@ -778,9 +779,10 @@ TEST(CustomerViewTest, EventsWithoutTheirRecordsIdMakeNoRecord) {
   EXPECT_FALSE(view.has_home_as_of());
   EXPECT_EQ(view.lead_score(), 0);
   EXPECT_EQ(view.owner_id(), "");
-  // The person's real lead is the home lead, its rep the owner.
+  // The person's real lead is the home lead.
   ApplyToView(view, testing::LeadCapturedAt("cus_1", "lead_b", 30, 200));
   EXPECT_EQ(view.lead_score(), 30);
+  EXPECT_EQ(view.home_lead_id(), "lead_b");
 }
 
 // A write-up's own time that no Timestamp holds is not taken: the view's
