@@ -30,6 +30,17 @@ absl::Status AppendOne(EventStore& store, const std::string& stream, int64_t exp
   return store.Append(std::move(r)).status();
 }
 
+// The version of `stream` in the database at `dir` (a restore); -1 when it
+// does not open.
+int64_t VersionIn(const std::string& dir, const std::string& stream) {
+  auto store = EventStore::Open(dir, {"index"});
+  EXPECT_TRUE(store.ok()) << dir << ": " << store.status();
+  if (!store.ok()) return -1;
+  auto state = (*store)->LoadState(stream);
+  EXPECT_TRUE(state.ok()) << state.status();
+  return state.ok() ? state->version : -1;
+}
+
 class BackupTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -103,9 +114,7 @@ TEST_F(BackupTest, BackupsAreNumberedAndListedOldestFirst) {
 
   // An older backup restores the older state.
   ASSERT_TRUE(RestoreBackup(dir_.Sub("backups"), 1, dir_.Sub("first")).ok());
-  auto first = EventStore::Open(dir_.Sub("first"), {"index"});
-  ASSERT_TRUE(first.ok());
-  EXPECT_EQ((*first)->LoadState("s")->version, 1);
+  EXPECT_EQ(VersionIn(dir_.Sub("first"), "s"), 1);
 }
 
 // A shutdown does not wait for a backup: one stopped before it starts is
@@ -160,12 +169,8 @@ TEST_F(BackupTest, ABackupStoppedWhileItCopiesIsCancelledAndTheNextOneIsWhole) {
   auto next = CreateBackup(store_->db(), backups, parts);
   ASSERT_TRUE(next.ok()) << next.status();
   ASSERT_TRUE(RestoreBackup(backups, 0, dir_.Sub("restored")).ok());
-  auto restored = EventStore::Open(dir_.Sub("restored"), {"index"});
-  ASSERT_TRUE(restored.ok()) << restored.status();
-  EXPECT_EQ((*restored)->LoadState("s")->version, 1);
-  auto restored_part = EventStore::Open(dir_.Sub("restored") + "/emitted", {"index"});
-  ASSERT_TRUE(restored_part.ok()) << restored_part.status();
-  EXPECT_EQ((*restored_part)->LoadState("alerts")->version, 1);
+  EXPECT_EQ(VersionIn(dir_.Sub("restored"), "s"), 1);
+  EXPECT_EQ(VersionIn(dir_.Sub("restored") + "/emitted", "alerts"), 1);
 }
 
 // A backup dir that cannot be looked at (here a symlink loop; without
@@ -296,12 +301,9 @@ TEST_F(BackupTest, PartsAreBackedUpAndRestoredWithTheMainDatabase) {
   ASSERT_TRUE(AppendOne(**emitted, "alerts", 2).ok());
 
   ASSERT_TRUE(RestoreBackup(backups, 0, dir_.Sub("restored")).ok());
-  auto views = EventStore::Open(dir_.Sub("restored"), {"index"});
-  ASSERT_TRUE(views.ok()) << views.status();
-  EXPECT_EQ((*views)->LoadState("views")->version, 1);
-  auto alerts = EventStore::Open(dir_.Sub("restored") + "/emitted", {"index"});
-  ASSERT_TRUE(alerts.ok()) << alerts.status();
-  EXPECT_EQ((*alerts)->LoadState("alerts")->version, 2) << "as of the backup, not the stray one";
+  EXPECT_EQ(VersionIn(dir_.Sub("restored"), "views"), 1);
+  EXPECT_EQ(VersionIn(dir_.Sub("restored") + "/emitted", "alerts"), 2)
+      << "as of the backup, not the stray one";
 
   // A damaged part fails the restore before anything is written.
   for (const auto& f : std::filesystem::recursive_directory_iterator(backups + "/part-emitted")) {
@@ -455,9 +457,7 @@ TEST_F(BackupTest, APurgeKeepsTheNewestBackupsWithTheirParts) {
   EXPECT_TRUE((*list)[0].damaged.empty()) << (*list)[0].damaged;
   EXPECT_EQ(meta_files(backups + "/part-emitted"), 2) << "the purged backups' parts stay";
   ASSERT_TRUE(RestoreBackup(backups, 3, dir_.Sub("third")).ok());
-  EXPECT_EQ(
-      (*EventStore::Open(dir_.Sub("third") + "/emitted", {"index"}))->LoadState("alerts")->version,
-      3);
+  EXPECT_EQ(VersionIn(dir_.Sub("third") + "/emitted", "alerts"), 3);
   EXPECT_EQ(RestoreBackup(backups, 1, dir_.Sub("first")).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(*PurgeBackups(backups, 2), 0);
