@@ -156,6 +156,22 @@ absl::StatusOr<rocksdb::BackupInfo> BackUp(Database& db, const std::string& back
   return info;
 }
 
+// Deletes the part backups taken for a backup that failed or was stopped
+// (`taken[i]` of `parts[i]`): no main backup names them, so they would stay
+// for good (only a purge past --backup-keep looks for them). Best effort.
+void DeletePartBackups(const std::string& backup_dir, const std::vector<BackupPart>& parts,
+                       const std::vector<rocksdb::BackupInfo>& taken) {
+  for (size_t i = 0; i < taken.size(); ++i) {
+    auto engine = OpenEngine(PartDir(backup_dir, parts[i].name));
+    auto deleted =
+        engine.ok() ? FromRocks((*engine)->DeleteBackup(taken[i].backup_id)) : engine.status();
+    if (!deleted.ok()) {
+      log::Error("part of a failed backup not deleted",
+                 {{"part", parts[i].name}, {"error", deleted.ToString()}});
+    }
+  }
+}
+
 absl::Status Verify(rocksdb::BackupEngine& engine, rocksdb::BackupID id) {
   if (auto s = engine.VerifyBackup(id, /*verify_with_checksum=*/true); !s.ok()) {
     if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("backup_id: no backup ", id));
@@ -211,23 +227,16 @@ absl::StatusOr<BackupSummary> CreateBackup(Database& db, const std::string& back
   std::vector<rocksdb::BackupInfo> part_infos;
   for (const auto& part : parts) {
     auto info = BackUp(*part.db, PartDir(backup_dir, part.name), "", stopper);
-    if (!info.ok()) return info.status();
+    if (!info.ok()) {
+      DeletePartBackups(backup_dir, parts, part_infos);
+      return info.status();
+    }
     absl::StrAppend(&metadata, part.name, "=", info->backup_id, "\n");
     part_infos.push_back(*std::move(info));
   }
   auto info = BackUp(db, backup_dir, metadata, stopper);
   if (!info.ok()) {
-    // Part backups no main backup names would stay for good (only a purge
-    // past --backup-keep looks for them): deleted, best effort.
-    for (size_t i = 0; i < part_infos.size(); ++i) {
-      auto engine = OpenEngine(PartDir(backup_dir, parts[i].name));
-      auto deleted = engine.ok() ? FromRocks((*engine)->DeleteBackup(part_infos[i].backup_id))
-                                 : engine.status();
-      if (!deleted.ok()) {
-        log::Error("part of a failed backup not deleted",
-                   {{"part", parts[i].name}, {"error", deleted.ToString()}});
-      }
-    }
+    DeletePartBackups(backup_dir, parts, part_infos);
     return info.status();
   }
   BackupSummary summary = Summarize(*info);

@@ -24,8 +24,9 @@ class BackupStopper {
  public:
   void Stop();
   bool stopped() const;
-  // Called, without the stopper's lock, as each few MiB of a backup are
-  // copied: a test stops a backup there, mid-copy.
+  // Called, without the stopper's lock, on a RocksDB copy thread as each
+  // 4 MiB of a file are copied (a small backup may never call it): a test
+  // stops a backup there, mid-copy. It must not block.
   void SetProgressHook(std::function<void()> hook);
 
   // For CreateBackup: the engine of the backup under way, stopped by Stop

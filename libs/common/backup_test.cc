@@ -173,6 +173,35 @@ TEST_F(BackupTest, ABackupStoppedWhileItCopiesIsCancelledAndTheNextOneIsWhole) {
   EXPECT_EQ(VersionIn(dir_.Sub("restored") + "/emitted", "alerts"), 1);
 }
 
+// Stopped while it copies its second part: the first part's backup, which
+// no main backup names, is deleted too.
+TEST_F(BackupTest, ABackupStoppedInALaterPartDeletesTheEarlierPartsBackups) {
+  auto first = EventStore::Open(dir_.Sub("live-first"), {"index"});
+  auto second = EventStore::Open(dir_.Sub("live-second"), {"index"});
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_TRUE(AppendOne(**first, "a", 0).ok());
+  std::mt19937_64 random(11);
+  std::string value(1 << 20, '\0');
+  for (int i = 0; i < 16; ++i) {
+    for (auto& c : value) c = static_cast<char>(random());
+    ASSERT_TRUE(
+        (*second)->db().raw()->Put(rocksdb::WriteOptions(), absl::StrCat("bulk", i), value).ok());
+  }
+  ASSERT_TRUE((*second)->db().Flush().ok());
+  const std::string backups = dir_.Sub("backups");
+  BackupStopper stopper;
+  stopper.SetProgressHook([&] { stopper.Stop(); });
+  auto stopped = CreateBackup(store_->db(), backups,
+                              {{"first", &(*first)->db()}, {"second", &(*second)->db()}}, &stopper);
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled) << stopped.status();
+  for (const char* part : {"first", "second"}) {
+    auto listed = ListBackups(absl::StrCat(backups, "/part-", part));
+    ASSERT_TRUE(listed.ok()) << part << ": " << listed.status();
+    EXPECT_TRUE(listed->empty()) << part;
+  }
+  EXPECT_FALSE(std::filesystem::exists(backups + "/meta")) << "no main backup was started";
+}
+
 // A backup dir that cannot be looked at (here a symlink loop; without
 // permission to search a parent alike) is an error to report: it threw,
 // and took the service down with the admin call listing its backups.
