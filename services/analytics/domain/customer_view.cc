@@ -371,12 +371,15 @@ Folded FoldPayload(Customer360& view, const EventEnvelope& event, const Payload&
   // An event without its record's id (an outside producer's) names no deal,
   // order or ticket of the view: it is folded into a throwaway one, as the
   // funnel and KPI folds do, so no phantom counts as open.
-  OpportunitySummary no_opportunity;
-  TicketSummary no_ticket;
+  // Made only for such an event: every event of a rebuild passes here.
+  std::optional<OpportunitySummary> no_opportunity;
+  std::optional<TicketSummary> no_ticket;
   auto opportunity = [&](const std::string& id) {
-    return id.empty() ? &no_opportunity : Opportunity(view, id);
+    return id.empty() ? &no_opportunity.emplace() : Opportunity(view, id);
   };
-  auto ticket = [&](const std::string& id) { return id.empty() ? &no_ticket : Ticket(view, id); };
+  auto ticket = [&](const std::string& id) {
+    return id.empty() ? &no_ticket.emplace() : Ticket(view, id);
+  };
   if (const auto* m = payload.As<LeadCaptured>()) {
     AddSortedUnique(view.mutable_lead_ids(), m->lead_id());
     Reach(view, LIFECYCLE_STAGE_LEAD);
