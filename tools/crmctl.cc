@@ -1113,9 +1113,9 @@ bool FlagsAreKnown(int argc, char** argv) {
   static const absl::flat_hash_set<absl::string_view> kSwitches = {"from-beginning", "until-end",
                                                                    "allow-missing-history"};
   // An unknown command gets the usage instead; help takes nothing.
-  const absl::string_view name = argc > 1 ? argv[1] : "";
-  const Command* command = FindCommand(name);
-  const int positionals = command != nullptr ? command->positionals : name == "help" ? 0 : -1;
+  const absl::string_view cmd = argc > 1 ? argv[1] : "";
+  const Command* command = FindCommand(cmd);
+  const int positionals = command != nullptr ? command->positionals : cmd == "help" ? 0 : -1;
   int seen = 0;
   for (int i = 2; i < argc; ++i) {
     absl::string_view arg = argv[i];
