@@ -41,6 +41,31 @@ int64_t VersionIn(const std::string& dir, const std::string& stream) {
   return state.ok() ? state->version : -1;
 }
 
+// Writes `mib` MiB that do not compress into `db` and flushes them into a
+// table file: a backup's copy takes a while and passes RocksDB's progress
+// callback (every 4 MiB).
+void FillIncompressible(Database& db, int mib, uint64_t seed) {
+  std::mt19937_64 random(seed);
+  std::string value(1 << 20, '\0');
+  for (int i = 0; i < mib; ++i) {
+    for (auto& c : value) c = static_cast<char>(random());
+    ASSERT_TRUE(db.raw()->Put(rocksdb::WriteOptions(), absl::StrCat("bulk", i), value).ok());
+  }
+  ASSERT_TRUE(db.Flush().ok());
+}
+
+// Removes one file of backup `id` in `backup_dir`, as a copy of the dir
+// that missed it would.
+void RemoveAFileOf(const std::string& backup_dir, int id) {
+  int removed = 0;
+  for (const auto& f :
+       std::filesystem::directory_iterator(absl::StrCat(backup_dir, "/private/", id))) {
+    std::filesystem::remove(f.path());
+    if (++removed == 1) break;
+  }
+  ASSERT_EQ(removed, 1);
+}
+
 class BackupTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -139,15 +164,7 @@ TEST_F(BackupTest, ABackupStoppedWhileItCopiesIsCancelledAndTheNextOneIsWhole) {
   ASSERT_TRUE(emitted.ok()) << emitted.status();
   ASSERT_TRUE(AppendOne(**emitted, "alerts", 0).ok());
   ASSERT_TRUE(AppendOne(*store_, "s", 0).ok());
-  // 16 MiB that does not compress, in one table file.
-  std::mt19937_64 random(7);
-  std::string value(1 << 20, '\0');
-  for (int i = 0; i < 16; ++i) {
-    for (auto& c : value) c = static_cast<char>(random());
-    ASSERT_TRUE(
-        store_->db().raw()->Put(rocksdb::WriteOptions(), absl::StrCat("bulk", i), value).ok());
-  }
-  ASSERT_TRUE(store_->db().Flush().ok());
+  ASSERT_NO_FATAL_FAILURE(FillIncompressible(store_->db(), 16, 7));
   const std::string backups = dir_.Sub("backups");
   const std::vector<BackupPart> parts = {{"emitted", &(*emitted)->db()}};
   BackupStopper stopper;
@@ -180,14 +197,7 @@ TEST_F(BackupTest, ABackupStoppedInALaterPartDeletesTheEarlierPartsBackups) {
   auto second = EventStore::Open(dir_.Sub("live-second"), {"index"});
   ASSERT_TRUE(first.ok() && second.ok());
   ASSERT_TRUE(AppendOne(**first, "a", 0).ok());
-  std::mt19937_64 random(11);
-  std::string value(1 << 20, '\0');
-  for (int i = 0; i < 16; ++i) {
-    for (auto& c : value) c = static_cast<char>(random());
-    ASSERT_TRUE(
-        (*second)->db().raw()->Put(rocksdb::WriteOptions(), absl::StrCat("bulk", i), value).ok());
-  }
-  ASSERT_TRUE((*second)->db().Flush().ok());
+  ASSERT_NO_FATAL_FAILURE(FillIncompressible((*second)->db(), 16, 11));
   const std::string backups = dir_.Sub("backups");
   BackupStopper stopper;
   stopper.SetProgressHook([&] { stopper.Stop(); });
@@ -225,12 +235,7 @@ TEST_F(BackupTest, TheLatestBackupDamagedIsDataLossNotAnOlderRestore) {
   ASSERT_TRUE(latest.ok()) << latest.status();
   EXPECT_EQ(*latest, 2u);
 
-  int removed = 0;
-  for (const auto& f : std::filesystem::directory_iterator(dir_.Sub("backups") + "/private/2")) {
-    std::filesystem::remove(f.path());
-    if (++removed == 1) break;
-  }
-  ASSERT_EQ(removed, 1);
+  ASSERT_NO_FATAL_FAILURE(RemoveAFileOf(dir_.Sub("backups"), 2));
   auto st = RestoreBackup(dir_.Sub("backups"), 0, dir_.Sub("x")).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
   EXPECT_NE(st.message().find("latest backup, 2, is damaged"), std::string::npos) << st;
@@ -249,12 +254,7 @@ TEST_F(BackupTest, TheLatestBackupDamagedIsDataLossNotAnOlderRestore) {
 TEST_F(BackupTest, TheOnlyBackupDamagedIsDataLossNotNoBackups) {
   ASSERT_TRUE(AppendOne(*store_, "s", 0).ok());
   ASSERT_TRUE(CreateBackup(store_->db(), dir_.Sub("backups")).ok());
-  int removed = 0;
-  for (const auto& f : std::filesystem::directory_iterator(dir_.Sub("backups") + "/private/1")) {
-    std::filesystem::remove(f.path());
-    if (++removed == 1) break;
-  }
-  ASSERT_EQ(removed, 1);
+  ASSERT_NO_FATAL_FAILURE(RemoveAFileOf(dir_.Sub("backups"), 1));
   auto listed = ListBackups(dir_.Sub("backups"));
   ASSERT_TRUE(listed.ok()) << listed.status();
   ASSERT_EQ(listed->size(), 1u);
