@@ -58,6 +58,11 @@ class CaptureLoad {
     return acked_;
   }
   int failed() const { return failed_.load(); }
+  // Whether 20 captures of `phase` are acknowledged within `timeout`: the
+  // clients are under load in it.
+  bool Loaded(int phase, absl::Duration timeout) const {
+    return Eventually([&] { return AckedIn(phase) >= 20; }, timeout);
+  }
   int AckedIn(int phase) const {
     std::lock_guard<std::mutex> lock(mu_);
     int n = 0;
@@ -272,9 +277,7 @@ TEST_F(LeadsFaultTest, KillNineUnderLoadLosesNoAcknowledgedCaptureAndAppliesEach
   CaptureLoad load(stack_, 4);
   // Each round waits for the clients to be acknowledged again (they
   // reconnect with gRPC's backoff), so every kill lands under load.
-  auto loaded = [&](int phase) {
-    return Eventually([&] { return load.AckedIn(phase) >= 20; }, absl::Seconds(15));
-  };
+  auto loaded = [&](int phase) { return load.Loaded(phase, absl::Seconds(15)); };
   ASSERT_TRUE(loaded(0));
   for (int round = 1; round <= 3; ++round) {
     stack_.leads().Kill(SIGKILL);  // mid-append for some of the clients
@@ -308,9 +311,7 @@ TEST_F(LeadsFaultTest, BrokerOutageUnderLoadLosesNothingDuplicatesNothingAndDrai
   CaptureLoad load(stack_, 4);
   // Each phase lasts until its captures are acknowledged, so the broker
   // goes down and comes back under load however slow the machine is.
-  auto loaded = [&](int phase) {
-    return Eventually([&] { return load.AckedIn(phase) >= 20; }, absl::Seconds(30));
-  };
+  auto loaded = [&](int phase) { return load.Loaded(phase, absl::Seconds(30)); };
   ASSERT_TRUE(loaded(0));
   stack_.broker().Signal(SIGUSR1);  // every broker down, clients carry on
   // Phase 1 starts once the broker says every broker is down.
