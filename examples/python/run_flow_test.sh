@@ -6,10 +6,25 @@ BUILD="$(cd "$1" && pwd)"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 WORK="$(mktemp -d)"
 PIDS=()
+# The broker and the services exit 0 on SIGTERM: any other status (a crash
+# in shutdown, a leak the sanitizers report) fails the test, with the logs.
 cleanup() {
+  local rc=$? p status failed=0
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${PIDS[@]}"; do
+    status=0
+    wait "$p" || status=$?
+    if [[ $status -ne 0 ]]; then
+      echo "run_flow_test.sh: process $p exited with status $status" >&2
+      failed=1
+    fi
+  done
+  if [[ $failed -eq 1 ]]; then
+    for f in "$WORK"/*.log; do echo "--- $f"; tail -20 "$f"; done
+    [[ $rc -eq 0 ]] && rc=1
+  fi
   rm -rf "$WORK"
+  exit "$rc"
 }
 trap cleanup EXIT
 
