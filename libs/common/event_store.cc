@@ -240,6 +240,7 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
   // as this batch decides them, ahead of the database.
   absl::flat_hash_map<std::string, int64_t> versions;
   absl::flat_hash_map<std::string, absl::StatusOr<StoredResult>> seen_keys;
+  absl::flat_hash_map<std::string, absl::Status> damaged;
   // Rows go to the batch sorted: an import chunk's index rows are scattered
   // over their families, and unsorted they cost a quarter of the import in
   // memtable inserts.
@@ -272,9 +273,13 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
     const std::vector<std::string> stream_list(streams.begin(), streams.end());
     CRM_ASSIGN_OR_RETURN(auto states, db_->MultiGet(kState, stream_list));
     for (size_t i = 0; i < stream_list.size(); ++i) {
-      if (states[i].has_value()) {
-        CRM_ASSIGN_OR_RETURN(const StreamState state, DecodeState(stream_list[i], *states[i]));
-        versions[stream_list[i]] = state.version;
+      if (!states[i].has_value()) continue;
+      // A damaged stream fails its own requests, not the batch.
+      absl::StatusOr<StreamState> state = DecodeState(stream_list[i], *states[i]);
+      if (state.ok()) {
+        versions[stream_list[i]] = state->version;
+      } else {
+        damaged.emplace(stream_list[i], state.status());
       }
     }
     const std::vector<std::string> key_list(stored_keys.begin(), stored_keys.end());
@@ -302,6 +307,10 @@ absl::StatusOr<std::vector<absl::StatusOr<AppendResult>>> EventStore::Write(
         results.push_back(std::move(replay));
         continue;
       }
+    }
+    if (auto it = damaged.find(req.stream); it != damaged.end()) {
+      results.push_back(it->second);
+      continue;
     }
     int64_t version = kNoStream;
     if (auto it = versions.find(req.stream); it != versions.end()) version = it->second;

@@ -676,6 +676,17 @@ TEST_F(EventStoreTest, AnAppendToAStreamWithADamagedStateRowIsDataLoss) {
   EXPECT_EQ(store_->Append(Request("s-damaged", 0, {Event("A")}, "")).status().code(),
             absl::StatusCode::kDataLoss);
   EXPECT_TRUE(store_->Append(Request("s-whole", 0, {Event("A")}, "")).ok());
+
+  // In a batch (an import chunk), only the damaged stream's request fails.
+  std::vector<AppendRequest> batch;
+  batch.push_back(Request("s-damaged", 0, {Event("B")}, ""));
+  batch.push_back(Request("s-new", 0, {Event("C")}, ""));
+  auto results = store_->AppendBatch(std::move(batch));
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 2u);
+  EXPECT_EQ((*results)[0].status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE((*results)[1].ok()) << (*results)[1].status();
+  EXPECT_EQ(store_->ReadStream("s-new")->size(), 1u);
 }
 
 TEST_F(EventStoreTest, RejectsAppendWithoutStream) {
