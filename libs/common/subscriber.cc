@@ -499,8 +499,16 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
   // Every stream's applied version: the pending batch's if it wrote one,
   // the rest in one batched read.
   {
-    auto set = [&](const std::string& stream, const std::optional<std::string>& raw) {
-      if (raw && raw->size() == 8) versions[stream] = static_cast<int64_t>(ReadBigEndian64(*raw));
+    // A damaged row is no "none applied": read as 0, every event of the
+    // stream would be applied a second time.
+    auto set = [&](const std::string& stream,
+                   const std::optional<std::string>& raw) -> absl::Status {
+      if (!raw.has_value()) return absl::OkStatus();
+      if (raw->size() != 8) {
+        return absl::DataLossError(absl::StrCat("corrupt applied version of stream ", stream));
+      }
+      versions[stream] = static_cast<int64_t>(ReadBigEndian64(*raw));
+      return absl::OkStatus();
     };
     CRM_ASSIGN_OR_RETURN(auto* applied_cf, db_.RequireFamily(kApplied));
     const uint32_t applied_family = applied_cf->GetID();
@@ -509,13 +517,13 @@ absl::StatusOr<Subscriber::Prepared> Subscriber::Prepare(
     for (const auto& [stream, version] : versions) {
       auto written = pending != nullptr ? pending->Lookup(applied_family, stream) : std::nullopt;
       if (written.has_value()) {
-        set(stream, *written);
+        CRM_RETURN_IF_ERROR(set(stream, *written));
       } else {
         streams.push_back(stream);
       }
     }
     CRM_ASSIGN_OR_RETURN(auto raw, db_.MultiGet(kApplied, streams));
-    for (size_t i = 0; i < streams.size(); ++i) set(streams[i], raw[i]);
+    for (size_t i = 0; i < streams.size(); ++i) CRM_RETURN_IF_ERROR(set(streams[i], raw[i]));
   }
   for (size_t i = 0; i < messages.size(); ++i) {
     if (events[i] == nullptr) continue;

@@ -21,6 +21,7 @@
 #include "libs/common/event_store.h"
 #include "libs/common/testing/mock_cluster.h"
 #include "libs/common/testing/temp_dir.h"
+#include "rocksdb/write_batch.h"
 
 namespace crm {
 
@@ -121,6 +122,17 @@ TEST_F(SubscriberTest, SkipsEventsAlreadyAppliedIncludingRepublishedOnes) {
   EXPECT_EQ(Count("cus-a"), "3");
   EXPECT_EQ(subscriber_->applied(), 3u);
   EXPECT_EQ(subscriber_->skipped(), 2u);
+}
+
+TEST_F(SubscriberTest, ADamagedAppliedVersionFailsTheBatchInsteadOfApplyingItAgain) {
+  ASSERT_TRUE(subscriber_->ApplyBatch({Message("a", 1, 0)}).ok());
+  rocksdb::WriteBatch damage;
+  damage.Put(db_->Family("sub_applied"), "a", "abc");
+  ASSERT_TRUE(db_->Write(&damage, /*sync=*/false).ok());
+  const absl::Status st = subscriber_->ApplyBatch({Message("a", 1, 1), Message("a", 2, 2)});
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_EQ(Count("cus-a"), "1");
+  EXPECT_EQ(subscriber_->applied(), 1u);
 }
 
 // Tells the projection of a batch's commit once its writes are stored.
