@@ -445,6 +445,18 @@ absl::Status SalesCommands::DealTakesQuote(const std::string& opportunity_id, ab
   return CheckQuoteCurrency(opportunity, currency, "quote_id");
 }
 
+absl::Status SalesCommands::OrderedInCurrency(const std::string& opportunity_id,
+                                              absl::string_view currency) const {
+  CRM_ASSIGN_OR_RETURN(auto ordered, store_.OrderedQuoteOf(opportunity_id));
+  if (!ordered.has_value()) return absl::OkStatus();
+  CRM_ASSIGN_OR_RETURN(auto quote,
+                       LoadExisting<crm::v1::Quote>("quote", QuoteStream(*ordered), *ordered));
+  if (quote.currency() == currency) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("amount.currency: opportunity ", opportunity_id, " ordered quote ", *ordered,
+                   " in ", quote.currency(), "; its amount stays in the order's currency"));
+}
+
 absl::StatusOr<crm::v1::Opportunity> SalesCommands::WithActivity(crm::v1::Opportunity o) const {
   CRM_ASSIGN_OR_RETURN(const absl::Time last, store_.LastActivityAt(o.opportunity_id()));
   if (last != absl::InfinitePast()) {
@@ -584,7 +596,13 @@ absl::StatusOr<crm::v1::Opportunity> SalesCommands::ReviseOpportunity(
           CallerRequestKey(ctx, absl::StrCat("ReviseOpportunity/", request.request_id()), request),
           request.expected_version(), ctx,
           [&](const std::optional<crm::v1::Opportunity>& s) {
-            return Decide(s, OpportunityCommand{sales::ReviseOpportunity{request}});
+            auto decided = Decide(s, OpportunityCommand{sales::ReviseOpportunity{request}});
+            if (!decided.ok() || !request.has_amount()) return decided;
+            // The forecast counts the amount as won, the invoice the quote.
+            absl::Status st =
+                OrderedInCurrency(request.opportunity_id(), request.amount().currency());
+            if (!st.ok()) return decltype(decided)(st);
+            return decided;
           },
           [](const crm::v1::Opportunity& o) { return SalesStore::OpportunityRows(o); }));
   return AsWritten(std::move(out.state));

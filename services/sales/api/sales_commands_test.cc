@@ -1369,6 +1369,41 @@ TEST_F(SalesCommandsTest, ADealIsQuotedInTheCurrencyOfItsAmount) {
   EXPECT_TRUE(absl::StartsWith(st.message(), "quote_id:")) << st;
 }
 
+// Once ordered, the deal's amount stays in the order's currency: the
+// forecast would count the win in one currency and the invoice bill another.
+TEST_F(SalesCommandsTest, AnOrderedDealKeepsItsCurrency) {
+  Open("cus_1");
+  auto o = OpenOpp("cus_1", "opp-1");  // EUR
+  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
+  ASSERT_TRUE(quote.ok()) << quote.status();
+  crm::v1::AcceptQuoteRequest accept;
+  accept.set_request_id("accept-1");
+  accept.set_quote_id(quote->quote_id());
+  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
+  crm::v1::PlaceOrderRequest place;
+  place.set_request_id("order-1");
+  place.set_quote_id(quote->quote_id());
+  ASSERT_TRUE(commands_->PlaceOrder(place, Ctx()).ok());
+
+  crm::v1::ReviseOpportunityRequest revise;
+  revise.set_request_id("rev-usd");
+  revise.set_opportunity_id(o.opportunity_id());
+  revise.set_expected_version(o.version());
+  *revise.mutable_amount() = MakeMoney("USD", 1'200'000);
+  const uint64_t before = store_->events().LogSize();
+  auto st = commands_->ReviseOpportunity(revise, Ctx()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "amount.currency:")) << st;
+  EXPECT_EQ(store_->events().LogSize(), before);
+
+  // In the order's currency the amount is revised.
+  revise.set_request_id("rev-eur");
+  *revise.mutable_amount() = MakeMoney("EUR", 1'200'000);
+  auto revised = commands_->ReviseOpportunity(revise, Ctx());
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  EXPECT_EQ(revised->amount().minor_units(), 1'200'000);
+}
+
 // A quote accepted before its deal was lost is not ordered (nor invoiced)
 // while the deal stays lost; reopened, it is.
 TEST_F(SalesCommandsTest, AnAcceptedQuoteOfALostDealIsNotOrderedUntilTheDealIsReopened) {
