@@ -123,6 +123,10 @@ absl::StatusOr<std::vector<TicketEvent>> Reply(const Ticket& t, const ReplyToTic
   reply.set_author_type(c.author_type);
   reply.set_body(c.body);
   std::vector<TicketEvent> events;
+  // Closed is final for either side: a closed ticket cannot be reopened.
+  if (t.status() == crm::v1::TICKET_STATUS_CLOSED) {
+    return WrongStatus(t, "closed tickets take no replies; open a new ticket");
+  }
   if (c.author_type == crm::v1::AUTHOR_TYPE_AGENT) {
     if (!IsActive(t.status())) return WrongStatus(t, "reopen it before replying");
     // A resolution answers the customer too (and meets the first-response
@@ -139,9 +143,6 @@ absl::StatusOr<std::vector<TicketEvent>> Reply(const Ticket& t, const ReplyToTic
   }
   // The customer: answering a pending ticket resumes the clocks, writing to
   // a resolved one reopens it while the window lasts.
-  if (t.status() == crm::v1::TICKET_STATUS_CLOSED) {
-    return WrongStatus(t, "closed tickets take no replies; open a new ticket");
-  }
   if (t.status() == crm::v1::TICKET_STATUS_RESOLVED) {
     if (auto st = CheckReopenWindow(t, c.now); !st.ok()) return st;
     events.push_back(Reopened(t, "customer replied", c.now, rules));

@@ -264,6 +264,21 @@ TEST(ReplyTest, ReplyAfterAResolutionWithoutOneIsNotTheFirstResponse) {
       .Then({reply});
 }
 
+TEST(ReplyTest, AgentReplyOnAClosedTicketSaysToOpenANewOne) {
+  // Not "reopen it": a closed ticket cannot be reopened.
+  const std::vector<TicketCommand> closed = {Open(), ResolveTicket{"", "", T(5)},
+                                             CloseTicket{T(6)}};
+  Scenario()
+      .Given(History(closed))
+      .When(AgentReply(7))
+      .ThenError(absl::StatusCode::kFailedPrecondition, "open a new ticket");
+  // A resolved one is reopened first.
+  Scenario()
+      .Given(History({Open(), ResolveTicket{"", "", T(5)}}))
+      .When(AgentReply(7))
+      .ThenError(absl::StatusCode::kFailedPrecondition, "reopen it before replying");
+}
+
 TEST(ReplyTest, CustomerReplyOnNewTicketChangesNothingElse) {
   const Ticket t = Fold({Open(), CustomerReply(10)});
   EXPECT_EQ(t.status(), crm::v1::TICKET_STATUS_NEW);
