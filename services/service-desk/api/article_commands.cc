@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "libs/common/envelope.h"
 #include "libs/common/ids.h"
 #include "libs/common/page_token.h"
 #include "libs/common/reply_budget.h"
@@ -66,7 +67,10 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::Execute(const std::string& req
   if (!decided.ok()) return decided.status();
   const std::vector<ArticleEvent>& events = *decided;
 
-  ctx.occurred_at = clock_();
+  // After the article's last event, as for tickets: a clock stepped back
+  // would date a revision before the one it replaces.
+  const absl::Time now = clock_();
+  ctx.occurred_at = before ? StampedAfter(now, FromProtoTimestamp(before->updated_at())) : now;
   article = before.value_or(crm::v1::Article());
   AppendRequest append;
   append.stream = stream;

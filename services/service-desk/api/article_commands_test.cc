@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/common/ids.h"
 #include "libs/common/page_token.h"
 #include "libs/common/testing/temp_dir.h"
 #include "services/service-desk/domain/article_search.h"
@@ -230,6 +231,20 @@ TEST_F(ArticleCommandsTest, RevisionReindexesAndUnpublishingHides) {
   EXPECT_TRUE(Search("").empty());
   Publish(id);
   EXPECT_EQ(Search("scanner"), (std::vector<std::string>{id}));
+}
+
+TEST_F(ArticleCommandsTest, AClockSteppedBackDatesNoRevisionBeforeTheLast) {
+  const auto id = Create("Router reset", "Hold the button.", {}, "", /*publish=*/false);
+  now_ -= absl::Hours(1);
+  crm::v1::PublishArticleRequest r;
+  r.set_request_id("publish-late");
+  r.set_article_id(id);
+  auto published = articles_->PublishArticle(r, Ctx());
+  ASSERT_TRUE(published.ok()) << published.status();
+  EXPECT_GT(FromProtoTimestamp(published->published_at()),
+            FromProtoTimestamp(published->created_at()));
+  EXPECT_GT(FromProtoTimestamp(published->updated_at()),
+            FromProtoTimestamp(published->created_at()));
 }
 
 TEST_F(ArticleCommandsTest, RetriesVersionsAndBadInput) {
