@@ -200,7 +200,7 @@ void LeadsGrpc::DuplicateFilter::Hide(crm::v1::GetLeadHistoryResponse& r) {
 }
 
 absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::string& lead_id,
-                                    absl::string_view field) const {
+                                    absl::string_view field, bool survivor) const {
   if (caller.SeesEverything()) return absl::OkStatus();
   auto refuse = [&] {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -223,6 +223,13 @@ absl::Status LeadsGrpc::CheckPerson(const auth::Principal& caller, const std::st
   crm::v1::GetLeadRequest get;
   get.set_lead_id(lead_id);
   CRM_ASSIGN_OR_RETURN(crm::v1::Lead lead, commands_.GetLead(get));
+  // Both statuses are final: the command's own refusal is the answer, the
+  // same for every caller, not one that depends on who owns the lead it
+  // went to.
+  if (lead.status() == crm::v1::LEAD_STATUS_MERGED ||
+      (lead.status() == crm::v1::LEAD_STATUS_CONVERTED && !survivor)) {
+    return absl::OkStatus();
+  }
   // The person's first lead, and where a merge took it: the person lives on
   // in the survivor's customer, whose account a conversion opens.
   // A merge keeps the survivor's own duplicate_of_lead_id, so the chain
@@ -439,7 +446,8 @@ grpc::ServerUnaryReactor* LeadsGrpc::MergeLeads(grpc::CallbackServerContext* ctx
             CheckUnlessRetry(commands_.events(), e, "MergeLeads", r, [&]() -> absl::Status {
               CRM_RETURN_IF_ERROR(CheckLead(caller, r.survivor_lead_id(), "survivor_lead_id"));
               CRM_RETURN_IF_ERROR(CheckLead(caller, r.merged_lead_id(), "merged_lead_id"));
-              CRM_RETURN_IF_ERROR(CheckPerson(caller, r.survivor_lead_id(), "survivor_lead_id"));
+              CRM_RETURN_IF_ERROR(
+                  CheckPerson(caller, r.survivor_lead_id(), "survivor_lead_id", /*survivor=*/true));
               return CheckPerson(caller, r.merged_lead_id(), "merged_lead_id");
             }));
         return commands_.MergeLeads(r, e);

@@ -88,9 +88,11 @@ class LeadsGrpc final : public crm::v1::LeadsService::CallbackService {
   // OK when the caller may also access the person's first lead, which a
   // later lead's duplicate_of_lead_id names: converting or merging a lead
   // acts for the whole person (its account, its 360 view), so a duplicate
-  // captured into another territory must not hand them over.
+  // captured into another territory must not hand them over. OK too for a
+  // lead the command refuses whoever asks (FAILED_PRECONDITION): one merged
+  // away, or converted unless it is the `survivor` of a merge.
   absl::Status CheckPerson(const auth::Principal& caller, const std::string& lead_id,
-                           absl::string_view field) const;
+                           absl::string_view field, bool survivor = false) const;
   // Clears a duplicate_of_lead_id that names a lead the caller may not
   // access: dedupe must not point at others' leads. One per reply: each
   // earlier lead is checked once. A lead that could not be read (storage)

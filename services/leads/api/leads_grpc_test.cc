@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "crm/v1/leads.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -230,6 +231,57 @@ TEST_F(LeadsGrpcTest, ALeadMergedIntoAnotherTerritorysPersonIsNoLongerItsOwnersT
   const auto other = Capture("apac-other", "gh@example.com", "apac", Admin());
   ASSERT_NO_FATAL_FAILURE(Merge("merge-next", other.lead_id(), next.lead_id()));
   EXPECT_EQ(QualifyAndConvert(later.lead_id()).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(LeadsGrpcTest, ALeadMergedIntoAnotherTerritorysLeadIsRefusedAsMergedNotAsOutOfReach) {
+  // EMEA's lead went into an APAC lead: converting or merging it is refused
+  // for its status, as for an admin, whoever owns the survivor.
+  const auto emea = Capture("emea-own", "lin@example.com");
+  const auto apac = Capture("apac-other", "kim@example.com", "apac", Admin());
+  ASSERT_NO_FATAL_FAILURE(Merge("merge-away", apac.lead_id(), emea.lead_id()));
+  crm::v1::ConvertLeadRequest convert;
+  convert.set_request_id("convert-merged");
+  convert.set_lead_id(emea.lead_id());
+  crm::v1::ConvertLeadResponse converted;
+  grpc::Status st = stub_->ConvertLead(Manager().get(), convert, &converted);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "merged into")) << st.error_message();
+
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-merged");
+  merge.set_survivor_lead_id(first_.lead_id());
+  merge.set_merged_lead_id(emea.lead_id());
+  crm::v1::MergeLeadsResponse merged;
+  st = stub_->MergeLeads(Manager().get(), merge, &merged);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+}
+
+TEST_F(LeadsGrpcTest, AConvertedSurvivorStillActsForItsWholePerson) {
+  // A converted lead takes merges in: its person, first captured in APAC,
+  // stays out of EMEA's reach.
+  const auto first = Capture("apac-first", "grace@example.com", "apac", Admin());
+  const auto later = Capture("emea-later", "grace@example.com");
+  crm::v1::QualifyLeadRequest qualify;
+  qualify.set_request_id("qualify-later");
+  qualify.set_lead_id(later.lead_id());
+  crm::v1::Lead qualified;
+  ASSERT_TRUE(stub_->QualifyLead(Admin().get(), qualify, &qualified).ok());
+  crm::v1::ConvertLeadRequest convert;
+  convert.set_request_id("convert-later");
+  convert.set_lead_id(later.lead_id());
+  convert.set_owner_id("root");
+  crm::v1::ConvertLeadResponse converted;
+  const grpc::Status converting = stub_->ConvertLead(Admin().get(), convert, &converted);
+  ASSERT_TRUE(converting.ok()) << converting.error_message();
+
+  const auto stray = Capture("emea-stray", "other@example.com");
+  crm::v1::MergeLeadsRequest merge;
+  merge.set_request_id("merge-into-converted");
+  merge.set_survivor_lead_id(later.lead_id());
+  merge.set_merged_lead_id(stray.lead_id());
+  crm::v1::MergeLeadsResponse merged;
+  const grpc::Status st = stub_->MergeLeads(Manager().get(), merge, &merged);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
 }
 
 TEST_F(LeadsGrpcTest, EachLeadTheChainNamesIsCheckedForTheFirstLeadItNames) {
