@@ -1261,16 +1261,26 @@ TEST_F(LeadUseCaseTest, AMergeHoldsBothCustomersSoOppositeMergesTakeTurns) {
   EXPECT_FALSE(contacts.retiring("cus_b"));
 }
 
-// A command stamped when it arrived can take the lead's lock after a later
-// one: the history follows the lead's versions, not the stamps.
+// A log from before events were stamped after the change they follow may
+// hold one stamped earlier: the history follows the lead's versions, not
+// the stamps.
 TEST_F(LeadUseCaseTest, HistoryFollowsTheLeadsVersionsWhateverTheirStamps) {
   auto lead = *commands_->CaptureLead(Request("a", "ada@example.com"), Ctx());
-  crm::v1::QualifyLeadRequest q;
-  q.set_request_id("q-early-stamp");
-  q.set_lead_id(lead.lead_id());
-  EventContext early = Ctx();
-  early.occurred_at -= absl::Hours(1);
-  ASSERT_TRUE(commands_->QualifyLead(q, early).ok());
+  const std::string stream = LeadStream(lead.lead_id());
+  auto state = store_->events().LoadState(stream);
+  ASSERT_TRUE(state.ok()) << state.status();
+  auto stored = store_->events().ReadStream(stream);
+  ASSERT_TRUE(stored.ok() && !stored->empty()) << stored.status();
+  crm::v1::EventEnvelope early = stored->back();
+  early.set_event_id("evt-stamped-early");
+  *early.mutable_occurred_at() =
+      ToProtoTimestamp(FromProtoTimestamp(stored->front().occurred_at()) - absl::Hours(1));
+  AppendRequest append;
+  append.stream = stream;
+  append.expected_version = state->version;
+  append.events = {early};
+  append.state = state->state;
+  ASSERT_TRUE(store_->events().Append(std::move(append)).ok());
   auto other = *commands_->CaptureLead(Request("b", "bob@example.com"), Ctx());
   crm::v1::MergeLeadsRequest merge;
   merge.set_request_id("merge-b");

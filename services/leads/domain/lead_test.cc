@@ -621,7 +621,14 @@ TEST(AssignTest, ManualAssignmentMovesTheLeadAndNotifies) {
       *Decide(scenario.state(),
               LeadCommand{AssignLead{kAnyVersion, {"usr_2", "", "", ""}, "vacation cover"}});
   ASSERT_EQ(events.size(), 2u);
-  EXPECT_TRUE(std::holds_alternative<crm::v1::OwnerNotified>(events[1]));
+  ASSERT_TRUE(std::holds_alternative<crm::v1::OwnerNotified>(events[1]));
+  // The new owner is told, not the one the lead left.
+  const auto& told = std::get<crm::v1::OwnerNotified>(events[1]);
+  EXPECT_EQ(told.owner_id(), "usr_2");
+  EXPECT_EQ(told.lead_id(), "lead_1");
+  EXPECT_EQ(told.customer_id(), "cus_1");
+  EXPECT_EQ(told.topic(), "lead_assigned");
+  EXPECT_TRUE(absl::StartsWith(told.message(), "New lead for you: ")) << told.message();
   scenario.Then({assigned, events[1]});
   EXPECT_EQ(Fold(Plus(CapturedFor("usr_1"), events)).owner_id(), "usr_2");
 }
