@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/support/server_interceptor.h"
 #include "libs/common/auth/auth_interceptor.h"
@@ -26,6 +27,10 @@
 
 namespace crm {
 namespace {
+
+// Threads for synchronous gRPC services (server reflection): its pollers
+// and the streams it serves at once.
+constexpr int kSyncServerThreads = 16;
 
 sigset_t ShutdownSignals() {
   sigset_t set;
@@ -194,6 +199,17 @@ absl::Status ServiceHost::Run() {
   // each answering from its own database. It must fail to listen instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(4 * 1024 * 1024);
+  // Server reflection is the one synchronous service here, open without a
+  // token: each of its streams holds a thread while it waits for a
+  // request, so idle streams would take threads until the process hit its
+  // limit. The quota bounds them (a stream past it is RESOURCE_EXHAUSTED);
+  // the callback services do not draw on it.
+  grpc::ResourceQuota sync_threads("crm-sync-threads");
+  sync_threads.SetMaxThreads(kSyncServerThreads);
+  builder.SetResourceQuota(sync_threads);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
   for (auto* s : services_) builder.RegisterService(s);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   // Auth first: send hooks run in list order, so the access log sees the

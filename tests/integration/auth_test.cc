@@ -9,8 +9,11 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "crm/v1/admin.grpc.pb.h"
 #include "crm/v1/analytics.grpc.pb.h"
 #include "crm/v1/leads.grpc.pb.h"
@@ -357,13 +360,118 @@ TEST_F(AuthTest, CallsToUnknownMethodsShareOneName) {
   EXPECT_FALSE(absl::StrContains(stack_->leads().Log(), "NoSuchMethod"));
 }
 
-TEST_F(AuthTest, HealthStaysOpenWithoutToken) {
-  auto health = grpc::health::v1::Health::NewStub(stack_->ChannelWithoutToken("leads"));
+void ExpectServing(const std::shared_ptr<grpc::Channel>& channel) {
+  auto health = grpc::health::v1::Health::NewStub(channel);
   grpc::health::v1::HealthCheckRequest req;
   grpc::health::v1::HealthCheckResponse resp;
   auto st = health->Check(Ctx().get(), req, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(AuthTest, HealthStaysOpenWithoutToken) {
+  ExpectServing(stack_->ChannelWithoutToken("leads"));
+}
+
+// A server reflection stream opened without a token that sends nothing:
+// the service's handler waits on it for a request.
+class IdleReflectionStream final
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  explicit IdleReflectionStream(grpc::GenericStub& stub) {
+    stub.PrepareBidiStreamingCall(&ctx_,
+                                  "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                  grpc::StubOptions(), this);
+    StartCall();
+  }
+  void OnDone(const grpc::Status& s) override {
+    status_ = s;
+    done_.Notify();
+  }
+  grpc::Status Close() {
+    ctx_.TryCancel();
+    done_.WaitForNotification();
+    return status_;
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  grpc::Status status_;
+  absl::Notification done_;
+};
+
+// One server reflection exchange: the list of services, as grpcurl asks.
+class ListServicesByReflection final
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  explicit ListServicesByReflection(grpc::GenericStub& stub) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    // ServerReflectionRequest{list_services: ""}: field 7, empty.
+    grpc::Slice slice(std::string("\x3a\x00", 2));
+    request_ = grpc::ByteBuffer(&slice, 1);
+    stub.PrepareBidiStreamingCall(&ctx_,
+                                  "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                  grpc::StubOptions(), this);
+    StartWrite(&request_);
+    StartRead(&response_);
+    StartCall();
+  }
+  void OnWriteDone(bool ok) override {
+    if (ok) StartWritesDone();
+  }
+  void OnReadDone(bool ok) override { answered_ = ok && response_.Length() > 0; }
+  void OnDone(const grpc::Status& s) override {
+    status_ = s;
+    done_.Notify();
+  }
+  // OK with an answer, or why not.
+  grpc::Status Wait() {
+    done_.WaitForNotification();
+    if (status_.ok() && !answered_) return grpc::Status(grpc::StatusCode::UNKNOWN, "no answer");
+    return status_;
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  grpc::ByteBuffer request_, response_;
+  bool answered_ = false;
+  grpc::Status status_;
+  absl::Notification done_;
+};
+
+int ThreadsOf(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, "Threads:")) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+// Reflection is open and serves each stream on a thread of its own: streams
+// left idle must not take threads without bound, nor keep others waiting.
+TEST_F(AuthTest, IdleReflectionStreamsTakeABoundedNumberOfThreads) {
+  const pid_t pid = stack_->leads().pid();
+  const int before = ThreadsOf(pid);
+  ASSERT_GT(before, 0);
+  grpc::GenericStub stub(stack_->ChannelWithoutToken("leads"));
+  std::vector<std::unique_ptr<IdleReflectionStream>> streams;
+  for (int i = 0; i < 64; ++i) streams.push_back(std::make_unique<IdleReflectionStream>(stub));
+  // The streams the service took are waiting; the rest were refused.
+  absl::SleepFor(absl::Seconds(2));
+  const int during = ThreadsOf(pid);
+  EXPECT_LT(during - before, 24) << before << " threads before, " << during << " with the streams";
+
+  ExpectServing(stack_->ChannelWithoutToken("leads"));
+  crm::v1::ListLeadsRequest list;
+  crm::v1::ListLeadsResponse listed;
+  const grpc::Status st = stack_->LeadsStub()->ListLeads(Ctx().get(), list, &listed);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  for (auto& stream : streams) stream->Close();
+  // Closed, their threads serve reflection again.
+  ListServicesByReflection listing(stub);
+  const grpc::Status listed_services = listing.Wait();
+  EXPECT_TRUE(listed_services.ok()) << listed_services.error_message();
 }
 
 // The correlation id goes into every event of the call: an overlong one is
