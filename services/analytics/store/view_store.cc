@@ -40,9 +40,9 @@ constexpr char kCustomerMerges[] = "customer_merges";
 constexpr char kMergedInto = '>';
 constexpr char kMergedFrom = '<';
 constexpr char kClockKey[] = "now";
-// A bound on the customers one group reads: merges are people found twice,
-// not thousands.
-constexpr size_t kMaxGroup = 256;
+// A group this large is read from all the merges, once for a ListSegment
+// page, not link by link at each of its rows.
+constexpr size_t kLargeGroup = 256;
 constexpr size_t kDefaultPage = 50;
 constexpr size_t kMaxPage = 500;
 
@@ -132,7 +132,9 @@ absl::StatusOr<MergedGroup> LoadGroup(const DbReader& db, const std::string& cus
   std::unique_ptr<rocksdb::Iterator> own;
   if (reuse == nullptr) own = db.NewIterator(kCustomerMerges);
   rocksdb::Iterator* it = reuse != nullptr ? reuse : own.get();
-  while (!todo.empty() && seen.size() < kMaxGroup) {
+  // Whole, however large: a cut group would leave members out of the 360
+  // view and the export while the churn walk and ListSegment count them.
+  while (!todo.empty()) {
     const std::string customer = std::move(todo.back());
     todo.pop_back();
     for (char direction : {kMergedInto, kMergedFrom}) {
@@ -512,20 +514,20 @@ absl::StatusOr<crm::v1::ListSegmentResponse> ViewStore::ListSegment(
   CRM_ASSIGN_OR_RETURN(auto now, ReadClock(db));
   // A page costs what it scans, not every merge ever made: the merge rows
   // are walked beside the customers (both in id order), and only a row
-  // with links reads its group. A group cut at kMaxGroup is read whole, as
-  // the churn walk reads it, so that its rows agree on where it is listed.
+  // with links reads its group. Once a large group is met, all the merges
+  // are read, for its other rows on the page.
   LinkedCustomers linked(db);
   auto merge_rows = db.NewIterator(kCustomerMerges);
   std::optional<CustomerMerges> all_merges;
   auto group_of = [&](const std::string& row) -> absl::StatusOr<MergedGroup> {
     if (!linked.Has(row)) return MergedGroup{row, {row}};
+    if (all_merges.has_value()) return all_merges->GroupOf(row);
     CRM_ASSIGN_OR_RETURN(MergedGroup group,
                          LoadGroup(db, row, /*merged_into_only=*/false, merge_rows.get()));
-    if (group.members.size() < kMaxGroup) return group;
-    if (!all_merges.has_value()) {
+    if (group.members.size() >= kLargeGroup) {
       CRM_ASSIGN_OR_RETURN(all_merges, LoadAllMerges(db));
     }
-    return all_merges->GroupOf(row);
+    return group;
   };
   crm::v1::ListSegmentResponse response;
   *response.mutable_evaluated_at() = now;

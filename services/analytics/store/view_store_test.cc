@@ -1,9 +1,11 @@
 #include "services/analytics/store/view_store.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "crm/v1/leads.pb.h"
 #include "crm/v1/sales.pb.h"
 #include "gmock/gmock.h"
@@ -586,6 +588,38 @@ TEST_F(ViewStoreTest, AnExportHoldsTheCustomerAndThoseMergedIntoItOnly) {
   EXPECT_EQ(survivor.lead_ids_size(), 2);
   EXPECT_EQ(survivor.orders_size(), 1);
   EXPECT_EQ(survivor.timeline_size(), 0);
+}
+
+// One survivor may take in hundreds of customers: the 360 view and the
+// export still read the whole group, as the churn walk and ListSegment do.
+TEST_F(ViewStoreTest, AGroupOfHundredsIsReadWhole) {
+  using namespace testing;
+  constexpr int kMerged = 255;
+  std::vector<ConsumedMessage> batch = {
+      OnTopic("crm.leads.v1", 0, LeadCapturedAt("cus_h", "lh", 40, 1000)),
+      OnTopic("crm.sales.v1", 0, OrderPlacedAt("cus_g", "og", 5000, 1100)),
+      // cus_g went into cus_m007 before cus_m007 went into cus_h.
+      LeadsMergedAt("cus_m007", "l7", "cus_g", "lg", 1200, 1)};
+  for (int i = 0; i < kMerged; ++i) {
+    batch.push_back(LeadsMergedAt("cus_h", absl::StrCat("lh", i), absl::StrFormat("cus_m%03d", i),
+                                  absl::StrCat("lm", i), 1300 + i, 2 + i));
+  }
+  ASSERT_TRUE(subscriber_->ApplyBatch(batch).ok());
+
+  auto has_g = [](const crm::v1::Customer360& v) {
+    return std::find(v.merged_customer_ids().begin(), v.merged_customer_ids().end(), "cus_g") !=
+           v.merged_customer_ids().end();
+  };
+  auto view = views_->GetCustomer360("cus_h", 0, "");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->customer_id(), "cus_h");
+  EXPECT_EQ(view->merged_customer_ids_size(), kMerged + 1);
+  EXPECT_TRUE(has_g(*view));
+  EXPECT_EQ(view->orders_size(), 1);
+  auto exported = views_->GetExportedView("cus_h");
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_TRUE(has_g(*exported));
+  EXPECT_EQ(exported->orders_size(), 1);
 }
 
 // One person captured twice, as two customers, then merged (MergeLeads):
