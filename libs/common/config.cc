@@ -188,6 +188,14 @@ absl::StatusOr<std::string> Hs256KeySetting(int argc, char** argv) {
 
 namespace {
 
+// HMAC pads a key shorter than its block with zeros and hashes a longer
+// one: a key that differs in bytes may sign as the public one does (the
+// development key and a NUL a key file ends in).
+bool SignsAsTheDevKey(absl::string_view key) {
+  constexpr absl::string_view kProbe = "crm development key probe";
+  return pii::Hmac(key, kProbe) == pii::Hmac(absl::string_view(auth::kDevHs256Key), kProbe);
+}
+
 absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
   CRM_ASSIGN_OR_RETURN(c.jwt_hs256_key, Hs256KeySetting(argc, argv));
   auto rs256 =
@@ -239,7 +247,7 @@ absl::Status LoadSecurity(int argc, char** argv, ServiceConfig& c) {
         ": set --tls-cert and --tls-key (and --tls-client-ca for mTLS), or --allow-insecure "
         "behind a mesh that encrypts"));
   }
-  if (c.jwt_hs256_key == auth::kDevHs256Key) {
+  if (SignsAsTheDevKey(c.jwt_hs256_key)) {
     return absl::FailedPreconditionError(
         absl::StrCat("refusing the public development token key on non-loopback address ", c.listen,
                      ": set a key of your own"));

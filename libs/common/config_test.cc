@@ -18,13 +18,19 @@ namespace crm {
 namespace {
 
 // LoadServiceConfig over `flags`, with the settings every service needs.
-absl::StatusOr<ServiceConfig> Load(std::vector<std::string> flags) {
-  std::vector<std::string> args = {"crm-leads", "--brokers=127.0.0.1:9092",
-                                   "--jwt-hs256-key=test-key-of-enough-length-0123456789"};
+// The leads service's settings from `flags` alone.
+absl::StatusOr<ServiceConfig> LoadWithout(std::vector<std::string> flags) {
+  std::vector<std::string> args = {"crm-leads", "--brokers=127.0.0.1:9092"};
   args.insert(args.end(), flags.begin(), flags.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   return LoadServiceConfig(static_cast<int>(argv.size()), argv.data(), "leads", "127.0.0.1:7001");
+}
+
+// With a token key of the test's.
+absl::StatusOr<ServiceConfig> Load(std::vector<std::string> flags) {
+  flags.insert(flags.begin(), "--jwt-hs256-key=test-key-of-enough-length-0123456789");
+  return LoadWithout(std::move(flags));
 }
 
 const std::string kA(64, 'a');
@@ -307,6 +313,14 @@ TEST(ConfigTest, AllowInsecurePermitsPlaintextButNeverTheDevelopmentKeys) {
   auto dev_token = Load({"--listen=0.0.0.0:7001", master, "--allow-insecure",
                          std::string("--jwt-hs256-key=") + auth::kDevHs256Key});
   EXPECT_TRUE(absl::IsFailedPrecondition(dev_token.status())) << dev_token.status();
+  // HMAC pads short keys with zeros: a key file holding the development
+  // key and a NUL signs as the development key does.
+  testing::TempDir dir;
+  const std::string padded = dir.Sub("padded-key");
+  std::ofstream(padded, std::ios::binary) << auth::kDevHs256Key << '\0';
+  auto dev_token_padded = LoadWithout(
+      {"--listen=0.0.0.0:7001", master, "--allow-insecure", "--jwt-hs256-key-file=" + padded});
+  EXPECT_TRUE(absl::IsFailedPrecondition(dev_token_padded.status())) << dev_token_padded.status();
   EXPECT_TRUE(Load({"--listen=127.0.0.1:7001"}).ok()) << "loopback: development keys are fine";
 }
 
