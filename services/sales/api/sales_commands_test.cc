@@ -1148,13 +1148,10 @@ crm::v1::DraftQuoteRequest QuoteFor(const std::string& opportunity_id, int64_t u
   return r;
 }
 
-// Quote, acceptance, order and contract on the opportunity, then the
-// contract submitted by `submitter`.
-absl::StatusOr<crm::v1::Contract> SubmittedContract(SalesCommands& commands,
-                                                    const std::string& opportunity_id,
-                                                    const EventContext& ctx,
-                                                    const EventContext& submitter,
-                                                    const std::string& terms = "") {
+// A quote of the opportunity, accepted and ordered.
+absl::StatusOr<crm::v1::Order> OrderedQuote(SalesCommands& commands,
+                                            const std::string& opportunity_id,
+                                            const EventContext& ctx) {
   CRM_ASSIGN_OR_RETURN(auto quote, commands.DraftQuote(QuoteFor(opportunity_id, 500'000), ctx));
   crm::v1::AcceptQuoteRequest accept;
   accept.set_request_id("accept-" + quote.quote_id());
@@ -1163,15 +1160,25 @@ absl::StatusOr<crm::v1::Contract> SubmittedContract(SalesCommands& commands,
   crm::v1::PlaceOrderRequest place;
   place.set_request_id("order-" + quote.quote_id());
   place.set_quote_id(quote.quote_id());
-  CRM_ASSIGN_OR_RETURN(auto order, commands.PlaceOrder(place, ctx));
+  return commands.PlaceOrder(place, ctx);
+}
+
+// Quote, acceptance, order and contract on the opportunity, then the
+// contract submitted by `submitter`.
+absl::StatusOr<crm::v1::Contract> SubmittedContract(SalesCommands& commands,
+                                                    const std::string& opportunity_id,
+                                                    const EventContext& ctx,
+                                                    const EventContext& submitter,
+                                                    const std::string& terms = "") {
+  CRM_ASSIGN_OR_RETURN(auto order, OrderedQuote(commands, opportunity_id, ctx));
   crm::v1::DraftContractRequest draft;
-  draft.set_request_id("contract-" + quote.quote_id());
+  draft.set_request_id("contract-" + order.quote_id());
   draft.set_order_id(order.order_id());
   draft.set_start_date("2025-04-01");
   draft.set_terms(terms);
   CRM_ASSIGN_OR_RETURN(auto contract, commands.DraftContract(draft, ctx));
   crm::v1::SubmitContractRequest submit;
-  submit.set_request_id("submit-" + quote.quote_id());
+  submit.set_request_id("submit-" + order.quote_id());
   submit.set_contract_id(contract.contract_id());
   return commands.SubmitContract(submit, submitter);
 }
@@ -1374,16 +1381,8 @@ TEST_F(SalesCommandsTest, ADealIsQuotedInTheCurrencyOfItsAmount) {
 TEST_F(SalesCommandsTest, AnOrderedDealKeepsItsCurrency) {
   Open("cus_1");
   auto o = OpenOpp("cus_1", "opp-1");  // EUR
-  auto quote = commands_->DraftQuote(QuoteFor(o.opportunity_id(), 500'000), Ctx());
-  ASSERT_TRUE(quote.ok()) << quote.status();
-  crm::v1::AcceptQuoteRequest accept;
-  accept.set_request_id("accept-1");
-  accept.set_quote_id(quote->quote_id());
-  ASSERT_TRUE(commands_->AcceptQuote(accept, Ctx()).ok());
-  crm::v1::PlaceOrderRequest place;
-  place.set_request_id("order-1");
-  place.set_quote_id(quote->quote_id());
-  ASSERT_TRUE(commands_->PlaceOrder(place, Ctx()).ok());
+  auto order = OrderedQuote(*commands_, o.opportunity_id(), Ctx());
+  ASSERT_TRUE(order.ok()) << order.status();
 
   crm::v1::ReviseOpportunityRequest revise;
   revise.set_request_id("rev-usd");
