@@ -67,6 +67,7 @@ std::string EncodeVerdict(const absl::StatusOr<Principal>& verdict) {
     Put(out, verdict->subject);
     Put(out, verdict->territory);
     Put(out, absl::StrJoin(verdict->roles, ","));
+    Put(out, absl::StrCat(absl::ToUnixMicros(verdict->valid_until)));
   }
   return out;
 }
@@ -80,13 +81,16 @@ absl::StatusOr<Principal> DecodeVerdict(absl::string_view in) {
     return forged;
   }
   if (code != 0) return absl::Status(static_cast<absl::StatusCode>(code), message);
-  absl::string_view subject, territory, roles;
-  if (!Take(in, subject) || !Take(in, territory) || !Take(in, roles) || subject.empty()) {
+  absl::string_view subject, territory, roles, valid_until_text;
+  int64_t valid_until = 0;
+  if (!Take(in, subject) || !Take(in, territory) || !Take(in, roles) || subject.empty() ||
+      !Take(in, valid_until_text) || !absl::SimpleAtoi(valid_until_text, &valid_until)) {
     return forged;
   }
   Principal p;
   p.subject = std::string(subject);
   p.territory = std::string(territory);
+  p.valid_until = absl::FromUnixMicros(valid_until);
   for (absl::string_view r : absl::StrSplit(roles, ',', absl::SkipEmpty())) p.roles.emplace_back(r);
   return p;
 }

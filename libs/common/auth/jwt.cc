@@ -308,6 +308,7 @@ absl::StatusOr<JwtVerifier::Checked> JwtVerifier::Check(absl::string_view token)
   CRM_ASSIGN_OR_RETURN(const std::optional<absl::Time> exp, TimeClaim(claims, "exp"));
   if (!exp.has_value()) return Unauthenticated("exp is required");
   checked.expires = *exp;
+  checked.principal.valid_until = *exp + options_.clock_skew;
   CRM_ASSIGN_OR_RETURN(checked.not_before, TimeClaim(claims, "nbf"));
 
   Principal& p = checked.principal;

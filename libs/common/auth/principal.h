@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "libs/common/text.h"
 
 namespace crm::auth {
@@ -45,6 +46,9 @@ struct Principal {
   std::string subject;
   std::vector<std::string> roles;
   std::string territory;
+  // When the token would be refused (its exp and the clock skew allowed):
+  // a streaming call outlives the moment its token was checked.
+  absl::Time valid_until = absl::InfiniteFuture();
 
   bool HasRole(absl::string_view role) const {
     return std::find(roles.begin(), roles.end(), role) != roles.end();

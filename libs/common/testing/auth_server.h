@@ -18,8 +18,9 @@ namespace crm::testing {
 // a test reaches their record checks through real calls.
 class AuthServer {
  public:
-  explicit AuthServer(grpc::Service& service) {
+  explicit AuthServer(grpc::Service& service, absl::Duration clock_skew = absl::Seconds(60)) {
     auth::JwtVerifierOptions options;
+    options.clock_skew = clock_skew;
     options.hs256_key = auth::kDevHs256Key;
     options.issuer = auth::kDefaultIssuer;
     options.audience = auth::kDefaultAudience;
@@ -45,8 +46,10 @@ class AuthServer {
   // A call context carrying a token for this caller.
   static std::unique_ptr<grpc::ClientContext> As(std::string subject,
                                                  std::vector<std::string> roles,
-                                                 std::string territory = "") {
+                                                 std::string territory = "",
+                                                 absl::Duration ttl = absl::Hours(1)) {
     auth::TokenSpec spec;
+    spec.ttl = ttl;
     spec.subject = std::move(subject);
     spec.roles = std::move(roles);
     spec.territory = std::move(territory);

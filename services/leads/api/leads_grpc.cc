@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/time/clock.h"
 #include "libs/common/auth/auth_interceptor.h"
 #include "libs/common/auth/record_access.h"
 #include "libs/common/request_context.h"
@@ -30,13 +31,16 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
   // fails when that could not be decided (a storage error).
   using Redact = std::function<absl::Status(crm::v1::ImportLeadsResponse&)>;
 
+  // `token_valid_until`: the caller's token is checked once, when the call
+  // starts; a message read after it would be refused is not taken.
   ImportLeadsReactor(grpc::CallbackServerContext* call, LeadImporter& importer,
-                     BlockingExecutor& executor, EventContext ctx,
+                     BlockingExecutor& executor, EventContext ctx, absl::Time token_valid_until,
                      crm::v1::ImportLeadsResponse* response, Redact redact)
       : call_(call),
         importer_(importer),
         executor_(executor),
         ctx_(std::move(ctx)),
+        token_valid_until_(token_valid_until),
         response_(response),
         redact_(std::move(redact)) {
     StartRead(&request_);
@@ -72,6 +76,11 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
  private:
   absl::Status Consume() {
     if (cancelled_.load()) return absl::CancelledError("import cancelled");
+    if (absl::Now() > token_valid_until_) {
+      return absl::UnauthenticatedError(
+          "token expired during the import: send its rows again in a new call with a new token "
+          "(the same import_id and row numbers: rows already stored are answered, not added)");
+    }
     if (session_ == nullptr) {
       auto session = importer_.Begin(request_.import_id(), request_.default_channel(), ctx_);
       if (!session.ok()) return session.status();
@@ -111,6 +120,7 @@ class ImportLeadsReactor final : public grpc::ServerReadReactor<crm::v1::ImportL
   LeadImporter& importer_;
   BlockingExecutor& executor_;
   const EventContext ctx_;
+  const absl::Time token_valid_until_;
   crm::v1::ImportLeadsResponse* response_;
   const Redact redact_;
   crm::v1::ImportLeadsRequest request_;
@@ -291,8 +301,10 @@ grpc::ServerReadReactor<crm::v1::ImportLeadsRequest>* LeadsGrpc::ImportLeads(
   }
   // Rows are answered per caller (a replay too): the stored results keep
   // the earlier lead, the caller learns it only if it may access it.
+  const absl::Time token_valid_until = caller->valid_until;
   return std::make_unique<ImportLeadsReactor>(
-             ctx, importer_, executor_, EventContextFrom(*ctx, kSource), response,
+             ctx, importer_, executor_, EventContextFrom(*ctx, kSource), token_valid_until,
+             response,
              [this, caller = *std::move(caller)](crm::v1::ImportLeadsResponse& r) {
                DuplicateFilter filter(*this, caller);
                filter.Hide(r);

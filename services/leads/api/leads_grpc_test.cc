@@ -37,10 +37,12 @@ class LeadsGrpcServerTest : public ::testing::Test {
     ASSERT_TRUE(commands_->Recover().ok());
     importer_ = std::make_unique<LeadImporter>(*commands_);
     service_ = std::make_unique<LeadsGrpc>(*commands_, *importer_, executor_);
-    server_ = std::make_unique<AuthServer>(*service_);
+    server_ = std::make_unique<AuthServer>(*service_, clock_skew_);
     stub_ = crm::v1::LeadsService::NewStub(server_->channel());
   }
 
+  // The token verifier's allowance, for tests of a token's expiry.
+  absl::Duration clock_skew_ = absl::Seconds(60);
   crm::testing::TempDir dir_;
   // Let go before the executor joins its workers.
   absl::Notification release_;
@@ -353,6 +355,46 @@ TEST_F(LeadsGrpcTest, ConvertingWhenTheFirstLeadCannotBeReadIsAStorageErrorNotAR
   crm::v1::ConvertLeadResponse response;
   const grpc::Status st = stub_->ConvertLead(Manager().get(), convert, &response);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+}
+
+// Tokens expire when their exp says, without a clock skew allowance.
+class LeadsGrpcExactClockTest : public LeadsGrpcServerTest {
+ protected:
+  LeadsGrpcExactClockTest() : LeadsGrpcServerTest(4, SIZE_MAX) {
+    clock_skew_ = absl::ZeroDuration();
+  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(StartServer()); }
+};
+
+// The token is checked when the call starts: an import stream that
+// outlives it takes no message once the token would be refused.
+TEST_F(LeadsGrpcExactClockTest, AnImportTakesNoMessageAfterItsTokenExpires) {
+  auto ctx = AuthServer::As("root", {auth::kRoleAdmin}, "", absl::Seconds(2));
+  crm::v1::ImportLeadsResponse response;
+  auto writer = stub_->ImportLeads(ctx.get(), &response);
+  auto message = [](int row_number, const std::string& email) {
+    crm::v1::ImportLeadsRequest r;
+    r.set_import_id("fair");
+    r.set_default_channel(crm::v1::LEAD_CHANNEL_TRADE_SHOW);
+    auto* row = r.add_rows();
+    row->set_row_number(row_number);
+    row->mutable_contact()->set_email(email);
+    row->set_region("emea");
+    return r;
+  };
+  ASSERT_TRUE(writer->Write(message(1, "early@example.com")));
+  absl::SleepFor(absl::Seconds(3));
+  writer->Write(message(2, "late@example.com"));  // refused, or fails once the call is
+  writer->WritesDone();
+  const grpc::Status st = writer->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "expired during the import"))
+      << st.error_message();
+  auto listed = commands_->ListLeads(crm::v1::ListLeadsRequest());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  // Nor rows still held for a chunk: the import is sent again, as after
+  // any failed call.
+  EXPECT_EQ(listed->leads_size(), 0);
 }
 
 // The service with one worker, kept busy, and a queue of one place: a
