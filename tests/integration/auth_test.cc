@@ -472,9 +472,14 @@ TEST_F(AuthTest, IdleReflectionStreamsTakeABoundedNumberOfThreads) {
     refused += stream->Close().error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
   }
   EXPECT_GT(refused, 0) << "streams past the thread quota are refused";
-  // Closed, their threads serve reflection again.
-  ListServicesByReflection listing(stub);
-  const grpc::Status listed_services = listing.Wait();
+  // Closed, their threads serve reflection again, once the cancelled
+  // handlers have returned them to the quota.
+  grpc::Status listed_services;
+  EXPECT_TRUE(Eventually([&] {
+    ListServicesByReflection listing(stub);
+    listed_services = listing.Wait();
+    return listed_services.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED;
+  }));
   EXPECT_TRUE(listed_services.ok()) << listed_services.error_message();
 }
 
