@@ -369,7 +369,8 @@ class LeadsGrpcExactClockTest : public LeadsGrpcServerTest {
 // The token is checked when the call starts: an import stream that
 // outlives it takes no message once the token would be refused.
 TEST_F(LeadsGrpcExactClockTest, AnImportTakesNoMessageAfterItsTokenExpires) {
-  auto ctx = AuthServer::As("root", {auth::kRoleAdmin}, "", absl::Seconds(2));
+  // exp is in whole seconds: this token lasts 4 to 5 s.
+  auto ctx = AuthServer::As("root", {auth::kRoleAdmin}, "", absl::Seconds(5));
   crm::v1::ImportLeadsResponse response;
   auto writer = stub_->ImportLeads(ctx.get(), &response);
   auto message = [](int row_number, const std::string& email) {
@@ -383,8 +384,9 @@ TEST_F(LeadsGrpcExactClockTest, AnImportTakesNoMessageAfterItsTokenExpires) {
     return r;
   };
   ASSERT_TRUE(writer->Write(message(1, "early@example.com")));
-  absl::SleepFor(absl::Seconds(3));
-  writer->Write(message(2, "late@example.com"));  // refused, or fails once the call is
+  absl::SleepFor(absl::Seconds(6));
+  // Its write fails if the refusal has already ended the call.
+  writer->Write(message(2, "late@example.com"));
   writer->WritesDone();
   const grpc::Status st = writer->Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
