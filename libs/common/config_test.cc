@@ -17,7 +17,6 @@
 namespace crm {
 namespace {
 
-// LoadServiceConfig over `flags`, with the settings every service needs.
 // The leads service's settings from `flags` alone.
 absl::StatusOr<ServiceConfig> LoadWithout(std::vector<std::string> flags) {
   std::vector<std::string> args = {"crm-leads", "--brokers=127.0.0.1:9092"};

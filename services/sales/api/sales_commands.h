@@ -232,8 +232,8 @@ class SalesCommands {
   // (CheckQuoteCurrency, naming quote_id): it may have been revised since.
   absl::Status DealTakesQuote(const std::string& opportunity_id, absl::string_view to,
                               absl::string_view currency) const;
-  // FAILED_PRECONDITION on amount.currency when the deal ordered a quote in
-  // another `currency`: its order and invoice stay in the quote's.
+  // FAILED_PRECONDITION on amount.currency when `currency` is not that of
+  // the quote the deal ordered: its order and invoice stay in the quote's.
   absl::Status OrderedInCurrency(const std::string& opportunity_id,
                                  absl::string_view currency) const;
   absl::StatusOr<Target> ResolveTarget(const std::string& customer_id,
