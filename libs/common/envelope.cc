@@ -40,6 +40,10 @@ absl::Time StampedAfter(absl::Time at, absl::Time last) {
   return absl::FromUnixMicros(absl::ToUnixMicros(at)) > last ? at : last + absl::Microseconds(1);
 }
 
+absl::Time StampedAfter(absl::Time at, const google::protobuf::Timestamp& last) {
+  return StampedAfter(at, FromProtoTimestamp(last));
+}
+
 namespace {
 // A newline and 32 hex digits: request ids, event ids and import ids are
 // validated to characters without a newline, so no key without a

@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 #include "crm/v1/envelope.pb.h"
 #include "google/protobuf/message.h"
+#include "google/protobuf/timestamp.pb.h"
 
 namespace crm {
 
@@ -36,6 +37,8 @@ bool DecodeEvent(absl::string_view bytes, crm::v1::EventEnvelope& into);
 // version. Returns `at`, or `last` (the record's latest event time) plus a
 // microsecond when `at`, as an envelope keeps it, is not later.
 absl::Time StampedAfter(absl::Time at, absl::Time last);
+// The same after a record's stored time (an updated_at or occurred_at).
+absl::Time StampedAfter(absl::Time at, const google::protobuf::Timestamp& last);
 
 // The idempotency key of a command, scoped to its caller: the same
 // request_id from two callers is two requests, and a caller cannot read

@@ -38,11 +38,6 @@ EventContext ForRequest(EventContext ctx, const std::string& request_id) {
   return ctx;
 }
 
-// After the lead's last change (see StampedAfter).
-absl::Time AfterLastChange(const crm::v1::Lead& lead, absl::Time at) {
-  return StampedAfter(at, FromProtoTimestamp(lead.updated_at()));
-}
-
 std::vector<crm::v1::EventEnvelope> Envelopes(const std::vector<LeadEvent>& events,
                                               const std::string& customer_id,
                                               const EventContext& ctx) {
@@ -420,7 +415,7 @@ absl::StatusOr<std::string> LeadCommands::Execute(const google::protobuf::Messag
   if (!state.has_value()) {
     return absl::NotFoundError(absl::StrCat("lead_id: lead ", lead_id, " not found"));
   }
-  ctx.occurred_at = AfterLastChange(*state, ctx.occurred_at);
+  ctx.occurred_at = StampedAfter(ctx.occurred_at, state->updated_at());
   // A conversion names the customer that stands for the person: no merge
   // may retire it between the lookup and the append, or the account would
   // open under a retired id. One that retired it first is waited for.
@@ -588,7 +583,8 @@ absl::StatusOr<crm::v1::MergeLeadsResponse> LeadCommands::MergeLeads(
     }
     retirement.reset();
   }
-  ctx.occurred_at = AfterLastChange(*merged, AfterLastChange(*survivor, ctx.occurred_at));
+  ctx.occurred_at =
+      StampedAfter(StampedAfter(ctx.occurred_at, survivor->updated_at()), merged->updated_at());
   const bool one_customer = survivor_customer == merged_customer;
   // The survivor's data was erased: the merged person's would follow it
   // into a record that no longer stands for anyone.

@@ -154,8 +154,7 @@ absl::StatusOr<SalesCommands::Outcome<State>> SalesCommands::Execute(
     if (loaded.version > 0) {
       CRM_ASSIGN_OR_RETURN(auto last, store_.events().ReadStream(stream, loaded.version));
       if (!last.empty()) {
-        stamped.occurred_at =
-            StampedAfter(ctx.occurred_at, FromProtoTimestamp(last.front().occurred_at()));
+        stamped.occurred_at = StampedAfter(ctx.occurred_at, last.front().occurred_at());
       }
     }
     for (const auto& e : events) Apply(out.state, e, stamped.occurred_at);

@@ -70,7 +70,7 @@ absl::StatusOr<crm::v1::Article> ArticleCommands::Execute(const std::string& req
   // After the article's last event, as for tickets: a clock stepped back
   // would date a revision before the one it replaces.
   const absl::Time now = clock_();
-  ctx.occurred_at = before ? StampedAfter(now, FromProtoTimestamp(before->updated_at())) : now;
+  ctx.occurred_at = before ? StampedAfter(now, before->updated_at()) : now;
   article = before.value_or(crm::v1::Article());
   AppendRequest append;
   append.stream = stream;

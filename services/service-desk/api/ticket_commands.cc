@@ -145,7 +145,7 @@ absl::StatusOr<crm::v1::Ticket> TicketCommands::ExecuteLocked(
   // Events after the ticket's last change even if the clock stepped back:
   // consumers keep a ticket's latest value by time (see StampedAfter). The
   // decision keeps the clock's time.
-  ctx.occurred_at = before ? StampedAfter(now, FromProtoTimestamp(before->updated_at())) : now;
+  ctx.occurred_at = before ? StampedAfter(now, before->updated_at()) : now;
   CRM_ASSIGN_OR_RETURN(Prepared prepared, prepare(before, now));
   // Breaches owed by now come first, and the command is decided on the
   // state they leave: a clock met or paused late is still a breach.
