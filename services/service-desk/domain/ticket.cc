@@ -186,8 +186,9 @@ absl::StatusOr<std::vector<TicketEvent>> Resolve(const Ticket& t, const ResolveT
   e.set_solution_article_id(c.solution_article_id);
   // Resolving answers the customer, so it also meets a first response
   // still owed. The resolution clock keeps its remaining time for a reopen,
-  // and the due time it was met against while running (met_at <= due_at
-  // tells on time, as for a first response).
+  // and the due time it was met against while running. A target is on time
+  // when it is met before due_at: at due_at the clock breaches first
+  // (DueAt), and `breached` is what readers go by.
   *e.mutable_first_response() = MeetClock(t.first_response(), c.now);
   crm::v1::SlaClock resolution =
       MeetClock(PauseClock(rules.calendar, t.resolution(), c.now), c.now);
