@@ -1,4 +1,4 @@
-// The consume path on arbitrary messages: a batch of up to eight messages
+// The consume path on arbitrary messages: a batch of up to 16 messages
 // (length-prefixed parts after a first byte that picks their topics) goes
 // through Subscriber::ApplyBatch into every consumer of the shared topics
 // (the analytics projection, the service desk's customer projection, the
@@ -89,7 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto& fixture = fuzz::Fixture();
   std::vector<ConsumedMessage> batch;
   size_t undecodable = 0;
-  for (auto& part : fuzz::SplitParts(payload, 8)) {
+  for (auto& part : fuzz::SplitParts(payload, 16)) {
     v1::EventEnvelope envelope;
     if (envelope.ParseFromString(part) && !envelope.stream().empty() &&
         envelope.stream_version() > 0) {

@@ -142,8 +142,10 @@ mkdir -p "$OUT/$E"
 
 # One seed per group of event types, so that every consumer's handling of
 # each type runs from the corpus: a type URL is compared whole, which the
-# fuzzer alone seldom finds. Numbered, as the standalone driver runs them
-# in name order and a ticket must open before it resolves.
+# fuzzer alone seldom finds. Each seed holds its records' whole story in
+# one batch (up to 16 events): libFuzzer runs seeds smallest first, and the
+# consumers keep what earlier inputs applied, so a later version seen first
+# would make the earlier ones duplicates.
 # ev stream version type seconds customer payload.
 ev() {
   printf 'event_id: "evt-%s-%s" stream: "%s" stream_version: %s customer_id: "%s" type: "%s" occurred_at { seconds: %s } payload { [type.googleapis.com/crm.v1.%s] { %s } }' \
@@ -153,7 +155,7 @@ batch() {  # name selector envelope...
   local name=$1 selector=$2; shift 2
   { byte "$selector"; for e in "$@"; do envelope "$e"; done; } >"$OUT/$E/$name"
 }
-batch 1_lead_lifecycle 0 \
+batch 1_lead_lifecycle_and_merge 0 \
   "$(ev lead-l2 1 LeadCaptured 1700000000 cus_f 'lead_id: "l2" customer_id: "cus_f" contact { email: "f@example.com" } region: "emea" channel: LEAD_CHANNEL_TRADE_SHOW')" \
   "$(ev lead-l2 2 LeadScoreChanged 1700000100 cus_f 'lead_id: "l2" customer_id: "cus_f" score { total: 70 } reason: "bant"')" \
   "$(ev lead-l2 3 LeadAssigned 1700000200 cus_f 'lead_id: "l2" customer_id: "cus_f" owner_id: "rep_a" team_id: "t1" rule_id: "r1"')" \
@@ -161,12 +163,11 @@ batch 1_lead_lifecycle 0 \
   "$(ev lead-l2 5 LeadQualified 1700000400 cus_f 'lead_id: "l2" customer_id: "cus_f" bant { need: "crm" }')" \
   "$(ev lead-l2 6 LeadConverted 1700000500 cus_f 'lead_id: "l2" customer_id: "cus_f" owner_id: "rep_a" opportunity_name: "Deal" estimated_amount { currency: "EUR" minor_units: 100000 } channel: LEAD_CHANNEL_TRADE_SHOW score: 70')" \
   "$(ev lead-l3 1 LeadNurtureStarted 1700000600 cus_g 'lead_id: "l3" customer_id: "cus_g" reason: "later"')" \
-  "$(ev lead-l3 2 LeadDisqualified 1700000700 cus_g 'lead_id: "l3" customer_id: "cus_g" reason: "no budget"')"
-batch 2_lead_merge 0 \
+  "$(ev lead-l3 2 LeadDisqualified 1700000700 cus_g 'lead_id: "l3" customer_id: "cus_g" reason: "no budget"')" \
   "$(ev lead-l4 1 LeadCaptured 1700001000 cus_h 'lead_id: "l4" customer_id: "cus_h" contact { phone: "+442079460958" }')" \
   "$(ev lead-l4 2 LeadMergedInto 1700001100 cus_h 'lead_id: "l4" customer_id: "cus_h" survivor_lead_id: "l2" survivor_customer_id: "cus_f"')" \
   "$(ev lead-l2 7 LeadsMerged 1700001100 cus_f 'survivor_lead_id: "l2" merged_lead_id: "l4" survivor_customer_id: "cus_f" merged_customer_id: "cus_h" merged_lead { lead_id: "l4" customer_id: "cus_h" }')"
-batch 3_sales_pipeline $((0x55)) \
+batch 3_sales_pipeline_and_orders $((0x55)) \
   "$(ev customer-cus_f 1 CustomerOpened 1700002000 cus_f 'customer_id: "cus_f" name: "F Ltd" owner_id: "rep_a" territory: "emea" tier: "standard" lead_id: "l2"')" \
   "$(ev customer-cus_f 2 CustomerTierChanged 1700002100 cus_f 'customer_id: "cus_f" from_tier: "standard" to_tier: "gold" cumulative_spend { currency: "EUR" minor_units: 9000000 }')" \
   "$(ev opp-o2 1 OpportunityOpened 1700002200 cus_f 'opportunity_id: "o2" customer_id: "cus_f" pipeline_id: "default" name: "Deal" owner_id: "rep_a" stage_id: "prospecting" probability_percent: 10 amount { currency: "EUR" minor_units: 100000 } lead_id: "l2"')" \
@@ -174,12 +175,11 @@ batch 3_sales_pipeline $((0x55)) \
   "$(ev opp-o2 3 OpportunityWentStale 1700002400 cus_f 'opportunity_id: "o2" customer_id: "cus_f" owner_id: "rep_a" inactive_since { seconds: 1700002300 }')" \
   "$(ev opp-o2 4 OpportunityStageChanged 1700002500 cus_f 'opportunity_id: "o2" customer_id: "cus_f" from_stage_id: "prospecting" to_stage_id: "closed_won" probability_percent: 100 outcome: STAGE_OUTCOME_WON time_in_previous_stage { seconds: 300 } amount { currency: "EUR" minor_units: 120000 }')" \
   "$(ev activity-a1 1 ActivityLogged 1700002600 cus_f 'activity_id: "a1" customer_id: "cus_f" opportunity_id: "o2" kind: ACTIVITY_KIND_CALL occurred_at { seconds: 1700002600 } logged_by: "rep_a"')" \
-  "$(ev task-k1 1 TaskCreated 1700002700 cus_f 'task_id: "k1" customer_id: "cus_f" opportunity_id: "o2" owner_id: "rep_a" due_at { seconds: 1700090000 }')"
-batch 4_sales_orders $((0x55)) \
+  "$(ev task-k1 1 TaskCreated 1700002700 cus_f 'task_id: "k1" customer_id: "cus_f" opportunity_id: "o2" owner_id: "rep_a" due_at { seconds: 1700090000 }')" \
   "$(ev task-k1 2 TaskReminderRaised 1700090000 cus_f 'task_id: "k1" customer_id: "cus_f" owner_id: "rep_a" due_at { seconds: 1700090000 }')" \
   "$(ev order-o3 1 OrderPlaced 1700003000 cus_f 'order_id: "o3" customer_id: "cus_f" opportunity_id: "o2" currency: "EUR" lines { product_id: "router" quantity: 2 unit_price { currency: "EUR" minor_units: 60000 } } totals { total { currency: "EUR" minor_units: 120000 } }')" \
   "$(ev contract-c1 1 InvoiceRequested 1700003100 cus_f 'contract_id: "c1" order_id: "o3" customer_id: "cus_f" currency: "EUR" totals { total { currency: "EUR" minor_units: 120000 } }')"
-batch 5_desk_ticket $((0xAA)) \
+batch 5_desk_ticket_to_close $((0xAA)) \
   "$(ev ticket-t2 1 TicketOpened 1700004000 cus_f 'ticket_id: "t2" customer_id: "cus_f" subject: "down" product: "router"')" \
   "$(ev ticket-t2 2 TicketAssigned 1700004100 cus_f 'ticket_id: "t2" team_id: "t1" assignee_id: "agent_1" reason: ASSIGNMENT_REASON_ROUTING strategy: ASSIGNMENT_STRATEGY_ROUND_ROBIN')" \
   "$(ev ticket-t2 3 TicketSlaWarningRaised 1700004200 cus_f 'ticket_id: "t2" target: SLA_TARGET_FIRST_RESPONSE due_at { seconds: 1700004300 } priority: TICKET_PRIORITY_HIGH team_id: "t1"')" \
@@ -187,8 +187,7 @@ batch 5_desk_ticket $((0xAA)) \
   "$(ev ticket-t2 5 TicketEscalated 1700004310 cus_f 'ticket_id: "t2" target: SLA_TARGET_FIRST_RESPONSE from_priority: TICKET_PRIORITY_HIGH to_priority: TICKET_PRIORITY_URGENT')" \
   "$(ev ticket-t2 6 TeamLeadNotified 1700004320 cus_f 'ticket_id: "t2" team_id: "t1" lead_id: "agent_lead" target: SLA_TARGET_FIRST_RESPONSE reason: "breached"')" \
   "$(ev ticket-t2 7 TicketReplied 1700004400 cus_f 'ticket_id: "t2" message_id: "m1" author_id: "agent_1" author_type: AUTHOR_TYPE_AGENT first_response: true')" \
-  "$(ev ticket-t2 8 TicketStatusChanged 1700004500 cus_f 'ticket_id: "t2" from_status: TICKET_STATUS_OPEN to_status: TICKET_STATUS_PENDING')"
-batch 6_desk_resolution $((0xAA)) \
+  "$(ev ticket-t2 8 TicketStatusChanged 1700004500 cus_f 'ticket_id: "t2" from_status: TICKET_STATUS_OPEN to_status: TICKET_STATUS_PENDING')" \
   "$(ev ticket-t2 9 TicketResolved 1700005000 cus_f 'ticket_id: "t2" solution_article_id: "art_1" reopen_until { seconds: 1700600000 }')" \
   "$(ev ticket-t2 10 CsatSubmitted 1700005100 cus_f 'ticket_id: "t2" score: 2 nps: 3')" \
   "$(ev ticket-t2 11 TicketReopened 1700005200 cus_f 'ticket_id: "t2" reason: "again" from_status: TICKET_STATUS_RESOLVED')" \
