@@ -152,6 +152,7 @@ void RuleTable(absl::string_view payload) {
           const auto same =
               std::find_if(table.rules().begin(), table.rules().end(),
                            [&](const auto& r) { return r.rule_id() == next->rules(i).rule_id(); });
+          Check(same != table.rules().end(), "a reorder adds a rule", next->rules(i).rule_id());
           crm::v1::AssignmentRule moved = next->rules(i);
           moved.set_position(same->position());
           Check(Same(moved, *same), "a reorder changes a rule", moved.ShortDebugString());
