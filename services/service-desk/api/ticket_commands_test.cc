@@ -736,6 +736,7 @@ TEST_F(TicketCommandsTest, ALinkRacingAnUnpublishIsStoredBeforeItOrRefused) {
   constexpr int kRacers = 3;
   std::vector<std::string> linking;
   for (int i = 0; i < kRacers; ++i) linking.push_back(Open(absl::StrCat("open-", i)).ticket_id());
+  int stored = 0;
   for (int round = 0; round < kRounds; ++round) {
     crm::v1::CreateArticleRequest create;
     create.set_request_id(absl::StrCat("art-", round));
@@ -782,8 +783,11 @@ TEST_F(TicketCommandsTest, ALinkRacingAnUnpublishIsStoredBeforeItOrRefused) {
     ASSERT_TRUE(unpublished.ok()) << unpublished.status();
     for (const auto& link : links) {
       EXPECT_TRUE(link.ok() || absl::IsFailedPrecondition(link.status())) << link.status();
+      if (link.ok()) ++stored;
     }
   }
+  // The order below is only checked on links that were stored.
+  EXPECT_GT(stored, 0) << "every link lost the race";
 
   auto log = store_->events().ReadOutbox(0, 100000);
   ASSERT_TRUE(log.ok()) << log.status();
@@ -805,6 +809,44 @@ TEST_F(TicketCommandsTest, ALinkRacingAnUnpublishIsStoredBeforeItOrRefused) {
     }
   }
   EXPECT_EQ(stale_links, 0) << "links stored after their article was unpublished";
+}
+
+TEST_F(TicketCommandsTest, APublishedArticleIsLinkedOnceAndARetryAppendsNothing) {
+  const auto t = Open("r1");
+  crm::v1::CreateArticleRequest create;
+  create.set_request_id("art-1");
+  create.set_title("Reset the printer");
+  create.set_body("Hold the button.");
+  auto article = articles_->CreateArticle(create, Ctx());
+  ASSERT_TRUE(article.ok()) << article.status();
+  crm::v1::LinkSolutionArticleRequest link;
+  link.set_request_id("l0");
+  link.set_ticket_id(t.ticket_id());
+  link.set_article_id(article->article_id());
+  // A draft is no solution yet.
+  EXPECT_EQ(tickets_->LinkSolutionArticle(link, Ctx()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  link.set_request_id("l1");
+  crm::v1::PublishArticleRequest publish;
+  publish.set_request_id("pub-1");
+  publish.set_article_id(article->article_id());
+  ASSERT_TRUE(articles_->PublishArticle(publish, Ctx()).ok());
+
+  const uint64_t before = store_->events().LogSize();
+  auto linked = tickets_->LinkSolutionArticle(link, Ctx());
+  ASSERT_TRUE(linked.ok()) << linked.status();
+  EXPECT_EQ(linked->solution_article_id(), article->article_id());
+  EXPECT_EQ(linked->status(), t.status()) << "a link does not resolve the ticket";
+  EXPECT_EQ(store_->events().LogSize(), before + 1);
+  EXPECT_EQ(Types(t.ticket_id()).back(), "TicketSolutionLinked");
+  auto again = tickets_->LinkSolutionArticle(link, Ctx());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->version(), linked->version());
+  // Another request linking it again has nothing to do.
+  link.set_request_id("l2");
+  EXPECT_EQ(tickets_->LinkSolutionArticle(link, Ctx()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->events().LogSize(), before + 1);
 }
 
 TEST_F(TicketCommandsTest, AMissingTicketIsNotFoundWhateverVersionIsExpected) {

@@ -1,5 +1,7 @@
 #include "services/service-desk/domain/ticket.h"
 
+#include <algorithm>
+
 #include "gtest/gtest.h"
 #include "libs/common/ids.h"
 #include "libs/common/testing/given_when_then.h"
@@ -389,6 +391,11 @@ TEST(ResolveTest, ResolutionStopsTheClocksAndAsksForASurveyOnce) {
   auto events = History({Open(), ResolveTicket{"", "", T(30)}, ReopenTicket{"no", T(40)},
                          ResolveTicket{"", "", T(50)}});
   EXPECT_TRUE(std::holds_alternative<crm::v1::TicketResolved>(events.back()));
+  EXPECT_EQ(std::count_if(events.begin(), events.end(),
+                          [](const TicketEvent& e) {
+                            return std::holds_alternative<crm::v1::CsatSurveyRequested>(e);
+                          }),
+            1);
 }
 
 TEST(ResolveTest, OnlyActiveTicketsResolveAndOnlyResolvedOnesClose) {
