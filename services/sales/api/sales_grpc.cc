@@ -53,7 +53,8 @@ absl::StatusOr<crm::v1::OpenCustomerRequest> ScopeOpenCustomer(
   const bool manager = caller.HasRole(auth::kRoleSalesManager);
   if (!manager && request.owner_id().empty()) request.set_owner_id(caller.subject);
   if (!auth::MayAccess(caller, request.owner_id(), request.territory())) {
-    // A manager may open accounts for anyone, in their territory only.
+    // A manager may open accounts for anyone in their territory, and their
+    // own anywhere (an owner may access the account).
     if (manager) {
       return absl::PermissionDeniedError(
           "territory: the account would lie outside the caller's territory");
