@@ -835,7 +835,10 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
   }
   if (payload.Is<crm::v1::DataKeyDestroyed>()) {
     crm::v1::DataKeyDestroyed destroyed;
-    payload.UnpackTo(&destroyed);
+    // Refused, to be parked: read as empty, it would destroy no key.
+    if (!payload.UnpackTo(&destroyed) || destroyed.key_id().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("bad DataKeyDestroyed on ", event.stream()));
+    }
     CRM_RETURN_IF_ERROR(txn.Delete(kFamily, KeyRow(destroyed.key_id())));
     CRM_RETURN_IF_ERROR(
         txn.Delete(kFamily, CustomerRow(destroyed.customer_id(), destroyed.key_id())));
@@ -880,7 +883,10 @@ absl::Status KeyVault::ApplyRecord(const crm::v1::EventEnvelope& event, Projecti
   }
   if (payload.Is<crm::v1::CustomerErased>()) {
     crm::v1::CustomerErased erased;
-    payload.UnpackTo(&erased);
+    // Refused, to be parked: read as empty, it would erase nobody.
+    if (!payload.UnpackTo(&erased) || erased.customer_id().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("bad CustomerErased on ", event.stream()));
+    }
     // With every customer merged into it that this service knows of,
     // whether or not the eraser knew of them.
     std::vector<std::string> customers;

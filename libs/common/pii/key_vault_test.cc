@@ -563,6 +563,52 @@ TEST_F(KeyVaultMemoryTest, AnErasureDestroysAKeyWhoseRowIsDamaged) {
   EXPECT_FALSE(leads->vault->Find(ann.key_id).has_value());
 }
 
+// An erasure or destruction record whose payload does not parse is refused
+// (the subscriber parks it for a re-drive), not applied as one naming
+// nobody: the customer's key would stay usable here.
+TEST_F(KeyVaultMemoryTest, ADamagedErasureOrDestructionIsRefusedNotApplied) {
+  auto leads = *Service::Open(dir_.Sub("leads"), master_, "crm/leads", true, kCached);
+  auto sealing = leads->vault->KeyFor("cus_d", Ctx());
+  ASSERT_TRUE(sealing.ok() && sealing->issue.has_value());
+  auto sales = *Service::Open(dir_.Sub("sales"), master_, "crm/sales", true, kCached);
+  ASSERT_TRUE(sales->Apply({sealing->issue->events.front()}).ok());
+  ASSERT_TRUE(sales->vault->Find(sealing->key.key_id).has_value());
+
+  auto damaged = [](crm::v1::EventEnvelope e, const google::protobuf::Message& payload) {
+    e.mutable_payload()->set_type_url("type.googleapis.com/" +
+                                      payload.GetDescriptor()->full_name());
+    e.mutable_payload()->set_value("\xff\xff\xff");
+    return e;
+  };
+  EventContext at = Ctx();
+  at.source = "crm/leads";
+  crm::v1::CustomerErased erased;
+  erased.set_customer_id("cus_d");
+  auto erasure = MakeEnvelope(erased, "cus_d", at);
+  erasure.set_stream(EraseStream("crm/leads", "cus_d"));
+  erasure.set_stream_version(1);
+  crm::v1::DataKeyDestroyed destroyed;
+  destroyed.set_key_id(sealing->key.key_id);
+  destroyed.set_customer_id("cus_d");
+  auto destruction = MakeEnvelope(destroyed, "cus_d", at);
+  destruction.set_stream(kKeyStreamPrefix + sealing->key.key_id);
+  destruction.set_stream_version(2);
+  for (const auto& bad : {damaged(erasure, erased), damaged(destruction, destroyed)}) {
+    const absl::Status st = sales->Apply({bad});
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_TRUE(sales->vault->Find(sealing->key.key_id).has_value()) << bad.type();
+  }
+  crm::v1::CustomerErased nobody;
+  auto empty = MakeEnvelope(nobody, "", at);
+  empty.set_stream(EraseStream("crm/leads", "cus_d"));
+  empty.set_stream_version(1);
+  EXPECT_EQ(sales->Apply({empty}).code(), absl::StatusCode::kInvalidArgument);
+
+  // Whole, the erasure destroys the key.
+  ASSERT_TRUE(sales->Apply({erasure}).ok());
+  EXPECT_FALSE(sales->vault->Find(sealing->key.key_id).has_value());
+}
+
 TEST_F(KeyVaultMemoryTest, AVaultWithoutTheCustomerIndexBuildsIt) {
   const std::string path = dir_.Sub("leads");
   DataKey ann;
