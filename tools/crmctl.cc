@@ -655,8 +655,10 @@ int Digest(int argc, char** argv) {
   auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies(),
                                 crm::analytics::ViewDatabaseOptions());
   if (!db.ok()) {
-    std::fprintf(stderr, "crmctl digest: cannot open --data-dir '%s'\n", dir.c_str());
-    return 2;
+    // A lock held means the service still runs on it: stop it first.
+    std::fprintf(stderr, "crmctl digest: cannot open --data-dir '%s': %s\n", dir.c_str(),
+                 db.status().ToString().c_str());
+    return 1;
   }
   crm::Fnv1a64 digest;
   uint64_t entries = 0;
@@ -1155,6 +1157,12 @@ bool FlagsAreKnown(int argc, char** argv) {
 int main(int argc, char** argv) {
   crm::UseReleaseRuntime();
   if (!FlagsAreKnown(argc, argv)) return 2;
+  // The command's arguments right after it, wherever among the flags they
+  // were given: commands read them from argv[2] on.
+  if (argc > 2) {
+    std::stable_partition(argv + 2, argv + argc,
+                          [](const char* arg) { return !absl::StartsWith(arg, "--"); });
+  }
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (const Command* command = FindCommand(cmd); command != nullptr) {
     if (command->reads_topics) {

@@ -70,6 +70,12 @@ TEST(CrmctlDigestTest, ViewsThatCannotBeReadFailTheDigest) {
     }
     ASSERT_TRUE(db->Write(&batch, /*sync=*/true).ok());
     ASSERT_TRUE(db->raw()->Flush(rocksdb::FlushOptions(), db->Family("customers")).ok());
+    // Still open (a service running on it): refused with RocksDB's reason.
+    const std::string locked = RunCommand(
+        absl::StrCat(CtlCommand(), " digest analytics --data-dir=", views, " 2>&1; echo exit=$?"));
+    EXPECT_TRUE(absl::StrContains(locked, "cannot open --data-dir")) << locked;
+    EXPECT_TRUE(absl::StrContains(locked, "lock")) << locked;
+    EXPECT_TRUE(absl::EndsWith(locked, "exit=1\n")) << locked;
   }
   EXPECT_TRUE(absl::StrContains(AnalyticsDigest(views), " entries")) << "readable before";
   // One byte of the first data block (at the file's start) changed: its
@@ -185,6 +191,10 @@ TEST(AnalyticsRebuildTest, RebuiltViewsEqualTheLiveOnesByteForByte) {
   EXPECT_FALSE(std::filesystem::exists(typo));
   // A service that does not answer: its error on stderr, no status on stdout.
   EXPECT_EQ(RunCommand(absl::StrCat(CtlCommand(), " health 127.0.0.1:1 2>/dev/null; echo rc=$?")),
+            "rc=1\n");
+  // Flags may come before the command's arguments.
+  EXPECT_EQ(RunCommand(absl::StrCat(CtlCommand(),
+                                    " health --token=t 127.0.0.1:1 2>/dev/null; echo rc=$?")),
             "rc=1\n");
   // An unreadable CA is an error, not plaintext with the token in clear.
   EXPECT_NE(RunCommand(absl::StrCat(CtlCommand(),
