@@ -655,9 +655,11 @@ int Digest(int argc, char** argv) {
   auto db = crm::Database::Open(dir, crm::analytics::ViewFamilies(),
                                 crm::analytics::ViewDatabaseOptions());
   if (!db.ok()) {
-    // A lock held means the service still runs on it: stop it first.
-    std::fprintf(stderr, "crmctl digest: cannot open --data-dir '%s': %s\n", dir.c_str(),
-                 db.status().ToString().c_str());
+    // RocksDB's reason; its lock held is a service still running on the dir.
+    const std::string reason = db.status().ToString();
+    std::fprintf(
+        stderr, "crmctl digest: cannot open --data-dir '%s': %s%s\n", dir.c_str(), reason.c_str(),
+        absl::StrContains(reason, "lock") ? " (is its service still running? stop it first)" : "");
     return 1;
   }
   crm::Fnv1a64 digest;

@@ -75,6 +75,7 @@ TEST(CrmctlDigestTest, ViewsThatCannotBeReadFailTheDigest) {
         absl::StrCat(CtlCommand(), " digest analytics --data-dir=", views, " 2>&1; echo exit=$?"));
     EXPECT_TRUE(absl::StrContains(locked, "cannot open --data-dir")) << locked;
     EXPECT_TRUE(absl::StrContains(locked, "lock")) << locked;
+    EXPECT_TRUE(absl::StrContains(locked, "stop it first")) << locked;
     EXPECT_TRUE(absl::EndsWith(locked, "exit=1\n")) << locked;
   }
   EXPECT_TRUE(absl::StrContains(AnalyticsDigest(views), " entries")) << "readable before";
