@@ -129,6 +129,22 @@ class TicketCommandsTest : public ::testing::Test {
     return tickets_->MarkTicketPending(r, Ctx());
   }
 
+  // A draft knowledge base article, to be published as a solution.
+  absl::StatusOr<crm::v1::Article> Draft(const std::string& request_id) {
+    crm::v1::CreateArticleRequest r;
+    r.set_request_id(request_id);
+    r.set_title("Reset the printer");
+    r.set_body("Hold the button.");
+    return articles_->CreateArticle(r, Ctx());
+  }
+
+  absl::Status Publish(const std::string& request_id, const std::string& article_id) {
+    crm::v1::PublishArticleRequest r;
+    r.set_request_id(request_id);
+    r.set_article_id(article_id);
+    return articles_->PublishArticle(r, Ctx()).status();
+  }
+
   absl::StatusOr<crm::v1::Ticket> Resolve(const std::string& request_id, const std::string& id,
                                           const std::string& article = "") {
     crm::v1::ResolveTicketRequest r;
@@ -582,11 +598,7 @@ TEST_F(TicketCommandsTest, AClockSteppedBackStillStampsEventsInOrder) {
 }
 
 TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {
-  crm::v1::CreateArticleRequest create;
-  create.set_request_id("art-1");
-  create.set_title("Update the printer firmware");
-  create.set_body("Download, then hold reset.");
-  auto article = articles_->CreateArticle(create, Ctx());
+  auto article = Draft("art-1");
   ASSERT_TRUE(article.ok()) << article.status();
 
   const auto t = Open("r1");
@@ -621,10 +633,7 @@ TEST_F(TicketCommandsTest, ConversationStatusFlowAndSatisfaction) {
   link.set_article_id(article->article_id());
   EXPECT_EQ(tickets_->LinkSolutionArticle(link, Ctx()).status().code(),
             absl::StatusCode::kNotFound);
-  crm::v1::PublishArticleRequest publish;
-  publish.set_request_id("pub-1");
-  publish.set_article_id(article->article_id());
-  ASSERT_TRUE(articles_->PublishArticle(publish, Ctx()).ok());
+  ASSERT_TRUE(Publish("pub-1", article->article_id()).ok());
   auto resolved = Resolve("s1", id, article->article_id());
   ASSERT_TRUE(resolved.ok()) << resolved.status();
   EXPECT_EQ(resolved->status(), crm::v1::TICKET_STATUS_RESOLVED);
@@ -738,16 +747,9 @@ TEST_F(TicketCommandsTest, ALinkRacingAnUnpublishIsStoredBeforeItOrRefused) {
   for (int i = 0; i < kRacers; ++i) linking.push_back(Open(absl::StrCat("open-", i)).ticket_id());
   int stored = 0;
   for (int round = 0; round < kRounds; ++round) {
-    crm::v1::CreateArticleRequest create;
-    create.set_request_id(absl::StrCat("art-", round));
-    create.set_title("Reset the printer");
-    create.set_body("Hold the button.");
-    auto article = articles_->CreateArticle(create, Ctx());
+    auto article = Draft(absl::StrCat("art-", round));
     ASSERT_TRUE(article.ok()) << article.status();
-    crm::v1::PublishArticleRequest publish;
-    publish.set_request_id(absl::StrCat("pub-", round));
-    publish.set_article_id(article->article_id());
-    ASSERT_TRUE(articles_->PublishArticle(publish, Ctx()).ok());
+    ASSERT_TRUE(Publish(absl::StrCat("pub-", round), article->article_id()).ok());
     const bool resolve = round % 2 == 1;
     std::vector<std::string> ticket_ids = linking;
     if (resolve) {  // a ticket is resolved once
@@ -813,11 +815,7 @@ TEST_F(TicketCommandsTest, ALinkRacingAnUnpublishIsStoredBeforeItOrRefused) {
 
 TEST_F(TicketCommandsTest, APublishedArticleIsLinkedOnceAndARetryAppendsNothing) {
   const auto t = Open("r1");
-  crm::v1::CreateArticleRequest create;
-  create.set_request_id("art-1");
-  create.set_title("Reset the printer");
-  create.set_body("Hold the button.");
-  auto article = articles_->CreateArticle(create, Ctx());
+  auto article = Draft("art-1");
   ASSERT_TRUE(article.ok()) << article.status();
   crm::v1::LinkSolutionArticleRequest link;
   link.set_request_id("l0");
@@ -827,10 +825,7 @@ TEST_F(TicketCommandsTest, APublishedArticleIsLinkedOnceAndARetryAppendsNothing)
   EXPECT_EQ(tickets_->LinkSolutionArticle(link, Ctx()).status().code(),
             absl::StatusCode::kFailedPrecondition);
   link.set_request_id("l1");
-  crm::v1::PublishArticleRequest publish;
-  publish.set_request_id("pub-1");
-  publish.set_article_id(article->article_id());
-  ASSERT_TRUE(articles_->PublishArticle(publish, Ctx()).ok());
+  ASSERT_TRUE(Publish("pub-1", article->article_id()).ok());
 
   const uint64_t before = store_->events().LogSize();
   auto linked = tickets_->LinkSolutionArticle(link, Ctx());
