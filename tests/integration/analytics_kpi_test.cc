@@ -158,11 +158,8 @@ TEST(AnalyticsKpiTest, KpisSegmentsAndAChurnAlertPublishedOnceAcrossAViewRebuild
   ASSERT_TRUE(Eventually([&] { return stack.EventCount("cus_old") == 2; }))
       << stack.analytics().Log();
   {
-    grpc::ClientContext ctx;
-    crm::v1::GetCustomer360Request req;
-    req.set_customer_id("cus_old");
     crm::v1::Customer360 view;
-    ASSERT_TRUE(stub->GetCustomer360(&ctx, req, &view).ok());
+    ASSERT_TRUE(Stack::Get360(*stub, "cus_old", view).ok());
     EXPECT_EQ(view.lifecycle_stage(), crm::v1::LIFECYCLE_STAGE_AT_RISK);
     EXPECT_EQ(view.churn_risk_score(), 62);
     ASSERT_EQ(view.clv_estimate_size(), 1);

@@ -42,13 +42,9 @@ std::optional<crm::v1::Customer360> ViewWhen(
     Stack& stack, const std::string& customer_id,
     const std::function<bool(const crm::v1::Customer360&)>& ready) {
   auto analytics = stack.AnalyticsStub();
-  crm::v1::GetCustomer360Request get;
-  get.set_customer_id(customer_id);
   crm::v1::Customer360 view;
   const bool held = Eventually([&] {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    return analytics->GetCustomer360(&ctx, get, &view).ok() && ready(view);
+    return Stack::Get360(*analytics, customer_id, view, absl::Seconds(5)).ok() && ready(view);
   });
   if (!held) return std::nullopt;
   return view;
@@ -183,13 +179,8 @@ TEST_F(EventFlowTest, LeadsCapturedDuringABrokerOutageArriveExactlyOnce) {
   // Analytics answers, and knows none of them: nothing can arrive while down.
   auto analytics = stack_.AnalyticsStub();
   for (const auto& c : customers) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    crm::v1::GetCustomer360Request get;
-    get.set_customer_id(c);
     crm::v1::Customer360 view;
-    EXPECT_EQ(analytics->GetCustomer360(&ctx, get, &view).error_code(), grpc::StatusCode::NOT_FOUND)
-        << c;
+    EXPECT_EQ(Stack::Get360(*analytics, c, view).error_code(), grpc::StatusCode::NOT_FOUND) << c;
   }
   stack_.broker().Signal(SIGUSR2);
   for (size_t i = 0; i < customers.size(); ++i) {
@@ -449,11 +440,8 @@ TEST_F(EventFlowTest, SigtermShutsDownCleanlyAndUnknownIdsAreNotFound) {
   get.set_lead_id("lead_unknown");
   crm::v1::Lead lead;
   EXPECT_EQ(leads->GetLead(&ctx, get, &lead).error_code(), grpc::StatusCode::NOT_FOUND);
-  grpc::ClientContext view_ctx;
-  crm::v1::GetCustomer360Request get360;
-  get360.set_customer_id("cus_unknown");
   crm::v1::Customer360 view;
-  EXPECT_EQ(stack_.AnalyticsStub()->GetCustomer360(&view_ctx, get360, &view).error_code(),
+  EXPECT_EQ(Stack::Get360(*stack_.AnalyticsStub(), "cus_unknown", view).error_code(),
             grpc::StatusCode::NOT_FOUND);
 
   EXPECT_EQ(stack_.leads().Kill(SIGTERM), 0) << stack_.leads().Log();

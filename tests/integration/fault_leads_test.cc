@@ -227,11 +227,7 @@ class LeadsFaultTest : public ::testing::Test {
         absl::Seconds(60)))
         << "analytics took " << taken << " of " << on_topics << " messages";
     auto view_of = [&](const Acked& a, crm::v1::Customer360* view) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-      crm::v1::GetCustomer360Request get;
-      get.set_customer_id(a.customer_id);
-      return analytics->GetCustomer360(&ctx, get, view);
+      return Stack::Get360(*analytics, a.customer_id, *view, absl::Seconds(5));
     };
     int wrong = 0;
     std::vector<const Acked*> sealed;  // the email does not read back yet

@@ -73,16 +73,9 @@ crm::v1::Lead GetLead(Stack& stack, const std::string& lead_id) {
 // The 360 view from `replica` (an analytics process), empty if it has none.
 crm::v1::Customer360 View(Stack& stack, const std::string& customer_id,
                           const std::string& replica = "analytics") {
-  crm::v1::GetCustomer360Request req;
-  req.set_customer_id(customer_id);
   crm::v1::Customer360 view;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  if (!crm::v1::AnalyticsService::NewStub(stack.Channel(replica))
-           ->GetCustomer360(&ctx, req, &view)
-           .ok()) {
-    return {};
-  }
+  auto stub = crm::v1::AnalyticsService::NewStub(stack.Channel(replica));
+  if (!Stack::Get360(*stub, customer_id, view).ok()) return {};
   return view;
 }
 

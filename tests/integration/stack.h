@@ -325,13 +325,19 @@ class Stack {
   // The same through `stub`: for loops over many customers, which would
   // otherwise open a channel for each.
   static int64_t EventCount(crm::v1::AnalyticsService::Stub& stub, const std::string& customer_id) {
+    crm::v1::Customer360 view;
+    if (!Get360(stub, customer_id, view).ok()) return -1;
+    return view.event_count();
+  }
+  // GetCustomer360 of `customer_id` through `stub`, answered within `timeout`.
+  static grpc::Status Get360(crm::v1::AnalyticsService::Stub& stub, const std::string& customer_id,
+                             crm::v1::Customer360& view,
+                             absl::Duration timeout = absl::Seconds(2)) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     crm::v1::GetCustomer360Request req;
     req.set_customer_id(customer_id);
-    crm::v1::Customer360 view;
-    if (!stub.GetCustomer360(&ctx, req, &view).ok()) return -1;
-    return view.event_count();
+    return stub.GetCustomer360(&ctx, req, &view);
   }
 
   // Every lead `req` lists, page after page; a failed page fails the test
