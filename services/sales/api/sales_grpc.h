@@ -12,7 +12,8 @@ namespace crm::sales {
 
 // An account the caller may open, defaults filled in: a rep's own (owner_id
 // defaults to the caller), a manager's in their territory (territory
-// defaults to theirs) or owned by them. PERMISSION_DENIED names the field out of reach.
+// defaults to theirs) or owned by them. PERMISSION_DENIED names the field
+// out of reach.
 absl::StatusOr<crm::v1::OpenCustomerRequest> ScopeOpenCustomer(
     const auth::Principal& caller, crm::v1::OpenCustomerRequest request);
 
